@@ -1,0 +1,256 @@
+//! The admin listener (loopback by default): `/metrics`, `/healthz`,
+//! `/readyz`, and the revocation API. Everything under `/admin/` needs
+//! `Authorization: Bearer <admin token>`, the token taken from the
+//! environment variable the config names.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use crate::auth::revocation::Revocation;
+use crate::proxy::Shared;
+
+/// Largest admin request body read.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+pub struct Admin {
+    pub shared: Arc<Shared>,
+    /// True once every public listener is up; false again when shutting down.
+    pub started: Arc<AtomicBool>,
+    /// `None`: the admin API refuses with 503 (the variable was unset at start).
+    pub token: Option<String>,
+    pub token_env: String,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Reply {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("cache-control", "no-store")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts are valid")
+}
+
+fn json_reply(status: StatusCode, body: serde_json::Value) -> Reply {
+    reply(status, "application/json", body.to_string())
+}
+
+fn error(status: StatusCode, message: &str) -> Reply {
+    json_reply(status, json!({ "error": message }))
+}
+
+/// The body of `POST /admin/revocations`: exactly one way of naming what to revoke.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    jti: Option<String>,
+    /// With `jti`: when the token expires (Unix seconds), so the entry can be dropped then.
+    expires_at: Option<i64>,
+    token: Option<String>,
+    sub: Option<String>,
+    issuer: Option<String>,
+}
+
+impl Admin {
+    async fn handle(&self, req: Request<Incoming>) -> Reply {
+        match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => {
+                self.refresh_gauges();
+                reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.shared.metrics.render(),
+                )
+            }
+            (&Method::GET, "/healthz") => json_reply(StatusCode::OK, json!({"status": "ok"})),
+            (&Method::GET, "/readyz") => self.readyz(),
+            (_, path) if path.starts_with("/admin/") => {
+                if let Err(r) = self.authorize(&req) {
+                    return r;
+                }
+                match (req.method(), path) {
+                    (&Method::GET, "/admin/revocations") => json_reply(
+                        StatusCode::OK,
+                        json!({ "revocations": self.shared.validator.revocations.list() }),
+                    ),
+                    (&Method::POST, "/admin/revocations") => self.revoke(req).await,
+                    _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+                }
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+        }
+    }
+
+    fn refresh_gauges(&self) {
+        for g in &self.shared.upstreams {
+            self.shared
+                .metrics
+                .upstream_healthy
+                .with_label_values(&[&g.config.name])
+                .set(g.healthy_count() as i64);
+        }
+    }
+
+    /// Ready when the listeners are up and every upstream has a healthy server.
+    fn readyz(&self) -> Reply {
+        let started = self.started.load(Ordering::Acquire);
+        let upstreams: serde_json::Map<String, serde_json::Value> = self
+            .shared
+            .upstreams
+            .iter()
+            .map(|g| (g.config.name.clone(), json!(g.healthy_count())))
+            .collect();
+        let all_healthy = self.shared.upstreams.iter().all(|g| g.healthy_count() > 0);
+        let ready = started && all_healthy;
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json_reply(
+            status,
+            json!({ "ready": ready, "listening": started, "healthy_servers": upstreams }),
+        )
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Reply> {
+        let Some(expected) = &self.token else {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "the admin API is disabled: set {} before starting portero",
+                    self.token_env
+                ),
+            ));
+        };
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            Ok(())
+        } else {
+            let mut r = error(StatusCode::UNAUTHORIZED, "admin token required");
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static(r#"Bearer realm="portero-admin""#),
+            );
+            Err(r)
+        }
+    }
+
+    async fn revoke(&self, req: Request<Incoming>) -> Reply {
+        let body = match Limited::new(req.into_body(), MAX_ADMIN_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
+        };
+        let request: RevokeRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+        };
+        let revocation = match self.revocation_for(request) {
+            Ok(r) => r,
+            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        };
+        self.shared.validator.revocations.apply(&revocation);
+        tracing::info!(target: "portero::admin", ?revocation, "revoked");
+        json_reply(StatusCode::OK, json!({ "revoked": revocation }))
+    }
+
+    fn revocation_for(&self, r: RevokeRequest) -> Result<Revocation, String> {
+        match r {
+            RevokeRequest {
+                jti: Some(jti),
+                token: None,
+                sub: None,
+                issuer: None,
+                expires_at,
+            } => {
+                if jti.is_empty() {
+                    return Err("jti is empty".into());
+                }
+                Ok(Revocation::Jti { jti, expires_at })
+            }
+            RevokeRequest {
+                token: Some(token),
+                jti: None,
+                sub: None,
+                issuer: None,
+                expires_at: None,
+            } => {
+                let verified = self
+                    .shared
+                    .validator
+                    .verify(&token)
+                    .map_err(|e| format!("not a token this gateway accepts: {e}"))?;
+                let jti = verified
+                    .jti()
+                    .ok_or("the token has no jti; revoke its subject instead")?;
+                Ok(Revocation::Jti {
+                    jti: jti.to_string(),
+                    expires_at: verified.exp,
+                })
+            }
+            RevokeRequest {
+                sub: Some(sub),
+                issuer: Some(issuer),
+                jti: None,
+                token: None,
+                expires_at: None,
+            } => {
+                let keys = self.shared.validator.keys();
+                let index = keys
+                    .issuer_index(&issuer)
+                    .ok_or_else(|| format!("no issuer named {issuer:?}"))?;
+                // Tokens issued within the current second are revoked too.
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                Ok(Revocation::Subject {
+                    iss: keys.issuers[index].iss.clone(),
+                    sub,
+                    before: now + 1,
+                })
+            }
+            _ => Err("give exactly one of {\"jti\"}, {\"token\"} or {\"sub\", \"issuer\"}".into()),
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The key cache: every issuer's keys, loaded once per config and read on the
+//! hot path by `kid` without locks or I/O. Each key carries its own algorithm,
+//! which is the only one it is ever verified with.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use rand::RngCore;
+
+use crate::config::{Config, Issuer};
+
+/// Where a configured key's material comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// An HS256 secret in an environment variable.
+    SecretEnv(String),
+    /// An HS256 secret in a file (raw bytes; surrounding whitespace trimmed).
+    SecretFile(PathBuf),
+    /// PEM files for RS256/ES256/EdDSA; a key without `private` only verifies.
+    Pem {
+        private: Option<PathBuf>,
+        public: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("issuers.{issuer}: key {kid:?}: environment variable {var} is not set")]
+    MissingEnv {
+        issuer: String,
+        kid: String,
+        var: String,
+    },
+    #[error("issuers.{issuer}: key {kid:?}: {path}: {source}")]
+    Read {
+        issuer: String,
+        kid: String,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("issuers.{issuer}: key {kid:?}: {message}")]
+    Invalid {
+        issuer: String,
+        kid: String,
+        message: String,
+    },
+    #[error("issuers.{issuer}: cannot keep a generated key in {path}: {source}")]
+    Generate {
+        issuer: String,
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("the issuer has no signing key (every key is verify-only)")]
+    NoSigningKey,
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// One verification (and maybe signing) key.
+pub struct Key {
+    pub kid: String,
+    /// Index into [`KeySet::issuers`].
+    pub issuer: usize,
+    pub alg: Algorithm,
+    /// The `alg` header value this key's tokens must carry.
+    pub alg_name: &'static str,
+    pub decoding: DecodingKey,
+    pub encoding: Option<EncodingKey>,
+}
+
+/// What validation needs to know of an issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerInfo {
+    pub name: String,
+    pub iss: String,
+    pub allow_no_exp: bool,
+}
+
+/// An immutable snapshot of every key; swapped whole on reload.
+#[derive(Default)]
+pub struct KeySet {
+    pub issuers: Vec<IssuerInfo>,
+    by_kid: HashMap<String, Arc<Key>>,
+    by_issuer: Vec<Vec<Arc<Key>>>,
+    signing: Vec<Option<Arc<Key>>>,
+}
+
+impl KeySet {
+    pub fn by_kid(&self, kid: &str) -> Option<&Arc<Key>> {
+        self.by_kid.get(kid)
+    }
+
+    /// The keys of the issuer whose `iss` claim is `iss` (for tokens without a `kid`).
+    pub fn for_iss(&self, iss: &str) -> &[Arc<Key>] {
+        match self.issuers.iter().position(|i| i.iss == iss) {
+            Some(i) => &self.by_issuer[i],
+            None => &[],
+        }
+    }
+
+    /// The key an issuer signs with, if it has one.
+    pub fn signing_key(&self, issuer: usize) -> Option<&Arc<Key>> {
+        self.signing.get(issuer).and_then(Option::as_ref)
+    }
+
+    /// Signs `claims` with the issuer's signing key, naming it by `kid`.
+    pub fn sign(&self, issuer: usize, claims: &serde_json::Value) -> Result<String, SignError> {
+        let key = self.signing_key(issuer).ok_or(SignError::NoSigningKey)?;
+        let encoding = key.encoding.as_ref().ok_or(SignError::NoSigningKey)?;
+        let mut header = jsonwebtoken::Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        jsonwebtoken::encode(&header, claims, encoding).map_err(|e| SignError::Sign(e.to_string()))
+    }
+
+    pub fn issuer_index(&self, name: &str) -> Option<usize> {
+        self.issuers.iter().position(|i| i.name == name)
+    }
+
+    /// Builds a set from keys already in hand (tests and benches).
+    pub fn from_keys(issuers: Vec<IssuerInfo>, keys: Vec<Key>) -> KeySet {
+        let mut set = KeySet {
+            by_issuer: vec![Vec::new(); issuers.len()],
+            signing: vec![None; issuers.len()],
+            issuers,
+            by_kid: HashMap::new(),
+        };
+        for key in keys {
+            set.insert(Arc::new(key));
+        }
+        set
+    }
+
+    fn insert(&mut self, key: Arc<Key>) {
+        if key.encoding.is_some() && self.signing[key.issuer].is_none() {
+            self.signing[key.issuer] = Some(key.clone());
+        }
+        self.by_issuer[key.issuer].push(key.clone());
+        self.by_kid.insert(key.kid.clone(), key);
+    }
+}
+
+/// Loads every issuer's keys. An issuer with no key configured gets an HS256
+/// key generated on first start and kept under `data_dir`, so its tokens
+/// survive restarts.
+pub fn load(config: &Config) -> Result<KeySet, KeyError> {
+    let infos = config
+        .issuers
+        .iter()
+        .map(|i| IssuerInfo {
+            name: i.name.clone(),
+            iss: i.iss.clone(),
+            allow_no_exp: i.allow_no_exp,
+        })
+        .collect();
+    let mut keys = Vec::new();
+    for (index, issuer) in config.issuers.iter().enumerate() {
+        if issuer.keys.is_empty() {
+            keys.push(generated_key(issuer, index, &config.server.data_dir)?);
+        }
+        for k in &issuer.keys {
+            keys.push(configured_key(issuer, index, k)?);
+        }
+    }
+    Ok(KeySet::from_keys(infos, keys))
+}
+
+fn configured_key(
+    issuer: &Issuer,
+    index: usize,
+    k: &crate::config::KeyConfig,
+) -> Result<Key, KeyError> {
+    let invalid = |message: String| KeyError::Invalid {
+        issuer: issuer.name.clone(),
+        kid: k.kid.clone(),
+        message,
+    };
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| KeyError::Read {
+            issuer: issuer.name.clone(),
+            kid: k.kid.clone(),
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let (decoding, encoding) = match &k.source {
+        KeySource::SecretEnv(var) => {
+            let secret = std::env::var(var).map_err(|_| KeyError::MissingEnv {
+                issuer: issuer.name.clone(),
+                kid: k.kid.clone(),
+                var: var.clone(),
+            })?;
+            hmac_pair(secret.trim().as_bytes()).map_err(invalid)?
+        }
+        KeySource::SecretFile(path) => {
+            let secret = read(path)?;
+            hmac_pair(secret.trim_ascii()).map_err(invalid)?
+        }
+        KeySource::Pem { private, public } => {
+            let encoding = match private {
+                Some(p) => {
+                    Some(encoding_from_pem(k.alg, &read(p)?).map_err(|e| invalid(e.to_string()))?)
+                }
+                None => None,
+            };
+            let decoding = match public {
+                Some(p) => {
+                    decoding_from_pem(k.alg, &read(p)?).map_err(|e| invalid(e.to_string()))?
+                }
+                None => return Err(invalid(
+                    "public_key_file is required to verify (the private key alone is not enough)"
+                        .into(),
+                )),
+            };
+            (decoding, encoding)
+        }
+    };
+    Ok(Key {
+        kid: k.kid.clone(),
+        issuer: index,
+        alg: k.alg,
+        alg_name: alg_name(k.alg),
+        decoding,
+        encoding: if k.verify_only { None } else { encoding },
+    })
+}
+
+/// HS256 secrets shorter than the hash output weaken HMAC (RFC 7518 §3.2).
+fn hmac_pair(secret: &[u8]) -> Result<(DecodingKey, Option<EncodingKey>), String> {
+    if secret.len() < 32 {
+        return Err(format!(
+            "an HS256 secret needs at least 32 bytes, this one has {}",
+            secret.len()
+        ));
+    }
+    Ok((
+        DecodingKey::from_secret(secret),
+        Some(EncodingKey::from_secret(secret)),
+    ))
+}
+
+fn encoding_from_pem(alg: Algorithm, pem: &[u8]) -> jsonwebtoken::errors::Result<EncodingKey> {
+    match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(pem),
+        Algorithm::ES256 => EncodingKey::from_ec_pem(pem),
+        _ => EncodingKey::from_ed_pem(pem),
+    }
+}
+
+fn decoding_from_pem(alg: Algorithm, pem: &[u8]) -> jsonwebtoken::errors::Result<DecodingKey> {
+    match alg {
+        Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+        Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
+        _ => DecodingKey::from_ed_pem(pem),
+    }
+}
+
+pub fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::RS256 => "RS256",
+        Algorithm::ES256 => "ES256",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "unsupported",
+    }
+}
+
+/// A generated HS256 key lives in `<data_dir>/keys/<issuer>.key` as
+/// `<kid> <base64url secret>`, readable by the owner only.
+fn generated_key(issuer: &Issuer, index: usize, data_dir: &Path) -> Result<Key, KeyError> {
+    let path = data_dir.join("keys").join(format!("{}.key", issuer.name));
+    let fail = |source: std::io::Error| KeyError::Generate {
+        issuer: issuer.name.clone(),
+        path: path.display().to_string(),
+        source,
+    };
+    let (kid, secret) = match std::fs::read_to_string(&path) {
+        Ok(text) => parse_generated(&text).ok_or_else(|| {
+            fail(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a portero key file",
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = vec![0u8; 32];
+            rand::thread_rng().fill_bytes(&mut secret);
+            let mut id = [0u8; 6];
+            rand::thread_rng().fill_bytes(&mut id);
+            let kid = format!("{}-{}", issuer.name, URL_SAFE_NO_PAD.encode(id));
+            write_private(
+                &path,
+                &format!("{kid} {}\n", URL_SAFE_NO_PAD.encode(&secret)),
+            )
+            .map_err(fail)?;
+            (kid, secret)
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    Ok(Key {
+        kid,
+        issuer: index,
+        alg: Algorithm::HS256,
+        alg_name: "HS256",
+        decoding: DecodingKey::from_secret(&secret),
+        encoding: Some(EncodingKey::from_secret(&secret)),
+    })
+}
+
+fn parse_generated(text: &str) -> Option<(String, Vec<u8>)> {
+    let (kid, secret) = text.trim().split_once(' ')?;
+    Some((kid.to_string(), URL_SAFE_NO_PAD.decode(secret).ok()?))
+}
+
+/// Writes a file only its owner can read, atomically (temp file + rename).
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

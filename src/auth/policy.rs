@@ -1,0 +1,261 @@
+//! What a protected route demands of a token: where the token is found, which
+//! issuers, audience and token use it accepts, which roles, scopes and claim
+//! values it requires, and which claims become upstream headers.
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::validate::Verified;
+use super::AuthError;
+
+/// Where a route finds its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    Bearer,
+    /// `Authorization: <token>`, as seed 002's clients send it; a `Bearer `
+    /// prefix is tolerated.
+    RawAuthorization,
+    /// Any other header, e.g. `header:X-Api-Token`.
+    Header(HeaderName),
+    /// A cookie, e.g. `cookie:session`.
+    Cookie(String),
+}
+
+impl TokenSource {
+    pub fn parse(s: &str) -> Result<TokenSource, String> {
+        match s.split_once(':') {
+            None if s == "bearer" => Ok(Self::Bearer),
+            None if s == "authorization" => Ok(Self::RawAuthorization),
+            Some(("header", name)) => HeaderName::from_bytes(name.trim().as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{name:?} is not a header name")),
+            Some(("cookie", name)) if !name.trim().is_empty() => {
+                Ok(Self::Cookie(name.trim().to_string()))
+            }
+            _ => Err(format!(
+                "{s:?}: expected \"bearer\", \"authorization\", \"header:NAME\" or \"cookie:NAME\""
+            )),
+        }
+    }
+
+    /// The token in a request, borrowed from its headers.
+    pub fn extract<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        let token = match self {
+            Self::Bearer => bearer(headers.get(AUTHORIZATION)?.to_str().ok()?)?,
+            Self::RawAuthorization => {
+                let v = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+                bearer(v).unwrap_or(v)
+            }
+            Self::Header(name) => headers.get(name)?.to_str().ok()?.trim(),
+            Self::Cookie(name) => headers
+                .get_all(COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    (k == name).then_some(v.trim())
+                })?,
+        };
+        (!token.is_empty()).then_some(token)
+    }
+}
+
+/// The scheme name is case-insensitive (RFC 7235 §2.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// A protected route's requirements.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Bit `i` set: tokens of issuer `i` are accepted.
+    pub issuer_mask: u64,
+    pub token_from: TokenSource,
+    pub token_use: Option<String>,
+    pub audience: Option<String>,
+    /// Any one of these roles (claim `role` or `roles`) is enough.
+    pub roles: Vec<String>,
+    /// Every one of these scopes (claim `scope`, space separated, or `scp`) is needed.
+    pub scopes: Vec<String>,
+    /// Claims that must have exactly these values.
+    pub claims: Vec<(String, String)>,
+    /// (lower-case header name, claim name) pairs injected upstream.
+    pub headers: Vec<(String, String)>,
+    pub forward_token: bool,
+}
+
+impl Policy {
+    pub fn accepts_issuer(&self, issuer: usize) -> bool {
+        issuer < 64 && self.issuer_mask & (1 << issuer) != 0
+    }
+
+    /// Claims checks that make a token unacceptable (401).
+    pub fn check_token(&self, t: &Verified) -> Result<(), AuthError> {
+        if !self.accepts_issuer(t.issuer) {
+            return Err(AuthError::WrongIssuer);
+        }
+        if let Some(aud) = &self.audience {
+            let ok = match t.claims.get("aud") {
+                Some(Value::String(s)) => s == aud,
+                Some(Value::Array(list)) => list.iter().any(|v| v.as_str() == Some(aud)),
+                _ => false,
+            };
+            if !ok {
+                return Err(AuthError::WrongAudience);
+            }
+        }
+        if let Some(token_use) = &self.token_use {
+            if t.claims.get("token_use").and_then(Value::as_str) != Some(token_use) {
+                return Err(AuthError::WrongTokenUse);
+            }
+        }
+        Ok(())
+    }
+
+    /// The route's requirements on a good token (403 when unmet).
+    pub fn check_requirements(&self, t: &Verified) -> Result<(), AuthError> {
+        if !self.roles.is_empty() && !self.roles.iter().any(|r| has_role(t, r)) {
+            return Err(AuthError::MissingRole);
+        }
+        if !self.scopes.iter().all(|s| has_scope(t, s)) {
+            return Err(AuthError::MissingScope);
+        }
+        for (name, want) in &self.claims {
+            if !t.claims.get(name).is_some_and(|v| claim_equals(v, want)) {
+                return Err(AuthError::ClaimMismatch);
+            }
+        }
+        Ok(())
+    }
+
+    /// The identity headers to inject for this token, in config order.
+    /// Claims that are absent, or whose value cannot be a header value, are left out.
+    pub fn identity_headers(&self, t: &Verified) -> Vec<(HeaderName, HeaderValue)> {
+        self.headers
+            .iter()
+            .filter_map(|(header, claim)| {
+                let value = header_value(t.claims.get(claim)?)?;
+                Some((HeaderName::from_bytes(header.as_bytes()).ok()?, value))
+            })
+            .collect()
+    }
+}
+
+fn has_role(t: &Verified, role: &str) -> bool {
+    let matches = |v: &Value| match v {
+        Value::String(s) => s == role,
+        Value::Array(list) => list.iter().any(|v| v.as_str() == Some(role)),
+        _ => false,
+    };
+    t.claims.get("role").is_some_and(matches) || t.claims.get("roles").is_some_and(matches)
+}
+
+fn has_scope(t: &Verified, scope: &str) -> bool {
+    t.claims
+        .get("scope")
+        .and_then(Value::as_str)
+        .is_some_and(|s| s.split(' ').any(|x| x == scope))
+        || t.claims
+            .get("scp")
+            .and_then(Value::as_array)
+            .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(scope)))
+}
+
+fn claim_equals(v: &Value, want: &str) -> bool {
+    match v {
+        Value::String(s) => s == want,
+        Value::Number(n) => n.to_string() == want,
+        Value::Bool(b) => b.to_string() == want,
+        _ => false,
+    }
+}
+
+/// Strings go as they are; arrays as their elements joined by `,` in token
+/// order (strings bare, anything else as compact JSON); objects as compact JSON.
+/// Values with control characters are refused by `HeaderValue`, so a claim
+/// can never split a header.
+fn header_value(v: &Value) -> Option<HeaderValue> {
+    let text = match v {
+        Value::Null => return None,
+        Value::String(s) => return HeaderValue::from_str(s).ok(),
+        Value::Array(list) => list
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    };
+    HeaderValue::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_required() {
+        let s = TokenSource::Bearer;
+        assert_eq!(
+            s.extract(&headers(&[("authorization", "bearer abc")])),
+            Some("abc")
+        );
+        assert_eq!(
+            s.extract(&headers(&[("authorization", "Bearer  abc ")])),
+            Some("abc")
+        );
+        assert_eq!(s.extract(&headers(&[("authorization", "abc")])), None);
+        assert_eq!(s.extract(&headers(&[("authorization", "Basic abc")])), None);
+        assert_eq!(s.extract(&headers(&[("authorization", "Bearer ")])), None);
+    }
+
+    #[test]
+    fn raw_header_and_cookie_sources() {
+        let h = headers(&[
+            ("authorization", "tok1"),
+            ("x-api-token", "tok2"),
+            ("cookie", "a=1; session=tok3"),
+        ]);
+        assert_eq!(TokenSource::RawAuthorization.extract(&h), Some("tok1"));
+        assert_eq!(
+            TokenSource::parse("header:X-Api-Token")
+                .unwrap()
+                .extract(&h),
+            Some("tok2")
+        );
+        assert_eq!(
+            TokenSource::parse("cookie:session").unwrap().extract(&h),
+            Some("tok3")
+        );
+        assert_eq!(
+            TokenSource::parse("cookie:other").unwrap().extract(&h),
+            None
+        );
+        assert!(TokenSource::parse("query:token").is_err());
+    }
+
+    #[test]
+    fn header_values_are_deterministic_and_safe() {
+        let v = |j: &str| header_value(&serde_json::from_str(j).unwrap());
+        assert_eq!(v(r#""alice""#).unwrap(), "alice");
+        assert_eq!(v(r#"["a","b",3]"#).unwrap(), "a,b,3");
+        assert_eq!(v(r#"{"k":1}"#).unwrap(), r#"{"k":1}"#);
+        assert_eq!(v("42").unwrap(), "42");
+        assert!(v(r#""evil\r\nx-injected: 1""#).is_none());
+        assert!(v("null").is_none());
+    }
+}

@@ -1,0 +1,455 @@
+//! Token validation: signature with the key's own algorithm, time, issuer,
+//! revocation, then the route's policy. Pure and I/O free: the caller passes
+//! the current time, and the only shared state is read-only snapshots and
+//! lock-free maps.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::keys::{Key, KeySet};
+use super::policy::Policy;
+use super::revocation::Revocations;
+use super::AuthError;
+
+/// A token whose signature and issuer have been checked.
+#[derive(Debug)]
+pub struct Verified {
+    /// The token itself, so a cache hit can be confirmed byte for byte.
+    token: Box<str>,
+    /// Index of the issuer that signed it.
+    pub issuer: usize,
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+    pub claims: Map<String, Value>,
+}
+
+impl Verified {
+    pub fn sub(&self) -> Option<&str> {
+        self.claims.get("sub").and_then(Value::as_str)
+    }
+
+    pub fn jti(&self) -> Option<&str> {
+        self.claims.get("jti").and_then(Value::as_str)
+    }
+}
+
+pub struct Validator {
+    keys: ArcSwap<KeySet>,
+    pub revocations: Arc<Revocations>,
+    /// Verified tokens by keyed hash of the token; repeat tokens skip the
+    /// signature. Bounded; expiry is checked on every use.
+    cache: Option<quick_cache::sync::Cache<u64, Arc<Verified>>>,
+    hasher: std::collections::hash_map::RandomState,
+    leeway: i64,
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IssOnly {
+    iss: Option<String>,
+}
+
+impl Validator {
+    pub fn new(
+        keys: KeySet,
+        revocations: Arc<Revocations>,
+        cache_size: usize,
+        leeway_secs: u64,
+    ) -> Self {
+        Validator {
+            keys: ArcSwap::from_pointee(keys),
+            revocations,
+            cache: (cache_size > 0).then(|| quick_cache::sync::Cache::new(cache_size)),
+            hasher: Default::default(),
+            leeway: leeway_secs as i64,
+        }
+    }
+
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeySet>> {
+        self.keys.load()
+    }
+
+    /// Swaps in new keys; verified tokens are forgotten, since their key may be gone.
+    pub fn replace_keys(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
+    /// Validates `token` for a route with `policy` at Unix time `now`.
+    pub fn validate(
+        &self,
+        token: &str,
+        policy: &Policy,
+        now: i64,
+    ) -> Result<Arc<Verified>, AuthError> {
+        let verified = self.verified(token)?;
+        self.check_time(&verified, now)?;
+        policy.check_token(&verified)?;
+        let iss = &self.keys.load().issuers[verified.issuer].iss;
+        if self
+            .revocations
+            .is_revoked(iss, verified.sub(), verified.jti(), verified.iat)
+        {
+            return Err(AuthError::Revoked);
+        }
+        policy.check_requirements(&verified)?;
+        Ok(verified)
+    }
+
+    /// The verified form of `token`, from the cache or by checking its signature.
+    fn verified(&self, token: &str) -> Result<Arc<Verified>, AuthError> {
+        let Some(cache) = &self.cache else {
+            return self.verify(token).map(Arc::new);
+        };
+        let hash = self.hasher.hash_one(token);
+        if let Some(hit) = cache.get(&hash) {
+            if &*hit.token == token {
+                return Ok(hit);
+            }
+        }
+        let verified = Arc::new(self.verify(token)?);
+        cache.insert(hash, verified.clone());
+        Ok(verified)
+    }
+
+    fn check_time(&self, t: &Verified, now: i64) -> Result<(), AuthError> {
+        match t.exp {
+            Some(exp) if now >= exp.saturating_add(self.leeway) => return Err(AuthError::Expired),
+            Some(_) => {}
+            None if !self.keys.load().issuers[t.issuer].allow_no_exp => {
+                return Err(AuthError::MissingExpiry)
+            }
+            None => {}
+        }
+        if t.nbf
+            .is_some_and(|nbf| now.saturating_add(self.leeway) < nbf)
+        {
+            return Err(AuthError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    /// Checks the signature with the key the token names and that key's own
+    /// algorithm, then parses the claims and checks `iss` against the key's issuer.
+    pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        let (message, signature) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
+        let (header_b64, payload_b64) = message.split_once('.').ok_or(AuthError::Malformed)?;
+        let header: Header = decode_json(header_b64)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload_b64)
+            .map_err(|_| AuthError::Malformed)?;
+        let keys = self.keys.load();
+        let key: &Arc<Key> = match &header.kid {
+            Some(kid) => {
+                let key = keys.by_kid(kid).ok_or(AuthError::UnknownKey)?;
+                check_signature(key, &header.alg, message, signature)?;
+                key
+            }
+            // No kid: try the keys of the issuer the token claims.
+            None => {
+                let iss = serde_json::from_slice::<IssOnly>(&payload)
+                    .map_err(|_| AuthError::Malformed)?
+                    .iss
+                    .ok_or(AuthError::UnknownKey)?;
+                let candidates = keys.for_iss(&iss);
+                if candidates.is_empty() {
+                    return Err(AuthError::UnknownKey);
+                }
+                let mut result = Err(AuthError::BadSignature);
+                for key in candidates {
+                    result = check_signature(key, &header.alg, message, signature).map(|_| key);
+                    if result.is_ok() {
+                        break;
+                    }
+                }
+                result?
+            }
+        };
+        let claims: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| AuthError::Malformed)?;
+        if claims.get("iss").and_then(Value::as_str) != Some(keys.issuers[key.issuer].iss.as_str())
+        {
+            return Err(AuthError::WrongIssuer);
+        }
+        Ok(Verified {
+            token: token.into(),
+            issuer: key.issuer,
+            exp: numeric_date(&claims, "exp")?,
+            nbf: numeric_date(&claims, "nbf")?,
+            iat: numeric_date(&claims, "iat")?,
+            claims,
+        })
+    }
+}
+
+/// The token's `alg` header must name the key's algorithm; it never chooses it.
+fn check_signature(key: &Key, alg: &str, message: &str, signature: &str) -> Result<(), AuthError> {
+    if alg != key.alg_name {
+        return Err(AuthError::BadAlgorithm);
+    }
+    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, key.alg) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AuthError::BadSignature),
+        Err(_) => Err(AuthError::Malformed),
+    }
+}
+
+fn decode_json<T: for<'de> Deserialize<'de>>(b64: &str) -> Result<T, AuthError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| AuthError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)
+}
+
+/// RFC 7519 NumericDate: seconds, possibly fractional. Present but not a number is malformed.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map(Some)
+            .ok_or(AuthError::Malformed),
+        Some(_) => Err(AuthError::Malformed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::keys::{IssuerInfo, Key};
+    use crate::auth::policy::TokenSource;
+    use crate::auth::revocation::Revocation;
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header as JwtHeader};
+    use serde_json::json;
+
+    const SECRET: &[u8] = b"an-hs256-test-secret-of-32-bytes!!";
+    const NOW: i64 = 1_800_000_000;
+
+    fn validator() -> Validator {
+        let issuers = vec![
+            IssuerInfo {
+                name: "a".into(),
+                iss: "issuer-a".into(),
+                allow_no_exp: false,
+            },
+            IssuerInfo {
+                name: "b".into(),
+                iss: "issuer-b".into(),
+                allow_no_exp: true,
+            },
+        ];
+        let key = |kid: &str, issuer| Key {
+            kid: kid.into(),
+            issuer,
+            alg: Algorithm::HS256,
+            alg_name: "HS256",
+            decoding: DecodingKey::from_secret(SECRET),
+            encoding: Some(EncodingKey::from_secret(SECRET)),
+        };
+        let keys = KeySet::from_keys(issuers, vec![key("ka", 0), key("kb", 1)]);
+        Validator::new(keys, Arc::default(), 1000, 30)
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            issuer_mask: 0b11,
+            token_from: TokenSource::Bearer,
+            token_use: None,
+            audience: None,
+            roles: vec![],
+            scopes: vec![],
+            claims: vec![],
+            headers: vec![],
+            forward_token: true,
+        }
+    }
+
+    fn token(kid: Option<&str>, claims: Value) -> String {
+        let mut h = JwtHeader::new(Algorithm::HS256);
+        h.kid = kid.map(str::to_string);
+        jsonwebtoken::encode(&h, &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+    }
+
+    fn good_claims() -> Value {
+        json!({"iss": "issuer-a", "sub": "alice", "exp": NOW + 60, "iat": NOW - 10, "jti": "j1", "role": "ADMIN"})
+    }
+
+    #[test]
+    fn accepts_a_good_token_and_caches_it() {
+        let v = validator();
+        let t = token(Some("ka"), good_claims());
+        let ok = v.validate(&t, &policy(), NOW).unwrap();
+        assert_eq!(ok.sub(), Some("alice"));
+        let again = v.validate(&t, &policy(), NOW).unwrap();
+        assert!(
+            Arc::ptr_eq(&ok, &again),
+            "second validation comes from the cache"
+        );
+    }
+
+    #[test]
+    fn cached_tokens_still_expire_and_get_revoked() {
+        let v = validator();
+        let t = token(Some("ka"), good_claims());
+        v.validate(&t, &policy(), NOW).unwrap();
+        assert_eq!(
+            v.validate(&t, &policy(), NOW + 90).unwrap_err(),
+            AuthError::Expired
+        );
+        v.revocations.apply(&Revocation::Jti {
+            jti: "j1".into(),
+            expires_at: Some(NOW + 60),
+        });
+        assert_eq!(
+            v.validate(&t, &policy(), NOW).unwrap_err(),
+            AuthError::Revoked
+        );
+    }
+
+    #[test]
+    fn rejects_each_bad_token_with_its_reason() {
+        let v = validator();
+        let p = policy();
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut c = good_claims();
+            f(&mut c);
+            token(Some("ka"), c)
+        };
+        let cases: Vec<(String, AuthError)> = vec![
+            ("garbage".into(), AuthError::Malformed),
+            ("a.b.c".into(), AuthError::Malformed),
+            (token(Some("nope"), good_claims()), AuthError::UnknownKey),
+            (with(&|c| c["exp"] = json!(NOW - 31)), AuthError::Expired),
+            (
+                with(&|c| c["nbf"] = json!(NOW + 31)),
+                AuthError::NotYetValid,
+            ),
+            (
+                with(&|c| c["exp"] = json!("tomorrow")),
+                AuthError::Malformed,
+            ),
+            (
+                with(&|c| {
+                    c.as_object_mut().unwrap().remove("exp");
+                }),
+                AuthError::MissingExpiry,
+            ),
+            (
+                with(&|c| c["iss"] = json!("issuer-b")),
+                AuthError::WrongIssuer,
+            ),
+        ];
+        for (t, want) in cases {
+            assert_eq!(v.validate(&t, &p, NOW).unwrap_err(), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn leeway_applies_to_exp_and_nbf() {
+        let v = validator();
+        let mut c = good_claims();
+        c["exp"] = json!(NOW - 29);
+        c["nbf"] = json!(NOW + 29);
+        v.validate(&token(Some("ka"), c), &policy(), NOW).unwrap();
+    }
+
+    #[test]
+    fn tampered_payload_fails_the_signature() {
+        let v = validator();
+        let t = token(Some("ka"), good_claims());
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut forged = good_claims();
+        forged["sub"] = json!("mallory");
+        let payload = URL_SAFE_NO_PAD.encode(forged.to_string());
+        let t2 = format!("{}.{}.{}", parts[0], payload, parts[2]);
+        assert_eq!(
+            v.validate(&t2, &policy(), NOW).unwrap_err(),
+            AuthError::BadSignature
+        );
+    }
+
+    #[test]
+    fn alg_none_is_rejected() {
+        let v = validator();
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"ka"}"#);
+        let payload = URL_SAFE_NO_PAD.encode(good_claims().to_string());
+        let t = format!("{header}.{payload}.");
+        assert_eq!(
+            v.validate(&t, &policy(), NOW).unwrap_err(),
+            AuthError::BadAlgorithm
+        );
+    }
+
+    #[test]
+    fn token_without_kid_uses_its_issuers_keys() {
+        let v = validator();
+        let t = token(None, good_claims());
+        assert!(v.validate(&t, &policy(), NOW).is_ok());
+        let mut c = good_claims();
+        c["iss"] = json!("stranger");
+        assert_eq!(
+            v.validate(&token(None, c), &policy(), NOW).unwrap_err(),
+            AuthError::UnknownKey
+        );
+    }
+
+    #[test]
+    fn issuer_allowing_no_exp_accepts_eternal_tokens() {
+        let v = validator();
+        let t = token(Some("kb"), json!({"iss": "issuer-b", "sub": "svc"}));
+        assert!(v.validate(&t, &policy(), NOW).is_ok());
+    }
+
+    #[test]
+    fn route_policy_is_enforced() {
+        let v = validator();
+        let t = token(Some("ka"), good_claims());
+        let mut p = policy();
+        p.issuer_mask = 0b10;
+        assert_eq!(v.validate(&t, &p, NOW).unwrap_err(), AuthError::WrongIssuer);
+        let mut p = policy();
+        p.audience = Some("billing".into());
+        assert_eq!(
+            v.validate(&t, &p, NOW).unwrap_err(),
+            AuthError::WrongAudience
+        );
+        let mut p = policy();
+        p.token_use = Some("access".into());
+        assert_eq!(
+            v.validate(&t, &p, NOW).unwrap_err(),
+            AuthError::WrongTokenUse
+        );
+        let mut p = policy();
+        p.roles = vec!["AUDITOR".into()];
+        assert_eq!(v.validate(&t, &p, NOW).unwrap_err(), AuthError::MissingRole);
+        p.roles.push("ADMIN".into());
+        assert!(v.validate(&t, &p, NOW).is_ok());
+        let mut p = policy();
+        p.scopes = vec!["read".into()];
+        assert_eq!(
+            v.validate(&t, &p, NOW).unwrap_err(),
+            AuthError::MissingScope
+        );
+        let mut p = policy();
+        p.claims = vec![("sub".into(), "bob".into())];
+        assert_eq!(
+            v.validate(&t, &p, NOW).unwrap_err(),
+            AuthError::ClaimMismatch
+        );
+    }
+}

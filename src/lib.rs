@@ -1,0 +1,25 @@
+//! portero: a reverse-proxy authentication gateway.
+//!
+//! # Layout
+//! - [`config`]: the only serde types; `gateway.toml` → a validated [`config::Config`].
+//! - [`routes`]: (host, path, method) → route, compiled once per config.
+//! - [`auth`]: keys by `kid`, revocations, route policies, token validation; no I/O.
+//! - [`identity`]: what the upstream is told: stripped, injected and forwarded headers.
+//! - [`upstream`]: round robin over health-checked servers.
+//! - [`proxy`]: the only module that speaks Pingora's proxy API.
+//! - [`admin`]: metrics, health, readiness and revocation on the admin listener.
+//! - [`echo`]: the built-in echo upstream for the demo, tests and benchmarks.
+//! - [`metrics`]: every `portero_*` metric, with bounded labels.
+//! - [`server`]: assembles all of the above from a config and runs it.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod echo;
+pub mod identity;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod upstream;

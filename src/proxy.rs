@@ -1,0 +1,361 @@
+//! The only file that speaks Pingora's proxy API. Each phase is short and
+//! calls plain functions: route lookup (`routes`), token validation (`auth`),
+//! header rewriting (`identity`), server choice (`upstream`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+
+use crate::auth::validate::{Validator, Verified};
+use crate::auth::{denial, AuthError};
+use crate::config::AuthSettings;
+use crate::identity;
+use crate::metrics::{method_label, Metrics};
+use crate::routes::RouteTable;
+use crate::upstream::UpstreamGroup;
+
+/// Everything a request may read, shared by every listener.
+pub struct Shared {
+    pub routes: ArcSwap<RouteTable>,
+    pub validator: Validator,
+    pub upstreams: Vec<UpstreamGroup>,
+    pub metrics: Metrics,
+    pub auth: AuthSettings,
+    pub max_body_size: u64,
+}
+
+/// One proxy service: all listeners of one scheme.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+    pub tls: bool,
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    start: Instant,
+    routes: Option<Arc<RouteTable>>,
+    route: Option<usize>,
+    verified: Option<Arc<Verified>>,
+    tried: Vec<SocketAddr>,
+    upstream_start: Option<Instant>,
+    body_bytes: u64,
+    /// The error response, when portero wrote one itself.
+    answered: Option<u16>,
+}
+
+impl RequestCtx {
+    fn route_name(&self) -> &str {
+        match (&self.routes, self.route) {
+            (Some(t), Some(i)) => &t.routes()[i].name,
+            _ => "none",
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Writes a complete JSON response.
+async fn respond_json(
+    session: &mut Session,
+    status: u16,
+    body: String,
+    www_authenticate: Option<String>,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    if let Some(v) = www_authenticate {
+        resp.insert_header("www-authenticate", v)?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+}
+
+fn error_body(error: &str, message: &str) -> String {
+    serde_json::json!({ "error": error, "message": message }).to_string()
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            routes: None,
+            route: None,
+            verified: None,
+            tried: Vec::new(),
+            upstream_start: None,
+            body_bytes: 0,
+            answered: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let shared = &self.shared;
+        let table = shared.routes.load_full();
+        let req = session.req_header();
+        let host = identity::request_host(req);
+        let found = table
+            .lookup(host, req.uri.path(), &req.method)
+            .map(|(i, r)| (i, r.policy.clone()));
+        ctx.routes = Some(table);
+        let Some((index, policy)) = found else {
+            ctx.answered = Some(404);
+            respond_json(session, 404, error_body("not_found", "no route"), None).await?;
+            return Ok(true);
+        };
+        ctx.route = Some(index);
+        let Some(policy) = policy else {
+            return Ok(false); // public route
+        };
+        let result = match policy.token_from.extract(&session.req_header().headers) {
+            None => Err(AuthError::MissingToken),
+            Some(token) => shared.validator.validate(token, &policy, unix_now()),
+        };
+        let route = ctx.route_name().to_string();
+        match result {
+            Ok(verified) => {
+                shared
+                    .metrics
+                    .auth_decisions
+                    .with_label_values(&[&route, "allow", "ok"])
+                    .inc();
+                ctx.verified = Some(verified);
+                Ok(false)
+            }
+            Err(e) => {
+                shared
+                    .metrics
+                    .auth_decisions
+                    .with_label_values(&[&route, "deny", e.reason()])
+                    .inc();
+                tracing::debug!(route = %route, reason = e.reason(), "denied");
+                let d = denial(e);
+                ctx.answered = Some(d.status);
+                respond_json(session, d.status, d.body, Some(d.www_authenticate)).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(chunk) = body {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > self.shared.max_body_size {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body too large");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let table = ctx.routes.as_ref().expect("routed in request_filter");
+        let route = &table.routes()[ctx.route.expect("routed in request_filter")];
+        let group = &self.shared.upstreams[route.upstream];
+        let Some(addr) = group.pick(&ctx.tried) else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy upstream server");
+        };
+        ctx.tried.push(addr);
+        ctx.upstream_start.get_or_insert_with(Instant::now);
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        let c = &group.config;
+        peer.options.connection_timeout = Some(c.connect_timeout);
+        peer.options.read_timeout = Some(c.read_timeout);
+        peer.options.write_timeout = Some(c.write_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Ok(Box::new(peer))
+    }
+
+    /// A refused or timed-out connection is retried on another server, once per server.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(table), Some(i)) = (&ctx.routes, ctx.route) {
+            let group = &self.shared.upstreams[table.routes()[i].upstream];
+            if ctx.tried.len() < group.servers.len() {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let table = ctx.routes.as_ref().expect("routed in request_filter");
+        let route = &table.routes()[ctx.route.expect("routed in request_filter")];
+        let group = &self.shared.upstreams[route.upstream];
+
+        for name in identity::headers_to_strip(upstream, &self.shared.auth) {
+            upstream.remove_header(&name);
+        }
+        if let (Some(policy), Some(verified)) = (&route.policy, &ctx.verified) {
+            for (name, value) in policy.identity_headers(verified) {
+                upstream.insert_header(name, value)?;
+            }
+            if !policy.forward_token {
+                identity::remove_token(upstream, &policy.token_from);
+            }
+        }
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        identity::set_forwarded(upstream, client, self.tls)?;
+        if let Some(host) = &group.config.host {
+            upstream.insert_header("host", host)?;
+        }
+        if route.strip_prefix {
+            if let Some(uri) = identity::strip_prefix(&upstream.uri, &route.path) {
+                upstream.set_uri(uri);
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let (status, error, message) = match e.etype() {
+            ErrorType::HTTPStatus(413) => (413, "payload_too_large", "request body too large"),
+            ErrorType::HTTPStatus(503) => {
+                (503, "service_unavailable", "no healthy upstream server")
+            }
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                (504, "gateway_timeout", "upstream timed out")
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => (502, "bad_gateway", "upstream failed"),
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                        (0, "", "")
+                    }
+                    _ => (400, "bad_request", "malformed request"),
+                },
+                _ => (500, "internal_error", "internal error"),
+            },
+        };
+        if status > 0 {
+            ctx.answered = Some(status);
+            if let Err(err) = respond_json(session, status, error_body(error, message), None).await
+            {
+                tracing::debug!(error = %err, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.answered)
+            .unwrap_or(0);
+        let req = session.req_header();
+        let route = ctx.route_name();
+        let m = &self.shared.metrics;
+        let elapsed = ctx.start.elapsed();
+        m.requests
+            .with_label_values(&[route, method_label(&req.method), itoa_status(status)])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        if let (Some(started), Some(table), Some(i)) = (ctx.upstream_start, &ctx.routes, ctx.route)
+        {
+            let upstream = &self.shared.upstreams[table.routes()[i].upstream]
+                .config
+                .name;
+            let outcome = if e.is_some() { "error" } else { "ok" };
+            m.upstream_requests
+                .with_label_values(&[upstream, outcome])
+                .inc();
+            m.upstream_duration
+                .with_label_values(&[upstream])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        // The access log names the path, never the query string or a header:
+        // either may carry a token.
+        tracing::info!(
+            target: "portero::access",
+            method = %req.method,
+            path = req.uri.path(),
+            status,
+            route,
+            micros = elapsed.as_micros() as u64,
+            client = ?session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+            error = e.map(|e| e.etype().as_str()),
+        );
+    }
+}
+
+/// Status codes as static label strings, without formatting per request.
+fn itoa_status(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        301 => "301",
+        302 => "302",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        405 => "405",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        0 => "0",
+        s if s < 200 => "1xx",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}

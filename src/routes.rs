@@ -1,0 +1,199 @@
+//! The route table: (host, path, method) → route. Compiled once per config
+//! and read without locks; lookups cost one hash probe per path segment,
+//! whatever the number of routes.
+
+use std::collections::HashMap;
+
+use http::Method;
+
+use crate::config::Route;
+
+#[derive(Default)]
+struct HostRoutes {
+    /// Route path → indices of the routes mounted there, in config order.
+    by_path: HashMap<String, Vec<usize>>,
+}
+
+pub struct RouteTable {
+    routes: Vec<Route>,
+    exact: HashMap<String, HostRoutes>,
+    /// `*.example.com` routes, keyed by `.example.com`, longest suffix first.
+    suffixes: Vec<(String, HostRoutes)>,
+    any: HostRoutes,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>) -> RouteTable {
+        let mut exact: HashMap<String, HostRoutes> = HashMap::new();
+        let mut suffixes: Vec<(String, HostRoutes)> = Vec::new();
+        let mut any = HostRoutes::default();
+        for (i, r) in routes.iter().enumerate() {
+            let table = if r.host == "*" {
+                &mut any
+            } else if let Some(suffix) = r.host.strip_prefix('*') {
+                match suffixes.iter().position(|(s, _)| s == suffix) {
+                    Some(p) => &mut suffixes[p].1,
+                    None => {
+                        suffixes.push((suffix.to_string(), HostRoutes::default()));
+                        &mut suffixes.last_mut().expect("just pushed").1
+                    }
+                }
+            } else {
+                exact.entry(r.host.clone()).or_default()
+            };
+            table.by_path.entry(r.path.clone()).or_default().push(i);
+        }
+        suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        RouteTable {
+            routes,
+            exact,
+            suffixes,
+            any,
+        }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for a request: exact host first, then the longest `*.` suffix,
+    /// then `*`; within a host, the longest matching path prefix whose methods
+    /// allow the request.
+    pub fn lookup(&self, host: &str, path: &str, method: &Method) -> Option<(usize, &Route)> {
+        let host = strip_port(host);
+        let lowered;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            &lowered
+        } else {
+            host
+        };
+        let tables = self
+            .exact
+            .get(host)
+            .into_iter()
+            .chain(
+                self.suffixes
+                    .iter()
+                    .filter(|(s, _)| host.ends_with(s.as_str()) && host.len() > s.len())
+                    .map(|(_, t)| t),
+            )
+            .chain(std::iter::once(&self.any));
+        for table in tables {
+            if let Some(i) = self.lookup_path(table, path, method) {
+                return Some((i, &self.routes[i]));
+            }
+        }
+        None
+    }
+
+    fn lookup_path(&self, table: &HostRoutes, path: &str, method: &Method) -> Option<usize> {
+        if table.by_path.is_empty() {
+            return None;
+        }
+        prefixes(path).find_map(|prefix| {
+            table.by_path.get(prefix)?.iter().copied().find(|&i| {
+                let methods = &self.routes[i].methods;
+                methods.is_empty() || methods.contains(method)
+            })
+        })
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        // [v6]:port
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+/// Segment-aware prefixes of `path`, longest first: `/a/b` yields `/a/b`,
+/// `/a/`, `/a`, `/`. So a route at `/api` serves `/api` and `/api/x`, never `/apix`.
+fn prefixes(path: &str) -> impl Iterator<Item = &str> {
+    let full = std::iter::once(path);
+    let at_slashes = path
+        .char_indices()
+        .rev()
+        .filter(|&(_, c)| c == '/')
+        .flat_map(move |(i, _)| {
+            let with_slash = &path[..=i];
+            let without = (i > 0).then(|| &path[..i]);
+            [Some(with_slash), without].into_iter().flatten()
+        })
+        .filter(move |p| p.len() < path.len());
+    full.chain(at_slashes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(host: &str, path: &str, methods: &[Method]) -> Route {
+        Route {
+            name: format!("{host}{path}"),
+            host: host.into(),
+            path: path.into(),
+            methods: methods.to_vec(),
+            upstream: 0,
+            strip_prefix: false,
+            policy: None,
+        }
+    }
+
+    fn name<'a>(t: &'a RouteTable, host: &str, path: &str, m: Method) -> Option<&'a str> {
+        t.lookup(host, path, &m).map(|(_, r)| r.name.as_str())
+    }
+
+    #[test]
+    fn prefixes_are_segment_aware() {
+        let p: Vec<&str> = prefixes("/a/b/c").collect();
+        assert_eq!(p, ["/a/b/c", "/a/b/", "/a/b", "/a/", "/a", "/"]);
+        let p: Vec<&str> = prefixes("/a/").collect();
+        assert_eq!(p, ["/a/", "/a", "/"]);
+    }
+
+    #[test]
+    fn longest_prefix_host_and_method() {
+        let t = RouteTable::new(vec![
+            route("*", "/", &[]),
+            route("*", "/api", &[]),
+            route("*", "/api/admin", &[Method::POST]),
+            route("maxpoint.localhost", "/api/auth/token", &[]),
+            route("*.example.com", "/", &[]),
+        ]);
+        assert_eq!(name(&t, "x", "/api/users", Method::GET), Some("*/api"));
+        assert_eq!(name(&t, "x", "/apix", Method::GET), Some("*/"));
+        assert_eq!(
+            name(&t, "x", "/api/admin/x", Method::POST),
+            Some("*/api/admin")
+        );
+        assert_eq!(name(&t, "x", "/api/admin/x", Method::GET), Some("*/api"));
+        assert_eq!(
+            name(
+                &t,
+                "MaxPoint.localhost:8080",
+                "/api/auth/token",
+                Method::POST
+            ),
+            Some("maxpoint.localhost/api/auth/token")
+        );
+        assert_eq!(
+            name(&t, "maxpoint.localhost", "/other", Method::GET),
+            Some("*/")
+        );
+        assert_eq!(
+            name(&t, "a.example.com", "/z", Method::GET),
+            Some("*.example.com/")
+        );
+        assert_eq!(name(&t, "example.com", "/z", Method::GET), Some("*/"));
+    }
+
+    #[test]
+    fn no_route_is_none() {
+        let t = RouteTable::new(vec![route("*", "/api", &[])]);
+        assert_eq!(name(&t, "x", "/other", Method::GET), None);
+    }
+}
