@@ -86,6 +86,16 @@ async fn respond_json(
         .await
 }
 
+/// The body size a request announces, if it announces one.
+fn declared_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn error_body(error: &str, message: &str) -> String {
     serde_json::json!({ "error": error, "message": message }).to_string()
 }
@@ -122,6 +132,12 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         };
         ctx.route = Some(index);
+        if declared_length(session.req_header()).is_some_and(|n| n > shared.max_body_size) {
+            ctx.answered = Some(413);
+            let body = error_body("payload_too_large", "request body too large");
+            respond_json(session, 413, body, None).await?;
+            return Ok(true);
+        }
         let Some(policy) = policy else {
             return Ok(false); // public route
         };

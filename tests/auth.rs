@@ -1,0 +1,335 @@
+//! Bearer-token validation through the real gateway: every accepted key type,
+//! every rejection reason (with its metric), route requirements, identity
+//! headers, and public routes.
+
+mod common;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+async fn start() -> (Gateway, Upstream) {
+    let up = Upstream::start("orders").await;
+    let config = format!(
+        r#"{issuers}
+{upstream}
+[[routes]]
+name = "public"
+path = "/public"
+upstream = "api"
+public = true
+
+[[routes]]
+name = "admin"
+path = "/admin-area"
+upstream = "api"
+issuers = ["test"]
+roles = ["SUPERUSER"]
+
+[[routes]]
+name = "orders"
+path = "/orders"
+upstream = "api"
+issuers = ["test"]
+audience = "orders"
+
+[routes.headers]
+x-user-id = "sub"
+x-user-role = "role"
+x-tenants = "tenant"
+"#,
+        issuers = issuers(),
+        upstream = upstream("api", &[up.addr], ""),
+    );
+    (Gateway::start(&config).await, up)
+}
+
+async fn get(gw: &Gateway, path: &str, token: Option<&str>) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(gw.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+/// Asserts a 401 `invalid_token` and that its reason was counted.
+async fn assert_rejected(gw: &Gateway, token: &str, reason: &str) {
+    let before = gw
+        .metric(
+            "portero_auth_decisions_total",
+            &[("route", "orders"), ("reason", reason)],
+        )
+        .await;
+    let r = get(gw, "/orders/1", Some(token)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "reason {reason}");
+    let www = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(www.starts_with("Bearer "), "{www}");
+    assert!(www.contains(r#"error="invalid_token""#), "{www}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_token");
+    let after = gw
+        .metric(
+            "portero_auth_decisions_total",
+            &[("route", "orders"), ("reason", reason)],
+        )
+        .await;
+    assert_eq!(after, before + 1.0, "metric for {reason}");
+}
+
+#[tokio::test]
+async fn no_token_is_401_without_error_attribute() {
+    let (gw, _up) = start().await;
+    let r = get(&gw, "/orders", None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()["www-authenticate"], r#"Bearer realm="portero""#);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+    assert_eq!(
+        gw.metric(
+            "portero_auth_decisions_total",
+            &[("route", "orders"), ("reason", "missing_token")]
+        )
+        .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn every_key_type_is_accepted_and_identity_is_injected() {
+    let (gw, _up) = start().await;
+    for signer in [Signer::Hs, Signer::Rs, Signer::Es, Signer::Ed] {
+        let token = signer.sign(&claims("alice"));
+        let r = reqwest::Client::new()
+            .get(gw.url("/orders/42?x=1"))
+            .bearer_auth(&token)
+            // Spoofed identity: must never reach the upstream.
+            .header("x-user-id", "mallory")
+            .header("X-User-Role", "SUPERUSER")
+            .header("x-auth-groups", "wheel")
+            .header("x-forwarded-user", "root")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", signer.kid());
+        let seen: Value = r.json().await.unwrap();
+        let h = &seen["headers"];
+        assert_eq!(seen["upstream"], "orders");
+        assert_eq!(seen["path"], "/orders/42");
+        assert_eq!(seen["query"], "x=1");
+        assert_eq!(h["x-user-id"], "alice", "{}: {h}", signer.kid());
+        assert_eq!(h["x-user-role"], "ADMIN");
+        assert_eq!(h["x-tenants"], "acme,globex");
+        assert!(h.get("x-auth-groups").is_none(), "{h}");
+        assert!(h.get("x-forwarded-user").is_none(), "{h}");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+    assert_eq!(
+        gw.metric(
+            "portero_auth_decisions_total",
+            &[("route", "orders"), ("result", "allow")]
+        )
+        .await,
+        4.0
+    );
+}
+
+#[tokio::test]
+async fn bad_tokens_are_401_with_their_reason_counted() {
+    let (gw, _up) = start().await;
+    let good = Signer::Hs.sign(&claims("alice"));
+
+    // Tampered signature: last character of the signature changed.
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    assert_rejected(&gw, &tampered, "bad_signature").await;
+
+    // Tampered payload under the old signature.
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut forged = claims("alice");
+    forged["role"] = json!("SUPERUSER");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(forged.to_string()),
+        parts[2]
+    );
+    assert_rejected(&gw, &forged, "bad_signature").await;
+
+    // alg=none, naming a real kid.
+    let none = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT","kid":"hs-1"}"#),
+        URL_SAFE_NO_PAD.encode(claims("alice").to_string())
+    );
+    assert_rejected(&gw, &none, "bad_algorithm").await;
+
+    // HS256 signed with the RSA public key, naming the RSA kid: the classic confusion.
+    let public_pem = std::fs::read(fixture("rsa_public.pem")).unwrap();
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    h.kid = Some("rs-1".into());
+    let confused = jsonwebtoken::encode(
+        &h,
+        &claims("alice"),
+        &jsonwebtoken::EncodingKey::from_secret(&public_pem),
+    )
+    .unwrap();
+    assert_rejected(&gw, &confused, "bad_algorithm").await;
+
+    assert_rejected(
+        &gw,
+        &sign_with(Signer::Hs, Some("who-knows"), &claims("alice")),
+        "unknown_kid",
+    )
+    .await;
+
+    let mut c = claims("alice");
+    c["exp"] = json!(now() - 120);
+    assert_rejected(&gw, &Signer::Hs.sign(&c), "expired").await;
+
+    let mut c = claims("alice");
+    c["nbf"] = json!(now() + 600);
+    assert_rejected(&gw, &Signer::Es.sign(&c), "not_yet_valid").await;
+
+    // Signed by a key of issuer "test" but claiming another issuer.
+    let mut c = claims("alice");
+    c["iss"] = json!("other-issuer");
+    assert_rejected(&gw, &Signer::Hs.sign(&c), "wrong_issuer").await;
+
+    // A good token of an issuer this route does not accept.
+    let mut c = claims("alice");
+    c["iss"] = json!("other-issuer");
+    assert_rejected(
+        &gw,
+        &sign_with(Signer::Hs, Some("other-1"), &c),
+        "wrong_issuer",
+    )
+    .await;
+
+    let mut c = claims("alice");
+    c["aud"] = json!("billing");
+    assert_rejected(&gw, &Signer::Rs.sign(&c), "wrong_audience").await;
+
+    assert_rejected(&gw, "not-a-jwt", "malformed").await;
+}
+
+#[tokio::test]
+async fn revoked_jti_is_refused_on_the_next_request() {
+    let (gw, _up) = start().await;
+    let c = claims("bob");
+    let token = Signer::Ed.sign(&c);
+    assert_eq!(
+        get(&gw, "/orders", Some(&token)).await.status(),
+        StatusCode::OK
+    );
+
+    // The admin API wants its own token.
+    let r = reqwest::Client::new()
+        .post(gw.admin_url("/admin/revocations"))
+        .json(&json!({"jti": c["jti"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let r = gw.revoke(json!({"jti": c["jti"]})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_rejected(&gw, &token, "revoked").await;
+
+    // Revoking by token and by subject.
+    let c2 = claims("carol");
+    let t2 = Signer::Hs.sign(&c2);
+    assert_eq!(
+        gw.revoke(json!({"token": t2})).await.status(),
+        StatusCode::OK
+    );
+    assert_rejected(&gw, &t2, "revoked").await;
+
+    let t3 = Signer::Es.sign(&claims("dave"));
+    assert_eq!(
+        get(&gw, "/orders", Some(&t3)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        gw.revoke(json!({"sub": "dave", "issuer": "test"}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_rejected(&gw, &t3, "revoked").await;
+
+    // Garbage revocation requests are refused and change nothing.
+    assert_eq!(
+        gw.revoke(json!({"colour": "blue"})).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        gw.revoke(json!({"token": "junk"})).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let list: Value = reqwest::Client::new()
+        .get(gw.admin_url("/admin/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["revocations"].as_array().unwrap().len(), 3, "{list}");
+}
+
+#[tokio::test]
+async fn missing_role_is_403_insufficient_scope() {
+    let (gw, _up) = start().await;
+    let r = get(&gw, "/admin-area", Some(&Signer::Hs.sign(&claims("alice")))).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let www = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(www.contains(r#"error="insufficient_scope""#), "{www}");
+    assert_eq!(
+        gw.metric(
+            "portero_auth_decisions_total",
+            &[("route", "admin"), ("reason", "missing_role")]
+        )
+        .await,
+        1.0
+    );
+    let mut c = claims("root");
+    c["role"] = json!("SUPERUSER");
+    assert_eq!(
+        get(&gw, "/admin-area", Some(&Signer::Hs.sign(&c)))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn public_route_needs_no_token_but_still_strips_identity() {
+    let (gw, _up) = start().await;
+    let r = reqwest::Client::new()
+        .get(gw.url("/public/info"))
+        .header("x-user-id", "mallory")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen: Value = r.json().await.unwrap();
+    assert!(seen["headers"].get("x-user-id").is_none(), "{seen}");
+}
+
+#[tokio::test]
+async fn unrouted_path_is_404_json() {
+    let (gw, _up) = start().await;
+    let r = get(&gw, "/nowhere", None).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "not_found");
+}

@@ -1,0 +1,369 @@
+//! Shared integration-test harness: the real `portero` binary on free
+//! loopback ports, real upstream servers, real HTTP clients. No mocks.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tokio::task::AbortHandle;
+
+pub const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+// ---------------------------------------------------------------------------
+// Upstream servers
+// ---------------------------------------------------------------------------
+
+/// A real HTTP upstream that answers with the request it received, plus its name.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Upstream {
+    pub async fn start(name: &'static str) -> Upstream {
+        Self::start_with_delay(name, Duration::ZERO).await
+    }
+
+    pub async fn start_with_delay(name: &'static str, delay: Duration) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let conns = tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn = tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                            tokio::time::sleep(delay).await;
+                            let (parts, body) = req.into_parts();
+                            // Read the whole body, as a real server would.
+                            let received = http_body_util::BodyExt::collect(body)
+                                .await
+                                .map(|b| b.to_bytes().len());
+                            let mut body = portero::echo::describe(&parts);
+                            body["upstream"] = json!(name);
+                            body["body_bytes"] = json!(received.ok());
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(body.to_string())))
+                                    .unwrap(),
+                            )
+                        });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                conns.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        tasks.lock().unwrap().push(accept.abort_handle());
+        Upstream { addr, tasks }
+    }
+
+    /// Stops listening and drops every open connection, like a killed process.
+    pub fn kill(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The gateway process
+// ---------------------------------------------------------------------------
+
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `portero` on `body`, a config without `[[listen]]` or `[admin]`
+    /// tables (the harness adds them on free ports), and waits until ready.
+    pub async fn start(body: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let admin_port = free_port();
+        let config = format!(
+            "[server]\nthreads = 1\ngrace_period = \"0s\"\nshutdown_timeout = \"1s\"\ndata_dir = \"{data}\"\n\n\
+             [[listen]]\naddr = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n{body}",
+            data = dir.path().join("data").display(),
+        );
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, config).unwrap();
+        let log = dir.path().join("portero.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_portero"))
+            .arg("--config")
+            .arg(&path)
+            .env("PORTERO_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("TEST_HS_SECRET", HS_SECRET)
+            .env("PORTERO_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut gw = Gateway {
+            child,
+            port,
+            admin_port,
+            dir,
+            log,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = format!("http://127.0.0.1:{}/readyz", self.admin_port);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("portero exited with {status}:\n{}", self.log());
+            }
+            if let Ok(r) = reqwest::get(&url).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("portero did not become ready:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one metric series, matched by name and every given label.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .find(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub async fn revoke(&self, body: Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.admin_url("/admin/revocations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `portero check` on config text and returns (success, stderr).
+pub fn check(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portero"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Tokens, signed here with the fixture keys, independently of portero's code
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+pub enum Signer {
+    Hs,
+    Rs,
+    Es,
+    Ed,
+}
+
+impl Signer {
+    pub fn kid(self) -> &'static str {
+        match self {
+            Signer::Hs => "hs-1",
+            Signer::Rs => "rs-1",
+            Signer::Es => "es-1",
+            Signer::Ed => "ed-1",
+        }
+    }
+
+    pub fn sign(self, claims: &Value) -> String {
+        sign_with(self, Some(self.kid()), claims)
+    }
+}
+
+pub fn sign_with(signer: Signer, kid: Option<&str>, claims: &Value) -> String {
+    let pem = |f: &str| std::fs::read(fixture(f)).unwrap();
+    let (alg, key) = match signer {
+        Signer::Hs => (
+            Algorithm::HS256,
+            EncodingKey::from_secret(HS_SECRET.as_bytes()),
+        ),
+        Signer::Rs => (
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(&pem("rsa_private.pem")).unwrap(),
+        ),
+        Signer::Es => (
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(&pem("ec_private.pem")).unwrap(),
+        ),
+        Signer::Ed => (
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_pem(&pem("ed_private.pem")).unwrap(),
+        ),
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// Claims of a good token from issuer `test-issuer`.
+pub fn claims(sub: &str) -> Value {
+    json!({
+        "iss": "test-issuer",
+        "sub": sub,
+        "aud": "orders",
+        "iat": now() - 5,
+        "exp": now() + 300,
+        "jti": format!("jti-{sub}-{}", now()),
+        "role": "ADMIN",
+        "tenant": ["acme", "globex"],
+    })
+}
+
+/// Issuer tables for the four key types, on the fixture keys.
+pub fn issuers() -> String {
+    let f = |n: &str| fixture(n).display().to_string();
+    format!(
+        r#"
+[issuers.test]
+iss = "test-issuer"
+
+[[issuers.test.keys]]
+kid = "hs-1"
+alg = "HS256"
+secret_env = "TEST_HS_SECRET"
+
+[[issuers.test.keys]]
+kid = "rs-1"
+alg = "RS256"
+public_key_file = "{rs}"
+
+[[issuers.test.keys]]
+kid = "es-1"
+alg = "ES256"
+public_key_file = "{es}"
+
+[[issuers.test.keys]]
+kid = "ed-1"
+alg = "EdDSA"
+public_key_file = "{ed}"
+
+[issuers.other]
+iss = "other-issuer"
+
+[[issuers.other.keys]]
+kid = "other-1"
+alg = "HS256"
+secret_env = "TEST_HS_SECRET"
+"#,
+        rs = f("rsa_public.pem"),
+        es = f("ec_public.pem"),
+        ed = f("ed_public.pem"),
+    )
+}
+
+/// An upstream table pointing at the given servers.
+pub fn upstream(name: &str, servers: &[SocketAddr], extra: &str) -> String {
+    let list: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "[upstreams.{name}]\nservers = [{}]\n{extra}\n",
+        list.join(", ")
+    )
+}

@@ -1,0 +1,76 @@
+//! `portero check`: a good config passes; a bad one fails naming the file,
+//! line and key of every problem.
+
+mod common;
+
+use common::check;
+
+const GOOD: &str = r#"
+[[listen]]
+addr = "127.0.0.1:8080"
+
+[upstreams.echo]
+builtin = "echo"
+
+[issuers.demo]
+
+[[routes]]
+path = "/"
+upstream = "echo"
+"#;
+
+#[test]
+fn the_demo_config_passes() {
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let (ok, err) = check(&demo);
+    assert!(ok, "{err}");
+    let (ok, err) = check(GOOD);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn unknown_key_fails_naming_key_and_line() {
+    let bad = GOOD.replace("builtin = \"echo\"", "builtin = \"echo\"\nretries = 3");
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    assert!(err.contains("gateway.toml"), "{err}");
+    assert!(err.contains("line 7"), "{err}");
+    assert!(err.contains("unknown field `retries`"), "{err}");
+}
+
+#[test]
+fn missing_upstream_reference_fails_naming_key_and_line() {
+    let bad = GOOD.replace("upstream = \"echo\"", "upstream = \"billing\"");
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    assert!(
+        err.contains("gateway.toml:12: routes[0].upstream: no upstream named \"billing\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_are_each_named() {
+    let bad = GOOD
+        .replace("addr = \"127.0.0.1:8080\"", "addr = \"localhost\"")
+        .replace("path = \"/\"", "path = \"/\"\nmethods = [\"FETCH ME\"]\nissuers = [\"nobody\"]\ntoken_from = \"query:t\"");
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    for needle in [
+        "listen[0].addr",
+        "routes[0].methods",
+        "routes[0].issuers",
+        "routes[0].token_from",
+        "4 problem(s)",
+    ] {
+        assert!(err.contains(needle), "{needle} in:\n{err}");
+    }
+}
+
+#[test]
+fn malformed_toml_fails_with_its_position() {
+    let (ok, err) = check("[[listen]\naddr = 1");
+    assert!(!ok);
+    assert!(err.contains("line 1"), "{err}");
+}

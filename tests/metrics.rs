@@ -1,0 +1,116 @@
+//! `/metrics` is valid Prometheus text: checked with `promtool` when it is
+//! installed (CI installs it), and always with a strict line check here.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+#[tokio::test]
+async fn metrics_parse_and_carry_the_portero_series() {
+    let up = Upstream::start("api").await;
+    let config = format!(
+        "{}\n{}\n[[routes]]\nname = \"orders\"\npath = \"/\"\nupstream = \"api\"\n",
+        issuers(),
+        upstream("api", &[up.addr], "")
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    client.get(gw.url("/a")).send().await.unwrap();
+    client
+        .get(gw.url("/a"))
+        .bearer_auth(Signer::Hs.sign(&claims("alice")))
+        .send()
+        .await
+        .unwrap();
+
+    let text = gw.metrics().await;
+    for name in [
+        "portero_http_requests_total",
+        "portero_http_request_duration_seconds_bucket",
+        "portero_auth_decisions_total",
+        "portero_tokens_issued_total",
+        "portero_upstream_requests_total",
+        "portero_upstream_duration_seconds_bucket",
+        "portero_upstream_healthy_servers",
+    ] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert_eq!(
+        gw.metric(
+            "portero_http_requests_total",
+            &[("route", "orders"), ("status", "200")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        gw.metric(
+            "portero_http_requests_total",
+            &[("route", "orders"), ("status", "401")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        gw.metric("portero_upstream_healthy_servers", &[("upstream", "api")])
+            .await,
+        1.0
+    );
+    // Never a subject in a label.
+    assert!(!text.contains("alice"));
+
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix('#') {
+            assert!(
+                rest.starts_with(" HELP ") || rest.starts_with(" TYPE "),
+                "{line}"
+            );
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "bad value: {line}");
+        let name_end = series.find('{').unwrap_or(series.len());
+        let name = &series[..name_end];
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad name: {line}"
+        );
+        if name_end < series.len() {
+            assert!(series.ends_with('}'), "bad labels: {line}");
+        }
+    }
+
+    if let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = promtool.wait_with_output().unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // promtool's lint may suggest naming changes; only parse errors fail it here.
+        assert!(!report.contains("error while"), "promtool:\n{report}");
+        assert!(
+            out.status.success() || report.contains("problem"),
+            "promtool:\n{report}"
+        );
+    } else {
+        eprintln!("promtool not installed: only the built-in format check ran");
+    }
+}

@@ -1,0 +1,192 @@
+//! Forwarding through the real gateway: round robin, failover when a server
+//! dies, JSON errors for a dead or slow upstream, body limits, TLS and HTTP/2.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// A config forwarding every path, without a token, to upstream `api`.
+fn public_route(upstream_table: &str) -> String {
+    format!("{upstream_table}\n[[routes]]\npath = \"/\"\nupstream = \"api\"\npublic = true\n")
+}
+
+#[tokio::test]
+async fn round_robin_then_no_failed_request_when_one_server_dies() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let config = public_route(&upstream(
+        "api",
+        &[a.addr, b.addr],
+        "health_check_interval = \"200ms\"\nconnect_timeout = \"500ms\"",
+    ));
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+
+    let mut seen = HashSet::new();
+    for _ in 0..6 {
+        let r: Value = client
+            .get(gw.url("/x"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seen.insert(r["upstream"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen.len(), 2, "both servers get traffic: {seen:?}");
+
+    a.kill();
+    // Right after the kill, before any health check notices: every request still succeeds.
+    for i in 0..40 {
+        let r = client
+            .get(gw.url(&format!("/after-kill/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "request {i} after the kill:\n{}",
+            gw.log()
+        );
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["upstream"], "b");
+    }
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_json() {
+    // A port with nothing listening.
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = public_route(&upstream("api", &[dead], "health_check = \"none\""));
+    let gw = Gateway::start(&config).await;
+    let r = reqwest::get(gw.url("/x")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "bad_gateway");
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504_json() {
+    let slow = Upstream::start_with_delay("slow", Duration::from_secs(3)).await;
+    let config = public_route(&upstream("api", &[slow.addr], "read_timeout = \"300ms\""));
+    let gw = Gateway::start(&config).await;
+    let started = std::time::Instant::now();
+    let r = reqwest::get(gw.url("/x")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at the timeout, not after the upstream"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "gateway_timeout");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let up = Upstream::start("api").await;
+    // The harness keeps the default limit of 1 MiB.
+    let gw = Gateway::start(&public_route(&upstream("api", &[up.addr], ""))).await;
+    let client = reqwest::Client::new();
+    let small: Value = client
+        .post(gw.url("/x"))
+        .body(vec![b'a'; 1000])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(small["body_bytes"], 1000);
+
+    // Announced too large: refused before a byte is read.
+    let big = client
+        .post(gw.url("/x"))
+        .body(vec![b'a'; 2 * 1024 * 1024])
+        .send()
+        .await;
+    match big {
+        Ok(r) => assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        // The gateway may close the connection while the client is still sending.
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
+
+    // Chunked, no length announced: cut off once past the limit.
+    let chunks = (0..40).map(|_| Ok::<_, std::io::Error>(vec![b'a'; 64 * 1024]));
+    let stream = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let r = client.post(gw.url("/x")).body(stream).send().await;
+    match r {
+        Ok(r) => assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
+
+    // The gateway is fine afterwards.
+    let ok = client.get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn strip_prefix_and_host_override() {
+    let up = Upstream::start("api").await;
+    let config = format!(
+        "{}\n[[routes]]\npath = \"/svc\"\nupstream = \"api\"\npublic = true\nstrip_prefix = true\n",
+        upstream("api", &[up.addr], "host = \"internal.api\"")
+    );
+    let gw = Gateway::start(&config).await;
+    let r: Value = reqwest::get(gw.url("/svc/users?id=7"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["path"], "/users");
+    assert_eq!(r["query"], "id=7");
+    assert_eq!(r["headers"]["host"], "internal.api");
+    assert_eq!(
+        r["headers"]["x-forwarded-host"],
+        format!("127.0.0.1:{}", gw.port)
+    );
+}
+
+#[tokio::test]
+async fn tls_listener_speaks_http2_and_http1() {
+    let up = Upstream::start("api").await;
+    let tls_port = free_port();
+    let config = format!(
+        "[[listen]]\naddr = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n{}\n[[routes]]\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
+        fixture("tls_cert.pem").display(),
+        fixture("tls_key.pem").display(),
+        upstream("api", &[up.addr], ""),
+    );
+    let gw = Gateway::start(&config).await;
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(fixture("tls_cert.pem")).unwrap()).unwrap();
+    let url = format!("https://localhost:{tls_port}/secure");
+
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(ca.clone())
+        .build()
+        .unwrap();
+    let r = h2.get(&url).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["path"], "/secure");
+    assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+
+    let h1 = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .http1_only()
+        .build()
+        .unwrap();
+    let r = h1.get(&url).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(gw);
+}
