@@ -104,12 +104,7 @@ async fn metrics_parse_and_carry_the_portero_series() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        // promtool's lint may suggest naming changes; only parse errors fail it here.
-        assert!(!report.contains("error while"), "promtool:\n{report}");
-        assert!(
-            out.status.success() || report.contains("problem"),
-            "promtool:\n{report}"
-        );
+        assert!(out.status.success(), "promtool check metrics:\n{report}");
     } else {
         eprintln!("promtool not installed: only the built-in format check ran");
     }
