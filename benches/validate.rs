@@ -16,7 +16,11 @@ const SECRET: &[u8] = b"bench-hs256-secret-of-at-least-32-bytes";
 const NOW: i64 = 1_800_000_000;
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn keys() -> KeySet {
@@ -75,7 +79,10 @@ fn policy() -> Policy {
 fn validate(c: &mut Criterion) {
     let p = policy();
     let mut group = c.benchmark_group("validate");
-    for (name, alg, kid) in [("HS256", Algorithm::HS256, "hs"), ("ES256", Algorithm::ES256, "es")] {
+    for (name, alg, kid) in [
+        ("HS256", Algorithm::HS256, "hs"),
+        ("ES256", Algorithm::ES256, "es"),
+    ] {
         let t = token(alg, kid);
         let cold = Validator::new(keys(), Arc::default(), 0, 30);
         group.bench_function(BenchmarkId::new(name, "cold"), |b| {
