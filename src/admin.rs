@@ -4,6 +4,7 @@
 //! environment variable the config names.
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +21,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::auth::revocation::Revocation;
+use crate::config::Upstream;
 use crate::proxy::Shared;
 
 /// Largest admin request body read.
@@ -32,6 +34,10 @@ pub struct Admin {
     /// `None`: the admin API refuses with 503 (the variable was unset at start).
     pub token: Option<String>,
     pub token_env: String,
+    /// Reloads read this file again.
+    pub config_path: PathBuf,
+    /// Upstreams are fixed for the life of the process; a reload may not change them.
+    pub upstreams: Vec<Upstream>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -103,9 +109,10 @@ impl Admin {
                 match (req.method(), path) {
                     (&Method::GET, "/admin/revocations") => json_reply(
                         StatusCode::OK,
-                        json!({ "revocations": self.shared.validator.revocations.list() }),
+                        json!({ "revocations": self.shared.revocations.list() }),
                     ),
                     (&Method::POST, "/admin/revocations") => self.revoke(req).await,
+                    (&Method::POST, "/admin/reload") => self.reload(),
                     _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 }
             }
@@ -190,9 +197,36 @@ impl Admin {
             Ok(r) => r,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         };
-        self.shared.validator.revocations.apply(&revocation);
+        self.shared.revocations.apply(&revocation);
         tracing::info!(target: "portero::admin", ?revocation, "revoked");
         json_reply(StatusCode::OK, json!({ "revoked": revocation }))
+    }
+
+    /// Re-reads the config file and swaps in its routes, strip rules and
+    /// keys at once. A config that does not load, or changes upstreams,
+    /// leaves the running one untouched.
+    fn reload(&self) -> Reply {
+        let config = match crate::config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        };
+        if config.upstreams != self.upstreams {
+            return error(
+                StatusCode::CONFLICT,
+                "upstream changes need a restart; nothing was reloaded",
+            );
+        }
+        match crate::server::build_live(&config, &self.shared.revocations) {
+            Ok(live) => {
+                self.shared.live.store(Arc::new(live));
+                tracing::info!(target: "portero::admin", path = %self.config_path.display(), "config reloaded");
+                json_reply(
+                    StatusCode::OK,
+                    json!({ "reloaded": true, "routes": config.routes.len() }),
+                )
+            }
+            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+        }
     }
 
     fn revocation_for(&self, r: RevokeRequest) -> Result<Revocation, String> {
@@ -218,6 +252,8 @@ impl Admin {
             } => {
                 let verified = self
                     .shared
+                    .live
+                    .load()
                     .validator
                     .verify(&token)
                     .map_err(|e| format!("not a token this gateway accepts: {e}"))?;
@@ -236,7 +272,8 @@ impl Admin {
                 token: None,
                 expires_at: None,
             } => {
-                let keys = self.shared.validator.keys();
+                let live = self.shared.live.load();
+                let keys = live.validator.keys();
                 let index = keys
                     .issuer_index(&issuer)
                     .ok_or_else(|| format!("no issuer named {issuer:?}"))?;

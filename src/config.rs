@@ -211,7 +211,7 @@ pub struct AuthSettings {
     pub strip_prefixes: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub name: String,
     pub kind: UpstreamKind,
@@ -222,7 +222,7 @@ pub struct Upstream {
     pub host: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum UpstreamKind {
     Servers(Vec<SocketAddr>),
     /// The built-in echo server, bound by portero itself on `listen`.

@@ -14,21 +14,30 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::auth::revocation::Revocations;
 use crate::auth::validate::{Validator, Verified};
 use crate::auth::{denial, AuthError};
-use crate::config::AuthSettings;
+use crate::config::{AuthSettings, Route};
 use crate::identity;
 use crate::metrics::{method_label, Metrics};
 use crate::routes::RouteTable;
 use crate::upstream::UpstreamGroup;
 
+/// What a config reload replaces, swapped as one snapshot so a request never
+/// sees routes of one config with keys of another.
+pub struct Live {
+    pub routes: RouteTable,
+    pub validator: Validator,
+    pub auth: AuthSettings,
+}
+
 /// Everything a request may read, shared by every listener.
 pub struct Shared {
-    pub routes: ArcSwap<RouteTable>,
-    pub validator: Validator,
+    pub live: ArcSwap<Live>,
+    /// Revocations outlive reloads: every `Live::validator` reads this set.
+    pub revocations: Arc<Revocations>,
     pub upstreams: Vec<UpstreamGroup>,
     pub metrics: Metrics,
-    pub auth: AuthSettings,
     pub max_body_size: u64,
 }
 
@@ -41,7 +50,7 @@ pub struct Gateway {
 /// Per-request state.
 pub struct RequestCtx {
     start: Instant,
-    routes: Option<Arc<RouteTable>>,
+    live: Option<Arc<Live>>,
     route: Option<usize>,
     verified: Option<Arc<Verified>>,
     tried: Vec<SocketAddr>,
@@ -53,11 +62,17 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     fn route_name(&self) -> &str {
-        match (&self.routes, self.route) {
-            (Some(t), Some(i)) => &t.routes()[i].name,
+        match (&self.live, self.route) {
+            (Some(live), Some(i)) => &live.routes.routes()[i].name,
             _ => "none",
         }
     }
+}
+
+/// The route `request_filter` chose; only called in phases after it let the request through.
+fn routed(ctx: &RequestCtx) -> &Route {
+    let live = ctx.live.as_ref().expect("routed in request_filter");
+    &live.routes.routes()[ctx.route.expect("routed in request_filter")]
 }
 
 fn unix_now() -> i64 {
@@ -107,7 +122,7 @@ impl ProxyHttp for Gateway {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             start: Instant::now(),
-            routes: None,
+            live: None,
             route: None,
             verified: None,
             tried: Vec::new(),
@@ -119,50 +134,47 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let shared = &self.shared;
-        let table = shared.routes.load_full();
+        let live = shared.live.load_full();
+        ctx.live = Some(live.clone());
         let req = session.req_header();
-        let host = identity::request_host(req);
-        let found = table
-            .lookup(host, req.uri.path(), &req.method)
-            .map(|(i, r)| (i, r.policy.clone()));
-        ctx.routes = Some(table);
-        let Some((index, policy)) = found else {
+        let Some((index, route)) =
+            live.routes
+                .lookup(identity::request_host(req), req.uri.path(), &req.method)
+        else {
             ctx.answered = Some(404);
             respond_json(session, 404, error_body("not_found", "no route"), None).await?;
             return Ok(true);
         };
         ctx.route = Some(index);
-        if declared_length(session.req_header()).is_some_and(|n| n > shared.max_body_size) {
+        if declared_length(req).is_some_and(|n| n > shared.max_body_size) {
             ctx.answered = Some(413);
             let body = error_body("payload_too_large", "request body too large");
             respond_json(session, 413, body, None).await?;
             return Ok(true);
         }
-        let Some(policy) = policy else {
+        let Some(policy) = &route.policy else {
             return Ok(false); // public route
         };
-        let result = match policy.token_from.extract(&session.req_header().headers) {
+        let result = match policy.token_from.extract(&req.headers) {
             None => Err(AuthError::MissingToken),
-            Some(token) => shared.validator.validate(token, &policy, unix_now()),
+            Some(token) => live.validator.validate(token, policy, unix_now()),
         };
-        let route = ctx.route_name().to_string();
+        let (result_label, reason) = match &result {
+            Ok(_) => ("allow", "ok"),
+            Err(e) => ("deny", e.reason()),
+        };
+        shared
+            .metrics
+            .auth_decisions
+            .with_label_values(&[&route.name, result_label, reason])
+            .inc();
         match result {
             Ok(verified) => {
-                shared
-                    .metrics
-                    .auth_decisions
-                    .with_label_values(&[&route, "allow", "ok"])
-                    .inc();
                 ctx.verified = Some(verified);
                 Ok(false)
             }
             Err(e) => {
-                shared
-                    .metrics
-                    .auth_decisions
-                    .with_label_values(&[&route, "deny", e.reason()])
-                    .inc();
-                tracing::debug!(route = %route, reason = e.reason(), "denied");
+                tracing::debug!(route = %route.name, reason, "denied");
                 let d = denial(e);
                 ctx.answered = Some(d.status);
                 respond_json(session, d.status, d.body, Some(d.www_authenticate)).await?;
@@ -192,9 +204,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let table = ctx.routes.as_ref().expect("routed in request_filter");
-        let route = &table.routes()[ctx.route.expect("routed in request_filter")];
-        let group = &self.shared.upstreams[route.upstream];
+        let group = &self.shared.upstreams[routed(ctx).upstream];
         let Some(addr) = group.pick(&ctx.tried) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy upstream server");
         };
@@ -217,8 +227,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(table), Some(i)) = (&ctx.routes, ctx.route) {
-            let group = &self.shared.upstreams[table.routes()[i].upstream];
+        if let (Some(live), Some(i)) = (&ctx.live, ctx.route) {
+            let group = &self.shared.upstreams[live.routes.routes()[i].upstream];
             if ctx.tried.len() < group.servers.len() {
                 e.set_retry(true);
             }
@@ -232,11 +242,11 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let table = ctx.routes.as_ref().expect("routed in request_filter");
-        let route = &table.routes()[ctx.route.expect("routed in request_filter")];
+        let live = ctx.live.as_ref().expect("routed in request_filter");
+        let route = routed(ctx);
         let group = &self.shared.upstreams[route.upstream];
 
-        for name in identity::headers_to_strip(upstream, &self.shared.auth) {
+        for name in identity::headers_to_strip(upstream, &live.auth) {
             upstream.remove_header(&name);
         }
         if let (Some(policy), Some(verified)) = (&route.policy, &ctx.verified) {
@@ -319,11 +329,9 @@ impl ProxyHttp for Gateway {
         m.request_duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
-        if let (Some(started), Some(table), Some(i)) = (ctx.upstream_start, &ctx.routes, ctx.route)
-        {
-            let upstream = &self.shared.upstreams[table.routes()[i].upstream]
-                .config
-                .name;
+        // Set only once a route let the request through to an upstream.
+        if let Some(started) = ctx.upstream_start {
+            let upstream = &self.shared.upstreams[routed(ctx).upstream].config.name;
             let outcome = if e.is_some() { "error" } else { "ok" };
             m.upstream_requests
                 .with_label_values(&[upstream, outcome])

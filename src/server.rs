@@ -22,21 +22,15 @@ use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
 use crate::config::{Config, UpstreamKind};
 use crate::metrics::Metrics;
-use crate::proxy::{Gateway, Shared};
+use crate::proxy::{Gateway, Live, Shared};
 use crate::routes::RouteTable;
 use crate::upstream::UpstreamGroup;
 
 /// Runs the gateway until `shutdown` fires. Must not be called from inside a
 /// tokio runtime: Pingora builds its own.
 pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Result<()> {
-    let keys = keys::load(&config)?;
     let revocations = Arc::new(Revocations::default());
-    let validator = Validator::new(
-        keys,
-        revocations.clone(),
-        config.auth.verified_cache_size,
-        config.auth.leeway.as_secs(),
-    );
+    let live = build_live(&config, &revocations)?;
 
     // Built-in upstreams and the admin listener are bound now, so a port in
     // use fails the start instead of a later request.
@@ -67,11 +61,10 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
     }
 
     let shared = Arc::new(Shared {
-        routes: ArcSwap::from_pointee(RouteTable::new(config.routes.clone())),
-        validator,
+        live: ArcSwap::from_pointee(live),
+        revocations: revocations.clone(),
         upstreams,
         metrics: Metrics::new(&config),
-        auth: config.auth.clone(),
         max_body_size: config.server.max_body_size,
     });
 
@@ -90,6 +83,8 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
         started: started.clone(),
         token: admin_token,
         token_env: config.admin.token_env.clone(),
+        config_path: config.source.clone(),
+        upstreams: config.upstreams.clone(),
     });
     let admin_listener = bind(&side, config.admin.listen)
         .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
@@ -149,6 +144,21 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
     // Pingora has stopped; the side runtime may not block this thread's exit.
     side.shutdown_background();
     Ok(())
+}
+
+/// The parts of a config that a reload replaces: routes, strip rules, keys
+/// (with a fresh verified-token cache).
+pub fn build_live(config: &Config, revocations: &Arc<Revocations>) -> Result<Live, keys::KeyError> {
+    Ok(Live {
+        routes: RouteTable::new(config.routes.clone()),
+        validator: Validator::new(
+            keys::load(config)?,
+            revocations.clone(),
+            config.auth.verified_cache_size,
+            config.auth.leeway.as_secs(),
+        ),
+        auth: config.auth.clone(),
+    })
 }
 
 fn server_conf(config: &Config) -> ServerConf {

@@ -42,7 +42,7 @@ impl Verified {
 
 pub struct Validator {
     keys: ArcSwap<KeySet>,
-    pub revocations: Arc<Revocations>,
+    revocations: Arc<Revocations>,
     /// Verified tokens by keyed hash of the token; repeat tokens skip the
     /// signature. Bounded; expiry is checked on every use.
     cache: Option<quick_cache::sync::Cache<u64, Arc<Verified>>>,
@@ -79,14 +79,6 @@ impl Validator {
 
     pub fn keys(&self) -> arc_swap::Guard<Arc<KeySet>> {
         self.keys.load()
-    }
-
-    /// Swaps in new keys; verified tokens are forgotten, since their key may be gone.
-    pub fn replace_keys(&self, keys: KeySet) {
-        self.keys.store(Arc::new(keys));
-        if let Some(cache) = &self.cache {
-            cache.clear();
-        }
     }
 
     /// Validates `token` for a route with `policy` at Unix time `now`.

@@ -123,6 +123,8 @@ pub struct Gateway {
     pub admin_port: u16,
     pub dir: tempfile::TempDir,
     log: PathBuf,
+    /// The `[server]`, `[[listen]]` and `[admin]` tables the harness wrote.
+    preamble: String,
 }
 
 impl Gateway {
@@ -132,13 +134,13 @@ impl Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
-        let config = format!(
+        let preamble = format!(
             "[server]\nthreads = 1\ngrace_period = \"0s\"\nshutdown_timeout = \"1s\"\ndata_dir = \"{data}\"\n\n\
-             [[listen]]\naddr = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n{body}",
+             [[listen]]\naddr = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n",
             data = dir.path().join("data").display(),
         );
         let path = dir.path().join("gateway.toml");
-        std::fs::write(&path, config).unwrap();
+        std::fs::write(&path, format!("{preamble}{body}")).unwrap();
         let log = dir.path().join("portero.log");
         let child = Command::new(env!("CARGO_BIN_EXE_portero"))
             .arg("--config")
@@ -156,6 +158,7 @@ impl Gateway {
             admin_port,
             dir,
             log,
+            preamble,
         };
         gw.wait_ready().await;
         gw
@@ -184,6 +187,12 @@ impl Gateway {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+
+    /// Replaces the config body on disk (same listeners), for reload tests.
+    pub fn rewrite_config(&self, body: &str) {
+        let path = self.dir.path().join("gateway.toml");
+        std::fs::write(path, format!("{}{body}", self.preamble)).unwrap();
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,75 @@
+//! `POST /admin/reload`: a good config swaps routes and keys at once; a bad
+//! one, or one that changes upstreams, leaves the running config untouched.
+
+mod common;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn body(up: &Upstream, roles: &str) -> String {
+    format!(
+        "{}\n{}\n[[routes]]\nname = \"orders\"\npath = \"/orders\"\nupstream = \"api\"\nroles = [{roles}]\n",
+        issuers(),
+        upstream("api", &[up.addr], "")
+    )
+}
+
+async fn reload(gw: &Gateway, token: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(gw.admin_url("/admin/reload"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.json().await.unwrap())
+}
+
+async fn status(gw: &Gateway, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(gw.url("/orders"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn reload_swaps_routes_and_keeps_the_old_config_on_errors() {
+    let up = Upstream::start("api").await;
+    let gw = Gateway::start(&body(&up, "\"ADMIN\"")).await;
+    let token = Signer::Hs.sign(&claims("alice"));
+    assert_eq!(status(&gw, &token).await, StatusCode::OK);
+
+    // Needs the admin token.
+    assert_eq!(reload(&gw, "wrong").await.0, StatusCode::UNAUTHORIZED);
+
+    // A stricter route: the same token is now short of a role.
+    gw.rewrite_config(&body(&up, "\"SUPERUSER\""));
+    let (code, answer) = reload(&gw, ADMIN_TOKEN).await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert_eq!(status(&gw, &token).await, StatusCode::FORBIDDEN);
+
+    // A broken config is refused, naming the problem; the running one stays.
+    gw.rewrite_config(
+        &body(&up, "\"ADMIN\"").replace("upstream = \"api\"\nroles", "upstream = \"nope\"\nroles"),
+    );
+    let (code, answer) = reload(&gw, ADMIN_TOKEN).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("no upstream named \"nope\""),
+        "{answer}"
+    );
+    assert_eq!(status(&gw, &token).await, StatusCode::FORBIDDEN);
+
+    // Changing upstreams needs a restart.
+    let other = Upstream::start("other").await;
+    gw.rewrite_config(&body(&other, "\"ADMIN\""));
+    let (code, _) = reload(&gw, ADMIN_TOKEN).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    assert_eq!(status(&gw, &token).await, StatusCode::FORBIDDEN);
+}
