@@ -197,6 +197,14 @@ impl Admin {
             Ok(r) => r,
             Err(message) => return error(StatusCode::BAD_REQUEST, &message),
         };
+        // Durable first: a revocation is acknowledged only once it survives a crash.
+        let store = self.shared.store.clone();
+        let stored = revocation.clone();
+        match tokio::task::spawn_blocking(move || store.add_revocation(&stored)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+            Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store task failed"),
+        }
         self.shared.revocations.apply(&revocation);
         tracing::info!(target: "portero::admin", ?revocation, "revoked");
         json_reply(StatusCode::OK, json!({ "revoked": revocation }))
@@ -216,7 +224,11 @@ impl Admin {
                 "upstream changes need a restart; nothing was reloaded",
             );
         }
-        match crate::server::build_live(&config, &self.shared.revocations) {
+        match crate::server::build_live(
+            &config,
+            &self.shared.revocations,
+            self.shared.store.as_ref(),
+        ) {
             Ok(live) => {
                 self.shared.live.store(Arc::new(live));
                 tracing::info!(target: "portero::admin", path = %self.config_path.display(), "config reloaded");

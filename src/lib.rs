@@ -10,6 +10,7 @@
 //! - [`admin`]: metrics, health, readiness and revocation on the admin listener.
 //! - [`echo`]: the built-in echo upstream for the demo, tests and benchmarks.
 //! - [`metrics`]: every `portero_*` metric, with bounded labels.
+//! - [`store`]: durable keys, refresh tokens, revocations, lockout counters.
 //! - [`server`]: assembles all of the above from a config and runs it.
 #![forbid(unsafe_code)]
 
@@ -22,4 +23,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod routes;
 pub mod server;
+pub mod store;
 pub mod upstream;

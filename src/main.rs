@@ -87,7 +87,14 @@ fn mint(
     ttl: Option<&str>,
     extra: &[String],
 ) -> anyhow::Result<()> {
-    let keys = portero::auth::keys::load(config)?;
+    // The store is locked while a gateway runs on it.
+    let store = portero::store::Embedded::open(&config.server.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "{e} (is a gateway running on {}? use its token endpoints instead)",
+            config.server.data_dir.display()
+        )
+    })?;
+    let keys = portero::auth::keys::load(config, &store)?;
     let index = keys
         .issuer_index(issuer)
         .ok_or_else(|| anyhow::anyhow!("no issuer named {issuer:?}"))?;

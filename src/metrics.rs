@@ -113,6 +113,10 @@ impl Metrics {
         }
         for u in &config.upstreams {
             m.upstream_healthy.with_label_values(&[&u.name]);
+            m.upstream_duration.with_label_values(&[&u.name]);
+            for outcome in ["ok", "error"] {
+                m.upstream_requests.with_label_values(&[&u.name, outcome]);
+            }
         }
         m
     }

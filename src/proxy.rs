@@ -21,6 +21,7 @@ use crate::config::{AuthSettings, Route};
 use crate::identity;
 use crate::metrics::{method_label, Metrics};
 use crate::routes::RouteTable;
+use crate::store::Store;
 use crate::upstream::UpstreamGroup;
 
 /// What a config reload replaces, swapped as one snapshot so a request never
@@ -36,6 +37,7 @@ pub struct Shared {
     pub live: ArcSwap<Live>,
     /// Revocations outlive reloads: every `Live::validator` reads this set.
     pub revocations: Arc<Revocations>,
+    pub store: Arc<dyn Store>,
     pub upstreams: Vec<UpstreamGroup>,
     pub metrics: Metrics,
     pub max_body_size: u64,

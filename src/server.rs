@@ -24,13 +24,21 @@ use crate::config::{Config, UpstreamKind};
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Live, Shared};
 use crate::routes::RouteTable;
+use crate::store::{Embedded, Store};
 use crate::upstream::UpstreamGroup;
 
 /// Runs the gateway until `shutdown` fires. Must not be called from inside a
 /// tokio runtime: Pingora builds its own.
 pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Result<()> {
+    let store: Arc<dyn Store> = Arc::new(
+        Embedded::open(&config.server.data_dir)
+            .with_context(|| format!("server.data_dir: {}", config.server.data_dir.display()))?,
+    );
     let revocations = Arc::new(Revocations::default());
-    let live = build_live(&config, &revocations)?;
+    for r in store.revocations()? {
+        revocations.apply(&r);
+    }
+    let live = build_live(&config, &revocations, store.as_ref())?;
 
     // Built-in upstreams and the admin listener are bound now, so a port in
     // use fails the start instead of a later request.
@@ -63,6 +71,7 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(live),
         revocations: revocations.clone(),
+        store: store.clone(),
         upstreams,
         metrics: Metrics::new(&config),
         max_body_size: config.server.max_body_size,
@@ -90,7 +99,7 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
         .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
     tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
     side.spawn(crate::admin::serve(admin_listener, admin));
-    side.spawn(purge_revocations(revocations, config.auth.leeway));
+    side.spawn(purge_revocations(revocations, store, config.auth.leeway));
 
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
     server.bootstrap();
@@ -148,11 +157,15 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
 
 /// The parts of a config that a reload replaces: routes, strip rules, keys
 /// (with a fresh verified-token cache).
-pub fn build_live(config: &Config, revocations: &Arc<Revocations>) -> Result<Live, keys::KeyError> {
+pub fn build_live(
+    config: &Config,
+    revocations: &Arc<Revocations>,
+    store: &dyn Store,
+) -> Result<Live, keys::KeyError> {
     Ok(Live {
         routes: RouteTable::new(config.routes.clone()),
         validator: Validator::new(
-            keys::load(config)?,
+            keys::load(config, store)?,
             revocations.clone(),
             config.auth.verified_cache_size,
             config.auth.leeway.as_secs(),
@@ -188,14 +201,20 @@ fn bind(
 }
 
 /// Drops jti revocations once the tokens they name would have expired anyway.
-async fn purge_revocations(revocations: Arc<Revocations>, leeway: Duration) {
+async fn purge_revocations(revocations: Arc<Revocations>, store: Arc<dyn Store>, leeway: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        revocations.purge_expired(now - leeway.as_secs() as i64);
+        let cutoff = now - leeway.as_secs() as i64;
+        revocations.purge_expired(cutoff);
+        let store = store.clone();
+        let purged = tokio::task::spawn_blocking(move || store.purge_revocations(cutoff)).await;
+        if let Ok(Err(e)) = purged {
+            tracing::warn!(error = %e, "could not purge expired revocations from the store");
+        }
     }
 }
 

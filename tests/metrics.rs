@@ -25,6 +25,18 @@ async fn metrics_parse_and_carry_the_portero_series() {
         .await
         .unwrap();
 
+    let ok = [("route", "orders"), ("status", "200")];
+    assert_eq!(
+        gw.wait_metric("portero_http_requests_total", &ok, 1.0)
+            .await,
+        1.0
+    );
+    let upstream_ok = [("upstream", "api"), ("outcome", "ok")];
+    assert_eq!(
+        gw.wait_metric("portero_upstream_requests_total", &upstream_ok, 1.0)
+            .await,
+        1.0
+    );
     let text = gw.metrics().await;
     for name in [
         "portero_http_requests_total",
@@ -37,20 +49,10 @@ async fn metrics_parse_and_carry_the_portero_series() {
     ] {
         assert!(text.contains(name), "{name} missing:\n{text}");
     }
+    let denied = [("route", "orders"), ("status", "401")];
     assert_eq!(
-        gw.metric(
-            "portero_http_requests_total",
-            &[("route", "orders"), ("status", "200")]
-        )
-        .await,
-        1.0
-    );
-    assert_eq!(
-        gw.metric(
-            "portero_http_requests_total",
-            &[("route", "orders"), ("status", "401")]
-        )
-        .await,
+        gw.wait_metric("portero_http_requests_total", &denied, 1.0)
+            .await,
         1.0
     );
     assert_eq!(

@@ -12,6 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use rand::RngCore;
 
 use crate::config::{Config, Issuer};
+use crate::store::{Store, StoredKey};
 
 /// Where a configured key's material comes from.
 #[derive(Debug, Clone)]
@@ -48,12 +49,8 @@ pub enum KeyError {
         kid: String,
         message: String,
     },
-    #[error("issuers.{issuer}: cannot keep a generated key in {path}: {source}")]
-    Generate {
-        issuer: String,
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("issuers.{issuer}: cannot keep a generated key: {message}")]
+    Generate { issuer: String, message: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,9 +145,9 @@ impl KeySet {
 }
 
 /// Loads every issuer's keys. An issuer with no key configured gets an HS256
-/// key generated on first start and kept under `data_dir`, so its tokens
-/// survive restarts.
-pub fn load(config: &Config) -> Result<KeySet, KeyError> {
+/// key generated on first start and kept in the store, so its tokens survive
+/// restarts.
+pub fn load(config: &Config, store: &dyn Store) -> Result<KeySet, KeyError> {
     let infos = config
         .issuers
         .iter()
@@ -163,7 +160,7 @@ pub fn load(config: &Config) -> Result<KeySet, KeyError> {
     let mut keys = Vec::new();
     for (index, issuer) in config.issuers.iter().enumerate() {
         if issuer.keys.is_empty() {
-            keys.push(generated_key(issuer, index, &config.server.data_dir)?);
+            keys.push(generated_key(issuer, index, store)?);
         }
         for k in &issuer.keys {
             keys.push(configured_key(issuer, index, k)?);
@@ -272,67 +269,29 @@ pub fn alg_name(alg: Algorithm) -> &'static str {
     }
 }
 
-/// A generated HS256 key lives in `<data_dir>/keys/<issuer>.key` as
-/// `<kid> <base64url secret>`, readable by the owner only.
-fn generated_key(issuer: &Issuer, index: usize, data_dir: &Path) -> Result<Key, KeyError> {
-    let path = data_dir.join("keys").join(format!("{}.key", issuer.name));
-    let fail = |source: std::io::Error| KeyError::Generate {
-        issuer: issuer.name.clone(),
-        path: path.display().to_string(),
-        source,
+/// A generated HS256 key: created once, kept in the store, the same on every
+/// start (and, with a shared store, on every instance).
+fn generated_key(issuer: &Issuer, index: usize, store: &dyn Store) -> Result<Key, KeyError> {
+    let mut secret = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let mut id = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut id);
+    let fresh = StoredKey {
+        kid: format!("{}-{}", issuer.name, URL_SAFE_NO_PAD.encode(id)),
+        secret,
     };
-    let (kid, secret) = match std::fs::read_to_string(&path) {
-        Ok(text) => parse_generated(&text).ok_or_else(|| {
-            fail(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "not a portero key file",
-            ))
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut secret = vec![0u8; 32];
-            rand::thread_rng().fill_bytes(&mut secret);
-            let mut id = [0u8; 6];
-            rand::thread_rng().fill_bytes(&mut id);
-            let kid = format!("{}-{}", issuer.name, URL_SAFE_NO_PAD.encode(id));
-            write_private(
-                &path,
-                &format!("{kid} {}\n", URL_SAFE_NO_PAD.encode(&secret)),
-            )
-            .map_err(fail)?;
-            (kid, secret)
-        }
-        Err(e) => return Err(fail(e)),
-    };
+    let stored = store
+        .signing_key(&issuer.name, fresh)
+        .map_err(|e| KeyError::Generate {
+            issuer: issuer.name.clone(),
+            message: e.to_string(),
+        })?;
     Ok(Key {
-        kid,
+        kid: stored.kid,
         issuer: index,
         alg: Algorithm::HS256,
         alg_name: "HS256",
-        decoding: DecodingKey::from_secret(&secret),
-        encoding: Some(EncodingKey::from_secret(&secret)),
+        decoding: DecodingKey::from_secret(&stored.secret),
+        encoding: Some(EncodingKey::from_secret(&stored.secret)),
     })
-}
-
-fn parse_generated(text: &str) -> Option<(String, Vec<u8>)> {
-    let (kid, secret) = text.trim().split_once(' ')?;
-    Some((kid.to_string(), URL_SAFE_NO_PAD.decode(secret).ok()?))
-}
-
-/// Writes a file only its owner can read, atomically (temp file + rename).
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }

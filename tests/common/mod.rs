@@ -142,16 +142,7 @@ impl Gateway {
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, format!("{preamble}{body}")).unwrap();
         let log = dir.path().join("portero.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_portero"))
-            .arg("--config")
-            .arg(&path)
-            .env("PORTERO_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("TEST_HS_SECRET", HS_SECRET)
-            .env("PORTERO_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = spawn(&path, &log);
         let mut gw = Gateway {
             child,
             port,
@@ -162,6 +153,14 @@ impl Gateway {
         };
         gw.wait_ready().await;
         gw
+    }
+
+    /// `kill -9`, then the same config, ports and data directory again.
+    pub async fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = spawn(&self.dir.path().join("gateway.toml"), &self.log);
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
@@ -226,6 +225,19 @@ impl Gateway {
             .unwrap_or(0.0)
     }
 
+    /// Waits (up to 2 s) for a series to reach `want`: counters recorded in
+    /// Pingora's logging phase land just after the client has its response.
+    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let v = self.metric(name, labels).await;
+            if v == want || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn revoke(&self, body: Value) -> reqwest::Response {
         reqwest::Client::new()
             .post(self.admin_url("/admin/revocations"))
@@ -235,6 +247,24 @@ impl Gateway {
             .await
             .unwrap()
     }
+}
+
+fn spawn(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_portero"))
+        .arg("--config")
+        .arg(config)
+        .env("PORTERO_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("TEST_HS_SECRET", HS_SECRET)
+        .env("PORTERO_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl Drop for Gateway {
