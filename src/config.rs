@@ -15,6 +15,8 @@ use toml::Spanned;
 
 use crate::auth::keys::KeySource;
 use crate::auth::policy::{Policy, TokenSource};
+use crate::credentials::{Principal, Principals, SecretHash};
+use crate::issue::Dialect;
 
 /// Claim-to-header injection never uses these names: they carry the request itself.
 const RESERVED_HEADERS: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
@@ -104,6 +106,50 @@ struct FileIssuer {
     allow_no_exp: bool,
     #[serde(default)]
     keys: Vec<FileKey>,
+    // The token endpoint, for issuers with a dialect.
+    host: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    refresh_path: Option<Spanned<String>>,
+    refresh_ttl: Option<Spanned<String>>,
+    time_zone: Option<Spanned<String>>,
+    default_years: Option<u32>,
+    max_years: Option<u32>,
+    #[serde(default)]
+    companies: Vec<String>,
+    max_failures: Option<u32>,
+    ip_max_failures: Option<u32>,
+    lockout: Option<Spanned<String>>,
+    max_body_size: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    principals: Vec<FilePrincipal>,
+    principals_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePrincipals {
+    principals: Vec<FilePrincipal>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct FilePrincipal {
+    username: Option<String>,
+    client_id: Option<String>,
+    business: Option<String>,
+    proyecto: Option<String>,
+    secret_hash: Spanned<String>,
+    id: Option<toml::Value>,
+    nombre: Option<String>,
+    role: Option<String>,
+    company: Option<String>,
+    #[serde(default)]
+    permissions: Vec<String>,
+    #[serde(default = "yes")]
+    active: bool,
+    #[serde(default)]
+    blocked: bool,
 }
 
 #[derive(Deserialize)]
@@ -242,10 +288,34 @@ pub struct Issuer {
     pub name: String,
     /// The `iss` claim this issuer's tokens carry.
     pub iss: String,
-    pub dialect: Option<String>,
     pub token_ttl: Duration,
     pub allow_no_exp: bool,
     pub keys: Vec<KeyConfig>,
+    /// The token endpoint portero serves for this issuer, if it has a dialect.
+    pub endpoint: Option<TokenEndpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenEndpoint {
+    pub dialect: Dialect,
+    pub host: String,
+    pub path: String,
+    /// `login-refresh` only.
+    pub refresh_path: Option<String>,
+    pub refresh_ttl: Duration,
+    /// Offset of the issuer's local time, for dates the dialects print.
+    pub time_zone: chrono::FixedOffset,
+    /// `project`: token lifetime without a query, and the most a client may ask for.
+    pub default_years: u32,
+    pub max_years: u32,
+    /// `client-flat`: the companies that exist.
+    pub companies: Vec<String>,
+    pub max_failures: u32,
+    pub ip_max_failures: u32,
+    pub lockout: Duration,
+    pub max_body_size: u64,
+    pub body_timeout: Duration,
+    pub principals: Principals,
 }
 
 #[derive(Debug, Clone)]
@@ -262,10 +332,25 @@ pub struct Route {
     pub host: String,
     pub path: String,
     pub methods: Vec<http::Method>,
-    pub upstream: usize,
-    pub strip_prefix: bool,
-    /// `None` for a public route.
-    pub policy: Option<Policy>,
+    pub action: RouteAction,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// Forward to an upstream; `policy` is `None` on a public route.
+    Proxy {
+        upstream: usize,
+        strip_prefix: bool,
+        policy: Option<Policy>,
+    },
+    /// Serve an issuer's token endpoint; never forwarded.
+    Issue { issuer: usize, endpoint: Endpoint },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    Refresh,
 }
 
 // ---------------------------------------------------------------------------
@@ -430,12 +515,13 @@ impl Checker<'_> {
             .collect();
         self.check_unique_kids(&issuers);
         let mut strip_all: Vec<String> = Vec::new();
-        let routes: Vec<Route> = file
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| self.route(i, r, &upstreams, &issuers, &mut strip_all))
-            .collect();
+        let mut routes: Vec<Route> = token_endpoint_routes(&issuers);
+        routes.extend(
+            file.routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| self.route(i, r, &upstreams, &issuers, &mut strip_all)),
+        );
         let auth = self.auth(&file.auth, strip_all);
         Config {
             source: path.to_path_buf(),
@@ -692,7 +778,7 @@ impl Checker<'_> {
         Issuer {
             name: name.to_string(),
             iss: i.iss.clone().unwrap_or_else(|| name.to_string()),
-            dialect: i.dialect.as_ref().map(|d| d.get_ref().clone()),
+            endpoint: self.endpoint(name, i),
             token_ttl: self.duration(
                 &i.token_ttl,
                 &format!("issuers.{name}.token_ttl"),
@@ -701,6 +787,157 @@ impl Checker<'_> {
             allow_no_exp: i.allow_no_exp,
             keys,
         }
+    }
+
+    fn endpoint(&mut self, name: &str, i: &FileIssuer) -> Option<TokenEndpoint> {
+        let key = |k: &str| format!("issuers.{name}.{k}");
+        let d = i.dialect.as_ref()?;
+        let Some(dialect) = Dialect::parse(d.get_ref()) else {
+            self.problem(
+                d,
+                key("dialect"),
+                format!(
+                    "unknown dialect {:?} (session, login-refresh, project, client-envelope, client-flat)",
+                    d.get_ref()
+                ),
+            );
+            return None;
+        };
+        let path = |c: &mut Self, v: &Option<Spanned<String>>, k: &str, default: &str| match v {
+            Some(p) if !p.get_ref().starts_with('/') => {
+                c.problem(p, key(k), "must start with /");
+                default.to_string()
+            }
+            Some(p) => p.get_ref().clone(),
+            None => default.to_string(),
+        };
+        let main_path = path(self, &i.path, "path", dialect.default_path());
+        let refresh_path = match (dialect, &i.refresh_path) {
+            (Dialect::LoginRefresh, v) => {
+                Some(path(self, v, "refresh_path", "/api/auth/refreshtoken"))
+            }
+            (_, Some(v)) => {
+                self.problem(
+                    v,
+                    key("refresh_path"),
+                    "only the login-refresh dialect has a refresh endpoint",
+                );
+                None
+            }
+            (_, None) => None,
+        };
+        let time_zone = match &i.time_zone {
+            None => chrono::FixedOffset::east_opt(0).expect("zero offset"),
+            Some(tz) => parse_offset(tz.get_ref()).unwrap_or_else(|e| {
+                self.problem(tz, key("time_zone"), e);
+                chrono::FixedOffset::east_opt(0).expect("zero offset")
+            }),
+        };
+        let mut file_principals = i.principals.clone();
+        if let Some(f) = &i.principals_file {
+            let p = self.resolve(f.get_ref());
+            match std::fs::read_to_string(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<FilePrincipals>(&t).map_err(|e| e.to_string()))
+            {
+                Ok(list) => file_principals.extend(list.principals),
+                Err(e) => self.problem(f, key("principals_file"), format!("{}: {e}", p.display())),
+            }
+        }
+        let mut principals = Vec::new();
+        for (n, p) in file_principals.iter().enumerate() {
+            if let Some(principal) = self.principal(&key(&format!("principals[{n}]")), dialect, p) {
+                principals.push(principal);
+            }
+        }
+        let max_body_size = match &i.max_body_size {
+            None => 64 * 1024,
+            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
+                self.problem(v, key("max_body_size"), e);
+                0
+            }),
+        };
+        let max_years = i.max_years.unwrap_or(10);
+        let default_years = i.default_years.unwrap_or(2);
+        if default_years == 0 || default_years > max_years {
+            self.problem_no_span(
+                key("default_years"),
+                format!("must be between 1 and max_years ({max_years})"),
+            );
+        }
+        Some(TokenEndpoint {
+            dialect,
+            host: i
+                .host
+                .as_ref()
+                .map_or("*".to_string(), |h| h.get_ref().to_ascii_lowercase()),
+            path: main_path,
+            refresh_path,
+            refresh_ttl: self.duration(&i.refresh_ttl, &key("refresh_ttl"), secs(86_400)),
+            time_zone,
+            default_years,
+            max_years,
+            companies: i.companies.clone(),
+            max_failures: i.max_failures.unwrap_or(5).max(1),
+            ip_max_failures: i.ip_max_failures.unwrap_or(50).max(1),
+            lockout: self.duration(&i.lockout, &key("lockout"), secs(900)),
+            max_body_size,
+            body_timeout: self.duration(&i.body_timeout, &key("body_timeout"), secs(10)),
+            principals: Principals::new(principals),
+        })
+    }
+
+    fn principal(&mut self, key: &str, dialect: Dialect, p: &FilePrincipal) -> Option<Principal> {
+        let secret = match SecretHash::parse(p.secret_hash.get_ref()) {
+            Ok(h) => h,
+            Err(e) => {
+                self.problem(
+                    &p.secret_hash,
+                    format!("{key}.secret_hash"),
+                    format!("{e} (make one with `portero hash-secret`)"),
+                );
+                return None;
+            }
+        };
+        let login = match dialect {
+            Dialect::Session | Dialect::LoginRefresh => p.username.clone(),
+            Dialect::Project => match (&p.business, &p.proyecto) {
+                (Some(b), Some(pr)) => Some(project_login(b, pr)),
+                _ => None,
+            },
+            Dialect::ClientEnvelope | Dialect::ClientFlat => p.client_id.clone(),
+        };
+        let Some(login) = login else {
+            self.problem(
+                &p.secret_hash,
+                key,
+                format!(
+                    "the {} dialect needs {}",
+                    dialect.name(),
+                    dialect.login_fields()
+                ),
+            );
+            return None;
+        };
+        let id = match &p.id {
+            None => serde_json::Value::Null,
+            Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+        };
+        Some(Principal {
+            login,
+            secret,
+            id,
+            username: p.username.clone(),
+            nombre: p.nombre.clone(),
+            role: p.role.clone(),
+            business: p.business.clone(),
+            proyecto: p.proyecto.clone(),
+            client_id: p.client_id.clone(),
+            company: p.company.clone(),
+            permissions: p.permissions.clone(),
+            active: p.active,
+            blocked: p.blocked,
+        })
     }
 
     fn check_unique_kids(&mut self, issuers: &[Issuer]) {
@@ -857,9 +1094,11 @@ impl Checker<'_> {
             host,
             path: r.path.get_ref().clone(),
             methods,
-            upstream,
-            strip_prefix: r.strip_prefix,
-            policy,
+            action: RouteAction::Proxy {
+                upstream,
+                strip_prefix: r.strip_prefix,
+                policy,
+            },
         }
     }
 }
@@ -871,6 +1110,50 @@ impl fmt::Display for Problem {
             None => write!(f, "{}: {}", self.key, self.message),
         }
     }
+}
+
+/// One POST route per token endpoint, named `issue:<issuer>`.
+fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (index, issuer) in issuers.iter().enumerate() {
+        let Some(e) = &issuer.endpoint else { continue };
+        let mounts = std::iter::once((&e.path, Endpoint::Token))
+            .chain(e.refresh_path.iter().map(|p| (p, Endpoint::Refresh)));
+        for (path, endpoint) in mounts {
+            routes.push(Route {
+                name: format!("issue:{}", issuer.name),
+                host: e.host.clone(),
+                path: path.clone(),
+                methods: vec![http::Method::POST],
+                action: RouteAction::Issue {
+                    issuer: index,
+                    endpoint,
+                },
+            });
+        }
+    }
+    routes
+}
+
+/// The login of a `project` principal.
+pub fn project_login(business: &str, proyecto: &str) -> String {
+    format!("{business}/{proyecto}")
+}
+
+/// `Z`, `UTC`, `+02:00`, `-05:00`.
+fn parse_offset(s: &str) -> Result<chrono::FixedOffset, String> {
+    if s == "Z" || s.eq_ignore_ascii_case("utc") {
+        return Ok(chrono::FixedOffset::east_opt(0).expect("zero offset"));
+    }
+    let err = || format!("{s:?} is not an offset like \"+02:00\" or \"UTC\"");
+    let (sign, rest) = match s.split_at_checked(1).ok_or_else(err)? {
+        ("+", r) => (1, r),
+        ("-", r) => (-1, r),
+        _ => return Err(err()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(err)?;
+    let (h, m): (i32, i32) = (h.parse().map_err(|_| err())?, m.parse().map_err(|_| err())?);
+    chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(err)
 }
 
 fn secs(n: u64) -> Duration {
@@ -953,7 +1236,13 @@ upstream = "echo"
     fn minimal_config_loads() {
         let c = check(MINIMAL).unwrap();
         assert_eq!(c.routes.len(), 1);
-        assert!(c.routes[0].policy.is_some());
+        assert!(matches!(
+            c.routes[0].action,
+            RouteAction::Proxy {
+                policy: Some(_),
+                ..
+            }
+        ));
         assert_eq!(c.issuers[0].iss, "demo");
     }
 

@@ -4,6 +4,8 @@
 //! - [`config`]: the only serde types; `gateway.toml` → a validated [`config::Config`].
 //! - [`routes`]: (host, path, method) → route, compiled once per config.
 //! - [`auth`]: keys by `kid`, revocations, route policies, token validation; no I/O.
+//! - [`credentials`]: principals and hashed secrets (argon2id, fast keyed hash).
+//! - [`issue`]: the five token-endpoint dialects, one module each.
 //! - [`identity`]: what the upstream is told: stripped, injected and forwarded headers.
 //! - [`upstream`]: round robin over health-checked servers.
 //! - [`proxy`]: the only module that speaks Pingora's proxy API.
@@ -17,8 +19,10 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod echo;
 pub mod identity;
+pub mod issue;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

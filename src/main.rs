@@ -22,6 +22,12 @@ enum Command {
     Run,
     /// Validate the config and exit: 0 if it is good, 1 with every problem named.
     Check,
+    /// Print a hash of a secret read from stdin, for a principal's `secret_hash`.
+    HashSecret {
+        /// The fast keyed hash, for high-entropy client secrets (default: argon2id).
+        #[arg(long)]
+        fast: bool,
+    },
     /// Mint a token with an issuer's signing key (for operators and the demo).
     Token {
         /// The issuer, by its name in the config.
@@ -41,6 +47,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Hashing needs no config.
+    if let Some(Command::HashSecret { fast }) = cli.command {
+        return match portero::credentials::hash_secret_from_stdin(fast) {
+            Ok(hash) => {
+                println!("{hash}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("portero hash-secret: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PORTERO_LOG")
@@ -70,6 +89,7 @@ fn main() -> ExitCode {
             ttl,
             claims,
         } => mint(&config, &issuer, &sub, ttl.as_deref(), &claims),
+        Command::HashSecret { .. } => unreachable!("handled before loading the config"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

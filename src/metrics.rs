@@ -8,7 +8,7 @@ use prometheus::{
 };
 
 use crate::auth::AuthError;
-use crate::config::Config;
+use crate::config::{Config, RouteAction};
 
 pub struct Metrics {
     registry: Registry,
@@ -16,6 +16,10 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub auth_decisions: IntCounterVec,
     pub tokens_issued: IntCounterVec,
+    pub token_requests: IntCounterVec,
+    pub lockouts: IntCounterVec,
+    pub refresh: IntCounterVec,
+    pub revocations: IntCounterVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub upstream_healthy: IntGaugeVec,
@@ -69,6 +73,26 @@ impl Metrics {
                 "Tokens minted by the token endpoints, by issuer and dialect.",
                 &["issuer", "dialect"],
             ),
+            token_requests: counter(
+                "portero_token_requests_total",
+                "Token-endpoint answers, by issuer and status.",
+                &["issuer", "status"],
+            ),
+            lockouts: counter(
+                "portero_lockouts_total",
+                "Logins that started a lockout cool-down, by issuer.",
+                &["issuer"],
+            ),
+            refresh: counter(
+                "portero_refresh_tokens_total",
+                "Refresh tokens issued, used and refused, by issuer.",
+                &["issuer", "result"],
+            ),
+            revocations: counter(
+                "portero_revocations_total",
+                "Revocations accepted by the admin API, by kind.",
+                &["kind"],
+            ),
             upstream_requests: counter(
                 "portero_upstream_requests_total",
                 "Requests forwarded upstream, by upstream and outcome.",
@@ -98,7 +122,13 @@ impl Metrics {
         // Pre-create the series operators alert on, so they read 0 rather than absent.
         for r in &config.routes {
             m.request_duration.with_label_values(&[&r.name]);
-            if r.policy.is_some() {
+            if matches!(
+                r.action,
+                RouteAction::Proxy {
+                    policy: Some(_),
+                    ..
+                }
+            ) {
                 m.auth_decisions
                     .with_label_values(&[&r.name, "allow", "ok"]);
                 for e in AuthError::ALL {
@@ -108,8 +138,14 @@ impl Metrics {
             }
         }
         for i in &config.issuers {
-            let dialect = i.dialect.as_deref().unwrap_or("none");
-            m.tokens_issued.with_label_values(&[&i.name, dialect]);
+            if let Some(e) = &i.endpoint {
+                m.tokens_issued
+                    .with_label_values(&[&i.name, e.dialect.name()]);
+                m.lockouts.with_label_values(&[&i.name]);
+            }
+        }
+        for kind in ["jti", "token", "subject", "refresh_token"] {
+            m.revocations.with_label_values(&[kind]);
         }
         for u in &config.upstreams {
             m.upstream_healthy.with_label_values(&[&u.name]);

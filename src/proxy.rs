@@ -14,11 +14,13 @@ use pingora::prelude::HttpPeer;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType, Result};
 
+use crate::auth::policy::Policy;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::{Validator, Verified};
 use crate::auth::{denial, AuthError};
-use crate::config::{AuthSettings, Route};
+use crate::config::{AuthSettings, Endpoint, Issuer, RouteAction};
 use crate::identity;
+use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::metrics::{method_label, Metrics};
 use crate::routes::RouteTable;
 use crate::store::Store;
@@ -30,6 +32,7 @@ pub struct Live {
     pub routes: RouteTable,
     pub validator: Validator,
     pub auth: AuthSettings,
+    pub issuers: Vec<Issuer>,
 }
 
 /// Everything a request may read, shared by every listener.
@@ -71,10 +74,19 @@ impl RequestCtx {
     }
 }
 
-/// The route `request_filter` chose; only called in phases after it let the request through.
-fn routed(ctx: &RequestCtx) -> &Route {
+/// The proxy route `request_filter` chose: its upstream, prefix stripping and
+/// policy. Only called in the phases after it let a request through, which
+/// only proxy routes do.
+fn proxied(ctx: &RequestCtx) -> (usize, bool, Option<&Policy>) {
     let live = ctx.live.as_ref().expect("routed in request_filter");
-    &live.routes.routes()[ctx.route.expect("routed in request_filter")]
+    match &live.routes.routes()[ctx.route.expect("routed in request_filter")].action {
+        RouteAction::Proxy {
+            upstream,
+            strip_prefix,
+            policy,
+        } => (*upstream, *strip_prefix, policy.as_ref()),
+        RouteAction::Issue { .. } => unreachable!("token endpoints are answered in request_filter"),
+    }
 }
 
 fn unix_now() -> i64 {
@@ -117,6 +129,92 @@ fn error_body(error: &str, message: &str) -> String {
     serde_json::json!({ "error": error, "message": message }).to_string()
 }
 
+impl Gateway {
+    /// Serves a token endpoint: reads the body within the issuer's size and
+    /// time limits, then lets the dialect answer.
+    async fn token_endpoint(
+        &self,
+        session: &mut Session,
+        live: &Live,
+        index: usize,
+        endpoint: Endpoint,
+    ) -> issue::Reply {
+        let issuer = &live.issuers[index];
+        let settings = issuer
+            .endpoint
+            .as_ref()
+            .expect("token routes exist only for endpoints");
+        let keys = live.validator.keys();
+        let ctx = Issuing {
+            index,
+            issuer,
+            endpoint: settings,
+            keys: &keys,
+            store: &self.shared.store,
+            revocations: &self.shared.revocations,
+            metrics: &self.shared.metrics,
+        };
+        let now = chrono::Utc::now();
+        let path = session.req_header().uri.path().to_string();
+        let body = match read_body(session, settings.max_body_size, settings.body_timeout).await {
+            Ok(b) => b,
+            Err(e) => return issue::transport_error(&ctx, e, &path, now),
+        };
+        let req = session.req_header();
+        let request = TokenRequest {
+            endpoint,
+            body: &body,
+            query: req.uri.query(),
+            path: &path,
+            client: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            now,
+        };
+        issue::handle(&ctx, &request).await
+    }
+}
+
+/// Reads a whole request body, refusing it past `max` bytes (announced or
+/// received) or when it does not arrive within `timeout`.
+async fn read_body(
+    session: &mut Session,
+    max: u64,
+    timeout: Duration,
+) -> std::result::Result<Vec<u8>, Transport> {
+    if declared_length(session.req_header()).is_some_and(|n| n > max) {
+        return Err(Transport::TooLarge);
+    }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        let _ = session.as_downstream_mut().write_continue_response().await;
+    }
+    let read = async {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > max as usize {
+                        return Err(Transport::TooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                // A broken body is as good as one that never came.
+                Err(_) => return Err(Transport::Timeout),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(Transport::Timeout))
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = RequestCtx;
@@ -148,13 +246,24 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         };
         ctx.route = Some(index);
+        let policy = match &route.action {
+            RouteAction::Issue { issuer, endpoint } => {
+                let reply = self
+                    .token_endpoint(session, &live, *issuer, *endpoint)
+                    .await;
+                ctx.answered = Some(reply.status);
+                respond_json(session, reply.status, reply.body, None).await?;
+                return Ok(true);
+            }
+            RouteAction::Proxy { policy, .. } => policy,
+        };
         if declared_length(req).is_some_and(|n| n > shared.max_body_size) {
             ctx.answered = Some(413);
             let body = error_body("payload_too_large", "request body too large");
             respond_json(session, 413, body, None).await?;
             return Ok(true);
         }
-        let Some(policy) = &route.policy else {
+        let Some(policy) = policy else {
             return Ok(false); // public route
         };
         let result = match policy.token_from.extract(&req.headers) {
@@ -206,7 +315,7 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let group = &self.shared.upstreams[routed(ctx).upstream];
+        let group = &self.shared.upstreams[proxied(ctx).0];
         let Some(addr) = group.pick(&ctx.tried) else {
             return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy upstream server");
         };
@@ -229,11 +338,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        if let (Some(live), Some(i)) = (&ctx.live, ctx.route) {
-            let group = &self.shared.upstreams[live.routes.routes()[i].upstream];
-            if ctx.tried.len() < group.servers.len() {
-                e.set_retry(true);
-            }
+        let group = &self.shared.upstreams[proxied(ctx).0];
+        if ctx.tried.len() < group.servers.len() {
+            e.set_retry(true);
         }
         e
     }
@@ -245,13 +352,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let live = ctx.live.as_ref().expect("routed in request_filter");
-        let route = routed(ctx);
-        let group = &self.shared.upstreams[route.upstream];
+        let route = &live.routes.routes()[ctx.route.expect("routed in request_filter")];
+        let (upstream_index, strip_prefix, policy) = proxied(ctx);
+        let group = &self.shared.upstreams[upstream_index];
 
         for name in identity::headers_to_strip(upstream, &live.auth) {
             upstream.remove_header(&name);
         }
-        if let (Some(policy), Some(verified)) = (&route.policy, &ctx.verified) {
+        if let (Some(policy), Some(verified)) = (policy, &ctx.verified) {
             for (name, value) in policy.identity_headers(verified) {
                 upstream.insert_header(name, value)?;
             }
@@ -267,7 +375,7 @@ impl ProxyHttp for Gateway {
         if let Some(host) = &group.config.host {
             upstream.insert_header("host", host)?;
         }
-        if route.strip_prefix {
+        if strip_prefix {
             if let Some(uri) = identity::strip_prefix(&upstream.uri, &route.path) {
                 upstream.set_uri(uri);
             }
@@ -333,7 +441,7 @@ impl ProxyHttp for Gateway {
             .observe(elapsed.as_secs_f64());
         // Set only once a route let the request through to an upstream.
         if let Some(started) = ctx.upstream_start {
-            let upstream = &self.shared.upstreams[routed(ctx).upstream].config.name;
+            let upstream = &self.shared.upstreams[proxied(ctx).0].config.name;
             let outcome = if e.is_some() { "error" } else { "ok" };
             m.upstream_requests
                 .with_label_values(&[upstream, outcome])

@@ -137,9 +137,11 @@ mod tests {
             host: host.into(),
             path: path.into(),
             methods: methods.to_vec(),
-            upstream: 0,
-            strip_prefix: false,
-            policy: None,
+            action: crate::config::RouteAction::Proxy {
+                upstream: 0,
+                strip_prefix: false,
+                policy: None,
+            },
         }
     }
 

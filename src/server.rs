@@ -171,6 +171,7 @@ pub fn build_live(
             config.auth.leeway.as_secs(),
         ),
         auth: config.auth.clone(),
+        issuers: config.issuers.clone(),
     })
 }
 

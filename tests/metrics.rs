@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 async fn metrics_parse_and_carry_the_portero_series() {
     let up = Upstream::start("api").await;
     let config = format!(
-        "{}\n{}\n[[routes]]\nname = \"orders\"\npath = \"/\"\nupstream = \"api\"\n",
+        "{}\n[issuers.flat]\ndialect = \"client-flat\"\n\n{}\n[[routes]]\nname = \"orders\"\npath = \"/\"\nupstream = \"api\"\n",
         issuers(),
         upstream("api", &[up.addr], "")
     );

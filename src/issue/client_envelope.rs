@@ -1,0 +1,84 @@
+//! Seed 003, `POST /api/auth/token` (MAXPOINT): `{clientId, clientSecret}` →
+//! `{code: 200, status: "success", message, data: {token, expire_in}}`;
+//! 400 with an `errors` list naming every bad field, 401 bad credentials.
+
+use serde_json::{json, Map, Value};
+
+use super::{
+    campo, json_object, plain_datetime, string_field, Denied, Issuing, Reply, TokenRequest,
+    Transport,
+};
+
+fn error(status: u16, message: &str) -> Reply {
+    Reply::json(
+        status,
+        json!({ "code": status, "status": "error", "message": message }),
+    )
+}
+
+fn validation(errors: Vec<String>) -> Reply {
+    Reply::json(
+        400,
+        json!({
+            "code": 400,
+            "status": "error",
+            "message": "Error en la validación de datos",
+            "errors": errors,
+        }),
+    )
+}
+
+pub fn transport_error(e: Transport) -> Reply {
+    match e {
+        Transport::TooLarge => error(413, "El cuerpo de la solicitud es demasiado grande"),
+        Transport::Timeout => error(408, "La solicitud tardó demasiado"),
+    }
+}
+
+pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
+    let Ok(body) = json_object(req.body) else {
+        return validation(vec![
+            "El cuerpo de la solicitud debe ser un objeto JSON válido".into(),
+        ]);
+    };
+    // Both fields are checked before answering, so the list names every problem.
+    let client_id = string_field(&body, "clientId");
+    let secret = string_field(&body, "clientSecret");
+    let (client_id, secret) = match (client_id, secret) {
+        (Ok(c), Ok(s)) => (c, s),
+        (c, s) => {
+            let errors = [("clientId", c.err()), ("clientSecret", s.err())]
+                .into_iter()
+                .filter_map(|(name, e)| Some(campo(name, e?)))
+                .collect();
+            return validation(errors);
+        }
+    };
+    let now = req.now.timestamp();
+    match ctx.authenticate(client_id, secret, req.client, now).await {
+        Ok(_) => {}
+        Err(Denied::BadCredentials | Denied::Blocked) => {
+            return error(401, "Credenciales inválidas")
+        }
+        Err(Denied::Locked) => {
+            return error(429, "Demasiados intentos fallidos, intente más tarde")
+        }
+        Err(Denied::Unavailable) => return error(503, "Servicio no disponible"),
+    }
+    let mut claims = Map::new();
+    claims.insert("client_id".into(), Value::String(client_id.to_string()));
+    let Ok(minted) = ctx.mint(client_id, claims, now, Some(ctx.issuer.token_ttl)) else {
+        return error(503, "Servicio no disponible");
+    };
+    let exp = chrono::DateTime::from_timestamp(minted.exp.unwrap_or(now), 0).unwrap_or(req.now);
+    Reply::json(
+        200,
+        json!({
+            "code": 200,
+            "status": "success",
+            "message": "Token generado exitosamente",
+            // The seed says UTC for this field.
+            "data": { "token": minted.token, "expire_in": plain_datetime(exp) },
+        }),
+    )
+}

@@ -1,0 +1,196 @@
+//! Seed 001: `POST /api/auth/token` with `{username, password}` →
+//! `{id, username, role, accessToken, contentToken, refreshToken}`, each
+//! `{token, expiresIn}` (seconds); `POST /api/auth/refreshtoken` with
+//! `{refreshToken}` → `{accessToken, contentToken}`. Access and content
+//! tokens are JWTs told apart by `token_use`; the refresh token is 256 random
+//! bits, stored hashed. Errors are Spring-style:
+//! `{timestamp, status, error, message, path}`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value};
+
+use super::{
+    json_object, random_id, refresh_hash, string_field, Denied, Issuing, Reply, TokenRequest,
+    Transport,
+};
+use crate::config::Endpoint;
+use crate::credentials::Principal;
+use crate::store::RefreshRecord;
+
+fn spring(status: u16, message: &str, path: &str, now: DateTime<Utc>) -> Reply {
+    let error = match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        _ => "Service Unavailable",
+    };
+    Reply::json(
+        status,
+        json!({
+            "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, false),
+            "status": status,
+            "error": error,
+            "message": message,
+            "path": path,
+        }),
+    )
+}
+
+pub fn transport_error(e: Transport, path: &str, now: DateTime<Utc>) -> Reply {
+    match e {
+        Transport::TooLarge => spring(413, "Request body too large", path, now),
+        Transport::Timeout => spring(408, "Request body not received in time", path, now),
+    }
+}
+
+pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
+    let fail = |status, message: &str| spring(status, message, req.path, req.now);
+    let Ok(body) = json_object(req.body) else {
+        return fail(400, "Malformed JSON request");
+    };
+    match req.endpoint {
+        Endpoint::Token => {
+            let (Ok(username), Ok(password)) = (
+                string_field(&body, "username"),
+                string_field(&body, "password"),
+            ) else {
+                return fail(400, "username and password are required strings");
+            };
+            let now = req.now.timestamp();
+            match ctx.authenticate(username, password, req.client, now).await {
+                Ok(p) => login(ctx, p, now)
+                    .await
+                    .unwrap_or_else(|_| fail(503, "Service unavailable")),
+                Err(Denied::BadCredentials | Denied::Blocked) => fail(401, "Bad credentials"),
+                Err(Denied::Locked) => fail(429, "Too many failed login attempts"),
+                Err(Denied::Unavailable) => fail(503, "Service unavailable"),
+            }
+        }
+        Endpoint::Refresh => {
+            let Ok(token) = string_field(&body, "refreshToken") else {
+                return fail(400, "refreshToken is a required string");
+            };
+            match refresh(ctx, token, req.now.timestamp()).await {
+                Ok(Some(reply)) => reply,
+                Ok(None) => fail(401, "Invalid refresh token"),
+                Err(_) => fail(503, "Service unavailable"),
+            }
+        }
+    }
+}
+
+/// The subject of this dialect's tokens: the principal's id, else its username.
+fn subject(p: &Principal) -> String {
+    match &p.id {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => p.login.clone(),
+    }
+}
+
+/// An access and a content token, as the seed renders them, and their (jti, exp).
+struct Pair {
+    access: Value,
+    content: Value,
+    minted: Vec<(String, i64)>,
+}
+
+/// Mints the access and content tokens of one principal.
+fn pair(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Pair, Denied> {
+    let ttl = ctx.issuer.token_ttl;
+    let mut minted = Vec::new();
+    let mut out = Vec::new();
+    for token_use in ["access", "content"] {
+        let mut claims = Map::new();
+        claims.insert("token_use".into(), token_use.into());
+        claims.insert("username".into(), json!(p.username));
+        claims.insert("role".into(), json!(p.role));
+        let m = ctx.mint(&subject(p), claims, now, Some(ttl))?;
+        out.push(json!({ "token": m.token, "expiresIn": ttl.as_secs() }));
+        minted.push((m.jti, m.exp.unwrap_or(now)));
+    }
+    let content = out.pop().expect("two tokens");
+    let access = out.pop().expect("two tokens");
+    Ok(Pair {
+        access,
+        content,
+        minted,
+    })
+}
+
+async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Denied> {
+    let Pair {
+        access,
+        content,
+        minted,
+    } = pair(ctx, p, now)?;
+    let refresh = random_id(32);
+    let ttl = ctx.endpoint.refresh_ttl.as_secs();
+    let record = RefreshRecord {
+        issuer: ctx.issuer.name.clone(),
+        sub: subject(p),
+        login: p.login.clone(),
+        issued_at: now,
+        expires_at: now + ttl as i64,
+        tokens: minted,
+    };
+    let (store, hash) = (ctx.store.clone(), refresh_hash(&refresh));
+    super::blocking(move || store.put_refresh(&hash, &record)).await??;
+    ctx.metrics
+        .refresh
+        .with_label_values(&[&ctx.issuer.name, "issued"])
+        .inc();
+    Ok(Reply::json(
+        200,
+        json!({
+            "id": p.id,
+            "username": p.username,
+            "role": p.role,
+            "accessToken": access,
+            "contentToken": content,
+            "refreshToken": { "token": refresh, "expiresIn": ttl },
+        }),
+    ))
+}
+
+/// `Ok(None)`: unknown, expired, foreign or revoked refresh token.
+async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Reply>, Denied> {
+    let (store, hash) = (ctx.store.clone(), refresh_hash(token));
+    let found = super::blocking(move || store.get_refresh(&hash)).await??;
+    let usable = found.filter(|r| {
+        r.issuer == ctx.issuer.name
+            && r.expires_at > now
+            && !ctx
+                .revocations
+                .is_revoked(&ctx.issuer.iss, Some(&r.sub), None, Some(r.issued_at))
+    });
+    let principal = usable
+        .as_ref()
+        .and_then(|r| ctx.endpoint.principals.get(&r.login))
+        .filter(|p| p.active && !p.blocked);
+    let (Some(mut record), Some(p)) = (usable, principal) else {
+        ctx.metrics
+            .refresh
+            .with_label_values(&[&ctx.issuer.name, "refused"])
+            .inc();
+        return Ok(None);
+    };
+    let Pair {
+        access,
+        content,
+        minted,
+    } = pair(ctx, p, now)?;
+    record.tokens.extend(minted);
+    let (store, hash) = (ctx.store.clone(), refresh_hash(token));
+    super::blocking(move || store.put_refresh(&hash, &record)).await??;
+    ctx.metrics
+        .refresh
+        .with_label_values(&[&ctx.issuer.name, "used"])
+        .inc();
+    Ok(Some(Reply::json(
+        200,
+        json!({ "accessToken": access, "contentToken": content }),
+    )))
+}

@@ -1,0 +1,70 @@
+//! Seed 000, `POST /api/Session/GetToken`: `{username, password}` →
+//! `{tokenValido, vencimiento, usuario: {id, username, nombre}}`; errors
+//! `{error: <code>, message}` with code 1 (401 bad credentials, 400 bad
+//! request), 2 (403 blocked or locked out), 3 (500 server error).
+
+use serde_json::{json, Map, Value};
+
+use super::{
+    campo, json_object, plain_datetime, string_field, BodyError, Denied, Issuing, Reply,
+    TokenRequest, Transport,
+};
+
+fn error(status: u16, code: u8, message: &str) -> Reply {
+    Reply::json(status, json!({ "error": code, "message": message }))
+}
+
+pub fn transport_error(e: Transport) -> Reply {
+    match e {
+        Transport::TooLarge => error(413, 1, "El cuerpo de la solicitud es demasiado grande"),
+        Transport::Timeout => error(408, 1, "La solicitud tardó demasiado"),
+    }
+}
+
+pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
+    let body = match json_object(req.body) {
+        Ok(b) => b,
+        Err(BodyError::NotJson) => {
+            return error(400, 1, "El cuerpo de la solicitud no es JSON válido")
+        }
+        Err(BodyError::NotObject) => {
+            return error(400, 1, "El cuerpo de la solicitud debe ser un objeto JSON")
+        }
+    };
+    let username = match string_field(&body, "username") {
+        Ok(v) => v,
+        Err(e) => return error(400, 1, &campo("username", e)),
+    };
+    let password = match string_field(&body, "password") {
+        Ok(v) => v,
+        Err(e) => return error(400, 1, &campo("password", e)),
+    };
+    let now = req.now.timestamp();
+    let principal = match ctx.authenticate(username, password, req.client, now).await {
+        Ok(p) => p,
+        Err(Denied::BadCredentials) => return error(401, 1, "Credenciales inválidas"),
+        Err(Denied::Locked | Denied::Blocked) => return error(403, 2, "Usuario bloqueado"),
+        Err(Denied::Unavailable) => return error(500, 3, "Error del servidor"),
+    };
+    let nombre = principal.nombre.clone().unwrap_or_default();
+    let mut claims = Map::new();
+    claims.insert("id".into(), principal.id.clone());
+    claims.insert("username".into(), Value::String(username.to_string()));
+    claims.insert("nombre".into(), Value::String(nombre.clone()));
+    if let Some(role) = &principal.role {
+        claims.insert("role".into(), Value::String(role.clone()));
+    }
+    let minted = match ctx.mint(username, claims, now, Some(ctx.issuer.token_ttl)) {
+        Ok(m) => m,
+        Err(_) => return error(500, 3, "Error del servidor"),
+    };
+    let exp = chrono::DateTime::from_timestamp(minted.exp.unwrap_or(now), 0).unwrap_or(req.now);
+    Reply::json(
+        200,
+        json!({
+            "tokenValido": minted.token,
+            "vencimiento": plain_datetime(exp.with_timezone(&ctx.endpoint.time_zone)),
+            "usuario": { "id": principal.id, "username": username, "nombre": nombre },
+        }),
+    )
+}
