@@ -89,6 +89,18 @@ struct RevokeRequest {
     issuer: Option<String>,
 }
 
+impl RevokeRequest {
+    /// The metric label of this request.
+    fn kind(&self) -> &'static str {
+        match (&self.jti, &self.token, &self.sub) {
+            (Some(_), _, _) => "jti",
+            (_, Some(t), _) if !t.contains('.') => "refresh_token",
+            (_, Some(_), _) => "token",
+            _ => "subject",
+        }
+    }
+}
+
 impl Admin {
     async fn handle(&self, req: Request<Incoming>) -> Reply {
         match (req.method(), req.uri().path()) {
@@ -193,21 +205,66 @@ impl Admin {
             Ok(r) => r,
             Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
         };
-        let revocation = match self.revocation_for(request) {
-            Ok(r) => r,
-            Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+        let kind = request.kind();
+        let revoked = match &request.token {
+            // Not a JWT: a refresh token. It goes, and so does every token minted with it.
+            Some(t) if !t.contains('.') => match self.refresh_revocations(t).await {
+                Ok(list) => list,
+                Err(reply) => return reply,
+            },
+            _ => match self.revocation_for(request) {
+                Ok(r) => vec![r],
+                Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+            },
         };
         // Durable first: a revocation is acknowledged only once it survives a crash.
         let store = self.shared.store.clone();
-        let stored = revocation.clone();
-        match tokio::task::spawn_blocking(move || store.add_revocation(&stored)).await {
+        let stored = revoked.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            stored.iter().try_for_each(|r| store.add_revocation(r))
+        })
+        .await;
+        match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
             Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store task failed"),
         }
-        self.shared.revocations.apply(&revocation);
-        tracing::info!(target: "portero::admin", ?revocation, "revoked");
-        json_reply(StatusCode::OK, json!({ "revoked": revocation }))
+        for r in &revoked {
+            self.shared.revocations.apply(r);
+        }
+        self.shared
+            .metrics
+            .revocations
+            .with_label_values(&[kind])
+            .inc();
+        tracing::info!(target: "portero::admin", kind, count = revoked.len(), "revoked");
+        json_reply(StatusCode::OK, json!({ "revoked": revoked }))
+    }
+
+    /// Deletes a refresh token and names the access and content tokens minted with it.
+    #[allow(clippy::result_large_err)]
+    async fn refresh_revocations(&self, token: &str) -> Result<Vec<Revocation>, Reply> {
+        let store = self.shared.store.clone();
+        let hash = crate::issue::refresh_hash(token);
+        match tokio::task::spawn_blocking(move || store.delete_refresh(&hash)).await {
+            Ok(Ok(Some(record))) => Ok(record
+                .tokens
+                .into_iter()
+                .map(|(jti, exp)| Revocation::Jti {
+                    jti,
+                    expires_at: Some(exp),
+                })
+                .collect()),
+            Ok(Ok(None)) => Err(error(
+                StatusCode::BAD_REQUEST,
+                "not a token this gateway accepts, nor a live refresh token",
+            )),
+            Ok(Err(e)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+            Err(_) => Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "store task failed",
+            )),
+        }
     }
 
     /// Re-reads the config file and swaps in its routes, strip rules and
