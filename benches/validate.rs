@@ -36,6 +36,7 @@ fn keys() -> KeySet {
         alg_name: "HS256",
         decoding: DecodingKey::from_secret(SECRET),
         encoding: None,
+        jwk: None,
     };
     let es = Key {
         kid: "es".into(),
@@ -44,6 +45,7 @@ fn keys() -> KeySet {
         alg_name: "ES256",
         decoding: DecodingKey::from_ec_pem(&fixture("ec_public.pem")).unwrap(),
         encoding: None,
+        jwk: None,
     };
     KeySet::from_keys(issuers, vec![hs, es])
 }

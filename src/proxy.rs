@@ -52,6 +52,9 @@ pub struct Gateway {
     pub tls: bool,
 }
 
+/// Where the public keys of asymmetric issuers are published (RFC 8414 §2 `jwks_uri`).
+const JWKS_PATH: &str = "/.well-known/jwks.json";
+
 /// Per-request state.
 pub struct RequestCtx {
     start: Instant,
@@ -237,6 +240,12 @@ impl ProxyHttp for Gateway {
         let live = shared.live.load_full();
         ctx.live = Some(live.clone());
         let req = session.req_header();
+        if req.uri.path() == JWKS_PATH && req.method == http::Method::GET {
+            ctx.answered = Some(200);
+            let jwks = live.validator.keys().jwks().to_string();
+            respond_json(session, 200, jwks, None).await?;
+            return Ok(true);
+        }
         let Some((index, route)) =
             live.routes
                 .lookup(identity::request_host(req), req.uri.path(), &req.method)

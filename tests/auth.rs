@@ -333,3 +333,61 @@ async fn unrouted_path_is_404_json() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "not_found");
 }
+
+#[tokio::test]
+async fn jwks_publishes_asymmetric_signing_keys_only() {
+    let up = Upstream::start("api").await;
+    let f = |n: &str| fixture(n).display().to_string();
+    let config = format!(
+        r#"{issuers}
+[issuers.signer]
+[[issuers.signer.keys]]
+kid = "sig-es"
+alg = "ES256"
+private_key_file = "{es_private}"
+public_key_file = "{es_public}"
+
+[[issuers.signer.keys]]
+kid = "sig-rs-old"
+alg = "RS256"
+private_key_file = "{rs_private}"
+public_key_file = "{rs_public}"
+verify_only = true
+
+{upstream}
+[[routes]]
+path = "/"
+upstream = "api"
+"#,
+        issuers = issuers(),
+        es_private = f("ec_private.pem"),
+        es_public = f("ec_public.pem"),
+        rs_private = f("rsa_private.pem"),
+        rs_public = f("rsa_public.pem"),
+        upstream = upstream("api", &[up.addr], ""),
+    );
+    let gw = Gateway::start(&config).await;
+    let jwks: Value = reqwest::get(gw.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    let kids: Vec<&str> = keys.iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids, ["sig-es", "sig-rs-old"], "{jwks}");
+    assert!(
+        !jwks.to_string().contains("\"oct\""),
+        "no shared secret is ever published"
+    );
+    for k in keys {
+        assert!(k.get("d").is_none(), "no private component: {k}");
+    }
+    // A verifier using only the published key accepts a token signed with the fixture key.
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(keys[0].clone()).unwrap();
+    let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    let token = sign_with(Signer::Es, Some("sig-es"), &claims("alice"));
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&["orders"]);
+    jsonwebtoken::decode::<Value>(&token, &decoding, &v).unwrap();
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use rand::RngCore;
 
@@ -71,6 +72,8 @@ pub struct Key {
     pub alg_name: &'static str,
     pub decoding: DecodingKey,
     pub encoding: Option<EncodingKey>,
+    /// The public half as a JWK, for asymmetric keys whose private key portero holds.
+    pub jwk: Option<Jwk>,
 }
 
 /// What validation needs to know of an issuer.
@@ -91,6 +94,18 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    /// `/.well-known/jwks.json`: the public keys of every asymmetric key
+    /// portero signs (or signed) with. Shared secrets are never published.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<&Jwk> = self
+            .by_issuer
+            .iter()
+            .flatten()
+            .filter_map(|k| k.jwk.as_ref())
+            .collect();
+        serde_json::json!({ "keys": keys })
+    }
+
     pub fn by_kid(&self, kid: &str) -> Option<&Arc<Key>> {
         self.by_kid.get(kid)
     }
@@ -219,6 +234,15 @@ fn configured_key(
             (decoding, encoding)
         }
     };
+    let jwk = match (&encoding, k.alg) {
+        (_, Algorithm::HS256) | (None, _) => None,
+        (Some(e), alg) => {
+            let mut jwk = Jwk::from_encoding_key(e, alg).map_err(|e| invalid(e.to_string()))?;
+            jwk.common.key_id = Some(k.kid.clone());
+            jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+            Some(jwk)
+        }
+    };
     Ok(Key {
         kid: k.kid.clone(),
         issuer: index,
@@ -226,6 +250,7 @@ fn configured_key(
         alg_name: alg_name(k.alg),
         decoding,
         encoding: if k.verify_only { None } else { encoding },
+        jwk,
     })
 }
 
@@ -293,5 +318,6 @@ fn generated_key(issuer: &Issuer, index: usize, store: &dyn Store) -> Result<Key
         alg_name: "HS256",
         decoding: DecodingKey::from_secret(&stored.secret),
         encoding: Some(EncodingKey::from_secret(&stored.secret)),
+        jwk: None,
     })
 }

@@ -252,6 +252,7 @@ mod tests {
             alg_name: "HS256",
             decoding: DecodingKey::from_secret(SECRET),
             encoding: Some(EncodingKey::from_secret(SECRET)),
+            jwk: None,
         };
         let keys = KeySet::from_keys(issuers, vec![key("ka", 0), key("kb", 1)]);
         Validator::new(keys, Arc::default(), 1000, 30)
