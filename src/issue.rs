@@ -270,13 +270,14 @@ impl Issuing<'_> {
         )
     }
 
-    /// Refuses a login whose principal or client address is cooling down.
+    /// Refuses a login whose principal or client address is cooling down;
+    /// otherwise returns the principal's count of recent failures.
     pub async fn check_lockout(
         &self,
         login: &str,
         client: Option<IpAddr>,
         now: i64,
-    ) -> Result<(), Denied> {
+    ) -> Result<u32, Denied> {
         let (user, ip) = self.lock_keys(login, client);
         let store = self.store.clone();
         let (u, i) = blocking(move || -> Result<_, StoreError> {
@@ -291,7 +292,7 @@ impl Issuing<'_> {
         if u.locked_until > now || i.locked_until > now {
             return Err(Denied::Locked);
         }
-        Ok(())
+        Ok(u.count)
     }
 
     /// Checks `secret` against the principal's hash, or a dummy of the same
@@ -342,7 +343,17 @@ impl Issuing<'_> {
         Ok(())
     }
 
-    pub async fn record_success(&self, login: &str, client: Option<IpAddr>) -> Result<(), Denied> {
+    /// Clears the principal's failures; `failures` is what `check_lockout`
+    /// saw, so a login with none costs no write.
+    pub async fn record_success(
+        &self,
+        login: &str,
+        client: Option<IpAddr>,
+        failures: u32,
+    ) -> Result<(), Denied> {
+        if failures == 0 {
+            return Ok(());
+        }
         let (user, _) = self.lock_keys(login, client);
         let store = self.store.clone();
         blocking(move || store.clear_failures(&user)).await??;
@@ -357,14 +368,14 @@ impl Issuing<'_> {
         client: Option<IpAddr>,
         now: i64,
     ) -> Result<&Principal, Denied> {
-        self.check_lockout(login, client, now).await?;
+        let failures = self.check_lockout(login, client, now).await?;
         let principal = self.endpoint.principals.get(login);
         if !self.verify_secret(principal, secret).await? {
             self.record_failure(login, client, now).await?;
             return Err(Denied::BadCredentials);
         }
         let principal = principal.expect("verified, so present");
-        self.record_success(login, client).await?;
+        self.record_success(login, client, failures).await?;
         if principal.blocked {
             return Err(Denied::Blocked);
         }

@@ -34,11 +34,11 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     };
     let now = req.now.timestamp();
     let unavailable = || msg(503, "Service unavailable");
-    match ctx.check_lockout(client_id, req.client, now).await {
-        Ok(()) => {}
+    let failures = match ctx.check_lockout(client_id, req.client, now).await {
+        Ok(n) => n,
         Err(Denied::Locked) => return msg(429, "Too many failed login attempts"),
         Err(_) => return unavailable(),
-    }
+    };
     // 3. The client exists (an unknown one costs a dummy verification).
     let Some(principal) = ctx.endpoint.principals.get(client_id) else {
         if ctx.verify_secret(None, secret).await.is_err()
@@ -78,7 +78,11 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         }
         Err(_) => return unavailable(),
     }
-    if ctx.record_success(client_id, req.client).await.is_err() {
+    if ctx
+        .record_success(client_id, req.client, failures)
+        .await
+        .is_err()
+    {
         return unavailable();
     }
     // 7. Success: the token carries the client, its company and permissions.

@@ -1,0 +1,86 @@
+//! Token issuance end to end below HTTP: `issue::handle` parses the body,
+//! checks lockout in the embedded store, verifies the secret, mints and
+//! renders. The client-flat dialect on the fast keyed hash (the path with a
+//! throughput goal), and the session dialect on argon2id (reported only:
+//! it is slow on purpose).
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use portero::auth::keys;
+use portero::auth::revocation::Revocations;
+use portero::config::{self, Endpoint};
+use portero::issue::{self, Issuing, TokenRequest};
+use portero::metrics::Metrics;
+use portero::store::{Embedded, Store};
+
+fn config(dir: &std::path::Path) -> config::Config {
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let demo = demo.replace(
+        "data_dir = \".portero\"",
+        &format!("data_dir = \"{}\"", dir.display()),
+    );
+    config::parse(&demo, std::path::Path::new("gateway.toml")).unwrap()
+}
+
+fn issuance(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let store: Arc<dyn Store> = Arc::new(Embedded::open(&config.server.data_dir).unwrap());
+    let keys = keys::load(&config, store.as_ref()).unwrap();
+    let revocations = Revocations::default();
+    let metrics = Metrics::new(&config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let mut group = c.benchmark_group("issue");
+    for (name, issuer_name, body) in [
+        (
+            "client-flat/fast-hash",
+            "client-flat",
+            r#"{"client_id":"demo_client_123","client_secret":"demo_secret_456_ABCDEFGH"}"#,
+        ),
+        (
+            "session/argon2id",
+            "session",
+            r#"{"username":"admin","password":"demo2024"}"#,
+        ),
+    ] {
+        let index = keys.issuer_index(issuer_name).unwrap();
+        let issuer = &config.issuers[index];
+        let ctx = Issuing {
+            index,
+            issuer,
+            endpoint: issuer.endpoint.as_ref().unwrap(),
+            keys: &keys,
+            store: &store,
+            revocations: &revocations,
+            metrics: &metrics,
+        };
+        if name.contains("argon2") {
+            group.sample_size(20);
+        }
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| async {
+                let req = TokenRequest {
+                    endpoint: Endpoint::Token,
+                    body: body.as_bytes(),
+                    query: None,
+                    path: "/",
+                    client: None,
+                    now: chrono::Utc::now(),
+                };
+                let reply = issue::handle(&ctx, &req).await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, issuance);
+criterion_main!(benches);
