@@ -74,3 +74,54 @@ fn malformed_toml_fails_with_its_position() {
     assert!(!ok);
     assert!(err.contains("line 1"), "{err}");
 }
+
+#[test]
+fn principals_need_hashed_secrets_and_the_dialects_login_fields() {
+    let with = |principal: &str| {
+        format!("{GOOD}\n[issuers.flat]\ndialect = \"client-flat\"\n\n[[issuers.flat.principals]]\n{principal}\n")
+    };
+    // Plain text is never accepted as a stored secret.
+    let (ok, err) = check(&with(
+        "client_id = \"c\"\nsecret_hash = \"demo_secret_456_ABCDEFGH\"",
+    ));
+    assert!(!ok);
+    assert!(
+        err.contains("issuers.flat.principals[0].secret_hash"),
+        "{err}"
+    );
+    assert!(err.contains("portero hash-secret"), "{err}");
+    // client-flat logs in by client_id.
+    let hash = portero::credentials::hash_fast("s3cret-s3cret-s3cret");
+    let (ok, err) = check(&with(&format!(
+        "username = \"u\"\nsecret_hash = \"{hash}\""
+    )));
+    assert!(!ok);
+    assert!(err.contains("needs client_id"), "{err}");
+    let (ok, err) = check(&with(&format!(
+        "client_id = \"c\"\nsecret_hash = \"{hash}\""
+    )));
+    assert!(ok, "{err}");
+    let (ok, err) = check(&GOOD.replace("[issuers.demo]", "[issuers.demo]\ndialect = \"soap\""));
+    assert!(!ok);
+    assert!(err.contains("unknown dialect \"soap\""), "{err}");
+}
+
+#[test]
+fn principals_can_live_in_their_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let hash = portero::credentials::hash_fast("s3cret-s3cret-s3cret");
+    std::fs::write(
+        dir.path().join("clients.toml"),
+        format!("[[principals]]\nclient_id = \"c\"\nsecret_hash = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let config = format!(
+        "{GOOD}\n[issuers.flat]\ndialect = \"client-flat\"\nprincipals_file = \"{}\"\n",
+        dir.path().join("clients.toml").display()
+    );
+    let (ok, err) = check(&config);
+    assert!(ok, "{err}");
+    let (ok, err) = check(&config.replace("clients.toml", "missing.toml"));
+    assert!(!ok);
+    assert!(err.contains("principals_file"), "{err}");
+}
