@@ -224,6 +224,16 @@ pub fn campo(name: &str, e: FieldError) -> String {
     }
 }
 
+/// Status and message for a refused login in the Spanish dialects whose
+/// errors are just a message (seeds 002 and 003; DESIGN.md: 401, 429, 503).
+pub fn denied_es(d: Denied) -> (u16, &'static str) {
+    match d {
+        Denied::BadCredentials | Denied::Blocked => (401, "Credenciales inválidas"),
+        Denied::Locked => (429, "Demasiados intentos fallidos, intente más tarde"),
+        Denied::Unavailable => (503, "Servicio no disponible"),
+    }
+}
+
 /// `YYYY-MM-DD HH:mm:ss` (seeds 000 and 003).
 pub fn plain_datetime<Tz: chrono::TimeZone>(t: DateTime<Tz>) -> String
 where

@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    campo, json_object, plain_datetime, string_field, Denied, Issuing, Reply, TokenRequest,
+    campo, denied_es, json_object, plain_datetime, string_field, Issuing, Reply, TokenRequest,
     Transport,
 };
 
@@ -55,15 +55,9 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         }
     };
     let now = req.now.timestamp();
-    match ctx.authenticate(client_id, secret, req.client, now).await {
-        Ok(_) => {}
-        Err(Denied::BadCredentials | Denied::Blocked) => {
-            return error(401, "Credenciales inválidas")
-        }
-        Err(Denied::Locked) => {
-            return error(429, "Demasiados intentos fallidos, intente más tarde")
-        }
-        Err(Denied::Unavailable) => return error(503, "Servicio no disponible"),
+    if let Err(d) = ctx.authenticate(client_id, secret, req.client, now).await {
+        let (status, message) = denied_es(d);
+        return error(status, message);
     }
     let mut claims = Map::new();
     claims.insert("client_id".into(), Value::String(client_id.to_string()));

@@ -9,7 +9,7 @@ use chrono::{DateTime, Months, Utc};
 use serde_json::{json, Map, Value};
 
 use super::{
-    campo, json_object, string_field, BodyError, Denied, Issuing, Reply, TokenRequest, Transport,
+    campo, denied_es, json_object, string_field, BodyError, Issuing, Reply, TokenRequest, Transport,
 };
 use crate::config::project_login;
 
@@ -90,15 +90,9 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     let [business, proyecto, password] = fields.map(|(_, v)| v.expect("checked above"));
     let login = project_login(business, proyecto);
     let now = req.now.timestamp();
-    match ctx.authenticate(&login, password, req.client, now).await {
-        Ok(_) => {}
-        Err(Denied::BadCredentials | Denied::Blocked) => {
-            return error(401, "Credenciales inválidas")
-        }
-        Err(Denied::Locked) => {
-            return error(429, "Demasiados intentos fallidos, intente más tarde")
-        }
-        Err(Denied::Unavailable) => return error(503, "Servicio no disponible"),
+    if let Err(d) = ctx.authenticate(&login, password, req.client, now).await {
+        let (status, message) = denied_es(d);
+        return error(status, message);
     }
     let created = DateTime::from_timestamp_millis(req.now.timestamp_millis()).unwrap_or(req.now);
     let mut claims = Map::new();
