@@ -238,6 +238,20 @@ impl Gateway {
         }
     }
 
+    /// `GET /admin/revocations`: the revocations the gateway holds.
+    pub async fn revocations(&self) -> Vec<Value> {
+        let list: Value = reqwest::Client::new()
+            .get(self.admin_url("/admin/revocations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list["revocations"].as_array().unwrap().clone()
+    }
+
     pub async fn revoke(&self, body: Value) -> reqwest::Response {
         reqwest::Client::new()
             .post(self.admin_url("/admin/revocations"))
