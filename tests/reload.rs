@@ -73,3 +73,33 @@ async fn reload_swaps_routes_and_keeps_the_old_config_on_errors() {
     assert_eq!(code, StatusCode::CONFLICT);
     assert_eq!(status(&gw, &token).await, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn admin_api_refuses_with_503_when_its_token_is_unset() {
+    let up = Upstream::start("api").await;
+    let gw = Gateway::start_with_admin_token(&body(&up, "\"ADMIN\""), None).await;
+    for token in [ADMIN_TOKEN, ""] {
+        let (code, answer) = reload(&gw, token).await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("PORTERO_ADMIN_TOKEN"),
+            "{answer}"
+        );
+    }
+    assert!(
+        gw.log().contains("PORTERO_ADMIN_TOKEN is not set"),
+        "said at start-up:\n{}",
+        gw.log()
+    );
+    // Health and metrics stay open.
+    assert_eq!(
+        reqwest::get(gw.admin_url("/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}

@@ -131,6 +131,11 @@ impl Gateway {
     /// Starts `portero` on `body`, a config without `[[listen]]` or `[admin]`
     /// tables (the harness adds them on free ports), and waits until ready.
     pub async fn start(body: &str) -> Gateway {
+        Self::start_with_admin_token(body, Some(ADMIN_TOKEN)).await
+    }
+
+    /// As [`Gateway::start`], with `PORTERO_ADMIN_TOKEN` set to `admin_token`, or unset.
+    pub async fn start_with_admin_token(body: &str, admin_token: Option<&str>) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
@@ -142,7 +147,7 @@ impl Gateway {
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, format!("{preamble}{body}")).unwrap();
         let log = dir.path().join("portero.log");
-        let child = spawn(&path, &log);
+        let child = spawn(&path, &log, admin_token);
         let mut gw = Gateway {
             child,
             port,
@@ -159,7 +164,11 @@ impl Gateway {
     pub async fn kill9_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = spawn(&self.dir.path().join("gateway.toml"), &self.log);
+        self.child = spawn(
+            &self.dir.path().join("gateway.toml"),
+            &self.log,
+            Some(ADMIN_TOKEN),
+        );
         self.wait_ready().await;
     }
 
@@ -263,16 +272,19 @@ impl Gateway {
     }
 }
 
-fn spawn(config: &Path, log: &Path) -> Child {
+fn spawn(config: &Path, log: &Path, admin_token: Option<&str>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_portero"))
-        .arg("--config")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portero"));
+    match admin_token {
+        Some(t) => cmd.env("PORTERO_ADMIN_TOKEN", t),
+        None => cmd.env_remove("PORTERO_ADMIN_TOKEN"),
+    };
+    cmd.arg("--config")
         .arg(config)
-        .env("PORTERO_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("TEST_HS_SECRET", HS_SECRET)
         .env("PORTERO_LOG", "info")
         .stdout(Stdio::null())
