@@ -5,7 +5,6 @@
 //! loading collects all of them instead of stopping at the first.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1099,15 +1098,6 @@ impl Checker<'_> {
                 strip_prefix: r.strip_prefix,
                 policy,
             },
-        }
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "line {l}: {}: {}", self.key, self.message),
-            None => write!(f, "{}: {}", self.key, self.message),
         }
     }
 }

@@ -149,14 +149,6 @@ impl Principals {
     pub fn get(&self, login: &str) -> Option<&Principal> {
         self.by_login.get(login)
     }
-
-    /// Do this issuer's secrets use the fast hash? (Decides the dummy's kind.)
-    pub fn fast(&self) -> bool {
-        self.by_login
-            .values()
-            .next()
-            .is_some_and(|p| p.secret.is_fast())
-    }
 }
 
 /// Reads a secret from stdin (trailing newline removed) and prints its hash.

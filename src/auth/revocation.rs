@@ -95,14 +95,6 @@ impl Revocations {
         }
         out
     }
-
-    pub fn len(&self) -> usize {
-        self.jtis.len() + self.subjects.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
