@@ -27,15 +27,16 @@ fn config(dir: &std::path::Path) -> config::Config {
 fn issuance(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path());
-    let store: Arc<dyn Store> = Arc::new(Embedded::open(&config.server.data_dir).unwrap());
-    let keys = keys::load(&config, store.as_ref()).unwrap();
-    let revocations = Revocations::default();
-    let metrics = Metrics::new(&config);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
+    let metrics = Metrics::new(&config);
+    let store: Arc<dyn Store> =
+        Arc::new(Embedded::open(&config.server.data_dir, metrics.store.clone()).unwrap());
+    let keys = rt.block_on(keys::load(&config, store.as_ref())).unwrap();
+    let revocations = Revocations::default();
 
     let mut group = c.benchmark_group("issue");
     for (name, issuer_name, body) in [

@@ -21,7 +21,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::auth::revocation::Revocation;
-use crate::config::Upstream;
+use crate::config::{OutagePolicy, Upstream};
 use crate::proxy::Shared;
 
 /// Largest admin request body read.
@@ -124,7 +124,7 @@ impl Admin {
                         json!({ "revocations": self.shared.revocations.list() }),
                     ),
                     (&Method::POST, "/admin/revocations") => self.revoke(req).await,
-                    (&Method::POST, "/admin/reload") => self.reload(),
+                    (&Method::POST, "/admin/reload") => self.reload().await,
                     _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 }
             }
@@ -152,15 +152,30 @@ impl Admin {
             .map(|g| (g.config.name.clone(), json!(g.healthy_count())))
             .collect();
         let all_healthy = self.shared.upstreams.iter().all(|g| g.healthy_count() > 0);
-        let ready = started && all_healthy;
+        let store_reachable = self.shared.store.reachable();
+        // Fail-static keeps serving through a store outage: taking every
+        // instance out of the load balancer would turn it into a full outage.
+        let serving = store_reachable || self.shared.on_outage == OutagePolicy::FailStatic;
+        let ready = started && all_healthy && serving;
         let status = if ready {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
+        let state = match (ready, store_reachable) {
+            (false, _) => "not_ready",
+            (true, false) => "degraded",
+            (true, true) => "ready",
+        };
         json_reply(
             status,
-            json!({ "ready": ready, "listening": started, "healthy_servers": upstreams }),
+            json!({
+                "status": state,
+                "ready": ready,
+                "listening": started,
+                "store": if store_reachable { "reachable" } else { "unreachable" },
+                "healthy_servers": upstreams,
+            }),
         )
     }
 
@@ -218,16 +233,8 @@ impl Admin {
             },
         };
         // Durable first: a revocation is acknowledged only once it survives a crash.
-        let store = self.shared.store.clone();
-        let stored = revoked.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            stored.iter().try_for_each(|r| store.add_revocation(r))
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
-            Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "store task failed"),
+        if let Err(e) = self.shared.store.add_revocations(&revoked).await {
+            return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
         }
         for r in &revoked {
             self.shared.revocations.apply(r);
@@ -244,10 +251,9 @@ impl Admin {
     /// Deletes a refresh token and names the access and content tokens minted with it.
     #[allow(clippy::result_large_err)]
     async fn refresh_revocations(&self, token: &str) -> Result<Vec<Revocation>, Reply> {
-        let store = self.shared.store.clone();
         let hash = crate::issue::refresh_hash(token);
-        match tokio::task::spawn_blocking(move || store.delete_refresh(&hash)).await {
-            Ok(Ok(Some(record))) => Ok(record
+        match self.shared.store.delete_refresh(&hash).await {
+            Ok(Some(record)) => Ok(record
                 .tokens
                 .into_iter()
                 .map(|(jti, exp)| Revocation::Jti {
@@ -255,22 +261,18 @@ impl Admin {
                     expires_at: Some(exp),
                 })
                 .collect()),
-            Ok(Ok(None)) => Err(error(
+            Ok(None) => Err(error(
                 StatusCode::BAD_REQUEST,
                 "not a token this gateway accepts, nor a live refresh token",
             )),
-            Ok(Err(e)) => Err(error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
-            Err(_) => Err(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "store task failed",
-            )),
+            Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
         }
     }
 
     /// Re-reads the config file and swaps in its routes, strip rules and
     /// keys at once. A config that does not load, or changes upstreams,
     /// leaves the running one untouched.
-    fn reload(&self) -> Reply {
+    async fn reload(&self) -> Reply {
         let config = match crate::config::load(&self.config_path) {
             Ok(c) => c,
             Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
@@ -285,7 +287,9 @@ impl Admin {
             &config,
             &self.shared.revocations,
             self.shared.store.as_ref(),
-        ) {
+        )
+        .await
+        {
             Ok(live) => {
                 self.shared.live.store(Arc::new(live));
                 tracing::info!(target: "portero::admin", path = %self.config_path.display(), "config reloaded");

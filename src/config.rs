@@ -38,6 +38,8 @@ struct FileConfig {
     #[serde(default)]
     admin: FileAdmin,
     #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
     auth: FileAuth,
     #[serde(default)]
     upstreams: BTreeMap<String, FileUpstream>,
@@ -70,6 +72,17 @@ struct FileListener {
 struct FileAdmin {
     listen: Option<Spanned<String>>,
     token_env: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    backend: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    password_env: Option<String>,
+    key_prefix: Option<String>,
+    timeout: Option<Spanned<String>>,
+    on_outage: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -213,6 +226,7 @@ pub struct Config {
     pub server: ServerSettings,
     pub listeners: Vec<Listener>,
     pub admin: AdminSettings,
+    pub store: StoreSettings,
     pub auth: AuthSettings,
     pub upstreams: Vec<Upstream>,
     pub issuers: Vec<Issuer>,
@@ -224,6 +238,44 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// The environment variable holding the admin API's bearer token.
     pub token_env: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub backend: StoreBackend,
+    pub on_outage: OutagePolicy,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// redb under `server.data_dir`: one instance.
+    Embedded,
+    /// Shared by every instance pointed at the same server and key prefix.
+    Redis(RedisSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://` (TLS); never with a password in it.
+    pub url: String,
+    /// The environment variable holding the password, if the server wants one.
+    pub password_env: Option<String>,
+    /// Prefixes every key and the revocation channel, so deployments can share a server.
+    pub key_prefix: String,
+    /// The longest any one store operation may take before it counts as failed.
+    pub timeout: Duration,
+    /// Revocations outlive their token's `exp` by this much (the validation leeway).
+    pub ttl_margin: Duration,
+}
+
+/// What protected routes do while the store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutagePolicy {
+    /// Go on validating from the in-memory keys and revocations (default).
+    FailStatic,
+    /// Refuse protected requests with 503: a revocation made elsewhere
+    /// during the outage cannot reach this instance.
+    FailClosed,
 }
 
 #[derive(Debug, Clone)]
@@ -522,11 +574,13 @@ impl Checker<'_> {
                 .map(|(i, r)| self.route(i, r, &upstreams, &issuers, &mut strip_all)),
         );
         let auth = self.auth(&file.auth, strip_all);
+        let store = self.store(&file.store, auth.leeway);
         Config {
             source: path.to_path_buf(),
             server,
             listeners,
             admin,
+            store,
             auth,
             upstreams,
             issuers,
@@ -557,6 +611,91 @@ impl Checker<'_> {
             data_dir: self.resolve(s.data_dir.as_deref().unwrap_or(".portero")),
             max_body_size,
         }
+    }
+
+    fn store(&mut self, s: &FileStore, leeway: Duration) -> StoreSettings {
+        let on_outage = match &s.on_outage {
+            None => OutagePolicy::FailStatic,
+            Some(v) => match v.get_ref().as_str() {
+                "fail-static" => OutagePolicy::FailStatic,
+                "fail-closed" => OutagePolicy::FailClosed,
+                other => {
+                    self.problem(
+                        v,
+                        "store.on_outage",
+                        format!("{other:?}: expected \"fail-static\" or \"fail-closed\""),
+                    );
+                    OutagePolicy::FailStatic
+                }
+            },
+        };
+        let backend = s
+            .backend
+            .as_ref()
+            .map_or("embedded", |b| b.get_ref().as_str());
+        let backend = match backend {
+            "embedded" => {
+                if let Some(url) = &s.url {
+                    self.problem(url, "store.url", "only the redis backend takes a url");
+                }
+                StoreBackend::Embedded
+            }
+            "redis" => StoreBackend::Redis(RedisSettings {
+                url: self.redis_url(s),
+                password_env: s.password_env.clone(),
+                key_prefix: s.key_prefix.clone().unwrap_or_else(|| "portero:".into()),
+                timeout: self.duration(&s.timeout, "store.timeout", Duration::from_millis(500)),
+                ttl_margin: leeway,
+            }),
+            other => {
+                let at = s
+                    .backend
+                    .as_ref()
+                    .expect("a non-default backend was written");
+                self.problem(
+                    at,
+                    "store.backend",
+                    format!("{other:?}: expected \"embedded\" or \"redis\""),
+                );
+                StoreBackend::Embedded
+            }
+        };
+        StoreSettings { backend, on_outage }
+    }
+
+    fn redis_url(&mut self, s: &FileStore) -> String {
+        let Some(url) = &s.url else {
+            self.problem_no_span(
+                "store.url",
+                "the redis backend needs a url (redis://host:port)",
+            );
+            return String::new();
+        };
+        let text = url.get_ref();
+        let Some(rest) = text
+            .strip_prefix("redis://")
+            .or_else(|| text.strip_prefix("rediss://"))
+        else {
+            self.problem(url, "store.url", "expected a redis:// or rediss:// url");
+            return text.clone();
+        };
+        // A password in the file would end up in backups and diffs.
+        let userinfo = rest.split('/').next().unwrap_or("").rsplit_once('@');
+        if userinfo.is_some_and(|(user, _)| user.contains(':')) {
+            self.problem(
+                url,
+                "store.url",
+                "holds a password: name an environment variable in store.password_env instead",
+            );
+        }
+        if text.contains("#insecure") {
+            self.problem(
+                url,
+                "store.url",
+                "TLS certificate checks cannot be turned off",
+            );
+        }
+        text.clone()
     }
 
     fn listeners(&mut self, list: &[FileListener]) -> Vec<Listener> {

@@ -289,16 +289,11 @@ impl Issuing<'_> {
         now: i64,
     ) -> Result<u32, Denied> {
         let (user, ip) = self.lock_keys(login, client);
-        let store = self.store.clone();
-        let (u, i) = blocking(move || -> Result<_, StoreError> {
-            let u = store.failures(&user)?;
-            let i = match ip {
-                Some(k) => store.failures(&k)?,
-                None => Default::default(),
-            };
-            Ok((u, i))
-        })
-        .await??;
+        let u = self.store.failures(&user).await?;
+        let i = match ip {
+            Some(k) => self.store.failures(&k).await?,
+            None => Default::default(),
+        };
         if u.locked_until > now || i.locked_until > now {
             return Err(Denied::Locked);
         }
@@ -335,21 +330,20 @@ impl Issuing<'_> {
         now: i64,
     ) -> Result<(), Denied> {
         let (user, ip) = self.lock_keys(login, client);
-        let (store, e) = (self.store.clone(), self.endpoint);
-        let (max, ip_max, cooldown) = (
-            e.max_failures,
-            e.ip_max_failures,
-            e.lockout.as_secs() as i64,
-        );
-        let locked = blocking(move || -> Result<bool, StoreError> {
-            let u = store.record_failure(&user, max, cooldown, now)?;
-            let i = match ip {
-                Some(k) => store.record_failure(&k, ip_max, cooldown, now)?,
-                None => Default::default(),
-            };
-            Ok(u.locked_until > now || i.locked_until > now)
-        })
-        .await??;
+        let (e, store) = (self.endpoint, self.store);
+        let cooldown = e.lockout.as_secs() as i64;
+        let u = store
+            .record_failure(&user, e.max_failures, cooldown, now)
+            .await?;
+        let i = match ip {
+            Some(k) => {
+                store
+                    .record_failure(&k, e.ip_max_failures, cooldown, now)
+                    .await?
+            }
+            None => Default::default(),
+        };
+        let locked = u.locked_until > now || i.locked_until > now;
         if locked {
             self.metrics
                 .lockouts
@@ -371,8 +365,7 @@ impl Issuing<'_> {
             return Ok(());
         }
         let (user, _) = self.lock_keys(login, client);
-        let store = self.store.clone();
-        blocking(move || store.clear_failures(&user)).await??;
+        self.store.clear_failures(&user).await?;
         Ok(())
     }
 

@@ -107,14 +107,20 @@ fn mint(
     ttl: Option<&str>,
     extra: &[String],
 ) -> anyhow::Result<()> {
-    // The store is locked while a gateway runs on it.
-    let store = portero::store::Embedded::open(&config.server.data_dir).map_err(|e| {
-        anyhow::anyhow!(
-            "{e} (is a gateway running on {}? use its token endpoints instead)",
-            config.server.data_dir.display()
-        )
-    })?;
-    let keys = portero::auth::keys::load(config, &store)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let metrics = portero::metrics::StoreMetrics::detached();
+    // The embedded store is locked while a gateway runs on it; Redis is shared.
+    let store = runtime
+        .block_on(portero::store::open(config, metrics))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (is a gateway running on {}? use its token endpoints instead)",
+                config.server.data_dir.display()
+            )
+        })?;
+    let keys = runtime.block_on(portero::auth::keys::load(config, store.as_ref()))?;
     let index = keys
         .issuer_index(issuer)
         .ok_or_else(|| anyhow::anyhow!("no issuer named {issuer:?}"))?;

@@ -4,7 +4,8 @@
 //! fixed list, status codes, and reason codes. Never a subject or a token.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::auth::AuthError;
@@ -23,6 +24,18 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub upstream_healthy: IntGaugeVec,
+    pub store: StoreMetrics,
+}
+
+/// What the store reports about itself; cloned into the store backend.
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// Failed store operations, by operation.
+    pub errors: IntCounterVec,
+    /// From a revocation's timestamp to its arrival at this instance.
+    pub propagation: Histogram,
+    /// 1 while the store is reachable (and, for Redis, the revocation feed is live).
+    pub up: IntGauge,
 }
 
 /// Latency buckets from 100 µs to 10 s: a gateway's own cost is sub-millisecond.
@@ -117,6 +130,38 @@ impl Metrics {
                     .expect("registered once");
                 g
             },
+            store: StoreMetrics {
+                errors: counter(
+                    "portero_store_errors_total",
+                    "Store operations that failed (unreachable, timed out or refused), by operation.",
+                    &["op"],
+                ),
+                propagation: {
+                    let h = Histogram::with_opts(
+                        HistogramOpts::new(
+                            "portero_revocation_propagation_seconds",
+                            "From a revocation being written to its arrival at this instance's cache.",
+                        )
+                        .buckets(BUCKETS.to_vec()),
+                    )
+                    .expect("valid metric");
+                    registry
+                        .register(Box::new(h.clone()))
+                        .expect("registered once");
+                    h
+                },
+                up: {
+                    let g = IntGauge::new(
+                        "portero_store_up",
+                        "1 while the state store is reachable, 0 while this instance runs from its caches.",
+                    )
+                    .expect("valid metric");
+                    registry
+                        .register(Box::new(g.clone()))
+                        .expect("registered once");
+                    g
+                },
+            },
             registry,
         };
         // Pre-create the series operators alert on, so they read 0 rather than absent.
@@ -144,6 +189,7 @@ impl Metrics {
                 m.lockouts.with_label_values(&[&i.name]);
             }
         }
+        m.store.up.set(1);
         for kind in ["jti", "token", "subject", "refresh_token"] {
             m.revocations.with_label_values(&[kind]);
         }
@@ -164,6 +210,19 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl StoreMetrics {
+    /// Metrics no registry exposes: for the CLI, tests and benches.
+    pub fn detached() -> StoreMetrics {
+        StoreMetrics {
+            errors: IntCounterVec::new(Opts::new("store_errors", "-"), &["op"])
+                .expect("valid metric"),
+            propagation: Histogram::with_opts(HistogramOpts::new("propagation", "-"))
+                .expect("valid metric"),
+            up: IntGauge::new("store_up", "-").expect("valid metric"),
+        }
     }
 }
 

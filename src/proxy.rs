@@ -18,7 +18,7 @@ use crate::auth::policy::Policy;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::{Validator, Verified};
 use crate::auth::{denial, AuthError};
-use crate::config::{AuthSettings, Endpoint, Issuer, RouteAction};
+use crate::config::{AuthSettings, Endpoint, Issuer, OutagePolicy, RouteAction};
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::metrics::{method_label, Metrics};
@@ -41,6 +41,8 @@ pub struct Shared {
     /// Revocations outlive reloads: every `Live::validator` reads this set.
     pub revocations: Arc<Revocations>,
     pub store: Arc<dyn Store>,
+    /// What protected routes do while the store is unreachable.
+    pub on_outage: OutagePolicy,
     pub upstreams: Vec<UpstreamGroup>,
     pub metrics: Metrics,
     pub max_body_size: u64,
@@ -275,6 +277,20 @@ impl ProxyHttp for Gateway {
         let Some(policy) = policy else {
             return Ok(false); // public route
         };
+        if shared.on_outage == OutagePolicy::FailClosed && !shared.store.reachable() {
+            shared
+                .metrics
+                .auth_decisions
+                .with_label_values(&[&route.name, "deny", "store_unavailable"])
+                .inc();
+            ctx.answered = Some(503);
+            let body = error_body(
+                "store_unavailable",
+                "revocations cannot be checked while the state store is unreachable",
+            );
+            respond_json(session, 503, body, None).await?;
+            return Ok(true);
+        }
         let result = match policy.token_from.extract(&req.headers) {
             None => Err(AuthError::MissingToken),
             Some(token) => live.validator.validate(token, policy, unix_now()),

@@ -20,34 +20,46 @@ use crate::admin::Admin;
 use crate::auth::keys;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
-use crate::config::{Config, UpstreamKind};
+use crate::config::{Config, StoreBackend, UpstreamKind};
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Live, Shared};
 use crate::routes::RouteTable;
-use crate::store::{Embedded, Store};
+use crate::store::Store;
 use crate::upstream::UpstreamGroup;
 
 /// Runs the gateway until `shutdown` fires. Must not be called from inside a
 /// tokio runtime: Pingora builds its own.
 pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Result<()> {
-    let store: Arc<dyn Store> = Arc::new(
-        Embedded::open(&config.server.data_dir)
-            .with_context(|| format!("server.data_dir: {}", config.server.data_dir.display()))?,
-    );
-    let revocations = Arc::new(Revocations::default());
-    for r in store.revocations()? {
-        revocations.apply(&r);
-    }
-    let live = build_live(&config, &revocations, store.as_ref())?;
-
-    // Built-in upstreams and the admin listener are bound now, so a port in
-    // use fails the start instead of a later request.
+    // The side runtime serves the admin listener, the built-in upstreams and
+    // the store's background work; start-up store calls run on it too.
     let side = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("portero-side")
         .enable_all()
         .build()
         .context("cannot start the admin runtime")?;
+    let metrics = Metrics::new(&config);
+    let store = side
+        .block_on(crate::store::open(&config, metrics.store.clone()))
+        .with_context(|| match &config.store.backend {
+            StoreBackend::Embedded => {
+                format!("server.data_dir: {}", config.server.data_dir.display())
+            }
+            StoreBackend::Redis(r) => format!("store.url: {}", r.url),
+        })?;
+    // Every revocation is in memory before the first request is served.
+    let revocations = Arc::new(Revocations::default());
+    for r in side.block_on(store.revocations())? {
+        revocations.apply(&r);
+    }
+    let live = side.block_on(build_live(&config, &revocations, store.as_ref()))?;
+    {
+        let (store, revocations) = (store.clone(), revocations.clone());
+        side.spawn(async move { store.follow_revocations(revocations).await });
+    }
+
+    // Built-in upstreams and the admin listener are bound now, so a port in
+    // use fails the start instead of a later request.
     let mut upstreams = Vec::new();
     let mut health_services = Vec::new();
     for u in &config.upstreams {
@@ -72,8 +84,9 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
         live: ArcSwap::from_pointee(live),
         revocations: revocations.clone(),
         store: store.clone(),
+        on_outage: config.store.on_outage,
         upstreams,
-        metrics: Metrics::new(&config),
+        metrics,
         max_body_size: config.server.max_body_size,
     });
 
@@ -157,7 +170,7 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
 
 /// The parts of a config that a reload replaces: routes, strip rules, keys
 /// (with a fresh verified-token cache).
-pub fn build_live(
+pub async fn build_live(
     config: &Config,
     revocations: &Arc<Revocations>,
     store: &dyn Store,
@@ -165,7 +178,7 @@ pub fn build_live(
     Ok(Live {
         routes: RouteTable::new(config.routes.clone()),
         validator: Validator::new(
-            keys::load(config, store)?,
+            keys::load(config, store).await?,
             revocations.clone(),
             config.auth.verified_cache_size,
             config.auth.leeway.as_secs(),
@@ -211,9 +224,7 @@ async fn purge_revocations(revocations: Arc<Revocations>, store: Arc<dyn Store>,
             .map_or(0, |d| d.as_secs() as i64);
         let cutoff = now - leeway.as_secs() as i64;
         revocations.purge_expired(cutoff);
-        let store = store.clone();
-        let purged = tokio::task::spawn_blocking(move || store.purge_revocations(cutoff)).await;
-        if let Ok(Err(e)) = purged {
+        if let Err(e) = store.purge_revocations(cutoff).await {
             tracing::warn!(error = %e, "could not purge expired revocations from the store");
         }
     }

@@ -162,7 +162,7 @@ impl KeySet {
 /// Loads every issuer's keys. An issuer with no key configured gets an HS256
 /// key generated on first start and kept in the store, so its tokens survive
 /// restarts.
-pub fn load(config: &Config, store: &dyn Store) -> Result<KeySet, KeyError> {
+pub async fn load(config: &Config, store: &dyn Store) -> Result<KeySet, KeyError> {
     let infos = config
         .issuers
         .iter()
@@ -175,7 +175,7 @@ pub fn load(config: &Config, store: &dyn Store) -> Result<KeySet, KeyError> {
     let mut keys = Vec::new();
     for (index, issuer) in config.issuers.iter().enumerate() {
         if issuer.keys.is_empty() {
-            keys.push(generated_key(issuer, index, store)?);
+            keys.push(generated_key(issuer, index, store).await?);
         }
         for k in &issuer.keys {
             keys.push(configured_key(issuer, index, k)?);
@@ -296,7 +296,7 @@ pub fn alg_name(alg: Algorithm) -> &'static str {
 
 /// A generated HS256 key: created once, kept in the store, the same on every
 /// start (and, with a shared store, on every instance).
-fn generated_key(issuer: &Issuer, index: usize, store: &dyn Store) -> Result<Key, KeyError> {
+async fn generated_key(issuer: &Issuer, index: usize, store: &dyn Store) -> Result<Key, KeyError> {
     let mut secret = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
     let mut id = [0u8; 6];
@@ -307,6 +307,7 @@ fn generated_key(issuer: &Issuer, index: usize, store: &dyn Store) -> Result<Key
     };
     let stored = store
         .signing_key(&issuer.name, fresh)
+        .await
         .map_err(|e| KeyError::Generate {
             issuer: issuer.name.clone(),
             message: e.to_string(),

@@ -136,8 +136,9 @@ async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Deni
         expires_at: now + ttl as i64,
         tokens: minted,
     };
-    let (store, hash) = (ctx.store.clone(), refresh_hash(&refresh));
-    super::blocking(move || store.put_refresh(&hash, &record)).await??;
+    ctx.store
+        .put_refresh(&refresh_hash(&refresh), &record)
+        .await?;
     ctx.metrics
         .refresh
         .with_label_values(&[&ctx.issuer.name, "issued"])
@@ -157,8 +158,8 @@ async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Deni
 
 /// `Ok(None)`: unknown, expired, foreign or revoked refresh token.
 async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Reply>, Denied> {
-    let (store, hash) = (ctx.store.clone(), refresh_hash(token));
-    let found = super::blocking(move || store.get_refresh(&hash)).await??;
+    let hash = refresh_hash(token);
+    let found = ctx.store.get_refresh(&hash).await?;
     let usable = found.filter(|r| {
         r.issuer == ctx.issuer.name
             && r.expires_at > now
@@ -183,8 +184,7 @@ async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Repl
         minted,
     } = pair(ctx, p, now)?;
     record.tokens.extend(minted);
-    let (store, hash) = (ctx.store.clone(), refresh_hash(token));
-    super::blocking(move || store.put_refresh(&hash, &record)).await??;
+    ctx.store.put_refresh(&hash, &record).await?;
     ctx.metrics
         .refresh
         .with_label_values(&[&ctx.issuer.name, "used"])

@@ -1,0 +1,500 @@
+//! The shared store: every instance pointed at the same Redis server and key
+//! prefix sees the same keys, refresh tokens, revocations and lockouts.
+//!
+//! Layout under the prefix `P`:
+//! - `P key:<issuer>`: a generated signing key (set once, `SET NX`);
+//! - `P rev:<kind>\0<id>`: a revocation, expiring with the token it stops;
+//! - `P refresh:<sha256>`: a refresh token record, expiring with it;
+//! - `P fail:<key>`: a lockout counter (hash), expiring one cool-down after
+//!   the last failure;
+//! - channel `P revocations`: every revocation, published in the same
+//!   transaction that writes it.
+//!
+//! Each instance subscribes to the channel and applies what arrives to its
+//! in-memory cache. After any disconnect it subscribes again and then
+//! re-reads the whole set, so nothing published while it was away is
+//! missed; revocations it holds that Redis lost (a restart without
+//! persistence) are written back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, RedisError};
+use serde::{Deserialize, Serialize};
+
+use super::{revocation_key, Failures, RefreshRecord, Store, StoreError, StoredKey};
+use crate::auth::revocation::{Revocation, Revocations};
+use crate::config::RedisSettings;
+use crate::metrics::StoreMetrics;
+
+/// How often a live subscription is checked (and the command connection
+/// nudged to reconnect), so an outage is noticed within about this long.
+const PING_EVERY: Duration = Duration::from_millis(500);
+/// Retry delays for the subscription after a disconnect.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Keys read per SCAN and MGET round trip during a resync.
+const BATCH: usize = 1000;
+
+/// One failed login more, atomically: a lock that has run out starts a
+/// fresh count; reaching the threshold locks until now + cool-down; the
+/// counter expires one cool-down after the last failure.
+const RECORD_FAILURE: &str = r"
+local now, threshold, cooldown = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local locked = tonumber(redis.call('HGET', KEYS[1], 'locked_until') or '0')
+if locked ~= 0 and locked <= now then redis.call('DEL', KEYS[1]) end
+local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
+local until_ = tonumber(redis.call('HGET', KEYS[1], 'locked_until') or '0')
+if count >= threshold then
+  until_ = now + cooldown
+  redis.call('HSET', KEYS[1], 'locked_until', until_)
+end
+redis.call('EXPIRE', KEYS[1], cooldown)
+return {count, until_}
+";
+
+/// What travels on the revocation channel.
+#[derive(Serialize, Deserialize)]
+struct Announcement {
+    /// When it was written (Unix seconds, fractional): the start of the propagation lag.
+    at: f64,
+    revocation: Revocation,
+}
+
+pub struct Redis {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    channel: String,
+    timeout: Duration,
+    ttl_margin: i64,
+    record_failure: redis::Script,
+    /// False from a failed operation or a lost subscription until the
+    /// subscription is back and the revocation set re-read.
+    reachable: AtomicBool,
+    /// Generated keys this instance signs with, written back if Redis lost them.
+    signing_keys: DashMap<String, StoredKey>,
+    metrics: StoreMetrics,
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("store records serialize")
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt(key.to_string()))
+}
+
+impl Redis {
+    /// Connects, and fails if Redis cannot be reached within the timeout.
+    pub async fn connect(
+        settings: &RedisSettings,
+        metrics: StoreMetrics,
+    ) -> Result<Redis, StoreError> {
+        let unreachable = |e: RedisError| StoreError::Unreachable(format!("{}: {e}", settings.url));
+        let mut info = settings
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(unreachable)?;
+        if let Some(var) = &settings.password_env {
+            let password = std::env::var(var).map_err(|_| {
+                StoreError::Backend(format!("store.password_env: {var} is not set"))
+            })?;
+            let redis_settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(redis_settings);
+        }
+        let client = redis::Client::open(info).map_err(unreachable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.timeout))
+            .set_response_timeout(Some(settings.timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let conn = tokio::time::timeout(
+            settings.timeout,
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| StoreError::Unreachable(format!("{}: timed out", settings.url)))?
+        .map_err(unreachable)?;
+        metrics.up.set(1);
+        Ok(Redis {
+            client,
+            conn,
+            prefix: settings.key_prefix.clone(),
+            channel: format!("{}revocations", settings.key_prefix),
+            timeout: settings.timeout,
+            ttl_margin: settings.ttl_margin.as_secs() as i64,
+            record_failure: redis::Script::new(RECORD_FAILURE),
+            reachable: AtomicBool::new(true),
+            signing_keys: DashMap::new(),
+            metrics,
+        })
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        format!("{}{kind}:{id}", self.prefix)
+    }
+
+    /// Runs one Redis operation within the timeout; a failure is counted
+    /// and marks the store unreachable until the subscription proves otherwise.
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let error = match tokio::time::timeout(self.timeout, f).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) if !(e.is_io_error() || e.is_unrecoverable_error()) => {
+                // Redis answered, with an error: it is reachable.
+                self.metrics.errors.with_label_values(&[op]).inc();
+                return Err(StoreError::Backend(format!("{op}: {e}")));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", self.timeout),
+        };
+        self.metrics.errors.with_label_values(&[op]).inc();
+        self.set_reachable(false, &error);
+        Err(StoreError::Unreachable(format!("{op}: {error}")))
+    }
+
+    fn set_reachable(&self, up: bool, why: &str) {
+        if self.reachable.swap(up, Ordering::AcqRel) != up {
+            self.metrics.up.set(up as i64);
+            if up {
+                tracing::info!("store reachable again: revocations resynchronised");
+            } else {
+                tracing::warn!(
+                    error = why,
+                    "store unreachable: validating from cached keys and revocations"
+                );
+            }
+        }
+    }
+
+    /// Seconds a revocation is kept: until its token would be refused anyway.
+    fn revocation_ttl(&self, r: &Revocation, now: i64) -> Option<i64> {
+        match r {
+            Revocation::Jti {
+                expires_at: Some(exp),
+                ..
+            } => Some((exp + self.ttl_margin - now).max(1)),
+            _ => None,
+        }
+    }
+
+    /// Every key under `pattern`, with its value.
+    async fn scan(&self, pattern: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(
+                    "scan",
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(BATCH)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            if !keys.is_empty() {
+                let values: Vec<Option<Vec<u8>>> = self
+                    .run("scan", redis::cmd("MGET").arg(&keys).query_async(&mut conn))
+                    .await?;
+                // A key that expired between SCAN and MGET reads as nil.
+                out.extend(
+                    keys.into_iter()
+                        .zip(values)
+                        .filter_map(|(k, v)| Some((k, v?))),
+                );
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Re-reads the whole revocation set into `cache`, then writes back what
+    /// this instance holds and Redis lost, and re-asserts generated keys.
+    async fn resync(&self, cache: &Revocations) -> Result<usize, StoreError> {
+        let remote = self.scan(&format!("{}rev:*", self.prefix)).await?;
+        let mut present = std::collections::HashSet::with_capacity(remote.len());
+        for (key, value) in &remote {
+            let r: Revocation = decode(key, value)?;
+            present.insert(revocation_key(&r));
+            cache.apply(&r);
+        }
+        let now = now_secs() as i64;
+        let lost: Vec<Revocation> = cache
+            .list()
+            .into_iter()
+            .filter(|r| !present.contains(&revocation_key(r)))
+            .filter(|r| !matches!(r, Revocation::Jti { expires_at: Some(e), .. } if *e + self.ttl_margin < now))
+            .collect();
+        if !lost.is_empty() {
+            tracing::warn!(
+                count = lost.len(),
+                "the store had lost revocations; writing them back"
+            );
+            self.add_revocations(&lost).await?;
+        }
+        for entry in self.signing_keys.iter() {
+            let stored = self.signing_key(entry.key(), entry.value().clone()).await?;
+            if stored != *entry.value() {
+                tracing::error!(
+                    issuer = %entry.key(),
+                    "the store holds another generated key for this issuer; tokens signed here are refused elsewhere until this instance restarts"
+                );
+            }
+        }
+        Ok(remote.len())
+    }
+
+    fn arrived(&self, cache: &Revocations, payload: &[u8]) {
+        match serde_json::from_slice::<Announcement>(payload) {
+            Ok(a) => {
+                cache.apply(&a.revocation);
+                self.metrics
+                    .propagation
+                    .observe((now_secs() - a.at).max(0.0));
+            }
+            Err(e) => tracing::warn!(error = %e, "ignored a malformed revocation announcement"),
+        }
+    }
+
+    /// Subscribes, resynchronises, then applies announcements until the
+    /// connection fails. `retry` goes back to its minimum once subscribed.
+    async fn follow_once(&self, cache: &Revocations, retry: &mut Duration) -> StoreError {
+        let mut pubsub = match self.run("subscribe", self.client.get_async_pubsub()).await {
+            Ok(p) => p,
+            Err(e) => return e,
+        };
+        if let Err(e) = self.run("subscribe", pubsub.subscribe(&self.channel)).await {
+            return e;
+        }
+        let (mut sink, mut stream) = pubsub.split();
+        // Subscribed first, read second: a revocation published in between
+        // arrives on the channel, so none is missed.
+        match self.resync(cache).await {
+            Ok(count) => tracing::debug!(count, "revocation set read from the store"),
+            Err(e) => return e,
+        }
+        *retry = RETRY_MIN;
+        self.set_reachable(true, "");
+        let mut tick = tokio::time::interval(PING_EVERY);
+        loop {
+            tokio::select! {
+                message = stream.next() => match message {
+                    Some(m) => self.arrived(cache, m.get_payload_bytes()),
+                    None => {
+                        let e = "the subscription connection closed";
+                        self.set_reachable(false, e);
+                        return StoreError::Unreachable(e.into());
+                    }
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = self.run("ping", sink.ping::<String>()).await {
+                        return e;
+                    }
+                    // Commands go over another connection: keep it alive too,
+                    // and let it reconnect before a token request needs it.
+                    let mut conn = self.conn.clone();
+                    if let Err(e) = self.run("ping", redis::cmd("PING").query_async::<String>(&mut conn)).await {
+                        return e;
+                    }
+                    self.set_reachable(true, "");
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for Redis {
+    async fn signing_key(&self, issuer: &str, fresh: StoredKey) -> Result<StoredKey, StoreError> {
+        let key = self.key("key", issuer);
+        let mut conn = self.conn.clone();
+        let (bytes,): (Vec<u8>,) = self
+            .run(
+                "signing_key",
+                redis::pipe()
+                    .atomic()
+                    .cmd("SET")
+                    .arg(&key)
+                    .arg(encode(&fresh))
+                    .arg("NX")
+                    .ignore()
+                    .cmd("GET")
+                    .arg(&key)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        let stored: StoredKey = decode(&key, &bytes)?;
+        self.signing_keys.insert(issuer.to_string(), stored.clone());
+        Ok(stored)
+    }
+
+    async fn add_revocations(&self, list: &[Revocation]) -> Result<(), StoreError> {
+        let now = now_secs();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for r in list {
+            let set = pipe
+                .cmd("SET")
+                .arg(self.key("rev", &revocation_key(r)))
+                .arg(encode(r));
+            if let Some(ttl) = self.revocation_ttl(r, now as i64) {
+                set.arg("EX").arg(ttl);
+            }
+            set.ignore();
+            let announcement = Announcement {
+                at: now,
+                revocation: r.clone(),
+            };
+            pipe.cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(encode(&announcement))
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        self.run("add_revocations", pipe.exec_async(&mut conn))
+            .await
+    }
+
+    async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.scan(&format!("{}rev:*", self.prefix))
+            .await?
+            .iter()
+            .map(|(k, v)| decode(k, v))
+            .collect()
+    }
+
+    async fn purge_revocations(&self, _cutoff: i64) -> Result<(), StoreError> {
+        // Redis expires them itself.
+        Ok(())
+    }
+
+    async fn put_refresh(&self, hash: &str, record: &RefreshRecord) -> Result<(), StoreError> {
+        let ttl = (record.expires_at - now_secs() as i64).max(1);
+        let mut conn = self.conn.clone();
+        self.run(
+            "put_refresh",
+            redis::cmd("SET")
+                .arg(self.key("refresh", hash))
+                .arg(encode(record))
+                .arg("EX")
+                .arg(ttl)
+                .exec_async(&mut conn),
+        )
+        .await
+    }
+
+    async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        let key = self.key("refresh", hash);
+        let mut conn = self.conn.clone();
+        let bytes: Option<Vec<u8>> = self
+            .run(
+                "get_refresh",
+                redis::cmd("GET").arg(&key).query_async(&mut conn),
+            )
+            .await?;
+        bytes.map(|b| decode(&key, &b)).transpose()
+    }
+
+    async fn delete_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
+        let key = self.key("refresh", hash);
+        let mut conn = self.conn.clone();
+        let bytes: Option<Vec<u8>> = self
+            .run(
+                "delete_refresh",
+                redis::cmd("GETDEL").arg(&key).query_async(&mut conn),
+            )
+            .await?;
+        bytes.map(|b| decode(&key, &b)).transpose()
+    }
+
+    async fn failures(&self, key: &str) -> Result<Failures, StoreError> {
+        let mut conn = self.conn.clone();
+        let (count, locked_until): (Option<u32>, Option<i64>) = self
+            .run(
+                "failures",
+                redis::cmd("HMGET")
+                    .arg(self.key("fail", key))
+                    .arg("count")
+                    .arg("locked_until")
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(Failures {
+            count: count.unwrap_or(0),
+            locked_until: locked_until.unwrap_or(0),
+        })
+    }
+
+    async fn record_failure(
+        &self,
+        key: &str,
+        threshold: u32,
+        cooldown: i64,
+        now: i64,
+    ) -> Result<Failures, StoreError> {
+        let mut conn = self.conn.clone();
+        let (count, locked_until): (u32, i64) = self
+            .run(
+                "record_failure",
+                self.record_failure
+                    .key(self.key("fail", key))
+                    .arg(now)
+                    .arg(threshold)
+                    .arg(cooldown.max(1))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(Failures {
+            count,
+            locked_until,
+        })
+    }
+
+    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        self.run(
+            "clear_failures",
+            redis::cmd("DEL")
+                .arg(self.key("fail", key))
+                .exec_async(&mut conn),
+        )
+        .await
+    }
+
+    fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Acquire)
+    }
+
+    async fn follow_revocations(&self, cache: Arc<Revocations>) {
+        let mut retry = RETRY_MIN;
+        loop {
+            let error = self.follow_once(&cache, &mut retry).await;
+            tracing::debug!(error = %error, retry = ?retry, "revocation subscription lost; retrying");
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(RETRY_MAX);
+        }
+    }
+}
