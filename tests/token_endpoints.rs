@@ -14,13 +14,7 @@ use serde_json::{json, Value};
 /// The demo's issuers and routes, in front of its built-in echo upstream,
 /// with `edit` applied (e.g. shorter limits).
 async fn demo(edit: impl Fn(String) -> String) -> Gateway {
-    let demo =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
-    let from = demo
-        .find("# One issuer per token-endpoint dialect")
-        .unwrap();
-    let body = format!("[upstreams.echo]\nbuiltin = \"echo\"\n\n{}", &demo[from..]);
-    Gateway::start(&edit(body)).await
+    Gateway::start(&edit(demo_body())).await
 }
 
 async fn post(gw: &Gateway, path: &str, host: Option<&str>, body: &str) -> (StatusCode, String) {

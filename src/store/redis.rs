@@ -255,11 +255,16 @@ impl Redis {
             );
             self.add_revocations(&lost).await?;
         }
-        for entry in self.signing_keys.iter() {
-            let stored = self.signing_key(entry.key(), entry.value().clone()).await?;
-            if stored != *entry.value() {
+        // Copied out first: `signing_key` writes to the map.
+        let held: Vec<(String, StoredKey)> = self
+            .signing_keys
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect();
+        for (issuer, key) in held {
+            if self.signing_key(&issuer, key.clone()).await? != key {
                 tracing::error!(
-                    issuer = %entry.key(),
+                    %issuer,
                     "the store holds another generated key for this issuer; tokens signed here are refused elsewhere until this instance restarts"
                 );
             }
@@ -310,7 +315,7 @@ impl Redis {
                     }
                 },
                 _ = tick.tick() => {
-                    if let Err(e) = self.run("ping", sink.ping::<String>()).await {
+                    if let Err(e) = self.run("ping", sink.ping::<redis::Value>()).await {
                         return e;
                     }
                     // Commands go over another connection: keep it alive too,

@@ -19,6 +19,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio::task::AbortHandle;
 
+pub mod redis;
+
 pub const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
@@ -224,7 +226,10 @@ impl Gateway {
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let text = self.metrics().await;
         text.lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
             .find(|l| {
                 labels
                     .iter()
@@ -242,6 +247,26 @@ impl Gateway {
             let v = self.metric(name, labels).await;
             if v == want || Instant::now() > deadline {
                 return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `GET /readyz`: its status code and the `status` it reports.
+    pub async fn readiness(&self) -> (u16, String) {
+        let r = reqwest::get(self.admin_url("/readyz")).await.unwrap();
+        let code = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        (code, v["status"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Waits (up to 5 s) until `/readyz` reports `status`; returns what it last said.
+    pub async fn wait_readiness(&self, status: &str) -> (u16, String) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = self.readiness().await;
+            if now.1 == status || Instant::now() > deadline {
+                return now;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -298,6 +323,34 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs the gateway on config text (with listeners on free ports) and
+/// expects it to exit within 10 s: returns (success, stderr).
+pub fn run_to_exit(body: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\ndata_dir = \"{}\"\n\n[[listen]]\naddr = \"127.0.0.1:{}\"\n\n[admin]\nlisten = \"127.0.0.1:{}\"\n\n{body}",
+        dir.path().join("data").display(),
+        free_port(),
+        free_port()
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.path().join("portero.log");
+    let mut child = spawn(&path, &log, Some(ADMIN_TOKEN));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("portero kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), std::fs::read_to_string(log).unwrap())
 }
 
 /// Runs `portero check` on config text and returns (success, stderr).
@@ -422,6 +475,17 @@ secret_env = "TEST_HS_SECRET"
         es = f("ec_public.pem"),
         ed = f("ed_public.pem"),
     )
+}
+
+/// The demo config's issuers and routes (every seed's token endpoint),
+/// in front of its built-in echo upstream.
+pub fn demo_body() -> String {
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    let from = demo
+        .find("# One issuer per token-endpoint dialect")
+        .unwrap();
+    format!("[upstreams.echo]\nbuiltin = \"echo\"\n\n{}", &demo[from..])
 }
 
 /// An upstream table pointing at the given servers.

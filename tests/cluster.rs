@@ -1,0 +1,412 @@
+//! Three gateway instances sharing one real Redis: tokens, refresh tokens,
+//! lockouts and revocations are one truth; revocations reach every instance
+//! within 100 ms; a Redis outage leaves protected traffic flowing from the
+//! in-memory caches, and everything recovers without restarting anything.
+//!
+//! Redis: see `common/redis.rs` (skipped with a message when none can be
+//! had, failing instead under `PORTERO_REQUIRE_REDIS=1`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::redis::{self, RedisServer, Relay};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const CLIENT_FLAT: &str = "/api/v1/auth";
+const CLIENT_LOGIN: &str =
+    r#"{"client_id":"demo_client_123","client_secret":"demo_secret_456_ABCDEFGH"}"#;
+
+/// Keys of one test apart from every other test's on a shared server.
+fn prefix() -> String {
+    use rand::RngCore;
+    format!(
+        "portero-test-{}-{:08x}:",
+        std::process::id(),
+        rand::thread_rng().next_u32()
+    )
+}
+
+/// The demo issuers and routes, the test issuers, and a Redis store.
+fn node(url: &str, prefix: &str, extra: &str) -> String {
+    format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\n{extra}\n\n{}\n{}",
+        issuers(),
+        demo_body()
+            .replace(
+                "dialect = \"client-flat\"",
+                "dialect = \"client-flat\"\nmax_failures = 3\nlockout = \"60s\"",
+            )
+    )
+}
+
+/// Three instances started at once on the same store: they race to create
+/// each generated key, and must all end up with the winner's.
+async fn cluster(urls: [&str; 3], prefix: &str) -> [Gateway; 3] {
+    let configs = urls.map(|u| node(u, prefix, ""));
+    let (a, b, c) = futures_util::join!(
+        Gateway::start(&configs[0]),
+        Gateway::start(&configs[1]),
+        Gateway::start(&configs[2])
+    );
+    [a, b, c]
+}
+
+async fn post(gw: &Gateway, path: &str, body: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(gw.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
+    )
+}
+
+/// A fresh client-flat token from `gw`.
+async fn login(gw: &Gateway) -> String {
+    let (status, v) = post(gw, CLIENT_FLAT, CLIENT_LOGIN).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+async fn get(gw: &Gateway, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(gw.url("/orders/7"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Waits for a readiness status on every instance.
+async fn all_report(nodes: &[&Gateway], status: &str) {
+    for gw in nodes {
+        assert_eq!(gw.wait_readiness(status).await.1, status, "{}", gw.log());
+    }
+}
+
+/// Requests `token` on `gw` until it is refused; the time that took.
+async fn until_refused(gw: &Gateway, token: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if get(gw, token).await == StatusCode::UNAUTHORIZED {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "still accepted after {limit:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_refresh_tokens_and_lockouts_are_shared() {
+    let Some(url) = redis::shared() else { return };
+    let p = prefix();
+    let [n1, n2, n3] = cluster([&url, &url, &url], &p).await;
+
+    // A token minted on 1 with the generated (shared) key opens 2 and 3.
+    let token = login(&n1).await;
+    for gw in [&n1, &n2, &n3] {
+        assert_eq!(get(gw, &token).await, StatusCode::OK);
+    }
+
+    // A refresh token issued on 1 is usable on 3; what it mints works on 2.
+    let (status, v) = post(
+        &n1,
+        "/api/auth/token",
+        r#"{"username":"admin","password":"abcd1234"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let refresh = v["refreshToken"]["token"].as_str().unwrap();
+    let (status, v) = post(
+        &n3,
+        "/api/auth/refreshtoken",
+        &json!({ "refreshToken": refresh }).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let access = v["accessToken"]["token"].as_str().unwrap();
+    assert_eq!(get(&n2, access).await, StatusCode::OK);
+
+    // Revoking the refresh token on 2 stops it, and what it minted, everywhere.
+    assert_eq!(
+        n2.revoke(json!({ "token": refresh })).await.status(),
+        StatusCode::OK
+    );
+    let (status, _) = post(
+        &n1,
+        "/api/auth/refreshtoken",
+        &json!({ "refreshToken": refresh }).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    until_refused(&n3, access, Duration::from_millis(100)).await;
+
+    // Lockout: three failures, one per instance, lock the client everywhere.
+    let bad = r#"{"client_id":"demo_client_123","client_secret":"wrong-secret-0000000000"}"#;
+    for gw in [&n1, &n2, &n3] {
+        assert_eq!(post(gw, CLIENT_FLAT, bad).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (status, v) = post(&n1, CLIENT_FLAT, CLIENT_LOGIN).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(
+        post(&n3, CLIENT_FLAT, CLIENT_LOGIN).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_every_instance_within_100ms() {
+    let Some(url) = redis::shared() else { return };
+    let p = prefix();
+    let [n1, n2, n3] = cluster([&url, &url, &url], &p).await;
+    let tokens = [login(&n1).await, Signer::Hs.sign(&claims("ivan"))];
+    for t in &tokens {
+        for gw in [&n1, &n2, &n3] {
+            assert_eq!(get(gw, t).await, StatusCode::OK);
+        }
+    }
+    let mut lags = Vec::new();
+    for (t, how) in tokens.iter().zip([
+        json!({ "token": tokens[0] }),
+        json!({ "sub": "ivan", "issuer": "test" }),
+    ]) {
+        assert_eq!(n2.revoke(how).await.status(), StatusCode::OK);
+        // Measured from the acknowledgement on 2 to the first refusal.
+        for gw in [&n1, &n3] {
+            lags.push(until_refused(gw, t, Duration::from_millis(100)).await);
+        }
+    }
+    eprintln!("revocation on node 2 refused by nodes 1 and 3 after {lags:?}");
+    assert!(
+        n1.metric("portero_revocation_propagation_seconds_count", &[])
+            .await
+            >= 2.0,
+        "{}",
+        n1.metrics().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_cut_off_from_redis_catches_up_when_it_returns() {
+    let Some(url) = redis::shared() else { return };
+    let target = url
+        .strip_prefix("redis://")
+        .unwrap()
+        .parse()
+        .expect("a host:port url");
+    let relay = Relay::start(target).await;
+    let p = prefix();
+    let [n1, n2, n3] = cluster([&relay.url(), &url, &url], &p).await;
+    let (kept, revoked) = (login(&n2).await, login(&n2).await);
+
+    relay.cut();
+    all_report(&[&n1], "degraded").await;
+    assert_eq!(n1.readiness().await.0, 200, "fail-static stays in rotation");
+    assert_eq!(
+        n1.metric("portero_store_up", &[]).await,
+        0.0,
+        "{}",
+        n1.metrics().await
+    );
+    // Revoked on 2 while 1 cannot hear it: 3 refuses at once; 1, running
+    // from its cache (fail-static), still accepts until it is back.
+    assert_eq!(
+        n2.revoke(json!({ "token": revoked })).await.status(),
+        StatusCode::OK
+    );
+    until_refused(&n3, &revoked, Duration::from_millis(100)).await;
+    assert_eq!(get(&n1, &kept).await, StatusCode::OK);
+    assert_eq!(get(&n1, &revoked).await, StatusCode::OK);
+    // Its token endpoint needs the store: the dialect's server-error shape.
+    let (status, v) = post(&n1, CLIENT_FLAT, CLIENT_LOGIN).await;
+    assert_eq!(
+        (status, v),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"msg": "Service unavailable"})
+        )
+    );
+
+    relay.restore().await;
+    all_report(&[&n1], "ready").await;
+    assert_eq!(get(&n1, &revoked).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&n1, &kept).await, StatusCode::OK);
+    assert_eq!(get(&n1, &login(&n1).await).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_traffic_flows_from_caches_and_recovers_by_itself() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let url = server.url();
+    let p = prefix();
+    let [n1, n2, n3] = cluster([&url, &url, &url], &p).await;
+    let valid = login(&n1).await;
+    let revoked = login(&n1).await;
+    assert_eq!(
+        n2.revoke(json!({ "token": revoked })).await.status(),
+        StatusCode::OK
+    );
+
+    server.stop();
+    all_report(&[&n1, &n2, &n3], "degraded").await;
+    for gw in [&n1, &n2, &n3] {
+        assert_eq!(gw.readiness().await.0, 200);
+        assert_eq!(get(gw, &valid).await, StatusCode::OK);
+        assert_eq!(get(gw, &revoked).await, StatusCode::UNAUTHORIZED);
+    }
+    // Token endpoints answer their own server-error shapes.
+    let (status, v) = post(&n1, CLIENT_FLAT, CLIENT_LOGIN).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v, json!({"msg": "Service unavailable"}));
+    let (status, v) = post(
+        &n2,
+        "/api/Session/GetToken",
+        r#"{"username":"admin","password":"demo2024"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert_eq!(v, json!({"error": 3, "message": "Error del servidor"}));
+    let (status, v) = post(
+        &n3,
+        "/api/auth/token",
+        r#"{"username":"admin","password":"abcd1234"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"], "Service Unavailable");
+    // A revocation cannot be promised to the other instances: refused.
+    assert_eq!(
+        n3.revoke(json!({ "sub": "nobody", "issuer": "test" }))
+            .await
+            .status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(n1.metric("portero_store_errors_total", &[]).await > 0.0);
+
+    // A new, empty Redis on the same port: the instances reconnect, write
+    // back the revocations and keys it lost, and carry on.
+    server.restart();
+    all_report(&[&n1, &n2, &n3], "ready").await;
+    for gw in [&n1, &n2, &n3] {
+        assert_eq!(get(gw, &valid).await, StatusCode::OK);
+        assert_eq!(get(gw, &revoked).await, StatusCode::UNAUTHORIZED);
+    }
+    let fresh = login(&n2).await;
+    assert_eq!(get(&n3, &fresh).await, StatusCode::OK);
+    assert_eq!(
+        n1.revoke(json!({ "token": fresh })).await.status(),
+        StatusCode::OK
+    );
+    for gw in [&n2, &n3] {
+        until_refused(gw, &fresh, Duration::from_millis(100)).await;
+    }
+    // A fourth instance started now learns the written-back revocation.
+    let n4 = Gateway::start(&node(&url, &p, "")).await;
+    assert_eq!(get(&n4, &revoked).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&n4, &valid).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_closed_refuses_protected_routes_while_redis_is_away() {
+    let Some(url) = redis::shared() else { return };
+    let relay = Relay::start(url.strip_prefix("redis://").unwrap().parse().unwrap()).await;
+    let gw = Gateway::start(&node(
+        &relay.url(),
+        &prefix(),
+        "on_outage = \"fail-closed\"",
+    ))
+    .await;
+    let token = login(&gw).await;
+    relay.cut();
+    assert_eq!(
+        gw.wait_readiness("not_ready").await,
+        (503, "not_ready".into())
+    );
+    let r = reqwest::Client::new()
+        .get(gw.url("/orders/7"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "store_unavailable");
+    let public = reqwest::get(gw.url("/public")).await.unwrap();
+    assert_eq!(
+        public.status(),
+        StatusCode::OK,
+        "public routes need no store"
+    );
+
+    relay.restore().await;
+    assert_eq!(gw.wait_readiness("ready").await.0, 200);
+    assert_eq!(get(&gw, &token).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_at_start_is_a_clear_error() {
+    let port = free_port();
+    let (ok, stderr) = run_to_exit(&node(&format!("redis://127.0.0.1:{port}"), "x:", ""));
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("store.url: redis://127.0.0.1:{port}"))
+            && stderr.contains("unreachable"),
+        "{stderr}"
+    );
+}
+
+/// Propagation lag over 1,000 revocations, for BENCHMARKS.md:
+/// `cargo test --release --test cluster -- --ignored --nocapture propagation`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test: run it by name"]
+async fn propagation_lag_over_1000_revocations() {
+    let Some(url) = redis::shared() else { return };
+    let p = prefix();
+    let [n1, n2, n3] = cluster([&url, &url, &url], &p).await;
+    let client = reqwest::Client::new();
+    let mut lags = Vec::new();
+    for i in 0..1000 {
+        let mut c = claims("lag");
+        c["jti"] = json!(format!("lag-{i}"));
+        let token = Signer::Hs.sign(&c);
+        let ack = client
+            .post(n2.admin_url("/admin/revocations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "jti": c["jti"], "expires_at": c["exp"] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ack.status(), StatusCode::OK);
+        let acked = Instant::now();
+        for gw in [&n1, &n3] {
+            until_refused(gw, &token, Duration::from_secs(1)).await;
+        }
+        lags.push(acked.elapsed());
+    }
+    lags.sort();
+    let at = |q: f64| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)];
+    let (sum, count) = (
+        n1.metric("portero_revocation_propagation_seconds_sum", &[])
+            .await,
+        n1.metric("portero_revocation_propagation_seconds_count", &[])
+            .await,
+    );
+    println!(
+        "1000 revocations on node 2, until refused by nodes 1 and 3 (from the ack): p50 {:?}, p99 {:?}, max {:?}; node 1's own lag metric: mean {:.1} µs over {count}",
+        at(0.50),
+        at(0.99),
+        at(1.0),
+        sum / count * 1e6
+    );
+}

@@ -1,0 +1,210 @@
+//! A real Redis for the cluster tests: `PORTERO_TEST_REDIS_URL`, else the
+//! machine's 127.0.0.1:6379, else a `redis-server` started here on a free
+//! port. With none, the tests are skipped with a message, unless
+//! `PORTERO_REQUIRE_REDIS=1` (set by `.ci/run`), where they fail.
+//!
+//! Outages are real too: [`RedisServer::start`] runs a server this test
+//! owns, to stop and start again; [`Relay`] is a TCP relay in front of a
+//! server, to cut one gateway off while the others stay connected.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::AbortHandle;
+
+use super::free_port;
+
+fn required() -> bool {
+    std::env::var("PORTERO_REQUIRE_REDIS").is_ok_and(|v| v == "1")
+}
+
+fn unavailable(why: &str) {
+    assert!(
+        !required(),
+        "PORTERO_REQUIRE_REDIS=1 but no Redis is available: {why}"
+    );
+    eprintln!(
+        "SKIPPED: no Redis available ({why}); set PORTERO_TEST_REDIS_URL or install redis-server"
+    );
+}
+
+/// Does a Redis server answer PING at `addr`?
+fn answers(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}
+
+/// The host:port of a `redis://host:port[/db]` url.
+fn addr_of(url: &str) -> Option<SocketAddr> {
+    let rest = url.strip_prefix("redis://")?;
+    let hostport = rest.split('/').next()?.rsplit('@').next()?;
+    hostport.to_socket_addrs().ok()?.next()
+}
+
+/// A Redis to share (the tests keep apart by key prefix).
+pub fn shared() -> Option<String> {
+    if let Ok(url) = std::env::var("PORTERO_TEST_REDIS_URL") {
+        return match addr_of(&url) {
+            Some(a) if answers(a) => Some(url),
+            _ => {
+                unavailable(&format!("PORTERO_TEST_REDIS_URL={url} does not answer"));
+                None
+            }
+        };
+    }
+    let local: SocketAddr = "127.0.0.1:6379".parse().unwrap();
+    if answers(local) {
+        return Some(format!("redis://{local}"));
+    }
+    match RedisServer::start() {
+        Some(server) => {
+            let url = server.url();
+            // Lives as long as the test process: it is this run's Redis.
+            std::mem::forget(server);
+            Some(url)
+        }
+        None => None,
+    }
+}
+
+/// A `redis-server` process of this test's own, without persistence (as on
+/// these machines): stopping it loses everything it held.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub fn start() -> Option<RedisServer> {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+        };
+        match server.spawn() {
+            Ok(()) => Some(server),
+            Err(why) => {
+                unavailable(&why);
+                None
+            }
+        }
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if answers(self.addr()) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("redis-server on port {} did not answer", self.port))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr())
+    }
+
+    /// `kill -9`: everything it held is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A new, empty server on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn().expect("redis-server restarts");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP relay: one gateway connects to Redis through it, and `cut` drops
+/// its connections and refuses new ones until `restore`.
+pub struct Relay {
+    pub addr: SocketAddr,
+    target: SocketAddr,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Relay {
+    pub async fn start(target: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = Relay {
+            addr: listener.local_addr().unwrap(),
+            target,
+            tasks: Arc::default(),
+        };
+        relay.serve(listener);
+        relay
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let (target, tasks) = (self.target, self.tasks.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accept.abort_handle());
+    }
+
+    pub fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    pub async fn restore(&self) {
+        // The aborted accept task lets go of the port on its next poll.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) if Instant::now() > deadline => panic!("relay cannot rebind: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
