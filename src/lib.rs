@@ -12,7 +12,8 @@
 //! - [`admin`]: metrics, health, readiness and revocation on the admin listener.
 //! - [`echo`]: the built-in echo upstream for the demo, tests and benchmarks.
 //! - [`metrics`]: every `portero_*` metric, with bounded labels.
-//! - [`store`]: durable keys, refresh tokens, revocations, lockout counters.
+//! - [`store`]: keys, refresh tokens, revocations, lockout counters: embedded (redb)
+//!   or shared (Redis, with revocations pushed to every instance).
 //! - [`server`]: assembles all of the above from a config and runs it.
 #![forbid(unsafe_code)]
 

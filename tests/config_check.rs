@@ -30,6 +30,15 @@ fn the_demo_config_passes() {
 }
 
 #[test]
+fn the_local_cluster_configs_pass() {
+    for n in 1..=3 {
+        let path = format!("{}/deploy/cluster/node{n}.toml", env!("CARGO_MANIFEST_DIR"));
+        let (ok, err) = check(&std::fs::read_to_string(&path).unwrap());
+        assert!(ok, "{path}: {err}");
+    }
+}
+
+#[test]
 fn unknown_key_fails_naming_key_and_line() {
     let bad = GOOD.replace("builtin = \"echo\"", "builtin = \"echo\"\nretries = 3");
     let (ok, err) = check(&bad);
@@ -124,4 +133,39 @@ fn principals_can_live_in_their_own_file() {
     let (ok, err) = check(&config.replace("clients.toml", "missing.toml"));
     assert!(!ok);
     assert!(err.contains("principals_file"), "{err}");
+}
+
+#[test]
+fn store_settings_are_checked() {
+    let with = |store: &str| format!("{GOOD}\n[store]\n{store}\n");
+    let (ok, err) = check(&with(
+        "backend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"p:\"\ntimeout = \"250ms\"\non_outage = \"fail-closed\"",
+    ));
+    assert!(ok, "{err}");
+    for (store, needle) in [
+        (
+            "backend = \"redis\"\nurl = \"redis://:hunter2@127.0.0.1:6379\"",
+            "store.url: holds a password: name an environment variable in store.password_env instead",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"rediss://cache.internal:6380/#insecure\"",
+            "store.url: TLS certificate checks cannot be turned off",
+        ),
+        (
+            "backend = \"redis\"",
+            "store.url: the redis backend needs a url",
+        ),
+        (
+            "backend = \"redis\"\nurl = \"http://127.0.0.1:6379\"",
+            "store.url: expected a redis:// or rediss:// url",
+        ),
+        ("backend = \"memcached\"", "store.backend: \"memcached\""),
+        ("on_outage = \"fail-open\"", "store.on_outage: \"fail-open\""),
+        ("url = \"redis://127.0.0.1:6379\"", "store.url: only the redis backend takes a url"),
+        ("backend = \"redis\"\nurl = \"redis://x:1\"\npassword = \"x\"", "unknown field `password`"),
+    ] {
+        let (ok, err) = check(&with(store));
+        assert!(!ok, "{store}");
+        assert!(err.contains(needle), "{store}: {err}");
+    }
 }
