@@ -293,6 +293,20 @@ async fn redis_down_traffic_flows_from_caches_and_recovers_by_itself() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert!(n1.metric("portero_store_errors_total", &[]).await > 0.0);
+    // A reload keeps the generated keys this instance already holds.
+    let reload = reqwest::Client::new()
+        .post(n1.admin_url("/admin/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reload.status(),
+        StatusCode::OK,
+        "{}",
+        reload.text().await.unwrap()
+    );
+    assert_eq!(get(&n1, &valid).await, StatusCode::OK);
 
     // A new, empty Redis on the same port: the instances reconnect, write
     // back the revocations and keys it lost, and carry on.
@@ -362,6 +376,33 @@ async fn an_unreachable_redis_at_start_is_a_clear_error() {
     assert!(
         stderr.contains(&format!("store.url: redis://127.0.0.1:{port}"))
             && stderr.contains("unreachable"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_password_comes_from_the_environment() {
+    let Some(server) = RedisServer::start_with_password() else {
+        return;
+    };
+    let url = server.url();
+    let gw = Gateway::start(&node(
+        &url,
+        &prefix(),
+        "password_env = \"TEST_REDIS_PASSWORD\"",
+    ))
+    .await;
+    assert_eq!(get(&gw, &login(&gw).await).await, StatusCode::OK);
+    assert!(
+        !gw.log().contains(redis::PASSWORD),
+        "the password is never logged"
+    );
+
+    let (ok, stderr) = run_to_exit(&node(&url, &prefix(), ""));
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("store.url: {url}: "))
+            && stderr.contains("Authentication required"),
         "{stderr}"
     );
 }

@@ -129,6 +129,12 @@ impl Redis {
         .await
         .map_err(|_| StoreError::Unreachable(format!("{}: timed out", settings.url)))?
         .map_err(unreachable)?;
+        // Commands prove what connecting does not: the password, for one.
+        let mut probe = conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut probe)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
         metrics.up.set(1);
         Ok(Redis {
             client,
@@ -336,7 +342,7 @@ impl Store for Redis {
     async fn signing_key(&self, issuer: &str, fresh: StoredKey) -> Result<StoredKey, StoreError> {
         let key = self.key("key", issuer);
         let mut conn = self.conn.clone();
-        let (bytes,): (Vec<u8>,) = self
+        let written = self
             .run(
                 "signing_key",
                 redis::pipe()
@@ -348,9 +354,14 @@ impl Store for Redis {
                     .ignore()
                     .cmd("GET")
                     .arg(&key)
-                    .query_async(&mut conn),
+                    .query_async::<(Vec<u8>,)>(&mut conn),
             )
-            .await?;
+            .await;
+        let bytes = match written {
+            Ok((bytes,)) => bytes,
+            // A reload during an outage keeps the key this instance signs with.
+            Err(e) => return self.signing_keys.get(issuer).map(|k| k.clone()).ok_or(e),
+        };
         let stored: StoredKey = decode(&key, &bytes)?;
         self.signing_keys.insert(issuer.to_string(), stored.clone());
         Ok(stored)

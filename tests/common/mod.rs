@@ -311,6 +311,7 @@ fn spawn(config: &Path, log: &Path, admin_token: Option<&str>) -> Child {
     cmd.arg("--config")
         .arg(config)
         .env("TEST_HS_SECRET", HS_SECRET)
+        .env("TEST_REDIS_PASSWORD", redis::PASSWORD)
         .env("PORTERO_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)

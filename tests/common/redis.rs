@@ -38,7 +38,10 @@ fn answers(addr: SocketAddr) -> bool {
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut reply = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    // A server that wants a password answers "-NOAUTH ...": up all the same.
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read_exact(&mut reply).is_ok()
+        && (&reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH"))
 }
 
 /// The host:port of a `redis://host:port[/db]` url.
@@ -78,13 +81,28 @@ pub fn shared() -> Option<String> {
 /// these machines): stopping it loses everything it held.
 pub struct RedisServer {
     pub port: u16,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
+/// The password of [`RedisServer::start_with_password`]; the harness puts it
+/// in the gateways' environment as `TEST_REDIS_PASSWORD`.
+pub const PASSWORD: &str = "redis-test-password";
+
 impl RedisServer {
     pub fn start() -> Option<RedisServer> {
+        Self::start_with(&[])
+    }
+
+    /// A server that wants [`PASSWORD`].
+    pub fn start_with_password() -> Option<RedisServer> {
+        Self::start_with(&["--requirepass", PASSWORD])
+    }
+
+    fn start_with(args: &[&str]) -> Option<RedisServer> {
         let mut server = RedisServer {
             port: free_port(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             child: None,
         };
         match server.spawn() {
@@ -100,6 +118,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--port", &self.port.to_string()])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
