@@ -1,6 +1,7 @@
 //! The validation hot path: `Validator::validate` on a good token, with the
 //! verified-token cache off ("cold": signature checked every time) and on
-//! ("cached"), for HS256 and ES256; and the revocation check as the set grows.
+//! ("cached"), for HS256, RS256, ES256 and EdDSA; and the revocation check as
+//! the set grows.
 
 use std::sync::Arc;
 
@@ -47,12 +48,32 @@ fn keys() -> KeySet {
         encoding: None,
         jwk: None,
     };
-    KeySet::from_keys(issuers, vec![hs, es])
+    let rs = Key {
+        kid: "rs".into(),
+        issuer: 0,
+        alg: Algorithm::RS256,
+        alg_name: "RS256",
+        decoding: DecodingKey::from_rsa_pem(&fixture("rsa_public.pem")).unwrap(),
+        encoding: None,
+        jwk: None,
+    };
+    let ed = Key {
+        kid: "ed".into(),
+        issuer: 0,
+        alg: Algorithm::EdDSA,
+        alg_name: "EdDSA",
+        decoding: DecodingKey::from_ed_pem(&fixture("ed_public.pem")).unwrap(),
+        encoding: None,
+        jwk: None,
+    };
+    KeySet::from_keys(issuers, vec![hs, es, rs, ed])
 }
 
 fn token(alg: Algorithm, kid: &str) -> String {
     let key = match alg {
         Algorithm::HS256 => EncodingKey::from_secret(SECRET),
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&fixture("rsa_private.pem")).unwrap(),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(&fixture("ed_private.pem")).unwrap(),
         _ => EncodingKey::from_ec_pem(&fixture("ec_private.pem")).unwrap(),
     };
     let mut h = Header::new(alg);
@@ -83,7 +104,9 @@ fn validate(c: &mut Criterion) {
     let mut group = c.benchmark_group("validate");
     for (name, alg, kid) in [
         ("HS256", Algorithm::HS256, "hs"),
+        ("RS256", Algorithm::RS256, "rs"),
         ("ES256", Algorithm::ES256, "es"),
+        ("EdDSA", Algorithm::EdDSA, "ed"),
     ] {
         let t = token(alg, kid);
         let cold = Validator::new(keys(), Arc::default(), 0, 30);

@@ -60,12 +60,16 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Lines are written by a background thread, so a request never waits on
+    // stderr; if it falls 128k lines behind, new lines are dropped, never the
+    // requests (the guard flushes what is queued at exit).
+    let (log_writer, _flush_log_at_exit) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PORTERO_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = match config::load(&cli.config) {
