@@ -57,6 +57,7 @@ struct FileServer {
     shutdown_timeout: Option<Spanned<String>>,
     data_dir: Option<String>,
     max_body_size: Option<Spanned<String>>,
+    access_log: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +286,8 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     pub data_dir: PathBuf,
     pub max_body_size: u64,
+    /// One `portero::access` log line per request.
+    pub access_log: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -610,6 +613,7 @@ impl Checker<'_> {
             ),
             data_dir: self.resolve(s.data_dir.as_deref().unwrap_or(".portero")),
             max_body_size,
+            access_log: s.access_log.unwrap_or(true),
         }
     }
 

@@ -63,7 +63,9 @@ fn main() -> ExitCode {
     // Lines are written by a background thread, so a request never waits on
     // stderr; if it falls 128k lines behind, new lines are dropped, never the
     // requests (the guard flushes what is queued at exit).
-    let (log_writer, _flush_log_at_exit) = tracing_appender::non_blocking(std::io::stderr());
+    // Buffered: a busy batch of lines costs one write, not one per line.
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (log_writer, _flush_log_at_exit) = tracing_appender::non_blocking(stderr);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PORTERO_LOG")

@@ -46,6 +46,7 @@ pub struct Shared {
     pub upstreams: Vec<UpstreamGroup>,
     pub metrics: Metrics,
     pub max_body_size: u64,
+    pub access_log: bool,
 }
 
 /// One proxy service: all listeners of one scheme.
@@ -474,6 +475,9 @@ impl ProxyHttp for Gateway {
             m.upstream_duration
                 .with_label_values(&[upstream])
                 .observe(started.elapsed().as_secs_f64());
+        }
+        if !self.shared.access_log {
+            return;
         }
         // The access log names the path, never the query string or a header:
         // either may carry a token.

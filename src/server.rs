@@ -88,6 +88,7 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
         upstreams,
         metrics,
         max_body_size: config.server.max_body_size,
+        access_log: config.server.access_log,
     });
 
     let started = Arc::new(AtomicBool::new(false));

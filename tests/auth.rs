@@ -11,6 +11,10 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 async fn start() -> (Gateway, Upstream) {
+    start_with_server_settings("").await
+}
+
+async fn start_with_server_settings(server: &str) -> (Gateway, Upstream) {
     let up = Upstream::start("orders").await;
     let config = format!(
         r#"{issuers}
@@ -43,7 +47,10 @@ x-tenants = "tenant"
         issuers = issuers(),
         upstream = upstream("api", &[up.addr], ""),
     );
-    (Gateway::start(&config).await, up)
+    (
+        Gateway::start_with_server_settings(server, &config).await,
+        up,
+    )
 }
 
 async fn get(gw: &Gateway, path: &str, token: Option<&str>) -> reqwest::Response {
@@ -382,4 +389,53 @@ upstream = "api"
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     v.set_audience(&["orders"]);
     jsonwebtoken::decode::<Value>(&token, &decoding, &v).unwrap();
+}
+
+/// The log so far, once it holds `needle` (it is written by a background
+/// thread), or after 2 s.
+async fn log_with(gw: &Gateway, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let log = gw.log();
+        if log.contains(needle) || std::time::Instant::now() > deadline {
+            return log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_names_the_path_never_the_query_or_the_token() {
+    let (gw, _up) = start().await;
+    let token = Signer::Hs.sign(&claims("lena"));
+    let r = get(
+        &gw,
+        "/orders/77?access_token=query-secret-123",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let log = log_with(&gw, "path=\"/orders/77\"").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("portero::access") && l.contains("path=\"/orders/77\""))
+        .unwrap_or_else(|| panic!("no access line:\n{log}"));
+    assert!(
+        line.contains("status=200") && line.contains("route=\"orders\""),
+        "{line}"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    for secret in ["query-secret-123", &token, signature] {
+        assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn the_access_log_can_be_turned_off() {
+    let (gw, _up) = start_with_server_settings("access_log = false").await;
+    let r = get(&gw, "/orders/78", Some(&Signer::Hs.sign(&claims("lena")))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A line that is coming would be there well within this.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!gw.log().contains("portero::access"), "{}", gw.log());
 }

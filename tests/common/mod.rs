@@ -138,11 +138,20 @@ impl Gateway {
 
     /// As [`Gateway::start`], with `PORTERO_ADMIN_TOKEN` set to `admin_token`, or unset.
     pub async fn start_with_admin_token(body: &str, admin_token: Option<&str>) -> Gateway {
+        Self::launch("", body, admin_token).await
+    }
+
+    /// As [`Gateway::start`], with `server` lines added to the `[server]` table.
+    pub async fn start_with_server_settings(server: &str, body: &str) -> Gateway {
+        Self::launch(server, body, Some(ADMIN_TOKEN)).await
+    }
+
+    async fn launch(server: &str, body: &str, admin_token: Option<&str>) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
         let preamble = format!(
-            "[server]\nthreads = 1\ngrace_period = \"0s\"\nshutdown_timeout = \"1s\"\ndata_dir = \"{data}\"\n\n\
+            "[server]\nthreads = 1\ngrace_period = \"0s\"\nshutdown_timeout = \"1s\"\ndata_dir = \"{data}\"\n{server}\n\n\
              [[listen]]\naddr = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n",
             data = dir.path().join("data").display(),
         );
