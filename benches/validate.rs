@@ -38,6 +38,7 @@ fn keys() -> KeySet {
         decoding: DecodingKey::from_secret(SECRET),
         encoding: None,
         jwk: None,
+        hmac: Some(portero::auth::keys::hs256_mac(SECRET)),
     };
     let es = Key {
         kid: "es".into(),
@@ -47,6 +48,7 @@ fn keys() -> KeySet {
         decoding: DecodingKey::from_ec_pem(&fixture("ec_public.pem")).unwrap(),
         encoding: None,
         jwk: None,
+        hmac: None,
     };
     let rs = Key {
         kid: "rs".into(),
@@ -56,6 +58,7 @@ fn keys() -> KeySet {
         decoding: DecodingKey::from_rsa_pem(&fixture("rsa_public.pem")).unwrap(),
         encoding: None,
         jwk: None,
+        hmac: None,
     };
     let ed = Key {
         kid: "ed".into(),
@@ -65,6 +68,7 @@ fn keys() -> KeySet {
         decoding: DecodingKey::from_ed_pem(&fixture("ed_public.pem")).unwrap(),
         encoding: None,
         jwk: None,
+        hmac: None,
     };
     KeySet::from_keys(issuers, vec![hs, es, rs, ed])
 }

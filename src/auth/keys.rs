@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use rand::RngCore;
+use sha2::Sha256;
 
 use crate::config::{Config, Issuer};
 use crate::store::{Store, StoredKey};
@@ -74,6 +76,14 @@ pub struct Key {
     pub encoding: Option<EncodingKey>,
     /// The public half as a JWK, for asymmetric keys whose private key portero holds.
     pub jwk: Option<Jwk>,
+    /// HS256 only: the HMAC already keyed with the secret, cloned per check
+    /// instead of keyed again (the hot path's cold-token cost).
+    pub hmac: Option<Hmac<Sha256>>,
+}
+
+/// The keyed HMAC-SHA256 state of an HS256 secret.
+pub fn hs256_mac(secret: &[u8]) -> Hmac<Sha256> {
+    Hmac::new_from_slice(secret).expect("HMAC takes keys of any length")
 }
 
 /// What validation needs to know of an issuer.
@@ -202,18 +212,18 @@ fn configured_key(
             source,
         })
     };
-    let (decoding, encoding) = match &k.source {
+    let (decoding, encoding, hmac) = match &k.source {
         KeySource::SecretEnv(var) => {
             let secret = std::env::var(var).map_err(|_| KeyError::MissingEnv {
                 issuer: issuer.name.clone(),
                 kid: k.kid.clone(),
                 var: var.clone(),
             })?;
-            hmac_pair(secret.trim().as_bytes()).map_err(invalid)?
+            hmac_keys(secret.trim().as_bytes()).map_err(invalid)?
         }
         KeySource::SecretFile(path) => {
             let secret = read(path)?;
-            hmac_pair(secret.trim_ascii()).map_err(invalid)?
+            hmac_keys(secret.trim_ascii()).map_err(invalid)?
         }
         KeySource::Pem { private, public } => {
             let encoding = match private {
@@ -231,7 +241,7 @@ fn configured_key(
                         .into(),
                 )),
             };
-            (decoding, encoding)
+            (decoding, encoding, None)
         }
     };
     let jwk = match (&encoding, k.alg) {
@@ -251,11 +261,14 @@ fn configured_key(
         decoding,
         encoding: if k.verify_only { None } else { encoding },
         jwk,
+        hmac,
     })
 }
 
+type HmacKeys = (DecodingKey, Option<EncodingKey>, Option<Hmac<Sha256>>);
+
 /// HS256 secrets shorter than the hash output weaken HMAC (RFC 7518 §3.2).
-fn hmac_pair(secret: &[u8]) -> Result<(DecodingKey, Option<EncodingKey>), String> {
+fn hmac_keys(secret: &[u8]) -> Result<HmacKeys, String> {
     if secret.len() < 32 {
         return Err(format!(
             "an HS256 secret needs at least 32 bytes, this one has {}",
@@ -265,6 +278,7 @@ fn hmac_pair(secret: &[u8]) -> Result<(DecodingKey, Option<EncodingKey>), String
     Ok((
         DecodingKey::from_secret(secret),
         Some(EncodingKey::from_secret(secret)),
+        Some(hs256_mac(secret)),
     ))
 }
 
@@ -320,5 +334,6 @@ async fn generated_key(issuer: &Issuer, index: usize, store: &dyn Store) -> Resu
         decoding: DecodingKey::from_secret(&stored.secret),
         encoding: Some(EncodingKey::from_secret(&stored.secret)),
         jwk: None,
+        hmac: Some(hs256_mac(&stored.secret)),
     })
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use hmac::Mac;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -193,6 +194,18 @@ fn check_signature(key: &Key, alg: &str, message: &str, signature: &str) -> Resu
     if alg != key.alg_name {
         return Err(AuthError::BadAlgorithm);
     }
+    if let Some(keyed) = &key.hmac {
+        // HS256 in place: no allocation, constant-time comparison.
+        let mut expected = [0u8; 32];
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(signature, &mut expected)
+            .map_err(|_| AuthError::BadSignature)?;
+        let mut mac = keyed.clone();
+        mac.update(message.as_bytes());
+        return mac
+            .verify_slice(&expected[..len])
+            .map_err(|_| AuthError::BadSignature);
+    }
     match jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, key.alg) {
         Ok(true) => Ok(()),
         Ok(false) => Err(AuthError::BadSignature),
@@ -253,6 +266,7 @@ mod tests {
             decoding: DecodingKey::from_secret(SECRET),
             encoding: Some(EncodingKey::from_secret(SECRET)),
             jwk: None,
+            hmac: Some(crate::auth::keys::hs256_mac(SECRET)),
         };
         let keys = KeySet::from_keys(issuers, vec![key("ka", 0), key("kb", 1)]);
         Validator::new(keys, Arc::default(), 1000, 30)
