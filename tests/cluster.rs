@@ -87,6 +87,15 @@ async fn get(gw: &Gateway, token: &str) -> StatusCode {
         .status()
 }
 
+/// Runs an instance that must refuse to start, saying each of `needles`.
+fn refuses_to_start(config: &str, needles: &[&str]) {
+    let (ok, stderr) = run_to_exit(config);
+    assert!(!ok, "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+}
+
 /// Waits for a readiness status on every instance.
 async fn all_report(nodes: &[&Gateway], status: &str) {
     for gw in nodes {
@@ -371,12 +380,10 @@ async fn fail_closed_refuses_protected_routes_while_redis_is_away() {
 #[tokio::test]
 async fn an_unreachable_redis_at_start_is_a_clear_error() {
     let port = free_port();
-    let (ok, stderr) = run_to_exit(&node(&format!("redis://127.0.0.1:{port}"), "x:", ""));
-    assert!(!ok);
-    assert!(
-        stderr.contains(&format!("store.url: redis://127.0.0.1:{port}"))
-            && stderr.contains("unreachable"),
-        "{stderr}"
+    let url = format!("redis://127.0.0.1:{port}");
+    refuses_to_start(
+        &node(&url, "x:", ""),
+        &[&format!("store.url: {url}"), "unreachable"],
     );
 }
 
@@ -398,12 +405,9 @@ async fn a_redis_password_comes_from_the_environment() {
         "the password is never logged"
     );
 
-    let (ok, stderr) = run_to_exit(&node(&url, &prefix(), ""));
-    assert!(!ok);
-    assert!(
-        stderr.contains(&format!("store.url: {url}: "))
-            && stderr.contains("Authentication required"),
-        "{stderr}"
+    refuses_to_start(
+        &node(&url, &prefix(), ""),
+        &[&format!("store.url: {url}: "), "Authentication required"],
     );
 }
 
