@@ -163,7 +163,12 @@ impl Redis {
     ) -> Result<T, StoreError> {
         let error = match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) if !(e.is_io_error() || e.is_unrecoverable_error()) => {
+            Ok(Err(e))
+                if !(e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_unrecoverable_error()) =>
+            {
                 // Redis answered, with an error: it is reachable.
                 self.metrics.errors.with_label_values(&[op]).inc();
                 return Err(StoreError::Backend(format!("{op}: {e}")));
@@ -180,7 +185,7 @@ impl Redis {
         if self.reachable.swap(up, Ordering::AcqRel) != up {
             self.metrics.up.set(up as i64);
             if up {
-                tracing::info!("store reachable again: revocations resynchronised");
+                tracing::info!("store reachable again");
             } else {
                 tracing::warn!(
                     error = why,
