@@ -391,19 +391,6 @@ upstream = "api"
     jsonwebtoken::decode::<Value>(&token, &decoding, &v).unwrap();
 }
 
-/// The log so far, once it holds `needle` (it is written by a background
-/// thread), or after 2 s.
-async fn log_with(gw: &Gateway, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        let log = gw.log();
-        if log.contains(needle) || std::time::Instant::now() > deadline {
-            return log;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_access_log_names_the_path_never_the_query_or_the_token() {
     let (gw, _up) = start().await;
@@ -415,7 +402,7 @@ async fn the_access_log_names_the_path_never_the_query_or_the_token() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::OK);
-    let log = log_with(&gw, "path=\"/orders/77\"").await;
+    let log = gw.log_with("path=\"/orders/77\"").await;
     let line = log
         .lines()
         .find(|l| l.contains("portero::access") && l.contains("path=\"/orders/77\""))

@@ -37,6 +37,23 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// Reads `read` every 20 ms until `done` holds or `limit` has passed;
+/// returns the last reading either way, for the caller's assertion.
+pub async fn poll<T, F: std::future::Future<Output = T>>(
+    limit: Duration,
+    mut read: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let value = read().await;
+        if done(&value) || Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -251,14 +268,12 @@ impl Gateway {
     /// Waits (up to 2 s) for a series to reach `want`: counters recorded in
     /// Pingora's logging phase land just after the client has its response.
     pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) -> f64 {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
-            let v = self.metric(name, labels).await;
-            if v == want || Instant::now() > deadline {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll(
+            Duration::from_secs(2),
+            || self.metric(name, labels),
+            |v| *v == want,
+        )
+        .await
     }
 
     /// `GET /readyz`: its status code and the `status` it reports.
@@ -271,14 +286,23 @@ impl Gateway {
 
     /// Waits (up to 5 s) until `/readyz` reports `status`; returns what it last said.
     pub async fn wait_readiness(&self, status: &str) -> (u16, String) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let now = self.readiness().await;
-            if now.1 == status || Instant::now() > deadline {
-                return now;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll(
+            Duration::from_secs(5),
+            || self.readiness(),
+            |r| r.1 == status,
+        )
+        .await
+    }
+
+    /// The log so far, once it holds `needle` (lines are written by a
+    /// background thread), or after 2 s.
+    pub async fn log_with(&self, needle: &str) -> String {
+        poll(
+            Duration::from_secs(2),
+            || async { self.log() },
+            |log| log.contains(needle),
+        )
+        .await
     }
 
     /// `GET /admin/revocations`: the revocations the gateway holds.
