@@ -3,6 +3,8 @@
 //! the current time, and the only shared state is read-only snapshots and
 //! lock-free maps.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -10,8 +12,9 @@ use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::Mac;
-use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::de::{Error as _, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 use super::keys::{Key, KeySet};
 use super::policy::Policy;
@@ -21,14 +24,15 @@ use super::AuthError;
 /// A token whose signature and issuer have been checked.
 #[derive(Debug)]
 pub struct Verified {
-    /// The token itself, so a cache hit can be confirmed byte for byte.
+    /// The token itself, so a cache hit can be confirmed byte for byte
+    /// (empty when the cache is off).
     token: Box<str>,
     /// Index of the issuer that signed it.
     pub issuer: usize,
     pub exp: Option<i64>,
     pub nbf: Option<i64>,
     pub iat: Option<i64>,
-    pub claims: Map<String, Value>,
+    pub claims: Claims,
 }
 
 impl Verified {
@@ -38,6 +42,52 @@ impl Verified {
 
     pub fn jti(&self) -> Option<&str> {
         self.claims.get("jti").and_then(Value::as_str)
+    }
+
+    /// The issuer's `iss`, which `verify` checked the claim against.
+    pub fn iss(&self) -> &str {
+        self.claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// A token's claims, in token order. A token carries a handful and a request
+/// looks up a few, so a flat list beats a hash map. A claim named twice makes
+/// the token malformed: parsers disagree on which copy wins, and a token must
+/// mean the same to portero as to the upstream that reads it.
+#[derive(Debug, Default)]
+pub struct Claims(Vec<(String, Value)>);
+
+impl Claims {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Claims {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ClaimsVisitor;
+        impl<'de> Visitor<'de> for ClaimsVisitor {
+            type Value = Claims;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object of claims")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+                let mut claims: Vec<(String, Value)> = Vec::with_capacity(8);
+                while let Some(name) = map.next_key::<String>()? {
+                    if claims.iter().any(|(n, _)| *n == name) {
+                        return Err(A::Error::custom(format_args!("claim {name:?} twice")));
+                    }
+                    claims.push((name, map.next_value()?));
+                }
+                Ok(Claims(claims))
+            }
+        }
+        deserializer.deserialize_map(ClaimsVisitor)
     }
 }
 
@@ -51,16 +101,23 @@ pub struct Validator {
     leeway: i64,
 }
 
+/// The JOSE header fields portero reads, borrowed from the decoded bytes.
 #[derive(Deserialize)]
-struct Header {
-    alg: String,
-    kid: Option<String>,
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow)]
+    kid: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct IssOnly {
-    iss: Option<String>,
+struct IssOnly<'a> {
+    #[serde(borrow)]
+    iss: Option<Cow<'a, str>>,
 }
+
+/// Decoded header and payload of a usual token fit on the stack.
+const STACK_DECODE: usize = 1024;
 
 impl Validator {
     pub fn new(
@@ -92,10 +149,9 @@ impl Validator {
         let verified = self.verified(token)?;
         self.check_time(&verified, now)?;
         policy.check_token(&verified)?;
-        let iss = &self.keys.load().issuers[verified.issuer].iss;
         if self
             .revocations
-            .is_revoked(iss, verified.sub(), verified.jti(), verified.iat)
+            .is_revoked(verified.iss(), verified.sub(), verified.jti(), verified.iat)
         {
             return Err(AuthError::Revoked);
         }
@@ -114,7 +170,9 @@ impl Validator {
                 return Ok(hit);
             }
         }
-        let verified = Arc::new(self.verify(token)?);
+        let mut verified = self.verify(token)?;
+        verified.token = token.into();
+        let verified = Arc::new(verified);
         cache.insert(hash, verified.clone());
         Ok(verified)
     }
@@ -141,10 +199,12 @@ impl Validator {
     pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
         let (message, signature) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
         let (header_b64, payload_b64) = message.split_once('.').ok_or(AuthError::Malformed)?;
-        let header: Header = decode_json(header_b64)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload_b64)
-            .map_err(|_| AuthError::Malformed)?;
+        let mut header_buf = [0u8; STACK_DECODE];
+        let header_json = decode_b64(header_b64, &mut header_buf)?;
+        let header: Header =
+            serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
+        let mut payload_buf = [0u8; STACK_DECODE];
+        let payload = decode_b64(payload_b64, &mut payload_buf)?;
         let keys = self.keys.load();
         let key: &Arc<Key> = match &header.kid {
             Some(kid) => {
@@ -172,14 +232,13 @@ impl Validator {
                 result?
             }
         };
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&payload).map_err(|_| AuthError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| AuthError::Malformed)?;
         if claims.get("iss").and_then(Value::as_str) != Some(keys.issuers[key.issuer].iss.as_str())
         {
             return Err(AuthError::WrongIssuer);
         }
         Ok(Verified {
-            token: token.into(),
+            token: Box::default(),
             issuer: key.issuer,
             exp: numeric_date(&claims, "exp")?,
             nbf: numeric_date(&claims, "nbf")?,
@@ -213,15 +272,22 @@ fn check_signature(key: &Key, alg: &str, message: &str, signature: &str) -> Resu
     }
 }
 
-fn decode_json<T: for<'de> Deserialize<'de>>(b64: &str) -> Result<T, AuthError> {
-    let bytes = URL_SAFE_NO_PAD
+/// Decodes base64url into `buf` when it surely fits, else onto the heap.
+fn decode_b64<'b>(b64: &str, buf: &'b mut [u8]) -> Result<Cow<'b, [u8]>, AuthError> {
+    if base64::decoded_len_estimate(b64.len()) <= buf.len() {
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(b64, buf)
+            .map_err(|_| AuthError::Malformed)?;
+        return Ok(Cow::Borrowed(&buf[..len]));
+    }
+    URL_SAFE_NO_PAD
         .decode(b64)
-        .map_err(|_| AuthError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)
+        .map(Cow::Owned)
+        .map_err(|_| AuthError::Malformed)
 }
 
 /// RFC 7519 NumericDate: seconds, possibly fractional. Present but not a number is malformed.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, AuthError> {
+fn numeric_date(claims: &Claims, name: &str) -> Result<Option<i64>, AuthError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => n
@@ -387,6 +453,55 @@ mod tests {
         assert_eq!(
             v.validate(&t2, &policy(), NOW).unwrap_err(),
             AuthError::BadSignature
+        );
+    }
+
+    /// A token with exactly this header and payload JSON, signed with `SECRET`.
+    fn signed(header: &str, payload: &str) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let mut mac = crate::auth::keys::hs256_mac(SECRET);
+        mac.update(message.as_bytes());
+        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{message}.{signature}")
+    }
+
+    #[test]
+    fn a_claim_named_twice_makes_the_token_malformed() {
+        let v = validator();
+        let header = r#"{"alg":"HS256","kid":"ka"}"#;
+        let twice = format!(
+            r#"{{"iss":"issuer-a","sub":"alice","exp":{},"sub":"admin"}}"#,
+            NOW + 60
+        );
+        assert_eq!(
+            v.validate(&signed(header, &twice), &policy(), NOW)
+                .unwrap_err(),
+            AuthError::Malformed
+        );
+        let once = format!(r#"{{"iss":"issuer-a","sub":"alice","exp":{}}}"#, NOW + 60);
+        assert!(v.validate(&signed(header, &once), &policy(), NOW).is_ok());
+    }
+
+    #[test]
+    fn large_tokens_and_escaped_header_fields_verify() {
+        let v = validator();
+        // "k\u0061" is "ka" written with an escape: it cannot be borrowed.
+        let header = r#"{"alg":"HS\u0032\u0035\u0036","kid":"k\u0061"}"#;
+        let groups = "g".repeat(4 * STACK_DECODE);
+        let payload = format!(
+            r#"{{"iss":"issuer-a","sub":"alice","exp":{},"groups":"{groups}"}}"#,
+            NOW + 60
+        );
+        let ok = v
+            .validate(&signed(header, &payload), &policy(), NOW)
+            .unwrap();
+        assert_eq!(
+            ok.claims.get("groups").and_then(Value::as_str),
+            Some(&*groups)
         );
     }
 
