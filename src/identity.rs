@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use http::header::{AUTHORIZATION, CONNECTION, HOST};
-use http::{HeaderName, Uri};
+use http::{HeaderMap, HeaderName, Uri};
 use pingora::http::RequestHeader;
 
 use crate::auth::policy::TokenSource;
@@ -36,9 +36,8 @@ pub fn request_host(req: &RequestHeader) -> &str {
 /// Client-sent headers to remove before forwarding: the configured identity
 /// headers and strip patterns, hop-by-hop headers, and any header that the
 /// client's `Connection` header names.
-pub fn headers_to_strip(req: &RequestHeader, auth: &AuthSettings) -> Vec<HeaderName> {
-    let mut out: Vec<HeaderName> = req
-        .headers
+pub fn headers_to_strip(headers: &HeaderMap, auth: &AuthSettings) -> Vec<HeaderName> {
+    let mut out: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
             let n = name.as_str();
@@ -51,7 +50,7 @@ pub fn headers_to_strip(req: &RequestHeader, auth: &AuthSettings) -> Vec<HeaderN
         })
         .cloned()
         .collect();
-    for value in req.headers.get_all(CONNECTION) {
+    for value in headers.get_all(CONNECTION) {
         let Ok(v) = value.to_str() else { continue };
         for token in v.split(',') {
             if let Ok(name) = HeaderName::from_bytes(token.trim().to_ascii_lowercase().as_bytes()) {
@@ -146,7 +145,7 @@ mod tests {
         ] {
             req.append_header(k.to_string(), v).unwrap();
         }
-        let mut names: Vec<String> = headers_to_strip(&req, &settings())
+        let mut names: Vec<String> = headers_to_strip(&req.headers, &settings())
             .into_iter()
             .map(|n| n.to_string())
             .collect();

@@ -382,7 +382,7 @@ impl ProxyHttp for Gateway {
         let (upstream_index, strip_prefix, policy) = proxied(ctx);
         let group = &self.shared.upstreams[upstream_index];
 
-        for name in identity::headers_to_strip(upstream, &live.auth) {
+        for name in identity::headers_to_strip(&upstream.headers, &live.auth) {
             upstream.remove_header(&name);
         }
         if let (Some(policy), Some(verified)) = (policy, &ctx.verified) {
