@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# A/B of gateway builds on the authenticated path, quicker than peers.sh when
+# only gateways are compared: an nginx origin on 127.0.0.1:18081, then each
+# command in turn on 127.0.0.1:18085 under `wrk -t1 -c50` with one valid HS256
+# token (2 s warm-up, DUR seconds measured), ROUNDS interleaved rounds.
+# Prints req/s and the gateway's CPU µs per request (utime + stime from
+# /proc/PID/stat over the measured run). Needs nginx, wrk, python3.
+#
+#   bash benches/ab.sh 'target/release/portero --config benches/peers.toml' \
+#                      'target/release/examples/hyper_gateway benches/peers.toml'
+set -euo pipefail
+DUR=${DUR:-10}
+ROUNDS=${ROUNDS:-2}
+export JWT_SECRET=${JWT_SECRET:-peers-bench-hs256-secret-0123456789abcdef}
+TMP=$(mktemp -d)
+gateway=""
+cleanup() {
+  [ -n "$gateway" ] && kill -9 -- "-$gateway" 2>/dev/null
+  [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+cat > "$TMP/nginx.conf" <<EOF
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:18081; keepalive_requests 100000000; location / { return 200 "ok"; } }
+}
+EOF
+nginx -c "$TMP/nginx.conf"
+
+# iss and sub as in benches/peers.toml and peers.sh; valid for a day.
+TOKEN=$(python3 - <<'EOF'
+import base64, hashlib, hmac, json, os, time
+def b64(d): return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+now = int(time.time())
+h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+p = b64(json.dumps({"iss": "bench-issuer", "sub": "bench-user-42", "iat": now, "exp": now + 86400},
+                   separators=(",", ":")).encode())
+s = b64(hmac.new(os.environ["JWT_SECRET"].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
+print(f"{h}.{p}.{s}")
+EOF
+)
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+for round in $(seq "$ROUNDS"); do
+  for cmd in "$@"; do
+    # shellcheck disable=SC2086 # the command is split into its words on purpose
+    setsid $cmd > "$TMP/gateway.log" 2>&1 &
+    gateway=$!
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18085) 2>/dev/null && break; sleep 0.1; done
+    wrk -t1 -c50 -d2s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18085/ > /dev/null
+    before=$(cpu_ticks "$gateway")
+    out=$(timeout $((DUR + 10)) wrk -t1 -c50 -d"${DUR}s" -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18085/)
+    after=$(cpu_ticks "$gateway")
+    kill -9 -- "-$gateway" 2>/dev/null; wait "$gateway" 2>/dev/null || true; gateway=""
+    requests=$(awk '/requests in/ {print $1}' <<< "$out")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<< "$out")
+    ticks=$(getconf CLK_TCK)
+    us=$(python3 -c "print(round(($after - $before) * 1e6 / $ticks / $requests, 1))")
+    printf 'round %s  %-70s %10s req/s %7s µs/req  non-2xx %s\n' "$round" "$cmd" "$rps" "$us" "${non2xx:-0}"
+    sleep 0.5
+  done
+done
