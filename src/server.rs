@@ -1,7 +1,7 @@
 //! Assembles a gateway from a validated config and runs it: the key and
-//! revocation caches, the upstream groups with their health checks, the
-//! Pingora proxy services, and a side runtime for the admin listener and the
-//! built-in echo upstream.
+//! revocation caches, the upstream groups, the Pingora proxy services, and a
+//! side runtime for the admin listener, the health checks and the built-in
+//! echo upstream.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +61,6 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
     // Built-in upstreams and the admin listener are bound now, so a port in
     // use fails the start instead of a later request.
     let mut upstreams = Vec::new();
-    let mut health_services = Vec::new();
     for u in &config.upstreams {
         let servers = match &u.kind {
             UpstreamKind::Servers(list) => list.clone(),
@@ -74,10 +73,11 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
                 vec![addr]
             }
         };
-        let (group, service) = UpstreamGroup::new(u.clone(), servers)
-            .with_context(|| format!("upstreams.{}", u.name))?;
+        let group = UpstreamGroup::new(u.clone(), servers);
+        if let Some(checks) = group.health_checks() {
+            side.spawn(checks);
+        }
         upstreams.push(group);
-        health_services.extend(service);
     }
 
     let shared = Arc::new(Shared {
@@ -117,10 +117,6 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
 
     let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
     server.bootstrap();
-    let health_handles: Vec<_> = health_services
-        .into_iter()
-        .map(|s| server.add_service(s))
-        .collect();
     let mut proxy_handles = Vec::new();
     for tls in [false, true] {
         let listeners: Vec<_> = config
@@ -154,9 +150,7 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
             }
             tracing::info!(%addr, tls, "public listener");
         }
-        let handle = server.add_service(service);
-        handle.add_dependencies(&health_handles);
-        proxy_handles.push(handle);
+        proxy_handles.push(server.add_service(service));
     }
     let ready = server.add_service(background_service("readiness", ReadyFlag(started)));
     ready.add_dependencies(&proxy_handles);

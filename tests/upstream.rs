@@ -58,6 +58,14 @@ async fn round_robin_then_no_failed_request_when_one_server_dies() {
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["upstream"], "b");
     }
+    // The health check (every 200 ms) then takes the dead server out.
+    let healthy = poll(
+        Duration::from_secs(3),
+        || gw.metric("portero_upstream_healthy_servers", &[("upstream", "api")]),
+        |n| *n == 1.0,
+    )
+    .await;
+    assert_eq!(healthy, 1.0, "the killed server is marked down");
 }
 
 #[tokio::test]
