@@ -1,8 +1,9 @@
 //! Token issuance end to end below HTTP: `issue::handle` parses the body,
 //! checks lockout in the embedded store, verifies the secret, mints and
-//! renders. The client-flat dialect on the fast keyed hash (the path with a
-//! throughput goal), and the session dialect on argon2id (reported only:
-//! it is slow on purpose).
+//! renders; one bench per dialect, with the demo config's principals. The
+//! two client dialects verify a fast keyed hash (client-flat is the path with
+//! a throughput goal); the other three verify argon2id (reported only: slow
+//! on purpose), and login-refresh also stores a refresh token (an fsync).
 
 use std::sync::Arc;
 
@@ -46,9 +47,24 @@ fn issuance(c: &mut Criterion) {
             r#"{"client_id":"demo_client_123","client_secret":"demo_secret_456_ABCDEFGH"}"#,
         ),
         (
+            "client-envelope/fast-hash",
+            "client-envelope",
+            r#"{"clientId":"f2ffebd1-77eb-49d2-a623-99824b1f485d","clientSecret":"c0f2afed-edc3-4cec-8af0-ef58fcb50062"}"#,
+        ),
+        (
             "session/argon2id",
             "session",
             r#"{"username":"admin","password":"demo2024"}"#,
+        ),
+        (
+            "login-refresh/argon2id",
+            "login-refresh",
+            r#"{"username":"admin","password":"abcd1234"}"#,
+        ),
+        (
+            "project/argon2id",
+            "project",
+            r#"{"business":"5a2ac49cbbbce212f885529c","proyecto":"upconta","password":"1234"}"#,
         ),
     ] {
         let index = keys.issuer_index(issuer_name).unwrap();
@@ -76,7 +92,7 @@ fn issuance(c: &mut Criterion) {
                     now: chrono::Utc::now(),
                 };
                 let reply = issue::handle(&ctx, &req).await;
-                assert_eq!(reply.status, 200, "{}", reply.body);
+                assert_eq!(reply.status, 200, "{name}: {}", reply.body);
             })
         });
     }

@@ -25,7 +25,8 @@ pub struct Embedded {
     metrics: StoreMetrics,
 }
 
-/// The synchronous redb operations; [`Embedded`] runs them on blocking threads.
+/// The synchronous redb operations; [`Embedded`] runs writes and scans on
+/// blocking threads, one-key reads in place.
 struct Redb {
     db: Database,
 }
@@ -60,7 +61,7 @@ impl Embedded {
         })
     }
 
-    /// Runs `f` on a blocking thread: redb waits on the disk.
+    /// Runs `f` on a blocking thread: redb writes wait on the disk (fsync).
     async fn run<T: Send + 'static>(
         &self,
         op: &'static str,
@@ -70,6 +71,21 @@ impl Embedded {
         let result = tokio::task::spawn_blocking(move || f(&db))
             .await
             .unwrap_or_else(|e| Err(backend(e)));
+        self.count(op, result)
+    }
+
+    /// Runs a one-key read in place. redb readers never wait for the writer
+    /// and a hot key is in redb's page cache, so the read costs less than a
+    /// round trip to a blocking thread (which every token issuance paid).
+    fn read<T>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Redb) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.count(op, f(&self.db))
+    }
+
+    fn count<T>(&self, op: &'static str, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if result.is_err() {
             self.metrics.errors.with_label_values(&[op]).inc();
         }
@@ -272,9 +288,7 @@ impl Store for Embedded {
     }
 
     async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
-        let hash = hash.to_string();
-        self.run("get_refresh", move |db| db.get_refresh(&hash))
-            .await
+        self.read("get_refresh", |db| db.get_refresh(hash))
     }
 
     async fn delete_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
@@ -284,8 +298,7 @@ impl Store for Embedded {
     }
 
     async fn failures(&self, key: &str) -> Result<Failures, StoreError> {
-        let key = key.to_string();
-        self.run("failures", move |db| db.failures(&key)).await
+        self.read("failures", |db| db.failures(key))
     }
 
     async fn record_failure(
