@@ -158,10 +158,9 @@ impl Gateway {
                 None,
             ),
         };
-        let status = resp.status().as_str().to_string();
         self.metrics
             .requests
-            .with_label_values(&[&route.name, method, &status])
+            .with_label_values(&[&route.name, method, resp.status().as_str()])
             .inc();
         self.metrics
             .request_duration
