@@ -1,7 +1,7 @@
-//! A bare hyper pass-through: the same job as `passthrough.rs` (no routes, no
-//! auth, no metrics, no log) on hyper's HTTP/1.1 server and pooled client
-//! instead of Pingora, on one current-thread runtime. It answers "what would
-//! another data plane cost?" in the same run as the peers (BENCHMARKS.md):
+//! A bare hyper pass-through (no routes, no auth, no metrics, no log) on
+//! hyper's HTTP/1.1 server and pooled client, on one current-thread runtime:
+//! the floor under portero's data plane, measured in the same run as the
+//! peers (BENCHMARKS.md):
 //!
 //! ```sh
 //! cargo build --release --example hyper_passthrough

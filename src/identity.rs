@@ -4,15 +4,15 @@
 
 use std::net::IpAddr;
 
-use http::header::{AUTHORIZATION, CONNECTION, HOST};
+use http::header::{HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, Uri};
-use pingora::http::RequestHeader;
 
 use crate::auth::policy::TokenSource;
 use crate::config::AuthSettings;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that never go upstream.
-/// `Transfer-Encoding` is left to Pingora, which re-frames the body itself.
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that are never forwarded, in either
+/// direction. hyper frames each hop's body itself, so `Transfer-Encoding`
+/// goes too.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -21,15 +21,16 @@ const HOP_BY_HOP: &[&str] = &[
     "proxy-authorization",
     "te",
     "trailer",
+    "transfer-encoding",
     "upgrade",
 ];
 
 /// The request's host: the `Host` header, or the URI authority (HTTP/2).
-pub fn request_host(req: &RequestHeader) -> &str {
-    req.headers
+pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> &'a str {
+    headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri.host())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("")
 }
 
@@ -63,44 +64,55 @@ pub fn headers_to_strip(headers: &HeaderMap, auth: &AuthSettings) -> Vec<HeaderN
     out
 }
 
+/// Removes the hop-by-hop headers of an upstream's response, and any header
+/// its `Connection` header names.
+pub fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
+        .collect();
+    for name in named
+        .iter()
+        .map(HeaderName::as_str)
+        .chain(HOP_BY_HOP.iter().copied())
+    {
+        headers.remove(name);
+    }
+}
+
 /// Removes the token from the upstream request when a route keeps it private.
 /// A cookie-borne token stays: cookies are shared with other values.
-pub fn remove_token(req: &mut RequestHeader, from: &TokenSource) {
+pub fn remove_token(headers: &mut HeaderMap, from: &TokenSource) {
     match from {
         TokenSource::Bearer | TokenSource::RawAuthorization => {
-            req.remove_header(&AUTHORIZATION);
+            headers.remove(AUTHORIZATION);
         }
         TokenSource::Header(name) => {
-            req.remove_header(name);
+            headers.remove(name);
         }
         TokenSource::Cookie(_) => {}
     }
 }
 
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` from what this gateway saw.
-pub fn set_forwarded(
-    req: &mut RequestHeader,
-    client: Option<IpAddr>,
-    tls: bool,
-) -> pingora::Result<()> {
-    if let Some(ip) = client {
-        let xff = match req
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-            _ => ip.to_string(),
-        };
-        req.insert_header("x-forwarded-for", xff)?;
+/// `X-Forwarded-Host` (the host the client asked for) from what this gateway saw.
+pub fn set_forwarded(headers: &mut HeaderMap, host: &str, client: IpAddr, tls: bool) {
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
+        _ => client.to_string(),
+    };
+    if let Ok(v) = HeaderValue::try_from(xff) {
+        headers.insert("x-forwarded-for", v);
     }
-    req.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
-    let host = request_host(req).to_string();
-    if !host.is_empty() {
-        req.insert_header("x-forwarded-host", host)?;
-    }
-    Ok(())
+    let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
+    headers.insert("x-forwarded-proto", proto);
+    match HeaderValue::from_str(host) {
+        Ok(v) if !host.is_empty() => headers.insert("x-forwarded-host", v),
+        _ => headers.remove("x-forwarded-host"),
+    };
 }
 
 /// `/api/users?x=1` with route prefix `/api` → `/users?x=1`.
@@ -133,7 +145,7 @@ mod tests {
 
     #[test]
     fn strips_identity_hop_by_hop_and_connection_named_headers() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        let mut headers = HeaderMap::new();
         for (k, v) in [
             ("x-user-id", "spoofed"),
             ("X-Auth-Roles", "admin"),
@@ -143,9 +155,12 @@ mod tests {
             ("x-secret-hop", "1"),
             ("accept", "*/*"),
         ] {
-            req.append_header(k.to_string(), v).unwrap();
+            headers.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
-        let mut names: Vec<String> = headers_to_strip(&req.headers, &settings())
+        let mut names: Vec<String> = headers_to_strip(&headers, &settings())
             .into_iter()
             .map(|n| n.to_string())
             .collect();
@@ -166,13 +181,35 @@ mod tests {
 
     #[test]
     fn forwarded_headers() {
-        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
-        req.insert_header("host", "api.example").unwrap();
-        req.insert_header("x-forwarded-for", "10.0.0.1").unwrap();
-        set_forwarded(&mut req, Some("127.0.0.1".parse().unwrap()), true).unwrap();
-        assert_eq!(req.headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
-        assert_eq!(req.headers["x-forwarded-proto"], "https");
-        assert_eq!(req.headers["x-forwarded-host"], "api.example");
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        headers.insert("x-forwarded-host", "spoofed.example".parse().unwrap());
+        set_forwarded(
+            &mut headers,
+            "api.example",
+            "127.0.0.1".parse().unwrap(),
+            true,
+        );
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "https");
+        assert_eq!(headers["x-forwarded-host"], "api.example");
+    }
+
+    #[test]
+    fn response_hop_by_hop_headers_are_dropped() {
+        let mut headers = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("content-type", "text/plain"),
+        ] {
+            headers.insert(k, v.parse().unwrap());
+        }
+        strip_response_hop_by_hop(&mut headers);
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type"]);
     }
 
     #[test]

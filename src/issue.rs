@@ -1,7 +1,7 @@
 //! The token endpoints: one module per dialect (`issue/`), each parsing its
 //! request shape and rendering its exact responses, on top of the machinery
 //! here: JSON field extraction, credential checks with lockout, minting,
-//! refresh tokens. Nothing here speaks Pingora; `proxy.rs` reads the body and
+//! refresh tokens. Nothing here speaks HTTP; `proxy.rs` reads the body and
 //! writes the [`Reply`].
 
 mod client_envelope;

@@ -8,7 +8,9 @@
 //! - [`issue`]: the five token-endpoint dialects, one module each.
 //! - [`identity`]: what the upstream is told: stripped, injected and forwarded headers.
 //! - [`upstream`]: round robin over health-checked servers.
-//! - [`proxy`]: the only module that speaks Pingora's proxy API.
+//! - [`proxy`]: one request through the gateway, from route lookup to the metrics it leaves.
+//! - [`forward`]: pooled connections to upstreams, retries, timeouts, streamed body limits.
+//! - [`listener`]: the public listeners: TLS, HTTP/1.1 and HTTP/2, graceful drain.
 //! - [`admin`]: metrics, health, readiness and revocation on the admin listener.
 //! - [`echo`]: the built-in echo upstream for the demo, tests and benchmarks.
 //! - [`metrics`]: every `portero_*` metric, with bounded labels.
@@ -22,8 +24,10 @@ pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod echo;
+pub mod forward;
 pub mod identity;
 pub mod issue;
+pub mod listener;
 pub mod metrics;
 pub mod proxy;
 pub mod routes;

@@ -86,9 +86,7 @@ fn main() -> ExitCode {
             println!("{}: ok", cli.config.display());
             Ok(())
         }
-        Command::Run => {
-            portero::server::run(config, Box::new(pingora::server::UnixShutdownSignalWatch))
-        }
+        Command::Run => portero::server::run(config),
         Command::Token {
             issuer,
             sub,

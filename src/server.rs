@@ -1,7 +1,8 @@
 //! Assembles a gateway from a validated config and runs it: the key and
-//! revocation caches, the upstream groups, the Pingora proxy services, and a
-//! side runtime for the admin listener, the health checks and the built-in
-//! echo upstream.
+//! revocation caches, the upstream groups, the public listeners on their own
+//! runtime (`server.threads` workers), and a side runtime for the admin
+//! listener, the health checks and the built-in echo upstream. Stops on
+//! SIGTERM (gracefully) or SIGINT (at once).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,26 +11,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
-use pingora::listeners::tls::TlsSettings;
-use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignalWatch, ShutdownWatch};
-use pingora::services::background::{background_service, BackgroundService};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Admin;
 use crate::auth::keys;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
-use crate::config::{Config, StoreBackend, UpstreamKind};
+use crate::config::{Config, ServerSettings, StoreBackend, UpstreamKind};
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Live, Shared};
 use crate::routes::RouteTable;
 use crate::store::Store;
 use crate::upstream::UpstreamGroup;
 
-/// Runs the gateway until `shutdown` fires. Must not be called from inside a
-/// tokio runtime: Pingora builds its own.
-pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Result<()> {
+/// Runs the gateway until SIGTERM or SIGINT. Must not be called from inside
+/// a tokio runtime: it builds its own.
+pub fn run(config: Config) -> anyhow::Result<()> {
     // The side runtime serves the admin listener, the built-in upstreams and
     // the store's background work; start-up store calls run on it too.
     let side = tokio::runtime::Builder::new_multi_thread()
@@ -115,51 +114,86 @@ pub fn run(config: Config, shutdown: Box<dyn ShutdownSignalWatch>) -> anyhow::Re
     side.spawn(crate::admin::serve(admin_listener, admin));
     side.spawn(purge_revocations(revocations, store, config.auth.leeway));
 
-    let mut server = Server::new_with_opt_and_conf(None, server_conf(&config));
-    server.bootstrap();
-    let mut proxy_handles = Vec::new();
-    for tls in [false, true] {
-        let listeners: Vec<_> = config
-            .listeners
-            .iter()
-            .filter(|l| l.tls.is_some() == tls)
-            .collect();
-        if listeners.is_empty() {
-            continue;
-        }
-        let gateway = Gateway {
-            shared: shared.clone(),
-            tls,
+    // Bound now, like the admin listener, so a port in use fails the start.
+    let mut public = Vec::new();
+    for l in &config.listeners {
+        let listener = std::net::TcpListener::bind(l.addr)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .with_context(|| format!("listen: cannot listen on {}", l.addr))?;
+        let tls = match &l.tls {
+            None => None,
+            Some(files) => Some(
+                crate::listener::tls_acceptor(files)
+                    .with_context(|| format!("listen {}: TLS", l.addr))?,
+            ),
         };
-        let name = if tls { "portero https" } else { "portero http" };
-        let mut service =
-            pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, name);
-        for l in listeners {
-            let addr = l.addr.to_string();
-            match &l.tls {
-                None => service.add_tcp(&addr),
-                Some(files) => {
-                    let mut settings = TlsSettings::intermediate(
-                        &files.cert.to_string_lossy(),
-                        &files.key.to_string_lossy(),
-                    )
-                    .map_err(|e| anyhow::anyhow!("listen {addr}: TLS: {e}"))?;
-                    settings.enable_h2();
-                    service.add_tls_with_settings(&addr, None, settings);
-                }
-            }
-            tracing::info!(%addr, tls, "public listener");
-        }
-        proxy_handles.push(server.add_service(service));
+        tracing::info!(addr = %l.addr, tls = tls.is_some(), "public listener");
+        public.push((listener, tls));
     }
-    let ready = server.add_service(background_service("readiness", ReadyFlag(started)));
-    ready.add_dependencies(&proxy_handles);
 
-    server.run(RunArgs {
-        shutdown_signal: shutdown,
-    });
-    // Pingora has stopped; the side runtime may not block this thread's exit.
+    let threads = config.server.threads;
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    }
+    .thread_name("portero-worker")
+    .enable_all()
+    .build()
+    .context("cannot start the proxy runtime")?;
+    let gateway = Arc::new(Gateway::new(shared));
+    let result = runtime.block_on(serve(public, gateway, started, &config.server));
+    // The side runtime may not block this thread's exit.
     side.shutdown_background();
+    runtime.shutdown_background();
+    result
+}
+
+/// Serves the public listeners until a signal: SIGINT stops at once; SIGTERM
+/// reports not ready, keeps serving for the grace period (so load balancers
+/// notice), then stops accepting and gives open requests the shutdown
+/// timeout to finish.
+async fn serve(
+    public: Vec<(std::net::TcpListener, Option<TlsAcceptor>)>,
+    gateway: Arc<Gateway>,
+    ready: Arc<AtomicBool>,
+    settings: &ServerSettings,
+) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let (stop, stopped) = watch::channel(false);
+    for (listener, tls) in public {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        tokio::spawn(crate::listener::accept(
+            listener,
+            tls,
+            gateway.clone(),
+            stopped.clone(),
+        ));
+    }
+    drop(stopped);
+    ready.store(true, Ordering::Release);
+
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => return Ok(()),
+    }
+    ready.store(false, Ordering::Release);
+    tracing::info!(grace_period = ?settings.grace_period, "SIGTERM: not ready; draining");
+    tokio::select! {
+        () = tokio::time::sleep(settings.grace_period) => {}
+        _ = interrupt.recv() => return Ok(()),
+    }
+    let _ = stop.send(true);
+    tokio::select! {
+        () = stop.closed() => tracing::info!("every connection finished; stopping"),
+        () = tokio::time::sleep(settings.shutdown_timeout) => {
+            tracing::warn!(shutdown_timeout = ?settings.shutdown_timeout, "connections still open at the shutdown timeout; stopping");
+        }
+        _ = interrupt.recv() => {}
+    }
     Ok(())
 }
 
@@ -181,22 +215,6 @@ pub async fn build_live(
         auth: config.auth.clone(),
         issuers: config.issuers.clone(),
     })
-}
-
-fn server_conf(config: &Config) -> ServerConf {
-    let s = &config.server;
-    // Each instance gets its own pid file and upgrade socket, so several can
-    // run on one machine.
-    let run_dir = s.data_dir.join("run");
-    let _ = std::fs::create_dir_all(&run_dir);
-    ServerConf {
-        threads: s.threads,
-        grace_period_seconds: Some(s.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(s.shutdown_timeout.as_secs()),
-        pid_file: run_dir.join("portero.pid").to_string_lossy().into_owned(),
-        upgrade_sock: run_dir.join("upgrade.sock").to_string_lossy().into_owned(),
-        ..ServerConf::default()
-    }
 }
 
 fn bind(
@@ -222,18 +240,5 @@ async fn purge_revocations(revocations: Arc<Revocations>, store: Arc<dyn Store>,
         if let Err(e) = store.purge_revocations(cutoff).await {
             tracing::warn!(error = %e, "could not purge expired revocations from the store");
         }
-    }
-}
-
-/// Started by Pingora after the proxy services (so after every listener is
-/// bound); marks the gateway ready until shutdown begins.
-struct ReadyFlag(Arc<AtomicBool>);
-
-#[async_trait]
-impl BackgroundService for ReadyFlag {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        self.0.store(true, Ordering::Release);
-        let _ = shutdown.changed().await;
-        self.0.store(false, Ordering::Release);
     }
 }

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::*;
+use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -187,6 +188,12 @@ async fn tls_listener_speaks_http2_and_http1() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["path"], "/secure");
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    // HTTP/2 names the host in the request line; HTTP/1.1 upstreams need the header.
+    assert_eq!(body["headers"]["host"], format!("localhost:{tls_port}"));
+    assert_eq!(
+        body["headers"]["x-forwarded-host"],
+        format!("localhost:{tls_port}")
+    );
 
     let h1 = reqwest::Client::builder()
         .add_root_certificate(ca)
@@ -197,4 +204,92 @@ async fn tls_listener_speaks_http2_and_http1() {
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
     assert_eq!(r.status(), StatusCode::OK);
     drop(gw);
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_its_body_gets_408_and_the_gateway_moves_on() {
+    let up = Upstream::start("api").await;
+    let config = public_route(&upstream("api", &[up.addr], "write_timeout = \"300ms\""));
+    let gw = Gateway::start(&config).await;
+    // One chunk, then nothing for longer than the write timeout.
+    let chunks = futures_util::stream::once(async { Ok::<_, std::io::Error>(vec![b'a'; 100]) })
+        .chain(futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(vec![b'b'; 100])
+        }));
+    let started = std::time::Instant::now();
+    let r = reqwest::Client::new()
+        .post(gw.url("/upload"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at the timeout"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "request_timeout");
+    let ok = reqwest::get(gw.url("/x")).await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_upstream_that_stalls_mid_body_is_cut_off_not_passed_as_complete() {
+    // Promises 100 bytes, sends 5, then says nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello")
+                    .await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let config = public_route(&upstream(
+        "api",
+        &[addr],
+        "read_timeout = \"300ms\"\nhealth_check = \"none\"",
+    ));
+    let gw = Gateway::start(&config).await;
+    let started = std::time::Instant::now();
+    let r = reqwest::get(gw.url("/x")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.bytes().await.is_err(), "a truncated body is an error");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cut at the timeout"
+    );
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_do_not_cross_the_gateway() {
+    let up = Upstream::start("api").await;
+    let gw = Gateway::start(&public_route(&upstream("api", &[up.addr], ""))).await;
+    let r: Value = reqwest::Client::new()
+        .get(gw.url("/x"))
+        .header("connection", "keep-alive, x-private-hop")
+        .header("x-private-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("te", "trailers")
+        .header("x-kept", "1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let headers = r["headers"].as_object().unwrap();
+    for hop in ["x-private-hop", "keep-alive", "te"] {
+        assert!(!headers.contains_key(hop), "{hop} forwarded: {headers:?}");
+    }
+    assert_eq!(headers["x-kept"], "1");
 }
