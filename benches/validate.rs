@@ -98,7 +98,7 @@ fn policy() -> Policy {
         roles: vec!["ADMIN".into()],
         scopes: vec![],
         claims: vec![],
-        headers: vec![("x-auth-sub".into(), "sub".into())],
+        headers: vec![(http::HeaderName::from_static("x-auth-sub"), "sub".into())],
         forward_token: true,
     }
 }

@@ -1147,18 +1147,19 @@ impl Checker<'_> {
         let mut headers = Vec::new();
         for (name, claim) in &r.headers {
             let lower = name.to_ascii_lowercase();
-            if http::HeaderName::from_bytes(lower.as_bytes()).is_err()
-                || RESERVED_HEADERS.contains(&lower.as_str())
-            {
-                self.problem(
-                    claim,
-                    key(&format!("headers.{name}")),
-                    "not a header name portero may set",
-                );
-                continue;
-            }
-            strip_all.push(lower.clone());
-            headers.push((lower, claim.get_ref().clone()));
+            let header = match http::HeaderName::from_bytes(lower.as_bytes()) {
+                Ok(h) if !RESERVED_HEADERS.contains(&lower.as_str()) => h,
+                _ => {
+                    self.problem(
+                        claim,
+                        key(&format!("headers.{name}")),
+                        "not a header name portero may set",
+                    );
+                    continue;
+                }
+            };
+            strip_all.push(lower);
+            headers.push((header, claim.get_ref().clone()));
         }
         let policy = if r.public {
             if !r.issuers.is_empty()

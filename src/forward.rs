@@ -98,8 +98,9 @@ impl Forwarder {
     }
 
     /// Sends `parts` + `body` (its URI already the path to ask the upstream
-    /// for) to the next healthy server of `group`, and to the one after when
-    /// the connect fails, once per server.
+    /// for) to the next healthy server of `group`: to the one after when the
+    /// connect fails (once per server), and once more when an idempotent
+    /// request's connection closes before the response begins.
     pub async fn send(
         &self,
         group: &UpstreamGroup,
@@ -110,12 +111,11 @@ impl Forwarder {
         let start = Instant::now();
         let source = BodySource::new(body, start, max_body_size, self.write_timeout);
         let path = parts.uri.path_and_query().cloned();
-        let method_may_repeat = parts.method.is_idempotent();
-        let mut parts = Some(parts);
         // A connection that closed before the response began is asked once
         // more, for methods that may be repeated (RFC 9110 §9.2.2): a pooled
         // connection the server had just closed, or a server that just died.
-        let mut may_repeat = method_may_repeat;
+        let mut may_repeat = parts.method.is_idempotent();
+        let mut parts = Some(parts);
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut again = None;
         let mut last = Failure::NoServer;

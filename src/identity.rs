@@ -97,21 +97,39 @@ pub fn remove_token(headers: &mut HeaderMap, from: &TokenSource) {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The host the client asked for, as a header value: `Host`, or the URI
+/// authority (HTTP/2).
+pub fn host_value(headers: &HeaderMap, uri: &Uri) -> Option<HeaderValue> {
+    match headers.get(HOST) {
+        Some(h) => Some(h.clone()),
+        None => HeaderValue::from_str(uri.authority()?.as_str()).ok(),
+    }
+}
+
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` (the host the client asked for) from what this gateway saw.
-pub fn set_forwarded(headers: &mut HeaderMap, host: &str, client: IpAddr, tls: bool) {
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    host: Option<HeaderValue>,
+    client: IpAddr,
+    tls: bool,
+) {
+    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
         _ => client.to_string(),
     };
     if let Ok(v) = HeaderValue::try_from(xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
     let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
-    headers.insert("x-forwarded-proto", proto);
-    match HeaderValue::from_str(host) {
-        Ok(v) if !host.is_empty() => headers.insert("x-forwarded-host", v),
-        _ => headers.remove("x-forwarded-host"),
+    headers.insert(X_FORWARDED_PROTO, proto);
+    match host {
+        Some(v) => headers.insert(X_FORWARDED_HOST, v),
+        None => headers.remove(X_FORWARDED_HOST),
     };
 }
 
@@ -184,12 +202,8 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         headers.insert("x-forwarded-host", "spoofed.example".parse().unwrap());
-        set_forwarded(
-            &mut headers,
-            "api.example",
-            "127.0.0.1".parse().unwrap(),
-            true,
-        );
+        let host = Some(HeaderValue::from_static("api.example"));
+        set_forwarded(&mut headers, host, "127.0.0.1".parse().unwrap(), true);
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "api.example");

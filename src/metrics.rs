@@ -73,7 +73,7 @@ impl Metrics {
             ),
             request_duration: histogram(
                 "portero_http_request_duration_seconds",
-                "Time from request to the end of the response, by route.",
+                "Time from request to response head (the body then streams), by route.",
                 &["route"],
             ),
             auth_decisions: counter(
@@ -113,7 +113,7 @@ impl Metrics {
             ),
             upstream_duration: histogram(
                 "portero_upstream_duration_seconds",
-                "Time from choosing an upstream server to the end of its response.",
+                "Time from forwarding a request to its response head, by upstream.",
                 &["upstream"],
             ),
             upstream_healthy: {

@@ -217,7 +217,7 @@ impl Gateway {
         };
 
         // What the upstream is told.
-        let host = host.to_owned();
+        let host = identity::host_value(&parts.headers, &parts.uri);
         let group = &shared.upstreams[upstream];
         let headers = &mut parts.headers;
         for name in identity::headers_to_strip(headers, &live.auth) {
@@ -231,21 +231,19 @@ impl Gateway {
                 identity::remove_token(headers, &policy.token_from);
             }
         }
-        identity::set_forwarded(headers, &host, peer.addr.ip(), peer.tls);
-        match &group.config.host {
-            Some(over) => {
+        match (&group.config.host, &host) {
+            (Some(over), _) => {
                 if let Ok(v) = HeaderValue::from_str(over) {
                     headers.insert(HOST, v);
                 }
             }
             // An HTTP/2 request names its host in the URI; HTTP/1.1 needs the header.
-            None if !headers.contains_key(HOST) && !host.is_empty() => {
-                if let Ok(v) = HeaderValue::from_str(&host) {
-                    headers.insert(HOST, v);
-                }
+            (None, Some(h)) if !headers.contains_key(HOST) => {
+                headers.insert(HOST, h.clone());
             }
-            None => {}
+            (None, _) => {}
         }
+        identity::set_forwarded(headers, host, peer.addr.ip(), peer.tls);
         if strip_prefix {
             if let Some(uri) = identity::strip_prefix(&parts.uri, &route.path) {
                 parts.uri = uri;

@@ -83,8 +83,8 @@ pub struct Policy {
     pub scopes: Vec<String>,
     /// Claims that must have exactly these values.
     pub claims: Vec<(String, String)>,
-    /// (lower-case header name, claim name) pairs injected upstream.
-    pub headers: Vec<(String, String)>,
+    /// (header, claim name) pairs injected upstream.
+    pub headers: Vec<(HeaderName, String)>,
     pub forward_token: bool,
 }
 
@@ -139,7 +139,7 @@ impl Policy {
             .iter()
             .filter_map(|(header, claim)| {
                 let value = header_value(t.claims.get(claim)?)?;
-                Some((HeaderName::from_bytes(header.as_bytes()).ok()?, value))
+                Some((header.clone(), value))
             })
             .collect()
     }
