@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -76,6 +76,8 @@ struct Trace {
     /// The upstream group, when the request was forwarded, and when that began.
     upstream: Option<(usize, Instant)>,
     failure: Option<Failure>,
+    /// The request body was read to its end (by a token endpoint or the upstream).
+    body_read: bool,
 }
 
 impl Gateway {
@@ -94,7 +96,15 @@ impl Gateway {
             .access_log
             .then(|| (req.method().clone(), req.uri().path().to_owned()));
         let mut trace = Trace::default();
-        let response = self.serve(&live, req, peer, &mut trace).await;
+        let has_body = !req.body().is_end_stream();
+        let mut response = self.serve(&live, req, peer, &mut trace).await;
+        if has_body && !trace.body_read {
+            // What is left of the body is still on the way: this connection
+            // cannot carry another request, and the client must know.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
 
         let route = match trace.route {
             Some(i) => live.routes.routes()[i].name.as_str(),
@@ -158,9 +168,10 @@ impl Gateway {
         trace.route = Some(index);
         let (upstream, strip_prefix, policy) = match &route.action {
             RouteAction::Issue { issuer, endpoint } => {
-                let reply = self
+                let (reply, body_read) = self
                     .token_endpoint(live, *issuer, *endpoint, &parts, body, peer)
                     .await;
+                trace.body_read = body_read;
                 return json(status(reply.status), reply.body);
             }
             RouteAction::Proxy {
@@ -257,6 +268,9 @@ impl Gateway {
             .await
         {
             Ok(response) => {
+                // The upstream has the body. (If it answered before reading
+                // all of it, hyper closes this connection after the response.)
+                trace.body_read = true;
                 let (mut head, body) = response.into_parts();
                 identity::strip_response_hop_by_hop(&mut head.headers);
                 let body = GatewayBody::Upstream(forwarder.response_body(body));
@@ -271,7 +285,8 @@ impl Gateway {
     }
 
     /// Serves a token endpoint: reads the body within the issuer's size and
-    /// time limits, then lets the dialect answer.
+    /// time limits, then lets the dialect answer. Also says whether the body
+    /// was read.
     async fn token_endpoint(
         &self,
         live: &Live,
@@ -280,7 +295,7 @@ impl Gateway {
         parts: &Parts,
         body: Incoming,
         peer: Peer,
-    ) -> issue::Reply {
+    ) -> (issue::Reply, bool) {
         let issuer = &live.issuers[index];
         let settings = issuer
             .endpoint
@@ -301,7 +316,7 @@ impl Gateway {
         let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
         {
             Ok(b) => b,
-            Err(e) => return issue::transport_error(&ctx, e, path, now),
+            Err(e) => return (issue::transport_error(&ctx, e, path, now), false),
         };
         let request = TokenRequest {
             endpoint,
@@ -311,7 +326,7 @@ impl Gateway {
             client: Some(peer.addr.ip()),
             now,
         };
-        issue::handle(&ctx, &request).await
+        (issue::handle(&ctx, &request).await, true)
     }
 }
 

@@ -293,3 +293,29 @@ async fn hop_by_hop_headers_do_not_cross_the_gateway() {
     }
     assert_eq!(headers["x-kept"], "1");
 }
+
+#[tokio::test]
+async fn an_answer_before_the_body_is_read_closes_the_connection() {
+    let up = Upstream::start("api").await;
+    let config = format!(
+        "{}\n[[routes]]\npath = \"/\"\nupstream = \"api\"\n\n[issuers.test]\niss = \"test\"\n\n\
+         [[issuers.test.keys]]\nkid = \"hs\"\nalg = \"HS256\"\nsecret_env = \"TEST_HS_SECRET\"\n",
+        upstream("api", &[up.addr], "")
+    );
+    let gw = Gateway::start(&config).await;
+    let client = reqwest::Client::new();
+    // Denied before the body is read: the client may not send another
+    // request on this connection, so it is told so.
+    let denied = client
+        .post(gw.url("/x"))
+        .body(vec![b'a'; 10_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(denied.headers()["connection"], "close");
+    // Nothing was left unread: the connection stays open.
+    let denied = client.get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
+    assert!(denied.headers().get("connection").is_none());
+}
