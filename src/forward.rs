@@ -81,6 +81,7 @@ impl Forwarder {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(c.connect_timeout));
         let client = Client::builder(TokioExecutor::new())
+            .http1_writev(false) // as the listeners: see listener.rs
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);

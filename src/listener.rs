@@ -106,7 +106,10 @@ where
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // One copy into one buffer and a plain write is cheaper here than
+        // the kernel's vectored path for API-sized messages (BENCHMARKS.md).
+        .writev(false);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
