@@ -22,11 +22,16 @@ pub enum Revocation {
     },
 }
 
+/// foldhash instead of the standard SipHash: every validation looks a `jti`
+/// up, and the keys are seeded per process, so the tables stay hard to
+/// flood (only signed tokens reach the lookup, and only admins add entries).
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Default)]
 pub struct Revocations {
-    jtis: DashMap<Box<str>, Option<i64>>,
+    jtis: DashMap<Box<str>, Option<i64>, Hasher>,
     /// sub → (iss, revoked before)
-    subjects: DashMap<Box<str>, Vec<(Box<str>, i64)>>,
+    subjects: DashMap<Box<str>, Vec<(Box<str>, i64)>, Hasher>,
 }
 
 impl Revocations {
