@@ -27,11 +27,13 @@ pub enum Revocation {
 /// flood (only signed tokens reach the lookup, and only admins add entries).
 type Hasher = foldhash::fast::RandomState;
 
+/// A subject's revocations: (iss, tokens issued before this are revoked).
+type SubjectEntries = Vec<(Box<str>, i64)>;
+
 #[derive(Default)]
 pub struct Revocations {
     jtis: DashMap<Box<str>, Option<i64>, Hasher>,
-    /// sub → (iss, revoked before)
-    subjects: DashMap<Box<str>, Vec<(Box<str>, i64)>, Hasher>,
+    subjects: DashMap<Box<str>, SubjectEntries, Hasher>,
 }
 
 impl Revocations {
