@@ -7,7 +7,7 @@
 # /proc/PID/stat over the measured run). Needs nginx, wrk, python3.
 #
 #   bash benches/ab.sh 'target/release/portero --config benches/peers.toml' \
-#                      'target/release/examples/hyper_gateway benches/peers.toml'
+#                      target/release/examples/hyper_passthrough
 set -euo pipefail
 DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-2}
