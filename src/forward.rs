@@ -164,6 +164,11 @@ impl Forwarder {
         }
     }
 
+    /// The upstream's response body, with the group's read timeout between frames.
+    pub fn response_body(&self, body: Incoming) -> ResponseBody {
+        ResponseBody::new(body, self.read_timeout)
+    }
+
     fn authority(&self, addr: SocketAddr) -> Authority {
         self.authorities
             .iter()
@@ -354,7 +359,8 @@ impl Body for UpstreamBody {
         let this = self.get_mut();
         if let UpstreamBody::Waiting { slot, start } = this {
             let Some(body) = slot.body.lock().expect("not poisoned").take() else {
-                return Poll::Ready(None);
+                // Another attempt has it; an empty body here would be a lie.
+                return Poll::Ready(Some(Err("request body already sent".into())));
             };
             *this = UpstreamBody::Streaming {
                 body,
@@ -429,18 +435,12 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
-    pub fn new(body: Incoming, idle: Duration) -> ResponseBody {
+    fn new(body: Incoming, idle: Duration) -> ResponseBody {
         ResponseBody {
             body,
             idle,
             timer: None,
         }
-    }
-}
-
-impl Forwarder {
-    pub fn response_body(&self, body: Incoming) -> ResponseBody {
-        ResponseBody::new(body, self.read_timeout)
     }
 }
 
