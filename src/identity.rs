@@ -25,15 +25,6 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// The request's host: the `Host` header, or the URI authority (HTTP/2).
-pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> &'a str {
-    headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-        .unwrap_or("")
-}
-
 /// Client-sent headers to remove before forwarding: the configured identity
 /// headers and strip patterns, hop-by-hop headers, and any header that the
 /// client's `Connection` header names.

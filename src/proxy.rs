@@ -54,7 +54,7 @@ pub struct Shared {
 
 /// The public listeners' request handler.
 pub struct Gateway {
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
     /// One connection pool per upstream group, in `shared.upstreams` order.
     forwarders: Vec<Forwarder>,
 }
@@ -161,8 +161,12 @@ impl Gateway {
             return json(StatusCode::OK, live.validator.keys().jwks().to_string());
         }
         let (mut parts, body) = req.into_parts();
-        let host = identity::request_host(&parts.headers, &parts.uri);
-        let Some((index, route)) = live.routes.lookup(host, parts.uri.path(), &parts.method) else {
+        let host = identity::host_value(&parts.headers, &parts.uri);
+        let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+        let Some((index, route)) = live
+            .routes
+            .lookup(host_name, parts.uri.path(), &parts.method)
+        else {
             return error(StatusCode::NOT_FOUND, "not_found", "no route");
         };
         trace.route = Some(index);
@@ -228,7 +232,6 @@ impl Gateway {
         };
 
         // What the upstream is told.
-        let host = identity::host_value(&parts.headers, &parts.uri);
         let group = &shared.upstreams[upstream];
         let headers = &mut parts.headers;
         for name in identity::headers_to_strip(headers, &live.auth) {
