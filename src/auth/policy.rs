@@ -6,6 +6,7 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use super::claims::Claim;
 use super::validate::Verified;
 use super::AuthError;
 
@@ -99,17 +100,13 @@ impl Policy {
             return Err(AuthError::WrongIssuer);
         }
         if let Some(aud) = &self.audience {
-            let ok = match t.claims.get("aud") {
-                Some(Value::String(s)) => s == aud,
-                Some(Value::Array(list)) => list.iter().any(|v| v.as_str() == Some(aud)),
-                _ => false,
-            };
+            let ok = t.claims.get("aud").is_some_and(|v| names(v, aud));
             if !ok {
                 return Err(AuthError::WrongAudience);
             }
         }
         if let Some(token_use) = &self.token_use {
-            if t.claims.get("token_use").and_then(Value::as_str) != Some(token_use) {
+            if t.claims.str("token_use") != Some(token_use) {
                 return Err(AuthError::WrongTokenUse);
             }
         }
@@ -145,31 +142,35 @@ impl Policy {
     }
 }
 
-fn has_role(t: &Verified, role: &str) -> bool {
-    let matches = |v: &Value| match v {
-        Value::String(s) => s == role,
-        Value::Array(list) => list.iter().any(|v| v.as_str() == Some(role)),
+/// A claim that is `want`, or a list holding it (as `aud` and `roles` may be).
+fn names(v: Claim, want: &str) -> bool {
+    match v {
+        Claim::Str(s) => s == want,
+        Claim::Json(Value::Array(list)) => list.iter().any(|v| v.as_str() == Some(want)),
         _ => false,
-    };
+    }
+}
+
+fn has_role(t: &Verified, role: &str) -> bool {
+    let matches = |v: Claim| names(v, role);
     t.claims.get("role").is_some_and(matches) || t.claims.get("roles").is_some_and(matches)
 }
 
 fn has_scope(t: &Verified, scope: &str) -> bool {
     t.claims
-        .get("scope")
-        .and_then(Value::as_str)
+        .str("scope")
         .is_some_and(|s| s.split(' ').any(|x| x == scope))
         || t.claims
             .get("scp")
-            .and_then(Value::as_array)
+            .and_then(Claim::as_array)
             .is_some_and(|l| l.iter().any(|v| v.as_str() == Some(scope)))
 }
 
-fn claim_equals(v: &Value, want: &str) -> bool {
+fn claim_equals(v: Claim, want: &str) -> bool {
     match v {
-        Value::String(s) => s == want,
-        Value::Number(n) => n.to_string() == want,
-        Value::Bool(b) => b.to_string() == want,
+        Claim::Str(s) => s == want,
+        Claim::Number(n) => n.to_string() == want,
+        Claim::Json(Value::Bool(b)) => b.to_string() == want,
         _ => false,
     }
 }
@@ -178,11 +179,12 @@ fn claim_equals(v: &Value, want: &str) -> bool {
 /// order (strings bare, anything else as compact JSON); objects as compact JSON.
 /// Values with control characters are refused by `HeaderValue`, so a claim
 /// can never split a header.
-fn header_value(v: &Value) -> Option<HeaderValue> {
+fn header_value(v: Claim) -> Option<HeaderValue> {
     let text = match v {
-        Value::Null => return None,
-        Value::String(s) => return HeaderValue::from_str(s).ok(),
-        Value::Array(list) => list
+        Claim::Str(s) => return HeaderValue::from_str(s).ok(),
+        Claim::Number(n) => n.to_string(),
+        Claim::Json(Value::Null) => return None,
+        Claim::Json(Value::Array(list)) => list
             .iter()
             .map(|v| match v {
                 Value::String(s) => s.clone(),
@@ -190,7 +192,7 @@ fn header_value(v: &Value) -> Option<HeaderValue> {
             })
             .collect::<Vec<_>>()
             .join(","),
-        other => other.to_string(),
+        Claim::Json(other) => other.to_string(),
     };
     HeaderValue::from_str(&text).ok()
 }
@@ -198,6 +200,7 @@ fn header_value(v: &Value) -> Option<HeaderValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::claims::Claims;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -250,7 +253,10 @@ mod tests {
 
     #[test]
     fn header_values_are_deterministic_and_safe() {
-        let v = |j: &str| header_value(&serde_json::from_str(j).unwrap());
+        let v = |j: &str| {
+            let claims = Claims::parse(format!(r#"{{"v":{j}}}"#).into()).unwrap();
+            header_value(claims.get("v").unwrap())
+        };
         assert_eq!(v(r#""alice""#).unwrap(), "alice");
         assert_eq!(v(r#"["a","b",3]"#).unwrap(), "a,b,3");
         assert_eq!(v(r#"{"k":1}"#).unwrap(), r#"{"k":1}"#);

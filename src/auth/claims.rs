@@ -1,0 +1,306 @@
+//! A verified token's claims: the decoded payload kept whole, and where each
+//! claim sits in it. Strings, the usual claim, are read in place and numbers
+//! kept as they are; only escaped strings and other values are built on the
+//! heap. So a usual token costs two allocations, however many claims it carries.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Number, Value};
+
+/// A token's claims, in token order. A token carries a handful and a request
+/// looks up a few, so a flat list beats a hash map. A claim named twice makes
+/// the token malformed: parsers disagree on which copy wins, and a token must
+/// mean the same to portero as to the upstream that reads it.
+#[derive(Debug, Default)]
+pub struct Claims {
+    payload: String,
+    entries: Vec<(Text, Stored)>,
+}
+
+/// One claim's value, borrowed from [`Claims`].
+#[derive(Debug, Clone, Copy)]
+pub enum Claim<'a> {
+    Str(&'a str),
+    Number(&'a Number),
+    /// Any other JSON value: true, false, null, an array or an object.
+    Json(&'a Value),
+}
+
+impl<'a> Claim<'a> {
+    pub fn as_str(self) -> Option<&'a str> {
+        match self {
+            Claim::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(self) -> Option<&'a [Value]> {
+        match self {
+            Claim::Json(Value::Array(list)) => Some(list),
+            _ => None,
+        }
+    }
+}
+
+/// A string from the payload: where it sits when it had no escapes, else its
+/// unescaped copy.
+#[derive(Debug)]
+enum Text {
+    InPayload(Range<usize>),
+    Owned(Box<str>),
+}
+
+/// Kept small: a claim list is filled for every token whose signature is checked.
+#[derive(Debug)]
+enum Stored {
+    Text(Text),
+    Number(Number),
+    Json(Box<Value>),
+}
+
+impl Claims {
+    /// Parses a token's decoded payload, which must be one JSON object.
+    pub fn parse(payload: Vec<u8>) -> Result<Claims, serde_json::Error> {
+        let payload = String::from_utf8(payload)
+            .map_err(|_| serde_json::Error::custom("payload is not UTF-8"))?;
+        let mut de = serde_json::Deserializer::from_str(&payload);
+        let entries = EntriesSeed { payload: &payload }.deserialize(&mut de)?;
+        de.end()?;
+        Ok(Claims { payload, entries })
+    }
+
+    // Inlined so that a constant name compares without a call per claim.
+    #[inline(always)]
+    pub fn get(&self, name: &str) -> Option<Claim<'_>> {
+        let (_, value) = self.entries.iter().find(|(n, _)| self.is(n, name))?;
+        Some(match value {
+            Stored::Text(t) => Claim::Str(self.text(t)),
+            Stored::Number(n) => Claim::Number(n),
+            Stored::Json(v) => Claim::Json(v),
+        })
+    }
+
+    /// The claim `name` when it is a string.
+    #[inline]
+    pub fn str(&self, name: &str) -> Option<&str> {
+        self.get(name)?.as_str()
+    }
+
+    /// Whether `t` is `name`; bytes, so no UTF-8 boundary checks per claim.
+    #[inline]
+    fn is(&self, t: &Text, name: &str) -> bool {
+        match t {
+            Text::InPayload(span) => {
+                span.len() == name.len()
+                    && &self.payload.as_bytes()[span.clone()] == name.as_bytes()
+            }
+            Text::Owned(s) => **s == *name,
+        }
+    }
+
+    #[inline]
+    fn text<'a>(&'a self, t: &'a Text) -> &'a str {
+        resolve(&self.payload, t)
+    }
+}
+
+#[inline]
+fn resolve<'a>(payload: &'a str, t: &'a Text) -> &'a str {
+    match t {
+        Text::InPayload(span) => &payload[span.clone()],
+        Text::Owned(s) => s,
+    }
+}
+
+/// Reads the top-level object; `payload` is the text being parsed, so
+/// borrowed strings can be recorded as spans of it.
+struct EntriesSeed<'p> {
+    payload: &'p str,
+}
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'de> {
+    type Value = Vec<(Text, Stored)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed<'de> {
+    type Value = Vec<(Text, Stored)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let payload = self.payload;
+        let mut entries: Vec<(Text, Stored)> = Vec::with_capacity(8);
+        while let Some(name) = map.next_key_seed(TextSeed { payload })? {
+            let name_str = resolve(payload, &name);
+            if entries.iter().any(|(n, _)| resolve(payload, n) == name_str) {
+                return Err(A::Error::custom(format_args!("claim {name_str:?} twice")));
+            }
+            let value = map.next_value_seed(StoredSeed { payload })?;
+            entries.push((name, value));
+        }
+        Ok(entries)
+    }
+}
+
+/// Where a borrowed string sits in the payload it was borrowed from.
+fn span_in(payload: &str, s: &str) -> Range<usize> {
+    let start = s.as_ptr() as usize - payload.as_ptr() as usize;
+    start..start + s.len()
+}
+
+struct TextSeed<'p> {
+    payload: &'p str,
+}
+
+impl<'de> DeserializeSeed<'de> for TextSeed<'de> {
+    type Value = Text;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Text, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TextSeed<'de> {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Text, E> {
+        Ok(Text::InPayload(span_in(self.payload, s)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
+        Ok(Text::Owned(s.into()))
+    }
+}
+
+struct StoredSeed<'p> {
+    payload: &'p str,
+}
+
+impl<'de> DeserializeSeed<'de> for StoredSeed<'de> {
+    type Value = Stored;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Stored, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StoredSeed<'de> {
+    type Value = Stored;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Stored, E> {
+        Ok(Stored::Text(Text::InPayload(span_in(self.payload, s))))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Stored, E> {
+        Ok(Stored::Text(Text::Owned(s.into())))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Stored, E> {
+        Ok(Stored::Json(Box::new(Value::Bool(b))))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Stored, E> {
+        Ok(Stored::Number(n.into()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Stored, E> {
+        Ok(Stored::Number(n.into()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Stored, E> {
+        // JSON has no NaN or infinity, so every f64 the parser yields is a Number.
+        Number::from_f64(n)
+            .map(Stored::Number)
+            .ok_or_else(|| E::custom("not a JSON number"))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Stored, E> {
+        Ok(Stored::Json(Box::new(Value::Null)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Stored, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(|v| Stored::Json(Box::new(v)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Stored, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(|v| Stored::Json(Box::new(v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Claims {
+        Claims::parse(json.into()).unwrap()
+    }
+
+    #[test]
+    fn reads_each_kind_of_value() {
+        let c = parse(
+            r#"{"sub":"alice","n":42,"neg":-1,"f":1.5,"b":true,"z":null,
+                "list":["a",1],"obj":{"k":"v"}}"#,
+        );
+        assert_eq!(c.str("sub"), Some("alice"));
+        assert!(matches!(c.get("n"), Some(Claim::Number(n)) if n.as_i64() == Some(42)));
+        assert!(matches!(c.get("neg"), Some(Claim::Number(n)) if n.as_i64() == Some(-1)));
+        assert!(matches!(c.get("f"), Some(Claim::Number(n)) if n.as_f64() == Some(1.5)));
+        assert!(matches!(c.get("b"), Some(Claim::Json(Value::Bool(true)))));
+        assert!(matches!(c.get("z"), Some(Claim::Json(Value::Null))));
+        assert_eq!(
+            c.get("list").and_then(Claim::as_array),
+            Some(&[Value::from("a"), Value::from(1)][..])
+        );
+        assert!(matches!(c.get("obj"), Some(Claim::Json(Value::Object(m))) if m["k"] == "v"));
+        assert!(c.get("missing").is_none());
+        assert_eq!(c.str("n"), None, "a number is not a string");
+    }
+
+    #[test]
+    fn escaped_names_and_values_mean_what_they_say() {
+        let c = parse(r#"{"s\u0075b":"al\u0069ce","quote":"a\"b"}"#);
+        assert_eq!(c.str("sub"), Some("alice"));
+        assert_eq!(c.str("quote"), Some("a\"b"));
+    }
+
+    #[test]
+    fn a_claim_named_twice_is_refused_even_when_spelt_differently() {
+        assert!(Claims::parse(br#"{"sub":"a","sub":"b"}"#.into()).is_err());
+        assert!(Claims::parse(br#"{"sub":"a","s\u0075b":"b"}"#.into()).is_err());
+    }
+
+    #[test]
+    fn anything_but_one_object_is_refused() {
+        for bad in [
+            &b"[]"[..],
+            b"\"sub\"",
+            b"{\"sub\":\"a\"} {}",
+            b"{\"sub\":\"a\"",
+            b"{\"sub\":\"\xff\"}",
+        ] {
+            assert!(
+                Claims::parse(bad.into()).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
