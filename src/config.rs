@@ -104,6 +104,8 @@ struct FileUpstream {
     connect_timeout: Option<Spanned<String>>,
     read_timeout: Option<Spanned<String>>,
     write_timeout: Option<Spanned<String>>,
+    max_idle_connections: Option<usize>,
+    idle_timeout: Option<Spanned<String>>,
     health_check: Option<Spanned<String>>,
     health_check_interval: Option<Spanned<String>>,
     host: Option<String>,
@@ -318,6 +320,10 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// Idle pooled connections kept per server; more are closed as they come back.
+    pub max_idle_connections: usize,
+    /// How long a pooled connection may sit idle before it is closed.
+    pub idle_timeout: Duration,
     pub health_check: HealthCheck,
     pub host: Option<String>,
 }
@@ -839,6 +845,8 @@ impl Checker<'_> {
             connect_timeout: self.duration(&u.connect_timeout, &key("connect_timeout"), secs(2)),
             read_timeout: self.duration(&u.read_timeout, &key("read_timeout"), secs(30)),
             write_timeout: self.duration(&u.write_timeout, &key("write_timeout"), secs(30)),
+            max_idle_connections: u.max_idle_connections.unwrap_or(256),
+            idle_timeout: self.duration(&u.idle_timeout, &key("idle_timeout"), secs(60)),
             health_check,
             host: u.host.clone(),
         }

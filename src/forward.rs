@@ -83,7 +83,8 @@ impl Forwarder {
         let client = Client::builder(TokioExecutor::new())
             .http1_writev(false) // as the listeners: see listener.rs
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(c.idle_timeout)
+            .pool_max_idle_per_host(c.max_idle_connections)
             .build(connector);
         let authorities = group
             .servers

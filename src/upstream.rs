@@ -97,6 +97,8 @@ mod tests {
             connect_timeout: Duration::from_millis(200),
             read_timeout: Duration::from_secs(1),
             write_timeout: Duration::from_secs(1),
+            max_idle_connections: 1,
+            idle_timeout: Duration::from_secs(1),
             health_check,
             host: None,
         };

@@ -319,3 +319,53 @@ async fn an_answer_before_the_body_is_read_closes_the_connection() {
     assert_eq!(denied.status(), StatusCode::UNAUTHORIZED);
     assert!(denied.headers().get("connection").is_none());
 }
+
+#[tokio::test]
+async fn idle_upstream_connections_are_capped_per_server() {
+    let slow = Upstream::start_with_delay("slow", Duration::from_millis(300)).await;
+    let config = public_route(&upstream(
+        "api",
+        &[slow.addr],
+        "max_idle_connections = 1\nhealth_check = \"none\"",
+    ));
+    let gw = Gateway::start(&config).await;
+    // (No health check: its probes would count as connections.)
+    // Four at once need four connections; only one may stay once they are answered.
+    let client = reqwest::Client::new();
+    let answers =
+        futures_util::future::join_all((0..4).map(|_| client.get(gw.url("/x")).send())).await;
+    for r in answers {
+        assert_eq!(r.unwrap().status(), StatusCode::OK);
+    }
+    let open = poll(
+        Duration::from_secs(3),
+        || async { slow.open_connections() },
+        |n| *n == 1,
+    )
+    .await;
+    assert_eq!(open, 1, "idle connections kept beyond max_idle_connections");
+    // The one kept is reused.
+    let r = client.get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(slow.open_connections(), 1);
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_close_after_idle_timeout() {
+    let api = Upstream::start("api").await;
+    let config = public_route(&upstream(
+        "api",
+        &[api.addr],
+        "idle_timeout = \"200ms\"\nhealth_check = \"none\"",
+    ));
+    let gw = Gateway::start(&config).await;
+    let r = reqwest::get(gw.url("/x")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let open = poll(
+        Duration::from_secs(3),
+        || async { api.open_connections() },
+        |n| *n == 0,
+    )
+    .await;
+    assert_eq!(open, 0, "an idle pooled connection outlived idle_timeout");
+}

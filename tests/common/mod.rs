@@ -7,6 +7,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -71,6 +72,7 @@ pub fn free_port() -> u16 {
 pub struct Upstream {
     pub addr: SocketAddr,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    open: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -82,12 +84,16 @@ impl Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let open: Arc<AtomicUsize> = Arc::default();
         let conns = tasks.clone();
+        let counter = open.clone();
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                let counter = counter.clone();
+                counter.fetch_add(1, Ordering::SeqCst);
                 let conn = tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |req: Request<Incoming>| async move {
@@ -110,12 +116,18 @@ impl Upstream {
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
+                    counter.fetch_sub(1, Ordering::SeqCst);
                 });
                 conns.lock().unwrap().push(conn.abort_handle());
             }
         });
         tasks.lock().unwrap().push(accept.abort_handle());
-        Upstream { addr, tasks }
+        Upstream { addr, tasks, open }
+    }
+
+    /// Connections the gateway holds open to this upstream now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     /// Stops listening and drops every open connection, like a killed process.
