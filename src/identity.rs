@@ -27,7 +27,7 @@ const HOP_BY_HOP: &[&str] = &[
 
 /// Client-sent headers to remove before forwarding: the configured identity
 /// headers and strip patterns, hop-by-hop headers, and any header that the
-/// client's `Connection` header names.
+/// client's `Connection` header names (but `Host` and `Authorization`).
 pub fn headers_to_strip(headers: &HeaderMap, auth: &AuthSettings) -> Vec<HeaderName> {
     let mut out: Vec<HeaderName> = headers
         .keys()
@@ -42,36 +42,33 @@ pub fn headers_to_strip(headers: &HeaderMap, auth: &AuthSettings) -> Vec<HeaderN
         })
         .cloned()
         .collect();
-    for value in headers.get_all(CONNECTION) {
-        let Ok(v) = value.to_str() else { continue };
-        for token in v.split(',') {
-            if let Ok(name) = HeaderName::from_bytes(token.trim().to_ascii_lowercase().as_bytes()) {
-                if name != HOST && name != AUTHORIZATION {
-                    out.push(name);
-                }
-            }
-        }
-    }
+    out.extend(named_by_connection(headers).filter(|n| n != HOST && n != AUTHORIZATION));
     out
 }
 
 /// Removes the hop-by-hop headers of an upstream's response, and any header
-/// its `Connection` header names.
+/// its `Connection` header names. Only the names present are looked up, so a
+/// usual response costs a pass over its few header names.
 pub fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    let mut present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    present.extend(named_by_connection(headers));
+    for name in &present {
+        headers.remove(name);
+    }
+}
+
+/// The header names listed in `Connection` (RFC 9110 §7.6.1).
+fn named_by_connection(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
+    headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
-        .collect();
-    for name in named
-        .iter()
-        .map(HeaderName::as_str)
-        .chain(HOP_BY_HOP.iter().copied())
-    {
-        headers.remove(name);
-    }
 }
 
 /// Removes the token from the upstream request when a route keeps it private.
