@@ -282,6 +282,21 @@ mod tests {
     }
 
     #[test]
+    fn agrees_with_serde_json_on_unicode_and_nesting() {
+        let json = r#"{"név":"Zoë 🚪","é\u00e9":"\ud83d\udeaa","deep":{"a":[1,{"b":null}]},"big":18446744073709551615,"exp":1.8e9}"#;
+        let c = parse(json);
+        let want: serde_json::Map<String, Value> = serde_json::from_str(json).unwrap();
+        for (name, value) in &want {
+            let got = match c.get(name).unwrap() {
+                Claim::Str(s) => Value::from(s),
+                Claim::Number(n) => Value::Number(n.clone()),
+                Claim::Json(v) => v.clone(),
+            };
+            assert_eq!(&got, value, "claim {name:?}");
+        }
+    }
+
+    #[test]
     fn a_claim_named_twice_is_refused_even_when_spelt_differently() {
         assert!(Claims::parse(br#"{"sub":"a","sub":"b"}"#.into()).is_err());
         assert!(Claims::parse(br#"{"sub":"a","s\u0075b":"b"}"#.into()).is_err());
