@@ -140,7 +140,11 @@ impl<'de> Visitor<'de> for EntriesSeed<'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let payload = self.payload;
         let mut entries: Vec<(Text, Stored)> = Vec::with_capacity(8);
-        while let Some(name) = map.next_key_seed(TextSeed { payload })? {
+        while let Some(name) = map.next_key_seed(StoredSeed { payload })? {
+            // JSON object keys are always strings.
+            let Stored::Text(name) = name else {
+                return Err(A::Error::custom("claim name is not a string"));
+            };
             let name_str = resolve(payload, &name);
             if entries.iter().any(|(n, _)| resolve(payload, n) == name_str) {
                 return Err(A::Error::custom(format_args!("claim {name_str:?} twice")));
@@ -158,34 +162,7 @@ fn span_in(payload: &str, s: &str) -> Range<usize> {
     start..start + s.len()
 }
 
-struct TextSeed<'p> {
-    payload: &'p str,
-}
-
-impl<'de> DeserializeSeed<'de> for TextSeed<'de> {
-    type Value = Text;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Text, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TextSeed<'de> {
-    type Value = Text;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Text, E> {
-        Ok(Text::InPayload(span_in(self.payload, s)))
-    }
-
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
-        Ok(Text::Owned(s.into()))
-    }
-}
-
+/// Reads one value (or a key: it comes as a string).
 struct StoredSeed<'p> {
     payload: &'p str,
 }
