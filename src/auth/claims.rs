@@ -15,7 +15,7 @@ use serde_json::{Number, Value};
 /// looks up a few, so a flat list beats a hash map. A claim named twice makes
 /// the token malformed: parsers disagree on which copy wins, and a token must
 /// mean the same to portero as to the upstream that reads it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Claims {
     payload: String,
     entries: Vec<(Text, Stored)>,
