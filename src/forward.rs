@@ -3,27 +3,28 @@
 //! there is none. A failed connect is retried on the next healthy server
 //! while the request body is still unread; the body is counted against the
 //! size limit as it streams; silence from either side is bounded by the
-//! group's timeouts.
+//! group's timeouts. The wire format is `wire.rs`; this is the pool and the
+//! exchange. (hyper-util's pooled client did this job before, at 7–12 µs a
+//! request more: BENCHMARKS.md, "Which part of hyper costs".)
 
 use std::error::Error as StdError;
-use std::future::Future;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri, Version};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::time::{Instant, Sleep};
+use bytes::BytesMut;
+use http::Response;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::upstream::UpstreamGroup;
+use crate::wire::{self, RequestFraming, ResponseBody};
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -65,35 +66,44 @@ impl Failure {
     }
 }
 
-/// One upstream group's connection pool.
+/// A response from the upstream, and whether it took the whole request
+/// body (if not, the client's connection cannot carry another request).
+pub struct Forwarded {
+    pub response: Response<ResponseBody>,
+    pub body_read: bool,
+}
+
+/// One upstream group's connections.
 pub struct Forwarder {
-    client: Client<HttpConnector, UpstreamBody>,
-    /// `host:port` of each server, made once instead of per request.
-    authorities: Vec<(SocketAddr, Authority)>,
+    /// In `group.servers` order.
+    servers: Vec<Server>,
+    connect_timeout: Duration,
     read_timeout: Duration,
     write_timeout: Duration,
+}
+
+struct Server {
+    addr: SocketAddr,
+    /// `host:port`, for requests that name no host.
+    authority: String,
+    idle: Arc<IdleList>,
 }
 
 impl Forwarder {
     pub fn new(group: &UpstreamGroup) -> Forwarder {
         let c = &group.config;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(c.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            .http1_writev(false) // as the listeners: see listener.rs
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(c.idle_timeout)
-            .pool_max_idle_per_host(c.max_idle_connections)
-            .build(connector);
-        let authorities = group
+        let servers = group
             .servers
             .iter()
-            .map(|a| (*a, Authority::try_from(a.to_string()).expect("host:port")))
+            .map(|&addr| Server {
+                addr,
+                authority: addr.to_string(),
+                idle: Arc::new(IdleList::new(c.max_idle_connections, c.idle_timeout)),
+            })
             .collect();
         Forwarder {
-            client,
-            authorities,
+            servers,
+            connect_timeout: c.connect_timeout,
             read_timeout: c.read_timeout,
             write_timeout: c.write_timeout,
         }
@@ -102,25 +112,34 @@ impl Forwarder {
     /// Sends `parts` + `body` (its URI already the path to ask the upstream
     /// for) to the next healthy server of `group`: to the one after when the
     /// connect fails (once per server), and once more when an idempotent
-    /// request's connection closes before the response begins.
+    /// request's connection closes before the response begins and before
+    /// any of its body was sent.
     pub async fn send(
         &self,
         group: &UpstreamGroup,
         parts: http::request::Parts,
-        body: Incoming,
+        mut body: Incoming,
         max_body_size: u64,
-    ) -> Result<Response<Incoming>, Failure> {
-        let start = Instant::now();
-        let source = BodySource::new(body, start, max_body_size, self.write_timeout);
-        let path = parts.uri.path_and_query().cloned();
+    ) -> Result<Forwarded, Failure> {
+        let framing = if body.is_end_stream() {
+            RequestFraming::Empty
+        } else {
+            match body.size_hint().exact() {
+                Some(n) if n > max_body_size => return Err(Failure::TooLarge),
+                Some(n) => RequestFraming::Length(n),
+                None => RequestFraming::Chunked,
+            }
+        };
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         // A connection that closed before the response began is asked once
         // more, for methods that may be repeated (RFC 9110 §9.2.2): a pooled
         // connection the server had just closed, or a server that just died.
         let mut may_repeat = parts.method.is_idempotent();
-        let mut parts = Some(parts);
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut again = None;
         let mut last = Failure::NoServer;
+        let mut body_sent = false;
+        let mut head = Vec::with_capacity(1024);
         loop {
             let Some(addr) = again.take().or_else(|| group.pick(&tried)) else {
                 return Err(last);
@@ -129,29 +148,37 @@ impl Forwarder {
                 tried.push(addr);
             }
             let untried = tried.len() < group.servers.len();
-            let Some(body) = source.reclaim() else {
-                return Err(last); // the body went to a server that then failed
+            let server = self.server(addr);
+            let conn = match server.idle.take() {
+                Some(conn) => conn,
+                None => match self.connect(server).await {
+                    Ok(conn) => conn,
+                    Err(f) if untried => {
+                        last = f;
+                        tracing::debug!(server = %addr, "connect failed; trying the next server");
+                        continue;
+                    }
+                    Err(f) => return Err(f),
+                },
             };
-            // The head is copied only when there may be another attempt.
-            let mut head = match &parts {
-                Some(p) if untried || may_repeat => copy_head(p),
-                _ => parts.take().expect("the last attempt takes the head"),
+            head.clear();
+            wire::write_head(
+                &mut head,
+                &parts.method,
+                path,
+                &parts.headers,
+                &server.authority,
+                framing,
+            );
+            let exchange = Exchange {
+                forwarder: self,
+                method: &parts.method,
+                framing,
+                limit: max_body_size,
             };
-            let mut uri = http::uri::Parts::default();
-            uri.scheme = Some(Scheme::HTTP);
-            uri.authority = Some(self.authority(addr));
-            uri.path_and_query = path.clone();
-            head.uri = Uri::from_parts(uri).expect("scheme, authority and path");
-            // HTTP/2 clients are forwarded over HTTP/1.1 like everyone else.
-            head.version = Version::HTTP_11;
-            let request = Request::from_parts(head, body);
-            match self.wait(self.client.request(request), &source).await {
-                Ok(response) => return Ok(response),
-                Err(f @ (Failure::Connect | Failure::ConnectTimeout)) if untried => {
-                    last = f;
-                    tracing::debug!(server = %addr, "connect failed; trying the next server");
-                }
-                Err(Failure::Closed) if may_repeat => {
+            match exchange.run(conn, &head, &mut body, &mut body_sent).await {
+                Ok(forwarded) => return Ok(forwarded),
+                Err(Failure::Closed) if may_repeat && !body_sent => {
                     may_repeat = false;
                     last = Failure::Upstream;
                     if !untried {
@@ -165,322 +192,271 @@ impl Forwarder {
         }
     }
 
-    /// The upstream's response body, with the group's read timeout between frames.
-    pub fn response_body(&self, body: Incoming) -> ResponseBody {
-        ResponseBody::new(body, self.read_timeout)
-    }
-
-    fn authority(&self, addr: SocketAddr) -> Authority {
-        self.authorities
+    fn server(&self, addr: SocketAddr) -> &Server {
+        self.servers
             .iter()
-            .find(|(a, _)| *a == addr)
-            .map(|(_, auth)| auth.clone())
+            .find(|s| s.addr == addr)
             .expect("servers come from the group")
     }
 
-    /// Waits for the response head: the upstream has `read_timeout` from the
-    /// moment the request body ended, and the body may not stall for longer
-    /// than `write_timeout` on its way.
-    async fn wait(
-        &self,
-        response: impl Future<Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>>,
-        source: &BodySource,
-    ) -> Result<Response<Incoming>, Failure> {
-        let mut response = std::pin::pin!(response);
-        loop {
-            let deadline = source.deadline(self.read_timeout);
-            tokio::select! {
-                result = &mut response => return result.map_err(classify),
-                () = tokio::time::sleep_until(deadline) => {
-                    if source.deadline(self.read_timeout) <= Instant::now() {
-                        return Err(source.timeout_failure());
-                    }
+    async fn connect(&self, server: &Server) -> Result<Pooled, Failure> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(server.addr)).await
+            {
+                Err(_) => return Err(Failure::ConnectTimeout),
+                Ok(Err(e)) if e.kind() == ErrorKind::TimedOut => {
+                    return Err(Failure::ConnectTimeout)
                 }
-            }
-        }
-    }
-}
-
-fn copy_head(parts: &http::request::Parts) -> http::request::Parts {
-    let (mut copy, ()) = Request::new(()).into_parts();
-    copy.method = parts.method.clone();
-    copy.uri = parts.uri.clone();
-    copy.version = parts.version;
-    copy.headers = parts.headers.clone();
-    copy
-}
-
-fn classify(e: hyper_util::client::legacy::Error) -> Failure {
-    let mut source: Option<&(dyn StdError + 'static)> = e.source();
-    let mut timed_out = false;
-    let mut closed = false;
-    while let Some(err) = source {
-        if err.is::<BodyTooLarge>() {
-            return Failure::TooLarge;
-        }
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            closed |= h.is_incomplete_message() || h.is_canceled();
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            timed_out |= io.kind() == TimedOut;
-            closed |= matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe);
-        }
-        source = err.source();
-    }
-    match (e.is_connect(), timed_out) {
-        (true, true) => Failure::ConnectTimeout,
-        (true, false) => Failure::Connect,
-        (false, _) if closed => Failure::Closed,
-        (false, _) => Failure::Upstream,
-    }
-}
-
-#[derive(Debug)]
-struct BodyTooLarge;
-
-impl std::fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("request body too large")
-    }
-}
-
-impl StdError for BodyTooLarge {}
-
-/// The client's request body, held so that a failed connect can hand it to
-/// the next server: it is taken out of its slot only when first read.
-struct BodySource {
-    slot: Option<Arc<Slot>>,
-    start: Instant,
-}
-
-struct Slot {
-    body: Mutex<Option<Incoming>>,
-    hint: SizeHint,
-    limit: u64,
-    write_timeout: Duration,
-    progress: Progress,
-}
-
-/// How far the body has come, for the timeouts: when it last moved
-/// (milliseconds since the exchange began), whether it ended, and whether it
-/// is waiting on the client.
-#[derive(Default)]
-struct Progress {
-    last_ms: AtomicU64,
-    ended: AtomicBool,
-    waiting_on_client: AtomicBool,
-}
-
-impl BodySource {
-    fn new(body: Incoming, start: Instant, limit: u64, write_timeout: Duration) -> BodySource {
-        // A body that is already over (GET, Content-Length: 0) needs no slot.
-        let slot = (!body.is_end_stream()).then(|| {
-            Arc::new(Slot {
-                hint: body.size_hint(),
-                body: Mutex::new(Some(body)),
-                limit,
-                write_timeout,
-                progress: Progress::default(),
-            })
-        });
-        BodySource { slot, start }
-    }
-
-    /// A body for the next attempt, or `None` once a server has read from it.
-    fn reclaim(&self) -> Option<UpstreamBody> {
-        let Some(slot) = &self.slot else {
-            return Some(UpstreamBody::Empty);
-        };
-        let unread = slot.body.lock().expect("not poisoned").is_some();
-        unread.then(|| UpstreamBody::Waiting {
-            slot: slot.clone(),
-            start: self.start,
+                Ok(Err(_)) => return Err(Failure::Connect),
+                Ok(Ok(stream)) => stream,
+            };
+        let _ = stream.set_nodelay(true);
+        Ok(Pooled {
+            stream,
+            home: server.idle.clone(),
         })
     }
+}
 
-    /// When the upstream's silence becomes a timeout.
-    fn deadline(&self, read_timeout: Duration) -> Instant {
-        let Some(slot) = &self.slot else {
-            return self.start + read_timeout;
-        };
-        let p = &slot.progress;
-        let last = self.start + Duration::from_millis(p.last_ms.load(Ordering::Acquire));
-        if p.ended.load(Ordering::Acquire) {
-            last + read_timeout
-        } else {
-            last + slot.write_timeout
+/// One request on one connection.
+struct Exchange<'a> {
+    forwarder: &'a Forwarder,
+    method: &'a http::Method,
+    framing: RequestFraming,
+    limit: u64,
+}
+
+impl Exchange<'_> {
+    async fn run(
+        &self,
+        mut conn: Pooled,
+        head: &[u8],
+        body: &mut Incoming,
+        body_sent: &mut bool,
+    ) -> Result<Forwarded, Failure> {
+        let write_timeout = self.forwarder.write_timeout;
+        match tokio::time::timeout(write_timeout, conn.stream.write_all(head)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Err(_)) => return Err(Failure::Closed),
+            Ok(Ok(())) => {}
         }
-    }
-
-    fn timeout_failure(&self) -> Failure {
-        match &self.slot {
-            Some(s)
-                if !s.progress.ended.load(Ordering::Acquire)
-                    && s.progress.waiting_on_client.load(Ordering::Acquire) =>
-            {
-                Failure::ClientTimeout
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let mut body_read = true;
+        if self.framing != RequestFraming::Empty {
+            *body_sent = true;
+            body_read = self.send_body(&mut conn, body, &mut buf).await?;
+        }
+        // The upstream has `read_timeout` from the end of the request body.
+        let deadline = Instant::now() + self.forwarder.read_timeout;
+        loop {
+            match wire::parse_response_head(&mut buf, self.method) {
+                Ok(Some(mut head)) => {
+                    // What is left of the request body is not on this
+                    // connection: it carries nothing more.
+                    head.reusable &= body_read;
+                    let response = head.into_response(conn, buf, self.forwarder.read_timeout);
+                    return Ok(Forwarded {
+                        response,
+                        body_read,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = ?e, "unusable response head from upstream");
+                    return Err(Failure::Upstream);
+                }
             }
-            _ => Failure::Timeout,
+            match tokio::time::timeout_at(deadline, conn.stream.read_buf(&mut buf)).await {
+                Err(_) => return Err(Failure::Timeout),
+                Ok(Ok(0)) if buf.is_empty() => return Err(Failure::Closed),
+                Ok(Ok(0)) => return Err(Failure::Upstream),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if buf.is_empty() && is_reset(&e) => return Err(Failure::Closed),
+                Ok(Err(_)) => return Err(Failure::Upstream),
+            }
         }
     }
-}
 
-/// The request body as the upstream connection reads it.
-enum UpstreamBody {
-    Empty,
-    /// Not read yet: still in its slot, so it can go to another server.
-    Waiting {
-        slot: Arc<Slot>,
-        start: Instant,
-    },
-    Streaming {
-        body: Incoming,
-        slot: Arc<Slot>,
-        start: Instant,
-        received: u64,
-    },
-}
-
-impl UpstreamBody {
-    fn moved(slot: &Slot, start: Instant) {
-        let ms = start.elapsed().as_millis() as u64;
-        slot.progress.last_ms.store(ms, Ordering::Release);
-    }
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        if let UpstreamBody::Waiting { slot, start } = this {
-            let Some(body) = slot.body.lock().expect("not poisoned").take() else {
-                // Another attempt has it; an empty body here would be a lie.
-                return Poll::Ready(Some(Err("request body already sent".into())));
+    /// Streams the request body to the upstream in the framing chosen for
+    /// it, counting it against the limit. Returns `false` if the upstream
+    /// began its answer first (what it sent is left in `buf`).
+    async fn send_body(
+        &self,
+        conn: &mut Pooled,
+        body: &mut Incoming,
+        buf: &mut BytesMut,
+    ) -> Result<bool, Failure> {
+        let write_timeout = self.forwarder.write_timeout;
+        let chunked = self.framing == RequestFraming::Chunked;
+        let mut received: u64 = 0;
+        let mut out = Vec::new();
+        loop {
+            let frame = tokio::select! {
+                biased;
+                ready = conn.stream.readable() => {
+                    if ready.is_err() {
+                        return Err(Failure::Upstream);
+                    }
+                    match conn.stream.try_read_buf(buf) {
+                        Ok(0) => return Err(Failure::Upstream),
+                        Ok(_) => return Ok(false),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                        Err(_) => return Err(Failure::Upstream),
+                    }
+                }
+                frame = tokio::time::timeout(write_timeout, body.frame()) => frame,
             };
-            *this = UpstreamBody::Streaming {
-                body,
-                slot: slot.clone(),
-                start: *start,
-                received: 0,
-            };
-        }
-        let UpstreamBody::Streaming {
-            body,
-            slot,
-            start,
-            received,
-        } = this
-        else {
-            return Poll::Ready(None);
-        };
-        let progress = &slot.progress;
-        match Pin::new(body).poll_frame(cx) {
-            Poll::Pending => {
-                progress.waiting_on_client.store(true, Ordering::Release);
-                Poll::Pending
-            }
-            Poll::Ready(frame) => {
-                progress.waiting_on_client.store(false, Ordering::Release);
-                UpstreamBody::moved(slot, *start);
-                match frame {
-                    None => {
-                        progress.ended.store(true, Ordering::Release);
-                        Poll::Ready(None)
+            out.clear();
+            let end = matches!(frame, Ok(None));
+            match frame {
+                // The client stopped sending.
+                Err(_) => return Err(Failure::ClientTimeout),
+                // The client's body broke (it went away, or framed it wrong).
+                Ok(Some(Err(_))) => return Err(Failure::Upstream),
+                Ok(None) => {
+                    if chunked {
+                        out.extend_from_slice(wire::LAST_CHUNK);
                     }
-                    Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            *received += data.len() as u64;
-                            if *received > slot.limit {
-                                return Poll::Ready(Some(Err(BodyTooLarge.into())));
-                            }
-                        }
-                        Poll::Ready(Some(Ok(frame)))
+                }
+                Ok(Some(Ok(frame))) => {
+                    // Trailers are not forwarded: hyper's client did not either.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    received += data.len() as u64;
+                    if received > self.limit {
+                        return Err(Failure::TooLarge);
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if chunked {
+                        wire::chunk(&mut out, &data);
+                    } else {
+                        out.extend_from_slice(&data);
                     }
                 }
             }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Empty => true,
-            UpstreamBody::Waiting { .. } => false,
-            UpstreamBody::Streaming { body, .. } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Empty => SizeHint::with_exact(0),
-            UpstreamBody::Waiting { slot, .. } => slot.hint,
-            UpstreamBody::Streaming { body, .. } => body.size_hint(),
+            if !out.is_empty() {
+                match tokio::time::timeout(write_timeout, conn.stream.write_all(&out)).await {
+                    Err(_) => return Err(Failure::Timeout),
+                    Ok(Err(_)) => return Err(Failure::Upstream),
+                    Ok(Ok(())) => {}
+                }
+            }
+            if end {
+                return Ok(true);
+            }
         }
     }
 }
 
-/// The upstream's response body on its way to the client: a stall longer
-/// than `read_timeout` between frames ends it with an error (the client sees
-/// the connection cut, as a truncated body must be reported).
-pub struct ResponseBody {
-    body: Incoming,
-    idle: Duration,
-    /// Armed the first time the upstream makes us wait.
-    timer: Option<Pin<Box<Sleep>>>,
+fn is_reset(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+    )
 }
 
-impl ResponseBody {
-    fn new(body: Incoming, idle: Duration) -> ResponseBody {
-        ResponseBody {
-            body,
-            idle,
-            timer: None,
+/// A connection to one server, returned to that server's idle list when a
+/// response has been read to its end; dropped (closed) otherwise.
+pub struct Pooled {
+    stream: TcpStream,
+    home: Arc<IdleList>,
+}
+
+impl Pooled {
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    pub fn release(self) {
+        let home = self.home.clone();
+        home.put(self.stream);
+    }
+}
+
+/// One server's idle connections: the most recently used is taken first,
+/// at most `max` are kept, and a sweep closes those idle for `timeout`.
+struct IdleList {
+    conns: Mutex<Vec<Idle>>,
+    max: usize,
+    timeout: Duration,
+    sweeping: AtomicBool,
+}
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+impl IdleList {
+    fn new(max: usize, timeout: Duration) -> IdleList {
+        IdleList {
+            conns: Mutex::new(Vec::new()),
+            max,
+            timeout,
+            sweeping: AtomicBool::new(false),
+        }
+    }
+
+    fn take(self: &Arc<Self>) -> Option<Pooled> {
+        let mut conns = self.conns.lock().expect("not poisoned");
+        while let Some(idle) = conns.pop() {
+            if idle.since.elapsed() < self.timeout && still_open(&idle.stream) {
+                return Some(Pooled {
+                    stream: idle.stream,
+                    home: self.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    fn put(self: &Arc<Self>, stream: TcpStream) {
+        {
+            let mut conns = self.conns.lock().expect("not poisoned");
+            if conns.len() >= self.max {
+                return;
+            }
+            conns.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+        }
+        if !self.sweeping.swap(true, Ordering::Relaxed) {
+            tokio::spawn(sweep(Arc::downgrade(self)));
         }
     }
 }
 
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = BoxError;
+/// Closes idle connections past their time, until the pool is gone.
+async fn sweep(list: Weak<IdleList>) {
+    let Some(every) = list
+        .upgrade()
+        .map(|l| (l.timeout / 2).max(Duration::from_millis(10)))
+    else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(list) = list.upgrade() else { return };
+        let mut conns = list.conns.lock().expect("not poisoned");
+        conns.retain(|idle| idle.since.elapsed() < list.timeout);
+    }
+}
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.body).poll_frame(cx) {
-            Poll::Pending => {
-                let idle = this.idle;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        Poll::Ready(Some(Err("upstream response body timed out".into())))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-            Poll::Ready(frame) => {
-                if let Some(timer) = this.timer.as_mut() {
-                    timer.as_mut().reset(Instant::now() + this.idle);
-                }
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
+/// An idle connection is readable only if the server closed it or sent
+/// something unasked; either way it cannot carry a request. tokio's
+/// readiness answers without a system call in the usual case.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }

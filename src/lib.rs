@@ -34,3 +34,4 @@ pub mod routes;
 pub mod server;
 pub mod store;
 pub mod upstream;
+pub mod wire;

@@ -21,13 +21,14 @@ use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
 use crate::auth::{denial, AuthError};
 use crate::config::{AuthSettings, Endpoint, Issuer, OutagePolicy, RouteAction};
-use crate::forward::{BoxError, Failure, Forwarder, ResponseBody};
+use crate::forward::{BoxError, Failure, Forwarded, Forwarder};
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::metrics::{method_label, Metrics};
 use crate::routes::RouteTable;
 use crate::store::Store;
 use crate::upstream::UpstreamGroup;
+use crate::wire::ResponseBody;
 
 /// What a config reload replaces, swapped as one snapshot so a request never
 /// sees routes of one config with keys of another.
@@ -270,14 +271,16 @@ impl Gateway {
             .send(group, parts, body, shared.max_body_size)
             .await
         {
-            Ok(response) => {
-                // The upstream has the body. (If it answered before reading
-                // all of it, hyper closes this connection after the response.)
-                trace.body_read = true;
+            Ok(Forwarded {
+                response,
+                body_read,
+            }) => {
+                // If the upstream answered before taking the whole body,
+                // the rest of it is still on its way to this connection.
+                trace.body_read = body_read;
                 let (mut head, body) = response.into_parts();
                 identity::strip_response_hop_by_hop(&mut head.headers);
-                let body = GatewayBody::Upstream(forwarder.response_body(body));
-                Response::from_parts(head, body)
+                Response::from_parts(head, GatewayBody::Upstream(body))
             }
             Err(failure) => {
                 trace.failure = Some(failure);

@@ -1,0 +1,612 @@
+//! HTTP/1.1 as portero speaks it to upstreams: the request head written in
+//! one piece with framing portero chose itself, the response head parsed by
+//! `httparse` (hyper's parser), and the response body de-framed as RFC 9112
+//! §6.3 says, for hyper to frame again for the client. Clients never reach
+//! this code: hyper's server parses everything they send.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+use crate::forward::{BoxError, Pooled};
+
+/// Response heads larger than this are refused, as hyper refuses them.
+pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// How much is read from an upstream at a time.
+const READ_SIZE: usize = 16 * 1024;
+
+/// How the request body travels to the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body; `Content-Length: 0` where the method expects content.
+    Empty,
+    Length(u64),
+    Chunked,
+}
+
+/// Writes the request line and headers. Framing headers and `Expect` come
+/// from portero, never from the client's copy: hyper has already answered
+/// `100-continue` and de-framed the body.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    authority: &str,
+    framing: RequestFraming,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(HOST) {
+        line(out, "host", authority.as_bytes());
+    }
+    for (name, value) in headers {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == EXPECT {
+            continue;
+        }
+        line(out, name.as_str(), value.as_bytes());
+    }
+    match framing {
+        RequestFraming::Empty
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+                || headers.contains_key(CONTENT_LENGTH) =>
+        {
+            line(out, "content-length", b"0")
+        }
+        RequestFraming::Empty => {}
+        RequestFraming::Length(n) => line(out, "content-length", n.to_string().as_bytes()),
+        RequestFraming::Chunked => line(out, "transfer-encoding", b"chunked"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A request body chunk in chunked framing.
+pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// A parsed response head and how its body is framed.
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: ResponseFraming,
+    /// The connection may carry another request once the body is read.
+    pub reusable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes the connection.
+    Close,
+}
+
+/// Why a response head could not be used.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadError {
+    Malformed,
+    TooLarge,
+}
+
+/// Parses a response head from the front of `buf` and removes it, or says
+/// more bytes are needed. Interim (1xx) responses are skipped; a `101` is
+/// malformed, as portero never asks for an upgrade.
+pub fn parse_response_head(
+    buf: &mut BytesMut,
+    method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    loop {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let len = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                return Err(HeadError::TooLarge)
+            }
+            Err(_) => return Err(HeadError::Malformed),
+        };
+        let code = parsed.code.ok_or(HeadError::Malformed)?;
+        let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed)?;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(HeadError::Malformed);
+        }
+        if status.is_informational() {
+            buf.advance(len);
+            continue;
+        }
+        let version = match parsed.version {
+            Some(1) => Version::HTTP_11,
+            _ => Version::HTTP_10,
+        };
+        let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut transfer_encoding = false;
+        let mut close = version == Version::HTTP_10;
+        for h in parsed.headers.iter() {
+            let name =
+                HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Malformed)?;
+            let value = HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Malformed)?;
+            if name == CONTENT_LENGTH {
+                let n = parse_length(h.value).ok_or(HeadError::Malformed)?;
+                // Repeated lengths must agree (RFC 9112 §6.3, item 5).
+                if length.is_some_and(|l| l != n) {
+                    return Err(HeadError::Malformed);
+                }
+                length = Some(n);
+            } else if name == TRANSFER_ENCODING {
+                transfer_encoding = true;
+                // Only a final `chunked` frames the body (§6.3, item 4).
+                chunked = value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.rsplit(',').next())
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            } else if name == http::header::CONNECTION {
+                let tokens = value.to_str().unwrap_or("");
+                if tokens
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
+                {
+                    close = true;
+                } else if tokens
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"))
+                {
+                    close = false;
+                }
+            }
+            headers.append(name, value);
+        }
+        buf.advance(len);
+        let bodiless = *method == Method::HEAD
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let framing = match (bodiless, transfer_encoding, chunked, length) {
+            (true, ..) => ResponseFraming::Empty,
+            (false, true, true, _) => ResponseFraming::Chunked,
+            (false, true, false, _) => ResponseFraming::Close,
+            (false, false, _, Some(0)) => ResponseFraming::Empty,
+            (false, false, _, Some(n)) => ResponseFraming::Length(n),
+            (false, false, _, None) => ResponseFraming::Close,
+        };
+        // A length beside a transfer coding is a sign of a confused or
+        // hostile upstream: this connection carries nothing more (§6.3, item 3).
+        if transfer_encoding && length.is_some() {
+            close = true;
+            headers.remove(CONTENT_LENGTH);
+        }
+        return Ok(Some(ResponseHead {
+            status,
+            version,
+            headers,
+            framing,
+            reusable: !close && framing != ResponseFraming::Close,
+        }));
+    }
+}
+
+fn parse_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
+}
+
+impl ResponseHead {
+    /// The response for hyper, its body read from `conn` after what is
+    /// already in `buf`.
+    pub fn into_response(
+        self,
+        conn: Pooled,
+        buf: BytesMut,
+        idle_timeout: Duration,
+    ) -> Response<ResponseBody> {
+        let state = match self.framing {
+            ResponseFraming::Empty => State::Done,
+            ResponseFraming::Length(n) => State::Length(n),
+            ResponseFraming::Chunked => State::ChunkSize,
+            ResponseFraming::Close => State::UntilClose,
+        };
+        let mut body = ResponseBody {
+            conn: Some(conn),
+            buf,
+            state,
+            reusable: self.reusable,
+            idle: idle_timeout,
+            timer: None,
+        };
+        if body.state == State::Done {
+            body.finish();
+        }
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        *response.version_mut() = self.version;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// This many body bytes are still to come.
+    Length(u64),
+    ChunkSize,
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// Trailer fields after the last chunk, up to an empty line; dropped.
+    Trailers,
+    UntilClose,
+    Done,
+}
+
+/// An upstream's response body, de-framed. A stall longer than the group's
+/// read timeout between reads ends it with an error, as does a connection
+/// that closes early: the client must see a truncated body as one. The
+/// connection goes back to its pool once the body has been read to its end.
+pub struct ResponseBody {
+    conn: Option<Pooled>,
+    buf: BytesMut,
+    state: State,
+    reusable: bool,
+    idle: Duration,
+    /// Armed the first time the upstream makes us wait.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl ResponseBody {
+    fn finish(&mut self) {
+        self.state = State::Done;
+        if let Some(conn) = self.conn.take() {
+            // Bytes after the end are a confused upstream: close, not reuse.
+            if self.reusable && self.buf.is_empty() {
+                conn.release();
+            }
+        }
+    }
+
+    /// Reads more from the upstream into `buf`: `Ok(false)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, BoxError>> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Poll::Ready(Ok(false));
+        };
+        self.buf.reserve(READ_SIZE);
+        let stream: &TcpStream = conn.stream();
+        loop {
+            match stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {
+                    let idle = self.idle;
+                    let timer = self
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                    ready!(timer.as_mut().poll(cx));
+                    return Poll::Ready(Err("upstream response body timed out".into()));
+                }
+            }
+            // A `WouldBlock` clears the readiness, so the next poll waits.
+            match stream.try_read_buf(&mut self.buf) {
+                Ok(n) => {
+                    if let Some(timer) = self.timer.as_mut() {
+                        timer.as_mut().reset(Instant::now() + self.idle);
+                    }
+                    return Poll::Ready(Ok(n > 0));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e.into())),
+            }
+        }
+    }
+
+    /// The next piece of body in `buf`, or what to do to get one.
+    fn step(&mut self) -> Result<Step, BoxError> {
+        loop {
+            match self.state {
+                State::Done => return Ok(Step::End),
+                State::Length(n) => {
+                    if self.buf.is_empty() {
+                        return Ok(Step::Read);
+                    }
+                    let take = n.min(self.buf.len() as u64);
+                    let data = self.buf.split_to(take as usize).freeze();
+                    self.state = State::Length(n - take);
+                    if n == take {
+                        self.finish();
+                    }
+                    return Ok(Step::Data(data));
+                }
+                State::UntilClose => {
+                    if self.buf.is_empty() {
+                        return Ok(Step::Read);
+                    }
+                    return Ok(Step::Data(self.buf.split().freeze()));
+                }
+                State::ChunkSize => match httparse::parse_chunk_size(&self.buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        self.buf.advance(used);
+                        self.state = if size == 0 {
+                            State::Trailers
+                        } else {
+                            State::ChunkData(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() < 1024 => {
+                        return Ok(Step::Read)
+                    }
+                    _ => return Err("malformed chunk size from upstream".into()),
+                },
+                State::ChunkData(n) => {
+                    if self.buf.is_empty() {
+                        return Ok(Step::Read);
+                    }
+                    let take = n.min(self.buf.len() as u64);
+                    let data = self.buf.split_to(take as usize).freeze();
+                    self.state = if n == take {
+                        State::ChunkEnd
+                    } else {
+                        State::ChunkData(n - take)
+                    };
+                    return Ok(Step::Data(data));
+                }
+                State::ChunkEnd => {
+                    if self.buf.len() < 2 {
+                        return Ok(Step::Read);
+                    }
+                    if &self.buf[..2] != b"\r\n" {
+                        return Err("malformed chunk from upstream".into());
+                    }
+                    self.buf.advance(2);
+                    self.state = State::ChunkSize;
+                }
+                State::Trailers => {
+                    let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") else {
+                        if self.buf.len() > MAX_HEAD {
+                            return Err("upstream trailers too large".into());
+                        }
+                        return Ok(Step::Read);
+                    };
+                    self.buf.advance(end + 2);
+                    if end == 0 {
+                        self.finish();
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum Step {
+    Data(Bytes),
+    Read,
+    End,
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            match this.step() {
+                Err(e) => return Poll::Ready(Some(Err(self::fail(this, e)))),
+                Ok(Step::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(Step::End) => return Poll::Ready(None),
+                Ok(Step::Read) => match ready!(this.poll_fill(cx)) {
+                    Ok(true) => {}
+                    Ok(false) if this.state == State::UntilClose => {
+                        this.state = State::Done;
+                        this.conn = None;
+                        return Poll::Ready(None);
+                    }
+                    Ok(false) => {
+                        let e = "upstream closed the connection mid-body".into();
+                        return Poll::Ready(Some(Err(self::fail(this, e))));
+                    }
+                    Err(e) => return Poll::Ready(Some(Err(self::fail(this, e)))),
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.state == State::Done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.state {
+            State::Done => SizeHint::with_exact(0),
+            State::Length(n) => SizeHint::with_exact(n),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+/// A body that failed is over, and its connection is closed.
+fn fail(body: &mut ResponseBody, e: BoxError) -> BoxError {
+    body.state = State::Done;
+    body.conn = None;
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
+        let mut buf = BytesMut::from(text.as_bytes());
+        parse_response_head(&mut buf, &method)
+    }
+
+    fn framing(text: &str) -> (ResponseFraming, bool) {
+        let h = head(text, Method::GET).unwrap().unwrap();
+        (h.framing, h.reusable)
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        use ResponseFraming::*;
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n"),
+            (Length(5), true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            (Empty, true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"),
+            (Chunked, true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"),
+            (Chunked, true)
+        );
+        // A coding that is not chunked last: the body runs to the close.
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n"),
+            (Close, false)
+        );
+        assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), (Close, false));
+        assert_eq!(framing("HTTP/1.1 204 No Content\r\n\r\n"), (Empty, true));
+        assert_eq!(
+            framing("HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n"),
+            (Empty, true)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n"),
+            (Length(1), false)
+        );
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n"),
+            (Length(1), false)
+        );
+        // Both: chunked frames it, the length is dropped, the connection is not reused.
+        let h = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.reusable), (Chunked, false));
+        assert!(!h.headers.contains_key(CONTENT_LENGTH));
+        // A HEAD response announces a length it does not send.
+        let h = head("HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", Method::HEAD)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.framing, Empty);
+    }
+
+    #[test]
+    fn bad_lengths_and_upgrades_are_refused() {
+        for bad in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: \r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "NOT HTTP\r\n\r\n",
+        ] {
+            assert!(head(bad, Method::GET).is_err(), "{bad:?} accepted");
+        }
+        // The same length twice is one length.
+        assert_eq!(
+            framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n").0,
+            ResponseFraming::Length(5)
+        );
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_partial_heads_wait() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"[..],
+        );
+        let h = parse_response_head(&mut buf, &Method::POST)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.status, StatusCode::CREATED);
+        assert_eq!(&buf[..], b"ok");
+        assert!(head("HTTP/1.1 200 OK\r\ncontent-le", Method::GET)
+            .unwrap()
+            .is_none());
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
+        assert_eq!(head(&huge, Method::GET).err(), Some(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn request_heads_carry_portero_framing_not_the_clients() {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_static("api.example"));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("999"));
+        headers.insert(EXPECT, HeaderValue::from_static("100-continue"));
+        headers.insert("x-auth-sub", HeaderValue::from_static("alice"));
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            &Method::POST,
+            "/a?b=1",
+            &headers,
+            "10.0.0.1:80",
+            RequestFraming::Chunked,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "POST /a?b=1 HTTP/1.1\r\nhost: api.example\r\nx-auth-sub: alice\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &HeaderMap::new(),
+            "10.0.0.1:80",
+            RequestFraming::Empty,
+        );
+        assert_eq!(out, b"GET / HTTP/1.1\r\nhost: 10.0.0.1:80\r\n\r\n");
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            &Method::PUT,
+            "/",
+            &headers,
+            "h",
+            RequestFraming::Length(12),
+        );
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with("content-length: 12\r\n\r\n"));
+    }
+}

@@ -1,0 +1,340 @@
+//! What crosses the wire between portero and an upstream: request bodies in
+//! framing portero chose, response bodies de-framed as RFC 9112 says, pooled
+//! connections reused only when that is safe, and upstreams that misbehave.
+//! The upstreams here are scripted over raw TCP so each can send bytes a
+//! well-behaved server would not.
+
+mod common;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// An upstream that runs `script` on every connection it accepts, and
+/// counts the connections.
+struct Scripted {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Scripted {
+    async fn start<F, Fut>(script: F) -> Scripted
+    where
+        F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(script(stream));
+            }
+        });
+        Scripted {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads one request head (and nothing after it); `None` once the peer closes.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buf.drain(..end + 4).collect();
+            return Some(String::from_utf8(head).unwrap());
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn gateway_for(scripted: &Scripted) -> Gateway {
+    let table = upstream(
+        "api",
+        &[scripted.addr],
+        "health_check = \"none\"\nread_timeout = \"2s\"",
+    );
+    let config = format!("{table}\n[[routes]]\npath = \"/\"\nupstream = \"api\"\npublic = true\n");
+    Gateway::start(&config).await
+}
+
+#[tokio::test]
+async fn chunked_responses_are_relayed_and_the_connection_reused() {
+    let up = Scripted::start(|mut s| async move {
+        let mut buf = Vec::new();
+        while read_head(&mut s, &mut buf).await.is_some() {
+            // A chunk extension and a trailer, which the client does not get.
+            let reply = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+                          5\r\nhello\r\n6;note=x\r\n world\r\n0\r\nx-trailer: t\r\n\r\n";
+            if s.write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let gw = gateway_for(&up).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let r = client.get(gw.url("/x")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.text().await.unwrap(), "hello world");
+    }
+    assert_eq!(
+        up.accepted(),
+        1,
+        "a cleanly ended chunked response leaves a reusable connection"
+    );
+}
+
+#[tokio::test]
+async fn a_response_without_length_runs_to_the_close() {
+    let up = Scripted::start(|mut s| async move {
+        let mut buf = Vec::new();
+        if read_head(&mut s, &mut buf).await.is_some() {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil ").await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = s.write_all(b"the close").await;
+        }
+    })
+    .await;
+    let gw = gateway_for(&up).await;
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let r = client.get(gw.url("/x")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "until the close");
+    }
+    assert_eq!(
+        up.accepted(),
+        2,
+        "a close-delimited response's connection is not reused"
+    );
+}
+
+#[tokio::test]
+async fn a_length_beside_chunked_is_not_trusted() {
+    // RFC 9112 §6.3: chunked frames the body, and the connection is closed
+    // after it, so bytes hidden behind a wrong length never become a response.
+    let up = Scripted::start(|mut s| async move {
+        let mut buf = Vec::new();
+        while read_head(&mut s, &mut buf).await.is_some() {
+            let reply =
+                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
+                          6\r\nchunks\r\n0\r\n\r\n";
+            if s.write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let gw = gateway_for(&up).await;
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let r = client.get(gw.url("/x")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "chunks");
+    }
+    assert_eq!(
+        up.accepted(),
+        2,
+        "the connection was reused after a conflicting head"
+    );
+}
+
+#[tokio::test]
+async fn conflicting_lengths_and_garbage_from_the_upstream_are_502() {
+    for reply in [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+        b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    ] {
+        let up = Scripted::start(move |mut s| async move {
+            let mut buf = Vec::new();
+            if read_head(&mut s, &mut buf).await.is_some() {
+                let _ = s.write_all(reply).await;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        })
+        .await;
+        let gw = gateway_for(&up).await;
+        let r = reqwest::get(gw.url("/x")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "{reply:?}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "bad_gateway");
+    }
+}
+
+#[tokio::test]
+async fn request_bodies_reach_the_upstream_in_portero_framing() {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
+    let up = Scripted::start(move |mut s| {
+        let tx = tx.clone();
+        async move {
+            let mut buf = Vec::new();
+            while let Some(head) = read_head(&mut s, &mut buf).await {
+                let lower = head.to_ascii_lowercase();
+                // Read the body as its framing says: a length, or chunks up to the last.
+                let done = |b: &[u8]| match lower.split("content-length: ").nth(1) {
+                    Some(rest) => b.len() >= rest.split("\r\n").next().unwrap().parse().unwrap(),
+                    None => !lower.contains("chunked") || b.ends_with(b"0\r\n\r\n"),
+                };
+                while !done(&buf) {
+                    let mut chunk = [0u8; 65536];
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                tx.send((lower, std::mem::take(&mut buf))).unwrap();
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        }
+    })
+    .await;
+    let gw = gateway_for(&up).await;
+    let client = reqwest::Client::new();
+
+    // A length from the client: the same length upstream, no transfer coding.
+    let r = client
+        .post(gw.url("/a"))
+        .body(vec![b'x'; 3000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (head, body) = rx.recv().await.unwrap();
+    assert!(head.starts_with("post /a http/1.1\r\n"), "{head}");
+    assert!(head.contains("content-length: 3000\r\n"), "{head}");
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert_eq!(body, vec![b'x'; 3000]);
+
+    // Streamed without a length: chunked upstream, chunks intact.
+    let chunks = futures_util::stream::iter(["ab", "cde", "f"].map(Ok::<_, std::io::Error>));
+    let r = client
+        .post(gw.url("/b"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (head, body) = rx.recv().await.unwrap();
+    assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+    assert!(!head.contains("content-length"), "{head}");
+    assert_eq!(dechunk(&body), b"abcdef");
+
+    // An empty POST says so.
+    let r = client.post(gw.url("/c")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (head, body) = rx.recv().await.unwrap();
+    assert!(head.contains("content-length: 0\r\n"), "{head}");
+    assert!(body.is_empty());
+    assert_eq!(up.accepted(), 1, "one connection carried all three");
+}
+
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line = body.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line]).unwrap(), 16).unwrap();
+        body = &body[line + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&body[..size]);
+        assert_eq!(&body[size..size + 2], b"\r\n");
+        body = &body[size + 2..];
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_idle_connections_costs_no_request() {
+    // Answers one request per connection, keep-alive by the book, then hangs up.
+    let up = Scripted::start(|mut s| async move {
+        let mut buf = Vec::new();
+        if let Some(head) = read_head(&mut s, &mut buf).await {
+            if head.contains("content-length: 4") {
+                let mut body = [0u8; 4];
+                let _ = s.read_exact(&mut body[buf.len()..]).await;
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+        }
+    })
+    .await;
+    let gw = gateway_for(&up).await;
+    let client = reqwest::Client::new();
+    for i in 0..4 {
+        // POST is never asked twice: the closed connection must be noticed
+        // before the request goes out on it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = client.post(gw.url("/x")).body("data").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "request {i}");
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    assert_eq!(up.accepted(), 4);
+}
+
+#[tokio::test]
+async fn an_upstream_that_answers_before_the_body_gets_no_more_of_it() {
+    let up = Scripted::start(|mut s| async move {
+        let mut buf = Vec::new();
+        if read_head(&mut s, &mut buf).await.is_some() {
+            let _ = s
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    })
+    .await;
+    let gw = gateway_for(&up).await;
+    let chunks = futures_util::stream::once(async { Ok::<_, std::io::Error>(vec![b'a'; 100]) })
+        .chain(futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok(vec![b'b'; 100])
+        }));
+    let started = std::time::Instant::now();
+    let r = reqwest::Client::new()
+        .post(gw.url("/upload"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the answer waited for the body: {:?}",
+        started.elapsed()
+    );
+    // The rest of the body is still coming: the client is told to go.
+    assert_eq!(r.headers()["connection"], "close");
+}
