@@ -121,18 +121,38 @@ pub fn parse_response_head(
     method: &Method,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        let len = match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
-            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                return Err(HeadError::TooLarge)
-            }
-            Err(_) => return Err(HeadError::Malformed),
+        let (len, status, version, fields) = {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut slots);
+            let len = match parsed.parse(buf) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+                Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                    return Err(HeadError::TooLarge)
+                }
+                Err(_) => return Err(HeadError::Malformed),
+            };
+            let code = parsed.code.ok_or(HeadError::Malformed)?;
+            let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed)?;
+            let version = match parsed.version {
+                Some(1) => Version::HTTP_11,
+                _ => Version::HTTP_10,
+            };
+            // Each value as a span of the head, so that it can share the
+            // head's bytes instead of being copied.
+            let base = buf.as_ptr() as usize;
+            let fields = parsed
+                .headers
+                .iter()
+                .map(|h| {
+                    let name = HeaderName::from_bytes(h.name.as_bytes())
+                        .map_err(|_| HeadError::Malformed)?;
+                    let start = h.value.as_ptr() as usize - base;
+                    Ok((name, start..start + h.value.len()))
+                })
+                .collect::<Result<Vec<_>, HeadError>>()?;
+            (len, status, version, fields)
         };
-        let code = parsed.code.ok_or(HeadError::Malformed)?;
-        let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed)?;
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(HeadError::Malformed);
         }
@@ -140,21 +160,17 @@ pub fn parse_response_head(
             buf.advance(len);
             continue;
         }
-        let version = match parsed.version {
-            Some(1) => Version::HTTP_11,
-            _ => Version::HTTP_10,
-        };
-        let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(fields.len());
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut transfer_encoding = false;
         let mut close = version == Version::HTTP_10;
-        for h in parsed.headers.iter() {
-            let name =
-                HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| HeadError::Malformed)?;
-            let value = HeaderValue::from_bytes(h.value).map_err(|_| HeadError::Malformed)?;
+        for (name, span) in fields {
+            let value = HeaderValue::from_maybe_shared(head.slice(span))
+                .map_err(|_| HeadError::Malformed)?;
             if name == CONTENT_LENGTH {
-                let n = parse_length(h.value).ok_or(HeadError::Malformed)?;
+                let n = parse_length(value.as_bytes()).ok_or(HeadError::Malformed)?;
                 // Repeated lengths must agree (RFC 9112 §6.3, item 5).
                 if length.is_some_and(|l| l != n) {
                     return Err(HeadError::Malformed);
@@ -184,7 +200,6 @@ pub fn parse_response_head(
             }
             headers.append(name, value);
         }
-        buf.advance(len);
         let bodiless = *method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
