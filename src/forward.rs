@@ -139,6 +139,9 @@ impl Forwarder {
         let mut again = None;
         let mut last = Failure::NoServer;
         let mut body_sent = false;
+        // After a pooled connection turned out closed, the others in the
+        // pool may be too (the server restarted): the retry dials anew.
+        let mut pooled_ok = true;
         let mut head = Vec::with_capacity(1024);
         loop {
             let Some(addr) = again.take().or_else(|| group.pick(&tried)) else {
@@ -149,7 +152,8 @@ impl Forwarder {
             }
             let untried = tried.len() < group.servers.len();
             let server = self.server(addr);
-            let conn = match server.idle.take() {
+            let pooled = if pooled_ok { server.idle.take() } else { None };
+            let conn = match pooled {
                 Some(conn) => conn,
                 None => match self.connect(server).await {
                     Ok(conn) => conn,
@@ -180,6 +184,7 @@ impl Forwarder {
                 Ok(forwarded) => return Ok(forwarded),
                 Err(Failure::Closed) if may_repeat && !body_sent => {
                     may_repeat = false;
+                    pooled_ok = false;
                     last = Failure::Upstream;
                     if !untried {
                         again = Some(addr);
