@@ -51,6 +51,19 @@ impl Scripted {
         }
     }
 
+    /// An upstream that answers every request on a connection with `reply`.
+    async fn replying(reply: &'static [u8]) -> Scripted {
+        Scripted::start(move |mut s| async move {
+            let mut buf = Vec::new();
+            while read_head(&mut s, &mut buf).await.is_some() {
+                if s.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+    }
+
     fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
@@ -89,17 +102,11 @@ async fn gateway_for(scripted: &Scripted) -> Gateway {
 
 #[tokio::test]
 async fn chunked_responses_are_relayed_and_the_connection_reused() {
-    let up = Scripted::start(|mut s| async move {
-        let mut buf = Vec::new();
-        while read_head(&mut s, &mut buf).await.is_some() {
-            // A chunk extension and a trailer, which the client does not get.
-            let reply = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
-                          5\r\nhello\r\n6;note=x\r\n world\r\n0\r\nx-trailer: t\r\n\r\n";
-            if s.write_all(reply).await.is_err() {
-                return;
-            }
-        }
-    })
+    // A chunk extension and a trailer, which the client does not get.
+    let up = Scripted::replying(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6;note=x\r\n world\r\n0\r\nx-trailer: t\r\n\r\n",
+    )
     .await;
     let gw = gateway_for(&up).await;
     let client = reqwest::Client::new();
@@ -143,17 +150,10 @@ async fn a_response_without_length_runs_to_the_close() {
 async fn a_length_beside_chunked_is_not_trusted() {
     // RFC 9112 §6.3: chunked frames the body, and the connection is closed
     // after it, so bytes hidden behind a wrong length never become a response.
-    let up = Scripted::start(|mut s| async move {
-        let mut buf = Vec::new();
-        while read_head(&mut s, &mut buf).await.is_some() {
-            let reply =
-                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
-                          6\r\nchunks\r\n0\r\n\r\n";
-            if s.write_all(reply).await.is_err() {
-                return;
-            }
-        }
-    })
+    let up = Scripted::replying(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
+          6\r\nchunks\r\n0\r\n\r\n",
+    )
     .await;
     let gw = gateway_for(&up).await;
     let client = reqwest::Client::new();
