@@ -5,6 +5,7 @@
 //! this code: hyper's server parses everything they send.
 
 use std::future::Future;
+use std::io::Write;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -19,7 +20,7 @@ use tokio::time::{Instant, Sleep};
 use crate::forward::{BoxError, Pooled};
 
 /// Response heads larger than this are refused, as hyper refuses them.
-pub const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// How much is read from an upstream at a time.
 const READ_SIZE: usize = 16 * 1024;
@@ -80,7 +81,8 @@ fn line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// A request body chunk in chunked framing.
 pub fn chunk(out: &mut Vec<u8>, data: &[u8]) {
-    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{:x}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
