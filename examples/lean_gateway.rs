@@ -135,7 +135,7 @@ fn bodiless(head: &Head) -> bool {
 }
 
 impl Gateway {
-    async fn handle(&self, mut head: Head, client: IpAddr) -> Outcome {
+    async fn handle(&self, mut head: Head, client: &HeaderValue) -> Outcome {
         let start = Instant::now();
         if !bodiless(&head) {
             return Outcome::Close(json(
@@ -345,6 +345,8 @@ impl Gateway {
 }
 
 async fn serve(mut stream: TcpStream, gateway: Arc<Gateway>, client: IpAddr) {
+    // As portero does: the X-Forwarded-For text made once per connection.
+    let client = HeaderValue::try_from(client.to_string()).expect("an address is header text");
     let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
         let head = loop {
@@ -363,7 +365,7 @@ async fn serve(mut stream: TcpStream, gateway: Arc<Gateway>, client: IpAddr) {
                 Ok(_) => {}
             }
         };
-        match gateway.handle(head, client).await {
+        match gateway.handle(head, &client).await {
             Outcome::Answer(bytes) => {
                 if stream.write_all(&bytes).await.is_err() {
                     return;

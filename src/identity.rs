@@ -2,28 +2,29 @@
 //! removed, hop-by-hop headers removed, `X-Forwarded-*` set as a reverse
 //! proxy should (RFC 7239's de-facto predecessors), the path rewritten.
 
-use std::net::IpAddr;
-
 use http::header::{HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, Uri};
 
 use crate::auth::policy::TokenSource;
 use crate::config::AuthSettings;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that are never forwarded, in either
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either
 /// direction. hyper frames each hop's body itself, so `Transfer-Encoding`
 /// goes too.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 /// Client-sent headers to remove before forwarding: the configured identity
 /// headers and strip patterns, hop-by-hop headers, and any header that the
@@ -33,7 +34,7 @@ pub fn headers_to_strip(headers: &HeaderMap, auth: &AuthSettings) -> Vec<HeaderN
         .keys()
         .filter(|name| {
             let n = name.as_str();
-            HOP_BY_HOP.contains(&n)
+            is_hop_by_hop(name)
                 || auth.strip_exact.iter().any(|s| s == n)
                 || auth
                     .strip_prefixes
@@ -46,29 +47,15 @@ pub fn headers_to_strip(headers: &HeaderMap, auth: &AuthSettings) -> Vec<HeaderN
     out
 }
 
-/// Removes the hop-by-hop headers of an upstream's response, and any header
-/// its `Connection` header names. Only the names present are looked up, so a
-/// usual response costs a pass over its few header names.
-pub fn strip_response_hop_by_hop(headers: &mut HeaderMap) {
-    let mut present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(&name.as_str()))
-        .cloned()
-        .collect();
-    present.extend(named_by_connection(headers));
-    for name in &present {
-        headers.remove(name);
-    }
-}
-
-/// The header names listed in `Connection` (RFC 9110 §7.6.1).
+/// The header names listed in `Connection` (RFC 9110 §7.6.1), lower-cased
+/// by `HeaderName`.
 fn named_by_connection(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
     headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().to_ascii_lowercase().as_bytes()).ok())
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
 }
 
 /// Removes the token from the upstream request when a route keeps it private.
@@ -100,17 +87,21 @@ pub fn host_value(headers: &HeaderMap, uri: &Uri) -> Option<HeaderValue> {
 
 /// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
 /// `X-Forwarded-Host` (the host the client asked for) from what this gateway saw.
+/// `client` is the client's address as header text, made once per connection.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     host: Option<HeaderValue>,
-    client: IpAddr,
+    client: &HeaderValue,
     tls: bool,
 ) {
     let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {client}"),
-        _ => client.to_string(),
+        Some(prior) if !prior.trim().is_empty() => {
+            let client = client.to_str().unwrap_or_default();
+            HeaderValue::try_from(format!("{prior}, {client}")).ok()
+        }
+        _ => Some(client.clone()),
     };
-    if let Ok(v) = HeaderValue::try_from(xff) {
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
     let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
@@ -191,27 +182,11 @@ mod tests {
         headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         headers.insert("x-forwarded-host", "spoofed.example".parse().unwrap());
         let host = Some(HeaderValue::from_static("api.example"));
-        set_forwarded(&mut headers, host, "127.0.0.1".parse().unwrap(), true);
+        let client = HeaderValue::from_static("127.0.0.1");
+        set_forwarded(&mut headers, host, &client, true);
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "api.example");
-    }
-
-    #[test]
-    fn response_hop_by_hop_headers_are_dropped() {
-        let mut headers = HeaderMap::new();
-        for (k, v) in [
-            ("connection", "close, x-hop"),
-            ("x-hop", "1"),
-            ("keep-alive", "timeout=5"),
-            ("transfer-encoding", "chunked"),
-            ("content-type", "text/plain"),
-        ] {
-            headers.insert(k, v.parse().unwrap());
-        }
-        strip_response_hop_by_hop(&mut headers);
-        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
-        assert_eq!(names, ["content-type"]);
     }
 
     #[test]

@@ -68,10 +68,7 @@ pub async fn accept(
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
         let stop = stop.clone();
-        let peer = Peer {
-            addr,
-            tls: tls.is_some(),
-        };
+        let peer = Peer::new(addr, tls.is_some());
         match &tls {
             None => {
                 tokio::spawn(serve(stream, gateway, peer, stop));
@@ -98,8 +95,10 @@ async fn serve<S>(stream: S, gateway: Arc<Gateway>, peer: Peer, mut stop: watch:
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let addr = peer.addr;
     let service = service_fn(move |req| {
         let gateway = gateway.clone();
+        let peer = peer.clone();
         async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -115,7 +114,7 @@ where
     tokio::select! {
         result = conn.as_mut() => {
             if let Err(e) = result {
-                tracing::debug!(client = %peer.addr, error = %e, "connection ended with an error");
+                tracing::debug!(client = %addr, error = %e, "connection ended with an error");
             }
             return;
         }

@@ -61,10 +61,25 @@ pub struct Gateway {
 }
 
 /// The connection a request came in on.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
     pub tls: bool,
+    /// The client's address as `X-Forwarded-For` text, made once per
+    /// connection rather than formatted for every request.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, tls: bool) -> Peer {
+        let forwarded_for = HeaderValue::try_from(addr.ip().to_string())
+            .expect("an IP address is valid header text");
+        Peer {
+            addr,
+            tls,
+            forwarded_for,
+        }
+    }
 }
 
 /// Where the public keys of asymmetric issuers are published (RFC 8414 §2 `jwks_uri`).
@@ -98,7 +113,7 @@ impl Gateway {
             .then(|| (req.method().clone(), req.uri().path().to_owned()));
         let mut trace = Trace::default();
         let has_body = !req.body().is_end_stream();
-        let mut response = self.serve(&live, req, peer, &mut trace).await;
+        let mut response = self.serve(&live, req, &peer, &mut trace).await;
         if has_body && !trace.body_read {
             // What is left of the body is still on the way: this connection
             // cannot carry another request, and the client must know.
@@ -154,7 +169,7 @@ impl Gateway {
         &self,
         live: &Live,
         req: Request<Incoming>,
-        peer: Peer,
+        peer: &Peer,
         trace: &mut Trace,
     ) -> Response<GatewayBody> {
         let shared = &self.shared;
@@ -258,7 +273,7 @@ impl Gateway {
             }
             (None, _) => {}
         }
-        identity::set_forwarded(headers, host, peer.addr.ip(), peer.tls);
+        identity::set_forwarded(headers, host, &peer.forwarded_for, peer.tls);
         if strip_prefix {
             if let Some(uri) = identity::strip_prefix(&parts.uri, &route.path) {
                 parts.uri = uri;
@@ -278,9 +293,8 @@ impl Gateway {
                 // If the upstream answered before taking the whole body,
                 // the rest of it is still on its way to this connection.
                 trace.body_read = body_read;
-                let (mut head, body) = response.into_parts();
-                identity::strip_response_hop_by_hop(&mut head.headers);
-                Response::from_parts(head, GatewayBody::Upstream(body))
+                // Its hop-by-hop headers were dropped as its head was parsed.
+                response.map(GatewayBody::Upstream)
             }
             Err(failure) => {
                 trace.failure = Some(failure);
@@ -300,7 +314,7 @@ impl Gateway {
         endpoint: Endpoint,
         parts: &Parts,
         body: Incoming,
-        peer: Peer,
+        peer: &Peer,
     ) -> (issue::Reply, bool) {
         let issuer = &live.issuers[index];
         let settings = issuer

@@ -6,18 +6,22 @@
 
 use std::future::Future;
 use std::io::Write;
+use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Version};
 use hyper::body::{Body, Frame, SizeHint};
+use smallvec::SmallVec;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::forward::{BoxError, Pooled};
+use crate::identity;
 
 /// Response heads larger than this are refused, as hyper refuses them.
 const MAX_HEAD: usize = 64 * 1024;
@@ -117,16 +121,24 @@ pub enum HeadError {
 
 /// Parses a response head from the front of `buf` and removes it, or says
 /// more bytes are needed. Interim (1xx) responses are skipped; a `101` is
-/// malformed, as portero never asks for an upgrade.
+/// malformed, as portero never asks for an upgrade. The headers kept are the
+/// end-to-end ones: hop-by-hop headers and those `Connection` names are read
+/// for framing and dropped here, so the client never sees them.
 pub fn parse_response_head(
     buf: &mut BytesMut,
     method: &Method,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
-        let (len, status, version, fields) = {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut slots);
-            let len = match parsed.parse(buf) {
+        // Each field as spans of the head, so that the values can share the
+        // head's bytes once it is split off `buf`. Neither array is
+        // initialised up front: a usual response has a handful of fields.
+        let mut spans: SmallVec<[(Range<usize>, Range<usize>); 16]> = SmallVec::new();
+        let (len, status, version) = {
+            let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let config = httparse::ParserConfig::default();
+            let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut slots)
+            {
                 Ok(httparse::Status::Complete(len)) => len,
                 Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
                 Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
@@ -140,20 +152,18 @@ pub fn parse_response_head(
                 Some(1) => Version::HTTP_11,
                 _ => Version::HTTP_10,
             };
-            // Each value as a span of the head, so that it can share the
-            // head's bytes instead of being copied.
             let base = buf.as_ptr() as usize;
-            let fields = parsed
-                .headers
-                .iter()
-                .map(|h| {
-                    let name = HeaderName::from_bytes(h.name.as_bytes())
-                        .map_err(|_| HeadError::Malformed)?;
-                    let start = h.value.as_ptr() as usize - base;
-                    Ok((name, start..start + h.value.len()))
-                })
-                .collect::<Result<Vec<_>, HeadError>>()?;
-            (len, status, version, fields)
+            let span = |part: &[u8]| {
+                let start = part.as_ptr() as usize - base;
+                start..start + part.len()
+            };
+            spans.extend(
+                parsed
+                    .headers
+                    .iter()
+                    .map(|h| (span(h.name.as_bytes()), span(h.value))),
+            );
+            (len, status, version)
         };
         if status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(HeadError::Malformed);
@@ -163,13 +173,17 @@ pub fn parse_response_head(
             continue;
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(fields.len());
+        let mut headers = HeaderMap::with_capacity(spans.len());
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut transfer_encoding = false;
-        let mut close = version == Version::HTTP_10;
-        for (name, span) in fields {
-            let value = HeaderValue::from_maybe_shared(head.slice(span))
+        let mut close = false;
+        let mut keep_alive = false;
+        // Names listed in `Connection` beyond `close` and `keep-alive`: rare.
+        let mut named_by_connection: Vec<HeaderName> = Vec::new();
+        for (name, value) in spans {
+            let name = HeaderName::from_bytes(&head[name]).map_err(|_| HeadError::Malformed)?;
+            let value = HeaderValue::from_maybe_shared(head.slice(value))
                 .map_err(|_| HeadError::Malformed)?;
             if name == CONTENT_LENGTH {
                 let n = parse_length(value.as_bytes()).ok_or(HeadError::Malformed)?;
@@ -186,21 +200,25 @@ pub fn parse_response_head(
                     .ok()
                     .and_then(|v| v.rsplit(',').next())
                     .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            } else if name == http::header::CONNECTION {
-                let tokens = value.to_str().unwrap_or("");
-                if tokens
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
-                {
-                    close = true;
-                } else if tokens
-                    .split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"))
-                {
-                    close = false;
+            } else if name == CONNECTION {
+                for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                    if token.eq_ignore_ascii_case("close") {
+                        close = true;
+                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                        keep_alive = true;
+                    } else if let Ok(named) = HeaderName::from_bytes(token.as_bytes()) {
+                        named_by_connection.push(named);
+                    }
                 }
             }
-            headers.append(name, value);
+            if !identity::is_hop_by_hop(&name) {
+                headers.append(name, value);
+            }
+        }
+        // HTTP/1.0 closes unless it asks to keep the connection; `close` wins.
+        close |= version == Version::HTTP_10 && !keep_alive;
+        for name in &named_by_connection {
+            headers.remove(name);
         }
         let bodiless = *method == Method::HEAD
             || status == StatusCode::NO_CONTENT
@@ -529,6 +547,16 @@ mod tests {
             framing("HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n"),
             (Length(1), false)
         );
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\nconnection: Keep-Alive\r\ncontent-length: 1\r\n\r\n"),
+            (Length(1), true)
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 200 OK\r\nconnection: keep-alive, close\r\ncontent-length: 1\r\n\r\n"
+            ),
+            (Length(1), false)
+        );
         // Both: chunked frames it, the length is dropped, the connection is not reused.
         let h = head(
             "HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n",
@@ -563,6 +591,22 @@ mod tests {
             framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n").0,
             ResponseFraming::Length(5)
         );
+    }
+
+    #[test]
+    fn hop_by_hop_response_headers_are_dropped() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nx-hop: 1\r\n\
+             keep-alive: timeout=5\r\nproxy-connection: keep-alive\r\nupgrade: h2c\r\n\
+             trailer: x-t\r\ncontent-type: text/plain\r\ncontent-length: 1\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        let mut names: Vec<&str> = h.headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "content-type"]);
+        assert!(h.reusable);
     }
 
     #[test]

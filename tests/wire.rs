@@ -123,6 +123,36 @@ async fn chunked_responses_are_relayed_and_the_connection_reused() {
 }
 
 #[tokio::test]
+async fn hop_by_hop_headers_of_a_response_stay_with_the_upstream() {
+    let up = Scripted::replying(
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Upstream-Hop\r\n\
+          X-Upstream-Hop: secret\r\nKeep-Alive: timeout=5\r\nUpgrade: h2c\r\n\
+          X-Kept: 1\r\nContent-Length: 2\r\n\r\nok",
+    )
+    .await;
+    let gw = gateway_for(&up).await;
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let r = client.get(gw.url("/x")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        for hop in ["x-upstream-hop", "keep-alive", "upgrade"] {
+            assert!(
+                !r.headers().contains_key(hop),
+                "{hop} relayed: {:?}",
+                r.headers()
+            );
+        }
+        assert_eq!(r.headers()["x-kept"], "1");
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    assert_eq!(
+        up.accepted(),
+        1,
+        "a keep-alive response's connection is reused"
+    );
+}
+
+#[tokio::test]
 async fn a_response_without_length_runs_to_the_close() {
     let up = Scripted::start(|mut s| async move {
         let mut buf = Vec::new();
