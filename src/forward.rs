@@ -19,6 +19,7 @@ use bytes::BytesMut;
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
+use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -135,7 +136,7 @@ impl Forwarder {
         // more, for methods that may be repeated (RFC 9110 §9.2.2): a pooled
         // connection the server had just closed, or a server that just died.
         let mut may_repeat = parts.method.is_idempotent();
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut tried: SmallVec<[SocketAddr; 4]> = SmallVec::new();
         let mut again = None;
         let mut last = Failure::NoServer;
         let mut body_sent = false;

@@ -131,14 +131,14 @@ impl Policy {
 
     /// The identity headers to inject for this token, in config order.
     /// Claims that are absent, or whose value cannot be a header value, are left out.
-    pub fn identity_headers(&self, t: &Verified) -> Vec<(HeaderName, HeaderValue)> {
-        self.headers
-            .iter()
-            .filter_map(|(header, claim)| {
-                let value = header_value(t.claims.get(claim)?)?;
-                Some((header.clone(), value))
-            })
-            .collect()
+    pub fn identity_headers<'a>(
+        &'a self,
+        t: &'a Verified,
+    ) -> impl Iterator<Item = (HeaderName, HeaderValue)> + 'a {
+        self.headers.iter().filter_map(|(header, claim)| {
+            let value = header_value(t.claims.get(claim)?)?;
+            Some((header.clone(), value))
+        })
     }
 }
 
