@@ -14,40 +14,8 @@
 set -euo pipefail
 DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-2}
-export JWT_SECRET=${JWT_SECRET:-peers-bench-hs256-secret-0123456789abcdef}
-TMP=$(mktemp -d)
-gateway=""
-cleanup() {
-  [ -n "$gateway" ] && kill -9 -- "-$gateway" 2>/dev/null
-  [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-cat > "$TMP/nginx.conf" <<EOF
-worker_processes 1;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server { listen 127.0.0.1:18081; keepalive_requests 100000000; location / { return 200 "ok"; } }
-}
-EOF
-nginx -c "$TMP/nginx.conf"
-
-# iss and sub as in benches/peers.toml and peers.sh; valid for a day.
-TOKEN=$(python3 - <<'EOF'
-import base64, hashlib, hmac, json, os, time
-def b64(d): return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
-now = int(time.time())
-h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-p = b64(json.dumps({"iss": "bench-issuer", "sub": "bench-user-42", "iat": now, "exp": now + 86400},
-                   separators=(",", ":")).encode())
-s = b64(hmac.new(os.environ["JWT_SECRET"].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
-print(f"{h}.{p}.{s}")
-EOF
-)
+# shellcheck source=benches/origin.sh
+. "$(dirname "$0")/origin.sh"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
@@ -57,7 +25,7 @@ for round in $(seq "$ROUNDS"); do
     # shellcheck disable=SC2086 # the command is split into its words on purpose
     setsid $cmd > "$TMP/gateway.log" 2>&1 &
     gateway=$!
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18085) 2>/dev/null && break; sleep 0.1; done
+    wait_for_gateway 10
     wrk -t1 -c50 -d2s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18085/ > /dev/null
     before=$(cpu_ticks "$gateway")
     user_before=$(user_ticks "$gateway")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Instructions per authenticated proxied request, counted by callgrind: the
+# figure that stays put on these noisy machines (the same binary gives the
+# same count within about 1%), where wall-clock time moves by 10% between
+# runs. Each command runs under valgrind on 127.0.0.1:18085 in front of the
+# nginx origin of origin.sh; `wrk -t1 -c50` warms it for 3 s, the counters
+# are zeroed, and 10 s are counted. User space only: the kernel's share,
+# the same for every program here, is not in the count. KEEP=DIR keeps
+# each profile there for `callgrind_annotate --inclusive=yes`.
+# Needs valgrind, nginx, wrk, python3.
+#
+#   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
+set -euo pipefail
+# shellcheck source=benches/origin.sh
+. "$(dirname "$0")/origin.sh"
+
+for cmd in "$@"; do
+  # shellcheck disable=SC2086 # the command is split into its words on purpose
+  setsid valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.%p" $cmd \
+    > "$TMP/gateway.log" 2>&1 &
+  gateway=$!
+  wait_for_gateway 60
+  wrk -t1 -c50 -d3s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18085/ > /dev/null
+  callgrind_control --zero "$gateway" > /dev/null 2>&1
+  out=$(timeout 30 wrk -t1 -c50 -d10s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18085/)
+  callgrind_control --dump "$gateway" > /dev/null 2>&1
+  kill -9 -- "-$gateway" 2>/dev/null; wait "$gateway" 2>/dev/null || true; gateway=""
+  requests=$(awk '/requests in/ {print $1}' <<< "$out")
+  profile=$(ls "$TMP"/callgrind.*.1)
+  instructions=$(callgrind_annotate "$profile" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  printf '%-60s %8s requests %8s instructions/request\n' \
+    "$cmd" "$requests" "$((instructions / requests))"
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && mv "$profile" "$KEEP/"; fi
+  rm -f "$TMP"/callgrind.*
+done

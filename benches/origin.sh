@@ -1,0 +1,48 @@
+# Sourced by ab.sh and callgrind.sh: an nginx origin on 127.0.0.1:18081
+# that answers "ok" to everything, and TOKEN, a valid HS256 token for
+# benches/peers.toml (iss and sub as peers.sh uses them; valid for a day).
+# Sets TMP (removed on exit) and `gateway`, the process group that the exit
+# trap kills; needs nginx and python3.
+export JWT_SECRET=${JWT_SECRET:-peers-bench-hs256-secret-0123456789abcdef}
+TMP=$(mktemp -d)
+gateway=""
+cleanup() {
+  [ -n "$gateway" ] && kill -9 -- "-$gateway" 2>/dev/null
+  [ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+cat > "$TMP/nginx.conf" <<EOF
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server { listen 127.0.0.1:18081; keepalive_requests 100000000; location / { return 200 "ok"; } }
+}
+EOF
+nginx -c "$TMP/nginx.conf"
+
+TOKEN=$(python3 - <<'EOF'
+import base64, hashlib, hmac, json, os, time
+def b64(d): return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+now = int(time.time())
+h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+p = b64(json.dumps({"iss": "bench-issuer", "sub": "bench-user-42", "iat": now, "exp": now + 86400},
+                   separators=(",", ":")).encode())
+s = b64(hmac.new(os.environ["JWT_SECRET"].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
+print(f"{h}.{p}.{s}")
+EOF
+)
+
+# Waits up to $1 seconds for something to listen on 127.0.0.1:18085.
+wait_for_gateway() {
+  for _ in $(seq $(($1 * 10))); do
+    (exec 3<>/dev/tcp/127.0.0.1/18085) 2>/dev/null && return
+    sleep 0.1
+  done
+  echo "nothing listens on 127.0.0.1:18085 after $1 s" >&2
+  return 1
+}
