@@ -391,7 +391,8 @@ fn main() -> anyhow::Result<()> {
         let metrics = Metrics::new(&config);
         let store = portero::store::open(&config, metrics.store.clone()).await?;
         let revocations = Arc::new(Revocations::default());
-        let live = portero::server::build_live(&config, &revocations, store.as_ref()).await?;
+        let live =
+            portero::server::build_live(&config, &revocations, store.as_ref(), &metrics).await?;
         let upstreams = config
             .upstreams
             .iter()

@@ -287,6 +287,7 @@ impl Admin {
             &config,
             &self.shared.revocations,
             self.shared.store.as_ref(),
+            &self.shared.metrics,
         )
         .await
         {

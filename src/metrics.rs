@@ -4,12 +4,12 @@
 //! fixed list, status codes, and reason codes. Never a subject or a token.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::auth::AuthError;
-use crate::config::{Config, RouteAction};
+use crate::config::{Config, Route, RouteAction};
 
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +36,21 @@ pub struct StoreMetrics {
     pub propagation: Histogram,
     /// 1 while the store is reachable (and, for Redis, the revocation feed is live).
     pub up: IntGauge,
+}
+
+/// The series every request on one route touches, looked up by label once
+/// (when the route is loaded) rather than on every request.
+pub struct RouteSeries {
+    pub duration: Histogram,
+    /// Decisions `allow`/`ok`, on a protected route.
+    pub allowed: Option<IntCounter>,
+}
+
+/// The series every forwarded request of one upstream group touches.
+pub struct UpstreamSeries {
+    pub ok: IntCounter,
+    pub error: IntCounter,
+    pub duration: Histogram,
 }
 
 /// Latency buckets from 100 µs to 10 s: a gateway's own cost is sub-millisecond.
@@ -165,23 +180,7 @@ impl Metrics {
             registry,
         };
         // Pre-create the series operators alert on, so they read 0 rather than absent.
-        for r in &config.routes {
-            m.request_duration.with_label_values(&[&r.name]);
-            if matches!(
-                r.action,
-                RouteAction::Proxy {
-                    policy: Some(_),
-                    ..
-                }
-            ) {
-                m.auth_decisions
-                    .with_label_values(&[&r.name, "allow", "ok"]);
-                for e in AuthError::ALL {
-                    m.auth_decisions
-                        .with_label_values(&[&r.name, "deny", e.reason()]);
-                }
-            }
-        }
+        // (Each route's series are made with the route: `route_series`.)
         for i in &config.issuers {
             if let Some(e) = &i.endpoint {
                 m.tokens_issued
@@ -195,12 +194,45 @@ impl Metrics {
         }
         for u in &config.upstreams {
             m.upstream_healthy.with_label_values(&[&u.name]);
-            m.upstream_duration.with_label_values(&[&u.name]);
-            for outcome in ["ok", "error"] {
-                m.upstream_requests.with_label_values(&[&u.name, outcome]);
-            }
+            m.upstream_series(&u.name);
         }
         m
+    }
+
+    /// Creates (if need be) a route's series, at start and on every reload,
+    /// and returns those each of its requests touches.
+    pub fn route_series(&self, route: &Route) -> RouteSeries {
+        let protected = matches!(
+            route.action,
+            RouteAction::Proxy {
+                policy: Some(_),
+                ..
+            }
+        );
+        if protected {
+            for e in AuthError::ALL {
+                self.auth_decisions
+                    .with_label_values(&[&route.name, "deny", e.reason()]);
+            }
+        }
+        RouteSeries {
+            duration: self.request_duration.with_label_values(&[&route.name]),
+            allowed: protected.then(|| {
+                self.auth_decisions
+                    .with_label_values(&[&route.name, "allow", "ok"])
+            }),
+        }
+    }
+
+    /// Creates (if need be) and returns an upstream group's per-request series.
+    pub fn upstream_series(&self, upstream: &str) -> UpstreamSeries {
+        UpstreamSeries {
+            ok: self.upstream_requests.with_label_values(&[upstream, "ok"]),
+            error: self
+                .upstream_requests
+                .with_label_values(&[upstream, "error"]),
+            duration: self.upstream_duration.with_label_values(&[upstream]),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -24,7 +24,7 @@ use crate::config::{AuthSettings, Endpoint, Issuer, OutagePolicy, RouteAction};
 use crate::forward::{BoxError, Failure, Forwarded, Forwarder};
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
-use crate::metrics::{method_label, Metrics};
+use crate::metrics::{method_label, Metrics, RouteSeries, UpstreamSeries};
 use crate::routes::RouteTable;
 use crate::store::Store;
 use crate::upstream::UpstreamGroup;
@@ -34,6 +34,8 @@ use crate::wire::ResponseBody;
 /// sees routes of one config with keys of another.
 pub struct Live {
     pub routes: RouteTable,
+    /// In `routes.routes()` order.
+    pub route_series: Vec<RouteSeries>,
     pub validator: Validator,
     pub auth: AuthSettings,
     pub issuers: Vec<Issuer>,
@@ -58,6 +60,9 @@ pub struct Gateway {
     shared: Arc<Shared>,
     /// One connection pool per upstream group, in `shared.upstreams` order.
     forwarders: Vec<Forwarder>,
+    /// Upstream groups change only with a restart, so their series are
+    /// looked up once, in the same order.
+    upstream_series: Vec<UpstreamSeries>,
 }
 
 /// The connection a request came in on.
@@ -99,7 +104,16 @@ struct Trace {
 impl Gateway {
     pub fn new(shared: Arc<Shared>) -> Gateway {
         let forwarders = shared.upstreams.iter().map(Forwarder::new).collect();
-        Gateway { shared, forwarders }
+        let upstream_series = shared
+            .upstreams
+            .iter()
+            .map(|u| shared.metrics.upstream_series(&u.config.name))
+            .collect();
+        Gateway {
+            shared,
+            forwarders,
+            upstream_series,
+        }
     }
 
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
@@ -127,26 +141,26 @@ impl Gateway {
             None => "none",
         };
         let status = response.status();
-        let m = &self.shared.metrics;
-        m.requests
+        self.shared
+            .metrics
+            .requests
             .with_label_values(&[route, method, status.as_str()])
             .inc();
-        m.request_duration
-            .with_label_values(&[route])
-            .observe(start.elapsed().as_secs_f64());
+        let elapsed = start.elapsed().as_secs_f64();
+        match trace.route {
+            Some(i) => live.route_series[i].duration.observe(elapsed),
+            None => {
+                let unrouted = &self.shared.metrics.request_duration;
+                unrouted.with_label_values(&[route]).observe(elapsed);
+            }
+        }
         if let Some((index, started)) = trace.upstream {
-            let upstream = &self.shared.upstreams[index].config.name;
-            let outcome = if trace.failure.is_some() {
-                "error"
-            } else {
-                "ok"
-            };
-            m.upstream_requests
-                .with_label_values(&[upstream, outcome])
-                .inc();
-            m.upstream_duration
-                .with_label_values(&[upstream])
-                .observe(started.elapsed().as_secs_f64());
+            let series = &self.upstream_series[index];
+            match trace.failure {
+                Some(_) => series.error.inc(),
+                None => series.ok.inc(),
+            }
+            series.duration.observe(started.elapsed().as_secs_f64());
         }
         if let Some((method, path)) = logged {
             // The access log names the path, never the query string or a
@@ -223,18 +237,20 @@ impl Gateway {
                     None => Err(AuthError::MissingToken),
                     Some(token) => live.validator.validate(token, policy, unix_now()),
                 };
-                let (result_label, reason) = match &result {
-                    Ok(_) => ("allow", "ok"),
-                    Err(e) => ("deny", e.reason()),
-                };
-                shared
-                    .metrics
-                    .auth_decisions
-                    .with_label_values(&[&route.name, result_label, reason])
-                    .inc();
                 match result {
-                    Ok(verified) => Some((policy, verified)),
+                    Ok(verified) => {
+                        if let Some(allowed) = &live.route_series[index].allowed {
+                            allowed.inc();
+                        }
+                        Some((policy, verified))
+                    }
                     Err(e) => {
+                        let reason = e.reason();
+                        shared
+                            .metrics
+                            .auth_decisions
+                            .with_label_values(&[&route.name, "deny", reason])
+                            .inc();
                         tracing::debug!(route = %route.name, reason, "denied");
                         let d = denial(e);
                         let mut resp = json(status(d.status), d.body);

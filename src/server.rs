@@ -51,7 +51,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for r in side.block_on(store.revocations())? {
         revocations.apply(&r);
     }
-    let live = side.block_on(build_live(&config, &revocations, store.as_ref()))?;
+    let live = side.block_on(build_live(&config, &revocations, store.as_ref(), &metrics))?;
     {
         let (store, revocations) = (store.clone(), revocations.clone());
         side.spawn(async move { store.follow_revocations(revocations).await });
@@ -197,15 +197,21 @@ async fn serve(
     Ok(())
 }
 
-/// The parts of a config that a reload replaces: routes, strip rules, keys
-/// (with a fresh verified-token cache).
+/// The parts of a config that a reload replaces: routes (with their metric
+/// series), strip rules, keys (with a fresh verified-token cache).
 pub async fn build_live(
     config: &Config,
     revocations: &Arc<Revocations>,
     store: &dyn Store,
+    metrics: &Metrics,
 ) -> Result<Live, keys::KeyError> {
     Ok(Live {
         routes: RouteTable::new(config.routes.clone()),
+        route_series: config
+            .routes
+            .iter()
+            .map(|r| metrics.route_series(r))
+            .collect(),
         validator: Validator::new(
             keys::load(config, store).await?,
             revocations.clone(),

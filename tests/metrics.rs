@@ -37,6 +37,25 @@ async fn metrics_parse_and_carry_the_portero_series() {
             .await,
         1.0
     );
+    // The series looked up once per route and per upstream count each request.
+    let allowed = [("route", "orders"), ("result", "allow"), ("reason", "ok")];
+    assert_eq!(
+        gw.wait_metric("portero_auth_decisions_total", &allowed, 1.0)
+            .await,
+        1.0
+    );
+    let route = [("route", "orders")];
+    assert_eq!(
+        gw.wait_metric("portero_http_request_duration_seconds_count", &route, 2.0)
+            .await,
+        2.0
+    );
+    let upstream = [("upstream", "api")];
+    assert_eq!(
+        gw.wait_metric("portero_upstream_duration_seconds_count", &upstream, 1.0)
+            .await,
+        1.0
+    );
     let text = gw.metrics().await;
     for name in [
         "portero_http_requests_total",

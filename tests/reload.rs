@@ -72,6 +72,24 @@ async fn reload_swaps_routes_and_keeps_the_old_config_on_errors() {
     let (code, _) = reload(&gw, ADMIN_TOKEN).await;
     assert_eq!(code, StatusCode::CONFLICT);
     assert_eq!(status(&gw, &token).await, StatusCode::FORBIDDEN);
+
+    // A renamed route is counted under its new name.
+    gw.rewrite_config(&body(&up, "\"ADMIN\"").replace("\"orders\"", "\"orders-v2\""));
+    let (code, answer) = reload(&gw, ADMIN_TOKEN).await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    assert_eq!(status(&gw, &token).await, StatusCode::OK);
+    let allowed = [("route", "orders-v2"), ("result", "allow")];
+    assert_eq!(
+        gw.wait_metric("portero_auth_decisions_total", &allowed, 1.0)
+            .await,
+        1.0
+    );
+    let route = [("route", "orders-v2")];
+    assert_eq!(
+        gw.wait_metric("portero_http_request_duration_seconds_count", &route, 1.0)
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
