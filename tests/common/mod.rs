@@ -55,8 +55,34 @@ pub async fn poll<T, F: std::future::Future<Output = T>>(
     }
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago, for a gateway to bind later.
+///
+/// It is taken from below the kernel's ephemeral range: a port from inside it
+/// can be handed to a client socket's `connect` or to another `bind(0)`
+/// before the gateway binds it, which failed CI with "Address already in use".
 pub fn free_port() -> u16 {
+    const LOWEST: usize = 20_000;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low <= LOWEST + 1_000 {
+        return bind_any_port();
+    }
+    let span = ephemeral_low - LOWEST;
+    // Test binaries in parallel (nextest) start from different places.
+    let start = std::process::id() as usize * 7_919;
+    for _ in 0..span {
+        let port = (LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOWEST}..{ephemeral_low}");
+}
+
+fn bind_any_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
