@@ -10,7 +10,7 @@
 # Needs nginx, wrk, python3.
 #
 #   bash benches/ab.sh 'target/release/portero --config benches/peers.toml' \
-#                      target/release/examples/hyper_passthrough
+#                      '/tmp/portero-before --config benches/peers.toml'
 set -euo pipefail
 DUR=${DUR:-10}
 ROUNDS=${ROUNDS:-2}

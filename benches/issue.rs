@@ -84,6 +84,7 @@ fn issuance(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
                 let req = TokenRequest {
+                    json: true,
                     endpoint: Endpoint::Token,
                     body: body.as_bytes(),
                     query: None,

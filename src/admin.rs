@@ -3,7 +3,6 @@
 //! `Authorization: Bearer <admin token>`, the token taken from the
 //! environment variable the config names.
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,14 +13,15 @@ use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::auth::revocation::Revocation;
 use crate::config::{OutagePolicy, Upstream};
+use crate::listener::{Handler, Peer, Serving};
 use crate::proxy::Shared;
 
 /// Largest admin request body read.
@@ -42,21 +42,19 @@ pub struct Admin {
 
 type Reply = Response<Full<Bytes>>;
 
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+/// Serves the admin listener for the life of the process, within its own
+/// connection limits, so a flood on the public listeners leaves it answering.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, serving: Arc<Serving>) {
+    // The admin listener is not drained at shutdown: it never stops.
+    let (_never, stop) = watch::channel(false);
+    crate::listener::accept(listener, serving, admin, stop).await;
+}
+
+impl Handler for Admin {
+    type Body = Full<Bytes>;
+
+    async fn respond(&self, req: Request<Incoming>, _peer: Peer) -> Reply {
+        self.handle(req).await
     }
 }
 
@@ -283,7 +281,7 @@ impl Admin {
                 "upstream changes need a restart; nothing was reloaded",
             );
         }
-        match crate::server::build_live(
+        match crate::live::Live::build(
             &config,
             &self.shared.revocations,
             self.shared.store.as_ref(),

@@ -15,6 +15,8 @@ pub mod validate;
 pub enum AuthError {
     #[error("no token")]
     MissingToken,
+    #[error("token sent more than once")]
+    RepeatedToken,
     #[error("malformed token")]
     Malformed,
     #[error("unknown signing key")]
@@ -49,6 +51,7 @@ impl AuthError {
     pub fn reason(self) -> &'static str {
         match self {
             Self::MissingToken => "missing_token",
+            Self::RepeatedToken => "repeated_token",
             Self::Malformed => "malformed",
             Self::UnknownKey => "unknown_kid",
             Self::BadAlgorithm => "bad_algorithm",
@@ -67,8 +70,9 @@ impl AuthError {
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 15] = [
+    pub const ALL: [AuthError; 16] = [
         Self::MissingToken,
+        Self::RepeatedToken,
         Self::Malformed,
         Self::UnknownKey,
         Self::BadAlgorithm,
@@ -94,7 +98,7 @@ pub struct Denial {
 }
 
 /// RFC 6750 §3: no `error` attribute when the request carried no credentials;
-/// `invalid_token` (401) for a token that fails validation;
+/// `invalid_request` (400) for a credential sent twice; `invalid_token` (401) for a token that fails validation;
 /// `insufficient_scope` (403) for a good token that does not meet the route.
 pub fn denial(err: AuthError) -> Denial {
     let (status, code) = match err {
@@ -108,6 +112,7 @@ pub fn denial(err: AuthError) -> Denial {
         AuthError::MissingRole | AuthError::MissingScope | AuthError::ClaimMismatch => {
             (403, "insufficient_scope")
         }
+        AuthError::RepeatedToken => (400, "invalid_request"),
         _ => (401, "invalid_token"),
     };
     Denial {

@@ -16,6 +16,7 @@ use crate::auth::keys::KeySource;
 use crate::auth::policy::{Policy, TokenSource};
 use crate::credentials::{Principal, Principals, SecretHash};
 use crate::issue::Dialect;
+use crate::path::PathRules;
 
 /// Claim-to-header injection never uses these names: they carry the request itself.
 const RESERVED_HEADERS: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
@@ -58,6 +59,15 @@ struct FileServer {
     data_dir: Option<String>,
     max_body_size: Option<Spanned<String>>,
     access_log: Option<bool>,
+    header_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    tls_handshake_timeout: Option<Spanned<String>>,
+    body_timeout: Option<Spanned<String>>,
+    max_connections: Option<usize>,
+    max_header_size: Option<Spanned<String>>,
+    trusted_proxies: Option<Vec<Spanned<String>>>,
+    merge_slashes: Option<bool>,
+    allow_encoded_slashes: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +83,7 @@ struct FileListener {
 struct FileAdmin {
     listen: Option<Spanned<String>>,
     token_env: Option<String>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -106,6 +117,8 @@ struct FileUpstream {
     write_timeout: Option<Spanned<String>>,
     max_idle_connections: Option<usize>,
     idle_timeout: Option<Spanned<String>>,
+    max_connections: Option<usize>,
+    queue_timeout: Option<Spanned<String>>,
     health_check: Option<Spanned<String>>,
     health_check_interval: Option<Spanned<String>>,
     host: Option<String>,
@@ -241,6 +254,8 @@ pub struct AdminSettings {
     pub listen: SocketAddr,
     /// The environment variable holding the admin API's bearer token.
     pub token_env: String,
+    /// Open connections the admin listener serves at once.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +305,27 @@ pub struct ServerSettings {
     pub max_body_size: u64,
     /// One `portero::access` log line per request.
     pub access_log: bool,
+    pub limits: ConnectionLimits,
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub paths: PathRules,
+}
+
+/// What one client connection may hold of the gateway.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// From the connection's start, or the first byte of a request, to its
+    /// complete head (HTTP/1 and HTTP/2 alike, protocol detection included).
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and nothing arriving is closed.
+    pub idle_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    /// From the request head to the end of its body (`408` past it).
+    pub body_timeout: Duration,
+    /// Open connections at once; `None`: derived from the file-descriptor limit.
+    pub max_connections: Option<usize>,
+    /// The request line and headers together (`431` past it).
+    pub max_header_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -324,6 +360,10 @@ pub struct Upstream {
     pub max_idle_connections: usize,
     /// How long a pooled connection may sit idle before it is closed.
     pub idle_timeout: Duration,
+    /// Requests in flight to one server at once; more wait their turn.
+    pub max_connections: usize,
+    /// How long a request waits for its turn before a `503`.
+    pub queue_timeout: Duration,
     pub health_check: HealthCheck,
     pub host: Option<String>,
 }
@@ -562,6 +602,11 @@ impl Checker<'_> {
                 .token_env
                 .clone()
                 .unwrap_or_else(|| "PORTERO_ADMIN_TOKEN".to_string()),
+            max_connections: self.at_least_one(
+                file.admin.max_connections,
+                "admin.max_connections",
+                64,
+            ),
         };
         let upstreams: Vec<Upstream> = file
             .upstreams
@@ -620,6 +665,74 @@ impl Checker<'_> {
             data_dir: self.resolve(s.data_dir.as_deref().unwrap_or(".portero")),
             max_body_size,
             access_log: s.access_log.unwrap_or(true),
+            limits: self.limits(s),
+            trusted_proxies: self.trusted_proxies(s),
+            paths: PathRules {
+                merge_slashes: s.merge_slashes.unwrap_or(false),
+                allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
+            },
+        }
+    }
+
+    fn limits(&mut self, s: &FileServer) -> ConnectionLimits {
+        let max_header_size = match &s.max_header_size {
+            None => 64 * 1024,
+            Some(v) => match parse_size(v.get_ref()) {
+                // hyper's smallest read buffer.
+                Ok(n) if n >= 8192 => n as usize,
+                Ok(_) => {
+                    self.problem(v, "server.max_header_size", "must be at least 8KiB");
+                    8192
+                }
+                Err(e) => {
+                    self.problem(v, "server.max_header_size", e);
+                    8192
+                }
+            },
+        };
+        ConnectionLimits {
+            header_timeout: self.duration(&s.header_timeout, "server.header_timeout", secs(10)),
+            idle_timeout: self.duration(&s.idle_timeout, "server.idle_timeout", secs(30)),
+            tls_handshake_timeout: self.duration(
+                &s.tls_handshake_timeout,
+                "server.tls_handshake_timeout",
+                secs(10),
+            ),
+            body_timeout: self.duration(&s.body_timeout, "server.body_timeout", secs(60)),
+            max_connections: s
+                .max_connections
+                .map(|n| self.at_least_one(Some(n), "server.max_connections", 1)),
+            max_header_size,
+        }
+    }
+
+    fn trusted_proxies(&mut self, s: &FileServer) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::new();
+        for (i, v) in s.trusted_proxies.iter().flatten().enumerate() {
+            let text = v.get_ref();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) => nets.push(n),
+                Err(_) => self.problem(
+                    v,
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("{text:?} is not an IP address or CIDR network"),
+                ),
+            }
+        }
+        nets
+    }
+
+    fn at_least_one(&mut self, v: Option<usize>, key: &str, default: usize) -> usize {
+        match v {
+            Some(0) => {
+                self.problem_no_span(key, "must be at least 1");
+                default
+            }
+            Some(n) => n,
+            None => default,
         }
     }
 
@@ -847,6 +960,8 @@ impl Checker<'_> {
             write_timeout: self.duration(&u.write_timeout, &key("write_timeout"), secs(30)),
             max_idle_connections: u.max_idle_connections.unwrap_or(256),
             idle_timeout: self.duration(&u.idle_timeout, &key("idle_timeout"), secs(60)),
+            max_connections: self.at_least_one(u.max_connections, &key("max_connections"), 1024),
+            queue_timeout: self.duration(&u.queue_timeout, &key("queue_timeout"), secs(2)),
             health_check,
             host: u.host.clone(),
         }

@@ -3,16 +3,14 @@
 //! there is none. A failed connect is retried on the next healthy server
 //! while the request body is still unread; the body is counted against the
 //! size limit as it streams; silence from either side is bounded by the
-//! group's timeouts. The wire format is `wire.rs`; this is the pool and the
-//! exchange. (hyper-util's pooled client did this job before, at 7–12 µs a
-//! request more: BENCHMARKS.md, "Which part of hyper costs".)
+//! group's timeouts. The wire format is `wire.rs`, idle connections
+//! `pool.rs`; this is the exchange. (hyper-util's pooled client did this
+//! job before, at 7–12 µs a request more: BENCHMARKS.md, "The data plane,
+//! and why".)
 
-use std::error::Error as StdError;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -22,12 +20,12 @@ use hyper::body::{Body, Incoming};
 use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use crate::pool::{IdleList, Pooled};
 use crate::upstream::UpstreamGroup;
 use crate::wire::{self, RequestFraming, ResponseBody};
-
-pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +46,8 @@ pub enum Failure {
     Upstream,
     /// The connection closed before the response began (answered as `Upstream`).
     Closed,
+    /// The server had its limit of requests in flight for the whole queue timeout.
+    Busy,
 }
 
 impl Failure {
@@ -55,6 +55,11 @@ impl Failure {
     pub fn answer(self) -> (u16, &'static str, &'static str) {
         match self {
             Failure::NoServer => (503, "service_unavailable", "no healthy upstream server"),
+            Failure::Busy => (
+                503,
+                "service_unavailable",
+                "upstream connection limit reached",
+            ),
             Failure::Connect | Failure::Upstream | Failure::Closed => {
                 (502, "bad_gateway", "upstream failed")
             }
@@ -81,6 +86,7 @@ pub struct Forwarder {
     connect_timeout: Duration,
     read_timeout: Duration,
     write_timeout: Duration,
+    queue_timeout: Duration,
 }
 
 struct Server {
@@ -88,6 +94,9 @@ struct Server {
     /// `host:port`, for requests that name no host.
     authority: String,
     idle: Arc<IdleList>,
+    /// One permit per request in flight to this server (`max_connections`):
+    /// with the idle ones, a bound on the sockets open to it.
+    slots: Arc<Semaphore>,
 }
 
 impl Forwarder {
@@ -100,6 +109,7 @@ impl Forwarder {
                 addr,
                 authority: addr.to_string(),
                 idle: Arc::new(IdleList::new(c.max_idle_connections, c.idle_timeout)),
+                slots: Arc::new(Semaphore::new(c.max_connections)),
             })
             .collect();
         Forwarder {
@@ -107,6 +117,7 @@ impl Forwarder {
             connect_timeout: c.connect_timeout,
             read_timeout: c.read_timeout,
             write_timeout: c.write_timeout,
+            queue_timeout: c.queue_timeout,
         }
     }
 
@@ -114,14 +125,17 @@ impl Forwarder {
     /// for) to the next healthy server of `group`: to the one after when the
     /// connect fails (once per server), and once more when an idempotent
     /// request's connection closes before the response begins and before
-    /// any of its body was sent.
+    /// any of its body was sent. The whole body must arrive within
+    /// `body_timeout`.
     pub async fn send(
         &self,
         group: &UpstreamGroup,
         parts: http::request::Parts,
         mut body: Incoming,
         max_body_size: u64,
+        body_timeout: Duration,
     ) -> Result<Forwarded, Failure> {
+        let body_deadline = Instant::now() + body_timeout;
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
         } else {
@@ -153,11 +167,12 @@ impl Forwarder {
             }
             let untried = tried.len() < group.servers.len();
             let server = self.server(addr);
+            let slot = self.slot(server).await?;
             let pooled = if pooled_ok { server.idle.take() } else { None };
-            let conn = match pooled {
-                Some(conn) => conn,
+            let stream = match pooled {
+                Some(stream) => stream,
                 None => match self.connect(server).await {
-                    Ok(conn) => conn,
+                    Ok(stream) => stream,
                     Err(f) if untried => {
                         last = f;
                         tracing::debug!(server = %addr, "connect failed; trying the next server");
@@ -166,6 +181,7 @@ impl Forwarder {
                     Err(f) => return Err(f),
                 },
             };
+            let conn = Pooled::new(stream, server.idle.clone(), slot);
             head.clear();
             wire::write_head(
                 &mut head,
@@ -180,6 +196,7 @@ impl Forwarder {
                 method: &parts.method,
                 framing,
                 limit: max_body_size,
+                body_deadline,
             };
             match exchange.run(conn, &head, &mut body, &mut body_sent).await {
                 Ok(forwarded) => return Ok(forwarded),
@@ -205,7 +222,20 @@ impl Forwarder {
             .expect("servers come from the group")
     }
 
-    async fn connect(&self, server: &Server) -> Result<Pooled, Failure> {
+    /// A place among the server's requests in flight, waited for up to the
+    /// queue timeout.
+    async fn slot(&self, server: &Server) -> Result<OwnedSemaphorePermit, Failure> {
+        if let Ok(slot) = server.slots.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        let wait = server.slots.clone().acquire_owned();
+        match tokio::time::timeout(self.queue_timeout, wait).await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(Failure::Busy),
+        }
+    }
+
+    async fn connect(&self, server: &Server) -> Result<TcpStream, Failure> {
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(server.addr)).await
             {
@@ -217,10 +247,7 @@ impl Forwarder {
                 Ok(Ok(stream)) => stream,
             };
         let _ = stream.set_nodelay(true);
-        Ok(Pooled {
-            stream,
-            home: server.idle.clone(),
-        })
+        Ok(stream)
     }
 }
 
@@ -230,6 +257,8 @@ struct Exchange<'a> {
     method: &'a http::Method,
     framing: RequestFraming,
     limit: u64,
+    /// The whole request body must have arrived by then.
+    body_deadline: Instant,
 }
 
 impl Exchange<'_> {
@@ -241,7 +270,7 @@ impl Exchange<'_> {
         body_sent: &mut bool,
     ) -> Result<Forwarded, Failure> {
         let write_timeout = self.forwarder.write_timeout;
-        match tokio::time::timeout(write_timeout, conn.stream.write_all(head)).await {
+        match tokio::time::timeout(write_timeout, conn.stream_mut().write_all(head)).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(Err(_)) => return Err(Failure::Closed),
             Ok(Ok(())) => {}
@@ -272,7 +301,7 @@ impl Exchange<'_> {
                     return Err(Failure::Upstream);
                 }
             }
-            match tokio::time::timeout_at(deadline, conn.stream.read_buf(&mut buf)).await {
+            match tokio::time::timeout_at(deadline, conn.stream_mut().read_buf(&mut buf)).await {
                 Err(_) => return Err(Failure::Timeout),
                 Ok(Ok(0)) if buf.is_empty() => return Err(Failure::Closed),
                 Ok(Ok(0)) => return Err(Failure::Upstream),
@@ -299,18 +328,21 @@ impl Exchange<'_> {
         loop {
             let frame = tokio::select! {
                 biased;
-                ready = conn.stream.readable() => {
+                ready = conn.stream_mut().readable() => {
                     if ready.is_err() {
                         return Err(Failure::Upstream);
                     }
-                    match conn.stream.try_read_buf(buf) {
+                    match conn.stream_mut().try_read_buf(buf) {
                         Ok(0) => return Err(Failure::Upstream),
                         Ok(_) => return Ok(false),
                         Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
                         Err(_) => return Err(Failure::Upstream),
                     }
                 }
-                frame = tokio::time::timeout(write_timeout, body.frame()) => frame,
+                frame = tokio::time::timeout_at(
+                    self.body_deadline.min(Instant::now() + write_timeout),
+                    body.frame(),
+                ) => frame,
             };
             out.clear();
             let end = matches!(frame, Ok(None));
@@ -344,7 +376,7 @@ impl Exchange<'_> {
                 }
             }
             if !out.is_empty() {
-                match tokio::time::timeout(write_timeout, conn.stream.write_all(&out)).await {
+                match tokio::time::timeout(write_timeout, conn.stream_mut().write_all(&out)).await {
                     Err(_) => return Err(Failure::Timeout),
                     Ok(Err(_)) => return Err(Failure::Upstream),
                     Ok(Ok(())) => {}
@@ -364,105 +396,86 @@ fn is_reset(e: &std::io::Error) -> bool {
     )
 }
 
-/// A connection to one server, returned to that server's idle list when a
-/// response has been read to its end; dropped (closed) otherwise.
-pub struct Pooled {
-    stream: TcpStream,
-    home: Arc<IdleList>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use tokio::net::TcpListener;
 
-impl Pooled {
-    pub fn stream(&self) -> &TcpStream {
-        &self.stream
+    /// A pooled connection whose other end is `server`.
+    async fn pair() -> (Pooled, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let idle = Arc::new(IdleList::new(4, Duration::from_secs(60)));
+        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let conn = Pooled::new(client, idle, slot);
+        (conn, server)
     }
 
-    pub fn release(self) {
-        let home = self.home.clone();
-        home.put(self.stream);
-    }
-}
-
-/// One server's idle connections: the most recently used is taken first,
-/// at most `max` are kept, and a sweep closes those idle for `timeout`.
-struct IdleList {
-    conns: Mutex<Vec<Idle>>,
-    max: usize,
-    timeout: Duration,
-    sweeping: AtomicBool,
-}
-
-struct Idle {
-    stream: TcpStream,
-    since: Instant,
-}
-
-impl IdleList {
-    fn new(max: usize, timeout: Duration) -> IdleList {
-        IdleList {
-            conns: Mutex::new(Vec::new()),
-            max,
-            timeout,
-            sweeping: AtomicBool::new(false),
+    /// Writes `bytes` to the upstream end in pieces cut at `cuts`.
+    async fn send_in_pieces(mut server: TcpStream, bytes: Vec<u8>, cuts: Vec<usize>) {
+        let mut at = 0;
+        for cut in cuts.into_iter().chain([bytes.len()]) {
+            let end = cut.clamp(at, bytes.len());
+            server.write_all(&bytes[at..end]).await.unwrap();
+            server.flush().await.unwrap();
+            tokio::task::yield_now().await;
+            at = end;
         }
+        // Held open: the body must end by its framing, not by a close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    fn take(self: &Arc<Self>) -> Option<Pooled> {
-        let mut conns = self.conns.lock().expect("not poisoned");
-        while let Some(idle) = conns.pop() {
-            if idle.since.elapsed() < self.timeout && still_open(&idle.stream) {
-                return Some(Pooled {
-                    stream: idle.stream,
-                    home: self.clone(),
-                });
-            }
-        }
-        None
-    }
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-    fn put(self: &Arc<Self>, stream: TcpStream) {
-        {
-            let mut conns = self.conns.lock().expect("not poisoned");
-            if conns.len() >= self.max {
-                return;
+        /// A chunked (with a trailer) or length-framed response, however
+        /// the upstream's bytes are split across reads, de-frames to
+        /// exactly its body, ending by its framing while the connection
+        /// stays open.
+        #[test]
+        fn framed_bodies_read_back_as_sent(
+            chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..200), 0..6),
+            chunked: bool,
+            cuts in prop::collection::vec(0usize..1500, 0..6),
+        ) {
+            let body: Vec<u8> = chunks.concat();
+            let mut bytes = if chunked {
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec()
+            } else {
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes()
+            };
+            if chunked {
+                for c in &chunks {
+                    wire::chunk(&mut bytes, c);
+                }
+                bytes.extend_from_slice(b"0\r\nx-trailer: 1\r\n\r\n");
+            } else {
+                bytes.extend_from_slice(&body);
             }
-            conns.push(Idle {
-                stream,
-                since: Instant::now(),
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let received = runtime.block_on(async move {
+                let (conn, server) = pair().await;
+                let writer = tokio::spawn(send_in_pieces(server, bytes, cuts));
+                let mut conn = conn;
+                let mut buf = BytesMut::new();
+                let head = loop {
+                    if let Some(head) = wire::parse_response_head(&mut buf, &http::Method::GET).unwrap() {
+                        break head;
+                    }
+                    conn.stream_mut().read_buf(&mut buf).await.unwrap();
+                };
+                let response = head.into_response(conn, buf, Duration::from_secs(2));
+                let collected = response.into_body().collect().await.unwrap().to_bytes();
+                writer.abort();
+                collected
             });
-        }
-        if !self.sweeping.swap(true, Ordering::Relaxed) {
-            tokio::spawn(sweep(Arc::downgrade(self)));
-        }
-    }
-}
-
-/// Closes idle connections past their time, until the pool is gone.
-async fn sweep(list: Weak<IdleList>) {
-    let Some(every) = list
-        .upgrade()
-        .map(|l| (l.timeout / 2).max(Duration::from_millis(10)))
-    else {
-        return;
-    };
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(list) = list.upgrade() else { return };
-        let mut conns = list.conns.lock().expect("not poisoned");
-        conns.retain(|idle| idle.since.elapsed() < list.timeout);
-    }
-}
-
-/// An idle connection is readable only if the server closed it or sent
-/// something unasked; either way it cannot carry a request. tokio's
-/// readiness answers without a system call in the usual case.
-fn still_open(stream: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => {
-            let mut probe = [0u8; 1];
-            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock)
+            prop_assert_eq!(received.as_ref(), body.as_slice());
         }
     }
 }

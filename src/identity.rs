@@ -2,6 +2,8 @@
 //! removed, hop-by-hop headers removed, `X-Forwarded-*` set as a reverse
 //! proxy should (RFC 7239's de-facto predecessors), the path rewritten.
 
+use std::borrow::Cow;
+
 use http::header::{HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, Uri};
 
@@ -26,15 +28,33 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Headers that re-route a request inside IIS, Symfony and other
+/// frameworks: a client must not pick the upstream's path past the route.
+const REWRITE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// What an untrusted client says about other hops; `X-Forwarded-For` is
+/// replaced rather than removed (`set_forwarded`).
+const HOP_REPORTS: [&str; 2] = ["forwarded", "x-real-ip"];
+
 /// Client-sent headers to remove before forwarding: the configured identity
-/// headers and strip patterns, hop-by-hop headers, and any header that the
-/// client's `Connection` header names (but `Host` and `Authorization`).
-pub fn headers_to_strip(headers: &HeaderMap, auth: &AuthSettings) -> Vec<HeaderName> {
+/// headers and strip patterns, URL-rewrite headers, hop-by-hop headers,
+/// `Forwarded` and `X-Real-IP` unless the peer is a `trusted` proxy, and any
+/// header that the client's `Connection` header names (but `Host` and
+/// `Authorization`). Names are compared as CGI, WSGI and Rack read them
+/// (`x_user_sub` is `x-user-sub`), so no spelling slips past.
+pub fn headers_to_strip(
+    headers: &HeaderMap,
+    auth: &AuthSettings,
+    trusted: bool,
+) -> Vec<HeaderName> {
     let mut out: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
-            let n = name.as_str();
+            let folded = fold(name.as_str());
+            let n = folded.as_ref();
             is_hop_by_hop(name)
+                || REWRITE_HEADERS.contains(&n)
+                || (!trusted && HOP_REPORTS.contains(&n))
                 || auth.strip_exact.iter().any(|s| s == n)
                 || auth
                     .strip_prefixes
@@ -45,6 +65,15 @@ pub fn headers_to_strip(headers: &HeaderMap, auth: &AuthSettings) -> Vec<HeaderN
         .collect();
     out.extend(named_by_connection(headers).filter(|n| n != HOST && n != AUTHORIZATION));
     out
+}
+
+/// A header name with `_` read as `-` (names are lower case already).
+fn fold(name: &str) -> Cow<'_, str> {
+    if name.contains('_') {
+        Cow::Owned(name.replace('_', "-"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// The header names listed in `Connection` (RFC 9110 §7.6.1), lower-cased
@@ -76,30 +105,29 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// The host the client asked for, as a header value: `Host`, or the URI
-/// authority (HTTP/2).
-pub fn host_value(headers: &HeaderMap, uri: &Uri) -> Option<HeaderValue> {
-    match headers.get(HOST) {
-        Some(h) => Some(h.clone()),
-        None => HeaderValue::from_str(uri.authority()?.as_str()).ok(),
-    }
-}
-
-/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (the host the client asked for) from what this gateway saw.
+/// Sets `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` (the
+/// host the client asked for) from what this gateway saw. A trusted proxy's
+/// `X-Forwarded-For` is extended; anyone else's is replaced, since a client
+/// can write anything there (`headers_to_strip` removes its `Forwarded`
+/// and `X-Real-IP`).
 /// `client` is the client's address as header text, made once per connection.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     host: Option<HeaderValue>,
     client: &HeaderValue,
     tls: bool,
+    trusted: bool,
 ) {
-    let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => {
+    let prior = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if trusted && !prior.trim().is_empty() => Some(prior),
+        _ => None,
+    };
+    let xff = match prior {
+        Some(prior) => {
             let client = client.to_str().unwrap_or_default();
             HeaderValue::try_from(format!("{prior}, {client}")).ok()
         }
-        _ => Some(client.clone()),
+        None => Some(client.clone()),
     };
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
@@ -112,14 +140,11 @@ pub fn set_forwarded(
     };
 }
 
-/// `/api/users?x=1` with route prefix `/api` → `/users?x=1`.
+/// `/api/users?x=1` with route prefix `/api` → `/users?x=1`: as many
+/// segments as the prefix has, counted as routing counts them.
 pub fn strip_prefix(uri: &Uri, prefix: &str) -> Option<Uri> {
-    let rest = uri.path().strip_prefix(prefix.trim_end_matches('/'))?;
-    let path = if rest.starts_with('/') {
-        rest.to_string()
-    } else {
-        format!("/{rest}")
-    };
+    let segments = prefix.split('/').filter(|s| !s.is_empty()).count();
+    let path = crate::path::strip_segments(uri.path(), segments).to_string();
     let pq = match uri.query() {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -145,6 +170,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         for (k, v) in [
             ("x-user-id", "spoofed"),
+            ("X_User_Id", "spoofed"),
+            ("x_auth_roles", "admin"),
+            ("x-original-url", "/admin"),
+            ("X_Rewrite_Url", "/admin"),
             ("X-Auth-Roles", "admin"),
             ("x-forwarded-user", "root"),
             ("keep-alive", "timeout=5"),
@@ -157,7 +186,7 @@ mod tests {
                 v.parse().unwrap(),
             );
         }
-        let mut names: Vec<String> = headers_to_strip(&headers, &settings())
+        let mut names: Vec<String> = headers_to_strip(&headers, &settings(), true)
             .into_iter()
             .map(|n| n.to_string())
             .collect();
@@ -170,23 +199,42 @@ mod tests {
                 "keep-alive",
                 "x-auth-roles",
                 "x-forwarded-user",
+                "x-original-url",
                 "x-secret-hop",
-                "x-user-id"
+                "x-user-id",
+                "x_auth_roles",
+                "x_rewrite_url",
+                "x_user_id"
             ]
         );
     }
 
     #[test]
-    fn forwarded_headers() {
+    fn forwarded_headers_from_a_client_are_replaced() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         headers.insert("x-forwarded-host", "spoofed.example".parse().unwrap());
+        headers.insert("forwarded", "for=10.0.0.1".parse().unwrap());
+        headers.insert("x_real_ip", "10.0.0.1".parse().unwrap());
+        let stripped = headers_to_strip(&headers, &settings(), false);
+        assert_eq!(stripped, ["forwarded", "x_real_ip"]);
+        assert!(headers_to_strip(&headers, &settings(), true).is_empty());
         let host = Some(HeaderValue::from_static("api.example"));
         let client = HeaderValue::from_static("127.0.0.1");
-        set_forwarded(&mut headers, host, &client, true);
-        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        set_forwarded(&mut headers, host, &client, true, false);
+        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "https");
         assert_eq!(headers["x-forwarded-host"], "api.example");
+    }
+
+    #[test]
+    fn forwarded_headers_from_a_trusted_proxy_are_extended() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        let client = HeaderValue::from_static("127.0.0.1");
+        set_forwarded(&mut headers, None, &client, false, true);
+        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        assert_eq!(headers["x-forwarded-proto"], "http");
     }
 
     #[test]
@@ -196,5 +244,7 @@ mod tests {
         assert_eq!(strip_prefix(&u, "/api/").unwrap(), "/users?x=1");
         let u: Uri = "/api".parse().unwrap();
         assert_eq!(strip_prefix(&u, "/api").unwrap(), "/");
+        let u: Uri = "//api;v=2//users".parse().unwrap();
+        assert_eq!(strip_prefix(&u, "/api").unwrap(), "//users");
     }
 }

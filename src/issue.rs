@@ -26,9 +26,9 @@ use crate::auth::revocation::Revocations;
 use crate::config::{Endpoint, Issuer, TokenEndpoint};
 use crate::credentials::{dummy, Principal};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Reservation, Store, StoreError};
 
-/// The five token-endpoint dialects of `../shared/seeds/` (DESIGN.md).
+/// The five token-endpoint dialects (docs/dialects.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Session,
@@ -110,6 +110,10 @@ pub enum Transport {
 pub struct TokenRequest<'a> {
     pub endpoint: Endpoint,
     pub body: &'a [u8],
+    /// The request said `Content-Type: application/json`. A body sent as
+    /// anything else is refused: a cross-site form may post `text/plain`
+    /// without a preflight (login CSRF).
+    pub json: bool,
     pub query: Option<&'a str>,
     pub path: &'a str,
     pub client: Option<IpAddr>,
@@ -188,11 +192,57 @@ pub enum BodyError {
     NotObject,
 }
 
-pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, BodyError> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
+/// The request's body as a JSON object. Not JSON as portero takes it: any
+/// content type but `application/json`, and an object that names a key
+/// twice (parsers disagree on which copy wins).
+pub fn json_object(req: &TokenRequest<'_>) -> Result<Map<String, Value>, BodyError> {
+    if !req.json {
+        return Err(BodyError::NotJson);
+    }
+    match serde_json::from_slice::<Value>(req.body) {
+        Ok(Value::Object(_)) => serde_json::from_slice::<UniqueKeys>(req.body)
+            .map(|u| u.0)
+            .map_err(|_| BodyError::NotJson),
         Ok(_) => Err(BodyError::NotObject),
         Err(_) => Err(BodyError::NotJson),
+    }
+}
+
+/// Whether a `Content-Type` value is JSON (`application/json`, any
+/// parameters, any case).
+pub fn is_json(content_type: Option<&[u8]>) -> bool {
+    content_type
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A JSON object whose keys, at the top level, are all different.
+struct UniqueKeys(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = UniqueKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object without repeated keys")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<UniqueKeys, A::Error> {
+                let mut m = Map::new();
+                while let Some((k, v)) = a.next_entry::<String, Value>()? {
+                    if m.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!("key {k:?} repeated")));
+                    }
+                    m.insert(k, v);
+                }
+                Ok(UniqueKeys(m))
+            }
+        }
+        d.deserialize_map(Keys)
     }
 }
 
@@ -202,13 +252,21 @@ pub enum FieldError {
     Missing,
     Empty,
     NotString,
+    /// Longer than [`MAX_FIELD_LEN`].
+    TooLong,
 }
 
-/// A required, non-empty string field.
+/// The longest login field, in bytes: every principal, secret and refresh
+/// token fits, and no client can make a lockout record or a hash input of
+/// any size it likes.
+pub const MAX_FIELD_LEN: usize = 512;
+
+/// A required, non-empty string field of at most [`MAX_FIELD_LEN`] bytes.
 pub fn string_field<'m>(m: &'m Map<String, Value>, name: &str) -> Result<&'m str, FieldError> {
     match m.get(name) {
         None | Some(Value::Null) => Err(FieldError::Missing),
         Some(Value::String(s)) if s.is_empty() => Err(FieldError::Empty),
+        Some(Value::String(s)) if s.len() > MAX_FIELD_LEN => Err(FieldError::TooLong),
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(FieldError::NotString),
     }
@@ -221,6 +279,7 @@ pub fn campo(name: &str, e: FieldError) -> String {
         FieldError::Missing => format!("El campo '{name}' es requerido"),
         FieldError::Empty => format!("El campo '{name}' no puede estar vacío"),
         FieldError::NotString => format!("El campo '{name}' debe ser una cadena"),
+        FieldError::TooLong => format!("El campo '{name}' es demasiado largo"),
     }
 }
 
@@ -258,6 +317,63 @@ pub enum Denied {
     Unavailable,
 }
 
+/// How long a login waits for other checks of the same principal (or
+/// address) to end when they could use up its budget, and how often it looks.
+const BUSY_WAIT: Duration = Duration::from_secs(2);
+const BUSY_RETRY: Duration = Duration::from_millis(5);
+
+/// A credential check reserved by [`Issuing::begin_attempt`]. Its place is
+/// given back when it is dropped, however the request ended: a client that
+/// hangs up mid-check must not keep a principal's budget taken.
+#[must_use = "end it with Issuing::end_attempt"]
+pub struct Attempt {
+    user: String,
+    ip: Option<String>,
+    /// The principal's failures when the check was reserved.
+    failures: u32,
+    store: Arc<dyn Store>,
+    /// Given back by `end_attempt`; otherwise when dropped.
+    released: bool,
+}
+
+impl Attempt {
+    fn keys(&self) -> Vec<&str> {
+        let mut keys = vec![self.user.as_str()];
+        keys.extend(self.ip.as_deref());
+        keys
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = self.store.clone();
+        let mut keys = vec![std::mem::take(&mut self.user)];
+        keys.extend(self.ip.take());
+        runtime.spawn(async move {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            if let Err(e) = store.release_attempts(&keys).await {
+                tracing::warn!(error = %e, "could not release a credential check");
+            }
+        });
+    }
+}
+
+/// How a reserved credential check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Failed,
+    Succeeded,
+    /// Answered before the secret was checked (an inactive client, a
+    /// missing company), or the check could not run.
+    Unchecked,
+}
+
 impl From<StoreError> for Denied {
     fn from(e: StoreError) -> Denied {
         tracing::warn!(error = %e, "token endpoint: store unavailable");
@@ -272,32 +388,82 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl Issuing<'_> {
+    /// The lockout keys of a login and a client address. The login goes in
+    /// hashed: any string a client sends makes a record of the same size.
     fn lock_keys(&self, login: &str, client: Option<IpAddr>) -> (String, Option<String>) {
         let name = &self.issuer.name;
         (
-            format!("{name}\0user\0{login}"),
+            format!("{name}\0user\0{}", refresh_hash(login)),
             client.map(|ip| format!("{name}\0ip\0{ip}")),
         )
     }
 
-    /// Refuses a login whose principal or client address is cooling down;
-    /// otherwise returns the principal's count of recent failures.
-    pub async fn check_lockout(
+    /// Reserves a credential check for `login` from `client`: refused
+    /// (`Locked`) while either is cooling down; while its failures plus the
+    /// checks already in flight reach its limit, it waits for those to end
+    /// (up to `BUSY_WAIT`, then `Locked`), so no burst of concurrent
+    /// guesses gets more checks than `max_failures` allows, and concurrent
+    /// good logins are served one after another rather than refused.
+    /// Every reservation ends with [`Issuing::end_attempt`].
+    pub async fn begin_attempt(
         &self,
         login: &str,
         client: Option<IpAddr>,
         now: i64,
-    ) -> Result<u32, Denied> {
+    ) -> Result<Attempt, Denied> {
         let (user, ip) = self.lock_keys(login, client);
-        let u = self.store.failures(&user).await?;
-        let i = match ip {
-            Some(k) => self.store.failures(&k).await?,
-            None => Default::default(),
-        };
-        if u.locked_until > now || i.locked_until > now {
-            return Err(Denied::Locked);
+        let e = self.endpoint;
+        let mut limits = vec![(user.as_str(), e.max_failures)];
+        if let Some(ip) = &ip {
+            limits.push((ip.as_str(), e.ip_max_failures));
         }
-        Ok(u.count)
+        let cooldown = e.lockout.as_secs() as i64;
+        let give_up = tokio::time::Instant::now() + BUSY_WAIT;
+        loop {
+            match self.store.reserve_attempt(&limits, cooldown, now).await? {
+                Reservation::Granted(failures) => {
+                    return Ok(Attempt {
+                        user: user.clone(),
+                        ip: ip.clone(),
+                        failures,
+                        store: self.store.clone(),
+                        released: false,
+                    })
+                }
+                Reservation::Locked => return Err(Denied::Locked),
+                Reservation::Busy if tokio::time::Instant::now() >= give_up => {
+                    return Err(Denied::Locked)
+                }
+                Reservation::Busy => tokio::time::sleep(BUSY_RETRY).await,
+            }
+        }
+    }
+
+    /// Ends a reserved check: a failure is counted against the principal
+    /// and the client address (locking them at their limits), a success
+    /// clears the principal's failures, `Outcome::Unchecked` counts nothing.
+    /// Its place is given back afterwards (the failure is counted first).
+    pub async fn end_attempt(
+        &self,
+        mut attempt: Attempt,
+        outcome: Outcome,
+        now: i64,
+    ) -> Result<(), Denied> {
+        let recorded = match outcome {
+            Outcome::Failed => self.record_failure(&attempt, now).await,
+            Outcome::Succeeded if attempt.failures > 0 => self
+                .store
+                .clear_failures(&attempt.user)
+                .await
+                .map_err(Denied::from),
+            Outcome::Succeeded | Outcome::Unchecked => Ok(()),
+        };
+        // Marked first: were this cancelled mid-way, a second release from
+        // `Drop` could give back another check's place.
+        attempt.released = true;
+        let released = self.store.release_attempts(&attempt.keys()).await;
+        recorded?;
+        released.map_err(Denied::from)
     }
 
     /// Checks `secret` against the principal's hash, or a dummy of the same
@@ -322,50 +488,21 @@ impl Issuing<'_> {
         Ok(matches && principal.is_some())
     }
 
-    /// Counts a failed login against the principal and the client address.
-    pub async fn record_failure(
-        &self,
-        login: &str,
-        client: Option<IpAddr>,
-        now: i64,
-    ) -> Result<(), Denied> {
-        let (user, ip) = self.lock_keys(login, client);
-        let (e, store) = (self.endpoint, self.store);
+    /// Counts a failed login against the principal and the client
+    /// address, in one write.
+    async fn record_failure(&self, attempt: &Attempt, now: i64) -> Result<(), Denied> {
+        let e = self.endpoint;
+        let mut limits = vec![(attempt.user.as_str(), e.max_failures)];
+        if let Some(ip) = &attempt.ip {
+            limits.push((ip.as_str(), e.ip_max_failures));
+        }
         let cooldown = e.lockout.as_secs() as i64;
-        let u = store
-            .record_failure(&user, e.max_failures, cooldown, now)
-            .await?;
-        let i = match ip {
-            Some(k) => {
-                store
-                    .record_failure(&k, e.ip_max_failures, cooldown, now)
-                    .await?
-            }
-            None => Default::default(),
-        };
-        let locked = u.locked_until > now || i.locked_until > now;
-        if locked {
+        if self.store.record_failures(&limits, cooldown, now).await? {
             self.metrics
                 .lockouts
                 .with_label_values(&[&self.issuer.name])
                 .inc();
         }
-        Ok(())
-    }
-
-    /// Clears the principal's failures; `failures` is what `check_lockout`
-    /// saw, so a login with none costs no write.
-    pub async fn record_success(
-        &self,
-        login: &str,
-        client: Option<IpAddr>,
-        failures: u32,
-    ) -> Result<(), Denied> {
-        if failures == 0 {
-            return Ok(());
-        }
-        let (user, _) = self.lock_keys(login, client);
-        self.store.clear_failures(&user).await?;
         Ok(())
     }
 
@@ -377,14 +514,19 @@ impl Issuing<'_> {
         client: Option<IpAddr>,
         now: i64,
     ) -> Result<&Principal, Denied> {
-        let failures = self.check_lockout(login, client, now).await?;
+        let attempt = self.begin_attempt(login, client, now).await?;
         let principal = self.endpoint.principals.get(login);
-        if !self.verify_secret(principal, secret).await? {
-            self.record_failure(login, client, now).await?;
+        let verified = self.verify_secret(principal, secret).await;
+        let outcome = match verified {
+            Ok(true) => Outcome::Succeeded,
+            Ok(false) => Outcome::Failed,
+            Err(_) => Outcome::Unchecked,
+        };
+        self.end_attempt(attempt, outcome, now).await?;
+        if !verified? {
             return Err(Denied::BadCredentials);
         }
         let principal = principal.expect("verified, so present");
-        self.record_success(login, client, failures).await?;
         if principal.blocked {
             return Err(Denied::Blocked);
         }
@@ -453,20 +595,59 @@ pub fn refresh_hash(token: &str) -> String {
 mod tests {
     use super::*;
 
+    fn body(bytes: &[u8], json: bool) -> Result<Map<String, Value>, BodyError> {
+        let req = TokenRequest {
+            endpoint: Endpoint::Token,
+            body: bytes,
+            json,
+            query: None,
+            path: "/",
+            client: None,
+            now: Utc::now(),
+        };
+        json_object(&req)
+    }
+
     #[test]
     fn fields_are_told_apart() {
+        let json_object = |b: &[u8]| body(b, true);
         let m = json_object(br#"{"a":"x","b":"","c":3,"d":null}"#).unwrap();
         assert_eq!(string_field(&m, "a"), Ok("x"));
         assert_eq!(string_field(&m, "b"), Err(FieldError::Empty));
         assert_eq!(string_field(&m, "c"), Err(FieldError::NotString));
         assert_eq!(string_field(&m, "d"), Err(FieldError::Missing));
         assert_eq!(string_field(&m, "e"), Err(FieldError::Missing));
+        let long = format!(r#"{{"a":"{}","b":"{}"}}"#, "x".repeat(512), "x".repeat(513));
+        let m = json_object(long.as_bytes()).unwrap();
+        assert!(string_field(&m, "a").is_ok());
+        assert_eq!(string_field(&m, "b"), Err(FieldError::TooLong));
         assert_eq!(json_object(b"[1]").unwrap_err(), BodyError::NotObject);
         assert_eq!(json_object(b"{nope").unwrap_err(), BodyError::NotJson);
         assert_eq!(
             json_object(b"{\"a\":\"\xff\"}").unwrap_err(),
             BodyError::NotJson
         );
+    }
+
+    #[test]
+    fn only_json_with_unique_keys_is_json() {
+        let login = br#"{"username":"admin","password":"x"}"#;
+        assert!(body(login, true).is_ok());
+        assert_eq!(body(login, false).unwrap_err(), BodyError::NotJson);
+        let repeated = br#"{"username":"admin","password":"x","username":"root"}"#;
+        assert_eq!(body(repeated, true).unwrap_err(), BodyError::NotJson);
+        // Repeats below the top level are the value's own business.
+        assert!(body(br#"{"a":{"k":1,"k":2}}"#, true).is_ok());
+        for (value, json) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("application/jsonx", false),
+        ] {
+            assert_eq!(is_json(Some(value.as_bytes())), json, "{value}");
+        }
+        assert!(!is_json(None));
     }
 
     #[test]

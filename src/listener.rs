@@ -1,28 +1,29 @@
-//! The public listeners: accepting connections, TLS with ALPN, HTTP/1.1 and
-//! HTTP/2 through hyper, and draining open connections at shutdown.
+//! The listeners: accepting connections within their limits
+//! (`connections`), TLS with ALPN, HTTP/1.1 and HTTP/2 through hyper, and
+//! draining open connections at shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
-use crate::proxy::{Gateway, Peer};
-
-/// How long a client has for its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client has to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::connections::{Connections, Counted, Expiry, Slot};
 
 /// The TLS setup of a listener: its certificate chain and key, TLS 1.2 and
 /// 1.3 with rustls' safe defaults, and ALPN offering HTTP/2 first.
@@ -42,18 +43,85 @@ pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The connection a request came in on.
+#[derive(Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    /// The client's address as `X-Forwarded-For` text, made once per
+    /// connection rather than formatted for every request.
+    pub forwarded_for: HeaderValue,
+    /// A configured proxy: what it says in `X-Forwarded-For`, `Forwarded`
+    /// and `X-Real-IP` about its own clients is kept.
+    pub trusted: bool,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr, tls: bool, trusted_proxies: &[ipnet::IpNet]) -> Peer {
+        let forwarded_for = HeaderValue::try_from(addr.ip().to_string())
+            .expect("an IP address is valid header text");
+        let ip = addr.ip().to_canonical();
+        Peer {
+            addr,
+            tls,
+            forwarded_for,
+            trusted: trusted_proxies.iter().any(|net| net.contains(&ip)),
+        }
+    }
+}
+
+/// How a listener serves its connections.
+pub struct Serving {
+    pub connections: Arc<Connections>,
+    pub tls: Option<TlsAcceptor>,
+    pub tls_handshake_timeout: Duration,
+    /// A request head (HTTP/1) or header list (HTTP/2) larger than this is
+    /// refused (`431`, or a stream reset).
+    pub max_header_size: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// What answers a listener's requests: the gateway, or the admin API.
+pub trait Handler: Send + Sync + 'static {
+    type Body: Body<Data = Bytes> + Unpin + Send + 'static;
+
+    fn respond(
+        &self,
+        req: Request<Incoming>,
+        peer: Peer,
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
+}
+
+/// Ends a task when its owner is done with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Once a connection's time is up, how long it may take to close politely
+/// (an HTTP/2 `GOAWAY`) before it is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// Accepts connections until `stop` turns true, serving each on its own
-/// task; every task holds a clone of `stop`, so the sender's `closed()`
-/// tells when the last connection is done.
-pub async fn accept(
+/// task with `handler`; every task holds a clone of `stop`, so the sender's
+/// `closed()` tells when the last connection is done.
+pub async fn accept<H: Handler>(
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    gateway: Arc<Gateway>,
+    serving: Arc<Serving>,
+    handler: Arc<H>,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    <H::Body as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = async {
+                serving.connections.room().await;
+                listener.accept().await
+            } => accepted,
             _ = stop.wait_for(|s| *s) => return,
         };
         let (stream, addr) = match accepted {
@@ -65,60 +133,138 @@ pub async fn accept(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let stop = stop.clone();
-        let peer = Peer::new(addr, tls.is_some());
-        match &tls {
-            None => {
-                tokio::spawn(serve(stream, gateway, peer, stop));
+        let Some(slot) = serving.connections.admit() else {
+            tracing::debug!(client = %addr, "connection limit reached; refused");
+            if serving.tls.is_none() {
+                refuse(stream);
             }
-            Some(acceptor) => {
-                let handshake = acceptor.accept(stream);
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => serve(stream, gateway, peer, stop).await,
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = Peer::new(addr, serving.tls.is_some(), &serving.trusted_proxies);
+        let (serving, handler, stop) = (serving.clone(), handler.clone(), stop.clone());
+        tokio::spawn(async move {
+            match &serving.tls {
+                None => serve(stream, slot, &serving, peer, handler, stop).await,
+                Some(acceptor) => {
+                    let handshake = acceptor.accept(stream);
+                    let handshake = tokio::time::timeout(serving.tls_handshake_timeout, handshake);
+                    let handshake = tokio::select! {
+                        done = handshake => done,
+                        // A handshake that has not finished is as quiet as a
+                        // connection gets: its place is wanted now.
+                        () = slot.evicted() => return,
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => serve(stream, slot, &serving, peer, handler, stop).await,
                         Ok(Err(e)) => {
                             tracing::debug!(client = %addr, error = %e, "TLS handshake failed")
                         }
                         Err(_) => tracing::debug!(client = %addr, "TLS handshake timed out"),
                     }
-                });
+                }
             }
-        }
+        });
     }
 }
 
+/// A `503` for a connection turned away at the cap, written if the socket
+/// takes it at once (an HTTP/2 client reads a protocol error, as it would
+/// from a closed connection); the socket is closed on return, so a flood of
+/// refusals holds no descriptors.
+fn refuse(stream: TcpStream) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\
+        connection: close\r\nretry-after: 1\r\n\r\n";
+    let _ = stream.try_write(BUSY);
+}
+
 /// Serves one connection (HTTP/1.1, or HTTP/2 by ALPN or preface) until the
-/// client closes it, or until `stop` asks it to finish its requests and close.
-async fn serve<S>(stream: S, gateway: Arc<Gateway>, peer: Peer, mut stop: watch::Receiver<bool>)
-where
+/// client closes it, its watchdog ends it, or `stop` asks it to finish its
+/// requests and close.
+async fn serve<S, H: Handler>(
+    stream: S,
+    slot: Slot,
+    serving: &Serving,
+    peer: Peer,
+    handler: Arc<H>,
+    stop: watch::Receiver<bool>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    <H::Body as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let addr = peer.addr;
+    let slot = Arc::new(slot);
+    let io = TokioIo::new(slot.watch(stream));
+    let requests = slot.clone();
     let service = service_fn(move |req| {
-        let gateway = gateway.clone();
-        let peer = peer.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
+        let in_flight = requests.request();
+        let (handler, peer) = (handler.clone(), peer.clone());
+        async move {
+            let response = handler.respond(req, peer).await;
+            Ok::<_, Infallible>(response.map(|b| Counted::new(b, in_flight)))
+        }
     });
+    let limits = serving.connections.limits();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // The watchdog times heads; hyper's own timer (which also runs while
+        // a connection idles) is the outer bound.
+        .header_read_timeout(limits.header_timeout + limits.idle_timeout)
+        .max_buf_size(serving.max_header_size)
         // One copy into one buffer and a plain write is cheaper here than
         // the kernel's vectored path for API-sized messages (BENCHMARKS.md).
         .writev(false);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(serving.max_header_size).unwrap_or(u32::MAX))
+        // Pings find peers that vanished while a long request is in flight.
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(limits.header_timeout);
+    let conn = builder.serve_connection(io, service);
     let mut conn = std::pin::pin!(conn);
-    tokio::select! {
+    // The watchdog, and the wait for shutdown, run as a task of their own,
+    // so the connection's wake-ups (several per request) poll one cheap
+    // channel rather than timers: `None` asks for a graceful shutdown.
+    let (ended, mut ending) = oneshot::channel();
+    let watchdog = {
+        let slot = slot.clone();
+        // `stop` itself stays with the connection: the server waits for
+        // every clone of it to be dropped before it exits.
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let end = tokio::select! {
+                why = slot.expired() => Some(why),
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let _ = ended.send(end);
+        })
+    };
+    let _abort_watchdog = AbortOnDrop(watchdog);
+    let expiry = tokio::select! {
+        biased;
         result = conn.as_mut() => {
             if let Err(e) = result {
                 tracing::debug!(client = %addr, error = %e, "connection ended with an error");
             }
             return;
         }
-        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+        Ok(end) = &mut ending => end,
+    };
+    match expiry {
+        // Its place is wanted now, and it has nothing in flight.
+        Some(Expiry::Evicted) => {}
+        Some(why) => {
+            tracing::debug!(client = %addr, ?why, "closing connection");
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
+        }
+        // Shutting down: the server's shutdown timeout bounds the rest.
+        None => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
-    let _ = conn.await;
 }

@@ -24,7 +24,21 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub upstream_healthy: IntGaugeVec,
+    pub connections_open: IntGaugeVec,
+    pub connections_closed: IntCounterVec,
     pub store: StoreMetrics,
+}
+
+/// One listener's connection series (`connections.rs`).
+#[derive(Clone)]
+pub struct ConnectionSeries {
+    pub open: IntGauge,
+    /// Turned away at the cap with every open connection busy.
+    pub refused: IntCounter,
+    /// Closed at the cap to make room for a newer connection.
+    pub evicted: IntCounter,
+    pub header_timeouts: IntCounter,
+    pub idle_timeouts: IntCounter,
 }
 
 /// What the store reports about itself; cloned into the store backend.
@@ -145,6 +159,26 @@ impl Metrics {
                     .expect("registered once");
                 g
             },
+            connections_open: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "portero_connections_open",
+                        "Client connections open now, by listener (public, admin).",
+                    ),
+                    &["listener"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
+            connections_closed: counter(
+                "portero_connections_closed_total",
+                "Client connections the gateway ended or turned away, by listener and reason \
+                 (refused, evicted, header_timeout, idle_timeout).",
+                &["listener", "reason"],
+            ),
             store: StoreMetrics {
                 errors: counter(
                     "portero_store_errors_total",
@@ -235,6 +269,21 @@ impl Metrics {
         }
     }
 
+    /// A listener's connection series (`public` or `admin`).
+    pub fn connection_series(&self, listener: &str) -> ConnectionSeries {
+        let closed = |reason| {
+            self.connections_closed
+                .with_label_values(&[listener, reason])
+        };
+        ConnectionSeries {
+            open: self.connections_open.with_label_values(&[listener]),
+            refused: closed("refused"),
+            evicted: closed("evicted"),
+            header_timeouts: closed("header_timeout"),
+            idle_timeouts: closed("idle_timeout"),
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -242,6 +291,20 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl ConnectionSeries {
+    /// Series no registry exposes, for unit tests.
+    pub fn detached() -> ConnectionSeries {
+        let counter = || IntCounter::new("c", "-").expect("valid metric");
+        ConnectionSeries {
+            open: IntGauge::new("open", "-").expect("valid metric"),
+            refused: counter(),
+            evicted: counter(),
+            header_timeouts: counter(),
+            idle_timeouts: counter(),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! (`identity`), forwarding (`forward`), and the metrics and access log line
 //! every request leaves behind.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,29 +17,20 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::auth::denial;
 use crate::auth::revocation::Revocations;
-use crate::auth::validate::Validator;
-use crate::auth::{denial, AuthError};
-use crate::config::{AuthSettings, Endpoint, Issuer, OutagePolicy, RouteAction};
-use crate::forward::{BoxError, Failure, Forwarded, Forwarder};
+use crate::config::{Endpoint, OutagePolicy, RouteAction};
+use crate::forward::{Failure, Forwarded, Forwarder};
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
-use crate::metrics::{method_label, Metrics, RouteSeries, UpstreamSeries};
-use crate::routes::RouteTable;
+use crate::listener::{Handler, Peer};
+use crate::live::Live;
+use crate::metrics::{method_label, Metrics, UpstreamSeries};
+use crate::path::{PathError, PathRules};
 use crate::store::Store;
+use crate::target::{self, HostError};
 use crate::upstream::UpstreamGroup;
-use crate::wire::ResponseBody;
-
-/// What a config reload replaces, swapped as one snapshot so a request never
-/// sees routes of one config with keys of another.
-pub struct Live {
-    pub routes: RouteTable,
-    /// In `routes.routes()` order.
-    pub route_series: Vec<RouteSeries>,
-    pub validator: Validator,
-    pub auth: AuthSettings,
-    pub issuers: Vec<Issuer>,
-}
+use crate::wire::{BoxError, ResponseBody};
 
 /// Everything a request may read, shared by every listener.
 pub struct Shared {
@@ -52,7 +43,10 @@ pub struct Shared {
     pub upstreams: Vec<UpstreamGroup>,
     pub metrics: Metrics,
     pub max_body_size: u64,
+    /// From the request head to the end of its body.
+    pub body_timeout: Duration,
     pub access_log: bool,
+    pub paths: PathRules,
 }
 
 /// The public listeners' request handler.
@@ -63,28 +57,6 @@ pub struct Gateway {
     /// Upstream groups change only with a restart, so their series are
     /// looked up once, in the same order.
     upstream_series: Vec<UpstreamSeries>,
-}
-
-/// The connection a request came in on.
-#[derive(Clone)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub tls: bool,
-    /// The client's address as `X-Forwarded-For` text, made once per
-    /// connection rather than formatted for every request.
-    pub forwarded_for: HeaderValue,
-}
-
-impl Peer {
-    pub fn new(addr: SocketAddr, tls: bool) -> Peer {
-        let forwarded_for = HeaderValue::try_from(addr.ip().to_string())
-            .expect("an IP address is valid header text");
-        Peer {
-            addr,
-            tls,
-            forwarded_for,
-        }
-    }
 }
 
 /// Where the public keys of asymmetric issuers are published (RFC 8414 §2 `jwks_uri`).
@@ -120,14 +92,25 @@ impl Gateway {
         let start = Instant::now();
         let live = self.shared.live.load_full();
         let method = method_label(req.method());
+        let (mut parts, body) = req.into_parts();
+        let has_body = !body.is_end_stream();
+        let mut trace = Trace::default();
+        // The one path and host everything below acts on, or a `400`.
+        let checked = target::normalize_path(&mut parts, self.shared.paths)
+            .map_err(PathError::message)
+            .and_then(|()| target::host(&parts).map_err(HostError::message));
         // Only the log needs the path after the request has gone upstream.
         let logged = self
             .shared
             .access_log
-            .then(|| (req.method().clone(), req.uri().path().to_owned()));
-        let mut trace = Trace::default();
-        let has_body = !req.body().is_end_stream();
-        let mut response = self.serve(&live, req, &peer, &mut trace).await;
+            .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
+        let mut response = match checked {
+            Ok(host) => {
+                self.serve(&live, parts, host, body, &peer, &mut trace)
+                    .await
+            }
+            Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+        };
         if has_body && !trace.body_read {
             // What is left of the body is still on the way: this connection
             // cannot carry another request, and the client must know.
@@ -182,16 +165,16 @@ impl Gateway {
     async fn serve(
         &self,
         live: &Live,
-        req: Request<Incoming>,
+        mut parts: Parts,
+        host: Option<HeaderValue>,
+        body: Incoming,
         peer: &Peer,
         trace: &mut Trace,
     ) -> Response<GatewayBody> {
         let shared = &self.shared;
-        if req.uri().path() == JWKS_PATH && req.method() == Method::GET {
+        if parts.uri.path() == JWKS_PATH && parts.method == Method::GET {
             return json(StatusCode::OK, live.validator.keys().jwks().to_string());
         }
-        let (mut parts, body) = req.into_parts();
-        let host = identity::host_value(&parts.headers, &parts.uri);
         let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
         let Some((index, route)) = live
             .routes
@@ -233,10 +216,10 @@ impl Gateway {
                         "revocations cannot be checked while the state store is unreachable",
                     );
                 }
-                let result = match policy.token_from.extract(&parts.headers) {
-                    None => Err(AuthError::MissingToken),
-                    Some(token) => live.validator.validate(token, policy, unix_now()),
-                };
+                let result = policy
+                    .token_from
+                    .extract(&parts.headers)
+                    .and_then(|token| live.validator.validate(token, policy, unix_now()));
                 match result {
                     Ok(verified) => {
                         if let Some(allowed) = &live.route_series[index].allowed {
@@ -266,7 +249,7 @@ impl Gateway {
         // What the upstream is told.
         let group = &shared.upstreams[upstream];
         let headers = &mut parts.headers;
-        for name in identity::headers_to_strip(headers, &live.auth) {
+        for name in identity::headers_to_strip(headers, &live.auth, peer.trusted) {
             headers.remove(&name);
         }
         if let Some((policy, verified)) = &verified {
@@ -277,19 +260,18 @@ impl Gateway {
                 identity::remove_token(headers, &policy.token_from);
             }
         }
-        match (&group.config.host, &host) {
-            (Some(over), _) => {
-                if let Ok(v) = HeaderValue::from_str(over) {
-                    headers.insert(HOST, v);
-                }
+        // One Host upstream: the configured one, else the client's (checked,
+        // without a trailing dot). An HTTP/2 request names it in its URI only.
+        let upstream_host = match &group.config.host {
+            Some(over) => HeaderValue::from_str(over).ok(),
+            None => host.clone(),
+        };
+        if let Some(h) = upstream_host {
+            if headers.get(HOST) != Some(&h) {
+                headers.insert(HOST, h);
             }
-            // An HTTP/2 request names its host in the URI; HTTP/1.1 needs the header.
-            (None, Some(h)) if !headers.contains_key(HOST) => {
-                headers.insert(HOST, h.clone());
-            }
-            (None, _) => {}
         }
-        identity::set_forwarded(headers, host, &peer.forwarded_for, peer.tls);
+        identity::set_forwarded(headers, host, &peer.forwarded_for, peer.tls, peer.trusted);
         if strip_prefix {
             if let Some(uri) = identity::strip_prefix(&parts.uri, &route.path) {
                 parts.uri = uri;
@@ -299,7 +281,13 @@ impl Gateway {
         trace.upstream = Some((upstream, Instant::now()));
         let forwarder = &self.forwarders[upstream];
         match forwarder
-            .send(group, parts, body, shared.max_body_size)
+            .send(
+                group,
+                parts,
+                body,
+                shared.max_body_size,
+                shared.body_timeout,
+            )
             .await
         {
             Ok(Forwarded {
@@ -357,6 +345,7 @@ impl Gateway {
         let request = TokenRequest {
             endpoint,
             body: &body,
+            json: issue::is_json(parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes)),
             query: parts.uri.query(),
             path,
             client: Some(peer.addr.ip()),
@@ -422,6 +411,18 @@ fn error(status: StatusCode, error: &str, message: &str) -> Response<GatewayBody
         status,
         serde_json::json!({ "error": error, "message": message }).to_string(),
     )
+}
+
+impl Handler for Gateway {
+    type Body = GatewayBody;
+
+    fn respond(
+        &self,
+        req: Request<Incoming>,
+        peer: Peer,
+    ) -> impl Future<Output = Response<GatewayBody>> + Send {
+        self.handle(req, peer)
+    }
 }
 
 /// A response body: one portero wrote, or the upstream's, streamed through.

@@ -58,9 +58,13 @@ impl RouteTable {
 
     /// The route for a request: exact host first, then the longest `*.` suffix,
     /// then `*`; within a host, the longest matching path prefix whose methods
-    /// allow the request.
+    /// allow the request. `path` is normalised (`path::normalize`); empty
+    /// segments and `;` parameters do not count here (`path::routing_key`).
     pub fn lookup(&self, host: &str, path: &str, method: &Method) -> Option<(usize, &Route)> {
+        let key = crate::path::routing_key(path);
+        let path = key.as_ref();
         let host = strip_port(host);
+        let host = host.strip_suffix('.').unwrap_or(host);
         let lowered;
         let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             lowered = host.to_ascii_lowercase();
@@ -191,6 +195,20 @@ mod tests {
             Some("*.example.com/")
         );
         assert_eq!(name(&t, "example.com", "/z", Method::GET), Some("*/"));
+        // A fully qualified name with its trailing dot is the same host.
+        assert_eq!(
+            name(&t, "maxpoint.localhost.", "/api/auth/token", Method::POST),
+            Some("maxpoint.localhost/api/auth/token")
+        );
+    }
+
+    #[test]
+    fn empty_segments_and_parameters_do_not_escape_a_route() {
+        let t = RouteTable::new(vec![route("*", "/", &[]), route("*", "/admin", &[])]);
+        for path in ["/admin", "//admin", "/admin;x", "//admin//x", "/admin;x/y"] {
+            assert_eq!(name(&t, "x", path, Method::GET), Some("*/admin"), "{path}");
+        }
+        assert_eq!(name(&t, "x", "/Admin", Method::GET), Some("*/"));
     }
 
     #[test]

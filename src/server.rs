@@ -13,16 +13,15 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Admin;
-use crate::auth::keys;
 use crate::auth::revocation::Revocations;
-use crate::auth::validate::Validator;
 use crate::config::{Config, ServerSettings, StoreBackend, UpstreamKind};
+use crate::connections::{Connections, Limits};
+use crate::listener::Serving;
+use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::proxy::{Gateway, Live, Shared};
-use crate::routes::RouteTable;
+use crate::proxy::{Gateway, Shared};
 use crate::store::Store;
 use crate::upstream::UpstreamGroup;
 
@@ -38,6 +37,33 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .build()
         .context("cannot start the admin runtime")?;
     let metrics = Metrics::new(&config);
+    let limits = &config.server.limits;
+    let serving = |connections, tls, trusted_proxies| {
+        Arc::new(Serving {
+            connections,
+            tls,
+            tls_handshake_timeout: limits.tls_handshake_timeout,
+            max_header_size: limits.max_header_size,
+            trusted_proxies,
+        })
+    };
+    let connection_limits = |max_connections| Limits {
+        header_timeout: limits.header_timeout,
+        idle_timeout: limits.idle_timeout,
+        max_connections,
+    };
+    let admin_connections = Connections::new(
+        connection_limits(config.admin.max_connections),
+        metrics.connection_series("admin"),
+    );
+    let public_max = limits.max_connections.unwrap_or_else(|| {
+        crate::connections::default_max_connections(config.admin.max_connections)
+    });
+    tracing::info!(max_connections = public_max, "public connection limit");
+    let public_connections = Connections::new(
+        connection_limits(public_max),
+        metrics.connection_series("public"),
+    );
     let store = side
         .block_on(crate::store::open(&config, metrics.store.clone()))
         .with_context(|| match &config.store.backend {
@@ -51,7 +77,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     for r in side.block_on(store.revocations())? {
         revocations.apply(&r);
     }
-    let live = side.block_on(build_live(&config, &revocations, store.as_ref(), &metrics))?;
+    let live = side.block_on(Live::build(&config, &revocations, store.as_ref(), &metrics))?;
     {
         let (store, revocations) = (store.clone(), revocations.clone());
         side.spawn(async move { store.follow_revocations(revocations).await });
@@ -87,7 +113,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         upstreams,
         metrics,
         max_body_size: config.server.max_body_size,
+        body_timeout: config.server.limits.body_timeout,
         access_log: config.server.access_log,
+        paths: config.server.paths,
     });
 
     let started = Arc::new(AtomicBool::new(false));
@@ -111,8 +139,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let admin_listener = bind(&side, config.admin.listen)
         .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
     tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
-    side.spawn(crate::admin::serve(admin_listener, admin));
-    side.spawn(purge_revocations(revocations, store, config.auth.leeway));
+    side.spawn(crate::admin::serve(
+        admin_listener,
+        admin,
+        serving(admin_connections, None, Vec::new()),
+    ));
+    side.spawn(purge_expired(revocations, store, config.auth.leeway));
 
     // Bound now, like the admin listener, so a port in use fails the start.
     let mut public = Vec::new();
@@ -128,7 +160,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             ),
         };
         tracing::info!(addr = %l.addr, tls = tls.is_some(), "public listener");
-        public.push((listener, tls));
+        let trusted = config.server.trusted_proxies.clone();
+        public.push((listener, serving(public_connections.clone(), tls, trusted)));
     }
 
     let threads = config.server.threads;
@@ -156,7 +189,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 /// notice), then stops accepting and gives open requests the shutdown
 /// timeout to finish.
 async fn serve(
-    public: Vec<(std::net::TcpListener, Option<TlsAcceptor>)>,
+    public: Vec<(std::net::TcpListener, Arc<Serving>)>,
     gateway: Arc<Gateway>,
     ready: Arc<AtomicBool>,
     settings: &ServerSettings,
@@ -164,11 +197,11 @@ async fn serve(
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let (stop, stopped) = watch::channel(false);
-    for (listener, tls) in public {
+    for (listener, serving) in public {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         tokio::spawn(crate::listener::accept(
             listener,
-            tls,
+            serving,
             gateway.clone(),
             stopped.clone(),
         ));
@@ -197,32 +230,6 @@ async fn serve(
     Ok(())
 }
 
-/// The parts of a config that a reload replaces: routes (with their metric
-/// series), strip rules, keys (with a fresh verified-token cache).
-pub async fn build_live(
-    config: &Config,
-    revocations: &Arc<Revocations>,
-    store: &dyn Store,
-    metrics: &Metrics,
-) -> Result<Live, keys::KeyError> {
-    Ok(Live {
-        routes: RouteTable::new(config.routes.clone()),
-        route_series: config
-            .routes
-            .iter()
-            .map(|r| metrics.route_series(r))
-            .collect(),
-        validator: Validator::new(
-            keys::load(config, store).await?,
-            revocations.clone(),
-            config.auth.verified_cache_size,
-            config.auth.leeway.as_secs(),
-        ),
-        auth: config.auth.clone(),
-        issuers: config.issuers.clone(),
-    })
-}
-
 fn bind(
     rt: &tokio::runtime::Runtime,
     addr: SocketAddr,
@@ -233,8 +240,9 @@ fn bind(
     tokio::net::TcpListener::from_std(std_listener)
 }
 
-/// Drops jti revocations once the tokens they name would have expired anyway.
-async fn purge_revocations(revocations: Arc<Revocations>, store: Arc<dyn Store>, leeway: Duration) {
+/// Drops jti revocations once the tokens they name would have expired
+/// anyway, and lockout counters past their time.
+async fn purge_expired(revocations: Arc<Revocations>, store: Arc<dyn Store>, leeway: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
@@ -243,8 +251,8 @@ async fn purge_revocations(revocations: Arc<Revocations>, store: Arc<dyn Store>,
             .map_or(0, |d| d.as_secs() as i64);
         let cutoff = now - leeway.as_secs() as i64;
         revocations.purge_expired(cutoff);
-        if let Err(e) = store.purge_revocations(cutoff).await {
-            tracing::warn!(error = %e, "could not purge expired revocations from the store");
+        if let Err(e) = store.purge_expired(cutoff).await {
+            tracing::warn!(error = %e, "could not purge expired revocations and lockout counters from the store");
         }
     }
 }

@@ -99,6 +99,8 @@ mod tests {
             write_timeout: Duration::from_secs(1),
             max_idle_connections: 1,
             idle_timeout: Duration::from_secs(1),
+            max_connections: 8,
+            queue_timeout: Duration::from_secs(1),
             health_check,
             host: None,
         };

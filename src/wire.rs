@@ -20,7 +20,9 @@ use smallvec::SmallVec;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::forward::{BoxError, Pooled};
+use crate::pool::Pooled;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 use crate::identity;
 
 /// Response heads larger than this are refused, as hyper refuses them.
@@ -236,6 +238,12 @@ pub fn parse_response_head(
         if transfer_encoding && length.is_some() {
             close = true;
             headers.remove(CONTENT_LENGTH);
+        }
+        // A 204 has no content (RFC 9110 §15.3.5); one that announces some
+        // may send it anyway, where the next response would be read.
+        if status == StatusCode::NO_CONTENT && (transfer_encoding || length.is_some_and(|n| n > 0))
+        {
+            close = true;
         }
         return Ok(Some(ResponseHead {
             status,
@@ -535,6 +543,15 @@ mod tests {
         );
         assert_eq!(framing("HTTP/1.1 200 OK\r\n\r\n"), (Close, false));
         assert_eq!(framing("HTTP/1.1 204 No Content\r\n\r\n"), (Empty, true));
+        // A 204 that announces content may send it: no reuse.
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n"),
+            (Empty, false)
+        );
+        assert_eq!(
+            framing("HTTP/1.1 204 No Content\r\ntransfer-encoding: chunked\r\n\r\n"),
+            (Empty, false)
+        );
         assert_eq!(
             framing("HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n"),
             (Empty, true)

@@ -53,3 +53,41 @@ async fn revocations_survive_kill_9() {
     let list = gw.revocations().await;
     assert_eq!(list.len(), 2, "{list:?}");
 }
+
+/// Failed logins with long, unique identifiers: each leaves a record of the
+/// same small size (the login is hashed), and one past the field limit
+/// leaves none, so 10,000 of them cannot grow the store by much.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_with_long_unique_identifiers_keep_the_store_small() {
+    let body = demo_body().replace(
+        "dialect = \"client-flat\"",
+        "dialect = \"client-flat\"\nip_max_failures = 1000000",
+    );
+    let gw = Gateway::start_with_server_settings("threads = 2", &body).await;
+    let store = gw.dir.path().join("data/portero.redb");
+    let before = std::fs::metadata(&store).unwrap().len();
+    let client = reqwest::Client::new();
+    let attempt = |id: String| {
+        let body = json!({ "client_id": id, "client_secret": "wrong" }).to_string();
+        let request = client
+            .post(gw.url("/api/v1/auth"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send();
+        async move { request.await.unwrap().status() }
+    };
+    // Over the field limit: refused before any lockout record is made.
+    assert_eq!(attempt("x".repeat(60_000)).await, StatusCode::BAD_REQUEST);
+    let mut next = 0;
+    while next < 10_000 {
+        let batch = (next..next + 50).map(|i| attempt(format!("{i:05}{}", "y".repeat(500))));
+        for status in futures_util::future::join_all(batch).await {
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        next += 50;
+    }
+    let grown = std::fs::metadata(&store).unwrap().len() - before;
+    // 10,000 records of about a hundred bytes; 510-byte logins as keys
+    // would be over 5 MB, the 60 KB one alone 60 KB.
+    assert!(grown < 4 * 1024 * 1024, "the store grew by {grown} bytes");
+}

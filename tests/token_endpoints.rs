@@ -739,3 +739,109 @@ async fn keys_and_refresh_tokens_survive_kill_9() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// A body the way a cross-site form can send it (`text/plain`, no
+/// preflight), or one that names a key twice: each dialect refuses it with
+/// its own malformed-body answer, and no token comes back.
+#[tokio::test]
+async fn only_json_bodies_with_unique_keys_are_logins() {
+    let gw = demo(|c| c).await;
+    let cases: [(&str, Option<&str>, &str, &str, Value); 5] = [
+        (
+            "/api/Session/GetToken",
+            None,
+            r#"{"username":"admin","password":"demo2024"}"#,
+            r#"{"username":"bloqueado","password":"demo2024","username":"admin"}"#,
+            json!({"error": 1}),
+        ),
+        (
+            "/api/auth/token",
+            None,
+            r#"{"username":"admin","password":"abcd1234"}"#,
+            r#"{"username":"nobody","password":"abcd1234","username":"admin"}"#,
+            json!({"status": 400, "message": "Malformed JSON request"}),
+        ),
+        (
+            "/auth",
+            None,
+            r#"{"business":"5a2ac49cbbbce212f885529c","proyecto":"upconta","password":"1234"}"#,
+            r#"{"business":"5a2ac49cbbbce212f885529c","proyecto":"x","password":"1234","proyecto":"upconta"}"#,
+            json!({"error": "El cuerpo de la solicitud no es JSON válido"}),
+        ),
+        (
+            "/api/auth/token",
+            Some("maxpoint.localhost"),
+            r#"{"clientId":"f2ffebd1-77eb-49d2-a623-99824b1f485d","clientSecret":"c0f2afed-edc3-4cec-8af0-ef58fcb50062"}"#,
+            r#"{"clientId":"f2ffebd1-77eb-49d2-a623-99824b1f485d","clientSecret":"x","clientSecret":"c0f2afed-edc3-4cec-8af0-ef58fcb50062"}"#,
+            json!({"code": 400, "message": "Error en la validación de datos"}),
+        ),
+        (
+            "/api/v1/auth",
+            None,
+            r#"{"client_id":"demo_client_123","client_secret":"demo_secret_456_ABCDEFGH"}"#,
+            r#"{"client_id":"demo_client_123","client_secret":"x","client_secret":"demo_secret_456_ABCDEFGH"}"#,
+            json!({"msg": "Missing JSON in request"}),
+        ),
+    ];
+    let client = reqwest::Client::new();
+    for (path, host, good, repeated, shape) in cases {
+        let send = |content_type: &'static str, body: &'static str| {
+            let mut req = client
+                .post(gw.url(path))
+                .header("content-type", content_type)
+                .body(body);
+            if let Some(h) = host {
+                req = req.header("host", h);
+            }
+            async move {
+                let r = req.send().await.unwrap();
+                (r.status(), parse(&r.text().await.unwrap()))
+            }
+        };
+        // The same login as JSON works...
+        assert_eq!(
+            send("application/json", good).await.0,
+            StatusCode::OK,
+            "{path}"
+        );
+        // ...as text/plain, a form, or with a key twice, it does not.
+        for (content_type, body) in [
+            ("text/plain", good),
+            ("application/x-www-form-urlencoded", good),
+            ("application/json", repeated),
+        ] {
+            let (status, v) = send(content_type, body).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{path} {content_type}: {v}"
+            );
+            for (k, want) in shape.as_object().unwrap() {
+                assert_eq!(&v[k], want, "{path} {content_type}: {v}");
+            }
+        }
+    }
+}
+
+/// Seed 003's only field message is "es requerido": an empty or non-string
+/// field is a missing one there.
+#[tokio::test]
+async fn client_envelope_names_empty_fields_as_its_document_does() {
+    let gw = demo(|c| c).await;
+    let host = Some("maxpoint.localhost");
+    let (status, body) = post(
+        &gw,
+        "/api/auth/token",
+        host,
+        r#"{"clientId":"","clientSecret":7}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        parse(&body)["errors"],
+        json!([
+            "El campo 'clientId' es requerido",
+            "El campo 'clientSecret' es requerido"
+        ])
+    );
+}

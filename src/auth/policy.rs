@@ -41,27 +41,74 @@ impl TokenSource {
         }
     }
 
-    /// The token in a request, borrowed from its headers.
-    pub fn extract<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+    /// The token in a request, borrowed from its headers. The credential
+    /// must come once: with two, portero would check one while the upstream
+    /// might read the other (`RepeatedToken`); another spelling of the
+    /// header (`x_api_token` for `x-api-token`) counts as a second copy.
+    pub fn extract<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, AuthError> {
         let token = match self {
-            Self::Bearer => bearer(headers.get(AUTHORIZATION)?.to_str().ok()?)?,
+            Self::Bearer => bearer(single(headers, &AUTHORIZATION)?).unwrap_or(""),
             Self::RawAuthorization => {
-                let v = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+                let v = single(headers, &AUTHORIZATION)?.trim();
                 bearer(v).unwrap_or(v)
             }
-            Self::Header(name) => headers.get(name)?.to_str().ok()?.trim(),
-            Self::Cookie(name) => headers
-                .get_all(COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .find_map(|pair| {
-                    let (k, v) = pair.trim().split_once('=')?;
-                    (k == name).then_some(v.trim())
-                })?,
+            Self::Header(name) => {
+                let spelled_otherwise = headers.keys().any(|k| {
+                    k != name && k.as_str().contains('_') && same_field(k.as_str(), name.as_str())
+                });
+                if spelled_otherwise {
+                    return Err(AuthError::RepeatedToken);
+                }
+                single(headers, name)?.trim()
+            }
+            Self::Cookie(name) => {
+                let mut values = headers
+                    .get_all(COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(';'))
+                    .filter_map(|pair| {
+                        let (k, v) = pair.trim().split_once('=')?;
+                        (k == name).then_some(v.trim())
+                    });
+                let first = values.next().unwrap_or("");
+                if values.next().is_some() {
+                    return Err(AuthError::RepeatedToken);
+                }
+                first
+            }
         };
-        (!token.is_empty()).then_some(token)
+        if token.is_empty() {
+            return Err(AuthError::MissingToken);
+        }
+        Ok(token)
     }
+}
+
+/// The one value of a header, as text.
+fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h str, AuthError> {
+    let mut all = headers.get_all(name).iter();
+    let first = all.next().ok_or(AuthError::MissingToken)?;
+    if all.next().is_some() {
+        return Err(AuthError::RepeatedToken);
+    }
+    Ok(first.to_str().unwrap_or(""))
+}
+
+/// Header names the way CGI, WSGI and Rack read them: `_` and `-` alike,
+/// case ignored.
+pub fn same_field(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let fold = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
+            fold(x) == fold(y)
+        })
 }
 
 /// The scheme name is case-insensitive (RFC 7235 §2.1).
@@ -215,15 +262,24 @@ mod tests {
         let s = TokenSource::Bearer;
         assert_eq!(
             s.extract(&headers(&[("authorization", "bearer abc")])),
-            Some("abc")
+            Ok("abc")
         );
         assert_eq!(
             s.extract(&headers(&[("authorization", "Bearer  abc ")])),
-            Some("abc")
+            Ok("abc")
         );
-        assert_eq!(s.extract(&headers(&[("authorization", "abc")])), None);
-        assert_eq!(s.extract(&headers(&[("authorization", "Basic abc")])), None);
-        assert_eq!(s.extract(&headers(&[("authorization", "Bearer ")])), None);
+        assert_eq!(
+            s.extract(&headers(&[("authorization", "abc")])),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            s.extract(&headers(&[("authorization", "Basic abc")])),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            s.extract(&headers(&[("authorization", "Bearer ")])),
+            Err(AuthError::MissingToken)
+        );
     }
 
     #[test]
@@ -233,22 +289,50 @@ mod tests {
             ("x-api-token", "tok2"),
             ("cookie", "a=1; session=tok3"),
         ]);
-        assert_eq!(TokenSource::RawAuthorization.extract(&h), Some("tok1"));
+        assert_eq!(TokenSource::RawAuthorization.extract(&h), Ok("tok1"));
         assert_eq!(
             TokenSource::parse("header:X-Api-Token")
                 .unwrap()
                 .extract(&h),
-            Some("tok2")
+            Ok("tok2")
         );
         assert_eq!(
             TokenSource::parse("cookie:session").unwrap().extract(&h),
-            Some("tok3")
+            Ok("tok3")
         );
         assert_eq!(
             TokenSource::parse("cookie:other").unwrap().extract(&h),
-            None
+            Err(AuthError::MissingToken)
         );
         assert!(TokenSource::parse("query:token").is_err());
+    }
+
+    #[test]
+    fn a_credential_sent_twice_is_refused() {
+        let repeated = Err(AuthError::RepeatedToken);
+        let two = headers(&[
+            ("authorization", "Bearer good"),
+            ("authorization", "Bearer forged"),
+        ]);
+        assert_eq!(TokenSource::Bearer.extract(&two), repeated);
+        assert_eq!(TokenSource::RawAuthorization.extract(&two), repeated);
+        let source = TokenSource::parse("header:x-api-token").unwrap();
+        let spelled = headers(&[("x-api-token", "good"), ("x_api_token", "forged")]);
+        assert_eq!(source.extract(&spelled), repeated);
+        let cookie = TokenSource::parse("cookie:session").unwrap();
+        let cookies = headers(&[
+            ("cookie", "session=good"),
+            ("cookie", "a=1; session=forged"),
+        ]);
+        assert_eq!(cookie.extract(&cookies), repeated);
+        let one = headers(&[("cookie", "session=good; sessionx=1")]);
+        assert_eq!(cookie.extract(&one), Ok("good"));
+    }
+
+    #[test]
+    fn fields_fold_underscores_and_case() {
+        assert!(same_field("X_User_Sub", "x-user-sub"));
+        assert!(!same_field("x-user-subx", "x-user-sub"));
     }
 
     #[test]

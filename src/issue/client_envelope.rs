@@ -5,8 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    campo, denied_es, json_object, plain_datetime, string_field, Issuing, Reply, TokenRequest,
-    Transport,
+    campo, denied_es, json_object, plain_datetime, string_field, FieldError, Issuing, Reply,
+    TokenRequest, Transport,
 };
 
 fn error(status: u16, message: &str) -> Reply {
@@ -36,7 +36,7 @@ pub fn transport_error(e: Transport) -> Reply {
 }
 
 pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
-    let Ok(body) = json_object(req.body) else {
+    let Ok(body) = json_object(req) else {
         return validation(vec![
             "El cuerpo de la solicitud debe ser un objeto JSON válido".into(),
         ]);
@@ -49,7 +49,9 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         (c, s) => {
             let errors = [("clientId", c.err()), ("clientSecret", s.err())]
                 .into_iter()
-                .filter_map(|(name, e)| Some(campo(name, e?)))
+                // The document has one message for a field that is not a
+                // non-empty string: it is required.
+                .filter_map(|(name, e)| e.map(|_| campo(name, FieldError::Missing)))
                 .collect();
             return validation(errors);
         }

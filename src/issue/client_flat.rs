@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{json_object, string_field, Denied, Issuing, Reply, TokenRequest, Transport};
+use super::{json_object, string_field, Denied, Issuing, Outcome, Reply, TokenRequest, Transport};
 
 fn msg(status: u16, message: &str) -> Reply {
     Reply::json(status, json!({ "msg": message }))
@@ -22,7 +22,7 @@ const INVALID: &str = "Invalid login details";
 
 pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     // 1. JSON.
-    let Ok(body) = json_object(req.body) else {
+    let Ok(body) = json_object(req) else {
         return msg(400, "Missing JSON in request");
     };
     // 2. Parameters.
@@ -34,26 +34,30 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     };
     let now = req.now.timestamp();
     let unavailable = || msg(503, "Service unavailable");
-    let failures = match ctx.check_lockout(client_id, req.client, now).await {
-        Ok(n) => n,
+    let attempt = match ctx.begin_attempt(client_id, req.client, now).await {
+        Ok(attempt) => attempt,
         Err(Denied::Locked) => return msg(429, "Too many failed login attempts"),
         Err(_) => return unavailable(),
     };
     // 3. The client exists (an unknown one costs a dummy verification).
     let Some(principal) = ctx.endpoint.principals.get(client_id) else {
-        if ctx.verify_secret(None, secret).await.is_err()
-            || ctx
-                .record_failure(client_id, req.client, now)
-                .await
-                .is_err()
-        {
+        let checked = ctx.verify_secret(None, secret).await.is_ok();
+        let outcome = if checked {
+            Outcome::Failed
+        } else {
+            Outcome::Unchecked
+        };
+        if !checked || ctx.end_attempt(attempt, outcome, now).await.is_err() {
             return unavailable();
         }
         return msg(401, INVALID);
     };
     // 4. Active.
     if !principal.active {
-        return msg(200, "credential inactive");
+        return match ctx.end_attempt(attempt, Outcome::Unchecked, now).await {
+            Ok(()) => msg(200, "credential inactive"),
+            Err(_) => unavailable(),
+        };
     }
     // 5. Its company exists.
     let company_exists = principal
@@ -61,29 +65,22 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         .as_ref()
         .is_some_and(|c| ctx.endpoint.companies.contains(c));
     if !company_exists {
-        return Reply::json(404, json!({ "error": "Not Found" }));
+        return match ctx.end_attempt(attempt, Outcome::Unchecked, now).await {
+            Ok(()) => Reply::json(404, json!({ "error": "Not Found" })),
+            Err(_) => unavailable(),
+        };
     }
     // 6. The secret.
-    match ctx.verify_secret(Some(principal), secret).await {
-        Ok(true) if !principal.blocked => {}
-        Ok(_) => {
-            if ctx
-                .record_failure(client_id, req.client, now)
-                .await
-                .is_err()
-            {
-                return unavailable();
-            }
-            return msg(401, INVALID);
-        }
-        Err(_) => return unavailable(),
-    }
-    if ctx
-        .record_success(client_id, req.client, failures)
-        .await
-        .is_err()
-    {
+    let outcome = match ctx.verify_secret(Some(principal), secret).await {
+        Ok(true) if !principal.blocked => Outcome::Succeeded,
+        Ok(_) => Outcome::Failed,
+        Err(_) => Outcome::Unchecked,
+    };
+    if ctx.end_attempt(attempt, outcome, now).await.is_err() || outcome == Outcome::Unchecked {
         return unavailable();
+    }
+    if outcome == Outcome::Failed {
+        return msg(401, INVALID);
     }
     // 7. Success: the token carries the client, its company and permissions.
     let mut claims = Map::new();

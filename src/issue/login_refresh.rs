@@ -47,7 +47,7 @@ pub fn transport_error(e: Transport, path: &str, now: DateTime<Utc>) -> Reply {
 
 pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     let fail = |status, message: &str| spring(status, message, req.path, req.now);
-    let Ok(body) = json_object(req.body) else {
+    let Ok(body) = json_object(req) else {
         return fail(400, "Malformed JSON request");
     };
     match req.endpoint {
@@ -171,7 +171,7 @@ async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Repl
         .as_ref()
         .and_then(|r| ctx.endpoint.principals.get(&r.login))
         .filter(|p| p.active && !p.blocked);
-    let (Some(mut record), Some(p)) = (usable, principal) else {
+    let (Some(_), Some(p)) = (usable, principal) else {
         ctx.metrics
             .refresh
             .with_label_values(&[&ctx.issuer.name, "refused"])
@@ -183,8 +183,15 @@ async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Repl
         content,
         minted,
     } = pair(ctx, p, now)?;
-    record.tokens.extend(minted);
-    ctx.store.put_refresh(&hash, &record).await?;
+    // Recorded in one step with any revocation of the refresh token: if it
+    // was revoked meanwhile, what was just minted is never handed out.
+    if !ctx.store.extend_refresh(&hash, &minted, now).await? {
+        ctx.metrics
+            .refresh
+            .with_label_values(&[&ctx.issuer.name, "refused"])
+            .inc();
+        return Ok(None);
+    }
     ctx.metrics
         .refresh
         .with_label_values(&[&ctx.issuer.name, "used"])

@@ -71,7 +71,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         Ok(x) => x,
         Err(message) => return error(400, &message),
     };
-    let body = match json_object(req.body) {
+    let body = match json_object(req) {
         Ok(b) => b,
         Err(BodyError::NotJson) => {
             return error(400, "El cuerpo de la solicitud no es JSON válido")

@@ -22,7 +22,7 @@ pub fn transport_error(e: Transport) -> Reply {
 }
 
 pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
-    let body = match json_object(req.body) {
+    let body = match json_object(req) {
         Ok(b) => b,
         Err(BodyError::NotJson) => {
             return error(400, 1, "El cuerpo de la solicitud no es JSON válido")

@@ -3,14 +3,17 @@
 //! to a crash or `kill -9`. redb blocks on the disk, so each operation runs
 //! on a blocking thread.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{revocation_key, Failures, RefreshRecord, Store, StoreError, StoredKey};
+use super::{
+    revocation_key, Failures, RefreshRecord, Reservation, Store, StoreError, StoredKey, MAX_LINEAGE,
+};
 use crate::auth::revocation::Revocation;
 use crate::metrics::StoreMetrics;
 
@@ -23,6 +26,9 @@ const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("failures");
 pub struct Embedded {
     db: Arc<Redb>,
     metrics: StoreMetrics,
+    /// Credential checks in flight, per lockout key. One instance owns the
+    /// file, so they live in memory: a reservation costs no disk write.
+    checks_in_flight: Mutex<HashMap<String, u32>>,
 }
 
 /// The synchronous redb operations; [`Embedded`] runs writes and scans on
@@ -58,6 +64,7 @@ impl Embedded {
         Ok(Embedded {
             db: Arc::new(Redb { db }),
             metrics,
+            checks_in_flight: Mutex::default(),
         })
     }
 
@@ -177,7 +184,7 @@ impl Redb {
         Ok(out)
     }
 
-    fn purge_revocations(&self, cutoff: i64) -> Result<(), StoreError> {
+    fn purge_expired(&self, cutoff: i64) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(backend)?;
         {
             let mut t = tx.open_table(REVOCATIONS).map_err(backend)?;
@@ -185,6 +192,14 @@ impl Redb {
                 !matches!(
                     serde_json::from_slice::<Revocation>(v),
                     Ok(Revocation::Jti { expires_at: Some(exp), .. }) if exp < cutoff
+                )
+            })
+            .map_err(backend)?;
+            let mut t = tx.open_table(FAILURES).map_err(backend)?;
+            t.retain(|_, v| {
+                !matches!(
+                    serde_json::from_slice::<Failures>(v),
+                    Ok(f) if f.expires_at < cutoff && f.locked_until < cutoff
                 )
             })
             .map_err(backend)?;
@@ -208,6 +223,37 @@ impl Redb {
             .transpose()
     }
 
+    fn extend_refresh(
+        &self,
+        hash: &str,
+        minted: &[(String, i64)],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let extended = {
+            let mut t = tx.open_table(REFRESH).map_err(backend)?;
+            let found: Option<RefreshRecord> = match t.get(hash).map_err(backend)? {
+                Some(v) => Some(decode(hash, v.value())?),
+                None => None,
+            };
+            match found {
+                Some(mut r) if r.expires_at > now => {
+                    r.tokens.retain(|&(_, exp)| exp >= now);
+                    if r.tokens.len() + minted.len() > MAX_LINEAGE {
+                        false
+                    } else {
+                        r.tokens.extend_from_slice(minted);
+                        t.insert(hash, encode(&r).as_slice()).map_err(backend)?;
+                        true
+                    }
+                }
+                _ => false,
+            }
+        };
+        tx.commit().map_err(backend)?;
+        Ok(extended)
+    }
+
     fn failures(&self, key: &str) -> Result<Failures, StoreError> {
         Ok(self
             .get(FAILURES, key)?
@@ -216,35 +262,39 @@ impl Redb {
             .unwrap_or_default())
     }
 
-    fn record_failure(
+    fn record_failures(
         &self,
-        key: &str,
-        threshold: u32,
+        limits: &[(String, u32)],
         cooldown: i64,
         now: i64,
-    ) -> Result<Failures, StoreError> {
+    ) -> Result<bool, StoreError> {
         let tx = self.db.begin_write().map_err(backend)?;
-        let updated = {
+        let mut locked = false;
+        {
             let mut t = tx.open_table(FAILURES).map_err(backend)?;
-            let current: Failures = match t.get(key).map_err(backend)? {
-                Some(v) => decode(key, v.value())?,
-                None => Failures::default(),
-            };
-            // A lock that has run out starts a fresh count.
-            let mut f = if current.locked_until != 0 && current.locked_until <= now {
-                Failures::default()
-            } else {
-                current
-            };
-            f.count += 1;
-            if f.count >= threshold {
-                f.locked_until = now + cooldown;
+            for (key, threshold) in limits {
+                let current: Failures = match t.get(key.as_str()).map_err(backend)? {
+                    Some(v) => decode(key, v.value())?,
+                    None => Failures::default(),
+                };
+                // A lock that has run out starts a fresh count.
+                let mut f = if current.locked_until != 0 && current.locked_until <= now {
+                    Failures::default()
+                } else {
+                    current
+                };
+                f.count += 1;
+                if f.count >= *threshold {
+                    f.locked_until = now + cooldown;
+                    locked = true;
+                }
+                f.expires_at = now + cooldown;
+                t.insert(key.as_str(), encode(&f).as_slice())
+                    .map_err(backend)?;
             }
-            t.insert(key, encode(&f).as_slice()).map_err(backend)?;
-            f
-        };
+        }
         tx.commit().map_err(backend)?;
-        Ok(updated)
+        Ok(locked)
     }
 
     fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
@@ -276,8 +326,8 @@ impl Store for Embedded {
         self.run("revocations", |db| db.revocations()).await
     }
 
-    async fn purge_revocations(&self, cutoff: i64) -> Result<(), StoreError> {
-        self.run("purge_revocations", move |db| db.purge_revocations(cutoff))
+    async fn purge_expired(&self, cutoff: i64) -> Result<(), StoreError> {
+        self.run("purge_expired", move |db| db.purge_expired(cutoff))
             .await
     }
 
@@ -297,20 +347,28 @@ impl Store for Embedded {
             .await
     }
 
-    async fn failures(&self, key: &str) -> Result<Failures, StoreError> {
-        self.read("failures", |db| db.failures(key))
+    async fn extend_refresh(
+        &self,
+        hash: &str,
+        minted: &[(String, i64)],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (hash, minted) = (hash.to_string(), minted.to_vec());
+        self.run("extend_refresh", move |db| {
+            db.extend_refresh(&hash, &minted, now)
+        })
+        .await
     }
 
-    async fn record_failure(
+    async fn record_failures(
         &self,
-        key: &str,
-        threshold: u32,
+        limits: &[(&str, u32)],
         cooldown: i64,
         now: i64,
-    ) -> Result<Failures, StoreError> {
-        let key = key.to_string();
-        self.run("record_failure", move |db| {
-            db.record_failure(&key, threshold, cooldown, now)
+    ) -> Result<bool, StoreError> {
+        let limits: Vec<(String, u32)> = limits.iter().map(|&(k, t)| (k.to_string(), t)).collect();
+        self.run("record_failures", move |db| {
+            db.record_failures(&limits, cooldown, now)
         })
         .await
     }
@@ -319,6 +377,46 @@ impl Store for Embedded {
         let key = key.to_string();
         self.run("clear_failures", move |db| db.clear_failures(&key))
             .await
+    }
+
+    async fn reserve_attempt(
+        &self,
+        limits: &[(&str, u32)],
+        _cooldown: i64,
+        now: i64,
+    ) -> Result<Reservation, StoreError> {
+        // Held across the reads: two reservations never see the same count.
+        let mut in_flight = self.checks_in_flight.lock().expect("not poisoned");
+        let mut first = None;
+        for &(key, threshold) in limits {
+            let f = self.read("failures", |db| db.failures(key))?;
+            let lapsed = f.locked_until != 0 && f.locked_until <= now;
+            let failures = if lapsed { 0 } else { f.count };
+            if (!lapsed && f.locked_until > now) || failures >= threshold {
+                return Ok(Reservation::Locked);
+            }
+            if failures + in_flight.get(key).copied().unwrap_or(0) >= threshold {
+                return Ok(Reservation::Busy);
+            }
+            first.get_or_insert(failures);
+        }
+        for &(key, _) in limits {
+            *in_flight.entry(key.to_string()).or_default() += 1;
+        }
+        Ok(Reservation::Granted(first.unwrap_or(0)))
+    }
+
+    async fn release_attempts(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let mut in_flight = self.checks_in_flight.lock().expect("not poisoned");
+        for &key in keys {
+            if let Some(n) = in_flight.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    in_flight.remove(key);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -357,7 +455,7 @@ mod tests {
             ])
             .await
             .unwrap();
-            s.purge_revocations(50).await.unwrap();
+            s.purge_expired(50).await.unwrap();
             let rec = RefreshRecord {
                 issuer: "i".into(),
                 sub: "s".into(),
@@ -397,24 +495,123 @@ mod tests {
     async fn failures_lock_then_expire() {
         let dir = tempfile::tempdir().unwrap();
         let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
+        let u = [("u", 3)];
+        assert!(!s.record_failures(&u, 60, 1000).await.unwrap());
+        assert!(!s.record_failures(&u, 60, 1000).await.unwrap());
+        assert!(s.record_failures(&u, 60, 1000).await.unwrap());
         assert_eq!(
-            s.record_failure("u", 3, 60, 1000)
-                .await
-                .unwrap()
-                .locked_until,
-            0
-        );
-        s.record_failure("u", 3, 60, 1000).await.unwrap();
-        assert_eq!(
-            s.record_failure("u", 3, 60, 1000)
-                .await
-                .unwrap()
-                .locked_until,
-            1060
+            s.reserve_attempt(&u, 60, 1059).await.unwrap(),
+            Reservation::Locked
         );
         // After the cool-down the count starts again.
-        assert_eq!(s.record_failure("u", 3, 60, 1061).await.unwrap().count, 1);
+        assert!(!s.record_failures(&u, 60, 1061).await.unwrap());
+        assert_eq!(
+            s.reserve_attempt(&u, 60, 1061).await.unwrap(),
+            Reservation::Granted(1)
+        );
+        s.release_attempts(&["u"]).await.unwrap();
         s.clear_failures("u").await.unwrap();
-        assert_eq!(s.failures("u").await.unwrap(), Failures::default());
+        assert_eq!(
+            s.reserve_attempt(&u, 60, 1061).await.unwrap(),
+            Reservation::Granted(0)
+        );
+    }
+
+    #[tokio::test]
+    async fn lapsed_failure_records_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
+        for i in 0..100 {
+            let key = format!("k{i}");
+            s.record_failures(&[(key.as_str(), 5)], 60, 1000)
+                .await
+                .unwrap();
+        }
+        s.record_failures(&[("late", 5)], 60, 2000).await.unwrap();
+        let count = |s: &Embedded| {
+            use redb::ReadableTableMetadata;
+            let tx = s.db.db.begin_read().unwrap();
+            tx.open_table(FAILURES).unwrap().len().unwrap()
+        };
+        assert_eq!(count(&s), 101);
+        s.purge_expired(1059).await.unwrap();
+        assert_eq!(count(&s), 101);
+        s.purge_expired(1061).await.unwrap();
+        assert_eq!(count(&s), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lineage_is_bounded_and_ends_with_its_refresh_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
+        let record = RefreshRecord {
+            issuer: "i".into(),
+            sub: "s".into(),
+            login: "l".into(),
+            issued_at: 1000,
+            expires_at: 5000,
+            tokens: vec![("old".into(), 1500)],
+        };
+        s.put_refresh("h", &record).await.unwrap();
+        let batch: Vec<(String, i64)> = (0..MAX_LINEAGE - 1)
+            .map(|i| (format!("t{i}"), 3000))
+            .collect();
+        assert!(s.extend_refresh("h", &batch, 1000).await.unwrap());
+        // Full: one more is refused while the old ones live...
+        assert!(!s
+            .extend_refresh("h", &[("x".into(), 3000)], 1000)
+            .await
+            .unwrap());
+        // ...and makes room once one has expired (dropped on the way).
+        assert!(s
+            .extend_refresh("h", &[("x".into(), 3000)], 2000)
+            .await
+            .unwrap());
+        let deleted = s.delete_refresh("h").await.unwrap().unwrap();
+        assert_eq!(deleted.tokens.len(), MAX_LINEAGE);
+        // Gone: nothing more can be added.
+        assert!(!s
+            .extend_refresh("h", &[("y".into(), 3000)], 2000)
+            .await
+            .unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_burst_gets_no_more_checks_than_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
+        let limits = [("u", 5), ("ip", 50)];
+        let reserve = || s.reserve_attempt(&limits, 60, 1000);
+        let mut granted = 0;
+        for _ in 0..40 {
+            match reserve().await.unwrap() {
+                Reservation::Granted(_) => granted += 1,
+                other => assert_eq!(other, Reservation::Busy),
+            }
+        }
+        assert_eq!(granted, 5);
+        // Two fail, three are released unchecked: two more may come.
+        s.record_failures(&[("u", 5)], 60, 1000).await.unwrap();
+        s.record_failures(&[("u", 5)], 60, 1000).await.unwrap();
+        for _ in 0..5 {
+            s.release_attempts(&["u", "ip"]).await.unwrap();
+        }
+        assert_eq!(reserve().await.unwrap(), Reservation::Granted(2));
+        assert_eq!(reserve().await.unwrap(), Reservation::Granted(2));
+        assert_eq!(reserve().await.unwrap(), Reservation::Granted(2));
+        assert_eq!(reserve().await.unwrap(), Reservation::Busy);
+        // Those three fail: locked, whatever is in flight.
+        for _ in 0..3 {
+            s.release_attempts(&["u", "ip"]).await.unwrap();
+            s.record_failures(&[("u", 5)], 60, 1000).await.unwrap();
+        }
+        assert_eq!(
+            s.reserve_attempt(&limits, 60, 1059).await.unwrap(),
+            Reservation::Locked
+        );
+        assert_eq!(
+            s.reserve_attempt(&limits, 60, 1060).await.unwrap(),
+            Reservation::Granted(0)
+        );
     }
 }

@@ -56,12 +56,29 @@ pub struct RefreshRecord {
     pub tokens: Vec<(String, i64)>,
 }
 
+/// The answer to [`Store::reserve_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// A check may run; the first key's failures so far.
+    Granted(u32),
+    /// Checks in flight could still use up what is left of a budget.
+    Busy,
+    Locked,
+}
+
+/// Unexpired tokens one refresh token may have minted: a client refreshing
+/// in a loop is refused past it rather than growing the record.
+pub const MAX_LINEAGE: usize = 1000;
+
 /// Consecutive failures of one principal or client address.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Failures {
     pub count: u32,
     /// Unix seconds until which logins are refused; 0 = not locked.
     pub locked_until: i64,
+    /// When the record may be dropped: one cool-down after the last failure.
+    #[serde(default)]
+    pub expires_at: i64,
 }
 
 #[async_trait]
@@ -73,21 +90,50 @@ pub trait Store: Send + Sync {
     /// every instance) before returning.
     async fn add_revocations(&self, list: &[Revocation]) -> Result<(), StoreError>;
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
-    /// Drops jti revocations of tokens that expired before `cutoff`.
-    async fn purge_revocations(&self, cutoff: i64) -> Result<(), StoreError>;
+    /// Drops what has run out by `cutoff`: jti revocations of tokens that
+    /// expired before it, and lockout counters past their time.
+    async fn purge_expired(&self, cutoff: i64) -> Result<(), StoreError>;
     async fn put_refresh(&self, hash: &str, record: &RefreshRecord) -> Result<(), StoreError>;
     async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
+    /// Deletes a refresh token and returns it with every token minted from
+    /// it (`tokens`), in one atomic step with [`Store::extend_refresh`].
     async fn delete_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
-    async fn failures(&self, key: &str) -> Result<Failures, StoreError>;
-    /// Counts one more failure; at `threshold` the key is locked until `now + cooldown`.
-    async fn record_failure(
+    /// Adds tokens minted from a refresh token to its lineage, atomically
+    /// with its deletion: `false` when it is gone (revoked or expired) or
+    /// already has [`MAX_LINEAGE`] unexpired tokens, and then the minted
+    /// tokens must not be handed out. Expired entries are dropped on the way.
+    async fn extend_refresh(
         &self,
-        key: &str,
-        threshold: u32,
+        hash: &str,
+        minted: &[(String, i64)],
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Counts one more failure against each `(key, threshold)`, in one
+    /// write: a key reaching its threshold is locked until `now + cooldown`,
+    /// and every counter lapses `cooldown` after its last failure. True if
+    /// a key is locked now.
+    async fn record_failures(
+        &self,
+        limits: &[(&str, u32)],
         cooldown: i64,
         now: i64,
-    ) -> Result<Failures, StoreError>;
+    ) -> Result<bool, StoreError>;
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError>;
+    /// Reserves one credential check against each `(key, threshold)` at
+    /// once, atomically: `Locked` while a key is locked or has reached its
+    /// threshold; `Busy` while its failures plus the checks in flight
+    /// reach it, so a burst cannot outrun the lockout (the caller waits for
+    /// those checks to end). Every reservation ends with
+    /// [`Store::release_attempts`]; one an instance never releases lapses
+    /// after `cooldown` seconds.
+    async fn reserve_attempt(
+        &self,
+        limits: &[(&str, u32)],
+        cooldown: i64,
+        now: i64,
+    ) -> Result<Reservation, StoreError>;
+    /// Ends a reservation; its failure, if any, is recorded first.
+    async fn release_attempts(&self, keys: &[&str]) -> Result<(), StoreError>;
 
     /// False while a shared store cannot be reached: this instance then runs
     /// from its caches and may be missing revocations made elsewhere.

@@ -27,7 +27,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, RedisError};
 use serde::{Deserialize, Serialize};
 
-use super::{revocation_key, Failures, RefreshRecord, Store, StoreError, StoredKey};
+use super::{
+    revocation_key, RefreshRecord, Reservation, Store, StoreError, StoredKey, MAX_LINEAGE,
+};
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
@@ -41,21 +43,91 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Keys read per SCAN and MGET round trip during a resync.
 const BATCH: usize = 1000;
 
-/// One failed login more, atomically: a lock that has run out starts a
-/// fresh count; reaching the threshold locks until now + cool-down; the
-/// counter expires one cool-down after the last failure.
-const RECORD_FAILURE: &str = r"
-local now, threshold, cooldown = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local locked = tonumber(redis.call('HGET', KEYS[1], 'locked_until') or '0')
-if locked ~= 0 and locked <= now then redis.call('DEL', KEYS[1]) end
-local count = redis.call('HINCRBY', KEYS[1], 'count', 1)
-local until_ = tonumber(redis.call('HGET', KEYS[1], 'locked_until') or '0')
-if count >= threshold then
-  until_ = now + cooldown
-  redis.call('HSET', KEYS[1], 'locked_until', until_)
+/// One failed login more against every key (ARGV: now, cool-down, then
+/// each key's threshold), atomically: a lock that has run out starts a
+/// fresh count; reaching the threshold locks until now + cool-down; each
+/// counter expires one cool-down after its last failure (`pending`, the
+/// checks in flight, is left alone). 1 if a key is locked now.
+const RECORD_FAILURES: &str = r"
+local now, cooldown = tonumber(ARGV[1]), tonumber(ARGV[2])
+local locked_any = 0
+for i, key in ipairs(KEYS) do
+  local locked = tonumber(redis.call('HGET', key, 'locked_until') or '0')
+  if locked ~= 0 and locked <= now then redis.call('HDEL', key, 'count', 'locked_until') end
+  local count = redis.call('HINCRBY', key, 'count', 1)
+  if count >= tonumber(ARGV[2 + i]) then
+    redis.call('HSET', key, 'locked_until', now + cooldown)
+    locked_any = 1
+  end
+  redis.call('EXPIRE', key, cooldown)
 end
-redis.call('EXPIRE', KEYS[1], cooldown)
-return {count, until_}
+return locked_any
+";
+
+/// Reserves one credential check against every key (ARGV: now, cool-down,
+/// then each key's threshold), atomically: -1 while a key is locked or at
+/// its threshold, -2 while its failures plus the checks in flight
+/// (`pending`) reach it; otherwise the first key's failures. `pending`
+/// lapses with the key.
+const RESERVE_ATTEMPT: &str = r"
+local now, cooldown = tonumber(ARGV[1]), tonumber(ARGV[2])
+local first = -1
+for i, key in ipairs(KEYS) do
+  local locked = tonumber(redis.call('HGET', key, 'locked_until') or '0')
+  if locked ~= 0 and locked <= now then
+    redis.call('HDEL', key, 'count', 'locked_until')
+    locked = 0
+  end
+  local count = tonumber(redis.call('HGET', key, 'count') or '0')
+  local pending = tonumber(redis.call('HGET', key, 'pending') or '0')
+  local threshold = tonumber(ARGV[2 + i])
+  if locked > now or count >= threshold then return -1 end
+  if count + pending >= threshold then return -2 end
+  if i == 1 then first = count end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('HINCRBY', key, 'pending', 1)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, cooldown) end
+end
+return first
+";
+
+/// Ends one reserved check on every key.
+const RELEASE_ATTEMPTS: &str = r"
+for _, key in ipairs(KEYS) do
+  if redis.call('HINCRBY', key, 'pending', -1) <= 0 then
+    redis.call('HDEL', key, 'pending')
+    if redis.call('HLEN', key) == 0 then redis.call('DEL', key) end
+  end
+end
+return 0
+";
+
+/// Adds minted tokens (ARGV: now, max, then jti, exp pairs) to a refresh
+/// token's lineage, a hash beside its record (KEYS: record, lineage), if
+/// the record is still there and the lineage has room; 1 if added.
+const EXTEND_REFRESH: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[2])
+local lineage = redis.call('HGETALL', KEYS[2])
+local live = 0
+for i = 1, #lineage, 2 do
+  if tonumber(lineage[i + 1]) < now then redis.call('HDEL', KEYS[2], lineage[i])
+  else live = live + 1 end
+end
+if live + (#ARGV - 2) / 2 > max then return 0 end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
+return 1
+";
+
+/// Deletes a refresh token's record and lineage (KEYS: record, lineage)
+/// and returns both: nothing can be added to the lineage after this.
+const DELETE_REFRESH: &str = r"
+local record = redis.call('GET', KEYS[1])
+local lineage = redis.call('HGETALL', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+return {record or false, lineage}
 ";
 
 /// What travels on the revocation channel.
@@ -73,7 +145,11 @@ pub struct Redis {
     channel: String,
     timeout: Duration,
     ttl_margin: i64,
-    record_failure: redis::Script,
+    record_failures: redis::Script,
+    reserve_attempt: redis::Script,
+    extend_refresh: redis::Script,
+    delete_refresh: redis::Script,
+    release_attempts: redis::Script,
     /// False from a failed operation or a lost subscription until the
     /// subscription is back and the revocation set re-read.
     reachable: AtomicBool,
@@ -143,7 +219,11 @@ impl Redis {
             channel: format!("{}revocations", settings.key_prefix),
             timeout: settings.timeout,
             ttl_margin: settings.ttl_margin.as_secs() as i64,
-            record_failure: redis::Script::new(RECORD_FAILURE),
+            record_failures: redis::Script::new(RECORD_FAILURES),
+            reserve_attempt: redis::Script::new(RESERVE_ATTEMPT),
+            extend_refresh: redis::Script::new(EXTEND_REFRESH),
+            delete_refresh: redis::Script::new(DELETE_REFRESH),
+            release_attempts: redis::Script::new(RELEASE_ATTEMPTS),
             reachable: AtomicBool::new(true),
             signing_keys: DashMap::new(),
             metrics,
@@ -407,7 +487,7 @@ impl Store for Redis {
             .collect()
     }
 
-    async fn purge_revocations(&self, _cutoff: i64) -> Result<(), StoreError> {
+    async fn purge_expired(&self, _cutoff: i64) -> Result<(), StoreError> {
         // Redis expires them itself.
         Ok(())
     }
@@ -442,67 +522,106 @@ impl Store for Redis {
     async fn delete_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
         let key = self.key("refresh", hash);
         let mut conn = self.conn.clone();
-        let bytes: Option<Vec<u8>> = self
+        let (bytes, lineage): (Option<Vec<u8>>, Vec<(String, i64)>) = self
             .run(
                 "delete_refresh",
-                redis::cmd("GETDEL").arg(&key).query_async(&mut conn),
-            )
-            .await?;
-        bytes.map(|b| decode(&key, &b)).transpose()
-    }
-
-    async fn failures(&self, key: &str) -> Result<Failures, StoreError> {
-        let mut conn = self.conn.clone();
-        let (count, locked_until): (Option<u32>, Option<i64>) = self
-            .run(
-                "failures",
-                redis::cmd("HMGET")
-                    .arg(self.key("fail", key))
-                    .arg("count")
-                    .arg("locked_until")
-                    .query_async(&mut conn),
-            )
-            .await?;
-        Ok(Failures {
-            count: count.unwrap_or(0),
-            locked_until: locked_until.unwrap_or(0),
-        })
-    }
-
-    async fn record_failure(
-        &self,
-        key: &str,
-        threshold: u32,
-        cooldown: i64,
-        now: i64,
-    ) -> Result<Failures, StoreError> {
-        let mut conn = self.conn.clone();
-        let (count, locked_until): (u32, i64) = self
-            .run(
-                "record_failure",
-                self.record_failure
-                    .key(self.key("fail", key))
-                    .arg(now)
-                    .arg(threshold)
-                    .arg(cooldown.max(1))
+                self.delete_refresh
+                    .key(&key)
+                    .key(self.key("lineage", hash))
                     .invoke_async(&mut conn),
             )
             .await?;
-        Ok(Failures {
-            count,
-            locked_until,
-        })
+        let Some(bytes) = bytes else { return Ok(None) };
+        let mut record: RefreshRecord = decode(&key, &bytes)?;
+        record.tokens.extend(lineage);
+        Ok(Some(record))
+    }
+
+    async fn extend_refresh(
+        &self,
+        hash: &str,
+        minted: &[(String, i64)],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.extend_refresh.prepare_invoke();
+        invocation
+            .key(self.key("refresh", hash))
+            .key(self.key("lineage", hash))
+            .arg(now)
+            .arg(MAX_LINEAGE);
+        for (jti, exp) in minted {
+            invocation.arg(jti).arg(exp);
+        }
+        let mut conn = self.conn.clone();
+        let added: i64 = self
+            .run("extend_refresh", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(added == 1)
+    }
+
+    async fn record_failures(
+        &self,
+        limits: &[(&str, u32)],
+        cooldown: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.record_failures.prepare_invoke();
+        invocation.arg(now).arg(cooldown.max(1));
+        for &(key, threshold) in limits {
+            invocation.key(self.key("fail", key)).arg(threshold);
+        }
+        let mut conn = self.conn.clone();
+        let locked: i64 = self
+            .run("record_failures", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(locked == 1)
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
+        // Checks in flight (`pending`) stay counted.
         self.run(
             "clear_failures",
-            redis::cmd("DEL")
+            redis::cmd("HDEL")
                 .arg(self.key("fail", key))
+                .arg("count")
+                .arg("locked_until")
                 .exec_async(&mut conn),
         )
         .await
+    }
+
+    async fn reserve_attempt(
+        &self,
+        limits: &[(&str, u32)],
+        cooldown: i64,
+        now: i64,
+    ) -> Result<Reservation, StoreError> {
+        let mut invocation = self.reserve_attempt.prepare_invoke();
+        invocation.arg(now).arg(cooldown.max(1));
+        for &(key, threshold) in limits {
+            invocation.key(self.key("fail", key)).arg(threshold);
+        }
+        let mut conn = self.conn.clone();
+        let first: i64 = self
+            .run("reserve_attempt", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(match first {
+            -2 => Reservation::Busy,
+            n => u32::try_from(n).map_or(Reservation::Locked, Reservation::Granted),
+        })
+    }
+
+    async fn release_attempts(&self, keys: &[&str]) -> Result<(), StoreError> {
+        let mut invocation = self.release_attempts.prepare_invoke();
+        for key in keys {
+            invocation.key(self.key("fail", key));
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .run("release_attempts", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(())
     }
 
     fn reachable(&self) -> bool {

@@ -107,7 +107,12 @@ impl Upstream {
     }
 
     pub async fn start_with_delay(name: &'static str, delay: Duration) -> Upstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_at(name, delay, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// On a given address: a killed upstream started again where it was.
+    pub async fn start_at(name: &'static str, delay: Duration, addr: SocketAddr) -> Upstream {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let open: Arc<AtomicUsize> = Arc::default();
@@ -182,6 +187,8 @@ pub struct Gateway {
     log: PathBuf,
     /// The `[server]`, `[[listen]]` and `[admin]` tables the harness wrote.
     preamble: String,
+    /// `ulimit -n` for the process, if the test sets one.
+    fd_limit: Option<u32>,
 }
 
 impl Gateway {
@@ -193,15 +200,26 @@ impl Gateway {
 
     /// As [`Gateway::start`], with `PORTERO_ADMIN_TOKEN` set to `admin_token`, or unset.
     pub async fn start_with_admin_token(body: &str, admin_token: Option<&str>) -> Gateway {
-        Self::launch("", body, admin_token).await
+        Self::launch("", body, admin_token, None).await
     }
 
     /// As [`Gateway::start`], with `server` lines added to the `[server]` table.
     pub async fn start_with_server_settings(server: &str, body: &str) -> Gateway {
-        Self::launch(server, body, Some(ADMIN_TOKEN)).await
+        Self::launch(server, body, Some(ADMIN_TOKEN), None).await
     }
 
-    async fn launch(server: &str, body: &str, admin_token: Option<&str>) -> Gateway {
+    /// As [`Gateway::start_with_server_settings`], the process limited to
+    /// `fd_limit` open files (`ulimit -n`).
+    pub async fn start_with_fd_limit(server: &str, body: &str, fd_limit: u32) -> Gateway {
+        Self::launch(server, body, Some(ADMIN_TOKEN), Some(fd_limit)).await
+    }
+
+    async fn launch(
+        server: &str,
+        body: &str,
+        admin_token: Option<&str>,
+        fd_limit: Option<u32>,
+    ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let admin_port = free_port();
@@ -223,7 +241,7 @@ impl Gateway {
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, format!("{preamble}{body}")).unwrap();
         let log = dir.path().join("portero.log");
-        let child = spawn(&path, &log, admin_token);
+        let child = spawn(&path, &log, admin_token, fd_limit);
         let mut gw = Gateway {
             child,
             port,
@@ -231,6 +249,7 @@ impl Gateway {
             dir,
             log,
             preamble,
+            fd_limit,
         };
         gw.wait_ready().await;
         gw
@@ -240,10 +259,29 @@ impl Gateway {
     pub async fn kill9_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        self.respawn().await;
+    }
+
+    /// SIGTERM, a wait for the drain to end, then the same config again.
+    pub async fn terminate_and_restart(&mut self) {
+        self.signal("TERM");
+        if self.wait_exit(Duration::from_secs(15)).await.is_none() {
+            panic!("portero did not stop on SIGTERM:\n{}", self.log());
+        }
+        self.respawn().await;
+    }
+
+    /// The process id, for reading its memory use.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn respawn(&mut self) {
         self.child = spawn(
             &self.dir.path().join("gateway.toml"),
             &self.log,
             Some(ADMIN_TOKEN),
+            self.fd_limit,
         );
         self.wait_ready().await;
     }
@@ -402,13 +440,24 @@ impl Gateway {
     }
 }
 
-fn spawn(config: &Path, log: &Path, admin_token: Option<&str>) -> Child {
+fn spawn(config: &Path, log: &Path, admin_token: Option<&str>, fd_limit: Option<u32>) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_portero"));
+    let binary = env!("CARGO_BIN_EXE_portero");
+    let mut cmd = match fd_limit {
+        None => Command::new(binary),
+        Some(n) => {
+            // The shell sets the limit, then becomes portero.
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(binary);
+            sh
+        }
+    };
     match admin_token {
         Some(t) => cmd.env("PORTERO_ADMIN_TOKEN", t),
         None => cmd.env_remove("PORTERO_ADMIN_TOKEN"),
@@ -444,7 +493,7 @@ pub fn run_to_exit(body: &str) -> (bool, String) {
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, config).unwrap();
     let log = dir.path().join("portero.log");
-    let mut child = spawn(&path, &log, Some(ADMIN_TOKEN));
+    let mut child = spawn(&path, &log, Some(ADMIN_TOKEN), None);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

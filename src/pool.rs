@@ -1,0 +1,131 @@
+//! Idle upstream connections, per server: a connection goes back to its
+//! server's list when a response has been read to its end, is taken again
+//! only if the server has sent nothing since, and is closed when it has
+//! idled too long. `forward` takes and dials connections; `wire` reads
+//! responses from them and gives them back.
+
+use std::io::ErrorKind;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+/// A connection to one server, returned to that server's idle list when a
+/// response has been read to its end; dropped (closed) otherwise. Either way
+/// its place among the server's requests in flight is given back.
+pub struct Pooled {
+    stream: TcpStream,
+    home: Arc<IdleList>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Pooled {
+    /// `stream` to a server whose idle list is `home`, holding `slot`, its
+    /// place among the server's requests in flight.
+    pub fn new(stream: TcpStream, home: Arc<IdleList>, slot: OwnedSemaphorePermit) -> Pooled {
+        Pooled {
+            stream,
+            home,
+            _slot: slot,
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    pub fn release(self) {
+        let home = self.home.clone();
+        home.put(self.stream);
+    }
+}
+
+/// One server's idle connections: the most recently used is taken first,
+/// at most `max` are kept, and a sweep closes those idle for `timeout`.
+pub struct IdleList {
+    conns: Mutex<Vec<Idle>>,
+    max: usize,
+    timeout: Duration,
+    sweeping: AtomicBool,
+}
+
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+impl IdleList {
+    pub fn new(max: usize, timeout: Duration) -> IdleList {
+        IdleList {
+            conns: Mutex::new(Vec::new()),
+            max,
+            timeout,
+            sweeping: AtomicBool::new(false),
+        }
+    }
+
+    /// The most recently used connection that is still quiet, if any.
+    pub fn take(&self) -> Option<TcpStream> {
+        let mut conns = self.conns.lock().expect("not poisoned");
+        while let Some(idle) = conns.pop() {
+            if idle.since.elapsed() < self.timeout && quiet(&idle.stream) {
+                return Some(idle.stream);
+            }
+        }
+        None
+    }
+
+    fn put(self: &Arc<Self>, stream: TcpStream) {
+        {
+            let mut conns = self.conns.lock().expect("not poisoned");
+            if conns.len() >= self.max {
+                return;
+            }
+            conns.push(Idle {
+                stream,
+                since: Instant::now(),
+            });
+        }
+        if !self.sweeping.swap(true, Ordering::Relaxed) {
+            tokio::spawn(sweep(Arc::downgrade(self)));
+        }
+    }
+}
+
+/// Closes idle connections past their time, until the pool is gone.
+async fn sweep(list: Weak<IdleList>) {
+    let Some(every) = list
+        .upgrade()
+        .map(|l| (l.timeout / 2).max(Duration::from_millis(10)))
+    else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(list) = list.upgrade() else { return };
+        let mut conns = list.conns.lock().expect("not poisoned");
+        conns.retain(|idle| idle.since.elapsed() < list.timeout);
+    }
+}
+
+/// An idle connection may carry a request only if the server has neither
+/// closed it nor sent anything unasked: bytes there would be read as the
+/// next request's response, handing one client another's answer. Asked of
+/// the socket itself (a `MSG_PEEK`), not of tokio's readiness, which can lag
+/// behind bytes that have just arrived.
+fn quiet(stream: &TcpStream) -> bool {
+    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+    matches!(
+        SockRef::from(stream).peek(&mut probe),
+        Err(e) if e.kind() == ErrorKind::WouldBlock
+    )
+}

@@ -1,0 +1,502 @@
+//! The request path under attack: traversal and encoding tricks against an
+//! upstream that normalises paths itself (Python's `http.server`), ambiguous
+//! hosts, spoofed identity and forwarding headers, repeated credentials.
+//! Raw sockets for HTTP/1.1 and raw frames (the `h2` crate) for HTTP/2, so
+//! no client library tidies a payload before it leaves.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{claims, issuers, upstream, Gateway, Signer, Upstream};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Python's `http.server` on a directory: it decodes and normalises the
+/// path itself, as Tomcat, IIS and many frameworks do, so a path portero
+/// routed one way is served another unless portero forwards the normal form.
+struct FileServer {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl FileServer {
+    async fn start() -> FileServer {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for (file, text) in [
+            ("secret.txt", "SECRET-ROOT"),
+            ("public/hello.txt", "hello"),
+            ("admin/secret.txt", "SECRET-ADMIN"),
+        ] {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let port = common::free_port();
+        let log = std::fs::File::create(dir.path().join("requests.log")).unwrap();
+        let child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("python3 runs http.server");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..200 {
+            if TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        FileServer { child, addr, dir }
+    }
+
+    /// The request lines the server logged, e.g. `GET /secret.txt HTTP/1.1`.
+    fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap();
+        log.lines()
+            .filter_map(|l| Some(l.split('"').nth(1)?.to_string()))
+            .collect()
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends raw bytes, reads until the gateway closes: (status, whole response).
+async fn raw(port: u16, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+async fn get_h1(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n{auth}Connection: close\r\n\r\n");
+    raw(port, request.as_bytes()).await
+}
+
+/// One HTTP/2 request (prior knowledge, cleartext) with `:path` exactly as
+/// given and any extra header fields; `None` if `http` cannot carry the path.
+async fn get_h2(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
+    let uri: http::Uri = format!("http://gw.test:{port}{path}").parse().ok()?;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut request = http::Request::builder().uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let (response, _) = client
+        .send_request(request.body(()).unwrap(), true)
+        .unwrap();
+    let response = response.await.unwrap();
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut text = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        text.extend_from_slice(&chunk);
+    }
+    Some((status, String::from_utf8_lossy(&text).into_owned()))
+}
+
+fn files_gateway(server: &FileServer, routes: &str) -> String {
+    format!(
+        "{}\n{}\n{routes}",
+        upstream("files", &[server.addr], ""),
+        issuers()
+    )
+}
+
+/// Payloads that try to climb out of a public route into a protected file.
+/// Each is refused (`400`), lands on the protected route (`401`), or names
+/// a file that is not there (`404`, as overlong UTF-8 for a dot does).
+const LAYOUT_PUBLIC_PREFIX: &[&str] = &[
+    "/public/../secret.txt",
+    "/public/%2e%2e/secret.txt",
+    "/public/%2E%2E/secret.txt",
+    "/public/.%2e/secret.txt",
+    "/public/%2e./secret.txt",
+    "/public/..%2fsecret.txt",
+    "/public/..%2Fsecret.txt",
+    "/public/..%5csecret.txt",
+    "/public/..%5Csecret.txt",
+    "/public\\..\\secret.txt",
+    "/public/..\\secret.txt",
+    "/public/..;/secret.txt",
+    "/public/..;x=1/secret.txt",
+    "//../secret.txt",
+    "/public//../../secret.txt",
+    "/public/%252e%252e/secret.txt",
+    "/public/%252E%252E%252Fsecret.txt",
+    "/public/..%252fsecret.txt",
+    "/public/%2e%2e%2fsecret.txt",
+    "/public/%c0%ae%c0%ae/secret.txt",
+    "/public/./../secret.txt",
+    "/public/%00/../secret.txt",
+];
+
+/// The same against a public root and a protected `/admin`.
+const LAYOUT_PROTECTED_PREFIX: &[&str] = &[
+    "//admin/secret.txt",
+    "///admin/secret.txt",
+    "/admin;x/secret.txt",
+    "/admin;/secret.txt",
+    "/./admin/secret.txt",
+    "/x/../admin/secret.txt",
+    "/x/%2e%2e/admin/secret.txt",
+    "/x/..%2fadmin/secret.txt",
+    "/x/..;/admin/secret.txt",
+    "/%61dmin/secret.txt",
+    "/%61%64%6d%69%6e/secret.txt",
+    "/admin%2fsecret.txt",
+    "/x/..\\admin/secret.txt",
+    "//../admin/secret.txt",
+    "/x/%252e%252e/admin/secret.txt",
+];
+
+async fn assert_no_payload_reaches_the_secret(gw: &Gateway, payloads: &[&str]) {
+    for path in payloads {
+        let (status, text) = get_h1(gw.port, path, None).await;
+        assert!(
+            matches!(status, 400 | 401 | 404) && !text.contains("SECRET"),
+            "HTTP/1.1 {path}: {status}\n{text}"
+        );
+        if let Some((status, text)) = get_h2(gw.port, path, &[]).await {
+            assert!(
+                matches!(status, 400 | 401 | 404) && !text.contains("SECRET"),
+                "HTTP/2 {path}: {status}\n{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn traversal_from_a_public_prefix_never_reaches_a_protected_file() {
+    let files = FileServer::start().await;
+    let routes = r#"
+[[routes]]
+name = "public"
+path = "/public"
+upstream = "files"
+public = true
+
+[[routes]]
+name = "protected"
+path = "/"
+upstream = "files"
+"#;
+    let gw = Gateway::start(&files_gateway(&files, routes)).await;
+    // Asked directly, the upstream resolves these payloads itself: each
+    // would be a bypass if portero routed one path and forwarded another.
+    for path in [
+        "/public/../secret.txt",
+        "/public/..%2fsecret.txt",
+        "/public/%2e%2e/secret.txt",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let (_, text) = raw(files.addr.port(), request.as_bytes()).await;
+        assert!(text.ends_with("SECRET-ROOT"), "{path}: {text}");
+    }
+    let probes = files.requests().len();
+    // The layout works: the public file without a token, the secret with one.
+    let (status, text) = get_h1(gw.port, "/public/hello.txt", None).await;
+    assert_eq!(status, 200, "{text}");
+    let token = Signer::Hs.sign(&claims("alice"));
+    assert_eq!(get_h1(gw.port, "/secret.txt", None).await.0, 401);
+
+    assert_no_payload_reaches_the_secret(&gw, LAYOUT_PUBLIC_PREFIX).await;
+
+    // With a token, the normalisable ones reach the file by its normal name.
+    for path in [
+        "/public/../secret.txt",
+        "/public/%2e%2e/secret.txt",
+        "/public/.%2e/secret.txt",
+    ] {
+        let (status, text) = get_h1(gw.port, path, Some(&token)).await;
+        assert!(
+            status == 200 && text.ends_with("SECRET-ROOT"),
+            "{path}: {text}"
+        );
+        let auth = format!("Bearer {token}");
+        let (status, text) = get_h2(gw.port, path, &[("authorization", &auth)])
+            .await
+            .unwrap();
+        assert!(
+            status == 200 && text == "SECRET-ROOT",
+            "HTTP/2 {path}: {text}"
+        );
+    }
+    // The upstream only ever saw normal paths.
+    let seen = files.requests()[probes..].to_vec();
+    assert!(
+        seen.contains(&"GET /secret.txt HTTP/1.1".to_string()),
+        "{seen:?}"
+    );
+    for line in &seen {
+        let path = line.split(' ').nth(1).unwrap().to_ascii_lowercase();
+        let ambiguous = ["..", "\\", "//", "%2e", "%2f", "%5c", "%25", ";"];
+        assert!(
+            !ambiguous.iter().any(|a| path.contains(a)),
+            "the upstream received {line:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_protected_prefix_cannot_be_dodged_under_a_public_root() {
+    let files = FileServer::start().await;
+    let routes = r#"
+[[routes]]
+name = "public"
+path = "/"
+upstream = "files"
+public = true
+
+[[routes]]
+name = "admin"
+path = "/admin"
+upstream = "files"
+"#;
+    let gw = Gateway::start(&files_gateway(&files, routes)).await;
+    assert_eq!(get_h1(gw.port, "/public/hello.txt", None).await.0, 200);
+    assert_eq!(get_h1(gw.port, "/admin/secret.txt", None).await.0, 401);
+    assert_no_payload_reaches_the_secret(&gw, LAYOUT_PROTECTED_PREFIX).await;
+}
+
+#[tokio::test]
+async fn encoded_slashes_and_merged_slashes_are_options() {
+    let up = Upstream::start("echo").await;
+    let body = format!(
+        "{}\n[[routes]]\npath = \"/\"\nupstream = \"echo\"\npublic = true\n",
+        upstream("echo", &[up.addr], "")
+    );
+    let gw = Gateway::start_with_server_settings(
+        "merge_slashes = true\nallow_encoded_slashes = true",
+        &body,
+    )
+    .await;
+    let (status, text) = get_h1(gw.port, "//a//b%2fc/./d?x=%2e%2e", None).await;
+    assert_eq!(status, 200, "{text}");
+    let echoed: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(echoed["path"], "/a/b%2Fc/d");
+    assert_eq!(echoed["query"], "x=%2e%2e");
+    // Without the options: `//` is kept as sent, `%2F` refused.
+    let gw = Gateway::start(&body).await;
+    let (_, text) = get_h1(gw.port, "//a//b", None).await;
+    let echoed: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(echoed["path"], "//a//b");
+    let (status, text) = get_h1(gw.port, "/a%2fb", None).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("encoded slash"), "{text}");
+}
+
+/// A gateway with a route for one host and a catch-all, each to its own
+/// echo upstream, and the access log on.
+async fn host_gateway() -> (Gateway, Upstream, Upstream) {
+    let (named, any) = (Upstream::start("named").await, Upstream::start("any").await);
+    let body = format!(
+        "{}\n{}\n\
+         [[routes]]\nhost = \"maxpoint.localhost\"\npath = \"/\"\nupstream = \"named\"\npublic = true\n\n\
+         [[routes]]\npath = \"/\"\nupstream = \"any\"\npublic = true\n",
+        upstream("named", &[named.addr], ""),
+        upstream("any", &[any.addr], ""),
+    );
+    (Gateway::start(&body).await, named, any)
+}
+
+fn echoed(text: &str) -> Value {
+    serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+#[tokio::test]
+async fn one_well_formed_host_or_a_400() {
+    let (gw, _named, _any) = host_gateway().await;
+    let send = |head: &'static str| async move { raw(gw.port, head.as_bytes()).await };
+
+    // A trailing dot is the same host, and one Host goes upstream without it.
+    let (status, text) =
+        send("GET /x HTTP/1.1\r\nHost: maxpoint.localhost.\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status, 200, "{text}");
+    let e = echoed(&text);
+    assert_eq!(e["upstream"], "named");
+    assert_eq!(e["headers"]["host"], "maxpoint.localhost");
+
+    for (head, why) in [
+        (
+            "GET /x HTTP/1.1\r\nHost: maxpoint.localhost\r\nHost: other\r\nConnection: close\r\n\r\n",
+            "more than one Host",
+        ),
+        (
+            "GET /x HTTP/1.1\r\nHost: other\r\nHost: other\r\nConnection: close\r\n\r\n",
+            "more than one Host",
+        ),
+        ("GET /x HTTP/1.1\r\nConnection: close\r\n\r\n", "no Host"),
+        ("GET /x HTTP/1.1\r\nHost: user@maxpoint.localhost\r\nConnection: close\r\n\r\n", "malformed Host"),
+        ("GET /x HTTP/1.1\r\nHost: a:99999\r\nConnection: close\r\n\r\n", "malformed Host"),
+        ("GET /x HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n", "malformed Host"),
+        (
+            "GET http://maxpoint.localhost/x HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+            "does not match",
+        ),
+    ] {
+        let (status, text) = send(head).await;
+        // hyper itself refuses some of these before portero sees them.
+        assert_eq!(status, 400, "{head:?}: {text}");
+        let from_portero = text.contains("bad_request");
+        assert!(!from_portero || text.contains(why), "{head:?}: {text}");
+    }
+    // HTTP/1.0 may name no host: the catch-all.
+    let (status, text) = send("GET /x HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(echoed(&text)["upstream"], "any");
+
+    // HTTP/2: `:authority` decides; a `host` field that disagrees is refused.
+    let (status, _) = get_h2(gw.port, "/x", &[("host", "maxpoint.localhost")])
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    let (status, text) = get_h2(gw.port, "/x", &[]).await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let e: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(e["upstream"], "any");
+    assert_eq!(e["headers"]["host"], format!("gw.test:{}", gw.port));
+}
+
+/// A protected route to an echo upstream, identity headers from the token.
+async fn identity_gateway(server: &str) -> (Gateway, Upstream) {
+    let up = Upstream::start("echo").await;
+    let body = format!(
+        "{}\n{}\n\
+         [[routes]]\nname = \"api\"\npath = \"/api\"\nupstream = \"echo\"\n\
+         [routes.headers]\nx-user-sub = \"sub\"\n\n\
+         [[routes]]\nname = \"cookie\"\npath = \"/cookie\"\nupstream = \"echo\"\ntoken_from = \"cookie:session\"\n",
+        upstream("echo", &[up.addr], ""),
+        issuers()
+    );
+    (Gateway::start_with_server_settings(server, &body).await, up)
+}
+
+#[tokio::test]
+async fn every_spelling_of_an_identity_header_is_stripped() {
+    let (gw, _up) = identity_gateway("").await;
+    let token = Signer::Hs.sign(&claims("alice"));
+    let head = format!(
+        "GET /api/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\n\
+         x_user_sub: admin\r\nX_User_Sub: root\r\nx-user-sub: mallory\r\nx_auth_roles: admin\r\n\
+         X-Original-URL: /admin\r\nx_rewrite_url: /admin\r\nConnection: close\r\n\r\n"
+    );
+    let (status, text) = raw(gw.port, head.as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    let headers = echoed(&text)["headers"].clone();
+    assert_eq!(headers["x-user-sub"], "alice", "{headers}");
+    for name in headers.as_object().unwrap().keys() {
+        let folded = name.replace('_', "-");
+        assert!(
+            !folded.starts_with("x-auth-")
+                && folded != "x-original-url"
+                && folded != "x-rewrite-url"
+                && (name == "x-user-sub" || folded != "x-user-sub"),
+            "{name} reached the upstream: {headers}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_credential_sent_twice_is_refused() {
+    let (gw, _up) = identity_gateway("").await;
+    let good = Signer::Hs.sign(&claims("alice"));
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
+    for (first, second) in [(good.as_str(), forged), (forged, good.as_str())] {
+        let head = format!(
+            "GET /api/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {first}\r\n\
+             Authorization: Bearer {second}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, text) = raw(gw.port, head.as_bytes()).await;
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("invalid_request"), "{text}");
+    }
+    // Cookies: the token cookie twice, in one header or in two.
+    for cookies in [
+        format!("Cookie: session={good}; session={forged}\r\n"),
+        format!("Cookie: session={good}\r\nCookie: session={forged}\r\n"),
+    ] {
+        let head =
+            format!("GET /cookie HTTP/1.1\r\nHost: gw.test\r\n{cookies}Connection: close\r\n\r\n");
+        let (status, text) = raw(gw.port, head.as_bytes()).await;
+        assert_eq!(status, 400, "{text}");
+    }
+    let head = format!("GET /cookie HTTP/1.1\r\nHost: gw.test\r\nCookie: a=1; session={good}\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw(gw.port, head.as_bytes()).await.0, 200);
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_portero_s_unless_the_peer_is_a_trusted_proxy() {
+    let token = Signer::Hs.sign(&claims("alice"));
+    let forged = format!(
+        "GET /api/x HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\n\
+         X-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Real-IP: 6.6.6.6\r\nConnection: close\r\n\r\n"
+    );
+    let (gw, _up) = identity_gateway("").await;
+    let (status, text) = raw(gw.port, forged.as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    let headers = echoed(&text)["headers"].clone();
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1", "{headers}");
+    assert!(headers.get("forwarded").is_none(), "{headers}");
+    assert!(headers.get("x-real-ip").is_none(), "{headers}");
+
+    let (gw, _up) = identity_gateway("trusted_proxies = [\"127.0.0.0/8\"]").await;
+    let (_, text) = raw(gw.port, forged.as_bytes()).await;
+    let headers = echoed(&text)["headers"].clone();
+    assert_eq!(
+        headers["x-forwarded-for"], "6.6.6.6, 127.0.0.1",
+        "{headers}"
+    );
+    assert_eq!(headers["forwarded"], "for=6.6.6.6");
+    assert_eq!(headers["x-real-ip"], "6.6.6.6");
+}
+
+#[tokio::test]
+async fn a_request_head_past_the_limit_gets_431() {
+    let (gw, _up) = identity_gateway("").await;
+    let big = "a".repeat(100 * 1024);
+    let head = format!("GET /api/x HTTP/1.1\r\nHost: gw.test\r\nX-Big: {big}\r\n\r\n");
+    let (status, text) = raw(gw.port, head.as_bytes()).await;
+    assert_eq!(status, 431, "{}", &text[..text.len().min(200)]);
+    // Under the limit is fine (and refused only for want of a token).
+    let head = format!(
+        "GET /api/x HTTP/1.1\r\nHost: gw.test\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        &big[..30 * 1024]
+    );
+    assert_eq!(raw(gw.port, head.as_bytes()).await.0, 401);
+}

@@ -1,0 +1,389 @@
+//! A soak with faults: mixed load (logins, refreshes, proxied requests,
+//! revocations, bursts of wrong secrets) through three instances sharing a
+//! Redis of the test's own, while one instance is stopped with SIGTERM and
+//! started again, the upstream is killed and started again, and Redis is
+//! restarted empty. Every answer that is not a success is reported with the
+//! phase it fell in; the invariants must hold throughout: no acknowledged
+//! revocation is lost, no refresh lineage is lost, no burst gets more
+//! credential checks than the lockout allows, and memory and Redis stay
+//! bounded.
+//!
+//! `PORTERO_SOAK_SECS` sets the steady load around the faults (default 8 s,
+//! about 20 s in all; `PORTERO_SOAK_SECS=60 cargo test --test soak --
+//! --nocapture` for a minute of it). The report
+//! is printed and written to `soak-report.txt` in Cargo's test temp dir.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{demo_body, redis::RedisServer, upstream, Gateway, Upstream, ADMIN_TOKEN};
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+const CLIENT_LOGIN: &str =
+    r#"{"client_id":"demo_client_123","client_secret":"demo_secret_456_ABCDEFGH"}"#;
+const MAX_FAILURES: usize = 3;
+
+/// What the load saw: counts by (operation, status, phase); status 0 is a
+/// connection that failed.
+#[derive(Default)]
+struct Report {
+    counts: Mutex<BTreeMap<(&'static str, u16, &'static str), usize>>,
+    phase: Mutex<&'static str>,
+    /// Set while a fault is in effect or settling: errors then are expected.
+    faulty: AtomicBool,
+    unexpected: AtomicUsize,
+}
+
+impl Report {
+    fn record(&self, op: &'static str, status: u16) {
+        let phase = *self.phase.lock().unwrap();
+        *self
+            .counts
+            .lock()
+            .unwrap()
+            .entry((op, status, phase))
+            .or_default() += 1;
+        if !(200..300).contains(&status) && !self.faulty.load(Ordering::SeqCst) {
+            self.unexpected.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn enter(&self, phase: &'static str, faulty: bool) {
+        *self.phase.lock().unwrap() = phase;
+        self.faulty.store(faulty, Ordering::SeqCst);
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::from("operation     status  phase                      count\n");
+        for ((op, status, phase), n) in self.counts.lock().unwrap().iter() {
+            let status = if *status == 0 {
+                "conn".to_string()
+            } else {
+                status.to_string()
+            };
+            out.push_str(&format!("{op:<13} {status:<7} {phase:<26} {n}\n"));
+        }
+        out
+    }
+}
+
+/// The public and admin ports of the three instances (stable across restarts).
+#[derive(Clone)]
+struct Nodes(Vec<(u16, u16)>);
+
+impl Nodes {
+    fn url(&self, i: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.0[i % 3].0)
+    }
+
+    fn admin(&self, i: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.0[i % 3].1)
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, body: String) -> (u16, Value) {
+    match client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
+        Err(_) => (0, Value::Null),
+    }
+}
+
+async fn get(client: &reqwest::Client, url: String, token: &str) -> u16 {
+    match client.get(url).header("authorization", token).send().await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+async fn revoke(client: &reqwest::Client, nodes: &Nodes, i: usize, token: &str) -> u16 {
+    match client
+        .post(nodes.admin(i, "/admin/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+async fn login(
+    client: &reqwest::Client,
+    nodes: &Nodes,
+    i: usize,
+    report: &Report,
+) -> Option<String> {
+    let (status, v) = post(client, nodes.url(i, "/api/v1/auth"), CLIENT_LOGIN.into()).await;
+    report.record("login", status);
+    v["access_token"].as_str().map(str::to_string)
+}
+
+/// Proxied requests with a fresh token now and then.
+async fn proxy_load(nodes: Nodes, report: Arc<Report>, stop: Arc<AtomicBool>, worker: usize) {
+    let client = reqwest::Client::new();
+    let mut token = None;
+    let mut n = worker;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        if token.is_none() || n % 50 == 0 {
+            token = login(&client, &nodes, n, &report).await.or(token);
+        }
+        if let Some(t) = &token {
+            let status = get(&client, nodes.url(n, &format!("/orders/{n}")), t).await;
+            report.record("proxy", status);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Tokens revoked (and acknowledged), to check on every instance at the end.
+type Revoked = Arc<Mutex<Vec<String>>>;
+
+/// Log in on one instance, revoke on another.
+async fn revocation_load(
+    nodes: Nodes,
+    report: Arc<Report>,
+    stop: Arc<AtomicBool>,
+    revoked: Revoked,
+) {
+    let client = reqwest::Client::new();
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        if let Some(token) = login(&client, &nodes, n, &report).await {
+            let status = revoke(&client, &nodes, n + 1, &token).await;
+            report.record("revoke", status);
+            if status == 200 {
+                revoked.lock().unwrap().push(token);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A refresh token refreshed ten times at once across the instances, then
+/// revoked: every token it minted joins the revoked list.
+async fn lineage_load(nodes: Nodes, report: Arc<Report>, stop: Arc<AtomicBool>, revoked: Revoked) {
+    let client = reqwest::Client::new();
+    let credentials = r#"{"username":"admin","password":"abcd1234"}"#;
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let (status, v) = post(&client, nodes.url(n, "/api/auth/token"), credentials.into()).await;
+        report.record("refresh-login", status);
+        let Some(refresh) = v["refreshToken"]["token"].as_str().map(str::to_string) else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let body = json!({ "refreshToken": refresh }).to_string();
+        let refreshes = (0..10).map(|i| {
+            post(
+                &client,
+                nodes.url(n + i, "/api/auth/refreshtoken"),
+                body.clone(),
+            )
+        });
+        let mut minted = Vec::new();
+        for (status, v) in join_all(refreshes).await {
+            report.record("refresh", status);
+            minted.extend(v["accessToken"]["token"].as_str().map(str::to_string));
+        }
+        let status = revoke(&client, &nodes, n + 2, &refresh).await;
+        report.record("revoke-refresh", status);
+        if status == 200 {
+            revoked.lock().unwrap().extend(minted);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Bursts of wrong secrets for a client id of their own: never more than
+/// `MAX_FAILURES` checked (401). Returns the worst burst.
+async fn lockout_load(nodes: Nodes, report: Arc<Report>, stop: Arc<AtomicBool>) -> usize {
+    let client = reqwest::Client::new();
+    let mut worst = 0;
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let body = json!({ "client_id": format!("soak-{}-{n}", std::process::id()), "client_secret": "wrong" })
+            .to_string();
+        let burst = (0..20).map(|i| post(&client, nodes.url(n + i, "/api/v1/auth"), body.clone()));
+        let mut checked = 0;
+        for (status, _) in join_all(burst).await {
+            // Refused wrong secrets are what a burst is for.
+            report.record(
+                "wrong-secret",
+                if status == 401 || status == 429 {
+                    200
+                } else {
+                    status
+                },
+            );
+            checked += usize::from(status == 401);
+        }
+        worst = worst.max(checked);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    worst
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_load_through_faults_keeps_every_invariant() {
+    let secs: u64 = std::env::var("PORTERO_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let mut redis = RedisServer::start().expect("redis-server for the soak");
+    let mut app = Upstream::start("app").await;
+    let app_addr = app.addr;
+    let config = format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout = \"300ms\"\n\n{}\n{}",
+        redis.url(),
+        upstream("app", &[app_addr], "connect_timeout = \"300ms\""),
+        demo_body()
+            .replace(
+                "dialect = \"client-flat\"",
+                &format!("dialect = \"client-flat\"\nmax_failures = {MAX_FAILURES}\nip_max_failures = 1000000"),
+            )
+            .replace("upstream = \"echo\"", "upstream = \"app\"")
+    );
+    let settings = "threads = 2\ngrace_period = \"200ms\"\nshutdown_timeout = \"2s\"";
+    let (a, b, c) = tokio::join!(
+        Gateway::start_with_server_settings(settings, &config),
+        Gateway::start_with_server_settings(settings, &config),
+        Gateway::start_with_server_settings(settings, &config)
+    );
+    let mut gateways = [a, b, c];
+    let nodes = Nodes(gateways.iter().map(|g| (g.port, g.admin_port)).collect());
+
+    let report = Arc::new(Report::default());
+    report.enter("steady", false);
+    let stop = Arc::new(AtomicBool::new(false));
+    let revoked: Revoked = Arc::default();
+    let mut load = Vec::new();
+    for w in 0..4 {
+        load.push(tokio::spawn(proxy_load(
+            nodes.clone(),
+            report.clone(),
+            stop.clone(),
+            w,
+        )));
+    }
+    load.push(tokio::spawn(revocation_load(
+        nodes.clone(),
+        report.clone(),
+        stop.clone(),
+        revoked.clone(),
+    )));
+    load.push(tokio::spawn(lineage_load(
+        nodes.clone(),
+        report.clone(),
+        stop.clone(),
+        revoked.clone(),
+    )));
+    let lockout = tokio::spawn(lockout_load(nodes.clone(), report.clone(), stop.clone()));
+
+    // The faults, one at a time, with steady load before, between and
+    // after them; errors are expected while each is in effect and settles.
+    let step = Duration::from_secs(secs) / 4;
+    let settle = Duration::from_secs(1);
+    tokio::time::sleep(step).await;
+    report.enter("node 3 SIGTERM + restart", true);
+    gateways[2].terminate_and_restart().await;
+    tokio::time::sleep(settle).await;
+    report.enter("steady", false);
+
+    tokio::time::sleep(step).await;
+    report.enter("upstream killed", true);
+    app.kill();
+    drop(app);
+    tokio::time::sleep(step / 2).await;
+    app = Upstream::start_at("app", Duration::ZERO, app_addr).await;
+    report.enter("upstream back", true);
+    tokio::time::sleep(settle * 3).await;
+    report.enter("steady", false);
+
+    tokio::time::sleep(step).await;
+    report.enter("redis restarted empty", true);
+    redis.restart();
+    // Refresh tokens lived in Redis only: those issued before are gone.
+    tokio::time::sleep(settle * 3).await;
+    report.enter("steady after redis", false);
+    tokio::time::sleep(step).await;
+    stop.store(true, Ordering::SeqCst);
+
+    for task in load {
+        task.await.unwrap();
+    }
+    let worst_burst = lockout.await.unwrap();
+
+    // Every acknowledged revocation holds on every instance.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = reqwest::Client::new();
+    let revoked = revoked.lock().unwrap().clone();
+    let mut survivors = 0;
+    for token in &revoked {
+        for i in 0..3 {
+            let status = get(&client, nodes.url(i, "/orders/check"), token).await;
+            survivors += usize::from(status != 401);
+        }
+    }
+    let rss: Vec<u64> = gateways.iter().map(|g| rss_kib(g.pid())).collect();
+    let keys = redis_keys(&redis).await;
+
+    let text = format!(
+        "soak: {secs} s, 3 instances, {} revoked tokens checked on each, worst burst {worst_burst} checks \
+         (limit {MAX_FAILURES}), RSS {:?} KiB, Redis keys {keys}\n{}",
+        revoked.len(),
+        rss,
+        report.render()
+    );
+    println!("{text}");
+    let _ = std::fs::write(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("soak-report.txt"),
+        &text,
+    );
+    assert!(
+        !revoked.is_empty(),
+        "no revocation was acknowledged\n{text}"
+    );
+    assert_eq!(survivors, 0, "revoked tokens still accepted\n{text}");
+    assert!(worst_burst <= MAX_FAILURES, "{text}");
+    assert_eq!(
+        report.unexpected.load(Ordering::SeqCst),
+        0,
+        "errors outside the faults\n{text}"
+    );
+    assert!(rss.iter().all(|&kib| kib > 0 && kib < 200 * 1024), "{text}");
+    assert!(keys < 20_000, "{text}");
+    drop(app);
+}
+
+/// How many keys the soak's Redis holds.
+async fn redis_keys(redis: &RedisServer) -> u64 {
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    ::redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
+}
