@@ -8,9 +8,9 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use portero::auth::keys::{IssuerInfo, Key, KeySet};
-use portero::auth::policy::{Policy, TokenSource};
 use portero::auth::revocation::{Revocation, Revocations};
 use portero::auth::validate::Validator;
+use portero::config::{Policy, TokenSource};
 use serde_json::json;
 
 const SECRET: &[u8] = b"bench-hs256-secret-of-at-least-32-bytes";

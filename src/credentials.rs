@@ -3,7 +3,6 @@
 //! salt). Verifying costs the same whether or not the principal exists: an
 //! unknown login is checked against a dummy hash of the same kind.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -12,46 +11,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use serde_json::Value;
 use sha2::Sha256;
 
-/// The prefix of portero's fast hash: `$portero-hmac-sha256$<salt>$<mac>`.
-const FAST_PREFIX: &str = "$portero-hmac-sha256$";
-
-#[derive(Debug, Clone)]
-pub enum SecretHash {
-    /// A PHC string, `$argon2id$v=19$m=...`.
-    Argon2(String),
-    Fast {
-        salt: Vec<u8>,
-        mac: Vec<u8>,
-    },
-}
+use crate::config::{SecretHash, FAST_PREFIX};
 
 impl SecretHash {
-    pub fn parse(s: &str) -> Result<SecretHash, String> {
-        if let Some(rest) = s.strip_prefix(FAST_PREFIX) {
-            let (salt, mac) = rest.split_once('$').ok_or("malformed fast hash")?;
-            let decode = |x: &str| {
-                URL_SAFE_NO_PAD
-                    .decode(x)
-                    .map_err(|_| "malformed fast hash".to_string())
-            };
-            return Ok(SecretHash::Fast {
-                salt: decode(salt)?,
-                mac: decode(mac)?,
-            });
-        }
-        let parsed = PasswordHash::new(s).map_err(|e| format!("not an argon2 PHC string: {e}"))?;
-        if parsed.algorithm.as_str() != "argon2id" {
-            return Err(format!(
-                "{} hashes are not accepted; use argon2id",
-                parsed.algorithm
-            ));
-        }
-        Ok(SecretHash::Argon2(s.to_string()))
-    }
-
     /// Constant-time check of `secret` against this hash.
     pub fn verify(&self, secret: &str) -> bool {
         match self {
@@ -112,42 +76,6 @@ pub fn dummy(fast: bool) -> &'static SecretHash {
         FAST.get_or_init(|| SecretHash::parse(&hash_fast(&random())).expect("own format"))
     } else {
         ARGON.get_or_init(|| SecretHash::parse(&hash_password(&random())).expect("own format"))
-    }
-}
-
-/// Someone who can obtain tokens, with what the dialects return about them.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// What identifies them at login: username, client id, or `business/proyecto`.
-    pub login: String,
-    pub secret: SecretHash,
-    pub id: Value,
-    pub username: Option<String>,
-    pub nombre: Option<String>,
-    pub role: Option<String>,
-    pub business: Option<String>,
-    pub proyecto: Option<String>,
-    pub client_id: Option<String>,
-    pub company: Option<String>,
-    pub permissions: Vec<String>,
-    pub active: bool,
-    pub blocked: bool,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Principals {
-    by_login: HashMap<String, Principal>,
-}
-
-impl Principals {
-    pub fn new(list: Vec<Principal>) -> Principals {
-        Principals {
-            by_login: list.into_iter().map(|p| (p.login.clone(), p)).collect(),
-        }
-    }
-
-    pub fn get(&self, login: &str) -> Option<&Principal> {
-        self.by_login.get(login)
     }
 }
 

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use http::header::{HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, Uri};
 
-use crate::auth::policy::TokenSource;
 use crate::config::AuthSettings;
+use crate::config::TokenSource;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either
 /// direction. hyper frames each hop's body itself, so `Transfer-Encoding`

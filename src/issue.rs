@@ -23,65 +23,11 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::keys::KeySet;
 use crate::auth::revocation::Revocations;
+use crate::config::{Dialect, Principal};
 use crate::config::{Endpoint, Issuer, TokenEndpoint};
-use crate::credentials::{dummy, Principal};
+use crate::credentials::dummy;
 use crate::metrics::Metrics;
 use crate::store::{Reservation, Store, StoreError};
-
-/// The five token-endpoint dialects (docs/dialects.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Session,
-    LoginRefresh,
-    Project,
-    ClientEnvelope,
-    ClientFlat,
-}
-
-impl Dialect {
-    pub fn parse(s: &str) -> Option<Dialect> {
-        Some(match s {
-            "session" => Self::Session,
-            "login-refresh" => Self::LoginRefresh,
-            "project" => Self::Project,
-            "client-envelope" => Self::ClientEnvelope,
-            "client-flat" => Self::ClientFlat,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Session => "session",
-            Self::LoginRefresh => "login-refresh",
-            Self::Project => "project",
-            Self::ClientEnvelope => "client-envelope",
-            Self::ClientFlat => "client-flat",
-        }
-    }
-
-    pub fn default_path(self) -> &'static str {
-        match self {
-            Self::Session => "/api/Session/GetToken",
-            Self::LoginRefresh | Self::ClientEnvelope => "/api/auth/token",
-            Self::Project => "/auth",
-            Self::ClientFlat => "/api/v1/auth",
-        }
-    }
-
-    pub fn login_fields(self) -> &'static str {
-        match self {
-            Self::Session | Self::LoginRefresh => "username",
-            Self::Project => "business and proyecto",
-            Self::ClientEnvelope | Self::ClientFlat => "client_id",
-        }
-    }
-
-    /// Client secrets are high-entropy: their dummy is the fast hash.
-    fn fast_secrets(self) -> bool {
-        matches!(self, Self::ClientEnvelope | Self::ClientFlat)
-    }
-}
 
 /// A complete JSON answer.
 #[derive(Debug)]

@@ -19,6 +19,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::auth::denial;
 use crate::auth::revocation::Revocations;
+use crate::config::PathRules;
 use crate::config::{Endpoint, OutagePolicy, RouteAction};
 use crate::forward::{Failure, Forwarded, Forwarder};
 use crate::identity;
@@ -26,7 +27,7 @@ use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::listener::{Handler, Peer};
 use crate::live::Live;
 use crate::metrics::{method_label, Metrics, UpstreamSeries};
-use crate::path::{PathError, PathRules};
+use crate::path::PathError;
 use crate::store::Store;
 use crate::target::{self, HostError};
 use crate::upstream::UpstreamGroup;

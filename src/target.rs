@@ -7,7 +7,8 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Uri, Version};
 
-use crate::path::{self, PathRules};
+use crate::config::PathRules;
+use crate::path;
 
 /// Why a request's host is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! which is the only one it is ever verified with.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -14,22 +14,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use rand::RngCore;
 use sha2::Sha256;
 
-use crate::config::{Config, Issuer};
+use crate::config::{Config, Issuer, KeySource};
 use crate::store::{Store, StoredKey};
-
-/// Where a configured key's material comes from.
-#[derive(Debug, Clone)]
-pub enum KeySource {
-    /// An HS256 secret in an environment variable.
-    SecretEnv(String),
-    /// An HS256 secret in a file (raw bytes; surrounding whitespace trimmed).
-    SecretFile(PathBuf),
-    /// PEM files for RS256/ES256/EdDSA; a key without `private` only verifies.
-    Pem {
-        private: Option<PathBuf>,
-        public: Option<PathBuf>,
-    },
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -9,38 +9,9 @@ use serde_json::Value;
 use super::claims::Claim;
 use super::validate::Verified;
 use super::AuthError;
-
-/// Where a route finds its token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
-    Bearer,
-    /// `Authorization: <token>`, as seed 002's clients send it; a `Bearer `
-    /// prefix is tolerated.
-    RawAuthorization,
-    /// Any other header, e.g. `header:X-Api-Token`.
-    Header(HeaderName),
-    /// A cookie, e.g. `cookie:session`.
-    Cookie(String),
-}
+use crate::config::{Policy, TokenSource};
 
 impl TokenSource {
-    pub fn parse(s: &str) -> Result<TokenSource, String> {
-        match s.split_once(':') {
-            None if s == "bearer" => Ok(Self::Bearer),
-            None if s == "authorization" => Ok(Self::RawAuthorization),
-            Some(("header", name)) => HeaderName::from_bytes(name.trim().as_bytes())
-                .map(Self::Header)
-                .map_err(|_| format!("{name:?} is not a header name")),
-            Some(("cookie", name)) if !name.trim().is_empty() => {
-                Ok(Self::Cookie(name.trim().to_string()))
-            }
-            _ => Err(format!(
-                "{s:?}: expected \"bearer\", \"authorization\", \"header:NAME\" or \"cookie:NAME\""
-            )),
-        }
-    }
-
     /// The token in a request, borrowed from its headers. The credential
     /// must come once: with two, portero would check one while the upstream
     /// might read the other (`RepeatedToken`); another spelling of the
@@ -115,25 +86,6 @@ pub fn same_field(a: &str, b: &str) -> bool {
 fn bearer(value: &str) -> Option<&str> {
     let (scheme, rest) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-}
-
-/// A protected route's requirements.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// Bit `i` set: tokens of issuer `i` are accepted.
-    pub issuer_mask: u64,
-    pub token_from: TokenSource,
-    pub token_use: Option<String>,
-    pub audience: Option<String>,
-    /// Any one of these roles (claim `role` or `roles`) is enough.
-    pub roles: Vec<String>,
-    /// Every one of these scopes (claim `scope`, space separated, or `scp`) is needed.
-    pub scopes: Vec<String>,
-    /// Claims that must have exactly these values.
-    pub claims: Vec<(String, String)>,
-    /// (header, claim name) pairs injected upstream.
-    pub headers: Vec<(HeaderName, String)>,
-    pub forward_token: bool,
 }
 
 impl Policy {

@@ -15,9 +15,9 @@ use serde::Deserialize;
 
 use super::claims::{Claim, Claims};
 use super::keys::{Key, KeySet};
-use super::policy::Policy;
 use super::revocation::Revocations;
 use super::AuthError;
+use crate::config::Policy;
 
 /// A token whose signature and issuer have been checked.
 #[derive(Debug)]
@@ -267,8 +267,8 @@ fn numeric_date(claims: &Claims, name: &str) -> Result<Option<i64>, AuthError> {
 mod tests {
     use super::*;
     use crate::auth::keys::{IssuerInfo, Key};
-    use crate::auth::policy::TokenSource;
     use crate::auth::revocation::Revocation;
+    use crate::config::TokenSource;
     use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header as JwtHeader};
     use serde_json::{json, Value};
 

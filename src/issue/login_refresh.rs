@@ -14,7 +14,7 @@ use super::{
     Transport,
 };
 use crate::config::Endpoint;
-use crate::credentials::Principal;
+use crate::config::Principal;
 use crate::store::RefreshRecord;
 
 fn spring(status: u16, message: &str, path: &str, now: DateTime<Utc>) -> Reply {

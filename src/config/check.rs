@@ -1,0 +1,475 @@
+//! `gateway.toml` as written → the validated model, one function per table.
+//! Every problem is collected with its line and key; nothing panics.
+
+mod issuer;
+mod route;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::file::*;
+use super::model::*;
+use super::units::{parse_duration, parse_size, secs};
+use super::Problem;
+use route::token_endpoint_routes;
+
+/// Claim-to-header injection never uses these names: they carry the request itself.
+const RESERVED_HEADERS: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
+
+/// Headers stripped from every client request unless the file says otherwise
+/// (`*` ends a prefix pattern). Injected header names are always added.
+const DEFAULT_STRIP: &[&str] = &["x-portero-*", "x-auth-*", "x-user-*", "x-forwarded-user"];
+
+/// Checks a parsed file; the config is complete only if no problem came up.
+pub(super) fn check(text: &str, file: FileConfig, path: &Path) -> (Config, Vec<Problem>) {
+    let mut checker = Checker {
+        text,
+        base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        problems: Vec::new(),
+    };
+    let config = checker.build(file, path);
+    (config, checker.problems)
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    base: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem<T>(&mut self, at: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) {
+        let line = if at.span().is_empty() && at.span().start == 0 {
+            None
+        } else {
+            Some(self.text[..at.span().start].matches('\n').count() + 1)
+        };
+        self.problems.push(Problem {
+            line,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn problem_no_span(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: None,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => match parse_duration(s.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.problem(s, key, e);
+                    default
+                }
+            },
+        }
+    }
+
+    fn addr(&mut self, v: &Spanned<String>, key: &str) -> SocketAddr {
+        v.get_ref().parse().unwrap_or_else(|_| {
+            self.problem(
+                v,
+                key,
+                format!("{:?} is not an ip:port address", v.get_ref()),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        })
+    }
+
+    fn resolve(&self, file: &str) -> PathBuf {
+        let p = Path::new(file);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn build(&mut self, file: FileConfig, path: &Path) -> Config {
+        let server = self.server(&file.server);
+        let listeners = self.listeners(&file.listen);
+        let admin = AdminSettings {
+            listen: match &file.admin.listen {
+                Some(a) => self.addr(a, "admin.listen"),
+                None => SocketAddr::from(([127, 0, 0, 1], 9901)),
+            },
+            token_env: file
+                .admin
+                .token_env
+                .clone()
+                .unwrap_or_else(|| "PORTERO_ADMIN_TOKEN".to_string()),
+            max_connections: self.at_least_one(
+                file.admin.max_connections,
+                "admin.max_connections",
+                64,
+            ),
+        };
+        let upstreams: Vec<Upstream> = file
+            .upstreams
+            .iter()
+            .map(|(name, u)| self.upstream(name, u))
+            .collect();
+        let issuers: Vec<Issuer> = file
+            .issuers
+            .iter()
+            .map(|(name, i)| self.issuer(name, i))
+            .collect();
+        self.check_unique_kids(&issuers);
+        let mut strip_all: Vec<String> = Vec::new();
+        let mut routes: Vec<Route> = token_endpoint_routes(&issuers);
+        routes.extend(
+            file.routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| self.route(i, r, &upstreams, &issuers, &mut strip_all)),
+        );
+        let auth = self.auth(&file.auth, strip_all);
+        let store = self.store(&file.store, auth.leeway);
+        Config {
+            source: path.to_path_buf(),
+            server,
+            listeners,
+            admin,
+            store,
+            auth,
+            upstreams,
+            issuers,
+            routes,
+        }
+    }
+
+    fn server(&mut self, s: &FileServer) -> ServerSettings {
+        let threads = s.threads.unwrap_or(2);
+        if threads == 0 {
+            self.problem_no_span("server.threads", "must be at least 1");
+        }
+        let max_body_size = match &s.max_body_size {
+            None => 1024 * 1024,
+            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
+                self.problem(v, "server.max_body_size", e);
+                0
+            }),
+        };
+        ServerSettings {
+            threads: threads.max(1),
+            grace_period: self.duration(&s.grace_period, "server.grace_period", secs(2)),
+            shutdown_timeout: self.duration(
+                &s.shutdown_timeout,
+                "server.shutdown_timeout",
+                secs(3),
+            ),
+            data_dir: self.resolve(s.data_dir.as_deref().unwrap_or(".portero")),
+            max_body_size,
+            access_log: s.access_log.unwrap_or(true),
+            limits: self.limits(s),
+            trusted_proxies: self.trusted_proxies(s),
+            paths: PathRules {
+                merge_slashes: s.merge_slashes.unwrap_or(false),
+                allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
+            },
+        }
+    }
+
+    fn limits(&mut self, s: &FileServer) -> ConnectionLimits {
+        let max_header_size = match &s.max_header_size {
+            None => 64 * 1024,
+            Some(v) => match parse_size(v.get_ref()) {
+                // hyper's smallest read buffer.
+                Ok(n) if n >= 8192 => n as usize,
+                Ok(_) => {
+                    self.problem(v, "server.max_header_size", "must be at least 8KiB");
+                    8192
+                }
+                Err(e) => {
+                    self.problem(v, "server.max_header_size", e);
+                    8192
+                }
+            },
+        };
+        ConnectionLimits {
+            header_timeout: self.duration(&s.header_timeout, "server.header_timeout", secs(10)),
+            idle_timeout: self.duration(&s.idle_timeout, "server.idle_timeout", secs(30)),
+            tls_handshake_timeout: self.duration(
+                &s.tls_handshake_timeout,
+                "server.tls_handshake_timeout",
+                secs(10),
+            ),
+            body_timeout: self.duration(&s.body_timeout, "server.body_timeout", secs(60)),
+            max_connections: s
+                .max_connections
+                .map(|n| self.at_least_one(Some(n), "server.max_connections", 1)),
+            max_header_size,
+        }
+    }
+
+    fn trusted_proxies(&mut self, s: &FileServer) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::new();
+        for (i, v) in s.trusted_proxies.iter().flatten().enumerate() {
+            let text = v.get_ref();
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(n) => nets.push(n),
+                Err(_) => self.problem(
+                    v,
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("{text:?} is not an IP address or CIDR network"),
+                ),
+            }
+        }
+        nets
+    }
+
+    fn at_least_one(&mut self, v: Option<usize>, key: &str, default: usize) -> usize {
+        match v {
+            Some(0) => {
+                self.problem_no_span(key, "must be at least 1");
+                default
+            }
+            Some(n) => n,
+            None => default,
+        }
+    }
+
+    fn store(&mut self, s: &FileStore, leeway: Duration) -> StoreSettings {
+        let on_outage = match &s.on_outage {
+            None => OutagePolicy::FailStatic,
+            Some(v) => match v.get_ref().as_str() {
+                "fail-static" => OutagePolicy::FailStatic,
+                "fail-closed" => OutagePolicy::FailClosed,
+                other => {
+                    self.problem(
+                        v,
+                        "store.on_outage",
+                        format!("{other:?}: expected \"fail-static\" or \"fail-closed\""),
+                    );
+                    OutagePolicy::FailStatic
+                }
+            },
+        };
+        let backend = s
+            .backend
+            .as_ref()
+            .map_or("embedded", |b| b.get_ref().as_str());
+        let backend = match backend {
+            "embedded" => {
+                if let Some(url) = &s.url {
+                    self.problem(url, "store.url", "only the redis backend takes a url");
+                }
+                StoreBackend::Embedded
+            }
+            "redis" => StoreBackend::Redis(RedisSettings {
+                url: self.redis_url(s),
+                password_env: s.password_env.clone(),
+                key_prefix: s.key_prefix.clone().unwrap_or_else(|| "portero:".into()),
+                timeout: self.duration(&s.timeout, "store.timeout", Duration::from_millis(500)),
+                ttl_margin: leeway,
+            }),
+            other => {
+                let at = s
+                    .backend
+                    .as_ref()
+                    .expect("a non-default backend was written");
+                self.problem(
+                    at,
+                    "store.backend",
+                    format!("{other:?}: expected \"embedded\" or \"redis\""),
+                );
+                StoreBackend::Embedded
+            }
+        };
+        StoreSettings { backend, on_outage }
+    }
+
+    fn redis_url(&mut self, s: &FileStore) -> String {
+        let Some(url) = &s.url else {
+            self.problem_no_span(
+                "store.url",
+                "the redis backend needs a url (redis://host:port)",
+            );
+            return String::new();
+        };
+        let text = url.get_ref();
+        let Some(rest) = text
+            .strip_prefix("redis://")
+            .or_else(|| text.strip_prefix("rediss://"))
+        else {
+            self.problem(url, "store.url", "expected a redis:// or rediss:// url");
+            return text.clone();
+        };
+        // A password in the file would end up in backups and diffs.
+        let userinfo = rest.split('/').next().unwrap_or("").rsplit_once('@');
+        if userinfo.is_some_and(|(user, _)| user.contains(':')) {
+            self.problem(
+                url,
+                "store.url",
+                "holds a password: name an environment variable in store.password_env instead",
+            );
+        }
+        if text.contains("#insecure") {
+            self.problem(
+                url,
+                "store.url",
+                "TLS certificate checks cannot be turned off",
+            );
+        }
+        text.clone()
+    }
+
+    fn listeners(&mut self, list: &[FileListener]) -> Vec<Listener> {
+        if list.is_empty() {
+            self.problem_no_span("listen", "at least one [[listen]] table is required");
+        }
+        list.iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let addr = self.addr(&l.addr, &format!("listen[{i}].addr"));
+                let tls = match (&l.tls_cert, &l.tls_key) {
+                    (None, None) => None,
+                    (Some(cert), Some(key)) => {
+                        let (cert_path, key_path) =
+                            (self.resolve(cert.get_ref()), self.resolve(key.get_ref()));
+                        for (p, s, k) in
+                            [(&cert_path, cert, "tls_cert"), (&key_path, key, "tls_key")]
+                        {
+                            if !p.is_file() {
+                                self.problem(
+                                    s,
+                                    format!("listen[{i}].{k}"),
+                                    format!("no such file: {}", p.display()),
+                                );
+                            }
+                        }
+                        Some(TlsFiles {
+                            cert: cert_path,
+                            key: key_path,
+                        })
+                    }
+                    (Some(s), None) | (None, Some(s)) => {
+                        self.problem(
+                            s,
+                            format!("listen[{i}]"),
+                            "tls_cert and tls_key go together",
+                        );
+                        None
+                    }
+                };
+                Listener { addr, tls }
+            })
+            .collect()
+    }
+
+    fn auth(&mut self, a: &FileAuth, injected: Vec<String>) -> AuthSettings {
+        let mut strip_exact: Vec<String> = injected;
+        let mut strip_prefixes = Vec::new();
+        let patterns: Vec<String> = match &a.strip_headers {
+            Some(list) => list
+                .iter()
+                .map(|s| s.get_ref().to_ascii_lowercase())
+                .collect(),
+            None => DEFAULT_STRIP.iter().map(|s| s.to_string()).collect(),
+        };
+        for p in patterns {
+            match p.strip_suffix('*') {
+                Some(prefix) => strip_prefixes.push(prefix.to_string()),
+                None => strip_exact.push(p),
+            }
+        }
+        strip_exact.sort();
+        strip_exact.dedup();
+        AuthSettings {
+            leeway: self.duration(&a.leeway, "auth.leeway", secs(30)),
+            verified_cache_size: a.verified_cache_size.unwrap_or(65_536),
+            strip_exact,
+            strip_prefixes,
+        }
+    }
+
+    fn upstream(&mut self, name: &str, u: &FileUpstream) -> Upstream {
+        let key = |k: &str| format!("upstreams.{name}.{k}");
+        let kind = match (&u.builtin, u.servers.is_empty()) {
+            (Some(b), true) => {
+                if b.get_ref() != "echo" {
+                    self.problem(
+                        b,
+                        key("builtin"),
+                        format!("unknown builtin {:?} (known: \"echo\")", b.get_ref()),
+                    );
+                }
+                let listen = match &u.listen {
+                    Some(l) => self.addr(l, &key("listen")),
+                    None => SocketAddr::from(([127, 0, 0, 1], 0)),
+                };
+                if !listen.ip().is_loopback() {
+                    self.problem_no_span(
+                        key("listen"),
+                        "the echo upstream listens on loopback only",
+                    );
+                }
+                UpstreamKind::Echo { listen }
+            }
+            (None, false) => {
+                let servers = u
+                    .servers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| self.addr(s, &key(&format!("servers[{i}]"))))
+                    .collect();
+                UpstreamKind::Servers(servers)
+            }
+            (Some(b), false) => {
+                self.problem(
+                    b,
+                    key("builtin"),
+                    "give either builtin or servers, not both",
+                );
+                UpstreamKind::Servers(Vec::new())
+            }
+            (None, true) => {
+                self.problem_no_span(format!("upstreams.{name}"), "needs servers or builtin");
+                UpstreamKind::Servers(Vec::new())
+            }
+        };
+        let interval = self.duration(
+            &u.health_check_interval,
+            &key("health_check_interval"),
+            secs(2),
+        );
+        let health_check = match u.health_check.as_ref().map(|s| (s, s.get_ref().as_str())) {
+            None | Some((_, "tcp")) => HealthCheck::Tcp { interval },
+            Some((_, "none")) => HealthCheck::None,
+            Some((s, other)) => {
+                self.problem(
+                    s,
+                    key("health_check"),
+                    format!("unknown health check {other:?} (known: \"tcp\", \"none\")"),
+                );
+                HealthCheck::None
+            }
+        };
+        Upstream {
+            name: name.to_string(),
+            kind,
+            connect_timeout: self.duration(&u.connect_timeout, &key("connect_timeout"), secs(2)),
+            read_timeout: self.duration(&u.read_timeout, &key("read_timeout"), secs(30)),
+            write_timeout: self.duration(&u.write_timeout, &key("write_timeout"), secs(30)),
+            max_idle_connections: u.max_idle_connections.unwrap_or(256),
+            idle_timeout: self.duration(&u.idle_timeout, &key("idle_timeout"), secs(60)),
+            max_connections: self.at_least_one(u.max_connections, &key("max_connections"), 1024),
+            queue_timeout: self.duration(&u.queue_timeout, &key("queue_timeout"), secs(2)),
+            health_check,
+            host: u.host.clone(),
+        }
+    }
+}

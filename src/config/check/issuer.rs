@@ -1,0 +1,269 @@
+//! `[issuers.*]`: keys, token endpoints and principals.
+
+use std::collections::HashSet;
+
+use toml::Spanned;
+
+use super::super::file::*;
+use super::super::model::*;
+use super::super::units::{parse_offset, parse_size, secs};
+use super::Checker;
+
+impl Checker<'_> {
+    pub(super) fn issuer(&mut self, name: &str, i: &FileIssuer) -> Issuer {
+        let mut keys = Vec::new();
+        for (n, k) in i.keys.iter().enumerate() {
+            let key = |f: &str| format!("issuers.{name}.keys[{n}].{f}");
+            let alg = match k.alg.get_ref().as_str() {
+                "HS256" => jsonwebtoken::Algorithm::HS256,
+                "RS256" => jsonwebtoken::Algorithm::RS256,
+                "ES256" => jsonwebtoken::Algorithm::ES256,
+                "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
+                other => {
+                    self.problem(
+                        &k.alg,
+                        key("alg"),
+                        format!("unsupported algorithm {other:?} (HS256, RS256, ES256, EdDSA)"),
+                    );
+                    continue;
+                }
+            };
+            let source = match (
+                alg,
+                &k.secret_env,
+                &k.secret_file,
+                &k.private_key_file,
+                &k.public_key_file,
+            ) {
+                (jsonwebtoken::Algorithm::HS256, Some(env), None, None, None) => {
+                    KeySource::SecretEnv(env.clone())
+                }
+                (jsonwebtoken::Algorithm::HS256, None, Some(f), None, None) => {
+                    KeySource::SecretFile(self.resolve(f))
+                }
+                (jsonwebtoken::Algorithm::HS256, ..) => {
+                    self.problem(
+                        &k.kid,
+                        key("secret_env"),
+                        "an HS256 key needs exactly one of secret_env, secret_file",
+                    );
+                    continue;
+                }
+                (_, None, None, private, public) if private.is_some() || public.is_some() => {
+                    KeySource::Pem {
+                        private: private.as_deref().map(|f| self.resolve(f)),
+                        public: public.as_deref().map(|f| self.resolve(f)),
+                    }
+                }
+                _ => {
+                    self.problem(
+                        &k.kid,
+                        key("public_key_file"),
+                        format!(
+                            "{} keys need public_key_file and/or private_key_file",
+                            k.alg.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let verify_only =
+                k.verify_only || matches!(&source, KeySource::Pem { private: None, .. });
+            keys.push(KeyConfig {
+                kid: k.kid.get_ref().clone(),
+                alg,
+                source,
+                verify_only,
+            });
+        }
+        let signing = keys.iter().filter(|k| !k.verify_only).count();
+        if signing > 1 {
+            self.problem_no_span(
+                format!("issuers.{name}.keys"),
+                "at most one key may sign; mark the others verify_only = true",
+            );
+        }
+        Issuer {
+            name: name.to_string(),
+            iss: i.iss.clone().unwrap_or_else(|| name.to_string()),
+            endpoint: self.endpoint(name, i),
+            token_ttl: self.duration(
+                &i.token_ttl,
+                &format!("issuers.{name}.token_ttl"),
+                secs(3600),
+            ),
+            allow_no_exp: i.allow_no_exp,
+            keys,
+        }
+    }
+
+    pub(super) fn endpoint(&mut self, name: &str, i: &FileIssuer) -> Option<TokenEndpoint> {
+        let key = |k: &str| format!("issuers.{name}.{k}");
+        let d = i.dialect.as_ref()?;
+        let Some(dialect) = Dialect::parse(d.get_ref()) else {
+            self.problem(
+                d,
+                key("dialect"),
+                format!(
+                    "unknown dialect {:?} (session, login-refresh, project, client-envelope, client-flat)",
+                    d.get_ref()
+                ),
+            );
+            return None;
+        };
+        let path = |c: &mut Self, v: &Option<Spanned<String>>, k: &str, default: &str| match v {
+            Some(p) if !p.get_ref().starts_with('/') => {
+                c.problem(p, key(k), "must start with /");
+                default.to_string()
+            }
+            Some(p) => p.get_ref().clone(),
+            None => default.to_string(),
+        };
+        let main_path = path(self, &i.path, "path", dialect.default_path());
+        let refresh_path = match (dialect, &i.refresh_path) {
+            (Dialect::LoginRefresh, v) => {
+                Some(path(self, v, "refresh_path", "/api/auth/refreshtoken"))
+            }
+            (_, Some(v)) => {
+                self.problem(
+                    v,
+                    key("refresh_path"),
+                    "only the login-refresh dialect has a refresh endpoint",
+                );
+                None
+            }
+            (_, None) => None,
+        };
+        let time_zone = match &i.time_zone {
+            None => chrono::FixedOffset::east_opt(0).expect("zero offset"),
+            Some(tz) => parse_offset(tz.get_ref()).unwrap_or_else(|e| {
+                self.problem(tz, key("time_zone"), e);
+                chrono::FixedOffset::east_opt(0).expect("zero offset")
+            }),
+        };
+        let mut file_principals = i.principals.clone();
+        if let Some(f) = &i.principals_file {
+            let p = self.resolve(f.get_ref());
+            match std::fs::read_to_string(&p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| toml::from_str::<FilePrincipals>(&t).map_err(|e| e.to_string()))
+            {
+                Ok(list) => file_principals.extend(list.principals),
+                Err(e) => self.problem(f, key("principals_file"), format!("{}: {e}", p.display())),
+            }
+        }
+        let mut principals = Vec::new();
+        for (n, p) in file_principals.iter().enumerate() {
+            if let Some(principal) = self.principal(&key(&format!("principals[{n}]")), dialect, p) {
+                principals.push(principal);
+            }
+        }
+        let max_body_size = match &i.max_body_size {
+            None => 64 * 1024,
+            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
+                self.problem(v, key("max_body_size"), e);
+                0
+            }),
+        };
+        let max_years = i.max_years.unwrap_or(10);
+        let default_years = i.default_years.unwrap_or(2);
+        if default_years == 0 || default_years > max_years {
+            self.problem_no_span(
+                key("default_years"),
+                format!("must be between 1 and max_years ({max_years})"),
+            );
+        }
+        Some(TokenEndpoint {
+            dialect,
+            host: i
+                .host
+                .as_ref()
+                .map_or("*".to_string(), |h| h.get_ref().to_ascii_lowercase()),
+            path: main_path,
+            refresh_path,
+            refresh_ttl: self.duration(&i.refresh_ttl, &key("refresh_ttl"), secs(86_400)),
+            time_zone,
+            default_years,
+            max_years,
+            companies: i.companies.clone(),
+            max_failures: i.max_failures.unwrap_or(5).max(1),
+            ip_max_failures: i.ip_max_failures.unwrap_or(50).max(1),
+            lockout: self.duration(&i.lockout, &key("lockout"), secs(900)),
+            max_body_size,
+            body_timeout: self.duration(&i.body_timeout, &key("body_timeout"), secs(10)),
+            principals: Principals::new(principals),
+        })
+    }
+
+    pub(super) fn principal(
+        &mut self,
+        key: &str,
+        dialect: Dialect,
+        p: &FilePrincipal,
+    ) -> Option<Principal> {
+        let secret = match SecretHash::parse(p.secret_hash.get_ref()) {
+            Ok(h) => h,
+            Err(e) => {
+                self.problem(
+                    &p.secret_hash,
+                    format!("{key}.secret_hash"),
+                    format!("{e} (make one with `portero hash-secret`)"),
+                );
+                return None;
+            }
+        };
+        let login = match dialect {
+            Dialect::Session | Dialect::LoginRefresh => p.username.clone(),
+            Dialect::Project => match (&p.business, &p.proyecto) {
+                (Some(b), Some(pr)) => Some(project_login(b, pr)),
+                _ => None,
+            },
+            Dialect::ClientEnvelope | Dialect::ClientFlat => p.client_id.clone(),
+        };
+        let Some(login) = login else {
+            self.problem(
+                &p.secret_hash,
+                key,
+                format!(
+                    "the {} dialect needs {}",
+                    dialect.name(),
+                    dialect.login_fields()
+                ),
+            );
+            return None;
+        };
+        let id = match &p.id {
+            None => serde_json::Value::Null,
+            Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+        };
+        Some(Principal {
+            login,
+            secret,
+            id,
+            username: p.username.clone(),
+            nombre: p.nombre.clone(),
+            role: p.role.clone(),
+            business: p.business.clone(),
+            proyecto: p.proyecto.clone(),
+            client_id: p.client_id.clone(),
+            company: p.company.clone(),
+            permissions: p.permissions.clone(),
+            active: p.active,
+            blocked: p.blocked,
+        })
+    }
+
+    pub(super) fn check_unique_kids(&mut self, issuers: &[Issuer]) {
+        let mut seen = HashSet::new();
+        for i in issuers {
+            for k in &i.keys {
+                if !seen.insert(k.kid.as_str()) {
+                    self.problem_no_span(
+                        format!("issuers.{}.keys", i.name),
+                        format!("kid {:?} is used twice; kids must be unique", k.kid),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `[[routes]]`, and the routes each token endpoint adds.
+
+use super::super::file::*;
+use super::super::model::*;
+use super::{Checker, RESERVED_HEADERS};
+
+impl Checker<'_> {
+    pub(super) fn route(
+        &mut self,
+        index: usize,
+        r: &FileRoute,
+        upstreams: &[Upstream],
+        issuers: &[Issuer],
+        strip_all: &mut Vec<String>,
+    ) -> Route {
+        let key = |k: &str| format!("routes[{index}].{k}");
+        if !r.path.get_ref().starts_with('/') {
+            self.problem(&r.path, key("path"), "must start with /");
+        }
+        let host = r.host.get_ref().to_ascii_lowercase();
+        if host != "*" && host.contains('*') && !host.starts_with("*.") {
+            self.problem(
+                &r.host,
+                key("host"),
+                "wildcards are \"*\" or a leading \"*.\"",
+            );
+        }
+        let upstream = upstreams
+            .iter()
+            .position(|u| &u.name == r.upstream.get_ref())
+            .unwrap_or_else(|| {
+                self.problem(
+                    &r.upstream,
+                    key("upstream"),
+                    format!("no upstream named {:?}", r.upstream.get_ref()),
+                );
+                0
+            });
+        let methods = self.methods(r, &key("methods"));
+        let headers = self.injected_headers(r, &key("headers"), strip_all);
+        let policy = if r.public {
+            if !r.issuers.is_empty()
+                || !r.roles.is_empty()
+                || !r.scopes.is_empty()
+                || !headers.is_empty()
+            {
+                self.problem(
+                    &r.path,
+                    key("public"),
+                    "a public route takes no issuers, roles, scopes or headers",
+                );
+            }
+            None
+        } else {
+            Some(self.policy(index, r, issuers, headers))
+        };
+        Route {
+            name: r.name.clone().unwrap_or_else(|| format!("routes[{index}]")),
+            host,
+            path: r.path.get_ref().clone(),
+            methods,
+            action: RouteAction::Proxy {
+                upstream,
+                strip_prefix: r.strip_prefix,
+                policy,
+            },
+        }
+    }
+
+    fn methods(&mut self, r: &FileRoute, key: &str) -> Vec<http::Method> {
+        let mut methods = Vec::new();
+        for m in &r.methods {
+            match m.get_ref().to_ascii_uppercase().parse::<http::Method>() {
+                Ok(method) => methods.push(method),
+                Err(_) => self.problem(m, key, format!("{:?} is not a method", m.get_ref())),
+            }
+        }
+        methods
+    }
+
+    /// The claim-to-header injections; every injected name is also stripped
+    /// from client requests.
+    fn injected_headers(
+        &mut self,
+        r: &FileRoute,
+        key: &str,
+        strip_all: &mut Vec<String>,
+    ) -> Vec<(http::HeaderName, String)> {
+        let mut headers = Vec::new();
+        for (name, claim) in &r.headers {
+            let lower = name.to_ascii_lowercase();
+            let header = match http::HeaderName::from_bytes(lower.as_bytes()) {
+                Ok(h) if !RESERVED_HEADERS.contains(&lower.as_str()) => h,
+                _ => {
+                    self.problem(
+                        claim,
+                        format!("{key}.{name}"),
+                        "not a header name portero may set",
+                    );
+                    continue;
+                }
+            };
+            strip_all.push(lower);
+            headers.push((header, claim.get_ref().clone()));
+        }
+        headers
+    }
+
+    /// A protected route's requirements.
+    fn policy(
+        &mut self,
+        index: usize,
+        r: &FileRoute,
+        issuers: &[Issuer],
+        headers: Vec<(http::HeaderName, String)>,
+    ) -> Policy {
+        let key = |k: &str| format!("routes[{index}].{k}");
+        if issuers.is_empty() {
+            self.problem(
+                &r.path,
+                key("public"),
+                "a protected route needs at least one [issuers] table",
+            );
+        }
+        if issuers.len() > 64 {
+            self.problem_no_span("issuers", "at most 64 issuers are supported");
+        }
+        let token_from = match &r.token_from {
+            None => TokenSource::Bearer,
+            Some(s) => TokenSource::parse(s.get_ref()).unwrap_or_else(|e| {
+                self.problem(s, key("token_from"), e);
+                TokenSource::Bearer
+            }),
+        };
+        Policy {
+            issuer_mask: self.issuer_mask(r, issuers, &key("issuers")),
+            token_from,
+            token_use: r.token_use.clone(),
+            audience: r.audience.clone(),
+            roles: r.roles.clone(),
+            scopes: r.scopes.clone(),
+            claims: r
+                .claims
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            headers,
+            forward_token: r.forward_token,
+        }
+    }
+
+    /// Bit `i` set for each issuer the route accepts; no list means all.
+    fn issuer_mask(&mut self, r: &FileRoute, issuers: &[Issuer], key: &str) -> u64 {
+        if r.issuers.is_empty() {
+            return (0..issuers.len().min(64)).fold(0, |mask, i| mask | 1 << i);
+        }
+        let mut mask = 0u64;
+        for name in &r.issuers {
+            match issuers.iter().position(|x| &x.name == name.get_ref()) {
+                Some(i) if i < 64 => mask |= 1 << i,
+                Some(_) => {}
+                None => self.problem(name, key, format!("no issuer named {:?}", name.get_ref())),
+            }
+        }
+        mask
+    }
+}
+
+/// One POST route per token endpoint, named `issue:<issuer>`.
+pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (index, issuer) in issuers.iter().enumerate() {
+        let Some(e) = &issuer.endpoint else { continue };
+        let mounts = std::iter::once((&e.path, Endpoint::Token))
+            .chain(e.refresh_path.iter().map(|p| (p, Endpoint::Refresh)));
+        for (path, endpoint) in mounts {
+            routes.push(Route {
+                name: format!("issue:{}", issuer.name),
+                host: e.host.clone(),
+                path: path.clone(),
+                methods: vec![http::Method::POST],
+                action: RouteAction::Issue {
+                    issuer: index,
+                    endpoint,
+                },
+            });
+        }
+    }
+    routes
+}

@@ -1,0 +1,210 @@
+//! `gateway.toml` as written: the only serde types of the file. Every table
+//! refuses unknown keys; values keep their spans so problems name a line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    #[serde(default)]
+    pub(super) server: FileServer,
+    #[serde(default)]
+    pub(super) listen: Vec<FileListener>,
+    #[serde(default)]
+    pub(super) admin: FileAdmin,
+    #[serde(default)]
+    pub(super) store: FileStore,
+    #[serde(default)]
+    pub(super) auth: FileAuth,
+    #[serde(default)]
+    pub(super) upstreams: BTreeMap<String, FileUpstream>,
+    #[serde(default)]
+    pub(super) issuers: BTreeMap<String, FileIssuer>,
+    #[serde(default)]
+    pub(super) routes: Vec<FileRoute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileServer {
+    pub(super) threads: Option<usize>,
+    pub(super) grace_period: Option<Spanned<String>>,
+    pub(super) shutdown_timeout: Option<Spanned<String>>,
+    pub(super) data_dir: Option<String>,
+    pub(super) max_body_size: Option<Spanned<String>>,
+    pub(super) access_log: Option<bool>,
+    pub(super) header_timeout: Option<Spanned<String>>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) tls_handshake_timeout: Option<Spanned<String>>,
+    pub(super) body_timeout: Option<Spanned<String>>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) max_header_size: Option<Spanned<String>>,
+    pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub(super) merge_slashes: Option<bool>,
+    pub(super) allow_encoded_slashes: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileListener {
+    pub(super) addr: Spanned<String>,
+    pub(super) tls_cert: Option<Spanned<String>>,
+    pub(super) tls_key: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAdmin {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) token_env: Option<String>,
+    pub(super) max_connections: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileStore {
+    pub(super) backend: Option<Spanned<String>>,
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) password_env: Option<String>,
+    pub(super) key_prefix: Option<String>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) on_outage: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileAuth {
+    pub(super) leeway: Option<Spanned<String>>,
+    pub(super) verified_cache_size: Option<usize>,
+    pub(super) strip_headers: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileUpstream {
+    pub(super) builtin: Option<Spanned<String>>,
+    pub(super) listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) servers: Vec<Spanned<String>>,
+    pub(super) connect_timeout: Option<Spanned<String>>,
+    pub(super) read_timeout: Option<Spanned<String>>,
+    pub(super) write_timeout: Option<Spanned<String>>,
+    pub(super) max_idle_connections: Option<usize>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) queue_timeout: Option<Spanned<String>>,
+    pub(super) health_check: Option<Spanned<String>>,
+    pub(super) health_check_interval: Option<Spanned<String>>,
+    pub(super) host: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileIssuer {
+    pub(super) iss: Option<String>,
+    pub(super) dialect: Option<Spanned<String>>,
+    pub(super) token_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) allow_no_exp: bool,
+    #[serde(default)]
+    pub(super) keys: Vec<FileKey>,
+    // The token endpoint, for issuers with a dialect.
+    pub(super) host: Option<Spanned<String>>,
+    pub(super) path: Option<Spanned<String>>,
+    pub(super) refresh_path: Option<Spanned<String>>,
+    pub(super) refresh_ttl: Option<Spanned<String>>,
+    pub(super) time_zone: Option<Spanned<String>>,
+    pub(super) default_years: Option<u32>,
+    pub(super) max_years: Option<u32>,
+    #[serde(default)]
+    pub(super) companies: Vec<String>,
+    pub(super) max_failures: Option<u32>,
+    pub(super) ip_max_failures: Option<u32>,
+    pub(super) lockout: Option<Spanned<String>>,
+    pub(super) max_body_size: Option<Spanned<String>>,
+    pub(super) body_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) principals: Vec<FilePrincipal>,
+    pub(super) principals_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FilePrincipals {
+    pub(super) principals: Vec<FilePrincipal>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FilePrincipal {
+    pub(super) username: Option<String>,
+    pub(super) client_id: Option<String>,
+    pub(super) business: Option<String>,
+    pub(super) proyecto: Option<String>,
+    pub(super) secret_hash: Spanned<String>,
+    pub(super) id: Option<toml::Value>,
+    pub(super) nombre: Option<String>,
+    pub(super) role: Option<String>,
+    pub(super) company: Option<String>,
+    #[serde(default)]
+    pub(super) permissions: Vec<String>,
+    #[serde(default = "yes")]
+    pub(super) active: bool,
+    #[serde(default)]
+    pub(super) blocked: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileKey {
+    pub(super) kid: Spanned<String>,
+    pub(super) alg: Spanned<String>,
+    pub(super) secret_env: Option<String>,
+    pub(super) secret_file: Option<String>,
+    pub(super) private_key_file: Option<String>,
+    pub(super) public_key_file: Option<String>,
+    #[serde(default)]
+    pub(super) verify_only: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRoute {
+    pub(super) name: Option<String>,
+    #[serde(default = "any_host")]
+    pub(super) host: Spanned<String>,
+    pub(super) path: Spanned<String>,
+    #[serde(default)]
+    pub(super) methods: Vec<Spanned<String>>,
+    pub(super) upstream: Spanned<String>,
+    #[serde(default)]
+    pub(super) strip_prefix: bool,
+    #[serde(default)]
+    pub(super) public: bool,
+    #[serde(default)]
+    pub(super) issuers: Vec<Spanned<String>>,
+    pub(super) token_from: Option<Spanned<String>>,
+    pub(super) token_use: Option<String>,
+    pub(super) audience: Option<String>,
+    #[serde(default)]
+    pub(super) roles: Vec<String>,
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
+    #[serde(default)]
+    pub(super) claims: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default = "yes")]
+    pub(super) forward_token: bool,
+}
+
+fn any_host() -> Spanned<String> {
+    Spanned::new(0..0, "*".to_string())
+}
+
+fn yes() -> bool {
+    true
+}

@@ -1,0 +1,443 @@
+//! The validated configuration: plain data that the rest of portero reads.
+//! It is never deserialized (the file layer is `file.rs`) and imports nothing
+//! of the runtime; behaviour on these types lives with the runtime modules
+//! (token extraction and policy checks in `auth::policy`, secret checks in
+//! `credentials`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argon2::password_hash::PasswordHash;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::HeaderName;
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub listeners: Vec<Listener>,
+    pub admin: AdminSettings,
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub upstreams: Vec<Upstream>,
+    pub issuers: Vec<Issuer>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    /// The environment variable holding the admin API's bearer token.
+    pub token_env: String,
+    /// Open connections the admin listener serves at once.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub backend: StoreBackend,
+    pub on_outage: OutagePolicy,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// redb under `server.data_dir`: one instance.
+    Embedded,
+    /// Shared by every instance pointed at the same server and key prefix.
+    Redis(RedisSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://` or `rediss://` (TLS); never with a password in it.
+    pub url: String,
+    /// The environment variable holding the password, if the server wants one.
+    pub password_env: Option<String>,
+    /// Prefixes every key and the revocation channel, so deployments can share a server.
+    pub key_prefix: String,
+    /// The longest any one store operation may take before it counts as failed.
+    pub timeout: Duration,
+    /// Revocations outlive their token's `exp` by this much (the validation leeway).
+    pub ttl_margin: Duration,
+}
+
+/// What protected routes do while the store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutagePolicy {
+    /// Go on validating from the in-memory keys and revocations (default).
+    FailStatic,
+    /// Refuse protected requests with 503: a revocation made elsewhere
+    /// during the outage cannot reach this instance.
+    FailClosed,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub shutdown_timeout: Duration,
+    pub data_dir: PathBuf,
+    pub max_body_size: u64,
+    /// One `portero::access` log line per request.
+    pub access_log: bool,
+    pub limits: ConnectionLimits,
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub paths: PathRules,
+}
+
+/// What one client connection may hold of the gateway.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    /// From the connection's start, or the first byte of a request, to its
+    /// complete head (HTTP/1 and HTTP/2 alike, protocol detection included).
+    pub header_timeout: Duration,
+    /// A connection with no request in flight and nothing arriving is closed.
+    pub idle_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+    /// From the request head to the end of its body (`408` past it).
+    pub body_timeout: Duration,
+    /// Open connections at once; `None`: derived from the file-descriptor limit.
+    pub max_connections: Option<usize>,
+    /// The request line and headers together (`431` past it).
+    pub max_header_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub leeway: Duration,
+    pub verified_cache_size: usize,
+    /// Lower-case exact names and prefixes (pattern without its trailing `*`).
+    pub strip_exact: Vec<String>,
+    pub strip_prefixes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub name: String,
+    pub kind: UpstreamKind,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// Idle pooled connections kept per server; more are closed as they come back.
+    pub max_idle_connections: usize,
+    /// How long a pooled connection may sit idle before it is closed.
+    pub idle_timeout: Duration,
+    /// Requests in flight to one server at once; more wait their turn.
+    pub max_connections: usize,
+    /// How long a request waits for its turn before a `503`.
+    pub queue_timeout: Duration,
+    pub health_check: HealthCheck,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamKind {
+    Servers(Vec<SocketAddr>),
+    /// The built-in echo server, bound by portero itself on `listen`.
+    Echo {
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthCheck {
+    None,
+    Tcp { interval: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    pub name: String,
+    /// The `iss` claim this issuer's tokens carry.
+    pub iss: String,
+    pub token_ttl: Duration,
+    pub allow_no_exp: bool,
+    pub keys: Vec<KeyConfig>,
+    /// The token endpoint portero serves for this issuer, if it has a dialect.
+    pub endpoint: Option<TokenEndpoint>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenEndpoint {
+    pub dialect: Dialect,
+    pub host: String,
+    pub path: String,
+    /// `login-refresh` only.
+    pub refresh_path: Option<String>,
+    pub refresh_ttl: Duration,
+    /// Offset of the issuer's local time, for dates the dialects print.
+    pub time_zone: chrono::FixedOffset,
+    /// `project`: token lifetime without a query, and the most a client may ask for.
+    pub default_years: u32,
+    pub max_years: u32,
+    /// `client-flat`: the companies that exist.
+    pub companies: Vec<String>,
+    pub max_failures: u32,
+    pub ip_max_failures: u32,
+    pub lockout: Duration,
+    pub max_body_size: u64,
+    pub body_timeout: Duration,
+    pub principals: Principals,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    pub kid: String,
+    pub alg: jsonwebtoken::Algorithm,
+    pub source: KeySource,
+    pub verify_only: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub host: String,
+    pub path: String,
+    pub methods: Vec<http::Method>,
+    pub action: RouteAction,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// Forward to an upstream; `policy` is `None` on a public route.
+    Proxy {
+        upstream: usize,
+        strip_prefix: bool,
+        policy: Option<Policy>,
+    },
+    /// Serve an issuer's token endpoint; never forwarded.
+    Issue { issuer: usize, endpoint: Endpoint },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    Refresh,
+}
+
+/// A protected route's requirements.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Bit `i` set: tokens of issuer `i` are accepted.
+    pub issuer_mask: u64,
+    pub token_from: TokenSource,
+    pub token_use: Option<String>,
+    pub audience: Option<String>,
+    /// Any one of these roles (claim `role` or `roles`) is enough.
+    pub roles: Vec<String>,
+    /// Every one of these scopes (claim `scope`, space separated, or `scp`) is needed.
+    pub scopes: Vec<String>,
+    /// Claims that must have exactly these values.
+    pub claims: Vec<(String, String)>,
+    /// (header, claim name) pairs injected upstream.
+    pub headers: Vec<(HeaderName, String)>,
+    pub forward_token: bool,
+}
+
+/// Where a route finds its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    Bearer,
+    /// `Authorization: <token>`, as seed 002's clients send it; a `Bearer `
+    /// prefix is tolerated.
+    RawAuthorization,
+    /// Any other header, e.g. `header:X-Api-Token`.
+    Header(HeaderName),
+    /// A cookie, e.g. `cookie:session`.
+    Cookie(String),
+}
+
+impl TokenSource {
+    pub fn parse(s: &str) -> Result<TokenSource, String> {
+        match s.split_once(':') {
+            None if s == "bearer" => Ok(Self::Bearer),
+            None if s == "authorization" => Ok(Self::RawAuthorization),
+            Some(("header", name)) => HeaderName::from_bytes(name.trim().as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{name:?} is not a header name")),
+            Some(("cookie", name)) if !name.trim().is_empty() => {
+                Ok(Self::Cookie(name.trim().to_string()))
+            }
+            _ => Err(format!(
+                "{s:?}: expected \"bearer\", \"authorization\", \"header:NAME\" or \"cookie:NAME\""
+            )),
+        }
+    }
+}
+
+/// Where a configured key's material comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// An HS256 secret in an environment variable.
+    SecretEnv(String),
+    /// An HS256 secret in a file (raw bytes; surrounding whitespace trimmed).
+    SecretFile(PathBuf),
+    /// PEM files for RS256/ES256/EdDSA; a key without `private` only verifies.
+    Pem {
+        private: Option<PathBuf>,
+        public: Option<PathBuf>,
+    },
+}
+
+/// The five token-endpoint dialects (docs/dialects.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Session,
+    LoginRefresh,
+    Project,
+    ClientEnvelope,
+    ClientFlat,
+}
+
+impl Dialect {
+    pub fn parse(s: &str) -> Option<Dialect> {
+        Some(match s {
+            "session" => Self::Session,
+            "login-refresh" => Self::LoginRefresh,
+            "project" => Self::Project,
+            "client-envelope" => Self::ClientEnvelope,
+            "client-flat" => Self::ClientFlat,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::LoginRefresh => "login-refresh",
+            Self::Project => "project",
+            Self::ClientEnvelope => "client-envelope",
+            Self::ClientFlat => "client-flat",
+        }
+    }
+
+    pub fn default_path(self) -> &'static str {
+        match self {
+            Self::Session => "/api/Session/GetToken",
+            Self::LoginRefresh | Self::ClientEnvelope => "/api/auth/token",
+            Self::Project => "/auth",
+            Self::ClientFlat => "/api/v1/auth",
+        }
+    }
+
+    pub fn login_fields(self) -> &'static str {
+        match self {
+            Self::Session | Self::LoginRefresh => "username",
+            Self::Project => "business and proyecto",
+            Self::ClientEnvelope | Self::ClientFlat => "client_id",
+        }
+    }
+
+    /// Client secrets are high-entropy: their dummy is the fast hash.
+    pub fn fast_secrets(self) -> bool {
+        matches!(self, Self::ClientEnvelope | Self::ClientFlat)
+    }
+}
+
+/// The operator's choices on paths; both off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathRules {
+    /// `//` becomes `/` in the forwarded path. Routing ignores empty
+    /// segments either way.
+    pub merge_slashes: bool,
+    /// `%2F` passes through (still encoded) instead of a `400`. Risky: an
+    /// upstream that decodes it before routing sees another path.
+    pub allow_encoded_slashes: bool,
+}
+
+/// The prefix of portero's fast hash: `$portero-hmac-sha256$<salt>$<mac>`.
+pub const FAST_PREFIX: &str = "$portero-hmac-sha256$";
+
+#[derive(Debug, Clone)]
+pub enum SecretHash {
+    /// A PHC string, `$argon2id$v=19$m=...`.
+    Argon2(String),
+    Fast {
+        salt: Vec<u8>,
+        mac: Vec<u8>,
+    },
+}
+
+impl SecretHash {
+    pub fn parse(s: &str) -> Result<SecretHash, String> {
+        if let Some(rest) = s.strip_prefix(FAST_PREFIX) {
+            let (salt, mac) = rest.split_once('$').ok_or("malformed fast hash")?;
+            let decode = |x: &str| {
+                URL_SAFE_NO_PAD
+                    .decode(x)
+                    .map_err(|_| "malformed fast hash".to_string())
+            };
+            return Ok(SecretHash::Fast {
+                salt: decode(salt)?,
+                mac: decode(mac)?,
+            });
+        }
+        let parsed = PasswordHash::new(s).map_err(|e| format!("not an argon2 PHC string: {e}"))?;
+        if parsed.algorithm.as_str() != "argon2id" {
+            return Err(format!(
+                "{} hashes are not accepted; use argon2id",
+                parsed.algorithm
+            ));
+        }
+        Ok(SecretHash::Argon2(s.to_string()))
+    }
+}
+
+/// Someone who can obtain tokens, with what the dialects return about them.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// What identifies them at login: username, client id, or `business/proyecto`.
+    pub login: String,
+    pub secret: SecretHash,
+    pub id: Value,
+    pub username: Option<String>,
+    pub nombre: Option<String>,
+    pub role: Option<String>,
+    pub business: Option<String>,
+    pub proyecto: Option<String>,
+    pub client_id: Option<String>,
+    pub company: Option<String>,
+    pub permissions: Vec<String>,
+    pub active: bool,
+    pub blocked: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Principals {
+    by_login: HashMap<String, Principal>,
+}
+
+impl Principals {
+    pub fn new(list: Vec<Principal>) -> Principals {
+        Principals {
+            by_login: list.into_iter().map(|p| (p.login.clone(), p)).collect(),
+        }
+    }
+
+    pub fn get(&self, login: &str) -> Option<&Principal> {
+        self.by_login.get(login)
+    }
+}
+
+/// The login of a `project` principal.
+pub fn project_login(business: &str, proyecto: &str) -> String {
+    format!("{business}/{proyecto}")
+}
