@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -350,9 +349,7 @@ impl Admin {
                     .issuer_index(&issuer)
                     .ok_or_else(|| format!("no issuer named {issuer:?}"))?;
                 // Tokens issued within the current second are revoked too.
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs() as i64);
+                let now = self.shared.clock.unix();
                 Ok(Revocation::Subject {
                     iss: keys.issuers[index].iss.clone(),
                     sub,

@@ -50,28 +50,6 @@ pub enum Failure {
     Busy,
 }
 
-impl Failure {
-    /// The status and JSON `error` and `message` the client gets.
-    pub fn answer(self) -> (u16, &'static str, &'static str) {
-        match self {
-            Failure::NoServer => (503, "service_unavailable", "no healthy upstream server"),
-            Failure::Busy => (
-                503,
-                "service_unavailable",
-                "upstream connection limit reached",
-            ),
-            Failure::Connect | Failure::Upstream | Failure::Closed => {
-                (502, "bad_gateway", "upstream failed")
-            }
-            Failure::ConnectTimeout | Failure::Timeout => {
-                (504, "gateway_timeout", "upstream timed out")
-            }
-            Failure::ClientTimeout => (408, "request_timeout", "request body timed out"),
-            Failure::TooLarge => (413, "payload_too_large", "request body too large"),
-        }
-    }
-}
-
 /// A response from the upstream, and whether it took the whole request
 /// body (if not, the client's connection cannot carry another request).
 pub struct Forwarded {

@@ -10,6 +10,7 @@ mod login_refresh;
 mod project;
 mod session;
 
+use http::StatusCode;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,12 +33,12 @@ use crate::store::{Reservation, Store, StoreError};
 /// A complete JSON answer.
 #[derive(Debug)]
 pub struct Reply {
-    pub status: u16,
+    pub status: StatusCode,
     pub body: String,
 }
 
 impl Reply {
-    pub fn json(status: u16, body: Value) -> Reply {
+    pub fn json(status: StatusCode, body: Value) -> Reply {
         Reply {
             status,
             body: body.to_string(),
@@ -109,8 +110,8 @@ pub fn transport_error(ctx: &Issuing<'_>, e: Transport, path: &str, now: DateTim
     reply
 }
 
-fn status_class(status: u16) -> &'static str {
-    match status {
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() {
         200 => "200",
         400 => "400",
         401 => "401",
@@ -231,11 +232,16 @@ pub fn campo(name: &str, e: FieldError) -> String {
 
 /// Status and message for a refused login in the Spanish dialects whose
 /// errors are just a message (seeds 002 and 003; DESIGN.md: 401, 429, 503).
-pub fn denied_es(d: Denied) -> (u16, &'static str) {
+pub fn denied_es(d: Denied) -> (StatusCode, &'static str) {
     match d {
-        Denied::BadCredentials | Denied::Blocked => (401, "Credenciales inválidas"),
-        Denied::Locked => (429, "Demasiados intentos fallidos, intente más tarde"),
-        Denied::Unavailable => (503, "Servicio no disponible"),
+        Denied::BadCredentials | Denied::Blocked => {
+            (StatusCode::UNAUTHORIZED, "Credenciales inválidas")
+        }
+        Denied::Locked => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Demasiados intentos fallidos, intente más tarde",
+        ),
+        Denied::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Servicio no disponible"),
     }
 }
 

@@ -27,6 +27,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod credentials;
@@ -40,6 +41,7 @@ pub mod metrics;
 pub mod path;
 pub mod pool;
 pub mod proxy;
+pub mod respond;
 pub mod routes;
 pub mod server;
 pub mod store;

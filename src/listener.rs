@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use hyper::body::{Body, Incoming};
@@ -25,20 +24,49 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::TlsFiles;
 use crate::connections::{Connections, Counted, Expiry, Slot};
 
+/// Why a listener's TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("tls_cert {path}: {source}")]
+    Cert {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("tls_key {path}: {source}")]
+    Key {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("tls_key {path} does not fit tls_cert: {source}")]
+    Mismatch { path: String, source: rustls::Error },
+    #[error("{0}")]
+    Setup(rustls::Error),
+}
+
 /// The TLS setup of a listener: its certificate chain and key, TLS 1.2 and
 /// 1.3 with rustls' safe defaults, and ALPN offering HTTP/2 first.
-pub fn tls_acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("tls_cert {}", files.cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .with_context(|| format!("tls_key {}", files.key.display()))?;
+        .map_err(|source| TlsError::Cert {
+            path: files.cert.display().to_string(),
+            source,
+        })?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Key {
+        path: files.key.display().to_string(),
+        source,
+    })?;
+    let mismatch = |source| TlsError::Mismatch {
+        path: files.key.display().to_string(),
+        source,
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Setup)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .with_context(|| format!("tls_key {} does not fit tls_cert", files.key.display()))?;
+        .map_err(mismatch)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use portero::config;
+use portero::{config, server};
 
 #[derive(Parser)]
 #[command(version, about = "A reverse-proxy authentication gateway")]
@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             println!("{}: ok", cli.config.display());
             Ok(())
         }
-        Command::Run => portero::server::run(config),
+        Command::Run => run(config),
         Command::Token {
             issuer,
             sub,
@@ -102,6 +102,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Signals first (a SIGTERM during start-up still drains), then the
+/// listeners, so a port in use fails the start before any work.
+fn run(config: config::Config) -> anyhow::Result<()> {
+    let stop = server::stop_on_signals()?;
+    let listeners = server::Listeners::bind(&config)?;
+    server::run(config, listeners, stop)?;
+    Ok(())
 }
 
 fn mint(
@@ -132,9 +141,7 @@ fn mint(
         Some(t) => config::parse_duration(t).map_err(anyhow::Error::msg)?,
         None => config.issuers[index].token_ttl,
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
+    let now = portero::clock::unix_now() as u64;
     let mut claims = serde_json::json!({
         "iss": keys.issuers[index].iss,
         "sub": sub,

@@ -4,34 +4,32 @@
 //! every request leaves behind.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::{Body, Incoming};
 
-use crate::auth::denial;
 use crate::auth::revocation::Revocations;
-use crate::config::PathRules;
-use crate::config::{Endpoint, OutagePolicy, RouteAction};
-use crate::forward::{Failure, Forwarded, Forwarder};
+use crate::auth::validate::Verified;
+use crate::clock::Clock;
+use crate::config::{Endpoint, OutagePolicy, PathRules, Policy, Route, RouteAction};
+use crate::forward::{Failure, Forwarder};
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::listener::{Handler, Peer};
 use crate::live::Live;
 use crate::metrics::{method_label, Metrics, UpstreamSeries};
 use crate::path::PathError;
+use crate::respond::{self, GatewayBody, RequestError};
 use crate::store::Store;
 use crate::target::{self, HostError};
 use crate::upstream::UpstreamGroup;
-use crate::wire::{BoxError, ResponseBody};
 
 /// Everything a request may read, shared by every listener.
 pub struct Shared {
@@ -48,6 +46,7 @@ pub struct Shared {
     pub body_timeout: Duration,
     pub access_log: bool,
     pub paths: PathRules,
+    pub clock: Clock,
 }
 
 /// The public listeners' request handler.
@@ -74,6 +73,15 @@ struct Trace {
     body_read: bool,
 }
 
+impl Trace {
+    fn route_name<'l>(&self, live: &'l Live) -> &'l str {
+        match self.route {
+            Some(i) => live.routes.routes()[i].name.as_str(),
+            None => "none",
+        }
+    }
+}
+
 impl Gateway {
     pub fn new(shared: Arc<Shared>) -> Gateway {
         let forwarders = shared.upstreams.iter().map(Forwarder::new).collect();
@@ -93,24 +101,22 @@ impl Gateway {
         let start = Instant::now();
         let live = self.shared.live.load_full();
         let method = method_label(req.method());
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let has_body = !body.is_end_stream();
         let mut trace = Trace::default();
-        // The one path and host everything below acts on, or a `400`.
-        let checked = target::normalize_path(&mut parts, self.shared.paths)
-            .map_err(PathError::message)
-            .and_then(|()| target::host(&parts).map_err(HostError::message));
         // Only the log needs the path after the request has gone upstream.
         let logged = self
             .shared
             .access_log
             .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
-        let mut response = match checked {
-            Ok(host) => {
-                self.serve(&live, parts, host, body, &peer, &mut trace)
-                    .await
+        let mut response = match self.serve(&live, parts, body, &peer, &mut trace).await {
+            Ok(response) => response,
+            Err(err) => {
+                if let RequestError::Upstream(failure) = err {
+                    trace.failure = Some(failure);
+                }
+                respond::error_response(err)
             }
-            Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
         };
         if has_body && !trace.body_read {
             // What is left of the body is still on the way: this connection
@@ -119,24 +125,136 @@ impl Gateway {
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        self.record(&live, &trace, method, response.status(), start);
+        if let Some((method, path)) = logged {
+            access_log(&live, &trace, method, path, response.status(), start, &peer);
+        }
+        response
+    }
 
-        let route = match trace.route {
-            Some(i) => live.routes.routes()[i].name.as_str(),
-            None => "none",
+    /// route → authorize → rewrite → forward; a token endpoint or the JWKS
+    /// document is answered on the way.
+    async fn serve(
+        &self,
+        live: &Live,
+        mut parts: Parts,
+        body: Incoming,
+        peer: &Peer,
+        trace: &mut Trace,
+    ) -> Result<Response<GatewayBody>, RequestError> {
+        // The one path and host everything below acts on.
+        let host = checked_target(&mut parts, self.shared.paths)?;
+        if parts.uri.path() == JWKS_PATH && parts.method == Method::GET {
+            let jwks = live.validator.keys().jwks().to_string();
+            return Ok(respond::json(StatusCode::OK, jwks));
+        }
+        let (index, route) = route(live, host.as_ref(), &parts)?;
+        trace.route = Some(index);
+        let (upstream, strip_prefix, policy) = match &route.action {
+            RouteAction::Issue { issuer, endpoint } => {
+                let (reply, body_read) = self
+                    .token_endpoint(live, *issuer, *endpoint, &parts, body, peer)
+                    .await;
+                trace.body_read = body_read;
+                return Ok(respond::json(reply.status, reply.body));
+            }
+            RouteAction::Proxy {
+                upstream,
+                strip_prefix,
+                policy,
+            } => (*upstream, *strip_prefix, policy.as_ref()),
         };
-        let status = response.status();
-        self.shared
-            .metrics
+        if declared_length(&parts.headers).is_some_and(|n| n > self.shared.max_body_size) {
+            return Err(RequestError::TooLarge);
+        }
+        let verified = match policy {
+            None => None, // a public route
+            Some(policy) => Some((policy, self.authorize(live, index, policy, &parts.headers)?)),
+        };
+        let group = &self.shared.upstreams[upstream];
+        let prefix = strip_prefix.then_some(route.path.as_str());
+        rewrite(
+            &mut parts,
+            live,
+            group,
+            verified.as_ref(),
+            host,
+            prefix,
+            peer,
+        );
+        trace.upstream = Some((upstream, Instant::now()));
+        let forwarded = self.forwarders[upstream]
+            .send(
+                group,
+                parts,
+                body,
+                self.shared.max_body_size,
+                self.shared.body_timeout,
+            )
+            .await
+            .map_err(RequestError::Upstream)?;
+        // If the upstream answered before taking the whole body, the rest of
+        // it is still on its way to this connection.
+        trace.body_read = forwarded.body_read;
+        // Its hop-by-hop headers were dropped as its head was parsed.
+        Ok(forwarded.response.map(GatewayBody::Upstream))
+    }
+
+    /// The route's policy against the request's credential, counted either way.
+    fn authorize(
+        &self,
+        live: &Live,
+        index: usize,
+        policy: &Policy,
+        headers: &HeaderMap,
+    ) -> Result<Arc<Verified>, RequestError> {
+        let shared = &self.shared;
+        let route = &live.routes.routes()[index];
+        let deny = |reason: &str| {
+            shared
+                .metrics
+                .auth_decisions
+                .with_label_values(&[&route.name, "deny", reason])
+                .inc();
+            tracing::debug!(route = %route.name, reason, "denied");
+        };
+        if shared.on_outage == OutagePolicy::FailClosed && !shared.store.reachable() {
+            deny("store_unavailable");
+            return Err(RequestError::StoreUnavailable);
+        }
+        let result = policy
+            .token_from
+            .extract(headers)
+            .and_then(|token| live.validator.validate(token, policy, shared.clock.unix()));
+        match result {
+            Ok(verified) => {
+                if let Some(allowed) = &live.route_series[index].allowed {
+                    allowed.inc();
+                }
+                Ok(verified)
+            }
+            Err(e) => {
+                deny(e.reason());
+                Err(RequestError::Denied(e))
+            }
+        }
+    }
+
+    /// The request's metrics: by route, method and status; by upstream.
+    fn record(&self, live: &Live, trace: &Trace, method: &str, status: StatusCode, start: Instant) {
+        let route = trace.route_name(live);
+        let metrics = &self.shared.metrics;
+        metrics
             .requests
             .with_label_values(&[route, method, status.as_str()])
             .inc();
         let elapsed = start.elapsed().as_secs_f64();
         match trace.route {
             Some(i) => live.route_series[i].duration.observe(elapsed),
-            None => {
-                let unrouted = &self.shared.metrics.request_duration;
-                unrouted.with_label_values(&[route]).observe(elapsed);
-            }
+            None => metrics
+                .request_duration
+                .with_label_values(&[route])
+                .observe(elapsed),
         }
         if let Some((index, started)) = trace.upstream {
             let series = &self.upstream_series[index];
@@ -145,167 +263,6 @@ impl Gateway {
                 None => series.ok.inc(),
             }
             series.duration.observe(started.elapsed().as_secs_f64());
-        }
-        if let Some((method, path)) = logged {
-            // The access log names the path, never the query string or a
-            // header: either may carry a token.
-            tracing::info!(
-                target: "portero::access",
-                %method,
-                path,
-                status = status.as_u16(),
-                route,
-                micros = start.elapsed().as_micros() as u64,
-                client = %peer.addr.ip(),
-                error = trace.failure.map(|f| f.answer().1),
-            );
-        }
-        response
-    }
-
-    async fn serve(
-        &self,
-        live: &Live,
-        mut parts: Parts,
-        host: Option<HeaderValue>,
-        body: Incoming,
-        peer: &Peer,
-        trace: &mut Trace,
-    ) -> Response<GatewayBody> {
-        let shared = &self.shared;
-        if parts.uri.path() == JWKS_PATH && parts.method == Method::GET {
-            return json(StatusCode::OK, live.validator.keys().jwks().to_string());
-        }
-        let host_name = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
-        let Some((index, route)) = live
-            .routes
-            .lookup(host_name, parts.uri.path(), &parts.method)
-        else {
-            return error(StatusCode::NOT_FOUND, "not_found", "no route");
-        };
-        trace.route = Some(index);
-        let (upstream, strip_prefix, policy) = match &route.action {
-            RouteAction::Issue { issuer, endpoint } => {
-                let (reply, body_read) = self
-                    .token_endpoint(live, *issuer, *endpoint, &parts, body, peer)
-                    .await;
-                trace.body_read = body_read;
-                return json(status(reply.status), reply.body);
-            }
-            RouteAction::Proxy {
-                upstream,
-                strip_prefix,
-                policy,
-            } => (*upstream, *strip_prefix, policy.as_ref()),
-        };
-        if declared_length(&parts.headers).is_some_and(|n| n > shared.max_body_size) {
-            let (code, name, message) = Failure::TooLarge.answer();
-            return error(status(code), name, message);
-        }
-        let verified = match policy {
-            None => None, // a public route
-            Some(policy) => {
-                if shared.on_outage == OutagePolicy::FailClosed && !shared.store.reachable() {
-                    shared
-                        .metrics
-                        .auth_decisions
-                        .with_label_values(&[&route.name, "deny", "store_unavailable"])
-                        .inc();
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "store_unavailable",
-                        "revocations cannot be checked while the state store is unreachable",
-                    );
-                }
-                let result = policy
-                    .token_from
-                    .extract(&parts.headers)
-                    .and_then(|token| live.validator.validate(token, policy, unix_now()));
-                match result {
-                    Ok(verified) => {
-                        if let Some(allowed) = &live.route_series[index].allowed {
-                            allowed.inc();
-                        }
-                        Some((policy, verified))
-                    }
-                    Err(e) => {
-                        let reason = e.reason();
-                        shared
-                            .metrics
-                            .auth_decisions
-                            .with_label_values(&[&route.name, "deny", reason])
-                            .inc();
-                        tracing::debug!(route = %route.name, reason, "denied");
-                        let d = denial(e);
-                        let mut resp = json(status(d.status), d.body);
-                        if let Ok(v) = HeaderValue::try_from(d.www_authenticate) {
-                            resp.headers_mut().insert(WWW_AUTHENTICATE, v);
-                        }
-                        return resp;
-                    }
-                }
-            }
-        };
-
-        // What the upstream is told.
-        let group = &shared.upstreams[upstream];
-        let headers = &mut parts.headers;
-        for name in identity::headers_to_strip(headers, &live.auth, peer.trusted) {
-            headers.remove(&name);
-        }
-        if let Some((policy, verified)) = &verified {
-            for (name, value) in policy.identity_headers(verified) {
-                headers.insert(name, value);
-            }
-            if !policy.forward_token {
-                identity::remove_token(headers, &policy.token_from);
-            }
-        }
-        // One Host upstream: the configured one, else the client's (checked,
-        // without a trailing dot). An HTTP/2 request names it in its URI only.
-        let upstream_host = match &group.config.host {
-            Some(over) => HeaderValue::from_str(over).ok(),
-            None => host.clone(),
-        };
-        if let Some(h) = upstream_host {
-            if headers.get(HOST) != Some(&h) {
-                headers.insert(HOST, h);
-            }
-        }
-        identity::set_forwarded(headers, host, &peer.forwarded_for, peer.tls, peer.trusted);
-        if strip_prefix {
-            if let Some(uri) = identity::strip_prefix(&parts.uri, &route.path) {
-                parts.uri = uri;
-            }
-        }
-
-        trace.upstream = Some((upstream, Instant::now()));
-        let forwarder = &self.forwarders[upstream];
-        match forwarder
-            .send(
-                group,
-                parts,
-                body,
-                shared.max_body_size,
-                shared.body_timeout,
-            )
-            .await
-        {
-            Ok(Forwarded {
-                response,
-                body_read,
-            }) => {
-                // If the upstream answered before taking the whole body,
-                // the rest of it is still on its way to this connection.
-                trace.body_read = body_read;
-                // Its hop-by-hop headers were dropped as its head was parsed.
-                response.map(GatewayBody::Upstream)
-            }
-            Err(failure) => {
-                trace.failure = Some(failure);
-                let (code, name, message) = failure.answer();
-                error(status(code), name, message)
-            }
         }
     }
 
@@ -336,7 +293,7 @@ impl Gateway {
             revocations: &self.shared.revocations,
             metrics: &self.shared.metrics,
         };
-        let now = chrono::Utc::now();
+        let now = self.shared.clock.now();
         let path = parts.uri.path();
         let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
         {
@@ -354,6 +311,95 @@ impl Gateway {
         };
         (issue::handle(&ctx, &request).await, true)
     }
+}
+
+/// The request's one host (`None` for an HTTP/1.0 request without one),
+/// its path normalised in place.
+fn checked_target(
+    parts: &mut Parts,
+    rules: PathRules,
+) -> Result<Option<HeaderValue>, RequestError> {
+    target::normalize_path(parts, rules)
+        .map_err(|e| RequestError::BadTarget(PathError::message(e)))?;
+    target::host(parts).map_err(|e| RequestError::BadTarget(HostError::message(e)))
+}
+
+/// The route for (host, path, method).
+fn route<'l>(
+    live: &'l Live,
+    host: Option<&HeaderValue>,
+    parts: &Parts,
+) -> Result<(usize, &'l Route), RequestError> {
+    let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
+    live.routes
+        .lookup(host, parts.uri.path(), &parts.method)
+        .ok_or(RequestError::NoRoute)
+}
+
+/// What the upstream is told: client-sent identity headers stripped, the
+/// verified identity injected (and the token removed unless forwarded), one
+/// Host, the `X-Forwarded-*` headers, and the route prefix taken off.
+fn rewrite(
+    parts: &mut Parts,
+    live: &Live,
+    group: &UpstreamGroup,
+    verified: Option<&(&Policy, Arc<Verified>)>,
+    host: Option<HeaderValue>,
+    strip_prefix: Option<&str>,
+    peer: &Peer,
+) {
+    let headers = &mut parts.headers;
+    for name in identity::headers_to_strip(headers, &live.auth, peer.trusted) {
+        headers.remove(&name);
+    }
+    if let Some((policy, verified)) = verified {
+        for (name, value) in policy.identity_headers(verified) {
+            headers.insert(name, value);
+        }
+        if !policy.forward_token {
+            identity::remove_token(headers, &policy.token_from);
+        }
+    }
+    // The configured Host, else the client's (checked, without a trailing
+    // dot). An HTTP/2 request names it in its URI only.
+    let upstream_host = match &group.config.host {
+        Some(over) => HeaderValue::from_str(over).ok(),
+        None => host.clone(),
+    };
+    if let Some(h) = upstream_host {
+        if headers.get(HOST) != Some(&h) {
+            headers.insert(HOST, h);
+        }
+    }
+    identity::set_forwarded(headers, host, &peer.forwarded_for, peer.tls, peer.trusted);
+    if let Some(prefix) = strip_prefix {
+        if let Some(uri) = identity::strip_prefix(&parts.uri, prefix) {
+            parts.uri = uri;
+        }
+    }
+}
+
+/// One line per request. It names the path, never the query string or a
+/// header: either may carry a token.
+fn access_log(
+    live: &Live,
+    trace: &Trace,
+    method: Method,
+    path: String,
+    status: StatusCode,
+    start: Instant,
+    peer: &Peer,
+) {
+    tracing::info!(
+        target: "portero::access",
+        %method,
+        path,
+        status = status.as_u16(),
+        route = trace.route_name(live),
+        micros = start.elapsed().as_micros() as u64,
+        client = %peer.addr.ip(),
+        error = trace.failure.map(|f| respond::upstream_failure(f).1),
+    );
 }
 
 /// Reads a whole request body, refusing it past `max` bytes (announced or
@@ -387,33 +433,6 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn status(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-/// A complete JSON response that no cache may keep.
-fn json(status: StatusCode, body: String) -> Response<GatewayBody> {
-    let mut resp = Response::new(GatewayBody::Json(Full::new(Bytes::from(body))));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn error(status: StatusCode, error: &str, message: &str) -> Response<GatewayBody> {
-    json(
-        status,
-        serde_json::json!({ "error": error, "message": message }).to_string(),
-    )
-}
-
 impl Handler for Gateway {
     type Body = GatewayBody;
 
@@ -423,40 +442,5 @@ impl Handler for Gateway {
         peer: Peer,
     ) -> impl Future<Output = Response<GatewayBody>> + Send {
         self.handle(req, peer)
-    }
-}
-
-/// A response body: one portero wrote, or the upstream's, streamed through.
-pub enum GatewayBody {
-    Json(Full<Bytes>),
-    Upstream(ResponseBody),
-}
-
-impl Body for GatewayBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            GatewayBody::Json(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
-            GatewayBody::Upstream(b) => Pin::new(b).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            GatewayBody::Json(b) => b.is_end_stream(),
-            GatewayBody::Upstream(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            GatewayBody::Json(b) => b.size_hint(),
-            GatewayBody::Upstream(b) => b.size_hint(),
-        }
     }
 }

@@ -1,33 +1,157 @@
-//! Assembles a gateway from a validated config and runs it: the key and
-//! revocation caches, the upstream groups, the public listeners on their own
-//! runtime (`server.threads` workers), and a side runtime for the admin
-//! listener, the health checks and the built-in echo upstream. Stops on
-//! SIGTERM (gracefully) or SIGINT (at once).
+//! Assembles a gateway from a validated config and its bound listeners, and
+//! runs it: the key and revocation caches, the upstream groups, the public
+//! listeners on their own runtime (`server.threads` workers), and a side
+//! runtime for the admin listener, the health checks and the built-in echo
+//! upstream, until it is told to [`Stop`].
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use anyhow::Context;
 use arc_swap::ArcSwap;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::admin::Admin;
+use crate::auth::keys::KeyError;
 use crate::auth::revocation::Revocations;
+use crate::clock;
 use crate::config::{Config, ServerSettings, StoreBackend, UpstreamKind};
 use crate::connections::{Connections, Limits};
-use crate::listener::Serving;
+use crate::listener::{Serving, TlsError};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Shared};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::upstream::UpstreamGroup;
 
-/// Runs the gateway until SIGTERM or SIGINT. Must not be called from inside
-/// a tokio runtime: it builds its own.
-pub fn run(config: Config) -> anyhow::Result<()> {
+/// Why the gateway could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Bind {
+        key: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("listen {addr}: TLS: {source}")]
+    Tls { addr: SocketAddr, source: TlsError },
+    #[error("cannot start the {which} runtime: {source}")]
+    Runtime {
+        which: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{target}: {source}")]
+    Store { target: String, source: StoreError },
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The gateway's sockets, bound before it runs (so a port in use fails the
+/// start, and a test can bind port 0 and read the port back).
+pub struct Listeners {
+    /// In the order of the config's `[[listen]]` tables.
+    pub public: Vec<TcpListener>,
+    pub admin: TcpListener,
+    /// Each built-in echo upstream's, in the order of `config.upstreams`.
+    pub echo: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address the config names.
+    pub fn bind(config: &Config) -> Result<Listeners, ServerError> {
+        let bind = |key: String, addr: SocketAddr| {
+            TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| ServerError::Bind { key, addr, source })
+        };
+        let public = config
+            .listeners
+            .iter()
+            .map(|l| bind("listen".into(), l.addr))
+            .collect::<Result<_, _>>()?;
+        let admin = bind("admin.listen".into(), config.admin.listen)?;
+        let mut echo = Vec::new();
+        for u in &config.upstreams {
+            if let UpstreamKind::Echo { listen } = &u.kind {
+                echo.push(bind(format!("upstreams.{}", u.name), *listen)?);
+            }
+        }
+        Ok(Listeners {
+            public,
+            admin,
+            echo,
+        })
+    }
+}
+
+/// How a running gateway is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Report not ready, keep serving for the grace period (so load
+    /// balancers notice), then stop accepting and give open requests the
+    /// shutdown timeout to finish.
+    Drain,
+    /// Stop at once, also in the middle of a drain.
+    Now,
+}
+
+/// SIGTERM as [`Stop::Drain`], SIGINT as [`Stop::Now`], forwarded by a
+/// thread of their own; the handlers are in place when this returns.
+pub fn stop_on_signals() -> Result<mpsc::UnboundedReceiver<Stop>, ServerError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (registered, result) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("portero-signals".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => return drop(registered.send(Err(e))),
+            };
+            runtime.block_on(async move {
+                let handlers = signal(SignalKind::terminate())
+                    .and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
+                let (mut terminate, mut interrupt) = match handlers {
+                    Ok(h) => h,
+                    Err(e) => return drop(registered.send(Err(e))),
+                };
+                let _ = registered.send(Ok(()));
+                loop {
+                    let stop = tokio::select! {
+                        _ = terminate.recv() => Stop::Drain,
+                        _ = interrupt.recv() => Stop::Now,
+                    };
+                    if tx.send(stop).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .map_err(ServerError::Signals)?;
+    match result.recv() {
+        Ok(Ok(())) => Ok(rx),
+        Ok(Err(e)) => Err(ServerError::Signals(e)),
+        Err(_) => Err(ServerError::Signals(std::io::Error::other(
+            "signal thread ended",
+        ))),
+    }
+}
+
+/// Runs the gateway on `listeners` until `stop` says so (or every sender of
+/// it is gone, as [`Stop::Now`]). Must not be called from inside a tokio
+/// runtime: it builds its own.
+pub fn run(
+    config: Config,
+    listeners: Listeners,
+    stop: mpsc::UnboundedReceiver<Stop>,
+) -> Result<(), ServerError> {
+    let runtime_error = |which| move |source| ServerError::Runtime { which, source };
     // The side runtime serves the admin listener, the built-in upstreams and
     // the store's background work; start-up store calls run on it too.
     let side = tokio::runtime::Builder::new_multi_thread()
@@ -35,7 +159,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .thread_name("portero-side")
         .enable_all()
         .build()
-        .context("cannot start the admin runtime")?;
+        .map_err(runtime_error("admin"))?;
     let metrics = Metrics::new(&config);
     let limits = &config.server.limits;
     let serving = |connections, tls, trusted_proxies| {
@@ -64,17 +188,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         connection_limits(public_max),
         metrics.connection_series("public"),
     );
-    let store = side
-        .block_on(crate::store::open(&config, metrics.store.clone()))
-        .with_context(|| match &config.store.backend {
+    let store_error = |source| ServerError::Store {
+        target: match &config.store.backend {
             StoreBackend::Embedded => {
                 format!("server.data_dir: {}", config.server.data_dir.display())
             }
             StoreBackend::Redis(r) => format!("store.url: {}", r.url),
-        })?;
+        },
+        source,
+    };
+    let store = side
+        .block_on(crate::store::open(&config, metrics.store.clone()))
+        .map_err(store_error)?;
     // Every revocation is in memory before the first request is served.
     let revocations = Arc::new(Revocations::default());
-    for r in side.block_on(store.revocations())? {
+    for r in side.block_on(store.revocations()).map_err(store_error)? {
         revocations.apply(&r);
     }
     let live = side.block_on(Live::build(&config, &revocations, store.as_ref(), &metrics))?;
@@ -83,16 +211,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         side.spawn(async move { store.follow_revocations(revocations).await });
     }
 
-    // Built-in upstreams and the admin listener are bound now, so a port in
-    // use fails the start instead of a later request.
+    let mut echo_listeners = listeners.echo.into_iter();
     let mut upstreams = Vec::new();
     for u in &config.upstreams {
         let servers = match &u.kind {
             UpstreamKind::Servers(list) => list.clone(),
-            UpstreamKind::Echo { listen } => {
-                let listener = bind(&side, *listen)
-                    .with_context(|| format!("upstreams.{}: cannot listen on {listen}", u.name))?;
-                let addr = listener.local_addr()?;
+            UpstreamKind::Echo { .. } => {
+                let listener = echo_listeners
+                    .next()
+                    .expect("one listener per echo upstream");
+                let addr = local_addr(&listener);
+                let listener = on_runtime(&side, listener, "upstreams")?;
                 side.spawn(crate::echo::serve(listener));
                 tracing::info!(upstream = %u.name, %addr, "built-in echo upstream listening");
                 vec![addr]
@@ -116,6 +245,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         body_timeout: config.server.limits.body_timeout,
         access_log: config.server.access_log,
         paths: config.server.paths,
+        clock: clock::Clock::system(),
     });
 
     let started = Arc::new(AtomicBool::new(false));
@@ -136,9 +266,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         config_path: config.source.clone(),
         upstreams: config.upstreams.clone(),
     });
-    let admin_listener = bind(&side, config.admin.listen)
-        .with_context(|| format!("admin.listen: cannot listen on {}", config.admin.listen))?;
-    tracing::info!(addr = %admin_listener.local_addr()?, "admin listening");
+    tracing::info!(addr = %local_addr(&listeners.admin), "admin listening");
+    let admin_listener = on_runtime(&side, listeners.admin, "admin.listen")?;
     side.spawn(crate::admin::serve(
         admin_listener,
         admin,
@@ -146,20 +275,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     ));
     side.spawn(purge_expired(revocations, store, config.auth.leeway));
 
-    // Bound now, like the admin listener, so a port in use fails the start.
     let mut public = Vec::new();
-    for l in &config.listeners {
-        let listener = std::net::TcpListener::bind(l.addr)
-            .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .with_context(|| format!("listen: cannot listen on {}", l.addr))?;
-        let tls = match &l.tls {
-            None => None,
-            Some(files) => Some(
-                crate::listener::tls_acceptor(files)
-                    .with_context(|| format!("listen {}: TLS", l.addr))?,
-            ),
-        };
-        tracing::info!(addr = %l.addr, tls = tls.is_some(), "public listener");
+    for (l, listener) in config.listeners.iter().zip(listeners.public) {
+        let tls =
+            match &l.tls {
+                None => None,
+                Some(files) => Some(crate::listener::tls_acceptor(files).map_err(|source| {
+                    ServerError::Tls {
+                        addr: l.addr,
+                        source,
+                    }
+                })?),
+            };
+        tracing::info!(addr = %local_addr(&listener), tls = tls.is_some(), "public listener");
         let trusted = config.server.trusted_proxies.clone();
         public.push((listener, serving(public_connections.clone(), tls, trusted)));
     }
@@ -175,69 +303,81 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .thread_name("portero-worker")
     .enable_all()
     .build()
-    .context("cannot start the proxy runtime")?;
+    .map_err(runtime_error("proxy"))?;
     let gateway = Arc::new(Gateway::new(shared));
-    let result = runtime.block_on(serve(public, gateway, started, &config.server));
+    let result = runtime.block_on(serve(public, gateway, started, &config.server, stop));
     // The side runtime may not block this thread's exit.
     side.shutdown_background();
     runtime.shutdown_background();
     result
 }
 
-/// Serves the public listeners until a signal: SIGINT stops at once; SIGTERM
-/// reports not ready, keeps serving for the grace period (so load balancers
-/// notice), then stops accepting and gives open requests the shutdown
-/// timeout to finish.
+/// Serves the public listeners until told to stop.
 async fn serve(
-    public: Vec<(std::net::TcpListener, Arc<Serving>)>,
+    public: Vec<(TcpListener, Arc<Serving>)>,
     gateway: Arc<Gateway>,
     ready: Arc<AtomicBool>,
     settings: &ServerSettings,
-) -> anyhow::Result<()> {
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let (stop, stopped) = watch::channel(false);
+    mut stop: mpsc::UnboundedReceiver<Stop>,
+) -> Result<(), ServerError> {
+    let (drain, draining) = watch::channel(false);
     for (listener, serving) in public {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let addr = local_addr(&listener);
+        let listener =
+            tokio::net::TcpListener::from_std(listener).map_err(|source| ServerError::Bind {
+                key: "listen".into(),
+                addr,
+                source,
+            })?;
         tokio::spawn(crate::listener::accept(
             listener,
             serving,
             gateway.clone(),
-            stopped.clone(),
+            draining.clone(),
         ));
     }
-    drop(stopped);
+    drop(draining);
     ready.store(true, Ordering::Release);
 
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => return Ok(()),
+    if stop.recv().await != Some(Stop::Drain) {
+        return Ok(());
     }
     ready.store(false, Ordering::Release);
-    tracing::info!(grace_period = ?settings.grace_period, "SIGTERM: not ready; draining");
+    tracing::info!(grace_period = ?settings.grace_period, "draining: not ready");
     tokio::select! {
         () = tokio::time::sleep(settings.grace_period) => {}
-        _ = interrupt.recv() => return Ok(()),
+        _ = stop.recv() => return Ok(()),
     }
-    let _ = stop.send(true);
+    let _ = drain.send(true);
     tokio::select! {
-        () = stop.closed() => tracing::info!("every connection finished; stopping"),
+        () = drain.closed() => tracing::info!("every connection finished; stopping"),
         () = tokio::time::sleep(settings.shutdown_timeout) => {
             tracing::warn!(shutdown_timeout = ?settings.shutdown_timeout, "connections still open at the shutdown timeout; stopping");
         }
-        _ = interrupt.recv() => {}
+        _ = stop.recv() => {}
     }
     Ok(())
 }
 
-fn bind(
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// A bound listener, registered with `rt`'s reactor.
+fn on_runtime(
     rt: &tokio::runtime::Runtime,
-    addr: SocketAddr,
-) -> std::io::Result<tokio::net::TcpListener> {
-    let std_listener = std::net::TcpListener::bind(addr)?;
-    std_listener.set_nonblocking(true)?;
+    listener: TcpListener,
+    key: &str,
+) -> Result<tokio::net::TcpListener, ServerError> {
+    let addr = local_addr(&listener);
     let _guard = rt.enter();
-    tokio::net::TcpListener::from_std(std_listener)
+    tokio::net::TcpListener::from_std(listener).map_err(|source| ServerError::Bind {
+        key: key.into(),
+        addr,
+        source,
+    })
 }
 
 /// Drops jti revocations once the tokens they name would have expired
@@ -246,10 +386,7 @@ async fn purge_expired(revocations: Arc<Revocations>, store: Arc<dyn Store>, lee
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let cutoff = now - leeway.as_secs() as i64;
+        let cutoff = clock::unix_now() - leeway.as_secs() as i64;
         revocations.purge_expired(cutoff);
         if let Err(e) = store.purge_expired(cutoff).await {
             tracing::warn!(error = %e, "could not purge expired revocations and lockout counters from the store");

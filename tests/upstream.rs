@@ -167,14 +167,14 @@ async fn strip_prefix_and_host_override() {
 #[tokio::test]
 async fn tls_listener_speaks_http2_and_http1() {
     let up = Upstream::start("api").await;
-    let tls_port = free_port();
     let config = format!(
-        "[[listen]]\naddr = \"127.0.0.1:{tls_port}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n{}\n[[routes]]\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
+        "[[listen]]\naddr = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\n{}\n[[routes]]\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
         fixture("tls_cert.pem").display(),
         fixture("tls_key.pem").display(),
         upstream("api", &[up.addr], ""),
     );
     let gw = Gateway::start(&config).await;
+    let tls_port = gw.tls_port();
     let ca =
         reqwest::Certificate::from_pem(&std::fs::read(fixture("tls_cert.pem")).unwrap()).unwrap();
     let url = format!("https://localhost:{tls_port}/secure");

@@ -2,6 +2,7 @@
 //! `{code: 200, status: "success", message, data: {token, expire_in}}`;
 //! 400 with an `errors` list naming every bad field, 401 bad credentials.
 
+use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -9,16 +10,16 @@ use super::{
     TokenRequest, Transport,
 };
 
-fn error(status: u16, message: &str) -> Reply {
+fn error(status: StatusCode, message: &str) -> Reply {
     Reply::json(
         status,
-        json!({ "code": status, "status": "error", "message": message }),
+        json!({ "code": status.as_u16(), "status": "error", "message": message }),
     )
 }
 
 fn validation(errors: Vec<String>) -> Reply {
     Reply::json(
-        400,
+        StatusCode::BAD_REQUEST,
         json!({
             "code": 400,
             "status": "error",
@@ -30,8 +31,11 @@ fn validation(errors: Vec<String>) -> Reply {
 
 pub fn transport_error(e: Transport) -> Reply {
     match e {
-        Transport::TooLarge => error(413, "El cuerpo de la solicitud es demasiado grande"),
-        Transport::Timeout => error(408, "La solicitud tardó demasiado"),
+        Transport::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "El cuerpo de la solicitud es demasiado grande",
+        ),
+        Transport::Timeout => error(StatusCode::REQUEST_TIMEOUT, "La solicitud tardó demasiado"),
     }
 }
 
@@ -64,11 +68,11 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     let mut claims = Map::new();
     claims.insert("client_id".into(), Value::String(client_id.to_string()));
     let Ok(minted) = ctx.mint(client_id, claims, now, Some(ctx.issuer.token_ttl)) else {
-        return error(503, "Servicio no disponible");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "Servicio no disponible");
     };
     let exp = chrono::DateTime::from_timestamp(minted.exp.unwrap_or(now), 0).unwrap_or(req.now);
     Reply::json(
-        200,
+        StatusCode::OK,
         json!({
             "code": 200,
             "status": "success",

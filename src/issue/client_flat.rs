@@ -3,18 +3,19 @@
 //! steps: JSON (400), parameters (400), client exists (401), active (200
 //! `credential inactive`), company exists (404), secret (401), success.
 
+use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{json_object, string_field, Denied, Issuing, Outcome, Reply, TokenRequest, Transport};
 
-fn msg(status: u16, message: &str) -> Reply {
+fn msg(status: StatusCode, message: &str) -> Reply {
     Reply::json(status, json!({ "msg": message }))
 }
 
 pub fn transport_error(e: Transport) -> Reply {
     match e {
-        Transport::TooLarge => msg(413, "Request body too large"),
-        Transport::Timeout => msg(408, "Request timed out"),
+        Transport::TooLarge => msg(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+        Transport::Timeout => msg(StatusCode::REQUEST_TIMEOUT, "Request timed out"),
     }
 }
 
@@ -23,20 +24,25 @@ const INVALID: &str = "Invalid login details";
 pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     // 1. JSON.
     let Ok(body) = json_object(req) else {
-        return msg(400, "Missing JSON in request");
+        return msg(StatusCode::BAD_REQUEST, "Missing JSON in request");
     };
     // 2. Parameters.
     let Ok(client_id) = string_field(&body, "client_id") else {
-        return msg(400, "Missing client_id parameter");
+        return msg(StatusCode::BAD_REQUEST, "Missing client_id parameter");
     };
     let Ok(secret) = string_field(&body, "client_secret") else {
-        return msg(400, "Missing client_secret parameter");
+        return msg(StatusCode::BAD_REQUEST, "Missing client_secret parameter");
     };
     let now = req.now.timestamp();
-    let unavailable = || msg(503, "Service unavailable");
+    let unavailable = || msg(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
     let attempt = match ctx.begin_attempt(client_id, req.client, now).await {
         Ok(attempt) => attempt,
-        Err(Denied::Locked) => return msg(429, "Too many failed login attempts"),
+        Err(Denied::Locked) => {
+            return msg(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed login attempts",
+            )
+        }
         Err(_) => return unavailable(),
     };
     // 3. The client exists (an unknown one costs a dummy verification).
@@ -50,12 +56,12 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         if !checked || ctx.end_attempt(attempt, outcome, now).await.is_err() {
             return unavailable();
         }
-        return msg(401, INVALID);
+        return msg(StatusCode::UNAUTHORIZED, INVALID);
     };
     // 4. Active.
     if !principal.active {
         return match ctx.end_attempt(attempt, Outcome::Unchecked, now).await {
-            Ok(()) => msg(200, "credential inactive"),
+            Ok(()) => msg(StatusCode::OK, "credential inactive"),
             Err(_) => unavailable(),
         };
     }
@@ -66,7 +72,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         .is_some_and(|c| ctx.endpoint.companies.contains(c));
     if !company_exists {
         return match ctx.end_attempt(attempt, Outcome::Unchecked, now).await {
-            Ok(()) => Reply::json(404, json!({ "error": "Not Found" })),
+            Ok(()) => Reply::json(StatusCode::NOT_FOUND, json!({ "error": "Not Found" })),
             Err(_) => unavailable(),
         };
     }
@@ -80,7 +86,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         return unavailable();
     }
     if outcome == Outcome::Failed {
-        return msg(401, INVALID);
+        return msg(StatusCode::UNAUTHORIZED, INVALID);
     }
     // 7. Success: the token carries the client, its company and permissions.
     let mut claims = Map::new();
@@ -91,7 +97,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         return unavailable();
     };
     Reply::json(
-        200,
+        StatusCode::OK,
         json!({ "access_token": minted.token, "exp": minted.exp, "iat": now }),
     )
 }

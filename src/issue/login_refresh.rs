@@ -7,6 +7,7 @@
 //! `{timestamp, status, error, message, path}`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -17,20 +18,14 @@ use crate::config::Endpoint;
 use crate::config::Principal;
 use crate::store::RefreshRecord;
 
-fn spring(status: u16, message: &str, path: &str, now: DateTime<Utc>) -> Reply {
-    let error = match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        429 => "Too Many Requests",
-        _ => "Service Unavailable",
-    };
+fn spring(status: StatusCode, message: &str, path: &str, now: DateTime<Utc>) -> Reply {
+    // Spring's `error` is the status' reason phrase.
+    let error = status.canonical_reason().unwrap_or("Error");
     Reply::json(
         status,
         json!({
             "timestamp": now.to_rfc3339_opts(SecondsFormat::Millis, false),
-            "status": status,
+            "status": status.as_u16(),
             "error": error,
             "message": message,
             "path": path,
@@ -40,15 +35,25 @@ fn spring(status: u16, message: &str, path: &str, now: DateTime<Utc>) -> Reply {
 
 pub fn transport_error(e: Transport, path: &str, now: DateTime<Utc>) -> Reply {
     match e {
-        Transport::TooLarge => spring(413, "Request body too large", path, now),
-        Transport::Timeout => spring(408, "Request body not received in time", path, now),
+        Transport::TooLarge => spring(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+            path,
+            now,
+        ),
+        Transport::Timeout => spring(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request body not received in time",
+            path,
+            now,
+        ),
     }
 }
 
 pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     let fail = |status, message: &str| spring(status, message, req.path, req.now);
     let Ok(body) = json_object(req) else {
-        return fail(400, "Malformed JSON request");
+        return fail(StatusCode::BAD_REQUEST, "Malformed JSON request");
     };
     match req.endpoint {
         Endpoint::Token => {
@@ -56,26 +61,36 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
                 string_field(&body, "username"),
                 string_field(&body, "password"),
             ) else {
-                return fail(400, "username and password are required strings");
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    "username and password are required strings",
+                );
             };
             let now = req.now.timestamp();
             match ctx.authenticate(username, password, req.client, now).await {
-                Ok(p) => login(ctx, p, now)
-                    .await
-                    .unwrap_or_else(|_| fail(503, "Service unavailable")),
-                Err(Denied::BadCredentials | Denied::Blocked) => fail(401, "Bad credentials"),
-                Err(Denied::Locked) => fail(429, "Too many failed login attempts"),
-                Err(Denied::Unavailable) => fail(503, "Service unavailable"),
+                Ok(p) => login(ctx, p, now).await.unwrap_or_else(|_| {
+                    fail(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+                }),
+                Err(Denied::BadCredentials | Denied::Blocked) => {
+                    fail(StatusCode::UNAUTHORIZED, "Bad credentials")
+                }
+                Err(Denied::Locked) => fail(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed login attempts",
+                ),
+                Err(Denied::Unavailable) => {
+                    fail(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+                }
             }
         }
         Endpoint::Refresh => {
             let Ok(token) = string_field(&body, "refreshToken") else {
-                return fail(400, "refreshToken is a required string");
+                return fail(StatusCode::BAD_REQUEST, "refreshToken is a required string");
             };
             match refresh(ctx, token, req.now.timestamp()).await {
                 Ok(Some(reply)) => reply,
-                Ok(None) => fail(401, "Invalid refresh token"),
-                Err(_) => fail(503, "Service unavailable"),
+                Ok(None) => fail(StatusCode::UNAUTHORIZED, "Invalid refresh token"),
+                Err(_) => fail(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
             }
         }
     }
@@ -144,7 +159,7 @@ async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Deni
         .with_label_values(&[&ctx.issuer.name, "issued"])
         .inc();
     Ok(Reply::json(
-        200,
+        StatusCode::OK,
         json!({
             "id": p.id,
             "username": p.username,
@@ -197,7 +212,7 @@ async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Repl
         .with_label_values(&[&ctx.issuer.name, "used"])
         .inc();
     Ok(Some(Reply::json(
-        200,
+        StatusCode::OK,
         json!({ "accessToken": access, "contentToken": content }),
     )))
 }

@@ -6,6 +6,7 @@
 //! Errors: `{"error": "<message>"}`.
 
 use chrono::{DateTime, Months, Utc};
+use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -13,14 +14,17 @@ use super::{
 };
 use crate::config::project_login;
 
-fn error(status: u16, message: &str) -> Reply {
+fn error(status: StatusCode, message: &str) -> Reply {
     Reply::json(status, json!({ "error": message }))
 }
 
 pub fn transport_error(e: Transport) -> Reply {
     match e {
-        Transport::TooLarge => error(413, "El cuerpo de la solicitud es demasiado grande"),
-        Transport::Timeout => error(408, "La solicitud tardó demasiado"),
+        Transport::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "El cuerpo de la solicitud es demasiado grande",
+        ),
+        Transport::Timeout => error(StatusCode::REQUEST_TIMEOUT, "La solicitud tardó demasiado"),
     }
 }
 
@@ -69,22 +73,28 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         ctx.issuer.allow_no_exp,
     ) {
         Ok(x) => x,
-        Err(message) => return error(400, &message),
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     let body = match json_object(req) {
         Ok(b) => b,
         Err(BodyError::NotJson) => {
-            return error(400, "El cuerpo de la solicitud no es JSON válido")
+            return error(
+                StatusCode::BAD_REQUEST,
+                "El cuerpo de la solicitud no es JSON válido",
+            )
         }
         Err(BodyError::NotObject) => {
-            return error(400, "El cuerpo de la solicitud debe ser un objeto JSON")
+            return error(
+                StatusCode::BAD_REQUEST,
+                "El cuerpo de la solicitud debe ser un objeto JSON",
+            )
         }
     };
     let mut fields =
         ["business", "proyecto", "password"].map(|name| (name, string_field(&body, name)));
     for (name, value) in &mut fields {
         if let Err(e) = value {
-            return error(400, &campo(name, *e));
+            return error(StatusCode::BAD_REQUEST, &campo(name, *e));
         }
     }
     let [business, proyecto, password] = fields.map(|(_, v)| v.expect("checked above"));
@@ -104,7 +114,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         Expiry::Years(n) => {
             // Calendar years: 2022-07-19 + 10 years = 2032-07-19, as in the seed.
             let Some(until) = created.checked_add_months(Months::new(12 * n)) else {
-                return error(400, "withoutExpiration fuera de rango");
+                return error(StatusCode::BAD_REQUEST, "withoutExpiration fuera de rango");
             };
             claims.insert("expiracion".into(), Value::String(iso_millis(until)));
             Some(std::time::Duration::from_secs(
@@ -113,8 +123,8 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         }
     };
     match ctx.mint(&login, claims, now, lifetime) {
-        Ok(minted) => Reply::json(200, Value::String(minted.token)),
-        Err(_) => error(503, "Servicio no disponible"),
+        Ok(minted) => Reply::json(StatusCode::OK, Value::String(minted.token)),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "Servicio no disponible"),
     }
 }
 

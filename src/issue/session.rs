@@ -3,6 +3,7 @@
 //! `{error: <code>, message}` with code 1 (401 bad credentials, 400 bad
 //! request), 2 (403 blocked or locked out), 3 (500 server error).
 
+use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -10,14 +11,22 @@ use super::{
     TokenRequest, Transport,
 };
 
-fn error(status: u16, code: u8, message: &str) -> Reply {
+fn error(status: StatusCode, code: u8, message: &str) -> Reply {
     Reply::json(status, json!({ "error": code, "message": message }))
 }
 
 pub fn transport_error(e: Transport) -> Reply {
     match e {
-        Transport::TooLarge => error(413, 1, "El cuerpo de la solicitud es demasiado grande"),
-        Transport::Timeout => error(408, 1, "La solicitud tardó demasiado"),
+        Transport::TooLarge => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            1,
+            "El cuerpo de la solicitud es demasiado grande",
+        ),
+        Transport::Timeout => error(
+            StatusCode::REQUEST_TIMEOUT,
+            1,
+            "La solicitud tardó demasiado",
+        ),
     }
 }
 
@@ -25,26 +34,40 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     let body = match json_object(req) {
         Ok(b) => b,
         Err(BodyError::NotJson) => {
-            return error(400, 1, "El cuerpo de la solicitud no es JSON válido")
+            return error(
+                StatusCode::BAD_REQUEST,
+                1,
+                "El cuerpo de la solicitud no es JSON válido",
+            )
         }
         Err(BodyError::NotObject) => {
-            return error(400, 1, "El cuerpo de la solicitud debe ser un objeto JSON")
+            return error(
+                StatusCode::BAD_REQUEST,
+                1,
+                "El cuerpo de la solicitud debe ser un objeto JSON",
+            )
         }
     };
     let username = match string_field(&body, "username") {
         Ok(v) => v,
-        Err(e) => return error(400, 1, &campo("username", e)),
+        Err(e) => return error(StatusCode::BAD_REQUEST, 1, &campo("username", e)),
     };
     let password = match string_field(&body, "password") {
         Ok(v) => v,
-        Err(e) => return error(400, 1, &campo("password", e)),
+        Err(e) => return error(StatusCode::BAD_REQUEST, 1, &campo("password", e)),
     };
     let now = req.now.timestamp();
     let principal = match ctx.authenticate(username, password, req.client, now).await {
         Ok(p) => p,
-        Err(Denied::BadCredentials) => return error(401, 1, "Credenciales inválidas"),
-        Err(Denied::Locked | Denied::Blocked) => return error(403, 2, "Usuario bloqueado"),
-        Err(Denied::Unavailable) => return error(500, 3, "Error del servidor"),
+        Err(Denied::BadCredentials) => {
+            return error(StatusCode::UNAUTHORIZED, 1, "Credenciales inválidas")
+        }
+        Err(Denied::Locked | Denied::Blocked) => {
+            return error(StatusCode::FORBIDDEN, 2, "Usuario bloqueado")
+        }
+        Err(Denied::Unavailable) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, 3, "Error del servidor")
+        }
     };
     let nombre = principal.nombre.clone().unwrap_or_default();
     let mut claims = Map::new();
@@ -56,11 +79,11 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     }
     let minted = match ctx.mint(username, claims, now, Some(ctx.issuer.token_ttl)) {
         Ok(m) => m,
-        Err(_) => return error(500, 3, "Error del servidor"),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, 3, "Error del servidor"),
     };
     let exp = chrono::DateTime::from_timestamp(minted.exp.unwrap_or(now), 0).unwrap_or(req.now);
     Reply::json(
-        200,
+        StatusCode::OK,
         json!({
             "tokenValido": minted.token,
             "vencimiento": plain_datetime(exp.with_timezone(&ctx.endpoint.time_zone)),

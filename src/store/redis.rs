@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -31,6 +31,7 @@ use super::{
     revocation_key, RefreshRecord, Reservation, Store, StoreError, StoredKey, MAX_LINEAGE,
 };
 use crate::auth::revocation::{Revocation, Revocations};
+use crate::clock::Clock;
 use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 
@@ -159,9 +160,7 @@ pub struct Redis {
 }
 
 fn now_secs() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    Clock::system().unix_f64()
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {

@@ -55,7 +55,9 @@ pub async fn poll<T, F: std::future::Future<Output = T>>(
     }
 }
 
-/// A loopback port that was free a moment ago, for a gateway to bind later.
+/// A loopback port that was free a moment ago: for a server that cannot bind
+/// port 0 and say which it got (`redis-server`, `python3 -m http.server`),
+/// or an address where nothing listens. Gateways bind port 0.
 ///
 /// It is taken from below the kernel's ephemeral range: a port from inside it
 /// can be handed to a client socket's `connect` or to another `bind(0)`
@@ -183,6 +185,8 @@ pub struct Gateway {
     child: Child,
     pub port: u16,
     pub admin_port: u16,
+    /// Every public listener's port, and whether it speaks TLS.
+    public_ports: Vec<(u16, bool)>,
     pub dir: tempfile::TempDir,
     log: PathBuf,
     /// The `[server]`, `[[listen]]` and `[admin]` tables the harness wrote.
@@ -193,7 +197,7 @@ pub struct Gateway {
 
 impl Gateway {
     /// Starts `portero` on `body`, a config without `[[listen]]` or `[admin]`
-    /// tables (the harness adds them on free ports), and waits until ready.
+    /// tables (the harness adds them, on port 0), and waits until ready.
     pub async fn start(body: &str) -> Gateway {
         Self::start_with_admin_token(body, Some(ADMIN_TOKEN)).await
     }
@@ -221,8 +225,6 @@ impl Gateway {
         fd_limit: Option<u32>,
     ) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let admin_port = free_port();
         // Quick shutdowns for tests, unless `server` sets its own.
         let defaults: String = [
             ("threads", "1"),
@@ -233,26 +235,77 @@ impl Gateway {
         .filter(|(key, _)| !server.lines().any(|l| l.trim_start().starts_with(key)))
         .map(|(key, value)| format!("{key} = {value}\n"))
         .collect();
-        let preamble = format!(
-            "[server]\n{defaults}data_dir = \"{data}\"\n{server}\n\n\
-             [[listen]]\naddr = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n",
-            data = dir.path().join("data").display(),
-        );
+        // Port 0: the gateway binds what the kernel gives and logs it.
+        let data = dir.path().join("data");
+        let preamble = |port: u16, admin_port: u16| {
+            format!(
+                "[server]\n{defaults}data_dir = \"{data}\"\n{server}\n\n\
+                 [[listen]]\naddr = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n",
+                data = data.display(),
+            )
+        };
         let path = dir.path().join("gateway.toml");
-        std::fs::write(&path, format!("{preamble}{body}")).unwrap();
+        std::fs::write(&path, format!("{}{body}", preamble(0, 0))).unwrap();
         let log = dir.path().join("portero.log");
         let child = spawn(&path, &log, admin_token, fd_limit);
         let mut gw = Gateway {
             child,
-            port,
-            admin_port,
+            port: 0,
+            admin_port: 0,
+            public_ports: Vec::new(),
             dir,
             log,
-            preamble,
+            preamble: String::new(),
             fd_limit,
         };
+        gw.wait_bound(1 + body.matches("[[listen]]").count()).await;
+        // A restart binds the same ports again.
+        gw.preamble = preamble(gw.port, gw.admin_port);
+        gw.rewrite_config(body);
         gw.wait_ready().await;
         gw
+    }
+
+    /// Reads the addresses the gateway logged: the admin listener's and the
+    /// `listeners` public ones', in config order.
+    async fn wait_bound(&mut self, listeners: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("portero exited with {status}:\n{}", self.log());
+            }
+            let log = self.log();
+            let port_after = |line: &str| -> u16 {
+                let addr = line
+                    .split("addr=")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap();
+                addr.rsplit(':').next().unwrap().parse().unwrap()
+            };
+            let public: Vec<(u16, bool)> = log
+                .lines()
+                .filter(|l| l.contains("public listener addr="))
+                .map(|l| (port_after(l), l.contains("tls=true")))
+                .collect();
+            let admin = log.lines().find(|l| l.contains("admin listening addr="));
+            if let (Some(admin), true) = (admin, public.len() >= listeners) {
+                self.admin_port = port_after(admin);
+                self.port = public[0].0;
+                self.public_ports = public;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("portero did not log its listeners:\n{}", self.log());
+    }
+
+    /// The port of the first TLS listener the config's body added.
+    pub fn tls_port(&self) -> u16 {
+        let tls = self.public_ports.iter().find(|(_, tls)| *tls);
+        tls.expect("a TLS listener").0
     }
 
     /// `kill -9`, then the same config, ports and data directory again.
@@ -480,15 +533,13 @@ impl Drop for Gateway {
     }
 }
 
-/// Runs the gateway on config text (with listeners on free ports) and
+/// Runs the gateway on config text (with listeners on port 0) and
 /// expects it to exit within 10 s: returns (success, stderr).
 pub fn run_to_exit(body: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[server]\ndata_dir = \"{}\"\n\n[[listen]]\naddr = \"127.0.0.1:{}\"\n\n[admin]\nlisten = \"127.0.0.1:{}\"\n\n{body}",
+        "[server]\ndata_dir = \"{}\"\n\n[[listen]]\naddr = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
         dir.path().join("data").display(),
-        free_port(),
-        free_port()
     );
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, config).unwrap();

@@ -1,0 +1,216 @@
+//! The one place where a request the gateway refuses, or could not get
+//! answered upstream, becomes an HTTP response; and the response body type
+//! of the public listeners.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::auth::AuthError;
+use crate::forward::Failure;
+use crate::wire::{BoxError, ResponseBody};
+
+/// Why the gateway answers a request itself instead of its upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// The path or Host cannot be acted on safely (the message says which).
+    BadTarget(&'static str),
+    NoRoute,
+    /// The route's policy turned the credential away.
+    Denied(AuthError),
+    /// `on_outage = "fail-closed"` while the store is unreachable.
+    StoreUnavailable,
+    /// The body announces more than `server.max_body_size`.
+    TooLarge,
+    /// The exchange with the upstream failed.
+    Upstream(Failure),
+}
+
+/// The response for `err`.
+pub fn error_response(err: RequestError) -> Response<GatewayBody> {
+    let (status, error, message) = match err {
+        RequestError::Denied(reason) => return denial(reason),
+        RequestError::BadTarget(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
+        RequestError::NoRoute => (StatusCode::NOT_FOUND, "not_found", "no route"),
+        RequestError::StoreUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "revocations cannot be checked while the state store is unreachable",
+        ),
+        RequestError::TooLarge => upstream_failure(Failure::TooLarge),
+        RequestError::Upstream(failure) => upstream_failure(failure),
+    };
+    json(
+        status,
+        serde_json::json!({ "error": error, "message": message }).to_string(),
+    )
+}
+
+/// The status, `error` and `message` for a failed exchange; the message is
+/// also what the access log records.
+pub fn upstream_failure(failure: Failure) -> (StatusCode, &'static str, &'static str) {
+    match failure {
+        Failure::NoServer => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "no healthy upstream server",
+        ),
+        Failure::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "upstream connection limit reached",
+        ),
+        Failure::Connect | Failure::Upstream | Failure::Closed => {
+            (StatusCode::BAD_GATEWAY, "bad_gateway", "upstream failed")
+        }
+        Failure::ConnectTimeout | Failure::Timeout => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "gateway_timeout",
+            "upstream timed out",
+        ),
+        Failure::ClientTimeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "request body timed out",
+        ),
+        Failure::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body too large",
+        ),
+    }
+}
+
+/// RFC 6750 §3: no `error` attribute when the request carried no credentials;
+/// `invalid_request` (400) for a credential sent twice; `invalid_token` (401)
+/// for a token that fails validation; `insufficient_scope` (403) for a good
+/// token that does not meet the route.
+fn denial(reason: AuthError) -> Response<GatewayBody> {
+    let (status, code) = match reason {
+        AuthError::MissingToken => {
+            let mut resp = json(
+                StatusCode::UNAUTHORIZED,
+                r#"{"error":"unauthorized","error_description":"no token"}"#.to_string(),
+            );
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="portero""#),
+            );
+            return resp;
+        }
+        AuthError::MissingRole | AuthError::MissingScope | AuthError::ClaimMismatch => {
+            (StatusCode::FORBIDDEN, "insufficient_scope")
+        }
+        AuthError::RepeatedToken => (StatusCode::BAD_REQUEST, "invalid_request"),
+        _ => (StatusCode::UNAUTHORIZED, "invalid_token"),
+    };
+    let mut resp = json(
+        status,
+        format!(r#"{{"error":"{code}","error_description":"{reason}"}}"#),
+    );
+    let challenge =
+        format!(r#"Bearer realm="portero", error="{code}", error_description="{reason}""#);
+    if let Ok(v) = HeaderValue::try_from(challenge) {
+        resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// A complete JSON response that no cache may keep.
+pub fn json(status: StatusCode, body: String) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::Json(Full::new(Bytes::from(body))));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A response body: one portero wrote, or the upstream's, streamed through.
+pub enum GatewayBody {
+    Json(Full<Bytes>),
+    Upstream(ResponseBody),
+}
+
+impl Body for GatewayBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            GatewayBody::Json(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+            GatewayBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            GatewayBody::Json(b) => b.is_end_stream(),
+            GatewayBody::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            GatewayBody::Json(b) => b.size_hint(),
+            GatewayBody::Upstream(b) => b.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(r: &Response<GatewayBody>) -> &str {
+        r.headers()[WWW_AUTHENTICATE].to_str().unwrap()
+    }
+
+    #[test]
+    fn missing_token_has_no_error_attribute() {
+        let r = error_response(RequestError::Denied(AuthError::MissingToken));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(!challenge(&r).contains("error="));
+    }
+
+    #[test]
+    fn requirement_failures_are_403_insufficient_scope() {
+        for e in [
+            AuthError::MissingRole,
+            AuthError::MissingScope,
+            AuthError::ClaimMismatch,
+        ] {
+            let r = error_response(RequestError::Denied(e));
+            assert_eq!(r.status(), StatusCode::FORBIDDEN);
+            assert!(challenge(&r).contains(r#"error="insufficient_scope""#));
+        }
+        let r = error_response(RequestError::Denied(AuthError::Expired));
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(challenge(&r).contains(r#"error="invalid_token""#));
+        let r = error_response(RequestError::Denied(AuthError::RepeatedToken));
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn every_error_is_json_that_no_cache_keeps() {
+        for err in [
+            RequestError::BadTarget("ambiguous path"),
+            RequestError::NoRoute,
+            RequestError::StoreUnavailable,
+            RequestError::TooLarge,
+            RequestError::Upstream(Failure::Busy),
+        ] {
+            let r = error_response(err);
+            assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+            assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+        }
+    }
+}
