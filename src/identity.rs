@@ -9,24 +9,7 @@ use http::{HeaderMap, HeaderName, Uri};
 
 use crate::config::AuthSettings;
 use crate::config::TokenSource;
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either
-/// direction. hyper frames each hop's body itself, so `Transfer-Encoding`
-/// goes too.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
+use crate::upstream::codec::is_hop_by_hop;
 
 /// Headers that re-route a request inside IIS, Symfony and other
 /// frameworks: a client must not pick the upstream's path past the route.

@@ -19,7 +19,6 @@ use crate::auth::revocation::Revocations;
 use crate::auth::validate::Verified;
 use crate::clock::Clock;
 use crate::config::{Endpoint, OutagePolicy, PathRules, Policy, Route, RouteAction};
-use crate::forward::{Failure, Forwarder};
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::listener::{Handler, Peer};
@@ -29,6 +28,7 @@ use crate::path::PathError;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::store::Store;
 use crate::target::{self, HostError};
+use crate::upstream::client::{Failure, Forwarder};
 use crate::upstream::UpstreamGroup;
 
 /// Everything a request may read, shared by every listener.

@@ -12,8 +12,8 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::auth::AuthError;
-use crate::forward::Failure;
-use crate::wire::{BoxError, ResponseBody};
+use crate::upstream::body::{BoxError, ResponseBody};
+use crate::upstream::client::Failure;
 
 /// Why the gateway answers a request itself instead of its upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

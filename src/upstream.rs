@@ -1,6 +1,18 @@
 //! Upstream groups: round robin over the servers that pass their health
 //! check, with the timeouts the config gives each group. Plain tokio, no
 //! proxy engine: the health checks run as a task on the side runtime.
+//!
+//! How a request reaches a server is split like a codec and a connection:
+//! `codec` is HTTP/1.1 without I/O, `body` de-frames a response from its
+//! connection, `pool` keeps idle connections, and `client` runs one exchange
+//! over them. Upstream TLS, HTTP/2 and upgrades plug in at `client` (a
+//! connection other than a pooled `TcpStream`) and `codec` (101 is refused
+//! there today).
+
+pub mod body;
+pub mod client;
+pub mod codec;
+mod pool;
 
 use std::future::Future;
 use std::net::SocketAddr;

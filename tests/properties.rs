@@ -15,7 +15,7 @@ use portero::auth::keys::{IssuerInfo, Key, KeySet};
 use portero::auth::validate::Validator;
 use portero::config::{PathRules, Policy, TokenSource};
 use portero::path::{normalize, routing_key, strip_segments};
-use portero::wire::{self, RequestFraming};
+use portero::upstream::codec::{self as wire, RequestFraming};
 use proptest::prelude::*;
 use serde_json::json;
 

@@ -3,8 +3,8 @@
 //! there is none. A failed connect is retried on the next healthy server
 //! while the request body is still unread; the body is counted against the
 //! size limit as it streams; silence from either side is bounded by the
-//! group's timeouts. The wire format is `wire.rs`, idle connections
-//! `pool.rs`; this is the exchange. (hyper-util's pooled client did this
+//! group's timeouts. The wire format is `codec`, idle connections
+//! `pool`; this is the exchange. (hyper-util's pooled client did this
 //! job before, at 7–12 µs a request more: BENCHMARKS.md, "The data plane,
 //! and why".)
 
@@ -23,9 +23,10 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::pool::{IdleList, Pooled};
-use crate::upstream::UpstreamGroup;
-use crate::wire::{self, RequestFraming, ResponseBody};
+use super::body::ResponseBody;
+use super::codec::{self, RequestFraming};
+use super::pool::{IdleList, Pooled};
+use super::UpstreamGroup;
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +162,7 @@ impl Forwarder {
             };
             let conn = Pooled::new(stream, server.idle.clone(), slot);
             head.clear();
-            wire::write_head(
+            codec::write_head(
                 &mut head,
                 &parts.method,
                 path,
@@ -262,7 +263,7 @@ impl Exchange<'_> {
         // The upstream has `read_timeout` from the end of the request body.
         let deadline = Instant::now() + self.forwarder.read_timeout;
         loop {
-            match wire::parse_response_head(&mut buf, self.method) {
+            match codec::parse_response_head(&mut buf, self.method) {
                 Ok(Some(mut head)) => {
                     // What is left of the request body is not on this
                     // connection: it carries nothing more.
@@ -331,7 +332,7 @@ impl Exchange<'_> {
                 Ok(Some(Err(_))) => return Err(Failure::Upstream),
                 Ok(None) => {
                     if chunked {
-                        out.extend_from_slice(wire::LAST_CHUNK);
+                        out.extend_from_slice(codec::LAST_CHUNK);
                     }
                 }
                 Ok(Some(Ok(frame))) => {
@@ -347,7 +348,7 @@ impl Exchange<'_> {
                         continue;
                     }
                     if chunked {
-                        wire::chunk(&mut out, &data);
+                        codec::chunk(&mut out, &data);
                     } else {
                         out.extend_from_slice(&data);
                     }
@@ -428,7 +429,7 @@ mod tests {
             };
             if chunked {
                 for c in &chunks {
-                    wire::chunk(&mut bytes, c);
+                    codec::chunk(&mut bytes, c);
                 }
                 bytes.extend_from_slice(b"0\r\nx-trailer: 1\r\n\r\n");
             } else {
@@ -443,7 +444,7 @@ mod tests {
                 let mut conn = conn;
                 let mut buf = BytesMut::new();
                 let head = loop {
-                    if let Some(head) = wire::parse_response_head(&mut buf, &http::Method::GET).unwrap() {
+                    if let Some(head) = codec::parse_response_head(&mut buf, &http::Method::GET).unwrap() {
                         break head;
                     }
                     conn.stream_mut().read_buf(&mut buf).await.unwrap();

@@ -1,7 +1,7 @@
 //! Idle upstream connections, per server: a connection goes back to its
 //! server's list when a response has been read to its end, is taken again
 //! only if the server has sent nothing since, and is closed when it has
-//! idled too long. `forward` takes and dials connections; `wire` reads
+//! idled too long. `client` takes and dials connections; `body` reads
 //! responses from them and gives them back.
 
 use std::io::ErrorKind;
