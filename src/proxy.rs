@@ -1,7 +1,7 @@
-//! One request through the gateway: route lookup (`routes`), the token
-//! endpoints (`issue`), token validation (`auth`), header rewriting
-//! (`identity`), forwarding (`forward`), and the metrics and access log line
-//! every request leaves behind.
+//! One request through the gateway, as plain phases: route (`routes`), a
+//! token endpoint (`issue`) or authorize (`auth`), rewrite (`identity`),
+//! forward (`upstream::client`), record (metrics and the access log line).
+//! Every refusal becomes a response in `respond`.
 
 use std::future::Future;
 use std::sync::Arc;

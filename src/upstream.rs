@@ -9,8 +9,8 @@
 //! connection other than a pooled `TcpStream`) and `codec` (101 is refused
 //! there today).
 
-pub mod body;
-pub mod client;
+pub(crate) mod body;
+pub(crate) mod client;
 pub mod codec;
 mod pool;
 
