@@ -231,7 +231,7 @@ pub fn campo(name: &str, e: FieldError) -> String {
 }
 
 /// Status and message for a refused login in the Spanish dialects whose
-/// errors are just a message (seeds 002 and 003; DESIGN.md: 401, 429, 503).
+/// errors are just a message (seeds 002 and 003; docs/dialects.md: 401, 429, 503).
 pub fn denied_es(d: Denied) -> (StatusCode, &'static str) {
     match d {
         Denied::BadCredentials | Denied::Blocked => {

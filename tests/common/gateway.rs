@@ -1,0 +1,405 @@
+//! The gateway as a process: started on port 0 with a config the harness
+//! completes, signalled, restarted, and read through its log and admin API.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{poll, redis, ADMIN_TOKEN, HS_SECRET};
+
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    /// Every public listener's port, and whether it speaks TLS.
+    public_ports: Vec<(u16, bool)>,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+    /// The `[server]`, `[[listen]]` and `[admin]` tables the harness wrote.
+    preamble: String,
+    /// `ulimit -n` for the process, if the test sets one.
+    fd_limit: Option<u32>,
+}
+
+impl Gateway {
+    /// Starts `portero` on `body`, a config without `[[listen]]` or `[admin]`
+    /// tables (the harness adds them, on port 0), and waits until ready.
+    pub async fn start(body: &str) -> Gateway {
+        Self::start_with_admin_token(body, Some(ADMIN_TOKEN)).await
+    }
+
+    /// As [`Gateway::start`], with `PORTERO_ADMIN_TOKEN` set to `admin_token`, or unset.
+    pub async fn start_with_admin_token(body: &str, admin_token: Option<&str>) -> Gateway {
+        Self::launch("", body, admin_token, None).await
+    }
+
+    /// As [`Gateway::start`], with `server` lines added to the `[server]` table.
+    pub async fn start_with_server_settings(server: &str, body: &str) -> Gateway {
+        Self::launch(server, body, Some(ADMIN_TOKEN), None).await
+    }
+
+    /// As [`Gateway::start_with_server_settings`], the process limited to
+    /// `fd_limit` open files (`ulimit -n`).
+    pub async fn start_with_fd_limit(server: &str, body: &str, fd_limit: u32) -> Gateway {
+        Self::launch(server, body, Some(ADMIN_TOKEN), Some(fd_limit)).await
+    }
+
+    async fn launch(
+        server: &str,
+        body: &str,
+        admin_token: Option<&str>,
+        fd_limit: Option<u32>,
+    ) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        // Quick shutdowns for tests, unless `server` sets its own.
+        let defaults: String = [
+            ("threads", "1"),
+            ("grace_period", "\"0s\""),
+            ("shutdown_timeout", "\"1s\""),
+        ]
+        .iter()
+        .filter(|(key, _)| !server.lines().any(|l| l.trim_start().starts_with(key)))
+        .map(|(key, value)| format!("{key} = {value}\n"))
+        .collect();
+        // Port 0: the gateway binds what the kernel gives and logs it.
+        let data = dir.path().join("data");
+        let preamble = |port: u16, admin_port: u16| {
+            format!(
+                "[server]\n{defaults}data_dir = \"{data}\"\n{server}\n\n\
+                 [[listen]]\naddr = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n\n",
+                data = data.display(),
+            )
+        };
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, format!("{}{body}", preamble(0, 0))).unwrap();
+        let log = dir.path().join("portero.log");
+        let child = spawn(&path, &log, admin_token, fd_limit);
+        let mut gw = Gateway {
+            child,
+            port: 0,
+            admin_port: 0,
+            public_ports: Vec::new(),
+            dir,
+            log,
+            preamble: String::new(),
+            fd_limit,
+        };
+        gw.wait_bound(1 + body.matches("[[listen]]").count()).await;
+        // A restart binds the same ports again.
+        gw.preamble = preamble(gw.port, gw.admin_port);
+        gw.rewrite_config(body);
+        gw.wait_ready().await;
+        gw
+    }
+
+    /// Reads the addresses the gateway logged: the admin listener's and the
+    /// `listeners` public ones', in config order.
+    async fn wait_bound(&mut self, listeners: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("portero exited with {status}:\n{}", self.log());
+            }
+            let log = self.log();
+            let port_after = |line: &str| -> u16 {
+                let addr = line
+                    .split("addr=")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap();
+                addr.rsplit(':').next().unwrap().parse().unwrap()
+            };
+            let public: Vec<(u16, bool)> = log
+                .lines()
+                .filter(|l| l.contains("public listener addr="))
+                .map(|l| (port_after(l), l.contains("tls=true")))
+                .collect();
+            let admin = log.lines().find(|l| l.contains("admin listening addr="));
+            if let (Some(admin), true) = (admin, public.len() >= listeners) {
+                self.admin_port = port_after(admin);
+                self.port = public[0].0;
+                self.public_ports = public;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("portero did not log its listeners:\n{}", self.log());
+    }
+
+    /// The port of the first TLS listener the config's body added.
+    pub fn tls_port(&self) -> u16 {
+        let tls = self.public_ports.iter().find(|(_, tls)| *tls);
+        tls.expect("a TLS listener").0
+    }
+
+    /// `kill -9`, then the same config, ports and data directory again.
+    pub async fn kill9_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.respawn().await;
+    }
+
+    /// SIGTERM, a wait for the drain to end, then the same config again.
+    pub async fn terminate_and_restart(&mut self) {
+        self.signal("TERM");
+        if self.wait_exit(Duration::from_secs(15)).await.is_none() {
+            panic!("portero did not stop on SIGTERM:\n{}", self.log());
+        }
+        self.respawn().await;
+    }
+
+    /// The process id, for reading its memory use.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    async fn respawn(&mut self) {
+        self.child = spawn(
+            &self.dir.path().join("gateway.toml"),
+            &self.log,
+            Some(ADMIN_TOKEN),
+            self.fd_limit,
+        );
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = format!("http://127.0.0.1:{}/readyz", self.admin_port);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("portero exited with {status}:\n{}", self.log());
+            }
+            if let Ok(r) = reqwest::get(&url).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("portero did not become ready:\n{}", self.log());
+    }
+
+    /// Sends the gateway process a signal by name (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Waits up to `limit` for the process to exit; `None` if it is still running.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Replaces the config body on disk (same listeners), for reload tests.
+    pub fn rewrite_config(&self, body: &str) {
+        let path = self.dir.path().join("gateway.toml");
+        std::fs::write(path, format!("{}{body}", self.preamble)).unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one metric series, matched by name and every given label.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .find(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (up to 2 s) for a series to reach `want`: a series may be
+    /// recorded just after the client has its response.
+    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) -> f64 {
+        poll(
+            Duration::from_secs(2),
+            || self.metric(name, labels),
+            |v| *v == want,
+        )
+        .await
+    }
+
+    /// `GET /readyz`: its status code and the `status` it reports.
+    pub async fn readiness(&self) -> (u16, String) {
+        let r = reqwest::get(self.admin_url("/readyz")).await.unwrap();
+        let code = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        (code, v["status"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Waits (up to 5 s) until `/readyz` reports `status`; returns what it last said.
+    pub async fn wait_readiness(&self, status: &str) -> (u16, String) {
+        poll(
+            Duration::from_secs(5),
+            || self.readiness(),
+            |r| r.1 == status,
+        )
+        .await
+    }
+
+    /// The log so far, once it holds `needle` (lines are written by a
+    /// background thread), or after 2 s.
+    pub async fn log_with(&self, needle: &str) -> String {
+        poll(
+            Duration::from_secs(2),
+            || async { self.log() },
+            |log| log.contains(needle),
+        )
+        .await
+    }
+
+    /// `GET /admin/revocations`: the revocations the gateway holds.
+    pub async fn revocations(&self) -> Vec<Value> {
+        let list: Value = reqwest::Client::new()
+            .get(self.admin_url("/admin/revocations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list["revocations"].as_array().unwrap().clone()
+    }
+
+    pub async fn revoke(&self, body: Value) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.admin_url("/admin/revocations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn spawn(config: &Path, log: &Path, admin_token: Option<&str>, fd_limit: Option<u32>) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let binary = env!("CARGO_BIN_EXE_portero");
+    let mut cmd = match fd_limit {
+        None => Command::new(binary),
+        Some(n) => {
+            // The shell sets the limit, then becomes portero.
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                .arg(binary);
+            sh
+        }
+    };
+    match admin_token {
+        Some(t) => cmd.env("PORTERO_ADMIN_TOKEN", t),
+        None => cmd.env_remove("PORTERO_ADMIN_TOKEN"),
+    };
+    cmd.arg("--config")
+        .arg(config)
+        .env("TEST_HS_SECRET", HS_SECRET)
+        .env("TEST_REDIS_PASSWORD", redis::PASSWORD)
+        .env("PORTERO_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the gateway on config text (with listeners on port 0) and
+/// expects it to exit within 10 s: returns (success, stderr).
+pub fn run_to_exit(body: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[server]\ndata_dir = \"{}\"\n\n[[listen]]\naddr = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
+        dir.path().join("data").display(),
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = dir.path().join("portero.log");
+    let mut child = spawn(&path, &log, Some(ADMIN_TOKEN), None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("portero kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status.success(), std::fs::read_to_string(log).unwrap())
+}
+
+/// Runs `portero check` on config text and returns (success, stderr).
+pub fn check(config: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portero"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

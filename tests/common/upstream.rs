@@ -1,0 +1,96 @@
+//! A real HTTP upstream (hyper) that answers with the request it received.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use tokio::task::AbortHandle;
+
+/// A real HTTP upstream that answers with the request it received, plus its name.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub async fn start(name: &'static str) -> Upstream {
+        Self::start_with_delay(name, Duration::ZERO).await
+    }
+
+    pub async fn start_with_delay(name: &'static str, delay: Duration) -> Upstream {
+        Self::start_at(name, delay, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// On a given address: a killed upstream started again where it was.
+    pub async fn start_at(name: &'static str, delay: Duration, addr: SocketAddr) -> Upstream {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let open: Arc<AtomicUsize> = Arc::default();
+        let conns = tasks.clone();
+        let counter = open.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let conn = tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                            tokio::time::sleep(delay).await;
+                            let (parts, body) = req.into_parts();
+                            // Read the whole body, as a real server would.
+                            let received = http_body_util::BodyExt::collect(body)
+                                .await
+                                .map(|b| b.to_bytes().len());
+                            let mut body = portero::echo::describe(&parts);
+                            body["upstream"] = json!(name);
+                            body["body_bytes"] = json!(received.ok());
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(body.to_string())))
+                                    .unwrap(),
+                            )
+                        });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                });
+                conns.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        tasks.lock().unwrap().push(accept.abort_handle());
+        Upstream { addr, tasks, open }
+    }
+
+    /// Connections the gateway holds open to this upstream now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
+
+    /// Stops listening and drops every open connection, like a killed process.
+    pub fn kill(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
