@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use portero::auth::keys::{IssuerInfo, Key, KeySet};
 use portero::auth::revocation::{Revocation, Revocations};
 use portero::auth::validate::Validator;
-use portero::config::{Policy, TokenSource};
+use portero::config::Policy;
 use serde_json::json;
 
 const SECRET: &[u8] = b"bench-hs256-secret-of-at-least-32-bytes";
@@ -30,47 +30,28 @@ fn keys() -> KeySet {
         iss: "bench-issuer".into(),
         allow_no_exp: false,
     }];
-    let hs = Key {
-        kid: "hs".into(),
-        issuer: 0,
-        alg: Algorithm::HS256,
-        alg_name: "HS256",
-        decoding: DecodingKey::from_secret(SECRET),
-        encoding: None,
-        jwk: None,
-        hmac: Some(portero::auth::keys::hs256_mac(SECRET)),
-    };
-    let es = Key {
-        kid: "es".into(),
-        issuer: 0,
-        alg: Algorithm::ES256,
-        alg_name: "ES256",
-        decoding: DecodingKey::from_ec_pem(&fixture("ec_public.pem")).unwrap(),
-        encoding: None,
-        jwk: None,
-        hmac: None,
-    };
-    let rs = Key {
-        kid: "rs".into(),
-        issuer: 0,
-        alg: Algorithm::RS256,
-        alg_name: "RS256",
-        decoding: DecodingKey::from_rsa_pem(&fixture("rsa_public.pem")).unwrap(),
-        encoding: None,
-        jwk: None,
-        hmac: None,
-    };
-    let ed = Key {
-        kid: "ed".into(),
-        issuer: 0,
-        alg: Algorithm::EdDSA,
-        alg_name: "EdDSA",
-        decoding: DecodingKey::from_ed_pem(&fixture("ed_public.pem")).unwrap(),
-        encoding: None,
-        jwk: None,
-        hmac: None,
-    };
-    KeySet::from_keys(issuers, vec![hs, es, rs, ed])
+    let keys = vec![
+        Key::hs256("hs", 0, SECRET),
+        Key::verifying(
+            "es",
+            0,
+            Algorithm::ES256,
+            DecodingKey::from_ec_pem(&fixture("ec_public.pem")).unwrap(),
+        ),
+        Key::verifying(
+            "rs",
+            0,
+            Algorithm::RS256,
+            DecodingKey::from_rsa_pem(&fixture("rsa_public.pem")).unwrap(),
+        ),
+        Key::verifying(
+            "ed",
+            0,
+            Algorithm::EdDSA,
+            DecodingKey::from_ed_pem(&fixture("ed_public.pem")).unwrap(),
+        ),
+    ];
+    KeySet::from_keys(issuers, keys)
 }
 
 fn token(alg: Algorithm, kid: &str) -> String {
@@ -91,15 +72,9 @@ fn token(alg: Algorithm, kid: &str) -> String {
 
 fn policy() -> Policy {
     Policy {
-        issuer_mask: 1,
-        token_from: TokenSource::Bearer,
-        token_use: None,
-        audience: None,
         roles: vec!["ADMIN".into()],
-        scopes: vec![],
-        claims: vec![],
         headers: vec![(http::HeaderName::from_static("x-auth-sub"), "sub".into())],
-        forward_token: true,
+        ..Policy::bearer(1)
     }
 }
 

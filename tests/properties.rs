@@ -13,7 +13,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use portero::auth::claims::Claims;
 use portero::auth::keys::{IssuerInfo, Key, KeySet};
 use portero::auth::validate::Validator;
-use portero::config::{PathRules, Policy, TokenSource};
+use portero::config::{PathRules, Policy};
 use portero::path::{normalize, routing_key, strip_segments};
 use portero::upstream::codec::{self as wire, RequestFraming};
 use proptest::prelude::*;
@@ -36,47 +36,17 @@ fn validator() -> Validator {
         iss: "p-issuer".into(),
         allow_no_exp: false,
     }];
-    let hs = Key {
-        kid: "hs".into(),
-        issuer: 0,
-        alg: Algorithm::HS256,
-        alg_name: "HS256",
-        decoding: DecodingKey::from_secret(SECRET),
-        encoding: None,
-        jwk: None,
-        hmac: Some(portero::auth::keys::hs256_mac(SECRET)),
-    };
-    let es = Key {
-        kid: "es".into(),
-        issuer: 0,
-        alg: Algorithm::ES256,
-        alg_name: "ES256",
-        decoding: DecodingKey::from_ec_pem(&fixture("ec_public.pem")).unwrap(),
-        encoding: None,
-        jwk: None,
-        hmac: None,
-    };
+    let es = DecodingKey::from_ec_pem(&fixture("ec_public.pem")).unwrap();
+    let keys = vec![
+        Key::hs256("hs", 0, SECRET),
+        Key::verifying("es", 0, Algorithm::ES256, es),
+    ];
     // No verified-token cache: every attempt is checked from scratch.
-    Validator::new(
-        KeySet::from_keys(issuers, vec![hs, es]),
-        Arc::default(),
-        0,
-        30,
-    )
+    Validator::new(KeySet::from_keys(issuers, keys), Arc::default(), 0, 30)
 }
 
 fn policy() -> Policy {
-    Policy {
-        issuer_mask: 1,
-        token_from: TokenSource::Bearer,
-        token_use: None,
-        audience: None,
-        roles: vec![],
-        scopes: vec![],
-        claims: vec![],
-        headers: vec![],
-        forward_token: true,
-    }
+    Policy::bearer(1)
 }
 
 fn token(alg: Algorithm) -> String {

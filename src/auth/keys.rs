@@ -67,6 +67,41 @@ pub struct Key {
     pub hmac: Option<Hmac<Sha256>>,
 }
 
+impl Key {
+    /// An HS256 key that signs and verifies with `secret`.
+    pub fn hs256(kid: impl Into<String>, issuer: usize, secret: &[u8]) -> Key {
+        Key {
+            encoding: Some(EncodingKey::from_secret(secret)),
+            hmac: Some(hs256_mac(secret)),
+            ..Key::verifying(
+                kid,
+                issuer,
+                Algorithm::HS256,
+                DecodingKey::from_secret(secret),
+            )
+        }
+    }
+
+    /// A key that only verifies, for `alg`.
+    pub fn verifying(
+        kid: impl Into<String>,
+        issuer: usize,
+        alg: Algorithm,
+        decoding: DecodingKey,
+    ) -> Key {
+        Key {
+            kid: kid.into(),
+            issuer,
+            alg,
+            alg_name: alg_name(alg),
+            decoding,
+            encoding: None,
+            jwk: None,
+            hmac: None,
+        }
+    }
+}
+
 /// The keyed HMAC-SHA256 state of an HS256 secret.
 pub fn hs256_mac(secret: &[u8]) -> Hmac<Sha256> {
     Hmac::new_from_slice(secret).expect("HMAC takes keys of any length")
@@ -312,14 +347,5 @@ async fn generated_key(issuer: &Issuer, index: usize, store: &dyn Store) -> Resu
             issuer: issuer.name.clone(),
             message: e.to_string(),
         })?;
-    Ok(Key {
-        kid: stored.kid,
-        issuer: index,
-        alg: Algorithm::HS256,
-        alg_name: "HS256",
-        decoding: DecodingKey::from_secret(&stored.secret),
-        encoding: Some(EncodingKey::from_secret(&stored.secret)),
-        jwk: None,
-        hmac: Some(hs256_mac(&stored.secret)),
-    })
+    Ok(Key::hs256(stored.kid, index, &stored.secret))
 }

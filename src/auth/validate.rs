@@ -268,8 +268,7 @@ mod tests {
     use super::*;
     use crate::auth::keys::{IssuerInfo, Key};
     use crate::auth::revocation::Revocation;
-    use crate::config::TokenSource;
-    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header as JwtHeader};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header as JwtHeader};
     use serde_json::{json, Value};
 
     const SECRET: &[u8] = b"an-hs256-test-secret-of-32-bytes!!";
@@ -288,32 +287,13 @@ mod tests {
                 allow_no_exp: true,
             },
         ];
-        let key = |kid: &str, issuer| Key {
-            kid: kid.into(),
-            issuer,
-            alg: Algorithm::HS256,
-            alg_name: "HS256",
-            decoding: DecodingKey::from_secret(SECRET),
-            encoding: Some(EncodingKey::from_secret(SECRET)),
-            jwk: None,
-            hmac: Some(crate::auth::keys::hs256_mac(SECRET)),
-        };
-        let keys = KeySet::from_keys(issuers, vec![key("ka", 0), key("kb", 1)]);
+        let keys = vec![Key::hs256("ka", 0, SECRET), Key::hs256("kb", 1, SECRET)];
+        let keys = KeySet::from_keys(issuers, keys);
         Validator::new(keys, Arc::default(), 1000, 30)
     }
 
     fn policy() -> Policy {
-        Policy {
-            issuer_mask: 0b11,
-            token_from: TokenSource::Bearer,
-            token_use: None,
-            audience: None,
-            roles: vec![],
-            scopes: vec![],
-            claims: vec![],
-            headers: vec![],
-            forward_token: true,
-        }
+        Policy::bearer(0b11)
     }
 
     fn token(kid: Option<&str>, claims: Value) -> String {

@@ -251,6 +251,24 @@ pub struct Policy {
     pub forward_token: bool,
 }
 
+impl Policy {
+    /// Any valid bearer token of the issuers in `issuer_mask`, forwarded as
+    /// it came, with no further requirement.
+    pub fn bearer(issuer_mask: u64) -> Policy {
+        Policy {
+            issuer_mask,
+            token_from: TokenSource::Bearer,
+            token_use: None,
+            audience: None,
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            claims: Vec::new(),
+            headers: Vec::new(),
+            forward_token: true,
+        }
+    }
+}
+
 /// Where a route finds its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
