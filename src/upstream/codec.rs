@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either
 /// direction. hyper frames each hop's body itself, so `Transfer-Encoding`
 /// goes too.
+#[inline]
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
