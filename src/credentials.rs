@@ -1,4 +1,5 @@
-//! Principals and their hashed secrets. Passwords are argon2id; high-entropy
+//! Hashing and checking principals' secrets (the principals themselves are
+//! config data, `config::Principal`). Passwords are argon2id; high-entropy
 //! client secrets may use a fast keyed hash (HMAC-SHA256 with a per-secret
 //! salt). Verifying costs the same whether or not the principal exists: an
 //! unknown login is checked against a dummy hash of the same kind.
