@@ -262,17 +262,7 @@ async fn login_refresh_example_refresh_flow_and_errors() {
     );
 
     // Revoking the subject also stops refresh tokens issued before.
-    let (_, body) = post(
-        &gw,
-        "/api/auth/token",
-        None,
-        r#"{"username":"admin","password":"abcd1234"}"#,
-    )
-    .await;
-    let refresh = parse(&body)["refreshToken"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let refresh = admin_refresh_token(&gw).await;
     let r = gw
         .revoke(json!({"sub": "b331336a-46f4-4fe4-a850-3208bfc2c398", "issuer": "login-refresh"}))
         .await;

@@ -109,17 +109,7 @@ async fn keys_and_refresh_tokens_survive_kill_9() {
     )
     .await;
     let session_token = parse(&body)["tokenValido"].as_str().unwrap().to_string();
-    let (_, body) = post(
-        &gw,
-        "/api/auth/token",
-        None,
-        r#"{"username":"admin","password":"abcd1234"}"#,
-    )
-    .await;
-    let refresh = parse(&body)["refreshToken"]["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let refresh = admin_refresh_token(&gw).await;
     assert_eq!(
         gw.wait_metric(
             "portero_tokens_issued_total",

@@ -66,3 +66,18 @@ pub fn is_plain_datetime(s: &str) -> bool {
 pub fn is_iso_millis_z(s: &str) -> bool {
     s.len() == 24 && s.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }
+
+/// A refresh token from the login-refresh dialect for the demo's `admin`.
+pub async fn admin_refresh_token(gw: &Gateway) -> String {
+    let (_, body) = post(
+        gw,
+        "/api/auth/token",
+        None,
+        r#"{"username":"admin","password":"abcd1234"}"#,
+    )
+    .await;
+    parse(&body)["refreshToken"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
