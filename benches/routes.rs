@@ -24,6 +24,7 @@ fn table(n: usize) -> RouteTable {
                 strip_prefix: false,
                 policy: None,
             },
+            cors: None,
         })
         .collect();
     routes.push(Route {
@@ -36,6 +37,7 @@ fn table(n: usize) -> RouteTable {
             strip_prefix: false,
             policy: None,
         },
+        cors: None,
     });
     RouteTable::new(routes)
 }

@@ -14,6 +14,7 @@
 //! - [`auth`]: keys by `kid`, revocations, route policies, token validation; no I/O.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
 //! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md).
+//! - `cors`: CORS preflights answered and responses marked, per route policy.
 //! - `identity`: what the upstream is told: stripped, injected and forwarded headers.
 //! - `live`: the snapshot a reload swaps (routes, strip rules, keys); server and admin build it.
 //! - `proxy`: one request: route → authorize → rewrite → forward → record.
@@ -37,6 +38,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 mod connections;
+mod cors;
 pub mod credentials;
 pub mod echo;
 mod identity;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, ORIGIN};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -19,6 +19,7 @@ use crate::auth::revocation::Revocations;
 use crate::auth::validate::Verified;
 use crate::clock::Clock;
 use crate::config::{Endpoint, OutagePolicy, PathRules, Policy, Route, RouteAction};
+use crate::cors;
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::listener::{Handler, Peer};
@@ -71,6 +72,10 @@ struct Trace {
     failure: Option<Failure>,
     /// The request body was read to its end (by a token endpoint or the upstream).
     body_read: bool,
+    /// On a route with a CORS policy: the request's `Origin`, and whether
+    /// the request was a preflight (answered with its own CORS headers).
+    origin: Option<HeaderValue>,
+    preflight: bool,
 }
 
 impl Trace {
@@ -125,6 +130,14 @@ impl Gateway {
                 .headers_mut()
                 .insert(CONNECTION, HeaderValue::from_static("close"));
         }
+        if let Some(cors) = trace
+            .route
+            .and_then(|i| live.routes.routes()[i].cors.as_ref())
+        {
+            if !trace.preflight {
+                cors::decorate(cors, trace.origin.as_ref(), response.headers_mut());
+            }
+        }
         self.record(&live, &trace, method, response.status(), start);
         if let Some((method, path)) = logged {
             access_log(&live, &trace, method, path, response.status(), start, &peer);
@@ -148,8 +161,14 @@ impl Gateway {
             let jwks = live.validator.keys().jwks().to_string();
             return Ok(respond::json(StatusCode::OK, jwks));
         }
+        if let Some(answer) = preflight(live, host.as_ref(), &parts, trace) {
+            return answer;
+        }
         let (index, route) = route(live, host.as_ref(), &parts)?;
         trace.route = Some(index);
+        if route.cors.is_some() {
+            trace.origin = parts.headers.get(ORIGIN).cloned();
+        }
         let (upstream, strip_prefix, policy) = match &route.action {
             RouteAction::Issue { issuer, endpoint } => {
                 let (reply, body_read) = self
@@ -322,6 +341,28 @@ fn checked_target(
     target::normalize_path(parts, rules)
         .map_err(|e| RequestError::BadTarget(PathError::message(e)))?;
     target::host(parts).map_err(|e| RequestError::BadTarget(HostError::message(e)))
+}
+
+/// A CORS preflight for a route with a policy, answered without a token;
+/// `None` for any other request (a preflight for a route without a policy
+/// goes on as an ordinary `OPTIONS` request).
+fn preflight(
+    live: &Live,
+    host: Option<&HeaderValue>,
+    parts: &Parts,
+    trace: &mut Trace,
+) -> Option<Result<Response<GatewayBody>, RequestError>> {
+    let method = cors::preflight_method(parts)?;
+    let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
+    let (index, route) = live.routes.lookup(host, parts.uri.path(), &method)?;
+    let policy = route.cors.as_ref()?;
+    trace.route = Some(index);
+    trace.preflight = true;
+    Some(
+        cors::preflight(policy, &parts.headers, &method)
+            .map(respond::preflight)
+            .map_err(RequestError::CorsRefused),
+    )
 }
 
 /// The route for (host, path, method).

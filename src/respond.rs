@@ -7,11 +7,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::auth::AuthError;
+use crate::cors;
 use crate::upstream::body::{BoxError, ResponseBody};
 use crate::upstream::client::Failure;
 
@@ -29,6 +30,9 @@ pub enum RequestError {
     TooLarge,
     /// The exchange with the upstream failed.
     Upstream(Failure),
+    /// A CORS preflight the route's policy refuses: no CORS headers, so
+    /// the browser blocks the request it asked about.
+    CorsRefused(cors::Refusal),
 }
 
 /// The response for `err`.
@@ -42,6 +46,7 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
             "store_unavailable",
             "revocations cannot be checked while the state store is unreachable",
         ),
+        RequestError::CorsRefused(why) => (StatusCode::FORBIDDEN, "cors_refused", why.message()),
         RequestError::TooLarge => upstream_failure(Failure::TooLarge),
         RequestError::Upstream(failure) => upstream_failure(failure),
     };
@@ -121,9 +126,17 @@ fn denial(reason: AuthError) -> Response<GatewayBody> {
     resp
 }
 
+/// The answer to a preflight a CORS policy allows.
+pub fn preflight(headers: HeaderMap) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    *resp.headers_mut() = headers;
+    resp
+}
+
 /// A complete JSON response that no cache may keep.
 pub fn json(status: StatusCode, body: String) -> Response<GatewayBody> {
-    let mut resp = Response::new(GatewayBody::Json(Full::new(Bytes::from(body))));
+    let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::from(body))));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -133,7 +146,7 @@ pub fn json(status: StatusCode, body: String) -> Response<GatewayBody> {
 
 /// A response body: one portero wrote, or the upstream's, streamed through.
 pub enum GatewayBody {
-    Json(Full<Bytes>),
+    Own(Full<Bytes>),
     Upstream(ResponseBody),
 }
 
@@ -146,21 +159,21 @@ impl Body for GatewayBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            GatewayBody::Json(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
+            GatewayBody::Own(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
             GatewayBody::Upstream(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            GatewayBody::Json(b) => b.is_end_stream(),
+            GatewayBody::Own(b) => b.is_end_stream(),
             GatewayBody::Upstream(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            GatewayBody::Json(b) => b.size_hint(),
+            GatewayBody::Own(b) => b.size_hint(),
             GatewayBody::Upstream(b) => b.size_hint(),
         }
     }
@@ -207,6 +220,7 @@ mod tests {
             RequestError::StoreUnavailable,
             RequestError::TooLarge,
             RequestError::Upstream(Failure::Busy),
+            RequestError::CorsRefused(cors::Refusal::Origin),
         ] {
             let r = error_response(err);
             assert_eq!(r.headers()[CONTENT_TYPE], "application/json");

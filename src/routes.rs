@@ -146,6 +146,7 @@ mod tests {
                 strip_prefix: false,
                 policy: None,
             },
+            cors: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `gateway.toml` as written → the validated model, one function per table.
 //! Every problem is collected with its line and key; nothing panics.
 
+mod cors;
 mod issuer;
 mod route;
 
@@ -119,10 +120,15 @@ impl Checker<'_> {
             .iter()
             .map(|(name, u)| self.upstream(name, u))
             .collect();
+        let cors: Vec<_> = file
+            .cors
+            .iter()
+            .map(|(name, c)| self.cors(name, c))
+            .collect();
         let issuers: Vec<Issuer> = file
             .issuers
             .iter()
-            .map(|(name, i)| self.issuer(name, i))
+            .map(|(name, i)| self.issuer(name, i, &cors))
             .collect();
         self.check_unique_kids(&issuers);
         let mut strip_all: Vec<String> = Vec::new();
@@ -131,7 +137,7 @@ impl Checker<'_> {
             file.routes
                 .iter()
                 .enumerate()
-                .map(|(i, r)| self.route(i, r, &upstreams, &issuers, &mut strip_all)),
+                .map(|(i, r)| self.route(i, r, &upstreams, &issuers, &cors, &mut strip_all)),
         );
         let auth = self.auth(&file.auth, strip_all);
         let store = self.store(&file.store, auth.leeway);

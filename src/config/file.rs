@@ -25,6 +25,21 @@ pub(super) struct FileConfig {
     pub(super) issuers: BTreeMap<String, FileIssuer>,
     #[serde(default)]
     pub(super) routes: Vec<FileRoute>,
+    #[serde(default)]
+    pub(super) cors: BTreeMap<String, FileCors>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileCors {
+    pub(super) allow_origins: Vec<Spanned<String>>,
+    pub(super) allow_methods: Option<Vec<Spanned<String>>>,
+    pub(super) allow_headers: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) expose_headers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) allow_credentials: bool,
+    pub(super) max_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -129,6 +144,7 @@ pub(super) struct FileIssuer {
     #[serde(default)]
     pub(super) principals: Vec<FilePrincipal>,
     pub(super) principals_file: Option<Spanned<String>>,
+    pub(super) cors: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -199,6 +215,7 @@ pub(super) struct FileRoute {
     pub(super) headers: BTreeMap<String, Spanned<String>>,
     #[serde(default = "yes")]
     pub(super) forward_token: bool,
+    pub(super) cors: Option<Spanned<String>>,
 }
 
 fn any_host() -> Spanned<String> {

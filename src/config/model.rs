@@ -7,12 +7,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::password_hash::PasswordHash;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 #[derive(Debug, Clone)]
@@ -195,6 +196,8 @@ pub struct TokenEndpoint {
     pub max_body_size: u64,
     pub body_timeout: Duration,
     pub principals: Principals,
+    /// Browsers on these origins may call the endpoint.
+    pub cors: Option<Arc<CorsPolicy>>,
 }
 
 #[derive(Debug, Clone)]
@@ -212,6 +215,41 @@ pub struct Route {
     pub path: String,
     pub methods: Vec<http::Method>,
     pub action: RouteAction,
+    /// Browsers on these origins may call the route (`[cors.NAME]`).
+    pub cors: Option<Arc<CorsPolicy>>,
+}
+
+/// A `[cors.NAME]` table: which browser origins may call a route, and how.
+/// The header values portero answers with are made once, here.
+#[derive(Debug, Clone)]
+pub struct CorsPolicy {
+    pub name: String,
+    pub origins: Vec<OriginPattern>,
+    pub methods: Vec<http::Method>,
+    /// `None`: any request header (`allow_headers = ["*"]`), echoed by name.
+    pub allow_headers: Option<Vec<HeaderName>>,
+    pub credentials: bool,
+    /// `Access-Control-Allow-Methods`.
+    pub methods_value: HeaderValue,
+    /// `Access-Control-Expose-Headers`: the configured names and `WWW-Authenticate`.
+    pub expose_value: HeaderValue,
+    /// `Access-Control-Max-Age`, in seconds.
+    pub max_age_value: Option<HeaderValue>,
+}
+
+/// An origin a CORS policy accepts, as a browser serialises it
+/// (`scheme://host[:port]`, lower case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPattern {
+    Exact(String),
+    /// `https://*.example.com`: `scheme` is `https://`, `suffix` `.example.com`;
+    /// one or more labels stand before the suffix.
+    Subdomains {
+        scheme: String,
+        suffix: String,
+    },
+    /// `*`: any origin; never together with credentials.
+    Any,
 }
 
 #[derive(Debug, Clone)]

@@ -19,7 +19,11 @@ pub struct Upstream {
     pub addr: SocketAddr,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
     open: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
 }
+
+/// Extra headers an upstream adds to every response.
+type Extra = &'static [(&'static str, &'static str)];
 
 impl Upstream {
     pub async fn start(name: &'static str) -> Upstream {
@@ -32,22 +36,46 @@ impl Upstream {
 
     /// On a given address: a killed upstream started again where it was.
     pub async fn start_at(name: &'static str, delay: Duration, addr: SocketAddr) -> Upstream {
+        Self::launch(name, delay, addr, &[]).await
+    }
+
+    /// One that adds `headers` to every response (e.g. CORS headers of its own).
+    pub async fn start_with_headers(name: &'static str, headers: Extra) -> Upstream {
+        Self::launch(
+            name,
+            Duration::ZERO,
+            "127.0.0.1:0".parse().unwrap(),
+            headers,
+        )
+        .await
+    }
+
+    async fn launch(
+        name: &'static str,
+        delay: Duration,
+        addr: SocketAddr,
+        extra: Extra,
+    ) -> Upstream {
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let open: Arc<AtomicUsize> = Arc::default();
+        let requests: Arc<AtomicUsize> = Arc::default();
         let conns = tasks.clone();
         let counter = open.clone();
+        let served = requests.clone();
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let counter = counter.clone();
+                let served = served.clone();
                 counter.fetch_add(1, Ordering::SeqCst);
                 let conn = tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        served.fetch_add(1, Ordering::SeqCst);
+                        async move {
                             tokio::time::sleep(delay).await;
                             let (parts, body) = req.into_parts();
                             // Read the whole body, as a real server would.
@@ -57,13 +85,18 @@ impl Upstream {
                             let mut body = portero::echo::describe(&parts);
                             body["upstream"] = json!(name);
                             body["body_bytes"] = json!(received.ok());
+                            let mut response =
+                                Response::builder().header("content-type", "application/json");
+                            for (name, value) in extra {
+                                response = response.header(*name, *value);
+                            }
                             Ok::<_, Infallible>(
-                                Response::builder()
-                                    .header("content-type", "application/json")
+                                response
                                     .body(Full::new(Bytes::from(body.to_string())))
                                     .unwrap(),
                             )
-                        });
+                        }
+                    });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -73,7 +106,17 @@ impl Upstream {
             }
         });
         tasks.lock().unwrap().push(accept.abort_handle());
-        Upstream { addr, tasks, open }
+        Upstream {
+            addr,
+            tasks,
+            open,
+            requests,
+        }
+    }
+
+    /// Requests this upstream has been sent.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
     }
 
     /// Connections the gateway holds open to this upstream now.

@@ -1,6 +1,7 @@
 //! `[issuers.*]`: keys, token endpoints and principals.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use toml::Spanned;
 
@@ -10,7 +11,12 @@ use super::super::units::{parse_offset, parse_size, secs};
 use super::Checker;
 
 impl Checker<'_> {
-    pub(super) fn issuer(&mut self, name: &str, i: &FileIssuer) -> Issuer {
+    pub(super) fn issuer(
+        &mut self,
+        name: &str,
+        i: &FileIssuer,
+        cors: &[Arc<CorsPolicy>],
+    ) -> Issuer {
         let mut keys = Vec::new();
         for (n, k) in i.keys.iter().enumerate() {
             let key = |f: &str| format!("issuers.{name}.keys[{n}].{f}");
@@ -86,7 +92,7 @@ impl Checker<'_> {
         Issuer {
             name: name.to_string(),
             iss: i.iss.clone().unwrap_or_else(|| name.to_string()),
-            endpoint: self.endpoint(name, i),
+            endpoint: self.endpoint(name, i, cors),
             token_ttl: self.duration(
                 &i.token_ttl,
                 &format!("issuers.{name}.token_ttl"),
@@ -97,9 +103,23 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn endpoint(&mut self, name: &str, i: &FileIssuer) -> Option<TokenEndpoint> {
+    pub(super) fn endpoint(
+        &mut self,
+        name: &str,
+        i: &FileIssuer,
+        cors: &[Arc<CorsPolicy>],
+    ) -> Option<TokenEndpoint> {
         let key = |k: &str| format!("issuers.{name}.{k}");
-        let d = i.dialect.as_ref()?;
+        let Some(d) = i.dialect.as_ref() else {
+            if let Some(c) = &i.cors {
+                self.problem(
+                    c,
+                    key("cors"),
+                    "only an issuer with a dialect serves a token endpoint",
+                );
+            }
+            return None;
+        };
         let Some(dialect) = Dialect::parse(d.get_ref()) else {
             self.problem(
                 d,
@@ -192,6 +212,7 @@ impl Checker<'_> {
             max_body_size,
             body_timeout: self.duration(&i.body_timeout, &key("body_timeout"), secs(10)),
             principals: Principals::new(principals),
+            cors: self.cors_ref(&i.cors, cors, &key("cors")),
         })
     }
 

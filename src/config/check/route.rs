@@ -1,5 +1,7 @@
 //! `[[routes]]`, and the routes each token endpoint adds.
 
+use std::sync::Arc;
+
 use super::super::file::*;
 use super::super::model::*;
 use super::{Checker, RESERVED_HEADERS};
@@ -11,6 +13,7 @@ impl Checker<'_> {
         r: &FileRoute,
         upstreams: &[Upstream],
         issuers: &[Issuer],
+        cors: &[Arc<CorsPolicy>],
         strip_all: &mut Vec<String>,
     ) -> Route {
         let key = |k: &str| format!("routes[{index}].{k}");
@@ -64,6 +67,7 @@ impl Checker<'_> {
                 strip_prefix: r.strip_prefix,
                 policy,
             },
+            cors: self.cors_ref(&r.cors, cors, &key("cors")),
         }
     }
 
@@ -183,6 +187,7 @@ pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
                     issuer: index,
                     endpoint,
                 },
+                cors: e.cors.clone(),
             });
         }
     }

@@ -1,0 +1,312 @@
+//! CORS as the gateway answers it (the Fetch standard's CORS protocol):
+//! preflights are decided here and never forwarded or asked for a token,
+//! and every response of a route with a policy carries the policy's answer
+//! for the request's origin, whoever wrote the response. Plain functions
+//! over headers; `proxy` calls them, `respond` builds the responses.
+
+use http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
+    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
+};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use smallvec::SmallVec;
+
+use crate::config::{CorsPolicy, OriginPattern};
+
+/// Why a preflight gets no CORS headers (and so fails in the browser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Origin,
+    Method,
+    Header,
+}
+
+impl Refusal {
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::Origin => "origin not allowed",
+            Refusal::Method => "method not allowed",
+            Refusal::Header => "request header not allowed",
+        }
+    }
+}
+
+/// The method a preflight asks about: an `OPTIONS` request with `Origin`
+/// and `Access-Control-Request-Method` (Fetch §4.8). Any other `OPTIONS`
+/// is a request like the rest.
+pub fn preflight_method(parts: &Parts) -> Option<Method> {
+    if parts.method != Method::OPTIONS || !parts.headers.contains_key(ORIGIN) {
+        return None;
+    }
+    parts
+        .headers
+        .get(ACCESS_CONTROL_REQUEST_METHOD)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The answer to a preflight for `method` under `policy`: the headers of a
+/// `204`, or why the browser is refused.
+pub fn preflight(
+    policy: &CorsPolicy,
+    request: &HeaderMap,
+    method: &Method,
+) -> Result<HeaderMap, Refusal> {
+    let origin = single_origin(request).ok_or(Refusal::Origin)?;
+    if !allows_origin(policy, origin) {
+        return Err(Refusal::Origin);
+    }
+    if !policy.methods.contains(method) {
+        return Err(Refusal::Method);
+    }
+    let mut requested: SmallVec<[HeaderName; 4]> = SmallVec::new();
+    for value in request.get_all(ACCESS_CONTROL_REQUEST_HEADERS) {
+        let text = value.to_str().map_err(|_| Refusal::Header)?;
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| Refusal::Header)?;
+            let allowed = match &policy.allow_headers {
+                None => true,
+                Some(list) => list.contains(&name),
+            };
+            if !allowed {
+                return Err(Refusal::Header);
+            }
+            requested.push(name);
+        }
+    }
+    let mut headers = HeaderMap::new();
+    allow_origin(policy, origin, &mut headers);
+    headers.insert(ACCESS_CONTROL_ALLOW_METHODS, policy.methods_value.clone());
+    if !requested.is_empty() {
+        let names: Vec<&str> = requested.iter().map(HeaderName::as_str).collect();
+        let value =
+            HeaderValue::try_from(names.join(", ")).expect("header names are valid header text");
+        headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, value);
+    }
+    if let Some(max_age) = &policy.max_age_value {
+        headers.insert(ACCESS_CONTROL_MAX_AGE, max_age.clone());
+    }
+    headers.insert(
+        VARY,
+        HeaderValue::from_static(
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        ),
+    );
+    Ok(headers)
+}
+
+/// Puts the policy's answer on a response for a request from `origin`:
+/// any `Access-Control-*` header the upstream sent is removed (one answer,
+/// never two), and an allowed origin gets its own. `Vary: Origin` either
+/// way, so a cache keeps one copy per origin.
+pub fn decorate(policy: &CorsPolicy, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+    let theirs: SmallVec<[HeaderName; 4]> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in theirs {
+        headers.remove(name);
+    }
+    let varies = headers.get_all(VARY).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("origin"))
+        })
+    });
+    if !varies {
+        headers.append(VARY, HeaderValue::from_static("Origin"));
+    }
+    let Some(origin) = origin.filter(|o| allows_origin(policy, o)) else {
+        return;
+    };
+    allow_origin(policy, origin, headers);
+    headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, policy.expose_value.clone());
+}
+
+/// `Access-Control-Allow-Origin` (and `-Credentials`) for an allowed origin:
+/// the origin itself, or `*` for a policy open to all without credentials.
+fn allow_origin(policy: &CorsPolicy, origin: &HeaderValue, headers: &mut HeaderMap) {
+    let any = !policy.credentials && policy.origins.contains(&OriginPattern::Any);
+    let value = if any {
+        HeaderValue::from_static("*")
+    } else {
+        origin.clone()
+    };
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    if policy.credentials {
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+}
+
+/// The request's one `Origin`; two are no origin at all.
+fn single_origin(headers: &HeaderMap) -> Option<&HeaderValue> {
+    let mut all = headers.get_all(ORIGIN).iter();
+    let first = all.next()?;
+    all.next().is_none().then_some(first)
+}
+
+/// Whether `origin` (as the browser sent it) is one the policy names.
+pub fn allows_origin(policy: &CorsPolicy, origin: &HeaderValue) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    policy.origins.iter().any(|pattern| match pattern {
+        OriginPattern::Any => true,
+        OriginPattern::Exact(exact) => origin.eq_ignore_ascii_case(exact),
+        OriginPattern::Subdomains { scheme, suffix } => {
+            subdomain_of(origin, scheme, suffix).unwrap_or(false)
+        }
+    })
+}
+
+/// `https://a.b.example.com` under `https://` + `.example.com`: one or more
+/// DNS labels before the suffix, and nothing else (no port, no userinfo).
+fn subdomain_of(origin: &str, scheme: &str, suffix: &str) -> Option<bool> {
+    let rest = origin.get(..scheme.len())?;
+    if !rest.eq_ignore_ascii_case(scheme) {
+        return Some(false);
+    }
+    let host = &origin[scheme.len()..];
+    let labels = host.len().checked_sub(suffix.len())?;
+    if labels == 0 || !host.get(labels..)?.eq_ignore_ascii_case(suffix) {
+        return Some(false);
+    }
+    let labels = &host[..labels];
+    Some(
+        !labels.starts_with('.')
+            && labels
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(origins: Vec<OriginPattern>, credentials: bool) -> CorsPolicy {
+        CorsPolicy {
+            name: "t".into(),
+            origins,
+            methods: vec![Method::GET, Method::POST],
+            allow_headers: Some(vec![
+                HeaderName::from_static("authorization"),
+                HeaderName::from_static("content-type"),
+            ]),
+            credentials,
+            methods_value: HeaderValue::from_static("GET, POST"),
+            expose_value: HeaderValue::from_static("www-authenticate"),
+            max_age_value: Some(HeaderValue::from_static("600")),
+        }
+    }
+
+    fn subdomains() -> OriginPattern {
+        OriginPattern::Subdomains {
+            scheme: "https://".into(),
+            suffix: ".example.com".into(),
+        }
+    }
+
+    fn origin(s: &'static str) -> HeaderValue {
+        HeaderValue::from_static(s)
+    }
+
+    #[test]
+    fn suffix_patterns_take_subdomains_only() {
+        let p = policy(vec![subdomains()], true);
+        for ok in [
+            "https://app.example.com",
+            "https://a.b.example.com",
+            "HTTPS://App.Example.COM",
+        ] {
+            assert!(allows_origin(&p, &origin(ok)), "{ok}");
+        }
+        for bad in [
+            "https://example.com",
+            "http://app.example.com",
+            "https://app.example.com:8443",
+            "https://evilexample.com",
+            "https://app.example.com.evil.net",
+            "https://.example.com",
+            "https://user@x.example.com",
+            "null",
+        ] {
+            assert!(!allows_origin(&p, &origin(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn preflights_check_origin_method_and_headers() {
+        let p = policy(
+            vec![OriginPattern::Exact("http://localhost:3000".into())],
+            false,
+        );
+        let mut h = HeaderMap::new();
+        h.insert(ORIGIN, origin("http://localhost:3000"));
+        h.insert(
+            ACCESS_CONTROL_REQUEST_HEADERS,
+            origin("Content-Type, Authorization"),
+        );
+        let ok = preflight(&p, &h, &Method::POST).unwrap();
+        assert_eq!(ok[ACCESS_CONTROL_ALLOW_ORIGIN], "http://localhost:3000");
+        assert_eq!(
+            ok[ACCESS_CONTROL_ALLOW_HEADERS],
+            "content-type, authorization"
+        );
+        assert_eq!(ok[ACCESS_CONTROL_ALLOW_METHODS], "GET, POST");
+        assert_eq!(ok[ACCESS_CONTROL_MAX_AGE], "600");
+        assert!(!ok.contains_key(ACCESS_CONTROL_ALLOW_CREDENTIALS));
+        assert_eq!(preflight(&p, &h, &Method::DELETE), Err(Refusal::Method));
+        h.insert(ACCESS_CONTROL_REQUEST_HEADERS, origin("x-custom"));
+        assert_eq!(preflight(&p, &h, &Method::GET), Err(Refusal::Header));
+        h.insert(ORIGIN, origin("http://localhost:3001"));
+        assert_eq!(preflight(&p, &h, &Method::GET), Err(Refusal::Origin));
+        h.append(ORIGIN, origin("http://localhost:3000"));
+        assert_eq!(preflight(&p, &h, &Method::GET), Err(Refusal::Origin));
+    }
+
+    #[test]
+    fn responses_carry_one_answer_and_vary() {
+        let p = policy(
+            vec![OriginPattern::Exact("https://app.example.com".into())],
+            true,
+        );
+        let mut h = HeaderMap::new();
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin("*"));
+        h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, origin("false"));
+        h.insert(VARY, origin("Accept-Encoding"));
+        decorate(&p, Some(&origin("https://app.example.com")), &mut h);
+        assert_eq!(h.get_all(ACCESS_CONTROL_ALLOW_ORIGIN).iter().count(), 1);
+        assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
+        assert_eq!(h[ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        assert_eq!(h[ACCESS_CONTROL_EXPOSE_HEADERS], "www-authenticate");
+        let vary: Vec<_> = h.get_all(VARY).iter().collect();
+        assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+
+        let mut h = HeaderMap::new();
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin("*"));
+        decorate(&p, Some(&origin("https://evil.example.net")), &mut h);
+        assert!(
+            !h.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN),
+            "the upstream's answer stays out"
+        );
+        assert_eq!(h[VARY], "Origin");
+    }
+
+    #[test]
+    fn an_open_policy_answers_star_without_credentials() {
+        let p = policy(vec![OriginPattern::Any], false);
+        let mut h = HeaderMap::new();
+        decorate(&p, Some(&origin("https://anyone.example")), &mut h);
+        assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    }
+}

@@ -1,0 +1,401 @@
+//! CORS answered by the gateway: preflights decided without a token and
+//! never forwarded; every response of a route with a policy, the gateway's
+//! own errors included, carrying the policy's answer and nothing else.
+//! A real gateway, a real upstream, a real HTTP client.
+
+mod common;
+
+use common::*;
+use reqwest::{Method, StatusCode};
+
+const APP: &str = "http://localhost:3000";
+
+/// A protected route and a token endpoint with the `app` policy, a route
+/// under `*.example.com` with credentials, and a route with no policy.
+fn config(up: &Upstream, down: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+{issuers}
+[issuers.login]
+dialect = "session"
+cors = "app"
+
+[[issuers.login.principals]]
+username = "admin"
+# demo2024
+secret_hash = "$argon2id$v=19$m=19456,t=2,p=1$Qjuz5wrj6kpexsL7r2rksQ$HShpY2SPpaNWMdsids0056qfxdkcOQZuZZ7preV457w"
+
+[cors.app]
+allow_origins = ["{APP}", "http://127.0.0.1:3000"]
+allow_headers = ["authorization", "content-type", "x-request-id"]
+expose_headers = ["x-request-id"]
+max_age = "10m"
+
+[cors.company]
+allow_origins = ["https://*.example.com"]
+allow_methods = ["GET", "PUT"]
+allow_credentials = true
+
+{up}
+{down}
+[[routes]]
+name = "api"
+path = "/api"
+upstream = "up"
+cors = "app"
+
+[[routes]]
+name = "company"
+path = "/company"
+upstream = "up"
+cors = "company"
+
+[[routes]]
+name = "broken"
+path = "/broken"
+upstream = "down"
+cors = "app"
+
+[[routes]]
+name = "plain"
+path = "/plain"
+upstream = "up"
+"#,
+        issuers = issuers(),
+        up = upstream("up", &[up.addr], ""),
+        down = upstream("down", &[down], "health_check = \"none\""),
+    )
+}
+
+async fn start() -> (Gateway, Upstream) {
+    // The upstream answers with CORS headers of its own, which the gateway replaces.
+    let upstream = Upstream::start_with_headers(
+        "up",
+        &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-credentials", "false"),
+            ("x-request-id", "req-1"),
+        ],
+    )
+    .await;
+    let down = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gw = Gateway::start(&config(&upstream, down)).await;
+    (gw, upstream)
+}
+
+fn preflight(
+    gw: &Gateway,
+    path: &str,
+    origin: &str,
+    method: &str,
+    headers: &str,
+) -> reqwest::RequestBuilder {
+    let mut req = reqwest::Client::new()
+        .request(Method::OPTIONS, gw.url(path))
+        .header("origin", origin)
+        .header("access-control-request-method", method);
+    if !headers.is_empty() {
+        req = req.header("access-control-request-headers", headers);
+    }
+    req
+}
+
+fn header<'r>(r: &'r reqwest::Response, name: &str) -> Option<&'r str> {
+    r.headers().get(name).map(|v| v.to_str().unwrap())
+}
+
+fn has_no_cors_headers(r: &reqwest::Response) -> bool {
+    r.headers()
+        .keys()
+        .all(|k| !k.as_str().starts_with("access-control-"))
+}
+
+#[tokio::test]
+async fn preflights_are_answered_by_the_gateway_without_a_token() {
+    let (gw, upstream) = start().await;
+
+    // Allowed origin, method and headers: 204 with the policy's answer.
+    let r = preflight(
+        &gw,
+        "/api/orders",
+        APP,
+        "GET",
+        "Authorization, X-Request-Id",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&r, "access-control-allow-origin"), Some(APP));
+    assert_eq!(
+        header(&r, "access-control-allow-headers"),
+        Some("authorization, x-request-id")
+    );
+    assert_eq!(
+        header(&r, "access-control-allow-methods"),
+        Some("GET, HEAD, POST, PUT, PATCH, DELETE")
+    );
+    assert_eq!(header(&r, "access-control-max-age"), Some("600"));
+    assert_eq!(header(&r, "access-control-allow-credentials"), None);
+    assert!(header(&r, "vary").unwrap().contains("Origin"));
+
+    // The token endpoint's preflight, for the POST it only serves.
+    let r = preflight(
+        &gw,
+        "/api/Session/GetToken",
+        "http://127.0.0.1:3000",
+        "POST",
+        "content-type",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("http://127.0.0.1:3000")
+    );
+
+    // Refused: origin, header, method. No CORS header at all, so the browser blocks it.
+    for (origin, method, headers, why) in [
+        (
+            "http://localhost:3001",
+            "GET",
+            "authorization",
+            "origin not allowed",
+        ),
+        ("https://evil.example", "GET", "", "origin not allowed"),
+        ("null", "GET", "", "origin not allowed"),
+        (APP, "GET", "x-custom", "request header not allowed"),
+    ] {
+        let r = preflight(&gw, "/api/orders", origin, method, headers)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{origin} {headers}");
+        assert!(has_no_cors_headers(&r), "{origin} {headers}");
+        assert!(r.text().await.unwrap().contains(why));
+    }
+    let r = preflight(&gw, "/company/x", "https://app.example.com", "DELETE", "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(has_no_cors_headers(&r));
+
+    assert_eq!(upstream.requests(), 0, "a preflight is never forwarded");
+}
+
+#[tokio::test]
+async fn suffix_patterns_and_credentials() {
+    let (gw, _upstream) = start().await;
+    for origin in ["https://app.example.com", "https://a.b.example.com"] {
+        let r = preflight(&gw, "/company", origin, "PUT", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{origin}");
+        assert_eq!(header(&r, "access-control-allow-origin"), Some(origin));
+        assert_eq!(header(&r, "access-control-allow-credentials"), Some("true"));
+        assert_eq!(header(&r, "access-control-allow-methods"), Some("GET, PUT"));
+    }
+    for origin in [
+        "https://example.com",
+        "http://app.example.com",
+        "https://app.example.com.evil.net",
+        "https://evilexample.com",
+        "https://app.example.com:8443",
+    ] {
+        let r = preflight(&gw, "/company", origin, "PUT", "")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{origin}");
+        assert!(has_no_cors_headers(&r), "{origin}");
+    }
+}
+
+#[tokio::test]
+async fn responses_carry_the_policys_answer_in_place_of_the_upstreams() {
+    let (gw, _upstream) = start().await;
+    let token = Signer::Hs.sign(&claims("alice"));
+    let client = reqwest::Client::new();
+
+    let r = client
+        .get(gw.url("/api/orders"))
+        .header("origin", APP)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let origins: Vec<_> = r
+        .headers()
+        .get_all("access-control-allow-origin")
+        .iter()
+        .collect();
+    assert_eq!(
+        origins,
+        [APP],
+        "the upstream's '*' is replaced, not added to"
+    );
+    assert_eq!(header(&r, "access-control-allow-credentials"), None);
+    assert_eq!(
+        header(&r, "access-control-expose-headers"),
+        Some("x-request-id, www-authenticate")
+    );
+    assert_eq!(header(&r, "vary"), Some("Origin"));
+
+    // A refused origin gets the response, with no CORS header: not even the upstream's.
+    let r = client
+        .get(gw.url("/api/orders"))
+        .header("origin", "https://evil.example")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(has_no_cors_headers(&r));
+
+    // With credentials, the origin itself and `true`.
+    let r = client
+        .get(gw.url("/company/1"))
+        .header("origin", "https://app.example.com")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(header(&r, "access-control-allow-credentials"), Some("true"));
+
+    // A route without a policy: the upstream's own headers pass, and a
+    // preflight is an ordinary OPTIONS request that needs a token.
+    let r = client
+        .get(gw.url("/plain"))
+        .header("origin", APP)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "access-control-allow-origin"), Some("*"));
+    let r = preflight(&gw, "/plain", APP, "GET", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(has_no_cors_headers(&r));
+}
+
+#[tokio::test]
+async fn the_gateways_own_errors_carry_cors_headers() {
+    let (gw, _upstream) = start().await;
+    let client = reqwest::Client::new();
+    let allowed = |r: &reqwest::Response| header(r, "access-control-allow-origin") == Some(APP);
+
+    // 401 without a token: readable, challenge exposed.
+    let r = client
+        .get(gw.url("/api/orders"))
+        .header("origin", APP)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(allowed(&r));
+    assert!(header(&r, "access-control-expose-headers")
+        .unwrap()
+        .contains("www-authenticate"));
+    assert!(header(&r, "www-authenticate").is_some());
+
+    // 401 for a forged token.
+    let forged = format!("{}x", Signer::Hs.sign(&claims("alice")));
+    let r = client
+        .get(gw.url("/api/orders"))
+        .header("origin", APP)
+        .bearer_auth(forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(allowed(&r));
+
+    // 502 from an upstream that is down.
+    let token = Signer::Hs.sign(&claims("alice"));
+    let r = client
+        .get(gw.url("/broken"))
+        .header("origin", APP)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert!(allowed(&r));
+
+    // The token endpoint's errors in its own shape: 401 code 1, and 400 for non-JSON.
+    let r = client
+        .post(gw.url("/api/Session/GetToken"))
+        .header("origin", APP)
+        .header("content-type", "application/json")
+        .body(r#"{"username":"admin","password":"wrong"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(allowed(&r));
+    assert_eq!(parse(&r.text().await.unwrap())["error"], 1);
+    let r = client
+        .post(gw.url("/api/Session/GetToken"))
+        .header("origin", APP)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(allowed(&r));
+
+    // And the success, which the page reads.
+    let r = client
+        .post(gw.url("/api/Session/GetToken"))
+        .header("origin", APP)
+        .header("content-type", "application/json")
+        .body(r#"{"username":"admin","password":"demo2024"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(allowed(&r));
+}
+
+#[test]
+fn unknown_cors_keys_are_errors() {
+    let (ok, out) = check(&format!(
+        "{}\n[cors.app]\nallow_origins = [\"http://localhost:3000\"]\nallow_origin = [\"*\"]\n",
+        issuers()
+    ));
+    assert!(!ok);
+    assert!(out.contains("allow_origin"), "{out}");
+}
+
+#[test]
+fn cors_problems_are_each_named() {
+    let (ok, out) = check(&format!(
+        "{}\n[upstreams.up]\nservers = [\"127.0.0.1:9\"]\n\n\
+         [cors.open]\nallow_origins = [\"*\"]\nallow_credentials = true\n\n\
+         [cors.bad]\nallow_origins = [\"https://app.example.com/\", \"null\"]\nmax_age = \"soon\"\n\n\
+         [[routes]]\npath = \"/\"\nupstream = \"up\"\ncors = \"missing\"\n",
+        issuers()
+    ));
+    assert!(!ok);
+    for needle in [
+        "cors.open.allow_origins: \"*\" cannot go with allow_credentials",
+        "cors.bad.allow_origins[0]",
+        "cors.bad.allow_origins[1]",
+        "cors.bad.max_age",
+        "routes[0].cors: no [cors.missing] table",
+    ] {
+        assert!(out.contains(needle), "{needle} missing from:\n{out}");
+    }
+}
