@@ -23,6 +23,7 @@ fn table(n: usize) -> RouteTable {
                 upstream: 0,
                 strip_prefix: false,
                 policy: None,
+                upgrades: vec![],
             },
             cors: None,
         })
@@ -36,6 +37,7 @@ fn table(n: usize) -> RouteTable {
             upstream: 0,
             strip_prefix: false,
             policy: None,
+            upgrades: vec![],
         },
         cors: None,
     });

@@ -222,6 +222,13 @@ impl Slot {
         InFlight(self.activity.clone())
     }
 
+    /// Marks the connection busy (never chosen to make room) until the
+    /// guard is dropped, without counting a request: for a tunnel.
+    pub fn busy(&self) -> InFlight {
+        self.activity.in_flight.fetch_add(1, Relaxed);
+        InFlight(self.activity.clone())
+    }
+
     /// Resolves when the connection is chosen to make room: for the time
     /// before its watchdog runs (a TLS handshake).
     pub async fn evicted(&self) {

@@ -71,17 +71,47 @@ fn named_by_connection(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> 
 }
 
 /// Removes the token from the upstream request when a route keeps it private.
-/// A cookie-borne token stays: cookies are shared with other values.
-pub fn remove_token(headers: &mut HeaderMap, from: &TokenSource) {
-    match from {
-        TokenSource::Bearer | TokenSource::RawAuthorization => {
-            headers.remove(AUTHORIZATION);
+/// A cookie-borne token stays: cookies are shared with other values. (A
+/// query token never goes upstream: `remove_query_tokens`.)
+pub fn remove_token(headers: &mut HeaderMap, from: &[TokenSource]) {
+    for source in from {
+        match source {
+            TokenSource::Bearer | TokenSource::RawAuthorization => {
+                headers.remove(AUTHORIZATION);
+            }
+            TokenSource::Header(name) => {
+                headers.remove(name);
+            }
+            TokenSource::Cookie(_) | TokenSource::Query(_) => {}
         }
-        TokenSource::Header(name) => {
-            headers.remove(name);
-        }
-        TokenSource::Cookie(_) => {}
     }
+}
+
+/// The URI without the query parameters a route reads tokens from
+/// (however their names are encoded), so that no upstream URL, access log
+/// or `Referer` carries a token; `None` when there is nothing to remove.
+pub fn remove_query_tokens(uri: &Uri, from: &[TokenSource]) -> Option<Uri> {
+    let query = uri.query()?;
+    let is_token = |pair: &str| {
+        let name = pair.split('=').next().unwrap_or("");
+        let name: String = form_urlencoded::parse(name.as_bytes())
+            .next()
+            .map(|(k, _)| k.into_owned())
+            .unwrap_or_default();
+        from.iter()
+            .any(|s| matches!(s, TokenSource::Query(q) if *q == name))
+    };
+    if !query.split('&').any(is_token) {
+        return None;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !is_token(p)).collect();
+    let path = uri.path();
+    let rebuilt = if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    };
+    rebuilt.parse().ok()
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -218,6 +248,24 @@ mod tests {
         set_forwarded(&mut headers, None, &client, false, true);
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn query_tokens_never_go_upstream() {
+        let from = [
+            TokenSource::Bearer,
+            TokenSource::Query("access_token".into()),
+        ];
+        let strip =
+            |u: &str| remove_query_tokens(&u.parse().unwrap(), &from).map(|u| u.to_string());
+        assert_eq!(strip("/ws?access_token=abc"), Some("/ws".into()));
+        assert_eq!(
+            strip("/ws?a=1&access%5Ftoken=abc&b=2&access_token=x"),
+            Some("/ws?a=1&b=2".into())
+        );
+        assert_eq!(strip("/ws?a=1"), None);
+        assert_eq!(strip("/ws"), None);
+        assert_eq!(strip("/ws?access_tokens=1"), None);
     }
 
     #[test]

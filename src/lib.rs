@@ -19,6 +19,8 @@
 //! - `live`: the snapshot a reload swaps (routes, strip rules, keys); server and admin build it.
 //! - `proxy`: one request: route → authorize → rewrite → forward → record.
 //! - `respond`: the one mapping from a request error to an HTTP response.
+//! - `tunnel`: upgraded connections (WebSocket) relayed both ways until they
+//!   close, their token expires or is revoked; `frames` finds WebSocket frame ends.
 //! - [`upstream`]: groups and health checks; `codec` (HTTP/1.1, no I/O),
 //!   `body` (de-framed responses), `pool` (idle connections), `client` (one exchange).
 //! - `connections`: what one client connection may hold: the cap, head and idle timeouts.
@@ -53,4 +55,5 @@ pub mod routes;
 pub mod server;
 pub mod store;
 mod target;
+mod tunnel;
 pub mod upstream;

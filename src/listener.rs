@@ -22,7 +22,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
-use crate::connections::{Connections, Counted, Expiry, Slot};
+use crate::connections::{Connections, Counted, Expiry, InFlight, Slot};
 
 /// Why a listener's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +107,26 @@ pub struct Serving {
     /// refused (`431`, or a stream reset).
     pub max_header_size: usize,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// What an upgrade request carries (as a request extension) so that a
+/// tunnel made of its connection keeps the connection's place, counted as
+/// busy, and hears of shutdown. Only requests with an `Upgrade` header get
+/// one.
+#[derive(Clone)]
+pub struct Hold(Arc<Held>);
+
+struct Held {
+    _slot: Arc<Slot>,
+    _busy: InFlight,
+    stop: watch::Receiver<bool>,
+}
+
+impl Hold {
+    /// Turns true when the gateway stops.
+    pub fn stop(&self) -> watch::Receiver<bool> {
+        self.0.stop.clone()
+    }
 }
 
 /// What answers a listener's requests: the gateway, or the admin API.
@@ -224,8 +244,16 @@ async fn serve<S, H: Handler>(
     let slot = Arc::new(slot);
     let io = TokioIo::new(slot.watch(stream));
     let requests = slot.clone();
-    let service = service_fn(move |req| {
+    let tunnel_stop = stop.clone();
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let in_flight = requests.request();
+        if req.headers().contains_key(http::header::UPGRADE) {
+            req.extensions_mut().insert(Hold(Arc::new(Held {
+                _slot: requests.clone(),
+                _busy: requests.busy(),
+                stop: tunnel_stop.clone(),
+            })));
+        }
         let (handler, peer) = (handler.clone(), peer.clone());
         async move {
             let response = handler.respond(req, peer).await;
@@ -251,7 +279,8 @@ async fn serve<S, H: Handler>(
         // Pings find peers that vanished while a long request is in flight.
         .keep_alive_interval(limits.idle_timeout)
         .keep_alive_timeout(limits.header_timeout);
-    let conn = builder.serve_connection(io, service);
+    // An upgraded connection leaves hyper (and this task) for its tunnel.
+    let conn = builder.serve_connection_with_upgrades(io, service);
     let mut conn = std::pin::pin!(conn);
     // The watchdog, and the wait for shutdown, run as a task of their own,
     // so the connection's wake-ups (several per request) poll one cheap

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub upstream_healthy: IntGaugeVec,
     pub connections_open: IntGaugeVec,
     pub connections_closed: IntCounterVec,
+    pub tunnels_open: IntGaugeVec,
+    pub tunnels_closed: IntCounterVec,
     pub store: StoreMetrics,
 }
 
@@ -178,6 +180,26 @@ impl Metrics {
                 "Client connections the gateway ended or turned away, by listener and reason \
                  (refused, evicted, header_timeout, idle_timeout).",
                 &["listener", "reason"],
+            ),
+            tunnels_open: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "portero_tunnels_open",
+                        "Upgraded connections (WebSocket) tunneled to an upstream now, by route.",
+                    ),
+                    &["route"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
+            tunnels_closed: counter(
+                "portero_tunnels_closed_total",
+                "Tunnels ended, by route and reason (closed, token_expired, token_revoked, \
+                 idle_timeout, shutdown).",
+                &["route", "reason"],
             ),
             store: StoreMetrics {
                 errors: counter(

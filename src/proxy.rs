@@ -9,27 +9,29 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, ORIGIN};
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, ORIGIN, UPGRADE};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
+use hyper::upgrade::OnUpgrade;
 
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Verified;
 use crate::clock::Clock;
-use crate::config::{Endpoint, OutagePolicy, PathRules, Policy, Route, RouteAction};
+use crate::config::{CorsPolicy, Endpoint, OutagePolicy, PathRules, Policy, Route, RouteAction};
 use crate::cors;
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
-use crate::listener::{Handler, Peer};
+use crate::listener::{Handler, Hold, Peer};
 use crate::live::Live;
 use crate::metrics::{method_label, Metrics, UpstreamSeries};
 use crate::path::PathError;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::store::Store;
 use crate::target::{self, HostError};
-use crate::upstream::client::{Failure, Forwarder};
+use crate::tunnel::{self, Tunnel};
+use crate::upstream::client::{Failure, Forwarder, Handshake};
 use crate::upstream::UpstreamGroup;
 
 /// Everything a request may read, shared by every listener.
@@ -48,6 +50,7 @@ pub struct Shared {
     pub access_log: bool,
     pub paths: PathRules,
     pub clock: Clock,
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// The public listeners' request handler.
@@ -169,7 +172,7 @@ impl Gateway {
         if route.cors.is_some() {
             trace.origin = parts.headers.get(ORIGIN).cloned();
         }
-        let (upstream, strip_prefix, policy) = match &route.action {
+        let (upstream, strip_prefix, policy, upgrades) = match &route.action {
             RouteAction::Issue { issuer, endpoint } => {
                 let (reply, body_read) = self
                     .token_endpoint(live, *issuer, *endpoint, &parts, body, peer)
@@ -181,15 +184,27 @@ impl Gateway {
                 upstream,
                 strip_prefix,
                 policy,
-            } => (*upstream, *strip_prefix, policy.as_ref()),
+                upgrades,
+            } => (*upstream, *strip_prefix, policy.as_ref(), upgrades),
         };
         if declared_length(&parts.headers).is_some_and(|n| n > self.shared.max_body_size) {
             return Err(RequestError::TooLarge);
         }
         let verified = match policy {
             None => None, // a public route
-            Some(policy) => Some((policy, self.authorize(live, index, policy, &parts.headers)?)),
+            Some(policy) => Some((policy, self.authorize(live, index, policy, &parts)?)),
         };
+        let upgrade = upgrade_requested(&parts, body.is_end_stream(), upgrades);
+        if upgrade.is_some()
+            && !route
+                .cors
+                .as_ref()
+                .is_none_or(|c| origin_allowed(c, &parts))
+        {
+            // A page on a refused origin cannot open a tunnel with the
+            // user's credentials (browsers apply no CORS to WebSockets).
+            return Err(RequestError::CorsRefused(cors::Refusal::Origin));
+        }
         let group = &self.shared.upstreams[upstream];
         let prefix = strip_prefix.then_some(route.path.as_str());
         rewrite(
@@ -202,6 +217,16 @@ impl Gateway {
             peer,
         );
         trace.upstream = Some((upstream, Instant::now()));
+        if let Some(protocol) = upgrade {
+            let token = verified.map(|(_, v)| tunnel::Token {
+                refused_from: live.validator.refused_from(&v),
+                verified: v,
+                revocations: self.shared.revocations.clone(),
+            });
+            return self
+                .tunnel(upstream, parts, protocol, token, &route.name)
+                .await;
+        }
         let forwarded = self.forwarders[upstream]
             .send(
                 group,
@@ -219,13 +244,70 @@ impl Gateway {
         Ok(forwarded.response.map(GatewayBody::Upstream))
     }
 
+    /// Asks the upstream to switch protocols; if it does, relays its `101`
+    /// and hands both connections to a tunnel that ends with the token.
+    async fn tunnel(
+        &self,
+        upstream: usize,
+        mut parts: Parts,
+        protocol: HeaderValue,
+        token: Option<tunnel::Token>,
+        route: &str,
+    ) -> Result<Response<GatewayBody>, RequestError> {
+        let client = parts.extensions.remove::<OnUpgrade>();
+        let hold = parts.extensions.remove::<Hold>();
+        let (Some(client), Some(hold)) = (client, hold) else {
+            return Err(RequestError::Upstream(Failure::Upstream));
+        };
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(UPGRADE, protocol.clone());
+        let group = &self.shared.upstreams[upstream];
+        let handshake = self.forwarders[upstream]
+            .upgrade(group, parts)
+            .await
+            .map_err(RequestError::Upstream)?;
+        let (head, stream, early, slot) = match handshake {
+            Handshake::Answered(forwarded) => {
+                return Ok(forwarded.response.map(GatewayBody::Upstream))
+            }
+            Handshake::Switched {
+                head,
+                stream,
+                early,
+                slot,
+            } => (head, stream, early, slot),
+        };
+        let websocket = protocol.as_bytes().eq_ignore_ascii_case(b"websocket");
+        let tunnel = Tunnel {
+            client,
+            upstream: stream,
+            upstream_early: early,
+            upstream_slot: slot,
+            hold,
+            websocket,
+            token,
+            idle_timeout: self.shared.tunnel_idle_timeout,
+            route: route.to_string(),
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move { tunnel.run(&shared.metrics).await });
+        let mut response = respond::switching(head.headers);
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        response.headers_mut().insert(UPGRADE, protocol);
+        Ok(response)
+    }
+
     /// The route's policy against the request's credential, counted either way.
     fn authorize(
         &self,
         live: &Live,
         index: usize,
         policy: &Policy,
-        headers: &HeaderMap,
+        parts: &Parts,
     ) -> Result<Arc<Verified>, RequestError> {
         let shared = &self.shared;
         let route = &live.routes.routes()[index];
@@ -242,9 +324,8 @@ impl Gateway {
             return Err(RequestError::StoreUnavailable);
         }
         let result = policy
-            .token_from
-            .extract(headers)
-            .and_then(|token| live.validator.validate(token, policy, shared.clock.unix()));
+            .token(&parts.headers, parts.uri.query())
+            .and_then(|token| live.validator.validate(&token, policy, shared.clock.unix()));
         match result {
             Ok(verified) => {
                 if let Some(allowed) = &live.route_series[index].allowed {
@@ -365,6 +446,40 @@ fn preflight(
     )
 }
 
+/// The protocol a request asks to switch to, if its route tunnels it: an
+/// HTTP/1.1 `GET` without a body, `Connection: upgrade`, and one protocol
+/// in `Upgrade` (RFC 9110 §7.8). Any other `Upgrade` is dropped on the way
+/// upstream like every hop-by-hop header.
+fn upgrade_requested(parts: &Parts, bodiless: bool, allowed: &[String]) -> Option<HeaderValue> {
+    // The listener marks requests with an `Upgrade` header: most have none.
+    parts.extensions.get::<Hold>()?;
+    if parts.method != Method::GET || parts.version != http::Version::HTTP_11 || !bodiless {
+        return None;
+    }
+    let connection_upgrade = parts
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let mut upgrade = parts.headers.get_all(UPGRADE).iter();
+    let (Some(protocol), None) = (upgrade.next(), upgrade.next()) else {
+        return None;
+    };
+    let name = protocol.to_str().ok()?.split('/').next()?.trim();
+    let allowed = allowed.iter().any(|a| a.eq_ignore_ascii_case(name));
+    (connection_upgrade && allowed && !name.contains(',')).then(|| protocol.clone())
+}
+
+/// The request comes from no browser page, or from one the policy allows.
+fn origin_allowed(policy: &CorsPolicy, parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(ORIGIN)
+        .is_none_or(|origin| cors::allows_origin(policy, origin))
+}
+
 /// The route for (host, path, method).
 fn route<'l>(
     live: &'l Live,
@@ -399,6 +514,9 @@ fn rewrite(
         }
         if !policy.forward_token {
             identity::remove_token(headers, &policy.token_from);
+        }
+        if let Some(uri) = identity::remove_query_tokens(&parts.uri, &policy.token_from) {
+            parts.uri = uri;
         }
     }
     // The configured Host, else the client's (checked, without a trailing

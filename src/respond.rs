@@ -134,6 +134,14 @@ pub fn preflight(headers: HeaderMap) -> Response<GatewayBody> {
     resp
 }
 
+/// The upstream's `101`, relayed to the client with `headers`.
+pub fn switching(headers: HeaderMap) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *resp.headers_mut() = headers;
+    resp
+}
+
 /// A complete JSON response that no cache may keep.
 pub fn json(status: StatusCode, body: String) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::from(body))));

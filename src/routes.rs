@@ -145,6 +145,7 @@ mod tests {
                 upstream: 0,
                 strip_prefix: false,
                 policy: None,
+                upgrades: vec![],
             },
             cors: None,
         }

@@ -247,6 +247,7 @@ pub fn run(
         access_log: config.server.access_log,
         paths: config.server.paths,
         clock: clock::Clock::system(),
+        tunnel_idle_timeout: config.server.tunnel_idle_timeout,
     });
 
     let started = Arc::new(AtomicBool::new(false));

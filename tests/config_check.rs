@@ -63,7 +63,7 @@ fn missing_upstream_reference_fails_naming_key_and_line() {
 fn bad_values_are_each_named() {
     let bad = GOOD
         .replace("addr = \"127.0.0.1:8080\"", "addr = \"localhost\"")
-        .replace("path = \"/\"", "path = \"/\"\nmethods = [\"FETCH ME\"]\nissuers = [\"nobody\"]\ntoken_from = \"query:t\"");
+        .replace("path = \"/\"", "path = \"/\"\nmethods = [\"FETCH ME\"]\nissuers = [\"nobody\"]\ntoken_from = [\"bearer\", \"pigeon:t\"]");
     let (ok, err) = check(&bad);
     assert!(!ok);
     for needle in [

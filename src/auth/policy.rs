@@ -2,6 +2,8 @@
 //! issuers, audience and token use it accepts, which roles, scopes and claim
 //! values it requires, and which claims become upstream headers.
 
+use std::borrow::Cow;
+
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
@@ -11,12 +13,38 @@ use super::validate::Verified;
 use super::AuthError;
 use crate::config::{Policy, TokenSource};
 
+impl Policy {
+    /// The request's token, from the one source of `token_from` that has
+    /// it. The credential must come once: from two sources, or twice from
+    /// one, portero would check one copy while the upstream might read the
+    /// other (`RepeatedToken`).
+    pub fn token<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        query: Option<&'r str>,
+    ) -> Result<Cow<'r, str>, AuthError> {
+        let mut found = None;
+        for source in &self.token_from {
+            match source.extract(headers, query) {
+                Ok(_) if found.is_some() => return Err(AuthError::RepeatedToken),
+                Ok(token) => found = Some(token),
+                Err(AuthError::MissingToken) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        found.ok_or(AuthError::MissingToken)
+    }
+}
+
 impl TokenSource {
-    /// The token in a request, borrowed from its headers. The credential
-    /// must come once: with two, portero would check one while the upstream
-    /// might read the other (`RepeatedToken`); another spelling of the
-    /// header (`x_api_token` for `x-api-token`) counts as a second copy.
-    pub fn extract<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, AuthError> {
+    /// The token in a request, borrowed where it can be. Another spelling
+    /// of the header (`x_api_token` for `x-api-token`) counts as a second
+    /// copy.
+    fn extract<'r>(
+        &self,
+        headers: &'r HeaderMap,
+        query: Option<&'r str>,
+    ) -> Result<Cow<'r, str>, AuthError> {
         let token = match self {
             Self::Bearer => bearer(single(headers, &AUTHORIZATION)?).unwrap_or(""),
             Self::RawAuthorization => {
@@ -48,12 +76,29 @@ impl TokenSource {
                 }
                 first
             }
+            Self::Query(name) => return query_param(query.unwrap_or(""), name),
         };
         if token.is_empty() {
             return Err(AuthError::MissingToken);
         }
-        Ok(token)
+        Ok(Cow::Borrowed(token))
     }
+}
+
+/// The one value of query parameter `name` (names and values read as
+/// `application/x-www-form-urlencoded`, as the upstream would read them).
+fn query_param<'q>(query: &'q str, name: &str) -> Result<Cow<'q, str>, AuthError> {
+    let mut values = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v);
+    let first = values.next().ok_or(AuthError::MissingToken)?;
+    if values.next().is_some() {
+        return Err(AuthError::RepeatedToken);
+    }
+    if first.trim().is_empty() {
+        return Err(AuthError::MissingToken);
+    }
+    Ok(first)
 }
 
 /// The one value of a header, as text.
@@ -209,27 +254,62 @@ mod tests {
         h
     }
 
+    fn ex(source: &TokenSource, h: &HeaderMap) -> Result<String, AuthError> {
+        source.extract(h, None).map(Cow::into_owned)
+    }
+
+    fn with_sources(sources: &[&str]) -> Policy {
+        let mut p = Policy::bearer(1);
+        p.token_from = sources
+            .iter()
+            .map(|s| TokenSource::parse(s).unwrap())
+            .collect();
+        p
+    }
+
+    #[test]
+    fn query_tokens_are_read_as_the_upstream_reads_them() {
+        let p = with_sources(&["bearer", "query:access_token"]);
+        let none = HeaderMap::new();
+        let token = |q: &str| p.token(&none, Some(q)).map(Cow::into_owned);
+        assert_eq!(token("a=1&access_token=t.o.k"), Ok("t.o.k".into()));
+        assert_eq!(token("access%5Ftoken=t%2Eo.k"), Ok("t.o.k".into()));
+        assert_eq!(token("access_token="), Err(AuthError::MissingToken));
+        assert_eq!(token("token=x"), Err(AuthError::MissingToken));
+        assert_eq!(
+            token("access_token=a&access_token=b"),
+            Err(AuthError::RepeatedToken)
+        );
+        // From two sources at once: which one would the upstream read?
+        let both = headers(&[("authorization", "Bearer a")]);
+        assert_eq!(
+            p.token(&both, Some("access_token=b")),
+            Err(AuthError::RepeatedToken)
+        );
+        assert_eq!(p.token(&both, None).as_deref(), Ok("a"));
+    }
+
     #[test]
     fn bearer_scheme_is_case_insensitive_and_required() {
         let s = TokenSource::Bearer;
         assert_eq!(
-            s.extract(&headers(&[("authorization", "bearer abc")])),
-            Ok("abc")
+            ex(&s, &headers(&[("authorization", "bearer abc")])),
+            Ok("abc".into())
         );
         assert_eq!(
-            s.extract(&headers(&[("authorization", "Bearer  abc ")])),
-            Ok("abc")
+            ex(&s, &headers(&[("authorization", "Bearer  abc ")])),
+            Ok("abc".into())
         );
         assert_eq!(
-            s.extract(&headers(&[("authorization", "abc")])),
+            ex(&s, &headers(&[("authorization", "abc")])),
             Err(AuthError::MissingToken)
         );
         assert_eq!(
-            s.extract(&headers(&[("authorization", "Basic abc")])),
+            ex(&s, &headers(&[("authorization", "Basic abc")])),
             Err(AuthError::MissingToken)
         );
         assert_eq!(
-            s.extract(&headers(&[("authorization", "Bearer ")])),
+            ex(&s, &headers(&[("authorization", "Bearer ")])),
             Err(AuthError::MissingToken)
         );
     }
@@ -241,22 +321,20 @@ mod tests {
             ("x-api-token", "tok2"),
             ("cookie", "a=1; session=tok3"),
         ]);
-        assert_eq!(TokenSource::RawAuthorization.extract(&h), Ok("tok1"));
+        assert_eq!(ex(&TokenSource::RawAuthorization, &h), Ok("tok1".into()));
         assert_eq!(
-            TokenSource::parse("header:X-Api-Token")
-                .unwrap()
-                .extract(&h),
-            Ok("tok2")
+            ex(&TokenSource::parse("header:X-Api-Token").unwrap(), &h),
+            Ok("tok2".into())
         );
         assert_eq!(
-            TokenSource::parse("cookie:session").unwrap().extract(&h),
-            Ok("tok3")
+            ex(&TokenSource::parse("cookie:session").unwrap(), &h),
+            Ok("tok3".into())
         );
         assert_eq!(
-            TokenSource::parse("cookie:other").unwrap().extract(&h),
+            ex(&TokenSource::parse("cookie:other").unwrap(), &h),
             Err(AuthError::MissingToken)
         );
-        assert!(TokenSource::parse("query:token").is_err());
+        assert!(TokenSource::parse("pigeon:token").is_err());
     }
 
     #[test]
@@ -266,19 +344,19 @@ mod tests {
             ("authorization", "Bearer good"),
             ("authorization", "Bearer forged"),
         ]);
-        assert_eq!(TokenSource::Bearer.extract(&two), repeated);
-        assert_eq!(TokenSource::RawAuthorization.extract(&two), repeated);
+        assert_eq!(ex(&TokenSource::Bearer, &two), repeated);
+        assert_eq!(ex(&TokenSource::RawAuthorization, &two), repeated);
         let source = TokenSource::parse("header:x-api-token").unwrap();
         let spelled = headers(&[("x-api-token", "good"), ("x_api_token", "forged")]);
-        assert_eq!(source.extract(&spelled), repeated);
+        assert_eq!(ex(&source, &spelled), repeated);
         let cookie = TokenSource::parse("cookie:session").unwrap();
         let cookies = headers(&[
             ("cookie", "session=good"),
             ("cookie", "a=1; session=forged"),
         ]);
-        assert_eq!(cookie.extract(&cookies), repeated);
+        assert_eq!(ex(&cookie, &cookies), repeated);
         let one = headers(&[("cookie", "session=good; sessionx=1")]);
-        assert_eq!(cookie.extract(&one), Ok("good"));
+        assert_eq!(ex(&cookie, &one), Ok("good".into()));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 /// One revocation, as the admin API reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,14 +31,36 @@ type Hasher = foldhash::fast::RandomState;
 /// A subject's revocations: (iss, tokens issued before this are revoked).
 type SubjectEntries = Vec<(Box<str>, i64)>;
 
-#[derive(Default)]
 pub struct Revocations {
     jtis: DashMap<Box<str>, Option<i64>, Hasher>,
     subjects: DashMap<Box<str>, SubjectEntries, Hasher>,
+    /// Counts revocations applied, so open tunnels hear of each one.
+    applied: watch::Sender<u64>,
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Revocations {
+            jtis: DashMap::default(),
+            subjects: DashMap::default(),
+            applied: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Revocations {
+    /// Changes with every revocation applied, wherever it was made: what a
+    /// long-lived connection waits on to re-check its token.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
     pub fn apply(&self, r: &Revocation) {
+        self.insert(r);
+        self.applied.send_modify(|n| *n += 1);
+    }
+
+    fn insert(&self, r: &Revocation) {
         match r {
             Revocation::Jti { jti, expires_at } => {
                 self.jtis.insert(jti.as_str().into(), *expires_at);

@@ -118,6 +118,12 @@ impl Validator {
         Ok(verified)
     }
 
+    /// The Unix time from which `validate` refuses `t` as expired (`exp`
+    /// plus the leeway); `None` for a token without `exp`.
+    pub fn refused_from(&self, t: &Verified) -> Option<i64> {
+        t.exp.map(|exp| exp.saturating_add(self.leeway))
+    }
+
     /// The verified form of `token`, from the cache or by checking its signature.
     fn verified(&self, token: &str) -> Result<Arc<Verified>, AuthError> {
         let Some(cache) = &self.cache else {

@@ -183,6 +183,11 @@ impl Checker<'_> {
                 merge_slashes: s.merge_slashes.unwrap_or(false),
                 allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
             },
+            tunnel_idle_timeout: self.duration(
+                &s.tunnel_idle_timeout,
+                "server.tunnel_idle_timeout",
+                secs(300),
+            ),
         }
     }
 

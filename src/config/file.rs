@@ -60,6 +60,7 @@ pub(super) struct FileServer {
     pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
     pub(super) merge_slashes: Option<bool>,
     pub(super) allow_encoded_slashes: Option<bool>,
+    pub(super) tunnel_idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -202,7 +203,8 @@ pub(super) struct FileRoute {
     pub(super) public: bool,
     #[serde(default)]
     pub(super) issuers: Vec<Spanned<String>>,
-    pub(super) token_from: Option<Spanned<String>>,
+    /// A source, or a list of them: `"bearer"` or `["bearer", "query:access_token"]`.
+    pub(super) token_from: Option<Spanned<toml::Value>>,
     pub(super) token_use: Option<String>,
     pub(super) audience: Option<String>,
     #[serde(default)]
@@ -216,6 +218,7 @@ pub(super) struct FileRoute {
     #[serde(default = "yes")]
     pub(super) forward_token: bool,
     pub(super) cors: Option<Spanned<String>>,
+    pub(super) upgrades: Option<Vec<Spanned<String>>>,
 }
 
 fn any_host() -> Spanned<String> {

@@ -89,6 +89,8 @@ pub struct ServerSettings {
     /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub paths: PathRules,
+    /// A tunnel (WebSocket) with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// What one client connection may hold of the gateway.
@@ -252,6 +254,9 @@ pub enum OriginPattern {
     Any,
 }
 
+// Routes are few and read in place on every request: boxing the large
+// variant would add a pointer hop to save memory nobody misses.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum RouteAction {
     /// Forward to an upstream; `policy` is `None` on a public route.
@@ -259,6 +264,9 @@ pub enum RouteAction {
         upstream: usize,
         strip_prefix: bool,
         policy: Option<Policy>,
+        /// Protocols a client may switch to through the route (lower case,
+        /// e.g. `websocket`), tunneled once the upstream agrees.
+        upgrades: Vec<String>,
     },
     /// Serve an issuer's token endpoint; never forwarded.
     Issue { issuer: usize, endpoint: Endpoint },
@@ -275,7 +283,8 @@ pub enum Endpoint {
 pub struct Policy {
     /// Bit `i` set: tokens of issuer `i` are accepted.
     pub issuer_mask: u64,
-    pub token_from: TokenSource,
+    /// Where the token may come from; it must come from exactly one.
+    pub token_from: Vec<TokenSource>,
     pub token_use: Option<String>,
     pub audience: Option<String>,
     /// Any one of these roles (claim `role` or `roles`) is enough.
@@ -295,7 +304,7 @@ impl Policy {
     pub fn bearer(issuer_mask: u64) -> Policy {
         Policy {
             issuer_mask,
-            token_from: TokenSource::Bearer,
+            token_from: vec![TokenSource::Bearer],
             token_use: None,
             audience: None,
             roles: Vec::new(),
@@ -319,6 +328,10 @@ pub enum TokenSource {
     Header(HeaderName),
     /// A cookie, e.g. `cookie:session`.
     Cookie(String),
+    /// A query parameter, e.g. `query:access_token`, for clients that
+    /// cannot set headers (a browser's WebSocket). Removed from the URL
+    /// before it goes upstream.
+    Query(String),
 }
 
 impl TokenSource {
@@ -332,8 +345,11 @@ impl TokenSource {
             Some(("cookie", name)) if !name.trim().is_empty() => {
                 Ok(Self::Cookie(name.trim().to_string()))
             }
+            Some(("query", name)) if !name.trim().is_empty() => {
+                Ok(Self::Query(name.trim().to_string()))
+            }
             _ => Err(format!(
-                "{s:?}: expected \"bearer\", \"authorization\", \"header:NAME\" or \"cookie:NAME\""
+                "{s:?}: expected \"bearer\", \"authorization\", \"header:NAME\", \"cookie:NAME\" or \"query:NAME\""
             )),
         }
     }

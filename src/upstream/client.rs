@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
@@ -56,6 +56,21 @@ pub enum Failure {
 pub struct Forwarded {
     pub response: Response<ResponseBody>,
     pub body_read: bool,
+}
+
+/// The upstream's answer to a request to upgrade.
+pub enum Handshake {
+    /// `101`: its head, and the connection, now speaking the new protocol.
+    Switched {
+        head: codec::ResponseHead,
+        stream: TcpStream,
+        /// What it sent after the head.
+        early: Bytes,
+        /// The connection's place among the server's (`max_connections`).
+        slot: OwnedSemaphorePermit,
+    },
+    /// Any other answer, relayed as usual.
+    Answered(Forwarded),
 }
 
 /// One upstream group's connections.
@@ -190,6 +205,78 @@ impl Forwarder {
                 }
                 Err(Failure::Closed) => return Err(Failure::Upstream),
                 Err(f) => return Err(f),
+            }
+        }
+    }
+
+    /// Asks the next healthy server to switch `parts` (a bodiless request
+    /// whose `Connection`/`Upgrade` headers name the protocol) to another
+    /// protocol, on a connection of its own that never returns to the pool.
+    /// A failed connect is tried on the next server.
+    pub async fn upgrade(
+        &self,
+        group: &UpstreamGroup,
+        parts: http::request::Parts,
+    ) -> Result<Handshake, Failure> {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut tried: SmallVec<[SocketAddr; 4]> = SmallVec::new();
+        let mut last = Failure::NoServer;
+        let (server, slot, mut stream) = loop {
+            let Some(addr) = group.pick(&tried) else {
+                return Err(last);
+            };
+            tried.push(addr);
+            let server = self.server(addr);
+            let slot = self.slot(server).await?;
+            match self.connect(server).await {
+                Ok(stream) => break (server, slot, stream),
+                Err(f) => last = f,
+            }
+        };
+        let mut head = Vec::with_capacity(1024);
+        codec::write_head(
+            &mut head,
+            &parts.method,
+            path,
+            &parts.headers,
+            &server.authority,
+            RequestFraming::Empty,
+        );
+        match tokio::time::timeout(self.write_timeout, stream.write_all(&head)).await {
+            Err(_) => return Err(Failure::Timeout),
+            Ok(Err(_)) => return Err(Failure::Upstream),
+            Ok(Ok(())) => {}
+        }
+        let deadline = Instant::now() + self.read_timeout;
+        let mut buf = BytesMut::with_capacity(4 * 1024);
+        loop {
+            match codec::parse_upgrade_head(&mut buf, &parts.method) {
+                Ok(Some(head)) if head.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    return Ok(Handshake::Switched {
+                        head,
+                        stream,
+                        early: buf.freeze(),
+                        slot,
+                    });
+                }
+                Ok(Some(head)) => {
+                    let conn = Pooled::new(stream, server.idle.clone(), slot);
+                    let response = head.into_response(conn, buf, self.read_timeout);
+                    return Ok(Handshake::Answered(Forwarded {
+                        response,
+                        body_read: true,
+                    }));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(error = ?e, "unusable upgrade response from upstream");
+                    return Err(Failure::Upstream);
+                }
+            }
+            match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+                Err(_) => return Err(Failure::Timeout),
+                Ok(Ok(0)) | Ok(Err(_)) => return Err(Failure::Upstream),
+                Ok(Ok(_)) => {}
             }
         }
     }

@@ -128,12 +128,30 @@ pub enum HeadError {
 
 /// Parses a response head from the front of `buf` and removes it, or says
 /// more bytes are needed. Interim (1xx) responses are skipped; a `101` is
-/// malformed, as portero never asks for an upgrade. The headers kept are the
-/// end-to-end ones: hop-by-hop headers and those `Connection` names are read
-/// for framing and dropped here, so the client never sees them.
+/// malformed, as this request asked for no upgrade. The headers kept are
+/// the end-to-end ones: hop-by-hop headers and those `Connection` names are
+/// read for framing and dropped here, so the client never sees them.
 pub fn parse_response_head(
     buf: &mut BytesMut,
     method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    parse_head(buf, method, false)
+}
+
+/// As [`parse_response_head`], for a request that asked to upgrade: a
+/// `101` is the upstream's yes, with no body, and what follows it in `buf`
+/// is the new protocol's.
+pub fn parse_upgrade_head(
+    buf: &mut BytesMut,
+    method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    parse_head(buf, method, true)
+}
+
+fn parse_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    upgrading: bool,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
         // Each field as spans of the head, so that the values can share the
@@ -172,10 +190,11 @@ pub fn parse_response_head(
             );
             (len, status, version)
         };
-        if status == StatusCode::SWITCHING_PROTOCOLS {
+        if status == StatusCode::SWITCHING_PROTOCOLS && !upgrading {
             return Err(HeadError::Malformed);
         }
-        if status.is_informational() {
+        let switched = status == StatusCode::SWITCHING_PROTOCOLS;
+        if status.is_informational() && !switched {
             buf.advance(len);
             continue;
         }
@@ -227,7 +246,8 @@ pub fn parse_response_head(
         for name in &named_by_connection {
             headers.remove(name);
         }
-        let bodiless = *method == Method::HEAD
+        let bodiless = switched
+            || *method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
         let framing = match (bodiless, transfer_encoding, chunked, length) {
@@ -255,7 +275,7 @@ pub fn parse_response_head(
             version,
             headers,
             framing,
-            reusable: !close && framing != ResponseFraming::Close,
+            reusable: !switched && !close && framing != ResponseFraming::Close,
         }));
     }
 }
@@ -372,6 +392,27 @@ mod tests {
             framing("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\n").0,
             ResponseFraming::Length(5)
         );
+    }
+
+    #[test]
+    fn a_switch_is_read_only_when_asked_for() {
+        let text =
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+                    sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi";
+        let mut buf = BytesMut::from(&text[..]);
+        let h = parse_upgrade_head(&mut buf, &Method::GET).unwrap().unwrap();
+        assert_eq!(h.status, StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!((h.framing, h.reusable), (ResponseFraming::Empty, false));
+        assert!(h.headers.contains_key("sec-websocket-accept"));
+        assert!(!h.headers.contains_key("upgrade"));
+        assert_eq!(&buf[..], b"\x81\x02hi", "the new protocol's bytes stay");
+        // Refused: an ordinary answer, read as one.
+        let h = head(
+            "HTTP/1.1 403 Forbidden\r\ncontent-length: 2\r\n\r\nno",
+            Method::GET,
+        )
+        .unwrap();
+        assert_eq!(h.unwrap().status, StatusCode::FORBIDDEN);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `gateway` (the process), `upstream` (an echoing upstream), `tokens`
 //! (signed independently of portero's code), `configs` (config text),
 //! `endpoints` (requests to the token endpoints),
-//! `redis` (a Redis to test against).
+//! `redis` (a Redis to test against), `websocket` (a WebSocket server and client).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -16,10 +16,11 @@ mod gateway;
 pub mod redis;
 mod tokens;
 mod upstream;
+mod websocket;
 
 // Each test file uses some of these.
 #[allow(unused_imports)]
-pub use {configs::*, endpoints::*, gateway::*, tokens::*, upstream::*};
+pub use {configs::*, endpoints::*, gateway::*, tokens::*, upstream::*, websocket::*};
 
 pub const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token";

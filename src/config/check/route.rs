@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use toml::Spanned;
+
 use super::super::file::*;
 use super::super::model::*;
 use super::{Checker, RESERVED_HEADERS};
@@ -66,6 +68,7 @@ impl Checker<'_> {
                 upstream,
                 strip_prefix: r.strip_prefix,
                 policy,
+                upgrades: self.upgrades(&r.upgrades, &key("upgrades")),
             },
             cors: self.cors_ref(&r.cors, cors, &key("cors")),
         }
@@ -129,13 +132,7 @@ impl Checker<'_> {
         if issuers.len() > 64 {
             self.problem_no_span("issuers", "at most 64 issuers are supported");
         }
-        let token_from = match &r.token_from {
-            None => TokenSource::Bearer,
-            Some(s) => TokenSource::parse(s.get_ref()).unwrap_or_else(|e| {
-                self.problem(s, key("token_from"), e);
-                TokenSource::Bearer
-            }),
-        };
+        let token_from = self.token_sources(&r.token_from, &key("token_from"));
         Policy {
             issuer_mask: self.issuer_mask(r, issuers, &key("issuers")),
             token_from,
@@ -151,6 +148,73 @@ impl Checker<'_> {
             headers,
             forward_token: r.forward_token,
         }
+    }
+
+    /// `token_from`: one source or a list; none names the `Authorization`
+    /// header twice (`bearer` and `authorization` read the same header).
+    fn token_sources(&mut self, v: &Option<Spanned<toml::Value>>, key: &str) -> Vec<TokenSource> {
+        let Some(v) = v else {
+            return vec![TokenSource::Bearer];
+        };
+        let texts: Vec<Option<&str>> = match v.get_ref() {
+            toml::Value::String(s) => vec![Some(s.as_str())],
+            toml::Value::Array(list) if !list.is_empty() => {
+                list.iter().map(|x| x.as_str()).collect()
+            }
+            _ => vec![None],
+        };
+        let mut sources = Vec::new();
+        for text in texts {
+            let Some(text) = text else {
+                self.problem(v, key, "expected a source or a list of sources, e.g. [\"bearer\", \"query:access_token\"]");
+                continue;
+            };
+            match TokenSource::parse(text) {
+                Ok(s) if sources.contains(&s) => {
+                    self.problem(v, key, format!("{text:?} is listed twice"));
+                }
+                Ok(s) => sources.push(s),
+                Err(e) => self.problem(v, key, e),
+            }
+        }
+        let authorization =
+            |s: &TokenSource| matches!(s, TokenSource::Bearer | TokenSource::RawAuthorization);
+        if sources.iter().filter(|s| authorization(s)).count() > 1 {
+            self.problem(
+                v,
+                key,
+                "\"bearer\" and \"authorization\" both read the Authorization header: list one",
+            );
+        }
+        if sources.is_empty() {
+            sources.push(TokenSource::Bearer);
+        }
+        sources
+    }
+
+    /// `upgrades`: the protocols a route tunnels; `websocket` by default.
+    /// `h2c` never: a client would speak HTTP/2 to the upstream through
+    /// the tunnel, past every route but this one.
+    fn upgrades(&mut self, v: &Option<Vec<Spanned<String>>>, key: &str) -> Vec<String> {
+        let Some(list) = v else {
+            return vec!["websocket".to_string()];
+        };
+        let mut out = Vec::new();
+        for p in list {
+            let name = p.get_ref().trim().to_ascii_lowercase();
+            if name == "h2c" || name.starts_with("h2c/") || name.starts_with("http/") {
+                self.problem(
+                    p,
+                    key,
+                    format!("{name:?} cannot be tunneled: requests inside it would bypass routing"),
+                );
+            } else if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                self.problem(p, key, format!("{:?} is not a protocol name", p.get_ref()));
+            } else {
+                out.push(name);
+            }
+        }
+        out
     }
 
     /// Bit `i` set for each issuer the route accepts; no list means all.
