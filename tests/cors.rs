@@ -399,3 +399,66 @@ fn cors_problems_are_each_named() {
         assert!(out.contains(needle), "{needle} missing from:\n{out}");
     }
 }
+
+/// The demo config: pages on a local front-end dev server may call every
+/// token endpoint and protected path; `/ws/` tunnels with a query token.
+#[tokio::test]
+async fn the_demo_lets_a_local_dev_server_call_everything() {
+    let gw = demo(|body| body).await;
+    let token_endpoints = [
+        ("/api/Session/GetToken", None),
+        ("/api/auth/token", None),
+        ("/api/auth/refreshtoken", None),
+        ("/auth", None),
+        ("/api/auth/token", Some("maxpoint.localhost")),
+        ("/api/v1/auth", None),
+    ];
+    for origin in ["http://localhost:3000", "http://127.0.0.1:3000"] {
+        for (path, host) in token_endpoints {
+            let mut req = preflight(&gw, path, origin, "POST", "content-type");
+            if let Some(h) = host {
+                req = req.header("host", h);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::NO_CONTENT,
+                "{origin} {path} {host:?}"
+            );
+            assert_eq!(header(&r, "access-control-allow-origin"), Some(origin));
+        }
+        let r = preflight(&gw, "/facturas", origin, "GET", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "{origin}");
+    }
+    let r = preflight(
+        &gw,
+        "/api/v1/auth",
+        "http://localhost:8000",
+        "POST",
+        "content-type",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(has_no_cors_headers(&r));
+
+    // Seed 004's client logs in, then talks to the echo over a WebSocket.
+    let (status, body) = post(
+        &gw,
+        "/api/v1/auth",
+        None,
+        r#"{"client_id": "demo_client_123", "client_secret": "demo_secret_456_ABCDEFGH"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let token = parse(&body)["access_token"].as_str().unwrap().to_string();
+    let url = format!("ws://127.0.0.1:{}/ws/chat?access_token={token}", gw.port);
+    let mut ws = ws_connect(&url, &[("origin", "http://localhost:3000")])
+        .await
+        .unwrap();
+    assert_eq!(echo_text(&mut ws, "hola").await, "hola");
+}
