@@ -60,6 +60,13 @@ cors = "app"
 name = "plain"
 path = "/plain"
 upstream = "up"
+
+[[routes]]
+name = "admins"
+path = "/admins"
+upstream = "up"
+cors = "app"
+roles = ["AUDITOR"]
 "#,
         issuers = issuers(),
         up = upstream("up", &[up.addr], ""),
@@ -321,6 +328,17 @@ async fn the_gateways_own_errors_carry_cors_headers() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(allowed(&r));
 
+    // 403 for a good token without the route's role.
+    let r = client
+        .get(gw.url("/admins"))
+        .header("origin", APP)
+        .bearer_auth(Signer::Hs.sign(&claims("alice")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(allowed(&r));
+
     // 502 from an upstream that is down.
     let token = Signer::Hs.sign(&claims("alice"));
     let r = client
@@ -356,7 +374,34 @@ async fn the_gateways_own_errors_carry_cors_headers() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(allowed(&r));
 
-    // And the success, which the page reads.
+    // Locked out after five failures: the dialect's 403 (code 2), readable too.
+    for _ in 0..6 {
+        client
+            .post(gw.url("/api/Session/GetToken"))
+            .header("content-type", "application/json")
+            .body(r#"{"username":"admin","password":"wrong"}"#)
+            .send()
+            .await
+            .unwrap();
+    }
+    let r = client
+        .post(gw.url("/api/Session/GetToken"))
+        .header("origin", APP)
+        .header("content-type", "application/json")
+        .body(r#"{"username":"admin","password":"demo2024"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(allowed(&r));
+    assert_eq!(parse(&r.text().await.unwrap())["error"], 2);
+}
+
+#[tokio::test]
+async fn a_successful_login_is_readable_by_the_page() {
+    let (gw, _upstream) = start().await;
+    let client = reqwest::Client::new();
+    let allowed = |r: &reqwest::Response| header(r, "access-control-allow-origin") == Some(APP);
     let r = client
         .post(gw.url("/api/Session/GetToken"))
         .header("origin", APP)

@@ -398,6 +398,25 @@ async fn an_idle_tunnel_is_closed_and_other_upgrades_are_not_tunneled() {
     assert!(!headers.contains_key("http2-settings"), "{headers:?}");
 }
 
+#[tokio::test]
+async fn a_draining_gateway_closes_its_tunnels_as_going_away() {
+    let (mut gw, _rec) = start().await;
+    let url = format!(
+        "{}?access_token={}",
+        ws_url(&gw, "/ws"),
+        token_for("judy", 300)
+    );
+    let mut ws = ws_connect(&url, &[]).await.unwrap();
+    assert_eq!(echo_text(&mut ws, "before").await, "before");
+    gw.signal("TERM");
+    let close = close_code(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!(close, Some((1001, "gateway shutting down".to_string())));
+    assert!(
+        gw.wait_exit(Duration::from_secs(5)).await.is_some(),
+        "it exits"
+    );
+}
+
 #[test]
 fn h2c_cannot_be_tunneled() {
     let (ok, out) = check(&format!(
