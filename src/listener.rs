@@ -111,8 +111,7 @@ pub struct Serving {
 
 /// What an upgrade request carries (as a request extension) so that a
 /// tunnel made of its connection keeps the connection's place, counted as
-/// busy, and hears of shutdown. Only requests with an `Upgrade` header get
-/// one.
+/// busy, and hears of shutdown. Only requests that may upgrade get one.
 #[derive(Clone)]
 pub struct Hold(Arc<Held>);
 
@@ -247,7 +246,10 @@ async fn serve<S, H: Handler>(
     let tunnel_stop = stop.clone();
     let service = service_fn(move |mut req: Request<Incoming>| {
         let in_flight = requests.request();
-        if req.headers().contains_key(http::header::UPGRADE) {
+        // hyper attaches `OnUpgrade` to an HTTP/1.1 request with an
+        // `Upgrade` header (or a CONNECT): an empty-map check on every
+        // other request, where looking the header up would hash its name.
+        if req.extensions().get::<hyper::upgrade::OnUpgrade>().is_some() {
             req.extensions_mut().insert(Hold(Arc::new(Held {
                 _slot: requests.clone(),
                 _busy: requests.busy(),
