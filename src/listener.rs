@@ -249,7 +249,11 @@ async fn serve<S, H: Handler>(
         // hyper attaches `OnUpgrade` to an HTTP/1.1 request with an
         // `Upgrade` header (or a CONNECT): an empty-map check on every
         // other request, where looking the header up would hash its name.
-        if req.extensions().get::<hyper::upgrade::OnUpgrade>().is_some() {
+        if req
+            .extensions()
+            .get::<hyper::upgrade::OnUpgrade>()
+            .is_some()
+        {
             req.extensions_mut().insert(Hold(Arc::new(Held {
                 _slot: requests.clone(),
                 _busy: requests.busy(),

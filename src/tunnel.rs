@@ -341,6 +341,32 @@ mod tests {
     use super::*;
     use tokio::io::duplex;
 
+    /// A pump from `from` to `to`, on its own task, told to end through the sender.
+    fn spawn_pump(
+        websocket: bool,
+        mask: Option<[u8; 4]>,
+        from: tokio::io::DuplexStream,
+        to: tokio::io::DuplexStream,
+    ) -> (
+        watch::Sender<Option<End>>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    ) {
+        let (ending, end) = watch::channel(None);
+        let pump = tokio::spawn(async move {
+            let last_active = AtomicU64::new(0);
+            Direction {
+                frames: websocket.then(Frames::default),
+                mask,
+                end,
+                started: Instant::now(),
+                last_active: &last_active,
+            }
+            .pump(from, to, Bytes::new())
+            .await
+        });
+        (ending, pump)
+    }
+
     /// An unmasked binary frame with a 2-byte length.
     fn frame(payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0x82, 126];
@@ -353,19 +379,7 @@ mod tests {
     async fn an_end_mid_frame_waits_for_the_frame_then_closes() {
         let (mut upstream, from) = duplex(1 << 16);
         let (to, mut client) = duplex(1 << 16);
-        let (ending, end) = watch::channel(None);
-        let pump = tokio::spawn(async move {
-            let last_active = AtomicU64::new(0);
-            Direction {
-                frames: Some(Frames::default()),
-                mask: None,
-                end,
-                started: Instant::now(),
-                last_active: &last_active,
-            }
-            .pump(from, to, Bytes::new())
-            .await
-        });
+        let (ending, pump) = spawn_pump(true, None, from, to);
         let whole = frame(&[7u8; 1000]);
         upstream.write_all(&whole[..300]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -387,19 +401,7 @@ mod tests {
         for websocket in [true, false] {
             let (mut upstream, from) = duplex(1 << 16);
             let (to, mut client) = duplex(1 << 16);
-            let (ending, end) = watch::channel(None);
-            let pump = tokio::spawn(async move {
-                let last_active = AtomicU64::new(0);
-                Direction {
-                    frames: websocket.then(Frames::default),
-                    mask: Some([1, 2, 3, 4]),
-                    end,
-                    started: Instant::now(),
-                    last_active: &last_active,
-                }
-                .pump(from, to, Bytes::new())
-                .await
-            });
+            let (ending, pump) = spawn_pump(websocket, Some([1, 2, 3, 4]), from, to);
             upstream.write_all(&frame(b"whole")).await.unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
             ending.send(Some(End::Shutdown)).unwrap();

@@ -107,6 +107,21 @@ fn preflight(
     req
 }
 
+/// A login at the session endpoint, from a page on `origin` if given.
+async fn login(gw: &Gateway, origin: Option<&str>, body: &'static str) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(gw.url("/api/Session/GetToken"))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(origin) = origin {
+        req = req.header("origin", origin);
+    }
+    req.send().await.unwrap()
+}
+
+const WRONG: &str = r#"{"username":"admin","password":"wrong"}"#;
+const RIGHT: &str = r#"{"username":"admin","password":"demo2024"}"#;
+
 fn header<'r>(r: &'r reqwest::Response, name: &str) -> Option<&'r str> {
     r.headers().get(name).map(|v| v.to_str().unwrap())
 }
@@ -352,46 +367,19 @@ async fn the_gateways_own_errors_carry_cors_headers() {
     assert!(allowed(&r));
 
     // The token endpoint's errors in its own shape: 401 code 1, and 400 for non-JSON.
-    let r = client
-        .post(gw.url("/api/Session/GetToken"))
-        .header("origin", APP)
-        .header("content-type", "application/json")
-        .body(r#"{"username":"admin","password":"wrong"}"#)
-        .send()
-        .await
-        .unwrap();
+    let r = login(&gw, Some(APP), WRONG).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(allowed(&r));
     assert_eq!(parse(&r.text().await.unwrap())["error"], 1);
-    let r = client
-        .post(gw.url("/api/Session/GetToken"))
-        .header("origin", APP)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let r = login(&gw, Some(APP), "{not json").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(allowed(&r));
 
     // Locked out after five failures: the dialect's 403 (code 2), readable too.
     for _ in 0..6 {
-        client
-            .post(gw.url("/api/Session/GetToken"))
-            .header("content-type", "application/json")
-            .body(r#"{"username":"admin","password":"wrong"}"#)
-            .send()
-            .await
-            .unwrap();
+        login(&gw, None, WRONG).await;
     }
-    let r = client
-        .post(gw.url("/api/Session/GetToken"))
-        .header("origin", APP)
-        .header("content-type", "application/json")
-        .body(r#"{"username":"admin","password":"demo2024"}"#)
-        .send()
-        .await
-        .unwrap();
+    let r = login(&gw, Some(APP), RIGHT).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(allowed(&r));
     assert_eq!(parse(&r.text().await.unwrap())["error"], 2);
@@ -400,18 +388,9 @@ async fn the_gateways_own_errors_carry_cors_headers() {
 #[tokio::test]
 async fn a_successful_login_is_readable_by_the_page() {
     let (gw, _upstream) = start().await;
-    let client = reqwest::Client::new();
-    let allowed = |r: &reqwest::Response| header(r, "access-control-allow-origin") == Some(APP);
-    let r = client
-        .post(gw.url("/api/Session/GetToken"))
-        .header("origin", APP)
-        .header("content-type", "application/json")
-        .body(r#"{"username":"admin","password":"demo2024"}"#)
-        .send()
-        .await
-        .unwrap();
+    let r = login(&gw, Some(APP), RIGHT).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(allowed(&r));
+    assert_eq!(header(&r, "access-control-allow-origin"), Some(APP));
 }
 
 #[test]
