@@ -158,7 +158,8 @@ fn serve_page(listener: tokio::net::TcpListener, html: String) {
 struct Driver {
     child: Child,
     port: u16,
-    _profile: tempfile::TempDir,
+    /// Chromium's user data directory, removed with the driver.
+    profile: tempfile::TempDir,
 }
 
 impl Driver {
@@ -192,14 +193,14 @@ impl Driver {
         Some(Driver {
             child,
             port,
-            _profile: tempfile::tempdir().unwrap(),
+            profile: tempfile::tempdir().unwrap(),
         })
     }
 
     /// A headless Chromium session: no sandbox (root), and none of the
     /// background traffic a closed network refuses.
     async fn browser(&self) -> Client {
-        let profile = self._profile.path().display().to_string();
+        let profile = self.profile.path().display().to_string();
         let caps = json!({
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
