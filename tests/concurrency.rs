@@ -29,21 +29,48 @@ async fn post(gw: &Gateway, path: &str, body: impl Into<String>) -> (StatusCode,
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// `n` wrong logins at once, spread over `gateways`, and the right one a
-/// moment into the burst: the answers to the wrong ones, and the right one's.
+/// Whether an answer says the secret was checked (and found wrong).
+type Checked = fn(&(StatusCode, Value)) -> bool;
+
+/// `n` wrong logins at once, spread over `gateways`, and the right one sent
+/// as soon as `limit` of them have been checked, while the rest are still
+/// in flight: the answers to the wrong ones, and the right one's. (Sent any
+/// earlier, a slow machine may let it in before the budget is spent, and a
+/// good login rightly clears the count.)
 async fn burst(
     gateways: &[&Gateway],
     path: &str,
-    wrong: &'static str,
-    right: &'static str,
+    (wrong, right): (&'static str, &'static str),
     n: usize,
+    (limit, checked): (usize, Checked),
 ) -> (Vec<(StatusCode, Value)>, (StatusCode, Value)) {
-    let wrongs = (0..n).map(|i| post(gateways[i % gateways.len()], path, wrong));
+    // (wrong secrets checked, wrong logins answered)
+    let (tally, mut seen) = tokio::sync::watch::channel((0, 0));
+    let wrongs = (0..n).map(|i| {
+        let tally = &tally;
+        async move {
+            let answer = post(gateways[i % gateways.len()], path, wrong).await;
+            let was_checked = checked(&answer);
+            tally.send_modify(|(c, a)| {
+                *c += usize::from(was_checked);
+                *a += 1;
+            });
+            answer
+        }
+    });
     let right = async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        seen.wait_for(|&(c, a)| c >= limit || a == n).await.unwrap();
         post(gateways[0], path, right).await
     };
     tokio::join!(join_all(wrongs), right)
+}
+
+fn unauthorized(answer: &(StatusCode, Value)) -> bool {
+    answer.0 == StatusCode::UNAUTHORIZED
+}
+
+fn session_code_1(answer: &(StatusCode, Value)) -> bool {
+    answer.1["error"] == 1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -89,11 +116,8 @@ async fn a_burst_of_wrong_secrets_gets_at_most_max_failures_checks() {
     let gw = Gateway::start_with_server_settings("threads = 2", &demo_body()).await;
 
     // client-flat: 401 for a checked secret, 429 once the budget is spent.
-    let (wrongs, right) = burst(&[&gw], CLIENT_FLAT, WRONG, GOOD, 40).await;
-    let checked = wrongs
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::UNAUTHORIZED)
-        .count();
+    let (wrongs, right) = burst(&[&gw], CLIENT_FLAT, (WRONG, GOOD), 40, (5, unauthorized)).await;
+    let checked = wrongs.iter().filter(|a| unauthorized(a)).count();
     assert!(checked <= 5, "{checked} wrong secrets were checked");
     assert!(wrongs
         .iter()
@@ -104,8 +128,15 @@ async fn a_burst_of_wrong_secrets_gets_at_most_max_failures_checks() {
     // for a checked password, code 2 (locked) for the rest.
     let wrong = r#"{"username":"admin","password":"wrong-password"}"#;
     let good = r#"{"username":"admin","password":"demo2024"}"#;
-    let (wrongs, right) = burst(&[&gw], "/api/Session/GetToken", wrong, good, 40).await;
-    let checked = wrongs.iter().filter(|(_, v)| v["error"] == 1).count();
+    let (wrongs, right) = burst(
+        &[&gw],
+        "/api/Session/GetToken",
+        (wrong, good),
+        40,
+        (5, session_code_1),
+    )
+    .await;
+    let checked = wrongs.iter().filter(|a| session_code_1(a)).count();
     assert!(checked <= 5, "{checked} wrong passwords were checked");
     assert!(wrongs
         .iter()
@@ -135,11 +166,15 @@ async fn redis_cluster(url: &str, name: &str) -> (Gateway, Gateway, Gateway) {
 async fn a_burst_spread_over_three_instances_shares_one_budget() {
     let Some(url) = redis::shared() else { return };
     let (a, b, c) = redis_cluster(&url, "lockout").await;
-    let (wrongs, right) = burst(&[&a, &b, &c], CLIENT_FLAT, WRONG, GOOD, 60).await;
-    let checked = wrongs
-        .iter()
-        .filter(|(s, _)| *s == StatusCode::UNAUTHORIZED)
-        .count();
+    let (wrongs, right) = burst(
+        &[&a, &b, &c],
+        CLIENT_FLAT,
+        (WRONG, GOOD),
+        60,
+        (3, unauthorized),
+    )
+    .await;
+    let checked = wrongs.iter().filter(|a| unauthorized(a)).count();
     assert!(checked <= 3, "{checked} wrong secrets were checked");
     assert_eq!(right.0, StatusCode::TOO_MANY_REQUESTS, "{}", right.1);
     // Locked on every instance.
