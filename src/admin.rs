@@ -19,9 +19,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::revocation::Revocation;
-use crate::config::{OutagePolicy, Upstream};
+use crate::config::OutagePolicy;
 use crate::listener::{Handler, Peer, Serving};
 use crate::proxy::Shared;
+use crate::upstream::UpstreamError;
 
 /// Largest admin request body read.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -35,8 +36,6 @@ pub struct Admin {
     pub token_env: String,
     /// Reloads read this file again.
     pub config_path: PathBuf,
-    /// Upstreams are fixed for the life of the process; a reload may not change them.
-    pub upstreams: Vec<Upstream>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -130,25 +129,30 @@ impl Admin {
     }
 
     fn refresh_gauges(&self) {
-        for g in &self.shared.upstreams {
-            self.shared
-                .metrics
+        let metrics = &self.shared.metrics;
+        for g in &self.shared.live.load().upstreams {
+            let name = [g.config.name.as_str()];
+            metrics
                 .upstream_healthy
-                .with_label_values(&[&g.config.name])
+                .with_label_values(&name)
                 .set(g.healthy_count() as i64);
+            metrics
+                .upstream_servers
+                .with_label_values(&name)
+                .set(g.servers().len() as i64);
         }
     }
 
     /// Ready when the listeners are up and every upstream has a healthy server.
     fn readyz(&self) -> Reply {
         let started = self.started.load(Ordering::Acquire);
-        let upstreams: serde_json::Map<String, serde_json::Value> = self
-            .shared
+        let live = self.shared.live.load();
+        let upstreams: serde_json::Map<String, serde_json::Value> = live
             .upstreams
             .iter()
             .map(|g| (g.config.name.clone(), json!(g.healthy_count())))
             .collect();
-        let all_healthy = self.shared.upstreams.iter().all(|g| g.healthy_count() > 0);
+        let all_healthy = live.upstreams.iter().all(|g| g.healthy_count() > 0);
         let store_reachable = self.shared.store.reachable();
         // Fail-static keeps serving through a store outage: taking every
         // instance out of the load balancer would turn it into a full outage.
@@ -266,38 +270,70 @@ impl Admin {
         }
     }
 
-    /// Re-reads the config file and swaps in its routes, strip rules and
-    /// keys at once. A config that does not load, or changes upstreams,
-    /// leaves the running one untouched.
-    async fn reload(&self) -> Reply {
-        let config = match crate::config::load(&self.config_path) {
-            Ok(c) => c,
-            Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
-        };
-        if config.upstreams != self.upstreams {
-            return error(
-                StatusCode::CONFLICT,
-                "upstream changes need a restart; nothing was reloaded",
-            );
-        }
-        match crate::live::Live::build(
-            &config,
-            &self.shared.revocations,
-            self.shared.store.as_ref(),
-            &self.shared.metrics,
-        )
-        .await
-        {
-            Ok(live) => {
-                self.shared.live.store(Arc::new(live));
-                tracing::info!(target: "portero::admin", path = %self.config_path.display(), "config reloaded");
+    /// Re-reads the config file and swaps in its routes, strip rules, keys
+    /// and upstream groups at once: unchanged groups keep their connections
+    /// and health, and requests in flight finish on the groups they began
+    /// on. A config that does not load leaves the running one untouched.
+    /// Asked by `POST /admin/reload` and by SIGHUP; counted and logged
+    /// either way.
+    pub async fn reload(&self) -> Reply {
+        let result = self.apply_config().await;
+        let label = if result.is_ok() { "ok" } else { "error" };
+        self.shared
+            .metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
+        let path = self.config_path.display();
+        match result {
+            Ok(routes) => {
+                tracing::info!(target: "portero::admin", %path, routes, "config reloaded");
                 json_reply(
                     StatusCode::OK,
-                    json!({ "reloaded": true, "routes": config.routes.len() }),
+                    json!({ "reloaded": true, "routes": routes }),
                 )
             }
-            Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, &e.to_string()),
+            Err((status, message)) => {
+                tracing::warn!(target: "portero::admin", %path, error = %message, "config not reloaded; the running one stays");
+                error(status, &message)
+            }
         }
+    }
+
+    /// Loads the config file and swaps it in; the number of routes, or the
+    /// status and message of why not.
+    async fn apply_config(&self) -> Result<usize, (StatusCode, String)> {
+        let refused = |e: &dyn std::fmt::Display| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
+        let config = crate::config::load(&self.config_path).map_err(|e| refused(&e))?;
+        let running = self.shared.live.load_full();
+        let metrics = &self.shared.metrics;
+        let upstreams = crate::upstream::groups(&config, &running.upstreams, &[], metrics)
+            .await
+            .map_err(|e| {
+                let status = match e {
+                    UpstreamError::EchoChanged(_) => StatusCode::CONFLICT,
+                    UpstreamError::Tls { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                (status, format!("{e}; nothing was reloaded"))
+            })?;
+        let live = crate::live::Live::build(
+            &config,
+            upstreams,
+            &self.shared.revocations,
+            self.shared.store.as_ref(),
+            metrics,
+        )
+        .await
+        .map_err(|e| refused(&e))?;
+        for gone in &running.upstreams {
+            if !config.upstreams.iter().any(|u| u.name == gone.config.name) {
+                let name = [gone.config.name.as_str()];
+                let _ = metrics.upstream_healthy.remove_label_values(&name);
+                let _ = metrics.upstream_servers.remove_label_values(&name);
+            }
+        }
+        self.shared.live.store(Arc::new(live));
+        Ok(config.routes.len())
     }
 
     fn revocation_for(&self, r: RevokeRequest) -> Result<Revocation, String> {

@@ -12,6 +12,9 @@ mod units;
 
 use std::path::Path;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
 pub use model::*;
 pub use units::{parse_duration, parse_size};
 
@@ -81,6 +84,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             problems,
         }),
     }
+}
+
+/// The certificates of a PEM file: at least one, or why not.
+pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    Ok(certs)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The live snapshot: what a config reload replaces (routes with their
-//! metric series, strip rules, keys with a fresh verified-token cache),
-//! built here for the server at start and for the admin API on reload.
+//! metric series, strip rules, keys with a fresh verified-token cache, the
+//! upstream groups the routes name), built here for the server at start and
+//! for the admin API on reload.
 
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use crate::config::{AuthSettings, Config, Issuer};
 use crate::metrics::{Metrics, RouteSeries};
 use crate::routes::RouteTable;
 use crate::store::Store;
+use crate::upstream::UpstreamGroup;
 
 /// Swapped as one snapshot, so a request never sees routes of one config
 /// with keys of another.
@@ -21,13 +23,16 @@ pub struct Live {
     pub validator: Validator,
     pub auth: AuthSettings,
     pub issuers: Vec<Issuer>,
+    /// In `config.upstreams` order, as routes index them.
+    pub upstreams: Vec<Arc<UpstreamGroup>>,
 }
 
 impl Live {
-    /// The snapshot of `config`; revocations outlive reloads, so every
-    /// snapshot's validator reads the one shared set.
+    /// The snapshot of `config` with its upstream groups; revocations
+    /// outlive reloads, so every snapshot's validator reads the one shared set.
     pub async fn build(
         config: &Config,
+        upstreams: Vec<Arc<UpstreamGroup>>,
         revocations: &Arc<Revocations>,
         store: &dyn Store,
         metrics: &Metrics,
@@ -47,6 +52,7 @@ impl Live {
             ),
             auth: config.auth.clone(),
             issuers: config.issuers.clone(),
+            upstreams,
         })
     }
 }

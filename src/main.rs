@@ -107,9 +107,9 @@ fn main() -> ExitCode {
 /// Signals first (a SIGTERM during start-up still drains), then the
 /// listeners, so a port in use fails the start before any work.
 fn run(config: config::Config) -> anyhow::Result<()> {
-    let stop = server::stop_on_signals()?;
+    let signals = server::handle_signals()?;
     let listeners = server::Listeners::bind(&config)?;
-    server::run(config, listeners, stop)?;
+    server::run(config, listeners, signals)?;
     Ok(())
 }
 

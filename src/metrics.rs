@@ -24,6 +24,10 @@ pub struct Metrics {
     pub upstream_requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub upstream_healthy: IntGaugeVec,
+    pub upstream_servers: IntGaugeVec,
+    pub upstream_resolutions: IntCounterVec,
+    pub upstream_ejections: IntCounterVec,
+    pub config_reloads: IntCounterVec,
     pub connections_open: IntGaugeVec,
     pub connections_closed: IntCounterVec,
     pub tunnels_open: IntGaugeVec,
@@ -67,6 +71,11 @@ pub struct UpstreamSeries {
     pub ok: IntCounter,
     pub error: IntCounter,
     pub duration: Histogram,
+    /// Lookups of the group's server names, by result.
+    pub resolved: IntCounter,
+    pub resolve_failed: IntCounter,
+    /// Servers taken out for failing requests in a row.
+    pub ejections: IntCounter,
 }
 
 /// Latency buckets from 100 µs to 10 s: a gateway's own cost is sub-millisecond.
@@ -161,6 +170,35 @@ impl Metrics {
                     .expect("registered once");
                 g
             },
+            upstream_servers: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "portero_upstream_servers",
+                        "Servers of each upstream, its names resolved: healthy or not.",
+                    ),
+                    &["upstream"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
+            upstream_resolutions: counter(
+                "portero_upstream_resolutions_total",
+                "DNS lookups of upstream server names, by upstream and result (ok, error).",
+                &["upstream", "result"],
+            ),
+            upstream_ejections: counter(
+                "portero_upstream_ejections_total",
+                "Upstream servers taken out for a cool-down after failing requests in a row.",
+                &["upstream"],
+            ),
+            config_reloads: counter(
+                "portero_config_reloads_total",
+                "Config reloads (admin API or SIGHUP), by result (ok, error).",
+                &["result"],
+            ),
             connections_open: {
                 let g = IntGaugeVec::new(
                     Opts::new(
@@ -245,11 +283,15 @@ impl Metrics {
             }
         }
         m.store.up.set(1);
+        for result in ["ok", "error"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
         for kind in ["jti", "token", "subject", "refresh_token"] {
             m.revocations.with_label_values(&[kind]);
         }
         for u in &config.upstreams {
             m.upstream_healthy.with_label_values(&[&u.name]);
+            m.upstream_servers.with_label_values(&[&u.name]);
             m.upstream_series(&u.name);
         }
         m
@@ -288,6 +330,13 @@ impl Metrics {
                 .upstream_requests
                 .with_label_values(&[upstream, "error"]),
             duration: self.upstream_duration.with_label_values(&[upstream]),
+            resolved: self
+                .upstream_resolutions
+                .with_label_values(&[upstream, "ok"]),
+            resolve_failed: self
+                .upstream_resolutions
+                .with_label_values(&[upstream, "error"]),
+            ejections: self.upstream_ejections.with_label_values(&[upstream]),
         }
     }
 
@@ -326,6 +375,21 @@ impl ConnectionSeries {
             evicted: counter(),
             header_timeouts: counter(),
             idle_timeouts: counter(),
+        }
+    }
+}
+
+impl UpstreamSeries {
+    /// Series no registry exposes, for unit tests.
+    pub fn detached() -> UpstreamSeries {
+        let counter = || IntCounter::new("c", "-").expect("valid metric");
+        UpstreamSeries {
+            ok: counter(),
+            error: counter(),
+            duration: Histogram::with_opts(HistogramOpts::new("d", "-")).expect("valid metric"),
+            resolved: counter(),
+            resolve_failed: counter(),
+            ejections: counter(),
         }
     }
 }

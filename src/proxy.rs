@@ -25,13 +25,13 @@ use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::listener::{Handler, Hold, Peer};
 use crate::live::Live;
-use crate::metrics::{method_label, Metrics, UpstreamSeries};
+use crate::metrics::{method_label, Metrics};
 use crate::path::PathError;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::store::Store;
 use crate::target::{self, HostError};
 use crate::tunnel::{self, Tunnel};
-use crate::upstream::client::{Failure, Forwarder, Handshake};
+use crate::upstream::client::{Failure, Handshake};
 use crate::upstream::UpstreamGroup;
 
 /// Everything a request may read, shared by every listener.
@@ -42,7 +42,6 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// What protected routes do while the store is unreachable.
     pub on_outage: OutagePolicy,
-    pub upstreams: Vec<UpstreamGroup>,
     pub metrics: Metrics,
     pub max_body_size: u64,
     /// From the request head to the end of its body.
@@ -56,11 +55,6 @@ pub struct Shared {
 /// The public listeners' request handler.
 pub struct Gateway {
     shared: Arc<Shared>,
-    /// One connection pool per upstream group, in `shared.upstreams` order.
-    forwarders: Vec<Forwarder>,
-    /// Upstream groups change only with a restart, so their series are
-    /// looked up once, in the same order.
-    upstream_series: Vec<UpstreamSeries>,
 }
 
 /// Where the public keys of asymmetric issuers are published (RFC 8414 §2 `jwks_uri`).
@@ -92,17 +86,7 @@ impl Trace {
 
 impl Gateway {
     pub fn new(shared: Arc<Shared>) -> Gateway {
-        let forwarders = shared.upstreams.iter().map(Forwarder::new).collect();
-        let upstream_series = shared
-            .upstreams
-            .iter()
-            .map(|u| shared.metrics.upstream_series(&u.config.name))
-            .collect();
-        Gateway {
-            shared,
-            forwarders,
-            upstream_series,
-        }
+        Gateway { shared }
     }
 
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
@@ -117,13 +101,19 @@ impl Gateway {
             .shared
             .access_log
             .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
+        // gRPC runs on HTTP/2 only: HTTP/1.1 requests skip the lookup.
+        let grpc = parts.version == http::Version::HTTP_2 && respond::is_grpc(&parts.headers);
         let mut response = match self.serve(&live, parts, body, &peer, &mut trace).await {
             Ok(response) => response,
             Err(err) => {
                 if let RequestError::Upstream(failure) = err {
                     trace.failure = Some(failure);
                 }
-                respond::error_response(err)
+                if grpc {
+                    respond::grpc_error(err)
+                } else {
+                    respond::error_response(err)
+                }
             }
         };
         if has_body && !trace.body_read {
@@ -194,7 +184,10 @@ impl Gateway {
             None => None, // a public route
             Some(policy) => Some((policy, self.authorize(live, index, policy, &parts)?)),
         };
-        let upgrade = upgrade_requested(&parts, body.is_end_stream(), upgrades);
+        let group = &live.upstreams[upstream];
+        // Upgrades are HTTP/1.1's: an HTTP/2 upstream gets a plain request.
+        let upgrade = upgrade_requested(&parts, body.is_end_stream(), upgrades)
+            .filter(|_| !group.config.protocol.is_http2());
         if upgrade.is_some()
             && !route
                 .cors
@@ -205,7 +198,6 @@ impl Gateway {
             // user's credentials (browsers apply no CORS to WebSockets).
             return Err(RequestError::CorsRefused(cors::Refusal::Origin));
         }
-        let group = &self.shared.upstreams[upstream];
         let prefix = strip_prefix.then_some(route.path.as_str());
         rewrite(
             &mut parts,
@@ -224,12 +216,11 @@ impl Gateway {
                 revocations: self.shared.revocations.clone(),
             });
             return self
-                .tunnel(upstream, parts, protocol, token, &route.name)
+                .tunnel(group, parts, protocol, token, &route.name)
                 .await;
         }
-        let forwarded = self.forwarders[upstream]
+        let forwarded = group
             .send(
-                group,
                 parts,
                 body,
                 self.shared.max_body_size,
@@ -248,7 +239,7 @@ impl Gateway {
     /// and hands both connections to a tunnel that ends with the token.
     async fn tunnel(
         &self,
-        upstream: usize,
+        group: &UpstreamGroup,
         mut parts: Parts,
         protocol: HeaderValue,
         token: Option<tunnel::Token>,
@@ -263,11 +254,7 @@ impl Gateway {
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, protocol.clone());
-        let group = &self.shared.upstreams[upstream];
-        let handshake = self.forwarders[upstream]
-            .upgrade(group, parts)
-            .await
-            .map_err(RequestError::Upstream)?;
+        let handshake = group.upgrade(parts).await.map_err(RequestError::Upstream)?;
         let (head, stream, early, slot) = match handshake {
             Handshake::Answered(forwarded) => {
                 return Ok(forwarded.response.map(GatewayBody::Upstream))
@@ -357,7 +344,7 @@ impl Gateway {
                 .observe(elapsed),
         }
         if let Some((index, started)) = trace.upstream {
-            let series = &self.upstream_series[index];
+            let series = &live.upstreams[index].series;
             match trace.failure {
                 Some(_) => series.error.inc(),
                 None => series.ok.inc(),

@@ -13,7 +13,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use crate::auth::AuthError;
 use crate::cors;
-use crate::upstream::body::{BoxError, ResponseBody};
+use crate::upstream::body::{BoxError, UpstreamBody};
 use crate::upstream::client::Failure;
 
 /// Why the gateway answers a request itself instead of its upstream.
@@ -56,6 +56,65 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
     )
 }
 
+/// Does the request speak gRPC (`application/grpc`, `application/grpc+proto`, ...)?
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// `err` as a gRPC client understands it: HTTP `200` with no body and
+/// `grpc-status` / `grpc-message` in the head (a trailers-only response),
+/// the status mapped as gRPC maps HTTP's (`401` UNAUTHENTICATED, `403`
+/// PERMISSION_DENIED, `502`-`504` and `429` UNAVAILABLE, `404`
+/// UNIMPLEMENTED), plus `413` RESOURCE_EXHAUSTED and `408` DEADLINE_EXCEEDED.
+pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
+    let http = error_response(err);
+    let code: u16 = match http.status().as_u16() {
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        408 => 4,
+        413 => 8,
+        429 | 502 | 503 | 504 => 14,
+        400 => 13,
+        _ => 2,
+    };
+    let message = match err {
+        RequestError::Denied(reason) => reason.to_string(),
+        RequestError::BadTarget(m) => m.to_string(),
+        RequestError::NoRoute => "no route".to_string(),
+        RequestError::StoreUnavailable => "state store unreachable".to_string(),
+        RequestError::CorsRefused(why) => why.message().to_string(),
+        RequestError::TooLarge => upstream_failure(Failure::TooLarge).2.to_string(),
+        RequestError::Upstream(f) => upstream_failure(f).2.to_string(),
+    };
+    let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert("grpc-status", HeaderValue::from(code));
+    if let Ok(v) = HeaderValue::try_from(percent_encode(&message)) {
+        headers.insert("grpc-message", v);
+    }
+    if let Some(challenge) = http.headers().get(WWW_AUTHENTICATE) {
+        headers.insert(WWW_AUTHENTICATE, challenge.clone());
+    }
+    resp
+}
+
+/// `grpc-message` is percent-encoded: printable ASCII but `%` as is.
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The status, `error` and `message` for a failed exchange; the message is
 /// also what the access log records.
 pub fn upstream_failure(failure: Failure) -> (StatusCode, &'static str, &'static str) {
@@ -70,7 +129,7 @@ pub fn upstream_failure(failure: Failure) -> (StatusCode, &'static str, &'static
             "service_unavailable",
             "upstream connection limit reached",
         ),
-        Failure::Connect | Failure::Upstream | Failure::Closed => {
+        Failure::Connect | Failure::Upstream | Failure::Closed | Failure::Tls => {
             (StatusCode::BAD_GATEWAY, "bad_gateway", "upstream failed")
         }
         Failure::ConnectTimeout | Failure::Timeout => (
@@ -155,7 +214,7 @@ pub fn json(status: StatusCode, body: String) -> Response<GatewayBody> {
 /// A response body: one portero wrote, or the upstream's, streamed through.
 pub enum GatewayBody {
     Own(Full<Bytes>),
-    Upstream(ResponseBody),
+    Upstream(UpstreamBody),
 }
 
 impl Body for GatewayBody {
@@ -193,6 +252,25 @@ mod tests {
 
     fn challenge(r: &Response<GatewayBody>) -> &str {
         r.headers()[WWW_AUTHENTICATE].to_str().unwrap()
+    }
+
+    #[test]
+    fn grpc_refusals_carry_the_grpc_status() {
+        let cases = [
+            (RequestError::Denied(AuthError::MissingToken), "16"),
+            (RequestError::Denied(AuthError::MissingRole), "7"),
+            (RequestError::Upstream(Failure::Connect), "14"),
+            (RequestError::Upstream(Failure::Timeout), "14"),
+            (RequestError::NoRoute, "12"),
+        ];
+        for (err, code) in cases {
+            let r = grpc_error(err);
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(r.headers()["grpc-status"], code, "{err:?}");
+            assert_eq!(r.headers()["content-type"], "application/grpc");
+            assert!(r.body().is_end_stream(), "trailers-only: no body");
+        }
+        assert_eq!(percent_encode("50% ünïcode"), "50%25 %C3%BCn%C3%AFcode");
     }
 
     #[test]

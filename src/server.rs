@@ -24,7 +24,6 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Shared};
 use crate::store::{Store, StoreError};
-use crate::upstream::UpstreamGroup;
 
 /// Why the gateway could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +45,8 @@ pub enum ServerError {
     Store { target: String, source: StoreError },
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
     #[error("signals: {0}")]
     Signals(std::io::Error),
 }
@@ -99,11 +100,20 @@ pub enum Stop {
     Now,
 }
 
-/// SIGTERM as [`Stop::Drain`], SIGINT as [`Stop::Now`], forwarded by a
-/// thread of their own; the handlers are in place when this returns.
-pub fn stop_on_signals() -> Result<mpsc::UnboundedReceiver<Stop>, ServerError> {
+/// What the process's signals ask of a running gateway.
+pub struct Signals {
+    pub stop: mpsc::UnboundedReceiver<Stop>,
+    /// One message per SIGHUP: reload the config (as `POST /admin/reload`).
+    pub reload: mpsc::UnboundedReceiver<()>,
+}
+
+/// SIGTERM as [`Stop::Drain`], SIGINT as [`Stop::Now`], SIGHUP as a reload,
+/// forwarded by a thread of their own; the handlers are in place when this
+/// returns (so a SIGHUP during start-up is a reload, not the end).
+pub fn handle_signals() -> Result<Signals, ServerError> {
     use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = mpsc::unbounded_channel();
+    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
     let (registered, result) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("portero-signals".into())
@@ -116,9 +126,14 @@ pub fn stop_on_signals() -> Result<mpsc::UnboundedReceiver<Stop>, ServerError> {
                 Err(e) => return drop(registered.send(Err(e))),
             };
             runtime.block_on(async move {
-                let handlers = signal(SignalKind::terminate())
-                    .and_then(|t| Ok((t, signal(SignalKind::interrupt())?)));
-                let (mut terminate, mut interrupt) = match handlers {
+                let handlers = signal(SignalKind::terminate()).and_then(|t| {
+                    Ok((
+                        t,
+                        signal(SignalKind::interrupt())?,
+                        signal(SignalKind::hangup())?,
+                    ))
+                });
+                let (mut terminate, mut interrupt, mut hangup) = match handlers {
                     Ok(h) => h,
                     Err(e) => return drop(registered.send(Err(e))),
                 };
@@ -127,6 +142,10 @@ pub fn stop_on_signals() -> Result<mpsc::UnboundedReceiver<Stop>, ServerError> {
                     let stop = tokio::select! {
                         _ = terminate.recv() => Stop::Drain,
                         _ = interrupt.recv() => Stop::Now,
+                        _ = hangup.recv() => {
+                            let _ = reload_tx.send(());
+                            continue;
+                        }
                     };
                     if tx.send(stop).is_err() {
                         return;
@@ -136,7 +155,10 @@ pub fn stop_on_signals() -> Result<mpsc::UnboundedReceiver<Stop>, ServerError> {
         })
         .map_err(ServerError::Signals)?;
     match result.recv() {
-        Ok(Ok(())) => Ok(rx),
+        Ok(Ok(())) => Ok(Signals {
+            stop: rx,
+            reload: reload_rx,
+        }),
         Ok(Err(e)) => Err(ServerError::Signals(e)),
         Err(_) => Err(ServerError::Signals(std::io::Error::other(
             "signal thread ended",
@@ -144,14 +166,12 @@ pub fn stop_on_signals() -> Result<mpsc::UnboundedReceiver<Stop>, ServerError> {
     }
 }
 
-/// Runs the gateway on `listeners` until `stop` says so (or every sender of
-/// it is gone, as [`Stop::Now`]). Must not be called from inside a tokio
-/// runtime: it builds its own.
-pub fn run(
-    config: Config,
-    listeners: Listeners,
-    stop: mpsc::UnboundedReceiver<Stop>,
-) -> Result<(), ServerError> {
+/// Runs the gateway on `listeners` until `signals.stop` says so (or every
+/// sender of it is gone, as [`Stop::Now`]), reloading its config at each
+/// `signals.reload`. Must not be called from inside a tokio runtime: it
+/// builds its own.
+pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(), ServerError> {
+    let Signals { stop, mut reload } = signals;
     let runtime_error = |which| move |source| ServerError::Runtime { which, source };
     // The side runtime serves the admin listener, the built-in upstreams and
     // the store's background work; start-up store calls run on it too.
@@ -206,33 +226,31 @@ pub fn run(
     for r in side.block_on(store.revocations()).map_err(store_error)? {
         revocations.apply(&r);
     }
-    let live = side.block_on(Live::build(&config, &revocations, store.as_ref(), &metrics))?;
+    let mut echo = Vec::new();
+    let echo_upstreams = config
+        .upstreams
+        .iter()
+        .filter(|u| matches!(u.kind, UpstreamKind::Echo { .. }));
+    for (u, listener) in echo_upstreams.zip(listeners.echo) {
+        let addr = local_addr(&listener);
+        let listener = on_runtime(&side, listener, "upstreams")?;
+        side.spawn(crate::echo::serve(listener));
+        tracing::info!(upstream = %u.name, %addr, "built-in echo upstream listening");
+        echo.push((u.name.clone(), addr));
+    }
+    // Upstream groups are built on the side runtime: their DNS and health
+    // tasks run there.
+    let upstreams = side.block_on(crate::upstream::groups(&config, &[], &echo, &metrics))?;
+    let live = side.block_on(Live::build(
+        &config,
+        upstreams,
+        &revocations,
+        store.as_ref(),
+        &metrics,
+    ))?;
     {
         let (store, revocations) = (store.clone(), revocations.clone());
         side.spawn(async move { store.follow_revocations(revocations).await });
-    }
-
-    let mut echo_listeners = listeners.echo.into_iter();
-    let mut upstreams = Vec::new();
-    for u in &config.upstreams {
-        let servers = match &u.kind {
-            UpstreamKind::Servers(list) => list.clone(),
-            UpstreamKind::Echo { .. } => {
-                let listener = echo_listeners
-                    .next()
-                    .expect("one listener per echo upstream");
-                let addr = local_addr(&listener);
-                let listener = on_runtime(&side, listener, "upstreams")?;
-                side.spawn(crate::echo::serve(listener));
-                tracing::info!(upstream = %u.name, %addr, "built-in echo upstream listening");
-                vec![addr]
-            }
-        };
-        let group = UpstreamGroup::new(u.clone(), servers);
-        if let Some(checks) = group.health_checks() {
-            side.spawn(checks);
-        }
-        upstreams.push(group);
     }
 
     let shared = Arc::new(Shared {
@@ -240,7 +258,6 @@ pub fn run(
         revocations: revocations.clone(),
         store: store.clone(),
         on_outage: config.store.on_outage,
-        upstreams,
         metrics,
         max_body_size: config.server.max_body_size,
         body_timeout: config.server.limits.body_timeout,
@@ -266,8 +283,16 @@ pub fn run(
         token: admin_token,
         token_env: config.admin.token_env.clone(),
         config_path: config.source.clone(),
-        upstreams: config.upstreams.clone(),
     });
+    {
+        let admin = admin.clone();
+        side.spawn(async move {
+            while reload.recv().await.is_some() {
+                tracing::info!(target: "portero::admin", "SIGHUP: reloading the config");
+                admin.reload().await;
+            }
+        });
+    }
     tracing::info!(addr = %local_addr(&listeners.admin), "admin listening");
     let admin_listener = on_runtime(&side, listeners.admin, "admin.listen")?;
     side.spawn(crate::admin::serve(

@@ -23,7 +23,6 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
 
@@ -31,6 +30,7 @@ use crate::auth::revocation::Revocations;
 use crate::auth::validate::Verified;
 use crate::listener::Hold;
 use crate::metrics::Metrics;
+use crate::upstream::conn::Conn;
 use frames::{close_frame, Frames};
 
 /// Why a tunnel ended; the label of `portero_tunnels_closed_total`.
@@ -78,7 +78,7 @@ pub struct Token {
 pub struct Tunnel {
     /// The client's side, handed over by hyper once the `101` is written.
     pub client: OnUpgrade,
-    pub upstream: TcpStream,
+    pub upstream: Conn,
     /// What the upstream sent after its `101` head, before the tunnel began.
     pub upstream_early: Bytes,
     /// The upstream connection's place among its server's connections.
@@ -129,7 +129,7 @@ impl Tunnel {
             return End::Closed;
         };
         let (client_read, client_write) = tokio::io::split(TokioIo::new(client));
-        let (upstream_read, upstream_write) = upstream.into_split();
+        let (upstream_read, upstream_write) = tokio::io::split(upstream);
         let (ending, end_seen) = watch::channel(None);
         let started = Instant::now();
         let last_active = AtomicU64::new(0);

@@ -169,3 +169,83 @@ fn store_settings_are_checked() {
         assert!(err.contains(needle), "{store}: {err}");
     }
 }
+
+#[test]
+fn upstream_names_tls_files_and_dns_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let upstream = format!(
+        "[upstreams.api]\nservers = [\"orders.internal:8080\", \"10.0.0\", \"api:0\"]\n\
+         tls = true\nca_file = \"{}\"\nclient_cert_file = \"{}\"\n\n\
+         [upstreams.plain]\nservers = [\"127.0.0.1:9\"]\nsni = \"x\"\nprotocol = \"h2\"\n\n\
+         [dns]\nmin_ttl = \"10m\"\nmax_ttl = \"1m\"\n",
+        dir.path().join("missing.pem").display(),
+        empty.display()
+    );
+    let (ok, err) = check(&format!("{GOOD}\n{upstream}"));
+    assert!(!ok);
+    for needle in [
+        "upstreams.api.servers[1]: \"10.0.0\" is neither ip:port nor name:port",
+        "upstreams.api.servers[2]",
+        "upstreams.api.ca_file",
+        "missing.pem",
+        "upstreams.api.client_cert_file: client_cert_file and client_key_file go together",
+        "upstreams.plain.sni: needs tls = true",
+        "upstreams.plain.protocol: h2 needs tls = true",
+        "dns.min_ttl",
+    ] {
+        assert!(err.contains(needle), "{needle}:\n{err}");
+    }
+    // Every problem names its line.
+    let ca_line = GOOD.lines().count() + 5;
+    assert!(
+        err.contains(&format!(":{ca_line}: upstreams.api.ca_file")),
+        "{err}"
+    );
+
+    // An existing file that holds no certificate is named too.
+    let only_empty = format!(
+        "{GOOD}\n[upstreams.api]\nservers = [\"orders.internal:8080\"]\ntls = true\nca_file = \"{}\"\n",
+        empty.display()
+    );
+    let (ok, err) = check(&only_empty);
+    assert!(!ok);
+    assert!(err.contains("no certificate in it"), "{err}");
+}
+
+#[test]
+fn health_check_tables_and_passive_ejection_are_checked() {
+    let upstream =
+        |extra: &str| format!("{GOOD}\n[upstreams.api]\nservers = [\"127.0.0.1:9\"]\n{extra}\n");
+    let good = upstream(
+        "health_check = { path = \"/healthz\", expect = [200], interval = \"2s\", timeout = \"1s\", \
+         healthy_after = 2, unhealthy_after = 3 }\neject_after = 5\neject_for = \"30s\"\neject_on_5xx = true",
+    );
+    let (ok, err) = check(&good);
+    assert!(ok, "{err}");
+    for (extra, needle) in [
+        (
+            "health_check = { pth = \"/healthz\" }",
+            "unknown field `pth`",
+        ),
+        (
+            "health_check = { path = \"healthz\" }",
+            "path must start with /",
+        ),
+        (
+            "health_check = { path = \"/h\", interval = \"soon\" }",
+            "health_check.interval",
+        ),
+        ("health_check = \"http\"", "unknown health check"),
+        (
+            "eject_after = 0",
+            "upstreams.api.eject_after: must be at least 1",
+        ),
+    ] {
+        let (ok, err) = check(&upstream(extra));
+        assert!(!ok, "{extra}");
+        assert!(err.contains(needle), "{extra}: {err}");
+        assert!(err.contains("gateway.toml:"), "names the line: {err}");
+    }
+}

@@ -1,5 +1,5 @@
-//! `POST /admin/reload`: a good config swaps routes and keys at once; a bad
-//! one, or one that changes upstreams, leaves the running config untouched.
+//! `POST /admin/reload`: a good config swaps routes, keys and upstreams at
+//! once; a bad one leaves the running config untouched.
 
 mod common;
 
@@ -66,12 +66,21 @@ async fn reload_swaps_routes_and_keeps_the_old_config_on_errors() {
     );
     assert_eq!(status(&gw, &token).await, StatusCode::FORBIDDEN);
 
-    // Changing upstreams needs a restart.
+    // Another server for the upstream: requests go there from now on.
     let other = Upstream::start("other").await;
     gw.rewrite_config(&body(&other, "\"ADMIN\""));
-    let (code, _) = reload(&gw, ADMIN_TOKEN).await;
-    assert_eq!(code, StatusCode::CONFLICT);
-    assert_eq!(status(&gw, &token).await, StatusCode::FORBIDDEN);
+    let (code, answer) = reload(&gw, ADMIN_TOKEN).await;
+    assert_eq!(code, StatusCode::OK, "{answer}");
+    let r: Value = reqwest::Client::new()
+        .get(gw.url("/orders"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["upstream"], "other");
 
     // A renamed route is counted under its new name.
     gw.rewrite_config(&body(&up, "\"ADMIN\"").replace("\"orders\"", "\"orders-v2\""));
@@ -119,5 +128,48 @@ async fn admin_api_refuses_with_503_when_its_token_is_unset() {
             .unwrap()
             .status(),
         StatusCode::OK
+    );
+}
+
+async fn reloads(gw: &Gateway, result: &str) -> f64 {
+    gw.metric("portero_config_reloads_total", &[("result", result)])
+        .await
+}
+
+#[tokio::test]
+async fn sighup_reloads_like_the_admin_api_and_a_bad_file_keeps_the_running_config() {
+    let up = Upstream::start("api").await;
+    let mut gw = Gateway::start(&body(&up, "\"ADMIN\"")).await;
+    let token = Signer::Hs.sign(&claims("alice"));
+    assert_eq!(status(&gw, &token).await, StatusCode::OK);
+
+    // A stricter route by SIGHUP: the process lives on, the token is now short.
+    gw.rewrite_config(&body(&up, "\"SUPERUSER\""));
+    gw.signal("HUP");
+    let forbidden = poll(
+        std::time::Duration::from_secs(5),
+        || status(&gw, &token),
+        |s| *s == StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(forbidden, StatusCode::FORBIDDEN, "{}", gw.log());
+    assert_eq!(reloads(&gw, "ok").await, 1.0);
+
+    // A file that does not load: logged, counted, and the running config stays.
+    gw.rewrite_config("[[routes]]\npath = 3\n");
+    gw.signal("HUP");
+    gw.wait_metric("portero_config_reloads_total", &[("result", "error")], 1.0)
+        .await;
+    assert_eq!(reloads(&gw, "error").await, 1.0);
+    assert!(gw
+        .log_with("config not reloaded; the running one stays")
+        .await
+        .contains("gateway.toml"));
+    assert_eq!(status(&gw, &token).await, StatusCode::FORBIDDEN);
+    assert!(
+        gw.wait_exit(std::time::Duration::from_millis(200))
+            .await
+            .is_none(),
+        "SIGHUP does not stop the gateway"
     );
 }

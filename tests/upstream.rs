@@ -369,3 +369,74 @@ async fn idle_upstream_connections_close_after_idle_timeout() {
     .await;
     assert_eq!(open, 0, "an idle pooled connection outlived idle_timeout");
 }
+
+/// Which upstreams answer `n` requests to `path`.
+async fn answering(gw: &Gateway, n: usize) -> HashSet<String> {
+    let client = reqwest::Client::new();
+    let mut seen = HashSet::new();
+    for i in 0..n {
+        let r = client.get(gw.url(&format!("/n/{i}"))).send().await.unwrap();
+        let body: Value = r.json().await.unwrap();
+        seen.insert(body["upstream"].as_str().unwrap().to_string());
+    }
+    seen
+}
+
+#[tokio::test]
+async fn an_http_health_check_takes_a_503_server_out_and_brings_it_back() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let check = "health_check = { path = \"/healthz\", expect = [200, 204], interval = \"100ms\", \
+                 timeout = \"500ms\", healthy_after = 2, unhealthy_after = 2 }";
+    let gw = Gateway::start(&public_route(&upstream("api", &[a.addr, b.addr], check))).await;
+    let healthy = || gw.metric("portero_upstream_healthy_servers", &[("upstream", "api")]);
+    assert_eq!(answering(&gw, 4).await.len(), 2);
+
+    // `a` says it is unwell: out after two checks in a row, and only `b` serves.
+    a.set_health(503);
+    let down = poll(Duration::from_secs(5), healthy, |n| *n == 1.0).await;
+    assert_eq!(down, 1.0, "{}", gw.log());
+    let before = a.requests();
+    assert_eq!(answering(&gw, 6).await, HashSet::from(["b".to_string()]));
+    assert_eq!(a.requests(), before, "a down server gets no requests");
+    assert!(gw.log().contains("upstream server health changed"));
+
+    // Well again: back after two good checks.
+    a.set_health(204);
+    let up = poll(Duration::from_secs(5), healthy, |n| *n == 2.0).await;
+    assert_eq!(up, 2.0, "{}", gw.log());
+    assert_eq!(answering(&gw, 4).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_server_failing_requests_in_a_row_is_ejected_for_its_cool_down() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let passive =
+        "health_check = \"none\"\neject_after = 3\neject_for = \"1s\"\neject_on_5xx = true";
+    let gw = Gateway::start(&public_route(&upstream("api", &[a.addr, b.addr], passive))).await;
+    let client = reqwest::Client::new();
+
+    a.set_status(500);
+    // Round robin sends `a` every other request until its third 500 in a row.
+    let mut errors = 0;
+    for i in 0..20 {
+        let r = client.get(gw.url(&format!("/e/{i}"))).send().await.unwrap();
+        if r.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            errors += 1;
+        }
+    }
+    assert_eq!(errors, 3, "ejected after three failures in a row");
+    let ejections = gw
+        .metric("portero_upstream_ejections_total", &[("upstream", "api")])
+        .await;
+    assert_eq!(ejections, 1.0);
+    assert!(gw
+        .log()
+        .contains("upstream server ejected after failing requests in a row"));
+
+    // After the cool-down it is asked again (and, well now, stays in).
+    a.set_status(200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(answering(&gw, 4).await.len(), 2);
+}

@@ -4,6 +4,7 @@
 mod cors;
 mod issuer;
 mod route;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -87,7 +88,7 @@ impl Checker<'_> {
         })
     }
 
-    fn resolve(&self, file: &str) -> PathBuf {
+    pub(super) fn resolve(&self, file: &str) -> PathBuf {
         let p = Path::new(file);
         if p.is_absolute() {
             p.to_path_buf()
@@ -120,6 +121,7 @@ impl Checker<'_> {
             .iter()
             .map(|(name, u)| self.upstream(name, u))
             .collect();
+        let dns = self.dns(&file.dns);
         let cors: Vec<_> = file
             .cors
             .iter()
@@ -149,6 +151,7 @@ impl Checker<'_> {
             store,
             auth,
             upstreams,
+            dns,
             issuers,
             routes,
         }
@@ -404,83 +407,6 @@ impl Checker<'_> {
             verified_cache_size: a.verified_cache_size.unwrap_or(65_536),
             strip_exact,
             strip_prefixes,
-        }
-    }
-
-    fn upstream(&mut self, name: &str, u: &FileUpstream) -> Upstream {
-        let key = |k: &str| format!("upstreams.{name}.{k}");
-        let kind = match (&u.builtin, u.servers.is_empty()) {
-            (Some(b), true) => {
-                if b.get_ref() != "echo" {
-                    self.problem(
-                        b,
-                        key("builtin"),
-                        format!("unknown builtin {:?} (known: \"echo\")", b.get_ref()),
-                    );
-                }
-                let listen = match &u.listen {
-                    Some(l) => self.addr(l, &key("listen")),
-                    None => SocketAddr::from(([127, 0, 0, 1], 0)),
-                };
-                if !listen.ip().is_loopback() {
-                    self.problem_no_span(
-                        key("listen"),
-                        "the echo upstream listens on loopback only",
-                    );
-                }
-                UpstreamKind::Echo { listen }
-            }
-            (None, false) => {
-                let servers = u
-                    .servers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| self.addr(s, &key(&format!("servers[{i}]"))))
-                    .collect();
-                UpstreamKind::Servers(servers)
-            }
-            (Some(b), false) => {
-                self.problem(
-                    b,
-                    key("builtin"),
-                    "give either builtin or servers, not both",
-                );
-                UpstreamKind::Servers(Vec::new())
-            }
-            (None, true) => {
-                self.problem_no_span(format!("upstreams.{name}"), "needs servers or builtin");
-                UpstreamKind::Servers(Vec::new())
-            }
-        };
-        let interval = self.duration(
-            &u.health_check_interval,
-            &key("health_check_interval"),
-            secs(2),
-        );
-        let health_check = match u.health_check.as_ref().map(|s| (s, s.get_ref().as_str())) {
-            None | Some((_, "tcp")) => HealthCheck::Tcp { interval },
-            Some((_, "none")) => HealthCheck::None,
-            Some((s, other)) => {
-                self.problem(
-                    s,
-                    key("health_check"),
-                    format!("unknown health check {other:?} (known: \"tcp\", \"none\")"),
-                );
-                HealthCheck::None
-            }
-        };
-        Upstream {
-            name: name.to_string(),
-            kind,
-            connect_timeout: self.duration(&u.connect_timeout, &key("connect_timeout"), secs(2)),
-            read_timeout: self.duration(&u.read_timeout, &key("read_timeout"), secs(30)),
-            write_timeout: self.duration(&u.write_timeout, &key("write_timeout"), secs(30)),
-            max_idle_connections: u.max_idle_connections.unwrap_or(256),
-            idle_timeout: self.duration(&u.idle_timeout, &key("idle_timeout"), secs(60)),
-            max_connections: self.at_least_one(u.max_connections, &key("max_connections"), 1024),
-            queue_timeout: self.duration(&u.queue_timeout, &key("queue_timeout"), secs(2)),
-            health_check,
-            host: u.host.clone(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub(super) upstreams: BTreeMap<String, FileUpstream>,
     #[serde(default)]
+    pub(super) dns: FileDns,
+    #[serde(default)]
     pub(super) issuers: BTreeMap<String, FileIssuer>,
     #[serde(default)]
     pub(super) routes: Vec<FileRoute>,
@@ -98,6 +100,14 @@ pub(super) struct FileAuth {
     pub(super) strip_headers: Option<Vec<Spanned<String>>>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileDns {
+    pub(super) servers: Option<Vec<Spanned<String>>>,
+    pub(super) min_ttl: Option<Spanned<String>>,
+    pub(super) max_ttl: Option<Spanned<String>>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileUpstream {
@@ -112,9 +122,31 @@ pub(super) struct FileUpstream {
     pub(super) idle_timeout: Option<Spanned<String>>,
     pub(super) max_connections: Option<usize>,
     pub(super) queue_timeout: Option<Spanned<String>>,
-    pub(super) health_check: Option<Spanned<String>>,
+    /// `"tcp"`, `"none"`, or a [`FileHttpCheck`] table.
+    pub(super) health_check: Option<Spanned<toml::Value>>,
     pub(super) health_check_interval: Option<Spanned<String>>,
+    pub(super) eject_after: Option<Spanned<u32>>,
+    pub(super) eject_for: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) eject_on_5xx: bool,
     pub(super) host: Option<String>,
+    pub(super) tls: Option<Spanned<bool>>,
+    pub(super) sni: Option<Spanned<String>>,
+    pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) client_cert_file: Option<Spanned<String>>,
+    pub(super) client_key_file: Option<Spanned<String>>,
+    pub(super) protocol: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileHttpCheck {
+    pub(super) path: String,
+    pub(super) expect: Option<Vec<u16>>,
+    pub(super) interval: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) healthy_after: Option<u32>,
+    pub(super) unhealthy_after: Option<u32>,
 }
 
 #[derive(Deserialize)]

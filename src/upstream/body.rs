@@ -10,10 +10,10 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http::Response;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::codec::{ResponseFraming, ResponseHead, MAX_HEAD};
+use super::conn::Conn;
 use super::pool::Pooled;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -100,30 +100,25 @@ impl ResponseBody {
             return Poll::Ready(Ok(false));
         };
         self.buf.reserve(READ_SIZE);
-        let stream: &TcpStream = conn.stream();
-        loop {
-            match stream.poll_read_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
-                Poll::Pending => {
-                    let idle = self.idle;
-                    let timer = self
-                        .timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                    ready!(timer.as_mut().poll(cx));
-                    return Poll::Ready(Err("upstream response body timed out".into()));
+        let read = match conn.stream_mut() {
+            Conn::Plain(stream) => poll_read_plain(stream, &mut self.buf, cx),
+            tls => tokio_util::io::poll_read_buf(Pin::new(tls), cx, &mut self.buf),
+        };
+        match read {
+            Poll::Ready(Ok(n)) => {
+                if let Some(timer) = self.timer.as_mut() {
+                    timer.as_mut().reset(Instant::now() + self.idle);
                 }
+                Poll::Ready(Ok(n > 0))
             }
-            // A `WouldBlock` clears the readiness, so the next poll waits.
-            match stream.try_read_buf(&mut self.buf) {
-                Ok(n) => {
-                    if let Some(timer) = self.timer.as_mut() {
-                        timer.as_mut().reset(Instant::now() + self.idle);
-                    }
-                    return Poll::Ready(Ok(n > 0));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e.into())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+            Poll::Pending => {
+                let idle = self.idle;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                ready!(timer.as_mut().poll(cx));
+                Poll::Ready(Err("upstream response body timed out".into()))
             }
         }
     }
@@ -255,9 +250,30 @@ impl Body for ResponseBody {
     }
 }
 
+/// Reads what has arrived on a plain connection straight into `buf`.
+fn poll_read_plain(
+    stream: &tokio::net::TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<usize>> {
+    loop {
+        ready!(stream.poll_read_ready(cx))?;
+        // A `WouldBlock` clears the readiness, so the next poll waits.
+        match stream.try_read_buf(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            result => return Poll::Ready(result),
+        }
+    }
+}
+
 /// A body that failed is over, and its connection is closed.
 fn fail(body: &mut ResponseBody, e: BoxError) -> BoxError {
     body.state = State::Done;
     body.conn = None;
     e
 }
+
+/// An upstream's response body as either client brings it: de-framed from
+/// an HTTP/1.1 connection (`Left`), or an HTTP/2 stream, trailers and all
+/// (`Right`).
+pub type UpstreamBody = http_body_util::Either<ResponseBody, super::h2::StreamBody>;

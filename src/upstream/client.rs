@@ -6,11 +6,11 @@
 //! group's timeouts. The wire format is `codec`, idle connections
 //! `pool`; this is the exchange. (hyper-util's pooled client did this
 //! job before, at 7–12 µs a request more: BENCHMARKS.md, "The data plane,
-//! and why".)
+//! and why".) Connections are plain TCP or TLS (`conn`); groups that speak
+//! HTTP/2 are handed to `h2` instead.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -20,13 +20,14 @@ use hyper::body::{Body, Incoming};
 use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::body::ResponseBody;
+use super::body::UpstreamBody;
 use super::codec::{self, RequestFraming};
-use super::pool::{IdleList, Pooled};
-use super::UpstreamGroup;
+use super::conn::Conn;
+use super::pool::Pooled;
+use super::{Server, UpstreamGroup};
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub enum Failure {
     Upstream,
     /// The connection closed before the response began (answered as `Upstream`).
     Closed,
+    /// The TLS handshake failed (a certificate not trusted, or not given).
+    Tls,
     /// The server had its limit of requests in flight for the whole queue timeout.
     Busy,
 }
@@ -54,7 +57,7 @@ pub enum Failure {
 /// A response from the upstream, and whether it took the whole request
 /// body (if not, the client's connection cannot carry another request).
 pub struct Forwarded {
-    pub response: Response<ResponseBody>,
+    pub response: Response<UpstreamBody>,
     pub body_read: bool,
 }
 
@@ -63,7 +66,7 @@ pub enum Handshake {
     /// `101`: its head, and the connection, now speaking the new protocol.
     Switched {
         head: codec::ResponseHead,
-        stream: TcpStream,
+        stream: Conn,
         /// What it sent after the head.
         early: Bytes,
         /// The connection's place among the server's (`max_connections`).
@@ -73,48 +76,7 @@ pub enum Handshake {
     Answered(Forwarded),
 }
 
-/// One upstream group's connections.
-pub struct Forwarder {
-    /// In `group.servers` order.
-    servers: Vec<Server>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    queue_timeout: Duration,
-}
-
-struct Server {
-    addr: SocketAddr,
-    /// `host:port`, for requests that name no host.
-    authority: String,
-    idle: Arc<IdleList>,
-    /// One permit per request in flight to this server (`max_connections`):
-    /// with the idle ones, a bound on the sockets open to it.
-    slots: Arc<Semaphore>,
-}
-
-impl Forwarder {
-    pub fn new(group: &UpstreamGroup) -> Forwarder {
-        let c = &group.config;
-        let servers = group
-            .servers
-            .iter()
-            .map(|&addr| Server {
-                addr,
-                authority: addr.to_string(),
-                idle: Arc::new(IdleList::new(c.max_idle_connections, c.idle_timeout)),
-                slots: Arc::new(Semaphore::new(c.max_connections)),
-            })
-            .collect();
-        Forwarder {
-            servers,
-            connect_timeout: c.connect_timeout,
-            read_timeout: c.read_timeout,
-            write_timeout: c.write_timeout,
-            queue_timeout: c.queue_timeout,
-        }
-    }
-
+impl UpstreamGroup {
     /// Sends `parts` + `body` (its URI already the path to ask the upstream
     /// for) to the next healthy server of `group`: to the one after when the
     /// connect fails (once per server), and once more when an idempotent
@@ -123,12 +85,14 @@ impl Forwarder {
     /// `body_timeout`.
     pub async fn send(
         &self,
-        group: &UpstreamGroup,
         parts: http::request::Parts,
         mut body: Incoming,
         max_body_size: u64,
         body_timeout: Duration,
     ) -> Result<Forwarded, Failure> {
+        if self.config.protocol.is_http2() {
+            return self.send_h2(parts, body, max_body_size, body_timeout).await;
+        }
         let body_deadline = Instant::now() + body_timeout;
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
@@ -153,26 +117,30 @@ impl Forwarder {
         let mut pooled_ok = true;
         let mut head = Vec::with_capacity(1024);
         loop {
-            let Some(addr) = again.take().or_else(|| group.pick(&tried)) else {
+            let Some(server) = again.take().or_else(|| self.pick(&tried)) else {
                 return Err(last);
             };
+            let addr = server.addr;
             if !tried.contains(&addr) {
                 tried.push(addr);
             }
-            let untried = tried.len() < group.servers.len();
-            let server = self.server(addr);
-            let slot = self.slot(server).await?;
+            // Asked only after a failure: is there a server left to try?
+            let untried = |tried: &[SocketAddr]| tried.len() < self.servers.load().len();
+            let slot = self.slot(&server).await?;
             let pooled = if pooled_ok { server.idle.take() } else { None };
             let stream = match pooled {
                 Some(stream) => stream,
-                None => match self.connect(server).await {
+                None => match self.connect(&server).await {
                     Ok(stream) => stream,
-                    Err(f) if untried => {
+                    Err(f) => {
+                        self.passive(&server, &Err(f));
+                        if !untried(&tried) {
+                            return Err(f);
+                        }
                         last = f;
                         tracing::debug!(server = %addr, "connect failed; trying the next server");
                         continue;
                     }
-                    Err(f) => return Err(f),
                 },
             };
             let conn = Pooled::new(stream, server.idle.clone(), slot);
@@ -186,25 +154,30 @@ impl Forwarder {
                 framing,
             );
             let exchange = Exchange {
-                forwarder: self,
+                group: self,
                 method: &parts.method,
                 framing,
                 limit: max_body_size,
                 body_deadline,
             };
             match exchange.run(conn, &head, &mut body, &mut body_sent).await {
-                Ok(forwarded) => return Ok(forwarded),
                 Err(Failure::Closed) if may_repeat && !body_sent => {
                     may_repeat = false;
                     pooled_ok = false;
                     last = Failure::Upstream;
-                    if !untried {
-                        again = Some(addr);
+                    if !untried(&tried) {
+                        again = Some(server);
                     }
                     tracing::debug!(server = %addr, "connection closed before the response; asking again");
                 }
-                Err(Failure::Closed) => return Err(Failure::Upstream),
-                Err(f) => return Err(f),
+                result => {
+                    let result = result.map_err(|f| match f {
+                        Failure::Closed => Failure::Upstream,
+                        f => f,
+                    });
+                    self.passive(&server, &result);
+                    return result;
+                }
             }
         }
     }
@@ -213,22 +186,17 @@ impl Forwarder {
     /// whose `Connection`/`Upgrade` headers name the protocol) to another
     /// protocol, on a connection of its own that never returns to the pool.
     /// A failed connect is tried on the next server.
-    pub async fn upgrade(
-        &self,
-        group: &UpstreamGroup,
-        parts: http::request::Parts,
-    ) -> Result<Handshake, Failure> {
+    pub async fn upgrade(&self, parts: http::request::Parts) -> Result<Handshake, Failure> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut tried: SmallVec<[SocketAddr; 4]> = SmallVec::new();
         let mut last = Failure::NoServer;
         let (server, slot, mut stream) = loop {
-            let Some(addr) = group.pick(&tried) else {
+            let Some(server) = self.pick(&tried) else {
                 return Err(last);
             };
-            tried.push(addr);
-            let server = self.server(addr);
-            let slot = self.slot(server).await?;
-            match self.connect(server).await {
+            tried.push(server.addr);
+            let slot = self.slot(&server).await?;
+            match self.connect(&server).await {
                 Ok(stream) => break (server, slot, stream),
                 Err(f) => last = f,
             }
@@ -242,12 +210,12 @@ impl Forwarder {
             &server.authority,
             RequestFraming::Empty,
         );
-        match tokio::time::timeout(self.write_timeout, stream.write_all(&head)).await {
+        match tokio::time::timeout(self.config.write_timeout, stream.write_all(&head)).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(Err(_)) => return Err(Failure::Upstream),
             Ok(Ok(())) => {}
         }
-        let deadline = Instant::now() + self.read_timeout;
+        let deadline = Instant::now() + self.config.read_timeout;
         let mut buf = BytesMut::with_capacity(4 * 1024);
         loop {
             match codec::parse_upgrade_head(&mut buf, &parts.method) {
@@ -261,7 +229,9 @@ impl Forwarder {
                 }
                 Ok(Some(head)) => {
                     let conn = Pooled::new(stream, server.idle.clone(), slot);
-                    let response = head.into_response(conn, buf, self.read_timeout);
+                    let response = head
+                        .into_response(conn, buf, self.config.read_timeout)
+                        .map(UpstreamBody::Left);
                     return Ok(Handshake::Answered(Forwarded {
                         response,
                         body_read: true,
@@ -281,45 +251,69 @@ impl Forwarder {
         }
     }
 
-    fn server(&self, addr: SocketAddr) -> &Server {
-        self.servers
-            .iter()
-            .find(|s| s.addr == addr)
-            .expect("servers come from the group")
-    }
-
     /// A place among the server's requests in flight, waited for up to the
     /// queue timeout.
-    async fn slot(&self, server: &Server) -> Result<OwnedSemaphorePermit, Failure> {
+    pub(super) async fn slot(&self, server: &Server) -> Result<OwnedSemaphorePermit, Failure> {
         if let Ok(slot) = server.slots.clone().try_acquire_owned() {
             return Ok(slot);
         }
         let wait = server.slots.clone().acquire_owned();
-        match tokio::time::timeout(self.queue_timeout, wait).await {
+        match tokio::time::timeout(self.config.queue_timeout, wait).await {
             Ok(Ok(slot)) => Ok(slot),
             _ => Err(Failure::Busy),
         }
     }
 
-    async fn connect(&self, server: &Server) -> Result<TcpStream, Failure> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(server.addr)).await
-            {
-                Err(_) => return Err(Failure::ConnectTimeout),
-                Ok(Err(e)) if e.kind() == ErrorKind::TimedOut => {
-                    return Err(Failure::ConnectTimeout)
-                }
-                Ok(Err(_)) => return Err(Failure::Connect),
-                Ok(Ok(stream)) => stream,
-            };
+    /// A new connection to `server`, its TLS handshake done if the group
+    /// has one, all within the connect timeout.
+    pub(super) async fn connect(&self, server: &Server) -> Result<Conn, Failure> {
+        let timeout = self.config.connect_timeout;
+        let deadline = Instant::now() + timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(server.addr)).await
+        {
+            Err(_) => return Err(Failure::ConnectTimeout),
+            Ok(Err(e)) if e.kind() == ErrorKind::TimedOut => return Err(Failure::ConnectTimeout),
+            Ok(Err(_)) => return Err(Failure::Connect),
+            Ok(Ok(stream)) => stream,
+        };
         let _ = stream.set_nodelay(true);
-        Ok(stream)
+        let Some(tls) = &self.tls else {
+            return Ok(Conn::Plain(stream));
+        };
+        let Some(name) = server.tls_name.clone() else {
+            tracing::warn!(upstream = %self.config.name, server = %server.addr, "no name to verify the upstream's certificate against; set sni");
+            return Err(Failure::Tls);
+        };
+        match tokio::time::timeout_at(deadline, tls.connect(name, stream)).await {
+            Err(_) => Err(Failure::ConnectTimeout),
+            Ok(Ok(stream)) => Ok(Conn::Tls(Box::new(stream))),
+            Ok(Err(error)) => {
+                // Why matters to the operator: an untrusted certificate, a
+                // wrong name, a client certificate the server refused.
+                tracing::warn!(upstream = %self.config.name, server = %server.addr, %error, "upstream TLS handshake failed");
+                Err(Failure::Tls)
+            }
+        }
+    }
+}
+
+impl UpstreamGroup {
+    /// A read from a server failed: a TLS alert (a client certificate
+    /// refused after the handshake, in TLS 1.3) is logged with its reason.
+    fn read_failed(&self, e: &std::io::Error) -> Failure {
+        match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Some(error) => {
+                tracing::warn!(upstream = %self.config.name, %error, "upstream TLS connection failed");
+                Failure::Tls
+            }
+            None => Failure::Upstream,
+        }
     }
 }
 
 /// One request on one connection.
 struct Exchange<'a> {
-    forwarder: &'a Forwarder,
+    group: &'a UpstreamGroup,
     method: &'a http::Method,
     framing: RequestFraming,
     limit: u64,
@@ -335,7 +329,7 @@ impl Exchange<'_> {
         body: &mut Incoming,
         body_sent: &mut bool,
     ) -> Result<Forwarded, Failure> {
-        let write_timeout = self.forwarder.write_timeout;
+        let write_timeout = self.group.config.write_timeout;
         match tokio::time::timeout(write_timeout, conn.stream_mut().write_all(head)).await {
             Err(_) => return Err(Failure::Timeout),
             Ok(Err(_)) => return Err(Failure::Closed),
@@ -348,14 +342,16 @@ impl Exchange<'_> {
             body_read = self.send_body(&mut conn, body, &mut buf).await?;
         }
         // The upstream has `read_timeout` from the end of the request body.
-        let deadline = Instant::now() + self.forwarder.read_timeout;
+        let deadline = Instant::now() + self.group.config.read_timeout;
         loop {
             match codec::parse_response_head(&mut buf, self.method) {
                 Ok(Some(mut head)) => {
                     // What is left of the request body is not on this
                     // connection: it carries nothing more.
                     head.reusable &= body_read;
-                    let response = head.into_response(conn, buf, self.forwarder.read_timeout);
+                    let response = head
+                        .into_response(conn, buf, self.group.config.read_timeout)
+                        .map(UpstreamBody::Left);
                     return Ok(Forwarded {
                         response,
                         body_read,
@@ -373,7 +369,7 @@ impl Exchange<'_> {
                 Ok(Ok(0)) => return Err(Failure::Upstream),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) if buf.is_empty() && is_reset(&e) => return Err(Failure::Closed),
-                Ok(Err(_)) => return Err(Failure::Upstream),
+                Ok(Err(e)) => return Err(self.group.read_failed(&e)),
             }
         }
     }
@@ -387,23 +383,19 @@ impl Exchange<'_> {
         body: &mut Incoming,
         buf: &mut BytesMut,
     ) -> Result<bool, Failure> {
-        let write_timeout = self.forwarder.write_timeout;
+        let write_timeout = self.group.config.write_timeout;
         let chunked = self.framing == RequestFraming::Chunked;
         let mut received: u64 = 0;
         let mut out = Vec::new();
         loop {
             let frame = tokio::select! {
                 biased;
-                ready = conn.stream_mut().readable() => {
-                    if ready.is_err() {
-                        return Err(Failure::Upstream);
-                    }
-                    match conn.stream_mut().try_read_buf(buf) {
-                        Ok(0) => return Err(Failure::Upstream),
-                        Ok(_) => return Ok(false),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
-                        Err(_) => return Err(Failure::Upstream),
-                    }
+                // Cancel-safe: bytes are only taken when this branch wins.
+                read = conn.stream_mut().read_buf(buf) => {
+                    return match read {
+                        Ok(n) if n > 0 => Ok(false),
+                        _ => Err(Failure::Upstream),
+                    };
                 }
                 frame = tokio::time::timeout_at(
                     self.body_deadline.min(Instant::now() + write_timeout),
@@ -464,9 +456,12 @@ fn is_reset(e: &std::io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pool::IdleList;
     use super::*;
     use proptest::prelude::*;
+    use std::sync::Arc;
     use tokio::net::TcpListener;
+    use tokio::sync::Semaphore;
 
     /// A pooled connection whose other end is `server`.
     async fn pair() -> (Pooled, TcpStream) {
@@ -477,7 +472,7 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let idle = Arc::new(IdleList::new(4, Duration::from_secs(60)));
         let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        let conn = Pooled::new(client, idle, slot);
+        let conn = Pooled::new(Conn::Plain(client), idle, slot);
         (conn, server)
     }
 

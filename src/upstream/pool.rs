@@ -11,15 +11,16 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use socket2::SockRef;
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
+
+use super::conn::Conn;
 
 /// A connection to one server, returned to that server's idle list when a
 /// response has been read to its end; dropped (closed) otherwise. Either way
 /// its place among the server's requests in flight is given back.
 pub struct Pooled {
-    stream: TcpStream,
+    stream: Conn,
     home: Arc<IdleList>,
     _slot: OwnedSemaphorePermit,
 }
@@ -27,7 +28,7 @@ pub struct Pooled {
 impl Pooled {
     /// `stream` to a server whose idle list is `home`, holding `slot`, its
     /// place among the server's requests in flight.
-    pub fn new(stream: TcpStream, home: Arc<IdleList>, slot: OwnedSemaphorePermit) -> Pooled {
+    pub fn new(stream: Conn, home: Arc<IdleList>, slot: OwnedSemaphorePermit) -> Pooled {
         Pooled {
             stream,
             home,
@@ -35,11 +36,11 @@ impl Pooled {
         }
     }
 
-    pub fn stream(&self) -> &TcpStream {
+    pub fn stream(&self) -> &Conn {
         &self.stream
     }
 
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    pub fn stream_mut(&mut self) -> &mut Conn {
         &mut self.stream
     }
 
@@ -59,7 +60,7 @@ pub struct IdleList {
 }
 
 struct Idle {
-    stream: TcpStream,
+    stream: Conn,
     since: Instant,
 }
 
@@ -74,7 +75,7 @@ impl IdleList {
     }
 
     /// The most recently used connection that is still quiet, if any.
-    pub fn take(&self) -> Option<TcpStream> {
+    pub fn take(&self) -> Option<Conn> {
         let mut conns = self.conns.lock().expect("not poisoned");
         while let Some(idle) = conns.pop() {
             if idle.since.elapsed() < self.timeout && quiet(&idle.stream) {
@@ -84,7 +85,7 @@ impl IdleList {
         None
     }
 
-    fn put(self: &Arc<Self>, stream: TcpStream) {
+    fn put(self: &Arc<Self>, stream: Conn) {
         {
             let mut conns = self.conns.lock().expect("not poisoned");
             if conns.len() >= self.max {
@@ -121,11 +122,12 @@ async fn sweep(list: Weak<IdleList>) {
 /// closed it nor sent anything unasked: bytes there would be read as the
 /// next request's response, handing one client another's answer. Asked of
 /// the socket itself (a `MSG_PEEK`), not of tokio's readiness, which can lag
-/// behind bytes that have just arrived.
-fn quiet(stream: &TcpStream) -> bool {
+/// behind bytes that have just arrived. (Over TLS, bytes there are records
+/// the response did not need: the connection is dropped, never misread.)
+fn quiet(stream: &Conn) -> bool {
     let mut probe = [MaybeUninit::<u8>::uninit(); 1];
     matches!(
-        SockRef::from(stream).peek(&mut probe),
+        SockRef::from(stream.tcp()).peek(&mut probe),
         Err(e) if e.kind() == ErrorKind::WouldBlock
     )
 }

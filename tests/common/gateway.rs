@@ -185,7 +185,7 @@ impl Gateway {
         panic!("portero did not become ready:\n{}", self.log());
     }
 
-    /// Sends the gateway process a signal by name (`TERM`, `INT`).
+    /// Sends the gateway process a signal by name (`TERM`, `INT`, `HUP`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .arg(format!("-{name}"))

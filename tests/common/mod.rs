@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod configs;
+pub mod dns;
 mod endpoints;
 mod gateway;
 pub mod redis;
+pub mod tls;
 mod tokens;
 mod upstream;
 mod websocket;

@@ -2,7 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ pub struct Upstream {
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
     open: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    /// What `GET /healthz` answers, and what every other request does.
+    health: Arc<AtomicU16>,
+    status: Arc<AtomicU16>,
 }
 
 /// Extra headers an upstream adds to every response.
@@ -61,6 +64,9 @@ impl Upstream {
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let open: Arc<AtomicUsize> = Arc::default();
         let requests: Arc<AtomicUsize> = Arc::default();
+        let health = Arc::new(AtomicU16::new(200));
+        let status = Arc::new(AtomicU16::new(200));
+        let (health_now, status_now) = (health.clone(), status.clone());
         let conns = tasks.clone();
         let counter = open.clone();
         let served = requests.clone();
@@ -71,10 +77,17 @@ impl Upstream {
                 };
                 let counter = counter.clone();
                 let served = served.clone();
+                let (health_now, status_now) = (health_now.clone(), status_now.clone());
                 counter.fetch_add(1, Ordering::SeqCst);
                 let conn = tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        served.fetch_add(1, Ordering::SeqCst);
+                        let health_check = req.uri().path() == "/healthz";
+                        let status = if health_check {
+                            health_now.load(Ordering::SeqCst)
+                        } else {
+                            served.fetch_add(1, Ordering::SeqCst);
+                            status_now.load(Ordering::SeqCst)
+                        };
                         async move {
                             tokio::time::sleep(delay).await;
                             let (parts, body) = req.into_parts();
@@ -85,8 +98,9 @@ impl Upstream {
                             let mut body = portero::echo::describe(&parts);
                             body["upstream"] = json!(name);
                             body["body_bytes"] = json!(received.ok());
-                            let mut response =
-                                Response::builder().header("content-type", "application/json");
+                            let mut response = Response::builder()
+                                .status(status)
+                                .header("content-type", "application/json");
                             for (name, value) in extra {
                                 response = response.header(*name, *value);
                             }
@@ -111,10 +125,22 @@ impl Upstream {
             tasks,
             open,
             requests,
+            health,
+            status,
         }
     }
 
-    /// Requests this upstream has been sent.
+    /// `GET /healthz` answers `status` from now on.
+    pub fn set_health(&self, status: u16) {
+        self.health.store(status, Ordering::SeqCst);
+    }
+
+    /// Every other request gets `status` from now on.
+    pub fn set_status(&self, status: u16) {
+        self.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Requests this upstream has been sent (health checks aside).
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }

@@ -1,0 +1,64 @@
+//! TLS to upstream servers: rustls with the group's roots (its `ca_file`,
+//! or the system's) and, for mTLS, its client certificate. There is no way
+//! to turn verification off. Sessions are resumed from rustls' in-memory
+//! cache when a pooled connection has to be replaced.
+
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{PrivateKeyDer, ServerName};
+use rustls::RootCertStore;
+use tokio_rustls::TlsConnector;
+
+use crate::config::{pem_certificates, UpstreamProtocol, UpstreamTls};
+
+/// The connector for a group's servers, or why there is none.
+pub fn connector(tls: &UpstreamTls, protocol: UpstreamProtocol) -> Result<TlsConnector, String> {
+    let mut roots = RootCertStore::empty();
+    match &tls.ca_file {
+        Some(path) => {
+            for cert in pem_certificates(path)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err("no system root certificates; give ca_file".into());
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let mut config = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some(files) => {
+            let certs = pem_certificates(&files.cert)?;
+            let key = PrivateKeyDer::from_pem_file(&files.key)
+                .map_err(|e| format!("client_key_file {}: {e}", files.key.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+    };
+    // Only what the group speaks: a server that cannot fails the handshake.
+    config.alpn_protocols = match protocol {
+        UpstreamProtocol::H2 => vec![b"h2".to_vec()],
+        _ => vec![b"http/1.1".to_vec()],
+    };
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The name to send and verify for a server named `host` (a DNS name or
+/// an IP address), unless the group names one (`sni`).
+pub fn server_name(tls: &UpstreamTls, host: &str) -> Option<ServerName<'static>> {
+    let name = tls.sni.as_deref().unwrap_or(host);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(name.to_string()).ok()
+}
