@@ -36,7 +36,9 @@ fn issuance(c: &mut Criterion) {
     let metrics = Metrics::new(&config);
     let store: Arc<dyn Store> =
         Arc::new(Embedded::open(&config.server.data_dir, metrics.store.clone()).unwrap());
-    let keys = rt.block_on(keys::load(&config, store.as_ref())).unwrap();
+    let keys = rt
+        .block_on(keys::load(&config, store.as_ref(), |_| None))
+        .unwrap();
     let revocations = Revocations::default();
 
     let mut group = c.benchmark_group("issue");

@@ -129,6 +129,7 @@ impl Admin {
     }
 
     fn refresh_gauges(&self) {
+        self.shared.external.refresh_gauges();
         let metrics = &self.shared.metrics;
         for g in &self.shared.live.load().upstreams {
             let name = [g.config.name.as_str()];
@@ -143,7 +144,8 @@ impl Admin {
         }
     }
 
-    /// Ready when the listeners are up and every upstream has a healthy server.
+    /// Ready when the listeners are up, every upstream has a healthy server
+    /// and every external issuer has keys (or has had its time to get them).
     fn readyz(&self) -> Reply {
         let started = self.started.load(Ordering::Acquire);
         let live = self.shared.live.load();
@@ -153,11 +155,16 @@ impl Admin {
             .map(|g| (g.config.name.clone(), json!(g.healthy_count())))
             .collect();
         let all_healthy = live.upstreams.iter().all(|g| g.healthy_count() > 0);
+        let (keys_ready, keys_held) = self.shared.external.readiness();
+        let keys_held: serde_json::Map<String, serde_json::Value> = keys_held
+            .into_iter()
+            .map(|(name, n)| (name, json!(n)))
+            .collect();
         let store_reachable = self.shared.store.reachable();
         // Fail-static keeps serving through a store outage: taking every
         // instance out of the load balancer would turn it into a full outage.
         let serving = store_reachable || self.shared.on_outage == OutagePolicy::FailStatic;
-        let ready = started && all_healthy && serving;
+        let ready = started && all_healthy && serving && keys_ready;
         let status = if ready {
             StatusCode::OK
         } else {
@@ -176,6 +183,7 @@ impl Admin {
                 "listening": started,
                 "store": if store_reachable { "reachable" } else { "unreachable" },
                 "healthy_servers": upstreams,
+                "external_issuer_keys": keys_held,
             }),
         )
     }
@@ -316,11 +324,14 @@ impl Admin {
                 };
                 (status, format!("{e}; nothing was reloaded"))
             })?;
+        let external = &self.shared.external;
+        external.sync(&config).map_err(|e| refused(&e))?;
         let live = crate::live::Live::build(
             &config,
             upstreams,
             &self.shared.revocations,
             self.shared.store.as_ref(),
+            external,
             metrics,
         )
         .await
@@ -333,6 +344,8 @@ impl Admin {
             }
         }
         self.shared.live.store(Arc::new(live));
+        // Keys fetched while the snapshot was built.
+        self.shared.live.load().refresh_external_keys(external);
         Ok(config.routes.len())
     }
 

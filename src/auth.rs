@@ -3,6 +3,7 @@
 //! data and pure functions; `proxy.rs` calls them, the admin API feeds them.
 
 pub mod claims;
+pub mod jwk;
 pub mod keys;
 pub mod policy;
 pub mod revocation;

@@ -11,12 +11,14 @@
 //! - [`path`]: request paths normalised once, ambiguous ones refused.
 //! - `target`: a request's one host and normalised path, or a `400`.
 //! - [`routes`]: (host, path, method) → route, compiled once per config.
-//! - [`auth`]: keys by `kid`, revocations, route policies, token validation; no I/O.
+//! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
 //! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md).
 //! - `cors`: CORS preflights answered and responses marked, per route policy.
 //! - `identity`: what the upstream is told: stripped, injected and forwarded headers.
 //! - `live`: the snapshot a reload swaps (routes, strip rules, keys); server and admin build it.
+//! - `jwks`: external issuers' keys, fetched and refreshed off the request path; `fetch` (one HTTP fetch).
+//! - `trust`: root certificates for outbound TLS (a `ca_file` or the system's).
 //! - `proxy`: one request: route → authorize → rewrite → forward → record.
 //! - `respond`: the one mapping from a request error to an HTTP response.
 //! - `tunnel`: upgraded connections (WebSocket) relayed both ways until they
@@ -45,6 +47,7 @@ pub mod credentials;
 pub mod echo;
 mod identity;
 pub mod issue;
+mod jwks;
 mod listener;
 mod live;
 pub mod metrics;
@@ -55,5 +58,6 @@ pub mod routes;
 pub mod server;
 pub mod store;
 mod target;
+mod trust;
 mod tunnel;
 pub mod upstream;

@@ -4,7 +4,7 @@
 //! fixed list, status codes, and reason codes. Never a subject or a token.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -28,11 +28,23 @@ pub struct Metrics {
     pub upstream_resolutions: IntCounterVec,
     pub upstream_ejections: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    pub jwks: JwksMetrics,
     pub connections_open: IntGaugeVec,
     pub connections_closed: IntCounterVec,
     pub tunnels_open: IntGaugeVec,
     pub tunnels_closed: IntCounterVec,
     pub store: StoreMetrics,
+}
+
+/// External issuers' key sets, by issuer.
+#[derive(Clone)]
+pub struct JwksMetrics {
+    /// Fetches of a provider's keys, by result.
+    pub fetches: IntCounterVec,
+    /// Keys held and used.
+    pub keys: IntGaugeVec,
+    /// Seconds since the last successful fetch (since start if none yet).
+    pub age: GaugeVec,
 }
 
 /// One listener's connection series (`connections.rs`).
@@ -194,6 +206,41 @@ impl Metrics {
                 "Upstream servers taken out for a cool-down after failing requests in a row.",
                 &["upstream"],
             ),
+            jwks: JwksMetrics {
+                fetches: counter(
+                    "portero_jwks_fetches_total",
+                    "Fetches of an external issuer's discovery document and JWKS, by issuer and result (ok, unreachable, bad_status, invalid).",
+                    &["issuer", "result"],
+                ),
+                keys: {
+                    let g = IntGaugeVec::new(
+                        Opts::new(
+                            "portero_jwks_keys",
+                            "Verification keys held for an external issuer (0 once dropped as stale).",
+                        ),
+                        &["issuer"],
+                    )
+                    .expect("valid metric");
+                    registry
+                        .register(Box::new(g.clone()))
+                        .expect("registered once");
+                    g
+                },
+                age: {
+                    let g = GaugeVec::new(
+                        Opts::new(
+                            "portero_jwks_age_seconds",
+                            "Seconds since an external issuer's keys were last fetched (since start, before the first success).",
+                        ),
+                        &["issuer"],
+                    )
+                    .expect("valid metric");
+                    registry
+                        .register(Box::new(g.clone()))
+                        .expect("registered once");
+                    g
+                },
+            },
             config_reloads: counter(
                 "portero_config_reloads_total",
                 "Config reloads (admin API or SIGHUP), by result (ok, error).",

@@ -18,11 +18,13 @@ use hyper::upgrade::OnUpgrade;
 
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Verified;
+use crate::auth::AuthError;
 use crate::clock::Clock;
 use crate::config::{CorsPolicy, Endpoint, OutagePolicy, PathRules, Policy, Route, RouteAction};
 use crate::cors;
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
+use crate::jwks::Registry;
 use crate::listener::{Handler, Hold, Peer};
 use crate::live::Live;
 use crate::metrics::{method_label, Metrics};
@@ -50,6 +52,8 @@ pub struct Shared {
     pub paths: PathRules,
     pub clock: Clock,
     pub tunnel_idle_timeout: Duration,
+    /// External issuers' keys, fetched in the background.
+    pub external: Arc<Registry>,
 }
 
 /// The public listeners' request handler.
@@ -312,7 +316,13 @@ impl Gateway {
         }
         let result = policy
             .token(&parts.headers, parts.uri.query())
-            .and_then(|token| live.validator.validate(&token, policy, shared.clock.unix()));
+            .and_then(|token| {
+                let result = live.validator.validate(&token, policy, shared.clock.unix());
+                if let Err(AuthError::UnknownKey) = result {
+                    shared.external.unknown_kid(&token);
+                }
+                result
+            });
         match result {
             Ok(verified) => {
                 if let Some(allowed) = &live.route_series[index].allowed {

@@ -49,6 +49,8 @@ pub enum ServerError {
     Upstream(#[from] crate::upstream::UpstreamError),
     #[error("signals: {0}")]
     Signals(std::io::Error),
+    #[error("{0}")]
+    ExternalIssuer(String),
 }
 
 /// The gateway's sockets, bound before it runs (so a port in use fails the
@@ -241,11 +243,16 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     // Upstream groups are built on the side runtime: their DNS and health
     // tasks run there.
     let upstreams = side.block_on(crate::upstream::groups(&config, &[], &echo, &metrics))?;
+    // External issuers' keys are fetched on the side runtime too.
+    let external = crate::jwks::Registry::new(metrics.jwks.clone());
+    side.block_on(async { external.sync(&config) })
+        .map_err(ServerError::ExternalIssuer)?;
     let live = side.block_on(Live::build(
         &config,
         upstreams,
         &revocations,
         store.as_ref(),
+        &external,
         &metrics,
     ))?;
     {
@@ -265,7 +272,17 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         paths: config.server.paths,
         clock: clock::Clock::system(),
         tunnel_idle_timeout: config.server.tunnel_idle_timeout,
+        external,
     });
+    {
+        let shared = shared.clone();
+        let mut changes = shared.external.subscribe();
+        side.spawn(async move {
+            while changes.changed().await.is_ok() {
+                shared.live.load().refresh_external_keys(&shared.external);
+            }
+        });
+    }
 
     let started = Arc::new(AtomicBool::new(false));
     let admin_token = std::env::var(&config.admin.token_env)

@@ -249,3 +249,54 @@ fn health_check_tables_and_passive_ejection_are_checked() {
         assert!(err.contains("gateway.toml:"), "names the line: {err}");
     }
 }
+
+#[test]
+fn external_issuer_problems_are_named_with_their_lines() {
+    let external = |table: &str| GOOD.replace("[issuers.demo]\n", table);
+    let good = external(
+        "[issuers.demo]\ndiscovery_url = \"https://idp.example.com/.well-known/openid-configuration\"\n\
+         jwks_refresh_min = \"30s\"\njwks_max_stale = \"12h\"\n",
+    );
+    let (ok, err) = check(&good);
+    assert!(ok, "{err}");
+    let loopback =
+        external("[issuers.demo]\njwks_url = \"http://127.0.0.1:8081/jwks\"\niss = \"dev\"\n");
+    let (ok, err) = check(&loopback);
+    assert!(ok, "{err}");
+
+    let cases = [
+        (
+            "[issuers.demo]\njwks_url = \"http://idp.example.com/jwks\"\niss = \"x\"\n",
+            "gateway.toml:9: issuers.demo.jwks_url: \"http://idp.example.com/jwks\": keys over plain HTTP could be replaced on the way; use https",
+        ),
+        (
+            "[issuers.demo]\njwks_url = \"https://idp.example.com/jwks\"\n",
+            "issuers.demo.iss: an issuer with jwks_url needs iss",
+        ),
+        (
+            "[issuers.demo]\ndiscovery_url = \"https://a/.well-known/openid-configuration\"\njwks_url = \"https://a/jwks\"\n",
+            "gateway.toml:10: issuers.demo.jwks_url: give discovery_url or jwks_url, not both",
+        ),
+        (
+            "[issuers.demo]\ndiscovery_url = \"https://a/x\"\ndialect = \"session\"\n",
+            "gateway.toml:10: issuers.demo.dialect: an external issuer's keys come from its JWKS",
+        ),
+        (
+            "[issuers.demo]\ndiscovery_url = \"https://a/x\"\nca_file = \"/nonexistent/ca.pem\"\n",
+            "gateway.toml:10: issuers.demo.ca_file: /nonexistent/ca.pem",
+        ),
+        (
+            "[issuers.demo]\ndiscovery_url = \"https://a/x\"\njwks_refresh_min = \"2h\"\njwks_refresh_max = \"1h\"\n",
+            "issuers.demo.jwks_refresh_min: is longer than jwks_refresh_max",
+        ),
+        (
+            "[issuers.demo]\njwks_max_stale = \"1h\"\n",
+            "gateway.toml:9: issuers.demo.jwks_max_stale: only an external issuer (discovery_url or jwks_url) has this",
+        ),
+    ];
+    for (table, problem) in cases {
+        let (ok, err) = check(&external(table));
+        assert!(!ok, "{table}");
+        assert!(err.contains(problem), "{table}\n{err}");
+    }
+}

@@ -14,6 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use rand::RngCore;
 use sha2::Sha256;
 
+use super::jwk::ExternalKeys;
 use crate::config::{Config, Issuer, KeySource};
 use crate::store::{Store, StoredKey};
 
@@ -115,13 +116,22 @@ pub struct IssuerInfo {
     pub allow_no_exp: bool,
 }
 
-/// An immutable snapshot of every key; swapped whole on reload.
+/// An immutable snapshot of every key; swapped whole on reload, and when
+/// an external issuer's published keys change.
 #[derive(Default)]
 pub struct KeySet {
     pub issuers: Vec<IssuerInfo>,
+    /// Keys whose `kid` no other key has.
     by_kid: HashMap<String, Arc<Key>>,
+    /// Keys sharing a `kid` (two providers may pick the same one): told
+    /// apart by the token's `iss`.
+    shared_kids: HashMap<String, Vec<Arc<Key>>>,
     by_issuer: Vec<Vec<Arc<Key>>>,
     signing: Vec<Option<Arc<Key>>>,
+    /// The keys from the config and the store, kept to rebuild the set.
+    own: Vec<Arc<Key>>,
+    /// Per issuer, the external key set this snapshot holds.
+    external: Vec<Option<Arc<ExternalKeys>>>,
 }
 
 impl KeySet {
@@ -139,6 +149,11 @@ impl KeySet {
 
     pub fn by_kid(&self, kid: &str) -> Option<&Arc<Key>> {
         self.by_kid.get(kid)
+    }
+
+    /// The keys of different issuers that share `kid`.
+    pub fn shared_kid(&self, kid: &str) -> &[Arc<Key>] {
+        self.shared_kids.get(kid).map_or(&[], Vec::as_slice)
     }
 
     /// The keys of the issuer whose `iss` claim is `iss` (for tokens without a `kid`).
@@ -167,16 +182,47 @@ impl KeySet {
         self.issuers.iter().position(|i| i.name == name)
     }
 
+    /// Per issuer, the external key set this snapshot holds.
+    pub fn external(&self) -> &[Option<Arc<ExternalKeys>>] {
+        &self.external
+    }
+
     /// Builds a set from keys already in hand (tests and benches).
     pub fn from_keys(issuers: Vec<IssuerInfo>, keys: Vec<Key>) -> KeySet {
+        let external = vec![None; issuers.len()];
+        KeySet::build(issuers, keys.into_iter().map(Arc::new).collect(), external)
+    }
+
+    /// This set with the external issuers' keys replaced by `external`
+    /// (one entry per issuer).
+    pub fn with_external(&self, external: Vec<Option<Arc<ExternalKeys>>>) -> KeySet {
+        KeySet::build(self.issuers.clone(), self.own.clone(), external)
+    }
+
+    fn build(
+        mut issuers: Vec<IssuerInfo>,
+        own: Vec<Arc<Key>>,
+        external: Vec<Option<Arc<ExternalKeys>>>,
+    ) -> KeySet {
+        let mut keys = own.clone();
+        for (index, set) in external.iter().enumerate() {
+            let Some(set) = set else { continue };
+            issuers[index].iss = set.iss.clone();
+            keys.extend(set.keys.iter().map(|k| {
+                let kid = k.kid.clone().unwrap_or_default();
+                Arc::new(Key::verifying(kid, index, k.alg, k.decoding.clone()))
+            }));
+        }
         let mut set = KeySet {
             by_issuer: vec![Vec::new(); issuers.len()],
             signing: vec![None; issuers.len()],
             issuers,
-            by_kid: HashMap::new(),
+            own,
+            external,
+            ..KeySet::default()
         };
         for key in keys {
-            set.insert(Arc::new(key));
+            set.insert(key);
         }
         set
     }
@@ -186,14 +232,28 @@ impl KeySet {
             self.signing[key.issuer] = Some(key.clone());
         }
         self.by_issuer[key.issuer].push(key.clone());
-        self.by_kid.insert(key.kid.clone(), key);
+        // A key without a kid is found by its issuer's `iss` only.
+        if key.kid.is_empty() {
+            return;
+        }
+        if let Some(shared) = self.shared_kids.get_mut(&key.kid) {
+            shared.push(key);
+        } else if let Some(first) = self.by_kid.remove(&key.kid) {
+            self.shared_kids.insert(key.kid.clone(), vec![first, key]);
+        } else {
+            self.by_kid.insert(key.kid.clone(), key);
+        }
     }
 }
 
 /// Loads every issuer's keys. An issuer with no key configured gets an HS256
 /// key generated on first start and kept in the store, so its tokens survive
-/// restarts.
-pub async fn load(config: &Config, store: &dyn Store) -> Result<KeySet, KeyError> {
+/// restarts; an external issuer's keys are what `external` holds for it.
+pub async fn load(
+    config: &Config,
+    store: &dyn Store,
+    external: impl Fn(&str) -> Option<Arc<ExternalKeys>>,
+) -> Result<KeySet, KeyError> {
     let infos = config
         .issuers
         .iter()
@@ -205,14 +265,20 @@ pub async fn load(config: &Config, store: &dyn Store) -> Result<KeySet, KeyError
         .collect();
     let mut keys = Vec::new();
     for (index, issuer) in config.issuers.iter().enumerate() {
-        if issuer.keys.is_empty() {
+        if issuer.keys.is_empty() && issuer.external.is_none() {
             keys.push(generated_key(issuer, index, store).await?);
         }
         for k in &issuer.keys {
             keys.push(configured_key(issuer, index, k)?);
         }
     }
-    Ok(KeySet::from_keys(infos, keys))
+    let external = config
+        .issuers
+        .iter()
+        .map(|i| i.external.as_ref().and_then(|_| external(&i.name)))
+        .collect();
+    let own = keys.into_iter().map(Arc::new).collect();
+    Ok(KeySet::build(infos, own, external))
 }
 
 fn configured_key(
@@ -322,10 +388,17 @@ fn decoding_from_pem(alg: Algorithm, pem: &[u8]) -> jsonwebtoken::errors::Result
 pub fn alg_name(alg: Algorithm) -> &'static str {
     match alg {
         Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
         Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
         Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
         Algorithm::EdDSA => "EdDSA",
-        _ => "unsupported",
     }
 }
 

@@ -98,6 +98,15 @@ impl Validator {
         self.keys.load()
     }
 
+    /// Swaps in a changed key set. Tokens verified with a key that is gone
+    /// must not be served from the cache, so it starts empty.
+    pub fn replace_keys(&self, keys: KeySet) {
+        self.keys.store(Arc::new(keys));
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
     /// Validates `token` for a route with `policy` at Unix time `now`.
     pub fn validate(
         &self,
@@ -173,30 +182,25 @@ impl Validator {
             .decode_to_vec(payload_b64)
             .map_err(|_| AuthError::Malformed)?;
         let keys = self.keys.load();
-        let key: &Arc<Key> = match &header.kid {
-            Some(kid) => {
-                let key = keys.by_kid(kid).ok_or(AuthError::UnknownKey)?;
+        let key: &Arc<Key> = match header.kid.as_deref().map(|kid| (kid, keys.by_kid(kid))) {
+            Some((_, Some(key))) => {
                 check_signature(key, &header.alg, message, signature)?;
                 key
             }
+            // A kid two issuers use: the keys of the one the token claims.
+            Some((kid, None)) => {
+                let iss = claimed_iss(&payload)?;
+                let candidates = keys
+                    .shared_kid(kid)
+                    .iter()
+                    .filter(|k| keys.issuers[k.issuer].iss == iss);
+                first_to_verify(candidates, &header.alg, message, signature)?
+            }
             // No kid: try the keys of the issuer the token claims.
             None => {
-                let iss = serde_json::from_slice::<IssOnly>(&payload)
-                    .map_err(|_| AuthError::Malformed)?
-                    .iss
-                    .ok_or(AuthError::UnknownKey)?;
-                let candidates = keys.for_iss(&iss);
-                if candidates.is_empty() {
-                    return Err(AuthError::UnknownKey);
-                }
-                let mut result = Err(AuthError::BadSignature);
-                for key in candidates {
-                    result = check_signature(key, &header.alg, message, signature).map(|_| key);
-                    if result.is_ok() {
-                        break;
-                    }
-                }
-                result?
+                let iss = claimed_iss(&payload)?;
+                let candidates = keys.for_iss(&iss).iter();
+                first_to_verify(candidates, &header.alg, message, signature)?
             }
         };
         let claims = Claims::parse(payload).map_err(|_| AuthError::Malformed)?;
@@ -212,6 +216,39 @@ impl Validator {
             claims,
         })
     }
+}
+
+/// The `iss` a token claims, before anything about it is verified.
+fn claimed_iss(payload: &[u8]) -> Result<Cow<'_, str>, AuthError> {
+    serde_json::from_slice::<IssOnly>(payload)
+        .map_err(|_| AuthError::Malformed)?
+        .iss
+        .ok_or(AuthError::UnknownKey)
+}
+
+/// The `iss` a token claims, for deciding whose keys to refetch when its
+/// `kid` is unknown; `None` when it is not a readable token.
+pub fn unverified_iss(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let payload = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(payload).ok()?;
+    claimed_iss(&payload).ok().map(Cow::into_owned)
+}
+
+/// The first of `candidates` the signature verifies with.
+fn first_to_verify<'k>(
+    candidates: impl Iterator<Item = &'k Arc<Key>>,
+    alg: &str,
+    message: &str,
+    signature: &str,
+) -> Result<&'k Arc<Key>, AuthError> {
+    let mut result = Err(AuthError::UnknownKey);
+    for key in candidates {
+        result = check_signature(key, alg, message, signature).map(|_| key);
+        if result.is_ok() {
+            break;
+        }
+    }
+    result
 }
 
 /// The token's `alg` header must name the key's algorithm; it never chooses it.

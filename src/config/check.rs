@@ -2,6 +2,7 @@
 //! Every problem is collected with its line and key; nothing panics.
 
 mod cors;
+mod external;
 mod issuer;
 mod route;
 mod upstream;

@@ -152,7 +152,7 @@ pub(super) struct FileHttpCheck {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileIssuer {
-    pub(super) iss: Option<String>,
+    pub(super) iss: Option<Spanned<String>>,
     pub(super) dialect: Option<Spanned<String>>,
     pub(super) token_ttl: Option<Spanned<String>>,
     #[serde(default)]
@@ -178,6 +178,16 @@ pub(super) struct FileIssuer {
     pub(super) principals: Vec<FilePrincipal>,
     pub(super) principals_file: Option<Spanned<String>>,
     pub(super) cors: Option<Spanned<String>>,
+    // An external issuer: keys from a JWKS.
+    pub(super) discovery_url: Option<Spanned<String>>,
+    pub(super) jwks_url: Option<Spanned<String>>,
+    pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) jwks_refresh_min: Option<Spanned<String>>,
+    pub(super) jwks_refresh_max: Option<Spanned<String>>,
+    pub(super) jwks_refetch_interval: Option<Spanned<String>>,
+    pub(super) jwks_max_stale: Option<Spanned<String>>,
+    pub(super) jwks_timeout: Option<Spanned<String>>,
+    pub(super) jwks_ready_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -267,6 +267,58 @@ pub struct Issuer {
     pub keys: Vec<KeyConfig>,
     /// The token endpoint portero serves for this issuer, if it has a dialect.
     pub endpoint: Option<TokenEndpoint>,
+    /// An issuer run elsewhere (an identity provider): its keys are
+    /// fetched from its JWKS, and it serves no token endpoint.
+    pub external: Option<ExternalKeySource>,
+}
+
+/// Where an external issuer publishes its keys, and how portero keeps them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalKeySource {
+    pub location: KeyLocation,
+    /// The `iss` its tokens carry: given, or (with discovery) learned from
+    /// the metadata's `issuer`, which must then equal it when given.
+    pub expected_iss: Option<String>,
+    /// Roots for HTTPS to the provider; `None`: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Bounds on the refresh interval the JWKS's `Cache-Control: max-age` asks for.
+    pub refresh_min: Duration,
+    pub refresh_max: Duration,
+    /// Refetches asked for by tokens with an unknown `kid`: at most one per interval.
+    pub refetch_interval: Duration,
+    /// Keys are used this long after the last successful fetch, then dropped.
+    pub max_stale: Duration,
+    /// For each request to the provider.
+    pub timeout: Duration,
+    /// How long `/readyz` waits for the first key set.
+    pub ready_timeout: Duration,
+}
+
+/// Keys fetched over plain HTTP could be swapped by anyone on the path:
+/// HTTPS, or plain HTTP to this host only.
+pub fn check_key_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(format!("{text:?} names no host")),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "{text:?}: keys over plain HTTP could be replaced on the way; use https"
+        )),
+        other => Err(format!("{text:?}: scheme {other:?} is not https")),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyLocation {
+    /// OpenID Connect discovery or RFC 8414 metadata naming `issuer` and `jwks_uri`.
+    Discovery(String),
+    Jwks(String),
 }
 
 #[derive(Debug, Clone)]

@@ -7,35 +7,13 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
-use rustls::RootCertStore;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{pem_certificates, UpstreamProtocol, UpstreamTls};
 
 /// The connector for a group's servers, or why there is none.
 pub fn connector(tls: &UpstreamTls, protocol: UpstreamProtocol) -> Result<TlsConnector, String> {
-    let mut roots = RootCertStore::empty();
-    match &tls.ca_file {
-        Some(path) => {
-            for cert in pem_certificates(path)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err("no system root certificates; give ca_file".into());
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
+    let builder = crate::trust::client_builder(crate::trust::roots(tls.ca_file.as_deref())?)?;
     let mut config = match &tls.client_cert {
         None => builder.with_no_client_auth(),
         Some(files) => {

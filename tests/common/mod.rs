@@ -14,6 +14,7 @@ mod configs;
 pub mod dns;
 mod endpoints;
 mod gateway;
+pub mod idp;
 pub mod redis;
 pub mod tls;
 mod tokens;

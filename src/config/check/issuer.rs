@@ -89,10 +89,22 @@ impl Checker<'_> {
                 "at most one key may sign; mark the others verify_only = true",
             );
         }
+        let external = self.external(name, i);
+        let iss = match (&i.iss, &external) {
+            (Some(iss), _) => iss.get_ref().clone(),
+            // Learned from the provider's metadata.
+            (None, Some(_)) => String::new(),
+            (None, None) => name.to_string(),
+        };
         Issuer {
             name: name.to_string(),
-            iss: i.iss.clone().unwrap_or_else(|| name.to_string()),
-            endpoint: self.endpoint(name, i, cors),
+            iss,
+            endpoint: if external.is_some() {
+                None
+            } else {
+                self.endpoint(name, i, cors)
+            },
+            external,
             token_ttl: self.duration(
                 &i.token_ttl,
                 &format!("issuers.{name}.token_ttl"),

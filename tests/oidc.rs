@@ -1,0 +1,140 @@
+//! Interop with a real OpenID provider: panva's `oidc-provider` (an
+//! OpenID-certified implementation, run by Node.js from tests/oidc) issues
+//! JWT access tokens with the client-credentials grant; portero finds its
+//! keys by discovery and lets the service in, with the route's audience and
+//! scope rules applied to the provider's tokens.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const RESOURCE: &str = "https://orders.example.test";
+const CLIENT: &str = "orders-service";
+const SECRET: &str = "orders-service-secret-0123456789";
+
+/// The provider, signing access tokens with `alg`; killed when dropped.
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Provider {
+    fn start(alg: &str) -> Provider {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc");
+        assert!(
+            std::path::Path::new(dir)
+                .join("node_modules/oidc-provider")
+                .exists(),
+            "oidc-provider is not installed: npm ci --prefix tests/oidc"
+        );
+        let mut child = Command::new("node")
+            .arg("provider.mjs")
+            .current_dir(dir)
+            .env("TOKEN_ALG", alg)
+            .env("RESOURCE", RESOURCE)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node (Node.js) runs the provider");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let issuer = line.trim().to_string();
+        assert!(issuer.starts_with("http://127.0.0.1:"), "{issuer:?}");
+        Provider { child, issuer }
+    }
+
+    /// An access token for `scope`, by the client-credentials grant.
+    async fn token(&self, scope: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", CLIENT),
+                ("client_secret", SECRET),
+                ("scope", scope),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+}
+
+fn config(provider: &Provider, up: &Upstream) -> String {
+    format!(
+        "{}\n[issuers.provider]\ndiscovery_url = \"{}/.well-known/openid-configuration\"\n\n\
+         [[routes]]\nname = \"read\"\npath = \"/orders\"\nmethods = [\"GET\"]\nupstream = \"api\"\n\
+         issuers = [\"provider\"]\naudience = \"{RESOURCE}\"\nscopes = [\"orders:read\"]\n\n\
+         [routes.headers]\nx-client = \"client_id\"\nx-scope = \"scope\"\n\n\
+         [[routes]]\nname = \"write\"\npath = \"/orders\"\nmethods = [\"POST\"]\nupstream = \"api\"\n\
+         issuers = [\"provider\"]\naudience = \"{RESOURCE}\"\nscopes = [\"orders:write\"]\n\n\
+         [[routes]]\nname = \"elsewhere\"\npath = \"/billing\"\nupstream = \"api\"\n\
+         issuers = [\"provider\"]\naudience = \"https://billing.example.test\"\n",
+        upstream("api", &[up.addr], "health_check = \"none\""),
+        provider.issuer
+    )
+}
+
+#[tokio::test]
+async fn access_tokens_from_a_real_openid_provider_are_accepted_by_discovery() {
+    let up = Upstream::start("orders").await;
+    for alg in ["RS256", "PS256", "ES256"] {
+        let provider = Provider::start(alg);
+        let gw = Gateway::start(&config(&provider, &up)).await;
+        let client = reqwest::Client::new();
+        let read_only = provider.token("orders:read").await;
+
+        let r = client
+            .get(gw.url("/orders"))
+            .bearer_auth(&read_only)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{alg}: {}", gw.log());
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["headers"]["x-client"], CLIENT, "{alg}");
+        assert_eq!(body["headers"]["x-scope"], "orders:read", "{alg}");
+
+        // The scope it was not granted, and an audience it was not issued for.
+        let write = client.post(gw.url("/orders")).bearer_auth(&read_only);
+        assert_eq!(write.send().await.unwrap().status(), StatusCode::FORBIDDEN);
+        let billing = client.get(gw.url("/billing")).bearer_auth(&read_only);
+        assert_eq!(
+            billing.send().await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+        // Granted both: both methods pass.
+        let read_write = provider.token("orders:read orders:write").await;
+        let write = client.post(gw.url("/orders")).bearer_auth(&read_write);
+        assert_eq!(
+            write.send().await.unwrap().status(),
+            StatusCode::OK,
+            "{alg}"
+        );
+        // The provider's token altered by one character of its payload.
+        let mut parts: Vec<String> = read_only.split('.').map(str::to_string).collect();
+        let flipped = if parts[1].ends_with('A') { 'B' } else { 'A' };
+        parts[1].pop();
+        parts[1].push(flipped);
+        let forged = parts.join(".");
+        let r = client.get(gw.url("/orders")).bearer_auth(&forged);
+        assert_eq!(r.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+}

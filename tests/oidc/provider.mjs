@@ -1,0 +1,52 @@
+// A real OpenID provider (panva's certified oidc-provider) on an ephemeral
+// loopback port: client-credentials grant, JWT access tokens for one
+// resource. Prints the issuer URL on its first line of output.
+import http from 'node:http';
+import { generateKeyPair, exportJWK } from 'jose';
+import Provider from 'oidc-provider';
+
+const alg = process.env.TOKEN_ALG || 'RS256';
+const resource = process.env.RESOURCE || 'https://api.example.test';
+
+async function signingKey(alg, kid) {
+  const { privateKey } = await generateKeyPair(alg, { extractable: true });
+  return { ...(await exportJWK(privateKey)), kid, alg, use: 'sig' };
+}
+
+const server = http.createServer();
+await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients: [{
+    client_id: 'orders-service',
+    client_secret: 'orders-service-secret-0123456789',
+    grant_types: ['client_credentials'],
+    redirect_uris: [],
+    response_types: [],
+    token_endpoint_auth_method: 'client_secret_post',
+    // The client's own default (RS256) must be a key the provider holds.
+    id_token_signed_response_alg: alg,
+    scope: 'orders:read orders:write',
+  }],
+  scopes: ['orders:read', 'orders:write'],
+  jwks: { keys: [await signingKey(alg, `${alg.toLowerCase()}-1`)] },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: () => resource,
+      useGrantedResource: () => true,
+      getResourceServerInfo: () => ({
+        scope: 'orders:read orders:write',
+        audience: resource,
+        accessTokenFormat: 'jwt',
+        accessTokenTTL: 300,
+        jwt: { sign: { alg } },
+      }),
+    },
+  },
+});
+server.on('request', provider.callback());
+console.log(issuer);
