@@ -14,8 +14,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use tokio::task::AbortHandle;
 
@@ -182,11 +180,7 @@ impl State {
 }
 
 fn acceptor(leaf: &Leaf) -> tokio_rustls::TlsAcceptor {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&leaf.cert_file)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(&leaf.key_file).unwrap();
+    let (certs, key) = leaf.chain_and_key();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -32,6 +32,17 @@ pub struct Leaf {
     pub key_file: PathBuf,
 }
 
+impl Leaf {
+    /// The certificate chain and private key, as a server serves them.
+    pub fn chain_and_key(&self) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let certs = CertificateDer::pem_file_iter(&self.cert_file)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (certs, PrivateKeyDer::from_pem_file(&self.key_file).unwrap())
+    }
+}
+
 impl Ca {
     pub fn new(name: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -84,11 +95,7 @@ impl TlsUpstream {
     /// Serves `leaf` on loopback; with `client_ca`, only to clients with a
     /// certificate it signed.
     pub async fn start(name: &'static str, leaf: &Leaf, client_ca: Option<&Ca>) -> TlsUpstream {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&leaf.cert_file)
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_file(&leaf.key_file).unwrap();
+        let (certs, key) = leaf.chain_and_key();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
