@@ -325,7 +325,6 @@ impl Admin {
                 (status, format!("{e}; nothing was reloaded"))
             })?;
         let external = &self.shared.external;
-        external.sync(&config).map_err(|e| refused(&e))?;
         let live = crate::live::Live::build(
             &config,
             upstreams,
@@ -336,6 +335,9 @@ impl Admin {
         )
         .await
         .map_err(|e| refused(&e))?;
+        // Only once nothing else can refuse the config: the running
+        // snapshot's issuers stay with the registry until then.
+        external.sync(&config).map_err(|e| refused(&e))?;
         for gone in &running.upstreams {
             if !config.upstreams.iter().any(|u| u.name == gone.config.name) {
                 let name = [gone.config.name.as_str()];
@@ -344,7 +346,8 @@ impl Admin {
             }
         }
         self.shared.live.store(Arc::new(live));
-        // Keys fetched while the snapshot was built.
+        // The registry's keys now: none yet for a new or changed issuer,
+        // and any fetched while the snapshot was built.
         self.shared.live.load().refresh_external_keys(external);
         Ok(config.routes.len())
     }
