@@ -92,7 +92,7 @@ impl Registry {
                 refetch_wanted: AtomicBool::new(false),
                 wake: Arc::new(Notify::new()),
             });
-            for result in ["ok", "unreachable", "bad_status", "invalid"] {
+            for result in fetch::RESULTS {
                 self.metrics
                     .fetches
                     .with_label_values(&[&issuer.name, result]);
@@ -112,7 +112,7 @@ impl Registry {
                 let name = [gone.name.as_str()];
                 let _ = self.metrics.keys.remove_label_values(&name);
                 let _ = self.metrics.age.remove_label_values(&name);
-                for result in ["ok", "unreachable", "bad_status", "invalid"] {
+                for result in fetch::RESULTS {
                     let _ = self
                         .metrics
                         .fetches

@@ -21,6 +21,9 @@ pub enum FetchError {
     Invalid { url: String, reason: String },
 }
 
+/// Every `result` label of a fetch: `ok` and each error's.
+pub const RESULTS: [&str; 4] = ["ok", "unreachable", "bad_status", "invalid"];
+
 impl FetchError {
     pub fn label(&self) -> &'static str {
         match self {
