@@ -26,6 +26,7 @@ fn table(n: usize) -> RouteTable {
                 upgrades: vec![],
             },
             cors: None,
+            limits: Default::default(),
         })
         .collect();
     routes.push(Route {
@@ -40,6 +41,7 @@ fn table(n: usize) -> RouteTable {
             upgrades: vec![],
         },
         cors: None,
+        limits: Default::default(),
     });
     RouteTable::new(routes)
 }

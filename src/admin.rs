@@ -332,6 +332,7 @@ impl Admin {
             self.shared.store.as_ref(),
             external,
             metrics,
+            Some(&running),
         )
         .await
         .map_err(|e| refused(&e))?;

@@ -46,11 +46,21 @@ impl Reply {
     }
 }
 
-/// Why a body could not be read; every dialect answers it in its own shape.
+/// Why a request was not read; every dialect answers it in its own shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     TooLarge,
     Timeout,
+    /// The client is over the endpoint's `rate_limit`.
+    RateLimited,
+}
+
+/// The `sub` of the tokens a dialect mints for `p`.
+pub fn subject(dialect: Dialect, p: &Principal) -> String {
+    match dialect {
+        Dialect::LoginRefresh => login_refresh::subject(p),
+        _ => p.login.clone(),
+    }
 }
 
 /// What a dialect sees of the request.

@@ -14,11 +14,15 @@
 //! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
 //! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md).
+//! - `limits`: client address rules, rates and requests in flight per route
+//!   and key (pingora-limits; a cluster-wide rate in the store); `window` (the bucket arithmetic).
+//! - `client_addr`: the client's address, through trusted proxies.
 //! - `cors`: CORS preflights answered and responses marked, per route policy.
 //! - `identity`: what the upstream is told: stripped, injected and forwarded headers.
 //! - `live`: the snapshot a reload swaps (routes, strip rules, keys); server and admin build it.
 //! - `jwks`: external issuers' keys, fetched and refreshed off the request path; `fetch` (one HTTP fetch).
 //! - `trust`: root certificates for outbound TLS (a `ca_file` or the system's).
+//! - `forward_auth`: the request a forward-auth call asks about, from its headers.
 //! - `proxy`: one request: route → authorize → rewrite → forward → record.
 //! - `respond`: the one mapping from a request error to an HTTP response.
 //! - `tunnel`: upgraded connections (WebSocket) relayed both ways until they
@@ -39,15 +43,18 @@
 
 mod admin;
 pub mod auth;
+mod client_addr;
 pub mod clock;
 pub mod config;
 mod connections;
 mod cors;
 pub mod credentials;
 pub mod echo;
+mod forward_auth;
 mod identity;
 pub mod issue;
 mod jwks;
+mod limits;
 mod listener;
 mod live;
 pub mod metrics;

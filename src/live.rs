@@ -4,13 +4,15 @@
 //! for the admin API on reload; external issuers' keys are swapped in here
 //! whenever they change.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::auth::keys;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
-use crate::config::{AuthSettings, Config, Issuer};
+use crate::config::{AuthSettings, Config, IpRules, Issuer};
 use crate::jwks::Registry;
+use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteSeries};
 use crate::routes::RouteTable;
 use crate::store::Store;
@@ -27,6 +29,12 @@ pub struct Live {
     pub issuers: Vec<Issuer>,
     /// In `config.upstreams` order, as routes index them.
     pub upstreams: Vec<Arc<UpstreamGroup>>,
+    /// In `routes.routes()` order.
+    pub limiters: Vec<Arc<Limiter>>,
+    /// Client addresses every route admits (`server.allow_ips` / `deny_ips`).
+    pub ips: IpRules,
+    /// Issuer → `sub` → the principal's own `rate_limit`.
+    pub principal_rates: HashMap<usize, HashMap<String, u32>>,
 }
 
 impl Live {
@@ -39,8 +47,13 @@ impl Live {
         store: &dyn Store,
         external: &Registry,
         metrics: &Metrics,
+        earlier: Option<&Live>,
     ) -> Result<Live, keys::KeyError> {
+        let earlier_limiters = earlier.map_or(&[][..], |l| &l.limiters[..]);
         Ok(Live {
+            limiters: crate::limits::for_routes(&config.routes, earlier_limiters, metrics),
+            ips: config.server.ips.clone(),
+            principal_rates: principal_rates(config),
             routes: RouteTable::new(config.routes.clone()),
             route_series: config
                 .routes
@@ -58,6 +71,27 @@ impl Live {
             upstreams,
         })
     }
+}
+
+/// The principals whose entry sets their own `rate_limit`, by the `sub`
+/// their tokens carry.
+fn principal_rates(config: &Config) -> HashMap<usize, HashMap<String, u32>> {
+    let mut rates = HashMap::new();
+    for (index, issuer) in config.issuers.iter().enumerate() {
+        let Some(endpoint) = &issuer.endpoint else {
+            continue;
+        };
+        for p in endpoint.principals.iter() {
+            if let Some(rate) = p.rate_limit {
+                let sub = crate::issue::subject(endpoint.dialect, p);
+                rates
+                    .entry(index)
+                    .or_insert_with(HashMap::new)
+                    .insert(sub, rate);
+            }
+        }
+    }
+    rates
 }
 
 impl Live {

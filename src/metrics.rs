@@ -33,6 +33,9 @@ pub struct Metrics {
     pub connections_closed: IntCounterVec,
     pub tunnels_open: IntGaugeVec,
     pub tunnels_closed: IntCounterVec,
+    pub limited: IntCounterVec,
+    pub rate_limit_fallbacks: IntCounterVec,
+    pub in_flight: IntGaugeVec,
     pub store: StoreMetrics,
 }
 
@@ -74,6 +77,7 @@ pub struct StoreMetrics {
 /// (when the route is loaded) rather than on every request.
 pub struct RouteSeries {
     pub duration: Histogram,
+    pub in_flight: IntGauge,
     /// Decisions `allow`/`ok`, on a protected route.
     pub allowed: Option<IntCounter>,
 }
@@ -95,6 +99,9 @@ const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
+
+/// The `limit` label's values.
+pub const LIMITS: [&str; 4] = ["ip", "rate", "max_in_flight", "concurrency"];
 
 impl Metrics {
     pub fn new(config: &Config) -> Metrics {
@@ -286,6 +293,30 @@ impl Metrics {
                  idle_timeout, shutdown).",
                 &["route", "reason"],
             ),
+            limited: counter(
+                "portero_limited_requests_total",
+                "Requests turned away by a limit, by route and limit (ip, rate, max_in_flight, concurrency).",
+                &["route", "limit"],
+            ),
+            rate_limit_fallbacks: counter(
+                "portero_rate_limit_fallbacks_total",
+                "Cluster-wide rate limits decided by this instance's own count because Redis did not answer, by route.",
+                &["route"],
+            ),
+            in_flight: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "portero_requests_in_flight",
+                        "Requests being served now (until their response body ends), by route.",
+                    ),
+                    &["route"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
             store: StoreMetrics {
                 errors: counter(
                     "portero_store_errors_total",
@@ -360,8 +391,14 @@ impl Metrics {
                     .with_label_values(&[&route.name, "deny", e.reason()]);
             }
         }
+        if !route.limits.is_empty() {
+            for limit in LIMITS {
+                self.limited.with_label_values(&[&route.name, limit]);
+            }
+        }
         RouteSeries {
             duration: self.request_duration.with_label_values(&[&route.name]),
+            in_flight: self.in_flight.with_label_values(&[&route.name]),
             allowed: protected.then(|| {
                 self.auth_decisions
                     .with_label_values(&[&route.name, "allow", "ok"])

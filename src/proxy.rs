@@ -4,6 +4,7 @@
 //! Every refusal becomes a response in `respond`.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,15 +17,19 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
+use crate::auth::keys::KeySet;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
+use crate::client_addr;
 use crate::clock::Clock;
 use crate::config::{CorsPolicy, Endpoint, OutagePolicy, PathRules, Policy, Route, RouteAction};
 use crate::cors;
+use crate::forward_auth;
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::jwks::Registry;
+use crate::limits::{self, Caller, Held, Limit, Phase, RateReport, Refusal};
 use crate::listener::{Handler, Hold, Peer};
 use crate::live::Live;
 use crate::metrics::{method_label, Metrics};
@@ -54,6 +59,10 @@ pub struct Shared {
     pub tunnel_idle_timeout: Duration,
     /// External issuers' keys, fetched in the background.
     pub external: Arc<Registry>,
+    /// Peers whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `server.forward_auth_path`.
+    pub forward_auth: Option<String>,
 }
 
 /// The public listeners' request handler.
@@ -77,6 +86,9 @@ struct Trace {
     /// the request was a preflight (answered with its own CORS headers).
     origin: Option<HeaderValue>,
     preflight: bool,
+    /// The request's place under its route's limits, and the rate's headers.
+    held: Held,
+    rate: Option<RateReport>,
 }
 
 impl Trace {
@@ -135,6 +147,16 @@ impl Gateway {
                 cors::decorate(cors, trace.origin.as_ref(), response.headers_mut());
             }
         }
+        if let Some(report) = &trace.rate {
+            report.apply(response.headers_mut());
+        }
+        let held = std::mem::take(&mut trace.held);
+        if !held.is_empty() {
+            response = response.map(|body| match body {
+                GatewayBody::Upstream(body) => GatewayBody::Held { body, _place: held },
+                other => other,
+            });
+        }
         self.record(&live, &trace, method, response.status(), start);
         if let Some((method, path)) = logged {
             access_log(&live, &trace, method, path, response.status(), start, &peer);
@@ -154,6 +176,21 @@ impl Gateway {
     ) -> Result<Response<GatewayBody>, RequestError> {
         // The one path and host everything below acts on.
         let host = checked_target(&mut parts, self.shared.paths)?;
+        let ip = client_addr::client_ip(peer, &parts.headers, &self.shared.trusted_proxies);
+        if !limits::admits(&live.ips, ip) {
+            self.shared
+                .metrics
+                .limited
+                .with_label_values(&["none", "ip"])
+                .inc();
+            return Err(RequestError::Limited(Limit::Address));
+        }
+        if let Some(endpoint) = &self.shared.forward_auth {
+            if let Some(original) = forward_auth::original(endpoint, &parts) {
+                let original = original.map_err(RequestError::BadTarget)?;
+                return self.decide(live, original, ip, trace).await;
+            }
+        }
         if parts.uri.path() == JWKS_PATH && parts.method == Method::GET {
             let jwks = live.validator.keys().jwks().to_string();
             return Ok(respond::json(StatusCode::OK, jwks));
@@ -166,10 +203,24 @@ impl Gateway {
         if route.cors.is_some() {
             trace.origin = parts.headers.get(ORIGIN).cloned();
         }
+        if let Err(refusal) = self
+            .limit(live, index, &parts.headers, ip, None, trace)
+            .await
+        {
+            if let (RouteAction::Issue { issuer, .. }, Limit::Rate) = (&route.action, refusal.limit)
+            {
+                // Before the body is read or any secret checked, in the
+                // dialect's own words.
+                trace.rate = refusal.report.map(|r| *r);
+                let reply = self.refuse_login(live, *issuer, &parts, Transport::RateLimited);
+                return Ok(respond::json(reply.status, reply.body));
+            }
+            return Err(refused(trace, refusal));
+        }
         let (upstream, strip_prefix, policy, upgrades) = match &route.action {
             RouteAction::Issue { issuer, endpoint } => {
                 let (reply, body_read) = self
-                    .token_endpoint(live, *issuer, *endpoint, &parts, body, peer)
+                    .token_endpoint(live, *issuer, *endpoint, &parts, body, ip)
                     .await;
                 trace.body_read = body_read;
                 return Ok(respond::json(reply.status, reply.body));
@@ -188,6 +239,11 @@ impl Gateway {
             None => None, // a public route
             Some(policy) => Some((policy, self.authorize(live, index, policy, &parts)?)),
         };
+        if let Some((_, token)) = &verified {
+            self.limit(live, index, &parts.headers, ip, Some(token), trace)
+                .await
+                .map_err(|refusal| refused(trace, refusal))?;
+        }
         let group = &live.upstreams[upstream];
         // Upgrades are HTTP/1.1's: an HTTP/2 upstream gets a plain request.
         let upgrade = upgrade_requested(&parts, body.is_end_stream(), upgrades)
@@ -237,6 +293,76 @@ impl Gateway {
         trace.body_read = forwarded.body_read;
         // Its hop-by-hop headers were dropped as its head was parsed.
         Ok(forwarded.response.map(GatewayBody::Upstream))
+    }
+
+    /// A forward-auth decision about `original`: its route's limits and
+    /// policy, exactly as if it had come through; `200` with the identity
+    /// headers to inject, or the refusal it would have had.
+    async fn decide(
+        &self,
+        live: &Live,
+        mut original: Parts,
+        ip: IpAddr,
+        trace: &mut Trace,
+    ) -> Result<Response<GatewayBody>, RequestError> {
+        let host = checked_target(&mut original, self.shared.paths)?;
+        let (index, route) = route(live, host.as_ref(), &original)?;
+        trace.route = Some(index);
+        self.limit(live, index, &original.headers, ip, None, trace)
+            .await
+            .map_err(|refusal| refused(trace, refusal))?;
+        let policy = match &route.action {
+            RouteAction::Proxy {
+                policy: Some(policy),
+                ..
+            } => policy,
+            // A public route or a token endpoint: nothing to check or inject.
+            _ => return Ok(respond::allowed(HeaderMap::new())),
+        };
+        let token = self.authorize(live, index, policy, &original)?;
+        self.limit(live, index, &original.headers, ip, Some(&token), trace)
+            .await
+            .map_err(|refusal| refused(trace, refusal))?;
+        Ok(respond::allowed(policy.identity_headers(&token).collect()))
+    }
+
+    /// The route's limits keyed by what the request says (`token: None`,
+    /// the address rules and the route's slot first), or by who it is.
+    async fn limit(
+        &self,
+        live: &Live,
+        index: usize,
+        headers: &HeaderMap,
+        ip: IpAddr,
+        token: Option<&Verified>,
+        trace: &mut Trace,
+    ) -> Result<(), Refusal> {
+        let limiter = &live.limiters[index];
+        let phase = match token {
+            None => {
+                limiter.enter(ip, &mut trace.held)?;
+                Phase::Request
+            }
+            Some(_) => Phase::Token,
+        };
+        if !limiter.keys_at(phase) {
+            return Ok(());
+        }
+        let caller = Caller {
+            ip,
+            headers,
+            token,
+            principal_rate: token
+                .and_then(|t| live.principal_rates.get(&t.issuer)?.get(t.sub()?).copied()),
+        };
+        let store = self.shared.store.as_ref();
+        if let Some(report) = limiter
+            .admit(phase, &caller, store, &mut trace.held)
+            .await?
+        {
+            trace.rate = Some(report);
+        }
+        Ok(())
     }
 
     /// Asks the upstream to switch protocols; if it does, relays its `101`
@@ -373,23 +499,11 @@ impl Gateway {
         endpoint: Endpoint,
         parts: &Parts,
         body: Incoming,
-        peer: &Peer,
+        client: IpAddr,
     ) -> (issue::Reply, bool) {
-        let issuer = &live.issuers[index];
-        let settings = issuer
-            .endpoint
-            .as_ref()
-            .expect("token routes exist only for endpoints");
         let keys = live.validator.keys();
-        let ctx = Issuing {
-            index,
-            issuer,
-            endpoint: settings,
-            keys: &keys,
-            store: &self.shared.store,
-            revocations: &self.shared.revocations,
-            metrics: &self.shared.metrics,
-        };
+        let ctx = self.issuing(live, index, &keys);
+        let settings = ctx.endpoint;
         let now = self.shared.clock.now();
         let path = parts.uri.path();
         let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
@@ -403,11 +517,46 @@ impl Gateway {
             json: issue::is_json(parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes)),
             query: parts.uri.query(),
             path,
-            client: Some(peer.addr.ip()),
+            client: Some(client),
             now,
         };
         (issue::handle(&ctx, &request).await, true)
     }
+
+    /// A token-endpoint request refused before its body was read.
+    fn refuse_login(
+        &self,
+        live: &Live,
+        index: usize,
+        parts: &Parts,
+        why: Transport,
+    ) -> issue::Reply {
+        let keys = live.validator.keys();
+        let ctx = self.issuing(live, index, &keys);
+        issue::transport_error(&ctx, why, parts.uri.path(), self.shared.clock.now())
+    }
+
+    fn issuing<'a>(&'a self, live: &'a Live, index: usize, keys: &'a KeySet) -> Issuing<'a> {
+        let issuer = &live.issuers[index];
+        Issuing {
+            index,
+            issuer,
+            endpoint: issuer
+                .endpoint
+                .as_ref()
+                .expect("token routes exist only for endpoints"),
+            keys,
+            store: &self.shared.store,
+            revocations: &self.shared.revocations,
+            metrics: &self.shared.metrics,
+        }
+    }
+}
+
+/// A limit's refusal as a request error; a rate's headers go on the response.
+fn refused(trace: &mut Trace, refusal: Refusal) -> RequestError {
+    trace.rate = refusal.report.map(|r| *r);
+    RequestError::Limited(refusal.limit)
 }
 
 /// The request's one host (`None` for an HTTP/1.0 request without one),

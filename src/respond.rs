@@ -6,13 +6,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
 
 use crate::auth::AuthError;
 use crate::cors;
+use crate::limits::{Held, Limit};
 use crate::upstream::body::{BoxError, UpstreamBody};
 use crate::upstream::client::Failure;
 
@@ -33,6 +34,9 @@ pub enum RequestError {
     /// A CORS preflight the route's policy refuses: no CORS headers, so
     /// the browser blocks the request it asked about.
     CorsRefused(cors::Refusal),
+    /// A limit turned the request away (a rate limit's headers are added
+    /// by the caller, who has them).
+    Limited(Limit),
 }
 
 /// The response for `err`.
@@ -49,11 +53,38 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
         RequestError::CorsRefused(why) => (StatusCode::FORBIDDEN, "cors_refused", why.message()),
         RequestError::TooLarge => upstream_failure(Failure::TooLarge),
         RequestError::Upstream(failure) => upstream_failure(failure),
+        RequestError::Limited(limit) => limited(limit),
     };
-    json(
+    let mut resp = json(
         status,
         serde_json::json!({ "error": error, "message": message }).to_string(),
-    )
+    );
+    if err == RequestError::Limited(Limit::Busy) {
+        // In-flight counts change by the millisecond: a second is plenty.
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
+}
+
+fn limited(limit: Limit) -> (StatusCode, &'static str, &'static str) {
+    match limit {
+        Limit::Address => (
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the client address is not allowed here",
+        ),
+        Limit::Rate => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; see Retry-After",
+        ),
+        Limit::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many requests in flight; see Retry-After",
+        ),
+    }
 }
 
 /// Does the request speak gRPC (`application/grpc`, `application/grpc+proto`, ...)?
@@ -71,6 +102,8 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
     let http = error_response(err);
     let code: u16 = match http.status().as_u16() {
+        // A quota, as gRPC names it (RESOURCE_EXHAUSTED).
+        429 if err == RequestError::Limited(Limit::Rate) => 8,
         401 => 16,
         403 => 7,
         404 => 12,
@@ -88,6 +121,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         RequestError::CorsRefused(why) => why.message().to_string(),
         RequestError::TooLarge => upstream_failure(Failure::TooLarge).2.to_string(),
         RequestError::Upstream(f) => upstream_failure(f).2.to_string(),
+        RequestError::Limited(l) => limited(l).2.to_string(),
     };
     let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
     let headers = resp.headers_mut();
@@ -96,8 +130,10 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
     if let Ok(v) = HeaderValue::try_from(percent_encode(&message)) {
         headers.insert("grpc-message", v);
     }
-    if let Some(challenge) = http.headers().get(WWW_AUTHENTICATE) {
-        headers.insert(WWW_AUTHENTICATE, challenge.clone());
+    for name in [WWW_AUTHENTICATE, RETRY_AFTER] {
+        if let Some(value) = http.headers().get(&name) {
+            headers.insert(name, value.clone());
+        }
     }
     resp
 }
@@ -193,6 +229,16 @@ pub fn preflight(headers: HeaderMap) -> Response<GatewayBody> {
     resp
 }
 
+/// A forward-auth decision that lets the request through, with the
+/// identity headers its route would inject.
+pub fn allowed(headers: HeaderMap) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
+    *resp.headers_mut() = headers;
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// The upstream's `101`, relayed to the client with `headers`.
 pub fn switching(headers: HeaderMap) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
@@ -211,10 +257,16 @@ pub fn json(status: StatusCode, body: String) -> Response<GatewayBody> {
     resp
 }
 
-/// A response body: one portero wrote, or the upstream's, streamed through.
+/// A response body: one portero wrote, or the upstream's, streamed through
+/// (holding its request's place under the route's limits until it ends).
 pub enum GatewayBody {
     Own(Full<Bytes>),
     Upstream(UpstreamBody),
+    Held {
+        body: UpstreamBody,
+        /// Dropped with the body: the request's place given back.
+        _place: Held,
+    },
 }
 
 impl Body for GatewayBody {
@@ -227,21 +279,23 @@ impl Body for GatewayBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             GatewayBody::Own(b) => Pin::new(b).poll_frame(cx).map_err(|e| match e {}),
-            GatewayBody::Upstream(b) => Pin::new(b).poll_frame(cx),
+            GatewayBody::Upstream(b) | GatewayBody::Held { body: b, .. } => {
+                Pin::new(b).poll_frame(cx)
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             GatewayBody::Own(b) => b.is_end_stream(),
-            GatewayBody::Upstream(b) => b.is_end_stream(),
+            GatewayBody::Upstream(b) | GatewayBody::Held { body: b, .. } => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             GatewayBody::Own(b) => b.size_hint(),
-            GatewayBody::Upstream(b) => b.size_hint(),
+            GatewayBody::Upstream(b) | GatewayBody::Held { body: b, .. } => b.size_hint(),
         }
     }
 }

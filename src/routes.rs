@@ -148,6 +148,7 @@ mod tests {
                 upgrades: vec![],
             },
             cors: None,
+            limits: Default::default(),
         }
     }
 

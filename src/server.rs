@@ -254,6 +254,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         store.as_ref(),
         &external,
         &metrics,
+        None,
     ))?;
     {
         let (store, revocations) = (store.clone(), revocations.clone());
@@ -273,6 +274,8 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         clock: clock::Clock::system(),
         tunnel_idle_timeout: config.server.tunnel_idle_timeout,
         external,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        forward_auth: config.server.forward_auth_path.clone(),
     });
     {
         let shared = shared.clone();

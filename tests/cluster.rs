@@ -469,3 +469,98 @@ async fn propagation_lag_over_1000_revocations() {
         sum / count * 1e6
     );
 }
+
+/// The demo behind a Redis store with one route whose rate every instance shares.
+fn limited_node(url: &str, prefix: &str) -> String {
+    node(url, prefix, "").replace(
+        "[[routes]]\nname = \"default\"",
+        "[[routes]]\nname = \"limited\"\npath = \"/limited\"\nupstream = \"echo\"\n\
+         token_from = \"authorization\"\n\
+         rate_limit = { requests = 10, per = \"10s\", scope = \"cluster\" }\n\n\
+         [[routes]]\nname = \"default\"",
+    )
+}
+
+async fn limited(gw: &Gateway, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(gw.url("/limited"))
+        .header("authorization", token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_rate_holds_across_three_instances_and_each_counts_alone_while_redis_is_cut() {
+    let Some(url) = redis::shared() else { return };
+    let relay = Relay::start(url.strip_prefix("redis://").unwrap().parse().unwrap()).await;
+    let p = prefix();
+    let (through_relay, direct) = (limited_node(&relay.url(), &p), limited_node(&url, &p));
+    let (n1, n2, n3) = futures_util::join!(
+        Gateway::start(&through_relay),
+        Gateway::start(&direct),
+        Gateway::start(&direct)
+    );
+    let token = login(&n1).await;
+
+    // 30 requests round the three instances: 10 a 10 s, shared. One more
+    // may get in while the burst runs (a token comes back each second).
+    let mut admitted = 0;
+    for i in 0..30 {
+        let gw = [&n1, &n2, &n3][i % 3];
+        match limited(gw, &token).await {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("request {i}: {other}"),
+        }
+    }
+    assert!((10..=11).contains(&admitted), "admitted {admitted} of 30");
+
+    // Redis cut from instance 1: it counts on its own (a cluster of N
+    // admits up to N times the limit then), the others keep the shared count.
+    relay.cut();
+    let mut alone = 0;
+    for _ in 0..15 {
+        if limited(&n1, &token).await == StatusCode::OK {
+            alone += 1;
+        }
+    }
+    assert_eq!(alone, 10, "instance 1's own count");
+    assert!(
+        n1.metric(
+            "portero_rate_limit_fallbacks_total",
+            &[("route", "limited")]
+        )
+        .await
+            >= 15.0
+    );
+    assert_eq!(limited(&n2, &token).await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        n2.metric(
+            "portero_rate_limit_fallbacks_total",
+            &[("route", "limited")]
+        )
+        .await,
+        0.0
+    );
+
+    // Back on Redis, instance 1 follows the shared count again.
+    relay.restore().await;
+    all_report(&[&n1], "ready").await;
+    let before = n1
+        .metric(
+            "portero_rate_limit_fallbacks_total",
+            &[("route", "limited")],
+        )
+        .await;
+    limited(&n1, &token).await;
+    assert_eq!(
+        n1.metric(
+            "portero_rate_limit_fallbacks_total",
+            &[("route", "limited")]
+        )
+        .await,
+        before
+    );
+}

@@ -300,3 +300,75 @@ fn external_issuer_problems_are_named_with_their_lines() {
         assert!(err.contains(problem), "{table}\n{err}");
     }
 }
+
+#[test]
+fn limits_are_checked() {
+    let good = format!(
+        "{GOOD}rate_limit = {{ requests = 100, per = \"1s\", by = \"claim:tenant\", burst = 20, override_claim = \"rate\" }}\n\
+         max_in_flight = 50\nconcurrency = {{ max_in_flight = 4, by = \"header:X-Api-Key\" }}\n\
+         allow_ips = [\"10.0.0.0/8\", \"2001:db8::1\"]\ndeny_ips = [\"10.6.6.6\"]\n\
+         [issuers.demo.rate_limit]\nrequests = 5\nper = \"1m\"\n"
+    )
+    .replace("[issuers.demo]\n", "[issuers.demo]\ndialect = \"session\"\n");
+    let (ok, err) = check(&good);
+    assert!(ok, "{err}");
+
+    let route = |limit: &str| format!("{GOOD}{limit}\n");
+    for (bad, needles) in [
+        (
+            route("rate_limit = { requests = 0, per = \"1s\" }"),
+            &["routes[0].rate_limit.requests", "from 1 to"][..],
+        ),
+        (
+            route("rate_limit = { requests = 5, per = \"10ms\" }"),
+            &["routes[0].rate_limit.per", "at least 100ms"],
+        ),
+        (
+            route("rate_limit = { requests = 5, per = \"1s\", by = \"tenant\" }"),
+            &["routes[0].rate_limit.by", "\"tenant\""],
+        ),
+        (
+            route("rate_limit = { requests = 5, per = \"1s\", scope = \"cluster\" }"),
+            &["routes[0].rate_limit.scope", "store.backend = \"redis\""],
+        ),
+        (
+            route("rate_limit = { requests = 5, per = \"1s\", window = \"1s\" }"),
+            &["unknown field `window`"],
+        ),
+        (route("max_in_flight = 0"), &["routes[0].max_in_flight", "at least 1"]),
+        (
+            route("concurrency = { max_in_flight = 2, by = \"sub\", extra = 1 }"),
+            &["unknown field `extra`"],
+        ),
+        (
+            route("allow_ips = [\"10.0.0.0/33\"]"),
+            &["routes[0].allow_ips[0]", "not an IP address or CIDR"],
+        ),
+        (
+            route("public = true\nrate_limit = { requests = 5, per = \"1s\", by = \"sub\" }"),
+            &["routes[0].rate_limit.by", "needs a verified token"],
+        ),
+        (
+            route("public = true\nrate_limit = { requests = 5, per = \"1s\", override_claim = \"rate\" }"),
+            &["routes[0].rate_limit.override_claim", "needs a verified token"],
+        ),
+    ] {
+        let (ok, err) = check(&bad);
+        assert!(!ok, "{bad}");
+        for needle in needles {
+            assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+        }
+    }
+    let (ok, err) = check(&GOOD.replace(
+        "[issuers.demo]\n",
+        "[issuers.demo]\ndialect = \"session\"\nrate_limit = { requests = 5, per = \"1m\", by = \"sub\" }\n",
+    ));
+    assert!(!ok);
+    assert!(err.contains("issuers.demo.rate_limit.by"), "{err}");
+    let (ok, err) = check(&format!(
+        "[server]\ndeny_ips = [\"nope\"]\nforward_auth_path = \"auth\"\n{GOOD}"
+    ));
+    assert!(!ok);
+    assert!(err.contains("server.deny_ips[0]"), "{err}");
+    assert!(err.contains("server.forward_auth_path"), "{err}");
+}

@@ -4,6 +4,7 @@
 mod cors;
 mod external;
 mod issuer;
+mod limits;
 mod route;
 mod upstream;
 
@@ -144,6 +145,7 @@ impl Checker<'_> {
         );
         let auth = self.auth(&file.auth, strip_all);
         let store = self.store(&file.store, auth.leeway);
+        self.check_cluster_limits(&routes, &store);
         Config {
             source: path.to_path_buf(),
             server,
@@ -182,7 +184,25 @@ impl Checker<'_> {
             max_body_size,
             access_log: s.access_log.unwrap_or(true),
             limits: self.limits(s),
-            trusted_proxies: self.trusted_proxies(s),
+            trusted_proxies: self.ip_nets(
+                s.trusted_proxies.as_deref().unwrap_or_default(),
+                "server.trusted_proxies",
+            ),
+            ips: IpRules {
+                allow: self.ip_nets(&s.allow_ips, "server.allow_ips"),
+                deny: self.ip_nets(&s.deny_ips, "server.deny_ips"),
+            },
+            forward_auth_path: s.forward_auth_path.as_ref().map(|p| {
+                let path = p.get_ref().trim_end_matches('/');
+                if !path.starts_with('/') {
+                    self.problem(
+                        p,
+                        "server.forward_auth_path",
+                        "must start with / and name more than the root",
+                    );
+                }
+                path.to_string()
+            }),
             paths: PathRules {
                 merge_slashes: s.merge_slashes.unwrap_or(false),
                 allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
@@ -225,25 +245,6 @@ impl Checker<'_> {
                 .map(|n| self.at_least_one(Some(n), "server.max_connections", 1)),
             max_header_size,
         }
-    }
-
-    fn trusted_proxies(&mut self, s: &FileServer) -> Vec<ipnet::IpNet> {
-        let mut nets = Vec::new();
-        for (i, v) in s.trusted_proxies.iter().flatten().enumerate() {
-            let text = v.get_ref();
-            let net = text
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-            match net {
-                Ok(n) => nets.push(n),
-                Err(_) => self.problem(
-                    v,
-                    format!("server.trusted_proxies[{i}]"),
-                    format!("{text:?} is not an IP address or CIDR network"),
-                ),
-            }
-        }
-        nets
     }
 
     fn at_least_one(&mut self, v: Option<usize>, key: &str, default: usize) -> usize {

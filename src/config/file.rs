@@ -63,7 +63,61 @@ pub(super) struct FileServer {
     pub(super) merge_slashes: Option<bool>,
     pub(super) allow_encoded_slashes: Option<bool>,
     pub(super) tunnel_idle_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) allow_ips: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) deny_ips: Vec<Spanned<String>>,
+    pub(super) forward_auth_path: Option<Spanned<String>>,
 }
+
+/// `rate_limit = { requests = 100, per = "1s", by = "sub", burst = 20 }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileRateLimit {
+    pub(super) requests: Spanned<u32>,
+    pub(super) per: Spanned<String>,
+    pub(super) by: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) burst: u32,
+    pub(super) scope: Option<Spanned<String>>,
+    pub(super) override_claim: Option<String>,
+}
+
+/// `concurrency = { max_in_flight = 4, by = "sub" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConcurrency {
+    pub(super) max_in_flight: Spanned<u32>,
+    pub(super) by: Option<Spanned<String>>,
+}
+
+/// The limit keys a route and a token endpoint share (written out in
+/// both: serde's `flatten` would let unknown keys through).
+pub(super) struct FileLimits<'a> {
+    pub(super) allow_ips: &'a [Spanned<String>],
+    pub(super) deny_ips: &'a [Spanned<String>],
+    pub(super) rate_limit: Option<&'a Spanned<FileRateLimit>>,
+    pub(super) max_in_flight: Option<&'a Spanned<u32>>,
+    pub(super) concurrency: Option<&'a Spanned<FileConcurrency>>,
+}
+
+macro_rules! limits_of {
+    ($t:ty) => {
+        impl $t {
+            pub(super) fn limits(&self) -> FileLimits<'_> {
+                FileLimits {
+                    allow_ips: &self.allow_ips,
+                    deny_ips: &self.deny_ips,
+                    rate_limit: self.rate_limit.as_ref(),
+                    max_in_flight: self.max_in_flight.as_ref(),
+                    concurrency: self.concurrency.as_ref(),
+                }
+            }
+        }
+    };
+}
+limits_of!(FileRoute);
+limits_of!(FileIssuer);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +242,13 @@ pub(super) struct FileIssuer {
     pub(super) jwks_max_stale: Option<Spanned<String>>,
     pub(super) jwks_timeout: Option<Spanned<String>>,
     pub(super) jwks_ready_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) allow_ips: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) deny_ips: Vec<Spanned<String>>,
+    pub(super) rate_limit: Option<Spanned<FileRateLimit>>,
+    pub(super) max_in_flight: Option<Spanned<u32>>,
+    pub(super) concurrency: Option<Spanned<FileConcurrency>>,
 }
 
 #[derive(Deserialize)]
@@ -214,6 +275,7 @@ pub(super) struct FilePrincipal {
     pub(super) active: bool,
     #[serde(default)]
     pub(super) blocked: bool,
+    pub(super) rate_limit: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +323,13 @@ pub(super) struct FileRoute {
     pub(super) forward_token: bool,
     pub(super) cors: Option<Spanned<String>>,
     pub(super) upgrades: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(super) allow_ips: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(super) deny_ips: Vec<Spanned<String>>,
+    pub(super) rate_limit: Option<Spanned<FileRateLimit>>,
+    pub(super) max_in_flight: Option<Spanned<u32>>,
+    pub(super) concurrency: Option<Spanned<FileConcurrency>>,
 }
 
 fn any_host() -> Spanned<String> {

@@ -99,8 +99,14 @@ pub struct ServerSettings {
     /// One `portero::access` log line per request.
     pub access_log: bool,
     pub limits: ConnectionLimits,
-    /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept.
+    /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept,
+    /// and whose `X-Forwarded-For` names the client address limits act on.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Client addresses every route admits.
+    pub ips: IpRules,
+    /// Where proxies that route traffic themselves (nginx `auth_request`,
+    /// Traefik `forwardAuth`, Envoy `ext_authz`) ask for a decision.
+    pub forward_auth_path: Option<String>,
     pub paths: PathRules,
     /// A tunnel (WebSocket) with no byte either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
@@ -344,6 +350,7 @@ pub struct TokenEndpoint {
     pub principals: Principals,
     /// Browsers on these origins may call the endpoint.
     pub cors: Option<Arc<CorsPolicy>>,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone)]
@@ -363,6 +370,106 @@ pub struct Route {
     pub action: RouteAction,
     /// Browsers on these origins may call the route (`[cors.NAME]`).
     pub cors: Option<Arc<CorsPolicy>>,
+    pub limits: Limits,
+}
+
+/// What one route admits: client addresses, a rate, requests in flight.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    pub ips: IpRules,
+    pub rate: Option<RateLimit>,
+    /// Requests of the whole route in flight at once (`503` beyond).
+    pub max_in_flight: Option<u32>,
+    /// Requests of one key in flight at once (`503` beyond).
+    pub concurrency: Option<Concurrency>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+}
+
+/// CIDR lists a client address is checked against: a `deny` match is
+/// refused; with an `allow` list, so is an address outside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpRules {
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
+}
+
+/// `requests` per `per` for each key, with `burst` more at once after a
+/// quiet spell: a token bucket of `requests + burst` refilled at
+/// `requests / per`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+    pub burst: u32,
+    pub by: LimitKey,
+    pub scope: LimitScope,
+    /// A claim of the verified token naming that token's own `requests`
+    /// (a premium client's), the burst scaled with it.
+    pub override_claim: Option<String>,
+}
+
+impl RateLimit {
+    /// The most `requests` (and `burst`) a limit may name: the in-memory
+    /// estimator counts a request in units of 2^30 / requests.
+    pub const MAX_REQUESTS: u32 = 1_000_000_000;
+}
+
+/// Per-key requests in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Concurrency {
+    pub max_in_flight: u32,
+    pub by: LimitKey,
+}
+
+/// What a limit counts requests by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    /// The verified token's `sub`.
+    Subject,
+    /// The client's address (through trusted proxies).
+    ClientIp,
+    /// A request header; a request without it counts by its address.
+    Header(HeaderName),
+    /// A claim of the verified token; a token without it counts by its `sub`.
+    Claim(String),
+}
+
+impl LimitKey {
+    pub fn parse(s: &str) -> Result<LimitKey, String> {
+        match s.split_once(':') {
+            None if s == "sub" => Ok(Self::Subject),
+            None if s == "client_ip" => Ok(Self::ClientIp),
+            Some(("header", name)) => HeaderName::from_bytes(name.trim().as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{name:?} is not a header name")),
+            Some(("claim", name)) if !name.trim().is_empty() => {
+                Ok(Self::Claim(name.trim().to_string()))
+            }
+            _ => Err(format!(
+                "{s:?}: expected \"sub\", \"client_ip\", \"header:NAME\" or \"claim:NAME\""
+            )),
+        }
+    }
+
+    /// Known only once the token is verified.
+    pub fn needs_token(&self) -> bool {
+        matches!(self, Self::Subject | Self::Claim(_))
+    }
+}
+
+/// Where a rate limit's counts live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    /// In this instance's memory: N instances admit up to N times the limit.
+    Instance,
+    /// In the Redis store, shared by every instance; this instance's own
+    /// count while Redis cannot be reached.
+    Cluster,
 }
 
 /// A `[cors.NAME]` table: which browser origins may call a route, and how.
@@ -634,6 +741,9 @@ pub struct Principal {
     pub permissions: Vec<String>,
     pub active: bool,
     pub blocked: bool,
+    /// Replaces `requests` of the rate limits keyed by identity for this
+    /// principal's tokens.
+    pub rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -650,6 +760,10 @@ impl Principals {
 
     pub fn get(&self, login: &str) -> Option<&Principal> {
         self.by_login.get(login)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Principal> {
+        self.by_login.values()
     }
 }
 

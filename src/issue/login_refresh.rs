@@ -47,6 +47,12 @@ pub fn transport_error(e: Transport, path: &str, now: DateTime<Utc>) -> Reply {
             path,
             now,
         ),
+        Transport::RateLimited => spring(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            path,
+            now,
+        ),
     }
 }
 
@@ -97,7 +103,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
 }
 
 /// The subject of this dialect's tokens: the principal's id, else its username.
-fn subject(p: &Principal) -> String {
+pub(super) fn subject(p: &Principal) -> String {
     match &p.id {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),

@@ -25,6 +25,10 @@ pub fn transport_error(e: Transport) -> Reply {
             "El cuerpo de la solicitud es demasiado grande",
         ),
         Transport::Timeout => error(StatusCode::REQUEST_TIMEOUT, "La solicitud tardó demasiado"),
+        Transport::RateLimited => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Demasiadas solicitudes, intente más tarde",
+        ),
     }
 }
 

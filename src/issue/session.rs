@@ -27,6 +27,11 @@ pub fn transport_error(e: Transport) -> Reply {
             1,
             "La solicitud tardó demasiado",
         ),
+        Transport::RateLimited => error(
+            StatusCode::TOO_MANY_REQUESTS,
+            1,
+            "Demasiadas solicitudes, intente más tarde",
+        ),
     }
 }
 

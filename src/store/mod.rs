@@ -14,6 +14,7 @@ mod embedded;
 mod redis;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -64,6 +65,18 @@ pub enum Reservation {
     /// Checks in flight could still use up what is left of a budget.
     Busy,
     Locked,
+}
+
+/// One request taken from a rate bucket every instance shares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharedRate {
+    pub admitted: bool,
+    /// Requests the bucket still holds.
+    pub remaining: u64,
+    /// Until the bucket is full again.
+    pub reset: Duration,
+    /// Until the next request fits (refused requests only).
+    pub retry_after: Duration,
 }
 
 /// Unexpired tokens one refresh token may have minted: a client refreshing
@@ -134,6 +147,18 @@ pub trait Store: Send + Sync {
     ) -> Result<Reservation, StoreError>;
     /// Ends a reservation; its failure, if any, is recorded first.
     async fn release_attempts(&self, keys: &[&str]) -> Result<(), StoreError>;
+
+    /// Takes one request from the shared bucket `key` (GCRA: one request's
+    /// room comes back every `emission`, and the bucket holds `capacity`),
+    /// on the store's clock. `None` from a store no other instance shares.
+    async fn take_rate(
+        &self,
+        _key: &str,
+        _emission: Duration,
+        _capacity: f64,
+    ) -> Result<Option<SharedRate>, StoreError> {
+        Ok(None)
+    }
 
     /// False while a shared store cannot be reached: this instance then runs
     /// from its caches and may be missing revocations made elsewhere.

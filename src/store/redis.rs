@@ -7,6 +7,8 @@
 //! - `P refresh:<sha256>`: a refresh token record, expiring with it;
 //! - `P fail:<key>`: a lockout counter (hash), expiring one cool-down after
 //!   the last failure;
+//! - `P rate:<route>:<digest>`: a cluster-wide rate limit's theoretical
+//!   arrival time (GCRA), expiring when its bucket is full again;
 //! - channel `P revocations`: every revocation, published in the same
 //!   transaction that writes it.
 //!
@@ -28,7 +30,8 @@ use redis::{IntoConnectionInfo, RedisError};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    revocation_key, RefreshRecord, Reservation, Store, StoreError, StoredKey, MAX_LINEAGE,
+    revocation_key, RefreshRecord, Reservation, SharedRate, Store, StoreError, StoredKey,
+    MAX_LINEAGE,
 };
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::clock::Clock;
@@ -131,6 +134,25 @@ redis.call('DEL', KEYS[1], KEYS[2])
 return {record or false, lineage}
 ";
 
+/// One request against a GCRA bucket (ARGV: emission interval and
+/// capacity, in microseconds and requests) on Redis's clock, so instances
+/// need not agree on the time. Returns admitted (1/0), requests left,
+/// microseconds until the next request fits and until the bucket is full.
+const TAKE_RATE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local emission, capacity = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + emission
+local allow_at = new_tat - capacity * emission
+if allow_at > now then
+  return {0, 0, math.ceil(allow_at - now), math.ceil(tat - now)}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor((now - allow_at) / emission), 0, math.ceil(new_tat - now)}
+";
+
 /// What travels on the revocation channel.
 #[derive(Serialize, Deserialize)]
 struct Announcement {
@@ -151,6 +173,7 @@ pub struct Redis {
     extend_refresh: redis::Script,
     delete_refresh: redis::Script,
     release_attempts: redis::Script,
+    take_rate: redis::Script,
     /// False from a failed operation or a lost subscription until the
     /// subscription is back and the revocation set re-read.
     reachable: AtomicBool,
@@ -223,6 +246,7 @@ impl Redis {
             extend_refresh: redis::Script::new(EXTEND_REFRESH),
             delete_refresh: redis::Script::new(DELETE_REFRESH),
             release_attempts: redis::Script::new(RELEASE_ATTEMPTS),
+            take_rate: redis::Script::new(TAKE_RATE),
             reachable: AtomicBool::new(true),
             signing_keys: DashMap::new(),
             metrics,
@@ -574,6 +598,30 @@ impl Store for Redis {
             .run("record_failures", invocation.invoke_async(&mut conn))
             .await?;
         Ok(locked == 1)
+    }
+
+    async fn take_rate(
+        &self,
+        key: &str,
+        emission: Duration,
+        capacity: f64,
+    ) -> Result<Option<SharedRate>, StoreError> {
+        let mut invocation = self.take_rate.prepare_invoke();
+        invocation
+            .key(self.key("rate", key))
+            .arg(emission.as_micros().max(1) as u64)
+            .arg(capacity);
+        let mut conn = self.conn.clone();
+        let (admitted, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self
+            .run("take_rate", invocation.invoke_async(&mut conn))
+            .await?;
+        let micros = |us: i64| Duration::from_micros(us.max(0) as u64);
+        Ok(Some(SharedRate {
+            admitted: admitted == 1,
+            remaining: remaining.max(0) as u64,
+            reset: micros(reset_us),
+            retry_after: micros(retry_us),
+        }))
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {

@@ -225,6 +225,7 @@ impl Checker<'_> {
             body_timeout: self.duration(&i.body_timeout, &key("body_timeout"), secs(10)),
             principals: Principals::new(principals),
             cors: self.cors_ref(&i.cors, cors, &key("cors")),
+            limits: self.route_limits(i.limits(), &format!("issuers.{name}"), false),
         })
     }
 
@@ -283,6 +284,7 @@ impl Checker<'_> {
             permissions: p.permissions.clone(),
             active: p.active,
             blocked: p.blocked,
+            rate_limit: p.rate_limit.filter(|n| *n > 0),
         })
     }
 

@@ -71,6 +71,7 @@ impl Checker<'_> {
                 upgrades: self.upgrades(&r.upgrades, &key("upgrades")),
             },
             cors: self.cors_ref(&r.cors, cors, &key("cors")),
+            limits: self.route_limits(r.limits(), &format!("routes[{index}]"), !r.public),
         }
     }
 
@@ -252,6 +253,7 @@ pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
                     endpoint,
                 },
                 cors: e.cors.clone(),
+                limits: e.limits.clone(),
             });
         }
     }

@@ -1,0 +1,469 @@
+//! What one route admits beyond a valid token: client addresses (`allow_ips`
+//! / `deny_ips`), a rate per key (`rate_limit`), requests in flight for the
+//! route (`max_in_flight`) and per key (`concurrency`).
+//!
+//! Counts per key live in pingora-limits' fixed-size count-min estimators
+//! (`Estimator` for rates, over clock-aligned windows in `sliding`;
+//! `Inflight` for requests in flight): memory stays the same whatever the
+//! number of keys, and a key shares a count with others only when every
+//! one of its hashed slots is shared, which can make it look busier than
+//! it is, never quieter.
+//! A `scope = "cluster"` rate is counted in the Redis store instead (GCRA),
+//! and here again while Redis does not answer.
+//!
+//! A limiter outlives a reload that leaves its route's limits as they were,
+//! so a reload never hands every client a fresh quota.
+
+mod sliding;
+mod window;
+
+use std::borrow::Cow;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use pingora_limits::inflight::{Guard, Inflight};
+use prometheus::{IntCounter, IntGauge};
+use sha2::{Digest, Sha256};
+
+use crate::auth::validate::Verified;
+use crate::config::{IpRules, LimitKey, LimitScope, Limits, RateLimit, Route};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use sliding::SlidingCounts;
+use window::Bucket;
+
+/// Rows and slots of each rate estimator: 4 × 4096 counters per window,
+/// two windows, 256 KiB per rate-limited route.
+const HASHES: usize = 4;
+const SLOTS: usize = 4096;
+
+/// One route's limits with their counts.
+pub struct Limiter {
+    limits: Limits,
+    /// The route's name as a structured-field string, naming its policy
+    /// in the `RateLimit-Policy` and `RateLimit` headers.
+    policy_name: String,
+    rate: Option<RateCounts>,
+    in_flight: Arc<AtomicU32>,
+    per_key: Option<Inflight>,
+    series: Series,
+}
+
+struct RateCounts {
+    limit: RateLimit,
+    bucket: Bucket,
+    counts: SlidingCounts,
+}
+
+struct Series {
+    ip: IntCounter,
+    rate: IntCounter,
+    max_in_flight: IntCounter,
+    concurrency: IntCounter,
+    fallbacks: IntCounter,
+    in_flight: IntGauge,
+}
+
+/// Which kind of limit turned a request away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `allow_ips` / `deny_ips`: `403`.
+    Address,
+    /// Over the rate: `429`.
+    Rate,
+    /// `max_in_flight` or `concurrency`: `503`.
+    Busy,
+}
+
+/// A request turned away, with the rate's headers if the rate did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub limit: Limit,
+    pub report: Option<Box<RateReport>>,
+}
+
+impl Refusal {
+    fn of(limit: Limit) -> Refusal {
+        Refusal {
+            limit,
+            report: None,
+        }
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` headers of one decision, and
+/// `Retry-After` when it refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateReport {
+    policy: HeaderValue,
+    state: HeaderValue,
+    retry_after: Option<HeaderValue>,
+}
+
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+impl RateReport {
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY, self.policy.clone());
+        headers.insert(RATELIMIT, self.state.clone());
+        if let Some(after) = &self.retry_after {
+            headers.insert(http::header::RETRY_AFTER, after.clone());
+        }
+    }
+}
+
+/// Which limits a check covers: those keyed by what the request says, or
+/// (after its token is verified) those keyed by who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Request,
+    Token,
+}
+
+/// Who is asking, as far as limits need to know.
+pub struct Caller<'a> {
+    pub ip: IpAddr,
+    pub headers: &'a HeaderMap,
+    pub token: Option<&'a Verified>,
+    /// The principal's own `rate_limit`, if its entry sets one.
+    pub principal_rate: Option<u32>,
+}
+
+/// What a request holds of its route's limits until its response ends.
+#[derive(Default)]
+pub struct Held {
+    route: Option<(Arc<AtomicU32>, IntGauge)>,
+    key: Option<Guard>,
+}
+
+impl Held {
+    pub fn is_empty(&self) -> bool {
+        self.route.is_none() && self.key.is_none()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((count, gauge)) = self.route.take() {
+            count.fetch_sub(1, Ordering::Relaxed);
+            gauge.dec();
+        }
+    }
+}
+
+/// The key a limit counts a request under.
+#[derive(Hash)]
+enum Key<'a> {
+    Address(IpAddr),
+    Header(&'a [u8]),
+    /// A token's subject or claim, under its issuer: two issuers' `sub`s
+    /// are different people.
+    Identity(usize, Cow<'a, str>),
+}
+
+impl Key<'_> {
+    /// A name for the shared store that no instance spells differently,
+    /// and that carries no address or subject in the clear.
+    fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        match self {
+            Key::Address(ip) => h.update(format!("a\0{ip}")),
+            Key::Header(v) => {
+                h.update(b"h\0");
+                h.update(v);
+            }
+            Key::Identity(issuer, text) => h.update(format!("i\0{issuer}\0{text}")),
+        }
+        let hex: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        hex
+    }
+}
+
+impl Limiter {
+    pub fn new(route: &Route, metrics: &Metrics) -> Limiter {
+        let limits = route.limits.clone();
+        let series = |limit: &str| metrics.limited.with_label_values(&[&route.name, limit]);
+        Limiter {
+            policy_name: sf_string(&route.name),
+            rate: limits.rate.as_ref().map(|limit| {
+                let bucket = Bucket::new(limit);
+                RateCounts {
+                    limit: limit.clone(),
+                    bucket,
+                    counts: SlidingCounts::new(bucket.window, HASHES, SLOTS),
+                }
+            }),
+            in_flight: Arc::new(AtomicU32::new(0)),
+            per_key: limits.concurrency.as_ref().map(|_| Inflight::new()),
+            series: Series {
+                ip: series("ip"),
+                rate: series("rate"),
+                max_in_flight: series("max_in_flight"),
+                concurrency: series("concurrency"),
+                fallbacks: metrics
+                    .rate_limit_fallbacks
+                    .with_label_values(&[&route.name]),
+                in_flight: metrics.in_flight.with_label_values(&[&route.name]),
+            },
+            limits,
+        }
+    }
+
+    /// Whether any limit is keyed by what is known at `phase`.
+    pub fn keys_at(&self, phase: Phase) -> bool {
+        let in_phase = |k: &LimitKey| k.needs_token() == (phase == Phase::Token);
+        self.limits.rate.as_ref().is_some_and(|r| in_phase(&r.by))
+            || self
+                .limits
+                .concurrency
+                .as_ref()
+                .is_some_and(|c| in_phase(&c.by))
+    }
+
+    /// The address rules, then the route's slot: checked before anything
+    /// else is spent on the request.
+    pub fn enter(&self, ip: IpAddr, held: &mut Held) -> Result<(), Refusal> {
+        if !admits(&self.limits.ips, ip) {
+            self.series.ip.inc();
+            return Err(Refusal::of(Limit::Address));
+        }
+        let gauge = self.series.in_flight.clone();
+        gauge.inc();
+        let count = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        held.route = Some((self.in_flight.clone(), gauge));
+        if self.limits.max_in_flight.is_some_and(|max| count > max) {
+            self.series.max_in_flight.inc();
+            return Err(Refusal::of(Limit::Busy));
+        }
+        Ok(())
+    }
+
+    /// The limits keyed at `phase`: requests in flight per key, then the
+    /// rate. A refusal reports the rate's headers; an admission returns them.
+    pub async fn admit(
+        &self,
+        phase: Phase,
+        caller: &Caller<'_>,
+        store: &dyn Store,
+        held: &mut Held,
+    ) -> Result<Option<RateReport>, Refusal> {
+        let in_phase = |k: &LimitKey| k.needs_token() == (phase == Phase::Token);
+        if let (Some(c), Some(counts)) = (&self.limits.concurrency, &self.per_key) {
+            if in_phase(&c.by) {
+                let (guard, count) = counts.incr(key(&c.by, caller), 1);
+                if count > c.max_in_flight as isize {
+                    self.series.concurrency.inc();
+                    return Err(Refusal::of(Limit::Busy));
+                }
+                held.key = Some(guard);
+            }
+        }
+        let Some(rate) = self.rate.as_ref().filter(|r| in_phase(&r.limit.by)) else {
+            return Ok(None);
+        };
+        let own = own_requests(&rate.limit, caller);
+        let key = key(&rate.limit.by, caller);
+        let decision = match rate.limit.scope {
+            LimitScope::Instance => self.count_here(rate, &key, own),
+            LimitScope::Cluster => match self.count_shared(rate, &key, own, store).await {
+                Some(d) => d,
+                None => {
+                    self.series.fallbacks.inc();
+                    self.count_here(rate, &key, own)
+                }
+            },
+        };
+        let report = self.report(&rate.limit, own, &decision);
+        if decision.admitted {
+            Ok(Some(report))
+        } else {
+            self.series.rate.inc();
+            Err(Refusal {
+                limit: Limit::Rate,
+                report: Some(Box::new(report)),
+            })
+        }
+    }
+
+    /// This instance's estimate: the request counted, and taken back if refused.
+    fn count_here(&self, rate: &RateCounts, key: &Key<'_>, own: u32) -> window::Verdict {
+        let cost = rate.bucket.cost(own);
+        let seen = rate.counts.add(key, cost);
+        let verdict = rate
+            .bucket
+            .judge(seen.previous, seen.current, seen.elapsed, cost);
+        if !verdict.admitted {
+            rate.counts.take_back(key, cost, &seen);
+        }
+        verdict
+    }
+
+    /// The count every instance shares; `None` when the store cannot answer.
+    async fn count_shared(
+        &self,
+        rate: &RateCounts,
+        key: &Key<'_>,
+        own: u32,
+        store: &dyn Store,
+    ) -> Option<window::Verdict> {
+        if !store.reachable() {
+            return None;
+        }
+        let (emission, capacity) = rate.bucket.emission(&rate.limit, own);
+        let name = format!("{}:{}", self.policy_name.trim_matches('"'), key.digest());
+        match store.take_rate(&name, emission, capacity).await {
+            Ok(Some(shared)) => Some(window::Verdict {
+                admitted: shared.admitted,
+                remaining: shared.remaining,
+                reset: shared.reset,
+                retry_after: shared.retry_after,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limit counted on this instance only");
+                None
+            }
+        }
+    }
+
+    fn report(&self, limit: &RateLimit, own: u32, d: &window::Verdict) -> RateReport {
+        let name = &self.policy_name;
+        let policy = format!("{name};q={own};w={}", ceil_secs(limit.per));
+        let state = format!("{name};r={};t={}", d.remaining, ceil_secs(d.reset));
+        RateReport {
+            policy: HeaderValue::try_from(policy).expect("ASCII by construction"),
+            state: HeaderValue::try_from(state).expect("ASCII by construction"),
+            retry_after: (!d.admitted).then(|| HeaderValue::from(ceil_secs(d.retry_after).max(1))),
+        }
+    }
+}
+
+/// Whether the address rules admit `ip`.
+pub fn admits(rules: &IpRules, ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    !rules.deny.iter().any(|n| n.contains(&ip))
+        && (rules.allow.is_empty() || rules.allow.iter().any(|n| n.contains(&ip)))
+}
+
+/// The key `by` names for this caller. A missing header counts by address;
+/// a token without the claim, by its subject.
+fn key<'a>(by: &'a LimitKey, caller: &Caller<'a>) -> Key<'a> {
+    let identity = |claim: &str| {
+        let token = caller.token?;
+        let value = match token.claims.get(claim)? {
+            crate::auth::claims::Claim::Str(s) => Cow::Borrowed(s),
+            crate::auth::claims::Claim::Number(n) => Cow::Owned(n.to_string()),
+            crate::auth::claims::Claim::Json(v) => Cow::Owned(v.to_string()),
+        };
+        Some(Key::Identity(token.issuer, value))
+    };
+    match by {
+        LimitKey::ClientIp => Key::Address(caller.ip),
+        LimitKey::Header(name) => match caller.headers.get(name) {
+            Some(v) => Key::Header(v.as_bytes()),
+            None => Key::Address(caller.ip),
+        },
+        LimitKey::Subject => identity("sub").unwrap_or(Key::Address(caller.ip)),
+        LimitKey::Claim(name) => identity(name)
+            .or_else(|| identity("sub"))
+            .unwrap_or(Key::Address(caller.ip)),
+    }
+}
+
+/// The caller's own `requests`: its token's override claim, its principal's
+/// entry, or the limit's.
+fn own_requests(limit: &RateLimit, caller: &Caller<'_>) -> u32 {
+    let claim = || {
+        let token = caller.token?;
+        let value = token.claims.get(limit.override_claim.as_deref()?)?;
+        let n = match value {
+            crate::auth::claims::Claim::Number(n) => n.as_u64()?,
+            crate::auth::claims::Claim::Str(s) => s.parse().ok()?,
+            crate::auth::claims::Claim::Json(_) => return None,
+        };
+        (n > 0).then(|| u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    claim()
+        .or(caller.principal_rate.filter(|_| limit.by.needs_token()))
+        .unwrap_or(limit.requests)
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// `text` as an RFC 8941 string: printable ASCII, `"` and `\` escaped,
+/// anything else replaced.
+fn sf_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push('_'),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The limiters of `routes`, keeping each earlier one whose route kept its
+/// name and limits (its counts go on).
+pub fn for_routes(
+    routes: &[Route],
+    earlier: &[Arc<Limiter>],
+    metrics: &Metrics,
+) -> Vec<Arc<Limiter>> {
+    routes
+        .iter()
+        .map(|r| {
+            earlier
+                .iter()
+                .find(|l| l.limits == r.limits && l.policy_name == sf_string(&r.name))
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Limiter::new(r, metrics)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_rules() {
+        let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let open = IpRules::default();
+        assert!(admits(&open, ip("203.0.113.9")));
+        let rules = IpRules {
+            allow: vec![net("10.0.0.0/8"), net("2001:db8::/32")],
+            deny: vec![net("10.6.6.0/24")],
+        };
+        assert!(admits(&rules, ip("10.1.2.3")));
+        assert!(admits(&rules, ip("2001:db8::1")));
+        assert!(!admits(&rules, ip("10.6.6.6")), "deny wins over allow");
+        assert!(!admits(&rules, ip("192.0.2.1")), "outside the allow list");
+        // An IPv4 client on a dual-stack socket is still itself.
+        assert!(admits(&rules, ip("::ffff:10.1.2.3")));
+        assert!(!admits(&rules, ip("::ffff:10.6.6.1")));
+    }
+
+    #[test]
+    fn policy_names_are_structured_field_strings() {
+        assert_eq!(sf_string("api"), "\"api\"");
+        assert_eq!(sf_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+        assert_eq!(sf_string("ñ"), "\"_\"");
+    }
+}
