@@ -14,7 +14,7 @@
 //! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
 //! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md).
-//! - `limits`: client address rules, rates and requests in flight per route
+//! - [`limits`]: client address rules, rates and requests in flight per route
 //!   and key (pingora-limits; a cluster-wide rate in the store); `window` (the bucket arithmetic).
 //! - `client_addr`: the client's address, through trusted proxies.
 //! - `cors`: CORS preflights answered and responses marked, per route policy.
@@ -54,7 +54,7 @@ mod forward_auth;
 mod identity;
 pub mod issue;
 mod jwks;
-mod limits;
+pub mod limits;
 mod listener;
 mod live;
 pub mod metrics;

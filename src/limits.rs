@@ -57,6 +57,8 @@ struct RateCounts {
     limit: RateLimit,
     bucket: Bucket,
     counts: SlidingCounts,
+    /// `RateLimit-Policy` at the limit's own quota, made once.
+    policy: HeaderValue,
 }
 
 struct Series {
@@ -199,6 +201,7 @@ impl Limiter {
                     limit: limit.clone(),
                     bucket,
                     counts: SlidingCounts::new(bucket.window, HASHES, SLOTS),
+                    policy: policy_header(&sf_string(&route.name), limit, limit.requests),
                 }
             }),
             in_flight: Arc::new(AtomicU32::new(0)),
@@ -281,7 +284,7 @@ impl Limiter {
                 }
             },
         };
-        let report = self.report(&rate.limit, own, &decision);
+        let report = self.report(rate, own, &decision);
         if decision.admitted {
             Ok(Some(report))
         } else {
@@ -334,12 +337,19 @@ impl Limiter {
         }
     }
 
-    fn report(&self, limit: &RateLimit, own: u32, d: &window::Verdict) -> RateReport {
-        let name = &self.policy_name;
-        let policy = format!("{name};q={own};w={}", ceil_secs(limit.per));
-        let state = format!("{name};r={};t={}", d.remaining, ceil_secs(d.reset));
+    fn report(&self, rate: &RateCounts, own: u32, d: &window::Verdict) -> RateReport {
+        let policy = match own == rate.limit.requests {
+            true => rate.policy.clone(),
+            false => policy_header(&self.policy_name, &rate.limit, own),
+        };
+        let state = format!(
+            "{};r={};t={}",
+            self.policy_name,
+            d.remaining,
+            ceil_secs(d.reset)
+        );
         RateReport {
-            policy: HeaderValue::try_from(policy).expect("ASCII by construction"),
+            policy,
             state: HeaderValue::try_from(state).expect("ASCII by construction"),
             retry_after: (!d.admitted).then(|| HeaderValue::from(ceil_secs(d.retry_after).max(1))),
         }
@@ -394,6 +404,12 @@ fn own_requests(limit: &RateLimit, caller: &Caller<'_>) -> u32 {
     claim()
         .or(caller.principal_rate.filter(|_| limit.by.needs_token()))
         .unwrap_or(limit.requests)
+}
+
+/// `"name";q=<quota>;w=<window in seconds>`.
+fn policy_header(name: &str, limit: &RateLimit, own: u32) -> HeaderValue {
+    let text = format!("{name};q={own};w={}", ceil_secs(limit.per));
+    HeaderValue::try_from(text).expect("ASCII by construction")
 }
 
 fn ceil_secs(d: Duration) -> u64 {
