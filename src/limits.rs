@@ -127,6 +127,13 @@ pub enum Phase {
     Token,
 }
 
+impl Phase {
+    /// Whether a limit counted by `key` is checked at this phase.
+    fn keys(self, key: &LimitKey) -> bool {
+        key.needs_token() == (self == Phase::Token)
+    }
+}
+
 /// Who is asking, as far as limits need to know.
 pub struct Caller<'a> {
     pub ip: IpAddr,
@@ -222,13 +229,12 @@ impl Limiter {
 
     /// Whether any limit is keyed by what is known at `phase`.
     pub fn keys_at(&self, phase: Phase) -> bool {
-        let in_phase = |k: &LimitKey| k.needs_token() == (phase == Phase::Token);
-        self.limits.rate.as_ref().is_some_and(|r| in_phase(&r.by))
+        self.limits.rate.as_ref().is_some_and(|r| phase.keys(&r.by))
             || self
                 .limits
                 .concurrency
                 .as_ref()
-                .is_some_and(|c| in_phase(&c.by))
+                .is_some_and(|c| phase.keys(&c.by))
     }
 
     /// The address rules, then the route's slot: checked before anything
@@ -258,9 +264,8 @@ impl Limiter {
         store: &dyn Store,
         held: &mut Held,
     ) -> Result<Option<RateReport>, Refusal> {
-        let in_phase = |k: &LimitKey| k.needs_token() == (phase == Phase::Token);
         if let (Some(c), Some(counts)) = (&self.limits.concurrency, &self.per_key) {
-            if in_phase(&c.by) {
+            if phase.keys(&c.by) {
                 let (guard, count) = counts.incr(key(&c.by, caller), 1);
                 if count > c.max_in_flight as isize {
                     self.series.concurrency.inc();
@@ -269,7 +274,7 @@ impl Limiter {
                 held.key = Some(guard);
             }
         }
-        let Some(rate) = self.rate.as_ref().filter(|r| in_phase(&r.limit.by)) else {
+        let Some(rate) = self.rate.as_ref().filter(|r| phase.keys(&r.limit.by)) else {
             return Ok(None);
         };
         let own = own_requests(&rate.limit, caller);

@@ -316,6 +316,9 @@ mod tests {
             (RequestError::Upstream(Failure::Connect), "14"),
             (RequestError::Upstream(Failure::Timeout), "14"),
             (RequestError::NoRoute, "12"),
+            (RequestError::Limited(Limit::Rate), "8"),
+            (RequestError::Limited(Limit::Busy), "14"),
+            (RequestError::Limited(Limit::Address), "7"),
         ];
         for (err, code) in cases {
             let r = grpc_error(err);

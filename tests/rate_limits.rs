@@ -103,6 +103,19 @@ rate_limit = { requests = 3, per = "2s" }
         get(&gw, "/orders", &alice).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+    // A reload that leaves the limit as it was keeps the counts: nobody
+    // gets a fresh quota from it.
+    let reloaded = reqwest::Client::new()
+        .post(gw.admin_url("/admin/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), StatusCode::OK);
+    assert_eq!(
+        get(&gw, "/orders", &alice).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 
     // After Retry-After, alice is served again.
     tokio::time::sleep(Duration::from_secs(retry) + Duration::from_millis(50)).await;
@@ -115,7 +128,7 @@ rate_limit = { requests = 3, per = "2s" }
             &[("route", "orders"), ("limit", "rate")],
         )
         .await;
-    assert_eq!(limited, 2.0);
+    assert_eq!(limited, 3.0);
     let metrics = gw.metrics().await;
     assert!(!metrics.contains("alice") && !metrics.contains("bob"));
 }
