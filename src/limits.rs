@@ -18,7 +18,7 @@ mod sliding;
 mod window;
 
 use std::borrow::Cow;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -50,6 +50,7 @@ pub struct Limiter {
     rate: Option<RateCounts>,
     in_flight: Arc<AtomicU32>,
     per_key: Option<Inflight>,
+    hasher: foldhash::fast::RandomState,
     series: Series,
 }
 
@@ -213,6 +214,7 @@ impl Limiter {
             }),
             in_flight: Arc::new(AtomicU32::new(0)),
             per_key: limits.concurrency.as_ref().map(|_| Inflight::new()),
+            hasher: foldhash::fast::RandomState::default(),
             series: Series {
                 ip: series("ip"),
                 rate: series("rate"),
@@ -304,12 +306,14 @@ impl Limiter {
     /// This instance's estimate: the request counted, and taken back if refused.
     fn count_here(&self, rate: &RateCounts, key: &Key<'_>, own: u32) -> window::Verdict {
         let cost = rate.bucket.cost(own);
-        let seen = rate.counts.add(key, cost);
+        // Hashed once here rather than by each of the estimator's rows.
+        let key = self.hasher.hash_one(key);
+        let seen = rate.counts.add(&key, cost);
         let verdict = rate
             .bucket
             .judge(seen.previous, seen.current, seen.elapsed, cost);
         if !verdict.admitted {
-            rate.counts.take_back(key, cost, &seen);
+            rate.counts.take_back(&key, cost, &seen);
         }
         verdict
     }
@@ -347,15 +351,18 @@ impl Limiter {
             true => rate.policy.clone(),
             false => policy_header(&self.policy_name, &rate.limit, own),
         };
-        let state = format!(
-            "{};r={};t={}",
-            self.policy_name,
-            d.remaining,
-            ceil_secs(d.reset)
-        );
+        // Every response of a limited route carries it: no `format!` machinery.
+        let mut numbers = itoa::Buffer::new();
+        let mut state = Vec::with_capacity(self.policy_name.len() + 24);
+        state.extend_from_slice(self.policy_name.as_bytes());
+        state.extend_from_slice(b";r=");
+        state.extend_from_slice(numbers.format(d.remaining).as_bytes());
+        state.extend_from_slice(b";t=");
+        state.extend_from_slice(numbers.format(ceil_secs(d.reset)).as_bytes());
         RateReport {
             policy,
-            state: HeaderValue::try_from(state).expect("ASCII by construction"),
+            state: HeaderValue::from_maybe_shared(bytes::Bytes::from(state))
+                .expect("ASCII by construction"),
             retry_after: (!d.admitted).then(|| HeaderValue::from(ceil_secs(d.retry_after).max(1))),
         }
     }
