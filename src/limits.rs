@@ -201,15 +201,15 @@ impl Limiter {
     pub fn new(route: &Route, metrics: &Metrics) -> Limiter {
         let limits = route.limits.clone();
         let series = |limit: &str| metrics.limited.with_label_values(&[&route.name, limit]);
+        let policy_name = sf_string(&route.name);
         Limiter {
-            policy_name: sf_string(&route.name),
             rate: limits.rate.as_ref().map(|limit| {
                 let bucket = Bucket::new(limit);
                 RateCounts {
                     limit: limit.clone(),
                     bucket,
                     counts: SlidingCounts::new(bucket.window, HASHES, SLOTS),
-                    policy: policy_header(&sf_string(&route.name), limit, limit.requests),
+                    policy: policy_header(&policy_name, limit, limit.requests),
                 }
             }),
             in_flight: Arc::new(AtomicU32::new(0)),
@@ -226,6 +226,7 @@ impl Limiter {
                 in_flight: metrics.in_flight.with_label_values(&[&route.name]),
             },
             limits,
+            policy_name,
         }
     }
 
