@@ -24,6 +24,7 @@
 //! - `trust`: root certificates for outbound TLS (a `ca_file` or the system's).
 //! - `forward_auth`: the request a forward-auth call asks about, from its headers.
 //! - `proxy`: one request: route → authorize → rewrite → forward → record.
+//! - `proxy_protocol`: the PROXY protocol header a load balancer sends first.
 //! - `respond`: the one mapping from a request error to an HTTP response.
 //! - `tunnel`: upgraded connections (WebSocket) relayed both ways until they
 //!   close, their token expires or is revoked; `frames` finds WebSocket frame ends.
@@ -60,6 +61,7 @@ mod live;
 pub mod metrics;
 pub mod path;
 mod proxy;
+mod proxy_protocol;
 mod respond;
 pub mod routes;
 pub mod server;

@@ -107,6 +107,10 @@ pub struct Serving {
     /// refused (`431`, or a stream reset).
     pub max_header_size: usize,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connections start with a PROXY protocol header (from trusted proxies only).
+    pub proxy_protocol: bool,
+    /// How long that header may take.
+    pub header_timeout: Duration,
 }
 
 /// What an upgrade request carries (as a request extension) so that a
@@ -188,9 +192,16 @@ pub async fn accept<H: Handler>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let peer = Peer::new(addr, serving.tls.is_some(), &serving.trusted_proxies);
+        let mut peer = Peer::new(addr, serving.tls.is_some(), &serving.trusted_proxies);
         let (serving, handler, stop) = (serving.clone(), handler.clone(), stop.clone());
         tokio::spawn(async move {
+            let mut stream = stream;
+            if serving.proxy_protocol {
+                match proxied_peer(&mut stream, peer, &serving, &slot).await {
+                    Some(client) => peer = client,
+                    None => return,
+                }
+            }
             match &serving.tls {
                 None => serve(stream, slot, &serving, peer, handler, stop).await,
                 Some(acceptor) => {
@@ -212,6 +223,46 @@ pub async fn accept<H: Handler>(
                 }
             }
         });
+    }
+}
+
+/// The client a trusted proxy's PROXY header names (its own address for a
+/// header that names none); `None`, and the connection closed, for a
+/// peer that is not a trusted proxy or a header that is missing, bad or slow.
+async fn proxied_peer(
+    stream: &mut TcpStream,
+    peer: Peer,
+    serving: &Serving,
+    slot: &Slot,
+) -> Option<Peer> {
+    if !peer.trusted {
+        // Anyone else could name any address.
+        tracing::debug!(client = %peer.addr, "PROXY header from a peer not in trusted_proxies");
+        return None;
+    }
+    let header = tokio::time::timeout(
+        serving.header_timeout,
+        crate::proxy_protocol::read_header(stream),
+    );
+    let read = tokio::select! {
+        read = header => read,
+        () = slot.evicted() => return None,
+    };
+    match read {
+        Ok(Ok(Some(client))) => Some(Peer::new(
+            client,
+            serving.tls.is_some(),
+            &serving.trusted_proxies,
+        )),
+        Ok(Ok(None)) => Some(peer),
+        Ok(Err(why)) => {
+            tracing::debug!(client = %peer.addr, %why, "connection closed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(client = %peer.addr, "PROXY header timed out");
+            None
+        }
     }
 }
 

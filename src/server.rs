@@ -185,13 +185,15 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         .map_err(runtime_error("admin"))?;
     let metrics = Metrics::new(&config);
     let limits = &config.server.limits;
-    let serving = |connections, tls, trusted_proxies| {
+    let serving = |connections, tls, trusted_proxies, proxy_protocol| {
         Arc::new(Serving {
             connections,
             tls,
             tls_handshake_timeout: limits.tls_handshake_timeout,
+            header_timeout: limits.header_timeout,
             max_header_size: limits.max_header_size,
             trusted_proxies,
+            proxy_protocol,
         })
     };
     let connection_limits = |max_connections| Limits {
@@ -318,7 +320,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     side.spawn(crate::admin::serve(
         admin_listener,
         admin,
-        serving(admin_connections, None, Vec::new()),
+        serving(admin_connections, None, Vec::new(), false),
     ));
     side.spawn(purge_expired(revocations, store, config.auth.leeway));
 
@@ -336,7 +338,8 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
             };
         tracing::info!(addr = %local_addr(&listener), tls = tls.is_some(), "public listener");
         let trusted = config.server.trusted_proxies.clone();
-        public.push((listener, serving(public_connections.clone(), tls, trusted)));
+        let serving = serving(public_connections.clone(), tls, trusted, l.proxy_protocol);
+        public.push((listener, serving));
     }
 
     let threads = config.server.threads;

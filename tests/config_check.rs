@@ -371,4 +371,10 @@ fn limits_are_checked() {
     assert!(!ok);
     assert!(err.contains("server.deny_ips[0]"), "{err}");
     assert!(err.contains("server.forward_auth_path"), "{err}");
+    let (ok, err) = check(&GOOD.replace(
+        "addr = \"127.0.0.1:8080\"",
+        "addr = \"127.0.0.1:8080\"\nproxy_protocol = true",
+    ));
+    assert!(!ok);
+    assert!(err.contains("listen[0].proxy_protocol"), "{err}");
 }

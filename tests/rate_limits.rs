@@ -405,3 +405,62 @@ public = true
     assert_eq!(send(&denied, "/open", None).await, 403);
     assert_eq!(send(&denied, "/no-such-route", None).await, 403);
 }
+
+/// Sends `prefix` and then a request for `path` on a raw connection; the
+/// status, or `None` when the gateway closed the connection instead.
+async fn raw_status(port: u16, prefix: &[u8], path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut bytes = prefix.to_vec();
+    bytes.extend_from_slice(request.as_bytes());
+    // The gateway may close before taking it all: that is an answer too.
+    let _ = s.write_all(&bytes).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let head = String::from_utf8_lossy(&answer);
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn a_proxy_protocol_header_names_the_client_only_from_a_trusted_proxy() {
+    let up = Upstream::start("api").await;
+    let body = format!(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\nproxy_protocol = true\n\n{}\n\
+         [[routes]]\nname = \"partners\"\npath = \"/partners\"\nupstream = \"api\"\n\
+         public = true\nallow_ips = [\"203.0.113.0/24\"]\n",
+        upstream("api", &[up.addr], "")
+    );
+    let v1 = |ip: &str| format!("PROXY TCP4 {ip} 127.0.0.1 50000 80\r\n").into_bytes();
+
+    let behind =
+        Gateway::start_with_server_settings("trusted_proxies = [\"127.0.0.1\"]", &body).await;
+    let port = behind.public_port(1);
+    assert_eq!(
+        raw_status(port, &v1("203.0.113.7"), "/partners").await,
+        Some(200)
+    );
+    assert_eq!(
+        raw_status(port, &v1("198.51.100.1"), "/partners").await,
+        Some(403)
+    );
+    // The balancer's own health check names nobody: the socket's peer stands.
+    assert_eq!(
+        raw_status(port, b"PROXY UNKNOWN\r\n", "/partners").await,
+        Some(403)
+    );
+    // A connection without the header is closed unanswered.
+    assert_eq!(raw_status(port, b"", "/partners").await, None);
+    // The plain listener beside it reads no header.
+    assert_eq!(raw_status(behind.port, b"", "/partners").await, Some(403));
+
+    // From a peer that is not a trusted proxy, a header is not believed.
+    let direct = Gateway::start(&body).await;
+    let port = direct.public_port(1);
+    assert_eq!(
+        raw_status(port, &v1("203.0.113.7"), "/partners").await,
+        None
+    );
+}

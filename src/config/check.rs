@@ -102,6 +102,14 @@ impl Checker<'_> {
     fn build(&mut self, file: FileConfig, path: &Path) -> Config {
         let server = self.server(&file.server);
         let listeners = self.listeners(&file.listen);
+        for (i, l) in listeners.iter().enumerate() {
+            if l.proxy_protocol && server.trusted_proxies.is_empty() {
+                self.problem_no_span(
+                    format!("listen[{i}].proxy_protocol"),
+                    "headers are believed only from server.trusted_proxies, which is empty: every connection would be closed",
+                );
+            }
+        }
         let admin = AdminSettings {
             listen: match &file.admin.listen {
                 Some(a) => self.addr(a, "admin.listen"),
@@ -381,7 +389,11 @@ impl Checker<'_> {
                         None
                     }
                 };
-                Listener { addr, tls }
+                Listener {
+                    addr,
+                    tls,
+                    proxy_protocol: l.proxy_protocol,
+                }
             })
             .collect()
     }

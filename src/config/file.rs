@@ -125,6 +125,8 @@ pub(super) struct FileListener {
     pub(super) addr: Spanned<String>,
     pub(super) tls_cert: Option<Spanned<String>>,
     pub(super) tls_key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) proxy_protocol: bool,
 }
 
 #[derive(Deserialize, Default)]

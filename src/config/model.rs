@@ -133,6 +133,9 @@ pub struct ConnectionLimits {
 pub struct Listener {
     pub addr: SocketAddr,
     pub tls: Option<TlsFiles>,
+    /// Every connection starts with a PROXY protocol header naming the
+    /// client, from one of `server.trusted_proxies` (others are closed).
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

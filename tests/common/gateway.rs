@@ -131,6 +131,11 @@ impl Gateway {
         panic!("portero did not log its listeners:\n{}", self.log());
     }
 
+    /// The port of public listener `index`, in config order (0: the harness's).
+    pub fn public_port(&self, index: usize) -> u16 {
+        self.public_ports[index].0
+    }
+
     /// The port of the first TLS listener the config's body added.
     pub fn tls_port(&self) -> u16 {
         let tls = self.public_ports.iter().find(|(_, tls)| *tls);
