@@ -130,3 +130,66 @@ async fn metrics_parse_and_carry_the_portero_series() {
         eprintln!("promtool not installed: only the built-in format check ran");
     }
 }
+
+/// Every metric the alert rules (`deploy/prometheus/portero.rules.yml`) read
+/// is one a running gateway exports: a renamed metric would leave an alert
+/// that never fires. The gateway has what brings each family out: a route,
+/// an upstream, a token endpoint asked once, an external issuer, and a
+/// Redis store it loses for a moment.
+#[tokio::test]
+async fn the_alert_rules_read_only_metrics_portero_exports() {
+    let Some(url) = common::redis::shared() else {
+        return;
+    };
+    let relay = common::redis::Relay::start(url.strip_prefix("redis://").unwrap().parse().unwrap()).await;
+    let idp = common::idp::Idp::start("https://sso.example").await;
+    idp.publish(vec![common::idp::IdpKey::rsa("k1", jsonwebtoken::Algorithm::RS256).jwk()]);
+    let up = Upstream::start("api").await;
+    let config = format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"portero-metrics-{}:\"\ntimeout = \"300ms\"\n\n\
+         {}\n[issuers.flat]\ndialect = \"client-flat\"\n\n[issuers.sso]\njwks_url = \"{}\"\niss = \"https://sso.example\"\n\n\
+         {}\n[[routes]]\nname = \"orders\"\npath = \"/\"\nupstream = \"api\"\n",
+        relay.url(),
+        std::process::id(),
+        issuers(),
+        idp.jwks_url(),
+        upstream("api", &[up.addr], "")
+    );
+    let gw = Gateway::start(&config).await;
+    // A login while Redis is away: a token-endpoint answer and a failed
+    // store operation.
+    relay.cut();
+    let login = reqwest::Client::new()
+        .post(gw.url("/api/v1/auth"))
+        .header("content-type", "application/json")
+        .body(r#"{"client_id":"nobody","client_secret":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    relay.restore().await;
+
+    let exported = gw.metrics().await;
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/prometheus/portero.rules.yml"
+    ))
+    .unwrap();
+    let mut read = Vec::new();
+    for (at, _) in rules.match_indices("portero_") {
+        let name: String = rules[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !read.contains(&name) {
+            read.push(name);
+        }
+    }
+    assert!(read.len() >= 12, "{read:?}");
+    for name in &read {
+        let exported_here = exported
+            .lines()
+            .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
+        assert!(exported_here, "the rules read {name}, which /metrics lacks:\n{exported}");
+    }
+}
