@@ -141,9 +141,14 @@ async fn the_alert_rules_read_only_metrics_portero_exports() {
     let Some(url) = common::redis::shared() else {
         return;
     };
-    let relay = common::redis::Relay::start(url.strip_prefix("redis://").unwrap().parse().unwrap()).await;
+    let relay =
+        common::redis::Relay::start(url.strip_prefix("redis://").unwrap().parse().unwrap()).await;
     let idp = common::idp::Idp::start("https://sso.example").await;
-    idp.publish(vec![common::idp::IdpKey::rsa("k1", jsonwebtoken::Algorithm::RS256).jwk()]);
+    idp.publish(vec![common::idp::IdpKey::rsa(
+        "k1",
+        jsonwebtoken::Algorithm::RS256,
+    )
+    .jwk()]);
     let up = Upstream::start("api").await;
     let config = format!(
         "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"portero-metrics-{}:\"\ntimeout = \"300ms\"\n\n\
@@ -190,6 +195,9 @@ async fn the_alert_rules_read_only_metrics_portero_exports() {
         let exported_here = exported
             .lines()
             .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
-        assert!(exported_here, "the rules read {name}, which /metrics lacks:\n{exported}");
+        assert!(
+            exported_here,
+            "the rules read {name}, which /metrics lacks:\n{exported}"
+        );
     }
 }

@@ -457,7 +457,8 @@ async fn a_proxy_protocol_header_names_the_client_only_from_a_trusted_proxy() {
     assert_eq!(raw_status(behind.port, b"", "/partners").await, Some(403));
 
     // From a peer that is not a trusted proxy, a header is not believed.
-    let direct = Gateway::start(&body).await;
+    let direct =
+        Gateway::start_with_server_settings("trusted_proxies = [\"10.0.0.0/8\"]", &body).await;
     let port = direct.public_port(1);
     assert_eq!(
         raw_status(port, &v1("203.0.113.7"), "/partners").await,
