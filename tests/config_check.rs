@@ -378,3 +378,30 @@ fn limits_are_checked() {
     assert!(!ok);
     assert!(err.contains("listen[0].proxy_protocol"), "{err}");
 }
+
+/// The `gateway.toml` of each Kubernetes ConfigMap under deploy/kubernetes
+/// is a config portero accepts.
+#[test]
+fn the_kubernetes_configs_pass() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/kubernetes");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let manifest = std::fs::read_to_string(&path).unwrap();
+        let (_, block) = manifest
+            .split_once("  gateway.toml: |\n")
+            .unwrap_or_else(|| panic!("{}: no gateway.toml in a ConfigMap", path.display()));
+        let config: String = block
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or("")))
+            .collect();
+        let (ok, err) = check(&config);
+        assert!(ok, "{}: {err}", path.display());
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}
