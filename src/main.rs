@@ -60,20 +60,6 @@ fn main() -> ExitCode {
             }
         };
     }
-    // Lines are written by a background thread, so a request never waits on
-    // stderr; if it falls 128k lines behind, new lines are dropped, never the
-    // requests (the guard flushes what is queued at exit).
-    // Buffered: a busy batch of lines costs one write, not one per line.
-    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    let (log_writer, _flush_log_at_exit) = tracing_appender::non_blocking(stderr);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PORTERO_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(log_writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let config = match config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -81,6 +67,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _flush_log_at_exit = init_log(config.server.log_format);
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Check => {
             println!("{}: ok", cli.config.display());
@@ -102,6 +89,34 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Lines are written by a background thread, so a request never waits on
+/// stderr; if it falls 128k lines behind, new lines are dropped, never the
+/// requests (the guard flushes what is queued at exit). Buffered: a busy
+/// batch of lines costs one write, not one per line.
+fn init_log(format: config::LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (log_writer, flush_at_exit) = tracing_appender::non_blocking(stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PORTERO_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(log_writer);
+    match format {
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // Fields at the top level beside timestamp, level, target and message.
+        config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
+    flush_at_exit
 }
 
 /// Signals first (a SIGTERM during start-up still drains), then the

@@ -191,6 +191,19 @@ impl Checker<'_> {
             data_dir: self.resolve(s.data_dir.as_deref().unwrap_or(".portero")),
             max_body_size,
             access_log: s.access_log.unwrap_or(true),
+            log_format: match s.log_format.as_ref().map(|f| f.get_ref().as_str()) {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    let at = s.log_format.as_ref().expect("a format was written");
+                    self.problem(
+                        at,
+                        "server.log_format",
+                        format!("{other:?}: expected \"text\" or \"json\""),
+                    );
+                    LogFormat::Text
+                }
+            },
             limits: self.limits(s),
             trusted_proxies: self.ip_nets(
                 s.trusted_proxies.as_deref().unwrap_or_default(),

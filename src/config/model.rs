@@ -98,6 +98,8 @@ pub struct ServerSettings {
     pub max_body_size: u64,
     /// One `portero::access` log line per request.
     pub access_log: bool,
+    /// How every log line is written (set at start; a reload keeps it).
+    pub log_format: LogFormat,
     pub limits: ConnectionLimits,
     /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept,
     /// and whose `X-Forwarded-For` names the client address limits act on.
@@ -110,6 +112,15 @@ pub struct ServerSettings {
     pub paths: PathRules,
     /// A tunnel (WebSocket) with no byte either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `key=value` text, for people.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`
+    /// and the event's own fields, for log pipelines.
+    Json,
 }
 
 /// What one client connection may hold of the gateway.

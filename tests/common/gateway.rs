@@ -103,7 +103,8 @@ impl Gateway {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("portero exited with {status}:\n{}", self.log());
             }
-            let log = self.log();
+            // JSON lines (`log_format = "json"`) read as the text ones.
+            let log: String = self.log().lines().map(|l| as_text(l) + "\n").collect();
             let port_after = |line: &str| -> u16 {
                 let addr = line
                     .split("addr=")
@@ -407,4 +408,27 @@ pub fn check(config: &str) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A JSON log line as its text twin: `message key=value ...` (strings
+/// bare; timestamp, level and target left out); any other line as it is.
+pub fn as_text(line: &str) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(line) else {
+        return line.to_string();
+    };
+    let mut text = fields
+        .get("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("")
+        .to_string();
+    for (k, v) in &fields {
+        if !["message", "timestamp", "level", "target"].contains(&k.as_str()) {
+            let v = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            text.push_str(&format!(" {k}={v}"));
+        }
+    }
+    text
 }
