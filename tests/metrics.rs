@@ -131,13 +131,14 @@ async fn metrics_parse_and_carry_the_portero_series() {
     }
 }
 
-/// Every metric the alert rules (`deploy/prometheus/portero.rules.yml`) read
-/// is one a running gateway exports: a renamed metric would leave an alert
-/// that never fires. The gateway has what brings each family out: a route,
-/// an upstream, a token endpoint asked once, an external issuer, and a
-/// Redis store it loses for a moment.
+/// Every metric the alert rules (`deploy/prometheus/portero.rules.yml`) and
+/// the dashboard (`deploy/grafana/portero.json`) read is one a running
+/// gateway exports: a renamed metric would leave an alert that never fires
+/// and a panel that stays empty. The gateway has what brings each family
+/// out: a route, an upstream, a token endpoint asked once, an external
+/// issuer, and a Redis store it loses for a moment.
 #[tokio::test]
-async fn the_alert_rules_read_only_metrics_portero_exports() {
+async fn the_alert_rules_and_the_dashboard_read_only_metrics_portero_exports() {
     let Some(url) = common::redis::shared() else {
         return;
     };
@@ -175,29 +176,87 @@ async fn the_alert_rules_read_only_metrics_portero_exports() {
     relay.restore().await;
 
     let exported = gw.metrics().await;
-    let rules = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/prometheus/portero.rules.yml"
-    ))
-    .unwrap();
-    let mut read = Vec::new();
-    for (at, _) in rules.match_indices("portero_") {
-        let name: String = rules[at..]
+    let file = |path: &str| {
+        std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let rules = file("deploy/prometheus/portero.rules.yml");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&file("deploy/grafana/portero.json")).unwrap();
+    let queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(queries.len() >= 15, "{queries:?}");
+    let sources = [
+        ("the rules", rules, 12),
+        ("the dashboard", queries.join("\n"), 15),
+    ];
+    for (what, text, at_least) in sources {
+        let read = metric_names(&text);
+        assert!(read.len() >= at_least, "{what}: {read:?}");
+        for name in &read {
+            let exported_here = exported
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
+            assert!(
+                exported_here,
+                "{what} read {name}, which /metrics lacks:\n{exported}"
+            );
+        }
+    }
+    check_promql(&queries);
+}
+
+/// The `portero_*` metric names in `text` (a histogram's `_bucket` as written).
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (at, _) in text.match_indices("portero_") {
+        let name: String = text[at..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
-        if !read.contains(&name) {
-            read.push(name);
+        if !names.contains(&name) {
+            names.push(name);
         }
     }
-    assert!(read.len() >= 12, "{read:?}");
-    for name in &read {
-        let exported_here = exported
-            .lines()
-            .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
-        assert!(
-            exported_here,
-            "the rules read {name}, which /metrics lacks:\n{exported}"
-        );
+    names
+}
+
+/// The dashboard's queries are PromQL `promtool` accepts, with Grafana's
+/// variables given values (as recording rules, the one form it checks).
+fn check_promql(queries: &[String]) {
+    let Ok(version) = Command::new("promtool").arg("--version").output() else {
+        eprintln!("promtool not installed: the dashboard's PromQL is not parsed");
+        return;
+    };
+    assert!(version.status.success());
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, q) in queries.iter().enumerate() {
+        let q = q
+            .replace("$__rate_interval", "5m")
+            .replace("$__range", "1h")
+            .replace("$instance", ".*");
+        let expr = serde_json::to_string(&q).unwrap();
+        rules.push_str(&format!(
+            "      - record: dashboard_query_{i}\n        expr: {expr}\n"
+        ));
     }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dashboard.rules.yml");
+    std::fs::write(&path, rules).unwrap();
+    let out = Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
