@@ -26,6 +26,7 @@
 //! - `proxy`: one request: route → authorize → rewrite → forward → record.
 //! - `proxy_protocol`: the PROXY protocol header a load balancer sends first.
 //! - `respond`: the one mapping from a request error to an HTTP response.
+//! - `trace_context`: W3C `traceparent` and `X-Request-Id` for the upstream and the log.
 //! - `tunnel`: upgraded connections (WebSocket) relayed both ways until they
 //!   close, their token expires or is revoked; `frames` finds WebSocket frame ends.
 //! - [`upstream`]: groups and health checks; `codec` (HTTP/1.1, no I/O),
@@ -67,6 +68,7 @@ pub mod routes;
 pub mod server;
 pub mod store;
 mod target;
+mod trace_context;
 mod trust;
 mod tunnel;
 pub mod upstream;

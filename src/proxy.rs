@@ -37,6 +37,7 @@ use crate::path::PathError;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::store::Store;
 use crate::target::{self, HostError};
+use crate::trace_context::RequestIds;
 use crate::tunnel::{self, Tunnel};
 use crate::upstream::client::{Failure, Handshake};
 use crate::upstream::UpstreamGroup;
@@ -63,6 +64,8 @@ pub struct Shared {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `server.forward_auth_path`.
     pub forward_auth: Option<String>,
+    /// `server.trace_context`.
+    pub trace_context: bool,
 }
 
 /// The public listeners' request handler.
@@ -89,6 +92,8 @@ struct Trace {
     /// The request's place under its route's limits, and the rate's headers.
     held: Held,
     rate: Option<RateReport>,
+    /// Trace and request ids, sent upstream and logged.
+    ids: Option<RequestIds>,
 }
 
 impl Trace {
@@ -111,7 +116,13 @@ impl Gateway {
         let method = method_label(req.method());
         let (parts, body) = req.into_parts();
         let has_body = !body.is_end_stream();
-        let mut trace = Trace::default();
+        let mut trace = Trace {
+            ids: self
+                .shared
+                .trace_context
+                .then(|| RequestIds::of(&parts.headers)),
+            ..Trace::default()
+        };
         // Only the log needs the path after the request has gone upstream.
         let logged = self
             .shared
@@ -268,6 +279,9 @@ impl Gateway {
             prefix,
             peer,
         );
+        if let Some(ids) = &trace.ids {
+            ids.apply(&mut parts.headers);
+        }
         trace.upstream = Some((upstream, Instant::now()));
         if let Some(protocol) = upgrade {
             let token = verified.map(|(_, v)| tunnel::Token {
@@ -704,6 +718,8 @@ fn access_log(
         micros = start.elapsed().as_micros() as u64,
         client = %peer.addr.ip(),
         error = trace.failure.map(|f| respond::upstream_failure(f).1),
+        trace_id = trace.ids.as_ref().map(RequestIds::trace_id),
+        request_id = trace.ids.as_ref().and_then(|i| i.request_id.to_str().ok()),
     );
 }
 

@@ -278,6 +278,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         external,
         trusted_proxies: config.server.trusted_proxies.clone(),
         forward_auth: config.server.forward_auth_path.clone(),
+        trace_context: config.server.trace_context,
     });
     {
         let shared = shared.clone();

@@ -64,3 +64,99 @@ fn an_unknown_log_format_is_refused() {
     assert!(!ok);
     assert!(err.contains("server.log_format"), "{err}");
 }
+
+/// The access lines of `log`, as JSON.
+fn access_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter(|l| l.contains("portero::access"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn trace_context_and_request_ids_reach_the_upstream_and_the_log() {
+    let up = Upstream::start("api").await;
+    let gw = Gateway::start_with_server_settings(
+        "log_format = \"json\"",
+        &format!(
+            "{}\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
+            upstream("api", &[up.addr], "")
+        ),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let seen: Value = client
+        .get(gw.url("/continued"))
+        .header("traceparent", incoming)
+        .header("tracestate", "vendor=x")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sent = seen["headers"]["traceparent"].as_str().unwrap();
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "{sent}");
+    assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+    assert_ne!(parts[2], "00f067aa0ba902b7", "portero's span is the parent");
+    assert_eq!(parts[3], "01");
+    assert_eq!(seen["headers"]["tracestate"], "vendor=x");
+    let made_id = seen["headers"]["x-request-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(made_id.len(), 32, "{made_id}");
+
+    let seen: Value = client
+        .get(gw.url("/new"))
+        .header("x-request-id", "client-chose-this")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sent = seen["headers"]["traceparent"].as_str().unwrap();
+    let new_trace = sent.split('-').nth(1).unwrap().to_string();
+    assert_eq!(new_trace.len(), 32);
+    assert_ne!(new_trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(seen["headers"]["x-request-id"], "client-chose-this");
+
+    let log = gw.log_with("/new").await;
+    let lines = access_lines(&log);
+    let by_path = |p: &str| lines.iter().find(|l| l["path"] == p).unwrap().clone();
+    let first = by_path("/continued");
+    assert_eq!(first["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(first["request_id"], made_id.as_str());
+    let second = by_path("/new");
+    assert_eq!(second["trace_id"], new_trace.as_str());
+    assert_eq!(second["request_id"], "client-chose-this");
+}
+
+#[tokio::test]
+async fn trace_context_off_sends_no_ids() {
+    let up = Upstream::start("api").await;
+    let gw = Gateway::start_with_server_settings(
+        "trace_context = false",
+        &format!(
+            "{}\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
+            upstream("api", &[up.addr], "")
+        ),
+    )
+    .await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let seen: Value = reqwest::Client::new()
+        .get(gw.url("/x"))
+        .header("traceparent", incoming)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // The client's header passes as it came; nothing is made.
+    assert_eq!(seen["headers"]["traceparent"], incoming);
+    assert!(seen["headers"].get("x-request-id").is_none(), "{seen}");
+}

@@ -191,6 +191,7 @@ impl Checker<'_> {
             data_dir: self.resolve(s.data_dir.as_deref().unwrap_or(".portero")),
             max_body_size,
             access_log: s.access_log.unwrap_or(true),
+            trace_context: s.trace_context.unwrap_or(true),
             log_format: match s.log_format.as_ref().map(|f| f.get_ref().as_str()) {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,

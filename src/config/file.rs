@@ -54,6 +54,7 @@ pub(super) struct FileServer {
     pub(super) max_body_size: Option<Spanned<String>>,
     pub(super) access_log: Option<bool>,
     pub(super) log_format: Option<Spanned<String>>,
+    pub(super) trace_context: Option<bool>,
     pub(super) header_timeout: Option<Spanned<String>>,
     pub(super) idle_timeout: Option<Spanned<String>>,
     pub(super) tls_handshake_timeout: Option<Spanned<String>>,

@@ -100,6 +100,8 @@ pub struct ServerSettings {
     pub access_log: bool,
     /// How every log line is written (set at start; a reload keeps it).
     pub log_format: LogFormat,
+    /// `traceparent` and `X-Request-Id` sent upstream and logged.
+    pub trace_context: bool,
     pub limits: ConnectionLimits,
     /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept,
     /// and whose `X-Forwarded-For` names the client address limits act on.

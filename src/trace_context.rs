@@ -1,0 +1,187 @@
+//! W3C trace context (`traceparent`) and `X-Request-Id` for the upstream:
+//! the client's trace continued with portero's own span as the parent, or
+//! a new trace when the client sent none (or one that does not parse);
+//! the client's request id kept, or one made. Both go in the access log.
+
+use std::cell::RefCell;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
+
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Longer request ids are replaced: they end up in every log line.
+const MAX_REQUEST_ID: usize = 128;
+
+thread_local! {
+    // Ids need to be unique, not secret: a fast generator per thread,
+    // seeded from the operating system.
+    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_entropy());
+}
+
+/// A request's place in a trace, and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestIds {
+    /// 32 lower-case hex digits.
+    trace_id: [u8; 32],
+    pub request_id: HeaderValue,
+    /// What the upstream gets: the trace with portero's span as parent.
+    traceparent: HeaderValue,
+}
+
+impl RequestIds {
+    /// Read off the client's headers, with fresh ids for what is missing.
+    pub fn of(headers: &HeaderMap) -> RequestIds {
+        let mut random = [0u8; 40];
+        IDS.with(|rng| rng.borrow_mut().fill_bytes(&mut random));
+        // `00-` trace id `-` span id `-` flags.
+        let mut parent = *b"00-00000000000000000000000000000000-0000000000000000-01";
+        match headers.get(TRACEPARENT).and_then(parse) {
+            Some((trace, flags)) => {
+                parent[3..35].copy_from_slice(trace);
+                parent[53..55].copy_from_slice(flags);
+            }
+            None => hex_into(&random[..16], &mut parent[3..35]),
+        }
+        hex_into(&random[16..24], &mut parent[36..52]);
+        let mut trace_id = [0u8; 32];
+        trace_id.copy_from_slice(&parent[3..35]);
+        let request_id = headers
+            .get(X_REQUEST_ID)
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= MAX_REQUEST_ID
+                    && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+            })
+            .cloned()
+            .unwrap_or_else(|| {
+                let mut id = [0u8; 32];
+                hex_into(&random[24..], &mut id);
+                HeaderValue::from_bytes(&id).expect("hex is header text")
+            });
+        RequestIds {
+            trace_id,
+            request_id,
+            traceparent: HeaderValue::from_bytes(&parent).expect("hex is header text"),
+        }
+    }
+
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.trace_id).expect("hex digits")
+    }
+
+    /// Sets `traceparent` and `X-Request-Id` on the upstream request;
+    /// `tracestate` passes as the client sent it.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(TRACEPARENT, self.traceparent.clone());
+        headers.insert(X_REQUEST_ID, self.request_id.clone());
+    }
+}
+
+/// `00-<trace id>-<parent id>-<flags>` (any version's first four fields, as
+/// the specification asks of a version it does not know): the trace id and
+/// flags, or `None` for anything malformed or an all-zero id.
+fn parse(v: &HeaderValue) -> Option<(&[u8], &[u8])> {
+    let text = v.as_bytes().trim_ascii();
+    let mut parts = text.split(|b| *b == b'-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let is_hex = |s: &[u8], n: usize| {
+        s.len() == n && s.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let ok = is_hex(version, 2)
+        && version != b"ff"
+        && is_hex(trace, 32)
+        && is_hex(parent, 16)
+        && is_hex(flags, 2)
+        && trace.iter().any(|b| *b != b'0')
+        && parent.iter().any(|b| *b != b'0')
+        && (version != b"00" || parts.next().is_none());
+    ok.then_some((trace, flags))
+}
+
+/// `bytes` as lower-case hex into `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &str, value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+        h
+    }
+
+    fn sent(ids: &RequestIds) -> String {
+        let mut h = HeaderMap::new();
+        ids.apply(&mut h);
+        h[TRACEPARENT].to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_client_trace_is_continued_with_a_new_parent() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ids = RequestIds::of(&with("traceparent", incoming));
+        assert_eq!(ids.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let out = sent(&ids);
+        let parts: Vec<&str> = out.split('-').collect();
+        assert_eq!(parts[0], "00");
+        assert_eq!(parts[1], ids.trace_id());
+        assert_ne!(parts[2], "00f067aa0ba902b7");
+        assert_eq!(parts[2].len(), 16);
+        assert_eq!(parts[3], "01");
+    }
+
+    #[test]
+    fn no_trace_or_a_malformed_one_starts_a_new_trace() {
+        for bad in [
+            "",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "garbage",
+        ] {
+            let ids = RequestIds::of(&with("traceparent", bad));
+            assert_ne!(
+                ids.trace_id(),
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                "{bad:?}"
+            );
+            assert_eq!(ids.trace_id().len(), 32);
+            assert!(parse(&HeaderValue::from_str(&sent(&ids)).unwrap()).is_some());
+        }
+        // A later version's first four fields are read.
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
+        assert_eq!(
+            RequestIds::of(&with("traceparent", later)).trace_id(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+    }
+
+    #[test]
+    fn a_request_id_is_kept_or_made() {
+        let ids = RequestIds::of(&with("x-request-id", "abc-123"));
+        assert_eq!(ids.request_id, "abc-123");
+        let made = RequestIds::of(&HeaderMap::new()).request_id;
+        assert_eq!(made.len(), 32);
+        let long = "x".repeat(200);
+        assert_ne!(
+            RequestIds::of(&with("x-request-id", &long)).request_id,
+            long.as_str()
+        );
+        assert_ne!(made, RequestIds::of(&HeaderMap::new()).request_id);
+    }
+}
