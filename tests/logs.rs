@@ -73,29 +73,37 @@ fn access_lines(log: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A traceparent a client sent, as the W3C specification's example writes it.
+const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// A gateway with `server` settings, every path public to the upstream `up`.
+async fn open_gateway(server: &str, up: &Upstream) -> Gateway {
+    let body = format!(
+        "{}\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
+        upstream("api", &[up.addr], "")
+    );
+    Gateway::start_with_server_settings(server, &body).await
+}
+
+/// What the echoing upstream received for `path` sent with `headers`.
+async fn echoed(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Value {
+    let mut req = reqwest::Client::new().get(gw.url(path));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test]
 async fn trace_context_and_request_ids_reach_the_upstream_and_the_log() {
     let up = Upstream::start("api").await;
-    let gw = Gateway::start_with_server_settings(
-        "log_format = \"json\"",
-        &format!(
-            "{}\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
-            upstream("api", &[up.addr], "")
-        ),
+    let gw = open_gateway("log_format = \"json\"", &up).await;
+    let seen = echoed(
+        &gw,
+        "/continued",
+        &[("traceparent", INCOMING), ("tracestate", "vendor=x")],
     )
     .await;
-    let client = reqwest::Client::new();
-    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let seen: Value = client
-        .get(gw.url("/continued"))
-        .header("traceparent", incoming)
-        .header("tracestate", "vendor=x")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let sent = seen["headers"]["traceparent"].as_str().unwrap();
     let parts: Vec<&str> = sent.split('-').collect();
     assert_eq!(parts.len(), 4, "{sent}");
@@ -109,15 +117,7 @@ async fn trace_context_and_request_ids_reach_the_upstream_and_the_log() {
         .to_string();
     assert_eq!(made_id.len(), 32, "{made_id}");
 
-    let seen: Value = client
-        .get(gw.url("/new"))
-        .header("x-request-id", "client-chose-this")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let seen = echoed(&gw, "/new", &[("x-request-id", "client-chose-this")]).await;
     let sent = seen["headers"]["traceparent"].as_str().unwrap();
     let new_trace = sent.split('-').nth(1).unwrap().to_string();
     assert_eq!(new_trace.len(), 32);
@@ -138,25 +138,9 @@ async fn trace_context_and_request_ids_reach_the_upstream_and_the_log() {
 #[tokio::test]
 async fn trace_context_off_sends_no_ids() {
     let up = Upstream::start("api").await;
-    let gw = Gateway::start_with_server_settings(
-        "trace_context = false",
-        &format!(
-            "{}\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
-            upstream("api", &[up.addr], "")
-        ),
-    )
-    .await;
-    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let seen: Value = reqwest::Client::new()
-        .get(gw.url("/x"))
-        .header("traceparent", incoming)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let gw = open_gateway("trace_context = false", &up).await;
+    let seen = echoed(&gw, "/x", &[("traceparent", INCOMING)]).await;
     // The client's header passes as it came; nothing is made.
-    assert_eq!(seen["headers"]["traceparent"], incoming);
+    assert_eq!(seen["headers"]["traceparent"], INCOMING);
     assert!(seen["headers"].get("x-request-id").is_none(), "{seen}");
 }
