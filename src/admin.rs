@@ -73,6 +73,26 @@ fn error(status: StatusCode, message: &str) -> Reply {
     json_reply(status, json!({ "error": message }))
 }
 
+/// The methods the admin listener serves on `path`, or `None` for a path it does not serve.
+fn methods(path: &str) -> Option<&'static [Method]> {
+    match path {
+        "/metrics" | "/healthz" | "/readyz" => Some(&[Method::GET]),
+        "/admin/revocations" => Some(&[Method::GET, Method::POST]),
+        "/admin/reload" => Some(&[Method::POST]),
+        _ => None,
+    }
+}
+
+/// `405` with the `Allow` header RFC 9110 §15.5.6 asks for.
+fn method_not_allowed(allowed: &[Method]) -> Reply {
+    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
+    let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+    if let Ok(v) = http::HeaderValue::try_from(list.join(", ")) {
+        r.headers_mut().insert(http::header::ALLOW, v);
+    }
+    r
+}
+
 /// The body of `POST /admin/revocations`: exactly one way of naming what to revoke.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,7 +119,17 @@ impl RevokeRequest {
 
 impl Admin {
     async fn handle(&self, req: Request<Incoming>) -> Reply {
-        match (req.method(), req.uri().path()) {
+        let path = req.uri().path();
+        // Everything under /admin/ is the admin's, even the paths that do not exist.
+        if path.starts_with("/admin/") {
+            if let Err(r) = self.authorize(&req) {
+                return r;
+            }
+        }
+        let Some(allowed) = methods(path) else {
+            return error(StatusCode::NOT_FOUND, "no such endpoint");
+        };
+        match (req.method(), path) {
             (&Method::GET, "/metrics") => {
                 self.refresh_gauges();
                 reply(
@@ -110,21 +140,13 @@ impl Admin {
             }
             (&Method::GET, "/healthz") => json_reply(StatusCode::OK, json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.readyz(),
-            (_, path) if path.starts_with("/admin/") => {
-                if let Err(r) = self.authorize(&req) {
-                    return r;
-                }
-                match (req.method(), path) {
-                    (&Method::GET, "/admin/revocations") => json_reply(
-                        StatusCode::OK,
-                        json!({ "revocations": self.shared.revocations.list() }),
-                    ),
-                    (&Method::POST, "/admin/revocations") => self.revoke(req).await,
-                    (&Method::POST, "/admin/reload") => self.reload().await,
-                    _ => error(StatusCode::NOT_FOUND, "no such admin endpoint"),
-                }
-            }
-            _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
+            (&Method::GET, "/admin/revocations") => json_reply(
+                StatusCode::OK,
+                json!({ "revocations": self.shared.revocations.list() }),
+            ),
+            (&Method::POST, "/admin/revocations") => self.revoke(req).await,
+            (&Method::POST, "/admin/reload") => self.reload().await,
+            _ => method_not_allowed(allowed),
         }
     }
 
