@@ -27,6 +27,7 @@
 //! - `proxy_protocol`: the PROXY protocol header a load balancer sends first.
 //! - `respond`: the one mapping from a request error to an HTTP response.
 //! - `trace_context`: W3C `traceparent` and `X-Request-Id` for the upstream and the log.
+//! - `span_export`: request spans posted to an OpenTelemetry collector (OTLP/HTTP) in batches.
 //! - `tunnel`: upgraded connections (WebSocket) relayed both ways until they
 //!   close, their token expires or is revoked; `frames` finds WebSocket frame ends.
 //! - [`upstream`]: groups and health checks; `codec` (HTTP/1.1, no I/O),
@@ -66,6 +67,7 @@ mod proxy_protocol;
 mod respond;
 pub mod routes;
 pub mod server;
+mod span_export;
 pub mod store;
 mod target;
 mod trace_context;

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub limited: IntCounterVec,
     pub rate_limit_fallbacks: IntCounterVec,
     pub in_flight: IntGaugeVec,
+    pub trace_spans: IntCounterVec,
     pub store: StoreMetrics,
 }
 
@@ -293,6 +294,11 @@ impl Metrics {
                  idle_timeout, shutdown).",
                 &["route", "reason"],
             ),
+            trace_spans: counter(
+                "portero_trace_spans_total",
+                "Request spans for the OTLP collector, by result (exported, failed, dropped).",
+                &["result"],
+            ),
             limited: counter(
                 "portero_limited_requests_total",
                 "Requests turned away by a limit, by route and limit (ip, rate, max_in_flight, concurrency).",
@@ -363,6 +369,11 @@ impl Metrics {
         m.store.up.set(1);
         for result in ["ok", "error"] {
             m.config_reloads.with_label_values(&[result]);
+        }
+        if config.span_export.is_some() {
+            for result in ["exported", "failed", "dropped"] {
+                m.trace_spans.with_label_values(&[result]);
+            }
         }
         for kind in ["jti", "token", "subject", "refresh_token"] {
             m.revocations.with_label_values(&[kind]);

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -35,6 +35,7 @@ use crate::live::Live;
 use crate::metrics::{method_label, Metrics};
 use crate::path::PathError;
 use crate::respond::{self, GatewayBody, RequestError};
+use crate::span_export::{RequestSpan, Spans};
 use crate::store::Store;
 use crate::target::{self, HostError};
 use crate::trace_context::RequestIds;
@@ -66,6 +67,8 @@ pub struct Shared {
     pub forward_auth: Option<String>,
     /// `server.trace_context`.
     pub trace_context: bool,
+    /// `[tracing] otlp_endpoint`: where request spans go.
+    pub spans: Option<Spans>,
 }
 
 /// The public listeners' request handler.
@@ -123,10 +126,8 @@ impl Gateway {
                 .then(|| RequestIds::of(&parts.headers)),
             ..Trace::default()
         };
-        // Only the log needs the path after the request has gone upstream.
-        let logged = self
-            .shared
-            .access_log
+        // Only the log and the span need the path after the request has gone upstream.
+        let logged = (self.shared.access_log || self.shared.spans.is_some())
             .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
         // gRPC runs on HTTP/2 only: HTTP/1.1 requests skip the lookup.
         let grpc = parts.version == http::Version::HTTP_2 && respond::is_grpc(&parts.headers);
@@ -170,7 +171,13 @@ impl Gateway {
         }
         self.record(&live, &trace, method, response.status(), start);
         if let Some((method, path)) = logged {
-            access_log(&live, &trace, method, path, response.status(), start, &peer);
+            let status = response.status();
+            if let Some(spans) = &self.shared.spans {
+                record_span(spans, &live, &trace, (&method, &path), status, start, &peer);
+            }
+            if self.shared.access_log {
+                access_log(&live, &trace, method, path, status, start, &peer);
+            }
         }
         response
     }
@@ -696,6 +703,33 @@ fn rewrite(
             parts.uri = uri;
         }
     }
+}
+
+/// The request's span, if its trace is sampled. Like the log line, it
+/// names the path, never the query string.
+fn record_span(
+    spans: &Spans,
+    live: &Live,
+    trace: &Trace,
+    (method, path): (&Method, &str),
+    status: StatusCode,
+    start: Instant,
+    peer: &Peer,
+) {
+    let Some(ids) = trace.ids.as_ref().filter(|ids| ids.sampled()) else {
+        return;
+    };
+    let end = SystemTime::now();
+    spans.record(RequestSpan {
+        ids: ids.span_ids(),
+        method: method.clone(),
+        path: path.to_string(),
+        route: trace.route_name(live).to_string(),
+        status,
+        start: end - start.elapsed(),
+        end,
+        client: peer.addr.ip(),
+    });
 }
 
 /// One line per request. It names the path, never the query string or a

@@ -23,6 +23,7 @@ pub use crate::listener::TlsError;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Shared};
+use crate::span_export::Spans;
 use crate::store::{Store, StoreError};
 
 /// Why the gateway could not start or run.
@@ -51,6 +52,8 @@ pub enum ServerError {
     Signals(std::io::Error),
     #[error("{0}")]
     ExternalIssuer(String),
+    #[error("tracing.otlp_endpoint: {0}")]
+    SpanExport(String),
 }
 
 /// The gateway's sockets, bound before it runs (so a port in use fails the
@@ -263,6 +266,13 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         side.spawn(async move { store.follow_revocations(revocations).await });
     }
 
+    let spans = match &config.span_export {
+        Some(settings) => Some({
+            let _on_side = side.enter();
+            Spans::start(settings, metrics.trace_spans.clone()).map_err(ServerError::SpanExport)?
+        }),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(live),
         revocations: revocations.clone(),
@@ -279,6 +289,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         trusted_proxies: config.server.trusted_proxies.clone(),
         forward_auth: config.server.forward_auth_path.clone(),
         trace_context: config.server.trace_context,
+        spans,
     });
     {
         let shared = shared.clone();

@@ -25,6 +25,9 @@ thread_local! {
 pub struct RequestIds {
     /// 32 lower-case hex digits.
     trace_id: [u8; 32],
+    /// The client's span (16 hex digits), parent of portero's; `None` when
+    /// portero started the trace.
+    client_span: Option<[u8; 16]>,
     pub request_id: HeaderValue,
     /// What the upstream gets: the trace with portero's span as parent.
     traceparent: HeaderValue,
@@ -37,10 +40,12 @@ impl RequestIds {
         IDS.with(|rng| rng.borrow_mut().fill_bytes(&mut random));
         // `00-` trace id `-` span id `-` flags.
         let mut parent = *b"00-00000000000000000000000000000000-0000000000000000-01";
+        let mut client_span = None;
         match headers.get(TRACEPARENT).and_then(parse) {
-            Some((trace, flags)) => {
+            Some((trace, span, flags)) => {
                 parent[3..35].copy_from_slice(trace);
                 parent[53..55].copy_from_slice(flags);
+                client_span = span.try_into().ok();
             }
             None => hex_into(&random[..16], &mut parent[3..35]),
         }
@@ -62,6 +67,7 @@ impl RequestIds {
             });
         RequestIds {
             trace_id,
+            client_span,
             request_id,
             traceparent: HeaderValue::from_bytes(&parent).expect("hex is header text"),
         }
@@ -69,6 +75,22 @@ impl RequestIds {
 
     pub fn trace_id(&self) -> &str {
         std::str::from_utf8(&self.trace_id).expect("hex digits")
+    }
+
+    /// Whether the trace is sampled (the `traceparent` flags' low bit): a
+    /// client that sent `-00` asks that nothing be recorded.
+    pub fn sampled(&self) -> bool {
+        self.traceparent.as_bytes()[54] & 1 == 1
+    }
+
+    /// The ids as bytes, for span export.
+    pub fn span_ids(&self) -> SpanIds {
+        let parent = self.traceparent.as_bytes();
+        SpanIds {
+            trace: unhex(&self.trace_id),
+            span: unhex(&parent[36..52]),
+            parent: self.client_span.map(|hex| unhex(&hex)),
+        }
     }
 
     /// Sets `traceparent` and `X-Request-Id` on the upstream request;
@@ -79,10 +101,19 @@ impl RequestIds {
     }
 }
 
+/// A request's span: its trace, portero's span, and the client's span that
+/// is its parent, if the client sent one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanIds {
+    pub trace: [u8; 16],
+    pub span: [u8; 8],
+    pub parent: Option<[u8; 8]>,
+}
+
 /// `00-<trace id>-<parent id>-<flags>` (any version's first four fields, as
-/// the specification asks of a version it does not know): the trace id and
-/// flags, or `None` for anything malformed or an all-zero id.
-fn parse(v: &HeaderValue) -> Option<(&[u8], &[u8])> {
+/// the specification asks of a version it does not know): the trace id,
+/// parent id and flags, or `None` for anything malformed or an all-zero id.
+fn parse(v: &HeaderValue) -> Option<(&[u8], &[u8], &[u8])> {
     let text = v.as_bytes().trim_ascii();
     let mut parts = text.split(|b| *b == b'-');
     let (version, trace, parent, flags) =
@@ -98,7 +129,23 @@ fn parse(v: &HeaderValue) -> Option<(&[u8], &[u8])> {
         && trace.iter().any(|b| *b != b'0')
         && parent.iter().any(|b| *b != b'0')
         && (version != b"00" || parts.next().is_none());
-    ok.then_some((trace, flags))
+    ok.then_some((trace, parent, flags))
+}
+
+/// Lower-case hex digits (checked by `parse` or written by `hex_into`) as bytes.
+fn unhex<const N: usize>(hex: &[u8]) -> [u8; N] {
+    let digit = |d: u8| {
+        if d.is_ascii_digit() {
+            d - b'0'
+        } else {
+            d - b'a' + 10
+        }
+    };
+    let mut out = [0u8; N];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = digit(pair[0]) << 4 | digit(pair[1]);
+    }
+    out
 }
 
 /// `bytes` as lower-case hex into `out` (twice as long).
@@ -169,6 +216,29 @@ mod tests {
             RequestIds::of(&with("traceparent", later)).trace_id(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
+    }
+
+    #[test]
+    fn span_ids_name_the_trace_portero_s_span_and_the_client_s() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ids = RequestIds::of(&with("traceparent", incoming));
+        let span = ids.span_ids();
+        assert_eq!(span.trace[..4], [0x4b, 0xf9, 0x2f, 0x35]);
+        assert_eq!(span.trace[15], 0x36);
+        assert_eq!(
+            span.parent,
+            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
+        );
+        // Portero's span is the parent the upstream is told of.
+        let sent_span: String = span.span.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(sent(&ids).split('-').nth(2), Some(sent_span.as_str()));
+        assert!(ids.sampled());
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(!RequestIds::of(&with("traceparent", unsampled)).sampled());
+        // A trace portero starts is sampled and has no parent.
+        let new = RequestIds::of(&HeaderMap::new());
+        assert!(new.sampled());
+        assert_eq!(new.span_ids().parent, None);
     }
 
     #[test]

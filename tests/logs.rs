@@ -76,10 +76,10 @@ fn access_lines(log: &str) -> Vec<Value> {
 /// A traceparent a client sent, as the W3C specification's example writes it.
 const INCOMING: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
-/// A gateway with `server` settings, every path public to the upstream `up`.
-async fn open_gateway(server: &str, up: &Upstream) -> Gateway {
+/// A gateway with `server` settings and `tables`, every path public to the upstream `up`.
+async fn open_gateway(server: &str, tables: &str, up: &Upstream) -> Gateway {
     let body = format!(
-        "{}\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
+        "{}\n{tables}\n[[routes]]\nname = \"open\"\npath = \"/\"\nupstream = \"api\"\npublic = true\n",
         upstream("api", &[up.addr], "")
     );
     Gateway::start_with_server_settings(server, &body).await
@@ -97,7 +97,7 @@ async fn echoed(gw: &Gateway, path: &str, headers: &[(&str, &str)]) -> Value {
 #[tokio::test]
 async fn trace_context_and_request_ids_reach_the_upstream_and_the_log() {
     let up = Upstream::start("api").await;
-    let gw = open_gateway("log_format = \"json\"", &up).await;
+    let gw = open_gateway("log_format = \"json\"", "", &up).await;
     let seen = echoed(
         &gw,
         "/continued",
@@ -138,9 +138,117 @@ async fn trace_context_and_request_ids_reach_the_upstream_and_the_log() {
 #[tokio::test]
 async fn trace_context_off_sends_no_ids() {
     let up = Upstream::start("api").await;
-    let gw = open_gateway("trace_context = false", &up).await;
+    let gw = open_gateway("trace_context = false", "", &up).await;
     let seen = echoed(&gw, "/x", &[("traceparent", INCOMING)]).await;
     // The client's header passes as it came; nothing is made.
     assert_eq!(seen["headers"]["traceparent"], INCOMING);
     assert!(seen["headers"].get("x-request-id").is_none(), "{seen}");
+}
+
+/// The hex of an id the collector received.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn spans_reach_an_otlp_collector_in_the_trace_the_upstream_saw() {
+    let collector = collector::Collector::start().await;
+    let up = Upstream::start("api").await;
+    let tracing = format!(
+        "[tracing]\notlp_endpoint = \"{}\"\nservice_name = \"edge\"\n",
+        collector.url()
+    );
+    let gw = open_gateway("", &tracing, &up).await;
+    let seen = echoed(&gw, "/continued?q=secret", &[("traceparent", INCOMING)]).await;
+    let portero_span = seen["headers"]["traceparent"].as_str().unwrap()[36..52].to_string();
+    let seen = echoed(&gw, "/new", &[]).await;
+    let new_trace = seen["headers"]["traceparent"].as_str().unwrap()[3..35].to_string();
+    // The client asked that this trace not be recorded (flags 00).
+    let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    echoed(&gw, "/unsampled", &[("traceparent", unsampled)]).await;
+
+    let spans = collector.wait_for(2).await;
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let continued = &spans[0];
+    assert_eq!(continued.service, "edge");
+    assert_eq!(
+        hex(&continued.span.trace_id),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(
+        hex(&continued.span.span_id),
+        portero_span,
+        "the parent the upstream was told of"
+    );
+    assert_eq!(
+        hex(&continued.span.parent_span_id),
+        "00f067aa0ba902b7",
+        "the client's span"
+    );
+    assert_eq!(continued.span.name, "GET open");
+    assert_eq!(continued.span.kind, 2, "SERVER");
+    assert_eq!(
+        continued.attribute("url.path").as_deref(),
+        Some("/continued")
+    );
+    assert_eq!(
+        continued.attribute("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(
+        continued.attribute("http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert!(continued.span.end_time_unix_nano >= continued.span.start_time_unix_nano);
+    let started = &spans[1];
+    assert_eq!(hex(&started.span.trace_id), new_trace);
+    assert!(
+        started.span.parent_span_id.is_empty(),
+        "portero began this trace"
+    );
+    assert!(
+        !format!("{spans:?}").contains("secret"),
+        "no query string in a span"
+    );
+    assert_eq!(
+        gw.wait_metric("portero_trace_spans_total", &[("result", "exported")], 2.0)
+            .await,
+        2.0
+    );
+    // Past the batch delay, the unsampled request has still sent nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(collector.spans().len(), 2);
+
+    // A collector that is gone costs the spans, never the requests.
+    collector.stop();
+    let seen = echoed(&gw, "/lost", &[]).await;
+    assert_eq!(seen["path"], "/lost");
+    assert_eq!(
+        gw.wait_metric("portero_trace_spans_total", &[("result", "failed")], 1.0)
+            .await,
+        1.0
+    );
+    assert!(gw.log().contains("spans not exported"), "{}", gw.log());
+}
+
+#[test]
+fn span_export_needs_a_url_and_trace_context() {
+    let listen = "[[listen]]\naddr = \"127.0.0.1:0\"\n";
+    let cases = [
+        ("[tracing]\notlp_endpoint = \"collector:4318\"\n", "tracing.otlp_endpoint"),
+        (
+            "[server]\ntrace_context = false\n[tracing]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\n",
+            "server.trace_context is false",
+        ),
+        ("[tracing]\nsample = 0.5\n", "sample"),
+    ];
+    for (config, expected) in cases {
+        let (ok, err) = check(&format!("{config}{listen}"));
+        assert!(!ok, "{config}");
+        assert!(err.contains(expected), "{config}: {err}");
+    }
+    let (ok, err) = check(&format!(
+        "[tracing]\notlp_endpoint = \"https://otel.example.com/v1/traces\"\n{listen}"
+    ));
+    assert!(ok, "{err}");
 }

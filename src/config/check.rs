@@ -154,6 +154,7 @@ impl Checker<'_> {
         let auth = self.auth(&file.auth, strip_all);
         let store = self.store(&file.store, auth.leeway);
         self.check_cluster_limits(&routes, &store);
+        let span_export = self.span_export(&file.tracing, server.trace_context);
         Config {
             source: path.to_path_buf(),
             server,
@@ -165,7 +166,43 @@ impl Checker<'_> {
             dns,
             issuers,
             routes,
+            span_export,
         }
+    }
+
+    fn span_export(&mut self, t: &FileTracing, trace_context: bool) -> Option<SpanExport> {
+        let endpoint = t.otlp_endpoint.as_ref()?;
+        let key = "tracing.otlp_endpoint";
+        match url::Url::parse(endpoint.get_ref()) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+            _ => self.problem(
+                endpoint,
+                key,
+                format!(
+                    "{:?}: expected an http or https URL, e.g. \"http://127.0.0.1:4318/v1/traces\"",
+                    endpoint.get_ref()
+                ),
+            ),
+        }
+        if !trace_context {
+            self.problem(
+                endpoint,
+                key,
+                "spans need trace ids: server.trace_context is false",
+            );
+        }
+        let service_name = match &t.service_name {
+            Some(name) if name.get_ref().is_empty() => {
+                self.problem(name, "tracing.service_name", "is empty");
+                String::new()
+            }
+            Some(name) => name.get_ref().clone(),
+            None => "portero".to_string(),
+        };
+        Some(SpanExport {
+            endpoint: endpoint.get_ref().clone(),
+            service_name,
+        })
     }
 
     fn server(&mut self, s: &FileServer) -> ServerSettings {

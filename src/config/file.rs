@@ -29,6 +29,15 @@ pub(super) struct FileConfig {
     pub(super) routes: Vec<FileRoute>,
     #[serde(default)]
     pub(super) cors: BTreeMap<String, FileCors>,
+    #[serde(default)]
+    pub(super) tracing: FileTracing,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTracing {
+    pub(super) otlp_endpoint: Option<Spanned<String>>,
+    pub(super) service_name: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -28,6 +28,17 @@ pub struct Config {
     pub dns: DnsSettings,
     pub issuers: Vec<Issuer>,
     pub routes: Vec<Route>,
+    /// `[tracing]`: where request spans go, if anywhere.
+    pub span_export: Option<SpanExport>,
+}
+
+/// Request spans sent to an OpenTelemetry collector over OTLP/HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanExport {
+    /// The full URL spans are posted to (`.../v1/traces`).
+    pub endpoint: String,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
 }
 
 /// How upstream server names are resolved, and how often again.

@@ -3,13 +3,15 @@
 //! `gateway` (the process), `upstream` (an echoing upstream), `tokens`
 //! (signed independently of portero's code), `configs` (config text),
 //! `endpoints` (requests to the token endpoints),
-//! `redis` (a Redis to test against), `websocket` (a WebSocket server and client).
+//! `redis` (a Redis to test against), `websocket` (a WebSocket server and client),
+//! `collector` (an OTLP trace receiver).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod collector;
 mod configs;
 pub mod dns;
 mod endpoints;
