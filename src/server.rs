@@ -366,8 +366,13 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     .enable_all()
     .build()
     .map_err(runtime_error("proxy"))?;
+    let spans = shared.spans.clone();
     let gateway = Arc::new(Gateway::new(shared));
     let result = runtime.block_on(serve(public, gateway, started, &config.server, stop));
+    if let Some(spans) = spans {
+        // The last requests' spans, unless the collector is slow to take them.
+        side.block_on(spans.flush(Duration::from_secs(1)));
+    }
     // The side runtime may not block this thread's exit.
     side.shutdown_background();
     runtime.shutdown_background();

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 use prometheus::IntCounterVec;
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::SpanExport;
 use crate::trace_context::SpanIds;
@@ -43,8 +43,11 @@ pub struct RequestSpan {
 }
 
 /// The sending half: cheap to call on every request.
+#[derive(Clone)]
 pub struct Spans {
     queue: mpsc::Sender<RequestSpan>,
+    /// Asks the task to send what is queued now, and answers when it has.
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
     /// `portero_trace_spans_total{result}`.
     counted: IntCounterVec,
 }
@@ -52,16 +55,29 @@ pub struct Spans {
 impl Spans {
     /// Starts the exporting task on the current runtime.
     pub fn start(settings: &SpanExport, counted: IntCounterVec) -> Result<Spans, String> {
-        let client = client()?;
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(export(
-            waiting,
-            client,
-            settings.endpoint.clone(),
-            resource(&settings.service_name),
-            counted.clone(),
-        ));
-        Ok(Spans { queue, counted })
+        let (flushes, flush_asked) = mpsc::channel(1);
+        let exporter = Exporter {
+            client: client()?,
+            endpoint: settings.endpoint.clone(),
+            resource: resource(&settings.service_name),
+            counted: counted.clone(),
+            failing: false,
+        };
+        tokio::spawn(exporter.run(waiting, flush_asked));
+        Ok(Spans {
+            queue,
+            flushes,
+            counted,
+        })
+    }
+
+    /// Sends the spans queued now, waiting at most `within`: at exit.
+    pub async fn flush(&self, within: Duration) {
+        let (done, sent) = oneshot::channel();
+        if self.flushes.send(done).await.is_ok() {
+            let _ = tokio::time::timeout(within, sent).await;
+        }
     }
 
     pub fn record(&self, span: RequestSpan) {
@@ -84,29 +100,61 @@ fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Posts batches until every sender is gone. A failed batch is counted
-/// and dropped, not retried: spans are worth less than the gateway's memory.
-async fn export(
-    mut waiting: mpsc::Receiver<RequestSpan>,
+/// The background half: batches spans and posts them.
+struct Exporter {
     client: reqwest::Client,
     endpoint: String,
     resource: Resource,
     counted: IntCounterVec,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut failing = false;
-    while waiting.recv_many(&mut batch, BATCH).await > 0 {
-        let deadline = tokio::time::Instant::now() + BATCH_DELAY;
-        while batch.len() < BATCH {
-            match tokio::time::timeout_at(deadline, waiting.recv()).await {
-                Ok(Some(span)) => batch.push(span),
-                Ok(None) | Err(_) => break,
+    /// The last post failed: the next failure is not logged again.
+    failing: bool,
+}
+
+impl Exporter {
+    /// Posts a batch once it is full or its first span has waited
+    /// `BATCH_DELAY`, and everything queued when a flush is asked; until
+    /// every sender is gone.
+    async fn run(
+        mut self,
+        mut waiting: mpsc::Receiver<RequestSpan>,
+        mut flush_asked: mpsc::Receiver<oneshot::Sender<()>>,
+    ) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let flush = tokio::select! {
+                received = waiting.recv_many(&mut batch, BATCH) => {
+                    if received == 0 {
+                        return;
+                    }
+                    fill(&mut batch, &mut waiting, &mut flush_asked).await
+                }
+                Some(done) = flush_asked.recv() => Some(done),
+            };
+            let Some(done) = flush else {
+                self.post(&mut batch).await;
+                continue;
+            };
+            while let Ok(span) = waiting.try_recv() {
+                batch.push(span);
+                if batch.len() == BATCH {
+                    self.post(&mut batch).await;
+                }
             }
+            if !batch.is_empty() {
+                self.post(&mut batch).await;
+            }
+            let _ = done.send(());
         }
+    }
+
+    /// Posts `batch` and empties it. A failed batch is counted and dropped,
+    /// not retried: spans are worth less than the gateway's memory.
+    async fn post(&mut self, batch: &mut Vec<RequestSpan>) {
         let count = batch.len() as u64;
-        let body = request(&resource, batch.drain(..)).encode_to_vec();
-        let sent = client
-            .post(&endpoint)
+        let body = request(&self.resource, batch.drain(..)).encode_to_vec();
+        let sent = self
+            .client
+            .post(&self.endpoint)
             .header(http::header::CONTENT_TYPE, "application/x-protobuf")
             .body(body)
             .send()
@@ -118,19 +166,39 @@ async fn export(
             });
         match sent {
             Ok(()) => {
-                counted.with_label_values(&["exported"]).inc_by(count);
-                failing = false;
+                self.counted.with_label_values(&["exported"]).inc_by(count);
+                self.failing = false;
             }
             Err(why) => {
-                counted.with_label_values(&["failed"]).inc_by(count);
+                self.counted.with_label_values(&["failed"]).inc_by(count);
                 // Once per outage, not once per batch.
-                if !failing {
-                    tracing::warn!(%endpoint, error = %why, "spans not exported");
+                if !self.failing {
+                    tracing::warn!(endpoint = %self.endpoint, error = %why, "spans not exported");
                 }
-                failing = true;
+                self.failing = true;
             }
         }
     }
+}
+
+/// Adds spans to `batch` until it is full or `BATCH_DELAY` has passed; a
+/// flush asked meanwhile ends the wait and is returned.
+async fn fill(
+    batch: &mut Vec<RequestSpan>,
+    waiting: &mut mpsc::Receiver<RequestSpan>,
+    flush_asked: &mut mpsc::Receiver<oneshot::Sender<()>>,
+) -> Option<oneshot::Sender<()>> {
+    let deadline = tokio::time::Instant::now() + BATCH_DELAY;
+    while batch.len() < BATCH {
+        tokio::select! {
+            span = tokio::time::timeout_at(deadline, waiting.recv()) => match span {
+                Ok(Some(span)) => batch.push(span),
+                Ok(None) | Err(_) => break,
+            },
+            Some(done) = flush_asked.recv() => return Some(done),
+        }
+    }
+    None
 }
 
 fn resource(service_name: &str) -> Resource {

@@ -4,6 +4,8 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
+
 use serde_json::Value;
 
 #[tokio::test]
@@ -216,7 +218,7 @@ async fn spans_reach_an_otlp_collector_in_the_trace_the_upstream_saw() {
         2.0
     );
     // Past the batch delay, the unsampled request has still sent nothing.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(collector.spans().len(), 2);
 
     // A collector that is gone costs the spans, never the requests.
@@ -251,4 +253,19 @@ fn span_export_needs_a_url_and_trace_context() {
         "[tracing]\notlp_endpoint = \"https://otel.example.com/v1/traces\"\n{listen}"
     ));
     assert!(ok, "{err}");
+}
+
+#[tokio::test]
+async fn the_last_spans_are_sent_before_portero_exits() {
+    let collector = collector::Collector::start().await;
+    let up = Upstream::start("api").await;
+    let tracing = format!("[tracing]\notlp_endpoint = \"{}\"\n", collector.url());
+    let mut gw = open_gateway("", &tracing, &up).await;
+    echoed(&gw, "/last", &[]).await;
+    // Well inside the batch's one-second wait: only a flush at exit sends it.
+    gw.signal("TERM");
+    assert!(gw.wait_exit(Duration::from_secs(5)).await.is_some());
+    let spans = collector.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].attribute("url.path").as_deref(), Some("/last"));
 }
