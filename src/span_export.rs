@@ -58,7 +58,7 @@ impl Spans {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let (flushes, flush_asked) = mpsc::channel(1);
         let exporter = Exporter {
-            client: client()?,
+            client: client(settings.endpoint.starts_with("https:"))?,
             endpoint: settings.endpoint.clone(),
             resource: resource(&settings.service_name),
             counted: counted.clone(),
@@ -75,9 +75,12 @@ impl Spans {
     /// Sends the spans queued now, waiting at most `within`: at exit.
     pub async fn flush(&self, within: Duration) {
         let (done, sent) = oneshot::channel();
-        if self.flushes.send(done).await.is_ok() {
-            let _ = tokio::time::timeout(within, sent).await;
-        }
+        let _ = tokio::time::timeout(within, async {
+            if self.flushes.send(done).await.is_ok() {
+                let _ = sent.await;
+            }
+        })
+        .await;
     }
 
     pub fn record(&self, span: RequestSpan) {
@@ -87,12 +90,16 @@ impl Spans {
     }
 }
 
-/// The collector's client: the system's roots for `https`, no redirects.
-fn client() -> Result<reqwest::Client, String> {
-    let roots = crate::trust::roots(None)?;
-    let tls = crate::trust::client_builder(roots)?.with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+/// The collector's client: no redirects, and for `https` the system's
+/// roots (a plain `http` collector needs none on the machine).
+fn client(https: bool) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if https {
+        let roots = crate::trust::roots(None)?;
+        builder = builder
+            .use_preconfigured_tls(crate::trust::client_builder(roots)?.with_no_client_auth());
+    }
+    builder
         .timeout(EXPORT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("portero/", env!("CARGO_PKG_VERSION")))

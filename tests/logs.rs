@@ -243,6 +243,10 @@ fn span_export_needs_a_url_and_trace_context() {
             "server.trace_context is false",
         ),
         ("[tracing]\nsample = 0.5\n", "sample"),
+        (
+            "[tracing]\notlp_endpoint = \"https://me:key@otel.example.com/v1/traces\"\n",
+            "credentials in the URL",
+        ),
     ];
     for (config, expected) in cases {
         let (ok, err) = check(&format!("{config}{listen}"));

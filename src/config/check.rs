@@ -174,6 +174,11 @@ impl Checker<'_> {
         let endpoint = t.otlp_endpoint.as_ref()?;
         let key = "tracing.otlp_endpoint";
         match url::Url::parse(endpoint.get_ref()) {
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => self.problem(
+                endpoint,
+                key,
+                "credentials in the URL would reach the logs; run a local collector that adds them",
+            ),
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
             _ => self.problem(
                 endpoint,
