@@ -136,7 +136,7 @@ async fn metrics_parse_and_carry_the_portero_series() {
 /// gateway exports: a renamed metric would leave an alert that never fires
 /// and a panel that stays empty. The gateway has what brings each family
 /// out: a route, an upstream, a token endpoint asked once, an external
-/// issuer, and a Redis store it loses for a moment.
+/// issuer, span export, and a Redis store it loses for a moment.
 #[tokio::test]
 async fn the_alert_rules_and_the_dashboard_read_only_metrics_portero_exports() {
     let Some(url) = common::redis::shared() else {
@@ -151,12 +151,15 @@ async fn the_alert_rules_and_the_dashboard_read_only_metrics_portero_exports() {
     )
     .jwk()]);
     let up = Upstream::start("api").await;
+    let collector = common::collector::Collector::start().await;
     let config = format!(
         "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"portero-metrics-{}:\"\ntimeout = \"300ms\"\n\n\
+         [tracing]\notlp_endpoint = \"{}\"\n\n\
          {}\n[issuers.flat]\ndialect = \"client-flat\"\n\n[issuers.sso]\njwks_url = \"{}\"\niss = \"https://sso.example\"\n\n\
          {}\n[[routes]]\nname = \"orders\"\npath = \"/\"\nupstream = \"api\"\n",
         relay.url(),
         std::process::id(),
+        collector.url(),
         issuers(),
         idp.jwks_url(),
         upstream("api", &[up.addr], "")
