@@ -332,6 +332,13 @@ fn limits_are_checked() {
             &["routes[0].rate_limit.scope", "store.backend = \"redis\""],
         ),
         (
+            route("rate_limit = { requests = 5, per = \"1s\", scope = \"global\" }"),
+            &[
+                "routes[0].rate_limit.scope",
+                "\"global\": expected \"instance\" or \"cluster\"",
+            ],
+        ),
+        (
             route("rate_limit = { requests = 5, per = \"1s\", window = \"1s\" }"),
             &["unknown field `window`"],
         ),

@@ -65,6 +65,10 @@ fn an_unknown_log_format_is_refused() {
     let (ok, err) = check("[server]\nlog_format = \"xml\"\n[[listen]]\naddr = \"127.0.0.1:0\"\n");
     assert!(!ok);
     assert!(err.contains("server.log_format"), "{err}");
+    assert!(
+        err.contains("\"xml\": expected \"text\" or \"json\""),
+        "{err}"
+    );
 }
 
 /// The access lines of `log`, as JSON.

@@ -79,6 +79,31 @@ impl Checker<'_> {
         }
     }
 
+    /// One of two words: `options[0]`'s value when absent or unknown (the
+    /// latter a problem naming both).
+    fn choice<T: Copy>(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        options: [(&str, T); 2],
+    ) -> T {
+        let Some(written) = v else {
+            return options[0].1;
+        };
+        match options.iter().find(|(word, _)| word == written.get_ref()) {
+            Some((_, value)) => *value,
+            None => {
+                let [(a, _), (b, _)] = options;
+                self.problem(
+                    written,
+                    key,
+                    format!("{:?}: expected {a:?} or {b:?}", written.get_ref()),
+                );
+                options[0].1
+            }
+        }
+    }
+
     fn addr(&mut self, v: &Spanned<String>, key: &str) -> SocketAddr {
         v.get_ref().parse().unwrap_or_else(|_| {
             self.problem(
@@ -234,19 +259,11 @@ impl Checker<'_> {
             max_body_size,
             access_log: s.access_log.unwrap_or(true),
             trace_context: s.trace_context.unwrap_or(true),
-            log_format: match s.log_format.as_ref().map(|f| f.get_ref().as_str()) {
-                None | Some("text") => LogFormat::Text,
-                Some("json") => LogFormat::Json,
-                Some(other) => {
-                    let at = s.log_format.as_ref().expect("a format was written");
-                    self.problem(
-                        at,
-                        "server.log_format",
-                        format!("{other:?}: expected \"text\" or \"json\""),
-                    );
-                    LogFormat::Text
-                }
-            },
+            log_format: self.choice(
+                &s.log_format,
+                "server.log_format",
+                [("text", LogFormat::Text), ("json", LogFormat::Json)],
+            ),
             limits: self.limits(s),
             trusted_proxies: self.ip_nets(
                 s.trusted_proxies.as_deref().unwrap_or_default(),

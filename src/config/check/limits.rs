@@ -90,19 +90,14 @@ impl Checker<'_> {
                 Duration::from_secs(1)
             }
         };
-        let scope = match table.scope.as_ref().map(|s| s.get_ref().as_str()) {
-            None | Some("instance") => LimitScope::Instance,
-            Some("cluster") => LimitScope::Cluster,
-            Some(other) => {
-                let at = table.scope.as_ref().expect("a scope was written");
-                self.problem(
-                    at,
-                    format!("{key}.scope"),
-                    format!("{other:?}: expected \"instance\" or \"cluster\""),
-                );
-                LimitScope::Instance
-            }
-        };
+        let scope = self.choice(
+            &table.scope,
+            &format!("{key}.scope"),
+            [
+                ("instance", LimitScope::Instance),
+                ("cluster", LimitScope::Cluster),
+            ],
+        );
         if table.override_claim.is_some() && !token {
             self.problem(
                 r,
