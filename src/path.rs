@@ -101,9 +101,6 @@ fn decode_unreserved(bytes: &[u8], rules: PathRules) -> Result<String, PathError
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::Backslash),
                     0 => return Err(PathError::Nul),
-                    b'%' if matches!(escape_at(bytes, i + 2), Ok(b'.' | b'/' | b'\\' | 0)) => {
-                        return Err(PathError::DoubleEncoded)
-                    }
                     c => {
                         const HEX: &[u8; 16] = b"0123456789ABCDEF";
                         out.extend_from_slice(&[
@@ -121,8 +118,32 @@ fn decode_unreserved(bytes: &[u8], rules: PathRules) -> Result<String, PathError
             }
         }
     }
+    if encodes_a_separator_again(&out) {
+        return Err(PathError::DoubleEncoded);
+    }
     // Only ASCII sequences were replaced, by ASCII: still UTF-8.
     Ok(String::from_utf8(out).expect("UTF-8 in, UTF-8 out"))
+}
+
+/// Whether an upstream that decodes the path again, once or more, would
+/// find a dot, slash, backslash or NUL: `%25` (any number of `25`s after
+/// it) before the code of one. Read on the decoded path, so escapes that
+/// decoding put together (`%25%32%65` is `%252e`) count too.
+fn encodes_a_separator_again(path: &[u8]) -> bool {
+    path.windows(3)
+        .enumerate()
+        .filter(|(_, w)| *w == b"%25")
+        .any(|(i, _)| {
+            let mut j = i + 3;
+            while path[j..].starts_with(b"25") {
+                j += 2;
+            }
+            let code = (
+                path.get(j).and_then(|&b| hex(b)),
+                path.get(j + 1).and_then(|&b| hex(b)),
+            );
+            matches!(code, (Some(hi), Some(lo)) if matches!(hi << 4 | lo, b'.' | b'/' | b'\\' | 0))
+        })
 }
 
 /// RFC 3986 §5.2.4 on an absolute path, segment by segment.
@@ -251,6 +272,14 @@ mod tests {
             ("/public/.;x/secret.txt", DotSegmentParameter),
             ("/public/%252e%252e/secret.txt", DoubleEncoded),
             ("/public/%252f", DoubleEncoded),
+            // Encodings of encodings: what decoding the unreserved escapes makes.
+            ("/public/%25%32%65%25%32%65/orders", DoubleEncoded),
+            ("/public/%25%32%66", DoubleEncoded),
+            ("/public/%25%35%63", DoubleEncoded),
+            ("/public/%252%65", DoubleEncoded),
+            ("/public/%25%32%35%32%65", DoubleEncoded),
+            ("/public/%2525252e", DoubleEncoded),
+            ("/public/%25%30%30", DoubleEncoded),
             ("/a/%00", Nul),
             ("/..", AboveRoot),
             ("/a/../../b", AboveRoot),

@@ -81,8 +81,56 @@ fn path_text() -> impl Strategy<Value = String> {
     prop::collection::vec(piece, 0..24).prop_map(|p| format!("/{}", p.concat()))
 }
 
+/// Paths made of escapes of escapes: `%25` and the codes of the digits and
+/// letters that spell `%2e`, `%2f`, `%5c` and `%00` once decoded.
+fn layered_path() -> impl Strategy<Value = String> {
+    let piece = prop::sample::select(vec![
+        "/", ".", "%", "%25", "%32", "%35", "%30", "%65", "%45", "%66", "%46", "%63", "%43", "2",
+        "5", "0", "e", "E", "f", "c", "a",
+    ]);
+    prop::collection::vec(piece, 0..16).prop_map(|p| format!("/{}", p.concat()))
+}
+
+/// One round of percent-decoding, as an upstream that decodes again would
+/// do it (bytes that are no escape stay as they are).
+fn decode_once(text: &[u8]) -> Vec<u8> {
+    let hex = |b: Option<&u8>| b.and_then(|&b| (b as char).to_digit(16));
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        match (text[i], hex(text.get(i + 1)), hex(text.get(i + 2))) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// However many times an upstream decodes the path portero forwards,
+    /// it finds no dot segment, slash, backslash or NUL portero did not see.
+    #[test]
+    fn decoding_a_normalised_path_again_reveals_no_separator(path in layered_path()) {
+        if let Ok(normal) = normalize(&path, PathRules::default()) {
+            let slashes = normal.matches('/').count();
+            let mut text = normal.as_bytes().to_vec();
+            for round in 1..=4 {
+                text = decode_once(&text);
+                let shown = String::from_utf8_lossy(&text);
+                prop_assert_eq!(shown.matches('/').count(), slashes, "{:?} -> {:?} decoded {}x: {:?}", path, normal, round, shown);
+                prop_assert!(!text.contains(&b'\\') && !text.contains(&0), "{path:?} -> {normal:?}: {shown:?}");
+                prop_assert!(shown.split('/').all(|s| s != "." && s != ".."), "{path:?} -> {normal:?} decoded {round}x: {shown:?}");
+            }
+        }
+    }
 
     #[test]
     fn a_normalised_path_is_normal(path in path_text(), merge: bool, slashes: bool) {

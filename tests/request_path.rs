@@ -10,9 +10,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{claims, issuers, upstream, Gateway, Signer, Upstream};
+use common::{claims, issuers, raw_http as raw, upstream, Gateway, Signer, Upstream};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Python's `http.server` on a directory: it decodes and normalises the
@@ -78,21 +77,6 @@ impl Drop for FileServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Sends raw bytes, reads until the gateway closes: (status, whole response).
-async fn raw(port: u16, request: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
 }
 
 async fn get_h1(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
@@ -164,6 +148,11 @@ const LAYOUT_PUBLIC_PREFIX: &[&str] = &[
     "/public/%c0%ae%c0%ae/secret.txt",
     "/public/./../secret.txt",
     "/public/%00/../secret.txt",
+    // Encodings of encodings: decoding the unreserved escapes spells `%252e`.
+    "/public/%25%32%65%25%32%65/secret.txt",
+    "/public/%252%65%252%65/secret.txt",
+    "/public/..%25%32%66secret.txt",
+    "/public/..%25%35%63secret.txt",
 ];
 
 /// The same against a public root and a protected `/admin`.
@@ -183,6 +172,7 @@ const LAYOUT_PROTECTED_PREFIX: &[&str] = &[
     "/x/..\\admin/secret.txt",
     "//../admin/secret.txt",
     "/x/%252e%252e/admin/secret.txt",
+    "/x/%25%32%65%25%32%65/admin/secret.txt",
 ];
 
 async fn assert_no_payload_reaches_the_secret(gw: &Gateway, payloads: &[&str]) {

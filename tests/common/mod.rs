@@ -60,6 +60,25 @@ pub async fn poll<T, F: std::future::Future<Output = T>>(
     }
 }
 
+/// Sends raw bytes (no client library tidies them), reads until the
+/// gateway closes: (status, whole response).
+pub async fn raw_http(port: u16, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
 /// A loopback port that was free a moment ago: for a server that cannot bind
 /// port 0 and say which it got (`redis-server`, `python3 -m http.server`),
 /// or an address where nothing listens. Gateways bind port 0.
