@@ -1,52 +1,104 @@
 //! The request a forward-auth call asks about. Proxies that route traffic
 //! themselves ask portero for a decision and name the original request in
-//! headers: Traefik (`X-Forwarded-Method`, `-Host`, `-Uri`), nginx
-//! `auth_request` (whatever its config sets, conventionally
-//! `X-Original-URI` and `X-Original-Method`), or Envoy's HTTP `ext_authz`,
-//! which appends the original path to the endpoint's and keeps the method.
+//! one of three ways, chosen in config (`server.forward_auth_style`):
+//! Traefik (`X-Forwarded-Method`, `-Host`, `-Uri`), nginx `auth_request`
+//! (`X-Original-Method`, `-URI`, `-Host`, as its config sets them), or
+//! Envoy's HTTP `ext_authz`, which appends the original path to the
+//! endpoint's and keeps the method. A style reads only its own headers and
+//! refuses the others': nginx passes the client's headers on, so an
+//! `X-Forwarded-Uri` there is the client's attempt to name another request.
 //! Every other header (the token, cookies) is the original request's.
 
 use http::header::HOST;
 use http::request::Parts;
-use http::{HeaderValue, Method, Request, Uri};
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
 
-const METHODS: [&str; 2] = ["x-forwarded-method", "x-original-method"];
-const URIS: [&str; 3] = ["x-forwarded-uri", "x-original-uri", "x-original-url"];
-const HOSTS: [&str; 2] = ["x-forwarded-host", "x-original-host"];
+use crate::config::{ForwardAuth, ForwardAuthStyle};
 
-/// `None` when `parts` is not a call to the endpoint at `path`; else the
-/// original request's head, or why it cannot be made out.
-pub fn original(path: &str, parts: &Parts) -> Option<Result<Parts, &'static str>> {
-    let rest = parts.uri.path().strip_prefix(path)?;
-    if !(rest.is_empty() || rest.starts_with('/')) {
-        return None;
-    }
-    Some(rebuild(rest, parts))
+/// What a header-naming style reads: method, URI, host.
+struct Names {
+    method: &'static str,
+    uri: &'static str,
+    host: &'static str,
 }
 
-fn rebuild(rest: &str, parts: &Parts) -> Result<Parts, &'static str> {
-    let header = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| parts.headers.get(*n))
-            .map(|v| v.to_str().map(str::trim))
+const NGINX: Names = Names {
+    method: "x-original-method",
+    uri: "x-original-uri",
+    host: "x-original-host",
+};
+const TRAEFIK: Names = Names {
+    method: "x-forwarded-method",
+    uri: "x-forwarded-uri",
+    host: "x-forwarded-host",
+};
+
+/// Every header some proxy (or framework) names an original request by.
+/// A style refuses the ones that are not its own: nginx and Envoy pass the
+/// client's headers on to the decision request, so any of these there may
+/// be the client's.
+const NAMING: [&str; 7] = [
+    "x-original-method",
+    "x-original-uri",
+    "x-original-host",
+    "x-original-url",
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-forwarded-host",
+];
+
+/// The rest of `path` after the endpoint's (`""` for the endpoint itself),
+/// or `None` when `path` is not under it.
+pub fn under<'p>(endpoint: &str, path: &'p str) -> Option<&'p str> {
+    let rest = path.strip_prefix(endpoint)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// The original request's head, read the one way `config.style` says;
+/// `rest` is the decision request's path after the endpoint's, as sent.
+pub fn original(config: &ForwardAuth, rest: &str, parts: &Parts) -> Result<Parts, &'static str> {
+    let names = match config.style {
+        ForwardAuthStyle::Nginx => Some(&NGINX),
+        ForwardAuthStyle::Traefik => Some(&TRAEFIK),
+        ForwardAuthStyle::Envoy => None,
     };
-    let method = match header(&METHODS) {
-        Some(m) => Method::from_bytes(m.map_err(|_| "bad forwarded method")?.as_bytes())
-            .map_err(|_| "bad forwarded method")?,
-        // Envoy sends the original method as its own.
-        None if !rest.is_empty() => parts.method.clone(),
-        None => Method::GET,
-    };
-    let uri: Uri = match header(&URIS) {
-        Some(u) => u.map_err(|_| "bad forwarded URI")?.parse(),
-        None if !rest.is_empty() => match parts.uri.query() {
-            Some(q) => format!("{rest}?{q}").parse(),
-            None => rest.parse(),
-        },
-        None => return Err("no forwarded URI: send X-Forwarded-Uri or X-Original-URI"),
+    let own = |n: &str| names.is_some_and(|o| [o.method, o.uri, o.host].contains(&n));
+    if NAMING
+        .iter()
+        .any(|n| !own(n) && parts.headers.contains_key(*n))
+    {
+        return Err(
+            "forward auth: a header naming the original request in another proxy's convention",
+        );
     }
-    .map_err(|_| "bad forwarded URI")?;
+    let (method, uri, host) = match names {
+        Some(names) => {
+            if !rest.is_empty() {
+                return Err("forward auth: only the envoy style names the request by path");
+            }
+            let method = match one(parts, names.method)? {
+                Some(m) => Method::from_bytes(m.as_bytes()).map_err(|_| "bad forwarded method")?,
+                None => Method::GET,
+            };
+            let uri =
+                one(parts, names.uri)?.ok_or("forward auth: no header names the original URI")?;
+            let uri: Uri = uri.parse().map_err(|_| "bad forwarded URI")?;
+            (method, uri, one(parts, names.host)?)
+        }
+        // Envoy appends the original path to the endpoint's and keeps the method.
+        None => {
+            let path = if rest.is_empty() { "/" } else { rest };
+            let uri = match parts.uri.query() {
+                Some(q) => format!("{path}?{q}").parse(),
+                None => path.parse(),
+            };
+            (
+                parts.method.clone(),
+                uri.map_err(|_| "bad forwarded URI")?,
+                None,
+            )
+        }
+    };
     if uri.scheme().is_some() || !uri.path().starts_with('/') {
         return Err("the forwarded URI must be a path");
     }
@@ -58,20 +110,32 @@ fn rebuild(rest: &str, parts: &Parts) -> Result<Parts, &'static str> {
         .map_err(|_| "bad forwarded request")?
         .into_parts();
     original.headers = parts.headers.clone();
-    match header(&HOSTS) {
-        Some(h) => {
-            let host = HeaderValue::from_str(h.map_err(|_| "bad forwarded host")?)
-                .map_err(|_| "bad forwarded host")?;
-            original.headers.insert(HOST, host);
-        }
-        None => {
-            if let Some(authority) = parts.uri.authority() {
-                let host = HeaderValue::from_str(authority.as_str()).map_err(|_| "bad host")?;
-                original.headers.insert(HOST, host);
-            }
-        }
+    let host = match host {
+        Some(h) => Some(HeaderValue::from_str(h).map_err(|_| "bad forwarded host")?),
+        None => match parts.uri.authority() {
+            Some(a) => Some(HeaderValue::from_str(a.as_str()).map_err(|_| "bad host")?),
+            None => None,
+        },
+    };
+    if let Some(host) = host {
+        original.headers.insert(HOST, host);
     }
     Ok(original)
+}
+
+/// The one value of a naming header; twice is ambiguous.
+fn one<'p>(parts: &'p Parts, name: &'static str) -> Result<Option<&'p str>, &'static str> {
+    let mut all = parts.headers.get_all(HeaderName::from_static(name)).iter();
+    let Some(first) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err("forward auth: a header naming the original request, twice");
+    }
+    first
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| "forward auth: a naming header that is not text")
 }
 
 #[cfg(test)]
@@ -86,6 +150,15 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
+    fn ask(style: ForwardAuthStyle, p: &Parts) -> Result<Parts, &'static str> {
+        let config = ForwardAuth {
+            path: "/auth".into(),
+            style,
+        };
+        let rest = under(&config.path, p.uri.path()).expect("a decision");
+        original(&config, rest, p)
+    }
+
     #[test]
     fn traefik_names_the_request_in_forwarded_headers() {
         let p = call(
@@ -98,28 +171,69 @@ mod tests {
                 ("host", "portero:8080"),
             ],
         );
-        let o = original("/auth", &p).unwrap().unwrap();
+        let o = ask(ForwardAuthStyle::Traefik, &p).unwrap();
         assert_eq!(o.method, Method::DELETE);
         assert_eq!(o.uri, "/orders/7?x=1");
         assert_eq!(o.headers[HOST], "api.example.com");
     }
 
     #[test]
+    fn nginx_names_the_request_in_original_headers() {
+        let p = call(
+            "/auth",
+            Method::GET,
+            &[
+                ("x-original-method", "POST"),
+                ("x-original-host", "api.example.com"),
+                ("x-original-uri", "/orders/7"),
+            ],
+        );
+        let o = ask(ForwardAuthStyle::Nginx, &p).unwrap();
+        assert_eq!(o.method, Method::POST);
+        assert_eq!(o.uri, "/orders/7");
+        assert_eq!(o.headers[HOST], "api.example.com");
+    }
+
+    #[test]
     fn envoy_appends_the_path_and_keeps_the_method() {
         let p = call("/auth/orders/7?x=1", Method::POST, &[("host", "api")]);
-        let o = original("/auth", &p).unwrap().unwrap();
+        let o = ask(ForwardAuthStyle::Envoy, &p).unwrap();
         assert_eq!(o.method, Method::POST);
         assert_eq!(o.uri, "/orders/7?x=1");
         assert_eq!(o.headers[HOST], "api");
     }
 
     #[test]
+    fn another_styles_headers_or_a_header_twice_are_refused() {
+        use ForwardAuthStyle::*;
+        let nginx = [("x-original-uri", "/orders/7")];
+        let decoy = ("x-forwarded-uri", "/public/x");
+        let p = call("/auth", Method::GET, &[nginx[0], decoy]);
+        assert!(ask(Nginx, &p).is_err());
+        let p = call("/auth", Method::GET, &[nginx[0], ("x-original-url", "/x")]);
+        assert!(ask(Nginx, &p).is_err());
+        let p = call("/auth", Method::GET, &[decoy, nginx[0]]);
+        assert!(ask(Traefik, &p).is_err());
+        let p = call("/auth/orders/7", Method::GET, &[decoy]);
+        assert!(ask(Envoy, &p).is_err());
+        let p = call(
+            "/auth",
+            Method::GET,
+            &[nginx[0], ("x-original-uri", "/public")],
+        );
+        assert!(ask(Nginx, &p).is_err());
+        // A header style names the request by header only.
+        let p = call("/auth/public/x", Method::GET, &[nginx[0]]);
+        assert!(ask(Nginx, &p).is_err());
+    }
+
+    #[test]
     fn other_paths_and_unnamed_requests() {
-        let p = call("/authority", Method::GET, &[]);
-        assert!(original("/auth", &p).is_none());
+        assert!(under("/auth", "/authority").is_none());
+        assert_eq!(under("/auth", "/auth/../x"), Some("/../x"));
         let p = call("/auth", Method::GET, &[]);
-        assert!(original("/auth", &p).unwrap().is_err());
+        assert!(ask(ForwardAuthStyle::Traefik, &p).is_err());
         let p = call("/auth", Method::GET, &[("x-original-uri", "http://evil/x")]);
-        assert!(original("/auth", &p).unwrap().is_err());
+        assert!(ask(ForwardAuthStyle::Nginx, &p).is_err());
     }
 }

@@ -23,7 +23,9 @@ use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::client_addr;
 use crate::clock::Clock;
-use crate::config::{CorsPolicy, Endpoint, OutagePolicy, PathRules, Policy, Route, RouteAction};
+use crate::config::{
+    CorsPolicy, Endpoint, ForwardAuth, OutagePolicy, PathRules, Policy, Route, RouteAction,
+};
 use crate::cors;
 use crate::forward_auth;
 use crate::identity;
@@ -63,8 +65,8 @@ pub struct Shared {
     pub external: Arc<Registry>,
     /// Peers whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// `server.forward_auth_path`.
-    pub forward_auth: Option<String>,
+    /// `server.forward_auth_path` and its style.
+    pub forward_auth: Option<ForwardAuth>,
     /// `server.trace_context`.
     pub trace_context: bool,
     /// `[tracing] otlp_endpoint`: where request spans go.
@@ -192,6 +194,12 @@ impl Gateway {
         peer: &Peer,
         trace: &mut Trace,
     ) -> Result<Response<GatewayBody>, RequestError> {
+        // A path under the forward-auth endpoint is a decision, as sent or
+        // once normalised: `/.portero/auth/../x` is never routed to `/.portero/x`.
+        let decision = self.shared.forward_auth.as_ref().and_then(|config| {
+            forward_auth::under(&config.path, parts.uri.path())
+                .map(|rest| (config, rest.to_owned()))
+        });
         // The one path and host everything below acts on.
         let host = checked_target(&mut parts, self.shared.paths)?;
         let ip = client_addr::client_ip(peer, &parts.headers, &self.shared.trusted_proxies);
@@ -203,11 +211,15 @@ impl Gateway {
                 .inc();
             return Err(RequestError::Limited(Limit::Address));
         }
-        if let Some(endpoint) = &self.shared.forward_auth {
-            if let Some(original) = forward_auth::original(endpoint, &parts) {
-                let original = original.map_err(RequestError::BadTarget)?;
-                return self.decide(live, original, ip, trace).await;
-            }
+        let decision = decision.or_else(|| {
+            let config = self.shared.forward_auth.as_ref()?;
+            let rest = forward_auth::under(&config.path, parts.uri.path())?;
+            Some((config, rest.to_owned()))
+        });
+        if let Some((config, rest)) = decision {
+            let original =
+                forward_auth::original(config, &rest, &parts).map_err(RequestError::BadTarget)?;
+            return self.decide(live, original, ip, trace).await;
         }
         if parts.uri.path() == JWKS_PATH && parts.method == Method::GET {
             let jwks = live.validator.keys().jwks().to_string();

@@ -287,7 +287,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         tunnel_idle_timeout: config.server.tunnel_idle_timeout,
         external,
         trusted_proxies: config.server.trusted_proxies.clone(),
-        forward_auth: config.server.forward_auth_path.clone(),
+        forward_auth: config.server.forward_auth.clone(),
         trace_context: config.server.trace_context,
         spans,
     });

@@ -378,6 +378,29 @@ fn limits_are_checked() {
     assert!(!ok);
     assert!(err.contains("server.deny_ips[0]"), "{err}");
     assert!(err.contains("server.forward_auth_path"), "{err}");
+    // The style must be named, be one portero knows, and come with a path.
+    for (server, needle) in [
+        (
+            "forward_auth_path = \"/auth\"",
+            "server.forward_auth_style: missing: name the proxy that asks",
+        ),
+        (
+            "forward_auth_path = \"/auth\"\nforward_auth_style = \"haproxy\"",
+            "\"haproxy\": expected \"nginx\", \"traefik\" or \"envoy\"",
+        ),
+        (
+            "forward_auth_style = \"nginx\"",
+            "server.forward_auth_style: needs server.forward_auth_path",
+        ),
+    ] {
+        let (ok, err) = check(&format!("[server]\n{server}\n{GOOD}"));
+        assert!(!ok, "{server}");
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+    let (ok, err) = check(&format!(
+        "[server]\nforward_auth_path = \"/auth\"\nforward_auth_style = \"envoy\"\n{GOOD}"
+    ));
+    assert!(ok, "{err}");
     let (ok, err) = check(&GOOD.replace(
         "addr = \"127.0.0.1:8080\"",
         "addr = \"127.0.0.1:8080\"\nproxy_protocol = true",

@@ -1,7 +1,7 @@
 //! portero as the decision point of a proxy that routes traffic itself: a
 //! real nginx with `auth_request` in front of an upstream, asking portero's
-//! forward-auth endpoint, and the Traefik and Envoy ways of naming the
-//! original request. nginx comes from the system (`.ci/run` installs it);
+//! forward-auth endpoint in each of the three conventions (nginx's own,
+//! Traefik's headers, Envoy's path), and clients trying to steer it. nginx comes from the system (`.ci/run` installs it);
 //! without one the nginx test is skipped with a message, and fails
 //! instead under `PORTERO_REQUIRE_NGINX=1`.
 
@@ -44,7 +44,43 @@ public = true
     )
 }
 
-const SERVER: &str = "forward_auth_path = \"/.portero/auth\"";
+/// The decision endpoint in one proxy's convention.
+fn server(style: &str) -> String {
+    format!("forward_auth_path = \"/.portero/auth\"\nforward_auth_style = \"{style}\"")
+}
+
+/// How the test's nginx asks portero: as the README shows for the nginx
+/// style (other conventions' headers cleared), the same without clearing
+/// them, or imitating Traefik's headers or Envoy's path.
+#[derive(Clone, Copy)]
+enum Asks {
+    Nginx,
+    NginxUncleared,
+    Traefik,
+    Envoy,
+}
+
+impl Asks {
+    fn location(self, portero_port: u16) -> String {
+        let endpoint = format!("http://127.0.0.1:{portero_port}/.portero/auth");
+        let nginx = "proxy_set_header X-Original-URI $request_uri;\n      \
+                     proxy_set_header X-Original-Method $request_method;\n      \
+                     proxy_set_header X-Original-Host $host;";
+        let cleared = "proxy_set_header X-Forwarded-Uri \"\";\n      \
+                       proxy_set_header X-Forwarded-Method \"\";\n      \
+                       proxy_set_header X-Forwarded-Host \"\";\n      \
+                       proxy_set_header X-Original-URL \"\";";
+        let traefik = "proxy_set_header X-Forwarded-Uri $request_uri;\n      \
+                       proxy_set_header X-Forwarded-Method $request_method;\n      \
+                       proxy_set_header X-Forwarded-Host $host;";
+        match self {
+            Asks::Nginx => format!("proxy_pass {endpoint};\n      {nginx}\n      {cleared}"),
+            Asks::NginxUncleared => format!("proxy_pass {endpoint};\n      {nginx}"),
+            Asks::Traefik => format!("proxy_pass {endpoint};\n      {traefik}"),
+            Asks::Envoy => format!("proxy_pass {endpoint}$request_uri;"),
+        }
+    }
+}
 
 fn token(sub: &str, scope: &str) -> String {
     let mut c = claims(sub);
@@ -67,7 +103,7 @@ impl Nginx {
             .map(|p| p.to_string())
     }
 
-    async fn start(portero_port: u16, upstream_port: u16) -> Option<Nginx> {
+    async fn start(portero_port: u16, upstream_port: u16, asks: Asks) -> Option<Nginx> {
         let Some(bin) = Nginx::find() else {
             let why = "no nginx binary (apt-get install nginx)";
             assert!(
@@ -80,6 +116,7 @@ impl Nginx {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path().display();
+        let ask = asks.location(portero_port);
         let conf = format!(
             r#"
 daemon off;
@@ -105,12 +142,9 @@ http {{
     }}
     location = /_portero {{
       internal;
-      proxy_pass http://127.0.0.1:{portero_port}/.portero/auth;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-Host $host;
+      {ask}
     }}
   }}
 }}
@@ -159,7 +193,20 @@ impl Drop for Nginx {
 }
 
 async fn through(nginx: &Nginx, path: &str, token: Option<&str>, spoof: bool) -> (u16, Value) {
+    through_with(nginx, path, token, spoof, &[]).await
+}
+
+async fn through_with(
+    nginx: &Nginx,
+    path: &str,
+    token: Option<&str>,
+    spoof: bool,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
     let mut req = reqwest::Client::new().get(nginx.url(path));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -175,8 +222,8 @@ async fn through(nginx: &Nginx, path: &str, token: Option<&str>, spoof: bool) ->
 #[tokio::test]
 async fn nginx_auth_request_in_front_of_an_upstream_asks_portero() {
     let up = Upstream::start("api").await;
-    let gw = Gateway::start_with_server_settings(SERVER, &portero_config(up.addr)).await;
-    let Some(nginx) = Nginx::start(gw.port, up.addr.port()).await else {
+    let gw = Gateway::start_with_server_settings(&server("nginx"), &portero_config(up.addr)).await;
+    let Some(nginx) = Nginx::start(gw.port, up.addr.port(), Asks::Nginx).await else {
         return;
     };
 
@@ -231,13 +278,14 @@ async fn nginx_auth_request_in_front_of_an_upstream_asks_portero() {
 #[tokio::test]
 async fn traefik_and_envoy_name_the_original_request_their_own_way() {
     let up = Upstream::start("api").await;
-    let gw = Gateway::start_with_server_settings(SERVER, &portero_config(up.addr)).await;
+    let traefik =
+        Gateway::start_with_server_settings(&server("traefik"), &portero_config(up.addr)).await;
     let client = reqwest::Client::new();
     let good = token("carol", "orders:read");
 
     // Traefik forwardAuth: X-Forwarded-Method / -Host / -Uri.
     let r = client
-        .get(gw.url("/.portero/auth"))
+        .get(traefik.url("/.portero/auth"))
         .header("x-forwarded-method", "GET")
         .header("x-forwarded-host", "shop.example")
         .header("x-forwarded-uri", "/orders/9")
@@ -248,18 +296,27 @@ async fn traefik_and_envoy_name_the_original_request_their_own_way() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["x-user-sub"], "carol");
     let r = client
-        .get(gw.url("/.portero/auth"))
+        .get(traefik.url("/.portero/auth"))
         .header("x-forwarded-uri", "/orders/9")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(r.headers().contains_key("www-authenticate"));
+    // A request naming no original is a clear 400.
+    let r = client
+        .get(traefik.url("/.portero/auth"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // Envoy ext_authz (HTTP): the original path after the endpoint's, the
     // original method kept.
+    let envoy =
+        Gateway::start_with_server_settings(&server("envoy"), &portero_config(up.addr)).await;
     let r = client
-        .post(gw.url("/.portero/auth/orders/9"))
+        .post(envoy.url("/.portero/auth/orders/9"))
         .bearer_auth(&good)
         .send()
         .await
@@ -271,7 +328,7 @@ async fn traefik_and_envoy_name_the_original_request_their_own_way() {
     let t = token("dan", "");
     let ask = || {
         client
-            .get(gw.url("/.portero/auth/limited"))
+            .get(envoy.url("/.portero/auth/limited"))
             .bearer_auth(&t)
             .send()
     };
@@ -282,9 +339,104 @@ async fn traefik_and_envoy_name_the_original_request_their_own_way() {
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
     assert!(r.headers().contains_key("ratelimit"));
-
-    // A request naming no original is a clear 400; nothing went upstream.
-    let r = client.get(gw.url("/.portero/auth")).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(up.requests(), 0);
+}
+
+/// The client writes another convention's naming headers to make a
+/// protected request look like a public one. Whatever nginx passes on, the
+/// protected request never reaches the upstream without a token: the
+/// README's nginx config clears them (portero decides on the real request),
+/// and without that portero refuses the decision (400, nginx's 500).
+#[tokio::test]
+async fn client_headers_in_another_proxys_naming_cannot_steer_the_decision() {
+    let up = Upstream::start("api").await;
+    let decoys = [
+        ("x-forwarded-uri", "/open/x"),
+        ("x-forwarded-method", "GET"),
+        ("x-original-uri", "/open/x"),
+        ("x-original-url", "/open/x"),
+    ];
+    for (style, asks, refused) in [
+        ("nginx", Asks::Nginx, 401),
+        ("nginx", Asks::NginxUncleared, 500),
+        ("traefik", Asks::Traefik, 500),
+        ("envoy", Asks::Envoy, 500),
+    ] {
+        let gw =
+            Gateway::start_with_server_settings(&server(style), &portero_config(up.addr)).await;
+        let Some(nginx) = Nginx::start(gw.port, up.addr.port(), asks).await else {
+            return;
+        };
+        let before = up.requests();
+        for decoy in decoys {
+            let (status, _) = through_with(&nginx, "/orders/secret", None, false, &[decoy]).await;
+            // A style's own headers are written by the asking proxy over the
+            // client's, so the decision is about the real request.
+            let own = match style {
+                "nginx" => decoy.0.starts_with("x-original-") && decoy.0 != "x-original-url",
+                "traefik" => decoy.0.starts_with("x-forwarded-"),
+                _ => false,
+            };
+            let want = if own { 401 } else { refused };
+            assert_eq!(status, want, "{style} asked as {decoy:?}");
+        }
+        assert_eq!(
+            up.requests(),
+            before,
+            "{style}: the upstream heard a request"
+        );
+        // The honest requests still pass.
+        assert_eq!(
+            through(&nginx, "/open/x", None, false).await.0,
+            200,
+            "{style}"
+        );
+        let good = token("erin", "orders:read");
+        let (status, seen) = through(&nginx, "/orders/7", Some(&good), true).await;
+        assert_eq!(
+            (status, &seen["headers"]["x-user-sub"]),
+            (200, &json!("erin")),
+            "{style}"
+        );
+    }
+}
+
+/// A path under the endpoint is a decision however it is written: never a
+/// routed request for the path its dot segments would make.
+#[tokio::test]
+async fn a_path_under_the_endpoint_is_never_routed() {
+    let up = Upstream::start("api").await;
+    let config = format!(
+        "{}\n[[routes]]\nname = \"inner\"\npath = \"/.portero/open\"\nupstream = \"api\"\npublic = true\n",
+        portero_config(up.addr)
+    );
+    for style in ["nginx", "traefik", "envoy"] {
+        let gw = Gateway::start_with_server_settings(&server(style), &config).await;
+        for path in [
+            "/.portero/auth/../open/x",
+            "/.portero/auth/%2e%2e/open/x",
+            "/.portero/auth/./../open/x",
+        ] {
+            let request = format!(
+                "GET {path} HTTP/1.1\r\nHost: gw\r\nX-Original-URI: /open/x\r\n\
+                 X-Forwarded-Uri: /open/x\r\nConnection: close\r\n\r\n"
+            );
+            let (status, _) = raw_http(gw.port, request.as_bytes()).await;
+            assert_eq!(status, 400, "{style}: {path}");
+        }
+        // The original request's path is normalised and refused as any path is.
+        if style == "nginx" {
+            let r = reqwest::Client::new()
+                .get(gw.url("/.portero/auth"))
+                .header("x-original-uri", "/open/%25%32%65%25%32%65/orders")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        }
+        // The route beside the endpoint is served as usual.
+        let r = reqwest::get(gw.url("/.portero/open/x")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{style}");
+    }
+    assert_eq!(up.requests(), 3);
 }

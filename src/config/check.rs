@@ -79,13 +79,13 @@ impl Checker<'_> {
         }
     }
 
-    /// One of two words: `options[0]`'s value when absent or unknown (the
-    /// latter a problem naming both).
-    fn choice<T: Copy>(
+    /// One of a few words: `options[0]`'s value when absent or unknown (the
+    /// latter a problem naming them all).
+    fn choice<T: Copy, const N: usize>(
         &mut self,
         v: &Option<Spanned<String>>,
         key: &str,
-        options: [(&str, T); 2],
+        options: [(&str, T); N],
     ) -> T {
         let Some(written) = v else {
             return options[0].1;
@@ -93,11 +93,16 @@ impl Checker<'_> {
         match options.iter().find(|(word, _)| word == written.get_ref()) {
             Some((_, value)) => *value,
             None => {
-                let [(a, _), (b, _)] = options;
+                let words: Vec<String> = options.iter().map(|(w, _)| format!("{w:?}")).collect();
+                let (last, rest) = words.split_last().expect("at least one option");
                 self.problem(
                     written,
                     key,
-                    format!("{:?}: expected {a:?} or {b:?}", written.get_ref()),
+                    format!(
+                        "{:?}: expected {} or {last}",
+                        written.get_ref(),
+                        rest.join(", ")
+                    ),
                 );
                 options[0].1
             }
@@ -273,17 +278,7 @@ impl Checker<'_> {
                 allow: self.ip_nets(&s.allow_ips, "server.allow_ips"),
                 deny: self.ip_nets(&s.deny_ips, "server.deny_ips"),
             },
-            forward_auth_path: s.forward_auth_path.as_ref().map(|p| {
-                let path = p.get_ref().trim_end_matches('/');
-                if !path.starts_with('/') {
-                    self.problem(
-                        p,
-                        "server.forward_auth_path",
-                        "must start with / and name more than the root",
-                    );
-                }
-                path.to_string()
-            }),
+            forward_auth: self.forward_auth(s),
             paths: PathRules {
                 merge_slashes: s.merge_slashes.unwrap_or(false),
                 allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
@@ -294,6 +289,48 @@ impl Checker<'_> {
                 secs(300),
             ),
         }
+    }
+
+    /// `forward_auth_path` with the `forward_auth_style` it must name.
+    fn forward_auth(&mut self, s: &FileServer) -> Option<ForwardAuth> {
+        use ForwardAuthStyle::*;
+        let style = |c: &mut Self, written| {
+            c.choice(
+                written,
+                "server.forward_auth_style",
+                [("nginx", Nginx), ("traefik", Traefik), ("envoy", Envoy)],
+            )
+        };
+        let Some(p) = &s.forward_auth_path else {
+            if let Some(written) = &s.forward_auth_style {
+                self.problem(
+                    written,
+                    "server.forward_auth_style",
+                    "needs server.forward_auth_path",
+                );
+            }
+            return None;
+        };
+        let path = p.get_ref().trim_end_matches('/');
+        if !path.starts_with('/') {
+            self.problem(
+                p,
+                "server.forward_auth_path",
+                "must start with / and name more than the root",
+            );
+        }
+        if s.forward_auth_style.is_none() {
+            self.problem(
+                p,
+                "server.forward_auth_style",
+                "missing: name the proxy that asks, \"nginx\", \"traefik\" or \"envoy\" \
+                 (each reads only its own headers)",
+            );
+        }
+        Some(ForwardAuth {
+            path: path.to_string(),
+            style: style(self, &s.forward_auth_style),
+        })
     }
 
     fn limits(&mut self, s: &FileServer) -> ConnectionLimits {

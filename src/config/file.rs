@@ -79,6 +79,7 @@ pub(super) struct FileServer {
     #[serde(default)]
     pub(super) deny_ips: Vec<Spanned<String>>,
     pub(super) forward_auth_path: Option<Spanned<String>>,
+    pub(super) forward_auth_style: Option<Spanned<String>>,
 }
 
 /// `rate_limit = { requests = 100, per = "1s", by = "sub", burst = 20 }`.

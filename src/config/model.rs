@@ -121,10 +121,31 @@ pub struct ServerSettings {
     pub ips: IpRules,
     /// Where proxies that route traffic themselves (nginx `auth_request`,
     /// Traefik `forwardAuth`, Envoy `ext_authz`) ask for a decision.
-    pub forward_auth_path: Option<String>,
+    pub forward_auth: Option<ForwardAuth>,
     pub paths: PathRules,
     /// A tunnel (WebSocket) with no byte either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+}
+
+/// The forward-auth decision endpoint and the one proxy convention it reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuth {
+    /// Every path under it is a decision, never a routed request.
+    pub path: String,
+    pub style: ForwardAuthStyle,
+}
+
+/// How the asking proxy names the original request. Each style reads only
+/// its own headers: a client header in another proxy's naming would
+/// otherwise steer the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardAuthStyle {
+    /// nginx `auth_request`: `X-Original-Method`, `X-Original-URI`, `X-Original-Host`.
+    Nginx,
+    /// Traefik `forwardAuth`: `X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host`.
+    Traefik,
+    /// Envoy `ext_authz` (HTTP): the original path after the endpoint's, the method kept.
+    Envoy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
