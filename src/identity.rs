@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use http::header::{HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, Uri};
 
+use crate::auth::policy::same_name;
 use crate::config::AuthSettings;
 use crate::config::TokenSource;
 use crate::upstream::codec::is_hop_by_hop;
@@ -15,24 +16,38 @@ use crate::upstream::codec::is_hop_by_hop;
 /// frameworks: a client must not pick the upstream's path past the route.
 const REWRITE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
-/// What an untrusted client says about other hops; `X-Forwarded-For` is
+/// What an untrusted client says about other hops, or about the address or
+/// prefix the client used; `X-Forwarded-For`, `-Proto` and `-Host` are
 /// replaced rather than removed (`set_forwarded`).
-const HOP_REPORTS: [&str; 2] = ["forwarded", "x-real-ip"];
+const HOP_REPORTS: [&str; 6] = [
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "true-client-ip",
+    "cf-connecting-ip",
+];
 
-/// Client-sent headers to remove before forwarding: the configured identity
-/// headers and strip patterns, URL-rewrite headers, hop-by-hop headers,
-/// `Forwarded` and `X-Real-IP` unless the peer is a `trusted` proxy, and any
-/// header that the client's `Connection` header names (but `Host` and
-/// `Authorization`). Names are compared as CGI, WSGI and Rack read them
-/// (`x_user_sub` is `x-user-sub`), so no spelling slips past.
+/// Client-sent headers to remove before forwarding: every name with `_`
+/// unless the route keeps them (as nginx's `underscores_in_headers off`),
+/// the configured identity headers and strip patterns, URL-rewrite
+/// headers, hop-by-hop headers (`Proxy-Authorization` among them), the
+/// `HOP_REPORTS` unless the peer is a `trusted` proxy, and any header that
+/// the client's `Connection` header names (but `Host` and `Authorization`).
+/// Names are compared as CGI, WSGI and Rack read them (`x_user_sub` is
+/// `x-user-sub`), so no spelling slips past where underscores are kept.
 pub fn headers_to_strip(
     headers: &HeaderMap,
     auth: &AuthSettings,
     trusted: bool,
+    keep_underscores: bool,
 ) -> Vec<HeaderName> {
     let mut out: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
+            if !keep_underscores && name.as_str().contains('_') {
+                return true;
+            }
             let folded = fold(name.as_str());
             let n = folded.as_ref();
             is_hop_by_hop(name)
@@ -99,7 +114,7 @@ pub fn remove_query_tokens(uri: &Uri, from: &[TokenSource]) -> Option<Uri> {
             .map(|(k, _)| k.into_owned())
             .unwrap_or_default();
         from.iter()
-            .any(|s| matches!(s, TokenSource::Query(q) if *q == name))
+            .any(|s| matches!(s, TokenSource::Query(q) if same_name(&name, q)))
     };
     if !query.split('&').any(is_token) {
         return None;
@@ -199,7 +214,7 @@ mod tests {
                 v.parse().unwrap(),
             );
         }
-        let mut names: Vec<String> = headers_to_strip(&headers, &settings(), true)
+        let mut names: Vec<String> = headers_to_strip(&headers, &settings(), true, true)
             .into_iter()
             .map(|n| n.to_string())
             .collect();
@@ -223,15 +238,59 @@ mod tests {
     }
 
     #[test]
+    fn underscored_names_and_client_address_reports_are_dropped() {
+        let mut headers = HeaderMap::new();
+        for (k, v) in [
+            ("x_forwarded_for", "10.0.0.1"),
+            ("x_forwarded_host", "evil.example"),
+            ("x_forwarded_proto", "https"),
+            ("x-forwarded-prefix", "/admin"),
+            ("x-forwarded-port", "443"),
+            ("true-client-ip", "10.0.0.1"),
+            ("cf-connecting-ip", "10.0.0.1"),
+            ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+            ("accept", "*/*"),
+        ] {
+            headers.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let names = |trusted, keep| {
+            let mut n: Vec<String> = headers_to_strip(&headers, &settings(), trusted, keep)
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(
+            names(false, false),
+            [
+                "cf-connecting-ip",
+                "proxy-authorization",
+                "true-client-ip",
+                "x-forwarded-port",
+                "x-forwarded-prefix",
+                "x_forwarded_for",
+                "x_forwarded_host",
+                "x_forwarded_proto"
+            ]
+        );
+        // From a trusted proxy the reports stay; a route may keep underscores.
+        assert_eq!(names(true, true), ["proxy-authorization"]);
+    }
+
+    #[test]
     fn forwarded_headers_from_a_client_are_replaced() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         headers.insert("x-forwarded-host", "spoofed.example".parse().unwrap());
         headers.insert("forwarded", "for=10.0.0.1".parse().unwrap());
         headers.insert("x_real_ip", "10.0.0.1".parse().unwrap());
-        let stripped = headers_to_strip(&headers, &settings(), false);
+        let stripped = headers_to_strip(&headers, &settings(), false, true);
         assert_eq!(stripped, ["forwarded", "x_real_ip"]);
-        assert!(headers_to_strip(&headers, &settings(), true).is_empty());
+        assert!(headers_to_strip(&headers, &settings(), true, true).is_empty());
         let host = Some(HeaderValue::from_static("api.example"));
         let client = HeaderValue::from_static("127.0.0.1");
         set_forwarded(&mut headers, host, &client, true, false);
@@ -266,6 +325,7 @@ mod tests {
         assert_eq!(strip("/ws?a=1"), None);
         assert_eq!(strip("/ws"), None);
         assert_eq!(strip("/ws?access_tokens=1"), None);
+        assert_eq!(strip("/ws?ACCESS_TOKEN=x&a=1"), Some("/ws?a=1".into()));
     }
 
     #[test]

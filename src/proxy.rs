@@ -247,7 +247,7 @@ impl Gateway {
             }
             return Err(refused(trace, refusal));
         }
-        let (upstream, strip_prefix, policy, upgrades) = match &route.action {
+        let (upstream, strip_prefix, policy, upgrades, underscores) = match &route.action {
             RouteAction::Issue { issuer, endpoint } => {
                 let (reply, body_read) = self
                     .token_endpoint(live, *issuer, *endpoint, &parts, body, ip)
@@ -260,7 +260,14 @@ impl Gateway {
                 strip_prefix,
                 policy,
                 upgrades,
-            } => (*upstream, *strip_prefix, policy.as_ref(), upgrades),
+                underscores_in_headers,
+            } => (
+                *upstream,
+                *strip_prefix,
+                policy.as_ref(),
+                upgrades,
+                *underscores_in_headers,
+            ),
         };
         if declared_length(&parts.headers).is_some_and(|n| n > self.shared.max_body_size) {
             return Err(RequestError::TooLarge);
@@ -296,7 +303,7 @@ impl Gateway {
             verified.as_ref(),
             host,
             prefix,
-            peer,
+            (peer, underscores),
         );
         if let Some(ids) = &trace.ids {
             ids.apply(&mut parts.headers);
@@ -681,10 +688,10 @@ fn rewrite(
     verified: Option<&(&Policy, Arc<Verified>)>,
     host: Option<HeaderValue>,
     strip_prefix: Option<&str>,
-    peer: &Peer,
+    (peer, keep_underscores): (&Peer, bool),
 ) {
     let headers = &mut parts.headers;
-    for name in identity::headers_to_strip(headers, &live.auth, peer.trusted) {
+    for name in identity::headers_to_strip(headers, &live.auth, peer.trusted, keep_underscores) {
         headers.remove(&name);
     }
     if let Some((policy, verified)) = verified {

@@ -146,6 +146,7 @@ mod tests {
                 strip_prefix: false,
                 policy: None,
                 upgrades: vec![],
+                underscores_in_headers: false,
             },
             cors: None,
             limits: Default::default(),

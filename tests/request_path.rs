@@ -390,7 +390,10 @@ async fn identity_gateway(server: &str) -> (Gateway, Upstream) {
         "{}\n{}\n\
          [[routes]]\nname = \"api\"\npath = \"/api\"\nupstream = \"echo\"\n\
          [routes.headers]\nx-user-sub = \"sub\"\n\n\
-         [[routes]]\nname = \"cookie\"\npath = \"/cookie\"\nupstream = \"echo\"\ntoken_from = \"cookie:session\"\n",
+         [[routes]]\nname = \"cookie\"\npath = \"/cookie\"\nupstream = \"echo\"\ntoken_from = \"cookie:session\"\n\n\
+         [[routes]]\nname = \"query\"\npath = \"/query\"\nupstream = \"echo\"\ntoken_from = \"query:access_token\"\n\n\
+         [[routes]]\nname = \"legacy\"\npath = \"/legacy\"\nupstream = \"echo\"\nunderscores_in_headers = true\n\
+         [routes.headers]\nx-user-sub = \"sub\"\n",
         upstream("echo", &[up.addr], ""),
         issuers()
     );
@@ -424,7 +427,7 @@ async fn every_spelling_of_an_identity_header_is_stripped() {
 
 #[tokio::test]
 async fn a_credential_sent_twice_is_refused() {
-    let (gw, _up) = identity_gateway("").await;
+    let (gw, up) = identity_gateway("").await;
     let good = Signer::Hs.sign(&claims("alice"));
     let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
     for (first, second) in [(good.as_str(), forged), (forged, good.as_str())] {
@@ -448,6 +451,100 @@ async fn a_credential_sent_twice_is_refused() {
     }
     let head = format!("GET /cookie HTTP/1.1\r\nHost: gw.test\r\nCookie: a=1; session={good}\r\nConnection: close\r\n\r\n");
     assert_eq!(raw(gw.port, head.as_bytes()).await.0, 200);
+    let served = up.requests();
+
+    // Spellings an upstream reads as the same cookie or parameter: Python
+    // trims `session =`, ASP.NET ignores case, PHP reads `.` as `_`.
+    for cookie in [
+        format!("session={good}; session ={forged}"),
+        format!("session={good}; SESSION={forged}"),
+        format!("Session={forged}; session={good}"),
+    ] {
+        let head = format!(
+            "GET /cookie HTTP/1.1\r\nHost: gw.test\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, text) = raw(gw.port, head.as_bytes()).await;
+        assert_eq!(status, 400, "{cookie}: {text}");
+    }
+    for query in [
+        format!("ACCESS_TOKEN={forged}&access_token={good}"),
+        format!("access_token={good}&Access_Token={forged}"),
+        format!("access.token={forged}&access_token={good}"),
+    ] {
+        let head =
+            format!("GET /query?{query} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");
+        let (status, text) = raw(gw.port, head.as_bytes()).await;
+        assert_eq!(status, 400, "{query}: {text}");
+    }
+    assert_eq!(
+        up.requests(),
+        served,
+        "a second credential reached the upstream"
+    );
+    let head = format!(
+        "GET /query?a=1&access_token={good} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n"
+    );
+    let (status, text) = raw(gw.port, head.as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(echoed(&text)["path"], "/query", "{text}");
+}
+
+/// Header names with `_` are dropped (CGI, WSGI and Rack read
+/// `x_forwarded_for` as `X-Forwarded-For`) unless the route keeps them;
+/// what an untrusted client says about its address or prefix is dropped;
+/// `Proxy-Authorization` never goes on.
+#[tokio::test]
+async fn underscored_names_and_client_address_reports_do_not_reach_the_upstream() {
+    let (gw, _up) = identity_gateway("").await;
+    let token = Signer::Hs.sign(&claims("alice"));
+    let sent = [
+        "x_forwarded_for: 6.6.6.6",
+        "x_forwarded_host: evil.example",
+        "x_forwarded_proto: https",
+        "x_custom: 1",
+        "X-Forwarded-Prefix: /admin",
+        "X-Forwarded-Port: 8443",
+        "True-Client-IP: 6.6.6.6",
+        "CF-Connecting-IP: 6.6.6.6",
+        "Proxy-Authorization: Basic YWRtaW46YWRtaW4=",
+        "x_user_sub: admin",
+    ]
+    .join("\r\n");
+    let get = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: gw.test\r\nAuthorization: Bearer {token}\r\n{sent}\r\n\
+             Connection: close\r\n\r\n"
+        )
+    };
+    let (status, text) = raw(gw.port, get("/api/x").as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    let headers = echoed(&text)["headers"].clone();
+    for name in headers.as_object().unwrap().keys() {
+        assert!(
+            !name.contains('_'),
+            "{name} reached the upstream: {headers}"
+        );
+        assert!(
+            ![
+                "x-forwarded-prefix",
+                "x-forwarded-port",
+                "true-client-ip",
+                "cf-connecting-ip",
+                "proxy-authorization"
+            ]
+            .contains(&name.as_str()),
+            "{name} reached the upstream: {headers}"
+        );
+    }
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    // A route that keeps underscores still strips the identity spellings.
+    let (status, text) = raw(gw.port, get("/legacy/x").as_bytes()).await;
+    assert_eq!(status, 200, "{text}");
+    let headers = echoed(&text)["headers"].clone();
+    assert_eq!(headers["x_custom"], "1", "{headers}");
+    assert_eq!(headers["x-user-sub"], "alice", "{headers}");
+    assert!(headers.get("x_user_sub").is_none(), "{headers}");
+    assert!(headers.get("proxy-authorization").is_none(), "{headers}");
 }
 
 #[tokio::test]

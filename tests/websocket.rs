@@ -417,4 +417,17 @@ fn h2c_cannot_be_tunneled() {
         "{out}"
     );
     assert!(out.contains("both read the Authorization header"), "{out}");
+    // Only WebSocket: portero reads its frames to end a tunnel with its token.
+    let (ok, out) = check(&format!(
+        "{}\n[upstreams.up]\nservers = [\"127.0.0.1:9\"]\n\n[[routes]]\npath = \"/\"\nupstream = \"up\"\n\
+         upgrades = [\"WebSocket\", \"irc\"]\n",
+        issuers()
+    ));
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "routes[0].upgrades: \"irc\" cannot be tunneled: portero tunnels \"websocket\" only"
+        ),
+        "{out}"
+    );
 }

@@ -67,14 +67,18 @@ impl TokenSource {
                     .filter_map(|v| v.to_str().ok())
                     .flat_map(|v| v.split(';'))
                     .filter_map(|pair| {
-                        let (k, v) = pair.trim().split_once('=')?;
-                        (k == name).then_some(v.trim())
+                        let (k, v) = pair.split_once('=')?;
+                        same_name(k, name).then(|| (k.trim() == name, v.trim()))
                     });
-                let first = values.next().unwrap_or("");
+                let first = values.next();
                 if values.next().is_some() {
                     return Err(AuthError::RepeatedToken);
                 }
-                first
+                // Another spelling alone is not the token.
+                match first {
+                    Some((true, value)) => value,
+                    _ => "",
+                }
             }
             Self::Query(name) => return query_param(query.unwrap_or(""), name),
         };
@@ -87,18 +91,35 @@ impl TokenSource {
 
 /// The one value of query parameter `name` (names and values read as
 /// `application/x-www-form-urlencoded`, as the upstream would read them).
+/// Any other spelling of the name beside it is a second copy.
 fn query_param<'q>(query: &'q str, name: &str) -> Result<Cow<'q, str>, AuthError> {
     let mut values = form_urlencoded::parse(query.as_bytes())
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v);
-    let first = values.next().ok_or(AuthError::MissingToken)?;
+        .filter(|(k, _)| same_name(k, name))
+        .map(|(k, v)| (k == name, v));
+    let (exact, first) = values.next().ok_or(AuthError::MissingToken)?;
     if values.next().is_some() {
         return Err(AuthError::RepeatedToken);
     }
-    if first.trim().is_empty() {
+    if !exact || first.trim().is_empty() {
         return Err(AuthError::MissingToken);
     }
     Ok(first)
+}
+
+/// Whether an upstream could read the cookie or query parameter `written`
+/// as `name`: ASP.NET ignores case, PHP trims leading spaces and reads
+/// `.` and ` ` as `_`, Python's cookie parser trims spaces around the name.
+pub fn same_name(written: &str, name: &str) -> bool {
+    let written = written.trim();
+    let fold = |c: u8| match c {
+        b'.' | b' ' => b'_',
+        c => c.to_ascii_lowercase(),
+    };
+    written.len() == name.len()
+        && written
+            .bytes()
+            .zip(name.bytes())
+            .all(|(a, b)| fold(a) == fold(b))
 }
 
 /// The one value of a header, as text.
@@ -357,6 +378,39 @@ mod tests {
         assert_eq!(ex(&cookie, &cookies), repeated);
         let one = headers(&[("cookie", "session=good; sessionx=1")]);
         assert_eq!(ex(&cookie, &one), Ok("good".into()));
+        // Other spellings an upstream reads as the same name.
+        for pair in [
+            "session =forged",
+            "SESSION=forged",
+            " session=forged",
+            "Session=forged",
+        ] {
+            let two = headers(&[("cookie", &format!("session=good; {pair}"))]);
+            assert_eq!(ex(&cookie, &two), repeated, "{pair}");
+        }
+        let query = TokenSource::parse("query:access_token").unwrap();
+        let q = |s: &str| {
+            query
+                .extract(&HeaderMap::new(), Some(s))
+                .map(Cow::into_owned)
+        };
+        for other in [
+            "ACCESS_TOKEN=forged",
+            "access.token=forged",
+            "Access_Token=forged",
+        ] {
+            assert_eq!(
+                q(&format!("{other}&access_token=good")),
+                repeated,
+                "{other}"
+            );
+        }
+        // Another spelling alone is no token.
+        assert_eq!(q("ACCESS_TOKEN=forged"), Err(AuthError::MissingToken));
+        assert_eq!(
+            ex(&cookie, &headers(&[("cookie", "SESSION=forged")])),
+            Err(AuthError::MissingToken)
+        );
     }
 
     #[test]

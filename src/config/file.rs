@@ -338,6 +338,8 @@ pub(super) struct FileRoute {
     pub(super) cors: Option<Spanned<String>>,
     pub(super) upgrades: Option<Vec<Spanned<String>>>,
     #[serde(default)]
+    pub(super) underscores_in_headers: bool,
+    #[serde(default)]
     pub(super) allow_ips: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) deny_ips: Vec<Spanned<String>>,

@@ -566,6 +566,10 @@ pub enum RouteAction {
         /// Protocols a client may switch to through the route (lower case,
         /// e.g. `websocket`), tunneled once the upstream agrees.
         upgrades: Vec<String>,
+        /// Header names with `_` are forwarded (by default they are
+        /// dropped: CGI, WSGI and Rack read `x_forwarded_for` as
+        /// `X-Forwarded-For`).
+        underscores_in_headers: bool,
     },
     /// Serve an issuer's token endpoint; never forwarded.
     Issue { issuer: usize, endpoint: Endpoint },

@@ -69,6 +69,7 @@ impl Checker<'_> {
                 strip_prefix: r.strip_prefix,
                 policy,
                 upgrades: self.upgrades(&r.upgrades, &key("upgrades")),
+                underscores_in_headers: r.underscores_in_headers,
             },
             cors: self.cors_ref(&r.cors, cors, &key("cors")),
             limits: self.route_limits(r.limits(), &format!("routes[{index}]"), !r.public),
@@ -193,9 +194,10 @@ impl Checker<'_> {
         sources
     }
 
-    /// `upgrades`: the protocols a route tunnels; `websocket` by default.
-    /// `h2c` never: a client would speak HTTP/2 to the upstream through
-    /// the tunnel, past every route but this one.
+    /// `upgrades`: the protocols a route tunnels; `websocket` by default,
+    /// and the only one portero tunnels: it reads WebSocket frames to end a
+    /// tunnel cleanly with its token. `h2c` never: a client would speak
+    /// HTTP/2 to the upstream through the tunnel, past every route but this one.
     fn upgrades(&mut self, v: &Option<Vec<Spanned<String>>>, key: &str) -> Vec<String> {
         let Some(list) = v else {
             return vec!["websocket".to_string()];
@@ -209,8 +211,15 @@ impl Checker<'_> {
                     key,
                     format!("{name:?} cannot be tunneled: requests inside it would bypass routing"),
                 );
-            } else if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
-                self.problem(p, key, format!("{:?} is not a protocol name", p.get_ref()));
+            } else if name != "websocket" {
+                self.problem(
+                    p,
+                    key,
+                    format!(
+                        "{:?} cannot be tunneled: portero tunnels \"websocket\" only",
+                        p.get_ref()
+                    ),
+                );
             } else {
                 out.push(name);
             }
