@@ -250,6 +250,10 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     let upstreams = side.block_on(crate::upstream::groups(&config, &[], &echo, &metrics))?;
     // External issuers' keys are fetched on the side runtime too.
     let external = crate::jwks::Registry::new(metrics.jwks.clone());
+    // Subscribed before the first fetch can publish: keys that arrive while
+    // the snapshot is built still reach it (an unchanged set is never
+    // published again).
+    let mut external_changes = external.subscribe();
     side.block_on(async { external.sync(&config) })
         .map_err(ServerError::ExternalIssuer)?;
     let live = side.block_on(Live::build(
@@ -293,9 +297,8 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     });
     {
         let shared = shared.clone();
-        let mut changes = shared.external.subscribe();
         side.spawn(async move {
-            while changes.changed().await.is_ok() {
+            while external_changes.changed().await.is_ok() {
                 shared.live.load().refresh_external_keys(&shared.external);
             }
         });

@@ -122,6 +122,32 @@ async fn rs256_es256_and_ps256_tokens_from_a_discovered_jwks_are_accepted() {
     );
 }
 
+/// The first fetch may land while the snapshot is being built: every start
+/// serves the provider's tokens as soon as it is ready. The provider answers
+/// a little later each time, so some fetch lands in that window.
+#[tokio::test]
+async fn every_start_serves_the_keys_it_reports_ready() {
+    let idp = Idp::start("https://idp.example.test").await;
+    let key = IdpKey::ec("es-start");
+    idp.publish(vec![key.jwk()]);
+    let up = Upstream::start("orders").await;
+    let config = config(&up, &discovered("shop", &idp, ""), &["shop"]);
+    let token = key.sign(&idp_claims(&idp.iss, "svc-billing", AUD));
+    for start in 0..24 {
+        idp.set_jwks_delay(start);
+        let gw = Gateway::start(&config).await;
+        let (status, ready) = readyz(&gw).await;
+        assert_eq!(status, StatusCode::OK, "start {start}: {ready}");
+        let (status, body) = call(&gw, &token).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "start {start}: {body}\n{}",
+            gw.log()
+        );
+    }
+}
+
 #[tokio::test]
 async fn published_secrets_encryption_keys_and_hs256_with_the_public_key_verify_nothing() {
     let idp = Idp::start("https://idp.example.test").await;

@@ -48,6 +48,8 @@ struct State {
     jwks_fetches: AtomicUsize,
     /// `Cache-Control: max-age` of the JWKS, seconds.
     max_age: AtomicUsize,
+    /// How long the JWKS takes to answer, milliseconds.
+    jwks_delay_ms: AtomicUsize,
 }
 
 impl Drop for Idp {
@@ -79,6 +81,7 @@ impl Idp {
             mode: AtomicU8::new(Mode::Serving as u8),
             jwks_fetches: AtomicUsize::new(0),
             max_age: AtomicUsize::new(300),
+            jwks_delay_ms: AtomicUsize::new(0),
         });
         let acceptor = leaf.map(acceptor);
         let serving = state.clone();
@@ -90,8 +93,15 @@ impl Idp {
                 let (state, acceptor) = (serving.clone(), acceptor.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let delay = match req.uri().path() {
+                            "/jwks" => state.jwks_delay_ms.load(Ordering::SeqCst) as u64,
+                            _ => 0,
+                        };
                         let reply = state.answer(req.uri().path());
-                        async move { Ok::<_, Infallible>(reply) }
+                        async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                            Ok::<_, Infallible>(reply)
+                        }
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -138,6 +148,10 @@ impl Idp {
 
     pub fn set_max_age(&self, secs: usize) {
         self.state.max_age.store(secs, Ordering::SeqCst);
+    }
+
+    pub fn set_jwks_delay(&self, millis: usize) {
+        self.state.jwks_delay_ms.store(millis, Ordering::SeqCst);
     }
 
     pub fn jwks_fetches(&self) -> usize {
