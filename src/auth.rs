@@ -45,6 +45,14 @@ pub enum AuthError {
     MissingScope,
     #[error("required claim missing")]
     ClaimMismatch,
+    /// A claim mapped to an identity header that no header can carry as
+    /// it is (CR, LF, NUL, or a list item with a comma).
+    #[error("a mapped claim cannot be an identity header")]
+    UnsafeClaim,
+    /// The token names a critical header extension (RFC 7515 §4.1.11);
+    /// portero understands none.
+    #[error("unsupported critical extension")]
+    CriticalExtension,
 }
 
 impl AuthError {
@@ -66,11 +74,13 @@ impl AuthError {
             Self::MissingRole => "missing_role",
             Self::MissingScope => "missing_scope",
             Self::ClaimMismatch => "claim_mismatch",
+            Self::UnsafeClaim => "unsafe_claim",
+            Self::CriticalExtension => "critical_extension",
         }
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 16] = [
+    pub const ALL: [AuthError; 18] = [
         Self::MissingToken,
         Self::RepeatedToken,
         Self::Malformed,
@@ -87,5 +97,7 @@ impl AuthError {
         Self::MissingRole,
         Self::MissingScope,
         Self::ClaimMismatch,
+        Self::UnsafeClaim,
+        Self::CriticalExtension,
     ];
 }

@@ -13,8 +13,9 @@
 //! connections in the kernel's backlog: a flood that evicts faster than the
 //! evicted connections' tasks run cannot run the gateway out of descriptors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,8 @@ pub struct Limits {
     /// Nothing in flight and nothing arriving for this long: closed.
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one client address may hold at once.
+    pub max_per_ip: usize,
 }
 
 /// File descriptors kept back from the public listeners' share: the admin
@@ -78,11 +81,12 @@ pub struct Connections {
 }
 
 /// The connections holding a place, and how many of those were evicted and
-/// are still closing.
+/// are still closing; how many each counted client address holds.
 #[derive(Default)]
 struct Open {
     by_id: BTreeMap<u64, Arc<Activity>>,
     closing: usize,
+    by_ip: HashMap<IpAddr, usize>,
 }
 
 /// What a connection has done, as its watchdog and the cap read it.
@@ -140,12 +144,22 @@ impl Connections {
         }
     }
 
-    /// A place for a new connection, or `None` (counted) when the cap is
-    /// reached and every open connection has a request in flight, or (with
-    /// several listeners sharing the cap) is closing.
-    pub fn admit(self: &Arc<Self>) -> Option<Slot> {
+    /// A place for a new connection from `ip` (`None`: a trusted proxy,
+    /// whose connections carry many clients), or `None` (counted) when the
+    /// address holds its share already, or the cap is reached and every
+    /// open connection has a request in flight, or (with several listeners
+    /// sharing the cap) is closing.
+    pub fn admit(self: &Arc<Self>, ip: Option<IpAddr>) -> Option<Slot> {
         let max = self.limits.max_connections;
         let mut open = self.open.lock().expect("not poisoned");
+        if let Some(ip) = ip {
+            let held = open.by_ip.entry(ip).or_default();
+            if *held >= self.limits.max_per_ip {
+                self.series.refused_per_ip.inc();
+                return None;
+            }
+            *held += 1;
+        }
         if open.by_id.len() - open.closing >= max {
             let quietest = (open.closing < max)
                 .then(|| {
@@ -157,6 +171,9 @@ impl Connections {
                 .flatten();
             let Some(quietest) = quietest else {
                 self.series.refused.inc();
+                if let Some(ip) = ip {
+                    open.release(ip);
+                }
                 return None;
             };
             quietest.evicted.store(true, Relaxed);
@@ -174,6 +191,7 @@ impl Connections {
         Some(Slot {
             connections: self.clone(),
             id,
+            ip,
             activity,
             since: Instant::now(),
         })
@@ -184,10 +202,22 @@ impl Connections {
     }
 }
 
+impl Open {
+    fn release(&mut self, ip: IpAddr) {
+        if let Some(held) = self.by_ip.get_mut(&ip) {
+            *held -= 1;
+            if *held == 0 {
+                self.by_ip.remove(&ip);
+            }
+        }
+    }
+}
+
 /// An admitted connection's place; dropping it frees the place.
 pub struct Slot {
     connections: Arc<Connections>,
     id: u64,
+    ip: Option<IpAddr>,
     activity: Arc<Activity>,
     since: Instant,
 }
@@ -197,6 +227,9 @@ impl Drop for Slot {
         let connections = &self.connections;
         let mut open = connections.open.lock().expect("not poisoned");
         open.by_id.remove(&self.id);
+        if let Some(ip) = self.ip {
+            open.release(ip);
+        }
         if self.activity.evicted.load(Relaxed) {
             open.closing -= 1;
             connections.closed.notify_waiters();
@@ -403,25 +436,45 @@ mod tests {
             header_timeout: Duration::from_millis(200),
             idle_timeout: Duration::from_millis(400),
             max_connections: max,
+            max_per_ip: 2,
         };
         Connections::new(limits, ConnectionSeries::detached())
     }
 
     #[tokio::test]
+    async fn one_address_holds_at_most_its_share() {
+        let c = connections(8);
+        let (a, b) = ("192.0.2.1".parse().ok(), "192.0.2.2".parse().ok());
+        let first = c.admit(a).unwrap();
+        let _second = c.admit(a).unwrap();
+        assert!(c.admit(a).is_none(), "a third from one address");
+        assert!(c.admit(b).is_some(), "another address is not held back");
+        assert!(c.admit(None).is_some(), "a trusted proxy is not counted");
+        drop(first);
+        assert!(c.admit(a).is_some(), "a closed connection frees its share");
+        // A refusal at the cap gives the share back.
+        let full = connections(1);
+        let held = full.admit(None).unwrap();
+        let _busy = held.request();
+        assert!(full.admit(a).is_none());
+        assert_eq!(full.open.lock().unwrap().by_ip.get(&a.unwrap()), None);
+    }
+
+    #[tokio::test]
     async fn at_the_cap_the_quietest_idle_connection_makes_room() {
         let c = connections(2);
-        let first = c.admit().unwrap();
-        let second = c.admit().unwrap();
+        let first = c.admit(None).unwrap();
+        let second = c.admit(None).unwrap();
         let busy = first.request();
         // `second` has nothing in flight: it goes.
-        let third = c.admit().unwrap();
+        let third = c.admit(None).unwrap();
         assert_eq!(second.expired().await, Expiry::Evicted);
         drop(second);
         // Every connection busy: the newcomer is refused.
         let _busy_too = third.request();
-        assert!(c.admit().is_none());
+        assert!(c.admit(None).is_none());
         drop(busy);
-        assert!(c.admit().is_some());
+        assert!(c.admit(None).is_some());
     }
 
     #[tokio::test]
@@ -429,14 +482,14 @@ mod tests {
         let c = connections(4);
         // A flood whose evicted connections' tasks have not run yet: each
         // newcomer evicts one, until as many are closing as the cap.
-        let mut slots: Vec<Slot> = (0..8).map(|_| c.admit().unwrap()).collect();
+        let mut slots: Vec<Slot> = (0..8).map(|_| c.admit(None).unwrap()).collect();
         assert_eq!(c.open.lock().unwrap().by_id.len(), 8);
         let no_room = tokio::time::timeout(Duration::from_millis(50), c.room()).await;
         assert!(
             no_room.is_err(),
             "room while as many are closing as the cap"
         );
-        assert!(c.admit().is_none(), "descriptors beyond twice the cap");
+        assert!(c.admit(None).is_none(), "descriptors beyond twice the cap");
         // One evicted connection closes: room for one newcomer.
         let waiting = tokio::spawn({
             let c = c.clone();
@@ -444,7 +497,7 @@ mod tests {
         });
         slots.remove(0);
         waiting.await.unwrap();
-        assert!(c.admit().is_some());
+        assert!(c.admit(None).is_some());
         // Closing ones free their count when gone.
         drop(slots);
         let open = c.open.lock().unwrap();
@@ -454,7 +507,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_silent_connection_gets_the_header_timeout() {
         let c = connections(8);
-        let slot = c.admit().unwrap();
+        let slot = c.admit(None).unwrap();
         let started = Instant::now();
         assert_eq!(slot.expired().await, Expiry::HeaderTimeout);
         assert!(started.elapsed() <= Duration::from_millis(260));
@@ -463,7 +516,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_connection_that_served_a_request_gets_the_idle_timeout() {
         let c = connections(8);
-        let slot = c.admit().unwrap();
+        let slot = c.admit(None).unwrap();
         drop(slot.request());
         let started = Instant::now();
         assert_eq!(slot.expired().await, Expiry::Idle);
@@ -474,7 +527,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_request_in_flight_is_never_timed_out() {
         let c = connections(8);
-        let slot = c.admit().unwrap();
+        let slot = c.admit(None).unwrap();
         let in_flight = slot.request();
         let expired = tokio::time::timeout(Duration::from_secs(5), slot.expired()).await;
         assert!(expired.is_err(), "expired with a request in flight");

@@ -144,16 +144,50 @@ pub struct Caller<'a> {
     pub principal_rate: Option<u32>,
 }
 
-/// What a request holds of its route's limits until its response ends.
+/// What a request holds of its route's limits, and of its client
+/// address's share, until its response ends.
 #[derive(Default)]
 pub struct Held {
     route: Option<(Arc<AtomicU32>, IntGauge)>,
     key: Option<Guard>,
+    client: Option<Guard>,
 }
 
 impl Held {
     pub fn is_empty(&self) -> bool {
-        self.route.is_none() && self.key.is_none()
+        self.route.is_none() && self.key.is_none() && self.client.is_none()
+    }
+}
+
+/// Requests with a body in flight per client address, across routes and
+/// listeners: one address trickling bodies cannot hold every request the
+/// gateway can carry.
+pub struct ClientShare {
+    max: isize,
+    counts: Inflight,
+    refused: IntCounter,
+}
+
+impl ClientShare {
+    pub fn new(max: usize, metrics: &Metrics) -> ClientShare {
+        ClientShare {
+            max: isize::try_from(max).unwrap_or(isize::MAX),
+            counts: Inflight::new(),
+            refused: metrics
+                .limited
+                .with_label_values(&["none", "client_in_flight"]),
+        }
+    }
+
+    /// Counts the request under `ip` until `held` is dropped; `503` past the share.
+    pub fn enter(&self, ip: IpAddr, held: &mut Held) -> Result<(), Refusal> {
+        let (guard, count) = self.counts.incr(Key::Address(ip), 1);
+        held.client = Some(guard);
+        if count > self.max {
+            self.refused.inc();
+            return Err(Refusal::of(Limit::Busy));
+        }
+        Ok(())
     }
 }
 

@@ -184,7 +184,13 @@ pub async fn accept<H: Handler>(
                 continue;
             }
         };
-        let Some(slot) = serving.connections.admit() else {
+        // A trusted proxy's connections carry many clients: not counted
+        // against one address's share.
+        let peer = Peer::new(addr, serving.tls.is_some(), &serving.trusted_proxies);
+        let Some(slot) = serving
+            .connections
+            .admit((!peer.trusted).then(|| addr.ip().to_canonical()))
+        else {
             tracing::debug!(client = %addr, "connection limit reached; refused");
             if serving.tls.is_none() {
                 refuse(stream);
@@ -192,7 +198,7 @@ pub async fn accept<H: Handler>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let mut peer = Peer::new(addr, serving.tls.is_some(), &serving.trusted_proxies);
+        let mut peer = peer;
         let (serving, handler, stop) = (serving.clone(), handler.clone(), stop.clone());
         tokio::spawn(async move {
             let mut stream = stream;

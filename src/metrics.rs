@@ -57,6 +57,8 @@ pub struct ConnectionSeries {
     pub open: IntGauge,
     /// Turned away at the cap with every open connection busy.
     pub refused: IntCounter,
+    /// Turned away: the client address held its share of connections.
+    pub refused_per_ip: IntCounter,
     /// Closed at the cap to make room for a newer connection.
     pub evicted: IntCounter,
     pub header_timeouts: IntCounter,
@@ -444,6 +446,7 @@ impl Metrics {
         ConnectionSeries {
             open: self.connections_open.with_label_values(&[listener]),
             refused: closed("refused"),
+            refused_per_ip: closed("refused_per_ip"),
             evicted: closed("evicted"),
             header_timeouts: closed("header_timeout"),
             idle_timeouts: closed("idle_timeout"),
@@ -467,6 +470,7 @@ impl ConnectionSeries {
         ConnectionSeries {
             open: IntGauge::new("open", "-").expect("valid metric"),
             refused: counter(),
+            refused_per_ip: counter(),
             evicted: counter(),
             header_timeouts: counter(),
             idle_timeouts: counter(),

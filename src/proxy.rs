@@ -31,18 +31,20 @@ use crate::forward_auth;
 use crate::identity;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::jwks::Registry;
-use crate::limits::{self, Caller, Held, Limit, Phase, RateReport, Refusal};
+use crate::limits::{self, Caller, ClientShare, Held, Limit, Phase, RateReport, Refusal};
 use crate::listener::{Handler, Hold, Peer};
 use crate::live::Live;
 use crate::metrics::{method_label, Metrics};
 use crate::path::PathError;
 use crate::respond::{self, GatewayBody, RequestError};
+use crate::routes::Miss;
 use crate::span_export::{RequestSpan, Spans};
 use crate::store::Store;
 use crate::target::{self, HostError};
 use crate::trace_context::RequestIds;
 use crate::tunnel::{self, Tunnel};
 use crate::upstream::client::{Failure, Handshake};
+use crate::upstream::request_body::{BodyError, BodyRules, ClientBody};
 use crate::upstream::UpstreamGroup;
 
 /// Everything a request may read, shared by every listener.
@@ -57,6 +59,10 @@ pub struct Shared {
     pub max_body_size: u64,
     /// From the request head to the end of its body.
     pub body_timeout: Duration,
+    /// How request bodies must arrive: buffered up to a size, at a pace.
+    pub body_rules: BodyRules,
+    /// Requests with a body in flight per client address.
+    pub client_share: ClientShare,
     pub access_log: bool,
     pub paths: PathRules,
     pub clock: Clock,
@@ -211,6 +217,12 @@ impl Gateway {
                 .inc();
             return Err(RequestError::Limited(Limit::Address));
         }
+        if !body.is_end_stream() {
+            self.shared
+                .client_share
+                .enter(ip, &mut trace.held)
+                .map_err(|refusal| refused(trace, refusal))?;
+        }
         let decision = decision.or_else(|| {
             let config = self.shared.forward_auth.as_ref()?;
             let rest = forward_auth::under(&config.path, parts.uri.path())?;
@@ -304,7 +316,8 @@ impl Gateway {
             host,
             prefix,
             (peer, underscores),
-        );
+        )
+        .map_err(|e| self.denied(live, index, e))?;
         if let Some(ids) = &trace.ids {
             ids.apply(&mut parts.headers);
         }
@@ -319,6 +332,7 @@ impl Gateway {
                 .tunnel(group, parts, protocol, token, &route.name)
                 .await;
         }
+        let body = self.receive(&parts, body).await?;
         let forwarded = group
             .send(
                 parts,
@@ -333,6 +347,28 @@ impl Gateway {
         trace.body_read = forwarded.body_read;
         // Its hop-by-hop headers were dropped as its head was parsed.
         Ok(forwarded.response.map(GatewayBody::Upstream))
+    }
+
+    /// The request body as it goes upstream: read whole up to the buffer
+    /// size before any upstream connection is taken, and kept to the
+    /// minimum pace. A gRPC stream streams: it may pause between messages.
+    async fn receive(&self, parts: &Parts, body: Incoming) -> Result<ClientBody, RequestError> {
+        if body.is_end_stream() {
+            return Ok(ClientBody::empty());
+        }
+        if parts.version == http::Version::HTTP_2 && respond::is_grpc(&parts.headers) {
+            return Ok(ClientBody::streaming(body));
+        }
+        let deadline = tokio::time::Instant::now() + self.shared.body_timeout;
+        ClientBody::receive(body, &self.shared.body_rules, deadline)
+            .await
+            .map_err(|e| {
+                RequestError::Upstream(match e {
+                    BodyError::Slow => Failure::ClientTimeout,
+                    BodyError::TooLarge => Failure::TooLarge,
+                    BodyError::Broken => Failure::Upstream,
+                })
+            })
     }
 
     /// A forward-auth decision about `original`: its route's limits and
@@ -363,7 +399,11 @@ impl Gateway {
         self.limit(live, index, &original.headers, ip, Some(&token), trace)
             .await
             .map_err(|refusal| refused(trace, refusal))?;
-        Ok(respond::allowed(policy.identity_headers(&token).collect()))
+        let headers = policy
+            .identity_headers(&token)
+            .collect::<Result<HeaderMap, _>>()
+            .map_err(|e| self.denied(live, index, e))?;
+        Ok(respond::allowed(headers))
     }
 
     /// The route's limits keyed by what the request says (`token: None`,
@@ -467,17 +507,8 @@ impl Gateway {
         parts: &Parts,
     ) -> Result<Arc<Verified>, RequestError> {
         let shared = &self.shared;
-        let route = &live.routes.routes()[index];
-        let deny = |reason: &str| {
-            shared
-                .metrics
-                .auth_decisions
-                .with_label_values(&[&route.name, "deny", reason])
-                .inc();
-            tracing::debug!(route = %route.name, reason, "denied");
-        };
         if shared.on_outage == OutagePolicy::FailClosed && !shared.store.reachable() {
-            deny("store_unavailable");
+            self.count_denial(live, index, "store_unavailable");
             return Err(RequestError::StoreUnavailable);
         }
         let result = policy
@@ -496,11 +527,24 @@ impl Gateway {
                 }
                 Ok(verified)
             }
-            Err(e) => {
-                deny(e.reason());
-                Err(RequestError::Denied(e))
-            }
+            Err(e) => Err(self.denied(live, index, e)),
         }
+    }
+
+    /// A token refused on route `index`, counted.
+    fn denied(&self, live: &Live, index: usize, e: AuthError) -> RequestError {
+        self.count_denial(live, index, e.reason());
+        RequestError::Denied(e)
+    }
+
+    fn count_denial(&self, live: &Live, index: usize, reason: &str) {
+        let route = &live.routes.routes()[index];
+        self.shared
+            .metrics
+            .auth_decisions
+            .with_label_values(&[&route.name, "deny", reason])
+            .inc();
+        tracing::debug!(route = %route.name, reason, "denied");
     }
 
     /// The request's metrics: by route, method and status; by upstream.
@@ -674,8 +718,11 @@ fn route<'l>(
 ) -> Result<(usize, &'l Route), RequestError> {
     let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
     live.routes
-        .lookup(host, parts.uri.path(), &parts.method)
-        .ok_or(RequestError::NoRoute)
+        .find(host, parts.uri.path(), &parts.method)
+        .map_err(|miss| match miss {
+            Miss::NoRoute => RequestError::NoRoute,
+            Miss::Method => RequestError::MethodNotAllowed,
+        })
 }
 
 /// What the upstream is told: client-sent identity headers stripped, the
@@ -689,13 +736,14 @@ fn rewrite(
     host: Option<HeaderValue>,
     strip_prefix: Option<&str>,
     (peer, keep_underscores): (&Peer, bool),
-) {
+) -> Result<(), AuthError> {
     let headers = &mut parts.headers;
     for name in identity::headers_to_strip(headers, &live.auth, peer.trusted, keep_underscores) {
         headers.remove(&name);
     }
     if let Some((policy, verified)) = verified {
-        for (name, value) in policy.identity_headers(verified) {
+        for header in policy.identity_headers(verified) {
+            let (name, value) = header?;
             headers.insert(name, value);
         }
         if !policy.forward_token {
@@ -722,6 +770,7 @@ fn rewrite(
             parts.uri = uri;
         }
     }
+    Ok(())
 }
 
 /// The request's span, if its trace is sampled. Like the log line, it

@@ -23,6 +23,8 @@ pub enum RequestError {
     /// The path or Host cannot be acted on safely (the message says which).
     BadTarget(&'static str),
     NoRoute,
+    /// A token endpoint's path asked with another method than `POST`.
+    MethodNotAllowed,
     /// The route's policy turned the credential away.
     Denied(AuthError),
     /// `on_outage = "fail-closed"` while the store is unreachable.
@@ -45,6 +47,11 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
         RequestError::Denied(reason) => return denial(reason),
         RequestError::BadTarget(message) => (StatusCode::BAD_REQUEST, "bad_request", message),
         RequestError::NoRoute => (StatusCode::NOT_FOUND, "not_found", "no route"),
+        RequestError::MethodNotAllowed => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "a token endpoint takes POST",
+        ),
         RequestError::StoreUnavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -59,6 +66,10 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
         status,
         serde_json::json!({ "error": error, "message": message }).to_string(),
     );
+    if err == RequestError::MethodNotAllowed {
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+    }
     if err == RequestError::Limited(Limit::Busy) {
         // In-flight counts change by the millisecond: a second is plenty.
         resp.headers_mut()
@@ -117,6 +128,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         RequestError::Denied(reason) => reason.to_string(),
         RequestError::BadTarget(m) => m.to_string(),
         RequestError::NoRoute => "no route".to_string(),
+        RequestError::MethodNotAllowed => "a token endpoint takes POST".to_string(),
         RequestError::StoreUnavailable => "state store unreachable".to_string(),
         RequestError::CorsRefused(why) => why.message().to_string(),
         RequestError::TooLarge => upstream_failure(Failure::TooLarge).2.to_string(),

@@ -6,7 +6,16 @@ use std::collections::HashMap;
 
 use http::Method;
 
-use crate::config::Route;
+use crate::config::{Route, RouteAction};
+
+/// Why a request has no route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    NoRoute,
+    /// The path is a token endpoint's, which takes other methods only:
+    /// a token endpoint's path is its own, never left to a route beneath.
+    Method,
+}
 
 #[derive(Default)]
 struct HostRoutes {
@@ -61,6 +70,11 @@ impl RouteTable {
     /// allow the request. `path` is normalised (`path::normalize`); empty
     /// segments and `;` parameters do not count here (`path::routing_key`).
     pub fn lookup(&self, host: &str, path: &str, method: &Method) -> Option<(usize, &Route)> {
+        self.find(host, path, method).ok()
+    }
+
+    /// As [`RouteTable::lookup`], saying why there is no route.
+    pub fn find(&self, host: &str, path: &str, method: &Method) -> Result<(usize, &Route), Miss> {
         let key = crate::path::routing_key(path);
         let path = key.as_ref();
         let host = strip_port(host);
@@ -84,23 +98,39 @@ impl RouteTable {
             )
             .chain(std::iter::once(&self.any));
         for table in tables {
-            if let Some(i) = self.lookup_path(table, path, method) {
-                return Some((i, &self.routes[i]));
+            if let Some(i) = self.lookup_path(table, path, method)? {
+                return Ok((i, &self.routes[i]));
             }
         }
-        None
+        Err(Miss::NoRoute)
     }
 
-    fn lookup_path(&self, table: &HostRoutes, path: &str, method: &Method) -> Option<usize> {
+    fn lookup_path(
+        &self,
+        table: &HostRoutes,
+        path: &str,
+        method: &Method,
+    ) -> Result<Option<usize>, Miss> {
         if table.by_path.is_empty() {
-            return None;
+            return Ok(None);
         }
-        prefixes(path).find_map(|prefix| {
-            table.by_path.get(prefix)?.iter().copied().find(|&i| {
+        for prefix in prefixes(path) {
+            let Some(mounted) = table.by_path.get(prefix) else {
+                continue;
+            };
+            let allows = |&i: &usize| {
                 let methods = &self.routes[i].methods;
                 methods.is_empty() || methods.contains(method)
-            })
-        })
+            };
+            if let Some(i) = mounted.iter().copied().find(allows) {
+                return Ok(Some(i));
+            }
+            let issues = |&i: &usize| matches!(self.routes[i].action, RouteAction::Issue { .. });
+            if mounted.iter().any(issues) {
+                return Err(Miss::Method);
+            }
+        }
+        Ok(None)
     }
 }
 

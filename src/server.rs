@@ -18,6 +18,7 @@ use crate::auth::revocation::Revocations;
 use crate::clock;
 use crate::config::{Config, ServerSettings, StoreBackend, UpstreamKind};
 use crate::connections::{Connections, Limits};
+use crate::limits::ClientShare;
 use crate::listener::Serving;
 pub use crate::listener::TlsError;
 use crate::live::Live;
@@ -25,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Shared};
 use crate::span_export::Spans;
 use crate::store::{Store, StoreError};
+use crate::upstream::request_body::BodyRules;
 
 /// Why the gateway could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -199,21 +201,29 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
             proxy_protocol,
         })
     };
-    let connection_limits = |max_connections| Limits {
+    let connection_limits = |max_connections, max_per_ip| Limits {
         header_timeout: limits.header_timeout,
         idle_timeout: limits.idle_timeout,
         max_connections,
+        max_per_ip,
     };
     let admin_connections = Connections::new(
-        connection_limits(config.admin.max_connections),
+        connection_limits(config.admin.max_connections, usize::MAX),
         metrics.connection_series("admin"),
     );
     let public_max = limits.max_connections.unwrap_or_else(|| {
         crate::connections::default_max_connections(config.admin.max_connections)
     });
-    tracing::info!(max_connections = public_max, "public connection limit");
+    let per_ip = limits
+        .max_connections_per_ip
+        .unwrap_or((public_max / 10).max(16));
+    tracing::info!(
+        max_connections = public_max,
+        max_connections_per_ip = per_ip,
+        "public connection limit"
+    );
     let public_connections = Connections::new(
-        connection_limits(public_max),
+        connection_limits(public_max, per_ip),
         metrics.connection_series("public"),
     );
     let store_error = |source| ServerError::Store {
@@ -277,6 +287,12 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         }),
         None => None,
     };
+    let client_share = ClientShare::new(
+        limits
+            .max_requests_per_ip
+            .unwrap_or((public_max / 10).max(64)),
+        &metrics,
+    );
     let shared = Arc::new(Shared {
         live: ArcSwap::from_pointee(live),
         revocations: revocations.clone(),
@@ -285,6 +301,13 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         metrics,
         max_body_size: config.server.max_body_size,
         body_timeout: config.server.limits.body_timeout,
+        body_rules: BodyRules {
+            buffer_size: limits.request_buffer_size,
+            max_size: config.server.max_body_size,
+            min_rate: limits.min_body_rate,
+            grace: limits.min_body_rate_after,
+        },
+        client_share,
         access_log: config.server.access_log,
         paths: config.server.paths,
         clock: clock::Clock::system(),

@@ -19,6 +19,7 @@ mod dns;
 mod h2;
 mod health;
 mod pool;
+pub mod request_body;
 mod tls;
 
 use std::net::SocketAddr;

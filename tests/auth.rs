@@ -225,6 +225,47 @@ async fn bad_tokens_are_401_with_their_reason_counted() {
     assert_rejected(&gw, &Signer::Rs.sign(&c), "wrong_audience").await;
 
     assert_rejected(&gw, "not-a-jwt", "malformed").await;
+
+    // A critical header extension portero does not understand (RFC 7515
+    // §4.1.11), under a good signature.
+    let header =
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"hs-1","crit":["b64"],"b64":false}"#);
+    let message = format!(
+        "{header}.{}",
+        URL_SAFE_NO_PAD.encode(claims("alice").to_string())
+    );
+    let key = jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes());
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+            .unwrap();
+    assert_rejected(&gw, &format!("{message}.{signature}"), "critical_extension").await;
+}
+
+/// A claim mapped to an identity header that no header can carry as it
+/// is refuses the token: served without that header, the request would
+/// reach the upstream as someone without the claim.
+#[tokio::test]
+async fn a_mapped_claim_no_header_can_carry_refuses_the_token() {
+    let (gw, up) = start().await;
+    let mut c = claims("alice\r\nx-user-role: SUPERUSER");
+    assert_rejected(&gw, &Signer::Hs.sign(&c), "unsafe_claim").await;
+    c = claims("alice");
+    c["role"] = json!("ADMIN\u{0}");
+    assert_rejected(&gw, &Signer::Hs.sign(&c), "unsafe_claim").await;
+    // List items are joined with commas: an item holding one is ambiguous.
+    c = claims("alice");
+    c["tenant"] = json!(["acme,globex", "initech"]);
+    assert_rejected(&gw, &Signer::Hs.sign(&c), "unsafe_claim").await;
+    assert_eq!(up.requests(), 0);
+    // An absent or null claim leaves its header out.
+    c = claims("alice");
+    c["role"] = json!(null);
+    c.as_object_mut().unwrap().remove("tenant");
+    let r = get(&gw, "/orders/1", Some(&Signer::Hs.sign(&c))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen: Value = r.json().await.unwrap();
+    assert!(seen["headers"].get("x-user-role").is_none(), "{seen}");
+    assert!(seen["headers"].get("x-tenants").is_none(), "{seen}");
 }
 
 #[tokio::test]

@@ -16,6 +16,57 @@ use serde_json::{json, Value};
 // Seed 000: session
 // ---------------------------------------------------------------------------
 
+/// A token endpoint's path takes POST; any other method is `405` with
+/// `Allow: POST`, with a token or without, and never reaches the route
+/// beneath it. A CORS preflight is answered as before.
+#[tokio::test]
+async fn token_endpoint_paths_answer_other_methods_405() {
+    let gw = demo(|c| c).await;
+    let (_, body) = post(
+        &gw,
+        SESSION,
+        None,
+        r#"{"username": "admin", "password": "demo2024"}"#,
+    )
+    .await;
+    let token = parse(&body)["tokenValido"].as_str().unwrap().to_string();
+    let client = reqwest::Client::new();
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        for auth in [None, Some(&token)] {
+            let mut req = client.request(method.clone(), gw.url(SESSION));
+            if let Some(t) = auth {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            assert_eq!(r.headers()["allow"], "POST");
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["error"], "method_not_allowed", "{v}");
+        }
+    }
+    // The echo upstream never heard of them: the catch-all route's
+    // requests are counted under its name.
+    let forwarded = gw
+        .metric(
+            "portero_http_requests_total",
+            &[("route", "default"), ("method", "GET"), ("status", "200")],
+        )
+        .await;
+    assert_eq!(forwarded, 0.0);
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, gw.url(SESSION))
+        .header("origin", "http://localhost:3000")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+}
+
 #[tokio::test]
 async fn session_example_and_errors() {
     let gw = demo(|c| c).await;

@@ -210,8 +210,18 @@ async fn tls_listener_speaks_http2_and_http1() {
 async fn a_client_that_stalls_its_body_gets_408_and_the_gateway_moves_on() {
     let up = Upstream::start("api").await;
     let config = public_route(&upstream("api", &[up.addr], "write_timeout = \"300ms\""));
-    let gw = Gateway::start(&config).await;
-    // One chunk, then nothing for longer than the write timeout.
+    // A body being buffered falls behind the minimum rate; one past the
+    // buffer size, streaming, outlasts the upstream's write timeout.
+    let buffered = "min_body_rate_after = \"300ms\"";
+    stalled_body_gets_408(&Gateway::start_with_server_settings(buffered, &config).await).await;
+    assert_eq!(up.requests(), 1, "the buffered stall reached the upstream");
+    let streamed = "request_buffer_size = \"64B\"";
+    stalled_body_gets_408(&Gateway::start_with_server_settings(streamed, &config).await).await;
+}
+
+/// One chunk, then nothing for five seconds: `408` within two, and the
+/// gateway serves the next request.
+async fn stalled_body_gets_408(gw: &Gateway) {
     let chunks = futures_util::stream::once(async { Ok::<_, std::io::Error>(vec![b'a'; 100]) })
         .chain(futures_util::stream::once(async {
             tokio::time::sleep(Duration::from_secs(5)).await;

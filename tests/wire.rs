@@ -91,13 +91,17 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> 
 }
 
 async fn gateway_for(scripted: &Scripted) -> Gateway {
+    gateway_with(scripted, "").await
+}
+
+async fn gateway_with(scripted: &Scripted, server: &str) -> Gateway {
     let table = upstream(
         "api",
         &[scripted.addr],
         "health_check = \"none\"\nread_timeout = \"2s\"",
     );
     let config = format!("{table}\n[[routes]]\npath = \"/\"\nupstream = \"api\"\npublic = true\n");
-    Gateway::start(&config).await
+    Gateway::start_with_server_settings(server, &config).await
 }
 
 #[tokio::test]
@@ -120,6 +124,22 @@ async fn chunked_responses_are_relayed_and_the_connection_reused() {
         1,
         "a cleanly ended chunked response leaves a reusable connection"
     );
+}
+
+/// portero answers in its own version (RFC 9110 §6.2): an HTTP/1.1
+/// client hears HTTP/1.1 from an upstream that spoke HTTP/1.0.
+#[tokio::test]
+async fn an_http_1_0_upstream_is_answered_in_http_1_1() {
+    let up = Scripted::replying(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let gw = gateway_for(&up).await;
+    let (status, text) = raw_http(
+        gw.port,
+        b"GET /x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("ok"), "{text}");
 }
 
 #[tokio::test]
@@ -346,7 +366,8 @@ async fn an_upstream_that_answers_before_the_body_gets_no_more_of_it() {
         }
     })
     .await;
-    let gw = gateway_for(&up).await;
+    // A body past the buffer size streams: the upstream sees the head first.
+    let gw = gateway_with(&up, "request_buffer_size = \"64B\"").await;
     let chunks = futures_util::stream::once(async { Ok::<_, std::io::Error>(vec![b'a'; 100]) })
         .chain(futures_util::stream::once(async {
             tokio::time::sleep(Duration::from_secs(3)).await;

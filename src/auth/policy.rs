@@ -194,15 +194,21 @@ impl Policy {
         Ok(())
     }
 
-    /// The identity headers to inject for this token, in config order.
-    /// Claims that are absent, or whose value cannot be a header value, are left out.
+    /// The identity headers to inject for this token, in config order;
+    /// an absent claim is left out. A claim no header can carry as it is
+    /// refuses the token: leaving its header out would let the upstream
+    /// take the request as someone without that claim.
     pub fn identity_headers<'a>(
         &'a self,
         t: &'a Verified,
-    ) -> impl Iterator<Item = (HeaderName, HeaderValue)> + 'a {
+    ) -> impl Iterator<Item = Result<(HeaderName, HeaderValue), AuthError>> + 'a {
         self.headers.iter().filter_map(|(header, claim)| {
-            let value = header_value(t.claims.get(claim)?)?;
-            Some((header.clone(), value))
+            let claim = t.claims.get(claim)?;
+            if matches!(claim, Claim::Json(Value::Null)) {
+                return None;
+            }
+            let value = header_value(claim).ok_or(AuthError::UnsafeClaim);
+            Some(value.map(|v| (header.clone(), v)))
         })
     }
 }
@@ -244,19 +250,28 @@ fn claim_equals(v: Claim, want: &str) -> bool {
 /// order (strings bare, anything else as compact JSON); objects as compact JSON.
 /// Values with control characters are refused by `HeaderValue`, so a claim
 /// can never split a header.
+/// A claim as header text: a string as it is, a list as its items joined
+/// with `,` (an item holding a comma could not be told apart, so such a
+/// list has no header form), anything else as JSON; `None` for `null` and
+/// for text a header cannot carry (CR, LF, NUL).
 fn header_value(v: Claim) -> Option<HeaderValue> {
     let text = match v {
         Claim::Str(s) => return HeaderValue::from_str(s).ok(),
         Claim::Number(n) => n.to_string(),
         Claim::Json(Value::Null) => return None,
-        Claim::Json(Value::Array(list)) => list
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(","),
+        Claim::Json(Value::Array(list)) => {
+            let items: Option<Vec<String>> = list
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) if s.contains(',') => None,
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                })
+                .collect();
+            items?.join(",")
+        }
         Claim::Json(other) => other.to_string(),
     };
     HeaderValue::from_str(&text).ok()
@@ -430,6 +445,10 @@ mod tests {
         assert_eq!(v(r#"{"k":1}"#).unwrap(), r#"{"k":1}"#);
         assert_eq!(v("42").unwrap(), "42");
         assert!(v(r#""evil\r\nx-injected: 1""#).is_none());
+        assert!(v(r#""nul\u0000""#).is_none());
         assert!(v("null").is_none());
+        // A list whose items cannot be told apart once joined.
+        assert!(v(r#"["admin,superuser","x"]"#).is_none());
+        assert!(v(r#"[["a"],"b"]"#).is_none());
     }
 }

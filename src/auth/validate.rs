@@ -67,6 +67,8 @@ struct Header<'a> {
     alg: Cow<'a, str>,
     #[serde(borrow)]
     kid: Option<Cow<'a, str>>,
+    /// Present at all: refused, whatever it lists.
+    crit: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +179,9 @@ impl Validator {
         let header_json = decode_b64(header_b64, &mut header_buf)?;
         let header: Header =
             serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(AuthError::CriticalExtension);
+        }
         // Onto the heap at once: the claims keep it.
         let payload = base64_simd::URL_SAFE_NO_PAD
             .decode_to_vec(payload_b64)

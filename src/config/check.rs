@@ -245,13 +245,7 @@ impl Checker<'_> {
         if threads == 0 {
             self.problem_no_span("server.threads", "must be at least 1");
         }
-        let max_body_size = match &s.max_body_size {
-            None => 1024 * 1024,
-            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
-                self.problem(v, "server.max_body_size", e);
-                0
-            }),
-        };
+        let max_body_size = self.size(&s.max_body_size, "server.max_body_size", 1024 * 1024);
         ServerSettings {
             threads: threads.max(1),
             grace_period: self.duration(&s.grace_period, "server.grace_period", secs(2)),
@@ -362,7 +356,35 @@ impl Checker<'_> {
                 .max_connections
                 .map(|n| self.at_least_one(Some(n), "server.max_connections", 1)),
             max_header_size,
+            max_connections_per_ip: s
+                .max_connections_per_ip
+                .map(|n| self.at_least_one(Some(n), "server.max_connections_per_ip", 1)),
+            max_requests_per_ip: s
+                .max_requests_per_ip
+                .map(|n| self.at_least_one(Some(n), "server.max_requests_per_ip", 1)),
+            request_buffer_size: self.size(
+                &s.request_buffer_size,
+                "server.request_buffer_size",
+                64 * 1024,
+            ) as usize,
+            min_body_rate: self.size(&s.min_body_rate, "server.min_body_rate", 1024),
+            min_body_rate_after: self.duration(
+                &s.min_body_rate_after,
+                "server.min_body_rate_after",
+                secs(10),
+            ),
         }
+    }
+
+    /// A size such as `"64KiB"`, or `default`.
+    fn size(&mut self, v: &Option<Spanned<String>>, key: &str, default: u64) -> u64 {
+        let Some(v) = v else {
+            return default;
+        };
+        parse_size(v.get_ref()).unwrap_or_else(|e| {
+            self.problem(v, key, e);
+            default
+        })
     }
 
     fn at_least_one(&mut self, v: Option<usize>, key: &str, default: usize) -> usize {

@@ -172,6 +172,20 @@ pub struct ConnectionLimits {
     pub max_connections: Option<usize>,
     /// The request line and headers together (`431` past it).
     pub max_header_size: usize,
+    /// Open connections from one client address (a trusted proxy's are not
+    /// counted); `None`: a tenth of `max_connections`, at least 16.
+    pub max_connections_per_ip: Option<usize>,
+    /// Requests with a body in flight from one client address (as
+    /// `trusted_proxies` make it out), on every listener (`503` beyond);
+    /// `None`: a tenth of `max_connections`, at least 64.
+    pub max_requests_per_ip: Option<usize>,
+    /// Request bodies up to this size are read whole before an upstream
+    /// connection is taken.
+    pub request_buffer_size: usize,
+    /// Bytes per second a request body must keep up after
+    /// `min_body_rate_after` (`408` when it falls behind); 0: no minimum.
+    pub min_body_rate: u64,
+    pub min_body_rate_after: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -49,7 +49,8 @@ impl ResponseHead {
         }
         let mut response = Response::new(body);
         *response.status_mut() = self.status;
-        *response.version_mut() = self.version;
+        // Not the upstream's version: portero answers in its own (RFC 9110
+        // §6.2), HTTP/1.1 to an HTTP/1.1 client whatever the upstream spoke.
         *response.headers_mut() = self.headers;
         response
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,6 +27,7 @@ use super::body::UpstreamBody;
 use super::codec::{self, RequestFraming};
 use super::conn::Conn;
 use super::pool::Pooled;
+use super::request_body::{BodyError, ClientBody};
 use super::{Server, UpstreamGroup};
 
 /// Why a request got no response from the upstream.
@@ -82,18 +83,18 @@ impl UpstreamGroup {
     /// connect fails (once per server), and once more when an idempotent
     /// request's connection closes before the response begins and before
     /// any of its body was sent. The whole body must arrive within
-    /// `body_timeout`.
+    /// `body_timeout` of its start.
     pub async fn send(
         &self,
         parts: http::request::Parts,
-        mut body: Incoming,
+        mut body: ClientBody,
         max_body_size: u64,
         body_timeout: Duration,
     ) -> Result<Forwarded, Failure> {
         if self.config.protocol.is_http2() {
             return self.send_h2(parts, body, max_body_size, body_timeout).await;
         }
-        let body_deadline = Instant::now() + body_timeout;
+        let body_deadline = body.started() + body_timeout;
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
         } else {
@@ -326,7 +327,7 @@ impl Exchange<'_> {
         &self,
         mut conn: Pooled,
         head: &[u8],
-        body: &mut Incoming,
+        body: &mut ClientBody,
         body_sent: &mut bool,
     ) -> Result<Forwarded, Failure> {
         let write_timeout = self.group.config.write_timeout;
@@ -380,7 +381,7 @@ impl Exchange<'_> {
     async fn send_body(
         &self,
         conn: &mut Pooled,
-        body: &mut Incoming,
+        body: &mut ClientBody,
         buf: &mut BytesMut,
     ) -> Result<bool, Failure> {
         let write_timeout = self.group.config.write_timeout;
@@ -407,8 +408,10 @@ impl Exchange<'_> {
             match frame {
                 // The client stopped sending.
                 Err(_) => return Err(Failure::ClientTimeout),
+                Ok(Some(Err(BodyError::Slow))) => return Err(Failure::ClientTimeout),
+                Ok(Some(Err(BodyError::TooLarge))) => return Err(Failure::TooLarge),
                 // The client's body broke (it went away, or framed it wrong).
-                Ok(Some(Err(_))) => return Err(Failure::Upstream),
+                Ok(Some(Err(BodyError::Broken))) => return Err(Failure::Upstream),
                 Ok(None) => {
                     if chunked {
                         out.extend_from_slice(codec::LAST_CHUNK);

@@ -21,11 +21,12 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use smallvec::SmallVec;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use super::body::{BoxError, UpstreamBody};
 use super::client::{Failure, Forwarded};
 use super::conn::Conn;
+use super::request_body::{BodyError, ClientBody};
 use super::{Server, UpstreamGroup};
 
 /// A server's HTTP/2 connection, if one is open.
@@ -37,7 +38,7 @@ impl UpstreamGroup {
     pub async fn send_h2(
         &self,
         mut parts: http::request::Parts,
-        body: Incoming,
+        body: ClientBody,
         max_body_size: u64,
         body_timeout: Duration,
     ) -> Result<Forwarded, Failure> {
@@ -81,11 +82,12 @@ impl UpstreamGroup {
             .headers
             .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
         let outcome = Arc::new(AtomicU8::new(BODY_OK));
+        let deadline = body.started() + body_timeout;
         let body = RequestBody {
             inner: Some(body),
             received: 0,
             limit: max_body_size,
-            deadline: Box::pin(tokio::time::sleep_until(Instant::now() + body_timeout)),
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
             outcome: outcome.clone(),
         };
         let sent = sender.send_request(Request::from_parts(parts, body));
@@ -179,7 +181,7 @@ const BODY_TIMED_OUT: u8 = 2;
 /// body deadline.
 pub struct RequestBody {
     /// `None`: no body (a health check's request).
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     received: u64,
     limit: u64,
     deadline: Pin<Box<Sleep>>,
@@ -209,7 +211,12 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                if e == BodyError::Slow {
+                    this.outcome.store(BODY_TIMED_OUT, Ordering::Relaxed);
+                }
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 ready!(this.deadline.as_mut().poll(cx));
@@ -220,13 +227,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        self.inner.as_ref().is_none_or(ClientBody::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
         self.inner
             .as_ref()
-            .map_or(SizeHint::with_exact(0), Incoming::size_hint)
+            .map_or(SizeHint::with_exact(0), ClientBody::size_hint)
     }
 }
 
