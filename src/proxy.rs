@@ -125,13 +125,13 @@ impl Gateway {
         let start = Instant::now();
         let live = self.shared.live.load_full();
         let method = method_label(req.method());
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let has_body = !body.is_end_stream();
         let mut trace = Trace {
             ids: self
                 .shared
                 .trace_context
-                .then(|| RequestIds::of(&parts.headers)),
+                .then(|| RequestIds::take(&mut parts.headers)),
             ..Trace::default()
         };
         // Only the log and the span need the path after the request has gone upstream.
@@ -318,11 +318,11 @@ impl Gateway {
             (peer, underscores),
         )
         .map_err(|e| self.denied(live, index, e))?;
-        if let Some(ids) = &trace.ids {
-            ids.apply(&mut parts.headers);
-        }
         trace.upstream = Some((upstream, Instant::now()));
         if let Some(protocol) = upgrade {
+            if let Some(ids) = &trace.ids {
+                ids.apply(&mut parts.headers);
+            }
             let token = verified.map(|(_, v)| tunnel::Token {
                 refused_from: live.validator.refused_from(&v),
                 verified: v,
@@ -337,6 +337,7 @@ impl Gateway {
             .send(
                 parts,
                 body,
+                trace.ids.as_ref(),
                 self.shared.max_body_size,
                 self.shared.body_timeout,
             )
@@ -821,7 +822,7 @@ fn access_log(
         client = %peer.addr.ip(),
         error = trace.failure.map(|f| respond::upstream_failure(f).1),
         trace_id = trace.ids.as_ref().map(RequestIds::trace_id),
-        request_id = trace.ids.as_ref().and_then(|i| i.request_id.to_str().ok()),
+        request_id = trace.ids.as_ref().map(RequestIds::request_id),
     );
 }
 

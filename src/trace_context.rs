@@ -2,6 +2,9 @@
 //! the client's trace continued with portero's own span as the parent, or
 //! a new trace when the client sent none (or one that does not parse);
 //! the client's request id kept, or one made. Both go in the access log.
+//! They are taken out of the client's headers when read, and written
+//! straight into an HTTP/1.1 upstream's request head (`write_lines`):
+//! no header map holds them on the usual path.
 
 use std::cell::RefCell;
 
@@ -23,25 +26,38 @@ thread_local! {
 /// A request's place in a trace, and its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestIds {
-    /// 32 lower-case hex digits.
-    trace_id: [u8; 32],
+    /// What the upstream gets: `00-` trace id `-` portero's span `-` flags.
+    traceparent: [u8; 55],
     /// The client's span (16 hex digits), parent of portero's; `None` when
     /// portero started the trace.
     client_span: Option<[u8; 16]>,
-    pub request_id: HeaderValue,
-    /// What the upstream gets: the trace with portero's span as parent.
-    traceparent: HeaderValue,
+    request_id: RequestId,
+}
+
+/// The client's request id, or 32 hex digits portero made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RequestId {
+    Client(HeaderValue),
+    Made([u8; 32]),
 }
 
 impl RequestIds {
-    /// Read off the client's headers, with fresh ids for what is missing.
-    pub fn of(headers: &HeaderMap) -> RequestIds {
+    /// Taken from the client's headers (which no longer hold them), with
+    /// fresh ids for what is missing.
+    pub fn take(headers: &mut HeaderMap) -> RequestIds {
         let mut random = [0u8; 40];
         IDS.with(|rng| rng.borrow_mut().fill_bytes(&mut random));
-        // `00-` trace id `-` span id `-` flags.
         let mut parent = *b"00-00000000000000000000000000000000-0000000000000000-01";
         let mut client_span = None;
-        match headers.get(TRACEPARENT).and_then(parse) {
+        // Most requests carry neither header: one look along the few names
+        // a request has costs less than hashing both names to find nothing.
+        let (mut sent_parent, mut sent_id) = (false, false);
+        for name in headers.keys() {
+            sent_parent |= *name == TRACEPARENT;
+            sent_id |= *name == X_REQUEST_ID;
+        }
+        let client_parent = sent_parent.then(|| headers.remove(TRACEPARENT)).flatten();
+        match client_parent.as_ref().and_then(parse) {
             Some((trace, span, flags)) => {
                 parent[3..35].copy_from_slice(trace);
                 parent[53..55].copy_from_slice(flags);
@@ -50,54 +66,71 @@ impl RequestIds {
             None => hex_into(&random[..16], &mut parent[3..35]),
         }
         hex_into(&random[16..24], &mut parent[36..52]);
-        let mut trace_id = [0u8; 32];
-        trace_id.copy_from_slice(&parent[3..35]);
-        let request_id = headers
-            .get(X_REQUEST_ID)
-            .filter(|v| {
-                !v.is_empty()
+        let request_id = match sent_id.then(|| headers.remove(X_REQUEST_ID)).flatten() {
+            Some(v)
+                if !v.is_empty()
                     && v.len() <= MAX_REQUEST_ID
-                    && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-            })
-            .cloned()
-            .unwrap_or_else(|| {
+                    && v.as_bytes().iter().all(|b| b.is_ascii_graphic()) =>
+            {
+                RequestId::Client(v)
+            }
+            _ => {
                 let mut id = [0u8; 32];
                 hex_into(&random[24..], &mut id);
-                HeaderValue::from_bytes(&id).expect("hex is header text")
-            });
+                RequestId::Made(id)
+            }
+        };
         RequestIds {
-            trace_id,
+            traceparent: parent,
             client_span,
             request_id,
-            traceparent: HeaderValue::from_bytes(&parent).expect("hex is header text"),
         }
     }
 
     pub fn trace_id(&self) -> &str {
-        std::str::from_utf8(&self.trace_id).expect("hex digits")
+        std::str::from_utf8(&self.traceparent[3..35]).expect("hex digits")
+    }
+
+    pub fn request_id(&self) -> &str {
+        let bytes = match &self.request_id {
+            RequestId::Client(v) => v.as_bytes(),
+            RequestId::Made(id) => id,
+        };
+        // Both are visible ASCII: checked as taken, or hex.
+        std::str::from_utf8(bytes).expect("visible ASCII")
     }
 
     /// Whether the trace is sampled (the `traceparent` flags' low bit): a
     /// client that sent `-00` asks that nothing be recorded.
     pub fn sampled(&self) -> bool {
-        self.traceparent.as_bytes()[54] & 1 == 1
+        self.traceparent[54] & 1 == 1
     }
 
     /// The ids as bytes, for span export.
     pub fn span_ids(&self) -> SpanIds {
-        let parent = self.traceparent.as_bytes();
         SpanIds {
-            trace: unhex(&self.trace_id),
-            span: unhex(&parent[36..52]),
+            trace: unhex(&self.traceparent[3..35]),
+            span: unhex(&self.traceparent[36..52]),
             parent: self.client_span.map(|hex| unhex(&hex)),
         }
     }
 
-    /// Sets `traceparent` and `X-Request-Id` on the upstream request;
-    /// `tracestate` passes as the client sent it.
+    /// `traceparent` and `X-Request-Id` as header lines of an HTTP/1.1
+    /// request head; `tracestate` passes as the client sent it.
+    pub fn write_lines(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"traceparent: ");
+        out.extend_from_slice(&self.traceparent);
+        out.extend_from_slice(b"\r\nx-request-id: ");
+        out.extend_from_slice(self.request_id().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The same two headers set on a request that goes on as a header map
+    /// (to an HTTP/2 upstream, or asking to upgrade).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert(TRACEPARENT, self.traceparent.clone());
-        headers.insert(X_REQUEST_ID, self.request_id.clone());
+        let value = |bytes: &[u8]| HeaderValue::from_bytes(bytes).expect("header text");
+        headers.insert(TRACEPARENT, value(&self.traceparent));
+        headers.insert(X_REQUEST_ID, value(self.request_id().as_bytes()));
     }
 }
 
@@ -148,12 +181,21 @@ fn unhex<const N: usize>(hex: &[u8]) -> [u8; N] {
     out
 }
 
-/// `bytes` as lower-case hex into `out` (twice as long).
+/// `bytes` as lower-case hex into `out` (twice as long), a byte's two
+/// digits at a time.
 fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    const PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut pairs = [[0u8; 2]; 256];
+        let mut b = 0;
+        while b < 256 {
+            pairs[b] = [DIGITS[b >> 4], DIGITS[b & 15]];
+            b += 1;
+        }
+        pairs
+    };
     for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
+        pair.copy_from_slice(&PAIRS[usize::from(*b)]);
     }
 }
 
@@ -179,7 +221,7 @@ mod tests {
     #[test]
     fn a_client_trace_is_continued_with_a_new_parent() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let ids = RequestIds::of(&with("traceparent", incoming));
+        let ids = RequestIds::take(&mut with("traceparent", incoming));
         assert_eq!(ids.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let out = sent(&ids);
         let parts: Vec<&str> = out.split('-').collect();
@@ -201,7 +243,7 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "garbage",
         ] {
-            let ids = RequestIds::of(&with("traceparent", bad));
+            let ids = RequestIds::take(&mut with("traceparent", bad));
             assert_ne!(
                 ids.trace_id(),
                 "4bf92f3577b34da6a3ce929d0e0e4736",
@@ -213,7 +255,7 @@ mod tests {
         // A later version's first four fields are read.
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
         assert_eq!(
-            RequestIds::of(&with("traceparent", later)).trace_id(),
+            RequestIds::take(&mut with("traceparent", later)).trace_id(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
     }
@@ -221,7 +263,7 @@ mod tests {
     #[test]
     fn span_ids_name_the_trace_portero_s_span_and_the_client_s() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let ids = RequestIds::of(&with("traceparent", incoming));
+        let ids = RequestIds::take(&mut with("traceparent", incoming));
         let span = ids.span_ids();
         assert_eq!(span.trace[..4], [0x4b, 0xf9, 0x2f, 0x35]);
         assert_eq!(span.trace[15], 0x36);
@@ -234,24 +276,49 @@ mod tests {
         assert_eq!(sent(&ids).split('-').nth(2), Some(sent_span.as_str()));
         assert!(ids.sampled());
         let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-        assert!(!RequestIds::of(&with("traceparent", unsampled)).sampled());
+        assert!(!RequestIds::take(&mut with("traceparent", unsampled)).sampled());
         // A trace portero starts is sampled and has no parent.
-        let new = RequestIds::of(&HeaderMap::new());
+        let new = RequestIds::take(&mut HeaderMap::new());
         assert!(new.sampled());
         assert_eq!(new.span_ids().parent, None);
     }
 
     #[test]
     fn a_request_id_is_kept_or_made() {
-        let ids = RequestIds::of(&with("x-request-id", "abc-123"));
-        assert_eq!(ids.request_id, "abc-123");
-        let made = RequestIds::of(&HeaderMap::new()).request_id;
-        assert_eq!(made.len(), 32);
+        let ids = RequestIds::take(&mut with("x-request-id", "abc-123"));
+        assert_eq!(ids.request_id(), "abc-123");
+        let made = RequestIds::take(&mut HeaderMap::new());
+        assert_eq!(made.request_id().len(), 32);
+        assert!(made.request_id().bytes().all(|b| b.is_ascii_hexdigit()));
         let long = "x".repeat(200);
         assert_ne!(
-            RequestIds::of(&with("x-request-id", &long)).request_id,
+            RequestIds::take(&mut with("x-request-id", &long)).request_id(),
             long.as_str()
         );
-        assert_ne!(made, RequestIds::of(&HeaderMap::new()).request_id);
+        let other = RequestIds::take(&mut HeaderMap::new());
+        assert_ne!(made.request_id(), other.request_id());
+    }
+
+    #[test]
+    fn the_client_s_ids_are_taken_out_and_the_head_lines_match_the_headers() {
+        let mut client = with(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        client.append("traceparent", HeaderValue::from_static("00-second"));
+        client.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        client.insert("tracestate", HeaderValue::from_static("vendor=1"));
+        let ids = RequestIds::take(&mut client);
+        assert_eq!(client.len(), 1, "only tracestate is left: {client:?}");
+        let mut lines = Vec::new();
+        ids.write_lines(&mut lines);
+        let mut headers = HeaderMap::new();
+        ids.apply(&mut headers);
+        let expected = format!(
+            "traceparent: {}\r\nx-request-id: abc-123\r\n",
+            headers[TRACEPARENT].to_str().unwrap()
+        );
+        assert_eq!(String::from_utf8(lines).unwrap(), expected);
+        assert!(expected.contains(ids.trace_id()));
     }
 }

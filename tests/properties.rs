@@ -238,7 +238,14 @@ proptest! {
             );
         }
         let mut out = Vec::new();
-        wire::write_head(&mut out, &Method::POST, &path, &headers, "h:1", RequestFraming::Chunked);
+        wire::write_head(
+            &mut out,
+            (&Method::POST, &path),
+            &headers,
+            "h:1",
+            RequestFraming::Chunked,
+            None,
+        );
         let head_len = out.len();
         for chunk in &chunks {
             wire::chunk(&mut out, chunk);

@@ -29,6 +29,7 @@ use super::conn::Conn;
 use super::pool::Pooled;
 use super::request_body::{BodyError, ClientBody};
 use super::{Server, UpstreamGroup};
+use crate::trace_context::RequestIds;
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,15 +84,20 @@ impl UpstreamGroup {
     /// connect fails (once per server), and once more when an idempotent
     /// request's connection closes before the response begins and before
     /// any of its body was sent. The whole body must arrive within
-    /// `body_timeout` of its start.
+    /// `body_timeout` of its start. `trace` is the trace context the
+    /// upstream is told of.
     pub async fn send(
         &self,
-        parts: http::request::Parts,
+        mut parts: http::request::Parts,
         mut body: ClientBody,
+        trace: Option<&RequestIds>,
         max_body_size: u64,
         body_timeout: Duration,
     ) -> Result<Forwarded, Failure> {
         if self.config.protocol.is_http2() {
+            if let Some(ids) = trace {
+                ids.apply(&mut parts.headers);
+            }
             return self.send_h2(parts, body, max_body_size, body_timeout).await;
         }
         let body_deadline = body.started() + body_timeout;
@@ -148,11 +154,11 @@ impl UpstreamGroup {
             head.clear();
             codec::write_head(
                 &mut head,
-                &parts.method,
-                path,
+                (&parts.method, path),
                 &parts.headers,
                 &server.authority,
                 framing,
+                trace,
             );
             let exchange = Exchange {
                 group: self,
@@ -205,11 +211,11 @@ impl UpstreamGroup {
         let mut head = Vec::with_capacity(1024);
         codec::write_head(
             &mut head,
-            &parts.method,
-            path,
+            (&parts.method, path),
             &parts.headers,
             &server.authority,
             RequestFraming::Empty,
+            None,
         );
         match tokio::time::timeout(self.config.write_timeout, stream.write_all(&head)).await {
             Err(_) => return Err(Failure::Timeout),

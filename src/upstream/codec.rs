@@ -13,6 +13,8 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use smallvec::SmallVec;
 
+use crate::trace_context::RequestIds;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either
 /// direction. hyper frames each hop's body itself, so `Transfer-Encoding`
 /// goes too.
@@ -45,16 +47,17 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Writes the request line and headers. Framing headers and `Expect` come
-/// from portero, never from the client's copy: hyper has already answered
+/// Writes the request line and headers, with the trace context's lines
+/// when there is one. Framing headers and `Expect` come from portero,
+/// never from the client's copy: hyper has already answered
 /// `100-continue` and de-framed the body.
 pub fn write_head(
     out: &mut Vec<u8>,
-    method: &Method,
-    path: &str,
+    (method, path): (&Method, &str),
     headers: &HeaderMap,
     authority: &str,
     framing: RequestFraming,
+    trace: Option<&RequestIds>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -68,6 +71,9 @@ pub fn write_head(
             continue;
         }
         line(out, name.as_str(), value.as_bytes());
+    }
+    if let Some(ids) = trace {
+        ids.write_lines(out);
     }
     match framing {
         RequestFraming::Empty
@@ -458,11 +464,11 @@ mod tests {
         let mut out = Vec::new();
         write_head(
             &mut out,
-            &Method::POST,
-            "/a?b=1",
+            (&Method::POST, "/a?b=1"),
             &headers,
             "10.0.0.1:80",
             RequestFraming::Chunked,
+            None,
         );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
@@ -472,21 +478,21 @@ mod tests {
         let mut out = Vec::new();
         write_head(
             &mut out,
-            &Method::GET,
-            "/",
+            (&Method::GET, "/"),
             &HeaderMap::new(),
             "10.0.0.1:80",
             RequestFraming::Empty,
+            None,
         );
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: 10.0.0.1:80\r\n\r\n");
         let mut out = Vec::new();
         write_head(
             &mut out,
-            &Method::PUT,
-            "/",
+            (&Method::PUT, "/"),
             &headers,
             "h",
             RequestFraming::Length(12),
+            None,
         );
         assert!(String::from_utf8(out)
             .unwrap()
