@@ -231,7 +231,7 @@ impl Gateway {
         if let Some((config, rest)) = decision {
             let original =
                 forward_auth::original(config, &rest, &parts).map_err(RequestError::BadTarget)?;
-            return self.decide(live, original, ip, trace).await;
+            return Box::pin(self.decide(live, original, ip, trace)).await;
         }
         if parts.uri.path() == JWKS_PATH && parts.method == Method::GET {
             let jwks = live.validator.keys().jwks().to_string();
@@ -261,9 +261,10 @@ impl Gateway {
         }
         let (upstream, strip_prefix, policy, upgrades, underscores) = match &route.action {
             RouteAction::Issue { issuer, endpoint } => {
-                let (reply, body_read) = self
-                    .token_endpoint(live, *issuer, *endpoint, &parts, body, ip)
-                    .await;
+                // Boxed, like a decision and a tunnel: their state would
+                // otherwise be carried (and copied) by every proxied request.
+                let (reply, body_read) =
+                    Box::pin(self.token_endpoint(live, *issuer, *endpoint, &parts, body, ip)).await;
                 trace.body_read = body_read;
                 return Ok(respond::json(reply.status, reply.body));
             }
@@ -328,9 +329,7 @@ impl Gateway {
                 verified: v,
                 revocations: self.shared.revocations.clone(),
             });
-            return self
-                .tunnel(group, parts, protocol, token, &route.name)
-                .await;
+            return Box::pin(self.tunnel(group, parts, protocol, token, &route.name)).await;
         }
         let body = self.receive(&parts, body).await?;
         let forwarded = group

@@ -98,7 +98,9 @@ impl UpstreamGroup {
             if let Some(ids) = trace {
                 ids.apply(&mut parts.headers);
             }
-            return self.send_h2(parts, body, max_body_size, body_timeout).await;
+            // Boxed here, and a new connection below: rare paths whose
+            // state would otherwise ride in every request's future.
+            return Box::pin(self.send_h2(parts, body, max_body_size, body_timeout)).await;
         }
         let body_deadline = body.started() + body_timeout;
         let framing = if body.is_end_stream() {
@@ -137,7 +139,7 @@ impl UpstreamGroup {
             let pooled = if pooled_ok { server.idle.take() } else { None };
             let stream = match pooled {
                 Some(stream) => stream,
-                None => match self.connect(&server).await {
+                None => match Box::pin(self.connect(&server)).await {
                     Ok(stream) => stream,
                     Err(f) => {
                         self.passive(&server, &Err(f));
