@@ -42,26 +42,32 @@ pub fn headers_to_strip(
     trusted: bool,
     keep_underscores: bool,
 ) -> Vec<HeaderName> {
-    let mut out: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            if !keep_underscores && name.as_str().contains('_') {
-                return true;
-            }
-            let folded = fold(name.as_str());
-            let n = folded.as_ref();
-            is_hop_by_hop(name)
-                || REWRITE_HEADERS.contains(&n)
-                || (!trusted && HOP_REPORTS.contains(&n))
-                || auth.strip_exact.iter().any(|s| s == n)
-                || auth
-                    .strip_prefixes
-                    .iter()
-                    .any(|p| n.starts_with(p.as_str()))
-        })
-        .cloned()
-        .collect();
-    out.extend(named_by_connection(headers).filter(|n| n != HOST && n != AUTHORIZATION));
+    let mut out = Vec::new();
+    // Most requests have no `Connection` header: looking for the names it
+    // lists only when one went by saves hashing its name to find nothing.
+    let mut connection = false;
+    for name in headers.keys() {
+        connection |= name == CONNECTION;
+        if is_hop_by_hop(name) || (!keep_underscores && name.as_str().contains('_')) {
+            out.push(name.clone());
+            continue;
+        }
+        let folded = fold(name.as_str());
+        let n = folded.as_ref();
+        if REWRITE_HEADERS.contains(&n)
+            || (!trusted && HOP_REPORTS.contains(&n))
+            || auth.strip_exact.iter().any(|s| s == n)
+            || auth
+                .strip_prefixes
+                .iter()
+                .any(|p| n.starts_with(p.as_str()))
+        {
+            out.push(name.clone());
+        }
+    }
+    if connection {
+        out.extend(named_by_connection(headers).filter(|n| n != HOST && n != AUTHORIZATION));
+    }
     out
 }
 

@@ -205,7 +205,10 @@ fn parse_head(
             continue;
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(spans.len());
+        // Room to spare: hyper clears this map once the response is written
+        // and parses the connection's next request into it, to which the
+        // identity and `X-Forwarded-*` headers are then added.
+        let mut headers = HeaderMap::with_capacity(spans.len() + 8);
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut transfer_encoding = false;
