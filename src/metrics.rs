@@ -3,6 +3,9 @@
 //! bounded by the config: route, upstream and issuer names, methods from a
 //! fixed list, status codes, and reason codes. Never a subject or a token.
 
+use std::sync::RwLock;
+
+use http::StatusCode;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -79,10 +82,42 @@ pub struct StoreMetrics {
 /// The series every request on one route touches, looked up by label once
 /// (when the route is loaded) rather than on every request.
 pub struct RouteSeries {
+    pub requests: RouteRequests,
     pub duration: Histogram,
     pub in_flight: IntGauge,
     /// Decisions `allow`/`ok`, on a protected route.
     pub allowed: Option<IntCounter>,
+}
+
+/// A route's `portero_http_requests_total` series, by method and status, kept
+/// as they are first used: a request finds its counter in a short list
+/// instead of hashing three label values.
+pub struct RouteRequests {
+    all: IntCounterVec,
+    route: String,
+    seen: RwLock<Vec<(&'static str, StatusCode, IntCounter)>>,
+}
+
+/// More (method, status) pairs than a route sees in practice; past it the
+/// labels are looked up each time.
+const SEEN_SERIES: usize = 32;
+
+impl RouteRequests {
+    pub fn inc(&self, method: &'static str, status: StatusCode) {
+        let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((.., counter)) = seen.iter().find(|(m, s, _)| *s == status && *m == method) {
+            return counter.inc();
+        }
+        drop(seen);
+        let counter = self
+            .all
+            .with_label_values(&[&self.route, method, status.as_str()]);
+        counter.inc();
+        let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
+        if seen.len() < SEEN_SERIES && !seen.iter().any(|(m, s, _)| *s == status && *m == method) {
+            seen.push((method, status, counter));
+        }
+    }
 }
 
 /// The series every forwarded request of one upstream group touches.
@@ -410,6 +445,11 @@ impl Metrics {
             }
         }
         RouteSeries {
+            requests: RouteRequests {
+                all: self.requests.clone(),
+                route: route.name.clone(),
+                seen: RwLock::new(Vec::new()),
+            },
             duration: self.request_duration.with_label_values(&[&route.name]),
             in_flight: self.in_flight.with_label_values(&[&route.name]),
             allowed: protected.then(|| {
@@ -517,5 +557,39 @@ pub fn method_label(m: &http::Method) -> &'static str {
         http::Method::HEAD => "HEAD",
         http::Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_s_requests_count_in_their_own_method_and_status_series() {
+        let all = IntCounterVec::new(
+            Opts::new("portero_http_requests_total", "requests"),
+            &["route", "method", "status"],
+        )
+        .unwrap();
+        let requests = RouteRequests {
+            all: all.clone(),
+            route: "orders".into(),
+            seen: RwLock::new(Vec::new()),
+        };
+        for _ in 0..3 {
+            requests.inc("GET", StatusCode::OK);
+        }
+        requests.inc("POST", StatusCode::OK);
+        requests.inc("GET", StatusCode::NOT_FOUND);
+        let count = |method, status| all.with_label_values(&["orders", method, status]).get();
+        assert_eq!(count("GET", "200"), 3);
+        assert_eq!(count("POST", "200"), 1);
+        assert_eq!(count("GET", "404"), 1);
+        // Past the list's length, series are still counted (by label lookup).
+        for code in 200..(200 + SEEN_SERIES as u16 + 5) {
+            requests.inc("PUT", StatusCode::from_u16(code).unwrap());
+        }
+        assert_eq!(requests.seen.read().unwrap().len(), SEEN_SERIES);
+        assert_eq!(count("PUT", "236"), 1);
     }
 }

@@ -548,20 +548,32 @@ impl Gateway {
     }
 
     /// The request's metrics: by route, method and status; by upstream.
-    fn record(&self, live: &Live, trace: &Trace, method: &str, status: StatusCode, start: Instant) {
-        let route = trace.route_name(live);
+    fn record(
+        &self,
+        live: &Live,
+        trace: &Trace,
+        method: &'static str,
+        status: StatusCode,
+        start: Instant,
+    ) {
         let metrics = &self.shared.metrics;
-        metrics
-            .requests
-            .with_label_values(&[route, method, status.as_str()])
-            .inc();
         let elapsed = start.elapsed().as_secs_f64();
         match trace.route {
-            Some(i) => live.route_series[i].duration.observe(elapsed),
-            None => metrics
-                .request_duration
-                .with_label_values(&[route])
-                .observe(elapsed),
+            Some(i) => {
+                let series = &live.route_series[i];
+                series.requests.inc(method, status);
+                series.duration.observe(elapsed);
+            }
+            None => {
+                metrics
+                    .requests
+                    .with_label_values(&["none", method, status.as_str()])
+                    .inc();
+                metrics
+                    .request_duration
+                    .with_label_values(&["none"])
+                    .observe(elapsed);
+            }
         }
         if let Some((index, started)) = trace.upstream {
             let series = &live.upstreams[index].series;

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::Body;
@@ -339,10 +340,20 @@ impl Exchange<'_> {
         body_sent: &mut bool,
     ) -> Result<Forwarded, Failure> {
         let write_timeout = self.group.config.write_timeout;
-        match tokio::time::timeout(write_timeout, conn.stream_mut().write_all(head)).await {
-            Err(_) => return Err(Failure::Timeout),
-            Ok(Err(_)) => return Err(Failure::Closed),
-            Ok(Ok(())) => {}
+        // A head almost always fits the socket's buffer at once: the timer
+        // (a clock read, a timer entry) is set only for what did not.
+        let written = match conn.stream_mut().write(head).now_or_never() {
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Err(Failure::Closed),
+            None => 0,
+        };
+        if written < head.len() {
+            let rest = conn.stream_mut().write_all(&head[written..]);
+            match tokio::time::timeout(write_timeout, rest).await {
+                Err(_) => return Err(Failure::Timeout),
+                Ok(Err(_)) => return Err(Failure::Closed),
+                Ok(Ok(())) => {}
+            }
         }
         let mut buf = BytesMut::with_capacity(8 * 1024);
         let mut body_read = true;
