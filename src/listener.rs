@@ -327,10 +327,10 @@ async fn serve<S, H: Handler>(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        // The watchdog times heads; hyper's own timer (which also runs while
-        // a connection idles) is the outer bound.
-        .header_read_timeout(limits.header_timeout + limits.idle_timeout)
+        // The watchdog times heads and idle connections, off the request
+        // path; hyper's own head timer would set and clear a timer entry
+        // for every request.
+        .header_read_timeout(None)
         .max_buf_size(serving.max_header_size)
         // One copy into one buffer and a plain write is cheaper here than
         // the kernel's vectored path for API-sized messages (BENCHMARKS.md).

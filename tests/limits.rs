@@ -208,6 +208,26 @@ async fn idle_connections_close_and_the_admin_listener_times_heads_too() {
     assert!(cut || closed_within(&mut slow, Duration::from_secs(2)).await);
     assert!(trickle.elapsed() < Duration::from_secs(4));
 
+    // So is the second head of a kept-alive connection (hyper's own head
+    // timer is off: the watchdog alone times heads).
+    let mut kept = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
+    kept.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let trickle = Instant::now();
+    let mut cut = false;
+    for b in b"GET /a HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+        if kept.write_all(&[*b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cut || closed_within(&mut kept, Duration::from_secs(2)).await);
+    assert!(trickle.elapsed() < Duration::from_secs(4));
+
     let mut admin = TcpStream::connect(("127.0.0.1", gw.admin_port))
         .await
         .unwrap();
