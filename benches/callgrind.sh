@@ -6,7 +6,8 @@
 # nginx origin of origin.sh; `wrk -t1 -c50` warms it for 3 s, the counters
 # are zeroed, and 10 s are counted. User space only: the kernel's share,
 # the same for every program here, is not in the count. KEEP=DIR keeps
-# each profile there for `callgrind_annotate --inclusive=yes`.
+# each profile there for `callgrind_annotate --inclusive=yes`. HEADER adds
+# one request header (e.g. HEADER='Origin: https://app.example.com').
 # Needs valgrind, nginx, wrk, python3.
 #
 #   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
@@ -20,9 +21,11 @@ for cmd in "$@"; do
     > "$TMP/gateway.log" 2>&1 &
   gateway=$!
   wait_for_gateway 60
-  wrk -t1 -c50 -d3s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18085/ > /dev/null
+  extra=()
+  [ -n "${HEADER:-}" ] && extra=(-H "$HEADER")
+  wrk -t1 -c50 -d3s -H "Authorization: Bearer $TOKEN" "${extra[@]}" http://127.0.0.1:18085/ > /dev/null
   callgrind_control --zero "$gateway" > /dev/null 2>&1
-  out=$(timeout 30 wrk -t1 -c50 -d10s -H "Authorization: Bearer $TOKEN" http://127.0.0.1:18085/)
+  out=$(timeout 30 wrk -t1 -c50 -d10s -H "Authorization: Bearer $TOKEN" "${extra[@]}" http://127.0.0.1:18085/)
   callgrind_control --dump "$gateway" > /dev/null 2>&1
   kill -9 -- "-$gateway" 2>/dev/null; wait "$gateway" 2>/dev/null || true; gateway=""
   requests=$(awk '/requests in/ {print $1}' <<< "$out")
