@@ -8,7 +8,7 @@ use portero::{config, server};
 
 // A request allocates a few dozen small blocks and frees them on the same
 // thread: mimalloc's per-thread free lists serve that in about a third of
-// glibc's instructions (BENCHMARKS.md, "Current figures").
+// glibc's instructions (BENCHMARKS.md, "The hot path and its budget").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
