@@ -165,6 +165,22 @@ async fn silent_and_half_open_connections_cannot_starve_a_low_fd_limit() {
     assert!(timed_out > 0.0 && evicted > 0.0, "{timed_out} {evicted}");
 }
 
+/// A head sent a byte every 50 ms: the connection is closed (at the header
+/// timeout of 500 ms) well before the 4 s the whole head would take.
+async fn trickled_head_is_cut(stream: &mut TcpStream) {
+    let trickle = Instant::now();
+    let mut cut = false;
+    for b in b"GET /a HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+        if stream.write_all(&[*b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cut || closed_within(stream, Duration::from_secs(2)).await);
+    assert!(trickle.elapsed() < Duration::from_secs(4));
+}
+
 #[tokio::test]
 async fn idle_connections_close_and_the_admin_listener_times_heads_too() {
     let up = Upstream::start("app").await;
@@ -196,17 +212,7 @@ async fn idle_connections_close_and_the_admin_listener_times_heads_too() {
 
     // A head sent a byte at a time is cut at the header timeout, not served.
     let mut slow = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
-    let trickle = Instant::now();
-    let mut cut = false;
-    for b in b"GET /a HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
-        if slow.write_all(&[*b]).await.is_err() {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(cut || closed_within(&mut slow, Duration::from_secs(2)).await);
-    assert!(trickle.elapsed() < Duration::from_secs(4));
+    trickled_head_is_cut(&mut slow).await;
 
     // So is the second head of a kept-alive connection (hyper's own head
     // timer is off: the watchdog alone times heads).
@@ -216,17 +222,7 @@ async fn idle_connections_close_and_the_admin_listener_times_heads_too() {
         .unwrap();
     let n = kept.read(&mut buf).await.unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-    let trickle = Instant::now();
-    let mut cut = false;
-    for b in b"GET /a HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
-        if kept.write_all(&[*b]).await.is_err() {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(cut || closed_within(&mut kept, Duration::from_secs(2)).await);
-    assert!(trickle.elapsed() < Duration::from_secs(4));
+    trickled_head_is_cut(&mut kept).await;
 
     let mut admin = TcpStream::connect(("127.0.0.1", gw.admin_port))
         .await
