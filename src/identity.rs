@@ -6,19 +6,24 @@ use std::borrow::Cow;
 
 use http::header::{HeaderValue, AUTHORIZATION, CONNECTION, HOST};
 use http::{HeaderMap, HeaderName, Uri};
+use smallvec::SmallVec;
 
 use crate::auth::policy::same_name;
 use crate::config::AuthSettings;
 use crate::config::TokenSource;
+use crate::trace_context::RequestIds;
 use crate::upstream::codec::is_hop_by_hop;
 
 /// Headers that re-route a request inside IIS, Symfony and other
 /// frameworks: a client must not pick the upstream's path past the route.
 const REWRITE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
+/// What portero says itself (`Added`): the client's copies never go on.
+const REPLACED: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
+
 /// What an untrusted client says about other hops, or about the address or
-/// prefix the client used; `X-Forwarded-For`, `-Proto` and `-Host` are
-/// replaced rather than removed (`set_forwarded`).
+/// prefix the client used. (`X-Forwarded-For`, `-Proto` and `-Host` are
+/// `REPLACED` whoever sent them.)
 const HOP_REPORTS: [&str; 6] = [
     "forwarded",
     "x-real-ip",
@@ -32,7 +37,7 @@ const HOP_REPORTS: [&str; 6] = [
 /// unless the route keeps them (as nginx's `underscores_in_headers off`),
 /// the configured identity headers and strip patterns, URL-rewrite
 /// headers, hop-by-hop headers (`Proxy-Authorization` among them), the
-/// `HOP_REPORTS` unless the peer is a `trusted` proxy, and any header that
+/// `REPLACED` ones, the `HOP_REPORTS` unless the peer is a `trusted` proxy, and any header that
 /// the client's `Connection` header names (but `Host` and `Authorization`).
 /// Names are compared as CGI, WSGI and Rack read them (`x_user_sub` is
 /// `x-user-sub`), so no spelling slips past where underscores are kept.
@@ -55,6 +60,7 @@ pub fn headers_to_strip(
         let folded = fold(name.as_str());
         let n = folded.as_ref();
         if REWRITE_HEADERS.contains(&n)
+            || REPLACED.contains(&n)
             || (!trusted && HOP_REPORTS.contains(&n))
             || auth.strip_exact.iter().any(|s| s == n)
             || auth
@@ -139,39 +145,107 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Sets `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` (the
-/// host the client asked for) from what this gateway saw. A trusted proxy's
-/// `X-Forwarded-For` is extended; anyone else's is replaced, since a client
-/// can write anything there (`headers_to_strip` removes its `Forwarded`
-/// and `X-Real-IP`).
-/// `client` is the client's address as header text, made once per connection.
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    host: Option<HeaderValue>,
-    client: &HeaderValue,
-    tls: bool,
-    trusted: bool,
-) {
-    let prior = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if trusted && !prior.trim().is_empty() => Some(prior),
-        _ => None,
-    };
-    let xff = match prior {
-        Some(prior) => {
-            let client = client.to_str().unwrap_or_default();
-            HeaderValue::try_from(format!("{prior}, {client}")).ok()
+/// What portero adds to a forwarded request beside the client's headers
+/// (whose copies of these names `headers_to_strip` removes): the verified
+/// identity, `X-Forwarded-For`, `-Proto` and `-Host` as this gateway saw
+/// them, and the trace context. An HTTP/1.1 upstream gets them written
+/// straight into its request head (`write_lines`); a request that goes on
+/// as a header map (to an HTTP/2 upstream, or asking to upgrade) gets them
+/// inserted (`apply`). Building them into the map for every request cost
+/// a hash and an insert each.
+pub struct Added<'a> {
+    /// The route's identity headers, each a claim of the verified token.
+    pub identity: SmallVec<[(HeaderName, HeaderValue); 4]>,
+    /// What a trusted proxy said in `X-Forwarded-For`, extended with `client`.
+    pub prior_for: Option<HeaderValue>,
+    /// The client's address as header text, made once per connection.
+    pub client: &'a HeaderValue,
+    pub tls: bool,
+    /// The host the client asked for.
+    pub host: Option<HeaderValue>,
+    pub ids: Option<&'a RequestIds>,
+}
+
+impl Added<'_> {
+    /// The added headers as lines of an HTTP/1.1 head.
+    pub fn write_lines(&self, out: &mut Vec<u8>) {
+        for (name, value) in &self.identity {
+            line(out, name.as_str().as_bytes(), &[value.as_bytes()]);
         }
-        None => Some(client.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
+        match &self.prior_for {
+            Some(prior) => line(
+                out,
+                b"x-forwarded-for",
+                &[prior.as_bytes(), b", ", self.client.as_bytes()],
+            ),
+            None => line(out, b"x-forwarded-for", &[self.client.as_bytes()]),
+        }
+        line(out, b"x-forwarded-proto", &[self.proto().as_bytes()]);
+        if let Some(host) = &self.host {
+            line(out, b"x-forwarded-host", &[host.as_bytes()]);
+        }
+        if let Some(ids) = self.ids {
+            ids.write_lines(out);
+        }
     }
-    let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
-    headers.insert(X_FORWARDED_PROTO, proto);
-    match host {
-        Some(v) => headers.insert(X_FORWARDED_HOST, v),
-        None => headers.remove(X_FORWARDED_HOST),
-    };
+
+    /// The added headers set in a request's header map.
+    pub fn apply(self, headers: &mut HeaderMap) {
+        let proto = HeaderValue::from_static(self.proto());
+        for (name, value) in self.identity {
+            headers.insert(name, value);
+        }
+        let forwarded_for = match &self.prior_for {
+            Some(prior) => {
+                let mut text = prior.as_bytes().to_vec();
+                text.extend_from_slice(b", ");
+                text.extend_from_slice(self.client.as_bytes());
+                HeaderValue::from_bytes(&text).ok()
+            }
+            None => Some(self.client.clone()),
+        };
+        if let Some(value) = forwarded_for {
+            headers.insert(X_FORWARDED_FOR, value);
+        }
+        headers.insert(X_FORWARDED_PROTO, proto);
+        if let Some(host) = self.host {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        if let Some(ids) = self.ids {
+            ids.apply(headers);
+        }
+    }
+
+    fn proto(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// One header line, its value in pieces.
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[&[u8]]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    for piece in value {
+        out.extend_from_slice(piece);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A trusted proxy's `X-Forwarded-For`, to be extended; `None` from anyone
+/// else, since a client can write anything there (`headers_to_strip`
+/// removes its copy, and its `Forwarded` and `X-Real-IP`).
+pub fn prior_forwarded_for(headers: &HeaderMap, trusted: bool) -> Option<HeaderValue> {
+    if !trusted {
+        return None;
+    }
+    headers
+        .get(X_FORWARDED_FOR)
+        .filter(|v| v.to_str().is_ok_and(|text| !text.trim().is_empty()))
+        .cloned()
 }
 
 /// `/api/users?x=1` with route prefix `/api` → `/users?x=1`: as many
@@ -283,8 +357,31 @@ mod tests {
                 "x_forwarded_proto"
             ]
         );
-        // From a trusted proxy the reports stay; a route may keep underscores.
-        assert_eq!(names(true, true), ["proxy-authorization"]);
+        // From a trusted proxy the reports stay; a route may keep
+        // underscores, but not in a spelling of the names portero writes.
+        assert_eq!(
+            names(true, true),
+            [
+                "proxy-authorization",
+                "x_forwarded_for",
+                "x_forwarded_host",
+                "x_forwarded_proto"
+            ]
+        );
+    }
+
+    fn added<'a>(client: &'a HeaderValue, prior: Option<HeaderValue>) -> Added<'a> {
+        Added {
+            identity: SmallVec::from_iter([(
+                HeaderName::from_static("x-user-sub"),
+                HeaderValue::from_static("alice"),
+            )]),
+            prior_for: prior,
+            client,
+            tls: true,
+            host: Some(HeaderValue::from_static("api.example")),
+            ids: None,
+        }
     }
 
     #[test]
@@ -295,24 +392,52 @@ mod tests {
         headers.insert("forwarded", "for=10.0.0.1".parse().unwrap());
         headers.insert("x_real_ip", "10.0.0.1".parse().unwrap());
         let stripped = headers_to_strip(&headers, &settings(), false, true);
-        assert_eq!(stripped, ["forwarded", "x_real_ip"]);
-        assert!(headers_to_strip(&headers, &settings(), true, true).is_empty());
-        let host = Some(HeaderValue::from_static("api.example"));
+        assert_eq!(
+            stripped,
+            [
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "forwarded",
+                "x_real_ip"
+            ]
+        );
+        assert_eq!(
+            headers_to_strip(&headers, &settings(), true, true),
+            ["x-forwarded-for", "x-forwarded-host"]
+        );
+        assert!(prior_forwarded_for(&headers, false).is_none());
         let client = HeaderValue::from_static("127.0.0.1");
-        set_forwarded(&mut headers, host, &client, true, false);
-        assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
-        assert_eq!(headers["x-forwarded-proto"], "https");
-        assert_eq!(headers["x-forwarded-host"], "api.example");
+        let mut head = Vec::new();
+        added(&client, None).write_lines(&mut head);
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "x-user-sub: alice\r\nx-forwarded-for: 127.0.0.1\r\n\
+             x-forwarded-proto: https\r\nx-forwarded-host: api.example\r\n"
+        );
+        let mut map = HeaderMap::new();
+        added(&client, None).apply(&mut map);
+        assert_eq!(map["x-user-sub"], "alice");
+        assert_eq!(map["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(map["x-forwarded-proto"], "https");
+        assert_eq!(map["x-forwarded-host"], "api.example");
     }
 
     #[test]
     fn forwarded_headers_from_a_trusted_proxy_are_extended() {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        let prior = prior_forwarded_for(&headers, true);
         let client = HeaderValue::from_static("127.0.0.1");
-        set_forwarded(&mut headers, None, &client, false, true);
-        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
-        assert_eq!(headers["x-forwarded-proto"], "http");
+        let mut head = Vec::new();
+        added(&client, prior.clone()).write_lines(&mut head);
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.contains("\r\nx-forwarded-for: 10.0.0.1, 127.0.0.1\r\n"));
+        let mut map = HeaderMap::new();
+        added(&client, prior).apply(&mut map);
+        assert_eq!(map["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        // An empty report is no report.
+        headers.insert("x-forwarded-for", " ".parse().unwrap());
+        assert!(prior_forwarded_for(&headers, true).is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
+use smallvec::SmallVec;
 
 use crate::auth::keys::KeySet;
 use crate::auth::revocation::Revocations;
@@ -28,7 +29,7 @@ use crate::config::{
 };
 use crate::cors;
 use crate::forward_auth;
-use crate::identity;
+use crate::identity::{self, Added};
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::jwks::Registry;
 use crate::limits::{self, Caller, ClientShare, Held, Limit, Phase, RateReport, Refusal};
@@ -309,7 +310,7 @@ impl Gateway {
             return Err(RequestError::CorsRefused(cors::Refusal::Origin));
         }
         let prefix = strip_prefix.then_some(route.path.as_str());
-        rewrite(
+        let added = rewrite(
             &mut parts,
             live,
             group,
@@ -319,11 +320,13 @@ impl Gateway {
             (peer, underscores),
         )
         .map_err(|e| self.denied(live, index, e))?;
+        let added = Added {
+            ids: trace.ids.as_ref(),
+            ..added
+        };
         trace.upstream = Some((upstream, Instant::now()));
         if let Some(protocol) = upgrade {
-            if let Some(ids) = &trace.ids {
-                ids.apply(&mut parts.headers);
-            }
+            added.apply(&mut parts.headers);
             let token = verified.map(|(_, v)| tunnel::Token {
                 refused_from: live.validator.refused_from(&v),
                 verified: v,
@@ -336,7 +339,7 @@ impl Gateway {
             .send(
                 parts,
                 body,
-                trace.ids.as_ref(),
+                added,
                 self.shared.max_body_size,
                 self.shared.body_timeout,
             )
@@ -738,25 +741,27 @@ fn route<'l>(
 }
 
 /// What the upstream is told: client-sent identity headers stripped, the
-/// verified identity injected (and the token removed unless forwarded), one
-/// Host, the `X-Forwarded-*` headers, and the route prefix taken off.
-fn rewrite(
+/// token removed unless forwarded, one Host, and the route prefix taken
+/// off; and what portero adds (the verified identity, `X-Forwarded-*`),
+/// to be written after the client's headers. (`ids` is left to the caller.)
+fn rewrite<'p>(
     parts: &mut Parts,
     live: &Live,
     group: &UpstreamGroup,
     verified: Option<&(&Policy, Arc<Verified>)>,
     host: Option<HeaderValue>,
     strip_prefix: Option<&str>,
-    (peer, keep_underscores): (&Peer, bool),
-) -> Result<(), AuthError> {
+    (peer, keep_underscores): (&'p Peer, bool),
+) -> Result<Added<'p>, AuthError> {
     let headers = &mut parts.headers;
+    let prior_for = identity::prior_forwarded_for(headers, peer.trusted);
     for name in identity::headers_to_strip(headers, &live.auth, peer.trusted, keep_underscores) {
         headers.remove(&name);
     }
+    let mut identity = SmallVec::new();
     if let Some((policy, verified)) = verified {
         for header in policy.identity_headers(verified) {
-            let (name, value) = header?;
-            headers.insert(name, value);
+            identity.push(header?);
         }
         if !policy.forward_token {
             identity::remove_token(headers, &policy.token_from);
@@ -776,13 +781,19 @@ fn rewrite(
             headers.insert(HOST, h);
         }
     }
-    identity::set_forwarded(headers, host, &peer.forwarded_for, peer.tls, peer.trusted);
     if let Some(prefix) = strip_prefix {
         if let Some(uri) = identity::strip_prefix(&parts.uri, prefix) {
             parts.uri = uri;
         }
     }
-    Ok(())
+    Ok(Added {
+        identity,
+        prior_for,
+        client: &peer.forwarded_for,
+        tls: peer.tls,
+        host,
+        ids: None,
+    })
 }
 
 /// The request's span, if its trace is sampled. Like the log line, it

@@ -30,7 +30,7 @@ use super::conn::Conn;
 use super::pool::Pooled;
 use super::request_body::{BodyError, ClientBody};
 use super::{Server, UpstreamGroup};
-use crate::trace_context::RequestIds;
+use crate::identity::Added;
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,20 +85,18 @@ impl UpstreamGroup {
     /// connect fails (once per server), and once more when an idempotent
     /// request's connection closes before the response begins and before
     /// any of its body was sent. The whole body must arrive within
-    /// `body_timeout` of its start. `trace` is the trace context the
-    /// upstream is told of.
+    /// `body_timeout` of its start. `added` are the headers portero adds
+    /// to the client's.
     pub async fn send(
         &self,
         mut parts: http::request::Parts,
         mut body: ClientBody,
-        trace: Option<&RequestIds>,
+        added: Added<'_>,
         max_body_size: u64,
         body_timeout: Duration,
     ) -> Result<Forwarded, Failure> {
         if self.config.protocol.is_http2() {
-            if let Some(ids) = trace {
-                ids.apply(&mut parts.headers);
-            }
+            added.apply(&mut parts.headers);
             // Boxed here, and a new connection below: rare paths whose
             // state would otherwise ride in every request's future.
             return Box::pin(self.send_h2(parts, body, max_body_size, body_timeout)).await;
@@ -161,7 +159,7 @@ impl UpstreamGroup {
                 &parts.headers,
                 &server.authority,
                 framing,
-                trace,
+                Some(&added),
             );
             let exchange = Exchange {
                 group: self,

@@ -13,7 +13,7 @@ use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use smallvec::SmallVec;
 
-use crate::trace_context::RequestIds;
+use crate::identity::Added;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either
 /// direction. hyper frames each hop's body itself, so `Transfer-Encoding`
@@ -47,8 +47,8 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Writes the request line and headers, with the trace context's lines
-/// when there is one. Framing headers and `Expect` come from portero,
+/// Writes the request line and headers, with the ones portero adds (the
+/// identity, `X-Forwarded-*`, the trace context) when it adds any. Framing headers and `Expect` come from portero,
 /// never from the client's copy: hyper has already answered
 /// `100-continue` and de-framed the body.
 pub fn write_head(
@@ -57,7 +57,7 @@ pub fn write_head(
     headers: &HeaderMap,
     authority: &str,
     framing: RequestFraming,
-    trace: Option<&RequestIds>,
+    added: Option<&Added>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -72,8 +72,8 @@ pub fn write_head(
         }
         line(out, name.as_str(), value.as_bytes());
     }
-    if let Some(ids) = trace {
-        ids.write_lines(out);
+    if let Some(added) = added {
+        added.write_lines(out);
     }
     match framing {
         RequestFraming::Empty
