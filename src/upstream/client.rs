@@ -101,7 +101,7 @@ impl UpstreamGroup {
             // state would otherwise ride in every request's future.
             return Box::pin(self.send_h2(parts, body, max_body_size, body_timeout)).await;
         }
-        let body_deadline = body.started() + body_timeout;
+        let body_deadline = body.started().map(|started| started + body_timeout);
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
         } else {
@@ -325,8 +325,9 @@ struct Exchange<'a> {
     method: &'a http::Method,
     framing: RequestFraming,
     limit: u64,
-    /// The whole request body must have arrived by then.
-    body_deadline: Instant,
+    /// The whole request body must have arrived by then (`None`: there is
+    /// no body).
+    body_deadline: Option<Instant>,
 }
 
 impl Exchange<'_> {
@@ -401,6 +402,9 @@ impl Exchange<'_> {
         body: &mut ClientBody,
         buf: &mut BytesMut,
     ) -> Result<bool, Failure> {
+        let Some(body_deadline) = self.body_deadline else {
+            return Ok(true); // no body
+        };
         let write_timeout = self.group.config.write_timeout;
         let chunked = self.framing == RequestFraming::Chunked;
         let mut received: u64 = 0;
@@ -416,7 +420,7 @@ impl Exchange<'_> {
                     };
                 }
                 frame = tokio::time::timeout_at(
-                    self.body_deadline.min(Instant::now() + write_timeout),
+                    body_deadline.min(Instant::now() + write_timeout),
                     body.frame(),
                 ) => frame,
             };

@@ -21,7 +21,7 @@ use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use smallvec::SmallVec;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::body::{BoxError, UpstreamBody};
 use super::client::{Failure, Forwarded};
@@ -82,7 +82,7 @@ impl UpstreamGroup {
             .headers
             .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
         let outcome = Arc::new(AtomicU8::new(BODY_OK));
-        let deadline = body.started() + body_timeout;
+        let deadline = body.started().unwrap_or_else(Instant::now) + body_timeout;
         let body = RequestBody {
             inner: Some(body),
             received: 0,

@@ -75,21 +75,23 @@ pub struct ClientBody {
     buffered: Option<Bytes>,
     trailers: Option<HeaderMap>,
     rest: Option<Incoming>,
-    pace: Pace,
+    /// `None` for a body without a minimum pace.
+    pace: Option<Pace>,
     due: Option<Pin<Box<Sleep>>>,
-    started: Instant,
+    /// `None` for no body: nothing to time, and no clock read.
+    started: Option<Instant>,
 }
 
 impl ClientBody {
     /// No body.
     pub fn empty() -> ClientBody {
-        ClientBody::of(None, None, None, None)
+        ClientBody::of(None, None, None, None, None)
     }
 
     /// Streamed as it comes, with no minimum pace and nothing buffered (a
     /// gRPC stream may rightly pause between messages).
     pub fn streaming(body: Incoming) -> ClientBody {
-        ClientBody::of(None, None, Some(body), None)
+        ClientBody::of(None, None, Some(body), None, Some(Instant::now()))
     }
 
     fn of(
@@ -97,14 +99,9 @@ impl ClientBody {
         trailers: Option<HeaderMap>,
         rest: Option<Incoming>,
         pace: Option<Pace>,
+        started: Option<Instant>,
     ) -> ClientBody {
-        let now = Instant::now();
-        let pace = pace.unwrap_or(Pace {
-            min_rate: 0,
-            free_until: now,
-            received: 0,
-        });
-        let due = match (&rest, pace.due()) {
+        let due = match (&rest, pace.as_ref().and_then(Pace::due)) {
             (Some(_), Some(at)) => Some(Box::pin(tokio::time::sleep_until(at))),
             _ => None,
         };
@@ -114,12 +111,13 @@ impl ClientBody {
             rest,
             pace,
             due,
-            started: now,
+            started,
         }
     }
 
-    /// When the body began to be read: its whole-body deadline counts from here.
-    pub fn started(&self) -> Instant {
+    /// When the body began to be read (`None` for no body): its whole-body
+    /// deadline counts from here.
+    pub fn started(&self) -> Option<Instant> {
         self.started
     }
 
@@ -171,9 +169,13 @@ impl ClientBody {
         }
         let buffered = first.or_else(|| (!more.is_empty()).then(|| more.freeze()));
         let rest = (!body.is_end_stream() && trailers.is_none()).then_some(body);
-        let mut client = ClientBody::of(buffered, trailers, rest, Some(pace));
-        client.started = started;
-        Ok(client)
+        Ok(ClientBody::of(
+            buffered,
+            trailers,
+            rest,
+            Some(pace),
+            Some(started),
+        ))
     }
 }
 
@@ -194,9 +196,9 @@ impl Body for ClientBody {
         };
         match Pin::new(rest).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.pace.received += data.len() as u64;
-                    if let (Some(due), Some(at)) = (this.due.as_mut(), this.pace.due()) {
+                if let (Some(data), Some(pace)) = (frame.data_ref(), this.pace.as_mut()) {
+                    pace.received += data.len() as u64;
+                    if let (Some(due), Some(at)) = (this.due.as_mut(), pace.due()) {
                         due.as_mut().reset(at);
                     }
                 }
