@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 
 use bytes::{Buf, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
+use http::header::{self, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use smallvec::SmallVec;
 
@@ -217,7 +217,7 @@ fn parse_head(
         // Names listed in `Connection` beyond `close` and `keep-alive`: rare.
         let mut named_by_connection: Vec<HeaderName> = Vec::new();
         for (name, value) in spans {
-            let name = HeaderName::from_bytes(&head[name]).map_err(|_| HeadError::Malformed)?;
+            let name = header_name(&head[name]).ok_or(HeadError::Malformed)?;
             let value = HeaderValue::from_maybe_shared(head.slice(value))
                 .map_err(|_| HeadError::Malformed)?;
             if name == CONTENT_LENGTH {
@@ -287,6 +287,33 @@ fn parse_head(
             reusable: !switched && !close && framing != ResponseFraming::Close,
         }));
     }
+}
+
+/// The names most responses carry, each told by its length and a
+/// case-blind comparison: cheaper than `HeaderName`'s lower-casing and
+/// table walk, which the rest go through.
+const COMMON_NAMES: [(&str, HeaderName); 12] = [
+    ("date", header::DATE),
+    ("server", header::SERVER),
+    ("content-type", header::CONTENT_TYPE),
+    ("content-length", CONTENT_LENGTH),
+    ("connection", CONNECTION),
+    ("cache-control", header::CACHE_CONTROL),
+    ("etag", header::ETAG),
+    ("last-modified", header::LAST_MODIFIED),
+    ("vary", header::VARY),
+    ("transfer-encoding", TRANSFER_ENCODING),
+    ("set-cookie", header::SET_COOKIE),
+    ("content-encoding", header::CONTENT_ENCODING),
+];
+
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    for (text, name) in &COMMON_NAMES {
+        if text.len() == raw.len() && raw.eq_ignore_ascii_case(text.as_bytes()) {
+            return Some(name.clone());
+        }
+    }
+    HeaderName::from_bytes(raw).ok()
 }
 
 fn parse_length(value: &[u8]) -> Option<u64> {
@@ -455,6 +482,21 @@ mod tests {
             .is_none());
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD));
         assert_eq!(head(&huge, Method::GET).err(), Some(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn common_names_are_the_names_http_parses() {
+        for (text, name) in &COMMON_NAMES {
+            assert_eq!(
+                HeaderName::from_bytes(text.as_bytes()).ok().as_ref(),
+                Some(name)
+            );
+            let shouted = text.to_ascii_uppercase();
+            assert_eq!(header_name(shouted.as_bytes()).as_ref(), Some(name));
+        }
+        assert_eq!(header_name(b"X-Custom").unwrap(), "x-custom");
+        assert_eq!(header_name(b"Dates"), HeaderName::from_bytes(b"dates").ok());
+        assert_eq!(header_name(b"bad name"), None);
     }
 
     #[test]
