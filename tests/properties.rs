@@ -244,7 +244,7 @@ proptest! {
             &headers,
             "h:1",
             RequestFraming::Chunked,
-            None,
+            |_| {},
         );
         let head_len = out.len();
         for chunk in &chunks {

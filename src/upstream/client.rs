@@ -159,7 +159,7 @@ impl UpstreamGroup {
                 &parts.headers,
                 &server.authority,
                 framing,
-                Some(&added),
+                |out| added.write_lines(out),
             );
             let exchange = Exchange {
                 group: self,
@@ -216,7 +216,7 @@ impl UpstreamGroup {
             &parts.headers,
             &server.authority,
             RequestFraming::Empty,
-            None,
+            |_| {},
         );
         match tokio::time::timeout(self.config.write_timeout, stream.write_all(&head)).await {
             Err(_) => return Err(Failure::Timeout),

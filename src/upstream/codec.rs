@@ -13,8 +13,6 @@ use http::header::{self, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCO
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use smallvec::SmallVec;
 
-use crate::identity::Added;
-
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either
 /// direction. hyper frames each hop's body itself, so `Transfer-Encoding`
 /// goes too.
@@ -47,8 +45,9 @@ pub enum RequestFraming {
     Chunked,
 }
 
-/// Writes the request line and headers, with the ones portero adds (the
-/// identity, `X-Forwarded-*`, the trace context) when it adds any. Framing headers and `Expect` come from portero,
+/// Writes the request line and headers; `added` writes the lines portero
+/// adds (the identity, `X-Forwarded-*`, the trace context) after the
+/// client's. Framing headers and `Expect` come from portero,
 /// never from the client's copy: hyper has already answered
 /// `100-continue` and de-framed the body.
 pub fn write_head(
@@ -57,7 +56,7 @@ pub fn write_head(
     headers: &HeaderMap,
     authority: &str,
     framing: RequestFraming,
-    added: Option<&Added>,
+    added: impl FnOnce(&mut Vec<u8>),
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -72,9 +71,7 @@ pub fn write_head(
         }
         line(out, name.as_str(), value.as_bytes());
     }
-    if let Some(added) = added {
-        added.write_lines(out);
-    }
+    added(out);
     match framing {
         RequestFraming::Empty
             if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
@@ -513,7 +510,7 @@ mod tests {
             &headers,
             "10.0.0.1:80",
             RequestFraming::Chunked,
-            None,
+            |_| {},
         );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
@@ -527,7 +524,7 @@ mod tests {
             &HeaderMap::new(),
             "10.0.0.1:80",
             RequestFraming::Empty,
-            None,
+            |_| {},
         );
         assert_eq!(out, b"GET / HTTP/1.1\r\nhost: 10.0.0.1:80\r\n\r\n");
         let mut out = Vec::new();
@@ -537,7 +534,7 @@ mod tests {
             &headers,
             "h",
             RequestFraming::Length(12),
-            None,
+            |_| {},
         );
         assert!(String::from_utf8(out)
             .unwrap()
