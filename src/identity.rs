@@ -190,10 +190,10 @@ impl Added<'_> {
     }
 
     /// The added headers set in a request's header map.
-    pub fn apply(self, headers: &mut HeaderMap) {
+    pub fn apply(&self, headers: &mut HeaderMap) {
         let proto = HeaderValue::from_static(self.proto());
-        for (name, value) in self.identity {
-            headers.insert(name, value);
+        for (name, value) in &self.identity {
+            headers.insert(name.clone(), value.clone());
         }
         let forwarded_for = match &self.prior_for {
             Some(prior) => {
@@ -208,8 +208,8 @@ impl Added<'_> {
             headers.insert(X_FORWARDED_FOR, value);
         }
         headers.insert(X_FORWARDED_PROTO, proto);
-        if let Some(host) = self.host {
-            headers.insert(X_FORWARDED_HOST, host);
+        if let Some(host) = &self.host {
+            headers.insert(X_FORWARDED_HOST, host.clone());
         }
         if let Some(ids) = self.ids {
             ids.apply(headers);

@@ -44,7 +44,7 @@ use crate::store::Store;
 use crate::target::{self, HostError};
 use crate::trace_context::RequestIds;
 use crate::tunnel::{self, Tunnel};
-use crate::upstream::client::{Failure, Handshake};
+use crate::upstream::client::{take_head, Failure, Handshake};
 use crate::upstream::request_body::{BodyError, BodyRules, ClientBody};
 use crate::upstream::UpstreamGroup;
 
@@ -140,7 +140,7 @@ impl Gateway {
             .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
         // gRPC runs on HTTP/2 only: HTTP/1.1 requests skip the lookup.
         let grpc = parts.version == http::Version::HTTP_2 && respond::is_grpc(&parts.headers);
-        let mut response = match self.serve(&live, parts, body, &peer, &mut trace).await {
+        let mut response = match self.serve(&live, &mut parts, body, &peer, &mut trace).await {
             Ok(response) => response,
             Err(err) => {
                 if let RequestError::Upstream(failure) = err {
@@ -196,7 +196,7 @@ impl Gateway {
     async fn serve(
         &self,
         live: &Live,
-        mut parts: Parts,
+        parts: &mut Parts,
         body: Incoming,
         peer: &Peer,
         trace: &mut Trace,
@@ -208,7 +208,7 @@ impl Gateway {
                 .map(|rest| (config, rest.to_owned()))
         });
         // The one path and host everything below acts on.
-        let host = checked_target(&mut parts, self.shared.paths)?;
+        let host = checked_target(parts, self.shared.paths)?;
         let ip = client_addr::client_ip(peer, &parts.headers, &self.shared.trusted_proxies);
         if !limits::admits(&live.ips, ip) {
             self.shared
@@ -231,31 +231,36 @@ impl Gateway {
         });
         if let Some((config, rest)) = decision {
             let original =
-                forward_auth::original(config, &rest, &parts).map_err(RequestError::BadTarget)?;
+                forward_auth::original(config, &rest, parts).map_err(RequestError::BadTarget)?;
             return Box::pin(self.decide(live, original, ip, trace)).await;
         }
         if parts.uri.path() == JWKS_PATH && parts.method == Method::GET {
             let jwks = live.validator.keys().jwks().to_string();
             return Ok(respond::json(StatusCode::OK, jwks));
         }
-        if let Some(answer) = preflight(live, host.as_ref(), &parts, trace) {
+        if let Some(answer) = preflight(live, host.as_ref(), parts, trace) {
             return answer;
         }
-        let (index, route) = route(live, host.as_ref(), &parts)?;
+        let (index, route) = route(live, host.as_ref(), parts)?;
         trace.route = Some(index);
         if route.cors.is_some() {
             trace.origin = parts.headers.get(ORIGIN).cloned();
         }
-        if let Err(refusal) = self
-            .limit(live, index, &parts.headers, ip, None, trace)
-            .await
-        {
+        let limiter = &live.limiters[index];
+        let entered = match limiter.enter(ip, &mut trace.held) {
+            Ok(()) if limiter.keys_at(Phase::Request) => {
+                self.admit(live, index, &parts.headers, ip, None, trace)
+                    .await
+            }
+            entered => entered,
+        };
+        if let Err(refusal) = entered {
             if let (RouteAction::Issue { issuer, .. }, Limit::Rate) = (&route.action, refusal.limit)
             {
                 // Before the body is read or any secret checked, in the
                 // dialect's own words.
                 trace.rate = refusal.report.map(|r| *r);
-                let reply = self.refuse_login(live, *issuer, &parts, Transport::RateLimited);
+                let reply = self.refuse_login(live, *issuer, parts, Transport::RateLimited);
                 return Ok(respond::json(reply.status, reply.body));
             }
             return Err(refused(trace, refusal));
@@ -265,7 +270,7 @@ impl Gateway {
                 // Boxed, like a decision and a tunnel: their state would
                 // otherwise be carried (and copied) by every proxied request.
                 let (reply, body_read) =
-                    Box::pin(self.token_endpoint(live, *issuer, *endpoint, &parts, body, ip)).await;
+                    Box::pin(self.token_endpoint(live, *issuer, *endpoint, parts, body, ip)).await;
                 trace.body_read = body_read;
                 return Ok(respond::json(reply.status, reply.body));
             }
@@ -288,30 +293,25 @@ impl Gateway {
         }
         let verified = match policy {
             None => None, // a public route
-            Some(policy) => Some((policy, self.authorize(live, index, policy, &parts)?)),
+            Some(policy) => Some((policy, self.authorize(live, index, policy, parts)?)),
         };
-        if let Some((_, token)) = &verified {
-            self.limit(live, index, &parts.headers, ip, Some(token), trace)
+        if let Some((_, token)) = verified.as_ref().filter(|_| limiter.keys_at(Phase::Token)) {
+            self.admit(live, index, &parts.headers, ip, Some(token), trace)
                 .await
                 .map_err(|refusal| refused(trace, refusal))?;
         }
         let group = &live.upstreams[upstream];
         // Upgrades are HTTP/1.1's: an HTTP/2 upstream gets a plain request.
-        let upgrade = upgrade_requested(&parts, body.is_end_stream(), upgrades)
+        let upgrade = upgrade_requested(parts, body.is_end_stream(), upgrades)
             .filter(|_| !group.config.protocol.is_http2());
-        if upgrade.is_some()
-            && !route
-                .cors
-                .as_ref()
-                .is_none_or(|c| origin_allowed(c, &parts))
-        {
+        if upgrade.is_some() && !route.cors.as_ref().is_none_or(|c| origin_allowed(c, parts)) {
             // A page on a refused origin cannot open a tunnel with the
             // user's credentials (browsers apply no CORS to WebSockets).
             return Err(RequestError::CorsRefused(cors::Refusal::Origin));
         }
         let prefix = strip_prefix.then_some(route.path.as_str());
-        let added = rewrite(
-            &mut parts,
+        let mut added = rewrite(
+            parts,
             live,
             group,
             verified.as_ref(),
@@ -320,10 +320,7 @@ impl Gateway {
             (peer, underscores),
         )
         .map_err(|e| self.denied(live, index, e))?;
-        let added = Added {
-            ids: trace.ids.as_ref(),
-            ..added
-        };
+        added.ids = trace.ids.as_ref();
         trace.upstream = Some((upstream, Instant::now()));
         if let Some(protocol) = upgrade {
             added.apply(&mut parts.headers);
@@ -332,14 +329,19 @@ impl Gateway {
                 verified: v,
                 revocations: self.shared.revocations.clone(),
             });
+            let parts = take_head(parts);
             return Box::pin(self.tunnel(group, parts, protocol, token, &route.name)).await;
         }
-        let body = self.receive(&parts, body).await?;
+        // A bodiless request (most are) skips the reading's future.
+        let mut body = match body.is_end_stream() {
+            true => ClientBody::empty(),
+            false => self.receive(parts, body).await?,
+        };
         let forwarded = group
             .send(
                 parts,
-                body,
-                added,
+                &mut body,
+                &added,
                 self.shared.max_body_size,
                 self.shared.body_timeout,
             )
@@ -356,9 +358,6 @@ impl Gateway {
     /// size before any upstream connection is taken, and kept to the
     /// minimum pace. A gRPC stream streams: it may pause between messages.
     async fn receive(&self, parts: &Parts, body: Incoming) -> Result<ClientBody, RequestError> {
-        if body.is_end_stream() {
-            return Ok(ClientBody::empty());
-        }
         if parts.version == http::Version::HTTP_2 && respond::is_grpc(&parts.headers) {
             return Ok(ClientBody::streaming(body));
         }
@@ -387,9 +386,15 @@ impl Gateway {
         let host = checked_target(&mut original, self.shared.paths)?;
         let (index, route) = route(live, host.as_ref(), &original)?;
         trace.route = Some(index);
-        self.limit(live, index, &original.headers, ip, None, trace)
-            .await
+        let limiter = &live.limiters[index];
+        limiter
+            .enter(ip, &mut trace.held)
             .map_err(|refusal| refused(trace, refusal))?;
+        if limiter.keys_at(Phase::Request) {
+            self.admit(live, index, &original.headers, ip, None, trace)
+                .await
+                .map_err(|refusal| refused(trace, refusal))?;
+        }
         let policy = match &route.action {
             RouteAction::Proxy {
                 policy: Some(policy),
@@ -399,9 +404,11 @@ impl Gateway {
             _ => return Ok(respond::allowed(HeaderMap::new())),
         };
         let token = self.authorize(live, index, policy, &original)?;
-        self.limit(live, index, &original.headers, ip, Some(&token), trace)
-            .await
-            .map_err(|refusal| refused(trace, refusal))?;
+        if limiter.keys_at(Phase::Token) {
+            self.admit(live, index, &original.headers, ip, Some(&token), trace)
+                .await
+                .map_err(|refusal| refused(trace, refusal))?;
+        }
         let headers = policy
             .identity_headers(&token)
             .collect::<Result<HeaderMap, _>>()
@@ -409,9 +416,11 @@ impl Gateway {
         Ok(respond::allowed(headers))
     }
 
-    /// The route's limits keyed by what the request says (`token: None`,
-    /// the address rules and the route's slot first), or by who it is.
-    async fn limit(
+    /// The route's limits kept under a key: what the request says (`token:
+    /// None`), or who it is. Awaited only where `Limiter::keys_at` says a
+    /// limit is so kept (a cluster-wide one asks the store); the address
+    /// rules and the route's slot are `Limiter::enter`'s, checked first.
+    async fn admit(
         &self,
         live: &Live,
         index: usize,
@@ -420,17 +429,10 @@ impl Gateway {
         token: Option<&Verified>,
         trace: &mut Trace,
     ) -> Result<(), Refusal> {
-        let limiter = &live.limiters[index];
         let phase = match token {
-            None => {
-                limiter.enter(ip, &mut trace.held)?;
-                Phase::Request
-            }
+            None => Phase::Request,
             Some(_) => Phase::Token,
         };
-        if !limiter.keys_at(phase) {
-            return Ok(());
-        }
         let caller = Caller {
             ip,
             headers,
@@ -439,7 +441,7 @@ impl Gateway {
                 .and_then(|t| live.principal_rates.get(&t.issuer)?.get(t.sub()?).copied()),
         };
         let store = self.shared.store.as_ref();
-        if let Some(report) = limiter
+        if let Some(report) = live.limiters[index]
             .admit(phase, &caller, store, &mut trace.held)
             .await?
         {

@@ -87,16 +87,22 @@ impl UpstreamGroup {
     /// any of its body was sent. The whole body must arrive within
     /// `body_timeout` of its start. `added` are the headers portero adds
     /// to the client's.
+    ///
+    /// The request is lent, not given: what this future holds across its
+    /// awaits is copied each time it moves, and a request's head is most of
+    /// that. Only an HTTP/2 send takes the head and body for its own.
     pub async fn send(
         &self,
-        mut parts: http::request::Parts,
-        mut body: ClientBody,
-        added: Added<'_>,
+        parts: &mut http::request::Parts,
+        body: &mut ClientBody,
+        added: &Added<'_>,
         max_body_size: u64,
         body_timeout: Duration,
     ) -> Result<Forwarded, Failure> {
         if self.config.protocol.is_http2() {
             added.apply(&mut parts.headers);
+            let parts = take_head(parts);
+            let body = std::mem::replace(body, ClientBody::empty());
             // Boxed here, and a new connection below: rare paths whose
             // state would otherwise ride in every request's future.
             return Box::pin(self.send_h2(parts, body, max_body_size, body_timeout)).await;
@@ -168,7 +174,7 @@ impl UpstreamGroup {
                 limit: max_body_size,
                 body_deadline,
             };
-            match exchange.run(conn, &head, &mut body, &mut body_sent).await {
+            match exchange.run(conn, &head, body, &mut body_sent).await {
                 Err(Failure::Closed) if may_repeat && !body_sent => {
                     may_repeat = false;
                     pooled_ok = false;
@@ -303,6 +309,12 @@ impl UpstreamGroup {
             }
         }
     }
+}
+
+/// The request head out of `parts`, an empty one left in its place: for
+/// the rarer sends (HTTP/2, upgrades) that hand the head on as their own.
+pub fn take_head(parts: &mut http::request::Parts) -> http::request::Parts {
+    std::mem::replace(parts, http::Request::new(()).into_parts().0)
 }
 
 impl UpstreamGroup {
