@@ -177,7 +177,7 @@ proptest! {
     #[test]
     fn no_response_head_panics(head in prop::collection::vec(any::<u8>(), 0..512)) {
         let mut buf = BytesMut::from(&head[..]);
-        let _ = wire::parse_response_head(&mut buf, &Method::GET);
+        let _ = wire::parse_response_head(&mut buf, &Method::GET, &mut http::HeaderMap::new());
     }
 
     #[test]
@@ -215,7 +215,7 @@ proptest! {
         }
         text.push_str(&format!("content-length: {length}\r\n\r\n"));
         let mut buf = BytesMut::from(text.as_bytes());
-        let head = wire::parse_response_head(&mut buf, &Method::GET).unwrap().unwrap();
+        let head = wire::parse_response_head(&mut buf, &Method::GET, &mut http::HeaderMap::new()).unwrap().unwrap();
         prop_assert_eq!(head.status.as_u16(), status);
         prop_assert!(buf.is_empty());
         for (name, value) in &fields {

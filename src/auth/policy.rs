@@ -150,8 +150,10 @@ pub fn same_field(a: &str, b: &str) -> bool {
 
 /// The scheme name is case-insensitive (RFC 7235 §2.1).
 fn bearer(value: &str) -> Option<&str> {
-    let (scheme, rest) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    // `Bearer ` is told by its place, not found by a search.
+    let value = value.trim();
+    let (scheme, rest) = (value.get(..6)?, value.get(6..)?);
+    (scheme.eq_ignore_ascii_case("bearer") && rest.starts_with(' ')).then(|| rest.trim())
 }
 
 impl Policy {

@@ -90,7 +90,7 @@ impl ResponseBody {
         if let Some(conn) = self.conn.take() {
             // Bytes after the end are a confused upstream: close, not reuse.
             if self.reusable && self.buf.is_empty() {
-                conn.release();
+                conn.release(std::mem::take(&mut self.buf));
             }
         }
     }

@@ -27,10 +27,13 @@ use tokio::time::Instant;
 use super::body::UpstreamBody;
 use super::codec::{self, RequestFraming};
 use super::conn::Conn;
-use super::pool::Pooled;
+use super::pool::{Kept, Pooled};
 use super::request_body::{BodyError, ClientBody};
 use super::{Server, UpstreamGroup};
 use crate::identity::Added;
+
+/// Room for a response head (and what of the body comes with it).
+const HEAD_ROOM: usize = 8 * 1024;
 
 /// Why a request got no response from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,10 +145,10 @@ impl UpstreamGroup {
             let untried = |tried: &[SocketAddr]| tried.len() < self.servers.load().len();
             let slot = self.slot(&server).await?;
             let pooled = if pooled_ok { server.idle.take() } else { None };
-            let stream = match pooled {
-                Some(stream) => stream,
+            let kept = match pooled {
+                Some(kept) => kept,
                 None => match Box::pin(self.connect(&server)).await {
-                    Ok(stream) => stream,
+                    Ok(stream) => Kept::new(stream),
                     Err(f) => {
                         self.passive(&server, &Err(f));
                         if !untried(&tried) {
@@ -157,7 +160,7 @@ impl UpstreamGroup {
                     }
                 },
             };
-            let conn = Pooled::new(stream, server.idle.clone(), slot);
+            let conn = Pooled::new(kept, server.idle.clone(), slot);
             head.clear();
             codec::write_head(
                 &mut head,
@@ -174,7 +177,10 @@ impl UpstreamGroup {
                 limit: max_body_size,
                 body_deadline,
             };
-            match exchange.run(conn, &head, body, &mut body_sent).await {
+            // The request's map is spare once its head is written: the
+            // response's headers take its room.
+            let spare = &mut parts.headers;
+            match exchange.run(conn, &head, body, spare, &mut body_sent).await {
                 Err(Failure::Closed) if may_repeat && !body_sent => {
                     may_repeat = false;
                     pooled_ok = false;
@@ -242,7 +248,7 @@ impl UpstreamGroup {
                     });
                 }
                 Ok(Some(head)) => {
-                    let conn = Pooled::new(stream, server.idle.clone(), slot);
+                    let conn = Pooled::new(Kept::new(stream), server.idle.clone(), slot);
                     let response = head
                         .into_response(conn, buf, self.config.read_timeout)
                         .map(UpstreamBody::Left);
@@ -348,6 +354,7 @@ impl Exchange<'_> {
         mut conn: Pooled,
         head: &[u8],
         body: &mut ClientBody,
+        headers: &mut http::HeaderMap,
         body_sent: &mut bool,
     ) -> Result<Forwarded, Failure> {
         let write_timeout = self.group.config.write_timeout;
@@ -366,7 +373,10 @@ impl Exchange<'_> {
                 Ok(Ok(())) => {}
             }
         }
-        let mut buf = BytesMut::with_capacity(8 * 1024);
+        // Once the last response's bytes are gone, a reused connection's
+        // room is reclaimed here, not allocated anew.
+        let mut buf = conn.take_buf();
+        buf.reserve(HEAD_ROOM);
         let mut body_read = true;
         if self.framing != RequestFraming::Empty {
             *body_sent = true;
@@ -375,7 +385,13 @@ impl Exchange<'_> {
         // The upstream has `read_timeout` from the end of the request body.
         let deadline = Instant::now() + self.group.config.read_timeout;
         loop {
-            match codec::parse_response_head(&mut buf, self.method) {
+            // Nothing to parse before the first read, unless sending the
+            // body read the start of an early answer.
+            let parsed = match buf.is_empty() {
+                true => Ok(None),
+                false => codec::parse_response_head(&mut buf, self.method, headers),
+            };
+            match parsed {
                 Ok(Some(mut head)) => {
                     // What is left of the request body is not on this
                     // connection: it carries nothing more.
@@ -508,7 +524,7 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let idle = Arc::new(IdleList::new(4, Duration::from_secs(60)));
         let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        let conn = Pooled::new(Conn::Plain(client), idle, slot);
+        let conn = Pooled::new(Kept::new(Conn::Plain(client)), idle, slot);
         (conn, server)
     }
 
@@ -562,7 +578,7 @@ mod tests {
                 let mut conn = conn;
                 let mut buf = BytesMut::new();
                 let head = loop {
-                    if let Some(head) = codec::parse_response_head(&mut buf, &http::Method::GET).unwrap() {
+                    if let Some(head) = codec::parse_response_head(&mut buf, &http::Method::GET, &mut http::HeaderMap::new()).unwrap() {
                         break head;
                     }
                     conn.stream_mut().read_buf(&mut buf).await.unwrap();

@@ -18,18 +18,18 @@ use smallvec::SmallVec;
 /// goes too.
 #[inline]
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    // Most are standard names, told apart by their tag, not their text.
+    [
+        &CONNECTION,
+        &header::PROXY_AUTHENTICATE,
+        &header::PROXY_AUTHORIZATION,
+        &header::TE,
+        &header::TRAILER,
+        &TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+    .contains(&name)
+        || matches!(name.as_str(), "keep-alive" | "proxy-connection")
 }
 
 /// Response heads larger than this are refused, as hyper refuses them.
@@ -62,20 +62,23 @@ pub fn write_head(
     out.push(b' ');
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(HOST) {
-        line(out, "host", authority.as_bytes());
-    }
+    // Told on the way through, where asking the map would hash the names.
+    let (mut host, mut length) = (false, false);
     for (name, value) in headers {
         if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == EXPECT {
+            length |= name == CONTENT_LENGTH;
             continue;
         }
+        host |= name == HOST;
         line(out, name.as_str(), value.as_bytes());
+    }
+    if !host {
+        line(out, "host", authority.as_bytes());
     }
     added(out);
     match framing {
         RequestFraming::Empty
-            if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-                || headers.contains_key(CONTENT_LENGTH) =>
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH) || length =>
         {
             line(out, "content-length", b"0")
         }
@@ -134,11 +137,17 @@ pub enum HeadError {
 /// malformed, as this request asked for no upgrade. The headers kept are
 /// the end-to-end ones: hop-by-hop headers and those `Connection` names are
 /// read for framing and dropped here, so the client never sees them.
+///
+/// The headers go into `spare`'s room, taken and cleared once a head is
+/// whole: the request's map, whose head is written by then. hyper keeps the
+/// response's map for the connection's next request, so a proxied exchange
+/// allocates no map.
 pub fn parse_response_head(
     buf: &mut BytesMut,
     method: &Method,
+    spare: &mut HeaderMap,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    parse_head(buf, method, false)
+    parse_head(buf, method, false, spare)
 }
 
 /// As [`parse_response_head`], for a request that asked to upgrade: a
@@ -148,13 +157,14 @@ pub fn parse_upgrade_head(
     buf: &mut BytesMut,
     method: &Method,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    parse_head(buf, method, true)
+    parse_head(buf, method, true, &mut HeaderMap::new())
 }
 
 fn parse_head(
     buf: &mut BytesMut,
     method: &Method,
     upgrading: bool,
+    spare: &mut HeaderMap,
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
         // Each field as spans of the head, so that the values can share the
@@ -202,10 +212,9 @@ fn parse_head(
             continue;
         }
         let head = buf.split_to(len).freeze();
-        // Room to spare: hyper clears this map once the response is written
-        // and parses the connection's next request into it, to which the
-        // identity and `X-Forwarded-*` headers are then added.
-        let mut headers = HeaderMap::with_capacity(spans.len() + 8);
+        let mut headers = std::mem::take(spare);
+        headers.clear();
+        headers.reserve(spans.len());
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut transfer_encoding = false;
@@ -306,11 +315,20 @@ const COMMON_NAMES: [(&str, HeaderName); 12] = [
 
 fn header_name(raw: &[u8]) -> Option<HeaderName> {
     for (text, name) in &COMMON_NAMES {
-        if text.len() == raw.len() && raw.eq_ignore_ascii_case(text.as_bytes()) {
+        if text.len() == raw.len() && lowered_is(raw, text.as_bytes()) {
             return Some(name.clone());
         }
     }
     HeaderName::from_bytes(raw).ok()
+}
+
+/// `raw`, a field name httparse has checked, is `lower` (lower-case letters
+/// and `-`) in any case. Setting bit 5 lower-cases a letter and leaves `-`
+/// alone; of the bytes it turns into a lower-case letter or `-`, only the
+/// upper-case letters and `\r` are not the letter itself, and no name
+/// holds a `\r`.
+fn lowered_is(raw: &[u8], lower: &[u8]) -> bool {
+    raw.len() == lower.len() && raw.iter().zip(lower).all(|(r, l)| r | 0x20 == *l)
 }
 
 fn parse_length(value: &[u8]) -> Option<u64> {
@@ -326,7 +344,7 @@ mod tests {
 
     fn head(text: &str, method: Method) -> Result<Option<ResponseHead>, HeadError> {
         let mut buf = BytesMut::from(text.as_bytes());
-        parse_response_head(&mut buf, &method)
+        parse_response_head(&mut buf, &method, &mut HeaderMap::new())
     }
 
     fn framing(text: &str) -> (ResponseFraming, bool) {
@@ -465,11 +483,29 @@ mod tests {
     }
 
     #[test]
+    fn a_spare_map_keeps_its_room_and_none_of_its_headers() {
+        let mut spare = HeaderMap::with_capacity(32);
+        spare.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer secret"),
+        );
+        let room = spare.capacity();
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..]);
+        let h = parse_response_head(&mut buf, &Method::GET, &mut spare)
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.headers.len(), 1);
+        assert!(h.headers.get(header::AUTHORIZATION).is_none());
+        assert_eq!(h.headers.capacity(), room);
+        assert!(spare.is_empty());
+    }
+
+    #[test]
     fn interim_responses_are_skipped_and_partial_heads_wait() {
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok"[..],
         );
-        let h = parse_response_head(&mut buf, &Method::POST)
+        let h = parse_response_head(&mut buf, &Method::POST, &mut HeaderMap::new())
             .unwrap()
             .unwrap();
         assert_eq!(h.status, StatusCode::CREATED);

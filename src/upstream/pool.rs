@@ -10,43 +10,68 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use socket2::SockRef;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::conn::Conn;
 
+/// A connection to a server with the room it reads responses into, kept
+/// from one request to the next: reclaimed once the last response's bytes
+/// are gone, where a new buffer would be allocated for every response.
+pub struct Kept {
+    stream: Conn,
+    buf: BytesMut,
+}
+
+impl Kept {
+    pub fn new(stream: Conn) -> Kept {
+        Kept {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+}
+
 /// A connection to one server, returned to that server's idle list when a
 /// response has been read to its end; dropped (closed) otherwise. Either way
 /// its place among the server's requests in flight is given back.
 pub struct Pooled {
-    stream: Conn,
+    kept: Kept,
     home: Arc<IdleList>,
     _slot: OwnedSemaphorePermit,
 }
 
 impl Pooled {
-    /// `stream` to a server whose idle list is `home`, holding `slot`, its
+    /// `kept` to a server whose idle list is `home`, holding `slot`, its
     /// place among the server's requests in flight.
-    pub fn new(stream: Conn, home: Arc<IdleList>, slot: OwnedSemaphorePermit) -> Pooled {
+    pub fn new(kept: Kept, home: Arc<IdleList>, slot: OwnedSemaphorePermit) -> Pooled {
         Pooled {
-            stream,
+            kept,
             home,
             _slot: slot,
         }
     }
 
     pub fn stream(&self) -> &Conn {
-        &self.stream
+        &self.kept.stream
     }
 
     pub fn stream_mut(&mut self) -> &mut Conn {
-        &mut self.stream
+        &mut self.kept.stream
     }
 
-    pub fn release(self) {
+    /// The room to read the next response into.
+    pub fn take_buf(&mut self) -> BytesMut {
+        std::mem::take(&mut self.kept.buf)
+    }
+
+    /// Back to the idle list, with `buf` (emptied) as its room.
+    pub fn release(mut self, buf: BytesMut) {
+        self.kept.buf = buf;
         let home = self.home.clone();
-        home.put(self.stream);
+        home.put(self.kept);
     }
 }
 
@@ -60,7 +85,7 @@ pub struct IdleList {
 }
 
 struct Idle {
-    stream: Conn,
+    kept: Kept,
     since: Instant,
 }
 
@@ -75,24 +100,24 @@ impl IdleList {
     }
 
     /// The most recently used connection that is still quiet, if any.
-    pub fn take(&self) -> Option<Conn> {
+    pub fn take(&self) -> Option<Kept> {
         let mut conns = self.conns.lock().expect("not poisoned");
         while let Some(idle) = conns.pop() {
-            if idle.since.elapsed() < self.timeout && quiet(&idle.stream) {
-                return Some(idle.stream);
+            if idle.since.elapsed() < self.timeout && quiet(&idle.kept.stream) {
+                return Some(idle.kept);
             }
         }
         None
     }
 
-    fn put(self: &Arc<Self>, stream: Conn) {
+    fn put(self: &Arc<Self>, kept: Kept) {
         {
             let mut conns = self.conns.lock().expect("not poisoned");
             if conns.len() >= self.max {
                 return;
             }
             conns.push(Idle {
-                stream,
+                kept,
                 since: Instant::now(),
             });
         }
