@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -22,6 +23,7 @@ use crate::auth::revocation::Revocation;
 use crate::config::OutagePolicy;
 use crate::listener::{Handler, Peer, Serving};
 use crate::proxy::Shared;
+use crate::upstream::client::take_head;
 use crate::upstream::UpstreamError;
 
 /// Largest admin request body read.
@@ -51,8 +53,9 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, serving: Arc<Servin
 impl Handler for Admin {
     type Body = Full<Bytes>;
 
-    async fn respond(&self, req: Request<Incoming>, _peer: Peer) -> Reply {
-        self.handle(req).await
+    async fn respond(&self, parts: &mut Parts, body: Incoming, _peer: &Peer) -> Reply {
+        self.handle(Request::from_parts(take_head(parts), body))
+            .await
     }
 }
 

@@ -79,6 +79,14 @@ impl AuthError {
         }
     }
 
+    /// The reason's place in `ALL`, for what is made once per reason.
+    pub fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|&e| e == self)
+            .expect("ALL lists every reason")
+    }
+
     /// Every reason, for pre-registering metric series.
     pub const ALL: [AuthError; 18] = [
         Self::MissingToken,

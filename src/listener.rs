@@ -136,11 +136,15 @@ impl Hold {
 pub trait Handler: Send + Sync + 'static {
     type Body: Body<Data = Bytes> + Unpin + Send + 'static;
 
-    fn respond(
-        &self,
-        req: Request<Incoming>,
-        peer: Peer,
-    ) -> impl Future<Output = Response<Self::Body>> + Send;
+    /// The request's head is lent, not given (its body is the handler's):
+    /// a future keeps what it is given twice over, and is copied whole each
+    /// time it moves, so the head stays with the connection's task.
+    fn respond<'a>(
+        &'a self,
+        parts: &'a mut http::request::Parts,
+        body: Incoming,
+        peer: &'a Peer,
+    ) -> impl Future<Output = Response<Self::Body>> + Send + 'a;
 }
 
 /// Ends a task when its owner is done with it.
@@ -318,8 +322,9 @@ async fn serve<S, H: Handler>(
             })));
         }
         let (handler, peer) = (handler.clone(), peer.clone());
+        let (mut parts, body) = req.into_parts();
         async move {
-            let response = handler.respond(req, peer).await;
+            let response = handler.respond(&mut parts, body, &peer).await;
             Ok::<_, Infallible>(response.map(|b| Counted::new(b, in_flight)))
         }
     });

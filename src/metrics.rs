@@ -87,6 +87,9 @@ pub struct RouteSeries {
     pub in_flight: IntGauge,
     /// Decisions `allow`/`ok`, on a protected route.
     pub allowed: Option<IntCounter>,
+    /// Decisions `deny`, by reason in `AuthError::ALL`'s order, on a
+    /// protected route.
+    pub denied: Vec<IntCounter>,
 }
 
 /// A route's `portero_http_requests_total` series, by method and status, kept
@@ -433,12 +436,16 @@ impl Metrics {
                 ..
             }
         );
-        if protected {
-            for e in AuthError::ALL {
-                self.auth_decisions
-                    .with_label_values(&[&route.name, "deny", e.reason()]);
-            }
-        }
+        let denied = match protected {
+            true => AuthError::ALL
+                .iter()
+                .map(|e| {
+                    self.auth_decisions
+                        .with_label_values(&[&route.name, "deny", e.reason()])
+                })
+                .collect(),
+            false => Vec::new(),
+        };
         if !route.limits.is_empty() {
             for limit in LIMITS {
                 self.limited.with_label_values(&[&route.name, limit]);
@@ -456,6 +463,7 @@ impl Metrics {
                 self.auth_decisions
                     .with_label_values(&[&route.name, "allow", "ok"])
             }),
+            denied,
         }
     }
 

@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, ORIGIN, UPGRADE};
 use http::request::Parts;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
@@ -122,11 +122,15 @@ impl Gateway {
         Gateway { shared }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<GatewayBody> {
+    pub async fn handle(
+        &self,
+        parts: &mut Parts,
+        body: Incoming,
+        peer: &Peer,
+    ) -> Response<GatewayBody> {
         let start = Instant::now();
         let live = self.shared.live.load_full();
-        let method = method_label(req.method());
-        let (mut parts, body) = req.into_parts();
+        let method = method_label(&parts.method);
         let has_body = !body.is_end_stream();
         let mut trace = Trace {
             ids: self
@@ -140,7 +144,7 @@ impl Gateway {
             .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
         // gRPC runs on HTTP/2 only: HTTP/1.1 requests skip the lookup.
         let grpc = parts.version == http::Version::HTTP_2 && respond::is_grpc(&parts.headers);
-        let mut response = match self.serve(&live, &mut parts, body, &peer, &mut trace).await {
+        let mut response = match self.serve(&live, parts, body, peer, &mut trace).await {
             Ok(response) => response,
             Err(err) => {
                 if let RequestError::Upstream(failure) = err {
@@ -182,10 +186,10 @@ impl Gateway {
         if let Some((method, path)) = logged {
             let status = response.status();
             if let Some(spans) = &self.shared.spans {
-                record_span(spans, &live, &trace, (&method, &path), status, start, &peer);
+                record_span(spans, &live, &trace, (&method, &path), status, start, peer);
             }
             if self.shared.access_log {
-                access_log(&live, &trace, method, path, status, start, &peer);
+                access_log(&live, &trace, method, path, status, start, peer);
             }
         }
         response
@@ -538,7 +542,14 @@ impl Gateway {
 
     /// A token refused on route `index`, counted.
     fn denied(&self, live: &Live, index: usize, e: AuthError) -> RequestError {
-        self.count_denial(live, index, e.reason());
+        match live.route_series[index].denied.get(e.index()) {
+            // The series made with the route, found without hashing labels.
+            Some(counter) => {
+                counter.inc();
+                tracing::debug!(route = %live.routes.routes()[index].name, reason = e.reason(), "denied");
+            }
+            None => self.count_denial(live, index, e.reason()),
+        }
         RequestError::Denied(e)
     }
 
@@ -884,11 +895,12 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 impl Handler for Gateway {
     type Body = GatewayBody;
 
-    fn respond(
-        &self,
-        req: Request<Incoming>,
-        peer: Peer,
-    ) -> impl Future<Output = Response<GatewayBody>> + Send {
-        self.handle(req, peer)
+    fn respond<'a>(
+        &'a self,
+        parts: &'a mut Parts,
+        body: Incoming,
+        peer: &'a Peer,
+    ) -> impl Future<Output = Response<GatewayBody>> + Send + 'a {
+        self.handle(parts, body, peer)
     }
 }

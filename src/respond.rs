@@ -3,6 +3,7 @@
 //! of the public listeners.
 
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -203,34 +204,50 @@ pub fn upstream_failure(failure: Failure) -> (StatusCode, &'static str, &'static
 /// for a token that fails validation; `insufficient_scope` (403) for a good
 /// token that does not meet the route.
 fn denial(reason: AuthError) -> Response<GatewayBody> {
-    let (status, code) = match reason {
-        AuthError::MissingToken => {
-            let mut resp = json(
-                StatusCode::UNAUTHORIZED,
-                r#"{"error":"unauthorized","error_description":"no token"}"#.to_string(),
-            );
-            resp.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static(r#"Bearer realm="portero""#),
-            );
-            return resp;
-        }
-        AuthError::MissingRole | AuthError::MissingScope | AuthError::ClaimMismatch => {
-            (StatusCode::FORBIDDEN, "insufficient_scope")
-        }
-        AuthError::RepeatedToken => (StatusCode::BAD_REQUEST, "invalid_request"),
-        _ => (StatusCode::UNAUTHORIZED, "invalid_token"),
-    };
-    let mut resp = json(
-        status,
-        format!(r#"{{"error":"{code}","error_description":"{reason}"}}"#),
-    );
-    let challenge =
-        format!(r#"Bearer realm="portero", error="{code}", error_description="{reason}""#);
-    if let Ok(v) = HeaderValue::try_from(challenge) {
-        resp.headers_mut().insert(WWW_AUTHENTICATE, v);
-    }
+    let denial = &DENIALS[reason.index()];
+    let mut resp = json(denial.status, denial.body.clone());
+    resp.headers_mut()
+        .insert(WWW_AUTHENTICATE, denial.challenge.clone());
     resp
+}
+
+/// A refusal's status, body and `WWW-Authenticate` challenge, written once
+/// per reason: a forged or expired token costs no formatting.
+struct Denial {
+    status: StatusCode,
+    body: Bytes,
+    challenge: HeaderValue,
+}
+
+static DENIALS: LazyLock<Vec<Denial>> =
+    LazyLock::new(|| AuthError::ALL.into_iter().map(Denial::new).collect());
+
+impl Denial {
+    fn new(reason: AuthError) -> Denial {
+        let (status, code) = match reason {
+            AuthError::MissingToken => {
+                return Denial {
+                    status: StatusCode::UNAUTHORIZED,
+                    body: Bytes::from_static(
+                        br#"{"error":"unauthorized","error_description":"no token"}"#,
+                    ),
+                    challenge: HeaderValue::from_static(r#"Bearer realm="portero""#),
+                }
+            }
+            AuthError::MissingRole | AuthError::MissingScope | AuthError::ClaimMismatch => {
+                (StatusCode::FORBIDDEN, "insufficient_scope")
+            }
+            AuthError::RepeatedToken => (StatusCode::BAD_REQUEST, "invalid_request"),
+            _ => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        };
+        let challenge =
+            format!(r#"Bearer realm="portero", error="{code}", error_description="{reason}""#);
+        Denial {
+            status,
+            body: format!(r#"{{"error":"{code}","error_description":"{reason}"}}"#).into(),
+            challenge: HeaderValue::try_from(challenge).expect("the reasons are plain text"),
+        }
+    }
 }
 
 /// The answer to a preflight a CORS policy allows.
@@ -260,8 +277,8 @@ pub fn switching(headers: HeaderMap) -> Response<GatewayBody> {
 }
 
 /// A complete JSON response that no cache may keep.
-pub fn json(status: StatusCode, body: String) -> Response<GatewayBody> {
-    let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::from(body))));
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::Own(Full::new(body.into())));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
