@@ -7,13 +7,16 @@
 # are zeroed, and 10 s are counted. User space only: the kernel's share,
 # the same for every program here, is not in the count. KEEP=DIR keeps
 # each profile there for `callgrind_annotate --inclusive=yes`. HEADER adds
-# one request header (e.g. HEADER='Origin: https://app.example.com').
+# one request header (e.g. HEADER='Origin: https://app.example.com');
+# BEARER replaces the valid token (a forged one counts the 401 path).
 # Needs valgrind, nginx, wrk, python3.
 #
 #   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
 set -euo pipefail
 # shellcheck source=benches/origin.sh
 . "$(dirname "$0")/origin.sh"
+
+TOKEN=${BEARER:-$TOKEN}
 
 for cmd in "$@"; do
   # shellcheck disable=SC2086 # the command is split into its words on purpose
