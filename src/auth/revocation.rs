@@ -2,6 +2,8 @@
 //! issued before T". Lock-free reads on the hot path; entries are dropped once
 //! the tokens they stop would have expired anyway.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -34,6 +36,9 @@ type SubjectEntries = Vec<(Box<str>, i64)>;
 pub struct Revocations {
     jtis: DashMap<Box<str>, Option<i64>, Hasher>,
     subjects: DashMap<Box<str>, SubjectEntries, Hasher>,
+    /// Set by the first revocation: until then a validation looks nothing
+    /// up (a DashMap's length takes a lock per shard).
+    any: AtomicBool,
     /// Counts revocations applied, so open tunnels hear of each one.
     applied: watch::Sender<u64>,
 }
@@ -43,6 +48,7 @@ impl Default for Revocations {
         Revocations {
             jtis: DashMap::default(),
             subjects: DashMap::default(),
+            any: AtomicBool::new(false),
             applied: watch::Sender::new(0),
         }
     }
@@ -73,6 +79,13 @@ impl Revocations {
                 }
             }
         }
+        // After the entry, so that whoever sees the flag finds it.
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Nothing has been revoked here yet: no token's claims need looking up.
+    pub fn none(&self) -> bool {
+        !self.any.load(Ordering::Acquire)
     }
 
     /// Is a token with these claims revoked? A token without `iat` is revoked
@@ -88,9 +101,6 @@ impl Revocations {
             if self.jtis.contains_key(jti) {
                 return true;
             }
-        }
-        if self.subjects.is_empty() {
-            return false;
         }
         let Some(sub) = sub else { return false };
         self.subjects.get(sub).is_some_and(|list| {
@@ -134,11 +144,13 @@ mod tests {
     #[test]
     fn jti_and_subject_revocations() {
         let r = Revocations::default();
+        assert!(r.none());
         assert!(!r.is_revoked("i", Some("alice"), Some("j1"), Some(100)));
         r.apply(&Revocation::Jti {
             jti: "j1".into(),
             expires_at: Some(500),
         });
+        assert!(!r.none());
         assert!(r.is_revoked("i", Some("alice"), Some("j1"), Some(100)));
         assert!(!r.is_revoked("i", Some("alice"), Some("j2"), Some(100)));
         r.apply(&Revocation::Subject {
