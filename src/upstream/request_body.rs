@@ -85,7 +85,14 @@ pub struct ClientBody {
 impl ClientBody {
     /// No body.
     pub fn empty() -> ClientBody {
-        ClientBody::of(None, None, None, None, None)
+        ClientBody {
+            buffered: None,
+            trailers: None,
+            rest: None,
+            pace: None,
+            due: None,
+            started: None,
+        }
     }
 
     /// Streamed as it comes, with no minimum pace and nothing buffered (a
