@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# What each optional feature adds to an authenticated proxied request, in
+# instructions: callgrind.sh (one run each, one after the other) on
+# benches/peers.toml as shipped and on copies of it with one feature
+# turned on or off. Needs what callgrind.sh needs.
+#
+#   cargo build --release && bash benches/features.sh [path/to/portero]
+set -euo pipefail
+here=$(dirname "$0")
+binary=${1:-${CARGO_TARGET_DIR:-$here/../target}/release/portero}
+[ -x "$binary" ] || { echo "no portero binary at $binary: cargo build --release first" >&2; exit 2; }
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+# variant NAME SED-SCRIPT [TEXT TO APPEND]: peers.toml edited into NAME.toml.
+variant() {
+  sed -e "$2" "$here/peers.toml" > "$dir/$1.toml"
+  if [ -n "${3:-}" ]; then printf '\n%s\n' "$3" >> "$dir/$1.toml"; fi
+}
+variant shipped ''
+variant trace-context-off 's/^\[server\]$/[server]\ntrace_context = false/'
+variant access-log 's/^access_log = false$/access_log = true/'
+variant json-logs 's/^access_log = false$/access_log = true\nlog_format = "json"/'
+# The nginx origin answers the export's POST like any request.
+variant span-export '' '[tracing]
+otlp_endpoint = "http://127.0.0.1:18081/v1/traces"'
+variant rate-limit 's/^upstream = "origin"$/upstream = "origin"\nrate_limit = { requests = 1000000000, per = "1s", by = "sub" }/'
+variant cors 's/^upstream = "origin"$/upstream = "origin"\ncors = "app"/' '[cors.app]
+allow_origins = ["https://app.example.com"]'
+variant claims-none '/^x-auth-sub = "sub"$/d'
+variant claims-four 's/^x-auth-sub = "sub"$/x-auth-sub = "sub"\nx-auth-iss = "iss"\nx-auth-exp = "exp"\nx-auth-iat = "iat"/'
+
+commands=()
+for name in shipped trace-context-off access-log json-logs span-export rate-limit cors claims-none claims-four; do
+  commands+=("$binary --config $dir/$name.toml")
+done
+bash "$here/callgrind.sh" "${commands[@]}" | sed "s|$dir/||"
+# A CORS request (with `Origin`) on the CORS route and, for comparison, on
+# the shipped one.
+HEADER='Origin: https://app.example.com' bash "$here/callgrind.sh" \
+  "$binary --config $dir/cors.toml" "$binary --config $dir/shipped.toml" | sed "s|$dir/|with Origin: |"
