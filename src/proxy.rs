@@ -517,7 +517,7 @@ impl Gateway {
     ) -> Result<Arc<Verified>, RequestError> {
         let shared = &self.shared;
         if shared.on_outage == OutagePolicy::FailClosed && !shared.store.reachable() {
-            self.count_denial(live, index, "store_unavailable");
+            self.count_denial(live, index, "store_unavailable", None);
             return Err(RequestError::StoreUnavailable);
         }
         let result = policy
@@ -542,24 +542,25 @@ impl Gateway {
 
     /// A token refused on route `index`, counted.
     fn denied(&self, live: &Live, index: usize, e: AuthError) -> RequestError {
-        match live.route_series[index].denied.get(e.index()) {
-            // The series made with the route, found without hashing labels.
-            Some(counter) => {
-                counter.inc();
-                tracing::debug!(route = %live.routes.routes()[index].name, reason = e.reason(), "denied");
-            }
-            None => self.count_denial(live, index, e.reason()),
-        }
+        self.count_denial(live, index, e.reason(), Some(e));
         RequestError::Denied(e)
     }
 
-    fn count_denial(&self, live: &Live, index: usize, reason: &str) {
+    /// A refusal on route `index` for `reason`: a token's (`error`) is
+    /// counted on the series made with the route, found without hashing
+    /// labels; any other on the series its labels name.
+    fn count_denial(&self, live: &Live, index: usize, reason: &str, error: Option<AuthError>) {
         let route = &live.routes.routes()[index];
-        self.shared
-            .metrics
-            .auth_decisions
-            .with_label_values(&[&route.name, "deny", reason])
-            .inc();
+        let made = error.and_then(|e| live.route_series[index].denied.get(e.index()));
+        match made {
+            Some(counter) => counter.inc(),
+            None => self
+                .shared
+                .metrics
+                .auth_decisions
+                .with_label_values(&[&route.name, "deny", reason])
+                .inc(),
+        }
         tracing::debug!(route = %route.name, reason, "denied");
     }
 
