@@ -2,13 +2,18 @@
 //! removed, hop-by-hop headers removed, `X-Forwarded-*` set as a reverse
 //! proxy should (RFC 7239's de-facto predecessors), the path rewritten.
 
+use std::sync::Arc;
+
 use http::header::{HeaderValue, AUTHORIZATION, CONNECTION, HOST};
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, Uri};
 use smallvec::SmallVec;
 
 use crate::auth::policy::same_name;
-use crate::config::AuthSettings;
-use crate::config::TokenSource;
+use crate::auth::validate::Verified;
+use crate::auth::AuthError;
+use crate::config::{AuthSettings, Policy, TokenSource};
+use crate::listener::Peer;
 use crate::trace_context::RequestIds;
 use crate::upstream::codec::is_hop_by_hop;
 
@@ -237,6 +242,62 @@ fn line(out: &mut Vec<u8>, name: &[u8], value: &[&[u8]]) {
         out.extend_from_slice(piece);
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// What the upstream is told: client-sent identity headers stripped, the
+/// token removed unless forwarded, one Host, and the route prefix taken
+/// off; and what portero adds (the verified identity, `X-Forwarded-*`),
+/// to be written after the client's headers. (`ids` is left to the caller.) The route's configured Host, if
+/// any, overrides the client's.
+pub fn rewrite<'p>(
+    parts: &mut Parts,
+    (auth, host_override): (&AuthSettings, Option<&str>),
+    verified: Option<&(&Policy, Arc<Verified>)>,
+    host: Option<HeaderValue>,
+    route_prefix: Option<&str>,
+    (peer, keep_underscores): (&'p Peer, bool),
+) -> Result<Added<'p>, AuthError> {
+    let headers = &mut parts.headers;
+    let prior_for = prior_forwarded_for(headers, peer.trusted);
+    for name in headers_to_strip(headers, auth, peer.trusted, keep_underscores) {
+        headers.remove(&name);
+    }
+    let mut identity = SmallVec::new();
+    if let Some((policy, verified)) = verified {
+        for header in policy.identity_headers(verified) {
+            identity.push(header?);
+        }
+        if !policy.forward_token {
+            remove_token(headers, &policy.token_from);
+        }
+        if let Some(uri) = remove_query_tokens(&parts.uri, &policy.token_from) {
+            parts.uri = uri;
+        }
+    }
+    // The configured Host, else the client's (checked, without a trailing
+    // dot). An HTTP/2 request names it in its URI only.
+    let upstream_host = match host_override {
+        Some(over) => HeaderValue::from_str(over).ok(),
+        None => host.clone(),
+    };
+    if let Some(h) = upstream_host {
+        if headers.get(HOST) != Some(&h) {
+            headers.insert(HOST, h);
+        }
+    }
+    if let Some(prefix) = route_prefix {
+        if let Some(uri) = strip_prefix(&parts.uri, prefix) {
+            parts.uri = uri;
+        }
+    }
+    Ok(Added {
+        identity,
+        prior_for,
+        client: &peer.forwarded_for,
+        tls: peer.tls,
+        host,
+        ids: None,
+    })
 }
 
 /// A trusted proxy's `X-Forwarded-For`, to be extended; `None` from anyone

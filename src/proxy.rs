@@ -6,31 +6,25 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST, ORIGIN, UPGRADE};
+use http::header::{HeaderValue, CONNECTION, ORIGIN, UPGRADE};
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
-use smallvec::SmallVec;
 
-use crate::auth::keys::KeySet;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::client_addr;
 use crate::clock::Clock;
-use crate::config::{
-    CorsPolicy, Endpoint, ForwardAuth, OutagePolicy, PathRules, Policy, Route, RouteAction,
-};
+use crate::config::{CorsPolicy, ForwardAuth, OutagePolicy, PathRules, Policy, Route, RouteAction};
 use crate::cors;
 use crate::forward_auth;
-use crate::identity::{self, Added};
-use crate::issue::{self, Issuing, TokenRequest, Transport};
+use crate::identity;
+use crate::issue::Transport;
 use crate::jwks::Registry;
 use crate::limits::{self, Caller, ClientShare, Held, Limit, Phase, RateReport, Refusal};
 use crate::listener::{Handler, Hold, Peer};
@@ -39,7 +33,7 @@ use crate::metrics::{method_label, Metrics};
 use crate::path::PathError;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::routes::Miss;
-use crate::span_export::{RequestSpan, Spans};
+use crate::span_export::Spans;
 use crate::store::Store;
 use crate::target::{self, HostError};
 use crate::trace_context::RequestIds;
@@ -47,6 +41,11 @@ use crate::tunnel::{self, Tunnel};
 use crate::upstream::client::{take_head, Failure, Handshake};
 use crate::upstream::request_body::{BodyError, BodyRules, ClientBody};
 use crate::upstream::UpstreamGroup;
+
+mod record;
+mod token_endpoint;
+
+use record::{access_log, record_span};
 
 /// Everything a request may read, shared by every listener.
 pub struct Shared {
@@ -314,10 +313,9 @@ impl Gateway {
             return Err(RequestError::CorsRefused(cors::Refusal::Origin));
         }
         let prefix = strip_prefix.then_some(route.path.as_str());
-        let mut added = rewrite(
+        let mut added = identity::rewrite(
             parts,
-            live,
-            group,
+            (&live.auth, group.config.host.as_deref()),
             verified.as_ref(),
             host,
             prefix,
@@ -563,109 +561,6 @@ impl Gateway {
         }
         tracing::debug!(route = %route.name, reason, "denied");
     }
-
-    /// The request's metrics: by route, method and status; by upstream.
-    fn record(
-        &self,
-        live: &Live,
-        trace: &Trace,
-        method: &'static str,
-        status: StatusCode,
-        start: Instant,
-    ) {
-        let metrics = &self.shared.metrics;
-        // One clock read for both durations.
-        let now = Instant::now();
-        let elapsed = (now - start).as_secs_f64();
-        match trace.route {
-            Some(i) => {
-                let series = &live.route_series[i];
-                series.requests.inc(method, status);
-                series.duration.observe(elapsed);
-            }
-            None => {
-                metrics
-                    .requests
-                    .with_label_values(&["none", method, status.as_str()])
-                    .inc();
-                metrics
-                    .request_duration
-                    .with_label_values(&["none"])
-                    .observe(elapsed);
-            }
-        }
-        if let Some((index, started)) = trace.upstream {
-            let series = &live.upstreams[index].series;
-            match trace.failure {
-                Some(_) => series.error.inc(),
-                None => series.ok.inc(),
-            }
-            series.duration.observe((now - started).as_secs_f64());
-        }
-    }
-
-    /// Serves a token endpoint: reads the body within the issuer's size and
-    /// time limits, then lets the dialect answer. Also says whether the body
-    /// was read.
-    async fn token_endpoint(
-        &self,
-        live: &Live,
-        index: usize,
-        endpoint: Endpoint,
-        parts: &Parts,
-        body: Incoming,
-        client: IpAddr,
-    ) -> (issue::Reply, bool) {
-        let keys = live.validator.keys();
-        let ctx = self.issuing(live, index, &keys);
-        let settings = ctx.endpoint;
-        let now = self.shared.clock.now();
-        let path = parts.uri.path();
-        let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
-        {
-            Ok(b) => b,
-            Err(e) => return (issue::transport_error(&ctx, e, path, now), false),
-        };
-        let request = TokenRequest {
-            endpoint,
-            body: &body,
-            json: issue::is_json(parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes)),
-            query: parts.uri.query(),
-            path,
-            client: Some(client),
-            now,
-        };
-        (issue::handle(&ctx, &request).await, true)
-    }
-
-    /// A token-endpoint request refused before its body was read.
-    fn refuse_login(
-        &self,
-        live: &Live,
-        index: usize,
-        parts: &Parts,
-        why: Transport,
-    ) -> issue::Reply {
-        let keys = live.validator.keys();
-        let ctx = self.issuing(live, index, &keys);
-        issue::transport_error(&ctx, why, parts.uri.path(), self.shared.clock.now())
-    }
-
-    fn issuing<'a>(&'a self, live: &'a Live, index: usize, keys: &'a KeySet) -> Issuing<'a> {
-        let issuer = &live.issuers[index];
-        Issuing {
-            index,
-            issuer,
-            endpoint: issuer
-                .endpoint
-                .as_ref()
-                .expect("token routes exist only for endpoints"),
-            keys,
-            store: &self.shared.store,
-            revocations: &self.shared.revocations,
-            metrics: &self.shared.metrics,
-        }
-    }
 }
 
 /// A limit's refusal as a request error; a rate's headers go on the response.
@@ -754,135 +649,6 @@ fn route<'l>(
             Miss::NoRoute => RequestError::NoRoute,
             Miss::Method => RequestError::MethodNotAllowed,
         })
-}
-
-/// What the upstream is told: client-sent identity headers stripped, the
-/// token removed unless forwarded, one Host, and the route prefix taken
-/// off; and what portero adds (the verified identity, `X-Forwarded-*`),
-/// to be written after the client's headers. (`ids` is left to the caller.)
-fn rewrite<'p>(
-    parts: &mut Parts,
-    live: &Live,
-    group: &UpstreamGroup,
-    verified: Option<&(&Policy, Arc<Verified>)>,
-    host: Option<HeaderValue>,
-    strip_prefix: Option<&str>,
-    (peer, keep_underscores): (&'p Peer, bool),
-) -> Result<Added<'p>, AuthError> {
-    let headers = &mut parts.headers;
-    let prior_for = identity::prior_forwarded_for(headers, peer.trusted);
-    for name in identity::headers_to_strip(headers, &live.auth, peer.trusted, keep_underscores) {
-        headers.remove(&name);
-    }
-    let mut identity = SmallVec::new();
-    if let Some((policy, verified)) = verified {
-        for header in policy.identity_headers(verified) {
-            identity.push(header?);
-        }
-        if !policy.forward_token {
-            identity::remove_token(headers, &policy.token_from);
-        }
-        if let Some(uri) = identity::remove_query_tokens(&parts.uri, &policy.token_from) {
-            parts.uri = uri;
-        }
-    }
-    // The configured Host, else the client's (checked, without a trailing
-    // dot). An HTTP/2 request names it in its URI only.
-    let upstream_host = match &group.config.host {
-        Some(over) => HeaderValue::from_str(over).ok(),
-        None => host.clone(),
-    };
-    if let Some(h) = upstream_host {
-        if headers.get(HOST) != Some(&h) {
-            headers.insert(HOST, h);
-        }
-    }
-    if let Some(prefix) = strip_prefix {
-        if let Some(uri) = identity::strip_prefix(&parts.uri, prefix) {
-            parts.uri = uri;
-        }
-    }
-    Ok(Added {
-        identity,
-        prior_for,
-        client: &peer.forwarded_for,
-        tls: peer.tls,
-        host,
-        ids: None,
-    })
-}
-
-/// The request's span, if its trace is sampled. Like the log line, it
-/// names the path, never the query string.
-fn record_span(
-    spans: &Spans,
-    live: &Live,
-    trace: &Trace,
-    (method, path): (&Method, &str),
-    status: StatusCode,
-    start: Instant,
-    peer: &Peer,
-) {
-    let Some(ids) = trace.ids.as_ref().filter(|ids| ids.sampled()) else {
-        return;
-    };
-    let end = SystemTime::now();
-    spans.record(RequestSpan {
-        ids: ids.span_ids(),
-        method: method.clone(),
-        path: path.to_string(),
-        route: trace.route_name(live).to_string(),
-        status,
-        start: end - start.elapsed(),
-        end,
-        client: peer.addr.ip(),
-    });
-}
-
-/// One line per request. It names the path, never the query string or a
-/// header: either may carry a token.
-fn access_log(
-    live: &Live,
-    trace: &Trace,
-    method: Method,
-    path: String,
-    status: StatusCode,
-    start: Instant,
-    peer: &Peer,
-) {
-    tracing::info!(
-        target: "portero::access",
-        %method,
-        path,
-        status = status.as_u16(),
-        route = trace.route_name(live),
-        micros = start.elapsed().as_micros() as u64,
-        client = %peer.addr.ip(),
-        error = trace.failure.map(|f| respond::upstream_failure(f).1),
-        trace_id = trace.ids.as_ref().map(RequestIds::trace_id),
-        request_id = trace.ids.as_ref().map(RequestIds::request_id),
-    );
-}
-
-/// Reads a whole request body, refusing it past `max` bytes (announced or
-/// received) or when it does not arrive within `timeout`. hyper answers
-/// `Expect: 100-continue` when the body is first read.
-async fn read_body(
-    parts: &Parts,
-    body: Incoming,
-    max: u64,
-    timeout: Duration,
-) -> Result<Bytes, Transport> {
-    if declared_length(&parts.headers).is_some_and(|n| n > max) {
-        return Err(Transport::TooLarge);
-    }
-    let limited = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
-    match tokio::time::timeout(timeout, limited.collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Transport::TooLarge),
-        // A broken body is as good as one that never came.
-        Ok(Err(_)) | Err(_) => Err(Transport::Timeout),
-    }
 }
 
 /// The body size a request announces, if it announces one.

@@ -1,0 +1,107 @@
+//! What a request leaves behind once answered: its metrics, its span and
+//! its access-log line.
+
+use std::time::{Instant, SystemTime};
+
+use http::{Method, StatusCode};
+
+use super::{Gateway, Trace};
+use crate::listener::Peer;
+use crate::live::Live;
+use crate::respond;
+use crate::span_export::{RequestSpan, Spans};
+use crate::trace_context::RequestIds;
+
+impl Gateway {
+    /// The request's metrics: by route, method and status; by upstream.
+    pub(super) fn record(
+        &self,
+        live: &Live,
+        trace: &Trace,
+        method: &'static str,
+        status: StatusCode,
+        start: Instant,
+    ) {
+        let metrics = &self.shared.metrics;
+        // One clock read for both durations.
+        let now = Instant::now();
+        let elapsed = (now - start).as_secs_f64();
+        match trace.route {
+            Some(i) => {
+                let series = &live.route_series[i];
+                series.requests.inc(method, status);
+                series.duration.observe(elapsed);
+            }
+            None => {
+                metrics
+                    .requests
+                    .with_label_values(&["none", method, status.as_str()])
+                    .inc();
+                metrics
+                    .request_duration
+                    .with_label_values(&["none"])
+                    .observe(elapsed);
+            }
+        }
+        if let Some((index, started)) = trace.upstream {
+            let series = &live.upstreams[index].series;
+            match trace.failure {
+                Some(_) => series.error.inc(),
+                None => series.ok.inc(),
+            }
+            series.duration.observe((now - started).as_secs_f64());
+        }
+    }
+}
+
+/// The request's span, if its trace is sampled. Like the log line, it
+/// names the path, never the query string.
+pub(super) fn record_span(
+    spans: &Spans,
+    live: &Live,
+    trace: &Trace,
+    (method, path): (&Method, &str),
+    status: StatusCode,
+    start: Instant,
+    peer: &Peer,
+) {
+    let Some(ids) = trace.ids.as_ref().filter(|ids| ids.sampled()) else {
+        return;
+    };
+    let end = SystemTime::now();
+    spans.record(RequestSpan {
+        ids: ids.span_ids(),
+        method: method.clone(),
+        path: path.to_string(),
+        route: trace.route_name(live).to_string(),
+        status,
+        start: end - start.elapsed(),
+        end,
+        client: peer.addr.ip(),
+    });
+}
+
+/// One line per request. It names the path, never the query string or a
+/// header: either may carry a token.
+pub(super) fn access_log(
+    live: &Live,
+    trace: &Trace,
+    method: Method,
+    path: String,
+    status: StatusCode,
+    start: Instant,
+    peer: &Peer,
+) {
+    tracing::info!(
+        target: "portero::access",
+        %method,
+        path,
+        status = status.as_u16(),
+        route = trace.route_name(live),
+        micros = start.elapsed().as_micros() as u64,
+        client = %peer.addr.ip(),
+        error = trace.failure.map(|f| respond::upstream_failure(f).1),
+        trace_id = trace.ids.as_ref().map(RequestIds::trace_id),
+        request_id = trace.ids.as_ref().map(RequestIds::request_id),
+    );
+}
