@@ -2,7 +2,7 @@
 //! and read without locks; lookups cost one hash probe per path segment,
 //! whatever the number of routes.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 
 use http::Method;
 
@@ -16,6 +16,11 @@ pub enum Miss {
     /// a token endpoint's path is its own, never left to a route beneath.
     Method,
 }
+
+/// foldhash, not SipHash: the keys are the configuration's and lookups
+/// never insert, so a request's host or path cannot flood a bucket; it
+/// only pays for the hash, on every request.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct HostRoutes {
@@ -33,7 +38,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> RouteTable {
-        let mut exact: HashMap<String, HostRoutes> = HashMap::new();
+        let mut exact: HashMap<String, HostRoutes> = HashMap::default();
         let mut suffixes: Vec<(String, HostRoutes)> = Vec::new();
         let mut any = HostRoutes::default();
         for (i, r) in routes.iter().enumerate() {
