@@ -6,11 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use portero::{config, server};
 
-// A request allocates a few dozen small blocks and frees them on the same
-// thread: mimalloc's per-thread free lists serve that in about a third of
-// glibc's instructions (BENCHMARKS.md, "The hot path and its budget").
+mod allocator;
+
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::MiMalloc = allocator::MiMalloc;
 
 #[derive(Parser)]
 #[command(version, about = "A reverse-proxy authentication gateway")]
