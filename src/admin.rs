@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::revocation::Revocation;
-use crate::config::OutagePolicy;
+use crate::config::{Config, OutagePolicy};
 use crate::listener::{Handler, Peer, Serving};
 use crate::proxy::Shared;
 use crate::upstream::client::take_head;
@@ -38,6 +38,9 @@ pub struct Admin {
     pub token_env: String,
     /// Reloads read this file again.
     pub config_path: PathBuf,
+    /// The config the process started with, its listeners at the addresses
+    /// they were bound to: what keys that need a restart are compared to.
+    pub running: Config,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -188,7 +191,7 @@ impl Admin {
         let store_reachable = self.shared.store.reachable();
         // Fail-static keeps serving through a store outage: taking every
         // instance out of the load balancer would turn it into a full outage.
-        let serving = store_reachable || self.shared.on_outage == OutagePolicy::FailStatic;
+        let serving = store_reachable || live.settings.on_outage == OutagePolicy::FailStatic;
         let ready = started && all_healthy && serving && keys_ready;
         let status = if ready {
             StatusCode::OK
@@ -303,27 +306,32 @@ impl Admin {
         }
     }
 
-    /// Re-reads the config file and swaps in its routes, strip rules, keys
-    /// and upstream groups at once: unchanged groups keep their connections
-    /// and health, and requests in flight finish on the groups they began
-    /// on. A config that does not load leaves the running one untouched.
-    /// Asked by `POST /admin/reload` and by SIGHUP; counted and logged
-    /// either way.
+    /// Re-reads the config file and swaps in its routes, strip rules, keys,
+    /// upstream groups and request-path settings at once: unchanged groups
+    /// keep their connections and health, and requests in flight finish on
+    /// the groups they began on. Keys that only a restart applies are named
+    /// in the answer, a WARN line and `portero_config_restart_required`. A
+    /// config that does not load leaves the running one untouched. Asked by
+    /// `POST /admin/reload` and by SIGHUP; counted and logged either way.
     pub async fn reload(&self) -> Reply {
         let result = self.apply_config().await;
         let label = if result.is_ok() { "ok" } else { "error" };
-        self.shared
-            .metrics
-            .config_reloads
-            .with_label_values(&[label])
-            .inc();
+        let metrics = &self.shared.metrics;
+        metrics.config_reloads.with_label_values(&[label]).inc();
         let path = self.config_path.display();
         match result {
-            Ok(routes) => {
+            Ok((routes, restart_required)) => {
                 tracing::info!(target: "portero::admin", %path, routes, "config reloaded");
+                metrics
+                    .config_restart_required
+                    .set(i64::from(!restart_required.is_empty()));
+                if !restart_required.is_empty() {
+                    let keys = restart_required.join(", ");
+                    tracing::warn!(target: "portero::admin", %path, %keys, "these keys take effect only after a restart");
+                }
                 json_reply(
                     StatusCode::OK,
-                    json!({ "reloaded": true, "routes": routes }),
+                    json!({ "reloaded": true, "routes": routes, "restart_required": restart_required }),
                 )
             }
             Err((status, message)) => {
@@ -333,9 +341,9 @@ impl Admin {
         }
     }
 
-    /// Loads the config file and swaps it in; the number of routes, or the
-    /// status and message of why not.
-    async fn apply_config(&self) -> Result<usize, (StatusCode, String)> {
+    /// Loads the config file and swaps it in; the number of routes and the
+    /// keys that need a restart, or the status and message of why not.
+    async fn apply_config(&self) -> Result<(usize, Vec<String>), (StatusCode, String)> {
         let refused = |e: &dyn std::fmt::Display| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
         let config = crate::config::load(&self.config_path).map_err(|e| refused(&e))?;
         let running = self.shared.live.load_full();
@@ -375,7 +383,10 @@ impl Admin {
         // The registry's keys now: none yet for a new or changed issuer,
         // and any fetched while the snapshot was built.
         self.shared.live.load().refresh_external_keys(external);
-        Ok(config.routes.len())
+        Ok((
+            config.routes.len(),
+            crate::config::restart_required(&self.running, &config),
+        ))
     }
 
     fn revocation_for(&self, r: RevokeRequest) -> Result<Revocation, String> {

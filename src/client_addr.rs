@@ -49,7 +49,9 @@ mod tests {
     use super::*;
 
     fn peer(addr: &str, trusted: &[ipnet::IpNet]) -> Peer {
-        Peer::new(addr.parse().unwrap(), false, trusted)
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let ip = addr.ip().to_canonical();
+        Peer::new(addr, false, trusted.iter().any(|net| net.contains(&ip)))
     }
 
     fn xff(values: &[&str]) -> HeaderMap {

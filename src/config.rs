@@ -1,6 +1,6 @@
 //! Loading `gateway.toml`: the file layer ([`file`]), the checks
 //! ([`check`]) and the validated model the gateway runs on ([`model`],
-//! re-exported here).
+//! re-exported here); which of its keys a reload cannot apply ([`restart`]).
 //!
 //! Every problem is reported with the file, line and key it comes from, and
 //! loading collects all of them instead of stopping at the first.
@@ -8,6 +8,7 @@
 mod check;
 mod file;
 mod model;
+mod restart;
 mod units;
 
 use std::path::Path;
@@ -16,6 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 pub use model::*;
+pub use restart::restart_required;
 pub use units::{parse_duration, parse_size};
 
 // ---------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,15 +85,14 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(addr: SocketAddr, tls: bool, trusted_proxies: &[ipnet::IpNet]) -> Peer {
+    pub fn new(addr: SocketAddr, tls: bool, trusted: bool) -> Peer {
         let forwarded_for = HeaderValue::try_from(addr.ip().to_string())
             .expect("an IP address is valid header text");
-        let ip = addr.ip().to_canonical();
         Peer {
             addr,
             tls,
             forwarded_for,
-            trusted: trusted_proxies.iter().any(|net| net.contains(&ip)),
+            trusted,
         }
     }
 }
@@ -106,7 +105,6 @@ pub struct Serving {
     /// A request head (HTTP/1) or header list (HTTP/2) larger than this is
     /// refused (`431`, or a stream reset).
     pub max_header_size: usize,
-    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Connections start with a PROXY protocol header (from trusted proxies only).
     pub proxy_protocol: bool,
     /// How long that header may take.
@@ -145,6 +143,12 @@ pub trait Handler: Send + Sync + 'static {
         body: Incoming,
         peer: &'a Peer,
     ) -> impl Future<Output = Response<Self::Body>> + Send + 'a;
+
+    /// Whether a connection from `ip` comes from one of the proxies the
+    /// running configuration trusts (`server.trusted_proxies`).
+    fn trusts(&self, _ip: IpAddr) -> bool {
+        false
+    }
 }
 
 /// Ends a task when its owner is done with it.
@@ -190,7 +194,7 @@ pub async fn accept<H: Handler>(
         };
         // A trusted proxy's connections carry many clients: not counted
         // against one address's share.
-        let peer = Peer::new(addr, serving.tls.is_some(), &serving.trusted_proxies);
+        let peer = Peer::new(addr, serving.tls.is_some(), handler.trusts(addr.ip()));
         let Some(slot) = serving
             .connections
             .admit((!peer.trusted).then(|| addr.ip().to_canonical()))
@@ -207,7 +211,7 @@ pub async fn accept<H: Handler>(
         tokio::spawn(async move {
             let mut stream = stream;
             if serving.proxy_protocol {
-                match proxied_peer(&mut stream, peer, &serving, &slot).await {
+                match proxied_peer(&mut stream, peer, &serving, &*handler, &slot).await {
                     Some(client) => peer = client,
                     None => return,
                 }
@@ -243,6 +247,7 @@ async fn proxied_peer(
     stream: &mut TcpStream,
     peer: Peer,
     serving: &Serving,
+    handler: &impl Handler,
     slot: &Slot,
 ) -> Option<Peer> {
     if !peer.trusted {
@@ -262,7 +267,7 @@ async fn proxied_peer(
         Ok(Ok(Some(client))) => Some(Peer::new(
             client,
             serving.tls.is_some(),
-            &serving.trusted_proxies,
+            handler.trusts(client.ip()),
         )),
         Ok(Ok(None)) => Some(peer),
         Ok(Err(why)) => {

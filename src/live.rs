@@ -1,21 +1,24 @@
 //! The live snapshot: what a config reload replaces (routes with their
 //! metric series, strip rules, keys with a fresh verified-token cache, the
-//! upstream groups the routes name), built here for the server at start and
-//! for the admin API on reload; external issuers' keys are swapped in here
-//! whenever they change.
+//! upstream groups the routes name, the request path's settings), built
+//! here for the server at start and for the admin API on reload; external
+//! issuers' keys are swapped in here whenever they change.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::auth::keys;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
-use crate::config::{AuthSettings, Config, IpRules, Issuer};
+use crate::config::{AuthSettings, Config, ForwardAuth, IpRules, Issuer, OutagePolicy, PathRules};
 use crate::jwks::Registry;
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteSeries};
 use crate::routes::RouteTable;
 use crate::store::Store;
+use crate::upstream::request_body::BodyRules;
 use crate::upstream::UpstreamGroup;
 
 /// Swapped as one snapshot, so a request never sees routes of one config
@@ -35,6 +38,60 @@ pub struct Live {
     pub ips: IpRules,
     /// Issuer → `sub` → the principal's own `rate_limit`.
     pub principal_rates: HashMap<usize, HashMap<String, u32>>,
+    pub settings: Settings,
+}
+
+/// The `[server]` and `[store]` settings a request reads: swapped with the
+/// rest of the snapshot, so a reload applies them to the next request.
+/// (What cannot change without a restart is named by
+/// `config::restart_required`.)
+pub struct Settings {
+    /// What protected routes do while the store is unreachable.
+    pub on_outage: OutagePolicy,
+    pub max_body_size: u64,
+    /// From the request head to the end of its body.
+    pub body_timeout: Duration,
+    /// How request bodies must arrive: buffered up to a size, at a pace.
+    pub body_rules: BodyRules,
+    pub access_log: bool,
+    pub paths: PathRules,
+    pub tunnel_idle_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `server.forward_auth_path` and its style.
+    pub forward_auth: Option<ForwardAuth>,
+    /// `server.trace_context`.
+    pub trace_context: bool,
+}
+
+impl Settings {
+    pub fn of(config: &Config) -> Settings {
+        let server = &config.server;
+        let limits = &server.limits;
+        Settings {
+            on_outage: config.store.on_outage,
+            max_body_size: server.max_body_size,
+            body_timeout: limits.body_timeout,
+            body_rules: BodyRules {
+                buffer_size: limits.request_buffer_size,
+                max_size: server.max_body_size,
+                min_rate: limits.min_body_rate,
+                grace: limits.min_body_rate_after,
+            },
+            access_log: server.access_log,
+            paths: server.paths,
+            tunnel_idle_timeout: server.tunnel_idle_timeout,
+            trusted_proxies: server.trusted_proxies.clone(),
+            forward_auth: server.forward_auth.clone(),
+            trace_context: server.trace_context,
+        }
+    }
+
+    /// Whether a connection from `ip` comes from one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
 }
 
 impl Live {
@@ -69,6 +126,7 @@ impl Live {
             auth: config.auth.clone(),
             issuers: config.issuers.clone(),
             upstreams,
+            settings: Settings::of(config),
         })
     }
 }

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub upstream_resolutions: IntCounterVec,
     pub upstream_ejections: IntCounterVec,
     pub config_reloads: IntCounterVec,
+    /// 1 while the config file holds keys a reload could not apply.
+    pub config_restart_required: IntGauge,
     pub jwks: JwksMetrics,
     pub connections_open: IntGaugeVec,
     pub connections_closed: IntCounterVec,
@@ -294,6 +296,17 @@ impl Metrics {
                 "Config reloads (admin API or SIGHUP), by result (ok, error).",
                 &["result"],
             ),
+            config_restart_required: {
+                let g = IntGauge::new(
+                    "portero_config_restart_required",
+                    "1 when the last reloaded config changed keys that take effect only after a restart.",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
             connections_open: {
                 let g = IntGaugeVec::new(
                     Opts::new(

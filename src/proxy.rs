@@ -20,7 +20,7 @@ use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::client_addr;
 use crate::clock::Clock;
-use crate::config::{CorsPolicy, ForwardAuth, OutagePolicy, PathRules, Policy, Route, RouteAction};
+use crate::config::{CorsPolicy, OutagePolicy, PathRules, Policy, Route, RouteAction};
 use crate::cors;
 use crate::forward_auth;
 use crate::identity;
@@ -28,7 +28,7 @@ use crate::issue::Transport;
 use crate::jwks::Registry;
 use crate::limits::{self, Caller, ClientShare, Held, Limit, Phase, RateReport, Refusal};
 use crate::listener::{Handler, Hold, Peer};
-use crate::live::Live;
+use crate::live::{Live, Settings};
 use crate::metrics::{method_label, Metrics};
 use crate::path::PathError;
 use crate::respond::{self, GatewayBody, RequestError};
@@ -39,7 +39,7 @@ use crate::target::{self, HostError};
 use crate::trace_context::RequestIds;
 use crate::tunnel::{self, Tunnel};
 use crate::upstream::client::{take_head, Failure, Handshake};
-use crate::upstream::request_body::{BodyError, BodyRules, ClientBody};
+use crate::upstream::request_body::{BodyError, ClientBody};
 use crate::upstream::UpstreamGroup;
 
 mod record;
@@ -47,34 +47,20 @@ mod token_endpoint;
 
 use record::{access_log, record_span};
 
-/// Everything a request may read, shared by every listener.
+/// Everything a request may read, shared by every listener: the live
+/// snapshot (routes, keys, settings: what a reload swaps) and the handles
+/// built once at start.
 pub struct Shared {
     pub live: ArcSwap<Live>,
     /// Revocations outlive reloads: every `Live::validator` reads this set.
     pub revocations: Arc<Revocations>,
     pub store: Arc<dyn Store>,
-    /// What protected routes do while the store is unreachable.
-    pub on_outage: OutagePolicy,
     pub metrics: Metrics,
-    pub max_body_size: u64,
-    /// From the request head to the end of its body.
-    pub body_timeout: Duration,
-    /// How request bodies must arrive: buffered up to a size, at a pace.
-    pub body_rules: BodyRules,
     /// Requests with a body in flight per client address.
     pub client_share: ClientShare,
-    pub access_log: bool,
-    pub paths: PathRules,
     pub clock: Clock,
-    pub tunnel_idle_timeout: Duration,
     /// External issuers' keys, fetched in the background.
     pub external: Arc<Registry>,
-    /// Peers whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// `server.forward_auth_path` and its style.
-    pub forward_auth: Option<ForwardAuth>,
-    /// `server.trace_context`.
-    pub trace_context: bool,
     /// `[tracing] otlp_endpoint`: where request spans go.
     pub spans: Option<Spans>,
 }
@@ -129,17 +115,30 @@ impl Gateway {
     ) -> Response<GatewayBody> {
         let start = Instant::now();
         let live = self.shared.live.load_full();
+        let settings = &live.settings;
         let method = method_label(&parts.method);
         let has_body = !body.is_end_stream();
         let mut trace = Trace {
-            ids: self
-                .shared
+            ids: settings
                 .trace_context
                 .then(|| RequestIds::take(&mut parts.headers)),
             ..Trace::default()
         };
+        // Trusted proxies as configured now: a reload that drops one takes
+        // its say over the client's headers at its next request.
+        let retrusted;
+        let peer = match settings.trusts(peer.addr.ip()) {
+            trusted if trusted == peer.trusted => peer,
+            trusted => {
+                retrusted = Peer {
+                    trusted,
+                    ..peer.clone()
+                };
+                &retrusted
+            }
+        };
         // Only the log and the span need the path after the request has gone upstream.
-        let logged = (self.shared.access_log || self.shared.spans.is_some())
+        let logged = (settings.access_log || self.shared.spans.is_some())
             .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
         // gRPC runs on HTTP/2 only: HTTP/1.1 requests skip the lookup.
         let grpc = parts.version == http::Version::HTTP_2 && respond::is_grpc(&parts.headers);
@@ -187,7 +186,7 @@ impl Gateway {
             if let Some(spans) = &self.shared.spans {
                 record_span(spans, &live, &trace, (&method, &path), status, start, peer);
             }
-            if self.shared.access_log {
+            if settings.access_log {
                 access_log(&live, &trace, method, path, status, start, peer);
             }
         }
@@ -206,13 +205,14 @@ impl Gateway {
     ) -> Result<Response<GatewayBody>, RequestError> {
         // A path under the forward-auth endpoint is a decision, as sent or
         // once normalised: `/.portero/auth/../x` is never routed to `/.portero/x`.
-        let decision = self.shared.forward_auth.as_ref().and_then(|config| {
+        let settings = &live.settings;
+        let decision = settings.forward_auth.as_ref().and_then(|config| {
             forward_auth::under(&config.path, parts.uri.path())
                 .map(|rest| (config, rest.to_owned()))
         });
         // The one path and host everything below acts on.
-        let host = checked_target(parts, self.shared.paths)?;
-        let ip = client_addr::client_ip(peer, &parts.headers, &self.shared.trusted_proxies);
+        let host = checked_target(parts, settings.paths)?;
+        let ip = client_addr::client_ip(peer, &parts.headers, &settings.trusted_proxies);
         if !limits::admits(&live.ips, ip) {
             self.shared
                 .metrics
@@ -228,7 +228,7 @@ impl Gateway {
                 .map_err(|refusal| refused(trace, refusal))?;
         }
         let decision = decision.or_else(|| {
-            let config = self.shared.forward_auth.as_ref()?;
+            let config = settings.forward_auth.as_ref()?;
             let rest = forward_auth::under(&config.path, parts.uri.path())?;
             Some((config, rest.to_owned()))
         });
@@ -291,7 +291,7 @@ impl Gateway {
                 *underscores_in_headers,
             ),
         };
-        if declared_length(&parts.headers).is_some_and(|n| n > self.shared.max_body_size) {
+        if declared_length(&parts.headers).is_some_and(|n| n > settings.max_body_size) {
             return Err(RequestError::TooLarge);
         }
         let verified = match policy {
@@ -332,20 +332,22 @@ impl Gateway {
                 revocations: self.shared.revocations.clone(),
             });
             let parts = take_head(parts);
-            return Box::pin(self.tunnel(group, parts, protocol, token, &route.name)).await;
+            let idle_timeout = settings.tunnel_idle_timeout;
+            return Box::pin(self.tunnel(group, parts, protocol, token, &route.name, idle_timeout))
+                .await;
         }
         // A bodiless request (most are) skips the reading's future.
         let mut body = match body.is_end_stream() {
             true => ClientBody::empty(),
-            false => self.receive(parts, body).await?,
+            false => self.receive(settings, parts, body).await?,
         };
         let forwarded = group
             .send(
                 parts,
                 &mut body,
                 &added,
-                self.shared.max_body_size,
-                self.shared.body_timeout,
+                settings.max_body_size,
+                settings.body_timeout,
             )
             .await
             .map_err(RequestError::Upstream)?;
@@ -359,12 +361,17 @@ impl Gateway {
     /// The request body as it goes upstream: read whole up to the buffer
     /// size before any upstream connection is taken, and kept to the
     /// minimum pace. A gRPC stream streams: it may pause between messages.
-    async fn receive(&self, parts: &Parts, body: Incoming) -> Result<ClientBody, RequestError> {
+    async fn receive(
+        &self,
+        settings: &Settings,
+        parts: &Parts,
+        body: Incoming,
+    ) -> Result<ClientBody, RequestError> {
         if parts.version == http::Version::HTTP_2 && respond::is_grpc(&parts.headers) {
             return Ok(ClientBody::streaming(body));
         }
-        let deadline = tokio::time::Instant::now() + self.shared.body_timeout;
-        ClientBody::receive(body, &self.shared.body_rules, deadline)
+        let deadline = tokio::time::Instant::now() + settings.body_timeout;
+        ClientBody::receive(body, &settings.body_rules, deadline)
             .await
             .map_err(|e| {
                 RequestError::Upstream(match e {
@@ -385,7 +392,7 @@ impl Gateway {
         ip: IpAddr,
         trace: &mut Trace,
     ) -> Result<Response<GatewayBody>, RequestError> {
-        let host = checked_target(&mut original, self.shared.paths)?;
+        let host = checked_target(&mut original, live.settings.paths)?;
         let (index, route) = route(live, host.as_ref(), &original)?;
         trace.route = Some(index);
         let limiter = &live.limiters[index];
@@ -461,6 +468,7 @@ impl Gateway {
         protocol: HeaderValue,
         token: Option<tunnel::Token>,
         route: &str,
+        idle_timeout: Duration,
     ) -> Result<Response<GatewayBody>, RequestError> {
         let client = parts.extensions.remove::<OnUpgrade>();
         let hold = parts.extensions.remove::<Hold>();
@@ -492,7 +500,7 @@ impl Gateway {
             hold,
             websocket,
             token,
-            idle_timeout: self.shared.tunnel_idle_timeout,
+            idle_timeout,
             route: route.to_string(),
         };
         let shared = self.shared.clone();
@@ -514,7 +522,7 @@ impl Gateway {
         parts: &Parts,
     ) -> Result<Arc<Verified>, RequestError> {
         let shared = &self.shared;
-        if shared.on_outage == OutagePolicy::FailClosed && !shared.store.reachable() {
+        if live.settings.on_outage == OutagePolicy::FailClosed && !shared.store.reachable() {
             self.count_denial(live, index, "store_unavailable", None);
             return Err(RequestError::StoreUnavailable);
         }
@@ -671,5 +679,9 @@ impl Handler for Gateway {
         peer: &'a Peer,
     ) -> impl Future<Output = Response<GatewayBody>> + Send + 'a {
         self.handle(parts, body, peer)
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.shared.live.load().settings.trusts(ip)
     }
 }

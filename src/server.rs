@@ -26,7 +26,6 @@ use crate::metrics::Metrics;
 use crate::proxy::{Gateway, Shared};
 use crate::span_export::Spans;
 use crate::store::{Store, StoreError};
-use crate::upstream::request_body::BodyRules;
 
 /// Why the gateway could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -190,14 +189,13 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         .map_err(runtime_error("admin"))?;
     let metrics = Metrics::new(&config);
     let limits = &config.server.limits;
-    let serving = |connections, tls, trusted_proxies, proxy_protocol| {
+    let serving = |connections, tls, proxy_protocol| {
         Arc::new(Serving {
             connections,
             tls,
             tls_handshake_timeout: limits.tls_handshake_timeout,
             header_timeout: limits.header_timeout,
             max_header_size: limits.max_header_size,
-            trusted_proxies,
             proxy_protocol,
         })
     };
@@ -297,25 +295,10 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         live: ArcSwap::from_pointee(live),
         revocations: revocations.clone(),
         store: store.clone(),
-        on_outage: config.store.on_outage,
         metrics,
-        max_body_size: config.server.max_body_size,
-        body_timeout: config.server.limits.body_timeout,
-        body_rules: BodyRules {
-            buffer_size: limits.request_buffer_size,
-            max_size: config.server.max_body_size,
-            min_rate: limits.min_body_rate,
-            grace: limits.min_body_rate_after,
-        },
         client_share,
-        access_log: config.server.access_log,
-        paths: config.server.paths,
         clock: clock::Clock::system(),
-        tunnel_idle_timeout: config.server.tunnel_idle_timeout,
         external,
-        trusted_proxies: config.server.trusted_proxies.clone(),
-        forward_auth: config.server.forward_auth.clone(),
-        trace_context: config.server.trace_context,
         spans,
     });
     {
@@ -337,12 +320,21 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
             config.admin.token_env
         );
     }
+    // Keys a reload cannot apply are told by comparing with this: the
+    // config as started, its listeners where they were bound (port 0 is
+    // whatever port was given).
+    let mut running = config.clone();
+    for (l, listener) in running.listeners.iter_mut().zip(&listeners.public) {
+        l.addr = local_addr(listener);
+    }
+    running.admin.listen = local_addr(&listeners.admin);
     let admin = Arc::new(Admin {
         shared: shared.clone(),
         started: started.clone(),
         token: admin_token,
         token_env: config.admin.token_env.clone(),
         config_path: config.source.clone(),
+        running,
     });
     {
         let admin = admin.clone();
@@ -358,7 +350,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     side.spawn(crate::admin::serve(
         admin_listener,
         admin,
-        serving(admin_connections, None, Vec::new(), false),
+        serving(admin_connections, None, false),
     ));
     side.spawn(purge_expired(revocations, store, config.auth.leeway));
 
@@ -375,8 +367,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
                 })?),
             };
         tracing::info!(addr = %local_addr(&listener), tls = tls.is_some(), "public listener");
-        let trusted = config.server.trusted_proxies.clone();
-        let serving = serving(public_connections.clone(), tls, trusted, l.proxy_protocol);
+        let serving = serving(public_connections.clone(), tls, l.proxy_protocol);
         public.push((listener, serving));
     }
 

@@ -229,6 +229,34 @@ impl Gateway {
         std::fs::write(path, format!("{}{body}", self.preamble)).unwrap();
     }
 
+    /// As [`Gateway::rewrite_config`], with `server` as the `[server]`
+    /// table's own lines in place of those the gateway started with (the
+    /// harness's defaults stay where `server` does not set them).
+    pub fn rewrite_config_with_server(&self, server: &str, body: &str) {
+        let (table, rest) = self
+            .preamble
+            .split_once("\n\n[[listen]]")
+            .expect("the harness's preamble");
+        let sets = |line: &str| {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            server
+                .lines()
+                .any(|l| l.split('=').next().unwrap_or_default().trim() == key)
+        };
+        let mut lines = Vec::new();
+        for line in table.lines() {
+            if !sets(line) {
+                lines.push(line);
+            }
+            if line.starts_with("data_dir = ") {
+                break;
+            }
+        }
+        let preamble = format!("{}\n{server}\n\n[[listen]]{rest}", lines.join("\n"));
+        let path = self.dir.path().join("gateway.toml");
+        std::fs::write(path, format!("{preamble}{body}")).unwrap();
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }

@@ -1,0 +1,166 @@
+//! What a reload cannot apply: the keys whose values are built into the
+//! running process (bound sockets, the store's connection, the runtime's
+//! threads, the log's format, the span exporter, connection-level limits).
+//! Everything else is in the snapshot a reload swaps.
+
+use super::model::{Config, StoreBackend};
+
+/// The keys of `new` that differ from `running` (the config the process
+/// started with, its listeners at the addresses they were bound to) and
+/// take effect only after a restart, as `gateway.toml` names them.
+pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut differs = |key: &str, differ: bool| {
+        if differ {
+            keys.push(key.to_string());
+        }
+    };
+    if running.listeners.len() != new.listeners.len() {
+        differs("listen", true);
+    }
+    for (i, (r, n)) in running.listeners.iter().zip(&new.listeners).enumerate() {
+        differs(&format!("listen[{i}].addr"), r.addr != n.addr);
+        let (r_tls, n_tls) = (r.tls.as_ref(), n.tls.as_ref());
+        differs(
+            &format!("listen[{i}].tls_cert"),
+            r_tls.map(|t| &t.cert) != n_tls.map(|t| &t.cert),
+        );
+        differs(
+            &format!("listen[{i}].tls_key"),
+            r_tls.map(|t| &t.key) != n_tls.map(|t| &t.key),
+        );
+        differs(
+            &format!("listen[{i}].proxy_protocol"),
+            r.proxy_protocol != n.proxy_protocol,
+        );
+    }
+    let (r, n) = (&running.admin, &new.admin);
+    differs("admin.listen", r.listen != n.listen);
+    differs("admin.token_env", r.token_env != n.token_env);
+    differs(
+        "admin.max_connections",
+        r.max_connections != n.max_connections,
+    );
+
+    let (r, n) = (&running.server, &new.server);
+    differs("server.threads", r.threads != n.threads);
+    differs("server.data_dir", r.data_dir != n.data_dir);
+    differs("server.log_format", r.log_format != n.log_format);
+    differs("server.grace_period", r.grace_period != n.grace_period);
+    differs(
+        "server.shutdown_timeout",
+        r.shutdown_timeout != n.shutdown_timeout,
+    );
+    let (r, n) = (&r.limits, &n.limits);
+    differs(
+        "server.header_timeout",
+        r.header_timeout != n.header_timeout,
+    );
+    differs("server.idle_timeout", r.idle_timeout != n.idle_timeout);
+    differs(
+        "server.tls_handshake_timeout",
+        r.tls_handshake_timeout != n.tls_handshake_timeout,
+    );
+    differs(
+        "server.max_connections",
+        r.max_connections != n.max_connections,
+    );
+    differs(
+        "server.max_connections_per_ip",
+        r.max_connections_per_ip != n.max_connections_per_ip,
+    );
+    differs(
+        "server.max_requests_per_ip",
+        r.max_requests_per_ip != n.max_requests_per_ip,
+    );
+    differs(
+        "server.max_header_size",
+        r.max_header_size != n.max_header_size,
+    );
+
+    match (&running.store.backend, &new.store.backend) {
+        (StoreBackend::Embedded, StoreBackend::Embedded) => {}
+        (StoreBackend::Redis(r), StoreBackend::Redis(n)) => {
+            differs("store.url", r.url != n.url);
+            differs("store.password_env", r.password_env != n.password_env);
+            differs("store.key_prefix", r.key_prefix != n.key_prefix);
+            differs("store.timeout", r.timeout != n.timeout);
+        }
+        _ => differs("store.backend", true),
+    }
+    differs("tracing", running.span_export != new.span_export);
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[server]
+threads = 2
+
+[[listen]]
+addr = "127.0.0.1:8080"
+
+[upstreams.echo]
+builtin = "echo"
+
+[issuers.demo]
+[[issuers.demo.keys]]
+kid = "k1"
+alg = "HS256"
+secret_env = "DEMO_SECRET"
+
+[[routes]]
+path = "/"
+upstream = "echo"
+"#;
+
+    fn config(text: &str) -> Config {
+        crate::config::parse(text, Path::new("gateway.toml")).expect("a valid config")
+    }
+
+    #[test]
+    fn settings_of_the_request_path_need_no_restart() {
+        let running = config(BASE);
+        let new = config(&BASE.replace(
+            "threads = 2\n",
+            "threads = 2\nmax_body_size = \"1KiB\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
+             trace_context = false\nbody_timeout = \"5s\"\n",
+        ));
+        assert_eq!(restart_required(&running, &new), Vec::<String>::new());
+    }
+
+    #[test]
+    fn listeners_threads_log_format_store_and_tracing_are_named() {
+        let running = config(BASE);
+        let new = config(
+            &BASE
+                .replace(
+                    "threads = 2\n",
+                    "threads = 3\nlog_format = \"json\"\nheader_timeout = \"3s\"\n",
+                )
+                .replace("8080", "8081"),
+        );
+        assert_eq!(
+            restart_required(&running, &new),
+            [
+                "listen[0].addr",
+                "server.threads",
+                "server.log_format",
+                "server.header_timeout"
+            ]
+        );
+        let more = config(&format!(
+            "{BASE}\n[[listen]]\naddr = \"127.0.0.1:8443\"\n\n\
+             [store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\n\
+             [tracing]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\n"
+        ));
+        assert_eq!(
+            restart_required(&running, &more),
+            ["listen", "store.backend", "tracing"]
+        );
+    }
+}
