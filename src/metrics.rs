@@ -70,6 +70,29 @@ pub struct ConnectionSeries {
     pub idle_timeouts: IntCounter,
 }
 
+/// The operations the stores count failures of, by the `op` label they
+/// give them: each series is exported at 0 from the start, so a dashboard
+/// shows none failed rather than no data.
+pub const STORE_OPERATIONS: &[&str] = &[
+    "add_revocations",
+    "clear_failures",
+    "delete_refresh",
+    "extend_refresh",
+    "failures",
+    "get_refresh",
+    "ping",
+    "purge_expired",
+    "put_refresh",
+    "record_failures",
+    "release_attempts",
+    "reserve_attempt",
+    "revocations",
+    "scan",
+    "signing_key",
+    "subscribe",
+    "take_rate",
+];
+
 /// What the store reports about itself; cloned into the store backend.
 #[derive(Clone)]
 pub struct StoreMetrics {
@@ -420,6 +443,9 @@ impl Metrics {
             }
         }
         m.store.up.set(1);
+        for op in STORE_OPERATIONS {
+            m.store.errors.with_label_values(&[op]);
+        }
         for result in ["ok", "error"] {
             m.config_reloads.with_label_values(&[result]);
         }

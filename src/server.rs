@@ -27,23 +27,25 @@ use crate::proxy::{Gateway, Shared};
 use crate::span_export::Spans;
 use crate::store::{Store, StoreError};
 
-/// Why the gateway could not start or run.
+/// Why the gateway could not start or run. Where there is an underlying
+/// error it is the `source`, not repeated in the message: the command
+/// prints the whole chain once.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("{key}: cannot listen on {addr}: {source}")]
+    #[error("{key}: cannot listen on {addr}")]
     Bind {
         key: String,
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("listen {addr}: TLS: {source}")]
+    #[error("listen {addr}: TLS")]
     Tls { addr: SocketAddr, source: TlsError },
-    #[error("cannot start the {which} runtime: {source}")]
+    #[error("cannot start the {which} runtime")]
     Runtime {
         which: &'static str,
         source: std::io::Error,
     },
-    #[error("{target}: {source}")]
+    #[error("{target}")]
     Store { target: String, source: StoreError },
     #[error(transparent)]
     Keys(#[from] KeyError),

@@ -435,3 +435,41 @@ fn the_kubernetes_configs_pass() {
     }
     assert_eq!(checked, 2);
 }
+
+#[test]
+fn a_port_in_use_is_named_once_with_its_cause() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    let config = GOOD.replace("127.0.0.1:8080", &addr.to_string());
+    let data = dir.path().join("data");
+    let server = format!(
+        "[server]\ndata_dir = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        data.display()
+    );
+    std::fs::write(&path, format!("{server}{config}")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portero"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("listen: cannot listen on {addr}: ")),
+        "{err}"
+    );
+    assert_eq!(err.matches("(os error 98)").count(), 1, "{err}");
+}
+
+#[test]
+fn a_count_of_zero_is_named_with_its_line() {
+    let bad = format!("[server]\nthreads = 0\n{GOOD}");
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    assert!(
+        err.contains("gateway.toml:2: server.threads: must be at least 1"),
+        "{err}"
+    );
+}

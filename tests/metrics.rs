@@ -81,6 +81,15 @@ async fn metrics_parse_and_carry_the_portero_series() {
     );
     // Never a subject in a label.
     assert!(!text.contains("alice"));
+    // Series that count failures are there, at 0, before the first one.
+    for zero in [
+        "portero_store_errors_total{op=\"get_refresh\"} 0",
+        "portero_store_errors_total{op=\"signing_key\"} 0",
+        "portero_config_reloads_total{result=\"error\"} 0",
+        "portero_config_restart_required 0",
+    ] {
+        assert!(text.lines().any(|l| l == zero), "{zero} missing:\n{text}");
+    }
 
     for line in text.lines().filter(|l| !l.is_empty()) {
         if let Some(rest) = line.strip_prefix('#') {

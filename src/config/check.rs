@@ -151,7 +151,7 @@ impl Checker<'_> {
                 .clone()
                 .unwrap_or_else(|| "PORTERO_ADMIN_TOKEN".to_string()),
             max_connections: self.at_least_one(
-                file.admin.max_connections,
+                &file.admin.max_connections,
                 "admin.max_connections",
                 64,
             ),
@@ -241,13 +241,10 @@ impl Checker<'_> {
     }
 
     fn server(&mut self, s: &FileServer) -> ServerSettings {
-        let threads = s.threads.unwrap_or(2);
-        if threads == 0 {
-            self.problem_no_span("server.threads", "must be at least 1");
-        }
+        let threads = self.at_least_one(&s.threads, "server.threads", 2);
         let max_body_size = self.size(&s.max_body_size, "server.max_body_size", 1024 * 1024);
         ServerSettings {
-            threads: threads.max(1),
+            threads,
             grace_period: self.duration(&s.grace_period, "server.grace_period", secs(2)),
             shutdown_timeout: self.duration(
                 &s.shutdown_timeout,
@@ -354,14 +351,19 @@ impl Checker<'_> {
             body_timeout: self.duration(&s.body_timeout, "server.body_timeout", secs(60)),
             max_connections: s
                 .max_connections
-                .map(|n| self.at_least_one(Some(n), "server.max_connections", 1)),
+                .as_ref()
+                .map(|_| self.at_least_one(&s.max_connections, "server.max_connections", 1)),
             max_header_size,
-            max_connections_per_ip: s
-                .max_connections_per_ip
-                .map(|n| self.at_least_one(Some(n), "server.max_connections_per_ip", 1)),
-            max_requests_per_ip: s
-                .max_requests_per_ip
-                .map(|n| self.at_least_one(Some(n), "server.max_requests_per_ip", 1)),
+            max_connections_per_ip: s.max_connections_per_ip.as_ref().map(|_| {
+                self.at_least_one(
+                    &s.max_connections_per_ip,
+                    "server.max_connections_per_ip",
+                    1,
+                )
+            }),
+            max_requests_per_ip: s.max_requests_per_ip.as_ref().map(|_| {
+                self.at_least_one(&s.max_requests_per_ip, "server.max_requests_per_ip", 1)
+            }),
             request_buffer_size: self.size(
                 &s.request_buffer_size,
                 "server.request_buffer_size",
@@ -387,13 +389,13 @@ impl Checker<'_> {
         })
     }
 
-    fn at_least_one(&mut self, v: Option<usize>, key: &str, default: usize) -> usize {
+    fn at_least_one(&mut self, v: &Option<Spanned<usize>>, key: &str, default: usize) -> usize {
         match v {
-            Some(0) => {
-                self.problem_no_span(key, "must be at least 1");
+            Some(n) if *n.get_ref() == 0 => {
+                self.problem(n, key, "must be at least 1");
                 default
             }
-            Some(n) => n,
+            Some(n) => *n.get_ref(),
             None => default,
         }
     }

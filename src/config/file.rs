@@ -56,7 +56,7 @@ pub(super) struct FileCors {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileServer {
-    pub(super) threads: Option<usize>,
+    pub(super) threads: Option<Spanned<usize>>,
     pub(super) grace_period: Option<Spanned<String>>,
     pub(super) shutdown_timeout: Option<Spanned<String>>,
     pub(super) data_dir: Option<String>,
@@ -68,9 +68,9 @@ pub(super) struct FileServer {
     pub(super) idle_timeout: Option<Spanned<String>>,
     pub(super) tls_handshake_timeout: Option<Spanned<String>>,
     pub(super) body_timeout: Option<Spanned<String>>,
-    pub(super) max_connections: Option<usize>,
-    pub(super) max_connections_per_ip: Option<usize>,
-    pub(super) max_requests_per_ip: Option<usize>,
+    pub(super) max_connections: Option<Spanned<usize>>,
+    pub(super) max_connections_per_ip: Option<Spanned<usize>>,
+    pub(super) max_requests_per_ip: Option<Spanned<usize>>,
     pub(super) request_buffer_size: Option<Spanned<String>>,
     pub(super) min_body_rate: Option<Spanned<String>>,
     pub(super) min_body_rate_after: Option<Spanned<String>>,
@@ -151,7 +151,7 @@ pub(super) struct FileListener {
 pub(super) struct FileAdmin {
     pub(super) listen: Option<Spanned<String>>,
     pub(super) token_env: Option<String>,
-    pub(super) max_connections: Option<usize>,
+    pub(super) max_connections: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -193,7 +193,7 @@ pub(super) struct FileUpstream {
     pub(super) write_timeout: Option<Spanned<String>>,
     pub(super) max_idle_connections: Option<usize>,
     pub(super) idle_timeout: Option<Spanned<String>>,
-    pub(super) max_connections: Option<usize>,
+    pub(super) max_connections: Option<Spanned<usize>>,
     pub(super) queue_timeout: Option<Spanned<String>>,
     /// `"tcp"`, `"none"`, or a [`FileHttpCheck`] table.
     pub(super) health_check: Option<Spanned<toml::Value>>,

@@ -81,7 +81,7 @@ impl Checker<'_> {
             write_timeout: self.duration(&u.write_timeout, &key("write_timeout"), secs(30)),
             max_idle_connections: u.max_idle_connections.unwrap_or(256),
             idle_timeout: self.duration(&u.idle_timeout, &key("idle_timeout"), secs(60)),
-            max_connections: self.at_least_one(u.max_connections, &key("max_connections"), 1024),
+            max_connections: self.at_least_one(&u.max_connections, &key("max_connections"), 1024),
             queue_timeout: self.duration(&u.queue_timeout, &key("queue_timeout"), secs(2)),
             health_check,
             ejection,
