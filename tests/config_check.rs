@@ -43,9 +43,56 @@ fn unknown_key_fails_naming_key_and_line() {
     let bad = GOOD.replace("builtin = \"echo\"", "builtin = \"echo\"\nretries = 3");
     let (ok, err) = check(&bad);
     assert!(!ok);
-    assert!(err.contains("gateway.toml"), "{err}");
-    assert!(err.contains("line 7"), "{err}");
-    assert!(err.contains("unknown field `retries`"), "{err}");
+    assert!(
+        err.contains(
+            "gateway.toml:7: upstreams.echo.retries: unknown field `retries`, expected one of `"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_is_named_at_once_unknown_keys_included() {
+    let bad = GOOD
+        .replace("builtin = \"echo\"", "builtin = \"echo\"\nretries = 3")
+        .replace(
+            "upstream = \"echo\"",
+            "upstream = \"billing\"\ntimeout = \"1s\"\n\
+             rate_limit = { requests = 1, per = \"1s\", wat = 2 }",
+        )
+        .replace(
+            "[[listen]]\n",
+            "[server]\nthreads = 0\nspeed = \"max\"\n\n[[listen]]\n",
+        );
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].ends_with("gateway.toml: 6 problem(s)"), "{err}");
+    for (at, expected) in [
+        (1, "gateway.toml:3: server.threads: must be at least 1"),
+        (
+            2,
+            "gateway.toml:4: server.speed: unknown field `speed`, expected one of `threads`, ",
+        ),
+        (
+            3,
+            "gateway.toml:11: upstreams.echo.retries: unknown field `retries`",
+        ),
+        (
+            4,
+            "gateway.toml:17: routes[0].upstream: no upstream named \"billing\"",
+        ),
+        (
+            5,
+            "gateway.toml:18: routes[0].timeout: unknown field `timeout`",
+        ),
+        (
+            6,
+            "gateway.toml:19: routes[0].rate_limit.wat: unknown field `wat`, expected one of `requests`",
+        ),
+    ] {
+        assert!(lines[at].contains(expected), "line {at}: {expected}\n{err}");
+    }
 }
 
 #[test]
