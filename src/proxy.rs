@@ -38,9 +38,9 @@ use crate::store::Store;
 use crate::target::{self, HostError};
 use crate::trace_context::RequestIds;
 use crate::tunnel::{self, Tunnel};
-use crate::upstream::client::{take_head, Failure, Handshake};
+use crate::upstream::client::{take_head, Handshake};
 use crate::upstream::request_body::{BodyError, ClientBody};
-use crate::upstream::UpstreamGroup;
+use crate::upstream::{Failure, UpstreamGroup};
 
 mod record;
 mod token_endpoint;

@@ -15,8 +15,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use crate::auth::AuthError;
 use crate::cors;
 use crate::limits::{Held, Limit};
-use crate::upstream::body::{BoxError, UpstreamBody};
-use crate::upstream::client::Failure;
+use crate::upstream::{BoxError, Failure, UpstreamBody};
 
 /// Why the gateway answers a request itself instead of its upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

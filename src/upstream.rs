@@ -37,6 +37,45 @@ use crate::metrics::{Metrics, UpstreamSeries};
 pub use dns::Resolver;
 use pool::IdleList;
 
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// An upstream's response body as either client brings it: de-framed from
+/// an HTTP/1.1 connection (`Left`), or an HTTP/2 stream, trailers and all
+/// (`Right`).
+pub type UpstreamBody = http_body_util::Either<body::ResponseBody, h2::StreamBody>;
+
+/// Why a request got no response from the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Every server is marked down (or was tried).
+    NoServer,
+    /// No server accepted a connection.
+    Connect,
+    /// A connection could not be made within the connect timeout.
+    ConnectTimeout,
+    /// The upstream took longer than its timeouts to take or answer the request.
+    Timeout,
+    /// The client stopped sending its body.
+    ClientTimeout,
+    /// The body grew past the size limit while streaming.
+    TooLarge,
+    /// The upstream broke the connection or sent something that is not HTTP.
+    Upstream,
+    /// The connection closed before the response began (answered as `Upstream`).
+    Closed,
+    /// The TLS handshake failed (a certificate not trusted, or not given).
+    Tls,
+    /// The server had its limit of requests in flight for the whole queue timeout.
+    Busy,
+}
+
+/// A response from the upstream, and whether it took the whole request
+/// body (if not, the client's connection cannot carry another request).
+pub struct Forwarded {
+    pub response: http::Response<UpstreamBody>,
+    pub body_read: bool,
+}
+
 pub struct UpstreamGroup {
     pub config: Upstream,
     pub series: UpstreamSeries,
@@ -299,12 +338,8 @@ impl UpstreamGroup {
     /// ejected for the cool-down once it has failed `after` times in a row.
     /// The client's own faults (a slow or oversized body), a full queue and
     /// a pooled connection found closed do not count.
-    pub(crate) fn passive(
-        &self,
-        server: &Server,
-        result: &Result<client::Forwarded, client::Failure>,
-    ) {
-        use client::Failure::*;
+    pub(crate) fn passive(&self, server: &Server, result: &Result<Forwarded, Failure>) {
+        use Failure::*;
         let Some(ejection) = &self.config.ejection else {
             return;
         };

@@ -15,8 +15,7 @@ use tokio::time::{Instant, Sleep};
 use super::codec::{ResponseFraming, ResponseHead, MAX_HEAD};
 use super::conn::Conn;
 use super::pool::Pooled;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::BoxError;
 
 /// How much is read from an upstream at a time.
 const READ_SIZE: usize = 16 * 1024;
@@ -273,8 +272,3 @@ fn fail(body: &mut ResponseBody, e: BoxError) -> BoxError {
     body.conn = None;
     e
 }
-
-/// An upstream's response body as either client brings it: de-framed from
-/// an HTTP/1.1 connection (`Left`), or an HTTP/2 stream, trailers and all
-/// (`Right`).
-pub type UpstreamBody = http_body_util::Either<ResponseBody, super::h2::StreamBody>;

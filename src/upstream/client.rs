@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
-use http::Response;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use smallvec::SmallVec;
@@ -24,48 +23,15 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::body::UpstreamBody;
 use super::codec::{self, RequestFraming};
 use super::conn::Conn;
 use super::pool::{Kept, Pooled};
 use super::request_body::{BodyError, ClientBody};
-use super::{Server, UpstreamGroup};
+use super::{Failure, Forwarded, Server, UpstreamBody, UpstreamGroup};
 use crate::identity::Added;
 
 /// Room for a response head (and what of the body comes with it).
 const HEAD_ROOM: usize = 8 * 1024;
-
-/// Why a request got no response from the upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// Every server is marked down (or was tried).
-    NoServer,
-    /// No server accepted a connection.
-    Connect,
-    /// A connection could not be made within the connect timeout.
-    ConnectTimeout,
-    /// The upstream took longer than its timeouts to take or answer the request.
-    Timeout,
-    /// The client stopped sending its body.
-    ClientTimeout,
-    /// The body grew past the size limit while streaming.
-    TooLarge,
-    /// The upstream broke the connection or sent something that is not HTTP.
-    Upstream,
-    /// The connection closed before the response began (answered as `Upstream`).
-    Closed,
-    /// The TLS handshake failed (a certificate not trusted, or not given).
-    Tls,
-    /// The server had its limit of requests in flight for the whole queue timeout.
-    Busy,
-}
-
-/// A response from the upstream, and whether it took the whole request
-/// body (if not, the client's connection cannot carry another request).
-pub struct Forwarded {
-    pub response: Response<UpstreamBody>,
-    pub body_read: bool,
-}
 
 /// The upstream's answer to a request to upgrade.
 pub enum Handshake {

@@ -23,11 +23,9 @@ use smallvec::SmallVec;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
-use super::body::{BoxError, UpstreamBody};
-use super::client::{Failure, Forwarded};
 use super::conn::Conn;
 use super::request_body::{BodyError, ClientBody};
-use super::{Server, UpstreamGroup};
+use super::{BoxError, Failure, Forwarded, Server, UpstreamBody, UpstreamGroup};
 
 /// A server's HTTP/2 connection, if one is open.
 pub type Sender = SendRequest<RequestBody>;

@@ -18,8 +18,8 @@ use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::client::Failure;
 use super::h2::RequestBody;
+use super::Failure;
 use super::{Server, UpstreamGroup};
 use crate::config::{HealthCheck, HttpCheck};
 
