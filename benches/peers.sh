@@ -19,7 +19,7 @@ CONNS=${CONNS:-50}                 # wrk connections
 DURATION=${DURATION:-10}           # seconds per measured run (max 15)
 WARMUP=${WARMUP:-2}                # seconds of warm-up before every measured run (0 = none)
 ROUNDS=${ROUNDS:-2}                # interleaved rounds: A B C D .. A B C D ..
-PIN=${PIN:-unpinned}               # unpinned | pinned | both (see README: unpinned reproduced best here)
+PIN=${PIN:-unpinned}               # unpinned | pinned | both (unpinned reproduced best on these machines)
 SERVER_CPUS=${SERVER_CPUS:-0}      # pinned mode: peers (+ gateway) here
 ORIGIN_CPUS=${ORIGIN_CPUS:-$SERVER_CPUS}  # pinned mode: the origin nginx here (default: with the peers)
 CLIENT_CPUS=${CLIENT_CPUS:-1}      # pinned mode: wrk here

@@ -49,7 +49,7 @@ fn server(style: &str) -> String {
     format!("forward_auth_path = \"/.portero/auth\"\nforward_auth_style = \"{style}\"")
 }
 
-/// How the test's nginx asks portero: as the README shows for the nginx
+/// How the test's nginx asks portero: as docs/features.md shows for the nginx
 /// style (other conventions' headers cleared), the same without clearing
 /// them, or imitating Traefik's headers or Envoy's path.
 #[derive(Clone, Copy)]
@@ -345,7 +345,7 @@ async fn traefik_and_envoy_name_the_original_request_their_own_way() {
 /// The client writes another convention's naming headers to make a
 /// protected request look like a public one. Whatever nginx passes on, the
 /// protected request never reaches the upstream without a token: the
-/// README's nginx config clears them (portero decides on the real request),
+/// docs/features.md's nginx config clears them (portero decides on the real request),
 /// and without that portero refuses the decision (400, nginx's 500).
 #[tokio::test]
 async fn client_headers_in_another_proxys_naming_cannot_steer_the_decision() {

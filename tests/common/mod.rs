@@ -43,6 +43,23 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// Whether an outside program a test needs is here (`missing`: what is
+/// not, and how to get it). Without it the test is skipped with a message,
+/// unless `PORTERO_REQUIRE_<what>=1` (as `.ci/run` sets), where it fails.
+/// README.md, "On a fresh machine", lists every such program.
+pub fn outside_program(what: &str, missing: Option<String>) -> bool {
+    let Some(missing) = missing else {
+        return true;
+    };
+    let var = format!("PORTERO_REQUIRE_{what}");
+    assert!(
+        std::env::var(&var).as_deref() != Ok("1"),
+        "{var}=1 but {missing}"
+    );
+    eprintln!("skipped: {missing} ({var}=1 makes this a failure)");
+    false
+}
+
 /// Reads `read` every 20 ms until `done` holds or `limit` has passed;
 /// returns the last reading either way, for the caller's assertion.
 pub async fn poll<T, F: std::future::Future<Output = T>>(
