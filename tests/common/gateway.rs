@@ -291,6 +291,18 @@ impl Gateway {
             .unwrap_or(0.0)
     }
 
+    /// The sum of every series of `name`, whatever their labels.
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Waits (up to 2 s) for a series to reach `want`: a series may be
     /// recorded just after the client has its response.
     pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64) -> f64 {
