@@ -189,6 +189,13 @@ fn subdomain_of(origin: &str, scheme: &str, suffix: &str) -> Option<bool> {
     )
 }
 
+/// The request comes from no browser page, or from one the policy allows.
+pub fn origin_allowed(policy: &CorsPolicy, headers: &HeaderMap) -> bool {
+    headers
+        .get(ORIGIN)
+        .is_none_or(|origin| allows_origin(policy, origin))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +225,17 @@ mod tests {
 
     fn origin(s: &'static str) -> HeaderValue {
         HeaderValue::from_static(s)
+    }
+
+    #[test]
+    fn a_request_without_origin_or_from_an_allowed_one_passes() {
+        let p = policy(vec![subdomains()], true);
+        let mut headers = HeaderMap::new();
+        assert!(origin_allowed(&p, &headers), "no page asked");
+        headers.insert(ORIGIN, origin("https://app.example.com"));
+        assert!(origin_allowed(&p, &headers));
+        headers.insert(ORIGIN, origin("https://evil.test"));
+        assert!(!origin_allowed(&p, &headers));
     }
 
     #[test]

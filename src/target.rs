@@ -8,7 +8,8 @@ use http::uri::PathAndQuery;
 use http::{Uri, Version};
 
 use crate::config::PathRules;
-use crate::path;
+use crate::path::{self, PathError};
+use crate::respond::RequestError;
 
 /// Why a request's host is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,13 @@ impl HostError {
             HostError::Malformed => "malformed Host",
         }
     }
+}
+
+/// The request's one host (`None` for an HTTP/1.0 request without one),
+/// its path normalised in place.
+pub fn checked(parts: &mut Parts, rules: PathRules) -> Result<Option<HeaderValue>, RequestError> {
+    normalize_path(parts, rules).map_err(|e| RequestError::BadTarget(PathError::message(e)))?;
+    host(parts).map_err(|e| RequestError::BadTarget(HostError::message(e)))
 }
 
 /// The host the request is for, as sent but without a trailing dot
@@ -132,6 +140,24 @@ mod tests {
             b = b.header(HOST, *h);
         }
         b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn a_checked_target_is_one_host_and_a_normalised_path() {
+        let mut p = parts("/a/./b/../c", Version::HTTP_11, &["api.example.com."]);
+        let host = checked(&mut p, PathRules::default()).unwrap();
+        assert_eq!(host.unwrap(), "api.example.com");
+        assert_eq!(p.uri.path(), "/a/c");
+        let mut two = parts("/", Version::HTTP_11, &["a.test", "b.test"]);
+        assert!(matches!(
+            checked(&mut two, PathRules::default()),
+            Err(RequestError::BadTarget(_))
+        ));
+        let mut escaping = parts("/../etc", Version::HTTP_11, &["a.test"]);
+        assert!(matches!(
+            checked(&mut escaping, PathRules::default()),
+            Err(RequestError::BadTarget(_))
+        ));
     }
 
     fn host_of(uri: &str, version: Version, hosts: &[&str]) -> Result<Option<String>, HostError> {

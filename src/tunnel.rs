@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::header::{HeaderValue, CONNECTION, UPGRADE};
+use http::request::Parts;
+use http::Method;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use prometheus::IntGauge;
@@ -32,6 +35,37 @@ use crate::listener::Hold;
 use crate::metrics::Metrics;
 use crate::upstream::conn::Conn;
 use frames::{close_frame, Frames};
+
+/// The protocol a request asks to switch to, if its route tunnels it: an
+/// HTTP/1.1 `GET` without a body, `Connection: upgrade`, and one protocol
+/// in `Upgrade` (RFC 9110 §7.8). Any other `Upgrade` is dropped on the way
+/// upstream like every hop-by-hop header.
+pub fn requested(parts: &Parts, bodiless: bool, allowed: &[String]) -> Option<HeaderValue> {
+    // The listener marks requests with an `Upgrade` header: most have none.
+    parts.extensions.get::<Hold>()?;
+    protocol_asked(parts, bodiless, allowed)
+}
+
+/// `requested`, for any request head.
+fn protocol_asked(parts: &Parts, bodiless: bool, allowed: &[String]) -> Option<HeaderValue> {
+    if parts.method != Method::GET || parts.version != http::Version::HTTP_11 || !bodiless {
+        return None;
+    }
+    let connection_upgrade = parts
+        .headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let mut upgrade = parts.headers.get_all(UPGRADE).iter();
+    let (Some(protocol), None) = (upgrade.next(), upgrade.next()) else {
+        return None;
+    };
+    let name = protocol.to_str().ok()?.split('/').next()?.trim();
+    let allowed = allowed.iter().any(|a| a.eq_ignore_ascii_case(name));
+    (connection_upgrade && allowed && !name.contains(',')).then(|| protocol.clone())
+}
 
 /// Why a tunnel ended; the label of `portero_tunnels_closed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,6 +374,38 @@ impl Drop for GaugeGuard {
 mod tests {
     use super::*;
     use tokio::io::duplex;
+
+    #[test]
+    fn an_upgrade_is_one_allowed_protocol_on_a_bodiless_http11_get() {
+        let head = |method: &str, connection: &str, upgrade: &[&str]| {
+            let mut b = http::Request::builder()
+                .method(method)
+                .uri("/ws")
+                .header(CONNECTION, connection);
+            for u in upgrade {
+                b = b.header(UPGRADE, *u);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        let allowed = ["websocket".to_string()];
+        let asked = |p: &Parts, bodiless| protocol_asked(p, bodiless, &allowed);
+        let ws = head("GET", "keep-alive, Upgrade", &["WebSocket"]);
+        assert_eq!(asked(&ws, true).unwrap(), "WebSocket");
+        assert_eq!(asked(&ws, false), None, "a body");
+        assert_eq!(asked(&head("POST", "upgrade", &["websocket"]), true), None);
+        assert_eq!(asked(&head("GET", "close", &["websocket"]), true), None);
+        assert_eq!(
+            asked(&head("GET", "upgrade", &["h2c"]), true),
+            None,
+            "not allowed"
+        );
+        let two = head("GET", "upgrade", &["websocket", "websocket"]);
+        assert_eq!(asked(&two, true), None, "two Upgrade headers");
+        let listed = head("GET", "upgrade", &["websocket, h2c"]);
+        assert_eq!(asked(&listed, true), None, "two protocols in one");
+        // Without the listener's mark, nothing is asked.
+        assert_eq!(requested(&ws, true, &allowed), None);
+    }
 
     /// A pump from `from` to `to`, on its own task, told to end through the sender.
     fn spawn_pump(

@@ -5,7 +5,7 @@ use std::time::{Instant, SystemTime};
 
 use http::{Method, StatusCode};
 
-use super::{Gateway, Trace};
+use super::{Gateway, RequestContext};
 use crate::listener::Peer;
 use crate::live::Live;
 use crate::respond;
@@ -17,7 +17,7 @@ impl Gateway {
     pub(super) fn record(
         &self,
         live: &Live,
-        trace: &Trace,
+        ctx: &RequestContext,
         method: &'static str,
         status: StatusCode,
         start: Instant,
@@ -26,7 +26,7 @@ impl Gateway {
         // One clock read for both durations.
         let now = Instant::now();
         let elapsed = (now - start).as_secs_f64();
-        match trace.route {
+        match ctx.route {
             Some(i) => {
                 let series = &live.route_series[i];
                 series.requests.inc(method, status);
@@ -43,9 +43,9 @@ impl Gateway {
                     .observe(elapsed);
             }
         }
-        if let Some((index, started)) = trace.upstream {
+        if let Some((index, started)) = ctx.upstream {
             let series = &live.upstreams[index].series;
-            match trace.failure {
+            match ctx.failure {
                 Some(_) => series.error.inc(),
                 None => series.ok.inc(),
             }
@@ -54,18 +54,18 @@ impl Gateway {
     }
 }
 
-/// The request's span, if its trace is sampled. Like the log line, it
+/// The request's span, if its ctx is sampled. Like the log line, it
 /// names the path, never the query string.
 pub(super) fn record_span(
     spans: &Spans,
     live: &Live,
-    trace: &Trace,
+    ctx: &RequestContext,
     (method, path): (&Method, &str),
     status: StatusCode,
     start: Instant,
     peer: &Peer,
 ) {
-    let Some(ids) = trace.ids.as_ref().filter(|ids| ids.sampled()) else {
+    let Some(ids) = ctx.ids.as_ref().filter(|ids| ids.sampled()) else {
         return;
     };
     let end = SystemTime::now();
@@ -73,7 +73,7 @@ pub(super) fn record_span(
         ids: ids.span_ids(),
         method: method.clone(),
         path: path.to_string(),
-        route: trace.route_name(live).to_string(),
+        route: ctx.route_name(live).to_string(),
         status,
         start: end - start.elapsed(),
         end,
@@ -85,7 +85,7 @@ pub(super) fn record_span(
 /// header: either may carry a token.
 pub(super) fn access_log(
     live: &Live,
-    trace: &Trace,
+    ctx: &RequestContext,
     method: Method,
     path: String,
     status: StatusCode,
@@ -97,11 +97,11 @@ pub(super) fn access_log(
         %method,
         path,
         status = status.as_u16(),
-        route = trace.route_name(live),
+        route = ctx.route_name(live),
         micros = start.elapsed().as_micros() as u64,
         client = %peer.addr.ip(),
-        error = trace.failure.map(|f| respond::upstream_failure(f).1),
-        trace_id = trace.ids.as_ref().map(RequestIds::trace_id),
-        request_id = trace.ids.as_ref().map(RequestIds::request_id),
+        error = ctx.failure.map(|f| respond::upstream_failure(f).1),
+        trace_id = ctx.ids.as_ref().map(RequestIds::trace_id),
+        request_id = ctx.ids.as_ref().map(RequestIds::request_id),
     );
 }

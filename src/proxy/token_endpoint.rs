@@ -10,11 +10,12 @@ use http::request::Parts;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use super::{declared_length, Gateway};
+use super::Gateway;
 use crate::auth::keys::KeySet;
 use crate::config::Endpoint;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::live::Live;
+use crate::upstream::request_body::declared_length;
 
 impl Gateway {
     /// Serves a token endpoint: reads the body within the issuer's size and

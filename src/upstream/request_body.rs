@@ -247,9 +247,29 @@ impl Body for ClientBody {
     }
 }
 
+/// The body size a request announces, if it announces one.
+pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declared_length_is_a_number_or_none() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(declared_length(&headers), None);
+        headers.insert(http::header::CONTENT_LENGTH, "5000".parse().unwrap());
+        assert_eq!(declared_length(&headers), Some(5000));
+        headers.insert(http::header::CONTENT_LENGTH, "5k".parse().unwrap());
+        assert_eq!(declared_length(&headers), None);
+    }
 
     #[test]
     fn the_pace_allows_a_grace_then_a_second_per_min_rate_bytes() {

@@ -1,0 +1,51 @@
+//! The request's context (pingora's `ctx`): one value per request that the
+//! phases fill in and the response, metrics and log line read.
+
+use std::time::Instant;
+
+use http::HeaderValue;
+
+use crate::limits::{Held, RateReport, Refusal};
+use crate::live::Live;
+use crate::respond::RequestError;
+use crate::trace_context::RequestIds;
+use crate::upstream::Failure;
+
+/// The request's context: what its phases found and left behind, read
+/// again for its response headers, metrics, span and log line.
+#[derive(Default)]
+pub(super) struct RequestContext {
+    pub(super) route: Option<usize>,
+    /// The upstream group, when the request was forwarded, and when that began.
+    pub(super) upstream: Option<(usize, Instant)>,
+    pub(super) failure: Option<Failure>,
+    /// The request body was read to its end (by a token endpoint or the upstream).
+    pub(super) body_read: bool,
+    /// On a route with a CORS policy: the request's `Origin`, and whether
+    /// the request was a preflight (answered with its own CORS headers).
+    pub(super) origin: Option<HeaderValue>,
+    pub(super) preflight: bool,
+    /// The request's place under its route's limits, and the rate's headers.
+    pub(super) held: Held,
+    pub(super) rate: Option<RateReport>,
+    /// RequestContext and request ids, sent upstream and logged.
+    pub(super) ids: Option<RequestIds>,
+}
+
+impl RequestContext {
+    /// The route's name, or `none` before one was found.
+    pub(super) fn route_name<'l>(&self, live: &'l Live) -> &'l str {
+        match self.route {
+            Some(i) => live.routes.routes()[i].name.as_str(),
+            None => "none",
+        }
+    }
+}
+
+impl RequestContext {
+    /// A limit's refusal as a request error; a rate's headers go on the response.
+    pub(super) fn refused(&mut self, refusal: Refusal) -> RequestError {
+        self.rate = refusal.report.map(|r| *r);
+        RequestError::Limited(refusal.limit)
+    }
+}

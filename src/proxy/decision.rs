@@ -1,0 +1,59 @@
+//! A forward-auth decision: the request a proxy asks about, through the
+//! same route, limits and policy as if it had come here itself.
+
+use std::net::IpAddr;
+
+use http::request::Parts;
+use http::{HeaderMap, Response};
+
+use super::{route, Gateway, RequestContext};
+use crate::config::RouteAction;
+use crate::limits::Phase;
+use crate::live::Live;
+use crate::respond::{self, GatewayBody, RequestError};
+use crate::target;
+
+impl Gateway {
+    /// A forward-auth decision about `original`: its route's limits and
+    /// policy, exactly as if it had come through; `200` with the identity
+    /// headers to inject, or the refusal it would have had.
+    pub(super) async fn decide(
+        &self,
+        live: &Live,
+        mut original: Parts,
+        ip: IpAddr,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<GatewayBody>, RequestError> {
+        let host = target::checked(&mut original, live.settings.paths)?;
+        let (index, route) = route(live, host.as_ref(), &original)?;
+        ctx.route = Some(index);
+        let limiter = &live.limiters[index];
+        limiter
+            .enter(ip, &mut ctx.held)
+            .map_err(|refusal| ctx.refused(refusal))?;
+        if limiter.keys_at(Phase::Request) {
+            self.admit(live, index, &original.headers, ip, None, ctx)
+                .await
+                .map_err(|refusal| ctx.refused(refusal))?;
+        }
+        let policy = match &route.action {
+            RouteAction::Proxy {
+                policy: Some(policy),
+                ..
+            } => policy,
+            // A public route or a token endpoint: nothing to check or inject.
+            _ => return Ok(respond::allowed(HeaderMap::new())),
+        };
+        let token = self.authorize(live, index, policy, &original)?;
+        if limiter.keys_at(Phase::Token) {
+            self.admit(live, index, &original.headers, ip, Some(&token), ctx)
+                .await
+                .map_err(|refusal| ctx.refused(refusal))?;
+        }
+        let headers = policy
+            .identity_headers(&token)
+            .collect::<Result<HeaderMap, _>>()
+            .map_err(|e| self.denied(live, index, e))?;
+        Ok(respond::allowed(headers))
+    }
+}
