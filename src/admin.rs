@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::auth::revocation::Revocation;
 use crate::config::{Config, OutagePolicy};
 use crate::listener::{Handler, Peer, Serving};
-use crate::proxy::Shared;
+use crate::proxy::GatewayState;
 use crate::upstream::client::take_head;
 use crate::upstream::UpstreamError;
 
@@ -30,7 +30,7 @@ use crate::upstream::UpstreamError;
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 pub struct Admin {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<GatewayState>,
     /// True once every public listener is up; false again when shutting down.
     pub started: Arc<AtomicBool>,
     /// `None`: the admin API refuses with 503 (the variable was unset at start).

@@ -31,7 +31,7 @@ use crate::metrics::ConnectionSeries;
 
 /// The limits one listener enforces.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct ListenerLimits {
     /// From the connection's start, or from bytes arriving while no request
     /// is in flight, to a request beginning.
     pub header_timeout: Duration,
@@ -71,7 +71,7 @@ fn open_files_limit() -> Option<u64> {
 
 /// One listener's open connections.
 pub struct Connections {
-    limits: Limits,
+    limits: ListenerLimits,
     series: ConnectionSeries,
     open: Mutex<Open>,
     /// Told when an evicted connection has closed.
@@ -114,7 +114,7 @@ pub enum Expiry {
 }
 
 impl Connections {
-    pub fn new(limits: Limits, series: ConnectionSeries) -> Arc<Connections> {
+    pub fn new(limits: ListenerLimits, series: ConnectionSeries) -> Arc<Connections> {
         Arc::new(Connections {
             limits,
             series,
@@ -125,7 +125,7 @@ impl Connections {
         })
     }
 
-    pub fn limits(&self) -> Limits {
+    pub fn limits(&self) -> ListenerLimits {
         self.limits
     }
 
@@ -432,7 +432,7 @@ mod tests {
     use crate::metrics::ConnectionSeries;
 
     fn connections(max: usize) -> Arc<Connections> {
-        let limits = Limits {
+        let limits = ListenerLimits {
             header_timeout: Duration::from_millis(200),
             idle_timeout: Duration::from_millis(400),
             max_connections: max,

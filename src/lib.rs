@@ -18,10 +18,10 @@
 //!   and key (pingora-limits; a cluster-wide rate in the store); `window` (the bucket arithmetic).
 //! - `client_addr`: the client's address, through trusted proxies.
 //! - `cors`: CORS preflights answered and responses marked, per route policy.
-//! - `identity`: what the upstream is told: stripped, injected and forwarded headers.
+//! - `forwarding`: what the upstream is told: stripped, injected and forwarded headers.
 //! - `live`: the snapshot a reload swaps (routes, strip rules, keys); server and admin build it.
 //! - `jwks`: external issuers' keys, fetched and refreshed off the request path; `fetch` (one HTTP fetch).
-//! - `trust`: root certificates for outbound TLS (a `ca_file` or the system's).
+//! - `tls_roots`: root certificates for outbound TLS (a `ca_file` or the system's).
 //! - `forward_auth`: the request a forward-auth call asks about, from its headers.
 //! - `proxy`: one request: route → authorize → rewrite → forward → record.
 //! - `proxy_protocol`: the PROXY protocol header a load balancer sends first.
@@ -54,7 +54,7 @@ mod cors;
 pub mod credentials;
 pub mod echo;
 mod forward_auth;
-mod identity;
+mod forwarding;
 pub mod issue;
 mod jwks;
 pub mod limits;
@@ -70,7 +70,7 @@ pub mod server;
 mod span_export;
 pub mod store;
 mod target;
+mod tls_roots;
 mod trace_context;
-mod trust;
 mod tunnel;
 pub mod upstream;

@@ -30,7 +30,7 @@ use prometheus::{IntCounter, IntGauge};
 use sha2::{Digest, Sha256};
 
 use crate::auth::validate::Verified;
-use crate::config::{IpRules, LimitKey, LimitScope, Limits, RateLimit, Route};
+use crate::config::{IpRules, LimitKey, LimitScope, RateLimit, Route, RouteLimits};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use sliding::SlidingCounts;
@@ -43,7 +43,7 @@ const SLOTS: usize = 4096;
 
 /// One route's limits with their counts.
 pub struct Limiter {
-    limits: Limits,
+    limits: RouteLimits,
     /// The route's name as a structured-field string, naming its policy
     /// in the `RateLimit-Policy` and `RateLimit` headers.
     policy_name: String,

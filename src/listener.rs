@@ -115,9 +115,9 @@ pub struct Serving {
 /// tunnel made of its connection keeps the connection's place, counted as
 /// busy, and hears of shutdown. Only requests that may upgrade get one.
 #[derive(Clone)]
-pub struct Hold(Arc<Held>);
+pub struct Hold(Arc<Holding>);
 
-struct Held {
+struct Holding {
     _slot: Arc<Slot>,
     _busy: InFlight,
     stop: watch::Receiver<bool>,
@@ -320,7 +320,7 @@ async fn serve<S, H: Handler>(
             .get::<hyper::upgrade::OnUpgrade>()
             .is_some()
         {
-            req.extensions_mut().insert(Hold(Arc::new(Held {
+            req.extensions_mut().insert(Hold(Arc::new(Holding {
                 _slot: requests.clone(),
                 _busy: requests.busy(),
                 stop: tunnel_stop.clone(),

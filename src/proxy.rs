@@ -1,5 +1,5 @@
 //! One request through the gateway, as plain phases: route (`routes`), a
-//! token endpoint (`issue`) or authorize (`auth`), rewrite (`identity`),
+//! token endpoint (`issue`) or authorize (`auth`), rewrite (`forwarding`),
 //! forward (`upstream::client`), record (metrics and the access log line).
 //! Every refusal becomes a response in `respond`.
 
@@ -20,7 +20,7 @@ use crate::clock::Clock;
 use crate::config::{Route, RouteAction};
 use crate::cors;
 use crate::forward_auth;
-use crate::identity;
+use crate::forwarding;
 use crate::issue::Transport;
 use crate::jwks::Registry;
 use crate::limits::{self, ClientShare, Limit, Phase};
@@ -50,7 +50,7 @@ use record::{access_log, record_span};
 /// Everything a request may read, shared by every listener: the live
 /// snapshot (routes, keys, settings: what a reload swaps) and the handles
 /// built once at start.
-pub struct Shared {
+pub struct GatewayState {
     pub live: ArcSwap<Live>,
     /// Revocations outlive reloads: every `Live::validator` reads this set.
     pub revocations: Arc<Revocations>,
@@ -67,14 +67,14 @@ pub struct Shared {
 
 /// The public listeners' request handler.
 pub struct Gateway {
-    shared: Arc<Shared>,
+    shared: Arc<GatewayState>,
 }
 
 /// Where the public keys of asymmetric issuers are published (RFC 8414 §2 `jwks_uri`).
 const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 impl Gateway {
-    pub fn new(shared: Arc<Shared>) -> Gateway {
+    pub fn new(shared: Arc<GatewayState>) -> Gateway {
         Gateway { shared }
     }
 
@@ -289,7 +289,7 @@ impl Gateway {
             return Err(RequestError::CorsRefused(cors::Refusal::Origin));
         }
         let prefix = strip_prefix.then_some(route.path.as_str());
-        let mut added = identity::rewrite(
+        let mut added = forwarding::rewrite(
             parts,
             (&live.auth, group.config.host.as_deref()),
             verified.as_ref(),

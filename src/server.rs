@@ -17,13 +17,13 @@ use crate::auth::keys::KeyError;
 use crate::auth::revocation::Revocations;
 use crate::clock;
 use crate::config::{Config, ServerSettings, StoreBackend, UpstreamKind};
-use crate::connections::{Connections, Limits};
+use crate::connections::{Connections, ListenerLimits};
 use crate::limits::ClientShare;
 use crate::listener::Serving;
 pub use crate::listener::TlsError;
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::proxy::{Gateway, Shared};
+use crate::proxy::{Gateway, GatewayState};
 use crate::span_export::Spans;
 use crate::store::{Store, StoreError};
 
@@ -201,7 +201,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
             proxy_protocol,
         })
     };
-    let connection_limits = |max_connections, max_per_ip| Limits {
+    let connection_limits = |max_connections, max_per_ip| ListenerLimits {
         header_timeout: limits.header_timeout,
         idle_timeout: limits.idle_timeout,
         max_connections,
@@ -293,7 +293,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
             .unwrap_or((public_max / 10).max(64)),
         &metrics,
     );
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(GatewayState {
         live: ArcSwap::from_pointee(live),
         revocations: revocations.clone(),
         store: store.clone(),

@@ -95,9 +95,9 @@ impl Spans {
 fn client(https: bool) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder();
     if https {
-        let roots = crate::trust::roots(None)?;
+        let roots = crate::tls_roots::roots(None)?;
         builder = builder
-            .use_preconfigured_tls(crate::trust::client_builder(roots)?.with_no_client_auth());
+            .use_preconfigured_tls(crate::tls_roots::client_builder(roots)?.with_no_client_auth());
     }
     builder
         .timeout(EXPORT_TIMEOUT)

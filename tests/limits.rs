@@ -1,431 +1,467 @@
-//! What one client, or one faulty upstream, may take from the gateway:
-//! silent and half-open connections under a low file-descriptor limit, a
-//! trickled request body, a cap on upstream connections, and an upstream
-//! that sends bytes after its response ended.
+//! Limits per consumer through the real gateway: a rate per subject with
+//! the RateLimit headers, burst, a principal's and a claim's own quota,
+//! requests in flight per route and per key against a slow upstream, a
+//! rate per address on a token endpoint that stops a credential-stuffing
+//! loop before any password is hashed, and address rules with and without
+//! trusted proxies.
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{upstream, Gateway, Upstream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
 
-fn public_route(upstream_name: &str) -> String {
-    format!("[[routes]]\npath = \"/\"\nupstream = \"{upstream_name}\"\npublic = true\n")
+/// Issuers `test` and `other`, the demo's token endpoints, and `routes`
+/// in front of the upstream at `upstream`.
+fn config(upstream_addr: std::net::SocketAddr, routes: &str) -> String {
+    format!(
+        "{}\n{}\n{routes}",
+        issuers(),
+        upstream("api", &[upstream_addr], "")
+    )
 }
 
-/// The HTTP/2 connection preface, then a SETTINGS frame.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-/// A HEADERS frame on stream 1 without END_HEADERS (a header block that
-/// never ends): flags END_STREAM only, one HPACK byte (`:method: GET`).
-const OPEN_HEADER_BLOCK: &[u8] = b"\x00\x00\x01\x01\x01\x00\x00\x00\x01\x82";
-
-/// Opens a connection that sends `prefix` and then nothing.
-async fn half_open(port: u16, prefix: &[u8]) -> Option<TcpStream> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    if !prefix.is_empty() {
-        s.write_all(prefix).await.ok()?;
-    }
-    Some(s)
+fn token(sub: &str) -> String {
+    Signer::Hs.sign(&claims(sub))
 }
 
-/// The most descriptors a process had open at once, sampled every
-/// millisecond on a thread of its own.
-struct DescriptorWatch {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    sampler: std::thread::JoinHandle<usize>,
+async fn get(gw: &Gateway, path: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(gw.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
 }
 
-impl DescriptorWatch {
-    fn start(pid: u32) -> DescriptorWatch {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        let sampler = std::thread::spawn(move || {
-            let dir = format!("/proc/{pid}/fd");
-            let mut most = 0;
-            while !stopped.load(Ordering::Relaxed) {
-                if let Ok(entries) = std::fs::read_dir(&dir) {
-                    most = most.max(entries.count());
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            most
-        });
-        DescriptorWatch { stop, sampler }
-    }
-
-    fn stop(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        self.sampler.join().expect("sampler thread")
-    }
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header: {:?}", r.headers()))
+        .to_str()
+        .unwrap()
 }
 
-/// Whether the gateway has closed `s` (reads end, or fail).
-async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            // A refusal's 503, a GOAWAY, or an HTTP/2 SETTINGS: read on.
-            Ok(Ok(_)) => {}
-        }
+/// How many of `n` requests, sent one after another, got each status.
+async fn statuses(gw: &Gateway, path: &str, token: &str, n: usize) -> Vec<u16> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(get(gw, path, token).await.status().as_u16());
     }
+    out
+}
+
+fn count(list: &[u16], status: u16) -> usize {
+    list.iter().filter(|s| **s == status).count()
 }
 
 #[tokio::test]
-async fn silent_and_half_open_connections_cannot_starve_a_low_fd_limit() {
-    let up = Upstream::start("app").await;
-    let body = format!(
-        "{}\n{}",
-        upstream("app", &[up.addr], ""),
-        public_route("app")
-    );
-    // 256 descriptors: portero's own default cap is derived from that. The
-    // attackers share the client's address here, so its share is lifted:
-    // eviction is what keeps the client served.
-    let gw = Gateway::start_with_fd_limit(
-        "header_timeout = \"1s\"\nidle_timeout = \"2s\"\nmax_connections_per_ip = 10000",
-        &body,
-        256,
-    )
+async fn a_subject_over_its_rate_gets_429_while_another_is_untouched_until_the_window_passes() {
+    let up = Upstream::start("api").await;
+    let gw = Gateway::start(&config(
+        up.addr,
+        r#"
+[[routes]]
+name = "orders"
+path = "/orders"
+upstream = "api"
+rate_limit = { requests = 3, per = "2s" }
+"#,
+    ))
     .await;
-    let descriptors = DescriptorWatch::start(gw.pid());
+    let (alice, bob) = (token("alice"), token("bob"));
 
-    let mut attackers = Vec::new();
-    for i in 0..400 {
-        let prefix: Vec<u8> = match i % 5 {
-            0 | 1 => Vec::new(),
-            2 => H2_PREFACE[..10].to_vec(),
-            3 => b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec(),
-            _ => [H2_PREFACE, OPEN_HEADER_BLOCK].concat(),
-        };
-        if let Some(s) = half_open(gw.port, &prefix).await {
-            attackers.push(s);
-        }
+    for left in [2, 1, 0] {
+        let r = get(&gw, "/orders", &alice).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "ratelimit-policy"), "\"orders\";q=3;w=2");
+        let state = header(&r, "ratelimit");
+        assert!(
+            state.starts_with(&format!("\"orders\";r={left};t=")),
+            "{state}"
+        );
+        assert!(r.headers().get("retry-after").is_none());
     }
-    assert!(
-        attackers.len() > 300,
-        "only {} connections opened",
-        attackers.len()
+    let refused = get(&gw, "/orders", &alice).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&refused, "ratelimit-policy"), "\"orders\";q=3;w=2");
+    assert!(header(&refused, "ratelimit").starts_with("\"orders\";r=0;t="));
+    let retry: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=4).contains(&retry), "Retry-After: {retry}");
+    assert_eq!(header(&refused, "content-type"), "application/json");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    let served_before = up.requests();
+
+    // Another subject has its own count.
+    assert_eq!(count(&statuses(&gw, "/orders", &bob, 3).await, 200), 3);
+    // Refused requests never reached the upstream, nor counted against alice.
+    assert_eq!(up.requests(), served_before + 3);
+    assert_eq!(
+        get(&gw, "/orders", &alice).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A reload that leaves the limit as it was keeps the counts: nobody
+    // gets a fresh quota from it.
+    let reloaded = reqwest::Client::new()
+        .post(gw.admin_url("/admin/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), StatusCode::OK);
+    assert_eq!(
+        get(&gw, "/orders", &alice).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
     );
 
-    // Real clients keep being served meanwhile, and so does the admin listener.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    let started = Instant::now();
-    let mut served = 0;
-    while started.elapsed() < Duration::from_secs(3) {
-        let r = client.get(gw.url("/hello")).send().await.unwrap();
-        assert_eq!(r.status(), 200, "a real client was turned away");
-        // A new wave of silent connections between requests.
-        for _ in 0..20 {
-            if let Some(s) = half_open(gw.port, b"").await {
-                attackers.push(s);
-            }
-        }
-        served += 1;
-    }
-    assert!(served >= 10, "{served} requests served");
-    let ready = client.get(gw.admin_url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
+    // After Retry-After, alice is served again.
+    tokio::time::sleep(Duration::from_secs(retry) + Duration::from_millis(50)).await;
+    assert_eq!(get(&gw, "/orders", &alice).await.status(), StatusCode::OK);
 
-    // Every one of them is cut: at once for room, or at the header timeout.
-    let mut open = 0;
-    for s in &mut attackers {
-        if !closed_within(s, Duration::from_secs(4)).await {
-            open += 1;
-        }
-    }
-    assert_eq!(open, 0, "{open} of {} still open", attackers.len());
-    let log = gw.log();
-    assert!(!log.contains("Too many open files"), "{log}");
-    // The 64 kept back for the admin listener and the store stay free.
-    let most = descriptors.stop();
-    assert!(most <= 256 - 64, "{most} descriptors open at once");
-    let timed_out = gw
+    // Counted by route and limit, never by subject.
+    let limited = gw
         .metric(
-            "portero_connections_closed_total",
-            &[("listener", "public"), ("reason", "header_timeout")],
+            "portero_limited_requests_total",
+            &[("route", "orders"), ("limit", "rate")],
         )
         .await;
-    let evicted = gw
-        .metric(
-            "portero_connections_closed_total",
-            &[("listener", "public"), ("reason", "evicted")],
-        )
-        .await;
-    assert!(timed_out > 0.0 && evicted > 0.0, "{timed_out} {evicted}");
-}
-
-/// A head sent a byte every 50 ms: the connection is closed (at the header
-/// timeout of 500 ms) well before the 4 s the whole head would take.
-async fn trickled_head_is_cut(stream: &mut TcpStream) {
-    let trickle = Instant::now();
-    let mut cut = false;
-    for b in b"GET /a HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
-        if stream.write_all(&[*b]).await.is_err() {
-            cut = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(cut || closed_within(stream, Duration::from_secs(2)).await);
-    assert!(trickle.elapsed() < Duration::from_secs(4));
+    assert_eq!(limited, 3.0);
+    let metrics = gw.metrics().await;
+    assert!(!metrics.contains("alice") && !metrics.contains("bob"));
 }
 
 #[tokio::test]
-async fn idle_connections_close_and_the_admin_listener_times_heads_too() {
-    let up = Upstream::start("app").await;
-    let body = format!(
-        "{}\n{}",
-        upstream("app", &[up.addr], ""),
-        public_route("app")
+async fn burst_lets_a_quiet_subject_send_more_at_once_then_holds_it_to_the_rate() {
+    let up = Upstream::start("api").await;
+    let gw = Gateway::start(&config(
+        up.addr,
+        r#"
+[[routes]]
+name = "bursty"
+path = "/bursty"
+upstream = "api"
+rate_limit = { requests = 2, per = "1s", burst = 3 }
+
+[[routes]]
+name = "steady"
+path = "/steady"
+upstream = "api"
+rate_limit = { requests = 2, per = "1s" }
+"#,
+    ))
+    .await;
+    let alice = token("alice");
+    let first = statuses(&gw, "/bursty", &alice, 8).await;
+    assert_eq!(first[..5], [200; 5], "{first:?}");
+    assert_eq!(count(&first, 200), 5, "{first:?}");
+    assert_eq!(count(&statuses(&gw, "/steady", &alice, 8).await, 200), 2);
+
+    // The quota it states is the sustained one; Retry-After says when
+    // the bucket has room again, and it does.
+    let refused = get(&gw, "/bursty", &alice).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&refused, "ratelimit-policy"), "\"bursty\";q=2;w=1");
+    let retry: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=6).contains(&retry), "Retry-After: {retry}");
+    tokio::time::sleep(Duration::from_secs(retry) + Duration::from_millis(50)).await;
+    assert_eq!(get(&gw, "/bursty", &alice).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_principal_or_a_claim_may_carry_its_own_quota() {
+    let up = Upstream::start("api").await;
+    let body = demo_body().replace(
+        "client_id = \"demo_client_123\"",
+        "client_id = \"demo_client_123\"\nrate_limit = 6",
     );
-    let gw = Gateway::start_with_server_settings(
-        "header_timeout = \"500ms\"\nidle_timeout = \"1s\"",
-        &body,
+    let gw = Gateway::start(
+        &format!("{}\n{}\n{body}", issuers(), upstream("api", &[up.addr], "")).replace(
+            "[[routes]]\nname = \"public\"",
+            r#"[[routes]]
+name = "reports"
+path = "/reports"
+upstream = "api"
+rate_limit = { requests = 2, per = "10s", override_claim = "rate" }
+
+[[routes]]
+name = "public""#,
+        ),
     )
     .await;
-    // A keep-alive connection that served one request, then went quiet.
-    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
-    s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-    let quiet = Instant::now();
-    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
-    assert!(
-        quiet.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        quiet.elapsed()
+    let (status, login) = post(
+        &gw,
+        "/api/v1/auth",
+        None,
+        r#"{"client_id":"demo_client_123","client_secret":"demo_secret_456_ABCDEFGH"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{login}");
+    let premium = parse(&login)["access_token"].as_str().unwrap().to_string();
+    let got = statuses(&gw, "/reports", &premium, 9).await;
+    assert_eq!(count(&got, 200), 6, "the principal's own 6: {got:?}");
+    let r = get(&gw, "/reports", &premium).await;
+    assert_eq!(header(&r, "ratelimit-policy"), "\"reports\";q=6;w=10");
+
+    let mut c = claims("carol");
+    c["rate"] = json!(4);
+    let with_claim = Signer::Hs.sign(&c);
+    assert_eq!(
+        count(&statuses(&gw, "/reports", &with_claim, 8).await, 200),
+        4
     );
-
-    // A head sent a byte at a time is cut at the header timeout, not served.
-    let mut slow = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
-    trickled_head_is_cut(&mut slow).await;
-
-    // So is the second head of a kept-alive connection (hyper's own head
-    // timer is off: the watchdog alone times heads).
-    let mut kept = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
-    kept.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let n = kept.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-    trickled_head_is_cut(&mut kept).await;
-
-    let mut admin = TcpStream::connect(("127.0.0.1", gw.admin_port))
-        .await
-        .unwrap();
-    assert!(closed_within(&mut admin, Duration::from_secs(3)).await);
+    let plain = token("dave");
+    assert_eq!(count(&statuses(&gw, "/reports", &plain, 8).await, 200), 2);
 }
 
 #[tokio::test]
-async fn a_trickled_request_body_is_cut_at_the_body_timeout() {
-    let up = Upstream::start("app").await;
-    let body = format!(
-        "{}\n{}",
-        upstream("app", &[up.addr], "write_timeout = \"30s\""),
-        public_route("app")
-    );
-    let gw = Gateway::start_with_server_settings("body_timeout = \"1s\"", &body).await;
-    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).await.unwrap();
-    s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let mut response = Vec::new();
-    // One byte every 200 ms: never a pause long enough for the write timeout.
-    while started.elapsed() < Duration::from_secs(5) {
-        if s.write_all(b"1\r\na\r\n").await.is_err() {
-            break;
-        }
-        let mut buf = [0u8; 1024];
-        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => {
-                response.extend_from_slice(&buf[..n]);
-                break;
-            }
-            Err(_) => {}
-        }
-    }
-    let text = String::from_utf8_lossy(&response);
-    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-}
+async fn requests_in_flight_are_capped_per_route_and_per_key_with_a_slow_upstream() {
+    let up = Upstream::start_with_delay("slow", Duration::from_millis(600)).await;
+    let gw = Gateway::start(&config(
+        up.addr,
+        r#"
+[[routes]]
+name = "route-cap"
+path = "/capped"
+upstream = "api"
+max_in_flight = 2
 
-#[tokio::test]
-async fn upstream_connections_are_capped_per_server_with_a_queue() {
-    let up = Upstream::start_with_delay("slow", Duration::from_millis(400)).await;
-    let peak = Arc::new(AtomicUsize::new(0));
-    let watcher = {
-        let peak = peak.clone();
-        let open = Arc::new(up);
-        let o = open.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                peak.fetch_max(o.open_connections(), Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        (open, task)
-    };
-    let addr = watcher.0.addr;
-    let body = format!(
-        "{}\n{}",
-        upstream(
-            "slow",
-            &[addr],
-            "max_connections = 2\nqueue_timeout = \"5s\"\nmax_idle_connections = 2"
-        ),
-        public_route("slow")
-    );
-    let gw = Gateway::start(&body).await;
-    let client = reqwest::Client::new();
-    let requests = (0..8).map(|i| client.get(gw.url(&format!("/r{i}"))).send());
-    let started = Instant::now();
-    for r in futures_util::future::join_all(requests).await {
-        assert_eq!(r.unwrap().status(), 200);
-    }
-    // Eight requests, two at a time, 400 ms each: four rounds.
-    assert!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(
-        peak.load(Ordering::SeqCst) <= 2,
-        "{} upstream connections",
-        peak.load(Ordering::SeqCst)
-    );
-
-    // A queue that does not move within its timeout: 503.
-    let body = format!(
-        "{}\n{}",
-        upstream(
-            "slow",
-            &[addr],
-            "max_connections = 1\nqueue_timeout = \"100ms\""
-        ),
-        public_route("slow")
-    );
-    let gw = Gateway::start(&body).await;
-    let requests = (0..3).map(|i| client.get(gw.url(&format!("/q{i}"))).send());
-    let mut statuses: Vec<u16> = futures_util::future::join_all(requests)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
-        .collect();
-    statuses.sort();
-    assert_eq!(statuses, [200, 503, 503]);
-    watcher.1.abort();
-}
-
-/// An upstream that answers some requests wrongly: after a `204` it sends a
-/// whole extra response, a little later, on the same connection; `HEAD`
-/// likewise sends the body it announced. Every other path is answered
-/// with itself as the body.
-async fn faulty_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let mut pending = Vec::new();
-                loop {
-                    let mut buf = [0u8; 4096];
-                    let n = match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    pending.extend_from_slice(&buf[..n]);
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-                        pending.drain(..end + 4);
-                        let mut words = head.split(' ');
-                        let (method, path) = (words.next().unwrap(), words.next().unwrap());
-                        let smuggled = b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\nsmuggled";
-                        match (method, path) {
-                            (_, "/no-content") => {
-                                let _ = s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
-                                tokio::time::sleep(Duration::from_millis(30)).await;
-                                let _ = s.write_all(smuggled).await;
-                            }
-                            (_, "/no-content-announced") => {
-                                let _ = s
-                                    .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 8\r\n\r\nsmuggled")
-                                    .await;
-                            }
-                            ("HEAD", _) => {
-                                let _ = s
-                                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n")
-                                    .await;
-                                tokio::time::sleep(Duration::from_millis(30)).await;
-                                let _ = s.write_all(b"smuggled").await;
-                            }
-                            _ => {
-                                let reply = format!(
-                                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{path}",
-                                    path.len()
-                                );
-                                let _ = s.write_all(reply.as_bytes()).await;
-                            }
-                        }
-                    }
-                }
+[[routes]]
+name = "key-cap"
+path = "/per-key"
+upstream = "api"
+concurrency = { max_in_flight = 1, by = "sub" }
+"#,
+    ))
+    .await;
+    let alice = token("alice");
+    let bob = token("bob");
+    let burst = |path: &'static str, tokens: Vec<String>| {
+        let gw = &gw;
+        async move {
+            let sends = tokens.iter().map(|t| async move {
+                let r = get(gw, path, t).await;
+                let retry = r.headers().get("retry-after").cloned();
+                (r.status().as_u16(), retry)
             });
+            futures_util::future::join_all(sends).await
         }
-    });
-    addr
+    };
+    let route = burst("/capped", vec![alice.clone(); 4]).await;
+    let codes: Vec<u16> = route.iter().map(|(s, _)| *s).collect();
+    assert_eq!(count(&codes, 200), 2, "{codes:?}");
+    assert_eq!(count(&codes, 503), 2, "{codes:?}");
+    assert!(route
+        .iter()
+        .filter(|(s, _)| *s == 503)
+        .all(|(_, retry)| retry.as_ref().is_some_and(|v| v == "1")));
+    // The slots come back with the responses.
+    assert_eq!(get(&gw, "/capped", &alice).await.status(), StatusCode::OK);
+
+    let keyed = burst("/per-key", vec![alice.clone(), alice.clone(), bob.clone()]).await;
+    let codes: Vec<u16> = keyed.iter().map(|(s, _)| *s).collect();
+    assert_eq!(count(&codes[..2], 200), 1, "one of alice's two: {codes:?}");
+    assert_eq!(codes[2], 200, "bob is not alice: {codes:?}");
+    assert_eq!(
+        gw.metric(
+            "portero_limited_requests_total",
+            &[("route", "key-cap"), ("limit", "concurrency")]
+        )
+        .await,
+        1.0
+    );
+    assert_eq!(
+        gw.metric("portero_requests_in_flight", &[("route", "key-cap")])
+            .await,
+        0.0
+    );
 }
 
 #[tokio::test]
-async fn bytes_after_a_response_never_reach_the_next_client() {
-    let addr = faulty_upstream().await;
-    let body = format!(
-        "{}\n{}",
-        upstream("faulty", &[addr], "max_idle_connections = 1"),
-        public_route("faulty")
-    );
-    let gw = Gateway::start(&body).await;
-    for (method, bad) in [
-        ("GET", "/no-content"),
-        ("GET", "/no-content-announced"),
-        ("HEAD", "/head"),
-    ] {
-        for round in 0..3 {
-            // Each request on a fresh client connection: only portero's
-            // upstream pool is shared between them.
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap();
-            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-            let r = client.request(method, gw.url(bad)).send().await.unwrap();
-            assert!(r.status().is_success(), "{bad}: {}", r.status());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let next = format!("/next-{round}");
-            let r = client.get(gw.url(&next)).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            assert_eq!(r.text().await.unwrap(), next, "after {bad}");
-        }
+async fn a_rate_per_address_on_a_token_endpoint_stops_credential_stuffing_before_any_hashing() {
+    let gw = demo(|body| {
+        body.replace(
+            "dialect = \"session\"",
+            "dialect = \"session\"\nrate_limit = { requests = 3, per = \"60s\", by = \"client_ip\" }",
+        )
+    })
+    .await;
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    for i in 0..20 {
+        let body = format!(r#"{{"username":"user{i}","password":"guess-{i}"}}"#);
+        answers.push(post(&gw, SESSION, None, &body).await);
     }
+    let elapsed = started.elapsed();
+    let unauthorized = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::UNAUTHORIZED);
+    assert_eq!(unauthorized.count(), 3, "{answers:?}");
+    let limited: Vec<_> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(limited.len(), 17, "{answers:?}");
+    // In the session dialect's own shape.
+    let body = parse(&limited[0].1);
+    assert_eq!(keys(&body), ["error", "message"]);
+    assert_eq!(body["error"], 1);
+    assert_eq!(body["message"], "Demasiadas solicitudes, intente más tarde");
+    // Only three logins reached the dialect (and its password hashing).
+    let checked = gw
+        .metric(
+            "portero_token_requests_total",
+            &[("issuer", "session"), ("status", "401")],
+        )
+        .await;
+    assert_eq!(checked, 3.0);
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn address_rules_read_forwarded_for_only_from_trusted_proxies() {
+    let up = Upstream::start("api").await;
+    let routes = r#"
+[[routes]]
+name = "partners"
+path = "/partners"
+upstream = "api"
+public = true
+allow_ips = ["203.0.113.0/24", "2001:db8::/32"]
+deny_ips = ["203.0.113.66"]
+
+[[routes]]
+name = "open"
+path = "/open"
+upstream = "api"
+public = true
+"#;
+    let send = |gw: &Gateway, path: &str, xff: Option<&str>| {
+        let mut req = reqwest::Client::new().get(gw.url(path));
+        if let Some(v) = xff {
+            req = req.header("x-forwarded-for", v);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+
+    // Loopback is a trusted proxy: its X-Forwarded-For names the client.
+    let behind = Gateway::start_with_server_settings(
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+        &format!(
+            "{}\n[[routes]]\npath = \"/\"\nupstream = \"api\"\npublic = true\n{routes}",
+            upstream("api", &[up.addr], "")
+        ),
+    )
+    .await;
+    assert_eq!(send(&behind, "/partners", Some("203.0.113.5")).await, 200);
+    assert_eq!(send(&behind, "/partners", Some("2001:db8::7")).await, 200);
+    assert_eq!(send(&behind, "/partners", Some("198.51.100.1")).await, 403);
+    assert_eq!(
+        send(&behind, "/partners", Some("203.0.113.66")).await,
+        403,
+        "denied inside the allowed range"
+    );
+    // A client's own forged entry sits left of what the proxy appended.
+    assert_eq!(
+        send(&behind, "/partners", Some("203.0.113.5, 198.51.100.1")).await,
+        403
+    );
+    assert_eq!(
+        send(&behind, "/partners", None).await,
+        403,
+        "the proxy itself is not a partner"
+    );
+    assert_eq!(send(&behind, "/open", Some("198.51.100.1")).await, 200);
+
+    // Without trusted proxies the same header is the client's word: ignored.
+    let direct = Gateway::start(&format!("{}\n{routes}", upstream("api", &[up.addr], ""))).await;
+    assert_eq!(send(&direct, "/partners", Some("203.0.113.5")).await, 403);
+    assert_eq!(send(&direct, "/open", Some("203.0.113.5")).await, 200);
+    let r = reqwest::Client::new()
+        .get(direct.url("/partners"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden");
+    assert_eq!(
+        direct
+            .metric(
+                "portero_limited_requests_total",
+                &[("route", "partners"), ("limit", "ip")]
+            )
+            .await,
+        2.0
+    );
+
+    // A gateway-wide deny list applies before any route.
+    let denied = Gateway::start_with_server_settings(
+        "deny_ips = [\"127.0.0.0/8\", \"::1\"]",
+        &format!("{}\n{routes}", upstream("api", &[up.addr], "")),
+    )
+    .await;
+    assert_eq!(send(&denied, "/open", None).await, 403);
+    assert_eq!(send(&denied, "/no-such-route", None).await, 403);
+}
+
+/// Sends `prefix` and then a request for `path` on a raw connection; the
+/// status, or `None` when the gateway closed the connection instead.
+async fn raw_status(port: u16, prefix: &[u8], path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut bytes = prefix.to_vec();
+    bytes.extend_from_slice(request.as_bytes());
+    // The gateway may close before taking it all: that is an answer too.
+    let _ = s.write_all(&bytes).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer)).await;
+    let head = String::from_utf8_lossy(&answer);
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn a_proxy_protocol_header_names_the_client_only_from_a_trusted_proxy() {
+    let up = Upstream::start("api").await;
+    let body = format!(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\nproxy_protocol = true\n\n{}\n\
+         [[routes]]\nname = \"partners\"\npath = \"/partners\"\nupstream = \"api\"\n\
+         public = true\nallow_ips = [\"203.0.113.0/24\"]\n",
+        upstream("api", &[up.addr], "")
+    );
+    let v1 = |ip: &str| format!("PROXY TCP4 {ip} 127.0.0.1 50000 80\r\n").into_bytes();
+
+    let behind =
+        Gateway::start_with_server_settings("trusted_proxies = [\"127.0.0.1\"]", &body).await;
+    let port = behind.public_port(1);
+    assert_eq!(
+        raw_status(port, &v1("203.0.113.7"), "/partners").await,
+        Some(200)
+    );
+    assert_eq!(
+        raw_status(port, &v1("198.51.100.1"), "/partners").await,
+        Some(403)
+    );
+    // The balancer's own health check names nobody: the socket's peer stands.
+    assert_eq!(
+        raw_status(port, b"PROXY UNKNOWN\r\n", "/partners").await,
+        Some(403)
+    );
+    // A connection without the header is closed unanswered.
+    assert_eq!(raw_status(port, b"", "/partners").await, None);
+    // The plain listener beside it reads no header.
+    assert_eq!(raw_status(behind.port, b"", "/partners").await, Some(403));
+
+    // From a peer that is not a trusted proxy, a header is not believed.
+    let direct =
+        Gateway::start_with_server_settings("trusted_proxies = [\"10.0.0.0/8\"]", &body).await;
+    let port = direct.public_port(1);
+    assert_eq!(
+        raw_status(port, &v1("203.0.113.7"), "/partners").await,
+        None
+    );
 }

@@ -136,7 +136,7 @@ pub struct KeySet {
 
 impl KeySet {
     /// `/.well-known/jwks.json`: the public keys of every asymmetric key
-    /// portero signs (or signed) with. Shared secrets are never published.
+    /// portero signs (or signed) with. GatewayState secrets are never published.
     pub fn jwks(&self) -> serde_json::Value {
         let keys: Vec<&Jwk> = self
             .by_issuer

@@ -44,8 +44,8 @@ pub struct Fetched {
 
 /// The HTTP client for one issuer: its roots, its timeout, no redirects.
 pub fn client(source: &ExternalKeySource) -> Result<reqwest::Client, String> {
-    let roots = crate::trust::roots(source.ca_file.as_deref())?;
-    let mut tls = crate::trust::client_builder(roots)?.with_no_client_auth();
+    let roots = crate::tls_roots::roots(source.ca_file.as_deref())?;
+    let mut tls = crate::tls_roots::client_builder(roots)?.with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)

@@ -28,7 +28,7 @@ use super::conn::Conn;
 use super::pool::{Kept, Pooled};
 use super::request_body::{BodyError, ClientBody};
 use super::{Failure, Forwarded, Server, UpstreamBody, UpstreamGroup};
-use crate::identity::Added;
+use crate::forwarding::Added;
 
 /// Room for a response head (and what of the body comes with it).
 const HEAD_ROOM: usize = 8 * 1024;

@@ -13,7 +13,8 @@ use crate::config::{pem_certificates, UpstreamProtocol, UpstreamTls};
 
 /// The connector for a group's servers, or why there is none.
 pub fn connector(tls: &UpstreamTls, protocol: UpstreamProtocol) -> Result<TlsConnector, String> {
-    let builder = crate::trust::client_builder(crate::trust::roots(tls.ca_file.as_deref())?)?;
+    let builder =
+        crate::tls_roots::client_builder(crate::tls_roots::roots(tls.ca_file.as_deref())?)?;
     let mut config = match &tls.client_cert {
         None => builder.with_no_client_auth(),
         Some(files) => {

@@ -19,7 +19,12 @@ const LONGEST_WINDOW: Duration = Duration::from_secs(86_400);
 impl Checker<'_> {
     /// `prefix` names the table (`routes[2]`, `issuers.shop`); `token` says
     /// whether a token is verified before the limits that need one.
-    pub(super) fn route_limits(&mut self, f: FileLimits<'_>, prefix: &str, token: bool) -> Limits {
+    pub(super) fn route_limits(
+        &mut self,
+        f: FileLimits<'_>,
+        prefix: &str,
+        token: bool,
+    ) -> RouteLimits {
         let key = |k: &str| format!("{prefix}.{k}");
         let max_in_flight = f.max_in_flight.map(|n| {
             if *n.get_ref() == 0 {
@@ -41,7 +46,7 @@ impl Checker<'_> {
                 by: self.limit_key(&table.by, &key("concurrency.by"), token),
             }
         });
-        Limits {
+        RouteLimits {
             ips: IpRules {
                 allow: self.ip_nets(f.allow_ips, &key("allow_ips")),
                 deny: self.ip_nets(f.deny_ips, &key("deny_ips")),

@@ -1,0 +1,267 @@
+//! `[issuers.NAME]`: whose tokens are accepted, the keys that check them,
+//! the token endpoints and their principals.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::PasswordHash;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::Value;
+
+use super::{CorsPolicy, RouteLimits};
+
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    pub name: String,
+    /// The `iss` claim this issuer's tokens carry.
+    pub iss: String,
+    pub token_ttl: Duration,
+    pub allow_no_exp: bool,
+    pub keys: Vec<KeyConfig>,
+    /// The token endpoint portero serves for this issuer, if it has a dialect.
+    pub endpoint: Option<TokenEndpoint>,
+    /// An issuer run elsewhere (an identity provider): its keys are
+    /// fetched from its JWKS, and it serves no token endpoint.
+    pub external: Option<ExternalKeySource>,
+}
+
+/// Where an external issuer publishes its keys, and how portero keeps them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalKeySource {
+    pub location: KeyLocation,
+    /// The `iss` its tokens carry: given, or (with discovery) learned from
+    /// the metadata's `issuer`, which must then equal it when given.
+    pub expected_iss: Option<String>,
+    /// Roots for HTTPS to the provider; `None`: the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Bounds on the refresh interval the JWKS's `Cache-Control: max-age` asks for.
+    pub refresh_min: Duration,
+    pub refresh_max: Duration,
+    /// Refetches asked for by tokens with an unknown `kid`: at most one per interval.
+    pub refetch_interval: Duration,
+    /// Keys are used this long after the last successful fetch, then dropped.
+    pub max_stale: Duration,
+    /// For each request to the provider.
+    pub timeout: Duration,
+    /// How long `/readyz` waits for the first key set.
+    pub ready_timeout: Duration,
+}
+
+/// Keys fetched over plain HTTP could be swapped by anyone on the path:
+/// HTTPS, or plain HTTP to this host only.
+pub fn check_key_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(format!("{text:?} names no host")),
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(format!(
+            "{text:?}: keys over plain HTTP could be replaced on the way; use https"
+        )),
+        other => Err(format!("{text:?}: scheme {other:?} is not https")),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyLocation {
+    /// OpenID Connect discovery or RFC 8414 metadata naming `issuer` and `jwks_uri`.
+    Discovery(String),
+    Jwks(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenEndpoint {
+    pub dialect: Dialect,
+    pub host: String,
+    pub path: String,
+    /// `login-refresh` only.
+    pub refresh_path: Option<String>,
+    pub refresh_ttl: Duration,
+    /// Offset of the issuer's local time, for dates the dialects print.
+    pub time_zone: chrono::FixedOffset,
+    /// `project`: token lifetime without a query, and the most a client may ask for.
+    pub default_years: u32,
+    pub max_years: u32,
+    /// `client-flat`: the companies that exist.
+    pub companies: Vec<String>,
+    pub max_failures: u32,
+    pub ip_max_failures: u32,
+    pub lockout: Duration,
+    pub max_body_size: u64,
+    pub body_timeout: Duration,
+    pub principals: Principals,
+    /// Browsers on these origins may call the endpoint.
+    pub cors: Option<Arc<CorsPolicy>>,
+    pub limits: RouteLimits,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    pub kid: String,
+    pub alg: jsonwebtoken::Algorithm,
+    pub source: KeySource,
+    pub verify_only: bool,
+}
+
+/// Where a configured key's material comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// An HS256 secret in an environment variable.
+    SecretEnv(String),
+    /// An HS256 secret in a file (raw bytes; surrounding whitespace trimmed).
+    SecretFile(PathBuf),
+    /// PEM files for RS256/ES256/EdDSA; a key without `private` only verifies.
+    Pem {
+        private: Option<PathBuf>,
+        public: Option<PathBuf>,
+    },
+}
+
+/// The five token-endpoint dialects (docs/dialects.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Session,
+    LoginRefresh,
+    Project,
+    ClientEnvelope,
+    ClientFlat,
+}
+
+impl Dialect {
+    pub fn parse(s: &str) -> Option<Dialect> {
+        Some(match s {
+            "session" => Self::Session,
+            "login-refresh" => Self::LoginRefresh,
+            "project" => Self::Project,
+            "client-envelope" => Self::ClientEnvelope,
+            "client-flat" => Self::ClientFlat,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Session => "session",
+            Self::LoginRefresh => "login-refresh",
+            Self::Project => "project",
+            Self::ClientEnvelope => "client-envelope",
+            Self::ClientFlat => "client-flat",
+        }
+    }
+
+    pub fn default_path(self) -> &'static str {
+        match self {
+            Self::Session => "/api/Session/GetToken",
+            Self::LoginRefresh | Self::ClientEnvelope => "/api/auth/token",
+            Self::Project => "/auth",
+            Self::ClientFlat => "/api/v1/auth",
+        }
+    }
+
+    pub fn login_fields(self) -> &'static str {
+        match self {
+            Self::Session | Self::LoginRefresh => "username",
+            Self::Project => "business and proyecto",
+            Self::ClientEnvelope | Self::ClientFlat => "client_id",
+        }
+    }
+
+    /// Client secrets are high-entropy: their dummy is the fast hash.
+    pub fn fast_secrets(self) -> bool {
+        matches!(self, Self::ClientEnvelope | Self::ClientFlat)
+    }
+}
+
+/// The prefix of portero's fast hash: `$portero-hmac-sha256$<salt>$<mac>`.
+pub const FAST_PREFIX: &str = "$portero-hmac-sha256$";
+
+#[derive(Debug, Clone)]
+pub enum SecretHash {
+    /// A PHC string, `$argon2id$v=19$m=...`.
+    Argon2(String),
+    Fast {
+        salt: Vec<u8>,
+        mac: Vec<u8>,
+    },
+}
+
+impl SecretHash {
+    pub fn parse(s: &str) -> Result<SecretHash, String> {
+        if let Some(rest) = s.strip_prefix(FAST_PREFIX) {
+            let (salt, mac) = rest.split_once('$').ok_or("malformed fast hash")?;
+            let decode = |x: &str| {
+                URL_SAFE_NO_PAD
+                    .decode(x)
+                    .map_err(|_| "malformed fast hash".to_string())
+            };
+            return Ok(SecretHash::Fast {
+                salt: decode(salt)?,
+                mac: decode(mac)?,
+            });
+        }
+        let parsed = PasswordHash::new(s).map_err(|e| format!("not an argon2 PHC string: {e}"))?;
+        if parsed.algorithm.as_str() != "argon2id" {
+            return Err(format!(
+                "{} hashes are not accepted; use argon2id",
+                parsed.algorithm
+            ));
+        }
+        Ok(SecretHash::Argon2(s.to_string()))
+    }
+}
+
+/// Someone who can obtain tokens, with what the dialects return about them.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// What identifies them at login: username, client id, or `business/proyecto`.
+    pub login: String,
+    pub secret: SecretHash,
+    pub id: Value,
+    pub username: Option<String>,
+    pub nombre: Option<String>,
+    pub role: Option<String>,
+    pub business: Option<String>,
+    pub proyecto: Option<String>,
+    pub client_id: Option<String>,
+    pub company: Option<String>,
+    pub permissions: Vec<String>,
+    pub active: bool,
+    pub blocked: bool,
+    /// Replaces `requests` of the rate limits keyed by identity for this
+    /// principal's tokens.
+    pub rate_limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Principals {
+    by_login: HashMap<String, Principal>,
+}
+
+impl Principals {
+    pub fn new(list: Vec<Principal>) -> Principals {
+        Principals {
+            by_login: list.into_iter().map(|p| (p.login.clone(), p)).collect(),
+        }
+    }
+
+    pub fn get(&self, login: &str) -> Option<&Principal> {
+        self.by_login.get(login)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Principal> {
+        self.by_login.values()
+    }
+}
+
+/// The login of a `project` principal.
+pub fn project_login(business: &str, proyecto: &str) -> String {
+    format!("{business}/{proyecto}")
+}

@@ -1,0 +1,256 @@
+//! `[[routes]]` and `[cors.NAME]`: what each route asks of a request and
+//! does with it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub host: String,
+    pub path: String,
+    pub methods: Vec<http::Method>,
+    pub action: RouteAction,
+    /// Browsers on these origins may call the route (`[cors.NAME]`).
+    pub cors: Option<Arc<CorsPolicy>>,
+    pub limits: RouteLimits,
+}
+
+/// What one route admits: client addresses, a rate, requests in flight.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteLimits {
+    pub ips: IpRules,
+    pub rate: Option<RateLimit>,
+    /// Requests of the whole route in flight at once (`503` beyond).
+    pub max_in_flight: Option<u32>,
+    /// Requests of one key in flight at once (`503` beyond).
+    pub concurrency: Option<Concurrency>,
+}
+
+impl RouteLimits {
+    pub fn is_empty(&self) -> bool {
+        *self == RouteLimits::default()
+    }
+}
+
+/// CIDR lists a client address is checked against: a `deny` match is
+/// refused; with an `allow` list, so is an address outside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpRules {
+    pub allow: Vec<ipnet::IpNet>,
+    pub deny: Vec<ipnet::IpNet>,
+}
+
+/// `requests` per `per` for each key, with `burst` more at once after a
+/// quiet spell: a token bucket of `requests + burst` refilled at
+/// `requests / per`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+    pub burst: u32,
+    pub by: LimitKey,
+    pub scope: LimitScope,
+    /// A claim of the verified token naming that token's own `requests`
+    /// (a premium client's), the burst scaled with it.
+    pub override_claim: Option<String>,
+}
+
+impl RateLimit {
+    /// The most `requests` (and `burst`) a limit may name: the in-memory
+    /// estimator counts a request in units of 2^30 / requests.
+    pub const MAX_REQUESTS: u32 = 1_000_000_000;
+}
+
+/// Per-key requests in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Concurrency {
+    pub max_in_flight: u32,
+    pub by: LimitKey,
+}
+
+/// What a limit counts requests by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitKey {
+    /// The verified token's `sub`.
+    Subject,
+    /// The client's address (through trusted proxies).
+    ClientIp,
+    /// A request header; a request without it counts by its address.
+    Header(HeaderName),
+    /// A claim of the verified token; a token without it counts by its `sub`.
+    Claim(String),
+}
+
+impl LimitKey {
+    pub fn parse(s: &str) -> Result<LimitKey, String> {
+        match s.split_once(':') {
+            None if s == "sub" => Ok(Self::Subject),
+            None if s == "client_ip" => Ok(Self::ClientIp),
+            Some(("header", name)) => HeaderName::from_bytes(name.trim().as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{name:?} is not a header name")),
+            Some(("claim", name)) if !name.trim().is_empty() => {
+                Ok(Self::Claim(name.trim().to_string()))
+            }
+            _ => Err(format!(
+                "{s:?}: expected \"sub\", \"client_ip\", \"header:NAME\" or \"claim:NAME\""
+            )),
+        }
+    }
+
+    /// Known only once the token is verified.
+    pub fn needs_token(&self) -> bool {
+        matches!(self, Self::Subject | Self::Claim(_))
+    }
+}
+
+/// Where a rate limit's counts live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    /// In this instance's memory: N instances admit up to N times the limit.
+    Instance,
+    /// In the Redis store, shared by every instance; this instance's own
+    /// count while Redis cannot be reached.
+    Cluster,
+}
+
+/// A `[cors.NAME]` table: which browser origins may call a route, and how.
+/// The header values portero answers with are made once, here.
+#[derive(Debug, Clone)]
+pub struct CorsPolicy {
+    pub name: String,
+    pub origins: Vec<OriginPattern>,
+    pub methods: Vec<http::Method>,
+    /// `None`: any request header (`allow_headers = ["*"]`), echoed by name.
+    pub allow_headers: Option<Vec<HeaderName>>,
+    pub credentials: bool,
+    /// `Access-Control-Allow-Methods`.
+    pub methods_value: HeaderValue,
+    /// `Access-Control-Expose-Headers`: the configured names and `WWW-Authenticate`.
+    pub expose_value: HeaderValue,
+    /// `Access-Control-Max-Age`, in seconds.
+    pub max_age_value: Option<HeaderValue>,
+}
+
+/// An origin a CORS policy accepts, as a browser serialises it
+/// (`scheme://host[:port]`, lower case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginPattern {
+    Exact(String),
+    /// `https://*.example.com`: `scheme` is `https://`, `suffix` `.example.com`;
+    /// one or more labels stand before the suffix.
+    Subdomains {
+        scheme: String,
+        suffix: String,
+    },
+    /// `*`: any origin; never together with credentials.
+    Any,
+}
+
+// Routes are few and read in place on every request: boxing the large
+// variant would add a pointer hop to save memory nobody misses.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    /// Forward to an upstream; `policy` is `None` on a public route.
+    Proxy {
+        upstream: usize,
+        strip_prefix: bool,
+        policy: Option<Policy>,
+        /// Protocols a client may switch to through the route (lower case,
+        /// e.g. `websocket`), tunneled once the upstream agrees.
+        upgrades: Vec<String>,
+        /// Header names with `_` are forwarded (by default they are
+        /// dropped: CGI, WSGI and Rack read `x_forwarded_for` as
+        /// `X-Forwarded-For`).
+        underscores_in_headers: bool,
+    },
+    /// Serve an issuer's token endpoint; never forwarded.
+    Issue { issuer: usize, endpoint: Endpoint },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Token,
+    Refresh,
+}
+
+/// A protected route's requirements.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Bit `i` set: tokens of issuer `i` are accepted.
+    pub issuer_mask: u64,
+    /// Where the token may come from; it must come from exactly one.
+    pub token_from: Vec<TokenSource>,
+    pub token_use: Option<String>,
+    pub audience: Option<String>,
+    /// Any one of these roles (claim `role` or `roles`) is enough.
+    pub roles: Vec<String>,
+    /// Every one of these scopes (claim `scope`, space separated, or `scp`) is needed.
+    pub scopes: Vec<String>,
+    /// Claims that must have exactly these values.
+    pub claims: Vec<(String, String)>,
+    /// (header, claim name) pairs injected upstream.
+    pub headers: Vec<(HeaderName, String)>,
+    pub forward_token: bool,
+}
+
+impl Policy {
+    /// Any valid bearer token of the issuers in `issuer_mask`, forwarded as
+    /// it came, with no further requirement.
+    pub fn bearer(issuer_mask: u64) -> Policy {
+        Policy {
+            issuer_mask,
+            token_from: vec![TokenSource::Bearer],
+            token_use: None,
+            audience: None,
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            claims: Vec::new(),
+            headers: Vec::new(),
+            forward_token: true,
+        }
+    }
+}
+
+/// Where a route finds its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+    Bearer,
+    /// `Authorization: <token>`, as seed 002's clients send it; a `Bearer `
+    /// prefix is tolerated.
+    RawAuthorization,
+    /// Any other header, e.g. `header:X-Api-Token`.
+    Header(HeaderName),
+    /// A cookie, e.g. `cookie:session`.
+    Cookie(String),
+    /// A query parameter, e.g. `query:access_token`, for clients that
+    /// cannot set headers (a browser's WebSocket). Removed from the URL
+    /// before it goes upstream.
+    Query(String),
+}
+
+impl TokenSource {
+    pub fn parse(s: &str) -> Result<TokenSource, String> {
+        match s.split_once(':') {
+            None if s == "bearer" => Ok(Self::Bearer),
+            None if s == "authorization" => Ok(Self::RawAuthorization),
+            Some(("header", name)) => HeaderName::from_bytes(name.trim().as_bytes())
+                .map(Self::Header)
+                .map_err(|_| format!("{name:?} is not a header name")),
+            Some(("cookie", name)) if !name.trim().is_empty() => {
+                Ok(Self::Cookie(name.trim().to_string()))
+            }
+            Some(("query", name)) if !name.trim().is_empty() => {
+                Ok(Self::Query(name.trim().to_string()))
+            }
+            _ => Err(format!(
+                "{s:?}: expected \"bearer\", \"authorization\", \"header:NAME\", \"cookie:NAME\" or \"query:NAME\""
+            )),
+        }
+    }
+}
