@@ -8,10 +8,10 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use portero::auth::keys;
 use portero::auth::revocation::Revocations;
 use portero::config::{self, Endpoint};
 use portero::issue::{self, Issuing, TokenRequest};
+use portero::key_loading;
 use portero::metrics::Metrics;
 use portero::store::{Embedded, Store};
 
@@ -37,7 +37,7 @@ fn issuance(c: &mut Criterion) {
     let store: Arc<dyn Store> =
         Arc::new(Embedded::open(&config.server.data_dir, metrics.store.clone()).unwrap());
     let keys = rt
-        .block_on(keys::load(&config, store.as_ref(), |_| None))
+        .block_on(key_loading::load(&config, store.as_ref(), |_| None))
         .unwrap();
     let revocations = Revocations::default();
 

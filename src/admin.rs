@@ -23,7 +23,7 @@ use crate::auth::revocation::Revocation;
 use crate::config::{Config, OutagePolicy};
 use crate::listener::{Handler, Peer, Serving};
 use crate::proxy::GatewayState;
-use crate::upstream::client::take_head;
+use crate::upstream::h1::take_head;
 use crate::upstream::UpstreamError;
 
 /// Largest admin request body read.

@@ -16,6 +16,7 @@ use std::path::Path;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
+pub use check::parse::{check_key_url, secret_hash, token_source};
 pub use model::*;
 pub use restart::restart_required;
 pub use units::{parse_duration, parse_size};
@@ -202,7 +203,8 @@ pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Str
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// A config with one of everything it needs.
+    pub(super) const MINIMAL: &str = r#"
 [[listen]]
 addr = "127.0.0.1:8080"
 

@@ -5,13 +5,15 @@
 //! the runtime modules import the model, never the reverse.
 //!
 //! - [`config`]: `gateway.toml` → a validated [`config::Config`]: `file` (the
-//!   only serde types), `check` (one function per table), `model` (plain
-//!   data), `units` (durations, sizes, offsets).
+//!   only serde types), `check` (one function per table; `parse` reads single
+//!   values), `model` (plain data, a file per table), `restart` (what a reload
+//!   cannot apply), `units` (durations, sizes, offsets).
 //! - [`clock`]: wall-clock time, in one place, settable in tests.
 //! - [`path`]: request paths normalised once, ambiguous ones refused.
 //! - `target`: a request's one host and normalised path, or a `400`.
 //! - [`routes`]: (host, path, method) → route, compiled once per config.
 //! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
+//! - [`key_loading`]: every issuer's keys read (environment, key files), generated and kept in the store, or from the JWKS registry.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
 //! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md).
 //! - [`limits`]: client address rules, rates and requests in flight per route
@@ -31,7 +33,8 @@
 //! - `tunnel`: upgraded connections (WebSocket) relayed both ways until they
 //!   close, their token expires or is revoked; `frames` finds WebSocket frame ends.
 //! - [`upstream`]: groups and health checks; `codec` (HTTP/1.1, no I/O),
-//!   `body` (de-framed responses), `pool` (idle connections), `client` (one exchange).
+//!   `body` (de-framed responses), `pool` (idle connections), `conn` (dialling),
+//!   `h1` (one HTTP/1.1 exchange), `h2` (HTTP/2 and gRPC).
 //! - `connections`: what one client connection may hold: the cap, head and idle timeouts.
 //! - `listener`: accepting within those limits; TLS, HTTP/1.1 and HTTP/2; graceful drain.
 //! - `admin`: metrics, health, readiness, reload and revocation on the admin listener.
@@ -57,6 +60,7 @@ mod forward_auth;
 mod forwarding;
 pub mod issue;
 mod jwks;
+pub mod key_loading;
 pub mod limits;
 mod listener;
 mod live;

@@ -118,7 +118,7 @@ impl Live {
                 .map(|r| metrics.route_series(r))
                 .collect(),
             validator: Validator::new(
-                keys::load(config, store, |name| external.keys_of(name)).await?,
+                crate::key_loading::load(config, store, |name| external.keys_of(name)).await?,
                 revocations.clone(),
                 config.auth.verified_cache_size,
                 config.auth.leeway.as_secs(),

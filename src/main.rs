@@ -153,7 +153,7 @@ fn mint(
                 config.server.data_dir.display()
             )
         })?;
-    let keys = runtime.block_on(portero::auth::keys::load(config, store.as_ref(), |_| None))?;
+    let keys = runtime.block_on(portero::key_loading::load(config, store.as_ref(), |_| None))?;
     let index = keys
         .issuer_index(issuer)
         .ok_or_else(|| anyhow::anyhow!("no issuer named {issuer:?}"))?;

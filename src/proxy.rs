@@ -34,7 +34,7 @@ use crate::store::Store;
 use crate::target;
 use crate::trace_context::RequestIds;
 use crate::tunnel;
-use crate::upstream::client::take_head;
+use crate::upstream::h1::take_head;
 use crate::upstream::request_body::{self, ClientBody};
 
 mod admission;

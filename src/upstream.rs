@@ -12,10 +12,10 @@
 //! that keep failing eject a server for a while (`UpstreamGroup::passive`).
 
 pub(crate) mod body;
-pub(crate) mod client;
 pub mod codec;
 pub(crate) mod conn;
 mod dns;
+pub(crate) mod h1;
 mod h2;
 mod health;
 mod pool;

@@ -3,20 +3,15 @@
 //! which is the only one it is ever verified with.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
-use rand::RngCore;
 use sha2::Sha256;
 
 use super::jwk::ExternalKeys;
-use crate::config::{Config, Issuer, KeySource};
-use crate::store::{Store, StoredKey};
+use crate::config::KeyConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -199,7 +194,9 @@ impl KeySet {
         KeySet::build(self.issuers.clone(), self.own.clone(), external)
     }
 
-    fn build(
+    /// The set of issuers `issuers`: their own keys `own`, and each
+    /// external issuer's keys (one entry per issuer), its `iss` theirs.
+    pub fn build(
         mut issuers: Vec<IssuerInfo>,
         own: Vec<Arc<Key>>,
         external: Vec<Option<Arc<ExternalKeys>>>,
@@ -246,83 +243,40 @@ impl KeySet {
     }
 }
 
-/// Loads every issuer's keys. An issuer with no key configured gets an HS256
-/// key generated on first start and kept in the store, so its tokens survive
-/// restarts; an external issuer's keys are what `external` holds for it.
-pub async fn load(
-    config: &Config,
-    store: &dyn Store,
-    external: impl Fn(&str) -> Option<Arc<ExternalKeys>>,
-) -> Result<KeySet, KeyError> {
-    let infos = config
-        .issuers
-        .iter()
-        .map(|i| IssuerInfo {
-            name: i.name.clone(),
-            iss: i.iss.clone(),
-            allow_no_exp: i.allow_no_exp,
-        })
-        .collect();
-    let mut keys = Vec::new();
-    for (index, issuer) in config.issuers.iter().enumerate() {
-        if issuer.keys.is_empty() && issuer.external.is_none() {
-            keys.push(generated_key(issuer, index, store).await?);
-        }
-        for k in &issuer.keys {
-            keys.push(configured_key(issuer, index, k)?);
-        }
-    }
-    let external = config
-        .issuers
-        .iter()
-        .map(|i| i.external.as_ref().and_then(|_| external(&i.name)))
-        .collect();
-    let own = keys.into_iter().map(Arc::new).collect();
-    Ok(KeySet::build(infos, own, external))
+/// A configured key's bytes, as read from where the config says.
+pub enum Material {
+    /// An HS256 secret (surrounding whitespace already trimmed).
+    Secret(Vec<u8>),
+    /// PEM files: the private key to sign with, the public one to verify.
+    Pem {
+        private: Option<Vec<u8>>,
+        public: Option<Vec<u8>>,
+    },
 }
 
-fn configured_key(
-    issuer: &Issuer,
+/// The key `k` of issuer `issuer` (the `index`th) made of its `material`.
+pub fn configured(
+    issuer: &str,
     index: usize,
-    k: &crate::config::KeyConfig,
+    k: &KeyConfig,
+    material: Material,
 ) -> Result<Key, KeyError> {
     let invalid = |message: String| KeyError::Invalid {
-        issuer: issuer.name.clone(),
+        issuer: issuer.to_string(),
         kid: k.kid.clone(),
         message,
     };
-    let read = |path: &Path| {
-        std::fs::read(path).map_err(|source| KeyError::Read {
-            issuer: issuer.name.clone(),
-            kid: k.kid.clone(),
-            path: path.display().to_string(),
-            source,
-        })
-    };
-    let (decoding, encoding, hmac) = match &k.source {
-        KeySource::SecretEnv(var) => {
-            let secret = std::env::var(var).map_err(|_| KeyError::MissingEnv {
-                issuer: issuer.name.clone(),
-                kid: k.kid.clone(),
-                var: var.clone(),
-            })?;
-            hmac_keys(secret.trim().as_bytes()).map_err(invalid)?
-        }
-        KeySource::SecretFile(path) => {
-            let secret = read(path)?;
-            hmac_keys(secret.trim_ascii()).map_err(invalid)?
-        }
-        KeySource::Pem { private, public } => {
+    let (decoding, encoding, hmac) = match material {
+        Material::Secret(secret) => hmac_keys(&secret).map_err(invalid)?,
+        Material::Pem { private, public } => {
             let encoding = match private {
-                Some(p) => {
-                    Some(encoding_from_pem(k.alg, &read(p)?).map_err(|e| invalid(e.to_string()))?)
+                Some(pem) => {
+                    Some(encoding_from_pem(k.alg, &pem).map_err(|e| invalid(e.to_string()))?)
                 }
                 None => None,
             };
             let decoding = match public {
-                Some(p) => {
-                    decoding_from_pem(k.alg, &read(p)?).map_err(|e| invalid(e.to_string()))?
-                }
+                Some(pem) => decoding_from_pem(k.alg, &pem).map_err(|e| invalid(e.to_string()))?,
                 None => return Err(invalid(
                     "public_key_file is required to verify (the private key alone is not enough)"
                         .into(),
@@ -400,25 +354,4 @@ pub fn alg_name(alg: Algorithm) -> &'static str {
         Algorithm::ES384 => "ES384",
         Algorithm::EdDSA => "EdDSA",
     }
-}
-
-/// A generated HS256 key: created once, kept in the store, the same on every
-/// start (and, with a shared store, on every instance).
-async fn generated_key(issuer: &Issuer, index: usize, store: &dyn Store) -> Result<Key, KeyError> {
-    let mut secret = vec![0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let mut id = [0u8; 6];
-    rand::thread_rng().fill_bytes(&mut id);
-    let fresh = StoredKey {
-        kid: format!("{}-{}", issuer.name, URL_SAFE_NO_PAD.encode(id)),
-        secret,
-    };
-    let stored = store
-        .signing_key(&issuer.name, fresh)
-        .await
-        .map_err(|e| KeyError::Generate {
-            issuer: issuer.name.clone(),
-            message: e.to_string(),
-        })?;
-    Ok(Key::hs256(stored.kid, index, &stored.secret))
 }

@@ -300,7 +300,7 @@ mod tests {
         let mut p = Policy::bearer(1);
         p.token_from = sources
             .iter()
-            .map(|s| TokenSource::parse(s).unwrap())
+            .map(|s| crate::config::token_source(s).unwrap())
             .collect();
         p
     }
@@ -361,18 +361,21 @@ mod tests {
         ]);
         assert_eq!(ex(&TokenSource::RawAuthorization, &h), Ok("tok1".into()));
         assert_eq!(
-            ex(&TokenSource::parse("header:X-Api-Token").unwrap(), &h),
+            ex(
+                &crate::config::token_source("header:X-Api-Token").unwrap(),
+                &h
+            ),
             Ok("tok2".into())
         );
         assert_eq!(
-            ex(&TokenSource::parse("cookie:session").unwrap(), &h),
+            ex(&crate::config::token_source("cookie:session").unwrap(), &h),
             Ok("tok3".into())
         );
         assert_eq!(
-            ex(&TokenSource::parse("cookie:other").unwrap(), &h),
+            ex(&crate::config::token_source("cookie:other").unwrap(), &h),
             Err(AuthError::MissingToken)
         );
-        assert!(TokenSource::parse("pigeon:token").is_err());
+        assert!(crate::config::token_source("pigeon:token").is_err());
     }
 
     #[test]
@@ -384,10 +387,10 @@ mod tests {
         ]);
         assert_eq!(ex(&TokenSource::Bearer, &two), repeated);
         assert_eq!(ex(&TokenSource::RawAuthorization, &two), repeated);
-        let source = TokenSource::parse("header:x-api-token").unwrap();
+        let source = crate::config::token_source("header:x-api-token").unwrap();
         let spelled = headers(&[("x-api-token", "good"), ("x_api_token", "forged")]);
         assert_eq!(ex(&source, &spelled), repeated);
-        let cookie = TokenSource::parse("cookie:session").unwrap();
+        let cookie = crate::config::token_source("cookie:session").unwrap();
         let cookies = headers(&[
             ("cookie", "session=good"),
             ("cookie", "a=1; session=forged"),
@@ -405,7 +408,7 @@ mod tests {
             let two = headers(&[("cookie", &format!("session=good; {pair}"))]);
             assert_eq!(ex(&cookie, &two), repeated, "{pair}");
         }
-        let query = TokenSource::parse("query:access_token").unwrap();
+        let query = crate::config::token_source("query:access_token").unwrap();
         let q = |s: &str| {
             query
                 .extract(&HeaderMap::new(), Some(s))

@@ -5,6 +5,7 @@ mod cors;
 mod external;
 mod issuer;
 mod limits;
+pub(super) mod parse;
 mod route;
 mod upstream;
 

@@ -95,28 +95,13 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::MINIMAL;
     use std::path::Path;
 
-    const BASE: &str = r#"
-[server]
-threads = 2
-
-[[listen]]
-addr = "127.0.0.1:8080"
-
-[upstreams.echo]
-builtin = "echo"
-
-[issuers.demo]
-[[issuers.demo.keys]]
-kid = "k1"
-alg = "HS256"
-secret_env = "DEMO_SECRET"
-
-[[routes]]
-path = "/"
-upstream = "echo"
-"#;
+    /// `config::tests::MINIMAL` with two threads.
+    fn base() -> String {
+        format!("[server]\nthreads = 2\n{MINIMAL}")
+    }
 
     fn config(text: &str) -> Config {
         crate::config::parse(text, Path::new("gateway.toml")).expect("a valid config")
@@ -124,8 +109,8 @@ upstream = "echo"
 
     #[test]
     fn settings_of_the_request_path_need_no_restart() {
-        let running = config(BASE);
-        let new = config(&BASE.replace(
+        let running = config(&base());
+        let new = config(&base().replace(
             "threads = 2\n",
             "threads = 2\nmax_body_size = \"1KiB\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n\
              trace_context = false\nbody_timeout = \"5s\"\n",
@@ -135,9 +120,9 @@ upstream = "echo"
 
     #[test]
     fn listeners_threads_log_format_store_and_tracing_are_named() {
-        let running = config(BASE);
+        let running = config(&base());
         let new = config(
-            &BASE
+            &base()
                 .replace(
                     "threads = 2\n",
                     "threads = 3\nlog_format = \"json\"\nheader_timeout = \"3s\"\n",
@@ -154,9 +139,10 @@ upstream = "echo"
             ]
         );
         let more = config(&format!(
-            "{BASE}\n[[listen]]\naddr = \"127.0.0.1:8443\"\n\n\
+            "{}\n[[listen]]\naddr = \"127.0.0.1:8443\"\n\n\
              [store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\n\
-             [tracing]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\n"
+             [tracing]\notlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"\n",
+            base()
         ));
         assert_eq!(
             restart_required(&running, &more),

@@ -14,7 +14,7 @@ use crate::listener::Hold;
 use crate::live::Settings;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::tunnel::{self, Tunnel};
-use crate::upstream::client::Handshake;
+use crate::upstream::h1::Handshake;
 use crate::upstream::request_body::{BodyError, ClientBody};
 use crate::upstream::{Failure, UpstreamGroup};
 

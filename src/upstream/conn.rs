@@ -1,14 +1,19 @@
-//! A connection to an upstream server: plain TCP, or TLS over it. Plain
-//! reads keep their readiness fast path (`body`); everything else reads and
-//! writes through tokio's I/O traits.
+//! A connection to an upstream server: plain TCP, or TLS over it, dialled
+//! within the connect timeout once the server has a place for the request.
+//! Plain reads keep their readiness fast path (`body`); everything else
+//! reads and writes through tokio's I/O traits.
 
-use std::io;
+use std::io::{self, ErrorKind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
+
+use super::{Failure, Server, UpstreamGroup};
 
 pub enum Conn {
     Plain(TcpStream),
@@ -21,6 +26,53 @@ impl Conn {
         match self {
             Conn::Plain(s) => s,
             Conn::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl UpstreamGroup {
+    /// A place among the server's requests in flight, waited for up to the
+    /// queue timeout.
+    pub(super) async fn slot(&self, server: &Server) -> Result<OwnedSemaphorePermit, Failure> {
+        if let Ok(slot) = server.slots.clone().try_acquire_owned() {
+            return Ok(slot);
+        }
+        let wait = server.slots.clone().acquire_owned();
+        match tokio::time::timeout(self.config.queue_timeout, wait).await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(Failure::Busy),
+        }
+    }
+
+    /// A new connection to `server`, its TLS handshake done if the group
+    /// has one, all within the connect timeout.
+    pub(super) async fn connect(&self, server: &Server) -> Result<Conn, Failure> {
+        let timeout = self.config.connect_timeout;
+        let deadline = Instant::now() + timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(server.addr)).await
+        {
+            Err(_) => return Err(Failure::ConnectTimeout),
+            Ok(Err(e)) if e.kind() == ErrorKind::TimedOut => return Err(Failure::ConnectTimeout),
+            Ok(Err(_)) => return Err(Failure::Connect),
+            Ok(Ok(stream)) => stream,
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(tls) = &self.tls else {
+            return Ok(Conn::Plain(stream));
+        };
+        let Some(name) = server.tls_name.clone() else {
+            tracing::warn!(upstream = %self.config.name, server = %server.addr, "no name to verify the upstream's certificate against; set sni");
+            return Err(Failure::Tls);
+        };
+        match tokio::time::timeout_at(deadline, tls.connect(name, stream)).await {
+            Err(_) => Err(Failure::ConnectTimeout),
+            Ok(Ok(stream)) => Ok(Conn::Tls(Box::new(stream))),
+            Ok(Err(error)) => {
+                // Why matters to the operator: an untrusted certificate, a
+                // wrong name, a client certificate the server refused.
+                tracing::warn!(upstream = %self.config.name, server = %server.addr, %error, "upstream TLS handshake failed");
+                Err(Failure::Tls)
+            }
         }
     }
 }

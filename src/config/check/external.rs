@@ -4,8 +4,9 @@
 use toml::Spanned;
 
 use super::super::file::FileIssuer;
-use super::super::model::{check_key_url, ExternalKeySource, KeyLocation};
+use super::super::model::{ExternalKeySource, KeyLocation};
 use super::super::units::secs;
+use super::parse::check_key_url;
 use super::Checker;
 
 impl Checker<'_> {

@@ -132,7 +132,7 @@ impl Checker<'_> {
             }
             return None;
         };
-        let Some(dialect) = Dialect::parse(d.get_ref()) else {
+        let Some(dialect) = super::parse::dialect(d.get_ref()) else {
             self.problem(
                 d,
                 key("dialect"),
@@ -235,7 +235,7 @@ impl Checker<'_> {
         dialect: Dialect,
         p: &FilePrincipal,
     ) -> Option<Principal> {
-        let secret = match SecretHash::parse(p.secret_hash.get_ref()) {
+        let secret = match super::parse::secret_hash(p.secret_hash.get_ref()) {
             Ok(h) => h,
             Err(e) => {
                 self.problem(

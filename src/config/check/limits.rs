@@ -129,7 +129,7 @@ impl Checker<'_> {
                 LimitKey::ClientIp
             };
         };
-        match LimitKey::parse(by.get_ref()) {
+        match super::parse::limit_key(by.get_ref()) {
             Ok(k) if k.needs_token() && !token => {
                 self.problem(
                     by,

@@ -171,7 +171,7 @@ impl Checker<'_> {
                 self.problem(v, key, "expected a source or a list of sources, e.g. [\"bearer\", \"query:access_token\"]");
                 continue;
             };
-            match TokenSource::parse(text) {
+            match super::parse::token_source(text) {
                 Ok(s) if sources.contains(&s) => {
                     self.problem(v, key, format!("{text:?} is listed twice"));
                 }

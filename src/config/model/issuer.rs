@@ -6,9 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use argon2::password_hash::PasswordHash;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::Value;
 
 use super::{CorsPolicy, RouteLimits};
@@ -48,26 +45,6 @@ pub struct ExternalKeySource {
     pub timeout: Duration,
     /// How long `/readyz` waits for the first key set.
     pub ready_timeout: Duration,
-}
-
-/// Keys fetched over plain HTTP could be swapped by anyone on the path:
-/// HTTPS, or plain HTTP to this host only.
-pub fn check_key_url(text: &str) -> Result<(), String> {
-    let url = url::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return Err(format!("{text:?} names no host")),
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => Err(format!(
-            "{text:?}: keys over plain HTTP could be replaced on the way; use https"
-        )),
-        other => Err(format!("{text:?}: scheme {other:?} is not https")),
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,17 +113,6 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    pub fn parse(s: &str) -> Option<Dialect> {
-        Some(match s {
-            "session" => Self::Session,
-            "login-refresh" => Self::LoginRefresh,
-            "project" => Self::Project,
-            "client-envelope" => Self::ClientEnvelope,
-            "client-flat" => Self::ClientFlat,
-            _ => return None,
-        })
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Self::Session => "session",
@@ -191,31 +157,6 @@ pub enum SecretHash {
         salt: Vec<u8>,
         mac: Vec<u8>,
     },
-}
-
-impl SecretHash {
-    pub fn parse(s: &str) -> Result<SecretHash, String> {
-        if let Some(rest) = s.strip_prefix(FAST_PREFIX) {
-            let (salt, mac) = rest.split_once('$').ok_or("malformed fast hash")?;
-            let decode = |x: &str| {
-                URL_SAFE_NO_PAD
-                    .decode(x)
-                    .map_err(|_| "malformed fast hash".to_string())
-            };
-            return Ok(SecretHash::Fast {
-                salt: decode(salt)?,
-                mac: decode(mac)?,
-            });
-        }
-        let parsed = PasswordHash::new(s).map_err(|e| format!("not an argon2 PHC string: {e}"))?;
-        if parsed.algorithm.as_str() != "argon2id" {
-            return Err(format!(
-                "{} hashes are not accepted; use argon2id",
-                parsed.algorithm
-            ));
-        }
-        Ok(SecretHash::Argon2(s.to_string()))
-    }
 }
 
 /// Someone who can obtain tokens, with what the dialects return about them.

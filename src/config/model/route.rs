@@ -85,22 +85,6 @@ pub enum LimitKey {
 }
 
 impl LimitKey {
-    pub fn parse(s: &str) -> Result<LimitKey, String> {
-        match s.split_once(':') {
-            None if s == "sub" => Ok(Self::Subject),
-            None if s == "client_ip" => Ok(Self::ClientIp),
-            Some(("header", name)) => HeaderName::from_bytes(name.trim().as_bytes())
-                .map(Self::Header)
-                .map_err(|_| format!("{name:?} is not a header name")),
-            Some(("claim", name)) if !name.trim().is_empty() => {
-                Ok(Self::Claim(name.trim().to_string()))
-            }
-            _ => Err(format!(
-                "{s:?}: expected \"sub\", \"client_ip\", \"header:NAME\" or \"claim:NAME\""
-            )),
-        }
-    }
-
     /// Known only once the token is verified.
     pub fn needs_token(&self) -> bool {
         matches!(self, Self::Subject | Self::Claim(_))
@@ -232,25 +216,4 @@ pub enum TokenSource {
     /// cannot set headers (a browser's WebSocket). Removed from the URL
     /// before it goes upstream.
     Query(String),
-}
-
-impl TokenSource {
-    pub fn parse(s: &str) -> Result<TokenSource, String> {
-        match s.split_once(':') {
-            None if s == "bearer" => Ok(Self::Bearer),
-            None if s == "authorization" => Ok(Self::RawAuthorization),
-            Some(("header", name)) => HeaderName::from_bytes(name.trim().as_bytes())
-                .map(Self::Header)
-                .map_err(|_| format!("{name:?} is not a header name")),
-            Some(("cookie", name)) if !name.trim().is_empty() => {
-                Ok(Self::Cookie(name.trim().to_string()))
-            }
-            Some(("query", name)) if !name.trim().is_empty() => {
-                Ok(Self::Query(name.trim().to_string()))
-            }
-            _ => Err(format!(
-                "{s:?}: expected \"bearer\", \"authorization\", \"header:NAME\", \"cookie:NAME\" or \"query:NAME\""
-            )),
-        }
-    }
 }

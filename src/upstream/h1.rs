@@ -6,8 +6,8 @@
 //! group's timeouts. The wire format is `codec`, idle connections
 //! `pool`; this is the exchange. (hyper-util's pooled client did this
 //! job before, at 7–12 µs a request more: BENCHMARKS.md, "The data plane,
-//! and why".) Connections are plain TCP or TLS (`conn`); groups that speak
-//! HTTP/2 are handed to `h2` instead.
+//! and why".) Connections are plain TCP or TLS, dialled within their
+//! limits by `conn`; groups that speak HTTP/2 are handed to `h2` instead.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -19,7 +19,6 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use smallvec::SmallVec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -27,7 +26,7 @@ use super::codec::{self, RequestFraming};
 use super::conn::Conn;
 use super::pool::{Kept, Pooled};
 use super::request_body::{BodyError, ClientBody};
-use super::{Failure, Forwarded, Server, UpstreamBody, UpstreamGroup};
+use super::{Failure, Forwarded, UpstreamBody, UpstreamGroup};
 use crate::forwarding::Added;
 
 /// Room for a response head (and what of the body comes with it).
@@ -236,51 +235,6 @@ impl UpstreamGroup {
             }
         }
     }
-
-    /// A place among the server's requests in flight, waited for up to the
-    /// queue timeout.
-    pub(super) async fn slot(&self, server: &Server) -> Result<OwnedSemaphorePermit, Failure> {
-        if let Ok(slot) = server.slots.clone().try_acquire_owned() {
-            return Ok(slot);
-        }
-        let wait = server.slots.clone().acquire_owned();
-        match tokio::time::timeout(self.config.queue_timeout, wait).await {
-            Ok(Ok(slot)) => Ok(slot),
-            _ => Err(Failure::Busy),
-        }
-    }
-
-    /// A new connection to `server`, its TLS handshake done if the group
-    /// has one, all within the connect timeout.
-    pub(super) async fn connect(&self, server: &Server) -> Result<Conn, Failure> {
-        let timeout = self.config.connect_timeout;
-        let deadline = Instant::now() + timeout;
-        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(server.addr)).await
-        {
-            Err(_) => return Err(Failure::ConnectTimeout),
-            Ok(Err(e)) if e.kind() == ErrorKind::TimedOut => return Err(Failure::ConnectTimeout),
-            Ok(Err(_)) => return Err(Failure::Connect),
-            Ok(Ok(stream)) => stream,
-        };
-        let _ = stream.set_nodelay(true);
-        let Some(tls) = &self.tls else {
-            return Ok(Conn::Plain(stream));
-        };
-        let Some(name) = server.tls_name.clone() else {
-            tracing::warn!(upstream = %self.config.name, server = %server.addr, "no name to verify the upstream's certificate against; set sni");
-            return Err(Failure::Tls);
-        };
-        match tokio::time::timeout_at(deadline, tls.connect(name, stream)).await {
-            Err(_) => Err(Failure::ConnectTimeout),
-            Ok(Ok(stream)) => Ok(Conn::Tls(Box::new(stream))),
-            Ok(Err(error)) => {
-                // Why matters to the operator: an untrusted certificate, a
-                // wrong name, a client certificate the server refused.
-                tracing::warn!(upstream = %self.config.name, server = %server.addr, %error, "upstream TLS handshake failed");
-                Err(Failure::Tls)
-            }
-        }
-    }
 }
 
 /// The request head out of `parts`, an empty one left in its place: for
@@ -479,6 +433,7 @@ mod tests {
     use proptest::prelude::*;
     use std::sync::Arc;
     use tokio::net::TcpListener;
+    use tokio::net::TcpStream;
     use tokio::sync::Semaphore;
 
     /// A pooled connection whose other end is `server`.
