@@ -409,7 +409,10 @@ async fn an_http_health_check_takes_a_503_server_out_and_brings_it_back() {
     let before = a.requests();
     assert_eq!(answering(&gw, 6).await, HashSet::from(["b".to_string()]));
     assert_eq!(a.requests(), before, "a down server gets no requests");
-    assert!(gw.log().contains("upstream server health changed"));
+    assert!(gw
+        .log_with("upstream server health changed")
+        .await
+        .contains("upstream server health changed"));
 
     // Well again: back after two good checks.
     a.set_health(204);
