@@ -12,7 +12,7 @@ use prometheus::{
 };
 
 use crate::auth::AuthError;
-use crate::config::{Config, Route, RouteAction};
+use crate::config::{Config, Dialect, Route, RouteAction};
 
 pub struct Metrics {
     registry: Registry,
@@ -91,6 +91,16 @@ pub const STORE_OPERATIONS: &[&str] = &[
     "signing_key",
     "subscribe",
     "take_rate",
+];
+
+/// Why a tunnel ended, as `portero_tunnels_closed_total` labels it
+/// (`tunnel::End::label`).
+pub const TUNNEL_ENDS: &[&str] = &[
+    "closed",
+    "token_expired",
+    "token_revoked",
+    "idle_timeout",
+    "shutdown",
 ];
 
 /// What the store reports about itself; cloned into the store backend.
@@ -440,6 +450,11 @@ impl Metrics {
                 m.tokens_issued
                     .with_label_values(&[&i.name, e.dialect.name()]);
                 m.lockouts.with_label_values(&[&i.name]);
+                if e.dialect == Dialect::LoginRefresh {
+                    for result in ["issued", "used", "refused"] {
+                        m.refresh.with_label_values(&[&i.name, result]);
+                    }
+                }
             }
         }
         m.store.up.set(1);
@@ -488,6 +503,12 @@ impl Metrics {
         if !route.limits.is_empty() {
             for limit in LIMITS {
                 self.limited.with_label_values(&[&route.name, limit]);
+            }
+        }
+        if matches!(&route.action, RouteAction::Proxy { upgrades, .. } if !upgrades.is_empty()) {
+            self.tunnels_open.with_label_values(&[&route.name]);
+            for end in TUNNEL_ENDS {
+                self.tunnels_closed.with_label_values(&[route.name.as_str(), end]);
             }
         }
         RouteSeries {

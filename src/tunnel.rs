@@ -376,6 +376,19 @@ mod tests {
     use tokio::io::duplex;
 
     #[test]
+    fn every_end_is_exported_from_the_start() {
+        let ends = [
+            End::Closed,
+            End::TokenExpired,
+            End::TokenRevoked,
+            End::IdleTimeout,
+            End::Shutdown,
+        ];
+        let labels: Vec<&str> = ends.iter().map(|e| e.label()).collect();
+        assert_eq!(labels, crate::metrics::TUNNEL_ENDS);
+    }
+
+    #[test]
     fn an_upgrade_is_one_allowed_protocol_on_a_bodiless_http11_get() {
         let head = |method: &str, connection: &str, upgrade: &[&str]| {
             let mut b = http::Request::builder()

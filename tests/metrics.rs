@@ -272,3 +272,17 @@ fn check_promql(queries: &[String]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn series_whose_labels_are_known_are_exported_at_0_from_the_start() {
+    let gw = common::demo(|body| body).await;
+    let text = gw.metrics().await;
+    for zero in [
+        "portero_refresh_tokens_total{issuer=\"login-refresh\",result=\"refused\"} 0",
+        "portero_tunnels_open{route=\"websocket\"} 0",
+        "portero_tunnels_closed_total{reason=\"token_expired\",route=\"websocket\"} 0",
+        "portero_store_errors_total{op=\"put_refresh\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == zero), "{zero} missing:\n{text}");
+    }
+}
