@@ -508,7 +508,8 @@ impl Metrics {
         if matches!(&route.action, RouteAction::Proxy { upgrades, .. } if !upgrades.is_empty()) {
             self.tunnels_open.with_label_values(&[&route.name]);
             for end in TUNNEL_ENDS {
-                self.tunnels_closed.with_label_values(&[route.name.as_str(), end]);
+                self.tunnels_closed
+                    .with_label_values(&[route.name.as_str(), end]);
             }
         }
         RouteSeries {

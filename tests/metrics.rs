@@ -82,14 +82,15 @@ async fn metrics_parse_and_carry_the_portero_series() {
     // Never a subject in a label.
     assert!(!text.contains("alice"));
     // Series that count failures are there, at 0, before the first one.
-    for zero in [
-        "portero_store_errors_total{op=\"get_refresh\"} 0",
-        "portero_store_errors_total{op=\"signing_key\"} 0",
-        "portero_config_reloads_total{result=\"error\"} 0",
-        "portero_config_restart_required 0",
-    ] {
-        assert!(text.lines().any(|l| l == zero), "{zero} missing:\n{text}");
-    }
+    assert_exported(
+        &text,
+        &[
+            "portero_store_errors_total{op=\"get_refresh\"} 0",
+            "portero_store_errors_total{op=\"signing_key\"} 0",
+            "portero_config_reloads_total{result=\"error\"} 0",
+            "portero_config_restart_required 0",
+        ],
+    );
 
     for line in text.lines().filter(|l| !l.is_empty()) {
         if let Some(rest) = line.strip_prefix('#') {
@@ -276,13 +277,23 @@ fn check_promql(queries: &[String]) {
 #[tokio::test]
 async fn series_whose_labels_are_known_are_exported_at_0_from_the_start() {
     let gw = common::demo(|body| body).await;
-    let text = gw.metrics().await;
-    for zero in [
-        "portero_refresh_tokens_total{issuer=\"login-refresh\",result=\"refused\"} 0",
-        "portero_tunnels_open{route=\"websocket\"} 0",
-        "portero_tunnels_closed_total{reason=\"token_expired\",route=\"websocket\"} 0",
-        "portero_store_errors_total{op=\"put_refresh\"} 0",
-    ] {
-        assert!(text.lines().any(|l| l == zero), "{zero} missing:\n{text}");
+    assert_exported(
+        &gw.metrics().await,
+        &[
+            "portero_refresh_tokens_total{issuer=\"login-refresh\",result=\"refused\"} 0",
+            "portero_tunnels_open{route=\"websocket\"} 0",
+            "portero_tunnels_closed_total{reason=\"token_expired\",route=\"websocket\"} 0",
+            "portero_store_errors_total{op=\"put_refresh\"} 0",
+        ],
+    );
+}
+
+/// Each of `samples` is a line of the exposition `text`, exactly.
+fn assert_exported(text: &str, samples: &[&str]) {
+    for sample in samples {
+        assert!(
+            text.lines().any(|l| l == *sample),
+            "{sample} missing:\n{text}"
+        );
     }
 }
