@@ -28,6 +28,7 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn keys() -> KeySet {
     let issuers = vec![IssuerInfo {
+        oauth2_iss: None,
         name: "bench".into(),
         iss: "bench-issuer".into(),
         allow_no_exp: false,
@@ -64,6 +65,7 @@ fn keys_of_bench() -> Vec<Key> {
 fn with_external_issuer() -> KeySet {
     let mut issuers = keys().issuers.clone();
     issuers.push(IssuerInfo {
+        oauth2_iss: None,
         name: "idp".into(),
         iss: String::new(),
         allow_no_exp: false,

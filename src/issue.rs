@@ -507,13 +507,31 @@ impl Issuing<'_> {
     pub fn mint(
         &self,
         sub: &str,
+        claims: Map<String, Value>,
+        now: i64,
+        lifetime: Option<Duration>,
+    ) -> Result<Minted, Denied> {
+        let stamp = Stamp {
+            iss: &self.issuer.iss,
+            typ: None,
+            endpoint: self.endpoint.dialect.name(),
+        };
+        self.mint_with(stamp, sub, claims, now, lifetime)
+    }
+
+    /// [`Issuing::mint`] as `stamp` says: the OAuth 2.0 endpoints' tokens
+    /// carry their issuer identifier and `typ: at+jwt` (RFC 9068).
+    pub fn mint_with(
+        &self,
+        stamp: Stamp<'_>,
+        sub: &str,
         mut claims: Map<String, Value>,
         now: i64,
         lifetime: Option<Duration>,
     ) -> Result<Minted, Denied> {
         let jti = random_id(16);
         let exp = lifetime.map(|l| now + l.as_secs() as i64);
-        claims.insert("iss".into(), Value::String(self.issuer.iss.clone()));
+        claims.insert("iss".into(), Value::String(stamp.iss.to_string()));
         claims.insert("sub".into(), Value::String(sub.to_string()));
         claims.insert("iat".into(), now.into());
         if let Some(exp) = exp {
@@ -522,17 +540,26 @@ impl Issuing<'_> {
         claims.insert("jti".into(), Value::String(jti.clone()));
         let token = self
             .keys
-            .sign(self.index, &Value::Object(claims))
+            .sign(self.index, &Value::Object(claims), stamp.typ)
             .map_err(|e| {
                 tracing::error!(issuer = %self.issuer.name, error = %e, "cannot sign");
                 Denied::Unavailable
             })?;
         self.metrics
             .tokens_issued
-            .with_label_values(&[&self.issuer.name, self.endpoint.dialect.name()])
+            .with_label_values(&[&self.issuer.name, stamp.endpoint])
             .inc();
         Ok(Minted { token, jti, exp })
     }
+}
+
+/// Who a minted token says issued it, and how it is counted.
+pub struct Stamp<'a> {
+    pub iss: &'a str,
+    /// The JOSE header's `typ`; none for the dialects' tokens.
+    pub typ: Option<&'static str>,
+    /// The `dialect` label of `portero_tokens_issued_total`.
+    pub endpoint: &'static str,
 }
 
 pub struct Minted {

@@ -30,6 +30,7 @@ pub async fn load(
         .map(|i| IssuerInfo {
             name: i.name.clone(),
             iss: i.iss.clone(),
+            oauth2_iss: i.oauth2.as_ref().map(|o| o.issuer_id.clone()),
             allow_no_exp: i.allow_no_exp,
         })
         .collect();

@@ -65,6 +65,7 @@ pub mod limits;
 mod listener;
 mod live;
 pub mod metrics;
+mod oauth2;
 pub mod path;
 mod proxy;
 mod proxy_protocol;

@@ -30,7 +30,7 @@ use prometheus::{IntCounter, IntGauge};
 use sha2::{Digest, Sha256};
 
 use crate::auth::validate::Verified;
-use crate::config::{IpRules, LimitKey, LimitScope, RateLimit, Route, RouteLimits};
+use crate::config::{IpRules, LimitKey, LimitScope, RateLimit, Route, RouteAction, RouteLimits};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use sliding::SlidingCounts;
@@ -482,22 +482,35 @@ fn sf_string(text: &str) -> String {
 }
 
 /// The limiters of `routes`, keeping each earlier one whose route kept its
-/// name and limits (its counts go on).
+/// name and limits (its counts go on). An issuer's endpoints, legacy and
+/// OAuth 2.0 alike, share one limiter: a client is counted once however
+/// it asks for tokens.
 pub fn for_routes(
     routes: &[Route],
     earlier: &[Arc<Limiter>],
     metrics: &Metrics,
 ) -> Vec<Arc<Limiter>> {
-    routes
-        .iter()
-        .map(|r| {
+    let mut built: Vec<Arc<Limiter>> = Vec::with_capacity(routes.len());
+    for (i, r) in routes.iter().enumerate() {
+        let issuer = |r: &Route| match r.action {
+            RouteAction::Issue { issuer, .. } => Some(issuer),
+            RouteAction::Proxy { .. } => None,
+        };
+        let sibling = issuer(r).and_then(|me| {
+            (0..i)
+                .find(|&j| issuer(&routes[j]) == Some(me) && routes[j].limits == r.limits)
+                .map(|j| built[j].clone())
+        });
+        let limiter = sibling.unwrap_or_else(|| {
             earlier
                 .iter()
                 .find(|l| l.limits == r.limits && l.policy_name == sf_string(&r.name))
                 .cloned()
                 .unwrap_or_else(|| Arc::new(Limiter::new(r, metrics)))
-        })
-        .collect()
+        });
+        built.push(limiter);
+    }
+    built
 }
 
 #[cfg(test)]

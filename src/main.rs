@@ -176,7 +176,7 @@ fn mint(
         let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
         claims[k] = value;
     }
-    println!("{}", keys.sign(index, &claims)?);
+    println!("{}", keys.sign(index, &claims, None)?);
     Ok(())
 }
 

@@ -17,7 +17,7 @@ use hyper::body::{Body, Incoming};
 use crate::auth::revocation::Revocations;
 use crate::client_addr;
 use crate::clock::Clock;
-use crate::config::{Route, RouteAction};
+use crate::config::{Endpoint, Route, RouteAction};
 use crate::cors;
 use crate::forward_auth;
 use crate::forwarding;
@@ -27,6 +27,7 @@ use crate::limits::{self, ClientShare, Limit, Phase};
 use crate::listener::{Handler, Peer};
 use crate::live::Live;
 use crate::metrics::{method_label, Metrics};
+use crate::oauth2;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::routes::Miss;
 use crate::span_export::Spans;
@@ -46,6 +47,7 @@ mod token_endpoint;
 
 use context::RequestContext;
 use record::{access_log, record_span};
+use token_endpoint::oauth2_response;
 
 /// Everything a request may read, shared by every listener: the live
 /// snapshot (routes, keys, settings: what a reload swaps) and the handles
@@ -228,17 +230,32 @@ impl Gateway {
             entered => entered,
         };
         if let Err(refusal) = entered {
-            if let (RouteAction::Issue { issuer, .. }, Limit::Rate) = (&route.action, refusal.limit)
+            if let (RouteAction::Issue { issuer, endpoint }, Limit::Rate) =
+                (&route.action, refusal.limit)
             {
                 // Before the body is read or any secret checked, in the
                 // dialect's own words.
                 ctx.rate = refusal.report.map(|r| *r);
+                if *endpoint == Endpoint::OAuth2 {
+                    return Ok(oauth2_response(oauth2::transport_error(
+                        Transport::RateLimited,
+                    )));
+                }
                 let reply = self.refuse_login(live, *issuer, parts, Transport::RateLimited);
                 return Ok(respond::json(reply.status, reply.body));
             }
             return Err(ctx.refused(refusal));
         }
         let (upstream, strip_prefix, policy, upgrades, underscores) = match &route.action {
+            RouteAction::Issue {
+                issuer,
+                endpoint: Endpoint::OAuth2,
+            } => {
+                let (answer, body_read) =
+                    Box::pin(self.oauth2_endpoint(live, *issuer, parts, body, ip)).await;
+                ctx.body_read = body_read;
+                return Ok(oauth2_response(answer));
+            }
             RouteAction::Issue { issuer, endpoint } => {
                 // Boxed, like a decision and a tunnel: their state would
                 // otherwise be carried (and copied) by every proxied request.
@@ -304,6 +321,7 @@ impl Gateway {
             added.apply(&mut parts.headers);
             let token = verified.map(|(_, v)| tunnel::Token {
                 refused_from: live.validator.refused_from(&v),
+                issuer_iss: live.validator.keys().issuers[v.issuer].iss.as_str().into(),
                 verified: v,
                 revocations: self.shared.revocations.clone(),
             });

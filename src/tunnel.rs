@@ -105,6 +105,9 @@ pub struct Token {
     pub verified: Arc<Verified>,
     /// Unix time from which validation refuses it (`exp` + leeway).
     pub refused_from: Option<i64>,
+    /// The `iss` its issuer's subject revocations name (a token from the
+    /// issuer's OAuth 2.0 endpoints claims another).
+    pub issuer_iss: Box<str>,
     pub revocations: Arc<Revocations>,
 }
 
@@ -246,7 +249,9 @@ async fn lifetime(
         // A revocation that came in before the subscription is caught here.
         if let Some(t) = &token {
             let v = &t.verified;
-            if t.revocations.is_revoked(v.iss(), v.sub(), v.jti(), v.iat) {
+            if t.revocations
+                .is_revoked(&t.issuer_iss, v.sub(), v.jti(), v.iat)
+            {
                 return End::TokenRevoked;
             }
         }

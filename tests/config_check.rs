@@ -520,3 +520,35 @@ fn a_count_of_zero_is_named_with_its_line() {
         "{err}"
     );
 }
+
+#[test]
+fn oauth2_needs_a_public_origin_and_clients() {
+    let issuer = "[issuers.c]\ndialect = \"client-flat\"\n\n[issuers.c.oauth2]\n";
+    let with = |server: &str, rest: &str| format!("[server]\n{server}\n{GOOD}\n{rest}");
+    let (ok, err) = check(&with("", issuer));
+    assert!(
+        !ok && err.contains("issuers.c.oauth2") && err.contains("server.public_url"),
+        "{err}"
+    );
+    // An issuer identifier has no query (RFC 8414 §2); portero serves it at its root.
+    for url in ["http://x.test/base", "http://x.test/?q", "ftp://x.test"] {
+        let (ok, err) = check(&with(&format!("public_url = \"{url}\""), issuer));
+        assert!(!ok && err.contains("server.public_url"), "{url}: {err}");
+    }
+    let (ok, err) = check(&with("public_url = \"https://x.test/\"", issuer));
+    assert!(ok, "{err}");
+    let users = "[issuers.u]\ndialect = \"session\"\n\n[issuers.u.oauth2]\n";
+    let (ok, err) = check(&with("public_url = \"https://x.test\"", users));
+    assert!(
+        !ok && err.contains("issuers.u.oauth2") && err.contains("users"),
+        "{err}"
+    );
+    let unknown = format!("{issuer}grants = [\"implicit\"]\n");
+    let (ok, err) = check(&with("public_url = \"https://x.test\"", &unknown));
+    assert!(!ok && err.contains("grants"), "{err}");
+    let method = "[issuers.c]\ndialect = \"client-flat\"\n\n[[issuers.c.principals]]\nclient_id = \"a\"\n\
+                  secret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n\
+                  auth_method = \"private_key_jwt\"\n";
+    let (ok, err) = check(&with("", method));
+    assert!(!ok && err.contains("auth_method"), "{err}");
+}

@@ -32,6 +32,7 @@ fn fixture(name: &str) -> Vec<u8> {
 
 fn validator() -> Validator {
     let issuers = vec![IssuerInfo {
+        oauth2_iss: None,
         name: "p".into(),
         iss: "p-issuer".into(),
         allow_no_exp: false,

@@ -108,7 +108,16 @@ pub fn hs256_mac(secret: &[u8]) -> Hmac<Sha256> {
 pub struct IssuerInfo {
     pub name: String,
     pub iss: String,
+    /// The `iss` of the tokens its OAuth 2.0 endpoints issue, if it has them.
+    pub oauth2_iss: Option<String>,
     pub allow_no_exp: bool,
+}
+
+impl IssuerInfo {
+    /// Whether a token claiming `iss` is this issuer's.
+    pub fn claims(&self, iss: &str) -> bool {
+        self.iss == iss || self.oauth2_iss.as_deref() == Some(iss)
+    }
 }
 
 /// An immutable snapshot of every key; swapped whole on reload, and when
@@ -153,7 +162,7 @@ impl KeySet {
 
     /// The keys of the issuer whose `iss` claim is `iss` (for tokens without a `kid`).
     pub fn for_iss(&self, iss: &str) -> &[Arc<Key>] {
-        match self.issuers.iter().position(|i| i.iss == iss) {
+        match self.issuers.iter().position(|i| i.claims(iss)) {
             Some(i) => &self.by_issuer[i],
             None => &[],
         }
@@ -164,12 +173,21 @@ impl KeySet {
         self.signing.get(issuer).and_then(Option::as_ref)
     }
 
-    /// Signs `claims` with the issuer's signing key, naming it by `kid`.
-    pub fn sign(&self, issuer: usize, claims: &serde_json::Value) -> Result<String, SignError> {
+    /// Signs `claims` with the issuer's signing key, naming it by `kid`;
+    /// the header's `typ` is `typ` when given, else `JWT`.
+    pub fn sign(
+        &self,
+        issuer: usize,
+        claims: &serde_json::Value,
+        typ: Option<&str>,
+    ) -> Result<String, SignError> {
         let key = self.signing_key(issuer).ok_or(SignError::NoSigningKey)?;
         let encoding = key.encoding.as_ref().ok_or(SignError::NoSigningKey)?;
         let mut header = jsonwebtoken::Header::new(key.alg);
         header.kid = Some(key.kid.clone());
+        if let Some(typ) = typ {
+            header.typ = Some(typ.to_string());
+        }
         jsonwebtoken::encode(&header, claims, encoding).map_err(|e| SignError::Sign(e.to_string()))
     }
 

@@ -120,13 +120,20 @@ impl Validator {
         self.check_time(&verified, now)?;
         policy.check_token(&verified)?;
         let revocations = &self.revocations;
-        if !revocations.none()
-            && revocations.is_revoked(verified.iss(), verified.sub(), verified.jti(), verified.iat)
-        {
+        if !revocations.none() && self.is_revoked(&verified) {
             return Err(AuthError::Revoked);
         }
         policy.check_requirements(&verified)?;
         Ok(verified)
+    }
+
+    /// Whether `t` is revoked: by its `jti`, or with every token its
+    /// subject got from its issuer before a time, whichever endpoint
+    /// (legacy or OAuth 2.0) issued it.
+    pub fn is_revoked(&self, t: &Verified) -> bool {
+        let keys = self.keys.load();
+        let iss = keys.issuers.get(t.issuer).map_or(t.iss(), |i| &i.iss);
+        self.revocations.is_revoked(iss, t.sub(), t.jti(), t.iat)
     }
 
     /// The Unix time from which `validate` refuses `t` as expired (`exp`
@@ -153,7 +160,7 @@ impl Validator {
         Ok(verified)
     }
 
-    fn check_time(&self, t: &Verified, now: i64) -> Result<(), AuthError> {
+    pub fn check_time(&self, t: &Verified, now: i64) -> Result<(), AuthError> {
         match t.exp {
             Some(exp) if now >= exp.saturating_add(self.leeway) => return Err(AuthError::Expired),
             Some(_) => {}
@@ -198,7 +205,7 @@ impl Validator {
                 let candidates = keys
                     .shared_kid(kid)
                     .iter()
-                    .filter(|k| keys.issuers[k.issuer].iss == iss);
+                    .filter(|k| keys.issuers[k.issuer].claims(&iss));
                 first_to_verify(candidates, &header.alg, message, signature)?
             }
             // No kid: try the keys of the issuer the token claims.
@@ -209,7 +216,10 @@ impl Validator {
             }
         };
         let claims = Claims::parse(payload).map_err(|_| AuthError::Malformed)?;
-        if claims.str("iss") != Some(keys.issuers[key.issuer].iss.as_str()) {
+        if !claims
+            .str("iss")
+            .is_some_and(|iss| keys.issuers[key.issuer].claims(iss))
+        {
             return Err(AuthError::WrongIssuer);
         }
         Ok(Verified {
@@ -325,11 +335,13 @@ mod tests {
     fn validator() -> Validator {
         let issuers = vec![
             IssuerInfo {
+                oauth2_iss: None,
                 name: "a".into(),
                 iss: "issuer-a".into(),
                 allow_no_exp: false,
             },
             IssuerInfo {
+                oauth2_iss: None,
                 name: "b".into(),
                 iss: "issuer-b".into(),
                 allow_no_exp: true,

@@ -171,7 +171,7 @@ impl Checker<'_> {
         let issuers: Vec<Issuer> = file
             .issuers
             .iter()
-            .map(|(name, i)| self.issuer(name, i, &cors))
+            .map(|(name, i)| self.issuer(name, i, &cors, server.public_url.as_deref()))
             .collect();
         self.check_unique_kids(&issuers);
         let mut strip_all: Vec<String> = Vec::new();
@@ -280,7 +280,28 @@ impl Checker<'_> {
                 "server.tunnel_idle_timeout",
                 secs(300),
             ),
+            public_url: s.public_url.as_ref().and_then(|u| self.public_url(u)),
         }
+    }
+
+    /// `server.public_url`: an http(s) origin, kept without a trailing `/`
+    /// (issuer identifiers are built on it).
+    fn public_url(&mut self, written: &Spanned<String>) -> Option<String> {
+        let text = written.get_ref().trim_end_matches('/');
+        let problem = match url::Url::parse(text) {
+            Err(e) => format!("{text:?} is not a URL: {e}"),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                format!("{text:?}: the scheme must be http or https")
+            }
+            Ok(u) if u.host().is_none() => format!("{text:?} names no host"),
+            Ok(u) if u.path() != "/" || u.query().is_some() || u.fragment().is_some() => format!(
+                "{text:?}: only scheme, host and port (portero serves /oauth2/... and \
+                 /.well-known/... at its root)"
+            ),
+            Ok(_) => return Some(text.to_string()),
+        };
+        self.problem(written, "server.public_url", problem);
+        None
     }
 
     /// `forward_auth_path` with the `forward_auth_style` it must name.

@@ -85,6 +85,8 @@ pub(super) struct FileServer {
     pub(super) deny_ips: Vec<Spanned<String>>,
     pub(super) forward_auth_path: Option<Spanned<String>>,
     pub(super) forward_auth_style: Option<Spanned<String>>,
+    /// Where clients reach portero: the base of the OAuth 2.0 issuer identifiers.
+    pub(super) public_url: Option<Spanned<String>>,
 }
 
 /// `rate_limit = { requests = 100, per = "1s", by = "sub", burst = 20 }`.
@@ -251,6 +253,8 @@ pub(super) struct FileIssuer {
     pub(super) principals: Vec<FilePrincipal>,
     pub(super) principals_file: Option<Spanned<String>>,
     pub(super) cors: Option<Spanned<String>>,
+    /// Standard OAuth 2.0 endpoints beside the dialect's own.
+    pub(super) oauth2: Option<Spanned<FileOAuth2>>,
     // An external issuer: keys from a JWKS.
     pub(super) discovery_url: Option<Spanned<String>>,
     pub(super) jwks_url: Option<Spanned<String>>,
@@ -295,6 +299,34 @@ pub(super) struct FilePrincipal {
     #[serde(default)]
     pub(super) blocked: bool,
     pub(super) rate_limit: Option<u32>,
+    /// The one OAuth 2.0 client authentication method it may use.
+    pub(super) auth_method: Option<Spanned<String>>,
+    /// Its OAuth 2.0 introspection requests may ask about any token of the issuer.
+    #[serde(default)]
+    pub(super) introspect: bool,
+}
+
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileOAuth2 {
+    #[serde(default)]
+    pub(super) password_grant: bool,
+    #[serde(default)]
+    pub(super) clients: Vec<FileOAuthClient>,
+}
+
+/// A user dialect's OAuth 2.0 client.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileOAuthClient {
+    pub(super) client_id: String,
+    pub(super) secret_hash: Spanned<String>,
+    /// The scopes its tokens may carry.
+    #[serde(default)]
+    pub(super) scopes: Vec<String>,
+    pub(super) auth_method: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) introspect: bool,
 }
 
 #[derive(Deserialize)]

@@ -89,7 +89,8 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
                 }
             }
         }
-        Endpoint::Refresh => {
+        // OAuth 2.0 requests go to `oauth2`, never to a dialect.
+        Endpoint::Refresh | Endpoint::OAuth2 => {
             let Ok(token) = string_field(&body, "refreshToken") else {
                 return fail(StatusCode::BAD_REQUEST, "refreshToken is a required string");
             };
@@ -156,6 +157,9 @@ async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Deni
         issued_at: now,
         expires_at: now + ttl as i64,
         tokens: minted,
+        client_id: None,
+        rotated_to: None,
+        scope: None,
     };
     ctx.store
         .put_refresh(&refresh_hash(&refresh), &record)

@@ -1,12 +1,16 @@
 //! The token endpoints served on their routes: the request's body read
-//! within the issuer's limits, then handed to its dialect (`issue`).
+//! within the issuer's limits, then handed to its dialect (`issue`) or to
+//! the issuer's OAuth 2.0 endpoints (`oauth2`).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{
+    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE,
+};
 use http::request::Parts;
+use http::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
@@ -15,6 +19,8 @@ use crate::auth::keys::KeySet;
 use crate::config::Endpoint;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
 use crate::live::Live;
+use crate::oauth2;
+use crate::respond::{self, GatewayBody};
 use crate::upstream::request_body::declared_length;
 
 impl Gateway {
@@ -52,6 +58,44 @@ impl Gateway {
         (issue::handle(&ctx, &request).await, true)
     }
 
+    /// Serves the issuer's OAuth 2.0 endpoints, the body read within the
+    /// same limits as its dialect's. Also says whether the body was read.
+    pub(super) async fn oauth2_endpoint(
+        &self,
+        live: &Live,
+        index: usize,
+        parts: &Parts,
+        body: Incoming,
+        client: IpAddr,
+    ) -> (oauth2::Answer, bool) {
+        let keys = live.validator.keys();
+        let issuing = self.issuing(live, index, &keys);
+        let settings = issuing.endpoint;
+        let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
+        {
+            Ok(b) => b,
+            Err(e) => return (oauth2::transport_error(e), false),
+        };
+        let endpoints = oauth2::Endpoints {
+            settings: live.issuers[index]
+                .oauth2
+                .as_ref()
+                .expect("OAuth 2.0 routes exist only for issuers that have them"),
+            issuing,
+            validator: &live.validator,
+        };
+        let request = oauth2::Request {
+            method: &parts.method,
+            path: parts.uri.path(),
+            authorization: parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
+            form: oauth2::is_form(parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes)),
+            body: &body,
+            client: Some(client),
+            now: self.shared.clock.now().timestamp(),
+        };
+        (oauth2::handle(&endpoints, &request).await, true)
+    }
+
     /// A token-endpoint request refused before its body was read.
     pub(super) fn refuse_login(
         &self,
@@ -80,6 +124,22 @@ impl Gateway {
             metrics: &self.shared.metrics,
         }
     }
+}
+
+/// An OAuth 2.0 answer as HTTP: never stored by a cache, nor by an
+/// HTTP/1.0 one (RFC 6749 §5.1), with the Basic challenge where §5.2 asks.
+pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
+    let mut response = respond::json(answer.status, answer.body);
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    if answer.basic_challenge {
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"portero\", charset=\"UTF-8\""),
+        );
+    }
+    response
 }
 
 /// Reads a whole request body, refusing it past `max` bytes (announced or

@@ -463,6 +463,9 @@ mod tests {
                 issued_at: 1,
                 expires_at: 2,
                 tokens: vec![("a".into(), 2)],
+                client_id: None,
+                rotated_to: None,
+                scope: None,
             };
             s.put_refresh("h", &rec).await.unwrap();
         }
@@ -551,6 +554,9 @@ mod tests {
             issued_at: 1000,
             expires_at: 5000,
             tokens: vec![("old".into(), 1500)],
+            client_id: None,
+            rotated_to: None,
+            scope: None,
         };
         s.put_refresh("h", &record).await.unwrap();
         let batch: Vec<(String, i64)> = (0..MAX_LINEAGE - 1)

@@ -55,6 +55,17 @@ pub struct RefreshRecord {
     /// Access and content tokens minted with it: (jti, exp). Revoking the
     /// refresh token revokes them.
     pub tokens: Vec<(String, i64)>,
+    /// The OAuth 2.0 client it was issued to; `None` for the legacy
+    /// dialect's refresh tokens.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Set once an OAuth 2.0 refresh token has been used: the hash of the
+    /// one that replaced it. Presented again, it revokes its family.
+    #[serde(default)]
+    pub rotated_to: Option<String>,
+    /// The scopes granted with an OAuth 2.0 refresh token, space-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 /// The answer to [`Store::reserve_attempt`].

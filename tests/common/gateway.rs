@@ -59,6 +59,9 @@ impl Gateway {
             ("threads", "1"),
             ("grace_period", "\"0s\""),
             ("shutdown_timeout", "\"1s\""),
+            // The demo issuers' OAuth 2.0 endpoints need one; tests that
+            // follow the issuer identifier set the real one (`public_url`).
+            ("public_url", "\"http://gateway.test\""),
         ]
         .iter()
         .filter(|(key, _)| !server.lines().any(|l| l.trim_start().starts_with(key)))
@@ -257,6 +260,22 @@ impl Gateway {
         std::fs::write(path, format!("{preamble}{body}")).unwrap();
     }
 
+    /// Makes `http://127.0.0.1:<port>` the gateway's `server.public_url`
+    /// (known only once it has bound its port), by reload, so that OAuth
+    /// 2.0 issuer identifiers lead back to it; returns it.
+    pub async fn public_url(&self, body: &str) -> String {
+        let url = format!("http://127.0.0.1:{}", self.port);
+        self.rewrite_config_with_server(&format!("public_url = \"{url}\""), body);
+        let r = reqwest::Client::new()
+            .post(self.admin_url("/admin/reload"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "reload: {}", r.text().await.unwrap());
+        url
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -413,7 +432,7 @@ impl Drop for Gateway {
 pub fn run_to_exit(body: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
-        "[server]\ndata_dir = \"{}\"\n\n[[listen]]\naddr = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
+        "[server]\ndata_dir = \"{}\"\npublic_url = \"http://gateway.test\"\n\n[[listen]]\naddr = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{body}",
         dir.path().join("data").display(),
     );
     let path = dir.path().join("gateway.toml");

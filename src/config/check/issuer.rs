@@ -16,6 +16,7 @@ impl Checker<'_> {
         name: &str,
         i: &FileIssuer,
         cors: &[Arc<CorsPolicy>],
+        public_url: Option<&str>,
     ) -> Issuer {
         let mut keys = Vec::new();
         for (n, k) in i.keys.iter().enumerate() {
@@ -96,15 +97,21 @@ impl Checker<'_> {
             (None, Some(_)) => String::new(),
             (None, None) => name.to_string(),
         };
+        let endpoint = if external.is_some() {
+            None
+        } else {
+            self.endpoint(name, i, cors)
+        };
+        let oauth2 = i
+            .oauth2
+            .as_ref()
+            .and_then(|table| self.oauth2(name, table, endpoint.as_ref(), public_url));
         Issuer {
             name: name.to_string(),
             iss,
-            endpoint: if external.is_some() {
-                None
-            } else {
-                self.endpoint(name, i, cors)
-            },
+            endpoint,
             external,
+            oauth2,
             token_ttl: self.duration(
                 &i.token_ttl,
                 &format!("issuers.{name}.token_ttl"),
@@ -229,6 +236,111 @@ impl Checker<'_> {
         })
     }
 
+    /// `[issuers.NAME.oauth2]`, under `<server.public_url>/oauth2/NAME`:
+    /// a client dialect's principals are its clients; a user dialect names
+    /// its clients, and may enable the password grant for its users.
+    fn oauth2(
+        &mut self,
+        name: &str,
+        table: &Spanned<FileOAuth2>,
+        endpoint: Option<&TokenEndpoint>,
+        public_url: Option<&str>,
+    ) -> Option<OAuth2> {
+        let key = format!("issuers.{name}.oauth2");
+        let Some(endpoint) = endpoint else {
+            self.problem(
+                table,
+                key,
+                "only an issuer with a dialect has principals to serve",
+            );
+            return None;
+        };
+        let settings = table.get_ref();
+        let dialect = endpoint.dialect;
+        if dialect.has_clients() && (settings.password_grant || !settings.clients.is_empty()) {
+            self.problem(
+                table,
+                &key,
+                format!(
+                    "the {} dialect's principals are its clients (client_credentials); \
+                     password_grant and clients are for user dialects",
+                    dialect.name()
+                ),
+            );
+        }
+        if !dialect.has_clients() && settings.clients.is_empty() {
+            self.problem(
+                table,
+                format!("{key}.clients"),
+                format!(
+                    "the {} dialect's principals are users: name the applications that \
+                     ask for their tokens",
+                    dialect.name()
+                ),
+            );
+        }
+        let mut clients = Vec::new();
+        for (n, c) in settings.clients.iter().enumerate() {
+            let client_key = format!("{key}.clients[{n}]");
+            let secret = match super::parse::secret_hash(c.secret_hash.get_ref()) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.problem(
+                        &c.secret_hash,
+                        format!("{client_key}.secret_hash"),
+                        format!("{e} (make one with `portero hash-secret`)"),
+                    );
+                    continue;
+                }
+            };
+            clients.push(Principal {
+                login: c.client_id.clone(),
+                secret,
+                id: serde_json::Value::Null,
+                username: None,
+                nombre: None,
+                role: None,
+                business: None,
+                proyecto: None,
+                client_id: Some(c.client_id.clone()),
+                company: None,
+                permissions: c.scopes.clone(),
+                active: true,
+                blocked: false,
+                rate_limit: None,
+                auth_method: self.auth_method(&c.auth_method, &client_key),
+                introspect: c.introspect,
+            });
+        }
+        let Some(public_url) = public_url else {
+            self.problem(
+                table,
+                key,
+                "needs server.public_url: the issuer identifier is built on it",
+            );
+            return None;
+        };
+        Some(OAuth2 {
+            issuer_id: format!("{public_url}/oauth2/{name}"),
+            public_url: public_url.to_string(),
+            password_grant: settings.password_grant,
+            clients: Principals::new(clients),
+        })
+    }
+
+    fn auth_method(&mut self, written: &Option<Spanned<String>>, key: &str) -> Option<ClientAuth> {
+        written.as_ref().map(|m| {
+            self.choice(
+                &Some(m.clone()),
+                &format!("{key}.auth_method"),
+                [
+                    ("client_secret_basic", ClientAuth::Basic),
+                    ("client_secret_post", ClientAuth::Post),
+                ],
+            )
+        })
+    }
+
     pub(super) fn principal(
         &mut self,
         key: &str,
@@ -285,6 +397,8 @@ impl Checker<'_> {
             active: p.active,
             blocked: p.blocked,
             rate_limit: p.rate_limit.filter(|n| *n > 0),
+            auth_method: self.auth_method(&p.auth_method, key),
+            introspect: p.introspect,
         })
     }
 

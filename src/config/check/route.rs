@@ -244,19 +244,33 @@ impl Checker<'_> {
     }
 }
 
-/// One POST route per token endpoint, named `issue:<issuer>`.
+/// One POST route per token endpoint, and the OAuth 2.0 endpoints' routes,
+/// each named `issue:<issuer>`.
 pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
     let mut routes = Vec::new();
     for (index, issuer) in issuers.iter().enumerate() {
         let Some(e) = &issuer.endpoint else { continue };
-        let mounts = std::iter::once((&e.path, Endpoint::Token))
-            .chain(e.refresh_path.iter().map(|p| (p, Endpoint::Refresh)));
-        for (path, endpoint) in mounts {
+        let mut mounts = vec![(e.path.clone(), Endpoint::Token, vec![http::Method::POST])];
+        mounts.extend(
+            e.refresh_path
+                .iter()
+                .map(|p| (p.clone(), Endpoint::Refresh, vec![http::Method::POST])),
+        );
+        if issuer.oauth2.is_some() {
+            // The endpoints under the issuer identifier's path, and its
+            // metadata where RFC 8414 §3.1 inserts the well-known part.
+            let under = format!("/oauth2/{}", issuer.name);
+            let metadata = format!("/.well-known/oauth-authorization-server{under}");
+            let both = vec![http::Method::GET, http::Method::POST];
+            mounts.push((under, Endpoint::OAuth2, both.clone()));
+            mounts.push((metadata, Endpoint::OAuth2, both));
+        }
+        for (path, endpoint, methods) in mounts {
             routes.push(Route {
                 name: format!("issue:{}", issuer.name),
                 host: e.host.clone(),
-                path: path.clone(),
-                methods: vec![http::Method::POST],
+                path,
+                methods,
                 action: RouteAction::Issue {
                     issuer: index,
                     endpoint,

@@ -23,6 +23,44 @@ pub struct Issuer {
     /// An issuer run elsewhere (an identity provider): its keys are
     /// fetched from its JWKS, and it serves no token endpoint.
     pub external: Option<ExternalKeySource>,
+    /// Standard OAuth 2.0 endpoints for the token endpoint's principals.
+    pub oauth2: Option<OAuth2>,
+}
+
+/// `[issuers.NAME.oauth2]`: the issuer's standard OAuth 2.0 endpoints,
+/// under its issuer identifier.
+#[derive(Debug, Clone)]
+pub struct OAuth2 {
+    /// `<server.public_url>/oauth2/NAME`: the metadata's `issuer`, and the
+    /// `iss` of the tokens these endpoints issue.
+    pub issuer_id: String,
+    /// `server.public_url`, without a trailing `/`.
+    pub public_url: String,
+    /// The password grant (RFC 6749 §4.3) for a user dialect's principals;
+    /// off unless enabled.
+    pub password_grant: bool,
+    /// A user dialect's OAuth 2.0 clients: the applications that get
+    /// tokens for its users (`permissions`: the scopes they may ask for).
+    /// A client dialect's clients are its principals.
+    pub clients: Principals,
+}
+
+/// How an OAuth 2.0 client proves who it is (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// `Authorization: Basic`, id and secret form-url-encoded.
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+impl ClientAuth {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Basic => "client_secret_basic",
+            Self::Post => "client_secret_post",
+        }
+    }
 }
 
 /// Where an external issuer publishes its keys, and how portero keeps them.
@@ -140,6 +178,15 @@ impl Dialect {
         }
     }
 
+    /// Its principals are clients: they get tokens for themselves with
+    /// the `client_credentials` grant.
+    pub fn has_clients(self) -> bool {
+        matches!(
+            self,
+            Self::Project | Self::ClientEnvelope | Self::ClientFlat
+        )
+    }
+
     /// Client secrets are high-entropy: their dummy is the fast hash.
     pub fn fast_secrets(self) -> bool {
         matches!(self, Self::ClientEnvelope | Self::ClientFlat)
@@ -179,6 +226,11 @@ pub struct Principal {
     /// Replaces `requests` of the rate limits keyed by identity for this
     /// principal's tokens.
     pub rate_limit: Option<u32>,
+    /// As an OAuth 2.0 client, it may authenticate only this way.
+    pub auth_method: Option<ClientAuth>,
+    /// As an OAuth 2.0 client, it may introspect any token of the issuer,
+    /// not only its own.
+    pub introspect: bool,
 }
 
 #[derive(Debug, Clone, Default)]

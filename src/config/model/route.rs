@@ -160,6 +160,8 @@ pub enum RouteAction {
 pub enum Endpoint {
     Token,
     Refresh,
+    /// The standard OAuth 2.0 endpoints and metadata (`oauth2`).
+    OAuth2,
 }
 
 /// A protected route's requirements.

@@ -100,6 +100,9 @@ pub struct ServerSettings {
     pub paths: PathRules,
     /// A tunnel (WebSocket) with no byte either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// Where clients reach portero (scheme, host, port; no trailing `/`):
+    /// the base of the OAuth 2.0 issuer identifiers.
+    pub public_url: Option<String>,
 }
 
 /// The forward-auth decision endpoint and the one proxy convention it reads.

@@ -1,0 +1,238 @@
+//! Standard OAuth 2.0 for an issuer's principals, beside its dialect's own
+//! endpoint: metadata (RFC 8414), the token endpoint (RFC 6749, RFC 8693;
+//! `token`), revocation (RFC 7009) and introspection (RFC 7662), all
+//! under the issuer identifier
+//! `<server.public_url>/oauth2/NAME`. The same principals, keys, lockout
+//! and revocations as the legacy endpoint; tokens as RFC 9068 describes.
+//! Nothing here speaks HTTP: `proxy` reads the body and writes the [`Answer`].
+
+mod client;
+mod form;
+mod inspect;
+mod refresh;
+mod token;
+
+use http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::auth::validate::Validator;
+use crate::config::{OAuth2, Principals};
+use crate::issue::{Issuing, Transport};
+
+pub use form::is_form;
+
+/// A complete answer: a JSON body, never cached (RFC 6749 §5.1).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: String,
+    /// `WWW-Authenticate: Basic` goes with it: the client tried, or
+    /// should try, HTTP Basic authentication (RFC 6749 §5.2).
+    pub basic_challenge: bool,
+}
+
+impl Answer {
+    fn ok(body: Value) -> Answer {
+        Answer {
+            status: StatusCode::OK,
+            body: body.to_string(),
+            basic_challenge: false,
+        }
+    }
+}
+
+/// An error in the form of RFC 6749 §5.2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub status: StatusCode,
+    /// One of the registered codes: `invalid_request`, `invalid_client`, ...
+    pub code: &'static str,
+    pub description: String,
+    pub basic_challenge: bool,
+}
+
+impl Error {
+    fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Error {
+        Error {
+            status,
+            code,
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+
+    fn invalid_request(description: impl Into<String>) -> Error {
+        Error::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    fn unavailable() -> Error {
+        Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the service is unavailable; try again later",
+        )
+    }
+}
+
+impl From<Error> for Answer {
+    fn from(e: Error) -> Answer {
+        Answer {
+            status: e.status,
+            body: json!({ "error": e.code, "error_description": e.description }).to_string(),
+            basic_challenge: e.basic_challenge,
+        }
+    }
+}
+
+/// What the endpoints see of a request.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    pub authorization: Option<&'a [u8]>,
+    /// The request said `Content-Type: application/x-www-form-urlencoded`.
+    pub form: bool,
+    pub body: &'a [u8],
+    pub client: Option<std::net::IpAddr>,
+    pub now: i64,
+}
+
+/// One issuer's OAuth 2.0 endpoints with what they need beyond issuing.
+pub struct Endpoints<'a> {
+    pub issuing: Issuing<'a>,
+    pub settings: &'a OAuth2,
+    pub validator: &'a Validator,
+}
+
+impl Endpoints<'_> {
+    /// Who may authenticate as a client: a client dialect's principals,
+    /// or a user dialect's `clients`.
+    fn clients(&self) -> &Principals {
+        match self.issuing.endpoint.dialect.has_clients() {
+            true => &self.issuing.endpoint.principals,
+            false => &self.settings.clients,
+        }
+    }
+}
+
+/// Which endpoint a path names, once the route has matched the issuer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Metadata,
+    Token,
+    Revoke,
+    Introspect,
+}
+
+fn which(name: &str, path: &str) -> Option<Which> {
+    let under = format!("/oauth2/{name}");
+    if path == format!("/.well-known/oauth-authorization-server{under}") {
+        return Some(Which::Metadata);
+    }
+    match path.strip_prefix(&under)? {
+        "/.well-known/openid-configuration" => Some(Which::Metadata),
+        "/token" => Some(Which::Token),
+        "/revoke" => Some(Which::Revoke),
+        "/introspect" => Some(Which::Introspect),
+        _ => None,
+    }
+}
+
+/// Serves one request to the issuer's OAuth 2.0 endpoints.
+pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
+    let Some(which) = which(&ctx.issuing.issuer.name, req.path) else {
+        return Error::new(StatusCode::NOT_FOUND, "invalid_request", "no such endpoint").into();
+    };
+    let allowed = match which {
+        Which::Metadata => Method::GET,
+        _ => Method::POST,
+    };
+    if *req.method != allowed {
+        return Error::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            format!("this endpoint takes {allowed} only"),
+        )
+        .into();
+    }
+    let answer = match which {
+        Which::Metadata => Ok(Answer::ok(metadata(ctx))),
+        Which::Token => token::handle(ctx, req).await,
+        Which::Revoke => inspect::revoke(ctx, req).await,
+        Which::Introspect => inspect::introspect(ctx, req).await,
+    };
+    answer.unwrap_or_else(Answer::from)
+}
+
+/// The answer to a body that could not be read.
+pub fn transport_error(e: Transport) -> Answer {
+    let (status, description) = match e {
+        Transport::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        ),
+        Transport::Timeout => (
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        ),
+        Transport::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "too many requests"),
+    };
+    Error::new(status, "invalid_request", description).into()
+}
+
+/// RFC 8414 §2: only what is implemented is advertised.
+fn metadata(ctx: &Endpoints<'_>) -> Value {
+    let issuer = &ctx.settings.issuer_id;
+    let methods = ["client_secret_basic", "client_secret_post"];
+    let mut scopes: Vec<&str> = ctx
+        .clients()
+        .iter()
+        .flat_map(|p| p.permissions.iter().map(String::as_str))
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    let mut doc = json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/token"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "grant_types_supported": token::grants(ctx),
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": methods,
+        "revocation_endpoint_auth_methods_supported": methods,
+        "introspection_endpoint_auth_methods_supported": methods,
+    });
+    if !scopes.is_empty() {
+        doc["scopes_supported"] = json!(scopes);
+    }
+    // HS256 keys are secrets: only an issuer that signs with a public-key
+    // algorithm has keys to publish.
+    let signing = ctx.issuing.keys.signing_key(ctx.issuing.index);
+    if signing.is_some_and(|k| k.alg != jsonwebtoken::Algorithm::HS256) {
+        doc["jwks_uri"] = json!(format!("{}/.well-known/jwks.json", ctx.settings.public_url));
+    }
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_endpoints() {
+        let w = |p| which("cf", p);
+        assert_eq!(
+            w("/.well-known/oauth-authorization-server/oauth2/cf"),
+            Some(Which::Metadata)
+        );
+        assert_eq!(
+            w("/oauth2/cf/.well-known/openid-configuration"),
+            Some(Which::Metadata)
+        );
+        assert_eq!(w("/oauth2/cf/token"), Some(Which::Token));
+        assert_eq!(w("/oauth2/cf/revoke"), Some(Which::Revoke));
+        assert_eq!(w("/oauth2/cf/introspect"), Some(Which::Introspect));
+        assert_eq!(w("/oauth2/cf/token/x"), None);
+        assert_eq!(w("/oauth2/cf"), None);
+        assert_eq!(w("/oauth2/cfx/token"), None);
+    }
+}

@@ -1,0 +1,174 @@
+//! Client authentication (RFC 6749 §2.3.1): HTTP Basic or the form's
+//! `client_id` and `client_secret`, never both; checked against the
+//! issuer's principals with the legacy endpoint's lockout, counted together.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::StatusCode;
+
+use super::form::Form;
+use super::{Endpoints, Error, Request};
+use crate::config::{ClientAuth, Dialect, Principal};
+use crate::issue::{Denied, Outcome, MAX_FIELD_LEN};
+
+/// The credentials a request presents.
+struct Presented {
+    id: String,
+    secret: String,
+    /// The secret as sent, where a client did not form-encode its Basic
+    /// credentials (requests-oauthlib, for one): tried when `secret`,
+    /// decoded, does not match.
+    undecoded: Option<String>,
+    method: ClientAuth,
+}
+
+fn invalid_client(method: Option<ClientAuth>, description: &str) -> Error {
+    Error {
+        status: StatusCode::UNAUTHORIZED,
+        code: "invalid_client",
+        description: description.to_string(),
+        basic_challenge: method != Some(ClientAuth::Post),
+    }
+}
+
+const FAILED: &str = "client authentication failed";
+
+/// `application/x-www-form-urlencoded` decoding of one Basic credential.
+fn form_decoded(text: &str) -> String {
+    let plus_as_space = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn presented(req: &Request<'_>, form: &Form) -> Result<Presented, Error> {
+    let in_form = (form.get("client_id"), form.get("client_secret"));
+    let Some(header) = req.authorization else {
+        return match in_form {
+            (Some(id), Some(secret)) => Ok(Presented {
+                id: id.to_string(),
+                secret: secret.to_string(),
+                undecoded: None,
+                method: ClientAuth::Post,
+            }),
+            (_, None) => Err(invalid_client(None, "client authentication is missing")),
+            (None, Some(_)) => Err(Error::invalid_request("client_id is missing")),
+        };
+    };
+    if in_form.1.is_some() {
+        return Err(Error::invalid_request(
+            "more than one client authentication method",
+        ));
+    }
+    let basic = |text: &str| {
+        let (scheme, encoded) = text.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let decoded = STANDARD.decode(encoded.trim()).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        Some((id.to_string(), secret.to_string()))
+    };
+    let (raw_id, raw_secret) = std::str::from_utf8(header)
+        .ok()
+        .and_then(basic)
+        .ok_or_else(|| invalid_client(Some(ClientAuth::Basic), "malformed Basic credentials"))?;
+    let id = form_decoded(&raw_id);
+    // A client may name itself in the form too, if it names itself the same.
+    if in_form
+        .0
+        .is_some_and(|named| named != id && named != raw_id)
+    {
+        return Err(Error::invalid_request(
+            "client_id differs from the authenticated client",
+        ));
+    }
+    let secret = form_decoded(&raw_secret);
+    Ok(Presented {
+        id,
+        undecoded: (secret != raw_secret).then_some(raw_secret),
+        secret,
+        method: ClientAuth::Basic,
+    })
+}
+
+/// The authenticated client, or why not: a wrong secret, an unknown,
+/// inactive or blocked client, a method the client may not use, and (for
+/// client-flat) a client whose company is gone all look the same.
+pub async fn authenticate<'e>(
+    ctx: &'e Endpoints<'_>,
+    req: &Request<'_>,
+    form: &Form,
+) -> Result<&'e Principal, Error> {
+    let p = presented(req, form)?;
+    let fail = || invalid_client(Some(p.method), FAILED);
+    if p.id.len() > MAX_FIELD_LEN || p.secret.len() > MAX_FIELD_LEN {
+        return Err(fail());
+    }
+    let issuing = &ctx.issuing;
+    // A user dialect's clients are not its users: their failures are
+    // counted apart, or a client could lock out the user of its name.
+    let counted_as = match issuing.endpoint.dialect.has_clients() {
+        true => p.id.clone(),
+        false => format!("oauth2-client\0{}", p.id),
+    };
+    let attempt = match issuing
+        .begin_attempt(&counted_as, req.client, req.now)
+        .await
+    {
+        Ok(a) => a,
+        Err(Denied::Locked) => {
+            return Err(Error::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_client",
+                "too many failed attempts; try again later",
+            ))
+        }
+        Err(_) => return Err(Error::unavailable()),
+    };
+    let principal = ctx.clients().get(&p.id);
+    let mut verified = issuing.verify_secret(principal, &p.secret).await;
+    if let (Ok(false), Some(raw)) = (&verified, &p.undecoded) {
+        verified = issuing.verify_secret(principal, raw).await;
+    }
+    let outcome = match verified {
+        Ok(true) => Outcome::Succeeded,
+        Ok(false) => Outcome::Failed,
+        Err(_) => Outcome::Unchecked,
+    };
+    if issuing
+        .end_attempt(attempt, outcome, req.now)
+        .await
+        .is_err()
+    {
+        return Err(Error::unavailable());
+    }
+    match outcome {
+        Outcome::Unchecked => return Err(Error::unavailable()),
+        Outcome::Failed => return Err(fail()),
+        Outcome::Succeeded => {}
+    }
+    let principal = principal.expect("a secret verified, so present");
+    let company_gone = issuing.endpoint.dialect == Dialect::ClientFlat
+        && !principal
+            .company
+            .as_ref()
+            .is_some_and(|c| issuing.endpoint.companies.contains(c));
+    let method_refused = principal.auth_method.is_some_and(|m| m != p.method);
+    if !principal.active || principal.blocked || company_gone || method_refused {
+        return Err(fail());
+    }
+    Ok(principal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        assert_eq!(form_decoded("a%2Bb+c%3A%25"), "a+b c:%");
+        assert_eq!(form_decoded("plain"), "plain");
+    }
+}

@@ -1,0 +1,109 @@
+//! What a client may do with a token it holds: revoke it (RFC 7009) or
+//! ask whether it is live (RFC 7662). Both take the issuer's tokens of
+//! either kind, legacy or standard, and tell a client nothing about a
+//! token that is not its own (unless its principal has `introspect`).
+
+use serde_json::{json, Value};
+
+use super::client::authenticate;
+use super::form::Form;
+use super::{refresh, Answer, Endpoints, Error, Request};
+use crate::auth::revocation::Revocation;
+use crate::auth::validate::Verified;
+use crate::config::Principal;
+use crate::issue::refresh_hash;
+
+/// The issuer's token `text`, checked as a route would check it but for
+/// time and revocation: `None` for anything else.
+fn issuers_token(ctx: &Endpoints<'_>, text: &str) -> Option<Verified> {
+    ctx.validator
+        .verify(text)
+        .ok()
+        .filter(|v| v.issuer == ctx.issuing.index)
+}
+
+/// The client a token was issued to: its `client_id`, else its subject.
+fn holder(v: &Verified) -> Option<&str> {
+    v.claims.str("client_id").or(v.sub())
+}
+
+fn owns(client: &Principal, v: &Verified) -> bool {
+    holder(v) == Some(client.login.as_str())
+}
+
+/// RFC 7009: 200 for a token revoked, and for one unknown, foreign or
+/// already dead (the client learns nothing); `token_type_hint` is only a hint.
+pub async fn revoke(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Error> {
+    let form = Form::parse(req.body, req.form)?;
+    let token = form.required("token")?;
+    let client = authenticate(ctx, req, &form).await?;
+    let Some(v) = issuers_token(ctx, token) else {
+        // Not a JWT of the issuer: perhaps one of the client's refresh tokens.
+        let hash = refresh_hash(token);
+        let found = ctx.issuing.store.get_refresh(&hash).await;
+        if let Ok(Some(record)) = found {
+            if refresh::belongs(ctx, &record, &client.login) {
+                let tokens = refresh::revoke_family(ctx, &hash).await?;
+                tracing::info!(
+                    target: "portero::oauth2",
+                    issuer = %ctx.issuing.issuer.name,
+                    client = %client.login,
+                    tokens,
+                    "refresh token revoked with its family"
+                );
+            }
+        }
+        return Ok(Answer::ok(json!({})));
+    };
+    if !owns(client, &v) {
+        return Ok(Answer::ok(json!({})));
+    }
+    let Some(jti) = v.jti() else {
+        return Ok(Answer::ok(json!({})));
+    };
+    let revoked = [Revocation::Jti {
+        jti: jti.to_string(),
+        expires_at: v.exp,
+    }];
+    // Stored (and announced to every instance) before it is answered.
+    if let Err(e) = ctx.issuing.store.add_revocations(&revoked).await {
+        tracing::warn!(error = %e, "oauth2 revocation: store unavailable");
+        return Err(Error::unavailable());
+    }
+    ctx.issuing.revocations.apply(&revoked[0]);
+    tracing::info!(
+        target: "portero::oauth2",
+        issuer = %ctx.issuing.issuer.name,
+        client = %client.login,
+        "token revoked"
+    );
+    Ok(Answer::ok(json!({})))
+}
+
+/// RFC 7662: `{"active": false}` for a token that is not live or not the
+/// asking client's to see; the token's claims when it is.
+pub async fn introspect(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Error> {
+    let form = Form::parse(req.body, req.form)?;
+    let token = form.required("token")?;
+    let client = authenticate(ctx, req, &form).await?;
+    let live = issuers_token(ctx, token).filter(|v| {
+        (client.introspect || owns(client, v))
+            && ctx.validator.check_time(v, req.now).is_ok()
+            && !ctx.validator.is_revoked(v)
+    });
+    let Some(v) = live else {
+        return Ok(Answer::ok(json!({ "active": false })));
+    };
+    let mut body = json!({ "active": true, "token_type": "Bearer" });
+    for name in ["iss", "sub", "client_id", "scope", "jti"] {
+        if let Some(value) = v.claims.str(name) {
+            body[name] = Value::String(value.to_string());
+        }
+    }
+    for (name, value) in [("exp", v.exp), ("iat", v.iat), ("nbf", v.nbf)] {
+        if let Some(value) = value {
+            body[name] = json!(value);
+        }
+    }
+    Ok(Answer::ok(body))
+}

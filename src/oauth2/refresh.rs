@@ -1,0 +1,162 @@
+//! OAuth 2.0 refresh tokens: 256 random bits, stored only as their hash
+//! with the access tokens minted under them, bound to the client they were
+//! issued to. Each use replaces the token with a new one (RFC 9700
+//! §4.14.2); a replaced token presented again means it leaked, and the
+//! whole family goes: every refresh token and access token descended from
+//! the same login, as revoking a legacy refresh token revokes its lineage.
+
+use super::{Endpoints, Error};
+use crate::auth::revocation::Revocation;
+use crate::issue::{random_id, refresh_hash, Minted};
+use crate::store::{RefreshRecord, MAX_LINEAGE};
+
+/// Stores a new refresh token for `record` and returns it.
+pub async fn store(ctx: &Endpoints<'_>, record: &RefreshRecord) -> Result<String, Error> {
+    let token = random_id(32);
+    ctx.issuing
+        .store
+        .put_refresh(&refresh_hash(&token), record)
+        .await
+        .map_err(|_| Error::unavailable())?;
+    Ok(token)
+}
+
+/// The record of `token` if it is this issuer's, issued to `client`,
+/// unexpired and not revoked, with what `check` makes of it; taken
+/// (deleted) only once `check` has passed, so that no other request can
+/// use it too. A replaced token revokes its family and is `None`.
+pub async fn take<T>(
+    ctx: &Endpoints<'_>,
+    token: &str,
+    client: &str,
+    now: i64,
+    check: impl FnOnce(&RefreshRecord) -> Result<T, Error>,
+) -> Result<Option<(RefreshRecord, T)>, Error> {
+    let hash = refresh_hash(token);
+    let unavailable = |_| Error::unavailable();
+    let store = ctx.issuing.store;
+    let Some(found) = store.get_refresh(&hash).await.map_err(unavailable)? else {
+        return Ok(None);
+    };
+    if !belongs(ctx, &found, client) {
+        return Ok(None);
+    }
+    if found.rotated_to.is_some() {
+        reused(ctx, &hash).await?;
+        return Ok(None);
+    }
+    let revoked = ctx.issuing.revocations.is_revoked(
+        &ctx.issuing.issuer.iss,
+        Some(&found.sub),
+        None,
+        Some(found.issued_at),
+    );
+    if found.expires_at <= now || revoked {
+        return Ok(None);
+    }
+    let checked = check(&found)?;
+    // Deleting is the one atomic step: of two requests with the same
+    // token, only one gets the record.
+    match store.delete_refresh(&hash).await.map_err(unavailable)? {
+        Some(taken) if taken.rotated_to.is_none() => Ok(Some((taken, checked))),
+        Some(replaced) => {
+            // Replaced between the read and the delete: a reuse all the same.
+            store
+                .put_refresh(&hash, &replaced)
+                .await
+                .map_err(unavailable)?;
+            reused(ctx, &hash).await?;
+            Ok(None)
+        }
+        None => Ok(None),
+    }
+}
+
+/// Whether `record` is a refresh token of this issuer's OAuth 2.0 client `client`.
+pub fn belongs(ctx: &Endpoints<'_>, record: &RefreshRecord, client: &str) -> bool {
+    record.issuer == ctx.issuing.issuer.name && record.client_id.as_deref() == Some(client)
+}
+
+/// Replaces a taken refresh token (`old`, its record `taken`) with a new
+/// one that carries the family on with `minted`; returns the new token.
+pub async fn rotate(
+    ctx: &Endpoints<'_>,
+    old: &str,
+    mut taken: RefreshRecord,
+    minted: &Minted,
+    now: i64,
+) -> Result<String, Error> {
+    taken.tokens.retain(|(_, exp)| *exp >= now);
+    if taken.tokens.len() >= MAX_LINEAGE {
+        return Err(invalid_grant());
+    }
+    taken
+        .tokens
+        .push((minted.jti.clone(), minted.exp.unwrap_or(now)));
+    let new = store(ctx, &taken).await?;
+    let marker = RefreshRecord {
+        tokens: Vec::new(),
+        rotated_to: Some(refresh_hash(&new)),
+        ..taken
+    };
+    ctx.issuing
+        .store
+        .put_refresh(&refresh_hash(old), &marker)
+        .await
+        .map_err(|_| Error::unavailable())?;
+    Ok(new)
+}
+
+/// A replaced refresh token came back: whoever holds it, the family ends.
+async fn reused(ctx: &Endpoints<'_>, hash: &str) -> Result<(), Error> {
+    let tokens = revoke_family(ctx, hash).await?;
+    tracing::warn!(
+        target: "portero::oauth2",
+        issuer = %ctx.issuing.issuer.name,
+        tokens,
+        "a replaced refresh token was used again: its family is revoked"
+    );
+    Ok(())
+}
+
+/// Revokes the family the refresh token hashed `start` belongs to: it,
+/// every token that replaced it, and every access token minted under
+/// them. Returns how many access tokens were revoked.
+pub async fn revoke_family(ctx: &Endpoints<'_>, start: &str) -> Result<usize, Error> {
+    let store = ctx.issuing.store;
+    let mut next = Some(start.to_string());
+    let mut revoked = Vec::new();
+    for _ in 0..MAX_LINEAGE {
+        let Some(hash) = next.take() else { break };
+        let Some(record) = store
+            .delete_refresh(&hash)
+            .await
+            .map_err(|_| Error::unavailable())?
+        else {
+            break;
+        };
+        revoked.extend(record.tokens.into_iter().map(|(jti, exp)| Revocation::Jti {
+            jti,
+            expires_at: Some(exp),
+        }));
+        next = record.rotated_to;
+    }
+    if !revoked.is_empty() {
+        store
+            .add_revocations(&revoked)
+            .await
+            .map_err(|_| Error::unavailable())?;
+        for r in &revoked {
+            ctx.issuing.revocations.apply(r);
+        }
+    }
+    Ok(revoked.len())
+}
+
+pub fn invalid_grant() -> Error {
+    Error::new(
+        http::StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "the grant is invalid, expired or revoked",
+    )
+}

@@ -1,0 +1,419 @@
+//! The token endpoint (RFC 6749 §3.2): `client_credentials` (§4.4) for a
+//! client dialect's principals; `password` (§4.3, when enabled) and
+//! `refresh_token` (§6) for a user dialect's users; token exchange (RFC
+//! 8693) of a live legacy token for a standard one. Access tokens are as
+//! RFC 9068 describes, signed by the issuer's own key, so every route that
+//! accepts the issuer accepts them.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::StatusCode;
+use serde_json::{json, Map, Value};
+
+use super::client::authenticate;
+use super::form::Form;
+use super::refresh::{self, invalid_grant};
+use super::{Answer, Endpoints, Error, Request};
+use crate::config::{Dialect, Principal};
+use crate::issue::{self, refresh_hash, Denied, Minted, Stamp};
+use crate::store::RefreshRecord;
+
+pub const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const ACCESS_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+const REFRESH_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+
+/// The grants the issuer serves, as its metadata lists them.
+pub fn grants(ctx: &Endpoints<'_>) -> Vec<&'static str> {
+    let mut grants = Vec::new();
+    if ctx.issuing.endpoint.dialect.has_clients() {
+        grants.push("client_credentials");
+    } else if ctx.settings.password_grant {
+        grants.extend(["password", "refresh_token"]);
+    }
+    grants.push(EXCHANGE);
+    grants
+}
+
+pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Error> {
+    let form = Form::parse(req.body, req.form)?;
+    let grant = form.required("grant_type")?;
+    let client = authenticate(ctx, req, &form).await?;
+    if !grants(ctx).contains(&grant) {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("{grant:?} is not a grant this issuer serves"),
+        ));
+    }
+    match grant {
+        "client_credentials" => {
+            let scope = narrowed(form.get("scope"), &client.permissions)?;
+            let claims = dialect_claims(ctx.issuing.endpoint.dialect, client, &scope);
+            let minted = mint(ctx, req, &client.login, claims, client, &scope)?;
+            Ok(answer(ctx, minted, &scope, None))
+        }
+        "password" => password(ctx, req, &form, client).await,
+        "refresh_token" => refresh_grant(ctx, req, &form, client).await,
+        _ => exchange(ctx, req, &form, client).await,
+    }
+}
+
+/// RFC 6749 §4.3: the user's own login, with the legacy endpoint's lockout.
+async fn password(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    form: &Form,
+    client: &Principal,
+) -> Result<Answer, Error> {
+    let username = form.required("username")?;
+    let password = form.required("password")?;
+    let scope = narrowed(form.get("scope"), &client.permissions)?;
+    let user = match ctx
+        .issuing
+        .authenticate(username, password, req.client, req.now)
+        .await
+    {
+        Ok(user) => user,
+        Err(Denied::BadCredentials | Denied::Blocked) => {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "wrong username or password",
+            ))
+        }
+        Err(Denied::Locked) => {
+            return Err(Error::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_grant",
+                "too many failed attempts; try again later",
+            ))
+        }
+        Err(Denied::Unavailable) => return Err(Error::unavailable()),
+    };
+    let dialect = ctx.issuing.endpoint.dialect;
+    let sub = issue::subject(dialect, user);
+    let claims = dialect_claims(dialect, user, &scope);
+    let minted = mint(ctx, req, &sub, claims, client, &scope)?;
+    let record = RefreshRecord {
+        issuer: ctx.issuing.issuer.name.clone(),
+        sub,
+        login: user.login.clone(),
+        issued_at: req.now,
+        expires_at: req.now + ctx.issuing.endpoint.refresh_ttl.as_secs() as i64,
+        tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(req.now))],
+        client_id: Some(client.login.clone()),
+        rotated_to: None,
+        scope: Some(scope.join(" ")),
+    };
+    let refresh_token = refresh::store(ctx, &record).await?;
+    Ok(answer(
+        ctx,
+        minted,
+        &scope,
+        Some(("refresh_token", refresh_token)),
+    ))
+}
+
+/// RFC 6749 §6: a new access token and a new refresh token for the old
+/// one, for the same user, with at most the scope first granted.
+async fn refresh_grant(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    form: &Form,
+    client: &Principal,
+) -> Result<Answer, Error> {
+    let token = form.required("refresh_token")?;
+    let principals = &ctx.issuing.endpoint.principals;
+    let check = |record: &RefreshRecord| {
+        let user = principals
+            .get(&record.login)
+            .filter(|u| u.active && !u.blocked)
+            .ok_or_else(invalid_grant)?;
+        let scope = narrowed(form.get("scope"), &words(record.scope.as_deref()))?;
+        Ok((user, scope))
+    };
+    let Some((taken, (user, scope))) =
+        refresh::take(ctx, token, &client.login, req.now, check).await?
+    else {
+        return Err(invalid_grant());
+    };
+    let dialect = ctx.issuing.endpoint.dialect;
+    let claims = dialect_claims(dialect, user, &scope);
+    let minted = mint(ctx, req, &taken.sub, claims, client, &scope)?;
+    let refresh_token = refresh::rotate(ctx, token, taken, &minted, req.now).await?;
+    Ok(answer(
+        ctx,
+        minted,
+        &scope,
+        Some(("refresh_token", refresh_token)),
+    ))
+}
+
+/// RFC 8693: a live token of the issuer's legacy dialect (a JWT, or the
+/// login-refresh dialect's refresh token) for a standard access token with
+/// the same subject; the scope can only narrow.
+async fn exchange(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    form: &Form,
+    client: &Principal,
+) -> Result<Answer, Error> {
+    let subject_token = form.required("subject_token")?;
+    let subject_type = form.required("subject_token_type")?;
+    if let Some(wanted) = form.get("requested_token_type") {
+        if wanted != ACCESS_TYPE && wanted != JWT_TYPE {
+            return Err(Error::invalid_request(format!(
+                "requested_token_type {wanted:?}: only {ACCESS_TYPE} is issued"
+            )));
+        }
+    }
+    let Subject {
+        sub,
+        mut claims,
+        held,
+    } = match subject_type {
+        JWT_TYPE | ACCESS_TYPE => legacy_jwt(ctx, req, subject_token, client)?,
+        REFRESH_TYPE => legacy_refresh(ctx, req, subject_token, client).await?,
+        other => {
+            return Err(Error::invalid_request(format!(
+                "subject_token_type {other:?} is not one this issuer takes"
+            )))
+        }
+    };
+    let scope = narrowed(form.get("scope"), &held)?;
+    if claims.contains_key("permissions") {
+        claims.insert("permissions".into(), json!(scope));
+    }
+    let minted = mint(ctx, req, &sub, claims, client, &scope)?;
+    let issued = ("issued_token_type", ACCESS_TYPE.to_string());
+    Ok(answer(ctx, minted, &scope, Some(issued)))
+}
+
+/// What a subject token vouches for.
+struct Subject {
+    sub: String,
+    /// Claims to carry into the new token.
+    claims: Map<String, Value>,
+    /// The scopes the new token may have.
+    held: Vec<String>,
+}
+
+/// A live JWT of the issuer: its subject, the claims it carries beyond the
+/// registered ones, and the scope it holds (its `scope`, else its
+/// `permissions`). A client dialect's client trades only its own tokens.
+fn legacy_jwt(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    token: &str,
+    client: &Principal,
+) -> Result<Subject, Error> {
+    let validator = ctx.validator;
+    let v = validator
+        .verify(token)
+        .ok()
+        .filter(|v| v.issuer == ctx.issuing.index)
+        .filter(|v| validator.check_time(v, req.now).is_ok() && !validator.is_revoked(v))
+        .ok_or_else(invalid_grant)?;
+    let sub = v.sub().ok_or_else(invalid_grant)?.to_string();
+    let own = v.claims.str("client_id").or(v.sub()) == Some(client.login.as_str());
+    if ctx.issuing.endpoint.dialect.has_clients() && !own {
+        return Err(invalid_grant());
+    }
+    // Verified above: the payload is the issuer's own.
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let mut claims: Map<String, Value> = URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(invalid_grant)?;
+    let held = match (claims.get("scope"), claims.get("permissions")) {
+        (Some(Value::String(s)), _) => words(Some(s)),
+        (_, Some(Value::Array(list))) => list
+            .iter()
+            .filter_map(|p| p.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for registered in [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "jti",
+        "client_id",
+        "scope",
+    ] {
+        claims.remove(registered);
+    }
+    Ok(Subject { sub, claims, held })
+}
+
+/// A live refresh token of the legacy login-refresh endpoint: the user's
+/// subject and claims, and the scopes the client may ask for.
+async fn legacy_refresh(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    token: &str,
+    client: &Principal,
+) -> Result<Subject, Error> {
+    let record = ctx
+        .issuing
+        .store
+        .get_refresh(&refresh_hash(token))
+        .await
+        .map_err(|_| Error::unavailable())?
+        .filter(|r| r.issuer == ctx.issuing.issuer.name && r.client_id.is_none())
+        .filter(|r| r.expires_at > req.now)
+        .filter(|r| {
+            !ctx.issuing.revocations.is_revoked(
+                &ctx.issuing.issuer.iss,
+                Some(&r.sub),
+                None,
+                Some(r.issued_at),
+            )
+        })
+        .ok_or_else(invalid_grant)?;
+    let user = ctx
+        .issuing
+        .endpoint
+        .principals
+        .get(&record.login)
+        .filter(|u| u.active && !u.blocked)
+        .ok_or_else(invalid_grant)?;
+    let claims = dialect_claims(ctx.issuing.endpoint.dialect, user, &client.permissions);
+    Ok(Subject {
+        sub: record.sub,
+        claims,
+        held: client.permissions.clone(),
+    })
+}
+
+/// Signs an access token for `sub` obtained by `client` (RFC 9068 §2.2).
+fn mint(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    sub: &str,
+    mut claims: Map<String, Value>,
+    client: &Principal,
+    scope: &[String],
+) -> Result<Minted, Error> {
+    claims.insert("client_id".into(), Value::String(client.login.clone()));
+    if !scope.is_empty() {
+        claims.insert("scope".into(), Value::String(scope.join(" ")));
+    }
+    let stamp = Stamp {
+        iss: &ctx.settings.issuer_id,
+        typ: Some("at+jwt"),
+        endpoint: "oauth2",
+    };
+    let ttl = ctx.issuing.issuer.token_ttl;
+    ctx.issuing
+        .mint_with(stamp, sub, claims, req.now, Some(ttl))
+        .map_err(|_| Error::unavailable())
+}
+
+/// RFC 6749 §5.1, with `extra` members (a refresh token, RFC 8693's
+/// `issued_token_type`).
+fn answer(
+    ctx: &Endpoints<'_>,
+    minted: Minted,
+    scope: &[String],
+    extra: Option<(&str, String)>,
+) -> Answer {
+    let mut body = json!({
+        "access_token": minted.token,
+        "token_type": "Bearer",
+        "expires_in": ctx.issuing.issuer.token_ttl.as_secs(),
+    });
+    if !scope.is_empty() {
+        body["scope"] = Value::String(scope.join(" "));
+    }
+    if let Some((name, value)) = extra {
+        body[name] = Value::String(value);
+    }
+    Answer::ok(body)
+}
+
+fn words(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or_default()
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The scopes a token gets: those asked for, each one held (`invalid_scope`
+/// otherwise), or all that are held when none are asked for (RFC 6749 §3.3).
+fn narrowed(asked: Option<&str>, held: &[String]) -> Result<Vec<String>, Error> {
+    let Some(asked) = asked else {
+        return Ok(held.to_vec());
+    };
+    let mut granted: Vec<String> = Vec::new();
+    for scope in words(Some(asked)) {
+        if !held.contains(&scope) {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                format!("{scope:?} is not a scope held here"),
+            ));
+        }
+        if !granted.contains(&scope) {
+            granted.push(scope);
+        }
+    }
+    Ok(granted)
+}
+
+/// The claims the dialect's own tokens carry about a principal, so that a
+/// route's claim requirements read the same from either kind of token;
+/// `permissions` narrowed to the granted scope.
+fn dialect_claims(dialect: Dialect, p: &Principal, scope: &[String]) -> Map<String, Value> {
+    let mut claims = Map::new();
+    match dialect {
+        Dialect::ClientFlat => {
+            claims.insert("company".into(), json!(p.company));
+            claims.insert("permissions".into(), json!(scope));
+        }
+        Dialect::Project => {
+            claims.insert("business".into(), json!(p.business));
+            claims.insert("proyecto".into(), json!(p.proyecto));
+        }
+        Dialect::ClientEnvelope => {}
+        Dialect::Session => {
+            claims.insert("id".into(), p.id.clone());
+            claims.insert("username".into(), json!(p.username));
+            claims.insert("nombre".into(), json!(p.nombre));
+            if let Some(role) = &p.role {
+                claims.insert("role".into(), json!(role));
+            }
+        }
+        Dialect::LoginRefresh => {
+            claims.insert("token_use".into(), json!("access"));
+            claims.insert("username".into(), json!(p.username));
+            claims.insert("role".into(), json!(p.role));
+        }
+    }
+    claims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_can_only_narrow() {
+        let held = vec!["read".to_string(), "write".to_string()];
+        assert_eq!(narrowed(None, &held).unwrap(), held);
+        assert_eq!(narrowed(Some("read"), &held).unwrap(), vec!["read"]);
+        assert_eq!(
+            narrowed(Some("write read write"), &held).unwrap(),
+            vec!["write", "read"]
+        );
+        let e = narrowed(Some("read admin"), &held).unwrap_err();
+        assert_eq!(e.code, "invalid_scope");
+        assert_eq!(narrowed(Some("x"), &[]).unwrap_err().code, "invalid_scope");
+    }
+}
