@@ -101,7 +101,32 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         .token_requests
         .with_label_values(&[&ctx.issuer.name, status_class(reply.status)])
         .inc();
+    ctx.metrics
+        .legacy_requests
+        .with_label_values(&[&ctx.issuer.name, named_principal(ctx, req)])
+        .inc();
     reply
+}
+
+/// The principal a legacy request names, for `portero_legacy_requests_total`:
+/// its login when it is configured (the labels stay a bounded set), else
+/// `unknown`.
+fn named_principal<'a>(ctx: &'a Issuing<'_>, req: &TokenRequest<'_>) -> &'a str {
+    let Ok(body) = json_object(req) else {
+        return "unknown";
+    };
+    let field = |name| string_field(&body, name).ok();
+    let login = match ctx.endpoint.dialect {
+        Dialect::Session | Dialect::LoginRefresh => field("username").map(str::to_string),
+        Dialect::Project => field("business")
+            .zip(field("proyecto"))
+            .map(|(b, p)| crate::config::project_login(b, p)),
+        Dialect::ClientEnvelope => field("clientId").map(str::to_string),
+        Dialect::ClientFlat => field("client_id").map(str::to_string),
+    };
+    login
+        .and_then(|l| ctx.endpoint.principals.get(&l))
+        .map_or("unknown", |p| p.login.as_str())
 }
 
 /// The answer to a body that could not be read.
@@ -117,10 +142,14 @@ pub fn transport_error(ctx: &Issuing<'_>, e: Transport, path: &str, now: DateTim
         .token_requests
         .with_label_values(&[&ctx.issuer.name, status_class(reply.status)])
         .inc();
+    ctx.metrics
+        .legacy_requests
+        .with_label_values(&[&ctx.issuer.name, "unknown"])
+        .inc();
     reply
 }
 
-fn status_class(status: StatusCode) -> &'static str {
+pub fn status_class(status: StatusCode) -> &'static str {
     match status.as_u16() {
         200 => "200",
         400 => "400",

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub auth_decisions: IntCounterVec,
     pub tokens_issued: IntCounterVec,
     pub token_requests: IntCounterVec,
+    pub legacy_requests: IntCounterVec,
+    pub oauth2_requests: IntCounterVec,
     pub lockouts: IntCounterVec,
     pub refresh: IntCounterVec,
     pub revocations: IntCounterVec,
@@ -218,13 +220,24 @@ impl Metrics {
             ),
             tokens_issued: counter(
                 "portero_tokens_issued_total",
-                "Tokens minted by the token endpoints, by issuer and dialect.",
+                "Tokens minted by the token endpoints, by issuer and dialect (oauth2: the standard endpoints).",
                 &["issuer", "dialect"],
             ),
             token_requests: counter(
                 "portero_token_requests_total",
                 "Token-endpoint answers, by issuer and status.",
                 &["issuer", "status"],
+            ),
+            legacy_requests: counter(
+                "portero_legacy_requests_total",
+                "Requests to the legacy token endpoints, by issuer and the principal named \
+                 (unknown: none, or one not configured): who still uses the old door.",
+                &["issuer", "client"],
+            ),
+            oauth2_requests: counter(
+                "portero_oauth2_requests_total",
+                "Requests to the standard OAuth 2.0 endpoints, by issuer, endpoint and status.",
+                &["issuer", "endpoint", "status"],
             ),
             lockouts: counter(
                 "portero_lockouts_total",
@@ -453,6 +466,17 @@ impl Metrics {
                 if e.dialect == Dialect::LoginRefresh {
                     for result in ["issued", "used", "refused"] {
                         m.refresh.with_label_values(&[&i.name, result]);
+                    }
+                }
+                for p in e.principals.iter() {
+                    m.legacy_requests.with_label_values(&[&i.name, &p.login]);
+                }
+                m.legacy_requests.with_label_values(&[&i.name, "unknown"]);
+                if i.oauth2.is_some() {
+                    m.tokens_issued.with_label_values(&[&i.name, "oauth2"]);
+                    for endpoint in ["metadata", "token", "revoke", "introspect"] {
+                        m.oauth2_requests
+                            .with_label_values(&[&i.name, endpoint, "200"]);
                     }
                 }
             }

@@ -123,6 +123,17 @@ enum Which {
     Introspect,
 }
 
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Metadata => "metadata",
+            Which::Token => "token",
+            Which::Revoke => "revoke",
+            Which::Introspect => "introspect",
+        }
+    }
+}
+
 fn which(name: &str, path: &str) -> Option<Which> {
     let under = format!("/oauth2/{name}");
     if path == format!("/.well-known/oauth-authorization-server{under}") {
@@ -159,8 +170,18 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Which::Token => token::handle(ctx, req).await,
         Which::Revoke => inspect::revoke(ctx, req).await,
         Which::Introspect => inspect::introspect(ctx, req).await,
-    };
-    answer.unwrap_or_else(Answer::from)
+    }
+    .unwrap_or_else(Answer::from);
+    ctx.issuing
+        .metrics
+        .oauth2_requests
+        .with_label_values(&[
+            &ctx.issuing.issuer.name,
+            which.name(),
+            crate::issue::status_class(answer.status),
+        ])
+        .inc();
+    answer
 }
 
 /// The answer to a body that could not be read.

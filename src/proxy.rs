@@ -47,7 +47,7 @@ mod token_endpoint;
 
 use context::RequestContext;
 use record::{access_log, record_span};
-use token_endpoint::oauth2_response;
+use token_endpoint::{legacy_response, oauth2_response};
 
 /// Everything a request may read, shared by every listener: the live
 /// snapshot (routes, keys, settings: what a reload swaps) and the handles
@@ -242,7 +242,7 @@ impl Gateway {
                     )));
                 }
                 let reply = self.refuse_login(live, *issuer, parts, Transport::RateLimited);
-                return Ok(respond::json(reply.status, reply.body));
+                return Ok(legacy_response(live, *issuer, reply));
             }
             return Err(ctx.refused(refusal));
         }
@@ -262,7 +262,7 @@ impl Gateway {
                 let (reply, body_read) =
                     Box::pin(self.token_endpoint(live, *issuer, *endpoint, parts, body, ip)).await;
                 ctx.body_read = body_read;
-                return Ok(respond::json(reply.status, reply.body));
+                return Ok(legacy_response(live, *issuer, reply));
             }
             RouteAction::Proxy {
                 upstream,

@@ -551,4 +551,20 @@ fn oauth2_needs_a_public_origin_and_clients() {
                   auth_method = \"private_key_jwt\"\n";
     let (ok, err) = check(&with("", method));
     assert!(!ok && err.contains("auth_method"), "{err}");
+    // A legacy endpoint's retirement: RFC 3339 instants, the sunset not first.
+    let retiring = |d: &str, s: &str| {
+        format!("[issuers.c]\ndialect = \"client-flat\"\ndeprecation = \"{d}\"\nsunset = \"{s}\"\n")
+    };
+    let (ok, err) = check(&with(
+        "",
+        &retiring("2027-01-01T00:00:00Z", "2027-06-30T00:00:00Z"),
+    ));
+    assert!(ok, "{err}");
+    let (ok, err) = check(&with("", &retiring("2027-01-01", "2027-06-30T00:00:00Z")));
+    assert!(!ok && err.contains("issuers.c.deprecation"), "{err}");
+    let (ok, err) = check(&with(
+        "",
+        &retiring("2027-06-30T00:00:00Z", "2027-01-01T00:00:00Z"),
+    ));
+    assert!(!ok && err.contains("issuers.c.sunset"), "{err}");
 }

@@ -165,7 +165,7 @@ async fn the_alert_rules_and_the_dashboard_read_only_metrics_portero_exports() {
     let config = format!(
         "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"portero-metrics-{}:\"\ntimeout = \"300ms\"\n\n\
          [tracing]\notlp_endpoint = \"{}\"\n\n\
-         {}\n[issuers.flat]\ndialect = \"client-flat\"\n\n[issuers.sso]\njwks_url = \"{}\"\niss = \"https://sso.example\"\n\n\
+         {}\n[issuers.flat]\ndialect = \"client-flat\"\n\n[issuers.flat.oauth2]\n\n[issuers.sso]\njwks_url = \"{}\"\niss = \"https://sso.example\"\n\n\
          {}\n[[routes]]\nname = \"orders\"\npath = \"/\"\nupstream = \"api\"\n",
         relay.url(),
         std::process::id(),

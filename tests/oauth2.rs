@@ -809,3 +809,65 @@ async fn legacy_tokens_are_exchanged_for_standard_ones_with_the_same_subject() {
     .await;
     assert_error(&r, 400, "invalid_grant");
 }
+
+#[tokio::test]
+async fn the_old_door_counts_its_callers_and_announces_its_end() {
+    let gw = Gateway::start(&body().replace(
+        "companies = [\"becomedigital\"]",
+        "companies = [\"becomedigital\"]\ndeprecation = \"2027-01-01T00:00:00Z\"\n\
+         sunset = \"2027-06-30T00:00:00+00:00\"",
+    ))
+    .await;
+    let legacy = |client: &str, secret: &str| {
+        let body = format!(r#"{{"client_id":"{client}","client_secret":"{secret}"}}"#);
+        let url = gw.url("/api/v1/auth");
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // RFC 9745 (a structured date) and RFC 8594 (an HTTP date), on every answer.
+    for (client, secret, status) in [(CLIENT, SECRET, 200), ("stranger", "x", 401)] {
+        let r = legacy(client, secret).await;
+        assert_eq!(r.status(), status);
+        assert_eq!(r.headers()["deprecation"], "@1798761600");
+        assert_eq!(r.headers()["sunset"], "Wed, 30 Jun 2027 00:00:00 GMT");
+    }
+    // Who still uses it: configured principals by name, anyone else as unknown.
+    let count = |client: &'static str| {
+        let gw = &gw;
+        async move {
+            gw.metric(
+                "portero_legacy_requests_total",
+                &[("issuer", "client-flat"), ("client", client)],
+            )
+            .await
+        }
+    };
+    assert_eq!(count(CLIENT).await, 1.0);
+    assert_eq!(count("unknown").await, 1.0);
+    // The new door has its own count, and no retirement notice.
+    let r = post_form(
+        &gw,
+        "token",
+        Some(&basic(CLIENT, SECRET)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert!(r.headers.get("deprecation").is_none());
+    let labels = [
+        ("issuer", "client-flat"),
+        ("endpoint", "token"),
+        ("status", "200"),
+    ];
+    assert_eq!(
+        gw.metric("portero_oauth2_requests_total", &labels).await,
+        1.0
+    );
+    assert_eq!(count(CLIENT).await, 1.0);
+}

@@ -255,6 +255,10 @@ pub(super) struct FileIssuer {
     pub(super) cors: Option<Spanned<String>>,
     /// Standard OAuth 2.0 endpoints beside the dialect's own.
     pub(super) oauth2: Option<Spanned<FileOAuth2>>,
+    /// When the dialect's endpoint was deprecated and when it goes
+    /// (RFC 3339), announced on its answers.
+    pub(super) deprecation: Option<Spanned<String>>,
+    pub(super) sunset: Option<Spanned<String>>,
     // An external issuer: keys from a JWKS.
     pub(super) discovery_url: Option<Spanned<String>>,
     pub(super) jwks_url: Option<Spanned<String>>,

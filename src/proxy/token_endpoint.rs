@@ -10,7 +10,7 @@ use http::header::{
     HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE,
 };
 use http::request::Parts;
-use http::Response;
+use http::{HeaderName, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
@@ -125,6 +125,32 @@ impl Gateway {
         }
     }
 }
+
+/// A dialect's answer as HTTP, with the endpoint's `Deprecation` and
+/// `Sunset` when it is being retired.
+pub(super) fn legacy_response(
+    live: &Live,
+    issuer: usize,
+    reply: issue::Reply,
+) -> Response<GatewayBody> {
+    let mut response = respond::json(reply.status, reply.body);
+    let Some(endpoint) = live.issuers[issuer].endpoint.as_ref() else {
+        return response;
+    };
+    let notices = [
+        (DEPRECATION, &endpoint.deprecation),
+        (SUNSET, &endpoint.sunset),
+    ];
+    for (name, value) in notices {
+        if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
+const SUNSET: HeaderName = HeaderName::from_static("sunset");
 
 /// An OAuth 2.0 answer as HTTP: never stored by a cache, nor by an
 /// HTTP/1.0 one (RFC 6749 §5.1), with the Basic challenge where §5.2 asks.

@@ -204,6 +204,13 @@ impl Checker<'_> {
                 0
             }),
         };
+        let deprecation = self.instant(&i.deprecation, &key("deprecation"));
+        let sunset = self.instant(&i.sunset, &key("sunset"));
+        if let (Some(d), Some(s), Some(written)) = (deprecation, sunset, &i.sunset) {
+            if s < d {
+                self.problem(written, key("sunset"), "comes before deprecation");
+            }
+        }
         let max_years = i.max_years.unwrap_or(10);
         let default_years = i.default_years.unwrap_or(2);
         if default_years == 0 || default_years > max_years {
@@ -233,7 +240,32 @@ impl Checker<'_> {
             principals: Principals::new(principals),
             cors: self.cors_ref(&i.cors, cors, &key("cors")),
             limits: self.route_limits(i.limits(), &format!("issuers.{name}"), false),
+            deprecation: deprecation.map(|at| format!("@{}", at.timestamp())),
+            sunset: sunset.map(|at| at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
         })
+    }
+
+    /// An RFC 3339 instant, in UTC.
+    fn instant(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let written = v.as_ref()?;
+        match chrono::DateTime::parse_from_rfc3339(written.get_ref()) {
+            Ok(at) => Some(at.with_timezone(&chrono::Utc)),
+            Err(e) => {
+                self.problem(
+                    written,
+                    key,
+                    format!(
+                        "{:?} is not an RFC 3339 time (2027-06-30T00:00:00Z): {e}",
+                        written.get_ref()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     /// `[issuers.NAME.oauth2]`, under `<server.public_url>/oauth2/NAME`:

@@ -116,6 +116,10 @@ pub struct TokenEndpoint {
     /// Browsers on these origins may call the endpoint.
     pub cors: Option<Arc<CorsPolicy>>,
     pub limits: RouteLimits,
+    /// `Deprecation` (RFC 9745) and `Sunset` (RFC 8594) header values for
+    /// every answer of the dialect's endpoint, when it is being retired.
+    pub deprecation: Option<String>,
+    pub sunset: Option<String>,
 }
 
 #[derive(Debug, Clone)]
