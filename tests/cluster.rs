@@ -564,3 +564,85 @@ async fn a_cluster_rate_holds_across_three_instances_and_each_counts_alone_while
         before
     );
 }
+
+/// An OAuth 2.0 request (form body, HTTP Basic) to one of the demo's
+/// standard endpoints on `gw`.
+async fn oauth2(gw: &Gateway, path: &str, basic: (&str, &str), form: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .post(gw.url(path))
+        .basic_auth(basic.0, Some(basic.1))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_tokens_revoke_across_instances_like_legacy_ones() {
+    let Some(url) = redis::shared() else { return };
+    let p = prefix();
+    let [n1, n2, n3] = cluster([&url, &url, &url], &p).await;
+    let client = ("demo_client_123", "demo_secret_456_ABCDEFGH");
+    // A client_credentials token from 1, revoked (RFC 7009) on 2: refused
+    // by 1 and 3 within the legacy tokens' bound.
+    let (status, v) = oauth2(
+        &n1,
+        "/oauth2/client-flat/token",
+        client,
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let token = v["access_token"].as_str().unwrap().to_string();
+    for gw in [&n1, &n2, &n3] {
+        assert_eq!(get(gw, &token).await, StatusCode::OK);
+    }
+    let (status, _) = oauth2(
+        &n2,
+        "/oauth2/client-flat/revoke",
+        client,
+        &format!("token={token}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for gw in [&n1, &n3] {
+        until_refused(gw, &token, Duration::from_millis(100)).await;
+    }
+    // A refresh token from 1, used on 2, then its replaced self again on
+    // 3: the family is revoked, and 1 refuses what it minted.
+    let app = ("demo_app", "demo_app_secret_7f3c9a2b");
+    let (status, first) = oauth2(
+        &n1,
+        "/oauth2/login-refresh/token",
+        app,
+        "grant_type=password&username=admin&password=abcd1234",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let refresh = first["refresh_token"].as_str().unwrap();
+    let (status, second) = oauth2(
+        &n2,
+        "/oauth2/login-refresh/token",
+        app,
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    let access = second["access_token"].as_str().unwrap();
+    assert_eq!(get(&n1, access).await, StatusCode::OK);
+    let (status, v) = oauth2(
+        &n3,
+        "/oauth2/login-refresh/token",
+        app,
+        &format!("grant_type=refresh_token&refresh_token={refresh}"),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    until_refused(&n1, access, Duration::from_millis(100)).await;
+}
