@@ -871,3 +871,51 @@ async fn the_old_door_counts_its_callers_and_announces_its_end() {
     );
     assert_eq!(count(CLIENT).await, 1.0);
 }
+
+#[tokio::test]
+async fn both_doors_share_the_rate_limit_and_a_slow_body_is_refused() {
+    let gw = Gateway::start(&body().replace(
+        "companies = [\"becomedigital\"]",
+        "companies = [\"becomedigital\"]\nbody_timeout = \"1s\"\n\
+         rate_limit = { requests = 2, per = \"1m\", by = \"client_ip\" }",
+    ))
+    .await;
+    // Two requests at the legacy endpoint use up the address's allowance...
+    for _ in 0..2 {
+        let (status, _) = post(
+            &gw,
+            "/api/v1/auth",
+            None,
+            &format!(r#"{{"client_id":"{CLIENT}","client_secret":"{SECRET}"}}"#),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    // ...and the standard door refuses the third, before any secret is
+    // checked, in RFC 6749's shape.
+    let r = post_form(
+        &gw,
+        "token",
+        Some(&basic(CLIENT, SECRET)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_error(&r, 429, "invalid_request");
+
+    // A body that stops arriving: 408 within the issuer's body_timeout.
+    let gw = Gateway::start(&body().replace(
+        "companies = [\"becomedigital\"]",
+        "companies = [\"becomedigital\"]\nbody_timeout = \"1s\"",
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let (status, text) = raw_http(
+        gw.port,
+        b"POST /oauth2/client-flat/token HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type",
+    )
+    .await;
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("\"error\":\"invalid_request\""), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+}
