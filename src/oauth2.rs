@@ -1,10 +1,10 @@
 //! Standard OAuth 2.0 for an issuer's principals, beside its dialect's own
-//! endpoint: metadata (RFC 8414), the token endpoint (RFC 6749, RFC 8693;
-//! `token`), revocation (RFC 7009) and introspection (RFC 7662), all
-//! under the issuer identifier
-//! `<server.public_url>/oauth2/NAME`. The same principals, keys, lockout
-//! and revocations as the legacy endpoint; tokens as RFC 9068 describes.
-//! Nothing here speaks HTTP: `proxy` reads the body and writes the [`Answer`].
+//! endpoint, under the issuer identifier `<server.public_url>/oauth2/NAME`:
+//! metadata (RFC 8414), the token endpoint (RFC 6749, RFC 8693; `token`),
+//! revocation (RFC 7009) and introspection (RFC 7662; `inspect`). The same
+//! principals, keys, lockout and revocations as the legacy endpoint; tokens
+//! as RFC 9068 describes. Nothing here speaks HTTP: `proxy` reads the body
+//! and writes the [`Answer`]. docs/oauth2.md is the contract.
 
 mod client;
 mod form;

@@ -775,6 +775,19 @@ async fn legacy_tokens_are_exchanged_for_standard_ones_with_the_same_subject() {
     )
     .await;
     assert_error(&r, 400, "invalid_request");
+    // A standard token issued to one application is not another's to trade.
+    let apps = app(&gw, "token", ADMIN_LOGIN).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = post_to(
+        &gw,
+        &format!("{USERS_PATH}/token"),
+        Some(&basic(OTHER_APP, APP_SECRET)),
+        &format!("{EXCHANGE}&subject_token={apps}&subject_token_type={JWT_TYPE}"),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_grant");
 
     // A client dialect's client trades its own legacy token, narrowing its
     // permissions; never another client's.

@@ -201,7 +201,7 @@ struct Subject {
 
 /// A live JWT of the issuer: its subject, the claims it carries beyond the
 /// registered ones, and the scope it holds (its `scope`, else its
-/// `permissions`). A client dialect's client trades only its own tokens.
+/// `permissions`). A token issued to a client is traded only by that client.
 fn legacy_jwt(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
@@ -216,8 +216,14 @@ fn legacy_jwt(
         .filter(|v| validator.check_time(v, req.now).is_ok() && !validator.is_revoked(v))
         .ok_or_else(invalid_grant)?;
     let sub = v.sub().ok_or_else(invalid_grant)?.to_string();
-    let own = v.claims.str("client_id").or(v.sub()) == Some(client.login.as_str());
-    if ctx.issuing.endpoint.dialect.has_clients() && !own {
+    // A token issued to a client stays that client's: no client trades
+    // another's token for one of its own. A client dialect's legacy tokens
+    // are their client's by subject.
+    let issued_to = match ctx.issuing.endpoint.dialect.has_clients() {
+        true => v.claims.str("client_id").or(v.sub()),
+        false => v.claims.str("client_id"),
+    };
+    if issued_to.is_some_and(|c| c != client.login) {
         return Err(invalid_grant());
     }
     // Verified above: the payload is the issuer's own.
