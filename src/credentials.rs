@@ -1,8 +1,11 @@
 //! Hashing and checking principals' secrets (the principals themselves are
 //! config data, `config::Principal`). Passwords are argon2id; high-entropy
 //! client secrets may use a fast keyed hash (HMAC-SHA256 with a per-secret
-//! salt). Verifying costs the same whether or not the principal exists: an
-//! unknown login is checked against a dummy hash of the same kind.
+//! salt). Hashes the services portero replaces kept (bcrypt, PBKDF2,
+//! scrypt, argon2i) are checked too, with RustCrypto's `password-hash`
+//! family and the `bcrypt` crate. Verifying costs the same whether or not
+//! the principal exists: an unknown login is checked against a dummy hash
+//! of the same kind.
 
 use std::sync::OnceLock;
 
@@ -12,21 +15,44 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::Sha256;
+use sha2::{Sha256, Sha512};
+use subtle::ConstantTimeEq;
 
-use crate::config::{SecretHash, FAST_PREFIX};
+use crate::config::{Pbkdf2Digest, SecretHash, FAST_PREFIX};
 
 impl SecretHash {
     /// Constant-time check of `secret` against this hash.
     pub fn verify(&self, secret: &str) -> bool {
         match self {
-            SecretHash::Argon2(phc) => PasswordHash::new(phc)
+            SecretHash::Phc(phc) => PasswordHash::new(phc)
                 .map(|h| {
-                    Argon2::default()
-                        .verify_password(secret.as_bytes(), &h)
-                        .is_ok()
+                    let verifiers: [&dyn PasswordVerifier; 3] =
+                        [&Argon2::default(), &pbkdf2::Pbkdf2, &scrypt::Scrypt];
+                    h.verify_password(&verifiers, secret).is_ok()
                 })
                 .unwrap_or(false),
+            SecretHash::Bcrypt(hash) => bcrypt::verify(secret, hash).unwrap_or(false),
+            SecretHash::Pbkdf2 {
+                digest,
+                rounds,
+                salt,
+                hash,
+            } => {
+                let mut derived = vec![0u8; hash.len()];
+                let (secret, rounds) = (secret.as_bytes(), *rounds);
+                match digest {
+                    Pbkdf2Digest::Sha1 => {
+                        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(secret, salt, rounds, &mut derived)
+                    }
+                    Pbkdf2Digest::Sha256 => {
+                        pbkdf2::pbkdf2_hmac::<Sha256>(secret, salt, rounds, &mut derived)
+                    }
+                    Pbkdf2Digest::Sha512 => {
+                        pbkdf2::pbkdf2_hmac::<Sha512>(secret, salt, rounds, &mut derived)
+                    }
+                }
+                bool::from(derived.ct_eq(hash))
+            }
             SecretHash::Fast { salt, mac } => {
                 let mut m =
                     Hmac::<Sha256>::new_from_slice(salt).expect("HMAC takes any key length");
@@ -38,6 +64,27 @@ impl SecretHash {
 
     pub fn is_fast(&self) -> bool {
         matches!(self, SecretHash::Fast { .. })
+    }
+
+    /// The format's name, for logs and metrics (never the hash itself).
+    pub fn format(&self) -> &'static str {
+        match self {
+            SecretHash::Phc(phc) => match phc.split('$').nth(1) {
+                Some("argon2id") => "argon2id",
+                Some("argon2i") => "argon2i",
+                Some("argon2d") => "argon2d",
+                Some("pbkdf2-sha256") => "pbkdf2-sha256",
+                Some("pbkdf2-sha512") => "pbkdf2-sha512",
+                _ => "scrypt",
+            },
+            SecretHash::Bcrypt(_) => "bcrypt",
+            SecretHash::Pbkdf2 { digest, .. } => match digest {
+                Pbkdf2Digest::Sha1 => "pbkdf2-sha1",
+                Pbkdf2Digest::Sha256 => "pbkdf2-sha256",
+                Pbkdf2Digest::Sha512 => "pbkdf2-sha512",
+            },
+            SecretHash::Fast { .. } => "portero-hmac-sha256",
+        }
     }
 }
 
@@ -125,9 +172,15 @@ mod tests {
     }
 
     #[test]
-    fn plain_text_and_weak_hashes_are_refused() {
-        assert!(crate::config::secret_hash("demo2024").is_err());
-        assert!(crate::config::secret_hash("$argon2i$v=19$m=16,t=2,p=1$c2FsdHNhbHQ$YWJj").is_err());
-        assert!(crate::config::secret_hash("$portero-hmac-sha256$only-one-part").is_err());
+    fn plain_text_and_unknown_formats_are_refused_by_name() {
+        let refused = |s: &str| crate::config::secret_hash(s).unwrap_err();
+        assert!(refused("demo2024").contains("plain text"));
+        assert!(refused("$portero-hmac-sha256$only-one-part").contains("fast hash"));
+        assert!(refused("$md5-crypt$abc$def").contains("md5-crypt"));
+        assert!(refused("$2b$12$tooshort").contains("bcrypt"));
+        assert!(refused("pbkdf2_sha256$0$salt$aGFzaA==").contains("Django"));
+        assert!(refused("$pbkdf2-sha256$29000$salt$n*t-ab64").contains("passlib"));
+        // The message names the format, never the hash.
+        assert!(!refused("$2b$12$tooshort").contains("tooshort"));
     }
 }

@@ -7,6 +7,7 @@ mod issuer;
 mod limits;
 pub(super) mod parse;
 mod route;
+pub(super) mod secret_hash;
 mod upstream;
 
 use std::net::SocketAddr;

@@ -314,7 +314,7 @@ impl Checker<'_> {
         let mut clients = Vec::new();
         for (n, c) in settings.clients.iter().enumerate() {
             let client_key = format!("{key}.clients[{n}]");
-            let secret = match super::parse::secret_hash(c.secret_hash.get_ref()) {
+            let secret = match super::secret_hash::secret_hash(c.secret_hash.get_ref()) {
                 Ok(h) => h,
                 Err(e) => {
                     self.problem(
@@ -379,7 +379,7 @@ impl Checker<'_> {
         dialect: Dialect,
         p: &FilePrincipal,
     ) -> Option<Principal> {
-        let secret = match super::parse::secret_hash(p.secret_hash.get_ref()) {
+        let secret = match super::secret_hash::secret_hash(p.secret_hash.get_ref()) {
             Ok(h) => h,
             Err(e) => {
                 self.problem(

@@ -3,12 +3,9 @@
 //! runtime where it reads the same kinds of text (a discovery document's
 //! `jwks_uri`, portero's own hashes).
 
-use argon2::password_hash::PasswordHash;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use http::HeaderName;
 
-use super::super::model::{Dialect, LimitKey, SecretHash, TokenSource, FAST_PREFIX};
+use super::super::model::{Dialect, LimitKey, TokenSource};
 
 /// Where a route finds its token (`token_from`).
 pub fn token_source(s: &str) -> Result<TokenSource, String> {
@@ -57,30 +54,6 @@ pub fn dialect(s: &str) -> Option<Dialect> {
         "client-flat" => Dialect::ClientFlat,
         _ => return None,
     })
-}
-
-/// A principal's `secret_hash`: argon2id, or portero's fast keyed hash.
-pub fn secret_hash(s: &str) -> Result<SecretHash, String> {
-    if let Some(rest) = s.strip_prefix(FAST_PREFIX) {
-        let (salt, mac) = rest.split_once('$').ok_or("malformed fast hash")?;
-        let decode = |x: &str| {
-            URL_SAFE_NO_PAD
-                .decode(x)
-                .map_err(|_| "malformed fast hash".to_string())
-        };
-        return Ok(SecretHash::Fast {
-            salt: decode(salt)?,
-            mac: decode(mac)?,
-        });
-    }
-    let parsed = PasswordHash::new(s).map_err(|e| format!("not an argon2 PHC string: {e}"))?;
-    if parsed.algorithm.as_str() != "argon2id" {
-        return Err(format!(
-            "{} hashes are not accepted; use argon2id",
-            parsed.algorithm
-        ));
-    }
-    Ok(SecretHash::Argon2(s.to_string()))
 }
 
 /// Keys fetched over plain HTTP could be swapped by anyone on the path:

@@ -200,14 +200,35 @@ impl Dialect {
 /// The prefix of portero's fast hash: `$portero-hmac-sha256$<salt>$<mac>`.
 pub const FAST_PREFIX: &str = "$portero-hmac-sha256$";
 
+/// A stored secret, in any format portero can check. It writes only
+/// argon2id and its fast hash; the others are what the services it
+/// replaces kept over the years.
 #[derive(Debug, Clone)]
 pub enum SecretHash {
-    /// A PHC string, `$argon2id$v=19$m=...`.
-    Argon2(String),
+    /// A PHC string: argon2id (`$argon2id$v=19$m=...`, what portero
+    /// writes), argon2i, argon2d, pbkdf2-sha256, pbkdf2-sha512, scrypt.
+    Phc(String),
+    /// bcrypt, `$2a$`, `$2b$` or `$2y$`.
+    Bcrypt(String),
+    /// PBKDF2 written by Django (`pbkdf2_sha256$...`, `pbkdf2_sha1$...`)
+    /// or passlib (`$pbkdf2-sha256$29000$...`).
+    Pbkdf2 {
+        digest: Pbkdf2Digest,
+        rounds: u32,
+        salt: Vec<u8>,
+        hash: Vec<u8>,
+    },
     Fast {
         salt: Vec<u8>,
         mac: Vec<u8>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pbkdf2Digest {
+    Sha1,
+    Sha256,
+    Sha512,
 }
 
 /// Someone who can obtain tokens, with what the dialects return about them.
