@@ -79,6 +79,7 @@ fn issuance(c: &mut Criterion) {
             store: &store,
             revocations: &revocations,
             metrics: &metrics,
+            users: None,
         };
         if name.contains("argon2") {
             group.sample_size(20);

@@ -357,10 +357,14 @@ impl Admin {
                 };
                 (status, format!("{e}; nothing was reloaded"))
             })?;
+        let user_stores = crate::user_store::open(&config)
+            .await
+            .map_err(|e| refused(&e))?;
         let external = &self.shared.external;
         let live = crate::live::Live::build(
             &config,
             upstreams,
+            user_stores,
             &self.shared.revocations,
             self.shared.store.as_ref(),
             external,

@@ -29,6 +29,7 @@ use crate::config::{Endpoint, Issuer, TokenEndpoint};
 use crate::credentials::dummy;
 use crate::metrics::Metrics;
 use crate::store::{Reservation, Store, StoreError};
+use crate::user_store::UserStore;
 
 /// A complete JSON answer.
 #[derive(Debug)]
@@ -86,6 +87,8 @@ pub struct Issuing<'a> {
     pub store: &'a Arc<dyn Store>,
     pub revocations: &'a Revocations,
     pub metrics: &'a Metrics,
+    /// Where principals not in the config are looked up, if anywhere.
+    pub users: Option<&'a UserStore>,
 }
 
 /// Serves one token-endpoint request.
@@ -457,16 +460,31 @@ impl Issuing<'_> {
         released.map_err(Denied::from)
     }
 
-    /// Checks `secret` against the principal's hash, or a dummy of the same
-    /// kind when there is no principal, so both take the same time.
+    /// The principal `login` names: from the config, else from the issuer's
+    /// user store.
+    pub async fn principal(&self, login: &str) -> Result<Option<Arc<Principal>>, Denied> {
+        if let Some(p) = self.endpoint.principals.get(login) {
+            return Ok(Some(p.clone()));
+        }
+        match self.users {
+            None => Ok(None),
+            Some(users) => users.find(login).await.map_err(|_| Denied::Unavailable),
+        }
+    }
+
+    /// Checks `secret` against the principal's hash, or a dummy when there
+    /// is no principal, so both take the same time: of the fast kind where
+    /// every secret is one, else argon2id (a user store's rows may hold
+    /// any format; none is slower).
     pub async fn verify_secret(
         &self,
         principal: Option<&Principal>,
         secret: &str,
     ) -> Result<bool, Denied> {
+        let fast_dummy = self.endpoint.dialect.fast_secrets() && self.users.is_none();
         let hash = match principal {
             Some(p) => p.secret.clone(),
-            None => dummy(self.endpoint.dialect.fast_secrets()).clone(),
+            None => dummy(fast_dummy).clone(),
         };
         // A fast hash takes about a microsecond: checked in place. Argon2 takes
         // tens of milliseconds: off the proxy's threads.
@@ -504,10 +522,16 @@ impl Issuing<'_> {
         secret: &str,
         client: Option<IpAddr>,
         now: i64,
-    ) -> Result<&Principal, Denied> {
+    ) -> Result<Arc<Principal>, Denied> {
         let attempt = self.begin_attempt(login, client, now).await?;
-        let principal = self.endpoint.principals.get(login);
-        let verified = self.verify_secret(principal, secret).await;
+        let principal = match self.principal(login).await {
+            Ok(p) => p,
+            Err(d) => {
+                self.end_attempt(attempt, Outcome::Unchecked, now).await?;
+                return Err(d);
+            }
+        };
+        let verified = self.verify_secret(principal.as_deref(), secret).await;
         let outcome = match verified {
             Ok(true) => Outcome::Succeeded,
             Ok(false) => Outcome::Failed,

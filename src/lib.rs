@@ -79,3 +79,4 @@ mod tls_roots;
 mod trace_context;
 mod tunnel;
 pub mod upstream;
+mod user_store;

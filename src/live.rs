@@ -20,6 +20,7 @@ use crate::routes::RouteTable;
 use crate::store::Store;
 use crate::upstream::request_body::BodyRules;
 use crate::upstream::UpstreamGroup;
+use crate::user_store::UserStore;
 
 /// Swapped as one snapshot, so a request never sees routes of one config
 /// with keys of another.
@@ -38,6 +39,8 @@ pub struct Live {
     pub ips: IpRules,
     /// Issuer → `sub` → the principal's own `rate_limit`.
     pub principal_rates: HashMap<usize, HashMap<String, u32>>,
+    /// By issuer index: the SQL table its principals may also live in.
+    pub user_stores: Vec<Option<Arc<UserStore>>>,
     pub settings: Settings,
 }
 
@@ -97,9 +100,11 @@ impl Settings {
 impl Live {
     /// The snapshot of `config` with its upstream groups; revocations
     /// outlive reloads, so every snapshot's validator reads the one shared set.
+    #[allow(clippy::too_many_arguments)]
     pub async fn build(
         config: &Config,
         upstreams: Vec<Arc<UpstreamGroup>>,
+        user_stores: Vec<Option<Arc<UserStore>>>,
         revocations: &Arc<Revocations>,
         store: &dyn Store,
         external: &Registry,
@@ -111,6 +116,7 @@ impl Live {
             limiters: crate::limits::for_routes(&config.routes, earlier_limiters, metrics),
             ips: config.server.ips.clone(),
             principal_rates: principal_rates(config),
+            user_stores,
             routes: RouteTable::new(config.routes.clone()),
             route_series: config
                 .routes

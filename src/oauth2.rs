@@ -16,8 +16,10 @@ use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::auth::validate::Validator;
-use crate::config::{OAuth2, Principals};
-use crate::issue::{Issuing, Transport};
+use std::sync::Arc;
+
+use crate::config::{OAuth2, Principal, Principals};
+use crate::issue::{Denied, Issuing, Transport};
 
 pub use form::is_form;
 
@@ -104,12 +106,21 @@ pub struct Endpoints<'a> {
 }
 
 impl Endpoints<'_> {
-    /// Who may authenticate as a client: a client dialect's principals,
-    /// or a user dialect's `clients`.
+    /// The clients named in the config: a client dialect's principals, or
+    /// a user dialect's `clients`.
     fn clients(&self) -> &Principals {
         match self.issuing.endpoint.dialect.has_clients() {
             true => &self.issuing.endpoint.principals,
             false => &self.settings.clients,
+        }
+    }
+
+    /// The client `id` names: a client dialect's principal (from the config
+    /// or its user store), or a user dialect's configured client.
+    async fn client(&self, id: &str) -> Result<Option<Arc<Principal>>, Denied> {
+        match self.issuing.endpoint.dialect.has_clients() {
+            true => self.issuing.principal(id).await,
+            false => Ok(self.settings.clients.get(id).cloned()),
         }
     }
 }

@@ -57,6 +57,8 @@ pub enum ServerError {
     ExternalIssuer(String),
     #[error("tracing.otlp_endpoint: {0}")]
     SpanExport(String),
+    #[error("{0}")]
+    UserStore(String),
 }
 
 /// The gateway's sockets, bound before it runs (so a port in use fails the
@@ -266,9 +268,13 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     let mut external_changes = external.subscribe();
     side.block_on(async { external.sync(&config) })
         .map_err(ServerError::ExternalIssuer)?;
+    let user_stores = side
+        .block_on(crate::user_store::open(&config))
+        .map_err(ServerError::UserStore)?;
     let live = side.block_on(Live::build(
         &config,
         upstreams,
+        user_stores,
         &revocations,
         store.as_ref(),
         &external,

@@ -26,26 +26,15 @@ const AUDITOR: &str = "auditor";
 const AUDITOR_SECRET: &str = "a+b%c:d e/f";
 
 fn body() -> String {
-    let auditor = format!(
-        "[[issuers.client-flat.principals]]\nclient_id = \"{AUDITOR}\"\nsecret_hash = \"{}\"\n\
-         company = \"becomedigital\"\nintrospect = true\nauth_method = \"client_secret_basic\"\n\n",
-        portero::credentials::hash_fast(AUDITOR_SECRET)
-    );
     let other_app = format!(
         "[[issuers.login-refresh.oauth2.clients]]\nclient_id = \"{OTHER_APP}\"\nsecret_hash = \"{}\"\n\n",
         portero::credentials::hash_fast(APP_SECRET)
     );
-    demo_body()
-        .replace(
-            "[[issuers.client-flat.principals]]\nclient_id = \"demo_client_123\"",
-            &format!(
-                "{auditor}[[issuers.client-flat.principals]]\nclient_id = \"demo_client_123\""
-            ),
-        )
-        .replace(
-            "[[issuers.login-refresh.principals]]",
-            &format!("{other_app}[[issuers.login-refresh.principals]]"),
-        )
+    let auditor = "introspect = true\nauth_method = \"client_secret_basic\"";
+    with_flat_client(demo_body(), AUDITOR, AUDITOR_SECRET, auditor).replace(
+        "[[issuers.login-refresh.principals]]",
+        &format!("{other_app}[[issuers.login-refresh.principals]]"),
+    )
 }
 
 /// `application/x-www-form-urlencoded`, as RFC 6749 Appendix B encodes.

@@ -21,15 +21,7 @@ const ODD: &str = "odd_client";
 const ODD_SECRET: &str = "s+e%c:r e/t";
 
 fn body() -> String {
-    let odd = format!(
-        "[[issuers.client-flat.principals]]\nclient_id = \"{ODD}\"\nsecret_hash = \"{}\"\n\
-         company = \"becomedigital\"\n\n",
-        portero::credentials::hash_fast(ODD_SECRET)
-    );
-    demo_body().replace(
-        "[[issuers.client-flat.principals]]\nclient_id = \"demo_client_123\"",
-        &format!("{odd}[[issuers.client-flat.principals]]\nclient_id = \"demo_client_123\""),
-    )
+    with_flat_client(demo_body(), ODD, ODD_SECRET, "")
 }
 
 /// The gateway with its real public_url, and the environment the scripts read.

@@ -255,6 +255,7 @@ pub(super) struct FileIssuer {
     pub(super) cors: Option<Spanned<String>>,
     /// Standard OAuth 2.0 endpoints beside the dialect's own.
     pub(super) oauth2: Option<Spanned<FileOAuth2>>,
+    pub(super) user_store: Option<Spanned<FileUserStore>>,
     /// When the dialect's endpoint was deprecated and when it goes
     /// (RFC 3339), announced on its answers.
     pub(super) deprecation: Option<Spanned<String>>,
@@ -317,6 +318,17 @@ pub(super) struct FileOAuth2 {
     pub(super) password_grant: bool,
     #[serde(default)]
     pub(super) clients: Vec<FileOAuthClient>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileUserStore {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) url_env: Option<Spanned<String>>,
+    pub(super) query: Spanned<String>,
+    pub(super) cache_ttl: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) max_connections: Option<u32>,
 }
 
 /// A user dialect's OAuth 2.0 client.

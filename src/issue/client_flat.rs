@@ -47,7 +47,14 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         Err(_) => return unavailable(),
     };
     // 3. The client exists (an unknown one costs a dummy verification).
-    let Some(principal) = ctx.endpoint.principals.get(client_id) else {
+    let found = match ctx.principal(client_id).await {
+        Ok(found) => found,
+        Err(_) => {
+            let _ = ctx.end_attempt(attempt, Outcome::Unchecked, now).await;
+            return unavailable();
+        }
+    };
+    let Some(principal) = found else {
         let checked = ctx.verify_secret(None, secret).await.is_ok();
         let outcome = if checked {
             Outcome::Failed
@@ -78,7 +85,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         };
     }
     // 6. The secret.
-    let outcome = match ctx.verify_secret(Some(principal), secret).await {
+    let outcome = match ctx.verify_secret(Some(&principal), secret).await {
         Ok(true) if !principal.blocked => Outcome::Succeeded,
         Ok(_) => Outcome::Failed,
         Err(_) => Outcome::Unchecked,

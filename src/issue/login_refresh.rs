@@ -74,7 +74,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
             };
             let now = req.now.timestamp();
             match ctx.authenticate(username, password, req.client, now).await {
-                Ok(p) => login(ctx, p, now).await.unwrap_or_else(|_| {
+                Ok(p) => login(ctx, &p, now).await.unwrap_or_else(|_| {
                     fail(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
                 }),
                 Err(Denied::BadCredentials | Denied::Blocked) => {
@@ -192,10 +192,11 @@ async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Repl
                 .revocations
                 .is_revoked(&ctx.issuer.iss, Some(&r.sub), None, Some(r.issued_at))
     });
-    let principal = usable
-        .as_ref()
-        .and_then(|r| ctx.endpoint.principals.get(&r.login))
-        .filter(|p| p.active && !p.blocked);
+    let principal = match &usable {
+        Some(r) => ctx.principal(&r.login).await?,
+        None => None,
+    }
+    .filter(|p| p.active && !p.blocked);
     let (Some(_), Some(p)) = (usable, principal) else {
         ctx.metrics
             .refresh
@@ -207,7 +208,7 @@ async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Repl
         access,
         content,
         minted,
-    } = pair(ctx, p, now)?;
+    } = pair(ctx, &p, now)?;
     // Recorded in one step with any revocation of the refresh token: if it
     // was revoked meanwhile, what was just minted is never handed out.
     if !ctx.store.extend_refresh(&hash, &minted, now).await? {

@@ -2,6 +2,8 @@
 //! `client_id` and `client_secret`, never both; checked against the
 //! issuer's principals with the legacy endpoint's lockout, counted together.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::StatusCode;
@@ -96,11 +98,11 @@ fn presented(req: &Request<'_>, form: &Form) -> Result<Presented, Error> {
 /// The authenticated client, or why not: a wrong secret, an unknown,
 /// inactive or blocked client, a method the client may not use, and (for
 /// client-flat) a client whose company is gone all look the same.
-pub async fn authenticate<'e>(
-    ctx: &'e Endpoints<'_>,
+pub async fn authenticate(
+    ctx: &Endpoints<'_>,
     req: &Request<'_>,
     form: &Form,
-) -> Result<&'e Principal, Error> {
+) -> Result<Arc<Principal>, Error> {
     let p = presented(req, form)?;
     let fail = || invalid_client(Some(p.method), FAILED);
     if p.id.len() > MAX_FIELD_LEN || p.secret.len() > MAX_FIELD_LEN {
@@ -127,10 +129,18 @@ pub async fn authenticate<'e>(
         }
         Err(_) => return Err(Error::unavailable()),
     };
-    let principal = ctx.clients().get(&p.id);
-    let mut verified = issuing.verify_secret(principal, &p.secret).await;
+    let principal = match ctx.client(&p.id).await {
+        Ok(found) => found,
+        Err(_) => {
+            let _ = issuing
+                .end_attempt(attempt, Outcome::Unchecked, req.now)
+                .await;
+            return Err(Error::unavailable());
+        }
+    };
+    let mut verified = issuing.verify_secret(principal.as_deref(), &p.secret).await;
     if let (Ok(false), Some(raw)) = (&verified, &p.undecoded) {
-        verified = issuing.verify_secret(principal, raw).await;
+        verified = issuing.verify_secret(principal.as_deref(), raw).await;
     }
     let outcome = match verified {
         Ok(true) => Outcome::Succeeded,

@@ -37,6 +37,7 @@ pub async fn revoke(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     let form = Form::parse(req.body, req.form)?;
     let token = form.required("token")?;
     let client = authenticate(ctx, req, &form).await?;
+    let client: &Principal = &client;
     let Some(v) = issuers_token(ctx, token) else {
         // Not a JWT of the issuer: perhaps one of the client's refresh tokens.
         let hash = refresh_hash(token);
@@ -86,6 +87,7 @@ pub async fn introspect(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer
     let form = Form::parse(req.body, req.form)?;
     let token = form.required("token")?;
     let client = authenticate(ctx, req, &form).await?;
+    let client: &Principal = &client;
     let live = issuers_token(ctx, token).filter(|v| {
         (client.introspect || owns(client, v))
             && ctx.validator.check_time(v, req.now).is_ok()

@@ -5,6 +5,8 @@
 //! RFC 9068 describes, signed by the issuer's own key, so every route that
 //! accepts the issuer accepts them.
 
+use std::sync::Arc;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::StatusCode;
@@ -39,6 +41,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     let form = Form::parse(req.body, req.form)?;
     let grant = form.required("grant_type")?;
     let client = authenticate(ctx, req, &form).await?;
+    let client: &Principal = &client;
     if !grants(ctx).contains(&grant) {
         return Err(Error::new(
             StatusCode::BAD_REQUEST,
@@ -92,8 +95,8 @@ async fn password(
         Err(Denied::Unavailable) => return Err(Error::unavailable()),
     };
     let dialect = ctx.issuing.endpoint.dialect;
-    let sub = issue::subject(dialect, user);
-    let claims = dialect_claims(dialect, user, &scope);
+    let sub = issue::subject(dialect, &user);
+    let claims = dialect_claims(dialect, &user, &scope);
     let minted = mint(ctx, req, &sub, claims, client, &scope)?;
     let record = RefreshRecord {
         issuer: ctx.issuing.issuer.name.clone(),
@@ -124,22 +127,16 @@ async fn refresh_grant(
     client: &Principal,
 ) -> Result<Answer, Error> {
     let token = form.required("refresh_token")?;
-    let principals = &ctx.issuing.endpoint.principals;
-    let check = |record: &RefreshRecord| {
-        let user = principals
-            .get(&record.login)
-            .filter(|u| u.active && !u.blocked)
-            .ok_or_else(invalid_grant)?;
-        let scope = narrowed(form.get("scope"), &words(record.scope.as_deref()))?;
-        Ok((user, scope))
-    };
-    let Some((taken, (user, scope))) =
-        refresh::take(ctx, token, &client.login, req.now, check).await?
+    let check =
+        |record: &RefreshRecord| narrowed(form.get("scope"), &words(record.scope.as_deref()));
+    let Some((taken, scope)) = refresh::take(ctx, token, &client.login, req.now, check).await?
     else {
         return Err(invalid_grant());
     };
+    // A user gone, deactivated or blocked since: the family ends here.
+    let user = live_user(ctx, &taken.login).await?;
     let dialect = ctx.issuing.endpoint.dialect;
-    let claims = dialect_claims(dialect, user, &scope);
+    let claims = dialect_claims(dialect, &user, &scope);
     let minted = mint(ctx, req, &taken.sub, claims, client, &scope)?;
     let refresh_token = refresh::rotate(ctx, token, taken, &minted, req.now).await?;
     Ok(answer(
@@ -282,19 +279,23 @@ async fn legacy_refresh(
             )
         })
         .ok_or_else(invalid_grant)?;
-    let user = ctx
-        .issuing
-        .endpoint
-        .principals
-        .get(&record.login)
-        .filter(|u| u.active && !u.blocked)
-        .ok_or_else(invalid_grant)?;
-    let claims = dialect_claims(ctx.issuing.endpoint.dialect, user, &client.permissions);
+    let user = live_user(ctx, &record.login).await?;
+    let claims = dialect_claims(ctx.issuing.endpoint.dialect, &user, &client.permissions);
     Ok(Subject {
         sub: record.sub,
         claims,
         held: client.permissions.clone(),
     })
+}
+
+/// The user a refresh token was issued for, if it may still log in.
+async fn live_user(ctx: &Endpoints<'_>, login: &str) -> Result<Arc<Principal>, Error> {
+    ctx.issuing
+        .principal(login)
+        .await
+        .map_err(|_| Error::unavailable())?
+        .filter(|u| u.active && !u.blocked)
+        .ok_or_else(invalid_grant)
 }
 
 /// Signs an access token for `sub` obtained by `client` (RFC 9068 §2.2).

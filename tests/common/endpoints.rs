@@ -81,3 +81,15 @@ pub async fn admin_refresh_token(gw: &Gateway) -> String {
         .unwrap()
         .to_string()
 }
+
+/// The demo body with a client-flat client `id` added (a fast-hash
+/// secret, the demo's company) and `extra` TOML lines in its table.
+pub fn with_flat_client(body: String, id: &str, secret: &str, extra: &str) -> String {
+    let client = format!(
+        "[[issuers.client-flat.principals]]\nclient_id = \"{id}\"\nsecret_hash = \"{}\"\n\
+         company = \"becomedigital\"\n{extra}\n",
+        portero::credentials::hash_fast(secret)
+    );
+    let first = "[[issuers.client-flat.principals]]\nclient_id = \"demo_client_123\"";
+    body.replace(first, &format!("{client}{first}"))
+}

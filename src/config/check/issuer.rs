@@ -106,10 +106,15 @@ impl Checker<'_> {
             .oauth2
             .as_ref()
             .and_then(|table| self.oauth2(name, table, endpoint.as_ref(), public_url));
+        let user_store = i
+            .user_store
+            .as_ref()
+            .and_then(|table| self.user_store(name, table, endpoint.is_some()));
         Issuer {
             name: name.to_string(),
             iss,
             endpoint,
+            user_store,
             external,
             oauth2,
             token_ttl: self.duration(
@@ -357,6 +362,65 @@ impl Checker<'_> {
             public_url: public_url.to_string(),
             password_grant: settings.password_grant,
             clients: Principals::new(clients),
+        })
+    }
+
+    /// `[issuers.NAME.user_store]`: where the dialect's principals live in SQL.
+    fn user_store(
+        &mut self,
+        name: &str,
+        table: &Spanned<FileUserStore>,
+        has_endpoint: bool,
+    ) -> Option<UserStoreConfig> {
+        let key = |k: &str| format!("issuers.{name}.user_store.{k}");
+        if !has_endpoint {
+            self.problem(
+                table,
+                format!("issuers.{name}.user_store"),
+                "only an issuer with a dialect has principals to read",
+            );
+            return None;
+        }
+        let s = table.get_ref();
+        let url = match (&s.url, &s.url_env) {
+            (Some(u), None) => u.get_ref().clone(),
+            (None, Some(var)) => match std::env::var(var.get_ref()) {
+                Ok(u) => u,
+                Err(_) => {
+                    self.problem(
+                        var,
+                        key("url_env"),
+                        format!("environment variable {} is not set", var.get_ref()),
+                    );
+                    return None;
+                }
+            },
+            _ => {
+                self.problem(table, key("url"), "needs exactly one of url, url_env");
+                return None;
+            }
+        };
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("mysql://")
+            || url.starts_with("mariadb://"))
+        {
+            // The URL may hold a password: its scheme only.
+            let scheme = url.split("://").next().unwrap_or_default();
+            let at = s.url.as_ref().or(s.url_env.as_ref()).expect("one of them");
+            self.problem(
+                at,
+                key("url"),
+                format!("scheme {scheme:?}: postgres:// or mysql:// (MariaDB too)"),
+            );
+            return None;
+        }
+        Some(UserStoreConfig {
+            url: url.replacen("mariadb://", "mysql://", 1),
+            query: s.query.get_ref().clone(),
+            cache_ttl: self.duration(&s.cache_ttl, &key("cache_ttl"), secs(5)),
+            timeout: self.duration(&s.timeout, &key("timeout"), secs(2)),
+            max_connections: s.max_connections.unwrap_or(4).max(1),
         })
     }
 

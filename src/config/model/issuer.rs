@@ -20,6 +20,8 @@ pub struct Issuer {
     pub keys: Vec<KeyConfig>,
     /// The token endpoint portero serves for this issuer, if it has a dialect.
     pub endpoint: Option<TokenEndpoint>,
+    /// Principals kept in a SQL table, for the endpoint's dialect.
+    pub user_store: Option<UserStoreConfig>,
     /// An issuer run elsewhere (an identity provider): its keys are
     /// fetched from its JWKS, and it serves no token endpoint.
     pub external: Option<ExternalKeySource>,
@@ -260,23 +262,43 @@ pub struct Principal {
 
 #[derive(Debug, Clone, Default)]
 pub struct Principals {
-    by_login: HashMap<String, Principal>,
+    by_login: HashMap<String, Arc<Principal>>,
 }
 
 impl Principals {
     pub fn new(list: Vec<Principal>) -> Principals {
         Principals {
-            by_login: list.into_iter().map(|p| (p.login.clone(), p)).collect(),
+            by_login: list
+                .into_iter()
+                .map(|p| (p.login.clone(), Arc::new(p)))
+                .collect(),
         }
     }
 
-    pub fn get(&self, login: &str) -> Option<&Principal> {
+    pub fn get(&self, login: &str) -> Option<&Arc<Principal>> {
         self.by_login.get(login)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Principal> {
-        self.by_login.values()
+        self.by_login.values().map(|p| &**p)
     }
+}
+
+/// `[issuers.NAME.user_store]`: principals read from a SQL table, beside
+/// those written in the config (which win on a name clash).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserStoreConfig {
+    /// `postgres://...` or `mysql://...`; from `url_env` when given so.
+    pub url: String,
+    /// One row for a login: `$1` (PostgreSQL) or `?` (MySQL); the project
+    /// dialect binds business, then proyecto. Columns are named as the
+    /// dialect's principal keys.
+    pub query: String,
+    /// A row read is used this long before it is read again.
+    pub cache_ttl: Duration,
+    /// For each query, and for a connection from the pool.
+    pub timeout: Duration,
+    pub max_connections: u32,
 }
 
 /// The login of a `project` principal.

@@ -1,0 +1,346 @@
+//! Principals read where the replaced service keeps them: one row of a
+//! PostgreSQL or MySQL/MariaDB table per login, through the operator's
+//! query, its columns named as the dialect's principal keys. Rows are kept
+//! for `cache_ttl`; an unreachable database makes logins answer 5xx in the
+//! dialect's shape (tokens already issued are validated as ever, from
+//! memory), with one WARN line per outage.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Column, ColumnIndex, Connection, Database, Decode, Executor, Row, Type};
+
+use crate::config::{project_login, secret_hash, Dialect, Principal, UserStoreConfig};
+
+/// Rows kept at most, so that logins for made-up names cannot grow it.
+const MAX_CACHED: usize = 10_000;
+
+pub struct UserStore {
+    pool: Pool,
+    config: UserStoreConfig,
+    dialect: Dialect,
+    cache: Mutex<HashMap<String, Cached>>,
+    /// Set while the database fails, so an outage logs once.
+    failing: AtomicBool,
+}
+
+/// A row read for a login, or its absence, and when it was read.
+type Cached = (Instant, Option<Arc<Principal>>);
+
+/// Each database through its own driver: sqlx's `Any` driver cannot read
+/// MySQL's `TINYINT(1)`, the type of most flag columns there.
+enum Pool {
+    Postgres(PgPool),
+    MySql(MySqlPool),
+}
+
+/// The database could not answer.
+#[derive(Debug)]
+pub struct Unavailable;
+
+/// The user stores of `config`'s issuers, by issuer index, their queries
+/// checked against their dialects where the databases answer now (a
+/// database that does not is logged, and logins wait for it).
+pub async fn open(config: &crate::config::Config) -> Result<Vec<Option<Arc<UserStore>>>, String> {
+    let mut stores = Vec::new();
+    for issuer in &config.issuers {
+        let (Some(settings), Some(endpoint)) = (&issuer.user_store, &issuer.endpoint) else {
+            stores.push(None);
+            continue;
+        };
+        let store = UserStore::new(settings, endpoint.dialect)
+            .map_err(|e| format!("issuers.{}.{e}", issuer.name))?;
+        match store.check_columns().await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                issuer = %issuer.name,
+                "user store not reachable: its query is checked when it is"
+            ),
+            Err(e) => return Err(format!("issuers.{}.{e}", issuer.name)),
+        }
+        stores.push(Some(Arc::new(store)));
+    }
+    Ok(stores)
+}
+
+/// The one row `sql` returns for `args`, if any.
+async fn fetch<'p, DB>(
+    pool: &'p sqlx::Pool<DB>,
+    sql: &'p str,
+    args: Vec<String>,
+) -> Result<Option<DB::Row>, sqlx::Error>
+where
+    DB: Database,
+    &'p sqlx::Pool<DB>: Executor<'p, Database = DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + Type<DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    let mut query = sqlx::query::<DB>(sql);
+    for arg in args {
+        query = query.bind(arg);
+    }
+    query.fetch_optional(pool).await
+}
+
+/// The names of the columns `query` returns, asked of the database
+/// without running it, on a connection of its own.
+async fn column_names<C>(url: &str, query: &str) -> Result<Vec<String>, sqlx::Error>
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+{
+    let mut conn = C::connect(url).await?;
+    let described = conn.describe(query).await;
+    let _ = conn.close().await;
+    Ok(described?
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect())
+}
+
+/// The columns each dialect needs: the login's and the secret's.
+fn required_columns(dialect: Dialect) -> &'static [&'static str] {
+    match dialect {
+        Dialect::Session | Dialect::LoginRefresh => &["username", "secret_hash"],
+        Dialect::Project => &["business", "proyecto", "secret_hash"],
+        Dialect::ClientEnvelope | Dialect::ClientFlat => &["client_id", "secret_hash"],
+    }
+}
+
+impl UserStore {
+    /// A pool that connects when first used: the database may come up
+    /// after portero.
+    pub fn new(config: &UserStoreConfig, dialect: Dialect) -> Result<UserStore, String> {
+        let url = &config.url;
+        let pool = if url.starts_with("mysql://") {
+            MySqlPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(config.timeout)
+                .connect_lazy(url)
+                .map(Pool::MySql)
+        } else {
+            PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(config.timeout)
+                .connect_lazy(url)
+                .map(Pool::Postgres)
+        }
+        .map_err(|e| format!("user_store.url: {e}"))?;
+        Ok(UserStore {
+            pool,
+            config: config.clone(),
+            dialect,
+            cache: Mutex::new(HashMap::new()),
+            failing: AtomicBool::new(false),
+        })
+    }
+
+    /// Checks the query's columns against the dialect without reading a
+    /// row: a missing column is named. `Ok(false)`: the database could not
+    /// be asked now. On a connection of its own, closed after: the pool's
+    /// connections are made by the runtime that uses them.
+    pub async fn check_columns(&self) -> Result<bool, String> {
+        let (url, query) = (&self.config.url, &self.config.query);
+        let check = async {
+            match self.pool {
+                Pool::Postgres(_) => column_names::<PgConnection>(url, query).await,
+                Pool::MySql(_) => column_names::<MySqlConnection>(url, query).await,
+            }
+        };
+        let columns = match tokio::time::timeout(self.config.timeout, check).await {
+            Ok(Ok(columns)) => columns,
+            Ok(Err(sqlx::Error::Database(e))) => {
+                return Err(format!("user_store.query: {}", e.message()))
+            }
+            Ok(Err(_)) | Err(_) => return Ok(false),
+        };
+        for needed in required_columns(self.dialect) {
+            if !columns.iter().any(|c| c == needed) {
+                return Err(format!(
+                    "user_store.query returns no {needed:?} column (it returns {columns:?}); \
+                     the {} dialect needs {:?}",
+                    self.dialect.name(),
+                    required_columns(self.dialect)
+                ));
+            }
+        }
+        Ok(true)
+    }
+
+    /// The principal named `login`, if the table has one.
+    pub async fn find(&self, login: &str) -> Result<Option<Arc<Principal>>, Unavailable> {
+        if let Some(found) = self.cached(login) {
+            return Ok(found);
+        }
+        let args: Vec<String> = match self.dialect {
+            Dialect::Project => {
+                let (business, proyecto) = login.split_once('/').unwrap_or((login, ""));
+                vec![business.to_string(), proyecto.to_string()]
+            }
+            _ => vec![login.to_string()],
+        };
+        let sql = self.config.query.as_str();
+        let read = async {
+            Ok::<_, sqlx::Error>(match &self.pool {
+                Pool::Postgres(pool) => fetch(pool, sql, args)
+                    .await?
+                    .and_then(|row| self.principal(&row, login)),
+                Pool::MySql(pool) => fetch(pool, sql, args)
+                    .await?
+                    .and_then(|row| self.principal(&row, login)),
+            })
+        };
+        let found = match tokio::time::timeout(self.config.timeout, read).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => return Err(self.failed(&e.to_string())),
+            Err(_) => return Err(self.failed("timed out")),
+        };
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                issuer_dialect = self.dialect.name(),
+                "user store reachable again"
+            );
+        }
+        let found = found.map(Arc::new);
+        self.keep(login, found.clone());
+        Ok(found)
+    }
+
+    fn failed(&self, error: &str) -> Unavailable {
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error,
+                "user store unavailable: logins answer 503 until it is back"
+            );
+        }
+        Unavailable
+    }
+
+    fn cached(&self, login: &str) -> Option<Option<Arc<Principal>>> {
+        let cache = self.cache.lock().expect("not poisoned");
+        let (at, found) = cache.get(login)?;
+        (at.elapsed() < self.config.cache_ttl).then(|| found.clone())
+    }
+
+    fn keep(&self, login: &str, found: Option<Arc<Principal>>) {
+        let mut cache = self.cache.lock().expect("not poisoned");
+        if cache.len() >= MAX_CACHED {
+            let ttl = self.config.cache_ttl;
+            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(login.to_string(), (Instant::now(), found));
+    }
+
+    /// A row as the dialect's principal; `None` (logged, naming the format
+    /// and never the hash) when its secret is in no format portero knows.
+    fn principal<R>(&self, row: &R, login: &str) -> Option<Principal>
+    where
+        R: Row,
+        for<'c> &'c str: ColumnIndex<R>,
+        String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+        i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+        i32: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+        bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let text = |name: &str| -> Option<String> {
+            row.try_get::<Option<String>, _>(name).ok().flatten()
+        };
+        let flag = |name: &str, default: bool| -> bool {
+            row.try_get::<Option<bool>, _>(name)
+                .ok()
+                .flatten()
+                .or_else(|| {
+                    row.try_get::<Option<i64>, _>(name)
+                        .ok()
+                        .flatten()
+                        .map(|n| n != 0)
+                })
+                .unwrap_or(default)
+        };
+        let secret = match secret_hash(&text("secret_hash")?) {
+            Ok(h) => h,
+            Err(why) => {
+                tracing::error!(
+                    dialect = self.dialect.name(),
+                    login,
+                    "user store: a login refused, its secret_hash is unusable: {why}"
+                );
+                return None;
+            }
+        };
+        let id = row
+            .try_get::<Option<i64>, _>("id")
+            .ok()
+            .flatten()
+            .or_else(|| {
+                row.try_get::<Option<i32>, _>("id")
+                    .ok()
+                    .flatten()
+                    .map(i64::from)
+            })
+            .map(serde_json::Value::from)
+            .or_else(|| text("id").map(serde_json::Value::from))
+            .unwrap_or(serde_json::Value::Null);
+        let (business, proyecto) = (text("business"), text("proyecto"));
+        let login = match self.dialect {
+            Dialect::Session | Dialect::LoginRefresh => text("username")?,
+            Dialect::Project => project_login(business.as_deref()?, proyecto.as_deref()?),
+            Dialect::ClientEnvelope | Dialect::ClientFlat => text("client_id")?,
+        };
+        let permissions = text("permissions")
+            .map(|p| {
+                p.split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Principal {
+            login,
+            secret,
+            id,
+            username: text("username"),
+            nombre: text("nombre"),
+            role: text("role"),
+            business,
+            proyecto,
+            client_id: text("client_id"),
+            company: text("company"),
+            permissions,
+            active: flag("active", true),
+            blocked: flag("blocked", false),
+            rate_limit: None,
+            auth_method: None,
+            introspect: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_dialect_needs_its_login_and_secret() {
+        assert_eq!(
+            required_columns(Dialect::Session),
+            ["username", "secret_hash"]
+        );
+        assert_eq!(
+            required_columns(Dialect::Project),
+            ["business", "proyecto", "secret_hash"]
+        );
+        assert_eq!(
+            required_columns(Dialect::ClientFlat),
+            ["client_id", "secret_hash"]
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! Users read where they already live: a real PostgreSQL and a real
+//! MariaDB (on loopback; `PORTERO_TEST_POSTGRES_URL` / `PORTERO_TEST_MYSQL_URL`
+//! point elsewhere), each test in a database of its own, dropped after.
+//! Hashes come from the libraries that write them (tests/password_formats.py).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use sqlx::{Connection, Executor};
+
+const PASSWORD: &str = "Secr3t pässword+%";
+/// The formats each database holds: three families, three libraries.
+const FORMATS: [&str; 3] = ["bcrypt-2y", "django-pbkdf2-sha256", "argon2id"];
+
+#[derive(Clone, Copy)]
+enum Engine {
+    Postgres,
+    MariaDb,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "POSTGRES",
+            Engine::MariaDb => "MARIADB",
+        }
+    }
+
+    /// The server's URL without a database, and the one to connect to for admin.
+    fn server(self) -> String {
+        match self {
+            Engine::Postgres => std::env::var("PORTERO_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432".into()),
+            Engine::MariaDb => std::env::var("PORTERO_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
+        }
+    }
+
+    fn admin_db(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::MariaDb => "mysql",
+        }
+    }
+
+    fn placeholder(self) -> &'static str {
+        match self {
+            Engine::Postgres => "$1",
+            Engine::MariaDb => "?",
+        }
+    }
+}
+
+/// A database of the test's own, dropped when it ends.
+struct Database {
+    engine: Engine,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    async fn create(engine: Engine) -> Option<Database> {
+        sqlx::any::install_default_drivers();
+        let admin = format!("{}/{}", engine.server(), engine.admin_db());
+        let reachable = sqlx::AnyConnection::connect(&admin).await;
+        let missing = reachable
+            .as_ref()
+            .err()
+            .map(|e| format!("no {} at {}: {e}", engine.name(), engine.server()));
+        if !outside_program(engine.name(), missing) {
+            return None;
+        }
+        let mut admin = reachable.unwrap();
+        let name = format!(
+            "portero_test_{}_{}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", engine.server());
+        Some(Database { engine, name, url })
+    }
+
+    async fn run(&self, sql: &str) {
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
+        conn.execute(sql).await.unwrap();
+    }
+
+    async fn add_user(&self, username: &str, hash: &str, id: usize) {
+        self.run(&format!(
+            "INSERT INTO users (username, password_hash, id, nombre, role, blocked) \
+             VALUES ('{username}', '{hash}', {id}, 'Name of {username}', 'USER', false)"
+        ))
+        .await;
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (engine, name) = (self.engine, self.name.clone());
+        // Dropped on a runtime of its own: the test's may be shutting down.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new().unwrap().block_on(async {
+                let admin = format!("{}/{}", engine.server(), engine.admin_db());
+                if let Ok(mut c) = sqlx::AnyConnection::connect(&admin).await {
+                    let _ = c
+                        .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+                        .await;
+                }
+            })
+        })
+        .join();
+    }
+}
+
+fn hashes() -> Option<BTreeMap<String, String>> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/password_formats.py");
+    let out = Command::new("python3").args([script, PASSWORD]).output();
+    let missing = match &out {
+        Ok(o) if o.status.success() => None,
+        _ => Some("python3 -m pip install passlib bcrypt argon2-cffi django".to_string()),
+    };
+    if !outside_program("HASH_LIBRARIES", missing) {
+        return None;
+    }
+    Some(serde_json::from_slice(&out.unwrap().stdout).unwrap())
+}
+
+/// Two dialects reading the same table; the login-refresh one through a
+/// query that renames columns, as an operator's would.
+fn config(db: &Database, extra: &str) -> String {
+    let p = db.engine.placeholder();
+    format!(
+        "[issuers.people]\ndialect = \"session\"\npath = \"/api/Session/GetToken\"\nmax_failures = 100\n\n\
+         [issuers.people.user_store]\nurl = \"{url}\"\ncache_ttl = \"200ms\"\n{extra}\
+         query = \"SELECT username, password_hash AS secret_hash, id, nombre, role, blocked FROM users WHERE username = {p}\"\n\n\
+         [issuers.app]\ndialect = \"login-refresh\"\npath = \"/api/auth/token\"\nmax_failures = 100\n\n\
+         [issuers.app.user_store]\nurl = \"{url}\"\ncache_ttl = \"200ms\"\n{extra}\
+         query = \"SELECT username, password_hash AS secret_hash, role FROM users WHERE username = {p}\"\n\n\
+         [upstreams.echo]\nbuiltin = \"echo\"\n\n[[routes]]\npath = \"/\"\nupstream = \"echo\"\n",
+        url = db.url,
+    )
+}
+
+async fn login(gw: &Gateway, path: &str, username: &str, password: &str) -> (StatusCode, String) {
+    let body = serde_json::json!({ "username": username, "password": password }).to_string();
+    post(gw, path, None, &body).await
+}
+
+const DIALECTS: [&str; 2] = ["/api/Session/GetToken", "/api/auth/token"];
+
+async fn logins_where_users_live(engine: Engine) {
+    let Some(hashes) = hashes() else { return };
+    let Some(db) = Database::create(engine).await else {
+        return;
+    };
+    db.run(
+        "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, \
+         id INTEGER NOT NULL, nombre VARCHAR(64), role VARCHAR(16), blocked BOOLEAN NOT NULL)",
+    )
+    .await;
+    for (n, format) in FORMATS.iter().enumerate() {
+        db.add_user(format, &hashes[*format], n + 1).await;
+    }
+    let gw = Gateway::start(&config(&db, "")).await;
+    // Each format through each dialect; a wrong password refused.
+    for format in FORMATS {
+        for path in DIALECTS {
+            let (status, body) = login(&gw, path, format, PASSWORD).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{format} at {path}: {body}\n{}",
+                gw.log()
+            );
+            let (status, _) = login(&gw, path, format, "nope").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{format} at {path}");
+        }
+    }
+    let (_, session) = login(&gw, DIALECTS[0], "argon2id", PASSWORD).await;
+    let session = parse(&session);
+    assert_eq!(session["usuario"]["nombre"], "Name of argon2id");
+    let token = session["tokenValido"].as_str().unwrap().to_string();
+
+    // A user added while portero runs logs in, once the cached absence ages.
+    let (status, _) = login(&gw, DIALECTS[0], "newcomer", PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    db.add_user("newcomer", &hashes["bcrypt-2b"], 9).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = login(&gw, DIALECTS[0], "newcomer", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The table gone: logins answer 5xx in each dialect's shape (the session
+    // dialect's error 3 is a 500, login-refresh's a 503), tokens
+    // already issued still open their routes, and one WARN says why.
+    db.run("DROP TABLE users").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (path, status_5xx) in DIALECTS.into_iter().zip([500, 503]) {
+        for _ in 0..3 {
+            let (status, body) = login(&gw, path, "bcrypt-2y", PASSWORD).await;
+            assert_eq!(status, status_5xx, "{path}: {body}");
+        }
+    }
+    let (_, session_error) = login(&gw, DIALECTS[0], "bcrypt-2y", PASSWORD).await;
+    assert_eq!(parse(&session_error)["error"], 3, "{session_error}");
+    assert_eq!(proxied(&gw, &format!("Bearer {token}")).await.status(), 200);
+    gw.log_with("user store unavailable").await;
+    assert_eq!(
+        gw.log().matches("user store unavailable").count(),
+        2,
+        "one line per store's outage:\n{}",
+        gw.log()
+    );
+}
+
+#[tokio::test]
+async fn postgres_users_log_in_in_every_format_and_an_outage_is_a_5xx() {
+    logins_where_users_live(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_users_log_in_in_every_format_and_an_outage_is_a_5xx() {
+    logins_where_users_live(Engine::MariaDb).await;
+}
+
+#[tokio::test]
+async fn a_query_without_the_dialects_columns_stops_the_start_naming_them() {
+    let Some(db) = Database::create(Engine::Postgres).await else {
+        return;
+    };
+    db.run("CREATE TABLE users (username TEXT, pw TEXT)").await;
+    let body = format!(
+        "[issuers.people]\ndialect = \"session\"\n\n[issuers.people.user_store]\nurl = \"{}\"\n\
+         query = \"SELECT username, pw FROM users WHERE username = $1\"\n",
+        db.url
+    );
+    let (ok, stderr) = run_to_exit(&body);
+    assert!(!ok);
+    assert!(
+        stderr.contains("issuers.people.user_store.query") && stderr.contains("\"secret_hash\""),
+        "{stderr}"
+    );
+    // A URL of another kind is refused naming its scheme, never the URL.
+    let (ok, stderr) = run_to_exit(
+        "[issuers.people]\ndialect = \"session\"\n\n[issuers.people.user_store]\n\
+         url = \"redis://:hunter2@x\"\nquery = \"SELECT 1\"\n",
+    );
+    assert!(
+        !ok && stderr.contains("\"redis\"") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+}
