@@ -357,7 +357,7 @@ impl Admin {
                 };
                 (status, format!("{e}; nothing was reloaded"))
             })?;
-        let user_stores = crate::user_store::open(&config)
+        let user_stores = crate::user_store::open(&config, &metrics.legacy_hashes)
             .await
             .map_err(|e| refused(&e))?;
         let external = &self.shared.external;

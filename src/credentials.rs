@@ -66,6 +66,21 @@ impl SecretHash {
         matches!(self, SecretHash::Fast { .. })
     }
 
+    /// Whether this is what portero writes today: argon2id with at least
+    /// the OWASP parameters (19 MiB, 2 passes), or its fast keyed hash.
+    pub fn is_current(&self) -> bool {
+        let SecretHash::Phc(phc) = self else {
+            return self.is_fast();
+        };
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let param = |name: &str| parsed.params.get_decimal(name).unwrap_or(0);
+        parsed.algorithm.as_str() == "argon2id"
+            && param("m") >= argon2::Params::DEFAULT_M_COST
+            && param("t") >= argon2::Params::DEFAULT_T_COST
+    }
+
     /// The format's name, for logs and metrics (never the hash itself).
     pub fn format(&self) -> &'static str {
         match self {

@@ -12,7 +12,8 @@ mod session;
 
 use http::StatusCode;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -88,7 +89,7 @@ pub struct Issuing<'a> {
     pub revocations: &'a Revocations,
     pub metrics: &'a Metrics,
     /// Where principals not in the config are looked up, if anywhere.
-    pub users: Option<&'a UserStore>,
+    pub users: Option<&'a Arc<UserStore>>,
 }
 
 /// Serves one token-endpoint request.
@@ -375,10 +376,65 @@ impl From<StoreError> for Denied {
     }
 }
 
+/// Slow hash checks (argon2, bcrypt, PBKDF2, scrypt) run on blocking
+/// threads a few at a time, half the cores: a login flood waits its turn
+/// rather than taking every core from the proxy, and past
+/// [`MAX_WAITING_CHECKS`] waiting a login is refused as unavailable.
+struct SlowChecks {
+    running: tokio::sync::Semaphore,
+    waiting: AtomicUsize,
+    /// Set while logins are refused, so a flood logs once.
+    refusing: AtomicBool,
+}
+
+const MAX_WAITING_CHECKS: usize = 256;
+
+fn slow_checks() -> &'static SlowChecks {
+    static CHECKS: OnceLock<SlowChecks> = OnceLock::new();
+    CHECKS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        SlowChecks {
+            running: tokio::sync::Semaphore::new(cores.div_ceil(2)),
+            waiting: AtomicUsize::new(0),
+            refusing: AtomicBool::new(false),
+        }
+    })
+}
+
+/// One place in the queue of slow checks, given back however the wait ends.
+struct Waiting(&'static AtomicUsize);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Denied> {
-    tokio::task::spawn_blocking(f)
+    let checks = slow_checks();
+    let waiting = Waiting(&checks.waiting);
+    if checks.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING_CHECKS {
+        if !checks.refusing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                waiting = MAX_WAITING_CHECKS,
+                "slow credential checks queued to the limit: logins refused as unavailable"
+            );
+        }
+        return Err(Denied::Unavailable);
+    }
+    checks.refusing.store(false, Ordering::Relaxed);
+    let turn = checks
+        .running
+        .acquire()
         .await
-        .map_err(|_| Denied::Unavailable)
+        .map_err(|_| Denied::Unavailable)?;
+    drop(waiting);
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        f()
+    })
+    .await
+    .map_err(|_| Denied::Unavailable)
 }
 
 impl Issuing<'_> {
@@ -494,6 +550,11 @@ impl Issuing<'_> {
             let secret = secret.to_string();
             blocking(move || hash.verify(&secret)).await?
         };
+        if let (true, Some(p), Some(users)) = (matches, principal, self.users) {
+            if users.wants_rehash(p) {
+                users.rehash_later(p, secret);
+            }
+        }
         Ok(matches && principal.is_some())
     }
 
@@ -690,6 +751,18 @@ mod tests {
             assert_eq!(is_json(Some(value.as_bytes())), json, "{value}");
         }
         assert!(!is_json(None));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_checks_wait_in_a_bounded_queue() {
+        // Far more checks at once than may wait: the surplus is refused at
+        // once, the rest run a few at a time, none is lost.
+        let checks = (0..MAX_WAITING_CHECKS + 200)
+            .map(|_| blocking(|| std::thread::sleep(std::time::Duration::from_millis(2))));
+        let answers = futures_util::future::join_all(checks).await;
+        let refused = answers.iter().filter(|a| a.is_err()).count();
+        assert!(refused >= 200 - 2, "{refused} refused");
+        assert!(answers.len() - refused >= MAX_WAITING_CHECKS - 2);
     }
 
     #[test]

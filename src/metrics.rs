@@ -22,6 +22,7 @@ pub struct Metrics {
     pub tokens_issued: IntCounterVec,
     pub token_requests: IntCounterVec,
     pub legacy_requests: IntCounterVec,
+    pub legacy_hashes: IntGaugeVec,
     pub oauth2_requests: IntCounterVec,
     pub lockouts: IntCounterVec,
     pub refresh: IntCounterVec,
@@ -264,6 +265,21 @@ impl Metrics {
                 "Time from forwarding a request to its response head, by upstream.",
                 &["upstream"],
             ),
+            legacy_hashes: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "portero_legacy_hashes",
+                        "Users whose stored hash is not argon2id yet, by issuer (user stores \
+                         with legacy_count; counted once a minute).",
+                    ),
+                    &["issuer"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
             upstream_healthy: {
                 let g = IntGaugeVec::new(
                     Opts::new(

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
@@ -45,7 +45,10 @@ pub struct Unavailable;
 /// The user stores of `config`'s issuers, by issuer index, their queries
 /// checked against their dialects where the databases answer now (a
 /// database that does not is logged, and logins wait for it).
-pub async fn open(config: &crate::config::Config) -> Result<Vec<Option<Arc<UserStore>>>, String> {
+pub async fn open(
+    config: &crate::config::Config,
+    legacy_hashes: &prometheus::IntGaugeVec,
+) -> Result<Vec<Option<Arc<UserStore>>>, String> {
     let mut stores = Vec::new();
     for issuer in &config.issuers {
         let (Some(settings), Some(endpoint)) = (&issuer.user_store, &issuer.endpoint) else {
@@ -62,7 +65,9 @@ pub async fn open(config: &crate::config::Config) -> Result<Vec<Option<Arc<UserS
             ),
             Err(e) => return Err(format!("issuers.{}.{e}", issuer.name)),
         }
-        stores.push(Some(Arc::new(store)));
+        let store = Arc::new(store);
+        store.count_legacy_hashes(legacy_hashes.with_label_values(&[&issuer.name]));
+        stores.push(Some(store));
     }
     Ok(stores)
 }
@@ -84,6 +89,56 @@ where
         query = query.bind(arg);
     }
     query.fetch_optional(pool).await
+}
+
+/// Runs `sql` with `args`; the rows it changed.
+async fn execute<'p, DB>(
+    pool: &'p sqlx::Pool<DB>,
+    sql: &'p str,
+    args: Vec<String>,
+) -> Result<u64, sqlx::Error>
+where
+    DB: Database,
+    &'p sqlx::Pool<DB>: Executor<'p, Database = DB>,
+    String: for<'q> sqlx::Encode<'q, DB> + Type<DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    DB::QueryResult: RowsAffected,
+{
+    let mut query = sqlx::query::<DB>(sql);
+    for arg in args {
+        query = query.bind(arg);
+    }
+    Ok(query.execute(pool).await?.rows())
+}
+
+/// The one number `sql` returns.
+async fn count_rows<'p, DB>(pool: &'p sqlx::Pool<DB>, sql: &'p str) -> Result<i64, sqlx::Error>
+where
+    DB: Database,
+    &'p sqlx::Pool<DB>: Executor<'p, Database = DB>,
+    i64: for<'r> Decode<'r, DB> + Type<DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let row = sqlx::query::<DB>(sql).fetch_one(pool).await?;
+    row.try_get::<i64, _>(0)
+}
+
+/// What an update changed, from either driver's result.
+trait RowsAffected {
+    fn rows(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn rows(&self) -> u64 {
+        self.rows_affected()
+    }
 }
 
 /// The names of the columns `query` returns, asked of the database
@@ -177,13 +232,7 @@ impl UserStore {
         if let Some(found) = self.cached(login) {
             return Ok(found);
         }
-        let args: Vec<String> = match self.dialect {
-            Dialect::Project => {
-                let (business, proyecto) = login.split_once('/').unwrap_or((login, ""));
-                vec![business.to_string(), proyecto.to_string()]
-            }
-            _ => vec![login.to_string()],
-        };
+        let args = self.login_args(login);
         let sql = self.config.query.as_str();
         let read = async {
             Ok::<_, sqlx::Error>(match &self.pool {
@@ -209,6 +258,88 @@ impl UserStore {
         let found = found.map(Arc::new);
         self.keep(login, found.clone());
         Ok(found)
+    }
+
+    /// Whether a login that `p` just passed should rewrite its hash.
+    pub fn wants_rehash(&self, p: &Principal) -> bool {
+        self.config.rehash_update.is_some() && p.stored_hash.is_some() && !p.secret.is_current()
+    }
+
+    /// Writes an argon2id hash of `secret` over the row's `p.stored_hash`,
+    /// in the background: a compare-and-swap, so a password changed
+    /// meanwhile is never overwritten, and a failed write never fails the
+    /// login it follows.
+    pub fn rehash_later(self: &Arc<Self>, p: &Principal, secret: &str) {
+        let (Some(update), Some(stored)) = (&self.config.rehash_update, &p.stored_hash) else {
+            return;
+        };
+        let (store, update, stored) = (self.clone(), update.clone(), stored.clone());
+        let (login, secret) = (p.login.clone(), secret.to_string());
+        tokio::spawn(async move {
+            let format = crate::config::secret_hash(&stored)
+                .map(|h| h.format())
+                .unwrap_or("unknown");
+            let Ok(new) =
+                tokio::task::spawn_blocking(move || crate::credentials::hash_password(&secret))
+                    .await
+            else {
+                return;
+            };
+            let mut args = store.login_args(&login);
+            args.insert(0, new);
+            args.push(stored);
+            let written = match &store.pool {
+                Pool::Postgres(pool) => execute(pool, &update, args).await,
+                Pool::MySql(pool) => execute(pool, &update, args).await,
+            };
+            store.cache.lock().expect("not poisoned").remove(&login);
+            match written {
+                Ok(1) => {
+                    tracing::info!(format, "user store: a {format} hash rewritten as argon2id")
+                }
+                Ok(_) => tracing::info!(
+                    format,
+                    "user store: not rehashed, the row changed since it was read"
+                ),
+                Err(e) => tracing::warn!(error = %e, "user store: rehash not written"),
+            }
+        });
+    }
+
+    /// Sets `gauge` to the rows whose hash is not argon2id yet, now and
+    /// once a minute, while the store is in use.
+    pub fn count_legacy_hashes(self: &Arc<Self>, gauge: prometheus::IntGauge) {
+        let Some(count) = self.config.legacy_count.clone() else {
+            return;
+        };
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let Some(store) = store.upgrade() else { return };
+                let counted = match &store.pool {
+                    Pool::Postgres(pool) => count_rows(pool, &count).await,
+                    Pool::MySql(pool) => count_rows(pool, &count).await,
+                };
+                match counted {
+                    Ok(n) => gauge.set(n),
+                    Err(e) => tracing::warn!(error = %e, "user store: legacy_count failed"),
+                }
+            }
+        });
+    }
+
+    /// The query's parameters for a login: the login, or for the project
+    /// dialect its business and proyecto.
+    fn login_args(&self, login: &str) -> Vec<String> {
+        match self.dialect {
+            Dialect::Project => {
+                let (business, proyecto) = login.split_once('/').unwrap_or((login, ""));
+                vec![business.to_string(), proyecto.to_string()]
+            }
+            _ => vec![login.to_string()],
+        }
     }
 
     fn failed(&self, error: &str) -> Unavailable {
@@ -306,6 +437,7 @@ impl UserStore {
         Some(Principal {
             login,
             secret,
+            stored_hash: text("secret_hash"),
             id,
             username: text("username"),
             nombre: text("nombre"),

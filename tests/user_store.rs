@@ -94,6 +94,15 @@ impl Database {
         conn.execute(sql).await.unwrap();
     }
 
+    /// Every row's (username, hash).
+    async fn hashes(&self) -> Vec<(String, String)> {
+        let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
+        sqlx::query_as::<_, (String, String)>("SELECT username, password_hash FROM users")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap()
+    }
+
     async fn add_user(&self, username: &str, hash: &str, id: usize) {
         self.run(&format!(
             "INSERT INTO users (username, password_hash, id, nombre, role, blocked) \
@@ -170,7 +179,23 @@ async fn logins_where_users_live(engine: Engine) {
     for (n, format) in FORMATS.iter().enumerate() {
         db.add_user(format, &hashes[*format], n + 1).await;
     }
-    let gw = Gateway::start(&config(&db, "")).await;
+    let p = |n: usize| match engine {
+        Engine::Postgres => format!("${n}"),
+        Engine::MariaDb => "?".to_string(),
+    };
+    let rehash = format!(
+        "rehash = \"argon2id\"\n\
+         update = \"UPDATE users SET password_hash = {} WHERE username = {} AND password_hash = {}\"\n\
+         legacy_count = \"SELECT COUNT(*) FROM users WHERE password_hash NOT LIKE '$argon2id$%'\"\n",
+        p(1),
+        p(2),
+        p(3)
+    );
+    let gw = Gateway::start(&config(&db, &rehash)).await;
+    // Counted at start: bcrypt and Django's PBKDF2 are legacy; argon2-cffi's
+    // argon2id has portero's parameters.
+    gw.wait_metric("portero_legacy_hashes", &[("issuer", "people")], 2.0)
+        .await;
     // Each format through each dialect; a wrong password refused.
     for format in FORMATS {
         for path in DIALECTS {
@@ -185,6 +210,24 @@ async fn logins_where_users_live(engine: Engine) {
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{format} at {path}");
         }
     }
+    // Each legacy hash was rewritten as argon2id after its first login,
+    // in the table itself; the users log in with it.
+    let rehashed = poll(
+        Duration::from_secs(10),
+        || db.hashes(),
+        |h| h.iter().all(|(_, hash)| hash.starts_with("$argon2id$")),
+    )
+    .await;
+    assert!(
+        rehashed.iter().all(|(_, h)| h.starts_with("$argon2id$")),
+        "{rehashed:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for format in FORMATS {
+        let (status, _) = login(&gw, DIALECTS[1], format, PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{format} after its rehash");
+    }
+    gw.log_with("hash rewritten as argon2id").await;
     let (_, session) = login(&gw, DIALECTS[0], "argon2id", PASSWORD).await;
     let session = parse(&session);
     assert_eq!(session["usuario"]["nombre"], "Name of argon2id");

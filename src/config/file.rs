@@ -329,6 +329,9 @@ pub(super) struct FileUserStore {
     pub(super) cache_ttl: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) max_connections: Option<u32>,
+    pub(super) rehash: Option<Spanned<String>>,
+    pub(super) update: Option<Spanned<String>>,
+    pub(super) legacy_count: Option<String>,
 }
 
 /// A user dialect's OAuth 2.0 client.

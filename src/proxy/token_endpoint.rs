@@ -122,7 +122,7 @@ impl Gateway {
             store: &self.shared.store,
             revocations: &self.shared.revocations,
             metrics: &self.shared.metrics,
-            users: live.user_stores[index].as_deref(),
+            users: live.user_stores[index].as_ref(),
         }
     }
 }

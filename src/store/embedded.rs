@@ -29,6 +29,8 @@ pub struct Embedded {
     /// Credential checks in flight, per lockout key. One instance owns the
     /// file, so they live in memory: a reservation costs no disk write.
     checks_in_flight: Mutex<HashMap<String, u32>>,
+    /// The turn to run a write or scan on a blocking thread.
+    writing: Arc<tokio::sync::Semaphore>,
 }
 
 /// The synchronous redb operations; [`Embedded`] runs writes and scans on
@@ -65,19 +67,30 @@ impl Embedded {
             db: Arc::new(Redb { db }),
             metrics,
             checks_in_flight: Mutex::default(),
+            writing: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
     /// Runs `f` on a blocking thread: redb writes wait on the disk (fsync).
+    /// One at a time, as redb commits them anyway: a login flood queues
+    /// here as waiting tasks, not as hundreds of blocking threads taking
+    /// the cores from the proxy.
     async fn run<T: Send + 'static>(
         &self,
         op: &'static str,
         f: impl FnOnce(&Redb) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let db = self.db.clone();
-        let result = tokio::task::spawn_blocking(move || f(&db))
+        let turn = self.writing.clone().acquire_owned().await.map_err(backend);
+        let result = match turn {
+            Ok(turn) => tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                f(&db)
+            })
             .await
-            .unwrap_or_else(|e| Err(backend(e)));
+            .unwrap_or_else(|e| Err(backend(e))),
+            Err(e) => Err(e),
+        };
         self.count(op, result)
     }
 

@@ -345,6 +345,7 @@ impl Checker<'_> {
                 active: true,
                 blocked: false,
                 rate_limit: None,
+                stored_hash: None,
                 auth_method: self.auth_method(&c.auth_method, &client_key),
                 introspect: c.introspect,
             });
@@ -415,7 +416,34 @@ impl Checker<'_> {
             );
             return None;
         }
+        let rehash_update = match (&s.rehash, &s.update) {
+            (None, None) => None,
+            (Some(r), _) if r.get_ref() != "argon2id" => {
+                self.problem(
+                    r,
+                    key("rehash"),
+                    format!("{:?}: only \"argon2id\"", r.get_ref()),
+                );
+                None
+            }
+            (Some(_), Some(update)) => Some(update.get_ref().clone()),
+            (Some(r), None) => {
+                self.problem(
+                    r,
+                    key("update"),
+                    "rehash needs the update that writes the new hash: it binds the new \
+                     hash, the login, then the old hash (compare and swap)",
+                );
+                None
+            }
+            (None, Some(u)) => {
+                self.problem(u, key("update"), "is used only with rehash = \"argon2id\"");
+                None
+            }
+        };
         Some(UserStoreConfig {
+            rehash_update,
+            legacy_count: s.legacy_count.clone(),
             url: url.replacen("mariadb://", "mysql://", 1),
             query: s.query.get_ref().clone(),
             cache_ttl: self.duration(&s.cache_ttl, &key("cache_ttl"), secs(5)),
@@ -493,6 +521,7 @@ impl Checker<'_> {
             active: p.active,
             blocked: p.blocked,
             rate_limit: p.rate_limit.filter(|n| *n > 0),
+            stored_hash: None,
             auth_method: self.auth_method(&p.auth_method, key),
             introspect: p.introspect,
         })

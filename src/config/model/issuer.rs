@@ -253,6 +253,9 @@ pub struct Principal {
     /// Replaces `requests` of the rate limits keyed by identity for this
     /// principal's tokens.
     pub rate_limit: Option<u32>,
+    /// The hash as a user store's row holds it, for a compare-and-swap
+    /// rehash; `None` for the config's principals.
+    pub stored_hash: Option<String>,
     /// As an OAuth 2.0 client, it may authenticate only this way.
     pub auth_method: Option<ClientAuth>,
     /// As an OAuth 2.0 client, it may introspect any token of the issuer,
@@ -299,6 +302,14 @@ pub struct UserStoreConfig {
     /// For each query, and for a connection from the pool.
     pub timeout: Duration,
     pub max_connections: u32,
+    /// `rehash = "argon2id"`: after a login with any other hash (or a
+    /// weaker argon2id), this compare-and-swap update writes the new one:
+    /// binds the new hash, the login (project: business, proyecto), then
+    /// the hash the row held.
+    pub rehash_update: Option<String>,
+    /// Counts the rows whose hash is not argon2id yet, for
+    /// `portero_legacy_hashes`; run once a minute.
+    pub legacy_count: Option<String>,
 }
 
 /// The login of a `project` principal.
