@@ -173,7 +173,8 @@ impl Admin {
     }
 
     /// Ready when the listeners are up, every upstream has a healthy server
-    /// and every external issuer has keys (or has had its time to get them).
+    /// and every external issuer has keys (or has had its time to get them);
+    /// degraded while the store or a user store cannot be reached.
     fn readyz(&self) -> Reply {
         let started = self.started.load(Ordering::Acquire);
         let live = self.shared.live.load();
@@ -198,7 +199,16 @@ impl Admin {
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        let state = match (ready, store_reachable) {
+        // A user store down stops logins, not the tokens already issued.
+        let user_stores: serde_json::Map<String, serde_json::Value> = live
+            .issuers
+            .iter()
+            .zip(&live.user_stores)
+            .filter_map(|(issuer, users)| Some((issuer.name.clone(), users.as_ref()?.reachable())))
+            .map(|(name, up)| (name, json!(if up { "reachable" } else { "unreachable" })))
+            .collect();
+        let users_reachable = user_stores.values().all(|v| v == "reachable");
+        let state = match (ready, store_reachable && users_reachable) {
             (false, _) => "not_ready",
             (true, false) => "degraded",
             (true, true) => "ready",
@@ -212,6 +222,7 @@ impl Admin {
                 "store": if store_reachable { "reachable" } else { "unreachable" },
                 "healthy_servers": upstreams,
                 "external_issuer_keys": keys_held,
+                "user_stores": user_stores,
             }),
         )
     }

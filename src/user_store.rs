@@ -26,6 +26,8 @@ pub struct UserStore {
     cache: Mutex<HashMap<String, Cached>>,
     /// Set while the database fails, so an outage logs once.
     failing: AtomicBool,
+    /// The query's columns were found to suit the dialect.
+    columns_checked: AtomicBool,
 }
 
 /// A row read for a login, or its absence, and when it was read.
@@ -59,10 +61,13 @@ pub async fn open(
             .map_err(|e| format!("issuers.{}.{e}", issuer.name))?;
         match store.check_columns().await {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                issuer = %issuer.name,
-                "user store not reachable: its query is checked when it is"
-            ),
+            Ok(false) => {
+                store.failing.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    issuer = %issuer.name,
+                    "user store not reachable: logins wait for it, and its query is checked then"
+                );
+            }
             Err(e) => return Err(format!("issuers.{}.{e}", issuer.name)),
         }
         let store = Arc::new(store);
@@ -192,6 +197,7 @@ impl UserStore {
             dialect,
             cache: Mutex::new(HashMap::new()),
             failing: AtomicBool::new(false),
+            columns_checked: AtomicBool::new(false),
         })
     }
 
@@ -224,6 +230,7 @@ impl UserStore {
                 ));
             }
         }
+        self.columns_checked.store(true, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -231,6 +238,14 @@ impl UserStore {
     pub async fn find(&self, login: &str) -> Result<Option<Arc<Principal>>, Unavailable> {
         if let Some(found) = self.cached(login) {
             return Ok(found);
+        }
+        // A database that was down at start has its query checked once it answers.
+        if !self.columns_checked.load(Ordering::Relaxed) {
+            match self.check_columns().await {
+                Ok(true) => {}
+                Ok(false) => return Err(self.failed("not reachable")),
+                Err(e) => return Err(self.failed(&e)),
+            }
         }
         let args = self.login_args(login);
         let sql = self.config.query.as_str();
@@ -340,6 +355,11 @@ impl UserStore {
             }
             _ => vec![login.to_string()],
         }
+    }
+
+    /// Whether the database answered the last time it was asked.
+    pub fn reachable(&self) -> bool {
+        !self.failing.load(Ordering::Relaxed)
     }
 
     fn failed(&self, error: &str) -> Unavailable {

@@ -164,6 +164,12 @@ async fn login(gw: &Gateway, path: &str, username: &str, password: &str) -> (Sta
     post(gw, path, None, &body).await
 }
 
+/// `/readyz`, whole.
+async fn readyz(gw: &Gateway) -> (u16, serde_json::Value) {
+    let r = reqwest::get(gw.admin_url("/readyz")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
 const DIALECTS: [&str; 2] = ["/api/Session/GetToken", "/api/auth/token"];
 
 async fn logins_where_users_live(engine: Engine) {
@@ -228,6 +234,8 @@ async fn logins_where_users_live(engine: Engine) {
         assert_eq!(status, StatusCode::OK, "{format} after its rehash");
     }
     gw.log_with("hash rewritten as argon2id").await;
+    let (_, readiness) = readyz(&gw).await;
+    assert_eq!(readiness["user_stores"]["app"], "reachable", "{readiness}");
     let (_, session) = login(&gw, DIALECTS[0], "argon2id", PASSWORD).await;
     let session = parse(&session);
     assert_eq!(session["usuario"]["nombre"], "Name of argon2id");
@@ -255,6 +263,11 @@ async fn logins_where_users_live(engine: Engine) {
     let (_, session_error) = login(&gw, DIALECTS[0], "bcrypt-2y", PASSWORD).await;
     assert_eq!(parse(&session_error)["error"], 3, "{session_error}");
     assert_eq!(proxied(&gw, &format!("Bearer {token}")).await.status(), 200);
+    // Degraded, still ready: the instance serves every route but logins.
+    let (status, readiness) = readyz(&gw).await;
+    assert_eq!(status, 200, "{readiness}");
+    assert_eq!(readiness["status"], "degraded", "{readiness}");
+    assert_eq!(readiness["user_stores"]["people"], "unreachable");
     gw.log_with("user store unavailable").await;
     assert_eq!(
         gw.log().matches("user store unavailable").count(),
