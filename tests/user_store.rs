@@ -314,3 +314,98 @@ async fn a_query_without_the_dialects_columns_stops_the_start_naming_them() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
+    let Some(hashes) = hashes() else { return };
+    let Some(db) = Database::create(Engine::Postgres).await else {
+        return;
+    };
+    db.run(
+        "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, \
+         id INTEGER NOT NULL, nombre VARCHAR(64), role VARCHAR(16), blocked BOOLEAN NOT NULL)",
+    )
+    .await;
+    db.add_user("flood", &hashes["passlib-pbkdf2-sha256"], 1)
+        .await;
+    let gw = Gateway::start(&config(&db, "")).await;
+    let (_, session) = login(&gw, DIALECTS[0], "flood", PASSWORD).await;
+    let token = parse(&session)["tokenValido"].as_str().unwrap().to_string();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Four clients logging in and four using their token, until stopped:
+    // every status each saw.
+    let clients = (0..8).map(|n| {
+        let (gw, token, stop) = (&gw, token.clone(), stop.clone());
+        async move {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = if n % 2 == 0 {
+                    login(gw, DIALECTS[0], "flood", PASSWORD).await.0.as_u16()
+                } else {
+                    proxied(gw, &format!("Bearer {token}"))
+                        .await
+                        .status()
+                        .as_u16()
+                };
+                seen.push(status);
+            }
+            (n % 2 == 0, seen)
+        }
+    });
+    let breakage = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        db.run("ALTER TABLE users RENAME TO users_gone").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        db.run("ALTER TABLE users_gone RENAME TO users").await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (seen, ()) = futures_util::join!(futures_util::future::join_all(clients), breakage);
+    let logins: Vec<u16> = seen
+        .iter()
+        .filter(|s| s.0)
+        .flat_map(|s| s.1.clone())
+        .collect();
+    let proxied: Vec<u16> = seen
+        .iter()
+        .filter(|s| !s.0)
+        .flat_map(|s| s.1.clone())
+        .collect();
+    eprintln!(
+        "logins: {} ok, {} refused (500); proxied: {} ok",
+        logins.iter().filter(|s| **s == 200).count(),
+        logins.iter().filter(|s| **s == 500).count(),
+        proxied.iter().filter(|s| **s == 200).count()
+    );
+    // Not one token validation failed.
+    assert!(
+        !proxied.is_empty() && proxied.iter().all(|s| *s == 200),
+        "{proxied:?}"
+    );
+    // Logins saw the session dialect's server error while the table was
+    // gone, and succeeded before and after.
+    assert!(logins.iter().all(|s| *s == 200 || *s == 500), "{logins:?}");
+    // Each login client was refused while it was gone, and let in again
+    // once it was back; and logins worked before it went.
+    let login_clients: Vec<&Vec<u16>> = seen.iter().filter(|s| s.0).map(|s| &s.1).collect();
+    for client in &login_clients {
+        let last_refusal = client.iter().rposition(|s| *s == 500);
+        let last_refusal = last_refusal.unwrap_or_else(|| panic!("never refused: {client:?}"));
+        assert!(
+            client[last_refusal..].contains(&200),
+            "no login after the table came back: {client:?}"
+        );
+    }
+    assert!(
+        login_clients.iter().any(|c| {
+            let first_refusal = c.iter().position(|s| *s == 500).unwrap_or(0);
+            c[..first_refusal].contains(&200)
+        }),
+        "no login before the table went"
+    );
+    let (_, readiness) = readyz(&gw).await;
+    assert_eq!(
+        readiness["user_stores"]["people"], "reachable",
+        "{readiness}"
+    );
+}
