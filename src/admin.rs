@@ -368,9 +368,10 @@ impl Admin {
                 };
                 (status, format!("{e}; nothing was reloaded"))
             })?;
-        let user_stores = crate::user_store::open(&config, &metrics.legacy_hashes)
-            .await
-            .map_err(|e| refused(&e))?;
+        let user_stores =
+            crate::user_store::open(&config, &self.shared.revocations, &metrics.legacy_hashes)
+                .await
+                .map_err(|e| refused(&e))?;
         let external = &self.shared.external;
         let live = crate::live::Live::build(
             &config,

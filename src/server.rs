@@ -269,7 +269,11 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     side.block_on(async { external.sync(&config) })
         .map_err(ServerError::ExternalIssuer)?;
     let user_stores = side
-        .block_on(crate::user_store::open(&config, &metrics.legacy_hashes))
+        .block_on(crate::user_store::open(
+            &config,
+            &revocations,
+            &metrics.legacy_hashes,
+        ))
         .map_err(ServerError::UserStore)?;
     let live = side.block_on(Live::build(
         &config,

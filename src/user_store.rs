@@ -1,7 +1,7 @@
 //! Principals read where the replaced service keeps them: one row of a
 //! PostgreSQL or MySQL/MariaDB table per login, through the operator's
 //! query, its columns named as the dialect's principal keys. Rows are kept
-//! for `cache_ttl`; an unreachable database makes logins answer 5xx in the
+//! for `cache_ttl`, or until the next revocation; an unreachable database makes logins answer 5xx in the
 //! dialect's shape (tokens already issued are validated as ever, from
 //! memory), with one WARN line per outage.
 
@@ -28,10 +28,14 @@ pub struct UserStore {
     failing: AtomicBool,
     /// The query's columns were found to suit the dialect.
     columns_checked: AtomicBool,
+    /// Counts revocations applied anywhere: a revocation (a user being
+    /// shut out, say) makes every cached row stale at once.
+    revocations: tokio::sync::watch::Receiver<u64>,
 }
 
-/// A row read for a login, or its absence, and when it was read.
-type Cached = (Instant, Option<Arc<Principal>>);
+/// A row read for a login, or its absence: when it was read, and how many
+/// revocations had been applied then.
+type Cached = (Instant, u64, Option<Arc<Principal>>);
 
 /// Each database through its own driver: sqlx's `Any` driver cannot read
 /// MySQL's `TINYINT(1)`, the type of most flag columns there.
@@ -49,6 +53,7 @@ pub struct Unavailable;
 /// database that does not is logged, and logins wait for it).
 pub async fn open(
     config: &crate::config::Config,
+    revocations: &crate::auth::revocation::Revocations,
     legacy_hashes: &prometheus::IntGaugeVec,
 ) -> Result<Vec<Option<Arc<UserStore>>>, String> {
     let mut stores = Vec::new();
@@ -57,7 +62,7 @@ pub async fn open(
             stores.push(None);
             continue;
         };
-        let store = UserStore::new(settings, endpoint.dialect)
+        let store = UserStore::new(settings, endpoint.dialect, revocations.subscribe())
             .map_err(|e| format!("issuers.{}.{e}", issuer.name))?;
         match store.check_columns().await {
             Ok(true) => {}
@@ -175,7 +180,11 @@ fn required_columns(dialect: Dialect) -> &'static [&'static str] {
 impl UserStore {
     /// A pool that connects when first used: the database may come up
     /// after portero.
-    pub fn new(config: &UserStoreConfig, dialect: Dialect) -> Result<UserStore, String> {
+    pub fn new(
+        config: &UserStoreConfig,
+        dialect: Dialect,
+        revocations: tokio::sync::watch::Receiver<u64>,
+    ) -> Result<UserStore, String> {
         let url = &config.url;
         let pool = if url.starts_with("mysql://") {
             MySqlPoolOptions::new()
@@ -198,6 +207,7 @@ impl UserStore {
             cache: Mutex::new(HashMap::new()),
             failing: AtomicBool::new(false),
             columns_checked: AtomicBool::new(false),
+            revocations,
         })
     }
 
@@ -373,21 +383,23 @@ impl UserStore {
     }
 
     fn cached(&self, login: &str) -> Option<Option<Arc<Principal>>> {
+        let revoked = *self.revocations.borrow();
         let cache = self.cache.lock().expect("not poisoned");
-        let (at, found) = cache.get(login)?;
-        (at.elapsed() < self.config.cache_ttl).then(|| found.clone())
+        let (at, seen, found) = cache.get(login)?;
+        (at.elapsed() < self.config.cache_ttl && *seen == revoked).then(|| found.clone())
     }
 
     fn keep(&self, login: &str, found: Option<Arc<Principal>>) {
         let mut cache = self.cache.lock().expect("not poisoned");
         if cache.len() >= MAX_CACHED {
             let ttl = self.config.cache_ttl;
-            cache.retain(|_, (at, _)| at.elapsed() < ttl);
+            cache.retain(|_, (at, _, _)| at.elapsed() < ttl);
             if cache.len() >= MAX_CACHED {
                 cache.clear();
             }
         }
-        cache.insert(login.to_string(), (Instant::now(), found));
+        let revoked = *self.revocations.borrow();
+        cache.insert(login.to_string(), (Instant::now(), revoked, found));
     }
 
     /// A row as the dialect's principal; `None` (logged, naming the format

@@ -409,3 +409,36 @@ async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
         "{readiness}"
     );
 }
+
+#[tokio::test]
+async fn a_revocation_drops_cached_rows_at_once() {
+    let Some(hashes) = hashes() else { return };
+    let Some(db) = Database::create(Engine::Postgres).await else {
+        return;
+    };
+    db.run(
+        "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, \
+         id INTEGER NOT NULL, nombre VARCHAR(64), role VARCHAR(16), blocked BOOLEAN NOT NULL)",
+    )
+    .await;
+    db.add_user("mallory", &hashes["passlib-pbkdf2-sha256"], 1)
+        .await;
+    let gw =
+        Gateway::start(&config(&db, "").replace("cache_ttl = \"200ms\"", "cache_ttl = \"1h\""))
+            .await;
+    let (status, _) = login(&gw, DIALECTS[0], "mallory", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+    // Blocked in the table: the cached row still lets her in...
+    db.run("UPDATE users SET blocked = true WHERE username = 'mallory'")
+        .await;
+    let (status, _) = login(&gw, DIALECTS[0], "mallory", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "within cache_ttl");
+    // ...until she is revoked: the row is read again, and she is blocked.
+    let r = gw
+        .revoke(serde_json::json!({ "sub": "mallory", "issuer": "people" }))
+        .await;
+    assert_eq!(r.status(), 200);
+    let (status, body) = login(&gw, DIALECTS[0], "mallory", PASSWORD).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(parse(&body)["error"], 2);
+}
