@@ -487,24 +487,3 @@ impl UserStore {
         })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_dialect_needs_its_login_and_secret() {
-        assert_eq!(
-            required_columns(Dialect::Session),
-            ["username", "secret_hash"]
-        );
-        assert_eq!(
-            required_columns(Dialect::Project),
-            ["business", "proyecto", "secret_hash"]
-        );
-        assert_eq!(
-            required_columns(Dialect::ClientFlat),
-            ["client_id", "secret_hash"]
-        );
-    }
-}

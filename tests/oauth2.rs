@@ -11,13 +11,13 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-const CLIENT: &str = "demo_client_123";
-const SECRET: &str = "demo_secret_456_ABCDEFGH";
+const CLIENT: &str = DEMO_CLIENT;
+const SECRET: &str = DEMO_CLIENT_SECRET;
 const ISSUER_PATH: &str = "/oauth2/client-flat";
 /// The demo's user dialect with OAuth 2.0: its application and user.
 const USERS_PATH: &str = "/oauth2/login-refresh";
-const APP: &str = "demo_app";
-const APP_SECRET: &str = "demo_app_secret_7f3c9a2b";
+const APP: &str = DEMO_APP;
+const APP_SECRET: &str = DEMO_APP_SECRET;
 const OTHER_APP: &str = "other_app";
 
 /// A second client of the same company: it may introspect every token,

@@ -11,10 +11,10 @@ use std::process::Command;
 
 use common::*;
 
-const CLIENT: &str = "demo_client_123";
-const SECRET: &str = "demo_secret_456_ABCDEFGH";
-const APP: &str = "demo_app";
-const APP_SECRET: &str = "demo_app_secret_7f3c9a2b";
+const CLIENT: &str = DEMO_CLIENT;
+const SECRET: &str = DEMO_CLIENT_SECRET;
+const APP: &str = DEMO_APP;
+const APP_SECRET: &str = DEMO_APP_SECRET;
 /// A client-flat client whose secret has every character Basic
 /// credentials must form-encode.
 const ODD: &str = "odd_client";

@@ -89,6 +89,16 @@ impl Database {
         Some(Database { engine, name, url })
     }
 
+    /// The users table the tests read: login, hash, and the session
+    /// dialect's other keys.
+    async fn create_users(&self) {
+        self.run(
+            "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, \
+             id INTEGER NOT NULL, nombre VARCHAR(64), role VARCHAR(16), blocked BOOLEAN NOT NULL)",
+        )
+        .await;
+    }
+
     async fn run(&self, sql: &str) {
         let mut conn = sqlx::AnyConnection::connect(&self.url).await.unwrap();
         conn.execute(sql).await.unwrap();
@@ -177,11 +187,7 @@ async fn logins_where_users_live(engine: Engine) {
     let Some(db) = Database::create(engine).await else {
         return;
     };
-    db.run(
-        "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, \
-         id INTEGER NOT NULL, nombre VARCHAR(64), role VARCHAR(16), blocked BOOLEAN NOT NULL)",
-    )
-    .await;
+    db.create_users().await;
     for (n, format) in FORMATS.iter().enumerate() {
         db.add_user(format, &hashes[*format], n + 1).await;
     }
@@ -321,11 +327,7 @@ async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
     let Some(db) = Database::create(Engine::Postgres).await else {
         return;
     };
-    db.run(
-        "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, \
-         id INTEGER NOT NULL, nombre VARCHAR(64), role VARCHAR(16), blocked BOOLEAN NOT NULL)",
-    )
-    .await;
+    db.create_users().await;
     db.add_user("flood", &hashes["passlib-pbkdf2-sha256"], 1)
         .await;
     let gw = Gateway::start(&config(&db, "")).await;
@@ -416,11 +418,7 @@ async fn a_revocation_drops_cached_rows_at_once() {
     let Some(db) = Database::create(Engine::Postgres).await else {
         return;
     };
-    db.run(
-        "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, \
-         id INTEGER NOT NULL, nombre VARCHAR(64), role VARCHAR(16), blocked BOOLEAN NOT NULL)",
-    )
-    .await;
+    db.create_users().await;
     db.add_user("mallory", &hashes["passlib-pbkdf2-sha256"], 1)
         .await;
     let gw =

@@ -6,9 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{
-    HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE,
-};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderName, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -156,9 +154,9 @@ const SUNSET: HeaderName = HeaderName::from_static("sunset");
 /// An OAuth 2.0 answer as HTTP: never stored by a cache, nor by an
 /// HTTP/1.0 one (RFC 6749 §5.1), with the Basic challenge where §5.2 asks.
 pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
+    // `respond::json` says `Cache-Control: no-store` already.
     let mut response = respond::json(answer.status, answer.body);
     let headers = response.headers_mut();
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
     if answer.basic_challenge {
         headers.insert(

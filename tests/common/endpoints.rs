@@ -10,6 +10,13 @@ use super::{demo_body, Gateway};
 /// The session dialect's endpoint in the demo config.
 pub const SESSION: &str = "/api/Session/GetToken";
 
+/// The demo's client-flat client, an OAuth 2.0 client too.
+pub const DEMO_CLIENT: &str = "demo_client_123";
+pub const DEMO_CLIENT_SECRET: &str = "demo_secret_456_ABCDEFGH";
+/// The demo login-refresh issuer's OAuth 2.0 application.
+pub const DEMO_APP: &str = "demo_app";
+pub const DEMO_APP_SECRET: &str = "demo_app_secret_7f3c9a2b";
+
 /// The demo's issuers and routes, in front of its built-in echo upstream,
 /// with `edit` applied (e.g. shorter limits).
 pub async fn demo(edit: impl Fn(String) -> String) -> Gateway {
