@@ -58,6 +58,7 @@ pub mod credentials;
 pub mod echo;
 mod forward_auth;
 mod forwarding;
+pub mod import;
 pub mod issue;
 mod jwks;
 pub mod key_loading;

@@ -1,7 +1,9 @@
-//! The `portero` command: run the gateway, check a config, or mint a token.
+//! The `portero` command: run the gateway, check a config, mint a token, or
+//! import principals.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use portero::{config, server};
@@ -48,6 +50,22 @@ enum Command {
         #[arg(long = "claim", value_name = "NAME=VALUE")]
         claims: Vec<String>,
     },
+    /// Import principals into the store, for an issuer's logins: a CSV file
+    /// with a header row of principal keys, JSON lines, or a Keycloak realm
+    /// export. Rows replace what their logins had; a file with a bad row
+    /// imports nothing without --partial.
+    Import {
+        /// The issuer, by its name in the config.
+        #[arg(long)]
+        issuer: String,
+        /// The file's format (default: by its extension: .csv, .jsonl, .json).
+        #[arg(long, value_enum)]
+        format: Option<portero::import::Format>,
+        /// Import the good rows of a file that has bad ones.
+        #[arg(long)]
+        partial: bool,
+        file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +103,12 @@ fn main() -> ExitCode {
             ttl,
             claims,
         } => mint(&config, &issuer, &sub, ttl.as_deref(), &claims),
+        Command::Import {
+            issuer,
+            format,
+            partial,
+            file,
+        } => import(&config, &issuer, &file, format, partial),
         Command::HashSecret { .. } => unreachable!("handled before loading the config"),
     };
     match result {
@@ -140,19 +164,7 @@ fn mint(
     ttl: Option<&str>,
     extra: &[String],
 ) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let metrics = portero::metrics::StoreMetrics::detached();
-    // The embedded store is locked while a gateway runs on it; Redis is shared.
-    let store = runtime
-        .block_on(portero::store::open(config, metrics))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{e} (is a gateway running on {}? use its token endpoints instead)",
-                config.server.data_dir.display()
-            )
-        })?;
+    let (runtime, store) = open_store(config, "use its token endpoints instead")?;
     let keys = runtime.block_on(portero::key_loading::load(config, store.as_ref(), |_| None))?;
     let index = keys
         .issuer_index(issuer)
@@ -177,6 +189,69 @@ fn mint(
         claims[k] = value;
     }
     println!("{}", keys.sign(index, &claims, None)?);
+    Ok(())
+}
+
+/// The config's store, with a runtime to use it on. The embedded store is
+/// locked while a gateway runs on it (`otherwise` says what to do then);
+/// Redis is shared.
+fn open_store(
+    config: &config::Config,
+    otherwise: &str,
+) -> anyhow::Result<(tokio::runtime::Runtime, Arc<dyn portero::store::Store>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let metrics = portero::metrics::StoreMetrics::detached();
+    let store = runtime
+        .block_on(portero::store::open(config, metrics))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e} (is a gateway running on {}? {otherwise})",
+                config.server.data_dir.display()
+            )
+        })?;
+    Ok((runtime, store))
+}
+
+fn import(
+    config: &config::Config,
+    issuer: &str,
+    file: &Path,
+    format: Option<portero::import::Format>,
+    partial: bool,
+) -> anyhow::Result<()> {
+    let (runtime, store) = open_store(config, "stop it to import")?;
+    let report = runtime.block_on(portero::import::import(
+        config,
+        store.as_ref(),
+        issuer,
+        file,
+        format,
+        partial,
+    ))?;
+    for refused in &report.refused {
+        eprintln!("refused {refused}");
+    }
+    for shadowed in &report.shadowed {
+        eprintln!("warning {shadowed} is also a principal in the config, which wins at login");
+    }
+    if !report.written {
+        anyhow::bail!(
+            "nothing imported: {} of {} rows refused (fix them, or import the rest with --partial)",
+            report.refused.len(),
+            report.rows
+        );
+    }
+    println!(
+        "{}: {} rows for issuer {issuer:?}: {} added, {} changed, {} unchanged, {} refused",
+        file.display(),
+        report.rows,
+        report.upserted.added,
+        report.upserted.changed,
+        report.unchanged(),
+        report.refused.len()
+    );
     Ok(())
 }
 

@@ -1,7 +1,7 @@
-//! A login's credential check: the principal looked up (config, then the
-//! issuer's user store), the secret verified (slow hashes off the proxy's
-//! threads, in a bounded queue), and the lockout around it, reserved
-//! before and recorded after.
+//! A login's credential check: the principal looked up (config, then
+//! imported principals, then the issuer's user store), the secret verified
+//! (slow hashes off the proxy's threads, in a bounded queue), and the
+//! lockout around it, reserved before and recorded after.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::{refresh_hash, Issuing};
 use crate::config::Principal;
 use crate::credentials::dummy;
+use crate::import::ImportedPrincipal;
 use crate::store::{Reservation, Store, StoreError};
 
 /// Why a login did not succeed.
@@ -229,11 +230,26 @@ impl Issuing<'_> {
         released.map_err(Denied::from)
     }
 
-    /// The principal `login` names: from the config, else from the issuer's
-    /// user store.
+    /// The principal `login` names: from the config, else those `portero
+    /// import` wrote to the store, else the issuer's user store.
     pub async fn principal(&self, login: &str) -> Result<Option<Arc<Principal>>, Denied> {
         if let Some(p) = self.endpoint.principals.get(login) {
             return Ok(Some(p.clone()));
+        }
+        if let Some(record) = self.store.principal(&self.issuer.name, login).await? {
+            return Ok(
+                match ImportedPrincipal::decode(&record, self.endpoint.dialect) {
+                    Ok(p) => Some(Arc::new(p)),
+                    Err(why) => {
+                        tracing::error!(
+                            issuer = %self.issuer.name,
+                            login,
+                            "an imported principal refused: {why}"
+                        );
+                        None
+                    }
+                },
+            );
         }
         match self.users {
             None => Ok(None),

@@ -12,7 +12,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    revocation_key, Failures, RefreshRecord, Reservation, Store, StoreError, StoredKey, MAX_LINEAGE,
+    revocation_key, Failures, RefreshRecord, Reservation, Store, StoreError, StoredKey, Upserted,
+    MAX_LINEAGE,
 };
 use crate::auth::revocation::Revocation;
 use crate::metrics::StoreMetrics;
@@ -21,6 +22,8 @@ const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 const REVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revocations");
 const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
 const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("failures");
+/// Imported principals, under `<issuer>\0<login>`.
+const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
 
 /// The embedded store: one redb file under `data_dir`.
 pub struct Embedded {
@@ -59,7 +62,7 @@ impl Embedded {
         restrict_to_owner(&path);
         // Create every table up front so readers never meet a missing one.
         let tx = db.begin_write().map_err(backend)?;
-        for t in [KEYS, REVOCATIONS, REFRESH, FAILURES] {
+        for t in [KEYS, REVOCATIONS, REFRESH, FAILURES, PRINCIPALS] {
             tx.open_table(t).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
@@ -313,6 +316,34 @@ impl Redb {
     fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
         self.remove(FAILURES, key).map(|_| ())
     }
+
+    fn put_principals(
+        &self,
+        issuer: &str,
+        records: &[(String, String)],
+    ) -> Result<Upserted, StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let mut upserted = Upserted::default();
+        {
+            let mut t = tx.open_table(PRINCIPALS).map_err(backend)?;
+            for (login, record) in records {
+                let key = principal_key(issuer, login);
+                let old = t.insert(key.as_str(), record.as_bytes()).map_err(backend)?;
+                match old {
+                    None => upserted.added += 1,
+                    Some(old) if old.value() != record.as_bytes() => upserted.changed += 1,
+                    Some(_) => {}
+                }
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(upserted)
+    }
+}
+
+/// Logins may hold any character but NUL.
+fn principal_key(issuer: &str, login: &str) -> String {
+    format!("{issuer}\0{login}")
 }
 
 /// The store holds secrets: readable by the owner only.
@@ -417,6 +448,26 @@ impl Store for Embedded {
             *in_flight.entry(key.to_string()).or_default() += 1;
         }
         Ok(Reservation::Granted(first.unwrap_or(0)))
+    }
+
+    async fn put_principals(
+        &self,
+        issuer: &str,
+        records: &[(String, String)],
+    ) -> Result<Upserted, StoreError> {
+        let (issuer, records) = (issuer.to_string(), records.to_vec());
+        self.run("put_principals", move |db| {
+            db.put_principals(&issuer, &records)
+        })
+        .await
+    }
+
+    async fn principal(&self, issuer: &str, login: &str) -> Result<Option<String>, StoreError> {
+        let key = principal_key(issuer, login);
+        let bytes = self.read("principal", |db| db.get(PRINCIPALS, &key))?;
+        bytes
+            .map(|b| String::from_utf8(b).map_err(|_| StoreError::Corrupt(key.clone())))
+            .transpose()
     }
 
     async fn release_attempts(&self, keys: &[&str]) -> Result<(), StoreError> {

@@ -1,5 +1,5 @@
 //! Durable state behind one interface: generated signing keys, refresh
-//! tokens, revocations and lockout counters. Two backends:
+//! tokens, revocations, lockout counters and imported principals. Two backends:
 //!
 //! - [`Embedded`] (redb): one instance, one file; every write is fsync'd
 //!   before it is acknowledged.
@@ -90,6 +90,15 @@ pub struct SharedRate {
     pub retry_after: Duration,
 }
 
+/// What [`Store::put_principals`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Upserted {
+    /// Logins the issuer did not have.
+    pub added: usize,
+    /// Logins whose record was different.
+    pub changed: usize,
+}
+
 /// Unexpired tokens one refresh token may have minted: a client refreshing
 /// in a loop is refused past it rather than growing the record.
 pub const MAX_LINEAGE: usize = 1000;
@@ -158,6 +167,18 @@ pub trait Store: Send + Sync {
     ) -> Result<Reservation, StoreError>;
     /// Ends a reservation; its failure, if any, is recorded first.
     async fn release_attempts(&self, keys: &[&str]) -> Result<(), StoreError>;
+
+    /// Writes principals `portero import` read for `issuer`, as
+    /// (login, record) pairs, in one atomic step: each replaces the record
+    /// its login had. Records are compared as written, so writing the same
+    /// ones again changes nothing.
+    async fn put_principals(
+        &self,
+        issuer: &str,
+        records: &[(String, String)],
+    ) -> Result<Upserted, StoreError>;
+    /// The record `portero import` wrote for `login`.
+    async fn principal(&self, issuer: &str, login: &str) -> Result<Option<String>, StoreError>;
 
     /// Takes one request from the shared bucket `key` (GCRA: one request's
     /// room comes back every `emission`, and the bucket holds `capacity`),

@@ -56,6 +56,17 @@ pub fn claims_of(token: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
+/// A login to a user dialect's endpoint at `path` (session or login-refresh).
+pub async fn user_login(
+    gw: &Gateway,
+    path: &str,
+    username: &str,
+    password: &str,
+) -> (StatusCode, String) {
+    let body = serde_json::json!({ "username": username, "password": password }).to_string();
+    post(gw, path, None, &body).await
+}
+
 /// A proxied request with `authorization` exactly as given.
 pub async fn proxied(gw: &Gateway, authorization: &str) -> reqwest::Response {
     reqwest::Client::new()

@@ -155,11 +155,30 @@ impl Gateway {
 
     /// SIGTERM, a wait for the drain to end, then the same config again.
     pub async fn terminate_and_restart(&mut self) {
+        self.stop().await;
+        self.respawn().await;
+    }
+
+    /// SIGTERM and a wait for the drain to end; [`Gateway::respawn`] starts
+    /// it again.
+    pub async fn stop(&mut self) {
         self.signal("TERM");
         if self.wait_exit(Duration::from_secs(15)).await.is_none() {
             panic!("portero did not stop on SIGTERM:\n{}", self.log());
         }
-        self.respawn().await;
+    }
+
+    /// Runs `portero ARGS` on this gateway's config (a command beside
+    /// `run`, such as `import`): (success, stdout, stderr).
+    pub fn command(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_portero"))
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("gateway.toml"))
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.success(), text(&out.stdout), text(&out.stderr))
     }
 
     /// The process id, for reading its memory use.
@@ -167,7 +186,8 @@ impl Gateway {
         self.child.id()
     }
 
-    async fn respawn(&mut self) {
+    /// The same config, ports and data directory again.
+    pub async fn respawn(&mut self) {
         self.child = spawn(
             &self.dir.path().join("gateway.toml"),
             &self.log,

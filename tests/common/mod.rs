@@ -2,7 +2,8 @@
 //! real upstream servers, real HTTP clients. No mocks. One file per concern:
 //! `gateway` (the process), `upstream` (an echoing upstream), `tokens`
 //! (signed independently of portero's code), `configs` (config text),
-//! `endpoints` (requests to the token endpoints),
+//! `endpoints` (requests to the token endpoints), `hashes` (password hashes
+//! from the libraries that write them),
 //! `redis` (a Redis to test against), `websocket` (a WebSocket server and client),
 //! `collector` (an OTLP trace receiver).
 #![allow(dead_code)]
@@ -16,6 +17,7 @@ mod configs;
 pub mod dns;
 mod endpoints;
 mod gateway;
+mod hashes;
 pub mod idp;
 pub mod redis;
 pub mod tls;
@@ -25,7 +27,7 @@ mod websocket;
 
 // Each test file uses some of these.
 #[allow(unused_imports)]
-pub use {configs::*, endpoints::*, gateway::*, tokens::*, upstream::*, websocket::*};
+pub use {configs::*, endpoints::*, gateway::*, hashes::*, tokens::*, upstream::*, websocket::*};
 
 pub const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token";

@@ -482,14 +482,12 @@ impl Checker<'_> {
                 return None;
             }
         };
-        let login = match dialect {
-            Dialect::Session | Dialect::LoginRefresh => p.username.clone(),
-            Dialect::Project => match (&p.business, &p.proyecto) {
-                (Some(b), Some(pr)) => Some(project_login(b, pr)),
-                _ => None,
-            },
-            Dialect::ClientEnvelope | Dialect::ClientFlat => p.client_id.clone(),
-        };
+        let login = dialect.login_of(
+            p.username.as_deref(),
+            p.client_id.as_deref(),
+            p.business.as_deref(),
+            p.proyecto.as_deref(),
+        );
         let Some(login) = login else {
             self.problem(
                 &p.secret_hash,

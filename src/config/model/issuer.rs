@@ -184,6 +184,22 @@ impl Dialect {
         }
     }
 
+    /// The login of a principal with these keys: its username, its client
+    /// id, or `business/proyecto`; `None` without the ones it needs.
+    pub fn login_of(
+        self,
+        username: Option<&str>,
+        client_id: Option<&str>,
+        business: Option<&str>,
+        proyecto: Option<&str>,
+    ) -> Option<String> {
+        match self {
+            Self::Session | Self::LoginRefresh => username.map(str::to_string),
+            Self::Project => Some(project_login(business?, proyecto?)),
+            Self::ClientEnvelope | Self::ClientFlat => client_id.map(str::to_string),
+        }
+    }
+
     /// Its principals are clients: they get tokens for themselves with
     /// the `client_credentials` grant.
     pub fn has_clients(self) -> bool {

@@ -1,0 +1,116 @@
+//! `portero import`: principals from a file into the store, for teams with
+//! no database to keep their users in. Every row is checked first (its
+//! keys, its login for the issuer's dialect, its hash's format, a login
+//! given twice); a file with a bad row imports nothing unless the operator
+//! asks for the rest (`partial`). Rows are written by login, replacing
+//! what that login had, so a file can be imported again after a fix.
+//!
+//! The gateway reads an imported principal at each login, after the
+//! config's (which wins on a name clash) and before a user store.
+
+mod formats;
+mod keycloak;
+mod record;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+pub use formats::Format;
+pub use record::ImportedPrincipal;
+
+use crate::config::Config;
+use crate::store::{Store, Upserted};
+
+/// Rows written to the store per atomic write.
+const BATCH: usize = 1000;
+
+/// What an import found and did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Rows in the file.
+    pub rows: usize,
+    /// Refused rows: `line N: why`, in file order.
+    pub refused: Vec<String>,
+    /// Rows whose login the config also names (the config's principal is
+    /// the one that logs in): `line N: login`.
+    pub shadowed: Vec<String>,
+    /// Whether anything was written (not when a row was refused without
+    /// `partial`).
+    pub written: bool,
+    pub upserted: Upserted,
+}
+
+impl Report {
+    /// Rows written that changed nothing.
+    pub fn unchanged(&self) -> usize {
+        let written = self.rows - self.refused.len();
+        written - self.upserted.added - self.upserted.changed
+    }
+}
+
+/// Imports `file` into `issuer`'s principals in `store`.
+pub async fn import(
+    config: &Config,
+    store: &dyn Store,
+    issuer: &str,
+    file: &Path,
+    format: Option<Format>,
+    partial: bool,
+) -> anyhow::Result<Report> {
+    let found = config.issuers.iter().find(|i| i.name == issuer);
+    let issuer = found.ok_or_else(|| anyhow::anyhow!("no issuer named {issuer:?}"))?;
+    let endpoint = issuer.endpoint.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "issuer {:?} has no dialect: it serves no logins, so it has no principals",
+            issuer.name
+        )
+    })?;
+    let format = format
+        .or_else(|| Format::of(file))
+        .ok_or_else(|| anyhow::anyhow!("{}: name the format with --format", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let rows = format
+        .read(&text)
+        .map_err(|why| anyhow::anyhow!("{}: {why}", file.display()))?;
+    drop(text);
+
+    let mut report = Report {
+        rows: rows.len(),
+        ..Report::default()
+    };
+    let mut records = Vec::with_capacity(rows.len());
+    let mut first_line: HashMap<String, usize> = HashMap::new();
+    for row in rows {
+        let line = row.line;
+        let checked = row.record.and_then(|r| {
+            let principal = r.to_principal(endpoint.dialect)?;
+            if let Some(first) = first_line.insert(principal.login.clone(), line) {
+                return Err(format!(
+                    "login {:?} is on line {first} too",
+                    principal.login
+                ));
+            }
+            Ok((principal.login, r.encode()))
+        });
+        match checked {
+            Ok((login, record)) => {
+                if endpoint.principals.get(&login).is_some() {
+                    report.shadowed.push(format!("line {line}: {login:?}"));
+                }
+                records.push((login, record));
+            }
+            Err(why) => report.refused.push(format!("line {line}: {why}")),
+        }
+    }
+    if !report.refused.is_empty() && !partial {
+        return Ok(report);
+    }
+    report.written = true;
+    for batch in records.chunks(BATCH) {
+        let upserted = store.put_principals(&issuer.name, batch).await?;
+        report.upserted.added += upserted.added;
+        report.upserted.changed += upserted.changed;
+    }
+    Ok(report)
+}
