@@ -1,9 +1,11 @@
 //! Principals read where the replaced service keeps them: one row of a
 //! PostgreSQL or MySQL/MariaDB table per login, through the operator's
-//! query, its columns named as the dialect's principal keys. Rows are kept
-//! for `cache_ttl`, or until the next revocation; an unreachable database makes logins answer 5xx in the
-//! dialect's shape (tokens already issued are validated as ever, from
-//! memory), with one WARN line per outage.
+//! query, its columns named as the dialect's principal keys. The config's
+//! principals come first: a login in both is logged at start. Rows are
+//! kept for `cache_ttl`, or until the next revocation; an unreachable
+//! database makes logins answer 5xx in the dialect's shape (tokens already
+//! issued are validated as ever, from memory), with one WARN line per
+//! outage.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,10 +16,12 @@ use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Column, ColumnIndex, Connection, Database, Decode, Executor, Row, Type};
 
-use crate::config::{project_login, secret_hash, Dialect, Principal, UserStoreConfig};
+use crate::config::{secret_hash, Dialect, Principal, Principals, UserStoreConfig};
 
 /// Rows kept at most, so that logins for made-up names cannot grow it.
 const MAX_CACHED: usize = 10_000;
+/// The config's principals looked up in the table at start, for clashes.
+const MAX_CLASH_CHECKS: usize = 1000;
 
 pub struct UserStore {
     pool: Pool,
@@ -76,6 +80,9 @@ pub async fn open(
             Err(e) => return Err(format!("issuers.{}.{e}", issuer.name)),
         }
         let store = Arc::new(store);
+        store
+            .warn_of_clashes(&issuer.name, &endpoint.principals)
+            .await;
         store.count_legacy_hashes(legacy_hashes.with_label_values(&[&issuer.name]));
         stores.push(Some(store));
     }
@@ -382,6 +389,23 @@ impl UserStore {
         Unavailable
     }
 
+    /// Logs each of the config's principals the table also has: the
+    /// config's is the one that logs in, and the table is never asked.
+    async fn warn_of_clashes(&self, issuer: &str, principals: &Principals) {
+        if self.failing.load(Ordering::Relaxed) {
+            return;
+        }
+        for p in principals.iter().take(MAX_CLASH_CHECKS) {
+            if let Ok(Some(_)) = self.find(&p.login).await {
+                tracing::warn!(
+                    issuer,
+                    login = %p.login,
+                    "a login both in the config and the user store: the config's principal is used"
+                );
+            }
+        }
+    }
+
     fn cached(&self, login: &str) -> Option<Option<Arc<Principal>>> {
         let revoked = *self.revocations.borrow();
         let cache = self.cache.lock().expect("not poisoned");
@@ -453,11 +477,12 @@ impl UserStore {
             .or_else(|| text("id").map(serde_json::Value::from))
             .unwrap_or(serde_json::Value::Null);
         let (business, proyecto) = (text("business"), text("proyecto"));
-        let login = match self.dialect {
-            Dialect::Session | Dialect::LoginRefresh => text("username")?,
-            Dialect::Project => project_login(business.as_deref()?, proyecto.as_deref()?),
-            Dialect::ClientEnvelope | Dialect::ClientFlat => text("client_id")?,
-        };
+        let login = self.dialect.login_of(
+            text("username").as_deref(),
+            text("client_id").as_deref(),
+            business.as_deref(),
+            proyecto.as_deref(),
+        )?;
         let permissions = text("permissions")
             .map(|p| {
                 p.split([' ', ','])

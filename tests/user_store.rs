@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -140,19 +138,6 @@ impl Drop for Database {
     }
 }
 
-fn hashes() -> Option<BTreeMap<String, String>> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/password_formats.py");
-    let out = Command::new("python3").args([script, PASSWORD]).output();
-    let missing = match &out {
-        Ok(o) if o.status.success() => None,
-        _ => Some("python3 -m pip install passlib bcrypt argon2-cffi django".to_string()),
-    };
-    if !outside_program("HASH_LIBRARIES", missing) {
-        return None;
-    }
-    Some(serde_json::from_slice(&out.unwrap().stdout).unwrap())
-}
-
 /// Two dialects reading the same table; the login-refresh one through a
 /// query that renames columns, as an operator's would.
 fn config(db: &Database, extra: &str) -> String {
@@ -169,11 +154,6 @@ fn config(db: &Database, extra: &str) -> String {
     )
 }
 
-async fn login(gw: &Gateway, path: &str, username: &str, password: &str) -> (StatusCode, String) {
-    let body = serde_json::json!({ "username": username, "password": password }).to_string();
-    post(gw, path, None, &body).await
-}
-
 /// `/readyz`, whole.
 async fn readyz(gw: &Gateway) -> (u16, serde_json::Value) {
     let r = reqwest::get(gw.admin_url("/readyz")).await.unwrap();
@@ -183,7 +163,9 @@ async fn readyz(gw: &Gateway) -> (u16, serde_json::Value) {
 const DIALECTS: [&str; 2] = ["/api/Session/GetToken", "/api/auth/token"];
 
 async fn logins_where_users_live(engine: Engine) {
-    let Some(hashes) = hashes() else { return };
+    let Some(hashes) = library_hashes(PASSWORD) else {
+        return;
+    };
     let Some(db) = Database::create(engine).await else {
         return;
     };
@@ -211,14 +193,14 @@ async fn logins_where_users_live(engine: Engine) {
     // Each format through each dialect; a wrong password refused.
     for format in FORMATS {
         for path in DIALECTS {
-            let (status, body) = login(&gw, path, format, PASSWORD).await;
+            let (status, body) = user_login(&gw, path, format, PASSWORD).await;
             assert_eq!(
                 status,
                 StatusCode::OK,
                 "{format} at {path}: {body}\n{}",
                 gw.log()
             );
-            let (status, _) = login(&gw, path, format, "nope").await;
+            let (status, _) = user_login(&gw, path, format, "nope").await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{format} at {path}");
         }
     }
@@ -236,23 +218,23 @@ async fn logins_where_users_live(engine: Engine) {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     for format in FORMATS {
-        let (status, _) = login(&gw, DIALECTS[1], format, PASSWORD).await;
+        let (status, _) = user_login(&gw, DIALECTS[1], format, PASSWORD).await;
         assert_eq!(status, StatusCode::OK, "{format} after its rehash");
     }
     gw.log_with("hash rewritten as argon2id").await;
     let (_, readiness) = readyz(&gw).await;
     assert_eq!(readiness["user_stores"]["app"], "reachable", "{readiness}");
-    let (_, session) = login(&gw, DIALECTS[0], "argon2id", PASSWORD).await;
+    let (_, session) = user_login(&gw, DIALECTS[0], "argon2id", PASSWORD).await;
     let session = parse(&session);
     assert_eq!(session["usuario"]["nombre"], "Name of argon2id");
     let token = session["tokenValido"].as_str().unwrap().to_string();
 
     // A user added while portero runs logs in, once the cached absence ages.
-    let (status, _) = login(&gw, DIALECTS[0], "newcomer", PASSWORD).await;
+    let (status, _) = user_login(&gw, DIALECTS[0], "newcomer", PASSWORD).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     db.add_user("newcomer", &hashes["bcrypt-2b"], 9).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, body) = login(&gw, DIALECTS[0], "newcomer", PASSWORD).await;
+    let (status, body) = user_login(&gw, DIALECTS[0], "newcomer", PASSWORD).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // The table gone: logins answer 5xx in each dialect's shape (the session
@@ -262,11 +244,11 @@ async fn logins_where_users_live(engine: Engine) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (path, status_5xx) in DIALECTS.into_iter().zip([500, 503]) {
         for _ in 0..3 {
-            let (status, body) = login(&gw, path, "bcrypt-2y", PASSWORD).await;
+            let (status, body) = user_login(&gw, path, "bcrypt-2y", PASSWORD).await;
             assert_eq!(status, status_5xx, "{path}: {body}");
         }
     }
-    let (_, session_error) = login(&gw, DIALECTS[0], "bcrypt-2y", PASSWORD).await;
+    let (_, session_error) = user_login(&gw, DIALECTS[0], "bcrypt-2y", PASSWORD).await;
     assert_eq!(parse(&session_error)["error"], 3, "{session_error}");
     assert_eq!(proxied(&gw, &format!("Bearer {token}")).await.status(), 200);
     // Degraded, still ready: the instance serves every route but logins.
@@ -323,7 +305,9 @@ async fn a_query_without_the_dialects_columns_stops_the_start_naming_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
-    let Some(hashes) = hashes() else { return };
+    let Some(hashes) = library_hashes(PASSWORD) else {
+        return;
+    };
     let Some(db) = Database::create(Engine::Postgres).await else {
         return;
     };
@@ -331,7 +315,7 @@ async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
     db.add_user("flood", &hashes["passlib-pbkdf2-sha256"], 1)
         .await;
     let gw = Gateway::start(&config(&db, "")).await;
-    let (_, session) = login(&gw, DIALECTS[0], "flood", PASSWORD).await;
+    let (_, session) = user_login(&gw, DIALECTS[0], "flood", PASSWORD).await;
     let token = parse(&session)["tokenValido"].as_str().unwrap().to_string();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Four clients logging in and four using their token, until stopped:
@@ -342,7 +326,10 @@ async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
             let mut seen = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let status = if n % 2 == 0 {
-                    login(gw, DIALECTS[0], "flood", PASSWORD).await.0.as_u16()
+                    user_login(gw, DIALECTS[0], "flood", PASSWORD)
+                        .await
+                        .0
+                        .as_u16()
                 } else {
                     proxied(gw, &format!("Bearer {token}"))
                         .await
@@ -414,7 +401,9 @@ async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
 
 #[tokio::test]
 async fn a_revocation_drops_cached_rows_at_once() {
-    let Some(hashes) = hashes() else { return };
+    let Some(hashes) = library_hashes(PASSWORD) else {
+        return;
+    };
     let Some(db) = Database::create(Engine::Postgres).await else {
         return;
     };
@@ -424,19 +413,49 @@ async fn a_revocation_drops_cached_rows_at_once() {
     let gw =
         Gateway::start(&config(&db, "").replace("cache_ttl = \"200ms\"", "cache_ttl = \"1h\""))
             .await;
-    let (status, _) = login(&gw, DIALECTS[0], "mallory", PASSWORD).await;
+    let (status, _) = user_login(&gw, DIALECTS[0], "mallory", PASSWORD).await;
     assert_eq!(status, StatusCode::OK);
     // Blocked in the table: the cached row still lets her in...
     db.run("UPDATE users SET blocked = true WHERE username = 'mallory'")
         .await;
-    let (status, _) = login(&gw, DIALECTS[0], "mallory", PASSWORD).await;
+    let (status, _) = user_login(&gw, DIALECTS[0], "mallory", PASSWORD).await;
     assert_eq!(status, StatusCode::OK, "within cache_ttl");
     // ...until she is revoked: the row is read again, and she is blocked.
     let r = gw
         .revoke(serde_json::json!({ "sub": "mallory", "issuer": "people" }))
         .await;
     assert_eq!(r.status(), 200);
-    let (status, body) = login(&gw, DIALECTS[0], "mallory", PASSWORD).await;
+    let (status, body) = user_login(&gw, DIALECTS[0], "mallory", PASSWORD).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(parse(&body)["error"], 2);
+}
+
+#[tokio::test]
+async fn a_login_in_both_the_config_and_the_table_is_the_configs_and_logged() {
+    let Some(hashes) = library_hashes(PASSWORD) else {
+        return;
+    };
+    let Some(db) = Database::create(Engine::Postgres).await else {
+        return;
+    };
+    db.create_users().await;
+    db.add_user("twin", &hashes["argon2id"], 1).await;
+    // The config's twin is blocked; the table's is not.
+    let gw = Gateway::start(&format!(
+        "{}\n[[issuers.people.principals]]\nusername = \"twin\"\nsecret_hash = '{}'\nblocked = true\n",
+        config(&db, ""),
+        hashes["argon2id"]
+    ))
+    .await;
+    let warning = gw.log_with("both in the config and the user store").await;
+    assert!(
+        warning.contains("twin") && warning.contains("people"),
+        "{warning}"
+    );
+    let (status, body) = user_login(&gw, DIALECTS[0], "twin", PASSWORD).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the config's blocked twin: {body}"
+    );
 }
