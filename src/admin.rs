@@ -372,11 +372,14 @@ impl Admin {
             crate::user_store::open(&config, &self.shared.revocations, &metrics.legacy_hashes)
                 .await
                 .map_err(|e| refused(&e))?;
+        let shadows = crate::shadow::for_issuers(&config, &metrics.shadow_comparisons)
+            .map_err(|e| refused(&e))?;
         let external = &self.shared.external;
         let live = crate::live::Live::build(
             &config,
             upstreams,
             user_stores,
+            shadows,
             &self.shared.revocations,
             self.shared.store.as_ref(),
             external,

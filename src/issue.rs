@@ -57,6 +57,9 @@ pub enum Transport {
     Timeout,
     /// The client is over the endpoint's `rate_limit`.
     RateLimited,
+    /// The service answering for the endpoint did not (a legacy service
+    /// that is primary, `shadow`).
+    Unavailable,
 }
 
 /// The `sub` of the tokens a dialect mints for `p`.

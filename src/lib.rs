@@ -73,6 +73,7 @@ mod proxy_protocol;
 mod respond;
 pub mod routes;
 pub mod server;
+mod shadow;
 mod span_export;
 pub mod store;
 mod target;

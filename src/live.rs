@@ -17,6 +17,7 @@ use crate::jwks::Registry;
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteSeries};
 use crate::routes::RouteTable;
+use crate::shadow::Shadow;
 use crate::store::Store;
 use crate::upstream::request_body::BodyRules;
 use crate::upstream::UpstreamGroup;
@@ -41,6 +42,8 @@ pub struct Live {
     pub principal_rates: HashMap<usize, HashMap<String, u32>>,
     /// By issuer index: the SQL table its principals may also live in.
     pub user_stores: Vec<Option<Arc<UserStore>>>,
+    /// By issuer index: the legacy service its answers are compared with.
+    pub shadows: Vec<Option<Arc<Shadow>>>,
     pub settings: Settings,
 }
 
@@ -105,6 +108,7 @@ impl Live {
         config: &Config,
         upstreams: Vec<Arc<UpstreamGroup>>,
         user_stores: Vec<Option<Arc<UserStore>>>,
+        shadows: Vec<Option<Arc<Shadow>>>,
         revocations: &Arc<Revocations>,
         store: &dyn Store,
         external: &Registry,
@@ -117,6 +121,7 @@ impl Live {
             ips: config.server.ips.clone(),
             principal_rates: principal_rates(config),
             user_stores,
+            shadows,
             routes: RouteTable::new(config.routes.clone()),
             route_series: config
                 .routes

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub token_requests: IntCounterVec,
     pub legacy_requests: IntCounterVec,
     pub legacy_hashes: IntGaugeVec,
+    pub shadow_comparisons: IntCounterVec,
     pub oauth2_requests: IntCounterVec,
     pub lockouts: IntCounterVec,
     pub refresh: IntCounterVec,
@@ -168,6 +169,12 @@ impl Metrics {
                 "Requests to the legacy token endpoints, by issuer and the principal named \
                  (unknown: none, or one not configured): who still uses the old door.",
                 &["issuer", "client"],
+            ),
+            shadow_comparisons: counter(
+                "portero_shadow_comparisons_total",
+                "Token requests whose answer was compared with the legacy service's, by issuer \
+                 and result (same, different, error: no legacy answer, dropped: the queue was full).",
+                &["issuer", "result"],
             ),
             oauth2_requests: counter(
                 "portero_oauth2_requests_total",
@@ -422,6 +429,11 @@ impl Metrics {
                     m.legacy_requests.with_label_values(&[&i.name, &p.login]);
                 }
                 m.legacy_requests.with_label_values(&[&i.name, "unknown"]);
+                if i.shadow.is_some() {
+                    for result in ["same", "different", "error", "dropped"] {
+                        m.shadow_comparisons.with_label_values(&[&i.name, result]);
+                    }
+                }
                 if i.oauth2.is_some() {
                     m.tokens_issued.with_label_values(&[&i.name, "oauth2"]);
                     for endpoint in ["metadata", "token", "revoke", "introspect"] {

@@ -207,6 +207,14 @@ pub fn transport_error(e: Transport) -> Answer {
             "the request body did not arrive in time",
         ),
         Transport::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "too many requests"),
+        Transport::Unavailable => {
+            return Error::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the service is unavailable",
+            )
+            .into()
+        }
     };
     Error::new(status, "invalid_request", description).into()
 }

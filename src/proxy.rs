@@ -43,6 +43,7 @@ mod context;
 mod decision;
 mod forward;
 mod record;
+mod shadowed;
 mod token_endpoint;
 
 use context::RequestContext;

@@ -59,6 +59,8 @@ pub enum ServerError {
     SpanExport(String),
     #[error("{0}")]
     UserStore(String),
+    #[error("{0}")]
+    Shadow(String),
 }
 
 /// The gateway's sockets, bound before it runs (so a port in use fails the
@@ -275,10 +277,13 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
             &metrics.legacy_hashes,
         ))
         .map_err(ServerError::UserStore)?;
+    let shadows = crate::shadow::for_issuers(&config, &metrics.shadow_comparisons)
+        .map_err(ServerError::Shadow)?;
     let live = side.block_on(Live::build(
         &config,
         upstreams,
         user_stores,
+        shadows,
         &revocations,
         store.as_ref(),
         &external,

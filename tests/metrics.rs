@@ -146,7 +146,8 @@ async fn metrics_parse_and_carry_the_portero_series() {
 /// gateway exports: a renamed metric would leave an alert that never fires
 /// and a panel that stays empty. The gateway has what brings each family
 /// out: a route, an upstream, a token endpoint asked once, an external
-/// issuer, span export, and a Redis store it loses for a moment.
+/// issuer, span export, a shadow comparison, and a Redis store it loses
+/// for a moment.
 #[tokio::test]
 async fn the_alert_rules_and_the_dashboard_read_only_metrics_portero_exports() {
     let Some(url) = common::redis::shared() else {
@@ -165,7 +166,7 @@ async fn the_alert_rules_and_the_dashboard_read_only_metrics_portero_exports() {
     let config = format!(
         "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"portero-metrics-{}:\"\ntimeout = \"300ms\"\n\n\
          [tracing]\notlp_endpoint = \"{}\"\n\n\
-         {}\n[issuers.flat]\ndialect = \"client-flat\"\n\n[issuers.flat.oauth2]\n\n[issuers.sso]\njwks_url = \"{}\"\niss = \"https://sso.example\"\n\n\
+         {}\n[issuers.flat]\ndialect = \"client-flat\"\n\n[issuers.flat.oauth2]\n\n[issuers.flat.shadow]\nurl = \"http://127.0.0.1:9\"\n\n[issuers.sso]\njwks_url = \"{}\"\niss = \"https://sso.example\"\n\n\
          {}\n[[routes]]\nname = \"orders\"\npath = \"/\"\nupstream = \"api\"\n",
         relay.url(),
         std::process::id(),
@@ -204,8 +205,8 @@ async fn the_alert_rules_and_the_dashboard_read_only_metrics_portero_exports() {
         .collect();
     assert!(queries.len() >= 16, "{queries:?}");
     let sources = [
-        ("the rules", rules, 12),
-        ("the dashboard", queries.join("\n"), 16),
+        ("the rules", rules, 13),
+        ("the dashboard", queries.join("\n"), 17),
     ];
     for (what, text, at_least) in sources {
         let read = metric_names(&text);

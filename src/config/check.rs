@@ -8,6 +8,7 @@ mod limits;
 pub(super) mod parse;
 mod route;
 pub(super) mod secret_hash;
+mod shadow;
 mod upstream;
 
 use std::net::SocketAddr;

@@ -256,6 +256,8 @@ pub(super) struct FileIssuer {
     /// Standard OAuth 2.0 endpoints beside the dialect's own.
     pub(super) oauth2: Option<Spanned<FileOAuth2>>,
     pub(super) user_store: Option<Spanned<FileUserStore>>,
+    /// The legacy service the token endpoint's answers are compared with.
+    pub(super) shadow: Option<Spanned<FileShadow>>,
     /// When the dialect's endpoint was deprecated and when it goes
     /// (RFC 3339), announced on its answers.
     pub(super) deprecation: Option<Spanned<String>>,
@@ -332,6 +334,24 @@ pub(super) struct FileUserStore {
     pub(super) rehash: Option<Spanned<String>>,
     pub(super) update: Option<Spanned<String>>,
     pub(super) legacy_count: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileShadow {
+    pub(super) url: Spanned<String>,
+    pub(super) primary: Option<Spanned<String>>,
+    pub(super) sample: Option<Spanned<f64>>,
+    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) tolerance: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) claims: Vec<String>,
+    #[serde(default)]
+    pub(super) fallback: bool,
+    #[serde(default)]
+    pub(super) compare_refresh: bool,
+    pub(super) queue: Option<Spanned<u32>>,
+    pub(super) ca_file: Option<Spanned<String>>,
 }
 
 /// A user dialect's OAuth 2.0 client.

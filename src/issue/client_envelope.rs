@@ -36,6 +36,7 @@ pub fn transport_error(e: Transport) -> Reply {
             "El cuerpo de la solicitud es demasiado grande",
         ),
         Transport::Timeout => error(StatusCode::REQUEST_TIMEOUT, "La solicitud tardó demasiado"),
+        Transport::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, "Servicio no disponible"),
         Transport::RateLimited => error(
             StatusCode::TOO_MANY_REQUESTS,
             "Demasiadas solicitudes, intente más tarde",

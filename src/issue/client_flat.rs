@@ -17,6 +17,7 @@ pub fn transport_error(e: Transport) -> Reply {
         Transport::TooLarge => msg(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
         Transport::Timeout => msg(StatusCode::REQUEST_TIMEOUT, "Request timed out"),
         Transport::RateLimited => msg(StatusCode::TOO_MANY_REQUESTS, "Too many requests"),
+        Transport::Unavailable => msg(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
     }
 }
 

@@ -47,6 +47,12 @@ pub fn transport_error(e: Transport, path: &str, now: DateTime<Utc>) -> Reply {
             path,
             now,
         ),
+        Transport::Unavailable => spring(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service unavailable",
+            path,
+            now,
+        ),
         Transport::RateLimited => spring(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many requests",

@@ -27,6 +27,7 @@ pub fn transport_error(e: Transport) -> Reply {
             1,
             "La solicitud tardó demasiado",
         ),
+        Transport::Unavailable => error(StatusCode::INTERNAL_SERVER_ERROR, 3, "Error del servidor"),
         Transport::RateLimited => error(
             StatusCode::TOO_MANY_REQUESTS,
             1,

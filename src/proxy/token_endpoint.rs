@@ -44,16 +44,24 @@ impl Gateway {
             Ok(b) => b,
             Err(e) => return (issue::transport_error(&ctx, e, path, now), false),
         };
+        let json = issue::is_json(parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
         let request = TokenRequest {
             endpoint,
             body: &body,
-            json: issue::is_json(parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes)),
+            json,
             query: parts.uri.query(),
             path,
             client: Some(client),
             now,
         };
-        (issue::handle(&ctx, &request).await, true)
+        let reply = match &live.shadows[index] {
+            None => issue::handle(&ctx, &request).await,
+            Some(shadow) => {
+                self.shadowed(shadow, &ctx, &request, parts, &body, client)
+                    .await
+            }
+        };
+        (reply, true)
     }
 
     /// Serves the issuer's OAuth 2.0 endpoints, the body read within the
@@ -107,7 +115,12 @@ impl Gateway {
         issue::transport_error(&ctx, why, parts.uri.path(), self.shared.clock.now())
     }
 
-    fn issuing<'a>(&'a self, live: &'a Live, index: usize, keys: &'a KeySet) -> Issuing<'a> {
+    pub(super) fn issuing<'a>(
+        &'a self,
+        live: &'a Live,
+        index: usize,
+        keys: &'a KeySet,
+    ) -> Issuing<'a> {
         let issuer = &live.issuers[index];
         Issuing {
             index,

@@ -110,11 +110,16 @@ impl Checker<'_> {
             .user_store
             .as_ref()
             .and_then(|table| self.user_store(name, table, endpoint.is_some()));
+        let shadow = i
+            .shadow
+            .as_ref()
+            .and_then(|table| self.shadow(name, table, endpoint.is_some()));
         Issuer {
             name: name.to_string(),
             iss,
             endpoint,
             user_store,
+            shadow,
             external,
             oauth2,
             token_ttl: self.duration(

@@ -22,6 +22,9 @@ pub struct Issuer {
     pub endpoint: Option<TokenEndpoint>,
     /// Principals kept in a SQL table, for the endpoint's dialect.
     pub user_store: Option<UserStoreConfig>,
+    /// The legacy service this issuer replaces, its answers compared
+    /// with the endpoint's.
+    pub shadow: Option<ShadowConfig>,
     /// An issuer run elsewhere (an identity provider): its keys are
     /// fetched from its JWKS, and it serves no token endpoint.
     pub external: Option<ExternalKeySource>,
@@ -326,6 +329,43 @@ pub struct UserStoreConfig {
     /// Counts the rows whose hash is not argon2id yet, for
     /// `portero_legacy_hashes`; run once a minute.
     pub legacy_count: Option<String>,
+}
+
+/// `[issuers.NAME.shadow]`: the legacy token service the endpoint
+/// replaces. Each token request is answered by one side (`primary`) and
+/// sent to the other in the background; the two answers are compared by
+/// meaning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowConfig {
+    /// The legacy service's base URL: a request's path and query are
+    /// appended to it.
+    pub url: String,
+    /// Who answers the client.
+    pub primary: ShadowPrimary,
+    /// The share of requests compared, 0 to 1.
+    pub sample: f64,
+    /// For the legacy service's answer.
+    pub timeout: Duration,
+    /// Times (expiries) are compared as lifetimes within this much.
+    pub tolerance: Duration,
+    /// JWT claims compared by value.
+    pub claims: Vec<String>,
+    /// With the legacy service primary: a failing one gets portero's
+    /// own answer to the client.
+    pub fallback: bool,
+    /// Refresh requests are compared too (off: each side knows only the
+    /// refresh tokens it minted, and a copy could rotate a legacy family).
+    pub compare_refresh: bool,
+    /// Comparisons waiting or under way; past it they are dropped.
+    pub queue: usize,
+    /// Roots for an `https` legacy service (default: the system's).
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowPrimary {
+    Portero,
+    Legacy,
 }
 
 /// The login of a `project` principal.

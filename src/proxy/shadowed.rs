@@ -1,0 +1,119 @@
+//! A token endpoint with a shadow (`[issuers.NAME.shadow]`): one side
+//! answers the client, and the other side's answer to the same request is
+//! compared in the background (`shadow`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http::request::Parts;
+
+use super::{Gateway, GatewayState};
+use crate::config::{Endpoint, ShadowPrimary};
+use crate::issue::{self, Issuing, TokenRequest, Transport};
+use crate::shadow::{self, Copy, Shadow};
+
+impl Gateway {
+    /// Answers a token request with the shadow's primary side, and has the
+    /// other side's answer compared.
+    pub(super) async fn shadowed(
+        &self,
+        shadow: &Arc<Shadow>,
+        ctx: &Issuing<'_>,
+        request: &TokenRequest<'_>,
+        parts: &Parts,
+        body: &Bytes,
+        client: IpAddr,
+    ) -> issue::Reply {
+        let (endpoint, now) = (request.endpoint, request.now);
+        if shadow.primary() == ShadowPrimary::Portero {
+            let reply = issue::handle(ctx, request).await;
+            if shadow.compares(endpoint) {
+                shadow.compare_with_legacy(Copy::of(parts, body, client), answer(&reply, now));
+            }
+            return reply;
+        }
+        let legacy = match shadow.ask_legacy(&Copy::of(parts, body, client)).await {
+            Ok(legacy) => legacy,
+            Err(why) => {
+                shadow.legacy_failed(&why);
+                return if shadow.fallback() {
+                    issue::handle(ctx, request).await
+                } else {
+                    issue::transport_error(ctx, Transport::Unavailable, request.path, now)
+                };
+            }
+        };
+        let reply = issue::Reply {
+            status: legacy.status,
+            body: String::from_utf8_lossy(&legacy.body).into_owned(),
+        };
+        if shadow.compares(endpoint) {
+            let own = OwnAnswer {
+                shared: self.shared.clone(),
+                issuer: ctx.issuer.name.clone(),
+                index: ctx.index,
+                endpoint,
+                body: body.clone(),
+                json: request.json,
+                path: request.path.to_string(),
+                query: request.query.map(str::to_string),
+                client,
+                now,
+            };
+            shadow.compare_with_portero(body.clone(), legacy, own.work_out());
+        }
+        reply
+    }
+}
+
+/// A token request portero answers for comparison only, after the legacy
+/// service answered the client: everything it needs, owned.
+struct OwnAnswer {
+    shared: Arc<GatewayState>,
+    issuer: String,
+    index: usize,
+    endpoint: Endpoint,
+    body: Bytes,
+    json: bool,
+    path: String,
+    query: Option<String>,
+    client: IpAddr,
+    now: DateTime<Utc>,
+}
+
+impl OwnAnswer {
+    /// Portero's answer, on the snapshot live now; `None` if a reload has
+    /// since taken the issuer away.
+    async fn work_out(self) -> Option<shadow::Answer> {
+        let live = self.shared.live.load_full();
+        if live.issuers.get(self.index).map(|i| &i.name) != Some(&self.issuer) {
+            return None;
+        }
+        let gateway = Gateway {
+            shared: self.shared.clone(),
+        };
+        let keys = live.validator.keys();
+        let ctx = gateway.issuing(&live, self.index, &keys);
+        let request = TokenRequest {
+            endpoint: self.endpoint,
+            body: &self.body,
+            json: self.json,
+            query: self.query.as_deref(),
+            path: &self.path,
+            client: Some(self.client),
+            now: self.now,
+        };
+        Some(answer(&issue::handle(&ctx, &request).await, self.now))
+    }
+}
+
+/// A reply as the comparison takes it.
+fn answer(reply: &issue::Reply, at: DateTime<Utc>) -> shadow::Answer {
+    shadow::Answer {
+        status: reply.status,
+        body: Bytes::from(reply.body.clone()),
+        at,
+    }
+}

@@ -1,0 +1,476 @@
+//! Two answers to one token request compared by meaning, not by bytes:
+//! the status; for JSON bodies every field path and the type of its value;
+//! codes and fixed strings (messages, `token_type`, a user's name) by
+//! value; tokens and ids by type only; times as lifetimes (the time less
+//! the moment the answer came) within a tolerance; a JWT as a JWT: its
+//! `alg`, its lifetime, and the claims the operator lists by value.
+//!
+//! A difference names its field path and describes each side's value by
+//! its type, or by its value where values are compared (codes and fixed
+//! strings); never a token.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use http::StatusCode;
+use serde_json::{Map, Value};
+
+/// One side's answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: bytes::Bytes,
+    /// When it was answered: the origin of its lifetimes.
+    pub at: DateTime<Utc>,
+}
+
+/// What is compared beyond the shape.
+pub struct Rules<'a> {
+    /// JWT claims compared by value.
+    pub claims: &'a [String],
+    /// Lifetimes that differ by at most this much are the same.
+    pub tolerance: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Status,
+    /// A field one side has and the other has not.
+    Missing,
+    /// The same field with values of different types.
+    Type,
+    Value,
+    Lifetime,
+    /// JWTs signed with different algorithms, or a listed claim differing.
+    Jwt,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Status => "status",
+            Kind::Missing => "missing",
+            Kind::Type => "type",
+            Kind::Value => "value",
+            Kind::Lifetime => "lifetime",
+            Kind::Jwt => "jwt",
+        }
+    }
+}
+
+/// A field path's values seen differently; `portero` and `legacy` describe
+/// each side's value (its type, or its value where values are compared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    pub kind: Kind,
+    /// `$` for the whole body, `$.usuario.id`, `$.errors[]`, `$.token#role`
+    /// for a JWT's claim.
+    pub path: String,
+    pub portero: String,
+    pub legacy: String,
+}
+
+/// Every difference between the two answers; none when they mean the same.
+pub fn compare(rules: &Rules, portero: &Answer, legacy: &Answer) -> Vec<Difference> {
+    let mut walk = Walk {
+        rules,
+        at: (portero.at, legacy.at),
+        found: Vec::new(),
+    };
+    if portero.status != legacy.status {
+        walk.differ(
+            Kind::Status,
+            "$",
+            portero.status.as_u16().to_string(),
+            legacy.status.as_u16().to_string(),
+        );
+    }
+    match (parse(&portero.body), parse(&legacy.body)) {
+        (Body::Json(p), Body::Json(l)) => walk.values("$", &p, &l),
+        (p, l) if p != l => walk.differ(Kind::Type, "$", p.describe(), l.describe()),
+        _ => {}
+    }
+    walk.found
+}
+
+#[derive(PartialEq)]
+enum Body {
+    Json(Value),
+    Empty,
+    /// Not JSON; compared by its bytes, never shown.
+    Text(bytes::Bytes),
+}
+
+impl Body {
+    fn describe(&self) -> String {
+        match self {
+            Body::Json(v) => format!("JSON {}", type_of(v)),
+            Body::Empty => "empty".into(),
+            Body::Text(_) => "not JSON".into(),
+        }
+    }
+}
+
+fn parse(body: &bytes::Bytes) -> Body {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Body::Empty;
+    }
+    match serde_json::from_slice(body) {
+        Ok(v) => Body::Json(v),
+        Err(_) => Body::Text(body.clone()),
+    }
+}
+
+struct Walk<'a> {
+    rules: &'a Rules<'a>,
+    /// When each side answered: (portero, legacy).
+    at: (DateTime<Utc>, DateTime<Utc>),
+    found: Vec<Difference>,
+}
+
+impl Walk<'_> {
+    fn differ(&mut self, kind: Kind, path: &str, portero: String, legacy: String) {
+        self.found.push(Difference {
+            kind,
+            path: path.to_string(),
+            portero,
+            legacy,
+        });
+    }
+
+    fn values(&mut self, path: &str, p: &Value, l: &Value) {
+        let key = path.rsplit(['.', '#']).next().unwrap_or(path);
+        match (p, l) {
+            (Value::Object(p), Value::Object(l)) => self.objects(path, p, l),
+            (Value::Array(p), Value::Array(l)) => {
+                let items = format!("{path}[]");
+                if p.len() != l.len() {
+                    let len = |a: &[Value]| format!("{} items", a.len());
+                    self.differ(Kind::Value, &items, len(p), len(l));
+                }
+                for (p, l) in p.iter().zip(l) {
+                    self.values(&items, p, l);
+                }
+            }
+            (Value::String(p), Value::String(l)) => self.strings(path, key, p, l),
+            (Value::Number(p), Value::Number(l)) => self.numbers(path, key, p, l),
+            _ if type_of(p) != type_of(l) => {
+                self.differ(Kind::Type, path, type_of(p).into(), type_of(l).into());
+            }
+            _ if p != l => self.differ(Kind::Value, path, p.to_string(), l.to_string()),
+            _ => {}
+        }
+    }
+
+    fn objects(&mut self, path: &str, p: &Map<String, Value>, l: &Map<String, Value>) {
+        for (name, pv) in p {
+            let field = format!("{path}.{name}");
+            match l.get(name) {
+                Some(lv) => self.values(&field, pv, lv),
+                None => self.differ(Kind::Missing, &field, describe(pv), "absent".into()),
+            }
+        }
+        for (name, lv) in l.iter().filter(|(name, _)| !p.contains_key(*name)) {
+            self.differ(
+                Kind::Missing,
+                &format!("{path}.{name}"),
+                "absent".into(),
+                describe(lv),
+            );
+        }
+    }
+
+    fn strings(&mut self, path: &str, key: &str, p: &str, l: &str) {
+        match (Jwt::parse(p), Jwt::parse(l)) {
+            (Some(p), Some(l)) => return self.jwts(path, &p, &l),
+            (None, None) => {}
+            (p, l) => {
+                let kind = |j: Option<Jwt>| if j.is_some() { "JWT" } else { "string" };
+                return self.differ(Kind::Type, path, kind(p).into(), kind(l).into());
+            }
+        }
+        match (time(p), time(l)) {
+            (Some(pt), Some(lt)) => return self.lifetimes(path, pt, lt),
+            (None, None) => {}
+            (pt, lt) => {
+                let kind = |t: Option<_>| if t.is_some() { "time" } else { "string" };
+                return self.differ(Kind::Type, path, kind(pt).into(), kind(lt).into());
+            }
+        }
+        if !by_type_only(key) && p != l {
+            self.differ(Kind::Value, path, quoted(p), quoted(l));
+        }
+    }
+
+    fn numbers(&mut self, path: &str, key: &str, p: &serde_json::Number, l: &serde_json::Number) {
+        if is_time(key) {
+            let (Some(p), Some(l)) = (p.as_f64(), l.as_f64()) else {
+                return;
+            };
+            // Seconds since the epoch, or a lifetime in seconds.
+            if p > 1e9 && l > 1e9 {
+                self.lifetimes(path, epoch(p), epoch(l));
+            } else {
+                self.durations(path, p, l);
+            }
+        } else if !by_type_only(key) && p != l {
+            self.differ(Kind::Value, path, p.to_string(), l.to_string());
+        }
+    }
+
+    /// Two instants, each taken as a lifetime from its side's answer.
+    fn lifetimes(&mut self, path: &str, p: DateTime<Utc>, l: DateTime<Utc>) {
+        let seconds =
+            |t: DateTime<Utc>, at: DateTime<Utc>| (t - at).num_milliseconds() as f64 / 1e3;
+        self.durations(path, seconds(p, self.at.0), seconds(l, self.at.1));
+    }
+
+    fn durations(&mut self, path: &str, p: f64, l: f64) {
+        if (p - l).abs() > self.rules.tolerance.as_secs_f64() {
+            let show = |s: f64| format!("lifetime {}s", s.round());
+            self.differ(Kind::Lifetime, path, show(p), show(l));
+        }
+    }
+
+    fn jwts(&mut self, path: &str, p: &Jwt, l: &Jwt) {
+        if p.alg != l.alg {
+            self.differ(
+                Kind::Jwt,
+                &format!("{path}#alg"),
+                quoted(&p.alg),
+                quoted(&l.alg),
+            );
+        }
+        if let (Some(pl), Some(ll)) = (p.lifetime(), l.lifetime()) {
+            self.durations(&format!("{path}#exp"), pl, ll);
+        } else if p.lifetime().is_some() != l.lifetime().is_some() {
+            let has = |j: &Jwt| {
+                if j.lifetime().is_some() {
+                    "exp"
+                } else {
+                    "no exp"
+                }
+            };
+            self.differ(
+                Kind::Jwt,
+                &format!("{path}#exp"),
+                has(p).into(),
+                has(l).into(),
+            );
+        }
+        for claim in self.rules.claims {
+            let (pv, lv) = (p.claims.get(claim), l.claims.get(claim));
+            if pv != lv {
+                let show = |v: Option<&Value>| v.map_or("absent".into(), |v| v.to_string());
+                self.differ(Kind::Jwt, &format!("{path}#{claim}"), show(pv), show(lv));
+            }
+        }
+    }
+}
+
+/// A JWT's header algorithm and claims (its signature is not checked:
+/// each side signs with its own key).
+struct Jwt {
+    alg: String,
+    claims: Map<String, Value>,
+}
+
+impl Jwt {
+    fn parse(text: &str) -> Option<Jwt> {
+        let mut parts = text.split('.');
+        let (header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let decode = |part: &str| -> Option<Map<String, Value>> {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+        };
+        let alg = decode(header)?.get("alg")?.as_str()?.to_string();
+        Some(Jwt {
+            alg,
+            claims: decode(payload)?,
+        })
+    }
+
+    /// `exp` less `iat`, in seconds.
+    fn lifetime(&self) -> Option<f64> {
+        let claim = |name: &str| self.claims.get(name).and_then(Value::as_f64);
+        Some(claim("exp")? - claim("iat")?)
+    }
+}
+
+/// The date forms the dialects print: RFC 3339, and `YYYY-MM-DD HH:mm:ss`
+/// (taken as UTC on both sides, so a zone that differs shows).
+fn time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+fn epoch(seconds: f64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis((seconds * 1e3) as i64).unwrap_or_default()
+}
+
+/// Numbers under these names are times or lifetimes.
+fn is_time(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    matches!(key.as_str(), "exp" | "iat" | "nbf") || key.contains("expire")
+}
+
+/// Values under these names differ between any two services answering the
+/// same request (tokens, ids, the moment of an error): their type is
+/// compared, never their value.
+fn by_type_only(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    lower.contains("token")
+        || lower == "id"
+        || lower.ends_with("_id")
+        || key.ends_with("Id")
+        || lower == "jti"
+        || lower == "timestamp"
+}
+
+fn type_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A value by its type (a present field the other side lacks).
+fn describe(v: &Value) -> String {
+    match v {
+        Value::String(s) if Jwt::parse(s).is_some() => "JWT".into(),
+        Value::String(s) if time(s).is_some() => "time".into(),
+        v => type_of(v).into(),
+    }
+}
+
+/// A string compared by value, shown as written; a long one without a
+/// space is more likely a secret than a message: its length only.
+fn quoted(s: &str) -> String {
+    if s.len() > 64 && !s.contains(' ') {
+        format!("a string of {} characters", s.chars().count())
+    } else {
+        format!("{s:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn answer(status: u16, body: Value, at_offset: i64) -> Answer {
+        Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: body.to_string().into(),
+            at: DateTime::from_timestamp(NOW + at_offset, 0).unwrap(),
+        }
+    }
+
+    fn jwt(alg: &str, claims: Value) -> String {
+        let part = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        format!(
+            "{}.{}.c2ln",
+            part(serde_json::json!({"alg": alg})),
+            part(claims)
+        )
+    }
+
+    fn differences(p: &Answer, l: &Answer) -> Vec<(Kind, String)> {
+        let claims = ["role".to_string()];
+        let rules = Rules {
+            claims: &claims,
+            tolerance: Duration::from_secs(5),
+        };
+        compare(&rules, p, l)
+            .into_iter()
+            .map(|d| (d.kind, d.path))
+            .collect()
+    }
+
+    #[test]
+    fn tokens_times_and_ids_differ_by_value_and_still_mean_the_same() {
+        let p = answer(
+            200,
+            serde_json::json!({
+                "tokenValido": jwt("HS256", serde_json::json!({"iat": NOW, "exp": NOW + 3600, "role": "USER", "jti": "a"})),
+                "vencimiento": "2027-01-15 09:00:00",
+                "usuario": {"id": 7, "username": "ana"},
+                "refreshToken": {"token": "abc", "expiresIn": 3600},
+            }),
+            0,
+        );
+        let l = answer(
+            200,
+            serde_json::json!({
+                "tokenValido": jwt("HS256", serde_json::json!({"iat": NOW + 1, "exp": NOW + 3601, "role": "USER", "jti": "b"})),
+                "vencimiento": "2027-01-15 09:00:01",
+                "usuario": {"id": 8, "username": "ana"},
+                "refreshToken": {"token": "xyz", "expiresIn": 3599},
+            }),
+            1,
+        );
+        assert_eq!(differences(&p, &l), []);
+    }
+
+    #[test]
+    fn each_kind_of_difference_is_named_by_its_path() {
+        let p = answer(
+            401,
+            serde_json::json!({"error": 1, "message": "Credenciales inválidas", "n": 1, "t": jwt("HS256", serde_json::json!({"iat": 0, "exp": 3600, "role": "USER"})), "e": "2027-01-15 09:00:00"}),
+            0,
+        );
+        let l = answer(
+            403,
+            serde_json::json!({"error": 2, "mensaje": "x", "n": "1", "t": jwt("RS256", serde_json::json!({"iat": 0, "exp": 60, "role": "ADMIN"})), "e": "2027-01-15 10:00:00"}),
+            0,
+        );
+        assert_eq!(
+            differences(&p, &l),
+            [
+                (Kind::Status, "$".to_string()),
+                (Kind::Value, "$.error".into()),
+                (Kind::Missing, "$.message".into()),
+                (Kind::Type, "$.n".into()),
+                (Kind::Jwt, "$.t#alg".into()),
+                (Kind::Lifetime, "$.t#exp".into()),
+                (Kind::Jwt, "$.t#role".into()),
+                (Kind::Lifetime, "$.e".into()),
+                (Kind::Missing, "$.mensaje".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_told_apart_without_being_shown() {
+        let p = answer(200, serde_json::json!("eyJ"), 0);
+        let l = Answer {
+            body: "<html>busy</html>".into(),
+            ..answer(200, Value::Null, 0)
+        };
+        let found = compare(
+            &Rules {
+                claims: &[],
+                tolerance: Duration::ZERO,
+            },
+            &p,
+            &l,
+        );
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].portero.as_str(), found[0].legacy.as_str()),
+            ("JSON string", "not JSON")
+        );
+    }
+}

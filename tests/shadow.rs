@@ -1,0 +1,558 @@
+//! Shadow comparison against a legacy token service: stand-ins for two
+//! dialect families written here (session, seed 000; client-flat, seed
+//! 004), answering as their documents say, with planted differences, in
+//! front of the real gateway on the demo config.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::task::AbortHandle;
+
+const SESSION_LOGIN: &str = r#"{"username": "admin", "password": "demo2024"}"#;
+const SESSION_WRONG: &str = r#"{"username": "admin", "password": "not-the-password-41"}"#;
+const FLAT_LOGIN: &str =
+    r#"{"client_id": "demo_client_123", "client_secret": "demo_secret_456_ABCDEFGH"}"#;
+const FLAT_WRONG: &str =
+    r#"{"client_id": "demo_client_123", "client_secret": "wrong_secret_0000_XYZ"}"#;
+const FLAT_PATH: &str = "/api/v1/auth";
+
+/// What the stand-in changes in its next answers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Plant {
+    Nothing,
+    ChangedMessage,
+    MissingField,
+    OtherType,
+    OtherStatus,
+}
+
+/// A legacy token service answering one dialect as its seed document
+/// says, with `plant` applied; it counts the requests it saw and keeps
+/// every token it minted (to look for in portero's log).
+struct Legacy {
+    addr: SocketAddr,
+    plant: Arc<Mutex<Plant>>,
+    delay_ms: Arc<AtomicU64>,
+    seen: Arc<AtomicUsize>,
+    minted: Arc<Mutex<Vec<String>>>,
+    /// The accept loop and every connection.
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+type Dialect = fn(&Value, Plant, &mut Vec<String>) -> (u16, Value);
+
+impl Legacy {
+    async fn start(dialect: Dialect) -> Legacy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let plant = Arc::new(Mutex::new(Plant::Nothing));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let minted: Arc<Mutex<Vec<String>>> = Arc::default();
+        let state = (
+            plant.clone(),
+            delay_ms.clone(),
+            seen.clone(),
+            minted.clone(),
+        );
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let conns = tasks.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (plant, delay_ms, seen, minted) = state.clone();
+                let conn = tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (plant, delay_ms, seen, minted) = (
+                            plant.clone(),
+                            delay_ms.clone(),
+                            seen.clone(),
+                            minted.clone(),
+                        );
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            seen.fetch_add(1, Ordering::SeqCst);
+                            let delay = delay_ms.load(Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(delay)).await;
+                            let request: Value =
+                                serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            let plant = *plant.lock().unwrap();
+                            let (status, answer) =
+                                dialect(&request, plant, &mut minted.lock().unwrap());
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(answer.to_string())))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                conns.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        tasks.lock().unwrap().push(accept.abort_handle());
+        Legacy {
+            addr,
+            plant,
+            delay_ms,
+            seen,
+            minted,
+            tasks,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn plant(&self, plant: Plant) {
+        *self.plant.lock().unwrap() = plant;
+    }
+
+    fn seen(&self) -> usize {
+        self.seen.load(Ordering::SeqCst)
+    }
+
+    /// Closes every connection and stops accepting: later requests find
+    /// nobody listening.
+    fn kill(&mut self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// A JWT of the legacy service's own (its own key: only its shape matters).
+fn legacy_jwt(claims: Value, minted: &mut Vec<String>) -> String {
+    let token = Signer::Hs.sign(&claims);
+    minted.push(token.clone());
+    token
+}
+
+/// Seed 000, the session dialect.
+fn session(request: &Value, plant: Plant, minted: &mut Vec<String>) -> (u16, Value) {
+    let good = request["username"] == "admin" && request["password"] == "demo2024";
+    if !good {
+        let message = match plant {
+            Plant::ChangedMessage => "Credenciales incorrectas",
+            _ => "Credenciales inválidas",
+        };
+        let status = if plant == Plant::OtherStatus {
+            400
+        } else {
+            401
+        };
+        return (status, json!({"error": 1, "message": message}));
+    }
+    let exp = chrono::Utc::now() + chrono::Duration::hours(24);
+    let mut answer = json!({
+        "tokenValido": legacy_jwt(json!({"username": "admin", "iat": now(), "exp": exp.timestamp()}), minted),
+        "vencimiento": exp.format("%Y-%m-%d %H:%M:%S").to_string(),
+        "usuario": {"id": 1, "username": "admin", "nombre": "Administrador"},
+    });
+    match plant {
+        Plant::MissingField => {
+            answer.as_object_mut().unwrap().remove("vencimiento");
+        }
+        Plant::OtherType => answer["usuario"]["id"] = json!("1"),
+        _ => {}
+    }
+    (200, answer)
+}
+
+/// Seed 004, the client-flat dialect.
+fn client_flat(request: &Value, plant: Plant, minted: &mut Vec<String>) -> (u16, Value) {
+    let good = request["client_id"] == "demo_client_123"
+        && request["client_secret"] == "demo_secret_456_ABCDEFGH";
+    if !good {
+        let msg = match plant {
+            Plant::ChangedMessage => "Bad login details",
+            _ => "Invalid login details",
+        };
+        let status = if plant == Plant::OtherStatus {
+            403
+        } else {
+            401
+        };
+        return (status, json!({"msg": msg}));
+    }
+    let (iat, exp) = (now(), now() + 3600);
+    let token = legacy_jwt(
+        json!({"client_id": "demo_client_123", "iat": iat, "exp": exp}),
+        minted,
+    );
+    let mut answer = json!({"access_token": token, "exp": exp, "iat": iat});
+    match plant {
+        Plant::MissingField => {
+            answer.as_object_mut().unwrap().remove("iat");
+        }
+        Plant::OtherType => answer["exp"] = json!(exp.to_string()),
+        _ => {}
+    }
+    (200, answer)
+}
+
+fn shadow_table(issuer: &str, legacy: &Legacy, extra: &str) -> String {
+    format!(
+        "\n[issuers.{issuer}.shadow]\nurl = \"{}\"\nclaims = [\"client_id\"]\n{extra}",
+        legacy.url()
+    )
+}
+
+async fn comparisons(gw: &Gateway, issuer: &str, result: &str) -> f64 {
+    gw.metric(
+        "portero_shadow_comparisons_total",
+        &[("issuer", issuer), ("result", result)],
+    )
+    .await
+}
+
+/// Waits for one more comparison than `before` (same, different and error).
+async fn next_comparison(gw: &Gateway, issuer: &str, before: f64) {
+    let total = || async {
+        let mut n = 0.0;
+        for result in ["same", "different", "error"] {
+            n += comparisons(gw, issuer, result).await;
+        }
+        n
+    };
+    let got = poll(Duration::from_secs(10), total, |n| *n > before).await;
+    assert!(got > before, "no comparison for {issuer}");
+}
+
+/// The WARN lines the comparison logged, as (kind, field, portero, legacy).
+fn differences_logged(gw: &Gateway, issuer: &str) -> Vec<(String, String, String, String)> {
+    gw.log()
+        .lines()
+        .map(as_text)
+        .filter(|l| l.contains("shadow: the legacy service answered differently"))
+        .filter(|l| l.contains(&format!("issuer={issuer}")))
+        .map(|l| {
+            // Each value runs to the next of these keys.
+            let keys = [" issuer=", " kind=", " field=", " portero=", " legacy="];
+            let field = |name: &str| {
+                let Some(start) = l.find(&format!(" {name}=")).map(|i| i + name.len() + 2) else {
+                    return String::new();
+                };
+                let end = keys
+                    .iter()
+                    .filter_map(|k| l[start..].find(k).map(|i| start + i))
+                    .min()
+                    .unwrap_or(l.len());
+                l[start..end].trim_matches('"').to_string()
+            };
+            (
+                field("kind"),
+                field("field"),
+                field("portero"),
+                field("legacy"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_planted_difference_is_found_and_nothing_on_identical_answers() {
+    let session_legacy = Legacy::start(session).await;
+    let flat_legacy = Legacy::start(client_flat).await;
+    let gw = demo(|demo| {
+        demo + &shadow_table("session", &session_legacy, "")
+            + &shadow_table("client-flat", &flat_legacy, "")
+    })
+    .await;
+    let cases = [
+        (Plant::Nothing, true, None),
+        (Plant::Nothing, false, None),
+        (Plant::ChangedMessage, false, Some("value")),
+        (Plant::MissingField, true, Some("missing")),
+        (Plant::OtherType, true, Some("type")),
+        (Plant::OtherStatus, false, Some("status")),
+    ];
+    let families: [(&str, &str, &Legacy, &str, &str); 2] = [
+        (
+            "session",
+            SESSION,
+            &session_legacy,
+            SESSION_LOGIN,
+            SESSION_WRONG,
+        ),
+        (
+            "client-flat",
+            FLAT_PATH,
+            &flat_legacy,
+            FLAT_LOGIN,
+            FLAT_WRONG,
+        ),
+    ];
+    let mut table = vec![];
+    let mut tokens_seen = vec![];
+    for (issuer, path, legacy, good, wrong) in families {
+        for (plant, login, expected_kind) in cases {
+            legacy.plant(plant);
+            let differences_before = differences_logged(&gw, issuer).len();
+            let (same, different) = (
+                comparisons(&gw, issuer, "same").await,
+                comparisons(&gw, issuer, "different").await,
+            );
+            let seen = legacy.seen();
+            let (status, body) = post(&gw, path, None, if login { good } else { wrong }).await;
+            assert_eq!(status.is_success(), login, "{issuer} {plant:?}: {body}");
+            if login {
+                tokens_seen.push(body.clone());
+            }
+            next_comparison(&gw, issuer, same + different).await;
+            assert_eq!(
+                legacy.seen(),
+                seen + 1,
+                "the legacy service sees each attempt once"
+            );
+            let new: Vec<_> = differences_logged(&gw, issuer)[differences_before..].to_vec();
+            match expected_kind {
+                None => {
+                    assert_eq!(
+                        comparisons(&gw, issuer, "same").await,
+                        same + 1.0,
+                        "{issuer} {plant:?}"
+                    );
+                    assert!(new.is_empty(), "{issuer} {plant:?}: {new:?}");
+                }
+                Some(kind) => {
+                    assert_eq!(
+                        comparisons(&gw, issuer, "different").await,
+                        different + 1.0,
+                        "{issuer} {plant:?}"
+                    );
+                    let found = poll(
+                        Duration::from_secs(2),
+                        || async { differences_logged(&gw, issuer)[differences_before..].to_vec() },
+                        |lines| lines.iter().any(|l| l.0 == kind),
+                    )
+                    .await;
+                    assert!(
+                        found.iter().any(|l| l.0 == kind),
+                        "{issuer} {plant:?}: {found:?}"
+                    );
+                    table.extend(found.into_iter().map(|l| (issuer, plant, l)));
+                }
+            }
+        }
+    }
+    println!("| issuer | planted | kind | field | portero | legacy |\n|---|---|---|---|---|---|");
+    for (issuer, plant, (kind, field, p, l)) in &table {
+        println!("| {issuer} | {plant:?} | {kind} | {field} | {p} | {l} |");
+    }
+    let log = gw.log();
+    let secrets = [
+        "demo2024",
+        "not-the-password-41",
+        "demo_secret_456_ABCDEFGH",
+        "wrong_secret_0000_XYZ",
+    ];
+    for secret in secrets {
+        assert!(!log.contains(secret), "a secret in the log: {secret}");
+    }
+    let minted = session_legacy.minted.lock().unwrap().clone();
+    for token in minted
+        .iter()
+        .chain(&flat_legacy.minted.lock().unwrap().clone())
+    {
+        assert!(
+            !log.contains(&token[token.len() - 20..]),
+            "a legacy token in the log"
+        );
+    }
+    for answer in tokens_seen {
+        let v = parse(&answer);
+        let token = v["tokenValido"]
+            .as_str()
+            .or(v["access_token"].as_str())
+            .unwrap();
+        assert!(
+            !log.contains(&token[token.len() - 20..]),
+            "portero's token in the log"
+        );
+    }
+}
+
+/// Client latency for `n` sequential logins to client-flat: (median, p99).
+async fn latencies(gw: &Gateway, n: usize) -> (Duration, Duration) {
+    let client = reqwest::Client::new();
+    let mut took = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let r = client
+            .post(gw.url(FLAT_PATH))
+            .header("content-type", "application/json")
+            .body(FLAT_LOGIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.bytes().await.unwrap();
+        took.push(start.elapsed());
+    }
+    took.sort();
+    (took[n / 2], took[n * 99 / 100])
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_legacy_service_never_slows_the_client_and_a_dead_one_is_an_error() {
+    let mut legacy = Legacy::start(client_flat).await;
+    legacy.delay_ms.store(2000, Ordering::SeqCst);
+    let plain = demo(|demo| demo).await;
+    let shadowed = demo(|demo| demo + &shadow_table("client-flat", &legacy, "queue = 16\n")).await;
+    let rss_before = rss_kib(shadowed.pid());
+    // Interleaved, so the machine's noise falls on both alike.
+    let mut without = vec![];
+    let mut with = vec![];
+    for _ in 0..3 {
+        without.push(latencies(&plain, 100).await);
+        with.push(latencies(&shadowed, 100).await);
+    }
+    let rss_full = rss_kib(shadowed.pid());
+    let dropped = comparisons(&shadowed, "client-flat", "dropped").await;
+    println!("client latency without a shadow (median, p99 of 100): {without:?}");
+    println!("client latency with a 2 s legacy service: {with:?}");
+    println!(
+        "RSS before {rss_before} KiB, with the queue of 16 full {rss_full} KiB; {dropped} dropped"
+    );
+    for ((_, p99_without), (_, p99_with)) in without.iter().zip(&with) {
+        // A client held by the 2 s legacy service would show it here.
+        assert!(
+            *p99_with < *p99_without + Duration::from_millis(500),
+            "p99 {p99_with:?} with a slow shadow, {p99_without:?} without"
+        );
+    }
+    assert!(
+        dropped > 0.0,
+        "a queue of 16 under 300 logins in well under 2 s drops"
+    );
+
+    // The slow comparisons finish; then the legacy service dies.
+    poll(
+        Duration::from_secs(10),
+        || comparisons(&shadowed, "client-flat", "same"),
+        |n| *n >= 16.0,
+    )
+    .await;
+    legacy.kill();
+    let errors = comparisons(&shadowed, "client-flat", "error").await;
+    let (status, _) = post(&shadowed, FLAT_PATH, None, FLAT_LOGIN).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "portero answers whatever the legacy service does"
+    );
+    let got = poll(
+        Duration::from_secs(10),
+        || comparisons(&shadowed, "client-flat", "error"),
+        |n| *n > errors,
+    )
+    .await;
+    assert_eq!(got, errors + 1.0);
+    assert!(shadowed
+        .log()
+        .contains("shadow: the legacy service gave no answer to compare"));
+}
+
+#[tokio::test]
+async fn with_the_legacy_service_primary_the_client_gets_its_answer() {
+    let mut legacy = Legacy::start(session).await;
+    let primary = "primary = \"legacy\"\n";
+    let gw = demo(|demo| demo + &shadow_table("session", &legacy, primary)).await;
+    let fallback = demo(|demo| {
+        demo + &shadow_table("session", &legacy, &format!("{primary}fallback = true\n"))
+    })
+    .await;
+
+    // The legacy's answer, planted difference and all, is the client's;
+    // portero's own is worked out after, and compared.
+    legacy.plant(Plant::ChangedMessage);
+    let (status, body) = post(&gw, SESSION, None, SESSION_WRONG).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(parse(&body)["message"], "Credenciales incorrectas");
+    next_comparison(&gw, "session", 0.0).await;
+    assert_eq!(comparisons(&gw, "session", "different").await, 1.0);
+    let logged = differences_logged(&gw, "session");
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(
+        (logged[0].0.as_str(), logged[0].1.as_str()),
+        ("value", "$.message")
+    );
+    legacy.plant(Plant::Nothing);
+    let (status, body) = post(&gw, SESSION, None, SESSION_LOGIN).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = parse(&body)["tokenValido"].as_str().unwrap().to_string();
+    assert!(
+        legacy.minted.lock().unwrap().contains(&token),
+        "the legacy's token"
+    );
+    next_comparison(&gw, "session", 1.0).await;
+    assert_eq!(comparisons(&gw, "session", "same").await, 1.0);
+
+    // A dead legacy service: the dialect's own server error, or with
+    // `fallback` portero's own answer.
+    legacy.kill();
+    let (status, body) = post(&gw, SESSION, None, SESSION_LOGIN).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        parse(&body),
+        json!({"error": 3, "message": "Error del servidor"})
+    );
+    assert_eq!(comparisons(&gw, "session", "error").await, 1.0);
+    let (status, body) = post(&fallback, SESSION, None, SESSION_LOGIN).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = parse(&body)["tokenValido"].as_str().unwrap().to_string();
+    assert!(
+        !legacy.minted.lock().unwrap().contains(&token),
+        "portero's own token"
+    );
+    assert_eq!(comparisons(&fallback, "session", "error").await, 1.0);
+}
+
+#[test]
+fn a_shadow_table_is_checked() {
+    let (ok, out) = check(
+        "[issuers.s]\ndialect = \"session\"\n\n[issuers.s.shadow]\nurl = \"ftp://legacy\"\nsample = 2.0\nfallback = true\nqueue = 0\nmirror = true\n",
+    );
+    assert!(!ok);
+    assert!(out.contains("mirror"), "{out}");
+    let (ok, out) = check(
+        "[issuers.s]\ndialect = \"session\"\n\n[issuers.s.shadow]\nurl = \"ftp://legacy\"\nsample = 2.0\nfallback = true\nqueue = 0\n",
+    );
+    assert!(!ok);
+    for key in [
+        "shadow.url",
+        "shadow.sample",
+        "shadow.fallback",
+        "shadow.queue",
+    ] {
+        assert!(out.contains(key), "{key}: {out}");
+    }
+}
