@@ -277,8 +277,12 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
             &metrics.legacy_hashes,
         ))
         .map_err(ServerError::UserStore)?;
-    let shadows = crate::shadow::for_issuers(&config, &metrics.shadow_comparisons)
-        .map_err(ServerError::Shadow)?;
+    // Comparisons with a legacy service run on the side runtime.
+    let shadows = {
+        let _on_side = side.enter();
+        crate::shadow::for_issuers(&config, &metrics.shadow_comparisons)
+            .map_err(ServerError::Shadow)?
+    };
     let live = side.block_on(Live::build(
         &config,
         upstreams,

@@ -24,7 +24,8 @@ use http::header::{HeaderName, ACCEPT, ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_T
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode};
 use prometheus::{IntCounter, IntCounterVec};
-use tokio::sync::Semaphore;
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use compare::Answer;
 use compare::{Difference, Kind, Rules};
@@ -32,6 +33,7 @@ use compare::{Difference, Kind, Rules};
 use crate::config::{Config, Endpoint, ShadowConfig, ShadowPrimary};
 
 /// By issuer index: the comparison of each issuer that has a `shadow`.
+/// Called on the runtime comparisons are to run on.
 pub fn for_issuers(
     config: &Config,
     counted: &IntCounterVec,
@@ -73,9 +75,17 @@ pub struct Shadow {
     client: reqwest::Client,
     /// Comparisons waiting or under way: the bounded queue.
     slots: Arc<Semaphore>,
+    /// Where comparisons run: the runtime it was made on (the side one,
+    /// with the admin listener), never the proxy's workers.
+    runtime: Handle,
     results: Results,
     /// When each (kind, field path) difference was last logged.
     logged: Mutex<HashMap<(Kind, String), Instant>>,
+}
+
+/// A comparison's place in the queue, given back when it ends.
+pub struct Place {
+    _held: OwnedSemaphorePermit,
 }
 
 struct Results {
@@ -138,6 +148,7 @@ impl Shadow {
             config: config.clone(),
             client,
             slots: Arc::new(Semaphore::new(config.queue)),
+            runtime: Handle::current(),
             results: Results {
                 same: result("same"),
                 different: result("different"),
@@ -157,12 +168,27 @@ impl Shadow {
         self.config.fallback
     }
 
-    /// Whether this request is compared: sampled, and a refresh only when
-    /// asked for. With the legacy service primary every request goes to it;
-    /// this says only whether portero works out its own answer too.
-    pub fn compares(&self, endpoint: Endpoint) -> bool {
-        (endpoint != Endpoint::Refresh || self.config.compare_refresh)
-            && (self.config.sample >= 1.0 || rand::random::<f64>() < self.config.sample)
+    /// A place in the comparison queue if this request is compared
+    /// (sampled, and a refresh only when asked for); `None` if it is not,
+    /// or if the queue is full (dropped and counted). With the legacy
+    /// service primary every request goes to it: this says only whether
+    /// portero works out its own answer too.
+    pub fn place(&self, endpoint: Endpoint) -> Option<Place> {
+        let compared = (endpoint != Endpoint::Refresh || self.config.compare_refresh)
+            && (self.config.sample >= 1.0 || rand::random::<f64>() < self.config.sample);
+        if !compared {
+            return None;
+        }
+        let place = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(|held| Place { _held: held });
+        if place.is_none() {
+            self.results.dropped.inc();
+        }
+        place
     }
 
     /// The legacy service's answer to `copy`.
@@ -193,13 +219,12 @@ impl Shadow {
 
     /// Portero answered the client: the legacy service's answer to the same
     /// request is compared with it in the background.
-    pub fn compare_with_legacy(self: &Arc<Self>, copy: Copy, portero: Answer) {
-        let Some(slot) = self.slot() else { return };
+    pub fn compare_with_legacy(self: &Arc<Self>, place: Place, copy: Copy, portero: Answer) {
         let shadow = self.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let legacy = shadow.ask_legacy(&copy).await;
             shadow.record(&copy.body, legacy.map(|legacy| (portero, legacy)));
-            drop(slot);
+            drop(place);
         });
     }
 
@@ -208,17 +233,17 @@ impl Shadow {
     /// in the background.
     pub fn compare_with_portero(
         self: &Arc<Self>,
+        place: Place,
         request_body: Bytes,
         legacy: Answer,
         portero: impl Future<Output = Option<Answer>> + Send + 'static,
     ) {
-        let Some(slot) = self.slot() else { return };
         let shadow = self.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             if let Some(portero) = portero.await {
                 shadow.record(&request_body, Ok((portero, legacy)));
             }
-            drop(slot);
+            drop(place);
         });
     }
 
@@ -226,15 +251,6 @@ impl Shadow {
     /// compare: counted as an error, logged.
     pub fn legacy_failed(&self, why: &str) {
         self.record(b"", Err(why.to_string()));
-    }
-
-    /// A place in the queue, or the comparison dropped and counted.
-    fn slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let slot = self.slots.clone().try_acquire_owned().ok();
-        if slot.is_none() {
-            self.results.dropped.inc();
-        }
-        slot
     }
 
     fn record(&self, request_body: &[u8], answers: Result<(Answer, Answer), String>) {

@@ -29,8 +29,9 @@ impl Gateway {
         let (endpoint, now) = (request.endpoint, request.now);
         if shadow.primary() == ShadowPrimary::Portero {
             let reply = issue::handle(ctx, request).await;
-            if shadow.compares(endpoint) {
-                shadow.compare_with_legacy(Copy::of(parts, body, client), answer(&reply, now));
+            if let Some(place) = shadow.place(endpoint) {
+                let copy = Copy::of(parts, body, client);
+                shadow.compare_with_legacy(place, copy, answer(&reply, now));
             }
             return reply;
         }
@@ -49,7 +50,7 @@ impl Gateway {
             status: legacy.status,
             body: String::from_utf8_lossy(&legacy.body).into_owned(),
         };
-        if shadow.compares(endpoint) {
+        if let Some(place) = shadow.place(endpoint) {
             let own = OwnAnswer {
                 shared: self.shared.clone(),
                 issuer: ctx.issuer.name.clone(),
@@ -62,7 +63,7 @@ impl Gateway {
                 client,
                 now,
             };
-            shadow.compare_with_portero(body.clone(), legacy, own.work_out());
+            shadow.compare_with_portero(place, body.clone(), legacy, own.work_out());
         }
         reply
     }
