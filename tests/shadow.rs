@@ -556,3 +556,26 @@ fn a_shadow_table_is_checked() {
         assert!(out.contains(key), "{key}: {out}");
     }
 }
+
+#[tokio::test]
+async fn refresh_requests_reach_the_legacy_service_only_when_asked_for() {
+    let legacy = Legacy::start(session).await;
+    let refresh = r#"{"refreshToken": "not-one-portero-minted"}"#;
+    let gw = demo(|demo| demo + &shadow_table("login-refresh", &legacy, "")).await;
+    let (status, _) = post(&gw, "/api/auth/refreshtoken", None, refresh).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = post(&gw, "/api/auth/token", None, SESSION_WRONG).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    next_comparison(&gw, "login-refresh", 0.0).await;
+    assert_eq!(
+        legacy.seen(),
+        1,
+        "the login only: a refresh could rotate a legacy family"
+    );
+
+    let asked = "compare_refresh = true\n";
+    let gw = demo(|demo| demo + &shadow_table("login-refresh", &legacy, asked)).await;
+    post(&gw, "/api/auth/refreshtoken", None, refresh).await;
+    next_comparison(&gw, "login-refresh", 0.0).await;
+    assert_eq!(legacy.seen(), 2);
+}
