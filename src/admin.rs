@@ -213,18 +213,19 @@ impl Admin {
             (true, false) => "degraded",
             (true, true) => "ready",
         };
-        json_reply(
-            status,
-            json!({
-                "status": state,
-                "ready": ready,
-                "listening": started,
-                "store": if store_reachable { "reachable" } else { "unreachable" },
-                "healthy_servers": upstreams,
-                "external_issuer_keys": keys_held,
-                "user_stores": user_stores,
-            }),
-        )
+        let mut body = json!({
+            "status": state,
+            "ready": ready,
+            "listening": started,
+            "store": if store_reachable { "reachable" } else { "unreachable" },
+            "healthy_servers": upstreams,
+            "external_issuer_keys": keys_held,
+            "user_stores": user_stores,
+        });
+        if let Some(master) = self.shared.store.master() {
+            body["store_master"] = json!(master);
+        }
+        json_reply(status, body)
     }
 
     #[allow(clippy::result_large_err)]

@@ -106,6 +106,8 @@ pub struct StoreMetrics {
     pub propagation: Histogram,
     /// 1 while the store is reachable (and, for Redis, the revocation feed is live).
     pub up: IntGauge,
+    /// The Redis master in use (`host:port`), at 1.
+    pub master: IntGaugeVec,
 }
 
 /// Latency buckets from 100 µs to 10 s: a gateway's own cost is sub-millisecond.
@@ -399,6 +401,20 @@ impl Metrics {
                         .expect("registered once");
                     h
                 },
+                master: {
+                    let g = IntGaugeVec::new(
+                        Opts::new(
+                            "portero_store_master",
+                            "The Redis master in use, by address (with sentinels, the one they name now).",
+                        ),
+                        &["master"],
+                    )
+                    .expect("valid metric");
+                    registry
+                        .register(Box::new(g.clone()))
+                        .expect("registered once");
+                    g
+                },
                 up: {
                     let g = IntGauge::new(
                         "portero_store_up",
@@ -485,6 +501,8 @@ impl StoreMetrics {
             propagation: Histogram::with_opts(HistogramOpts::new("propagation", "-"))
                 .expect("valid metric"),
             up: IntGauge::new("store_up", "-").expect("valid metric"),
+            master: IntGaugeVec::new(Opts::new("store_master", "-"), &["master"])
+                .expect("valid metric"),
         }
     }
 }

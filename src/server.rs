@@ -235,7 +235,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
             StoreBackend::Embedded => {
                 format!("server.data_dir: {}", config.server.data_dir.display())
             }
-            StoreBackend::Redis(r) => format!("store.url: {}", r.url),
+            StoreBackend::Redis(r) => r.target.to_string(),
         },
         source,
     };

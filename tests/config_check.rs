@@ -480,7 +480,7 @@ fn the_kubernetes_configs_pass() {
         assert!(ok, "{}: {err}", path.display());
         checked += 1;
     }
-    assert_eq!(checked, 2);
+    assert_eq!(checked, 3);
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub(super) mod parse;
 mod route;
 pub(super) mod secret_hash;
 mod shadow;
+mod store;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -422,91 +423,6 @@ impl Checker<'_> {
             Some(n) => *n.get_ref(),
             None => default,
         }
-    }
-
-    fn store(&mut self, s: &FileStore, leeway: Duration) -> StoreSettings {
-        let on_outage = match &s.on_outage {
-            None => OutagePolicy::FailStatic,
-            Some(v) => match v.get_ref().as_str() {
-                "fail-static" => OutagePolicy::FailStatic,
-                "fail-closed" => OutagePolicy::FailClosed,
-                other => {
-                    self.problem(
-                        v,
-                        "store.on_outage",
-                        format!("{other:?}: expected \"fail-static\" or \"fail-closed\""),
-                    );
-                    OutagePolicy::FailStatic
-                }
-            },
-        };
-        let backend = s
-            .backend
-            .as_ref()
-            .map_or("embedded", |b| b.get_ref().as_str());
-        let backend = match backend {
-            "embedded" => {
-                if let Some(url) = &s.url {
-                    self.problem(url, "store.url", "only the redis backend takes a url");
-                }
-                StoreBackend::Embedded
-            }
-            "redis" => StoreBackend::Redis(RedisSettings {
-                url: self.redis_url(s),
-                password_env: s.password_env.clone(),
-                key_prefix: s.key_prefix.clone().unwrap_or_else(|| "portero:".into()),
-                timeout: self.duration(&s.timeout, "store.timeout", Duration::from_millis(500)),
-                ttl_margin: leeway,
-            }),
-            other => {
-                let at = s
-                    .backend
-                    .as_ref()
-                    .expect("a non-default backend was written");
-                self.problem(
-                    at,
-                    "store.backend",
-                    format!("{other:?}: expected \"embedded\" or \"redis\""),
-                );
-                StoreBackend::Embedded
-            }
-        };
-        StoreSettings { backend, on_outage }
-    }
-
-    fn redis_url(&mut self, s: &FileStore) -> String {
-        let Some(url) = &s.url else {
-            self.problem_no_span(
-                "store.url",
-                "the redis backend needs a url (redis://host:port)",
-            );
-            return String::new();
-        };
-        let text = url.get_ref();
-        let Some(rest) = text
-            .strip_prefix("redis://")
-            .or_else(|| text.strip_prefix("rediss://"))
-        else {
-            self.problem(url, "store.url", "expected a redis:// or rediss:// url");
-            return text.clone();
-        };
-        // A password in the file would end up in backups and diffs.
-        let userinfo = rest.split('/').next().unwrap_or("").rsplit_once('@');
-        if userinfo.is_some_and(|(user, _)| user.contains(':')) {
-            self.problem(
-                url,
-                "store.url",
-                "holds a password: name an environment variable in store.password_env instead",
-            );
-        }
-        if text.contains("#insecure") {
-            self.problem(
-                url,
-                "store.url",
-                "TLS certificate checks cannot be turned off",
-            );
-        }
-        text.clone()
     }
 
     fn listeners(&mut self, list: &[FileListener]) -> Vec<Listener> {

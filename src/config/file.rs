@@ -162,6 +162,12 @@ pub(super) struct FileStore {
     pub(super) backend: Option<Spanned<String>>,
     pub(super) url: Option<Spanned<String>>,
     pub(super) password_env: Option<String>,
+    #[serde(default)]
+    pub(super) sentinels: Vec<Spanned<String>>,
+    pub(super) sentinel_master: Option<Spanned<String>>,
+    pub(super) sentinel_password_env: Option<String>,
+    pub(super) wait_replicas: Option<u32>,
+    pub(super) wait_timeout: Option<Spanned<String>>,
     pub(super) key_prefix: Option<String>,
     pub(super) timeout: Option<Spanned<String>>,
     pub(super) on_outage: Option<Spanned<String>>,

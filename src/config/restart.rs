@@ -81,7 +81,9 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
     match (&running.store.backend, &new.store.backend) {
         (StoreBackend::Embedded, StoreBackend::Embedded) => {}
         (StoreBackend::Redis(r), StoreBackend::Redis(n)) => {
-            differs("store.url", r.url != n.url);
+            differs("store.url / store.sentinels", r.target != n.target);
+            differs("store.wait_replicas", r.wait_replicas != n.wait_replicas);
+            differs("store.wait_timeout", r.wait_timeout != n.wait_timeout);
             differs("store.password_env", r.password_env != n.password_env);
             differs("store.key_prefix", r.key_prefix != n.key_prefix);
             differs("store.timeout", r.timeout != n.timeout);

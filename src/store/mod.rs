@@ -192,6 +192,11 @@ pub trait Store: Send + Sync {
         Ok(None)
     }
 
+    /// The Redis master in use (`host:port`); `None` for the embedded store.
+    fn master(&self) -> Option<String> {
+        None
+    }
+
     /// False while a shared store cannot be reached: this instance then runs
     /// from its caches and may be missing revocations made elsewhere.
     fn reachable(&self) -> bool {

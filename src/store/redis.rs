@@ -14,6 +14,9 @@
 //! - channel `P revocations`: every revocation, published in the same
 //!   transaction that writes it.
 //!
+//! The master is `url`'s, or the one the sentinels name now (`link`), asked
+//! again after a failed command or a `READONLY` answer.
+//!
 //! Each instance subscribes to the channel and applies what arrives to its
 //! in-memory cache. After any disconnect it subscribes again and then
 //! re-reads the whole set, so nothing published while it was away is
@@ -24,12 +27,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, RedisError};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 use super::{
     revocation_key, RefreshRecord, Reservation, SharedRate, Store, StoreError, StoredKey, Upserted,
@@ -40,7 +44,9 @@ use crate::clock::Clock;
 use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 
+mod link;
 mod scripts;
+use link::{Link, Source};
 use scripts::{
     DELETE_REFRESH, EXTEND_REFRESH, PUT_PRINCIPALS, RECORD_FAILURES, RELEASE_ATTEMPTS,
     RESERVE_ATTEMPT, TAKE_RATE,
@@ -64,8 +70,14 @@ struct Announcement {
 }
 
 pub struct Redis {
-    client: redis::Client,
-    conn: ConnectionManager,
+    source: Source,
+    /// The master in use; swapped when the sentinels name another.
+    link: ArcSwap<Link>,
+    /// Set by a failure that may mean the master moved (with sentinels).
+    look_for_master: Notify,
+    /// Replicas a revocation waits for (`WAIT`), and how long.
+    wait_replicas: u32,
+    wait_timeout: Duration,
     prefix: String,
     channel: String,
     timeout: Duration,
@@ -98,48 +110,26 @@ fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, St
 }
 
 impl Redis {
-    /// Connects, and fails if Redis cannot be reached within the timeout.
+    /// Connects to the master (through the sentinels, if given), and fails
+    /// if it cannot be reached within the timeout.
     pub async fn connect(
         settings: &RedisSettings,
         metrics: StoreMetrics,
     ) -> Result<Redis, StoreError> {
-        let unreachable = |e: RedisError| StoreError::Unreachable(format!("{}: {e}", settings.url));
-        let mut info = settings
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(unreachable)?;
-        if let Some(var) = &settings.password_env {
-            let password = std::env::var(var).map_err(|_| {
-                StoreError::Backend(format!("store.password_env: {var} is not set"))
-            })?;
-            let redis_settings = info.redis_settings().clone().set_password(password);
-            info = info.set_redis_settings(redis_settings);
-        }
-        let client = redis::Client::open(info).map_err(unreachable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let conn = tokio::time::timeout(
-            settings.timeout,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| StoreError::Unreachable(format!("{}: timed out", settings.url)))?
-        .map_err(unreachable)?;
-        // Commands prove what connecting does not: the password, for one.
-        let mut probe = conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut probe)
+        let source = Source::new(settings)?;
+        let client = source
+            .master()
             .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        let link = Source::link(client, settings.timeout).await?;
+        metrics.master.with_label_values(&[&link.master]).set(1);
         metrics.up.set(1);
         Ok(Redis {
-            client,
-            conn,
+            source,
+            link: ArcSwap::from_pointee(link),
+            look_for_master: Notify::new(),
+            wait_replicas: settings.wait_replicas,
+            wait_timeout: settings.wait_timeout,
             prefix: settings.key_prefix.clone(),
             channel: format!("{}revocations", settings.key_prefix),
             timeout: settings.timeout,
@@ -157,6 +147,44 @@ impl Redis {
         })
     }
 
+    /// The command connection to the master in use.
+    fn conn(&self) -> ConnectionManager {
+        self.link.load().conn.clone()
+    }
+
+    /// Asks the sentinels which server is the master, and moves to it if it
+    /// is another; true if it moved.
+    async fn follow_master(&self) -> bool {
+        if !self.source.follows_sentinels() {
+            return false;
+        }
+        let client = match tokio::time::timeout(self.timeout, self.source.master()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "the sentinels named no master");
+                return false;
+            }
+            Err(_) => return false,
+        };
+        let old = self.link.load().master.clone();
+        if link::address(&client) == old {
+            return false;
+        }
+        match Source::link(client, self.timeout).await {
+            Ok(new) => {
+                tracing::warn!(from = %old, to = %new.master, "store: the sentinels name a new master; moved to it");
+                let _ = self.metrics.master.remove_label_values(&[&old]);
+                self.metrics.master.with_label_values(&[&new.master]).set(1);
+                self.link.store(Arc::new(new));
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the new master does not answer yet");
+                false
+            }
+        }
+    }
+
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}{kind}:{id}", self.prefix)
     }
@@ -170,6 +198,8 @@ impl Redis {
     ) -> Result<T, StoreError> {
         let error = match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => return Ok(v),
+            // A master demoted by a failover refuses writes: find the new one.
+            Ok(Err(e)) if e.code() == Some("READONLY") => e.to_string(),
             Ok(Err(e))
                 if !(e.is_io_error()
                     || e.is_timeout()
@@ -185,6 +215,7 @@ impl Redis {
         };
         self.metrics.errors.with_label_values(&[op]).inc();
         self.set_reachable(false, &error);
+        self.look_for_master.notify_one();
         Err(StoreError::Unreachable(format!("{op}: {error}")))
     }
 
@@ -215,7 +246,7 @@ impl Redis {
 
     /// Every key under `pattern`, with its value.
     async fn scan(&self, pattern: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut cursor: u64 = 0;
         let mut out = Vec::new();
         loop {
@@ -305,7 +336,8 @@ impl Redis {
     /// Subscribes, resynchronises, then applies announcements until the
     /// connection fails. `retry` goes back to its minimum once subscribed.
     async fn follow_once(&self, cache: &Revocations, retry: &mut Duration) -> StoreError {
-        let mut pubsub = match self.run("subscribe", self.client.get_async_pubsub()).await {
+        let client = self.link.load().client.clone();
+        let mut pubsub = match self.run("subscribe", client.get_async_pubsub()).await {
             Ok(p) => p,
             Err(e) => return e,
         };
@@ -332,13 +364,20 @@ impl Redis {
                         return StoreError::Unreachable(e.into());
                     }
                 },
+                _ = self.look_for_master.notified() => {
+                    if self.follow_master().await {
+                        // Resubscribe on the new master, and re-read what
+                        // the failover may have kept from this instance.
+                        return StoreError::Unreachable("the master moved".into());
+                    }
+                }
                 _ = tick.tick() => {
                     if let Err(e) = self.run("ping", sink.ping::<redis::Value>()).await {
                         return e;
                     }
                     // Commands go over another connection: keep it alive too,
                     // and let it reconnect before a token request needs it.
-                    let mut conn = self.conn.clone();
+                    let mut conn = self.conn();
                     if let Err(e) = self.run("ping", redis::cmd("PING").query_async::<String>(&mut conn)).await {
                         return e;
                     }
@@ -353,7 +392,7 @@ impl Redis {
 impl Store for Redis {
     async fn signing_key(&self, issuer: &str, fresh: StoredKey) -> Result<StoredKey, StoreError> {
         let key = self.key("key", issuer);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let written = self
             .run(
                 "signing_key",
@@ -401,9 +440,41 @@ impl Store for Redis {
                 .arg(encode(&announcement))
                 .ignore();
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         self.run("add_revocations", pipe.exec_async(&mut conn))
-            .await
+            .await?;
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        // A failover loses what no replica has: WAIT (same connection) for
+        // as many replicas as asked and connected (a lone master has none).
+        let info: String = self
+            .run(
+                "add_revocations",
+                redis::cmd("INFO").arg("replication").query_async(&mut conn),
+            )
+            .await?;
+        let wanted = self.wait_replicas.min(link::connected_replicas(&info));
+        if wanted == 0 {
+            return Ok(());
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(wanted).arg(self.wait_timeout.as_millis() as u64);
+        let confirmed: u32 = self
+            .run("add_revocations", wait.query_async(&mut conn))
+            .await?;
+        if confirmed < wanted {
+            self.metrics
+                .errors
+                .with_label_values(&["add_revocations"])
+                .inc();
+            return Err(StoreError::Backend(format!(
+                "revocation written on the master but confirmed by {confirmed} of {wanted} \
+                 replicas within {:?}",
+                self.wait_timeout
+            )));
+        }
+        Ok(())
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -421,7 +492,7 @@ impl Store for Redis {
 
     async fn put_refresh(&self, hash: &str, record: &RefreshRecord) -> Result<(), StoreError> {
         let ttl = (record.expires_at - now_secs() as i64).max(1);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         self.run(
             "put_refresh",
             redis::cmd("SET")
@@ -444,7 +515,7 @@ impl Store for Redis {
         for (login, record) in records {
             invocation.arg(login).arg(record);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let (added, changed): (usize, usize) = self
             .run("put_principals", invocation.invoke_async(&mut conn))
             .await?;
@@ -452,7 +523,7 @@ impl Store for Redis {
     }
 
     async fn principal(&self, issuer: &str, login: &str) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         self.run(
             "principal",
             redis::cmd("HGET")
@@ -465,7 +536,7 @@ impl Store for Redis {
 
     async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
         let key = self.key("refresh", hash);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let bytes: Option<Vec<u8>> = self
             .run(
                 "get_refresh",
@@ -477,7 +548,7 @@ impl Store for Redis {
 
     async fn delete_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
         let key = self.key("refresh", hash);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let (bytes, lineage): (Option<Vec<u8>>, Vec<(String, i64)>) = self
             .run(
                 "delete_refresh",
@@ -508,7 +579,7 @@ impl Store for Redis {
         for (jti, exp) in minted {
             invocation.arg(jti).arg(exp);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let added: i64 = self
             .run("extend_refresh", invocation.invoke_async(&mut conn))
             .await?;
@@ -526,7 +597,7 @@ impl Store for Redis {
         for &(key, threshold) in limits {
             invocation.key(self.key("fail", key)).arg(threshold);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let locked: i64 = self
             .run("record_failures", invocation.invoke_async(&mut conn))
             .await?;
@@ -544,7 +615,7 @@ impl Store for Redis {
             .key(self.key("rate", key))
             .arg(emission.as_micros().max(1) as u64)
             .arg(capacity);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let (admitted, remaining, retry_us, reset_us): (i64, i64, i64, i64) = self
             .run("take_rate", invocation.invoke_async(&mut conn))
             .await?;
@@ -558,7 +629,7 @@ impl Store for Redis {
     }
 
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         // Checks in flight (`pending`) stay counted.
         self.run(
             "clear_failures",
@@ -582,7 +653,7 @@ impl Store for Redis {
         for &(key, threshold) in limits {
             invocation.key(self.key("fail", key)).arg(threshold);
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let first: i64 = self
             .run("reserve_attempt", invocation.invoke_async(&mut conn))
             .await?;
@@ -597,7 +668,7 @@ impl Store for Redis {
         for key in keys {
             invocation.key(self.key("fail", key));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _: i64 = self
             .run("release_attempts", invocation.invoke_async(&mut conn))
             .await?;
@@ -608,11 +679,19 @@ impl Store for Redis {
         self.reachable.load(Ordering::Acquire)
     }
 
+    fn master(&self) -> Option<String> {
+        Some(self.link.load().master.clone())
+    }
+
     async fn follow_revocations(&self, cache: Arc<Revocations>) {
         let mut retry = RETRY_MIN;
         loop {
             let error = self.follow_once(&cache, &mut retry).await;
             tracing::debug!(error = %error, retry = ?retry, "revocation subscription lost; retrying");
+            if self.follow_master().await {
+                retry = RETRY_MIN;
+                continue;
+            }
             tokio::time::sleep(retry).await;
             retry = (retry * 2).min(RETRY_MAX);
         }

@@ -99,7 +99,8 @@ impl RedisServer {
         Self::start_with(&["--requirepass", PASSWORD])
     }
 
-    fn start_with(args: &[&str]) -> Option<RedisServer> {
+    /// With extra `redis-server` arguments (`--replicaof host port`, say).
+    pub fn start_with(args: &[&str]) -> Option<RedisServer> {
         let mut server = RedisServer {
             port: free_port(),
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -160,6 +161,126 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A master, a replica and three sentinels (`redis-server --sentinel`)
+/// watching it as `portero-master`, each on a free port; quick to fail
+/// over (down after 1 s).
+pub struct SentinelSetup {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    sentinels: Vec<(u16, Child)>,
+    _dir: tempfile::TempDir,
+}
+
+pub const SENTINEL_MASTER: &str = "portero-master";
+
+impl SentinelSetup {
+    pub fn start() -> Option<SentinelSetup> {
+        // A full sync writes an RDB file: into the test's own directory.
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = dir.path().to_str().unwrap();
+        let master = RedisServer::start_with(&["--dir", dir_arg])?;
+        let port = master.port.to_string();
+        let replica =
+            RedisServer::start_with(&["--dir", dir_arg, "--replicaof", "127.0.0.1", &port])?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !info(master.addr(), "replication").contains("state=online") {
+            assert!(Instant::now() < deadline, "the replica did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut sentinels = Vec::new();
+        for n in 0..3 {
+            let sentinel_port = free_port();
+            let conf = dir.path().join(format!("sentinel-{n}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {sentinel_port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {port} 2\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                     sentinel failover-timeout {SENTINEL_MASTER} 5000\n\
+                     sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
+                    dir = dir.path().display()
+                ),
+            )
+            .unwrap();
+            let child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| unavailable(&format!("cannot run redis-server --sentinel: {e}")))
+                .ok()?;
+            sentinels.push((sentinel_port, child));
+        }
+        for (port, _) in &sentinels {
+            let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !answers(addr) {
+                assert!(
+                    Instant::now() < deadline,
+                    "sentinel on {port} did not answer"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Some(SentinelSetup {
+            master,
+            replica,
+            sentinels,
+            _dir: dir,
+        })
+    }
+
+    /// `host:port` of each sentinel, as `store.sentinels` takes them.
+    pub fn addresses(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// The address the sentinels name as master now.
+    pub fn master_named(&self) -> Option<SocketAddr> {
+        let (port, _) = &self.sentinels[0];
+        let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], *port))).ok()?;
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        let ask = format!("SENTINEL get-master-addr-by-name {SENTINEL_MASTER}\r\n");
+        s.write_all(ask.as_bytes()).ok()?;
+        let mut reply = [0u8; 256];
+        let n = s.read(&mut reply).ok()?;
+        // *2 $9 127.0.0.1 $5 6379
+        let text = String::from_utf8_lossy(&reply[..n]);
+        let parts: Vec<&str> = text.split("\r\n").collect();
+        format!("{}:{}", parts.get(2)?, parts.get(4)?).parse().ok()
+    }
+}
+
+/// An `INFO section` answer, as text ("" if the server does not answer).
+fn info(addr: SocketAddr, section: &str) -> String {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(format!("INFO {section}\r\n").as_bytes())
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut reply = vec![0u8; 4096];
+    let n = s.read(&mut reply).unwrap_or(0);
+    String::from_utf8_lossy(&reply[..n]).into_owned()
+}
+
+impl Drop for SentinelSetup {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

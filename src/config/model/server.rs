@@ -53,8 +53,7 @@ pub enum StoreBackend {
 
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `redis://` or `rediss://` (TLS); never with a password in it.
-    pub url: String,
+    pub target: RedisTarget,
     /// The environment variable holding the password, if the server wants one.
     pub password_env: Option<String>,
     /// Prefixes every key and the revocation channel, so deployments can share a server.
@@ -63,6 +62,41 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// Revocations outlive their token's `exp` by this much (the validation leeway).
     pub ttl_margin: Duration,
+    /// Replicas that must confirm a revocation (`WAIT`) before it is
+    /// acknowledged: 0 with `url`, 1 with `sentinels` unless set.
+    pub wait_replicas: u32,
+    /// How long a revocation waits for them.
+    pub wait_timeout: Duration,
+}
+
+/// Where the Redis master is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// `redis://` or `rediss://` (TLS); never with a password in it.
+    Url(String),
+    /// Found through any of these sentinels (`host:port`), by the master's
+    /// name; found again after a failover.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+        /// The environment variable holding the sentinels' password.
+        password_env: Option<String>,
+    },
+}
+
+impl std::fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Url(url) => write!(f, "store.url: {url}"),
+            RedisTarget::Sentinel {
+                sentinels, master, ..
+            } => write!(
+                f,
+                "store.sentinels: {} (master {master:?})",
+                sentinels.join(", ")
+            ),
+        }
+    }
 }
 
 /// What protected routes do while the store is unreachable.

@@ -1,0 +1,236 @@
+//! Two gateway instances on a Redis watched by three sentinels (real
+//! `redis-server` and `redis-server --sentinel` processes of the test's
+//! own): the master killed with SIGKILL mid-load; writes work again on the
+//! promoted replica, no acknowledged revocation is lost, one made after
+//! reaches the other instance, and no proxied request with a valid token
+//! fails meanwhile.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::redis::{SentinelSetup, SENTINEL_MASTER};
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const CLIENT_FLAT: &str = "/api/v1/auth";
+const CLIENT_LOGIN: &str =
+    r#"{"client_id":"demo_client_123","client_secret":"demo_secret_456_ABCDEFGH"}"#;
+
+fn node(setup: &SentinelSetup, extra: &str) -> String {
+    let sentinels: Vec<String> = setup
+        .addresses()
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    format!(
+        "[store]\nbackend = \"redis\"\nsentinels = [{}]\nsentinel_master = \"{SENTINEL_MASTER}\"\n\
+         key_prefix = \"portero-sentinel:\"\ntimeout = \"300ms\"\n{extra}\n\n{}\n{}",
+        sentinels.join(", "),
+        issuers(),
+        demo_body()
+    )
+}
+
+async fn login(gw: &Gateway) -> Result<String, StatusCode> {
+    let r = reqwest::Client::new()
+        .post(gw.url(CLIENT_FLAT))
+        .header("content-type", "application/json")
+        .body(CLIENT_LOGIN)
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::OK {
+        return Err(r.status());
+    }
+    let v: Value = r.json().await.unwrap();
+    Ok(v["access_token"].as_str().unwrap().to_string())
+}
+
+async fn get(gw: &Gateway, token: &str) -> StatusCode {
+    reqwest::Client::new()
+        .get(gw.url("/orders/7"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn readyz(gw: &Gateway) -> Value {
+    reqwest::get(gw.admin_url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls `gw` until it refuses `token`, up to `limit`; how long it took.
+async fn refused_within(gw: &Gateway, token: &str, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if get(gw, token).await == StatusCode::UNAUTHORIZED {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_follow_a_failover_and_lose_no_acknowledged_revocation() {
+    let Some(mut setup) = SentinelSetup::start() else {
+        return;
+    };
+    let config = node(&setup, "");
+    let (a, b) = futures_util::join!(Gateway::start(&config), Gateway::start(&config));
+    let master = setup.master.addr().to_string();
+    for gw in [&a, &b] {
+        assert_eq!(readyz(gw).await["store_master"], master.as_str());
+        let series = format!("portero_store_master{{master=\"{master}\"}} 1");
+        assert!(gw.metrics().await.contains(&series), "{series}");
+    }
+
+    // One truth: a revocation on one instance is refused on the other.
+    let token = login(&a).await.unwrap();
+    assert_eq!(get(&b, &token).await, StatusCode::OK);
+    assert_eq!(
+        a.revoke(json!({ "token": token })).await.status(),
+        StatusCode::OK
+    );
+    assert!(refused_within(&b, &token, Duration::from_secs(2))
+        .await
+        .is_some());
+
+    // Revocations acknowledged before the kill, each confirmed by the replica.
+    let mut acknowledged = vec![];
+    for _ in 0..20 {
+        let token = login(&a).await.unwrap();
+        assert_eq!(
+            a.revoke(json!({ "token": token })).await.status(),
+            StatusCode::OK
+        );
+        acknowledged.push(token);
+    }
+
+    // Proxied load with a valid token on both instances, through the kill.
+    let valid = login(&b).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load = {
+        let urls = [a.url("/orders/7"), b.url("/orders/7")];
+        let (stop, served, failed, valid) =
+            (stop.clone(), served.clone(), failed.clone(), valid.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while !stop.load(Ordering::SeqCst) {
+                for url in &urls {
+                    let status = client
+                        .get(url)
+                        .bearer_auth(&valid)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    let counter = if status == StatusCode::OK {
+                        &served
+                    } else {
+                        &failed
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    setup.master.stop();
+    let killed = Instant::now();
+
+    // Writes come back on each instance: a login, then a revocation.
+    let mut first_write = [None, None];
+    while killed.elapsed() < Duration::from_secs(20) && first_write.iter().any(Option::is_none) {
+        for (i, gw) in [&a, &b].into_iter().enumerate() {
+            if first_write[i].is_none() {
+                if let Ok(token) = login(gw).await {
+                    if gw.revoke(json!({ "token": token })).await.status() == StatusCode::OK {
+                        first_write[i] = Some(killed.elapsed());
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "first accepted write after the kill: instance a {:?}, b {:?}",
+        first_write[0], first_write[1]
+    );
+    for (i, took) in first_write.iter().enumerate() {
+        let took = took.unwrap_or_else(|| panic!("instance {i} never wrote again"));
+        assert!(took < Duration::from_secs(10), "instance {i}: {took:?}");
+    }
+    let promoted = setup.replica.addr();
+    assert_eq!(setup.master_named(), Some(promoted));
+    for gw in [&a, &b] {
+        assert_eq!(
+            readyz(gw).await["store_master"],
+            promoted.to_string().as_str()
+        );
+    }
+
+    // Nothing acknowledged before the kill is lost: refused everywhere,
+    // and on the new master for an instance that starts now.
+    let c = Gateway::start(&node(&setup, "")).await;
+    for token in &acknowledged {
+        for gw in [&a, &b, &c] {
+            assert_eq!(get(gw, token).await, StatusCode::UNAUTHORIZED);
+        }
+    }
+    // One made after the failover reaches the other instance within 2 s.
+    let token = login(&b).await.unwrap();
+    assert_eq!(get(&a, &token).await, StatusCode::OK);
+    assert_eq!(
+        b.revoke(json!({ "token": token })).await.status(),
+        StatusCode::OK
+    );
+    let lag = refused_within(&a, &token, Duration::from_secs(2)).await;
+    assert!(
+        lag.is_some(),
+        "a revocation after the failover did not reach instance a"
+    );
+
+    stop.store(true, Ordering::SeqCst);
+    load.await.unwrap();
+    let (served, failed) = (served.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    println!("proxied through the failover: {served} served, {failed} failed");
+    assert!(served > 100, "{served}");
+    assert_eq!(
+        failed, 0,
+        "a proxied request with a valid token failed during the failover"
+    );
+}
+
+#[test]
+fn sentinels_and_a_url_together_are_refused() {
+    let (ok, out) = check(
+        "[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\nsentinels = [\"127.0.0.1:26379\"]\nsentinel_master = \"m\"\n",
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("store.url: give either url or sentinels"),
+        "{out}"
+    );
+    let (ok, out) = check("[store]\nbackend = \"redis\"\nsentinels = [\"127.0.0.1\"]\n");
+    assert!(!ok);
+    assert!(
+        out.contains("store.sentinels: \"127.0.0.1\": expected host:port"),
+        "{out}"
+    );
+    assert!(
+        out.contains("store.sentinel_master: sentinels need the name"),
+        "{out}"
+    );
+}
