@@ -234,3 +234,81 @@ fn sentinels_and_a_url_together_are_refused() {
         "{out}"
     );
 }
+
+/// Five failovers in a row, for BENCHMARKS.md: from each SIGKILL of the
+/// master to the first revocation acknowledged again, and every
+/// acknowledged revocation still refused at the end by an instance that
+/// starts then. `cargo test --release --test sentinel -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: about a minute"]
+async fn five_failovers() {
+    let Some(mut setup) = SentinelSetup::start() else {
+        return;
+    };
+    let gw = Gateway::start(&node(&setup, "")).await;
+    let mut acknowledged = vec![];
+    let mut took = vec![];
+    for round in 1..=5 {
+        for _ in 0..10 {
+            let token = login(&gw).await.unwrap();
+            assert_eq!(
+                gw.revoke(json!({ "token": token })).await.status(),
+                StatusCode::OK
+            );
+            acknowledged.push(token);
+        }
+        let master = setup.master_named().unwrap();
+        let (killed_server, other) = if setup.master.addr() == master {
+            (&mut setup.master, &setup.replica)
+        } else {
+            (&mut setup.replica, &setup.master)
+        };
+        killed_server.stop();
+        let killed = Instant::now();
+        loop {
+            if let Ok(token) = login(&gw).await {
+                if gw.revoke(json!({ "token": token })).await.status() == StatusCode::OK {
+                    acknowledged.push(token);
+                    break;
+                }
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(30),
+                "round {round}: no write"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        took.push(killed.elapsed());
+        println!(
+            "failover {round}: first acknowledged revocation {:?} after the kill",
+            killed.elapsed()
+        );
+        // The killed server comes back empty; the sentinels make it the new
+        // master's replica.
+        killed_server.restart();
+        let new_master = other.addr();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !common::redis::info(new_master, "replication").contains("state=online") {
+            assert!(Instant::now() < deadline, "round {round}: no replica again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let fresh = Gateway::start(&node(&setup, "")).await;
+    let lost = {
+        let mut lost = 0;
+        for token in &acknowledged {
+            if get(&fresh, token).await != StatusCode::UNAUTHORIZED {
+                lost += 1;
+            }
+        }
+        lost
+    };
+    took.sort();
+    println!(
+        "5 failovers: first write after {:?} (median {:?}); {lost} of {} acknowledged revocations lost",
+        took,
+        took[2],
+        acknowledged.len()
+    );
+    assert_eq!(lost, 0);
+}

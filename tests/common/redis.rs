@@ -260,7 +260,7 @@ impl SentinelSetup {
 }
 
 /// An `INFO section` answer, as text ("" if the server does not answer).
-fn info(addr: SocketAddr, section: &str) -> String {
+pub fn info(addr: SocketAddr, section: &str) -> String {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(300)) else {
         return String::new();
     };
