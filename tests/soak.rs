@@ -8,6 +8,9 @@
 //! credential checks than the lockout allows, and memory and Redis stay
 //! bounded.
 //!
+//! The same load runs on a Redis watched by three sentinels while its
+//! master is killed twice.
+//!
 //! `PORTERO_SOAK_SECS` sets the steady load around the faults (default 8 s,
 //! about 20 s in all; `PORTERO_SOAK_SECS=60 cargo test --test soak --
 //! --nocapture` for a minute of it). The report
@@ -20,7 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{demo_body, redis::RedisServer, upstream, Gateway, Upstream, ADMIN_TOKEN};
+use common::redis::{self, RedisServer, SentinelSetup, SENTINEL_MASTER};
+use common::{demo_body, upstream, Gateway, Upstream, ADMIN_TOKEN};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
@@ -249,61 +253,146 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mixed_load_through_faults_keeps_every_invariant() {
-    let secs: u64 = std::env::var("PORTERO_SOAK_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let mut redis = RedisServer::start().expect("redis-server for the soak");
-    let mut app = Upstream::start("app").await;
-    let app_addr = app.addr;
-    let config = format!(
-        "[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout = \"300ms\"\n\n{}\n{}",
-        redis.url(),
-        upstream("app", &[app_addr], "connect_timeout = \"300ms\""),
-        demo_body()
-            .replace(
-                "dialect = \"client-flat\"",
-                &format!("dialect = \"client-flat\"\nmax_failures = {MAX_FAILURES}\nip_max_failures = 1000000"),
-            )
-            .replace("upstream = \"echo\"", "upstream = \"app\"")
-    );
-    let settings = "threads = 2\ngrace_period = \"200ms\"\nshutdown_timeout = \"2s\"";
-    let (a, b, c) = tokio::join!(
-        Gateway::start_with_server_settings(settings, &config),
-        Gateway::start_with_server_settings(settings, &config),
-        Gateway::start_with_server_settings(settings, &config)
-    );
-    let mut gateways = [a, b, c];
-    let nodes = Nodes(gateways.iter().map(|g| (g.port, g.admin_port)).collect());
+/// The load running against three instances.
+struct Soak {
+    nodes: Nodes,
+    report: Arc<Report>,
+    stop: Arc<AtomicBool>,
+    revoked: Revoked,
+    load: Vec<tokio::task::JoinHandle<()>>,
+    lockout: tokio::task::JoinHandle<usize>,
+}
 
-    let report = Arc::new(Report::default());
-    report.enter("steady", false);
-    let stop = Arc::new(AtomicBool::new(false));
-    let revoked: Revoked = Arc::default();
-    let mut load = Vec::new();
-    for w in 0..4 {
-        load.push(tokio::spawn(proxy_load(
+impl Soak {
+    /// The demo on `store` in front of `app`, three instances, with every
+    /// load started.
+    async fn start(store: &str, app: std::net::SocketAddr) -> ([Gateway; 3], Soak) {
+        let config = format!(
+            "{store}\n\n{}\n{}",
+            upstream("app", &[app], "connect_timeout = \"300ms\""),
+            demo_body()
+                .replace(
+                    "dialect = \"client-flat\"",
+                    &format!("dialect = \"client-flat\"\nmax_failures = {MAX_FAILURES}\nip_max_failures = 1000000"),
+                )
+                .replace("upstream = \"echo\"", "upstream = \"app\"")
+        );
+        let settings = "threads = 2\ngrace_period = \"200ms\"\nshutdown_timeout = \"2s\"";
+        let (a, b, c) = tokio::join!(
+            Gateway::start_with_server_settings(settings, &config),
+            Gateway::start_with_server_settings(settings, &config),
+            Gateway::start_with_server_settings(settings, &config)
+        );
+        let gateways = [a, b, c];
+        let nodes = Nodes(gateways.iter().map(|g| (g.port, g.admin_port)).collect());
+        let report = Arc::new(Report::default());
+        report.enter("steady", false);
+        let stop = Arc::new(AtomicBool::new(false));
+        let revoked: Revoked = Arc::default();
+        let mut load = Vec::new();
+        for w in 0..4 {
+            load.push(tokio::spawn(proxy_load(
+                nodes.clone(),
+                report.clone(),
+                stop.clone(),
+                w,
+            )));
+        }
+        load.push(tokio::spawn(revocation_load(
             nodes.clone(),
             report.clone(),
             stop.clone(),
-            w,
+            revoked.clone(),
         )));
+        load.push(tokio::spawn(lineage_load(
+            nodes.clone(),
+            report.clone(),
+            stop.clone(),
+            revoked.clone(),
+        )));
+        let lockout = tokio::spawn(lockout_load(nodes.clone(), report.clone(), stop.clone()));
+        let soak = Soak {
+            nodes,
+            report,
+            stop,
+            revoked,
+            load,
+            lockout,
+        };
+        (gateways, soak)
     }
-    load.push(tokio::spawn(revocation_load(
-        nodes.clone(),
-        report.clone(),
-        stop.clone(),
-        revoked.clone(),
-    )));
-    load.push(tokio::spawn(lineage_load(
-        nodes.clone(),
-        report.clone(),
-        stop.clone(),
-        revoked.clone(),
-    )));
-    let lockout = tokio::spawn(lockout_load(nodes.clone(), report.clone(), stop.clone()));
+
+    /// Stops the load and checks every invariant; `keys`: how many the
+    /// store holds then. Returns the report.
+    async fn finish(
+        self,
+        what: &str,
+        gateways: &[Gateway; 3],
+        keys: impl std::future::Future<Output = u64>,
+    ) -> String {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.load {
+            task.await.unwrap();
+        }
+        let worst_burst = self.lockout.await.unwrap();
+
+        // Every acknowledged revocation holds on every instance.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let client = reqwest::Client::new();
+        let revoked = self.revoked.lock().unwrap().clone();
+        let mut survivors = 0;
+        for token in &revoked {
+            for i in 0..3 {
+                let status = get(&client, self.nodes.url(i, "/orders/check"), token).await;
+                survivors += usize::from(status != 401);
+            }
+        }
+        let rss: Vec<u64> = gateways.iter().map(|g| rss_kib(g.pid())).collect();
+        let keys = keys.await;
+        let text = format!(
+            "soak: {what}, 3 instances, {} revoked tokens checked on each, worst burst {worst_burst} checks \
+             (limit {MAX_FAILURES}), RSS {:?} KiB, Redis keys {keys}\n{}",
+            revoked.len(),
+            rss,
+            self.report.render()
+        );
+        println!("{text}");
+        assert!(
+            !revoked.is_empty(),
+            "no revocation was acknowledged\n{text}"
+        );
+        assert_eq!(survivors, 0, "revoked tokens still accepted\n{text}");
+        assert!(worst_burst <= MAX_FAILURES, "{text}");
+        assert_eq!(
+            self.report.unexpected.load(Ordering::SeqCst),
+            0,
+            "errors outside the faults\n{text}"
+        );
+        assert!(rss.iter().all(|&kib| kib > 0 && kib < 200 * 1024), "{text}");
+        assert!(keys < 20_000, "{text}");
+        text
+    }
+}
+
+fn soak_secs() -> u64 {
+    std::env::var("PORTERO_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_load_through_faults_keeps_every_invariant() {
+    let secs = soak_secs();
+    let mut redis = RedisServer::start().expect("redis-server for the soak");
+    let mut app = Upstream::start("app").await;
+    let app_addr = app.addr;
+    let store = format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout = \"300ms\"",
+        redis.url()
+    );
+    let (mut gateways, soak) = Soak::start(&store, app_addr).await;
+    let report = soak.report.clone();
 
     // The faults, one at a time, with steady load before, between and
     // after them; errors are expected while each is in effect and settles.
@@ -332,58 +421,84 @@ async fn mixed_load_through_faults_keeps_every_invariant() {
     tokio::time::sleep(settle * 3).await;
     report.enter("steady after redis", false);
     tokio::time::sleep(step).await;
-    stop.store(true, Ordering::SeqCst);
 
-    for task in load {
-        task.await.unwrap();
-    }
-    let worst_burst = lockout.await.unwrap();
-
-    // Every acknowledged revocation holds on every instance.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let client = reqwest::Client::new();
-    let revoked = revoked.lock().unwrap().clone();
-    let mut survivors = 0;
-    for token in &revoked {
-        for i in 0..3 {
-            let status = get(&client, nodes.url(i, "/orders/check"), token).await;
-            survivors += usize::from(status != 401);
-        }
-    }
-    let rss: Vec<u64> = gateways.iter().map(|g| rss_kib(g.pid())).collect();
-    let keys = redis_keys(&redis).await;
-
-    let text = format!(
-        "soak: {secs} s, 3 instances, {} revoked tokens checked on each, worst burst {worst_burst} checks \
-         (limit {MAX_FAILURES}), RSS {:?} KiB, Redis keys {keys}\n{}",
-        revoked.len(),
-        rss,
-        report.render()
-    );
-    println!("{text}");
+    let text = soak
+        .finish(&format!("{secs} s"), &gateways, redis_keys(&redis.url()))
+        .await;
     let _ = std::fs::write(
         std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("soak-report.txt"),
         &text,
     );
-    assert!(
-        !revoked.is_empty(),
-        "no revocation was acknowledged\n{text}"
-    );
-    assert_eq!(survivors, 0, "revoked tokens still accepted\n{text}");
-    assert!(worst_burst <= MAX_FAILURES, "{text}");
-    assert_eq!(
-        report.unexpected.load(Ordering::SeqCst),
-        0,
-        "errors outside the faults\n{text}"
-    );
-    assert!(rss.iter().all(|&kib| kib > 0 && kib < 200 * 1024), "{text}");
-    assert!(keys < 20_000, "{text}");
     drop(app);
 }
 
+/// The same load on a Redis watched by three sentinels, its master killed
+/// with SIGKILL twice (each time the killed server comes back empty and
+/// becomes the new master's replica).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_load_through_two_sentinel_failovers_keeps_every_invariant() {
+    let secs = soak_secs();
+    let mut setup = SentinelSetup::start().expect("redis-server and sentinels for the soak");
+    let app = Upstream::start("app").await;
+    let sentinels: Vec<String> = setup
+        .addresses()
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    let store = format!(
+        "[store]\nbackend = \"redis\"\nsentinels = [{}]\nsentinel_master = \"{SENTINEL_MASTER}\"\ntimeout = \"300ms\"",
+        sentinels.join(", ")
+    );
+    let (gateways, soak) = Soak::start(&store, app.addr).await;
+    let report = soak.report.clone();
+    let step = Duration::from_secs(secs) / 3;
+    for kill in ["master killed (1)", "master killed (2)"] {
+        tokio::time::sleep(step).await;
+        report.enter(kill, true);
+        let master = setup.master_named().expect("the sentinels name a master");
+        let (killed, survivor) = if setup.master.addr() == master {
+            (&mut setup.master, setup.replica.addr())
+        } else {
+            (&mut setup.replica, setup.master.addr())
+        };
+        killed.stop();
+        // Detection, election, and every instance on the new master.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while setup_master_is(&setup, survivor).is_none() {
+            assert!(std::time::Instant::now() < deadline, "no failover");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let killed = if setup.master.addr() == survivor {
+            &mut setup.replica
+        } else {
+            &mut setup.master
+        };
+        killed.restart();
+        while !redis::info(survivor, "replication").contains("state=online") {
+            assert!(std::time::Instant::now() < deadline, "no replica again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        report.enter("steady", false);
+    }
+    tokio::time::sleep(step).await;
+    let master = setup.master_named().unwrap();
+    soak.finish(
+        &format!("{secs} s on Sentinel, the master killed twice"),
+        &gateways,
+        redis_keys(&format!("redis://{master}")),
+    )
+    .await;
+}
+
+/// Some(()) once the sentinels name `addr` as master.
+fn setup_master_is(setup: &SentinelSetup, addr: std::net::SocketAddr) -> Option<()> {
+    (setup.master_named()? == addr).then_some(())
+}
+
 /// How many keys the soak's Redis holds.
-async fn redis_keys(redis: &RedisServer) -> u64 {
-    let client = ::redis::Client::open(redis.url()).unwrap();
+async fn redis_keys(url: &str) -> u64 {
+    let client = ::redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     ::redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
 }

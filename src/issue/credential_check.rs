@@ -38,6 +38,8 @@ const BUSY_RETRY: Duration = Duration::from_millis(5);
 pub struct Attempt {
     user: String,
     ip: Option<String>,
+    /// Names this reservation in the store, so its release is exact.
+    id: String,
     /// The principal's failures when the check was reserved.
     failures: u32,
     store: Arc<dyn Store>,
@@ -61,17 +63,32 @@ impl Drop for Attempt {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let store = self.store.clone();
         let mut keys = vec![std::mem::take(&mut self.user)];
         keys.extend(self.ip.take());
-        runtime.spawn(async move {
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            if let Err(e) = store.release_attempts(&keys).await {
-                tracing::warn!(error = %e, "could not release a credential check");
-            }
-        });
+        let id = std::mem::take(&mut self.id);
+        runtime.spawn(release_until_done(self.store.clone(), keys, id));
     }
 }
+
+/// Releases a check's place, retrying while the store fails (an outage, a
+/// failover) for up to [`RELEASE_RETRIES`] tries: a place never given
+/// back would refuse the principal's logins as busy until the lockout
+/// cool-down lapses.
+async fn release_until_done(store: Arc<dyn Store>, keys: Vec<String>, id: String) {
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut pause = Duration::from_millis(100);
+    for _ in 0..RELEASE_RETRIES {
+        match store.release_attempts(&keys, &id).await {
+            Ok(()) => return,
+            Err(_) => tokio::time::sleep(pause).await,
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+    tracing::warn!("could not release a credential check: the principal may be refused as busy until its lockout cool-down lapses");
+}
+
+/// About half a minute of tries.
+const RELEASE_RETRIES: usize = 20;
 
 /// How a reserved credential check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,12 +200,31 @@ impl Issuing<'_> {
         }
         let cooldown = e.lockout.as_secs() as i64;
         let give_up = tokio::time::Instant::now() + BUSY_WAIT;
+        let id = format!("{:016x}", rand::random::<u64>());
         loop {
-            match self.store.reserve_attempt(&limits, cooldown, now).await? {
+            let reserved = match self
+                .store
+                .reserve_attempt(&limits, cooldown, now, &id)
+                .await
+            {
+                Ok(reserved) => reserved,
+                Err(e @ StoreError::Unreachable(_)) => {
+                    // The reservation may have been made (and replicated)
+                    // before its answer was lost, in a failover say: give
+                    // it back, or it would hold until the cool-down lapses.
+                    // (A release of one never made changes nothing.)
+                    let keys = limits.iter().map(|(k, _)| k.to_string()).collect();
+                    tokio::spawn(release_until_done(self.store.clone(), keys, id));
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match reserved {
                 Reservation::Granted(failures) => {
                     return Ok(Attempt {
                         user: user.clone(),
                         ip: ip.clone(),
+                        id,
                         failures,
                         store: self.store.clone(),
                         released: false,
@@ -225,7 +261,15 @@ impl Issuing<'_> {
         // Marked first: were this cancelled mid-way, a second release from
         // `Drop` could give back another check's place.
         attempt.released = true;
-        let released = self.store.release_attempts(&attempt.keys()).await;
+        let released = self
+            .store
+            .release_attempts(&attempt.keys(), &attempt.id)
+            .await;
+        if released.is_err() {
+            let keys = attempt.keys().into_iter().map(str::to_string).collect();
+            let id = attempt.id.clone();
+            tokio::spawn(release_until_done(self.store.clone(), keys, id));
+        }
         recorded?;
         released.map_err(Denied::from)
     }

@@ -428,6 +428,9 @@ impl Store for Embedded {
         limits: &[(&str, u32)],
         _cooldown: i64,
         now: i64,
+        // One process: no reservation's answer is ever lost, so counting
+        // them is exact without their ids.
+        _id: &str,
     ) -> Result<Reservation, StoreError> {
         // Held across the reads: two reservations never see the same count.
         let mut in_flight = self.checks_in_flight.lock().expect("not poisoned");
@@ -470,7 +473,7 @@ impl Store for Embedded {
             .transpose()
     }
 
-    async fn release_attempts(&self, keys: &[&str]) -> Result<(), StoreError> {
+    async fn release_attempts(&self, keys: &[&str], _id: &str) -> Result<(), StoreError> {
         let mut in_flight = self.checks_in_flight.lock().expect("not poisoned");
         for &key in keys {
             if let Some(n) = in_flight.get_mut(key) {
@@ -567,19 +570,19 @@ mod tests {
         assert!(!s.record_failures(&u, 60, 1000).await.unwrap());
         assert!(s.record_failures(&u, 60, 1000).await.unwrap());
         assert_eq!(
-            s.reserve_attempt(&u, 60, 1059).await.unwrap(),
+            s.reserve_attempt(&u, 60, 1059, "r").await.unwrap(),
             Reservation::Locked
         );
         // After the cool-down the count starts again.
         assert!(!s.record_failures(&u, 60, 1061).await.unwrap());
         assert_eq!(
-            s.reserve_attempt(&u, 60, 1061).await.unwrap(),
+            s.reserve_attempt(&u, 60, 1061, "r").await.unwrap(),
             Reservation::Granted(1)
         );
-        s.release_attempts(&["u"]).await.unwrap();
+        s.release_attempts(&["u"], "r").await.unwrap();
         s.clear_failures("u").await.unwrap();
         assert_eq!(
-            s.reserve_attempt(&u, 60, 1061).await.unwrap(),
+            s.reserve_attempt(&u, 60, 1061, "r").await.unwrap(),
             Reservation::Granted(0)
         );
     }
@@ -651,7 +654,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
         let limits = [("u", 5), ("ip", 50)];
-        let reserve = || s.reserve_attempt(&limits, 60, 1000);
+        let reserve = || s.reserve_attempt(&limits, 60, 1000, "r");
         let mut granted = 0;
         for _ in 0..40 {
             match reserve().await.unwrap() {
@@ -664,7 +667,7 @@ mod tests {
         s.record_failures(&[("u", 5)], 60, 1000).await.unwrap();
         s.record_failures(&[("u", 5)], 60, 1000).await.unwrap();
         for _ in 0..5 {
-            s.release_attempts(&["u", "ip"]).await.unwrap();
+            s.release_attempts(&["u", "ip"], "r").await.unwrap();
         }
         assert_eq!(reserve().await.unwrap(), Reservation::Granted(2));
         assert_eq!(reserve().await.unwrap(), Reservation::Granted(2));
@@ -672,15 +675,15 @@ mod tests {
         assert_eq!(reserve().await.unwrap(), Reservation::Busy);
         // Those three fail: locked, whatever is in flight.
         for _ in 0..3 {
-            s.release_attempts(&["u", "ip"]).await.unwrap();
+            s.release_attempts(&["u", "ip"], "r").await.unwrap();
             s.record_failures(&[("u", 5)], 60, 1000).await.unwrap();
         }
         assert_eq!(
-            s.reserve_attempt(&limits, 60, 1059).await.unwrap(),
+            s.reserve_attempt(&limits, 60, 1059, "r").await.unwrap(),
             Reservation::Locked
         );
         assert_eq!(
-            s.reserve_attempt(&limits, 60, 1060).await.unwrap(),
+            s.reserve_attempt(&limits, 60, 1060, "r").await.unwrap(),
             Reservation::Granted(0)
         );
     }

@@ -157,16 +157,18 @@ pub trait Store: Send + Sync {
     /// threshold; `Busy` while its failures plus the checks in flight
     /// reach it, so a burst cannot outrun the lockout (the caller waits for
     /// those checks to end). Every reservation ends with
-    /// [`Store::release_attempts`]; one an instance never releases lapses
-    /// after `cooldown` seconds.
+    /// [`Store::release_attempts`] of the same `id`; one an instance never
+    /// releases lapses after `cooldown` seconds.
     async fn reserve_attempt(
         &self,
         limits: &[(&str, u32)],
         cooldown: i64,
         now: i64,
+        id: &str,
     ) -> Result<Reservation, StoreError>;
-    /// Ends a reservation; its failure, if any, is recorded first.
-    async fn release_attempts(&self, keys: &[&str]) -> Result<(), StoreError>;
+    /// Ends reservation `id`; its failure, if any, is recorded first. A
+    /// release of a reservation not held changes nothing.
+    async fn release_attempts(&self, keys: &[&str], id: &str) -> Result<(), StoreError>;
 
     /// Writes principals `portero import` read for `issuer`, as
     /// (login, record) pairs, in one atomic step: each replaces the record

@@ -14,8 +14,8 @@
 //! - channel `P revocations`: every revocation, published in the same
 //!   transaction that writes it.
 //!
-//! The master is `url`'s, or the one the sentinels name now (`link`), asked
-//! again after a failed command or a `READONLY` answer.
+//! The master is `url`'s, or the one the sentinels name now (`link`; asked
+//! again after a failed command or a `READONLY` answer: `failover`).
 //!
 //! Each instance subscribes to the channel and applies what arrives to its
 //! in-memory cache. After any disconnect it subscribes again and then
@@ -44,6 +44,7 @@ use crate::clock::Clock;
 use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 
+mod failover;
 mod link;
 mod scripts;
 use link::{Link, Source};
@@ -150,39 +151,6 @@ impl Redis {
     /// The command connection to the master in use.
     fn conn(&self) -> ConnectionManager {
         self.link.load().conn.clone()
-    }
-
-    /// Asks the sentinels which server is the master, and moves to it if it
-    /// is another; true if it moved.
-    async fn follow_master(&self) -> bool {
-        if !self.source.follows_sentinels() {
-            return false;
-        }
-        let client = match tokio::time::timeout(self.timeout, self.source.master()).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "the sentinels named no master");
-                return false;
-            }
-            Err(_) => return false,
-        };
-        let old = self.link.load().master.clone();
-        if link::address(&client) == old {
-            return false;
-        }
-        match Source::link(client, self.timeout).await {
-            Ok(new) => {
-                tracing::warn!(from = %old, to = %new.master, "store: the sentinels name a new master; moved to it");
-                let _ = self.metrics.master.remove_label_values(&[&old]);
-                self.metrics.master.with_label_values(&[&new.master]).set(1);
-                self.link.store(Arc::new(new));
-                true
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "the new master does not answer yet");
-                false
-            }
-        }
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
@@ -443,38 +411,7 @@ impl Store for Redis {
         let mut conn = self.conn();
         self.run("add_revocations", pipe.exec_async(&mut conn))
             .await?;
-        if self.wait_replicas == 0 {
-            return Ok(());
-        }
-        // A failover loses what no replica has: WAIT (same connection) for
-        // as many replicas as asked and connected (a lone master has none).
-        let info: String = self
-            .run(
-                "add_revocations",
-                redis::cmd("INFO").arg("replication").query_async(&mut conn),
-            )
-            .await?;
-        let wanted = self.wait_replicas.min(link::connected_replicas(&info));
-        if wanted == 0 {
-            return Ok(());
-        }
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(wanted).arg(self.wait_timeout.as_millis() as u64);
-        let confirmed: u32 = self
-            .run("add_revocations", wait.query_async(&mut conn))
-            .await?;
-        if confirmed < wanted {
-            self.metrics
-                .errors
-                .with_label_values(&["add_revocations"])
-                .inc();
-            return Err(StoreError::Backend(format!(
-                "revocation written on the master but confirmed by {confirmed} of {wanted} \
-                 replicas within {:?}",
-                self.wait_timeout
-            )));
-        }
-        Ok(())
+        self.replicated(&mut conn, "add_revocations").await
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -601,6 +538,8 @@ impl Store for Redis {
         let locked: i64 = self
             .run("record_failures", invocation.invoke_async(&mut conn))
             .await?;
+        // ...nor a failure counted.
+        self.replicated(&mut conn, "record_failures").await?;
         Ok(locked == 1)
     }
 
@@ -630,7 +569,7 @@ impl Store for Redis {
 
     async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        // Checks in flight (`pending`) stay counted.
+        // Checks in flight (`p:<id>`) stay counted.
         self.run(
             "clear_failures",
             redis::cmd("HDEL")
@@ -647,9 +586,10 @@ impl Store for Redis {
         limits: &[(&str, u32)],
         cooldown: i64,
         now: i64,
+        id: &str,
     ) -> Result<Reservation, StoreError> {
         let mut invocation = self.reserve_attempt.prepare_invoke();
-        invocation.arg(now).arg(cooldown.max(1));
+        invocation.arg(now).arg(cooldown.max(1)).arg(id);
         for &(key, threshold) in limits {
             invocation.key(self.key("fail", key)).arg(threshold);
         }
@@ -657,14 +597,17 @@ impl Store for Redis {
         let first: i64 = self
             .run("reserve_attempt", invocation.invoke_async(&mut conn))
             .await?;
+        // A failover must not forget a check under way.
+        self.replicated(&mut conn, "reserve_attempt").await?;
         Ok(match first {
             -2 => Reservation::Busy,
             n => u32::try_from(n).map_or(Reservation::Locked, Reservation::Granted),
         })
     }
 
-    async fn release_attempts(&self, keys: &[&str]) -> Result<(), StoreError> {
+    async fn release_attempts(&self, keys: &[&str], id: &str) -> Result<(), StoreError> {
         let mut invocation = self.release_attempts.prepare_invoke();
+        invocation.arg(id);
         for key in keys {
             invocation.key(self.key("fail", key));
         }
@@ -672,7 +615,8 @@ impl Store for Redis {
         let _: i64 = self
             .run("release_attempts", invocation.invoke_async(&mut conn))
             .await?;
-        Ok(())
+        // A release a failover loses would hold the place until it lapses.
+        self.replicated(&mut conn, "release_attempts").await
     }
 
     fn reachable(&self) -> bool {

@@ -4,8 +4,8 @@
 /// One failed login more against every key (ARGV: now, cool-down, then
 /// each key's threshold), atomically: a lock that has run out starts a
 /// fresh count; reaching the threshold locks until now + cool-down; each
-/// counter expires one cool-down after its last failure (`pending`, the
-/// checks in flight, is left alone). 1 if a key is locked now.
+/// counter expires one cool-down after its last failure (the checks in
+/// flight are left alone). 1 if a key is locked now.
 pub(super) const RECORD_FAILURES: &str = r"
 local now, cooldown = tonumber(ARGV[1]), tonumber(ARGV[2])
 local locked_any = 0
@@ -23,12 +23,14 @@ return locked_any
 ";
 
 /// Reserves one credential check against every key (ARGV: now, cool-down,
-/// then each key's threshold), atomically: -1 while a key is locked or at
-/// its threshold, -2 while its failures plus the checks in flight
-/// (`pending`) reach it; otherwise the first key's failures. `pending`
-/// lapses with the key.
+/// the reservation's id, then each key's threshold), atomically: -1 while
+/// a key is locked or at its threshold, -2 while its failures plus the
+/// checks in flight reach it; otherwise the first key's failures. A check
+/// in flight is a field `p:<id>` holding when it lapses (now + cool-down),
+/// so a release is exact and idempotent: one repeated, or one of a
+/// reservation whose answer was lost, takes back no other check's place.
 pub(super) const RESERVE_ATTEMPT: &str = r"
-local now, cooldown = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now, cooldown, id = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local first = -1
 for i, key in ipairs(KEYS) do
   local locked = tonumber(redis.call('HGET', key, 'locked_until') or '0')
@@ -37,26 +39,31 @@ for i, key in ipairs(KEYS) do
     locked = 0
   end
   local count = tonumber(redis.call('HGET', key, 'count') or '0')
-  local pending = tonumber(redis.call('HGET', key, 'pending') or '0')
-  local threshold = tonumber(ARGV[2 + i])
+  local pending = 0
+  local fields = redis.call('HGETALL', key)
+  for j = 1, #fields, 2 do
+    if string.sub(fields[j], 1, 2) == 'p:' then
+      if tonumber(fields[j + 1]) <= now then redis.call('HDEL', key, fields[j])
+      else pending = pending + 1 end
+    end
+  end
+  local threshold = tonumber(ARGV[3 + i])
   if locked > now or count >= threshold then return -1 end
   if count + pending >= threshold then return -2 end
   if i == 1 then first = count end
 end
 for _, key in ipairs(KEYS) do
-  redis.call('HINCRBY', key, 'pending', 1)
+  redis.call('HSET', key, 'p:' .. id, now + cooldown)
   if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, cooldown) end
 end
 return first
 ";
 
-/// Ends one reserved check on every key.
+/// Ends the check reserved as ARGV[1] on every key.
 pub(super) const RELEASE_ATTEMPTS: &str = r"
 for _, key in ipairs(KEYS) do
-  if redis.call('HINCRBY', key, 'pending', -1) <= 0 then
-    redis.call('HDEL', key, 'pending')
-    if redis.call('HLEN', key) == 0 then redis.call('DEL', key) end
-  end
+  redis.call('HDEL', key, 'p:' .. ARGV[1])
+  if redis.call('HLEN', key) == 0 then redis.call('DEL', key) end
 end
 return 0
 ";
