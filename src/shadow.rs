@@ -28,7 +28,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use compare::Answer;
-use compare::{Difference, Kind, Rules};
+use compare::{Difference, Rules};
 
 use crate::config::{Config, Endpoint, ShadowConfig, ShadowPrimary};
 
@@ -79,8 +79,9 @@ pub struct Shadow {
     /// with the admin listener), never the proxy's workers.
     runtime: Handle,
     results: Results,
-    /// When each (kind, field path) difference was last logged.
-    logged: Mutex<HashMap<(Kind, String), Instant>>,
+    /// When each (kind, field path) was last logged; a legacy service
+    /// that gave no answer is ("error", "").
+    logged: Mutex<HashMap<(&'static str, String), Instant>>,
 }
 
 /// A comparison's place in the queue, given back when it ends.
@@ -258,7 +259,7 @@ impl Shadow {
             Ok(answers) => answers,
             Err(why) => {
                 self.results.error.inc();
-                self.log_once(Kind::Status, "legacy service failed", || {
+                self.log_once("error", "", || {
                     tracing::warn!(issuer = %self.issuer, error = %why, "shadow: the legacy service gave no answer to compare");
                 });
                 return;
@@ -276,7 +277,7 @@ impl Shadow {
         self.results.different.inc();
         for d in differences {
             let Difference { kind, path, .. } = &d;
-            self.log_once(*kind, path, || {
+            self.log_once(kind.name(), path, || {
                 tracing::warn!(
                     issuer = %self.issuer,
                     kind = %kind.name(),
@@ -290,7 +291,7 @@ impl Shadow {
     }
 
     /// Runs `log` unless this (kind, path) was logged within `LOG_EVERY`.
-    fn log_once(&self, kind: Kind, path: &str, log: impl FnOnce()) {
+    fn log_once(&self, kind: &'static str, path: &str, log: impl FnOnce()) {
         let now = Instant::now();
         let mut logged = self.logged.lock().expect("not poisoned");
         if logged.len() >= MAX_REMEMBERED {

@@ -33,7 +33,7 @@ pub struct Rules<'a> {
     pub tolerance: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Status,
     /// A field one side has and the other has not.
