@@ -8,38 +8,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::redis::{self, RedisServer, Relay};
+use common::shared_store::*;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const CLIENT_FLAT: &str = "/api/v1/auth";
-const CLIENT_LOGIN: &str =
-    r#"{"client_id":"demo_client_123","client_secret":"demo_secret_456_ABCDEFGH"}"#;
-
-/// Keys of one test apart from every other test's on a shared server.
-fn prefix() -> String {
-    use rand::RngCore;
-    format!(
-        "portero-test-{}-{:08x}:",
-        std::process::id(),
-        rand::thread_rng().next_u32()
-    )
-}
-
-/// The demo issuers and routes, the test issuers, and a Redis store.
+/// The shared store config of an instance on the Redis at `url`.
 fn node(url: &str, prefix: &str, extra: &str) -> String {
-    format!(
-        "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\n{extra}\n\n{}\n{}",
-        issuers(),
-        demo_body()
-            .replace(
-                "dialect = \"client-flat\"",
-                "dialect = \"client-flat\"\nmax_failures = 3\nlockout = \"60s\"",
-            )
-    )
+    common::shared_store::node(&format!("url = \"{url}\""), prefix, extra)
 }
 
 /// Three instances started at once on the same store: they race to create
@@ -52,39 +31,6 @@ async fn cluster(urls: [&str; 3], prefix: &str) -> [Gateway; 3] {
         Gateway::start(&configs[2])
     );
     [a, b, c]
-}
-
-async fn post(gw: &Gateway, path: &str, body: &str) -> (StatusCode, Value) {
-    let r = reqwest::Client::new()
-        .post(gw.url(path))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}")),
-    )
-}
-
-/// A fresh client-flat token from `gw`.
-async fn login(gw: &Gateway) -> String {
-    let (status, v) = post(gw, CLIENT_FLAT, CLIENT_LOGIN).await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    v["access_token"].as_str().unwrap().to_string()
-}
-
-async fn get(gw: &Gateway, token: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(gw.url("/orders/7"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
 }
 
 /// Runs an instance that must refuse to start, saying each of `needles`.
@@ -103,73 +49,12 @@ async fn all_report(nodes: &[&Gateway], status: &str) {
     }
 }
 
-/// Requests `token` on `gw` until it is refused; the time that took.
-async fn until_refused(gw: &Gateway, token: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        if get(gw, token).await == StatusCode::UNAUTHORIZED {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "still accepted after {limit:?}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_refresh_tokens_and_lockouts_are_shared() {
     let Some(url) = redis::shared() else { return };
     let p = prefix();
     let [n1, n2, n3] = cluster([&url, &url, &url], &p).await;
-
-    // A token minted on 1 with the generated (shared) key opens 2 and 3.
-    let token = login(&n1).await;
-    for gw in [&n1, &n2, &n3] {
-        assert_eq!(get(gw, &token).await, StatusCode::OK);
-    }
-
-    // A refresh token issued on 1 is usable on 3; what it mints works on 2.
-    let (status, v) = post(
-        &n1,
-        "/api/auth/token",
-        r#"{"username":"admin","password":"abcd1234"}"#,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let refresh = v["refreshToken"]["token"].as_str().unwrap();
-    let (status, v) = post(
-        &n3,
-        "/api/auth/refreshtoken",
-        &json!({ "refreshToken": refresh }).to_string(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{v}");
-    let access = v["accessToken"]["token"].as_str().unwrap();
-    assert_eq!(get(&n2, access).await, StatusCode::OK);
-
-    // Revoking the refresh token on 2 stops it, and what it minted, everywhere.
-    assert_eq!(
-        n2.revoke(json!({ "token": refresh })).await.status(),
-        StatusCode::OK
-    );
-    let (status, _) = post(
-        &n1,
-        "/api/auth/refreshtoken",
-        &json!({ "refreshToken": refresh }).to_string(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    until_refused(&n3, access, Duration::from_millis(100)).await;
-
-    // Lockout: three failures, one per instance, lock the client everywhere.
-    let bad = r#"{"client_id":"demo_client_123","client_secret":"wrong-secret-0000000000"}"#;
-    for gw in [&n1, &n2, &n3] {
-        assert_eq!(post(gw, CLIENT_FLAT, bad).await.0, StatusCode::UNAUTHORIZED);
-    }
-    let (status, v) = post(&n1, CLIENT_FLAT, CLIENT_LOGIN).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{v}");
-    assert_eq!(
-        post(&n3, CLIENT_FLAT, CLIENT_LOGIN).await.0,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    check_tokens_refresh_tokens_and_lockouts([&n1, &n2, &n3]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,31 +62,7 @@ async fn a_revocation_reaches_every_instance_within_100ms() {
     let Some(url) = redis::shared() else { return };
     let p = prefix();
     let [n1, n2, n3] = cluster([&url, &url, &url], &p).await;
-    let tokens = [login(&n1).await, Signer::Hs.sign(&claims("ivan"))];
-    for t in &tokens {
-        for gw in [&n1, &n2, &n3] {
-            assert_eq!(get(gw, t).await, StatusCode::OK);
-        }
-    }
-    let mut lags = Vec::new();
-    for (t, how) in tokens.iter().zip([
-        json!({ "token": tokens[0] }),
-        json!({ "sub": "ivan", "issuer": "test" }),
-    ]) {
-        assert_eq!(n2.revoke(how).await.status(), StatusCode::OK);
-        // Measured from the acknowledgement on 2 to the first refusal.
-        for gw in [&n1, &n3] {
-            lags.push(until_refused(gw, t, Duration::from_millis(100)).await);
-        }
-    }
-    eprintln!("revocation on node 2 refused by nodes 1 and 3 after {lags:?}");
-    assert!(
-        n1.metric("portero_revocation_propagation_seconds_count", &[])
-            .await
-            >= 2.0,
-        "{}",
-        n1.metrics().await
-    );
+    check_a_revocation_reaches_all([&n1, &n2, &n3]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,7 +97,7 @@ async fn an_instance_cut_off_from_redis_catches_up_when_it_returns() {
     assert_eq!(get(&n1, &kept).await, StatusCode::OK);
     assert_eq!(get(&n1, &revoked).await, StatusCode::OK);
     // Its token endpoint needs the store: the dialect's server-error shape.
-    let (status, v) = post(&n1, CLIENT_FLAT, CLIENT_LOGIN).await;
+    let (status, v) = post_json(&n1, CLIENT_FLAT, CLIENT_LOGIN).await;
     assert_eq!(
         (status, v),
         (
@@ -275,10 +136,10 @@ async fn redis_down_traffic_flows_from_caches_and_recovers_by_itself() {
         assert_eq!(get(gw, &revoked).await, StatusCode::UNAUTHORIZED);
     }
     // Token endpoints answer their own server-error shapes.
-    let (status, v) = post(&n1, CLIENT_FLAT, CLIENT_LOGIN).await;
+    let (status, v) = post_json(&n1, CLIENT_FLAT, CLIENT_LOGIN).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v, json!({"msg": "Service unavailable"}));
-    let (status, v) = post(
+    let (status, v) = post_json(
         &n2,
         "/api/Session/GetToken",
         r#"{"username":"admin","password":"demo2024"}"#,
@@ -286,7 +147,7 @@ async fn redis_down_traffic_flows_from_caches_and_recovers_by_itself() {
     .await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
     assert_eq!(v, json!({"error": 3, "message": "Error del servidor"}));
-    let (status, v) = post(
+    let (status, v) = post_json(
         &n3,
         "/api/auth/token",
         r#"{"username":"admin","password":"abcd1234"}"#,
@@ -419,76 +280,8 @@ async fn propagation_lag_over_1000_revocations() {
     let Some(url) = redis::shared() else { return };
     let p = prefix();
     let [n1, n2, n3] = cluster([&url, &url, &url], &p).await;
-    let client = reqwest::Client::new();
-    let mut lags = Vec::new();
-    for i in 0..1000 {
-        let mut c = claims("lag");
-        c["jti"] = json!(format!("lag-{i}"));
-        let token = Signer::Hs.sign(&c);
-        let ack = client
-            .post(n2.admin_url("/admin/revocations"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "jti": c["jti"], "expires_at": c["exp"] }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(ack.status(), StatusCode::OK);
-        let acked = Instant::now();
-        for gw in [&n1, &n3] {
-            until_refused(gw, &token, Duration::from_secs(1)).await;
-        }
-        lags.push(acked.elapsed());
-    }
-    // The floor, in the same run: one accepted request to each of 1 and 3.
-    let valid = Signer::Hs.sign(&claims("floor"));
-    let mut floor = Vec::new();
-    for _ in 0..1000 {
-        let start = Instant::now();
-        for gw in [&n1, &n3] {
-            assert_eq!(get(gw, &valid).await, StatusCode::OK);
-        }
-        floor.push(start.elapsed());
-    }
-    floor.sort();
-    lags.sort();
-    let at = |q: f64| lags[((lags.len() as f64 * q) as usize).min(lags.len() - 1)];
-    let (sum, count) = (
-        n1.metric("portero_revocation_propagation_seconds_sum", &[])
-            .await,
-        n1.metric("portero_revocation_propagation_seconds_count", &[])
-            .await,
-    );
-    println!(
-        "1000 revocations on node 2, until refused by nodes 1 and 3 (from the ack): p50 {:?}, p99 {:?}, max {:?}; \
-         floor (one accepted request to 1 and 3): p50 {:?}, p99 {:?}; node 1's own lag metric: mean {:.1} µs over {count}",
-        at(0.50),
-        at(0.99),
-        at(1.0),
-        floor[500],
-        floor[990],
-        sum / count * 1e6
-    );
-}
-
-/// The demo behind a Redis store with one route whose rate every instance shares.
-fn limited_node(url: &str, prefix: &str) -> String {
-    node(url, prefix, "").replace(
-        "[[routes]]\nname = \"default\"",
-        "[[routes]]\nname = \"limited\"\npath = \"/limited\"\nupstream = \"echo\"\n\
-         token_from = \"authorization\"\n\
-         rate_limit = { requests = 10, per = \"10s\", scope = \"cluster\" }\n\n\
-         [[routes]]\nname = \"default\"",
-    )
-}
-
-async fn limited(gw: &Gateway, token: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(gw.url("/limited"))
-        .header("authorization", token)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    let lags = propagation_lags([&n1, &n2, &n3], 1000).await;
+    println!("1000 revocations on node 2, until refused by nodes 1 and 3 (from the ack): {lags}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,26 +289,17 @@ async fn a_cluster_rate_holds_across_three_instances_and_each_counts_alone_while
     let Some(url) = redis::shared() else { return };
     let relay = Relay::start(url.strip_prefix("redis://").unwrap().parse().unwrap()).await;
     let p = prefix();
-    let (through_relay, direct) = (limited_node(&relay.url(), &p), limited_node(&url, &p));
+    let (through_relay, direct) = (
+        limited_node(&format!("url = \"{}\"", relay.url()), &p),
+        limited_node(&format!("url = \"{url}\""), &p),
+    );
     let (n1, n2, n3) = futures_util::join!(
         Gateway::start(&through_relay),
         Gateway::start(&direct),
         Gateway::start(&direct)
     );
     let token = login(&n1).await;
-
-    // 30 requests round the three instances: 10 a 10 s, shared. One more
-    // may get in while the burst runs (a token comes back each second).
-    let mut admitted = 0;
-    for i in 0..30 {
-        let gw = [&n1, &n2, &n3][i % 3];
-        match limited(gw, &token).await {
-            StatusCode::OK => admitted += 1,
-            StatusCode::TOO_MANY_REQUESTS => {}
-            other => panic!("request {i}: {other}"),
-        }
-    }
-    assert!((10..=11).contains(&admitted), "admitted {admitted} of 30");
+    check_a_shared_rate([&n1, &n2, &n3], &token).await;
 
     // Redis cut from instance 1: it counts on its own (a cluster of N
     // admits up to N times the limit then), the others keep the shared count.

@@ -54,15 +54,6 @@ async fn get(gw: &Gateway, token: &str) -> StatusCode {
     proxied(gw, &format!("Bearer {token}")).await.status()
 }
 
-async fn readyz(gw: &Gateway) -> Value {
-    reqwest::get(gw.admin_url("/readyz"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Polls `gw` until it refuses `token`, up to `limit`; how long it took.
 async fn refused_within(gw: &Gateway, token: &str, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
@@ -84,7 +75,7 @@ async fn two_instances_follow_a_failover_and_lose_no_acknowledged_revocation() {
     let (a, b) = futures_util::join!(Gateway::start(&config), Gateway::start(&config));
     let master = setup.master.addr().to_string();
     for gw in [&a, &b] {
-        assert_eq!(readyz(gw).await["store_master"], master.as_str());
+        assert_eq!(gw.store_master().await, master);
         let series = format!("portero_store_master{{master=\"{master}\"}} 1");
         assert!(gw.metrics().await.contains(&series), "{series}");
     }
@@ -169,10 +160,7 @@ async fn two_instances_follow_a_failover_and_lose_no_acknowledged_revocation() {
     let promoted = setup.replica.addr();
     assert_eq!(setup.master_named(), Some(promoted));
     for gw in [&a, &b] {
-        assert_eq!(
-            readyz(gw).await["store_master"],
-            promoted.to_string().as_str()
-        );
+        assert_eq!(gw.store_master().await, promoted.to_string().as_str());
     }
 
     // Nothing acknowledged before the kill is lost: refused everywhere,
@@ -214,7 +202,7 @@ fn sentinels_and_a_url_together_are_refused() {
     );
     assert!(!ok);
     assert!(
-        out.contains("store.url: give either url or sentinels"),
+        out.contains("store: give one of url, sentinels (with sentinel_master) or cluster"),
         "{out}"
     );
     let (ok, out) = check("[store]\nbackend = \"redis\"\nsentinels = [\"127.0.0.1\"]\n");

@@ -81,7 +81,10 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
     match (&running.store.backend, &new.store.backend) {
         (StoreBackend::Embedded, StoreBackend::Embedded) => {}
         (StoreBackend::Redis(r), StoreBackend::Redis(n)) => {
-            differs("store.url / store.sentinels", r.target != n.target);
+            differs(
+                "store.url / store.sentinels / store.cluster",
+                r.target != n.target,
+            );
             differs("store.wait_replicas", r.wait_replicas != n.wait_replicas);
             differs("store.wait_timeout", r.wait_timeout != n.wait_timeout);
             differs("store.password_env", r.password_env != n.password_env);

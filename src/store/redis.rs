@@ -15,7 +15,11 @@
 //!   transaction that writes it.
 //!
 //! The master is `url`'s, or the one the sentinels name now (`link`; asked
-//! again after a failed command or a `READONLY` answer: `failover`).
+//! again after a failed command or a `READONLY` answer: `failover`). In a
+//! Redis Cluster, keys a script or transaction touches together share a
+//! hash tag (`{rev}`, `{fail}`, `{<hash>}` of a refresh token and its
+//! lineage), and the channel carries `{rev}` too: the cluster forwards a
+//! `PUBLISH` to every node, so the subscription may be on any of them.
 //!
 //! Each instance subscribes to the channel and applies what arrives to its
 //! in-memory cache. After any disconnect it subscribes again and then
@@ -31,7 +35,6 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -44,9 +47,11 @@ use crate::clock::Clock;
 use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 
+mod conn;
 mod failover;
 mod link;
 mod scripts;
+use conn::Conn;
 use link::{Link, Source};
 use scripts::{
     DELETE_REFRESH, EXTEND_REFRESH, PUT_PRINCIPALS, RECORD_FAILURES, RELEASE_ATTEMPTS,
@@ -56,6 +61,8 @@ use scripts::{
 /// How often a live subscription is checked (and the command connection
 /// nudged to reconnect), so an outage is noticed within about this long.
 const PING_EVERY: Duration = Duration::from_millis(500);
+/// A cluster's masters are read again every this many pings (10 s).
+const MASTERS_EVERY: u32 = 20;
 /// Retry delays for the subscription after a disconnect.
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -80,6 +87,8 @@ pub struct Redis {
     wait_replicas: u32,
     wait_timeout: Duration,
     prefix: String,
+    /// Keys written together share a hash tag (a Redis Cluster).
+    cluster: bool,
     channel: String,
     timeout: Duration,
     ttl_margin: i64,
@@ -118,21 +127,26 @@ impl Redis {
         metrics: StoreMetrics,
     ) -> Result<Redis, StoreError> {
         let source = Source::new(settings)?;
-        let client = source
-            .master()
-            .await
-            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
-        let link = Source::link(client, settings.timeout).await?;
-        metrics.master.with_label_values(&[&link.master]).set(1);
+        let link = source.connect(settings.timeout).await?;
+        for master in &link.masters {
+            metrics.master.with_label_values(&[master]).set(1);
+        }
         metrics.up.set(1);
+        let cluster = matches!(source, Source::Cluster { .. });
+        let prefix = &settings.key_prefix;
         Ok(Redis {
             source,
             link: ArcSwap::from_pointee(link),
             look_for_master: Notify::new(),
             wait_replicas: settings.wait_replicas,
             wait_timeout: settings.wait_timeout,
-            prefix: settings.key_prefix.clone(),
-            channel: format!("{}revocations", settings.key_prefix),
+            prefix: prefix.clone(),
+            cluster,
+            channel: if cluster {
+                format!("{prefix}{{rev}}revocations")
+            } else {
+                format!("{prefix}revocations")
+            },
             timeout: settings.timeout,
             ttl_margin: settings.ttl_margin.as_secs() as i64,
             record_failures: redis::Script::new(RECORD_FAILURES),
@@ -149,12 +163,32 @@ impl Redis {
     }
 
     /// The command connection to the master in use.
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.link.load().conn.clone()
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
         format!("{}{kind}:{id}", self.prefix)
+    }
+
+    /// A key of a kind written together (revocations, lockout counters):
+    /// in a cluster, every one of the kind in one slot.
+    fn grouped(&self, kind: &str, id: &str) -> String {
+        if self.cluster {
+            format!("{}{{{kind}}}:{id}", self.prefix)
+        } else {
+            self.key(kind, id)
+        }
+    }
+
+    /// A refresh token's record or lineage key: in a cluster, both in the
+    /// token's slot.
+    fn refresh_key(&self, kind: &str, hash: &str) -> String {
+        if self.cluster {
+            format!("{}{kind}:{{{hash}}}", self.prefix)
+        } else {
+            self.key(kind, hash)
+        }
     }
 
     /// Runs one Redis operation within the timeout; a failure is counted
@@ -166,8 +200,11 @@ impl Redis {
     ) -> Result<T, StoreError> {
         let error = match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => return Ok(v),
-            // A master demoted by a failover refuses writes: find the new one.
-            Ok(Err(e)) if e.code() == Some("READONLY") => e.to_string(),
+            // A master demoted by a failover refuses writes (find the new
+            // one); a cluster refuses while a shard has none.
+            Ok(Err(e)) if matches!(e.code(), Some("READONLY" | "CLUSTERDOWN" | "TRYAGAIN")) => {
+                e.to_string()
+            }
             Ok(Err(e))
                 if !(e.is_io_error()
                     || e.is_timeout()
@@ -218,18 +255,15 @@ impl Redis {
         let mut cursor: u64 = 0;
         let mut out = Vec::new();
         loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    "scan",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(BATCH)
-                        .query_async(&mut conn),
-                )
-                .await?;
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(BATCH);
+            // In a cluster, on the master of the pattern's slot.
+            let (next, keys): (u64, Vec<String>) =
+                self.run("scan", conn.query_at(&scan, pattern)).await?;
             if !keys.is_empty() {
                 let values: Vec<Option<Vec<u8>>> = self
                     .run("scan", redis::cmd("MGET").arg(&keys).query_async(&mut conn))
@@ -251,7 +285,7 @@ impl Redis {
     /// Re-reads the whole revocation set into `cache`, then writes back what
     /// this instance holds and Redis lost, and re-asserts generated keys.
     async fn resync(&self, cache: &Revocations) -> Result<usize, StoreError> {
-        let remote = self.scan(&format!("{}rev:*", self.prefix)).await?;
+        let remote = self.scan(&self.grouped("rev", "*")).await?;
         let mut present = std::collections::HashSet::with_capacity(remote.len());
         for (key, value) in &remote {
             let r: Revocation = decode(key, value)?;
@@ -304,7 +338,7 @@ impl Redis {
     /// Subscribes, resynchronises, then applies announcements until the
     /// connection fails. `retry` goes back to its minimum once subscribed.
     async fn follow_once(&self, cache: &Revocations, retry: &mut Duration) -> StoreError {
-        let client = self.link.load().client.clone();
+        let client = self.source.subscriber(&self.link.load());
         let mut pubsub = match self.run("subscribe", client.get_async_pubsub()).await {
             Ok(p) => p,
             Err(e) => return e,
@@ -322,6 +356,7 @@ impl Redis {
         *retry = RETRY_MIN;
         self.set_reachable(true, "");
         let mut tick = tokio::time::interval(PING_EVERY);
+        let mut ticks = 0;
         loop {
             tokio::select! {
                 message = stream.next() => match message {
@@ -350,6 +385,10 @@ impl Redis {
                         return e;
                     }
                     self.set_reachable(true, "");
+                    ticks += 1;
+                    if self.cluster && ticks % MASTERS_EVERY == 0 {
+                        self.read_cluster_masters().await;
+                    }
                 }
             }
         }
@@ -390,11 +429,10 @@ impl Store for Redis {
         let now = now_secs();
         let mut pipe = redis::pipe();
         pipe.atomic();
+        let mut last = String::new();
         for r in list {
-            let set = pipe
-                .cmd("SET")
-                .arg(self.key("rev", &revocation_key(r)))
-                .arg(encode(r));
+            last = self.grouped("rev", &revocation_key(r));
+            let set = pipe.cmd("SET").arg(&last).arg(encode(r));
             if let Some(ttl) = self.revocation_ttl(r, now as i64) {
                 set.arg("EX").arg(ttl);
             }
@@ -411,11 +449,11 @@ impl Store for Redis {
         let mut conn = self.conn();
         self.run("add_revocations", pipe.exec_async(&mut conn))
             .await?;
-        self.replicated(&mut conn, "add_revocations").await
+        self.replicated(&mut conn, "add_revocations", &last).await
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
-        self.scan(&format!("{}rev:*", self.prefix))
+        self.scan(&self.grouped("rev", "*"))
             .await?
             .iter()
             .map(|(k, v)| decode(k, v))
@@ -433,7 +471,7 @@ impl Store for Redis {
         self.run(
             "put_refresh",
             redis::cmd("SET")
-                .arg(self.key("refresh", hash))
+                .arg(self.refresh_key("refresh", hash))
                 .arg(encode(record))
                 .arg("EX")
                 .arg(ttl)
@@ -472,7 +510,7 @@ impl Store for Redis {
     }
 
     async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
-        let key = self.key("refresh", hash);
+        let key = self.refresh_key("refresh", hash);
         let mut conn = self.conn();
         let bytes: Option<Vec<u8>> = self
             .run(
@@ -484,14 +522,14 @@ impl Store for Redis {
     }
 
     async fn delete_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
-        let key = self.key("refresh", hash);
+        let key = self.refresh_key("refresh", hash);
         let mut conn = self.conn();
         let (bytes, lineage): (Option<Vec<u8>>, Vec<(String, i64)>) = self
             .run(
                 "delete_refresh",
                 self.delete_refresh
                     .key(&key)
-                    .key(self.key("lineage", hash))
+                    .key(self.refresh_key("lineage", hash))
                     .invoke_async(&mut conn),
             )
             .await?;
@@ -509,8 +547,8 @@ impl Store for Redis {
     ) -> Result<bool, StoreError> {
         let mut invocation = self.extend_refresh.prepare_invoke();
         invocation
-            .key(self.key("refresh", hash))
-            .key(self.key("lineage", hash))
+            .key(self.refresh_key("refresh", hash))
+            .key(self.refresh_key("lineage", hash))
             .arg(now)
             .arg(MAX_LINEAGE);
         for (jti, exp) in minted {
@@ -532,14 +570,18 @@ impl Store for Redis {
         let mut invocation = self.record_failures.prepare_invoke();
         invocation.arg(now).arg(cooldown.max(1));
         for &(key, threshold) in limits {
-            invocation.key(self.key("fail", key)).arg(threshold);
+            invocation.key(self.grouped("fail", key)).arg(threshold);
         }
         let mut conn = self.conn();
         let locked: i64 = self
             .run("record_failures", invocation.invoke_async(&mut conn))
             .await?;
         // ...nor a failure counted.
-        self.replicated(&mut conn, "record_failures").await?;
+        let key = limits
+            .first()
+            .map(|l| self.grouped("fail", l.0))
+            .unwrap_or_default();
+        self.replicated(&mut conn, "record_failures", &key).await?;
         Ok(locked == 1)
     }
 
@@ -573,7 +615,7 @@ impl Store for Redis {
         self.run(
             "clear_failures",
             redis::cmd("HDEL")
-                .arg(self.key("fail", key))
+                .arg(self.grouped("fail", key))
                 .arg("count")
                 .arg("locked_until")
                 .exec_async(&mut conn),
@@ -591,14 +633,18 @@ impl Store for Redis {
         let mut invocation = self.reserve_attempt.prepare_invoke();
         invocation.arg(now).arg(cooldown.max(1)).arg(id);
         for &(key, threshold) in limits {
-            invocation.key(self.key("fail", key)).arg(threshold);
+            invocation.key(self.grouped("fail", key)).arg(threshold);
         }
         let mut conn = self.conn();
         let first: i64 = self
             .run("reserve_attempt", invocation.invoke_async(&mut conn))
             .await?;
         // A failover must not forget a check under way.
-        self.replicated(&mut conn, "reserve_attempt").await?;
+        let key = limits
+            .first()
+            .map(|l| self.grouped("fail", l.0))
+            .unwrap_or_default();
+        self.replicated(&mut conn, "reserve_attempt", &key).await?;
         Ok(match first {
             -2 => Reservation::Busy,
             n => u32::try_from(n).map_or(Reservation::Locked, Reservation::Granted),
@@ -609,14 +655,18 @@ impl Store for Redis {
         let mut invocation = self.release_attempts.prepare_invoke();
         invocation.arg(id);
         for key in keys {
-            invocation.key(self.key("fail", key));
+            invocation.key(self.grouped("fail", key));
         }
         let mut conn = self.conn();
         let _: i64 = self
             .run("release_attempts", invocation.invoke_async(&mut conn))
             .await?;
         // A release a failover loses would hold the place until it lapses.
-        self.replicated(&mut conn, "release_attempts").await
+        let key = keys
+            .first()
+            .map(|k| self.grouped("fail", k))
+            .unwrap_or_default();
+        self.replicated(&mut conn, "release_attempts", &key).await
     }
 
     fn reachable(&self) -> bool {
@@ -624,7 +674,7 @@ impl Store for Redis {
     }
 
     fn master(&self) -> Option<String> {
-        Some(self.link.load().master.clone())
+        Some(self.link.load().masters.join(","))
     }
 
     async fn follow_revocations(&self, cache: Arc<Revocations>) {

@@ -361,6 +361,13 @@ impl Gateway {
         (code, v["status"].as_str().unwrap_or_default().to_string())
     }
 
+    /// The Redis master(s) `/readyz` names (`store_master`), "" if none.
+    pub async fn store_master(&self) -> String {
+        let r = reqwest::get(self.admin_url("/readyz")).await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        v["store_master"].as_str().unwrap_or_default().to_string()
+    }
+
     /// Waits (up to 5 s) until `/readyz` reports `status`; returns what it last said.
     pub async fn wait_readiness(&self, status: &str) -> (u16, String) {
         poll(

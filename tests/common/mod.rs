@@ -4,7 +4,9 @@
 //! (signed independently of portero's code), `configs` (config text),
 //! `endpoints` (requests to the token endpoints), `hashes` (password hashes
 //! from the libraries that write them),
-//! `redis` (a Redis to test against), `websocket` (a WebSocket server and client),
+//! `redis` (a Redis to test against), `redis_cluster` (a Redis Cluster),
+//! `shared_store` (what instances sharing a store agree on),
+//! `websocket` (a WebSocket server and client),
 //! `collector` (an OTLP trace receiver).
 #![allow(dead_code)]
 
@@ -20,6 +22,8 @@ mod gateway;
 mod hashes;
 pub mod idp;
 pub mod redis;
+pub mod redis_cluster;
+pub mod shared_store;
 pub mod tls;
 mod tokens;
 mod upstream;

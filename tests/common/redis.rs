@@ -21,7 +21,7 @@ fn required() -> bool {
     std::env::var("PORTERO_REQUIRE_REDIS").is_ok_and(|v| v == "1")
 }
 
-fn unavailable(why: &str) {
+pub(super) fn unavailable(why: &str) {
     assert!(
         !required(),
         "PORTERO_REQUIRE_REDIS=1 but no Redis is available: {why}"

@@ -1,5 +1,5 @@
-//! `[store]`: the embedded store, or Redis by `url` or through its
-//! sentinels.
+//! `[store]`: the embedded store, or Redis by `url`, through its
+//! sentinels, or as a Redis Cluster.
 
 use std::time::Duration;
 
@@ -42,18 +42,35 @@ impl Checker<'_> {
                         "only the redis backend takes sentinels",
                     );
                 }
+                if let Some(first) = s.cluster.first() {
+                    self.problem(
+                        first,
+                        "store.cluster",
+                        "only the redis backend takes cluster",
+                    );
+                }
                 StoreBackend::Embedded
             }
             "redis" => {
                 let target = self.redis_target(s);
-                let sentinels = matches!(target, RedisTarget::Sentinel { .. });
+                let replicated = !matches!(target, RedisTarget::Url(_));
+                let key_prefix = s.key_prefix.clone().unwrap_or_else(|| "portero:".into());
+                if matches!(target, RedisTarget::Cluster(_)) && key_prefix.contains(['{', '}']) {
+                    // A brace would become the hash tag of every key.
+                    self.problem_no_span(
+                        "store.key_prefix",
+                        format!(
+                            "{key_prefix:?}: braces are Redis Cluster hash tags; leave them out"
+                        ),
+                    );
+                }
                 StoreBackend::Redis(RedisSettings {
                     target,
                     password_env: s.password_env.clone(),
-                    key_prefix: s.key_prefix.clone().unwrap_or_else(|| "portero:".into()),
+                    key_prefix,
                     timeout: self.duration(&s.timeout, "store.timeout", Duration::from_millis(500)),
                     ttl_margin: leeway,
-                    wait_replicas: s.wait_replicas.unwrap_or(u32::from(sentinels)),
+                    wait_replicas: s.wait_replicas.unwrap_or(u32::from(replicated)),
                     wait_timeout: self.duration(
                         &s.wait_timeout,
                         "store.wait_timeout",
@@ -77,51 +94,56 @@ impl Checker<'_> {
         StoreSettings { backend, on_outage }
     }
 
-    /// `url`, or `sentinels` with `sentinel_master`: exactly one.
+    /// `url`, `sentinels` with `sentinel_master`, or `cluster`: exactly one.
     fn redis_target(&mut self, s: &FileStore) -> RedisTarget {
-        match (&s.url, s.sentinels.first()) {
-            (Some(url), None) => {
-                if let Some(m) = &s.sentinel_master {
-                    self.problem(
-                        m,
-                        "store.sentinel_master",
-                        "is for store.sentinels, not store.url",
-                    );
-                }
-                RedisTarget::Url(self.redis_url(url))
+        if s.sentinels.is_empty() {
+            if let Some(m) = &s.sentinel_master {
+                self.problem(m, "store.sentinel_master", "is for store.sentinels only");
             }
-            (None, Some(_)) => self.sentinels(s),
-            (Some(url), Some(_)) => {
-                self.problem(
-                    url,
-                    "store.url",
-                    "give either url or sentinels (with sentinel_master), not both",
-                );
-                RedisTarget::Url(url.get_ref().clone())
-            }
-            (None, None) => {
+        }
+        let given = [
+            s.url.as_ref().map(|u| (u, "url")),
+            s.sentinels.first().map(|x| (x, "sentinels")),
+            s.cluster.first().map(|x| (x, "cluster")),
+        ];
+        let mut given = given.into_iter().flatten();
+        let first = given.next();
+        if let Some((at, _)) = given.next() {
+            self.problem(
+                at,
+                "store",
+                "give one of url, sentinels (with sentinel_master) or cluster, not several",
+            );
+        }
+        match first {
+            Some((url, "url")) => RedisTarget::Url(self.redis_url(url)),
+            Some((_, "sentinels")) => self.sentinels(s),
+            Some(_) => RedisTarget::Cluster(self.addresses(&s.cluster, "store.cluster")),
+            None => {
                 self.problem_no_span(
                     "store.url",
-                    "the redis backend needs a url (redis://host:port) or sentinels \
-                     (with sentinel_master)",
+                    "the redis backend needs a url (redis://host:port), sentinels \
+                     (with sentinel_master) or cluster",
                 );
                 RedisTarget::Url(String::new())
             }
         }
     }
 
-    fn sentinels(&mut self, s: &FileStore) -> RedisTarget {
-        for sentinel in &s.sentinels {
-            let text = sentinel.get_ref();
+    /// `host:port` each.
+    fn addresses(&mut self, list: &[Spanned<String>], what: &str) -> Vec<String> {
+        for address in list {
+            let text = address.get_ref();
             let port = text.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
             if !matches!(port, Some(Ok(p)) if p > 0) || text.contains('/') {
-                self.problem(
-                    sentinel,
-                    "store.sentinels",
-                    format!("{text:?}: expected host:port"),
-                );
+                self.problem(address, what, format!("{text:?}: expected host:port"));
             }
         }
+        list.iter().map(|x| x.get_ref().clone()).collect()
+    }
+
+    fn sentinels(&mut self, s: &FileStore) -> RedisTarget {
+        let sentinels = self.addresses(&s.sentinels, "store.sentinels");
         let master = match &s.sentinel_master {
             Some(m) if !m.get_ref().is_empty() => m.get_ref().clone(),
             _ => {
@@ -133,7 +155,7 @@ impl Checker<'_> {
             }
         };
         RedisTarget::Sentinel {
-            sentinels: s.sentinels.iter().map(|x| x.get_ref().clone()).collect(),
+            sentinels,
             master,
             password_env: s.sentinel_password_env.clone(),
         }

@@ -63,7 +63,7 @@ pub struct RedisSettings {
     /// Revocations outlive their token's `exp` by this much (the validation leeway).
     pub ttl_margin: Duration,
     /// Replicas that must confirm a revocation (`WAIT`) before it is
-    /// acknowledged: 0 with `url`, 1 with `sentinels` unless set.
+    /// acknowledged: 0 with `url`, 1 with `sentinels` or `cluster` unless set.
     pub wait_replicas: u32,
     /// How long a revocation waits for them.
     pub wait_timeout: Duration,
@@ -82,6 +82,8 @@ pub enum RedisTarget {
         /// The environment variable holding the sentinels' password.
         password_env: Option<String>,
     },
+    /// A Redis Cluster, its slot map read from any of these nodes (`host:port`).
+    Cluster(Vec<String>),
 }
 
 impl std::fmt::Display for RedisTarget {
@@ -95,6 +97,7 @@ impl std::fmt::Display for RedisTarget {
                 "store.sentinels: {} (master {master:?})",
                 sentinels.join(", ")
             ),
+            RedisTarget::Cluster(nodes) => write!(f, "store.cluster: {}", nodes.join(", ")),
         }
     }
 }

@@ -5,15 +5,17 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
-
-use super::{link, Redis, Source};
+use super::{link, Conn, Link, Redis, Source};
 use crate::store::StoreError;
 
 impl Redis {
     /// Asks the sentinels which server is the master, and moves to it if it
     /// is another; true if it moved.
     pub(super) async fn follow_master(&self) -> bool {
+        if let Source::Cluster { .. } = self.source {
+            self.read_cluster_masters().await;
+            return false;
+        }
         if !self.source.follows_sentinels() {
             return false;
         }
@@ -25,15 +27,14 @@ impl Redis {
             }
             Err(_) => return false,
         };
-        let old = self.link.load().master.clone();
-        if link::address(&client) == old {
+        let old = self.link.load().masters.clone();
+        if [link::address(&client)] == old[..] {
             return false;
         }
         match Source::link(client, self.timeout).await {
             Ok(new) => {
-                tracing::warn!(from = %old, to = %new.master, "store: the sentinels name a new master; moved to it");
-                let _ = self.metrics.master.remove_label_values(&[&old]);
-                self.metrics.master.with_label_values(&[&new.master]).set(1);
+                tracing::warn!(from = %old.join(","), to = %new.masters.join(","), "store: the sentinels name a new master; moved to it");
+                self.show_masters(&old, &new.masters);
                 self.link.store(Arc::new(new));
                 true
             }
@@ -44,20 +45,53 @@ impl Redis {
         }
     }
 
-    /// Waits until the write just made on `conn` is on `wait_replicas`
-    /// replicas (at most as many as are connected; a lone master has none
-    /// to wait for), or fails.
+    /// Reads which masters serve a cluster's slots (after a failure, and
+    /// now and then), so `/readyz` and the metrics name them.
+    pub(super) async fn read_cluster_masters(&self) {
+        let link = self.link.load_full();
+        let mut conn = link.conn.clone();
+        let read = tokio::time::timeout(self.timeout, Source::cluster_masters(&mut conn)).await;
+        let Ok(Ok(masters)) = read else { return };
+        if masters.is_empty() || masters == link.masters {
+            return;
+        }
+        tracing::info!(from = %link.masters.join(","), to = %masters.join(","), "store: the cluster's masters changed");
+        self.show_masters(&link.masters, &masters);
+        self.link.store(Arc::new(Link {
+            client: link.client.clone(),
+            conn,
+            masters,
+        }));
+    }
+
+    /// Moves `portero_store_master` from the `old` masters to the `new`.
+    fn show_masters(&self, old: &[String], new: &[String]) {
+        for master in old {
+            let _ = self.metrics.master.remove_label_values(&[master]);
+        }
+        for master in new {
+            self.metrics.master.with_label_values(&[master]).set(1);
+        }
+    }
+
+    /// Waits until the write just made on `conn` to `key` is on
+    /// `wait_replicas` replicas (at most as many as are connected; a lone
+    /// master has none to wait for), or fails.
     pub(super) async fn replicated(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         op: &'static str,
+        key: &str,
     ) -> Result<(), StoreError> {
         if self.wait_replicas == 0 {
             return Ok(());
         }
         // On the same connection: WAIT counts the writes made on it.
         let info: String = self
-            .run(op, redis::cmd("INFO").arg("replication").query_async(conn))
+            .run(
+                op,
+                conn.query_at(redis::cmd("INFO").arg("replication"), key),
+            )
             .await?;
         let wanted = self.wait_replicas.min(link::connected_replicas(&info));
         if wanted == 0 {
@@ -65,7 +99,7 @@ impl Redis {
         }
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted).arg(self.wait_timeout.as_millis() as u64);
-        let confirmed: u32 = self.run(op, wait.query_async(conn)).await?;
+        let confirmed: u32 = self.run(op, conn.query_at(&wait, key)).await?;
         if confirmed < wanted {
             self.metrics.errors.with_label_values(&[op]).inc();
             return Err(StoreError::Backend(format!(

@@ -1,32 +1,45 @@
-//! The connections to the Redis master: the one `url` names, or the one
-//! the sentinels name now (asked again after a failure, so a failover is
-//! followed within seconds). Discovery is the `redis` crate's own
-//! (`SentinelClient`).
+//! The connections to Redis: to the master `url` names, to the one the
+//! sentinels name now (asked again after a failure, so a failover is
+//! followed within seconds), or to a Redis Cluster's masters. Discovery
+//! and routing are the `redis` crate's own (`SentinelClient`,
+//! `ClusterClient`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisError};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError};
 use tokio::sync::Mutex;
 
+use super::conn::{cluster_masters, Conn};
 use crate::config::{RedisSettings, RedisTarget};
 use crate::store::StoreError;
 
-/// Commands and subscriptions to one master.
+/// Commands and subscriptions to the master(s) in use.
 pub(super) struct Link {
-    /// For subscriptions (each its own connection).
-    pub client: redis::Client,
-    /// Commands, multiplexed on one connection that reconnects itself.
-    pub conn: ConnectionManager,
-    /// `host:port` of the master.
-    pub master: String,
+    /// The master's, for subscriptions (each its own connection); a
+    /// cluster's subscriptions go to any node (`Source::subscriber`).
+    pub client: Option<redis::Client>,
+    /// Commands: multiplexed on one connection that reconnects itself, or
+    /// on one such per cluster master.
+    pub conn: Conn,
+    /// `host:port` of each master.
+    pub masters: Vec<String>,
 }
 
 /// Where the master is found.
 pub(super) enum Source {
     Url(redis::Client),
     Sentinel(Mutex<SentinelClient>),
+    Cluster {
+        client: ClusterClient,
+        /// The configured nodes, taken in turn for the subscription: a
+        /// cluster forwards every `PUBLISH` to every node.
+        nodes: Vec<redis::Client>,
+        next: AtomicUsize,
+    },
 }
 
 impl Source {
@@ -41,14 +54,26 @@ impl Source {
                 .transpose()
         };
         let redis_password = password("password_env", &settings.password_env)?;
+        let open = |url: &str| -> Result<redis::Client, StoreError> {
+            let info = url.into_connection_info().map_err(invalid)?;
+            redis::Client::open(with_password(info, &redis_password)).map_err(invalid)
+        };
         match &settings.target {
-            RedisTarget::Url(url) => {
-                let mut info = url.as_str().into_connection_info().map_err(invalid)?;
-                if let Some(password) = redis_password {
-                    let redis_settings = info.redis_settings().clone().set_password(password);
-                    info = info.set_redis_settings(redis_settings);
+            RedisTarget::Url(url) => Ok(Source::Url(open(url)?)),
+            RedisTarget::Cluster(nodes) => {
+                let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{n}")).collect();
+                let mut builder = ClusterClientBuilder::new(urls.clone())
+                    .connection_timeout(settings.timeout)
+                    .response_timeout(settings.timeout)
+                    .retries(3);
+                if let Some(p) = &redis_password {
+                    builder = builder.password(p);
                 }
-                Ok(Source::Url(redis::Client::open(info).map_err(invalid)?))
+                Ok(Source::Cluster {
+                    client: builder.build().map_err(invalid)?,
+                    nodes: urls.iter().map(|u| open(u)).collect::<Result<_, _>>()?,
+                    next: AtomicUsize::new(0),
+                })
             }
             RedisTarget::Sentinel {
                 sentinels,
@@ -75,6 +100,36 @@ impl Source {
         }
     }
 
+    /// Connects to the master(s), and fails if none answers within `timeout`.
+    pub async fn connect(&self, timeout: Duration) -> Result<Link, StoreError> {
+        let Source::Cluster { client, .. } = self else {
+            let client = self
+                .master()
+                .await
+                .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+            return Source::link(client, timeout).await;
+        };
+        let conn = tokio::time::timeout(timeout, client.get_async_connection())
+            .await
+            .map_err(|_| StoreError::Unreachable("timed out".into()))?
+            .map_err(|e| StoreError::Unreachable(e.to_string()))?;
+        let mut conn = Conn::Cluster(conn);
+        let masters = Source::cluster_masters(&mut conn)
+            .await
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(Link {
+            client: None,
+            conn,
+            masters,
+        })
+    }
+
+    /// The masters serving a cluster's slots now, as any node sees them.
+    pub async fn cluster_masters(conn: &mut Conn) -> Result<Vec<String>, RedisError> {
+        let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
+        Ok(cluster_masters(&nodes))
+    }
+
     pub fn follows_sentinels(&self) -> bool {
         matches!(self, Source::Sentinel(_))
     }
@@ -84,6 +139,18 @@ impl Source {
         match self {
             Source::Url(client) => Ok(client.clone()),
             Source::Sentinel(sentinels) => sentinels.lock().await.async_get_client().await,
+            Source::Cluster { .. } => unreachable!("a cluster has no one master"),
+        }
+    }
+
+    /// Where the next subscription goes: the master, or a cluster's next node.
+    pub fn subscriber(&self, link: &Link) -> redis::Client {
+        match (self, &link.client) {
+            (Source::Cluster { nodes, next, .. }, _) => {
+                nodes[next.fetch_add(1, Ordering::Relaxed) % nodes.len()].clone()
+            }
+            (_, Some(client)) => client.clone(),
+            (_, None) => unreachable!("a master's link has its client"),
         }
     }
 
@@ -110,10 +177,20 @@ impl Source {
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
         Ok(Link {
-            master: address(&client),
-            client,
-            conn,
+            masters: vec![address(&client)],
+            client: Some(client),
+            conn: Conn::One(conn),
         })
+    }
+}
+
+fn with_password(info: ConnectionInfo, password: &Option<String>) -> ConnectionInfo {
+    match password {
+        Some(password) => {
+            let settings = info.redis_settings().clone().set_password(password.clone());
+            info.set_redis_settings(settings)
+        }
+        None => info,
     }
 }
 

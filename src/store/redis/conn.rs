@@ -1,0 +1,98 @@
+//! The command connection: to one master, or to every master of a Redis
+//! Cluster (the `redis` crate routes each command by its keys' slot,
+//! follows `MOVED` and reads the slot map again after a failover).
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+
+#[derive(Clone)]
+pub(super) enum Conn {
+    One(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Sends `cmd`, which names no key, to the master that holds `key`:
+    /// where a write to `key` went, over the same connection (so `WAIT`
+    /// counts that write).
+    pub async fn query_at<T: FromRedisValue>(&mut self, cmd: &Cmd, key: &str) -> RedisResult<T> {
+        match self {
+            Conn::One(conn) => cmd.query_async(conn).await,
+            Conn::Cluster(conn) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = conn.route_command(cmd.clone(), routing).await?;
+                Ok(T::from_redis_value(value)?)
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::One(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::One(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::One(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// The masters serving slots, from a `CLUSTER NODES` answer (`host:port`,
+/// sorted): a line is `<id> <ip:port@cport[,hostname]> <flags> <master>
+/// <ping> <pong> <epoch> <link> <slot>...`.
+pub(super) fn cluster_masters(nodes: &str) -> Vec<String> {
+    let mut masters: Vec<String> = nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?.split(',').collect::<Vec<_>>();
+            let serving = fields.len() > 8 && flags.contains(&"master") && !flags.contains(&"fail");
+            let address = fields[1].split(['@', ',']).next()?;
+            serving.then(|| address.to_string())
+        })
+        .collect();
+    masters.sort();
+    masters
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_masters;
+
+    #[test]
+    fn masters_are_the_serving_ones() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002 master - 0 1 2 connected 5461-10922
+c3 127.0.0.1:7003@17003 master,fail - 0 1 3 disconnected
+d4 127.0.0.1:7004@17004 slave a1 0 1 1 connected
+e5 127.0.0.1:7005@17005,redis-5 master - 0 1 5 connected 10923-16383
+f6 127.0.0.1:7006@17006 master - 0 1 6 connected
+";
+        assert_eq!(
+            cluster_masters(nodes),
+            ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7005"]
+        );
+    }
+}
