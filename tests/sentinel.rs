@@ -160,7 +160,13 @@ async fn two_instances_follow_a_failover_and_lose_no_acknowledged_revocation() {
     let promoted = setup.replica.addr();
     assert_eq!(setup.master_named(), Some(promoted));
     for gw in [&a, &b] {
-        assert_eq!(gw.store_master().await, promoted.to_string().as_str());
+        assert_eq!(gw.store_master().await, promoted.to_string());
+        // Told by the sentinels' +switch-master, not only by a failure.
+        assert!(
+            gw.log().contains("a sentinel announces a new master"),
+            "{}",
+            gw.log()
+        );
     }
 
     // Nothing acknowledged before the kill is lost: refused everywhere,

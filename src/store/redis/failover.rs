@@ -1,9 +1,12 @@
 //! What a failover must not lose, and finding the master after one: the
 //! writes a security decision rests on (revocations, lockout counts and
-//! the checks under way) wait for the replicas (`WAIT`), and a failure
-//! has the sentinels asked which server is the master now.
+//! the checks under way) wait for the replicas (`WAIT`), and a failure or
+//! a sentinel's `+switch-master` has the sentinels asked which server is
+//! the master now.
 
 use std::sync::Arc;
+
+use futures_util::StreamExt;
 
 use super::{link, Conn, Link, Redis, Source};
 use crate::store::StoreError;
@@ -43,6 +46,46 @@ impl Redis {
                 false
             }
         }
+    }
+
+    /// Listens to the sentinels' `+switch-master` announcements (one
+    /// sentinel at a time, the next after a failure), so a failover is
+    /// followed as soon as it is announced, before a command fails on the
+    /// old master. Without sentinels, does nothing, for ever.
+    pub(super) async fn watch_sentinels(&self) {
+        let Source::Sentinel {
+            sentinels, name, ..
+        } = &self.source
+        else {
+            return std::future::pending().await;
+        };
+        for sentinel in sentinels.iter().cycle() {
+            if let Err(e) = self.listen_to(sentinel, name).await {
+                tracing::debug!(error = %e, "lost a sentinel's announcements; asking the next");
+            }
+            tokio::time::sleep(self.timeout).await;
+        }
+    }
+
+    async fn listen_to(&self, sentinel: &redis::Client, name: &str) -> redis::RedisResult<()> {
+        let connect = tokio::time::timeout(self.timeout, sentinel.get_async_pubsub());
+        let Ok(pubsub) = connect.await else {
+            return Err(redis::RedisError::from(std::io::Error::from(
+                std::io::ErrorKind::TimedOut,
+            )));
+        };
+        let mut pubsub = pubsub?;
+        pubsub.subscribe("+switch-master").await?;
+        let mut announcements = pubsub.into_on_message();
+        while let Some(message) = announcements.next().await {
+            // "<name> <old-ip> <old-port> <new-ip> <new-port>"
+            let text: String = message.get_payload()?;
+            if text.split(' ').next() == Some(name) {
+                tracing::info!(announcement = %text, "store: a sentinel announces a new master");
+                self.look_for_master.notify_one();
+            }
+        }
+        Ok(())
     }
 
     /// Reads which masters serve a cluster's slots (after a failure, and

@@ -32,7 +32,13 @@ pub(super) struct Link {
 /// Where the master is found.
 pub(super) enum Source {
     Url(redis::Client),
-    Sentinel(Mutex<SentinelClient>),
+    Sentinel {
+        client: Mutex<SentinelClient>,
+        /// Each sentinel, for its `+switch-master` announcements.
+        sentinels: Vec<redis::Client>,
+        /// The master's name they watch.
+        name: String,
+    },
     Cluster {
         client: ClusterClient,
         /// The configured nodes, taken in turn for the subscription: a
@@ -90,12 +96,24 @@ impl Source {
                 if let Some(p) = redis_password {
                     builder = builder.set_client_to_redis_password(p);
                 }
-                if let Some(p) = password("sentinel_password_env", password_env)? {
+                let sentinel_password = password("sentinel_password_env", password_env)?;
+                if let Some(p) = &sentinel_password {
                     builder = builder.set_client_to_sentinel_password(p);
                 }
-                Ok(Source::Sentinel(Mutex::new(
-                    builder.build().map_err(invalid)?,
-                )))
+                let open_sentinel = |address: &String| {
+                    let info = format!("redis://{address}")
+                        .into_connection_info()
+                        .map_err(invalid)?;
+                    redis::Client::open(with_password(info, &sentinel_password)).map_err(invalid)
+                };
+                Ok(Source::Sentinel {
+                    client: Mutex::new(builder.build().map_err(invalid)?),
+                    sentinels: sentinels
+                        .iter()
+                        .map(open_sentinel)
+                        .collect::<Result<_, _>>()?,
+                    name: master.clone(),
+                })
             }
         }
     }
@@ -131,14 +149,14 @@ impl Source {
     }
 
     pub fn follows_sentinels(&self) -> bool {
-        matches!(self, Source::Sentinel(_))
+        matches!(self, Source::Sentinel { .. })
     }
 
     /// The master's client: the url's, or the one the sentinels name now.
     pub async fn master(&self) -> Result<redis::Client, RedisError> {
         match self {
             Source::Url(client) => Ok(client.clone()),
-            Source::Sentinel(sentinels) => sentinels.lock().await.async_get_client().await,
+            Source::Sentinel { client, .. } => client.lock().await.async_get_client().await,
             Source::Cluster { .. } => unreachable!("a cluster has no one master"),
         }
     }
