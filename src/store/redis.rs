@@ -66,7 +66,7 @@ const PING_EVERY: Duration = Duration::from_millis(500);
 const MASTERS_EVERY: u32 = 20;
 /// Retry delays for the subscription after a disconnect.
 const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_millis(500);
 /// Keys read per SCAN and MGET round trip during a resync.
 const BATCH: usize = 1000;
 
@@ -202,8 +202,13 @@ impl Redis {
         let error = match tokio::time::timeout(self.timeout, f).await {
             Ok(Ok(v)) => return Ok(v),
             // A master demoted by a failover refuses writes (find the new
-            // one); a cluster refuses while a shard has none.
-            Ok(Err(e)) if matches!(e.code(), Some("READONLY" | "CLUSTERDOWN" | "TRYAGAIN")) => {
+            // one); a cluster refuses while a shard has none, or redirects.
+            Ok(Err(e))
+                if matches!(
+                    e.code(),
+                    Some("READONLY" | "CLUSTERDOWN" | "TRYAGAIN" | "MOVED")
+                ) =>
+            {
                 e.to_string()
             }
             Ok(Err(e))
@@ -281,7 +286,11 @@ impl Redis {
     /// Subscribes, resynchronises, then applies announcements until the
     /// connection fails. `retry` goes back to its minimum once subscribed.
     async fn follow_once(&self, cache: &Revocations, retry: &mut Duration) -> StoreError {
-        let client = self.source.subscriber(&self.link.load());
+        let link = self.link.load_full();
+        let client = self
+            .source
+            .subscriber(&link, &self.channel, self.timeout)
+            .await;
         let mut pubsub = match self.run("subscribe", client.get_async_pubsub()).await {
             Ok(p) => p,
             Err(e) => return e,

@@ -4,7 +4,6 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 
 #[derive(Clone)]
@@ -16,15 +15,27 @@ pub(super) enum Conn {
 impl Conn {
     /// Sends `cmd`, which names no key, to the master that holds `key`:
     /// where a write to `key` went, over the same connection (so `WAIT`
-    /// counts that write).
+    /// counts that write). In a cluster it goes in one pipeline behind a
+    /// `PTTL key`, which fails (`MOVED`) on any node but that master: a
+    /// keyless command alone would quietly go to another node while the
+    /// client's slot map is out of date (a failover under way).
     pub async fn query_at<T: FromRedisValue>(&mut self, cmd: &Cmd, key: &str) -> RedisResult<T> {
         match self {
             Conn::One(conn) => cmd.query_async(conn).await,
             Conn::Cluster(conn) => {
-                let route = Route::with_key(key, SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                let value = conn.route_command(cmd.clone(), routing).await?;
-                Ok(T::from_redis_value(value)?)
+                let mut pipe = redis::pipe();
+                pipe.cmd("PTTL").arg(key).ignore().add_command(cmd.clone());
+                match pipe.query_async::<(T,)>(conn).await {
+                    Ok((answer,)) => Ok(answer),
+                    Err(e) => {
+                        // A keyed command alone is redirected, and has the
+                        // slot map read again, for the next try.
+                        if e.code() == Some("MOVED") {
+                            let _ = redis::cmd("PTTL").arg(key).query_async::<i64>(conn).await;
+                        }
+                        Err(e)
+                    }
+                }
             }
         }
     }
@@ -76,9 +87,20 @@ pub(super) fn cluster_masters(nodes: &str) -> Vec<String> {
     masters
 }
 
+/// `host:port` of the node that gave a `CLUSTER NODES` answer (`myself`).
+pub(super) fn myself(nodes: &str) -> Option<String> {
+    let line = nodes.lines().find(|l| {
+        l.split_whitespace()
+            .nth(2)
+            .is_some_and(|f| f.contains("myself"))
+    })?;
+    let address = line.split_whitespace().nth(1)?.split(['@', ',']).next()?;
+    Some(address.to_string())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::cluster_masters;
+    use super::{cluster_masters, myself};
 
     #[test]
     fn masters_are_the_serving_ones() {
@@ -94,5 +116,6 @@ f6 127.0.0.1:7006@17006 master - 0 1 6 connected
             cluster_masters(nodes),
             ["127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7005"]
         );
+        assert_eq!(myself(nodes).as_deref(), Some("127.0.0.1:7001"));
     }
 }

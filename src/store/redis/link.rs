@@ -13,14 +13,14 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError};
 use tokio::sync::Mutex;
 
-use super::conn::{cluster_masters, Conn};
+use super::conn::{cluster_masters, myself, Conn};
 use crate::config::{RedisSettings, RedisTarget};
 use crate::store::StoreError;
 
 /// Commands and subscriptions to the master(s) in use.
 pub(super) struct Link {
     /// The master's, for subscriptions (each its own connection); a
-    /// cluster's subscriptions go to any node (`Source::subscriber`).
+    /// cluster's are found when subscribing (`Source::subscriber`).
     pub client: Option<redis::Client>,
     /// Commands: multiplexed on one connection that reconnects itself, or
     /// on one such per cluster master.
@@ -41,10 +41,12 @@ pub(super) enum Source {
     },
     Cluster {
         client: ClusterClient,
-        /// The configured nodes, taken in turn for the subscription: a
-        /// cluster forwards every `PUBLISH` to every node.
+        /// The configured nodes, taken in turn for the subscription when
+        /// the channel's master cannot be asked: a cluster forwards every
+        /// `PUBLISH` to every node.
         nodes: Vec<redis::Client>,
         next: AtomicUsize,
+        password: Option<String>,
     },
 }
 
@@ -79,6 +81,7 @@ impl Source {
                     client: builder.build().map_err(invalid)?,
                     nodes: urls.iter().map(|u| open(u)).collect::<Result<_, _>>()?,
                     next: AtomicUsize::new(0),
+                    password: redis_password,
                 })
             }
             RedisTarget::Sentinel {
@@ -162,14 +165,33 @@ impl Source {
     }
 
     /// Where the next subscription goes: the master, or a cluster's next node.
-    pub fn subscriber(&self, link: &Link) -> redis::Client {
-        match (self, &link.client) {
-            (Source::Cluster { nodes, next, .. }, _) => {
-                nodes[next.fetch_add(1, Ordering::Relaxed) % nodes.len()].clone()
+    /// In a cluster, the master of `channel`'s slot, where it is published:
+    /// announcements reach a subscriber there without crossing the cluster
+    /// bus (a p99 of about 40 ms when they do); while that master cannot be
+    /// asked (a failover under way), the next configured node.
+    pub async fn subscriber(&self, link: &Link, channel: &str, timeout: Duration) -> redis::Client {
+        let Source::Cluster {
+            nodes,
+            next,
+            password,
+            ..
+        } = self
+        else {
+            return link.client.clone().expect("a master's link has its client");
+        };
+        let mut conn = link.conn.clone();
+        let ask = redis::cmd("CLUSTER").arg("NODES").clone();
+        if let Ok(Ok(answer)) =
+            tokio::time::timeout(timeout, conn.query_at::<String>(&ask, channel)).await
+        {
+            let info = myself(&answer).map(|at| format!("redis://{at}").into_connection_info());
+            if let Some(Ok(info)) = info {
+                if let Ok(client) = redis::Client::open(with_password(info, password)) {
+                    return client;
+                }
             }
-            (_, Some(client)) => client.clone(),
-            (_, None) => unreachable!("a master's link has its client"),
         }
+        nodes[next.fetch_add(1, Ordering::Relaxed) % nodes.len()].clone()
     }
 
     /// Connects to `client`'s master, and fails if it does not answer a
