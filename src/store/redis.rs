@@ -18,8 +18,9 @@
 //! again after a failed command or a `READONLY` answer: `failover`). In a
 //! Redis Cluster, keys a script or transaction touches together share a
 //! hash tag (`{rev}`, `{fail}`, `{<hash>}` of a refresh token and its
-//! lineage), and the channel carries `{rev}` too: the cluster forwards a
-//! `PUBLISH` to every node, so the subscription may be on any of them.
+//! lineage), and the channel carries `{rev}` too: the subscription is on
+//! that slot's master, where revocations are published (the cluster
+//! forwards a `PUBLISH` to every node, so any other will do meanwhile).
 //!
 //! Each instance subscribes to the channel and applies what arrives to its
 //! in-memory cache. After any disconnect it subscribes again and then
