@@ -166,8 +166,7 @@ impl Drop for RedisServer {
 
 /// A master, a replica and three sentinels (`redis-server --sentinel`)
 /// watching it as `portero-master`, each on a free port; quick to fail
-/// over (down after 1 s; an election that fails is tried again after 4 s,
-/// twice the failover timeout).
+/// over (down after 1 s).
 pub struct SentinelSetup {
     pub master: RedisServer,
     pub replica: RedisServer,
@@ -201,7 +200,7 @@ impl SentinelSetup {
                     "port {sentinel_port}\nbind 127.0.0.1\ndir {dir}\n\
                      sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {port} 2\n\
                      sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
-                     sentinel failover-timeout {SENTINEL_MASTER} 2000\n\
+                     sentinel failover-timeout {SENTINEL_MASTER} 5000\n\
                      sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
                     dir = dir.path().display()
                 ),
