@@ -151,6 +151,12 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (`SIGSTOP`), or lets it go on (`SIGCONT`): frozen,
+    /// its connections stay open but nothing is answered.
+    pub fn freeze(&self, frozen: bool) {
+        freeze(self.child.as_ref().expect("running"), frozen);
+    }
+
     /// A new, empty server on the same port.
     pub fn restart(&mut self) {
         self.stop();
@@ -166,7 +172,9 @@ impl Drop for RedisServer {
 
 /// A master, a replica and three sentinels (`redis-server --sentinel`)
 /// watching it as `portero-master`, each on a free port; quick to fail
-/// over (down after 1 s).
+/// over (down after 2 s: at 1 s, the sentinels' ping period, they now and
+/// then find a master they have just switched to down before its first
+/// answer, and fail over again, to the old master restarted empty).
 pub struct SentinelSetup {
     pub master: RedisServer,
     pub replica: RedisServer,
@@ -199,7 +207,7 @@ impl SentinelSetup {
                 format!(
                     "port {sentinel_port}\nbind 127.0.0.1\ndir {dir}\n\
                      sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {port} 2\n\
-                     sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} 2000\n\
                      sentinel failover-timeout {SENTINEL_MASTER} 5000\n\
                      sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
                     dir = dir.path().display()
@@ -243,6 +251,15 @@ impl SentinelSetup {
             .collect()
     }
 
+    /// Freezes the sentinels (`SIGSTOP`), or lets them go on (`SIGCONT`):
+    /// while frozen they can be neither asked nor act. Keep it under 2 s,
+    /// or they wake up in TILT mode and do nothing for 30 s.
+    pub fn freeze_sentinels(&self, frozen: bool) {
+        for (_, child) in &self.sentinels {
+            freeze(child, frozen);
+        }
+    }
+
     /// The address the sentinels name as master now.
     pub fn master_named(&self) -> Option<SocketAddr> {
         let (port, _) = &self.sentinels[0];
@@ -257,6 +274,16 @@ impl SentinelSetup {
         let parts: Vec<&str> = text.split("\r\n").collect();
         format!("{}:{}", parts.get(2)?, parts.get(4)?).parse().ok()
     }
+}
+
+fn freeze(process: &Child, frozen: bool) {
+    let signal = if frozen { "-STOP" } else { "-CONT" };
+    let status = Command::new("kill")
+        .arg(signal)
+        .arg(process.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal}");
 }
 
 /// An `INFO section` answer, as text ("" if the server does not answer).
