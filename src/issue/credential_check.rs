@@ -208,16 +208,16 @@ impl Issuing<'_> {
                 .await
             {
                 Ok(reserved) => reserved,
-                Err(e @ StoreError::Unreachable(_)) => {
-                    // The reservation may have been made (and replicated)
-                    // before its answer was lost, in a failover say: give
-                    // it back, or it would hold until the cool-down lapses.
-                    // (A release of one never made changes nothing.)
+                Err(e) => {
+                    // The reservation may have been made before the error
+                    // (its answer lost in a failover, or made but not
+                    // confirmed by a replica): give it back, or it would
+                    // hold until the cool-down lapses. (A release of one
+                    // never made changes nothing.)
                     let keys = limits.iter().map(|(k, _)| k.to_string()).collect();
                     tokio::spawn(release_until_done(self.store.clone(), keys, id));
                     return Err(e.into());
                 }
-                Err(e) => return Err(e.into()),
             };
             match reserved {
                 Reservation::Granted(failures) => {

@@ -275,12 +275,19 @@ impl Redis {
         loop {
             let error = self.follow_once(cache, &mut retry).await;
             tracing::debug!(error = %error, retry = ?retry, "revocation subscription lost; retrying");
-            if self.follow_master().await {
-                retry = RETRY_MIN;
-                continue;
-            }
-            tokio::time::sleep(retry).await;
-            retry = (retry * 2).min(RETRY_MAX);
+            // Asked now, and again as soon as a failover is announced (or
+            // noticed by a command) during the wait: the old address may
+            // answer again soon, a restarted server there holding nothing.
+            let moved = self.follow_master().await
+                || tokio::select! {
+                    _ = tokio::time::sleep(retry) => false,
+                    _ = self.look_for_master.notified() => self.follow_master().await,
+                };
+            retry = if moved {
+                RETRY_MIN
+            } else {
+                (retry * 2).min(RETRY_MAX)
+            };
         }
     }
 
@@ -300,6 +307,15 @@ impl Redis {
             return e;
         }
         let (mut sink, mut stream) = pubsub.split();
+        // Nothing is read from, or written back to, a server restarted (or
+        // put) at the master's address: it is not the master linked to.
+        // (Not asked of a server whose replication id is unknown: one that
+        // refused `INFO` when linked, or a cluster.)
+        if link.replid.is_some() {
+            if let Err(e) = self.check_linked(&link, "subscribe", &self.channel).await {
+                return e;
+            }
+        }
         // Subscribed first, read second: a revocation published in between
         // arrives on the channel, so none is missed.
         match self.resync(cache).await {
@@ -399,10 +415,11 @@ impl Store for Redis {
                 .arg(encode(&announcement))
                 .ignore();
         }
-        let mut conn = self.conn();
+        let link = self.link.load_full();
+        let mut conn = link.conn.clone();
         self.run("add_revocations", pipe.exec_async(&mut conn))
             .await?;
-        self.replicated(&mut conn, "add_revocations", &last).await
+        self.replicated(&link, "add_revocations", &last).await
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -525,7 +542,8 @@ impl Store for Redis {
         for &(key, threshold) in limits {
             invocation.key(self.grouped("fail", key)).arg(threshold);
         }
-        let mut conn = self.conn();
+        let link = self.link.load_full();
+        let mut conn = link.conn.clone();
         let locked: i64 = self
             .run("record_failures", invocation.invoke_async(&mut conn))
             .await?;
@@ -534,7 +552,7 @@ impl Store for Redis {
             .first()
             .map(|l| self.grouped("fail", l.0))
             .unwrap_or_default();
-        self.replicated(&mut conn, "record_failures", &key).await?;
+        self.replicated(&link, "record_failures", &key).await?;
         Ok(locked == 1)
     }
 
@@ -588,7 +606,8 @@ impl Store for Redis {
         for &(key, threshold) in limits {
             invocation.key(self.grouped("fail", key)).arg(threshold);
         }
-        let mut conn = self.conn();
+        let link = self.link.load_full();
+        let mut conn = link.conn.clone();
         let first: i64 = self
             .run("reserve_attempt", invocation.invoke_async(&mut conn))
             .await?;
@@ -597,7 +616,7 @@ impl Store for Redis {
             .first()
             .map(|l| self.grouped("fail", l.0))
             .unwrap_or_default();
-        self.replicated(&mut conn, "reserve_attempt", &key).await?;
+        self.replicated(&link, "reserve_attempt", &key).await?;
         Ok(match first {
             -2 => Reservation::Busy,
             n => u32::try_from(n).map_or(Reservation::Locked, Reservation::Granted),
@@ -610,7 +629,8 @@ impl Store for Redis {
         for key in keys {
             invocation.key(self.grouped("fail", key));
         }
-        let mut conn = self.conn();
+        let link = self.link.load_full();
+        let mut conn = link.conn.clone();
         let _: i64 = self
             .run("release_attempts", invocation.invoke_async(&mut conn))
             .await?;
@@ -619,7 +639,7 @@ impl Store for Redis {
             .first()
             .map(|k| self.grouped("fail", k))
             .unwrap_or_default();
-        self.replicated(&mut conn, "release_attempts", &key).await
+        self.replicated(&link, "release_attempts", &key).await
     }
 
     fn reachable(&self) -> bool {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::{claims, demo_body, issuers, Gateway, Signer, ADMIN_TOKEN};
+use super::{claims, demo_body, issuers, proxied, Gateway, Signer, ADMIN_TOKEN};
 
 pub const CLIENT_FLAT: &str = "/api/v1/auth";
 pub const CLIENT_LOGIN: &str =
@@ -61,13 +61,7 @@ pub async fn login(gw: &Gateway) -> String {
 }
 
 pub async fn get(gw: &Gateway, token: &str) -> StatusCode {
-    reqwest::Client::new()
-        .get(gw.url("/orders/7"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
+    proxied(gw, &format!("Bearer {token}")).await.status()
 }
 
 /// Requests `token` on `gw` until it is refused; the time that took.

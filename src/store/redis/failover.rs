@@ -4,22 +4,26 @@
 //! a sentinel's `+switch-master` has the sentinels asked which server is
 //! the master now.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 
-use super::{link, Conn, Link, Redis, Source};
+use super::{link, Link, Redis, Source};
 use crate::store::StoreError;
 
 impl Redis {
     /// Asks the sentinels which server is the master, and moves to it if it
-    /// is another; true if it moved.
+    /// is another, or links to it again if the server linked to was found
+    /// replaced (restarted empty, say, at the same address); true if it did.
     pub(super) async fn follow_master(&self) -> bool {
         if let Source::Cluster { .. } = self.source {
             self.read_cluster_masters().await;
             return false;
         }
-        if !self.source.follows_sentinels() {
+        let old = self.link.load_full();
+        let stale = old.stale.load(Ordering::Acquire);
+        if !stale && !self.source.follows_sentinels() {
             return false;
         }
         let client = match tokio::time::timeout(self.timeout, self.source.master()).await {
@@ -30,14 +34,18 @@ impl Redis {
             }
             Err(_) => return false,
         };
-        let old = self.link.load().masters.clone();
-        if [link::address(&client)] == old[..] {
+        if !stale && [link::address(&client)] == old.masters[..] {
             return false;
         }
         match Source::link(client, self.timeout).await {
+            Ok(new) if new.masters == old.masters => {
+                tracing::warn!(master = %new.masters.join(","), "store: the server linked to was replaced (restarted?); linked to it again");
+                self.link.store(Arc::new(new));
+                true
+            }
             Ok(new) => {
-                tracing::warn!(from = %old.join(","), to = %new.masters.join(","), "store: the sentinels name a new master; moved to it");
-                self.show_masters(&old, &new.masters);
+                tracing::warn!(from = %old.masters.join(","), to = %new.masters.join(","), "store: the sentinels name a new master; moved to it");
+                self.show_masters(&old.masters, &new.masters);
                 self.link.store(Arc::new(new));
                 true
             }
@@ -100,11 +108,7 @@ impl Redis {
         }
         tracing::info!(from = %link.masters.join(","), to = %masters.join(","), "store: the cluster's masters changed");
         self.show_masters(&link.masters, &masters);
-        self.link.store(Arc::new(Link {
-            client: link.client.clone(),
-            conn,
-            masters,
-        }));
+        self.link.store(Arc::new(Link::cluster(conn, masters)));
     }
 
     /// Moves `portero_store_master` from the `old` masters to the `new`.
@@ -117,29 +121,57 @@ impl Redis {
         }
     }
 
-    /// Waits until the write just made on `conn` to `key` is on
-    /// `wait_replicas` replicas (at most as many as are connected; a lone
-    /// master has none to wait for), or fails.
-    pub(super) async fn replicated(
+    /// Checks that the server at `link`'s address is still the one linked
+    /// to (`INFO replication`, on the link's connection, in a cluster on
+    /// the master of `key`'s slot): one restarted there, or put there, does
+    /// not hold what was written before, and writes to it would be lost
+    /// once the sentinels make it a replica. Returns its online replicas.
+    pub(super) async fn check_linked(
         &self,
-        conn: &mut Conn,
+        link: &Link,
         op: &'static str,
         key: &str,
-    ) -> Result<(), StoreError> {
-        if self.wait_replicas == 0 {
-            return Ok(());
-        }
-        // On the same connection: WAIT counts the writes made on it.
+    ) -> Result<u32, StoreError> {
+        let mut conn = link.conn.clone();
         let info: String = self
             .run(
                 op,
                 conn.query_at(redis::cmd("INFO").arg("replication"), key),
             )
             .await?;
-        let wanted = self.wait_replicas.min(link::connected_replicas(&info));
+        if !link.same_server(&info) {
+            link.stale.store(true, Ordering::Release);
+            self.metrics.errors.with_label_values(&[op]).inc();
+            self.look_for_master.notify_one();
+            return Err(StoreError::Unreachable(format!(
+                "{op}: the server at {} is not the master linked to (restarted or replaced)",
+                link.masters.join(",")
+            )));
+        }
+        Ok(link::online_replicas(&info))
+    }
+
+    /// Waits until the write just made on `link`'s connection to `key` is
+    /// on `wait_replicas` replicas (at most as many as are online; a lone
+    /// master has none to wait for), or fails; and fails if the write
+    /// went to a server other than the one linked to.
+    pub(super) async fn replicated(
+        &self,
+        link: &Link,
+        op: &'static str,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        // On the same connection (clones share it): WAIT counts the writes
+        // made on it.
+        let online = self.check_linked(link, op, key).await?;
+        let wanted = self.wait_replicas.min(online);
         if wanted == 0 {
             return Ok(());
         }
+        let mut conn = link.conn.clone();
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted).arg(self.wait_timeout.as_millis() as u64);
         let confirmed: u32 = self.run(op, conn.query_at(&wait, key)).await?;

@@ -4,7 +4,7 @@
 //! and routing are the `redis` crate's own (`SentinelClient`,
 //! `ClusterClient`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -27,6 +27,37 @@ pub(super) struct Link {
     pub conn: Conn,
     /// `host:port` of each master.
     pub masters: Vec<String>,
+    /// The master's replication id when linked (`master_replid`): a server
+    /// restarted at the same address, or another put there, has another,
+    /// and what it holds is not what was written here. `None` for a
+    /// cluster (its client follows the slot map) or a server without `INFO`.
+    pub replid: Option<String>,
+    /// Set once the server at this address is found not to be the one
+    /// linked to: the next look for the master links again, even to the
+    /// same address.
+    pub stale: AtomicBool,
+}
+
+impl Link {
+    /// A cluster's: its client finds each slot's master itself.
+    pub fn cluster(conn: Conn, masters: Vec<String>) -> Link {
+        Link {
+            client: None,
+            conn,
+            masters,
+            replid: None,
+            stale: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether `info` (an `INFO replication` answer from this link's
+    /// address) comes from the server linked to.
+    pub fn same_server(&self, info: &str) -> bool {
+        match &self.replid {
+            Some(replid) => info_field(info, "master_replid") == Some(replid.as_str()),
+            None => true,
+        }
+    }
 }
 
 /// Where the master is found.
@@ -138,11 +169,7 @@ impl Source {
         let masters = Source::cluster_masters(&mut conn)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
-        Ok(Link {
-            client: None,
-            conn,
-            masters,
-        })
+        Ok(Link::cluster(conn, masters))
     }
 
     /// The masters serving a cluster's slots now, as any node sees them.
@@ -160,7 +187,10 @@ impl Source {
         match self {
             Source::Url(client) => Ok(client.clone()),
             Source::Sentinel { client, .. } => client.lock().await.async_get_client().await,
-            Source::Cluster { .. } => unreachable!("a cluster has no one master"),
+            Source::Cluster { .. } => Err(RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "a cluster has no one master",
+            ))),
         }
     }
 
@@ -195,7 +225,7 @@ impl Source {
     }
 
     /// Connects to `client`'s master, and fails if it does not answer a
-    /// `PING` within `timeout`.
+    /// `PING` within `timeout`; notes its replication id.
     pub async fn link(client: redis::Client, timeout: Duration) -> Result<Link, StoreError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -216,10 +246,19 @@ impl Source {
             .query_async::<String>(&mut probe)
             .await
             .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut info = redis::cmd("INFO");
+        info.arg("replication");
+        let replid =
+            match tokio::time::timeout(timeout, info.query_async::<String>(&mut probe)).await {
+                Ok(Ok(info)) => info_field(&info, "master_replid").map(str::to_string),
+                _ => None,
+            };
         Ok(Link {
             masters: vec![address(&client)],
             client: Some(client),
             conn: Conn::One(conn),
+            replid,
+            stale: AtomicBool::new(false),
         })
     }
 }
@@ -244,10 +283,51 @@ pub(super) fn address(client: &redis::Client) -> String {
     }
 }
 
-/// `connected_slaves` of an `INFO replication` answer.
-pub(super) fn connected_replicas(info: &str) -> u32 {
+/// The replicas an `INFO replication` answer lists as online: one still
+/// loading its first full copy is listed but cannot confirm a write yet
+/// (it gets the write with the copy).
+pub(super) fn online_replicas(info: &str) -> u32 {
+    // "slave0:ip=...,port=...,state=online,offset=...,lag=..."
+    let listed = info.lines().filter(|l| {
+        l.strip_prefix("slave")
+            .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+    });
+    listed.filter(|l| l.contains(",state=online,")).count() as u32
+}
+
+/// The value of `name` in an `INFO` answer.
+fn info_field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
     info.lines()
-        .find_map(|l| l.strip_prefix("connected_slaves:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(str::trim)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+        slave0:ip=127.0.0.1,port=7001,state=online,offset=4242,lag=0\r\n\
+        slave1:ip=127.0.0.1,port=7002,state=wait_bgsave,offset=0,lag=0\r\n\
+        master_failover_state:no-failover\r\n\
+        master_replid:9a9eabd3c1f0a1b2c3d4e5f60718293a4b5c6d7e\r\n\
+        master_replid2:0000000000000000000000000000000000000000\r\n";
+
+    #[test]
+    fn a_replica_loading_its_first_copy_is_not_online() {
+        assert_eq!(online_replicas(INFO), 1);
+        assert_eq!(online_replicas("role:master\r\nconnected_slaves:0\r\n"), 0);
+    }
+
+    #[test]
+    fn the_replication_id_is_read_whole_and_not_mistaken_for_the_second() {
+        let replid = "9a9eabd3c1f0a1b2c3d4e5f60718293a4b5c6d7e";
+        assert_eq!(info_field(INFO, "master_replid"), Some(replid));
+        assert_eq!(
+            info_field(INFO, "master_replid2"),
+            Some("0".repeat(40).as_str())
+        );
+        assert_eq!(info_field(INFO, "role"), Some("master"));
+        assert_eq!(info_field(INFO, "master_host"), None);
+    }
 }
