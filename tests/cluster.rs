@@ -8,6 +8,9 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::{self, RedisServer, Relay};
@@ -429,4 +432,85 @@ async fn standard_tokens_revoke_across_instances_like_legacy_ones() {
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
     );
     until_refused(&n1, access, Duration::from_millis(100)).await;
+}
+
+/// A write is acknowledged only if a replica confirms it on the connection
+/// that made it: `WAIT` counts the writes of its own connection, so one
+/// asked on a connection made again after the write would confirm nothing
+/// and pass. Here the replica is frozen (nothing can be confirmed) while
+/// the master drops the gateway's connections every few milliseconds:
+/// every revocation is refused, none acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_confirmed_only_on_the_connection_that_made_it() {
+    let Some(master) = RedisServer::start() else {
+        return;
+    };
+    let port = master.addr().port().to_string();
+    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]).unwrap();
+    let online = poll(
+        Duration::from_secs(10),
+        || async { redis::info(master.addr(), "replication") },
+        |info| info.contains("state=online"),
+    )
+    .await;
+    assert!(online.contains("state=online"), "{online}");
+    let gw = Gateway::start(&node(
+        &master.url(),
+        &prefix(),
+        "wait_replicas = 1\nwait_timeout = \"20ms\"",
+    ))
+    .await;
+    let token = login(&gw).await;
+
+    replica.freeze(true);
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (stop, addr) = (stop.clone(), master.addr());
+        std::thread::spawn(move || {
+            let mut kills = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.write_all(b"CLIENT KILL TYPE normal SKIPME yes\r\n")
+                    .unwrap();
+                let mut reply = [0u8; 64];
+                kills += usize::from(s.read(&mut reply).unwrap() > 0);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            kills
+        })
+    };
+    let revokers = (0..8).map(|_| {
+        let (gw, token) = (&gw, &token);
+        async move {
+            let mut answers = vec![];
+            let started = std::time::Instant::now();
+            while started.elapsed() < Duration::from_secs(3) {
+                answers.push(gw.revoke(json!({ "token": token })).await.status());
+            }
+            answers
+        }
+    });
+    let answers: Vec<StatusCode> = futures_util::future::join_all(revokers)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    stop.store(true, Ordering::SeqCst);
+    let kills = killer.join().unwrap();
+    replica.freeze(false);
+
+    let acknowledged = answers.iter().filter(|&&s| s == StatusCode::OK).count();
+    assert!(kills > 100, "{kills} kills");
+    assert_eq!(
+        acknowledged,
+        0,
+        "{acknowledged} of {} revocations acknowledged with the replica frozen ({kills} kills)",
+        answers.len()
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|&s| s == StatusCode::SERVICE_UNAVAILABLE),
+        "{answers:?}"
+    );
 }

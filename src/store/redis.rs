@@ -416,10 +416,8 @@ impl Store for Redis {
                 .ignore();
         }
         let link = self.link.load_full();
-        let mut conn = link.conn.clone();
-        self.run("add_revocations", pipe.exec_async(&mut conn))
-            .await?;
-        self.replicated(&link, "add_revocations", &last).await
+        self.write_confirmed(&link, "add_revocations", &last, pipe, None)
+            .await
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -542,17 +540,23 @@ impl Store for Redis {
         for &(key, threshold) in limits {
             invocation.key(self.grouped("fail", key)).arg(threshold);
         }
-        let link = self.link.load_full();
-        let mut conn = link.conn.clone();
-        let locked: i64 = self
-            .run("record_failures", invocation.invoke_async(&mut conn))
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
         // ...nor a failure counted.
         let key = limits
             .first()
             .map(|l| self.grouped("fail", l.0))
             .unwrap_or_default();
-        self.replicated(&link, "record_failures", &key).await?;
+        let link = self.link.load_full();
+        let (locked,): (i64,) = self
+            .write_confirmed(
+                &link,
+                "record_failures",
+                &key,
+                pipe,
+                Some(&self.record_failures),
+            )
+            .await?;
         Ok(locked == 1)
     }
 
@@ -606,17 +610,23 @@ impl Store for Redis {
         for &(key, threshold) in limits {
             invocation.key(self.grouped("fail", key)).arg(threshold);
         }
-        let link = self.link.load_full();
-        let mut conn = link.conn.clone();
-        let first: i64 = self
-            .run("reserve_attempt", invocation.invoke_async(&mut conn))
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation);
         // A failover must not forget a check under way.
         let key = limits
             .first()
             .map(|l| self.grouped("fail", l.0))
             .unwrap_or_default();
-        self.replicated(&link, "reserve_attempt", &key).await?;
+        let link = self.link.load_full();
+        let (first,): (i64,) = self
+            .write_confirmed(
+                &link,
+                "reserve_attempt",
+                &key,
+                pipe,
+                Some(&self.reserve_attempt),
+            )
+            .await?;
         Ok(match first {
             -2 => Reservation::Busy,
             n => u32::try_from(n).map_or(Reservation::Locked, Reservation::Granted),
@@ -629,17 +639,22 @@ impl Store for Redis {
         for key in keys {
             invocation.key(self.grouped("fail", key));
         }
-        let link = self.link.load_full();
-        let mut conn = link.conn.clone();
-        let _: i64 = self
-            .run("release_attempts", invocation.invoke_async(&mut conn))
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&invocation).ignore();
         // A release a failover loses would hold the place until it lapses.
         let key = keys
             .first()
             .map(|k| self.grouped("fail", k))
             .unwrap_or_default();
-        self.replicated(&link, "release_attempts", &key).await
+        let link = self.link.load_full();
+        self.write_confirmed(
+            &link,
+            "release_attempts",
+            &key,
+            pipe,
+            Some(&self.release_attempts),
+        )
+        .await
     }
 
     fn reachable(&self) -> bool {

@@ -4,7 +4,10 @@
 
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisFuture, RedisResult, Script, ServerErrorKind,
+    Value,
+};
 
 #[derive(Clone)]
 pub(super) enum Conn {
@@ -15,28 +18,53 @@ pub(super) enum Conn {
 impl Conn {
     /// Sends `cmd`, which names no key, to the master that holds `key`:
     /// where a write to `key` went, over the same connection (so `WAIT`
-    /// counts that write). In a cluster it goes in one pipeline behind a
-    /// `PTTL key`, which fails (`MOVED`) on any node but that master: a
-    /// keyless command alone would quietly go to another node while the
-    /// client's slot map is out of date (a failover under way).
+    /// counts that write). See [`Conn::pipe_at`].
     pub async fn query_at<T: FromRedisValue>(&mut self, cmd: &Cmd, key: &str) -> RedisResult<T> {
-        match self {
-            Conn::One(conn) => cmd.query_async(conn).await,
-            Conn::Cluster(conn) => {
-                let mut pipe = redis::pipe();
-                pipe.cmd("PTTL").arg(key).ignore().add_command(cmd.clone());
-                match pipe.query_async::<(T,)>(conn).await {
-                    Ok((answer,)) => Ok(answer),
-                    Err(e) => {
-                        // A keyed command alone is redirected, and has the
-                        // slot map read again, for the next try.
-                        if e.code() == Some("MOVED") {
-                            let _ = redis::cmd("PTTL").arg(key).query_async::<i64>(conn).await;
-                        }
-                        Err(e)
-                    }
-                }
+        let (answer,) = self.pipe_at(std::slice::from_ref(cmd), key).await?;
+        Ok(answer)
+    }
+
+    /// Sends `cmds`, which name no key, in one pipeline to the master that
+    /// holds `key`; their answers as `T` (a tuple, one field a command). In
+    /// a cluster they go behind a `PTTL key`, which fails (`MOVED`) on any
+    /// node but that master: keyless commands alone would quietly go to
+    /// another node while the client's slot map is out of date (a failover
+    /// under way).
+    pub async fn pipe_at<T: FromRedisValue>(&mut self, cmds: &[Cmd], key: &str) -> RedisResult<T> {
+        let cluster = matches!(self, Conn::Cluster(_));
+        let mut pipe = redis::pipe();
+        if cluster {
+            pipe.cmd("PTTL").arg(key).ignore();
+        }
+        for cmd in cmds {
+            pipe.add_command(cmd.clone());
+        }
+        let answer = pipe.query_async(self).await;
+        if let Err(e) = &answer {
+            // A keyed command alone is redirected, and has the slot map
+            // read again, for the next try.
+            if cluster && e.code() == Some("MOVED") {
+                let _ = redis::cmd("PTTL").arg(key).query_async::<i64>(self).await;
             }
+        }
+        answer
+    }
+
+    /// Sends `pipe`, in which `script` may be invoked (`EVALSHA`), loading
+    /// the script first where the server does not know it yet (a new or
+    /// restarted server): a script that was not found did not run, so the
+    /// pipeline is sent again whole.
+    pub async fn send<T: FromRedisValue>(
+        &mut self,
+        pipe: &Pipeline,
+        script: Option<&Script>,
+    ) -> RedisResult<T> {
+        match (pipe.query_async(self).await, script) {
+            (Err(e), Some(script)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                script.load_async(self).await?;
+                pipe.query_async(self).await
+            }
+            (answer, _) => answer,
         }
     }
 }

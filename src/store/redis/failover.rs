@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use redis::{FromRedisValue, Pipeline, Script, Value};
 
 use super::{link, Link, Redis, Source};
 use crate::store::StoreError;
@@ -123,9 +124,7 @@ impl Redis {
 
     /// Checks that the server at `link`'s address is still the one linked
     /// to (`INFO replication`, on the link's connection, in a cluster on
-    /// the master of `key`'s slot): one restarted there, or put there, does
-    /// not hold what was written before, and writes to it would be lost
-    /// once the sentinels make it a replica. Returns its online replicas.
+    /// the master of `key`'s slot). Returns its online replicas.
     pub(super) async fn check_linked(
         &self,
         link: &Link,
@@ -139,7 +138,16 @@ impl Redis {
                 conn.query_at(redis::cmd("INFO").arg("replication"), key),
             )
             .await?;
-        if !link.same_server(&info) {
+        self.same_server(link, op, &info)
+    }
+
+    /// Whether `info` (an `INFO replication` answer from `link`'s address)
+    /// comes from the server linked to: one restarted there, or put there,
+    /// does not hold what was written before, and writes to it would be
+    /// lost once the sentinels make it a replica. Returns its online
+    /// replicas.
+    fn same_server(&self, link: &Link, op: &'static str, info: &str) -> Result<u32, StoreError> {
+        if !link.same_server(info) {
             link.stale.store(true, Ordering::Release);
             self.metrics.errors.with_label_values(&[op]).inc();
             self.look_for_master.notify_one();
@@ -148,33 +156,58 @@ impl Redis {
                 link.masters.join(",")
             )));
         }
-        Ok(link::online_replicas(&info))
+        Ok(link::online_replicas(info))
     }
 
-    /// Waits until the write just made on `link`'s connection to `key` is
-    /// on `wait_replicas` replicas (at most as many as are online; a lone
-    /// master has none to wait for), or fails; and fails if the write
-    /// went to a server other than the one linked to.
-    pub(super) async fn replicated(
+    /// Sends `write` (where `script` may be invoked) on `link`'s connection
+    /// and returns its answers as `T` (those of the commands not ignored).
+    /// With `wait_replicas`, the write counts only once that many replicas
+    /// (at most as many as are online; a lone master has none to wait for)
+    /// confirm it, and only if it went to the server linked to. `WAIT`
+    /// counts the writes made on its own connection, so `CLIENT ID` is
+    /// read with the write and again with the `WAIT`: on a connection made
+    /// again in between, the `WAIT` would confirm nothing and pass.
+    pub(super) async fn write_confirmed<T: FromRedisValue>(
         &self,
         link: &Link,
         op: &'static str,
         key: &str,
-    ) -> Result<(), StoreError> {
-        if self.wait_replicas == 0 {
-            return Ok(());
-        }
-        // On the same connection (clones share it): WAIT counts the writes
-        // made on it.
-        let online = self.check_linked(link, op, key).await?;
-        let wanted = self.wait_replicas.min(online);
-        if wanted == 0 {
-            return Ok(());
-        }
+        mut write: Pipeline,
+        script: Option<&Script>,
+    ) -> Result<T, StoreError> {
         let mut conn = link.conn.clone();
+        if self.wait_replicas == 0 {
+            return self.run(op, conn.send(&write, script)).await;
+        }
+        write.cmd("CLIENT").arg("ID").cmd("INFO").arg("replication");
+        let mut answers: Vec<Value> = self.run(op, conn.send(&write, script)).await?;
+        let (info, connection) = match (answers.pop(), answers.pop()) {
+            (Some(info), Some(id)) => (
+                String::from_redis_value(info).map_err(|e| parse_error(op, e))?,
+                i64::from_redis_value(id).map_err(|e| parse_error(op, e))?,
+            ),
+            _ => return Err(StoreError::Backend(format!("{op}: answers missing"))),
+        };
+        let answer = T::from_redis_value(Value::Array(answers)).map_err(|e| parse_error(op, e))?;
+        let wanted = self.wait_replicas.min(self.same_server(link, op, &info)?);
+        if wanted == 0 {
+            return Ok(answer);
+        }
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted).arg(self.wait_timeout.as_millis() as u64);
-        let confirmed: u32 = self.run(op, conn.query_at(&wait, key)).await?;
+        let (confirmed, waited_on): (u32, i64) = self
+            .run(
+                op,
+                conn.pipe_at(&[wait, redis::cmd("CLIENT").arg("ID").clone()], key),
+            )
+            .await?;
+        if waited_on != connection {
+            self.metrics.errors.with_label_values(&[op]).inc();
+            return Err(StoreError::Unreachable(format!(
+                "{op}: the connection to the master was made again between the write and \
+                 its WAIT; not confirmed"
+            )));
+        }
         if confirmed < wanted {
             self.metrics.errors.with_label_values(&[op]).inc();
             return Err(StoreError::Backend(format!(
@@ -183,6 +216,10 @@ impl Redis {
                 self.wait_timeout
             )));
         }
-        Ok(())
+        Ok(answer)
     }
+}
+
+fn parse_error(op: &'static str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{op}: unexpected answer: {e}"))
 }
