@@ -230,3 +230,30 @@ async fn propagation_on_a_cluster_beside_one_redis() {
     println!("one Redis:     {}", on_single.unwrap());
     println!("Redis Cluster: {}", on_cluster.unwrap());
 }
+
+/// The same over TLS, verified by a CA of the test's own (`ca_file`): the
+/// nodes serve TLS and name their TLS ports; three instances share a rate
+/// and a lockout, and a revocation reaches all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_three_instances_share_one_truth() {
+    let ca = tls::Ca::new("redis-ca");
+    let leaf = ca.leaf("redis", &["127.0.0.1"]);
+    let Some(setup) = ClusterSetup::start_tls(redis::Tls::new(&ca.cert_file, &leaf)) else {
+        return;
+    };
+    let store = format!(
+        "{}\ntls = true\nca_file = \"{}\"",
+        cluster_store(&setup),
+        ca.cert_file.display()
+    );
+    let [n1, n2, n3] = three(&limited_node(&store, &prefix())).await;
+    let masters = n1.store_master().await;
+    assert_eq!(masters.split(',').count(), 3, "{masters}");
+    for master in masters.split(',') {
+        assert!(setup.addresses().contains(&master.to_string()), "{master}");
+    }
+    check_a_revocation_reaches_all([&n1, &n2, &n3]).await;
+    let token = login(&n1).await;
+    check_a_shared_rate([&n1, &n2, &n3], &token).await;
+    check_tokens_refresh_tokens_and_lockouts([&n1, &n2, &n3]).await;
+}

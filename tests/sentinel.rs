@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::redis::{SentinelSetup, SENTINEL_MASTER};
+use common::redis::{tls_port, SentinelSetup, SENTINEL_MASTER};
 use common::shared_store::{get, post_json, until_refused};
 use common::*;
 use reqwest::StatusCode;
@@ -386,4 +386,69 @@ async fn five_failovers() {
         acknowledged.len()
     );
     assert_eq!(lost, 0);
+}
+
+/// The same over TLS, verified by a CA of the test's own (`ca_file`): the
+/// sentinels, the master and the replica serve TLS (the test reads them on
+/// their plain ports); a revocation crosses, and a failover is followed to
+/// the replica's TLS address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_revocation_crosses_and_a_failover_is_followed() {
+    let ca = common::tls::Ca::new("redis-ca");
+    let leaf = ca.leaf("redis", &["127.0.0.1"]);
+    let Some(mut setup) = SentinelSetup::start_tls(&ca.cert_file, &leaf) else {
+        return;
+    };
+    let config = node(
+        &setup,
+        &format!("tls = true\nca_file = \"{}\"", ca.cert_file.display()),
+    );
+    // Verified: the web PKI's roots alone do not trust the test's CA.
+    let (ok, out) = run_to_exit(&node(&setup, "tls = true"));
+    assert!(!ok && out.contains("invalid peer certificate"), "{out}");
+    let (a, b) = (Gateway::start(&config).await, Gateway::start(&config).await);
+    let at = |server: &common::redis::RedisServer| format!("127.0.0.1:{}", tls_port(server.port));
+    assert_eq!(a.store_master().await, at(&setup.master), "{}", a.log());
+
+    let token = login(&a).await.unwrap();
+    assert_eq!(
+        a.revoke(json!({ "token": token })).await.status(),
+        StatusCode::OK
+    );
+    until_refused(&b, &token, Duration::from_secs(2)).await;
+
+    setup.master.stop();
+    let killed = Instant::now();
+    let token = loop {
+        if let Ok(token) = login(&a).await {
+            if a.revoke(json!({ "token": token })).await.status() == StatusCode::OK {
+                break token;
+            }
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "no write within 10 s\n{}",
+            a.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(a.store_master().await, at(&setup.replica));
+    until_refused(&b, &token, Duration::from_secs(2)).await;
+}
+
+#[test]
+fn tls_settings_are_refused_where_they_mean_nothing() {
+    let (ok, out) = check(
+        "[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\ntls = true\nca_file = \"/nonexistent.pem\"\n",
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("store.tls: with url, the scheme says it: rediss://"),
+        "{out}"
+    );
+    assert!(
+        out.contains("store.ca_file: is for TLS: tls = true, or a rediss:// url"),
+        "{out}"
+    );
+    assert!(out.contains("/nonexistent.pem"), "{out}");
 }

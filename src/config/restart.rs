@@ -88,6 +88,8 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
             differs("store.wait_replicas", r.wait_replicas != n.wait_replicas);
             differs("store.wait_timeout", r.wait_timeout != n.wait_timeout);
             differs("store.password_env", r.password_env != n.password_env);
+            differs("store.tls", r.tls != n.tls);
+            differs("store.ca_file", r.ca_file != n.ca_file);
             differs("store.key_prefix", r.key_prefix != n.key_prefix);
             differs("store.timeout", r.timeout != n.timeout);
         }

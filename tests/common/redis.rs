@@ -9,6 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::task::AbortHandle;
 
 use super::free_port;
+use super::tls::Leaf;
 
 fn required() -> bool {
     std::env::var("PORTERO_REQUIRE_REDIS").is_ok_and(|v| v == "1")
@@ -101,9 +103,15 @@ impl RedisServer {
 
     /// With extra `redis-server` arguments (`--replicaof host port`, say).
     pub fn start_with(args: &[&str]) -> Option<RedisServer> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Self::start_on(free_port(), &args)
+    }
+
+    /// On `port`, with extra arguments.
+    pub fn start_on(port: u16, args: &[String]) -> Option<RedisServer> {
         let mut server = RedisServer {
-            port: free_port(),
-            args: args.iter().map(|a| a.to_string()).collect(),
+            port,
+            args: args.to_vec(),
             child: None,
         };
         match server.spawn() {
@@ -179,20 +187,93 @@ pub struct SentinelSetup {
     pub master: RedisServer,
     pub replica: RedisServer,
     sentinels: Vec<(u16, Child)>,
+    /// Whether the servers and sentinels serve TLS too ([`tls_port`]).
+    tls: bool,
     _dir: tempfile::TempDir,
+}
+
+/// The TLS port of a server or sentinel of [`SentinelSetup::start_tls`].
+pub fn tls_port(port: u16) -> u16 {
+    port + 1000
+}
+
+/// The certificate files a TLS setup serves.
+pub struct Tls {
+    pub ca: String,
+    cert: String,
+    key: String,
+}
+
+impl Tls {
+    pub fn new(ca: &Path, leaf: &Leaf) -> Tls {
+        Tls {
+            ca: ca.display().to_string(),
+            cert: leaf.cert_file.display().to_string(),
+            key: leaf.key_file.display().to_string(),
+        }
+    }
+
+    /// [`Tls::config`] as `redis-server` arguments.
+    pub fn args(&self, port: u16) -> Vec<String> {
+        let mut args = vec![];
+        for line in self.config(port).lines() {
+            let (name, value) = line.split_once(' ').unwrap();
+            args.extend([format!("--{name}"), value.to_string()]);
+        }
+        args
+    }
+
+    /// Config lines (`name value`) for a server or sentinel on `port`.
+    fn config(&self, port: u16) -> String {
+        format!(
+            "tls-port {}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+             tls-auth-clients no\ntls-replication yes\n",
+            tls_port(port),
+            self.cert,
+            self.key,
+            self.ca
+        )
+    }
 }
 
 pub const SENTINEL_MASTER: &str = "portero-master";
 
 impl SentinelSetup {
     pub fn start() -> Option<SentinelSetup> {
+        Self::start_with(None)
+    }
+
+    /// With every server and sentinel serving TLS too, on [`tls_port`]
+    /// (its plain port + 1000), with `leaf` (for 127.0.0.1, signed by
+    /// `ca`); replication and the sentinels' own links over TLS. The
+    /// sentinels name the TLS ports; the test's helpers read the plain ones.
+    pub fn start_tls(ca: &Path, leaf: &Leaf) -> Option<SentinelSetup> {
+        Self::start_with(Some(Tls::new(ca, leaf)))
+    }
+
+    fn start_with(tls: Option<Tls>) -> Option<SentinelSetup> {
         // A full sync writes an RDB file: into the test's own directory.
         let dir = tempfile::tempdir().unwrap();
         let dir_arg = dir.path().to_str().unwrap();
-        let master = RedisServer::start_with(&["--dir", dir_arg])?;
-        let port = master.port.to_string();
-        let replica =
-            RedisServer::start_with(&["--dir", dir_arg, "--replicaof", "127.0.0.1", &port])?;
+        let server_args = |port: u16| -> Vec<String> {
+            let mut args = vec!["--dir".to_string(), dir_arg.to_string()];
+            if let Some(tls) = &tls {
+                args.extend(tls.args(port));
+            }
+            args
+        };
+        let master_port = free_port();
+        let master = RedisServer::start_on(master_port, &server_args(master_port))?;
+        // The port the sentinels and the replica reach the master on.
+        let monitored = match tls {
+            Some(_) => tls_port(master_port),
+            None => master_port,
+        }
+        .to_string();
+        let replica_port = free_port();
+        let mut replica_args = server_args(replica_port);
+        replica_args.extend(["--replicaof", "127.0.0.1", &monitored].map(String::from));
+        let replica = RedisServer::start_on(replica_port, &replica_args)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !info(master.addr(), "replication").contains("state=online") {
             assert!(Instant::now() < deadline, "the replica did not sync");
@@ -202,11 +283,15 @@ impl SentinelSetup {
         for n in 0..3 {
             let sentinel_port = free_port();
             let conf = dir.path().join(format!("sentinel-{n}.conf"));
+            let tls_lines = tls
+                .as_ref()
+                .map(|t| t.config(sentinel_port))
+                .unwrap_or_default();
             std::fs::write(
                 &conf,
                 format!(
-                    "port {sentinel_port}\nbind 127.0.0.1\ndir {dir}\n\
-                     sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {port} 2\n\
+                    "port {sentinel_port}\nbind 127.0.0.1\ndir {dir}\n{tls_lines}\
+                     sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {monitored} 2\n\
                      sentinel down-after-milliseconds {SENTINEL_MASTER} 2000\n\
                      sentinel failover-timeout {SENTINEL_MASTER} 5000\n\
                      sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
@@ -239,15 +324,20 @@ impl SentinelSetup {
             master,
             replica,
             sentinels,
+            tls: tls.is_some(),
             _dir: dir,
         })
     }
 
-    /// `host:port` of each sentinel, as `store.sentinels` takes them.
+    /// `host:port` of each sentinel, as `store.sentinels` takes them (the
+    /// TLS ports, with TLS).
     pub fn addresses(&self) -> Vec<String> {
         self.sentinels
             .iter()
-            .map(|(port, _)| format!("127.0.0.1:{port}"))
+            .map(|&(port, _)| match self.tls {
+                true => format!("127.0.0.1:{}", tls_port(port)),
+                false => format!("127.0.0.1:{port}"),
+            })
             .collect()
     }
 

@@ -8,21 +8,34 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::free_port;
-use super::redis::{info, unavailable, RedisServer};
+use super::redis::{info, tls_port, unavailable, RedisServer, Tls};
 
 pub struct ClusterSetup {
     pub nodes: Vec<RedisServer>,
+    /// Whether the nodes serve TLS too ([`tls_port`]).
+    tls: bool,
     _dir: tempfile::TempDir,
 }
 
 impl ClusterSetup {
     pub fn start() -> Option<ClusterSetup> {
+        Self::start_with(None)
+    }
+
+    /// With every node serving TLS too, on [`tls_port`], and the cluster
+    /// bus and replication over TLS: the nodes name their TLS ports.
+    pub fn start_tls(tls: Tls) -> Option<ClusterSetup> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<Tls>) -> Option<ClusterSetup> {
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for n in 0..6 {
             let path = |name: &str| dir.path().join(format!("{name}-{n}")).display().to_string();
             std::fs::create_dir(path("node")).unwrap();
-            let node = RedisServer::start_with(&[
+            let port = free_port();
+            let mut args: Vec<String> = [
                 "--cluster-enabled",
                 "yes",
                 "--cluster-port",
@@ -33,11 +46,28 @@ impl ClusterSetup {
                 "1000",
                 "--dir",
                 &path("node"),
-            ])?;
-            nodes.push(node);
+            ]
+            .map(String::from)
+            .into();
+            if let Some(tls) = &tls {
+                args.extend(tls.args(port));
+                args.extend(["--tls-cluster", "yes"].map(String::from));
+            }
+            nodes.push(RedisServer::start_on(port, &args)?);
         }
-        let addresses: Vec<String> = nodes.iter().map(|n| n.addr().to_string()).collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| match tls {
+                Some(_) => format!("127.0.0.1:{}", tls_port(n.port)),
+                None => n.addr().to_string(),
+            })
+            .collect();
+        let tls_args = match &tls {
+            Some(tls) => vec!["--tls".to_string(), "--cacert".to_string(), tls.ca.clone()],
+            None => vec![],
+        };
         let created = Command::new("redis-cli")
+            .args(&tls_args)
             .args(["--cluster", "create"])
             .args(&addresses)
             .args(["--cluster-replicas", "1", "--cluster-yes"])
@@ -55,7 +85,11 @@ impl ClusterSetup {
                 return None;
             }
         }
-        let setup = ClusterSetup { nodes, _dir: dir };
+        let setup = ClusterSetup {
+            nodes,
+            tls: tls.is_some(),
+            _dir: dir,
+        };
         setup.wait_until_ok();
         Some(setup)
     }
@@ -82,9 +116,16 @@ impl ClusterSetup {
         !replication.contains("role:master") || replication.contains("state=online")
     }
 
-    /// `host:port` of each node, as `store.cluster` takes them.
+    /// `host:port` of each node, as `store.cluster` takes them (the TLS
+    /// ports, with TLS).
     pub fn addresses(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| n.addr().to_string()).collect()
+        self.nodes
+            .iter()
+            .map(|n| match self.tls {
+                true => format!("127.0.0.1:{}", tls_port(n.port)),
+                false => n.addr().to_string(),
+            })
+            .collect()
     }
 
     /// The node serving `key`'s slot as master now.

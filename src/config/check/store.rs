@@ -1,6 +1,7 @@
 //! `[store]`: the embedded store, or Redis by `url`, through its
 //! sentinels, or as a Redis Cluster.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -64,9 +65,12 @@ impl Checker<'_> {
                         ),
                     );
                 }
+                let (tls, ca_file) = self.redis_tls(s, &target);
                 StoreBackend::Redis(RedisSettings {
                     target,
                     password_env: s.password_env.clone(),
+                    tls,
+                    ca_file,
                     key_prefix,
                     timeout: self.duration(&s.timeout, "store.timeout", Duration::from_millis(500)),
                     ttl_margin: leeway,
@@ -128,6 +132,35 @@ impl Checker<'_> {
                 RedisTarget::Url(String::new())
             }
         }
+    }
+
+    /// `tls` (sentinels and cluster nodes; a url has its scheme) and
+    /// `ca_file` (with TLS only).
+    fn redis_tls(&mut self, s: &FileStore, target: &RedisTarget) -> (bool, Option<PathBuf>) {
+        let tls = match (&s.tls, target) {
+            (Some(t), RedisTarget::Url(_)) => {
+                self.problem(t, "store.tls", "with url, the scheme says it: rediss://");
+                false
+            }
+            (Some(t), _) => *t.get_ref(),
+            (None, _) => false,
+        };
+        let ca_file = s.ca_file.as_ref().map(|f| {
+            let url_tls = matches!(target, RedisTarget::Url(u) if u.starts_with("rediss://"));
+            if !(tls || url_tls) {
+                self.problem(
+                    f,
+                    "store.ca_file",
+                    "is for TLS: tls = true, or a rediss:// url",
+                );
+            }
+            let path = self.resolve(f.get_ref());
+            if let Err(e) = crate::config::pem_certificates(&path) {
+                self.problem(f, "store.ca_file", e);
+            }
+            path
+        });
+        (tls, ca_file)
     }
 
     /// `host:port` each.

@@ -56,6 +56,12 @@ pub struct RedisSettings {
     pub target: RedisTarget,
     /// The environment variable holding the password, if the server wants one.
     pub password_env: Option<String>,
+    /// TLS to the sentinels, the masters and replicas they name, and a
+    /// cluster's nodes (a url says it by its scheme, `rediss://`).
+    pub tls: bool,
+    /// PEM roots to verify the servers' certificates by, instead of the
+    /// web PKI's.
+    pub ca_file: Option<PathBuf>,
     /// Prefixes every key and the revocation channel, so deployments can share a server.
     pub key_prefix: String,
     /// The longest any one store operation may take before it counts as failed.

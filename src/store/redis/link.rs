@@ -10,7 +10,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError};
+use redis::{
+    ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, TlsCertificates, TlsMode,
+};
 use tokio::sync::Mutex;
 
 use super::conn::{cluster_masters, myself, Conn};
@@ -78,7 +80,55 @@ pub(super) enum Source {
         nodes: Vec<redis::Client>,
         next: AtomicUsize,
         password: Option<String>,
+        opener: Opener,
     },
+}
+
+/// How clients are made: plain or TLS (`rediss://`) for the addresses
+/// the config and the sentinels give, and the roots that verify the
+/// servers' certificates (the web PKI's unless `ca_file` names others).
+pub(super) struct Opener {
+    tls: bool,
+    roots: Option<Vec<u8>>,
+}
+
+impl Opener {
+    fn new(settings: &RedisSettings) -> Result<Opener, StoreError> {
+        let roots = settings
+            .ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|e| {
+                    StoreError::Backend(format!("store.ca_file: {}: {e}", path.display()))
+                })
+            })
+            .transpose()?;
+        Ok(Opener {
+            tls: settings.tls,
+            roots,
+        })
+    }
+
+    /// The url of `host:port`.
+    fn url(&self, address: &str) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://{address}")
+    }
+
+    fn certificates(&self) -> Option<TlsCertificates> {
+        self.roots.as_ref().map(|roots| TlsCertificates {
+            client_tls: None,
+            root_cert: Some(roots.clone()),
+        })
+    }
+
+    fn open(&self, url: &str, password: &Option<String>) -> Result<redis::Client, RedisError> {
+        let info = with_password(url.into_connection_info()?, password);
+        match self.certificates() {
+            Some(certs) => redis::Client::build_with_tls(info, certs),
+            None => redis::Client::open(info),
+        }
+    }
 }
 
 impl Source {
@@ -93,14 +143,12 @@ impl Source {
                 .transpose()
         };
         let redis_password = password("password_env", &settings.password_env)?;
-        let open = |url: &str| -> Result<redis::Client, StoreError> {
-            let info = url.into_connection_info().map_err(invalid)?;
-            redis::Client::open(with_password(info, &redis_password)).map_err(invalid)
-        };
+        let opener = Opener::new(settings)?;
+        let open = |url: &str| opener.open(url, &redis_password).map_err(invalid);
         match &settings.target {
             RedisTarget::Url(url) => Ok(Source::Url(open(url)?)),
             RedisTarget::Cluster(nodes) => {
-                let urls: Vec<String> = nodes.iter().map(|n| format!("redis://{n}")).collect();
+                let urls: Vec<String> = nodes.iter().map(|n| opener.url(n)).collect();
                 let mut builder = ClusterClientBuilder::new(urls.clone())
                     .connection_timeout(settings.timeout)
                     .response_timeout(settings.timeout)
@@ -108,11 +156,15 @@ impl Source {
                 if let Some(p) = &redis_password {
                     builder = builder.password(p);
                 }
+                if let Some(certs) = opener.certificates() {
+                    builder = builder.certs(certs);
+                }
                 Ok(Source::Cluster {
                     client: builder.build().map_err(invalid)?,
                     nodes: urls.iter().map(|u| open(u)).collect::<Result<_, _>>()?,
                     next: AtomicUsize::new(0),
                     password: redis_password,
+                    opener,
                 })
             }
             RedisTarget::Sentinel {
@@ -122,7 +174,16 @@ impl Source {
             } => {
                 let addrs = sentinels.iter().map(|s| {
                     let (host, port) = s.rsplit_once(':').unwrap_or((s, "26379"));
-                    ConnectionAddr::Tcp(host.to_string(), port.parse().unwrap_or(26379))
+                    let (host, port) = (host.to_string(), port.parse().unwrap_or(26379));
+                    match opener.tls {
+                        true => ConnectionAddr::TcpTls {
+                            host,
+                            port,
+                            insecure: false,
+                            tls_params: None,
+                        },
+                        false => ConnectionAddr::Tcp(host, port),
+                    }
                 });
                 let mut builder =
                     SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
@@ -134,11 +195,20 @@ impl Source {
                 if let Some(p) = &sentinel_password {
                     builder = builder.set_client_to_sentinel_password(p);
                 }
+                if opener.tls {
+                    builder = builder
+                        .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                        .set_client_to_redis_tls_mode(TlsMode::Secure);
+                }
+                if let Some(certs) = opener.certificates() {
+                    builder = builder
+                        .set_client_to_sentinel_certificates(certs.clone())
+                        .set_client_to_redis_certificates(certs);
+                }
                 let open_sentinel = |address: &String| {
-                    let info = format!("redis://{address}")
-                        .into_connection_info()
-                        .map_err(invalid)?;
-                    redis::Client::open(with_password(info, &sentinel_password)).map_err(invalid)
+                    opener
+                        .open(&opener.url(address), &sentinel_password)
+                        .map_err(invalid)
                 };
                 Ok(Source::Sentinel {
                     client: Mutex::new(builder.build().map_err(invalid)?),
@@ -204,6 +274,7 @@ impl Source {
             nodes,
             next,
             password,
+            opener,
             ..
         } = self
         else {
@@ -214,9 +285,8 @@ impl Source {
         if let Ok(Ok(answer)) =
             tokio::time::timeout(timeout, conn.query_at::<String>(&ask, channel)).await
         {
-            let info = myself(&answer).map(|at| format!("redis://{at}").into_connection_info());
-            if let Some(Ok(info)) = info {
-                if let Ok(client) = redis::Client::open(with_password(info, password)) {
+            if let Some(at) = myself(&answer) {
+                if let Ok(client) = opener.open(&opener.url(&at), password) {
                     return client;
                 }
             }
