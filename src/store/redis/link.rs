@@ -1,8 +1,8 @@
 //! The connections to Redis: to the master `url` names, to the one the
 //! sentinels name now (asked again after a failure, so a failover is
-//! followed within seconds), or to a Redis Cluster's masters. Discovery
-//! and routing are the `redis` crate's own (`SentinelClient`,
-//! `ClusterClient`).
+//! followed within seconds), or to a Redis Cluster's masters; in the clear
+//! or over TLS (`Opener`). Discovery and routing are the `redis` crate's
+//! own (`SentinelClient`, `ClusterClient`).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
