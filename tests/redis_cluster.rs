@@ -231,8 +231,8 @@ async fn propagation_on_a_cluster_beside_one_redis() {
     println!("Redis Cluster: {}", on_cluster.unwrap());
 }
 
-/// The same over TLS, verified by a CA of the test's own (`ca_file`): the
-/// nodes serve TLS and name their TLS ports; three instances share a rate
+/// The same over TLS, verified by a CA of the test's own (`ca_file`), with
+/// a client certificate it signed: the nodes serve TLS and name their TLS ports; three instances share a rate
 /// and a lockout, and a revocation reaches all three.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_tls_three_instances_share_one_truth() {
@@ -241,10 +241,13 @@ async fn over_tls_three_instances_share_one_truth() {
     let Some(setup) = ClusterSetup::start_tls(redis::Tls::new(&ca.cert_file, &leaf)) else {
         return;
     };
+    let client = ca.leaf("portero", &["portero.test"]);
     let store = format!(
-        "{}\ntls = true\nca_file = \"{}\"",
+        "{}\ntls = true\nca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"",
         cluster_store(&setup),
-        ca.cert_file.display()
+        ca.cert_file.display(),
+        client.cert_file.display(),
+        client.key_file.display()
     );
     let [n1, n2, n3] = three(&limited_node(&store, &prefix())).await;
     let masters = n1.store_master().await;

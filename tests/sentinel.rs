@@ -388,7 +388,8 @@ async fn five_failovers() {
     assert_eq!(lost, 0);
 }
 
-/// The same over TLS, verified by a CA of the test's own (`ca_file`): the
+/// The same over TLS, verified by a CA of the test's own (`ca_file`), with
+/// a client certificate it signed (Redis asks for one by default): the
 /// sentinels, the master and the replica serve TLS (the test reads them on
 /// their plain ports); a revocation crosses, and a failover is followed to
 /// the replica's TLS address.
@@ -399,13 +400,20 @@ async fn over_tls_a_revocation_crosses_and_a_failover_is_followed() {
     let Some(mut setup) = SentinelSetup::start_tls(&ca.cert_file, &leaf) else {
         return;
     };
-    let config = node(
-        &setup,
-        &format!("tls = true\nca_file = \"{}\"", ca.cert_file.display()),
+    let client = ca.leaf("portero", &["portero.test"]);
+    let ca_file = format!("ca_file = \"{}\"", ca.cert_file.display());
+    let client_cert = format!(
+        "client_cert_file = \"{}\"\nclient_key_file = \"{}\"",
+        client.cert_file.display(),
+        client.key_file.display()
     );
-    // Verified: the web PKI's roots alone do not trust the test's CA.
-    let (ok, out) = run_to_exit(&node(&setup, "tls = true"));
+    let config = node(&setup, &format!("tls = true\n{ca_file}\n{client_cert}"));
+    // Verified: the web PKI's roots alone do not trust the test's CA...
+    let (ok, out) = run_to_exit(&node(&setup, &format!("tls = true\n{client_cert}")));
     assert!(!ok && out.contains("invalid peer certificate"), "{out}");
+    // ...and the servers refuse a client without a certificate.
+    let (ok, out) = run_to_exit(&node(&setup, &format!("tls = true\n{ca_file}")));
+    assert!(!ok && out.contains("CertificateRequired"), "{out}");
     let (a, b) = (Gateway::start(&config).await, Gateway::start(&config).await);
     let at = |server: &common::redis::RedisServer| format!("127.0.0.1:{}", tls_port(server.port));
     assert_eq!(a.store_master().await, at(&setup.master), "{}", a.log());
@@ -439,16 +447,17 @@ async fn over_tls_a_revocation_crosses_and_a_failover_is_followed() {
 #[test]
 fn tls_settings_are_refused_where_they_mean_nothing() {
     let (ok, out) = check(
-        "[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\ntls = true\nca_file = \"/nonexistent.pem\"\n",
+        "[store]\nbackend = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\ntls = true\n\
+         ca_file = \"/nonexistent.pem\"\nclient_key_file = \"/nonexistent.key\"\n",
     );
     assert!(!ok);
-    assert!(
-        out.contains("store.tls: with url, the scheme says it: rediss://"),
-        "{out}"
-    );
-    assert!(
-        out.contains("store.ca_file: is for TLS: tls = true, or a rediss:// url"),
-        "{out}"
-    );
-    assert!(out.contains("/nonexistent.pem"), "{out}");
+    for needle in [
+        "store.tls: with url, the scheme says it: rediss://",
+        "store.ca_file: is for TLS: tls = true, or a rediss:// url",
+        "/nonexistent.pem",
+        "store.client_key_file: is for TLS",
+        "store.client_cert_file: client_cert_file and client_key_file go together",
+    ] {
+        assert!(out.contains(needle), "{needle:?} not in:\n{out}");
+    }
 }

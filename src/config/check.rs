@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::PrivateKeyDer;
 use toml::Spanned;
 
 use super::file::*;
@@ -122,6 +124,48 @@ impl Checker<'_> {
             );
             SocketAddr::from(([127, 0, 0, 1], 0))
         })
+    }
+
+    /// `client_cert_file` and `client_key_file` (under `section`, as
+    /// `upstreams.NAME.`), given together; both files read here, so a
+    /// missing one or one without a certificate or key is named with its
+    /// line before anything starts.
+    pub(super) fn client_certificate(
+        &mut self,
+        section: &str,
+        cert: &Option<Spanned<String>>,
+        key: &Option<Spanned<String>>,
+    ) -> Option<TlsFiles> {
+        let (cert_key, key_key) = (
+            format!("{section}client_cert_file"),
+            format!("{section}client_key_file"),
+        );
+        match (cert, key) {
+            (None, None) => None,
+            (Some(cert), Some(private)) => {
+                let cert_path = self.resolve(cert.get_ref());
+                let key_path = self.resolve(private.get_ref());
+                if let Err(e) = super::pem_certificates(&cert_path) {
+                    self.problem(cert, &cert_key, e);
+                }
+                if let Err(e) = PrivateKeyDer::from_pem_file(&key_path) {
+                    let message = format!("{}: no private key: {e}", key_path.display());
+                    self.problem(private, &key_key, message);
+                }
+                Some(TlsFiles {
+                    cert: cert_path,
+                    key: key_path,
+                })
+            }
+            (Some(s), None) | (None, Some(s)) => {
+                self.problem(
+                    s,
+                    &cert_key,
+                    "client_cert_file and client_key_file go together",
+                );
+                None
+            }
+        }
     }
 
     pub(super) fn resolve(&self, file: &str) -> PathBuf {

@@ -170,6 +170,8 @@ pub(super) struct FileStore {
     pub(super) cluster: Vec<Spanned<String>>,
     pub(super) tls: Option<Spanned<bool>>,
     pub(super) ca_file: Option<Spanned<String>>,
+    pub(super) client_cert_file: Option<Spanned<String>>,
+    pub(super) client_key_file: Option<Spanned<String>>,
     pub(super) wait_replicas: Option<u32>,
     pub(super) wait_timeout: Option<Spanned<String>>,
     pub(super) key_prefix: Option<String>,

@@ -90,6 +90,7 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
             differs("store.password_env", r.password_env != n.password_env);
             differs("store.tls", r.tls != n.tls);
             differs("store.ca_file", r.ca_file != n.ca_file);
+            differs("store.client_cert_file", r.client_cert != n.client_cert);
             differs("store.key_prefix", r.key_prefix != n.key_prefix);
             differs("store.timeout", r.timeout != n.timeout);
         }

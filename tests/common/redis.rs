@@ -200,8 +200,8 @@ pub fn tls_port(port: u16) -> u16 {
 /// The certificate files a TLS setup serves.
 pub struct Tls {
     pub ca: String,
-    cert: String,
-    key: String,
+    pub cert: String,
+    pub key: String,
 }
 
 impl Tls {
@@ -227,7 +227,7 @@ impl Tls {
     fn config(&self, port: u16) -> String {
         format!(
             "tls-port {}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
-             tls-auth-clients no\ntls-replication yes\n",
+             tls-auth-clients yes\ntls-replication yes\n",
             tls_port(port),
             self.cert,
             self.key,
@@ -245,8 +245,9 @@ impl SentinelSetup {
 
     /// With every server and sentinel serving TLS too, on [`tls_port`]
     /// (its plain port + 1000), with `leaf` (for 127.0.0.1, signed by
-    /// `ca`); replication and the sentinels' own links over TLS. The
-    /// sentinels name the TLS ports; the test's helpers read the plain ones.
+    /// `ca`), to clients with a certificate `ca` signed (Redis's default);
+    /// replication and the sentinels' own links over TLS. The sentinels
+    /// name the TLS ports; the test's helpers read the plain ones.
     pub fn start_tls(ca: &Path, leaf: &Leaf) -> Option<SentinelSetup> {
         Self::start_with(Some(Tls::new(ca, leaf)))
     }

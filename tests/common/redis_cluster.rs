@@ -63,7 +63,11 @@ impl ClusterSetup {
             })
             .collect();
         let tls_args = match &tls {
-            Some(tls) => vec!["--tls".to_string(), "--cacert".to_string(), tls.ca.clone()],
+            Some(tls) => [
+                "--tls", "--cacert", &tls.ca, "--cert", &tls.cert, "--key", &tls.key,
+            ]
+            .map(String::from)
+            .into(),
             None => vec![],
         };
         let created = Command::new("redis-cli")

@@ -7,7 +7,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::super::file::FileStore;
-use super::super::model::{OutagePolicy, RedisSettings, RedisTarget, StoreBackend, StoreSettings};
+use super::super::model::{
+    OutagePolicy, RedisSettings, RedisTarget, StoreBackend, StoreSettings, TlsFiles,
+};
 use super::Checker;
 
 impl Checker<'_> {
@@ -65,12 +67,13 @@ impl Checker<'_> {
                         ),
                     );
                 }
-                let (tls, ca_file) = self.redis_tls(s, &target);
-                StoreBackend::Redis(RedisSettings {
+                let (tls, ca_file, client_cert) = self.redis_tls(s, &target);
+                StoreBackend::Redis(Box::new(RedisSettings {
                     target,
                     password_env: s.password_env.clone(),
                     tls,
                     ca_file,
+                    client_cert,
                     key_prefix,
                     timeout: self.duration(&s.timeout, "store.timeout", Duration::from_millis(500)),
                     ttl_margin: leeway,
@@ -80,7 +83,7 @@ impl Checker<'_> {
                         "store.wait_timeout",
                         Duration::from_millis(100),
                     ),
-                })
+                }))
             }
             other => {
                 let at = s
@@ -134,9 +137,13 @@ impl Checker<'_> {
         }
     }
 
-    /// `tls` (sentinels and cluster nodes; a url has its scheme) and
-    /// `ca_file` (with TLS only).
-    fn redis_tls(&mut self, s: &FileStore, target: &RedisTarget) -> (bool, Option<PathBuf>) {
+    /// `tls` (sentinels and cluster nodes; a url has its scheme), and
+    /// `ca_file` and the client certificate, with TLS only.
+    fn redis_tls(
+        &mut self,
+        s: &FileStore,
+        target: &RedisTarget,
+    ) -> (bool, Option<PathBuf>, Option<TlsFiles>) {
         let tls = match (&s.tls, target) {
             (Some(t), RedisTarget::Url(_)) => {
                 self.problem(t, "store.tls", "with url, the scheme says it: rediss://");
@@ -145,22 +152,27 @@ impl Checker<'_> {
             (Some(t), _) => *t.get_ref(),
             (None, _) => false,
         };
-        let ca_file = s.ca_file.as_ref().map(|f| {
-            let url_tls = matches!(target, RedisTarget::Url(u) if u.starts_with("rediss://"));
-            if !(tls || url_tls) {
-                self.problem(
-                    f,
-                    "store.ca_file",
-                    "is for TLS: tls = true, or a rediss:// url",
-                );
+        let url_tls = matches!(target, RedisTarget::Url(u) if u.starts_with("rediss://"));
+        let given = [
+            (&s.ca_file, "store.ca_file"),
+            (&s.client_cert_file, "store.client_cert_file"),
+            (&s.client_key_file, "store.client_key_file"),
+        ];
+        for (value, key) in given {
+            if let (Some(v), false) = (value, tls || url_tls) {
+                self.problem(v, key, "is for TLS: tls = true, or a rediss:// url");
             }
+        }
+        let ca_file = s.ca_file.as_ref().map(|f| {
             let path = self.resolve(f.get_ref());
             if let Err(e) = crate::config::pem_certificates(&path) {
                 self.problem(f, "store.ca_file", e);
             }
             path
         });
-        (tls, ca_file)
+        let client_cert =
+            self.client_certificate("store.", &s.client_cert_file, &s.client_key_file);
+        (tls, ca_file, client_cert)
     }
 
     /// `host:port` each.

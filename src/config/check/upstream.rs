@@ -3,13 +3,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::PrivateKeyDer;
 use toml::Spanned;
 
 use super::super::file::{FileDns, FileHttpCheck, FileUpstream};
 use super::super::model::{
-    DnsSettings, Ejection, HealthCheck, HttpCheck, ServerName, TlsFiles, Upstream, UpstreamKind,
+    DnsSettings, Ejection, HealthCheck, HttpCheck, ServerName, Upstream, UpstreamKind,
     UpstreamProtocol, UpstreamTls,
 };
 use super::super::pem_certificates;
@@ -202,32 +200,11 @@ impl Checker<'_> {
             }
             path
         });
-        let client_cert = match (&u.client_cert_file, &u.client_key_file) {
-            (None, None) => None,
-            (Some(cert), Some(private)) => {
-                let cert_path = self.resolve(cert.get_ref());
-                let key_path = self.resolve(private.get_ref());
-                if let Err(e) = pem_certificates(&cert_path) {
-                    self.problem(cert, key("client_cert_file"), e);
-                }
-                if let Err(e) = PrivateKeyDer::from_pem_file(&key_path) {
-                    let message = format!("{}: no private key: {e}", key_path.display());
-                    self.problem(private, key("client_key_file"), message);
-                }
-                Some(TlsFiles {
-                    cert: cert_path,
-                    key: key_path,
-                })
-            }
-            (Some(s), None) | (None, Some(s)) => {
-                self.problem(
-                    s,
-                    key("client_cert_file"),
-                    "client_cert_file and client_key_file go together",
-                );
-                None
-            }
-        };
+        let client_cert = self.client_certificate(
+            &format!("upstreams.{name}."),
+            &u.client_cert_file,
+            &u.client_key_file,
+        );
         Some(UpstreamTls {
             sni: u.sni.as_ref().map(|s| s.get_ref().clone()),
             ca_file,

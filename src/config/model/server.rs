@@ -48,7 +48,7 @@ pub enum StoreBackend {
     /// redb under `server.data_dir`: one instance.
     Embedded,
     /// GatewayState by every instance pointed at the same server and key prefix.
-    Redis(RedisSettings),
+    Redis(Box<RedisSettings>),
 }
 
 #[derive(Debug, Clone)]
@@ -62,6 +62,9 @@ pub struct RedisSettings {
     /// PEM roots to verify the servers' certificates by, instead of the
     /// web PKI's.
     pub ca_file: Option<PathBuf>,
+    /// The certificate and key shown to servers that ask for one (Redis
+    /// does by default: `tls-auth-clients yes`).
+    pub client_cert: Option<TlsFiles>,
     /// Prefixes every key and the revocation channel, so deployments can share a server.
     pub key_prefix: String,
     /// The longest any one store operation may take before it counts as failed.

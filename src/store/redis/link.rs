@@ -11,7 +11,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, TlsCertificates, TlsMode,
+    ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError,
+    TlsCertificates, TlsMode,
 };
 use tokio::sync::Mutex;
 
@@ -90,22 +91,32 @@ pub(super) enum Source {
 pub(super) struct Opener {
     tls: bool,
     roots: Option<Vec<u8>>,
+    /// The client certificate and key (PEM), for servers that ask.
+    client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Opener {
     fn new(settings: &RedisSettings) -> Result<Opener, StoreError> {
+        let read = |key: &str, path: &std::path::Path| {
+            std::fs::read(path)
+                .map_err(|e| StoreError::Backend(format!("store.{key}: {}: {e}", path.display())))
+        };
         let roots = settings
             .ca_file
             .as_ref()
-            .map(|path| {
-                std::fs::read(path).map_err(|e| {
-                    StoreError::Backend(format!("store.ca_file: {}: {e}", path.display()))
-                })
-            })
+            .map(|path| read("ca_file", path))
             .transpose()?;
+        let client = match &settings.client_cert {
+            Some(files) => Some((
+                read("client_cert_file", &files.cert)?,
+                read("client_key_file", &files.key)?,
+            )),
+            None => None,
+        };
         Ok(Opener {
             tls: settings.tls,
             roots,
+            client,
         })
     }
 
@@ -115,10 +126,18 @@ impl Opener {
         format!("{scheme}://{address}")
     }
 
+    /// What differs from the defaults (the web PKI's roots, no client
+    /// certificate), if anything.
     fn certificates(&self) -> Option<TlsCertificates> {
-        self.roots.as_ref().map(|roots| TlsCertificates {
-            client_tls: None,
-            root_cert: Some(roots.clone()),
+        if self.roots.is_none() && self.client.is_none() {
+            return None;
+        }
+        Some(TlsCertificates {
+            client_tls: self.client.as_ref().map(|(cert, key)| ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+            root_cert: self.roots.clone(),
         })
     }
 
