@@ -442,11 +442,15 @@ async fn standard_tokens_revoke_across_instances_like_legacy_ones() {
 /// every revocation is refused, none acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_is_confirmed_only_on_the_connection_that_made_it() {
-    let Some(master) = RedisServer::start() else {
+    // The replica's full sync writes an RDB file: into the test's own directory.
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    let Some(master) = RedisServer::start_with(&["--dir", dir]) else {
         return;
     };
     let port = master.addr().port().to_string();
-    let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]).unwrap();
+    let replica =
+        RedisServer::start_with(&["--dir", dir, "--replicaof", "127.0.0.1", &port]).unwrap();
     let online = poll(
         Duration::from_secs(10),
         || async { redis::info(master.addr(), "replication") },
