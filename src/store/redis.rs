@@ -193,6 +193,28 @@ impl Redis {
         }
     }
 
+    /// Runs a lockout script (its keys all under `{fail}`, in one slot,
+    /// the first named by `first`) as a write the replicas confirm: a
+    /// failover must forget neither a failure counted nor a check reserved
+    /// (or given back: a lost release would hold its place until it
+    /// lapses). The script's answer.
+    async fn lockout_write<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        script: &redis::Script,
+        invocation: &redis::ScriptInvocation<'_>,
+        first: Option<&str>,
+    ) -> Result<T, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(invocation);
+        let key = first.map(|k| self.grouped("fail", k)).unwrap_or_default();
+        let link = self.link.load_full();
+        let (answer,) = self
+            .write_confirmed::<(T,)>(&link, op, &key, pipe, Some(script))
+            .await?;
+        Ok(answer)
+    }
+
     /// Runs one Redis operation within the timeout; a failure is counted
     /// and marks the store unreachable until the subscription proves otherwise.
     async fn run<T>(
@@ -540,22 +562,9 @@ impl Store for Redis {
         for &(key, threshold) in limits {
             invocation.key(self.grouped("fail", key)).arg(threshold);
         }
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&invocation);
-        // ...nor a failure counted.
-        let key = limits
-            .first()
-            .map(|l| self.grouped("fail", l.0))
-            .unwrap_or_default();
-        let link = self.link.load_full();
-        let (locked,): (i64,) = self
-            .write_confirmed(
-                &link,
-                "record_failures",
-                &key,
-                pipe,
-                Some(&self.record_failures),
-            )
+        let first = limits.first().map(|l| l.0);
+        let locked: i64 = self
+            .lockout_write("record_failures", &self.record_failures, &invocation, first)
             .await?;
         Ok(locked == 1)
     }
@@ -610,22 +619,9 @@ impl Store for Redis {
         for &(key, threshold) in limits {
             invocation.key(self.grouped("fail", key)).arg(threshold);
         }
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&invocation);
-        // A failover must not forget a check under way.
-        let key = limits
-            .first()
-            .map(|l| self.grouped("fail", l.0))
-            .unwrap_or_default();
-        let link = self.link.load_full();
-        let (first,): (i64,) = self
-            .write_confirmed(
-                &link,
-                "reserve_attempt",
-                &key,
-                pipe,
-                Some(&self.reserve_attempt),
-            )
+        let first = limits.first().map(|l| l.0);
+        let first: i64 = self
+            .lockout_write("reserve_attempt", &self.reserve_attempt, &invocation, first)
             .await?;
         Ok(match first {
             -2 => Reservation::Busy,
@@ -639,22 +635,15 @@ impl Store for Redis {
         for key in keys {
             invocation.key(self.grouped("fail", key));
         }
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&invocation).ignore();
-        // A release a failover loses would hold the place until it lapses.
-        let key = keys
-            .first()
-            .map(|k| self.grouped("fail", k))
-            .unwrap_or_default();
-        let link = self.link.load_full();
-        self.write_confirmed(
-            &link,
-            "release_attempts",
-            &key,
-            pipe,
-            Some(&self.release_attempts),
-        )
-        .await
+        let _: i64 = self
+            .lockout_write(
+                "release_attempts",
+                &self.release_attempts,
+                &invocation,
+                keys.first().copied(),
+            )
+            .await?;
+        Ok(())
     }
 
     fn reachable(&self) -> bool {
