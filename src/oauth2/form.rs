@@ -1,5 +1,6 @@
 //! Request bodies: `application/x-www-form-urlencoded` (RFC 6749 §3.2),
-//! each parameter at most once, an empty one as if it were not sent.
+//! each parameter at most once (an empty copy counts: `a=x&a=` is refused,
+//! not read as `a=x`), an empty one otherwise as if it were not sent.
 
 use std::collections::HashMap;
 
@@ -33,24 +34,26 @@ impl Form {
         if std::str::from_utf8(body).is_err() {
             return Err(Error::invalid_request("the body is not UTF-8"));
         }
-        let mut params = HashMap::new();
+        // Every name, empty or not: RFC 6749 §3.2 "MUST NOT be included
+        // more than once" holds for a copy with no value too.
+        let mut params: HashMap<String, Option<String>> = HashMap::new();
         for (name, value) in form_urlencoded::parse(body) {
-            if value.is_empty() {
-                continue;
-            }
             if value.len() > MAX_FIELD_LEN * 8 {
                 return Err(Error::invalid_request(format!("{name} is too long")));
             }
-            if params
-                .insert(name.to_string(), value.into_owned())
-                .is_some()
-            {
+            let value = (!value.is_empty()).then(|| value.into_owned());
+            if params.insert(name.to_string(), value).is_some() {
                 return Err(Error::invalid_request(format!(
                     "{name} is sent more than once"
                 )));
             }
         }
-        Ok(Form(params))
+        Ok(Form(
+            params
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value?)))
+                .collect(),
+        ))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -76,6 +79,9 @@ mod tests {
         assert_eq!(f.get("x"), None, "an empty parameter is as if not sent");
         let twice = Form::parse(b"scope=a&scope=b", true).unwrap_err();
         assert_eq!(twice.code, "invalid_request");
+        for repeated in [&b"a=x&a="[..], b"a=&a=x", b"a=&a=", b"a&a=x"] {
+            assert!(Form::parse(repeated, true).is_err(), "{repeated:?}");
+        }
         assert!(Form::parse(b"{\"grant_type\":\"x\"}", false).is_err());
         assert!(Form::parse(b"a=\xff", true).is_err());
         assert!(is_form(Some(
