@@ -3,19 +3,19 @@
 //! to a crash or `kill -9`. redb blocks on the disk, so each operation runs
 //! on a blocking thread.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    revocation_key, Failures, RefreshRecord, Reservation, Store, StoreError, StoredKey, Upserted,
-    MAX_LINEAGE,
+    replaced_marker, revocation_key, Failures, RefreshRecord, Reservation, Store, StoreError,
+    StoredKey, Upserted, MAX_DERIVED, MAX_LINEAGE,
 };
-use crate::auth::revocation::Revocation;
+use crate::auth::revocation::{Revocation, Revocations};
 use crate::metrics::StoreMetrics;
 
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
@@ -24,6 +24,8 @@ const REFRESH: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_toke
 const FAILURES: TableDefinition<&str, &[u8]> = TableDefinition::new("failures");
 /// Imported principals, under `<issuer>\0<login>`.
 const PRINCIPALS: TableDefinition<&str, &[u8]> = TableDefinition::new("principals");
+/// Tokens exchanged for a token, under its jti: (jti, exp) of each.
+const DERIVED: TableDefinition<&str, &[u8]> = TableDefinition::new("derived_tokens");
 
 /// The embedded store: one redb file under `data_dir`.
 pub struct Embedded {
@@ -34,6 +36,9 @@ pub struct Embedded {
     checks_in_flight: Mutex<HashMap<String, u32>>,
     /// The turn to run a write or scan on a blocking thread.
     writing: Arc<tokio::sync::Semaphore>,
+    /// The revocation cache: revocations of derived tokens, found by the
+    /// store, are applied to it here (callers apply the ones they named).
+    cache: OnceLock<Arc<Revocations>>,
 }
 
 /// The synchronous redb operations; [`Embedded`] runs writes and scans on
@@ -62,7 +67,7 @@ impl Embedded {
         restrict_to_owner(&path);
         // Create every table up front so readers never meet a missing one.
         let tx = db.begin_write().map_err(backend)?;
-        for t in [KEYS, REVOCATIONS, REFRESH, FAILURES, PRINCIPALS] {
+        for t in [KEYS, REVOCATIONS, REFRESH, FAILURES, PRINCIPALS, DERIVED] {
             tx.open_table(t).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
@@ -71,6 +76,7 @@ impl Embedded {
             metrics,
             checks_in_flight: Mutex::default(),
             writing: Arc::new(tokio::sync::Semaphore::new(1)),
+            cache: OnceLock::new(),
         })
     }
 
@@ -176,17 +182,75 @@ impl Redb {
         Ok(key)
     }
 
-    /// All in one transaction: a refresh token's revocations land together.
-    fn add_revocations(&self, list: &[Revocation]) -> Result<(), StoreError> {
+    /// All in one transaction: a refresh token's revocations land together,
+    /// with those of the tokens derived from them. Returns the latter.
+    fn add_revocations(&self, list: &[Revocation]) -> Result<Vec<Revocation>, StoreError> {
         let tx = self.db.begin_write().map_err(backend)?;
+        let mut derived = Vec::new();
         {
             let mut t = tx.open_table(REVOCATIONS).map_err(backend)?;
+            let links = tx.open_table(DERIVED).map_err(backend)?;
+            let mut seen: HashSet<String> = HashSet::new();
+            let mut next: Vec<String> = Vec::new();
             for r in list {
                 t.insert(revocation_key(r).as_str(), encode(r).as_slice())
                     .map_err(backend)?;
+                if let Revocation::Jti { jti, .. } = r {
+                    seen.insert(jti.clone());
+                    next.push(jti.clone());
+                }
+            }
+            while let Some(parent) = next.pop() {
+                let Some(v) = links.get(parent.as_str()).map_err(backend)? else {
+                    continue;
+                };
+                let children: Vec<(String, i64)> = decode(&parent, v.value())?;
+                for (jti, exp) in children {
+                    if seen.len() >= MAX_DERIVED || !seen.insert(jti.clone()) {
+                        continue;
+                    }
+                    let r = Revocation::Jti {
+                        jti: jti.clone(),
+                        expires_at: Some(exp),
+                    };
+                    t.insert(revocation_key(&r).as_str(), encode(&r).as_slice())
+                        .map_err(backend)?;
+                    derived.push(r);
+                    next.push(jti);
+                }
             }
         }
-        tx.commit().map_err(backend)
+        tx.commit().map_err(backend)?;
+        Ok(derived)
+    }
+
+    fn derive_token(&self, parent: &str, child: &(String, i64)) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let parent_revoked = Revocation::Jti {
+            jti: parent.to_string(),
+            expires_at: None,
+        };
+        {
+            let revoked = tx.open_table(REVOCATIONS).map_err(backend)?;
+            if revoked
+                .get(revocation_key(&parent_revoked).as_str())
+                .map_err(backend)?
+                .is_some()
+            {
+                return Ok(false);
+            }
+            let mut links = tx.open_table(DERIVED).map_err(backend)?;
+            let mut children: Vec<(String, i64)> = match links.get(parent).map_err(backend)? {
+                Some(v) => decode(parent, v.value())?,
+                None => Vec::new(),
+            };
+            children.push(child.clone());
+            links
+                .insert(parent, encode(&children).as_slice())
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(true)
     }
 
     fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -219,6 +283,15 @@ impl Redb {
                 )
             })
             .map_err(backend)?;
+            // A token's derived tokens expire no later than it does: an
+            // entry whose every child expired names nothing left to revoke.
+            let mut t = tx.open_table(DERIVED).map_err(backend)?;
+            t.retain(|_, v| {
+                serde_json::from_slice::<Vec<(String, i64)>>(v).map_or(true, |children| {
+                    children.iter().any(|(_, exp)| *exp >= cutoff)
+                })
+            })
+            .map_err(backend)?;
         }
         tx.commit().map_err(backend)
     }
@@ -237,6 +310,32 @@ impl Redb {
         self.remove(REFRESH, hash)?
             .map(|b| decode(hash, &b))
             .transpose()
+    }
+
+    fn replace_refresh(
+        &self,
+        hash: &str,
+        seen: &RefreshRecord,
+        next_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let replaced = {
+            let mut t = tx.open_table(REFRESH).map_err(backend)?;
+            let found: Option<RefreshRecord> = match t.get(hash).map_err(backend)? {
+                Some(v) => Some(decode(hash, v.value())?),
+                None => None,
+            };
+            if found.as_ref() == Some(seen) {
+                let marker = replaced_marker(seen, next_hash);
+                t.insert(hash, encode(&marker).as_slice())
+                    .map_err(backend)?;
+                true
+            } else {
+                false
+            }
+        };
+        tx.commit().map_err(backend)?;
+        Ok(replaced)
     }
 
     fn extend_refresh(
@@ -362,8 +461,25 @@ impl Store for Embedded {
 
     async fn add_revocations(&self, list: &[Revocation]) -> Result<(), StoreError> {
         let list = list.to_vec();
-        self.run("add_revocations", move |db| db.add_revocations(&list))
+        let derived = self
+            .run("add_revocations", move |db| db.add_revocations(&list))
+            .await?;
+        if let Some(cache) = self.cache.get() {
+            for r in &derived {
+                cache.apply(r);
+            }
+        }
+        Ok(())
+    }
+
+    async fn derive_token(&self, parent: &str, child: &(String, i64)) -> Result<bool, StoreError> {
+        let (parent, child) = (parent.to_string(), child.clone());
+        self.run("derive_token", move |db| db.derive_token(&parent, &child))
             .await
+    }
+
+    async fn follow_revocations(&self, cache: Arc<Revocations>) {
+        let _ = self.cache.set(cache);
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -389,6 +505,19 @@ impl Store for Embedded {
         let hash = hash.to_string();
         self.run("delete_refresh", move |db| db.delete_refresh(&hash))
             .await
+    }
+
+    async fn replace_refresh(
+        &self,
+        hash: &str,
+        seen: &RefreshRecord,
+        next_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let (hash, seen, next_hash) = (hash.to_string(), seen.clone(), next_hash.to_string());
+        self.run("replace_refresh", move |db| {
+            db.replace_refresh(&hash, &seen, &next_hash)
+        })
+        .await
     }
 
     async fn extend_refresh(
@@ -647,6 +776,56 @@ mod tests {
             .extend_refresh("h", &[("y".into(), 3000)], 2000)
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_is_replaced_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
+        let seen = RefreshRecord {
+            issuer: "i".into(),
+            sub: "s".into(),
+            login: "l".into(),
+            issued_at: 1000,
+            expires_at: 5000,
+            tokens: vec![("a".into(), 3000)],
+            client_id: Some("c".into()),
+            rotated_to: None,
+            scope: None,
+        };
+        s.put_refresh("old", &seen).await.unwrap();
+        assert!(s.replace_refresh("old", &seen, "new").await.unwrap());
+        // Every later request read it as it was: too late.
+        assert!(!s.replace_refresh("old", &seen, "other").await.unwrap());
+        let marker = s.get_refresh("old").await.unwrap().unwrap();
+        assert_eq!(marker.rotated_to.as_deref(), Some("new"));
+        assert!(marker.tokens.is_empty(), "the lineage moved on");
+        s.delete_refresh("old").await.unwrap();
+        assert!(!s.replace_refresh("old", &seen, "other").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn revoking_a_token_revokes_what_was_derived_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
+        let cache = Arc::new(Revocations::default());
+        s.follow_revocations(cache.clone()).await;
+        assert!(s.derive_token("a", &("b".into(), 3000)).await.unwrap());
+        assert!(s.derive_token("b", &("c".into(), 2000)).await.unwrap());
+        let revoked = |jti: &str| Revocation::Jti {
+            jti: jti.into(),
+            expires_at: Some(3000),
+        };
+        s.add_revocations(&[revoked("a")]).await.unwrap();
+        let stored = s.revocations().await.unwrap();
+        for jti in ["b", "c"] {
+            assert!(cache.is_revoked("i", None, Some(jti), None), "{jti}");
+            assert!(stored
+                .iter()
+                .any(|r| matches!(r, Revocation::Jti { jti: j, .. } if j == jti)));
+        }
+        // Nothing more is derived from a revoked token.
+        assert!(!s.derive_token("a", &("d".into(), 3000)).await.unwrap());
     }
 
     #[tokio::test]

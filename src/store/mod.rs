@@ -99,6 +99,16 @@ pub struct Upserted {
     pub changed: usize,
 }
 
+/// The marker a replaced OAuth 2.0 refresh token leaves: its record, with
+/// the hash of the token that replaced it and without the lineage it handed on.
+pub fn replaced_marker(seen: &RefreshRecord, next_hash: &str) -> RefreshRecord {
+    RefreshRecord {
+        tokens: Vec::new(),
+        rotated_to: Some(next_hash.to_string()),
+        ..seen.clone()
+    }
+}
+
 /// Unexpired tokens one refresh token may have minted: a client refreshing
 /// in a loop is refused past it rather than growing the record.
 pub const MAX_LINEAGE: usize = 1000;
@@ -120,8 +130,16 @@ pub trait Store: Send + Sync {
     /// The first writer wins; everyone else adopts its key.
     async fn signing_key(&self, issuer: &str, fresh: StoredKey) -> Result<StoredKey, StoreError>;
     /// Writes revocations durably (and, for a shared store, announces them to
-    /// every instance) before returning.
+    /// every instance) before returning. A `Jti` revocation revokes the
+    /// tokens derived from it ([`Store::derive_token`]) too, and theirs.
     async fn add_revocations(&self, list: &[Revocation]) -> Result<(), StoreError>;
+    /// Records `child` (jti, exp), a token exchanged for the token whose
+    /// jti is `parent` (RFC 8693): revoking `parent`, on any instance,
+    /// revokes `child` with it. `false` when `parent` is revoked already,
+    /// and then `child` must not be handed out. (A revocation writes first
+    /// and reads the derived tokens second; this writes first and reads
+    /// the revocation second: one of the two always sees the other.)
+    async fn derive_token(&self, parent: &str, child: &(String, i64)) -> Result<bool, StoreError>;
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
     /// Drops what has run out by `cutoff`: jti revocations of tokens that
     /// expired before it, and lockout counters past their time.
@@ -131,6 +149,18 @@ pub trait Store: Send + Sync {
     /// Deletes a refresh token and returns it with every token minted from
     /// it (`tokens`), in one atomic step with [`Store::extend_refresh`].
     async fn delete_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
+    /// Marks the OAuth 2.0 refresh token `hash` replaced by `next_hash`
+    /// (stored by the caller first), in one atomic step, if its record is
+    /// still `seen`: it keeps only a marker (`rotated_to`, no tokens: they
+    /// moved on with `next_hash`), so a later use of it is a reuse. Of
+    /// requests racing with one token exactly one gets `true`; `false` when
+    /// it was replaced, revoked or expired meanwhile.
+    async fn replace_refresh(
+        &self,
+        hash: &str,
+        seen: &RefreshRecord,
+        next_hash: &str,
+    ) -> Result<bool, StoreError>;
     /// Adds tokens minted from a refresh token to its lineage, atomically
     /// with its deletion: `false` when it is gone (revoked or expired) or
     /// already has [`MAX_LINEAGE`] unexpired tokens, and then the minted
@@ -210,6 +240,10 @@ pub trait Store: Send + Sync {
     /// nothing to follow and returns at once.
     async fn follow_revocations(&self, _cache: Arc<Revocations>) {}
 }
+
+/// At most this many tokens derived from one revocation's tokens are
+/// revoked with it (chains of exchanges included).
+pub const MAX_DERIVED: usize = 10_000;
 
 /// The record key of a revocation: one per token id, one per (issuer, subject).
 fn revocation_key(r: &Revocation) -> String {

@@ -5,6 +5,8 @@
 //! - `P key:<issuer>`: a generated signing key (set once, `SET NX`);
 //! - `P rev:<kind>\0<id>`: a revocation, expiring with the token it stops;
 //! - `P refresh:<sha256>`: a refresh token record, expiring with it;
+//! - `P derived:<jti>`: tokens exchanged for the token `jti` (hash, jti ->
+//!   exp), revoked with it; beside the revocations (`{rev}`) in a cluster;
 //! - `P fail:<key>`: a lockout counter (hash), expiring one cool-down after
 //!   the last failure;
 //! - `P rate:<route>:<digest>`: a cluster-wide rate limit's theoretical
@@ -40,8 +42,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    revocation_key, RefreshRecord, Reservation, SharedRate, Store, StoreError, StoredKey, Upserted,
-    MAX_LINEAGE,
+    replaced_marker, revocation_key, RefreshRecord, Reservation, SharedRate, Store, StoreError,
+    StoredKey, Upserted, MAX_DERIVED, MAX_LINEAGE,
 };
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::clock::Clock;
@@ -56,8 +58,8 @@ mod scripts;
 use conn::Conn;
 use link::{Link, Source};
 use scripts::{
-    DELETE_REFRESH, EXTEND_REFRESH, PUT_PRINCIPALS, RECORD_FAILURES, RELEASE_ATTEMPTS,
-    RESERVE_ATTEMPT, TAKE_RATE,
+    DELETE_REFRESH, DERIVE_TOKEN, EXTEND_REFRESH, PUT_PRINCIPALS, RECORD_FAILURES,
+    RELEASE_ATTEMPTS, REPLACE_REFRESH, RESERVE_ATTEMPT, TAKE_RATE,
 };
 
 /// How often a live subscription is checked (and the command connection
@@ -98,6 +100,8 @@ pub struct Redis {
     reserve_attempt: redis::Script,
     extend_refresh: redis::Script,
     delete_refresh: redis::Script,
+    replace_refresh: redis::Script,
+    derive_token: redis::Script,
     release_attempts: redis::Script,
     take_rate: redis::Script,
     put_principals: redis::Script,
@@ -155,6 +159,8 @@ impl Redis {
             reserve_attempt: redis::Script::new(RESERVE_ATTEMPT),
             extend_refresh: redis::Script::new(EXTEND_REFRESH),
             delete_refresh: redis::Script::new(DELETE_REFRESH),
+            replace_refresh: redis::Script::new(REPLACE_REFRESH),
+            derive_token: redis::Script::new(DERIVE_TOKEN),
             release_attempts: redis::Script::new(RELEASE_ATTEMPTS),
             take_rate: redis::Script::new(TAKE_RATE),
             put_principals: redis::Script::new(PUT_PRINCIPALS),
@@ -181,6 +187,43 @@ impl Redis {
         } else {
             self.key(kind, id)
         }
+    }
+
+    /// The tokens derived from the token `jti`: in a cluster, in the
+    /// revocations' slot (but outside the pattern they are read back by).
+    fn derived_key(&self, jti: &str) -> String {
+        if self.cluster {
+            format!("{}{{rev}}derived:{jti}", self.prefix)
+        } else {
+            self.key("derived", jti)
+        }
+    }
+
+    /// Writes and announces revocations in one transaction the replicas confirm.
+    async fn write_revocations(&self, list: &[Revocation]) -> Result<(), StoreError> {
+        let now = now_secs();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut last = String::new();
+        for r in list {
+            last = self.grouped("rev", &revocation_key(r));
+            let set = pipe.cmd("SET").arg(&last).arg(encode(r));
+            if let Some(ttl) = self.revocation_ttl(r, now as i64) {
+                set.arg("EX").arg(ttl);
+            }
+            set.ignore();
+            let announcement = Announcement {
+                at: now,
+                revocation: r.clone(),
+            };
+            pipe.cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(encode(&announcement))
+                .ignore();
+        }
+        let link = self.link.load_full();
+        self.write_confirmed(&link, "add_revocations", &last, pipe, None)
+            .await
     }
 
     /// A refresh token's record or lineage key: in a cluster, both in the
@@ -417,29 +460,68 @@ impl Store for Redis {
     }
 
     async fn add_revocations(&self, list: &[Revocation]) -> Result<(), StoreError> {
-        let now = now_secs();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let mut last = String::new();
-        for r in list {
-            last = self.grouped("rev", &revocation_key(r));
-            let set = pipe.cmd("SET").arg(&last).arg(encode(r));
-            if let Some(ttl) = self.revocation_ttl(r, now as i64) {
-                set.arg("EX").arg(ttl);
+        self.write_revocations(list).await?;
+        // Written first, read second (`derive_token` the other way round):
+        // a token derived meanwhile is either found here or refused there.
+        let mut seen: std::collections::HashSet<String> = list
+            .iter()
+            .filter_map(|r| match r {
+                Revocation::Jti { jti, .. } => Some(jti.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut parents: Vec<String> = seen.iter().cloned().collect();
+        while !parents.is_empty() {
+            let mut pipe = redis::pipe();
+            for jti in &parents {
+                pipe.cmd("HGETALL").arg(self.derived_key(jti));
             }
-            set.ignore();
-            let announcement = Announcement {
-                at: now,
-                revocation: r.clone(),
-            };
-            pipe.cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(encode(&announcement))
-                .ignore();
+            let mut conn = self.conn();
+            let found: Vec<Vec<(String, i64)>> = self
+                .run("add_revocations", pipe.query_async(&mut conn))
+                .await?;
+            let derived: Vec<Revocation> = found
+                .into_iter()
+                .flatten()
+                .filter(|(jti, _)| seen.len() < MAX_DERIVED && seen.insert(jti.clone()))
+                .map(|(jti, exp)| Revocation::Jti {
+                    jti,
+                    expires_at: Some(exp),
+                })
+                .collect();
+            if derived.is_empty() {
+                break;
+            }
+            self.write_revocations(&derived).await?;
+            parents = derived
+                .into_iter()
+                .filter_map(|r| match r {
+                    Revocation::Jti { jti, .. } => Some(jti),
+                    _ => None,
+                })
+                .collect();
         }
-        let link = self.link.load_full();
-        self.write_confirmed(&link, "add_revocations", &last, pipe, None)
-            .await
+        Ok(())
+    }
+
+    async fn derive_token(&self, parent: &str, child: &(String, i64)) -> Result<bool, StoreError> {
+        let parent_revoked = Revocation::Jti {
+            jti: parent.to_string(),
+            expires_at: None,
+        };
+        let keep = (child.1 + self.ttl_margin - now_secs() as i64).max(1);
+        let mut invocation = self.derive_token.prepare_invoke();
+        invocation
+            .key(self.grouped("rev", &revocation_key(&parent_revoked)))
+            .key(self.derived_key(parent))
+            .arg(&child.0)
+            .arg(child.1)
+            .arg(keep);
+        let mut conn = self.conn();
+        let derived: i64 = self
+            .run("derive_token", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(derived == 1)
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -527,6 +609,27 @@ impl Store for Redis {
         let mut record: RefreshRecord = decode(&key, &bytes)?;
         record.tokens.extend(lineage);
         Ok(Some(record))
+    }
+
+    async fn replace_refresh(
+        &self,
+        hash: &str,
+        seen: &RefreshRecord,
+        next_hash: &str,
+    ) -> Result<bool, StoreError> {
+        // Records are written as `encode` writes them, so `seen` encodes
+        // to the stored bytes exactly while it is unchanged.
+        let marker = replaced_marker(seen, next_hash);
+        let mut invocation = self.replace_refresh.prepare_invoke();
+        invocation
+            .key(self.refresh_key("refresh", hash))
+            .arg(encode(seen))
+            .arg(encode(&marker));
+        let mut conn = self.conn();
+        let replaced: i64 = self
+            .run("replace_refresh", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(replaced == 1)
     }
 
     async fn extend_refresh(

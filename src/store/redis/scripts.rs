@@ -86,6 +86,28 @@ redis.call('PEXPIRE', KEYS[2], redis.call('PTTL', KEYS[1]))
 return 1
 ";
 
+/// Replaces a refresh token's record (KEYS[1]) with a marker (ARGV[2]) if
+/// it is still, byte for byte, the one read (ARGV[1]); its expiry is kept.
+/// Returns 1 if replaced: of requests racing with one token, one wins.
+pub(super) const REPLACE_REFRESH: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return 1
+";
+
+/// Records a token derived from another (KEYS: the other's revocation,
+/// its derived tokens' hash; ARGV: jti, exp, seconds to keep): 0, and
+/// nothing written, if the other is revoked already. The hash is kept as
+/// long as its longest-lived entry.
+pub(super) const DERIVE_TOKEN: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[3]) then
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return 1
+";
+
 /// Deletes a refresh token's record and lineage (KEYS: record, lineage)
 /// and returns both: nothing can be added to the lineage after this.
 pub(super) const DELETE_REFRESH: &str = r"
