@@ -921,3 +921,257 @@ async fn both_doors_share_the_rate_limit_and_a_slow_body_is_refused() {
     assert!(text.contains("\"error\":\"invalid_request\""), "{text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
 }
+
+/// The demo with its store in the machine's Redis, under a key prefix of
+/// its own; `None` (the test skipped with a message) without one.
+fn on_redis() -> Option<String> {
+    let url = common::redis::shared()?;
+    let prefix = format!(
+        "portero-test-oauth2-{}-{:08x}:",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    Some(format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\n\n{}",
+        body()
+    ))
+}
+
+/// The application's exchange of `subject` (a JWT) for a standard token.
+async fn exchanged(gw: &Gateway, subject: &str) -> Reply {
+    app(
+        gw,
+        "token",
+        &format!("{EXCHANGE}&subject_token={subject}&subject_token_type={JWT_TYPE}"),
+    )
+    .await
+}
+
+fn exp_of(token: &str) -> i64 {
+    claims_of(token)["exp"].as_i64().unwrap()
+}
+
+/// Waits (briefly: a shared store announces revocations over a channel)
+/// until every route refuses `token`.
+async fn refused(gw: &Gateway, token: &str) -> bool {
+    let bearer = format!("Bearer {token}");
+    let status = poll(
+        std::time::Duration::from_secs(2),
+        || proxied(gw, &bearer),
+        |r| r.status() == 401,
+    )
+    .await
+    .status();
+    status == 401
+}
+
+#[tokio::test]
+async fn an_exchanged_token_never_outlives_its_subject_token() {
+    let gw = Gateway::start(&body()).await;
+    let subject = app(&gw, "token", ADMIN_LOGIN).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Traded a second later, and that one again a second after: each
+    // expires with the token it came from, never later (RFC 8693 §2.1
+    // lets the server pick the lifetime; a later one would renew forever).
+    let mut previous = subject.clone();
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let r = exchanged(&gw, &previous).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        let token = r.json["access_token"].as_str().unwrap().to_string();
+        assert!(
+            exp_of(&token) <= exp_of(&subject),
+            "exchanged exp {} after the subject's {}",
+            exp_of(&token),
+            exp_of(&subject)
+        );
+        // expires_in says the same as the token (RFC 6749 §5.1).
+        let claims = claims_of(&token);
+        let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+        assert_eq!(r.json["expires_in"].as_i64().unwrap(), lifetime);
+        previous = token;
+    }
+}
+
+async fn revoking_the_subject_jti_revokes_what_it_was_traded_for(body: &str) {
+    let gw = Gateway::start(body).await;
+    let subject = app(&gw, "token", ADMIN_LOGIN).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let first = exchanged(&gw, &subject).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = exchanged(&gw, &first).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        proxied(&gw, &format!("Bearer {second}")).await.status(),
+        200
+    );
+    let jti = claims_of(&subject)["jti"].clone();
+    let r = gw.revoke(serde_json::json!({ "jti": jti })).await;
+    assert_eq!(r.status(), 200);
+    for token in [&subject, &first, &second] {
+        assert!(
+            refused(&gw, token).await,
+            "a token of the lineage still works"
+        );
+    }
+    let r = exchanged(&gw, &second).await;
+    assert_error(&r, 400, "invalid_grant");
+}
+
+#[tokio::test]
+async fn revoking_a_subject_token_revokes_the_tokens_traded_for_it() {
+    revoking_the_subject_jti_revokes_what_it_was_traded_for(&body()).await;
+}
+
+#[tokio::test]
+async fn revoking_a_subject_token_revokes_the_tokens_traded_for_it_on_redis() {
+    if let Some(body) = on_redis() {
+        revoking_the_subject_jti_revokes_what_it_was_traded_for(&body).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reused_refresh_token_revokes_the_tokens_traded_from_its_family() {
+    let gw = Gateway::start(&body()).await;
+    let first = app(&gw, "token", ADMIN_LOGIN).await;
+    let refresh1 = first.json["refresh_token"].as_str().unwrap().to_string();
+    let second = app(
+        &gw,
+        "token",
+        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
+    )
+    .await;
+    assert_eq!(second.status, 200, "{}", second.json);
+    let access2 = second.json["access_token"].as_str().unwrap().to_string();
+    let traded = exchanged(&gw, &access2).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        proxied(&gw, &format!("Bearer {traded}")).await.status(),
+        200
+    );
+    // The replaced refresh token again: the family goes (RFC 9700
+    // §4.14.2), and what was traded from it with it.
+    let r = app(
+        &gw,
+        "token",
+        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_grant");
+    for token in [&access2, &traded] {
+        assert!(
+            refused(&gw, token).await,
+            "a token of the family still works"
+        );
+    }
+    let r = exchanged(&gw, &traded).await;
+    assert_error(&r, 400, "invalid_grant");
+}
+
+#[tokio::test]
+async fn a_principal_gone_from_the_config_gets_nothing_by_exchange() {
+    let body = body();
+    let gw = Gateway::start(&body).await;
+    let subject = app(&gw, "token", ADMIN_LOGIN).await.json["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(exchanged(&gw, &subject).await.status, 200);
+    // The login-refresh issuer's admin removed (its block renamed away).
+    let users = body.find("[[issuers.login-refresh.principals]]").unwrap();
+    let (head, tail) = body.split_at(users);
+    let without = format!(
+        "{head}{}",
+        tail.replacen("username = \"admin\"", "username = \"someone-else\"", 1)
+    );
+    gw.rewrite_config(&without);
+    let reloaded = reqwest::Client::new()
+        .post(gw.admin_url("/admin/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reloaded.status(), 200);
+    let r = exchanged(&gw, &subject).await;
+    assert_error(&r, 400, "invalid_grant");
+}
+
+async fn one_refresh_token_used_at_once_by_eight(body: &str) {
+    let gw = Gateway::start(body).await;
+    for round in 0..5 {
+        let login = app(&gw, "token", ADMIN_LOGIN).await;
+        let refresh = login.json["refresh_token"].as_str().unwrap().to_string();
+        let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+        let replies =
+            futures_util::future::join_all((0..8).map(|_| app(&gw, "token", &form))).await;
+        let winners: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
+        assert_eq!(winners.len(), 1, "round {round}: one use wins");
+        for r in replies.iter().filter(|r| r.status != 200) {
+            assert_error(r, 400, "invalid_grant");
+        }
+        // Every other use was of a token already replaced: a reuse, and
+        // the family ends, the winner's new tokens with it.
+        let won = &winners[0].json;
+        let next = won["refresh_token"].as_str().unwrap();
+        let r = app(
+            &gw,
+            "token",
+            &format!("grant_type=refresh_token&refresh_token={next}"),
+        )
+        .await;
+        assert_error(&r, 400, "invalid_grant");
+        let access = won["access_token"].as_str().unwrap();
+        assert!(refused(&gw, access).await, "round {round}");
+        let access = login.json["access_token"].as_str().unwrap();
+        assert!(refused(&gw, access).await, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_uses_of_one_refresh_token_revoke_its_family() {
+    one_refresh_token_used_at_once_by_eight(&body()).await;
+}
+
+#[tokio::test]
+async fn concurrent_uses_of_one_refresh_token_revoke_its_family_on_redis() {
+    if let Some(body) = on_redis() {
+        one_refresh_token_used_at_once_by_eight(&body).await;
+    }
+}
+
+#[tokio::test]
+async fn a_parameter_sent_twice_is_refused_even_when_one_copy_is_empty() {
+    let gw = Gateway::start(&body()).await;
+    let client = basic(CLIENT, SECRET);
+    let auth = Some(client.as_str());
+    // RFC 6749 §3.2: parameters MUST NOT be included more than once; an
+    // empty copy is a copy, whichever comes first.
+    for form in [
+        "grant_type=client_credentials&grant_type=",
+        "grant_type=&grant_type=client_credentials",
+        "grant_type=client_credentials&scope=documents%3Aread&scope=",
+    ] {
+        let r = post_form(&gw, "token", auth, form).await;
+        assert_error(&r, 400, "invalid_request");
+    }
+    let own = token(&gw, "grant_type=client_credentials").await;
+    let r = post_form(&gw, "introspect", auth, &format!("token={own}&token=")).await;
+    assert_error(&r, 400, "invalid_request");
+    let r = post_form(&gw, "revoke", auth, &format!("token=&token={own}")).await;
+    assert_error(&r, 400, "invalid_request");
+    assert_eq!(
+        proxied(&gw, &format!("Bearer {own}")).await.status(),
+        200,
+        "a refused revocation revoked nothing"
+    );
+}

@@ -22,20 +22,22 @@ pub async fn store(ctx: &Endpoints<'_>, record: &RefreshRecord) -> Result<String
 }
 
 /// The record of `token` if it is this issuer's, issued to `client`,
-/// unexpired and not revoked, with what `check` makes of it; taken
-/// (deleted) only once `check` has passed, so that no other request can
-/// use it too. A replaced token revokes its family and is `None`.
-pub async fn take<T>(
+/// unexpired and not revoked. Nothing is taken yet: [`rotate`] decides
+/// which of the requests racing with one token wins. A replaced token
+/// revokes its family and is `None`.
+pub async fn find(
     ctx: &Endpoints<'_>,
     token: &str,
     client: &str,
     now: i64,
-    check: impl FnOnce(&RefreshRecord) -> Result<T, Error>,
-) -> Result<Option<(RefreshRecord, T)>, Error> {
+) -> Result<Option<RefreshRecord>, Error> {
     let hash = refresh_hash(token);
-    let unavailable = |_| Error::unavailable();
     let store = ctx.issuing.store;
-    let Some(found) = store.get_refresh(&hash).await.map_err(unavailable)? else {
+    let Some(found) = store
+        .get_refresh(&hash)
+        .await
+        .map_err(|_| Error::unavailable())?
+    else {
         return Ok(None);
     };
     if !belongs(ctx, &found, client) {
@@ -54,22 +56,7 @@ pub async fn take<T>(
     if found.expires_at <= now || revoked {
         return Ok(None);
     }
-    let checked = check(&found)?;
-    // Deleting is the one atomic step: of two requests with the same
-    // token, only one gets the record.
-    match store.delete_refresh(&hash).await.map_err(unavailable)? {
-        Some(taken) if taken.rotated_to.is_none() => Ok(Some((taken, checked))),
-        Some(replaced) => {
-            // Replaced between the read and the delete: a reuse all the same.
-            store
-                .put_refresh(&hash, &replaced)
-                .await
-                .map_err(unavailable)?;
-            reused(ctx, &hash).await?;
-            Ok(None)
-        }
-        None => Ok(None),
-    }
+    Ok(Some(found))
 }
 
 /// Whether `record` is a refresh token of this issuer's OAuth 2.0 client `client`.
@@ -77,34 +64,42 @@ pub fn belongs(ctx: &Endpoints<'_>, record: &RefreshRecord, client: &str) -> boo
     record.issuer == ctx.issuing.issuer.name && record.client_id.as_deref() == Some(client)
 }
 
-/// Replaces a taken refresh token (`old`, its record `taken`) with a new
-/// one that carries the family on with `minted`; returns the new token.
+/// Replaces `old` (read as `seen`) with a new refresh token that carries
+/// the family on with `minted`, and returns it. The new token is stored
+/// first, then `old` is marked replaced in one atomic step, so the family
+/// is whole (old → new → `minted`) the moment anyone can see the mark.
+/// `None` for every request but the first with `old`: it used a token
+/// already replaced, which is a reuse, and the family (the winner's new
+/// tokens with it) is revoked.
 pub async fn rotate(
     ctx: &Endpoints<'_>,
     old: &str,
-    mut taken: RefreshRecord,
+    seen: &RefreshRecord,
     minted: &Minted,
     now: i64,
-) -> Result<String, Error> {
-    taken.tokens.retain(|(_, exp)| *exp >= now);
-    if taken.tokens.len() >= MAX_LINEAGE {
+) -> Result<Option<String>, Error> {
+    let mut next = seen.clone();
+    next.tokens.retain(|(_, exp)| *exp >= now);
+    if next.tokens.len() >= MAX_LINEAGE {
         return Err(invalid_grant());
     }
-    taken
-        .tokens
+    next.tokens
         .push((minted.jti.clone(), minted.exp.unwrap_or(now)));
-    let new = store(ctx, &taken).await?;
-    let marker = RefreshRecord {
-        tokens: Vec::new(),
-        rotated_to: Some(refresh_hash(&new)),
-        ..taken
-    };
-    ctx.issuing
-        .store
-        .put_refresh(&refresh_hash(old), &marker)
+    let new = store(ctx, &next).await?;
+    let (old_hash, new_hash) = (refresh_hash(old), refresh_hash(&new));
+    let unavailable = |_| Error::unavailable();
+    let store = ctx.issuing.store;
+    if store
+        .replace_refresh(&old_hash, seen, &new_hash)
         .await
-        .map_err(|_| Error::unavailable())?;
-    Ok(new)
+        .map_err(unavailable)?
+    {
+        return Ok(Some(new));
+    }
+    // Lost the race: never handed out, so only deleted.
+    store.delete_refresh(&new_hash).await.map_err(unavailable)?;
+    reused(ctx, &old_hash).await?;
+    Ok(None)
 }
 
 /// A replaced refresh token came back: whoever holds it, the family ends.

@@ -1,9 +1,9 @@
 //! The token endpoint (RFC 6749 §3.2): `client_credentials` (§4.4) for a
 //! client dialect's principals; `password` (§4.3, when enabled) and
 //! `refresh_token` (§6) for a user dialect's users; token exchange (RFC
-//! 8693) of a live legacy token for a standard one. Access tokens are as
-//! RFC 9068 describes, signed by the issuer's own key, so every route that
-//! accepts the issuer accepts them.
+//! 8693) of a live token of the issuer for a standard one. Access tokens
+//! are as RFC 9068 describes, signed by the issuer's own key, so every
+//! route that accepts the issuer accepts them.
 
 use std::sync::Arc;
 
@@ -53,8 +53,8 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
         "client_credentials" => {
             let scope = narrowed(form.get("scope"), &client.permissions)?;
             let claims = dialect_claims(ctx.issuing.endpoint.dialect, client, &scope);
-            let minted = mint(ctx, req, &client.login, claims, client, &scope)?;
-            Ok(answer(ctx, minted, &scope, None))
+            let minted = mint(ctx, req, &client.login, claims, client, &scope, None)?;
+            Ok(answer(req, minted, &scope, None))
         }
         "password" => password(ctx, req, &form, client).await,
         "refresh_token" => refresh_grant(ctx, req, &form, client).await,
@@ -97,7 +97,7 @@ async fn password(
     let dialect = ctx.issuing.endpoint.dialect;
     let sub = issue::subject(dialect, &user);
     let claims = dialect_claims(dialect, &user, &scope);
-    let minted = mint(ctx, req, &sub, claims, client, &scope)?;
+    let minted = mint(ctx, req, &sub, claims, client, &scope, None)?;
     let record = RefreshRecord {
         issuer: ctx.issuing.issuer.name.clone(),
         sub,
@@ -111,7 +111,7 @@ async fn password(
     };
     let refresh_token = refresh::store(ctx, &record).await?;
     Ok(answer(
-        ctx,
+        req,
         minted,
         &scope,
         Some(("refresh_token", refresh_token)),
@@ -127,29 +127,35 @@ async fn refresh_grant(
     client: &Principal,
 ) -> Result<Answer, Error> {
     let token = form.required("refresh_token")?;
-    let check =
-        |record: &RefreshRecord| narrowed(form.get("scope"), &words(record.scope.as_deref()));
-    let Some((taken, scope)) = refresh::take(ctx, token, &client.login, req.now, check).await?
-    else {
+    let Some(found) = refresh::find(ctx, token, &client.login, req.now).await? else {
         return Err(invalid_grant());
     };
+    let scope = narrowed(form.get("scope"), &words(found.scope.as_deref()))?;
     // A user gone, deactivated or blocked since: the family ends here.
-    let user = live_user(ctx, &taken.login).await?;
+    let Some(user) = live_user(ctx, &found.login).await? else {
+        refresh::revoke_family(ctx, &refresh_hash(token)).await?;
+        return Err(invalid_grant());
+    };
     let dialect = ctx.issuing.endpoint.dialect;
     let claims = dialect_claims(dialect, &user, &scope);
-    let minted = mint(ctx, req, &taken.sub, claims, client, &scope)?;
-    let refresh_token = refresh::rotate(ctx, token, taken, &minted, req.now).await?;
+    let minted = mint(ctx, req, &found.sub, claims, client, &scope, None)?;
+    let Some(refresh_token) = refresh::rotate(ctx, token, &found, &minted, req.now).await? else {
+        return Err(invalid_grant());
+    };
     Ok(answer(
-        ctx,
+        req,
         minted,
         &scope,
         Some(("refresh_token", refresh_token)),
     ))
 }
 
-/// RFC 8693: a live token of the issuer's legacy dialect (a JWT, or the
-/// login-refresh dialect's refresh token) for a standard access token with
-/// the same subject; the scope can only narrow.
+/// RFC 8693: a live token of the issuer (a JWT, legacy or standard, or
+/// the login-refresh dialect's refresh token) for a standard access token
+/// with the same subject; the scope can only narrow. The new token joins
+/// its subject token's lineage: it expires no later, and revoking the
+/// subject token (its jti, its refresh family, its principal) revokes it,
+/// so trading a token again and again never outlives or outruns it.
 async fn exchange(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
@@ -169,8 +175,10 @@ async fn exchange(
         sub,
         mut claims,
         held,
+        lineage,
+        until,
     } = match subject_type {
-        JWT_TYPE | ACCESS_TYPE => legacy_jwt(ctx, req, subject_token, client)?,
+        JWT_TYPE | ACCESS_TYPE => issuers_jwt(ctx, req, subject_token, client).await?,
         REFRESH_TYPE => legacy_refresh(ctx, req, subject_token, client).await?,
         other => {
             return Err(Error::invalid_request(format!(
@@ -182,9 +190,22 @@ async fn exchange(
     if claims.contains_key("permissions") {
         claims.insert("permissions".into(), json!(scope));
     }
-    let minted = mint(ctx, req, &sub, claims, client, &scope)?;
+    let minted = mint(ctx, req, &sub, claims, client, &scope, until)?;
+    let child = (minted.jti.clone(), minted.exp.unwrap_or(req.now));
+    // Recorded before it is handed out, in one step with any revocation
+    // of the subject token: one revoked meanwhile refuses it here.
+    let store = ctx.issuing.store;
+    let joined = match lineage {
+        Lineage::Token(parent) => store.derive_token(&parent, &child).await,
+        Lineage::Refresh(hash) => store.extend_refresh(&hash, &[child], req.now).await,
+        Lineage::None => Ok(true),
+    }
+    .map_err(|_| Error::unavailable())?;
+    if !joined {
+        return Err(invalid_grant());
+    }
     let issued = ("issued_token_type", ACCESS_TYPE.to_string());
-    Ok(answer(ctx, minted, &scope, Some(issued)))
+    Ok(answer(req, minted, &scope, Some(issued)))
 }
 
 /// What a subject token vouches for.
@@ -194,12 +215,30 @@ struct Subject {
     claims: Map<String, Value>,
     /// The scopes the new token may have.
     held: Vec<String>,
+    /// Where the new token is recorded so that the subject's revocation reaches it.
+    lineage: Lineage,
+    /// The subject token's own expiry: the new one's can be no later.
+    until: Option<i64>,
 }
 
-/// A live JWT of the issuer: its subject, the claims it carries beyond the
-/// registered ones, and the scope it holds (its `scope`, else its
-/// `permissions`). A token issued to a client is traded only by that client.
-fn legacy_jwt(
+/// What a subject token's revocation goes through.
+enum Lineage {
+    /// Its jti: a jti revocation (the admin API, RFC 7009, a refresh
+    /// family revoked) carries over to the tokens derived from it.
+    Token(String),
+    /// A legacy refresh token (its hash): revoking it revokes the tokens
+    /// in its lineage.
+    Refresh(String),
+    /// A token without jti can be revoked only by its subject, which
+    /// reaches the new token as well (same `sub`, later `iat`).
+    None,
+}
+
+/// A live JWT of the issuer, legacy or standard, whose principal may still
+/// log in: its subject, the claims it carries beyond the registered ones,
+/// and the scope it holds (its `scope`, else its `permissions`). A token
+/// issued to a client is traded only by that client.
+async fn issuers_jwt(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
     token: &str,
@@ -223,6 +262,25 @@ fn legacy_jwt(
     if issued_to.is_some_and(|c| c != client.login) {
         return Err(invalid_grant());
     }
+    // The principal as it is now: one removed, deactivated or blocked
+    // since the subject token was issued gets nothing new.
+    let dialect = ctx.issuing.endpoint.dialect;
+    let principal = match dialect {
+        // Its subject is the user's id; the login is its `username`, and
+        // the user now there must still have that id.
+        Dialect::LoginRefresh => live_user(ctx, v.claims.str("username").unwrap_or(&sub))
+            .await?
+            .filter(|p| issue::subject(dialect, p) == sub),
+        _ => live_user(ctx, &sub).await?,
+    };
+    if principal.is_none() {
+        return Err(invalid_grant());
+    }
+    let lineage = match v.jti() {
+        Some(jti) => Lineage::Token(jti.to_string()),
+        None => Lineage::None,
+    };
+    let until = v.exp;
     // Verified above: the payload is the issuer's own.
     let payload = token.split('.').nth(1).unwrap_or_default();
     let mut claims: Map<String, Value> = URL_SAFE_NO_PAD
@@ -251,7 +309,13 @@ fn legacy_jwt(
     ] {
         claims.remove(registered);
     }
-    Ok(Subject { sub, claims, held })
+    Ok(Subject {
+        sub,
+        claims,
+        held,
+        lineage,
+        until,
+    })
 }
 
 /// A live refresh token of the legacy login-refresh endpoint: the user's
@@ -262,10 +326,11 @@ async fn legacy_refresh(
     token: &str,
     client: &Principal,
 ) -> Result<Subject, Error> {
+    let hash = refresh_hash(token);
     let record = ctx
         .issuing
         .store
-        .get_refresh(&refresh_hash(token))
+        .get_refresh(&hash)
         .await
         .map_err(|_| Error::unavailable())?
         .filter(|r| r.issuer == ctx.issuing.issuer.name && r.client_id.is_none())
@@ -279,26 +344,31 @@ async fn legacy_refresh(
             )
         })
         .ok_or_else(invalid_grant)?;
-    let user = live_user(ctx, &record.login).await?;
+    let user = live_user(ctx, &record.login)
+        .await?
+        .ok_or_else(invalid_grant)?;
     let claims = dialect_claims(ctx.issuing.endpoint.dialect, &user, &client.permissions);
     Ok(Subject {
         sub: record.sub,
         claims,
         held: client.permissions.clone(),
+        lineage: Lineage::Refresh(hash),
+        until: Some(record.expires_at),
     })
 }
 
-/// The user a refresh token was issued for, if it may still log in.
-async fn live_user(ctx: &Endpoints<'_>, login: &str) -> Result<Arc<Principal>, Error> {
-    ctx.issuing
+/// The principal `login` names, if it may still log in.
+async fn live_user(ctx: &Endpoints<'_>, login: &str) -> Result<Option<Arc<Principal>>, Error> {
+    Ok(ctx
+        .issuing
         .principal(login)
         .await
         .map_err(|_| Error::unavailable())?
-        .filter(|u| u.active && !u.blocked)
-        .ok_or_else(invalid_grant)
+        .filter(|u| u.active && !u.blocked))
 }
 
-/// Signs an access token for `sub` obtained by `client` (RFC 9068 §2.2).
+/// Signs an access token for `sub` obtained by `client` (RFC 9068 §2.2),
+/// expiring after the issuer's token lifetime or at `until`, if sooner.
 fn mint(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
@@ -306,7 +376,18 @@ fn mint(
     mut claims: Map<String, Value>,
     client: &Principal,
     scope: &[String],
+    until: Option<i64>,
 ) -> Result<Minted, Error> {
+    let mut ttl = ctx.issuing.issuer.token_ttl;
+    if let Some(until) = until {
+        // A subject token within the validator's leeway past its `exp`
+        // has nothing left to hand on.
+        let left = u64::try_from(until - req.now)
+            .ok()
+            .filter(|&left| left > 0)
+            .ok_or_else(invalid_grant)?;
+        ttl = ttl.min(std::time::Duration::from_secs(left));
+    }
     claims.insert("client_id".into(), Value::String(client.login.clone()));
     if !scope.is_empty() {
         claims.insert("scope".into(), Value::String(scope.join(" ")));
@@ -316,7 +397,6 @@ fn mint(
         typ: Some("at+jwt"),
         endpoint: "oauth2",
     };
-    let ttl = ctx.issuing.issuer.token_ttl;
     ctx.issuing
         .mint_with(stamp, sub, claims, req.now, Some(ttl))
         .map_err(|_| Error::unavailable())
@@ -325,7 +405,7 @@ fn mint(
 /// RFC 6749 §5.1, with `extra` members (a refresh token, RFC 8693's
 /// `issued_token_type`).
 fn answer(
-    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
     minted: Minted,
     scope: &[String],
     extra: Option<(&str, String)>,
@@ -333,7 +413,7 @@ fn answer(
     let mut body = json!({
         "access_token": minted.token,
         "token_type": "Bearer",
-        "expires_in": ctx.issuing.issuer.token_ttl.as_secs(),
+        "expires_in": minted.exp.map_or(0, |exp| exp - req.now),
     });
     if !scope.is_empty() {
         body["scope"] = Value::String(scope.join(" "));
