@@ -8,8 +8,13 @@
 //!
 //! Results are counted in `portero_shadow_comparisons_total{issuer,
 //! result}`; each kind of difference at each field path is logged at most
-//! once a minute, by the values' types or fixed strings (`compare`).
+//! once a minute, by the values' types or the dialect's fixed strings
+//! (`compare`, `catalogue`), and never with a value the client sent.
+//! With the legacy service primary, an answer whose status the dialect
+//! never uses (`101`, `204`, a redirect) is not relayed: the client gets
+//! the dialect's server error, as when the legacy service fails.
 
+mod catalogue;
 mod compare;
 
 use std::collections::HashMap;
@@ -18,6 +23,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use http::header::{HeaderName, ACCEPT, ACCEPT_LANGUAGE, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
@@ -27,10 +33,11 @@ use prometheus::{IntCounter, IntCounterVec};
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use catalogue::Catalogue;
 pub use compare::Answer;
 use compare::{Difference, Rules};
 
-use crate::config::{Config, Endpoint, ShadowConfig, ShadowPrimary};
+use crate::config::{Config, Dialect, Endpoint, ShadowConfig, ShadowPrimary};
 
 /// By issuer index: the comparison of each issuer that has a `shadow`.
 /// Called on the runtime comparisons are to run on.
@@ -42,9 +49,11 @@ pub fn for_issuers(
         .issuers
         .iter()
         .map(|i| {
+            let dialect = i.endpoint.as_ref().map(|e| e.dialect);
             i.shadow
                 .as_ref()
-                .map(|s| Shadow::new(&i.name, s, counted).map(Arc::new))
+                .zip(dialect)
+                .map(|(s, dialect)| Shadow::new(&i.name, dialect, s, counted).map(Arc::new))
                 .transpose()
                 .map_err(|e| format!("issuers.{}.shadow: {e}", i.name))
         })
@@ -72,6 +81,9 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub struct Shadow {
     issuer: String,
     config: ShadowConfig,
+    /// What the issuer's dialect answers: the statuses relayed, the
+    /// strings shown.
+    catalogue: &'static Catalogue,
     client: reqwest::Client,
     /// Comparisons waiting or under way: the bounded queue.
     slots: Arc<Semaphore>,
@@ -132,6 +144,7 @@ impl Copy {
 impl Shadow {
     pub fn new(
         issuer: &str,
+        dialect: Dialect,
         config: &ShadowConfig,
         counted: &IntCounterVec,
     ) -> Result<Shadow, String> {
@@ -147,6 +160,7 @@ impl Shadow {
         Ok(Shadow {
             issuer: issuer.to_string(),
             config: config.clone(),
+            catalogue: Catalogue::of(dialect),
             client,
             slots: Arc::new(Semaphore::new(config.queue)),
             runtime: Handle::current(),
@@ -167,6 +181,26 @@ impl Shadow {
     /// With the legacy service primary and failing: answer with portero's own.
     pub fn fallback(&self) -> bool {
         self.config.fallback
+    }
+
+    /// Whether a legacy answer with `status` may go to the client: the
+    /// dialect answers with it. Any other (an upgrade nobody asked for, a
+    /// `204` without its body, a redirect) is `outside_contract`.
+    pub fn relays(&self, status: StatusCode) -> bool {
+        self.catalogue.uses(status.as_u16())
+    }
+
+    /// A legacy answer with a status the dialect never uses, kept from the
+    /// client: counted as a difference, logged by its status alone.
+    pub fn outside_contract(&self, status: StatusCode) {
+        self.results.different.inc();
+        self.log_once("outside contract", status.as_str(), || {
+            tracing::warn!(
+                issuer = %self.issuer,
+                status = status.as_u16(),
+                "shadow: the legacy service answered with a status its dialect never uses; not relayed"
+            );
+        });
     }
 
     /// A place in the comparison queue if this request is compared
@@ -224,25 +258,25 @@ impl Shadow {
         let shadow = self.clone();
         self.runtime.spawn(async move {
             let legacy = shadow.ask_legacy(&copy).await;
-            shadow.record(&copy.body, legacy.map(|legacy| (portero, legacy)));
+            shadow.record(&copy, legacy.map(|legacy| (portero, legacy)));
             drop(place);
         });
     }
 
-    /// The legacy service answered the client: portero's own answer, from
-    /// `portero` (`None`: not to be compared), is worked out and compared
-    /// in the background.
+    /// The legacy service answered the client's `copy`: portero's own
+    /// answer, from `portero` (`None`: not to be compared), is worked out
+    /// and compared in the background.
     pub fn compare_with_portero(
         self: &Arc<Self>,
         place: Place,
-        request_body: Bytes,
+        copy: Copy,
         legacy: Answer,
         portero: impl Future<Output = Option<Answer>> + Send + 'static,
     ) {
         let shadow = self.clone();
         self.runtime.spawn(async move {
             if let Some(portero) = portero.await {
-                shadow.record(&request_body, Ok((portero, legacy)));
+                shadow.record(&copy, Ok((portero, legacy)));
             }
             drop(place);
         });
@@ -251,23 +285,21 @@ impl Shadow {
     /// A failing legacy service that answered the client nothing it could
     /// compare: counted as an error, logged.
     pub fn legacy_failed(&self, why: &str) {
-        self.record(b"", Err(why.to_string()));
+        self.results.error.inc();
+        self.log_once("error", "", || {
+            tracing::warn!(issuer = %self.issuer, error = %why, "shadow: the legacy service gave no answer to compare");
+        });
     }
 
-    fn record(&self, request_body: &[u8], answers: Result<(Answer, Answer), String>) {
+    fn record(&self, copy: &Copy, answers: Result<(Answer, Answer), String>) {
         let (portero, legacy) = match answers {
             Ok(answers) => answers,
-            Err(why) => {
-                self.results.error.inc();
-                self.log_once("error", "", || {
-                    tracing::warn!(issuer = %self.issuer, error = %why, "shadow: the legacy service gave no answer to compare");
-                });
-                return;
-            }
+            Err(why) => return self.legacy_failed(&why),
         };
         let rules = Rules {
             claims: &self.config.claims,
             tolerance: self.config.tolerance,
+            catalogue: self.catalogue,
         };
         let differences = compare::compare(&rules, &portero, &legacy);
         if differences.is_empty() {
@@ -275,6 +307,7 @@ impl Shadow {
             return;
         }
         self.results.different.inc();
+        let sent = sent_values(copy);
         for d in differences {
             let Difference { kind, path, .. } = &d;
             self.log_once(kind.name(), path, || {
@@ -282,8 +315,8 @@ impl Shadow {
                     issuer = %self.issuer,
                     kind = %kind.name(),
                     field = %path,
-                    portero = %redact(&d.portero, request_body),
-                    legacy = %redact(&d.legacy, request_body),
+                    portero = %redact(&d.portero, &sent),
+                    legacy = %redact(&d.legacy, &sent),
                     "shadow: the legacy service answered differently"
                 );
             });
@@ -312,15 +345,66 @@ impl Shadow {
     }
 }
 
-/// A description that quotes something the client sent (a name, a
-/// password a legacy service echoes) says so instead.
-fn redact(description: &str, request_body: &[u8]) -> String {
-    let inner = description.trim_matches('"');
-    let sent = inner.len() >= 3
-        && request_body
-            .windows(inner.len())
-            .any(|w| w == inner.as_bytes());
-    if sent {
+/// Every value the client sent, decoded as the legacy service reads it:
+/// the body's JSON strings and numbers at any depth (escapes such as
+/// `\u00f1` and `\/` undone) or, not JSON, its form fields; the query's
+/// values; the `Authorization` header's credentials (Basic's user and
+/// password decoded, RFC 7617 §2).
+fn sent_values(copy: &Copy) -> Vec<String> {
+    let mut sent = Vec::new();
+    match serde_json::from_slice::<serde_json::Value>(&copy.body) {
+        Ok(json) => json_values(&json, &mut sent),
+        Err(_) => sent.extend(url::form_urlencoded::parse(&copy.body).map(|(_, v)| v.into_owned())),
+    }
+    if let Some((_, query)) = copy.path_and_query.split_once('?') {
+        sent.extend(url::form_urlencoded::parse(query.as_bytes()).map(|(_, v)| v.into_owned()));
+    }
+    if let Some(credentials) = copy
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, value) = credentials
+            .trim()
+            .split_once(' ')
+            .unwrap_or(("", credentials));
+        let value = value.trim();
+        sent.push(value.to_string());
+        if scheme.eq_ignore_ascii_case("basic") {
+            if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(value) {
+                let decoded = String::from_utf8_lossy(&decoded).into_owned();
+                if let Some((user, password)) = decoded.split_once(':') {
+                    sent.extend([user.to_string(), password.to_string()]);
+                }
+                sent.push(decoded);
+            }
+        }
+    }
+    sent.retain(|v| !v.is_empty());
+    sent
+}
+
+fn json_values(v: &serde_json::Value, into: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => into.push(s.clone()),
+        serde_json::Value::Number(n) => into.push(n.to_string()),
+        serde_json::Value::Array(items) => items.iter().for_each(|i| json_values(i, into)),
+        serde_json::Value::Object(fields) => fields.values().for_each(|f| json_values(f, into)),
+        _ => {}
+    }
+}
+
+/// A description that holds a value the client sent (a fixed message that
+/// happens to be a password, a number a legacy service echoes) says so
+/// instead. Values under three characters count only when they are the
+/// whole description: shorter ones are in too many words to tell anything.
+fn redact(description: &str, sent: &[String]) -> String {
+    let inner = description.trim_matches('"').to_lowercase();
+    let holds = |value: &String| {
+        let value = value.to_lowercase();
+        inner == value || (value.chars().count() >= 3 && inner.contains(&value))
+    };
+    if sent.iter().any(holds) {
         "a value the client sent".into()
     } else {
         description.to_string()
@@ -336,5 +420,57 @@ fn describe_failure(e: reqwest::Error) -> String {
         "connection failed".into()
     } else {
         e.without_url().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(path_and_query: &str, authorization: Option<&str>, body: &str) -> Copy {
+        let mut headers = HeaderMap::new();
+        if let Some(a) = authorization {
+            headers.insert(AUTHORIZATION, a.parse().unwrap());
+        }
+        Copy {
+            method: Method::POST,
+            path_and_query: path_and_query.into(),
+            headers,
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn what_the_client_sent_is_read_decoded() {
+        let json = copy(
+            "/auth?withoutExpiration=3",
+            None,
+            r#"{"username": "ana", "password": "Zorro\u00f1o\/41", "n": {"pin": 1234}}"#,
+        );
+        assert_eq!(
+            sent_values(&json),
+            ["ana", "Zorroño/41", "1234", "3"].map(String::from)
+        );
+        let form = copy("/", None, "client_id=c1&client_secret=Zorro%C3%B1o+%2F41");
+        assert_eq!(sent_values(&form), ["c1", "Zorroño /41"].map(String::from));
+        // "ana:Zorroño" in Basic.
+        let basic = copy("/", Some("Basic YW5hOlpvcnJvw7Fv"), "");
+        let sent = sent_values(&basic);
+        assert!(sent.contains(&"ana".to_string()) && sent.contains(&"Zorroño".to_string()));
+    }
+
+    #[test]
+    fn a_description_holding_a_value_the_client_sent_is_redacted() {
+        let sent = ["Usuario bloqueado", "ZORRO-41", "7"].map(String::from);
+        let redacted = "a value the client sent";
+        assert_eq!(redact("\"Usuario bloqueado\"", &sent), redacted);
+        assert_eq!(redact("\"La clave zorro-41 no\"", &sent), redacted);
+        assert_eq!(redact("7", &sent), redacted);
+        // A short value only as the whole description.
+        assert_eq!(redact("\"Error 7\"", &sent), "\"Error 7\"");
+        assert_eq!(
+            redact("\"Credenciales inválidas\"", &sent),
+            "\"Credenciales inválidas\""
+        );
     }
 }

@@ -579,3 +579,316 @@ async fn refresh_requests_reach_the_legacy_service_only_when_asked_for() {
     next_comparison(&gw, "login-refresh", 0.0).await;
     assert_eq!(legacy.seen(), 2);
 }
+
+/// The secret of `request` (whichever field holds it), decoded.
+fn sent_secret(request: &Value) -> String {
+    ["password", "clientSecret", "client_secret"]
+        .iter()
+        .find_map(|f| request[*f].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Legacy stand-ins that answer every login 401 in their dialect's error
+/// shape, with the message made of the secret the client sent.
+fn echo_in_session(request: &Value, _: Plant, _: &mut Vec<String>) -> (u16, Value) {
+    let message = format!("La clave {} no corresponde", sent_secret(request));
+    (401, json!({"error": 1, "message": message}))
+}
+
+fn echo_in_project(request: &Value, _: Plant, _: &mut Vec<String>) -> (u16, Value) {
+    (401, json!({"error": sent_secret(request)}))
+}
+
+fn echo_in_envelope(request: &Value, _: Plant, _: &mut Vec<String>) -> (u16, Value) {
+    let message = format!("clientSecret {} rechazado", sent_secret(request));
+    (
+        401,
+        json!({"code": 401, "status": "error", "message": message}),
+    )
+}
+
+fn echo_in_flat(request: &Value, _: Plant, _: &mut Vec<String>) -> (u16, Value) {
+    (401, json!({"msg": sent_secret(request)}))
+}
+
+/// Answers as portero does, with another of the dialect's own messages.
+fn fixed_in_login_refresh(_: &Value, _: Plant, _: &mut Vec<String>) -> (u16, Value) {
+    (
+        401,
+        json!({
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+            "status": 401,
+            "error": "Unauthorized",
+            "message": "Invalid refresh token",
+            "path": "/api/auth/token",
+        }),
+    )
+}
+
+#[tokio::test]
+async fn a_legacy_service_that_echoes_the_password_never_gets_it_into_the_log() {
+    let session_legacy = Legacy::start(echo_in_session).await;
+    let project_legacy = Legacy::start(echo_in_project).await;
+    let envelope_legacy = Legacy::start(echo_in_envelope).await;
+    let flat_legacy = Legacy::start(echo_in_flat).await;
+    let refresh_legacy = Legacy::start(fixed_in_login_refresh).await;
+    let gw = demo(|demo| {
+        demo + &shadow_table("session", &session_legacy, "")
+            + &shadow_table("project", &project_legacy, "")
+            + &shadow_table("client-envelope", &envelope_legacy, "")
+            + &shadow_table("client-flat", &flat_legacy, "")
+            + &shadow_table("login-refresh", &refresh_legacy, "")
+    })
+    .await;
+    // Every secret holds "Zorro", and the log must hold it in no form.
+    let logins: [(&str, &str, Option<&str>, &str); 5] = [
+        // JSON-escaped `ñ`, echoed decoded inside a longer message.
+        (
+            "session",
+            SESSION,
+            None,
+            r#"{"username": "admin", "password": "Zorro\u00f1o-41"}"#,
+        ),
+        // JSON-escaped `/`, echoed decoded as the whole message.
+        (
+            "project",
+            "/auth",
+            None,
+            r#"{"business": "5a2ac49cbbbce212f885529c", "proyecto": "upconta", "password": "Zorro\/barra-42"}"#,
+        ),
+        // Plain, inside a longer message.
+        (
+            "client-envelope",
+            "/api/auth/token",
+            Some("maxpoint.localhost"),
+            r#"{"clientId": "f2ffebd1-77eb-49d2-a623-99824b1f485d", "clientSecret": "Zorro-envelope-43"}"#,
+        ),
+        // Plain, as the whole message.
+        (
+            "client-flat",
+            FLAT_PATH,
+            None,
+            r#"{"client_id": "demo_client_123", "client_secret": "Zorro_flat_secret_44"}"#,
+        ),
+        (
+            "login-refresh",
+            "/api/auth/token",
+            None,
+            r#"{"username": "admin", "password": "Zorro-lr-45"}"#,
+        ),
+    ];
+    for (issuer, path, host, body) in logins {
+        let before = comparisons(&gw, issuer, "different").await;
+        let (status, answer) = post(&gw, path, host, body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{issuer}: {answer}");
+        let got = poll(
+            Duration::from_secs(10),
+            || comparisons(&gw, issuer, "different"),
+            |n| *n > before,
+        )
+        .await;
+        assert_eq!(got, before + 1.0, "{issuer}: the echo is a difference");
+        let logged = poll(
+            Duration::from_secs(2),
+            || async { differences_logged(&gw, issuer) },
+            |l| !l.is_empty(),
+        )
+        .await;
+        assert!(!logged.is_empty(), "{issuer}: no difference logged");
+    }
+
+    let log = gw.log();
+    for form in [
+        "zorro",
+        "u00f1",
+        "barra",
+        "envelope-43",
+        "secret_44",
+        "lr-45",
+    ] {
+        assert!(
+            !log.to_lowercase().contains(form),
+            "the password, as {form:?}, in the log:\n{log}"
+        );
+    }
+    // A string of unknown meaning is shown by its type and length.
+    let session = differences_logged(&gw, "session");
+    let message = session.iter().find(|l| l.1 == "$.message").unwrap();
+    assert_eq!(message.2, "Credenciales inválidas", "{session:?}");
+    assert_eq!(message.3, "a string of 34 characters", "{session:?}");
+    // One of the dialect's own fixed messages is shown as it is.
+    let refresh = differences_logged(&gw, "login-refresh");
+    assert_eq!(
+        refresh,
+        [(
+            "value".to_string(),
+            "$.message".to_string(),
+            "Bad credentials".to_string(),
+            "Invalid refresh token".to_string()
+        )]
+    );
+}
+
+/// A legacy service over raw TCP: every request gets the bytes in
+/// `answer`, then the connection closes; so it can send what a
+/// well-behaved server would not.
+struct RawLegacy {
+    addr: SocketAddr,
+    answer: Arc<Mutex<Vec<u8>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawLegacy {
+    async fn start() -> RawLegacy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answer: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let bytes = answer.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let bytes = bytes.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // The head, then as much body as it announces.
+                    loop {
+                        let Ok(n) = stream.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&request).to_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length: usize = text[..end]
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    let answer = bytes.lock().unwrap().clone();
+                    let _ = stream.write_all(&answer).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        RawLegacy { addr, answer, task }
+    }
+
+    fn answer(&self, bytes: &str) {
+        *self.answer.lock().unwrap() = bytes.as_bytes().to_vec();
+    }
+}
+
+impl Drop for RawLegacy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One request on an open connection and its response, read by its
+/// `Content-Length`: (status, body).
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the gateway closed the connection: {got:?}");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let Some(end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            let head = text[..end].to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + length {
+                let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+                return (status, text[end + 4..end + 4 + length].to_string());
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("a whole response")
+}
+
+#[tokio::test]
+async fn with_the_legacy_service_primary_a_status_outside_the_dialect_is_its_server_error() {
+    let legacy = RawLegacy::start().await;
+    let table = format!(
+        "\n[issuers.session.shadow]\nurl = \"http://{}\"\nprimary = \"legacy\"\n",
+        legacy.addr
+    );
+    let gw = demo(|demo| demo + &table).await;
+    let mut client = tokio::net::TcpStream::connect(("127.0.0.1", gw.public_port(0)))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST {SESSION} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{SESSION_WRONG}",
+        SESSION_WRONG.len()
+    );
+    let server_error = json!({"error": 3, "message": "Error del servidor"});
+    let outside = [
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nbody-secret-101 after the switch",
+        "HTTP/1.1 204 No Content\r\nContent-Type: application/json\r\nContent-Length: 29\r\n\r\n{\"m\": \"body-secret-204 here\"}",
+        "HTTP/1.1 302 Found\r\nLocation: http://elsewhere.test/\r\nContent-Type: application/json\r\nContent-Length: 29\r\n\r\n{\"m\": \"body-secret-302 here\"}",
+    ];
+    for (n, answer) in outside.iter().enumerate() {
+        legacy.answer(answer);
+        let (status, body) = exchange(&mut client, &request).await;
+        assert_eq!(status, 500, "{answer}: {body}");
+        assert_eq!(parse(&body), server_error, "{answer}");
+        let counted = gw
+            .wait_metric(
+                "portero_shadow_comparisons_total",
+                &[("issuer", "session"), ("result", "different")],
+                (n + 1) as f64,
+            )
+            .await;
+        assert_eq!(counted, (n + 1) as f64, "{answer}: counted as a difference");
+    }
+    // The same connection carries the next answer, from the contract.
+    let wrong = r#"{"error": 1, "message": "Credenciales inválidas"}"#;
+    legacy.answer(&format!(
+        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{wrong}",
+        wrong.len()
+    ));
+    let (status, body) = exchange(&mut client, &request).await;
+    assert_eq!((status, parse(&body)), (401, parse(wrong)));
+
+    // With `fallback`, portero's own answer instead.
+    let fallback = demo(|demo| demo + &table + "fallback = true\n").await;
+    legacy.answer(outside[2]);
+    let (status, body) = post(&fallback, SESSION, None, SESSION_LOGIN).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(parse(&body)["tokenValido"].is_string(), "{body}");
+    assert_eq!(
+        comparisons(&fallback, "session", "different").await,
+        1.0,
+        "counted as a difference"
+    );
+
+    let log = gw.log_with("status=302").await;
+    for status in ["101", "204", "302"] {
+        assert!(
+            log.contains(&format!("status={status}")),
+            "{status} logged:\n{log}"
+        );
+    }
+    assert!(
+        !log.contains("body-secret"),
+        "a legacy body in the log:\n{log}"
+    );
+}

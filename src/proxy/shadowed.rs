@@ -35,10 +35,18 @@ impl Gateway {
             }
             return reply;
         }
-        let legacy = match shadow.ask_legacy(&Copy::of(parts, body, client)).await {
-            Ok(legacy) => legacy,
-            Err(why) => {
-                shadow.legacy_failed(&why);
+        let copy = Copy::of(parts, body, client);
+        let legacy = match shadow.ask_legacy(&copy).await {
+            Ok(legacy) if shadow.relays(legacy.status) => legacy,
+            answered => {
+                match answered {
+                    // A status the dialect never uses: an upgrade the client
+                    // did not ask for, a `204` that drops its body, a
+                    // redirect. Relayed, it would break the client's
+                    // connection or its parser; it is a failure instead.
+                    Ok(unrelayed) => shadow.outside_contract(unrelayed.status),
+                    Err(why) => shadow.legacy_failed(&why),
+                }
                 return if shadow.fallback() {
                     issue::handle(ctx, request).await
                 } else {
@@ -63,7 +71,7 @@ impl Gateway {
                 client,
                 now,
             };
-            shadow.compare_with_portero(place, body.clone(), legacy, own.work_out());
+            shadow.compare_with_portero(place, copy, legacy, own.work_out());
         }
         reply
     }

@@ -7,7 +7,11 @@
 //!
 //! A difference names its field path and describes each side's value by
 //! its type, or by its value where values are compared (codes and fixed
-//! strings); never a token.
+//! strings); never a token. A legacy string is shown only when it is one
+//! of the dialect's own fixed strings (`catalogue`), and a field name only
+//! the legacy side has only when the dialect uses it: anything else the
+//! legacy service writes may echo what the client sent (its password), so
+//! it is described by its type and length.
 
 use std::time::Duration;
 
@@ -16,6 +20,8 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use http::StatusCode;
 use serde_json::{Map, Value};
+
+use super::catalogue::Catalogue;
 
 /// One side's answer.
 pub struct Answer {
@@ -31,6 +37,9 @@ pub struct Rules<'a> {
     pub claims: &'a [String],
     /// Lifetimes that differ by at most this much are the same.
     pub tolerance: Duration,
+    /// The dialect's fixed strings and field names: what of the legacy
+    /// answer may be shown.
+    pub catalogue: &'a Catalogue,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +148,26 @@ impl Walk<'_> {
         });
     }
 
+    /// A legacy string: as written if it is one of the dialect's fixed
+    /// strings, else its length only.
+    fn legacy_string(&self, s: &str) -> String {
+        if self.rules.catalogue.is_fixed(s) {
+            format!("{s:?}")
+        } else {
+            format!("a string of {} characters", s.chars().count())
+        }
+    }
+
+    /// A legacy JSON value: a string as `legacy_string`, a number, boolean
+    /// or null as written, an array or object by its type.
+    fn legacy_value(&self, v: &Value) -> String {
+        match v {
+            Value::String(s) => self.legacy_string(s),
+            Value::Array(_) | Value::Object(_) => type_of(v).into(),
+            v => v.to_string(),
+        }
+    }
+
     fn values(&mut self, path: &str, p: &Value, l: &Value) {
         let key = path.rsplit(['.', '#']).next().unwrap_or(path);
         match (p, l) {
@@ -172,6 +201,11 @@ impl Walk<'_> {
             }
         }
         for (name, lv) in l.iter().filter(|(name, _)| !p.contains_key(*name)) {
+            let name = if self.rules.catalogue.is_key(name) {
+                name.clone()
+            } else {
+                format!("<a name of {} characters>", name.chars().count())
+            };
             self.differ(
                 Kind::Missing,
                 &format!("{path}.{name}"),
@@ -199,7 +233,7 @@ impl Walk<'_> {
             }
         }
         if !by_type_only(key) && p != l {
-            self.differ(Kind::Value, path, quoted(p), quoted(l));
+            self.differ(Kind::Value, path, quoted(p), self.legacy_string(l));
         }
     }
 
@@ -239,7 +273,7 @@ impl Walk<'_> {
                 Kind::Jwt,
                 &format!("{path}#alg"),
                 quoted(&p.alg),
-                quoted(&l.alg),
+                self.legacy_string(&l.alg),
             );
         }
         if let (Some(pl), Some(ll)) = (p.lifetime(), l.lifetime()) {
@@ -262,8 +296,12 @@ impl Walk<'_> {
         for claim in self.rules.claims {
             let (pv, lv) = (p.claims.get(claim), l.claims.get(claim));
             if pv != lv {
-                let show = |v: Option<&Value>| v.map_or("absent".into(), |v| v.to_string());
-                self.differ(Kind::Jwt, &format!("{path}#{claim}"), show(pv), show(lv));
+                let absent = || "absent".to_string();
+                let (pv, lv) = (
+                    pv.map_or_else(absent, Value::to_string),
+                    lv.map_or_else(absent, |v| self.legacy_value(v)),
+                );
+                self.differ(Kind::Jwt, &format!("{path}#{claim}"), pv, lv);
             }
         }
     }
@@ -354,8 +392,9 @@ fn describe(v: &Value) -> String {
     }
 }
 
-/// A string compared by value, shown as written; a long one without a
-/// space is more likely a secret than a message: its length only.
+/// One of portero's strings compared by value, shown as written; a long
+/// one without a space is more likely a secret than a message: its length
+/// only.
 fn quoted(s: &str) -> String {
     if s.len() > 64 && !s.contains(' ') {
         format!("a string of {} characters", s.chars().count())
@@ -367,6 +406,7 @@ fn quoted(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Dialect;
 
     const NOW: i64 = 1_800_000_000;
 
@@ -392,6 +432,7 @@ mod tests {
         let rules = Rules {
             claims: &claims,
             tolerance: Duration::from_secs(5),
+            catalogue: Catalogue::of(Dialect::Session),
         };
         compare(&rules, p, l)
             .into_iter()
@@ -447,9 +488,75 @@ mod tests {
                 (Kind::Lifetime, "$.t#exp".into()),
                 (Kind::Jwt, "$.t#role".into()),
                 (Kind::Lifetime, "$.e".into()),
-                (Kind::Missing, "$.mensaje".into()),
+                // A name the dialect never writes is not shown.
+                (Kind::Missing, "$.<a name of 7 characters>".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_legacy_string_is_shown_only_when_the_dialect_writes_it() {
+        let shown = |p: &Answer, l: &Answer| {
+            let claims = ["role".to_string()];
+            let rules = Rules {
+                claims: &claims,
+                tolerance: Duration::from_secs(5),
+                catalogue: Catalogue::of(Dialect::Session),
+            };
+            compare(&rules, p, l)
+                .into_iter()
+                .map(|d| (d.path, d.portero, d.legacy))
+                .collect::<Vec<_>>()
+        };
+        let p = answer(
+            401,
+            serde_json::json!({"error": 1, "message": "Credenciales inválidas", "t": jwt("HS256", serde_json::json!({"role": "USER"}))}),
+            0,
+        );
+        let l = answer(
+            401,
+            serde_json::json!({"error": 1, "message": "La clave hunter2 no corresponde", "t": jwt("hunter2", serde_json::json!({"role": "hunter2"})), "hunter2": 1, "usuario": 2}),
+            0,
+        );
+        assert_eq!(
+            shown(&p, &l),
+            [
+                (
+                    "$.message".to_string(),
+                    "\"Credenciales inválidas\"".to_string(),
+                    "a string of 31 characters".to_string()
+                ),
+                (
+                    "$.t#alg".into(),
+                    "\"HS256\"".into(),
+                    "a string of 7 characters".into()
+                ),
+                (
+                    "$.t#role".into(),
+                    "\"USER\"".into(),
+                    "a string of 7 characters".into()
+                ),
+                (
+                    "$.<a name of 7 characters>".into(),
+                    "absent".into(),
+                    "number".into()
+                ),
+                ("$.usuario".into(), "absent".into(), "number".into()),
+            ]
+        );
+        let l = answer(
+            403,
+            serde_json::json!({"error": 2, "message": "Usuario bloqueado", "t": jwt("RS256", serde_json::json!({"role": 7}))}),
+            0,
+        );
+        let found = shown(&p, &l);
+        assert!(found.contains(&(
+            "$.message".into(),
+            "\"Credenciales inválidas\"".into(),
+            "\"Usuario bloqueado\"".into()
+        )));
+        assert!(found.contains(&("$.t#alg".into(), "\"HS256\"".into(), "\"RS256\"".into())));
+        assert!(found.contains(&("$.t#role".into(), "\"USER\"".into(), "7".into())));
     }
 
     #[test]
@@ -463,6 +570,7 @@ mod tests {
             &Rules {
                 claims: &[],
                 tolerance: Duration::ZERO,
+                catalogue: Catalogue::of(Dialect::Session),
             },
             &p,
             &l,
