@@ -17,7 +17,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 pub use check::parse::{check_key_url, token_source};
-pub use check::secret_hash::secret_hash;
+pub use check::secret_hash::{secret_hash, within_limits};
 pub use model::*;
 pub use restart::restart_required;
 pub use units::{parse_duration, parse_size};

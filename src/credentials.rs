@@ -31,7 +31,12 @@ impl SecretHash {
                     h.verify_password(&verifiers, secret).is_ok()
                 })
                 .unwrap_or(false),
-            SecretHash::Bcrypt(hash) => bcrypt::verify(secret, hash).unwrap_or(false),
+            SecretHash::Bcrypt(hash) => {
+                // bcrypt reads only the first 72 bytes, so a longer secret
+                // would pass on its prefix: refused, after the same work.
+                let matches = bcrypt::verify(secret, hash).unwrap_or(false);
+                matches && secret.len() <= BCRYPT_MAX_SECRET
+            }
             SecretHash::Pbkdf2 {
                 digest,
                 rounds,
@@ -59,6 +64,23 @@ impl SecretHash {
                 m.update(secret.as_bytes());
                 m.verify_slice(mac).is_ok()
             }
+        }
+    }
+
+    /// The format with its cost parameters (never salt or digest): hashes
+    /// with the same one take the same time to check.
+    pub fn cost_class(&self) -> String {
+        match self {
+            SecretHash::Phc(phc) => match PasswordHash::new(phc) {
+                Ok(h) => format!("{}${}", h.algorithm, h.params),
+                Err(_) => "unparsed".to_string(),
+            },
+            SecretHash::Bcrypt(hash) => match hash.parse::<bcrypt::HashParts>() {
+                Ok(parts) => format!("bcrypt${}", parts.get_cost()),
+                Err(_) => "unparsed".to_string(),
+            },
+            SecretHash::Pbkdf2 { rounds, .. } => format!("{}${rounds}", self.format()),
+            SecretHash::Fast { .. } => self.format().to_string(),
         }
     }
 
@@ -103,6 +125,105 @@ impl SecretHash {
     }
 }
 
+/// The most bytes of a secret bcrypt reads.
+const BCRYPT_MAX_SECRET: usize = 72;
+
+/// A hash of `like`'s format and cost that no secret matches (random salt
+/// and digest): checking an unknown login against it takes what checking
+/// a known one with `like`'s hash takes.
+pub fn imitation(like: &SecretHash) -> SecretHash {
+    let mut rng = rand::thread_rng();
+    let mut random = |n: usize| {
+        let mut b = vec![0u8; n];
+        rng.fill_bytes(&mut b);
+        b
+    };
+    match like {
+        SecretHash::Fast { salt, mac } => SecretHash::Fast {
+            salt: random(salt.len()),
+            mac: random(mac.len()),
+        },
+        SecretHash::Pbkdf2 {
+            digest,
+            rounds,
+            salt,
+            hash,
+        } => SecretHash::Pbkdf2 {
+            digest: *digest,
+            rounds: *rounds,
+            salt: random(salt.len()),
+            hash: random(hash.len()),
+        },
+        SecretHash::Bcrypt(hash) => {
+            let cost = hash
+                .parse::<bcrypt::HashParts>()
+                .map_or(12, |p| p.get_cost());
+            let (salt, digest) = (random(16), random(23));
+            SecretHash::Bcrypt(format!(
+                "$2b${cost:02}${}{}",
+                bcrypt::BASE_64.encode(salt),
+                bcrypt::BASE_64.encode(digest)
+            ))
+        }
+        SecretHash::Phc(phc) => {
+            let imitated = PasswordHash::new(phc).ok().and_then(|h| {
+                let salt = SaltString::generate(&mut rand::thread_rng());
+                let len = h.hash.map_or(32, |o| o.len());
+                let output = argon2::password_hash::Output::new(&random(len)).ok()?;
+                let fake = PasswordHash {
+                    salt: Some(salt.as_salt()),
+                    hash: Some(output),
+                    ..h
+                };
+                Some(SecretHash::Phc(fake.to_string()))
+            });
+            imitated.unwrap_or_else(|| dummy(false).clone())
+        }
+    }
+}
+
+/// Counts the cost classes of the hashes seen, and names a stand-in for
+/// an unknown login: an imitation of the most common one.
+#[derive(Debug, Default)]
+pub struct StandIn {
+    seen: std::collections::HashMap<String, (u64, SecretHash)>,
+    current: Option<(String, SecretHash)>,
+}
+
+/// Cost classes counted at most: enough for any real table's history.
+const MAX_CLASSES: usize = 64;
+
+impl StandIn {
+    /// The stand-in for the hashes of `principals`.
+    pub fn of<'a>(principals: impl Iterator<Item = &'a SecretHash>) -> StandIn {
+        let mut stand_in = StandIn::default();
+        for hash in principals {
+            stand_in.saw(hash);
+        }
+        stand_in
+    }
+
+    pub fn saw(&mut self, hash: &SecretHash) {
+        let class = hash.cost_class();
+        if self.seen.len() >= MAX_CLASSES && !self.seen.contains_key(&class) {
+            return;
+        }
+        self.seen.entry(class).or_insert((0, hash.clone())).0 += 1;
+    }
+
+    /// An imitation of the most common class seen, or `None` before any.
+    pub fn hash(&mut self) -> Option<SecretHash> {
+        let (class, (_, like)) = self
+            .seen
+            .iter()
+            .max_by_key(|(class, (n, _))| (*n, *class))?;
+        if self.current.as_ref().is_none_or(|(c, _)| c != class) {
+            self.current = Some((class.clone(), imitation(like)));
+        }
+        self.current.as_ref().map(|(_, h)| h.clone())
+    }
+}
+
 /// An argon2id hash (default parameters: 19 MiB, 2 passes) for a password.
 pub fn hash_password(secret: &str) -> String {
     let salt = SaltString::generate(&mut rand::thread_rng());
@@ -142,6 +263,19 @@ pub fn dummy(fast: bool) -> &'static SecretHash {
             crate::config::secret_hash(&hash_password(&random())).expect("own format")
         })
     }
+}
+
+/// What an unknown login among `principals` is checked against: an
+/// imitation of their most common format and cost, made once.
+pub fn stand_in_of(principals: &crate::config::Principals) -> SecretHash {
+    principals
+        .stand_in
+        .get_or_init(|| {
+            StandIn::of(principals.iter().map(|p| &p.secret))
+                .hash()
+                .unwrap_or_else(|| dummy(false).clone())
+        })
+        .clone()
 }
 
 /// Reads a secret from stdin (trailing newline removed) and prints its hash.
@@ -184,6 +318,39 @@ mod tests {
         }
         assert!(!dummy(true).verify(""));
         assert!(!dummy(false).verify(""));
+    }
+
+    #[test]
+    fn bcrypt_refuses_a_secret_past_its_72_bytes() {
+        let long = "x".repeat(72);
+        let hash = crate::config::secret_hash(&bcrypt::hash(&long, 4).unwrap()).unwrap();
+        assert!(hash.verify(&long));
+        // bcrypt reads 72 bytes: these match on the prefix, and are refused.
+        assert!(!hash.verify(&format!("{long}y")));
+        assert!(!hash.verify(&format!("{long}{}", "z".repeat(100))));
+    }
+
+    #[test]
+    fn an_imitation_has_the_format_and_cost_and_matches_nothing() {
+        let real = [
+            hash_password("pw"),
+            hash_fast("pw"),
+            bcrypt::hash("pw", 5).unwrap(),
+            "pbkdf2_sha256$1000$c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g=".to_string(),
+            "$scrypt$ln=4,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA".to_string(),
+        ];
+        for written in real {
+            let h = crate::config::secret_hash(&written).unwrap();
+            let imitation = imitation(&h);
+            assert_eq!(imitation.cost_class(), h.cost_class(), "{written}");
+            assert!(!imitation.verify("pw"));
+            assert!(!imitation.verify(""));
+        }
+        // The most common class among the hashes seen stands in.
+        let bcrypt = crate::config::secret_hash(&bcrypt::hash("pw", 5).unwrap()).unwrap();
+        let argon = crate::config::secret_hash(&hash_password("pw")).unwrap();
+        let mut stand_in = StandIn::of([&bcrypt, &argon, &bcrypt].into_iter());
+        assert_eq!(stand_in.hash().unwrap().cost_class(), "bcrypt$5");
     }
 
     #[test]

@@ -12,13 +12,14 @@ mod formats;
 mod keycloak;
 mod record;
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::Path;
 
 pub use formats::Format;
 pub use record::ImportedPrincipal;
 
-use crate::config::Config;
+use crate::config::{login_key, within_limits, Config};
 use crate::store::{Store, Upserted};
 
 /// Rows written to the store per atomic write.
@@ -80,16 +81,42 @@ pub async fn import(
         ..Report::default()
     };
     let mut records = Vec::with_capacity(rows.len());
-    let mut first_line: HashMap<String, usize> = HashMap::new();
+    // Logins are one when their `login_key`s are: a case-insensitive
+    // database would make them one identity with two budgets.
+    let mut first_line: HashMap<String, (usize, String)> = HashMap::new();
+    let configured: HashMap<String, &str> = endpoint
+        .principals
+        .iter()
+        .map(|p| (login_key(&p.login), p.login.as_str()))
+        .collect();
     for row in rows {
         let line = row.line;
         let checked = row.record.and_then(|r| {
             let principal = r.to_principal(endpoint.dialect)?;
-            if let Some(first) = first_line.insert(principal.login.clone(), line) {
+            within_limits(&principal.secret, &endpoint.hash_limits)
+                .map_err(|why| format!("secret_hash: {why}"))?;
+            let key = login_key(&principal.login);
+            if let Some(config) = configured.get(&key).filter(|c| **c != principal.login) {
                 return Err(format!(
-                    "login {:?} is on line {first} too",
+                    "login {:?} differs from the config's {config:?} only in case, spacing or Unicode form",
                     principal.login
                 ));
+            }
+            match first_line.entry(key) {
+                Entry::Occupied(first) => {
+                    let (line, written) = first.get();
+                    let spelled = match *written == principal.login {
+                        true => String::new(),
+                        false => format!(" (as {written:?})"),
+                    };
+                    return Err(format!(
+                        "login {:?} is on line {line} too{spelled}",
+                        principal.login
+                    ));
+                }
+                Entry::Vacant(v) => {
+                    v.insert((line, principal.login.clone()));
+                }
             }
             Ok((principal.login, r.encode()))
         });

@@ -8,11 +8,13 @@
 mod client_envelope;
 mod client_flat;
 mod credential_check;
+mod lockout;
 mod login_refresh;
 mod project;
 mod session;
 
-pub use credential_check::{Attempt, Denied, Outcome};
+pub use credential_check::Denied;
+pub use lockout::{Attempt, Kind, Outcome};
 
 use http::StatusCode;
 use std::net::IpAddr;

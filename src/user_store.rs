@@ -16,7 +16,11 @@ use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Column, ColumnIndex, Connection, Database, Decode, Executor, Row, Type};
 
-use crate::config::{secret_hash, Dialect, Principal, Principals, UserStoreConfig};
+use crate::config::{
+    secret_hash, within_limits, Dialect, HashLimits, Principal, Principals, SecretHash,
+    UserStoreConfig,
+};
+use crate::credentials::StandIn;
 
 /// Rows kept at most, so that logins for made-up names cannot grow it.
 const MAX_CACHED: usize = 10_000;
@@ -35,6 +39,11 @@ pub struct UserStore {
     /// Counts revocations applied anywhere: a revocation (a user being
     /// shut out, say) makes every cached row stale at once.
     revocations: tokio::sync::watch::Receiver<u64>,
+    /// The costs a row's hash may name.
+    limits: HashLimits,
+    /// The formats and costs of the rows read: an unknown login is checked
+    /// against the most common one.
+    stand_in: Mutex<StandIn>,
 }
 
 /// A row read for a login, or its absence: when it was read, and how many
@@ -66,8 +75,13 @@ pub async fn open(
             stores.push(None);
             continue;
         };
-        let store = UserStore::new(settings, endpoint.dialect, revocations.subscribe())
-            .map_err(|e| format!("issuers.{}.{e}", issuer.name))?;
+        let store = UserStore::new(
+            settings,
+            endpoint.dialect,
+            endpoint.hash_limits,
+            revocations.subscribe(),
+        )
+        .map_err(|e| format!("issuers.{}.{e}", issuer.name))?;
         match store.check_columns().await {
             Ok(true) => {}
             Ok(false) => {
@@ -190,6 +204,7 @@ impl UserStore {
     pub fn new(
         config: &UserStoreConfig,
         dialect: Dialect,
+        limits: HashLimits,
         revocations: tokio::sync::watch::Receiver<u64>,
     ) -> Result<UserStore, String> {
         let url = &config.url;
@@ -215,6 +230,8 @@ impl UserStore {
             failing: AtomicBool::new(false),
             columns_checked: AtomicBool::new(false),
             revocations,
+            limits,
+            stand_in: Mutex::default(),
         })
     }
 
@@ -253,6 +270,9 @@ impl UserStore {
 
     /// The principal named `login`, if the table has one.
     pub async fn find(&self, login: &str) -> Result<Option<Arc<Principal>>, Unavailable> {
+        if login.chars().any(char::is_control) {
+            return Ok(None);
+        }
         if let Some(found) = self.cached(login) {
             return Ok(found);
         }
@@ -290,6 +310,15 @@ impl UserStore {
         let found = found.map(Arc::new);
         self.keep(login, found.clone());
         Ok(found)
+    }
+
+    /// What an unknown login is checked against: an imitation of the most
+    /// common format and cost among the rows read (argon2id before any).
+    pub fn stand_in(&self) -> SecretHash {
+        let mut stand_in = self.stand_in.lock().expect("not poisoned");
+        stand_in
+            .hash()
+            .unwrap_or_else(|| crate::credentials::dummy(false).clone())
     }
 
     /// Whether a login that `p` just passed should rewrite its hash.
@@ -452,10 +481,12 @@ impl UserStore {
                 })
                 .unwrap_or(default)
         };
-        let secret = match secret_hash(&text("secret_hash")?) {
+        let secret = secret_hash(&text("secret_hash")?)
+            .and_then(|h| within_limits(&h, &self.limits).map(|()| h));
+        let secret = match secret {
             Ok(h) => h,
             Err(why) => {
-                tracing::error!(
+                tracing::warn!(
                     dialect = self.dialect.name(),
                     login,
                     "user store: a login refused, its secret_hash is unusable: {why}"
@@ -463,6 +494,7 @@ impl UserStore {
                 return None;
             }
         };
+        self.stand_in.lock().expect("not poisoned").saw(&secret);
         let id = row
             .try_get::<Option<i64>, _>("id")
             .ok()

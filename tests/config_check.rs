@@ -568,3 +568,59 @@ fn oauth2_needs_a_public_origin_and_clients() {
     ));
     assert!(!ok && err.contains("issuers.c.sunset"), "{err}");
 }
+
+#[test]
+fn stored_hashes_costing_past_the_limits_and_colliding_logins_are_refused() {
+    let with = |principals: &str, limits: &str| {
+        format!("{GOOD}\n{limits}\n[issuers.people]\ndialect = \"session\"\n\n{principals}")
+    };
+    let user = |name: &str, hash: &str| {
+        format!("[[issuers.people.principals]]\nusername = \"{name}\"\nsecret_hash = '{hash}'\n")
+    };
+    let argon =
+        "$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
+    let pbkdf2 = "pbkdf2_sha256$4294967295$c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g=";
+    let bcrypt = "$2b$31$abcdefghijklmnopqrstuu5Jm1uF0wGbTe4CHqzGr3xJQQbYhKOy6";
+    let scrypt = "$scrypt$ln=32,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
+    let all = [("a", argon), ("p", pbkdf2), ("b", bcrypt), ("s", scrypt)]
+        .map(|(n, h)| user(n, h))
+        .concat();
+    let (ok, err) = check(&with(&all, ""));
+    assert!(!ok);
+    for expected in [
+        "issuers.people.principals[0].secret_hash: argon2id hash with memory (bytes) 4398046510080, over the limit of 268435456 (hash_limits.memory)",
+        "issuers.people.principals[1].secret_hash: pbkdf2 hash with 4294967295 rounds, over the limit of 10000000 (hash_limits.pbkdf2_rounds)",
+        "issuers.people.principals[2].secret_hash: bcrypt hash with cost 31, over the limit of 16 (hash_limits.bcrypt_cost)",
+        "issuers.people.principals[3].secret_hash: scrypt hash with ln 32, over the limit of 20 (hash_limits.scrypt_log_n)",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("aGFzaGhh"), "a hash in:\n{err}");
+    // Raised where an operator's hashes need it.
+    let raised = "[hash_limits]\nbcrypt_cost = 31\npbkdf2_rounds = 4294967295\n";
+    let (ok, err) = check(&with(
+        &[user("b", bcrypt), user("p", pbkdf2)].concat(),
+        raised,
+    ));
+    assert!(ok, "{err}");
+    let (ok, err) = check(&with(
+        "",
+        "[hash_limits]\nbcrypt_cost = 32\nmemory = \"lots\"\nrounds = 1\n",
+    ));
+    assert!(!ok);
+    assert!(err.contains("hash_limits.rounds: unknown field"), "{err}");
+
+    // Two logins a case-insensitive table would make one.
+    let hash = portero::credentials::hash_password("pw");
+    for twin in ["Alice", "alice ", "ALICE", "ａｌｉｃｅ"] {
+        let (ok, err) = check(&with(
+            &[user("alice", &hash), user(twin, &hash)].concat(),
+            "",
+        ));
+        assert!(!ok, "{twin:?}");
+        assert!(
+            err.contains("issuers.people.principals: ") && err.contains("differ only in case"),
+            "{twin:?}: {err}"
+        );
+    }
+}

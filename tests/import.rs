@@ -151,7 +151,10 @@ async fn a_file_with_bad_rows_imports_nothing_unless_partial_and_imports_again()
          plain,{plain},Plain text\n\
          ,{good},No username\n\
          ana,{good},Ana again\n\
-         bo,{good},Bo\n"
+         bo,{good},Bo\n\
+         ANA ,{good},Ana shouting\n\
+         Twin,{good},Twin of the config\n\
+         slow,$2b$31$abcdefghijklmnopqrstuu5Jm1uF0wGbTe4CHqzGr3xJQQbYhKOy6,Slow\n"
     );
     let file = write(&gw, "users.csv", &text);
 
@@ -162,7 +165,10 @@ async fn a_file_with_bad_rows_imports_nothing_unless_partial_and_imports_again()
         "refused line 4: secret_hash: not a known hash format",
         "refused line 5: the session dialect needs username",
         "refused line 6: login \"ana\" is on line 2 too",
-        "nothing imported: 4 of 6 rows refused",
+        "refused line 8: login \"ANA\" is on line 2 too (as \"ana\")",
+        "refused line 9: login \"Twin\" differs from the config's \"twin\" only in case",
+        "refused line 10: secret_hash: bcrypt hash with cost 31, over the limit of 16",
+        "nothing imported: 7 of 9 rows refused",
     ] {
         assert!(err.contains(expected), "{expected:?} in:\n{err}");
     }
@@ -175,13 +181,13 @@ async fn a_file_with_bad_rows_imports_nothing_unless_partial_and_imports_again()
     let (ok, out, err) = import(&gw, "people", &file, &["--partial"]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("6 rows for issuer \"people\": 2 added, 0 changed, 0 unchanged, 4 refused"),
+        out.contains("9 rows for issuer \"people\": 2 added, 0 changed, 0 unchanged, 7 refused"),
         "{out}"
     );
     // ...and the same file again changes nothing.
     let (ok, out, _) = import(&gw, "people", &file, &["--partial"]);
     assert!(
-        ok && out.contains("0 added, 0 changed, 2 unchanged, 4 refused"),
+        ok && out.contains("0 added, 0 changed, 2 unchanged, 7 refused"),
         "{out}"
     );
     // A fixed file: one row changed, the rest as they were.

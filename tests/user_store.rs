@@ -459,3 +459,235 @@ async fn a_login_in_both_the_config_and_the_table_is_the_configs_and_logged() {
         "the config's blocked twin: {body}"
     );
 }
+
+/// The table of `spellings_of_one_row_are_one_identity`: MariaDB's default
+/// collation (case-, accent- and trailing-space-insensitive), or on
+/// PostgreSQL an operator's `lower()` lookup, which matches case only.
+async fn case_insensitive_table(db: &Database) -> &'static str {
+    match db.engine {
+        Engine::MariaDb => {
+            db.run(
+                "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, \
+                 id INTEGER NOT NULL, nombre VARCHAR(64), role VARCHAR(16), blocked BOOLEAN NOT NULL) \
+                 CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+            )
+            .await;
+            "username = ?"
+        }
+        Engine::Postgres => {
+            db.create_users().await;
+            "lower(username) = lower($1)"
+        }
+    }
+}
+
+/// The session dialect on `db`'s users with `max_failures = 5`.
+fn one_issuer(db: &Database, condition: &str) -> String {
+    format!(
+        "[issuers.people]\ndialect = \"session\"\npath = \"/api/Session/GetToken\"\nmax_failures = 5\n\n\
+         [issuers.people.user_store]\nurl = \"{url}\"\ncache_ttl = \"1h\"\n\
+         query = \"SELECT username, password_hash AS secret_hash, id, nombre, role, blocked FROM users WHERE {condition}\"\n\n\
+         [upstreams.echo]\nbuiltin = \"echo\"\n\n[[routes]]\npath = \"/\"\nupstream = \"echo\"\n",
+        url = db.url,
+    )
+}
+
+/// Spellings a case-insensitive lookup matches to `admin`; MariaDB's
+/// collation also ignores trailing spaces and accents.
+fn spellings(engine: Engine) -> Vec<&'static str> {
+    let mut all = vec![
+        "Admin", "ADMIN", "aDmin", "adMin", "admIn", "admiN", "ADmin", "AdMiN",
+    ];
+    if let Engine::MariaDb = engine {
+        all.extend(["admin ", "ADMIN  ", "ádmin", "Ádmin", "admín", "àdmin"]);
+    }
+    all
+}
+
+async fn spellings_of_one_row_are_one_identity(engine: Engine) {
+    let Some(hashes) = library_hashes(PASSWORD) else {
+        return;
+    };
+    let Some(db) = Database::create(engine).await else {
+        return;
+    };
+    let condition = case_insensitive_table(&db).await;
+    db.add_user("admin", &hashes["bcrypt-2b"], 1).await;
+    let gw = Gateway::start(&one_issuer(&db, condition)).await;
+    let path = DIALECTS[0];
+
+    // The right password under another spelling: the row's own login
+    // is who logged in, in the answer and in the token.
+    let (status, body) = user_login(&gw, path, "ADMIN", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let session = parse(&body);
+    assert_eq!(session["usuario"]["username"], "admin", "{body}");
+    let token = session["tokenValido"].as_str().unwrap().to_string();
+    assert_eq!(claims_of(&token)["sub"], "admin");
+    assert_eq!(claims_of(&token)["username"], "admin");
+    // So revoking the row's login reaches it.
+    let r = gw
+        .revoke(serde_json::json!({ "sub": "admin", "issuer": "people" }))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(proxied(&gw, &format!("Bearer {token}")).await.status(), 401);
+
+    // 30 wrong guesses, each spelling in turn: one budget of 5 checks.
+    let variants = spellings(engine);
+    let mut checked = 0;
+    for n in 0..30 {
+        let (status, body) = user_login(&gw, path, variants[n % variants.len()], "wrong").await;
+        match status {
+            StatusCode::UNAUTHORIZED => checked += 1,
+            StatusCode::FORBIDDEN => assert_eq!(parse(&body)["error"], 2, "{body}"),
+            other => panic!("{other}: {body}"),
+        }
+    }
+    println!(
+        "{}: {checked} password checks for 30 wrong guesses in {} spellings (max_failures 5)",
+        engine.name(),
+        variants.len()
+    );
+    assert!(checked <= 5, "{checked} checks against one row");
+    // Locked: the right password, under any spelling, is refused too.
+    for login in ["admin", "Admin", variants[variants.len() - 1]] {
+        let (status, body) = user_login(&gw, path, login, PASSWORD).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{login:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn mariadb_spellings_of_one_row_are_one_identity() {
+    spellings_of_one_row_are_one_identity(Engine::MariaDb).await;
+}
+
+#[tokio::test]
+async fn postgres_spellings_of_one_row_are_one_identity() {
+    spellings_of_one_row_are_one_identity(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_control_character_in_a_login_never_reaches_the_database() {
+    let Some(hashes) = library_hashes(PASSWORD) else {
+        return;
+    };
+    let Some(db) = Database::create(Engine::Postgres).await else {
+        return;
+    };
+    db.create_users().await;
+    db.add_user("alice", &hashes["argon2id"], 1).await;
+    let gw = Gateway::start(&config(&db, "")).await;
+    for login in ["ali\u{0}ce", "alice\u{0}", "ali\nce", "\u{7f}alice"] {
+        for path in DIALECTS {
+            let (status, body) = user_login(&gw, path, login, PASSWORD).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{login:?} at {path}: {body}"
+            );
+        }
+    }
+    // No outage was reported: the store is as ready as before.
+    let (status, readiness) = readyz(&gw).await;
+    assert_eq!(status, 200, "{readiness}");
+    assert_eq!(readiness["status"], "ready", "{readiness}");
+    assert!(!gw.log().contains("user store unavailable"), "{}", gw.log());
+    let (status, _) = user_login(&gw, DIALECTS[0], "alice", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Hashes naming costs no login should pay: each row fails its login at
+/// once, with a WARN naming the format and never the hash.
+#[tokio::test]
+async fn a_row_whose_hash_costs_too_much_fails_without_being_computed() {
+    let Some(db) = Database::create(Engine::MariaDb).await else {
+        return;
+    };
+    db.create_users().await;
+    let costly = [
+        ("pbkdf2", "pbkdf2_sha256$4294967295$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g="),
+        ("bcrypt", "$2b$31$abcdefghijklmnopqrstuu5Jm1uF0wGbTe4CHqzGr3xJQQbYhKOy6"),
+        ("argon2", "$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"),
+        ("argon2", "$argon2id$v=19$m=19456,t=4294967295,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"),
+        ("scrypt", "$scrypt$ln=32,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"),
+    ];
+    for (n, (_, hash)) in costly.iter().enumerate() {
+        db.add_user(&format!("costly{n}"), hash, n + 1).await;
+    }
+    let gw = Gateway::start(&config(&db, "")).await;
+    let started = std::time::Instant::now();
+    for (n, (format, hash)) in costly.iter().enumerate() {
+        let (status, body) = user_login(&gw, DIALECTS[0], &format!("costly{n}"), PASSWORD).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{format}: {body}");
+        let log = gw.log_with("over the limit").await;
+        assert!(!log.contains(hash), "the hash reached the log:\n{log}");
+    }
+    // Each answered as an unknown login does: no hash of those costs ran.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = gw.log();
+    for format in ["pbkdf2", "bcrypt", "argon2id", "scrypt"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains(format) && l.contains("over the limit")),
+            "no WARN naming {format}:\n{log}"
+        );
+    }
+    // The process is still serving logins.
+    let (status, _) = user_login(&gw, DIALECTS[0], "nobody", PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// An unknown name is checked against an imitation of the table's most
+/// common format and cost: it takes what a known name with a wrong
+/// password takes.
+#[tokio::test]
+async fn an_unknown_user_costs_what_a_known_one_costs() {
+    let Some(hashes) = library_hashes(PASSWORD) else {
+        return;
+    };
+    let Some(db) = Database::create(Engine::MariaDb).await else {
+        return;
+    };
+    db.create_users().await;
+    for n in 0..3 {
+        db.add_user(&format!("user{n}"), &hashes["bcrypt-2b"], n)
+            .await;
+    }
+    db.add_user("odd", &hashes["argon2id"], 9).await;
+    let gw = Gateway::start(&config(&db, "").replace(
+        "max_failures = 100",
+        "max_failures = 100000\nip_max_failures = 100000",
+    ))
+    .await;
+    for n in 0..3 {
+        let (status, _) = user_login(&gw, DIALECTS[0], &format!("user{n}"), PASSWORD).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let timed = |login: &'static str| {
+        let gw = &gw;
+        async move {
+            let started = std::time::Instant::now();
+            let (status, _) = user_login(gw, DIALECTS[0], login, "wrong").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            started.elapsed()
+        }
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..41 {
+        known.push(timed("user1").await);
+        unknown.push(timed("nobody").await);
+    }
+    known.sort();
+    unknown.sort();
+    let (known, unknown) = (known[20], unknown[20]);
+    println!("MARIADB user store: known {known:?}, unknown {unknown:?} (medians of 41)");
+    let (k, u) = (known.as_secs_f64(), unknown.as_secs_f64());
+    assert!(
+        (k - u).abs() <= 0.2 * k.max(u),
+        "known {known:?}, unknown {unknown:?}"
+    );
+}

@@ -39,6 +39,7 @@ pub(super) fn check(text: &str, file: FileConfig, path: &Path) -> (Config, Vec<P
         text,
         base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         problems: Vec::new(),
+        hash_limits: HashLimits::default(),
     };
     let config = checker.build(file, path);
     (config, checker.problems)
@@ -48,6 +49,8 @@ struct Checker<'a> {
     text: &'a str,
     base: PathBuf,
     problems: Vec<Problem>,
+    /// `[hash_limits]`, read before the principals whose hashes it bounds.
+    hash_limits: HashLimits,
 }
 
 impl Checker<'_> {
@@ -210,6 +213,7 @@ impl Checker<'_> {
             .map(|(name, u)| self.upstream(name, u))
             .collect();
         let dns = self.dns(&file.dns);
+        self.hash_limits = self.hash_limits(&file.hash_limits);
         let cors: Vec<_> = file
             .cors
             .iter()
@@ -245,6 +249,79 @@ impl Checker<'_> {
             issuers,
             routes,
             span_export,
+        }
+    }
+
+    /// `[hash_limits]`: each key defaults to what a current library writes
+    /// with room to spare (docs/configuration.md).
+    fn hash_limits(&mut self, t: &FileHashLimits) -> HashLimits {
+        let default = HashLimits::default();
+        let memory = match &t.memory {
+            None => default.memory,
+            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
+                self.problem(v, "hash_limits.memory", e);
+                default.memory
+            }),
+        };
+        let bcrypt_cost = match &t.bcrypt_cost {
+            Some(c) if *c.get_ref() > 31 => {
+                self.problem(c, "hash_limits.bcrypt_cost", "bcrypt's cost is at most 31");
+                default.bcrypt_cost
+            }
+            Some(c) => *c.get_ref(),
+            None => default.bcrypt_cost,
+        };
+        let scrypt_log_n = match &t.scrypt_log_n {
+            Some(n) if *n.get_ref() > 63 => {
+                self.problem(n, "hash_limits.scrypt_log_n", "scrypt's log2 N is below 64");
+                default.scrypt_log_n
+            }
+            Some(n) => *n.get_ref(),
+            None => default.scrypt_log_n,
+        };
+        HashLimits {
+            pbkdf2_rounds: t.pbkdf2_rounds.unwrap_or(default.pbkdf2_rounds),
+            bcrypt_cost,
+            memory,
+            argon2_passes: t.argon2_passes.unwrap_or(default.argon2_passes),
+            parallelism: t.parallelism.unwrap_or(default.parallelism),
+            scrypt_log_n,
+        }
+    }
+
+    /// A principal's `secret_hash`: a format portero knows, within
+    /// `[hash_limits]`.
+    fn stored_hash(&mut self, written: &Spanned<String>, key: &str) -> Option<SecretHash> {
+        let checked = secret_hash::secret_hash(written.get_ref())
+            .and_then(|h| secret_hash::within_limits(&h, &self.hash_limits).map(|()| h));
+        match checked {
+            Ok(h) => Some(h),
+            Err(e) => {
+                self.problem(
+                    written,
+                    key,
+                    format!("{e} (make one with `portero hash-secret`)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Refuses two principals of one issuer whose logins are one under
+    /// [`login_key`]: a case- or space-insensitive database would make them one.
+    fn distinct_logins(&mut self, principals: &[Principal], key: &str) {
+        let mut seen = std::collections::HashMap::new();
+        for p in principals {
+            if let Some(first) = seen.insert(login_key(&p.login), &p.login) {
+                self.problem_no_span(
+                    key,
+                    format!(
+                        "{:?} and {:?} differ only in case, spacing or Unicode form: \
+                         one login would reach both",
+                        first, p.login
+                    ),
+                );
+            }
         }
     }
 

@@ -31,6 +31,20 @@ pub(super) struct FileConfig {
     pub(super) cors: BTreeMap<String, FileCors>,
     #[serde(default)]
     pub(super) tracing: FileTracing,
+    #[serde(default)]
+    pub(super) hash_limits: FileHashLimits,
+}
+
+/// `[hash_limits]`: the most a stored hash may cost to check.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileHashLimits {
+    pub(super) pbkdf2_rounds: Option<u32>,
+    pub(super) bcrypt_cost: Option<Spanned<u32>>,
+    pub(super) memory: Option<Spanned<String>>,
+    pub(super) argon2_passes: Option<u32>,
+    pub(super) parallelism: Option<u32>,
+    pub(super) scrypt_log_n: Option<Spanned<u8>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -258,6 +272,7 @@ pub(super) struct FileIssuer {
     pub(super) companies: Vec<String>,
     pub(super) max_failures: Option<u32>,
     pub(super) ip_max_failures: Option<u32>,
+    pub(super) client_max_failures: Option<u32>,
     pub(super) lockout: Option<Spanned<String>>,
     pub(super) max_body_size: Option<Spanned<String>>,
     pub(super) body_timeout: Option<Spanned<String>>,

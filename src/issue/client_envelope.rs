@@ -66,10 +66,15 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         }
     };
     let now = req.now.timestamp();
-    if let Err(d) = ctx.authenticate(client_id, secret, req.client, now).await {
-        let (status, message) = denied_es(d);
-        return error(status, message);
-    }
+    let principal = match ctx.authenticate(client_id, secret, req.client, now).await {
+        Ok(p) => p,
+        Err(d) => {
+            let (status, message) = denied_es(d);
+            return error(status, message);
+        }
+    };
+    // The client's own id, not the spelling typed.
+    let client_id = principal.login.as_str();
     let mut claims = Map::new();
     claims.insert("client_id".into(), Value::String(client_id.to_string()));
     let Ok(minted) = ctx.mint(client_id, claims, now, Some(ctx.issuer.token_ttl)) else {

@@ -37,7 +37,8 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     };
     let now = req.now.timestamp();
     let unavailable = || msg(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
-    let attempt = match ctx.begin_attempt(client_id, req.client, now).await {
+    let kind = ctx.principal_kind();
+    let mut attempt = match ctx.begin_attempt(kind, client_id, req.client, now).await {
         Ok(attempt) => attempt,
         Err(Denied::Locked) => {
             return msg(
@@ -67,6 +68,22 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         }
         return msg(StatusCode::UNAUTHORIZED, INVALID);
     };
+    // Its own id's budget too: a collation may have matched another spelling.
+    match ctx.claim(&mut attempt, &principal.login, now).await {
+        Ok(()) => {}
+        Err(d) => {
+            let _ = ctx.end_attempt(attempt, Outcome::Unchecked, now).await;
+            return match d {
+                Denied::Locked => msg(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many failed login attempts",
+                ),
+                _ => unavailable(),
+            };
+        }
+    }
+    // The client's own id, not the spelling typed.
+    let client_id = principal.login.as_str();
     // 4. Active.
     if !principal.active {
         return match ctx.end_attempt(attempt, Outcome::Unchecked, now).await {

@@ -1,18 +1,19 @@
 //! A login's credential check: the principal looked up (config, then
 //! imported principals, then the issuer's user store), the secret verified
-//! (slow hashes off the proxy's threads, in a bounded queue), and the
-//! lockout around it, reserved before and recorded after.
+//! (slow hashes off the proxy's threads, in a bounded queue per issuer),
+//! inside the lockout (`lockout.rs`).
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use super::{refresh_hash, Issuing};
-use crate::config::Principal;
-use crate::credentials::dummy;
+use super::lockout::Outcome;
+use super::Issuing;
+use crate::config::{within_limits, Principal, SecretHash};
+use crate::credentials::stand_in_of;
 use crate::import::ImportedPrincipal;
-use crate::store::{Reservation, Store, StoreError};
+use crate::store::StoreError;
 
 /// Why a login did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,80 +27,6 @@ pub enum Denied {
     Unavailable,
 }
 
-/// How long a login waits for other checks of the same principal (or
-/// address) to end when they could use up its budget, and how often it looks.
-const BUSY_WAIT: Duration = Duration::from_secs(2);
-const BUSY_RETRY: Duration = Duration::from_millis(5);
-
-/// A credential check reserved by [`Issuing::begin_attempt`]. Its place is
-/// given back when it is dropped, however the request ended: a client that
-/// hangs up mid-check must not keep a principal's budget taken.
-#[must_use = "end it with Issuing::end_attempt"]
-pub struct Attempt {
-    user: String,
-    ip: Option<String>,
-    /// Names this reservation in the store, so its release is exact.
-    id: String,
-    /// The principal's failures when the check was reserved.
-    failures: u32,
-    store: Arc<dyn Store>,
-    /// Given back by `end_attempt`; otherwise when dropped.
-    released: bool,
-}
-
-impl Attempt {
-    fn keys(&self) -> Vec<&str> {
-        let mut keys = vec![self.user.as_str()];
-        keys.extend(self.ip.as_deref());
-        keys
-    }
-}
-
-impl Drop for Attempt {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let mut keys = vec![std::mem::take(&mut self.user)];
-        keys.extend(self.ip.take());
-        let id = std::mem::take(&mut self.id);
-        runtime.spawn(release_until_done(self.store.clone(), keys, id));
-    }
-}
-
-/// Releases a check's place, retrying while the store fails (an outage, a
-/// failover) for up to [`RELEASE_RETRIES`] tries: a place never given
-/// back would refuse the principal's logins as busy until the lockout
-/// cool-down lapses.
-async fn release_until_done(store: Arc<dyn Store>, keys: Vec<String>, id: String) {
-    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let mut pause = Duration::from_millis(100);
-    for _ in 0..RELEASE_RETRIES {
-        match store.release_attempts(&keys, &id).await {
-            Ok(()) => return,
-            Err(_) => tokio::time::sleep(pause).await,
-        }
-        pause = (pause * 2).min(Duration::from_secs(2));
-    }
-    tracing::warn!("could not release a credential check: the principal may be refused as busy until its lockout cool-down lapses");
-}
-
-/// About half a minute of tries.
-const RELEASE_RETRIES: usize = 20;
-
-/// How a reserved credential check ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Failed,
-    Succeeded,
-    /// Answered before the secret was checked (an inactive client, a
-    /// missing company), or the check could not run.
-    Unchecked,
-}
-
 impl From<StoreError> for Denied {
     fn from(e: StoreError) -> Denied {
         tracing::warn!(error = %e, "token endpoint: store unavailable");
@@ -108,11 +35,12 @@ impl From<StoreError> for Denied {
 }
 
 /// Slow hash checks (argon2, bcrypt, PBKDF2, scrypt) run on blocking
-/// threads a few at a time, half the cores: a login flood waits its turn
-/// rather than taking every core from the proxy, and past
+/// threads a few at a time, half the cores, in a queue per issuer: a login
+/// flood waits its turn rather than taking every core from the proxy, one
+/// issuer's slow rows never hold up another issuer's logins, and past
 /// [`MAX_WAITING_CHECKS`] waiting a login is refused as unavailable.
 struct SlowChecks {
-    running: tokio::sync::Semaphore,
+    running: Arc<tokio::sync::Semaphore>,
     waiting: AtomicUsize,
     /// Set while logins are refused, so a flood logs once.
     refusing: AtomicBool,
@@ -120,33 +48,45 @@ struct SlowChecks {
 
 const MAX_WAITING_CHECKS: usize = 256;
 
-fn slow_checks() -> &'static SlowChecks {
-    static CHECKS: OnceLock<SlowChecks> = OnceLock::new();
-    CHECKS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        SlowChecks {
-            running: tokio::sync::Semaphore::new(cores.div_ceil(2)),
-            waiting: AtomicUsize::new(0),
-            refusing: AtomicBool::new(false),
-        }
-    })
+/// The queue of `issuer`'s slow checks.
+fn slow_checks(issuer: &str) -> Arc<SlowChecks> {
+    static QUEUES: OnceLock<Mutex<HashMap<String, Arc<SlowChecks>>>> = OnceLock::new();
+    let mut queues = QUEUES
+        .get_or_init(Mutex::default)
+        .lock()
+        .expect("not poisoned");
+    if let Some(queue) = queues.get(issuer) {
+        return queue.clone();
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let queue = Arc::new(SlowChecks {
+        running: Arc::new(tokio::sync::Semaphore::new(cores.div_ceil(2))),
+        waiting: AtomicUsize::new(0),
+        refusing: AtomicBool::new(false),
+    });
+    queues.insert(issuer.to_string(), queue.clone());
+    queue
 }
 
 /// One place in the queue of slow checks, given back however the wait ends.
-struct Waiting(&'static AtomicUsize);
+struct Waiting(Arc<SlowChecks>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Denied> {
-    let checks = slow_checks();
-    let waiting = Waiting(&checks.waiting);
+async fn blocking<T: Send + 'static>(
+    issuer: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Denied> {
+    let checks = slow_checks(issuer);
+    let waiting = Waiting(checks.clone());
     if checks.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING_CHECKS {
         if !checks.refusing.swap(true, Ordering::Relaxed) {
             tracing::warn!(
+                issuer,
                 waiting = MAX_WAITING_CHECKS,
                 "slow credential checks queued to the limit: logins refused as unavailable"
             );
@@ -156,7 +96,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     checks.refusing.store(false, Ordering::Relaxed);
     let turn = checks
         .running
-        .acquire()
+        .clone()
+        .acquire_owned()
         .await
         .map_err(|_| Denied::Unavailable)?;
     drop(waiting);
@@ -169,131 +110,32 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl Issuing<'_> {
-    /// The lockout keys of a login and a client address. The login goes in
-    /// hashed: any string a client sends makes a record of the same size.
-    fn lock_keys(&self, login: &str, client: Option<IpAddr>) -> (String, Option<String>) {
-        let name = &self.issuer.name;
-        (
-            format!("{name}\0user\0{}", refresh_hash(login)),
-            client.map(|ip| format!("{name}\0ip\0{ip}")),
-        )
-    }
-
-    /// Reserves a credential check for `login` from `client`: refused
-    /// (`Locked`) while either is cooling down; while its failures plus the
-    /// checks already in flight reach its limit, it waits for those to end
-    /// (up to `BUSY_WAIT`, then `Locked`), so no burst of concurrent
-    /// guesses gets more checks than `max_failures` allows, and concurrent
-    /// good logins are served one after another rather than refused.
-    /// Every reservation ends with [`Issuing::end_attempt`].
-    pub async fn begin_attempt(
-        &self,
-        login: &str,
-        client: Option<IpAddr>,
-        now: i64,
-    ) -> Result<Attempt, Denied> {
-        let (user, ip) = self.lock_keys(login, client);
-        let e = self.endpoint;
-        let mut limits = vec![(user.as_str(), e.max_failures)];
-        if let Some(ip) = &ip {
-            limits.push((ip.as_str(), e.ip_max_failures));
-        }
-        let cooldown = e.lockout.as_secs() as i64;
-        let give_up = tokio::time::Instant::now() + BUSY_WAIT;
-        let id = format!("{:016x}", rand::random::<u64>());
-        loop {
-            let reserved = match self
-                .store
-                .reserve_attempt(&limits, cooldown, now, &id)
-                .await
-            {
-                Ok(reserved) => reserved,
-                Err(e) => {
-                    // The reservation may have been made before the error
-                    // (its answer lost in a failover, or made but not
-                    // confirmed by a replica): give it back, or it would
-                    // hold until the cool-down lapses. (A release of one
-                    // never made changes nothing.)
-                    let keys = limits.iter().map(|(k, _)| k.to_string()).collect();
-                    tokio::spawn(release_until_done(self.store.clone(), keys, id));
-                    return Err(e.into());
-                }
-            };
-            match reserved {
-                Reservation::Granted(failures) => {
-                    return Ok(Attempt {
-                        user: user.clone(),
-                        ip: ip.clone(),
-                        id,
-                        failures,
-                        store: self.store.clone(),
-                        released: false,
-                    })
-                }
-                Reservation::Locked => return Err(Denied::Locked),
-                Reservation::Busy if tokio::time::Instant::now() >= give_up => {
-                    return Err(Denied::Locked)
-                }
-                Reservation::Busy => tokio::time::sleep(BUSY_RETRY).await,
-            }
-        }
-    }
-
-    /// Ends a reserved check: a failure is counted against the principal
-    /// and the client address (locking them at their limits), a success
-    /// clears the principal's failures, `Outcome::Unchecked` counts nothing.
-    /// Its place is given back afterwards (the failure is counted first).
-    pub async fn end_attempt(
-        &self,
-        mut attempt: Attempt,
-        outcome: Outcome,
-        now: i64,
-    ) -> Result<(), Denied> {
-        let recorded = match outcome {
-            Outcome::Failed => self.record_failure(&attempt, now).await,
-            Outcome::Succeeded if attempt.failures > 0 => self
-                .store
-                .clear_failures(&attempt.user)
-                .await
-                .map_err(Denied::from),
-            Outcome::Succeeded | Outcome::Unchecked => Ok(()),
-        };
-        // Marked first: were this cancelled mid-way, a second release from
-        // `Drop` could give back another check's place.
-        attempt.released = true;
-        let released = self
-            .store
-            .release_attempts(&attempt.keys(), &attempt.id)
-            .await;
-        if released.is_err() {
-            let keys = attempt.keys().into_iter().map(str::to_string).collect();
-            let id = attempt.id.clone();
-            tokio::spawn(release_until_done(self.store.clone(), keys, id));
-        }
-        recorded?;
-        released.map_err(Denied::from)
-    }
-
     /// The principal `login` names: from the config, else those `portero
-    /// import` wrote to the store, else the issuer's user store.
+    /// import` wrote to the store, else the issuer's user store. A login
+    /// with a control character names no one, and is never sent to a
+    /// database (a NUL fails PostgreSQL's query, which would report an
+    /// outage that is not one).
     pub async fn principal(&self, login: &str) -> Result<Option<Arc<Principal>>, Denied> {
+        if login.chars().any(char::is_control) {
+            return Ok(None);
+        }
         if let Some(p) = self.endpoint.principals.get(login) {
             return Ok(Some(p.clone()));
         }
         if let Some(record) = self.store.principal(&self.issuer.name, login).await? {
-            return Ok(
-                match ImportedPrincipal::decode(&record, self.endpoint.dialect) {
-                    Ok(p) => Some(Arc::new(p)),
-                    Err(why) => {
-                        tracing::error!(
-                            issuer = %self.issuer.name,
-                            login,
-                            "an imported principal refused: {why}"
-                        );
-                        None
-                    }
-                },
-            );
+            let decoded = ImportedPrincipal::decode(&record, self.endpoint.dialect)
+                .and_then(|p| within_limits(&p.secret, &self.endpoint.hash_limits).map(|()| p));
+            return Ok(match decoded {
+                Ok(p) => Some(Arc::new(p)),
+                Err(why) => {
+                    tracing::warn!(
+                        issuer = %self.issuer.name,
+                        login,
+                        "an imported principal refused: {why}"
+                    );
+                    None
+                }
+            });
         }
         match self.users {
             None => Ok(None),
@@ -301,19 +143,43 @@ impl Issuing<'_> {
         }
     }
 
-    /// Checks `secret` against the principal's hash, or a dummy when there
-    /// is no principal, so both take the same time: of the fast kind where
-    /// every secret is one, else argon2id (a user store's rows may hold
-    /// any format; none is slower).
+    /// What an unknown login of the issuer is checked against: an imitation
+    /// of the most common format and cost among its principals (for a user
+    /// store, among the rows read so far).
+    fn stand_in(&self) -> SecretHash {
+        match self.users {
+            Some(users) => users.stand_in(),
+            None => stand_in_of(&self.endpoint.principals),
+        }
+    }
+
+    /// Checks `secret` against the principal's hash, or against the
+    /// issuer's stand-in when there is no principal, so both take the same
+    /// time.
     pub async fn verify_secret(
         &self,
         principal: Option<&Principal>,
         secret: &str,
     ) -> Result<bool, Denied> {
-        let fast_dummy = self.endpoint.dialect.fast_secrets() && self.users.is_none();
-        let hash = match principal {
-            Some(p) => p.secret.clone(),
-            None => dummy(fast_dummy).clone(),
+        let stand_in = match principal {
+            Some(_) => None,
+            None => Some(self.stand_in()),
+        };
+        self.verify_secret_or(principal, secret, stand_in).await
+    }
+
+    /// As [`Issuing::verify_secret`], with `stand_in` for an unknown one
+    /// (clients that are not the issuer's principals have their own).
+    pub async fn verify_secret_or(
+        &self,
+        principal: Option<&Principal>,
+        secret: &str,
+        stand_in: Option<SecretHash>,
+    ) -> Result<bool, Denied> {
+        let hash = match (principal, stand_in) {
+            (Some(p), _) => p.secret.clone(),
+            (None, Some(h)) => h,
+            (None, None) => self.stand_in(),
         };
         // A fast hash takes about a microsecond: checked in place. Argon2 takes
         // tens of milliseconds: off the proxy's threads.
@@ -321,7 +187,7 @@ impl Issuing<'_> {
             hash.verify(secret)
         } else {
             let secret = secret.to_string();
-            blocking(move || hash.verify(&secret)).await?
+            blocking(&self.issuer.name, move || hash.verify(&secret)).await?
         };
         if let (true, Some(p), Some(users)) = (matches, principal, self.users) {
             if users.wants_rehash(p) {
@@ -331,25 +197,9 @@ impl Issuing<'_> {
         Ok(matches && principal.is_some())
     }
 
-    /// Counts a failed login against the principal and the client
-    /// address, in one write.
-    async fn record_failure(&self, attempt: &Attempt, now: i64) -> Result<(), Denied> {
-        let e = self.endpoint;
-        let mut limits = vec![(attempt.user.as_str(), e.max_failures)];
-        if let Some(ip) = &attempt.ip {
-            limits.push((ip.as_str(), e.ip_max_failures));
-        }
-        let cooldown = e.lockout.as_secs() as i64;
-        if self.store.record_failures(&limits, cooldown, now).await? {
-            self.metrics
-                .lockouts
-                .with_label_values(&[&self.issuer.name])
-                .inc();
-        }
-        Ok(())
-    }
-
-    /// The whole login of the password dialects: lockout, secret, blocked flag.
+    /// The whole login of the password dialects: lockout, secret, blocked
+    /// flag. The principal returned is who logged in: its own login, never
+    /// the spelling typed, names it in tokens.
     pub async fn authenticate(
         &self,
         login: &str,
@@ -357,10 +207,18 @@ impl Issuing<'_> {
         client: Option<IpAddr>,
         now: i64,
     ) -> Result<Arc<Principal>, Denied> {
-        let attempt = self.begin_attempt(login, client, now).await?;
-        let principal = match self.principal(login).await {
-            Ok(p) => p,
-            Err(d) => {
+        let mut attempt = self
+            .begin_attempt(self.principal_kind(), login, client, now)
+            .await?;
+        let found = self.principal(login).await;
+        let claimed = match &found {
+            Ok(Some(p)) => self.claim(&mut attempt, &p.login, now).await,
+            Ok(None) => Ok(()),
+            Err(d) => Err(*d),
+        };
+        let principal = match (found, claimed) {
+            (Ok(p), Ok(())) => p,
+            (Err(d), _) | (_, Err(d)) => {
                 self.end_attempt(attempt, Outcome::Unchecked, now).await?;
                 return Err(d);
             }
@@ -394,8 +252,11 @@ mod tests {
     async fn slow_checks_wait_in_a_bounded_queue() {
         // Far more checks at once than may wait: the surplus is refused at
         // once, the rest run a few at a time, none is lost.
-        let checks = (0..MAX_WAITING_CHECKS + 200)
-            .map(|_| blocking(|| std::thread::sleep(std::time::Duration::from_millis(2))));
+        let checks = (0..MAX_WAITING_CHECKS + 200).map(|_| {
+            blocking("a", || {
+                std::thread::sleep(std::time::Duration::from_millis(2))
+            })
+        });
         let answers = futures_util::future::join_all(checks).await;
         let refused = answers.iter().filter(|a| a.is_err()).count();
         assert!(refused >= 200 - 2, "{refused} refused");

@@ -105,10 +105,17 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     let [business, proyecto, password] = fields.map(|(_, v)| v.expect("checked above"));
     let login = project_login(business, proyecto);
     let now = req.now.timestamp();
-    if let Err(d) = ctx.authenticate(&login, password, req.client, now).await {
-        let (status, message) = denied_es(d);
-        return error(status, message);
-    }
+    let principal = match ctx.authenticate(&login, password, req.client, now).await {
+        Ok(p) => p,
+        Err(d) => {
+            let (status, message) = denied_es(d);
+            return error(status, message);
+        }
+    };
+    // The principal's own names, not the spelling typed.
+    let login = principal.login.as_str();
+    let business = principal.business.as_deref().unwrap_or(business);
+    let proyecto = principal.proyecto.as_deref().unwrap_or(proyecto);
     let created = DateTime::from_timestamp_millis(req.now.timestamp_millis()).unwrap_or(req.now);
     let mut claims = Map::new();
     claims.insert("business".into(), Value::String(business.into()));
@@ -127,7 +134,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
             ))
         }
     };
-    match ctx.mint(&login, claims, now, lifetime) {
+    match ctx.mint(login, claims, now, lifetime) {
         Ok(minted) => Reply::json(StatusCode::OK, Value::String(minted.token)),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "Servicio no disponible"),
     }

@@ -75,6 +75,9 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
             return error(StatusCode::INTERNAL_SERVER_ERROR, 3, "Error del servidor")
         }
     };
+    // Who logged in is the principal's own login, not the spelling typed
+    // (a case-insensitive table matches both).
+    let username = principal.login.as_str();
     let nombre = principal.nombre.clone().unwrap_or_default();
     let mut claims = Map::new();
     claims.insert("id".into(), principal.id.clone());

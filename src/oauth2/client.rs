@@ -11,7 +11,8 @@ use http::StatusCode;
 use super::form::Form;
 use super::{Endpoints, Error, Request};
 use crate::config::{ClientAuth, Dialect, Principal};
-use crate::issue::{Denied, Outcome, MAX_FIELD_LEN};
+use crate::credentials::stand_in_of;
+use crate::issue::{Denied, Kind, Outcome, MAX_FIELD_LEN};
 
 /// The credentials a request presents.
 struct Presented {
@@ -109,38 +110,54 @@ pub async fn authenticate(
         return Err(fail());
     }
     let issuing = &ctx.issuing;
-    // A user dialect's clients are not its users: their failures are
-    // counted apart, or a client could lock out the user of its name.
-    let counted_as = match issuing.endpoint.dialect.has_clients() {
-        true => p.id.clone(),
-        false => format!("oauth2-client\0{}", p.id),
+    // A client dialect's clients are its principals, counted as at its
+    // legacy endpoint; a user dialect's clients are applications, counted
+    // apart from its users (or a client could lock out the user of its name).
+    let own_principals = issuing.endpoint.dialect.has_clients();
+    let kind = match own_principals {
+        true => issuing.principal_kind(),
+        false => Kind::Client,
     };
-    let attempt = match issuing
-        .begin_attempt(&counted_as, req.client, req.now)
+    let locked = || {
+        Error::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_client",
+            "too many failed attempts; try again later",
+        )
+    };
+    let mut attempt = match issuing
+        .begin_attempt(kind, &p.id, req.client, req.now)
         .await
     {
         Ok(a) => a,
-        Err(Denied::Locked) => {
-            return Err(Error::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "invalid_client",
-                "too many failed attempts; try again later",
-            ))
-        }
+        Err(Denied::Locked) => return Err(locked()),
         Err(_) => return Err(Error::unavailable()),
     };
-    let principal = match ctx.client(&p.id).await {
-        Ok(found) => found,
-        Err(_) => {
+    let found = ctx.client(&p.id).await;
+    let claimed = match &found {
+        Ok(Some(client)) => issuing.claim(&mut attempt, &client.login, req.now).await,
+        Ok(None) => Ok(()),
+        Err(d) => Err(*d),
+    };
+    let principal = match (found, claimed) {
+        (Ok(found), Ok(())) => found,
+        (Err(d), _) | (_, Err(d)) => {
             let _ = issuing
                 .end_attempt(attempt, Outcome::Unchecked, req.now)
                 .await;
-            return Err(Error::unavailable());
+            return Err(match d {
+                Denied::Locked => locked(),
+                _ => Error::unavailable(),
+            });
         }
     };
-    let mut verified = issuing.verify_secret(principal.as_deref(), &p.secret).await;
+    // An unknown client costs what a known one does: the issuer's stand-in,
+    // or for a user dialect's clients, one like theirs.
+    let stand_in = (!own_principals).then(|| stand_in_of(ctx.clients()));
+    let check = |secret| issuing.verify_secret_or(principal.as_deref(), secret, stand_in.clone());
+    let mut verified = check(&p.secret).await;
     if let (Ok(false), Some(raw)) = (&verified, &p.undecoded) {
-        verified = issuing.verify_secret(principal.as_deref(), raw).await;
+        verified = check(raw).await;
     }
     let outcome = match verified {
         Ok(true) => Outcome::Succeeded,

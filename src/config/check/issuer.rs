@@ -207,6 +207,7 @@ impl Checker<'_> {
                 principals.push(principal);
             }
         }
+        self.distinct_logins(&principals, &key("principals"));
         let max_body_size = match &i.max_body_size {
             None => 64 * 1024,
             Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
@@ -244,6 +245,8 @@ impl Checker<'_> {
             companies: i.companies.clone(),
             max_failures: i.max_failures.unwrap_or(5).max(1),
             ip_max_failures: i.ip_max_failures.unwrap_or(50).max(1),
+            client_max_failures: i.client_max_failures.unwrap_or(100).max(1),
+            hash_limits: self.hash_limits,
             lockout: self.duration(&i.lockout, &key("lockout"), secs(900)),
             max_body_size,
             body_timeout: self.duration(&i.body_timeout, &key("body_timeout"), secs(10)),
@@ -324,16 +327,10 @@ impl Checker<'_> {
         let mut clients = Vec::new();
         for (n, c) in settings.clients.iter().enumerate() {
             let client_key = format!("{key}.clients[{n}]");
-            let secret = match super::secret_hash::secret_hash(c.secret_hash.get_ref()) {
-                Ok(h) => h,
-                Err(e) => {
-                    self.problem(
-                        &c.secret_hash,
-                        format!("{client_key}.secret_hash"),
-                        format!("{e} (make one with `portero hash-secret`)"),
-                    );
-                    continue;
-                }
+            let Some(secret) =
+                self.stored_hash(&c.secret_hash, &format!("{client_key}.secret_hash"))
+            else {
+                continue;
             };
             clients.push(Principal {
                 login: c.client_id.clone(),
@@ -355,6 +352,7 @@ impl Checker<'_> {
                 introspect: c.introspect,
             });
         }
+        self.distinct_logins(&clients, &format!("{key}.clients"));
         let Some(public_url) = public_url else {
             self.problem(
                 table,
@@ -476,17 +474,7 @@ impl Checker<'_> {
         dialect: Dialect,
         p: &FilePrincipal,
     ) -> Option<Principal> {
-        let secret = match super::secret_hash::secret_hash(p.secret_hash.get_ref()) {
-            Ok(h) => h,
-            Err(e) => {
-                self.problem(
-                    &p.secret_hash,
-                    format!("{key}.secret_hash"),
-                    format!("{e} (make one with `portero hash-secret`)"),
-                );
-                return None;
-            }
-        };
+        let secret = self.stored_hash(&p.secret_hash, &format!("{key}.secret_hash"))?;
         let login = dialect.login_of(
             p.username.as_deref(),
             p.client_id.as_deref(),

@@ -7,7 +7,7 @@ use argon2::password_hash::PasswordHash;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
 
-use super::super::model::{Pbkdf2Digest, SecretHash, FAST_PREFIX};
+use super::super::model::{HashLimits, Pbkdf2Digest, SecretHash, FAST_PREFIX};
 
 /// The PHC algorithms portero checks (RustCrypto's `password-hash` family).
 const PHC: [&str; 6] = [
@@ -134,4 +134,91 @@ fn pbkdf2(digest: Pbkdf2Digest, rounds: &str, salt: Vec<u8>, hash: Vec<u8>) -> O
         salt,
         hash,
     })
+}
+
+/// Whether `hash` names a cost within `limits`; if not, why, naming the
+/// format and the parameter, never the hash.
+pub fn within_limits(hash: &SecretHash, limits: &HashLimits) -> Result<(), String> {
+    let over = |format: &str, what: &str, value: u64, most: u64, key: &str| {
+        Err(format!(
+            "{format} hash with {what} {value}, over the limit of {most} (hash_limits.{key})"
+        ))
+    };
+    match hash {
+        SecretHash::Fast { .. } => Ok(()),
+        SecretHash::Bcrypt(s) => {
+            let cost = s
+                .parse::<bcrypt::HashParts>()
+                .map(|p| p.get_cost())
+                .map_err(|_| "malformed bcrypt hash".to_string())?;
+            match cost <= limits.bcrypt_cost {
+                true => Ok(()),
+                false => over(
+                    "bcrypt",
+                    "cost",
+                    cost.into(),
+                    limits.bcrypt_cost.into(),
+                    "bcrypt_cost",
+                ),
+            }
+        }
+        SecretHash::Pbkdf2 { rounds, .. } => pbkdf2_within(*rounds as u64, limits, "pbkdf2"),
+        SecretHash::Phc(s) => {
+            let parsed = PasswordHash::new(s).map_err(|_| "malformed PHC hash".to_string())?;
+            let id = parsed.algorithm.as_str();
+            let param = |name: &str, default: u64| {
+                parsed
+                    .params
+                    .get_str(name)
+                    .map_or(Ok(default), |v| v.parse::<u64>())
+                    .map_err(|_| format!("{id} hash with a malformed {name}"))
+            };
+            let lanes = |p: u64| match p <= limits.parallelism.into() {
+                true => Ok(()),
+                false => over(id, "p", p, limits.parallelism.into(), "parallelism"),
+            };
+            match id {
+                "pbkdf2-sha256" | "pbkdf2-sha512" => pbkdf2_within(param("i", 0)?, limits, id),
+                "scrypt" => {
+                    let (ln, r) = (param("ln", 15)?, param("r", 8)?);
+                    if ln > limits.scrypt_log_n.into() {
+                        return over(id, "ln", ln, limits.scrypt_log_n.into(), "scrypt_log_n");
+                    }
+                    let bytes = 128u64.saturating_mul(1 << ln).saturating_mul(r);
+                    if bytes > limits.memory {
+                        return over(id, "memory (bytes)", bytes, limits.memory, "memory");
+                    }
+                    lanes(param("p", 1)?)
+                }
+                _ => {
+                    // argon2: m in KiB, t passes, p lanes.
+                    let kib = param("m", argon2::Params::DEFAULT_M_COST.into())?;
+                    if kib.saturating_mul(1024) > limits.memory {
+                        return over(
+                            id,
+                            "memory (bytes)",
+                            kib.saturating_mul(1024),
+                            limits.memory,
+                            "memory",
+                        );
+                    }
+                    let t = param("t", argon2::Params::DEFAULT_T_COST.into())?;
+                    if t > limits.argon2_passes.into() {
+                        return over(id, "t", t, limits.argon2_passes.into(), "argon2_passes");
+                    }
+                    lanes(param("p", argon2::Params::DEFAULT_P_COST.into())?)
+                }
+            }
+        }
+    }
+}
+
+fn pbkdf2_within(rounds: u64, limits: &HashLimits, format: &str) -> Result<(), String> {
+    match rounds <= limits.pbkdf2_rounds.into() {
+        true => Ok(()),
+        false => Err(format!(
+            "{format} hash with {rounds} rounds, over the limit of {} (hash_limits.pbkdf2_rounds)",
+            limits.pbkdf2_rounds
+        )),
+    }
 }

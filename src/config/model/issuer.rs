@@ -114,7 +114,12 @@ pub struct TokenEndpoint {
     pub companies: Vec<String>,
     pub max_failures: u32,
     pub ip_max_failures: u32,
+    /// A client's failures from all addresses together before it is locked
+    /// for everyone; from one address, `max_failures` lock it there only.
+    pub client_max_failures: u32,
     pub lockout: Duration,
+    /// The costs a stored hash may name (`[hash_limits]`).
+    pub hash_limits: HashLimits,
     pub max_body_size: u64,
     pub body_timeout: Duration,
     pub principals: Principals,
@@ -252,6 +257,50 @@ pub enum Pbkdf2Digest {
     Sha512,
 }
 
+/// The form of a login under which its lockout is counted, and two
+/// principals of one issuer may not share: Unicode NFKC, case-folded and
+/// trimmed. A database's collation (MariaDB's default is case- and
+/// trailing-space-insensitive) may select one row for many spellings; they
+/// all count against one budget. The identity itself is the principal's own
+/// login, never the spelling typed.
+pub fn login_key(login: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded: String = login.nfkc().flat_map(char::to_lowercase).collect();
+    // Lowercasing can leave combining marks (İ → i + U+0307): compose again.
+    folded.trim().nfkc().collect()
+}
+
+/// Bounds on the cost a stored hash may name (`[hash_limits]`): a hash
+/// past them is refused by `portero check` and `portero import` and fails
+/// its login without being computed, so one row cannot pin a core or
+/// exhaust memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashLimits {
+    pub pbkdf2_rounds: u32,
+    pub bcrypt_cost: u32,
+    /// Bytes an argon2 (`m`) or scrypt (128 · N · r) check may take.
+    pub memory: u64,
+    /// argon2's `t`.
+    pub argon2_passes: u32,
+    /// argon2's `p` and scrypt's `p`.
+    pub parallelism: u32,
+    /// scrypt's log2 N.
+    pub scrypt_log_n: u8,
+}
+
+impl Default for HashLimits {
+    fn default() -> HashLimits {
+        HashLimits {
+            pbkdf2_rounds: 10_000_000,
+            bcrypt_cost: 16,
+            memory: 256 << 20,
+            argon2_passes: 16,
+            parallelism: 16,
+            scrypt_log_n: 20,
+        }
+    }
+}
+
 /// Someone who can obtain tokens, with what the dialects return about them.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -285,6 +334,9 @@ pub struct Principal {
 #[derive(Debug, Clone, Default)]
 pub struct Principals {
     by_login: HashMap<String, Arc<Principal>>,
+    /// What an unknown login is checked against: a hash of the most common
+    /// format and cost among these, made by `credentials` when first needed.
+    pub stand_in: Arc<std::sync::OnceLock<SecretHash>>,
 }
 
 impl Principals {
@@ -294,6 +346,7 @@ impl Principals {
                 .into_iter()
                 .map(|p| (p.login.clone(), Arc::new(p)))
                 .collect(),
+            stand_in: Arc::default(),
         }
     }
 
