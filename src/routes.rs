@@ -1,6 +1,12 @@
 //! The route table: (host, path, method) → route. Compiled once per config
 //! and read without locks; lookups cost one hash probe per path segment,
 //! whatever the number of routes.
+//!
+//! An ordinary route serves its path and every path below it. A token
+//! endpoint (legacy or OAuth 2.0) serves its exact path only: the paths
+//! below it are ordinary paths, left to whatever ordinary route covers
+//! them, so a forward-auth decision never opens an application's routes
+//! that happen to sit below a token endpoint's path.
 
 use std::collections::HashMap as StdHashMap;
 
@@ -12,8 +18,9 @@ use crate::config::{Route, RouteAction};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Miss {
     NoRoute,
-    /// The path is a token endpoint's, which takes other methods only:
-    /// a token endpoint's path is its own, never left to a route beneath.
+    /// The path is exactly a token endpoint's, which takes other methods
+    /// only: a token endpoint's path is its own, never left to a route
+    /// beneath.
     Method,
 }
 
@@ -24,8 +31,15 @@ type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct HostRoutes {
-    /// Route path → indices of the routes mounted there, in config order.
-    by_path: HashMap<String, Vec<usize>>,
+    /// Route path → the routes mounted there, in config order.
+    by_path: HashMap<String, Vec<Mounted>>,
+}
+
+#[derive(Clone, Copy)]
+struct Mounted {
+    index: usize,
+    /// A token endpoint's: it serves its exact path only.
+    exact: bool,
 }
 
 pub struct RouteTable {
@@ -55,7 +69,12 @@ impl RouteTable {
             } else {
                 exact.entry(r.host.clone()).or_default()
             };
-            table.by_path.entry(r.path.clone()).or_default().push(i);
+            let exact = matches!(r.action, RouteAction::Issue { .. });
+            table
+                .by_path
+                .entry(r.path.clone())
+                .or_default()
+                .push(Mounted { index: i, exact });
         }
         suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
         RouteTable {
@@ -72,8 +91,11 @@ impl RouteTable {
 
     /// The route for a request: exact host first, then the longest `*.` suffix,
     /// then `*`; within a host, the longest matching path prefix whose methods
-    /// allow the request. `path` is normalised (`path::normalize`); empty
-    /// segments and `;` parameters do not count here (`path::routing_key`).
+    /// allow the request (a token endpoint's path matches only as a whole).
+    /// `path` is normalised (`path::normalize`); empty segments and `;`
+    /// parameters do not count here (`path::routing_key`), so `//auth` and
+    /// `/auth;x` are the token endpoint at `/auth`, while `/auth/`, `/auth/x`
+    /// and `/Auth` are ordinary paths.
     pub fn lookup(&self, host: &str, path: &str, method: &Method) -> Option<(usize, &Route)> {
         self.find(host, path, method).ok()
     }
@@ -123,15 +145,17 @@ impl RouteTable {
             let Some(mounted) = table.by_path.get(prefix) else {
                 continue;
             };
-            let allows = |&i: &usize| {
-                let methods = &self.routes[i].methods;
-                methods.is_empty() || methods.contains(method)
+            // The first prefix is the whole path; a token endpoint is
+            // skipped at every other. One comparison per mounted route.
+            let whole = prefix.len() == path.len();
+            let allows = |m: &&Mounted| {
+                let methods = &self.routes[m.index].methods;
+                (whole || !m.exact) && (methods.is_empty() || methods.contains(method))
             };
-            if let Some(i) = mounted.iter().copied().find(allows) {
-                return Ok(Some(i));
+            if let Some(m) = mounted.iter().find(allows) {
+                return Ok(Some(m.index));
             }
-            let issues = |&i: &usize| matches!(self.routes[i].action, RouteAction::Issue { .. });
-            if mounted.iter().any(issues) {
+            if whole && mounted.iter().any(|m| m.exact) {
                 return Err(Miss::Method);
             }
         }
@@ -248,6 +272,56 @@ mod tests {
             assert_eq!(name(&t, "x", path, Method::GET), Some("*/admin"), "{path}");
         }
         assert_eq!(name(&t, "x", "/Admin", Method::GET), Some("*/"));
+    }
+
+    fn endpoint(path: &str, methods: &[Method]) -> Route {
+        Route {
+            name: format!("issue:{path}"),
+            action: crate::config::RouteAction::Issue {
+                issuer: 0,
+                endpoint: crate::config::Endpoint::Token,
+            },
+            ..route("*", path, methods)
+        }
+    }
+
+    /// A token endpoint serves its exact path (as routing reads it: empty
+    /// segments and `;` parameters ignored, case kept); every other path
+    /// below it is an ordinary path, and only the exact path is `405`.
+    #[test]
+    fn token_endpoints_match_their_exact_path_only() {
+        let t = RouteTable::new(vec![
+            endpoint("/auth", &[Method::POST]),
+            endpoint("/oauth2/cf/token", &[Method::GET, Method::POST]),
+            route("*", "/", &[]),
+        ]);
+        let find = |path: &str, m: Method| t.find("x", path, &m).map(|(_, r)| r.name.as_str());
+        for path in ["/auth", "//auth", "/auth;x", "/auth//", "/auth;x/"] {
+            let want = if path.ends_with('/') { Ok("*/") } else { Ok("issue:/auth") };
+            assert_eq!(find(path, Method::POST), want, "{path}");
+        }
+        assert_eq!(find("/auth", Method::GET), Err(Miss::Method));
+        assert_eq!(find("//auth;x", Method::GET), Err(Miss::Method));
+        for path in ["/auth/", "/auth/x", "/auth/admin/users", "/Auth", "/authx"] {
+            assert_eq!(find(path, Method::POST), Ok("*/"), "{path}");
+            assert_eq!(find(path, Method::GET), Ok("*/"), "{path}");
+        }
+        assert_eq!(
+            find("/oauth2/cf/token", Method::POST),
+            Ok("issue:/oauth2/cf/token")
+        );
+        assert_eq!(find("/oauth2/cf/token/x", Method::POST), Ok("*/"));
+        assert_eq!(find("/oauth2/cf", Method::POST), Ok("*/"));
+        // Without a catch-all, a path below a token endpoint has no route.
+        let t = RouteTable::new(vec![endpoint("/auth", &[Method::POST])]);
+        assert_eq!(
+            t.find("x", "/auth/admin/users", &Method::POST).map(|_| ()),
+            Err(Miss::NoRoute)
+        );
+        assert_eq!(
+            t.find("x", "/auth/x", &Method::GET).map(|_| ()),
+            Err(Miss::NoRoute)
+        );
     }
 
     #[test]

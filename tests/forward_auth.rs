@@ -440,3 +440,71 @@ async fn a_path_under_the_endpoint_is_never_routed() {
     }
     assert_eq!(up.requests(), 3);
 }
+
+/// A decision about a path below a token endpoint (legacy or OAuth 2.0) is
+/// the decision for an ordinary path: the demo's protected catch-all wants
+/// a token, so an application's own `/auth/admin/users` behind the asking
+/// proxy is not opened. The exact endpoint paths are allowed as before.
+#[tokio::test]
+async fn paths_below_a_token_endpoint_need_what_their_route_needs() {
+    let gw = Gateway::start_with_server_settings(&server("traefik"), &demo_body()).await;
+    let client = reqwest::Client::new();
+    let ask = |method: &'static str, uri: &'static str, token: Option<String>| {
+        let mut req = client
+            .get(gw.url("/.portero/auth"))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", uri);
+        if let Some(t) = token {
+            req = req.header("authorization", t);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for (method, uri) in [
+        ("POST", "/auth"),
+        ("POST", "//auth"),
+        ("POST", "/api/auth/token"),
+        ("POST", "/api/auth/refreshtoken"),
+        ("POST", "/oauth2/login-refresh/token"),
+        ("POST", "/oauth2/client-flat/introspect"),
+        (
+            "GET",
+            "/.well-known/oauth-authorization-server/oauth2/client-flat",
+        ),
+    ] {
+        assert_eq!(ask(method, uri, None).await, 200, "{method} {uri}");
+    }
+    assert_eq!(ask("GET", "/auth", None).await, 405);
+    let below = [
+        ("POST", "/auth/admin/users"),
+        ("DELETE", "/auth/admin/users/1"),
+        ("GET", "/auth/"),
+        ("POST", "/api/auth/token/x"),
+        ("POST", "/oauth2/login-refresh"),
+        ("POST", "/oauth2/login-refresh/anything"),
+        ("GET", "/oauth2/client-flat/token/x"),
+        (
+            "GET",
+            "/.well-known/oauth-authorization-server/oauth2/client-flat/x",
+        ),
+    ];
+    for (method, uri) in below {
+        assert_eq!(ask(method, uri, None).await, 401, "{method} {uri}");
+    }
+    // With a token the catch-all accepts, they are allowed like any path.
+    let (status, body) = post(
+        &gw,
+        "/api/auth/token",
+        None,
+        r#"{"username": "admin", "password": "abcd1234"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = parse(&body)["accessToken"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (method, uri) in below {
+        let status = ask(method, uri, Some(format!("Bearer {token}"))).await;
+        assert_eq!(status, 200, "{method} {uri}");
+    }
+}

@@ -587,3 +587,78 @@ async fn a_request_head_past_the_limit_gets_431() {
     );
     assert_eq!(raw(gw.port, head.as_bytes()).await.0, 401);
 }
+
+/// A raw `method path` request to the gateway with a JSON body and an
+/// optional raw `Authorization`, as written: no client library tidies it.
+async fn send(gw: &Gateway, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let body = r#"{"business": "5a2ac49cbbbce212f885529c", "proyecto": "upconta", "password": "1234"}"#;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: {t}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: gw.test\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    raw(gw.port, request.as_bytes()).await
+}
+
+/// A token endpoint is its exact path only (as routing reads paths: empty
+/// segments and `;` parameters ignored, case kept). Every other path below
+/// it is an ordinary path: on the demo config, the protected catch-all's,
+/// so an application's own `/auth/admin/users` needs a token, and only the
+/// exact path answers another method `405`.
+#[tokio::test]
+async fn paths_below_a_token_endpoint_are_ordinary_paths() {
+    let gw = Gateway::start(&common::demo_body()).await;
+    let body_of = |text: &str| text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    // The endpoint: its answer is the token, a JSON string.
+    let mut token = String::new();
+    for path in ["/auth", "//auth", "/auth;x", "/auth?withoutExpiration=1"] {
+        let (status, text) = send(&gw, "POST", path, None).await;
+        let body = body_of(&text);
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(body.starts_with('"'), "{path}: not the endpoint: {body}");
+        token = body.trim_matches('"').to_string();
+    }
+    for path in ["/auth", "//auth", "/auth;x"] {
+        let (status, text) = send(&gw, "GET", path, None).await;
+        assert_eq!(status, 405, "{path}: {text}");
+    }
+    // Below it, or another spelling of another path: the catch-all's.
+    for path in [
+        "/auth/admin/users",
+        "/auth/x",
+        "/auth/",
+        "/auth/.",
+        "/auth//",
+        "/Auth",
+        "/oauth2/login-refresh",
+        "/oauth2/login-refresh/token/x",
+        "/oauth2/login-refresh/anything",
+        "/.well-known/oauth-authorization-server/oauth2/login-refresh/x",
+    ] {
+        for method in ["POST", "GET"] {
+            let (status, text) = send(&gw, method, path, None).await;
+            assert_eq!(status, 401, "{method} {path}: {text}");
+            assert!(text.contains("WWW-Authenticate") || text.contains("www-authenticate"));
+        }
+        let (status, text) = send(&gw, "POST", path, Some(&token)).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        let seen = echoed(&text);
+        assert_eq!(seen["method"], "POST", "{path}");
+        assert_eq!(seen["headers"]["x-user-proyecto"], "upconta", "{path}");
+    }
+    // The OAuth 2.0 endpoints answer at their exact paths as before.
+    let (status, text) = send(&gw, "GET", "/oauth2/login-refresh/token", None).await;
+    assert_eq!(status, 405, "{text}");
+    assert!(body_of(&text).contains("invalid_request"), "{text}");
+    let (status, text) = send(&gw, "GET", "//oauth2/login-refresh/token", None).await;
+    assert_eq!(status, 405, "{text}");
+    for path in [
+        "/.well-known/oauth-authorization-server/oauth2/login-refresh",
+        "/oauth2/login-refresh/.well-known/openid-configuration",
+    ] {
+        let (status, text) = send(&gw, "GET", path, None).await;
+        assert_eq!(status, 200, "{path}: {text}");
+        assert!(body_of(&text).contains("token_endpoint"), "{path}: {text}");
+    }
+}

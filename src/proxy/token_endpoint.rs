@@ -64,12 +64,15 @@ impl Gateway {
         (reply, true)
     }
 
-    /// Serves the issuer's OAuth 2.0 endpoints, the body read within the
-    /// same limits as its dialect's. Also says whether the body was read.
+    /// Serves the issuer's OAuth 2.0 endpoint mounted at `path` (the
+    /// route's: the request's path is that one as routing reads it), the
+    /// body read within the same limits as its dialect's. Also says
+    /// whether the body was read.
     pub(super) async fn oauth2_endpoint(
         &self,
         live: &Live,
         index: usize,
+        path: &str,
         parts: &Parts,
         body: Incoming,
         client: IpAddr,
@@ -92,7 +95,7 @@ impl Gateway {
         };
         let request = oauth2::Request {
             method: &parts.method,
-            path: parts.uri.path(),
+            path,
             authorization: parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes),
             form: oauth2::is_form(parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes)),
             body: &body,

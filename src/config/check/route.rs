@@ -244,8 +244,9 @@ impl Checker<'_> {
     }
 }
 
-/// One POST route per token endpoint, and the OAuth 2.0 endpoints' routes,
-/// each named `issue:<issuer>`.
+/// One POST route per token endpoint, and one per OAuth 2.0 endpoint, each
+/// named `issue:<issuer>`. Each serves its exact path only (`routes`): the
+/// paths below them are the ordinary routes'.
 pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
     let mut routes = Vec::new();
     for (index, issuer) in issuers.iter().enumerate() {
@@ -259,11 +260,15 @@ pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
         if issuer.oauth2.is_some() {
             // The endpoints under the issuer identifier's path, and its
             // metadata where RFC 8414 §3.1 inserts the well-known part.
+            // Both methods reach `oauth2`, which answers a wrong one in
+            // OAuth 2.0's own words.
             let under = format!("/oauth2/{}", issuer.name);
-            let metadata = format!("/.well-known/oauth-authorization-server{under}");
             let both = vec![http::Method::GET, http::Method::POST];
-            mounts.push((under, Endpoint::OAuth2, both.clone()));
-            mounts.push((metadata, Endpoint::OAuth2, both));
+            let paths = OAUTH2_ENDPOINTS
+                .iter()
+                .map(|end| format!("{under}{end}"))
+                .chain([format!("/.well-known/oauth-authorization-server{under}")]);
+            mounts.extend(paths.map(|p| (p, Endpoint::OAuth2, both.clone())));
         }
         for (path, endpoint, methods) in mounts {
             routes.push(Route {
@@ -282,3 +287,12 @@ pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
     }
     routes
 }
+
+/// The OAuth 2.0 endpoints below an issuer identifier's path
+/// (docs/oauth2.md); `oauth2::which` tells them apart.
+const OAUTH2_ENDPOINTS: [&str; 4] = [
+    "/token",
+    "/revoke",
+    "/introspect",
+    "/.well-known/openid-configuration",
+];
