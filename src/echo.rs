@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
 use http::StatusCode;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -28,7 +28,7 @@ pub async fn serve(listener: TcpListener) {
         };
         tokio::spawn(async move {
             let service =
-                hyper::service::service_fn(|req| async { Ok::<_, Infallible>(echo(req)) });
+                hyper::service::service_fn(|req| async { Ok::<_, Infallible>(echo(req).await) });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
@@ -58,11 +58,16 @@ pub fn describe(req: &http::request::Parts) -> Value {
     })
 }
 
-fn echo(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn echo(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     if let Some(response) = websocket(&mut req) {
         return response;
     }
-    let (parts, _body) = req.into_parts();
+    let (parts, mut body) = req.into_parts();
+    // Read to its end before answering, as an application does: hyper
+    // closes a connection whose request body was left unread, just after
+    // a response that said nothing of it, so a client that pooled the
+    // connection meanwhile would find it closed under its next request.
+    while let Some(Ok(_)) = body.frame().await {}
     let body = describe(&parts).to_string();
     Response::builder()
         .header("content-type", "application/json")

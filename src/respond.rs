@@ -190,6 +190,11 @@ pub fn upstream_failure(failure: Failure) -> (StatusCode, &'static str, &'static
             "request_timeout",
             "request body timed out",
         ),
+        Failure::BadBody => (
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "malformed or incomplete request body",
+        ),
         Failure::TooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",

@@ -57,6 +57,10 @@ pub enum Failure {
     Timeout,
     /// The client stopped sending its body.
     ClientTimeout,
+    /// The client's body broke its own framing (a chunk size that is not
+    /// hex or overflows, a bare LF for CRLF) or ended short: the client's
+    /// fault, `400`, never counted against the server.
+    BadBody,
     /// The body grew past the size limit while streaming.
     TooLarge,
     /// The upstream broke the connection or sent something that is not HTTP.
@@ -346,7 +350,7 @@ impl UpstreamGroup {
         let failed = match result {
             Ok(f) => ejection.on_5xx && f.response.status().is_server_error(),
             Err(Connect | ConnectTimeout | Timeout | Upstream | Tls) => true,
-            Err(NoServer | Busy | ClientTimeout | TooLarge | Closed) => return,
+            Err(NoServer | Busy | ClientTimeout | BadBody | TooLarge | Closed) => return,
         };
         if !failed {
             if server.failures.load(Ordering::Relaxed) != 0 {

@@ -453,3 +453,49 @@ async fn a_server_failing_requests_in_a_row_is_ejected_for_its_cool_down() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(answering(&gw, 4).await.len(), 2);
 }
+
+/// Keep-alive POSTs with bodies, from a few clients at once, through the
+/// built-in echo upstream over pooled connections: every one is answered
+/// by the upstream, none `502`. Bounded in count and time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keep_alive_posts_through_the_echo_upstream_never_get_502() {
+    const CLIENTS: usize = 4;
+    const POSTS: usize = 20_000;
+    let gw = Gateway::start(&public_route("[upstreams.api]\nbuiltin = \"echo\"\n")).await;
+    let url = gw.url("/orders");
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients = (0..CLIENTS).map(|c| {
+        let (url, next) = (url.clone(), next.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut statuses: Vec<u16> = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= POSTS || std::time::Instant::now() > until {
+                    return statuses;
+                }
+                // Bodies from a few bytes to past one TCP segment.
+                let body = "x".repeat(1 + (i * 7919 + c) % 3000);
+                let r = client.post(&url).body(body).send().await.unwrap();
+                let status = r.status().as_u16();
+                let _ = r.bytes().await;
+                statuses.push(status);
+            }
+        })
+    });
+    let mut done = 0;
+    let mut failed = 0;
+    for client in clients {
+        for status in client.await.unwrap() {
+            done += 1;
+            if status != 200 {
+                failed += 1;
+                eprintln!("status {status}");
+            }
+        }
+    }
+    eprintln!("{done} POSTs, {failed} not 200");
+    assert!(done >= 2_000, "only {done} POSTs within the time");
+    assert_eq!(failed, 0, "{failed} of {done} POSTs were not answered 200");
+}

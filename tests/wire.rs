@@ -389,3 +389,54 @@ async fn an_upstream_that_answers_before_the_body_gets_no_more_of_it() {
     // The rest of the body is still coming: the client is told to go.
     assert_eq!(r.headers()["connection"], "close");
 }
+
+/// A client's chunked body that breaks its own framing (a bare LF for
+/// CRLF, a chunk size past u64, a size that is not hex) is the client's
+/// fault: `400`, on a protected route with a good token, whether it breaks
+/// within the part read before the upstream is asked or in the part
+/// streamed after; and the upstream server is not blamed for it.
+#[tokio::test]
+async fn a_malformed_chunked_request_body_is_400() {
+    let up = Upstream::start("api").await;
+    let config = format!(
+        "{}{}\n[[routes]]\npath = \"/\"\nupstream = \"api\"\n",
+        issuers(),
+        upstream(
+            "api",
+            &[up.addr],
+            "eject_after = 1\neject_for = \"60s\"\nhealth_check = \"none\""
+        )
+    );
+    let gw = Gateway::start_with_server_settings("request_buffer_size = \"1KiB\"", &config).await;
+    let token = Signer::Hs.sign(&claims("alice"));
+    let big = format!("800\r\n{}\r\n", "b".repeat(0x800));
+    let mut sent = 0;
+    for (case, body) in [
+        ("bare LF", "5\nhello\n0\n\n".to_string()),
+        ("bare LF after the size", "5\r\nhello\n0\r\n\r\n".to_string()),
+        ("overflowing size", "1FFFFFFFFFFFFFFFF\r\nx\r\n0\r\n\r\n".to_string()),
+        ("non-hex size", "zz\r\nhello\r\n0\r\n\r\n".to_string()),
+        ("streamed, then bare LF", format!("{big}5\nhello\n0\n\n")),
+        ("streamed, then overflowing", format!("{big}FFFFFFFFFFFFFFFFFF\r\nx\r\n")),
+        ("streamed, then non-hex", format!("{big}-1\r\nx\r\n0\r\n\r\n")),
+    ] {
+        let request = format!(
+            "POST /orders HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"
+        );
+        let (status, text) = raw_http(gw.port, request.as_bytes()).await;
+        assert_eq!(status, 400, "{case}: {text}");
+        assert!(text.contains("bad_request"), "{case}: {text}");
+        sent += 1;
+    }
+    assert_eq!(sent, 7);
+    // Not ejected: a well-formed request still reaches the server.
+    let r = reqwest::Client::new()
+        .post(gw.url("/orders"))
+        .bearer_auth(&token)
+        .body("fine")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -38,7 +38,7 @@ impl Gateway {
                 RequestError::Upstream(match e {
                     BodyError::Slow => Failure::ClientTimeout,
                     BodyError::TooLarge => Failure::TooLarge,
-                    BodyError::Broken => Failure::Upstream,
+                    BodyError::Broken => Failure::BadBody,
                 })
             })
     }

@@ -380,7 +380,7 @@ impl Exchange<'_> {
                 Ok(Some(Err(BodyError::Slow))) => return Err(Failure::ClientTimeout),
                 Ok(Some(Err(BodyError::TooLarge))) => return Err(Failure::TooLarge),
                 // The client's body broke (it went away, or framed it wrong).
-                Ok(Some(Err(BodyError::Broken))) => return Err(Failure::Upstream),
+                Ok(Some(Err(BodyError::Broken))) => return Err(Failure::BadBody),
                 Ok(None) => {
                     if chunked {
                         out.extend_from_slice(codec::LAST_CHUNK);
