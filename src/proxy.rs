@@ -211,12 +211,19 @@ impl Gateway {
                 forward_auth::original(config, &rest, parts).map_err(RequestError::BadTarget)?;
             return Box::pin(self.decide(live, original, ip, ctx)).await;
         }
-        if parts.uri.path() == JWKS_PATH && parts.method == Method::GET {
+        // The JWKS document is the gateway's own at its path: read with
+        // GET (or HEAD), a CORS preflight answered as the route beneath
+        // says, any other method `405`, never passed to that route.
+        let jwks_path = parts.uri.path() == JWKS_PATH;
+        if jwks_path && matches!(parts.method, Method::GET | Method::HEAD) {
             let jwks = live.validator.keys().jwks().to_string();
             return Ok(respond::json(StatusCode::OK, jwks));
         }
         if let Some(answer) = preflight(live, host.as_ref(), parts, ctx) {
             return answer;
+        }
+        if jwks_path {
+            return Err(RequestError::DocumentMethod);
         }
         let (index, route) = route(live, host.as_ref(), parts)?;
         ctx.route = Some(index);

@@ -25,6 +25,9 @@ pub enum RequestError {
     NoRoute,
     /// A token endpoint's path asked with another method than `POST`.
     MethodNotAllowed,
+    /// A document the gateway serves itself (the JWKS) asked with another
+    /// method than `GET` or `HEAD` (RFC 9110 §15.5.6).
+    DocumentMethod,
     /// The route's policy turned the credential away.
     Denied(AuthError),
     /// `on_outage = "fail-closed"` while the store is unreachable.
@@ -52,6 +55,11 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
             "method_not_allowed",
             "a token endpoint takes POST",
         ),
+        RequestError::DocumentMethod => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this document is read with GET",
+        ),
         RequestError::StoreUnavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -69,6 +77,10 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
     if err == RequestError::MethodNotAllowed {
         resp.headers_mut()
             .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    if err == RequestError::DocumentMethod {
+        resp.headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     if err == RequestError::Limited(Limit::Busy) {
         // In-flight counts change by the millisecond: a second is plenty.
@@ -129,6 +141,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         RequestError::BadTarget(m) => m.to_string(),
         RequestError::NoRoute => "no route".to_string(),
         RequestError::MethodNotAllowed => "a token endpoint takes POST".to_string(),
+        RequestError::DocumentMethod => "this document is read with GET".to_string(),
         RequestError::StoreUnavailable => "state store unreachable".to_string(),
         RequestError::CorsRefused(why) => why.message().to_string(),
         RequestError::TooLarge => upstream_failure(Failure::TooLarge).2.to_string(),

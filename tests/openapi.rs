@@ -215,3 +215,44 @@ async fn admin_paths_answer_another_method_with_405_and_allow() {
     let r = client.get(gw.admin_url("/nowhere")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// The JWKS document is the gateway's own: read with GET or HEAD, any
+/// other method `405` with `Allow`, token or not, never the route beneath
+/// it; schemathesis's `unsupported_method` agrees (TRACE among others).
+#[tokio::test]
+async fn the_jwks_document_answers_another_method_with_405_and_allow() {
+    let gw = demo(|body| body).await;
+    let token = demo_token(&gw).await;
+    let client = reqwest::Client::new();
+    for method in ["GET", "HEAD"] {
+        let r = client
+            .request(method.parse().unwrap(), gw.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{method}");
+    }
+    for method in ["TRACE", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        for auth in [None, Some(&token)] {
+            let mut req =
+                client.request(method.parse().unwrap(), gw.url("/.well-known/jwks.json"));
+            if let Some(t) = auth {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            assert_eq!(r.headers()["allow"], "GET, HEAD", "{method}");
+        }
+    }
+    if !schemathesis_present() {
+        return;
+    }
+    schemathesis(
+        document("public.yaml"),
+        1,
+        gw.url(""),
+        format!("{CHECKS},unsupported_method"),
+        vec!["--include-tag".into(), "keys".into()],
+    )
+    .await;
+}
