@@ -259,10 +259,9 @@ impl Gateway {
                 issuer,
                 endpoint: Endpoint::OAuth2,
             } => {
-                let (answer, body_read) = Box::pin(
-                    self.oauth2_endpoint(live, *issuer, &route.path, parts, body, ip),
-                )
-                .await;
+                let (answer, body_read) =
+                    Box::pin(self.oauth2_endpoint(live, *issuer, &route.path, parts, body, ip))
+                        .await;
                 ctx.body_read = body_read;
                 return Ok(oauth2_response(answer));
             }

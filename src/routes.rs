@@ -297,7 +297,11 @@ mod tests {
         ]);
         let find = |path: &str, m: Method| t.find("x", path, &m).map(|(_, r)| r.name.as_str());
         for path in ["/auth", "//auth", "/auth;x", "/auth//", "/auth;x/"] {
-            let want = if path.ends_with('/') { Ok("*/") } else { Ok("issue:/auth") };
+            let want = if path.ends_with('/') {
+                Ok("*/")
+            } else {
+                Ok("issue:/auth")
+            };
             assert_eq!(find(path, Method::POST), want, "{path}");
         }
         assert_eq!(find("/auth", Method::GET), Err(Miss::Method));

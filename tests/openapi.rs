@@ -234,8 +234,7 @@ async fn the_jwks_document_answers_another_method_with_405_and_allow() {
     }
     for method in ["TRACE", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
         for auth in [None, Some(&token)] {
-            let mut req =
-                client.request(method.parse().unwrap(), gw.url("/.well-known/jwks.json"));
+            let mut req = client.request(method.parse().unwrap(), gw.url("/.well-known/jwks.json"));
             if let Some(t) = auth {
                 req = req.bearer_auth(t);
             }

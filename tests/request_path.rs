@@ -591,7 +591,8 @@ async fn a_request_head_past_the_limit_gets_431() {
 /// A raw `method path` request to the gateway with a JSON body and an
 /// optional raw `Authorization`, as written: no client library tidies it.
 async fn send(gw: &Gateway, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let body = r#"{"business": "5a2ac49cbbbce212f885529c", "proyecto": "upconta", "password": "1234"}"#;
+    let body =
+        r#"{"business": "5a2ac49cbbbce212f885529c", "proyecto": "upconta", "password": "1234"}"#;
     let auth = token.map_or(String::new(), |t| format!("Authorization: {t}\r\n"));
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: gw.test\r\n{auth}Content-Type: application/json\r\n\

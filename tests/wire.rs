@@ -413,12 +413,24 @@ async fn a_malformed_chunked_request_body_is_400() {
     let mut sent = 0;
     for (case, body) in [
         ("bare LF", "5\nhello\n0\n\n".to_string()),
-        ("bare LF after the size", "5\r\nhello\n0\r\n\r\n".to_string()),
-        ("overflowing size", "1FFFFFFFFFFFFFFFF\r\nx\r\n0\r\n\r\n".to_string()),
+        (
+            "bare LF after the size",
+            "5\r\nhello\n0\r\n\r\n".to_string(),
+        ),
+        (
+            "overflowing size",
+            "1FFFFFFFFFFFFFFFF\r\nx\r\n0\r\n\r\n".to_string(),
+        ),
         ("non-hex size", "zz\r\nhello\r\n0\r\n\r\n".to_string()),
         ("streamed, then bare LF", format!("{big}5\nhello\n0\n\n")),
-        ("streamed, then overflowing", format!("{big}FFFFFFFFFFFFFFFFFF\r\nx\r\n")),
-        ("streamed, then non-hex", format!("{big}-1\r\nx\r\n0\r\n\r\n")),
+        (
+            "streamed, then overflowing",
+            format!("{big}FFFFFFFFFFFFFFFFFF\r\nx\r\n"),
+        ),
+        (
+            "streamed, then non-hex",
+            format!("{big}-1\r\nx\r\n0\r\n\r\n"),
+        ),
     ] {
         let request = format!(
             "POST /orders HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
