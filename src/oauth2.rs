@@ -19,7 +19,7 @@ use crate::auth::validate::Validator;
 use std::sync::Arc;
 
 use crate::config::{OAuth2, Principal, Principals};
-use crate::issue::{Denied, Issuing, Transport};
+use crate::issue::{Attempt, Denied, Issuing, Transport};
 
 pub use form::is_form;
 
@@ -116,10 +116,16 @@ impl Endpoints<'_> {
     }
 
     /// The client `id` names: a client dialect's principal (from the config
-    /// or its user store), or a user dialect's configured client.
-    async fn client(&self, id: &str) -> Result<Option<Arc<Principal>>, Denied> {
+    /// or its user store, its own id's budget reserved in `attempt` too),
+    /// or a user dialect's configured client.
+    async fn client(
+        &self,
+        attempt: &mut Attempt,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<Arc<Principal>>, Denied> {
         match self.issuing.endpoint.dialect.has_clients() {
-            true => self.issuing.principal(id).await,
+            true => self.issuing.principal_claimed(attempt, id, now).await,
             false => Ok(self.settings.clients.get(id).cloned()),
         }
     }

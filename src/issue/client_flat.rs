@@ -37,23 +37,26 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     };
     let now = req.now.timestamp();
     let unavailable = || msg(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
+    let refused = |d: Denied| match d {
+        Denied::Locked => msg(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed login attempts",
+        ),
+        _ => unavailable(),
+    };
     let kind = ctx.principal_kind();
     let mut attempt = match ctx.begin_attempt(kind, client_id, req.client, now).await {
         Ok(attempt) => attempt,
-        Err(Denied::Locked) => {
-            return msg(
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many failed login attempts",
-            )
-        }
-        Err(_) => return unavailable(),
+        Err(d) => return refused(d),
     };
-    // 3. The client exists (an unknown one costs a dummy verification).
-    let found = match ctx.principal(client_id).await {
+    // 3. The client exists (an unknown one costs a stand-in verification);
+    // its own id's budget is reserved too, as a collation may have matched
+    // another spelling.
+    let found = match ctx.principal_claimed(&mut attempt, client_id, now).await {
         Ok(found) => found,
-        Err(_) => {
+        Err(d) => {
             let _ = ctx.end_attempt(attempt, Outcome::Unchecked, now).await;
-            return unavailable();
+            return refused(d);
         }
     };
     let Some(principal) = found else {
@@ -68,20 +71,6 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         }
         return msg(StatusCode::UNAUTHORIZED, INVALID);
     };
-    // Its own id's budget too: a collation may have matched another spelling.
-    match ctx.claim(&mut attempt, &principal.login, now).await {
-        Ok(()) => {}
-        Err(d) => {
-            let _ = ctx.end_attempt(attempt, Outcome::Unchecked, now).await;
-            return match d {
-                Denied::Locked => msg(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Too many failed login attempts",
-                ),
-                _ => unavailable(),
-            };
-        }
-    }
     // The client's own id, not the spelling typed.
     let client_id = principal.login.as_str();
     // 4. Active.

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::lockout::Outcome;
+use super::lockout::{Attempt, Outcome};
 use super::Issuing;
 use crate::config::{within_limits, Principal, SecretHash};
 use crate::credentials::stand_in_of;
@@ -143,6 +143,21 @@ impl Issuing<'_> {
         }
     }
 
+    /// As [`Issuing::principal`], with the found principal's own login's
+    /// budget reserved in `attempt` too (`Locked` when it is spent).
+    pub async fn principal_claimed(
+        &self,
+        attempt: &mut Attempt,
+        login: &str,
+        now: i64,
+    ) -> Result<Option<Arc<Principal>>, Denied> {
+        let found = self.principal(login).await?;
+        if let Some(p) = &found {
+            self.claim(attempt, &p.login, now).await?;
+        }
+        Ok(found)
+    }
+
     /// What an unknown login of the issuer is checked against: an imitation
     /// of the most common format and cost among its principals (for a user
     /// store, among the rows read so far).
@@ -210,15 +225,9 @@ impl Issuing<'_> {
         let mut attempt = self
             .begin_attempt(self.principal_kind(), login, client, now)
             .await?;
-        let found = self.principal(login).await;
-        let claimed = match &found {
-            Ok(Some(p)) => self.claim(&mut attempt, &p.login, now).await,
-            Ok(None) => Ok(()),
-            Err(d) => Err(*d),
-        };
-        let principal = match (found, claimed) {
-            (Ok(p), Ok(())) => p,
-            (Err(d), _) | (_, Err(d)) => {
+        let principal = match self.principal_claimed(&mut attempt, login, now).await {
+            Ok(p) => p,
+            Err(d) => {
                 self.end_attempt(attempt, Outcome::Unchecked, now).await?;
                 return Err(d);
             }

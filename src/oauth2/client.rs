@@ -133,15 +133,9 @@ pub async fn authenticate(
         Err(Denied::Locked) => return Err(locked()),
         Err(_) => return Err(Error::unavailable()),
     };
-    let found = ctx.client(&p.id).await;
-    let claimed = match &found {
-        Ok(Some(client)) => issuing.claim(&mut attempt, &client.login, req.now).await,
-        Ok(None) => Ok(()),
-        Err(d) => Err(*d),
-    };
-    let principal = match (found, claimed) {
-        (Ok(found), Ok(())) => found,
-        (Err(d), _) | (_, Err(d)) => {
+    let principal = match ctx.client(&mut attempt, &p.id, req.now).await {
+        Ok(found) => found,
+        Err(d) => {
             let _ = issuing
                 .end_attempt(attempt, Outcome::Unchecked, req.now)
                 .await;
