@@ -284,22 +284,25 @@ impl UserStore {
                 Err(e) => return Err(self.failed(&e)),
             }
         }
-        let args = self.login_args(login);
-        let sql = self.config.query.as_str();
-        let read = async {
-            Ok::<_, sqlx::Error>(match &self.pool {
-                Pool::Postgres(pool) => fetch(pool, sql, args)
-                    .await?
-                    .and_then(|row| self.principal(&row, login)),
-                Pool::MySql(pool) => fetch(pool, sql, args)
-                    .await?
-                    .and_then(|row| self.principal(&row, login)),
-            })
-        };
-        let found = match tokio::time::timeout(self.config.timeout, read).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => return Err(self.failed(&e.to_string())),
-            Err(_) => return Err(self.failed("timed out")),
+        let mut read = self.read(login).await;
+        if let Err(Some(sqlx::Error::Database(_))) = &read {
+            // The database may have refused this login's value (a character
+            // the table's charset cannot hold, say) rather than the query.
+            // If it answers for a plain login, ask once more (it may have
+            // just come back); refused again, the login names no one, and
+            // a client cannot report an outage that is not one.
+            if self.read("-").await.is_ok() {
+                read = self.read(login).await;
+                if let Err(Some(sqlx::Error::Database(e))) = &read {
+                    tracing::debug!(error = %e.message(), "user store: a login the database cannot compare");
+                    return Ok(None);
+                }
+            }
+        }
+        let found = match read {
+            Ok(found) => found,
+            Err(Some(e)) => return Err(self.failed(&e.to_string())),
+            Err(None) => return Err(self.failed("timed out")),
         };
         if self.failing.swap(false, Ordering::Relaxed) {
             tracing::info!(
@@ -319,6 +322,27 @@ impl UserStore {
         stand_in
             .hash()
             .unwrap_or_else(|| crate::credentials::dummy(false).clone())
+    }
+
+    /// The row the query returns for `login`, as a principal; `Err(None)`
+    /// when the database did not answer in time.
+    async fn read(&self, login: &str) -> Result<Option<Principal>, Option<sqlx::Error>> {
+        let args = self.login_args(login);
+        let sql = self.config.query.as_str();
+        let read = async {
+            Ok::<_, sqlx::Error>(match &self.pool {
+                Pool::Postgres(pool) => fetch(pool, sql, args)
+                    .await?
+                    .and_then(|row| self.principal(&row, login)),
+                Pool::MySql(pool) => fetch(pool, sql, args)
+                    .await?
+                    .and_then(|row| self.principal(&row, login)),
+            })
+        };
+        match tokio::time::timeout(self.config.timeout, read).await {
+            Ok(read) => read.map_err(Some),
+            Err(_) => Err(None),
+        }
     }
 
     /// Whether a login that `p` just passed should rewrite its hash.

@@ -3,6 +3,8 @@
 
 mod common;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use common::check;
 
 const GOOD: &str = r#"
@@ -582,6 +584,24 @@ fn stored_hashes_costing_past_the_limits_and_colliding_logins_are_refused() {
     let pbkdf2 = "pbkdf2_sha256$4294967295$c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g=";
     let bcrypt = "$2b$31$abcdefghijklmnopqrstuu5Jm1uF0wGbTe4CHqzGr3xJQQbYhKOy6";
     let scrypt = "$scrypt$ln=32,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
+    // Costs hidden in what a format leaves out or stretches: scrypt's ln
+    // defaults to the library's 17 (with r = 64, 1 GiB), scrypt's lanes
+    // run one after another, a PBKDF2 digest of many blocks costs the
+    // rounds once a block.
+    let long_digest = format!("pbkdf2_sha256$1000$salt${}", STANDARD.encode([7u8; 64_000]));
+    let hidden = [
+        "$scrypt$r=64,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA",
+        "$scrypt$ln=15,r=8,p=16$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA",
+        long_digest.as_str(),
+    ];
+    for hash in hidden {
+        let (ok, err) = check(&with(&user("h", hash), ""));
+        assert!(!ok, "{hash:.60}");
+        assert!(
+            err.contains("issuers.people.principals[0].secret_hash"),
+            "{err}"
+        );
+    }
     let all = [("a", argon), ("p", pbkdf2), ("b", bcrypt), ("s", scrypt)]
         .map(|(n, h)| user(n, h))
         .concat();
@@ -612,15 +632,37 @@ fn stored_hashes_costing_past_the_limits_and_colliding_logins_are_refused() {
 
     // Two logins a case-insensitive table would make one.
     let hash = portero::credentials::hash_password("pw");
-    for twin in ["Alice", "alice ", "ALICE", "ａｌｉｃｅ"] {
-        let (ok, err) = check(&with(
-            &[user("alice", &hash), user(twin, &hash)].concat(),
-            "",
-        ));
+    let twins = [
+        ("alice", "Alice"),
+        ("alice", "alice "),
+        ("alice", "ALICE"),
+        ("alice", "ａｌｉｃｅ"),
+        ("strasse", "straße"),
+        ("ss", "ẞ"),
+        ("σοφος", "ΣΟΦΟΣ"),
+        ("σοφος", "σοφοσ"),
+        ("xι", "x\u{345}"),
+    ];
+    for (one, twin) in twins {
+        let (ok, err) = check(&with(&[user(one, &hash), user(twin, &hash)].concat(), ""));
         assert!(!ok, "{twin:?}");
         assert!(
             err.contains("issuers.people.principals: ") && err.contains("differ only in case"),
             "{twin:?}: {err}"
         );
     }
+}
+
+#[test]
+fn a_project_business_with_a_slash_is_refused() {
+    let hash = portero::credentials::hash_password("pw");
+    let (ok, err) = check(&format!(
+        "{GOOD}\n[issuers.p]\ndialect = \"project\"\n\n[[issuers.p.principals]]\n\
+         business = \"a/b\"\nproyecto = \"c\"\nsecret_hash = '{hash}'\n"
+    ));
+    assert!(!ok);
+    assert!(
+        err.contains("issuers.p.principals[0].business: may not contain `/`"),
+        "{err}"
+    );
 }

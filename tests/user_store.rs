@@ -691,3 +691,67 @@ async fn an_unknown_user_costs_what_a_known_one_costs() {
         "known {known:?}, unknown {unknown:?}"
     );
 }
+
+/// A login the table's charset cannot hold (an emoji against latin1) makes
+/// the database refuse the query: that names no one, and is no outage.
+#[tokio::test]
+async fn a_login_the_table_cannot_hold_names_no_one_and_is_no_outage() {
+    let Some(hashes) = library_hashes(PASSWORD) else {
+        return;
+    };
+    let Some(db) = Database::create(Engine::MariaDb).await else {
+        return;
+    };
+    db.run(
+        "CREATE TABLE users (username VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(255) NOT NULL, \
+         id INTEGER NOT NULL, nombre VARCHAR(64), role VARCHAR(16), blocked BOOLEAN NOT NULL) \
+         CHARACTER SET latin1",
+    )
+    .await;
+    db.add_user("bob", &hashes["argon2id"], 1).await;
+    let gw = Gateway::start(&config(&db, "")).await;
+    for login in ["b\u{1F600}b", "b\u{100}b"] {
+        let (status, body) = user_login(&gw, DIALECTS[0], login, PASSWORD).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{login:?}: {body}");
+    }
+    let (status, readiness) = readyz(&gw).await;
+    assert_eq!(status, 200, "{readiness}");
+    assert_eq!(readiness["status"], "ready", "{readiness}");
+    assert!(!gw.log().contains("user store unavailable"), "{}", gw.log());
+    let (status, _) = user_login(&gw, DIALECTS[0], "bob", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// The config's principal is who logs in under every spelling of its
+/// login, never the table's row another spelling reaches.
+#[tokio::test]
+async fn another_spelling_of_a_config_login_is_still_the_configs() {
+    let Some(hashes) = library_hashes(PASSWORD) else {
+        return;
+    };
+    let Some(db) = Database::create(Engine::MariaDb).await else {
+        return;
+    };
+    case_insensitive_table(&db).await;
+    // The table's admin has a stale password and a role the config's has not.
+    db.add_user("admin", &hashes["bcrypt-2b"], 1).await;
+    let gw = Gateway::start(&format!(
+        "{}\n[[issuers.people.principals]]\nusername = \"admin\"\nsecret_hash = '{}'\n",
+        one_issuer(&db, "username = ?").replace("max_failures = 5", "max_failures = 100"),
+        portero::credentials::hash_password("config password")
+    ))
+    .await;
+    for login in ["admin", "ADMIN", "Admin ", "ádmin"] {
+        let (status, body) = user_login(&gw, DIALECTS[0], login, PASSWORD).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{login:?}: {body}");
+    }
+    let (status, body) = user_login(&gw, DIALECTS[0], "ADMIN", "config password").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = parse(&body)["tokenValido"].as_str().unwrap().to_string();
+    assert_eq!(claims_of(&token)["sub"], "admin");
+    assert!(
+        claims_of(&token).get("role").is_none(),
+        "{}",
+        claims_of(&token)
+    );
+}

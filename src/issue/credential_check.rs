@@ -122,6 +122,20 @@ impl Issuing<'_> {
         if let Some(p) = self.endpoint.principals.get(login) {
             return Ok(Some(p.clone()));
         }
+        let found = self.beyond_the_config(login).await?;
+        // A record another spelling reached whose login is one with a
+        // config principal's: the config's is who logs in, as for the
+        // same spelling.
+        Ok(
+            found.map(|p| match self.endpoint.principals.get_by_key(&p.login) {
+                Some(configured) => configured.clone(),
+                None => p,
+            }),
+        )
+    }
+
+    /// The principal `login` names among those imported, then in the user store.
+    async fn beyond_the_config(&self, login: &str) -> Result<Option<Arc<Principal>>, Denied> {
         if let Some(record) = self.store.principal(&self.issuer.name, login).await? {
             let decoded = ImportedPrincipal::decode(&record, self.endpoint.dialect)
                 .and_then(|p| within_limits(&p.secret, &self.endpoint.hash_limits).map(|()| p));

@@ -10,7 +10,8 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
-    campo, denied_es, json_object, string_field, BodyError, Issuing, Reply, TokenRequest, Transport,
+    campo, denied_es, json_object, string_field, BodyError, Denied, Issuing, Reply, TokenRequest,
+    Transport,
 };
 use crate::config::project_login;
 
@@ -103,6 +104,12 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         }
     }
     let [business, proyecto, password] = fields.map(|(_, v)| v.expect("checked above"));
+    // `business/proyecto` names one principal only while business has no
+    // `/`: no principal has one (portero check refuses it), so none logs in.
+    if business.contains('/') {
+        let (status, message) = denied_es(Denied::BadCredentials);
+        return error(status, message);
+    }
     let login = project_login(business, proyecto);
     let now = req.now.timestamp();
     let principal = match ctx.authenticate(&login, password, req.client, now).await {

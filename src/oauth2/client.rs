@@ -58,7 +58,9 @@ fn presented(req: &Request<'_>, form: &Form) -> Result<Presented, Error> {
             (None, Some(_)) => Err(Error::invalid_request("client_id is missing")),
         };
     };
-    if in_form.1.is_some() {
+    // RFC 6749 §2.3: one method a request. A form secret sent empty beside
+    // Basic is a second method all the same.
+    if form.sent("client_secret") {
         return Err(Error::invalid_request(
             "more than one client authentication method",
         ));

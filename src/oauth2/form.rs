@@ -19,9 +19,9 @@ pub fn is_form(content_type: Option<&[u8]>) -> bool {
         })
 }
 
-/// A request's parameters.
+/// A request's parameters; one sent empty is there, without a value.
 #[derive(Debug, Default)]
-pub struct Form(HashMap<String, String>);
+pub struct Form(HashMap<String, Option<String>>);
 
 impl Form {
     /// The parameters of a form body; anything else is `invalid_request`.
@@ -48,16 +48,19 @@ impl Form {
                 )));
             }
         }
-        Ok(Form(
-            params
-                .into_iter()
-                .filter_map(|(name, value)| Some((name, value?)))
-                .collect(),
-        ))
+        Ok(Form(params))
     }
 
+    /// The parameter's value; `None` when it is absent or empty (RFC 6749
+    /// §3.1: "Parameters sent without a value MUST be treated as if they
+    /// were omitted").
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.0.get(name)?.as_deref()
+    }
+
+    /// Whether the parameter was sent at all, even empty.
+    pub fn sent(&self, name: &str) -> bool {
+        self.0.contains_key(name)
     }
 
     /// A parameter the endpoint cannot do without.

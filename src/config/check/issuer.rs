@@ -245,7 +245,7 @@ impl Checker<'_> {
             companies: i.companies.clone(),
             max_failures: i.max_failures.unwrap_or(5).max(1),
             ip_max_failures: i.ip_max_failures.unwrap_or(50).max(1),
-            client_max_failures: i.client_max_failures.unwrap_or(100).max(1),
+            client_max_failures: i.client_max_failures.unwrap_or(1000).max(1),
             hash_limits: self.hash_limits,
             lockout: self.duration(&i.lockout, &key("lockout"), secs(900)),
             max_body_size,
@@ -493,6 +493,14 @@ impl Checker<'_> {
             );
             return None;
         };
+        if dialect == Dialect::Project && p.business.as_deref().is_some_and(|b| b.contains('/')) {
+            self.problem(
+                &p.secret_hash,
+                format!("{key}.business"),
+                "may not contain `/`: the login is business/proyecto",
+            );
+            return None;
+        }
         let id = match &p.id {
             None => serde_json::Value::Null,
             Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),

@@ -63,10 +63,12 @@ fn fast(rest: &str) -> Result<SecretHash, String> {
             .decode(x)
             .map_err(|_| "malformed fast hash".to_string())
     };
-    Ok(SecretHash::Fast {
-        salt: decode(salt)?,
-        mac: decode(mac)?,
-    })
+    let (salt, mac) = (decode(salt)?, decode(mac)?);
+    // HMAC-SHA256: a 32-byte tag; `portero hash-secret` writes a 16-byte salt.
+    if mac.len() != 32 || salt.is_empty() || salt.len() > 64 {
+        return Err("malformed fast hash".to_string());
+    }
+    Ok(SecretHash::Fast { salt, mac })
 }
 
 /// Django: `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`.
@@ -162,7 +164,27 @@ pub fn within_limits(hash: &SecretHash, limits: &HashLimits) -> Result<(), Strin
                 ),
             }
         }
-        SecretHash::Pbkdf2 { rounds, .. } => pbkdf2_within(*rounds as u64, limits, "pbkdf2"),
+        SecretHash::Pbkdf2 {
+            digest,
+            rounds,
+            hash,
+            ..
+        } => {
+            // Each block of the derived key costs the rounds again: a digest
+            // longer than the hash function's output multiplies the work.
+            let block = match digest {
+                Pbkdf2Digest::Sha1 => 20,
+                Pbkdf2Digest::Sha256 => 32,
+                Pbkdf2Digest::Sha512 => 64,
+            };
+            if hash.len() > block {
+                return Err(format!(
+                    "pbkdf2 hash with a {}-byte digest, longer than its function's {block}",
+                    hash.len()
+                ));
+            }
+            pbkdf2_within(*rounds as u64, limits, "pbkdf2")
+        }
         SecretHash::Phc(s) => {
             let parsed = PasswordHash::new(s).map_err(|_| "malformed PHC hash".to_string())?;
             let id = parsed.algorithm.as_str();
@@ -178,17 +200,35 @@ pub fn within_limits(hash: &SecretHash, limits: &HashLimits) -> Result<(), Strin
                 false => over(id, "p", p, limits.parallelism.into(), "parallelism"),
             };
             match id {
-                "pbkdf2-sha256" | "pbkdf2-sha512" => pbkdf2_within(param("i", 0)?, limits, id),
+                "pbkdf2-sha256" | "pbkdf2-sha512" => {
+                    let rounds = param("i", pbkdf2::Params::RECOMMENDED_ROUNDS as u64)?;
+                    pbkdf2_within(rounds, limits, id)
+                }
                 "scrypt" => {
-                    let (ln, r) = (param("ln", 15)?, param("r", 8)?);
+                    // What the library takes for a parameter left out.
+                    let ln = param("ln", scrypt::Params::RECOMMENDED_LOG_N.into())?;
+                    let r = param("r", scrypt::Params::RECOMMENDED_R.into())?;
+                    let p = param("p", scrypt::Params::RECOMMENDED_P.into())?;
                     if ln > limits.scrypt_log_n.into() {
                         return over(id, "ln", ln, limits.scrypt_log_n.into(), "scrypt_log_n");
                     }
-                    let bytes = 128u64.saturating_mul(1 << ln).saturating_mul(r);
-                    if bytes > limits.memory {
-                        return over(id, "memory (bytes)", bytes, limits.memory, "memory");
+                    lanes(p)?;
+                    // scrypt fills 128 · N · r bytes once per lane, one lane
+                    // after another: the work is bounded like argon2's memory.
+                    let bytes = 128u64
+                        .saturating_mul(1 << ln)
+                        .saturating_mul(r)
+                        .saturating_mul(p);
+                    match bytes > limits.memory {
+                        true => over(
+                            id,
+                            "memory (bytes, all lanes)",
+                            bytes,
+                            limits.memory,
+                            "memory",
+                        ),
+                        false => Ok(()),
                     }
-                    lanes(param("p", 1)?)
                 }
                 _ => {
                     // argon2: m in KiB, t passes, p lanes.

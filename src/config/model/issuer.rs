@@ -258,16 +258,24 @@ pub enum Pbkdf2Digest {
 }
 
 /// The form of a login under which its lockout is counted, and two
-/// principals of one issuer may not share: Unicode NFKC, case-folded and
-/// trimmed. A database's collation (MariaDB's default is case- and
-/// trailing-space-insensitive) may select one row for many spellings; they
-/// all count against one budget. The identity itself is the principal's own
-/// login, never the spelling typed.
+/// principals of one issuer may not share: Unicode's compatibility caseless
+/// form (NFKC, full case folding: `ß` and `ss` are one, so are `Σ`, `σ`
+/// and `ς`), trimmed. A database's collation (MariaDB's default is case-
+/// and trailing-space-insensitive) may select one row for many spellings;
+/// they all count against one budget. The identity itself is the
+/// principal's own login, never the spelling typed.
 pub fn login_key(login: &str) -> String {
+    use caseless::Caseless;
     use unicode_normalization::UnicodeNormalization;
-    let folded: String = login.nfkc().flat_map(char::to_lowercase).collect();
-    // Lowercasing can leave combining marks (İ → i + U+0307): compose again.
-    folded.trim().nfkc().collect()
+    // Unicode 3.13, D146: NFKD(fold(NFKD(fold(NFD(x))))), composed at the end.
+    let key: String = login
+        .nfd()
+        .default_case_fold()
+        .nfkd()
+        .default_case_fold()
+        .nfkc()
+        .collect();
+    key.trim().to_string()
 }
 
 /// Bounds on the cost a stored hash may name (`[hash_limits]`): a hash
@@ -334,6 +342,9 @@ pub struct Principal {
 #[derive(Debug, Clone, Default)]
 pub struct Principals {
     by_login: HashMap<String, Arc<Principal>>,
+    /// The same, by [`login_key`] (one principal a key: `portero check`
+    /// refuses two).
+    by_key: HashMap<String, Arc<Principal>>,
     /// What an unknown login is checked against: a hash of the most common
     /// format and cost among these, made by `credentials` when first needed.
     pub stand_in: Arc<std::sync::OnceLock<SecretHash>>,
@@ -341,10 +352,12 @@ pub struct Principals {
 
 impl Principals {
     pub fn new(list: Vec<Principal>) -> Principals {
+        let list: Vec<Arc<Principal>> = list.into_iter().map(Arc::new).collect();
         Principals {
-            by_login: list
-                .into_iter()
-                .map(|p| (p.login.clone(), Arc::new(p)))
+            by_login: list.iter().map(|p| (p.login.clone(), p.clone())).collect(),
+            by_key: list
+                .iter()
+                .map(|p| (login_key(&p.login), p.clone()))
                 .collect(),
             stand_in: Arc::default(),
         }
@@ -352,6 +365,11 @@ impl Principals {
 
     pub fn get(&self, login: &str) -> Option<&Arc<Principal>> {
         self.by_login.get(login)
+    }
+
+    /// The principal whose login is one with `login` under [`login_key`].
+    pub fn get_by_key(&self, login: &str) -> Option<&Arc<Principal>> {
+        self.by_key.get(&login_key(login))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Principal> {
