@@ -1177,3 +1177,24 @@ async fn a_parameter_sent_twice_is_refused_even_when_one_copy_is_empty() {
         "a refused revocation revoked nothing"
     );
 }
+
+#[tokio::test]
+async fn basic_credentials_beside_an_empty_form_secret_are_two_methods() {
+    let gw = Gateway::start(&body()).await;
+    // RFC 6749 §2.3: one method a request; an empty copy is still sent.
+    for form in [
+        "grant_type=client_credentials&client_secret=",
+        "client_secret=&grant_type=client_credentials",
+    ] {
+        let r = post_form(&gw, "token", Some(&basic(CLIENT, SECRET)), form).await;
+        assert_error(&r, 400, "invalid_request");
+    }
+    let r = post_form(
+        &gw,
+        "token",
+        Some(&basic(CLIENT, SECRET)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+}
