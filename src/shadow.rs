@@ -8,11 +8,12 @@
 //!
 //! Results are counted in `portero_shadow_comparisons_total{issuer,
 //! result}`; each kind of difference at each field path is logged at most
-//! once a minute, by the values' types or the dialect's fixed strings
-//! (`compare`, `catalogue`), and never with a value the client sent.
-//! With the legacy service primary, an answer whose status the dialect
-//! never uses (`101`, `204`, a redirect) is not relayed: the client gets
-//! the dialect's server error, as when the legacy service fails.
+//! once a minute, by the values' types and sizes or the values the dialect
+//! itself writes (`compare`, `catalogue`), and never with a value the
+//! client sent. With the legacy service primary, an answer whose status
+//! the dialect never uses (`101`, `204`, a redirect) is not relayed: the
+//! client gets the dialect's server error, as when the legacy service
+//! fails; it is logged by its class (`1xx`).
 
 mod catalogue;
 mod compare;
@@ -37,7 +38,7 @@ use catalogue::Catalogue;
 pub use compare::Answer;
 use compare::{Difference, Rules};
 
-use crate::config::{Config, Dialect, Endpoint, ShadowConfig, ShadowPrimary};
+use crate::config::{Config, Dialect, Endpoint, ShadowConfig, ShadowPrimary, TokenEndpoint};
 
 /// By issuer index: the comparison of each issuer that has a `shadow`.
 /// Called on the runtime comparisons are to run on.
@@ -49,11 +50,10 @@ pub fn for_issuers(
         .issuers
         .iter()
         .map(|i| {
-            let dialect = i.endpoint.as_ref().map(|e| e.dialect);
             i.shadow
                 .as_ref()
-                .zip(dialect)
-                .map(|(s, dialect)| Shadow::new(&i.name, dialect, s, counted).map(Arc::new))
+                .zip(i.endpoint.as_ref())
+                .map(|(s, endpoint)| Shadow::new(&i.name, endpoint, s, counted).map(Arc::new))
                 .transpose()
                 .map_err(|e| format!("issuers.{}.shadow: {e}", i.name))
         })
@@ -84,6 +84,8 @@ pub struct Shadow {
     /// What the issuer's dialect answers: the statuses relayed, the
     /// strings shown.
     catalogue: &'static Catalogue,
+    /// The numbers the config has the dialect write in a numbered message.
+    configured: Vec<u64>,
     client: reqwest::Client,
     /// Comparisons waiting or under way: the bounded queue.
     slots: Arc<Semaphore>,
@@ -144,7 +146,7 @@ impl Copy {
 impl Shadow {
     pub fn new(
         issuer: &str,
-        dialect: Dialect,
+        endpoint: &TokenEndpoint,
         config: &ShadowConfig,
         counted: &IntCounterVec,
     ) -> Result<Shadow, String> {
@@ -160,7 +162,11 @@ impl Shadow {
         Ok(Shadow {
             issuer: issuer.to_string(),
             config: config.clone(),
-            catalogue: Catalogue::of(dialect),
+            catalogue: Catalogue::of(endpoint.dialect),
+            configured: match endpoint.dialect {
+                Dialect::Project => vec![endpoint.max_years.into()],
+                _ => Vec::new(),
+            },
             client,
             slots: Arc::new(Semaphore::new(config.queue)),
             runtime: Handle::current(),
@@ -191,13 +197,16 @@ impl Shadow {
     }
 
     /// A legacy answer with a status the dialect never uses, kept from the
-    /// client: counted as a difference, logged by its status alone.
+    /// client: counted as a difference, logged by its status's class alone
+    /// (the status is the legacy's choice: it may carry the client's
+    /// digits).
     pub fn outside_contract(&self, status: StatusCode) {
         self.results.different.inc();
-        self.log_once("outside contract", status.as_str(), || {
+        let class = self.catalogue.show_status(status.as_u16());
+        self.log_once("outside contract", &class, || {
             tracing::warn!(
                 issuer = %self.issuer,
-                status = status.as_u16(),
+                status = %class,
                 "shadow: the legacy service answered with a status its dialect never uses; not relayed"
             );
         });
@@ -300,6 +309,7 @@ impl Shadow {
             claims: &self.config.claims,
             tolerance: self.config.tolerance,
             catalogue: self.catalogue,
+            configured: &self.configured,
         };
         let differences = compare::compare(&rules, &portero, &legacy);
         if differences.is_empty() {

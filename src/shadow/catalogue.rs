@@ -1,9 +1,11 @@
 //! What each dialect itself answers, as `src/issue/*.rs` writes it and
 //! docs/dialects.md lists it: the statuses of its contract, its fixed
-//! strings (messages, codes, reason phrases) and the field names of its
-//! bodies. A legacy answer is shown in the log only through this list: a
-//! string in it is a message of known meaning; any other may be anything
-//! the legacy service chose to put there, the client's password included.
+//! strings (messages, codes, reason phrases), the numbers it writes in
+//! each place (error codes, a status in the body) and the field names of
+//! its bodies. A legacy answer is shown in the log only through this list:
+//! a value in it has a known meaning; any other may be anything the legacy
+//! service chose to put there, the client's password (or a PIN's digits)
+//! included.
 
 use crate::config::Dialect;
 
@@ -15,6 +17,8 @@ pub struct Catalogue {
     strings: &'static [&'static str],
     /// Messages that end in a number the config sets: the text before it.
     numbered: &'static [&'static str],
+    /// The numbers the dialect writes under each field name.
+    numbers: &'static [(&'static str, Numbers)],
     /// Every field name its bodies carry.
     keys: &'static [&'static str],
 }
@@ -36,21 +40,59 @@ impl Catalogue {
         self.statuses.contains(&status)
     }
 
+    /// A status as the log shows it: as it is if the dialect answers with
+    /// it, else its class alone (`5xx`): a status the legacy service
+    /// chose may carry three of the client's digits.
+    pub fn show_status(&self, status: u16) -> String {
+        if self.uses(status) {
+            status.to_string()
+        } else {
+            format!("{}xx", status / 100)
+        }
+    }
+
     /// One of the dialect's fixed strings, or a JWS algorithm name.
     pub fn is_fixed(&self, s: &str) -> bool {
-        self.strings.contains(&s)
-            || JWS_ALGORITHMS.contains(&s)
-            || self.numbered.iter().any(|prefix| {
-                s.strip_prefix(prefix).is_some_and(|n| {
-                    !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit())
-                })
-            })
+        self.strings.contains(&s) || JWS_ALGORITHMS.contains(&s)
+    }
+
+    /// A numbered message: (the fixed text, the number after it). Only
+    /// numbers a config could set (`u32`) count.
+    pub fn numbered<'s>(&self, s: &'s str) -> Option<(&'static str, &'s str)> {
+        self.numbered.iter().find_map(|prefix| {
+            let n = s.strip_prefix(prefix)?;
+            let digits = !n.is_empty() && n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit());
+            digits.then_some((*prefix, n))
+        })
+    }
+
+    /// A number the dialect itself writes under the field `key`.
+    pub fn writes_number(&self, key: &str, n: &serde_json::Number) -> bool {
+        let Some(n) = n.as_u64() else {
+            return false;
+        };
+        self.numbers.iter().any(|(k, numbers)| {
+            *k == key
+                && match numbers {
+                    Numbers::Codes(codes) => codes.contains(&n),
+                    Numbers::Status => u16::try_from(n).is_ok_and(|s| self.uses(s)),
+                }
+        })
     }
 
     /// One of the field names of the dialect's bodies.
     pub fn is_key(&self, key: &str) -> bool {
         self.keys.contains(&key)
     }
+}
+
+/// The numbers a dialect writes in one field.
+#[derive(Debug, PartialEq)]
+enum Numbers {
+    /// Its own codes.
+    Codes(&'static [u64]),
+    /// The answer's status, repeated in the body.
+    Status,
 }
 
 /// RFC 7518 §3.1 and RFC 8037 §3.1: the `alg` a JWT may name.
@@ -80,6 +122,8 @@ const SESSION: Catalogue = Catalogue {
         "Demasiadas solicitudes, intente más tarde",
     ],
     numbered: &[],
+    // docs/dialects.md: 1 bad credentials or request, 2 blocked, 3 server error.
+    numbers: &[("error", Numbers::Codes(&[1, 2, 3]))],
     keys: &[
         "tokenValido",
         "vencimiento",
@@ -117,6 +161,7 @@ const LOGIN_REFRESH: Catalogue = Catalogue {
         "/api/auth/refreshtoken",
     ],
     numbered: &[],
+    numbers: &[("status", Numbers::Status)],
     keys: &[
         "id",
         "username",
@@ -161,6 +206,7 @@ const PROJECT: Catalogue = Catalogue {
         "Demasiadas solicitudes, intente más tarde",
     ],
     numbered: &["withoutExpiration debe ser true o un número de años entre 1 y "],
+    numbers: &[],
     keys: &["error"],
 };
 
@@ -180,6 +226,7 @@ const CLIENT_ENVELOPE: Catalogue = Catalogue {
         "Demasiadas solicitudes, intente más tarde",
     ],
     numbered: &[],
+    numbers: &[("code", Numbers::Status)],
     keys: &[
         "code",
         "status",
@@ -207,6 +254,7 @@ const CLIENT_FLAT: Catalogue = Catalogue {
         "Too many requests",
     ],
     numbered: &[],
+    numbers: &[],
     keys: &["msg", "error", "access_token", "exp", "iat"],
 };
 
@@ -272,13 +320,56 @@ mod tests {
     }
 
     #[test]
-    fn a_number_the_config_sets_ends_a_fixed_message() {
+    fn a_number_the_config_sets_ends_a_numbered_message_never_a_fixed_one() {
         let c = Catalogue::of(Dialect::Project);
         let prefix = "withoutExpiration debe ser true o un número de años entre 1 y ";
-        assert!(c.is_fixed(&format!("{prefix}10")));
-        assert!(!c.is_fixed(prefix));
-        assert!(!c.is_fixed(&format!("{prefix}10 secreto")));
+        assert!(!c.is_fixed(&format!("{prefix}10")));
+        assert_eq!(c.numbered(&format!("{prefix}9876")), Some((prefix, "9876")));
+        assert_eq!(c.numbered(prefix), None);
+        assert_eq!(c.numbered(&format!("{prefix}10 secreto")), None);
         assert!(!c.is_fixed("La clave secreta no corresponde"));
         assert!(c.uses(503) && !c.uses(101) && !c.uses(204) && !c.uses(302));
+    }
+
+    #[test]
+    fn a_number_is_the_dialect_s_own_only_in_its_place() {
+        let n = |v: u64| serde_json::Number::from(v);
+        let session = Catalogue::of(Dialect::Session);
+        assert!(session.writes_number("error", &n(2)));
+        assert!(!session.writes_number("error", &n(91)));
+        assert!(!session.writes_number("id", &n(2)));
+        let envelope = Catalogue::of(Dialect::ClientEnvelope);
+        assert!(envelope.writes_number("code", &n(401)));
+        assert!(!envelope.writes_number("code", &n(555)));
+        assert!(!envelope.writes_number("code", &n(401_000)));
+        assert_eq!(session.show_status(403), "403");
+        assert_eq!(session.show_status(555), "5xx");
+    }
+
+    /// The numbers under each name are those the dialect's code writes
+    /// there.
+    #[test]
+    fn every_own_number_is_written_by_its_dialect() {
+        for (dialect, source) in DIALECTS {
+            for (key, numbers) in Catalogue::of(dialect).numbers {
+                match numbers {
+                    Numbers::Status => {
+                        let written = format!("{key:?}: status.as_u16()");
+                        assert!(source.contains(&written), "{}: {key}", dialect.name());
+                    }
+                    Numbers::Codes(codes) => {
+                        for code in *codes {
+                            // `error(status, code, message)` or `"key": code`.
+                            let written = [format!(", {code}, "), format!("{key:?}: {code}")];
+                            assert!(
+                                written.iter().any(|w| source.contains(w)),
+                                "{}: {key} {code}",
+                                dialect.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -7,11 +7,14 @@
 //!
 //! A difference names its field path and describes each side's value by
 //! its type, or by its value where values are compared (codes and fixed
-//! strings); never a token. A legacy string is shown only when it is one
-//! of the dialect's own fixed strings (`catalogue`), and a field name only
-//! the legacy side has only when the dialect uses it: anything else the
-//! legacy service writes may echo what the client sent (its password), so
-//! it is described by its type and length.
+//! strings); never a token. A legacy value is shown only when the dialect
+//! itself writes it there (`catalogue`): one of its fixed strings, its own
+//! codes, a status of its contract, a field name it uses. Anything else
+//! the legacy service writes may echo what the client sent (a password, a
+//! PIN's digits, split over several fields), so it is described by its
+//! type and size: a string's length, a number's count of digits, a
+//! status's class, a lifetime only as longer or shorter than portero's
+//! and by roughly how much. No size shown runs to three digits.
 
 use std::time::Duration;
 
@@ -40,6 +43,9 @@ pub struct Rules<'a> {
     /// The dialect's fixed strings and field names: what of the legacy
     /// answer may be shown.
     pub catalogue: &'a Catalogue,
+    /// The numbers the issuer's config has the dialect end a numbered
+    /// message with (project's `max_years`).
+    pub configured: &'a [u64],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,11 +94,20 @@ pub fn compare(rules: &Rules, portero: &Answer, legacy: &Answer) -> Vec<Differen
         found: Vec::new(),
     };
     if portero.status != legacy.status {
+        let status = legacy.status.as_u16();
+        let legacy = if rules.catalogue.uses(status) {
+            status.to_string()
+        } else {
+            format!(
+                "a {} status outside the contract",
+                rules.catalogue.show_status(status)
+            )
+        };
         walk.differ(
             Kind::Status,
             "$",
             portero.status.as_u16().to_string(),
-            legacy.status.as_u16().to_string(),
+            legacy,
         );
     }
     match (parse(&portero.body), parse(&legacy.body)) {
@@ -149,20 +164,46 @@ impl Walk<'_> {
     }
 
     /// A legacy string: as written if it is one of the dialect's fixed
-    /// strings, else its length only.
+    /// strings; a numbered message with its number only if the config
+    /// sets that number, else in its place the number's size; any other
+    /// by its length only.
     fn legacy_string(&self, s: &str) -> String {
-        if self.rules.catalogue.is_fixed(s) {
-            format!("{s:?}")
-        } else {
-            format!("a string of {} characters", s.chars().count())
+        let catalogue = self.rules.catalogue;
+        if catalogue.is_fixed(s) {
+            return format!("{s:?}");
+        }
+        match catalogue.numbered(s) {
+            Some((_, n)) if n.parse().is_ok_and(|n| self.rules.configured.contains(&n)) => {
+                format!("{s:?}")
+            }
+            Some((text, n)) => format!("{:?}", format!("{text}<a number of {}>", digits(n.len()))),
+            None => format!("a string of {} characters", size(s.chars().count())),
         }
     }
 
-    /// A legacy JSON value: a string as `legacy_string`, a number, boolean
-    /// or null as written, an array or object by its type.
-    fn legacy_value(&self, v: &Value) -> String {
+    /// A legacy number under `key`: as written if the dialect writes it
+    /// there (its own codes, a status of its contract), else its size.
+    fn legacy_number(&self, key: &str, n: &serde_json::Number) -> String {
+        if self.rules.catalogue.writes_number(key, n) {
+            return n.to_string();
+        }
+        match (n.as_u64(), n.as_i64()) {
+            (Some(n), _) => format!("a number of {}", digits(n.to_string().len())),
+            (None, Some(n)) => format!(
+                "a negative number of {}",
+                digits(n.unsigned_abs().to_string().len())
+            ),
+            _ => "a fractional number".into(),
+        }
+    }
+
+    /// A legacy JSON value under `key`: a string as `legacy_string`, a
+    /// number as `legacy_number`, a boolean or null as written, an array
+    /// or object by its type.
+    fn legacy_value(&self, key: &str, v: &Value) -> String {
         match v {
             Value::String(s) => self.legacy_string(s),
+            Value::Number(n) => self.legacy_number(key, n),
             Value::Array(_) | Value::Object(_) => type_of(v).into(),
             v => v.to_string(),
         }
@@ -175,8 +216,13 @@ impl Walk<'_> {
             (Value::Array(p), Value::Array(l)) => {
                 let items = format!("{path}[]");
                 if p.len() != l.len() {
-                    let len = |a: &[Value]| format!("{} items", a.len());
-                    self.differ(Kind::Value, &items, len(p), len(l));
+                    let (pn, ln) = (p.len().to_string(), size(l.len()));
+                    self.differ(
+                        Kind::Value,
+                        &items,
+                        format!("{pn} items"),
+                        format!("{ln} items"),
+                    );
                 }
                 for (p, l) in p.iter().zip(l) {
                     self.values(&items, p, l);
@@ -204,7 +250,7 @@ impl Walk<'_> {
             let name = if self.rules.catalogue.is_key(name) {
                 name.clone()
             } else {
-                format!("<a name of {} characters>", name.chars().count())
+                format!("<a name of {} characters>", size(name.chars().count()))
             };
             self.differ(
                 Kind::Missing,
@@ -249,7 +295,7 @@ impl Walk<'_> {
                 self.durations(path, p, l);
             }
         } else if !by_type_only(key) && p != l {
-            self.differ(Kind::Value, path, p.to_string(), l.to_string());
+            self.differ(Kind::Value, path, p.to_string(), self.legacy_number(key, l));
         }
     }
 
@@ -260,10 +306,19 @@ impl Walk<'_> {
         self.durations(path, seconds(p, self.at.0), seconds(l, self.at.1));
     }
 
+    /// Two lifetimes in seconds. The legacy one is shown only against
+    /// portero's, by the unit of the difference: its exact value may be a
+    /// number the client sent.
     fn durations(&mut self, path: &str, p: f64, l: f64) {
-        if (p - l).abs() > self.rules.tolerance.as_secs_f64() {
-            let show = |s: f64| format!("lifetime {}s", s.round());
-            self.differ(Kind::Lifetime, path, show(p), show(l));
+        let by = l - p;
+        if by.abs() > self.rules.tolerance.as_secs_f64() {
+            let longer = if by > 0.0 { "longer" } else { "shorter" };
+            self.differ(
+                Kind::Lifetime,
+                path,
+                format!("lifetime {}s", p.round()),
+                format!("{longer} by {}", roughly(by.abs())),
+            );
         }
     }
 
@@ -299,7 +354,7 @@ impl Walk<'_> {
                 let absent = || "absent".to_string();
                 let (pv, lv) = (
                     pv.map_or_else(absent, Value::to_string),
-                    lv.map_or_else(absent, |v| self.legacy_value(v)),
+                    lv.map_or_else(absent, |v| self.legacy_value(claim, v)),
                 );
                 self.differ(Kind::Jwt, &format!("{path}#{claim}"), pv, lv);
             }
@@ -372,6 +427,42 @@ fn by_type_only(key: &str) -> bool {
         || lower == "timestamp"
 }
 
+/// A size of the legacy's choosing: exact below 100, so that no size
+/// shown carries a run of three of the client's digits.
+fn size(n: usize) -> String {
+    if n < 100 {
+        n.to_string()
+    } else {
+        "more than 99".into()
+    }
+}
+
+/// `n` digits, in words the log shows.
+fn digits(n: usize) -> String {
+    match n {
+        1 => "1 digit".into(),
+        n => format!("{} digits", size(n)),
+    }
+}
+
+/// A difference of lifetimes by its unit alone.
+fn roughly(seconds: f64) -> &'static str {
+    const MINUTE: f64 = 60.0;
+    const HOUR: f64 = 60.0 * MINUTE;
+    const DAY: f64 = 24.0 * HOUR;
+    if seconds < MINUTE {
+        "seconds"
+    } else if seconds < HOUR {
+        "minutes"
+    } else if seconds < DAY {
+        "hours"
+    } else if seconds < 365.0 * DAY {
+        "days"
+    } else {
+        "years"
+    }
+}
+
 fn type_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -433,6 +524,7 @@ mod tests {
             claims: &claims,
             tolerance: Duration::from_secs(5),
             catalogue: Catalogue::of(Dialect::Session),
+            configured: &[],
         };
         compare(&rules, p, l)
             .into_iter()
@@ -502,6 +594,7 @@ mod tests {
                 claims: &claims,
                 tolerance: Duration::from_secs(5),
                 catalogue: Catalogue::of(Dialect::Session),
+                configured: &[],
             };
             compare(&rules, p, l)
                 .into_iter()
@@ -556,7 +649,85 @@ mod tests {
             "\"Usuario bloqueado\"".into()
         )));
         assert!(found.contains(&("$.t#alg".into(), "\"HS256\"".into(), "\"RS256\"".into())));
-        assert!(found.contains(&("$.t#role".into(), "\"USER\"".into(), "7".into())));
+        assert!(found.contains(&(
+            "$.t#role".into(),
+            "\"USER\"".into(),
+            "a number of 1 digit".into()
+        )));
+    }
+
+    #[test]
+    fn a_legacy_number_is_shown_only_when_the_dialect_writes_it_there() {
+        let shown = |dialect, p: &Answer, l: &Answer| {
+            let claims = ["id".to_string()];
+            let rules = Rules {
+                claims: &claims,
+                tolerance: Duration::from_secs(5),
+                catalogue: Catalogue::of(dialect),
+                configured: &[10],
+            };
+            compare(&rules, p, l)
+                .into_iter()
+                .map(|d| (d.path, d.portero, d.legacy))
+                .collect::<Vec<_>>()
+        };
+        let row = |path: &str, p: &str, l: &str| (path.to_string(), p.to_string(), l.to_string());
+        let t = |claims| jwt("HS256", claims);
+        let p = answer(
+            401,
+            serde_json::json!({"error": 1, "n": 1, "a": [1], "t": t(serde_json::json!({"iat": 0, "exp": 3600, "id": 7}))}),
+            0,
+        );
+        let l = answer(
+            555,
+            serde_json::json!({"error": 71234, "n": -0.5, "a": vec![1; 1234], "t": t(serde_json::json!({"iat": 0, "exp": 1234, "id": -1234567}))}),
+            0,
+        );
+        assert_eq!(
+            shown(Dialect::Session, &p, &l),
+            [
+                row("$", "401", "a 5xx status outside the contract"),
+                row("$.error", "1", "a number of 5 digits"),
+                row("$.n", "1", "a fractional number"),
+                row("$.a[]", "1 items", "more than 99 items"),
+                row("$.t#exp", "lifetime 3600s", "shorter by minutes"),
+                row("$.t#id", "7", "a negative number of 7 digits"),
+            ]
+        );
+        // The dialect's own: a status of its contract, its codes.
+        let l = answer(
+            403,
+            serde_json::json!({"error": 2, "n": 1, "a": [1], "t": t(serde_json::json!({"iat": 0, "exp": 40000, "id": 7}))}),
+            0,
+        );
+        assert_eq!(
+            shown(Dialect::Session, &p, &l),
+            [
+                row("$", "401", "403"),
+                row("$.error", "1", "2"),
+                row("$.t#exp", "lifetime 3600s", "longer by hours"),
+            ]
+        );
+        // A numbered message: its number shown only if the config sets it.
+        let text = "withoutExpiration debe ser true o un número de años entre 1 y ";
+        let p = answer(400, serde_json::json!({"error": "x"}), 0);
+        let with = |n: &str| answer(400, serde_json::json!({"error": format!("{text}{n}")}), 0);
+        assert_eq!(
+            shown(Dialect::Project, &p, &with("10")),
+            [row(
+                "$.error",
+                "\"x\"",
+                &format!("{:?}", format!("{text}10"))
+            )]
+        );
+        assert_eq!(
+            shown(Dialect::Project, &p, &with("9876")),
+            [row(
+                "$.error",
+                "\"x\"",
+                &format!("{:?}", format!("{text}<a number of 4 digits>"))
+            )]
+        );
     }
 
     #[test]
@@ -571,6 +742,7 @@ mod tests {
                 claims: &[],
                 tolerance: Duration::ZERO,
                 catalogue: Catalogue::of(Dialect::Session),
+                configured: &[],
             },
             &p,
             &l,
