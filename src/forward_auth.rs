@@ -8,12 +8,25 @@
 //! refuses the others': nginx passes the client's headers on, so an
 //! `X-Forwarded-Uri` there is the client's attempt to name another request.
 //! Every other header (the token, cookies) is the original request's.
+//!
+//! The asking proxy passes the original request on as the client sent it,
+//! so the decision is only about that request if its path is already the
+//! one portero routes on (`path::is_routing_form`): `/admin/../auth` would
+//! be decided as `/auth` while the application serves `/admin/..`'s route.
+//! Any other path is refused, since portero cannot rewrite what the
+//! application receives.
 
 use http::header::HOST;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 
-use crate::config::{ForwardAuth, ForwardAuthStyle};
+use crate::config::{ForwardAuth, ForwardAuthStyle, PathRules};
+use crate::path;
+
+/// Why a decision about a path not in routing form is refused.
+pub const NOT_ROUTING_FORM: &str = "forward auth: the original path is not in normal form \
+     (dot segments, encoded unreserved characters, empty segments or ; parameters); \
+     the application would get it as sent, so no decision can be made";
 
 /// What a header-naming style reads: method, URI, host.
 struct Names {
@@ -55,8 +68,15 @@ pub fn under<'p>(endpoint: &str, path: &'p str) -> Option<&'p str> {
 }
 
 /// The original request's head, read the one way `config.style` says;
-/// `rest` is the decision request's path after the endpoint's, as sent.
-pub fn original(config: &ForwardAuth, rest: &str, parts: &Parts) -> Result<Parts, &'static str> {
+/// `rest` is the decision request's path after the endpoint's, and
+/// `as_sent` whether it was found under the endpoint before normalising
+/// (in the Envoy style it is the original path, and must have been).
+pub fn original(
+    config: &ForwardAuth,
+    (rest, as_sent): (&str, bool),
+    parts: &Parts,
+    rules: PathRules,
+) -> Result<Parts, &'static str> {
     let names = match config.style {
         ForwardAuthStyle::Nginx => Some(&NGINX),
         ForwardAuthStyle::Traefik => Some(&TRAEFIK),
@@ -87,6 +107,9 @@ pub fn original(config: &ForwardAuth, rest: &str, parts: &Parts) -> Result<Parts
         }
         // Envoy appends the original path to the endpoint's and keeps the method.
         None => {
+            if !as_sent {
+                return Err(NOT_ROUTING_FORM);
+            }
             let path = if rest.is_empty() { "/" } else { rest };
             let uri = match parts.uri.query() {
                 Some(q) => format!("{path}?{q}").parse(),
@@ -101,6 +124,9 @@ pub fn original(config: &ForwardAuth, rest: &str, parts: &Parts) -> Result<Parts
     };
     if uri.scheme().is_some() || !uri.path().starts_with('/') {
         return Err("the forwarded URI must be a path");
+    }
+    if !path::is_routing_form(uri.path(), rules).map_err(path::PathError::message)? {
+        return Err(NOT_ROUTING_FORM);
     }
     let (mut original, ()) = Request::builder()
         .method(method)
@@ -156,7 +182,7 @@ mod tests {
             style,
         };
         let rest = under(&config.path, p.uri.path()).expect("a decision");
-        original(&config, rest, p)
+        original(&config, (rest, true), p, PathRules::default())
     }
 
     #[test]
@@ -225,6 +251,40 @@ mod tests {
         // A header style names the request by header only.
         let p = call("/auth/public/x", Method::GET, &[nginx[0]]);
         assert!(ask(Nginx, &p).is_err());
+    }
+
+    /// The proxy passes the path on as sent: one portero would route
+    /// otherwise than it reads is not decided about.
+    #[test]
+    fn only_paths_in_routing_form_are_decided() {
+        use ForwardAuthStyle::*;
+        for path in [
+            "/admin/users/../../auth",
+            "/admin/users/%2e%2e/%2e%2e/auth",
+            "/%61uth",
+            "/auth;x",
+            "//auth",
+            "/;x/auth",
+            "/.//auth",
+        ] {
+            let p = call("/auth", Method::POST, &[("x-original-uri", path)]);
+            assert_eq!(ask(Nginx, &p).unwrap_err(), NOT_ROUTING_FORM, "{path}");
+            let p = call("/auth", Method::POST, &[("x-forwarded-uri", path)]);
+            assert_eq!(ask(Traefik, &p).unwrap_err(), NOT_ROUTING_FORM, "{path}");
+            let p = call(&format!("/auth{path}"), Method::POST, &[]);
+            assert_eq!(ask(Envoy, &p).unwrap_err(), NOT_ROUTING_FORM, "{path}");
+        }
+        let p = call("/auth", Method::GET, &[("x-original-uri", "/a/%2fb")]);
+        assert_eq!(ask(Nginx, &p).unwrap_err(), "encoded slash in the path");
+        // Found under the endpoint only once normalised: not Envoy's own path.
+        let config = ForwardAuth {
+            path: "/auth".into(),
+            style: Envoy,
+        };
+        let p = call("/auth/orders/7", Method::GET, &[]);
+        assert!(original(&config, ("/orders/7", false), &p, PathRules::default()).is_err());
+        let p = call("/auth/orders/7?x=/../a", Method::GET, &[]);
+        assert!(ask(Envoy, &p).is_ok());
     }
 
     #[test]

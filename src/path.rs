@@ -206,6 +206,17 @@ pub fn routing_key(path: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Whether `path`, as sent, is the path routing reads: normalising changes
+/// nothing (no dot segment, raw or encoded, no percent-encoded unreserved
+/// character, no lower-case hex) and neither does [`routing_key`] (no empty
+/// segment but a trailing `/`, no `;` parameter). A path that is not cannot
+/// be decided about for an application that reads it as sent: the two may
+/// route it differently. Refused paths are `Err`, as [`normalize`] says.
+pub fn is_routing_form(path: &str, rules: PathRules) -> Result<bool, PathError> {
+    let normal = matches!(normalize(path, rules)?, Cow::Borrowed(_));
+    Ok(normal && matches!(routing_key(path), Cow::Borrowed(_)))
+}
+
 /// `path` without its first `n` segments as [`routing_key`] counts them
 /// (empty ones skipped, parameters part of their segment); always absolute.
 pub fn strip_segments(path: &str, n: usize) -> &str {
@@ -319,6 +330,43 @@ mod tests {
         assert_eq!(routing_key("/admin;x/y"), "/admin/y");
         assert_eq!(routing_key("/a//"), "/a/");
         assert_eq!(routing_key("//"), "/");
+    }
+
+    #[test]
+    fn only_paths_routing_reads_as_sent_are_in_routing_form() {
+        let rules = PathRules::default();
+        let form = |p| is_routing_form(p, rules);
+        for path in [
+            "/",
+            "/auth",
+            "/auth/",
+            "/orders/7",
+            "/a%3Bb/%C3%A9",
+            "/a/..b/.c",
+        ] {
+            assert_eq!(form(path), Ok(true), "{path}");
+        }
+        for path in [
+            "/x/../auth",
+            "/admin/users/%2e%2e/%2e%2e/auth",
+            "/./auth",
+            "/.//auth",
+            "/auth/.",
+            "/%61uth",
+            "/a%c3%a9",
+            "/auth;x",
+            "/;x/auth",
+            "//auth",
+            "/a//b",
+        ] {
+            assert_eq!(form(path), Ok(false), "{path}");
+        }
+        assert_eq!(form("/a/..%2fauth"), Err(PathError::EncodedSlash));
+        let merging = PathRules {
+            merge_slashes: true,
+            ..rules
+        };
+        assert_eq!(is_routing_form("//auth", merging), Ok(false));
     }
 
     #[test]

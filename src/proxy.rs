@@ -182,7 +182,7 @@ impl Gateway {
         let settings = &live.settings;
         let decision = settings.forward_auth.as_ref().and_then(|config| {
             forward_auth::under(&config.path, parts.uri.path())
-                .map(|rest| (config, rest.to_owned()))
+                .map(|rest| (config, rest.to_owned(), true))
         });
         // The one path and host everything below acts on.
         let host = target::checked(parts, settings.paths)?;
@@ -204,11 +204,11 @@ impl Gateway {
         let decision = decision.or_else(|| {
             let config = settings.forward_auth.as_ref()?;
             let rest = forward_auth::under(&config.path, parts.uri.path())?;
-            Some((config, rest.to_owned()))
+            Some((config, rest.to_owned(), false))
         });
-        if let Some((config, rest)) = decision {
-            let original =
-                forward_auth::original(config, &rest, parts).map_err(RequestError::BadTarget)?;
+        if let Some((config, rest, as_sent)) = decision {
+            let original = forward_auth::original(config, (&rest, as_sent), parts, settings.paths)
+                .map_err(RequestError::BadTarget)?;
             return Box::pin(self.decide(live, original, ip, ctx)).await;
         }
         // The JWKS document is the gateway's own at its path: read with
