@@ -499,3 +499,163 @@ async fn keep_alive_posts_through_the_echo_upstream_never_get_502() {
     assert!(done >= 2_000, "only {done} POSTs within the time");
     assert_eq!(failed, 0, "{failed} of {done} POSTs were not answered 200");
 }
+
+/// An HTTP/2 (h2c) upstream of the test's own: answers each request, once
+/// its body has ended, with the bytes it got and the trailers that came
+/// with them, and counts the requests it answered.
+struct H2Upstream {
+    addr: std::net::SocketAddr,
+    answered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl H2Upstream {
+    async fn start() -> H2Upstream {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = answered.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let counter = counter.clone();
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let counter = counter.clone();
+                        async move {
+                            let collected = req.into_body().collect().await?;
+                            let trailers: Vec<String> = collected
+                                .trailers()
+                                .map(|t| t.keys().map(|k| k.to_string()).collect())
+                                .unwrap_or_default();
+                            let body = serde_json::json!({
+                                "bytes": collected.to_bytes().len(),
+                                "trailers": trailers,
+                            });
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(body.to_string()),
+                            )))
+                        }
+                    },
+                );
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+                );
+            }
+        });
+        H2Upstream { addr, answered }
+    }
+
+    fn answered(&self) -> usize {
+        self.answered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Sends `request`, says it has nothing more to send, and reads the answer.
+async fn half_closed(port: u16, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(request).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// A config forwarding every path to the h2c upstream at `addr`, one
+/// failure enough to eject it, with bodies past 1 KiB streamed.
+async fn gateway_before_h2c(addr: std::net::SocketAddr) -> Gateway {
+    let table = upstream(
+        "api",
+        &[addr],
+        "protocol = \"h2c\"\neject_after = 1\neject_for = \"60s\"\nhealth_check = \"none\"",
+    );
+    Gateway::start_with_server_settings("request_buffer_size = \"1KiB\"", &public_route(&table))
+        .await
+}
+
+/// A client body that breaks its framing or ends short after the part read
+/// before the upstream is asked (so it streams to the HTTP/2 upstream) is
+/// the client's fault: `400`, and the one server is not ejected for it.
+#[tokio::test]
+async fn a_broken_client_body_to_an_http2_upstream_is_400_and_no_ejection() {
+    let up = H2Upstream::start().await;
+    let gw = gateway_before_h2c(up.addr).await;
+    let big = format!("800\r\n{}\r\n", "b".repeat(0x800));
+    let chunked = "POST /x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (case, request, half_close) in [
+        (
+            "bare LF",
+            format!("{chunked}{big}5\nhello\r\n0\r\n\r\n"),
+            false,
+        ),
+        (
+            "non-hex size",
+            format!("{chunked}{big}zz\r\nhello\r\n0\r\n\r\n"),
+            false,
+        ),
+        ("no last chunk", format!("{chunked}{big}"), true),
+        (
+            "shorter than its length",
+            format!(
+                "POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 200000\r\n\r\n{}",
+                "c".repeat(70_000)
+            ),
+            true,
+        ),
+    ] {
+        let (status, text) = match half_close {
+            true => half_closed(gw.port, request.as_bytes()).await,
+            false => raw_http(gw.port, request.as_bytes()).await,
+        };
+        assert_eq!(status, 400, "{case}: {text}");
+        assert!(text.contains("bad_request"), "{case}: {text}");
+    }
+    // Not ejected: a whole body still reaches the one server.
+    let r = reqwest::Client::new()
+        .post(gw.url("/x"))
+        .body("d".repeat(5000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["bytes"], 5000);
+    assert_eq!(up.answered(), 1);
+}
+
+/// Trailers a client writes after its chunked body (where an identity
+/// header could hide) never reach an HTTP/2 upstream, whether the body was
+/// read whole first or streamed; the body itself arrives whole.
+#[tokio::test]
+async fn request_trailers_never_reach_an_http2_upstream() {
+    let up = H2Upstream::start().await;
+    let gw = gateway_before_h2c(up.addr).await;
+    let trailers = "x-user-sub: mallory\r\nx-user-role: ADMIN\r\n\r\n";
+    let big = format!("800\r\n{}\r\n", "b".repeat(0x800));
+    for (body, bytes) in [
+        (format!("5\r\nhello\r\n0\r\n{trailers}"), 5),
+        (format!("{big}5\r\nhello\r\n0\r\n{trailers}"), 0x800 + 5),
+    ] {
+        let request = format!(
+            "POST /x HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n{body}"
+        );
+        let (status, text) = raw_http(gw.port, request.as_bytes()).await;
+        assert_eq!(status, 200, "{text}");
+        let seen: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(seen["bytes"], bytes, "{text}");
+        assert_eq!(seen["trailers"], serde_json::json!([]), "{text}");
+    }
+}

@@ -1,9 +1,10 @@
 //! HTTP/2 to upstream servers (`protocol = "h2c"` or `"h2"`), on hyper's
 //! client: one connection per server carries every stream to it, request
-//! and response bodies stream both ways with their trailers (gRPC's
-//! `grpc-status` lives there), and a connection that closed is made again
-//! on the next request. The request body is counted against the size limit
-//! and must arrive within the body timeout, as on HTTP/1.1.
+//! and response bodies stream both ways, responses with their trailers
+//! (gRPC's `grpc-status` lives there), and a connection that closed is made
+//! again on the next request. The request body is counted against the size
+//! limit and must arrive within the body timeout, as on HTTP/1.1; a body
+//! the client broke is its `400`, never the server's failure.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -109,11 +110,13 @@ impl UpstreamGroup {
                 return Err(match outcome.load(Ordering::Relaxed) {
                     BODY_TOO_LARGE => Failure::TooLarge,
                     BODY_TIMED_OUT => Failure::ClientTimeout,
+                    // The client's fault: `400`, never a mark against the server.
+                    BODY_BROKEN => Failure::BadBody,
                     _ => {
                         tracing::debug!(upstream = %self.config.name, server = %server.addr, %error, "HTTP/2 request failed");
                         Failure::Upstream
                     }
-                })
+                });
             }
         };
         let response = response.map(|body| {
@@ -173,10 +176,15 @@ impl UpstreamGroup {
 const BODY_OK: u8 = 0;
 const BODY_TOO_LARGE: u8 = 1;
 const BODY_TIMED_OUT: u8 = 2;
+const BODY_BROKEN: u8 = 3;
 
-/// The client's request body on its way upstream, frames and trailers as
-/// they come, cut off (and the reason recorded) past the size limit or the
-/// body deadline.
+/// The client's request body on its way upstream, its data as it comes,
+/// cut off (and the reason recorded) past the size limit or the body
+/// deadline, or when the client's framing breaks. Its trailers end it and
+/// are not sent: they are fields the client wrote after the headers were
+/// stripped of identity and forwarding ones (RFC 9110 §6.5.1: a recipient
+/// may discard them), and as on HTTP/1.1 no upstream hears them. gRPC
+/// requests have none (trailers are a gRPC response's).
 pub struct RequestBody {
     /// `None`: no body (a health check's request).
     inner: Option<ClientBody>,
@@ -200,19 +208,25 @@ impl Body for RequestBody {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.received += data.len() as u64;
-                    if this.received > this.limit {
-                        this.outcome.store(BODY_TOO_LARGE, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err("request body too large".into())));
-                    }
+                let Some(data) = frame.data_ref() else {
+                    // Trailers, the body's last frame: dropped, and the body ends.
+                    this.inner = None;
+                    return Poll::Ready(None);
+                };
+                this.received += data.len() as u64;
+                if this.received > this.limit {
+                    this.outcome.store(BODY_TOO_LARGE, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err("request body too large".into())));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                if e == BodyError::Slow {
-                    this.outcome.store(BODY_TIMED_OUT, Ordering::Relaxed);
-                }
+                let outcome = match e {
+                    BodyError::Slow => BODY_TIMED_OUT,
+                    BodyError::TooLarge => BODY_TOO_LARGE,
+                    BodyError::Broken => BODY_BROKEN,
+                };
+                this.outcome.store(outcome, Ordering::Relaxed);
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Ready(None) => Poll::Ready(None),
