@@ -214,7 +214,10 @@ impl Gateway {
         // The JWKS document is the gateway's own at its path: read with
         // GET (or HEAD), a CORS preflight answered as the route beneath
         // says, any other method `405`, never passed to that route.
-        let jwks_path = parts.uri.path() == JWKS_PATH;
+        // Compared as routing reads the path (`//`, `;x` ignored), so no
+        // spelling of the document's path reaches the route beneath.
+        let key = crate::path::routing_key(parts.uri.path());
+        let jwks_path = key == JWKS_PATH;
         if jwks_path && matches!(parts.method, Method::GET | Method::HEAD) {
             let jwks = live.validator.keys().jwks().to_string();
             return Ok(respond::json(StatusCode::OK, jwks));
@@ -225,7 +228,7 @@ impl Gateway {
         if jwks_path {
             return Err(RequestError::DocumentMethod);
         }
-        let (index, route) = route(live, host.as_ref(), parts)?;
+        let (index, route) = route(live, host.as_ref(), &key, &parts.method)?;
         ctx.route = Some(index);
         if route.cors.is_some() {
             ctx.origin = parts.headers.get(ORIGIN).cloned();
@@ -384,15 +387,17 @@ fn preflight(
     )
 }
 
-/// The route for (host, path, method).
+/// The route for (host, path, method); `key` is the path's routing key
+/// (`path::routing_key`).
 fn route<'l>(
     live: &'l Live,
     host: Option<&HeaderValue>,
-    parts: &Parts,
+    key: &str,
+    method: &Method,
 ) -> Result<(usize, &'l Route), RequestError> {
     let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
     live.routes
-        .find(host, parts.uri.path(), &parts.method)
+        .find_key(host, key, method)
         .map_err(|miss| match miss {
             Miss::NoRoute => RequestError::NoRoute,
             Miss::Method => RequestError::MethodNotAllowed,

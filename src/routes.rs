@@ -102,8 +102,17 @@ impl RouteTable {
 
     /// As [`RouteTable::lookup`], saying why there is no route.
     pub fn find(&self, host: &str, path: &str, method: &Method) -> Result<(usize, &Route), Miss> {
-        let key = crate::path::routing_key(path);
-        let path = key.as_ref();
+        self.find_key(host, &crate::path::routing_key(path), method)
+    }
+
+    /// As [`RouteTable::find`], for a path already made its routing key
+    /// (`path::routing_key`), by a caller that compares it too.
+    pub fn find_key(
+        &self,
+        host: &str,
+        path: &str,
+        method: &Method,
+    ) -> Result<(usize, &Route), Miss> {
         let host = strip_port(host);
         let host = host.strip_suffix('.').unwrap_or(host);
         let lowered;

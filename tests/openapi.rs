@@ -243,6 +243,28 @@ async fn the_jwks_document_answers_another_method_with_405_and_allow() {
             assert_eq!(r.headers()["allow"], "GET, HEAD", "{method}");
         }
     }
+    // Every spelling routing reads as the document's path is the document.
+    for path in [
+        "/.well-known/jwks.json;x",
+        "//.well-known/jwks.json",
+        "/.well-known//jwks.json",
+        "/;x/.well-known/jwks.json",
+    ] {
+        let get = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+        let (status, text) = raw_http(gw.port, get.as_bytes()).await;
+        assert_eq!(status, 200, "GET {path}: {text}");
+        assert!(text.contains("\"keys\""), "GET {path}: {text}");
+        let delete = format!(
+            "DELETE {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        let (status, text) = raw_http(gw.port, delete.as_bytes()).await;
+        assert_eq!(status, 405, "DELETE {path}: {text}");
+        assert!(
+            text.to_ascii_lowercase().contains("allow: get, head"),
+            "{text}"
+        );
+    }
     if !schemathesis_present() {
         return;
     }

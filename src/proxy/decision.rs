@@ -25,7 +25,8 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, RequestError> {
         let host = target::checked(&mut original, live.settings.paths)?;
-        let (index, route) = route(live, host.as_ref(), &original)?;
+        let key = crate::path::routing_key(original.uri.path());
+        let (index, route) = route(live, host.as_ref(), &key, &original.method)?;
         ctx.route = Some(index);
         let limiter = &live.limiters[index];
         limiter
