@@ -31,6 +31,8 @@ pub struct Answer {
     /// `WWW-Authenticate: Basic` goes with it: the client tried, or
     /// should try, HTTP Basic authentication (RFC 6749 §5.2).
     pub basic_challenge: bool,
+    /// With a `405`: the one method the endpoint takes (RFC 9110 §15.5.6).
+    pub allow: Option<&'static str>,
 }
 
 impl Answer {
@@ -39,6 +41,7 @@ impl Answer {
             status: StatusCode::OK,
             body: body.to_string(),
             basic_challenge: false,
+            allow: None,
         }
     }
 }
@@ -82,6 +85,7 @@ impl From<Error> for Answer {
             status: e.status,
             body: json!({ "error": e.code, "error_description": e.description }).to_string(),
             basic_challenge: e.basic_challenge,
+            allow: None,
         }
     }
 }
@@ -170,17 +174,18 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let Some(which) = which(&ctx.issuing.issuer.name, req.path) else {
         return Error::new(StatusCode::NOT_FOUND, "invalid_request", "no such endpoint").into();
     };
-    let allowed = match which {
-        Which::Metadata => Method::GET,
-        _ => Method::POST,
+    let (allowed, allow) = match which {
+        Which::Metadata => (Method::GET, "GET"),
+        _ => (Method::POST, "POST"),
     };
     if *req.method != allowed {
-        return Error::new(
+        let mut answer = Answer::from(Error::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request",
             format!("this endpoint takes {allowed} only"),
-        )
-        .into();
+        ));
+        answer.allow = Some(allow);
+        return answer;
     }
     let answer = match which {
         Which::Metadata => Ok(Answer::ok(metadata(ctx))),

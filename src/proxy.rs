@@ -228,7 +228,14 @@ impl Gateway {
         if jwks_path {
             return Err(RequestError::DocumentMethod);
         }
-        let (index, route) = route(live, host.as_ref(), &key, &parts.method)?;
+        let (index, route) = match find(live, host.as_ref(), &key, &parts.method) {
+            // An OAuth 2.0 endpoint answers any method itself, a wrong one
+            // with the `Allow` of that endpoint (GET for its metadata).
+            Err(Miss::Method(i)) if is_oauth2(&live.routes.routes()[i]) => {
+                (i, &live.routes.routes()[i])
+            }
+            found => found.map_err(miss)?,
+        };
         ctx.route = Some(index);
         if route.cors.is_some() {
             ctx.origin = parts.headers.get(ORIGIN).cloned();
@@ -395,13 +402,35 @@ fn route<'l>(
     key: &str,
     method: &Method,
 ) -> Result<(usize, &'l Route), RequestError> {
+    find(live, host, key, method).map_err(miss)
+}
+
+/// As [`route`], saying why there is none.
+fn find<'l>(
+    live: &'l Live,
+    host: Option<&HeaderValue>,
+    key: &str,
+    method: &Method,
+) -> Result<(usize, &'l Route), Miss> {
     let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
-    live.routes
-        .find_key(host, key, method)
-        .map_err(|miss| match miss {
-            Miss::NoRoute => RequestError::NoRoute,
-            Miss::Method => RequestError::MethodNotAllowed,
-        })
+    live.routes.find_key(host, key, method)
+}
+
+fn miss(miss: Miss) -> RequestError {
+    match miss {
+        Miss::NoRoute => RequestError::NoRoute,
+        Miss::Method(_) => RequestError::MethodNotAllowed,
+    }
+}
+
+fn is_oauth2(route: &Route) -> bool {
+    matches!(
+        route.action,
+        RouteAction::Issue {
+            endpoint: Endpoint::OAuth2,
+            ..
+        }
+    )
 }
 
 impl Handler for Gateway {

@@ -18,10 +18,10 @@ use crate::config::{Route, RouteAction};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Miss {
     NoRoute,
-    /// The path is exactly a token endpoint's, which takes other methods
-    /// only: a token endpoint's path is its own, never left to a route
-    /// beneath.
-    Method,
+    /// The path is exactly a token endpoint's (this route), which takes
+    /// other methods only: a token endpoint's path is its own, never left
+    /// to a route beneath.
+    Method(usize),
 }
 
 /// foldhash, not SipHash: the keys are the configuration's and lookups
@@ -164,8 +164,8 @@ impl RouteTable {
             if let Some(m) = mounted.iter().find(allows) {
                 return Ok(Some(m.index));
             }
-            if whole && mounted.iter().any(|m| m.exact) {
-                return Err(Miss::Method);
+            if let Some(m) = mounted.iter().find(|m| whole && m.exact) {
+                return Err(Miss::Method(m.index));
             }
         }
         Ok(None)
@@ -313,8 +313,8 @@ mod tests {
             };
             assert_eq!(find(path, Method::POST), want, "{path}");
         }
-        assert_eq!(find("/auth", Method::GET), Err(Miss::Method));
-        assert_eq!(find("//auth;x", Method::GET), Err(Miss::Method));
+        assert_eq!(find("/auth", Method::GET), Err(Miss::Method(0)));
+        assert_eq!(find("//auth;x", Method::GET), Err(Miss::Method(0)));
         for path in ["/auth/", "/auth/x", "/auth/admin/users", "/Auth", "/authx"] {
             assert_eq!(find(path, Method::POST), Ok("*/"), "{path}");
             assert_eq!(find(path, Method::GET), Ok("*/"), "{path}");

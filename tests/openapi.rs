@@ -181,6 +181,58 @@ async fn the_admin_document_describes_every_answer_of_the_admin_api() {
     .await;
 }
 
+/// Each OAuth 2.0 endpoint answers a method it does not take with `405`,
+/// in OAuth 2.0's words, and the `Allow` of that endpoint: `POST` for the
+/// token, revocation and introspection endpoints, `GET` for the metadata
+/// documents; token or not.
+#[tokio::test]
+async fn oauth2_endpoints_answer_another_method_with_405_and_their_allow() {
+    let gw = demo(|body| body).await;
+    let token = demo_token(&gw).await;
+    let client = reqwest::Client::new();
+    let metadata = [
+        "/.well-known/oauth-authorization-server/oauth2/client-flat",
+        "/oauth2/client-flat/.well-known/openid-configuration",
+    ];
+    let mut cases: Vec<(&str, &str, &str)> = Vec::new();
+    for end in ["token", "revoke", "introspect"] {
+        let path: &'static str = format!("/oauth2/client-flat/{end}").leak();
+        cases.extend([
+            ("GET", path, "POST"),
+            ("DELETE", path, "POST"),
+            ("PUT", path, "POST"),
+        ]);
+    }
+    for path in metadata {
+        cases.extend([
+            ("POST", path, "GET"),
+            ("DELETE", path, "GET"),
+            ("PATCH", path, "GET"),
+        ]);
+    }
+    for (method, path, allow) in cases {
+        for auth in [None, Some(&token)] {
+            let mut req = client.request(method.parse().unwrap(), gw.url(path));
+            if let Some(t) = auth {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(
+                r.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(r.headers()["allow"], allow, "{method} {path}");
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "invalid_request", "{method} {path}: {body}");
+        }
+    }
+    for path in metadata {
+        let r = client.get(gw.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn admin_paths_answer_another_method_with_405_and_allow() {
     let gw = demo(|body| body).await;

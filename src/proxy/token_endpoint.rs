@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderName, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -174,6 +174,9 @@ pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
     let mut response = respond::json(answer.status, answer.body);
     let headers = response.headers_mut();
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    if let Some(allow) = answer.allow {
+        headers.insert(ALLOW, HeaderValue::from_static(allow));
+    }
     if answer.basic_challenge {
         headers.insert(
             WWW_AUTHENTICATE,
