@@ -77,8 +77,12 @@ async fn two_instances_follow_a_failover_and_lose_no_acknowledged_revocation() {
         assert!(gw.metrics().await.contains(&series), "{series}");
     }
 
-    // One truth: a revocation on one instance is refused on the other.
-    let token = login(&a).await.unwrap();
+    // One truth: a revocation on one instance is refused on the other. The
+    // first login waits for the replica to confirm writes (a 503 until it
+    // has synced, as every acknowledged write needs its confirmation).
+    let token = poll(Duration::from_secs(5), || login(&a), |r| r.is_ok())
+        .await
+        .unwrap();
     assert_eq!(get(&b, &token).await, StatusCode::OK);
     assert_eq!(
         a.revoke(json!({ "token": token })).await.status(),
