@@ -15,7 +15,8 @@
 //! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
 //! - [`key_loading`]: every issuer's keys read (environment, key files), generated and kept in the store, or from the JWKS registry.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
-//! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md).
+//! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md);
+//!   `credential_check` (the principal looked up, the secret checked), `lockout` (budgets).
 //! - [`limits`]: client address rules, rates and requests in flight per route
 //!   and key (pingora-limits; a cluster-wide rate in the store); `window` (the bucket arithmetic).
 //! - `client_addr`: the client's address, through trusted proxies.
