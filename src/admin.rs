@@ -22,9 +22,12 @@ use tokio::sync::watch;
 use crate::auth::revocation::Revocation;
 use crate::config::{Config, OutagePolicy};
 use crate::listener::{Handler, Peer, Serving};
+use crate::live::{Handles, Live};
 use crate::proxy::GatewayState;
+use crate::respond::{
+    admin_error_response, admin_reply, AdminError, ReloadError, RevocationRefused,
+};
 use crate::upstream::h1::take_head;
-use crate::upstream::UpstreamError;
 
 /// Largest admin request body read.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -62,21 +65,8 @@ impl Handler for Admin {
     }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Reply {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .header("cache-control", "no-store")
-        .body(Full::new(Bytes::from(body)))
-        .expect("static response parts are valid")
-}
-
 fn json_reply(status: StatusCode, body: serde_json::Value) -> Reply {
-    reply(status, "application/json", body.to_string())
-}
-
-fn error(status: StatusCode, message: &str) -> Reply {
-    json_reply(status, json!({ "error": message }))
+    admin_reply(status, "application/json", body.to_string())
 }
 
 /// The methods the admin listener serves on `path`, or `None` for a path it does not serve.
@@ -87,16 +77,6 @@ fn methods(path: &str) -> Option<&'static [Method]> {
         "/admin/reload" => Some(&[Method::POST]),
         _ => None,
     }
-}
-
-/// `405` with the `Allow` header RFC 9110 §15.5.6 asks for.
-fn method_not_allowed(allowed: &[Method]) -> Reply {
-    let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed here");
-    let list: Vec<&str> = allowed.iter().map(Method::as_str).collect();
-    if let Ok(v) = http::HeaderValue::try_from(list.join(", ")) {
-        r.headers_mut().insert(http::header::ALLOW, v);
-    }
-    r
 }
 
 /// The body of `POST /admin/revocations`: exactly one way of naming what to revoke.
@@ -125,20 +105,23 @@ impl RevokeRequest {
 
 impl Admin {
     async fn handle(&self, req: Request<Incoming>) -> Reply {
+        match self.answer(req).await {
+            Ok(reply) => reply,
+            Err(e) => admin_error_response(&e),
+        }
+    }
+
+    async fn answer(&self, req: Request<Incoming>) -> Result<Reply, AdminError> {
         let path = req.uri().path();
         // Everything under /admin/ is the admin's, even the paths that do not exist.
         if path.starts_with("/admin/") {
-            if let Err(r) = self.authorize(&req) {
-                return r;
-            }
+            self.authorize(&req)?;
         }
-        let Some(allowed) = methods(path) else {
-            return error(StatusCode::NOT_FOUND, "no such endpoint");
-        };
-        match (req.method(), path) {
+        let allowed = methods(path).ok_or(AdminError::NoSuchEndpoint)?;
+        Ok(match (req.method(), path) {
             (&Method::GET, "/metrics") => {
                 self.refresh_gauges();
-                reply(
+                admin_reply(
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
                     self.shared.metrics.render(),
@@ -150,10 +133,10 @@ impl Admin {
                 StatusCode::OK,
                 json!({ "revocations": self.shared.revocations.list() }),
             ),
-            (&Method::POST, "/admin/revocations") => self.revoke(req).await,
+            (&Method::POST, "/admin/revocations") => self.revoke(req).await?,
             (&Method::POST, "/admin/reload") => self.reload().await,
-            _ => method_not_allowed(allowed),
-        }
+            _ => return Err(AdminError::MethodNotAllowed(allowed)),
+        })
     }
 
     fn refresh_gauges(&self) {
@@ -201,10 +184,9 @@ impl Admin {
         };
         // A user store down stops logins, not the tokens already issued.
         let user_stores: serde_json::Map<String, serde_json::Value> = live
-            .issuers
+            .issuers()
             .iter()
-            .zip(&live.user_stores)
-            .filter_map(|(issuer, users)| Some((issuer.name.clone(), users.as_ref()?.reachable())))
+            .filter_map(|i| Some((i.config.name.clone(), i.user_store.as_ref()?.reachable())))
             .map(|(name, up)| (name, json!(if up { "reachable" } else { "unreachable" })))
             .collect();
         let users_reachable = user_stores.values().all(|v| v == "reachable");
@@ -228,16 +210,11 @@ impl Admin {
         json_reply(status, body)
     }
 
-    #[allow(clippy::result_large_err)]
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), Reply> {
+    fn authorize(&self, req: &Request<Incoming>) -> Result<(), AdminError> {
         let Some(expected) = &self.token else {
-            return Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "the admin API is disabled: set {} before starting portero",
-                    self.token_env
-                ),
-            ));
+            return Err(AdminError::Disabled {
+                token_env: self.token_env.clone(),
+            });
         };
         let given = req
             .headers()
@@ -245,46 +222,28 @@ impl Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-            Ok(())
-        } else {
-            let mut r = error(StatusCode::UNAUTHORIZED, "admin token required");
-            r.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static(r#"Bearer realm="portero-admin""#),
-            );
-            Err(r)
+        match bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+            true => Ok(()),
+            false => Err(AdminError::Unauthorized),
         }
     }
 
-    async fn revoke(&self, req: Request<Incoming>) -> Reply {
-        let body = match Limited::new(req.into_body(), MAX_ADMIN_BODY)
+    async fn revoke(&self, req: Request<Incoming>) -> Result<Reply, AdminError> {
+        let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
             .collect()
             .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "body too large"),
-        };
-        let request: RevokeRequest = match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
-        };
+            .map_err(|_| AdminError::BodyTooLarge)?
+            .to_bytes();
+        let request: RevokeRequest =
+            serde_json::from_slice(&body).map_err(AdminError::InvalidJson)?;
         let kind = request.kind();
         let revoked = match &request.token {
             // Not a JWT: a refresh token. It goes, and so does every token minted with it.
-            Some(t) if !t.contains('.') => match self.refresh_revocations(t).await {
-                Ok(list) => list,
-                Err(reply) => return reply,
-            },
-            _ => match self.revocation_for(request) {
-                Ok(r) => vec![r],
-                Err(message) => return error(StatusCode::BAD_REQUEST, &message),
-            },
+            Some(t) if !t.contains('.') => self.refresh_revocations(t).await?,
+            _ => vec![self.revocation_for(request)?],
         };
         // Durable first: a revocation is acknowledged only once it survives a crash.
-        if let Err(e) = self.shared.store.add_revocations(&revoked).await {
-            return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-        }
+        self.shared.store.add_revocations(&revoked).await?;
         for r in &revoked {
             self.shared.revocations.apply(r);
         }
@@ -294,12 +253,11 @@ impl Admin {
             .with_label_values(&[kind])
             .inc();
         tracing::info!(target: "portero::admin", kind, count = revoked.len(), "revoked");
-        json_reply(StatusCode::OK, json!({ "revoked": revoked }))
+        Ok(json_reply(StatusCode::OK, json!({ "revoked": revoked })))
     }
 
     /// Deletes a refresh token and names the access and content tokens minted with it.
-    #[allow(clippy::result_large_err)]
-    async fn refresh_revocations(&self, token: &str) -> Result<Vec<Revocation>, Reply> {
+    async fn refresh_revocations(&self, token: &str) -> Result<Vec<Revocation>, AdminError> {
         let hash = crate::issue::refresh_hash(token);
         match self.shared.store.delete_refresh(&hash).await {
             Ok(Some(record)) => Ok(record
@@ -310,11 +268,8 @@ impl Admin {
                     expires_at: Some(exp),
                 })
                 .collect()),
-            Ok(None) => Err(error(
-                StatusCode::BAD_REQUEST,
-                "not a token this gateway accepts, nor a live refresh token",
-            )),
-            Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())),
+            Ok(None) => Err(RevocationRefused::NoSuchRefreshToken.into()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -346,52 +301,31 @@ impl Admin {
                     json!({ "reloaded": true, "routes": routes, "restart_required": restart_required }),
                 )
             }
-            Err((status, message)) => {
-                tracing::warn!(target: "portero::admin", %path, error = %message, "config not reloaded; the running one stays");
-                error(status, &message)
+            Err(e) => {
+                tracing::warn!(target: "portero::admin", %path, error = %e, "config not reloaded; the running one stays");
+                admin_error_response(&AdminError::Reload(e))
             }
         }
     }
 
     /// Loads the config file and swaps it in; the number of routes and the
     /// keys that need a restart, or the status and message of why not.
-    async fn apply_config(&self) -> Result<(usize, Vec<String>), (StatusCode, String)> {
-        let refused = |e: &dyn std::fmt::Display| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string());
-        let config = crate::config::load(&self.config_path).map_err(|e| refused(&e))?;
+    async fn apply_config(&self) -> Result<(usize, Vec<String>), ReloadError> {
+        let config = crate::config::load(&self.config_path)?;
         let running = self.shared.live.load_full();
         let metrics = &self.shared.metrics;
-        let upstreams = crate::upstream::groups(&config, &running.upstreams, &[], metrics)
-            .await
-            .map_err(|e| {
-                let status = match e {
-                    UpstreamError::EchoChanged(_) => StatusCode::CONFLICT,
-                    UpstreamError::Tls { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                };
-                (status, format!("{e}; nothing was reloaded"))
-            })?;
-        let user_stores =
-            crate::user_store::open(&config, &self.shared.revocations, &metrics.legacy_hashes)
-                .await
-                .map_err(|e| refused(&e))?;
-        let shadows = crate::shadow::for_issuers(&config, &metrics.shadow_comparisons)
-            .map_err(|e| refused(&e))?;
         let external = &self.shared.external;
-        let live = crate::live::Live::build(
-            &config,
-            upstreams,
-            user_stores,
-            shadows,
-            &self.shared.revocations,
-            self.shared.store.as_ref(),
+        let handles = Handles {
+            revocations: &self.shared.revocations,
+            store: self.shared.store.as_ref(),
             external,
             metrics,
-            Some(&running),
-        )
-        .await
-        .map_err(|e| refused(&e))?;
+            echo: &[],
+        };
+        let live = Live::assemble(&config, &handles, Some(&running)).await?;
         // Only once nothing else can refuse the config: the running
         // snapshot's issuers stay with the registry until then.
-        external.sync(&config).map_err(|e| refused(&e))?;
+        external.sync(&config)?;
         for gone in &running.upstreams {
             if !config.upstreams.iter().any(|u| u.name == gone.config.name) {
                 let name = [gone.config.name.as_str()];
@@ -409,7 +343,7 @@ impl Admin {
         ))
     }
 
-    fn revocation_for(&self, r: RevokeRequest) -> Result<Revocation, String> {
+    fn revocation_for(&self, r: RevokeRequest) -> Result<Revocation, RevocationRefused> {
         match r {
             RevokeRequest {
                 jti: Some(jti),
@@ -419,7 +353,7 @@ impl Admin {
                 expires_at,
             } => {
                 if jti.is_empty() {
-                    return Err("jti is empty".into());
+                    return Err(RevocationRefused::EmptyJti);
                 }
                 Ok(Revocation::Jti { jti, expires_at })
             }
@@ -436,10 +370,8 @@ impl Admin {
                     .load()
                     .validator
                     .verify(&token)
-                    .map_err(|e| format!("not a token this gateway accepts: {e}"))?;
-                let jti = verified
-                    .jti()
-                    .ok_or("the token has no jti; revoke its subject instead")?;
+                    .map_err(RevocationRefused::NotAccepted)?;
+                let jti = verified.jti().ok_or(RevocationRefused::NoJti)?;
                 Ok(Revocation::Jti {
                     jti: jti.to_string(),
                     expires_at: verified.exp,
@@ -456,7 +388,7 @@ impl Admin {
                 let keys = live.validator.keys();
                 let index = keys
                     .issuer_index(&issuer)
-                    .ok_or_else(|| format!("no issuer named {issuer:?}"))?;
+                    .ok_or(RevocationRefused::NoSuchIssuer(issuer))?;
                 // Tokens issued within the current second are revoked too.
                 let now = self.shared.clock.unix();
                 Ok(Revocation::Subject {
@@ -465,7 +397,7 @@ impl Admin {
                     before: now + 1,
                 })
             }
-            _ => Err("give exactly one of {\"jti\"}, {\"token\"} or {\"sub\", \"issuer\"}".into()),
+            _ => Err(RevocationRefused::Ambiguous),
         }
     }
 }

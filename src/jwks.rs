@@ -23,6 +23,14 @@ use crate::metrics::JwksMetrics;
 /// First retry after a failed fetch; doubled per failure up to the refetch interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
+/// Why an external issuer's fetching could not start: its HTTP client.
+#[derive(Debug, thiserror::Error)]
+#[error("issuers.{issuer}: {error}")]
+pub struct SyncError {
+    issuer: String,
+    error: crate::tls_roots::ClientError,
+}
+
 /// Every external issuer's keys, as their tasks last fetched them.
 pub struct Registry {
     remotes: ArcSwap<Vec<Arc<Remote>>>,
@@ -67,7 +75,7 @@ impl Registry {
     /// Starts a task for each external issuer of `config` that is new or
     /// changed, keeps those unchanged (with their keys), and lets the rest
     /// go. An issuer whose HTTPS roots cannot be loaded is an error.
-    pub fn sync(self: &Arc<Self>, config: &Config) -> Result<(), String> {
+    pub fn sync(self: &Arc<Self>, config: &Config) -> Result<(), SyncError> {
         let current = self.remotes.load();
         let mut next = Vec::new();
         for issuer in &config.issuers {
@@ -81,8 +89,10 @@ impl Registry {
                 next.push(remote.clone());
                 continue;
             }
-            let client =
-                fetch::client(source).map_err(|e| format!("issuers.{}: {e}", issuer.name))?;
+            let client = fetch::client(source).map_err(|error| SyncError {
+                issuer: issuer.name.clone(),
+                error,
+            })?;
             let remote = Arc::new(Remote {
                 name: issuer.name.clone(),
                 source: source.clone(),

@@ -22,13 +22,16 @@
 //! - `client_addr`: the client's address, through trusted proxies.
 //! - `cors`: CORS preflights answered and responses marked, per route policy.
 //! - `forwarding`: what the upstream is told: stripped, injected and forwarded headers.
-//! - `live`: the snapshot a reload swaps (routes, strip rules, keys); server and admin build it.
+//! - `live`: the snapshot a reload swaps: a `LiveIssuer` per issuer, a `LiveRoute` per route,
+//!   keys, upstream groups, settings; `Live::assemble` builds it for server start and reload.
+//! - `shadow`: a token endpoint's answers compared with its legacy service's (`catalogue`: what
+//!   each dialect answers; `compare`: the field rules).
 //! - `jwks`: external issuers' keys, fetched and refreshed off the request path; `fetch` (one HTTP fetch).
-//! - `tls_roots`: root certificates for outbound TLS (a `ca_file` or the system's).
+//! - `tls_roots`: root certificates and HTTP clients for outbound TLS (a `ca_file` or the system's).
 //! - `forward_auth`: the request a forward-auth call asks about, from its headers.
 //! - `proxy`: one request: route → authorize → rewrite → forward → record.
 //! - `proxy_protocol`: the PROXY protocol header a load balancer sends first.
-//! - `respond`: the one mapping from a request error to an HTTP response.
+//! - `respond`: the one mapping from an error to an HTTP response (`admin`: the admin API's).
 //! - `trace_context`: W3C `traceparent` and `X-Request-Id` for the upstream and the log.
 //! - `span_export`: request spans posted to an OpenTelemetry collector (OTLP/HTTP) in batches.
 //! - `tunnel`: upgraded connections (WebSocket) relayed both ways until they
@@ -43,7 +46,8 @@
 //! - [`metrics`]: every `portero_*` metric, with bounded labels.
 //! - [`store`]: keys, refresh tokens, revocations, lockout counters: embedded (redb)
 //!   or shared (Redis, with revocations pushed to every instance).
-//! - [`server`]: binds the listeners, assembles the above and runs until told to stop.
+//! - [`server`]: binds the listeners, assembles the above and runs until told to stop;
+//!   `signals` (SIGTERM, SIGINT, SIGHUP as drain, stop, reload).
 //!
 //! Modules without a link are private: nothing outside the crate needs them.
 #![forbid(unsafe_code)]

@@ -1,50 +1,105 @@
-//! The live snapshot: what a config reload replaces (routes with their
-//! metric series, strip rules, keys with a fresh verified-token cache, the
-//! upstream groups the routes name, the request path's settings), built
-//! here for the server at start and for the admin API on reload; external
-//! issuers' keys are swapped in here whenever they change.
+//! The live snapshot: what a config reload replaces, assembled in one
+//! place ([`Live::assemble`]) for the server at start and for the admin API
+//! on reload. Per issuer a [`LiveIssuer`] (its config, principal sources,
+//! shadow, principals' own rates), per route a [`LiveRoute`] (its metric
+//! series and limiter), and what every request reads: the route table, the
+//! validator with its keys (external issuers' swapped in here whenever they
+//! change), the upstream groups and the request path's settings.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+
+use http::Method;
 
 use crate::auth::keys;
 use crate::auth::revocation::Revocations;
 use crate::auth::validate::Validator;
-use crate::config::{AuthSettings, Config, ForwardAuth, IpRules, Issuer, OutagePolicy, PathRules};
+use crate::config::{
+    AuthSettings, Config, ForwardAuth, IpRules, Issuer, OutagePolicy, PathRules, Route,
+};
 use crate::jwks::Registry;
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteSeries};
-use crate::routes::RouteTable;
-use crate::shadow::Shadow;
+use crate::routes::{Miss, RouteTable};
+use crate::shadow::{SetUpError, Shadow};
 use crate::store::Store;
 use crate::upstream::request_body::BodyRules;
-use crate::upstream::UpstreamGroup;
+use crate::upstream::{UpstreamError, UpstreamGroup};
 use crate::user_store::UserStore;
+
+/// An issuer's place in the config (`[issuers.NAME]` order): what a
+/// verified token's `issuer` and a token route's `issuer` count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IssuerId(pub usize);
+
+/// A route's place in the config (`[[routes]]` order), as the route table
+/// finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteId(pub usize);
 
 /// Swapped as one snapshot, so a request never sees routes of one config
 /// with keys of another.
 pub struct Live {
     pub routes: RouteTable,
-    /// In `routes.routes()` order.
-    pub route_series: Vec<RouteSeries>,
+    /// By [`RouteId`].
+    route_state: Vec<LiveRoute>,
+    /// By [`IssuerId`].
+    issuers: Vec<LiveIssuer>,
     pub validator: Validator,
     pub auth: AuthSettings,
-    pub issuers: Vec<Issuer>,
     /// In `config.upstreams` order, as routes index them.
     pub upstreams: Vec<Arc<UpstreamGroup>>,
-    /// In `routes.routes()` order.
-    pub limiters: Vec<Arc<Limiter>>,
     /// Client addresses every route admits (`server.allow_ips` / `deny_ips`).
     pub ips: IpRules,
-    /// Issuer → `sub` → the principal's own `rate_limit`.
-    pub principal_rates: HashMap<usize, HashMap<String, u32>>,
-    /// By issuer index: the SQL table its principals may also live in.
-    pub user_stores: Vec<Option<Arc<UserStore>>>,
-    /// By issuer index: the legacy service its answers are compared with.
-    pub shadows: Vec<Option<Arc<Shadow>>>,
     pub settings: Settings,
+}
+
+/// One issuer as the running gateway holds it: everything a per-issuer
+/// feature reads at request time lives here.
+pub struct LiveIssuer {
+    pub id: IssuerId,
+    pub config: Issuer,
+    /// The SQL table its principals may also live in.
+    pub user_store: Option<Arc<UserStore>>,
+    /// The legacy service its answers are compared with.
+    pub shadow: Option<Arc<Shadow>>,
+    /// `sub` → the principal's own `rate_limit`, for those that set one.
+    pub principal_rates: HashMap<String, u32>,
+}
+
+/// What the gateway holds for one route beside its config (which the route
+/// table keeps).
+pub struct LiveRoute {
+    pub series: RouteSeries,
+    /// Its limits; a reload keeps an unchanged route's counts.
+    pub limiter: Arc<Limiter>,
+}
+
+/// What outlives a snapshot and every snapshot is assembled with.
+pub struct Handles<'a> {
+    /// Revocations outlive reloads: every snapshot's validator reads this one set.
+    pub revocations: &'a Arc<Revocations>,
+    pub store: &'a dyn Store,
+    pub external: &'a Registry,
+    pub metrics: &'a Metrics,
+    /// Where the built-in echo upstreams listen (bound at start; a reload
+    /// keeps the running groups').
+    pub echo: &'a [(String, SocketAddr)],
+}
+
+/// Why a config could not be assembled into a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("{0}")]
+    UserStore(String),
+    #[error(transparent)]
+    Shadow(#[from] SetUpError),
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
 }
 
 /// The `[server]` and `[store]` settings a request reads: swapped with the
@@ -101,66 +156,126 @@ impl Settings {
 }
 
 impl Live {
-    /// The snapshot of `config` with its upstream groups; revocations
-    /// outlive reloads, so every snapshot's validator reads the one shared set.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn build(
+    /// The snapshot of `config`: its upstream groups (unchanged ones taken
+    /// over from `previous` with their connections and health), principal
+    /// sources, shadows, keys and limiters (an unchanged route keeps its
+    /// counts). Server start and admin reload both build theirs here.
+    pub async fn assemble(
         config: &Config,
-        upstreams: Vec<Arc<UpstreamGroup>>,
-        user_stores: Vec<Option<Arc<UserStore>>>,
-        shadows: Vec<Option<Arc<Shadow>>>,
-        revocations: &Arc<Revocations>,
-        store: &dyn Store,
-        external: &Registry,
-        metrics: &Metrics,
-        earlier: Option<&Live>,
-    ) -> Result<Live, keys::KeyError> {
-        let earlier_limiters = earlier.map_or(&[][..], |l| &l.limiters[..]);
+        handles: &Handles<'_>,
+        previous: Option<&Live>,
+    ) -> Result<Live, AssembleError> {
+        let metrics = handles.metrics;
+        let running = previous.map_or(&[][..], |l| &l.upstreams[..]);
+        let upstreams = crate::upstream::groups(config, running, handles.echo, metrics).await?;
+        let user_stores =
+            crate::user_store::open(config, handles.revocations, &metrics.legacy_hashes)
+                .await
+                .map_err(AssembleError::UserStore)?;
+        let shadows = crate::shadow::for_issuers(config, &metrics.shadow_comparisons)?;
+        let keys =
+            crate::key_loading::load(config, handles.store, |name| handles.external.keys_of(name))
+                .await?;
+        let issuers = config
+            .issuers
+            .iter()
+            .zip(user_stores.into_iter().zip(shadows))
+            .enumerate()
+            .map(|(index, (config, (user_store, shadow)))| LiveIssuer {
+                id: IssuerId(index),
+                principal_rates: principal_rates(config),
+                config: config.clone(),
+                user_store,
+                shadow,
+            })
+            .collect();
         Ok(Live {
-            limiters: crate::limits::for_routes(&config.routes, earlier_limiters, metrics),
-            ips: config.server.ips.clone(),
-            principal_rates: principal_rates(config),
-            user_stores,
-            shadows,
+            route_state: live_routes(config, previous, metrics),
             routes: RouteTable::new(config.routes.clone()),
-            route_series: config
-                .routes
-                .iter()
-                .map(|r| metrics.route_series(r))
-                .collect(),
             validator: Validator::new(
-                crate::key_loading::load(config, store, |name| external.keys_of(name)).await?,
-                revocations.clone(),
+                keys,
+                handles.revocations.clone(),
                 config.auth.verified_cache_size,
                 config.auth.leeway.as_secs(),
             ),
+            issuers,
             auth: config.auth.clone(),
-            issuers: config.issuers.clone(),
             upstreams,
+            ips: config.server.ips.clone(),
             settings: Settings::of(config),
         })
     }
+
+    pub fn issuer(&self, id: IssuerId) -> &LiveIssuer {
+        &self.issuers[id.0]
+    }
+
+    /// Every issuer, in [`IssuerId`] order.
+    pub fn issuers(&self) -> &[LiveIssuer] {
+        &self.issuers
+    }
+
+    pub fn route(&self, id: RouteId) -> &LiveRoute {
+        &self.route_state[id.0]
+    }
+
+    /// The route's config.
+    pub fn route_config(&self, id: RouteId) -> &Route {
+        &self.routes.routes()[id.0]
+    }
+
+    /// The route for (host, path's routing key, method), or why there is none.
+    pub fn find_route(
+        &self,
+        host: &str,
+        key: &str,
+        method: &Method,
+    ) -> Result<(RouteId, &Route), Miss> {
+        self.routes
+            .find_key(host, key, method)
+            .map(|(index, route)| (RouteId(index), route))
+    }
+
+    /// As [`Live::find_route`], for a path not yet reduced to its routing key.
+    pub fn lookup_route(
+        &self,
+        host: &str,
+        path: &str,
+        method: &Method,
+    ) -> Option<(RouteId, &Route)> {
+        self.routes
+            .lookup(host, path, method)
+            .map(|(index, route)| (RouteId(index), route))
+    }
+}
+
+/// Each route's series and limiter; a route unchanged since `previous`
+/// keeps its limiter's counts.
+fn live_routes(config: &Config, previous: Option<&Live>, metrics: &Metrics) -> Vec<LiveRoute> {
+    let earlier: Vec<Arc<Limiter>> = previous.map_or_else(Vec::new, |live| {
+        live.route_state.iter().map(|r| r.limiter.clone()).collect()
+    });
+    crate::limits::for_routes(&config.routes, &earlier, metrics)
+        .into_iter()
+        .zip(&config.routes)
+        .map(|(limiter, route)| LiveRoute {
+            series: metrics.route_series(route),
+            limiter,
+        })
+        .collect()
 }
 
 /// The principals whose entry sets their own `rate_limit`, by the `sub`
 /// their tokens carry.
-fn principal_rates(config: &Config) -> HashMap<usize, HashMap<String, u32>> {
-    let mut rates = HashMap::new();
-    for (index, issuer) in config.issuers.iter().enumerate() {
-        let Some(endpoint) = &issuer.endpoint else {
-            continue;
-        };
-        for p in endpoint.principals.iter() {
-            if let Some(rate) = p.rate_limit {
-                let sub = crate::issue::subject(endpoint.dialect, p);
-                rates
-                    .entry(index)
-                    .or_insert_with(HashMap::new)
-                    .insert(sub, rate);
-            }
-        }
-    }
-    rates
+fn principal_rates(issuer: &Issuer) -> HashMap<String, u32> {
+    let Some(endpoint) = &issuer.endpoint else {
+        return HashMap::new();
+    };
+    endpoint
+        .principals
+        .iter()
+        .filter_map(|p| Some((crate::issue::subject(endpoint.dialect, p), p.rate_limit?)))
+        .collect()
 }
 
 impl Live {
@@ -172,7 +287,13 @@ impl Live {
         let fresh: Vec<_> = self
             .issuers
             .iter()
-            .map(|i| i.external.as_ref().and_then(|_| external.keys_of(&i.name)))
+            .map(|i| {
+                let config = &i.config;
+                config
+                    .external
+                    .as_ref()
+                    .and_then(|_| external.keys_of(&config.name))
+            })
             .collect();
         let same = |a: &Option<Arc<_>>, b: &Option<Arc<_>>| match (a, b) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),

@@ -1,6 +1,6 @@
 //! The one place where a request the gateway refuses, or could not get
-//! answered upstream, becomes an HTTP response; and the response body type
-//! of the public listeners.
+//! answered upstream, becomes an HTTP response (the admin API's refusals
+//! too: `admin`); and the response body type of the public listeners.
 
 use std::pin::Pin;
 use std::sync::LazyLock;
@@ -16,6 +16,10 @@ use crate::auth::AuthError;
 use crate::cors;
 use crate::limits::{Held, Limit};
 use crate::upstream::{BoxError, Failure, UpstreamBody};
+
+mod admin;
+
+pub use admin::{admin_error_response, admin_reply, AdminError, ReloadError, RevocationRefused};
 
 /// Why the gateway answers a request itself instead of its upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

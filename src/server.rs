@@ -13,19 +13,25 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, watch};
 
 use crate::admin::Admin;
-use crate::auth::keys::KeyError;
 use crate::auth::revocation::Revocations;
 use crate::clock;
 use crate::config::{Config, ServerSettings, StoreBackend, UpstreamKind};
 use crate::connections::{Connections, ListenerLimits};
+use crate::jwks::SyncError;
 use crate::limits::ClientShare;
 use crate::listener::Serving;
 pub use crate::listener::TlsError;
-use crate::live::Live;
+use crate::live::{AssembleError, Handles, Live};
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, GatewayState};
 use crate::span_export::Spans;
 use crate::store::{Store, StoreError};
+use crate::tls_roots::ClientError;
+
+mod signals;
+
+pub use signals::{handle_signals, Signals, Stop};
+use tokio_rustls::TlsAcceptor;
 
 /// Why the gateway could not start or run. Where there is an underlying
 /// error it is the `source`, not repeated in the message: the command
@@ -47,20 +53,15 @@ pub enum ServerError {
     },
     #[error("{target}")]
     Store { target: String, source: StoreError },
+    /// The config's snapshot: upstreams, principal sources, shadows, keys.
     #[error(transparent)]
-    Keys(#[from] KeyError),
-    #[error(transparent)]
-    Upstream(#[from] crate::upstream::UpstreamError),
+    Assemble(#[from] AssembleError),
     #[error("signals: {0}")]
     Signals(std::io::Error),
-    #[error("{0}")]
-    ExternalIssuer(String),
+    #[error(transparent)]
+    ExternalIssuer(#[from] SyncError),
     #[error("tracing.otlp_endpoint: {0}")]
-    SpanExport(String),
-    #[error("{0}")]
-    UserStore(String),
-    #[error("{0}")]
-    Shadow(String),
+    SpanExport(#[from] ClientError),
 }
 
 /// The gateway's sockets, bound before it runs (so a port in use fails the
@@ -101,217 +102,53 @@ impl Listeners {
     }
 }
 
-/// How a running gateway is asked to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// Report not ready, keep serving for the grace period (so load
-    /// balancers notice), then stop accepting and give open requests the
-    /// shutdown timeout to finish.
-    Drain,
-    /// Stop at once, also in the middle of a drain.
-    Now,
-}
-
-/// What the process's signals ask of a running gateway.
-pub struct Signals {
-    pub stop: mpsc::UnboundedReceiver<Stop>,
-    /// One message per SIGHUP: reload the config (as `POST /admin/reload`).
-    pub reload: mpsc::UnboundedReceiver<()>,
-}
-
-/// SIGTERM as [`Stop::Drain`], SIGINT as [`Stop::Now`], SIGHUP as a reload,
-/// forwarded by a thread of their own; the handlers are in place when this
-/// returns (so a SIGHUP during start-up is a reload, not the end).
-pub fn handle_signals() -> Result<Signals, ServerError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (reload_tx, reload_rx) = mpsc::unbounded_channel();
-    let (registered, result) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("portero-signals".into())
-        .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => return drop(registered.send(Err(e))),
-            };
-            runtime.block_on(async move {
-                let handlers = signal(SignalKind::terminate()).and_then(|t| {
-                    Ok((
-                        t,
-                        signal(SignalKind::interrupt())?,
-                        signal(SignalKind::hangup())?,
-                    ))
-                });
-                let (mut terminate, mut interrupt, mut hangup) = match handlers {
-                    Ok(h) => h,
-                    Err(e) => return drop(registered.send(Err(e))),
-                };
-                let _ = registered.send(Ok(()));
-                loop {
-                    let stop = tokio::select! {
-                        _ = terminate.recv() => Stop::Drain,
-                        _ = interrupt.recv() => Stop::Now,
-                        _ = hangup.recv() => {
-                            let _ = reload_tx.send(());
-                            continue;
-                        }
-                    };
-                    if tx.send(stop).is_err() {
-                        return;
-                    }
-                }
-            })
-        })
-        .map_err(ServerError::Signals)?;
-    match result.recv() {
-        Ok(Ok(())) => Ok(Signals {
-            stop: rx,
-            reload: reload_rx,
-        }),
-        Ok(Err(e)) => Err(ServerError::Signals(e)),
-        Err(_) => Err(ServerError::Signals(std::io::Error::other(
-            "signal thread ended",
-        ))),
-    }
-}
-
 /// Runs the gateway on `listeners` until `signals.stop` says so (or every
 /// sender of it is gone, as [`Stop::Now`]), reloading its config at each
 /// `signals.reload`. Must not be called from inside a tokio runtime: it
 /// builds its own.
 pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(), ServerError> {
-    let Signals { stop, mut reload } = signals;
-    let runtime_error = |which| move |source| ServerError::Runtime { which, source };
+    let Signals { stop, reload } = signals;
+    let Listeners {
+        public: public_bound,
+        admin: admin_listener,
+        echo: echo_listeners,
+    } = listeners;
     // The side runtime serves the admin listener, the built-in upstreams and
     // the store's background work; start-up store calls run on it too.
-    let side = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("portero-side")
-        .enable_all()
-        .build()
-        .map_err(runtime_error("admin"))?;
+    let side = runtime(1, "portero-side").map_err(runtime_error("admin"))?;
     let metrics = Metrics::new(&config);
-    let limits = &config.server.limits;
-    let serving = |connections, tls, proxy_protocol| {
-        Arc::new(Serving {
-            connections,
-            tls,
-            tls_handshake_timeout: limits.tls_handshake_timeout,
-            header_timeout: limits.header_timeout,
-            max_header_size: limits.max_header_size,
-            proxy_protocol,
-        })
-    };
-    let connection_limits = |max_connections, max_per_ip| ListenerLimits {
-        header_timeout: limits.header_timeout,
-        idle_timeout: limits.idle_timeout,
-        max_connections,
-        max_per_ip,
-    };
-    let admin_connections = Connections::new(
-        connection_limits(config.admin.max_connections, usize::MAX),
-        metrics.connection_series("admin"),
-    );
-    let public_max = limits.max_connections.unwrap_or_else(|| {
-        crate::connections::default_max_connections(config.admin.max_connections)
-    });
-    let per_ip = limits
-        .max_connections_per_ip
-        .unwrap_or((public_max / 10).max(16));
-    tracing::info!(
-        max_connections = public_max,
-        max_connections_per_ip = per_ip,
-        "public connection limit"
-    );
-    let public_connections = Connections::new(
-        connection_limits(public_max, per_ip),
-        metrics.connection_series("public"),
-    );
-    let store_error = |source| ServerError::Store {
-        target: match &config.store.backend {
-            StoreBackend::Embedded => {
-                format!("server.data_dir: {}", config.server.data_dir.display())
-            }
-            StoreBackend::Redis(r) => r.target.to_string(),
-        },
-        source,
-    };
-    let store = side
-        .block_on(crate::store::open(&config, metrics.store.clone()))
-        .map_err(store_error)?;
-    // Every revocation is in memory before the first request is served.
-    let revocations = Arc::new(Revocations::default());
-    for r in side.block_on(store.revocations()).map_err(store_error)? {
-        revocations.apply(&r);
-    }
-    let mut echo = Vec::new();
-    let echo_upstreams = config
-        .upstreams
-        .iter()
-        .filter(|u| matches!(u.kind, UpstreamKind::Echo { .. }));
-    for (u, listener) in echo_upstreams.zip(listeners.echo) {
-        let addr = local_addr(&listener);
-        let listener = on_runtime(&side, listener, "upstreams")?;
-        side.spawn(crate::echo::serve(listener));
-        tracing::info!(upstream = %u.name, %addr, "built-in echo upstream listening");
-        echo.push((u.name.clone(), addr));
-    }
-    // Upstream groups are built on the side runtime: their DNS and health
-    // tasks run there.
-    let upstreams = side.block_on(crate::upstream::groups(&config, &[], &echo, &metrics))?;
-    // External issuers' keys are fetched on the side runtime too.
-    let external = crate::jwks::Registry::new(metrics.jwks.clone());
-    // Subscribed before the first fetch can publish: keys that arrive while
-    // the snapshot is built still reach it (an unchanged set is never
+    let limits = ConnectionLimits::of(&config, &metrics);
+    let (store, revocations) = open_store(&side, &config, &metrics)?;
+    let echo = start_echo_upstreams(&side, &config, echo_listeners)?;
+    // External issuers' keys are fetched on the side runtime. Subscribed
+    // before the first fetch can publish: keys that arrive while the
+    // snapshot is assembled still reach it (an unchanged set is never
     // published again).
-    let mut external_changes = external.subscribe();
-    side.block_on(async { external.sync(&config) })
-        .map_err(ServerError::ExternalIssuer)?;
-    let user_stores = side
-        .block_on(crate::user_store::open(
-            &config,
-            &revocations,
-            &metrics.legacy_hashes,
-        ))
-        .map_err(ServerError::UserStore)?;
-    // Comparisons with a legacy service run on the side runtime.
-    let shadows = {
-        let _on_side = side.enter();
-        crate::shadow::for_issuers(&config, &metrics.shadow_comparisons)
-            .map_err(ServerError::Shadow)?
+    let external = crate::jwks::Registry::new(metrics.jwks.clone());
+    let external_changes = external.subscribe();
+    side.block_on(async { external.sync(&config) })?;
+    let handles = Handles {
+        revocations: &revocations,
+        store: store.as_ref(),
+        external: &external,
+        metrics: &metrics,
+        echo: &echo,
     };
-    let live = side.block_on(Live::build(
-        &config,
-        upstreams,
-        user_stores,
-        shadows,
-        &revocations,
-        store.as_ref(),
-        &external,
-        &metrics,
-        None,
-    ))?;
+    // Upstream groups' DNS and health tasks and the shadows' comparisons
+    // run on the side runtime: assembled there.
+    let live = side.block_on(Live::assemble(&config, &handles, None))?;
     {
         let (store, revocations) = (store.clone(), revocations.clone());
         side.spawn(async move { store.follow_revocations(revocations).await });
     }
-
     let spans = match &config.span_export {
         Some(settings) => Some({
             let _on_side = side.enter();
-            Spans::start(settings, metrics.trace_spans.clone()).map_err(ServerError::SpanExport)?
+            Spans::start(settings, metrics.trace_spans.clone())?
         }),
         None => None,
     };
-    let client_share = ClientShare::new(
-        limits
-            .max_requests_per_ip
-            .unwrap_or((public_max / 10).max(64)),
-        &metrics,
-    );
+    let client_share = ClientShare::new(limits.requests_per_ip, &metrics);
     let shared = Arc::new(GatewayState {
         live: ArcSwap::from_pointee(live),
         revocations: revocations.clone(),
@@ -322,88 +159,20 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         external,
         spans,
     });
-    {
-        let shared = shared.clone();
-        side.spawn(async move {
-            while external_changes.changed().await.is_ok() {
-                shared.live.load().refresh_external_keys(&shared.external);
-            }
-        });
-    }
-
+    side.spawn(follow_external_keys(shared.clone(), external_changes));
     let started = Arc::new(AtomicBool::new(false));
-    let admin_token = std::env::var(&config.admin.token_env)
-        .ok()
-        .filter(|t| !t.is_empty());
-    if admin_token.is_none() {
-        tracing::warn!(
-            "{} is not set: the admin API (/admin/...) will refuse every request with 503",
-            config.admin.token_env
-        );
-    }
-    // Keys a reload cannot apply are told by comparing with this: the
-    // config as started, its listeners where they were bound (port 0 is
-    // whatever port was given).
-    let mut running = config.clone();
-    for (l, listener) in running.listeners.iter_mut().zip(&listeners.public) {
-        l.addr = local_addr(listener);
-    }
-    running.admin.listen = local_addr(&listeners.admin);
-    let admin = Arc::new(Admin {
-        shared: shared.clone(),
-        started: started.clone(),
-        token: admin_token,
-        token_env: config.admin.token_env.clone(),
-        config_path: config.source.clone(),
-        running,
-    });
-    {
-        let admin = admin.clone();
-        side.spawn(async move {
-            while reload.recv().await.is_some() {
-                tracing::info!(target: "portero::admin", "SIGHUP: reloading the config");
-                admin.reload().await;
-            }
-        });
-    }
-    tracing::info!(addr = %local_addr(&listeners.admin), "admin listening");
-    let admin_listener = on_runtime(&side, listeners.admin, "admin.listen")?;
-    side.spawn(crate::admin::serve(
-        admin_listener,
-        admin,
-        serving(admin_connections, None, false),
-    ));
+    let bound = (&public_bound[..], &admin_listener);
+    let admin = Arc::new(admin(&config, bound, &shared, &started));
+    side.spawn(reload_on_signal(admin.clone(), reload));
+    tracing::info!(addr = %local_addr(&admin_listener), "admin listening");
+    let admin_listener = on_runtime(&side, admin_listener, "admin.listen")?;
+    let admin_serving = limits.serving(&config, limits.admin.clone(), None, false);
+    side.spawn(crate::admin::serve(admin_listener, admin, admin_serving));
     side.spawn(purge_expired(revocations, store, config.auth.leeway));
 
-    let mut public = Vec::new();
-    for (l, listener) in config.listeners.iter().zip(listeners.public) {
-        let tls =
-            match &l.tls {
-                None => None,
-                Some(files) => Some(crate::listener::tls_acceptor(files).map_err(|source| {
-                    ServerError::Tls {
-                        addr: l.addr,
-                        source,
-                    }
-                })?),
-            };
-        tracing::info!(addr = %local_addr(&listener), tls = tls.is_some(), "public listener");
-        let serving = serving(public_connections.clone(), tls, l.proxy_protocol);
-        public.push((listener, serving));
-    }
-
-    let threads = config.server.threads;
-    let runtime = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    }
-    .thread_name("portero-worker")
-    .enable_all()
-    .build()
-    .map_err(runtime_error("proxy"))?;
+    let public = public_listeners(&config, public_bound, &limits)?;
+    let runtime =
+        runtime(config.server.threads, "portero-worker").map_err(runtime_error("proxy"))?;
     let spans = shared.spans.clone();
     let gateway = Arc::new(Gateway::new(shared));
     let result = runtime.block_on(serve(public, gateway, started, &config.server, stop));
@@ -415,6 +184,207 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     side.shutdown_background();
     runtime.shutdown_background();
     result
+}
+
+fn runtime_error(which: &'static str) -> impl Fn(std::io::Error) -> ServerError {
+    move |source| ServerError::Runtime { which, source }
+}
+
+/// A runtime of `threads` workers (one: on the calling thread).
+fn runtime(threads: usize, name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads == 1 && name == "portero-worker" {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    builder.thread_name(name).enable_all().build()
+}
+
+/// The connection limits of the admin and public listeners, and the share
+/// of requests with a body one client address may have in flight.
+struct ConnectionLimits {
+    admin: Arc<Connections>,
+    public: Arc<Connections>,
+    requests_per_ip: usize,
+}
+
+impl ConnectionLimits {
+    fn of(config: &Config, metrics: &Metrics) -> ConnectionLimits {
+        let limits = &config.server.limits;
+        let listener_limits = |max_connections, max_per_ip| ListenerLimits {
+            header_timeout: limits.header_timeout,
+            idle_timeout: limits.idle_timeout,
+            max_connections,
+            max_per_ip,
+        };
+        let public_max = limits.max_connections.unwrap_or_else(|| {
+            crate::connections::default_max_connections(config.admin.max_connections)
+        });
+        let per_ip = limits
+            .max_connections_per_ip
+            .unwrap_or((public_max / 10).max(16));
+        tracing::info!(
+            max_connections = public_max,
+            max_connections_per_ip = per_ip,
+            "public connection limit"
+        );
+        ConnectionLimits {
+            admin: Connections::new(
+                listener_limits(config.admin.max_connections, usize::MAX),
+                metrics.connection_series("admin"),
+            ),
+            public: Connections::new(
+                listener_limits(public_max, per_ip),
+                metrics.connection_series("public"),
+            ),
+            requests_per_ip: limits
+                .max_requests_per_ip
+                .unwrap_or((public_max / 10).max(64)),
+        }
+    }
+
+    /// How one listener serves its connections.
+    fn serving(
+        &self,
+        config: &Config,
+        connections: Arc<Connections>,
+        tls: Option<TlsAcceptor>,
+        proxy_protocol: bool,
+    ) -> Arc<Serving> {
+        let limits = &config.server.limits;
+        Arc::new(Serving {
+            connections,
+            tls,
+            tls_handshake_timeout: limits.tls_handshake_timeout,
+            header_timeout: limits.header_timeout,
+            max_header_size: limits.max_header_size,
+            proxy_protocol,
+        })
+    }
+}
+
+/// The store, and every revocation in it, in memory before the first
+/// request is served.
+fn open_store(
+    side: &tokio::runtime::Runtime,
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<(Arc<dyn Store>, Arc<Revocations>), ServerError> {
+    let store_error = |source| ServerError::Store {
+        target: match &config.store.backend {
+            StoreBackend::Embedded => {
+                format!("server.data_dir: {}", config.server.data_dir.display())
+            }
+            StoreBackend::Redis(r) => r.target.to_string(),
+        },
+        source,
+    };
+    let store = side
+        .block_on(crate::store::open(config, metrics.store.clone()))
+        .map_err(store_error)?;
+    let revocations = Arc::new(Revocations::default());
+    for r in side.block_on(store.revocations()).map_err(store_error)? {
+        revocations.apply(&r);
+    }
+    Ok((store, revocations))
+}
+
+/// Serves each built-in echo upstream on its bound listener; their names
+/// and addresses.
+fn start_echo_upstreams(
+    side: &tokio::runtime::Runtime,
+    config: &Config,
+    listeners: Vec<TcpListener>,
+) -> Result<Vec<(String, SocketAddr)>, ServerError> {
+    let mut echo = Vec::new();
+    let echo_upstreams = config
+        .upstreams
+        .iter()
+        .filter(|u| matches!(u.kind, UpstreamKind::Echo { .. }));
+    for (u, listener) in echo_upstreams.zip(listeners) {
+        let addr = local_addr(&listener);
+        let listener = on_runtime(side, listener, "upstreams")?;
+        side.spawn(crate::echo::serve(listener));
+        tracing::info!(upstream = %u.name, %addr, "built-in echo upstream listening");
+        echo.push((u.name.clone(), addr));
+    }
+    Ok(echo)
+}
+
+/// Swaps external issuers' keys into the live snapshot as they change.
+async fn follow_external_keys(shared: Arc<GatewayState>, mut changes: watch::Receiver<u64>) {
+    while changes.changed().await.is_ok() {
+        shared.live.load().refresh_external_keys(&shared.external);
+    }
+}
+
+/// The admin API of the gateway started with `config`.
+fn admin(
+    config: &Config,
+    (public, admin): (&[TcpListener], &TcpListener),
+    shared: &Arc<GatewayState>,
+    started: &Arc<AtomicBool>,
+) -> Admin {
+    let token = std::env::var(&config.admin.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    if token.is_none() {
+        tracing::warn!(
+            "{} is not set: the admin API (/admin/...) will refuse every request with 503",
+            config.admin.token_env
+        );
+    }
+    // Keys a reload cannot apply are told by comparing with this: the
+    // config as started, its listeners where they were bound (port 0 is
+    // whatever port was given).
+    let mut running = config.clone();
+    for (l, listener) in running.listeners.iter_mut().zip(public) {
+        l.addr = local_addr(listener);
+    }
+    running.admin.listen = local_addr(admin);
+    Admin {
+        shared: shared.clone(),
+        started: started.clone(),
+        token,
+        token_env: config.admin.token_env.clone(),
+        config_path: config.source.clone(),
+        running,
+    }
+}
+
+/// A reload for each SIGHUP.
+async fn reload_on_signal(admin: Arc<Admin>, mut reload: mpsc::UnboundedReceiver<()>) {
+    while reload.recv().await.is_some() {
+        tracing::info!(target: "portero::admin", "SIGHUP: reloading the config");
+        admin.reload().await;
+    }
+}
+
+/// Each public listener with how it serves: its TLS, the shared limits.
+fn public_listeners(
+    config: &Config,
+    bound: Vec<TcpListener>,
+    limits: &ConnectionLimits,
+) -> Result<Vec<(TcpListener, Arc<Serving>)>, ServerError> {
+    let mut public = Vec::new();
+    for (l, listener) in config.listeners.iter().zip(bound) {
+        let tls =
+            match &l.tls {
+                None => None,
+                Some(files) => Some(crate::listener::tls_acceptor(files).map_err(|source| {
+                    ServerError::Tls {
+                        addr: l.addr,
+                        source,
+                    }
+                })?),
+            };
+        tracing::info!(addr = %local_addr(&listener), tls = tls.is_some(), "public listener");
+        let serving = limits.serving(config, limits.public.clone(), tls, l.proxy_protocol);
+        public.push((listener, serving));
+    }
+    Ok(public)
 }
 
 /// Serves the public listeners until told to stop.

@@ -39,13 +39,14 @@ pub use compare::Answer;
 use compare::{Difference, Rules};
 
 use crate::config::{Config, Dialect, Endpoint, ShadowConfig, ShadowPrimary, TokenEndpoint};
+use crate::tls_roots::ClientError;
 
 /// By issuer index: the comparison of each issuer that has a `shadow`.
 /// Called on the runtime comparisons are to run on.
 pub fn for_issuers(
     config: &Config,
     counted: &IntCounterVec,
-) -> Result<Vec<Option<Arc<Shadow>>>, String> {
+) -> Result<Vec<Option<Arc<Shadow>>>, SetUpError> {
     config
         .issuers
         .iter()
@@ -55,9 +56,20 @@ pub fn for_issuers(
                 .zip(i.endpoint.as_ref())
                 .map(|(s, endpoint)| Shadow::new(&i.name, endpoint, s, counted).map(Arc::new))
                 .transpose()
-                .map_err(|e| format!("issuers.{}.shadow: {e}", i.name))
+                .map_err(|error| SetUpError {
+                    issuer: i.name.clone(),
+                    error,
+                })
         })
         .collect()
+}
+
+/// Why an issuer's shadow could not be set up: its HTTP client.
+#[derive(Debug, thiserror::Error)]
+#[error("issuers.{issuer}.shadow: {error}")]
+pub struct SetUpError {
+    issuer: String,
+    error: ClientError,
 }
 
 /// The largest legacy answer read; a bigger one is an error.
@@ -149,15 +161,9 @@ impl Shadow {
         endpoint: &TokenEndpoint,
         config: &ShadowConfig,
         counted: &IntCounterVec,
-    ) -> Result<Shadow, String> {
-        let roots = crate::tls_roots::roots(config.ca_file.as_deref())?;
-        let tls = crate::tls_roots::client_builder(roots)?.with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Shadow, ClientError> {
+        let client = crate::tls_roots::http_client(config.ca_file.as_deref(), &[], config.timeout)?
+            .build()?;
         let result = |r: &str| counted.with_label_values(&[issuer, r]);
         Ok(Shadow {
             issuer: issuer.to_string(),

@@ -19,6 +19,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::SpanExport;
+use crate::tls_roots::ClientError;
 use crate::trace_context::SpanIds;
 
 /// Spans waiting to be sent (OpenTelemetry's default queue).
@@ -54,7 +55,7 @@ pub struct Spans {
 
 impl Spans {
     /// Starts the exporting task on the current runtime.
-    pub fn start(settings: &SpanExport, counted: IntCounterVec) -> Result<Spans, String> {
+    pub fn start(settings: &SpanExport, counted: IntCounterVec) -> Result<Spans, ClientError> {
         let (queue, waiting) = mpsc::channel(QUEUE);
         let (flushes, flush_asked) = mpsc::channel(1);
         let exporter = Exporter {
@@ -92,19 +93,16 @@ impl Spans {
 
 /// The collector's client: no redirects, and for `https` the system's
 /// roots (a plain `http` collector needs none on the machine).
-fn client(https: bool) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder();
-    if https {
-        let roots = crate::tls_roots::roots(None)?;
-        builder = builder
-            .use_preconfigured_tls(crate::tls_roots::client_builder(roots)?.with_no_client_auth());
-    }
-    builder
-        .timeout(EXPORT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
+fn client(https: bool) -> Result<reqwest::Client, ClientError> {
+    let builder = match https {
+        true => crate::tls_roots::http_client(None, &[], EXPORT_TIMEOUT)?,
+        false => reqwest::Client::builder()
+            .timeout(EXPORT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none()),
+    };
+    Ok(builder
         .user_agent(concat!("portero/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.to_string())
+        .build()?)
 }
 
 /// The background half: batches spans and posts them.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::auth::jwk::{parse_jwks, ExternalKeys};
 use crate::config::{check_key_url, ExternalKeySource, KeyLocation};
+use crate::tls_roots::ClientError;
 
 /// Largest discovery document or JWKS read.
 const MAX_BODY: usize = 512 * 1024;
@@ -43,17 +44,13 @@ pub struct Fetched {
 }
 
 /// The HTTP client for one issuer: its roots, its timeout, no redirects.
-pub fn client(source: &ExternalKeySource) -> Result<reqwest::Client, String> {
-    let roots = crate::tls_roots::roots(source.ca_file.as_deref())?;
-    let mut tls = crate::tls_roots::client_builder(roots)?.with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(source.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("portero/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.to_string())
+pub fn client(source: &ExternalKeySource) -> Result<reqwest::Client, ClientError> {
+    let alpn: [&[u8]; 2] = [b"h2", b"http/1.1"];
+    Ok(
+        crate::tls_roots::http_client(source.ca_file.as_deref(), &alpn, source.timeout)?
+            .user_agent(concat!("portero/", env!("CARGO_PKG_VERSION")))
+            .build()?,
+    )
 }
 
 #[derive(serde::Deserialize)]

@@ -1,21 +1,61 @@
-//! Whether a request may go on: its route's limits kept under a key, and
-//! its credential against the route's policy, each refusal counted.
+//! Whether a request may go on: its route's slot and limits (a token
+//! endpoint's rate limit answered in its dialect's words), and its
+//! credential against the route's policy, each refusal counted.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::HeaderMap;
+use http::{HeaderMap, Response};
 
+use super::token_endpoint::{legacy_response, oauth2_response};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
-use crate::config::{OutagePolicy, Policy};
-use crate::limits::{Caller, Phase, Refusal};
-use crate::live::Live;
-use crate::respond::RequestError;
+use crate::config::{Endpoint, OutagePolicy, Policy, Route, RouteAction};
+use crate::issue::Transport;
+use crate::limits::{Caller, Limit, Phase, Refusal};
+use crate::live::{IssuerId, Live, RouteId};
+use crate::oauth2;
+use crate::respond::{GatewayBody, RequestError};
 
 impl Gateway {
+    /// The route's slot and the limits kept by what the request says. A
+    /// token endpoint's rate limit is answered in its dialect's words (the
+    /// `Ok(Some(..))`), before its body is read or any secret checked.
+    pub(super) async fn enter_route(
+        &self,
+        live: &Live,
+        index: RouteId,
+        route: &Route,
+        parts: &Parts,
+        ip: IpAddr,
+        ctx: &mut RequestContext,
+    ) -> Result<Option<Response<GatewayBody>>, RequestError> {
+        let limiter = &live.route(index).limiter;
+        let entered = match limiter.enter(ip, &mut ctx.held) {
+            Ok(()) if limiter.keys_at(Phase::Request) => {
+                self.admit(live, index, &parts.headers, ip, None, ctx).await
+            }
+            entered => entered,
+        };
+        let Err(refusal) = entered else {
+            return Ok(None);
+        };
+        let (RouteAction::Issue { issuer, endpoint }, Limit::Rate) = (&route.action, refusal.limit)
+        else {
+            return Err(ctx.refused(refusal));
+        };
+        ctx.rate = refusal.report.map(|r| *r);
+        if *endpoint == Endpoint::OAuth2 {
+            let answer = oauth2::transport_error(Transport::RateLimited);
+            return Ok(Some(oauth2_response(answer)));
+        }
+        let issuer = live.issuer(IssuerId(*issuer));
+        let reply = self.refuse_login(live, issuer, parts, Transport::RateLimited);
+        Ok(Some(legacy_response(issuer, reply)))
+    }
+
     /// The route's limits kept under a key: what the request says (`token:
     /// None`), or who it is. Awaited only where `Limiter::keys_at` says a
     /// limit is so kept (a cluster-wide one asks the store); the address
@@ -23,7 +63,7 @@ impl Gateway {
     pub(super) async fn admit(
         &self,
         live: &Live,
-        index: usize,
+        index: RouteId,
         headers: &HeaderMap,
         ip: IpAddr,
         token: Option<&Verified>,
@@ -37,11 +77,15 @@ impl Gateway {
             ip,
             headers,
             token,
-            principal_rate: token
-                .and_then(|t| live.principal_rates.get(&t.issuer)?.get(t.sub()?).copied()),
+            principal_rate: token.and_then(|t| {
+                let rates = &live.issuer(IssuerId(t.issuer)).principal_rates;
+                rates.get(t.sub()?).copied()
+            }),
         };
         let store = self.shared.store.as_ref();
-        if let Some(report) = live.limiters[index]
+        if let Some(report) = live
+            .route(index)
+            .limiter
             .admit(phase, &caller, store, &mut ctx.held)
             .await?
         {
@@ -54,7 +98,7 @@ impl Gateway {
     pub(super) fn authorize(
         &self,
         live: &Live,
-        index: usize,
+        index: RouteId,
         policy: &Policy,
         parts: &Parts,
     ) -> Result<Arc<Verified>, RequestError> {
@@ -74,7 +118,7 @@ impl Gateway {
             });
         match result {
             Ok(verified) => {
-                if let Some(allowed) = &live.route_series[index].allowed {
+                if let Some(allowed) = &live.route(index).series.allowed {
                     allowed.inc();
                 }
                 Ok(verified)
@@ -84,7 +128,7 @@ impl Gateway {
     }
 
     /// A token refused on route `index`, counted.
-    pub(super) fn denied(&self, live: &Live, index: usize, e: AuthError) -> RequestError {
+    pub(super) fn denied(&self, live: &Live, index: RouteId, e: AuthError) -> RequestError {
         self.count_denial(live, index, e.reason(), Some(e));
         RequestError::Denied(e)
     }
@@ -95,12 +139,12 @@ impl Gateway {
     pub(super) fn count_denial(
         &self,
         live: &Live,
-        index: usize,
+        index: RouteId,
         reason: &str,
         error: Option<AuthError>,
     ) {
-        let route = &live.routes.routes()[index];
-        let made = error.and_then(|e| live.route_series[index].denied.get(e.index()));
+        let route = live.route_config(index);
+        let made = error.and_then(|e| live.route(index).series.denied.get(e.index()));
         match made {
             Some(counter) => counter.inc(),
             None => self

@@ -6,7 +6,7 @@ use std::time::Instant;
 use http::HeaderValue;
 
 use crate::limits::{Held, RateReport, Refusal};
-use crate::live::Live;
+use crate::live::{Live, RouteId};
 use crate::respond::RequestError;
 use crate::trace_context::RequestIds;
 use crate::upstream::Failure;
@@ -15,7 +15,7 @@ use crate::upstream::Failure;
 /// again for its response headers, metrics, span and log line.
 #[derive(Default)]
 pub(super) struct RequestContext {
-    pub(super) route: Option<usize>,
+    pub(super) route: Option<RouteId>,
     /// The upstream group, when the request was forwarded, and when that began.
     pub(super) upstream: Option<(usize, Instant)>,
     pub(super) failure: Option<Failure>,
@@ -36,7 +36,7 @@ impl RequestContext {
     /// The route's name, or `none` before one was found.
     pub(super) fn route_name<'l>(&self, live: &'l Live) -> &'l str {
         match self.route {
-            Some(i) => live.routes.routes()[i].name.as_str(),
+            Some(i) => live.route_config(i).name.as_str(),
             None => "none",
         }
     }

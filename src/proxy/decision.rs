@@ -28,7 +28,7 @@ impl Gateway {
         let key = crate::path::routing_key(original.uri.path());
         let (index, route) = route(live, host.as_ref(), &key, &original.method)?;
         ctx.route = Some(index);
-        let limiter = &live.limiters[index];
+        let limiter = &live.route(index).limiter;
         limiter
             .enter(ip, &mut ctx.held)
             .map_err(|refusal| ctx.refused(refusal))?;

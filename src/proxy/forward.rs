@@ -1,24 +1,130 @@
-//! Handing a request to its upstream beyond the plain exchange: the body
-//! as it must arrive, and an upgrade that becomes a tunnel.
+//! Handing a request to its upstream: authorized, rewritten and sent; the
+//! body as it must arrive, and an upgrade that becomes a tunnel.
 
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use http::request::Parts;
 use http::Response;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
-use super::Gateway;
-use crate::listener::Hold;
-use crate::live::Settings;
+use super::{Gateway, RequestContext};
+use crate::config::{Route, RouteAction};
+use crate::cors;
+use crate::forwarding;
+use crate::limits::Phase;
+use crate::listener::{Hold, Peer};
+use crate::live::{Live, RouteId, Settings};
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::tunnel::{self, Tunnel};
-use crate::upstream::h1::Handshake;
-use crate::upstream::request_body::{BodyError, ClientBody};
+use crate::upstream::h1::{take_head, Handshake};
+use crate::upstream::request_body::{self, BodyError, ClientBody};
 use crate::upstream::{Failure, UpstreamGroup};
 
 impl Gateway {
+    /// A proxied route's request: its credential checked against the
+    /// route's policy (then the limits kept by who it is), its head
+    /// rewritten for the upstream, then sent, or tunneled if it asks for an
+    /// upgrade the route allows.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn forward(
+        &self,
+        live: &Live,
+        (index, route): (RouteId, &Route),
+        parts: &mut Parts,
+        body: Incoming,
+        (peer, ip): (&Peer, IpAddr),
+        host: Option<HeaderValue>,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<GatewayBody>, RequestError> {
+        let RouteAction::Proxy {
+            upstream,
+            strip_prefix,
+            policy,
+            upgrades,
+            underscores_in_headers,
+        } = &route.action
+        else {
+            unreachable!("forward is called for proxied routes only")
+        };
+        let settings = &live.settings;
+        if request_body::declared_length(&parts.headers).is_some_and(|n| n > settings.max_body_size)
+        {
+            return Err(RequestError::TooLarge);
+        }
+        let verified = match policy {
+            None => None, // a public route
+            Some(policy) => Some((policy, self.authorize(live, index, policy, parts)?)),
+        };
+        let limiter = &live.route(index).limiter;
+        if let Some((_, token)) = verified.as_ref().filter(|_| limiter.keys_at(Phase::Token)) {
+            self.admit(live, index, &parts.headers, ip, Some(token), ctx)
+                .await
+                .map_err(|refusal| ctx.refused(refusal))?;
+        }
+        let group = &live.upstreams[*upstream];
+        // Upgrades are HTTP/1.1's: an HTTP/2 upstream gets a plain request.
+        let upgrade = tunnel::requested(parts, body.is_end_stream(), upgrades)
+            .filter(|_| !group.config.protocol.is_http2());
+        if upgrade.is_some()
+            && !route
+                .cors
+                .as_ref()
+                .is_none_or(|c| cors::origin_allowed(c, &parts.headers))
+        {
+            // A page on a refused origin cannot open a tunnel with the
+            // user's credentials (browsers apply no CORS to WebSockets).
+            return Err(RequestError::CorsRefused(cors::Refusal::Origin));
+        }
+        let prefix = strip_prefix.then_some(route.path.as_str());
+        let mut added = forwarding::rewrite(
+            parts,
+            (&live.auth, group.config.host.as_deref()),
+            verified.as_ref(),
+            host,
+            prefix,
+            (peer, *underscores_in_headers),
+        )
+        .map_err(|e| self.denied(live, index, e))?;
+        added.ids = ctx.ids.as_ref();
+        ctx.upstream = Some((*upstream, Instant::now()));
+        if let Some(protocol) = upgrade {
+            added.apply(&mut parts.headers);
+            let token = verified.map(|(_, v)| tunnel::Token {
+                refused_from: live.validator.refused_from(&v),
+                issuer_iss: live.validator.keys().issuers[v.issuer].iss.as_str().into(),
+                verified: v,
+                revocations: self.shared.revocations.clone(),
+            });
+            let parts = take_head(parts);
+            let idle_timeout = settings.tunnel_idle_timeout;
+            return Box::pin(self.tunnel(group, parts, protocol, token, &route.name, idle_timeout))
+                .await;
+        }
+        // A bodiless request (most are) skips the reading's future.
+        let mut body = match body.is_end_stream() {
+            true => ClientBody::empty(),
+            false => self.receive(settings, parts, body).await?,
+        };
+        let forwarded = group
+            .send(
+                parts,
+                &mut body,
+                &added,
+                settings.max_body_size,
+                settings.body_timeout,
+            )
+            .await
+            .map_err(RequestError::Upstream)?;
+        // If the upstream answered before taking the whole body, the rest of
+        // it is still on its way to this connection.
+        ctx.body_read = forwarded.body_read;
+        // Its hop-by-hop headers were dropped as its head was parsed.
+        Ok(forwarded.response.map(GatewayBody::Upstream))
+    }
+
     /// The request body as it goes upstream: read whole up to the buffer
     /// size before any upstream connection is taken, and kept to the
     /// minimum pace. A gRPC stream streams: it may pause between messages.

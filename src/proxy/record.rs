@@ -28,7 +28,7 @@ impl Gateway {
         let elapsed = (now - start).as_secs_f64();
         match ctx.route {
             Some(i) => {
-                let series = &live.route_series[i];
+                let series = &live.route(i).series;
                 series.requests.inc(method, status);
                 series.duration.observe(elapsed);
             }

@@ -12,6 +12,7 @@ use http::request::Parts;
 use super::{Gateway, GatewayState};
 use crate::config::{Endpoint, ShadowPrimary};
 use crate::issue::{self, Issuing, TokenRequest, Transport};
+use crate::live::IssuerId;
 use crate::shadow::{self, Copy, Shadow};
 
 impl Gateway {
@@ -62,7 +63,7 @@ impl Gateway {
             let own = OwnAnswer {
                 shared: self.shared.clone(),
                 issuer: ctx.issuer.name.clone(),
-                index: ctx.index,
+                id: IssuerId(ctx.index),
                 endpoint,
                 body: body.clone(),
                 json: request.json,
@@ -82,7 +83,7 @@ impl Gateway {
 struct OwnAnswer {
     shared: Arc<GatewayState>,
     issuer: String,
-    index: usize,
+    id: IssuerId,
     endpoint: Endpoint,
     body: Bytes,
     json: bool,
@@ -97,14 +98,15 @@ impl OwnAnswer {
     /// since taken the issuer away.
     async fn work_out(self) -> Option<shadow::Answer> {
         let live = self.shared.live.load_full();
-        if live.issuers.get(self.index).map(|i| &i.name) != Some(&self.issuer) {
+        let issuer = live.issuers().get(self.id.0)?;
+        if issuer.config.name != self.issuer {
             return None;
         }
         let gateway = Gateway {
             shared: self.shared.clone(),
         };
         let keys = live.validator.keys();
-        let ctx = gateway.issuing(&live, self.index, &keys);
+        let ctx = gateway.issuing(issuer, &keys);
         let request = TokenRequest {
             endpoint: self.endpoint,
             body: &self.body,

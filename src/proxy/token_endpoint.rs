@@ -12,30 +12,58 @@ use http::{HeaderName, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
-use super::Gateway;
+use super::{Gateway, RequestContext};
 use crate::auth::keys::KeySet;
 use crate::config::Endpoint;
+use crate::config::Route;
 use crate::issue::{self, Issuing, TokenRequest, Transport};
-use crate::live::Live;
+use crate::live::{Live, LiveIssuer};
 use crate::oauth2;
-use crate::respond::{self, GatewayBody};
+use crate::respond::{self, GatewayBody, RequestError};
 use crate::upstream::request_body::declared_length;
 
 impl Gateway {
+    /// A token endpoint's route: the issuer's dialect or its OAuth 2.0
+    /// endpoints answer; boxed, like a decision and a tunnel, so that their
+    /// state is not carried (and copied) by every proxied request.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn token_route(
+        &self,
+        live: &Live,
+        issuer: &LiveIssuer,
+        endpoint: Endpoint,
+        route: &Route,
+        parts: &Parts,
+        body: Incoming,
+        ip: IpAddr,
+        ctx: &mut RequestContext,
+    ) -> Result<Response<GatewayBody>, RequestError> {
+        if endpoint == Endpoint::OAuth2 {
+            let answer = self.oauth2_endpoint(live, issuer, &route.path, parts, body, ip);
+            let (answer, body_read) = Box::pin(answer).await;
+            ctx.body_read = body_read;
+            return Ok(oauth2_response(answer));
+        }
+        let reply = self.token_endpoint(live, issuer, endpoint, parts, body, ip);
+        let (reply, body_read) = Box::pin(reply).await;
+        ctx.body_read = body_read;
+        Ok(legacy_response(issuer, reply))
+    }
+
     /// Serves a token endpoint: reads the body within the issuer's size and
     /// time limits, then lets the dialect answer. Also says whether the body
     /// was read.
     pub(super) async fn token_endpoint(
         &self,
         live: &Live,
-        index: usize,
+        issuer: &LiveIssuer,
         endpoint: Endpoint,
         parts: &Parts,
         body: Incoming,
         client: IpAddr,
     ) -> (issue::Reply, bool) {
         let keys = live.validator.keys();
-        let ctx = self.issuing(live, index, &keys);
+        let ctx = self.issuing(issuer, &keys);
         let settings = ctx.endpoint;
         let now = self.shared.clock.now();
         let path = parts.uri.path();
@@ -54,7 +82,7 @@ impl Gateway {
             client: Some(client),
             now,
         };
-        let reply = match &live.shadows[index] {
+        let reply = match &issuer.shadow {
             None => issue::handle(&ctx, &request).await,
             Some(shadow) => {
                 self.shadowed(shadow, &ctx, &request, parts, &body, client)
@@ -71,14 +99,14 @@ impl Gateway {
     pub(super) async fn oauth2_endpoint(
         &self,
         live: &Live,
-        index: usize,
+        issuer: &LiveIssuer,
         path: &str,
         parts: &Parts,
         body: Incoming,
         client: IpAddr,
     ) -> (oauth2::Answer, bool) {
         let keys = live.validator.keys();
-        let issuing = self.issuing(live, index, &keys);
+        let issuing = self.issuing(issuer, &keys);
         let settings = issuing.endpoint;
         let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
         {
@@ -86,7 +114,8 @@ impl Gateway {
             Err(e) => return (oauth2::transport_error(e), false),
         };
         let endpoints = oauth2::Endpoints {
-            settings: live.issuers[index]
+            settings: issuer
+                .config
                 .oauth2
                 .as_ref()
                 .expect("OAuth 2.0 routes exist only for issuers that have them"),
@@ -109,26 +138,22 @@ impl Gateway {
     pub(super) fn refuse_login(
         &self,
         live: &Live,
-        index: usize,
+        issuer: &LiveIssuer,
         parts: &Parts,
         why: Transport,
     ) -> issue::Reply {
         let keys = live.validator.keys();
-        let ctx = self.issuing(live, index, &keys);
+        let ctx = self.issuing(issuer, &keys);
         issue::transport_error(&ctx, why, parts.uri.path(), self.shared.clock.now())
     }
 
-    pub(super) fn issuing<'a>(
-        &'a self,
-        live: &'a Live,
-        index: usize,
-        keys: &'a KeySet,
-    ) -> Issuing<'a> {
-        let issuer = &live.issuers[index];
+    /// The issuing context of `issuer`'s token endpoint.
+    pub(super) fn issuing<'a>(&'a self, issuer: &'a LiveIssuer, keys: &'a KeySet) -> Issuing<'a> {
+        let config = &issuer.config;
         Issuing {
-            index,
-            issuer,
-            endpoint: issuer
+            index: issuer.id.0,
+            issuer: config,
+            endpoint: config
                 .endpoint
                 .as_ref()
                 .expect("token routes exist only for endpoints"),
@@ -136,20 +161,16 @@ impl Gateway {
             store: &self.shared.store,
             revocations: &self.shared.revocations,
             metrics: &self.shared.metrics,
-            users: live.user_stores[index].as_ref(),
+            users: issuer.user_store.as_ref(),
         }
     }
 }
 
 /// A dialect's answer as HTTP, with the endpoint's `Deprecation` and
 /// `Sunset` when it is being retired.
-pub(super) fn legacy_response(
-    live: &Live,
-    issuer: usize,
-    reply: issue::Reply,
-) -> Response<GatewayBody> {
+pub(super) fn legacy_response(issuer: &LiveIssuer, reply: issue::Reply) -> Response<GatewayBody> {
     let mut response = respond::json(reply.status, reply.body);
-    let Some(endpoint) = live.issuers[issuer].endpoint.as_ref() else {
+    let Some(endpoint) = issuer.config.endpoint.as_ref() else {
         return response;
     };
     let notices = [

@@ -13,8 +13,8 @@ use crate::config::{pem_certificates, UpstreamProtocol, UpstreamTls};
 
 /// The connector for a group's servers, or why there is none.
 pub fn connector(tls: &UpstreamTls, protocol: UpstreamProtocol) -> Result<TlsConnector, String> {
-    let builder =
-        crate::tls_roots::client_builder(crate::tls_roots::roots(tls.ca_file.as_deref())?)?;
+    let roots = crate::tls_roots::roots(tls.ca_file.as_deref()).map_err(|e| e.to_string())?;
+    let builder = crate::tls_roots::client_builder(roots).map_err(|e| e.to_string())?;
     let mut config = match &tls.client_cert {
         None => builder.with_no_client_auth(),
         Some(files) => {
