@@ -8,7 +8,7 @@ use std::io::Write;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use smallvec::SmallVec;
@@ -168,104 +168,156 @@ fn parse_head(
 ) -> Result<Option<ResponseHead>, HeadError> {
     loop {
         // Each field as spans of the head, so that the values can share the
-        // head's bytes once it is split off `buf`. Neither array is
-        // initialised up front: a usual response has a handful of fields.
-        let mut spans: SmallVec<[(Range<usize>, Range<usize>); 16]> = SmallVec::new();
-        let (len, status, version) = {
-            let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut []);
-            let config = httparse::ParserConfig::default();
-            let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut slots)
-            {
-                Ok(httparse::Status::Complete(len)) => len,
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
-                Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-                    return Err(HeadError::TooLarge)
-                }
-                Err(_) => return Err(HeadError::Malformed),
-            };
-            let code = parsed.code.ok_or(HeadError::Malformed)?;
-            let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed)?;
-            let version = match parsed.version {
-                Some(1) => Version::HTTP_11,
-                _ => Version::HTTP_10,
-            };
-            let base = buf.as_ptr() as usize;
-            let span = |part: &[u8]| {
-                let start = part.as_ptr() as usize - base;
-                start..start + part.len()
-            };
-            spans.extend(
-                parsed
-                    .headers
-                    .iter()
-                    .map(|h| (span(h.name.as_bytes()), span(h.value))),
-            );
-            (len, status, version)
+        // head's bytes once it is split off `buf`.
+        let mut spans = Spans::new();
+        let Some((len, status, version)) = scan_head(buf, &mut spans)? else {
+            return Ok(None);
         };
-        if status == StatusCode::SWITCHING_PROTOCOLS && !upgrading {
+        let switched = status == StatusCode::SWITCHING_PROTOCOLS;
+        if switched && !upgrading {
             return Err(HeadError::Malformed);
         }
-        let switched = status == StatusCode::SWITCHING_PROTOCOLS;
         if status.is_informational() && !switched {
             buf.advance(len);
             continue;
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = std::mem::take(spare);
-        headers.clear();
-        headers.reserve(spans.len());
-        let mut length: Option<u64> = None;
-        let mut chunked = false;
-        let mut transfer_encoding = false;
-        let mut close = false;
-        let mut keep_alive = false;
-        // Names listed in `Connection` beyond `close` and `keep-alive`: rare.
-        let mut named_by_connection: Vec<HeaderName> = Vec::new();
-        for (name, value) in spans {
-            let name = header_name(&head[name]).ok_or(HeadError::Malformed)?;
-            let value = HeaderValue::from_maybe_shared(head.slice(value))
-                .map_err(|_| HeadError::Malformed)?;
-            if name == CONTENT_LENGTH {
-                let n = parse_length(value.as_bytes()).ok_or(HeadError::Malformed)?;
-                // Repeated lengths must agree (RFC 9112 §6.3, item 5).
-                if length.is_some_and(|l| l != n) {
-                    return Err(HeadError::Malformed);
-                }
-                length = Some(n);
-            } else if name == TRANSFER_ENCODING {
-                transfer_encoding = true;
-                // Only a final `chunked` frames the body (§6.3, item 4).
-                chunked = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.rsplit(',').next())
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            } else if name == CONNECTION {
-                for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case("keep-alive") {
-                        keep_alive = true;
-                    } else if let Ok(named) = HeaderName::from_bytes(token.as_bytes()) {
-                        named_by_connection.push(named);
-                    }
-                }
+        let mut framing = FramingFields::default();
+        let headers = end_to_end_headers(&head, spans, std::mem::take(spare), &mut framing)?;
+        return Ok(Some(
+            framing.into_head(status, version, method, switched, headers),
+        ));
+    }
+}
+
+/// A head's fields as (name, value) ranges of its bytes. Not initialised
+/// up front: a usual response has a handful of fields.
+type Spans = SmallVec<[(Range<usize>, Range<usize>); 16]>;
+
+/// Runs httparse over the front of `buf`: the head's length, status and
+/// version, its fields put in `spans`; `None` while it is incomplete.
+fn scan_head(
+    buf: &BytesMut,
+    spans: &mut Spans,
+) -> Result<Option<(usize, StatusCode, Version)>, HeadError> {
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut parsed, buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError::TooLarge)
+        }
+        Err(_) => return Err(HeadError::Malformed),
+    };
+    let code = parsed.code.ok_or(HeadError::Malformed)?;
+    let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed)?;
+    let version = match parsed.version {
+        Some(1) => Version::HTTP_11,
+        _ => Version::HTTP_10,
+    };
+    let base = buf.as_ptr() as usize;
+    let span = |part: &[u8]| {
+        let start = part.as_ptr() as usize - base;
+        start..start + part.len()
+    };
+    spans.extend(
+        parsed
+            .headers
+            .iter()
+            .map(|h| (span(h.name.as_bytes()), span(h.value))),
+    );
+    Ok(Some((len, status, version)))
+}
+
+/// The fields of `head` at `spans` in `headers` (cleared, its room kept),
+/// but the hop-by-hop ones and those `Connection` names; the framing
+/// fields among them are read into `framing` on the way.
+fn end_to_end_headers(
+    head: &Bytes,
+    spans: Spans,
+    mut headers: HeaderMap,
+    framing: &mut FramingFields,
+) -> Result<HeaderMap, HeadError> {
+    headers.clear();
+    headers.reserve(spans.len());
+    for (name, value) in spans {
+        let name = header_name(&head[name]).ok_or(HeadError::Malformed)?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(value)).map_err(|_| HeadError::Malformed)?;
+        framing.read(&name, &value)?;
+        if !is_hop_by_hop(&name) {
+            headers.append(name, value);
+        }
+    }
+    for name in &framing.named_by_connection {
+        headers.remove(name);
+    }
+    Ok(headers)
+}
+
+/// What a response head's fields say about its body and its connection.
+#[derive(Default)]
+struct FramingFields {
+    length: Option<u64>,
+    chunked: bool,
+    transfer_encoding: bool,
+    close: bool,
+    keep_alive: bool,
+    /// Names listed in `Connection` beyond `close` and `keep-alive`: rare.
+    named_by_connection: Vec<HeaderName>,
+}
+
+impl FramingFields {
+    /// Notes `name`'s value if it is a framing field.
+    fn read(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), HeadError> {
+        if name == CONTENT_LENGTH {
+            let n = parse_length(value.as_bytes()).ok_or(HeadError::Malformed)?;
+            // Repeated lengths must agree (RFC 9112 §6.3, item 5).
+            if self.length.is_some_and(|l| l != n) {
+                return Err(HeadError::Malformed);
             }
-            if !is_hop_by_hop(&name) {
-                headers.append(name, value);
+            self.length = Some(n);
+        } else if name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            // Only a final `chunked` frames the body (§6.3, item 4).
+            self.chunked = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+        } else if name == CONNECTION {
+            for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    self.keep_alive = true;
+                } else if let Ok(named) = HeaderName::from_bytes(token.as_bytes()) {
+                    self.named_by_connection.push(named);
+                }
             }
         }
+        Ok(())
+    }
+
+    /// The head, its body's framing decided (RFC 9112 §6.3) and whether
+    /// its connection may carry another request.
+    fn into_head(
+        self,
+        status: StatusCode,
+        version: Version,
+        method: &Method,
+        switched: bool,
+        mut headers: HeaderMap,
+    ) -> ResponseHead {
         // HTTP/1.0 closes unless it asks to keep the connection; `close` wins.
-        close |= version == Version::HTTP_10 && !keep_alive;
-        for name in &named_by_connection {
-            headers.remove(name);
-        }
+        let mut close = self.close || (version == Version::HTTP_10 && !self.keep_alive);
         let bodiless = switched
             || *method == Method::HEAD
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
-        let framing = match (bodiless, transfer_encoding, chunked, length) {
+        let framing = match (bodiless, self.transfer_encoding, self.chunked, self.length) {
             (true, ..) => ResponseFraming::Empty,
             (false, true, true, _) => ResponseFraming::Chunked,
             (false, true, false, _) => ResponseFraming::Close,
@@ -275,23 +327,24 @@ fn parse_head(
         };
         // A length beside a transfer coding is a sign of a confused or
         // hostile upstream: this connection carries nothing more (§6.3, item 3).
-        if transfer_encoding && length.is_some() {
+        if self.transfer_encoding && self.length.is_some() {
             close = true;
             headers.remove(CONTENT_LENGTH);
         }
         // A 204 has no content (RFC 9110 §15.3.5); one that announces some
         // may send it anyway, where the next response would be read.
-        if status == StatusCode::NO_CONTENT && (transfer_encoding || length.is_some_and(|n| n > 0))
+        if status == StatusCode::NO_CONTENT
+            && (self.transfer_encoding || self.length.is_some_and(|n| n > 0))
         {
             close = true;
         }
-        return Ok(Some(ResponseHead {
+        ResponseHead {
             status,
             version,
             headers,
             framing,
             reusable: !switched && !close && framing != ResponseFraming::Close,
-        }));
+        }
     }
 }
 

@@ -141,117 +141,158 @@ fn pbkdf2(digest: Pbkdf2Digest, rounds: &str, salt: Vec<u8>, hash: Vec<u8>) -> O
 /// Whether `hash` names a cost within `limits`; if not, why, naming the
 /// format and the parameter, never the hash.
 pub fn within_limits(hash: &SecretHash, limits: &HashLimits) -> Result<(), String> {
-    let over = |format: &str, what: &str, value: u64, most: u64, key: &str| {
-        Err(format!(
-            "{format} hash with {what} {value}, over the limit of {most} (hash_limits.{key})"
-        ))
-    };
     match hash {
         SecretHash::Fast { .. } => Ok(()),
-        SecretHash::Bcrypt(s) => {
-            let cost = s
-                .parse::<bcrypt::HashParts>()
-                .map(|p| p.get_cost())
-                .map_err(|_| "malformed bcrypt hash".to_string())?;
-            match cost <= limits.bcrypt_cost {
-                true => Ok(()),
-                false => over(
-                    "bcrypt",
-                    "cost",
-                    cost.into(),
-                    limits.bcrypt_cost.into(),
-                    "bcrypt_cost",
-                ),
-            }
-        }
+        SecretHash::Bcrypt(s) => bcrypt_within(s, limits),
         SecretHash::Pbkdf2 {
             digest,
             rounds,
             hash,
             ..
-        } => {
-            // Each block of the derived key costs the rounds again (Keycloak
-            // keeps 64 bytes: two blocks of SHA-256): the rounds bound the
-            // work, blocks counted. No library writes more than 64 bytes.
-            let block = match digest {
-                Pbkdf2Digest::Sha1 => 20,
-                Pbkdf2Digest::Sha256 => 32,
-                Pbkdf2Digest::Sha512 => 64,
-            };
-            if hash.len() > 64 {
-                return Err(format!(
-                    "pbkdf2 hash with a {}-byte digest, over 64 bytes",
-                    hash.len()
-                ));
-            }
-            let blocks = hash.len().div_ceil(block) as u64;
-            pbkdf2_within(u64::from(*rounds).saturating_mul(blocks), limits, "pbkdf2")
+        } => pbkdf2_digest_within(*digest, *rounds, hash, limits),
+        SecretHash::Phc(s) => phc_within(s, limits),
+    }
+}
+
+/// Why a hash's parameter is over its limit.
+fn over(format: &str, what: &str, value: u64, most: u64, key: &str) -> Result<(), String> {
+    Err(format!(
+        "{format} hash with {what} {value}, over the limit of {most} (hash_limits.{key})"
+    ))
+}
+
+fn bcrypt_within(s: &str, limits: &HashLimits) -> Result<(), String> {
+    let cost = s
+        .parse::<bcrypt::HashParts>()
+        .map(|p| p.get_cost())
+        .map_err(|_| "malformed bcrypt hash".to_string())?;
+    match cost <= limits.bcrypt_cost {
+        true => Ok(()),
+        false => over(
+            "bcrypt",
+            "cost",
+            cost.into(),
+            limits.bcrypt_cost.into(),
+            "bcrypt_cost",
+        ),
+    }
+}
+
+/// Django's and passlib's PBKDF2, its digest's length given.
+fn pbkdf2_digest_within(
+    digest: Pbkdf2Digest,
+    rounds: u32,
+    hash: &[u8],
+    limits: &HashLimits,
+) -> Result<(), String> {
+    // Each block of the derived key costs the rounds again (Keycloak
+    // keeps 64 bytes: two blocks of SHA-256): the rounds bound the
+    // work, blocks counted. No library writes more than 64 bytes.
+    let block = match digest {
+        Pbkdf2Digest::Sha1 => 20,
+        Pbkdf2Digest::Sha256 => 32,
+        Pbkdf2Digest::Sha512 => 64,
+    };
+    if hash.len() > 64 {
+        return Err(format!(
+            "pbkdf2 hash with a {}-byte digest, over 64 bytes",
+            hash.len()
+        ));
+    }
+    let blocks = hash.len().div_ceil(block) as u64;
+    pbkdf2_within(u64::from(rounds).saturating_mul(blocks), limits, "pbkdf2")
+}
+
+/// A PHC string's parameters, read by name.
+struct PhcParams<'a> {
+    parsed: PasswordHash<'a>,
+    id: &'a str,
+}
+
+impl PhcParams<'_> {
+    /// The parameter `name`, or what the library takes when it is left out.
+    fn get(&self, name: &str, default: u64) -> Result<u64, String> {
+        let id = self.id;
+        self.parsed
+            .params
+            .get_str(name)
+            .map_or(Ok(default), |v| v.parse::<u64>())
+            .map_err(|_| format!("{id} hash with a malformed {name}"))
+    }
+}
+
+fn phc_within(s: &str, limits: &HashLimits) -> Result<(), String> {
+    let parsed = PasswordHash::new(s).map_err(|_| "malformed PHC hash".to_string())?;
+    let params = PhcParams {
+        id: parsed.algorithm.as_str(),
+        parsed,
+    };
+    match params.id {
+        "pbkdf2-sha256" | "pbkdf2-sha512" => {
+            let rounds = params.get("i", pbkdf2::Params::RECOMMENDED_ROUNDS as u64)?;
+            pbkdf2_within(rounds, limits, params.id)
         }
-        SecretHash::Phc(s) => {
-            let parsed = PasswordHash::new(s).map_err(|_| "malformed PHC hash".to_string())?;
-            let id = parsed.algorithm.as_str();
-            let param = |name: &str, default: u64| {
-                parsed
-                    .params
-                    .get_str(name)
-                    .map_or(Ok(default), |v| v.parse::<u64>())
-                    .map_err(|_| format!("{id} hash with a malformed {name}"))
-            };
-            let lanes = |p: u64| match p <= limits.parallelism.into() {
-                true => Ok(()),
-                false => over(id, "p", p, limits.parallelism.into(), "parallelism"),
-            };
-            match id {
-                "pbkdf2-sha256" | "pbkdf2-sha512" => {
-                    let rounds = param("i", pbkdf2::Params::RECOMMENDED_ROUNDS as u64)?;
-                    pbkdf2_within(rounds, limits, id)
-                }
-                "scrypt" => {
-                    // What the library takes for a parameter left out.
-                    let ln = param("ln", scrypt::Params::RECOMMENDED_LOG_N.into())?;
-                    let r = param("r", scrypt::Params::RECOMMENDED_R.into())?;
-                    let p = param("p", scrypt::Params::RECOMMENDED_P.into())?;
-                    if ln > limits.scrypt_log_n.into() {
-                        return over(id, "ln", ln, limits.scrypt_log_n.into(), "scrypt_log_n");
-                    }
-                    lanes(p)?;
-                    // scrypt fills 128 · N · r bytes once per lane, one lane
-                    // after another: the work is bounded like argon2's memory.
-                    let bytes = 128u64
-                        .saturating_mul(1 << ln)
-                        .saturating_mul(r)
-                        .saturating_mul(p);
-                    match bytes > limits.memory {
-                        true => over(
-                            id,
-                            "memory (bytes, all lanes)",
-                            bytes,
-                            limits.memory,
-                            "memory",
-                        ),
-                        false => Ok(()),
-                    }
-                }
-                _ => {
-                    // argon2: m in KiB, t passes, p lanes.
-                    let kib = param("m", argon2::Params::DEFAULT_M_COST.into())?;
-                    if kib.saturating_mul(1024) > limits.memory {
-                        return over(
-                            id,
-                            "memory (bytes)",
-                            kib.saturating_mul(1024),
-                            limits.memory,
-                            "memory",
-                        );
-                    }
-                    let t = param("t", argon2::Params::DEFAULT_T_COST.into())?;
-                    if t > limits.argon2_passes.into() {
-                        return over(id, "t", t, limits.argon2_passes.into(), "argon2_passes");
-                    }
-                    lanes(param("p", argon2::Params::DEFAULT_P_COST.into())?)
-                }
-            }
-        }
+        "scrypt" => scrypt_within(&params, limits),
+        _ => argon2_within(&params, limits),
+    }
+}
+
+fn scrypt_within(params: &PhcParams, limits: &HashLimits) -> Result<(), String> {
+    let id = params.id;
+    // What the library takes for a parameter left out.
+    let ln = params.get("ln", scrypt::Params::RECOMMENDED_LOG_N.into())?;
+    let r = params.get("r", scrypt::Params::RECOMMENDED_R.into())?;
+    let p = params.get("p", scrypt::Params::RECOMMENDED_P.into())?;
+    if ln > limits.scrypt_log_n.into() {
+        return over(id, "ln", ln, limits.scrypt_log_n.into(), "scrypt_log_n");
+    }
+    lanes_within(id, p, limits)?;
+    // scrypt fills 128 · N · r bytes once per lane, one lane
+    // after another: the work is bounded like argon2's memory.
+    let bytes = 128u64
+        .saturating_mul(1 << ln)
+        .saturating_mul(r)
+        .saturating_mul(p);
+    match bytes > limits.memory {
+        true => over(
+            id,
+            "memory (bytes, all lanes)",
+            bytes,
+            limits.memory,
+            "memory",
+        ),
+        false => Ok(()),
+    }
+}
+
+/// argon2: m in KiB, t passes, p lanes.
+fn argon2_within(params: &PhcParams, limits: &HashLimits) -> Result<(), String> {
+    let id = params.id;
+    let kib = params.get("m", argon2::Params::DEFAULT_M_COST.into())?;
+    if kib.saturating_mul(1024) > limits.memory {
+        return over(
+            id,
+            "memory (bytes)",
+            kib.saturating_mul(1024),
+            limits.memory,
+            "memory",
+        );
+    }
+    let t = params.get("t", argon2::Params::DEFAULT_T_COST.into())?;
+    if t > limits.argon2_passes.into() {
+        return over(id, "t", t, limits.argon2_passes.into(), "argon2_passes");
+    }
+    lanes_within(
+        id,
+        params.get("p", argon2::Params::DEFAULT_P_COST.into())?,
+        limits,
+    )
+}
+
+fn lanes_within(id: &str, p: u64, limits: &HashLimits) -> Result<(), String> {
+    match p <= limits.parallelism.into() {
+        true => Ok(()),
+        false => over(id, "p", p, limits.parallelism.into(), "parallelism"),
     }
 }
 
