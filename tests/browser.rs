@@ -164,15 +164,12 @@ struct Driver {
 
 impl Driver {
     async fn start() -> Option<Driver> {
-        let required = std::env::var("PORTERO_REQUIRE_BROWSER").is_ok_and(|v| v == "1");
-        if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-            assert!(
-                !required,
-                "PORTERO_REQUIRE_BROWSER=1 but {CHROMIUM} or {CHROMEDRIVER} is missing"
-            );
-            eprintln!(
-                "SKIPPED: install Debian's chromium and chromium-driver to run the browser test"
-            );
+        let missing = [CHROMIUM, CHROMEDRIVER]
+            .into_iter()
+            .filter(|program| !Path::new(program).exists())
+            .collect::<Vec<_>>();
+        let missing = (!missing.is_empty()).then(|| format!("no {}", missing.join(" nor ")));
+        if !outside_program(Outside::Browser, missing) {
             return None;
         }
         let port = free_port();

@@ -105,12 +105,7 @@ impl Nginx {
 
     async fn start(portero_port: u16, upstream_port: u16, asks: Asks) -> Option<Nginx> {
         let Some(bin) = Nginx::find() else {
-            let why = "no nginx binary (apt-get install nginx)";
-            assert!(
-                std::env::var("PORTERO_REQUIRE_NGINX").as_deref() != Ok("1"),
-                "{why}"
-            );
-            eprintln!("skipped: {why}");
+            skipped(Outside::Nginx, "no nginx binary");
             return None;
         };
         let dir = tempfile::tempdir().unwrap();

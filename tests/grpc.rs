@@ -34,8 +34,8 @@ fn grpcio_installed() -> bool {
         .args(["-c", "import grpc"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let missing = (!found).then(|| "grpcio is not installed: pip install grpcio".to_string());
-    outside_program("GRPC", missing)
+    let missing = (!found).then(|| "grpcio is not installed".to_string());
+    outside_program(Outside::Grpc, missing)
 }
 
 fn grpc_server() -> GrpcServer {

@@ -87,10 +87,10 @@ async fn oauth4webapi_discovers_gets_introspects_revokes_refreshes_and_exchanges
     let package = std::path::Path::new(NODE_DIR).join("node_modules/oauth4webapi");
     let missing = match (node, package.exists()) {
         (false, _) => Some("node (Node.js) is not installed".to_string()),
-        (true, false) => Some("oauth4webapi is not installed: npm ci --prefix tests/oidc".into()),
+        (true, false) => Some("oauth4webapi is not installed".into()),
         (true, true) => None,
     };
-    if !outside_program("OAUTH2_CLIENTS", missing) {
+    if !outside_program(Outside::OAuth2ClientsJs, missing) {
         return;
     }
     let (_gw, env) = gateway().await;
@@ -121,12 +121,9 @@ async fn authlib_and_requests_oauthlib_get_tokens_and_use_them() {
         .args(["-c", "import authlib, requests_oauthlib"])
         .output()
         .is_ok_and(|o| o.status.success());
-    let missing = (!installed).then(|| {
-        "authlib and requests-oauthlib are not installed: \
-         python3 -m pip install authlib requests-oauthlib"
-            .to_string()
-    });
-    if !outside_program("OAUTH2_CLIENTS", missing) {
+    let missing =
+        (!installed).then(|| "authlib and requests-oauthlib are not installed".to_string());
+    if !outside_program(Outside::OAuth2ClientsPython, missing) {
         return;
     }
     let (_gw, env) = gateway().await;

@@ -42,10 +42,10 @@ fn provider_installed() -> bool {
     let package = std::path::Path::new(PROVIDER_DIR).join("node_modules/oidc-provider");
     let missing = match (node, package.exists()) {
         (false, _) => Some("node (Node.js) is not installed".to_string()),
-        (true, false) => Some("oidc-provider is not installed: npm ci --prefix tests/oidc".into()),
+        (true, false) => Some("oidc-provider is not installed".into()),
         (true, true) => None,
     };
-    outside_program("OIDC", missing)
+    outside_program(Outside::Oidc, missing)
 }
 
 impl Provider {

@@ -35,15 +35,8 @@ fn schemathesis_present() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        let why = "schemathesis is not installed (python3 -m pip install schemathesis)";
-        assert!(
-            std::env::var("PORTERO_REQUIRE_SCHEMATHESIS").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("skipped: {why}");
-    }
-    found
+    let missing = (!found).then(|| "schemathesis is not installed".to_string());
+    outside_program(Outside::Schemathesis, missing)
 }
 
 /// Runs schemathesis on `document` against `url`; panics with its report

@@ -24,8 +24,16 @@ enum Engine {
 impl Engine {
     fn name(self) -> &'static str {
         match self {
-            Engine::Postgres => "POSTGRES",
-            Engine::MariaDb => "MARIADB",
+            Engine::Postgres => "PostgreSQL",
+            Engine::MariaDb => "MariaDB",
+        }
+    }
+
+    /// What the test skips without.
+    fn outside(self) -> Outside {
+        match self {
+            Engine::Postgres => Outside::Postgres,
+            Engine::MariaDb => Outside::MariaDb,
         }
     }
 
@@ -70,7 +78,7 @@ impl Database {
             .as_ref()
             .err()
             .map(|e| format!("no {} at {}: {e}", engine.name(), engine.server()));
-        if !outside_program(engine.name(), missing) {
+        if !outside_program(engine.outside(), missing) {
             return None;
         }
         let mut admin = reachable.unwrap();

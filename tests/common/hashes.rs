@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use super::outside_program;
+use super::{outside_program, Outside};
 
 /// What `script` printed for `password`, or `None` (skip) without the libraries.
 fn run(script: &str, password: &str) -> Option<Vec<u8>> {
@@ -14,13 +14,9 @@ fn run(script: &str, password: &str) -> Option<Vec<u8>> {
     let out = Command::new("python3").args([&script, password]).output();
     let missing = match &out {
         Ok(o) if o.status.success() => None,
-        _ => Some(
-            "the hashing libraries are not installed: \
-             python3 -m pip install passlib bcrypt argon2-cffi django"
-                .to_string(),
-        ),
+        _ => Some("the hashing libraries are not installed".to_string()),
     };
-    outside_program("HASH_LIBRARIES", missing).then(|| out.unwrap().stdout)
+    outside_program(Outside::HashLibraries, missing).then(|| out.unwrap().stdout)
 }
 
 /// format -> a hash of `password` in it, from bcrypt, argon2-cffi, Django and passlib.

@@ -7,7 +7,8 @@
 //! `redis` (a Redis to test against), `redis_cluster` (a Redis Cluster),
 //! `shared_store` (what instances sharing a store agree on),
 //! `websocket` (a WebSocket server and client),
-//! `collector` (an OTLP trace receiver).
+//! `collector` (an OTLP trace receiver), `outside` (the outside programs
+//! some tests need, and how a test skips without one).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ mod endpoints;
 mod gateway;
 mod hashes;
 pub mod idp;
+mod outside;
 pub mod redis;
 pub mod redis_cluster;
 pub mod shared_store;
@@ -31,7 +33,10 @@ mod websocket;
 
 // Each test file uses some of these.
 #[allow(unused_imports)]
-pub use {configs::*, endpoints::*, gateway::*, hashes::*, tokens::*, upstream::*, websocket::*};
+pub use {
+    configs::*, endpoints::*, gateway::*, hashes::*, outside::*, tokens::*, upstream::*,
+    websocket::*,
+};
 
 pub const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -47,23 +52,6 @@ pub fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// Whether an outside program a test needs is here (`missing`: what is
-/// not, and how to get it). Without it the test is skipped with a message,
-/// unless `PORTERO_REQUIRE_<what>=1` (as `.ci/run` sets), where it fails.
-/// README.md, "On a fresh machine", lists every such program.
-pub fn outside_program(what: &str, missing: Option<String>) -> bool {
-    let Some(missing) = missing else {
-        return true;
-    };
-    let var = format!("PORTERO_REQUIRE_{what}");
-    assert!(
-        std::env::var(&var).as_deref() != Ok("1"),
-        "{var}=1 but {missing}"
-    );
-    eprintln!("skipped: {missing} ({var}=1 makes this a failure)");
-    false
 }
 
 /// Reads `read` every 20 ms until `done` holds or `limit` has passed;

@@ -16,21 +16,12 @@ use std::time::{Duration, Instant};
 
 use tokio::task::AbortHandle;
 
-use super::free_port;
 use super::tls::Leaf;
+use super::{free_port, skipped, Outside};
 
-fn required() -> bool {
-    std::env::var("PORTERO_REQUIRE_REDIS").is_ok_and(|v| v == "1")
-}
-
+/// No Redis for this test: skipped, or failed under `PORTERO_REQUIRE_REDIS=1`.
 pub(super) fn unavailable(why: &str) {
-    assert!(
-        !required(),
-        "PORTERO_REQUIRE_REDIS=1 but no Redis is available: {why}"
-    );
-    eprintln!(
-        "SKIPPED: no Redis available ({why}); set PORTERO_TEST_REDIS_URL or install redis-server"
-    );
+    skipped(Outside::Redis, &format!("no Redis available ({why})"));
 }
 
 /// Does a Redis server answer PING at `addr`?

@@ -18,78 +18,7 @@ impl Checker<'_> {
         cors: &[Arc<CorsPolicy>],
         public_url: Option<&str>,
     ) -> Issuer {
-        let mut keys = Vec::new();
-        for (n, k) in i.keys.iter().enumerate() {
-            let key = |f: &str| format!("issuers.{name}.keys[{n}].{f}");
-            let alg = match k.alg.get_ref().as_str() {
-                "HS256" => jsonwebtoken::Algorithm::HS256,
-                "RS256" => jsonwebtoken::Algorithm::RS256,
-                "ES256" => jsonwebtoken::Algorithm::ES256,
-                "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
-                other => {
-                    self.problem(
-                        &k.alg,
-                        key("alg"),
-                        format!("unsupported algorithm {other:?} (HS256, RS256, ES256, EdDSA)"),
-                    );
-                    continue;
-                }
-            };
-            let source = match (
-                alg,
-                &k.secret_env,
-                &k.secret_file,
-                &k.private_key_file,
-                &k.public_key_file,
-            ) {
-                (jsonwebtoken::Algorithm::HS256, Some(env), None, None, None) => {
-                    KeySource::SecretEnv(env.clone())
-                }
-                (jsonwebtoken::Algorithm::HS256, None, Some(f), None, None) => {
-                    KeySource::SecretFile(self.resolve(f))
-                }
-                (jsonwebtoken::Algorithm::HS256, ..) => {
-                    self.problem(
-                        &k.kid,
-                        key("secret_env"),
-                        "an HS256 key needs exactly one of secret_env, secret_file",
-                    );
-                    continue;
-                }
-                (_, None, None, private, public) if private.is_some() || public.is_some() => {
-                    KeySource::Pem {
-                        private: private.as_deref().map(|f| self.resolve(f)),
-                        public: public.as_deref().map(|f| self.resolve(f)),
-                    }
-                }
-                _ => {
-                    self.problem(
-                        &k.kid,
-                        key("public_key_file"),
-                        format!(
-                            "{} keys need public_key_file and/or private_key_file",
-                            k.alg.get_ref()
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let verify_only =
-                k.verify_only || matches!(&source, KeySource::Pem { private: None, .. });
-            keys.push(KeyConfig {
-                kid: k.kid.get_ref().clone(),
-                alg,
-                source,
-                verify_only,
-            });
-        }
-        let signing = keys.iter().filter(|k| !k.verify_only).count();
-        if signing > 1 {
-            self.problem_no_span(
-                format!("issuers.{name}.keys"),
-                "at most one key may sign; mark the others verify_only = true",
-            );
-        }
+        let keys = self.keys(name, i);
         let external = self.external(name, i);
         let iss = match (&i.iss, &external) {
             (Some(iss), _) => iss.get_ref().clone(),
@@ -132,12 +61,154 @@ impl Checker<'_> {
         }
     }
 
+    /// `[[issuers.NAME.keys]]`: each key's algorithm and where its
+    /// material is; at most one of them signs.
+    fn keys(&mut self, name: &str, i: &FileIssuer) -> Vec<KeyConfig> {
+        let keys: Vec<KeyConfig> = i
+            .keys
+            .iter()
+            .enumerate()
+            .filter_map(|(n, k)| self.key(name, n, k))
+            .collect();
+        let signing = keys.iter().filter(|k| !k.verify_only).count();
+        if signing > 1 {
+            self.problem_no_span(
+                format!("issuers.{name}.keys"),
+                "at most one key may sign; mark the others verify_only = true",
+            );
+        }
+        keys
+    }
+
+    /// One key, `keys[n]` of issuer `name`.
+    fn key(&mut self, name: &str, n: usize, k: &FileKey) -> Option<KeyConfig> {
+        let key = |f: &str| format!("issuers.{name}.keys[{n}].{f}");
+        let alg = match k.alg.get_ref().as_str() {
+            "HS256" => jsonwebtoken::Algorithm::HS256,
+            "RS256" => jsonwebtoken::Algorithm::RS256,
+            "ES256" => jsonwebtoken::Algorithm::ES256,
+            "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
+            other => {
+                self.problem(
+                    &k.alg,
+                    key("alg"),
+                    format!("unsupported algorithm {other:?} (HS256, RS256, ES256, EdDSA)"),
+                );
+                return None;
+            }
+        };
+        let source = match (
+            alg,
+            &k.secret_env,
+            &k.secret_file,
+            &k.private_key_file,
+            &k.public_key_file,
+        ) {
+            (jsonwebtoken::Algorithm::HS256, Some(env), None, None, None) => {
+                KeySource::SecretEnv(env.clone())
+            }
+            (jsonwebtoken::Algorithm::HS256, None, Some(f), None, None) => {
+                KeySource::SecretFile(self.resolve(f))
+            }
+            (jsonwebtoken::Algorithm::HS256, ..) => {
+                self.problem(
+                    &k.kid,
+                    key("secret_env"),
+                    "an HS256 key needs exactly one of secret_env, secret_file",
+                );
+                return None;
+            }
+            (_, None, None, private, public) if private.is_some() || public.is_some() => {
+                KeySource::Pem {
+                    private: private.as_deref().map(|f| self.resolve(f)),
+                    public: public.as_deref().map(|f| self.resolve(f)),
+                }
+            }
+            _ => {
+                self.problem(
+                    &k.kid,
+                    key("public_key_file"),
+                    format!(
+                        "{} keys need public_key_file and/or private_key_file",
+                        k.alg.get_ref()
+                    ),
+                );
+                return None;
+            }
+        };
+        let verify_only = k.verify_only || matches!(&source, KeySource::Pem { private: None, .. });
+        Some(KeyConfig {
+            kid: k.kid.get_ref().clone(),
+            alg,
+            source,
+            verify_only,
+        })
+    }
+
     pub(super) fn endpoint(
         &mut self,
         name: &str,
         i: &FileIssuer,
         cors: &[Arc<CorsPolicy>],
     ) -> Option<TokenEndpoint> {
+        let key = |k: &str| format!("issuers.{name}.{k}");
+        let dialect = self.dialect(name, i)?;
+        let (path, refresh_path) = self.endpoint_paths(name, i, dialect);
+        let time_zone = match &i.time_zone {
+            None => chrono::FixedOffset::east_opt(0).expect("zero offset"),
+            Some(tz) => parse_offset(tz.get_ref()).unwrap_or_else(|e| {
+                self.problem(tz, key("time_zone"), e);
+                chrono::FixedOffset::east_opt(0).expect("zero offset")
+            }),
+        };
+        let principals = self.endpoint_principals(name, i, dialect);
+        let max_body_size = match &i.max_body_size {
+            None => 64 * 1024,
+            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
+                self.problem(v, key("max_body_size"), e);
+                0
+            }),
+        };
+        let (deprecation, sunset) = self.retirement(name, i);
+        let max_years = i.max_years.unwrap_or(10);
+        let default_years = i.default_years.unwrap_or(2);
+        if default_years == 0 || default_years > max_years {
+            self.problem_no_span(
+                key("default_years"),
+                format!("must be between 1 and max_years ({max_years})"),
+            );
+        }
+        Some(TokenEndpoint {
+            dialect,
+            host: i
+                .host
+                .as_ref()
+                .map_or("*".to_string(), |h| h.get_ref().to_ascii_lowercase()),
+            path,
+            refresh_path,
+            refresh_ttl: self.duration(&i.refresh_ttl, &key("refresh_ttl"), secs(86_400)),
+            time_zone,
+            default_years,
+            max_years,
+            companies: i.companies.clone(),
+            max_failures: i.max_failures.unwrap_or(5).max(1),
+            ip_max_failures: i.ip_max_failures.unwrap_or(50).max(1),
+            client_max_failures: i.client_max_failures.unwrap_or(1000).max(1),
+            hash_limits: self.hash_limits,
+            lockout: self.duration(&i.lockout, &key("lockout"), secs(900)),
+            max_body_size,
+            body_timeout: self.duration(&i.body_timeout, &key("body_timeout"), secs(10)),
+            principals: Principals::new(principals),
+            cors: self.cors_ref(&i.cors, cors, &key("cors")),
+            limits: self.route_limits(i.limits(), &format!("issuers.{name}"), false),
+            deprecation: deprecation.map(|at| format!("@{}", at.timestamp())),
+            sunset: sunset.map(|at| at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
+        })
+    }
+
+    /// The issuer's `dialect`; `None` (no token endpoint) when it names
+    /// none, or one portero does not speak (a problem).
+    fn dialect(&mut self, name: &str, i: &FileIssuer) -> Option<Dialect> {
         let key = |k: &str| format!("issuers.{name}.{k}");
         let Some(d) = i.dialect.as_ref() else {
             if let Some(c) = &i.cors {
@@ -149,7 +220,8 @@ impl Checker<'_> {
             }
             return None;
         };
-        let Some(dialect) = super::parse::dialect(d.get_ref()) else {
+        let dialect = super::parse::dialect(d.get_ref());
+        if dialect.is_none() {
             self.problem(
                 d,
                 key("dialect"),
@@ -158,8 +230,19 @@ impl Checker<'_> {
                     d.get_ref()
                 ),
             );
-            return None;
-        };
+        }
+        dialect
+    }
+
+    /// The token endpoint's `path`, and the login-refresh dialect's
+    /// `refresh_path` (no other dialect has one).
+    fn endpoint_paths(
+        &mut self,
+        name: &str,
+        i: &FileIssuer,
+        dialect: Dialect,
+    ) -> (String, Option<String>) {
+        let key = |k: &str| format!("issuers.{name}.{k}");
         let path = |c: &mut Self, v: &Option<Spanned<String>>, k: &str, default: &str| match v {
             Some(p) if !p.get_ref().starts_with('/') => {
                 c.problem(p, key(k), "must start with /");
@@ -183,13 +266,18 @@ impl Checker<'_> {
             }
             (_, None) => None,
         };
-        let time_zone = match &i.time_zone {
-            None => chrono::FixedOffset::east_opt(0).expect("zero offset"),
-            Some(tz) => parse_offset(tz.get_ref()).unwrap_or_else(|e| {
-                self.problem(tz, key("time_zone"), e);
-                chrono::FixedOffset::east_opt(0).expect("zero offset")
-            }),
-        };
+        (main_path, refresh_path)
+    }
+
+    /// The principals written in the issuer's table and in its
+    /// `principals_file`, each with the dialect's login fields.
+    fn endpoint_principals(
+        &mut self,
+        name: &str,
+        i: &FileIssuer,
+        dialect: Dialect,
+    ) -> Vec<Principal> {
+        let key = |k: &str| format!("issuers.{name}.{k}");
         let mut file_principals = i.principals.clone();
         if let Some(f) = &i.principals_file {
             let p = self.resolve(f.get_ref());
@@ -208,13 +296,20 @@ impl Checker<'_> {
             }
         }
         self.distinct_logins(&principals, &key("principals"));
-        let max_body_size = match &i.max_body_size {
-            None => 64 * 1024,
-            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
-                self.problem(v, key("max_body_size"), e);
-                0
-            }),
-        };
+        principals
+    }
+
+    /// When the endpoint was deprecated and when it goes (`deprecation`,
+    /// `sunset`), the one not before the other.
+    fn retirement(
+        &mut self,
+        name: &str,
+        i: &FileIssuer,
+    ) -> (
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        let key = |k: &str| format!("issuers.{name}.{k}");
         let deprecation = self.instant(&i.deprecation, &key("deprecation"));
         let sunset = self.instant(&i.sunset, &key("sunset"));
         if let (Some(d), Some(s), Some(written)) = (deprecation, sunset, &i.sunset) {
@@ -222,40 +317,7 @@ impl Checker<'_> {
                 self.problem(written, key("sunset"), "comes before deprecation");
             }
         }
-        let max_years = i.max_years.unwrap_or(10);
-        let default_years = i.default_years.unwrap_or(2);
-        if default_years == 0 || default_years > max_years {
-            self.problem_no_span(
-                key("default_years"),
-                format!("must be between 1 and max_years ({max_years})"),
-            );
-        }
-        Some(TokenEndpoint {
-            dialect,
-            host: i
-                .host
-                .as_ref()
-                .map_or("*".to_string(), |h| h.get_ref().to_ascii_lowercase()),
-            path: main_path,
-            refresh_path,
-            refresh_ttl: self.duration(&i.refresh_ttl, &key("refresh_ttl"), secs(86_400)),
-            time_zone,
-            default_years,
-            max_years,
-            companies: i.companies.clone(),
-            max_failures: i.max_failures.unwrap_or(5).max(1),
-            ip_max_failures: i.ip_max_failures.unwrap_or(50).max(1),
-            client_max_failures: i.client_max_failures.unwrap_or(1000).max(1),
-            hash_limits: self.hash_limits,
-            lockout: self.duration(&i.lockout, &key("lockout"), secs(900)),
-            max_body_size,
-            body_timeout: self.duration(&i.body_timeout, &key("body_timeout"), secs(10)),
-            principals: Principals::new(principals),
-            cors: self.cors_ref(&i.cors, cors, &key("cors")),
-            limits: self.route_limits(i.limits(), &format!("issuers.{name}"), false),
-            deprecation: deprecation.map(|at| format!("@{}", at.timestamp())),
-            sunset: sunset.map(|at| at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
-        })
+        (deprecation, sunset)
     }
 
     /// An RFC 3339 instant, in UTC.
