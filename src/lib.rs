@@ -69,6 +69,7 @@ mod live;
 pub mod metrics;
 mod oauth2;
 pub mod path;
+mod principals;
 mod proxy;
 mod proxy_protocol;
 mod respond;
