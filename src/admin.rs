@@ -370,7 +370,7 @@ impl Admin {
                 (status, format!("{e}; nothing was reloaded"))
             })?;
         let user_stores =
-            crate::user_store::open(&config, &self.shared.revocations, &metrics.legacy_hashes)
+            crate::principals::open(&config, &self.shared.revocations, &metrics.legacy_hashes)
                 .await
                 .map_err(|e| refused(&e))?;
         let shadows = crate::shadow::for_issuers(&config, &metrics.shadow_comparisons)

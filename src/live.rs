@@ -16,12 +16,12 @@ use crate::config::{AuthSettings, Config, ForwardAuth, IpRules, Issuer, OutagePo
 use crate::jwks::Registry;
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteSeries};
+use crate::principals::UserStore;
 use crate::routes::RouteTable;
 use crate::shadow::Shadow;
 use crate::store::Store;
 use crate::upstream::request_body::BodyRules;
 use crate::upstream::UpstreamGroup;
-use crate::user_store::UserStore;
 
 /// Swapped as one snapshot, so a request never sees routes of one config
 /// with keys of another.

@@ -58,7 +58,7 @@ pub enum ServerError {
     #[error("tracing.otlp_endpoint: {0}")]
     SpanExport(String),
     #[error("{0}")]
-    UserStore(String),
+    UserStore(crate::principals::OpenError),
     #[error("{0}")]
     Shadow(String),
 }
@@ -271,7 +271,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     side.block_on(async { external.sync(&config) })
         .map_err(ServerError::ExternalIssuer)?;
     let user_stores = side
-        .block_on(crate::user_store::open(
+        .block_on(crate::principals::open(
             &config,
             &revocations,
             &metrics.legacy_hashes,
