@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub use formats::Format;
-pub use record::ImportedPrincipal;
 
 use crate::config::{login_key, within_limits, Config};
 use crate::store::{Store, Upserted};

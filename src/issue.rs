@@ -33,8 +33,8 @@ use crate::auth::revocation::Revocations;
 use crate::config::{Dialect, Principal};
 use crate::config::{Endpoint, Issuer, TokenEndpoint};
 use crate::metrics::Metrics;
+use crate::principals::UserStore;
 use crate::store::Store;
-use crate::user_store::UserStore;
 
 /// A complete JSON answer.
 #[derive(Debug)]

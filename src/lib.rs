@@ -44,6 +44,8 @@
 //! - `admin`: metrics, health, readiness, reload and revocation on the admin listener.
 //! - [`echo`]: the built-in echo upstream for the demo, tests and benchmarks.
 //! - [`metrics`]: every `portero_*` metric, with bounded labels.
+//! - `principals`: who may log in: `imported` (the record `portero import`
+//!   keeps in the store), `sql` (the user store: `pool`, `cache`, `rows`, `rehash`).
 //! - [`store`]: keys, refresh tokens, revocations, lockout counters: embedded (redb)
 //!   or shared (Redis, with revocations pushed to every instance).
 //! - [`server`]: binds the listeners, assembles the above and runs until told to stop;
@@ -73,6 +75,7 @@ mod live;
 pub mod metrics;
 mod oauth2;
 pub mod path;
+mod principals;
 mod proxy;
 mod proxy_protocol;
 mod respond;
@@ -86,4 +89,3 @@ mod tls_roots;
 mod trace_context;
 mod tunnel;
 pub mod upstream;
-mod user_store;

@@ -22,12 +22,12 @@ use crate::config::{
 use crate::jwks::Registry;
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteSeries};
+use crate::principals::{OpenError, UserStore};
 use crate::routes::{Miss, RouteTable};
 use crate::shadow::{SetUpError, Shadow};
 use crate::store::Store;
 use crate::upstream::request_body::BodyRules;
 use crate::upstream::{UpstreamError, UpstreamGroup};
-use crate::user_store::UserStore;
 
 /// An issuer's place in the config (`[issuers.NAME]` order): what a
 /// verified token's `issuer` and a token route's `issuer` count.
@@ -95,7 +95,7 @@ pub enum AssembleError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("{0}")]
-    UserStore(String),
+    UserStore(OpenError),
     #[error(transparent)]
     Shadow(#[from] SetUpError),
     #[error(transparent)]
@@ -169,7 +169,7 @@ impl Live {
         let running = previous.map_or(&[][..], |l| &l.upstreams[..]);
         let upstreams = crate::upstream::groups(config, running, handles.echo, metrics).await?;
         let user_stores =
-            crate::user_store::open(config, handles.revocations, &metrics.legacy_hashes)
+            crate::principals::open(config, handles.revocations, &metrics.legacy_hashes)
                 .await
                 .map_err(AssembleError::UserStore)?;
         let shadows = crate::shadow::for_issuers(config, &metrics.shadow_comparisons)?;

@@ -7,7 +7,8 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::keycloak;
-use super::record::{without_position, ImportedPrincipal, Row, KEYS};
+use super::record::{without_position, Row};
+use crate::principals::{ImportedPrincipal, KEYS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

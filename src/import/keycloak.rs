@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::record::{without_position, ImportedPrincipal, Row};
+use super::record::{without_position, Row};
+use crate::principals::ImportedPrincipal;
 
 #[derive(Deserialize)]
 struct Export<'a> {

@@ -12,7 +12,7 @@ use super::lockout::{Attempt, Outcome};
 use super::Issuing;
 use crate::config::{within_limits, Principal, SecretHash};
 use crate::credentials::stand_in_of;
-use crate::import::ImportedPrincipal;
+use crate::principals::ImportedPrincipal;
 use crate::store::StoreError;
 
 /// Why a login did not succeed.
