@@ -26,8 +26,7 @@ use super::codec::{self, RequestFraming};
 use super::conn::Conn;
 use super::pool::{Kept, Pooled};
 use super::request_body::{BodyError, ClientBody};
-use super::{Failure, Forwarded, UpstreamBody, UpstreamGroup};
-use crate::forwarding::Added;
+use super::{Added, Failure, Forwarded, UpstreamBody, UpstreamGroup};
 
 /// Room for a response head (and what of the body comes with it).
 const HEAD_ROOM: usize = 8 * 1024;
