@@ -38,7 +38,8 @@
 //!   close, their token expires or is revoked; `frames` finds WebSocket frame ends.
 //! - [`upstream`]: groups and health checks; `codec` (HTTP/1.1, no I/O),
 //!   `body` (de-framed responses), `pool` (idle connections), `conn` (dialling),
-//!   `h1` (one HTTP/1.1 exchange), `h2` (HTTP/2 and gRPC).
+//!   `h1` (one HTTP/1.1 exchange), `h2` (HTTP/2 and gRPC), `added` (the
+//!   headers portero adds to the client's, written into the head).
 //! - `connections`: what one client connection may hold: the cap, head and idle timeouts.
 //! - `listener`: accepting within those limits; TLS, HTTP/1.1 and HTTP/2; graceful drain.
 //! - `admin`: metrics, health, readiness, reload and revocation on the admin listener.

@@ -312,20 +312,7 @@ async fn serve<S, H: Handler>(
     let tunnel_stop = stop.clone();
     let service = service_fn(move |mut req: Request<Incoming>| {
         let in_flight = requests.request();
-        // hyper attaches `OnUpgrade` to an HTTP/1.1 request with an
-        // `Upgrade` header (or a CONNECT): an empty-map check on every
-        // other request, where looking the header up would hash its name.
-        if req
-            .extensions()
-            .get::<hyper::upgrade::OnUpgrade>()
-            .is_some()
-        {
-            req.extensions_mut().insert(Hold(Arc::new(Holding {
-                _slot: requests.clone(),
-                _busy: requests.busy(),
-                stop: tunnel_stop.clone(),
-            })));
-        }
+        hold_if_upgrading(&mut req, &requests, &tunnel_stop);
         let (handler, peer) = (handler.clone(), peer.clone());
         let (mut parts, body) = req.into_parts();
         async move {
@@ -333,46 +320,11 @@ async fn serve<S, H: Handler>(
             Ok::<_, Infallible>(response.map(|b| Counted::new(b, in_flight)))
         }
     });
-    let limits = serving.connections.limits();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        // The watchdog times heads and idle connections, off the request
-        // path; hyper's own head timer would set and clear a timer entry
-        // for every request.
-        .header_read_timeout(None)
-        .max_buf_size(serving.max_header_size)
-        // One copy into one buffer and a plain write is cheaper here than
-        // the kernel's vectored path for API-sized messages (BENCHMARKS.md).
-        .writev(false);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(serving.max_header_size).unwrap_or(u32::MAX))
-        // Pings find peers that vanished while a long request is in flight.
-        .keep_alive_interval(limits.idle_timeout)
-        .keep_alive_timeout(limits.header_timeout);
     // An upgraded connection leaves hyper (and this task) for its tunnel.
+    let builder = connection_builder(serving);
     let conn = builder.serve_connection_with_upgrades(io, service);
     let mut conn = std::pin::pin!(conn);
-    // The watchdog, and the wait for shutdown, run as a task of their own,
-    // so the connection's wake-ups (several per request) poll one cheap
-    // channel rather than timers: `None` asks for a graceful shutdown.
-    let (ended, mut ending) = oneshot::channel();
-    let watchdog = {
-        let slot = slot.clone();
-        // `stop` itself stays with the connection: the server waits for
-        // every clone of it to be dropped before it exits.
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let end = tokio::select! {
-                why = slot.expired() => Some(why),
-                _ = stop.wait_for(|s| *s) => None,
-            };
-            let _ = ended.send(end);
-        })
-    };
-    let _abort_watchdog = AbortOnDrop(watchdog);
+    let (mut ending, _abort_watchdog) = start_watchdog(&slot, &stop);
     let expiry = tokio::select! {
         biased;
         result = conn.as_mut() => {
@@ -397,4 +349,70 @@ async fn serve<S, H: Handler>(
             let _ = conn.await;
         }
     }
+}
+
+/// Gives a request that may upgrade a `Hold` on its connection. hyper
+/// attaches `OnUpgrade` to an HTTP/1.1 request with an `Upgrade` header
+/// (or a CONNECT): an empty-map check on every other request, where
+/// looking the header up would hash its name.
+fn hold_if_upgrading(req: &mut Request<Incoming>, slot: &Arc<Slot>, stop: &watch::Receiver<bool>) {
+    if req
+        .extensions()
+        .get::<hyper::upgrade::OnUpgrade>()
+        .is_some()
+    {
+        req.extensions_mut().insert(Hold(Arc::new(Holding {
+            _slot: slot.clone(),
+            _busy: slot.busy(),
+            stop: stop.clone(),
+        })));
+    }
+}
+
+/// hyper's settings for one client connection, HTTP/1.1 and HTTP/2.
+fn connection_builder(serving: &Serving) -> auto::Builder<TokioExecutor> {
+    let limits = serving.connections.limits();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // The watchdog times heads and idle connections, off the request
+        // path; hyper's own head timer would set and clear a timer entry
+        // for every request.
+        .header_read_timeout(None)
+        .max_buf_size(serving.max_header_size)
+        // One copy into one buffer and a plain write is cheaper here than
+        // the kernel's vectored path for API-sized messages (BENCHMARKS.md).
+        .writev(false);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(serving.max_header_size).unwrap_or(u32::MAX))
+        // Pings find peers that vanished while a long request is in flight.
+        .keep_alive_interval(limits.idle_timeout)
+        .keep_alive_timeout(limits.header_timeout);
+    builder
+}
+
+/// The watchdog, and the wait for shutdown, run as a task of their own, so
+/// the connection's wake-ups (several per request) poll one cheap channel
+/// rather than timers. What ended the connection's time comes on the
+/// channel (`None` asks for a graceful shutdown); the task ends with the
+/// guard.
+fn start_watchdog(
+    slot: &Arc<Slot>,
+    stop: &watch::Receiver<bool>,
+) -> (oneshot::Receiver<Option<Expiry>>, AbortOnDrop) {
+    let (ended, ending) = oneshot::channel();
+    let slot = slot.clone();
+    // `stop` itself stays with the connection: the server waits for
+    // every clone of it to be dropped before it exits.
+    let mut stop = stop.clone();
+    let watchdog = tokio::spawn(async move {
+        let end = tokio::select! {
+            why = slot.expired() => Some(why),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        let _ = ended.send(end);
+    });
+    (ending, AbortOnDrop(watchdog))
 }

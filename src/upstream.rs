@@ -7,10 +7,12 @@
 //! How a request reaches a server is split like a codec and a connection:
 //! `codec` is HTTP/1.1 without I/O, `body` de-frames a response from its
 //! connection, `pool` keeps idle connections, `conn` is a plain or TLS
-//! connection (`tls` makes the latter), and `client` runs one exchange over
-//! them; `h2` sends to groups that speak HTTP/2 on hyper's client. Requests
-//! that keep failing eject a server for a while (`UpstreamGroup::passive`).
+//! connection (`tls` makes the latter), and `h1` runs one exchange over
+//! them; `h2` sends to groups that speak HTTP/2 on hyper's client. `added`
+//! holds the headers portero adds to the client's. Requests that keep
+//! failing eject a server for a while (`UpstreamGroup::passive`).
 
+mod added;
 pub(crate) mod body;
 pub mod codec;
 pub(crate) mod conn;
@@ -34,6 +36,7 @@ use tokio_rustls::TlsConnector;
 
 use crate::config::{Config, ServerName, Upstream, UpstreamKind};
 use crate::metrics::{Metrics, UpstreamSeries};
+pub(crate) use added::{Added, X_FORWARDED_FOR};
 pub use dns::Resolver;
 use pool::IdleList;
 

@@ -37,7 +37,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use dashmap::DashMap;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -50,8 +49,10 @@ use crate::clock::Clock;
 use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 
+mod channel;
 mod conn;
 mod failover;
+mod keys;
 mod link;
 mod resync;
 mod scripts;
@@ -62,24 +63,8 @@ use scripts::{
     RELEASE_ATTEMPTS, REPLACE_REFRESH, RESERVE_ATTEMPT, TAKE_RATE,
 };
 
-/// How often a live subscription is checked (and the command connection
-/// nudged to reconnect), so an outage is noticed within about this long.
-const PING_EVERY: Duration = Duration::from_millis(500);
-/// A cluster's masters are read again every this many pings (10 s).
-const MASTERS_EVERY: u32 = 20;
-/// Retry delays for the subscription after a disconnect.
-const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_millis(500);
 /// Keys read per SCAN and MGET round trip during a resync.
 const BATCH: usize = 1000;
-
-/// What travels on the revocation channel.
-#[derive(Serialize, Deserialize)]
-struct Announcement {
-    /// When it was written (Unix seconds, fractional): the start of the propagation lag.
-    at: f64,
-    revocation: Revocation,
-}
 
 pub struct Redis {
     source: Source,
@@ -175,67 +160,6 @@ impl Redis {
         self.link.load().conn.clone()
     }
 
-    fn key(&self, kind: &str, id: &str) -> String {
-        format!("{}{kind}:{id}", self.prefix)
-    }
-
-    /// A key of a kind written together (revocations, lockout counters):
-    /// in a cluster, every one of the kind in one slot.
-    fn grouped(&self, kind: &str, id: &str) -> String {
-        if self.cluster {
-            format!("{}{{{kind}}}:{id}", self.prefix)
-        } else {
-            self.key(kind, id)
-        }
-    }
-
-    /// The tokens derived from the token `jti`: in a cluster, in the
-    /// revocations' slot (but outside the pattern they are read back by).
-    fn derived_key(&self, jti: &str) -> String {
-        if self.cluster {
-            format!("{}{{rev}}derived:{jti}", self.prefix)
-        } else {
-            self.key("derived", jti)
-        }
-    }
-
-    /// Writes and announces revocations in one transaction the replicas confirm.
-    async fn write_revocations(&self, list: &[Revocation]) -> Result<(), StoreError> {
-        let now = now_secs();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let mut last = String::new();
-        for r in list {
-            last = self.grouped("rev", &revocation_key(r));
-            let set = pipe.cmd("SET").arg(&last).arg(encode(r));
-            if let Some(ttl) = self.revocation_ttl(r, now as i64) {
-                set.arg("EX").arg(ttl);
-            }
-            set.ignore();
-            let announcement = Announcement {
-                at: now,
-                revocation: r.clone(),
-            };
-            pipe.cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(encode(&announcement))
-                .ignore();
-        }
-        let link = self.link.load_full();
-        self.write_confirmed(&link, "add_revocations", &last, pipe, None)
-            .await
-    }
-
-    /// A refresh token's record or lineage key: in a cluster, both in the
-    /// token's slot.
-    fn refresh_key(&self, kind: &str, hash: &str) -> String {
-        if self.cluster {
-            format!("{}{kind}:{{{hash}}}", self.prefix)
-        } else {
-            self.key(kind, hash)
-        }
-    }
-
     /// Runs a lockout script (its keys all under `{fail}`, in one slot,
     /// the first named by `first`) as a write the replicas confirm: a
     /// failover must forget neither a failure counted nor a check reserved
@@ -306,124 +230,6 @@ impl Redis {
                     error = why,
                     "store unreachable: validating from cached keys and revocations"
                 );
-            }
-        }
-    }
-
-    /// Seconds a revocation is kept: until its token would be refused anyway.
-    fn revocation_ttl(&self, r: &Revocation, now: i64) -> Option<i64> {
-        match r {
-            Revocation::Jti {
-                expires_at: Some(exp),
-                ..
-            } => Some((exp + self.ttl_margin - now).max(1)),
-            _ => None,
-        }
-    }
-
-    fn arrived(&self, cache: &Revocations, payload: &[u8]) {
-        match serde_json::from_slice::<Announcement>(payload) {
-            Ok(a) => {
-                cache.apply(&a.revocation);
-                self.metrics
-                    .propagation
-                    .observe((now_secs() - a.at).max(0.0));
-            }
-            Err(e) => tracing::warn!(error = %e, "ignored a malformed revocation announcement"),
-        }
-    }
-
-    /// Follows the revocation channel for good, subscribing again (on the
-    /// master in use: it may have moved) whenever the subscription is lost.
-    async fn follow(&self, cache: &Revocations) {
-        let mut retry = RETRY_MIN;
-        loop {
-            let error = self.follow_once(cache, &mut retry).await;
-            tracing::debug!(error = %error, retry = ?retry, "revocation subscription lost; retrying");
-            // Asked now, and again as soon as a failover is announced (or
-            // noticed by a command) during the wait: the old address may
-            // answer again soon, a restarted server there holding nothing.
-            let moved = self.follow_master().await
-                || tokio::select! {
-                    _ = tokio::time::sleep(retry) => false,
-                    _ = self.look_for_master.notified() => self.follow_master().await,
-                };
-            retry = if moved {
-                RETRY_MIN
-            } else {
-                (retry * 2).min(RETRY_MAX)
-            };
-        }
-    }
-
-    /// Subscribes, resynchronises, then applies announcements until the
-    /// connection fails. `retry` goes back to its minimum once subscribed.
-    async fn follow_once(&self, cache: &Revocations, retry: &mut Duration) -> StoreError {
-        let link = self.link.load_full();
-        let client = self
-            .source
-            .subscriber(&link, &self.channel, self.timeout)
-            .await;
-        let mut pubsub = match self.run("subscribe", client.get_async_pubsub()).await {
-            Ok(p) => p,
-            Err(e) => return e,
-        };
-        if let Err(e) = self.run("subscribe", pubsub.subscribe(&self.channel)).await {
-            return e;
-        }
-        let (mut sink, mut stream) = pubsub.split();
-        // Nothing is read from, or written back to, a server restarted (or
-        // put) at the master's address: it is not the master linked to.
-        // (Not asked of a server whose replication id is unknown: one that
-        // refused `INFO` when linked, or a cluster.)
-        if link.replid.is_some() {
-            if let Err(e) = self.check_linked(&link, "subscribe", &self.channel).await {
-                return e;
-            }
-        }
-        // Subscribed first, read second: a revocation published in between
-        // arrives on the channel, so none is missed.
-        match self.resync(cache).await {
-            Ok(count) => tracing::debug!(count, "revocation set read from the store"),
-            Err(e) => return e,
-        }
-        *retry = RETRY_MIN;
-        self.set_reachable(true, "");
-        let mut tick = tokio::time::interval(PING_EVERY);
-        let mut ticks = 0;
-        loop {
-            tokio::select! {
-                message = stream.next() => match message {
-                    Some(m) => self.arrived(cache, m.get_payload_bytes()),
-                    None => {
-                        let e = "the subscription connection closed";
-                        self.set_reachable(false, e);
-                        return StoreError::Unreachable(e.into());
-                    }
-                },
-                _ = self.look_for_master.notified() => {
-                    if self.follow_master().await {
-                        // Resubscribe on the new master, and re-read what
-                        // the failover may have kept from this instance.
-                        return StoreError::Unreachable("the master moved".into());
-                    }
-                }
-                _ = tick.tick() => {
-                    if let Err(e) = self.run("ping", sink.ping::<redis::Value>()).await {
-                        return e;
-                    }
-                    // Commands go over another connection: keep it alive too,
-                    // and let it reconnect before a token request needs it.
-                    let mut conn = self.conn();
-                    if let Err(e) = self.run("ping", redis::cmd("PING").query_async::<String>(&mut conn)).await {
-                        return e;
-                    }
-                    self.set_reachable(true, "");
-                    ticks += 1;
-                    if self.cluster && ticks % MASTERS_EVERY == 0 {
-                        self.read_cluster_masters().await;
-                    }
-                }
             }
         }
     }

@@ -11,6 +11,7 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -26,8 +27,7 @@ use super::codec::{self, RequestFraming};
 use super::conn::Conn;
 use super::pool::{Kept, Pooled};
 use super::request_body::{BodyError, ClientBody};
-use super::{Failure, Forwarded, UpstreamBody, UpstreamGroup};
-use crate::forwarding::Added;
+use super::{Added, Failure, Forwarded, Server, UpstreamBody, UpstreamGroup};
 
 /// Room for a response head (and what of the body comes with it).
 const HEAD_ROOM: usize = 8 * 1024;
@@ -76,84 +76,39 @@ impl UpstreamGroup {
             return Box::pin(self.send_h2(parts, body, max_body_size, body_timeout)).await;
         }
         let body_deadline = body.started().map(|started| started + body_timeout);
-        let framing = if body.is_end_stream() {
-            RequestFraming::Empty
-        } else {
-            match body.size_hint().exact() {
-                Some(n) if n > max_body_size => return Err(Failure::TooLarge),
-                Some(n) => RequestFraming::Length(n),
-                None => RequestFraming::Chunked,
-            }
+        let exchange = Exchange {
+            group: self,
+            method: &parts.method,
+            framing: request_framing(body, max_body_size)?,
+            limit: max_body_size,
+            body_deadline,
         };
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        // A connection that closed before the response began is asked once
-        // more, for methods that may be repeated (RFC 9110 §9.2.2): a pooled
-        // connection the server had just closed, or a server that just died.
-        let mut may_repeat = parts.method.is_idempotent();
-        let mut tried: SmallVec<[SocketAddr; 4]> = SmallVec::new();
-        let mut again = None;
-        let mut last = Failure::NoServer;
-        let mut body_sent = false;
-        // After a pooled connection turned out closed, the others in the
-        // pool may be too (the server restarted): the retry dials anew.
-        let mut pooled_ok = true;
+        let mut attempts = Attempts::new(parts.method.is_idempotent());
         let mut head = Vec::with_capacity(1024);
         loop {
-            let Some(server) = again.take().or_else(|| self.pick(&tried)) else {
-                return Err(last);
+            let server = attempts.next_server(self)?;
+            let Some(conn) = self.checkout(&server, &mut attempts).await? else {
+                continue;
             };
-            let addr = server.addr;
-            if !tried.contains(&addr) {
-                tried.push(addr);
-            }
-            // Asked only after a failure: is there a server left to try?
-            let untried = |tried: &[SocketAddr]| tried.len() < self.servers.load().len();
-            let slot = self.slot(&server).await?;
-            let pooled = if pooled_ok { server.idle.take() } else { None };
-            let kept = match pooled {
-                Some(kept) => kept,
-                None => match Box::pin(self.connect(&server)).await {
-                    Ok(stream) => Kept::new(stream),
-                    Err(f) => {
-                        self.passive(&server, &Err(f));
-                        if !untried(&tried) {
-                            return Err(f);
-                        }
-                        last = f;
-                        tracing::debug!(server = %addr, "connect failed; trying the next server");
-                        continue;
-                    }
-                },
-            };
-            let conn = Pooled::new(kept, server.idle.clone(), slot);
             head.clear();
             codec::write_head(
                 &mut head,
                 (&parts.method, path),
                 &parts.headers,
                 &server.authority,
-                framing,
+                exchange.framing,
                 |out| added.write_lines(out),
             );
-            let exchange = Exchange {
-                group: self,
-                method: &parts.method,
-                framing,
-                limit: max_body_size,
-                body_deadline,
-            };
             // The request's map is spare once its head is written: the
             // response's headers take its room.
             let spare = &mut parts.headers;
-            match exchange.run(conn, &head, body, spare, &mut body_sent).await {
-                Err(Failure::Closed) if may_repeat && !body_sent => {
-                    may_repeat = false;
-                    pooled_ok = false;
-                    last = Failure::Upstream;
-                    if !untried(&tried) {
-                        again = Some(server);
-                    }
-                    tracing::debug!(server = %addr, "connection closed before the response; asking again");
+            match exchange
+                .run(conn, &head, body, spare, &mut attempts.body_sent)
+                .await
+            {
+                Err(Failure::Closed) if attempts.may_ask_again() => {
+                    attempts.ask_again(self, server);
                 }
                 result => {
                     let result = result.map_err(|f| match f {
@@ -165,6 +120,39 @@ impl UpstreamGroup {
                 }
             }
         }
+    }
+
+    /// A connection to `server` for one request, within its limit: an idle
+    /// one from its pool (unless `attempts` found one closed), or a new
+    /// one. A failed dial counts against the server: its failure, or
+    /// `None` while another server is left to try.
+    async fn checkout(
+        &self,
+        server: &Server,
+        attempts: &mut Attempts,
+    ) -> Result<Option<Pooled>, Failure> {
+        let slot = self.slot(server).await?;
+        let pooled = if attempts.pooled_ok {
+            server.idle.take()
+        } else {
+            None
+        };
+        let kept = match pooled {
+            Some(kept) => kept,
+            None => match Box::pin(self.connect(server)).await {
+                Ok(stream) => Kept::new(stream),
+                Err(f) => {
+                    self.passive(server, &Err(f));
+                    if !attempts.untried_left(self) {
+                        return Err(f);
+                    }
+                    attempts.last = f;
+                    tracing::debug!(server = %server.addr, "connect failed; trying the next server");
+                    return Ok(None);
+                }
+            },
+        };
+        Ok(Some(Pooled::new(kept, server.idle.clone(), slot)))
     }
 
     /// Asks the next healthy server to switch `parts` (a bodiless request
@@ -234,6 +222,85 @@ impl UpstreamGroup {
                 Ok(Ok(_)) => {}
             }
         }
+    }
+}
+
+/// How the request body travels: empty, by the length the client gave
+/// (refused at once when that is over the limit), or chunked.
+fn request_framing(body: &ClientBody, max_body_size: u64) -> Result<RequestFraming, Failure> {
+    if body.is_end_stream() {
+        return Ok(RequestFraming::Empty);
+    }
+    match body.size_hint().exact() {
+        Some(n) if n > max_body_size => Err(Failure::TooLarge),
+        Some(n) => Ok(RequestFraming::Length(n)),
+        None => Ok(RequestFraming::Chunked),
+    }
+}
+
+/// The servers one request has been sent to, and whether it may be sent
+/// once more.
+struct Attempts {
+    tried: SmallVec<[SocketAddr; 4]>,
+    /// The server to ask again: no other was left.
+    again: Option<Arc<Server>>,
+    /// What to answer once no server is left.
+    last: Failure,
+    /// A connection that closed before the response began is asked once
+    /// more, for methods that may be repeated (RFC 9110 §9.2.2): a pooled
+    /// connection the server had just closed, or a server that just died.
+    may_repeat: bool,
+    body_sent: bool,
+    /// After a pooled connection turned out closed, the others in the
+    /// pool may be too (the server restarted): the retry dials anew.
+    pooled_ok: bool,
+}
+
+impl Attempts {
+    fn new(idempotent: bool) -> Attempts {
+        Attempts {
+            tried: SmallVec::new(),
+            again: None,
+            last: Failure::NoServer,
+            may_repeat: idempotent,
+            body_sent: false,
+            pooled_ok: true,
+        }
+    }
+
+    /// The server to ask again, else the next healthy one not yet tried.
+    fn next_server(&mut self, group: &UpstreamGroup) -> Result<Arc<Server>, Failure> {
+        let Some(server) = self.again.take().or_else(|| group.pick(&self.tried)) else {
+            return Err(self.last);
+        };
+        if !self.tried.contains(&server.addr) {
+            self.tried.push(server.addr);
+        }
+        Ok(server)
+    }
+
+    /// Asked only after a failure: is there a server left to try?
+    fn untried_left(&self, group: &UpstreamGroup) -> bool {
+        self.tried.len() < group.servers.load().len()
+    }
+
+    /// The connection closed before the response began: may the request
+    /// go once more?
+    fn may_ask_again(&self) -> bool {
+        self.may_repeat && !self.body_sent
+    }
+
+    /// Once more, on a new connection: to the next server, or to this one
+    /// when none is left.
+    fn ask_again(&mut self, group: &UpstreamGroup, server: Arc<Server>) {
+        self.may_repeat = false;
+        self.pooled_ok = false;
+        self.last = Failure::Upstream;
+        let addr = server.addr;
+        if !self.untried_left(group) {
+            self.again = Some(server);
+        }
+        tracing::debug!(server = %addr, "connection closed before the response; asking again");
     }
 }
 
