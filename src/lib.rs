@@ -16,7 +16,7 @@
 //! - [`key_loading`]: every issuer's keys read (environment, key files), generated and kept in the store, or from the JWKS registry.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
 //! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md);
-//!   `credential_check` (the principal looked up, the secret checked), `lockout` (budgets).
+//!   `credential_check` (the secret checked against the principal `principals` finds), `lockout` (budgets).
 //! - [`limits`]: client address rules, rates and requests in flight per route
 //!   and key (pingora-limits; a cluster-wide rate in the store); `window` (the bucket arithmetic).
 //! - `client_addr`: the client's address, through trusted proxies.
@@ -45,8 +45,10 @@
 //! - `admin`: metrics, health, readiness, reload and revocation on the admin listener.
 //! - [`echo`]: the built-in echo upstream for the demo, tests and benchmarks.
 //! - [`metrics`]: every `portero_*` metric, with bounded labels.
-//! - `principals`: who may log in: `imported` (the record `portero import`
-//!   keeps in the store), `sql` (the user store: `pool`, `cache`, `rows`, `rehash`).
+//! - `principals`: who may log in, through one `lookup` (the config, then
+//!   `imported`, the records `portero import` keeps in the store, then `sql`,
+//!   the user store: `pool`, `cache`, `rows`, `rehash`); the found record's
+//!   own login is the identity.
 //! - [`store`]: keys, refresh tokens, revocations, lockout counters: embedded (redb)
 //!   or shared (Redis, with revocations pushed to every instance).
 //! - [`server`]: binds the listeners, assembles the above and runs until told to stop;

@@ -1,7 +1,7 @@
-//! A login's credential check: the principal looked up (config, then
-//! imported principals, then the issuer's user store), the secret verified
-//! (slow hashes off the proxy's threads, in a bounded queue per issuer),
-//! inside the lockout (`lockout.rs`).
+//! A login's credential check: the principal asked of the issuer's
+//! `principals::Lookup`, the secret verified (slow hashes off the proxy's
+//! threads, in a bounded queue per issuer), inside the lockout
+//! (`lockout.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::lockout::{Attempt, Outcome};
 use super::Issuing;
-use crate::config::{within_limits, Principal, SecretHash};
-use crate::credentials::stand_in_of;
-use crate::principals::ImportedPrincipal;
+use crate::config::{Principal, SecretHash};
+use crate::principals::{Lookup, LookupError};
 use crate::store::StoreError;
 
 /// Why a login did not succeed.
@@ -31,6 +30,16 @@ impl From<StoreError> for Denied {
     fn from(e: StoreError) -> Denied {
         tracing::warn!(error = %e, "token endpoint: store unavailable");
         Denied::Unavailable
+    }
+}
+
+impl From<LookupError> for Denied {
+    fn from(e: LookupError) -> Denied {
+        match e {
+            LookupError::Store(e) => Denied::from(e),
+            // The user store logs its outages itself, once each.
+            LookupError::UserStore(_) => Denied::Unavailable,
+        }
     }
 }
 
@@ -110,51 +119,20 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Issuing<'_> {
-    /// The principal `login` names: from the config, else those `portero
-    /// import` wrote to the store, else the issuer's user store. A login
-    /// with a control character names no one, and is never sent to a
-    /// database (a NUL fails PostgreSQL's query, which would report an
-    /// outage that is not one).
-    pub async fn principal(&self, login: &str) -> Result<Option<Arc<Principal>>, Denied> {
-        if login.chars().any(char::is_control) {
-            return Ok(None);
-        }
-        if let Some(p) = self.endpoint.principals.get(login) {
-            return Ok(Some(p.clone()));
-        }
-        let found = self.beyond_the_config(login).await?;
-        // A record another spelling reached whose login is one with a
-        // config principal's: the config's is who logs in, as for the
-        // same spelling.
-        Ok(
-            found.map(|p| match self.endpoint.principals.get_by_key(&p.login) {
-                Some(configured) => configured.clone(),
-                None => p,
-            }),
+    /// Where the issuer's principals are found.
+    fn lookup(&self) -> Lookup<'_> {
+        Lookup::new(
+            &self.issuer.name,
+            self.endpoint,
+            self.store.as_ref(),
+            self.users,
         )
     }
 
-    /// The principal `login` names among those imported, then in the user store.
-    async fn beyond_the_config(&self, login: &str) -> Result<Option<Arc<Principal>>, Denied> {
-        if let Some(record) = self.store.principal(&self.issuer.name, login).await? {
-            let decoded = ImportedPrincipal::decode(&record, self.endpoint.dialect)
-                .and_then(|p| within_limits(&p.secret, &self.endpoint.hash_limits).map(|()| p));
-            return Ok(match decoded {
-                Ok(p) => Some(Arc::new(p)),
-                Err(why) => {
-                    tracing::warn!(
-                        issuer = %self.issuer.name,
-                        login,
-                        "an imported principal refused: {why}"
-                    );
-                    None
-                }
-            });
-        }
-        match self.users {
-            None => Ok(None),
-            Some(users) => users.find(login).await.map_err(|_| Denied::Unavailable),
-        }
+    /// The principal `login` names, as `principals::Lookup` finds it: the
+    /// config's, else an imported one, else the user store's row.
+    pub async fn principal(&self, login: &str) -> Result<Option<Arc<Principal>>, Denied> {
+        Ok(self.lookup().principal(login).await?)
     }
 
     /// As [`Issuing::principal`], with the found principal's own login's
@@ -172,16 +150,6 @@ impl Issuing<'_> {
         Ok(found)
     }
 
-    /// What an unknown login of the issuer is checked against: an imitation
-    /// of the most common format and cost among its principals (for a user
-    /// store, among the rows read so far).
-    fn stand_in(&self) -> SecretHash {
-        match self.users {
-            Some(users) => users.stand_in(),
-            None => stand_in_of(&self.endpoint.principals),
-        }
-    }
-
     /// Checks `secret` against the principal's hash, or against the
     /// issuer's stand-in when there is no principal, so both take the same
     /// time.
@@ -192,7 +160,7 @@ impl Issuing<'_> {
     ) -> Result<bool, Denied> {
         let stand_in = match principal {
             Some(_) => None,
-            None => Some(self.stand_in()),
+            None => Some(self.lookup().stand_in()),
         };
         self.verify_secret_or(principal, secret, stand_in).await
     }
@@ -208,7 +176,7 @@ impl Issuing<'_> {
         let hash = match (principal, stand_in) {
             (Some(p), _) => p.secret.clone(),
             (None, Some(h)) => h,
-            (None, None) => self.stand_in(),
+            (None, None) => self.lookup().stand_in(),
         };
         // A fast hash takes about a microsecond: checked in place. Argon2 takes
         // tens of milliseconds: off the proxy's threads.
@@ -218,10 +186,8 @@ impl Issuing<'_> {
             let secret = secret.to_string();
             blocking(&self.issuer.name, move || hash.verify(&secret)).await?
         };
-        if let (true, Some(p), Some(users)) = (matches, principal, self.users) {
-            if users.wants_rehash(p) {
-                users.rehash_later(p, secret);
-            }
+        if let (true, Some(p)) = (matches, principal) {
+            self.lookup().passed(p, secret);
         }
         Ok(matches && principal.is_some())
     }

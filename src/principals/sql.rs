@@ -39,7 +39,8 @@ pub struct UserStore {
 }
 
 /// The database could not answer.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the user store could not answer")]
 pub struct Unavailable;
 
 /// Why the user stores could not be opened, naming the key at fault.

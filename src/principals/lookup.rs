@@ -1,0 +1,119 @@
+//! The one lookup a login asks: the config's principals, then those
+//! `portero import` wrote to the store, then the issuer's user store. The
+//! principal found is named by its own login, never by the spelling typed:
+//! a config principal wins whichever spelling reached its login.
+
+use std::sync::Arc;
+
+use super::imported::ImportedPrincipal;
+use super::sql::{Unavailable, UserStore};
+use crate::config::{within_limits, Principal, SecretHash, TokenEndpoint};
+use crate::credentials::stand_in_of;
+use crate::store::{Store, StoreError};
+
+/// Why a lookup could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    UserStore(#[from] Unavailable),
+}
+
+/// An issuer's principals, wherever they are kept.
+pub struct Lookup<'a> {
+    issuer: &'a str,
+    endpoint: &'a TokenEndpoint,
+    store: &'a dyn Store,
+    /// The issuer's SQL table, if it has one.
+    users: Option<&'a Arc<UserStore>>,
+}
+
+impl<'a> Lookup<'a> {
+    pub fn new(
+        issuer: &'a str,
+        endpoint: &'a TokenEndpoint,
+        store: &'a dyn Store,
+        users: Option<&'a Arc<UserStore>>,
+    ) -> Lookup<'a> {
+        Lookup {
+            issuer,
+            endpoint,
+            store,
+            users,
+        }
+    }
+
+    /// The principal `login` names: from the config, else those `portero
+    /// import` wrote to the store, else the issuer's user store. A login
+    /// with a control character names no one, and is never sent to a
+    /// database (a NUL fails PostgreSQL's query, which would report an
+    /// outage that is not one).
+    pub async fn principal(&self, login: &str) -> Result<Option<Arc<Principal>>, LookupError> {
+        if login.chars().any(char::is_control) {
+            return Ok(None);
+        }
+        if let Some(p) = self.endpoint.principals.get(login) {
+            return Ok(Some(p.clone()));
+        }
+        let found = self.beyond_the_config(login).await?;
+        // A record another spelling reached whose login is one with a
+        // config principal's: the config's is who logs in, as for the
+        // same spelling.
+        Ok(
+            found.map(|p| match self.endpoint.principals.get_by_key(&p.login) {
+                Some(configured) => configured.clone(),
+                None => p,
+            }),
+        )
+    }
+
+    /// The principal `login` names among those imported, then in the user store.
+    async fn beyond_the_config(&self, login: &str) -> Result<Option<Arc<Principal>>, LookupError> {
+        if let Some(record) = self.store.principal(self.issuer, login).await? {
+            return Ok(self.imported(&record, login));
+        }
+        match self.users {
+            None => Ok(None),
+            Some(users) => Ok(users.find(login).await?),
+        }
+    }
+
+    /// An imported record as the dialect's principal; `None` (logged) when
+    /// it is unreadable or its hash costs more than the issuer allows.
+    fn imported(&self, record: &str, login: &str) -> Option<Arc<Principal>> {
+        let decoded = ImportedPrincipal::decode(record, self.endpoint.dialect)
+            .and_then(|p| within_limits(&p.secret, &self.endpoint.hash_limits).map(|()| p));
+        match decoded {
+            Ok(p) => Some(Arc::new(p)),
+            Err(why) => {
+                tracing::warn!(
+                    issuer = %self.issuer,
+                    login,
+                    "an imported principal refused: {why}"
+                );
+                None
+            }
+        }
+    }
+
+    /// What an unknown login of the issuer is checked against: an imitation
+    /// of the most common format and cost among its principals (for a user
+    /// store, among the rows read so far).
+    pub fn stand_in(&self) -> SecretHash {
+        match self.users {
+            Some(users) => users.stand_in(),
+            None => stand_in_of(&self.endpoint.principals),
+        }
+    }
+
+    /// `p` passed its secret check with `secret`: a user store row whose
+    /// hash is in a legacy format has it rewritten, in the background.
+    pub fn passed(&self, p: &Principal, secret: &str) {
+        if let Some(users) = self.users {
+            if users.wants_rehash(p) {
+                users.rehash_later(p, secret);
+            }
+        }
+    }
+}
