@@ -669,3 +669,21 @@ fn a_project_business_with_a_slash_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_misspelled_upstream_or_issuer_is_named_with_the_nearest_name() {
+    let bad = GOOD.replace(
+        "upstream = \"echo\"",
+        "upstream = \"ecoh\"\nissuers = [\"dmeo\", \"billing\"]",
+    );
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    for expected in [
+        "gateway.toml:12: routes[0].upstream: no upstream named \"ecoh\"; did you mean \"echo\"?",
+        "gateway.toml:13: routes[0].issuers: no issuer named \"dmeo\"; did you mean \"demo\"?",
+        // Nothing near: no suggestion.
+        "gateway.toml:13: routes[0].issuers: no issuer named \"billing\"\n",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+}
