@@ -669,3 +669,37 @@ fn a_project_business_with_a_slash_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_misspelled_upstream_or_issuer_is_named_with_the_nearest_name() {
+    let bad = GOOD.replace(
+        "upstream = \"echo\"",
+        "upstream = \"ecoh\"\nissuers = [\"dmeo\", \"billing\"]",
+    );
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    for expected in [
+        "gateway.toml:12: routes[0].upstream: no upstream named \"ecoh\"; did you mean \"echo\"?",
+        "gateway.toml:13: routes[0].issuers: no issuer named \"dmeo\"; did you mean \"demo\"?",
+        // Nothing near: no suggestion.
+        "gateway.toml:13: routes[0].issuers: no issuer named \"billing\"\n",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+}
+
+#[test]
+fn a_misspelled_dialect_is_the_one_problem_named() {
+    let bad = format!(
+        "[server]\npublic_url = \"https://x.test\"\n{GOOD}\n\
+         [issuers.c]\ndialect = \"client-flatt\"\n\n[issuers.c.oauth2]\n"
+    );
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].ends_with("gateway.toml: 1 problem(s)"), "{err}");
+    assert!(
+        lines[1].contains("gateway.toml:17: issuers.c.dialect: unknown dialect \"client-flatt\""),
+        "{err}"
+    );
+}

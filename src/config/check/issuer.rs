@@ -31,17 +31,26 @@ impl Checker<'_> {
         } else {
             self.endpoint(name, i, cors)
         };
+        // A dialect portero does not speak is one problem, named once: the
+        // tables that need a dialect are not checked against its absence.
+        let unknown_dialect = i
+            .dialect
+            .as_ref()
+            .is_some_and(|d| super::parse::dialect(d.get_ref()).is_none());
         let oauth2 = i
             .oauth2
             .as_ref()
+            .filter(|_| !unknown_dialect)
             .and_then(|table| self.oauth2(name, table, endpoint.as_ref(), public_url));
         let user_store = i
             .user_store
             .as_ref()
+            .filter(|_| !unknown_dialect)
             .and_then(|table| self.user_store(name, table, endpoint.is_some()));
         let shadow = i
             .shadow
             .as_ref()
+            .filter(|_| !unknown_dialect)
             .and_then(|table| self.shadow(name, table, endpoint.is_some()));
         Issuer {
             name: name.to_string(),

@@ -6,7 +6,7 @@ use toml::Spanned;
 
 use super::super::file::*;
 use super::super::model::*;
-use super::{Checker, RESERVED_HEADERS};
+use super::{names, Checker, RESERVED_HEADERS};
 
 impl Checker<'_> {
     pub(super) fn route(
@@ -34,11 +34,9 @@ impl Checker<'_> {
             .iter()
             .position(|u| &u.name == r.upstream.get_ref())
             .unwrap_or_else(|| {
-                self.problem(
-                    &r.upstream,
-                    key("upstream"),
-                    format!("no upstream named {:?}", r.upstream.get_ref()),
-                );
+                let known = upstreams.iter().map(|u| u.name.as_str());
+                let message = names::not_found("upstream", r.upstream.get_ref(), known);
+                self.problem(&r.upstream, key("upstream"), message);
                 0
             });
         let methods = self.methods(r, &key("methods"));
@@ -237,7 +235,11 @@ impl Checker<'_> {
             match issuers.iter().position(|x| &x.name == name.get_ref()) {
                 Some(i) if i < 64 => mask |= 1 << i,
                 Some(_) => {}
-                None => self.problem(name, key, format!("no issuer named {:?}", name.get_ref())),
+                None => {
+                    let known = issuers.iter().map(|x| x.name.as_str());
+                    let message = names::not_found("issuer", name.get_ref(), known);
+                    self.problem(name, key, message);
+                }
             }
         }
         mask
