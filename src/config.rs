@@ -9,6 +9,7 @@ mod check;
 mod file;
 mod model;
 mod restart;
+mod set_aside;
 mod units;
 
 use std::path::Path;
@@ -78,7 +79,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 ///
 /// Text that is not TOML has one problem, where the parser stopped. Past
 /// that, every problem is collected: an unknown key is named (with the keys
-/// its table takes) and set aside, so that the rest is checked too.
+/// its table takes) and a value of the wrong type with what its key takes,
+/// each set aside ([`set_aside`]) so that the rest is checked too.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let shown = path.display().to_string();
     let parse_error = |e: toml::de::Error| ConfigError::Parse {
@@ -86,107 +88,40 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         message: e.to_string().trim_end().to_string(),
     };
     toml::from_str::<toml::Table>(text).map_err(parse_error)?;
-    let mut unknown = Vec::new();
+    let invalid = |problems| ConfigError::Invalid {
+        path: shown.clone(),
+        problems,
+    };
+    // What serde stopped at, and the values replaced by stand-ins.
+    let (mut found, mut stand_ins) = (Vec::new(), Vec::new());
     let mut remaining = text.to_string();
     let file: file::FileConfig = loop {
         match toml::from_str(&remaining) {
             Ok(file) => break file,
-            Err(e) => match set_aside_unknown_key(&mut remaining, &e) {
-                Some(problem) => unknown.push(problem),
-                // Not an unknown key, or one that cannot be set aside alone:
-                // reported with those found so far.
-                None if unknown.is_empty() => return Err(parse_error(e)),
+            Err(e) => match set_aside::set_aside(&mut remaining, &e) {
+                Some(set) if set.stand_in => stand_ins.push(set.problem),
+                Some(set) => found.push(set.problem),
+                None if found.is_empty() && stand_ins.is_empty() => return Err(parse_error(e)),
+                // One that cannot be set aside: reported with those found so far.
                 None => {
-                    return Err(ConfigError::Invalid {
-                        path: shown,
-                        problems: unknown,
-                    })
+                    found.push(set_aside::stopped_at(&remaining, &e));
+                    found.extend(stand_ins);
+                    found.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+                    return Err(invalid(found));
                 }
             },
         }
     };
-    let (config, mut problems) = check::check(text, file, path);
-    if unknown.is_empty() && problems.is_empty() {
+    // The stand-ins keep every line where it was, so lines are counted in them.
+    let (config, mut problems) = check::check(&remaining, file, path);
+    problems.retain(|p| !stand_ins.iter().any(|s| s.line == p.line || s.key == p.key));
+    if found.is_empty() && stand_ins.is_empty() && problems.is_empty() {
         return Ok(config);
     }
-    problems.extend(unknown);
+    problems.extend(found);
+    problems.extend(stand_ins);
     problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
-    Err(ConfigError::Invalid {
-        path: shown,
-        problems,
-    })
-}
-
-/// The unknown key `e` complains of, as a problem, blanked out of `text`
-/// (spaces for its bytes, so every span stays where it was): a line of
-/// its own, or its place in an inline table. `None` if `e` is another
-/// error or the key cannot be set aside alone.
-fn set_aside_unknown_key(text: &mut String, e: &toml::de::Error) -> Option<Problem> {
-    let message = e.message();
-    let name = message.strip_prefix("unknown field `")?.split('`').next()?;
-    let at = e.span()?.start;
-    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
-    let mut name = name.to_string();
-    let blank = if text[start..at].trim().is_empty() {
-        start..end
-    } else {
-        // `rate_limit = { ..., wat = 1 }`: the key is `rate_limit.wat`.
-        if let Some((before, _)) = text[start..at].rsplit_once('{') {
-            let table = before.trim_end().trim_end_matches('=').trim();
-            name = format!("{}.{name}", table.rsplit([',', '{']).next()?.trim());
-        }
-        in_inline_table(text, at)?
-    };
-    let mut candidate = text.clone();
-    candidate.replace_range(blank.clone(), &" ".repeat(blank.len()));
-    toml::from_str::<toml::Table>(&candidate).ok()?;
-    let problem = Problem {
-        line: Some(text[..start].matches('\n').count() + 1),
-        key: table_of(&text[..start]).map_or(name.clone(), |t| format!("{t}.{name}")),
-        message: message.to_string(),
-    };
-    *text = candidate;
-    Some(problem)
-}
-
-/// The bytes of `key = value` at `at` in an inline table, with the comma
-/// that parts it from its neighbours.
-fn in_inline_table(text: &str, at: usize) -> Option<std::ops::Range<usize>> {
-    let (mut depth, mut quote) = (0, None);
-    for (i, c) in text[at..].char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '[' | '{') => depth += 1,
-            (None, ']' | '}') if depth > 0 => depth -= 1,
-            (None, ',') if depth == 0 => return Some(at..at + i + 1),
-            // The table's last entry: the comma before it goes.
-            (None, '}') => return Some(text[..at].rfind(',')?..at + i),
-            (None, '\n') => return None,
-            _ => {}
-        }
-    }
-    None
-}
-
-/// The table the text before a line leaves open, as keys name it
-/// (`routes[2]` for the third `[[routes]]`); `None` at the top level.
-fn table_of(before: &str) -> Option<String> {
-    let headers: Vec<&str> = before
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or_default().trim())
-        .filter(|l| l.starts_with('[') && l.ends_with(']') && !l.contains(['=', '"', '\'']))
-        .collect();
-    let last = *headers.last()?;
-    let array = last.starts_with("[[");
-    let name = last.trim_matches(|c| c == '[' || c == ']').trim();
-    if !array {
-        return Some(name.to_string());
-    }
-    let index = headers.iter().filter(|h| **h == last).count() - 1;
-    Some(format!("{name}[{index}]"))
+    Err(invalid(problems))
 }
 
 /// The certificates of a PEM file: at least one, or why not.

@@ -5,9 +5,11 @@
 //! the runtime modules import the model, never the reverse.
 //!
 //! - [`config`]: `gateway.toml` → a validated [`config::Config`]: `file` (the
-//!   only serde types), `check` (one function per table; `parse` reads single
-//!   values), `model` (plain data, a file per table), `restart` (what a reload
-//!   cannot apply), `units` (durations, sizes, offsets).
+//!   only serde types), `set_aside` (unknown keys and values of the wrong type
+//!   named and set aside, so the rest is read), `check` (one function per
+//!   table; `parse` reads single values), `model` (plain data, a file per
+//!   table), `restart` (what a reload cannot apply), `units` (durations,
+//!   sizes, offsets).
 //! - [`clock`]: wall-clock time, in one place, settable in tests.
 //! - [`path`]: request paths normalised once, ambiguous ones refused.
 //! - `target`: a request's one host and normalised path, or a `400`.

@@ -127,6 +127,52 @@ fn bad_values_are_each_named() {
 }
 
 #[test]
+fn a_value_of_the_wrong_type_is_named_with_the_other_problems() {
+    let bad = GOOD
+        .replace("[[listen]]\n", "[server]\ngrace_period = 5\n\n[[listen]]\n")
+        .replace("builtin = \"echo\"", "builtin = \"echo\"\nretries = 3")
+        .replace("upstream = \"echo\"", "upstream = \"billing\"");
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].ends_with("gateway.toml: 3 problem(s)"), "{err}");
+    for (at, expected) in [
+        (
+            1,
+            "gateway.toml:3: server.grace_period: invalid type: integer `5`, \
+             expected a duration such as \"5s\"",
+        ),
+        (
+            2,
+            "gateway.toml:10: upstreams.echo.retries: unknown field `retries`",
+        ),
+        (
+            3,
+            "gateway.toml:16: routes[0].upstream: no upstream named \"billing\"",
+        ),
+    ] {
+        assert!(lines[at].contains(expected), "line {at}: {expected}\n{err}");
+    }
+    // In an inline table, a list, a required key: each named, nothing said
+    // of the stand-in that replaced it.
+    let bad = GOOD.replace(
+        "path = \"/\"",
+        "path = 7\nmethods = [\"GET\", 5]\nrate_limit = { requests = \"many\", per = \"1s\" }",
+    );
+    let (ok, err) = check(&bad);
+    assert!(!ok);
+    for expected in [
+        "gateway.toml: 3 problem(s)",
+        "gateway.toml:11: routes[0].path: invalid type: integer `7`, expected a string",
+        "gateway.toml:12: routes[0].methods: invalid type: integer `5`, expected a string",
+        "gateway.toml:13: routes[0].rate_limit.requests: invalid type: string \"many\", \
+         expected a whole number, 0 or more",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+}
+
+#[test]
 fn malformed_toml_fails_with_its_position() {
     let (ok, err) = check("[[listen]\naddr = 1");
     assert!(!ok);

@@ -76,7 +76,12 @@ impl Checker<'_> {
         });
     }
 
-    fn duration(&mut self, v: &Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        v: &Option<Spanned<DurationText>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
         match v {
             None => default,
             Some(s) => match parse_duration(s.get_ref()) {
@@ -526,7 +531,7 @@ impl Checker<'_> {
     }
 
     /// A size such as `"64KiB"`, or `default`.
-    fn size(&mut self, v: &Option<Spanned<String>>, key: &str, default: u64) -> u64 {
+    fn size(&mut self, v: &Option<Spanned<SizeText>>, key: &str, default: u64) -> u64 {
         let Some(v) = v else {
             return default;
         };

@@ -41,7 +41,7 @@ pub(super) struct FileConfig {
 pub(super) struct FileHashLimits {
     pub(super) pbkdf2_rounds: Option<u32>,
     pub(super) bcrypt_cost: Option<Spanned<u32>>,
-    pub(super) memory: Option<Spanned<String>>,
+    pub(super) memory: Option<Spanned<SizeText>>,
     pub(super) argon2_passes: Option<u32>,
     pub(super) parallelism: Option<u32>,
     pub(super) scrypt_log_n: Option<Spanned<u8>>,
@@ -64,35 +64,35 @@ pub(super) struct FileCors {
     pub(super) expose_headers: Vec<Spanned<String>>,
     #[serde(default)]
     pub(super) allow_credentials: bool,
-    pub(super) max_age: Option<Spanned<String>>,
+    pub(super) max_age: Option<Spanned<DurationText>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileServer {
     pub(super) threads: Option<Spanned<usize>>,
-    pub(super) grace_period: Option<Spanned<String>>,
-    pub(super) shutdown_timeout: Option<Spanned<String>>,
+    pub(super) grace_period: Option<Spanned<DurationText>>,
+    pub(super) shutdown_timeout: Option<Spanned<DurationText>>,
     pub(super) data_dir: Option<String>,
-    pub(super) max_body_size: Option<Spanned<String>>,
+    pub(super) max_body_size: Option<Spanned<SizeText>>,
     pub(super) access_log: Option<bool>,
     pub(super) log_format: Option<Spanned<String>>,
     pub(super) trace_context: Option<bool>,
-    pub(super) header_timeout: Option<Spanned<String>>,
-    pub(super) idle_timeout: Option<Spanned<String>>,
-    pub(super) tls_handshake_timeout: Option<Spanned<String>>,
-    pub(super) body_timeout: Option<Spanned<String>>,
+    pub(super) header_timeout: Option<Spanned<DurationText>>,
+    pub(super) idle_timeout: Option<Spanned<DurationText>>,
+    pub(super) tls_handshake_timeout: Option<Spanned<DurationText>>,
+    pub(super) body_timeout: Option<Spanned<DurationText>>,
     pub(super) max_connections: Option<Spanned<usize>>,
     pub(super) max_connections_per_ip: Option<Spanned<usize>>,
     pub(super) max_requests_per_ip: Option<Spanned<usize>>,
-    pub(super) request_buffer_size: Option<Spanned<String>>,
-    pub(super) min_body_rate: Option<Spanned<String>>,
-    pub(super) min_body_rate_after: Option<Spanned<String>>,
-    pub(super) max_header_size: Option<Spanned<String>>,
+    pub(super) request_buffer_size: Option<Spanned<SizeText>>,
+    pub(super) min_body_rate: Option<Spanned<SizeText>>,
+    pub(super) min_body_rate_after: Option<Spanned<DurationText>>,
+    pub(super) max_header_size: Option<Spanned<SizeText>>,
     pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
     pub(super) merge_slashes: Option<bool>,
     pub(super) allow_encoded_slashes: Option<bool>,
-    pub(super) tunnel_idle_timeout: Option<Spanned<String>>,
+    pub(super) tunnel_idle_timeout: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(super) allow_ips: Vec<Spanned<String>>,
     #[serde(default)]
@@ -108,7 +108,7 @@ pub(super) struct FileServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileRateLimit {
     pub(super) requests: Spanned<u32>,
-    pub(super) per: Spanned<String>,
+    pub(super) per: Spanned<DurationText>,
     pub(super) by: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) burst: u32,
@@ -187,16 +187,16 @@ pub(super) struct FileStore {
     pub(super) client_cert_file: Option<Spanned<String>>,
     pub(super) client_key_file: Option<Spanned<String>>,
     pub(super) wait_replicas: Option<u32>,
-    pub(super) wait_timeout: Option<Spanned<String>>,
+    pub(super) wait_timeout: Option<Spanned<DurationText>>,
     pub(super) key_prefix: Option<String>,
-    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<DurationText>>,
     pub(super) on_outage: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileAuth {
-    pub(super) leeway: Option<Spanned<String>>,
+    pub(super) leeway: Option<Spanned<DurationText>>,
     pub(super) verified_cache_size: Option<usize>,
     pub(super) strip_headers: Option<Vec<Spanned<String>>>,
 }
@@ -205,8 +205,8 @@ pub(super) struct FileAuth {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileDns {
     pub(super) servers: Option<Vec<Spanned<String>>>,
-    pub(super) min_ttl: Option<Spanned<String>>,
-    pub(super) max_ttl: Option<Spanned<String>>,
+    pub(super) min_ttl: Option<Spanned<DurationText>>,
+    pub(super) max_ttl: Option<Spanned<DurationText>>,
 }
 
 #[derive(Deserialize)]
@@ -216,18 +216,18 @@ pub(super) struct FileUpstream {
     pub(super) listen: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) servers: Vec<Spanned<String>>,
-    pub(super) connect_timeout: Option<Spanned<String>>,
-    pub(super) read_timeout: Option<Spanned<String>>,
-    pub(super) write_timeout: Option<Spanned<String>>,
+    pub(super) connect_timeout: Option<Spanned<DurationText>>,
+    pub(super) read_timeout: Option<Spanned<DurationText>>,
+    pub(super) write_timeout: Option<Spanned<DurationText>>,
     pub(super) max_idle_connections: Option<usize>,
-    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) idle_timeout: Option<Spanned<DurationText>>,
     pub(super) max_connections: Option<Spanned<usize>>,
-    pub(super) queue_timeout: Option<Spanned<String>>,
+    pub(super) queue_timeout: Option<Spanned<DurationText>>,
     /// `"tcp"`, `"none"`, or a [`FileHttpCheck`] table.
     pub(super) health_check: Option<Spanned<toml::Value>>,
-    pub(super) health_check_interval: Option<Spanned<String>>,
+    pub(super) health_check_interval: Option<Spanned<DurationText>>,
     pub(super) eject_after: Option<Spanned<u32>>,
-    pub(super) eject_for: Option<Spanned<String>>,
+    pub(super) eject_for: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(super) eject_on_5xx: bool,
     pub(super) host: Option<String>,
@@ -255,7 +255,7 @@ pub(super) struct FileHttpCheck {
 pub(super) struct FileIssuer {
     pub(super) iss: Option<Spanned<String>>,
     pub(super) dialect: Option<Spanned<String>>,
-    pub(super) token_ttl: Option<Spanned<String>>,
+    pub(super) token_ttl: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(super) allow_no_exp: bool,
     #[serde(default)]
@@ -264,7 +264,7 @@ pub(super) struct FileIssuer {
     pub(super) host: Option<Spanned<String>>,
     pub(super) path: Option<Spanned<String>>,
     pub(super) refresh_path: Option<Spanned<String>>,
-    pub(super) refresh_ttl: Option<Spanned<String>>,
+    pub(super) refresh_ttl: Option<Spanned<DurationText>>,
     pub(super) time_zone: Option<Spanned<String>>,
     pub(super) default_years: Option<u32>,
     pub(super) max_years: Option<u32>,
@@ -273,9 +273,9 @@ pub(super) struct FileIssuer {
     pub(super) max_failures: Option<u32>,
     pub(super) ip_max_failures: Option<u32>,
     pub(super) client_max_failures: Option<u32>,
-    pub(super) lockout: Option<Spanned<String>>,
-    pub(super) max_body_size: Option<Spanned<String>>,
-    pub(super) body_timeout: Option<Spanned<String>>,
+    pub(super) lockout: Option<Spanned<DurationText>>,
+    pub(super) max_body_size: Option<Spanned<SizeText>>,
+    pub(super) body_timeout: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(super) principals: Vec<FilePrincipal>,
     pub(super) principals_file: Option<Spanned<String>>,
@@ -293,12 +293,12 @@ pub(super) struct FileIssuer {
     pub(super) discovery_url: Option<Spanned<String>>,
     pub(super) jwks_url: Option<Spanned<String>>,
     pub(super) ca_file: Option<Spanned<String>>,
-    pub(super) jwks_refresh_min: Option<Spanned<String>>,
-    pub(super) jwks_refresh_max: Option<Spanned<String>>,
-    pub(super) jwks_refetch_interval: Option<Spanned<String>>,
-    pub(super) jwks_max_stale: Option<Spanned<String>>,
-    pub(super) jwks_timeout: Option<Spanned<String>>,
-    pub(super) jwks_ready_timeout: Option<Spanned<String>>,
+    pub(super) jwks_refresh_min: Option<Spanned<DurationText>>,
+    pub(super) jwks_refresh_max: Option<Spanned<DurationText>>,
+    pub(super) jwks_refetch_interval: Option<Spanned<DurationText>>,
+    pub(super) jwks_max_stale: Option<Spanned<DurationText>>,
+    pub(super) jwks_timeout: Option<Spanned<DurationText>>,
+    pub(super) jwks_ready_timeout: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(super) allow_ips: Vec<Spanned<String>>,
     #[serde(default)]
@@ -355,8 +355,8 @@ pub(super) struct FileUserStore {
     pub(super) url: Option<Spanned<String>>,
     pub(super) url_env: Option<Spanned<String>>,
     pub(super) query: Spanned<String>,
-    pub(super) cache_ttl: Option<Spanned<String>>,
-    pub(super) timeout: Option<Spanned<String>>,
+    pub(super) cache_ttl: Option<Spanned<DurationText>>,
+    pub(super) timeout: Option<Spanned<DurationText>>,
     pub(super) max_connections: Option<u32>,
     pub(super) rehash: Option<Spanned<String>>,
     pub(super) update: Option<Spanned<String>>,
@@ -369,8 +369,8 @@ pub(super) struct FileShadow {
     pub(super) url: Spanned<String>,
     pub(super) primary: Option<Spanned<String>>,
     pub(super) sample: Option<Spanned<f64>>,
-    pub(super) timeout: Option<Spanned<String>>,
-    pub(super) tolerance: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<DurationText>>,
+    pub(super) tolerance: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(super) claims: Vec<String>,
     #[serde(default)]
@@ -450,6 +450,41 @@ pub(super) struct FileRoute {
     pub(super) max_in_flight: Option<Spanned<u32>>,
     pub(super) concurrency: Option<Spanned<FileConcurrency>>,
 }
+
+/// Text the checks read as a duration or a size: a type of its own, so
+/// that a value of another type is refused saying what was expected
+/// ("expected a duration such as "5s"", not "expected a string").
+macro_rules! unit_text {
+    ($name:ident, $expected:literal) => {
+        #[derive(Clone, Debug)]
+        pub(super) struct $name(String);
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct Text;
+                impl serde::de::Visitor<'_> for Text {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expected)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$name, E> {
+                        Ok($name(s.to_string()))
+                    }
+                }
+                d.deserialize_str(Text)
+            }
+        }
+    };
+}
+unit_text!(DurationText, "a duration such as \"5s\"");
+unit_text!(SizeText, "a size such as \"64KiB\"");
 
 fn any_host() -> Spanned<String> {
     Spanned::new(0..0, "*".to_string())

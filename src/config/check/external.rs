@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use super::super::file::FileIssuer;
+use super::super::file::{DurationText, FileIssuer};
 use super::super::model::{ExternalKeySource, KeyLocation};
 use super::super::units::secs;
 use super::parse::check_key_url;
@@ -55,7 +55,7 @@ impl Checker<'_> {
             }
             path
         });
-        let mut duration = |v: &Option<Spanned<String>>, k: &str, default: u64| {
+        let mut duration = |v: &Option<Spanned<DurationText>>, k: &str, default: u64| {
             self.duration(v, &key(k), secs(default))
         };
         let source = ExternalKeySource {
@@ -92,19 +92,24 @@ impl Checker<'_> {
 
     /// The JWKS keys only mean something beside a URL to fetch from.
     fn refuse_external_keys(&mut self, name: &str, i: &FileIssuer) {
-        let given = [
-            (&i.ca_file, "ca_file"),
+        let durations = [
             (&i.jwks_refresh_min, "jwks_refresh_min"),
             (&i.jwks_refresh_max, "jwks_refresh_max"),
             (&i.jwks_refetch_interval, "jwks_refetch_interval"),
             (&i.jwks_max_stale, "jwks_max_stale"),
             (&i.jwks_timeout, "jwks_timeout"),
             (&i.jwks_ready_timeout, "jwks_ready_timeout"),
-        ];
-        for (value, k) in given {
-            if let Some(v) = value {
+        ]
+        .map(|(value, k)| (value.as_ref().map(Spanned::span), k));
+        let given = [(i.ca_file.as_ref().map(Spanned::span), "ca_file")];
+        for (span, k) in given.into_iter().chain(durations) {
+            if let Some(span) = span {
                 let message = "only an external issuer (discovery_url or jwks_url) has this";
-                self.problem(v, format!("issuers.{name}.{k}"), message);
+                self.problem(
+                    &Spanned::new(span, ()),
+                    format!("issuers.{name}.{k}"),
+                    message,
+                );
             }
         }
     }
