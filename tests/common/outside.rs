@@ -48,7 +48,7 @@ impl Outside {
     }
 
     /// How to install it: the packages `.ci/run` installs (README.md,
-    /// "On a fresh machine", has the same table).
+    /// "The tests", has the same table).
     fn install(self) -> &'static str {
         match self {
             Outside::Redis => {
