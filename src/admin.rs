@@ -311,7 +311,12 @@ impl Admin {
     /// Loads the config file and swaps it in; the number of routes and the
     /// keys that need a restart, or the status and message of why not.
     async fn apply_config(&self) -> Result<(usize, Vec<String>), ReloadError> {
-        let config = crate::config::load(&self.config_path)?;
+        // Off the side runtime: a long file must not hold up the admin
+        // API and the built-in upstreams while it is checked.
+        let path = self.config_path.clone();
+        let config = tokio::task::spawn_blocking(move || crate::config::load(&path))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
         let running = self.shared.live.load_full();
         let metrics = &self.shared.metrics;
         let external = &self.shared.external;

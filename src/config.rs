@@ -7,6 +7,7 @@
 
 mod check;
 mod file;
+mod key_paths;
 mod model;
 mod restart;
 mod set_aside;
@@ -42,8 +43,12 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    #[error("{}", render_parse_error(path, *line, message))]
+    Parse {
+        path: String,
+        line: Option<usize>,
+        message: String,
+    },
     #[error("{}", render_problems(path, problems))]
     Invalid {
         path: String,
@@ -51,20 +56,51 @@ pub enum ConfigError {
     },
 }
 
+/// Keys and messages may quote the file (an unknown key's name): their
+/// control characters are escaped, so no line of the file can pass for
+/// another problem, or reach a terminal as an escape sequence.
 fn render_problems(path: &str, problems: &[Problem]) -> String {
     let mut out = format!("{path}: {} problem(s)", problems.len());
     for p in problems {
+        let (key, message) = (visible(&p.key), visible(&p.message));
         match p.line {
-            Some(line) => out.push_str(&format!("\n  {path}:{line}: {}: {}", p.key, p.message)),
-            None => out.push_str(&format!("\n  {path}: {}: {}", p.key, p.message)),
+            Some(line) => out.push_str(&format!("\n  {path}:{line}: {key}: {message}")),
+            None => out.push_str(&format!("\n  {path}: {key}: {message}")),
         }
     }
     out
 }
 
+/// Text that is not TOML: where the parser stopped and why, never the
+/// line itself (it may hold a secret).
+fn render_parse_error(path: &str, line: Option<usize>, message: &str) -> String {
+    let message = message.replace('\n', "; ");
+    match line {
+        Some(line) => format!("{path}:{line}: {}", visible(&message)),
+        None => format!("{path}: {}", visible(&message)),
+    }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`).
+fn visible(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_debug().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // Loading
 // ---------------------------------------------------------------------------
+
+/// Past this many problems set aside, the rest of the file is not read:
+/// each costs a parse of the whole file.
+const MAX_SET_ASIDE: usize = 50;
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -85,28 +121,57 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let shown = path.display().to_string();
     let parse_error = |e: toml::de::Error| ConfigError::Parse {
         path: shown.clone(),
-        message: e.to_string().trim_end().to_string(),
+        line: e
+            .span()
+            .map(|span| text[..span.start].matches('\n').count() + 1),
+        message: match e.message().trim_end() {
+            "" => "not valid TOML here".to_string(),
+            message => message.to_string(),
+        },
     };
     toml::from_str::<toml::Table>(text).map_err(parse_error)?;
-    let invalid = |problems| ConfigError::Invalid {
+    let keys = key_paths::KeyPaths::parse(text).ok_or_else(|| ConfigError::Parse {
         path: shown.clone(),
-        problems,
+        line: None,
+        message: "not TOML".to_string(),
+    })?;
+    let invalid = |mut problems: Vec<Problem>| {
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        ConfigError::Invalid {
+            path: shown.clone(),
+            problems,
+        }
     };
     // What serde stopped at, and the values replaced by stand-ins.
     let (mut found, mut stand_ins) = (Vec::new(), Vec::new());
     let mut remaining = text.to_string();
     let file: file::FileConfig = loop {
+        if found.len() + stand_ins.len() >= MAX_SET_ASIDE {
+            found.extend(stand_ins);
+            found.push(Problem {
+                line: None,
+                key: "(file)".to_string(),
+                message: format!("{MAX_SET_ASIDE} problems and not read further: fix these first"),
+            });
+            return Err(invalid(found));
+        }
         match toml::from_str(&remaining) {
             Ok(file) => break file,
-            Err(e) => match set_aside::set_aside(&mut remaining, &e) {
+            Err(e) => match set_aside::set_aside(&mut remaining, &keys, &e) {
+                // A key missing where an unknown one was set aside (a
+                // misspelling) is that one problem, said once.
+                Some(set)
+                    if set.problem.message.starts_with("missing field")
+                        && found.iter().any(|p: &Problem| p.line == set.problem.line) => {}
                 Some(set) if set.stand_in => stand_ins.push(set.problem),
                 Some(set) => found.push(set.problem),
-                None if found.is_empty() && stand_ins.is_empty() => return Err(parse_error(e)),
+                None if found.is_empty() && stand_ins.is_empty() => {
+                    return Err(invalid(vec![set_aside::stopped_at(text, &keys, &e)]))
+                }
                 // One that cannot be set aside: reported with those found so far.
                 None => {
-                    found.push(set_aside::stopped_at(&remaining, &e));
+                    found.push(set_aside::stopped_at(&remaining, &keys, &e));
                     found.extend(stand_ins);
-                    found.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
                     return Err(invalid(found));
                 }
             },
@@ -120,7 +185,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     problems.extend(found);
     problems.extend(stand_ins);
-    problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
     Err(invalid(problems))
 }
 

@@ -358,7 +358,10 @@ mod tests {
         let refused = |s: &str| crate::config::secret_hash(s).unwrap_err();
         assert!(refused("demo2024").contains("plain text"));
         assert!(refused("$portero-hmac-sha256$only-one-part").contains("fast hash"));
-        assert!(refused("$md5-crypt$abc$def").contains("md5-crypt"));
+        // An unknown format is not named: a plain secret that starts with
+        // `$` would be.
+        assert!(refused("$md5-crypt$abc$def").contains("a hash of a format not known"));
+        assert!(!refused("$uperS3cret!").contains("uperS3cret"));
         assert!(refused("$2b$12$tooshort").contains("bcrypt"));
         assert!(refused("pbkdf2_sha256$0$salt$aGFzaA==").contains("Django"));
         assert!(refused("$pbkdf2-sha256$29000$salt$n*t-ab64").contains("passlib"));

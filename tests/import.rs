@@ -161,7 +161,7 @@ async fn a_file_with_bad_rows_imports_nothing_unless_partial_and_imports_again()
     let (ok, out, err) = import(&gw, "people", &file, &[]);
     assert!(!ok, "{out}");
     for expected in [
-        "refused line 3: secret_hash: \"1\" hashes are not known",
+        "refused line 3: secret_hash: a hash of a format not known",
         "refused line 4: secret_hash: not a known hash format",
         "refused line 5: the session dialect needs username",
         "refused line 6: login \"ana\" is on line 2 too",

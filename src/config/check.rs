@@ -5,7 +5,7 @@ mod cors;
 mod external;
 mod issuer;
 mod limits;
-mod names;
+pub(super) mod names;
 pub(super) mod parse;
 mod route;
 pub(super) mod secret_hash;

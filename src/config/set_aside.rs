@@ -7,6 +7,8 @@
 
 use std::ops::Range;
 
+use super::check::names::nearest;
+use super::key_paths::KeyPaths;
 use super::Problem;
 
 /// A problem serde stopped at, now set aside in the text.
@@ -19,14 +21,18 @@ pub(super) struct SetAside {
 
 /// The problem `e` names, set aside in `text` so that the next parse goes
 /// past it; `None` (`text` unchanged) when it cannot be.
-pub(super) fn set_aside(text: &mut String, e: &toml::de::Error) -> Option<SetAside> {
-    if let Some(problem) = unknown_key(text, e) {
+pub(super) fn set_aside(
+    text: &mut String,
+    keys: &KeyPaths,
+    e: &toml::de::Error,
+) -> Option<SetAside> {
+    if let Some(problem) = unknown_key(text, keys, e) {
         return Some(SetAside {
             problem,
             stand_in: false,
         });
     }
-    let problem = wrong_type(text, e)?;
+    let problem = wrong_type(text, keys, e).or_else(|| missing_in_inline_table(text, keys, e))?;
     Some(SetAside {
         problem,
         stand_in: true,
@@ -34,12 +40,14 @@ pub(super) fn set_aside(text: &mut String, e: &toml::de::Error) -> Option<SetAsi
 }
 
 /// `e`, which cannot be set aside, as a problem beside those found before it.
-pub(super) fn stopped_at(text: &str, e: &toml::de::Error) -> Problem {
-    let message = e.message().to_string();
+pub(super) fn stopped_at(text: &str, keys: &KeyPaths, e: &toml::de::Error) -> Problem {
+    let message = without_strings(e.message());
     match e.span() {
         Some(span) => Problem {
             line: Some(line_of(text, span.start)),
-            key: key_at(text, span.start).unwrap_or_else(|| "(top level)".to_string()),
+            key: keys
+                .at(span.start)
+                .unwrap_or_else(|| "(top level)".to_string()),
             message,
         },
         None => Problem {
@@ -53,7 +61,7 @@ pub(super) fn stopped_at(text: &str, e: &toml::de::Error) -> Problem {
 /// A value of the wrong type (`grace_period = 5`), as a problem saying
 /// what the key takes, replaced in `text` by a stand-in of that type.
 /// `None` if `e` is another error, or the value cannot be replaced alone.
-fn wrong_type(text: &mut String, e: &toml::de::Error) -> Option<Problem> {
+fn wrong_type(text: &mut String, keys: &KeyPaths, e: &toml::de::Error) -> Option<Problem> {
     let message = e.message();
     let (kind, rest) = ["invalid type: ", "invalid value: "]
         .into_iter()
@@ -63,7 +71,7 @@ fn wrong_type(text: &mut String, e: &toml::de::Error) -> Option<Problem> {
     if text[span.clone()].contains('\n') {
         return None;
     }
-    let key = key_at(text, span.start)?;
+    let key = keys.at(span.start)?;
     let mut candidate = text.clone();
     match stand_in(expected)? {
         StandIn::Value(value) => candidate.replace_range(span.clone(), value),
@@ -76,7 +84,60 @@ fn wrong_type(text: &mut String, e: &toml::de::Error) -> Option<Problem> {
     let problem = Problem {
         line: Some(line_of(text, span.start)),
         key,
-        message: format!("{kind}{found}, expected {}", readable(expected)),
+        message: format!(
+            "{kind}{}, expected {}",
+            found_type(found),
+            readable(expected)
+        ),
+    };
+    *text = candidate;
+    Some(problem)
+}
+
+/// serde's `found` as its type alone: `string "postgres://u:pw@db"` may be
+/// a secret written in the wrong place, so a string is never echoed.
+fn found_type(found: &str) -> &str {
+    if found.starts_with("string ") {
+        "a string"
+    } else {
+        found
+    }
+}
+
+/// A message of serde's with the string it quotes taken out
+/// (`invalid type: string "...", expected ...`), for the same reason.
+fn without_strings(message: &str) -> String {
+    for kind in ["invalid type: ", "invalid value: "] {
+        if let Some((found, expected)) = message
+            .strip_prefix(kind)
+            .and_then(|rest| rest.rsplit_once(", expected "))
+        {
+            return format!("{kind}{}, expected {expected}", found_type(found));
+        }
+    }
+    message.to_string()
+}
+
+/// A key missing from an inline table written on one line
+/// (`concurrency = { }`), as a problem, the whole entry blanked out.
+fn missing_in_inline_table(
+    text: &mut String,
+    keys: &KeyPaths,
+    e: &toml::de::Error,
+) -> Option<Problem> {
+    e.message().strip_prefix("missing field `")?;
+    let span = e.span()?;
+    if !text[span.clone()].starts_with('{') || text[span.clone()].contains('\n') {
+        return None;
+    }
+    let entry = whole_entry(text, span.clone())?;
+    let mut candidate = text.clone();
+    candidate.replace_range(entry.clone(), &" ".repeat(entry.len()));
+    toml::from_str::<toml::Table>(&candidate).ok()?;
+    let problem = Problem {
+        line: Some(line_of(text, span.start)),
+        key: keys.at(span.start)?,
+        message: e.message().to_string(),
     };
     *text = candidate;
     Some(problem)
@@ -140,38 +201,51 @@ fn whole_entry(text: &str, value: Range<usize>) -> Option<Range<usize>> {
 /// (spaces for its bytes, so every span stays where it was): a line of
 /// its own, or its place in an inline table. `None` if `e` is another
 /// error or the key cannot be set aside alone.
-fn unknown_key(text: &mut String, e: &toml::de::Error) -> Option<Problem> {
+fn unknown_key(text: &mut String, keys: &KeyPaths, e: &toml::de::Error) -> Option<Problem> {
     let message = e.message();
-    let name = message.strip_prefix("unknown field `")?.split('`').next()?;
+    message.strip_prefix("unknown field `")?;
     let at = e.span()?.start;
-    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let start = line_start(text, at);
     let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
-    let mut name = name.to_string();
     let blank = if text[start..at].trim().is_empty() {
         start..end
     } else {
-        // `rate_limit = { ..., wat = 1 }`: the key is `rate_limit.wat`.
-        if let Some((before, _)) = text[start..at].rsplit_once('{') {
-            let table = before.trim_end().trim_end_matches('=').trim();
-            name = format!("{}.{name}", table.rsplit([',', '{']).next()?.trim());
-        }
         in_inline_table(text, at)?
     };
     let mut candidate = text.clone();
     candidate.replace_range(blank.clone(), &" ".repeat(blank.len()));
     toml::from_str::<toml::Table>(&candidate).ok()?;
     let problem = Problem {
-        line: Some(text[..start].matches('\n').count() + 1),
-        key: table_of(&text[..start]).map_or(name.clone(), |t| format!("{t}.{name}")),
-        message: message.to_string(),
+        line: Some(line_of(text, at)),
+        key: keys.at(at)?,
+        message: with_suggestion(message),
     };
     *text = candidate;
     Some(problem)
 }
 
+/// serde's "unknown field `shutdown_timeot`, expected one of `threads`, ...",
+/// as "unknown field `shutdown_timeot`; did you mean `shutdown_timeout`?"
+/// when one of the keys the table takes is a likely fix; unchanged if not.
+fn with_suggestion(message: &str) -> String {
+    let Some((unknown, expected)) = message.split_once(", expected one of ") else {
+        return message.to_string();
+    };
+    let written = unknown
+        .trim_start_matches("unknown field `")
+        .trim_end_matches('`');
+    let known = expected.split(", ").map(|k| k.trim_matches('`'));
+    match nearest(written, known) {
+        Some(near) => format!("{unknown}; did you mean `{near}`?"),
+        None => message.to_string(),
+    }
+}
+
 /// The bytes of `key = value` at `at` in an inline table, with the comma
-/// that parts it from its neighbours.
+/// that parts it from its neighbours; all on one line, inside the table's
+/// braces (`None` otherwise).
 fn in_inline_table(text: &str, at: usize) -> Option<std::ops::Range<usize>> {
+    let opened = text[line_start(text, at)..at].rfind('{')? + line_start(text, at);
     let (mut depth, mut quote) = (0, None);
     for (i, c) in text[at..].char_indices() {
         match (quote, c) {
@@ -181,31 +255,17 @@ fn in_inline_table(text: &str, at: usize) -> Option<std::ops::Range<usize>> {
             (None, '[' | '{') => depth += 1,
             (None, ']' | '}') if depth > 0 => depth -= 1,
             (None, ',') if depth == 0 => return Some(at..at + i + 1),
-            // The table's last entry: the comma before it goes.
-            (None, '}') => return Some(text[..at].rfind(',')?..at + i),
+            // The table's last entry: the comma before it goes (none
+            // when it is the only one).
+            (None, '}') => {
+                let comma = text[opened..at].rfind(',').map_or(at, |c| opened + c);
+                return Some(comma..at + i);
+            }
             (None, '\n') => return None,
             _ => {}
         }
     }
     None
-}
-
-/// The table the text before a line leaves open, as keys name it
-/// (`routes[2]` for the third `[[routes]]`); `None` at the top level.
-fn table_of(before: &str) -> Option<String> {
-    let headers: Vec<&str> = before
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or_default().trim())
-        .filter(|l| l.starts_with('[') && l.ends_with(']') && !l.contains(['=', '"', '\'']))
-        .collect();
-    let last = *headers.last()?;
-    let array = last.starts_with("[[");
-    let name = last.trim_matches(|c| c == '[' || c == ']').trim();
-    if !array {
-        return Some(name.to_string());
-    }
-    let index = headers.iter().filter(|h| **h == last).count() - 1;
-    Some(format!("{name}[{index}]"))
 }
 
 /// The line (from 1) that byte `at` of `text` is on.
@@ -218,85 +278,21 @@ fn line_start(text: &str, at: usize) -> usize {
     text[..at].rfind('\n').map_or(0, |i| i + 1)
 }
 
-/// The key a value at byte `at` belongs to, in full (`server.grace_period`,
-/// `routes[0].rate_limit.requests`); for a table header, the table's.
-fn key_at(text: &str, at: usize) -> Option<String> {
-    let start = line_start(text, at);
-    if text[start..at].trim().is_empty() && text[at..].starts_with('[') {
-        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
-        return table_of(&text[..end]);
-    }
-    let inner = key_before(&text[start..at])?;
-    Some(match table_of(&text[..start]) {
-        Some(table) => format!("{table}.{inner}"),
-        None => inner,
-    })
-}
-
-/// The key path of a value that starts right after `before`, the text of
-/// its line up to it: `grace_period` after `grace_period = `,
-/// `rate_limit.requests` after `rate_limit = { requests = `, `methods`
-/// after `methods = ["GET", `. `None` if no key is on the line.
-fn key_before(before: &str) -> Option<String> {
-    // Each open `{` or `[` with the key it is the value of (none for an
-    // array's element).
-    let mut open: Vec<(char, Option<String>)> = Vec::new();
-    let (mut pending, mut from, mut quote) = (None, 0, None);
-    for (i, c) in before.char_indices() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '"' | '\'') => quote = Some(c),
-            (None, '=') => {
-                let key = before[from..i].trim().trim_matches(['"', '\'']);
-                pending = Some(key.to_string());
-            }
-            (None, '{' | '[') => {
-                open.push((c, pending.take()));
-                from = i + 1;
-            }
-            (None, '}' | ']') => {
-                open.pop();
-            }
-            (None, ',') => {
-                pending = None;
-                from = i + 1;
-            }
-            _ => {}
-        }
-    }
-    let mut path: Vec<String> = open.iter().filter_map(|(_, key)| key.clone()).collect();
-    // An array's element is named by the array's key.
-    if open.last().is_none_or(|(bracket, _)| *bracket == '{') {
-        path.extend(pending);
-    }
-    (!path.is_empty()).then(|| path.join("."))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_values_key_is_read_from_its_line() {
+    fn an_unknown_key_near_a_known_one_is_named_with_it() {
+        let serde =
+            "unknown field `shutdown_timeot`, expected one of `threads`, `shutdown_timeout`";
         assert_eq!(
-            key_before("grace_period = ").as_deref(),
-            Some("grace_period")
+            with_suggestion(serde),
+            "unknown field `shutdown_timeot`; did you mean `shutdown_timeout`?"
         );
-        assert_eq!(
-            key_before("rate_limit = { per = \"1s\", requests = ").as_deref(),
-            Some("rate_limit.requests")
-        );
-        assert_eq!(
-            key_before("methods = [\"GET\", ").as_deref(),
-            Some("methods")
-        );
-        assert_eq!(
-            key_before("a = { b = [1, 2], \"c,d\" = ").as_deref(),
-            Some("a.c,d")
-        );
-        // The next line of a list written over several: no key on it.
-        assert_eq!(key_before("  "), None);
+        // Nothing near: serde's list of what the table takes stays.
+        let far = "unknown field `colour`, expected one of `threads`, `shutdown_timeout`";
+        assert_eq!(with_suggestion(far), far);
     }
 
     #[test]

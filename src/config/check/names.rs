@@ -14,11 +14,22 @@ pub(super) fn not_found<'a>(
     }
 }
 
+/// Names longer than this get no suggestion: the distance costs the
+/// product of the two lengths.
+const LONGEST_COMPARED: usize = 64;
+
 /// The known name fewest edits away (a swap of two letters is one), if
 /// that is at most a third of it: `echo` for `ecoh`, nothing for `billing`.
-fn nearest<'a>(written: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(in crate::config) fn nearest<'a>(
+    written: &str,
+    known: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    if written.len() > LONGEST_COMPARED {
+        return None;
+    }
     known
         .into_iter()
+        .filter(|name| name.len() <= LONGEST_COMPARED)
         .map(|name| (strsim::damerau_levenshtein(written, name), name))
         .filter(|(edits, name)| *edits <= (name.chars().count() / 3).max(1))
         .min_by_key(|(edits, _)| *edits)

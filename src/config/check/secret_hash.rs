@@ -39,9 +39,8 @@ pub fn secret_hash(s: &str) -> Result<SecretHash, String> {
     }
     if let Some(id) = s.strip_prefix('$').and_then(|rest| rest.split('$').next()) {
         if !PHC.contains(&id) {
-            return Err(format!(
-                "{id:?} hashes are not known (argon2, pbkdf2-sha256/-sha512, scrypt, bcrypt, Django)"
-            ));
+            // The id is not named: a plain secret that starts with `$` would be.
+            return Err("a hash of a format not known (argon2, pbkdf2-sha256/-sha512, scrypt, bcrypt, Django)".to_string());
         }
         let parsed = PasswordHash::new(s).map_err(|_| format!("malformed {id} hash"))?;
         if parsed.hash.is_none() {
