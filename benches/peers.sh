@@ -35,6 +35,8 @@ QUIET_MAX_PCT=${QUIET_MAX_PCT:-15} # before each run, wait until other processes
 QUIET_WAIT=${QUIET_WAIT:-120}      # ... for at most this many seconds, then measure anyway (flagged)
 DIRTY_RETRIES=${DIRTY_RETRIES:-2}  # repeat a run whose foreign CPU load exceeded QUIET_MAX_PCT, at most this often
 BENCH_NICE=${BENCH_NICE:-}         # nice level for servers + wrk; default -10 as root, 0 otherwise
+LOGS=${LOGS:-0}                    # 1: every proxy writes an access line per request (nginx: combined to a file,
+                                   # haproxy: httplog to stdout, a file); the gateway's command reads $LOGS
 OUT_JSON=${OUT_JSON:-}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 KEEP_TMP=${KEEP_TMP:-0}
@@ -232,7 +234,7 @@ error_log $TMP/nginx-proxy.err warn;
 worker_rlimit_nofile 16384;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  $( [[ $LOGS == 1 ]] && echo "access_log $TMP/nginx-access.log;" || echo "access_log off;" )
   server_tokens off;
   client_body_temp_path $TMP/nginx-body;
   proxy_temp_path $TMP/nginx-proxy-tmp;
@@ -261,8 +263,10 @@ global
   nbthread 1
   maxconn 4096
   pidfile $TMP/$1.pid
+$( [[ $LOGS == 1 ]] && echo "  log stdout format raw local0" )
 defaults
   mode http
+$( [[ $LOGS == 1 ]] && printf '  log global\n  option httplog\n' )
   option http-keep-alive
   timeout connect 5s
   timeout client 30s
@@ -359,7 +363,7 @@ start_servers() { # <peer cpu set> <origin cpu set>
   if [[ -n $GATEWAY_CMD ]]; then
     port_open "$GATEWAY_PORT" && die "gateway port $GATEWAY_PORT already in use"
     start_bg gateway "$cpus" env UPSTREAM_URL="http://127.0.0.1:$UP_PORT" UPSTREAM_ADDR="127.0.0.1:$UP_PORT" GATEWAY_PORT="$GATEWAY_PORT" \
-      GATEWAY_THREADS="$GATEWAY_THREADS" JWT_SECRET="$JWT_SECRET" JWT_ISSUER="$JWT_ISSUER" \
+      GATEWAY_THREADS="$GATEWAY_THREADS" JWT_SECRET="$JWT_SECRET" JWT_ISSUER="$JWT_ISSUER" LOGS="$LOGS" \
       bash -c "$GATEWAY_CMD"
     wait_port gateway "$GATEWAY_PORT" "$GATEWAY_WAIT"
   fi
@@ -553,7 +557,7 @@ done
 
 # ---------------------------------------------------------------- report
 export RESULTS START_TS CONNS DURATION WARMUP ROUNDS WRK_THREADS SERVER_CPUS ORIGIN_CPUS CLIENT_CPUS NCPU CLK_TCK \
-       HAP_VERSION NGX_VERSION WRK_VERSION OUT_JSON GATEWAY_CMD GATEWAY_PORT JWT_CHECK_ISS BENCH_NICE QUIET_MAX_PCT
+       HAP_VERSION NGX_VERSION WRK_VERSION OUT_JSON LOGS GATEWAY_CMD GATEWAY_PORT JWT_CHECK_ISS BENCH_NICE QUIET_MAX_PCT
 export TARGET_ORDER="${TGT_NAME[*]}"
 python3 - <<'PY'
 import json, os, platform, statistics as st
@@ -618,7 +622,7 @@ print(f"== peers.sh results ({E['START_TS']}; {E['NCPU']}-core loopback; wrk {E[
       f"-c{E['CONNS']} -d{E['DURATION']}s, warm-up {E['WARMUP']}s, {E['ROUNDS']} interleaved rounds, medians) ==")
 print(f"   haproxy {E['HAP_VERSION']} (nbthread 1), nginx {E['NGX_VERSION']} (worker_processes 1); pinned = peers on CPU "
       f"{E['SERVER_CPUS']}, origin on CPU {E['ORIGIN_CPUS']}, wrk on CPU {E['CLIENT_CPUS']}; unpinned = all on all CPUs; "
-      f"nice {E['BENCH_NICE']}")
+      f"nice {E['BENCH_NICE']}" + ("; access logs ON (nginx combined to a file, haproxy httplog to stdout)" if E.get("LOGS") == "1" else ""))
 print(hdr)
 print("-" * len(hdr))
 for s in summary:

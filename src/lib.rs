@@ -6,7 +6,8 @@
 //!
 //! - [`config`]: `gateway.toml` → a validated [`config::Config`]: `file` (the
 //!   only serde types), `set_aside` (unknown keys and values of the wrong type
-//!   named and set aside, so the rest is read), `check` (one function per
+//!   named and set aside, so the rest is read), `key_paths` (the key at a
+//!   byte of the file, from its syntax tree), `check` (one function per
 //!   table; `parse` reads single values), `model` (plain data, a file per
 //!   table), `restart` (what a reload cannot apply), `units` (durations,
 //!   sizes, offsets).
@@ -34,6 +35,8 @@
 //! - `proxy`: one request: route → authorize → rewrite → forward → record.
 //! - `proxy_protocol`: the PROXY protocol header a load balancer sends first.
 //! - `respond`: the one mapping from an error to an HTTP response (`admin`: the admin API's).
+//! - [`access_log`]: one line per request, formatted into the thread's own
+//!   buffer and written by a background thread in large writes.
 //! - `trace_context`: W3C `traceparent` and `X-Request-Id` for the upstream and the log.
 //! - `span_export`: request spans posted to an OpenTelemetry collector (OTLP/HTTP) in batches.
 //! - `tunnel`: upgraded connections (WebSocket) relayed both ways until they
@@ -59,6 +62,7 @@
 //! Modules without a link are private: nothing outside the crate needs them.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 mod admin;
 pub mod auth;
 mod client_addr;

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use portero::{config, server};
+use portero::{access_log, config, server};
+use tracing_appender::non_blocking::WorkerGuard;
 
 mod allocator;
 
@@ -123,8 +124,10 @@ fn main() -> ExitCode {
 /// Lines are written by a background thread, so a request never waits on
 /// stderr; if it falls 128k lines behind, new lines are dropped, never the
 /// requests (the guard flushes what is queued at exit). Buffered: a busy
-/// batch of lines costs one write, not one per line.
-fn init_log(format: config::LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// batch of lines costs one write, not one per line. The access log has a
+/// writer of its own (`access_log`), unless `PORTERO_LOG` turns
+/// `portero::access` off.
+fn init_log(format: config::LogFormat) -> (WorkerGuard, Option<access_log::Flush>) {
     let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
     let (log_writer, flush_at_exit) = tracing_appender::non_blocking(stderr);
     let builder = tracing_subscriber::fmt()
@@ -145,7 +148,9 @@ fn init_log(format: config::LogFormat) -> tracing_appender::non_blocking::Worker
             .with_span_list(false)
             .init(),
     }
-    flush_at_exit
+    let access = tracing::enabled!(target: "portero::access", tracing::Level::INFO)
+        .then(|| access_log::start(format));
+    (flush_at_exit, access)
 }
 
 /// Signals first (a SIGTERM during start-up still drains), then the

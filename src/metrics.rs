@@ -18,7 +18,7 @@ mod upstreams;
 pub use series::{ConnectionSeries, RouteRequests, RouteSeries, UpstreamSeries};
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -57,6 +57,7 @@ pub struct Metrics {
     pub rate_limit_fallbacks: IntCounterVec,
     pub in_flight: IntGaugeVec,
     pub trace_spans: IntCounterVec,
+    pub log_lines_dropped: IntCounter,
     pub store: StoreMetrics,
 }
 
@@ -156,6 +157,7 @@ impl Metrics {
             tunnels_open: connections::tunnels_open(&r),
             tunnels_closed: connections::tunnels_closed(&r),
             trace_spans: upkeep::trace_spans(&r),
+            log_lines_dropped: upkeep::log_lines_dropped(&r),
             limited: requests::limited(&r),
             rate_limit_fallbacks: requests::rate_limit_fallbacks(&r),
             in_flight: requests::in_flight(&r),

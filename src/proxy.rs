@@ -104,9 +104,10 @@ impl Gateway {
                 &retrusted
             }
         };
-        // Only the log and the span need the path after the request has gone upstream.
+        // Only the log and the span need the path after the request has gone
+        // upstream: the URI is kept (its bytes shared, not copied).
         let logged = (settings.access_log || self.shared.spans.is_some())
-            .then(|| (parts.method.clone(), parts.uri.path().to_owned()));
+            .then(|| (parts.method.clone(), parts.uri.clone()));
         // gRPC runs on HTTP/2 only: HTTP/1.1 requests skip the lookup.
         let grpc = parts.version == http::Version::HTTP_2 && respond::is_grpc(&parts.headers);
         let mut response = match self.serve(&live, parts, body, peer, &mut ctx).await {
@@ -144,14 +145,14 @@ impl Gateway {
                 other => other,
             });
         }
-        self.record(&live, &ctx, method, response.status(), start);
-        if let Some((method, path)) = logged {
-            let status = response.status();
+        let took = self.record(&live, &ctx, method, response.status(), start);
+        if let Some((method, uri)) = logged {
+            let (status, path) = (response.status(), uri.path());
             if let Some(spans) = &self.shared.spans {
-                record_span(spans, &live, &ctx, (&method, &path), status, start, peer);
+                record_span(spans, &live, &ctx, (&method, path), status, took, peer);
             }
             if settings.access_log {
-                access_log(&live, &ctx, method, path, status, start, peer);
+                access_log(&live, &ctx, &method, path, status, took, peer);
             }
         }
         response

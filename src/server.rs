@@ -117,6 +117,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     // the store's background work; start-up store calls run on it too.
     let side = runtime(1, "portero-side").map_err(runtime_error("admin"))?;
     let metrics = Metrics::new(&config);
+    crate::access_log::count_drops_in(metrics.log_lines_dropped.clone());
     let limits = ConnectionLimits::of(&config, &metrics);
     let (store, revocations) = open_store(&side, &config, &metrics)?;
     let echo = start_echo_upstreams(&side, &config, echo_listeners)?;

@@ -3,8 +3,8 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Latency buckets from 100 µs to 10 s: a gateway's own cost is sub-millisecond.
@@ -47,6 +47,10 @@ impl Registrar<'_> {
     /// A gauge of fractional values (seconds).
     pub(super) fn float_gauge(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
         self.register(GaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+    }
+
+    pub(super) fn single_counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(IntCounter::new(name, help).expect("valid metric"))
     }
 
     pub(super) fn single_gauge(&self, name: &str, help: &str) -> IntGauge {

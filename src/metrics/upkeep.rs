@@ -1,7 +1,7 @@
 //! The gateway's own upkeep: config reloads, the request spans sent to a
-//! collector, and the state store's health.
+//! collector, the access log, and the state store's health.
 
-use prometheus::{IntCounterVec, IntGauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 
 use super::register::Registrar;
 use super::StoreMetrics;
@@ -26,6 +26,13 @@ pub(super) fn trace_spans(r: &Registrar) -> IntCounterVec {
         "portero_trace_spans_total",
         "Request spans for the OTLP collector, by result (exported, failed, dropped).",
         &["result"],
+    )
+}
+
+pub(super) fn log_lines_dropped(r: &Registrar) -> IntCounter {
+    r.single_counter(
+        "portero_log_lines_dropped_total",
+        "Access-log lines dropped because the log writer fell behind (requests never wait for it).",
     )
 }
 

@@ -1,11 +1,12 @@
 //! What a request leaves behind once answered: its metrics, its span and
 //! its access-log line.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{Method, StatusCode};
 
 use super::{Gateway, RequestContext};
+use crate::access_log;
 use crate::listener::Peer;
 use crate::live::Live;
 use crate::respond;
@@ -14,6 +15,7 @@ use crate::trace_context::RequestIds;
 
 impl Gateway {
     /// The request's metrics: by route, method and status; by upstream.
+    /// Returns how long the request took, for its log line and span.
     pub(super) fn record(
         &self,
         live: &Live,
@@ -21,11 +23,12 @@ impl Gateway {
         method: &'static str,
         status: StatusCode,
         start: Instant,
-    ) {
+    ) -> Duration {
         let metrics = &self.shared.metrics;
-        // One clock read for both durations.
+        // One clock read for every duration.
         let now = Instant::now();
-        let elapsed = (now - start).as_secs_f64();
+        let took = now - start;
+        let elapsed = took.as_secs_f64();
         match ctx.route {
             Some(i) => {
                 let series = &live.route(i).series;
@@ -51,6 +54,7 @@ impl Gateway {
             }
             series.duration.observe((now - started).as_secs_f64());
         }
+        took
     }
 }
 
@@ -62,7 +66,7 @@ pub(super) fn record_span(
     ctx: &RequestContext,
     (method, path): (&Method, &str),
     status: StatusCode,
-    start: Instant,
+    took: Duration,
     peer: &Peer,
 ) {
     let Some(ids) = ctx.ids.as_ref().filter(|ids| ids.sampled()) else {
@@ -75,7 +79,7 @@ pub(super) fn record_span(
         path: path.to_string(),
         route: ctx.route_name(live).to_string(),
         status,
-        start: end - start.elapsed(),
+        start: end - took,
         end,
         client: peer.addr.ip(),
     });
@@ -86,22 +90,21 @@ pub(super) fn record_span(
 pub(super) fn access_log(
     live: &Live,
     ctx: &RequestContext,
-    method: Method,
-    path: String,
+    method: &Method,
+    path: &str,
     status: StatusCode,
-    start: Instant,
+    took: Duration,
     peer: &Peer,
 ) {
-    tracing::info!(
-        target: "portero::access",
-        %method,
+    access_log::write(&access_log::Line {
+        method: method.as_str(),
         path,
-        status = status.as_u16(),
-        route = ctx.route_name(live),
-        micros = start.elapsed().as_micros() as u64,
-        client = %peer.addr.ip(),
-        error = ctx.failure.map(|f| respond::upstream_failure(f).1),
-        trace_id = ctx.ids.as_ref().map(RequestIds::trace_id),
-        request_id = ctx.ids.as_ref().map(RequestIds::request_id),
-    );
+        status: status.as_u16(),
+        route: ctx.route_name(live),
+        micros: took.as_micros() as u64,
+        client: peer.addr.ip(),
+        error: ctx.failure.map(|f| respond::upstream_failure(f).1),
+        trace_id: ctx.ids.as_ref().map(RequestIds::trace_id),
+        request_id: ctx.ids.as_ref().map(RequestIds::request_id),
+    });
 }
