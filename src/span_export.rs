@@ -4,18 +4,12 @@
 //! batches. When the queue is full the span is dropped and counted: a slow
 //! or absent collector never slows a request.
 
-use std::net::IpAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+mod encode;
 
-use http::{Method, StatusCode};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    span, status, ResourceSpans, ScopeSpans, Span, Status,
-};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderValue, Method, StatusCode};
 use prometheus::IntCounterVec;
-use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::SpanExport;
@@ -40,7 +34,8 @@ pub struct RequestSpan {
     pub status: StatusCode,
     pub start: SystemTime,
     pub end: SystemTime,
-    pub client: IpAddr,
+    /// The client's address as text (made once per connection).
+    pub client: HeaderValue,
 }
 
 /// The sending half: cheap to call on every request.
@@ -61,7 +56,9 @@ impl Spans {
         let exporter = Exporter {
             client: client(settings.endpoint.starts_with("https:"))?,
             endpoint: settings.endpoint.clone(),
-            resource: resource(&settings.service_name),
+            envelope: encode::Envelope::new(&settings.service_name),
+            spans: Vec::new(),
+            scratch: Vec::new(),
             counted: counted.clone(),
             failing: false,
         };
@@ -109,7 +106,10 @@ fn client(https: bool) -> Result<reqwest::Client, ClientError> {
 struct Exporter {
     client: reqwest::Client,
     endpoint: String,
-    resource: Resource,
+    envelope: encode::Envelope,
+    /// The batch's spans, encoded; and one span while it is encoded.
+    spans: Vec<u8>,
+    scratch: Vec<u8>,
     counted: IntCounterVec,
     /// The last post failed: the next failure is not logged again.
     failing: bool,
@@ -156,7 +156,11 @@ impl Exporter {
     /// not retried: spans are worth less than the gateway's memory.
     async fn post(&mut self, batch: &mut Vec<RequestSpan>) {
         let count = batch.len() as u64;
-        let body = request(&self.resource, batch.drain(..)).encode_to_vec();
+        self.spans.clear();
+        for span in batch.drain(..) {
+            encode::add(&span, &mut self.scratch, &mut self.spans);
+        }
+        let body = self.envelope.request(&self.spans);
         let sent = self
             .client
             .post(&self.endpoint)
@@ -204,83 +208,4 @@ async fn fill(
         }
     }
     None
-}
-
-fn resource(service_name: &str) -> Resource {
-    Resource {
-        attributes: vec![attribute("service.name", text(service_name))],
-        ..Resource::default()
-    }
-}
-
-fn request(
-    resource: &Resource,
-    spans: impl Iterator<Item = RequestSpan>,
-) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "portero".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..InstrumentationScope::default()
-                }),
-                spans: spans.map(to_span).collect(),
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    }
-}
-
-/// A server span with OpenTelemetry's HTTP attribute names; a `5xx` is an
-/// error, as the HTTP conventions say for servers.
-fn to_span(r: RequestSpan) -> Span {
-    let error = r.status.is_server_error();
-    Span {
-        trace_id: r.ids.trace.to_vec(),
-        span_id: r.ids.span.to_vec(),
-        parent_span_id: r.ids.parent.map(|p| p.to_vec()).unwrap_or_default(),
-        name: format!("{} {}", r.method, r.route),
-        kind: span::SpanKind::Server as i32,
-        start_time_unix_nano: unix_nanos(r.start),
-        end_time_unix_nano: unix_nanos(r.end),
-        attributes: vec![
-            attribute("http.request.method", text(r.method.as_str())),
-            attribute("url.path", text(&r.path)),
-            attribute("http.route", text(&r.route)),
-            attribute(
-                "http.response.status_code",
-                any_value::Value::IntValue(i64::from(r.status.as_u16())),
-            ),
-            attribute("client.address", text(&r.client.to_string())),
-        ],
-        status: Some(Status {
-            code: if error {
-                status::StatusCode::Error
-            } else {
-                status::StatusCode::Unset
-            } as i32,
-            message: String::new(),
-        }),
-        ..Span::default()
-    }
-}
-
-fn attribute(key: &str, value: any_value::Value) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue { value: Some(value) }),
-        ..KeyValue::default()
-    }
-}
-
-fn text(s: &str) -> any_value::Value {
-    any_value::Value::StringValue(s.into())
-}
-
-fn unix_nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }

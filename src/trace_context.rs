@@ -87,17 +87,17 @@ impl RequestIds {
         }
     }
 
-    pub fn trace_id(&self) -> &str {
-        std::str::from_utf8(&self.traceparent[3..35]).expect("hex digits")
+    /// 32 hex digits.
+    pub fn trace_id(&self) -> &[u8] {
+        &self.traceparent[3..35]
     }
 
-    pub fn request_id(&self) -> &str {
-        let bytes = match &self.request_id {
+    /// Visible ASCII: checked as taken, or hex.
+    pub fn request_id(&self) -> &[u8] {
+        match &self.request_id {
             RequestId::Client(v) => v.as_bytes(),
             RequestId::Made(id) => id,
-        };
-        // Both are visible ASCII: checked as taken, or hex.
-        std::str::from_utf8(bytes).expect("visible ASCII")
+        }
     }
 
     /// Whether the trace is sampled (the `traceparent` flags' low bit): a
@@ -121,7 +121,7 @@ impl RequestIds {
         out.extend_from_slice(b"traceparent: ");
         out.extend_from_slice(&self.traceparent);
         out.extend_from_slice(b"\r\nx-request-id: ");
-        out.extend_from_slice(self.request_id().as_bytes());
+        out.extend_from_slice(self.request_id());
         out.extend_from_slice(b"\r\n");
     }
 
@@ -130,7 +130,7 @@ impl RequestIds {
     pub fn apply(&self, headers: &mut HeaderMap) {
         let value = |bytes: &[u8]| HeaderValue::from_bytes(bytes).expect("header text");
         headers.insert(TRACEPARENT, value(&self.traceparent));
-        headers.insert(X_REQUEST_ID, value(self.request_id().as_bytes()));
+        headers.insert(X_REQUEST_ID, value(self.request_id()));
     }
 }
 
@@ -222,11 +222,11 @@ mod tests {
     fn a_client_trace_is_continued_with_a_new_parent() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let ids = RequestIds::take(&mut with("traceparent", incoming));
-        assert_eq!(ids.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ids.trace_id(), b"4bf92f3577b34da6a3ce929d0e0e4736");
         let out = sent(&ids);
         let parts: Vec<&str> = out.split('-').collect();
         assert_eq!(parts[0], "00");
-        assert_eq!(parts[1], ids.trace_id());
+        assert_eq!(parts[1].as_bytes(), ids.trace_id());
         assert_ne!(parts[2], "00f067aa0ba902b7");
         assert_eq!(parts[2].len(), 16);
         assert_eq!(parts[3], "01");
@@ -246,7 +246,7 @@ mod tests {
             let ids = RequestIds::take(&mut with("traceparent", bad));
             assert_ne!(
                 ids.trace_id(),
-                "4bf92f3577b34da6a3ce929d0e0e4736",
+                b"4bf92f3577b34da6a3ce929d0e0e4736",
                 "{bad:?}"
             );
             assert_eq!(ids.trace_id().len(), 32);
@@ -256,7 +256,7 @@ mod tests {
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
         assert_eq!(
             RequestIds::take(&mut with("traceparent", later)).trace_id(),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
+            b"4bf92f3577b34da6a3ce929d0e0e4736"
         );
     }
 
@@ -286,14 +286,14 @@ mod tests {
     #[test]
     fn a_request_id_is_kept_or_made() {
         let ids = RequestIds::take(&mut with("x-request-id", "abc-123"));
-        assert_eq!(ids.request_id(), "abc-123");
+        assert_eq!(ids.request_id(), b"abc-123");
         let made = RequestIds::take(&mut HeaderMap::new());
         assert_eq!(made.request_id().len(), 32);
-        assert!(made.request_id().bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(made.request_id().iter().all(|b| b.is_ascii_hexdigit()));
         let long = "x".repeat(200);
         assert_ne!(
             RequestIds::take(&mut with("x-request-id", &long)).request_id(),
-            long.as_str()
+            long.as_bytes()
         );
         let other = RequestIds::take(&mut HeaderMap::new());
         assert_ne!(made.request_id(), other.request_id());
@@ -319,6 +319,6 @@ mod tests {
             headers[TRACEPARENT].to_str().unwrap()
         );
         assert_eq!(String::from_utf8(lines).unwrap(), expected);
-        assert!(expected.contains(ids.trace_id()));
+        assert!(expected.contains(std::str::from_utf8(ids.trace_id()).unwrap()));
     }
 }

@@ -81,7 +81,7 @@ pub(super) fn record_span(
         status,
         start: end - took,
         end,
-        client: peer.addr.ip(),
+        client: peer.forwarded_for.clone(),
     });
 }
 
@@ -102,7 +102,7 @@ pub(super) fn access_log(
         status: status.as_u16(),
         route: ctx.route_name(live),
         micros: took.as_micros() as u64,
-        client: peer.addr.ip(),
+        client: peer.forwarded_for.as_bytes(),
         error: ctx.failure.map(|f| respond::upstream_failure(f).1),
         trace_id: ctx.ids.as_ref().map(RequestIds::trace_id),
         request_id: ctx.ids.as_ref().map(RequestIds::request_id),
