@@ -149,7 +149,7 @@ impl Gateway {
         if let Some((method, uri)) = logged {
             let (status, path) = (response.status(), uri.path());
             if let Some(spans) = &self.shared.spans {
-                record_span(spans, &live, &ctx, (&method, path), status, took, peer);
+                record_span(spans, &live, &ctx, (&method, &uri), status, took, peer);
             }
             if settings.access_log {
                 access_log(&live, &ctx, &method, path, status, took, peer);

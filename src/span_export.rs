@@ -8,7 +8,7 @@ mod encode;
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode, Uri};
 use prometheus::IntCounterVec;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,7 +29,8 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RequestSpan {
     pub ids: SpanIds,
     pub method: Method,
-    pub path: String,
+    /// Its path goes in the span, never its query.
+    pub uri: Uri,
     pub route: String,
     pub status: StatusCode,
     pub start: SystemTime,
@@ -158,7 +159,7 @@ impl Exporter {
         let count = batch.len() as u64;
         self.spans.clear();
         for span in batch.drain(..) {
-            encode::add(&span, &mut self.scratch, &mut self.spans);
+            encode::add(&self.envelope, &span, &mut self.scratch, &mut self.spans);
         }
         let body = self.envelope.request(&self.spans);
         let sent = self
@@ -191,19 +192,23 @@ impl Exporter {
 }
 
 /// Adds spans to `batch` until it is full or `BATCH_DELAY` has passed; a
-/// flush asked meanwhile ends the wait and is returned.
+/// flush asked meanwhile ends the wait and is returned. Spans are taken as
+/// many at a time as are queued (one wake-up and one timer per call, not
+/// per span).
 async fn fill(
     batch: &mut Vec<RequestSpan>,
     waiting: &mut mpsc::Receiver<RequestSpan>,
     flush_asked: &mut mpsc::Receiver<oneshot::Sender<()>>,
 ) -> Option<oneshot::Sender<()>> {
     let deadline = tokio::time::Instant::now() + BATCH_DELAY;
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline));
     while batch.len() < BATCH {
+        let room = BATCH - batch.len();
         tokio::select! {
-            span = tokio::time::timeout_at(deadline, waiting.recv()) => match span {
-                Ok(Some(span)) => batch.push(span),
-                Ok(None) | Err(_) => break,
+            received = waiting.recv_many(batch, room) => if received == 0 {
+                break;
             },
+            _ = &mut timer => break,
             Some(done) = flush_asked.recv() => return Some(done),
         }
     }

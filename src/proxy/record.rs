@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{Method, StatusCode};
+use http::{Method, StatusCode, Uri};
 
 use super::{Gateway, RequestContext};
 use crate::access_log;
@@ -64,7 +64,7 @@ pub(super) fn record_span(
     spans: &Spans,
     live: &Live,
     ctx: &RequestContext,
-    (method, path): (&Method, &str),
+    (method, uri): (&Method, &Uri),
     status: StatusCode,
     took: Duration,
     peer: &Peer,
@@ -76,7 +76,7 @@ pub(super) fn record_span(
     spans.record(RequestSpan {
         ids: ids.span_ids(),
         method: method.clone(),
-        path: path.to_string(),
+        uri: uri.clone(),
         route: ctx.route_name(live).to_string(),
         status,
         start: end - took,

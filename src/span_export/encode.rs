@@ -21,7 +21,18 @@ const STATUS_ERROR: u64 = 2;
 pub(super) struct Envelope {
     resource: Vec<u8>,
     scope: Vec<u8>,
+    /// Each attribute's key as its `KeyValue.key` field, encoded once.
+    keys: [Vec<u8>; ATTRIBUTES.len()],
 }
+
+/// The attributes of a span, by OpenTelemetry's HTTP names.
+const ATTRIBUTES: [&str; 5] = [
+    "http.request.method",
+    "url.path",
+    "http.route",
+    "http.response.status_code",
+    "client.address",
+];
 
 impl Envelope {
     pub(super) fn new(service_name: &str) -> Envelope {
@@ -43,6 +54,11 @@ impl Envelope {
         Envelope {
             resource: resource.encode_to_vec(),
             scope: scope.encode_to_vec(),
+            keys: ATTRIBUTES.map(|key| {
+                let mut field = Vec::new();
+                bytes(1, key.as_bytes(), &mut field);
+                field
+            }),
         }
     }
 
@@ -70,7 +86,13 @@ impl Envelope {
 /// server span with OpenTelemetry's HTTP attribute names, a `5xx` an error
 /// (as the HTTP conventions say for servers). `scratch` holds the span
 /// while its length is not yet known.
-pub(super) fn add(span: &RequestSpan, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+pub(super) fn add(
+    envelope: &Envelope,
+    span: &RequestSpan,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) {
+    let [method_key, path_key, route_key, status_key, client_key] = &envelope.keys;
     scratch.clear();
     bytes(1, &span.ids.trace, scratch);
     bytes(2, &span.ids.span, scratch);
@@ -85,15 +107,11 @@ pub(super) fn add(span: &RequestSpan, scratch: &mut Vec<u8>, out: &mut Vec<u8>) 
     varint(6, KIND_SERVER, scratch);
     fixed64(7, unix_nanos(span.start), scratch);
     fixed64(8, unix_nanos(span.end), scratch);
-    text_attribute("http.request.method", method.as_bytes(), scratch);
-    text_attribute("url.path", span.path.as_bytes(), scratch);
-    text_attribute("http.route", route.as_bytes(), scratch);
-    int_attribute(
-        "http.response.status_code",
-        span.status.as_u16().into(),
-        scratch,
-    );
-    text_attribute("client.address", span.client.as_bytes(), scratch);
+    text_attribute(method_key, method.as_bytes(), scratch);
+    text_attribute(path_key, span.uri.path().as_bytes(), scratch);
+    text_attribute(route_key, route.as_bytes(), scratch);
+    int_attribute(status_key, span.status.as_u16().into(), scratch);
+    text_attribute(client_key, span.client.as_bytes(), scratch);
     // Status { code = 3 }: unset (an empty message) unless an error.
     if span.status.is_server_error() {
         length_delimited(15, 2, scratch);
@@ -104,20 +122,21 @@ pub(super) fn add(span: &RequestSpan, scratch: &mut Vec<u8>, out: &mut Vec<u8>) 
     bytes(2, scratch, out);
 }
 
-/// A `KeyValue` attribute with a string value: `{1: key, 2: AnyValue {1: value}}`.
-fn text_attribute(key: &str, value: &[u8], out: &mut Vec<u8>) {
+/// A `KeyValue` attribute with a string value: `{1: key, 2: AnyValue {1:
+/// value}}`, `key` its encoded key field.
+fn text_attribute(key: &[u8], value: &[u8], out: &mut Vec<u8>) {
     let any = field_len(value.len());
-    length_delimited(9, field_len(key.len()) + field_len(any), out);
-    bytes(1, key.as_bytes(), out);
+    length_delimited(9, key.len() + field_len(any), out);
+    out.extend_from_slice(key);
     length_delimited(2, any, out);
     bytes(1, value, out);
 }
 
 /// A `KeyValue` attribute with an integer value: `{1: key, 2: AnyValue {3: value}}`.
-fn int_attribute(key: &str, value: u64, out: &mut Vec<u8>) {
+fn int_attribute(key: &[u8], value: u64, out: &mut Vec<u8>) {
     let any = 1 + encoded_len_varint(value);
-    length_delimited(9, field_len(key.len()) + field_len(any), out);
-    bytes(1, key.as_bytes(), out);
+    length_delimited(9, key.len() + field_len(any), out);
+    out.extend_from_slice(key);
     length_delimited(2, any, out);
     varint(3, value, out);
 }
@@ -129,7 +148,15 @@ fn field_len(len: usize) -> usize {
 
 fn length_delimited(tag: u32, len: usize, out: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, out);
-    encode_varint(len as u64, out);
+    short_varint(len as u64, out);
+}
+
+/// A varint, the one-byte case (most lengths here) without a loop.
+fn short_varint(value: u64, out: &mut Vec<u8>) {
+    match value {
+        0..128 => out.push(value as u8),
+        _ => encode_varint(value, out),
+    }
 }
 
 fn bytes(tag: u32, value: &[u8], out: &mut Vec<u8>) {
@@ -169,7 +196,7 @@ mod tests {
                 parent,
             },
             method: http::Method::POST,
-            path: "/orders/7".into(),
+            uri: "/orders/7?q=1".parse().unwrap(),
             route: "orders".into(),
             status: http::StatusCode::from_u16(status).unwrap(),
             start,
@@ -182,8 +209,13 @@ mod tests {
     fn the_body_decodes_as_the_otlp_request_it_stands_for() {
         let envelope = Envelope::new("gateway-a");
         let (mut scratch, mut spans) = (Vec::new(), Vec::new());
-        add(&span(200, Some([9; 8])), &mut scratch, &mut spans);
-        add(&span(503, None), &mut scratch, &mut spans);
+        add(
+            &envelope,
+            &span(200, Some([9; 8])),
+            &mut scratch,
+            &mut spans,
+        );
+        add(&envelope, &span(503, None), &mut scratch, &mut spans);
         let request = ExportTraceServiceRequest::decode(&envelope.request(&spans)[..]).unwrap();
         let resource_spans = &request.resource_spans[0];
         let service = &resource_spans.resource.as_ref().unwrap().attributes[0];
