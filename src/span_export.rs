@@ -22,6 +22,9 @@ const QUEUE: usize = 2048;
 const BATCH: usize = 512;
 /// How long a span may wait for its batch to fill.
 const BATCH_DELAY: Duration = Duration::from_secs(1);
+/// How long spans gather in the queue between two takes (the queue holds
+/// `QUEUE`: 2,048 in 5 ms is 400,000 spans a second).
+const GATHER: Duration = Duration::from_millis(5);
 /// A collector that has not answered by then has failed the batch.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -193,8 +196,8 @@ impl Exporter {
 
 /// Adds spans to `batch` until it is full or `BATCH_DELAY` has passed; a
 /// flush asked meanwhile ends the wait and is returned. Spans are taken as
-/// many at a time as are queued (one wake-up and one timer per call, not
-/// per span).
+/// many at a time as are queued, at most once every `GATHER`: under load
+/// the task wakes a few hundred times a second, not once per span.
 async fn fill(
     batch: &mut Vec<RequestSpan>,
     waiting: &mut mpsc::Receiver<RequestSpan>,
@@ -203,6 +206,11 @@ async fn fill(
     let deadline = tokio::time::Instant::now() + BATCH_DELAY;
     let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline));
     while batch.len() < BATCH {
+        tokio::select! {
+            _ = tokio::time::sleep(GATHER) => {}
+            _ = &mut timer => break,
+            Some(done) = flush_asked.recv() => return Some(done),
+        }
         let room = BATCH - batch.len();
         tokio::select! {
             received = waiting.recv_many(batch, room) => if received == 0 {
