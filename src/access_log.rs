@@ -281,7 +281,7 @@ fn json(out: &mut Vec<u8>, date: &[u8; 20], micros: u32, line: &Line) {
 /// exit, so the loop runs over many bytes at once (most lines are plain).
 fn plain(s: &[u8]) -> bool {
     s.iter().fold(true, |ok, &b| {
-        ok & (b >= 0x20) & (b < 0x7f) & (b != b'"') & (b != b'\\')
+        ok & (0x20..0x7f).contains(&b) & (b != b'"') & (b != b'\\')
     })
 }
 
