@@ -208,73 +208,113 @@ impl Buffer {
     }
 }
 
+/// The literal pieces of one shape of line, around its values.
+struct Shape {
+    /// Before the date.
+    start: &'static [u8],
+    /// After the microseconds, up to the method.
+    method: &'static [u8],
+    /// Each field's name and separator, before its value.
+    path: &'static [u8],
+    status: &'static [u8],
+    route: &'static [u8],
+    micros: &'static [u8],
+    client: &'static [u8],
+    error: &'static [u8],
+    trace_id: &'static [u8],
+    request_id: &'static [u8],
+    /// After the method and after the client, which are written bare.
+    close_method: &'static [u8],
+    close_client: &'static [u8],
+    end: &'static [u8],
+    /// A string value, quoted and escaped as the shape escapes.
+    quote: fn(&mut Vec<u8>, &[u8]),
+}
+
 /// `2026-11-26T01:11:47.218520Z  INFO portero::access: method=GET
 /// path="/orders/7" status=200 route="orders" micros=1095 client=127.0.0.1
 /// trace_id="..." request_id="..."`, as the other text lines are written.
-fn text(out: &mut Vec<u8>, date: &[u8; 20], micros: u32, line: &Line) {
-    out.extend_from_slice(date);
-    six_digits(out, micros);
-    out.extend_from_slice(b"Z  INFO portero::access: method=");
-    out.extend_from_slice(line.method.as_bytes());
-    out.extend_from_slice(b" path=");
-    quoted(out, line.path);
-    out.extend_from_slice(b" status=");
-    number(out, line.status);
-    out.extend_from_slice(b" route=");
-    quoted(out, line.route);
-    out.extend_from_slice(b" micros=");
-    number(out, line.micros);
-    out.extend_from_slice(b" client=");
-    out.extend_from_slice(line.client);
-    if let Some(error) = line.error {
-        out.extend_from_slice(b" error=");
-        quoted(out, error);
-    }
-    if let Some(trace_id) = line.trace_id {
-        out.extend_from_slice(b" trace_id=\"");
-        out.extend_from_slice(trace_id);
-        out.push(b'"');
-    }
-    if let Some(request_id) = line.request_id {
-        out.extend_from_slice(b" request_id=");
-        quoted(out, request_id);
-    }
-    out.push(b'\n');
-}
+const TEXT: Shape = Shape {
+    start: b"",
+    method: b"Z  INFO portero::access: method=",
+    close_method: b"",
+    path: b" path=",
+    status: b" status=",
+    route: b" route=",
+    micros: b" micros=",
+    client: b" client=",
+    close_client: b"",
+    error: b" error=",
+    trace_id: b" trace_id=",
+    request_id: b" request_id=",
+    end: b"\n",
+    quote: quoted,
+};
 
 /// `{"timestamp":"...","level":"INFO","method":"GET",...,"target":"portero::access"}`,
 /// the fields in the order of the text line, as the other JSON lines are written.
+const JSON: Shape = Shape {
+    start: b"{\"timestamp\":\"",
+    method: b"Z\",\"level\":\"INFO\",\"method\":\"",
+    close_method: b"\"",
+    path: b",\"path\":",
+    status: b",\"status\":",
+    route: b",\"route\":",
+    micros: b",\"micros\":",
+    client: b",\"client\":\"",
+    close_client: b"\"",
+    error: b",\"error\":",
+    trace_id: b",\"trace_id\":",
+    request_id: b",\"request_id\":",
+    end: b",\"target\":\"portero::access\"}\n",
+    quote: quoted_json,
+};
+
+fn text(out: &mut Vec<u8>, date: &[u8; 20], micros: u32, line: &Line) {
+    shaped(&TEXT, out, date, micros, line);
+}
+
 fn json(out: &mut Vec<u8>, date: &[u8; 20], micros: u32, line: &Line) {
-    out.extend_from_slice(b"{\"timestamp\":\"");
+    shaped(&JSON, out, date, micros, line);
+}
+
+/// `line` in `shape`. The method (an HTTP token) and the client's address
+/// need no escape; the trace id is hex. Inlined into `text` and `json`, so
+/// each is compiled with its shape's pieces as constants.
+#[inline(always)]
+fn shaped(shape: &Shape, out: &mut Vec<u8>, date: &[u8; 20], micros: u32, line: &Line) {
+    out.extend_from_slice(shape.start);
     out.extend_from_slice(date);
     six_digits(out, micros);
-    out.extend_from_slice(b"Z\",\"level\":\"INFO\",\"method\":");
-    quoted_json(out, line.method);
-    out.extend_from_slice(b",\"path\":");
-    quoted_json(out, line.path);
-    out.extend_from_slice(b",\"status\":");
+    out.extend_from_slice(shape.method);
+    out.extend_from_slice(line.method.as_bytes());
+    out.extend_from_slice(shape.close_method);
+    out.extend_from_slice(shape.path);
+    (shape.quote)(out, line.path.as_bytes());
+    out.extend_from_slice(shape.status);
     number(out, line.status);
-    out.extend_from_slice(b",\"route\":");
-    quoted_json(out, line.route);
-    out.extend_from_slice(b",\"micros\":");
+    out.extend_from_slice(shape.route);
+    (shape.quote)(out, line.route.as_bytes());
+    out.extend_from_slice(shape.micros);
     number(out, line.micros);
-    out.extend_from_slice(b",\"client\":\"");
+    out.extend_from_slice(shape.client);
     out.extend_from_slice(line.client);
-    out.push(b'"');
+    out.extend_from_slice(shape.close_client);
     if let Some(error) = line.error {
-        out.extend_from_slice(b",\"error\":");
-        quoted_json(out, error);
+        out.extend_from_slice(shape.error);
+        (shape.quote)(out, error.as_bytes());
     }
     if let Some(trace_id) = line.trace_id {
-        out.extend_from_slice(b",\"trace_id\":\"");
+        out.extend_from_slice(shape.trace_id);
+        out.push(b'"');
         out.extend_from_slice(trace_id);
         out.push(b'"');
     }
     if let Some(request_id) = line.request_id {
-        out.extend_from_slice(b",\"request_id\":");
-        quoted_json(out, request_id);
+        out.extend_from_slice(shape.request_id);
+        (shape.quote)(out, request_id);
     }
-    out.extend_from_slice(b",\"target\":\"portero::access\"}\n");
+    out.extend_from_slice(shape.end);
 }
 
 /// Printable ASCII that needs no escape in either shape. Without an early
@@ -286,8 +326,7 @@ fn plain(s: &[u8]) -> bool {
 }
 
 /// `"s"`, escaped as Rust's `{:?}` escapes it (as the other text lines).
-fn quoted(out: &mut Vec<u8>, s: impl AsRef<[u8]>) {
-    let s = s.as_ref();
+fn quoted(out: &mut Vec<u8>, s: &[u8]) {
     if plain(s) {
         out.push(b'"');
         out.extend_from_slice(s);
@@ -298,8 +337,7 @@ fn quoted(out: &mut Vec<u8>, s: impl AsRef<[u8]>) {
 }
 
 /// `"s"` as a JSON string.
-fn quoted_json(out: &mut Vec<u8>, s: impl AsRef<[u8]>) {
-    let s = s.as_ref();
+fn quoted_json(out: &mut Vec<u8>, s: &[u8]) {
     if plain(s) {
         out.push(b'"');
         out.extend_from_slice(s);
