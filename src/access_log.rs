@@ -121,7 +121,8 @@ pub fn write(line: &Line) {
     let Some(sink) = SINK.get() else {
         return;
     };
-    BUFFER.with(|cell| {
+    // `try_with`: nothing is written once the thread's storage is gone.
+    let _ = BUFFER.try_with(|cell| {
         let buffer = cell.get_or_init(|| sink.register());
         let mut buffer = lock(buffer);
         if buffer.lines.len() >= MAX_PENDING {
@@ -176,10 +177,11 @@ impl Sink {
                     spare.clear();
                 }
             }
+            // The buffers of threads that have ended (held by the list and
+            // `buffers` alone) go once empty: a last line written after the
+            // swap above is written next round.
+            lock(&self.buffers).retain(|b| Arc::strong_count(b) > 2 || !lock(b).lines.is_empty());
             drop(buffers);
-            // The buffers of threads that have ended (held by the list
-            // alone), now empty, go.
-            lock(&self.buffers).retain(|b| Arc::strong_count(b) > 1);
             if stopping {
                 return;
             }
