@@ -556,7 +556,8 @@ async fn mixed_load_through_two_sentinel_failovers_keeps_every_invariant() {
         .map(|a| format!("\"{a}\""))
         .collect();
     let store = format!(
-        "[store]\nbackend = \"redis\"\nsentinels = [{}]\nsentinel_master = \"{SENTINEL_MASTER}\"\ntimeout = \"300ms\"",
+        "[store]\nbackend = \"redis\"\nsentinels = [{}]\nsentinel_master = \"{SENTINEL_MASTER}\"\ntimeout = \"300ms\"\n\
+         wait_timeout = \"1s\"",
         sentinels.join(", ")
     );
     let (gateways, soak) = Soak::start(&store, app.addr).await;

@@ -118,7 +118,9 @@ impl Redis {
         metrics: StoreMetrics,
     ) -> Result<Redis, StoreError> {
         let source = Source::new(settings)?;
-        let link = source.connect(settings.timeout).await?;
+        let link = source
+            .connect(settings.timeout, settings.wait_timeout)
+            .await?;
         for master in &link.masters {
             metrics.master.with_label_values(&[master]).set(1);
         }
@@ -189,7 +191,18 @@ impl Redis {
         op: &'static str,
         f: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        let error = match tokio::time::timeout(self.timeout, f).await {
+        self.run_within(self.timeout, op, f).await
+    }
+
+    /// [`Redis::run`] within `limit`: longer for a `WAIT`, which the server
+    /// answers only once the replicas confirm or `wait_timeout` passes.
+    async fn run_within<T>(
+        &self,
+        limit: Duration,
+        op: &'static str,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let error = match tokio::time::timeout(limit, f).await {
             Ok(Ok(v)) => return Ok(v),
             // A master demoted by a failover refuses writes (find the new
             // one); a cluster refuses while a shard has none, or redirects.
@@ -212,7 +225,7 @@ impl Redis {
                 return Err(StoreError::Backend(format!("{op}: {e}")));
             }
             Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {:?}", self.timeout),
+            Err(_) => format!("no answer within {limit:?}"),
         };
         self.metrics.errors.with_label_values(&[op]).inc();
         self.set_reachable(false, &error);

@@ -38,7 +38,7 @@ impl Redis {
         if !stale && [link::address(&client)] == old.masters[..] {
             return false;
         }
-        match Source::link(client, self.timeout).await {
+        match Source::link(client, self.timeout, self.wait_timeout).await {
             Ok(new) if new.masters == old.masters => {
                 tracing::warn!(master = %new.masters.join(","), "store: the server linked to was replaced (restarted?); linked to it again");
                 self.link.store(Arc::new(new));
@@ -196,7 +196,8 @@ impl Redis {
         let mut wait = redis::cmd("WAIT");
         wait.arg(wanted).arg(self.wait_timeout.as_millis() as u64);
         let (confirmed, waited_on): (u32, i64) = self
-            .run(
+            .run_within(
+                self.timeout + self.wait_timeout,
                 op,
                 conn.pipe_at(&[wait, redis::cmd("CLIENT").arg("ID").clone()], key),
             )

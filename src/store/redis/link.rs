@@ -170,7 +170,9 @@ impl Source {
                 let urls: Vec<String> = nodes.iter().map(|n| opener.url(n)).collect();
                 let mut builder = ClusterClientBuilder::new(urls.clone())
                     .connection_timeout(settings.timeout)
-                    .response_timeout(settings.timeout)
+                    // A `WAIT` may take `wait_timeout` on top; each
+                    // command's own limit is `Redis::run`'s.
+                    .response_timeout(settings.timeout + settings.wait_timeout)
                     .retries(3);
                 if let Some(p) = &redis_password {
                     builder = builder.password(p);
@@ -241,14 +243,19 @@ impl Source {
         }
     }
 
-    /// Connects to the master(s), and fails if none answers within `timeout`.
-    pub async fn connect(&self, timeout: Duration) -> Result<Link, StoreError> {
+    /// Connects to the master(s), and fails if none answers within
+    /// `timeout`; a `WAIT` on the link may take `wait_timeout` on top.
+    pub async fn connect(
+        &self,
+        timeout: Duration,
+        wait_timeout: Duration,
+    ) -> Result<Link, StoreError> {
         let Source::Cluster { client, .. } = self else {
             let client = self
                 .master()
                 .await
                 .map_err(|e| StoreError::Unreachable(e.to_string()))?;
-            return Source::link(client, timeout).await;
+            return Source::link(client, timeout, wait_timeout).await;
         };
         let conn = tokio::time::timeout(timeout, client.get_async_connection())
             .await
@@ -314,11 +321,17 @@ impl Source {
     }
 
     /// Connects to `client`'s master, and fails if it does not answer a
-    /// `PING` within `timeout`; notes its replication id.
-    pub async fn link(client: redis::Client, timeout: Duration) -> Result<Link, StoreError> {
+    /// `PING` within `timeout`; notes its replication id. A `WAIT` on the
+    /// link may take `wait_timeout` on top (each command's own limit is
+    /// `Redis::run`'s).
+    pub async fn link(
+        client: redis::Client,
+        timeout: Duration,
+        wait_timeout: Duration,
+    ) -> Result<Link, StoreError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout + wait_timeout))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(20))
             .set_max_delay(Duration::from_millis(200));
@@ -331,10 +344,13 @@ impl Source {
         .map_err(|e| StoreError::Unreachable(e.to_string()))?;
         // Commands prove what connecting does not: the password, for one.
         let mut probe = conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut probe)
-            .await
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        tokio::time::timeout(
+            timeout,
+            redis::cmd("PING").query_async::<String>(&mut probe),
+        )
+        .await
+        .map_err(|_| StoreError::Unreachable("no answer to PING".into()))?
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut info = redis::cmd("INFO");
         info.arg("replication");
         let replid =
