@@ -2,8 +2,8 @@
 //! / `deny_ips`), a rate per key (`rate_limit`), requests in flight for the
 //! route (`max_in_flight`) and per key (`concurrency`).
 //!
-//! Counts per key live in pingora-limits' fixed-size count-min estimators
-//! (`Estimator` for rates, over clock-aligned windows in `sliding`;
+//! Counts per key live in fixed-size count-min sketches (`count_min`, for
+//! rates, over clock-aligned windows in `sliding`; pingora-limits'
 //! `Inflight` for requests in flight): memory stays the same whatever the
 //! number of keys, and a key shares a count with others only when every
 //! one of its hashed slots is shared, which can make it look busier than
@@ -14,6 +14,7 @@
 //! A limiter outlives a reload that leaves its route's limits as they were,
 //! so a reload never hands every client a fresh quota.
 
+mod count_min;
 mod sliding;
 mod window;
 
@@ -343,12 +344,12 @@ impl Limiter {
         let cost = rate.bucket.cost(own);
         // Hashed once here rather than by each of the estimator's rows.
         let key = self.hasher.hash_one(key);
-        let seen = rate.counts.add(&key, cost);
+        let seen = rate.counts.add(key, cost);
         let verdict = rate
             .bucket
             .judge(seen.previous, seen.current, seen.elapsed, cost);
         if !verdict.admitted {
-            rate.counts.take_back(&key, cost, &seen);
+            rate.counts.take_back(key, cost, &seen);
         }
         verdict
     }

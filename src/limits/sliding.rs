@@ -1,17 +1,16 @@
 //! Counts per key over fixed windows aligned to the clock, two at a time,
-//! in pingora-limits' count-min `Estimator`s: fixed memory whatever the
-//! number of keys.
+//! in count-min sketches (`CountMin`): fixed memory whatever the number of
+//! keys.
 //!
 //! pingora's own `Rate` starts a new window at the first request after the
 //! last one ended, so after a quiet spell a window that ended long ago
 //! weighs in full again: a client told to come back in a second would
 //! still be refused then. Aligned windows fade out as the clock runs.
 
-use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use pingora_limits::estimator::Estimator;
+use super::count_min::CountMin;
 
 /// A slot being cleared for a new window: others wait the few
 /// microseconds that takes rather than count into it.
@@ -20,11 +19,13 @@ const CLEARING: u64 = u64::MAX;
 const EMPTY: u64 = u64::MAX - 1;
 
 pub struct SlidingCounts {
-    slots: [Estimator; 2],
+    slots: [CountMin; 2],
     /// The window each slot counts (`epoch`: windows since `start`).
     epochs: [AtomicU64; 2],
     start: Instant,
-    window: Duration,
+    /// In nanoseconds: `u64` holds 584 years of them, and dividing a
+    /// `u64` costs a request far less than a `u128`.
+    window: u64,
 }
 
 /// What `add` saw: the counts the estimate is made of.
@@ -41,23 +42,22 @@ pub struct Seen {
 impl SlidingCounts {
     pub fn new(window: Duration, hashes: usize, slots: usize) -> SlidingCounts {
         SlidingCounts {
-            slots: [Estimator::new(hashes, slots), Estimator::new(hashes, slots)],
+            slots: [CountMin::new(hashes, slots), CountMin::new(hashes, slots)],
             epochs: [AtomicU64::new(EMPTY), AtomicU64::new(EMPTY)],
             start: Instant::now(),
-            window: window.max(Duration::from_millis(1)),
+            window: window.as_nanos().clamp(1_000_000, u128::from(u64::MAX)) as u64,
         }
     }
 
-    /// Counts `cost` against `key` in the current window.
-    pub fn add<K: Hash>(&self, key: &K, cost: i64) -> Seen {
-        let since = self.start.elapsed().as_nanos();
-        let window = self.window.as_nanos();
-        let epoch = (since / window) as u64;
-        let elapsed = (since % window) as f64 / window as f64;
-        let current = self.slot(epoch).incr(key, cost as isize) as i64;
+    /// Counts `cost` against the key hashed to `key` in the current window.
+    pub fn add(&self, key: u64, cost: i64) -> Seen {
+        let since = self.start.elapsed().as_nanos() as u64;
+        let epoch = since / self.window;
+        let elapsed = (since % self.window) as f64 / self.window as f64;
+        let current = self.slot(epoch).add(key, cost);
         let previous = match epoch.checked_sub(1) {
             Some(last) if self.epochs[(last % 2) as usize].load(Ordering::Acquire) == last => {
-                self.slots[(last % 2) as usize].get(key) as i64
+                self.slots[(last % 2) as usize].get(key)
             }
             _ => 0,
         };
@@ -70,15 +70,15 @@ impl SlidingCounts {
     }
 
     /// Takes back what `add` counted, if its window is still kept.
-    pub fn take_back<K: Hash>(&self, key: &K, cost: i64, seen: &Seen) {
+    pub fn take_back(&self, key: u64, cost: i64, seen: &Seen) {
         let i = (seen.epoch % 2) as usize;
         if self.epochs[i].load(Ordering::Acquire) == seen.epoch {
-            self.slots[i].decr(key, cost as isize);
+            self.slots[i].add(key, -cost);
         }
     }
 
     /// The estimator of window `epoch`, cleared first if it held an older one.
-    fn slot(&self, epoch: u64) -> &Estimator {
+    fn slot(&self, epoch: u64) -> &CountMin {
         let i = (epoch % 2) as usize;
         loop {
             match self.epochs[i].load(Ordering::Acquire) {
@@ -107,30 +107,33 @@ impl SlidingCounts {
 mod tests {
     use super::*;
 
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    const OTHER: u64 = 0x2545_f491_4f6c_dd1d;
+
     #[test]
     fn a_window_fades_as_the_clock_runs_not_when_the_next_request_comes() {
         let counts = SlidingCounts::new(Duration::from_millis(500), 4, 64);
         for _ in 0..5 {
-            counts.add(&"k", 1);
+            counts.add(K, 1);
         }
         // Into the next window: the first is "previous", faded by how far
         // the clock has run into this one, however long nobody asked.
         std::thread::sleep(Duration::from_millis(700));
-        let seen = counts.add(&"k", 1);
+        let seen = counts.add(K, 1);
         assert_eq!((seen.previous, seen.current), (5, 1), "{seen:?}");
         assert!(seen.elapsed >= 0.35, "{seen:?}");
         // Two windows on, the 5 are gone, and so is the 1.
         std::thread::sleep(Duration::from_millis(1000));
-        let seen = counts.add(&"k", 1);
+        let seen = counts.add(K, 1);
         assert_eq!((seen.previous, seen.current), (0, 1), "{seen:?}");
     }
 
     #[test]
     fn taking_back_undoes_an_add() {
         let counts = SlidingCounts::new(Duration::from_secs(60), 4, 64);
-        let seen = counts.add(&"k", 3);
-        counts.take_back(&"k", 3, &seen);
-        assert_eq!(counts.add(&"k", 1).current, 1);
-        assert_eq!(counts.add(&"other", 1).current, 1);
+        let seen = counts.add(K, 3);
+        counts.take_back(K, 3, &seen);
+        assert_eq!(counts.add(K, 1).current, 1);
+        assert_eq!(counts.add(OTHER, 1).current, 1);
     }
 }
