@@ -105,20 +105,23 @@ pub fn preflight(
 /// never two), and an allowed origin gets its own. `Vary: Origin` either
 /// way, so a cache keeps one copy per origin.
 pub fn decorate(policy: &CorsPolicy, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
-    let theirs: SmallVec<[HeaderName; 4]> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("access-control-"))
-        .cloned()
-        .collect();
+    // One walk over what the upstream sent finds both its own answer and
+    // whether its `Vary` already covers `Origin` (a lookup costs as much).
+    let mut theirs: SmallVec<[HeaderName; 4]> = SmallVec::new();
+    let mut varies = false;
+    for (name, value) in headers.iter() {
+        if name == VARY {
+            varies |= value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("origin"))
+            });
+        } else if name.as_str().starts_with("access-control-") && !theirs.contains(name) {
+            theirs.push(name.clone());
+        }
+    }
     for name in theirs {
         headers.remove(name);
     }
-    let varies = headers.get_all(VARY).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("origin"))
-        })
-    });
     if !varies {
         headers.append(VARY, HeaderValue::from_static("Origin"));
     }
@@ -156,15 +159,15 @@ fn single_origin(headers: &HeaderMap) -> Option<&HeaderValue> {
 
 /// Whether `origin` (as the browser sent it) is one the policy names.
 pub fn allows_origin(policy: &CorsPolicy, origin: &HeaderValue) -> bool {
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
+    // An exact pattern is compared byte for byte (ASCII case aside): equal
+    // bytes are the configured origin's printable ASCII, so no `to_str`.
+    let bytes = origin.as_bytes();
     policy.origins.iter().any(|pattern| match pattern {
-        OriginPattern::Any => true,
-        OriginPattern::Exact(exact) => origin.eq_ignore_ascii_case(exact),
-        OriginPattern::Subdomains { scheme, suffix } => {
-            subdomain_of(origin, scheme, suffix).unwrap_or(false)
-        }
+        OriginPattern::Any => origin.to_str().is_ok(),
+        OriginPattern::Exact(exact) => bytes.eq_ignore_ascii_case(exact.as_bytes()),
+        OriginPattern::Subdomains { scheme, suffix } => origin
+            .to_str()
+            .is_ok_and(|origin| subdomain_of(origin, scheme, suffix).unwrap_or(false)),
     })
 }
 
