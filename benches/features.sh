@@ -27,11 +27,13 @@ otlp_endpoint = "http://127.0.0.1:18081/v1/traces"'
 variant rate-limit 's/^upstream = "origin"$/upstream = "origin"\nrate_limit = { requests = 1000000000, per = "1s", by = "sub" }/'
 variant cors 's/^upstream = "origin"$/upstream = "origin"\ncors = "app"/' '[cors.app]
 allow_origins = ["https://app.example.com"]'
+# A two-clause rule (CEL) on the route.
+variant rule "s/^upstream = \"origin\"$/upstream = \"origin\"\nrule = 'claims.sub.startsWith(\"bench-\") \&\& request.method == \"GET\"'/"
 variant claims-none '/^x-auth-sub = "sub"$/d'
 variant claims-four 's/^x-auth-sub = "sub"$/x-auth-sub = "sub"\nx-auth-iss = "iss"\nx-auth-exp = "exp"\nx-auth-iat = "iat"/'
 
 commands=()
-for name in shipped trace-context-off access-log json-logs span-export rate-limit cors claims-none claims-four; do
+for name in shipped trace-context-off access-log json-logs span-export rate-limit cors rule claims-none claims-four; do
   commands+=("$binary --config $dir/$name.toml")
 done
 bash "$here/callgrind.sh" "${commands[@]}" | sed "s|$dir/||"

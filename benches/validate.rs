@@ -113,7 +113,10 @@ fn token_from(iss: &str, alg: Algorithm, kid: &str) -> String {
 fn policy() -> Policy {
     Policy {
         roles: vec!["ADMIN".into()],
-        headers: vec![(http::HeaderName::from_static("x-auth-sub"), "sub".into())],
+        headers: vec![(
+            http::HeaderName::from_static("x-auth-sub"),
+            portero::auth::claim_path::ClaimPath::top("sub"),
+        )],
         ..Policy::bearer(1)
     }
 }

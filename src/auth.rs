@@ -2,6 +2,7 @@
 //! policies and the validation that combines them. Everything here is plain
 //! data and pure functions; `proxy.rs` calls them, the admin API feeds them.
 
+pub mod claim_path;
 pub mod claims;
 pub mod jwk;
 pub mod keys;
@@ -45,6 +46,9 @@ pub enum AuthError {
     MissingScope,
     #[error("required claim missing")]
     ClaimMismatch,
+    /// The route's `rule` is false, or cannot be evaluated for this token.
+    #[error("the route's rule refused the request")]
+    RuleRefused,
     /// A claim mapped to an identity header that no header can carry as
     /// it is (CR, LF, NUL, or a list item with a comma).
     #[error("a mapped claim cannot be an identity header")]
@@ -74,6 +78,7 @@ impl AuthError {
             Self::MissingRole => "missing_role",
             Self::MissingScope => "missing_scope",
             Self::ClaimMismatch => "claim_mismatch",
+            Self::RuleRefused => "rule_refused",
             Self::UnsafeClaim => "unsafe_claim",
             Self::CriticalExtension => "critical_extension",
         }
@@ -88,7 +93,7 @@ impl AuthError {
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 18] = [
+    pub const ALL: [AuthError; 19] = [
         Self::MissingToken,
         Self::RepeatedToken,
         Self::Malformed,
@@ -105,6 +110,7 @@ impl AuthError {
         Self::MissingRole,
         Self::MissingScope,
         Self::ClaimMismatch,
+        Self::RuleRefused,
         Self::UnsafeClaim,
         Self::CriticalExtension,
     ];

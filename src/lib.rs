@@ -1,8 +1,9 @@
 //! portero: a reverse-proxy authentication gateway.
 //!
 //! # Layout
-//! Data flows one way: `config` (the model) imports nothing of the runtime;
-//! the runtime modules import the model, never the reverse.
+//! Data flows one way: `config` (the model) imports nothing of the runtime
+//! but the pure values it holds (`auth::claim_path`, `rule`); the runtime
+//! modules import the model, never the reverse.
 //!
 //! - [`config`]: `gateway.toml` → a validated [`config::Config`]: `file` (the
 //!   only serde types), `set_aside` (unknown keys and values of the wrong type
@@ -16,6 +17,8 @@
 //! - `target`: a request's one host and normalised path, or a `400`.
 //! - [`routes`]: (host, path, method) → route, compiled once per config.
 //! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
+//! - [`rule`]: route rules, a subset of CEL: parsed and type-checked when
+//!   the config is read, evaluated over a token's claims and the request.
 //! - [`key_loading`]: every issuer's keys read (environment, key files), generated and kept in the store, or from the JWKS registry.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
 //! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md);
@@ -89,6 +92,7 @@ mod proxy;
 mod proxy_protocol;
 mod respond;
 pub mod routes;
+pub mod rule;
 pub mod server;
 mod shadow;
 mod span_export;

@@ -255,9 +255,10 @@ impl Denial {
                     challenge: HeaderValue::from_static(r#"Bearer realm="portero""#),
                 }
             }
-            AuthError::MissingRole | AuthError::MissingScope | AuthError::ClaimMismatch => {
-                (StatusCode::FORBIDDEN, "insufficient_scope")
-            }
+            AuthError::MissingRole
+            | AuthError::MissingScope
+            | AuthError::ClaimMismatch
+            | AuthError::RuleRefused => (StatusCode::FORBIDDEN, "insufficient_scope"),
             AuthError::RepeatedToken => (StatusCode::BAD_REQUEST, "invalid_request"),
             _ => (StatusCode::UNAUTHORIZED, "invalid_token"),
         };
@@ -363,6 +364,7 @@ mod tests {
         let cases = [
             (RequestError::Denied(AuthError::MissingToken), "16"),
             (RequestError::Denied(AuthError::MissingRole), "7"),
+            (RequestError::Denied(AuthError::RuleRefused), "7"),
             (RequestError::Upstream(Failure::Connect), "14"),
             (RequestError::Upstream(Failure::Timeout), "14"),
             (RequestError::NoRoute, "12"),
@@ -392,6 +394,7 @@ mod tests {
         for e in [
             AuthError::MissingRole,
             AuthError::MissingScope,
+            AuthError::RuleRefused,
             AuthError::ClaimMismatch,
         ] {
             let r = error_response(RequestError::Denied(e));

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 
 use common::*;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const RESOURCE: &str = "https://orders.example.test";
 const CLIENT: &str = "orders-service";
@@ -50,12 +50,18 @@ fn provider_installed() -> bool {
 
 impl Provider {
     fn start(alg: &str) -> Provider {
+        Provider::start_with_claims(alg, &json!({}))
+    }
+
+    /// Its access tokens carry `claims` besides its own.
+    fn start_with_claims(alg: &str, claims: &Value) -> Provider {
         let dir = PROVIDER_DIR;
         let mut child = Command::new("node")
             .arg("provider.mjs")
             .current_dir(dir)
             .env("TOKEN_ALG", alg)
             .env("RESOURCE", RESOURCE)
+            .env("EXTRA_CLAIMS", claims.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -152,4 +158,51 @@ async fn access_tokens_from_a_real_openid_provider_are_accepted_by_discovery() {
         let r = client.get(gw.url("/orders")).bearer_auth(&forged);
         assert_eq!(r.send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
+}
+
+/// Keycloak-shaped roles in the provider's own access tokens, found by
+/// discovery and checked with its JWKS: a realm role admits, a role of
+/// another client does not, and a rule reads the nested claims too.
+#[tokio::test]
+async fn a_providers_nested_roles_and_a_rule_gate_routes() {
+    if !provider_installed() {
+        return;
+    }
+    let up = Upstream::start("orders").await;
+    let provider = Provider::start_with_claims(
+        "RS256",
+        &json!({
+            "realm_access": { "roles": ["auditor"] },
+            "resource_access": { "billing": { "roles": ["admin"] } },
+            "https://example.com/tenant": "acme",
+        }),
+    );
+    let config = format!(
+        "{}\n[issuers.provider]\ndiscovery_url = \"{}/.well-known/openid-configuration\"\n\
+         roles_claims = [\"realm_access.roles\", 'resource_access.\"orders-api\".roles']\n\n\
+         [[routes]]\nname = \"audit\"\npath = \"/audit\"\nupstream = \"api\"\n\
+         roles = [\"auditor\"]\n\
+         rule = 'claims[\"https://example.com/tenant\"] == \"acme\" && request.method == \"GET\"'\n\
+         [routes.headers]\nx-tenant = '\"https://example.com/tenant\"'\n\n\
+         [[routes]]\nname = \"admin\"\npath = \"/admin-area\"\nupstream = \"api\"\nroles = [\"admin\"]\n",
+        upstream("api", &[up.addr], "health_check = \"none\""),
+        provider.issuer
+    );
+    let gw = Gateway::start(&config).await;
+    let token = provider.token("orders:read").await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(gw.url("/audit/q3"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", gw.log());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["headers"]["x-tenant"], "acme");
+    let post = client.post(gw.url("/audit/q3")).bearer_auth(&token);
+    assert_eq!(post.send().await.unwrap().status(), StatusCode::FORBIDDEN);
+    // `admin` is the billing client's role, not one of the roles_claims.
+    let admin = client.get(gw.url("/admin-area")).bearer_auth(&token);
+    assert_eq!(admin.send().await.unwrap().status(), StatusCode::FORBIDDEN);
 }

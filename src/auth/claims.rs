@@ -31,6 +31,15 @@ pub enum Claim<'a> {
 }
 
 impl<'a> Claim<'a> {
+    /// A value inside a claim, as a claim: strings and numbers as such.
+    pub fn of(value: &'a Value) -> Claim<'a> {
+        match value {
+            Value::String(s) => Claim::Str(s),
+            Value::Number(n) => Claim::Number(n),
+            other => Claim::Json(other),
+        }
+    }
+
     pub fn as_str(self) -> Option<&'a str> {
         match self {
             Claim::Str(s) => Some(s),

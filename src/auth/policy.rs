@@ -182,14 +182,14 @@ impl Policy {
 
     /// The route's requirements on a good token (403 when unmet).
     pub fn check_requirements(&self, t: &Verified) -> Result<(), AuthError> {
-        if !self.roles.is_empty() && !self.roles.iter().any(|r| has_role(t, r)) {
+        if !self.roles.is_empty() && !self.roles.iter().any(|r| self.has_role(t, r)) {
             return Err(AuthError::MissingRole);
         }
         if !self.scopes.iter().all(|s| has_scope(t, s)) {
             return Err(AuthError::MissingScope);
         }
-        for (name, want) in &self.claims {
-            if !t.claims.get(name).is_some_and(|v| claim_equals(v, want)) {
+        for (path, want) in &self.claims {
+            if !path.find(&t.claims).is_some_and(|v| claim_equals(v, want)) {
                 return Err(AuthError::ClaimMismatch);
             }
         }
@@ -205,7 +205,7 @@ impl Policy {
         t: &'a Verified,
     ) -> impl Iterator<Item = Result<(HeaderName, HeaderValue), AuthError>> + 'a {
         self.headers.iter().filter_map(|(header, claim)| {
-            let claim = t.claims.get(claim)?;
+            let claim = claim.find(&t.claims)?;
             if matches!(claim, Claim::Json(Value::Null)) {
                 return None;
             }
@@ -224,9 +224,24 @@ fn names(v: Claim, want: &str) -> bool {
     }
 }
 
-fn has_role(t: &Verified, role: &str) -> bool {
-    let matches = |v: Claim| names(v, role);
-    t.claims.get("role").is_some_and(matches) || t.claims.get("roles").is_some_and(matches)
+impl Policy {
+    /// Whether `t` carries `role` where its issuer puts roles: a list at
+    /// one of its `roles_claims` (a string there is no list, and never
+    /// matches), or by default a `role` or `roles` claim, a name or a list.
+    fn has_role(&self, t: &Verified, role: &str) -> bool {
+        match self.roles_from.get(t.issuer).and_then(Option::as_ref) {
+            Some(paths) => paths.iter().any(|path| {
+                path.find(&t.claims)
+                    .and_then(Claim::as_array)
+                    .is_some_and(|list| list.iter().any(|v| v.as_str() == Some(role)))
+            }),
+            None => {
+                let matches = |v: Claim| names(v, role);
+                t.claims.get("role").is_some_and(matches)
+                    || t.claims.get("roles").is_some_and(matches)
+            }
+        }
+    }
 }
 
 fn has_scope(t: &Verified, scope: &str) -> bool {

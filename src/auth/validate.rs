@@ -573,7 +573,7 @@ mod tests {
             AuthError::MissingScope
         );
         let mut p = policy();
-        p.claims = vec![("sub".into(), "bob".into())];
+        p.claims = vec![(crate::auth::claim_path::ClaimPath::top("sub"), "bob".into())];
         assert_eq!(
             v.validate(&t, &p, NOW).unwrap_err(),
             AuthError::ClaimMismatch

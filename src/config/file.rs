@@ -254,6 +254,8 @@ pub(super) struct FileHttpCheck {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileIssuer {
     pub(super) iss: Option<Spanned<String>>,
+    /// Where routes read this issuer's roles: claim paths.
+    pub(super) roles_claims: Option<Spanned<Vec<String>>>,
     pub(super) dialect: Option<Spanned<String>>,
     pub(super) token_ttl: Option<Spanned<DurationText>>,
     #[serde(default)]
@@ -433,9 +435,11 @@ pub(super) struct FileRoute {
     #[serde(default)]
     pub(super) scopes: Vec<String>,
     #[serde(default)]
-    pub(super) claims: BTreeMap<String, String>,
+    pub(super) claims: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, Spanned<String>>,
+    /// A rule in CEL over `claims` and `request` (`crate::rule`).
+    pub(super) rule: Option<Spanned<String>>,
     #[serde(default = "yes")]
     pub(super) forward_token: bool,
     pub(super) cors: Option<Spanned<String>>,

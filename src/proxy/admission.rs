@@ -115,6 +115,10 @@ impl Gateway {
                     shared.external.unknown_kid(&token);
                 }
                 result
+            })
+            .and_then(|verified| match &policy.rule {
+                Some(rule) if !rule.admits(&verified.claims, parts) => Err(AuthError::RuleRefused),
+                _ => Ok(verified),
             });
         match result {
             Ok(verified) => {

@@ -1,6 +1,7 @@
 // A real OpenID provider (panva's certified oidc-provider) on an ephemeral
 // loopback port: client-credentials grant, JWT access tokens for one
-// resource. Prints the issuer URL on its first line of output.
+// resource, with the claims of EXTRA_CLAIMS added. Prints the issuer URL
+// on its first line of output.
 import http from 'node:http';
 import { generateKeyPair, exportJWK } from 'jose';
 import Provider from 'oidc-provider';
@@ -30,6 +31,9 @@ const provider = new Provider(issuer, {
     scope: 'orders:read orders:write',
   }],
   scopes: ['orders:read', 'orders:write'],
+  // Claims an identity provider adds to its access tokens (roles, groups,
+  // namespaced claims), as JSON in EXTRA_CLAIMS.
+  extraTokenClaims: () => JSON.parse(process.env.EXTRA_CLAIMS || '{}'),
   jwks: { keys: [await signingKey(alg, `${alg.toLowerCase()}-1`)] },
   features: {
     devInteractions: { enabled: false },

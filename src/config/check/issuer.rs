@@ -9,6 +9,7 @@ use super::super::file::*;
 use super::super::model::*;
 use super::super::units::{parse_offset, parse_size, secs};
 use super::Checker;
+use crate::auth::claim_path::ClaimPath;
 
 impl Checker<'_> {
     pub(super) fn issuer(
@@ -67,7 +68,29 @@ impl Checker<'_> {
             ),
             allow_no_exp: i.allow_no_exp,
             keys,
+            roles_claims: self.roles_claims(name, i),
         }
+    }
+
+    /// `roles_claims`: claim paths, at least one.
+    fn roles_claims(&mut self, name: &str, i: &FileIssuer) -> Option<Arc<[ClaimPath]>> {
+        let list = i.roles_claims.as_ref()?;
+        let key = format!("issuers.{name}.roles_claims");
+        if list.get_ref().is_empty() {
+            self.problem(
+                list,
+                &key,
+                "names no claim; leave it out to read `role` and `roles`",
+            );
+        }
+        let mut paths = Vec::new();
+        for text in list.get_ref() {
+            match ClaimPath::parse(text) {
+                Ok(path) => paths.push(path),
+                Err(e) => self.problem(list, &key, e),
+            }
+        }
+        Some(paths.into())
     }
 
     /// `[[issuers.NAME.keys]]`: each key's algorithm and where its

@@ -7,6 +7,8 @@ use toml::Spanned;
 use super::super::file::*;
 use super::super::model::*;
 use super::{names, Checker, RESERVED_HEADERS};
+use crate::auth::claim_path::ClaimPath;
+use crate::rule::Rule;
 
 impl Checker<'_> {
     pub(super) fn route(
@@ -45,12 +47,14 @@ impl Checker<'_> {
             if !r.issuers.is_empty()
                 || !r.roles.is_empty()
                 || !r.scopes.is_empty()
+                || !r.claims.is_empty()
                 || !headers.is_empty()
+                || r.rule.is_some()
             {
                 self.problem(
                     &r.path,
                     key("public"),
-                    "a public route takes no issuers, roles, scopes or headers",
+                    "a public route takes no issuers, roles, scopes, claims, headers or rule",
                 );
             }
             None
@@ -92,7 +96,7 @@ impl Checker<'_> {
         r: &FileRoute,
         key: &str,
         strip_all: &mut Vec<String>,
-    ) -> Vec<(http::HeaderName, String)> {
+    ) -> Vec<(http::HeaderName, ClaimPath)> {
         let mut headers = Vec::new();
         for (name, claim) in &r.headers {
             let lower = name.to_ascii_lowercase();
@@ -108,7 +112,10 @@ impl Checker<'_> {
                 }
             };
             strip_all.push(lower);
-            headers.push((header, claim.get_ref().clone()));
+            match ClaimPath::parse(claim.get_ref()) {
+                Ok(path) => headers.push((header, path)),
+                Err(e) => self.problem(claim, format!("{key}.{name}"), e),
+            }
         }
         headers
     }
@@ -119,7 +126,7 @@ impl Checker<'_> {
         index: usize,
         r: &FileRoute,
         issuers: &[Issuer],
-        headers: Vec<(http::HeaderName, String)>,
+        headers: Vec<(http::HeaderName, ClaimPath)>,
     ) -> Policy {
         let key = |k: &str| format!("routes[{index}].{k}");
         if issuers.is_empty() {
@@ -139,15 +146,30 @@ impl Checker<'_> {
             token_use: r.token_use.clone(),
             audience: r.audience.clone(),
             roles: r.roles.clone(),
+            roles_from: issuers.iter().map(|i| i.roles_claims.clone()).collect(),
             scopes: r.scopes.clone(),
-            claims: r
-                .claims
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            claims: self.required_claims(r, &key("claims")),
             headers,
+            rule: r.rule.as_ref().and_then(|text| {
+                Rule::compile(text.get_ref())
+                    .map_err(|e| self.problem(text, key("rule"), e))
+                    .ok()
+                    .map(Arc::new)
+            }),
             forward_token: r.forward_token,
         }
+    }
+
+    /// `claims`: each key a claim path, each value what it must be.
+    fn required_claims(&mut self, r: &FileRoute, key: &str) -> Vec<(ClaimPath, String)> {
+        let mut claims = Vec::new();
+        for (name, want) in &r.claims {
+            match ClaimPath::parse(name) {
+                Ok(path) => claims.push((path, want.get_ref().clone())),
+                Err(e) => self.problem(want, format!("{key}.{name:?}"), e),
+            }
+        }
+        claims
     }
 
     /// `token_from`: one source or a list; none names the `Authorization`

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{CorsPolicy, RouteLimits};
+use crate::auth::claim_path::ClaimPath;
 
 #[derive(Debug, Clone)]
 pub struct Issuer {
@@ -30,6 +31,10 @@ pub struct Issuer {
     pub external: Option<ExternalKeySource>,
     /// Standard OAuth 2.0 endpoints for the token endpoint's principals.
     pub oauth2: Option<OAuth2>,
+    /// Where a route's `roles` are read in this issuer's tokens: each a
+    /// list of role names. `None`: the `role` or `roles` claim, a name or
+    /// a list.
+    pub roles_claims: Option<Arc<[ClaimPath]>>,
 }
 
 /// `[issuers.NAME.oauth2]`: the issuer's standard OAuth 2.0 endpoints,

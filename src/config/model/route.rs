@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
+use crate::auth::claim_path::ClaimPath;
+use crate::rule::Rule;
+
 #[derive(Debug, Clone)]
 pub struct Route {
     pub name: String,
@@ -173,14 +176,20 @@ pub struct Policy {
     pub token_from: Vec<TokenSource>,
     pub token_use: Option<String>,
     pub audience: Option<String>,
-    /// Any one of these roles (claim `role` or `roles`) is enough.
+    /// Any one of these roles is enough: in the claims `roles_from` names
+    /// for the token's issuer.
     pub roles: Vec<String>,
+    /// By issuer index: where its tokens carry roles (`roles_claims`);
+    /// `None`, or an issuer past its end, reads `role` or `roles`.
+    pub roles_from: Arc<[Option<Arc<[ClaimPath]>>]>,
     /// Every one of these scopes (claim `scope`, space separated, or `scp`) is needed.
     pub scopes: Vec<String>,
     /// Claims that must have exactly these values.
-    pub claims: Vec<(String, String)>,
-    /// (header, claim name) pairs injected upstream.
-    pub headers: Vec<(HeaderName, String)>,
+    pub claims: Vec<(ClaimPath, String)>,
+    /// (header, claim) pairs injected upstream.
+    pub headers: Vec<(HeaderName, ClaimPath)>,
+    /// A rule the token and request must meet as well (`crate::rule`).
+    pub rule: Option<Arc<Rule>>,
     pub forward_token: bool,
 }
 
@@ -194,9 +203,11 @@ impl Policy {
             token_use: None,
             audience: None,
             roles: Vec::new(),
+            roles_from: Arc::from([]),
             scopes: Vec::new(),
             claims: Vec::new(),
             headers: Vec::new(),
+            rule: None,
             forward_token: true,
         }
     }

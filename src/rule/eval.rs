@@ -1,0 +1,216 @@
+//! A compiled rule against one request: values are borrowed from the
+//! token's claims, the rule's literals and the request, never copied.
+
+use std::cmp::Ordering;
+
+use http::request::Parts;
+use http::HeaderMap;
+use serde_json::Value;
+
+use super::{Expr, Field, Method, Op};
+use crate::auth::claims::{Claim, Claims};
+
+pub(super) struct Context<'a> {
+    pub claims: &'a Claims,
+    pub request: &'a Parts,
+    /// `request.host`, when the rule reads it.
+    pub host: Option<&'a str>,
+}
+
+/// A value while a rule runs.
+#[derive(Debug, Clone)]
+pub(super) enum Val<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Str(&'a str),
+    /// A JSON list or map, from a claim or a literal.
+    Json(&'a Value),
+    /// A list literal with items computed for this request.
+    List(Vec<Val<'a>>),
+    Headers(&'a HeaderMap),
+}
+
+/// Why a rule could not be evaluated: it refuses, whatever the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Error;
+
+type Result<T> = std::result::Result<T, Error>;
+
+pub(super) fn eval<'a>(expr: &'a Expr, cx: &Context<'a>) -> Result<Val<'a>> {
+    Ok(match expr {
+        Expr::Const(v) => of_json(v),
+        Expr::Claim(path) => of_claim(path.find(cx.claims).ok_or(Error)?),
+        Expr::Request(Field::Method) => Val::Str(cx.request.method.as_str()),
+        Expr::Request(Field::Path) => Val::Str(cx.request.uri.path()),
+        Expr::Request(Field::Host) => Val::Str(cx.host.ok_or(Error)?),
+        Expr::Headers => Val::Headers(&cx.request.headers),
+        Expr::List(items) => Val::List(items.iter().map(|e| eval(e, cx)).collect::<Result<_>>()?),
+        Expr::Not(e) => Val::Bool(!truth(eval(e, cx)?)?),
+        Expr::And(a, b) => Val::Bool(truth(eval(a, cx)?)? && truth(eval(b, cx)?)?),
+        Expr::Or(a, b) => Val::Bool(truth(eval(a, cx)?)? || truth(eval(b, cx)?)?),
+        Expr::Compare(op, a, b) => Val::Bool(compare(*op, &eval(a, cx)?, &eval(b, cx)?)?),
+        Expr::In(item, collection) => {
+            Val::Bool(contains(&eval(collection, cx)?, &eval(item, cx)?)?)
+        }
+        Expr::Has(path) => Val::Bool(path.find(cx.claims).is_some()),
+        Expr::HasField(map, name) => match eval(map, cx)? {
+            Val::Json(Value::Object(m)) => Val::Bool(m.contains_key(name)),
+            _ => return Err(Error),
+        },
+        Expr::Size(e) => Val::Int(size(&eval(e, cx)?)?),
+        Expr::Call(method, receiver, argument) => {
+            let (Val::Str(s), Val::Str(arg)) = (eval(receiver, cx)?, eval(argument, cx)?) else {
+                return Err(Error);
+            };
+            Val::Bool(match method {
+                Method::StartsWith => s.starts_with(arg),
+                Method::EndsWith => s.ends_with(arg),
+                Method::Contains => s.contains(arg),
+            })
+        }
+        Expr::Index(e, index) => index_of(eval(e, cx)?, &eval(index, cx)?)?,
+        Expr::Field(e, name) => match eval(e, cx)? {
+            Val::Json(Value::Object(m)) => of_json(m.get(name).ok_or(Error)?),
+            _ => return Err(Error),
+        },
+    })
+}
+
+fn truth(v: Val<'_>) -> Result<bool> {
+    match v {
+        Val::Bool(b) => Ok(b),
+        _ => Err(Error),
+    }
+}
+
+fn of_json(v: &Value) -> Val<'_> {
+    match v {
+        Value::Null => Val::Null,
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Val::Int(i),
+            None => Val::Double(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Val::Str(s),
+        list_or_map => Val::Json(list_or_map),
+    }
+}
+
+fn of_claim(c: Claim<'_>) -> Val<'_> {
+    match c {
+        Claim::Str(s) => Val::Str(s),
+        Claim::Number(n) => match n.as_i64() {
+            Some(i) => Val::Int(i),
+            None => Val::Double(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Claim::Json(v) => of_json(v),
+    }
+}
+
+/// CEL's equality: values of different types are unequal (numbers
+/// compare by value, `1 == 1.0`); lists item by item, maps key by key.
+fn equal(a: &Val<'_>, b: &Val<'_>) -> bool {
+    match (a, b) {
+        (Val::Null, Val::Null) => true,
+        (Val::Bool(x), Val::Bool(y)) => x == y,
+        (Val::Str(x), Val::Str(y)) => x == y,
+        (Val::Int(x), Val::Int(y)) => x == y,
+        (Val::Int(_) | Val::Double(_), Val::Int(_) | Val::Double(_)) => {
+            number(a).partial_cmp(&number(b)) == Some(Ordering::Equal)
+        }
+        (Val::Json(Value::Object(x)), Val::Json(Value::Object(y))) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| equal(&of_json(v), &of_json(w))))
+        }
+        _ => match (items(a), items(b)) {
+            (Some(x), Some(y)) => x.len() == y.len() && x.iter().zip(&y).all(|(v, w)| equal(v, w)),
+            _ => false,
+        },
+    }
+}
+
+/// A list's items, if `v` is a list.
+fn items<'a>(v: &Val<'a>) -> Option<Vec<Val<'a>>> {
+    match v {
+        Val::Json(Value::Array(list)) => Some(list.iter().map(of_json).collect()),
+        Val::List(list) => Some(list.clone()),
+        _ => None,
+    }
+}
+
+fn number(v: &Val<'_>) -> f64 {
+    match v {
+        Val::Int(i) => *i as f64,
+        Val::Double(d) => *d,
+        _ => f64::NAN,
+    }
+}
+
+fn compare(op: Op, a: &Val<'_>, b: &Val<'_>) -> Result<bool> {
+    let order = match (a, b) {
+        _ if op == Op::Eq => return Ok(equal(a, b)),
+        _ if op == Op::Ne => return Ok(!equal(a, b)),
+        (Val::Int(x), Val::Int(y)) => x.cmp(y),
+        (Val::Str(x), Val::Str(y)) => x.cmp(y),
+        (Val::Int(_) | Val::Double(_), Val::Int(_) | Val::Double(_)) => {
+            number(a).partial_cmp(&number(b)).ok_or(Error)?
+        }
+        _ => return Err(Error),
+    };
+    Ok(match op {
+        Op::Lt => order.is_lt(),
+        Op::Le => order.is_le(),
+        Op::Gt => order.is_gt(),
+        Op::Ge => order.is_ge(),
+        Op::Eq | Op::Ne => unreachable!("answered above"),
+    })
+}
+
+/// `item in collection`.
+fn contains(collection: &Val<'_>, item: &Val<'_>) -> Result<bool> {
+    match (collection, item) {
+        (Val::Json(Value::Array(list)), _) => Ok(list.iter().any(|v| equal(&of_json(v), item))),
+        (Val::List(list), _) => Ok(list.iter().any(|v| equal(v, item))),
+        (Val::Json(Value::Object(map)), Val::Str(key)) => Ok(map.contains_key(*key)),
+        (Val::Headers(headers), Val::Str(name)) => Ok(headers.contains_key(*name)),
+        _ => Err(Error),
+    }
+}
+
+fn size(v: &Val<'_>) -> Result<i64> {
+    let n = match v {
+        Val::Str(s) => s.chars().count(),
+        Val::Json(Value::Array(list)) => list.len(),
+        Val::Json(Value::Object(map)) => map.len(),
+        Val::List(list) => list.len(),
+        Val::Headers(headers) => headers.keys_len(),
+        _ => return Err(Error),
+    };
+    i64::try_from(n).map_err(|_| Error)
+}
+
+fn index_of<'a>(collection: Val<'a>, index: &Val<'_>) -> Result<Val<'a>> {
+    match (collection, index) {
+        (Val::Json(Value::Array(list)), Val::Int(i)) => {
+            let i = usize::try_from(*i).map_err(|_| Error)?;
+            list.get(i).map(of_json).ok_or(Error)
+        }
+        (Val::List(list), Val::Int(i)) => {
+            let i = usize::try_from(*i).map_err(|_| Error)?;
+            list.get(i).cloned().ok_or(Error)
+        }
+        (Val::Json(Value::Object(map)), Val::Str(key)) => map.get(*key).map(of_json).ok_or(Error),
+        (Val::Headers(headers), Val::Str(name)) => {
+            // A header sent twice has no one value: the rule cannot read it.
+            let mut values = headers.get_all(*name).iter();
+            let (Some(value), None) = (values.next(), values.next()) else {
+                return Err(Error);
+            };
+            value.to_str().map(Val::Str).map_err(|_| Error)
+        }
+        _ => Err(Error),
+    }
+}

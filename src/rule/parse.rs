@@ -1,0 +1,468 @@
+//! A rule's text into its tree: a lexer, then recursive descent in CEL's
+//! precedence (`||`, then `&&`, then relations and `in`, then `!` and `-`,
+//! then member access, indexing and calls).
+
+use serde_json::{Map, Number, Value};
+
+use super::{Expr, Field, Method, Op, MAX_DEPTH};
+use crate::auth::claim_path::ClaimPath;
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    Ident(String),
+    Int(i64),
+    Double(f64),
+    Str(String),
+    /// Punctuation and operators, as written.
+    Punct(&'static str),
+}
+
+const PUNCTUATION: [&str; 19] = [
+    "&&", "||", "==", "!=", "<=", ">=", "<", ">", "!", "-", "(", ")", "[", "]", "{", "}", ".", ",",
+    ":",
+];
+
+/// Tokens with the column (1-based, in characters) each starts at.
+fn lex(text: &str) -> Result<Vec<(Token, usize)>, String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let column = i + 1;
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '"' || c == '\'' {
+            let (s, next) = string(&chars, i).map_err(|e| format!("column {column}: {e}"))?;
+            tokens.push((Token::Str(s), column));
+            i = next;
+        } else if c.is_ascii_digit() {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            tokens.push((
+                number(&word).map_err(|e| format!("column {column}: {e}"))?,
+                column,
+            ));
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            tokens.push((Token::Ident(chars[start..i].iter().collect()), column));
+        } else {
+            let rest: String = chars[i..(i + 2).min(chars.len())].iter().collect();
+            let Some(p) = PUNCTUATION.iter().find(|p| rest.starts_with(**p)) else {
+                return Err(format!("column {column}: unexpected {c:?}"));
+            };
+            tokens.push((Token::Punct(p), column));
+            i += p.chars().count();
+        }
+    }
+    Ok(tokens)
+}
+
+/// A quoted string from `chars[start]` (its quote); the text and the
+/// index after the closing quote.
+fn string(chars: &[char], start: usize) -> Result<(String, usize), String> {
+    let quote = chars[start];
+    let mut out = String::new();
+    let mut i = start + 1;
+    while i < chars.len() {
+        match chars[i] {
+            c if c == quote => return Ok((out, i + 1)),
+            '\\' => {
+                let escaped = match chars.get(i + 1) {
+                    Some('\\') => '\\',
+                    Some('"') => '"',
+                    Some('\'') => '\'',
+                    Some('n') => '\n',
+                    Some('t') => '\t',
+                    Some('r') => '\r',
+                    other => {
+                        return Err(format!(
+                            "the escape \\{} is not read",
+                            other.copied().unwrap_or(' ')
+                        ))
+                    }
+                };
+                out.push(escaped);
+                i += 2;
+            }
+            '\n' => return Err("a string ends at the line's end; close its quote".into()),
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Err("a string is not closed".into())
+}
+
+fn number(word: &str) -> Result<Token, String> {
+    if word.contains('.') || word.contains('e') || word.contains('E') {
+        return word
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Token::Double)
+            .ok_or_else(|| format!("{word:?} is not a number"));
+    }
+    word.parse::<i64>()
+        .map(Token::Int)
+        .map_err(|_| format!("{word:?} is not a 64-bit integer"))
+}
+
+pub(super) fn parse(text: &str) -> Result<Expr, String> {
+    let tokens = lex(text)?;
+    if tokens.is_empty() {
+        return Err("a rule is empty".into());
+    }
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        depth: 0,
+        end: text.chars().count() + 1,
+    };
+    let expr = parser.or()?;
+    match parser.tokens.get(parser.at) {
+        None => Ok(expr),
+        Some((t, column)) => Err(format!(
+            "column {column}: unexpected {} after a complete rule",
+            shown(t)
+        )),
+    }
+}
+
+struct Parser {
+    tokens: Vec<(Token, usize)>,
+    at: usize,
+    depth: usize,
+    /// The column just past the text, for "ends too early".
+    end: usize,
+}
+
+fn shown(t: &Token) -> String {
+    match t {
+        Token::Ident(s) => format!("{s:?}"),
+        Token::Int(n) => n.to_string(),
+        Token::Double(f) => f.to_string(),
+        Token::Str(_) => "a string".into(),
+        Token::Punct(p) => format!("'{p}'"),
+    }
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Token> {
+        self.tokens.get(self.at).map(|(t, _)| t)
+    }
+
+    fn peek_at(&self, ahead: usize) -> Option<&Token> {
+        self.tokens.get(self.at + ahead).map(|(t, _)| t)
+    }
+
+    fn column(&self) -> usize {
+        self.tokens.get(self.at).map_or(self.end, |(_, c)| *c)
+    }
+
+    fn error<T>(&self, message: impl std::fmt::Display) -> Result<T, String> {
+        Err(format!("column {}: {message}", self.column()))
+    }
+
+    fn eat(&mut self, p: &str) -> bool {
+        if matches!(self.peek(), Some(Token::Punct(q)) if *q == p) {
+            self.at += 1;
+            return true;
+        }
+        false
+    }
+
+    fn expect(&mut self, p: &str) -> Result<(), String> {
+        if self.eat(p) {
+            return Ok(());
+        }
+        match self.peek() {
+            Some(t) => self.error(format!("expected '{p}', found {}", shown(t))),
+            None => self.error(format!("expected '{p}', but the rule ends")),
+        }
+    }
+
+    fn ident(&mut self) -> Result<String, String> {
+        match self.peek() {
+            Some(Token::Ident(name)) => {
+                let name = name.clone();
+                self.at += 1;
+                Ok(name)
+            }
+            _ => self.error("expected a name"),
+        }
+    }
+
+    /// One level deeper; refused past [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.error(format!("nested deeper than {MAX_DEPTH} levels"));
+        }
+        Ok(())
+    }
+
+    fn or(&mut self) -> Result<Expr, String> {
+        self.enter()?;
+        let mut left = self.and()?;
+        while self.eat("||") {
+            left = Expr::Or(Box::new(left), Box::new(self.and()?));
+        }
+        self.depth -= 1;
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, String> {
+        let mut left = self.relation()?;
+        while self.eat("&&") {
+            left = Expr::And(Box::new(left), Box::new(self.relation()?));
+        }
+        Ok(left)
+    }
+
+    fn relation(&mut self) -> Result<Expr, String> {
+        let mut left = self.unary()?;
+        loop {
+            let op = match self.peek() {
+                Some(Token::Punct("==")) => Some(Op::Eq),
+                Some(Token::Punct("!=")) => Some(Op::Ne),
+                Some(Token::Punct("<")) => Some(Op::Lt),
+                Some(Token::Punct("<=")) => Some(Op::Le),
+                Some(Token::Punct(">")) => Some(Op::Gt),
+                Some(Token::Punct(">=")) => Some(Op::Ge),
+                Some(Token::Ident(w)) if w == "in" => None,
+                _ => return Ok(left),
+            };
+            self.at += 1;
+            let right = self.unary()?;
+            left = match op {
+                Some(op) => Expr::Compare(op, Box::new(left), Box::new(right)),
+                None => Expr::In(Box::new(left), Box::new(right)),
+            };
+        }
+    }
+
+    fn unary(&mut self) -> Result<Expr, String> {
+        self.enter()?;
+        let expr = if self.eat("!") {
+            Expr::Not(Box::new(self.unary()?))
+        } else if self.eat("-") {
+            match self.unary()? {
+                Expr::Const(Value::Number(n)) => {
+                    Expr::Const(negated(&n).ok_or("a number too large to negate")?)
+                }
+                _ => return self.error("'-' is read before a number only"),
+            }
+        } else {
+            self.member()?
+        };
+        self.depth -= 1;
+        Ok(expr)
+    }
+
+    /// A primary expression and what follows it: `.name`, `.method(...)`, `[index]`.
+    fn member(&mut self) -> Result<Expr, String> {
+        let mut expr = match self.peek() {
+            Some(Token::Ident(w)) if w == "claims" => {
+                self.at += 1;
+                self.claim_path()?
+            }
+            Some(Token::Ident(w)) if w == "request" => {
+                self.at += 1;
+                self.request_field()?
+            }
+            _ => self.primary()?,
+        };
+        loop {
+            if self.eat("[") {
+                let index = self.or()?;
+                self.expect("]")?;
+                expr = Expr::Index(Box::new(expr), Box::new(index));
+            } else if self.eat(".") {
+                let name = self.ident()?;
+                expr = if self.eat("(") {
+                    self.method(expr, &name)?
+                } else {
+                    Expr::Field(Box::new(expr), name)
+                };
+            } else {
+                return Ok(expr);
+            }
+        }
+    }
+
+    /// After `claims`: names (`.name`, `["name"]`) up to the first call or
+    /// other index; at least one.
+    fn claim_path(&mut self) -> Result<Expr, String> {
+        let mut segments = Vec::new();
+        loop {
+            match (self.peek(), self.peek_at(1), self.peek_at(2)) {
+                (Some(Token::Punct(".")), Some(Token::Ident(name)), next)
+                    if next != Some(&Token::Punct("(")) =>
+                {
+                    segments.push(name.clone());
+                    self.at += 2;
+                }
+                (Some(Token::Punct("[")), Some(Token::Str(name)), Some(Token::Punct("]"))) => {
+                    segments.push(name.clone());
+                    self.at += 3;
+                }
+                _ => break,
+            }
+        }
+        match ClaimPath::from_segments(segments) {
+            Some(path) => Ok(Expr::Claim(path)),
+            None => self
+                .error("claims is read by name: claims.sub, claims[\"https://example.com/roles\"]"),
+        }
+    }
+
+    fn request_field(&mut self) -> Result<Expr, String> {
+        self.expect(".")?;
+        let name = self.ident()?;
+        Ok(match name.as_str() {
+            "method" => Expr::Request(Field::Method),
+            "path" => Expr::Request(Field::Path),
+            "host" => Expr::Request(Field::Host),
+            "headers" => Expr::Headers,
+            other => {
+                self.at -= 1;
+                return self.error(format!(
+                    "request has no {other:?}: it has method, path, host and headers"
+                ));
+            }
+        })
+    }
+
+    /// `receiver.name(` has been read.
+    fn method(&mut self, receiver: Expr, name: &str) -> Result<Expr, String> {
+        let method = match name {
+            "startsWith" => Method::StartsWith,
+            "endsWith" => Method::EndsWith,
+            "contains" => Method::Contains,
+            "size" => {
+                self.expect(")")?;
+                return Ok(Expr::Size(Box::new(receiver)));
+            }
+            other => {
+                return self.error(format!(
+                    "no method {other:?}: startsWith, endsWith, contains and size are"
+                ))
+            }
+        };
+        let argument = self.or()?;
+        self.expect(")")?;
+        Ok(Expr::Call(method, Box::new(receiver), Box::new(argument)))
+    }
+
+    fn primary(&mut self) -> Result<Expr, String> {
+        let Some(token) = self.peek().cloned() else {
+            return self.error("the rule ends where a value belongs");
+        };
+        self.at += 1;
+        match token {
+            Token::Int(n) => Ok(Expr::Const(Value::from(n))),
+            Token::Double(f) => Ok(Expr::Const(Value::from(f))),
+            Token::Str(s) => Ok(Expr::Const(Value::String(s))),
+            Token::Punct("(") => {
+                let inner = self.or()?;
+                self.expect(")")?;
+                Ok(inner)
+            }
+            Token::Punct("[") => self.list(),
+            Token::Punct("{") => self.map(),
+            Token::Ident(w) => self.named(&w),
+            other => {
+                self.at -= 1;
+                self.error(format!("unexpected {}", shown(&other)))
+            }
+        }
+    }
+
+    /// A literal name or a function: `true`, `false`, `null`, `has(...)`, `size(...)`.
+    fn named(&mut self, word: &str) -> Result<Expr, String> {
+        match word {
+            "true" => Ok(Expr::Const(Value::Bool(true))),
+            "false" => Ok(Expr::Const(Value::Bool(false))),
+            "null" => Ok(Expr::Const(Value::Null)),
+            "has" => {
+                self.expect("(")?;
+                let target = self.or()?;
+                self.expect(")")?;
+                match target {
+                    Expr::Claim(path) => Ok(Expr::Has(path)),
+                    Expr::Field(map, name) => Ok(Expr::HasField(map, name)),
+                    _ => self.error("has() takes a field: has(claims.email), has(claims.a.b)"),
+                }
+            }
+            "size" => {
+                self.expect("(")?;
+                let target = self.or()?;
+                self.expect(")")?;
+                Ok(Expr::Size(Box::new(target)))
+            }
+            other => {
+                self.at -= 1;
+                self.error(format!(
+                    "unknown name {other:?}: a rule reads claims and request"
+                ))
+            }
+        }
+    }
+
+    /// After `[`: items up to `]`; a list of literals is a literal.
+    fn list(&mut self) -> Result<Expr, String> {
+        let mut items = Vec::new();
+        while !self.eat("]") {
+            items.push(self.or()?);
+            if !self.eat(",") {
+                self.expect("]")?;
+                break;
+            }
+        }
+        if items.iter().all(|e| matches!(e, Expr::Const(_))) {
+            let values = items.into_iter().map(|e| match e {
+                Expr::Const(v) => v,
+                _ => unreachable!("all constants"),
+            });
+            return Ok(Expr::Const(Value::Array(values.collect())));
+        }
+        Ok(Expr::List(items))
+    }
+
+    /// After `{`: string keys and literal values up to `}`.
+    fn map(&mut self) -> Result<Expr, String> {
+        let mut map = Map::new();
+        while !self.eat("}") {
+            let key = match self.or()? {
+                Expr::Const(Value::String(key)) => key,
+                _ => return self.error("a map's keys are strings"),
+            };
+            self.expect(":")?;
+            let value = match self.or()? {
+                Expr::Const(value) => value,
+                _ => return self.error("a map literal holds literals only"),
+            };
+            map.insert(key, value);
+            if !self.eat(",") {
+                self.expect("}")?;
+                break;
+            }
+        }
+        Ok(Expr::Const(Value::Object(map)))
+    }
+}
+
+fn negated(n: &Number) -> Option<Value> {
+    match n.as_i64() {
+        Some(i) => i.checked_neg().map(Value::from),
+        None => n.as_f64().map(|f| Value::from(-f)),
+    }
+}

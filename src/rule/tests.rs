@@ -1,0 +1,194 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn claims(json: &str) -> Claims {
+    Claims::parse(json.as_bytes().to_vec()).unwrap()
+}
+
+fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).unwrap().into_parts().0
+}
+
+const KEYCLOAK: &str = r#"{"sub":"u1","email_verified":true,"groups":["ops","dev"],
+    "realm_access":{"roles":["user","auditor"]},
+    "resource_access":{"my-app":{"roles":["admin"]},"other":{"roles":["root"]}},
+    "https://example.com/roles":["editor"],"age":42,"ratio":0.5,"name":"Ann","tenant":null}"#;
+
+fn holds(rule: &str) -> bool {
+    let rule = Rule::compile(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
+    let req = request(
+        "GET",
+        "/orders/7",
+        &[("host", "API.Example.com:8443"), ("x-env", "prod")],
+    );
+    rule.admits(&claims(KEYCLOAK), &req)
+}
+
+#[test]
+fn rules_read_claims_where_providers_put_them() {
+    for rule in [
+        r#""ops" in claims.groups && claims.email_verified == true"#,
+        r#""auditor" in claims.realm_access.roles"#,
+        r#""admin" in claims.resource_access["my-app"].roles"#,
+        r#""editor" in claims["https://example.com/roles"]"#,
+        "claims.age >= 18 && claims.age < 100 && claims.ratio == 0.5 && claims.age == 42.0",
+        r#"claims.name.startsWith("A") && claims.name.endsWith("nn") && claims.name.contains("n")"#,
+        "size(claims.groups) == 2 && claims.groups.size() == 2 && size(claims.name) == 3",
+        "has(claims.realm_access.roles) && !has(claims.realm_access.groups) && has(claims.tenant)",
+        r#"claims.groups[0] == "ops" && claims.resource_access.other.roles == ["root"]"#,
+        r#"request.method == "GET" && request.path.startsWith("/orders/")"#,
+        r#"request.host == "api.example.com""#,
+        r#""x-env" in request.headers && request.headers["x-env"] == "prod""#,
+        r#"request.method in ["GET", "HEAD"] && claims.name in ["Ann", claims.sub]"#,
+        r#""user" in {"user": 1} && claims.tenant == null"#,
+        "false || true",
+    ] {
+        assert!(holds(rule), "{rule}");
+    }
+}
+
+#[test]
+fn rules_that_do_not_hold_refuse() {
+    for rule in [
+        r#""root" in claims.resource_access["my-app"].roles"#,
+        r#""ops" in claims.realm_access.roles"#,
+        "claims.age > 50",
+        r#"request.method == "POST""#,
+        r#"!("ops" in claims.groups)"#,
+        r#"claims.groups == ["dev", "ops"]"#,
+        "true && false",
+    ] {
+        assert!(!holds(rule), "{rule}");
+    }
+}
+
+#[test]
+fn a_rule_that_cannot_be_evaluated_refuses() {
+    for rule in [
+        // A claim that is not there.
+        r#""ops" in claims.missing"#,
+        "claims.missing == null",
+        "!(claims.missing == 1)",
+        r#"claims.realm_access.missing != "x""#,
+        // A string where a list belongs, a list where a string belongs.
+        r#""A" in claims.name"#,
+        r#"claims.groups.startsWith("o")"#,
+        // Ordering across types, an index past the end, a header not sent.
+        r#"claims.age < claims.name"#,
+        "claims.groups[5] == 1",
+        r#"request.headers["x-none"] == "" "#,
+        // An error is not absorbed by a later clause.
+        r#"claims.missing == 1 || true"#,
+        r#"!(claims.missing == 1 && false)"#,
+    ] {
+        assert!(!holds(rule), "{rule}");
+    }
+}
+
+#[test]
+fn a_header_sent_twice_has_no_value_for_a_rule() {
+    let rule = Rule::compile(r#"request.headers["x-env"] == "prod""#).unwrap();
+    let twice = request("GET", "/", &[("x-env", "prod"), ("x-env", "dev")]);
+    assert!(!rule.admits(&claims(KEYCLOAK), &twice));
+    let once = request("GET", "/", &[("X-Env", "prod")]);
+    assert!(rule.admits(&claims(KEYCLOAK), &once));
+}
+
+#[test]
+fn rules_that_cannot_mean_anything_are_refused_at_load() {
+    for (rule, why) in [
+        ("", "empty"),
+        ("claims.groups &&", "ends where a value belongs"),
+        (r#""ops" in claims.groups)"#, "column 23: unexpected ')'"),
+        ("claims", "claims is read by name"),
+        ("user.groups", "unknown name \"user\""),
+        ("request.body", "request has no \"body\""),
+        ("claims.a.matches(\"x\")", "no method \"matches\""),
+        (r#"claims.age < "x" && 1 == "1""#, "never equal"),
+        (r#"1 < "x""#, "orders numbers with numbers"),
+        (
+            r#""a".startsWith(1)"#,
+            "startsWith, endsWith and contains: a string is needed, not an int",
+        ),
+        (
+            "request.method in 3",
+            "'in': a list or a map or a header map is needed, not an int",
+        ),
+        ("claims.name", ""),
+        ("1 + 1", "unexpected '+'"),
+        (r#"size(1) == 1"#, "size(): a string or a list"),
+        ("\"open", "not closed"),
+        ("claims.age == 99999999999999999999", "not a 64-bit integer"),
+        ("request.headers == 1", "compared whole"),
+        ("\"x\"", "must be true or false"),
+    ] {
+        match Rule::compile(rule) {
+            Err(e) => assert!(e.contains(why), "{rule}: {e}"),
+            // A lone claim may be a boolean: it is checked when it runs.
+            Ok(_) => assert_eq!(rule, "claims.name"),
+        }
+    }
+    let deep = format!("{}true{}", "(".repeat(200), ")".repeat(200));
+    assert!(Rule::compile(&deep).unwrap_err().contains("nested deeper"));
+    let long = format!("true{}", " || true".repeat(1000));
+    assert!(Rule::compile(&long).unwrap_err().contains("longer than"));
+}
+
+/// Claims of any shape: strings, numbers, booleans, null, lists and maps.
+fn claim_value() -> impl Strategy<Value = serde_json::Value> {
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        "[a-z]{0,3}".prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(2, 8, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(serde_json::Value::from),
+            prop::collection::btree_map("[a-c]", inner, 0..3)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Rules over claims `a`, `b` and `c`, each with the claims it reads.
+const RULES: [(&str, &[&str]); 11] = [
+    ("claims.a == 1", &["a"]),
+    (r#""x" in claims.b"#, &["b"]),
+    ("claims.a.b < 3", &["a"]),
+    ("claims.c[0] == true", &["c"]),
+    ("size(claims.a) > 0", &["a"]),
+    (r#"claims.b.startsWith("a")"#, &["b"]),
+    ("claims.a", &["a"]),
+    ("claims.a || claims.b", &["a"]),
+    ("claims.a.b != null", &["a"]),
+    (r#"claims.a in {"k": 1}"#, &["a"]),
+    ("claims.c == [1, 2]", &["c"]),
+];
+
+proptest! {
+    /// Whatever the token holds: a rule over a claim it lacks refuses, and
+    /// so does its negation; and a rule and its negation are never both
+    /// admitted, so no value of the wrong type makes a rule true.
+    #[test]
+    fn no_rule_error_admits(
+        token in prop::collection::btree_map("[a-c]", claim_value(), 0..4),
+        which in 0..RULES.len(),
+    ) {
+        let (rule, reads) = RULES[which];
+        let json = serde_json::Value::Object(token.clone().into_iter().collect()).to_string();
+        let claims = claims(&json);
+        let req = request("GET", "/", &[]);
+        let admits = Rule::compile(rule).unwrap().admits(&claims, &req);
+        let negation = Rule::compile(&format!("!({rule})")).unwrap().admits(&claims, &req);
+        prop_assert!(!(admits && negation), "{} and its negation over {}", rule, json);
+        if reads.iter().any(|name| !token.contains_key(*name)) {
+            prop_assert!(!admits && !negation, "{} over {}", rule, json);
+        }
+    }
+}
