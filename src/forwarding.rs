@@ -72,6 +72,16 @@ pub fn headers_to_strip(
     out
 }
 
+/// Whether the upstream may get a client's `name` header as sent: not if
+/// portero strips it (as for a peer that is no trusted proxy, the
+/// stricter case), writes it itself, or the client's `Connection` names
+/// it. What a route rule may read of the request's headers.
+pub fn reaches_upstream(name: &HeaderName, headers: &HeaderMap, auth: &AuthSettings) -> bool {
+    !(listed(name.as_str(), auth, false)
+        || is_hop_by_hop(name)
+        || named_by_connection(headers).any(|n| n == name))
+}
+
 /// The first letters of every name in `REWRITE_HEADERS`, `REPLACED` and
 /// `HOP_REPORTS`: one look lets most names by.
 const FIXED_INITIALS: [u8; 4] = *b"xftc";

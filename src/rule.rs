@@ -18,13 +18,16 @@ mod eval;
 mod parse;
 
 use http::request::Parts;
+use http::HeaderName;
 use serde_json::Value;
 
 use crate::auth::claim_path::ClaimPath;
 use crate::auth::claims::Claims;
 
-/// The longest rule read, in bytes, and the deepest nesting: a rule is
-/// a line or two, and the parser recurses once per level.
+/// The longest rule read, in bytes, and the deepest nesting (each
+/// operator, call, index or field is a level, so a chain of 64 `&&` is
+/// as deep as 64 parentheses): a rule is a line or two, and reading,
+/// checking and evaluating it recurse once per level.
 pub const MAX_LENGTH: usize = 4096;
 pub const MAX_DEPTH: usize = 64;
 
@@ -37,6 +40,17 @@ pub struct Rule {
     reads_host: bool,
 }
 
+/// What a rule may read of a request, as the gateway will pass it on.
+pub struct Request<'a> {
+    pub parts: &'a Parts,
+    /// The path as routed: empty segments and `;` parameters left out,
+    /// so `//admin` and `/admin;x` are `/admin` to a rule as to routing.
+    pub path: &'a str,
+    /// Whether a header never reaches the upstream as the client sent
+    /// it (portero strips or writes it): a rule sees no client copy.
+    pub hidden: &'a dyn Fn(&HeaderName) -> bool,
+}
+
 /// A rule's tree, with every constant folded and every claim path resolved.
 #[derive(Debug, Clone, PartialEq)]
 enum Expr {
@@ -46,8 +60,13 @@ enum Expr {
     Claim(ClaimPath),
     /// `request.method`, `request.path`, `request.host`.
     Request(Field),
-    /// `request.headers`: a map from lower-case names to values.
+    /// `request.headers` while parsing: read only by a literal name, as
+    /// `Header` and `HasHeader`, never whole.
     Headers,
+    /// `request.headers["name"]`: the header's one value.
+    Header(HeaderName),
+    /// `"name" in request.headers`.
+    HasHeader(HeaderName),
     /// A list literal with an item that is not a literal.
     List(Vec<Expr>),
     Not(Box<Expr>),
@@ -109,8 +128,8 @@ impl Rule {
 
     /// Whether the rule holds for a request with these verified claims;
     /// an error while evaluating it is a refusal.
-    pub fn admits(&self, claims: &Claims, request: &Parts) -> bool {
-        let host = self.reads_host.then(|| request_host(request));
+    pub fn admits(&self, claims: &Claims, request: &Request<'_>) -> bool {
+        let host = self.reads_host.then(|| request_host(request.parts));
         let context = eval::Context {
             claims,
             request,
@@ -148,7 +167,12 @@ impl Expr {
         let any = |items: &[&Expr]| items.iter().any(|e| e.reads(field));
         match self {
             Expr::Request(f) => *f == field,
-            Expr::Const(_) | Expr::Claim(_) | Expr::Headers | Expr::Has(_) => false,
+            Expr::Const(_)
+            | Expr::Claim(_)
+            | Expr::Headers
+            | Expr::Header(_)
+            | Expr::HasHeader(_)
+            | Expr::Has(_) => false,
             Expr::List(items) => items.iter().any(|e| e.reads(field)),
             Expr::Not(e) | Expr::Size(e) | Expr::HasField(e, _) | Expr::Field(e, _) => {
                 e.reads(field)

@@ -68,6 +68,15 @@ upstream = "app"
 claims = {{ "org.tenant.id" = "acme", '"https://example.com/verified"' = "true" }}
 
 [[routes]]
+name = "guarded"
+path = "/guarded"
+upstream = "app"
+rule = '!request.path.startsWith("/guarded/admin") || request.headers["x-user-sub"] == "root"'
+
+[routes.headers]
+x-user-sub = "sub"
+
+[[routes]]
 name = "ruled"
 path = "/ruled"
 upstream = "app"
@@ -292,28 +301,28 @@ fn check_names_a_rule_or_path_that_does_not_parse_with_its_line() {
     for (broken, line_of, expected) in [
         (
             "rule = '\"ops\" in claims.groups &&'",
-            "rule = ",
-            "routes[2].rule: column 26: the rule ends where a value belongs",
+            "rule = '\"ops\" in claims.groups &&'",
+            "routes[3].rule: column 26: the rule ends where a value belongs",
         ),
         (
             "rule = 'claims.age < 1 && \"a\" < 2'",
-            "rule = ",
-            "routes[2].rule: orders numbers with numbers",
+            "rule = 'claims.age",
+            "routes[3].rule: orders numbers with numbers",
         ),
         (
             "rule = 'user.admin'",
-            "rule = ",
-            "routes[2].rule: column 1: unknown name \"user\"",
+            "rule = 'user",
+            "routes[3].rule: column 1: unknown name \"user\"",
         ),
         (
             "[routes.headers]\nx-roles = \"https://example.com/roles\"",
             "x-roles",
-            "routes[2].headers.x-roles: \"https://example.com/roles\": ':' in a name; quote a name",
+            "routes[3].headers.x-roles: \"https://example.com/roles\": ':' in a name; quote a name",
         ),
         (
             "claims = { \"a..b\" = \"x\" }",
             "claims = { \"a..b\"",
-            "routes[2].claims.\"a..b\": \"a..b\": an empty name",
+            "routes[3].claims.\"a..b\": \"a..b\": an empty name",
         ),
     ] {
         let text = listening(&config(app)).replace(
@@ -457,4 +466,52 @@ async fn rules_reload_with_the_config() {
         call(&gw, "GET", "/ruled/a", &t).await.0,
         StatusCode::FORBIDDEN
     );
+}
+
+/// A rule reads the request as the upstream gets it: the path as routed
+/// (`//`, `;` parameters), no client copy of a header portero writes, and
+/// nested claims that name a key once.
+#[tokio::test]
+async fn rules_read_the_request_as_the_upstream_gets_it() {
+    let app = Upstream::start("app").await;
+    let gw = Gateway::start(&config(app.addr)).await;
+    let t = token(Signer::Hs, "test-issuer", json!({ "groups": ["ops"] }));
+    let get = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer {t}\r\n\
+             X-User-Sub: root\r\nConnection: close\r\n\r\n"
+        )
+    };
+    assert_eq!(raw_http(gw.port, get("/guarded/x").as_bytes()).await.0, 200);
+    for path in [
+        "/guarded/admin/x",
+        "//guarded/admin/x",
+        "/guarded//admin/x",
+        "/guarded;v=1/admin/x",
+        "/guarded/admin;x/y",
+    ] {
+        let (status, text) = raw_http(gw.port, get(path).as_bytes()).await;
+        assert_eq!(status, 403, "{path}: {text}");
+    }
+    // A key twice in a nested claim: the token is malformed, whichever copy a
+    // role would have come from.
+    let header = r#"{"alg":"HS256","typ":"JWT","kid":"hs-1"}"#;
+    let payload = format!(
+        r#"{{"iss":"test-issuer","sub":"u-1","exp":{},"realm_access":{{"roles":["user"],"roles":["admin"]}}}}"#,
+        now() + 600
+    );
+    let twice = sign_raw(header, &payload);
+    let (status, body) = call(&gw, "GET", "/admin-area/x", &twice).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// A token of exactly this header and payload text, HS256 with the test secret.
+fn sign_raw(header: &str, payload: &str) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HS_SECRET.as_bytes()).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
 }

@@ -6,9 +6,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
 use serde_json::{Number, Value};
 
 /// A token's claims, in token order. A token carries a handful and a request
@@ -223,11 +221,82 @@ impl<'de> Visitor<'de> for StoredSeed<'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Stored, A::Error> {
-        Value::deserialize(SeqAccessDeserializer::new(seq)).map(|v| Stored::Json(Box::new(v)))
+        Nested.visit_seq(seq).map(|v| Stored::Json(Box::new(v)))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Stored, A::Error> {
-        Value::deserialize(MapAccessDeserializer::new(map)).map(|v| Stored::Json(Box::new(v)))
+        Nested.visit_map(map).map(|v| Stored::Json(Box::new(v)))
+    }
+}
+
+/// A value inside a claim, as `serde_json::Value` reads it but for one
+/// thing: a key twice in an object makes the token malformed, as a claim
+/// named twice does. Roles and rules read nested objects, and a parser
+/// that keeps the first copy (where serde_json keeps the last) must not
+/// see another token than portero did.
+struct Nested;
+
+impl<'de> DeserializeSeed<'de> for Nested {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Nested {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Value, E> {
+        Ok(n.into())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Value, E> {
+        Ok(n.into())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Value, E> {
+        Number::from_f64(n)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("not a JSON number"))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.into()))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Nested)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(A::Error::custom(format_args!(
+                    "key {key:?} twice in a claim"
+                )));
+            }
+            let value = map.next_value_seed(Nested)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -286,6 +355,21 @@ mod tests {
     fn a_claim_named_twice_is_refused_even_when_spelt_differently() {
         assert!(Claims::parse(br#"{"sub":"a","sub":"b"}"#.into()).is_err());
         assert!(Claims::parse(br#"{"sub":"a","s\u0075b":"b"}"#.into()).is_err());
+    }
+
+    #[test]
+    fn a_key_twice_inside_a_claim_is_refused_at_any_depth() {
+        for bad in [
+            &br#"{"realm_access":{"roles":["user"],"roles":["admin"]}}"#[..],
+            br#"{"org":{"tenant":{"id":"x","\u0069d":"acme"}}}"#,
+            br#"{"list":[{"a":1,"a":2}]}"#,
+        ] {
+            let e = Claims::parse(bad.into()).unwrap_err();
+            assert!(e.to_string().contains("twice in a claim"), "{e}");
+        }
+        let c = parse(r#"{"org":{"tenant":{"id":"acme","ids":[1,2.5,null,true,{"k":"v"}]}}}"#);
+        let org = c.get("org").unwrap();
+        assert!(matches!(org, Claim::Json(v) if v["tenant"]["ids"][4]["k"] == "v"));
     }
 
     #[test]

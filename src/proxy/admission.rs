@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::{HeaderMap, Response};
+use http::{HeaderMap, HeaderName, Response};
 
 use super::token_endpoint::{legacy_response, oauth2_response};
 use super::{Gateway, RequestContext};
@@ -18,6 +18,7 @@ use crate::limits::{Caller, Limit, Phase, Refusal};
 use crate::live::{IssuerId, Live, RouteId};
 use crate::oauth2;
 use crate::respond::{GatewayBody, RequestError};
+use crate::rule::{self, Rule};
 
 impl Gateway {
     /// The route's slot and the limits kept by what the request says. A
@@ -117,7 +118,9 @@ impl Gateway {
                 result
             })
             .and_then(|verified| match &policy.rule {
-                Some(rule) if !rule.admits(&verified.claims, parts) => Err(AuthError::RuleRefused),
+                Some(rule) if !rule_admits(live, rule, &verified, parts) => {
+                    Err(AuthError::RuleRefused)
+                }
                 _ => Ok(verified),
             });
         match result {
@@ -160,4 +163,18 @@ impl Gateway {
         }
         tracing::debug!(route = %route.name, reason, "denied");
     }
+}
+
+/// The route's rule over a verified token and the request as the upstream
+/// will get it: the path as routed, no header portero strips or writes.
+fn rule_admits(live: &Live, rule: &Rule, verified: &Verified, parts: &Parts) -> bool {
+    let path = crate::path::routing_key(parts.uri.path());
+    let hidden =
+        |name: &HeaderName| !crate::forwarding::reaches_upstream(name, &parts.headers, &live.auth);
+    let request = rule::Request {
+        parts,
+        path: &path,
+        hidden: &hidden,
+    };
+    rule.admits(&verified.claims, &request)
 }

@@ -17,7 +17,6 @@ enum Ty {
     Str,
     List,
     Map,
-    Headers,
 }
 
 impl Ty {
@@ -31,7 +30,6 @@ impl Ty {
             Ty::Str => "string",
             Ty::List => "list",
             Ty::Map => "map",
-            Ty::Headers => "header map",
         }
     }
 
@@ -92,7 +90,15 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
         Expr::Const(v) => of_value(v),
         Expr::Claim(_) => Ty::Dyn,
         Expr::Request(_) => Ty::Str,
-        Expr::Headers => Ty::Headers,
+        Expr::Headers => {
+            return Err(
+                "request.headers is read by a literal name: request.headers[\"x-tenant\"], \
+                 \"x-tenant\" in request.headers"
+                    .into(),
+            )
+        }
+        Expr::Header(_) => Ty::Str,
+        Expr::HasHeader(_) => Ty::Bool,
         Expr::List(items) => {
             for item in items {
                 ty(item)?;
@@ -111,8 +117,8 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
         Expr::Compare(op, a, b) => compare(*op, ty(a)?, ty(b)?)?,
         Expr::In(item, collection) => {
             let (item, collection) = (ty(item)?, ty(collection)?);
-            want(collection, &[Ty::List, Ty::Map, Ty::Headers], "'in'")?;
-            if matches!(collection, Ty::Map | Ty::Headers) {
+            want(collection, &[Ty::List, Ty::Map], "'in'")?;
+            if collection == Ty::Map {
                 want(item, &[Ty::Str], "a key before 'in'")?;
             }
             Ty::Bool
@@ -123,7 +129,7 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
             Ty::Bool
         }
         Expr::Size(e) => {
-            want(ty(e)?, &[Ty::Str, Ty::List, Ty::Map, Ty::Headers], "size()")?;
+            want(ty(e)?, &[Ty::Str, Ty::List, Ty::Map], "size()")?;
             Ty::Int
         }
         Expr::Call(_, receiver, argument) => {
@@ -142,7 +148,6 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
         Expr::Index(e, index) => index_of(ty(e)?, ty(index)?)?,
         Expr::Field(e, name) => match ty(e)? {
             Ty::Map | Ty::Dyn => Ty::Dyn,
-            Ty::Headers => return Err(format!("read a header as request.headers[{name:?}]")),
             other => return Err(format!("{} has no field {name:?}", article(other.name()))),
         },
     })
@@ -151,9 +156,6 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
 fn compare(op: Op, a: Ty, b: Ty) -> Result<Ty, String> {
     let known = a != Ty::Dyn && b != Ty::Dyn;
     if matches!(op, Op::Eq | Op::Ne) {
-        if a == Ty::Headers || b == Ty::Headers {
-            return Err("request.headers is read by name, not compared whole".into());
-        }
         if known && a != b && !(a.numeric() && b.numeric()) {
             return Err(format!(
                 "compares a {} with a {}: never equal",
@@ -177,12 +179,9 @@ fn compare(op: Op, a: Ty, b: Ty) -> Result<Ty, String> {
 fn index_of(collection: Ty, index: Ty) -> Result<Ty, String> {
     match collection {
         Ty::List => want(index, &[Ty::Int], "a list's index")?,
-        Ty::Map | Ty::Headers => want(index, &[Ty::Str], "a map's index")?,
+        Ty::Map => want(index, &[Ty::Str], "a map's index")?,
         Ty::Dyn => want(index, &[Ty::Int, Ty::Str], "an index")?,
         other => return Err(format!("{} cannot be indexed", article(other.name()))),
     }
-    Ok(match collection {
-        Ty::Headers => Ty::Str,
-        _ => Ty::Dyn,
-    })
+    Ok(Ty::Dyn)
 }

@@ -3,16 +3,15 @@
 
 use std::cmp::Ordering;
 
-use http::request::Parts;
-use http::HeaderMap;
-use serde_json::Value;
+use http::{HeaderMap, HeaderName};
+use serde_json::{Number, Value};
 
-use super::{Expr, Field, Method, Op};
+use super::{Expr, Field, Method, Op, Request};
 use crate::auth::claims::{Claim, Claims};
 
 pub(super) struct Context<'a> {
     pub claims: &'a Claims,
-    pub request: &'a Parts,
+    pub request: &'a Request<'a>,
     /// `request.host`, when the rule reads it.
     pub host: Option<&'a str>,
 }
@@ -23,13 +22,14 @@ pub(super) enum Val<'a> {
     Null,
     Bool(bool),
     Int(i64),
+    /// A whole number past `i64::MAX`, as a token may carry.
+    Uint(u64),
     Double(f64),
     Str(&'a str),
     /// A JSON list or map, from a claim or a literal.
     Json(&'a Value),
     /// A list literal with items computed for this request.
     List(Vec<Val<'a>>),
-    Headers(&'a HeaderMap),
 }
 
 /// Why a rule could not be evaluated: it refuses, whatever the reason.
@@ -42,10 +42,15 @@ pub(super) fn eval<'a>(expr: &'a Expr, cx: &Context<'a>) -> Result<Val<'a>> {
     Ok(match expr {
         Expr::Const(v) => of_json(v),
         Expr::Claim(path) => of_claim(path.find(cx.claims).ok_or(Error)?),
-        Expr::Request(Field::Method) => Val::Str(cx.request.method.as_str()),
-        Expr::Request(Field::Path) => Val::Str(cx.request.uri.path()),
+        Expr::Request(Field::Method) => Val::Str(cx.request.parts.method.as_str()),
+        Expr::Request(Field::Path) => Val::Str(cx.request.path),
         Expr::Request(Field::Host) => Val::Str(cx.host.ok_or(Error)?),
-        Expr::Headers => Val::Headers(&cx.request.headers),
+        // Refused when the rule is read.
+        Expr::Headers => return Err(Error),
+        Expr::Header(name) => Val::Str(header(cx.request, name)?),
+        Expr::HasHeader(name) => {
+            Val::Bool(!(cx.request.hidden)(name) && cx.request.parts.headers.contains_key(name))
+        }
         Expr::List(items) => Val::List(items.iter().map(|e| eval(e, cx)).collect::<Result<_>>()?),
         Expr::Not(e) => Val::Bool(!truth(eval(e, cx)?)?),
         Expr::And(a, b) => Val::Bool(truth(eval(a, cx)?)? && truth(eval(b, cx)?)?),
@@ -85,41 +90,63 @@ fn truth(v: Val<'_>) -> Result<bool> {
     }
 }
 
+/// A header's one value as the upstream gets it: none if portero strips
+/// or writes it, or if the client sent it twice (in any spelling CGI
+/// reads as one).
+fn header<'a>(request: &Request<'a>, name: &HeaderName) -> Result<&'a str> {
+    if (request.hidden)(name) {
+        return Err(Error);
+    }
+    let headers: &'a HeaderMap = &request.parts.headers;
+    let mut values = headers.get_all(name).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(Error);
+    };
+    let underscored = name.as_str().replace('-', "_");
+    if underscored != name.as_str() && headers.contains_key(underscored.as_str()) {
+        return Err(Error);
+    }
+    value.to_str().map_err(|_| Error)
+}
+
 fn of_json(v: &Value) -> Val<'_> {
     match v {
         Value::Null => Val::Null,
         Value::Bool(b) => Val::Bool(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => Val::Int(i),
-            None => Val::Double(n.as_f64().unwrap_or(f64::NAN)),
-        },
+        Value::Number(n) => of_number(n),
         Value::String(s) => Val::Str(s),
         list_or_map => Val::Json(list_or_map),
+    }
+}
+
+fn of_number(n: &Number) -> Val<'static> {
+    match (n.as_i64(), n.as_u64()) {
+        (Some(i), _) => Val::Int(i),
+        (None, Some(u)) => Val::Uint(u),
+        _ => Val::Double(n.as_f64().unwrap_or(f64::NAN)),
     }
 }
 
 fn of_claim(c: Claim<'_>) -> Val<'_> {
     match c {
         Claim::Str(s) => Val::Str(s),
-        Claim::Number(n) => match n.as_i64() {
-            Some(i) => Val::Int(i),
-            None => Val::Double(n.as_f64().unwrap_or(f64::NAN)),
-        },
+        Claim::Number(n) => of_number(n),
         Claim::Json(v) => of_json(v),
     }
 }
 
 /// CEL's equality: values of different types are unequal (numbers
-/// compare by value, `1 == 1.0`); lists item by item, maps key by key.
+/// compare by value, exactly: `1 == 1.0`, but 2^53 + 1 is not the double
+/// 2^53); lists item by item, maps key by key.
 fn equal(a: &Val<'_>, b: &Val<'_>) -> bool {
     match (a, b) {
         (Val::Null, Val::Null) => true,
         (Val::Bool(x), Val::Bool(y)) => x == y,
         (Val::Str(x), Val::Str(y)) => x == y,
-        (Val::Int(x), Val::Int(y)) => x == y,
-        (Val::Int(_) | Val::Double(_), Val::Int(_) | Val::Double(_)) => {
-            number(a).partial_cmp(&number(b)) == Some(Ordering::Equal)
-        }
+        (
+            Val::Int(_) | Val::Uint(_) | Val::Double(_),
+            Val::Int(_) | Val::Uint(_) | Val::Double(_),
+        ) => order(a, b) == Some(Ordering::Equal),
         (Val::Json(Value::Object(x)), Val::Json(Value::Object(y))) => {
             x.len() == y.len()
                 && x.iter()
@@ -141,24 +168,48 @@ fn items<'a>(v: &Val<'a>) -> Option<Vec<Val<'a>>> {
     }
 }
 
-fn number(v: &Val<'_>) -> f64 {
-    match v {
-        Val::Int(i) => *i as f64,
-        Val::Double(d) => *d,
-        _ => f64::NAN,
+/// Two numbers in exact order: whole numbers as `i128`, a double against
+/// a whole number without rounding either; `None` for NaN or non-numbers.
+fn order(a: &Val<'_>, b: &Val<'_>) -> Option<Ordering> {
+    let whole = |v: &Val<'_>| match v {
+        Val::Int(i) => Some(i128::from(*i)),
+        Val::Uint(u) => Some(i128::from(*u)),
+        _ => None,
+    };
+    match (a, b, whole(a), whole(b)) {
+        (_, _, Some(x), Some(y)) => Some(x.cmp(&y)),
+        (Val::Double(x), Val::Double(y), _, _) => x.partial_cmp(y),
+        (_, Val::Double(d), Some(i), _) => whole_against_double(i, *d),
+        (Val::Double(d), _, _, Some(i)) => whole_against_double(i, *d).map(Ordering::reverse),
+        _ => None,
     }
+}
+
+fn whole_against_double(i: i128, d: f64) -> Option<Ordering> {
+    if d.is_nan() {
+        return None;
+    }
+    // Past i128's range (or infinite), a double is beyond every whole number here.
+    if d.abs() >= 1.7e38 {
+        return Some(if d > 0.0 {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        });
+    }
+    if d.fract() == 0.0 {
+        return Some(i.cmp(&(d as i128)));
+    }
+    // A double with a fraction is under 2^53, where `i as f64` keeps the order.
+    (i as f64).partial_cmp(&d)
 }
 
 fn compare(op: Op, a: &Val<'_>, b: &Val<'_>) -> Result<bool> {
     let order = match (a, b) {
         _ if op == Op::Eq => return Ok(equal(a, b)),
         _ if op == Op::Ne => return Ok(!equal(a, b)),
-        (Val::Int(x), Val::Int(y)) => x.cmp(y),
         (Val::Str(x), Val::Str(y)) => x.cmp(y),
-        (Val::Int(_) | Val::Double(_), Val::Int(_) | Val::Double(_)) => {
-            number(a).partial_cmp(&number(b)).ok_or(Error)?
-        }
-        _ => return Err(Error),
+        _ => order(a, b).ok_or(Error)?,
     };
     Ok(match op {
         Op::Lt => order.is_lt(),
@@ -175,7 +226,6 @@ fn contains(collection: &Val<'_>, item: &Val<'_>) -> Result<bool> {
         (Val::Json(Value::Array(list)), _) => Ok(list.iter().any(|v| equal(&of_json(v), item))),
         (Val::List(list), _) => Ok(list.iter().any(|v| equal(v, item))),
         (Val::Json(Value::Object(map)), Val::Str(key)) => Ok(map.contains_key(*key)),
-        (Val::Headers(headers), Val::Str(name)) => Ok(headers.contains_key(*name)),
         _ => Err(Error),
     }
 }
@@ -186,7 +236,6 @@ fn size(v: &Val<'_>) -> Result<i64> {
         Val::Json(Value::Array(list)) => list.len(),
         Val::Json(Value::Object(map)) => map.len(),
         Val::List(list) => list.len(),
-        Val::Headers(headers) => headers.keys_len(),
         _ => return Err(Error),
     };
     i64::try_from(n).map_err(|_| Error)
@@ -203,14 +252,6 @@ fn index_of<'a>(collection: Val<'a>, index: &Val<'_>) -> Result<Val<'a>> {
             list.get(i).cloned().ok_or(Error)
         }
         (Val::Json(Value::Object(map)), Val::Str(key)) => map.get(*key).map(of_json).ok_or(Error),
-        (Val::Headers(headers), Val::Str(name)) => {
-            // A header sent twice has no one value: the rule cannot read it.
-            let mut values = headers.get_all(*name).iter();
-            let (Some(value), None) = (values.next(), values.next()) else {
-                return Err(Error);
-            };
-            value.to_str().map(Val::Str).map_err(|_| Error)
-        }
         _ => Err(Error),
     }
 }

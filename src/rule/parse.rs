@@ -2,6 +2,7 @@
 //! precedence (`||`, then `&&`, then relations and `in`, then `!` and `-`,
 //! then member access, indexing and calls).
 
+use http::HeaderName;
 use serde_json::{Map, Number, Value};
 
 use super::{Expr, Field, Method, Op, MAX_DEPTH};
@@ -210,24 +211,37 @@ impl Parser {
     }
 
     fn or(&mut self) -> Result<Expr, String> {
+        let mark = self.depth;
         self.enter()?;
         let mut left = self.and()?;
         while self.eat("||") {
+            // Each operator of a chain is a level of the tree it makes.
+            self.enter()?;
             left = Expr::Or(Box::new(left), Box::new(self.and()?));
         }
-        self.depth -= 1;
+        self.depth = mark;
         Ok(left)
     }
 
     fn and(&mut self) -> Result<Expr, String> {
+        let mark = self.depth;
         let mut left = self.relation()?;
         while self.eat("&&") {
+            self.enter()?;
             left = Expr::And(Box::new(left), Box::new(self.relation()?));
         }
+        self.depth = mark;
         Ok(left)
     }
 
     fn relation(&mut self) -> Result<Expr, String> {
+        let mark = self.depth;
+        let left = self.relation_chain();
+        self.depth = mark;
+        left
+    }
+
+    fn relation_chain(&mut self) -> Result<Expr, String> {
         let mut left = self.unary()?;
         loop {
             let op = match self.peek() {
@@ -241,10 +255,17 @@ impl Parser {
                 _ => return Ok(left),
             };
             self.at += 1;
+            self.enter()?;
             let right = self.unary()?;
-            left = match op {
-                Some(op) => Expr::Compare(op, Box::new(left), Box::new(right)),
-                None => Expr::In(Box::new(left), Box::new(right)),
+            left = match (op, left, right) {
+                (Some(op), left, right) => Expr::Compare(op, Box::new(left), Box::new(right)),
+                (None, Expr::Const(Value::String(name)), Expr::Headers) => {
+                    Expr::HasHeader(self.header_name(&name)?)
+                }
+                (None, _, Expr::Headers) => {
+                    return self.error("'in request.headers' takes a literal name, e.g. \"x-tenant\" in request.headers")
+                }
+                (None, left, right) => Expr::In(Box::new(left), Box::new(right)),
             };
         }
     }
@@ -269,6 +290,13 @@ impl Parser {
 
     /// A primary expression and what follows it: `.name`, `.method(...)`, `[index]`.
     fn member(&mut self) -> Result<Expr, String> {
+        let mark = self.depth;
+        let expr = self.member_chain();
+        self.depth = mark;
+        expr
+    }
+
+    fn member_chain(&mut self) -> Result<Expr, String> {
         let mut expr = match self.peek() {
             Some(Token::Ident(w)) if w == "claims" => {
                 self.at += 1;
@@ -282,10 +310,20 @@ impl Parser {
         };
         loop {
             if self.eat("[") {
+                self.enter()?;
                 let index = self.or()?;
                 self.expect("]")?;
-                expr = Expr::Index(Box::new(expr), Box::new(index));
+                expr = match (expr, index) {
+                    (Expr::Headers, Expr::Const(Value::String(name))) => {
+                        Expr::Header(self.header_name(&name)?)
+                    }
+                    (Expr::Headers, _) => return self.error(
+                        "request.headers takes a literal name, e.g. request.headers[\"x-tenant\"]",
+                    ),
+                    (expr, index) => Expr::Index(Box::new(expr), Box::new(index)),
+                };
             } else if self.eat(".") {
+                self.enter()?;
                 let name = self.ident()?;
                 expr = if self.eat("(") {
                     self.method(expr, &name)?
@@ -322,6 +360,18 @@ impl Parser {
             None => self
                 .error("claims is read by name: claims.sub, claims[\"https://example.com/roles\"]"),
         }
+    }
+
+    /// A header's name as a rule writes it: the name a client sends and
+    /// the upstream gets, so never with `_` (which CGI reads as `-`).
+    fn header_name(&self, name: &str) -> Result<HeaderName, String> {
+        if name.contains('_') {
+            return self.error(format!(
+                "{name:?}: a header is read by its '-' spelling; '_' spellings are dropped or read as it"
+            ));
+        }
+        HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .or_else(|_| self.error(format!("{name:?} is not a header name")))
     }
 
     fn request_field(&mut self) -> Result<Expr, String> {

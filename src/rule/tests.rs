@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use http::HeaderName;
 
 fn claims(json: &str) -> Claims {
     Claims::parse(json.as_bytes().to_vec()).unwrap()
@@ -19,6 +20,21 @@ const KEYCLOAK: &str = r#"{"sub":"u1","email_verified":true,"groups":["ops","dev
     "resource_access":{"my-app":{"roles":["admin"]},"other":{"roles":["root"]}},
     "https://example.com/roles":["editor"],"age":42,"ratio":0.5,"name":"Ann","tenant":null}"#;
 
+/// Whether `rule` admits `claims` on `parts`, read as the gateway reads a
+/// request: the path as routed, `x-auth-*` and `x-forwarded-for` hidden.
+fn admitted(rule: &Rule, claims: &Claims, parts: &Parts) -> bool {
+    let path = crate::path::routing_key(parts.uri.path());
+    let hidden = |name: &HeaderName| {
+        name.as_str().starts_with("x-auth-") || name.as_str() == "x-forwarded-for"
+    };
+    let request = Request {
+        parts,
+        path: &path,
+        hidden: &hidden,
+    };
+    rule.admits(claims, &request)
+}
+
 fn holds(rule: &str) -> bool {
     let rule = Rule::compile(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
     let req = request(
@@ -26,7 +42,7 @@ fn holds(rule: &str) -> bool {
         "/orders/7",
         &[("host", "API.Example.com:8443"), ("x-env", "prod")],
     );
-    rule.admits(&claims(KEYCLOAK), &req)
+    admitted(&rule, &claims(KEYCLOAK), &req)
 }
 
 #[test]
@@ -94,9 +110,83 @@ fn a_rule_that_cannot_be_evaluated_refuses() {
 fn a_header_sent_twice_has_no_value_for_a_rule() {
     let rule = Rule::compile(r#"request.headers["x-env"] == "prod""#).unwrap();
     let twice = request("GET", "/", &[("x-env", "prod"), ("x-env", "dev")]);
-    assert!(!rule.admits(&claims(KEYCLOAK), &twice));
+    assert!(!admitted(&rule, &claims(KEYCLOAK), &twice));
     let once = request("GET", "/", &[("X-Env", "prod")]);
-    assert!(rule.admits(&claims(KEYCLOAK), &once));
+    assert!(admitted(&rule, &claims(KEYCLOAK), &once));
+    // Its `_` spelling beside it is a second copy to CGI, WSGI and Rack.
+    let spelt_twice = request("GET", "/", &[("x-env", "prod"), ("x_env", "dev")]);
+    assert!(!admitted(&rule, &claims(KEYCLOAK), &spelt_twice));
+}
+
+#[test]
+fn a_rule_reads_no_header_the_upstream_will_not_get_as_sent() {
+    let claims = claims(KEYCLOAK);
+    for rule in [
+        r#"request.headers["x-auth-sub"] == "alice""#,
+        r#"request.headers["X-Forwarded-For"] == "10.0.0.1""#,
+        r#""x-auth-sub" in request.headers"#,
+    ] {
+        let rule = Rule::compile(rule).unwrap();
+        let sent = request(
+            "GET",
+            "/",
+            &[("x-auth-sub", "alice"), ("x-forwarded-for", "10.0.0.1")],
+        );
+        assert!(!admitted(&rule, &claims, &sent));
+    }
+}
+
+#[test]
+fn the_path_a_rule_reads_is_the_path_as_routed() {
+    let claims = claims(KEYCLOAK);
+    let rule = Rule::compile(r#"!request.path.startsWith("/admin/")"#).unwrap();
+    for path in [
+        "/admin/secret",
+        "//admin/secret",
+        "/admin;x/secret",
+        "/admin;/secret",
+    ] {
+        assert!(
+            !admitted(&rule, &claims, &request("GET", path, &[])),
+            "{path}"
+        );
+    }
+    let exact = Rule::compile(r#"request.path != "/api/delete-all""#).unwrap();
+    for path in ["/api/delete-all;x", "/api//delete-all", "//api/delete-all"] {
+        assert!(
+            !admitted(&exact, &claims, &request("GET", path, &[])),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn numbers_compare_exactly_whatever_their_spelling() {
+    let token = claims(
+        r#"{"a":9007199254740992.0,"b":9.007199254740992e15,"c":9223372036854775808,
+            "d":9223372036854775806.0,"e":18446744073709551615,"f":2.5,"g":1e300}"#,
+    );
+    let req = request("GET", "/", &[]);
+    let holds = |rule: &str| admitted(&Rule::compile(rule).unwrap(), &token, &req);
+    for rule in [
+        "claims.a == 9007199254740992",
+        "claims.c > 9223372036854775807",
+        "claims.e > claims.c",
+        "claims.f > 2 && claims.f < 3",
+        "claims.g > claims.e",
+        "claims.a == claims.b",
+    ] {
+        assert!(holds(rule), "{rule}");
+    }
+    for rule in [
+        "claims.a == 9007199254740993",
+        "claims.b == 9007199254740993",
+        "claims.c == 9223372036854775807",
+        "claims.d == 9223372036854775807",
+        "claims.f == 2",
+    ] {
+        assert!(!holds(rule), "{rule}");
+    }
 }
 
 #[test]
@@ -117,14 +207,25 @@ fn rules_that_cannot_mean_anything_are_refused_at_load() {
         ),
         (
             "request.method in 3",
-            "'in': a list or a map or a header map is needed, not an int",
+            "'in': a list or a map is needed, not an int",
         ),
         ("claims.name", ""),
         ("1 + 1", "unexpected '+'"),
         (r#"size(1) == 1"#, "size(): a string or a list"),
         ("\"open", "not closed"),
         ("claims.age == 99999999999999999999", "not a 64-bit integer"),
-        ("request.headers == 1", "compared whole"),
+        ("request.headers == 1", "read by a literal name"),
+        ("size(request.headers) > 0", "read by a literal name"),
+        (
+            r#"request.headers[claims.name] == "x""#,
+            "takes a literal name",
+        ),
+        ("claims.name in request.headers", "takes a literal name"),
+        (r#"request.headers["x_env"] == "x""#, "'-' spelling"),
+        (
+            r#"request.headers["bad name"] == "x""#,
+            "is not a header name",
+        ),
         ("\"x\"", "must be true or false"),
     ] {
         match Rule::compile(rule) {
@@ -135,6 +236,17 @@ fn rules_that_cannot_mean_anything_are_refused_at_load() {
     }
     let deep = format!("{}true{}", "(".repeat(200), ")".repeat(200));
     assert!(Rule::compile(&deep).unwrap_err().contains("nested deeper"));
+    // Chains nest as deeply as parentheses: fields, indexes, `&&`, `==`.
+    for chain in [
+        format!("has({{}}{})", ".a".repeat(2000)),
+        format!("[[1]]{} == 1", "[0]".repeat(1300)),
+        format!("true{}", " && true".repeat(65)),
+        format!("1{} == 1", " == 1".repeat(65)),
+    ] {
+        let e = Rule::compile(&chain).unwrap_err();
+        assert!(e.contains("nested deeper"), "{e}");
+    }
+    assert!(Rule::compile(&format!("true{}", " && true".repeat(60))).is_ok());
     let long = format!("true{}", " || true".repeat(1000));
     assert!(Rule::compile(&long).unwrap_err().contains("longer than"));
 }
@@ -184,8 +296,8 @@ proptest! {
         let json = serde_json::Value::Object(token.clone().into_iter().collect()).to_string();
         let claims = claims(&json);
         let req = request("GET", "/", &[]);
-        let admits = Rule::compile(rule).unwrap().admits(&claims, &req);
-        let negation = Rule::compile(&format!("!({rule})")).unwrap().admits(&claims, &req);
+        let admits = admitted(&Rule::compile(rule).unwrap(), &claims, &req);
+        let negation = admitted(&Rule::compile(&format!("!({rule})")).unwrap(), &claims, &req);
         prop_assert!(!(admits && negation), "{} and its negation over {}", rule, json);
         if reads.iter().any(|name| !token.contains_key(*name)) {
             prop_assert!(!admits && !negation, "{} over {}", rule, json);
