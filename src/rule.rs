@@ -43,8 +43,8 @@ pub struct Rule {
 /// What a rule may read of a request, as the gateway will pass it on.
 pub struct Request<'a> {
     pub parts: &'a Parts,
-    /// The path as routed: empty segments and `;` parameters left out,
-    /// so `//admin` and `/admin;x` are `/admin` to a rule as to routing.
+    /// The path as routed: empty segments, `;` parameters and a trailing
+    /// `/` left out, so `//admin/`, `/admin;x` are `/admin` to a rule.
     pub path: &'a str,
     /// Whether a header never reaches the upstream as the client sent
     /// it (portero strips or writes it): a rule sees no client copy.
@@ -136,6 +136,16 @@ impl Rule {
             host: host.as_deref(),
         };
         matches!(eval::eval(&self.expr, &context), Ok(eval::Val::Bool(true)))
+    }
+}
+
+/// The path a rule reads, from the path as routed (`path::routing_key`):
+/// without a trailing `/`, as `/a/` and `/a` are one resource to most
+/// upstreams.
+pub fn rule_path(routed: &str) -> &str {
+    match routed.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
     }
 }
 

@@ -484,6 +484,8 @@ async fn rules_read_the_request_as_the_upstream_gets_it() {
     };
     assert_eq!(raw_http(gw.port, get("/guarded/x").as_bytes()).await.0, 200);
     for path in [
+        "/guarded/admin",
+        "/guarded/admin/",
         "/guarded/admin/x",
         "//guarded/admin/x",
         "/guarded//admin/x",
@@ -514,4 +516,40 @@ fn sign_raw(header: &str, payload: &str) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(HS_SECRET.as_bytes()).unwrap();
     mac.update(input.as_bytes());
     format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+/// `strip_headers` patterns: `*` only at the end (one elsewhere matched
+/// nothing, silently), and `_` read as `-` as names are compared; a
+/// header a pattern strips reads as absent to a rule.
+#[tokio::test]
+async fn strip_patterns_mean_what_they_say_to_the_upstream_and_to_rules() {
+    let app = Upstream::start("app").await;
+    let (ok, out) = check(&listening(&format!(
+        "[auth]\nstrip_headers = [\"x-*-id\"]\n{}",
+        config(app.addr)
+    )));
+    assert!(
+        !ok && out.contains(":4: auth.strip_headers: a name, or a prefix ending in '*'"),
+        "{out}"
+    );
+
+    let body = format!(
+        "[auth]\nstrip_headers = [\"x_legacy_*\"]\n{}",
+        config(app.addr).replace(
+            "rule = '!request.path.startsWith(\"/guarded/admin\") || request.headers[\"x-user-sub\"] == \"root\"'",
+            "rule = '!(\"x-legacy-user\" in request.headers)'",
+        )
+    );
+    let gw = Gateway::start(&body).await;
+    let t = token(Signer::Hs, "test-issuer", json!({}));
+    let r = reqwest::Client::new()
+        .get(gw.url("/guarded/x"))
+        .bearer_auth(&t)
+        .header("x-legacy-user", "root")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(echo["headers"]["x-legacy-user"], Value::Null, "{echo}");
 }

@@ -603,10 +603,23 @@ impl Checker<'_> {
         let mut strip_exact: Vec<String> = injected;
         let mut strip_prefixes = Vec::new();
         let patterns: Vec<String> = match &a.strip_headers {
-            Some(list) => list
-                .iter()
-                .map(|s| s.get_ref().to_ascii_lowercase())
-                .collect(),
+            Some(list) => {
+                for s in list {
+                    let star = s.get_ref().find('*');
+                    if s.get_ref().is_empty() || star.is_some_and(|at| at + 1 != s.get_ref().len())
+                    {
+                        self.problem(
+                            s,
+                            "auth.strip_headers",
+                            "a name, or a prefix ending in '*' (e.g. \"x-internal-*\"); '*' matches nowhere else",
+                        );
+                    }
+                }
+                // Names are compared as CGI reads them, `_` as `-`.
+                list.iter()
+                    .map(|s| s.get_ref().to_ascii_lowercase().replace('_', "-"))
+                    .collect()
+            }
             None => DEFAULT_STRIP.iter().map(|s| s.to_string()).collect(),
         };
         for p in patterns {

@@ -3,11 +3,12 @@
 
 use std::cmp::Ordering;
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Number, Value};
 
 use super::{Expr, Field, Method, Op, Request};
 use crate::auth::claims::{Claim, Claims};
+use crate::auth::policy::same_field;
 
 pub(super) struct Context<'a> {
     pub claims: &'a Claims,
@@ -42,14 +43,14 @@ pub(super) fn eval<'a>(expr: &'a Expr, cx: &Context<'a>) -> Result<Val<'a>> {
     Ok(match expr {
         Expr::Const(v) => of_json(v),
         Expr::Claim(path) => of_claim(path.find(cx.claims).ok_or(Error)?),
-        Expr::Request(Field::Method) => Val::Str(cx.request.parts.method.as_str()),
+        Expr::Request(Field::Method) => Val::Str(method(cx.request)?),
         Expr::Request(Field::Path) => Val::Str(cx.request.path),
         Expr::Request(Field::Host) => Val::Str(cx.host.ok_or(Error)?),
         // Refused when the rule is read.
         Expr::Headers => return Err(Error),
         Expr::Header(name) => Val::Str(header(cx.request, name)?),
         Expr::HasHeader(name) => {
-            Val::Bool(!(cx.request.hidden)(name) && cx.request.parts.headers.contains_key(name))
+            Val::Bool(!(cx.request.hidden)(name) && spellings(cx.request, name).next().is_some())
         }
         Expr::List(items) => Val::List(items.iter().map(|e| eval(e, cx)).collect::<Result<_>>()?),
         Expr::Not(e) => Val::Bool(!truth(eval(e, cx)?)?),
@@ -90,22 +91,54 @@ fn truth(v: Val<'_>) -> Result<bool> {
     }
 }
 
+/// Headers that make some frameworks take another method than the
+/// request line's: a rule cannot tell which the upstream will use.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+];
+
+/// The request's method, if it is the one the upstream will act on: in
+/// capitals (a framework may read `delete` as `DELETE`), and with no
+/// method-override header in any spelling.
+fn method<'a>(request: &Request<'a>) -> Result<&'a str> {
+    let method = request.parts.method.as_str();
+    let overridden = request.parts.headers.keys().any(|name| {
+        METHOD_OVERRIDES
+            .iter()
+            .any(|o| same_field(name.as_str(), o))
+    });
+    if overridden || method.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(Error);
+    }
+    Ok(method)
+}
+
+/// The values of every header the upstream may read as `name`: CGI, WSGI
+/// and Rack read `x_a-b` and `x-a_b` as `x-a-b`.
+fn spellings<'a>(
+    request: &Request<'a>,
+    name: &'a HeaderName,
+) -> impl Iterator<Item = &'a HeaderValue> + 'a {
+    let headers: &'a HeaderMap = &request.parts.headers;
+    headers
+        .iter()
+        .filter(move |(sent, _)| same_field(sent.as_str(), name.as_str()))
+        .map(|(_, value)| value)
+}
+
 /// A header's one value as the upstream gets it: none if portero strips
-/// or writes it, or if the client sent it twice (in any spelling CGI
+/// or writes it, or if the client sent it twice (in any spellings CGI
 /// reads as one).
-fn header<'a>(request: &Request<'a>, name: &HeaderName) -> Result<&'a str> {
+fn header<'a>(request: &Request<'a>, name: &'a HeaderName) -> Result<&'a str> {
     if (request.hidden)(name) {
         return Err(Error);
     }
-    let headers: &'a HeaderMap = &request.parts.headers;
-    let mut values = headers.get_all(name).iter();
+    let mut values = spellings(request, name);
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(Error);
     };
-    let underscored = name.as_str().replace('-', "_");
-    if underscored != name.as_str() && headers.contains_key(underscored.as_str()) {
-        return Err(Error);
-    }
     value.to_str().map_err(|_| Error)
 }
 

@@ -40,7 +40,10 @@ fn lex(text: &str) -> Result<Vec<(Token, usize)>, String> {
         } else if c.is_ascii_digit() {
             let start = i;
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                i += 1;
+                // An exponent's sign belongs to the number: 5e-3.
+                let signed =
+                    matches!(chars[i], 'e' | 'E') && matches!(chars.get(i + 1), Some('+' | '-'));
+                i += if signed { 2 } else { 1 };
             }
             let word: String = chars[start..i].iter().collect();
             tokens.push((
@@ -370,6 +373,10 @@ impl Parser {
                 "{name:?}: a header is read by its '-' spelling; '_' spellings are dropped or read as it"
             ));
         }
+        if name.eq_ignore_ascii_case("host") {
+            return self
+                .error("the host is request.host (portero may write the Host header itself)");
+        }
         HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
             .or_else(|_| self.error(format!("{name:?} is not a header name")))
     }
@@ -500,7 +507,9 @@ impl Parser {
                 Expr::Const(value) => value,
                 _ => return self.error("a map literal holds literals only"),
             };
-            map.insert(key, value);
+            if map.insert(key.clone(), value).is_some() {
+                return self.error(format!("the key {key:?} is in the map twice"));
+            }
             if !self.eat(",") {
                 self.expect("}")?;
                 break;

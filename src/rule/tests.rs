@@ -23,13 +23,14 @@ const KEYCLOAK: &str = r#"{"sub":"u1","email_verified":true,"groups":["ops","dev
 /// Whether `rule` admits `claims` on `parts`, read as the gateway reads a
 /// request: the path as routed, `x-auth-*` and `x-forwarded-for` hidden.
 fn admitted(rule: &Rule, claims: &Claims, parts: &Parts) -> bool {
-    let path = crate::path::routing_key(parts.uri.path());
+    let routed = crate::path::routing_key(parts.uri.path());
+    let path = rule_path(&routed);
     let hidden = |name: &HeaderName| {
         name.as_str().starts_with("x-auth-") || name.as_str() == "x-forwarded-for"
     };
     let request = Request {
         parts,
-        path: &path,
+        path,
         hidden: &hidden,
     };
     rule.admits(claims, &request)
@@ -116,6 +117,44 @@ fn a_header_sent_twice_has_no_value_for_a_rule() {
     // Its `_` spelling beside it is a second copy to CGI, WSGI and Rack.
     let spelt_twice = request("GET", "/", &[("x-env", "prod"), ("x_env", "dev")]);
     assert!(!admitted(&rule, &claims(KEYCLOAK), &spelt_twice));
+    let rule = Rule::compile(r#"request.headers["x-tenant-id"] == "acme""#).unwrap();
+    for other in ["x-tenant_id", "x_tenant-id", "X_TENANT_ID"] {
+        let sent = request("GET", "/", &[("x-tenant-id", "acme"), (other, "evil")]);
+        assert!(!admitted(&rule, &claims(KEYCLOAK), &sent), "{other}");
+    }
+    // ...and any spelling of a header is that header to `in`.
+    let deny = Rule::compile(r#"!("x-debug-mode" in request.headers)"#).unwrap();
+    for spelt in [
+        "x-debug-mode",
+        "x_debug_mode",
+        "x-debug_mode",
+        "X_Debug-Mode",
+    ] {
+        let sent = request("GET", "/", &[(spelt, "1")]);
+        assert!(!admitted(&deny, &claims(KEYCLOAK), &sent), "{spelt}");
+    }
+    assert!(admitted(
+        &deny,
+        &claims(KEYCLOAK),
+        &request("GET", "/", &[])
+    ));
+}
+
+#[test]
+fn a_method_the_upstream_may_read_otherwise_cannot_pass_a_rule() {
+    let rule = Rule::compile(r#"request.method != "DELETE""#).unwrap();
+    let claims = claims(KEYCLOAK);
+    assert!(admitted(&rule, &claims, &request("POST", "/", &[])));
+    for (method, headers) in [
+        ("delete", &[][..]),
+        ("Delete", &[][..]),
+        ("POST", &[("X-HTTP-Method-Override", "DELETE")][..]),
+        ("POST", &[("x-method-override", "DELETE")][..]),
+        ("POST", &[("x_http_method", "DELETE")][..]),
+    ] {
+        let sent = request(method, "/", headers);
+        assert!(!admitted(&rule, &claims, &sent), "{method} {headers:?}");
+    }
 }
 
 #[test]
@@ -152,7 +191,13 @@ fn the_path_a_rule_reads_is_the_path_as_routed() {
         );
     }
     let exact = Rule::compile(r#"request.path != "/api/delete-all""#).unwrap();
-    for path in ["/api/delete-all;x", "/api//delete-all", "//api/delete-all"] {
+    for path in [
+        "/api/delete-all;x",
+        "/api//delete-all",
+        "//api/delete-all",
+        "/api/delete-all/",
+        "/api/delete-all//",
+    ] {
         assert!(
             !admitted(&exact, &claims, &request("GET", path, &[])),
             "{path}"
@@ -226,6 +271,14 @@ fn rules_that_cannot_mean_anything_are_refused_at_load() {
             r#"request.headers["bad name"] == "x""#,
             "is not a header name",
         ),
+        (
+            r#"request.headers["Host"] == "x""#,
+            "the host is request.host",
+        ),
+        (
+            r#"claims.m == {"role": "user", "role": "admin"}"#,
+            "in the map twice",
+        ),
         ("\"x\"", "must be true or false"),
     ] {
         match Rule::compile(rule) {
@@ -247,6 +300,8 @@ fn rules_that_cannot_mean_anything_are_refused_at_load() {
         assert!(e.contains("nested deeper"), "{e}");
     }
     assert!(Rule::compile(&format!("true{}", " && true".repeat(60))).is_ok());
+    // An exponent's sign is part of its number.
+    assert!(Rule::compile("claims.f < 5e-324 || claims.f > 1E+3").is_ok());
     let long = format!("true{}", " || true".repeat(1000));
     assert!(Rule::compile(&long).unwrap_err().contains("longer than"));
 }
