@@ -168,7 +168,10 @@ impl Gateway {
 /// The route's rule over a verified token and the request as the upstream
 /// will get it: the path as routed, no header portero strips or writes.
 fn rule_admits(live: &Live, rule: &Rule, verified: &Verified, parts: &Parts) -> bool {
-    let routed = crate::path::routing_key(parts.uri.path());
+    let routed = match rule.reads_path() {
+        true => crate::path::routing_key(parts.uri.path()),
+        false => std::borrow::Cow::Borrowed(""),
+    };
     let path = rule::rule_path(&routed);
     let hidden =
         |name: &HeaderName| !crate::forwarding::reaches_upstream(name, &parts.headers, &live.auth);

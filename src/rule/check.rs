@@ -99,11 +99,12 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
         }
         Expr::Header(_) => Ty::Str,
         Expr::HasHeader(_) => Ty::Bool,
-        Expr::List(items) => {
-            for item in items {
-                ty(item)?;
-            }
-            Ty::List
+        Expr::List(_) => {
+            return Err(
+                "a list with an item that is not a literal is read only after 'in', \
+                 e.g. claims.tenant in [claims.home, \"shared\"]"
+                    .into(),
+            )
         }
         Expr::Not(e) => {
             want(ty(e)?, &[Ty::Bool], "'!'")?;
@@ -116,7 +117,16 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
         }
         Expr::Compare(op, a, b) => compare(*op, ty(a)?, ty(b)?)?,
         Expr::In(item, collection) => {
-            let (item, collection) = (ty(item)?, ty(collection)?);
+            let collection = match &**collection {
+                Expr::List(items) => {
+                    for item in items {
+                        ty(item)?;
+                    }
+                    Ty::List
+                }
+                other => ty(other)?,
+            };
+            let item = ty(item)?;
             want(collection, &[Ty::List, Ty::Map], "'in'")?;
             if collection == Ty::Map {
                 want(item, &[Ty::Str], "a key before 'in'")?;

@@ -17,8 +17,8 @@ pub(super) struct Context<'a> {
     pub host: Option<&'a str>,
 }
 
-/// A value while a rule runs.
-#[derive(Debug, Clone)]
+/// A value while a rule runs: borrowed, so copied for free and never dropped.
+#[derive(Debug, Clone, Copy)]
 pub(super) enum Val<'a> {
     Null,
     Bool(bool),
@@ -29,8 +29,6 @@ pub(super) enum Val<'a> {
     Str(&'a str),
     /// A JSON list or map, from a claim or a literal.
     Json(&'a Value),
-    /// A list literal with items computed for this request.
-    List(Vec<Val<'a>>),
 }
 
 /// Why a rule could not be evaluated: it refuses, whatever the reason.
@@ -52,13 +50,25 @@ pub(super) fn eval<'a>(expr: &'a Expr, cx: &Context<'a>) -> Result<Val<'a>> {
         Expr::HasHeader(name) => {
             Val::Bool(!(cx.request.hidden)(name) && spellings(cx.request, name).next().is_some())
         }
-        Expr::List(items) => Val::List(items.iter().map(|e| eval(e, cx)).collect::<Result<_>>()?),
+        // Read only after `in` (below); refused anywhere else at load.
+        Expr::List(_) => return Err(Error),
         Expr::Not(e) => Val::Bool(!truth(eval(e, cx)?)?),
         Expr::And(a, b) => Val::Bool(truth(eval(a, cx)?)? && truth(eval(b, cx)?)?),
         Expr::Or(a, b) => Val::Bool(truth(eval(a, cx)?)? || truth(eval(b, cx)?)?),
         Expr::Compare(op, a, b) => Val::Bool(compare(*op, &eval(a, cx)?, &eval(b, cx)?)?),
         Expr::In(item, collection) => {
-            Val::Bool(contains(&eval(collection, cx)?, &eval(item, cx)?)?)
+            let item = eval(item, cx)?;
+            match &**collection {
+                Expr::List(items) => {
+                    for e in items {
+                        if equal(&item, &eval(e, cx)?) {
+                            return Ok(Val::Bool(true));
+                        }
+                    }
+                    Val::Bool(false)
+                }
+                collection => Val::Bool(contains(&eval(collection, cx)?, &item)?),
+            }
         }
         Expr::Has(path) => Val::Bool(path.find(cx.claims).is_some()),
         Expr::HasField(map, name) => match eval(map, cx)? {
@@ -104,10 +114,11 @@ const METHOD_OVERRIDES: [&str; 3] = [
 /// method-override header in any spelling.
 fn method<'a>(request: &Request<'a>) -> Result<&'a str> {
     let method = request.parts.method.as_str();
+    // Each starts with `x`: most names are passed over at their first byte.
     let overridden = request.parts.headers.keys().any(|name| {
-        METHOD_OVERRIDES
-            .iter()
-            .any(|o| same_field(name.as_str(), o))
+        let name = name.as_str();
+        name.as_bytes().first() == Some(&b'x')
+            && METHOD_OVERRIDES.iter().any(|o| same_field(name, o))
     });
     if overridden || method.bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(Error);
@@ -185,19 +196,13 @@ fn equal(a: &Val<'_>, b: &Val<'_>) -> bool {
                 && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| equal(&of_json(v), &of_json(w))))
         }
-        _ => match (items(a), items(b)) {
-            (Some(x), Some(y)) => x.len() == y.len() && x.iter().zip(&y).all(|(v, w)| equal(v, w)),
-            _ => false,
-        },
-    }
-}
-
-/// A list's items, if `v` is a list.
-fn items<'a>(v: &Val<'a>) -> Option<Vec<Val<'a>>> {
-    match v {
-        Val::Json(Value::Array(list)) => Some(list.iter().map(of_json).collect()),
-        Val::List(list) => Some(list.clone()),
-        _ => None,
+        (Val::Json(Value::Array(x)), Val::Json(Value::Array(y))) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|(v, w)| equal(&of_json(v), &of_json(w)))
+        }
+        _ => false,
     }
 }
 
@@ -257,7 +262,6 @@ fn compare(op: Op, a: &Val<'_>, b: &Val<'_>) -> Result<bool> {
 fn contains(collection: &Val<'_>, item: &Val<'_>) -> Result<bool> {
     match (collection, item) {
         (Val::Json(Value::Array(list)), _) => Ok(list.iter().any(|v| equal(&of_json(v), item))),
-        (Val::List(list), _) => Ok(list.iter().any(|v| equal(v, item))),
         (Val::Json(Value::Object(map)), Val::Str(key)) => Ok(map.contains_key(*key)),
         _ => Err(Error),
     }
@@ -268,7 +272,6 @@ fn size(v: &Val<'_>) -> Result<i64> {
         Val::Str(s) => s.chars().count(),
         Val::Json(Value::Array(list)) => list.len(),
         Val::Json(Value::Object(map)) => map.len(),
-        Val::List(list) => list.len(),
         _ => return Err(Error),
     };
     i64::try_from(n).map_err(|_| Error)
@@ -279,10 +282,6 @@ fn index_of<'a>(collection: Val<'a>, index: &Val<'_>) -> Result<Val<'a>> {
         (Val::Json(Value::Array(list)), Val::Int(i)) => {
             let i = usize::try_from(*i).map_err(|_| Error)?;
             list.get(i).map(of_json).ok_or(Error)
-        }
-        (Val::List(list), Val::Int(i)) => {
-            let i = usize::try_from(*i).map_err(|_| Error)?;
-            list.get(i).cloned().ok_or(Error)
         }
         (Val::Json(Value::Object(map)), Val::Str(key)) => map.get(*key).map(of_json).ok_or(Error),
         _ => Err(Error),

@@ -279,6 +279,7 @@ fn rules_that_cannot_mean_anything_are_refused_at_load() {
             r#"claims.m == {"role": "user", "role": "admin"}"#,
             "in the map twice",
         ),
+        ("claims.groups == [claims.sub]", "read only after 'in'"),
         ("\"x\"", "must be true or false"),
     ] {
         match Rule::compile(rule) {
