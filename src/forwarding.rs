@@ -9,7 +9,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, Uri};
 use smallvec::SmallVec;
 
-use crate::auth::policy::same_name;
+use crate::auth::policy::{same_field, same_name};
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::config::{AuthSettings, Policy, TokenSource};
@@ -67,7 +67,15 @@ pub fn headers_to_strip(
         }
     }
     if connection {
-        out.extend(named_by_connection(headers).filter(|n| n != HOST && n != AUTHORIZATION));
+        // Every spelling CGI reads as a name `Connection` lists: `x_a`
+        // beside `Connection: x-a` must not reach the upstream either.
+        let named: SmallVec<[HeaderName; 4]> = named_by_connection(headers).collect();
+        for name in headers.keys() {
+            let listed = named.iter().any(|n| same_field(name.as_str(), n.as_str()));
+            if listed && name != HOST && name != AUTHORIZATION && !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
     }
     out
 }
@@ -79,7 +87,7 @@ pub fn headers_to_strip(
 pub fn reaches_upstream(name: &HeaderName, headers: &HeaderMap, auth: &AuthSettings) -> bool {
     !(listed(name.as_str(), auth, false)
         || is_hop_by_hop(name)
-        || named_by_connection(headers).any(|n| n == name))
+        || named_by_connection(headers).any(|n| same_field(n.as_str(), name.as_str())))
 }
 
 /// The first letters of every name in `REWRITE_HEADERS`, `REPLACED` and
@@ -275,6 +283,8 @@ mod tests {
             ("keep-alive", "timeout=5"),
             ("connection", "x-secret-hop"),
             ("x-secret-hop", "1"),
+            // Another spelling of a name `Connection` lists.
+            ("X_Secret-Hop", "1"),
             ("accept", "*/*"),
         ] {
             headers.append(
@@ -300,6 +310,7 @@ mod tests {
                 "x-user-id",
                 "x_auth_roles",
                 "x_rewrite_url",
+                "x_secret-hop",
                 "x_user_id"
             ]
         );

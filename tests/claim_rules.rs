@@ -532,6 +532,17 @@ async fn strip_patterns_mean_what_they_say_to_the_upstream_and_to_rules() {
         !ok && out.contains(":4: auth.strip_headers: a name, or a prefix ending in '*'"),
         "{out}"
     );
+    // Entries that match no header name, and one that matches every one.
+    for entry in ["x-debug-mode ", "x-a, x-b", "x-debug:mode", "x-déb*", "*"] {
+        let (ok, out) = check(&listening(&format!(
+            "[auth]\nstrip_headers = [{entry:?}]\n{}",
+            config(app.addr)
+        )));
+        assert!(
+            !ok && out.contains(":4: auth.strip_headers: "),
+            "{entry:?}: {out}"
+        );
+    }
 
     let body = format!(
         "[auth]\nstrip_headers = [\"x_legacy_*\"]\n{}",
@@ -552,4 +563,56 @@ async fn strip_patterns_mean_what_they_say_to_the_upstream_and_to_rules() {
     assert_eq!(r.status(), StatusCode::OK);
     let echo: Value = r.json().await.unwrap();
     assert_eq!(echo["headers"]["x-legacy-user"], Value::Null, "{echo}");
+}
+
+/// An identity header written with `_`, and a header that `Connection`
+/// names sent in another spelling: neither reaches the upstream as the
+/// client sent it, nor a rule.
+#[tokio::test]
+async fn no_spelling_of_a_stripped_header_reaches_the_upstream_or_a_rule() {
+    let app = Upstream::start("app").await;
+    let body = config(app.addr).replace(
+        "[[routes]]\nname = \"ruled\"",
+        "[[routes]]\nname = \"legacy\"\npath = \"/legacy\"\nupstream = \"app\"\n\
+         underscores_in_headers = true\nrule = '!(\"x-debug-mode\" in request.headers)'\n\n\
+         [routes.headers]\nx_remote_user = \"sub\"\n\n[[routes]]\nname = \"ruled\"",
+    );
+    let gw = Gateway::start(&body).await;
+    let t = token(Signer::Hs, "test-issuer", json!({}));
+    let send = |headers: &'static [(&'static str, &'static str)]| {
+        let mut r = reqwest::Client::new()
+            .get(gw.url("/legacy/x"))
+            .bearer_auth(&t);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send()
+    };
+    // The injected header is portero's alone: a client's copy, in any
+    // spelling, never reaches the upstream beside it.
+    for spoof in [
+        &[("x-remote-user", "admin")][..],
+        &[("X_Remote_User", "admin")][..],
+    ] {
+        let r = send(spoof).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{spoof:?}");
+        let echo: Value = r.json().await.unwrap();
+        assert_eq!(echo["headers"]["x_remote_user"], "u-1", "{spoof:?}: {echo}");
+        assert_eq!(
+            echo["headers"]["x-remote-user"],
+            Value::Null,
+            "{spoof:?}: {echo}"
+        );
+    }
+    // A header sent is seen by the rule in any spelling...
+    let r = send(&[("x_debug_mode", "1")]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // ...and one that `Connection` names, in any spelling, is absent to the
+    // rule because the upstream never gets it.
+    let r = send(&[("connection", "x-debug-mode"), ("x_debug_mode", "1")])
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let echo: Value = r.json().await.unwrap();
+    assert_eq!(echo["headers"]["x_debug_mode"], Value::Null, "{echo}");
 }

@@ -605,14 +605,8 @@ impl Checker<'_> {
         let patterns: Vec<String> = match &a.strip_headers {
             Some(list) => {
                 for s in list {
-                    let star = s.get_ref().find('*');
-                    if s.get_ref().is_empty() || star.is_some_and(|at| at + 1 != s.get_ref().len())
-                    {
-                        self.problem(
-                            s,
-                            "auth.strip_headers",
-                            "a name, or a prefix ending in '*' (e.g. \"x-internal-*\"); '*' matches nowhere else",
-                        );
+                    if let Some(message) = strip_pattern_problem(s.get_ref()) {
+                        self.problem(s, "auth.strip_headers", message);
                     }
                 }
                 // Names are compared as CGI reads them, `_` as `-`.
@@ -636,5 +630,20 @@ impl Checker<'_> {
             strip_exact,
             strip_prefixes,
         }
+    }
+}
+
+/// What is wrong with a `strip_headers` entry, if anything: one header
+/// name, or a prefix of one ending in `*`.
+fn strip_pattern_problem(text: &str) -> Option<&'static str> {
+    let name = text.strip_suffix('*').unwrap_or(text);
+    if name.contains('*') {
+        Some("a name, or a prefix ending in '*' (e.g. \"x-internal-*\"); '*' matches nowhere else")
+    } else if name.is_empty() {
+        Some("\"*\" alone would strip every header (Content-Type and Authorization among them)")
+    } else if http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
+        Some("not a header name: no spaces, commas, ':' or non-ASCII letters, one name a string")
+    } else {
+        None
     }
 }

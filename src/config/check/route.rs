@@ -111,7 +111,8 @@ impl Checker<'_> {
                     continue;
                 }
             };
-            strip_all.push(lower);
+            // Client names are compared with `_` read as `-`.
+            strip_all.push(lower.replace('_', "-"));
             match ClaimPath::parse(claim.get_ref()) {
                 Ok(path) => headers.push((header, path)),
                 Err(e) => self.problem(claim, format!("{key}.{name}"), e),
