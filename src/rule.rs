@@ -68,13 +68,14 @@ enum Expr {
     Header(HeaderName),
     /// `"name" in request.headers`.
     HasHeader(HeaderName),
-    /// A list literal with an item that is not a literal.
+    /// A list literal with an item that is not a literal: read only
+    /// right after `in`.
     List(Vec<Expr>),
     Not(Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Compare(Op, Box<Expr>, Box<Expr>),
-    /// `a in b`: an item of a list, a key of a map or a header's name.
+    /// `a in b`: an item of a list, or a key of a map.
     In(Box<Expr>, Box<Expr>),
     /// `has(claims.a.b)`: whether the path leads to a value.
     Has(ClaimPath),
@@ -82,7 +83,7 @@ enum Expr {
     HasField(Box<Expr>, String),
     Size(Box<Expr>),
     Call(Method, Box<Expr>, Box<Expr>),
-    /// `x[i]`: a list's item, a map's value or a header's value.
+    /// `x[i]`: a list's item, or a map's value.
     Index(Box<Expr>, Box<Expr>),
     /// `x.f` on a map that is not a claim path.
     Field(Box<Expr>, String),
