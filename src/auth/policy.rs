@@ -180,6 +180,24 @@ impl Policy {
         Ok(())
     }
 
+    /// Whether `t` carries `role` where its issuer puts roles: a list at
+    /// one of its `roles_claims` (a string there is no list, and never
+    /// matches), or by default a `role` or `roles` claim, a name or a list.
+    fn has_role(&self, t: &Verified, role: &str) -> bool {
+        match self.roles_from.get(t.issuer).and_then(Option::as_ref) {
+            Some(paths) => paths.iter().any(|path| {
+                path.find(&t.claims)
+                    .and_then(Claim::as_array)
+                    .is_some_and(|list| list.iter().any(|v| v.as_str() == Some(role)))
+            }),
+            None => {
+                let matches = |v: Claim| names(v, role);
+                t.claims.get("role").is_some_and(matches)
+                    || t.claims.get("roles").is_some_and(matches)
+            }
+        }
+    }
+
     /// The route's requirements on a good token (403 when unmet).
     pub fn check_requirements(&self, t: &Verified) -> Result<(), AuthError> {
         if !self.roles.is_empty() && !self.roles.iter().any(|r| self.has_role(t, r)) {
@@ -221,26 +239,6 @@ fn names(v: Claim, want: &str) -> bool {
         Claim::Str(s) => s == want,
         Claim::Json(Value::Array(list)) => list.iter().any(|v| v.as_str() == Some(want)),
         _ => false,
-    }
-}
-
-impl Policy {
-    /// Whether `t` carries `role` where its issuer puts roles: a list at
-    /// one of its `roles_claims` (a string there is no list, and never
-    /// matches), or by default a `role` or `roles` claim, a name or a list.
-    fn has_role(&self, t: &Verified, role: &str) -> bool {
-        match self.roles_from.get(t.issuer).and_then(Option::as_ref) {
-            Some(paths) => paths.iter().any(|path| {
-                path.find(&t.claims)
-                    .and_then(Claim::as_array)
-                    .is_some_and(|list| list.iter().any(|v| v.as_str() == Some(role)))
-            }),
-            None => {
-                let matches = |v: Claim| names(v, role);
-                t.claims.get("role").is_some_and(matches)
-                    || t.claims.get("roles").is_some_and(matches)
-            }
-        }
     }
 }
 

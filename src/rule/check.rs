@@ -168,9 +168,9 @@ fn compare(op: Op, a: Ty, b: Ty) -> Result<Ty, String> {
     if matches!(op, Op::Eq | Op::Ne) {
         if known && a != b && !(a.numeric() && b.numeric()) {
             return Err(format!(
-                "compares a {} with a {}: never equal",
-                a.name(),
-                b.name()
+                "compares {} with {}: never equal",
+                article(a.name()),
+                article(b.name())
             ));
         }
         return Ok(Ty::Bool);
