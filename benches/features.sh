@@ -32,6 +32,14 @@ variant rule "s/^upstream = \"origin\"$/upstream = \"origin\"\nrule = 'claims.su
 variant claims-none '/^x-auth-sub = "sub"$/d'
 variant claims-four 's/^x-auth-sub = "sub"$/x-auth-sub = "sub"\nx-auth-iss = "iss"\nx-auth-exp = "exp"\nx-auth-iat = "iat"/'
 
+# API keys: the route takes a key of an `api_key` issuer instead of a
+# token; the key is imported into the variant's own store first.
+variant api-key 's/^upstream = "origin"$/upstream = "origin"\nissuers = ["bench-keys"]/; s|^data_dir = .*|data_dir = "'"$dir"'/api-key-store"|' '[issuers.bench-keys]
+kind = "api_key"'
+api_key="prt_$(printf 'bench%.0s' $(seq 9))keys"
+printf '{"consumer": "bench-consumer", "key": "%s"}\n' "$api_key" > "$dir/keys.jsonl"
+"$binary" --config "$dir/api-key.toml" import --issuer bench-keys "$dir/keys.jsonl" > /dev/null
+
 commands=()
 for name in shipped trace-context-off access-log json-logs span-export rate-limit cors rule claims-none claims-four; do
   commands+=("$binary --config $dir/$name.toml")
@@ -41,3 +49,5 @@ bash "$here/callgrind.sh" "${commands[@]}" | sed "s|$dir/||"
 # the shipped one.
 HEADER='Origin: https://app.example.com' bash "$here/callgrind.sh" \
   "$binary --config $dir/cors.toml" "$binary --config $dir/shipped.toml" | sed "s|$dir/|with Origin: |"
+# An API key on the api-key route: compare with `shipped` above.
+BEARER=$api_key bash "$here/callgrind.sh" "$binary --config $dir/api-key.toml" | sed "s|$dir/|with an API key: |"

@@ -1,5 +1,5 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`,
-//! `/readyz`, and the revocation API. Everything under `/admin/` needs
+//! `/readyz`, the revocation API and the API-key API (`api_keys`). Everything under `/admin/` needs
 //! `Authorization: Bearer <admin token>`, the token taken from the
 //! environment variable the config names.
 
@@ -18,6 +18,8 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+mod api_keys;
 
 use crate::auth::revocation::Revocation;
 use crate::config::{Config, OutagePolicy};
@@ -73,10 +75,25 @@ fn json_reply(status: StatusCode, body: serde_json::Value) -> Reply {
 fn methods(path: &str) -> Option<&'static [Method]> {
     match path {
         "/metrics" | "/healthz" | "/readyz" => Some(&[Method::GET]),
-        "/admin/revocations" => Some(&[Method::GET, Method::POST]),
+        "/admin/revocations" | "/admin/api-keys" => Some(&[Method::GET, Method::POST]),
         "/admin/reload" => Some(&[Method::POST]),
-        _ => None,
+        _ => match api_keys::KeyPath::of(path)? {
+            api_keys::KeyPath::Key(_) => Some(&[Method::DELETE]),
+            api_keys::KeyPath::Rotate(_) => Some(&[Method::POST]),
+        },
     }
+}
+
+/// A JSON admin request body, within `MAX_ADMIN_BODY`.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, AdminError> {
+    let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|_| AdminError::BodyTooLarge)?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(AdminError::InvalidJson)
 }
 
 /// The body of `POST /admin/revocations`: exactly one way of naming what to revoke.
@@ -135,7 +152,22 @@ impl Admin {
             ),
             (&Method::POST, "/admin/revocations") => self.revoke(req).await?,
             (&Method::POST, "/admin/reload") => self.reload().await,
-            _ => return Err(AdminError::MethodNotAllowed(allowed)),
+            (&Method::GET, "/admin/api-keys") => {
+                let query = req.uri().query().map(str::to_string);
+                self.list_api_keys(query.as_deref()).await?
+            }
+            (&Method::POST, "/admin/api-keys") => self.make_api_key(req).await?,
+            (method, path) => match (method, api_keys::KeyPath::of(path)) {
+                (&Method::DELETE, Some(api_keys::KeyPath::Key(id))) => {
+                    let id = id.to_string();
+                    self.revoke_api_key(&id).await?
+                }
+                (&Method::POST, Some(api_keys::KeyPath::Rotate(id))) => {
+                    let id = id.to_string();
+                    self.rotate_api_key(&id, req).await?
+                }
+                _ => return Err(AdminError::MethodNotAllowed(allowed)),
+            },
         })
     }
 
@@ -229,13 +261,7 @@ impl Admin {
     }
 
     async fn revoke(&self, req: Request<Incoming>) -> Result<Reply, AdminError> {
-        let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
-            .collect()
-            .await
-            .map_err(|_| AdminError::BodyTooLarge)?
-            .to_bytes();
-        let request: RevokeRequest =
-            serde_json::from_slice(&body).map_err(AdminError::InvalidJson)?;
+        let request: RevokeRequest = read_json(req).await?;
         let kind = request.kind();
         let revoked = match &request.token {
             // Not a JWT: a refresh token. It goes, and so does every token minted with it.
@@ -322,6 +348,7 @@ impl Admin {
         let external = &self.shared.external;
         let handles = Handles {
             revocations: &self.shared.revocations,
+            api_keys: &self.shared.api_keys,
             store: self.shared.store.as_ref(),
             external,
             metrics,

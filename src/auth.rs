@@ -57,6 +57,8 @@ pub enum AuthError {
     /// portero understands none.
     #[error("unsupported critical extension")]
     CriticalExtension,
+    #[error("unknown or revoked API key")]
+    UnknownApiKey,
 }
 
 impl AuthError {
@@ -81,6 +83,7 @@ impl AuthError {
             Self::RuleRefused => "rule_refused",
             Self::UnsafeClaim => "unsafe_claim",
             Self::CriticalExtension => "critical_extension",
+            Self::UnknownApiKey => "unknown_api_key",
         }
     }
 
@@ -93,7 +96,7 @@ impl AuthError {
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 19] = [
+    pub const ALL: [AuthError; 20] = [
         Self::MissingToken,
         Self::RepeatedToken,
         Self::Malformed,
@@ -113,5 +116,6 @@ impl AuthError {
         Self::RuleRefused,
         Self::UnsafeClaim,
         Self::CriticalExtension,
+        Self::UnknownApiKey,
     ];
 }

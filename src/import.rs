@@ -8,6 +8,7 @@
 //! The gateway reads an imported principal at each login, after the
 //! config's (which wins on a name clash) and before a user store.
 
+mod api_keys;
 mod formats;
 mod keycloak;
 mod record;
@@ -18,7 +19,7 @@ use std::path::Path;
 
 pub use formats::Format;
 
-use crate::config::{login_key, within_limits, Config};
+use crate::config::{login_key, within_limits, Config, IssuerKind};
 use crate::store::{Store, Upserted};
 
 /// Rows written to the store per atomic write.
@@ -59,6 +60,9 @@ pub async fn import(
 ) -> anyhow::Result<Report> {
     let found = config.issuers.iter().find(|i| i.name == issuer);
     let issuer = found.ok_or_else(|| anyhow::anyhow!("no issuer named {issuer:?}"))?;
+    if issuer.kind == IssuerKind::ApiKey {
+        return import_api_keys(store, &issuer.name, file, format, partial).await;
+    }
     let endpoint = issuer.endpoint.as_ref().ok_or_else(|| {
         anyhow::anyhow!(
             "issuer {:?} has no dialect: it serves no logins, so it has no principals",
@@ -139,4 +143,24 @@ pub async fn import(
         report.upserted.changed += upserted.changed;
     }
     Ok(report)
+}
+
+/// An `api_key` issuer's keys, from JSON lines.
+async fn import_api_keys(
+    store: &dyn Store,
+    issuer: &str,
+    file: &Path,
+    format: Option<Format>,
+    partial: bool,
+) -> anyhow::Result<Report> {
+    if format.or_else(|| Format::of(file)) != Some(Format::Jsonl) {
+        anyhow::bail!(
+            "{}: an api_key issuer's keys are imported from JSON lines (--format jsonl)",
+            file.display()
+        );
+    }
+    let text =
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let now = crate::clock::Clock::system().unix();
+    api_keys::import(store, issuer, &text, partial, now).await
 }

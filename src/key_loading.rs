@@ -13,7 +13,7 @@ use rand::RngCore;
 
 use crate::auth::jwk::ExternalKeys;
 use crate::auth::keys::{self, IssuerInfo, Key, KeyError, KeySet, Material};
-use crate::config::{Config, Issuer, KeyConfig, KeySource};
+use crate::config::{Config, Issuer, IssuerKind, KeyConfig, KeySource};
 use crate::store::{Store, StoredKey};
 
 /// Loads every issuer's keys. An issuer with no key configured gets an HS256
@@ -36,7 +36,8 @@ pub async fn load(
         .collect();
     let mut own = Vec::new();
     for (index, issuer) in config.issuers.iter().enumerate() {
-        if issuer.keys.is_empty() && issuer.external.is_none() {
+        let signs = issuer.kind == IssuerKind::Jwt && issuer.external.is_none();
+        if issuer.keys.is_empty() && signs {
             own.push(generated_key(issuer, index, store).await?);
         }
         for k in &issuer.keys {

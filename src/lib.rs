@@ -16,6 +16,8 @@
 //! - [`path`]: request paths normalised once, ambiguous ones refused.
 //! - `target`: a request's one host and normalised path, or a `400`.
 //! - [`routes`]: (host, path, method) → route, compiled once per config.
+//! - [`api_keys`]: API keys: made and kept as keyed hashes (`index`: every
+//!   record in memory), checked per snapshot by their bytes (`check`).
 //! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
 //! - [`rule`]: route rules, a subset of CEL: parsed and type-checked when
 //!   the config is read, evaluated over a token's claims and the request.
@@ -67,6 +69,7 @@
 
 pub mod access_log;
 mod admin;
+pub mod api_keys;
 pub mod auth;
 mod client_addr;
 pub mod clock;

@@ -48,6 +48,8 @@ pub struct Live {
     /// By [`IssuerId`].
     issuers: Vec<LiveIssuer>,
     pub validator: Validator,
+    /// The API keys this snapshot has admitted.
+    pub api_keys: crate::api_keys::Check,
     pub auth: AuthSettings,
     /// In `config.upstreams` order, as routes index them.
     pub upstreams: Vec<Arc<UpstreamGroup>>,
@@ -81,6 +83,8 @@ pub struct LiveRoute {
 pub struct Handles<'a> {
     /// Revocations outlive reloads: every snapshot's validator reads this one set.
     pub revocations: &'a Arc<Revocations>,
+    /// Every API key's record, kept current by the store's channel.
+    pub api_keys: &'a Arc<crate::api_keys::Index>,
     pub store: &'a dyn Store,
     pub external: &'a Registry,
     pub metrics: &'a Metrics,
@@ -197,6 +201,11 @@ impl Live {
                 handles.revocations.clone(),
                 config.auth.verified_cache_size,
                 config.auth.leeway.as_secs(),
+            ),
+            api_keys: crate::api_keys::Check::new(
+                handles.api_keys.clone(),
+                config,
+                config.auth.verified_cache_size,
             ),
             issuers,
             auth: config.auth.clone(),

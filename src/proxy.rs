@@ -50,6 +50,8 @@ pub struct GatewayState {
     pub live: ArcSwap<Live>,
     /// Revocations outlive reloads: every `Live::validator` reads this set.
     pub revocations: Arc<Revocations>,
+    /// Every API key's record; each snapshot's `api_keys` reads it.
+    pub api_keys: Arc<crate::api_keys::Index>,
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
     /// Requests with a body in flight per client address.

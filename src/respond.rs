@@ -19,7 +19,9 @@ use crate::upstream::{BoxError, Failure, UpstreamBody};
 
 mod admin;
 
-pub use admin::{admin_error_response, admin_reply, AdminError, ReloadError, RevocationRefused};
+pub use admin::{
+    admin_error_response, admin_reply, AdminError, ApiKeyRefused, ReloadError, RevocationRefused,
+};
 
 /// Why the gateway answers a request itself instead of its upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use crate::live::{AssembleError, Handles, Live};
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, GatewayState};
 use crate::span_export::Spans;
-use crate::store::{Store, StoreError};
+use crate::store::{Feeds, Store, StoreError};
 use crate::tls_roots::ClientError;
 
 mod signals;
@@ -119,7 +119,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     let metrics = Metrics::new(&config);
     crate::access_log::count_drops_in(metrics.log_lines_dropped.clone());
     let limits = ConnectionLimits::of(&config, &metrics);
-    let (store, revocations) = open_store(&side, &config, &metrics)?;
+    let (store, revocations, api_keys) = open_store(&side, &config, &metrics)?;
     let echo = start_echo_upstreams(&side, &config, echo_listeners)?;
     // External issuers' keys are fetched on the side runtime. Subscribed
     // before the first fetch can publish: keys that arrive while the
@@ -130,6 +130,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     side.block_on(async { external.sync(&config) })?;
     let handles = Handles {
         revocations: &revocations,
+        api_keys: &api_keys,
         store: store.as_ref(),
         external: &external,
         metrics: &metrics,
@@ -139,9 +140,14 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     // run on the side runtime: assembled there.
     let live = side.block_on(Live::assemble(&config, &handles, None))?;
     {
-        let (store, revocations) = (store.clone(), revocations.clone());
-        side.spawn(async move { store.follow_revocations(revocations).await });
+        let feeds = Feeds {
+            revocations: revocations.clone(),
+            api_keys: api_keys.clone(),
+        };
+        let store = store.clone();
+        side.spawn(async move { store.follow(feeds).await });
     }
+    side.spawn(flush_api_key_uses(api_keys.clone(), store.clone()));
     let spans = match &config.span_export {
         Some(settings) => Some({
             let _on_side = side.enter();
@@ -153,6 +159,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     let shared = Arc::new(GatewayState {
         live: ArcSwap::from_pointee(live),
         revocations: revocations.clone(),
+        api_keys,
         store: store.clone(),
         metrics,
         client_share,
@@ -268,11 +275,18 @@ impl ConnectionLimits {
 
 /// The store, and every revocation in it, in memory before the first
 /// request is served.
+/// The store, and the revocations and API keys read from it at start.
+type StoreHandles = (
+    Arc<dyn Store>,
+    Arc<Revocations>,
+    Arc<crate::api_keys::Index>,
+);
+
 fn open_store(
     side: &tokio::runtime::Runtime,
     config: &Config,
     metrics: &Metrics,
-) -> Result<(Arc<dyn Store>, Arc<Revocations>), ServerError> {
+) -> Result<StoreHandles, ServerError> {
     let store_error = |source| ServerError::Store {
         target: match &config.store.backend {
             StoreBackend::Embedded => {
@@ -289,7 +303,41 @@ fn open_store(
     for r in side.block_on(store.revocations()).map_err(store_error)? {
         revocations.apply(&r);
     }
-    Ok((store, revocations))
+    let api_keys = side
+        .block_on(api_key_index(store.as_ref(), metrics))
+        .map_err(store_error)?;
+    Ok((store, revocations, api_keys))
+}
+
+/// Every API key's record, hashed with the key the store keeps for them
+/// (made on first start, the same on every instance).
+async fn api_key_index(
+    store: &dyn Store,
+    metrics: &Metrics,
+) -> Result<Arc<crate::api_keys::Index>, StoreError> {
+    let pepper = crate::store::api_key_pepper(store).await?;
+    let records = store.api_keys().await?;
+    Ok(Arc::new(crate::api_keys::Index::new(
+        pepper,
+        records,
+        metrics.api_key_requests.clone(),
+    )))
+}
+
+/// Writes when API keys were last used to the store, once a minute: the
+/// admin API's listing reads it, on every instance.
+async fn flush_api_key_uses(api_keys: Arc<crate::api_keys::Index>, store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let uses = api_keys.take_uses();
+        if uses.is_empty() {
+            continue;
+        }
+        if let Err(e) = store.note_api_key_uses(&uses).await {
+            tracing::warn!(error = %e, "could not note when API keys were last used");
+        }
+    }
 }
 
 /// Serves each built-in echo upstream on its bound listener; their names

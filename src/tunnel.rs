@@ -109,6 +109,9 @@ pub struct Token {
     /// issuer's OAuth 2.0 endpoints claims another).
     pub issuer_iss: Box<str>,
     pub revocations: Arc<Revocations>,
+    /// For an API key, the records it is checked against: the tunnel
+    /// ends once its record is gone (revoked, here or elsewhere).
+    pub api_keys: Option<Arc<crate::api_keys::Index>>,
 }
 
 /// Everything a tunnel needs once the upstream has switched protocols.
@@ -252,6 +255,11 @@ async fn lifetime(
             if t.revocations
                 .is_revoked(&t.issuer_iss, v.sub(), v.jti(), v.iat)
             {
+                return End::TokenRevoked;
+            }
+            let key_gone =
+                |keys: &crate::api_keys::Index| v.jti().is_none_or(|id| keys.get(id).is_none());
+            if t.api_keys.as_deref().is_some_and(key_gone) {
                 return End::TokenRevoked;
             }
         }

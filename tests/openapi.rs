@@ -163,7 +163,7 @@ async fn the_admin_document_describes_every_answer_of_the_admin_api() {
     let gw = demo(|body| body).await;
     schemathesis(
         document("admin.yaml"),
-        6,
+        10,
         gw.admin_url(""),
         format!("{CHECKS},{ADMIN_CHECKS}"),
         vec![
@@ -235,6 +235,9 @@ async fn admin_paths_answer_another_method_with_405_and_allow() {
         ("POST", "/readyz", "GET"),
         ("PUT", "/admin/revocations", "GET, POST"),
         ("GET", "/admin/reload", "POST"),
+        ("PUT", "/admin/api-keys", "GET, POST"),
+        ("GET", "/admin/api-keys/ak_1", "DELETE"),
+        ("GET", "/admin/api-keys/ak_1/rotate", "POST"),
     ];
     for (method, path, allow) in cases {
         let r = client

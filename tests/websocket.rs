@@ -283,6 +283,54 @@ async fn a_revoked_token_ends_its_tunnel_within_a_second() {
     revoke_and_expect_close(&gw, subject, &mut bystander).await;
 }
 
+/// A tunnel opened with an API key ends when the key is revoked.
+#[tokio::test]
+async fn a_revoked_api_key_ends_its_tunnel_within_a_second() {
+    let recorder = WsUpstream::start().await;
+    let extra = r#"
+[issuers.partners]
+kind = "api_key"
+
+[[routes]]
+name = "ws-keys"
+path = "/ws-keys"
+upstream = "echo"
+issuers = ["partners"]
+token_from = "header:X-API-Key"
+"#;
+    let gw = Gateway::start(&config(&recorder, extra)).await;
+    let made: serde_json::Value = reqwest::Client::new()
+        .post(gw.admin_url("/admin/api-keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"issuer": "partners", "consumer": "acme"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, key) = (made["id"].as_str().unwrap(), made["key"].as_str().unwrap());
+    let mut ws = ws_connect(&ws_url(&gw, "/ws-keys"), &[("x-api-key", key)])
+        .await
+        .unwrap();
+    assert_eq!(echo_text(&mut ws, "before").await, "before");
+    let revoked_at = Instant::now();
+    let r = reqwest::Client::new()
+        .delete(gw.admin_url(&format!("/admin/api-keys/{id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let close = close_code(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!(close, Some((1008, "token revoked".to_string())));
+    let took = revoked_at.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "closed {took:?} after the revocation"
+    );
+}
+
 #[tokio::test]
 async fn a_revocation_pushed_from_another_instance_ends_the_tunnel() {
     let Some(url) = redis::shared() else { return };

@@ -157,6 +157,15 @@ fn bearer(value: &str) -> Option<&str> {
 }
 
 impl Policy {
+    /// Whether `token` is checked as an API key: the route takes only
+    /// keys, or takes keys and tokens and it is not shaped as a JWT
+    /// (three parts).
+    #[inline]
+    pub fn takes_as_api_key(&self, token: &str) -> bool {
+        self.api_key_mask != 0
+            && (self.api_key_mask == self.issuer_mask || token.split('.').count() != 3)
+    }
+
     pub fn accepts_issuer(&self, issuer: usize) -> bool {
         issuer < 64 && self.issuer_mask & (1 << issuer) != 0
     }

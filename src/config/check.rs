@@ -1,6 +1,7 @@
 //! `gateway.toml` as written → the validated model, one function per table.
 //! Every problem is collected with its line and key; nothing panics.
 
+mod api_key;
 mod cors;
 mod external;
 mod issuer;

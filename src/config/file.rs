@@ -253,6 +253,8 @@ pub(super) struct FileHttpCheck {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileIssuer {
+    /// `jwt` (the default) or `api_key`.
+    pub(super) kind: Option<Spanned<String>>,
     pub(super) iss: Option<Spanned<String>>,
     /// Where routes read this issuer's roles: claim paths.
     pub(super) roles_claims: Option<Spanned<Vec<String>>>,

@@ -73,6 +73,23 @@ pub(super) fn revocations(r: &Registrar) -> IntCounterVec {
     )
 }
 
+pub(super) fn api_key_requests(r: &Registrar) -> IntCounterVec {
+    r.counter(
+        "portero_api_key_requests_total",
+        "Requests that presented a valid API key, by issuer and consumer (the \
+         first 500 consumers by name, the rest as `other`).",
+        &["issuer", "consumer"],
+    )
+}
+
+pub(super) fn api_key_changes(r: &Registrar) -> IntCounterVec {
+    r.counter(
+        "portero_api_key_changes_total",
+        "API keys made, rotated and revoked through the admin API, by issuer and change.",
+        &["issuer", "change"],
+    )
+}
+
 pub(super) fn legacy_hashes(r: &Registrar) -> IntGaugeVec {
     r.gauge(
         "portero_legacy_hashes",

@@ -111,7 +111,11 @@ impl Gateway {
         let result = policy
             .token(&parts.headers, parts.uri.query())
             .and_then(|token| {
-                let result = live.validator.validate(&token, policy, shared.clock.unix());
+                let now = shared.clock.unix();
+                if policy.takes_as_api_key(&token) {
+                    return live.api_keys.validate(&token, policy, now, &live.validator);
+                }
+                let result = live.validator.validate(&token, policy, now);
                 if let Err(AuthError::UnknownKey) = result {
                     shared.external.unknown_kid(&token);
                 }

@@ -2,6 +2,7 @@
 //! body as it must arrive, and an upgrade that becomes a tunnel.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
@@ -11,6 +12,7 @@ use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
 use super::{Gateway, RequestContext};
+use crate::auth::validate::Verified;
 use crate::config::{Route, RouteAction};
 use crate::cors;
 use crate::forwarding;
@@ -92,12 +94,7 @@ impl Gateway {
         ctx.upstream = Some((*upstream, Instant::now()));
         if let Some(protocol) = upgrade {
             added.apply(&mut parts.headers);
-            let token = verified.map(|(_, v)| tunnel::Token {
-                refused_from: live.validator.refused_from(&v),
-                issuer_iss: live.validator.keys().issuers[v.issuer].iss.as_str().into(),
-                verified: v,
-                revocations: self.shared.revocations.clone(),
-            });
+            let token = verified.map(|(_, v)| self.tunnel_token(live, v));
             let parts = take_head(parts);
             let idle_timeout = settings.tunnel_idle_timeout;
             return Box::pin(self.tunnel(group, parts, protocol, token, &route.name, idle_timeout))
@@ -201,5 +198,21 @@ impl Gateway {
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         response.headers_mut().insert(UPGRADE, protocol);
         Ok(response)
+    }
+
+    /// What a tunnel needs of its credential to end with it.
+    fn tunnel_token(&self, live: &Live, v: Arc<Verified>) -> tunnel::Token {
+        let key = live.api_keys.holds(v.issuer);
+        tunnel::Token {
+            // A key's expiry has no leeway: portero keeps that clock.
+            refused_from: match key {
+                true => v.exp,
+                false => live.validator.refused_from(&v),
+            },
+            issuer_iss: live.validator.keys().issuers[v.issuer].iss.as_str().into(),
+            verified: v,
+            revocations: self.shared.revocations.clone(),
+            api_keys: key.then(|| self.shared.api_keys.clone()),
+        }
     }
 }

@@ -33,6 +33,8 @@ pub enum AdminError {
     InvalidJson(serde_json::Error),
     #[error(transparent)]
     Revocation(#[from] RevocationRefused),
+    #[error(transparent)]
+    ApiKey(#[from] ApiKeyRefused),
     /// The store could not keep or read what was asked.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -55,6 +57,21 @@ pub enum RevocationRefused {
     NoSuchRefreshToken,
     #[error("give exactly one of {{\"jti\"}}, {{\"token\"}} or {{\"sub\", \"issuer\"}}")]
     Ambiguous,
+}
+
+/// An API-key request the admin API cannot carry out.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyRefused {
+    #[error("no api_key issuer named {0:?}")]
+    NoSuchIssuer(String),
+    #[error("{0}")]
+    Grant(String),
+    #[error("expires: {0}")]
+    Expires(String),
+    #[error("grace: {0}")]
+    Grace(String),
+    #[error("no API key {0:?}")]
+    NoSuchKey(String),
 }
 
 /// Why a config was not reloaded (the running one stays).
@@ -87,7 +104,10 @@ impl AdminError {
             AdminError::NoSuchEndpoint => StatusCode::NOT_FOUND,
             AdminError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AdminError::InvalidJson(_) | AdminError::Revocation(_) => StatusCode::BAD_REQUEST,
+            AdminError::ApiKey(ApiKeyRefused::NoSuchKey(_)) => StatusCode::NOT_FOUND,
+            AdminError::InvalidJson(_) | AdminError::Revocation(_) | AdminError::ApiKey(_) => {
+                StatusCode::BAD_REQUEST
+            }
             AdminError::Reload(ReloadError::Upstream(UpstreamError::EchoChanged(_))) => {
                 StatusCode::CONFLICT
             }

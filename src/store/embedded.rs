@@ -3,6 +3,7 @@
 //! to a crash or `kill -9`. redb blocks on the disk, so each write or scan
 //! runs on a blocking thread; the transactions are `transactions`.
 
+mod api_keys;
 mod transactions;
 
 use std::collections::HashMap;
@@ -14,9 +15,11 @@ use redb::Database;
 
 #[cfg(test)]
 use super::MAX_LINEAGE;
-use super::{RefreshRecord, Reservation, Store, StoreError, StoredKey, Upserted};
+use super::{Feeds, RefreshRecord, Reservation, Store, StoreError, StoredKey, Upserted};
+use crate::api_keys::Record;
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::metrics::StoreMetrics;
+use api_keys::{API_KEYS, API_KEY_USES};
 use transactions::{
     backend, principal_key, Redb, DERIVED, FAILURES, KEYS, PRINCIPALS, REFRESH, REVOCATIONS,
 };
@@ -43,9 +46,18 @@ impl Embedded {
         restrict_to_owner(&path);
         // Create every table up front so readers never meet a missing one.
         let tx = db.begin_write().map_err(backend)?;
-        for t in [KEYS, REVOCATIONS, REFRESH, FAILURES, PRINCIPALS, DERIVED] {
+        for t in [
+            KEYS,
+            REVOCATIONS,
+            REFRESH,
+            FAILURES,
+            PRINCIPALS,
+            DERIVED,
+            API_KEYS,
+        ] {
             tx.open_table(t).map_err(backend)?;
         }
+        tx.open_table(API_KEY_USES).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Embedded {
             db: Arc::new(Redb { db }),
@@ -131,8 +143,34 @@ impl Store for Embedded {
             .await
     }
 
-    async fn follow_revocations(&self, cache: Arc<Revocations>) {
-        let _ = self.cache.set(cache);
+    async fn follow(&self, feeds: Feeds) {
+        let _ = self.cache.set(feeds.revocations);
+    }
+
+    async fn put_api_keys(&self, records: &[Record]) -> Result<(), StoreError> {
+        let records = records.to_vec();
+        self.run("put_api_keys", move |db| db.put_api_keys(&records))
+            .await
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.run("delete_api_key", move |db| db.delete_api_key(&id))
+            .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<Record>, StoreError> {
+        self.run("api_keys", |db| db.api_keys()).await
+    }
+
+    async fn note_api_key_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+        let uses = uses.to_vec();
+        self.run("note_api_key_uses", move |db| db.note_api_key_uses(&uses))
+            .await
+    }
+
+    async fn api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError> {
+        self.read("api_key_uses", |db| db.api_key_uses())
     }
 
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
@@ -462,7 +500,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
         let cache = Arc::new(Revocations::default());
-        s.follow_revocations(cache.clone()).await;
+        s.follow(Feeds {
+            revocations: cache.clone(),
+            api_keys: Arc::new(crate::api_keys::Index::detached()),
+        })
+        .await;
         assert!(s.derive_token("a", &("b".into(), 3000)).await.unwrap());
         assert!(s.derive_token("b", &("c".into(), 2000)).await.unwrap());
         let revoked = |jti: &str| Revocation::Jti {

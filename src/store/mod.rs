@@ -1,5 +1,5 @@
 //! Durable state behind one interface: generated signing keys, refresh
-//! tokens, revocations, lockout counters and imported principals. Two backends:
+//! tokens, revocations, lockout counters, imported principals and API keys. Two backends:
 //!
 //! - [`Embedded`] (redb): one instance, one file; every write is fsync'd
 //!   before it is acknowledged.
@@ -13,12 +13,14 @@
 mod embedded;
 mod redis;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::api_keys;
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::config::{Config, StoreBackend};
 use crate::metrics::StoreMetrics;
@@ -235,10 +237,27 @@ pub trait Store: Send + Sync {
         true
     }
 
-    /// Keeps `cache` in step with revocations made on other instances, for
-    /// as long as the process runs. A store no other instance shares has
-    /// nothing to follow and returns at once.
-    async fn follow_revocations(&self, _cache: Arc<Revocations>) {}
+    /// Writes API keys' records (made, rotated or imported), each
+    /// replacing the record of its id, and announces them to every instance.
+    async fn put_api_keys(&self, records: &[api_keys::Record]) -> Result<(), StoreError>;
+    /// Deletes the record of key `id`, and announces it; false when there
+    /// was none.
+    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError>;
+    async fn api_keys(&self) -> Result<Vec<api_keys::Record>, StoreError>;
+    /// Notes when keys were last used (id, Unix seconds); a later time wins.
+    async fn note_api_key_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError>;
+    async fn api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError>;
+
+    /// Keeps `feeds` in step with revocations and API keys made on other
+    /// instances, for as long as the process runs. A store no other
+    /// instance shares has nothing to follow and returns at once.
+    async fn follow(&self, _feeds: Feeds) {}
+}
+
+/// What the store's channel keeps current on every instance.
+pub struct Feeds {
+    pub revocations: Arc<Revocations>,
+    pub api_keys: Arc<api_keys::Index>,
 }
 
 /// At most this many tokens derived from one revocation's tokens are
@@ -251,6 +270,20 @@ fn revocation_key(r: &Revocation) -> String {
         Revocation::Jti { jti, .. } => format!("jti\0{jti}"),
         Revocation::Subject { iss, sub, .. } => format!("sub\0{iss}\0{sub}"),
     }
+}
+
+/// The secret API keys are hashed under: made on first use, the same on
+/// every instance after (kept beside issuers' generated signing keys).
+pub async fn api_key_pepper(store: &dyn Store) -> Result<api_keys::Pepper, StoreError> {
+    use rand::RngCore;
+    let mut secret = vec![0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let fresh = StoredKey {
+        kid: "api-keys".into(),
+        secret,
+    };
+    let kept = store.signing_key(api_keys::PEPPER_NAME, fresh).await?;
+    Ok(api_keys::Pepper::new(&kept.secret))
 }
 
 /// Opens the store the config names. A Redis store must be reachable at

@@ -30,8 +30,8 @@
 //! missed; revocations it holds that Redis lost (a restart without
 //! persistence) are written back.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -41,14 +41,16 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    replaced_marker, revocation_key, RefreshRecord, Reservation, SharedRate, Store, StoreError,
-    StoredKey, Upserted, MAX_DERIVED, MAX_LINEAGE,
+    replaced_marker, revocation_key, Feeds, RefreshRecord, Reservation, SharedRate, Store,
+    StoreError, StoredKey, Upserted, MAX_DERIVED, MAX_LINEAGE,
 };
-use crate::auth::revocation::{Revocation, Revocations};
+use crate::api_keys::Record;
+use crate::auth::revocation::Revocation;
 use crate::clock::Clock;
 use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 
+mod api_keys;
 mod channel;
 mod conn;
 mod failover;
@@ -90,6 +92,7 @@ pub struct Redis {
     release_attempts: redis::Script,
     take_rate: redis::Script,
     put_principals: redis::Script,
+    note_api_key_use: redis::Script,
     /// False from a failed operation or a lost subscription until the
     /// subscription is back and the revocation set re-read.
     reachable: AtomicBool,
@@ -151,6 +154,7 @@ impl Redis {
             release_attempts: redis::Script::new(RELEASE_ATTEMPTS),
             take_rate: redis::Script::new(TAKE_RATE),
             put_principals: redis::Script::new(PUT_PRINCIPALS),
+            note_api_key_use: Redis::new_note_use_script(),
             reachable: AtomicBool::new(true),
             signing_keys: DashMap::new(),
             metrics,
@@ -576,7 +580,27 @@ impl Store for Redis {
         Some(self.link.load().masters.join(","))
     }
 
-    async fn follow_revocations(&self, cache: Arc<Revocations>) {
-        tokio::join!(self.follow(&cache), self.watch_sentinels());
+    async fn put_api_keys(&self, records: &[Record]) -> Result<(), StoreError> {
+        self.write_api_keys(records).await
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
+        self.remove_api_key(id).await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<Record>, StoreError> {
+        self.read_api_keys().await
+    }
+
+    async fn note_api_key_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+        self.write_api_key_uses(uses).await
+    }
+
+    async fn api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError> {
+        self.read_api_key_uses().await
+    }
+
+    async fn follow(&self, feeds: Feeds) {
+        tokio::join!(self.follow_channel(&feeds), self.watch_sentinels());
     }
 }

@@ -19,6 +19,23 @@ impl Checker<'_> {
         cors: &[Arc<CorsPolicy>],
         public_url: Option<&str>,
     ) -> Issuer {
+        let kind = self.issuer_kind(name, i);
+        if kind == IssuerKind::ApiKey {
+            return Issuer {
+                name: name.to_string(),
+                kind,
+                iss: i.iss.as_ref().map_or(name, |s| s.get_ref()).to_string(),
+                token_ttl: secs(3600),
+                allow_no_exp: true,
+                keys: Vec::new(),
+                endpoint: None,
+                user_store: None,
+                shadow: None,
+                external: None,
+                oauth2: None,
+                roles_claims: None,
+            };
+        }
         let keys = self.keys(name, i);
         let external = self.external(name, i);
         let iss = match (&i.iss, &external) {
@@ -55,6 +72,7 @@ impl Checker<'_> {
             .and_then(|table| self.shadow(name, table, endpoint.is_some()));
         Issuer {
             name: name.to_string(),
+            kind,
             iss,
             endpoint,
             user_store,

@@ -141,8 +141,13 @@ impl Checker<'_> {
             self.problem_no_span("issuers", "at most 64 issuers are supported");
         }
         let token_from = self.token_sources(&r.token_from, &key("token_from"));
+        let issuer_mask = self.issuer_mask(r, issuers, &key("issuers"));
         Policy {
-            issuer_mask: self.issuer_mask(r, issuers, &key("issuers")),
+            issuer_mask,
+            api_key_mask: (0..issuers.len().min(64))
+                .filter(|i| issuers[*i].kind == IssuerKind::ApiKey)
+                .fold(0, |mask, i| mask | 1 << i)
+                & issuer_mask,
             token_from,
             token_use: r.token_use.clone(),
             audience: r.audience.clone(),
@@ -248,10 +253,14 @@ impl Checker<'_> {
         out
     }
 
-    /// Bit `i` set for each issuer the route accepts; no list means all.
+    /// Bit `i` set for each issuer the route accepts; no list means every
+    /// token issuer. An `api_key` issuer only where it is named: adding
+    /// one must not open the routes that take any valid token to its keys.
     fn issuer_mask(&mut self, r: &FileRoute, issuers: &[Issuer], key: &str) -> u64 {
         if r.issuers.is_empty() {
-            return (0..issuers.len().min(64)).fold(0, |mask, i| mask | 1 << i);
+            return (0..issuers.len().min(64))
+                .filter(|i| issuers[*i].kind == IssuerKind::Jwt)
+                .fold(0, |mask, i| mask | 1 << i);
         }
         let mut mask = 0u64;
         for name in &r.issuers {

@@ -11,9 +11,19 @@ use serde_json::Value;
 use super::{CorsPolicy, RouteLimits};
 use crate::auth::claim_path::ClaimPath;
 
+/// What an issuer's consumers send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerKind {
+    /// Signed tokens (JWTs): its own, or an identity provider's.
+    Jwt,
+    /// API keys the admin API makes (`crate::api_keys`).
+    ApiKey,
+}
+
 #[derive(Debug, Clone)]
 pub struct Issuer {
     pub name: String,
+    pub kind: IssuerKind,
     /// The `iss` claim this issuer's tokens carry.
     pub iss: String,
     pub token_ttl: Duration,

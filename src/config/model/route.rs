@@ -172,6 +172,8 @@ pub enum Endpoint {
 pub struct Policy {
     /// Bit `i` set: tokens of issuer `i` are accepted.
     pub issuer_mask: u64,
+    /// The bits of `issuer_mask` that are `api_key` issuers.
+    pub api_key_mask: u64,
     /// Where the token may come from; it must come from exactly one.
     pub token_from: Vec<TokenSource>,
     pub token_use: Option<String>,
@@ -199,6 +201,7 @@ impl Policy {
     pub fn bearer(issuer_mask: u64) -> Policy {
         Policy {
             issuer_mask,
+            api_key_mask: 0,
             token_from: vec![TokenSource::Bearer],
             token_use: None,
             audience: None,

@@ -1,4 +1,4 @@
-//! The revocation channel: revocations written and announced in one
+//! The revocation channel: revocations (and API-key changes) written and announced in one
 //! transaction the replicas confirm, and followed by every instance, which
 //! subscribes again (and re-reads the set) after any loss.
 
@@ -8,8 +8,9 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{encode, now_secs, revocation_key, Redis};
-use crate::auth::revocation::{Revocation, Revocations};
-use crate::store::StoreError;
+use crate::api_keys::Change;
+use crate::auth::revocation::Revocation;
+use crate::store::{Feeds, StoreError};
 
 /// How often a live subscription is checked (and the command connection
 /// nudged to reconnect), so an outage is noticed within about this long.
@@ -20,12 +21,16 @@ const MASTERS_EVERY: u32 = 20;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_millis(500);
 
-/// What travels on the revocation channel.
+/// What travels on the revocation channel: a revocation, or a change to
+/// an API key.
 #[derive(Serialize, Deserialize)]
-struct Announcement {
+pub(super) struct Announcement {
     /// When it was written (Unix seconds, fractional): the start of the propagation lag.
-    at: f64,
-    revocation: Revocation,
+    pub(super) at: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) revocation: Option<Revocation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) api_key: Option<Change>,
 }
 
 impl Redis {
@@ -44,7 +49,8 @@ impl Redis {
             set.ignore();
             let announcement = Announcement {
                 at: now,
-                revocation: r.clone(),
+                revocation: Some(r.clone()),
+                api_key: None,
             };
             pipe.cmd("PUBLISH")
                 .arg(&self.channel)
@@ -67,10 +73,15 @@ impl Redis {
         }
     }
 
-    fn arrived(&self, cache: &Revocations, payload: &[u8]) {
+    fn arrived(&self, feeds: &Feeds, payload: &[u8]) {
         match serde_json::from_slice::<Announcement>(payload) {
             Ok(a) => {
-                cache.apply(&a.revocation);
+                if let Some(r) = &a.revocation {
+                    feeds.revocations.apply(r);
+                }
+                if let Some(change) = a.api_key {
+                    feeds.api_keys.apply(change);
+                }
                 self.metrics
                     .propagation
                     .observe((now_secs() - a.at).max(0.0));
@@ -81,10 +92,10 @@ impl Redis {
 
     /// Follows the revocation channel for good, subscribing again (on the
     /// master in use: it may have moved) whenever the subscription is lost.
-    pub(super) async fn follow(&self, cache: &Revocations) {
+    pub(super) async fn follow_channel(&self, feeds: &Feeds) {
         let mut retry = RETRY_MIN;
         loop {
-            let error = self.follow_once(cache, &mut retry).await;
+            let error = self.follow_once(feeds, &mut retry).await;
             tracing::debug!(error = %error, retry = ?retry, "revocation subscription lost; retrying");
             // Asked now, and again as soon as a failover is announced (or
             // noticed by a command) during the wait: the old address may
@@ -104,7 +115,7 @@ impl Redis {
 
     /// Subscribes, resynchronises, then applies announcements until the
     /// connection fails. `retry` goes back to its minimum once subscribed.
-    async fn follow_once(&self, cache: &Revocations, retry: &mut Duration) -> StoreError {
+    async fn follow_once(&self, feeds: &Feeds, retry: &mut Duration) -> StoreError {
         let link = self.link.load_full();
         let client = self
             .source
@@ -129,8 +140,12 @@ impl Redis {
         }
         // Subscribed first, read second: a revocation published in between
         // arrives on the channel, so none is missed.
-        match self.resync(cache).await {
+        match self.resync(&feeds.revocations).await {
             Ok(count) => tracing::debug!(count, "revocation set read from the store"),
+            Err(e) => return e,
+        }
+        match self.read_api_keys().await {
+            Ok(records) => feeds.api_keys.replace_all(records),
             Err(e) => return e,
         }
         *retry = RETRY_MIN;
@@ -140,7 +155,7 @@ impl Redis {
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(m) => self.arrived(cache, m.get_payload_bytes()),
+                    Some(m) => self.arrived(feeds, m.get_payload_bytes()),
                     None => {
                         let e = "the subscription connection closed";
                         self.set_reachable(false, e);

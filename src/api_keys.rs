@@ -1,0 +1,207 @@
+//! API keys: the long-lived credentials an `api_key` issuer's consumers
+//! send instead of a token. A key is shown once, when the admin API makes
+//! it; the store keeps only its keyed hash (`Pepper`), so a copy of the
+//! store names no usable key. Every instance holds every key's record in
+//! memory (`Index`, fed by the store's channel like the revocations), so a
+//! request never waits on the store; each snapshot keeps the keys it has
+//! seen by their bytes (`Check`), so a repeat key costs no hash at all.
+
+mod check;
+mod index;
+
+use hmac::Mac;
+use rand::distributions::{Alphanumeric, DistString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+pub use check::Check;
+pub use index::{Held, Index};
+
+/// What every key portero makes starts with, so secret scanners can find
+/// a leaked one (and a reader can tell it from a token).
+pub const KEY_PREFIX: &str = "prt_";
+/// What every key id starts with; ids are public (listed, logged).
+pub const ID_PREFIX: &str = "ak_";
+/// The name the hashing key is kept under in the store, beside issuers'
+/// generated signing keys: no issuer name holds a control character.
+pub const PEPPER_NAME: &str = "\u{1}api-keys";
+/// Claims a key's record sets itself; `claims` may not name them.
+pub const RESERVED_CLAIMS: [&str; 8] = ["iss", "sub", "jti", "iat", "exp", "nbf", "roles", "scope"];
+
+/// A key as the store keeps it: who holds it and what it grants, never
+/// the key itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub id: String,
+    pub issuer: String,
+    /// The key's holder: the `sub` routes see.
+    pub consumer: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// More claims, as a token would carry them.
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+    /// Unix seconds.
+    pub created: i64,
+    pub expires: Option<i64>,
+    /// The key's [`Pepper::digest`], hex.
+    pub hash: String,
+    /// The key a rotation replaced, accepted until its grace period ends.
+    #[serde(default)]
+    pub previous: Option<Previous>,
+    /// Counts the record's rotations: an announcement of an older version
+    /// than the one held is stale.
+    #[serde(default)]
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Previous {
+    pub hash: String,
+    /// Unix seconds: refused from then on.
+    pub until: i64,
+}
+
+/// What the store announces to every instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// Made, rotated or imported: replaces the record of its id.
+    Put(Box<Record>),
+    /// Revoked: refused at once, for good.
+    Deleted { id: String },
+}
+
+/// The keyed hash keys are stored and found by: HMAC-SHA-256, under a
+/// secret kept in the store, of the key's SHA-256. Fast (a key is random,
+/// not a password: nothing to slow down), and an imported key known only
+/// by its SHA-256 hashes to the same value as the key itself.
+#[derive(Clone)]
+pub struct Pepper(hmac::Hmac<Sha256>);
+
+pub type Digest32 = [u8; 32];
+
+impl Pepper {
+    pub fn new(secret: &[u8]) -> Pepper {
+        Pepper(crate::auth::keys::hs256_mac(secret))
+    }
+
+    pub fn digest(&self, key: &str) -> Digest32 {
+        self.of_sha256(&Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// The digest of the key whose SHA-256 is `sha256`.
+    pub fn of_sha256(&self, sha256: &Digest32) -> Digest32 {
+        let mut mac = self.0.clone();
+        mac.update(sha256);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// A new key: 43 letters and digits (256 bits) after the prefix.
+pub fn new_key() -> String {
+    format!(
+        "{KEY_PREFIX}{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 43)
+    )
+}
+
+/// A new key id: 16 letters and digits after the prefix.
+pub fn new_id() -> String {
+    format!(
+        "{ID_PREFIX}{}",
+        Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
+    )
+}
+
+pub fn to_hex(d: &Digest32) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn from_hex(text: &str) -> Option<Digest32> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let pair = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Why a key's grant (`consumer`, `roles`, `scopes`, `claims`) cannot be
+/// kept: each one a header or a claim somewhere downstream.
+pub fn check_grant(
+    consumer: &str,
+    roles: &[String],
+    scopes: &[String],
+    claims: &Map<String, Value>,
+) -> Result<(), String> {
+    let plain = |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
+    if !plain(consumer) {
+        return Err("consumer: 1 to 256 characters, no control characters".into());
+    }
+    let word = |s: &String| plain(s) && !s.contains(' ') && !s.contains(',');
+    if !roles.iter().all(word) {
+        return Err("roles: each a name without spaces, commas or control characters".into());
+    }
+    if !scopes.iter().all(word) {
+        return Err("scopes: each a name without spaces, commas or control characters".into());
+    }
+    if let Some(name) = claims
+        .keys()
+        .find(|k| RESERVED_CLAIMS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "claims: {name:?} is set by the key itself (consumer, roles, scopes, expires)"
+        ));
+    }
+    if Value::Object(claims.clone()).to_string().len() > 8 * 1024 {
+        return Err("claims: more than 8 KiB".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_long_random_and_recognisable() {
+        let (a, b) = (new_key(), new_key());
+        assert_ne!(a, b);
+        assert!(a.starts_with(KEY_PREFIX) && a.len() == KEY_PREFIX.len() + 43);
+        assert!(a[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn an_imported_sha256_hashes_as_its_key_does() {
+        let pepper = Pepper::new(b"secret");
+        let key = "legacy-key-123";
+        let sha: Digest32 = Sha256::digest(key.as_bytes()).into();
+        assert_eq!(pepper.of_sha256(&sha), pepper.digest(key));
+        assert_ne!(Pepper::new(b"other").digest(key), pepper.digest(key));
+        assert_eq!(from_hex(&to_hex(&sha)), Some(sha));
+        assert_eq!(from_hex("zz"), None);
+    }
+
+    #[test]
+    fn grants_that_would_reach_a_header_badly_are_refused() {
+        let none = Map::new();
+        assert!(check_grant("acme", &[], &[], &none).is_ok());
+        assert!(check_grant("", &[], &[], &none).is_err());
+        assert!(check_grant("a\nb", &[], &[], &none).is_err());
+        assert!(check_grant("acme", &["a b".into()], &[], &none).is_err());
+        assert!(check_grant("acme", &[], &["x,y".into()], &none).is_err());
+        let mut sub = Map::new();
+        sub.insert("sub".into(), Value::from("admin"));
+        assert!(check_grant("acme", &[], &[], &sub).is_err());
+    }
+}

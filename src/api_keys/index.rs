@@ -1,0 +1,298 @@
+//! Every key's record in memory, by the digest of its key: what a key
+//! not yet seen by the running snapshot is looked up in. Written by the
+//! admin API and the store's channel, rarely; read on a snapshot's miss.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use prometheus::{IntCounter, IntCounterVec};
+
+use super::{from_hex, Change, Digest32, Pepper, Record};
+
+/// Consumers counted under their own label; the rest under `other`, so a
+/// busy key table cannot grow the metrics without bound.
+const CONSUMER_LABELS: usize = 500;
+
+/// One key record as the gateway holds it.
+pub struct Held {
+    pub record: Record,
+    /// Set when the record is revoked or replaced: a snapshot that kept
+    /// it must look the key up again.
+    replaced: AtomicBool,
+    /// Unix seconds of the last request it admitted here.
+    last_used: AtomicI64,
+    /// ...and the last one written to the store.
+    flushed: AtomicI64,
+    pub requests: IntCounter,
+}
+
+impl Held {
+    pub fn replaced(&self) -> bool {
+        self.replaced.load(Ordering::Acquire)
+    }
+
+    /// Notes a request at `now`; a store write follows later, off the path.
+    pub fn used(&self, now: i64) {
+        if self.last_used.load(Ordering::Relaxed) < now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+        self.requests.inc();
+    }
+
+    pub fn last_used(&self) -> Option<i64> {
+        Some(self.last_used.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+}
+
+pub struct Index {
+    pepper: Pepper,
+    requests: IntCounterVec,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// A key's digest → its record, and until when that key is accepted
+    /// (a rotated-out key's grace), `None` for the current key.
+    by_digest: HashMap<Digest32, (Arc<Held>, Option<i64>)>,
+    by_id: HashMap<String, Arc<Held>>,
+    /// Ids revoked here: an older announcement arriving late must not
+    /// bring them back. Ids are random and never made again.
+    deleted: HashSet<String>,
+    /// Consumers with their own metric label.
+    labelled: HashSet<(String, String)>,
+}
+
+impl Index {
+    pub fn new(pepper: Pepper, records: Vec<Record>, requests: IntCounterVec) -> Index {
+        let index = Index {
+            pepper,
+            requests,
+            inner: RwLock::default(),
+        };
+        for r in records {
+            index.apply(Change::Put(Box::new(r)));
+        }
+        index
+    }
+
+    /// An empty index whose metrics go nowhere, for tests.
+    #[cfg(test)]
+    pub fn detached() -> Index {
+        let requests = IntCounterVec::new(
+            prometheus::Opts::new("requests", "requests"),
+            &["issuer", "consumer"],
+        )
+        .expect("a valid metric");
+        Index::new(Pepper::new(b"pepper"), Vec::new(), requests)
+    }
+
+    pub fn pepper(&self) -> &Pepper {
+        &self.pepper
+    }
+
+    /// The record `key` names, and until when it is accepted; `None` for
+    /// a key no record has.
+    pub fn find(&self, key: &str) -> Option<(Arc<Held>, Option<i64>)> {
+        let digest = self.pepper.digest(key);
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.by_digest.get(&digest).cloned()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Held>> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.by_id.get(id).cloned()
+    }
+
+    /// Every record held, for the admin API's listing.
+    pub fn all(&self) -> Vec<Arc<Held>> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner.by_id.values().cloned().collect()
+    }
+
+    /// Applies a change made here or announced by another instance. A
+    /// record older than the one held, or of a revoked id, changes nothing.
+    pub fn apply(&self, change: Change) {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        match change {
+            Change::Put(record) => {
+                let record = *record;
+                if inner.deleted.contains(&record.id) {
+                    return;
+                }
+                if let Some(held) = inner.by_id.get(&record.id) {
+                    if held.record.version > record.version
+                        || (held.record.version == record.version && held.record == record)
+                    {
+                        return;
+                    }
+                }
+                let Some(current) = from_hex(&record.hash) else {
+                    tracing::warn!(id = %record.id, "ignored an API key record with a malformed hash");
+                    return;
+                };
+                let previous = record
+                    .previous
+                    .as_ref()
+                    .and_then(|p| Some((from_hex(&p.hash)?, p.until)));
+                inner.remove(&record.id);
+                let requests = self.counter(&mut inner, &record);
+                let held = Arc::new(Held {
+                    record,
+                    replaced: AtomicBool::new(false),
+                    last_used: AtomicI64::new(0),
+                    flushed: AtomicI64::new(0),
+                    requests,
+                });
+                inner.by_digest.insert(current, (held.clone(), None));
+                if let Some((digest, until)) = previous {
+                    inner.by_digest.insert(digest, (held.clone(), Some(until)));
+                }
+                inner.by_id.insert(held.record.id.clone(), held);
+            }
+            Change::Deleted { id } => {
+                inner.remove(&id);
+                inner.deleted.insert(id);
+            }
+        }
+    }
+
+    /// Makes the held records the store's `records`: what a re-read after
+    /// a lost subscription finds. Records the store no longer has were
+    /// revoked meanwhile (or lost with it): they stop here too.
+    pub fn replace_all(&self, records: Vec<Record>) {
+        let present: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+        let gone: Vec<String> = {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            inner
+                .by_id
+                .keys()
+                .filter(|id| !present.contains(*id))
+                .cloned()
+                .collect()
+        };
+        for id in gone {
+            self.apply(Change::Deleted { id });
+        }
+        for r in records {
+            self.apply(Change::Put(Box::new(r)));
+        }
+    }
+
+    /// (id, last use) of keys used since the last call: for the store.
+    pub fn take_uses(&self) -> Vec<(String, i64)> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        inner
+            .by_id
+            .values()
+            .filter_map(|h| {
+                let used = h.last_used.load(Ordering::Relaxed);
+                let flushed = h.flushed.swap(used, Ordering::Relaxed);
+                (used > flushed).then(|| (h.record.id.clone(), used))
+            })
+            .collect()
+    }
+
+    /// The request counter of `record`'s consumer: its own label while
+    /// there is room, else `other`.
+    fn counter(&self, inner: &mut Inner, record: &Record) -> IntCounter {
+        let pair = (record.issuer.clone(), record.consumer.clone());
+        if inner.labelled.contains(&pair) || inner.labelled.len() < CONSUMER_LABELS {
+            inner.labelled.insert(pair);
+            return self
+                .requests
+                .with_label_values(&[&record.issuer, &record.consumer]);
+        }
+        self.requests.with_label_values(&[&record.issuer, "other"])
+    }
+}
+
+impl Inner {
+    /// Forgets record `id` and every key of it, telling the snapshots.
+    fn remove(&mut self, id: &str) {
+        let Some(held) = self.by_id.remove(id) else {
+            return;
+        };
+        self.by_digest.retain(|_, (h, _)| !Arc::ptr_eq(h, &held));
+        held.replaced.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api_keys::{to_hex, Previous};
+
+    fn index() -> Index {
+        Index::detached()
+    }
+
+    fn record(index: &Index, id: &str, key: &str, version: u64) -> Record {
+        Record {
+            id: id.into(),
+            issuer: "partners".into(),
+            consumer: "acme".into(),
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            claims: Default::default(),
+            created: 1,
+            expires: None,
+            hash: to_hex(&index.pepper().digest(key)),
+            previous: None,
+            version,
+        }
+    }
+
+    #[test]
+    fn a_key_is_found_by_its_digest_and_revoked_for_good() {
+        let index = index();
+        let r = record(&index, "ak_1", "prt_a", 0);
+        index.apply(Change::Put(Box::new(r.clone())));
+        let (held, until) = index.find("prt_a").unwrap();
+        assert_eq!((held.record.id.as_str(), until), ("ak_1", None));
+        assert!(index.find("prt_b").is_none());
+        index.apply(Change::Deleted { id: "ak_1".into() });
+        assert!(held.replaced());
+        assert!(index.find("prt_a").is_none());
+        // The announcement of its making, arriving late, changes nothing.
+        index.apply(Change::Put(Box::new(r)));
+        assert!(index.find("prt_a").is_none());
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_old_key_for_its_grace_and_stale_versions_lose() {
+        let index = index();
+        let first = record(&index, "ak_1", "prt_old", 0);
+        index.apply(Change::Put(Box::new(first.clone())));
+        let mut rotated = record(&index, "ak_1", "prt_new", 1);
+        rotated.previous = Some(Previous {
+            hash: first.hash.clone(),
+            until: 100,
+        });
+        index.apply(Change::Put(Box::new(rotated)));
+        assert_eq!(index.find("prt_old").unwrap().1, Some(100));
+        assert_eq!(index.find("prt_new").unwrap().1, None);
+        index.apply(Change::Put(Box::new(first)));
+        assert_eq!(index.find("prt_new").unwrap().0.record.version, 1);
+    }
+
+    #[test]
+    fn a_reread_drops_what_the_store_no_longer_has() {
+        let index = index();
+        index.apply(Change::Put(Box::new(record(&index, "ak_1", "prt_a", 0))));
+        let kept = record(&index, "ak_2", "prt_b", 0);
+        index.replace_all(vec![kept]);
+        assert!(index.find("prt_a").is_none());
+        assert!(index.find("prt_b").is_some());
+    }
+
+    #[test]
+    fn uses_are_handed_to_the_store_once() {
+        let index = index();
+        index.apply(Change::Put(Box::new(record(&index, "ak_1", "prt_a", 0))));
+        index.find("prt_a").unwrap().0.used(50);
+        assert_eq!(index.take_uses(), vec![("ak_1".to_string(), 50)]);
+        assert!(index.take_uses().is_empty());
+    }
+}

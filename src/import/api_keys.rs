@@ -1,0 +1,185 @@
+//! `portero import` for an `api_key` issuer: keys another gateway made,
+//! a JSON object per line, each given as the key itself (hashed here, never
+//! written) or as the SHA-256 the old system kept. A row's id is given or
+//! follows from its key, so importing a file again replaces, never adds.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::Report;
+use crate::api_keys::{self, Digest32, Pepper, Record};
+use crate::store::Store;
+
+/// A plain key shorter than this is refused: guessable.
+const MIN_KEY_LEN: usize = 16;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Row {
+    consumer: String,
+    /// The key itself...
+    key: Option<String>,
+    /// ...or its SHA-256, hex.
+    key_sha256: Option<String>,
+    id: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    claims: Map<String, Value>,
+    /// RFC 3339.
+    expires: Option<String>,
+    created: Option<String>,
+}
+
+/// Imports the keys in `text` (JSON lines) for `issuer`.
+pub async fn import(
+    store: &dyn Store,
+    issuer: &str,
+    text: &str,
+    partial: bool,
+    now: i64,
+) -> anyhow::Result<Report> {
+    let pepper = crate::store::api_key_pepper(store).await?;
+    let existing: HashMap<String, Record> = store
+        .api_keys()
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    let by_digest: HashMap<Digest32, String> = existing
+        .values()
+        .filter_map(|r| Some((api_keys::from_hex(&r.hash)?, r.id.clone())))
+        .collect();
+    let mut report = Report::default();
+    let mut records: Vec<Record> = Vec::new();
+    let mut lines_of: HashMap<Digest32, usize> = HashMap::new();
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        report.rows += 1;
+        let line_no = n + 1;
+        let checked = serde_json::from_str::<Row>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|row| record(row, issuer, &pepper, now));
+        let checked = checked.and_then(|r| {
+            let digest = api_keys::from_hex(&r.hash).expect("made here");
+            if let Some(first) = lines_of.insert(digest, line_no) {
+                return Err(format!("the same key is on line {first}"));
+            }
+            if let Some(first) = ids.insert(r.id.clone(), line_no) {
+                return Err(format!("id {:?} is on line {first} too", r.id));
+            }
+            match by_digest.get(&digest) {
+                Some(id) if *id != r.id => {
+                    Err(format!("the store has this key already, as {id:?}"))
+                }
+                _ => Ok(r),
+            }
+        });
+        match checked {
+            Ok(r) => records.push(r),
+            Err(why) => report.refused.push(format!("line {line_no}: {why}")),
+        }
+    }
+    if !report.refused.is_empty() && !partial {
+        return Ok(report);
+    }
+    report.written = true;
+    let mut changed: Vec<Record> = Vec::new();
+    for mut r in records {
+        match existing.get(&r.id) {
+            None => report.upserted.added += 1,
+            Some(old) => {
+                r.version = old.version;
+                if r.created == now {
+                    r.created = old.created;
+                }
+                if r == *old {
+                    continue;
+                }
+                // A newer version: instances holding the old one take it.
+                r.version += 1;
+                report.upserted.changed += 1;
+            }
+        }
+        changed.push(r);
+    }
+    for batch in changed.chunks(super::BATCH) {
+        store.put_api_keys(batch).await?;
+    }
+    Ok(report)
+}
+
+/// The record of one row, or why there is none.
+fn record(row: Row, issuer: &str, pepper: &Pepper, now: i64) -> Result<Record, String> {
+    api_keys::check_grant(&row.consumer, &row.roles, &row.scopes, &row.claims)?;
+    let digest = match (&row.key, &row.key_sha256) {
+        (Some(key), None) if key.chars().count() < MIN_KEY_LEN || key.trim() != key => {
+            return Err(format!(
+                "key: at least {MIN_KEY_LEN} characters, no spaces around it"
+            ))
+        }
+        (Some(key), None) => pepper.digest(key),
+        (None, Some(hex)) => {
+            let sha =
+                api_keys::from_hex(&hex.to_ascii_lowercase()).ok_or("key_sha256: 64 hex digits")?;
+            pepper.of_sha256(&sha)
+        }
+        _ => return Err("give exactly one of key and key_sha256".into()),
+    };
+    let instant = |text: &str, name: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.timestamp())
+            .map_err(|e| format!("{name}: {text:?} is not an RFC 3339 instant: {e}"))
+    };
+    let expires = row
+        .expires
+        .as_deref()
+        .map(|t| instant(t, "expires"))
+        .transpose()?;
+    if expires.is_some_and(|e| e <= now) {
+        return Err("expires: has passed".into());
+    }
+    let created = row
+        .created
+        .as_deref()
+        .map(|t| instant(t, "created"))
+        .transpose()?;
+    let id = match row.id {
+        Some(id)
+            if id.is_empty()
+                || id.len() > 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') =>
+        {
+            return Err("id: 1 to 64 letters, digits, `_` or `-`".into())
+        }
+        Some(id) => id,
+        // Follows from the key, so a second import of it finds the first.
+        None => format!(
+            "{}{}",
+            api_keys::ID_PREFIX,
+            &api_keys::to_hex(&pepper.of_sha256(&digest))[..16]
+        ),
+    };
+    Ok(Record {
+        id,
+        issuer: issuer.to_string(),
+        consumer: row.consumer,
+        roles: row.roles,
+        scopes: row.scopes,
+        claims: row.claims,
+        created: created.unwrap_or(now),
+        expires,
+        hash: api_keys::to_hex(&digest),
+        previous: None,
+        version: 0,
+    })
+}

@@ -1,0 +1,500 @@
+//! API keys (`kind = "api_key"` issuers) against the real gateway and a
+//! real upstream: made, used, listed, rotated and revoked through the
+//! admin API; kept across a restart; imported; refused with a clear body
+//! when unknown, revoked, expired or sent where only tokens go; and a key
+//! revoked on one instance refused on another that shares its Redis.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// An `api_key` issuer, the test token issuers and routes that take
+/// keys only, keys or tokens, and tokens only.
+fn config(app: std::net::SocketAddr, store: &str) -> String {
+    format!(
+        r#"{store}
+{upstream}
+{issuers}
+[issuers.partners]
+kind = "api_key"
+
+[[routes]]
+name = "partner"
+path = "/partner"
+upstream = "app"
+issuers = ["partners"]
+token_from = ["header:X-API-Key"]
+roles = ["reader"]
+
+[routes.headers]
+x-consumer = "sub"
+x-tier = "tier"
+
+[[routes]]
+name = "writer"
+path = "/write"
+upstream = "app"
+issuers = ["partners"]
+token_from = ["header:X-API-Key"]
+roles = ["writer"]
+
+[[routes]]
+name = "limited"
+path = "/limited"
+upstream = "app"
+issuers = ["partners"]
+token_from = ["header:X-API-Key"]
+concurrency = {{ max_in_flight = 5, by = "sub" }}
+rate_limit = {{ requests = 2, per = "60s", by = "sub" }}
+
+[[routes]]
+name = "mixed"
+path = "/mixed"
+upstream = "app"
+issuers = ["partners", "test"]
+
+[[routes]]
+name = "tokens"
+path = "/tokens"
+upstream = "app"
+"#,
+        upstream = upstream("app", &[app], ""),
+        issuers = issuers(),
+    )
+}
+
+async fn admin(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method.parse().unwrap(), gw.admin_url(path))
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// A new key of `partners` for `consumer`; (id, key).
+async fn make(gw: &Gateway, body: Value) -> (String, String) {
+    let (status, v) = admin(gw, "POST", "/admin/api-keys", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn with_key(gw: &Gateway, path: &str, key: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .get(gw.url(path))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn acme() -> Value {
+    json!({
+        "issuer": "partners",
+        "consumer": "acme",
+        "roles": ["reader"],
+        "scopes": ["orders:read"],
+        "claims": { "tier": "gold" }
+    })
+}
+
+#[tokio::test]
+async fn a_key_is_made_used_listed_and_revoked() {
+    let app = Upstream::start("app").await;
+    let mut gw = Gateway::start(&config(app.addr, "")).await;
+    let (id, key) = make(&gw, acme()).await;
+    assert!(key.starts_with("prt_") && key.len() == 47, "{key}");
+    assert!(id.starts_with("ak_"), "{id}");
+
+    let (status, echo) = with_key(&gw, "/partner/orders", &key).await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    assert_eq!(echo["headers"]["x-consumer"], "acme", "{echo}");
+    assert_eq!(echo["headers"]["x-tier"], "gold", "{echo}");
+    // Another role is another route's.
+    let (status, v) = with_key(&gw, "/write", &key).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+
+    // Listed with its consumer and last use, never the key or its hash.
+    let (status, list) = admin(&gw, "GET", "/admin/api-keys?issuer=partners", None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let text = list.to_string();
+    assert!(!text.contains(&key) && !text.contains("hash"), "{text}");
+    let listed = &list["api_keys"][0];
+    assert_eq!(
+        (listed["id"].as_str(), listed["consumer"].as_str()),
+        (Some(&*id), Some("acme"))
+    );
+    assert!(listed["last_used"].is_string(), "{listed}");
+    assert!(!gw.log().contains(&key[4..]), "a key reached the log");
+
+    // Kept across a restart: the store has its hash.
+    gw.kill9_and_restart().await;
+    assert_eq!(with_key(&gw, "/partner", &key).await.0, StatusCode::OK);
+
+    let (status, v) = admin(&gw, "DELETE", &format!("/admin/api-keys/{id}"), None).await;
+    assert_eq!((status, &v["revoked"]), (StatusCode::OK, &json!(id)), "{v}");
+    let (status, v) = with_key(&gw, "/partner", &key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        v,
+        json!({"error": "invalid_token", "error_description": "unknown or revoked API key"})
+    );
+    let (status, _) = admin(&gw, "DELETE", &format!("/admin/api-keys/{id}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        gw.metric(
+            "portero_api_key_changes_total",
+            &[("issuer", "partners"), ("change", "revoked")]
+        )
+        .await,
+        1.0
+    );
+    gw.kill9_and_restart().await;
+    assert_eq!(
+        with_key(&gw, "/partner", &key).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let m = gw.metrics().await;
+    assert_eq!(
+        gw.metric(
+            "portero_auth_decisions_total",
+            &[
+                ("route", "partner"),
+                ("result", "deny"),
+                ("reason", "unknown_api_key")
+            ]
+        )
+        .await,
+        1.0,
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn keys_are_refused_where_they_do_not_belong() {
+    let app = Upstream::start("app").await;
+    let gw = Gateway::start(&config(app.addr, "")).await;
+    let (_, key) = make(&gw, acme()).await;
+
+    let unknown = format!("prt_{}", "x".repeat(43));
+    let (status, v) = with_key(&gw, "/partner", &unknown).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+    );
+    // A route that takes tokens only (no `issuers`) never takes a key.
+    let bearer = |path: &'static str, key: String| {
+        let url = gw.url(path);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        bearer("/tokens", key.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // One that takes both tells them by their shape.
+    assert_eq!(bearer("/mixed", key.clone()).await, StatusCode::OK);
+    let token = Signer::Hs.sign(&json!({"iss": "test-issuer", "sub": "u", "exp": now() + 60}));
+    assert_eq!(bearer("/mixed", token).await, StatusCode::OK);
+    // Sent twice, or spelled otherwise beside itself: refused.
+    let twice = reqwest::Client::new()
+        .get(gw.url("/partner"))
+        .header("x-api-key", &key)
+        .header("x_api_key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
+    // Nor may a client name itself the consumer the upstream sees.
+    let spoofed = reqwest::Client::new()
+        .get(gw.url("/partner"))
+        .header("x-api-key", &key)
+        .header("x-consumer", "root")
+        .send()
+        .await
+        .unwrap();
+    let echo: Value = spoofed.json().await.unwrap();
+    assert_eq!(echo["headers"]["x-consumer"], "acme", "{echo}");
+
+    // A key past its time.
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let mut soon = acme();
+    soon["expires"] = json!(expires.to_rfc3339());
+    let (_, soon_key) = make(&gw, soon).await;
+    assert_eq!(with_key(&gw, "/partner", &soon_key).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (status, v) = with_key(&gw, "/partner", &soon_key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+}
+
+#[tokio::test]
+async fn a_rotated_key_lives_on_for_its_grace_only() {
+    let app = Upstream::start("app").await;
+    let gw = Gateway::start(&config(app.addr, "")).await;
+    let (id, old) = make(&gw, acme()).await;
+    let path = format!("/admin/api-keys/{id}/rotate");
+    let rotate = |grace: &str| admin(&gw, "POST", &path, Some(json!({ "grace": grace })));
+    let (status, v) = rotate("1h").await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let new = v["key"].as_str().unwrap().to_string();
+    assert_eq!(v["id"], json!(id));
+    assert!(v["previous_key_until"].is_string(), "{v}");
+    assert_eq!(with_key(&gw, "/partner", &old).await.0, StatusCode::OK);
+    let (status, echo) = with_key(&gw, "/partner", &new).await;
+    assert_eq!(
+        (status, &echo["headers"]["x-consumer"]),
+        (StatusCode::OK, &json!("acme"))
+    );
+
+    let (status, v) = rotate("0s").await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let newest = v["key"].as_str().unwrap().to_string();
+    // Only the key it replaced lives on; the one before is gone.
+    assert_eq!(
+        with_key(&gw, "/partner", &old).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with_key(&gw, "/partner", &new).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(with_key(&gw, "/partner", &newest).await.0, StatusCode::OK);
+
+    for (grace, want) in [("31d", "grace: at most 30d"), ("soon", "grace:")] {
+        let (status, v) = rotate(grace).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+        assert!(v["error"].as_str().unwrap().starts_with(want), "{v}");
+    }
+    let (status, _) = admin(
+        &gw,
+        "POST",
+        "/admin/api-keys/ak_none/rotate",
+        Some(json!({"grace": "1h"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_bad_key_request_is_refused_and_makes_nothing() {
+    let app = Upstream::start("app").await;
+    let gw = Gateway::start(&config(app.addr, "")).await;
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut body = acme();
+        change(&mut body);
+        body
+    };
+    let cases = [
+        (
+            with(&|b| b["issuer"] = json!("test")),
+            "no api_key issuer named \"test\"",
+        ),
+        (
+            with(&|b| b["issuer"] = json!("nobody")),
+            "no api_key issuer named \"nobody\"",
+        ),
+        (with(&|b| b["consumer"] = json!("")), "consumer:"),
+        (
+            with(&|b| b["consumer"] = json!("a\r\nx-admin: 1")),
+            "consumer:",
+        ),
+        (with(&|b| b["roles"] = json!(["a b"])), "roles:"),
+        (
+            with(&|b| b["claims"] = json!({"sub": "root"})),
+            "claims: \"sub\"",
+        ),
+        (
+            with(&|b| b["expires"] = json!("2001-01-01T00:00:00Z")),
+            "expires:",
+        ),
+        (with(&|b| b["expires"] = json!("next week")), "expires:"),
+        (with(&|b| b["owner"] = json!("x")), "invalid JSON"),
+        (json!({"issuer": "partners"}), "invalid JSON"),
+    ];
+    for (body, want) in cases {
+        let (status, v) = admin(&gw, "POST", "/admin/api-keys", Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(want), "{body}: {v}");
+    }
+    let (_, list) = admin(&gw, "GET", "/admin/api-keys", None).await;
+    assert_eq!(list["api_keys"], json!([]));
+    // The admin token guards the API.
+    let r = reqwest::Client::new()
+        .post(gw.admin_url("/admin/api-keys"))
+        .json(&acme())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_consumer_is_held_to_its_own_rate() {
+    let app = Upstream::start("app").await;
+    let gw = Gateway::start(&config(app.addr, "")).await;
+    let (_, acme_key) = make(&gw, acme()).await;
+    let mut other = acme();
+    other["consumer"] = json!("globex");
+    let (_, globex_key) = make(&gw, other).await;
+    for _ in 0..2 {
+        assert_eq!(with_key(&gw, "/limited", &acme_key).await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        with_key(&gw, "/limited", &acme_key).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        with_key(&gw, "/limited", &globex_key).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        gw.metric(
+            "portero_api_key_requests_total",
+            &[("issuer", "partners"), ("consumer", "acme")]
+        )
+        .await,
+        3.0,
+        "the refused third request presented a valid key too"
+    );
+}
+
+#[tokio::test]
+async fn keys_are_imported_as_keys_or_their_sha256() {
+    use sha2::Digest;
+    let app = Upstream::start("app").await;
+    let mut gw = Gateway::start(&config(app.addr, "")).await;
+    gw.stop().await;
+    let plain = "legacy-key-0123456789";
+    let hashed = "another-legacy-key-9876";
+    let sha: String = sha2::Sha256::digest(hashed.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let file = gw_file(
+        &gw,
+        "keys.jsonl",
+        &format!(
+            "{}\n{}\n{}\n{}\n",
+            json!({"consumer": "acme", "key": plain, "roles": ["reader"]}),
+            json!({"consumer": "globex", "key_sha256": sha, "roles": ["reader"], "claims": {"tier": "silver"}}),
+            json!({"consumer": "short", "key": "abc"}),
+            json!({"consumer": "twice", "key": plain}),
+        ),
+    );
+    let (ok, _, stderr) = gw.command(&["import", "--issuer", "partners", &file]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("line 3: key: at least 16 characters"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 4: the same key is on line 1"),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = gw.command(&["import", "--issuer", "partners", "--partial", &file]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("2 added"), "{stdout}");
+    let (ok, stdout, _) = gw.command(&["import", "--issuer", "partners", "--partial", &file]);
+    assert!(
+        ok && stdout.contains("0 added, 0 changed, 2 unchanged"),
+        "{stdout}"
+    );
+    gw.respawn().await;
+
+    assert_eq!(with_key(&gw, "/partner", plain).await.0, StatusCode::OK);
+    let (status, echo) = with_key(&gw, "/partner", hashed).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (&echo["headers"]["x-consumer"], &echo["headers"]["x-tier"]),
+        (&json!("globex"), &json!("silver"))
+    );
+    let (_, list) = admin(&gw, "GET", "/admin/api-keys", None).await;
+    assert_eq!(list["api_keys"].as_array().unwrap().len(), 2, "{list}");
+}
+
+/// Writes `text` into a file beside the gateway's config; its path.
+fn gw_file(gw: &Gateway, name: &str, text: &str) -> String {
+    let path = gw.dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn an_api_key_issuer_takes_no_token_settings() {
+    let (ok, stderr) = check(
+        "[issuers.partners]\nkind = \"api_key\"\ndialect = \"client-flat\"\n\n[issuers.odd]\nkind = \"apikey\"\n",
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains(".toml:3: issuers.partners.dialect"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("issuers.odd.kind") && stderr.contains("jwt (the default) or api_key"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_instance_is_refused_on_another() {
+    let Some(url) = common::redis::shared() else {
+        return;
+    };
+    let app = Upstream::start("app").await;
+    let prefix = common::shared_store::prefix();
+    let store = format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\n"
+    );
+    let body = config(app.addr, &store);
+    let (a, b) = futures_util::join!(Gateway::start(&body), Gateway::start(&body));
+    let (id, key) = make(&a, acme()).await;
+    let made = Instant::now();
+    while with_key(&b, "/partner", &key).await.0 != StatusCode::OK {
+        assert!(made.elapsed() < Duration::from_secs(2), "{}", b.log());
+    }
+    eprintln!(
+        "a key made on one instance was accepted on the other after {:?}",
+        made.elapsed()
+    );
+    let (status, _) = admin(&a, "DELETE", &format!("/admin/api-keys/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let revoked = Instant::now();
+    while with_key(&b, "/partner", &key).await.0 != StatusCode::UNAUTHORIZED {
+        assert!(
+            revoked.elapsed() < Duration::from_millis(500),
+            "still accepted on the other instance"
+        );
+    }
+    eprintln!(
+        "a key revoked on one instance was refused on the other after {:?}",
+        revoked.elapsed()
+    );
+}
