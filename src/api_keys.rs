@@ -26,8 +26,12 @@ pub const ID_PREFIX: &str = "ak_";
 /// The name the hashing key is kept under in the store, beside issuers'
 /// generated signing keys: no issuer name holds a control character.
 pub const PEPPER_NAME: &str = "\u{1}api-keys";
-/// Claims a key's record sets itself; `claims` may not name them.
-pub const RESERVED_CLAIMS: [&str; 8] = ["iss", "sub", "jti", "iat", "exp", "nbf", "roles", "scope"];
+/// Claims a key's record sets itself, or that a route reads as roles and
+/// scopes (granted only through `roles` and `scopes`, checked as such):
+/// `claims` may not name them.
+pub const RESERVED_CLAIMS: [&str; 10] = [
+    "iss", "sub", "jti", "iat", "exp", "nbf", "role", "roles", "scope", "scp",
+];
 
 /// A key as the store keeps it: who holds it and what it grants, never
 /// the key itself.
@@ -52,10 +56,82 @@ pub struct Record {
     /// The key a rotation replaced, accepted until its grace period ends.
     #[serde(default)]
     pub previous: Option<Previous>,
-    /// Counts the record's rotations: an announcement of an older version
-    /// than the one held is stale.
+    /// Counts the record's changes: an announcement of an older version
+    /// than the one held is stale, and a rotation writes only over the
+    /// version it read.
     #[serde(default)]
     pub version: u64,
+    /// A revoked key's record, kept so that no later write (a rotation
+    /// racing the revocation, an import of the same file) brings it back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoked: bool,
+}
+
+impl Record {
+    /// The record a revocation leaves: the id, issuer and hashes of the
+    /// keys it had, nothing they granted.
+    pub fn tombstone(&self) -> Record {
+        Record {
+            consumer: String::new(),
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            claims: Map::new(),
+            version: self.version + 1,
+            revoked: true,
+            ..self.clone()
+        }
+    }
+
+    /// The digests of the keys it names: the current one and, within a
+    /// rotation's grace, the one before.
+    pub fn digests(&self) -> impl Iterator<Item = Digest32> + '_ {
+        let previous = self.previous.as_ref().map(|p| p.hash.as_str());
+        std::iter::once(self.hash.as_str())
+            .chain(previous)
+            .filter_map(from_hex)
+    }
+}
+
+/// A conditional write of a key's record: the store writes it only if
+/// what it holds for the id allows (`Write::allows`), atomically, so a
+/// revocation is never undone by a write that read the record before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Made or imported: the id is new, or holds a live key of the same issuer.
+    Put,
+    /// A new key over the version the rotation read, still live.
+    Rotate { from_version: u64 },
+    /// A tombstone over a live key.
+    Revoke,
+}
+
+impl Write {
+    /// Whether the store may write `new` over `current`.
+    pub fn allows(self, current: Option<&Record>, new: &Record) -> bool {
+        match (self, current) {
+            (Write::Put, None) => true,
+            (Write::Put, Some(c)) => !c.revoked && c.issuer == new.issuer,
+            (Write::Rotate { from_version }, Some(c)) => !c.revoked && c.version == from_version,
+            (Write::Revoke, Some(c)) => !c.revoked,
+            (_, None) => false,
+        }
+    }
+
+    /// The word the store's script reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Write::Put => "put",
+            Write::Rotate { .. } => "rotate",
+            Write::Revoke => "revoke",
+        }
+    }
+
+    pub fn from_version(self) -> u64 {
+        match self {
+            Write::Rotate { from_version } => from_version,
+            _ => 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -142,16 +218,25 @@ pub fn check_grant(
     scopes: &[String],
     claims: &Map<String, Value>,
 ) -> Result<(), String> {
-    let plain = |s: &str| !s.is_empty() && s.len() <= 256 && !s.chars().any(char::is_control);
+    // What the upstream reads from a header must be what portero checked:
+    // a header value loses the spaces around it.
+    let plain = |s: &str| {
+        !s.is_empty() && s.len() <= 256 && s.trim() == s && !s.chars().any(char::is_control)
+    };
     if !plain(consumer) {
-        return Err("consumer: 1 to 256 characters, no control characters".into());
+        return Err(
+            "consumer: 1 to 256 characters, no control characters or spaces around it".into(),
+        );
     }
-    let word = |s: &String| plain(s) && !s.contains(' ') && !s.contains(',');
+    let word = |s: &String| plain(s) && !s.chars().any(|c| c.is_whitespace() || c == ',');
     if !roles.iter().all(word) {
         return Err("roles: each a name without spaces, commas or control characters".into());
     }
     if !scopes.iter().all(word) {
         return Err("scopes: each a name without spaces, commas or control characters".into());
+    }
+    if claims.values().any(holds_control) {
+        return Err("claims: a value holds a control character".into());
     }
     if let Some(name) = claims
         .keys()
@@ -165,6 +250,19 @@ pub fn check_grant(
         return Err("claims: more than 8 KiB".into());
     }
     Ok(())
+}
+
+/// Whether a claim value, at any depth, holds a control character: it
+/// could reach no header intact.
+fn holds_control(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.chars().any(char::is_control),
+        Value::Array(list) => list.iter().any(holds_control),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.chars().any(char::is_control) || holds_control(v)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -200,8 +298,53 @@ mod tests {
         assert!(check_grant("a\nb", &[], &[], &none).is_err());
         assert!(check_grant("acme", &["a b".into()], &[], &none).is_err());
         assert!(check_grant("acme", &[], &["x,y".into()], &none).is_err());
-        let mut sub = Map::new();
-        sub.insert("sub".into(), Value::from("admin"));
-        assert!(check_grant("acme", &[], &[], &sub).is_err());
+        assert!(check_grant(" root", &[], &[], &none).is_err());
+        assert!(check_grant("acme", &["adm\u{a0}in".into()], &[], &none).is_err());
+        for name in ["sub", "role", "scp"] {
+            let mut reserved = Map::new();
+            reserved.insert(name.into(), Value::from("admin"));
+            assert!(check_grant("acme", &[], &[], &reserved).is_err(), "{name}");
+        }
+        let mut crlf = Map::new();
+        crlf.insert(
+            "tenant".into(),
+            serde_json::json!({"a": ["t1\r\nX-Evil: 1"]}),
+        );
+        assert!(check_grant("acme", &[], &[], &crlf).is_err());
+    }
+
+    fn record(version: u64, issuer: &str, revoked: bool) -> Record {
+        Record {
+            id: "ak_1".into(),
+            issuer: issuer.into(),
+            consumer: "acme".into(),
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            claims: Map::new(),
+            created: 0,
+            expires: None,
+            hash: "00".repeat(32),
+            previous: None,
+            version,
+            revoked,
+        }
+    }
+
+    #[test]
+    fn a_revoked_record_takes_no_later_write() {
+        let live = record(3, "partners", false);
+        let dead = live.tombstone();
+        let new = record(4, "partners", false);
+        assert!(Write::Put.allows(None, &new));
+        assert!(Write::Put.allows(Some(&live), &new));
+        assert!(!Write::Put.allows(Some(&record(3, "internal", false)), &new));
+        assert!(!Write::Put.allows(Some(&dead), &new));
+        assert!(Write::Rotate { from_version: 3 }.allows(Some(&live), &new));
+        assert!(!Write::Rotate { from_version: 2 }.allows(Some(&live), &new));
+        assert!(!Write::Rotate { from_version: 4 }.allows(Some(&dead), &new));
+        assert!(!Write::Rotate { from_version: 3 }.allows(None, &new));
+        assert!(Write::Revoke.allows(Some(&live), &dead));
+        assert!(!Write::Revoke.allows(Some(&dead), &dead));
+        assert!(!Write::Revoke.allows(None, &dead));
     }
 }

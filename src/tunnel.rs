@@ -110,7 +110,7 @@ pub struct Token {
     pub issuer_iss: Box<str>,
     pub revocations: Arc<Revocations>,
     /// For an API key, the records it is checked against: the tunnel
-    /// ends once its record is gone (revoked, here or elsewhere).
+    /// ends once the key is revoked or rotated out (here or elsewhere).
     pub api_keys: Option<Arc<crate::api_keys::Index>>,
 }
 
@@ -257,8 +257,12 @@ async fn lifetime(
             {
                 return End::TokenRevoked;
             }
-            let key_gone =
-                |keys: &crate::api_keys::Index| v.jti().is_none_or(|id| keys.get(id).is_none());
+            let key_gone = |keys: &crate::api_keys::Index| match keys.find(v.credential()) {
+                None => true,
+                Some((_, until)) => {
+                    until.is_some_and(|t| crate::clock::Clock::system().unix() >= t)
+                }
+            };
             if t.api_keys.as_deref().is_some_and(key_gone) {
                 return End::TokenRevoked;
             }

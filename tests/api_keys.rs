@@ -22,6 +22,16 @@ fn config(app: std::net::SocketAddr, store: &str) -> String {
 [issuers.partners]
 kind = "api_key"
 
+[issuers.internal]
+kind = "api_key"
+
+[[routes]]
+name = "internal"
+path = "/internal"
+upstream = "app"
+issuers = ["internal"]
+token_from = ["header:X-API-Key"]
+
 [[routes]]
 name = "partner"
 path = "/partner"
@@ -303,6 +313,59 @@ async fn a_rotated_key_lives_on_for_its_grace_only() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// A revocation racing a rotation of the same key on another instance:
+/// whichever the store takes first, a revoked key (and the key its
+/// rotation made) stays refused everywhere, a new instance included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_racing_a_rotation_is_never_undone() {
+    let Some(url) = common::redis::shared() else {
+        return;
+    };
+    let app = Upstream::start("app").await;
+    let prefix = common::shared_store::prefix();
+    let store = format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\n"
+    );
+    let body = config(app.addr, &store);
+    let (a, b) = futures_util::join!(Gateway::start(&body), Gateway::start(&body));
+    let mut refused = Vec::new();
+    for _ in 0..20 {
+        let (id, key) = make(&a, acme()).await;
+        let rotate_path = format!("/admin/api-keys/{id}/rotate");
+        let delete_path = format!("/admin/api-keys/{id}");
+        let ((rotated, v), (revoked, _)) = futures_util::join!(
+            admin(&a, "POST", &rotate_path, Some(json!({"grace": "1h"}))),
+            admin(&b, "DELETE", &delete_path, None),
+        );
+        let expected = [
+            StatusCode::CREATED,
+            StatusCode::NOT_FOUND,
+            StatusCode::CONFLICT,
+        ];
+        assert!(expected.contains(&rotated), "{rotated} {v}");
+        assert_eq!(revoked, StatusCode::OK, "the key was live until now");
+        refused.push(key);
+        if let Some(new) = v["key"].as_str() {
+            refused.push(new.to_string());
+        }
+    }
+    let c = Gateway::start(&body).await;
+    for gw in [&a, &b, &c] {
+        for key in &refused {
+            assert_eq!(
+                with_key(gw, "/partner", key).await.0,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+    }
+    let (_, list) = admin(&c, "GET", "/admin/api-keys", None).await;
+    assert_eq!(
+        list["api_keys"],
+        json!([]),
+        "a revoked key is listed nowhere"
+    );
+}
+
 #[tokio::test]
 async fn a_bad_key_request_is_refused_and_makes_nothing() {
     let app = Upstream::start("app").await;
@@ -331,6 +394,22 @@ async fn a_bad_key_request_is_refused_and_makes_nothing() {
             with(&|b| b["claims"] = json!({"sub": "root"})),
             "claims: \"sub\"",
         ),
+        // Roles and scopes are granted as such, checked as such.
+        (
+            with(&|b| b["claims"] = json!({"role": "admin"})),
+            "claims: \"role\"",
+        ),
+        (
+            with(&|b| b["claims"] = json!({"scp": ["write"]})),
+            "claims: \"scp\"",
+        ),
+        (
+            with(&|b| b["claims"] = json!({"tenant": "t1\r\nx-evil: 1"})),
+            "control character",
+        ),
+        // A header loses the spaces around a value: the upstream would read another consumer.
+        (with(&|b| b["consumer"] = json!(" root")), "consumer:"),
+        (with(&|b| b["roles"] = json!(["adm\u{a0}in"])), "roles:"),
         (
             with(&|b| b["expires"] = json!("2001-01-01T00:00:00Z")),
             "expires:",
@@ -437,7 +516,63 @@ async fn keys_are_imported_as_keys_or_their_sha256() {
         (&json!("globex"), &json!("silver"))
     );
     let (_, list) = admin(&gw, "GET", "/admin/api-keys", None).await;
-    assert_eq!(list["api_keys"].as_array().unwrap().len(), 2, "{list}");
+    let listed = list["api_keys"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 2, "{list}");
+
+    // Revoked, then the same file again: the key stays revoked; and a
+    // row may not take over another issuer's key by its id.
+    let acme = listed.iter().find(|k| k["consumer"] == "acme").unwrap();
+    let acme_id = acme["id"].as_str().unwrap().to_string();
+    let (status, _) = admin(&gw, "DELETE", &format!("/admin/api-keys/{acme_id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let internal = json!({"issuer": "internal", "consumer": "ops"});
+    let (internal_id, internal_key) = make(&gw, internal).await;
+    gw.stop().await;
+    let again = gw_file(
+        &gw,
+        "again.jsonl",
+        &format!(
+            "{}\n{}\n",
+            json!({"consumer": "acme", "key": plain, "roles": ["reader"]}),
+            json!({"consumer": "mallory", "key": "mallory-chosen-key-0001", "id": internal_id}),
+        ),
+    );
+    let renamed = gw_file(
+        &gw,
+        "renamed.jsonl",
+        &format!(
+            "{}\n",
+            json!({"consumer": "acme", "key": plain, "id": "ak_fresh-id"})
+        ),
+    );
+    let (ok, _, stderr) = gw.command(&["import", "--issuer", "partners", "--partial", &again]);
+    assert!(ok, "{stderr}");
+    let (ok, _, renamed) = gw.command(&["import", "--issuer", "partners", &renamed]);
+    assert!(!ok, "{renamed}");
+    for (want, said) in [
+        (format!("line 1: id \"{acme_id}\" was revoked"), &stderr),
+        (
+            format!("line 2: id \"{internal_id}\" is a key of issuer \"internal\""),
+            &stderr,
+        ),
+        (
+            format!("line 1: this key was revoked (as \"{acme_id}\")"),
+            &renamed,
+        ),
+    ] {
+        assert!(said.contains(&want), "{want} not in {said}");
+    }
+    gw.respawn().await;
+    assert_eq!(
+        with_key(&gw, "/partner", plain).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with_key(&gw, "/internal", &internal_key).await.0,
+        StatusCode::OK
+    );
+    let mallory = with_key(&gw, "/partner", "mallory-chosen-key-0001").await;
+    assert_eq!(mallory.0, StatusCode::UNAUTHORIZED);
 }
 
 /// Writes `text` into a file beside the gateway's config; its path.

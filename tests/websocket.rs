@@ -283,7 +283,7 @@ async fn a_revoked_token_ends_its_tunnel_within_a_second() {
     revoke_and_expect_close(&gw, subject, &mut bystander).await;
 }
 
-/// A tunnel opened with an API key ends when the key is revoked.
+/// A tunnel opened with an API key ends when the key is rotated out or revoked.
 #[tokio::test]
 async fn a_revoked_api_key_ends_its_tunnel_within_a_second() {
     let recorder = WsUpstream::start().await;
@@ -310,6 +310,25 @@ token_from = "header:X-API-Key"
         .await
         .unwrap();
     let (id, key) = (made["id"].as_str().unwrap(), made["key"].as_str().unwrap());
+    let mut ws = ws_connect(&ws_url(&gw, "/ws-keys"), &[("x-api-key", key)])
+        .await
+        .unwrap();
+    assert_eq!(echo_text(&mut ws, "before").await, "before");
+
+    // Rotated out at once: the tunnel opened with the old key ends too.
+    let rotated: serde_json::Value = reqwest::Client::new()
+        .post(gw.admin_url(&format!("/admin/api-keys/{id}/rotate")))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"grace": "0s"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let close = close_code(&mut ws, Duration::from_secs(3)).await;
+    assert_eq!(close, Some((1008, "token revoked".to_string())));
+    let key = rotated["key"].as_str().unwrap();
     let mut ws = ws_connect(&ws_url(&gw, "/ws-keys"), &[("x-api-key", key)])
         .await
         .unwrap();

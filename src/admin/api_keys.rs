@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{json_reply, read_json, Admin, Reply};
-use crate::api_keys::{self, Change, Held, Previous, Record};
+use crate::api_keys::{self, Change, Held, Previous, Record, Write};
 use crate::config::IssuerKind;
 use crate::respond::{AdminError, ApiKeyRefused};
 
@@ -97,8 +97,12 @@ impl Admin {
             hash: api_keys::to_hex(&self.shared.api_keys.pepper().digest(&key)),
             previous: None,
             version: 0,
+            revoked: false,
         };
-        self.keep(&record, "made").await?;
+        if !self.write(Write::Put, &record).await? {
+            return Err(ApiKeyRefused::Changed(record.id).into());
+        }
+        self.count_change(&record.issuer, "made");
         let mut body = describe(&record, None);
         body["key"] = json!(key);
         Ok(json_reply(StatusCode::CREATED, body))
@@ -129,23 +133,28 @@ impl Admin {
         Ok(json_reply(StatusCode::OK, json!({ "api_keys": list })))
     }
 
-    /// Revokes key `id` on every instance: deleted from the store, which
-    /// announces it, and dropped here at once.
+    /// Revokes key `id` on every instance: its record becomes a tombstone
+    /// in the store, which announces it, and it is dropped here at once.
     pub(super) async fn revoke_api_key(&self, id: &str) -> Result<Reply, AdminError> {
-        let issuer = self
-            .shared
-            .api_keys
-            .get(id)
-            .map(|h| h.record.issuer.clone());
-        if !self.shared.store.delete_api_key(id).await? {
-            return Err(ApiKeyRefused::NoSuchKey(id.to_string()).into());
+        let no_such_key = || AdminError::from(ApiKeyRefused::NoSuchKey(id.to_string()));
+        // Not held here yet (made a moment ago elsewhere): the store has it.
+        let record = match self.shared.api_keys.get(id) {
+            Some(held) => held.record.clone(),
+            None => self
+                .shared
+                .store
+                .api_keys()
+                .await?
+                .into_iter()
+                .find(|r| r.id == id && !r.revoked)
+                .ok_or_else(no_such_key)?,
+        };
+        let tombstone = record.tombstone();
+        if !self.write(Write::Revoke, &tombstone).await? {
+            return Err(no_such_key());
         }
-        self.shared
-            .api_keys
-            .apply(Change::Deleted { id: id.to_string() });
-        let issuer = issuer.unwrap_or_default();
-        self.count_change(&issuer, "revoked");
-        tracing::info!(target: "portero::admin", id, issuer, "API key revoked");
+        self.count_change(&record.issuer, "revoked");
+        tracing::info!(target: "portero::admin", id, issuer = %record.issuer, "API key revoked");
         Ok(json_reply(StatusCode::OK, json!({ "revoked": id })))
     }
 
@@ -179,24 +188,35 @@ impl Admin {
             version: held.record.version + 1,
             ..held.record.clone()
         };
-        self.keep(&record, "rotated").await?;
+        let rotation = Write::Rotate {
+            from_version: held.record.version,
+        };
+        if !self.write(rotation, &record).await? {
+            return Err(ApiKeyRefused::Changed(id.to_string()).into());
+        }
+        self.count_change(&record.issuer, "rotated");
         let mut body = describe(&record, None);
         body["key"] = json!(key);
         Ok(json_reply(StatusCode::CREATED, body))
     }
 
-    /// Writes `record` (the store announces it) and applies it here at once.
-    async fn keep(&self, record: &Record, change: &str) -> Result<(), AdminError> {
-        self.shared
+    /// Writes `record` where the store allows `write` (it announces it),
+    /// and applies it here at once; false when the store refused.
+    async fn write(&self, write: Write, record: &Record) -> Result<bool, AdminError> {
+        let written = self
+            .shared
             .store
-            .put_api_keys(std::slice::from_ref(record))
+            .write_api_keys(&[(write, record.clone())])
             .await?;
+        if written.first() != Some(&true) {
+            return Ok(false);
+        }
         self.shared
             .api_keys
             .apply(Change::Put(Box::new(record.clone())));
-        self.count_change(&record.issuer, change);
-        tracing::info!(target: "portero::admin", id = %record.id, issuer = %record.issuer, consumer = %record.consumer, change, "API key kept");
-        Ok(())
+        // Quoted: a consumer is the admin's text, not a log field of its own.
+        tracing::info!(target: "portero::admin", id = %record.id, issuer = %record.issuer, consumer = ?record.consumer, change = write.name(), "API key written");
+        Ok(true)
     }
 
     fn count_change(&self, issuer: &str, change: &str) {

@@ -27,8 +27,8 @@ pub struct Check {
 }
 
 struct Seen {
-    key: Box<str>,
     held: Arc<Held>,
+    /// Holds the key itself (`credential`), which a hit is confirmed against.
     verified: Arc<Verified>,
 }
 
@@ -64,7 +64,7 @@ impl Check {
         let hash = self.hasher.hash_one(key);
         let seen = match self.seen.get(&hash) {
             Some(seen)
-                if bool::from(seen.key.as_bytes().ct_eq(key.as_bytes()))
+                if bool::from(seen.verified.credential().as_bytes().ct_eq(key.as_bytes()))
                     && !seen.held.replaced() =>
             {
                 seen
@@ -97,9 +97,8 @@ impl Check {
             .ok_or(AuthError::UnknownApiKey)?;
         let iss = self.issuers[issuer].as_ref().map_or("", |(_, iss)| iss);
         let claims = claims_of(&held, iss, until);
-        let verified = Verified::vouched(issuer, claims)?;
+        let verified = Verified::vouched(issuer, claims, key)?;
         Ok(Seen {
-            key: key.into(),
             held,
             verified: Arc::new(verified),
         })

@@ -116,6 +116,10 @@ impl Index {
     pub fn apply(&self, change: Change) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         match change {
+            Change::Put(record) if record.revoked => {
+                inner.remove(&record.id);
+                inner.deleted.insert(record.id);
+            }
             Change::Put(record) => {
                 let record = *record;
                 if inner.deleted.contains(&record.id) {
@@ -158,9 +162,9 @@ impl Index {
         }
     }
 
-    /// Makes the held records the store's `records`: what a re-read after
-    /// a lost subscription finds. Records the store no longer has were
-    /// revoked meanwhile (or lost with it): they stop here too.
+    /// Makes the held records the store's `records` (tombstones among
+    /// them): what a re-read after a lost subscription finds. Records the
+    /// store no longer has were lost with it: they stop here too.
     pub fn replace_all(&self, records: Vec<Record>) {
         let present: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
         let gone: Vec<String> = {
@@ -241,6 +245,7 @@ mod tests {
             hash: to_hex(&index.pepper().digest(key)),
             previous: None,
             version,
+            revoked: false,
         }
     }
 

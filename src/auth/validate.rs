@@ -34,6 +34,11 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// The credential it was verified for, when kept (empty otherwise).
+    pub fn credential(&self) -> &str {
+        &self.token
+    }
+
     pub fn sub(&self) -> Option<&str> {
         self.claims.str("sub")
     }
@@ -43,10 +48,11 @@ impl Verified {
     }
 
     /// Claims portero vouches for itself (an API key's record) as those
-    /// of issuer `issuer`.
-    pub fn vouched(issuer: usize, claims: Claims) -> Result<Verified, AuthError> {
+    /// of issuer `issuer`, for `credential` (kept, to confirm a cache hit
+    /// and to look the key up again; empty to keep nothing).
+    pub fn vouched(issuer: usize, claims: Claims, credential: &str) -> Result<Verified, AuthError> {
         Ok(Verified {
-            token: Box::default(),
+            token: credential.into(),
             issuer,
             exp: numeric_date(&claims, "exp")?,
             nbf: numeric_date(&claims, "nbf")?,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::Report;
-use crate::api_keys::{self, Digest32, Pepper, Record};
+use crate::api_keys::{self, Digest32, Pepper, Record, Write};
 use crate::store::Store;
 
 /// A plain key shorter than this is refused: guessable.
@@ -50,9 +50,10 @@ pub async fn import(
         .into_iter()
         .map(|r| (r.id.clone(), r))
         .collect();
-    let by_digest: HashMap<Digest32, String> = existing
+    // Revoked keys' too: importing a file again must not bring one back.
+    let by_digest: HashMap<Digest32, &Record> = existing
         .values()
-        .filter_map(|r| Some((api_keys::from_hex(&r.hash)?, r.id.clone())))
+        .flat_map(|r| r.digests().map(move |d| (d, r)))
         .collect();
     let mut report = Report::default();
     let mut records: Vec<Record> = Vec::new();
@@ -75,9 +76,17 @@ pub async fn import(
             if let Some(first) = ids.insert(r.id.clone(), line_no) {
                 return Err(format!("id {:?} is on line {first} too", r.id));
             }
-            match by_digest.get(&digest) {
-                Some(id) if *id != r.id => {
-                    Err(format!("the store has this key already, as {id:?}"))
+            match (existing.get(&r.id), by_digest.get(&digest)) {
+                (Some(held), _) if held.revoked => Err(format!("id {:?} was revoked", r.id)),
+                (Some(held), _) if held.issuer != r.issuer => Err(format!(
+                    "id {:?} is a key of issuer {:?}",
+                    r.id, held.issuer
+                )),
+                (_, Some(held)) if held.revoked => {
+                    Err(format!("this key was revoked (as {:?})", held.id))
+                }
+                (_, Some(held)) if held.id != r.id => {
+                    Err(format!("the store has this key already, as {:?}", held.id))
                 }
                 _ => Ok(r),
             }
@@ -111,7 +120,14 @@ pub async fn import(
         changed.push(r);
     }
     for batch in changed.chunks(super::BATCH) {
-        store.put_api_keys(batch).await?;
+        let writes: Vec<(Write, Record)> = batch.iter().map(|r| (Write::Put, r.clone())).collect();
+        let written = store.write_api_keys(&writes).await?;
+        for (r, _) in batch.iter().zip(written).filter(|(_, w)| !w) {
+            // Revoked or taken by another issuer since the file was checked.
+            report
+                .refused
+                .push(format!("id {:?}: changed in the store meanwhile", r.id));
+        }
     }
     Ok(report)
 }
@@ -181,5 +197,6 @@ fn record(row: Row, issuer: &str, pepper: &Pepper, now: i64) -> Result<Record, S
         hash: api_keys::to_hex(&digest),
         previous: None,
         version: 0,
+        revoked: false,
     })
 }

@@ -72,6 +72,9 @@ pub enum ApiKeyRefused {
     Grace(String),
     #[error("no API key {0:?}")]
     NoSuchKey(String),
+    /// Rotated or revoked elsewhere since it was read: nothing was written.
+    #[error("API key {0:?} changed meanwhile; read it again")]
+    Changed(String),
 }
 
 /// Why a config was not reloaded (the running one stays).
@@ -105,6 +108,7 @@ impl AdminError {
             AdminError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AdminError::ApiKey(ApiKeyRefused::NoSuchKey(_)) => StatusCode::NOT_FOUND,
+            AdminError::ApiKey(ApiKeyRefused::Changed(_)) => StatusCode::CONFLICT,
             AdminError::InvalidJson(_) | AdminError::Revocation(_) | AdminError::ApiKey(_) => {
                 StatusCode::BAD_REQUEST
             }

@@ -16,7 +16,7 @@ use redb::Database;
 #[cfg(test)]
 use super::MAX_LINEAGE;
 use super::{Feeds, RefreshRecord, Reservation, Store, StoreError, StoredKey, Upserted};
-use crate::api_keys::Record;
+use crate::api_keys::{Record, Write};
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::metrics::StoreMetrics;
 use api_keys::{API_KEYS, API_KEY_USES};
@@ -147,15 +147,9 @@ impl Store for Embedded {
         let _ = self.cache.set(feeds.revocations);
     }
 
-    async fn put_api_keys(&self, records: &[Record]) -> Result<(), StoreError> {
-        let records = records.to_vec();
-        self.run("put_api_keys", move |db| db.put_api_keys(&records))
-            .await
-    }
-
-    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        let id = id.to_string();
-        self.run("delete_api_key", move |db| db.delete_api_key(&id))
+    async fn write_api_keys(&self, writes: &[(Write, Record)]) -> Result<Vec<bool>, StoreError> {
+        let writes = writes.to_vec();
+        self.run("write_api_keys", move |db| db.write_api_keys(&writes))
             .await
     }
 
@@ -379,6 +373,65 @@ mod tests {
         assert_eq!(s.get_refresh("h").await.unwrap().unwrap().sub, "s");
         assert!(s.delete_refresh("h").await.unwrap().is_some());
         assert!(s.get_refresh("h").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_revoked_api_key_takes_no_later_write_even_reopened() {
+        use crate::api_keys::Previous;
+        let dir = tempfile::tempdir().unwrap();
+        let live = Record {
+            id: "ak_1".into(),
+            issuer: "partners".into(),
+            consumer: "acme".into(),
+            roles: Vec::new(),
+            scopes: Vec::new(),
+            claims: Default::default(),
+            created: 1,
+            expires: None,
+            hash: "11".repeat(32),
+            previous: None,
+            version: 0,
+            revoked: false,
+        };
+        let rotated = Record {
+            hash: "22".repeat(32),
+            previous: Some(Previous {
+                hash: live.hash.clone(),
+                until: 100,
+            }),
+            version: 1,
+            ..live.clone()
+        };
+        {
+            let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
+            assert_eq!(
+                s.write_api_keys(&[(Write::Put, live.clone())])
+                    .await
+                    .unwrap(),
+                [true]
+            );
+            assert_eq!(
+                s.write_api_keys(&[(Write::Revoke, live.tombstone())])
+                    .await
+                    .unwrap(),
+                [true]
+            );
+        }
+        let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
+        // A rotation that read the record before the revocation, an import
+        // of it again, a second revocation: none is written.
+        let late = [
+            (Write::Rotate { from_version: 0 }, rotated),
+            (Write::Put, live.clone()),
+            (Write::Revoke, live.tombstone()),
+        ];
+        assert_eq!(
+            s.write_api_keys(&late).await.unwrap(),
+            [false, false, false]
+        );
+        let kept = s.api_keys().await.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].revoked && kept[0].consumer.is_empty());
     }
 
     #[tokio::test]

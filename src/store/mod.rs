@@ -237,12 +237,15 @@ pub trait Store: Send + Sync {
         true
     }
 
-    /// Writes API keys' records (made, rotated or imported), each
-    /// replacing the record of its id, and announces them to every instance.
-    async fn put_api_keys(&self, records: &[api_keys::Record]) -> Result<(), StoreError>;
-    /// Deletes the record of key `id`, and announces it; false when there
-    /// was none.
-    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// Writes API keys' records (made, imported, rotated, or revoked into
+    /// a tombstone), each only where its `Write` allows over what the store
+    /// holds for its id, checked and written in one atomic step, and
+    /// announces each one written to every instance; whether each was.
+    async fn write_api_keys(
+        &self,
+        writes: &[(api_keys::Write, api_keys::Record)],
+    ) -> Result<Vec<bool>, StoreError>;
+    /// Every key's record, revoked ones (tombstones) too.
     async fn api_keys(&self) -> Result<Vec<api_keys::Record>, StoreError>;
     /// Notes when keys were last used (id, Unix seconds); a later time wins.
     async fn note_api_key_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError>;

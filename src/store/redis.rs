@@ -44,7 +44,7 @@ use super::{
     replaced_marker, revocation_key, Feeds, RefreshRecord, Reservation, SharedRate, Store,
     StoreError, StoredKey, Upserted, MAX_DERIVED, MAX_LINEAGE,
 };
-use crate::api_keys::Record;
+use crate::api_keys::{Record, Write};
 use crate::auth::revocation::Revocation;
 use crate::clock::Clock;
 use crate::config::RedisSettings;
@@ -93,6 +93,7 @@ pub struct Redis {
     take_rate: redis::Script,
     put_principals: redis::Script,
     note_api_key_use: redis::Script,
+    write_api_keys: redis::Script,
     /// False from a failed operation or a lost subscription until the
     /// subscription is back and the revocation set re-read.
     reachable: AtomicBool,
@@ -155,6 +156,7 @@ impl Redis {
             take_rate: redis::Script::new(TAKE_RATE),
             put_principals: redis::Script::new(PUT_PRINCIPALS),
             note_api_key_use: Redis::new_note_use_script(),
+            write_api_keys: Redis::new_write_api_keys_script(),
             reachable: AtomicBool::new(true),
             signing_keys: DashMap::new(),
             metrics,
@@ -580,12 +582,8 @@ impl Store for Redis {
         Some(self.link.load().masters.join(","))
     }
 
-    async fn put_api_keys(&self, records: &[Record]) -> Result<(), StoreError> {
-        self.write_api_keys(records).await
-    }
-
-    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        self.remove_api_key(id).await
+    async fn write_api_keys(&self, writes: &[(Write, Record)]) -> Result<Vec<bool>, StoreError> {
+        self.check_and_write_api_keys(writes).await
     }
 
     async fn api_keys(&self) -> Result<Vec<Record>, StoreError> {

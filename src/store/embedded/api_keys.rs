@@ -1,44 +1,51 @@
-//! The embedded store's API-key tables: records by id, and when each key
-//! was last used (apart, so a use never rewrites a record a rotation is
-//! writing).
+//! The embedded store's API-key tables: records by id (a revoked key's
+//! as a tombstone), and when each key was last used (apart, so a use never
+//! rewrites a record a rotation is writing).
 
 use std::collections::HashMap;
 
 use redb::{ReadableTable, TableDefinition};
 
 use super::transactions::{backend, Redb};
-use crate::api_keys::Record;
+use crate::api_keys::{Record, Write};
 use crate::store::StoreError;
 
 pub(super) const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 pub(super) const API_KEY_USES: TableDefinition<&str, i64> = TableDefinition::new("api_key_uses");
 
+fn decode(id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
+    serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt(format!("api key {id}")))
+}
+
 impl Redb {
-    pub(super) fn put_api_keys(&self, records: &[Record]) -> Result<(), StoreError> {
+    pub(super) fn write_api_keys(
+        &self,
+        writes: &[(Write, Record)],
+    ) -> Result<Vec<bool>, StoreError> {
         let tx = self.db.begin_write().map_err(backend)?;
+        let mut written = Vec::with_capacity(writes.len());
         {
             let mut t = tx.open_table(API_KEYS).map_err(backend)?;
-            for r in records {
-                let bytes = serde_json::to_vec(r).expect("records serialize");
-                t.insert(r.id.as_str(), bytes.as_slice()).map_err(backend)?;
+            let mut uses = tx.open_table(API_KEY_USES).map_err(backend)?;
+            for (write, record) in writes {
+                let current: Option<Record> = match t.get(record.id.as_str()).map_err(backend)? {
+                    Some(v) => Some(decode(&record.id, v.value())?),
+                    None => None,
+                };
+                let allowed = write.allows(current.as_ref(), record);
+                if allowed {
+                    let bytes = serde_json::to_vec(record).expect("records serialize");
+                    t.insert(record.id.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
+                    if *write == Write::Revoke {
+                        uses.remove(record.id.as_str()).map_err(backend)?;
+                    }
+                }
+                written.push(allowed);
             }
         }
-        tx.commit().map_err(backend)
-    }
-
-    pub(super) fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write().map_err(backend)?;
-        let existed = {
-            let mut t = tx.open_table(API_KEYS).map_err(backend)?;
-            let existed = t.remove(id).map_err(backend)?.is_some();
-            tx.open_table(API_KEY_USES)
-                .map_err(backend)?
-                .remove(id)
-                .map_err(backend)?;
-            existed
-        };
         tx.commit().map_err(backend)?;
-        Ok(existed)
+        Ok(written)
     }
 
     pub(super) fn api_keys(&self) -> Result<Vec<Record>, StoreError> {
@@ -47,9 +54,7 @@ impl Redb {
         let mut out = Vec::new();
         for entry in t.iter().map_err(backend)? {
             let (k, v) = entry.map_err(backend)?;
-            let record = serde_json::from_slice(v.value())
-                .map_err(|_| StoreError::Corrupt(format!("api key {}", k.value())))?;
-            out.push(record);
+            out.push(decode(k.value(), v.value())?);
         }
         Ok(out)
     }
@@ -61,7 +66,11 @@ impl Redb {
             let mut t = tx.open_table(API_KEY_USES).map_err(backend)?;
             for (id, at) in uses {
                 // A key revoked meanwhile leaves no entry behind.
-                if keys.get(id.as_str()).map_err(backend)?.is_none() {
+                let live = match keys.get(id.as_str()).map_err(backend)? {
+                    Some(v) => !decode(id, v.value())?.revoked,
+                    None => false,
+                };
+                if !live {
                     continue;
                 }
                 let before = t.get(id.as_str()).map_err(backend)?.map(|v| v.value());

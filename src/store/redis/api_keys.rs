@@ -1,19 +1,55 @@
-//! API keys in Redis: one hash of records by id, written and announced on
-//! the revocation channel in one transaction the replicas confirm (so a
-//! revoked key stops on every instance as a revoked token does), and a
-//! hash of when each key was last used.
+//! API keys in Redis: one hash of records by id (a revoked key's as a
+//! tombstone), each write checked against the record held and announced on
+//! the revocation channel in one script the replicas confirm (so a revoked
+//! key stops on every instance as a revoked token does, and no write that
+//! read the record before brings it back), and a hash of when each key was
+//! last used.
 
 use std::collections::HashMap;
 
 use super::channel::Announcement;
 use super::{decode, encode, now_secs, Redis};
-use crate::api_keys::{Change, Record};
+use crate::api_keys::{Change, Record, Write};
 use crate::store::StoreError;
+
+/// Writes each record only where the record held allows it (as
+/// `Write::allows` says), and publishes its announcement: KEYS[1] the
+/// records, KEYS[2] the use times; ARGV[1] the channel, then per write its
+/// id, kind, the version a rotation read, the record and the announcement.
+const WRITE_API_KEYS: &str = r"
+local out = {}
+for i = 2, #ARGV, 5 do
+  local id, kind, from, record, announcement = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3], ARGV[i + 4]
+  local held = redis.call('HGET', KEYS[1], id)
+  local c = held and cjson.decode(held)
+  local live = c and c.revoked ~= true
+  local ok
+  if kind == 'put' then
+    ok = (not c) or (live and c.issuer == cjson.decode(record).issuer)
+  elseif kind == 'rotate' then
+    ok = live and (c.version or 0) == from
+  else
+    ok = live
+  end
+  if ok then
+    redis.call('HSET', KEYS[1], id, record)
+    if kind == 'revoke' then
+      redis.call('HDEL', KEYS[2], id)
+    end
+    redis.call('PUBLISH', ARGV[1], announcement)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+";
 
 /// Sets a use time only when it is later than the one kept.
 const NOTE_USE: &str = r"
 for i = 1, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 1 then
+  local held = redis.call('HGET', KEYS[2], ARGV[i])
+  if held and cjson.decode(held).revoked ~= true then
     local before = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
     if tonumber(ARGV[i + 1]) > before then
       redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -33,50 +69,50 @@ impl Redis {
         }
     }
 
-    pub(super) async fn write_api_keys(&self, records: &[Record]) -> Result<(), StoreError> {
+    /// Each write checked against the record held and done in one script
+    /// (the rules of `Write::allows`), announced on the channel.
+    pub(super) async fn check_and_write_api_keys(
+        &self,
+        writes: &[(Write, Record)],
+    ) -> Result<Vec<bool>, StoreError> {
         let key = self.api_keys_key("api-keys");
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for r in records {
-            pipe.cmd("HSET")
-                .arg(&key)
-                .arg(&r.id)
-                .arg(encode(r))
-                .ignore();
-            self.announce(&mut pipe, Change::Put(Box::new(r.clone())));
+        let mut invocation = self.write_api_keys.prepare_invoke();
+        invocation
+            .key(&key)
+            .key(self.api_keys_key("api-key-uses"))
+            .arg(&self.channel);
+        for (write, record) in writes {
+            let change = match write {
+                Write::Revoke => Change::Deleted {
+                    id: record.id.clone(),
+                },
+                _ => Change::Put(Box::new(record.clone())),
+            };
+            let announcement = Announcement {
+                at: now_secs(),
+                revocation: None,
+                api_key: Some(change),
+            };
+            invocation
+                .arg(&record.id)
+                .arg(write.name())
+                .arg(write.from_version())
+                .arg(encode(record))
+                .arg(encode(&announcement));
         }
-        let link = self.link.load_full();
-        self.write_confirmed(&link, "put_api_keys", &key, pipe, None)
-            .await
-    }
-
-    pub(super) async fn remove_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        let key = self.api_keys_key("api-keys");
         let mut pipe = redis::pipe();
-        pipe.atomic();
-        pipe.cmd("HDEL").arg(&key).arg(id);
-        pipe.cmd("HDEL")
-            .arg(self.api_keys_key("api-key-uses"))
-            .arg(id)
-            .ignore();
-        self.announce(&mut pipe, Change::Deleted { id: id.to_string() });
+        pipe.invoke_script(&invocation);
         let link = self.link.load_full();
-        let (removed,): (i64,) = self
-            .write_confirmed(&link, "delete_api_key", &key, pipe, None)
+        let (written,): (Vec<i64>,) = self
+            .write_confirmed(
+                &link,
+                "write_api_keys",
+                &key,
+                pipe,
+                Some(&self.write_api_keys),
+            )
             .await?;
-        Ok(removed > 0)
-    }
-
-    fn announce(&self, pipe: &mut redis::Pipeline, change: Change) {
-        let announcement = Announcement {
-            at: now_secs(),
-            revocation: None,
-            api_key: Some(change),
-        };
-        pipe.cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(encode(&announcement))
-            .ignore();
+        Ok(written.into_iter().map(|w| w == 1).collect())
     }
 
     pub(super) async fn read_api_keys(&self) -> Result<Vec<Record>, StoreError> {
@@ -126,5 +162,9 @@ impl Redis {
 
     pub(super) fn new_note_use_script() -> redis::Script {
         redis::Script::new(NOTE_USE)
+    }
+
+    pub(super) fn new_write_api_keys_script() -> redis::Script {
+        redis::Script::new(WRITE_API_KEYS)
     }
 }
