@@ -40,6 +40,14 @@ api_key="prt_$(printf 'bench%.0s' $(seq 9))keys"
 printf '{"consumer": "bench-consumer", "key": "%s"}\n' "$api_key" > "$dir/keys.jsonl"
 "$binary" --config "$dir/api-key.toml" import --issuer bench-keys "$dir/keys.jsonl" > /dev/null
 
+# Opaque tokens: the route's issuer asks the origin's /introspect once,
+# then answers from its kept answer.
+variant introspection 's/^upstream = "origin"$/upstream = "origin"\nissuers = ["bench-opaque"]/' '[issuers.bench-opaque]
+introspection_url = "http://127.0.0.1:18081/introspect"
+client_id = "bench"
+client_secret_env = "JWT_SECRET"
+introspection_cache_ttl = "1h"'
+
 commands=()
 for name in shipped trace-context-off access-log json-logs span-export rate-limit cors rule claims-none claims-four; do
   commands+=("$binary --config $dir/$name.toml")
@@ -51,3 +59,5 @@ HEADER='Origin: https://app.example.com' bash "$here/callgrind.sh" \
   "$binary --config $dir/cors.toml" "$binary --config $dir/shipped.toml" | sed "s|$dir/|with Origin: |"
 # An API key on the api-key route: compare with `shipped` above.
 BEARER=$api_key bash "$here/callgrind.sh" "$binary --config $dir/api-key.toml" | sed "s|$dir/|with an API key: |"
+# An opaque token on the introspection route: compare with `shipped` above.
+BEARER=opaque-bench-token-0123456789 bash "$here/callgrind.sh" "$binary --config $dir/introspection.toml" | sed "s|$dir/|with an opaque token: |"

@@ -1,5 +1,6 @@
 # Sourced by ab.sh and callgrind.sh: an nginx origin on 127.0.0.1:18081
-# that answers "ok" to everything, and TOKEN, a valid HS256 token for
+# that answers "ok" to everything (and, at /introspect, calls any token
+# active), and TOKEN, a valid HS256 token for
 # benches/peers.toml (iss and sub as peers.sh uses them; valid for a day).
 # Sets TMP (removed on exit) and `gateway`, the process group that the exit
 # trap kills; needs nginx and python3.
@@ -20,7 +21,15 @@ error_log $TMP/nginx-error.log;
 events { worker_connections 4096; }
 http {
   access_log off;
-  server { listen 127.0.0.1:18081; keepalive_requests 100000000; location / { return 200 "ok"; } }
+  server {
+    listen 127.0.0.1:18081; keepalive_requests 100000000;
+    location / { return 200 "ok"; }
+    # An introspection endpoint (RFC 7662) calling every token active, for features.sh.
+    location = /introspect {
+      default_type application/json;
+      return 200 '{"active":true,"token_type":"Bearer","sub":"bench-user-42","scope":"read"}';
+    }
+  }
 }
 EOF
 nginx -c "$TMP/nginx.conf"

@@ -59,6 +59,8 @@ pub enum AuthError {
     CriticalExtension,
     #[error("unknown or revoked API key")]
     UnknownApiKey,
+    #[error("token not active")]
+    Inactive,
 }
 
 impl AuthError {
@@ -84,6 +86,7 @@ impl AuthError {
             Self::UnsafeClaim => "unsafe_claim",
             Self::CriticalExtension => "critical_extension",
             Self::UnknownApiKey => "unknown_api_key",
+            Self::Inactive => "inactive",
         }
     }
 
@@ -96,7 +99,7 @@ impl AuthError {
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 20] = [
+    pub const ALL: [AuthError; 21] = [
         Self::MissingToken,
         Self::RepeatedToken,
         Self::Malformed,
@@ -117,5 +120,6 @@ impl AuthError {
         Self::UnsafeClaim,
         Self::CriticalExtension,
         Self::UnknownApiKey,
+        Self::Inactive,
     ];
 }

@@ -7,6 +7,7 @@
 //! validator's key set.
 
 mod fetch;
+pub(crate) use fetch::error_chain;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};

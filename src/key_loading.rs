@@ -36,7 +36,10 @@ pub async fn load(
         .collect();
     let mut own = Vec::new();
     for (index, issuer) in config.issuers.iter().enumerate() {
-        let signs = issuer.kind == IssuerKind::Jwt && issuer.external.is_none();
+        // Only an issuer whose tokens portero mints signs with a key of its own.
+        let signs = issuer.kind == IssuerKind::Jwt
+            && issuer.external.is_none()
+            && issuer.introspection.is_none();
         if issuer.keys.is_empty() && signs {
             own.push(generated_key(issuer, index, store).await?);
         }

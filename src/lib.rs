@@ -21,6 +21,9 @@
 //! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
 //! - [`rule`]: route rules, a subset of CEL: parsed and type-checked when
 //!   the config is read, evaluated over a token's claims and the request.
+//! - `introspection`: opaque tokens read by their provider's introspection
+//!   endpoint (RFC 7662), the answers kept by a keyed hash; `call` (one
+//!   call), `answer` (what an answer means).
 //! - [`key_loading`]: every issuer's keys read (environment, key files), generated and kept in the store, or from the JWKS registry.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
 //! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md);
@@ -81,6 +84,7 @@ pub mod echo;
 mod forward_auth;
 mod forwarding;
 pub mod import;
+mod introspection;
 pub mod issue;
 mod jwks;
 pub mod key_loading;

@@ -19,6 +19,7 @@ use crate::auth::validate::Validator;
 use crate::config::{
     AuthSettings, Config, ForwardAuth, IpRules, Issuer, OutagePolicy, PathRules, Route,
 };
+use crate::introspection::Introspector;
 use crate::jwks::Registry;
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteSeries};
@@ -69,6 +70,9 @@ pub struct LiveIssuer {
     pub shadow: Option<Arc<Shadow>>,
     /// `sub` → the principal's own `rate_limit`, for those that set one.
     pub principal_rates: HashMap<String, u32>,
+    /// Its opaque tokens' introspection, with the answers kept (a reload
+    /// that leaves its settings alone keeps them).
+    pub introspector: Option<Arc<Introspector>>,
 }
 
 /// What the gateway holds for one route beside its config (which the route
@@ -104,6 +108,8 @@ pub enum AssembleError {
     Shadow(#[from] SetUpError),
     #[error(transparent)]
     Keys(#[from] keys::KeyError),
+    #[error(transparent)]
+    Introspection(#[from] crate::introspection::SetUpError),
 }
 
 /// The `[server]` and `[store]` settings a request reads: swapped with the
@@ -159,6 +165,29 @@ impl Settings {
     }
 }
 
+/// Each issuer's introspection: the running one where its settings are
+/// unchanged (its kept answers with it), else a new one.
+fn introspectors(
+    config: &Config,
+    previous: Option<&Live>,
+    metrics: &Metrics,
+) -> Result<Vec<Option<Arc<Introspector>>>, crate::introspection::SetUpError> {
+    let mut out = Vec::with_capacity(config.issuers.len());
+    for (index, issuer) in config.issuers.iter().enumerate() {
+        let running = previous
+            .and_then(|l| l.issuers.get(index))
+            .and_then(|i| i.introspector.clone())
+            .filter(|i| i.serves(index, issuer));
+        let introspector = match running {
+            Some(running) => Some(running),
+            None => Introspector::new(index, issuer, metrics.introspection_series(&issuer.name))?
+                .map(Arc::new),
+        };
+        out.push(introspector);
+    }
+    Ok(out)
+}
+
 impl Live {
     /// The snapshot of `config`: its upstream groups (unchanged ones taken
     /// over from `previous` with their connections and health), principal
@@ -180,18 +209,23 @@ impl Live {
         let keys =
             crate::key_loading::load(config, handles.store, |name| handles.external.keys_of(name))
                 .await?;
+        let introspectors = introspectors(config, previous, metrics)?;
         let issuers = config
             .issuers
             .iter()
             .zip(user_stores.into_iter().zip(shadows))
+            .zip(introspectors)
             .enumerate()
-            .map(|(index, (config, (user_store, shadow)))| LiveIssuer {
-                id: IssuerId(index),
-                principal_rates: principal_rates(config),
-                config: config.clone(),
-                user_store,
-                shadow,
-            })
+            .map(
+                |(index, ((config, (user_store, shadow)), introspector))| LiveIssuer {
+                    id: IssuerId(index),
+                    principal_rates: principal_rates(config),
+                    config: config.clone(),
+                    user_store,
+                    shadow,
+                    introspector,
+                },
+            )
             .collect();
         Ok(Live {
             route_state: live_routes(config, previous, metrics),

@@ -41,6 +41,9 @@ pub struct Metrics {
     pub revocations: IntCounterVec,
     pub api_key_requests: IntCounterVec,
     pub api_key_changes: IntCounterVec,
+    pub introspection_calls: IntCounterVec,
+    pub introspection_cache: IntCounterVec,
+    pub introspection_duration: HistogramVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
     pub upstream_healthy: IntGaugeVec,
@@ -74,20 +77,52 @@ pub struct JwksMetrics {
     pub age: GaugeVec,
 }
 
+/// One issuer's introspection counters, resolved once (no label lookup
+/// per request).
+#[derive(Clone)]
+pub struct IntrospectionSeries {
+    pub hits: IntCounter,
+    pub misses: IntCounter,
+    pub active: IntCounter,
+    pub inactive: IntCounter,
+    pub errors: IntCounter,
+    pub duration: Histogram,
+}
+
+impl Metrics {
+    pub fn introspection_series(&self, issuer: &str) -> IntrospectionSeries {
+        let cache = |r: &str| self.introspection_cache.with_label_values(&[issuer, r]);
+        let calls = |r: &str| self.introspection_calls.with_label_values(&[issuer, r]);
+        IntrospectionSeries {
+            hits: cache("hit"),
+            misses: cache("miss"),
+            active: calls("active"),
+            inactive: calls("inactive"),
+            errors: calls("error"),
+            duration: self.introspection_duration.with_label_values(&[issuer]),
+        }
+    }
+}
+
 /// The operations the stores count failures of, by the `op` label they
 /// give them: each series is exported at 0 from the start, so a dashboard
 /// shows none failed rather than no data.
 pub const STORE_OPERATIONS: &[&str] = &[
     "add_revocations",
+    "api_key_uses",
+    "api_keys",
     "clear_failures",
+    "delete_api_key",
     "delete_refresh",
     "derive_token",
     "extend_refresh",
     "failures",
     "get_refresh",
+    "note_api_key_uses",
     "ping",
     "principal",
     "purge_expired",
+    "put_api_keys",
     "put_principals",
     "put_refresh",
     "record_failures",
@@ -146,6 +181,9 @@ impl Metrics {
             revocations: tokens::revocations(&r),
             api_key_requests: tokens::api_key_requests(&r),
             api_key_changes: tokens::api_key_changes(&r),
+            introspection_calls: tokens::introspection_calls(&r),
+            introspection_cache: tokens::introspection_cache(&r),
+            introspection_duration: tokens::introspection_duration(&r),
             upstream_requests: upstreams::requests(&r),
             upstream_duration: upstreams::duration(&r),
             legacy_hashes: tokens::legacy_hashes(&r),

@@ -38,6 +38,8 @@ pub enum RequestError {
     Denied(AuthError),
     /// `on_outage = "fail-closed"` while the store is unreachable.
     StoreUnavailable,
+    /// An opaque token's provider failed or did not answer.
+    IntrospectionUnavailable,
     /// The body announces more than `server.max_body_size`.
     TooLarge,
     /// The exchange with the upstream failed.
@@ -70,6 +72,11 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             "revocations cannot be checked while the state store is unreachable",
+        ),
+        RequestError::IntrospectionUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "introspection_unavailable",
+            "the token's identity provider cannot be asked now; try again",
         ),
         RequestError::CorsRefused(why) => (StatusCode::FORBIDDEN, "cors_refused", why.message()),
         RequestError::TooLarge => upstream_failure(Failure::TooLarge),
@@ -149,6 +156,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         RequestError::MethodNotAllowed => "a token endpoint takes POST".to_string(),
         RequestError::DocumentMethod => "this document is read with GET".to_string(),
         RequestError::StoreUnavailable => "state store unreachable".to_string(),
+        RequestError::IntrospectionUnavailable => "identity provider unreachable".to_string(),
         RequestError::CorsRefused(why) => why.message().to_string(),
         RequestError::TooLarge => upstream_failure(Failure::TooLarge).2.to_string(),
         RequestError::Upstream(f) => upstream_failure(f).2.to_string(),

@@ -755,3 +755,40 @@ fn a_misspelled_dialect_is_the_one_problem_named() {
         "{err}"
     );
 }
+
+#[test]
+fn introspection_settings_are_checked_where_they_are_written() {
+    let config = format!(
+        "{GOOD}
+[issuers.a]
+introspection_url = \"https://a.example/introspect\"
+client_id = \"portero\"
+client_secret_env = \"A_SECRET\"
+
+[issuers.b]
+introspection_url = \"https://b.example/introspect\"
+client_id = \"portero\"
+
+[issuers.c]
+introspection_cache_ttl = \"1m\"
+
+[issuers.d]
+client_id = \"portero\"
+client_secret_env = \"D_SECRET\"
+introspection_url = \"ftp://d.example\"
+introspection_on_failure = \"ignore\"
+"
+    );
+    let (ok, err) = check(&config);
+    assert!(!ok);
+    for want in [
+        // A route without `issuers` would take tokens of two introspecting issuers.
+        "routes[0].issuers: at most one issuer of a route may introspect tokens",
+        "issuers.b.client_secret_env: introspection needs the client's secret",
+        "issuers.c.introspection_cache_ttl: introspection is on only with client_id",
+        "issuers.d.introspection_url:",
+        "issuers.d.introspection_on_failure: \"ignore\": expected \"unavailable\" or \"unauthorized\"",
+    ] {
+        assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+}

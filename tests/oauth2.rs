@@ -1198,3 +1198,73 @@ async fn basic_credentials_beside_an_empty_form_secret_are_two_methods() {
     .await;
     assert_eq!(r.status, 200, "{}", r.json);
 }
+
+/// Another gateway takes this one's tokens by asking its introspection
+/// endpoint (it holds none of its keys): the answer is kept, and a token
+/// revoked here is refused there once the kept answer lapses.
+#[tokio::test]
+async fn another_gateway_takes_these_tokens_by_introspection() {
+    let secret = "portero-introspects-0123456789";
+    let extra = "introspect = true\nauth_method = \"client_secret_basic\"";
+    let body = with_flat_client(demo_body(), "gateway-b", secret, extra);
+    let idp = Gateway::start(&body).await;
+    let base = idp.public_url(&body).await;
+    let r = post_form(
+        &idp,
+        "token",
+        Some(&basic(CLIENT, SECRET)),
+        "grant_type=client_credentials",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let access = r.json["access_token"].as_str().unwrap().to_string();
+
+    let app = Upstream::start("app").await;
+    let gateway_b = format!(
+        "{}\n[issuers.upstream-portero]\niss = \"{base}{ISSUER_PATH}\"\n\
+         introspection_url = \"{base}{ISSUER_PATH}/introspect\"\nclient_id = \"gateway-b\"\n\
+         client_secret_env = \"TEST_INTROSPECTION_SECRET\"\nintrospection_cache_ttl = \"1s\"\n\n\
+         [[routes]]\nname = \"api\"\npath = \"/api\"\nupstream = \"app\"\nissuers = [\"upstream-portero\"]\n\n\
+         [routes.headers]\nx-sub = \"sub\"\n",
+        upstream("app", &[app.addr], "")
+    );
+    let b = Gateway::start(&gateway_b).await;
+    let call = |token: String| {
+        let url = b.url("/api/x");
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, echo) = call(access.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{echo} {}", b.log());
+    assert_eq!(echo["headers"]["x-sub"], CLIENT);
+    let forged = format!("{}x", access);
+    assert_eq!(call(forged).await.0, StatusCode::UNAUTHORIZED);
+
+    let revoked = post_form(
+        &idp,
+        "revoke",
+        Some(&basic(CLIENT, SECRET)),
+        &format!("token={access}"),
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.json);
+    let refused = poll(
+        std::time::Duration::from_secs(4),
+        || call(access.clone()),
+        |(status, _)| *status == StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(
+        refused.0,
+        StatusCode::UNAUTHORIZED,
+        "revoked at the provider"
+    );
+}

@@ -55,10 +55,20 @@ impl Provider {
 
     /// Its access tokens carry `claims` besides its own.
     fn start_with_claims(alg: &str, claims: &Value) -> Provider {
+        Provider::spawn(alg, claims, "jwt")
+    }
+
+    /// Its access tokens are opaque: only its introspection endpoint reads them.
+    fn start_opaque() -> Provider {
+        Provider::spawn("RS256", &json!({}), "opaque")
+    }
+
+    fn spawn(alg: &str, claims: &Value, format: &str) -> Provider {
         let dir = PROVIDER_DIR;
         let mut child = Command::new("node")
             .arg("provider.mjs")
             .current_dir(dir)
+            .env("ACCESS_TOKEN_FORMAT", format)
             .env("TOKEN_ALG", alg)
             .env("RESOURCE", RESOURCE)
             .env("EXTRA_CLAIMS", claims.to_string())
@@ -67,9 +77,10 @@ impl Provider {
             .spawn()
             .expect("node (Node.js) runs the provider");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        // The provider prints notices later: a closed pipe would end it.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         let issuer = line.trim().to_string();
         assert!(issuer.starts_with("http://127.0.0.1:"), "{issuer:?}");
         Provider { child, issuer }
@@ -205,4 +216,165 @@ async fn a_providers_nested_roles_and_a_rule_gate_routes() {
     // `admin` is the billing client's role, not one of the roles_claims.
     let admin = client.get(gw.url("/admin-area")).bearer_auth(&token);
     assert_eq!(admin.send().await.unwrap().status(), StatusCode::FORBIDDEN);
+}
+
+/// Routes that take the provider's opaque tokens, read by its
+/// introspection endpoint (found by discovery), answers kept `ttl`.
+fn introspecting(provider: &Provider, up: &Upstream, extra: &str) -> String {
+    format!(
+        "{}\n[issuers.provider]\ndiscovery_url = \"{}/.well-known/openid-configuration\"\n\
+         client_id = \"portero-gateway\"\nclient_secret_env = \"TEST_INTROSPECTION_SECRET\"\n{extra}\n\n\
+         [[routes]]\nname = \"read\"\npath = \"/orders\"\nmethods = [\"GET\"]\nupstream = \"api\"\n\
+         issuers = [\"provider\"]\naudience = \"{RESOURCE}\"\nscopes = [\"orders:read\"]\n\n\
+         [routes.headers]\nx-client = \"client_id\"\nx-scope = \"scope\"\n\n\
+         [[routes]]\nname = \"write\"\npath = \"/orders\"\nmethods = [\"POST\"]\nupstream = \"api\"\n\
+         issuers = [\"provider\"]\naudience = \"{RESOURCE}\"\nscopes = [\"orders:write\"]\n",
+        upstream("api", &[up.addr], "health_check = \"none\""),
+        provider.issuer
+    )
+}
+
+async fn get_orders(gw: &Gateway, token: &str) -> (StatusCode, Value) {
+    let r = reqwest::Client::new()
+        .get(gw.url("/orders"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_are_introspected_once_and_the_answers_kept() {
+    if !provider_installed() {
+        return;
+    }
+    let up = Upstream::start("orders").await;
+    let provider = Provider::start_opaque();
+    let gw = Gateway::start(&introspecting(&provider, &up, "")).await;
+    let token = provider.token("orders:read").await;
+    assert_ne!(token.split('.').count(), 3, "an opaque token: {token}");
+
+    let (status, echo) = get_orders(&gw, &token).await;
+    assert_eq!(status, StatusCode::OK, "{echo} {}", gw.log());
+    assert_eq!(echo["headers"]["x-client"], CLIENT);
+    assert_eq!(echo["headers"]["x-scope"], "orders:read");
+    // 1,000 requests with one token, eight at a time: one call.
+    let client = reqwest::Client::new();
+    for _ in 0..125 {
+        let batch = (0..8).map(|_| client.get(gw.url("/orders")).bearer_auth(&token).send());
+        for r in futures_util::future::join_all(batch).await {
+            assert_eq!(r.unwrap().status(), StatusCode::OK);
+        }
+    }
+    let calls = |result: &'static str| {
+        let gw = &gw;
+        async move {
+            gw.metric(
+                "portero_introspection_calls_total",
+                &[("issuer", "provider"), ("result", result)],
+            )
+            .await
+        }
+    };
+    assert_eq!(calls("active").await, 1.0, "{}", gw.metrics().await);
+    let hits = gw
+        .metric(
+            "portero_introspection_cache_total",
+            &[("issuer", "provider"), ("result", "hit")],
+        )
+        .await;
+    assert_eq!(hits, 1000.0);
+    eprintln!(
+        "introspection calls for 1,001 requests with one token: {}",
+        calls("active").await
+    );
+
+    // The route's scope and audience apply to what the provider said.
+    let write = client
+        .post(gw.url("/orders"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::FORBIDDEN);
+    // A token the provider does not know: 401, and asked about once.
+    for _ in 0..3 {
+        let (status, v) = get_orders(&gw, "not-a-token-the-provider-made").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{v} {}", gw.log());
+        assert_eq!(v["error_description"], "token not active");
+    }
+    assert_eq!(calls("inactive").await, 1.0);
+    // The provider's own client secret is no bearer token, nor is its
+    // refresh-less client's token for another resource.
+    assert!(!gw.log().contains(&token), "a token reached the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_down_leaves_kept_tokens_working_and_turns_new_ones_away() {
+    if !provider_installed() {
+        return;
+    }
+    let up = Upstream::start("orders").await;
+    let provider = Provider::start_opaque();
+    let ttl = "introspection_cache_ttl = \"2s\"\nintrospection_timeout = \"500ms\"";
+    let gw = Gateway::start(&introspecting(&provider, &up, ttl)).await;
+    let strict = Gateway::start(&introspecting(
+        &provider,
+        &up,
+        &format!("{ttl}\nintrospection_on_failure = \"unauthorized\""),
+    ))
+    .await;
+    let (kept, fresh, revoked) = (
+        provider.token("orders:read").await,
+        provider.token("orders:read").await,
+        provider.token("orders:read").await,
+    );
+    assert_eq!(get_orders(&gw, &kept).await.0, StatusCode::OK);
+    assert_eq!(get_orders(&gw, &revoked).await.0, StatusCode::OK);
+    // Revoked at the provider: refused once the kept answer lapses.
+    let r = reqwest::Client::new()
+        .post(format!("{}/token/revocation", provider.issuer))
+        .form(&[
+            ("token", revoked.as_str()),
+            ("client_id", CLIENT),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let lapsed = poll(
+        std::time::Duration::from_secs(5),
+        || get_orders(&gw, &revoked),
+        |(status, _)| *status == StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    assert_eq!(lapsed.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(get_orders(&gw, &kept).await.0, StatusCode::OK);
+
+    drop(provider);
+    assert_eq!(
+        get_orders(&gw, &kept).await.0,
+        StatusCode::OK,
+        "kept: still works"
+    );
+    let (status, v) = get_orders(&gw, &fresh).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"], "introspection_unavailable");
+    let (status, _) = get_orders(&strict, &fresh).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        gw.metric(
+            "portero_introspection_calls_total",
+            &[("issuer", "provider"), ("result", "error")]
+        )
+        .await
+            >= 1.0
+    );
 }

@@ -4,6 +4,7 @@
 mod api_key;
 mod cors;
 mod external;
+mod introspection;
 mod issuer;
 mod limits;
 pub(super) mod names;

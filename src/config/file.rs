@@ -293,6 +293,16 @@ pub(super) struct FileIssuer {
     /// (RFC 3339), announced on its answers.
     pub(super) deprecation: Option<Spanned<String>>,
     pub(super) sunset: Option<Spanned<String>>,
+    // Opaque tokens, read by the provider's introspection endpoint (RFC 7662).
+    pub(super) introspection_url: Option<Spanned<String>>,
+    pub(super) client_id: Option<Spanned<String>>,
+    pub(super) client_secret_env: Option<Spanned<String>>,
+    pub(super) introspection_auth: Option<Spanned<String>>,
+    pub(super) introspection_cache_ttl: Option<Spanned<DurationText>>,
+    pub(super) introspection_negative_ttl: Option<Spanned<DurationText>>,
+    pub(super) introspection_cache_size: Option<Spanned<u64>>,
+    pub(super) introspection_timeout: Option<Spanned<DurationText>>,
+    pub(super) introspection_on_failure: Option<Spanned<String>>,
     // An external issuer: keys from a JWKS.
     pub(super) discovery_url: Option<Spanned<String>>,
     pub(super) jwks_url: Option<Spanned<String>>,

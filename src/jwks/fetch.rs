@@ -158,7 +158,7 @@ fn max_age(value: &str) -> Option<Duration> {
 }
 
 /// reqwest's error with its causes (the TLS or connect reason is a cause).
-fn error_chain(e: &reqwest::Error) -> String {
+pub(crate) fn error_chain(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {

@@ -2,7 +2,7 @@
 //! endpoints (legacy, shadowed and OAuth 2.0), refreshed, revoked; lockouts
 //! and legacy password hashes; and the keys of external issuers.
 
-use prometheus::{IntCounterVec, IntGaugeVec};
+use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
 
 use super::register::Registrar;
 use super::JwksMetrics;
@@ -87,6 +87,32 @@ pub(super) fn api_key_changes(r: &Registrar) -> IntCounterVec {
         "portero_api_key_changes_total",
         "API keys made, rotated and revoked through the admin API, by issuer and change.",
         &["issuer", "change"],
+    )
+}
+
+pub(super) fn introspection_calls(r: &Registrar) -> IntCounterVec {
+    r.counter(
+        "portero_introspection_calls_total",
+        "Calls to identity providers' introspection endpoints, by issuer and \
+         result (active, inactive, error).",
+        &["issuer", "result"],
+    )
+}
+
+pub(super) fn introspection_cache(r: &Registrar) -> IntCounterVec {
+    r.counter(
+        "portero_introspection_cache_total",
+        "Opaque tokens looked up among kept introspection answers, by issuer \
+         and result (hit, miss).",
+        &["issuer", "result"],
+    )
+}
+
+pub(super) fn introspection_duration(r: &Registrar) -> HistogramVec {
+    r.histogram(
+        "portero_introspection_duration_seconds",
+        "Introspection calls' latency, by issuer.",
+        &["issuer"],
     )
 }
 

@@ -13,6 +13,7 @@ use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::config::{Endpoint, OutagePolicy, Policy, Route, RouteAction};
+use crate::introspection::NotAdmitted;
 use crate::issue::Transport;
 use crate::limits::{Caller, Limit, Phase, Refusal};
 use crate::live::{IssuerId, Live, RouteId};
@@ -96,7 +97,7 @@ impl Gateway {
     }
 
     /// The route's policy against the request's credential, counted either way.
-    pub(super) fn authorize(
+    pub(super) async fn authorize(
         &self,
         live: &Live,
         index: RouteId,
@@ -108,25 +109,16 @@ impl Gateway {
             self.count_denial(live, index, "store_unavailable", None);
             return Err(RequestError::StoreUnavailable);
         }
-        let result = policy
-            .token(&parts.headers, parts.uri.query())
-            .and_then(|token| {
-                let now = shared.clock.unix();
-                if policy.takes_as_api_key(&token) {
-                    return live.api_keys.validate(&token, policy, now, &live.validator);
-                }
-                let result = live.validator.validate(&token, policy, now);
-                if let Err(AuthError::UnknownKey) = result {
-                    shared.external.unknown_kid(&token);
-                }
-                result
-            })
-            .and_then(|verified| match &policy.rule {
-                Some(rule) if !rule_admits(live, rule, &verified, parts) => {
-                    Err(AuthError::RuleRefused)
-                }
-                _ => Ok(verified),
-            });
+        let result = match policy.token(&parts.headers, parts.uri.query()) {
+            Ok(token) => self.verify(live, policy, &token).await,
+            Err(e) => Err(NotAdmitted::Denied(e)),
+        };
+        let result = result.and_then(|verified| match &policy.rule {
+            Some(rule) if !rule_admits(live, rule, &verified, parts) => {
+                Err(NotAdmitted::Denied(AuthError::RuleRefused))
+            }
+            _ => Ok(verified),
+        });
         match result {
             Ok(verified) => {
                 if let Some(allowed) = &live.route(index).series.allowed {
@@ -134,8 +126,63 @@ impl Gateway {
                 }
                 Ok(verified)
             }
-            Err(e) => Err(self.denied(live, index, e)),
+            Err(NotAdmitted::Denied(e)) => Err(self.denied(live, index, e)),
+            Err(NotAdmitted::Unavailable) => {
+                self.count_denial(live, index, "introspection_unavailable", None);
+                Err(RequestError::IntrospectionUnavailable)
+            }
         }
+    }
+
+    /// The credential, as the route takes it: an API key, a JWT, or an
+    /// opaque token its issuer's provider is asked about. Awaits only
+    /// for an opaque token whose answer is not kept.
+    async fn verify(
+        &self,
+        live: &Live,
+        policy: &Policy,
+        token: &str,
+    ) -> Result<Arc<Verified>, NotAdmitted> {
+        let now = self.shared.clock.unix();
+        if policy.takes_as_api_key(token) {
+            return live
+                .api_keys
+                .validate(token, policy, now, &live.validator)
+                .map_err(NotAdmitted::Denied);
+        }
+        let introspector = policy
+            .introspect
+            .and_then(|issuer| live.issuer(IssuerId(issuer)).introspector.as_ref());
+        let Some(introspector) = introspector else {
+            return self
+                .validate_jwt(live, policy, token, now)
+                .map_err(NotAdmitted::Denied);
+        };
+        // A JWT first, when it looks like one: the provider is asked only
+        // about a token no issuer's key can read.
+        if token.split('.').count() == 3 {
+            match self.validate_jwt(live, policy, token, now) {
+                Err(AuthError::UnknownKey | AuthError::Malformed) => {}
+                result => return result.map_err(NotAdmitted::Denied),
+            }
+        }
+        introspector
+            .validate(token, policy, now, &live.validator)
+            .await
+    }
+
+    fn validate_jwt(
+        &self,
+        live: &Live,
+        policy: &Policy,
+        token: &str,
+        now: i64,
+    ) -> Result<Arc<Verified>, AuthError> {
+        let result = live.validator.validate(token, policy, now);
+        if let Err(AuthError::UnknownKey) = result {
+            self.shared.external.unknown_kid(token);
+        }
+        result
     }
 
     /// A token refused on route `index`, counted.

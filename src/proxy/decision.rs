@@ -45,7 +45,7 @@ impl Gateway {
             // A public route or a token endpoint: nothing to check or inject.
             _ => return Ok(respond::allowed(HeaderMap::new())),
         };
-        let token = self.authorize(live, index, policy, &original)?;
+        let token = self.authorize(live, index, policy, &original).await?;
         if limiter.keys_at(Phase::Token) {
             self.admit(live, index, &original.headers, ip, Some(&token), ctx)
                 .await

@@ -58,7 +58,7 @@ impl Gateway {
         }
         let verified = match policy {
             None => None, // a public route
-            Some(policy) => Some((policy, self.authorize(live, index, policy, parts)?)),
+            Some(policy) => Some((policy, self.authorize(live, index, policy, parts).await?)),
         };
         let limiter = &live.route(index).limiter;
         if let Some((_, token)) = verified.as_ref().filter(|_| limiter.keys_at(Phase::Token)) {

@@ -439,6 +439,11 @@ fn spawn(config: &Path, log: &Path, admin_token: Option<&str>, fd_limit: Option<
     cmd.arg("--config")
         .arg(config)
         .env("TEST_HS_SECRET", HS_SECRET)
+        // The secret of the test provider's `portero-gateway` client (tests/oidc).
+        .env(
+            "TEST_INTROSPECTION_SECRET",
+            "portero-introspects-0123456789",
+        )
         .env("TEST_REDIS_PASSWORD", redis::PASSWORD)
         .env("PORTERO_LOG", "info")
         .stdout(Stdio::null())

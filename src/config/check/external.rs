@@ -101,7 +101,9 @@ impl Checker<'_> {
             (&i.jwks_ready_timeout, "jwks_ready_timeout"),
         ]
         .map(|(value, k)| (value.as_ref().map(Spanned::span), k));
-        let given = [(i.ca_file.as_ref().map(Spanned::span), "ca_file")];
+        // An introspection endpoint may be HTTPS with roots of its own.
+        let ca_file = i.ca_file.as_ref().filter(|_| i.introspection_url.is_none());
+        let given = [(ca_file.map(Spanned::span), "ca_file")];
         for (span, k) in given.into_iter().chain(durations) {
             if let Some(span) = span {
                 let message = "only an external issuer (discovery_url or jwks_url) has this";

@@ -33,18 +33,20 @@ impl Checker<'_> {
                 shadow: None,
                 external: None,
                 oauth2: None,
+                introspection: None,
                 roles_claims: None,
             };
         }
         let keys = self.keys(name, i);
         let external = self.external(name, i);
+        let introspection = self.introspection(name, i);
         let iss = match (&i.iss, &external) {
             (Some(iss), _) => iss.get_ref().clone(),
             // Learned from the provider's metadata.
             (None, Some(_)) => String::new(),
             (None, None) => name.to_string(),
         };
-        let endpoint = if external.is_some() {
+        let endpoint = if external.is_some() || introspection.is_some() {
             None
         } else {
             self.endpoint(name, i, cors)
@@ -78,6 +80,7 @@ impl Checker<'_> {
             user_store,
             shadow,
             external,
+            introspection,
             oauth2,
             token_ttl: self.duration(
                 &i.token_ttl,

@@ -142,7 +142,19 @@ impl Checker<'_> {
         }
         let token_from = self.token_sources(&r.token_from, &key("token_from"));
         let issuer_mask = self.issuer_mask(r, issuers, &key("issuers"));
+        let introspected: Vec<usize> = (0..issuers.len().min(64))
+            .filter(|i| issuer_mask & (1 << i) != 0 && issuers[*i].introspection.is_some())
+            .collect();
+        if introspected.len() > 1 {
+            // Which provider would be asked? Each would see the others' tokens.
+            self.problem(
+                &r.path,
+                key("issuers"),
+                "at most one issuer of a route may introspect tokens: name the route's issuers",
+            );
+        }
         Policy {
+            introspect: introspected.first().copied(),
             issuer_mask,
             api_key_mask: (0..issuers.len().min(64))
                 .filter(|i| issuers[*i].kind == IssuerKind::ApiKey)

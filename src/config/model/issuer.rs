@@ -41,10 +41,48 @@ pub struct Issuer {
     pub external: Option<ExternalKeySource>,
     /// Standard OAuth 2.0 endpoints for the token endpoint's principals.
     pub oauth2: Option<OAuth2>,
+    /// Opaque tokens of this issuer, read by its introspection endpoint.
+    pub introspection: Option<Introspection>,
     /// Where a route's `roles` are read in this issuer's tokens: each a
     /// list of role names. `None`: the `role` or `roles` claim, a name or
     /// a list.
     pub roles_claims: Option<Arc<[ClaimPath]>>,
+}
+
+/// How portero asks an identity provider about its opaque tokens
+/// (RFC 7662, as a client).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Introspection {
+    pub endpoint: IntrospectionEndpoint,
+    pub client_id: String,
+    /// The variable holding the client's secret (read when the config is applied).
+    pub client_secret_env: String,
+    pub auth: ClientAuth,
+    /// Active answers are kept until the sooner of their `exp` and this.
+    pub cache_ttl: Duration,
+    /// Inactive answers are kept this long.
+    pub negative_ttl: Duration,
+    pub cache_size: usize,
+    pub timeout: Duration,
+    pub on_failure: IntrospectionFailure,
+    /// Roots for HTTPS to the provider; `None`: the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum IntrospectionEndpoint {
+    Url(String),
+    /// The `introspection_endpoint` of the metadata at this URL.
+    Discovery(String),
+}
+
+/// What a new token gets while the provider fails or does not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntrospectionFailure {
+    /// `503`: the client may retry.
+    Unavailable,
+    /// `401 invalid_token`.
+    Unauthorized,
 }
 
 /// `[issuers.NAME.oauth2]`: the issuer's standard OAuth 2.0 endpoints,

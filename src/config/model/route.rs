@@ -174,6 +174,8 @@ pub struct Policy {
     pub issuer_mask: u64,
     /// The bits of `issuer_mask` that are `api_key` issuers.
     pub api_key_mask: u64,
+    /// The one accepted issuer whose opaque tokens are introspected.
+    pub introspect: Option<usize>,
     /// Where the token may come from; it must come from exactly one.
     pub token_from: Vec<TokenSource>,
     pub token_use: Option<String>,
@@ -202,6 +204,7 @@ impl Policy {
         Policy {
             issuer_mask,
             api_key_mask: 0,
+            introspect: None,
             token_from: vec![TokenSource::Bearer],
             token_use: None,
             audience: None,

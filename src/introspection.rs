@@ -1,0 +1,255 @@
+//! Opaque tokens, read by their provider's introspection endpoint (RFC
+//! 7662, portero as the client). Answers are kept by a keyed 128-bit hash
+//! of the token (never the token): an active one until the sooner of its
+//! `exp` and `introspection_cache_ttl`, an inactive one for
+//! `introspection_negative_ttl`, so a flood of bad tokens cannot become a
+//! flood of calls. One call per token is in flight at a time; the others
+//! asking wait for its answer. A provider that fails leaves the tokens it
+//! answered for working, and turns new ones away.
+
+mod answer;
+mod call;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use std::hash::Hasher;
+
+use prometheus::IntCounter;
+use siphasher::sip128::{Hasher128, SipHasher13};
+
+use crate::auth::claims::Claims;
+use crate::auth::validate::{Validator, Verified};
+use crate::auth::AuthError;
+use crate::config::{Introspection, IntrospectionFailure, Issuer, Policy};
+use crate::metrics::IntrospectionSeries;
+use crate::tls_roots::ClientError;
+
+pub use answer::Read;
+
+/// Why a token was not admitted by introspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdmitted {
+    Denied(AuthError),
+    /// The provider failed or did not answer, and the issuer answers 503.
+    Unavailable,
+}
+
+/// One issuer's introspection: its client, its cache, its counters.
+pub struct Introspector {
+    /// The issuer's place in the config it was made for, and its name.
+    issuer: usize,
+    name: String,
+    config: Introspection,
+    secret: String,
+    /// The `iss` its tokens carry (with discovery: learned with the endpoint).
+    iss: String,
+    client: reqwest::Client,
+    endpoint: tokio::sync::OnceCell<call::Endpoint>,
+    answers: quick_cache::sync::Cache<u128, Answer>,
+    /// Random per process: the cache's keys tell nothing of the tokens.
+    keys: (u64, u64),
+    series: IntrospectionSeries,
+}
+
+/// What the provider said about a token, and until when it is kept.
+#[derive(Clone)]
+enum Answer {
+    Active {
+        verified: Arc<Verified>,
+        until: i64,
+    },
+    Inactive {
+        until: i64,
+    },
+    /// The call failed: kept a second, so the callers waiting on it and
+    /// the next ones do not each wait out a failing provider.
+    Failed {
+        until: i64,
+    },
+}
+
+impl Answer {
+    fn until(&self) -> i64 {
+        match self {
+            Answer::Active { until, .. }
+            | Answer::Inactive { until }
+            | Answer::Failed { until } => *until,
+        }
+    }
+}
+
+/// Why an issuer's introspection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetUpError {
+    #[error("issuers.{issuer}: client_secret_env: {var} is not set")]
+    MissingSecret { issuer: String, var: String },
+    #[error("issuers.{issuer}: introspection client: {source}")]
+    Client { issuer: String, source: ClientError },
+}
+
+impl Introspector {
+    pub fn new(
+        index: usize,
+        issuer: &Issuer,
+        series: IntrospectionSeries,
+    ) -> Result<Option<Introspector>, SetUpError> {
+        let Some(config) = &issuer.introspection else {
+            return Ok(None);
+        };
+        let secret =
+            std::env::var(&config.client_secret_env).map_err(|_| SetUpError::MissingSecret {
+                issuer: issuer.name.clone(),
+                var: config.client_secret_env.clone(),
+            })?;
+        let client = call::client(config).map_err(|source| SetUpError::Client {
+            issuer: issuer.name.clone(),
+            source,
+        })?;
+        use rand::RngCore;
+        let mut rng = rand::thread_rng();
+        Ok(Some(Introspector {
+            issuer: index,
+            name: issuer.name.clone(),
+            config: config.clone(),
+            secret: secret.trim().to_string(),
+            iss: issuer.iss.clone(),
+            client,
+            endpoint: tokio::sync::OnceCell::new(),
+            answers: quick_cache::sync::Cache::new(config.cache_size),
+            keys: (rng.next_u64(), rng.next_u64()),
+            series,
+        }))
+    }
+
+    /// Whether this one, made for `issuer` at `index`, serves it as it is
+    /// now: a reload keeps its cache then.
+    pub fn serves(&self, index: usize, issuer: &Issuer) -> bool {
+        self.issuer == index && issuer.introspection.as_ref() == Some(&self.config)
+    }
+
+    /// `token` against the route's `policy` at Unix time `now`, from the
+    /// kept answer or the provider's.
+    pub async fn validate(
+        &self,
+        token: &str,
+        policy: &Policy,
+        now: i64,
+        validator: &Validator,
+    ) -> Result<Arc<Verified>, NotAdmitted> {
+        let key = self.key_of(token);
+        let answer = match self.answers.get(&key) {
+            Some(answer) if answer.until() > now => {
+                self.series.hits.inc();
+                answer
+            }
+            _ => {
+                self.series.misses.inc();
+                self.ask_once(key, token, now).await
+            }
+        };
+        let verified = match answer {
+            Answer::Active { verified, .. } => verified,
+            Answer::Inactive { .. } => return Err(NotAdmitted::Denied(AuthError::Inactive)),
+            Answer::Failed { .. } => {
+                return Err(match self.config.on_failure {
+                    IntrospectionFailure::Unavailable => NotAdmitted::Unavailable,
+                    IntrospectionFailure::Unauthorized => NotAdmitted::Denied(AuthError::Inactive),
+                })
+            }
+        };
+        if verified.exp.is_some() {
+            validator
+                .check_time(&verified, now)
+                .map_err(NotAdmitted::Denied)?;
+        }
+        validator
+            .admit_in_time(verified, policy)
+            .map_err(NotAdmitted::Denied)
+    }
+
+    /// The provider's answer about `token`, asked once however many
+    /// requests carry it at the same time.
+    async fn ask_once(&self, key: u128, token: &str, now: i64) -> Answer {
+        if self.answers.get(&key).is_some_and(|a| a.until() <= now) {
+            self.answers.remove(&key);
+        }
+        match self.answers.get_value_or_guard_async(&key).await {
+            Ok(answer) => answer,
+            Err(guard) => {
+                let answer = self.ask(token, now).await;
+                let _ = guard.insert(answer.clone());
+                answer
+            }
+        }
+    }
+
+    async fn ask(&self, token: &str, now: i64) -> Answer {
+        let started = Instant::now();
+        let result = self.call(token).await;
+        self.series
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        let result = result.and_then(|(body, iss)| answer::read(&body, token, &iss));
+        let counter = |c: &IntCounter| c.inc();
+        match result {
+            Ok(Read::Active { claims, exp }) => {
+                let until = exp
+                    .unwrap_or(i64::MAX)
+                    .min(now + self.config.cache_ttl.as_secs() as i64);
+                let verified = Claims::parse(claims)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| {
+                        // The token itself is never kept: only the key it is cached by.
+                        Verified::vouched(self.issuer, c, "").map_err(|e| e.to_string())
+                    });
+                match verified {
+                    Ok(v) if until > now => {
+                        counter(&self.series.active);
+                        Answer::Active {
+                            verified: Arc::new(v),
+                            until,
+                        }
+                    }
+                    Ok(_) => self.inactive(now, "expired"),
+                    Err(e) => self.failed(now, &e),
+                }
+            }
+            Ok(Read::Refused(why)) => self.inactive(now, why),
+            Err(e) => self.failed(now, &e),
+        }
+    }
+
+    fn inactive(&self, now: i64, why: &'static str) -> Answer {
+        self.series.inactive.inc();
+        tracing::debug!(issuer = %self.name, why, "introspection: token not admitted");
+        Answer::Inactive {
+            until: now + self.config.negative_ttl.as_secs() as i64,
+        }
+    }
+
+    fn failed(&self, now: i64, error: &str) -> Answer {
+        self.series.errors.inc();
+        tracing::warn!(issuer = %self.name, %error, "introspection failed");
+        Answer::Failed { until: now + 1 }
+    }
+
+    /// The provider's `200` body, and the `iss` to hold it to.
+    async fn call(&self, token: &str) -> Result<(Vec<u8>, String), String> {
+        let endpoint = self
+            .endpoint
+            .get_or_try_init(|| call::endpoint(&self.client, &self.config, &self.iss))
+            .await?;
+        let body =
+            call::introspect(&self.client, endpoint, &self.config, &self.secret, token).await?;
+        Ok((body, endpoint.iss.clone()))
+    }
+
+    /// The cache's key for `token`: SipHash-1-3, 128 bits, under this
+    /// process's random key.
+    fn key_of(&self, token: &str) -> u128 {
+        let mut h = SipHasher13::new_with_keys(self.keys.0, self.keys.1);
+        h.write(token.as_bytes());
+        h.finish128().as_u128()
+    }
+}

@@ -1,0 +1,170 @@
+//! What an introspection answer (RFC 7662 §2.2) means to portero: an
+//! active access token with its claims, or not a token to admit. Pure.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// An answer read: the claims of an active access token, or why not.
+#[derive(Debug, PartialEq)]
+pub enum Read {
+    Active {
+        /// The answer's members but `active`, as a JSON object: `iss`
+        /// filled in, and a `jti` (`sha256:` and the token's hex digest)
+        /// when the provider gave none, so the token can be revoked here.
+        claims: Vec<u8>,
+        exp: Option<i64>,
+    },
+    /// Not active, or not a token a resource server may take.
+    Refused(&'static str),
+}
+
+/// Reads `body`, the provider's `200` answer about `token`. `iss`: the
+/// issuer's `iss` (empty: not known, so not checked).
+pub fn read(body: &[u8], token: &str, iss: &str) -> Result<Read, String> {
+    let mut answer: Map<String, Value> = match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return Err("the answer is not a JSON object".into()),
+        Err(e) => return Err(format!("the answer is not JSON: {e}")),
+    };
+    match answer.remove("active") {
+        Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => return Ok(Read::Refused("inactive")),
+        _ => return Err("the answer has no boolean `active`".into()),
+    }
+    if !names_an_access_token(&answer) {
+        return Ok(Read::Refused("not an access token"));
+    }
+    // A sender-constrained token (DPoP, mTLS) is bound to a key portero
+    // does not check: taking it would let a stolen copy through.
+    if answer.contains_key("cnf") {
+        return Ok(Read::Refused("sender-constrained"));
+    }
+    match answer.get("iss") {
+        Some(Value::String(given)) if !iss.is_empty() && given != iss => {
+            return Ok(Read::Refused("another issuer's"))
+        }
+        Some(Value::String(_)) => {}
+        Some(_) => return Err("`iss` is not a string".into()),
+        None => {
+            answer.insert("iss".into(), iss.into());
+        }
+    }
+    let exp = match answer.get("exp") {
+        None => None,
+        Some(Value::Number(n)) => Some(
+            n.as_i64()
+                .or_else(|| n.as_f64().map(|f| f as i64))
+                .ok_or("`exp` is out of range")?,
+        ),
+        Some(_) => return Err("`exp` is not a number".into()),
+    };
+    if !answer.contains_key("jti") {
+        let digest = Sha256::digest(token.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        answer.insert("jti".into(), format!("sha256:{hex}").into());
+    }
+    Ok(Read::Active {
+        claims: Value::Object(answer).to_string().into_bytes(),
+        exp,
+    })
+}
+
+/// Whether the answer says it is about an access token: `token_type`
+/// `Bearer` or `access_token` (RFC 7662), `token_use` `access_token`
+/// (Hydra), or `typ` `Bearer` (Keycloak). A refresh token a provider
+/// would also call active must not open an API.
+fn names_an_access_token(answer: &Map<String, Value>) -> bool {
+    let is = |name: &str, values: &[&str]| {
+        answer
+            .get(name)
+            .and_then(Value::as_str)
+            .is_some_and(|v| values.iter().any(|w| v.eq_ignore_ascii_case(w)))
+    };
+    let refresh = ["refresh_token", "refresh"];
+    if is("token_type", &refresh) || is("token_use", &refresh) || is("typ", &refresh) {
+        return false;
+    }
+    is("token_type", &["bearer", "access_token"])
+        || is("token_use", &["access_token"])
+        || is("typ", &["bearer"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(read: Read) -> Value {
+        match read {
+            Read::Active { claims, .. } => serde_json::from_slice(&claims).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_active_access_token_keeps_its_claims() {
+        let body = json!({"active": true, "token_type": "Bearer", "sub": "ann", "scope": "a b", "exp": 1900000000, "iss": "https://idp"});
+        let read = read(body.to_string().as_bytes(), "tok", "https://idp").unwrap();
+        let Read::Active { exp, .. } = &read else {
+            panic!()
+        };
+        assert_eq!(*exp, Some(1900000000));
+        let c = claims(read);
+        assert_eq!(c["sub"], "ann");
+        assert!(c.get("active").is_none());
+        assert!(c["jti"].as_str().unwrap().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn what_is_not_an_active_access_token_is_refused() {
+        let refused =
+            |body: Value| read(body.to_string().as_bytes(), "tok", "https://idp").unwrap();
+        assert_eq!(refused(json!({"active": false})), Read::Refused("inactive"));
+        assert_eq!(
+            refused(json!({"active": true})),
+            Read::Refused("not an access token")
+        );
+        assert_eq!(
+            refused(json!({"active": true, "token_type": "refresh_token"})),
+            Read::Refused("not an access token")
+        );
+        assert_eq!(
+            refused(json!({"active": true, "typ": "Bearer", "token_use": "refresh_token"})),
+            Read::Refused("not an access token")
+        );
+        assert_eq!(
+            refused(json!({"active": true, "token_type": "Bearer", "cnf": {"jkt": "x"}})),
+            Read::Refused("sender-constrained")
+        );
+        assert_eq!(
+            refused(json!({"active": true, "token_type": "Bearer", "iss": "https://evil"})),
+            Read::Refused("another issuer's")
+        );
+    }
+
+    #[test]
+    fn a_malformed_answer_is_an_error() {
+        for body in [
+            &b"[]"[..],
+            b"not json",
+            br#"{"active": "yes"}"#,
+            br#"{"active": true, "token_type": "Bearer", "exp": "soon"}"#,
+        ] {
+            assert!(
+                read(body, "tok", "").is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn the_issuer_is_filled_in_and_a_provider_jti_kept() {
+        let body = json!({"active": true, "typ": "Bearer", "jti": "j-1"});
+        let c = claims(read(body.to_string().as_bytes(), "tok", "https://idp").unwrap());
+        assert_eq!(
+            (c["iss"].as_str(), c["jti"].as_str()),
+            (Some("https://idp"), Some("j-1"))
+        );
+    }
+}
