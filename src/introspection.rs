@@ -2,10 +2,11 @@
 //! 7662, portero as the client). Answers are kept by a keyed 128-bit hash
 //! of the token (never the token): an active one until the sooner of its
 //! `exp` and `introspection_cache_ttl`, an inactive one for
-//! `introspection_negative_ttl`, so a flood of bad tokens cannot become a
-//! flood of calls. One call per token is in flight at a time; the others
-//! asking wait for its answer. A provider that fails leaves the tokens it
-//! answered for working, and turns new ones away.
+//! `introspection_negative_ttl`, so a repeated bad token is asked about
+//! once a while. One call per token is in flight at a time (the others
+//! asking wait for its answer), and at most `MAX_CALLS_IN_FLIGHT` in all.
+//! A provider that fails leaves the tokens it answered for working, and
+//! turns new ones away.
 
 mod answer;
 mod call;
@@ -15,7 +16,8 @@ use std::time::Instant;
 
 use std::hash::Hasher;
 
-use prometheus::IntCounter;
+use dashmap::DashMap;
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
 use crate::auth::claims::Claims;
@@ -35,8 +37,16 @@ pub enum NotAdmitted {
     Unavailable,
 }
 
-/// One issuer's introspection: its client, its cache, its counters.
-pub struct Introspector {
+/// Calls to one provider at a time, at most: past it a token without a
+/// kept answer is turned away as if the provider failed, so a flood of
+/// distinct tokens cannot become a flood of calls.
+const MAX_CALLS_IN_FLIGHT: usize = 64;
+
+/// One issuer's introspection: its client, its kept answers, its calls in
+/// flight, its counters.
+pub struct Introspector(Arc<Inner>);
+
+struct Inner {
     /// The issuer's place in the config it was made for, and its name.
     issuer: usize,
     name: String,
@@ -47,10 +57,16 @@ pub struct Introspector {
     client: reqwest::Client,
     endpoint: tokio::sync::OnceCell<call::Endpoint>,
     answers: quick_cache::sync::Cache<u128, Answer>,
+    /// One call per token: the requests carrying it await the same one,
+    /// which runs on its own task, so a client leaving does not end it.
+    in_flight: DashMap<u128, Flight>,
+    calls: tokio::sync::Semaphore,
     /// Random per process: the cache's keys tell nothing of the tokens.
     keys: (u64, u64),
     series: IntrospectionSeries,
 }
+
+type Flight = Shared<BoxFuture<'static, Answer>>;
 
 /// What the provider said about a token, and until when it is kept.
 #[derive(Clone)]
@@ -108,7 +124,7 @@ impl Introspector {
         })?;
         use rand::RngCore;
         let mut rng = rand::thread_rng();
-        Ok(Some(Introspector {
+        Ok(Some(Introspector(Arc::new(Inner {
             issuer: index,
             name: issuer.name.clone(),
             config: config.clone(),
@@ -117,15 +133,17 @@ impl Introspector {
             client,
             endpoint: tokio::sync::OnceCell::new(),
             answers: quick_cache::sync::Cache::new(config.cache_size),
+            in_flight: DashMap::new(),
+            calls: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
             keys: (rng.next_u64(), rng.next_u64()),
             series,
-        }))
+        }))))
     }
 
     /// Whether this one, made for `issuer` at `index`, serves it as it is
     /// now: a reload keeps its cache then.
     pub fn serves(&self, index: usize, issuer: &Issuer) -> bool {
-        self.issuer == index && issuer.introspection.as_ref() == Some(&self.config)
+        self.0.issuer == index && issuer.introspection.as_ref() == Some(&self.0.config)
     }
 
     /// `token` against the route's `policy` at Unix time `now`, from the
@@ -137,14 +155,19 @@ impl Introspector {
         now: i64,
         validator: &Validator,
     ) -> Result<Arc<Verified>, NotAdmitted> {
-        let key = self.key_of(token);
-        let answer = match self.answers.get(&key) {
+        let inner = &self.0;
+        // portero's own API keys are never shown to a provider.
+        if token.starts_with(crate::api_keys::KEY_PREFIX) {
+            return Err(NotAdmitted::Denied(AuthError::Inactive));
+        }
+        let key = inner.key_of(token);
+        let answer = match inner.answers.get(&key) {
             Some(answer) if answer.until() > now => {
-                self.series.hits.inc();
+                inner.series.hits.inc();
                 answer
             }
             _ => {
-                self.series.misses.inc();
+                inner.series.misses.inc();
                 self.ask_once(key, token, now).await
             }
         };
@@ -152,51 +175,62 @@ impl Introspector {
             Answer::Active { verified, .. } => verified,
             Answer::Inactive { .. } => return Err(NotAdmitted::Denied(AuthError::Inactive)),
             Answer::Failed { .. } => {
-                return Err(match self.config.on_failure {
+                return Err(match inner.config.on_failure {
                     IntrospectionFailure::Unavailable => NotAdmitted::Unavailable,
                     IntrospectionFailure::Unauthorized => NotAdmitted::Denied(AuthError::Inactive),
                 })
             }
         };
-        if verified.exp.is_some() {
-            validator
-                .check_time(&verified, now)
-                .map_err(NotAdmitted::Denied)?;
+        // Without `exp` it lives as long as its answer is kept; `nbf` holds.
+        match verified.exp {
+            Some(_) => validator.check_time(&verified, now),
+            None => validator.check_not_before(&verified, now),
         }
+        .map_err(NotAdmitted::Denied)?;
         validator
             .admit_in_time(verified, policy)
             .map_err(NotAdmitted::Denied)
     }
 
     /// The provider's answer about `token`, asked once however many
-    /// requests carry it at the same time.
+    /// requests carry it at the same time; kept when it comes.
     async fn ask_once(&self, key: u128, token: &str, now: i64) -> Answer {
-        if self.answers.get(&key).is_some_and(|a| a.until() <= now) {
-            self.answers.remove(&key);
-        }
-        match self.answers.get_value_or_guard_async(&key).await {
-            Ok(answer) => answer,
-            Err(guard) => {
-                let answer = self.ask(token, now).await;
-                let _ = guard.insert(answer.clone());
-                answer
+        let flight = match self.0.in_flight.entry(key) {
+            dashmap::Entry::Occupied(flight) => flight.get().clone(),
+            dashmap::Entry::Vacant(slot) => {
+                let (inner, token) = (self.0.clone(), token.to_string());
+                let call = tokio::spawn(async move {
+                    let answer = inner.ask(&token, now).await;
+                    inner.answers.insert(key, answer.clone());
+                    inner.in_flight.remove(&key);
+                    answer
+                });
+                let flight = async move { call.await.unwrap_or(Answer::Failed { until: now + 1 }) }
+                    .boxed()
+                    .shared();
+                slot.insert(flight.clone());
+                flight
             }
-        }
+        };
+        flight.await
     }
+}
 
+impl Inner {
     async fn ask(&self, token: &str, now: i64) -> Answer {
+        let Ok(_turn) = self.calls.try_acquire() else {
+            return self.failed(now, "too many calls to the provider in flight");
+        };
         let started = Instant::now();
         let result = self.call(token).await;
         self.series
             .duration
             .observe(started.elapsed().as_secs_f64());
         let result = result.and_then(|(body, iss)| answer::read(&body, token, &iss));
-        let counter = |c: &IntCounter| c.inc();
         match result {
             Ok(Read::Active { claims, exp }) => {
-                let until = exp
-                    .unwrap_or(i64::MAX)
-                    .min(now + self.config.cache_ttl.as_secs() as i64);
+                let ttl = self.config.cache_ttl.as_secs() as i64;
+                let until = exp.unwrap_or(i64::MAX).min(now + ttl);
                 let verified = Claims::parse(claims)
                     .map_err(|e| e.to_string())
                     .and_then(|c| {
@@ -205,7 +239,7 @@ impl Introspector {
                     });
                 match verified {
                     Ok(v) if until > now => {
-                        counter(&self.series.active);
+                        self.series.active.inc();
                         Answer::Active {
                             verified: Arc::new(v),
                             until,

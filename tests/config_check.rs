@@ -772,6 +772,12 @@ client_id = \"portero\"
 [issuers.c]
 introspection_cache_ttl = \"1m\"
 
+[issuers.e]
+discovery_url = \"https://e.example/.well-known/openid-configuration\"
+introspection_url = \"https://e.example/introspect\"
+client_id = \"portero\"
+client_secret_env = \"E_SECRET\"
+
 [issuers.d]
 client_id = \"portero\"
 client_secret_env = \"D_SECRET\"
@@ -787,6 +793,7 @@ introspection_on_failure = \"ignore\"
         "issuers.b.client_secret_env: introspection needs the client's secret",
         "issuers.c.introspection_cache_ttl: introspection is on only with client_id",
         "issuers.d.introspection_url:",
+        "issuers.e.iss: with discovery_url and introspection_url, give iss",
         "issuers.d.introspection_on_failure: \"ignore\": expected \"unavailable\" or \"unauthorized\"",
     ] {
         assert!(err.contains(want), "{want:?} not in:\n{err}");

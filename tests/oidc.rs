@@ -310,6 +310,10 @@ async fn opaque_tokens_are_introspected_once_and_the_answers_kept() {
         assert_eq!(v["error_description"], "token not active");
     }
     assert_eq!(calls("inactive").await, 1.0);
+    // portero's own API keys are never shown to the provider.
+    let key = format!("prt_{}", "k".repeat(43));
+    assert_eq!(get_orders(&gw, &key).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(calls("inactive").await + calls("active").await, 2.0);
     // The provider's own client secret is no bearer token, nor is its
     // refresh-less client's token for another resource.
     assert!(!gw.log().contains(&token), "a token reached the log");

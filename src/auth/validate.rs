@@ -212,12 +212,16 @@ impl Validator {
             }
             None => {}
         }
-        if t.nbf
-            .is_some_and(|nbf| now.saturating_add(self.leeway) < nbf)
-        {
-            return Err(AuthError::NotYetValid);
+        self.check_not_before(t, now)
+    }
+
+    /// `nbf` alone (with the leeway): for a credential whose lifetime is
+    /// bounded elsewhere (an introspection answer without `exp`).
+    pub fn check_not_before(&self, t: &Verified, now: i64) -> Result<(), AuthError> {
+        match t.nbf {
+            Some(nbf) if now.saturating_add(self.leeway) < nbf => Err(AuthError::NotYetValid),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Checks the signature with the key the token names and that key's own

@@ -4,6 +4,8 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::auth::claims::Claims;
+
 /// An answer read: the claims of an active access token, or why not.
 #[derive(Debug, PartialEq)]
 pub enum Read {
@@ -21,6 +23,14 @@ pub enum Read {
 /// Reads `body`, the provider's `200` answer about `token`. `iss`: the
 /// issuer's `iss` (empty: not known, so not checked).
 pub fn read(body: &[u8], token: &str, iss: &str) -> Result<Read, String> {
+    if iss.is_empty() {
+        return Err("no issuer to hold the answer to".into());
+    }
+    // A member named twice (`"active": false, "active": true`) means what
+    // the last parser to read it says: refused, as in a token.
+    if Claims::parse(body.to_vec()).is_err() {
+        return Err("the answer is not a JSON object of unique members".into());
+    }
     let mut answer: Map<String, Value> = match serde_json::from_slice(body) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err("the answer is not a JSON object".into()),
@@ -40,9 +50,7 @@ pub fn read(body: &[u8], token: &str, iss: &str) -> Result<Read, String> {
         return Ok(Read::Refused("sender-constrained"));
     }
     match answer.get("iss") {
-        Some(Value::String(given)) if !iss.is_empty() && given != iss => {
-            return Ok(Read::Refused("another issuer's"))
-        }
+        Some(Value::String(given)) if given != iss => return Ok(Read::Refused("another issuer's")),
         Some(Value::String(_)) => {}
         Some(_) => return Err("`iss` is not a string".into()),
         None => {
@@ -69,24 +77,28 @@ pub fn read(body: &[u8], token: &str, iss: &str) -> Result<Read, String> {
     })
 }
 
-/// Whether the answer says it is about an access token: `token_type`
-/// `Bearer` or `access_token` (RFC 7662), `token_use` `access_token`
-/// (Hydra), or `typ` `Bearer` (Keycloak). A refresh token a provider
-/// would also call active must not open an API.
+/// Whether the answer says it is about an access token, and nothing else:
+/// `token_type` `Bearer` or `access_token` (RFC 7662), `token_use`
+/// `access_token` (Hydra), `typ` `Bearer` or `at+jwt` (Keycloak); any of
+/// them naming something else (a refresh token, an ID token) refuses it.
+/// A refresh token a provider would also call active must not open an API.
 fn names_an_access_token(answer: &Map<String, Value>) -> bool {
-    let is = |name: &str, values: &[&str]| {
-        answer
-            .get(name)
-            .and_then(Value::as_str)
-            .is_some_and(|v| values.iter().any(|w| v.eq_ignore_ascii_case(w)))
-    };
-    let refresh = ["refresh_token", "refresh"];
-    if is("token_type", &refresh) || is("token_use", &refresh) || is("typ", &refresh) {
-        return false;
+    let indicators = [
+        ("token_type", &["bearer", "access_token"][..]),
+        ("token_use", &["access_token"][..]),
+        ("typ", &["bearer", "at+jwt"][..]),
+    ];
+    let mut named = false;
+    for (member, access) in indicators {
+        match answer.get(member) {
+            None => {}
+            Some(Value::String(v)) if access.iter().any(|a| v.eq_ignore_ascii_case(a)) => {
+                named = true
+            }
+            Some(_) => return false,
+        }
     }
-    is("token_type", &["bearer", "access_token"])
-        || is("token_use", &["access_token"])
-        || is("typ", &["bearer"])
+    named
 }
 
 #[cfg(test)]
@@ -143,6 +155,35 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_about_anything_but_an_access_token_is_refused() {
+        let refused =
+            |body: Value| read(body.to_string().as_bytes(), "tok", "https://idp").unwrap();
+        for body in [
+            json!({"active": true, "token_type": "Bearer", "typ": "ID"}),
+            json!({"active": true, "typ": "Refresh"}),
+            json!({"active": true, "typ": "Offline"}),
+            json!({"active": true, "token_type": "Bearer", "token_use": "id_token"}),
+            json!({"active": true, "token_type": 7}),
+        ] {
+            assert_eq!(
+                refused(body.clone()),
+                Read::Refused("not an access token"),
+                "{body}"
+            );
+        }
+        let keycloak = json!({"active": true, "typ": "Bearer", "iss": "https://idp"});
+        assert!(matches!(refused(keycloak), Read::Active { .. }));
+    }
+
+    #[test]
+    fn a_member_named_twice_or_no_issuer_to_hold_to_is_an_error() {
+        let twice = br#"{"active": false, "active": true, "token_type": "Bearer"}"#;
+        assert!(read(twice, "tok", "https://idp").is_err());
+        let body = json!({"active": true, "token_type": "Bearer"}).to_string();
+        assert!(read(body.as_bytes(), "tok", "").is_err());
+    }
+
+    #[test]
     fn a_malformed_answer_is_an_error() {
         for body in [
             &b"[]"[..],
@@ -151,7 +192,7 @@ mod tests {
             br#"{"active": true, "token_type": "Bearer", "exp": "soon"}"#,
         ] {
             assert!(
-                read(body, "tok", "").is_err(),
+                read(body, "tok", "https://idp").is_err(),
                 "{}",
                 String::from_utf8_lossy(body)
             );

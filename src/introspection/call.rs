@@ -60,6 +60,9 @@ pub async fn endpoint(
     let body = read(response, discovery).await?;
     let meta: Metadata = serde_json::from_slice(&body)
         .map_err(|e| format!("{discovery}: not provider metadata: {e}"))?;
+    if meta.issuer.is_empty() {
+        return Err(format!("{discovery}: the metadata's issuer is empty"));
+    }
     if !iss.is_empty() && meta.issuer != iss {
         return Err(format!(
             "{discovery}: issuer {:?} is not iss {iss:?}",

@@ -23,6 +23,16 @@ impl Checker<'_> {
             self.problem(client_id, key("client_id"), "is empty");
         }
         let endpoint = match (&i.introspection_url, &i.discovery_url) {
+            // Answers are held to the issuer's `iss`: with discovery it is
+            // learned from the metadata, which this URL is not asked for.
+            (Some(url), Some(_)) if i.iss.is_none() => {
+                self.problem(
+                    url,
+                    key("iss"),
+                    "with discovery_url and introspection_url, give iss: the issuer answers are held to",
+                );
+                return None;
+            }
             (Some(url), _) => {
                 if let Err(e) = check_key_url(url.get_ref()) {
                     self.problem(url, key("introspection_url"), e);
