@@ -56,6 +56,10 @@ pub struct Record {
     /// The key a rotation replaced, accepted until its grace period ends.
     #[serde(default)]
     pub previous: Option<Previous>,
+    /// Hashes of the keys rotated out before that: never accepted, kept so
+    /// that no import brings one back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<String>,
     /// Counts the record's changes: an announcement of an older version
     /// than the one held is stale, and a rotation writes only over the
     /// version it read.
@@ -82,13 +86,31 @@ impl Record {
         }
     }
 
-    /// The digests of the keys it names: the current one and, within a
-    /// rotation's grace, the one before.
+    /// The digests of every key it ever had: the current one, the one
+    /// before (within its grace or not), and those retired earlier.
     pub fn digests(&self) -> impl Iterator<Item = Digest32> + '_ {
         let previous = self.previous.as_ref().map(|p| p.hash.as_str());
         std::iter::once(self.hash.as_str())
             .chain(previous)
+            .chain(self.retired.iter().map(String::as_str))
             .filter_map(from_hex)
+    }
+
+    /// Its next version with a new key (hash `hash`); the current one
+    /// works until `until`, the one before that is retired.
+    pub fn rotated(&self, hash: String, until: i64) -> Record {
+        let mut retired = self.retired.clone();
+        retired.extend(self.previous.as_ref().map(|p| p.hash.clone()));
+        Record {
+            hash,
+            previous: Some(Previous {
+                hash: self.hash.clone(),
+                until,
+            }),
+            retired,
+            version: self.version + 1,
+            ..self.clone()
+        }
     }
 }
 
@@ -97,7 +119,9 @@ impl Record {
 /// revocation is never undone by a write that read the record before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Write {
-    /// Made or imported: the id is new, or holds a live key of the same issuer.
+    /// Made or imported: the id is new, or holds the same key, live, of
+    /// the same issuer (an import changes a key's grant, never the key:
+    /// a rotation since stands).
     Put,
     /// A new key over the version the rotation read, still live.
     Rotate { from_version: u64 },
@@ -110,7 +134,7 @@ impl Write {
     pub fn allows(self, current: Option<&Record>, new: &Record) -> bool {
         match (self, current) {
             (Write::Put, None) => true,
-            (Write::Put, Some(c)) => !c.revoked && c.issuer == new.issuer,
+            (Write::Put, Some(c)) => !c.revoked && c.issuer == new.issuer && c.hash == new.hash,
             (Write::Rotate { from_version }, Some(c)) => !c.revoked && c.version == from_version,
             (Write::Revoke, Some(c)) => !c.revoked,
             (_, None) => false,
@@ -235,7 +259,7 @@ pub fn check_grant(
     if !scopes.iter().all(word) {
         return Err("scopes: each a name without spaces, commas or control characters".into());
     }
-    if claims.values().any(holds_control) {
+    if holds_control(&Value::Object(claims.clone())) {
         return Err("claims: a value holds a control character".into());
     }
     if let Some(name) = claims
@@ -325,6 +349,7 @@ mod tests {
             expires: None,
             hash: "00".repeat(32),
             previous: None,
+            retired: Vec::new(),
             version,
             revoked,
         }
@@ -338,6 +363,13 @@ mod tests {
         assert!(Write::Put.allows(None, &new));
         assert!(Write::Put.allows(Some(&live), &new));
         assert!(!Write::Put.allows(Some(&record(3, "internal", false)), &new));
+        let rotated = live.rotated("33".repeat(32), 100);
+        assert!(
+            !Write::Put.allows(Some(&rotated), &new),
+            "an import over a rotation"
+        );
+        assert_eq!(rotated.digests().count(), 2);
+        assert_eq!(rotated.rotated("44".repeat(32), 200).digests().count(), 3);
         assert!(!Write::Put.allows(Some(&dead), &new));
         assert!(Write::Rotate { from_version: 3 }.allows(Some(&live), &new));
         assert!(!Write::Rotate { from_version: 2 }.allows(Some(&live), &new));

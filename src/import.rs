@@ -44,8 +44,8 @@ pub struct Report {
 impl Report {
     /// Rows written that changed nothing.
     pub fn unchanged(&self) -> usize {
-        let written = self.rows - self.refused.len();
-        written - self.upserted.added - self.upserted.changed
+        let written = self.rows.saturating_sub(self.refused.len());
+        written.saturating_sub(self.upserted.added + self.upserted.changed)
     }
 }
 

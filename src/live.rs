@@ -180,6 +180,7 @@ fn introspectors(
             .filter(|i| i.serves(index, issuer));
         let introspector = match running {
             Some(running) => Some(running),
+            None if issuer.introspection.is_none() => None,
             None => Introspector::new(index, issuer, metrics.introspection_series(&issuer.name))?
                 .map(Arc::new),
         };

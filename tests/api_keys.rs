@@ -527,14 +527,22 @@ async fn keys_are_imported_as_keys_or_their_sha256() {
     assert_eq!(status, StatusCode::OK);
     let internal = json!({"issuer": "internal", "consumer": "ops"});
     let (internal_id, internal_key) = make(&gw, internal).await;
+    // Rotated twice: a later import of the file must not undo it.
+    let globex = listed.iter().find(|k| k["consumer"] == "globex").unwrap();
+    let rotate = format!("/admin/api-keys/{}/rotate", globex["id"].as_str().unwrap());
+    admin(&gw, "POST", &rotate, Some(json!({"grace": "0s"}))).await;
+    let (_, rotated) = admin(&gw, "POST", &rotate, Some(json!({"grace": "0s"}))).await;
+    let globex_key = rotated["key"].as_str().unwrap().to_string();
     gw.stop().await;
     let again = gw_file(
         &gw,
         "again.jsonl",
         &format!(
-            "{}\n{}\n",
+            "{}\n{}\n{}\n{}\n",
             json!({"consumer": "acme", "key": plain, "roles": ["reader"]}),
             json!({"consumer": "mallory", "key": "mallory-chosen-key-0001", "id": internal_id}),
+            json!({"consumer": "globex", "key_sha256": sha, "roles": ["reader"]}),
+            json!({"consumer": "dotted", "key": "legacy.dotted.key-0123456789"}),
         ),
     );
     let renamed = gw_file(
@@ -551,6 +559,8 @@ async fn keys_are_imported_as_keys_or_their_sha256() {
     assert!(!ok, "{renamed}");
     for (want, said) in [
         (format!("line 1: id \"{acme_id}\" was revoked"), &stderr),
+        ("line 3: id".to_string(), &stderr),
+        ("holds another key now".to_string(), &stderr),
         (
             format!("line 2: id \"{internal_id}\" is a key of issuer \"internal\""),
             &stderr,
@@ -573,6 +583,22 @@ async fn keys_are_imported_as_keys_or_their_sha256() {
     );
     let mallory = with_key(&gw, "/partner", "mallory-chosen-key-0001").await;
     assert_eq!(mallory.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_key(&gw, "/partner", hashed).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        with_key(&gw, "/partner", &globex_key).await.0,
+        StatusCode::OK
+    );
+    // A key shaped as a JWT is still a key where the route takes both.
+    let dotted = reqwest::Client::new()
+        .get(gw.url("/mixed"))
+        .bearer_auth("legacy.dotted.key-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dotted.status(), StatusCode::OK);
 }
 
 /// Writes `text` into a file beside the gateway's config; its path.

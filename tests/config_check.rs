@@ -778,6 +778,12 @@ introspection_url = \"https://e.example/introspect\"
 client_id = \"portero\"
 client_secret_env = \"E_SECRET\"
 
+[issuers.f]
+iss = \"\"
+introspection_url = \"https://f.example/introspect\"
+client_id = \"portero\"
+client_secret_env = \"F_SECRET\"
+
 [issuers.d]
 client_id = \"portero\"
 client_secret_env = \"D_SECRET\"
@@ -794,6 +800,7 @@ introspection_on_failure = \"ignore\"
         "issuers.c.introspection_cache_ttl: introspection is on only with client_id",
         "issuers.d.introspection_url:",
         "issuers.e.iss: with discovery_url and introspection_url, give iss",
+        "issuers.f.iss: is empty",
         "issuers.d.introspection_on_failure: \"ignore\": expected \"unavailable\" or \"unauthorized\"",
     ] {
         assert!(err.contains(want), "{want:?} not in:\n{err}");

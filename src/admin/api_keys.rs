@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::{json_reply, read_json, Admin, Reply};
-use crate::api_keys::{self, Change, Held, Previous, Record, Write};
+use crate::api_keys::{self, Change, Held, Record, Write};
 use crate::config::IssuerKind;
 use crate::respond::{AdminError, ApiKeyRefused};
 
@@ -96,6 +96,7 @@ impl Admin {
             expires,
             hash: api_keys::to_hex(&self.shared.api_keys.pepper().digest(&key)),
             previous: None,
+            retired: Vec::new(),
             version: 0,
             revoked: false,
         };
@@ -179,15 +180,8 @@ impl Admin {
             .ok_or_else(|| ApiKeyRefused::NoSuchKey(id.to_string()))?;
         let now = self.shared.clock.unix();
         let key = api_keys::new_key();
-        let record = Record {
-            hash: api_keys::to_hex(&self.shared.api_keys.pepper().digest(&key)),
-            previous: Some(Previous {
-                hash: held.record.hash.clone(),
-                until: now + grace.as_secs() as i64,
-            }),
-            version: held.record.version + 1,
-            ..held.record.clone()
-        };
+        let hash = api_keys::to_hex(&self.shared.api_keys.pepper().digest(&key));
+        let record = held.record.rotated(hash, now + grace.as_secs() as i64);
         let rotation = Write::Rotate {
             from_version: held.record.version,
         };

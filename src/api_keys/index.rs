@@ -45,6 +45,10 @@ impl Held {
     }
 }
 
+/// A key's record, and until when that key is accepted (a rotated-out
+/// key's grace; `None` for the current key).
+pub type Found = (Arc<Held>, Option<i64>);
+
 pub struct Index {
     pepper: Pepper,
     requests: IntCounterVec,
@@ -55,7 +59,9 @@ pub struct Index {
 struct Inner {
     /// A key's digest → its record, and until when that key is accepted
     /// (a rotated-out key's grace), `None` for the current key.
-    by_digest: HashMap<Digest32, (Arc<Held>, Option<i64>)>,
+    /// More than one record for a digest (two imports that raced) is an
+    /// ambiguous key: refused until all but one are revoked.
+    by_digest: HashMap<Digest32, Vec<Found>>,
     by_id: HashMap<String, Arc<Held>>,
     /// Ids revoked here: an older announcement arriving late must not
     /// bring them back. Ids are random and never made again.
@@ -94,10 +100,17 @@ impl Index {
 
     /// The record `key` names, and until when it is accepted; `None` for
     /// a key no record has.
-    pub fn find(&self, key: &str) -> Option<(Arc<Held>, Option<i64>)> {
+    pub fn find(&self, key: &str) -> Option<Found> {
         let digest = self.pepper.digest(key);
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        inner.by_digest.get(&digest).cloned()
+        match inner.by_digest.get(&digest).map(Vec::as_slice) {
+            Some([one]) => Some(one.clone()),
+            Some([_, _, ..]) => {
+                tracing::warn!("an API key held by two records was refused: revoke one");
+                None
+            }
+            _ => None,
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Held>> {
@@ -149,9 +162,9 @@ impl Index {
                     flushed: AtomicI64::new(0),
                     requests,
                 });
-                inner.by_digest.insert(current, (held.clone(), None));
+                inner.hold(current, (held.clone(), None));
                 if let Some((digest, until)) = previous {
-                    inner.by_digest.insert(digest, (held.clone(), Some(until)));
+                    inner.hold(digest, (held.clone(), Some(until)));
                 }
                 inner.by_id.insert(held.record.id.clone(), held);
             }
@@ -213,12 +226,24 @@ impl Index {
 }
 
 impl Inner {
+    fn hold(&mut self, digest: Digest32, entry: Found) {
+        let list = self.by_digest.entry(digest).or_default();
+        // Another record's: both are now ambiguous, so tell their snapshots.
+        for (other, _) in list.iter() {
+            other.replaced.store(true, Ordering::Release);
+        }
+        list.push(entry);
+    }
+
     /// Forgets record `id` and every key of it, telling the snapshots.
     fn remove(&mut self, id: &str) {
         let Some(held) = self.by_id.remove(id) else {
             return;
         };
-        self.by_digest.retain(|_, (h, _)| !Arc::ptr_eq(h, &held));
+        self.by_digest.retain(|_, list| {
+            list.retain(|(h, _)| !Arc::ptr_eq(h, &held));
+            !list.is_empty()
+        });
         held.replaced.store(true, Ordering::Release);
     }
 }
@@ -244,6 +269,7 @@ mod tests {
             expires: None,
             hash: to_hex(&index.pepper().digest(key)),
             previous: None,
+            retired: Vec::new(),
             version,
             revoked: false,
         }
@@ -280,6 +306,16 @@ mod tests {
         assert_eq!(index.find("prt_new").unwrap().1, None);
         index.apply(Change::Put(Box::new(first)));
         assert_eq!(index.find("prt_new").unwrap().0.record.version, 1);
+    }
+
+    #[test]
+    fn a_key_two_records_hold_is_refused_until_one_is_revoked() {
+        let index = index();
+        index.apply(Change::Put(Box::new(record(&index, "ak_1", "prt_a", 0))));
+        index.apply(Change::Put(Box::new(record(&index, "ak_2", "prt_a", 0))));
+        assert!(index.find("prt_a").is_none());
+        index.apply(Change::Deleted { id: "ak_2".into() });
+        assert_eq!(index.find("prt_a").unwrap().0.record.id, "ak_1");
     }
 
     #[test]

@@ -82,6 +82,12 @@ pub async fn import(
                     "id {:?} is a key of issuer {:?}",
                     r.id, held.issuer
                 )),
+                // An import changes a key's grant, never the key: a
+                // rotation since must stand.
+                (Some(held), _) if held.hash != r.hash => Err(format!(
+                    "id {:?} holds another key now (rotated since?); its grant can be imported only with that key",
+                    r.id
+                )),
                 (_, Some(held)) if held.revoked => {
                     Err(format!("this key was revoked (as {:?})", held.id))
                 }
@@ -100,36 +106,55 @@ pub async fn import(
         return Ok(report);
     }
     report.written = true;
-    let mut changed: Vec<Record> = Vec::new();
+    write(store, records, &existing, now, &mut report).await?;
+    Ok(report)
+}
+
+/// Writes the records that change what the store holds, each only where
+/// the store still allows it; counts what was added, changed and refused.
+async fn write(
+    store: &dyn Store,
+    records: Vec<Record>,
+    existing: &HashMap<String, Record>,
+    now: i64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    // (record, whether it is new): the unchanged ones are not written.
+    let mut changed: Vec<(Record, bool)> = Vec::new();
     for mut r in records {
         match existing.get(&r.id) {
-            None => report.upserted.added += 1,
+            None => changed.push((r, true)),
             Some(old) => {
                 r.version = old.version;
+                r.previous = old.previous.clone();
+                r.retired = old.retired.clone();
                 if r.created == now {
                     r.created = old.created;
                 }
-                if r == *old {
-                    continue;
+                if r != *old {
+                    // A newer version: instances holding the old one take it.
+                    r.version += 1;
+                    changed.push((r, false));
                 }
-                // A newer version: instances holding the old one take it.
-                r.version += 1;
-                report.upserted.changed += 1;
             }
         }
-        changed.push(r);
     }
     for batch in changed.chunks(super::BATCH) {
-        let writes: Vec<(Write, Record)> = batch.iter().map(|r| (Write::Put, r.clone())).collect();
+        let writes: Vec<(Write, Record)> =
+            batch.iter().map(|(r, _)| (Write::Put, r.clone())).collect();
         let written = store.write_api_keys(&writes).await?;
-        for (r, _) in batch.iter().zip(written).filter(|(_, w)| !w) {
-            // Revoked or taken by another issuer since the file was checked.
-            report
-                .refused
-                .push(format!("id {:?}: changed in the store meanwhile", r.id));
+        for ((r, new), written) in batch.iter().zip(written) {
+            match (written, new) {
+                (true, true) => report.upserted.added += 1,
+                (true, false) => report.upserted.changed += 1,
+                // Revoked, rotated or taken by another issuer since the file was read.
+                (false, _) => report
+                    .refused
+                    .push(format!("id {:?}: changed in the store meanwhile", r.id)),
+            }
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// The record of one row, or why there is none.
@@ -196,6 +221,7 @@ fn record(row: Row, issuer: &str, pepper: &Pepper, now: i64) -> Result<Record, S
         expires,
         hash: api_keys::to_hex(&digest),
         previous: None,
+        retired: Vec::new(),
         version: 0,
         revoked: false,
     })

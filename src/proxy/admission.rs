@@ -153,22 +153,33 @@ impl Gateway {
         let introspector = policy
             .introspect
             .and_then(|issuer| live.issuer(IssuerId(issuer)).introspector.as_ref());
-        let Some(introspector) = introspector else {
-            return self
-                .validate_jwt(live, policy, token, now)
-                .map_err(NotAdmitted::Denied);
-        };
-        // A JWT first, when it looks like one: the provider is asked only
-        // about a token no issuer's key can read.
-        if token.split('.').count() == 3 {
-            match self.validate_jwt(live, policy, token, now) {
-                Err(AuthError::UnknownKey | AuthError::Malformed) => {}
+        if let Some(introspector) = introspector.filter(|_| token.split('.').count() != 3) {
+            // Opaque: only the provider can read it.
+            return introspector
+                .validate(token, policy, now, &live.validator)
+                .await;
+        }
+        let jwt = self.validate_jwt(live, policy, token, now);
+        if !matches!(jwt, Err(AuthError::UnknownKey | AuthError::Malformed)) {
+            return jwt.map_err(NotAdmitted::Denied);
+        }
+        // Shaped as a JWT, but no key reads it: one of the route's API keys
+        // (an imported key may hold dots) before any provider hears of it.
+        if policy.api_key_mask != 0 {
+            match live.api_keys.validate(token, policy, now, &live.validator) {
+                Err(AuthError::UnknownApiKey) => {}
                 result => return result.map_err(NotAdmitted::Denied),
             }
         }
-        introspector
-            .validate(token, policy, now, &live.validator)
-            .await
+        match introspector {
+            // The provider is asked only about a token no key can read.
+            Some(introspector) => {
+                introspector
+                    .validate(token, policy, now, &live.validator)
+                    .await
+            }
+            None => jwt.map_err(NotAdmitted::Denied),
+        }
     }
 
     fn validate_jwt(

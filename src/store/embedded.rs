@@ -390,6 +390,7 @@ mod tests {
             expires: None,
             hash: "11".repeat(32),
             previous: None,
+            retired: Vec::new(),
             version: 0,
             revoked: false,
         };

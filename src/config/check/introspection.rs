@@ -22,6 +22,13 @@ impl Checker<'_> {
         if client_id.get_ref().is_empty() {
             self.problem(client_id, key("client_id"), "is empty");
         }
+        if let Some(iss) = i.iss.as_ref().filter(|iss| iss.get_ref().is_empty()) {
+            self.problem(
+                iss,
+                key("iss"),
+                "is empty: answers must be held to an issuer",
+            );
+        }
         let endpoint = match (&i.introspection_url, &i.discovery_url) {
             // Answers are held to the issuer's `iss`: with discovery it is
             // learned from the metadata, which this URL is not asked for.
@@ -75,14 +82,7 @@ impl Checker<'_> {
                 ("unauthorized", IntrospectionFailure::Unauthorized),
             ],
         );
-        let cache_size = match &i.introspection_cache_size {
-            Some(n) if *n.get_ref() == 0 || *n.get_ref() > 10_000_000 => {
-                self.problem(n, key("introspection_cache_size"), "from 1 to 10000000");
-                10_000
-            }
-            Some(n) => *n.get_ref() as usize,
-            None => 10_000,
-        };
+        let cache_size = self.cache_size(name, i);
         let mut duration = |v: &Option<Spanned<_>>, k: &str, default: u64| {
             self.duration(v, &key(k), secs(default))
         };
@@ -106,6 +106,18 @@ impl Checker<'_> {
             self.problem_no_span(key("introspection_timeout"), "must be more than 0");
         }
         Some(introspection)
+    }
+
+    fn cache_size(&mut self, name: &str, i: &FileIssuer) -> usize {
+        match &i.introspection_cache_size {
+            Some(n) if *n.get_ref() == 0 || *n.get_ref() > 10_000_000 => {
+                let key = format!("issuers.{name}.introspection_cache_size");
+                self.problem(n, key, "from 1 to 10000000");
+                10_000
+            }
+            Some(n) => *n.get_ref() as usize,
+            None => 10_000,
+        }
     }
 
     fn refuse_introspection_keys(&mut self, name: &str, i: &FileIssuer) {

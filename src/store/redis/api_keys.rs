@@ -25,7 +25,8 @@ for i = 2, #ARGV, 5 do
   local live = c and c.revoked ~= true
   local ok
   if kind == 'put' then
-    ok = (not c) or (live and c.issuer == cjson.decode(record).issuer)
+    local r = cjson.decode(record)
+    ok = (not c) or (live and c.issuer == r.issuer and c.hash == r.hash)
   elseif kind == 'rotate' then
     ok = live and (c.version or 0) == from
   else
