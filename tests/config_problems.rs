@@ -43,7 +43,7 @@ fn an_unknown_key_alone_in_an_inline_table_moves_no_line() {
     );
     assert!(
         err.contains(&format!(
-            "gateway.toml:{ecoh}: routes[2].upstream: no upstream named \"ecoh\""
+            "gateway.toml:{ecoh}: routes[3].upstream: no upstream named \"ecoh\""
         )),
         "{err}"
     );
@@ -63,7 +63,7 @@ fn keys_are_named_through_quotes_spaces_and_multi_line_strings() {
     assert!(!ok);
     for (start, key) in [
         ("colour = 1", "upstreams.\"billing.v2\".colour"),
-        ("timeout = 5", "routes[3].timeout"),
+        ("timeout = 5", "routes[4].timeout"),
         ("shade = 1", "issuers.s.user_store.shade"),
     ] {
         let at = line_of(&text, start);
