@@ -28,6 +28,8 @@ pub struct Check {
 
 struct Seen {
     held: Arc<Held>,
+    /// `held.changes()` when it was seen: another count, look again.
+    at: u64,
     /// Holds the key itself (`credential`), which a hit is confirmed against.
     verified: Arc<Verified>,
 }
@@ -65,7 +67,7 @@ impl Check {
         let seen = match self.seen.get(&hash) {
             Some(seen)
                 if bool::from(seen.verified.credential().as_bytes().ct_eq(key.as_bytes()))
-                    && !seen.held.replaced() =>
+                    && seen.held.changes() == seen.at =>
             {
                 seen
             }
@@ -87,6 +89,7 @@ impl Check {
     /// The record of `key` in the index, with the claims it grants.
     fn look_up(&self, key: &str) -> Result<Seen, AuthError> {
         let (held, until) = self.index.find(key).ok_or(AuthError::UnknownApiKey)?;
+        let at = held.changes();
         let issuer = self
             .issuers
             .iter()
@@ -100,6 +103,7 @@ impl Check {
         let verified = Verified::vouched(issuer, claims, key)?;
         Ok(Seen {
             held,
+            at,
             verified: Arc::new(verified),
         })
     }

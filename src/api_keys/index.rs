@@ -3,7 +3,7 @@
 //! admin API and the store's channel, rarely; read on a snapshot's miss.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use prometheus::{IntCounter, IntCounterVec};
@@ -17,9 +17,10 @@ const CONSUMER_LABELS: usize = 500;
 /// One key record as the gateway holds it.
 pub struct Held {
     pub record: Record,
-    /// Set when the record is revoked or replaced: a snapshot that kept
-    /// it must look the key up again.
-    replaced: AtomicBool,
+    /// Counts what happened to the record since it was made (revoked,
+    /// replaced, its key found held by another record too): a snapshot
+    /// that kept it at another count must look the key up again.
+    changes: AtomicU64,
     /// Unix seconds of the last request it admitted here.
     last_used: AtomicI64,
     /// ...and the last one written to the store.
@@ -28,8 +29,12 @@ pub struct Held {
 }
 
 impl Held {
-    pub fn replaced(&self) -> bool {
-        self.replaced.load(Ordering::Acquire)
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Notes a request at `now`; a store write follows later, off the path.
@@ -105,10 +110,6 @@ impl Index {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         match inner.by_digest.get(&digest).map(Vec::as_slice) {
             Some([one]) => Some(one.clone()),
-            Some([_, _, ..]) => {
-                tracing::warn!("an API key held by two records was refused: revoke one");
-                None
-            }
             _ => None,
         }
     }
@@ -157,7 +158,7 @@ impl Index {
                 let requests = self.counter(&mut inner, &record);
                 let held = Arc::new(Held {
                     record,
-                    replaced: AtomicBool::new(false),
+                    changes: AtomicU64::new(0),
                     last_used: AtomicI64::new(0),
                     flushed: AtomicI64::new(0),
                     requests,
@@ -230,7 +231,8 @@ impl Inner {
         let list = self.by_digest.entry(digest).or_default();
         // Another record's: both are now ambiguous, so tell their snapshots.
         for (other, _) in list.iter() {
-            other.replaced.store(true, Ordering::Release);
+            other.changed();
+            tracing::warn!(id = %other.record.id, also = %entry.0.record.id, "an API key held by two records is refused until one is revoked");
         }
         list.push(entry);
     }
@@ -240,11 +242,24 @@ impl Inner {
         let Some(held) = self.by_id.remove(id) else {
             return;
         };
-        self.by_digest.retain(|_, list| {
+        // Only the digests it was held under: its current and previous key.
+        let previous = held.record.previous.as_ref().map(|p| p.hash.as_str());
+        let held_under = std::iter::once(held.record.hash.as_str()).chain(previous);
+        for digest in held_under.filter_map(from_hex) {
+            let Some(list) = self.by_digest.get_mut(&digest) else {
+                continue;
+            };
             list.retain(|(h, _)| !Arc::ptr_eq(h, &held));
-            !list.is_empty()
-        });
-        held.replaced.store(true, Ordering::Release);
+            match list.as_slice() {
+                [] => {
+                    self.by_digest.remove(&digest);
+                }
+                // No longer ambiguous: its snapshots may take it again.
+                [(left, _)] => left.changed(),
+                _ => {}
+            }
+        }
+        held.changed();
     }
 }
 
@@ -259,19 +274,8 @@ mod tests {
 
     fn record(index: &Index, id: &str, key: &str, version: u64) -> Record {
         Record {
-            id: id.into(),
-            issuer: "partners".into(),
-            consumer: "acme".into(),
-            roles: Vec::new(),
-            scopes: Vec::new(),
-            claims: Default::default(),
-            created: 1,
-            expires: None,
-            hash: to_hex(&index.pepper().digest(key)),
-            previous: None,
-            retired: Vec::new(),
             version,
-            revoked: false,
+            ..Record::sample(id, "partners", to_hex(&index.pepper().digest(key)))
         }
     }
 
@@ -284,7 +288,7 @@ mod tests {
         assert_eq!((held.record.id.as_str(), until), ("ak_1", None));
         assert!(index.find("prt_b").is_none());
         index.apply(Change::Deleted { id: "ak_1".into() });
-        assert!(held.replaced());
+        assert_ne!(held.changes(), 0);
         assert!(index.find("prt_a").is_none());
         // The announcement of its making, arriving late, changes nothing.
         index.apply(Change::Put(Box::new(r)));

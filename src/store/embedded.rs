@@ -377,32 +377,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_revoked_api_key_takes_no_later_write_even_reopened() {
-        use crate::api_keys::Previous;
         let dir = tempfile::tempdir().unwrap();
-        let live = Record {
-            id: "ak_1".into(),
-            issuer: "partners".into(),
-            consumer: "acme".into(),
-            roles: Vec::new(),
-            scopes: Vec::new(),
-            claims: Default::default(),
-            created: 1,
-            expires: None,
-            hash: "11".repeat(32),
-            previous: None,
-            retired: Vec::new(),
-            version: 0,
-            revoked: false,
-        };
-        let rotated = Record {
-            hash: "22".repeat(32),
-            previous: Some(Previous {
-                hash: live.hash.clone(),
-                until: 100,
-            }),
-            version: 1,
-            ..live.clone()
-        };
+        let live = Record::sample("ak_1", "partners", "11".repeat(32));
+        let rotated = live.rotated("22".repeat(32), 100);
         {
             let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
             assert_eq!(
