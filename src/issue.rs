@@ -11,6 +11,7 @@ mod credential_check;
 mod lockout;
 mod login_refresh;
 mod project;
+pub mod refresh_family;
 mod session;
 
 pub use credential_check::Denied;

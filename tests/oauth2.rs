@@ -1268,3 +1268,73 @@ async fn another_gateway_takes_these_tokens_by_introspection() {
         "revoked at the provider"
     );
 }
+
+/// The legacy login-refresh path's answer to `refresh`.
+async fn legacy_refresh(gw: &Gateway, refresh: &str) -> u16 {
+    let body = serde_json::json!({ "refreshToken": refresh }).to_string();
+    let (status, _) = post(gw, "/api/auth/refreshtoken", None, &body).await;
+    status.as_u16()
+}
+
+#[tokio::test]
+async fn an_oauth2_refresh_token_is_used_only_at_the_token_endpoint() {
+    let gw = Gateway::start(&body()).await;
+    let first = app(&gw, "token", ADMIN_LOGIN).await;
+    let refresh1 = first.json["refresh_token"].as_str().unwrap().to_string();
+    // A live OAuth 2.0 refresh token at the legacy path: refused there,
+    // without client authentication, and still its client's.
+    assert_eq!(legacy_refresh(&gw, &refresh1).await, 401);
+    let second = app(
+        &gw,
+        "token",
+        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
+    )
+    .await;
+    assert_eq!(second.status, 200, "{}", second.json);
+    let refresh2 = second.json["refresh_token"].as_str().unwrap().to_string();
+    let access2 = second.json["access_token"].as_str().unwrap().to_string();
+    // The replaced one at the legacy path is a reuse: refused, and the
+    // family (the newest refresh token, its access token) ends with it.
+    assert_eq!(legacy_refresh(&gw, &refresh1).await, 401);
+    assert_eq!(legacy_refresh(&gw, &refresh1).await, 401);
+    let r = app(
+        &gw,
+        "token",
+        &format!("grant_type=refresh_token&refresh_token={refresh2}"),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_grant");
+    assert_eq!(
+        proxied(&gw, &format!("Bearer {access2}")).await.status(),
+        401
+    );
+    gw.log_with("its family is revoked").await;
+}
+
+#[tokio::test]
+async fn a_replaced_refresh_token_traded_by_exchange_ends_its_family() {
+    let gw = Gateway::start(&body()).await;
+    let first = app(&gw, "token", ADMIN_LOGIN).await;
+    let refresh1 = first.json["refresh_token"].as_str().unwrap().to_string();
+    let second = app(
+        &gw,
+        "token",
+        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
+    )
+    .await;
+    let refresh2 = second.json["refresh_token"].as_str().unwrap().to_string();
+    let r = app(
+        &gw,
+        "token",
+        &format!("{EXCHANGE}&subject_token={refresh1}&subject_token_type={REFRESH_TYPE}"),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_grant");
+    let r = app(
+        &gw,
+        "token",
+        &format!("grant_type=refresh_token&refresh_token={refresh2}"),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_grant");
+}

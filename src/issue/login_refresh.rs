@@ -11,8 +11,8 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
-    json_object, random_id, refresh_hash, string_field, Denied, Issuing, Reply, TokenRequest,
-    Transport,
+    json_object, random_id, refresh_family, refresh_hash, string_field, Denied, Issuing, Reply,
+    TokenRequest, Transport,
 };
 use crate::config::Endpoint;
 use crate::config::Principal;
@@ -191,8 +191,16 @@ async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Deni
 async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Reply>, Denied> {
     let hash = refresh_hash(token);
     let found = ctx.store.get_refresh(&hash).await?;
+    // An OAuth 2.0 refresh token is its client's, at the token endpoint
+    // only; one already replaced is a reuse wherever it turns up.
+    if let Some(r) = found.as_ref().filter(|r| r.rotated_to.is_some()) {
+        if r.issuer == ctx.issuer.name {
+            refresh_family::revoke_reused(ctx, &hash).await?;
+        }
+    }
     let usable = found.filter(|r| {
         r.issuer == ctx.issuer.name
+            && r.client_id.is_none()
             && r.expires_at > now
             && !ctx
                 .revocations

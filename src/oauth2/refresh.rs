@@ -6,8 +6,7 @@
 //! the same login, as revoking a legacy refresh token revokes its lineage.
 
 use super::{Endpoints, Error};
-use crate::auth::revocation::Revocation;
-use crate::issue::{random_id, refresh_hash, Minted};
+use crate::issue::{random_id, refresh_family, refresh_hash, Minted};
 use crate::store::{RefreshRecord, MAX_LINEAGE};
 
 /// Stores a new refresh token for `record` and returns it.
@@ -44,7 +43,7 @@ pub async fn find(
         return Ok(None);
     }
     if found.rotated_to.is_some() {
-        reused(ctx, &hash).await?;
+        revoke_reused(ctx, &hash).await?;
         return Ok(None);
     }
     let revoked = ctx.issuing.revocations.is_revoked(
@@ -98,54 +97,24 @@ pub async fn rotate(
     }
     // Lost the race: never handed out, so only deleted.
     store.delete_refresh(&new_hash).await.map_err(unavailable)?;
-    reused(ctx, &old_hash).await?;
+    revoke_reused(ctx, &old_hash).await?;
     Ok(None)
-}
-
-/// A replaced refresh token came back: whoever holds it, the family ends.
-async fn reused(ctx: &Endpoints<'_>, hash: &str) -> Result<(), Error> {
-    let tokens = revoke_family(ctx, hash).await?;
-    tracing::warn!(
-        target: "portero::oauth2",
-        issuer = %ctx.issuing.issuer.name,
-        tokens,
-        "a replaced refresh token was used again: its family is revoked"
-    );
-    Ok(())
 }
 
 /// Revokes the family the refresh token hashed `start` belongs to: it,
 /// every token that replaced it, and every access token minted under
 /// them. Returns how many access tokens were revoked.
 pub async fn revoke_family(ctx: &Endpoints<'_>, start: &str) -> Result<usize, Error> {
-    let store = ctx.issuing.store;
-    let mut next = Some(start.to_string());
-    let mut revoked = Vec::new();
-    for _ in 0..MAX_LINEAGE {
-        let Some(hash) = next.take() else { break };
-        let Some(record) = store
-            .delete_refresh(&hash)
-            .await
-            .map_err(|_| Error::unavailable())?
-        else {
-            break;
-        };
-        revoked.extend(record.tokens.into_iter().map(|(jti, exp)| Revocation::Jti {
-            jti,
-            expires_at: Some(exp),
-        }));
-        next = record.rotated_to;
-    }
-    if !revoked.is_empty() {
-        store
-            .add_revocations(&revoked)
-            .await
-            .map_err(|_| Error::unavailable())?;
-        for r in &revoked {
-            ctx.issuing.revocations.apply(r);
-        }
-    }
-    Ok(revoked.len())
+    refresh_family::revoke(&ctx.issuing, start)
+        .await
+        .map_err(|_| Error::unavailable())
+}
+
+/// A replaced refresh token came back: whoever holds it, the family ends.
+pub async fn revoke_reused(ctx: &Endpoints<'_>, hash: &str) -> Result<(), Error> {
+    refresh_family::revoke_reused(&ctx.issuing, hash)
+        .await
+        .map_err(|_| Error::unavailable())
 }
 
 pub fn invalid_grant() -> Error {

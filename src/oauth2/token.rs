@@ -327,13 +327,20 @@ async fn legacy_refresh(
     client: &Principal,
 ) -> Result<Subject, Error> {
     let hash = refresh_hash(token);
-    let record = ctx
+    let found = ctx
         .issuing
         .store
         .get_refresh(&hash)
         .await
         .map_err(|_| Error::unavailable())?
-        .filter(|r| r.issuer == ctx.issuing.issuer.name && r.client_id.is_none())
+        .filter(|r| r.issuer == ctx.issuing.issuer.name);
+    // An OAuth 2.0 refresh token is traded nowhere; a replaced one
+    // presented here is a reuse all the same.
+    if found.as_ref().is_some_and(|r| r.rotated_to.is_some()) {
+        refresh::revoke_reused(ctx, &hash).await?;
+    }
+    let record = found
+        .filter(|r| r.client_id.is_none())
         .filter(|r| r.expires_at > req.now)
         .filter(|r| {
             !ctx.issuing.revocations.is_revoked(
