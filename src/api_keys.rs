@@ -147,6 +147,10 @@ pub enum Write {
     Rotate { from_version: u64 },
     /// A tombstone over a live key.
     Revoke,
+    /// A tombstone an instance holds, written back where the store lost
+    /// it (a Redis restarted empty) or over a key revived since (an import
+    /// into that empty store): over anything but a tombstone.
+    Restore,
 }
 
 impl Write {
@@ -156,7 +160,8 @@ impl Write {
             (Write::Put, None) => true,
             (Write::Put, Some(c)) => !c.revoked && c.issuer == new.issuer && c.hash == new.hash,
             (Write::Rotate { from_version }, Some(c)) => !c.revoked && c.version == from_version,
-            (Write::Revoke, Some(c)) => !c.revoked,
+            (Write::Revoke | Write::Restore, Some(c)) => !c.revoked,
+            (Write::Restore, None) => true,
             (_, None) => false,
         }
     }
@@ -167,6 +172,7 @@ impl Write {
             Write::Put => "put",
             Write::Rotate { .. } => "rotate",
             Write::Revoke => "revoke",
+            Write::Restore => "restore",
         }
     }
 

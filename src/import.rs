@@ -19,7 +19,7 @@ use std::path::Path;
 
 pub use formats::Format;
 
-use crate::config::{login_key, within_limits, Config, IssuerKind};
+use crate::config::{login_key, within_limits, Config, IssuerKind, StoreBackend};
 use crate::store::{Store, Upserted};
 
 /// Rows written to the store per atomic write.
@@ -61,7 +61,8 @@ pub async fn import(
     let found = config.issuers.iter().find(|i| i.name == issuer);
     let issuer = found.ok_or_else(|| anyhow::anyhow!("no issuer named {issuer:?}"))?;
     if issuer.kind == IssuerKind::ApiKey {
-        return import_api_keys(store, &issuer.name, file, format, partial).await;
+        let shared = !matches!(config.store.backend, StoreBackend::Embedded);
+        return import_api_keys(store, &issuer.name, file, format, partial, shared).await;
     }
     let endpoint = issuer.endpoint.as_ref().ok_or_else(|| {
         anyhow::anyhow!(
@@ -152,6 +153,7 @@ async fn import_api_keys(
     file: &Path,
     format: Option<Format>,
     partial: bool,
+    shared: bool,
 ) -> anyhow::Result<Report> {
     if format.or_else(|| Format::of(file)) != Some(Format::Jsonl) {
         anyhow::bail!(
@@ -162,5 +164,5 @@ async fn import_api_keys(
     let text =
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let now = crate::clock::Clock::system().unix();
-    api_keys::import(store, issuer, &text, partial, now).await
+    api_keys::import(store, issuer, &text, partial, shared, now).await
 }

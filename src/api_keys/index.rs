@@ -71,6 +71,11 @@ struct Inner {
     /// Ids revoked here: an older announcement arriving late must not
     /// bring them back. Ids are random and never made again.
     deleted: HashSet<String>,
+    /// The tombstones of revoked keys, every hash each retired with it:
+    /// written back to a store that lost them, and no record holding one
+    /// of those hashes is taken again, under any id.
+    tombstones: HashMap<String, Record>,
+    revoked_digests: HashSet<Digest32>,
     /// Consumers with their own metric label.
     labelled: HashSet<(String, String)>,
 }
@@ -127,28 +132,31 @@ impl Index {
 
     /// Applies a change made here or announced by another instance. A
     /// record older than the one held, or of a revoked id, changes nothing.
-    pub fn apply(&self, change: Change) {
+    /// True when the change would bring back a key revoked here (an import
+    /// into a store that lost its tombstone): the store needs it again.
+    pub fn apply(&self, change: Change) -> bool {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         match change {
-            Change::Put(record) if record.revoked => {
-                inner.remove(&record.id);
-                inner.deleted.insert(record.id);
-            }
+            Change::Put(record) if record.revoked => inner.bury(*record),
             Change::Put(record) => {
                 let record = *record;
                 if inner.deleted.contains(&record.id) {
-                    return;
+                    return true;
+                }
+                if record.digests().any(|d| inner.revoked_digests.contains(&d)) {
+                    tracing::warn!(id = %record.id, "refused an API key record holding a revoked key");
+                    return true;
                 }
                 if let Some(held) = inner.by_id.get(&record.id) {
                     if held.record.version > record.version
                         || (held.record.version == record.version && held.record == record)
                     {
-                        return;
+                        return false;
                     }
                 }
                 let Some(current) = from_hex(&record.hash) else {
                     tracing::warn!(id = %record.id, "ignored an API key record with a malformed hash");
-                    return;
+                    return false;
                 };
                 let previous = record
                     .previous
@@ -169,29 +177,62 @@ impl Index {
                 }
                 inner.by_id.insert(held.record.id.clone(), held);
             }
-            Change::Deleted { id } => {
-                inner.remove(&id);
-                inner.deleted.insert(id);
-            }
+            Change::Deleted { id } => match inner.by_id.get(&id) {
+                Some(held) => {
+                    let tombstone = held.record.tombstone();
+                    inner.bury(tombstone);
+                }
+                None => {
+                    inner.deleted.insert(id);
+                }
+            },
         }
+        false
+    }
+
+    /// The tombstones `stored` (what the store holds) lacks: those held
+    /// here that it lost, and one for each live record it holds over a
+    /// key revoked here. Written back with `Write::Restore`.
+    pub fn tombstones_to_restore(&self, stored: &[Record]) -> Vec<Record> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let buried: HashSet<&str> = stored
+            .iter()
+            .filter(|r| r.revoked)
+            .map(|r| r.id.as_str())
+            .collect();
+        let lost = inner
+            .tombstones
+            .values()
+            .filter(|t| !buried.contains(t.id.as_str()))
+            .cloned();
+        let revived = stored
+            .iter()
+            .filter(|r| !r.revoked && !inner.tombstones.contains_key(&r.id))
+            .filter(|r| {
+                inner.deleted.contains(&r.id)
+                    || r.digests().any(|d| inner.revoked_digests.contains(&d))
+            })
+            .map(Record::tombstone);
+        lost.chain(revived).collect()
     }
 
     /// Makes the held records the store's `records` (tombstones among
-    /// them): what a re-read after a lost subscription finds. Records the
-    /// store no longer has were lost with it: they stop here too.
+    /// them): what a re-read after a lost subscription finds. Live records
+    /// the store no longer has were lost with it: they stop here too (not
+    /// revoked: an import may bring them back). Tombstones stay.
     pub fn replace_all(&self, records: Vec<Record>) {
-        let present: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
-        let gone: Vec<String> = {
-            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            inner
+        let present: HashSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        {
+            let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<String> = inner
                 .by_id
                 .keys()
-                .filter(|id| !present.contains(*id))
+                .filter(|id| !present.contains(id.as_str()))
                 .cloned()
-                .collect()
-        };
-        for id in gone {
-            self.apply(Change::Deleted { id });
+                .collect();
+            for id in gone {
+                inner.remove(&id);
+            }
         }
         for r in records {
             self.apply(Change::Put(Box::new(r)));
@@ -227,6 +268,21 @@ impl Index {
 }
 
 impl Inner {
+    /// Revokes `tombstone`'s id for good, and every key it ever had.
+    fn bury(&mut self, tombstone: Record) {
+        self.remove(&tombstone.id);
+        self.deleted.insert(tombstone.id.clone());
+        self.revoked_digests.extend(tombstone.digests());
+        // A later version of the tombstone knows as many hashes or more.
+        let newer = match self.tombstones.get(&tombstone.id) {
+            Some(t) => t.version < tombstone.version,
+            None => true,
+        };
+        if newer {
+            self.tombstones.insert(tombstone.id.clone(), tombstone);
+        }
+    }
+
     fn hold(&mut self, digest: Digest32, entry: Found) {
         let list = self.by_digest.entry(digest).or_default();
         // Another record's: both are now ambiguous, so tell their snapshots.
@@ -339,5 +395,28 @@ mod tests {
         index.find("prt_a").unwrap().0.used(50);
         assert_eq!(index.take_uses(), vec![("ak_1".to_string(), 50)]);
         assert!(index.take_uses().is_empty());
+    }
+
+    #[test]
+    fn tombstones_are_kept_and_given_back_to_a_store_that_lost_them() {
+        let index = index();
+        let r = record(&index, "ak_1", "prt_a", 0);
+        index.apply(Change::Put(Box::new(r.clone())));
+        index.apply(Change::Put(Box::new(r.tombstone())));
+        // The store lost everything: the tombstone goes back.
+        assert_eq!(index.tombstones_to_restore(&[]), vec![r.tombstone()]);
+        // ...and a live record of that key, under any id, is refused and buried.
+        let revived = record(&index, "ak_2", "prt_a", 0);
+        assert!(index.apply(Change::Put(Box::new(revived.clone()))));
+        assert!(index.find("prt_a").is_none());
+        let restore = index.tombstones_to_restore(std::slice::from_ref(&revived));
+        assert!(restore.contains(&revived.tombstone()), "{restore:?}");
+        // A live key the store merely lost stops here, but is not revoked.
+        let lost = record(&index, "ak_3", "prt_b", 0);
+        index.apply(Change::Put(Box::new(lost.clone())));
+        index.replace_all(Vec::new());
+        assert!(index.find("prt_b").is_none());
+        assert!(!index.apply(Change::Put(Box::new(lost))));
+        assert!(index.find("prt_b").is_some());
     }
 }

@@ -35,15 +35,25 @@ struct Row {
     created: Option<String>,
 }
 
-/// Imports the keys in `text` (JSON lines) for `issuer`.
+/// Imports the keys in `text` (JSON lines) for `issuer`. A `shared`
+/// store (Redis) must hold the API-key secret already: one restarted
+/// empty gets it back, with every revoked key's tombstone, from the
+/// instances running on it, and an import before that would revive them.
 pub async fn import(
     store: &dyn Store,
     issuer: &str,
     text: &str,
     partial: bool,
+    shared: bool,
     now: i64,
 ) -> anyhow::Result<Report> {
-    let pepper = crate::store::api_key_pepper(store).await?;
+    let pepper = match crate::store::existing_api_key_pepper(store).await? {
+        Some(pepper) => pepper,
+        None if shared => anyhow::bail!(
+            "the store holds no API-key secret: start a gateway on it first (if Redis restarted empty, wait for the running gateways to write back what they hold, then import)"
+        ),
+        None => crate::store::api_key_pepper(store).await?,
+    };
     let existing: HashMap<String, Record> = store
         .api_keys()
         .await?

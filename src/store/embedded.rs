@@ -124,6 +124,10 @@ impl Store for Embedded {
             .await
     }
 
+    async fn stored_key(&self, issuer: &str) -> Result<Option<StoredKey>, StoreError> {
+        self.read("signing_key", |db| db.stored_key(issuer))
+    }
+
     async fn add_revocations(&self, list: &[Revocation]) -> Result<(), StoreError> {
         let list = list.to_vec();
         let derived = self

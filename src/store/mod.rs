@@ -131,6 +131,8 @@ pub trait Store: Send + Sync {
     /// The issuer's generated key: the stored one, or `fresh`, stored now.
     /// The first writer wins; everyone else adopts its key.
     async fn signing_key(&self, issuer: &str, fresh: StoredKey) -> Result<StoredKey, StoreError>;
+    /// The issuer's generated key if the store holds one; makes none.
+    async fn stored_key(&self, issuer: &str) -> Result<Option<StoredKey>, StoreError>;
     /// Writes revocations durably (and, for a shared store, announces them to
     /// every instance) before returning. A `Jti` revocation revokes the
     /// tokens derived from it ([`Store::derive_token`]) too, and theirs.
@@ -287,6 +289,16 @@ pub async fn api_key_pepper(store: &dyn Store) -> Result<api_keys::Pepper, Store
     };
     let kept = store.signing_key(api_keys::PEPPER_NAME, fresh).await?;
     Ok(api_keys::Pepper::new(&kept.secret))
+}
+
+/// The API-key secret only if the store holds it already. A shared store
+/// that lost it (a Redis restarted empty) gets it back from the running
+/// instances; a new one made meanwhile would hide every key they hold.
+pub async fn existing_api_key_pepper(
+    store: &dyn Store,
+) -> Result<Option<api_keys::Pepper>, StoreError> {
+    let kept = store.stored_key(api_keys::PEPPER_NAME).await?;
+    Ok(kept.map(|k| api_keys::Pepper::new(&k.secret)))
 }
 
 /// Opens the store the config names. A Redis store must be reachable at

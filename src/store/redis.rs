@@ -284,6 +284,18 @@ impl Store for Redis {
         Ok(stored)
     }
 
+    async fn stored_key(&self, issuer: &str) -> Result<Option<StoredKey>, StoreError> {
+        let key = self.key("key", issuer);
+        let mut conn = self.conn();
+        let bytes: Option<Vec<u8>> = self
+            .run(
+                "signing_key",
+                redis::cmd("GET").arg(&key).query_async(&mut conn),
+            )
+            .await?;
+        bytes.map(|b| decode(&key, &b)).transpose()
+    }
+
     async fn add_revocations(&self, list: &[Revocation]) -> Result<(), StoreError> {
         self.write_revocations(list).await?;
         // Written first, read second (`derive_token` the other way round):

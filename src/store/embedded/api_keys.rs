@@ -37,7 +37,7 @@ impl Redb {
                     let bytes = serde_json::to_vec(record).expect("records serialize");
                     t.insert(record.id.as_str(), bytes.as_slice())
                         .map_err(backend)?;
-                    if *write == Write::Revoke {
+                    if matches!(write, Write::Revoke | Write::Restore) {
                         uses.remove(record.id.as_str()).map_err(backend)?;
                     }
                 }

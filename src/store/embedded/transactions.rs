@@ -229,6 +229,12 @@ impl Redb {
         self.put(REFRESH, hash, &encode(record))
     }
 
+    pub(super) fn stored_key(&self, issuer: &str) -> Result<Option<StoredKey>, StoreError> {
+        self.get(KEYS, issuer)?
+            .map(|b| decode(issuer, &b))
+            .transpose()
+    }
+
     pub(super) fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
         self.get(REFRESH, hash)?
             .map(|b| decode(hash, &b))

@@ -29,12 +29,14 @@ for i = 2, #ARGV, 5 do
     ok = (not c) or (live and c.issuer == r.issuer and c.hash == r.hash)
   elseif kind == 'rotate' then
     ok = live and (c.version or 0) == from
+  elseif kind == 'restore' then
+    ok = (not c) or live
   else
     ok = live
   end
   if ok then
     redis.call('HSET', KEYS[1], id, record)
-    if kind == 'revoke' then
+    if kind == 'revoke' or kind == 'restore' then
       redis.call('HDEL', KEYS[2], id)
     end
     redis.call('PUBLISH', ARGV[1], announcement)
@@ -83,12 +85,9 @@ impl Redis {
             .key(self.api_keys_key("api-key-uses"))
             .arg(&self.channel);
         for (write, record) in writes {
-            let change = match write {
-                Write::Revoke => Change::Deleted {
-                    id: record.id.clone(),
-                },
-                _ => Change::Put(Box::new(record.clone())),
-            };
+            // A tombstone travels whole: every instance learns every
+            // hash it retires, and can write it back.
+            let change = Change::Put(Box::new(record.clone()));
             let announcement = Announcement {
                 at: now_secs(),
                 revocation: None,

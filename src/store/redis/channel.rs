@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{encode, now_secs, revocation_key, Redis};
-use crate::api_keys::Change;
+use crate::api_keys::{Change, Write};
 use crate::auth::revocation::Revocation;
 use crate::store::{Feeds, StoreError};
 
@@ -73,21 +73,44 @@ impl Redis {
         }
     }
 
-    fn arrived(&self, feeds: &Feeds, payload: &[u8]) {
+    /// Applies an announcement; true when it brought back an API key
+    /// revoked here, whose tombstone the store must be given again.
+    fn arrived(&self, feeds: &Feeds, payload: &[u8]) -> bool {
         match serde_json::from_slice::<Announcement>(payload) {
             Ok(a) => {
                 if let Some(r) = &a.revocation {
                     feeds.revocations.apply(r);
                 }
-                if let Some(change) = a.api_key {
-                    feeds.api_keys.apply(change);
-                }
+                let revived = a.api_key.is_some_and(|change| feeds.api_keys.apply(change));
                 self.metrics
                     .propagation
                     .observe((now_secs() - a.at).max(0.0));
+                revived
             }
-            Err(e) => tracing::warn!(error = %e, "ignored a malformed revocation announcement"),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignored a malformed revocation announcement");
+                false
+            }
         }
+    }
+
+    /// Re-reads every API key record, first writing back the tombstones
+    /// held here that the store lost or that an import revived since: a
+    /// key revoked anywhere stays revoked whatever the store went through.
+    async fn reread_api_keys(&self, feeds: &Feeds) -> Result<(), StoreError> {
+        let mut records = self.read_api_keys().await?;
+        let restore = feeds.api_keys.tombstones_to_restore(&records);
+        if !restore.is_empty() {
+            tracing::warn!(
+                count = restore.len(),
+                "the store had lost revoked API keys, or a key revoked here was written again; writing their tombstones back"
+            );
+            let writes: Vec<_> = restore.into_iter().map(|r| (Write::Restore, r)).collect();
+            self.check_and_write_api_keys(&writes).await?;
+            records = self.read_api_keys().await?;
+        }
+        feeds.api_keys.replace_all(records);
+        Ok(())
     }
 
     /// Follows the revocation channel for good, subscribing again (on the
@@ -144,9 +167,8 @@ impl Redis {
             Ok(count) => tracing::debug!(count, "revocation set read from the store"),
             Err(e) => return e,
         }
-        match self.read_api_keys().await {
-            Ok(records) => feeds.api_keys.replace_all(records),
-            Err(e) => return e,
+        if let Err(e) = self.reread_api_keys(feeds).await {
+            return e;
         }
         *retry = RETRY_MIN;
         self.set_reachable(true, "");
@@ -155,7 +177,11 @@ impl Redis {
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(m) => self.arrived(feeds, m.get_payload_bytes()),
+                    Some(m) => if self.arrived(feeds, m.get_payload_bytes()) {
+                        if let Err(e) = self.reread_api_keys(feeds).await {
+                            return e;
+                        }
+                    },
                     None => {
                         let e = "the subscription connection closed";
                         self.set_reachable(false, e);
