@@ -403,7 +403,7 @@ impl Admin {
                     .validator
                     .verify(&token)
                     .map_err(RevocationRefused::NotAccepted)?;
-                let jti = verified.jti().ok_or(RevocationRefused::NoJti)?;
+                let jti = verified.revocation_id().ok_or(RevocationRefused::NoJti)?;
                 Ok(Revocation::Jti {
                     jti: jti.to_string(),
                     expires_at: verified.exp,

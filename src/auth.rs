@@ -30,6 +30,11 @@ pub enum AuthError {
     Expired,
     #[error("token not yet valid")]
     NotYetValid,
+    /// `iat` later than now, beyond the leeway: no issuer's clock is that
+    /// far ahead, and a token "from the future" would outlive a
+    /// revocation of its subject.
+    #[error("token issued in the future")]
+    IssuedInFuture,
     #[error("token has no expiry")]
     MissingExpiry,
     #[error("issuer not accepted")]
@@ -74,6 +79,7 @@ impl AuthError {
             Self::BadSignature => "bad_signature",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
             Self::MissingExpiry => "missing_exp",
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",
@@ -99,7 +105,7 @@ impl AuthError {
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 21] = [
+    pub const ALL: [AuthError; 22] = [
         Self::MissingToken,
         Self::RepeatedToken,
         Self::Malformed,
@@ -108,6 +114,7 @@ impl AuthError {
         Self::BadSignature,
         Self::Expired,
         Self::NotYetValid,
+        Self::IssuedInFuture,
         Self::MissingExpiry,
         Self::WrongIssuer,
         Self::WrongAudience,

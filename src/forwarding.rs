@@ -191,7 +191,7 @@ pub fn rewrite<'p>(
         for header in policy.identity_headers(verified) {
             identity.push(header?);
         }
-        if !policy.forward_token {
+        if !policy.forwards(verified) {
             remove_token(headers, &policy.token_from);
         }
         if let Some(uri) = remove_query_tokens(&parts.uri, &policy.token_from) {

@@ -64,6 +64,8 @@ struct Inner {
     /// Random per process: the cache's keys tell nothing of the tokens.
     keys: (u64, u64),
     series: IntrospectionSeries,
+    /// The reasons an active answer was refused that were logged already.
+    refusals_told: std::sync::Mutex<std::collections::HashSet<&'static str>>,
 }
 
 type Flight = Shared<BoxFuture<'static, Answer>>;
@@ -137,6 +139,7 @@ impl Introspector {
             calls: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
             keys: (rng.next_u64(), rng.next_u64()),
             series,
+            refusals_told: Default::default(),
         }))))
     }
 
@@ -226,7 +229,8 @@ impl Inner {
         self.series
             .duration
             .observe(started.elapsed().as_secs_f64());
-        let result = result.and_then(|(body, iss)| answer::read(&body, token, &iss));
+        let typed = self.config.require_token_type;
+        let result = result.and_then(|(body, iss)| answer::read(&body, token, &iss, typed));
         match result {
             Ok(Read::Active { claims, exp }) => {
                 let ttl = self.config.cache_ttl.as_secs() as i64;
@@ -256,7 +260,20 @@ impl Inner {
 
     fn inactive(&self, now: i64, why: &'static str) -> Answer {
         self.series.inactive.inc();
-        tracing::debug!(issuer = %self.name, why, "introspection: token not admitted");
+        // An active answer refused says how the provider and portero
+        // disagree: said once per reason, the rest at debug.
+        let first = why != "inactive"
+            && self
+                .refusals_told
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(why);
+        match first {
+            true => {
+                tracing::warn!(issuer = %self.name, why, "introspection: an active answer was not taken (said once per reason)")
+            }
+            false => tracing::debug!(issuer = %self.name, why, "introspection: token not admitted"),
+        }
         Answer::Inactive {
             until: now + self.config.negative_ttl.as_secs() as i64,
         }

@@ -481,11 +481,12 @@ async fn keys_are_imported_as_keys_or_their_sha256() {
         &gw,
         "keys.jsonl",
         &format!(
-            "{}\n{}\n{}\n{}\n",
+            "{}\n{}\n{}\n{}\n{}\n",
             json!({"consumer": "acme", "key": plain, "roles": ["reader"]}),
             json!({"consumer": "globex", "key_sha256": sha, "roles": ["reader"], "claims": {"tier": "silver"}}),
             json!({"consumer": "short", "key": "abc"}),
             json!({"consumer": "twice", "key": plain}),
+            json!({"consumer": "later", "key": "a-key-made-in-2099-xyz", "created": "2099-01-01T00:00:00Z"}),
         ),
     );
     let (ok, _, stderr) = gw.command(&["import", "--issuer", "partners", &file]);
@@ -496,6 +497,10 @@ async fn keys_are_imported_as_keys_or_their_sha256() {
     );
     assert!(
         stderr.contains("line 4: the same key is on line 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 5: created: is in the future"),
         "{stderr}"
     );
     let (ok, stdout, stderr) = gw.command(&["import", "--issuer", "partners", "--partial", &file]);
@@ -731,4 +736,40 @@ async fn poll_key(gw: &Gateway, key: &str, status: StatusCode) {
         assert!(start.elapsed() < Duration::from_secs(2), "{}", gw.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A key is a long-lived secret the upstream has no use for: it is
+/// stripped before forwarding unless the route sets `forward_token = true`,
+/// while a token on the same route goes on as before.
+#[tokio::test]
+async fn a_key_stays_at_the_gateway_unless_the_route_forwards_it() {
+    let app = Upstream::start("app").await;
+    let gw = Gateway::start(&config(app.addr, "")).await;
+    let (_, key) = make(&gw, acme()).await;
+    let (status, echo) = with_key(&gw, "/partner", &key).await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    assert!(echo["headers"].get("x-api-key").is_none(), "{echo}");
+    // On a route of keys and tokens: the key (as a bearer) is stripped,
+    // a token is forwarded.
+    let mixed = |credential: &str| {
+        reqwest::Client::new()
+            .get(gw.url("/mixed"))
+            .bearer_auth(credential)
+            .send()
+    };
+    let echo: Value = mixed(&key).await.unwrap().json().await.unwrap();
+    assert!(echo["headers"].get("authorization").is_none(), "{echo}");
+    let token = Signer::Hs.sign(&claims("alice"));
+    let echo: Value = mixed(&token).await.unwrap().json().await.unwrap();
+    assert_eq!(echo["headers"]["authorization"], format!("Bearer {token}"));
+
+    let forwarding = config(app.addr, "").replace(
+        "name = \"partner\"",
+        "name = \"partner\"\nforward_token = true",
+    );
+    let gw = Gateway::start(&forwarding).await;
+    let (_, key) = make(&gw, acme()).await;
+    let (status, echo) = with_key(&gw, "/partner", &key).await;
+    assert_eq!(status, StatusCode::OK, "{echo}");
+    assert_eq!(echo["headers"]["x-api-key"], key.as_str());
 }

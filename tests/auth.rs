@@ -467,3 +467,56 @@ async fn the_access_log_can_be_turned_off() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(!gw.log().contains("portero::access"), "{}", gw.log());
 }
+
+/// `sub` is a string or absent (RFC 7519 StringOrURI): a number or a list
+/// would reach the upstream as a subject no revocation by subject names.
+/// An `iat` beyond the leeway is refused: a token "from the future" would
+/// outlive a revocation of its subject.
+#[tokio::test]
+async fn a_subject_that_is_not_a_string_or_a_future_iat_is_refused() {
+    let (gw, _up) = start().await;
+    for sub in [json!(12345), json!(["victim"]), json!({"id": "victim"})] {
+        let mut c = claims("alice");
+        c["sub"] = sub;
+        assert_rejected(&gw, &Signer::Hs.sign(&c), "malformed").await;
+    }
+    let mut c = claims("alice");
+    c["iat"] = json!(4_070_908_800_i64); // 2099
+    assert_rejected(&gw, &Signer::Hs.sign(&c), "issued_in_future").await;
+    // Within the leeway (30 s), a clock a little ahead is tolerated.
+    let mut c = claims("alice");
+    c["iat"] = json!(now() + 10);
+    let r = get(&gw, "/orders/1", Some(&Signer::Hs.sign(&c))).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// A JWT without `jti` is revoked by the token itself, as an opaque token
+/// is: its `sha256:` digest.
+#[tokio::test]
+async fn a_token_without_jti_can_be_revoked_by_the_token() {
+    let (gw, _up) = start().await;
+    let mut c = claims("erin");
+    c.as_object_mut().unwrap().remove("jti");
+    let token = Signer::Es.sign(&c);
+    let other = {
+        let mut c = claims("erin");
+        c.as_object_mut().unwrap().remove("jti");
+        c["iat"] = json!(now() - 7);
+        Signer::Es.sign(&c)
+    };
+    assert_eq!(
+        get(&gw, "/orders/1", Some(&token)).await.status(),
+        StatusCode::OK
+    );
+    let r = gw.revoke(json!({ "token": token })).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    let jti = body["revoked"][0]["jti"].as_str().unwrap().to_string();
+    assert!(jti.starts_with("sha256:"), "{body}");
+    assert_rejected(&gw, &token, "revoked").await;
+    // The subject's other tokens are not touched.
+    assert_eq!(
+        get(&gw, "/orders/1", Some(&other)).await.status(),
+        StatusCode::OK
+    );
+}

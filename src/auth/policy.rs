@@ -34,6 +34,17 @@ impl Policy {
         }
         found.ok_or(AuthError::MissingToken)
     }
+
+    /// Whether the credential that admitted the request goes upstream:
+    /// a token unless `forward_token = false`, an API key only when
+    /// `forward_token = true` was set.
+    pub fn forwards(&self, verified: &Verified) -> bool {
+        let key_bit = 1u64.checked_shl(verified.issuer as u32).unwrap_or(0);
+        match self.api_key_mask & key_bit != 0 {
+            true => self.forward_api_key,
+            false => self.forward_token,
+        }
+    }
 }
 
 impl TokenSource {

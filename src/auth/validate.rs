@@ -31,6 +31,9 @@ pub struct Verified {
     pub nbf: Option<i64>,
     pub iat: Option<i64>,
     pub claims: Claims,
+    /// `sha256:` and the hex digest of a JWT without `jti`: the id it is
+    /// revoked by, as an opaque token is.
+    digest: Option<Box<str>>,
 }
 
 impl Verified {
@@ -47,17 +50,38 @@ impl Verified {
         self.claims.str("jti")
     }
 
+    /// What a jti revocation of it names: its `jti`, else its digest.
+    pub fn revocation_id(&self) -> Option<&str> {
+        self.jti().or(self.digest.as_deref())
+    }
+
     /// Claims portero vouches for itself (an API key's record) as those
     /// of issuer `issuer`, for `credential` (kept, to confirm a cache hit
     /// and to look the key up again; empty to keep nothing).
     pub fn vouched(issuer: usize, claims: Claims, credential: &str) -> Result<Verified, AuthError> {
+        Verified::of_claims(issuer, claims, None, credential.into())
+    }
+
+    /// Its times read, and its `sub` checked: a string (RFC 7519
+    /// StringOrURI), or absent. A number or a list would reach the
+    /// upstream as a subject no revocation by subject names.
+    fn of_claims(
+        issuer: usize,
+        claims: Claims,
+        digest: Option<Box<str>>,
+        token: Box<str>,
+    ) -> Result<Verified, AuthError> {
+        if claims.get("sub").is_some_and(|sub| sub.as_str().is_none()) {
+            return Err(AuthError::Malformed);
+        }
         Ok(Verified {
-            token: credential.into(),
+            token,
             issuer,
             exp: numeric_date(&claims, "exp")?,
             nbf: numeric_date(&claims, "nbf")?,
             iat: numeric_date(&claims, "iat")?,
             claims,
+            digest,
         })
     }
 
@@ -176,7 +200,8 @@ impl Validator {
     pub fn is_revoked(&self, t: &Verified) -> bool {
         let keys = self.keys.load();
         let iss = keys.issuers.get(t.issuer).map_or(t.iss(), |i| &i.iss);
-        self.revocations.is_revoked(iss, t.sub(), t.jti(), t.iat)
+        self.revocations
+            .is_revoked(iss, t.sub(), t.revocation_id(), t.iat)
     }
 
     /// The Unix time from which `validate` refuses `t` as expired (`exp`
@@ -215,11 +240,13 @@ impl Validator {
         self.check_not_before(t, now)
     }
 
-    /// `nbf` alone (with the leeway): for a credential whose lifetime is
-    /// bounded elsewhere (an introspection answer without `exp`).
+    /// `nbf` and `iat` alone (with the leeway): for a credential whose
+    /// lifetime is bounded elsewhere (an introspection answer without `exp`).
     pub fn check_not_before(&self, t: &Verified, now: i64) -> Result<(), AuthError> {
-        match t.nbf {
-            Some(nbf) if now.saturating_add(self.leeway) < nbf => Err(AuthError::NotYetValid),
+        let latest = now.saturating_add(self.leeway);
+        match (t.nbf, t.iat) {
+            (Some(nbf), _) if latest < nbf => Err(AuthError::NotYetValid),
+            (_, Some(iat)) if latest < iat => Err(AuthError::IssuedInFuture),
             _ => Ok(()),
         }
     }
@@ -269,15 +296,26 @@ impl Validator {
         {
             return Err(AuthError::WrongIssuer);
         }
-        Ok(Verified {
-            token: Box::default(),
-            issuer: key.issuer,
-            exp: numeric_date(&claims, "exp")?,
-            nbf: numeric_date(&claims, "nbf")?,
-            iat: numeric_date(&claims, "iat")?,
-            claims,
-        })
+        let digest = match claims.str("jti") {
+            Some(_) => None,
+            None => Some(token_digest(token).into()),
+        };
+        Verified::of_claims(key.issuer, claims, digest, Box::default())
     }
+}
+
+/// `sha256:` and the hex SHA-256 of `token`: the jti a token without one
+/// (a JWT, an opaque token) is revoked by.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
 }
 
 /// The `iss` a token claims, before anything about it is verified.

@@ -303,6 +303,7 @@ pub(super) struct FileIssuer {
     pub(super) introspection_cache_size: Option<Spanned<u64>>,
     pub(super) introspection_timeout: Option<Spanned<DurationText>>,
     pub(super) introspection_on_failure: Option<Spanned<String>>,
+    pub(super) introspection_require_token_type: Option<Spanned<bool>>,
     // An external issuer: keys from a JWKS.
     pub(super) discovery_url: Option<Spanned<String>>,
     pub(super) jwks_url: Option<Spanned<String>>,
@@ -452,8 +453,7 @@ pub(super) struct FileRoute {
     pub(super) headers: BTreeMap<String, Spanned<String>>,
     /// A rule in CEL over `claims` and `request` (`crate::rule`).
     pub(super) rule: Option<Spanned<String>>,
-    #[serde(default = "yes")]
-    pub(super) forward_token: bool,
+    pub(super) forward_token: Option<bool>,
     pub(super) cors: Option<Spanned<String>>,
     pub(super) upgrades: Option<Vec<Spanned<String>>>,
     #[serde(default)]

@@ -202,6 +202,10 @@ fn record(row: Row, issuer: &str, pepper: &Pepper, now: i64) -> Result<Record, S
         .as_deref()
         .map(|t| instant(t, "created"))
         .transpose()?;
+    // A key "made in the future" would outlive a revocation of its consumer.
+    if created.is_some_and(|c| c > now) {
+        return Err("created: is in the future".into());
+    }
     let id = match row.id {
         Some(id)
             if id.is_empty()

@@ -2,9 +2,9 @@
 //! active access token with its claims, or not a token to admit. Pure.
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::auth::claims::Claims;
+use crate::auth::validate::token_digest;
 
 /// An answer read: the claims of an active access token, or why not.
 #[derive(Debug, PartialEq)]
@@ -22,7 +22,7 @@ pub enum Read {
 
 /// Reads `body`, the provider's `200` answer about `token`. `iss`: the
 /// issuer's `iss` (empty: not known, so not checked).
-pub fn read(body: &[u8], token: &str, iss: &str) -> Result<Read, String> {
+pub fn read(body: &[u8], token: &str, iss: &str, typed: bool) -> Result<Read, String> {
     if iss.is_empty() {
         return Err("no issuer to hold the answer to".into());
     }
@@ -41,8 +41,20 @@ pub fn read(body: &[u8], token: &str, iss: &str) -> Result<Read, String> {
         Some(Value::Bool(false)) => return Ok(Read::Refused("inactive")),
         _ => return Err("the answer has no boolean `active`".into()),
     }
-    if !names_an_access_token(&answer) {
-        return Ok(Read::Refused("not an access token"));
+    match token_type(&answer) {
+        Type::Access => {}
+        Type::Untyped if !typed => {}
+        Type::Untyped => {
+            return Ok(Read::Refused(
+                "no token type (token_type, token_use or typ)",
+            ))
+        }
+        Type::Other => return Ok(Read::Refused("not an access token")),
+    }
+    // RFC 7519's StringOrURI: a number or a list would reach the upstream
+    // as a subject no revocation by subject names.
+    if answer.get("sub").is_some_and(|sub| !sub.is_string()) {
+        return Ok(Read::Refused("`sub` is not a string"));
     }
     // A sender-constrained token (DPoP, mTLS) is bound to a key portero
     // does not check: taking it would let a stolen copy through.
@@ -67,9 +79,7 @@ pub fn read(body: &[u8], token: &str, iss: &str) -> Result<Read, String> {
         Some(_) => return Err("`exp` is not a number".into()),
     };
     if !answer.contains_key("jti") {
-        let digest = Sha256::digest(token.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        answer.insert("jti".into(), format!("sha256:{hex}").into());
+        answer.insert("jti".into(), token_digest(token).into());
     }
     Ok(Read::Active {
         claims: Value::Object(answer).to_string().into_bytes(),
@@ -77,25 +87,34 @@ pub fn read(body: &[u8], token: &str, iss: &str) -> Result<Read, String> {
     })
 }
 
-/// Whether the answer says it is about an access token, and nothing else:
-/// `token_type` `Bearer` or `access_token` (RFC 7662), `token_use`
-/// `access_token` (Hydra), `typ` `Bearer` or `at+jwt` (Keycloak); any of
-/// them naming something else (a refresh token, an ID token) refuses it.
-/// A refresh token a provider would also call active must not open an API.
-fn names_an_access_token(answer: &Map<String, Value>) -> bool {
+/// What an answer says its token is.
+enum Type {
+    Access,
+    /// No member names a type (RFC 7662 §2.2's own example).
+    Untyped,
+    /// Something else: a refresh token, an ID token.
+    Other,
+}
+
+/// What the answer says it is about: `token_type` `Bearer` or
+/// `access_token` (RFC 7662), `token_use` `access_token` (Hydra), `typ`
+/// `Bearer` or `at+jwt` (Keycloak) name an access token; any of them
+/// naming something else refuses it. A refresh token a provider would
+/// also call active must not open an API.
+fn token_type(answer: &Map<String, Value>) -> Type {
     let indicators = [
         ("token_type", &["bearer", "access_token"][..]),
         ("token_use", &["access_token"][..]),
         ("typ", &["bearer", "at+jwt"][..]),
     ];
-    let mut named = false;
+    let mut named = Type::Untyped;
     for (member, access) in indicators {
         match answer.get(member) {
             None => {}
             Some(Value::String(v)) if access.iter().any(|a| v.eq_ignore_ascii_case(a)) => {
-                named = true
+                named = Type::Access
             }
-            Some(_) => return false,
+            Some(_) => return Type::Other,
         }
     }
     named
@@ -116,7 +135,7 @@ mod tests {
     #[test]
     fn an_active_access_token_keeps_its_claims() {
         let body = json!({"active": true, "token_type": "Bearer", "sub": "ann", "scope": "a b", "exp": 1900000000, "iss": "https://idp"});
-        let read = read(body.to_string().as_bytes(), "tok", "https://idp").unwrap();
+        let read = read(body.to_string().as_bytes(), "tok", "https://idp", true).unwrap();
         let Read::Active { exp, .. } = &read else {
             panic!()
         };
@@ -130,11 +149,19 @@ mod tests {
     #[test]
     fn what_is_not_an_active_access_token_is_refused() {
         let refused =
-            |body: Value| read(body.to_string().as_bytes(), "tok", "https://idp").unwrap();
+            |body: Value| read(body.to_string().as_bytes(), "tok", "https://idp", true).unwrap();
         assert_eq!(refused(json!({"active": false})), Read::Refused("inactive"));
         assert_eq!(
             refused(json!({"active": true})),
-            Read::Refused("not an access token")
+            Read::Refused("no token type (token_type, token_use or typ)")
+        );
+        assert_eq!(
+            refused(json!({"active": true, "token_type": "Bearer", "sub": 12345})),
+            Read::Refused("`sub` is not a string")
+        );
+        assert_eq!(
+            refused(json!({"active": true, "token_type": "Bearer", "sub": ["victim"]})),
+            Read::Refused("`sub` is not a string")
         );
         assert_eq!(
             refused(json!({"active": true, "token_type": "refresh_token"})),
@@ -157,7 +184,7 @@ mod tests {
     #[test]
     fn an_answer_about_anything_but_an_access_token_is_refused() {
         let refused =
-            |body: Value| read(body.to_string().as_bytes(), "tok", "https://idp").unwrap();
+            |body: Value| read(body.to_string().as_bytes(), "tok", "https://idp", true).unwrap();
         for body in [
             json!({"active": true, "token_type": "Bearer", "typ": "ID"}),
             json!({"active": true, "typ": "Refresh"}),
@@ -176,11 +203,27 @@ mod tests {
     }
 
     #[test]
+    fn an_untyped_answer_is_taken_only_when_the_issuer_allows_it() {
+        // RFC 7662 §2.2's own example names no type.
+        let example = json!({"active": true, "client_id": "l238j323ds-23ij4", "username": "jdoe", "scope": "read write dolphin", "sub": "Z5O3upPC88QrAjx00dis", "aud": "https://protected.example.net/resource", "iss": "https://idp", "exp": 1419356238, "iat": 1419350238});
+        let body = example.to_string();
+        assert!(matches!(
+            read(body.as_bytes(), "tok", "https://idp", false).unwrap(),
+            Read::Active { .. }
+        ));
+        let refresh = json!({"active": true, "token_type": "refresh_token"}).to_string();
+        assert_eq!(
+            read(refresh.as_bytes(), "tok", "https://idp", false).unwrap(),
+            Read::Refused("not an access token")
+        );
+    }
+
+    #[test]
     fn a_member_named_twice_or_no_issuer_to_hold_to_is_an_error() {
         let twice = br#"{"active": false, "active": true, "token_type": "Bearer"}"#;
-        assert!(read(twice, "tok", "https://idp").is_err());
+        assert!(read(twice, "tok", "https://idp", true).is_err());
         let body = json!({"active": true, "token_type": "Bearer"}).to_string();
-        assert!(read(body.as_bytes(), "tok", "").is_err());
+        assert!(read(body.as_bytes(), "tok", "", true).is_err());
     }
 
     #[test]
@@ -192,7 +235,7 @@ mod tests {
             br#"{"active": true, "token_type": "Bearer", "exp": "soon"}"#,
         ] {
             assert!(
-                read(body, "tok", "https://idp").is_err(),
+                read(body, "tok", "https://idp", true).is_err(),
                 "{}",
                 String::from_utf8_lossy(body)
             );
@@ -202,7 +245,7 @@ mod tests {
     #[test]
     fn the_issuer_is_filled_in_and_a_provider_jti_kept() {
         let body = json!({"active": true, "typ": "Bearer", "jti": "j-1"});
-        let c = claims(read(body.to_string().as_bytes(), "tok", "https://idp").unwrap());
+        let c = claims(read(body.to_string().as_bytes(), "tok", "https://idp", true).unwrap());
         assert_eq!(
             (c["iss"].as_str(), c["jti"].as_str()),
             (Some("https://idp"), Some("j-1"))

@@ -100,6 +100,10 @@ impl Checker<'_> {
             cache_size,
             timeout: duration(&i.introspection_timeout, "introspection_timeout", 2),
             on_failure,
+            require_token_type: i
+                .introspection_require_token_type
+                .as_ref()
+                .is_none_or(|v| *v.get_ref()),
             ca_file: i.ca_file.as_ref().map(|f| self.resolve(f.get_ref())),
         };
         if introspection.timeout.is_zero() {
@@ -133,6 +137,12 @@ impl Checker<'_> {
             (
                 i.introspection_auth.as_ref().map(Spanned::span),
                 "introspection_auth",
+            ),
+            (
+                i.introspection_require_token_type
+                    .as_ref()
+                    .map(Spanned::span),
+                "introspection_require_token_type",
             ),
             (
                 i.introspection_cache_ttl.as_ref().map(Spanned::span),

@@ -174,7 +174,8 @@ impl Checker<'_> {
                     .ok()
                     .map(Arc::new)
             }),
-            forward_token: r.forward_token,
+            forward_token: r.forward_token.unwrap_or(true),
+            forward_api_key: r.forward_token == Some(true),
         }
     }
 

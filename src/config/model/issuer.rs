@@ -65,6 +65,10 @@ pub struct Introspection {
     pub cache_size: usize,
     pub timeout: Duration,
     pub on_failure: IntrospectionFailure,
+    /// An active answer must say it is about an access token
+    /// (`token_type`, `token_use` or `typ`); off: an answer naming no type
+    /// is taken (one naming another type never is).
+    pub require_token_type: bool,
     /// Roots for HTTPS to the provider; `None`: the system's.
     pub ca_file: Option<PathBuf>,
 }

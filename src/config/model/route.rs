@@ -194,7 +194,11 @@ pub struct Policy {
     pub headers: Vec<(HeaderName, ClaimPath)>,
     /// A rule the token and request must meet as well (`crate::rule`).
     pub rule: Option<Arc<Rule>>,
+    /// A token that admitted the request reaches the upstream (default).
     pub forward_token: bool,
+    /// An API key that admitted it does too: only when `forward_token =
+    /// true` is set. A key is a long-lived secret the upstream has no use for.
+    pub forward_api_key: bool,
 }
 
 impl Policy {
@@ -215,6 +219,7 @@ impl Policy {
             headers: Vec::new(),
             rule: None,
             forward_token: true,
+            forward_api_key: false,
         }
     }
 }
