@@ -187,9 +187,12 @@ impl Admin {
         }
     }
 
-    /// Ready when the listeners are up, every upstream has a healthy server
-    /// and every external issuer has keys (or has had its time to get them);
-    /// degraded while the store or a user store cannot be reached.
+    /// Ready when the listeners are up, the store is reachable (or
+    /// fail-static), every external issuer has keys (or has had its time
+    /// to get them) and every upstream that `gates_readiness` has a
+    /// healthy server; degraded while the store, a user store or another
+    /// upstream is down. An upstream's health is its routes' business:
+    /// one dead upstream must not take every instance out at once.
     fn readyz(&self) -> Reply {
         let started = self.started.load(Ordering::Acquire);
         let live = self.shared.live.load();
@@ -198,6 +201,11 @@ impl Admin {
             .iter()
             .map(|g| (g.config.name.clone(), json!(g.healthy_count())))
             .collect();
+        let gates_healthy = live
+            .upstreams
+            .iter()
+            .filter(|g| g.config.gates_readiness)
+            .all(|g| g.healthy_count() > 0);
         let all_healthy = live.upstreams.iter().all(|g| g.healthy_count() > 0);
         let (keys_ready, keys_held) = self.shared.external.readiness();
         let keys_held: serde_json::Map<String, serde_json::Value> = keys_held
@@ -208,7 +216,7 @@ impl Admin {
         // Fail-static keeps serving through a store outage: taking every
         // instance out of the load balancer would turn it into a full outage.
         let serving = store_reachable || live.settings.on_outage == OutagePolicy::FailStatic;
-        let ready = started && all_healthy && serving && keys_ready;
+        let ready = started && gates_healthy && serving && keys_ready;
         let status = if ready {
             StatusCode::OK
         } else {
@@ -222,7 +230,7 @@ impl Admin {
             .map(|(name, up)| (name, json!(if up { "reachable" } else { "unreachable" })))
             .collect();
         let users_reachable = user_stores.values().all(|v| v == "reachable");
-        let state = match (ready, store_reachable && users_reachable) {
+        let state = match (ready, store_reachable && users_reachable && all_healthy) {
             (false, _) => "not_ready",
             (true, false) => "degraded",
             (true, true) => "ready",

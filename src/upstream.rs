@@ -408,6 +408,7 @@ mod tests {
             host: None,
             tls: None,
             protocol: crate::config::UpstreamProtocol::Http1,
+            gates_readiness: false,
         }
     }
 

@@ -659,3 +659,37 @@ async fn request_trailers_never_reach_an_http2_upstream() {
         assert_eq!(seen["trailers"], serde_json::json!([]), "{text}");
     }
 }
+
+/// Readiness is the gateway's own: one upstream with no healthy server
+/// leaves the instance ready (degraded, named in the body) and its other
+/// routes served, unless that upstream `gates_readiness`.
+#[tokio::test]
+async fn a_dead_upstream_degrades_readiness_only_where_it_gates_it() {
+    let alive = Upstream::start("alive").await;
+    let doomed = Upstream::start("doomed").await;
+    let tables = |gate: &str| {
+        let check = format!("health_check_interval = \"100ms\"\n{gate}");
+        format!(
+            "{}{}[[routes]]\npath = \"/\"\nupstream = \"api\"\npublic = true\n\n[[routes]]\npath = \"/doomed\"\nupstream = \"doomed\"\npublic = true\n",
+            upstream("api", &[alive.addr], ""),
+            upstream("doomed", &[doomed.addr], &check),
+        )
+    };
+    let plain = Gateway::start(&tables("")).await;
+    let gated = Gateway::start(&tables("gates_readiness = true")).await;
+    doomed.kill();
+    let (code, state) = plain.wait_readiness("degraded").await;
+    assert_eq!((code, state.as_str()), (200, "degraded"));
+    let body: Value = reqwest::get(plain.admin_url("/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["ready"], true, "{body}");
+    assert_eq!(body["healthy_servers"]["doomed"], 0, "{body}");
+    let r = reqwest::get(plain.url("/x")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (code, state) = gated.wait_readiness("not_ready").await;
+    assert_eq!((code, state.as_str()), (503, "not_ready"));
+}

@@ -237,6 +237,9 @@ pub(super) struct FileUpstream {
     pub(super) client_cert_file: Option<Spanned<String>>,
     pub(super) client_key_file: Option<Spanned<String>>,
     pub(super) protocol: Option<Spanned<String>>,
+    /// `/readyz` is not ready while this upstream has no healthy server.
+    #[serde(default)]
+    pub(super) gates_readiness: bool,
 }
 
 #[derive(Deserialize)]

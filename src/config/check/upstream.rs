@@ -86,6 +86,7 @@ impl Checker<'_> {
             host: u.host.clone(),
             tls: self.upstream_tls(name, u),
             protocol: self.protocol(name, u),
+            gates_readiness: u.gates_readiness,
         }
     }
 

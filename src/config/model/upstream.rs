@@ -28,6 +28,10 @@ pub struct Upstream {
     /// `Some`: the servers speak TLS, their certificates always verified.
     pub tls: Option<UpstreamTls>,
     pub protocol: UpstreamProtocol,
+    /// `/readyz` answers not ready while it has no healthy server. Off by
+    /// default: one dead upstream must not take every instance, and every
+    /// healthy route, out of a load balancer at once.
+    pub gates_readiness: bool,
 }
 
 /// What the servers speak (over TLS when `tls` is set).
