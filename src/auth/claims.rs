@@ -352,6 +352,34 @@ mod tests {
     }
 
     #[test]
+    fn a_double_is_read_as_written() {
+        // One unit in the last place off without exact parsing.
+        let c = parse(r#"{"x":0.9509489954070259,"n":{"y":[0.9509489954070259]}}"#);
+        let exact = |claim: Option<Claim<'_>>| match claim {
+            Some(Claim::Number(n)) => n.as_f64(),
+            Some(Claim::Json(v)) => v["y"][0].as_f64(),
+            _ => None,
+        };
+        assert_eq!(exact(c.get("x")), Some(0.9509489954070259));
+        assert_eq!(exact(c.get("n")), Some(0.9509489954070259));
+        let c = parse(r#"{"x":9.066630378804177e239}"#);
+        assert_eq!(exact(c.get("x")), Some(9.066630378804177e239));
+    }
+
+    proptest::proptest! {
+        /// Every double, written as its shortest round-trip spelling (the
+        /// one JSON writers use), is read back as exactly that double.
+        #[test]
+        fn every_double_round_trips(bits in proptest::prelude::any::<u64>()) {
+            let written = f64::from_bits(bits);
+            proptest::prop_assume!(written.is_finite());
+            let c = parse(&format!(r#"{{"x":{written:?}}}"#));
+            let Some(Claim::Number(n)) = c.get("x") else { panic!("{written:?}") };
+            proptest::prop_assert_eq!(n.as_f64().map(f64::to_bits), Some(bits), "{:?}", written);
+        }
+    }
+
+    #[test]
     fn a_claim_named_twice_is_refused_even_when_spelt_differently() {
         assert!(Claims::parse(br#"{"sub":"a","sub":"b"}"#.into()).is_err());
         assert!(Claims::parse(br#"{"sub":"a","s\u0075b":"b"}"#.into()).is_err());

@@ -235,6 +235,16 @@ fn numbers_compare_exactly_whatever_their_spelling() {
 }
 
 #[test]
+fn a_double_in_a_token_is_the_double_it_spells() {
+    let token = claims(r#"{"x":0.9509489954070259,"y":9.066630378804177e239}"#);
+    let req = request("GET", "/", &[]);
+    let holds = |rule: &str| admitted(&Rule::compile(rule).unwrap(), &token, &req);
+    assert!(holds("claims.x == 0.9509489954070259"));
+    assert!(!holds("claims.x != 0.9509489954070259"));
+    assert!(holds("claims.y == 9.066630378804177e239"));
+}
+
+#[test]
 fn rules_that_cannot_mean_anything_are_refused_at_load() {
     for (rule, why) in [
         ("", "empty"),
