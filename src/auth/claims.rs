@@ -84,11 +84,23 @@ impl Claims {
     #[inline(always)]
     pub fn get(&self, name: &str) -> Option<Claim<'_>> {
         let (_, value) = self.entries.iter().find(|(n, _)| self.is(n, name))?;
-        Some(match value {
+        Some(self.claim(value))
+    }
+
+    /// Every claim with its name, in token order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Claim<'_>)> {
+        self.entries
+            .iter()
+            .map(|(name, value)| (self.text(name), self.claim(value)))
+    }
+
+    #[inline(always)]
+    fn claim<'a>(&'a self, value: &'a Stored) -> Claim<'a> {
+        match value {
             Stored::Text(t) => Claim::Str(self.text(t)),
             Stored::Number(n) => Claim::Number(n),
             Stored::Json(v) => Claim::Json(v),
-        })
+        }
     }
 
     /// The claim `name` when it is a string.
