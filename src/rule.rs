@@ -12,6 +12,9 @@
 //! claim missing, a value of the wrong type) refuses the request. Unlike
 //! full CEL, an error is never absorbed by a later `||` or `&&` clause:
 //! clauses run left to right, and the first error ends the rule as false.
+//! Elsewhere the answers are CEL's (`has()` over a missing map is an
+//! error, a list literal is evaluated whole, a non-string key is in no
+//! map), held to another implementation's by `tests::rules_agree_with_standard_cel`.
 
 mod check;
 mod eval;
@@ -25,9 +28,12 @@ use crate::auth::claim_path::ClaimPath;
 use crate::auth::claims::Claims;
 
 /// The longest rule read, in bytes, and the deepest nesting (each
-/// operator, call, index or field is a level, so a chain of 64 `&&` is
-/// as deep as 64 parentheses): a rule is a line or two, and reading,
-/// checking and evaluating it recurse once per level.
+/// parenthesis, list or map literal, operator, call, index or field is a
+/// level, so a chain of 64 `&&` is as deep as 64 parentheses): a rule is
+/// a line or two, and reading, checking and evaluating it recurse once
+/// per level. The deepest rules of each shape are read and run on a
+/// 2 MiB thread stack, a Tokio worker's, by a test (64 parentheses, the
+/// deepest reading, take about 768 KiB in a debug build).
 pub const MAX_LENGTH: usize = 4096;
 pub const MAX_DEPTH: usize = 64;
 
@@ -59,6 +65,8 @@ enum Expr {
     Const(Value),
     /// `claims.a.b`, `claims["a"].b`: the claim at a path.
     Claim(ClaimPath),
+    /// `claims` itself: the map of every claim.
+    Claims,
     /// `request.method`, `request.path`, `request.host`.
     Request(Field),
     /// `request.headers` while parsing: read only by a literal name, as
@@ -77,9 +85,8 @@ enum Expr {
     Compare(Op, Box<Expr>, Box<Expr>),
     /// `a in b`: an item of a list, or a key of a map.
     In(Box<Expr>, Box<Expr>),
-    /// `has(claims.a.b)`: whether the path leads to a value.
-    Has(ClaimPath),
-    /// `has(x.f)` for a map `x` that is not a claim path.
+    /// `has(x.f)`: whether the map `x` holds the key `f` (`has(claims.a.b)`
+    /// asks `claims.a` for `b`).
     HasField(Box<Expr>, String),
     Size(Box<Expr>),
     Call(Method, Box<Expr>, Box<Expr>),
@@ -187,10 +194,10 @@ impl Expr {
             Expr::Request(f) => *f == field,
             Expr::Const(_)
             | Expr::Claim(_)
+            | Expr::Claims
             | Expr::Headers
             | Expr::Header(_)
-            | Expr::HasHeader(_)
-            | Expr::Has(_) => false,
+            | Expr::HasHeader(_) => false,
             Expr::List(items) => items.iter().any(|e| e.reads(field)),
             Expr::Not(e) | Expr::Size(e) | Expr::HasField(e, _) | Expr::Field(e, _) => {
                 e.reads(field)

@@ -89,6 +89,10 @@ rule = '"ops" in claims.groups && claims.email_verified == true && request.metho
     )
 }
 
+/// The rule of the route `ruled`, as `config` writes it.
+const RULED: &str =
+    "rule = '\"ops\" in claims.groups && claims.email_verified == true && request.method != \"DELETE\"'";
+
 fn token(signer: Signer, iss: &str, extra: Value) -> String {
     let mut claims = json!({ "iss": iss, "sub": "u-1", "iat": now(), "exp": now() + 600 });
     for (k, v) in extra.as_object().unwrap() {
@@ -290,6 +294,33 @@ async fn a_rule_admits_only_when_it_is_true() {
     assert_eq!(refused, 7.0);
 }
 
+/// A rule in standard CEL's spellings passes `portero check` and runs
+/// (`.5`, `0x1F`, the smallest integer, `claims` as a map), and a double
+/// in a token is the double it spells, not a neighbour.
+#[tokio::test]
+async fn a_rule_reads_numbers_and_claims_as_cel_does() {
+    let app = Upstream::start("app").await;
+    let rule = r#"rule = 'claims.x != 0.9509489954070259 && claims.half == .5 && claims.mask == 0x1F && claims.low > -9223372036854775808 && "x" in claims && size(claims) > 4'"#;
+    let text = config(app.addr).replace(RULED, rule);
+    let (ok, out) = check(&listening(&text));
+    assert!(ok, "{out}");
+    let gw = Gateway::start(&text).await;
+    let with_x = |x: f64| {
+        let claims = json!({ "x": x, "half": 0.5, "mask": 31, "low": 0 });
+        token(Signer::Hs, "test-issuer", claims)
+    };
+    assert_eq!(
+        call(&gw, "GET", "/ruled/a", &with_x(0.95)).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = call(&gw, "GET", "/ruled/a", &with_x(0.9509489954070259)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        body["error_description"],
+        "the route's rule refused the request"
+    );
+}
+
 /// `body` as a whole configuration file, as `portero check` reads one.
 fn listening(body: &str) -> String {
     format!("[[listen]]\naddr = \"127.0.0.1:0\"\n{body}")
@@ -325,10 +356,7 @@ fn check_names_a_rule_or_path_that_does_not_parse_with_its_line() {
             "routes[3].claims.\"a..b\": \"a..b\": an empty name",
         ),
     ] {
-        let text = listening(&config(app)).replace(
-            "rule = '\"ops\" in claims.groups && claims.email_verified == true && request.method != \"DELETE\"'",
-            broken,
-        );
+        let text = listening(&config(app)).replace(RULED, broken);
         let line = text.lines().position(|l| l.starts_with(line_of)).unwrap() + 1;
         let (ok, out) = check(&text);
         assert!(!ok, "{broken}: {out}");

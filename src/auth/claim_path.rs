@@ -40,6 +40,15 @@ impl ClaimPath {
         })
     }
 
+    /// The path to the object that holds the last name (none: the claims
+    /// themselves), and that name.
+    pub fn split_last(mut self) -> (Option<ClaimPath>, String) {
+        match self.rest.pop() {
+            Some(last) => (Some(self), last),
+            None => (None, self.first),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<ClaimPath, String> {
         let mut segments = Vec::new();
         let mut chars = text.chars().peekable();

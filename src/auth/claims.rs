@@ -84,11 +84,23 @@ impl Claims {
     #[inline(always)]
     pub fn get(&self, name: &str) -> Option<Claim<'_>> {
         let (_, value) = self.entries.iter().find(|(n, _)| self.is(n, name))?;
-        Some(match value {
+        Some(self.claim(value))
+    }
+
+    /// Every claim with its name, in token order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Claim<'_>)> {
+        self.entries
+            .iter()
+            .map(|(name, value)| (self.text(name), self.claim(value)))
+    }
+
+    #[inline(always)]
+    fn claim<'a>(&'a self, value: &'a Stored) -> Claim<'a> {
+        match value {
             Stored::Text(t) => Claim::Str(self.text(t)),
             Stored::Number(n) => Claim::Number(n),
             Stored::Json(v) => Claim::Json(v),
-        })
+        }
     }
 
     /// The claim `name` when it is a string.
@@ -348,6 +360,34 @@ mod tests {
                 Claim::Json(v) => v.clone(),
             };
             assert_eq!(&got, value, "claim {name:?}");
+        }
+    }
+
+    #[test]
+    fn a_double_is_read_as_written() {
+        // One unit in the last place off without exact parsing.
+        let c = parse(r#"{"x":0.9509489954070259,"n":{"y":[0.9509489954070259]}}"#);
+        let exact = |claim: Option<Claim<'_>>| match claim {
+            Some(Claim::Number(n)) => n.as_f64(),
+            Some(Claim::Json(v)) => v["y"][0].as_f64(),
+            _ => None,
+        };
+        assert_eq!(exact(c.get("x")), Some(0.9509489954070259));
+        assert_eq!(exact(c.get("n")), Some(0.9509489954070259));
+        let c = parse(r#"{"x":9.066630378804177e239}"#);
+        assert_eq!(exact(c.get("x")), Some(9.066630378804177e239));
+    }
+
+    proptest::proptest! {
+        /// Every double, written as its shortest round-trip spelling (the
+        /// one JSON writers use), is read back as exactly that double.
+        #[test]
+        fn every_double_round_trips(bits in proptest::prelude::any::<u64>()) {
+            let written = f64::from_bits(bits);
+            proptest::prop_assume!(written.is_finite());
+            let c = parse(&format!(r#"{{"x":{written:?}}}"#));
+            let Some(Claim::Number(n)) = c.get("x") else { panic!("{written:?}") };
+            proptest::prop_assert_eq!(n.as_f64().map(f64::to_bits), Some(bits), "{:?}", written);
         }
     }
 

@@ -89,6 +89,7 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
     Ok(match expr {
         Expr::Const(v) => of_value(v),
         Expr::Claim(_) => Ty::Dyn,
+        Expr::Claims => Ty::Map,
         Expr::Request(_) => Ty::Str,
         Expr::Headers => {
             return Err(
@@ -117,7 +118,8 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
         }
         Expr::Compare(op, a, b) => compare(*op, ty(a)?, ty(b)?)?,
         Expr::In(item, collection) => {
-            let collection = match &**collection {
+            let item = ty(item)?;
+            let collection_ty = match &**collection {
                 Expr::List(items) => {
                     for item in items {
                         ty(item)?;
@@ -126,14 +128,15 @@ fn ty(expr: &Expr) -> Result<Ty, String> {
                 }
                 other => ty(other)?,
             };
-            let item = ty(item)?;
-            want(collection, &[Ty::List, Ty::Map], "'in'")?;
-            if collection == Ty::Map {
+            want(collection_ty, &[Ty::List, Ty::Map], "'in'")?;
+            // As CEL's checker: a map literal with keys has string keys.
+            // `{}` and a claim's map have no key type known, and a key of
+            // another type is in neither (false, not an error).
+            if matches!(&**collection, Expr::Const(Value::Object(m)) if !m.is_empty()) {
                 want(item, &[Ty::Str], "a key before 'in'")?;
             }
             Ty::Bool
         }
-        Expr::Has(_) => Ty::Bool,
         Expr::HasField(map, _) => {
             want(ty(map)?, &[Ty::Map], "has()")?;
             Ty::Bool

@@ -29,6 +29,8 @@ pub(super) enum Val<'a> {
     Str(&'a str),
     /// A JSON list or map, from a claim or a literal.
     Json(&'a Value),
+    /// `claims`: the map of every claim.
+    Claims(&'a Claims),
 }
 
 /// Why a rule could not be evaluated: it refuses, whatever the reason.
@@ -41,6 +43,7 @@ pub(super) fn eval<'a>(expr: &'a Expr, cx: &Context<'a>) -> Result<Val<'a>> {
     Ok(match expr {
         Expr::Const(v) => of_json(v),
         Expr::Claim(path) => of_claim(path.find(cx.claims).ok_or(Error)?),
+        Expr::Claims => Val::Claims(cx.claims),
         Expr::Request(Field::Method) => Val::Str(method(cx.request)?),
         Expr::Request(Field::Path) => Val::Str(cx.request.path),
         Expr::Request(Field::Host) => Val::Str(cx.host.ok_or(Error)?),
@@ -59,22 +62,11 @@ pub(super) fn eval<'a>(expr: &'a Expr, cx: &Context<'a>) -> Result<Val<'a>> {
         Expr::In(item, collection) => {
             let item = eval(item, cx)?;
             match &**collection {
-                Expr::List(items) => {
-                    for e in items {
-                        if equal(&item, &eval(e, cx)?) {
-                            return Ok(Val::Bool(true));
-                        }
-                    }
-                    Val::Bool(false)
-                }
+                Expr::List(items) => Val::Bool(in_list(&item, items, cx)?),
                 collection => Val::Bool(contains(&eval(collection, cx)?, &item)?),
             }
         }
-        Expr::Has(path) => Val::Bool(path.find(cx.claims).is_some()),
-        Expr::HasField(map, name) => match eval(map, cx)? {
-            Val::Json(Value::Object(m)) => Val::Bool(m.contains_key(name)),
-            _ => return Err(Error),
-        },
+        Expr::HasField(map, name) => Val::Bool(field(eval(map, cx)?, name)?.is_some()),
         Expr::Size(e) => Val::Int(size(&eval(e, cx)?)?),
         Expr::Call(method, receiver, argument) => {
             let (Val::Str(s), Val::Str(arg)) = (eval(receiver, cx)?, eval(argument, cx)?) else {
@@ -87,11 +79,30 @@ pub(super) fn eval<'a>(expr: &'a Expr, cx: &Context<'a>) -> Result<Val<'a>> {
             })
         }
         Expr::Index(e, index) => index_of(eval(e, cx)?, &eval(index, cx)?)?,
-        Expr::Field(e, name) => match eval(e, cx)? {
-            Val::Json(Value::Object(m)) => of_json(m.get(name).ok_or(Error)?),
-            _ => return Err(Error),
-        },
+        Expr::Field(e, name) => field(eval(e, cx)?, name)?.ok_or(Error)?,
     })
+}
+
+/// `item in [a, b, ...]`: as CEL builds the list before looking in it,
+/// every item is evaluated (an error in any is the answer), without
+/// building it.
+fn in_list<'a>(item: &Val<'_>, items: &'a [Expr], cx: &Context<'a>) -> Result<bool> {
+    let mut found = false;
+    for e in items {
+        let value = eval(e, cx)?;
+        found = found || equal(item, &value);
+    }
+    Ok(found)
+}
+
+/// The value of key `name` in a map, if it holds one; an error for
+/// anything but a map.
+fn field<'a>(map: Val<'a>, name: &str) -> Result<Option<Val<'a>>> {
+    match map {
+        Val::Json(Value::Object(m)) => Ok(m.get(name).map(of_json)),
+        Val::Claims(claims) => Ok(claims.get(name).map(of_claim)),
+        _ => Err(Error),
+    }
 }
 
 fn truth(v: Val<'_>) -> Result<bool> {
@@ -202,6 +213,14 @@ fn equal(a: &Val<'_>, b: &Val<'_>) -> bool {
                     .zip(y)
                     .all(|(v, w)| equal(&of_json(v), &of_json(w)))
         }
+        // One token's claims: the same map.
+        (Val::Claims(_), Val::Claims(_)) => true,
+        (Val::Claims(c), Val::Json(Value::Object(m)))
+        | (Val::Json(Value::Object(m)), Val::Claims(c)) => {
+            c.iter().count() == m.len()
+                && c.iter()
+                    .all(|(k, v)| m.get(k).is_some_and(|w| equal(&of_claim(v), &of_json(w))))
+        }
         _ => false,
     }
 }
@@ -258,11 +277,17 @@ fn compare(op: Op, a: &Val<'_>, b: &Val<'_>) -> Result<bool> {
     })
 }
 
-/// `item in collection`.
+/// `item in collection`. A map's keys are strings: any other key is in
+/// none (false, as CEL's map lookup answers, not an error).
 fn contains(collection: &Val<'_>, item: &Val<'_>) -> Result<bool> {
-    match (collection, item) {
-        (Val::Json(Value::Array(list)), _) => Ok(list.iter().any(|v| equal(&of_json(v), item))),
-        (Val::Json(Value::Object(map)), Val::Str(key)) => Ok(map.contains_key(*key)),
+    let key = match item {
+        Val::Str(key) => Some(*key),
+        _ => None,
+    };
+    match collection {
+        Val::Json(Value::Array(list)) => Ok(list.iter().any(|v| equal(&of_json(v), item))),
+        Val::Json(Value::Object(map)) => Ok(key.is_some_and(|k| map.contains_key(k))),
+        Val::Claims(claims) => Ok(key.is_some_and(|k| claims.get(k).is_some())),
         _ => Err(Error),
     }
 }
@@ -272,6 +297,7 @@ fn size(v: &Val<'_>) -> Result<i64> {
         Val::Str(s) => s.chars().count(),
         Val::Json(Value::Array(list)) => list.len(),
         Val::Json(Value::Object(map)) => map.len(),
+        Val::Claims(claims) => claims.iter().count(),
         _ => return Err(Error),
     };
     i64::try_from(n).map_err(|_| Error)
@@ -283,7 +309,7 @@ fn index_of<'a>(collection: Val<'a>, index: &Val<'_>) -> Result<Val<'a>> {
             let i = usize::try_from(*i).map_err(|_| Error)?;
             list.get(i).map(of_json).ok_or(Error)
         }
-        (Val::Json(Value::Object(map)), Val::Str(key)) => map.get(*key).map(of_json).ok_or(Error),
+        (map, Val::Str(key)) => field(map, key)?.ok_or(Error),
         _ => Err(Error),
     }
 }

@@ -11,7 +11,8 @@ use crate::auth::claim_path::ClaimPath;
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
     Ident(String),
-    Int(i64),
+    /// Unsigned as written: `-9223372036854775808` is read with its sign.
+    Int(u64),
     Double(f64),
     Str(String),
     /// Punctuation and operators, as written.
@@ -37,19 +38,10 @@ fn lex(text: &str) -> Result<Vec<(Token, usize)>, String> {
             let (s, next) = string(&chars, i).map_err(|e| format!("column {column}: {e}"))?;
             tokens.push((Token::Str(s), column));
             i = next;
-        } else if c.is_ascii_digit() {
-            let start = i;
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
-                // An exponent's sign belongs to the number: 5e-3.
-                let signed =
-                    matches!(chars[i], 'e' | 'E') && matches!(chars.get(i + 1), Some('+' | '-'));
-                i += if signed { 2 } else { 1 };
-            }
-            let word: String = chars[start..i].iter().collect();
-            tokens.push((
-                number(&word).map_err(|e| format!("column {column}: {e}"))?,
-                column,
-            ));
+        } else if c.is_ascii_digit() || (c == '.' && digit_at(&chars, i + 1)) {
+            let (number, next) = number(&chars, i).map_err(|e| format!("column {column}: {e}"))?;
+            tokens.push((number, column));
+            i = next;
         } else if c.is_ascii_alphabetic() || c == '_' {
             let start = i;
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
@@ -105,18 +97,66 @@ fn string(chars: &[char], start: usize) -> Result<(String, usize), String> {
     Err("a string is not closed".into())
 }
 
-fn number(word: &str) -> Result<Token, String> {
-    if word.contains('.') || word.contains('e') || word.contains('E') {
-        return word
-            .parse::<f64>()
+fn digit_at(chars: &[char], i: usize) -> bool {
+    chars.get(i).is_some_and(char::is_ascii_digit)
+}
+
+/// The index past the digits of `radix` from `i`.
+fn past_digits(chars: &[char], mut i: usize, radix: u32) -> usize {
+    while chars.get(i).is_some_and(|c| c.is_digit(radix)) {
+        i += 1;
+    }
+    i
+}
+
+/// A number from `chars[start]` as CEL writes one (`12`, `0x1F`, `1.5`,
+/// `.5`, `1e-3`; not `1.`, which is `1` and a `.`); the token and the
+/// index after it. Both kinds are read exactly: `str::parse` rounds a
+/// double correctly.
+fn number(chars: &[char], start: usize) -> Result<(Token, usize), String> {
+    let hex = chars[start] == '0' && chars.get(start + 1) == Some(&'x');
+    let mut end = past_digits(
+        chars,
+        if hex { start + 2 } else { start },
+        if hex { 16 } else { 10 },
+    );
+    let mut double = false;
+    if !hex && chars.get(end) == Some(&'.') && digit_at(chars, end + 1) {
+        end = past_digits(chars, end + 1, 10);
+        double = true;
+    }
+    if !hex && matches!(chars.get(end), Some('e' | 'E')) {
+        let sign = usize::from(matches!(chars.get(end + 1), Some('+' | '-')));
+        if digit_at(chars, end + 1 + sign) {
+            end = past_digits(chars, end + 1 + sign, 10);
+            double = true;
+        }
+    }
+    // A number that runs on into a name is none: 1u, 0x, 0x1G, 1e.
+    let mut word_end = end;
+    while chars
+        .get(word_end)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+    {
+        word_end += 1;
+    }
+    let word: String = chars[start..word_end].iter().collect();
+    if word_end > end || (hex && end == start + 2) {
+        return Err(format!("{word:?} is not a number"));
+    }
+    let token = if double {
+        word.parse::<f64>()
             .ok()
             .filter(|f| f.is_finite())
             .map(Token::Double)
-            .ok_or_else(|| format!("{word:?} is not a number"));
-    }
-    word.parse::<i64>()
-        .map(Token::Int)
-        .map_err(|_| format!("{word:?} is not a 64-bit integer"))
+            .ok_or_else(|| format!("{word:?} is not a number"))?
+    } else {
+        let digits = if hex { &word[2..] } else { &word[..] };
+        u64::from_str_radix(digits, if hex { 16 } else { 10 })
+            .map(Token::Int)
+            .map_err(|_| format!("{word:?} is not a 64-bit integer"))?
+    };
+    Ok((token, end))
 }
 
 pub(super) fn parse(text: &str) -> Result<Expr, String> {
@@ -204,7 +244,11 @@ impl Parser {
         }
     }
 
-    /// One level deeper; refused past [`MAX_DEPTH`].
+    /// One level deeper, until the construct that entered it is read
+    /// (its caller restores the depth); refused past [`MAX_DEPTH`]. Each
+    /// operator, parenthesis, list or map literal, call, index and field
+    /// is a level, and every way back into [`Parser::or`] passes one, so
+    /// the parser's recursion (and the tree's) is bounded.
     fn enter(&mut self) -> Result<(), String> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -213,9 +257,20 @@ impl Parser {
         Ok(())
     }
 
-    fn or(&mut self) -> Result<Expr, String> {
+    /// `read` one level deeper: what a bracket or an operator holds.
+    fn nested<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> Result<T, String> {
         let mark = self.depth;
         self.enter()?;
+        let read = read(self);
+        self.depth = mark;
+        read
+    }
+
+    fn or(&mut self) -> Result<Expr, String> {
+        let mark = self.depth;
         let mut left = self.and()?;
         while self.eat("||") {
             // Each operator of a chain is a level of the tree it makes.
@@ -274,21 +329,29 @@ impl Parser {
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
-        self.enter()?;
-        let expr = if self.eat("!") {
-            Expr::Not(Box::new(self.unary()?))
+        if self.eat("!") {
+            self.nested(|p| Ok(Expr::Not(Box::new(p.unary()?))))
         } else if self.eat("-") {
-            match self.unary()? {
-                Expr::Const(Value::Number(n)) => {
-                    Expr::Const(negated(&n).ok_or("a number too large to negate")?)
-                }
-                _ => return self.error("'-' is read before a number only"),
-            }
+            self.nested(Self::negative)
         } else {
-            self.member()?
-        };
-        self.depth -= 1;
-        Ok(expr)
+            self.member()
+        }
+    }
+
+    /// After `-`: a number, negated.
+    fn negative(&mut self) -> Result<Expr, String> {
+        // The one integer whose digits alone are past i64: CEL reads the
+        // sign with them.
+        if self.peek() == Some(&Token::Int(i64::MIN.unsigned_abs())) {
+            self.at += 1;
+            return Ok(Expr::Const(Value::from(i64::MIN)));
+        }
+        match self.unary()? {
+            Expr::Const(Value::Number(n)) => Ok(Expr::Const(
+                negated(&n).ok_or("a number too large to negate")?,
+            )),
+            _ => self.error("'-' is read before a number only"),
+        }
     }
 
     /// A primary expression and what follows it: `.name`, `.method(...)`, `[index]`.
@@ -328,10 +391,10 @@ impl Parser {
             } else if self.eat(".") {
                 self.enter()?;
                 let name = self.ident()?;
-                expr = if self.eat("(") {
-                    self.method(expr, &name)?
-                } else {
-                    Expr::Field(Box::new(expr), name)
+                expr = match (expr, self.eat("(")) {
+                    (expr, true) => self.method(expr, &name)?,
+                    (Expr::Headers, false) => Expr::Header(self.header_name(&name)?),
+                    (expr, false) => Expr::Field(Box::new(expr), name),
                 };
             } else {
                 return Ok(expr);
@@ -340,7 +403,7 @@ impl Parser {
     }
 
     /// After `claims`: names (`.name`, `["name"]`) up to the first call or
-    /// other index; at least one.
+    /// other index; none is the map of every claim.
     fn claim_path(&mut self) -> Result<Expr, String> {
         let mut segments = Vec::new();
         loop {
@@ -358,11 +421,7 @@ impl Parser {
                 _ => break,
             }
         }
-        match ClaimPath::from_segments(segments) {
-            Some(path) => Ok(Expr::Claim(path)),
-            None => self
-                .error("claims is read by name: claims.sub, claims[\"https://example.com/roles\"]"),
-        }
+        Ok(ClaimPath::from_segments(segments).map_or(Expr::Claims, Expr::Claim))
     }
 
     /// A header's name as a rule writes it: the name a client sends and
@@ -425,16 +484,22 @@ impl Parser {
         };
         self.at += 1;
         match token {
-            Token::Int(n) => Ok(Expr::Const(Value::from(n))),
+            Token::Int(n) => match i64::try_from(n) {
+                Ok(n) => Ok(Expr::Const(Value::from(n))),
+                Err(_) => {
+                    self.at -= 1;
+                    self.error(format!("\"{n}\" is not a 64-bit integer"))
+                }
+            },
             Token::Double(f) => Ok(Expr::Const(Value::from(f))),
             Token::Str(s) => Ok(Expr::Const(Value::String(s))),
-            Token::Punct("(") => {
-                let inner = self.or()?;
-                self.expect(")")?;
+            Token::Punct("(") => self.nested(|p| {
+                let inner = p.or()?;
+                p.expect(")")?;
                 Ok(inner)
-            }
-            Token::Punct("[") => self.list(),
-            Token::Punct("{") => self.map(),
+            }),
+            Token::Punct("[") => self.nested(Self::list),
+            Token::Punct("{") => self.nested(Self::map),
             Token::Ident(w) => self.named(&w),
             other => {
                 self.at -= 1;
@@ -451,17 +516,14 @@ impl Parser {
             "null" => Ok(Expr::Const(Value::Null)),
             "has" => {
                 self.expect("(")?;
-                let target = self.or()?;
+                let target = self.nested(Self::or)?;
+                let field = self.ends_in_field();
                 self.expect(")")?;
-                match target {
-                    Expr::Claim(path) => Ok(Expr::Has(path)),
-                    Expr::Field(map, name) => Ok(Expr::HasField(map, name)),
-                    _ => self.error("has() takes a field: has(claims.email), has(claims.a.b)"),
-                }
+                self.has(target, field)
             }
             "size" => {
                 self.expect("(")?;
-                let target = self.or()?;
+                let target = self.nested(Self::or)?;
                 self.expect(")")?;
                 Ok(Expr::Size(Box::new(target)))
             }
@@ -471,6 +533,37 @@ impl Parser {
                     "unknown name {other:?}: a rule reads claims and request"
                 ))
             }
+        }
+    }
+
+    /// Whether what was just read ends in a field, `.name`.
+    fn ends_in_field(&self) -> bool {
+        let before = |n: usize| self.at.checked_sub(n).map(|i| &self.tokens[i].0);
+        matches!(
+            (before(2), before(1)),
+            (Some(Token::Punct(".")), Some(Token::Ident(_)))
+        )
+    }
+
+    /// `has(e.f)`, CEL's: whether the map `e` holds the key `f`; an error
+    /// when `e` is not there or not a map. It takes a field only.
+    fn has(&self, target: Expr, field: bool) -> Result<Expr, String> {
+        match target {
+            _ if !field => self.error(
+                "has() takes a field, e.g. has(claims.email), has(claims.a.b); \
+                 for a name that is not one, \"https://example.com/roles\" in claims",
+            ),
+            Expr::Claim(path) => {
+                let (holder, name) = path.split_last();
+                let holder = holder.map_or(Expr::Claims, Expr::Claim);
+                Ok(Expr::HasField(Box::new(holder), name))
+            }
+            Expr::Field(map, name) => Ok(Expr::HasField(map, name)),
+            // A request always has its method, path and host (a method it
+            // cannot tell is an error when read, not an absent field).
+            Expr::Request(_) => Ok(Expr::Const(Value::Bool(true))),
+            Expr::Header(name) => Ok(Expr::HasHeader(name)),
+            _ => self.error("has() takes a field, e.g. has(claims.email), has(claims.a.b)"),
         }
     }
 

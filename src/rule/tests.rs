@@ -235,12 +235,263 @@ fn numbers_compare_exactly_whatever_their_spelling() {
 }
 
 #[test]
+fn a_double_in_a_token_is_the_double_it_spells() {
+    let token = claims(r#"{"x":0.9509489954070259,"y":9.066630378804177e239}"#);
+    let req = request("GET", "/", &[]);
+    let holds = |rule: &str| admitted(&Rule::compile(rule).unwrap(), &token, &req);
+    assert!(holds("claims.x == 0.9509489954070259"));
+    assert!(!holds("claims.x != 0.9509489954070259"));
+    assert!(holds("claims.y == 9.066630378804177e239"));
+}
+
+#[test]
+fn a_list_literal_is_evaluated_whole() {
+    // CEL builds the list before `in` looks into it: an item that cannot
+    // be evaluated is an error even past a match.
+    for rule in [
+        r#""a" in ["a", claims.missing]"#,
+        r#"claims.name in [claims.name, claims.groups[9]]"#,
+        r#"!("a" in ["b", claims.missing])"#,
+    ] {
+        assert!(!holds(rule), "{rule}");
+    }
+    assert!(holds(r#"claims.name in ["x", claims.name, claims.sub]"#));
+}
+
+#[test]
+fn a_key_of_another_type_is_in_no_map() {
+    for rule in [
+        "!(2 in {})",
+        "!(claims.age in {})",
+        "!(claims.age in claims.realm_access)",
+        "!(null in claims.resource_access)",
+    ] {
+        assert!(holds(rule), "{rule}");
+    }
+    // As CEL's checker: a map literal with keys has string keys.
+    let e = Rule::compile(r#"2 in {"a": 1}"#).unwrap_err();
+    assert!(e.contains("a key before 'in'"), "{e}");
+}
+
+#[test]
+fn integer_literals_are_read_as_cel_writes_them() {
+    for rule in [
+        "-9223372036854775808 < -9223372036854775807",
+        "claims.age > -9223372036854775808",
+        "0x1F == 31 && 0x1f == 31.0 && -0x1F == -31 && 0x0 == 0",
+        "-0x8000000000000000 == -9223372036854775808",
+        "0x7fffffffffffffff == 9223372036854775807",
+        "007 == 7",
+    ] {
+        assert!(holds(rule), "{rule}");
+    }
+    for (rule, why) in [
+        ("9223372036854775808 > 0", "not a 64-bit integer"),
+        ("-(9223372036854775808) < 0", "not a 64-bit integer"),
+        ("0x8000000000000000 > 0", "not a 64-bit integer"),
+        ("0X1F == 31", "not a number"),
+        ("0x == 0", "not a number"),
+        ("0x1G == 0", "not a number"),
+        ("1u == 1", "not a number"),
+        ("1e == 1", "not a number"),
+    ] {
+        let e = Rule::compile(rule).unwrap_err();
+        assert!(e.contains(why), "{rule}: {e}");
+    }
+}
+
+#[test]
+fn a_double_may_start_with_its_point() {
+    for rule in [
+        ".5 == 0.5",
+        "-.5 < 0.0",
+        ".5e1 == 5 && .25E-1 == 0.025",
+        "claims.ratio == .5",
+        "[.5][0] == 0.5",
+    ] {
+        assert!(holds(rule), "{rule}");
+    }
+    // CEL reads `1.` as the integer 1 and a field: no double.
+    assert!(Rule::compile("1. == 1").is_err());
+}
+
+#[test]
+fn claims_is_a_map_of_the_tokens_claims() {
+    let req = request("GET", "/", &[]);
+    let token = claims(r#"{"sub":"u1","age":42,"https://example.com/roles":["editor"]}"#);
+    let holds = |rule: &str| admitted(&Rule::compile(rule).unwrap(), &token, &req);
+    for rule in [
+        "size(claims) == 3 && claims.size() == 3",
+        r#""sub" in claims && "https://example.com/roles" in claims"#,
+        r#"!("email" in claims) && !(1 in claims)"#,
+        r#"claims == {"sub": "u1", "age": 42.0, "https://example.com/roles": ["editor"]}"#,
+        r#"claims != {"sub": "u1"} && claims != {}"#,
+        r#"claims["sub"] == "u1" && claims[["sub"][0]] == "u1""#,
+        r#"claims in [{}, claims]"#,
+    ] {
+        assert!(holds(rule), "{rule}");
+    }
+    assert!(!holds(r#"claims[["none"][0]] == "u1""#));
+    let e = Rule::compile("claims").unwrap_err();
+    assert!(
+        e.contains("must be true or false; this one is a map"),
+        "{e}"
+    );
+}
+
+#[test]
+fn has_reads_the_request_as_a_map() {
+    for rule in [
+        "has(request.path) && has(request.host) && has(request.method)",
+        "has(request.headers.accept) == false",
+        "has(request.headers.x) == false",
+    ] {
+        let rule = Rule::compile(rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
+        let plain = request("GET", "/", &[("x-env", "prod")]);
+        assert!(admitted(&rule, &claims(KEYCLOAK), &plain));
+    }
+    let rule = Rule::compile("has(request.headers.accept)").unwrap();
+    let sent = request("GET", "/", &[("accept", "*/*")]);
+    assert!(admitted(&rule, &claims(KEYCLOAK), &sent));
+    // The method's field is there even when its value is not readable:
+    // a guard on it cannot admit an overridden method.
+    let rule = Rule::compile(r#"!has(request.method) || request.method == "GET""#).unwrap();
+    let overridden = request("GET", "/", &[("x-http-method-override", "DELETE")]);
+    assert!(!admitted(&rule, &claims(KEYCLOAK), &overridden));
+}
+
+#[test]
+fn has_is_an_error_where_cel_has_no_map_to_look_in() {
+    // As in CEL: `has(e.f)` asks whether the map `e` holds `f`; when `e`
+    // is missing or not a map, that is an error, so the rule refuses
+    // with or without a `!` before it.
+    let token = claims(
+        r#"{"s":[{"b":1}],"name":"Ann","tenant":null,"groups":["ops"],
+            "realm_access":{"roles":["user"]},"resource_access":{"other":{"roles":["root"]}}}"#,
+    );
+    let req = request("GET", "/", &[]);
+    let holds = |rule: &str| admitted(&Rule::compile(rule).unwrap(), &token, &req);
+    for rule in [
+        "has(claims.missing.b)",
+        "has(claims.s[1].b)",
+        "has(claims.name.b)",
+        "has(claims.tenant.b)",
+        "has(claims.groups.b)",
+        "has(claims.realm_access.roles.b)",
+    ] {
+        assert!(!holds(rule), "{rule}");
+        assert!(!holds(&format!("!{rule}")), "!{rule}");
+    }
+    for rule in [
+        "has(claims.s[0].b)",
+        "has(claims.realm_access.roles)",
+        "!has(claims.realm_access.groups)",
+        "!has(claims.missing)",
+        r#"has(claims["resource_access"].other)"#,
+        "!has(claims.resource_access.other.groups)",
+    ] {
+        assert!(holds(rule), "{rule}");
+    }
+    // `has()` takes a field, as CEL's does: a name that is no field is
+    // asked with `in`.
+    let e = Rule::compile(r#"has(claims["https://example.com/roles"])"#).unwrap_err();
+    assert!(e.contains("in claims"), "{e}");
+    assert!(Rule::compile(r#"has(request.headers["x-env"])"#).is_err());
+}
+
+/// For each shape of nesting, a rule of exactly `depth` levels.
+fn nested(depth: usize) -> [String; 8] {
+    let n = depth;
+    [
+        format!("{}true{}", "(".repeat(n), ")".repeat(n)),
+        format!("{}true", "!".repeat(n)),
+        format!("true{}", " && true".repeat(n)),
+        format!("false{}", " || false".repeat(n)),
+        format!("true{}", " == true".repeat(n)),
+        format!("{}1{} == [1]", "[".repeat(n), "]".repeat(n)),
+        format!("claims.deep{} == 1", "[0]".repeat(n)),
+        format!("claims.objects[0]{} == 1", ".a".repeat(n - 1)),
+    ]
+}
+
+#[test]
+fn has_guards_admit_what_the_docs_say() {
+    let req = request("GET", "/", &[]);
+    let tokens = [
+        r#"{"sub":"u1"}"#,
+        r#"{"org":{}}"#,
+        r#"{"org":{"tenant":"acme"},"tenant":"acme"}"#,
+        r#"{"org":{"tenant":"evil"},"tenant":"evil"}"#,
+        r#"{"org":"acme"}"#,
+    ];
+    for (rule, admits) in [
+        (
+            r#"!has(claims.tenant) || claims.tenant == "acme""#,
+            [true, true, true, false, true],
+        ),
+        (
+            r#"!has(claims.org.tenant) || claims.org.tenant == "acme""#,
+            [false, true, true, false, false],
+        ),
+        (
+            r#"!has(claims.org) || !has(claims.org.tenant) || claims.org.tenant == "acme""#,
+            [true, true, true, false, false],
+        ),
+    ] {
+        let compiled = Rule::compile(rule).unwrap();
+        for (token, admits) in tokens.iter().zip(admits) {
+            assert_eq!(
+                admitted(&compiled, &claims(token), &req),
+                admits,
+                "{rule} over {token}"
+            );
+        }
+    }
+}
+
+#[test]
+fn nesting_is_limited_to_what_the_docs_say() {
+    for (fits, past) in nested(MAX_DEPTH).iter().zip(nested(MAX_DEPTH + 1)) {
+        assert!(Rule::compile(fits).is_ok(), "{fits}");
+        let e = Rule::compile(&past).unwrap_err();
+        assert!(e.contains("nested deeper than 64 levels"), "{past}: {e}");
+    }
+}
+
+#[test]
+fn the_deepest_rules_run_on_a_small_thread_stack() {
+    // Tokio's worker threads have 2 MiB: rules are read on a reload and
+    // run on every request there.
+    let lists = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+    let objects = format!(
+        "[{}1{}]",
+        r#"{"a":"#.repeat(MAX_DEPTH - 1),
+        "}".repeat(MAX_DEPTH - 1)
+    );
+    let token = format!(r#"{{"deep":{lists},"objects":{objects}}}"#);
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let token = claims(&token);
+            let req = request("GET", "/", &[]);
+            let admits = [true, true, true, false, true, false, true, true];
+            for (rule, admits) in nested(MAX_DEPTH).iter().zip(admits) {
+                let compiled = Rule::compile(rule).unwrap();
+                assert_eq!(admitted(&compiled, &token, &req), admits, "{rule}");
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
 fn rules_that_cannot_mean_anything_are_refused_at_load() {
     for (rule, why) in [
         ("", "empty"),
         ("claims.groups &&", "ends where a value belongs"),
         (r#""ops" in claims.groups)"#, "column 23: unexpected ')'"),
-        ("claims", "claims is read by name"),
+        ("claims", "this one is a map"),
         ("user.groups", "unknown name \"user\""),
         ("request.body", "request has no \"body\""),
         ("claims.a.matches(\"x\")", "no method \"matches\""),
@@ -358,5 +609,207 @@ proptest! {
         if reads.iter().any(|name| !token.contains_key(*name)) {
             prop_assert!(!admits && !negation, "{} over {}", rule, json);
         }
+    }
+}
+
+/// What a rule comes to: CEL's three answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    True,
+    False,
+    Error,
+}
+
+/// The claims the differential table below runs over.
+const CEL_CLAIMS: &str = r#"{"sub":"u1","email_verified":true,"groups":["ops","dev"],
+    "realm_access":{"roles":["user","auditor"]},"age":42,"ratio":0.5,
+    "x":0.9509489954070259,"name":"Ann","tenant":null,"s":[{"b":1}],
+    "big":9223372036854775807}"#;
+
+/// Expressions over `CEL_CLAIMS` bound as `claims`, with the answers of
+/// standard CEL: those of cel-rust (the `cel` crate, 0.15.0), run over the
+/// same document. cel-python (0.5.0) answers otherwise where it predates
+/// CEL's heterogeneous equality (`1 == 1.0`), reads `"A" in "Ann"` as a
+/// substring test, answers false for `has()` over a missing or non-map
+/// parent and errors on a non-string key against a map; there the
+/// language definition (google/cel-spec doc/langdef.md: "Field Selection",
+/// "Equality") and cel-go's JSON map lookup side with cel-rust.
+const CEL_ANSWERS: &[(&str, Answer)] = {
+    use Answer::*;
+    &[
+        // Numbers as written, in a token and in a rule.
+        ("claims.x == 0.9509489954070259", True),
+        ("claims.x != 0.9509489954070259", False),
+        ("-9223372036854775808 < 0", True),
+        ("0x1F == 31", True),
+        ("0x1f == 31", True),
+        ("-0x1F == -31", True),
+        ("-0x8000000000000000 < 0", True),
+        (".5 == 0.5", True),
+        ("-.5 < 0.0", True),
+        ("0.5e1 == 5", True),
+        (".5e1 == 5", True),
+        ("1e3 == 1000", True),
+        ("1.5e-3 < 1.0", True),
+        ("1E+3 == 1000", True),
+        ("1 == 1.0", True),
+        ("claims.age == 42.0", True),
+        ("claims.age > 41.5", True),
+        ("claims.ratio == 0.5", True),
+        ("claims.big == 9223372036854775807", True),
+        ("[1, 2] == [1, 2.0]", True),
+        (r#"{"a": 1} == {"a": 1.0}"#, True),
+        // Lists: built whole before `in` looks.
+        (r#""a" in ["a", claims.missing]"#, Error),
+        (r#""a" in ["b", claims.missing]"#, Error),
+        (r#"claims.sub in ["u1", claims.missing]"#, Error),
+        (r#"claims.missing in ["a"]"#, Error),
+        ("claims.missing in []", Error),
+        (r#""a" in []"#, False),
+        ("claims.age in [42.0]", True),
+        (r#""ops" in claims.groups"#, True),
+        (r#"claims.groups in [["ops", "dev"]]"#, True),
+        // Maps: a key of another type is in none.
+        ("2 in {}", False),
+        ("claims.age in {}", False),
+        ("claims.age in claims.realm_access", False),
+        ("claims.age in claims", False),
+        (r#""2" in {"2": 1}"#, True),
+        (r#""roles" in claims.realm_access"#, True),
+        (r#""k" in claims.realm_access"#, False),
+        // `claims` is a map.
+        ("size(claims) == 11", True),
+        ("claims.size() == 11", True),
+        (r#""sub" in claims"#, True),
+        (r#""nope" in claims"#, False),
+        // has(): a field of a map; no map to look in is an error.
+        ("has(claims.sub)", True),
+        ("has(claims.zzz)", False),
+        ("has(claims.realm_access.roles)", True),
+        ("has(claims.realm_access.groups)", False),
+        ("has(claims.s[0].b)", True),
+        (r#"has(claims["realm_access"].roles)"#, True),
+        ("has(claims.missing.b)", Error),
+        ("has(claims.s[1].b)", Error),
+        ("has(claims.name.b)", Error),
+        ("has(claims.tenant.b)", Error),
+        ("has(claims.groups.b)", Error),
+        // Fields, indexes, functions.
+        (r#"claims.groups == ["ops", "dev"]"#, True),
+        (
+            r#"claims.realm_access == {"roles": ["user", "auditor"]}"#,
+            True,
+        ),
+        (
+            r#"claims.realm_access["roles"] == ["user", "auditor"]"#,
+            True,
+        ),
+        (r#"claims["realm_access"]["roles"][0] == "user""#, True),
+        (r#"claims.realm_access.roles[0] == "user""#, True),
+        ("claims.realm_access.roles.size() == 2", True),
+        ("claims.s[0].b == 1", True),
+        (r#"claims.s[0]["b"] == 1"#, True),
+        ("size(claims.name) == 3", True),
+        ("claims.name.size() == 3", True),
+        (
+            r#"claims.name.startsWith("A") && claims.name.endsWith("nn") && claims.name.contains("n")"#,
+            True,
+        ),
+        (r#"claims.name.contains("")"#, True),
+        ("size({}) == 0", True),
+        ("size([]) == 0", True),
+        ("claims.tenant == null", True),
+        ("null == null", True),
+        ("claims.email_verified", True),
+        ("!claims.email_verified", False),
+        ("claims.age >= 18 && claims.age < 100", True),
+        (r#""b" < "a""#, False),
+        (r#""Ann" < claims.name"#, False),
+        (r#"'x' == "x""#, True),
+        (r#""\\" == '\\'"#, True),
+        (r#""a\tb" != "a b""#, True),
+        ("((((true))))", True),
+        ("!!true", True),
+        ("1 == 1 == true", True),
+        ("true || claims.missing == 1", True),
+        ("false && claims.missing == 1", False),
+        // Errors: what is not there, or not of a type the operator takes.
+        ("claims.missing == null", Error),
+        ("claims.missing.b == 1", Error),
+        ("claims.name.b == 1", Error),
+        ("claims.tenant.b == 1", Error),
+        ("claims.age < claims.name", Error),
+        ("claims.groups[5] == 1", Error),
+        ("claims.groups[-1] == 1", Error),
+        (r#""A" in claims.name"#, Error),
+    ]
+};
+
+/// Where portero answers otherwise, on purpose: CEL lets a later `&&` or
+/// `||` clause absorb an error, portero refuses (its answers, not CEL's).
+const ABSORBED_BY_CEL: &[(&str, Answer)] = &[
+    ("claims.missing == 1 || true", Answer::True),
+    ("claims.missing || true", Answer::True),
+    ("claims.missing == 1 && false", Answer::False),
+    ("!(claims.missing == 1 && false)", Answer::True),
+];
+
+/// Rules standard CEL does not parse, refused when read.
+const CEL_PARSE_ERRORS: &[&str] = &[
+    r#"has(claims["sub"])"#,
+    "0X1F == 31",
+    "1e == 1",
+    "1. == 1.0",
+    "9223372036854775808 > 0",
+    "0x8000000000000000 > 0",
+];
+
+/// A rule's answer over `claims`, or why it is refused when read.
+fn answer(rule: &str, claims: &Claims) -> Result<Answer, String> {
+    let rule = Rule::compile(rule)?;
+    let parts = request("GET", "/", &[]);
+    let request = Request {
+        parts: &parts,
+        path: "/",
+        hidden: &|_: &HeaderName| false,
+    };
+    let context = eval::Context {
+        claims,
+        request: &request,
+        host: None,
+    };
+    Ok(match eval::eval(&rule.expr, &context) {
+        Ok(eval::Val::Bool(true)) => Answer::True,
+        Ok(eval::Val::Bool(false)) => Answer::False,
+        _ => Answer::Error,
+    })
+}
+
+#[test]
+fn rules_agree_with_standard_cel() {
+    let token = claims(CEL_CLAIMS);
+    let wrong: Vec<String> = CEL_ANSWERS
+        .iter()
+        .filter_map(|&(rule, cel)| {
+            let ours = answer(rule, &token);
+            (ours != Ok(cel)).then(|| format!("{rule}: CEL {cel:?}, portero {ours:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // An error refuses: the rule admits exactly where CEL answers true.
+    for &(rule, cel) in CEL_ANSWERS {
+        let admits = admitted(
+            &Rule::compile(rule).unwrap(),
+            &token,
+            &request("GET", "/", &[]),
+        );
+        assert_eq!(admits, cel == Answer::True, "{rule}");
+    }
+    for &(rule, cel) in ABSORBED_BY_CEL {
+        assert_ne!(cel, Answer::Error, "{rule}");
+        assert_eq!(answer(rule, &token), Ok(Answer::Error), "{rule}");
+    }
+    for rule in CEL_PARSE_ERRORS {
+        assert!(Rule::compile(rule).is_err(), "{rule}");
     }
 }
