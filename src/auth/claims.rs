@@ -3,6 +3,7 @@
 //! kept as they are; only escaped strings and other values are built on the
 //! heap. So a usual token costs two allocations, however many claims it carries.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 
@@ -137,6 +138,9 @@ fn resolve<'a>(payload: &'a str, t: &'a Text) -> &'a str {
 
 /// Reads the top-level object; `payload` is the text being parsed, so
 /// borrowed strings can be recorded as spans of it.
+/// Claims a token may have before their names are kept in a set.
+const SCANNED_NAMES: usize = 16;
+
 struct EntriesSeed<'p> {
     payload: &'p str,
 }
@@ -159,14 +163,25 @@ impl<'de> Visitor<'de> for EntriesSeed<'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let payload = self.payload;
         let mut entries: Vec<(Text, Stored)> = Vec::with_capacity(8);
+        // A usual token's few names are compared in a scan; past that, a
+        // set keeps a token of thousands of claims linear to refuse.
+        let mut names: Option<HashSet<Box<str>>> = None;
         while let Some(name) = map.next_key_seed(StoredSeed { payload })? {
             // JSON object keys are always strings.
             let Stored::Text(name) = name else {
                 return Err(A::Error::custom("claim name is not a string"));
             };
             let name_str = resolve(payload, &name);
-            if entries.iter().any(|(n, _)| resolve(payload, n) == name_str) {
+            let twice = match &mut names {
+                Some(set) => !set.insert(name_str.into()),
+                None => entries.iter().any(|(n, _)| resolve(payload, n) == name_str),
+            };
+            if twice {
                 return Err(A::Error::custom(format_args!("claim {name_str:?} twice")));
+            }
+            if names.is_none() && entries.len() == SCANNED_NAMES {
+                let held = entries.iter().map(|(n, _)| resolve(payload, n).into());
+                names = Some(held.chain([name_str.into()]).collect());
             }
             let value = map.next_value_seed(StoredSeed { payload })?;
             entries.push((name, value));
@@ -395,6 +410,30 @@ mod tests {
     fn a_claim_named_twice_is_refused_even_when_spelt_differently() {
         assert!(Claims::parse(br#"{"sub":"a","sub":"b"}"#.into()).is_err());
         assert!(Claims::parse(br#"{"sub":"a","s\u0075b":"b"}"#.into()).is_err());
+    }
+
+    #[test]
+    fn thousands_of_claims_are_refused_in_linear_time() {
+        // Each name is compared with the earlier ones: a scan of each
+        // would be 200 million comparisons here (seconds); a set, 20,000.
+        let n = 20_000;
+        let mut json = String::from("{");
+        for i in 0..n {
+            json.push_str(&format!("\"c{i}\":{i},"));
+        }
+        json.push_str("\"c7\":0}");
+        let started = std::time::Instant::now();
+        assert!(Claims::parse(json.into_bytes()).is_err());
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+        // Below and at the threshold, and just past it, duplicates still count.
+        for n in [2, SCANNED_NAMES, SCANNED_NAMES + 1, SCANNED_NAMES + 2] {
+            let names: Vec<String> = (0..n).map(|i| format!("\"c{i}\":0")).collect();
+            let unique = format!("{{{}}}", names.join(","));
+            assert!(Claims::parse(unique.into_bytes()).is_ok(), "{n}");
+            let twice = format!("{{{},\"c{}\":1}}", names.join(","), n - 1);
+            assert!(Claims::parse(twice.into_bytes()).is_err(), "{n}");
+        }
     }
 
     #[test]
