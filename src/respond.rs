@@ -85,7 +85,7 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
     };
     let mut resp = json(
         status,
-        serde_json::json!({ "error": error, "message": message }).to_string(),
+        serde_json::json!({ "error": error, "error_description": message }).to_string(),
     );
     if err == RequestError::MethodNotAllowed {
         resp.headers_mut()
