@@ -577,3 +577,32 @@ async fn paths_below_a_token_endpoint_need_what_their_route_needs() {
         assert_eq!(status, 200, "{method} {uri}");
     }
 }
+
+/// nginx hands the application the request target as the client wrote
+/// it, a `#fragment` included, while a URI parser drops it: an original
+/// URI with a fragment is never decided (400, nginx's 500), so
+/// `/open/x#/../../orders/7` is not decided as the public `/open/x`.
+#[tokio::test]
+async fn an_original_uri_with_a_fragment_is_never_decided() {
+    let up = Upstream::start("api").await;
+    for (style, name) in [("nginx", "x-original-uri"), ("traefik", "x-forwarded-uri")] {
+        let gw =
+            Gateway::start_with_server_settings(&server(style), &portero_config(up.addr)).await;
+        for uri in ["/open/x#/../../orders/7", "/open/x#", "/open/x?a=1#b"] {
+            let r = reqwest::Client::new()
+                .get(gw.url("/.portero/auth"))
+                .header(name, uri)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{style}: {uri}");
+        }
+    }
+    let gw = Gateway::start_with_server_settings(&server("nginx"), &portero_config(up.addr)).await;
+    let Some(nginx) = Nginx::start(gw.port, up.addr.port(), Asks::Nginx).await else {
+        return;
+    };
+    let request = "GET /open/x#/../../orders/7 HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n";
+    let (status, text) = raw_http(nginx.port, request.as_bytes()).await;
+    assert_eq!((status, up.requests()), (500, 0), "{text}");
+}
