@@ -188,14 +188,7 @@ impl Gateway {
         if let Some(answer) = own_document(live, host.as_ref(), &key, parts, ctx) {
             return answer;
         }
-        let (index, route) = match find(live, host.as_ref(), &key, &parts.method) {
-            // An OAuth 2.0 endpoint answers any method itself, a wrong one
-            // with the `Allow` of that endpoint (GET for its metadata).
-            Err(Miss::Method(i)) if is_oauth2(live.route_config(RouteId(i))) => {
-                (RouteId(i), live.route_config(RouteId(i)))
-            }
-            found => found.map_err(miss)?,
-        };
+        let (index, route) = route(live, host.as_ref(), &key, &parts.method)?;
         ctx.route = Some(index);
         if route.cors.is_some() {
             ctx.origin = parts.headers.get(ORIGIN).cloned();
@@ -304,14 +297,21 @@ fn preflight(
 }
 
 /// The route for (host, path, method); `key` is the path's routing key
-/// (`path::routing_key`).
+/// (`path::routing_key`). An OAuth 2.0 endpoint's path is the endpoint's
+/// whatever the method: it answers a wrong one itself, with its own
+/// `Allow` (GET for its metadata).
 fn route<'l>(
     live: &'l Live,
     host: Option<&HeaderValue>,
     key: &str,
     method: &Method,
 ) -> Result<(RouteId, &'l Route), RequestError> {
-    find(live, host, key, method).map_err(miss)
+    match find(live, host, key, method) {
+        Err(Miss::Method(i)) if is_oauth2(live.route_config(RouteId(i))) => {
+            Ok((RouteId(i), live.route_config(RouteId(i))))
+        }
+        found => found.map_err(miss),
+    }
 }
 
 /// As [`route`], saying why there is none.

@@ -578,6 +578,59 @@ async fn paths_below_a_token_endpoint_need_what_their_route_needs() {
     }
 }
 
+/// At an OAuth 2.0 endpoint's exact path, a decision is what the proxy
+/// itself answers: a method the endpoint does not take is 405 with its
+/// `Allow` (nginx's 500), never a pass for the application behind.
+#[tokio::test]
+async fn oauth2_endpoints_are_decided_as_the_proxy_answers_them() {
+    let gw = Gateway::start_with_server_settings(&server("traefik"), &demo_body()).await;
+    let client = reqwest::Client::new();
+    for (method, uri, allow) in [
+        ("GET", "/oauth2/login-refresh/token", "POST"),
+        ("GET", "/oauth2/client-flat/token", "POST"),
+        ("PUT", "/oauth2/client-flat/token", "POST"),
+        ("DELETE", "/oauth2/client-flat/revoke", "POST"),
+        ("GET", "/oauth2/client-flat/introspect", "POST"),
+        (
+            "POST",
+            "/oauth2/client-flat/.well-known/openid-configuration",
+            "GET",
+        ),
+        (
+            "HEAD",
+            "/.well-known/oauth-authorization-server/oauth2/client-flat",
+            "GET",
+        ),
+        (
+            "DELETE",
+            "/.well-known/oauth-authorization-server/oauth2/client-flat",
+            "GET",
+        ),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let direct = client.request(m, gw.url(uri)).send().await.unwrap();
+        assert_eq!(direct.status(), 405, "{method} {uri}");
+        assert_eq!(direct.headers()["allow"], allow, "{method} {uri}");
+        let decided = client
+            .get(gw.url("/.portero/auth"))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", uri)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(decided.status(), 405, "decided: {method} {uri}");
+        assert_eq!(decided.headers()["allow"], allow, "decided: {method} {uri}");
+    }
+    // Through nginx, the application behind never hears them.
+    let up = Upstream::start("api").await;
+    let gw = Gateway::start_with_server_settings(&server("nginx"), &demo_body()).await;
+    let Some(nginx) = Nginx::start(gw.port, up.addr.port(), Asks::Nginx).await else {
+        return;
+    };
+    let (status, _) = through(&nginx, "/oauth2/client-flat/token", None, false).await;
+    assert_eq!((status, up.requests()), (500, 0));
+}
+
 /// nginx hands the application the request target as the client wrote
 /// it, a `#fragment` included, while a URI parser drops it: an original
 /// URI with a fragment is never decided (400, nginx's 500), so

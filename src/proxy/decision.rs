@@ -1,15 +1,19 @@
 //! A forward-auth decision: the request a proxy asks about, through the
-//! same route, limits and policy as if it had come here itself.
+//! same route, limits and policy as if it had come here itself; at an
+//! OAuth 2.0 endpoint's path, the endpoint's own answer to a method it
+//! does not take.
 
 use std::net::IpAddr;
 
 use http::request::Parts;
 use http::{HeaderMap, Response};
 
+use super::token_endpoint::oauth2_response;
 use super::{route, Gateway, RequestContext};
-use crate::config::RouteAction;
+use crate::config::{Endpoint, RouteAction};
 use crate::limits::Phase;
-use crate::live::Live;
+use crate::live::{IssuerId, Live};
+use crate::oauth2;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::target;
 
@@ -42,6 +46,19 @@ impl Gateway {
                 policy: Some(policy),
                 ..
             } => policy,
+            // An OAuth 2.0 endpoint refuses a method it does not take itself.
+            RouteAction::Issue {
+                issuer,
+                endpoint: Endpoint::OAuth2,
+            } => {
+                let name = &live.issuer(IssuerId(*issuer)).config.name;
+                return Ok(
+                    match oauth2::wrong_method(name, &route.path, &original.method) {
+                        Some(refused) => oauth2_response(refused),
+                        None => respond::allowed(HeaderMap::new()),
+                    },
+                );
+            }
             // A public route or a token endpoint: nothing to check or inject.
             _ => return Ok(respond::allowed(HeaderMap::new())),
         };
