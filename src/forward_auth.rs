@@ -15,7 +15,8 @@
 //! be decided as `/auth` while the application serves `/admin/..`'s route.
 //! Any other path is refused, since portero cannot rewrite what the
 //! application receives; so is a URI with a `#fragment`, which the
-//! application gets as sent and a URI parser drops.
+//! application gets as sent and a URI parser drops. The method is
+//! checked as any request's is (`target::method`).
 
 use http::header::HOST;
 use http::request::Parts;

@@ -631,6 +631,66 @@ async fn oauth2_endpoints_are_decided_as_the_proxy_answers_them() {
     assert_eq!((status, up.requests()), (500, 0));
 }
 
+/// A method the application could read otherwise than portero routes it
+/// is never decided: a standard method in another case, or any
+/// method-override header (the asking proxy passes the client's headers
+/// on, and the application may honour it), in every style.
+#[tokio::test]
+async fn methods_the_application_would_read_otherwise_are_never_decided() {
+    let up = Upstream::start("api").await;
+    let good = token("gina", "orders:read");
+    let traefik =
+        Gateway::start_with_server_settings(&server("traefik"), &portero_config(up.addr)).await;
+    let client = reqwest::Client::new();
+    let ask = |method: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let mut req = client
+            .get(traefik.url("/.portero/auth"))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", "/orders/7")
+            .bearer_auth(&good);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(ask("DELETE", &[]).await, 200);
+    for (method, headers) in [
+        ("delete", &[][..]),
+        ("Delete", &[]),
+        ("POST", &[("x-http-method-override", "DELETE")]),
+        ("POST", &[("x-method-override", "DELETE")]),
+        ("POST", &[("x_http_method", "DELETE")]),
+        ("GET", &[("X-HTTP-Method-Override", "GET")]),
+    ] {
+        assert_eq!(ask(method, headers).await, 400, "{method} {headers:?}");
+    }
+    // Envoy keeps the method of the request it asks with.
+    let envoy =
+        Gateway::start_with_server_settings(&server("envoy"), &portero_config(up.addr)).await;
+    for request in [
+        "delete /.portero/auth/orders/7 HTTP/1.1\r\n",
+        "POST /.portero/auth/orders/7 HTTP/1.1\r\nX-HTTP-Method-Override: DELETE\r\n",
+    ] {
+        let request = format!(
+            "{request}Host: shop\r\nAuthorization: Bearer {good}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (status, text) = raw_http(envoy.port, request.as_bytes()).await;
+        assert_eq!(status, 400, "{text}");
+    }
+    // nginx: the override reaches the decision with the client's headers.
+    let gw = Gateway::start_with_server_settings(&server("nginx"), &portero_config(up.addr)).await;
+    let Some(nginx) = Nginx::start(gw.port, up.addr.port(), Asks::Nginx).await else {
+        return;
+    };
+    let request = format!(
+        "POST /orders/7 HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer {good}\r\n\
+         X-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let (status, text) = raw_http(nginx.port, request.as_bytes()).await;
+    assert_eq!((status, up.requests()), (500, 0), "{text}");
+}
+
 /// nginx hands the application the request target as the client wrote
 /// it, a `#fragment` included, while a URI parser drops it: an original
 /// URI with a fragment is never decided (400, nginx's 500), so

@@ -1,7 +1,7 @@
 //! A forward-auth decision: the request a proxy asks about, through the
-//! same route, limits and policy as if it had come here itself; at an
-//! OAuth 2.0 endpoint's path, the endpoint's own answer to a method it
-//! does not take.
+//! same method check, route, limits and policy as if it had come here
+//! itself; at an OAuth 2.0 endpoint's path, the endpoint's own answer to
+//! a method it does not take.
 
 use std::net::IpAddr;
 
@@ -9,7 +9,7 @@ use http::request::Parts;
 use http::{HeaderMap, Response};
 
 use super::token_endpoint::oauth2_response;
-use super::{route, Gateway, RequestContext};
+use super::{read_override, route, Gateway, RequestContext};
 use crate::config::{Endpoint, RouteAction};
 use crate::limits::Phase;
 use crate::live::{IssuerId, Live};
@@ -29,8 +29,13 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, RequestError> {
         let host = target::checked(&mut original, live.settings.paths)?;
+        let named = target::method(&original, ctx.overridden).map_err(RequestError::BadTarget)?;
         let key = crate::path::routing_key(original.uri.path());
-        let (index, route) = route(live, host.as_ref(), &key, &original.method)?;
+        let method = named.as_ref().unwrap_or(&original.method);
+        let (index, route) = route(live, host.as_ref(), &key, method)?;
+        if let Some(method) = named {
+            read_override(route, &mut original, method)?;
+        }
         ctx.route = Some(index);
         let limiter = &live.route(index).limiter;
         limiter
