@@ -14,7 +14,9 @@
 //! one portero routes on (`path::is_routing_form`): `/admin/../auth` would
 //! be decided as `/auth` while the application serves `/admin/..`'s route.
 //! Any other path is refused, since portero cannot rewrite what the
-//! application receives.
+//! application receives; so is a URI with a `#fragment`, which the
+//! application gets as sent and a URI parser drops. The method is
+//! checked as any request's is (`target::method`).
 
 use http::header::HOST;
 use http::request::Parts;
@@ -27,6 +29,11 @@ use crate::path;
 pub const NOT_ROUTING_FORM: &str = "forward auth: the original path is not in normal form \
      (dot segments, encoded unreserved characters, empty segments or ; parameters); \
      the application would get it as sent, so no decision can be made";
+
+/// Why a decision about a URI with a fragment is refused: a URI parser
+/// drops it, so `/public#/../admin` would be decided as `/public`.
+pub const FRAGMENT: &str = "forward auth: the original URI has a #fragment, which the \
+     application would get as sent; no decision can be made";
 
 /// What a header-naming style reads: method, URI, host.
 struct Names {
@@ -102,6 +109,9 @@ pub fn original(
             };
             let uri =
                 one(parts, names.uri)?.ok_or("forward auth: no header names the original URI")?;
+            if uri.contains('#') {
+                return Err(FRAGMENT);
+            }
             let uri: Uri = uri.parse().map_err(|_| "bad forwarded URI")?;
             (method, uri, one(parts, names.host)?)
         }
@@ -285,6 +295,19 @@ mod tests {
         assert!(original(&config, ("/orders/7", false), &p, PathRules::default()).is_err());
         let p = call("/auth/orders/7?x=/../a", Method::GET, &[]);
         assert!(ask(Envoy, &p).is_ok());
+    }
+
+    #[test]
+    fn a_fragment_in_the_original_uri_is_refused() {
+        use ForwardAuthStyle::*;
+        for uri in ["/public#/../admin", "/public#", "/public?a=1#b", "/#"] {
+            let p = call("/auth", Method::GET, &[("x-original-uri", uri)]);
+            assert_eq!(ask(Nginx, &p).unwrap_err(), FRAGMENT, "{uri}");
+            let p = call("/auth", Method::GET, &[("x-forwarded-uri", uri)]);
+            assert_eq!(ask(Traefik, &p).unwrap_err(), FRAGMENT, "{uri}");
+        }
+        let p = call("/auth", Method::GET, &[("x-original-uri", "/public?a=%23")]);
+        assert!(ask(Nginx, &p).is_ok());
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //!   sizes, offsets).
 //! - [`clock`]: wall-clock time, in one place, settable in tests.
 //! - [`path`]: request paths normalised once, ambiguous ones refused.
-//! - `target`: a request's one host and normalised path, or a `400`.
+//! - `target`: a request's one host, normalised path and method, or a `400`.
+//! - `method_override`: `X-HTTP-Method-Override` and its kin, in every spelling.
 //! - [`routes`]: (host, path, method) → route, compiled once per config.
 //! - [`api_keys`]: API keys: made and kept as keyed hashes (`index`: every
 //!   record in memory), checked per snapshot by their bytes (`check`).
@@ -91,6 +92,7 @@ pub mod key_loading;
 pub mod limits;
 mod listener;
 mod live;
+mod method_override;
 pub mod metrics;
 mod oauth2;
 pub mod path;

@@ -169,23 +169,37 @@ fn which(name: &str, path: &str) -> Option<Which> {
     }
 }
 
+/// The answer of the endpoint at `path` to a method it does not take
+/// (`405` with its `Allow`); `None` when it takes `method`. A forward-auth
+/// decision about the endpoint's path answers as the endpoint would.
+pub fn wrong_method(issuer: &str, path: &str, method: &Method) -> Option<Answer> {
+    refuse_method(which(issuer, path)?, method)
+}
+
+fn refuse_method(which: Which, method: &Method) -> Option<Answer> {
+    let (allowed, allow) = match which {
+        Which::Metadata => (Method::GET, "GET"),
+        _ => (Method::POST, "POST"),
+    };
+    if *method == allowed {
+        return None;
+    }
+    let mut answer = Answer::from(Error::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request",
+        format!("this endpoint takes {allowed} only"),
+    ));
+    answer.allow = Some(allow);
+    Some(answer)
+}
+
 /// Serves one request to the issuer's OAuth 2.0 endpoints.
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let Some(which) = which(&ctx.issuing.issuer.name, req.path) else {
         return Error::new(StatusCode::NOT_FOUND, "invalid_request", "no such endpoint").into();
     };
-    let (allowed, allow) = match which {
-        Which::Metadata => (Method::GET, "GET"),
-        _ => (Method::POST, "POST"),
-    };
-    if *req.method != allowed {
-        let mut answer = Answer::from(Error::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            format!("this endpoint takes {allowed} only"),
-        ));
-        answer.allow = Some(allow);
-        return answer;
+    if let Some(refused) = refuse_method(which, req.method) {
+        return refused;
     }
     let answer = match which {
         Which::Metadata => Ok(Answer::ok(metadata(ctx))),

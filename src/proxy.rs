@@ -11,7 +11,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use http::header::{HeaderValue, CONNECTION, ORIGIN};
 use http::request::Parts;
-use http::{Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 
 use crate::auth::revocation::Revocations;
@@ -24,13 +24,14 @@ use crate::jwks::Registry;
 use crate::limits::{self, ClientShare, Limit};
 use crate::listener::{Handler, Peer};
 use crate::live::{IssuerId, Live, RouteId, Settings};
+use crate::method_override;
 use crate::metrics::{method_label, Metrics};
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::routes::Miss;
 use crate::span_export::Spans;
 use crate::store::Store;
 use crate::target;
-use crate::trace_context::RequestIds;
+use crate::trace_context::{RequestIds, Sent};
 
 mod admission;
 mod context;
@@ -87,10 +88,12 @@ impl Gateway {
         let settings = &live.settings;
         let method = method_label(&parts.method);
         let has_body = !body.is_end_stream();
+        let (sent, overridden) = walk_names(&parts.headers);
         let mut ctx = RequestContext {
             ids: settings
                 .trace_context
-                .then(|| RequestIds::take(&mut parts.headers)),
+                .then(|| RequestIds::take(&mut parts.headers, sent)),
+            overridden,
             ..RequestContext::default()
         };
         // Trusted proxies as configured now: a reload that drops one takes
@@ -184,18 +187,16 @@ impl Gateway {
                 .map_err(RequestError::BadTarget)?;
             return Box::pin(self.decide(live, original, ip, ctx)).await;
         }
+        let named = target::method(parts, ctx.overridden).map_err(RequestError::BadTarget)?;
         let key = crate::path::routing_key(parts.uri.path());
         if let Some(answer) = own_document(live, host.as_ref(), &key, parts, ctx) {
             return answer;
         }
-        let (index, route) = match find(live, host.as_ref(), &key, &parts.method) {
-            // An OAuth 2.0 endpoint answers any method itself, a wrong one
-            // with the `Allow` of that endpoint (GET for its metadata).
-            Err(Miss::Method(i)) if is_oauth2(live.route_config(RouteId(i))) => {
-                (RouteId(i), live.route_config(RouteId(i)))
-            }
-            found => found.map_err(miss)?,
-        };
+        let method = named.as_ref().unwrap_or(&parts.method);
+        let (index, route) = route(live, host.as_ref(), &key, method)?;
+        if let Some(method) = named {
+            read_override(route, parts, method)?;
+        }
         ctx.route = Some(index);
         if route.cors.is_some() {
             ctx.origin = parts.headers.get(ORIGIN).cloned();
@@ -304,14 +305,49 @@ fn preflight(
 }
 
 /// The route for (host, path, method); `key` is the path's routing key
-/// (`path::routing_key`).
+/// (`path::routing_key`). An OAuth 2.0 endpoint's path is the endpoint's
+/// whatever the method: it answers a wrong one itself, with its own
+/// `Allow` (GET for its metadata).
 fn route<'l>(
     live: &'l Live,
     host: Option<&HeaderValue>,
     key: &str,
     method: &Method,
 ) -> Result<(RouteId, &'l Route), RequestError> {
-    find(live, host, key, method).map_err(miss)
+    match find(live, host, key, method) {
+        Err(Miss::Method(i)) if is_oauth2(live.route_config(RouteId(i))) => {
+            Ok((RouteId(i), live.route_config(RouteId(i))))
+        }
+        found => found.map_err(miss),
+    }
+}
+
+/// The request as a route that takes method overrides reads it: the
+/// method its override header names (`target::method`) in place of POST,
+/// and no override header left, so its rule and the upstream see only
+/// the method it was routed by. Any other route refuses it.
+fn read_override(route: &Route, parts: &mut Parts, method: Method) -> Result<(), RequestError> {
+    if !route.takes_method_override() {
+        return Err(RequestError::BadTarget(
+            "a method-override header, on a route that does not take one",
+        ));
+    }
+    parts.method = method;
+    method_override::remove(&mut parts.headers);
+    Ok(())
+}
+
+/// One walk along the request's header names, for all that is read of
+/// them before routing: the trace headers, and whether a method-override
+/// header came in any spelling.
+fn walk_names(headers: &HeaderMap) -> (Sent, bool) {
+    let mut sent = Sent::default();
+    let mut overridden = false;
+    for name in headers.keys() {
+        sent.note(name);
+        overridden |= method_override::is_override(name.as_str());
+    }
+    (sent, overridden)
 }
 
 /// As [`route`], saying why there is none.

@@ -215,6 +215,7 @@ mod tests {
                 policy: None,
                 upgrades: vec![],
                 underscores_in_headers: false,
+                method_override: false,
             },
             cors: None,
             limits: Default::default(),

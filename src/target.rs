@@ -1,13 +1,15 @@
 //! What a request asks for, made unambiguous before anything acts on it:
-//! its one host (RFC 9112 §3.2, RFC 9113 §8.3.1) and its normalised path
-//! (`path`). A request that could be read two ways is refused with `400`.
+//! its one host (RFC 9112 §3.2, RFC 9113 §8.3.1), its normalised path
+//! (`path`) and its method. A request that could be read two ways is
+//! refused with `400`.
 
 use http::header::{HeaderValue, HOST};
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{Uri, Version};
+use http::{Method, Uri, Version};
 
 use crate::config::PathRules;
+use crate::method_override;
 use crate::path::{self, PathError};
 use crate::respond::RequestError;
 
@@ -38,6 +40,44 @@ impl HostError {
 pub fn checked(parts: &mut Parts, rules: PathRules) -> Result<Option<HeaderValue>, RequestError> {
     normalize_path(parts, rules).map_err(|e| RequestError::BadTarget(PathError::message(e)))?;
     host(parts).map_err(|e| RequestError::BadTarget(HostError::message(e)))
+}
+
+/// The methods of RFC 9110 §9 and RFC 5789, as `http` parses them.
+const STANDARD_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// The method a method-override header names, for routing to read in
+/// place of the request line's (`None`: there is none; `overridden` says
+/// whether one came, in any spelling). Refused: a standard method spelt
+/// in another case (`delete`, `Delete`: `http` reads it as an extension
+/// no route names, while a framework reads DELETE), an override on
+/// another method than POST (the one every framework reads it on), and
+/// one `method_override::named` refuses. The route then decides whether
+/// it takes the override (`Route::takes_method_override`).
+pub fn method(parts: &Parts, overridden: bool) -> Result<Option<Method>, &'static str> {
+    if miscased(&parts.method) {
+        return Err("a standard method in another case than its own");
+    }
+    if !overridden {
+        return Ok(None);
+    }
+    if parts.method != Method::POST {
+        return Err("a method-override header on another method than POST");
+    }
+    method_override::named(&parts.headers).map(Some)
+}
+
+/// A standard method in another case: an extension to `http`. A method
+/// `http` knows is in capitals, so only an extension with a lower-case
+/// letter is compared, once its bytes are known to be short enough.
+fn miscased(method: &Method) -> bool {
+    let sent = method.as_str();
+    sent.len() <= "OPTIONS".len()
+        && sent.bytes().any(|b| b.is_ascii_lowercase())
+        && STANDARD_METHODS
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(sent))
 }
 
 /// The host the request is for, as sent but without a trailing dot
@@ -213,6 +253,43 @@ mod tests {
         ] {
             assert_eq!(host_of("/", h11, &[bad]), Err(Malformed), "{bad:?}");
         }
+    }
+
+    fn with_method(method: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = Request::builder().method(method).uri("/items/7");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn a_standard_method_in_another_case_is_refused() {
+        for sent in [
+            "delete", "Delete", "dELETE", "get", "Post", "options", "patch", "trace",
+        ] {
+            assert!(method(&with_method(sent, &[]), false).is_err(), "{sent}");
+        }
+        // Extensions are the application's to read, as are methods in capitals.
+        for sent in [
+            "GET", "DELETE", "PROPFIND", "propfind", "Purge", "deletes", "M-SEARCH",
+        ] {
+            assert_eq!(method(&with_method(sent, &[]), false), Ok(None), "{sent}");
+        }
+    }
+
+    #[test]
+    fn only_a_posts_override_is_read_and_only_one() {
+        let o = [("x-http-method-override", "DELETE")];
+        assert_eq!(
+            method(&with_method("POST", &o), true),
+            Ok(Some(Method::DELETE))
+        );
+        for sent in ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+            assert!(method(&with_method(sent, &o), true).is_err(), "{sent}");
+        }
+        let named_lower = [("x-http-method-override", "delete")];
+        assert!(method(&with_method("POST", &named_lower), true).is_err());
     }
 
     #[test]

@@ -23,6 +23,25 @@ thread_local! {
     static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_entropy());
 }
 
+/// Which of `traceparent` and `X-Request-Id` a request carries. Most
+/// carry neither: one look along the few names a request has costs less
+/// than hashing both names to find nothing, and the gateway makes that
+/// look once for all it reads of the names before routing (`note`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sent {
+    parent: bool,
+    id: bool,
+}
+
+impl Sent {
+    /// Notes one of the request's header names.
+    #[inline]
+    pub fn note(&mut self, name: &HeaderName) {
+        self.parent |= *name == TRACEPARENT;
+        self.id |= *name == X_REQUEST_ID;
+    }
+}
+
 /// A request's place in a trace, and its id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestIds {
@@ -43,20 +62,13 @@ enum RequestId {
 
 impl RequestIds {
     /// Taken from the client's headers (which no longer hold them), with
-    /// fresh ids for what is missing.
-    pub fn take(headers: &mut HeaderMap) -> RequestIds {
+    /// fresh ids for what is missing; `sent` says which of them came.
+    pub fn take(headers: &mut HeaderMap, sent: Sent) -> RequestIds {
         let mut random = [0u8; 40];
         IDS.with(|rng| rng.borrow_mut().fill_bytes(&mut random));
         let mut parent = *b"00-00000000000000000000000000000000-0000000000000000-01";
         let mut client_span = None;
-        // Most requests carry neither header: one look along the few names
-        // a request has costs less than hashing both names to find nothing.
-        let (mut sent_parent, mut sent_id) = (false, false);
-        for name in headers.keys() {
-            sent_parent |= *name == TRACEPARENT;
-            sent_id |= *name == X_REQUEST_ID;
-        }
-        let client_parent = sent_parent.then(|| headers.remove(TRACEPARENT)).flatten();
+        let client_parent = sent.parent.then(|| headers.remove(TRACEPARENT)).flatten();
         match client_parent.as_ref().and_then(parse) {
             Some((trace, span, flags)) => {
                 parent[3..35].copy_from_slice(trace);
@@ -66,7 +78,7 @@ impl RequestIds {
             None => hex_into(&random[..16], &mut parent[3..35]),
         }
         hex_into(&random[16..24], &mut parent[36..52]);
-        let request_id = match sent_id.then(|| headers.remove(X_REQUEST_ID)).flatten() {
+        let request_id = match sent.id.then(|| headers.remove(X_REQUEST_ID)).flatten() {
             Some(v)
                 if !v.is_empty()
                     && v.len() <= MAX_REQUEST_ID
@@ -212,6 +224,12 @@ mod tests {
         h
     }
 
+    fn take_all(headers: &mut HeaderMap) -> RequestIds {
+        let mut sent = Sent::default();
+        headers.keys().for_each(|name| sent.note(name));
+        RequestIds::take(headers, sent)
+    }
+
     fn sent(ids: &RequestIds) -> String {
         let mut h = HeaderMap::new();
         ids.apply(&mut h);
@@ -221,7 +239,7 @@ mod tests {
     #[test]
     fn a_client_trace_is_continued_with_a_new_parent() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let ids = RequestIds::take(&mut with("traceparent", incoming));
+        let ids = take_all(&mut with("traceparent", incoming));
         assert_eq!(ids.trace_id(), b"4bf92f3577b34da6a3ce929d0e0e4736");
         let out = sent(&ids);
         let parts: Vec<&str> = out.split('-').collect();
@@ -243,7 +261,7 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "garbage",
         ] {
-            let ids = RequestIds::take(&mut with("traceparent", bad));
+            let ids = take_all(&mut with("traceparent", bad));
             assert_ne!(
                 ids.trace_id(),
                 b"4bf92f3577b34da6a3ce929d0e0e4736",
@@ -255,7 +273,7 @@ mod tests {
         // A later version's first four fields are read.
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
         assert_eq!(
-            RequestIds::take(&mut with("traceparent", later)).trace_id(),
+            take_all(&mut with("traceparent", later)).trace_id(),
             b"4bf92f3577b34da6a3ce929d0e0e4736"
         );
     }
@@ -263,7 +281,7 @@ mod tests {
     #[test]
     fn span_ids_name_the_trace_portero_s_span_and_the_client_s() {
         let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let ids = RequestIds::take(&mut with("traceparent", incoming));
+        let ids = take_all(&mut with("traceparent", incoming));
         let span = ids.span_ids();
         assert_eq!(span.trace[..4], [0x4b, 0xf9, 0x2f, 0x35]);
         assert_eq!(span.trace[15], 0x36);
@@ -276,26 +294,26 @@ mod tests {
         assert_eq!(sent(&ids).split('-').nth(2), Some(sent_span.as_str()));
         assert!(ids.sampled());
         let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-        assert!(!RequestIds::take(&mut with("traceparent", unsampled)).sampled());
+        assert!(!take_all(&mut with("traceparent", unsampled)).sampled());
         // A trace portero starts is sampled and has no parent.
-        let new = RequestIds::take(&mut HeaderMap::new());
+        let new = take_all(&mut HeaderMap::new());
         assert!(new.sampled());
         assert_eq!(new.span_ids().parent, None);
     }
 
     #[test]
     fn a_request_id_is_kept_or_made() {
-        let ids = RequestIds::take(&mut with("x-request-id", "abc-123"));
+        let ids = take_all(&mut with("x-request-id", "abc-123"));
         assert_eq!(ids.request_id(), b"abc-123");
-        let made = RequestIds::take(&mut HeaderMap::new());
+        let made = take_all(&mut HeaderMap::new());
         assert_eq!(made.request_id().len(), 32);
         assert!(made.request_id().iter().all(|b| b.is_ascii_hexdigit()));
         let long = "x".repeat(200);
         assert_ne!(
-            RequestIds::take(&mut with("x-request-id", &long)).request_id(),
+            take_all(&mut with("x-request-id", &long)).request_id(),
             long.as_bytes()
         );
-        let other = RequestIds::take(&mut HeaderMap::new());
+        let other = take_all(&mut HeaderMap::new());
         assert_ne!(made.request_id(), other.request_id());
     }
 
@@ -308,7 +326,7 @@ mod tests {
         client.append("traceparent", HeaderValue::from_static("00-second"));
         client.insert("x-request-id", HeaderValue::from_static("abc-123"));
         client.insert("tracestate", HeaderValue::from_static("vendor=1"));
-        let ids = RequestIds::take(&mut client);
+        let ids = take_all(&mut client);
         assert_eq!(client.len(), 1, "only tracestate is left: {client:?}");
         let mut lines = Vec::new();
         ids.write_lines(&mut lines);

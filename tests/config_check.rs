@@ -126,6 +126,36 @@ fn bad_values_are_each_named() {
     }
 }
 
+/// `method_override` where no override could ever choose the route (HEAD
+/// and CONNECT are never read from one) is refused at its line; anywhere
+/// else it loads, and a value that is not a boolean is named.
+#[test]
+fn a_method_override_that_could_never_choose_its_route_is_refused() {
+    let with = |methods: &str, value: &str| {
+        GOOD.replace(
+            "upstream = \"echo\"\n",
+            &format!("upstream = \"echo\"\nmethods = {methods}\nmethod_override = {value}\n"),
+        )
+    };
+    let (ok, err) = check(&with(r#"["HEAD", "CONNECT"]"#, "true"));
+    assert!(!ok);
+    assert!(
+        err.contains("gateway.toml:14: routes[0].method_override: no method of the route"),
+        "{err}"
+    );
+    for (methods, value) in [
+        (r#"["DELETE"]"#, "true"),
+        ("[]", "true"),
+        (r#"["HEAD"]"#, "false"),
+    ] {
+        let (ok, err) = check(&with(methods, value));
+        assert!(ok, "{methods} {value}: {err}");
+    }
+    let (ok, err) = check(&with("[]", "\"yes\""));
+    assert!(!ok);
+    assert!(err.contains("routes[0].method_override"), "{err}");
+}
+
 #[test]
 fn a_value_of_the_wrong_type_is_named_with_the_other_problems() {
     let bad = GOOD

@@ -577,3 +577,145 @@ async fn paths_below_a_token_endpoint_need_what_their_route_needs() {
         assert_eq!(status, 200, "{method} {uri}");
     }
 }
+
+/// At an OAuth 2.0 endpoint's exact path, a decision is what the proxy
+/// itself answers: a method the endpoint does not take is 405 with its
+/// `Allow` (nginx's 500), never a pass for the application behind.
+#[tokio::test]
+async fn oauth2_endpoints_are_decided_as_the_proxy_answers_them() {
+    let gw = Gateway::start_with_server_settings(&server("traefik"), &demo_body()).await;
+    let client = reqwest::Client::new();
+    for (method, uri, allow) in [
+        ("GET", "/oauth2/login-refresh/token", "POST"),
+        ("GET", "/oauth2/client-flat/token", "POST"),
+        ("PUT", "/oauth2/client-flat/token", "POST"),
+        ("DELETE", "/oauth2/client-flat/revoke", "POST"),
+        ("GET", "/oauth2/client-flat/introspect", "POST"),
+        (
+            "POST",
+            "/oauth2/client-flat/.well-known/openid-configuration",
+            "GET",
+        ),
+        (
+            "HEAD",
+            "/.well-known/oauth-authorization-server/oauth2/client-flat",
+            "GET",
+        ),
+        (
+            "DELETE",
+            "/.well-known/oauth-authorization-server/oauth2/client-flat",
+            "GET",
+        ),
+    ] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let direct = client.request(m, gw.url(uri)).send().await.unwrap();
+        assert_eq!(direct.status(), 405, "{method} {uri}");
+        assert_eq!(direct.headers()["allow"], allow, "{method} {uri}");
+        let decided = client
+            .get(gw.url("/.portero/auth"))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", uri)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(decided.status(), 405, "decided: {method} {uri}");
+        assert_eq!(decided.headers()["allow"], allow, "decided: {method} {uri}");
+    }
+    // Through nginx, the application behind never hears them.
+    let up = Upstream::start("api").await;
+    let gw = Gateway::start_with_server_settings(&server("nginx"), &demo_body()).await;
+    let Some(nginx) = Nginx::start(gw.port, up.addr.port(), Asks::Nginx).await else {
+        return;
+    };
+    let (status, _) = through(&nginx, "/oauth2/client-flat/token", None, false).await;
+    assert_eq!((status, up.requests()), (500, 0));
+}
+
+/// A method the application could read otherwise than portero routes it
+/// is never decided: a standard method in another case, or any
+/// method-override header (the asking proxy passes the client's headers
+/// on, and the application may honour it), in every style.
+#[tokio::test]
+async fn methods_the_application_would_read_otherwise_are_never_decided() {
+    let up = Upstream::start("api").await;
+    let good = token("gina", "orders:read");
+    let traefik =
+        Gateway::start_with_server_settings(&server("traefik"), &portero_config(up.addr)).await;
+    let client = reqwest::Client::new();
+    let ask = |method: &'static str, headers: &'static [(&'static str, &'static str)]| {
+        let mut req = client
+            .get(traefik.url("/.portero/auth"))
+            .header("x-forwarded-method", method)
+            .header("x-forwarded-uri", "/orders/7")
+            .bearer_auth(&good);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(ask("DELETE", &[]).await, 200);
+    for (method, headers) in [
+        ("delete", &[][..]),
+        ("Delete", &[]),
+        ("POST", &[("x-http-method-override", "DELETE")]),
+        ("POST", &[("x-method-override", "DELETE")]),
+        ("POST", &[("x_http_method", "DELETE")]),
+        ("GET", &[("X-HTTP-Method-Override", "GET")]),
+    ] {
+        assert_eq!(ask(method, headers).await, 400, "{method} {headers:?}");
+    }
+    // Envoy keeps the method of the request it asks with.
+    let envoy =
+        Gateway::start_with_server_settings(&server("envoy"), &portero_config(up.addr)).await;
+    for request in [
+        "delete /.portero/auth/orders/7 HTTP/1.1\r\n",
+        "POST /.portero/auth/orders/7 HTTP/1.1\r\nX-HTTP-Method-Override: DELETE\r\n",
+    ] {
+        let request = format!(
+            "{request}Host: shop\r\nAuthorization: Bearer {good}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (status, text) = raw_http(envoy.port, request.as_bytes()).await;
+        assert_eq!(status, 400, "{text}");
+    }
+    // nginx: the override reaches the decision with the client's headers.
+    let gw = Gateway::start_with_server_settings(&server("nginx"), &portero_config(up.addr)).await;
+    let Some(nginx) = Nginx::start(gw.port, up.addr.port(), Asks::Nginx).await else {
+        return;
+    };
+    let request = format!(
+        "POST /orders/7 HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer {good}\r\n\
+         X-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let (status, text) = raw_http(nginx.port, request.as_bytes()).await;
+    assert_eq!((status, up.requests()), (500, 0), "{text}");
+}
+
+/// nginx hands the application the request target as the client wrote
+/// it, a `#fragment` included, while a URI parser drops it: an original
+/// URI with a fragment is never decided (400, nginx's 500), so
+/// `/open/x#/../../orders/7` is not decided as the public `/open/x`.
+#[tokio::test]
+async fn an_original_uri_with_a_fragment_is_never_decided() {
+    let up = Upstream::start("api").await;
+    for (style, name) in [("nginx", "x-original-uri"), ("traefik", "x-forwarded-uri")] {
+        let gw =
+            Gateway::start_with_server_settings(&server(style), &portero_config(up.addr)).await;
+        for uri in ["/open/x#/../../orders/7", "/open/x#", "/open/x?a=1#b"] {
+            let r = reqwest::Client::new()
+                .get(gw.url("/.portero/auth"))
+                .header(name, uri)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{style}: {uri}");
+        }
+    }
+    let gw = Gateway::start_with_server_settings(&server("nginx"), &portero_config(up.addr)).await;
+    let Some(nginx) = Nginx::start(gw.port, up.addr.port(), Asks::Nginx).await else {
+        return;
+    };
+    let request = "GET /open/x#/../../orders/7 HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n";
+    let (status, text) = raw_http(nginx.port, request.as_bytes()).await;
+    assert_eq!((status, up.requests()), (500, 0), "{text}");
+}

@@ -461,6 +461,8 @@ pub(super) struct FileRoute {
     pub(super) upgrades: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     pub(super) underscores_in_headers: bool,
+    /// Routed by the method a POST's override header names (`target::method`).
+    pub(super) method_override: Option<Spanned<bool>>,
     #[serde(default)]
     pub(super) allow_ips: Vec<Spanned<String>>,
     #[serde(default)]

@@ -30,6 +30,8 @@ pub(super) struct RequestContext {
     pub(super) rate: Option<RateReport>,
     /// RequestContext and request ids, sent upstream and logged.
     pub(super) ids: Option<RequestIds>,
+    /// A method-override header came, in some spelling (`target::method`).
+    pub(super) overridden: bool,
 }
 
 impl RequestContext {

@@ -1,15 +1,19 @@
 //! A forward-auth decision: the request a proxy asks about, through the
-//! same route, limits and policy as if it had come here itself.
+//! same method check, route, limits and policy as if it had come here
+//! itself; at an OAuth 2.0 endpoint's path, the endpoint's own answer to
+//! a method it does not take.
 
 use std::net::IpAddr;
 
 use http::request::Parts;
 use http::{HeaderMap, Response};
 
-use super::{route, Gateway, RequestContext};
-use crate::config::RouteAction;
+use super::token_endpoint::oauth2_response;
+use super::{read_override, route, Gateway, RequestContext};
+use crate::config::{Endpoint, RouteAction};
 use crate::limits::Phase;
-use crate::live::Live;
+use crate::live::{IssuerId, Live};
+use crate::oauth2;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::target;
 
@@ -25,8 +29,13 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, RequestError> {
         let host = target::checked(&mut original, live.settings.paths)?;
+        let named = target::method(&original, ctx.overridden).map_err(RequestError::BadTarget)?;
         let key = crate::path::routing_key(original.uri.path());
-        let (index, route) = route(live, host.as_ref(), &key, &original.method)?;
+        let method = named.as_ref().unwrap_or(&original.method);
+        let (index, route) = route(live, host.as_ref(), &key, method)?;
+        if let Some(method) = named {
+            read_override(route, &mut original, method)?;
+        }
         ctx.route = Some(index);
         let limiter = &live.route(index).limiter;
         limiter
@@ -42,6 +51,19 @@ impl Gateway {
                 policy: Some(policy),
                 ..
             } => policy,
+            // An OAuth 2.0 endpoint refuses a method it does not take itself.
+            RouteAction::Issue {
+                issuer,
+                endpoint: Endpoint::OAuth2,
+            } => {
+                let name = &live.issuer(IssuerId(*issuer)).config.name;
+                return Ok(
+                    match oauth2::wrong_method(name, &route.path, &original.method) {
+                        Some(refused) => oauth2_response(refused),
+                        None => respond::allowed(HeaderMap::new()),
+                    },
+                );
+            }
             // A public route or a token endpoint: nothing to check or inject.
             _ => return Ok(respond::allowed(HeaderMap::new())),
         };

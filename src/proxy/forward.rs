@@ -47,6 +47,7 @@ impl Gateway {
             policy,
             upgrades,
             underscores_in_headers,
+            ..
         } = &route.action
         else {
             unreachable!("forward is called for proxied routes only")

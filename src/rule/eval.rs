@@ -9,6 +9,7 @@ use serde_json::{Number, Value};
 use super::{Expr, Field, Method, Op, Request};
 use crate::auth::claims::{Claim, Claims};
 use crate::auth::policy::same_field;
+use crate::method_override::is_override;
 
 pub(super) struct Context<'a> {
     pub claims: &'a Claims,
@@ -112,25 +113,16 @@ fn truth(v: Val<'_>) -> Result<bool> {
     }
 }
 
-/// Headers that make some frameworks take another method than the
-/// request line's: a rule cannot tell which the upstream will use.
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-method-override",
-    "x-http-method",
-];
-
 /// The request's method, if it is the one the upstream will act on: in
 /// capitals (a framework may read `delete` as `DELETE`), and with no
 /// method-override header in any spelling.
 fn method<'a>(request: &Request<'a>) -> Result<&'a str> {
     let method = request.parts.method.as_str();
-    // Each starts with `x`: most names are passed over at their first byte.
-    let overridden = request.parts.headers.keys().any(|name| {
-        let name = name.as_str();
-        name.as_bytes().first() == Some(&b'x')
-            && METHOD_OVERRIDES.iter().any(|o| same_field(name, o))
-    });
+    let overridden = request
+        .parts
+        .headers
+        .keys()
+        .any(|name| is_override(name.as_str()));
     if overridden || method.bytes().any(|b| b.is_ascii_lowercase()) {
         return Err(Error);
     }

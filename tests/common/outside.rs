@@ -21,6 +21,8 @@ pub enum Outside {
     /// authlib and requests-oauthlib.
     OAuth2ClientsPython,
     HashLibraries,
+    /// Flask (with werkzeug), an upstream application.
+    Flask,
     Postgres,
     MariaDb,
     Promtool,
@@ -40,6 +42,7 @@ impl Outside {
                 "PORTERO_REQUIRE_OAUTH2_CLIENTS"
             }
             Outside::HashLibraries => "PORTERO_REQUIRE_HASH_LIBRARIES",
+            Outside::Flask => "PORTERO_REQUIRE_FLASK",
             Outside::Postgres => "PORTERO_REQUIRE_POSTGRES",
             Outside::MariaDb => "PORTERO_REQUIRE_MARIADB",
             // Only part of a test needs it; the rest runs either way.
@@ -62,6 +65,7 @@ impl Outside {
             Outside::OAuth2ClientsJs => "apt-get install nodejs npm; npm ci --prefix tests/oidc",
             Outside::OAuth2ClientsPython => "python3 -m pip install authlib requests-oauthlib",
             Outside::HashLibraries => "python3 -m pip install passlib bcrypt argon2-cffi django",
+            Outside::Flask => "python3 -m pip install flask",
             Outside::Postgres => "apt-get install postgresql, or set PORTERO_TEST_POSTGRES_URL",
             Outside::MariaDb => "apt-get install mariadb-server, or set PORTERO_TEST_MYSQL_URL",
             Outside::Promtool => "apt-get install prometheus",

@@ -42,6 +42,7 @@ impl Checker<'_> {
                 0
             });
         let methods = self.methods(r, &key("methods"));
+        let method_override = self.method_override(r, &methods, &key("method_override"));
         let headers = self.injected_headers(r, &key("headers"), strip_all);
         let policy = if r.public {
             if !r.issuers.is_empty()
@@ -72,6 +73,7 @@ impl Checker<'_> {
                 policy,
                 upgrades: self.upgrades(&r.upgrades, &key("upgrades")),
                 underscores_in_headers: r.underscores_in_headers,
+                method_override,
             },
             cors: self.cors_ref(&r.cors, cors, &key("cors")),
             limits: self.route_limits(r.limits(), &format!("routes[{index}]"), !r.public),
@@ -87,6 +89,23 @@ impl Checker<'_> {
             }
         }
         methods
+    }
+
+    /// `method_override`: refused where no override could ever choose
+    /// the route (its `methods` are all ones an override may not name).
+    fn method_override(&mut self, r: &FileRoute, methods: &[http::Method], key: &str) -> bool {
+        let Some(set) = &r.method_override else {
+            return false;
+        };
+        let nameable = |m: &http::Method| *m != http::Method::HEAD && *m != http::Method::CONNECT;
+        if *set.get_ref() && !methods.is_empty() && !methods.iter().any(nameable) {
+            self.problem(
+                set,
+                key,
+                "no method of the route can be named by an override (HEAD and CONNECT cannot)",
+            );
+        }
+        *set.get_ref()
     }
 
     /// The claim-to-header injections; every injected name is also stripped

@@ -21,6 +21,19 @@ pub struct Route {
     pub limits: RouteLimits,
 }
 
+impl Route {
+    /// Whether the route reads a method-override header (`method_override`).
+    pub fn takes_method_override(&self) -> bool {
+        matches!(
+            self.action,
+            RouteAction::Proxy {
+                method_override: true,
+                ..
+            }
+        )
+    }
+}
+
 /// What one route admits: client addresses, a rate, requests in flight.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RouteLimits {
@@ -154,6 +167,11 @@ pub enum RouteAction {
         /// dropped: CGI, WSGI and Rack read `x_forwarded_for` as
         /// `X-Forwarded-For`).
         underscores_in_headers: bool,
+        /// A POST's method-override header (`X-HTTP-Method-Override` and
+        /// kin) is read: the route is chosen by the method it names, and
+        /// the upstream gets that method without the header. Elsewhere
+        /// one is refused with `400`.
+        method_override: bool,
     },
     /// Serve an issuer's token endpoint; never forwarded.
     Issue { issuer: usize, endpoint: Endpoint },
