@@ -42,22 +42,17 @@ pub fn checked(parts: &mut Parts, rules: PathRules) -> Result<Option<HeaderValue
     host(parts).map_err(|e| RequestError::BadTarget(HostError::message(e)))
 }
 
-/// The methods of RFC 9110 §9 and RFC 5789, as `http` parses them.
-const STANDARD_METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-];
-
 /// The method a method-override header names, for routing to read in
 /// place of the request line's (`None`: there is none; `overridden` says
-/// whether one came, in any spelling). Refused: a standard method spelt
-/// in another case (`delete`, `Delete`: `http` reads it as an extension
+/// whether one came, in any spelling). Refused: a method with a lower-case
+/// letter (`delete`, `Delete`, `propfind`: `http` reads it as an extension
 /// no route names, while a framework reads DELETE), an override on
 /// another method than POST (the one every framework reads it on), and
 /// one `method_override::named` refuses. The route then decides whether
 /// it takes the override (`Route::takes_method_override`).
 pub fn method(parts: &Parts, overridden: bool) -> Result<Option<Method>, &'static str> {
     if miscased(&parts.method) {
-        return Err("a standard method in another case than its own");
+        return Err("a method with a lower-case letter (an application may upper-case it)");
     }
     if !overridden {
         return Ok(None);
@@ -68,16 +63,13 @@ pub fn method(parts: &Parts, overridden: bool) -> Result<Option<Method>, &'stati
     method_override::named(&parts.headers).map(Some)
 }
 
-/// A standard method in another case: an extension to `http`. A method
-/// `http` knows is in capitals, so only an extension with a lower-case
-/// letter is compared, once its bytes are known to be short enough.
+/// A method with a lower-case letter: `http` reads `delete` or
+/// `propfind` as an extension no route names (routes name methods in
+/// capitals), while werkzeug, Rack and others upper-case it and run
+/// DELETE or PROPFIND. Every method is refused so, not only the standard
+/// ones: an extension's route is split by method as theirs are.
 fn miscased(method: &Method) -> bool {
-    let sent = method.as_str();
-    sent.len() <= "OPTIONS".len()
-        && sent.bytes().any(|b| b.is_ascii_lowercase())
-        && STANDARD_METHODS
-            .iter()
-            .any(|m| m.eq_ignore_ascii_case(sent))
+    method.as_str().bytes().any(|b| b.is_ascii_lowercase())
 }
 
 /// The host the request is for, as sent but without a trailing dot
@@ -266,14 +258,13 @@ mod tests {
     #[test]
     fn a_standard_method_in_another_case_is_refused() {
         for sent in [
-            "delete", "Delete", "dELETE", "get", "Post", "options", "patch", "trace",
+            "delete", "Delete", "dELETE", "get", "Post", "options", "patch", "trace", "propfind",
+            "Purge", "deletes",
         ] {
             assert!(method(&with_method(sent, &[]), false).is_err(), "{sent}");
         }
-        // Extensions are the application's to read, as are methods in capitals.
-        for sent in [
-            "GET", "DELETE", "PROPFIND", "propfind", "Purge", "deletes", "M-SEARCH",
-        ] {
+        // Methods in capitals, extensions too, are the route's to split.
+        for sent in ["GET", "DELETE", "PROPFIND", "M-SEARCH"] {
             assert_eq!(method(&with_method(sent, &[]), false), Ok(None), "{sent}");
         }
     }

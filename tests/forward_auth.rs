@@ -493,7 +493,10 @@ async fn paths_the_application_would_read_otherwise_are_never_decided() {
             assert_eq!(r.status(), StatusCode::BAD_REQUEST);
             let body: Value = r.json().await.unwrap();
             assert!(
-                body["error_description"].as_str().unwrap().contains("normal form"),
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("normal form"),
                 "{body}"
             );
         }

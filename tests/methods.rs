@@ -155,7 +155,7 @@ async fn send_h2(gw: &Gateway, method: &str, token: &str) -> u16 {
 
 const OVERRIDE: &str = "X-HTTP-Method-Override";
 
-/// A standard method in another case, or named in a method-override
+/// A method with a lower-case letter, or named in a method-override
 /// header in any spelling (`_` for `-` too), is refused before routing:
 /// a user's token never gets the application to run an admin's DELETE.
 #[tokio::test]
@@ -175,6 +175,7 @@ async fn a_method_the_application_reads_otherwise_never_picks_the_route() {
         ("put", &[]),
         ("patch", &[]),
         ("get", &[]),
+        ("propfind", &[]),
         ("POST", &[(OVERRIDE, "DELETE")]),
         ("GET", &[(OVERRIDE, "DELETE")]),
         ("POST", &[(OVERRIDE, "delete")]),
