@@ -121,6 +121,7 @@ impl Gateway {
                 if let RequestError::Upstream(failure) = err {
                     ctx.failure = Some(failure);
                 }
+                ctx.error = Some(err);
                 if grpc {
                     respond::grpc_error(err)
                 } else {

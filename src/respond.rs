@@ -103,6 +103,23 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
     resp
 }
 
+/// What the access log names for a request answered with `err`: a
+/// denial's reason (the metric's label), else the error's code.
+pub fn logged_reason(err: RequestError) -> &'static str {
+    match err {
+        RequestError::Denied(reason) => reason.reason(),
+        RequestError::Upstream(failure) => upstream_failure(failure).1,
+        RequestError::TooLarge => upstream_failure(Failure::TooLarge).1,
+        RequestError::BadTarget(_) => "bad_request",
+        RequestError::NoRoute => "not_found",
+        RequestError::MethodNotAllowed | RequestError::DocumentMethod => "method_not_allowed",
+        RequestError::StoreUnavailable => "store_unavailable",
+        RequestError::IntrospectionUnavailable => "introspection_unavailable",
+        RequestError::CorsRefused(_) => "cors_refused",
+        RequestError::Limited(limit) => limited(limit).1,
+    }
+}
+
 fn limited(limit: Limit) -> (StatusCode, &'static str, &'static str) {
     match limit {
         Limit::Address => (

@@ -460,6 +460,27 @@ async fn the_access_log_names_the_path_never_the_query_or_the_token() {
     for secret in ["query-secret-123", &token, signature] {
         assert!(!log.contains(secret), "the log holds {secret:?}:\n{log}");
     }
+    // A refused request's line names why, as the metric's reason does.
+    let mut expired = claims("lena");
+    expired["exp"] = json!(now() - 120);
+    let r = get(&gw, "/orders/78", Some(&Signer::Hs.sign(&expired))).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get(&gw, "/nowhere", None).await.status(), 404);
+    let log = gw.log_with("path=\"/nowhere\"").await;
+    let line = |path: &str| {
+        log.lines()
+            .find(|l| l.contains("portero::access") && l.contains(path))
+            .unwrap_or_else(|| panic!("no access line for {path}:\n{log}"))
+            .to_string()
+    };
+    assert!(
+        line("path=\"/orders/78\"").contains("error=\"expired\""),
+        "{log}"
+    );
+    assert!(
+        line("path=\"/nowhere\"").contains("error=\"not_found\""),
+        "{log}"
+    );
 }
 
 #[tokio::test]

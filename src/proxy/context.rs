@@ -19,6 +19,8 @@ pub(super) struct RequestContext {
     /// The upstream group, when the request was forwarded, and when that began.
     pub(super) upstream: Option<(usize, Instant)>,
     pub(super) failure: Option<Failure>,
+    /// Why portero answered the request itself, for the access log.
+    pub(super) error: Option<RequestError>,
     /// The request body was read to its end (by a token endpoint or the upstream).
     pub(super) body_read: bool,
     /// On a route with a CORS policy: the request's `Origin`, and whether

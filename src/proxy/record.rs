@@ -103,7 +103,7 @@ pub(super) fn access_log(
         route: ctx.route_name(live),
         micros: took.as_micros() as u64,
         client: peer.forwarded_for.as_bytes(),
-        error: ctx.failure.map(|f| respond::upstream_failure(f).1),
+        error: ctx.error.map(respond::logged_reason),
         trace_id: ctx.ids.as_ref().map(RequestIds::trace_id),
         request_id: ctx.ids.as_ref().map(RequestIds::request_id),
     });
