@@ -773,3 +773,53 @@ async fn a_key_stays_at_the_gateway_unless_the_route_forwards_it() {
     assert_eq!(status, StatusCode::OK, "{echo}");
     assert_eq!(echo["headers"]["x-api-key"], key.as_str());
 }
+
+/// An instance cut off while Redis restarts empty, and a gateway started
+/// meanwhile that makes a new API-key secret: a revoked key imported
+/// under it works there until the instance that saw the revocation comes
+/// back, finds the secret replaced, and buries what was written under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revived_under_a_new_secret_is_buried_when_its_revoker_returns() {
+    let Some(mut server) = common::redis::RedisServer::start() else {
+        return;
+    };
+    let relay = common::redis::Relay::start(server.addr()).await;
+    let app = Upstream::start("app").await;
+    let prefix = common::shared_store::prefix();
+    let store = |url: &str| {
+        format!(
+            "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\n"
+        )
+    };
+    let a = Gateway::start(&config(app.addr, &store(&relay.url()))).await;
+    let (id, key) = make(&a, acme()).await;
+    let (status, _) = admin(&a, "DELETE", &format!("/admin/api-keys/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    relay.cut();
+    server.restart();
+    let c = Gateway::start(&config(app.addr, &store(&server.url()))).await;
+    let file = gw_file(
+        &c,
+        "keys.jsonl",
+        &format!(
+            "{}\n",
+            json!({"consumer": "revived", "key": key, "roles": ["reader"]})
+        ),
+    );
+    let (ok, stdout, stderr) = c.command(&["import", "--issuer", "partners", &file]);
+    assert!(ok && stdout.contains("1 added"), "{stdout}{stderr}");
+    poll_key(&c, &key, StatusCode::OK).await;
+
+    relay.restore().await;
+    let start = Instant::now();
+    while with_key(&c, "/partner", &key).await.0 != StatusCode::UNAUTHORIZED {
+        assert!(start.elapsed() < Duration::from_secs(5), "{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        with_key(&a, "/partner", &key).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(a.log().contains("the keys written under it are revoked"));
+}

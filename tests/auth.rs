@@ -505,6 +505,12 @@ async fn a_subject_that_is_not_a_string_or_a_future_iat_is_refused() {
         c["sub"] = sub;
         assert_rejected(&gw, &Signer::Hs.sign(&c), "malformed").await;
     }
+    // So is a `jti` that is not a string: no revocation could name it.
+    for jti in [json!(5), json!(5.0), json!(["j-77"])] {
+        let mut c = claims("alice");
+        c["jti"] = jti;
+        assert_rejected(&gw, &Signer::Hs.sign(&c), "malformed").await;
+    }
     let mut c = claims("alice");
     c["iat"] = json!(4_070_908_800_i64); // 2099
     assert_rejected(&gw, &Signer::Hs.sign(&c), "issued_in_future").await;
@@ -539,9 +545,32 @@ async fn a_token_without_jti_can_be_revoked_by_the_token() {
     let jti = body["revoked"][0]["jti"].as_str().unwrap().to_string();
     assert!(jti.starts_with("sha256:"), "{body}");
     assert_rejected(&gw, &token, "revoked").await;
+    // ECDSA's twin signature (s and n - s) verifies the same claims: the
+    // twin is revoked with the token, as the digest is of what is signed.
+    assert_rejected(&gw, &high_s_twin(&token), "revoked").await;
     // The subject's other tokens are not touched.
     assert_eq!(
         get(&gw, "/orders/1", Some(&other)).await.status(),
         StatusCode::OK
     );
+}
+
+/// `token` (ES256) with its signature's `s` replaced by `n - s`, which
+/// verifies as well (P-256's order `n`).
+fn high_s_twin(token: &str) -> String {
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let (message, signature) = token.rsplit_once('.').unwrap();
+    let mut sig = URL_SAFE_NO_PAD.decode(signature).unwrap();
+    let s = &mut sig[32..];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = N[i] as i16 - s[i] as i16 - borrow;
+        borrow = i16::from(d < 0);
+        s[i] = (d + 256 * borrow) as u8;
+    }
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(&sig))
 }

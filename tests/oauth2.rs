@@ -1312,6 +1312,41 @@ async fn an_oauth2_refresh_token_is_used_only_at_the_token_endpoint() {
 }
 
 #[tokio::test]
+async fn a_replaced_refresh_token_presented_by_another_client_ends_its_family() {
+    let gw = Gateway::start(&body()).await;
+    let first = app(&gw, "token", ADMIN_LOGIN).await;
+    let refresh1 = first.json["refresh_token"].as_str().unwrap().to_string();
+    let second = app(
+        &gw,
+        "token",
+        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
+    )
+    .await;
+    let refresh2 = second.json["refresh_token"].as_str().unwrap().to_string();
+    let access2 = second.json["access_token"].as_str().unwrap().to_string();
+    let other = basic(OTHER_APP, APP_SECRET);
+    let r = post_to(
+        &gw,
+        &format!("{USERS_PATH}/token"),
+        Some(&other),
+        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_grant");
+    let r = app(
+        &gw,
+        "token",
+        &format!("grant_type=refresh_token&refresh_token={refresh2}"),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_grant");
+    assert_eq!(
+        proxied(&gw, &format!("Bearer {access2}")).await.status(),
+        401
+    );
+}
+
+#[tokio::test]
 async fn a_replaced_refresh_token_traded_by_exchange_ends_its_family() {
     let gw = Gateway::start(&body()).await;
     let first = app(&gw, "token", ADMIN_LOGIN).await;

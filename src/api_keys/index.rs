@@ -216,6 +216,15 @@ impl Index {
         lost.chain(revived).collect()
     }
 
+    /// The live records of `stored` this index does not hold.
+    pub fn unknown_live<'s>(&self, stored: &'s [Record]) -> Vec<&'s Record> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        stored
+            .iter()
+            .filter(|r| !r.revoked && !inner.by_id.contains_key(&r.id))
+            .collect()
+    }
+
     /// Makes the held records the store's `records` (tombstones among
     /// them): what a re-read after a lost subscription finds. Live records
     /// the store no longer has were lost with it: they stop here too (not

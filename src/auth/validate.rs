@@ -31,8 +31,8 @@ pub struct Verified {
     pub nbf: Option<i64>,
     pub iat: Option<i64>,
     pub claims: Claims,
-    /// `sha256:` and the hex digest of a JWT without `jti`: the id it is
-    /// revoked by, as an opaque token is.
+    /// `sha256:` and the hex digest of a JWT without `jti` (of its header
+    /// and payload, which its signature signs): the id it is revoked by.
     digest: Option<Box<str>>,
 }
 
@@ -62,8 +62,8 @@ impl Verified {
         Verified::of_claims(issuer, claims, None, credential.into())
     }
 
-    /// Its times read, and its `sub` checked: a string (RFC 7519
-    /// StringOrURI), or absent. A number or a list would reach the
+    /// Its times read, and its `sub` and `jti` checked: strings (RFC 7519),
+    /// or absent. A number or a list would reach the
     /// upstream as a subject no revocation by subject names.
     fn of_claims(
         issuer: usize,
@@ -71,7 +71,10 @@ impl Verified {
         digest: Option<Box<str>>,
         token: Box<str>,
     ) -> Result<Verified, AuthError> {
-        if claims.get("sub").is_some_and(|sub| sub.as_str().is_none()) {
+        // `jti` likewise: one that is not a string would be revoked by
+        // no revocation an operator could write.
+        let not_a_string = |name| claims.get(name).is_some_and(|c| c.as_str().is_none());
+        if not_a_string("sub") || not_a_string("jti") {
             return Err(AuthError::Malformed);
         }
         Ok(Verified {
@@ -296,16 +299,19 @@ impl Validator {
         {
             return Err(AuthError::WrongIssuer);
         }
-        let digest = match claims.str("jti") {
+        // Over what the signature signs: an ECDSA signature has a twin
+        // (s and n - s) that verifies too, so the whole token's digest
+        // would let a copy with the other one escape its revocation.
+        let digest = match claims.get("jti") {
             Some(_) => None,
-            None => Some(token_digest(token).into()),
+            None => Some(token_digest(message).into()),
         };
         Verified::of_claims(key.issuer, claims, digest, Box::default())
     }
 }
 
 /// `sha256:` and the hex SHA-256 of `token`: the jti a token without one
-/// (a JWT, an opaque token) is revoked by.
+/// is revoked by (an opaque token's whole text; a JWT's signed part).
 pub fn token_digest(token: &str) -> String {
     use sha2::Digest;
     use std::fmt::Write;

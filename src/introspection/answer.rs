@@ -56,6 +56,9 @@ pub fn read(body: &[u8], token: &str, iss: &str, typed: bool) -> Result<Read, St
     if answer.get("sub").is_some_and(|sub| !sub.is_string()) {
         return Ok(Read::Refused("`sub` is not a string"));
     }
+    if answer.get("jti").is_some_and(|jti| !jti.is_string()) {
+        return Ok(Read::Refused("`jti` is not a string"));
+    }
     // A sender-constrained token (DPoP, mTLS) is bound to a key portero
     // does not check: taking it would let a stolen copy through.
     if answer.contains_key("cnf") {

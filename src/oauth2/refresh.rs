@@ -39,11 +39,13 @@ pub async fn find(
     else {
         return Ok(None);
     };
-    if !belongs(ctx, &found, client) {
+    // A replaced token is a reuse whoever presents it: its own client or
+    // another that holds it now.
+    if found.issuer == ctx.issuing.issuer.name && found.rotated_to.is_some() {
+        revoke_reused(ctx, &hash).await?;
         return Ok(None);
     }
-    if found.rotated_to.is_some() {
-        revoke_reused(ctx, &hash).await?;
+    if !belongs(ctx, &found, client) {
         return Ok(None);
     }
     let revoked = ctx.issuing.revocations.is_revoked(

@@ -99,6 +99,10 @@ pub struct Redis {
     reachable: AtomicBool,
     /// Generated keys this instance signs with, written back if Redis lost them.
     signing_keys: DashMap<String, StoredKey>,
+    /// Set when Redis was found holding another API-key secret than this
+    /// instance's: it lost its own, and a gateway started meanwhile made
+    /// one. Records written under it are buried at the next re-read.
+    api_key_secret_replaced: AtomicBool,
     metrics: StoreMetrics,
 }
 
@@ -159,6 +163,7 @@ impl Redis {
             write_api_keys: Redis::new_write_api_keys_script(),
             reachable: AtomicBool::new(true),
             signing_keys: DashMap::new(),
+            api_key_secret_replaced: AtomicBool::new(false),
             metrics,
         })
     }

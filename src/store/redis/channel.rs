@@ -2,6 +2,7 @@
 //! transaction the replicas confirm, and followed by every instance, which
 //! subscribes again (and re-reads the set) after any loss.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -99,7 +100,18 @@ impl Redis {
     /// key revoked anywhere stays revoked whatever the store went through.
     async fn reread_api_keys(&self, feeds: &Feeds) -> Result<(), StoreError> {
         let mut records = self.read_api_keys().await?;
-        let restore = feeds.api_keys.tombstones_to_restore(&records);
+        let mut restore = feeds.api_keys.tombstones_to_restore(&records);
+        // Redis lost the secret keys are hashed under, and a gateway made
+        // another: what was written under it (an import of a key revoked
+        // here among it) cannot be told from a revived key. It is buried.
+        if self.api_key_secret_replaced.swap(false, Ordering::AcqRel) {
+            let strangers = feeds.api_keys.unknown_live(&records);
+            tracing::error!(
+                count = strangers.len(),
+                "the store's API-key secret was made while it had lost this instance's: the keys written under it are revoked (make them again once every instance restarts on one secret)"
+            );
+            restore.extend(strangers.iter().map(|r| r.tombstone()));
+        }
         if !restore.is_empty() {
             tracing::warn!(
                 count = restore.len(),

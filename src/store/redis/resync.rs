@@ -1,7 +1,10 @@
 //! Catching up after a (re)subscription: the whole revocation set read
 //! again, what Redis lost written back, and the generated keys re-asserted.
 
+use std::sync::atomic::Ordering;
+
 use super::{decode, now_secs, revocation_key, Redis, StoredKey, BATCH};
+use crate::api_keys;
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::store::{Store, StoreError};
 
@@ -71,6 +74,9 @@ impl Redis {
             .collect();
         for (issuer, key) in held {
             if self.signing_key(&issuer, key.clone()).await? != key {
+                if issuer == api_keys::PEPPER_NAME {
+                    self.api_key_secret_replaced.store(true, Ordering::Release);
+                }
                 tracing::error!(
                     %issuer,
                     "the store holds another generated key for this issuer; tokens signed here are refused elsewhere until this instance restarts"
