@@ -115,7 +115,7 @@ fn policy() -> Policy {
         roles: vec!["ADMIN".into()],
         headers: vec![(
             http::HeaderName::from_static("x-auth-sub"),
-            portero::auth::claim_path::ClaimPath::top("sub"),
+            portero::claim_path::ClaimPath::top("sub"),
         )],
         ..Policy::bearer(1)
     }

@@ -2,8 +2,6 @@
 //! policies and the validation that combines them. Everything here is plain
 //! data and pure functions; `proxy.rs` calls them, the admin API feeds them.
 
-pub mod claim_path;
-pub mod claims;
 pub mod jwk;
 pub mod keys;
 pub mod policy;

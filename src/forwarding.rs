@@ -9,10 +9,10 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, Uri};
 use smallvec::SmallVec;
 
-use crate::auth::policy::{same_field, same_name};
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::config::{AuthSettings, Policy, TokenSource};
+use crate::header_name::{same_field, same_name};
 use crate::listener::Peer;
 use crate::upstream::codec::is_hop_by_hop;
 use crate::upstream::{Added, X_FORWARDED_FOR};

@@ -20,9 +20,9 @@ use dashmap::DashMap;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use siphasher::sip128::{Hasher128, SipHasher13};
 
-use crate::auth::claims::Claims;
 use crate::auth::validate::{Validator, Verified};
 use crate::auth::AuthError;
+use crate::claims::Claims;
 use crate::config::{Introspection, IntrospectionFailure, Issuer, Policy};
 use crate::metrics::IntrospectionSeries;
 use crate::tls_roots::ClientError;

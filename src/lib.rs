@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //! Data flows one way: `config` (the model) imports nothing of the runtime
-//! but the pure values it holds (`auth::claim_path`, `rule`); the runtime
-//! modules import the model, never the reverse.
+//! but the leaves its checks need (`claim_path`, `claims`, `header_name`,
+//! `path`'s rules, `rule`, which imports only leaves); the runtime modules
+//! import the model, never the reverse, and no top module reaches back.
 //!
 //! - [`config`]: `gateway.toml` → a validated [`config::Config`]: `file` (the
 //!   only serde types), `set_aside` (unknown keys and values of the wrong type
@@ -19,6 +20,10 @@
 //! - [`routes`]: (host, path, method) → route, compiled once per config.
 //! - [`api_keys`]: API keys: made and kept as keyed hashes (`index`: every
 //!   record in memory), checked per snapshot by their bytes (`check`).
+//! - [`claims`]: a token's claims, parsed once (a name twice refused), read by name;
+//!   [`claim_path`]: paths into nested claims (`a.b`, `"x.y".z`).
+//! - `header_name`: names as upstreams fold them (`_` for `-`, case; cookies and
+//!   query parameters as PHP and ASP.NET read them).
 //! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
 //! - [`rule`]: route rules, a subset of CEL: parsed and type-checked when
 //!   the config is read, evaluated over a token's claims and the request.
@@ -75,6 +80,8 @@ pub mod access_log;
 mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod claim_path;
+pub mod claims;
 mod client_addr;
 pub mod clock;
 pub mod config;
@@ -84,6 +91,7 @@ pub mod credentials;
 pub mod echo;
 mod forward_auth;
 mod forwarding;
+mod header_name;
 pub mod import;
 mod introspection;
 pub mod issue;

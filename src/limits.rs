@@ -417,9 +417,9 @@ fn key<'a>(by: &'a LimitKey, caller: &Caller<'a>) -> Key<'a> {
     let identity = |claim: &str| {
         let token = caller.token?;
         let value = match token.claims.get(claim)? {
-            crate::auth::claims::Claim::Str(s) => Cow::Borrowed(s),
-            crate::auth::claims::Claim::Number(n) => Cow::Owned(n.to_string()),
-            crate::auth::claims::Claim::Json(v) => Cow::Owned(v.to_string()),
+            crate::claims::Claim::Str(s) => Cow::Borrowed(s),
+            crate::claims::Claim::Number(n) => Cow::Owned(n.to_string()),
+            crate::claims::Claim::Json(v) => Cow::Owned(v.to_string()),
         };
         Some(Key::Identity(token.issuer, value))
     };
@@ -443,9 +443,9 @@ fn own_requests(limit: &RateLimit, caller: &Caller<'_>) -> u32 {
         let token = caller.token?;
         let value = token.claims.get(limit.override_claim.as_deref()?)?;
         let n = match value {
-            crate::auth::claims::Claim::Number(n) => n.as_u64()?,
-            crate::auth::claims::Claim::Str(s) => s.parse().ok()?,
-            crate::auth::claims::Claim::Json(_) => return None,
+            crate::claims::Claim::Number(n) => n.as_u64()?,
+            crate::claims::Claim::Str(s) => s.parse().ok()?,
+            crate::claims::Claim::Json(_) => return None,
         };
         (n > 0).then(|| u32::try_from(n).unwrap_or(u32::MAX))
     };

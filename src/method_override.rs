@@ -6,7 +6,7 @@
 
 use http::{HeaderMap, Method};
 
-use crate::auth::policy::same_field;
+use crate::header_name::{same_field, same_name};
 
 /// Every name a framework reads an override from. Each starts with `x`.
 const NAMES: [&str; 3] = [
@@ -45,6 +45,20 @@ pub fn named(headers: &HeaderMap) -> Result<Method, &'static str> {
         return Err("a method-override header names HEAD or CONNECT");
     }
     Ok(method)
+}
+
+/// Whether the query names a method the way Rails, Laravel, Symfony and
+/// Express's `method-override` read one: a `_method` parameter, in any
+/// spelling an upstream reads as that name. Only a query holding
+/// `method` in some case is parsed.
+pub fn in_query(query: Option<&str>) -> bool {
+    let Some(query) = query else { return false };
+    let mentions = query
+        .as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"method"));
+    mentions
+        && form_urlencoded::parse(query.as_bytes()).any(|(name, _)| same_name(&name, "_method"))
 }
 
 /// Removes every override header, in every spelling: once routing has

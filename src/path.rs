@@ -8,7 +8,16 @@
 
 use std::borrow::Cow;
 
-use crate::config::PathRules;
+/// The operator's choices on paths; both off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathRules {
+    /// `//` becomes `/` in the forwarded path. Routing ignores empty
+    /// segments either way.
+    pub merge_slashes: bool,
+    /// `%2F` passes through (still encoded) instead of a `400`. Risky: an
+    /// upstream that decodes it before routing sees another path.
+    pub allow_encoded_slashes: bool,
+}
 
 /// Why a path is refused (`400`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,8 +24,8 @@ use http::request::Parts;
 use http::HeaderName;
 use serde_json::Value;
 
-use crate::auth::claim_path::ClaimPath;
-use crate::auth::claims::Claims;
+use crate::claim_path::ClaimPath;
+use crate::claims::Claims;
 
 /// The longest rule read, in bytes, and the deepest nesting (each
 /// parenthesis, list or map literal, operator, call, index or field is a

@@ -54,6 +54,9 @@ pub fn method(parts: &Parts, overridden: bool) -> Result<Option<Method>, &'stati
     if miscased(&parts.method) {
         return Err("a method with a lower-case letter (an application may upper-case it)");
     }
+    if method_override::in_query(parts.uri.query()) {
+        return Err("a _method query parameter (frameworks run the method it names)");
+    }
     if !overridden {
         return Ok(None);
     }
@@ -266,6 +269,25 @@ mod tests {
         // Methods in capitals, extensions too, are the route's to split.
         for sent in ["GET", "DELETE", "PROPFIND", "M-SEARCH"] {
             assert_eq!(method(&with_method(sent, &[]), false), Ok(None), "{sent}");
+        }
+    }
+
+    #[test]
+    fn a_method_named_in_the_query_is_refused() {
+        let at = |uri: &str| {
+            let parts = Request::builder().method("POST").uri(uri).body(()).unwrap();
+            method(&parts.into_parts().0, false)
+        };
+        for uri in [
+            "/items/7?_method=DELETE",
+            "/items/7?a=1&_METHOD=put",
+            "/items/7?%5Fmethod=PATCH",
+            "/items/7?.method=DELETE",
+        ] {
+            assert!(at(uri).is_err(), "{uri}");
+        }
+        for uri in ["/items/7?method=x", "/items/7?a=_method", "/items/7"] {
+            assert_eq!(at(uri), Ok(None), "{uri}");
         }
     }
 

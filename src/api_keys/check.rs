@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
 use super::{Held, Index};
-use crate::auth::claims::Claims;
 use crate::auth::validate::{Validator, Verified};
 use crate::auth::AuthError;
+use crate::claims::Claims;
 use crate::config::{Config, IssuerKind, Policy};
 
 /// Keys this snapshot admitted. Bounded; each use checks its record was

@@ -13,10 +13,10 @@ use base64::Engine;
 use hmac::Mac;
 use serde::Deserialize;
 
-use super::claims::{Claim, Claims};
 use super::keys::{Key, KeySet};
 use super::revocation::Revocations;
 use super::AuthError;
+use crate::claims::{Claim, Claims};
 use crate::config::Policy;
 
 /// A token whose signature and issuer have been checked.
@@ -664,7 +664,7 @@ mod tests {
             AuthError::MissingScope
         );
         let mut p = policy();
-        p.claims = vec![(crate::auth::claim_path::ClaimPath::top("sub"), "bob".into())];
+        p.claims = vec![(crate::claim_path::ClaimPath::top("sub"), "bob".into())];
         assert_eq!(
             v.validate(&t, &p, NOW).unwrap_err(),
             AuthError::ClaimMismatch

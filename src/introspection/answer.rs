@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::auth::claims::Claims;
 use crate::auth::validate::token_digest;
+use crate::claims::Claims;
 
 /// An answer read: the claims of an active access token, or why not.
 #[derive(Debug, PartialEq)]

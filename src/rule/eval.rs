@@ -7,8 +7,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Number, Value};
 
 use super::{Expr, Field, Method, Op, Request};
-use crate::auth::claims::{Claim, Claims};
-use crate::auth::policy::same_field;
+use crate::claims::{Claim, Claims};
+use crate::header_name::same_field;
 use crate::method_override::is_override;
 
 pub(super) struct Context<'a> {

@@ -6,7 +6,7 @@ use http::HeaderName;
 use serde_json::{Map, Number, Value};
 
 use super::{Expr, Field, Method, Op, MAX_DEPTH};
-use crate::auth::claim_path::ClaimPath;
+use crate::claim_path::ClaimPath;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Token {

@@ -9,7 +9,7 @@ use super::super::file::*;
 use super::super::model::*;
 use super::super::units::{parse_offset, parse_size, secs};
 use super::Checker;
-use crate::auth::claim_path::ClaimPath;
+use crate::claim_path::ClaimPath;
 
 impl Checker<'_> {
     pub(super) fn issuer(

@@ -7,7 +7,7 @@ use toml::Spanned;
 use super::super::file::*;
 use super::super::model::*;
 use super::{names, Checker, RESERVED_HEADERS};
-use crate::auth::claim_path::ClaimPath;
+use crate::claim_path::ClaimPath;
 use crate::rule::Rule;
 
 impl Checker<'_> {

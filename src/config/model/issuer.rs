@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{CorsPolicy, RouteLimits};
-use crate::auth::claim_path::ClaimPath;
+use crate::claim_path::ClaimPath;
 
 /// What an issuer's consumers send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

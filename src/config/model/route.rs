@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 
-use crate::auth::claim_path::ClaimPath;
+use crate::claim_path::ClaimPath;
 use crate::rule::Rule;
 
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::IpRules;
+pub use crate::path::PathRules;
 
 /// Request spans sent to an OpenTelemetry collector over OTLP/HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,15 +235,4 @@ pub struct AuthSettings {
     /// Lower-case exact names and prefixes (pattern without its trailing `*`).
     pub strip_exact: Vec<String>,
     pub strip_prefixes: Vec<String>,
-}
-
-/// The operator's choices on paths; both off by default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PathRules {
-    /// `//` becomes `/` in the forwarded path. Routing ignores empty
-    /// segments either way.
-    pub merge_slashes: bool,
-    /// `%2F` passes through (still encoded) instead of a `400`. Risky: an
-    /// upstream that decodes it before routing sees another path.
-    pub allow_encoded_slashes: bool,
 }

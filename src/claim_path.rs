@@ -9,7 +9,7 @@
 //! (`https://example.com/roles`, read as one name before paths were) is
 //! refused, for its `:` and `/`, rather than read as a path.
 
-use super::claims::{Claim, Claims};
+use crate::claims::{Claim, Claims};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimPath {
