@@ -266,7 +266,7 @@ impl Metrics {
             self.tokens_issued.with_label_values(&[&i.name, "oauth2"]);
             for endpoint in ["metadata", "token", "revoke", "introspect"] {
                 self.oauth2_requests
-                    .with_label_values(&[&i.name, endpoint, "200"]);
+                    .with_label_values(&[&i.name, endpoint, "200", "ok"]);
             }
         }
     }

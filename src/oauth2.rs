@@ -19,7 +19,7 @@ use crate::auth::validate::Validator;
 use std::sync::Arc;
 
 use crate::config::{OAuth2, Principal, Principals};
-use crate::issue::{Attempt, Denied, Issuing, Transport};
+use crate::issue::{Attempt, Denied, Issuing, Reason, Transport};
 
 pub use form::is_form;
 
@@ -68,6 +68,18 @@ impl Error {
 
     fn invalid_request(description: impl Into<String>) -> Error {
         Error::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// What the error is counted as, where no refusal was noted.
+    fn reason(&self) -> Reason {
+        match self.code {
+            "unsupported_grant_type" => Reason::UnsupportedGrant,
+            "invalid_grant" => Reason::InvalidGrant,
+            "invalid_scope" => Reason::InvalidScope,
+            "temporarily_unavailable" => Reason::Unavailable,
+            // Missing or malformed client credentials, a bad form.
+            _ => Reason::MalformedRequest,
+        }
     }
 
     fn unavailable() -> Error {
@@ -187,13 +199,18 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         answer.allow = Some(allow);
         return answer;
     }
-    let answer = match which {
+    let answered = match which {
         Which::Metadata => Ok(Answer::ok(metadata(ctx))),
         Which::Token => token::handle(ctx, req).await,
         Which::Revoke => inspect::revoke(ctx, req).await,
         Which::Introspect => inspect::introspect(ctx, req).await,
-    }
-    .unwrap_or_else(Answer::from);
+    };
+    // A refused client or user was noted where it was refused.
+    let reason = match &answered {
+        Ok(_) => Reason::Ok,
+        Err(e) => ctx.issuing.noted().unwrap_or_else(|| e.reason()),
+    };
+    let answer = answered.unwrap_or_else(Answer::from);
     ctx.issuing
         .metrics
         .oauth2_requests
@@ -201,6 +218,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
             &ctx.issuing.issuer.name,
             which.name(),
             crate::issue::status_class(answer.status),
+            reason.label(),
         ])
         .inc();
     answer
