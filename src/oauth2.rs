@@ -15,7 +15,7 @@ mod token;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::auth::validate::Validator;
+use crate::auth::validate::{Validator, Verified};
 use std::sync::Arc;
 
 use crate::config::{OAuth2, Principal, Principals};
@@ -144,6 +144,18 @@ impl Endpoints<'_> {
             true => self.issuing.principal_claimed(attempt, id, now).await,
             false => Ok(self.settings.clients.get(id).cloned()),
         }
+    }
+}
+
+/// The client a token of the issuer was issued to, the one rule of
+/// ownership for introspection, revocation and exchange: its `client_id`;
+/// a client dialect's legacy token (which carries none) is its subject's,
+/// the client itself. A user dialect's token without `client_id` is no
+/// client's: its subject is a user, whatever client shares the name.
+fn issued_to<'v>(ctx: &Endpoints<'_>, v: &'v Verified) -> Option<&'v str> {
+    match ctx.issuing.endpoint.dialect.has_clients() {
+        true => v.claims.str("client_id").or(v.sub()),
+        false => v.claims.str("client_id"),
     }
 }
 

@@ -923,3 +923,35 @@ fn a_principal_key_its_dialect_never_reads_or_a_missing_company_is_refused() {
         assert!(ok, "{dialect}: {principal}\n{err}");
     }
 }
+
+#[test]
+fn an_oauth2_client_named_as_a_user_of_its_issuer_is_refused() {
+    let app = portero::credentials::hash_fast("app-secret-0123456789");
+    let user = portero::credentials::hash_password("pw");
+    let config = |client: &str| {
+        format!(
+            "[server]\npublic_url = \"https://auth.example\"\n{GOOD}\n[issuers.people]\ndialect = \"session\"\n\n\
+             [issuers.people.oauth2]\n\n[[issuers.people.oauth2.clients]]\nclient_id = \"{client}\"\n\
+             secret_hash = \"{app}\"\n\n[[issuers.people.principals]]\nusername = \"admin\"\nsecret_hash = '{user}'\n"
+        )
+    };
+    for namesake in ["admin", "Admin"] {
+        let text = config(namesake);
+        let (ok, err) = check(&text);
+        assert!(!ok, "{namesake}");
+        let at = text
+            .lines()
+            .position(|l| l.starts_with("client_id = "))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!(
+                "gateway.toml:{at}: issuers.people.oauth2.clients[0].client_id: {namesake:?} is also \
+                 a user of issuer \"people\" (\"admin\")"
+            )),
+            "{err}"
+        );
+    }
+    let (ok, err) = check(&config("reporting-app"));
+    assert!(ok, "{err}");
+}

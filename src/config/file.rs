@@ -398,7 +398,7 @@ pub(super) struct FileShadow {
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileOAuthClient {
-    pub(super) client_id: String,
+    pub(super) client_id: Spanned<String>,
     pub(super) secret_hash: Spanned<String>,
     /// The scopes its tokens may carry.
     #[serde(default)]

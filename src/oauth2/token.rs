@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use super::client::authenticate;
 use super::form::Form;
 use super::refresh::{self, invalid_grant};
-use super::{Answer, Endpoints, Error, Request};
+use super::{issued_to, Answer, Endpoints, Error, Request};
 use crate::config::{Dialect, Principal};
 use crate::issue::{self, refresh_hash, Denied, Minted, Stamp};
 use crate::store::RefreshRecord;
@@ -253,13 +253,8 @@ async fn issuers_jwt(
         .ok_or_else(invalid_grant)?;
     let sub = v.sub().ok_or_else(invalid_grant)?.to_string();
     // A token issued to a client stays that client's: no client trades
-    // another's token for one of its own. A client dialect's legacy tokens
-    // are their client's by subject.
-    let issued_to = match ctx.issuing.endpoint.dialect.has_clients() {
-        true => v.claims.str("client_id").or(v.sub()),
-        false => v.claims.str("client_id"),
-    };
-    if issued_to.is_some_and(|c| c != client.login) {
+    // another's token for one of its own.
+    if issued_to(ctx, &v).is_some_and(|c| c != client.login) {
         return Err(invalid_grant());
     }
     // The principal as it is now: one removed, deactivated or blocked

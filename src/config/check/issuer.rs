@@ -489,13 +489,15 @@ impl Checker<'_> {
         let mut clients = Vec::new();
         for (n, c) in settings.clients.iter().enumerate() {
             let client_key = format!("{key}.clients[{n}]");
+            self.not_a_user(name, &c.client_id, endpoint, &client_key);
             let Some(secret) =
                 self.stored_hash(&c.secret_hash, &format!("{client_key}.secret_hash"))
             else {
                 continue;
             };
+            let client_id = c.client_id.get_ref();
             clients.push(Principal {
-                login: c.client_id.clone(),
+                login: client_id.clone(),
                 secret,
                 id: serde_json::Value::Null,
                 username: None,
@@ -503,7 +505,7 @@ impl Checker<'_> {
                 role: None,
                 business: None,
                 proyecto: None,
-                client_id: Some(c.client_id.clone()),
+                client_id: Some(client_id.clone()),
                 company: None,
                 permissions: c.scopes.clone(),
                 active: true,
@@ -529,6 +531,31 @@ impl Checker<'_> {
             password_grant: settings.password_grant,
             clients: Principals::new(clients),
         })
+    }
+
+    /// A user dialect's client may not share its id with a user of the
+    /// issuer (as spelled, or as a case-insensitive table would match it):
+    /// whose a token is would read one way to an operator and another way
+    /// to portero.
+    fn not_a_user(
+        &mut self,
+        issuer: &str,
+        client_id: &Spanned<String>,
+        endpoint: &TokenEndpoint,
+        client_key: &str,
+    ) {
+        let id = client_id.get_ref();
+        if let Some(user) = endpoint.principals.get_by_key(id) {
+            self.problem(
+                client_id,
+                format!("{client_key}.client_id"),
+                format!(
+                    "{id:?} is also a user of issuer {issuer:?} ({:?}): name the client \
+                     otherwise",
+                    user.login
+                ),
+            );
+        }
     }
 
     /// `[issuers.NAME.user_store]`: where the dialect's principals live in SQL.
