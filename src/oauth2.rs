@@ -276,7 +276,7 @@ fn metadata(ctx: &Endpoints<'_>) -> Value {
         "token_endpoint": format!("{issuer}/token"),
         "revocation_endpoint": format!("{issuer}/revoke"),
         "introspection_endpoint": format!("{issuer}/introspect"),
-        "grant_types_supported": token::grants(ctx),
+        "grant_types_supported": token::grants(ctx).iter().map(|g| g.name()).collect::<Vec<_>>(),
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": methods,
         "revocation_endpoint_auth_methods_supported": methods,
