@@ -955,3 +955,44 @@ fn an_oauth2_client_named_as_a_user_of_its_issuer_is_refused() {
     let (ok, err) = check(&config("reporting-app"));
     assert!(ok, "{err}");
 }
+
+#[test]
+fn oauth2_endpoints_on_a_host_the_public_url_does_not_name_are_refused() {
+    let config = |public_url: &str, host: &str| {
+        format!(
+            "[server]\npublic_url = \"{public_url}\"\n{GOOD}\n[issuers.c]\ndialect = \"client-envelope\"\n\
+             host = \"{host}\"\n\n[issuers.c.oauth2]\n"
+        )
+    };
+    let text = config("http://127.0.0.1:8080", "maxpoint.localhost");
+    let (ok, err) = check(&text);
+    assert!(!ok);
+    let at = text.lines().position(|l| l.starts_with("host = ")).unwrap() + 1;
+    assert!(
+        err.contains(&format!(
+            "gateway.toml:{at}: issuers.c.host: the OAuth 2.0 endpoints are served on host \
+             \"maxpoint.localhost\", but the metadata sends clients to server.public_url's host \
+             \"127.0.0.1\""
+        )),
+        "{err}"
+    );
+    for (public_url, host) in [
+        ("https://maxpoint.localhost", "maxpoint.localhost"),
+        ("https://MaxPoint.localhost:8443/", "maxpoint.localhost"),
+        ("https://auth.example.com", "*.example.com"),
+        ("https://auth.example.com", "Auth.Example.com"),
+    ] {
+        let (ok, err) = check(&config(public_url, host));
+        assert!(ok, "{public_url} {host}: {err}");
+    }
+    for (public_url, host) in [
+        ("https://example.com", "*.example.com"),
+        ("https://auth.example.com", "api.example.com"),
+    ] {
+        let (ok, err) = check(&config(public_url, host));
+        assert!(
+            !ok && err.contains("issuers.c.host"),
+            "{public_url} {host}: {err}"
+        );
+    }
+}

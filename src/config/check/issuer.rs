@@ -47,6 +47,16 @@ fn written_keys(p: &FilePrincipal) -> Vec<(&'static str, std::ops::Range<usize>)
     .collect()
 }
 
+/// Whether a route on host `pattern` (`*`, `*.example.com` or a name, in
+/// lower case) serves requests for `host`, as the route table matches them.
+fn host_serves(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some("") => true,
+        Some(suffix) => host.ends_with(suffix) && host.len() > suffix.len(),
+        None => pattern == host,
+    }
+}
+
 impl Checker<'_> {
     pub(super) fn issuer(
         &mut self,
@@ -98,6 +108,9 @@ impl Checker<'_> {
             .as_ref()
             .filter(|_| !unknown_dialect)
             .and_then(|table| self.oauth2(name, table, endpoint.as_ref(), public_url));
+        if let (Some(o), Some(host)) = (&oauth2, &i.host) {
+            self.oauth2_reachable(name, host, &o.public_url);
+        }
         let user_store = i
             .user_store
             .as_ref()
@@ -556,6 +569,29 @@ impl Checker<'_> {
                 ),
             );
         }
+    }
+
+    /// The OAuth 2.0 endpoints are mounted on the dialect's `host`, while
+    /// the metadata names them under `server.public_url`: a client that
+    /// follows the metadata must reach that host.
+    fn oauth2_reachable(&mut self, name: &str, host: &Spanned<String>, public_url: &str) {
+        let pattern = host.get_ref().to_ascii_lowercase();
+        let public_host = url::Url::parse(public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        if host_serves(&pattern, &public_host) {
+            return;
+        }
+        self.problem(
+            host,
+            format!("issuers.{name}.host"),
+            format!(
+                "the OAuth 2.0 endpoints are served on host {pattern:?}, but the metadata sends \
+                 clients to server.public_url's host {public_host:?}: set server.public_url to \
+                 an origin on {pattern:?}, or leave host out (any host)"
+            ),
+        );
     }
 
     /// `[issuers.NAME.user_store]`: where the dialect's principals live in SQL.
