@@ -80,6 +80,7 @@ fn issuance(c: &mut Criterion) {
             revocations: &revocations,
             metrics: &metrics,
             users: None,
+            refused: Default::default(),
         };
         if name.contains("argon2") {
             group.sample_size(20);

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 pub use check::Check;
-pub use index::{Held, Index};
+pub use index::{Absent, Held, Index};
 
 /// What every key portero makes starts with, so secret scanners can find
 /// a leaked one (and a reader can tell it from a token).

@@ -62,6 +62,10 @@ pub enum AuthError {
     CriticalExtension,
     #[error("unknown or revoked API key")]
     UnknownApiKey,
+    /// A key portero made and has since revoked or rotated out. The
+    /// client is told no more than for a key that never existed.
+    #[error("unknown or revoked API key")]
+    RevokedApiKey,
     #[error("token not active")]
     Inactive,
 }
@@ -90,6 +94,7 @@ impl AuthError {
             Self::UnsafeClaim => "unsafe_claim",
             Self::CriticalExtension => "critical_extension",
             Self::UnknownApiKey => "unknown_api_key",
+            Self::RevokedApiKey => "revoked_api_key",
             Self::Inactive => "inactive",
         }
     }
@@ -103,7 +108,7 @@ impl AuthError {
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 22] = [
+    pub const ALL: [AuthError; 23] = [
         Self::MissingToken,
         Self::RepeatedToken,
         Self::Malformed,
@@ -125,6 +130,7 @@ impl AuthError {
         Self::UnsafeClaim,
         Self::CriticalExtension,
         Self::UnknownApiKey,
+        Self::RevokedApiKey,
         Self::Inactive,
     ];
 }

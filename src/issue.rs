@@ -11,15 +11,17 @@ mod credential_check;
 mod lockout;
 mod login_refresh;
 mod project;
+mod reason;
 pub mod refresh_family;
 mod session;
 
 pub use credential_check::Denied;
 pub use lockout::{Attempt, Kind, Outcome};
+pub use reason::Reason;
 
 use http::StatusCode;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -65,6 +67,17 @@ pub enum Transport {
     Unavailable,
 }
 
+impl Transport {
+    pub fn reason(self) -> Reason {
+        match self {
+            Transport::TooLarge => Reason::TooLarge,
+            Transport::Timeout => Reason::Timeout,
+            Transport::RateLimited => Reason::RateLimited,
+            Transport::Unavailable => Reason::Unavailable,
+        }
+    }
+}
+
 /// The `sub` of the tokens a dialect mints for `p`.
 pub fn subject(dialect: Dialect, p: &Principal) -> String {
     match dialect {
@@ -98,6 +111,9 @@ pub struct Issuing<'a> {
     pub metrics: &'a Metrics,
     /// Where principals not in the config are looked up, if anywhere.
     pub users: Option<&'a Arc<UserStore>>,
+    /// Why this request's login was refused, noted where it was decided
+    /// (`Issuing::refuse`): its metrics' `reason`.
+    pub refused: OnceLock<Reason>,
 }
 
 /// Serves one token-endpoint request.
@@ -109,15 +125,23 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         Dialect::ClientEnvelope => client_envelope::handle(ctx, req).await,
         Dialect::ClientFlat => client_flat::handle(ctx, req).await,
     };
-    ctx.metrics
-        .token_requests
-        .with_label_values(&[&ctx.issuer.name, status_class(reply.status)])
-        .inc();
+    let reason = ctx
+        .noted()
+        .unwrap_or_else(|| Reason::of_status(reply.status));
+    count(ctx, reply.status, reason);
     ctx.metrics
         .legacy_requests
         .with_label_values(&[&ctx.issuer.name, named_principal(ctx, req)])
         .inc();
     reply
+}
+
+/// One answer of the issuer's legacy endpoint, by status and reason.
+fn count(ctx: &Issuing<'_>, status: StatusCode, reason: Reason) {
+    ctx.metrics
+        .token_requests
+        .with_label_values(&[&ctx.issuer.name, status_class(status), reason.label()])
+        .inc();
 }
 
 /// The principal a legacy request names, for `portero_legacy_requests_total`:
@@ -150,10 +174,7 @@ pub fn transport_error(ctx: &Issuing<'_>, e: Transport, path: &str, now: DateTim
         Dialect::ClientEnvelope => client_envelope::transport_error(e),
         Dialect::ClientFlat => client_flat::transport_error(e),
     };
-    ctx.metrics
-        .token_requests
-        .with_label_values(&[&ctx.issuer.name, status_class(reply.status)])
-        .inc();
+    count(ctx, reply.status, e.reason());
     ctx.metrics
         .legacy_requests
         .with_label_values(&[&ctx.issuer.name, "unknown"])

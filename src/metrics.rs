@@ -266,7 +266,7 @@ impl Metrics {
             self.tokens_issued.with_label_values(&[&i.name, "oauth2"]);
             for endpoint in ["metadata", "token", "revoke", "introspect"] {
                 self.oauth2_requests
-                    .with_label_values(&[&i.name, endpoint, "200"]);
+                    .with_label_values(&[&i.name, endpoint, "200", "ok"]);
             }
         }
     }
@@ -307,5 +307,37 @@ pub fn method_label(m: &http::Method) -> &'static str {
         http::Method::HEAD => "HEAD",
         http::Method::OPTIONS => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthError;
+    use crate::issue::Reason;
+
+    /// An operator reading a refusal's reason finds it in the docs:
+    /// every reason of `portero_auth_decisions_total` and of the token
+    /// endpoints has its row in docs/operations.md, and each other fixed
+    /// label value is named there.
+    #[test]
+    fn every_reason_is_named_in_the_operations_doc() {
+        let doc = include_str!("../docs/operations.md");
+        let row = |v: &str| doc.contains(&format!("\n| `{v}` |"));
+        let denials = AuthError::ALL.iter().map(|e| e.reason());
+        // Counted by the proxy without an AuthError.
+        let unavailable = ["store_unavailable", "introspection_unavailable"];
+        let answers = Reason::ALL.iter().map(|r| r.label());
+        let rows: Vec<&str> = denials.chain(unavailable).chain(answers).collect();
+        let missing: Vec<&&str> = rows.iter().filter(|r| !row(r)).collect();
+        assert!(
+            missing.is_empty(),
+            "no row in docs/operations.md: {missing:?}"
+        );
+        let others = TUNNEL_ENDS.iter().chain(&LIMITS).chain(STORE_OPERATIONS);
+        let missing: Vec<&&str> = others
+            .filter(|v| !doc.contains(&format!("`{v}`")))
+            .collect();
+        assert!(missing.is_empty(), "not in docs/operations.md: {missing:?}");
     }
 }

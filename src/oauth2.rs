@@ -15,11 +15,11 @@ mod token;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::auth::validate::Validator;
+use crate::auth::validate::{Validator, Verified};
 use std::sync::Arc;
 
 use crate::config::{OAuth2, Principal, Principals};
-use crate::issue::{Attempt, Denied, Issuing, Transport};
+use crate::issue::{Attempt, Denied, Issuing, Reason, Transport};
 
 pub use form::is_form;
 
@@ -68,6 +68,18 @@ impl Error {
 
     fn invalid_request(description: impl Into<String>) -> Error {
         Error::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+    }
+
+    /// What the error is counted as, where no refusal was noted.
+    fn reason(&self) -> Reason {
+        match self.code {
+            "unsupported_grant_type" => Reason::UnsupportedGrant,
+            "invalid_grant" => Reason::InvalidGrant,
+            "invalid_scope" => Reason::InvalidScope,
+            "temporarily_unavailable" => Reason::Unavailable,
+            // Missing or malformed client credentials, a bad form.
+            _ => Reason::MalformedRequest,
+        }
     }
 
     fn unavailable() -> Error {
@@ -132,6 +144,18 @@ impl Endpoints<'_> {
             true => self.issuing.principal_claimed(attempt, id, now).await,
             false => Ok(self.settings.clients.get(id).cloned()),
         }
+    }
+}
+
+/// The client a token of the issuer was issued to, the one rule of
+/// ownership for introspection, revocation and exchange: its `client_id`;
+/// a client dialect's legacy token (which carries none) is its subject's,
+/// the client itself. A user dialect's token without `client_id` is no
+/// client's: its subject is a user, whatever client shares the name.
+fn issued_to<'v>(ctx: &Endpoints<'_>, v: &'v Verified) -> Option<&'v str> {
+    match ctx.issuing.endpoint.dialect.has_clients() {
+        true => v.claims.str("client_id").or(v.sub()),
+        false => v.claims.str("client_id"),
     }
 }
 
@@ -201,13 +225,18 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     if let Some(refused) = refuse_method(which, req.method) {
         return refused;
     }
-    let answer = match which {
+    let answered = match which {
         Which::Metadata => Ok(Answer::ok(metadata(ctx))),
         Which::Token => token::handle(ctx, req).await,
         Which::Revoke => inspect::revoke(ctx, req).await,
         Which::Introspect => inspect::introspect(ctx, req).await,
-    }
-    .unwrap_or_else(Answer::from);
+    };
+    // A refused client or user was noted where it was refused.
+    let reason = match &answered {
+        Ok(_) => Reason::Ok,
+        Err(e) => ctx.issuing.noted().unwrap_or_else(|| e.reason()),
+    };
+    let answer = answered.unwrap_or_else(Answer::from);
     ctx.issuing
         .metrics
         .oauth2_requests
@@ -215,6 +244,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
             &ctx.issuing.issuer.name,
             which.name(),
             crate::issue::status_class(answer.status),
+            reason.label(),
         ])
         .inc();
     answer
@@ -260,7 +290,7 @@ fn metadata(ctx: &Endpoints<'_>) -> Value {
         "token_endpoint": format!("{issuer}/token"),
         "revocation_endpoint": format!("{issuer}/revoke"),
         "introspection_endpoint": format!("{issuer}/introspect"),
-        "grant_types_supported": token::grants(ctx),
+        "grant_types_supported": token::grants(ctx).iter().map(|g| g.name()).collect::<Vec<_>>(),
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": methods,
         "revocation_endpoint_auth_methods_supported": methods,

@@ -258,10 +258,8 @@ async fn lifetime(
                 return End::TokenRevoked;
             }
             let key_gone = |keys: &crate::api_keys::Index| match keys.find(v.credential()) {
-                None => true,
-                Some((_, until)) => {
-                    until.is_some_and(|t| crate::clock::Clock::system().unix() >= t)
-                }
+                Err(_) => true,
+                Ok((_, until)) => until.is_some_and(|t| crate::clock::Clock::system().unix() >= t),
             };
             if t.api_keys.as_deref().is_some_and(key_gone) {
                 return End::TokenRevoked;

@@ -184,21 +184,23 @@ async fn a_key_is_made_used_listed_and_revoked() {
         with_key(&gw, "/partner", &key).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // A key that never existed is refused alike, and counted apart: a
+    // revoked key still in use is a client to chase, an unknown one a guess.
+    let never = format!("prt_{}", "x".repeat(43));
+    let (status, v) = with_key(&gw, "/partner", &never).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(v["error_description"], "unknown or revoked API key");
 
     let m = gw.metrics().await;
-    assert_eq!(
-        gw.metric(
-            "portero_auth_decisions_total",
-            &[
-                ("route", "partner"),
-                ("result", "deny"),
-                ("reason", "unknown_api_key")
-            ]
-        )
-        .await,
-        1.0,
-        "{m}"
-    );
+    let denied = |reason| {
+        let gw = &gw;
+        async move {
+            let labels = [("route", "partner"), ("result", "deny"), ("reason", reason)];
+            gw.metric("portero_auth_decisions_total", &labels).await
+        }
+    };
+    assert_eq!(denied("revoked_api_key").await, 1.0, "{m}");
+    assert_eq!(denied("unknown_api_key").await, 1.0, "{m}");
 }
 
 #[tokio::test]

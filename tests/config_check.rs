@@ -238,7 +238,7 @@ fn principals_need_hashed_secrets_and_the_dialects_login_fields() {
     assert!(!ok);
     assert!(err.contains("needs client_id"), "{err}");
     let (ok, err) = check(&with(&format!(
-        "client_id = \"c\"\nsecret_hash = \"{hash}\""
+        "client_id = \"c\"\nsecret_hash = \"{hash}\"\ncompany = \"acme\""
     )));
     assert!(ok, "{err}");
     let (ok, err) = check(&GOOD.replace("[issuers.demo]", "[issuers.demo]\ndialect = \"soap\""));
@@ -252,7 +252,9 @@ fn principals_can_live_in_their_own_file() {
     let hash = portero::credentials::hash_fast("s3cret-s3cret-s3cret");
     std::fs::write(
         dir.path().join("clients.toml"),
-        format!("[[principals]]\nclient_id = \"c\"\nsecret_hash = \"{hash}\"\n"),
+        format!(
+            "[[principals]]\nclient_id = \"c\"\nsecret_hash = \"{hash}\"\ncompany = \"acme\"\n"
+        ),
     )
     .unwrap();
     let config = format!(
@@ -264,6 +266,19 @@ fn principals_can_live_in_their_own_file() {
     let (ok, err) = check(&config.replace("clients.toml", "missing.toml"));
     assert!(!ok);
     assert!(err.contains("principals_file"), "{err}");
+    // A problem in the file is named by its key: the file's positions
+    // are not the config's lines.
+    std::fs::write(
+        dir.path().join("clients.toml"),
+        format!("[[principals]]\nclient_id = \"c\"\nsecret_hash = \"{hash}\"\nrole = \"x\"\n"),
+    )
+    .unwrap();
+    let (ok, err) = check(&config);
+    assert!(!ok);
+    assert!(
+        err.contains("gateway.toml: issuers.flat.principals[0].role: the client-flat dialect never reads role"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -834,5 +849,180 @@ introspection_on_failure = \"ignore\"
         "issuers.d.introspection_on_failure: \"ignore\": expected \"unavailable\" or \"unauthorized\"",
     ] {
         assert!(err.contains(want), "{want:?} not in:\n{err}");
+    }
+}
+
+#[test]
+fn a_principal_key_its_dialect_never_reads_or_a_missing_company_is_refused() {
+    let hash = portero::credentials::hash_fast("s3cret-s3cret-s3cret");
+    let with = |dialect: &str, principal: &str| {
+        format!(
+            "{GOOD}\n[issuers.x]\ndialect = \"{dialect}\"\ncompanies = [\"acme\"]\n\n\
+             [[issuers.x.principals]]\nsecret_hash = \"{hash}\"\n{principal}\n"
+        )
+    };
+    let line_of =
+        |text: &str, start: &str| text.lines().position(|l| l.starts_with(start)).unwrap() + 1;
+    // client-flat logs a client in only with a company, and never reads a role.
+    let text = with("client-flat", "client_id = \"c\"\nrole = \"reporter\"");
+    let (ok, err) = check(&text);
+    assert!(!ok);
+    let role = line_of(&text, "role = ");
+    assert!(
+        err.contains(&format!(
+            "gateway.toml:{role}: issuers.x.principals[0].role: the client-flat dialect never reads role"
+        )),
+        "{err}"
+    );
+    // A missing key is named at its principal's secret_hash.
+    let table = line_of(&text, "secret_hash = ");
+    assert!(
+        err.contains(&format!(
+            "gateway.toml:{table}: issuers.x.principals[0].company: principal \"c\" has no company: \
+             the client-flat dialect needs one to log in; add company = \"...\" (one of companies)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s)"), "{err}");
+    let (ok, err) = check(&with(
+        "client-flat",
+        "client_id = \"c\"\ncompany = \"acme\"",
+    ));
+    assert!(ok, "{err}");
+    // Each dialect reads its own keys: a user's name, id and role mean
+    // nothing to a client, a company nothing to a user.
+    for (dialect, principal, unread) in [
+        (
+            "client-envelope",
+            "client_id = \"c\"\nnombre = \"Ana\"",
+            "nombre",
+        ),
+        ("client-envelope", "client_id = \"c\"\nid = 7", "id"),
+        (
+            "project",
+            "business = \"b\"\nproyecto = \"p\"\nrole = \"admin\"",
+            "role",
+        ),
+        ("session", "username = \"u\"\ncompany = \"acme\"", "company"),
+        (
+            "session",
+            "username = \"u\"\nclient_id = \"c\"",
+            "client_id",
+        ),
+        (
+            "login-refresh",
+            "username = \"u\"\nnombre = \"Ana\"",
+            "nombre",
+        ),
+        (
+            "login-refresh",
+            "username = \"u\"\npermissions = [\"read\"]",
+            "permissions",
+        ),
+        // As an OAuth 2.0 client only, and this issuer has no oauth2 table.
+        (
+            "client-envelope",
+            "client_id = \"c\"\nintrospect = true",
+            "introspect",
+        ),
+    ] {
+        let (ok, err) = check(&with(dialect, principal));
+        assert!(!ok, "{dialect}: {principal}");
+        assert!(
+            err.contains(&format!(
+                "issuers.x.principals[0].{unread}: the {dialect} dialect never reads {unread}"
+            )),
+            "{dialect}: {principal}\n{err}"
+        );
+    }
+    for (dialect, principal) in [
+        (
+            "session",
+            "username = \"u\"\nid = 1\nnombre = \"Ana\"\nrole = \"ADMIN\"\nrate_limit = 5",
+        ),
+        (
+            "login-refresh",
+            "username = \"u\"\nid = \"b331\"\nrole = \"ADMIN\"\nblocked = true",
+        ),
+        (
+            "project",
+            "business = \"b\"\nproyecto = \"p\"\nactive = false",
+        ),
+    ] {
+        let (ok, err) = check(&with(dialect, principal));
+        assert!(ok, "{dialect}: {principal}\n{err}");
+    }
+}
+
+#[test]
+fn an_oauth2_client_named_as_a_user_of_its_issuer_is_refused() {
+    let app = portero::credentials::hash_fast("app-secret-0123456789");
+    let user = portero::credentials::hash_password("pw");
+    let config = |client: &str| {
+        format!(
+            "[server]\npublic_url = \"https://auth.example\"\n{GOOD}\n[issuers.people]\ndialect = \"session\"\n\n\
+             [issuers.people.oauth2]\n\n[[issuers.people.oauth2.clients]]\nclient_id = \"{client}\"\n\
+             secret_hash = \"{app}\"\n\n[[issuers.people.principals]]\nusername = \"admin\"\nsecret_hash = '{user}'\n"
+        )
+    };
+    for namesake in ["admin", "Admin"] {
+        let text = config(namesake);
+        let (ok, err) = check(&text);
+        assert!(!ok, "{namesake}");
+        let at = text
+            .lines()
+            .position(|l| l.starts_with("client_id = "))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!(
+                "gateway.toml:{at}: issuers.people.oauth2.clients[0].client_id: {namesake:?} is also \
+                 a user of issuer \"people\" (\"admin\")"
+            )),
+            "{err}"
+        );
+    }
+    let (ok, err) = check(&config("reporting-app"));
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn oauth2_endpoints_on_a_host_the_public_url_does_not_name_are_refused() {
+    let config = |public_url: &str, host: &str| {
+        format!(
+            "[server]\npublic_url = \"{public_url}\"\n{GOOD}\n[issuers.c]\ndialect = \"client-envelope\"\n\
+             host = \"{host}\"\n\n[issuers.c.oauth2]\n"
+        )
+    };
+    let text = config("http://127.0.0.1:8080", "maxpoint.localhost");
+    let (ok, err) = check(&text);
+    assert!(!ok);
+    let at = text.lines().position(|l| l.starts_with("host = ")).unwrap() + 1;
+    assert!(
+        err.contains(&format!(
+            "gateway.toml:{at}: issuers.c.host: the OAuth 2.0 endpoints are served on host \
+             \"maxpoint.localhost\", but the metadata sends clients to server.public_url's host \
+             \"127.0.0.1\""
+        )),
+        "{err}"
+    );
+    for (public_url, host) in [
+        ("https://maxpoint.localhost", "maxpoint.localhost"),
+        ("https://MaxPoint.localhost:8443/", "maxpoint.localhost"),
+        ("https://auth.example.com", "*.example.com"),
+        ("https://auth.example.com", "Auth.Example.com"),
+    ] {
+        let (ok, err) = check(&config(public_url, host));
+        assert!(ok, "{public_url} {host}: {err}");
+    }
+    for (public_url, host) in [
+        ("https://example.com", "*.example.com"),
+        ("https://auth.example.com", "api.example.com"),
+    ] {
+        let (ok, err) = check(&config(public_url, host));
+        assert!(
+            !ok && err.contains("issuers.c.host"),
+            "{public_url} {host}: {err}"
+        );
     }
 }

@@ -280,3 +280,97 @@ async fn into_redis_while_running_and_the_config_wins_a_clash() {
     let (status, _) = user_login(&gw, APP_PATH, "twin", PASSWORD).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Values typed in the wrong place (a secret in `active`, a hash as a
+/// number, an API key's expiry) are refused by field and line, never
+/// shown: a refusal is printed, and may be logged or pasted anywhere.
+#[tokio::test]
+async fn a_refused_value_is_named_by_its_field_never_shown() {
+    let config =
+        config(&portero_hash("config password"), "") + "\n[issuers.partners]\nkind = \"api_key\"\n";
+    let mut gw = Gateway::start(&config).await;
+    gw.stop().await;
+    let hash = portero_hash(PASSWORD);
+    let secrets = [
+        "123456789012",
+        "Hunter2-active",
+        "Hunter2-blocked",
+        "Hunter2-rate",
+        "Hunter2-permissions",
+        "Hunter2-csv-active",
+        "Hunter2-csv-rate",
+        "Hunter2-enabled",
+        "Hunter2-expires",
+        "98765432109876543",
+        "Hunter2-created",
+        "Hunter2-algorithm",
+    ];
+    let lines = [
+        r#"{"username":"a","secret_hash":123456789012}"#.to_string(),
+        format!(r#"{{"username":"b","secret_hash":"{hash}","active":"Hunter2-active"}}"#),
+        format!(r#"{{"username":"c","secret_hash":"{hash}","blocked":"Hunter2-blocked"}}"#),
+        format!(r#"{{"username":"d","secret_hash":"{hash}","rate_limit":"Hunter2-rate"}}"#),
+        format!(r#"{{"username":"e","secret_hash":"{hash}","permissions":"Hunter2-permissions"}}"#),
+    ];
+    let file = write(&gw, "users.jsonl", &(lines.join("\n") + "\n"));
+    let (ok, _, err) = import(&gw, "people", &file, &[]);
+    assert!(!ok);
+    for expected in [
+        "refused line 1: secret_hash: expected a string, not a number",
+        "refused line 2: active: expected a boolean, not a string",
+        "refused line 3: blocked: expected a boolean, not a string",
+        "refused line 4: rate_limit: expected u32, not a string",
+        "refused line 5: permissions: expected a sequence, not a string",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in:\n{err}");
+    }
+    let csv = format!(
+        "username,secret_hash,active,rate_limit\nf,\"{hash}\",Hunter2-csv-active,\ng,\"{hash}\",,Hunter2-csv-rate\n"
+    );
+    let file = write(&gw, "users.csv", &csv);
+    let (ok, _, csv_err) = import(&gw, "people", &file, &[]);
+    assert!(!ok);
+    for expected in [
+        "refused line 2: active: not true or false",
+        "refused line 3: rate_limit: not a whole number",
+    ] {
+        assert!(csv_err.contains(expected), "{expected:?} in:\n{csv_err}");
+    }
+    let realm = r#"{"users": [
+  {"username": "h", "enabled": "Hunter2-enabled", "credentials": []},
+  {"username": "i", "credentials": [{"type": "password",
+    "secretData": "{\"value\":\"AAAA\",\"salt\":\"AAAA\"}",
+    "credentialData": "{\"hashIterations\":1,\"algorithm\":\"Hunter2-algorithm\"}"}]}
+]}"#;
+    let file = write(&gw, "realm.json", realm);
+    let (ok, _, realm_err) = import(&gw, "people", &file, &[]);
+    assert!(!ok);
+    for expected in [
+        "refused line 2: enabled: expected a boolean, not a string",
+        "refused line 3: credentialData: the algorithm is not one portero reads",
+    ] {
+        assert!(
+            realm_err.contains(expected),
+            "{expected:?} in:\n{realm_err}"
+        );
+    }
+    let keys = [
+        r#"{"consumer":"acme","key":"legacy-key-0123456789","expires":"Hunter2-expires"}"#,
+        r#"{"consumer":"acme","key":98765432109876543}"#,
+        r#"{"consumer":"acme","key":"legacy-key-9876543210","created":"Hunter2-created"}"#,
+    ];
+    let file = write(&gw, "keys.jsonl", &(keys.join("\n") + "\n"));
+    let (ok, _, keys_err) = import(&gw, "partners", &file, &["--format", "jsonl"]);
+    assert!(!ok);
+    for expected in [
+        "refused line 1: expires: not an RFC 3339 instant",
+        "refused line 2: key: expected a string, not a number",
+        "refused line 3: created: not an RFC 3339 instant",
+    ] {
+        assert!(keys_err.contains(expected), "{expected:?} in:\n{keys_err}");
+    }
+    let said = [err, csv_err, realm_err, keys_err].concat();
+    for secret in secrets {
+        assert!(!said.contains(secret), "{secret} in:\n{said}");
+    }
+}

@@ -284,3 +284,194 @@ async fn the_last_spans_are_sent_before_portero_exits() {
     assert_eq!(spans.len(), 1, "{spans:#?}");
     assert_eq!(spans[0].attribute("url.path").as_deref(), Some("/last"));
 }
+
+/// A form posted to one of the demo's OAuth 2.0 endpoints.
+async fn oauth2_form(gw: &Gateway, path: &str, form: &str) -> u16 {
+    reqwest::Client::new()
+        .post(gw.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_refused_login_says_why_in_one_warn_line_without_the_secret() {
+    // The project issuer locks a login after one failure.
+    let body = demo_body().replace(
+        "dialect = \"project\"",
+        "dialect = \"project\"\nmax_failures = 1",
+    );
+    let gw = Gateway::start(&body).await;
+    let secret = "Hunter2-typed-secret";
+    let json = |pairs: &[(&str, &str)]| {
+        let map: serde_json::Map<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        Value::Object(map).to_string()
+    };
+    // A login that tries to forge a second line of its own.
+    let forged = "nobody\n2030-01-01T00:00:00Z  INFO portero: forged";
+    for (path, host, body) in [
+        (
+            SESSION,
+            None,
+            json(&[("username", forged), ("password", secret)]),
+        ),
+        (
+            SESSION,
+            None,
+            json(&[("username", "admin"), ("password", secret)]),
+        ),
+        (
+            SESSION,
+            None,
+            json(&[("username", "bloqueado"), ("password", "demo2024")]),
+        ),
+        (
+            "/api/v1/auth",
+            None,
+            json(&[
+                ("client_id", "inactive_client_456"),
+                ("client_secret", secret),
+            ]),
+        ),
+        (
+            "/api/v1/auth",
+            None,
+            json(&[
+                ("client_id", "orphan_client_789"),
+                ("client_secret", secret),
+            ]),
+        ),
+        (
+            "/api/auth/token",
+            Some("maxpoint.localhost"),
+            json(&[("clientId", "envelope-stranger"), ("clientSecret", secret)]),
+        ),
+        (
+            "/auth",
+            None,
+            json(&[
+                ("business", "5a2ac49cbbbce212f885529c"),
+                ("proyecto", "upconta"),
+                ("password", secret),
+            ]),
+        ),
+        (
+            "/auth",
+            None,
+            json(&[
+                ("business", "5a2ac49cbbbce212f885529c"),
+                ("proyecto", "upconta"),
+                ("password", "1234"),
+            ]),
+        ),
+    ] {
+        let (status, answer) = post(&gw, path, host, &body).await;
+        assert!(
+            status != 200 || answer.contains("inactive"),
+            "{body}: {answer}"
+        );
+    }
+    // OAuth 2.0: a client unknown, a client's wrong secret, and a user's
+    // wrong password under the right application.
+    let flat = "/oauth2/client-flat/token";
+    let users = "/oauth2/login-refresh/token";
+    for (path, form) in [
+        (
+            flat,
+            format!("grant_type=client_credentials&client_id=ghost-app&client_secret={secret}"),
+        ),
+        (
+            flat,
+            format!("grant_type=client_credentials&client_id={DEMO_CLIENT}&client_secret={secret}"),
+        ),
+        (
+            users,
+            format!(
+                "grant_type=password&client_id={DEMO_APP}&client_secret={DEMO_APP_SECRET}\
+                 &username=admin&password={secret}"
+            ),
+        ),
+    ] {
+        assert_ne!(oauth2_form(&gw, path, &form).await, 200, "{form}");
+    }
+
+    // The log's writer is a thread of its own: the lines may follow the answers.
+    let log = poll(
+        Duration::from_secs(2),
+        || async { gw.log() },
+        |log| log.matches("portero::login").count() >= 11,
+    )
+    .await;
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("portero::login"))
+        .collect();
+    for (issuer, who, reason) in [
+        ("session", format!("login={forged:?}"), "unknown_principal"),
+        ("session", "login=\"admin\"".to_string(), "wrong_secret"),
+        ("session", "login=\"bloqueado\"".to_string(), "blocked"),
+        (
+            "client-flat",
+            "login=\"inactive_client_456\"".to_string(),
+            "inactive",
+        ),
+        (
+            "client-flat",
+            "login=\"orphan_client_789\"".to_string(),
+            "no_company",
+        ),
+        (
+            "client-envelope",
+            "login=\"envelope-stranger\"".to_string(),
+            "unknown_principal",
+        ),
+        (
+            "project",
+            "login=\"5a2ac49cbbbce212f885529c/upconta\"".to_string(),
+            "wrong_secret",
+        ),
+        (
+            "project",
+            "login=\"5a2ac49cbbbce212f885529c/upconta\"".to_string(),
+            "locked",
+        ),
+        (
+            "client-flat",
+            "client=\"ghost-app\"".to_string(),
+            "unknown_client",
+        ),
+        (
+            "client-flat",
+            format!("client=\"{DEMO_CLIENT}\""),
+            "wrong_secret",
+        ),
+        (
+            "login-refresh",
+            "login=\"admin\"".to_string(),
+            "wrong_secret",
+        ),
+    ] {
+        let matching: Vec<&&str> = refusals
+            .iter()
+            .filter(|l| {
+                l.contains(" WARN ")
+                    && l.contains(&format!("issuer={issuer} "))
+                    && l.contains(&who)
+                    && l.ends_with(&format!("reason={reason}"))
+            })
+            .collect();
+        assert_eq!(matching.len(), 1, "{issuer} {who} {reason}:\n{log}");
+    }
+    assert_eq!(refusals.len(), 11, "{log}");
+    assert!(!log.contains(secret), "{log}");
+    assert!(!log.contains("demo2024"), "{log}");
+    // The forged line stays inside its quotes.
+    assert!(!log.lines().any(|l| l.starts_with("2030-")), "{log}");
+}

@@ -304,3 +304,79 @@ fn assert_exported(text: &str, samples: &[&str]) {
         );
     }
 }
+
+/// A token-endpoint answer says why beside its status: each refusal by
+/// what was wrong, never who asked.
+#[tokio::test]
+async fn token_endpoint_answers_are_counted_by_reason() {
+    let gw = common::demo(|body| body).await;
+    let login = |path: &'static str, body: &'static str| {
+        let gw = &gw;
+        async move { post(gw, path, None, body).await.0 }
+    };
+    assert_eq!(
+        login(SESSION, r#"{"username":"admin","password":"wrong"}"#).await,
+        401
+    );
+    assert_eq!(
+        login(SESSION, r#"{"username":"nobody","password":"wrong"}"#).await,
+        401
+    );
+    assert_eq!(login(SESSION, r#"{"username":"admin"}"#).await, 400);
+    let flat = |id: &str| format!(r#"{{"client_id":"{id}","client_secret":"x"}}"#);
+    for id in ["inactive_client_456", "orphan_client_789"] {
+        post(&gw, "/api/v1/auth", None, &flat(id)).await;
+    }
+    let oauth2 = |form: &'static str| {
+        reqwest::Client::new()
+            .post(gw.url("/oauth2/client-flat/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    let ok = format!(
+        "grant_type=client_credentials&client_id={DEMO_CLIENT}&client_secret={DEMO_CLIENT_SECRET}"
+    );
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/client-flat/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(ok.replace("client_credentials", "password"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = oauth2("grant_type=client_credentials&client_id=ghost&client_secret=x")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let legacy = |issuer, status, reason| {
+        let gw = &gw;
+        async move {
+            let labels = [("issuer", issuer), ("status", status), ("reason", reason)];
+            gw.metric("portero_token_requests_total", &labels).await
+        }
+    };
+    assert_eq!(legacy("session", "401", "wrong_secret").await, 1.0);
+    assert_eq!(legacy("session", "401", "unknown_principal").await, 1.0);
+    assert_eq!(legacy("session", "400", "malformed_request").await, 1.0);
+    assert_eq!(legacy("client-flat", "200", "inactive").await, 1.0);
+    assert_eq!(legacy("client-flat", "404", "no_company").await, 1.0);
+    let standard = |status, reason| {
+        let gw = &gw;
+        async move {
+            let labels = [
+                ("issuer", "client-flat"),
+                ("endpoint", "token"),
+                ("status", status),
+                ("reason", reason),
+            ];
+            gw.metric("portero_oauth2_requests_total", &labels).await
+        }
+    };
+    assert_eq!(standard("400", "unsupported_grant").await, 1.0);
+    assert_eq!(standard("401", "unknown_client").await, 1.0);
+    // No login or client id is a label.
+    let exported = gw.metrics().await;
+    assert!(!exported.contains("nobody") && !exported.contains("ghost"));
+}

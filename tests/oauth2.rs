@@ -478,6 +478,47 @@ async fn introspection_tells_each_client_only_its_own() {
     assert_error(&r, 400, "invalid_request");
 }
 
+/// A user dialect's tokens are no client's by their subject: a client
+/// whose id is a user's subject (login-refresh's subject is the user's
+/// id) neither sees nor revokes that user's tokens.
+#[tokio::test]
+async fn a_client_named_as_a_users_subject_owns_none_of_the_users_tokens() {
+    let user_id = "b331336a-46f4-4fe4-a850-3208bfc2c398";
+    let namesake = format!(
+        "[[issuers.login-refresh.oauth2.clients]]\nclient_id = \"{user_id}\"\nsecret_hash = \"{}\"\n\n",
+        portero::credentials::hash_fast(APP_SECRET)
+    );
+    let body = demo_body().replace(
+        "[[issuers.login-refresh.principals]]",
+        &format!("{namesake}[[issuers.login-refresh.principals]]"),
+    );
+    let gw = Gateway::start(&body).await;
+    let (_, login) = user_login(&gw, "/api/auth/token", "admin", "abcd1234").await;
+    let access = parse(&login)["accessToken"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(claims_of(&access)["sub"], user_id);
+    let namesake = basic(user_id, APP_SECRET);
+    let form = format!("token={access}");
+    let r = post_to(
+        &gw,
+        &format!("{USERS_PATH}/introspect"),
+        Some(&namesake),
+        &form,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(r.json, serde_json::json!({ "active": false }));
+    let r = post_to(&gw, &format!("{USERS_PATH}/revoke"), Some(&namesake), &form).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        proxied(&gw, &format!("Bearer {access}")).await.status(),
+        200,
+        "the user's token stays live"
+    );
+}
+
 #[tokio::test]
 async fn revocation_stops_the_token_everywhere_and_says_nothing_of_others() {
     let gw = Gateway::start(&body()).await;

@@ -55,9 +55,15 @@ fn config(hashes: &BTreeMap<String, String>) -> String {
             _ => "/api/auth/token",
         };
         config += &format!("[issuers.{issuer}]\ndialect = \"{dialect}\"\npath = \"{path}\"\nmax_failures = 100\n\n");
+        // Only the session dialect reads a name.
+        let nombre = |format: &str| match dialect {
+            "session" => format!("nombre = \"{format}\"\n"),
+            _ => String::new(),
+        };
         for (n, (format, hash)) in hashes.iter().enumerate() {
             config += &format!(
-                "[[issuers.{issuer}.principals]]\nusername = \"{format}\"\nsecret_hash = '{hash}'\nid = {n}\nnombre = \"{format}\"\n\n"
+                "[[issuers.{issuer}.principals]]\nusername = \"{format}\"\nsecret_hash = '{hash}'\nid = {n}\n{}\n",
+                nombre(format)
             );
         }
     }

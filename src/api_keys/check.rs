@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
-use super::{Held, Index};
+use super::{Absent, Held, Index};
 use crate::auth::validate::{Validator, Verified};
 use crate::auth::AuthError;
 use crate::claims::Claims;
@@ -88,7 +88,10 @@ impl Check {
 
     /// The record of `key` in the index, with the claims it grants.
     fn look_up(&self, key: &str) -> Result<Seen, AuthError> {
-        let (held, until) = self.index.find(key).ok_or(AuthError::UnknownApiKey)?;
+        let (held, until) = self.index.find(key).map_err(|absent| match absent {
+            Absent::Unknown => AuthError::UnknownApiKey,
+            Absent::Revoked => AuthError::RevokedApiKey,
+        })?;
         let at = held.changes();
         let issuer = self
             .issuers

@@ -54,6 +54,15 @@ impl Held {
 /// key's grace; `None` for the current key).
 pub type Found = (Arc<Held>, Option<i64>);
 
+/// Why no record holds a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absent {
+    /// No record ever held it (or two do: refused until one is revoked).
+    Unknown,
+    /// A record held it, and it was revoked or rotated out since.
+    Revoked,
+}
+
 pub struct Index {
     pepper: Pepper,
     requests: IntCounterVec,
@@ -76,6 +85,9 @@ struct Inner {
     /// of those hashes is taken again, under any id.
     tombstones: HashMap<String, Record>,
     revoked_digests: HashSet<Digest32>,
+    /// The digests of keys revoked or retired, so that one presented
+    /// again is told from a key that never existed (in metrics only).
+    revoked: HashSet<Digest32>,
     /// Consumers with their own metric label.
     labelled: HashSet<(String, String)>,
 }
@@ -108,14 +120,15 @@ impl Index {
         &self.pepper
     }
 
-    /// The record `key` names, and until when it is accepted; `None` for
-    /// a key no record has.
-    pub fn find(&self, key: &str) -> Option<Found> {
+    /// The record `key` names, and until when it is accepted; or why no
+    /// record does.
+    pub fn find(&self, key: &str) -> Result<Found, Absent> {
         let digest = self.pepper.digest(key);
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         match inner.by_digest.get(&digest).map(Vec::as_slice) {
-            Some([one]) => Some(one.clone()),
-            _ => None,
+            Some([one]) => Ok(one.clone()),
+            _ if inner.revoked.contains(&digest) => Err(Absent::Revoked),
+            _ => Err(Absent::Unknown),
         }
     }
 
@@ -163,6 +176,13 @@ impl Index {
                     .as_ref()
                     .and_then(|p| Some((from_hex(&p.hash)?, p.until)));
                 inner.remove(&record.id);
+                inner.revoked.extend(
+                    record
+                        .retired
+                        .iter()
+                        .map(String::as_str)
+                        .filter_map(from_hex),
+                );
                 let requests = self.counter(&mut inner, &record);
                 let held = Arc::new(Held {
                     record,
@@ -282,6 +302,7 @@ impl Inner {
         self.remove(&tombstone.id);
         self.deleted.insert(tombstone.id.clone());
         self.revoked_digests.extend(tombstone.digests());
+        self.revoked.extend(tombstone.digests());
         // A later version of the tombstone knows as many hashes or more.
         let newer = match self.tombstones.get(&tombstone.id) {
             Some(t) => t.version < tombstone.version,
@@ -351,13 +372,13 @@ mod tests {
         index.apply(Change::Put(Box::new(r.clone())));
         let (held, until) = index.find("prt_a").unwrap();
         assert_eq!((held.record.id.as_str(), until), ("ak_1", None));
-        assert!(index.find("prt_b").is_none());
+        assert_eq!(index.find("prt_b").err(), Some(Absent::Unknown));
         index.apply(Change::Deleted { id: "ak_1".into() });
         assert_ne!(held.changes(), 0);
-        assert!(index.find("prt_a").is_none());
+        assert_eq!(index.find("prt_a").err(), Some(Absent::Revoked));
         // The announcement of its making, arriving late, changes nothing.
         index.apply(Change::Put(Box::new(r)));
-        assert!(index.find("prt_a").is_none());
+        assert_eq!(index.find("prt_a").err(), Some(Absent::Revoked));
     }
 
     #[test]
@@ -378,11 +399,21 @@ mod tests {
     }
 
     #[test]
+    fn a_retired_key_is_told_from_one_never_made() {
+        let index = index();
+        let mut r = record(&index, "ak_1", "prt_new", 2);
+        r.retired = vec![to_hex(&index.pepper().digest("prt_first"))];
+        index.apply(Change::Put(Box::new(r)));
+        assert_eq!(index.find("prt_first").err(), Some(Absent::Revoked));
+        assert_eq!(index.find("prt_never").err(), Some(Absent::Unknown));
+    }
+
+    #[test]
     fn a_key_two_records_hold_is_refused_until_one_is_revoked() {
         let index = index();
         index.apply(Change::Put(Box::new(record(&index, "ak_1", "prt_a", 0))));
         index.apply(Change::Put(Box::new(record(&index, "ak_2", "prt_a", 0))));
-        assert!(index.find("prt_a").is_none());
+        assert_eq!(index.find("prt_a").err(), Some(Absent::Unknown));
         index.apply(Change::Deleted { id: "ak_2".into() });
         assert_eq!(index.find("prt_a").unwrap().0.record.id, "ak_1");
     }
@@ -393,8 +424,8 @@ mod tests {
         index.apply(Change::Put(Box::new(record(&index, "ak_1", "prt_a", 0))));
         let kept = record(&index, "ak_2", "prt_b", 0);
         index.replace_all(vec![kept]);
-        assert!(index.find("prt_a").is_none());
-        assert!(index.find("prt_b").is_some());
+        assert!(index.find("prt_a").is_err());
+        assert!(index.find("prt_b").is_ok());
     }
 
     #[test]
@@ -417,15 +448,15 @@ mod tests {
         // ...and a live record of that key, under any id, is refused and buried.
         let revived = record(&index, "ak_2", "prt_a", 0);
         assert!(index.apply(Change::Put(Box::new(revived.clone()))));
-        assert!(index.find("prt_a").is_none());
+        assert!(index.find("prt_a").is_err());
         let restore = index.tombstones_to_restore(std::slice::from_ref(&revived));
         assert!(restore.contains(&revived.tombstone()), "{restore:?}");
         // A live key the store merely lost stops here, but is not revoked.
         let lost = record(&index, "ak_3", "prt_b", 0);
         index.apply(Change::Put(Box::new(lost.clone())));
         index.replace_all(Vec::new());
-        assert!(index.find("prt_b").is_none());
+        assert!(index.find("prt_b").is_err());
         assert!(!index.apply(Change::Put(Box::new(lost))));
-        assert!(index.find("prt_b").is_some());
+        assert!(index.find("prt_b").is_ok());
     }
 }

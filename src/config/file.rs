@@ -335,17 +335,17 @@ pub(super) struct FilePrincipals {
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FilePrincipal {
-    pub(super) username: Option<String>,
-    pub(super) client_id: Option<String>,
-    pub(super) business: Option<String>,
-    pub(super) proyecto: Option<String>,
+    // Where each key is written: a key its dialect never reads is named at its line.
+    pub(super) username: Option<Spanned<String>>,
+    pub(super) client_id: Option<Spanned<String>>,
+    pub(super) business: Option<Spanned<String>>,
+    pub(super) proyecto: Option<Spanned<String>>,
     pub(super) secret_hash: Spanned<String>,
-    pub(super) id: Option<toml::Value>,
-    pub(super) nombre: Option<String>,
-    pub(super) role: Option<String>,
-    pub(super) company: Option<String>,
-    #[serde(default)]
-    pub(super) permissions: Vec<String>,
+    pub(super) id: Option<Spanned<toml::Value>>,
+    pub(super) nombre: Option<Spanned<String>>,
+    pub(super) role: Option<Spanned<String>>,
+    pub(super) company: Option<Spanned<String>>,
+    pub(super) permissions: Option<Spanned<Vec<String>>>,
     #[serde(default = "yes")]
     pub(super) active: bool,
     #[serde(default)]
@@ -354,8 +354,7 @@ pub(super) struct FilePrincipal {
     /// The one OAuth 2.0 client authentication method it may use.
     pub(super) auth_method: Option<Spanned<String>>,
     /// Its OAuth 2.0 introspection requests may ask about any token of the issuer.
-    #[serde(default)]
-    pub(super) introspect: bool,
+    pub(super) introspect: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Clone, Default)]
@@ -403,7 +402,7 @@ pub(super) struct FileShadow {
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileOAuthClient {
-    pub(super) client_id: String,
+    pub(super) client_id: Spanned<String>,
     pub(super) secret_hash: Spanned<String>,
     /// The scopes its tokens may carry.
     #[serde(default)]

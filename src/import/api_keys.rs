@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::record::from_text;
 use super::Report;
 use crate::api_keys::{self, Digest32, Pepper, Record, Write};
 use crate::store::Store;
@@ -75,9 +76,7 @@ pub async fn import(
         }
         report.rows += 1;
         let line_no = n + 1;
-        let checked = serde_json::from_str::<Row>(line)
-            .map_err(|e| e.to_string())
-            .and_then(|row| record(row, issuer, &pepper, now));
+        let checked = from_text::<Row>(line).and_then(|row| record(row, issuer, &pepper, now));
         let checked = checked.and_then(|r| {
             let digest = api_keys::from_hex(&r.hash).expect("made here");
             if let Some(first) = lines_of.insert(digest, line_no) {
@@ -187,7 +186,7 @@ fn record(row: Row, issuer: &str, pepper: &Pepper, now: i64) -> Result<Record, S
     let instant = |text: &str, name: &str| {
         chrono::DateTime::parse_from_rfc3339(text)
             .map(|t| t.timestamp())
-            .map_err(|e| format!("{name}: {text:?} is not an RFC 3339 instant: {e}"))
+            .map_err(|e| format!("{name}: not an RFC 3339 instant: {e}"))
     };
     let expires = row
         .expires

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::keycloak;
-use super::record::{without_position, Row};
+use super::record::{from_text, from_value, Row};
 use crate::principals::{ImportedPrincipal, KEYS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -114,17 +114,18 @@ fn from_cells(
             "active" | "blocked" => match cell.to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => Value::Bool(true),
                 "false" | "0" | "no" => Value::Bool(false),
-                _ => return Err(format!("{column}: {cell:?} is not true or false")),
+                // Never the cell: it may hold a secret typed one column off.
+                _ => return Err(format!("{column}: not true or false")),
             },
             "rate_limit" => cell
                 .parse::<u32>()
                 .map(Value::from)
-                .map_err(|_| format!("rate_limit: {cell:?} is not a whole number"))?,
+                .map_err(|_| "rate_limit: not a whole number".to_string())?,
             _ => cell.into(),
         };
         object.insert(column.to_string(), value);
     }
-    serde_json::from_value(Value::Object(object)).map_err(|e| e.to_string())
+    from_value(Value::Object(object))
 }
 
 /// One JSON object per line; blank lines are skipped.
@@ -134,7 +135,7 @@ fn json_lines(text: &str) -> Vec<Row> {
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| Row {
             line: n + 1,
-            record: serde_json::from_str(line).map_err(|e| without_position(&e)),
+            record: from_text(line),
         })
         .collect()
 }
@@ -161,7 +162,7 @@ mod tests {
         assert_eq!(rows[1].line, 3);
         assert_eq!(
             rows[1].record.as_ref().unwrap_err(),
-            "rate_limit: \"x\" is not a whole number"
+            "rate_limit: not a whole number"
         );
         assert_eq!(
             rows[2].record.as_ref().unwrap_err(),

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::record::{without_position, Row};
+use super::record::{from_text, from_value, Row};
 use crate::principals::ImportedPrincipal;
 
 #[derive(Deserialize)]
@@ -89,7 +89,7 @@ const ATTRIBUTES: [&str; 6] = [
 /// Each user of the export, with the line its object starts on.
 pub fn rows(text: &str) -> Result<Vec<Row>, String> {
     let export: Export =
-        serde_json::from_str(text).map_err(|e| format!("not a Keycloak realm export: {e}"))?;
+        from_text(text).map_err(|e| format!("not a Keycloak realm export: {e}"))?;
     let users = export
         .users
         .ok_or("not a Keycloak realm export with users: no \"users\" list")?;
@@ -97,9 +97,7 @@ pub fn rows(text: &str) -> Result<Vec<Row>, String> {
         .into_iter()
         .map(|raw| Row {
             line: line_of(text, raw.get()),
-            record: serde_json::from_str::<User>(raw.get())
-                .map_err(|e| without_position(&e))
-                .and_then(principal),
+            record: from_text::<User>(raw.get()).and_then(principal),
         })
         .collect())
 }
@@ -149,17 +147,16 @@ fn principal(user: User) -> Result<ImportedPrincipal, String> {
         set("permissions", permissions.clone().into());
     }
     set("blocked", (!user.enabled).into());
-    serde_json::from_value(Value::Object(object)).map_err(|e| e.to_string())
+    from_value(Value::Object(object))
 }
 
 /// The credential's hash in a format portero checks.
 fn secret_hash(c: &Credential) -> Result<String, String> {
     let (value, salt, data) = match (&c.secret_data, &c.credential_data) {
         (Some(secret), Some(data)) => {
-            let secret: SecretData = serde_json::from_str(secret)
-                .map_err(|e| format!("secretData: {}", without_position(&e)))?;
-            let data: CredentialData = serde_json::from_str(data)
-                .map_err(|e| format!("credentialData: {}", without_position(&e)))?;
+            let secret: SecretData = from_text(secret).map_err(|e| format!("secretData: {e}"))?;
+            let data: CredentialData =
+                from_text(data).map_err(|e| format!("credentialData: {e}"))?;
             (secret.value, secret.salt, data)
         }
         _ => match (
@@ -192,10 +189,11 @@ fn secret_hash(c: &Credential) -> Result<String, String> {
         "pbkdf2-sha256" => Ok(passlib_pbkdf2("pbkdf2-sha256", rounds, &salt, &value)),
         "pbkdf2-sha512" => Ok(passlib_pbkdf2("pbkdf2-sha512", rounds, &salt, &value)),
         "argon2" => argon2(&data, &salt, &value),
-        other => Err(format!(
-            "credentialData: algorithm {other:?} is not known (pbkdf2, pbkdf2-sha256, \
-             pbkdf2-sha512, argon2)"
-        )),
+        _ => Err(
+            "credentialData: the algorithm is not one portero reads (pbkdf2, \
+                  pbkdf2-sha256, pbkdf2-sha512, argon2)"
+                .into(),
+        ),
     }
 }
 
@@ -219,20 +217,12 @@ fn argon2(data: &CredentialData, salt: &[u8], key: &[u8]) -> Result<String, Stri
         "id" => "argon2id",
         "i" => "argon2i",
         "d" => "argon2d",
-        other => {
-            return Err(format!(
-                "credentialData: argon2 type {other:?} is not known"
-            ))
-        }
+        _ => return Err("credentialData: the argon2 type is not id, i or d".into()),
     };
     let version = match param("version", "1.3").as_str() {
         "1.3" => 19,
         "1.0" => 16,
-        other => {
-            return Err(format!(
-                "credentialData: argon2 version {other:?} is not known"
-            ))
-        }
+        _ => return Err("credentialData: the argon2 version is not 1.3 or 1.0".into()),
     };
     let number = |name: &str, default: &str| {
         param(name, default)

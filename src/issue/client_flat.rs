@@ -6,7 +6,9 @@
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::{json_object, string_field, Denied, Issuing, Outcome, Reply, TokenRequest, Transport};
+use super::{
+    json_object, string_field, Denied, Issuing, Outcome, Reason, Reply, TokenRequest, Transport,
+};
 
 fn msg(status: StatusCode, message: &str) -> Reply {
     Reply::json(status, json!({ "msg": message }))
@@ -36,18 +38,20 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         return msg(StatusCode::BAD_REQUEST, "Missing client_secret parameter");
     };
     let now = req.now.timestamp();
-    let unavailable = || msg(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
-    let refused = |d: Denied| match d {
+    // Each refusal said once, under the id as typed.
+    let typed = client_id;
+    let refused = |why: Reason| match ctx.refuse(typed, why) {
         Denied::Locked => msg(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed login attempts",
         ),
-        _ => unavailable(),
+        _ => msg(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
     };
+    let unavailable = || refused(Reason::Unavailable);
     let kind = ctx.principal_kind();
     let mut attempt = match ctx.begin_attempt(kind, client_id, req.client, now).await {
         Ok(attempt) => attempt,
-        Err(d) => return refused(d),
+        Err(d) => return refused(d.into()),
     };
     // 3. The client exists (an unknown one costs a stand-in verification);
     // its own id's budget is reserved too, as a collation may have matched
@@ -56,7 +60,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         Ok(found) => found,
         Err(d) => {
             let _ = ctx.end_attempt(attempt, Outcome::Unchecked, now).await;
-            return refused(d);
+            return refused(d.into());
         }
     };
     let Some(principal) = found else {
@@ -69,6 +73,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         if !checked || ctx.end_attempt(attempt, outcome, now).await.is_err() {
             return unavailable();
         }
+        ctx.refuse(typed, Reason::UnknownPrincipal);
         return msg(StatusCode::UNAUTHORIZED, INVALID);
     };
     // The client's own id, not the spelling typed.
@@ -76,7 +81,10 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     // 4. Active.
     if !principal.active {
         return match ctx.end_attempt(attempt, Outcome::Unchecked, now).await {
-            Ok(()) => msg(StatusCode::OK, "credential inactive"),
+            Ok(()) => {
+                ctx.refuse(typed, Reason::Inactive);
+                msg(StatusCode::OK, "credential inactive")
+            }
             Err(_) => unavailable(),
         };
     }
@@ -87,12 +95,16 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         .is_some_and(|c| ctx.endpoint.companies.contains(c));
     if !company_exists {
         return match ctx.end_attempt(attempt, Outcome::Unchecked, now).await {
-            Ok(()) => Reply::json(StatusCode::NOT_FOUND, json!({ "error": "Not Found" })),
+            Ok(()) => {
+                ctx.refuse(typed, Reason::NoCompany);
+                Reply::json(StatusCode::NOT_FOUND, json!({ "error": "Not Found" }))
+            }
             Err(_) => unavailable(),
         };
     }
-    // 6. The secret.
-    let outcome = match ctx.verify_secret(Some(&principal), secret).await {
+    // 6. The secret; a blocked client's is refused as a wrong one.
+    let verified = ctx.verify_secret(Some(&principal), secret).await;
+    let outcome = match verified {
         Ok(true) if !principal.blocked => Outcome::Succeeded,
         Ok(_) => Outcome::Failed,
         Err(_) => Outcome::Unchecked,
@@ -101,6 +113,11 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         return unavailable();
     }
     if outcome == Outcome::Failed {
+        let why = match verified {
+            Ok(true) => Reason::Blocked,
+            _ => Reason::WrongSecret,
+        };
+        ctx.refuse(typed, why);
         return msg(StatusCode::UNAUTHORIZED, INVALID);
     }
     // 7. Success: the token carries the client, its company and permissions.
@@ -109,7 +126,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     claims.insert("company".into(), json!(principal.company));
     claims.insert("permissions".into(), json!(principal.permissions));
     let Ok(minted) = ctx.mint(client_id, claims, now, Some(ctx.issuer.token_ttl)) else {
-        return unavailable();
+        return msg(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
     };
     Reply::json(
         StatusCode::OK,

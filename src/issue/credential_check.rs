@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::lockout::{Attempt, Outcome};
-use super::Issuing;
+use super::{Issuing, Reason};
 use crate::config::{Principal, SecretHash};
 use crate::principals::{Lookup, LookupError};
 use crate::store::StoreError;
@@ -193,8 +193,9 @@ impl Issuing<'_> {
     }
 
     /// The whole login of the password dialects: lockout, secret, blocked
-    /// flag. The principal returned is who logged in: its own login, never
-    /// the spelling typed, names it in tokens.
+    /// and inactive flags, each refusal said once (`Issuing::refuse`). The
+    /// principal returned is who logged in: its own login, never the
+    /// spelling typed, names it in tokens.
     pub async fn authenticate(
         &self,
         login: &str,
@@ -202,6 +203,18 @@ impl Issuing<'_> {
         client: Option<IpAddr>,
         now: i64,
     ) -> Result<Arc<Principal>, Denied> {
+        self.check_login(login, secret, client, now)
+            .await
+            .map_err(|why| self.refuse(login, why))
+    }
+
+    async fn check_login(
+        &self,
+        login: &str,
+        secret: &str,
+        client: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Arc<Principal>, Reason> {
         let mut attempt = self
             .begin_attempt(self.principal_kind(), login, client, now)
             .await?;
@@ -209,7 +222,7 @@ impl Issuing<'_> {
             Ok(p) => p,
             Err(d) => {
                 self.end_attempt(attempt, Outcome::Unchecked, now).await?;
-                return Err(d);
+                return Err(d.into());
             }
         };
         let verified = self.verify_secret(principal.as_deref(), secret).await;
@@ -219,15 +232,18 @@ impl Issuing<'_> {
             Err(_) => Outcome::Unchecked,
         };
         self.end_attempt(attempt, outcome, now).await?;
+        let Some(principal) = principal else {
+            verified?;
+            return Err(Reason::UnknownPrincipal);
+        };
         if !verified? {
-            return Err(Denied::BadCredentials);
+            return Err(Reason::WrongSecret);
         }
-        let principal = principal.expect("verified, so present");
         if principal.blocked {
-            return Err(Denied::Blocked);
+            return Err(Reason::Blocked);
         }
         if !principal.active {
-            return Err(Denied::BadCredentials);
+            return Err(Reason::Inactive);
         }
         Ok(principal)
     }

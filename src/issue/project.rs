@@ -10,7 +10,7 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
-    campo, denied_es, json_object, string_field, BodyError, Denied, Issuing, Reply, TokenRequest,
+    campo, denied_es, json_object, string_field, BodyError, Issuing, Reason, Reply, TokenRequest,
     Transport,
 };
 use crate::config::project_login;
@@ -106,11 +106,11 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     let [business, proyecto, password] = fields.map(|(_, v)| v.expect("checked above"));
     // `business/proyecto` names one principal only while business has no
     // `/`: no principal has one (portero check refuses it), so none logs in.
+    let login = project_login(business, proyecto);
     if business.contains('/') {
-        let (status, message) = denied_es(Denied::BadCredentials);
+        let (status, message) = denied_es(ctx.refuse(&login, Reason::UnknownPrincipal));
         return error(status, message);
     }
-    let login = project_login(business, proyecto);
     let now = req.now.timestamp();
     let principal = match ctx.authenticate(&login, password, req.client, now).await {
         Ok(p) => p,

@@ -18,8 +18,8 @@ pub(super) fn issued(r: &Registrar) -> IntCounterVec {
 pub(super) fn requests(r: &Registrar) -> IntCounterVec {
     r.counter(
         "portero_token_requests_total",
-        "Token-endpoint answers, by issuer and status.",
-        &["issuer", "status"],
+        "Legacy token-endpoint answers, by issuer, status and reason (docs/operations.md).",
+        &["issuer", "status", "reason"],
     )
 }
 
@@ -44,8 +44,9 @@ pub(super) fn shadow_comparisons(r: &Registrar) -> IntCounterVec {
 pub(super) fn oauth2_requests(r: &Registrar) -> IntCounterVec {
     r.counter(
         "portero_oauth2_requests_total",
-        "Requests to the standard OAuth 2.0 endpoints, by issuer, endpoint and status.",
-        &["issuer", "endpoint", "status"],
+        "Requests to the standard OAuth 2.0 endpoints, by issuer, endpoint, status and \
+         reason (docs/operations.md).",
+        &["issuer", "endpoint", "status", "reason"],
     )
 }
 

@@ -12,7 +12,7 @@ use super::form::Form;
 use super::{Endpoints, Error, Request};
 use crate::config::{ClientAuth, Dialect, Principal};
 use crate::credentials::stand_in_of;
-use crate::issue::{Denied, Kind, Outcome, MAX_FIELD_LEN};
+use crate::issue::{Kind, Outcome, Reason, MAX_FIELD_LEN};
 
 /// The credentials a request presents.
 struct Presented {
@@ -100,17 +100,58 @@ fn presented(req: &Request<'_>, form: &Form) -> Result<Presented, Error> {
 
 /// The authenticated client, or why not: a wrong secret, an unknown,
 /// inactive or blocked client, a method the client may not use, and (for
-/// client-flat) a client whose company is gone all look the same.
+/// client-flat) a client whose company is gone all look the same to the
+/// client; the WARN line and the metric tell them apart
+/// (`Issuing::refuse_client`).
 pub async fn authenticate(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
     form: &Form,
 ) -> Result<Arc<Principal>, Error> {
     let p = presented(req, form)?;
-    let fail = || invalid_client(Some(p.method), FAILED);
     if p.id.len() > MAX_FIELD_LEN || p.secret.len() > MAX_FIELD_LEN {
-        return Err(fail());
+        return Err(invalid_client(Some(p.method), FAILED));
     }
+    let refused = |why: Reason| {
+        ctx.issuing.refuse_client(&p.id, why);
+        match why {
+            Reason::Locked => Error::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_client",
+                "too many failed attempts; try again later",
+            ),
+            Reason::Unavailable => Error::unavailable(),
+            _ => invalid_client(Some(p.method), FAILED),
+        }
+    };
+    let principal = verified_client(ctx, req, &p).await.map_err(refused)?;
+    let issuing = &ctx.issuing;
+    let company_gone = issuing.endpoint.dialect == Dialect::ClientFlat
+        && !principal
+            .company
+            .as_ref()
+            .is_some_and(|c| issuing.endpoint.companies.contains(c));
+    let why = if !principal.active {
+        Reason::Inactive
+    } else if principal.blocked {
+        Reason::Blocked
+    } else if company_gone {
+        Reason::NoCompany
+    } else if principal.auth_method.is_some_and(|m| m != p.method) {
+        Reason::AuthMethod
+    } else {
+        return Ok(principal);
+    };
+    Err(refused(why))
+}
+
+/// The client `p` names, if its secret matches: checked inside the
+/// lockout, an unknown client at the cost of a known one.
+async fn verified_client(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    p: &Presented,
+) -> Result<Arc<Principal>, Reason> {
     let issuing = &ctx.issuing;
     // A client dialect's clients are its principals, counted as at its
     // legacy endpoint; a user dialect's clients are applications, counted
@@ -120,31 +161,16 @@ pub async fn authenticate(
         true => issuing.principal_kind(),
         false => Kind::Client,
     };
-    let locked = || {
-        Error::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "invalid_client",
-            "too many failed attempts; try again later",
-        )
-    };
-    let mut attempt = match issuing
+    let mut attempt = issuing
         .begin_attempt(kind, &p.id, req.client, req.now)
-        .await
-    {
-        Ok(a) => a,
-        Err(Denied::Locked) => return Err(locked()),
-        Err(_) => return Err(Error::unavailable()),
-    };
+        .await?;
     let principal = match ctx.client(&mut attempt, &p.id, req.now).await {
         Ok(found) => found,
         Err(d) => {
             let _ = issuing
                 .end_attempt(attempt, Outcome::Unchecked, req.now)
                 .await;
-            return Err(match d {
-                Denied::Locked => locked(),
-                _ => Error::unavailable(),
-            });
+            return Err(d.into());
         }
     };
     // An unknown client costs what a known one does: the issuer's stand-in,
@@ -160,29 +186,13 @@ pub async fn authenticate(
         Ok(false) => Outcome::Failed,
         Err(_) => Outcome::Unchecked,
     };
-    if issuing
-        .end_attempt(attempt, outcome, req.now)
-        .await
-        .is_err()
-    {
-        return Err(Error::unavailable());
+    issuing.end_attempt(attempt, outcome, req.now).await?;
+    match (outcome, principal) {
+        (Outcome::Unchecked, _) => Err(Reason::Unavailable),
+        (_, None) => Err(Reason::UnknownClient),
+        (Outcome::Failed, Some(_)) => Err(Reason::WrongSecret),
+        (Outcome::Succeeded, Some(principal)) => Ok(principal),
     }
-    match outcome {
-        Outcome::Unchecked => return Err(Error::unavailable()),
-        Outcome::Failed => return Err(fail()),
-        Outcome::Succeeded => {}
-    }
-    let principal = principal.expect("a secret verified, so present");
-    let company_gone = issuing.endpoint.dialect == Dialect::ClientFlat
-        && !principal
-            .company
-            .as_ref()
-            .is_some_and(|c| issuing.endpoint.companies.contains(c));
-    let method_refused = principal.auth_method.is_some_and(|m| m != p.method);
-    if !principal.active || principal.blocked || company_gone || method_refused {
-        return Err(fail());
-    }
-    Ok(principal)
 }
 
 #[cfg(test)]

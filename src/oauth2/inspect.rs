@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::client::authenticate;
 use super::form::Form;
-use super::{refresh, Answer, Endpoints, Error, Request};
+use super::{issued_to, refresh, Answer, Endpoints, Error, Request};
 use crate::auth::revocation::Revocation;
 use crate::auth::validate::Verified;
 use crate::config::Principal;
@@ -22,13 +22,8 @@ fn issuers_token(ctx: &Endpoints<'_>, text: &str) -> Option<Verified> {
         .filter(|v| v.issuer == ctx.issuing.index)
 }
 
-/// The client a token was issued to: its `client_id`, else its subject.
-fn holder(v: &Verified) -> Option<&str> {
-    v.claims.str("client_id").or(v.sub())
-}
-
-fn owns(client: &Principal, v: &Verified) -> bool {
-    holder(v) == Some(client.login.as_str())
+fn owns(ctx: &Endpoints<'_>, client: &Principal, v: &Verified) -> bool {
+    issued_to(ctx, v) == Some(client.login.as_str())
 }
 
 /// RFC 7009: 200 for a token revoked, and for one unknown, foreign or
@@ -56,7 +51,7 @@ pub async fn revoke(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
         }
         return Ok(Answer::ok(json!({})));
     };
-    if !owns(client, &v) {
+    if !owns(ctx, client, &v) {
         return Ok(Answer::ok(json!({})));
     }
     let Some(jti) = v.jti() else {
@@ -89,7 +84,7 @@ pub async fn introspect(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer
     let client = authenticate(ctx, req, &form).await?;
     let client: &Principal = &client;
     let live = issuers_token(ctx, token).filter(|v| {
-        (client.introspect || owns(client, v))
+        (client.introspect || owns(ctx, client, v))
             && ctx.validator.check_time(v, req.now).is_ok()
             && !ctx.validator.is_revoked(v)
     });

@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use super::client::authenticate;
 use super::form::Form;
 use super::refresh::{self, invalid_grant};
-use super::{Answer, Endpoints, Error, Request};
+use super::{issued_to, Answer, Endpoints, Error, Request};
 use crate::config::{Dialect, Principal};
 use crate::issue::{self, refresh_hash, Denied, Minted, Stamp};
 use crate::store::RefreshRecord;
@@ -25,40 +25,75 @@ const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 const ACCESS_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const REFRESH_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
 
+/// The grants portero knows, each by its registered name: a request is
+/// dispatched by name, so a grant added here is served only once its own
+/// arm says how (no grant falls through to another's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    ClientCredentials,
+    Password,
+    RefreshToken,
+    TokenExchange,
+}
+
+impl Grant {
+    const ALL: [Grant; 4] = [
+        Grant::ClientCredentials,
+        Grant::Password,
+        Grant::RefreshToken,
+        Grant::TokenExchange,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::Password => "password",
+            Grant::RefreshToken => "refresh_token",
+            Grant::TokenExchange => EXCHANGE,
+        }
+    }
+
+    /// The grant `name` names; `None` for one portero does not know.
+    fn named(name: &str) -> Option<Grant> {
+        Grant::ALL.into_iter().find(|g| g.name() == name)
+    }
+}
+
 /// The grants the issuer serves, as its metadata lists them.
-pub fn grants(ctx: &Endpoints<'_>) -> Vec<&'static str> {
+pub fn grants(ctx: &Endpoints<'_>) -> Vec<Grant> {
     let mut grants = Vec::new();
     if ctx.issuing.endpoint.dialect.has_clients() {
-        grants.push("client_credentials");
+        grants.push(Grant::ClientCredentials);
     } else if ctx.settings.password_grant {
-        grants.extend(["password", "refresh_token"]);
+        grants.extend([Grant::Password, Grant::RefreshToken]);
     }
-    grants.push(EXCHANGE);
+    grants.push(Grant::TokenExchange);
     grants
 }
 
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Error> {
     let form = Form::parse(req.body, req.form)?;
-    let grant = form.required("grant_type")?;
+    let name = form.required("grant_type")?;
     let client = authenticate(ctx, req, &form).await?;
     let client: &Principal = &client;
-    if !grants(ctx).contains(&grant) {
+    // RFC 6749 §5.2: a grant unknown, or not served here.
+    let Some(grant) = Grant::named(name).filter(|g| grants(ctx).contains(g)) else {
         return Err(Error::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
-            format!("{grant:?} is not a grant this issuer serves"),
+            format!("{name:?} is not a grant this issuer serves"),
         ));
-    }
+    };
     match grant {
-        "client_credentials" => {
+        Grant::ClientCredentials => {
             let scope = narrowed(form.get("scope"), &client.permissions)?;
             let claims = dialect_claims(ctx.issuing.endpoint.dialect, client, &scope);
             let minted = mint(ctx, req, &client.login, claims, client, &scope, None)?;
             Ok(answer(req, minted, &scope, None))
         }
-        "password" => password(ctx, req, &form, client).await,
-        "refresh_token" => refresh_grant(ctx, req, &form, client).await,
-        _ => exchange(ctx, req, &form, client).await,
+        Grant::Password => password(ctx, req, &form, client).await,
+        Grant::RefreshToken => refresh_grant(ctx, req, &form, client).await,
+        Grant::TokenExchange => exchange(ctx, req, &form, client).await,
     }
 }
 
@@ -253,13 +288,8 @@ async fn issuers_jwt(
         .ok_or_else(invalid_grant)?;
     let sub = v.sub().ok_or_else(invalid_grant)?.to_string();
     // A token issued to a client stays that client's: no client trades
-    // another's token for one of its own. A client dialect's legacy tokens
-    // are their client's by subject.
-    let issued_to = match ctx.issuing.endpoint.dialect.has_clients() {
-        true => v.claims.str("client_id").or(v.sub()),
-        false => v.claims.str("client_id"),
-    };
-    if issued_to.is_some_and(|c| c != client.login) {
+    // another's token for one of its own.
+    if issued_to(ctx, &v).is_some_and(|c| c != client.login) {
         return Err(invalid_grant());
     }
     // The principal as it is now: one removed, deactivated or blocked
@@ -496,6 +526,29 @@ fn dialect_claims(dialect: Dialect, p: &Principal, scope: &[String]) -> Map<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_grant_is_dispatched_by_its_own_name() {
+        for grant in Grant::ALL {
+            assert_eq!(Grant::named(grant.name()), Some(grant));
+        }
+        assert_eq!(
+            Grant::named("urn:ietf:params:oauth:grant-type:token-exchange"),
+            Some(Grant::TokenExchange)
+        );
+        // A grant portero does not know is none of those it knows.
+        for unknown in [
+            "authorization_code",
+            "implicit",
+            "urn:ietf:params:oauth:grant-type:device_code",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "urn:ietf:params:oauth:grant-type:token-exchange ",
+            "Password",
+            "",
+        ] {
+            assert_eq!(Grant::named(unknown), None, "{unknown:?}");
+        }
+    }
 
     #[test]
     fn scope_can_only_narrow() {

@@ -162,6 +162,7 @@ impl Gateway {
             revocations: &self.shared.revocations,
             metrics: &self.shared.metrics,
             users: issuer.user_store.as_ref(),
+            refused: Default::default(),
         }
     }
 }

@@ -11,6 +11,52 @@ use super::super::units::{parse_offset, parse_size, secs};
 use super::Checker;
 use crate::claim_path::ClaimPath;
 
+/// A principal's keys that only its OAuth 2.0 endpoints read, as a client.
+const OAUTH2_CLIENT_KEYS: [&str; 3] = ["permissions", "auth_method", "introspect"];
+
+/// What reads an issuer's principals: its dialect's endpoint, and its
+/// OAuth 2.0 endpoints if it has them.
+#[derive(Clone, Copy)]
+pub(super) struct Readers {
+    dialect: Dialect,
+    oauth2: bool,
+}
+
+/// The keys written in `p` that some dialect may not read, each with where
+/// it is written (`secret_hash`, `active`, `blocked` and `rate_limit` are
+/// read by every dialect).
+fn written_keys(p: &FilePrincipal) -> Vec<(&'static str, std::ops::Range<usize>)> {
+    fn at<T>(v: &Option<Spanned<T>>) -> Option<std::ops::Range<usize>> {
+        v.as_ref().map(Spanned::span)
+    }
+    [
+        ("username", at(&p.username)),
+        ("client_id", at(&p.client_id)),
+        ("business", at(&p.business)),
+        ("proyecto", at(&p.proyecto)),
+        ("id", at(&p.id)),
+        ("nombre", at(&p.nombre)),
+        ("role", at(&p.role)),
+        ("company", at(&p.company)),
+        ("permissions", at(&p.permissions)),
+        ("auth_method", at(&p.auth_method)),
+        ("introspect", at(&p.introspect)),
+    ]
+    .into_iter()
+    .filter_map(|(name, at)| Some((name, at?)))
+    .collect()
+}
+
+/// Whether a route on host `pattern` (`*`, `*.example.com` or a name, in
+/// lower case) serves requests for `host`, as the route table matches them.
+fn host_serves(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix('*') {
+        Some("") => true,
+        Some(suffix) => host.ends_with(suffix) && host.len() > suffix.len(),
+        None => pattern == host,
+    }
+}
+
 impl Checker<'_> {
     pub(super) fn issuer(
         &mut self,
@@ -62,6 +108,9 @@ impl Checker<'_> {
             .as_ref()
             .filter(|_| !unknown_dialect)
             .and_then(|table| self.oauth2(name, table, endpoint.as_ref(), public_url));
+        if let (Some(o), Some(host)) = (&oauth2, &i.host) {
+            self.oauth2_reachable(name, host, &o.public_url);
+        }
         let user_store = i
             .user_store
             .as_ref()
@@ -342,10 +391,21 @@ impl Checker<'_> {
                 Err(e) => self.problem(f, key("principals_file"), format!("{}: {e}", p.display())),
             }
         }
+        let readers = Readers {
+            dialect,
+            oauth2: i.oauth2.is_some(),
+        };
         let mut principals = Vec::new();
         for (n, p) in file_principals.iter().enumerate() {
-            if let Some(principal) = self.principal(&key(&format!("principals[{n}]")), dialect, p) {
+            let first_problem = self.problems.len();
+            if let Some(principal) = self.principal(&key(&format!("principals[{n}]")), readers, p) {
                 principals.push(principal);
+            }
+            // A principals_file's positions are not the config's lines.
+            if n >= i.principals.len() {
+                for problem in &mut self.problems[first_problem..] {
+                    problem.line = None;
+                }
             }
         }
         self.distinct_logins(&principals, &key("principals"));
@@ -442,13 +502,15 @@ impl Checker<'_> {
         let mut clients = Vec::new();
         for (n, c) in settings.clients.iter().enumerate() {
             let client_key = format!("{key}.clients[{n}]");
+            self.not_a_user(name, &c.client_id, endpoint, &client_key);
             let Some(secret) =
                 self.stored_hash(&c.secret_hash, &format!("{client_key}.secret_hash"))
             else {
                 continue;
             };
+            let client_id = c.client_id.get_ref();
             clients.push(Principal {
-                login: c.client_id.clone(),
+                login: client_id.clone(),
                 secret,
                 id: serde_json::Value::Null,
                 username: None,
@@ -456,7 +518,7 @@ impl Checker<'_> {
                 role: None,
                 business: None,
                 proyecto: None,
-                client_id: Some(c.client_id.clone()),
+                client_id: Some(client_id.clone()),
                 company: None,
                 permissions: c.scopes.clone(),
                 active: true,
@@ -482,6 +544,54 @@ impl Checker<'_> {
             password_grant: settings.password_grant,
             clients: Principals::new(clients),
         })
+    }
+
+    /// A user dialect's client may not share its id with a user of the
+    /// issuer (as spelled, or as a case-insensitive table would match it):
+    /// whose a token is would read one way to an operator and another way
+    /// to portero.
+    fn not_a_user(
+        &mut self,
+        issuer: &str,
+        client_id: &Spanned<String>,
+        endpoint: &TokenEndpoint,
+        client_key: &str,
+    ) {
+        let id = client_id.get_ref();
+        if let Some(user) = endpoint.principals.get_by_key(id) {
+            self.problem(
+                client_id,
+                format!("{client_key}.client_id"),
+                format!(
+                    "{id:?} is also a user of issuer {issuer:?} ({:?}): name the client \
+                     otherwise",
+                    user.login
+                ),
+            );
+        }
+    }
+
+    /// The OAuth 2.0 endpoints are mounted on the dialect's `host`, while
+    /// the metadata names them under `server.public_url`: a client that
+    /// follows the metadata must reach that host.
+    fn oauth2_reachable(&mut self, name: &str, host: &Spanned<String>, public_url: &str) {
+        let pattern = host.get_ref().to_ascii_lowercase();
+        let public_host = url::Url::parse(public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        if host_serves(&pattern, &public_host) {
+            return;
+        }
+        self.problem(
+            host,
+            format!("issuers.{name}.host"),
+            format!(
+                "the OAuth 2.0 endpoints are served on host {pattern:?}, but the metadata sends \
+                 clients to server.public_url's host {public_host:?}: set server.public_url to \
+                 an origin on {pattern:?}, or leave host out (any host)"
+            ),
+        );
     }
 
     /// `[issuers.NAME.user_store]`: where the dialect's principals live in SQL.
@@ -586,15 +696,17 @@ impl Checker<'_> {
     pub(super) fn principal(
         &mut self,
         key: &str,
-        dialect: Dialect,
+        readers: Readers,
         p: &FilePrincipal,
     ) -> Option<Principal> {
+        let dialect = readers.dialect;
         let secret = self.stored_hash(&p.secret_hash, &format!("{key}.secret_hash"))?;
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
         let login = dialect.login_of(
-            p.username.as_deref(),
-            p.client_id.as_deref(),
-            p.business.as_deref(),
-            p.proyecto.as_deref(),
+            p.username.as_ref().map(|s| s.get_ref().as_str()),
+            p.client_id.as_ref().map(|s| s.get_ref().as_str()),
+            p.business.as_ref().map(|s| s.get_ref().as_str()),
+            p.proyecto.as_ref().map(|s| s.get_ref().as_str()),
         );
         let Some(login) = login else {
             self.problem(
@@ -608,7 +720,11 @@ impl Checker<'_> {
             );
             return None;
         };
-        if dialect == Dialect::Project && p.business.as_deref().is_some_and(|b| b.contains('/')) {
+        if dialect == Dialect::Project
+            && p.business
+                .as_ref()
+                .is_some_and(|b| b.get_ref().contains('/'))
+        {
             self.problem(
                 &p.secret_hash,
                 format!("{key}.business"),
@@ -616,29 +732,80 @@ impl Checker<'_> {
             );
             return None;
         }
+        self.keys_read(key, readers, p);
+        if dialect == Dialect::ClientFlat && p.company.is_none() {
+            self.problem(
+                &p.secret_hash,
+                format!("{key}.company"),
+                format!(
+                    "principal {login:?} has no company: the client-flat dialect needs one to \
+                     log in; add company = \"...\" (one of companies)"
+                ),
+            );
+        }
         let id = match &p.id {
             None => serde_json::Value::Null,
-            Some(v) => serde_json::to_value(v).unwrap_or(serde_json::Value::Null),
+            Some(v) => serde_json::to_value(v.get_ref()).unwrap_or(serde_json::Value::Null),
         };
         Some(Principal {
             login,
             secret,
             id,
-            username: p.username.clone(),
-            nombre: p.nombre.clone(),
-            role: p.role.clone(),
-            business: p.business.clone(),
-            proyecto: p.proyecto.clone(),
-            client_id: p.client_id.clone(),
-            company: p.company.clone(),
-            permissions: p.permissions.clone(),
+            username: text(&p.username),
+            nombre: text(&p.nombre),
+            role: text(&p.role),
+            business: text(&p.business),
+            proyecto: text(&p.proyecto),
+            client_id: text(&p.client_id),
+            company: text(&p.company),
+            permissions: p
+                .permissions
+                .as_ref()
+                .map_or_else(Vec::new, |l| l.get_ref().clone()),
             active: p.active,
             blocked: p.blocked,
             rate_limit: p.rate_limit.filter(|n| *n > 0),
             stored_hash: None,
             auth_method: self.auth_method(&p.auth_method, key),
-            introspect: p.introspect,
+            introspect: p.introspect.as_ref().is_some_and(|i| *i.get_ref()),
         })
+    }
+
+    /// Refuses, at its line, each key of `p` that nothing reads: one its
+    /// dialect's endpoint never reads, or an OAuth 2.0 client's where the
+    /// issuer has no OAuth 2.0 endpoints. Such a key only looks as if it
+    /// did something (a `role` no token ever carries).
+    fn keys_read(&mut self, key: &str, readers: Readers, p: &FilePrincipal) {
+        let dialect = readers.dialect;
+        let read = dialect.principal_keys();
+        let as_client = dialect.has_clients();
+        for (name, at) in written_keys(p) {
+            let problem = if read.contains(&name) {
+                continue;
+            } else if as_client && OAUTH2_CLIENT_KEYS.contains(&name) {
+                if readers.oauth2 {
+                    continue;
+                }
+                format!(
+                    "the {} dialect never reads {name} without OAuth 2.0 endpoints (it is an \
+                     OAuth 2.0 client's); add the issuer's oauth2 table, or remove it",
+                    dialect.name()
+                )
+            } else {
+                let mut keys = read.join(", ");
+                if as_client {
+                    for more in OAUTH2_CLIENT_KEYS.iter().filter(|k| !read.contains(k)) {
+                        keys += &format!(", {more} (as an OAuth 2.0 client)");
+                    }
+                }
+                format!(
+                    "the {} dialect never reads {name}: its principals have {keys}, \
+                     secret_hash, active, blocked and rate_limit; remove it",
+                    dialect.name(),
+                )
+            };
+            self.problem(&Spanned::new(at, ()), format!("{key}.{name}"), problem);
+        }
     }
 
     pub(super) fn check_unique_kids(&mut self, issuers: &[Issuer]) {

@@ -265,6 +265,18 @@ impl Dialect {
         }
     }
 
+    /// The principal keys its endpoint reads beside `secret_hash`,
+    /// `active`, `blocked` and `rate_limit`, which every dialect reads.
+    pub fn principal_keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Session => &["username", "id", "nombre", "role"],
+            Self::LoginRefresh => &["username", "id", "role"],
+            Self::Project => &["business", "proyecto"],
+            Self::ClientEnvelope => &["client_id"],
+            Self::ClientFlat => &["client_id", "company", "permissions"],
+        }
+    }
+
     /// Its principals are clients: they get tokens for themselves with
     /// the `client_credentials` grant.
     pub fn has_clients(self) -> bool {
