@@ -1317,100 +1317,80 @@ async fn legacy_refresh(gw: &Gateway, refresh: &str) -> u16 {
     status.as_u16()
 }
 
+/// A family one rotation old: the replaced refresh token, the one that
+/// replaced it, and the access token minted with that.
+struct Rotated {
+    replaced: String,
+    refresh: String,
+    access: String,
+}
+
+/// The demo application's user logged in, and the refresh token used once.
+async fn rotated_once(gw: &Gateway) -> Rotated {
+    let first = app(gw, "token", ADMIN_LOGIN).await;
+    let replaced = first.json["refresh_token"].as_str().unwrap().to_string();
+    let form = format!("grant_type=refresh_token&refresh_token={replaced}");
+    let second = app(gw, "token", &form).await;
+    assert_eq!(second.status, 200, "{}", second.json);
+    let field = |name: &str| second.json[name].as_str().unwrap().to_string();
+    Rotated {
+        refresh: field("refresh_token"),
+        access: field("access_token"),
+        replaced,
+    }
+}
+
+/// Asserts that the family of `rotated` has ended: its newest refresh
+/// token refused, its access token revoked.
+async fn assert_family_ended(gw: &Gateway, rotated: &Rotated) {
+    let form = format!("grant_type=refresh_token&refresh_token={}", rotated.refresh);
+    assert_error(&app(gw, "token", &form).await, 400, "invalid_grant");
+    let bearer = format!("Bearer {}", rotated.access);
+    assert_eq!(proxied(gw, &bearer).await.status(), 401);
+}
+
 #[tokio::test]
 async fn an_oauth2_refresh_token_is_used_only_at_the_token_endpoint() {
     let gw = Gateway::start(&body()).await;
     let first = app(&gw, "token", ADMIN_LOGIN).await;
-    let refresh1 = first.json["refresh_token"].as_str().unwrap().to_string();
+    let live = first.json["refresh_token"].as_str().unwrap();
     // A live OAuth 2.0 refresh token at the legacy path: refused there,
     // without client authentication, and still its client's.
-    assert_eq!(legacy_refresh(&gw, &refresh1).await, 401);
-    let second = app(
-        &gw,
-        "token",
-        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
-    )
-    .await;
-    assert_eq!(second.status, 200, "{}", second.json);
-    let refresh2 = second.json["refresh_token"].as_str().unwrap().to_string();
-    let access2 = second.json["access_token"].as_str().unwrap().to_string();
-    // The replaced one at the legacy path is a reuse: refused, and the
+    assert_eq!(legacy_refresh(&gw, live).await, 401);
+    let form = format!("grant_type=refresh_token&refresh_token={live}");
+    assert_eq!(app(&gw, "token", &form).await.status, 200);
+    // A replaced one at the legacy path is a reuse: refused, and the
     // family (the newest refresh token, its access token) ends with it.
-    assert_eq!(legacy_refresh(&gw, &refresh1).await, 401);
-    assert_eq!(legacy_refresh(&gw, &refresh1).await, 401);
-    let r = app(
-        &gw,
-        "token",
-        &format!("grant_type=refresh_token&refresh_token={refresh2}"),
-    )
-    .await;
-    assert_error(&r, 400, "invalid_grant");
-    assert_eq!(
-        proxied(&gw, &format!("Bearer {access2}")).await.status(),
-        401
-    );
+    let rotated = rotated_once(&gw).await;
+    assert_eq!(legacy_refresh(&gw, &rotated.replaced).await, 401);
+    assert_eq!(legacy_refresh(&gw, &rotated.replaced).await, 401);
+    assert_family_ended(&gw, &rotated).await;
     gw.log_with("its family is revoked").await;
 }
 
 #[tokio::test]
 async fn a_replaced_refresh_token_presented_by_another_client_ends_its_family() {
     let gw = Gateway::start(&body()).await;
-    let first = app(&gw, "token", ADMIN_LOGIN).await;
-    let refresh1 = first.json["refresh_token"].as_str().unwrap().to_string();
-    let second = app(
-        &gw,
-        "token",
-        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
-    )
-    .await;
-    let refresh2 = second.json["refresh_token"].as_str().unwrap().to_string();
-    let access2 = second.json["access_token"].as_str().unwrap().to_string();
+    let rotated = rotated_once(&gw).await;
     let other = basic(OTHER_APP, APP_SECRET);
-    let r = post_to(
-        &gw,
-        &format!("{USERS_PATH}/token"),
-        Some(&other),
-        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
-    )
-    .await;
-    assert_error(&r, 400, "invalid_grant");
-    let r = app(
-        &gw,
-        "token",
-        &format!("grant_type=refresh_token&refresh_token={refresh2}"),
-    )
-    .await;
-    assert_error(&r, 400, "invalid_grant");
-    assert_eq!(
-        proxied(&gw, &format!("Bearer {access2}")).await.status(),
-        401
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        rotated.replaced
     );
+    let r = post_to(&gw, &format!("{USERS_PATH}/token"), Some(&other), &form).await;
+    assert_error(&r, 400, "invalid_grant");
+    assert_family_ended(&gw, &rotated).await;
 }
 
 #[tokio::test]
 async fn a_replaced_refresh_token_traded_by_exchange_ends_its_family() {
     let gw = Gateway::start(&body()).await;
-    let first = app(&gw, "token", ADMIN_LOGIN).await;
-    let refresh1 = first.json["refresh_token"].as_str().unwrap().to_string();
-    let second = app(
-        &gw,
-        "token",
-        &format!("grant_type=refresh_token&refresh_token={refresh1}"),
-    )
-    .await;
-    let refresh2 = second.json["refresh_token"].as_str().unwrap().to_string();
-    let r = app(
-        &gw,
-        "token",
-        &format!("{EXCHANGE}&subject_token={refresh1}&subject_token_type={REFRESH_TYPE}"),
-    )
-    .await;
+    let rotated = rotated_once(&gw).await;
+    let subject = format!(
+        "subject_token={}&subject_token_type={REFRESH_TYPE}",
+        rotated.replaced
+    );
+    let r = app(&gw, "token", &format!("{EXCHANGE}&{subject}")).await;
     assert_error(&r, 400, "invalid_grant");
-    let r = app(
-        &gw,
-        "token",
-        &format!("grant_type=refresh_token&refresh_token={refresh2}"),
-    )
-    .await;
-    assert_error(&r, 400, "invalid_grant");
+    assert_family_ended(&gw, &rotated).await;
 }
