@@ -3,12 +3,15 @@
 //! steps: JSON (400), parameters (400), client exists (401), active (200
 //! `credential inactive`), company exists (404), secret (401), success.
 
+use std::sync::Arc;
+
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
     json_object, string_field, Denied, Issuing, Outcome, Reason, Reply, TokenRequest, Transport,
 };
+use crate::config::Principal;
 
 fn msg(status: StatusCode, message: &str) -> Reply {
     Reply::json(status, json!({ "msg": message }))
@@ -26,11 +29,10 @@ pub fn transport_error(e: Transport) -> Reply {
 const INVALID: &str = "Invalid login details";
 
 pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
-    // 1. JSON.
+    // 1. JSON; 2. parameters.
     let Ok(body) = json_object(req) else {
         return msg(StatusCode::BAD_REQUEST, "Missing JSON in request");
     };
-    // 2. Parameters.
     let Ok(client_id) = string_field(&body, "client_id") else {
         return msg(StatusCode::BAD_REQUEST, "Missing client_id parameter");
     };
@@ -38,89 +40,100 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         return msg(StatusCode::BAD_REQUEST, "Missing client_secret parameter");
     };
     let now = req.now.timestamp();
-    // Each refusal said once, under the id as typed.
-    let typed = client_id;
-    let refused = |why: Reason| match ctx.refuse(typed, why) {
+    match checked_client(ctx, client_id, secret, req, now).await {
+        Ok(principal) => token(ctx, &principal, now),
+        Err(reply) => reply,
+    }
+}
+
+/// The seed's answer to a refused login, said once under the id as typed.
+fn refused(ctx: &Issuing<'_>, typed: &str, why: Reason) -> Reply {
+    match why {
+        Reason::UnknownPrincipal | Reason::WrongSecret | Reason::Blocked => {
+            ctx.refuse(typed, why);
+            msg(StatusCode::UNAUTHORIZED, INVALID)
+        }
+        Reason::Inactive => {
+            ctx.refuse(typed, why);
+            msg(StatusCode::OK, "credential inactive")
+        }
+        Reason::NoCompany => {
+            ctx.refuse(typed, why);
+            Reply::json(StatusCode::NOT_FOUND, json!({ "error": "Not Found" }))
+        }
+        _ => held_back(ctx, typed, why),
+    }
+}
+
+/// A login the lockout or the store turned away: 429 while locked, else 503.
+fn held_back(ctx: &Issuing<'_>, typed: &str, why: Reason) -> Reply {
+    match ctx.refuse(typed, why) {
         Denied::Locked => msg(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed login attempts",
         ),
         _ => msg(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
-    };
-    let unavailable = || refused(Reason::Unavailable);
+    }
+}
+
+/// Steps 3 to 6: the client exists (an unknown one costs a stand-in
+/// verification), is active, its company exists, and the secret is its
+/// own (a blocked client's is refused as a wrong one), within the
+/// lockout's budgets (its own id's reserved too, as a collation may have
+/// matched another spelling).
+async fn checked_client(
+    ctx: &Issuing<'_>,
+    typed: &str,
+    secret: &str,
+    req: &TokenRequest<'_>,
+    now: i64,
+) -> Result<Arc<Principal>, Reply> {
     let kind = ctx.principal_kind();
-    let mut attempt = match ctx.begin_attempt(kind, client_id, req.client, now).await {
-        Ok(attempt) => attempt,
-        Err(d) => return refused(d.into()),
-    };
-    // 3. The client exists (an unknown one costs a stand-in verification);
-    // its own id's budget is reserved too, as a collation may have matched
-    // another spelling.
-    let found = match ctx.principal_claimed(&mut attempt, client_id, now).await {
+    let mut attempt = ctx
+        .begin_attempt(kind, typed, req.client, now)
+        .await
+        .map_err(|d| held_back(ctx, typed, d.into()))?;
+    let found = match ctx.principal_claimed(&mut attempt, typed, now).await {
         Ok(found) => found,
         Err(d) => {
             let _ = ctx.end_attempt(attempt, Outcome::Unchecked, now).await;
-            return refused(d.into());
+            return Err(held_back(ctx, typed, d.into()));
         }
     };
-    let Some(principal) = found else {
-        let checked = ctx.verify_secret(None, secret).await.is_ok();
-        let outcome = if checked {
-            Outcome::Failed
-        } else {
-            Outcome::Unchecked
-        };
-        if !checked || ctx.end_attempt(attempt, outcome, now).await.is_err() {
-            return unavailable();
-        }
-        ctx.refuse(typed, Reason::UnknownPrincipal);
-        return msg(StatusCode::UNAUTHORIZED, INVALID);
+    let (outcome, refusal) = match &found {
+        None => match ctx.verify_secret(None, secret).await {
+            Ok(_) => (Outcome::Failed, Some(Reason::UnknownPrincipal)),
+            Err(_) => (Outcome::Unchecked, Some(Reason::Unavailable)),
+        },
+        Some(p) if !p.active => (Outcome::Unchecked, Some(Reason::Inactive)),
+        Some(p) if !has_company(ctx, p) => (Outcome::Unchecked, Some(Reason::NoCompany)),
+        Some(p) => match ctx.verify_secret(Some(p), secret).await {
+            Ok(true) if !p.blocked => (Outcome::Succeeded, None),
+            Ok(true) => (Outcome::Failed, Some(Reason::Blocked)),
+            Ok(false) => (Outcome::Failed, Some(Reason::WrongSecret)),
+            Err(_) => (Outcome::Unchecked, Some(Reason::Unavailable)),
+        },
     };
-    // The client's own id, not the spelling typed.
-    let client_id = principal.login.as_str();
-    // 4. Active.
-    if !principal.active {
-        return match ctx.end_attempt(attempt, Outcome::Unchecked, now).await {
-            Ok(()) => {
-                ctx.refuse(typed, Reason::Inactive);
-                msg(StatusCode::OK, "credential inactive")
-            }
-            Err(_) => unavailable(),
-        };
+    if ctx.end_attempt(attempt, outcome, now).await.is_err() {
+        return Err(held_back(ctx, typed, Reason::Unavailable));
     }
-    // 5. Its company exists.
-    let company_exists = principal
-        .company
+    match (refusal, found) {
+        (None, Some(principal)) => Ok(principal),
+        (why, _) => Err(refused(ctx, typed, why.unwrap_or(Reason::Unavailable))),
+    }
+}
+
+/// Step 5: the client's company is one the endpoint knows.
+fn has_company(ctx: &Issuing<'_>, p: &Principal) -> bool {
+    p.company
         .as_ref()
-        .is_some_and(|c| ctx.endpoint.companies.contains(c));
-    if !company_exists {
-        return match ctx.end_attempt(attempt, Outcome::Unchecked, now).await {
-            Ok(()) => {
-                ctx.refuse(typed, Reason::NoCompany);
-                Reply::json(StatusCode::NOT_FOUND, json!({ "error": "Not Found" }))
-            }
-            Err(_) => unavailable(),
-        };
-    }
-    // 6. The secret; a blocked client's is refused as a wrong one.
-    let verified = ctx.verify_secret(Some(&principal), secret).await;
-    let outcome = match verified {
-        Ok(true) if !principal.blocked => Outcome::Succeeded,
-        Ok(_) => Outcome::Failed,
-        Err(_) => Outcome::Unchecked,
-    };
-    if ctx.end_attempt(attempt, outcome, now).await.is_err() || outcome == Outcome::Unchecked {
-        return unavailable();
-    }
-    if outcome == Outcome::Failed {
-        let why = match verified {
-            Ok(true) => Reason::Blocked,
-            _ => Reason::WrongSecret,
-        };
-        ctx.refuse(typed, why);
-        return msg(StatusCode::UNAUTHORIZED, INVALID);
-    }
-    // 7. Success: the token carries the client, its company and permissions.
+        .is_some_and(|c| ctx.endpoint.companies.contains(c))
+}
+
+/// Step 7: the token carries the client (its own id, not the spelling
+/// typed), its company and permissions.
+fn token(ctx: &Issuing<'_>, principal: &Principal, now: i64) -> Reply {
+    let client_id = principal.login.as_str();
     let mut claims = Map::new();
     claims.insert("client_id".into(), Value::String(client_id.to_string()));
     claims.insert("company".into(), json!(principal.company));
