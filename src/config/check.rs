@@ -9,6 +9,7 @@ mod issuer;
 mod limits;
 pub(super) mod names;
 pub(super) mod parse;
+mod principal;
 mod route;
 pub(super) mod secret_hash;
 mod shadow;
