@@ -118,9 +118,6 @@ impl Gateway {
         let mut response = match self.serve(&live, parts, body, peer, &mut ctx).await {
             Ok(response) => response,
             Err(err) => {
-                if let RequestError::Upstream(failure) = err {
-                    ctx.failure = Some(failure);
-                }
                 ctx.error = Some(err);
                 if grpc {
                     respond::grpc_error(err)

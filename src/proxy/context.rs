@@ -9,7 +9,6 @@ use crate::limits::{Held, RateReport, Refusal};
 use crate::live::{Live, RouteId};
 use crate::respond::RequestError;
 use crate::trace_context::RequestIds;
-use crate::upstream::Failure;
 
 /// The request's context: what its phases found and left behind, read
 /// again for its response headers, metrics, span and log line.
@@ -18,8 +17,8 @@ pub(super) struct RequestContext {
     pub(super) route: Option<RouteId>,
     /// The upstream group, when the request was forwarded, and when that began.
     pub(super) upstream: Option<(usize, Instant)>,
-    pub(super) failure: Option<Failure>,
-    /// Why portero answered the request itself, for the access log.
+    /// Why portero answered the request itself (an upstream's failure
+    /// among them), for the metrics and the access log.
     pub(super) error: Option<RequestError>,
     /// The request body was read to its end (by a token endpoint or the upstream).
     pub(super) body_read: bool,

@@ -9,7 +9,7 @@ use super::{Gateway, RequestContext};
 use crate::access_log;
 use crate::listener::Peer;
 use crate::live::Live;
-use crate::respond;
+use crate::respond::{self, RequestError};
 use crate::span_export::{RequestSpan, Spans};
 use crate::trace_context::RequestIds;
 
@@ -48,9 +48,9 @@ impl Gateway {
         }
         if let Some((index, started)) = ctx.upstream {
             let series = &live.upstreams[index].series;
-            match ctx.failure {
-                Some(_) => series.error.inc(),
-                None => series.ok.inc(),
+            match ctx.error {
+                Some(RequestError::Upstream(_)) => series.error.inc(),
+                _ => series.ok.inc(),
             }
             series.duration.observe((now - started).as_secs_f64());
         }
