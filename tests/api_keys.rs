@@ -77,6 +77,11 @@ upstream = "app"
     )
 }
 
+/// The `[store]` table of an instance on the Redis at `url`, its keys under `prefix`.
+fn redis_store(url: &str, prefix: &str) -> String {
+    format!("[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\n")
+}
+
 async fn admin(gw: &Gateway, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
     let mut req = reqwest::Client::new()
         .request(method.parse().unwrap(), gw.admin_url(path))
@@ -324,10 +329,7 @@ async fn a_revocation_racing_a_rotation_is_never_undone() {
         return;
     };
     let app = Upstream::start("app").await;
-    let prefix = common::shared_store::prefix();
-    let store = format!(
-        "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\n"
-    );
+    let store = redis_store(&url, &common::shared_store::prefix());
     let body = config(app.addr, &store);
     let (a, b) = futures_util::join!(Gateway::start(&body), Gateway::start(&body));
     let mut refused = Vec::new();
@@ -637,10 +639,7 @@ async fn a_key_revoked_on_one_instance_is_refused_on_another() {
         return;
     };
     let app = Upstream::start("app").await;
-    let prefix = common::shared_store::prefix();
-    let store = format!(
-        "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\n"
-    );
+    let store = redis_store(&url, &common::shared_store::prefix());
     let body = config(app.addr, &store);
     let (a, b) = futures_util::join!(Gateway::start(&body), Gateway::start(&body));
     let (id, key) = make(&a, acme()).await;
@@ -677,11 +676,7 @@ async fn a_revoked_key_stays_revoked_when_redis_restarts_empty() {
         return;
     };
     let app = Upstream::start("app").await;
-    let store = format!(
-        "[store]\nbackend = \"redis\"\nurl = \"{}\"\nkey_prefix = \"{}\"\ntimeout = \"300ms\"\n",
-        server.url(),
-        common::shared_store::prefix()
-    );
+    let store = redis_store(&server.url(), &common::shared_store::prefix());
     let body = config(app.addr, &store);
     let (a, b) = futures_util::join!(Gateway::start(&body), Gateway::start(&body));
     let plain = "legacy-key-0123456789";
@@ -788,11 +783,7 @@ async fn a_key_revived_under_a_new_secret_is_buried_when_its_revoker_returns() {
     let relay = common::redis::Relay::start(server.addr()).await;
     let app = Upstream::start("app").await;
     let prefix = common::shared_store::prefix();
-    let store = |url: &str| {
-        format!(
-            "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout = \"300ms\"\n"
-        )
-    };
+    let store = |url: &str| redis_store(url, &prefix);
     let a = Gateway::start(&config(app.addr, &store(&relay.url()))).await;
     let (id, key) = make(&a, acme()).await;
     let (status, _) = admin(&a, "DELETE", &format!("/admin/api-keys/{id}"), None).await;
