@@ -106,6 +106,21 @@ pub struct Redis {
     metrics: StoreMetrics,
 }
 
+impl Redis {
+    /// The record at `key`, if there is one (`op` names it in metrics).
+    async fn get_decoded<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let mut conn = self.conn();
+        let bytes: Option<Vec<u8>> = self
+            .run(op, redis::cmd("GET").arg(key).query_async(&mut conn))
+            .await?;
+        bytes.map(|b| decode(key, &b)).transpose()
+    }
+}
+
 fn now_secs() -> f64 {
     Clock::system().unix_f64()
 }
@@ -290,15 +305,8 @@ impl Store for Redis {
     }
 
     async fn stored_key(&self, issuer: &str) -> Result<Option<StoredKey>, StoreError> {
-        let key = self.key("key", issuer);
-        let mut conn = self.conn();
-        let bytes: Option<Vec<u8>> = self
-            .run(
-                "signing_key",
-                redis::cmd("GET").arg(&key).query_async(&mut conn),
-            )
-            .await?;
-        bytes.map(|b| decode(&key, &b)).transpose()
+        self.get_decoded("signing_key", &self.key("key", issuer))
+            .await
     }
 
     async fn add_revocations(&self, list: &[Revocation]) -> Result<(), StoreError> {
@@ -424,15 +432,8 @@ impl Store for Redis {
     }
 
     async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
-        let key = self.refresh_key("refresh", hash);
-        let mut conn = self.conn();
-        let bytes: Option<Vec<u8>> = self
-            .run(
-                "get_refresh",
-                redis::cmd("GET").arg(&key).query_async(&mut conn),
-            )
-            .await?;
-        bytes.map(|b| decode(&key, &b)).transpose()
+        self.get_decoded("get_refresh", &self.refresh_key("refresh", hash))
+            .await
     }
 
     async fn delete_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError> {
