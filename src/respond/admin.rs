@@ -49,7 +49,7 @@ pub enum RevocationRefused {
     EmptyJti,
     #[error("not a token this gateway accepts: {0}")]
     NotAccepted(AuthError),
-    #[error("the token has no jti; revoke its subject instead")]
+    #[error("the token names nothing a revocation can hold; revoke its subject instead")]
     NoJti,
     #[error("no issuer named {0:?}")]
     NoSuchIssuer(String),
