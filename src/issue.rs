@@ -124,6 +124,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         Dialect::Project => project::handle(ctx, req).await,
         Dialect::ClientEnvelope => client_envelope::handle(ctx, req).await,
         Dialect::ClientFlat => client_flat::handle(ctx, req).await,
+        Dialect::Standard => no_legacy_endpoint(),
     };
     let reason = ctx
         .noted()
@@ -159,6 +160,7 @@ fn named_principal<'a>(ctx: &'a Issuing<'_>, req: &TokenRequest<'_>) -> &'a str 
             .map(|(b, p)| crate::config::project_login(b, p)),
         Dialect::ClientEnvelope => field("clientId").map(str::to_string),
         Dialect::ClientFlat => field("client_id").map(str::to_string),
+        Dialect::Standard => None,
     };
     login
         .and_then(|l| ctx.endpoint.principals.get(&l))
@@ -173,6 +175,7 @@ pub fn transport_error(ctx: &Issuing<'_>, e: Transport, path: &str, now: DateTim
         Dialect::Project => project::transport_error(e),
         Dialect::ClientEnvelope => client_envelope::transport_error(e),
         Dialect::ClientFlat => client_flat::transport_error(e),
+        Dialect::Standard => no_legacy_endpoint(),
     };
     count(ctx, reply.status, e.reason());
     ctx.metrics
@@ -180,6 +183,15 @@ pub fn transport_error(ctx: &Issuing<'_>, e: Transport, path: &str, now: DateTim
         .with_label_values(&[&ctx.issuer.name, "unknown"])
         .inc();
     reply
+}
+
+/// A standard issuer mounts no legacy route (`config::check::route`);
+/// should one ever be asked, it is not there.
+fn no_legacy_endpoint() -> Reply {
+    Reply::json(
+        StatusCode::NOT_FOUND,
+        serde_json::json!({"error": "not_found", "error_description": "no such endpoint"}),
+    )
 }
 
 pub fn status_class(status: StatusCode) -> &'static str {
@@ -343,6 +355,7 @@ impl Issuing<'_> {
             iss: &self.issuer.iss,
             typ: None,
             endpoint: self.endpoint.dialect.name(),
+            jti: None,
         };
         self.mint_with(stamp, sub, claims, now, lifetime)
     }
@@ -357,7 +370,7 @@ impl Issuing<'_> {
         now: i64,
         lifetime: Option<Duration>,
     ) -> Result<Minted, Denied> {
-        let jti = random_id(16);
+        let jti = stamp.jti.map_or_else(|| random_id(16), str::to_string);
         let exp = lifetime.map(|l| now + l.as_secs() as i64);
         claims.insert("iss".into(), Value::String(stamp.iss.to_string()));
         claims.insert("sub".into(), Value::String(sub.to_string()));
@@ -388,6 +401,9 @@ pub struct Stamp<'a> {
     pub typ: Option<&'static str>,
     /// The `dialect` label of `portero_tokens_issued_total`.
     pub endpoint: &'static str,
+    /// The token's `jti`, when chosen beforehand (an authorization code's
+    /// access token, revoked if the code is replayed); else a random one.
+    pub jti: Option<&'a str>,
 }
 
 pub struct Minted {

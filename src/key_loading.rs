@@ -43,6 +43,9 @@ pub async fn load(
         if issuer.keys.is_empty() && signs {
             own.push(generated_key(issuer, index, store).await?);
         }
+        if issuer.keys.is_empty() && issuer.kind == IssuerKind::OAuth2 {
+            own.push(generated_es256(issuer, index, store).await?);
+        }
         for k in &issuer.keys {
             own.push(keys::configured(
                 &issuer.name,
@@ -86,6 +89,59 @@ fn material(issuer: &Issuer, k: &KeyConfig) -> Result<Material, KeyError> {
             public: public.as_deref().map(read).transpose()?,
         },
     })
+}
+
+/// A standard issuer's generated key: ES256, whose public half its JWKS
+/// publishes, so that clients can check its ID tokens (an HS256 secret
+/// is nobody's to check with). Kept in the store as PKCS #8, under its
+/// own name, like the HS256 keys.
+async fn generated_es256(
+    issuer: &Issuer,
+    index: usize,
+    store: &dyn Store,
+) -> Result<Key, KeyError> {
+    use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+    let failed = |message: String| KeyError::Generate {
+        issuer: issuer.name.clone(),
+        message,
+    };
+    let fresh_key = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let der = fresh_key
+        .to_pkcs8_der()
+        .map_err(|e| failed(e.to_string()))?;
+    let mut id = [0u8; 6];
+    rand::thread_rng().fill_bytes(&mut id);
+    let fresh = StoredKey {
+        kid: format!("{}-{}", issuer.name, URL_SAFE_NO_PAD.encode(id)),
+        secret: der.as_bytes().to_vec(),
+    };
+    let stored = store
+        .signing_key(&format!("\u{1}oauth2-key:{}", issuer.name), fresh)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    use p256::pkcs8::DecodePrivateKey;
+    let key = p256::SecretKey::from_pkcs8_der(&stored.secret).map_err(|e| failed(e.to_string()))?;
+    let private = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| failed(e.to_string()))?;
+    let public = key
+        .public_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| failed(e.to_string()))?;
+    let config = KeyConfig {
+        kid: stored.kid,
+        alg: jsonwebtoken::Algorithm::ES256,
+        source: KeySource::Pem {
+            private: None,
+            public: None,
+        },
+        verify_only: false,
+    };
+    let material = Material::Pem {
+        private: Some(private.as_bytes().to_vec()),
+        public: Some(public.into_bytes()),
+    };
+    keys::configured(&issuer.name, index, &config, material)
 }
 
 /// A generated HS256 key: created once, kept in the store, the same on every

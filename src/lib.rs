@@ -3,7 +3,7 @@
 //! # Layout
 //! Data flows one way: `config` (the model) imports nothing of the runtime
 //! but the leaves its checks need (`claim_path`, `claims`, `header_name`,
-//! `path`'s rules, `rule`, which imports only leaves); the runtime modules
+//! `path`'s rules, `redirect_uri`, `rule`, which imports only leaves); the runtime modules
 //! import the model, never the reverse, and no top module reaches back.
 //!
 //! - [`config`]: `gateway.toml` → a validated [`config::Config`]: `file` (the
@@ -32,6 +32,13 @@
 //!   call), `answer` (what an answer means).
 //! - [`key_loading`]: every issuer's keys read (environment, key files), generated and kept in the store, or from the JWKS registry.
 //! - [`credentials`]: secret hashing and checking (argon2id, fast keyed hash).
+//! - `oauth2`: portero's OAuth 2.1 authorization server under `/oauth2/NAME`:
+//!   `metadata`, `authorize` with its sign-in page (`sign_in`, `page`) and
+//!   sign-on session (`sso`), the token endpoint (`token`, `code`, `refresh`,
+//!   `client`), OpenID Connect (`oidc`), registration, revocation and
+//!   introspection (`inspect`). A `kind = "oauth2"` issuer's users and
+//!   clients, or a dialect's principals.
+//! - [`redirect_uri`]: what a client's redirect URI may be (a leaf `config` reads too).
 //! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md);
 //!   `credential_check` (the secret checked against the principal `principals` finds), `lockout` (budgets).
 //! - [`limits`]: client address rules, rates and requests in flight per route
@@ -107,6 +114,7 @@ pub mod path;
 mod principals;
 mod proxy;
 mod proxy_protocol;
+pub mod redirect_uri;
 mod respond;
 pub mod routes;
 pub mod rule;

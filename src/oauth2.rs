@@ -1,15 +1,28 @@
-//! Standard OAuth 2.0 for an issuer's principals, beside its dialect's own
-//! endpoint, under the issuer identifier `<server.public_url>/oauth2/NAME`:
-//! metadata (RFC 8414), the token endpoint (RFC 6749, RFC 8693; `token`),
-//! revocation (RFC 7009) and introspection (RFC 7662; `inspect`). The same
-//! principals, keys, lockout and revocations as the legacy endpoint; tokens
-//! as RFC 9068 describes. Nothing here speaks HTTP: `proxy` reads the body
-//! and writes the [`Answer`]. docs/oauth2.md is the contract.
+//! portero's OAuth 2.1 authorization server, under the issuer identifier
+//! `<server.public_url>/oauth2/NAME`: a `kind = "oauth2"` issuer's users
+//! and clients, or a legacy dialect's principals beside its own endpoint.
+//! Metadata and OpenID discovery (`metadata`), the authorization endpoint
+//! with its sign-in page (`authorize`, `sign_in`, `page`, the sign-on
+//! session `sso`), the token endpoint (RFC 6749, RFC 8693; `token`, the
+//! authorization code grant `code`), OpenID Connect (`oidc`), dynamic
+//! registration (RFC 7591; `registration`), revocation (RFC 7009) and
+//! introspection (RFC 7662; `inspect`). The same principals, keys, lockout
+//! and revocations as the legacy endpoint; tokens as RFC 9068 describes.
+//! Nothing here speaks HTTP: `proxy` reads the body and writes the
+//! [`Answer`]. docs/oauth2.md is the contract.
 
+mod authorize;
 mod client;
+mod code;
 mod form;
 mod inspect;
+mod metadata;
+mod oidc;
+mod page;
 mod refresh;
+mod registration;
+mod sign_in;
+mod sso;
 mod token;
 
 use http::{Method, StatusCode};
@@ -23,7 +36,8 @@ use crate::issue::{Attempt, Denied, Issuing, Reason, Transport};
 
 pub use form::is_form;
 
-/// A complete answer: a JSON body, never cached (RFC 6749 §5.1).
+/// A complete answer, never cached (RFC 6749 §5.1): a JSON body, a page,
+/// or a redirect.
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
@@ -31,18 +45,67 @@ pub struct Answer {
     /// `WWW-Authenticate: Basic` goes with it: the client tried, or
     /// should try, HTTP Basic authentication (RFC 6749 §5.2).
     pub basic_challenge: bool,
-    /// With a `405`: the one method the endpoint takes (RFC 9110 §15.5.6).
+    /// With a `405`: the one methods the endpoint takes (RFC 9110 §15.5.6).
     pub allow: Option<&'static str>,
+    pub form: Shape,
+    /// `Set-Cookie` values.
+    pub cookies: Vec<String>,
+    /// A `WWW-Authenticate: Bearer ...` value (userinfo, RFC 6750 §3).
+    pub bearer_challenge: Option<String>,
+    /// A document others may fetch from a browser (metadata, the JWKS).
+    pub public: bool,
+    /// A page's `Content-Security-Policy`.
+    pub csp: Option<String>,
+}
+
+/// What an [`Answer`]'s body is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    Json,
+    /// An HTML page, sent with a strict CSP and never framed.
+    Page,
+    /// A `303` to this URL, with no body.
+    Redirect(String),
 }
 
 impl Answer {
     fn ok(body: Value) -> Answer {
+        Answer::json(StatusCode::OK, body)
+    }
+
+    fn json(status: StatusCode, body: Value) -> Answer {
         Answer {
-            status: StatusCode::OK,
+            status,
             body: body.to_string(),
             basic_challenge: false,
             allow: None,
+            form: Shape::Json,
+            cookies: Vec::new(),
+            bearer_challenge: None,
+            public: false,
+            csp: None,
         }
+    }
+
+    fn page(status: StatusCode, html: String) -> Answer {
+        Answer {
+            body: html,
+            form: Shape::Page,
+            ..Answer::json(status, Value::Null)
+        }
+    }
+
+    fn redirect(location: String) -> Answer {
+        Answer {
+            body: String::new(),
+            form: Shape::Redirect(location),
+            ..Answer::json(StatusCode::SEE_OTHER, Value::Null)
+        }
+    }
+
+    fn with_cookie(mut self, cookie: Option<String>) -> Answer {
+        self.cookies.extend(cookie);
+        self
     }
 }
 
@@ -93,11 +156,10 @@ impl Error {
 
 impl From<Error> for Answer {
     fn from(e: Error) -> Answer {
+        let body = json!({ "error": e.code, "error_description": e.description });
         Answer {
-            status: e.status,
-            body: json!({ "error": e.code, "error_description": e.description }).to_string(),
             basic_challenge: e.basic_challenge,
-            allow: None,
+            ..Answer::json(e.status, body)
         }
     }
 }
@@ -112,6 +174,11 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     pub client: Option<std::net::IpAddr>,
     pub now: i64,
+    pub query: Option<&'a str>,
+    /// Every `Cookie` header's value.
+    pub cookies: &'a [&'a [u8]],
+    /// The `Origin` header, where a browser sent one.
+    pub origin: Option<&'a [u8]>,
 }
 
 /// One issuer's OAuth 2.0 endpoints with what they need beyond issuing.
@@ -166,6 +233,11 @@ enum Which {
     Token,
     Revoke,
     Introspect,
+    Authorize,
+    SignIn,
+    UserInfo,
+    EndSession,
+    Register,
 }
 
 impl Which {
@@ -175,13 +247,20 @@ impl Which {
             Which::Token => "token",
             Which::Revoke => "revoke",
             Which::Introspect => "introspect",
+            Which::Authorize => "authorize",
+            Which::SignIn => "sign_in",
+            Which::UserInfo => "userinfo",
+            Which::EndSession => "end_session",
+            Which::Register => "register",
         }
     }
 }
 
 fn which(name: &str, path: &str) -> Option<Which> {
     let under = format!("/oauth2/{name}");
-    if path == format!("/.well-known/oauth-authorization-server{under}") {
+    if path == format!("/.well-known/oauth-authorization-server{under}")
+        || path == format!("/.well-known/openid-configuration{under}")
+    {
         return Some(Which::Metadata);
     }
     match path.strip_prefix(&under)? {
@@ -189,6 +268,11 @@ fn which(name: &str, path: &str) -> Option<Which> {
         "/token" => Some(Which::Token),
         "/revoke" => Some(Which::Revoke),
         "/introspect" => Some(Which::Introspect),
+        "/authorize" => Some(Which::Authorize),
+        "/sign-in" => Some(Which::SignIn),
+        "/userinfo" => Some(Which::UserInfo),
+        "/end_session" => Some(Which::EndSession),
+        "/register" => Some(Which::Register),
         _ => None,
     }
 }
@@ -201,35 +285,54 @@ pub fn wrong_method(issuer: &str, path: &str, method: &Method) -> Option<Answer>
 }
 
 fn refuse_method(which: Which, method: &Method) -> Option<Answer> {
-    let (allowed, allow) = match which {
-        Which::Metadata => (Method::GET, "GET"),
-        _ => (Method::POST, "POST"),
+    let allow = match which {
+        Which::Metadata => "GET",
+        // OpenID Connect Core §3.1.2.1, §5.3.1; RP-initiated logout §2.
+        Which::Authorize | Which::UserInfo | Which::EndSession => "GET, POST",
+        _ => "POST",
     };
-    if *method == allowed {
+    if allow.split(", ").any(|m| m == method.as_str()) {
         return None;
     }
     let mut answer = Answer::from(Error::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request",
-        format!("this endpoint takes {allowed} only"),
+        format!("this endpoint takes {allow} only"),
     ));
     answer.allow = Some(allow);
     Some(answer)
 }
 
+/// Which endpoints an issuer serves: the authorization endpoint and what
+/// goes with it only where it is on, registration only where it is open.
+fn serves(ctx: &Endpoints<'_>, which: Which) -> bool {
+    match which {
+        Which::Authorize | Which::SignIn | Which::UserInfo | Which::EndSession => {
+            ctx.settings.authorization_code
+        }
+        Which::Register => ctx.settings.registration != crate::config::Registration::Off,
+        _ => true,
+    }
+}
+
 /// Serves one request to the issuer's OAuth 2.0 endpoints.
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
-    let Some(which) = which(&ctx.issuing.issuer.name, req.path) else {
+    let Some(which) = which(&ctx.issuing.issuer.name, req.path).filter(|w| serves(ctx, *w)) else {
         return Error::new(StatusCode::NOT_FOUND, "invalid_request", "no such endpoint").into();
     };
     if let Some(refused) = refuse_method(which, req.method) {
         return refused;
     }
     let answered = match which {
-        Which::Metadata => Ok(Answer::ok(metadata(ctx))),
+        Which::Metadata => Ok(metadata::answer(ctx)),
         Which::Token => token::handle(ctx, req).await,
         Which::Revoke => inspect::revoke(ctx, req).await,
         Which::Introspect => inspect::introspect(ctx, req).await,
+        Which::Authorize => Ok(authorize::handle(ctx, req).await),
+        Which::SignIn => Ok(sign_in::handle(ctx, req).await),
+        Which::UserInfo => Ok(oidc::userinfo(ctx, req).await),
+        Which::EndSession => Ok(oidc::end_session(ctx, req).await),
+        Which::Register => registration::handle(ctx, req).await,
     };
     // A refused client or user was noted where it was refused.
     let reason = match &answered {
@@ -272,40 +375,6 @@ pub fn transport_error(e: Transport) -> Answer {
         }
     };
     Error::new(status, "invalid_request", description).into()
-}
-
-/// RFC 8414 §2: only what is implemented is advertised.
-fn metadata(ctx: &Endpoints<'_>) -> Value {
-    let issuer = &ctx.settings.issuer_id;
-    let methods = ["client_secret_basic", "client_secret_post"];
-    let mut scopes: Vec<&str> = ctx
-        .clients()
-        .iter()
-        .flat_map(|p| p.permissions.iter().map(String::as_str))
-        .collect();
-    scopes.sort_unstable();
-    scopes.dedup();
-    let mut doc = json!({
-        "issuer": issuer,
-        "token_endpoint": format!("{issuer}/token"),
-        "revocation_endpoint": format!("{issuer}/revoke"),
-        "introspection_endpoint": format!("{issuer}/introspect"),
-        "grant_types_supported": token::grants(ctx).iter().map(|g| g.name()).collect::<Vec<_>>(),
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": methods,
-        "revocation_endpoint_auth_methods_supported": methods,
-        "introspection_endpoint_auth_methods_supported": methods,
-    });
-    if !scopes.is_empty() {
-        doc["scopes_supported"] = json!(scopes);
-    }
-    // HS256 keys are secrets: only an issuer that signs with a public-key
-    // algorithm has keys to publish.
-    let signing = ctx.issuing.keys.signing_key(ctx.issuing.index);
-    if signing.is_some_and(|k| k.alg != jsonwebtoken::Algorithm::HS256) {
-        doc["jwks_uri"] = json!(format!("{}/.well-known/jwks.json", ctx.settings.public_url));
-    }
-    doc
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod principal;
 mod route;
 pub(super) mod secret_hash;
 mod shadow;
+mod standard;
 mod store;
 mod upstream;
 

@@ -285,6 +285,11 @@ pub(super) struct FileIssuer {
     pub(super) body_timeout: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(super) principals: Vec<FilePrincipal>,
+    /// A `kind = "oauth2"` issuer's users and clients.
+    #[serde(default)]
+    pub(super) users: Vec<FilePrincipal>,
+    #[serde(default)]
+    pub(super) clients: Vec<FileOAuthClient>,
     pub(super) principals_file: Option<Spanned<String>>,
     pub(super) cors: Option<Spanned<String>>,
     /// Standard OAuth 2.0 endpoints beside the dialect's own.
@@ -355,6 +360,9 @@ pub(super) struct FilePrincipal {
     pub(super) auth_method: Option<Spanned<String>>,
     /// Its OAuth 2.0 introspection requests may ask about any token of the issuer.
     pub(super) introspect: Option<Spanned<bool>>,
+    /// A standard issuer's user: the `roles` claim, and claims as written.
+    pub(super) roles: Option<Spanned<Vec<String>>>,
+    pub(super) claims: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize, Clone, Default)]
@@ -364,6 +372,31 @@ pub(super) struct FileOAuth2 {
     pub(super) password_grant: bool,
     #[serde(default)]
     pub(super) clients: Vec<FileOAuthClient>,
+    /// The authorization endpoint and sign-in page (on by default for a
+    /// `kind = "oauth2"` issuer).
+    pub(super) authorization_code: Option<Spanned<bool>>,
+    /// Resource indicators (RFC 8707) its tokens may be asked for.
+    #[serde(default)]
+    pub(super) resources: Vec<Spanned<String>>,
+    /// `off` (the default), `open` or `token` (RFC 7591).
+    pub(super) registration: Option<Spanned<String>>,
+    pub(super) registration_token_env: Option<Spanned<String>>,
+    /// Registrations a minute from one address (`open`).
+    pub(super) registration_rate: Option<Spanned<u32>>,
+    pub(super) registered_client_ttl: Option<Spanned<DurationText>>,
+    pub(super) session_ttl: Option<Spanned<DurationText>>,
+    #[serde(default)]
+    pub(super) logout_revokes_tokens: bool,
+    pub(super) sign_in: Option<Spanned<FileSignIn>>,
+}
+
+/// `[issuers.NAME.oauth2.sign_in]`.
+#[derive(Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSignIn {
+    pub(super) title: Option<Spanned<String>>,
+    pub(super) logo_url: Option<Spanned<String>>,
+    pub(super) stylesheet_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -403,7 +436,13 @@ pub(super) struct FileShadow {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileOAuthClient {
     pub(super) client_id: Spanned<String>,
-    pub(super) secret_hash: Spanned<String>,
+    /// None: a public client (PKCE only).
+    pub(super) secret_hash: Option<Spanned<String>>,
+    pub(super) redirect_uris: Option<Spanned<Vec<String>>>,
+    pub(super) grant_types: Option<Spanned<Vec<String>>>,
+    /// A standard issuer's client: the `roles` of its own tokens.
+    #[serde(default)]
+    pub(super) roles: Vec<String>,
     /// The scopes its tokens may carry.
     #[serde(default)]
     pub(super) scopes: Vec<String>,

@@ -166,6 +166,7 @@ async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Deni
         client_id: None,
         rotated_to: None,
         scope: None,
+        resource: None,
     };
     ctx.store
         .put_refresh(&refresh_hash(&refresh), &record)

@@ -108,6 +108,13 @@ pub async fn authenticate(
     req: &Request<'_>,
     form: &Form,
 ) -> Result<Arc<Principal>, Error> {
+    // A public client names itself and sends no secret (RFC 6749 §2.1):
+    // PKCE, or its refresh token's binding, proves the rest.
+    if req.authorization.is_none() && !form.sent("client_secret") {
+        if let Some(id) = form.get("client_id") {
+            return public_client(ctx, id).await;
+        }
+    }
     let p = presented(req, form)?;
     if p.id.len() > MAX_FIELD_LEN || p.secret.len() > MAX_FIELD_LEN {
         return Err(invalid_client(Some(p.method), FAILED));
@@ -143,6 +150,33 @@ pub async fn authenticate(
         return Ok(principal);
     };
     Err(refused(why))
+}
+
+/// A public client by its id: one of the issuer's listed clients without
+/// a secret, or a registered one. A confidential client must authenticate.
+async fn public_client(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, Error> {
+    match public_or_listed(ctx, id).await? {
+        Some(client) if client.client.public => Ok(client),
+        _ => {
+            ctx.issuing.refuse_client(id, Reason::UnknownClient);
+            Err(invalid_client(None, FAILED))
+        }
+    }
+}
+
+/// The listed or registered client `id` names, public or not, without
+/// authenticating it: the authorization endpoint's client.
+pub async fn public_or_listed(
+    ctx: &Endpoints<'_>,
+    id: &str,
+) -> Result<Option<Arc<Principal>>, Error> {
+    if id.len() > MAX_FIELD_LEN {
+        return Ok(None);
+    }
+    if let Some(listed) = ctx.settings.clients.get(id) {
+        return Ok(Some(listed.clone()));
+    }
+    super::registration::lookup(ctx, id).await
 }
 
 /// The client `p` names, if its secret matches: checked inside the

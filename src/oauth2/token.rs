@@ -30,6 +30,7 @@ const REFRESH_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
 /// arm says how (no grant falls through to another's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
+    AuthorizationCode,
     ClientCredentials,
     Password,
     RefreshToken,
@@ -37,7 +38,8 @@ pub enum Grant {
 }
 
 impl Grant {
-    const ALL: [Grant; 4] = [
+    const ALL: [Grant; 5] = [
+        Grant::AuthorizationCode,
         Grant::ClientCredentials,
         Grant::Password,
         Grant::RefreshToken,
@@ -46,6 +48,7 @@ impl Grant {
 
     pub fn name(self) -> &'static str {
         match self {
+            Grant::AuthorizationCode => "authorization_code",
             Grant::ClientCredentials => "client_credentials",
             Grant::Password => "password",
             Grant::RefreshToken => "refresh_token",
@@ -61,11 +64,18 @@ impl Grant {
 
 /// The grants the issuer serves, as its metadata lists them.
 pub fn grants(ctx: &Endpoints<'_>) -> Vec<Grant> {
+    let dialect = ctx.issuing.endpoint.dialect;
     let mut grants = Vec::new();
-    if ctx.issuing.endpoint.dialect.has_clients() {
+    if ctx.settings.authorization_code {
+        grants.push(Grant::AuthorizationCode);
+    }
+    if dialect.has_clients() || dialect == Dialect::Standard {
         grants.push(Grant::ClientCredentials);
     } else if ctx.settings.password_grant {
-        grants.extend([Grant::Password, Grant::RefreshToken]);
+        grants.push(Grant::Password);
+    }
+    if ctx.settings.authorization_code || ctx.settings.password_grant {
+        grants.push(Grant::RefreshToken);
     }
     grants.push(Grant::TokenExchange);
     grants
@@ -84,12 +94,23 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
             format!("{name:?} is not a grant this issuer serves"),
         ));
     };
+    if !client.client.may_use(grant.name()) {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            format!("this client may not use {name:?}"),
+        ));
+    }
     match grant {
+        Grant::AuthorizationCode => super::code::redeem(ctx, req, &form, client).await,
         Grant::ClientCredentials => {
             let scope = narrowed(form.get("scope"), &client.permissions)?;
-            let claims = dialect_claims(ctx.issuing.endpoint.dialect, client, &scope);
+            let mut claims = dialect_claims(ctx.issuing.endpoint.dialect, client, &scope);
+            if let Some(resource) = super::authorize::resource(ctx, form.get("resource"))? {
+                claims.insert("aud".into(), json!(resource));
+            }
             let minted = mint(ctx, req, &client.login, claims, client, &scope, None)?;
-            Ok(answer(req, minted, &scope, None))
+            Ok(answer(req, minted, &scope, &[]))
         }
         Grant::Password => password(ctx, req, &form, client).await,
         Grant::RefreshToken => refresh_grant(ctx, req, &form, client).await,
@@ -143,13 +164,14 @@ async fn password(
         client_id: Some(client.login.clone()),
         rotated_to: None,
         scope: Some(scope.join(" ")),
+        resource: None,
     };
     let refresh_token = refresh::store(ctx, &record).await?;
     Ok(answer(
         req,
         minted,
         &scope,
-        Some(("refresh_token", refresh_token)),
+        &[("refresh_token", refresh_token)],
     ))
 }
 
@@ -172,7 +194,10 @@ async fn refresh_grant(
         return Err(invalid_grant());
     };
     let dialect = ctx.issuing.endpoint.dialect;
-    let claims = dialect_claims(dialect, &user, &scope);
+    let mut claims = dialect_claims(dialect, &user, &scope);
+    if let Some(resource) = &found.resource {
+        claims.insert("aud".into(), json!(resource));
+    }
     let minted = mint(ctx, req, &found.sub, claims, client, &scope, None)?;
     let Some(refresh_token) = refresh::rotate(ctx, token, &found, &minted, req.now).await? else {
         return Err(invalid_grant());
@@ -181,7 +206,7 @@ async fn refresh_grant(
         req,
         minted,
         &scope,
-        Some(("refresh_token", refresh_token)),
+        &[("refresh_token", refresh_token)],
     ))
 }
 
@@ -240,7 +265,7 @@ async fn exchange(
         return Err(invalid_grant());
     }
     let issued = ("issued_token_type", ACCESS_TYPE.to_string());
-    Ok(answer(req, minted, &scope, Some(issued)))
+    Ok(answer(req, minted, &scope, &[issued]))
 }
 
 /// What a subject token vouches for.
@@ -395,7 +420,10 @@ async fn legacy_refresh(
 }
 
 /// The principal `login` names, if it may still log in.
-async fn live_user(ctx: &Endpoints<'_>, login: &str) -> Result<Option<Arc<Principal>>, Error> {
+pub(super) async fn live_user(
+    ctx: &Endpoints<'_>,
+    login: &str,
+) -> Result<Option<Arc<Principal>>, Error> {
     Ok(ctx
         .issuing
         .principal(login)
@@ -406,7 +434,21 @@ async fn live_user(ctx: &Endpoints<'_>, login: &str) -> Result<Option<Arc<Princi
 
 /// Signs an access token for `sub` obtained by `client` (RFC 9068 §2.2),
 /// expiring after the issuer's token lifetime or at `until`, if sooner.
-fn mint(
+pub(super) fn mint(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    sub: &str,
+    claims: Map<String, Value>,
+    client: &Principal,
+    scope: &[String],
+    until: Option<i64>,
+) -> Result<Minted, Error> {
+    mint_as(ctx, req, sub, claims, client, scope, until, None)
+}
+
+/// [`mint`], with the `jti` chosen beforehand.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn mint_as(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
     sub: &str,
@@ -414,6 +456,7 @@ fn mint(
     client: &Principal,
     scope: &[String],
     until: Option<i64>,
+    jti: Option<&str>,
 ) -> Result<Minted, Error> {
     let mut ttl = ctx.issuing.issuer.token_ttl;
     if let Some(until) = until {
@@ -433,19 +476,20 @@ fn mint(
         iss: &ctx.settings.issuer_id,
         typ: Some("at+jwt"),
         endpoint: "oauth2",
+        jti,
     };
     ctx.issuing
         .mint_with(stamp, sub, claims, req.now, Some(ttl))
         .map_err(|_| Error::unavailable())
 }
 
-/// RFC 6749 §5.1, with `extra` members (a refresh token, RFC 8693's
-/// `issued_token_type`).
-fn answer(
+/// RFC 6749 §5.1, with `extra` members (a refresh token, an ID token,
+/// RFC 8693's `issued_token_type`).
+pub(super) fn answer(
     req: &Request<'_>,
     minted: Minted,
     scope: &[String],
-    extra: Option<(&str, String)>,
+    extra: &[(&str, String)],
 ) -> Answer {
     let mut body = json!({
         "access_token": minted.token,
@@ -455,13 +499,13 @@ fn answer(
     if !scope.is_empty() {
         body["scope"] = Value::String(scope.join(" "));
     }
-    if let Some((name, value)) = extra {
-        body[name] = Value::String(value);
+    for (name, value) in extra {
+        body[*name] = Value::String(value.clone());
     }
     Answer::ok(body)
 }
 
-fn words(text: Option<&str>) -> Vec<String> {
+pub(super) fn words(text: Option<&str>) -> Vec<String> {
     text.unwrap_or_default()
         .split(' ')
         .filter(|w| !w.is_empty())
@@ -471,7 +515,7 @@ fn words(text: Option<&str>) -> Vec<String> {
 
 /// The scopes a token gets: those asked for, each one held (`invalid_scope`
 /// otherwise), or all that are held when none are asked for (RFC 6749 §3.3).
-fn narrowed(asked: Option<&str>, held: &[String]) -> Result<Vec<String>, Error> {
+pub(super) fn narrowed(asked: Option<&str>, held: &[String]) -> Result<Vec<String>, Error> {
     let Some(asked) = asked else {
         return Ok(held.to_vec());
     };
@@ -494,7 +538,11 @@ fn narrowed(asked: Option<&str>, held: &[String]) -> Result<Vec<String>, Error> 
 /// The claims the dialect's own tokens carry about a principal, so that a
 /// route's claim requirements read the same from either kind of token;
 /// `permissions` narrowed to the granted scope.
-fn dialect_claims(dialect: Dialect, p: &Principal, scope: &[String]) -> Map<String, Value> {
+pub(super) fn dialect_claims(
+    dialect: Dialect,
+    p: &Principal,
+    scope: &[String],
+) -> Map<String, Value> {
     let mut claims = Map::new();
     match dialect {
         Dialect::ClientFlat => {
@@ -519,6 +567,17 @@ fn dialect_claims(dialect: Dialect, p: &Principal, scope: &[String]) -> Map<Stri
             claims.insert("username".into(), json!(p.username));
             claims.insert("role".into(), json!(p.role));
         }
+        Dialect::Standard => return standard_claims(p),
+    }
+    claims
+}
+
+/// A standard issuer's user or client: its own claims as written, then
+/// its `roles` (the claim a route's `roles` read).
+pub fn standard_claims(p: &Principal) -> Map<String, Value> {
+    let mut claims = p.claims.clone();
+    if !p.roles.is_empty() {
+        claims.insert("roles".into(), json!(p.roles));
     }
     claims
 }
@@ -538,7 +597,6 @@ mod tests {
         );
         // A grant portero does not know is none of those it knows.
         for unknown in [
-            "authorization_code",
             "implicit",
             "urn:ietf:params:oauth:grant-type:device_code",
             "urn:ietf:params:oauth:grant-type:jwt-bearer",

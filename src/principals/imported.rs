@@ -52,6 +52,11 @@ pub struct ImportedPrincipal {
     pub blocked: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
+    /// A standard issuer's user: its roles and its own claims.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub claims: serde_json::Map<String, Value>,
 }
 
 fn yes() -> bool {
@@ -102,6 +107,9 @@ impl ImportedPrincipal {
             // the config, where a reviewer sees it.
             auth_method: None,
             introspect: false,
+            roles: self.roles.clone(),
+            claims: self.claims.clone(),
+            client: Default::default(),
         })
     }
 

@@ -6,7 +6,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, AUTHORIZATION, CONTENT_SECURITY_POLICY,
+    CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, PRAGMA, REFERRER_POLICY, SET_COOKIE, WWW_AUTHENTICATE,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use http::request::Parts;
 use http::{HeaderName, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -122,6 +126,12 @@ impl Gateway {
             issuing,
             validator: &live.validator,
         };
+        let cookies: Vec<&[u8]> = parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
         let request = oauth2::Request {
             method: &parts.method,
             path,
@@ -130,6 +140,9 @@ impl Gateway {
             body: &body,
             client: Some(client),
             now: self.shared.clock.now().timestamp(),
+            query: parts.uri.query(),
+            cookies: &cookies,
+            origin: parts.headers.get(ORIGIN).map(HeaderValue::as_bytes),
         };
         (oauth2::handle(&endpoints, &request).await, true)
     }
@@ -196,6 +209,48 @@ pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
     let mut response = respond::json(answer.status, answer.body);
     let headers = response.headers_mut();
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    match &answer.form {
+        oauth2::Shape::Json => {}
+        oauth2::Shape::Page => {
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        }
+        oauth2::Shape::Redirect(location) => {
+            if let Ok(v) = HeaderValue::from_str(location) {
+                headers.insert(LOCATION, v);
+            }
+            headers.remove(CONTENT_TYPE);
+        }
+    }
+    if answer.form != oauth2::Shape::Json {
+        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    }
+    if let Some(csp) = answer
+        .csp
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(CONTENT_SECURITY_POLICY, csp);
+    }
+    for cookie in &answer.cookies {
+        if let Ok(v) = HeaderValue::from_str(cookie) {
+            headers.append(SET_COOKIE, v);
+        }
+    }
+    if answer.public {
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
+    if let Some(v) = answer
+        .bearer_challenge
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(WWW_AUTHENTICATE, v);
+    }
     if let Some(allow) = answer.allow {
         headers.insert(ALLOW, HeaderValue::from_static(allow));
     }

@@ -31,6 +31,9 @@ impl Catalogue {
             Dialect::Project => &PROJECT,
             Dialect::ClientEnvelope => &CLIENT_ENVELOPE,
             Dialect::ClientFlat => &CLIENT_FLAT,
+            // `portero check` refuses a shadow for an issuer without a
+            // legacy endpoint.
+            Dialect::Standard => unreachable!("a standard issuer has no legacy service"),
         }
     }
 

@@ -4,6 +4,7 @@
 //! runs on a blocking thread; the transactions are `transactions`.
 
 mod api_keys;
+mod oauth;
 mod transactions;
 
 use std::collections::HashMap;
@@ -15,11 +16,16 @@ use redb::Database;
 
 #[cfg(test)]
 use super::MAX_LINEAGE;
-use super::{Feeds, RefreshRecord, Reservation, Store, StoreError, StoredKey, Upserted};
+use super::{
+    CodeRecord, Feeds, RefreshRecord, RegisteredClient, Reservation, SsoSession, Store, StoreError,
+    StoredKey, Upserted,
+};
 use crate::api_keys::{Record, Write};
 use crate::auth::revocation::{Revocation, Revocations};
+use crate::clock::unix_now;
 use crate::metrics::StoreMetrics;
 use api_keys::{API_KEYS, API_KEY_USES};
+use oauth::{CLIENTS, CODES, SSO};
 use transactions::{
     backend, principal_key, Redb, DERIVED, FAILURES, KEYS, PRINCIPALS, REFRESH, REVOCATIONS,
 };
@@ -54,6 +60,9 @@ impl Embedded {
             PRINCIPALS,
             DERIVED,
             API_KEYS,
+            CODES,
+            SSO,
+            CLIENTS,
         ] {
             tx.open_table(t).map_err(backend)?;
         }
@@ -291,6 +300,98 @@ impl Store for Embedded {
             .transpose()
     }
 
+    async fn put_code(&self, hash: &str, record: &CodeRecord) -> Result<(), StoreError> {
+        let (hash, record) = (hash.to_string(), record.clone());
+        self.run("put_code", move |db| db.put_code(&hash, &record))
+            .await
+    }
+
+    async fn redeem_code(&self, hash: &str) -> Result<Option<CodeRecord>, StoreError> {
+        let hash = hash.to_string();
+        self.run("redeem_code", move |db| db.redeem_code(&hash, unix_now()))
+            .await
+    }
+
+    async fn code_issued(&self, hash: &str, refresh_hash: &str) -> Result<bool, StoreError> {
+        let (hash, refresh_hash) = (hash.to_string(), refresh_hash.to_string());
+        self.run("code_issued", move |db| {
+            db.code_issued(&hash, &refresh_hash, unix_now())
+        })
+        .await
+    }
+
+    async fn put_sso(&self, session: &SsoSession) -> Result<(), StoreError> {
+        let session = session.clone();
+        self.run("put_sso", move |db| db.put_sso(&session)).await
+    }
+
+    async fn get_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+        self.read("get_sso", |db| db.get_sso(sid, unix_now()))
+    }
+
+    async fn end_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+        let sid = sid.to_string();
+        self.run("end_sso", move |db| db.end_sso(&sid, unix_now()))
+            .await
+    }
+
+    async fn sso_add_family(&self, sid: &str, family: &str) -> Result<bool, StoreError> {
+        let (sid, family) = (sid.to_string(), family.to_string());
+        self.run("sso_add_family", move |db| {
+            db.sso_add_family(&sid, &family, unix_now())
+        })
+        .await
+    }
+
+    async fn put_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
+        let client = client.clone();
+        self.run("put_client", move |db| db.put_client(&client))
+            .await
+    }
+
+    async fn get_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Option<RegisteredClient>, StoreError> {
+        self.read("get_client", |db| {
+            db.get_client(issuer, client_id, unix_now())
+        })
+    }
+
+    async fn registered_clients(
+        &self,
+        issuer: Option<&str>,
+    ) -> Result<Vec<RegisteredClient>, StoreError> {
+        let issuer = issuer.map(str::to_string);
+        self.run("registered_clients", move |db| {
+            db.registered_clients(issuer.as_deref(), unix_now())
+        })
+        .await
+    }
+
+    async fn delete_client(&self, issuer: &str, client_id: &str) -> Result<bool, StoreError> {
+        let (issuer, client_id) = (issuer.to_string(), client_id.to_string());
+        self.run("delete_client", move |db| {
+            db.delete_client(&issuer, &client_id, unix_now())
+        })
+        .await
+    }
+
+    async fn touch_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let (issuer, client_id) = (issuer.to_string(), client_id.to_string());
+        self.run("touch_client", move |db| {
+            db.touch_client(&issuer, &client_id, now, expires_at)
+        })
+        .await
+    }
+
     async fn release_attempts(&self, keys: &[&str], _id: &str) -> Result<(), StoreError> {
         let mut in_flight = self.checks_in_flight.lock().expect("not poisoned");
         for &key in keys {
@@ -351,6 +452,7 @@ mod tests {
                 client_id: None,
                 rotated_to: None,
                 scope: None,
+                resource: None,
             };
             s.put_refresh("h", &rec).await.unwrap();
         }
@@ -479,6 +581,7 @@ mod tests {
             client_id: None,
             rotated_to: None,
             scope: None,
+            resource: None,
         };
         s.put_refresh("h", &record).await.unwrap();
         let batch: Vec<(String, i64)> = (0..MAX_LINEAGE - 1)
@@ -518,6 +621,7 @@ mod tests {
             client_id: Some("c".into()),
             rotated_to: None,
             scope: None,
+            resource: None,
         };
         s.put_refresh("old", &seen).await.unwrap();
         assert!(s.replace_refresh("old", &seen, "new").await.unwrap());
@@ -595,5 +699,61 @@ mod tests {
             s.reserve_attempt(&limits, 60, 1060, "r").await.unwrap(),
             Reservation::Granted(0)
         );
+    }
+
+    fn fresh() -> (tempfile::TempDir, Embedded) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
+        (dir, s)
+    }
+
+    #[tokio::test]
+    async fn a_code_is_redeemed_once() {
+        let (_dir, s) = fresh();
+        crate::store::oauth::checks::a_code_is_redeemed_once(&s).await;
+    }
+
+    #[tokio::test]
+    async fn an_expired_code_is_not_held() {
+        let (_dir, s) = fresh();
+        crate::store::oauth::checks::an_expired_code_is_not_held(&s).await;
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_and_takes_no_family_after() {
+        let (_dir, s) = fresh();
+        crate::store::oauth::checks::a_session_ends_and_takes_no_family_after(&s).await;
+    }
+
+    #[tokio::test]
+    async fn clients_are_listed_by_issuer_and_stay_deleted() {
+        let (_dir, s) = fresh();
+        crate::store::oauth::checks::clients_are_listed_by_issuer_and_stay_deleted(&s).await;
+    }
+
+    #[tokio::test]
+    async fn expired_issuer_records_are_purged() {
+        let (_dir, s) = fresh();
+        let now = unix_now();
+        let count = |s: &Embedded| {
+            use redb::ReadableTableMetadata;
+            let tx = s.db.db.begin_read().unwrap();
+            [CODES, SSO, CLIENTS].map(|t| tx.open_table(t).unwrap().len().unwrap())
+        };
+        for (name, exp) in [("old", now - 10), ("new", now + 600)] {
+            s.put_code(name, &CodeRecord::sample("i", exp))
+                .await
+                .unwrap();
+            s.put_sso(&SsoSession::sample(name, exp)).await.unwrap();
+            s.put_client(&RegisteredClient::sample("i", name, exp))
+                .await
+                .unwrap();
+        }
+        assert_eq!(count(&s), [2, 2, 2]);
+        s.purge_expired(now).await.unwrap();
+        assert_eq!(count(&s), [1, 1, 1]);
+        assert!(s.get_sso("new").await.unwrap().is_some());
+        assert!(s.get_client("i", "new").await.unwrap().is_some());
+        assert!(s.redeem_code("new").await.unwrap().is_some());
     }
 }

@@ -1,5 +1,7 @@
 //! Durable state behind one interface: generated signing keys, refresh
-//! tokens, revocations, lockout counters, imported principals and API keys. Two backends:
+//! tokens, revocations, lockout counters, imported principals, API keys,
+//! and the standard issuer's codes, sign-on sessions and registered
+//! clients (`oauth`). Two backends:
 //!
 //! - [`Embedded`] (redb): one instance, one file; every write is fsync'd
 //!   before it is acknowledged.
@@ -11,6 +13,7 @@
 //! needs the store (token endpoints, new revocations).
 
 mod embedded;
+mod oauth;
 mod redis;
 
 use std::collections::HashMap;
@@ -26,6 +29,7 @@ use crate::config::{Config, StoreBackend};
 use crate::metrics::StoreMetrics;
 
 pub use embedded::Embedded;
+pub use oauth::{CodeRecord, RegisteredClient, SsoSession};
 pub use redis::Redis;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,9 @@ pub struct RefreshRecord {
     /// The scopes granted with an OAuth 2.0 refresh token, space-separated.
     #[serde(default)]
     pub scope: Option<String>,
+    /// The resource (RFC 8707) its access tokens are for: their `aud`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 /// The answer to [`Store::reserve_attempt`].
@@ -252,6 +259,55 @@ pub trait Store: Send + Sync {
     /// Notes when keys were last used (id, Unix seconds); a later time wins.
     async fn note_api_key_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError>;
     async fn api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError>;
+
+    /// Keeps a new authorization code under `hash` until its `expires_at`.
+    async fn put_code(&self, hash: &str, record: &CodeRecord) -> Result<(), StoreError>;
+    /// Redeems the code `hash` in one atomic step: returns the record as it
+    /// was (so `used` is false for the first redemption only) and leaves it
+    /// `used`; a redemption of a used one also leaves it `replayed`. `None`
+    /// when no such code is held (never made, or expired).
+    async fn redeem_code(&self, hash: &str) -> Result<Option<CodeRecord>, StoreError>;
+    /// Notes the refresh token (`refresh_hash`) the first redemption
+    /// issued, atomically: `false` when the code was replayed meanwhile or
+    /// is gone, and then the caller revokes what it issued.
+    async fn code_issued(&self, hash: &str, refresh_hash: &str) -> Result<bool, StoreError>;
+
+    /// Keeps a sign-on session under its `sid` until its `expires_at`.
+    async fn put_sso(&self, session: &SsoSession) -> Result<(), StoreError>;
+    /// The session `sid`, unless ended or expired.
+    async fn get_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError>;
+    /// Ends the session `sid` and returns it as it was.
+    async fn end_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError>;
+    /// Adds a refresh family to the session's `families`, atomically;
+    /// `false` when the session has ended or expired (then the caller
+    /// revokes the family: it outlived its session).
+    async fn sso_add_family(&self, sid: &str, family: &str) -> Result<bool, StoreError>;
+
+    /// Writes a registered client (a new one, or one changed), kept until
+    /// its `expires_at`.
+    async fn put_client(&self, client: &RegisteredClient) -> Result<(), StoreError>;
+    /// The registered client, unless deleted or expired.
+    async fn get_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Option<RegisteredClient>, StoreError>;
+    /// Every unexpired registered client, of `issuer` or of all.
+    async fn registered_clients(
+        &self,
+        issuer: Option<&str>,
+    ) -> Result<Vec<RegisteredClient>, StoreError>;
+    /// Deletes a registered client; whether it was there.
+    async fn delete_client(&self, issuer: &str, client_id: &str) -> Result<bool, StoreError>;
+    /// Notes a use of the client: `last_used = now`, kept until `expires_at`.
+    /// A client that is gone stays gone.
+    async fn touch_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
 
     /// Keeps `feeds` in step with revocations and API keys made on other
     /// instances, for as long as the process runs. A store no other

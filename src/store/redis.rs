@@ -13,6 +13,9 @@
 //!   arrival time (GCRA), expiring when its bucket is full again;
 //! - `P principals:<issuer>`: principals `portero import` wrote (hash,
 //!   login -> record);
+//! - `P code:<sha256>`, `P sso:<sid>`, `P client:<issuer>\0<client_id>`
+//!   and `P client-index`: the standard issuer's authorization codes,
+//!   sign-on sessions and registered clients (`oauth`);
 //! - channel `P revocations`: every revocation, published in the same
 //!   transaction that writes it.
 //!
@@ -20,9 +23,10 @@
 //! again after a failed command or a `READONLY` answer: `failover`). In a
 //! Redis Cluster, keys a script or transaction touches together share a
 //! hash tag (`{rev}`, `{fail}`, `{<hash>}` of a refresh token and its
-//! lineage), and the channel carries `{rev}` too: the subscription is on
-//! that slot's master, where revocations are published (the cluster
-//! forwards a `PUBLISH` to every node, so any other will do meanwhile).
+//! lineage, `{client}`), and the channel carries `{rev}` too: the
+//! subscription is on that slot's master, where revocations are published
+//! (the cluster forwards a `PUBLISH` to every node, so any other will do
+//! meanwhile).
 //!
 //! Each instance subscribes to the channel and applies what arrives to its
 //! in-memory cache. After any disconnect it subscribes again and then
@@ -41,8 +45,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    replaced_marker, revocation_key, Feeds, RefreshRecord, Reservation, SharedRate, Store,
-    StoreError, StoredKey, Upserted, MAX_DERIVED, MAX_LINEAGE,
+    replaced_marker, revocation_key, CodeRecord, Feeds, RefreshRecord, RegisteredClient,
+    Reservation, SharedRate, SsoSession, Store, StoreError, StoredKey, Upserted, MAX_DERIVED,
+    MAX_LINEAGE,
 };
 use crate::api_keys::{Record, Write};
 use crate::auth::revocation::Revocation;
@@ -56,6 +61,7 @@ mod conn;
 mod failover;
 mod keys;
 mod link;
+mod oauth;
 mod resync;
 mod scripts;
 use conn::Conn;
@@ -94,6 +100,7 @@ pub struct Redis {
     put_principals: redis::Script,
     note_api_key_use: redis::Script,
     write_api_keys: redis::Script,
+    oauth: oauth::Scripts,
     /// False from a failed operation or a lost subscription until the
     /// subscription is back and the revocation set re-read.
     reachable: AtomicBool,
@@ -176,6 +183,7 @@ impl Redis {
             put_principals: redis::Script::new(PUT_PRINCIPALS),
             note_api_key_use: Redis::new_note_use_script(),
             write_api_keys: Redis::new_write_api_keys_script(),
+            oauth: oauth::Scripts::new(),
             reachable: AtomicBool::new(true),
             signing_keys: DashMap::new(),
             api_key_secret_replaced: AtomicBool::new(false),
@@ -614,6 +622,68 @@ impl Store for Redis {
 
     async fn api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError> {
         self.read_api_key_uses().await
+    }
+
+    async fn put_code(&self, hash: &str, record: &CodeRecord) -> Result<(), StoreError> {
+        self.store_code(hash, record).await
+    }
+
+    async fn redeem_code(&self, hash: &str) -> Result<Option<CodeRecord>, StoreError> {
+        self.redeem(hash).await
+    }
+
+    async fn code_issued(&self, hash: &str, refresh_hash: &str) -> Result<bool, StoreError> {
+        self.note_code_issued(hash, refresh_hash).await
+    }
+
+    async fn put_sso(&self, session: &SsoSession) -> Result<(), StoreError> {
+        self.store_sso(session).await
+    }
+
+    async fn get_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+        self.read_sso(sid).await
+    }
+
+    async fn end_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+        self.take_sso(sid).await
+    }
+
+    async fn sso_add_family(&self, sid: &str, family: &str) -> Result<bool, StoreError> {
+        self.add_sso_family(sid, family).await
+    }
+
+    async fn put_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
+        self.store_client(client).await
+    }
+
+    async fn get_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Option<RegisteredClient>, StoreError> {
+        self.read_client(issuer, client_id).await
+    }
+
+    async fn registered_clients(
+        &self,
+        issuer: Option<&str>,
+    ) -> Result<Vec<RegisteredClient>, StoreError> {
+        self.list_clients(issuer).await
+    }
+
+    async fn delete_client(&self, issuer: &str, client_id: &str) -> Result<bool, StoreError> {
+        self.remove_client(issuer, client_id).await
+    }
+
+    async fn touch_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.note_client_use(issuer, client_id, now, expires_at)
+            .await
     }
 
     async fn follow(&self, feeds: Feeds) {

@@ -26,6 +26,7 @@ mod outside;
 pub mod redis;
 pub mod redis_cluster;
 pub mod shared_store;
+pub mod standard;
 pub mod tls;
 mod tokens;
 mod upstream;

@@ -22,11 +22,14 @@ impl Checker<'_> {
         let kind = match i.kind.as_ref().map(|k| (k, k.get_ref().as_str())) {
             None | Some((_, "jwt")) => return IssuerKind::Jwt,
             Some((_, "api_key")) => IssuerKind::ApiKey,
+            Some((_, "oauth2")) => return IssuerKind::OAuth2,
             Some((k, other)) => {
                 self.problem(
                     k,
                     key("kind"),
-                    format!("{other:?} is not a kind of issuer: jwt (the default) or api_key"),
+                    format!(
+                        "{other:?} is not a kind of issuer: jwt (the default), oauth2 or api_key"
+                    ),
                 );
                 return IssuerKind::Jwt;
             }

@@ -31,6 +31,10 @@ impl Checker<'_> {
         public_url: Option<&str>,
     ) -> Issuer {
         let kind = self.issuer_kind(name, i);
+        if kind == IssuerKind::OAuth2 {
+            return self.standard_issuer(name, i, cors, public_url);
+        }
+        self.only_standard(name, i);
         if kind == IssuerKind::ApiKey {
             return Issuer {
                 name: name.to_string(),
@@ -108,7 +112,7 @@ impl Checker<'_> {
     }
 
     /// `roles_claims`: claim paths, at least one.
-    fn roles_claims(&mut self, name: &str, i: &FileIssuer) -> Option<Arc<[ClaimPath]>> {
+    pub(super) fn roles_claims(&mut self, name: &str, i: &FileIssuer) -> Option<Arc<[ClaimPath]>> {
         let list = i.roles_claims.as_ref()?;
         let key = format!("issuers.{name}.roles_claims");
         if list.get_ref().is_empty() {
@@ -130,7 +134,7 @@ impl Checker<'_> {
 
     /// `[[issuers.NAME.keys]]`: each key's algorithm and where its
     /// material is; at most one of them signs.
-    fn keys(&mut self, name: &str, i: &FileIssuer) -> Vec<KeyConfig> {
+    pub(super) fn keys(&mut self, name: &str, i: &FileIssuer) -> Vec<KeyConfig> {
         let keys: Vec<KeyConfig> = i
             .keys
             .iter()
@@ -218,8 +222,20 @@ impl Checker<'_> {
         i: &FileIssuer,
         cors: &[Arc<CorsPolicy>],
     ) -> Option<TokenEndpoint> {
-        let key = |k: &str| format!("issuers.{name}.{k}");
         let dialect = self.dialect(name, i)?;
+        Some(self.endpoint_for(name, i, cors, dialect))
+    }
+
+    /// The token endpoint's settings for `dialect`: its paths, limits,
+    /// lockout and principals.
+    pub(super) fn endpoint_for(
+        &mut self,
+        name: &str,
+        i: &FileIssuer,
+        cors: &[Arc<CorsPolicy>],
+        dialect: Dialect,
+    ) -> TokenEndpoint {
+        let key = |k: &str| format!("issuers.{name}.{k}");
         let (path, refresh_path) = self.endpoint_paths(name, i, dialect);
         let time_zone = match &i.time_zone {
             None => chrono::FixedOffset::east_opt(0).expect("zero offset"),
@@ -245,7 +261,7 @@ impl Checker<'_> {
                 format!("must be between 1 and max_years ({max_years})"),
             );
         }
-        Some(TokenEndpoint {
+        TokenEndpoint {
             dialect,
             host: i
                 .host
@@ -270,7 +286,7 @@ impl Checker<'_> {
             limits: self.route_limits(i.limits(), &format!("issuers.{name}"), false),
             deprecation: deprecation.map(|at| format!("@{}", at.timestamp())),
             sunset: sunset.map(|at| at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
-        })
+        }
     }
 
     /// The issuer's `dialect`; `None` (no token endpoint) when it names
@@ -345,7 +361,12 @@ impl Checker<'_> {
         dialect: Dialect,
     ) -> Vec<Principal> {
         let key = |k: &str| format!("issuers.{name}.{k}");
-        let mut file_principals = i.principals.clone();
+        // A standard issuer's are its users.
+        let (written, list) = match dialect {
+            Dialect::Standard => (&i.users, "users"),
+            _ => (&i.principals, "principals"),
+        };
+        let mut file_principals = written.clone();
         if let Some(f) = &i.principals_file {
             let p = self.resolve(f.get_ref());
             match std::fs::read_to_string(&p)
@@ -363,17 +384,17 @@ impl Checker<'_> {
         let mut principals = Vec::new();
         for (n, p) in file_principals.iter().enumerate() {
             let first_problem = self.problems.len();
-            if let Some(principal) = self.principal(&key(&format!("principals[{n}]")), readers, p) {
+            if let Some(principal) = self.principal(&key(&format!("{list}[{n}]")), readers, p) {
                 principals.push(principal);
             }
             // A principals_file's positions are not the config's lines.
-            if n >= i.principals.len() {
+            if n >= written.len() {
                 for problem in &mut self.problems[first_problem..] {
                     problem.line = None;
                 }
             }
         }
-        self.distinct_logins(&principals, &key("principals"));
+        self.distinct_logins(&principals, &key(list));
         principals
     }
 
@@ -464,37 +485,13 @@ impl Checker<'_> {
                 ),
             );
         }
-        let mut clients = Vec::new();
-        for (n, c) in settings.clients.iter().enumerate() {
-            let client_key = format!("{key}.clients[{n}]");
-            self.not_a_user(name, &c.client_id, endpoint, &client_key);
-            let Some(secret) =
-                self.stored_hash(&c.secret_hash, &format!("{client_key}.secret_hash"))
-            else {
-                continue;
-            };
-            let client_id = c.client_id.get_ref();
-            clients.push(Principal {
-                login: client_id.clone(),
-                secret,
-                id: serde_json::Value::Null,
-                username: None,
-                nombre: None,
-                role: None,
-                business: None,
-                proyecto: None,
-                client_id: Some(client_id.clone()),
-                company: None,
-                permissions: c.scopes.clone(),
-                active: true,
-                blocked: false,
-                rate_limit: None,
-                stored_hash: None,
-                auth_method: self.auth_method(&c.auth_method, &client_key),
-                introspect: c.introspect,
-            });
-        }
-        self.distinct_logins(&clients, &format!("{key}.clients"));
+        let clients = self.oauth_clients(
+            name,
+            &settings.clients,
+            &format!("{key}.clients"),
+            endpoint,
+            settings,
+        );
         let Some(public_url) = public_url else {
             self.problem(
                 table,
@@ -503,19 +500,14 @@ impl Checker<'_> {
             );
             return None;
         };
-        Some(OAuth2 {
-            issuer_id: format!("{public_url}/oauth2/{name}"),
-            public_url: public_url.to_string(),
-            password_grant: settings.password_grant,
-            clients: Principals::new(clients),
-        })
+        Some(self.oauth2_settings(name, settings, public_url, clients, false))
     }
 
     /// A user dialect's client may not share its id with a user of the
     /// issuer (as spelled, or as a case-insensitive table would match it):
     /// whose a token is would read one way to an operator and another way
     /// to portero.
-    fn not_a_user(
+    pub(super) fn not_a_user(
         &mut self,
         issuer: &str,
         client_id: &Spanned<String>,
@@ -560,7 +552,7 @@ impl Checker<'_> {
     }
 
     /// `[issuers.NAME.user_store]`: where the dialect's principals live in SQL.
-    fn user_store(
+    pub(super) fn user_store(
         &mut self,
         name: &str,
         table: &Spanned<FileUserStore>,

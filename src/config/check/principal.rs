@@ -37,6 +37,8 @@ fn written_keys(p: &FilePrincipal) -> Vec<(&'static str, std::ops::Range<usize>)
         ("permissions", at(&p.permissions)),
         ("auth_method", at(&p.auth_method)),
         ("introspect", at(&p.introspect)),
+        ("roles", at(&p.roles)),
+        ("claims", at(&p.claims)),
     ]
     .into_iter()
     .filter_map(|(name, at)| Some((name, at?)))
@@ -136,6 +138,12 @@ impl Checker<'_> {
             stored_hash: None,
             auth_method: self.auth_method(&p.auth_method, key),
             introspect: p.introspect.as_ref().is_some_and(|i| *i.get_ref()),
+            roles: p
+                .roles
+                .as_ref()
+                .map_or_else(Vec::new, |r| r.get_ref().clone()),
+            claims: self.own_claims(&p.claims, &format!("{key}.claims")),
+            client: ClientProfile::default(),
         })
     }
 
@@ -173,6 +181,57 @@ impl Checker<'_> {
                 )
             };
             self.problem(&Spanned::new(at, ()), format!("{key}.{name}"), problem);
+        }
+    }
+}
+
+/// Claims portero sets itself on a standard issuer's tokens: a user's
+/// `claims` may not name them.
+const SET_BY_PORTERO: [&str; 16] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "roles",
+    "auth_time",
+    "nonce",
+    "sid",
+    "azp",
+    "at_hash",
+    "typ",
+];
+
+impl Checker<'_> {
+    /// A standard issuer's user's `claims`, as JSON; a claim portero sets
+    /// itself is refused (it would be overwritten, or worse, trusted).
+    fn own_claims(
+        &mut self,
+        written: &Option<Spanned<toml::Table>>,
+        key: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let Some(table) = written else {
+            return serde_json::Map::new();
+        };
+        for name in table.get_ref().keys() {
+            if SET_BY_PORTERO.contains(&name.as_str()) {
+                self.problem(
+                    table,
+                    key,
+                    format!("{name:?} is a claim portero sets itself; name yours otherwise"),
+                );
+            }
+        }
+        match serde_json::to_value(table.get_ref()) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => {
+                self.problem(table, key, "must be a table of JSON-representable values");
+                serde_json::Map::new()
+            }
         }
     }
 }

@@ -291,7 +291,7 @@ impl Checker<'_> {
     fn issuer_mask(&mut self, r: &FileRoute, issuers: &[Issuer], key: &str) -> u64 {
         if r.issuers.is_empty() {
             return (0..issuers.len().min(64))
-                .filter(|i| issuers[*i].kind == IssuerKind::Jwt)
+                .filter(|i| issuers[*i].kind != IssuerKind::ApiKey)
                 .fold(0, |mask, i| mask | 1 << i);
         }
         let mut mask = 0u64;
@@ -317,12 +317,15 @@ pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
     let mut routes = Vec::new();
     for (index, issuer) in issuers.iter().enumerate() {
         let Some(e) = &issuer.endpoint else { continue };
-        let mut mounts = vec![(e.path.clone(), Endpoint::Token, vec![http::Method::POST])];
-        mounts.extend(
-            e.refresh_path
-                .iter()
-                .map(|p| (p.clone(), Endpoint::Refresh, vec![http::Method::POST])),
-        );
+        let mut mounts = Vec::new();
+        if e.dialect.has_legacy_endpoint() {
+            mounts.push((e.path.clone(), Endpoint::Token, vec![http::Method::POST]));
+            mounts.extend(
+                e.refresh_path
+                    .iter()
+                    .map(|p| (p.clone(), Endpoint::Refresh, vec![http::Method::POST])),
+            );
+        }
         if issuer.oauth2.is_some() {
             // The endpoints under the issuer identifier's path, and its
             // metadata where RFC 8414 §3.1 inserts the well-known part.
@@ -333,7 +336,10 @@ pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
             let paths = OAUTH2_ENDPOINTS
                 .iter()
                 .map(|end| format!("{under}{end}"))
-                .chain([format!("/.well-known/oauth-authorization-server{under}")]);
+                .chain([
+                    format!("/.well-known/oauth-authorization-server{under}"),
+                    format!("/.well-known/openid-configuration{under}"),
+                ]);
             mounts.extend(paths.map(|p| (p, Endpoint::OAuth2, both.clone())));
         }
         for (path, endpoint, methods) in mounts {
@@ -356,9 +362,14 @@ pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
 
 /// The OAuth 2.0 endpoints below an issuer identifier's path
 /// (docs/oauth2.md); `oauth2::which` tells them apart.
-const OAUTH2_ENDPOINTS: [&str; 4] = [
+const OAUTH2_ENDPOINTS: [&str; 9] = [
     "/token",
     "/revoke",
     "/introspect",
     "/.well-known/openid-configuration",
+    "/authorize",
+    "/sign-in",
+    "/userinfo",
+    "/end_session",
+    "/register",
 ];

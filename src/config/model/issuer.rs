@@ -18,6 +18,9 @@ pub enum IssuerKind {
     Jwt,
     /// API keys the admin API makes (`crate::api_keys`).
     ApiKey,
+    /// portero's own OAuth 2.1 authorization server: its users and
+    /// clients, no legacy endpoint (`crate::oauth2`).
+    OAuth2,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +108,73 @@ pub struct OAuth2 {
     /// tokens for its users (`permissions`: the scopes they may ask for).
     /// A client dialect's clients are its principals.
     pub clients: Principals,
+    /// The authorization endpoint, with its sign-in page (authorization
+    /// code with PKCE): on by default for a `kind = "oauth2"` issuer.
+    pub authorization_code: bool,
+    /// The resource indicators (RFC 8707) tokens may be asked for: the
+    /// issuer's `resources`, and the resource identifiers of the routes
+    /// that publish metadata for it.
+    pub resources: Vec<String>,
+    /// Dynamic client registration (RFC 7591).
+    pub registration: Registration,
+    /// A registered client unused this long is forgotten.
+    pub registered_client_ttl: Duration,
+    /// How long a sign-on session lets its user in without typing again.
+    pub session_ttl: Duration,
+    /// Logging out (`end_session`) revokes the refresh tokens its session began.
+    pub logout_revokes_tokens: bool,
+    pub sign_in: SignInPage,
+}
+
+/// Who may register a client (RFC 7591).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    Off,
+    /// Anyone: public clients with loopback or https redirect URIs, at a
+    /// limited rate per address.
+    Open {
+        per_minute: u32,
+    },
+    /// Whoever holds the initial access token in this variable.
+    Token {
+        env: String,
+    },
+}
+
+/// `[issuers.NAME.oauth2.sign_in]`: how the sign-in page looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInPage {
+    pub title: Option<String>,
+    /// An https (or same-origin path) URL of an image shown above the form.
+    pub logo_url: Option<String>,
+    /// A stylesheet linked after portero's own.
+    pub stylesheet_url: Option<String>,
+}
+
+/// What an OAuth 2.0 client may do beyond authenticating.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientProfile {
+    /// It has no secret: it proves itself with PKCE only.
+    pub public: bool,
+    /// Where the authorization endpoint may send its codes; compared
+    /// exactly (a loopback one on any port, RFC 8252 §7.3).
+    pub redirect_uris: Vec<String>,
+    /// The grants it may use (`grant_type` names); empty: those its
+    /// issuer's dialect always allowed (password, refresh, exchange).
+    pub grant_types: Vec<String>,
+    /// The client was registered at the registration endpoint.
+    pub registered: bool,
+}
+
+impl ClientProfile {
+    /// Whether the client may use the grant named `grant`: a public client
+    /// only the authorization code and its refresh tokens.
+    pub fn may_use(&self, grant: &str) -> bool {
+        if self.public && !matches!(grant, "authorization_code" | "refresh_token") {
+            return false;
+        }
+        self.grant_types.is_empty() || self.grant_types.iter().any(|g| g == grant)
+    }
 }
 
 /// How an OAuth 2.0 client proves who it is (RFC 6749 §2.3.1).
@@ -211,7 +281,8 @@ pub enum KeySource {
     },
 }
 
-/// The five token-endpoint dialects (docs/dialects.md).
+/// The five token-endpoint dialects (docs/dialects.md), and the standard
+/// issuer's users, who have no legacy endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Session,
@@ -219,6 +290,8 @@ pub enum Dialect {
     Project,
     ClientEnvelope,
     ClientFlat,
+    /// A `kind = "oauth2"` issuer's users: `username`, `roles`, `claims`.
+    Standard,
 }
 
 impl Dialect {
@@ -229,7 +302,13 @@ impl Dialect {
             Self::Project => "project",
             Self::ClientEnvelope => "client-envelope",
             Self::ClientFlat => "client-flat",
+            Self::Standard => "oauth2",
         }
+    }
+
+    /// It has a legacy endpoint of its own to mount.
+    pub fn has_legacy_endpoint(self) -> bool {
+        self != Self::Standard
     }
 
     pub fn default_path(self) -> &'static str {
@@ -238,12 +317,13 @@ impl Dialect {
             Self::LoginRefresh | Self::ClientEnvelope => "/api/auth/token",
             Self::Project => "/auth",
             Self::ClientFlat => "/api/v1/auth",
+            Self::Standard => "",
         }
     }
 
     pub fn login_fields(self) -> &'static str {
         match self {
-            Self::Session | Self::LoginRefresh => "username",
+            Self::Session | Self::LoginRefresh | Self::Standard => "username",
             Self::Project => "business and proyecto",
             Self::ClientEnvelope | Self::ClientFlat => "client_id",
         }
@@ -259,7 +339,7 @@ impl Dialect {
         proyecto: Option<&str>,
     ) -> Option<String> {
         match self {
-            Self::Session | Self::LoginRefresh => username.map(str::to_string),
+            Self::Session | Self::LoginRefresh | Self::Standard => username.map(str::to_string),
             Self::Project => Some(project_login(business?, proyecto?)),
             Self::ClientEnvelope | Self::ClientFlat => client_id.map(str::to_string),
         }
@@ -274,6 +354,7 @@ impl Dialect {
             Self::Project => &["business", "proyecto"],
             Self::ClientEnvelope => &["client_id"],
             Self::ClientFlat => &["client_id", "company", "permissions"],
+            Self::Standard => &["username", "roles", "claims"],
         }
     }
 
@@ -406,6 +487,12 @@ pub struct Principal {
     /// As an OAuth 2.0 client, it may introspect any token of the issuer,
     /// not only its own.
     pub introspect: bool,
+    /// A standard issuer's user or client: its `roles` claim.
+    pub roles: Vec<String>,
+    /// A standard issuer's user: claims its tokens carry as written.
+    pub claims: serde_json::Map<String, Value>,
+    /// As an OAuth 2.0 client: public or not, redirect URIs, grants.
+    pub client: ClientProfile,
 }
 
 #[derive(Debug, Clone, Default)]

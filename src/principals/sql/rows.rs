@@ -31,7 +31,9 @@ pub enum QueryError {
 /// The columns each dialect needs: the login's and the secret's.
 fn required_columns(dialect: Dialect) -> &'static [&'static str] {
     match dialect {
-        Dialect::Session | Dialect::LoginRefresh => &["username", "secret_hash"],
+        Dialect::Session | Dialect::LoginRefresh | Dialect::Standard => {
+            &["username", "secret_hash"]
+        }
         Dialect::Project => &["business", "proyecto", "secret_hash"],
         Dialect::ClientEnvelope | Dialect::ClientFlat => &["client_id", "secret_hash"],
     }
@@ -121,14 +123,20 @@ impl Rows {
             business.as_deref(),
             proyecto.as_deref(),
         )?;
-        let permissions = text("permissions")
-            .map(|p| {
-                p.split([' ', ','])
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let permissions = words(text("permissions"));
+        // A standard issuer's `claims` column: a JSON object, or the row
+        // is refused (a claim silently dropped could drop a restriction).
+        let claims = match text("claims").map(|c| serde_json::from_str(&c)) {
+            None => serde_json::Map::new(),
+            Some(Ok(serde_json::Value::Object(map))) => map,
+            Some(_) => {
+                tracing::warn!(
+                    login,
+                    "user store: a login refused, its claims are not a JSON object"
+                );
+                return None;
+            }
+        };
         Some(Principal {
             login,
             secret,
@@ -147,8 +155,22 @@ impl Rows {
             rate_limit: None,
             auth_method: None,
             introspect: false,
+            roles: words(text("roles")),
+            claims,
+            client: Default::default(),
         })
     }
+}
+
+/// A list column: names separated by spaces or commas.
+fn words(text: Option<String>) -> Vec<String> {
+    text.map(|p| {
+        p.split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// The row's `id`: a number of either width, or text; null without one.

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::oauth::purge_issuer_records;
 use crate::auth::revocation::Revocation;
 use crate::store::{
     replaced_marker, revocation_key, Failures, RefreshRecord, StoreError, StoredKey, Upserted,
@@ -32,11 +33,14 @@ pub(super) fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).expect("store records serialize")
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt(key.to_string()))
 }
 
@@ -221,6 +225,7 @@ impl Redb {
                 })
             })
             .map_err(backend)?;
+            purge_issuer_records(&tx, cutoff)?;
         }
         tx.commit().map_err(backend)
     }

@@ -1,0 +1,462 @@
+//! `kind = "oauth2"`: portero's own authorization server, with its users
+//! and clients and no legacy endpoint; and the OAuth 2.0 settings every
+//! issuer with endpoints under `/oauth2/NAME` shares (clients, the
+//! authorization endpoint, resources, registration, the sign-in page).
+
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use super::super::file::*;
+use super::super::model::*;
+use super::super::units::secs;
+use super::Checker;
+
+/// The grants a client may be given, by their registered names.
+const GRANTS: [&str; 5] = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "password",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+];
+
+use crate::redirect_uri::redirect_uri_problem;
+
+impl Checker<'_> {
+    /// A `kind = "oauth2"` issuer: keys as any issuer of its own, users as
+    /// principals with no dialect, clients, and the endpoints under
+    /// `<server.public_url>/oauth2/NAME`, its identifier and tokens' `iss`.
+    pub(super) fn standard_issuer(
+        &mut self,
+        name: &str,
+        i: &FileIssuer,
+        cors: &[Arc<CorsPolicy>],
+        public_url: Option<&str>,
+    ) -> Issuer {
+        self.refuse_legacy_keys(name, i);
+        let key = |k: &str| format!("issuers.{name}.{k}");
+        let keys = self.keys(name, i);
+        let endpoint = self.endpoint_for(name, i, cors, Dialect::Standard);
+        let settings = i
+            .oauth2
+            .as_ref()
+            .map(|t| t.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(table) = &i.oauth2 {
+            if !settings.clients.is_empty() || settings.password_grant {
+                self.problem(
+                    table,
+                    key("oauth2"),
+                    "an oauth2 issuer's clients are [[issuers.NAME.clients]], and OAuth 2.1 has \
+                     no password grant",
+                );
+            }
+        }
+        let clients = self.oauth_clients(name, &i.clients, &key("clients"), &endpoint, &settings);
+        if public_url.is_none() {
+            self.problem_no_span(
+                key("kind"),
+                "an oauth2 issuer needs server.public_url: its issuer identifier is built on it",
+            );
+        }
+        let oauth2 = self.oauth2_settings(name, &settings, public_url.unwrap_or(""), clients, true);
+        let user_store = i
+            .user_store
+            .as_ref()
+            .and_then(|table| self.user_store(name, table, true));
+        let users_exist = endpoint.principals.iter().next().is_some() || user_store.is_some();
+        if users_exist && !oauth2.authorization_code {
+            self.problem_no_span(
+                key("oauth2.authorization_code"),
+                "the issuer's users can never sign in with the authorization endpoint off",
+            );
+        }
+        Issuer {
+            name: name.to_string(),
+            kind: IssuerKind::OAuth2,
+            iss: oauth2.issuer_id.clone(),
+            token_ttl: self.duration(&i.token_ttl, &key("token_ttl"), secs(3600)),
+            allow_no_exp: false,
+            keys,
+            endpoint: Some(endpoint),
+            user_store,
+            shadow: None,
+            external: None,
+            oauth2: Some(oauth2),
+            introspection: None,
+            roles_claims: self.roles_claims(name, i),
+        }
+    }
+
+    /// The keys of a legacy endpoint, a provider or opaque tokens, which a
+    /// standard issuer never reads.
+    fn refuse_legacy_keys(&mut self, name: &str, i: &FileIssuer) {
+        let key = |k: &str| format!("issuers.{name}.{k}");
+        let message = "an oauth2 issuer serves no legacy endpoint and has no provider: \
+                       it takes users, clients, keys and the oauth2 table";
+        let spanned: [(Option<&Spanned<String>>, &str); 11] = [
+            (i.iss.as_ref(), "iss"),
+            (i.dialect.as_ref(), "dialect"),
+            (i.path.as_ref(), "path"),
+            (i.refresh_path.as_ref(), "refresh_path"),
+            (i.time_zone.as_ref(), "time_zone"),
+            (i.discovery_url.as_ref(), "discovery_url"),
+            (i.jwks_url.as_ref(), "jwks_url"),
+            (i.introspection_url.as_ref(), "introspection_url"),
+            (i.deprecation.as_ref(), "deprecation"),
+            (i.sunset.as_ref(), "sunset"),
+            (i.ca_file.as_ref(), "ca_file"),
+        ];
+        for (given, k) in spanned {
+            if let Some(v) = given {
+                self.problem(v, key(k), message);
+            }
+        }
+        if let Some(shadow) = &i.shadow {
+            self.problem(shadow, key("shadow"), message);
+        }
+        let unspanned = [
+            (
+                !i.principals.is_empty(),
+                "principals (a standard issuer has users)",
+            ),
+            (!i.companies.is_empty(), "companies"),
+            (i.default_years.is_some(), "default_years"),
+            (i.max_years.is_some(), "max_years"),
+            (i.allow_no_exp, "allow_no_exp"),
+        ];
+        for (given, k) in unspanned {
+            if given {
+                self.problem_no_span(key(k), message);
+            }
+        }
+    }
+
+    /// `users` and `clients` belong to a `kind = "oauth2"` issuer only.
+    pub(super) fn only_standard(&mut self, name: &str, i: &FileIssuer) {
+        let key = |k: &str| format!("issuers.{name}.{k}");
+        if !i.users.is_empty() {
+            self.problem_no_span(
+                key("users"),
+                "users are a kind = \"oauth2\" issuer's; a dialect's are its principals",
+            );
+        }
+        if let Some(c) = i.clients.first() {
+            self.problem(
+                &c.client_id,
+                key("clients"),
+                "clients here are a kind = \"oauth2\" issuer's; a dialect's are under its oauth2 table",
+            );
+        }
+    }
+
+    /// The OAuth 2.0 clients written for an issuer, as principals.
+    pub(super) fn oauth_clients(
+        &mut self,
+        issuer: &str,
+        list: &[FileOAuthClient],
+        key: &str,
+        endpoint: &TokenEndpoint,
+        settings: &FileOAuth2,
+    ) -> Principals {
+        let code_flow = match endpoint.dialect {
+            Dialect::Standard => settings
+                .authorization_code
+                .as_ref()
+                .is_none_or(|v| *v.get_ref()),
+            _ => settings
+                .authorization_code
+                .as_ref()
+                .is_some_and(|v| *v.get_ref()),
+        };
+        let mut clients = Vec::new();
+        for (n, c) in list.iter().enumerate() {
+            let client_key = format!("{key}[{n}]");
+            self.not_a_user(issuer, &c.client_id, endpoint, &client_key);
+            if let Some(client) = self.oauth_client(&client_key, c, endpoint.dialect, code_flow) {
+                clients.push(client);
+            }
+        }
+        self.distinct_logins(&clients, key);
+        Principals::new(clients)
+    }
+
+    fn oauth_client(
+        &mut self,
+        key: &str,
+        c: &FileOAuthClient,
+        dialect: Dialect,
+        code_flow: bool,
+    ) -> Option<Principal> {
+        let secret = match &c.secret_hash {
+            Some(h) => Some(self.stored_hash(h, &format!("{key}.secret_hash"))?),
+            None => None,
+        };
+        let redirect_uris = self.redirect_uris(key, c, code_flow);
+        let public = secret.is_none();
+        let grant_types = self.grant_types(key, c, dialect, public, !redirect_uris.is_empty());
+        if public && redirect_uris.is_empty() {
+            self.problem(
+                &c.client_id,
+                key,
+                "a client without secret_hash (a public client) signs users in with \
+                 redirect_uris and the authorization endpoint; it has neither",
+            );
+        }
+        if !dialect.has_clients() && !c.roles.is_empty() && dialect != Dialect::Standard {
+            self.problem(
+                &c.client_id,
+                format!("{key}.roles"),
+                "only an oauth2 issuer's clients get tokens of their own",
+            );
+        }
+        let client_id = c.client_id.get_ref();
+        Some(Principal {
+            login: client_id.clone(),
+            // A public client has no secret to check: it is never asked.
+            secret: secret.unwrap_or_else(crate::credentials::unusable_secret),
+            id: serde_json::Value::Null,
+            username: None,
+            nombre: None,
+            role: None,
+            business: None,
+            proyecto: None,
+            client_id: Some(client_id.clone()),
+            company: None,
+            permissions: c.scopes.clone(),
+            active: true,
+            blocked: false,
+            rate_limit: None,
+            stored_hash: None,
+            auth_method: self.auth_method(&c.auth_method, key),
+            introspect: c.introspect,
+            roles: c.roles.clone(),
+            claims: serde_json::Map::new(),
+            client: ClientProfile {
+                public,
+                redirect_uris,
+                grant_types,
+                registered: false,
+            },
+        })
+    }
+
+    /// A client's `redirect_uris`, each one portero may send a code to.
+    fn redirect_uris(&mut self, key: &str, c: &FileOAuthClient, code_flow: bool) -> Vec<String> {
+        let Some(written) = &c.redirect_uris else {
+            return Vec::new();
+        };
+        let key = format!("{key}.redirect_uris");
+        if !code_flow {
+            self.problem(
+                written,
+                &key,
+                "never used: the issuer's authorization endpoint is off (oauth2.authorization_code)",
+            );
+        }
+        for uri in written.get_ref() {
+            if let Some(problem) = redirect_uri_problem(uri) {
+                self.problem(written, &key, problem);
+            }
+        }
+        written.get_ref().clone()
+    }
+
+    /// The grants a client may use: as written, each one it can use; by
+    /// default, what its kind of client can do. Empty for a dialect's
+    /// client that names none: every grant its issuer serves.
+    fn grant_types(
+        &mut self,
+        key: &str,
+        c: &FileOAuthClient,
+        dialect: Dialect,
+        public: bool,
+        redirects: bool,
+    ) -> Vec<String> {
+        let key = format!("{key}.grant_types");
+        let Some(written) = &c.grant_types else {
+            if dialect != Dialect::Standard {
+                return Vec::new();
+            }
+            let mut defaults = Vec::new();
+            if redirects {
+                defaults.extend(["authorization_code", "refresh_token"]);
+            }
+            if !public {
+                defaults.extend(["client_credentials", GRANTS[4]]);
+            }
+            return defaults.into_iter().map(str::to_string).collect();
+        };
+        for grant in written.get_ref() {
+            let problem = match grant.as_str() {
+                g if !GRANTS.contains(&g) => Some(format!(
+                    "{g:?} is not a grant portero serves ({})",
+                    GRANTS.join(", ")
+                )),
+                "authorization_code" if !redirects => {
+                    Some("authorization_code needs redirect_uris".to_string())
+                }
+                "client_credentials" if dialect != Dialect::Standard => Some(
+                    "client_credentials is for an oauth2 issuer's clients (a client dialect's \
+                     principals have it always)"
+                        .to_string(),
+                ),
+                "password" if dialect == Dialect::Standard => {
+                    Some("OAuth 2.1 has no password grant".to_string())
+                }
+                g if public && g != "authorization_code" && g != "refresh_token" => Some(format!(
+                    "{g} needs a client secret: a public client has authorization_code and \
+                     refresh_token only"
+                )),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                self.problem(written, &key, problem);
+            }
+        }
+        written.get_ref().clone()
+    }
+
+    /// The settings of the endpoints under `<public_url>/oauth2/NAME`.
+    pub(super) fn oauth2_settings(
+        &mut self,
+        name: &str,
+        s: &FileOAuth2,
+        public_url: &str,
+        clients: Principals,
+        standard: bool,
+    ) -> OAuth2 {
+        let key = |k: &str| format!("issuers.{name}.oauth2.{k}");
+        let authorization_code = match &s.authorization_code {
+            Some(v) => *v.get_ref(),
+            None => standard,
+        };
+        let mut resources = Vec::new();
+        for r in &s.resources {
+            match url::Url::parse(r.get_ref()) {
+                Ok(u) if u.fragment().is_none() && matches!(u.scheme(), "https" | "http") => {
+                    resources.push(r.get_ref().clone())
+                }
+                _ => self.problem(
+                    r,
+                    key("resources"),
+                    format!(
+                        "{:?} is not an absolute http(s) URL without a fragment (RFC 8707 §2)",
+                        r.get_ref()
+                    ),
+                ),
+            }
+        }
+        let registration = self.registration(name, s, authorization_code);
+        OAuth2 {
+            issuer_id: format!("{public_url}/oauth2/{name}"),
+            public_url: public_url.to_string(),
+            password_grant: s.password_grant,
+            clients,
+            authorization_code,
+            resources,
+            registration,
+            registered_client_ttl: self.duration(
+                &s.registered_client_ttl,
+                &key("registered_client_ttl"),
+                secs(30 * 86_400),
+            ),
+            session_ttl: self.duration(&s.session_ttl, &key("session_ttl"), secs(8 * 3600)),
+            logout_revokes_tokens: s.logout_revokes_tokens,
+            sign_in: self.sign_in_page(name, s),
+        }
+    }
+
+    fn registration(&mut self, name: &str, s: &FileOAuth2, code_flow: bool) -> Registration {
+        let key = |k: &str| format!("issuers.{name}.oauth2.{k}");
+        let mode = s.registration.as_ref().map(|m| (m, m.get_ref().as_str()));
+        let registration = match mode {
+            None | Some((_, "off")) => Registration::Off,
+            Some((_, "open")) => Registration::Open {
+                per_minute: s
+                    .registration_rate
+                    .as_ref()
+                    .map_or(10, |r| *r.get_ref())
+                    .max(1),
+            },
+            Some((m, "token")) => match &s.registration_token_env {
+                Some(env) => Registration::Token {
+                    env: env.get_ref().clone(),
+                },
+                None => {
+                    self.problem(
+                        m,
+                        key("registration"),
+                        "\"token\" needs registration_token_env: the variable holding the \
+                         initial access token",
+                    );
+                    Registration::Off
+                }
+            },
+            Some((m, other)) => {
+                self.problem(
+                    m,
+                    key("registration"),
+                    format!("{other:?}: off, open or token"),
+                );
+                Registration::Off
+            }
+        };
+        if let (Some(env), false) = (
+            &s.registration_token_env,
+            matches!(registration, Registration::Token { .. }),
+        ) {
+            self.problem(
+                env,
+                key("registration_token_env"),
+                "read only with registration = \"token\"",
+            );
+        }
+        if let (Some(rate), false) = (
+            &s.registration_rate,
+            matches!(registration, Registration::Open { .. }),
+        ) {
+            self.problem(
+                rate,
+                key("registration_rate"),
+                "read only with registration = \"open\"",
+            );
+        }
+        if registration != Registration::Off && !code_flow {
+            self.problem_no_span(
+                key("registration"),
+                "registered clients sign users in: turn authorization_code on, or registration off",
+            );
+        }
+        registration
+    }
+
+    fn sign_in_page(&mut self, name: &str, s: &FileOAuth2) -> SignInPage {
+        let Some(table) = &s.sign_in else {
+            return SignInPage::default();
+        };
+        let key = |k: &str| format!("issuers.{name}.oauth2.sign_in.{k}");
+        let t = table.get_ref();
+        let url = |c: &mut Self, v: &Option<Spanned<String>>, k: &str| {
+            let v = v.as_ref()?;
+            let text = v.get_ref();
+            let same_origin = text.starts_with('/') && !text.starts_with("//");
+            let https = url::Url::parse(text).is_ok_and(|u| u.scheme() == "https");
+            if !(same_origin || https) {
+                c.problem(v, key(k), "an https URL, or a path on this origin (/...)");
+                return None;
+            }
+            if text.contains(['"', '\'', '<', '>', ' ', ';']) {
+                c.problem(v, key(k), "may not contain quotes, <, >, spaces or ;");
+                return None;
+            }
+            Some(text.clone())
+        };
+        SignInPage {
+            title: t.title.as_ref().map(|v| v.get_ref().clone()),
+            logo_url: url(self, &t.logo_url, "logo_url"),
+            stylesheet_url: url(self, &t.stylesheet_url, "stylesheet_url"),
+        }
+    }
+}

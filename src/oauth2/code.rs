@@ -1,0 +1,211 @@
+//! Authorization codes: made by the authorization endpoint once a user has
+//! signed in (`authorize`), redeemed at the token endpoint (RFC 6749
+//! §4.1.3, OAuth 2.1 §4.1.3). A code is 256 random bits kept only as its
+//! hash, lives 60 s, and is bound to its client, redirect URI, PKCE
+//! challenge, scope and resource. It is redeemed once: a second
+//! redemption revokes what the first one gave (RFC 6749 §4.1.2).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::form::Form;
+use super::refresh::{self, invalid_grant};
+use super::token::{answer, dialect_claims, live_user, mint_as, words};
+use super::{oidc, Answer, Endpoints, Error, Request};
+use crate::auth::revocation::Revocation;
+use crate::config::Principal;
+use crate::issue::{random_id, refresh_hash};
+use crate::store::{CodeRecord, RefreshRecord};
+
+/// How long a code may wait for its redemption (RFC 6749 §4.1.2: "a
+/// maximum authorization code lifetime of 10 minutes is RECOMMENDED";
+/// OAuth 2.1 asks for short).
+pub const CODE_TTL: i64 = 60;
+
+/// Codes are kept under this hash, never as themselves.
+fn code_hash(code: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(code.as_bytes()))
+}
+
+/// Stores `record` and returns its code.
+pub async fn make(ctx: &Endpoints<'_>, record: &CodeRecord) -> Result<String, Error> {
+    let code = random_id(32);
+    ctx.issuing
+        .store
+        .put_code(&code_hash(&code), record)
+        .await
+        .map_err(|_| Error::unavailable())?;
+    Ok(code)
+}
+
+/// PKCE (RFC 7636 §4.6): BASE64URL(SHA256(verifier)) is the challenge.
+/// A verifier is 43 to 128 unreserved characters (§4.1).
+fn verifier_matches(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    well_formed && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+/// The `authorization_code` grant: tokens for the code's user.
+pub async fn redeem(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    form: &Form,
+    client: &Principal,
+) -> Result<Answer, Error> {
+    let code = form.required("code")?;
+    let redirect_uri = form.required("redirect_uri")?;
+    let verifier = form.required("code_verifier")?;
+    let hash = code_hash(code);
+    let store = ctx.issuing.store;
+    let record = store
+        .redeem_code(&hash)
+        .await
+        .map_err(|_| Error::unavailable())?
+        .filter(|r| r.issuer == ctx.issuing.issuer.name)
+        .ok_or_else(invalid_grant)?;
+    if record.used {
+        revoke_first_use(ctx, &record).await;
+        return Err(invalid_grant());
+    }
+    let bound = record.expires_at > req.now
+        && record.client_id == client.login
+        && record.redirect_uri == redirect_uri
+        && verifier_matches(verifier, &record.code_challenge);
+    // RFC 8707 §2.2: the token request may name the resource again, the same.
+    let resource_ok = form
+        .get("resource")
+        .is_none_or(|r| record.resource.as_deref() == Some(r));
+    if !bound || !resource_ok {
+        return Err(invalid_grant());
+    }
+    let user = live_user(ctx, &record.login)
+        .await?
+        .ok_or_else(invalid_grant)?;
+    let scope = words(Some(&record.scope));
+    let mut claims = dialect_claims(ctx.issuing.endpoint.dialect, &user, &scope);
+    if let Some(resource) = &record.resource {
+        claims.insert("aud".into(), json!(resource));
+    }
+    let minted = mint_as(
+        ctx,
+        req,
+        &record.sub,
+        claims,
+        client,
+        &scope,
+        None,
+        Some(&record.jti),
+    )?;
+    let mut extra = Vec::new();
+    if client.client.may_use("refresh_token") {
+        let refresh = RefreshRecord {
+            issuer: ctx.issuing.issuer.name.clone(),
+            sub: record.sub.clone(),
+            login: user.login.clone(),
+            issued_at: req.now,
+            expires_at: req.now + ctx.issuing.endpoint.refresh_ttl.as_secs() as i64,
+            tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(req.now))],
+            client_id: Some(client.login.clone()),
+            rotated_to: None,
+            scope: Some(record.scope.clone()),
+            resource: record.resource.clone(),
+        };
+        let token = refresh::store(ctx, &refresh).await?;
+        issued(ctx, &hash, &record, &refresh_hash(&token)).await?;
+        extra.push(("refresh_token", token));
+    } else {
+        issued(ctx, &hash, &record, "").await?;
+    }
+    if scope.iter().any(|s| s == "openid") {
+        let id_token = oidc::id_token(ctx, req, &user, &record, &client.login, &minted)?;
+        extra.push(("id_token", id_token));
+    }
+    Ok(answer(req, minted, &scope, &extra))
+}
+
+/// Notes what the first redemption gave, and ties its refresh family to
+/// the sign-on session; a replay that came meanwhile takes it all back.
+async fn issued(
+    ctx: &Endpoints<'_>,
+    hash: &str,
+    record: &CodeRecord,
+    family: &str,
+) -> Result<(), Error> {
+    let store = ctx.issuing.store;
+    let unavailable = |_| Error::unavailable();
+    let kept = store.code_issued(hash, family).await.map_err(unavailable)?;
+    let in_session = match (&record.sid, family.is_empty()) {
+        (Some(sid), false) => store
+            .sso_add_family(sid, family)
+            .await
+            .map_err(unavailable)?,
+        _ => true,
+    };
+    // A family begun under a session that ended meanwhile would outlive
+    // the logout; one begun by a replayed code belongs to the attacker.
+    if !kept || (!in_session && ctx.settings.logout_revokes_tokens) {
+        let mut used = record.clone();
+        used.refresh_hash = Some(family.to_string()).filter(|f| !f.is_empty());
+        revoke_first_use(ctx, &used).await;
+        return Err(invalid_grant());
+    }
+    Ok(())
+}
+
+/// A code came back: the access token and refresh family its first
+/// redemption gave are revoked (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
+async fn revoke_first_use(ctx: &Endpoints<'_>, record: &CodeRecord) {
+    let issuing = &ctx.issuing;
+    let jti = Revocation::Jti {
+        jti: record.jti.clone(),
+        expires_at: Some(record.expires_at + issuing.issuer.token_ttl.as_secs() as i64),
+    };
+    let written = issuing
+        .store
+        .add_revocations(std::slice::from_ref(&jti))
+        .await;
+    if written.is_ok() {
+        issuing.revocations.apply(&jti);
+    }
+    if let Some(family) = &record.refresh_hash {
+        let _ = refresh::revoke_family(ctx, family).await;
+    }
+    tracing::warn!(
+        target: "portero::oauth2",
+        issuer = %issuing.issuer.name,
+        client = %record.client_id,
+        "an authorization code was used again: what it gave is revoked"
+    );
+}
+
+/// A PKCE challenge as S256 makes it: 43 base64url characters.
+pub fn is_s256_challenge(challenge: &str) -> bool {
+    challenge.len() == 43
+        && challenge
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc_7636_appendix_b() {
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(is_s256_challenge(challenge));
+        assert!(verifier_matches(verifier, challenge));
+        assert!(!verifier_matches(&verifier[1..], challenge));
+        // `plain` would send the verifier as the challenge: never a match.
+        assert!(!verifier_matches(challenge, challenge));
+        assert!(!verifier_matches("short", challenge));
+    }
+}

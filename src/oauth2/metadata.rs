@@ -1,0 +1,99 @@
+//! The authorization server's metadata (RFC 8414 §2), which is also its
+//! OpenID Connect discovery document (OpenID Connect Discovery 1.0 §3):
+//! only what is implemented is advertised.
+
+use serde_json::{json, Value};
+
+use super::{token, Answer, Endpoints};
+
+/// The document, readable from any origin (browser-based clients fetch it).
+pub fn answer(ctx: &Endpoints<'_>) -> Answer {
+    Answer {
+        public: true,
+        ..Answer::ok(document(ctx))
+    }
+}
+
+fn document(ctx: &Endpoints<'_>) -> Value {
+    let issuer = &ctx.settings.issuer_id;
+    let mut methods = vec!["client_secret_basic", "client_secret_post"];
+    let mut doc = json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/token"),
+        "revocation_endpoint": format!("{issuer}/revoke"),
+        "introspection_endpoint": format!("{issuer}/introspect"),
+        "grant_types_supported": token::grants(ctx).iter().map(|g| g.name()).collect::<Vec<_>>(),
+        "response_types_supported": [],
+        "revocation_endpoint_auth_methods_supported": methods,
+        "introspection_endpoint_auth_methods_supported": methods,
+    });
+    let mut scopes: Vec<&str> = ctx
+        .clients()
+        .iter()
+        .flat_map(|p| p.permissions.iter().map(String::as_str))
+        .collect();
+    if ctx.settings.authorization_code {
+        // Public clients prove themselves with PKCE alone.
+        methods.push("none");
+        scopes.push("openid");
+        sign_in_metadata(ctx, &mut doc);
+    }
+    doc["token_endpoint_auth_methods_supported"] = json!(methods);
+    scopes.sort_unstable();
+    scopes.dedup();
+    if !scopes.is_empty() {
+        doc["scopes_supported"] = json!(scopes);
+    }
+    // HS256 keys are secrets: only an issuer that signs with a public-key
+    // algorithm has keys to publish.
+    if let Some(alg) = signing_alg(ctx) {
+        doc["jwks_uri"] = json!(format!("{}/.well-known/jwks.json", ctx.settings.public_url));
+        if ctx.settings.authorization_code {
+            doc["id_token_signing_alg_values_supported"] = json!([alg]);
+        }
+    }
+    doc
+}
+
+/// The authorization endpoint and OpenID Connect's members.
+fn sign_in_metadata(ctx: &Endpoints<'_>, doc: &mut Value) {
+    let issuer = &ctx.settings.issuer_id;
+    doc["authorization_endpoint"] = json!(format!("{issuer}/authorize"));
+    doc["response_types_supported"] = json!(["code"]);
+    doc["response_modes_supported"] = json!(["query"]);
+    doc["code_challenge_methods_supported"] = json!(["S256"]);
+    doc["authorization_response_iss_parameter_supported"] = json!(true);
+    doc["userinfo_endpoint"] = json!(format!("{issuer}/userinfo"));
+    doc["end_session_endpoint"] = json!(format!("{issuer}/end_session"));
+    doc["subject_types_supported"] = json!(["public"]);
+    doc["prompt_values_supported"] = json!(["none", "login", "consent"]);
+    doc["claims_supported"] = json!([
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "sid",
+        "roles"
+    ]);
+    if !ctx.settings.resources.is_empty() {
+        doc["resource_indicators_supported"] = json!(true);
+    }
+    if ctx.settings.registration != crate::config::Registration::Off {
+        doc["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
+}
+
+/// The algorithm of the issuer's signing key, if it is a public-key one.
+pub fn signing_alg(ctx: &Endpoints<'_>) -> Option<&'static str> {
+    use jsonwebtoken::Algorithm;
+    let key = ctx.issuing.keys.signing_key(ctx.issuing.index)?;
+    match key.alg {
+        Algorithm::RS256 => Some("RS256"),
+        Algorithm::ES256 => Some("ES256"),
+        Algorithm::EdDSA => Some("EdDSA"),
+        _ => None,
+    }
+}

@@ -1,0 +1,221 @@
+//! OpenID Connect: the ID token a `scope=openid` code grant adds (Core
+//! §2, §3.1.3.6), the userinfo endpoint (§5.3), and RP-initiated logout
+//! (`end_session_endpoint`), which ends the sign-on session everywhere
+//! and, where the issuer says so, the refresh families it began.
+
+use http::StatusCode;
+use serde_json::{json, Map, Value};
+
+use super::token::{dialect_claims, live_user, words};
+use super::{page, sign_in, sso, Answer, Endpoints, Error, Request};
+use crate::config::Principal;
+use crate::issue::Minted;
+use crate::store::CodeRecord;
+
+/// The ID token for the code's user, for `client_id`.
+pub fn id_token(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    user: &Principal,
+    code: &CodeRecord,
+    client_id: &str,
+    access: &Minted,
+) -> Result<String, Error> {
+    let _ = user;
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(ctx.settings.issuer_id));
+    claims.insert("sub".into(), json!(code.sub));
+    claims.insert("aud".into(), json!(client_id));
+    claims.insert("iat".into(), json!(req.now));
+    let exp = access
+        .exp
+        .unwrap_or(req.now + ctx.issuing.issuer.token_ttl.as_secs() as i64);
+    claims.insert("exp".into(), json!(exp));
+    claims.insert("auth_time".into(), json!(code.auth_time));
+    if let Some(nonce) = &code.nonce {
+        claims.insert("nonce".into(), json!(nonce));
+    }
+    if let Some(sid) = &code.sid {
+        claims.insert("sid".into(), json!(sid));
+    }
+    ctx.issuing
+        .keys
+        .sign(ctx.issuing.index, &Value::Object(claims), Some("JWT"))
+        .map_err(|_| Error::unavailable())
+}
+
+/// The access token a userinfo request presents (RFC 6750 §2.1, §2.2).
+fn bearer<'a>(req: &Request<'a>) -> Option<String> {
+    if let Some(h) = req.authorization.and_then(|h| std::str::from_utf8(h).ok()) {
+        let (scheme, token) = h.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_string());
+    }
+    if *req.method == http::Method::POST && req.form {
+        let form = super::form::Form::parse(req.body, true).ok()?;
+        return form.get("access_token").map(str::to_string);
+    }
+    None
+}
+
+fn invalid_token(description: &str) -> Answer {
+    let mut answer: Answer =
+        Error::new(StatusCode::UNAUTHORIZED, "invalid_token", description).into();
+    answer.bearer_challenge = Some(format!(
+        "Bearer error=\"invalid_token\", error_description=\"{description}\""
+    ));
+    answer
+}
+
+/// Claims about the user an access token with `openid` was issued for.
+pub async fn userinfo(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
+    let Some(token) = bearer(req) else {
+        let mut answer: Answer = Error::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request",
+            "an access token is required",
+        )
+        .into();
+        answer.bearer_challenge = Some("Bearer".into());
+        return answer;
+    };
+    let validator = ctx.validator;
+    let verified = validator
+        .verify(&token)
+        .ok()
+        .filter(|v| v.issuer == ctx.issuing.index)
+        .filter(|v| validator.check_time(v, req.now).is_ok() && !validator.is_revoked(v))
+        .filter(|v| v.claims.str("iss") == Some(ctx.settings.issuer_id.as_str()));
+    let Some(v) = verified else {
+        return invalid_token("the access token is invalid, expired or revoked");
+    };
+    if !words(v.claims.str("scope")).iter().any(|s| s == "openid") {
+        let mut answer: Answer = Error::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "the token was not issued with openid",
+        )
+        .into();
+        answer.bearer_challenge =
+            Some("Bearer error=\"insufficient_scope\", scope=\"openid\"".into());
+        return answer;
+    }
+    let sub = v.sub().unwrap_or_default().to_string();
+    let login = v.claims.str("username").unwrap_or(&sub).to_string();
+    let user = match live_user(ctx, &login).await {
+        Ok(Some(u)) if crate::issue::subject(ctx.issuing.endpoint.dialect, &u) == sub => u,
+        Ok(_) => return invalid_token("the user is gone"),
+        Err(e) => return e.into(),
+    };
+    let mut body = dialect_claims(ctx.issuing.endpoint.dialect, &user, &[]);
+    body.remove("token_use");
+    body.insert("sub".into(), json!(sub));
+    Answer::ok(Value::Object(body))
+}
+
+/// RP-initiated logout: with an `id_token_hint` naming the browser's own
+/// session, or confirmed on a page (a cross-site link alone signs no one
+/// out), the session ends and its cookie goes; the user is sent to a
+/// `post_logout_redirect_uri` the client registered, or shown a page.
+pub async fn end_session(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
+    let params = match *req.method == http::Method::POST {
+        true => super::form::Form::parse(req.body, req.form),
+        false => super::form::Form::parse(req.query.unwrap_or_default().as_bytes(), true),
+    };
+    let params = match params {
+        Ok(p) => p,
+        Err(e) => return ended_page(ctx, &e.description, StatusCode::BAD_REQUEST, None),
+    };
+    let session = match sso::current(ctx, req).await {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    let hint = params.get("id_token_hint").and_then(|t| hinted(ctx, t));
+    let Some(session) = session else {
+        return done(ctx, &params, hint.as_ref());
+    };
+    let vouched = hint
+        .as_ref()
+        .is_some_and(|h| h.sid.as_deref() == Some(&session.sid));
+    let confirmed = match params.get("confirm") {
+        Some(sent) => sign_in::logout_token_matches(ctx, &session.sid, sent).await,
+        None => false,
+    };
+    if !vouched && !confirmed {
+        return confirm_page(ctx, &session.sid).await;
+    }
+    if let Ok(Some(ended)) = ctx.issuing.store.end_sso(&session.sid).await {
+        if ctx.settings.logout_revokes_tokens {
+            for family in &ended.families {
+                let _ = super::refresh::revoke_family(ctx, family).await;
+            }
+        }
+    }
+    done(ctx, &params, hint.as_ref()).with_cookie(Some(sso::forget(ctx)))
+}
+
+/// What a verified ID token hint says: its client and session.
+struct Hint {
+    client_id: Option<String>,
+    sid: Option<String>,
+}
+
+/// An ID token of this issuer (expired or not: a hint names who it was).
+fn hinted(ctx: &Endpoints<'_>, token: &str) -> Option<Hint> {
+    let v = ctx
+        .validator
+        .verify(token)
+        .ok()
+        .filter(|v| v.issuer == ctx.issuing.index)?;
+    (v.claims.str("iss") == Some(ctx.settings.issuer_id.as_str())).then(|| Hint {
+        client_id: v.claims.str("aud").map(str::to_string),
+        sid: v.claims.str("sid").map(str::to_string),
+    })
+}
+
+/// Back to the client's `post_logout_redirect_uri`, if it is one of the
+/// redirect URIs the hinted client registered; else the signed-out page.
+fn done(ctx: &Endpoints<'_>, params: &super::form::Form, hint: Option<&Hint>) -> Answer {
+    let client = hint
+        .and_then(|h| h.client_id.as_deref())
+        .and_then(|id| ctx.settings.clients.get(id));
+    let target = params
+        .get("post_logout_redirect_uri")
+        .filter(|uri| client.is_some_and(|c| c.client.redirect_uris.iter().any(|r| r == uri)));
+    match target.and_then(|t| url::Url::parse(t).ok()) {
+        Some(mut url) => {
+            if let Some(state) = params.get("state") {
+                url.query_pairs_mut().append_pair("state", state);
+            }
+            Answer::redirect(url.into())
+        }
+        None => ended_page(ctx, "You are signed out.", StatusCode::OK, None),
+    }
+}
+
+async fn confirm_page(ctx: &Endpoints<'_>, sid: &str) -> Answer {
+    let token = match sign_in::logout_token(ctx, sid).await {
+        Ok(t) => t,
+        Err(e) => return e.into(),
+    };
+    let action = format!("{}/end_session", ctx.settings.issuer_id);
+    let form = format!(
+        "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"confirm\" value=\"{}\">\
+         <button type=\"submit\" autofocus>Sign out</button></form>",
+        page::escape(&action),
+        page::escape(&token)
+    );
+    ended_page(ctx, "Sign out of this site?", StatusCode::OK, Some(&form))
+}
+
+fn ended_page(
+    ctx: &Endpoints<'_>,
+    message: &str,
+    status: StatusCode,
+    form: Option<&str>,
+) -> Answer {
+    let mut answer = Answer::page(status, page::notice(&ctx.settings.sign_in, message, form));
+    answer.csp = Some(page::csp(&ctx.settings.sign_in, None));
+    answer
+}

@@ -1,0 +1,198 @@
+//! The pages the authorization endpoint shows: the sign-in form (or, with
+//! a sign-on session, a button to go on as the signed-in user) and the
+//! error page for a request that cannot be sent back to its client. HTML
+//! that works without JavaScript, with labels and `lang`, every value
+//! escaped; the strict CSP that goes with it is [`csp`].
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::config::SignInPage;
+
+/// portero's own look; the operator's stylesheet comes after it.
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:24rem;margin:3rem auto;\
+padding:0 1rem;color:#1a1a1a}h1{font-size:1.4rem}label{display:block;margin-top:1rem}\
+input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
+button{margin-top:1.5rem;padding:.6rem 1.2rem;font-size:1rem}\
+.error{color:#a00000;border-left:3px solid #a00000;padding-left:.5rem}\
+img{max-width:100%;max-height:4rem}";
+
+/// Escapes text for an HTML element's content or a quoted attribute.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page's `Content-Security-Policy`: nothing but its own style, the
+/// operator's logo and stylesheet, and a form that may post only to this
+/// origin and be redirected only to `redirect` (the client's callback:
+/// browsers hold a form's redirects to `form-action`). Never framed.
+pub fn csp(look: &SignInPage, redirect: Option<&str>) -> String {
+    let style_hash = STANDARD.encode(Sha256::digest(STYLE.as_bytes()));
+    let origin_of = |u: &str| -> String {
+        match url::Url::parse(u) {
+            Ok(url) if url.scheme() == "https" || url.scheme() == "http" => {
+                url.origin().ascii_serialization()
+            }
+            Ok(url) => format!("{}:", url.scheme()),
+            Err(_) => String::new(),
+        }
+    };
+    let external = |u: &Option<String>| {
+        u.as_deref()
+            .filter(|u| !u.starts_with('/'))
+            .map(origin_of)
+            .unwrap_or_default()
+    };
+    format!(
+        "default-src 'none'; style-src 'sha256-{style_hash}' 'self' {}; img-src 'self' {}; \
+         form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+        external(&look.stylesheet_url),
+        external(&look.logo_url),
+        redirect.map(origin_of).unwrap_or_default(),
+    )
+}
+
+/// What the sign-in form says and carries.
+pub struct SignIn<'a> {
+    pub look: &'a SignInPage,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// The authorization request, carried as hidden fields.
+    pub hidden: &'a [(String, String)],
+    pub csrf: &'a str,
+    /// The application asking, as the user should recognise it.
+    pub client_name: &'a str,
+    /// Where the user will be sent back: the redirect URI's host.
+    pub return_host: &'a str,
+    /// With a sign-on session: the user it can go on as.
+    pub signed_in_as: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+pub fn sign_in(s: &SignIn<'_>) -> String {
+    let title = s.look.title.as_deref().unwrap_or("Sign in");
+    let mut body = String::new();
+    if let Some(logo) = &s.look.logo_url {
+        body += &format!("<img src=\"{}\" alt=\"\">\n", escape(logo));
+    }
+    body += &format!("<h1>{}</h1>\n", escape(title));
+    body += &format!(
+        "<p>to continue to <strong>{}</strong> at <strong>{}</strong></p>\n",
+        escape(s.client_name),
+        escape(s.return_host)
+    );
+    if let Some(error) = s.error {
+        body += &format!("<p class=\"error\" role=\"alert\">{}</p>\n", escape(error));
+    }
+    body += &format!("<form method=\"post\" action=\"{}\">\n", escape(s.action));
+    for (name, value) in s.hidden {
+        body += &format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+            escape(name),
+            escape(value)
+        );
+    }
+    body += &format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">\n",
+        escape(s.csrf)
+    );
+    match s.signed_in_as {
+        Some(user) => {
+            body += &format!(
+                "<p>You are signed in as <strong>{}</strong>.</p>\n\
+                 <button type=\"submit\" name=\"continue\" value=\"1\" autofocus>Continue</button>\n",
+                escape(user)
+            );
+        }
+        None => {
+            let username = s.username.map(escape).unwrap_or_default();
+            let focus = |first: bool| if first { " autofocus" } else { "" };
+            body += &format!(
+                "<label for=\"username\">Username</label>\n\
+                 <input id=\"username\" name=\"username\" autocomplete=\"username\" required \
+                 value=\"{username}\"{}>\n\
+                 <label for=\"password\">Password</label>\n\
+                 <input id=\"password\" name=\"password\" type=\"password\" \
+                 autocomplete=\"current-password\" required{}>\n\
+                 <button type=\"submit\">Sign in</button>\n",
+                focus(username.is_empty()),
+                focus(!username.is_empty()),
+            );
+        }
+    }
+    body += "</form>\n";
+    document(title, s.look, &body)
+}
+
+/// A request portero cannot send back to any client: said on the page.
+pub fn error(look: &SignInPage, message: &str) -> String {
+    let body = format!(
+        "<h1>This sign-in request cannot go on</h1>\n<p class=\"error\" role=\"alert\">{}</p>\n\
+         <p>Go back to the application and try again.</p>\n",
+        escape(message)
+    );
+    document("Sign-in error", look, &body)
+}
+
+/// A short notice (signed out, or asked to confirm), with an optional
+/// form already built of escaped parts.
+pub fn notice(look: &SignInPage, message: &str, form: Option<&str>) -> String {
+    let body = format!(
+        "<h1>{}</h1>\n{}\n",
+        escape(message),
+        form.unwrap_or_default()
+    );
+    document("Sign out", look, &body)
+}
+
+fn document(title: &str, look: &SignInPage, body: &str) -> String {
+    let stylesheet = look
+        .stylesheet_url
+        .as_deref()
+        .map(|u| format!("<link rel=\"stylesheet\" href=\"{}\">\n", escape(u)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"referrer\" content=\"no-referrer\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n{stylesheet}</head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n",
+        escape(title)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped() {
+        assert_eq!(
+            escape("\"><script>alert('x')</script>&"),
+            "&quot;&gt;&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"
+        );
+    }
+
+    #[test]
+    fn the_policy_allows_the_callback_and_no_framing() {
+        let look = SignInPage::default();
+        let policy = csp(&look, Some("https://app.example.com/cb?x=1"));
+        assert!(policy.contains("form-action 'self' https://app.example.com;"));
+        assert!(policy.contains("frame-ancestors 'none'"));
+        assert!(policy.contains("default-src 'none'"));
+        let native = csp(&look, Some("com.example.app:/cb"));
+        assert!(native.contains("form-action 'self' com.example.app:;"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Dynamic client registration (RFC 7591), off unless the issuer opens it:
+//! `open` takes anyone's public client with https or loopback redirect
+//! URIs; `token` takes whoever holds the initial access token. Registered
+//! clients are public (PKCE, `token_endpoint_auth_method: none`), kept in
+//! the store (so every instance knows them), and forgotten when unused for
+//! the issuer's `registered_client_ttl`. A registered client never skips
+//! the sign-in page: the user confirms it even with a sign-on session.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::{Answer, Endpoints, Error, Request};
+use crate::config::{ClientProfile, Principal, Registration};
+use crate::issue::random_id;
+use crate::store::RegisteredClient;
+
+/// The most redirect URIs one client may register.
+const MAX_REDIRECT_URIS: usize = 10;
+
+pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Error> {
+    match &ctx.settings.registration {
+        Registration::Off => {
+            return Err(Error::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request",
+                "no such endpoint",
+            ))
+        }
+        Registration::Token { env } => initial_access_token(req, env)?,
+        Registration::Open { .. } => {}
+    }
+    let metadata: Value = serde_json::from_slice(req.body)
+        .map_err(|e| invalid_metadata(format!("the body is not JSON: {e}")))?;
+    let client = read(ctx, req, &metadata)?;
+    ctx.issuing
+        .store
+        .put_client(&client)
+        .await
+        .map_err(|_| Error::unavailable())?;
+    tracing::info!(
+        target: "portero::oauth2",
+        issuer = %ctx.issuing.issuer.name,
+        client_id = %client.client_id,
+        "a client registered"
+    );
+    let mut body = json!({
+        "client_id": client.client_id,
+        "client_id_issued_at": client.created,
+        "redirect_uris": client.redirect_uris,
+        "grant_types": client.grant_types,
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    });
+    if let Some(name) = &client.client_name {
+        body["client_name"] = json!(name);
+    }
+    if !client.scope.is_empty() {
+        body["scope"] = json!(client.scope);
+    }
+    Ok(Answer::json(StatusCode::CREATED, body))
+}
+
+/// RFC 7591 §3: `Authorization: Bearer <initial access token>`.
+fn initial_access_token(req: &Request<'_>, env: &str) -> Result<(), Error> {
+    use subtle::ConstantTimeEq;
+    let expected = std::env::var(env).unwrap_or_default();
+    let sent = req
+        .authorization
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if expected.is_empty() || !bool::from(sent.as_bytes().ct_eq(expected.as_bytes())) {
+        let mut e = Error::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "registration needs the initial access token",
+        );
+        e.basic_challenge = false;
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn invalid_metadata(description: impl Into<String>) -> Error {
+    Error::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_client_metadata",
+        description,
+    )
+}
+
+/// The client the metadata describes, or why it cannot be registered.
+fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredClient, Error> {
+    let object = m
+        .as_object()
+        .ok_or_else(|| invalid_metadata("the metadata must be a JSON object"))?;
+    let strings = |name: &str| -> Result<Option<Vec<String>>, Error> {
+        match object.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        invalid_metadata(format!("{name} must be a list of strings"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(invalid_metadata(format!(
+                "{name} must be a list of strings"
+            ))),
+        }
+    };
+    let redirect_uris = strings("redirect_uris")?.unwrap_or_default();
+    if redirect_uris.is_empty() || redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_redirect_uri",
+            format!("one to {MAX_REDIRECT_URIS} redirect_uris"),
+        ));
+    }
+    for uri in &redirect_uris {
+        if let Some(problem) = redirect_problem(uri) {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_redirect_uri",
+                problem,
+            ));
+        }
+    }
+    let grant_types = strings("grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
+    if grant_types
+        .iter()
+        .any(|g| g != "authorization_code" && g != "refresh_token")
+    {
+        return Err(invalid_metadata(
+            "a registered client may use authorization_code and refresh_token only",
+        ));
+    }
+    if let Some(types) = strings("response_types")? {
+        if types.iter().any(|t| t != "code") {
+            return Err(invalid_metadata("response_types: code only"));
+        }
+    }
+    match object
+        .get("token_endpoint_auth_method")
+        .and_then(Value::as_str)
+    {
+        None | Some("none") => {}
+        Some(other) => {
+            return Err(invalid_metadata(format!(
+                "token_endpoint_auth_method {other:?}: a registered client is public (none)"
+            )))
+        }
+    }
+    let client_name = match object.get("client_name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if n.chars().count() <= 100 && !n.chars().any(char::is_control) => {
+            Some(n.clone())
+        }
+        Some(_) => {
+            return Err(invalid_metadata(
+                "client_name: a string of at most 100 characters, no control characters",
+            ))
+        }
+    };
+    let ttl = ctx.settings.registered_client_ttl.as_secs() as i64;
+    Ok(RegisteredClient {
+        issuer: ctx.issuing.issuer.name.clone(),
+        client_id: format!("reg-{}", random_id(16)),
+        client_name,
+        secret_hash: None,
+        redirect_uris,
+        // What a registered client may ask for is the user's to give:
+        // only `openid` (scopes are the operator's clients').
+        grant_types,
+        scope: String::new(),
+        created: req.now,
+        last_used: req.now,
+        expires_at: req.now + ttl,
+        registered_from: req.client.map(|ip| ip.to_string()),
+    })
+}
+
+/// Registered redirect URIs: https, or http on a loopback address
+/// (RFC 8252 §7.3); no private-use schemes from anonymous clients.
+fn redirect_problem(uri: &str) -> Option<String> {
+    if let Some(problem) = crate::redirect_uri::redirect_uri_problem(uri) {
+        return Some(problem);
+    }
+    let scheme = uri.split(':').next().unwrap_or_default();
+    (scheme != "https" && scheme != "http")
+        .then(|| format!("{uri:?}: https or a loopback http URL"))
+}
+
+/// The registered client `id` of this issuer, as a principal.
+pub async fn lookup(ctx: &Endpoints<'_>, id: &str) -> Result<Option<Arc<Principal>>, Error> {
+    if ctx.settings.registration == Registration::Off || !id.starts_with("reg-") || id.len() > 64 {
+        return Ok(None);
+    }
+    let found = ctx
+        .issuing
+        .store
+        .get_client(&ctx.issuing.issuer.name, id)
+        .await
+        .map_err(|_| Error::unavailable())?;
+    Ok(found.map(|c| Arc::new(principal(c))))
+}
+
+fn principal(c: RegisteredClient) -> Principal {
+    Principal {
+        login: c.client_id.clone(),
+        secret: crate::credentials::unusable_secret(),
+        id: Value::Null,
+        username: None,
+        nombre: None,
+        role: None,
+        business: None,
+        proyecto: None,
+        client_id: Some(c.client_id),
+        company: None,
+        permissions: c
+            .scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        active: true,
+        blocked: false,
+        rate_limit: None,
+        stored_hash: None,
+        auth_method: None,
+        introspect: false,
+        roles: Vec::new(),
+        claims: serde_json::Map::new(),
+        client: ClientProfile {
+            public: true,
+            redirect_uris: c.redirect_uris,
+            grant_types: c.grant_types,
+            registered: true,
+        },
+    }
+}
+
+/// Notes that a registered client was used: it stays for another
+/// `registered_client_ttl`.
+pub async fn used(ctx: &Endpoints<'_>, id: &str, now: i64) {
+    let ttl = ctx.settings.registered_client_ttl.as_secs() as i64;
+    let issuer = &ctx.issuing.issuer.name;
+    if let Err(e) = ctx
+        .issuing
+        .store
+        .touch_client(issuer, id, now, now + ttl)
+        .await
+    {
+        tracing::warn!(target: "portero::oauth2", issuer = %issuer, error = %e, "a registered client's use was not noted");
+    }
+}

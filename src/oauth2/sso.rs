@@ -1,0 +1,143 @@
+//! The single sign-on session: once a user has signed in, a cookie names
+//! a record in the store (so every instance sees it), and the next client
+//! asking for the same user needs no typing. The cookie holds the
+//! session's id and a 256-bit secret; the store holds the secret's hash.
+//! Every sign-in makes a new session (no fixation), and logging out ends
+//! it everywhere. On https the cookie is `__Host-` (Secure, Path=/, no
+//! Domain: no sibling host can set or read it).
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Endpoints, Error, Request};
+use crate::config::Principal;
+use crate::issue::random_id;
+use crate::store::SsoSession;
+
+/// The cookie's name for `ctx`'s issuer.
+pub fn cookie_name(ctx: &Endpoints<'_>, base: &str) -> String {
+    let name: String = ctx
+        .issuing
+        .issuer
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match secure(ctx) {
+        true => format!("__Host-{base}-{name}"),
+        false => format!("{base}-{name}"),
+    }
+}
+
+/// The issuer is reached over https: cookies are Secure and `__Host-`.
+fn secure(ctx: &Endpoints<'_>) -> bool {
+    ctx.settings.public_url.starts_with("https://")
+}
+
+/// A `Set-Cookie` value for `name`: HttpOnly, SameSite=Lax (the client's
+/// redirect to the authorization endpoint is a top-level GET, which
+/// carries it; a cross-site POST or frame does not).
+pub fn set_cookie(ctx: &Endpoints<'_>, name: &str, value: &str, max_age: i64) -> String {
+    let secure = if secure(ctx) { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
+}
+
+/// The value of the cookie `name`, from any `Cookie` header; `None` when
+/// it is absent or sent twice (a cookie tossed in by a sibling host).
+pub fn cookie<'a>(req: &Request<'a>, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    for header in req.cookies {
+        let Ok(text) = std::str::from_utf8(header) else {
+            continue;
+        };
+        for pair in text.split(';') {
+            let Some((n, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            if n == name {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v);
+            }
+        }
+    }
+    found
+}
+
+fn secret_hash(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The session the request's cookie names, if it is this issuer's, live,
+/// and the cookie's secret is its own.
+pub async fn current(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Option<SsoSession>, Error> {
+    let Some(value) = cookie(req, &cookie_name(ctx, "portero-sso")) else {
+        return Ok(None);
+    };
+    let Some((sid, secret)) = value.split_once('.') else {
+        return Ok(None);
+    };
+    if sid.len() > 64 || secret.len() > 64 {
+        return Ok(None);
+    }
+    let found = ctx
+        .issuing
+        .store
+        .get_sso(sid)
+        .await
+        .map_err(|_| Error::unavailable())?;
+    Ok(found.filter(|s| {
+        s.issuer == ctx.issuing.issuer.name
+            && s.expires_at > req.now
+            && bool::from(
+                s.secret_hash
+                    .as_bytes()
+                    .ct_eq(secret_hash(secret).as_bytes()),
+            )
+    }))
+}
+
+/// A new session for `user`, who has just typed their credentials, with
+/// the `Set-Cookie` that carries it.
+pub async fn begin(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    user: &Principal,
+    sub: &str,
+) -> Result<(SsoSession, String), Error> {
+    let ttl = ctx.settings.session_ttl.as_secs() as i64;
+    let (sid, secret) = (random_id(16), random_id(32));
+    let session = SsoSession {
+        issuer: ctx.issuing.issuer.name.clone(),
+        login: user.login.clone(),
+        sub: sub.to_string(),
+        sid: sid.clone(),
+        secret_hash: secret_hash(&secret),
+        auth_time: req.now,
+        expires_at: req.now + ttl,
+        families: Vec::new(),
+    };
+    ctx.issuing
+        .store
+        .put_sso(&session)
+        .await
+        .map_err(|_| Error::unavailable())?;
+    let name = cookie_name(ctx, "portero-sso");
+    Ok((
+        session,
+        set_cookie(ctx, &name, &format!("{sid}.{secret}"), ttl),
+    ))
+}
+
+/// The `Set-Cookie` that removes the session's cookie.
+pub fn forget(ctx: &Endpoints<'_>) -> String {
+    set_cookie(ctx, &cookie_name(ctx, "portero-sso"), "", 0)
+}

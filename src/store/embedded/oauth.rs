@@ -1,0 +1,262 @@
+//! The embedded store's issuer tables: authorization codes (under the
+//! code's hash), sign-on sessions (under their sid) and registered clients
+//! (under `<issuer>\0<client_id>`). Every read-modify-write is one write
+//! transaction; a record past its `expires_at` reads as absent until
+//! `purge_expired` drops it.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::transactions::{backend, decode, encode, Redb};
+use crate::store::{CodeRecord, RegisteredClient, SsoSession, StoreError};
+
+pub(super) const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_codes");
+pub(super) const SSO: TableDefinition<&str, &[u8]> = TableDefinition::new("sso_sessions");
+pub(super) const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("registered_clients");
+
+/// A record that lapses at its `expires_at` (Unix seconds).
+trait Expiring: Serialize + DeserializeOwned {
+    fn expires_at(&self) -> i64;
+
+    fn live(&self, now: i64) -> bool {
+        self.expires_at() > now
+    }
+}
+
+impl Expiring for CodeRecord {
+    fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+}
+
+impl Expiring for SsoSession {
+    fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+}
+
+impl Expiring for RegisteredClient {
+    fn expires_at(&self) -> i64 {
+        self.expires_at
+    }
+}
+
+/// Issuer names hold no NUL, so one issuer's clients are one key range.
+fn client_key(issuer: &str, client_id: &str) -> String {
+    format!("{issuer}\0{client_id}")
+}
+
+/// All purging needs of any of these records.
+#[derive(Deserialize)]
+struct Lapse {
+    expires_at: i64,
+}
+
+/// Drops codes, sessions and clients that ran out by `cutoff`, within
+/// `purge_expired`'s transaction.
+pub(super) fn purge_issuer_records(tx: &WriteTransaction, cutoff: i64) -> Result<(), StoreError> {
+    for table in [CODES, SSO, CLIENTS] {
+        tx.open_table(table)
+            .map_err(backend)?
+            .retain(|_, v| {
+                // Unreadable records are kept, as elsewhere: for an operator to see.
+                serde_json::from_slice::<Lapse>(v).map_or(true, |r| r.expires_at > cutoff)
+            })
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+impl Redb {
+    /// The record under `key`, unless it has expired.
+    fn live<T: Expiring>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<T>, StoreError> {
+        let found: Option<T> = self.get(table, key)?.map(|b| decode(key, &b)).transpose()?;
+        Ok(found.filter(|r| r.live(now)))
+    }
+
+    /// Deletes the record under `key`; it as it was, unless it had expired.
+    fn take<T: Expiring>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<T>, StoreError> {
+        let found: Option<T> = self
+            .remove(table, key)?
+            .map(|b| decode(key, &b))
+            .transpose()?;
+        Ok(found.filter(|r| r.live(now)))
+    }
+
+    /// Reads the record under `key` (`None` if absent or expired) and
+    /// writes back what `change` makes of it, if anything, in one write
+    /// transaction; `change`'s answer.
+    fn update<T: Expiring, R>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        now: i64,
+        change: impl FnOnce(Option<T>) -> (Option<T>, R),
+    ) -> Result<R, StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let (written, answer) = {
+            let mut t = tx.open_table(table).map_err(backend)?;
+            let found: Option<T> = match t.get(key).map_err(backend)? {
+                Some(v) => Some(decode(key, v.value())?),
+                None => None,
+            };
+            let (write, answer) = change(found.filter(|r| r.live(now)));
+            if let Some(r) = &write {
+                t.insert(key, encode(r).as_slice()).map_err(backend)?;
+            }
+            (write.is_some(), answer)
+        };
+        if written {
+            tx.commit().map_err(backend)?;
+        } else {
+            // Nothing changed: no commit, no fsync.
+            tx.abort().map_err(backend)?;
+        }
+        Ok(answer)
+    }
+
+    pub(super) fn put_code(&self, hash: &str, record: &CodeRecord) -> Result<(), StoreError> {
+        self.put(CODES, hash, &encode(record))
+    }
+
+    pub(super) fn redeem_code(
+        &self,
+        hash: &str,
+        now: i64,
+    ) -> Result<Option<CodeRecord>, StoreError> {
+        self.update(CODES, hash, now, |found: Option<CodeRecord>| match found {
+            Some(was) => {
+                let redeemed = CodeRecord {
+                    used: true,
+                    replayed: was.replayed || was.used,
+                    ..was.clone()
+                };
+                (Some(redeemed), Some(was))
+            }
+            None => (None, None),
+        })
+    }
+
+    pub(super) fn code_issued(
+        &self,
+        hash: &str,
+        refresh_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.update(CODES, hash, now, |found: Option<CodeRecord>| match found {
+            Some(mut code) if !code.replayed => {
+                code.refresh_hash = Some(refresh_hash.to_string());
+                (Some(code), true)
+            }
+            _ => (None, false),
+        })
+    }
+
+    pub(super) fn put_sso(&self, session: &SsoSession) -> Result<(), StoreError> {
+        self.put(SSO, &session.sid, &encode(session))
+    }
+
+    pub(super) fn get_sso(&self, sid: &str, now: i64) -> Result<Option<SsoSession>, StoreError> {
+        self.live(SSO, sid, now)
+    }
+
+    pub(super) fn end_sso(&self, sid: &str, now: i64) -> Result<Option<SsoSession>, StoreError> {
+        self.take(SSO, sid, now)
+    }
+
+    pub(super) fn sso_add_family(
+        &self,
+        sid: &str,
+        family: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.update(SSO, sid, now, |found: Option<SsoSession>| match found {
+            Some(s) if s.families.iter().any(|f| f == family) => (None, true),
+            Some(mut s) => {
+                s.families.push(family.to_string());
+                (Some(s), true)
+            }
+            None => (None, false),
+        })
+    }
+
+    pub(super) fn put_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
+        let key = client_key(&client.issuer, &client.client_id);
+        self.put(CLIENTS, &key, &encode(client))
+    }
+
+    pub(super) fn get_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Option<RegisteredClient>, StoreError> {
+        self.live(CLIENTS, &client_key(issuer, client_id), now)
+    }
+
+    pub(super) fn registered_clients(
+        &self,
+        issuer: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<RegisteredClient>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let t = tx.open_table(CLIENTS).map_err(backend)?;
+        let entries = match issuer {
+            // `<issuer>\0` up to `<issuer>\x01`: that issuer's keys only.
+            Some(issuer) => {
+                let (from, to) = (format!("{issuer}\0"), format!("{issuer}\u{1}"));
+                t.range(from.as_str()..to.as_str()).map_err(backend)?
+            }
+            None => t.iter().map_err(backend)?,
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let (k, v) = entry.map_err(backend)?;
+            let client: RegisteredClient = decode(k.value(), v.value())?;
+            if client.live(now) {
+                out.push(client);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn delete_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let gone: Option<RegisteredClient> =
+            self.take(CLIENTS, &client_key(issuer, client_id), now)?;
+        Ok(gone.is_some())
+    }
+
+    pub(super) fn touch_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let key = client_key(issuer, client_id);
+        self.update(CLIENTS, &key, now, |found: Option<RegisteredClient>| {
+            let touched = found.map(|c| RegisteredClient {
+                last_used: now,
+                expires_at,
+                ..c
+            });
+            (touched, ())
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! The standard issuer's records: authorization codes, single sign-on
+//! sessions and dynamically registered clients. Each is kept under a
+//! SHA-256 of its secret (a code, a session cookie) or under its issuer
+//! and client id, never the secret itself; each backend keeps them in its
+//! own file (`embedded/oauth.rs`, `redis/oauth.rs`).
+
+use serde::{Deserialize, Serialize};
+
+/// An authorization code (RFC 6749 §4.1.2), stored under the SHA-256 of
+/// the code. It lives at most 60 s and is redeemed once: a second
+/// redemption marks it `replayed`, and what the first one gave is revoked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CodeRecord {
+    pub issuer: String,
+    pub client_id: String,
+    /// The `redirect_uri` of the authorization request, exactly as sent.
+    pub redirect_uri: String,
+    /// The PKCE S256 challenge (RFC 7636 §4.2).
+    pub code_challenge: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// The resource indicator (RFC 8707) the tokens are for.
+    pub resource: Option<String>,
+    /// OpenID Connect: the request's `nonce`, for the ID token.
+    pub nonce: Option<String>,
+    /// The user's login (to re-read them) and the tokens' `sub`.
+    pub login: String,
+    pub sub: String,
+    /// When the user last typed their credentials (OIDC `auth_time`).
+    pub auth_time: i64,
+    /// The sign-on session's id as ID tokens name it (`sid`), and the
+    /// SHA-256 of its cookie, to tie the refresh family to it.
+    pub sid: Option<String>,
+    pub session_hash: Option<String>,
+    pub expires_at: i64,
+    /// The access token's `jti`, chosen when the code is made, so that a
+    /// replay can revoke it whatever happened to the first redemption.
+    pub jti: String,
+    /// Set by the first redemption.
+    #[serde(default)]
+    pub used: bool,
+    /// Set by any redemption after the first.
+    #[serde(default)]
+    pub replayed: bool,
+    /// The refresh token the first redemption issued (its hash).
+    #[serde(default)]
+    pub refresh_hash: Option<String>,
+}
+
+/// A single sign-on session, stored under its `sid`. Its cookie holds
+/// the sid and a secret; the record holds the secret's SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SsoSession {
+    pub issuer: String,
+    pub login: String,
+    pub sub: String,
+    /// Its public id: ID tokens' `sid`, and `end_session`'s handle.
+    pub sid: String,
+    /// SHA-256 of the cookie's secret, hex.
+    pub secret_hash: String,
+    /// When the user typed their credentials.
+    pub auth_time: i64,
+    pub expires_at: i64,
+    /// The refresh families begun under it (hashes of their first token),
+    /// revoked when logging out asks for it.
+    #[serde(default)]
+    pub families: Vec<String>,
+}
+
+/// A client registered at the registration endpoint (RFC 7591).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegisteredClient {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_name: Option<String>,
+    /// A confidential client's secret, as portero's fast hash; `None`: a
+    /// public client.
+    #[serde(default)]
+    pub secret_hash: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    /// Space-separated.
+    pub scope: String,
+    pub created: i64,
+    /// Unix seconds it was last used at the authorization or token endpoint.
+    pub last_used: i64,
+    /// It is forgotten at this time unless used before (`last_used` +
+    /// the issuer's `registered_client_ttl`).
+    pub expires_at: i64,
+    /// The address that registered it, for the operator.
+    pub registered_from: Option<String>,
+}
+
+#[cfg(test)]
+impl CodeRecord {
+    pub fn sample(issuer: &str, expires_at: i64) -> CodeRecord {
+        CodeRecord {
+            issuer: issuer.into(),
+            client_id: "client".into(),
+            redirect_uri: "https://app.example/cb?x=1".into(),
+            code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+            scope: "openid profile".into(),
+            resource: Some("https://api.example/".into()),
+            nonce: None,
+            login: "ada".into(),
+            sub: "user-1".into(),
+            auth_time: expires_at - 100,
+            sid: Some("sid-1".into()),
+            session_hash: None,
+            expires_at,
+            jti: "jti-1".into(),
+            used: false,
+            replayed: false,
+            refresh_hash: None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl SsoSession {
+    pub fn sample(sid: &str, expires_at: i64) -> SsoSession {
+        SsoSession {
+            issuer: "i".into(),
+            login: "ada".into(),
+            sub: "user-1".into(),
+            sid: sid.into(),
+            secret_hash: "ab".repeat(32),
+            auth_time: expires_at - 100,
+            expires_at,
+            families: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl RegisteredClient {
+    /// A public client with no redirect URI (client credentials only):
+    /// empty lists, which a record must keep as lists through every write.
+    pub fn sample(issuer: &str, client_id: &str, expires_at: i64) -> RegisteredClient {
+        RegisteredClient {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            client_name: Some("Ünïcode \"app\" / {x}".into()),
+            secret_hash: None,
+            redirect_uris: Vec::new(),
+            grant_types: Vec::new(),
+            scope: "read".into(),
+            created: expires_at - 1000,
+            last_used: expires_at - 1000,
+            expires_at,
+            registered_from: None,
+        }
+    }
+}
+
+/// What every backend must do with these records, run by each one's tests.
+#[cfg(test)]
+pub(crate) mod checks {
+    use super::*;
+    use crate::clock::unix_now;
+    use crate::store::Store;
+
+    pub async fn a_code_is_redeemed_once(s: &dyn Store) {
+        let now = unix_now();
+        let code = CodeRecord::sample("i", now + 60);
+        s.put_code("one", &code).await.unwrap();
+        // The first redemption gets the record as it was: unused.
+        assert_eq!(s.redeem_code("one").await.unwrap(), Some(code.clone()));
+        assert!(s.code_issued("one", "refresh-1").await.unwrap());
+        let second = s.redeem_code("one").await.unwrap().unwrap();
+        assert!(second.used && !second.replayed);
+        assert_eq!(second.refresh_hash.as_deref(), Some("refresh-1"));
+        let third = s.redeem_code("one").await.unwrap().unwrap();
+        assert!(third.used && third.replayed, "the second left it replayed");
+        assert_eq!(third.expires_at, code.expires_at);
+
+        // A replay before the first redemption noted what it issued.
+        s.put_code("two", &code).await.unwrap();
+        assert!(!s.redeem_code("two").await.unwrap().unwrap().used);
+        let replay = s.redeem_code("two").await.unwrap().unwrap();
+        assert!(replay.used && !replay.replayed);
+        assert!(!s.code_issued("two", "refresh-2").await.unwrap());
+        let after = s.redeem_code("two").await.unwrap().unwrap();
+        assert!(after.replayed && after.refresh_hash.is_none());
+
+        assert_eq!(s.redeem_code("never").await.unwrap(), None);
+        assert!(!s.code_issued("never", "r").await.unwrap());
+    }
+
+    pub async fn an_expired_code_is_not_held(s: &dyn Store) {
+        let code = CodeRecord::sample("i", unix_now() - 1);
+        s.put_code("expired", &code).await.unwrap();
+        assert_eq!(s.redeem_code("expired").await.unwrap(), None);
+        assert!(!s.code_issued("expired", "r").await.unwrap());
+    }
+
+    pub async fn a_session_ends_and_takes_no_family_after(s: &dyn Store) {
+        let now = unix_now();
+        let session = SsoSession::sample("sid-a", now + 600);
+        s.put_sso(&session).await.unwrap();
+        assert_eq!(s.get_sso("sid-a").await.unwrap(), Some(session.clone()));
+        assert!(s.sso_add_family("sid-a", "f1").await.unwrap());
+        assert!(s.sso_add_family("sid-a", "f1").await.unwrap());
+        assert!(s.sso_add_family("sid-a", "f2").await.unwrap());
+        let held = s.get_sso("sid-a").await.unwrap().unwrap();
+        assert_eq!(held.families, ["f1", "f2"]);
+        assert_eq!(held.expires_at, session.expires_at);
+        assert_eq!(s.end_sso("sid-a").await.unwrap(), Some(held));
+        assert_eq!(s.get_sso("sid-a").await.unwrap(), None);
+        assert!(!s.sso_add_family("sid-a", "f3").await.unwrap());
+        assert_eq!(s.end_sso("sid-a").await.unwrap(), None);
+
+        let expired = SsoSession::sample("sid-old", now - 1);
+        s.put_sso(&expired).await.unwrap();
+        assert_eq!(s.get_sso("sid-old").await.unwrap(), None);
+        assert!(!s.sso_add_family("sid-old", "f").await.unwrap());
+        assert_eq!(s.end_sso("sid-old").await.unwrap(), None);
+        assert!(!s.sso_add_family("sid-never", "f").await.unwrap());
+    }
+
+    pub async fn clients_are_listed_by_issuer_and_stay_deleted(s: &dyn Store) {
+        let now = unix_now();
+        let sorted = |mut v: Vec<RegisteredClient>| {
+            v.sort_by(|x, y| (&x.issuer, &x.client_id).cmp(&(&y.issuer, &y.client_id)));
+            v
+        };
+        // "a" is a prefix of "ab": neither's list holds the other's.
+        let a1 = RegisteredClient::sample("a", "c1", now + 600);
+        let a2 = RegisteredClient {
+            redirect_uris: vec!["https://app.example/cb".into()],
+            grant_types: vec!["authorization_code".into()],
+            secret_hash: Some("hash".into()),
+            ..RegisteredClient::sample("a", "c2", now + 600)
+        };
+        let ab1 = RegisteredClient::sample("ab", "c1", now + 600);
+        let old = RegisteredClient::sample("a", "old", now - 1);
+        for c in [&a1, &a2, &ab1, &old] {
+            s.put_client(c).await.unwrap();
+        }
+        assert_eq!(s.get_client("a", "c1").await.unwrap(), Some(a1.clone()));
+        assert_eq!(s.get_client("ab", "c1").await.unwrap(), Some(ab1.clone()));
+        assert_eq!(s.get_client("a", "old").await.unwrap(), None);
+        assert_eq!(s.get_client("a", "none").await.unwrap(), None);
+        assert_eq!(
+            sorted(s.registered_clients(Some("a")).await.unwrap()),
+            [a1.clone(), a2.clone()]
+        );
+        assert_eq!(
+            s.registered_clients(Some("ab")).await.unwrap(),
+            std::slice::from_ref(&ab1)
+        );
+        assert_eq!(
+            sorted(s.registered_clients(None).await.unwrap()),
+            [a1.clone(), a2.clone(), ab1.clone()]
+        );
+
+        s.touch_client("a", "c1", now + 5, now + 900).await.unwrap();
+        let touched = RegisteredClient {
+            last_used: now + 5,
+            expires_at: now + 900,
+            ..a1.clone()
+        };
+        assert_eq!(
+            s.get_client("a", "c1").await.unwrap(),
+            Some(touched.clone())
+        );
+
+        assert!(s.delete_client("a", "c2").await.unwrap());
+        assert!(!s.delete_client("a", "c2").await.unwrap());
+        s.touch_client("a", "c2", now + 6, now + 900).await.unwrap();
+        assert_eq!(s.get_client("a", "c2").await.unwrap(), None, "stays gone");
+        assert_eq!(s.registered_clients(Some("a")).await.unwrap(), [touched]);
+        // An expired one is not brought back either, nor counted deleted.
+        s.touch_client("a", "old", now + 7, now + 900)
+            .await
+            .unwrap();
+        assert_eq!(s.get_client("a", "old").await.unwrap(), None);
+        assert!(!s.delete_client("a", "old").await.unwrap());
+    }
+}

@@ -1,0 +1,258 @@
+//! A `kind = "oauth2"` issuer for the sign-in tests: its config, and the
+//! authorization code flow driven over plain HTTP (the page's form read
+//! and posted back, as a browser without JavaScript would).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use super::Gateway;
+
+pub const USER: &str = "ada";
+pub const USER_PASSWORD: &str = "correct horse battery staple";
+/// A public client (PKCE only) and a confidential one.
+pub const APP: &str = "notes-cli";
+pub const SERVICE: &str = "billing";
+pub const SERVICE_SECRET: &str = "billing-secret-0123456789abcdef";
+pub const CALLBACK: &str = "http://127.0.0.1/callback";
+
+/// The issuer `app`, its users and clients, and routes: `/public`, `/admin`
+/// (role `admin`), everything else any token of it.
+pub fn standard_body(extra_oauth2: &str) -> String {
+    let user_hash = portero::credentials::hash_fast(USER_PASSWORD);
+    let bob_hash = portero::credentials::hash_fast("bob's password");
+    let service_hash = portero::credentials::hash_fast(SERVICE_SECRET);
+    format!(
+        r#"
+[upstreams.echo]
+builtin = "echo"
+
+[issuers.app]
+kind = "oauth2"
+token_ttl = "10m"
+max_failures = 3
+
+[issuers.app.oauth2]
+{extra_oauth2}
+
+[[issuers.app.users]]
+username = "{USER}"
+secret_hash = "{user_hash}"
+roles = ["admin"]
+claims = {{ team = "core" }}
+
+[[issuers.app.users]]
+username = "bob"
+secret_hash = "{bob_hash}"
+
+[[issuers.app.clients]]
+client_id = "{APP}"
+redirect_uris = ["{CALLBACK}", "https://notes.example/cb"]
+scopes = ["notes:read"]
+
+[[issuers.app.clients]]
+client_id = "{SERVICE}"
+secret_hash = "{service_hash}"
+roles = ["service"]
+scopes = ["invoices"]
+
+[[routes]]
+name = "public"
+path = "/public"
+upstream = "echo"
+public = true
+
+[[routes]]
+name = "admin"
+path = "/admin-area"
+upstream = "echo"
+roles = ["admin"]
+
+[[routes]]
+name = "default"
+path = "/"
+upstream = "echo"
+
+[routes.headers]
+x-user-sub = "sub"
+"#
+    )
+}
+
+/// A PKCE pair: (verifier, S256 challenge).
+pub fn pkce() -> (String, String) {
+    let verifier = URL_SAFE_NO_PAD.encode(rand_bytes());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+fn rand_bytes() -> [u8; 32] {
+    rand::random()
+}
+
+/// A browser without JavaScript: it keeps cookies and does not follow redirects.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub cookies: Vec<(String, String)>,
+}
+
+impl Default for Browser {
+    fn default() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: Vec::new(),
+        }
+    }
+}
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, r: &reqwest::Response) {
+        for set in r.headers().get_all("set-cookie") {
+            let text = set.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() && !text.contains("Max-Age=0") {
+                self.cookies.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> (u16, Option<String>, String) {
+        let r = self
+            .http
+            .get(url)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+
+    pub async fn post_form(
+        &mut self,
+        url: &str,
+        fields: &[(String, String)],
+    ) -> (u16, Option<String>, String) {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(fields)
+            .finish();
+        let r = self
+            .http
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+
+    async fn finish(&mut self, r: reqwest::Response) -> (u16, Option<String>, String) {
+        self.keep(&r);
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string());
+        (status, location, r.text().await.unwrap())
+    }
+}
+
+/// The hidden fields and action of the page's form.
+pub fn form_of(html: &str) -> (String, Vec<(String, String)>) {
+    let unescape = |s: &str| {
+        s.replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    };
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = tag[start..].find('"')? + start;
+        Some(unescape(&tag[start..end]))
+    };
+    let form_tag = html
+        .split("<form")
+        .nth(1)
+        .expect("a form")
+        .split('>')
+        .next()
+        .unwrap();
+    let action = attr(form_tag, "action").unwrap();
+    let fields = html
+        .split("<input")
+        .skip(1)
+        .map(|t| t.split('>').next().unwrap())
+        .filter(|t| t.contains("type=\"hidden\""))
+        .map(|t| {
+            (
+                attr(t, "name").unwrap(),
+                attr(t, "value").unwrap_or_default(),
+            )
+        })
+        .collect();
+    (action, fields)
+}
+
+/// The query parameters of a URL.
+pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// `/oauth2/app/authorize?...` for the public client.
+pub fn authorize_url(gw: &Gateway, challenge: &str, extra: &str) -> String {
+    gw.url(&format!(
+        "/oauth2/app/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20notes:read&state=s-123&nonce=n-456&code_challenge={challenge}&code_challenge_method=S256{extra}",
+        form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+    ))
+}
+
+/// Signs `USER` in on the page and returns the code the redirect carries.
+pub async fn sign_in(gw: &Gateway, browser: &mut Browser, challenge: &str) -> String {
+    let (status, _, page) = browser.get(&authorize_url(gw, challenge, "")).await;
+    assert_eq!(status, 200, "{page}");
+    let (action, mut fields) = form_of(&page);
+    fields.push(("username".into(), USER.into()));
+    fields.push(("password".into(), USER_PASSWORD.into()));
+    let (status, location, body) = browser.post_form(&action, &fields).await;
+    assert_eq!(status, 303, "{body}");
+    let q = query_of(&location.unwrap());
+    assert_eq!(q["state"], "s-123");
+    q["code"].clone()
+}
+
+/// The token endpoint's answer to a code and verifier.
+pub async fn redeem(gw: &Gateway, code: &str, verifier: &str) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CALLBACK),
+            ("client_id", APP),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}

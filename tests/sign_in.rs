@@ -1,0 +1,261 @@
+//! A `kind = "oauth2"` issuer: client_credentials with no dialect, the
+//! authorization code flow with PKCE through the sign-in page, the code's
+//! single use, the sign-on session, OpenID Connect's ID token and
+//! userinfo, and the errors that must never be redirected.
+
+mod common;
+
+use common::standard::*;
+use common::*;
+use serde_json::Value;
+
+async fn gateway() -> Gateway {
+    let body = standard_body("");
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    gw
+}
+
+async fn get_with(gw: &Gateway, path: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(gw.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_confidential_client_gets_a_token_with_no_dialect() {
+    let gw = gateway().await;
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token"))
+        .basic_auth(SERVICE, Some(SERVICE_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    let claims = claims_of(token);
+    assert_eq!(claims["sub"], SERVICE);
+    assert_eq!(claims["roles"], serde_json::json!(["service"]));
+    assert_eq!(
+        claims["iss"],
+        format!("http://127.0.0.1:{}/oauth2/app", gw.port)
+    );
+    assert_eq!(get_with(&gw, "/anything", token).await, 200);
+    assert_eq!(get_with(&gw, "/admin-area", token).await, 403);
+    // No legacy endpoint was mounted for the issuer.
+    let legacy = reqwest::Client::new()
+        .post(gw.url("/api/v1/auth"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        legacy.status(),
+        401,
+        "the default route, not a token endpoint"
+    );
+    // A public client has no client_credentials.
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", APP)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client");
+}
+
+#[tokio::test]
+async fn a_user_signs_in_with_a_code_and_pkce() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    // The page itself: labelled inputs, a language, never framed.
+    let (status, _, page) = browser.get(&authorize_url(&gw, &challenge, "")).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<html lang=\"en\">"));
+    assert!(page.contains("<label for=\"username\">"));
+    let code = sign_in(&gw, &mut browser, &challenge).await;
+    let (status, tokens) = redeem(&gw, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let claims = claims_of(access);
+    assert_eq!(claims["sub"], USER);
+    assert_eq!(claims["client_id"], APP);
+    assert_eq!(claims["roles"], serde_json::json!(["admin"]));
+    assert_eq!(claims["team"], "core");
+    assert_eq!(get_with(&gw, "/admin-area", access).await, 200);
+    // OpenID Connect: the ID token for the client, with the nonce.
+    let id = claims_of(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["aud"], APP);
+    assert_eq!(id["sub"], USER);
+    assert_eq!(id["nonce"], "n-456");
+    assert!(id["auth_time"].as_i64().is_some() && id["sid"].as_str().is_some());
+    let info: Value = reqwest::Client::new()
+        .get(gw.url("/oauth2/app/userinfo"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["sub"], USER);
+    assert_eq!(info["team"], "core");
+    // The refresh token rotates, for the same client.
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", APP),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_code_is_used_once_and_its_replay_revokes_what_it_gave() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code = sign_in(&gw, &mut browser, &challenge).await;
+    let (_, tokens) = redeem(&gw, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(get_with(&gw, "/anything", access).await, 200);
+    let (status, again) = redeem(&gw, &code, &verifier).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        get_with(&gw, "/anything", access).await,
+        401,
+        "the first use's token is revoked"
+    );
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", APP),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "and its refresh family");
+}
+
+#[tokio::test]
+async fn a_code_is_bound_to_its_verifier_and_redirect_uri() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    let code = sign_in(&gw, &mut browser, &challenge).await;
+    let (other_verifier, _) = pkce();
+    let (status, body) = redeem(&gw, &code, &other_verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn the_sign_on_session_lets_the_next_request_through_and_prompt_is_honoured() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    sign_in(&gw, &mut browser, &challenge).await;
+    // Signed in: a code at once.
+    let (status, location, _) = browser.get(&authorize_url(&gw, &challenge, "")).await;
+    assert_eq!(status, 303);
+    let q = query_of(&location.unwrap());
+    assert!(q.contains_key("code"));
+    assert_eq!(q["iss"], format!("http://127.0.0.1:{}/oauth2/app", gw.port));
+    assert_eq!(redeem(&gw, &q["code"], &verifier).await.0, 200);
+    // prompt=login shows the page again.
+    let (status, _, _) = browser
+        .get(&authorize_url(&gw, &challenge, "&prompt=login"))
+        .await;
+    assert_eq!(status, 200);
+    // A browser without the session: prompt=none is login_required.
+    let mut stranger = Browser::default();
+    let (status, location, _) = stranger
+        .get(&authorize_url(&gw, &challenge, "&prompt=none"))
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(query_of(&location.unwrap())["error"], "login_required");
+}
+
+#[tokio::test]
+async fn errors_before_the_client_is_known_are_shown_never_redirected() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    for bad in [
+        authorize_url(&gw, &challenge, "").replace(&format!("client_id={APP}"), "client_id=nobody"),
+        authorize_url(&gw, &challenge, "")
+            .replace("127.0.0.1%2Fcallback", "evil.example%2Fcallback"),
+        authorize_url(&gw, &challenge, "").replace("%2Fcallback", "%2Fcallback%2Fmore"),
+    ] {
+        let (status, location, page) = browser.get(&bad).await;
+        assert_eq!((status, location), (400, None), "{bad}");
+        assert!(page.contains("cannot go on"));
+    }
+    // Once they are known, errors go back with state and iss.
+    let plain = authorize_url(&gw, &challenge, "")
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
+    let (status, location, _) = browser.get(&plain).await;
+    assert_eq!(status, 303);
+    let q = query_of(&location.unwrap());
+    assert_eq!(
+        (q["error"].as_str(), q["state"].as_str()),
+        ("invalid_request", "s-123")
+    );
+}
+
+#[tokio::test]
+async fn the_form_needs_its_cookie_and_its_own_fields() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    let (_, _, page) = browser.get(&authorize_url(&gw, &challenge, "")).await;
+    let (action, fields) = form_of(&page);
+    let mut with_password = fields.clone();
+    with_password.push(("username".into(), USER.into()));
+    with_password.push(("password".into(), USER_PASSWORD.into()));
+    // Another browser (no binding cookie) posting this page's form.
+    let mut other = Browser::default();
+    let (status, location, _) = other.post_form(&action, &with_password).await;
+    assert_eq!((status, location), (400, None));
+    // The same browser, with a field changed.
+    let tampered: Vec<_> = with_password
+        .iter()
+        .map(|(n, v)| match n.as_str() {
+            "scope" => (n.clone(), "openid notes:read notes:write".to_string()),
+            _ => (n.clone(), v.clone()),
+        })
+        .collect();
+    let (status, location, _) = browser.post_form(&action, &tampered).await;
+    assert_eq!(
+        status, 303,
+        "the scope is checked first: not one the client may have"
+    );
+    assert_eq!(query_of(&location.unwrap())["error"], "invalid_scope");
+    // A wrong password: the page again, 401.
+    let mut wrong = fields.clone();
+    wrong.push(("username".into(), USER.into()));
+    wrong.push(("password".into(), "nope".into()));
+    let (status, _, page) = browser.post_form(&action, &wrong).await;
+    assert_eq!(status, 401);
+    assert!(page.contains("Wrong username or password"));
+}
