@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod api_keys;
+mod oauth2_clients;
 
 use crate::auth::revocation::Revocation;
 use crate::config::{Config, OutagePolicy};
@@ -77,6 +78,8 @@ fn methods(path: &str) -> Option<&'static [Method]> {
         "/metrics" | "/healthz" | "/readyz" => Some(&[Method::GET]),
         "/admin/revocations" | "/admin/api-keys" => Some(&[Method::GET, Method::POST]),
         "/admin/reload" => Some(&[Method::POST]),
+        "/admin/oauth2-clients" => Some(&[Method::GET]),
+        _ if oauth2_clients::client_path(path).is_some() => Some(&[Method::DELETE]),
         _ => match api_keys::KeyPath::of(path)? {
             api_keys::KeyPath::Key(_) => Some(&[Method::DELETE]),
             api_keys::KeyPath::Rotate(_) => Some(&[Method::POST]),
@@ -157,6 +160,14 @@ impl Admin {
                 self.list_api_keys(query.as_deref()).await?
             }
             (&Method::POST, "/admin/api-keys") => self.make_api_key(req).await?,
+            (&Method::GET, "/admin/oauth2-clients") => {
+                let query = req.uri().query().map(str::to_string);
+                self.list_oauth2_clients(query.as_deref()).await?
+            }
+            (&Method::DELETE, path) if oauth2_clients::client_path(path).is_some() => {
+                let (issuer, id) = oauth2_clients::client_path(path).expect("matched");
+                self.delete_oauth2_client(&issuer, &id).await?
+            }
             (method, path) => match (method, api_keys::KeyPath::of(path)) {
                 (&Method::DELETE, Some(api_keys::KeyPath::Key(id))) => {
                     let id = id.to_string();

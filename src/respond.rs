@@ -20,7 +20,8 @@ use crate::upstream::{BoxError, Failure, UpstreamBody};
 mod admin;
 
 pub use admin::{
-    admin_error_response, admin_reply, AdminError, ApiKeyRefused, ReloadError, RevocationRefused,
+    admin_error_response, admin_reply, AdminError, ApiKeyRefused, ClientRefused, ReloadError,
+    RevocationRefused,
 };
 
 /// Why the gateway answers a request itself instead of its upstream.

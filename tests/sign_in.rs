@@ -259,3 +259,114 @@ async fn the_form_needs_its_cookie_and_its_own_fields() {
     assert_eq!(status, 401);
     assert!(page.contains("Wrong username or password"));
 }
+
+#[tokio::test]
+async fn an_id_token_opens_no_route_and_is_traded_for_nothing() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code = sign_in(&gw, &mut browser, &challenge).await;
+    let (_, tokens) = redeem(&gw, &code, &verifier).await;
+    let id_token = tokens["id_token"].as_str().unwrap();
+    assert_eq!(get_with(&gw, "/anything", id_token).await, 401);
+    // Nor does another client trade it for a token of its own.
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token"))
+        .basic_auth(SERVICE, Some(SERVICE_SECRET))
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", id_token),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // It still names the session when logging out.
+    let (status, _, _) = browser
+        .get(&gw.url(&format!("/oauth2/app/end_session?id_token_hint={id_token}")))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = browser.get(&authorize_url(&gw, &challenge, "")).await;
+    assert_eq!(status, 200, "signed out: the page again");
+}
+
+#[tokio::test]
+async fn the_forms_token_covers_each_field_apart() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    // A page for nonce "n\0prompt=login": its token must not pass for
+    // nonce "n" and prompt "login".
+    let (_, _, page) = browser
+        .get(&authorize_url(&gw, &challenge, "").replace("nonce=n-456", "nonce=n%00prompt%3Dlogin"))
+        .await;
+    let (action, fields) = form_of(&page);
+    let mut shifted: Vec<(String, String)> = fields
+        .into_iter()
+        .map(|(n, v)| match n.as_str() {
+            "nonce" => (n, "n".to_string()),
+            _ => (n, v),
+        })
+        .collect();
+    shifted.push(("prompt".into(), "login".into()));
+    shifted.push(("username".into(), USER.into()));
+    shifted.push(("password".into(), USER_PASSWORD.into()));
+    let (status, location, _) = browser.post_form(&action, &shifted).await;
+    assert_eq!((status, location), (400, None));
+}
+
+#[tokio::test]
+async fn prompt_consent_asks_even_with_a_session() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    sign_in(&gw, &mut browser, &challenge).await;
+    let (status, _, page) = browser
+        .get(&authorize_url(&gw, &challenge, "&prompt=consent"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"continue\""), "{page}");
+}
+
+#[tokio::test]
+async fn logging_out_takes_the_pages_own_origin() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    sign_in(&gw, &mut browser, &challenge).await;
+    let (status, _, page) = browser.get(&gw.url("/oauth2/app/end_session")).await;
+    assert_eq!(status, 200);
+    let (action, fields) = form_of(&page);
+    // The confirmation posted from another site signs no one out.
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    let cookies: String = browser
+        .cookies
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let r = browser
+        .http
+        .post(&action)
+        .header("cookie", cookies)
+        .header("origin", "http://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("Sign out of this site?"));
+    let (status, _, _) = browser.get(&authorize_url(&gw, &challenge, "")).await;
+    assert_eq!(status, 303, "still signed in");
+    // From the page itself, it does.
+    let (status, _, _) = browser.post_form(&action, &fields).await;
+    assert_eq!(status, 200);
+    let (status, _, _) = browser.get(&authorize_url(&gw, &challenge, "")).await;
+    assert_eq!(status, 200, "signed out");
+}

@@ -115,6 +115,24 @@ struct Header<'a> {
     kid: Option<Cow<'a, str>>,
     /// Present at all: refused, whatever it lists.
     crit: Option<serde::de::IgnoredAny>,
+    #[serde(borrow)]
+    typ: Option<Cow<'a, str>>,
+}
+
+/// What a token is verified as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Access,
+    /// An OpenID Connect ID token (an `id_token_hint`).
+    Identity,
+}
+
+/// RFC 9068 §4: an access token of portero's OAuth 2.0 endpoints says
+/// so in its `typ`; an ID token does not.
+fn is_access_typ(typ: Option<&str>) -> bool {
+    typ.is_some_and(|t| {
+        t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+    })
 }
 
 #[derive(Deserialize)]
@@ -255,8 +273,20 @@ impl Validator {
     }
 
     /// Checks the signature with the key the token names and that key's own
-    /// algorithm, then parses the claims and checks `iss` against the key's issuer.
+    /// algorithm, then parses the claims and checks `iss` against the key's
+    /// issuer. A token of an issuer's OAuth 2.0 endpoints must be an access
+    /// token (`typ: at+jwt`): its ID tokens open nothing.
     pub fn verify(&self, token: &str) -> Result<Verified, AuthError> {
+        self.verify_as(token, Use::Access)
+    }
+
+    /// As [`Validator::verify`], for an ID token of an issuer's OAuth 2.0
+    /// endpoints (never an access token, nor a legacy token).
+    pub fn verify_id_token(&self, token: &str) -> Result<Verified, AuthError> {
+        self.verify_as(token, Use::Identity)
+    }
+
+    fn verify_as(&self, token: &str, as_use: Use) -> Result<Verified, AuthError> {
         let (message, signature) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
         let (header_b64, payload_b64) = message.split_once('.').ok_or(AuthError::Malformed)?;
         let mut header_buf = [0u8; HEADER_ON_STACK];
@@ -298,6 +328,15 @@ impl Validator {
             .is_some_and(|iss| keys.issuers[key.issuer].claims(iss))
         {
             return Err(AuthError::WrongIssuer);
+        }
+        let standard = keys.issuers[key.issuer].oauth2_iss.as_deref() == claims.str("iss");
+        let access = is_access_typ(header.typ.as_deref());
+        let fits = match as_use {
+            Use::Access => !standard || access,
+            Use::Identity => standard && !access,
+        };
+        if !fits {
+            return Err(AuthError::WrongTokenUse);
         }
         // Over what the signature signs: an ECDSA signature has a twin
         // (s and n - s) that verifies too, so the whole token's digest

@@ -33,6 +33,8 @@ pub struct Asked {
     pub resource: Option<String>,
     /// `prompt=login`, or a `max_age` the session is older than.
     pub fresh_login: bool,
+    /// `prompt=consent`: the user confirms, even with a session.
+    pub consent: bool,
     pub prompt_none: bool,
     pub max_age: Option<i64>,
 }
@@ -74,7 +76,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     });
     match session {
         // A registered client is anyone's: the user says it may go on.
-        Some(s) if !request.client.client.registered => {
+        Some(s) if !request.client.client.registered && !asked.consent => {
             issue(ctx, req, &request, &asked, &s, None).await
         }
         Some(_) if asked.prompt_none => back_with_error(ctx, &request, consent_required()),
@@ -200,6 +202,7 @@ pub fn checked(ctx: &Endpoints<'_>, params: &Form, r: &AuthRequest) -> Result<As
         nonce: params.get("nonce").map(str::to_string),
         resource: resource(ctx, params.get("resource"))?,
         fresh_login: has("login"),
+        consent: has("consent"),
         prompt_none: has("none"),
         max_age,
     })

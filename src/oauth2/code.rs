@@ -25,9 +25,15 @@ use crate::store::{CodeRecord, RefreshRecord};
 /// OAuth 2.1 asks for short).
 pub const CODE_TTL: i64 = 60;
 
-/// Codes are kept under this hash, never as themselves.
-fn code_hash(code: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(code.as_bytes()))
+/// Codes are kept under this hash, never as themselves, and under their
+/// issuer's name: a code taken to another issuer finds nothing there (and
+/// is not used up by it).
+fn code_hash(issuer: &str, code: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update((issuer.len() as u64).to_be_bytes());
+    digest.update(issuer.as_bytes());
+    digest.update(code.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.finalize())
 }
 
 /// Stores `record` and returns its code.
@@ -35,7 +41,7 @@ pub async fn make(ctx: &Endpoints<'_>, record: &CodeRecord) -> Result<String, Er
     let code = random_id(32);
     ctx.issuing
         .store
-        .put_code(&code_hash(&code), record)
+        .put_code(&code_hash(&ctx.issuing.issuer.name, &code), record)
         .await
         .map_err(|_| Error::unavailable())?;
     Ok(code)
@@ -62,7 +68,7 @@ pub async fn redeem(
     let code = form.required("code")?;
     let redirect_uri = form.required("redirect_uri")?;
     let verifier = form.required("code_verifier")?;
-    let hash = code_hash(code);
+    let hash = code_hash(&ctx.issuing.issuer.name, code);
     let store = ctx.issuing.store;
     let record = store
         .redeem_code(&hash)

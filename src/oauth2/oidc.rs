@@ -139,8 +139,10 @@ pub async fn end_session(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         .as_ref()
         .is_some_and(|h| h.sid.as_deref() == Some(&session.sid));
     let confirmed = match params.get("confirm") {
-        Some(sent) => sign_in::logout_token_matches(ctx, &session.sid, sent).await,
-        None => false,
+        Some(sent) if sign_in::same_origin(ctx, req) => {
+            sign_in::logout_token_matches(ctx, &session.sid, sent).await
+        }
+        _ => false,
     };
     if !vouched && !confirmed {
         return confirm_page(ctx, &session.sid).await;
@@ -165,7 +167,7 @@ struct Hint {
 fn hinted(ctx: &Endpoints<'_>, token: &str) -> Option<Hint> {
     let v = ctx
         .validator
-        .verify(token)
+        .verify_id_token(token)
         .ok()
         .filter(|v| v.issuer == ctx.issuing.index)?;
     (v.claims.str("iss") == Some(ctx.settings.issuer_id.as_str())).then(|| Hint {

@@ -16,8 +16,13 @@ use crate::config::{ClientProfile, Principal, Registration};
 use crate::issue::random_id;
 use crate::store::RegisteredClient;
 
-/// The most redirect URIs one client may register.
+/// The most redirect URIs one client may register, and their length.
 const MAX_REDIRECT_URIS: usize = 10;
+const MAX_URI_LEN: usize = 512;
+
+/// The most live registered clients an issuer keeps: registration stops
+/// there until some expire or are deleted.
+const MAX_CLIENTS: usize = 10_000;
 
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Error> {
     match &ctx.settings.registration {
@@ -29,11 +34,20 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
             ))
         }
         Registration::Token { env } => initial_access_token(req, env)?,
-        Registration::Open { .. } => {}
+        Registration::Open { per_minute } => admitted(ctx, req, *per_minute).await?,
     }
     let metadata: Value = serde_json::from_slice(req.body)
         .map_err(|e| invalid_metadata(format!("the body is not JSON: {e}")))?;
     let client = read(ctx, req, &metadata)?;
+    let store = ctx.issuing.store;
+    let held = store
+        .registered_clients(Some(&ctx.issuing.issuer.name))
+        .await
+        .map_err(|_| Error::unavailable())?;
+    if held.len() >= MAX_CLIENTS {
+        tracing::warn!(target: "portero::oauth2", issuer = %ctx.issuing.issuer.name, "registration refused: the issuer holds {MAX_CLIENTS} registered clients");
+        return Err(Error::unavailable());
+    }
     ctx.issuing
         .store
         .put_client(&client)
@@ -60,6 +74,48 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
         body["scope"] = json!(client.scope);
     }
     Ok(Answer::json(StatusCode::CREATED, body))
+}
+
+/// Open registration, at most `per_minute` from one address: counted in
+/// the shared store where there is one (every instance's registrations
+/// together), else by this process.
+async fn admitted(ctx: &Endpoints<'_>, req: &Request<'_>, per_minute: u32) -> Result<(), Error> {
+    let ip = req.client.map_or_else(String::new, |ip| ip.to_string());
+    let key = format!("oauth2-register:{}:{ip}", ctx.issuing.issuer.name);
+    let emission = std::time::Duration::from_secs(60) / per_minute;
+    let shared = ctx
+        .issuing
+        .store
+        .take_rate(&key, emission, f64::from(per_minute))
+        .await;
+    let admitted = match shared {
+        Ok(Some(rate)) => rate.admitted,
+        Ok(None) | Err(_) => local_bucket(&key, per_minute, req.now),
+    };
+    match admitted {
+        true => Ok(()),
+        false => Err(Error::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_request",
+            "too many registrations from this address; try again later",
+        )),
+    }
+}
+
+/// This process's count of registrations per key in the current minute.
+fn local_bucket(key: &str, per_minute: u32, now: i64) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static COUNTS: OnceLock<Mutex<HashMap<String, (i64, u32)>>> = OnceLock::new();
+    let minute = now / 60;
+    let mut counts = COUNTS
+        .get_or_init(Default::default)
+        .lock()
+        .expect("not poisoned");
+    counts.retain(|_, (m, _)| *m == minute);
+    let count = counts.entry(key.to_string()).or_insert((minute, 0));
+    count.1 += 1;
+    count.1 <= per_minute
 }
 
 /// RFC 7591 §3: `Authorization: Bearer <initial access token>`.
@@ -122,6 +178,13 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
         ));
     }
     for uri in &redirect_uris {
+        if uri.len() > MAX_URI_LEN {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_redirect_uri",
+                format!("a redirect URI is at most {MAX_URI_LEN} bytes"),
+            ));
+        }
         if let Some(problem) = redirect_problem(uri) {
             return Err(Error::new(
                 StatusCode::BAD_REQUEST,
@@ -210,6 +273,7 @@ pub async fn lookup(ctx: &Endpoints<'_>, id: &str) -> Result<Option<Arc<Principa
 }
 
 fn principal(c: RegisteredClient) -> Principal {
+    let name = c.client_name.clone();
     Principal {
         login: c.client_id.clone(),
         secret: crate::credentials::unusable_secret(),
@@ -240,6 +304,7 @@ fn principal(c: RegisteredClient) -> Principal {
             redirect_uris: c.redirect_uris,
             grant_types: c.grant_types,
             registered: true,
+            name,
         },
     }
 }

@@ -52,12 +52,21 @@ pub async fn show(
         None => (StatusCode::OK, None, None),
     };
     let action = format!("{}/sign-in", ctx.settings.issuer_id);
+    // A registered client named itself: the user is told so.
+    let client_name = match (&r.client.client.name, r.client.client.registered) {
+        (Some(name), true) => format!(
+            "{name:?} ({}, an application that registered itself)",
+            r.client.login
+        ),
+        (None, true) => format!("{} (an application that registered itself)", r.client.login),
+        _ => r.client.login.clone(),
+    };
     let html = page::sign_in(&page::SignIn {
         look: &ctx.settings.sign_in,
         action: &action,
         hidden: &r.params,
         csrf: &csrf,
-        client_name: &r.client.login,
+        client_name: &client_name,
         return_host: &return_host,
         signed_in_as: session.map(|s| s.login.as_str()),
         username,
@@ -181,7 +190,7 @@ async fn go_on(
 /// A browser says where a form came from (`Origin`); one from another
 /// origin is a cross-site post. A request without it is a client that is
 /// not a browser, which the CSRF cookie still binds.
-fn same_origin(ctx: &Endpoints<'_>, req: &Request<'_>) -> bool {
+pub fn same_origin(ctx: &Endpoints<'_>, req: &Request<'_>) -> bool {
     let Some(origin) = req.origin else {
         return true;
     };
@@ -215,14 +224,16 @@ async fn csrf_token(
         .await
         .map_err(|_| Error::unavailable())?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&kept.secret).expect("any key length");
-    mac.update(ctx.issuing.issuer.name.as_bytes());
-    mac.update(b"\0");
-    mac.update(binding.as_bytes());
+    // Each part with its length first: no two lists of fields read alike.
+    let mut part = |bytes: &[u8]| {
+        mac.update(&(bytes.len() as u64).to_be_bytes());
+        mac.update(bytes);
+    };
+    part(ctx.issuing.issuer.name.as_bytes());
+    part(binding.as_bytes());
     for (name, value) in params {
-        mac.update(b"\0");
-        mac.update(name.as_bytes());
-        mac.update(b"=");
-        mac.update(value.as_bytes());
+        part(name.as_bytes());
+        part(value.as_bytes());
     }
     Ok(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
 }

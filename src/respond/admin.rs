@@ -35,6 +35,8 @@ pub enum AdminError {
     Revocation(#[from] RevocationRefused),
     #[error(transparent)]
     ApiKey(#[from] ApiKeyRefused),
+    #[error(transparent)]
+    Client(#[from] ClientRefused),
     /// The store could not keep or read what was asked.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -77,6 +79,15 @@ pub enum ApiKeyRefused {
     Changed(String),
 }
 
+/// A registered-client request the admin API cannot carry out.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientRefused {
+    #[error("no issuer named {0:?} takes registrations")]
+    NoSuchIssuer(String),
+    #[error("no registered client {0:?}")]
+    NoSuchClient(String),
+}
+
 /// Why a config was not reloaded (the running one stays).
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -107,7 +118,9 @@ impl AdminError {
             AdminError::NoSuchEndpoint => StatusCode::NOT_FOUND,
             AdminError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AdminError::ApiKey(ApiKeyRefused::NoSuchKey(_)) => StatusCode::NOT_FOUND,
+            AdminError::ApiKey(ApiKeyRefused::NoSuchKey(_)) | AdminError::Client(_) => {
+                StatusCode::NOT_FOUND
+            }
             AdminError::ApiKey(ApiKeyRefused::Changed(_)) => StatusCode::CONFLICT,
             AdminError::InvalidJson(_) | AdminError::Revocation(_) | AdminError::ApiKey(_) => {
                 StatusCode::BAD_REQUEST

@@ -485,6 +485,7 @@ impl Checker<'_> {
                 ),
             );
         }
+        self.code_flow_has_users_and_callbacks(&key, dialect, settings);
         let clients = self.oauth_clients(
             name,
             &settings.clients,
@@ -501,6 +502,25 @@ impl Checker<'_> {
             return None;
         };
         Some(self.oauth2_settings(name, settings, public_url, clients, false))
+    }
+
+    /// A dialect's authorization endpoint needs users to sign in and a
+    /// client with somewhere to send them back.
+    fn code_flow_has_users_and_callbacks(&mut self, key: &str, dialect: Dialect, s: &FileOAuth2) {
+        let Some(on) = s.authorization_code.as_ref().filter(|v| *v.get_ref()) else {
+            return;
+        };
+        let problem = if dialect.has_clients() {
+            format!(
+                "the {} dialect's principals are clients: it has no users to sign in",
+                dialect.name()
+            )
+        } else if !s.clients.iter().any(|c| c.redirect_uris.is_some()) {
+            "no client has redirect_uris: no one could ever be sent back with a code".to_string()
+        } else {
+            return;
+        };
+        self.problem(on, format!("{key}.authorization_code"), problem);
     }
 
     /// A user dialect's client may not share its id with a user of the

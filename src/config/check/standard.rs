@@ -238,6 +238,7 @@ impl Checker<'_> {
                 redirect_uris,
                 grant_types,
                 registered: false,
+                name: None,
             },
         })
     }

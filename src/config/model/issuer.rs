@@ -164,6 +164,8 @@ pub struct ClientProfile {
     pub grant_types: Vec<String>,
     /// The client was registered at the registration endpoint.
     pub registered: bool,
+    /// The name it registered with (`client_name`), unverified.
+    pub name: Option<String>,
 }
 
 impl ClientProfile {
