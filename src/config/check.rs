@@ -10,6 +10,7 @@ mod limits;
 pub(super) mod names;
 pub(super) mod parse;
 mod principal;
+mod resource;
 mod route;
 pub(super) mod secret_hash;
 mod shadow;
@@ -236,12 +237,14 @@ impl Checker<'_> {
         self.check_unique_kids(&issuers);
         let mut strip_all: Vec<String> = Vec::new();
         let mut routes: Vec<Route> = token_endpoint_routes(&issuers);
-        routes.extend(
-            file.routes
-                .iter()
-                .enumerate()
-                .map(|(i, r)| self.route(i, r, &upstreams, &issuers, &cors, &mut strip_all)),
-        );
+        let first_ordinary = routes.len();
+        for (i, r) in file.routes.iter().enumerate() {
+            let mut route = self.route(i, r, &upstreams, &issuers, &cors, &mut strip_all);
+            let public_url = server.public_url.as_deref();
+            self.protected_resource(i, r, &mut route, &issuers, public_url);
+            routes.push(route);
+        }
+        self.one_document_each(&file.routes, &routes[first_ordinary..]);
         let auth = self.auth(&file.auth, strip_all);
         let store = self.store(&file.store, auth.leeway);
         self.check_cluster_limits(&routes, &store);
