@@ -45,6 +45,8 @@
 //!   and key (pingora-limits; a cluster-wide rate in the store); `window` (the bucket arithmetic).
 //! - `client_addr`: the client's address, through trusted proxies.
 //! - `cors`: CORS preflights answered and responses marked, per route policy.
+//! - `resource_metadata`: protected routes' RFC 9728 metadata documents and the
+//!   challenges that name them, made once per config.
 //! - `forwarding`: what the upstream is told: stripped, injected and forwarded headers.
 //! - `live`: the snapshot a reload swaps: a `LiveIssuer` per issuer, a `LiveRoute` per route,
 //!   keys, upstream groups, settings; `Live::assemble` builds it for server start and reload.
@@ -115,6 +117,7 @@ mod principals;
 mod proxy;
 mod proxy_protocol;
 pub mod redirect_uri;
+mod resource_metadata;
 mod respond;
 pub mod routes;
 pub mod rule;

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
+use http::{HeaderValue, Method};
 
 use crate::auth::keys;
 use crate::auth::revocation::Revocations;
@@ -24,6 +24,7 @@ use crate::jwks::Registry;
 use crate::limits::Limiter;
 use crate::metrics::{Metrics, RouteSeries};
 use crate::principals::{OpenError, UserStore};
+use crate::resource_metadata::Documents;
 use crate::routes::{Miss, RouteTable};
 use crate::shadow::{SetUpError, Shadow};
 use crate::store::Store;
@@ -44,6 +45,8 @@ pub struct RouteId(pub usize);
 /// with keys of another.
 pub struct Live {
     pub routes: RouteTable,
+    /// The protected routes' resource metadata documents (RFC 9728).
+    pub resources: Documents,
     /// By [`RouteId`].
     route_state: Vec<LiveRoute>,
     /// By [`IssuerId`].
@@ -81,6 +84,17 @@ pub struct LiveRoute {
     pub series: RouteSeries,
     /// Its limits; a reload keeps an unchanged route's counts.
     pub limiter: Arc<Limiter>,
+    /// On a route that publishes resource metadata: its refusals'
+    /// challenges, by [`AuthError::index`](crate::auth::AuthError::index).
+    challenges: Option<Box<[HeaderValue]>>,
+}
+
+impl LiveRoute {
+    /// The route's own challenge for `reason`, if it has one (it publishes
+    /// resource metadata); else every route's (`respond`).
+    pub fn challenge(&self, reason: crate::auth::AuthError) -> Option<&HeaderValue> {
+        Some(&self.challenges.as_ref()?[reason.index()])
+    }
 }
 
 /// What outlives a snapshot and every snapshot is assembled with.
@@ -230,6 +244,7 @@ impl Live {
             .collect();
         Ok(Live {
             route_state: live_routes(config, previous, metrics),
+            resources: Documents::new(&config.routes),
             routes: RouteTable::new(config.routes.clone()),
             validator: Validator::new(
                 keys,
@@ -305,6 +320,7 @@ fn live_routes(config: &Config, previous: Option<&Live>, metrics: &Metrics) -> V
         .map(|(limiter, route)| LiveRoute {
             series: metrics.route_series(route),
             limiter,
+            challenges: crate::resource_metadata::challenges(route),
         })
         .collect()
 }

@@ -119,11 +119,7 @@ impl Gateway {
             Ok(response) => response,
             Err(err) => {
                 ctx.error = Some(err);
-                if grpc {
-                    respond::grpc_error(err)
-                } else {
-                    respond::error_response(err)
-                }
+                refusal(&live, &ctx, err, grpc)
             }
         };
         if has_body && !ctx.body_read {
@@ -245,6 +241,30 @@ impl Gateway {
     }
 }
 
+/// `err` as the client gets it (in gRPC's terms on a gRPC request); on a
+/// route that publishes resource metadata, a refusal of its credential
+/// carries the route's own challenge, which names the metadata.
+fn refusal(
+    live: &Live,
+    ctx: &RequestContext,
+    err: RequestError,
+    grpc: bool,
+) -> Response<GatewayBody> {
+    let mut response = if grpc {
+        respond::grpc_error(err)
+    } else {
+        respond::error_response(err)
+    };
+    if let (RequestError::Denied(reason), Some(route)) = (err, ctx.route) {
+        if let Some(challenge) = live.route(route).challenge(reason) {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+        }
+    }
+    response
+}
+
 /// The forward-auth endpoint's configuration and the rest of the path below
 /// it, if the path (`as_sent`, or as normalised) is under it.
 fn decision_path<'l>(
@@ -258,9 +278,11 @@ fn decision_path<'l>(
 }
 
 /// The JWKS document (the gateway's own at its path: read with GET or HEAD,
-/// any other method `405`, never passed to the route beneath) or a CORS
+/// any other method `405`, never passed to the route beneath), a protected
+/// route's resource metadata (`resource_metadata`: at its path on the
+/// route's host, read with GET, any other method `405`), or a CORS
 /// preflight, answered here. Compared as routing reads the path (`//`,
-/// `;x` ignored), so no spelling of the document's path reaches the route
+/// `;x` ignored), so no spelling of a document's path reaches the route
 /// beneath.
 fn own_document(
     live: &Live,
@@ -274,10 +296,16 @@ fn own_document(
         let jwks = live.validator.keys().jwks().to_string();
         return Some(Ok(respond::json(StatusCode::OK, jwks)));
     }
+    if let Some(document) = live.resources.find(host, key) {
+        return Some(match parts.method {
+            Method::GET => Ok(respond::resource_metadata(document.clone())),
+            _ => Err(RequestError::DocumentMethod("GET")),
+        });
+    }
     if let Some(answer) = preflight(live, host, parts, ctx) {
         return Some(answer);
     }
-    jwks_path.then_some(Err(RequestError::DocumentMethod))
+    jwks_path.then_some(Err(RequestError::DocumentMethod("GET, HEAD")))
 }
 
 /// A CORS preflight for a route with a policy, answered without a token;

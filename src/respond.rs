@@ -32,9 +32,10 @@ pub enum RequestError {
     NoRoute,
     /// A token endpoint's path asked with another method than `POST`.
     MethodNotAllowed,
-    /// A document the gateway serves itself (the JWKS) asked with another
-    /// method than `GET` or `HEAD` (RFC 9110 §15.5.6).
-    DocumentMethod,
+    /// A document the gateway serves itself asked with a method it is not
+    /// read with (RFC 9110 §15.5.6): those methods, the `Allow` header's
+    /// value (`GET, HEAD` for the JWKS, `GET` for resource metadata).
+    DocumentMethod(&'static str),
     /// The route's policy turned the credential away.
     Denied(AuthError),
     /// `on_outage = "fail-closed"` while the store is unreachable.
@@ -64,7 +65,7 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
             "method_not_allowed",
             "a token endpoint takes POST",
         ),
-        RequestError::DocumentMethod => (
+        RequestError::DocumentMethod(_) => (
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "this document is read with GET",
@@ -92,9 +93,9 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
         resp.headers_mut()
             .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
     }
-    if err == RequestError::DocumentMethod {
+    if let RequestError::DocumentMethod(allow) = err {
         resp.headers_mut()
-            .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     }
     if err == RequestError::Limited(Limit::Busy) {
         // In-flight counts change by the millisecond: a second is plenty.
@@ -113,7 +114,7 @@ pub fn logged_reason(err: RequestError) -> &'static str {
         RequestError::TooLarge => upstream_failure(Failure::TooLarge).1,
         RequestError::BadTarget(_) => "bad_request",
         RequestError::NoRoute => "not_found",
-        RequestError::MethodNotAllowed | RequestError::DocumentMethod => "method_not_allowed",
+        RequestError::MethodNotAllowed | RequestError::DocumentMethod(_) => "method_not_allowed",
         RequestError::StoreUnavailable => "store_unavailable",
         RequestError::IntrospectionUnavailable => "introspection_unavailable",
         RequestError::CorsRefused(_) => "cors_refused",
@@ -172,7 +173,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         RequestError::BadTarget(m) => m.to_string(),
         RequestError::NoRoute => "no route".to_string(),
         RequestError::MethodNotAllowed => "a token endpoint takes POST".to_string(),
-        RequestError::DocumentMethod => "this document is read with GET".to_string(),
+        RequestError::DocumentMethod(_) => "this document is read with GET".to_string(),
         RequestError::StoreUnavailable => "state store unreachable".to_string(),
         RequestError::IntrospectionUnavailable => "identity provider unreachable".to_string(),
         RequestError::CorsRefused(why) => why.message().to_string(),
@@ -273,31 +274,67 @@ static DENIALS: LazyLock<Vec<Denial>> =
 
 impl Denial {
     fn new(reason: AuthError) -> Denial {
-        let (status, code) = match reason {
-            AuthError::MissingToken => {
-                return Denial {
-                    status: StatusCode::UNAUTHORIZED,
-                    body: Bytes::from_static(
-                        br#"{"error":"unauthorized","error_description":"no token"}"#,
-                    ),
-                    challenge: HeaderValue::from_static(r#"Bearer realm="portero""#),
-                }
+        let (status, code) = status_and_code(reason);
+        let body = match code {
+            None => {
+                Bytes::from_static(br#"{"error":"unauthorized","error_description":"no token"}"#)
             }
-            AuthError::MissingRole
-            | AuthError::MissingScope
-            | AuthError::ClaimMismatch
-            | AuthError::RuleRefused => (StatusCode::FORBIDDEN, "insufficient_scope"),
-            AuthError::RepeatedToken => (StatusCode::BAD_REQUEST, "invalid_request"),
-            _ => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            Some(code) => format!(r#"{{"error":"{code}","error_description":"{reason}"}}"#).into(),
         };
-        let challenge =
-            format!(r#"Bearer realm="portero", error="{code}", error_description="{reason}""#);
         Denial {
             status,
-            body: format!(r#"{{"error":"{code}","error_description":"{reason}"}}"#).into(),
-            challenge: HeaderValue::try_from(challenge).expect("the reasons are plain text"),
+            body,
+            challenge: HeaderValue::try_from(challenge_text(reason))
+                .expect("the reasons are plain text"),
         }
     }
+}
+
+/// A refusal's status, and its RFC 6750 §3.1 error code (none when no
+/// token came).
+fn status_and_code(reason: AuthError) -> (StatusCode, Option<&'static str>) {
+    match reason {
+        AuthError::MissingToken => (StatusCode::UNAUTHORIZED, None),
+        AuthError::MissingRole
+        | AuthError::MissingScope
+        | AuthError::ClaimMismatch
+        | AuthError::RuleRefused => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
+        AuthError::RepeatedToken => (StatusCode::BAD_REQUEST, Some("invalid_request")),
+        _ => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+    }
+}
+
+/// Whether `reason` is answered `401` (no token, or one that fails validation).
+pub fn is_unauthorized(reason: AuthError) -> bool {
+    status_and_code(reason).0 == StatusCode::UNAUTHORIZED
+}
+
+/// The `WWW-Authenticate` challenge every route answers `reason` with
+/// (RFC 6750 §3): `Bearer`, the realm, and the error and its description
+/// when a token came. A route that publishes resource metadata adds its
+/// own parameters after these (`resource_metadata`).
+pub fn challenge_text(reason: AuthError) -> String {
+    match status_and_code(reason).1 {
+        None => r#"Bearer realm="portero""#.to_string(),
+        Some(code) => {
+            format!(r#"Bearer realm="portero", error="{code}", error_description="{reason}""#)
+        }
+    }
+}
+
+/// A protected resource's metadata document (RFC 9728 §3.2). It is the same
+/// for every client and changes only with the config, so a cache may keep
+/// it for five minutes (a reload reaches clients within that); any origin
+/// may read it, as browser-based clients fetch it before they hold a token.
+pub fn resource_metadata(body: Bytes) -> Response<GatewayBody> {
+    let mut resp = json(StatusCode::OK, body);
+    let headers = resp.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
+    headers.insert(
+        http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
 }
 
 /// The answer to a preflight a CORS policy allows.

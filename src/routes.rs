@@ -172,6 +172,18 @@ impl RouteTable {
     }
 }
 
+/// A request's `Host` as routes are matched by it: without its port or
+/// trailing dot, in lower case.
+pub fn host_key(host: &str) -> std::borrow::Cow<'_, str> {
+    let host = strip_port(host);
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        host.to_ascii_lowercase().into()
+    } else {
+        host.into()
+    }
+}
+
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         // [v6]:port

@@ -10,6 +10,7 @@ mod limits;
 pub(super) mod names;
 pub(super) mod parse;
 mod principal;
+mod resource;
 mod route;
 pub(super) mod secret_hash;
 mod shadow;
@@ -229,7 +230,7 @@ impl Checker<'_> {
             .iter()
             .map(|(name, c)| self.cors(name, c))
             .collect();
-        let issuers: Vec<Issuer> = file
+        let mut issuers: Vec<Issuer> = file
             .issuers
             .iter()
             .map(|(name, i)| self.issuer(name, i, &cors, server.public_url.as_deref()))
@@ -237,12 +238,15 @@ impl Checker<'_> {
         self.check_unique_kids(&issuers);
         let mut strip_all: Vec<String> = Vec::new();
         let mut routes: Vec<Route> = token_endpoint_routes(&issuers);
-        routes.extend(
-            file.routes
-                .iter()
-                .enumerate()
-                .map(|(i, r)| self.route(i, r, &upstreams, &issuers, &cors, &mut strip_all)),
-        );
+        let first_ordinary = routes.len();
+        for (i, r) in file.routes.iter().enumerate() {
+            let mut route = self.route(i, r, &upstreams, &issuers, &cors, &mut strip_all);
+            let public_url = server.public_url.as_deref();
+            self.protected_resource(i, r, &mut route, &issuers, public_url);
+            routes.push(route);
+        }
+        self.one_document_each(&file.routes, &routes[first_ordinary..]);
+        served_resources(&mut issuers, &routes);
         let auth = self.auth(&file.auth, strip_all);
         let store = self.store(&file.store, auth.leeway);
         self.check_cluster_limits(&routes, &store);
@@ -649,5 +653,31 @@ fn strip_pattern_problem(text: &str) -> Option<&'static str> {
         Some("not a header name: no spaces, commas, ':' or non-ASCII letters, one name a string")
     } else {
         None
+    }
+}
+
+/// Each protected resource a route publishes is one its OAuth 2.0
+/// issuers serve (RFC 8707): tokens may be asked for it by name.
+fn served_resources(issuers: &mut [Issuer], routes: &[Route]) {
+    for route in routes {
+        let RouteAction::Proxy {
+            policy: Some(policy),
+            ..
+        } = &route.action
+        else {
+            continue;
+        };
+        let Some(resource) = &policy.resource else {
+            continue;
+        };
+        for (i, issuer) in issuers.iter_mut().enumerate().take(64) {
+            let Some(oauth2) = issuer.oauth2.as_mut() else {
+                continue;
+            };
+            if policy.issuer_mask & (1 << i) != 0 && !oauth2.resources.contains(&resource.resource)
+            {
+                oauth2.resources.push(resource.resource.clone());
+            }
+        }
     }
 }

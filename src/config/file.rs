@@ -501,6 +501,8 @@ pub(super) struct FileRoute {
     pub(super) underscores_in_headers: bool,
     /// Routed by the method a POST's override header names (`target::method`).
     pub(super) method_override: Option<Spanned<bool>>,
+    /// Publishes RFC 9728 protected resource metadata for the route.
+    pub(super) resource_metadata: Option<Spanned<bool>>,
     #[serde(default)]
     pub(super) allow_ips: Vec<Spanned<String>>,
     #[serde(default)]

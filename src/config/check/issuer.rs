@@ -14,7 +14,7 @@ use crate::claim_path::ClaimPath;
 
 /// Whether a route on host `pattern` (`*`, `*.example.com` or a name, in
 /// lower case) serves requests for `host`, as the route table matches them.
-fn host_serves(pattern: &str, host: &str) -> bool {
+pub(super) fn host_serves(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix('*') {
         Some("") => true,
         Some(suffix) => host.ends_with(suffix) && host.len() > suffix.len(),

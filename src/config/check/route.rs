@@ -195,6 +195,8 @@ impl Checker<'_> {
             }),
             forward_token: r.forward_token.unwrap_or(true),
             forward_api_key: r.forward_token == Some(true),
+            // `resource_metadata`, once the route is made (`protected_resource`).
+            resource: None,
         }
     }
 

@@ -217,6 +217,8 @@ pub struct Policy {
     /// An API key that admitted it does too: only when `forward_token =
     /// true` is set. A key is a long-lived secret the upstream has no use for.
     pub forward_api_key: bool,
+    /// `resource_metadata = true`: the RFC 9728 metadata the route publishes.
+    pub resource: Option<Arc<ProtectedResource>>,
 }
 
 impl Policy {
@@ -238,8 +240,33 @@ impl Policy {
             rule: None,
             forward_token: true,
             forward_api_key: false,
+            resource: None,
         }
     }
+}
+
+/// A protected route as an OAuth 2.0 protected resource (RFC 9728): what
+/// its metadata document says and where it is, all from the config, never
+/// from a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedResource {
+    /// `<server.public_url><route path>` (no trailing `/` unless the path
+    /// is `/`): the resource identifier, and the route's default `audience`.
+    pub resource: String,
+    /// `/.well-known/oauth-protected-resource<route path>` (RFC 9728 §3.1):
+    /// where the document is served, on the route's host.
+    pub document_path: String,
+    /// `<server.public_url><document_path>`: the challenges' `resource_metadata`.
+    pub document_url: String,
+    /// The issuer identifiers of the route's issuers with OAuth 2.0 endpoints.
+    pub authorization_servers: Vec<String>,
+    /// The RFC 6750 methods the route reads a token by (`header`, `query`).
+    pub bearer_methods: Vec<&'static str>,
+}
+
+impl ProtectedResource {
+    /// The path RFC 9728 §3.1 puts a resource's metadata under.
+    pub const WELL_KNOWN: &'static str = "/.well-known/oauth-protected-resource";
 }
 
 /// Where a route finds its token.
