@@ -79,7 +79,8 @@ fn token(aud: Value, scope: &str) -> String {
     if !aud.is_null() {
         claims["aud"] = aud;
     }
-    Signer::Hs.sign(&claims)
+    // An access token of `agents`' OAuth 2.0 endpoints says so (RFC 9068).
+    sign_typed(Signer::Hs, Some(Signer::Hs.kid()), Some("at+jwt"), &claims)
 }
 
 async fn get(gw: &Gateway, path: &str, token: Option<&str>) -> reqwest::Response {

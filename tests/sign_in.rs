@@ -370,3 +370,75 @@ async fn logging_out_takes_the_pages_own_origin() {
     let (status, _, _) = browser.get(&authorize_url(&gw, &challenge, "")).await;
     assert_eq!(status, 200, "signed out");
 }
+
+#[tokio::test]
+async fn a_token_for_a_resource_carries_it_as_its_audience() {
+    let mcp = "\n[[routes]]\nname = \"mcp\"\npath = \"/mcp\"\nupstream = \"echo\"\nresource_metadata = true\n";
+    let body = format!("{}{mcp}", standard_body(""));
+    let gw = Gateway::start(&body).await;
+    let public = gw.public_url(&body).await;
+    let resource = format!("{public}/mcp");
+    let encoded: String = form_urlencoded::byte_serialize(resource.as_bytes()).collect();
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    // Signed in once, then asked for the resource.
+    sign_in(&gw, &mut browser, &challenge).await;
+    let (status, location, _) = browser
+        .get(&authorize_url(
+            &gw,
+            &challenge,
+            &format!("&resource={encoded}"),
+        ))
+        .await;
+    assert_eq!(status, 303);
+    let code = query_of(&location.unwrap())["code"].clone();
+    let (status, tokens) = redeem(&gw, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(claims_of(access)["aud"], resource);
+    assert_eq!(get_with(&gw, "/mcp", access).await, 200);
+    // A token for no resource is not this one's.
+    let (status, location, _) = browser.get(&authorize_url(&gw, &challenge, "")).await;
+    assert_eq!(status, 303);
+    let code = query_of(&location.unwrap())["code"].clone();
+    let (_, plain) = redeem(&gw, &code, &verifier).await;
+    assert_eq!(
+        get_with(&gw, "/mcp", plain["access_token"].as_str().unwrap()).await,
+        401
+    );
+    // A resource the issuer does not serve: invalid_target, back to the client.
+    let (status, location, _) = browser
+        .get(&authorize_url(
+            &gw,
+            &challenge,
+            "&resource=https%3A%2F%2Felsewhere.example%2Fapi",
+        ))
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(query_of(&location.unwrap())["error"], "invalid_target");
+    // The route's 401 names its metadata, which names the issuer.
+    let r = reqwest::Client::new()
+        .get(gw.url("/mcp"))
+        .send()
+        .await
+        .unwrap();
+    let challenge_header = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        challenge_header.contains("resource_metadata="),
+        "{challenge_header}"
+    );
+    let doc: Value = reqwest::get(gw.url("/.well-known/oauth-protected-resource/mcp"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["resource"], resource);
+    assert_eq!(
+        doc["authorization_servers"],
+        serde_json::json!([format!("{public}/oauth2/app")])
+    );
+}

@@ -29,6 +29,12 @@ impl Signer {
 }
 
 pub fn sign_with(signer: Signer, kid: Option<&str>, claims: &Value) -> String {
+    sign_typed(signer, kid, None, claims)
+}
+
+/// As [`sign_with`], the header's `typ` set (`at+jwt`: an access token
+/// of an issuer's OAuth 2.0 endpoints, RFC 9068).
+pub fn sign_typed(signer: Signer, kid: Option<&str>, typ: Option<&str>, claims: &Value) -> String {
     let pem = |f: &str| std::fs::read(fixture(f)).unwrap();
     let (alg, key) = match signer {
         Signer::Hs => (
@@ -50,6 +56,9 @@ pub fn sign_with(signer: Signer, kid: Option<&str>, claims: &Value) -> String {
     };
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_string);
+    if let Some(typ) = typ {
+        header.typ = Some(typ.to_string());
+    }
     jsonwebtoken::encode(&header, claims, &key).unwrap()
 }
 
