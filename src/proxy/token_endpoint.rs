@@ -226,7 +226,10 @@ pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
         }
     }
     if answer.form != oauth2::Shape::Json {
-        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        // Not `no-referrer`: under it a browser posts the sign-in form
+        // with `Origin: null`, which the form's origin check refuses. The
+        // client's site still gets no referrer from portero's pages.
+        headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
         headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     }
     if let Some(csp) = answer
