@@ -219,10 +219,43 @@ pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
 
 /// `/oauth2/app/authorize?...` for the public client.
 pub fn authorize_url(gw: &Gateway, challenge: &str, extra: &str) -> String {
+    authorize_url_for(
+        gw,
+        APP,
+        CALLBACK,
+        "openid notes:read",
+        &format!("&nonce=n-456&code_challenge={challenge}{extra}"),
+    )
+}
+
+/// `/oauth2/app/authorize?...` on `gw` for `client`, back to `redirect_uri`,
+/// with `state=s-123`, S256 and `extra` (which carries the challenge).
+pub fn authorize_url_for(
+    gw: &Gateway,
+    client: &str,
+    redirect_uri: &str,
+    scope: &str,
+    extra: &str,
+) -> String {
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     gw.url(&format!(
-        "/oauth2/app/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=openid%20notes:read&state=s-123&nonce=n-456&code_challenge={challenge}&code_challenge_method=S256{extra}",
-        form_urlencoded::byte_serialize(CALLBACK.as_bytes()).collect::<String>()
+        "/oauth2/app/authorize?response_type=code&client_id={}&redirect_uri={}&scope={}&state=s-123&code_challenge_method=S256{extra}",
+        enc(client),
+        enc(redirect_uri),
+        enc(scope).replace('+', "%20"),
     ))
+}
+
+/// `url` with the origin of `gw`: the page's form names the issuer's
+/// `public_url`, which instances sharing one name but listening on ports
+/// of their own do not answer at. The same URL where it is the gateway's.
+pub fn on(gw: &Gateway, url: &str) -> String {
+    let parsed = url::Url::parse(url).unwrap();
+    let mut path = parsed.path().to_string();
+    if let Some(q) = parsed.query() {
+        path = format!("{path}?{q}");
+    }
+    gw.url(&path)
 }
 
 /// Signs `USER` in on the page and returns the code the redirect carries.
@@ -232,7 +265,7 @@ pub async fn sign_in(gw: &Gateway, browser: &mut Browser, challenge: &str) -> St
     let (action, mut fields) = form_of(&page);
     fields.push(("username".into(), USER.into()));
     fields.push(("password".into(), USER_PASSWORD.into()));
-    let (status, location, body) = browser.post_form(&action, &fields).await;
+    let (status, location, body) = browser.post_form(&on(gw, &action), &fields).await;
     assert_eq!(status, 303, "{body}");
     let q = query_of(&location.unwrap());
     assert_eq!(q["state"], "s-123");
@@ -241,13 +274,24 @@ pub async fn sign_in(gw: &Gateway, browser: &mut Browser, challenge: &str) -> St
 
 /// The token endpoint's answer to a code and verifier.
 pub async fn redeem(gw: &Gateway, code: &str, verifier: &str) -> (u16, serde_json::Value) {
+    redeem_for(gw, APP, CALLBACK, code, verifier).await
+}
+
+/// The token endpoint's answer to a code of `client`'s, sent to `redirect_uri`.
+pub async fn redeem_for(
+    gw: &Gateway,
+    client: &str,
+    redirect_uri: &str,
+    code: &str,
+    verifier: &str,
+) -> (u16, serde_json::Value) {
     let r = reqwest::Client::new()
         .post(gw.url("/oauth2/app/token"))
         .form(&[
             ("grant_type", "authorization_code"),
             ("code", code),
-            ("redirect_uri", CALLBACK),
-            ("client_id", APP),
+            ("redirect_uri", redirect_uri),
+            ("client_id", client),
             ("code_verifier", verifier),
         ])
         .send()
