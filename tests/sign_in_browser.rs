@@ -307,7 +307,6 @@ async fn arrival(
 const SSO_COOKIE: &str = "portero-sso-app";
 
 #[tokio::test]
-#[ignore = "src bug: the page's Referrer-Policy: no-referrer makes Chromium post the form with Origin: null, which /sign-in refuses as \"posted from another site\""]
 async fn typed_credentials_bring_the_browser_back_to_the_client_and_the_next_client_needs_no_typing(
 ) {
     let _one = ONE_BROWSER.lock().await;
@@ -367,7 +366,6 @@ async fn typed_credentials_bring_the_browser_back_to_the_client_and_the_next_cli
 }
 
 #[tokio::test]
-#[ignore = "src bug: the page's Referrer-Policy: no-referrer makes Chromium post the form with Origin: null, which /sign-in refuses as \"posted from another site\""]
 async fn a_wrong_password_shows_the_page_again_with_an_alert_and_the_username_kept() {
     let _one = ONE_BROWSER.lock().await;
     let Some(driver) = Driver::start().await else {
@@ -402,7 +400,6 @@ async fn a_wrong_password_shows_the_page_again_with_an_alert_and_the_username_ke
 }
 
 #[tokio::test]
-#[ignore = "src bug: the page's Referrer-Policy: no-referrer makes Chromium post the form with Origin: null, which /sign-in refuses as \"posted from another site\""]
 async fn after_three_wrong_passwords_even_the_right_one_is_refused() {
     let _one = ONE_BROWSER.lock().await;
     let Some(driver) = Driver::start().await else {
