@@ -32,6 +32,54 @@ fn the_demo_config_passes() {
 }
 
 #[test]
+fn the_quickstart_config_passes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/quickstart.toml");
+    let (ok, err) = check(&std::fs::read_to_string(path).unwrap());
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
+    let with = |issuer: &str| {
+        format!("[server]\npublic_url = \"https://x.test\"\n{GOOD}\n[issuers.app]\nkind = \"oauth2\"\n{issuer}")
+    };
+    let user = "[[issuers.app.users]]\nusername = \"ada\"\nsecret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n";
+    let (ok, err) = check(&with(user));
+    assert!(ok, "{err}");
+    for (issuer, named) in [
+        // Keys of a legacy endpoint, which a standard issuer has not.
+        ("dialect = \"session\"\n".to_string(), "issuers.app.dialect"),
+        ("path = \"/login\"\n".to_string(), "issuers.app.path"),
+        ("iss = \"mine\"\n".to_string(), "issuers.app.iss"),
+        // Users who could never sign in.
+        (format!("{user}\n[issuers.app.oauth2]\nauthorization_code = false\n"), "issuers.app.oauth2.authorization_code"),
+        // A claim portero sets itself.
+        (user.replace("username = ", "claims = { sub = \"root\" }\nusername = "), "issuers.app.users[0].claims"),
+        // A public client with nowhere to send a code.
+        ("[[issuers.app.clients]]\nclient_id = \"cli\"\n".to_string(), "issuers.app.clients[0]"),
+        // A grant a public client can never use.
+        ("[[issuers.app.clients]]\nclient_id = \"cli\"\nredirect_uris = [\"https://a.test/cb\"]\ngrant_types = [\"client_credentials\"]\n".to_string(), "issuers.app.clients[0].grant_types"),
+        // An http redirect URI off loopback, and a fragment.
+        ("[[issuers.app.clients]]\nclient_id = \"cli\"\nredirect_uris = [\"http://a.test/cb\"]\n".to_string(), "issuers.app.clients[0].redirect_uris"),
+        ("[[issuers.app.clients]]\nclient_id = \"cli\"\nredirect_uris = [\"https://a.test/cb#x\"]\n".to_string(), "issuers.app.clients[0].redirect_uris"),
+        // Registration settings that do nothing, or cannot work.
+        ("[issuers.app.oauth2]\nregistration_rate = 5\n".to_string(), "issuers.app.oauth2.registration_rate"),
+        ("[issuers.app.oauth2]\nregistration = \"token\"\n".to_string(), "issuers.app.oauth2.registration"),
+        // The sign-in page's look: https or this origin only.
+        ("[issuers.app.sign_in]\nlogo_url = \"javascript:alert(1)\"\n".to_string(), "issuers.app.sign_in.logo_url"),
+        ("[issuers.app.sign_in]\nstylesheet_url = \"//evil.test/x.css\"\n".to_string(), "issuers.app.sign_in.stylesheet_url"),
+    ] {
+        let (ok, err) = check(&with(&issuer));
+        assert!(!ok && err.contains(named), "{issuer}: {err}");
+    }
+    // Users and clients belong to a standard issuer only.
+    let (ok, err) = check(&format!(
+        "{GOOD}\n[[issuers.demo.users]]\nusername = \"a\"\nsecret_hash = \"x\"\n"
+    ));
+    assert!(!ok && err.contains("issuers.demo.users"), "{err}");
+}
+
+#[test]
 fn the_local_cluster_configs_pass() {
     for n in 1..=3 {
         let path = format!("{}/deploy/cluster/node{n}.toml", env!("CARGO_MANIFEST_DIR"));

@@ -442,3 +442,32 @@ async fn a_token_for_a_resource_carries_it_as_its_audience() {
         serde_json::json!([format!("{public}/oauth2/app")])
     );
 }
+
+#[tokio::test]
+async fn the_operator_sets_the_pages_look() {
+    let look = "\n[issuers.app.sign_in]\ntitle = \"Acme <Cloud>\"\nlogo_url = \"https://cdn.acme.test/logo.png\"\nstylesheet_url = \"/static/acme.css\"\n";
+    let body = format!("{}{look}", standard_body(""));
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    let (_, challenge) = pkce();
+    let r = reqwest::get(authorize_url(&gw, &challenge, ""))
+        .await
+        .unwrap();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<title>Acme &lt;Cloud&gt;</title>"), "{page}");
+    assert!(page.contains("<img src=\"https://cdn.acme.test/logo.png\""));
+    assert!(page.contains("<link rel=\"stylesheet\" href=\"/static/acme.css\">"));
+    assert!(
+        csp.contains("img-src 'self' https://cdn.acme.test;"),
+        "{csp}"
+    );
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+}

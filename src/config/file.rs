@@ -290,6 +290,7 @@ pub(super) struct FileIssuer {
     pub(super) users: Vec<FilePrincipal>,
     #[serde(default)]
     pub(super) clients: Vec<FileOAuthClient>,
+    pub(super) sign_in: Option<FileSignIn>,
     pub(super) principals_file: Option<Spanned<String>>,
     pub(super) cors: Option<Spanned<String>>,
     /// Standard OAuth 2.0 endpoints beside the dialect's own.
@@ -387,10 +388,10 @@ pub(super) struct FileOAuth2 {
     pub(super) session_ttl: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(super) logout_revokes_tokens: bool,
-    pub(super) sign_in: Option<Spanned<FileSignIn>>,
 }
 
-/// `[issuers.NAME.oauth2.sign_in]`.
+/// `[issuers.NAME.sign_in]`: the look of the issuer's sign-in page. (Not
+/// under `oauth2`: toml cannot read a table nested in a spanned one.)
 #[derive(Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileSignIn {

@@ -72,11 +72,17 @@ impl Checker<'_> {
             .dialect
             .as_ref()
             .is_some_and(|d| super::parse::dialect(d.get_ref()).is_none());
-        let oauth2 = i
+        let mut oauth2 = i
             .oauth2
             .as_ref()
             .filter(|_| !unknown_dialect)
             .and_then(|table| self.oauth2(name, table, endpoint.as_ref(), public_url));
+        match oauth2.as_mut() {
+            Some(o) => o.sign_in = self.sign_in_page(name, i, o.authorization_code),
+            None => {
+                self.sign_in_page(name, i, false);
+            }
+        }
         if let (Some(o), Some(host)) = (&oauth2, &i.host) {
             self.oauth2_reachable(name, host, &o.public_url);
         }

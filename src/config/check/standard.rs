@@ -60,7 +60,9 @@ impl Checker<'_> {
                 "an oauth2 issuer needs server.public_url: its issuer identifier is built on it",
             );
         }
-        let oauth2 = self.oauth2_settings(name, &settings, public_url.unwrap_or(""), clients, true);
+        let mut oauth2 =
+            self.oauth2_settings(name, &settings, public_url.unwrap_or(""), clients, true);
+        oauth2.sign_in = self.sign_in_page(name, i, oauth2.authorization_code);
         let user_store = i
             .user_store
             .as_ref()
@@ -365,7 +367,7 @@ impl Checker<'_> {
             ),
             session_ttl: self.duration(&s.session_ttl, &key("session_ttl"), secs(8 * 3600)),
             logout_revokes_tokens: s.logout_revokes_tokens,
-            sign_in: self.sign_in_page(name, s),
+            sign_in: SignInPage::default(),
         }
     }
 
@@ -433,23 +435,38 @@ impl Checker<'_> {
         registration
     }
 
-    fn sign_in_page(&mut self, name: &str, s: &FileOAuth2) -> SignInPage {
-        let Some(table) = &s.sign_in else {
+    /// `[issuers.NAME.sign_in]`: read where the issuer has a sign-in page.
+    pub(super) fn sign_in_page(&mut self, name: &str, i: &FileIssuer, page: bool) -> SignInPage {
+        let Some(table) = &i.sign_in else {
             return SignInPage::default();
         };
-        let key = |k: &str| format!("issuers.{name}.oauth2.sign_in.{k}");
-        let t = table.get_ref();
+        let key = |k: &str| format!("issuers.{name}.sign_in.{k}");
+        if !page {
+            self.problem_no_span(
+                format!("issuers.{name}.sign_in"),
+                "never shown: the issuer has no authorization endpoint (oauth2.authorization_code)",
+            );
+        }
+        let t = table;
         let url = |c: &mut Self, v: &Option<Spanned<String>>, k: &str| {
-            let v = v.as_ref()?;
-            let text = v.get_ref();
+            let written = v.as_ref()?;
+            let text = written.get_ref();
             let same_origin = text.starts_with('/') && !text.starts_with("//");
             let https = url::Url::parse(text).is_ok_and(|u| u.scheme() == "https");
             if !(same_origin || https) {
-                c.problem(v, key(k), "an https URL, or a path on this origin (/...)");
+                c.problem(
+                    written,
+                    key(k),
+                    "an https URL, or a path on this origin (/...)",
+                );
                 return None;
             }
-            if text.contains(['"', '\'', '<', '>', ' ', ';']) {
-                c.problem(v, key(k), "may not contain quotes, <, >, spaces or ;");
+            if text.contains(['"', '\'', '<', '>', ' ', ';', '\\']) {
+                c.problem(
+                    written,
+                    key(k),
+                    "may not contain quotes, <, >, spaces, ; or \\",
+                );
                 return None;
             }
             Some(text.clone())
