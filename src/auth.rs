@@ -99,6 +99,38 @@ impl AuthError {
         }
     }
 
+    /// The refusal's status, and its RFC 6750 §3.1 error code (none when
+    /// no token came).
+    pub fn status_and_code(self) -> (http::StatusCode, Option<&'static str>) {
+        use http::StatusCode;
+        match self {
+            Self::MissingToken => (StatusCode::UNAUTHORIZED, None),
+            Self::MissingRole | Self::MissingScope | Self::ClaimMismatch | Self::RuleRefused => {
+                (StatusCode::FORBIDDEN, Some("insufficient_scope"))
+            }
+            Self::RepeatedToken => (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            _ => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+        }
+    }
+
+    /// Whether it is answered `401` (no token, or one that fails validation).
+    pub fn is_unauthorized(self) -> bool {
+        self.status_and_code().0 == http::StatusCode::UNAUTHORIZED
+    }
+
+    /// The `WWW-Authenticate` challenge every route answers it with (RFC
+    /// 6750 §3): `Bearer`, the realm, and the error and its description
+    /// when a token came. A route that publishes resource metadata adds
+    /// its own parameters after these (`resource_metadata`).
+    pub fn challenge_text(self) -> String {
+        match self.status_and_code().1 {
+            None => r#"Bearer realm="portero""#.to_string(),
+            Some(code) => {
+                format!(r#"Bearer realm="portero", error="{code}", error_description="{self}""#)
+            }
+        }
+    }
+
     /// The reason's place in `ALL`, for what is made once per reason.
     pub fn index(self) -> usize {
         Self::ALL

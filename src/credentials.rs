@@ -225,12 +225,6 @@ impl StandIn {
 }
 
 /// An argon2id hash (default parameters: 19 MiB, 2 passes) for a password.
-/// The secret of a public client, which has none: a fast hash of 32 random
-/// bytes no one knows, so that no secret ever matches it.
-pub fn unusable_secret() -> SecretHash {
-    imitation(dummy(true))
-}
-
 pub fn hash_password(secret: &str) -> String {
     let salt = SaltString::generate(&mut rand::thread_rng());
     Argon2::default()

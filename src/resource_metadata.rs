@@ -13,7 +13,6 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::AuthError;
 use crate::config::{Policy, ProtectedResource, Route, RouteAction};
-use crate::respond;
 
 /// Every metadata document of a config, by the path it is served at.
 #[derive(Default)]
@@ -119,8 +118,8 @@ pub fn challenges(route: &Route) -> Option<Box<[HeaderValue]>> {
     let (policy, resource) = published(route)?;
     let scope = policy.scopes.join(" ");
     let challenges = AuthError::ALL.map(|reason| {
-        let named = !scope.is_empty()
-            && (respond::is_unauthorized(reason) || reason == AuthError::MissingScope);
+        let named =
+            !scope.is_empty() && (reason.is_unauthorized() || reason == AuthError::MissingScope);
         let scope = if named {
             format!(r#", scope="{scope}""#)
         } else {
@@ -128,7 +127,7 @@ pub fn challenges(route: &Route) -> Option<Box<[HeaderValue]>> {
         };
         let text = format!(
             r#"{}{scope}, resource_metadata="{}""#,
-            respond::challenge_text(reason),
+            reason.challenge_text(),
             resource.document_url
         );
         HeaderValue::try_from(text).expect("the check admits URL paths and scope tokens only")

@@ -274,7 +274,7 @@ static DENIALS: LazyLock<Vec<Denial>> =
 
 impl Denial {
     fn new(reason: AuthError) -> Denial {
-        let (status, code) = status_and_code(reason);
+        let (status, code) = reason.status_and_code();
         let body = match code {
             None => {
                 Bytes::from_static(br#"{"error":"unauthorized","error_description":"no token"}"#)
@@ -284,40 +284,8 @@ impl Denial {
         Denial {
             status,
             body,
-            challenge: HeaderValue::try_from(challenge_text(reason))
+            challenge: HeaderValue::try_from(reason.challenge_text())
                 .expect("the reasons are plain text"),
-        }
-    }
-}
-
-/// A refusal's status, and its RFC 6750 §3.1 error code (none when no
-/// token came).
-fn status_and_code(reason: AuthError) -> (StatusCode, Option<&'static str>) {
-    match reason {
-        AuthError::MissingToken => (StatusCode::UNAUTHORIZED, None),
-        AuthError::MissingRole
-        | AuthError::MissingScope
-        | AuthError::ClaimMismatch
-        | AuthError::RuleRefused => (StatusCode::FORBIDDEN, Some("insufficient_scope")),
-        AuthError::RepeatedToken => (StatusCode::BAD_REQUEST, Some("invalid_request")),
-        _ => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
-    }
-}
-
-/// Whether `reason` is answered `401` (no token, or one that fails validation).
-pub fn is_unauthorized(reason: AuthError) -> bool {
-    status_and_code(reason).0 == StatusCode::UNAUTHORIZED
-}
-
-/// The `WWW-Authenticate` challenge every route answers `reason` with
-/// (RFC 6750 §3): `Bearer`, the realm, and the error and its description
-/// when a token came. A route that publishes resource metadata adds its
-/// own parameters after these (`resource_metadata`).
-pub fn challenge_text(reason: AuthError) -> String {
-    match status_and_code(reason).1 {
-        None => r#"Bearer realm="portero""#.to_string(),
-        Some(code) => {
-            format!(r#"Bearer realm="portero", error="{code}", error_description="{reason}""#)
         }
     }
 }

@@ -628,7 +628,8 @@ fn an_api_key_issuer_takes_no_token_settings() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("issuers.odd.kind") && stderr.contains("jwt (the default) or api_key"),
+        stderr.contains("issuers.odd.kind")
+            && stderr.contains("jwt (the default), oauth2 or api_key"),
         "{stderr}"
     );
 }

@@ -276,7 +276,7 @@ fn principal(c: RegisteredClient) -> Principal {
     let name = c.client_name.clone();
     Principal {
         login: c.client_id.clone(),
-        secret: crate::credentials::unusable_secret(),
+        secret: crate::config::SecretHash::unusable(),
         id: Value::Null,
         username: None,
         nombre: None,

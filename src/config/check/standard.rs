@@ -217,7 +217,7 @@ impl Checker<'_> {
         Some(Principal {
             login: client_id.clone(),
             // A public client has no secret to check: it is never asked.
-            secret: secret.unwrap_or_else(crate::credentials::unusable_secret),
+            secret: secret.unwrap_or_else(SecretHash::unusable),
             id: serde_json::Value::Null,
             username: None,
             nombre: None,

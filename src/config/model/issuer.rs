@@ -402,6 +402,23 @@ pub enum SecretHash {
     },
 }
 
+impl SecretHash {
+    /// The secret of a public client, which has none: a fast hash with a
+    /// random salt and digest, so that no secret ever matches it.
+    pub fn unusable() -> SecretHash {
+        use rand::RngCore;
+        let random = |n: usize| {
+            let mut b = vec![0u8; n];
+            rand::thread_rng().fill_bytes(&mut b);
+            b
+        };
+        SecretHash::Fast {
+            salt: random(16),
+            mac: random(32),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pbkdf2Digest {
     Sha1,

@@ -1,0 +1,165 @@
+//! Dynamic client registration (RFC 7591) at a standard issuer: what a
+//! registered client may be, how many one address may register, the
+//! initial access token, and the admin API that lists and deletes them.
+
+mod common;
+
+use common::standard::*;
+use common::*;
+use serde_json::{json, Value};
+
+async fn gateway(settings: &str) -> Gateway {
+    let body = standard_body(settings);
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    gw
+}
+
+async fn register(gw: &Gateway, body: &Value, token: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/register"))
+        .json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_registered_client_is_public_and_limited() {
+    let gw = gateway("registration = \"open\"\nregistration_rate = 100").await;
+    let (status, client) = register(
+        &gw,
+        &json!({"redirect_uris": ["http://127.0.0.1/cb"], "client_name": "agent", "grant_types": ["authorization_code", "refresh_token"]}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    assert!(client["client_id"].as_str().unwrap().starts_with("reg-"));
+    assert_eq!(client["token_endpoint_auth_method"], "none");
+    assert!(client.get("client_secret").is_none());
+    for (bad, error) in [
+        (
+            json!({"redirect_uris": ["http://app.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://app.example/cb#x"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["com.example.app:/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["javascript:alert(1)"]}),
+            "invalid_redirect_uri",
+        ),
+        (json!({"redirect_uris": []}), "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris": [format!("https://a.example/{}", "x".repeat(600))]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["client_credentials"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_basic"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "client_name": "a\u{7}b"}),
+            "invalid_client_metadata",
+        ),
+        (json!(["not", "an", "object"]), "invalid_client_metadata"),
+    ] {
+        let (status, answer) = register(&gw, &bad, None).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(error)),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn open_registration_is_limited_per_address() {
+    let gw = gateway("registration = \"open\"\nregistration_rate = 3").await;
+    let body = json!({"redirect_uris": ["https://a.example/cb"]});
+    for _ in 0..3 {
+        assert_eq!(register(&gw, &body, None).await.0, 201);
+    }
+    let (status, answer) = register(&gw, &body, None).await;
+    assert_eq!(status, 429, "{answer}");
+}
+
+#[tokio::test]
+async fn token_registration_needs_the_initial_access_token() {
+    // The harness's environment names the variable: ADMIN_TOKEN's value is
+    // in PORTERO_ADMIN_TOKEN, which serves as the initial access token here.
+    let gw =
+        gateway("registration = \"token\"\nregistration_token_env = \"PORTERO_ADMIN_TOKEN\"").await;
+    let body = json!({"redirect_uris": ["https://a.example/cb"]});
+    assert_eq!(register(&gw, &body, None).await.0, 401);
+    assert_eq!(register(&gw, &body, Some("wrong")).await.0, 401);
+    assert_eq!(register(&gw, &body, Some(ADMIN_TOKEN)).await.0, 201);
+}
+
+#[tokio::test]
+async fn the_admin_api_lists_and_deletes_registered_clients() {
+    let gw = gateway("registration = \"open\"").await;
+    let (_, client) = register(
+        &gw,
+        &json!({"redirect_uris": [CALLBACK], "client_name": "agent"}),
+        None,
+    )
+    .await;
+    let id = client["client_id"].as_str().unwrap().to_string();
+    let admin = reqwest::Client::new();
+    let list: Value = admin
+        .get(gw.admin_url("/admin/oauth2-clients?issuer=app"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["clients"][0]["client_id"], id.as_str());
+    assert_eq!(list["clients"][0]["client_name"], "agent");
+    assert_eq!(list["clients"][0]["registered_from"], "127.0.0.1");
+    let unauthorized = admin
+        .get(gw.admin_url("/admin/oauth2-clients"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    // A listed (config) client is not the registry's to delete.
+    let r = admin
+        .delete(gw.admin_url(&format!("/admin/oauth2-clients/app/{APP}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = admin
+        .delete(gw.admin_url(&format!("/admin/oauth2-clients/app/{id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Deleted, it signs no one in: the page says so, never redirecting.
+    let (_, challenge) = pkce();
+    let url = authorize_url(&gw, &challenge, "")
+        .replace(&format!("client_id={APP}"), &format!("client_id={id}"));
+    let mut browser = Browser::default();
+    let (status, location, _) = browser.get(&url).await;
+    assert_eq!((status, location), (400, None));
+}
