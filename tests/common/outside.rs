@@ -20,6 +20,8 @@ pub enum Outside {
     OAuth2ClientsJs,
     /// authlib and requests-oauthlib.
     OAuth2ClientsPython,
+    /// The PyPI `mcp` package, an MCP server behind portero.
+    McpServer,
     HashLibraries,
     /// Flask (with werkzeug), an upstream application.
     Flask,
@@ -38,7 +40,7 @@ impl Outside {
             Outside::Schemathesis => "PORTERO_REQUIRE_SCHEMATHESIS",
             Outside::Oidc => "PORTERO_REQUIRE_OIDC",
             Outside::Grpc => "PORTERO_REQUIRE_GRPC",
-            Outside::OAuth2ClientsJs | Outside::OAuth2ClientsPython => {
+            Outside::OAuth2ClientsJs | Outside::OAuth2ClientsPython | Outside::McpServer => {
                 "PORTERO_REQUIRE_OAUTH2_CLIENTS"
             }
             Outside::HashLibraries => "PORTERO_REQUIRE_HASH_LIBRARIES",
@@ -64,6 +66,7 @@ impl Outside {
             Outside::Grpc => "python3 -m pip install grpcio",
             Outside::OAuth2ClientsJs => "apt-get install nodejs npm; npm ci --prefix tests/oidc",
             Outside::OAuth2ClientsPython => "python3 -m pip install authlib requests-oauthlib",
+            Outside::McpServer => "python3 -m pip install 'mcp==2.3.0'",
             Outside::HashLibraries => "python3 -m pip install passlib bcrypt argon2-cffi django",
             Outside::Flask => "python3 -m pip install flask",
             Outside::Postgres => "apt-get install postgresql, or set PORTERO_TEST_POSTGRES_URL",

@@ -1,0 +1,270 @@
+//! A user signs in to a `kind = "oauth2"` issuer through clients no one
+//! here wrote, run by Node.js from tests/oidc: panva's `oauth4webapi` for
+//! the authorization code flow with PKCE, the ID token (its signature
+//! checked by `jose` against the issuer's JWKS) and RFC 9207's `iss`
+//! (tests/oidc/sign_in.mjs); and the MCP TypeScript SDK's client, which
+//! finds its way from portero's 401 in front of an MCP server (the PyPI
+//! `mcp` package, tests/mcp_server.py) through the protected resource
+//! metadata, registration and the sign-in page to a tool's result
+//! (tests/oidc/mcp_client.mjs). Each script prints `ok <check>` per check
+//! made; the tests name every check they expect, so a check that silently
+//! stops running fails here. Without Node.js, the npm packages or `mcp`
+//! the tests skip, and fail instead under `PORTERO_REQUIRE_OAUTH2_CLIENTS=1`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use common::standard::*;
+use common::*;
+
+const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc");
+const MCP_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_server.py");
+
+/// Whether Node.js and the npm `packages` are here; skips (or fails) if not.
+fn node_with(packages: &[&str]) -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let absent: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !Path::new(NODE_DIR).join("node_modules").join(p).exists())
+        .collect();
+    let missing = match node {
+        false => Some("node (Node.js) is not installed".to_string()),
+        true if !absent.is_empty() => Some(format!("{} not installed", absent.join(", "))),
+        true => None,
+    };
+    outside_program(Outside::OAuth2ClientsJs, missing)
+}
+
+/// Runs `script` with `env`; its whole output, failing the test with it
+/// if the script failed.
+fn node(script: &str, env: &[(&str, String)]) -> String {
+    let mut command = Command::new("node");
+    command.arg(script).current_dir(NODE_DIR);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The lines of `output` that start with `prefix`, without it.
+fn lines_of(output: &str, prefix: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn oauth4webapi_signs_in_with_pkce_and_validates_iss_and_the_id_token() {
+    if !node_with(&["oauth4webapi", "jose"]) {
+        return;
+    }
+    // No keys configured: the issuer signs with a generated ES256 key.
+    let body = standard_body("");
+    let gw = Gateway::start(&body).await;
+    let base = gw.public_url(&body).await;
+    let env = [
+        ("PORTERO_URL", base),
+        ("ISSUER", "app".to_string()),
+        ("CLIENT_ID", APP.to_string()),
+        ("REDIRECT_URI", CALLBACK.to_string()),
+        ("USERNAME", USER.to_string()),
+        ("PASSWORD", USER_PASSWORD.to_string()),
+    ];
+    let out = node("sign_in.mjs", &env);
+    assert_eq!(
+        lines_of(&out, "ok "),
+        [
+            "discovery, issuer checked",
+            "ES256 ID tokens, the JWKS named",
+            "authorization URL with PKCE S256, state and nonce",
+            "signed in on the page, 303 to the callback",
+            "a callback whose iss was changed or dropped is rejected",
+            "validateAuthResponse: iss and state checked",
+            "code redeemed with the verifier, ID token claims validated with the nonce",
+            "ID token signature verified against the JWKS (ES256)",
+            "userinfo for the ID token subject",
+            "refresh_token grant, rotated",
+            "the sign-on session answers at once; an ID token with another nonce is rejected",
+        ],
+        "{out}"
+    );
+}
+
+/// tests/mcp_server.py, killed when dropped; its log is one line per
+/// request it was sent.
+struct McpServer {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl McpServer {
+    /// `None` (skip) without the `mcp` package.
+    fn start() -> Option<McpServer> {
+        let found = Command::new("python3")
+            .args([
+                "-c",
+                "import uvicorn; from mcp.server.mcpserver import MCPServer",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let missing = (!found).then(|| "the mcp package (2.x) is not installed".to_string());
+        if !outside_program(Outside::McpServer, missing) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.log");
+        let mut child = Command::new("python3")
+            .args(["-u", MCP_SERVER])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        for _ in 0..400 {
+            let mut reader = BufReader::new(std::fs::File::open(&log).unwrap());
+            line.clear();
+            if reader.read_line(&mut line).is_ok() && line.ends_with('\n') {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let stderr = std::fs::read_to_string(dir.path().join("stderr.log"));
+                panic!(
+                    "the MCP server exited: {status}\n{}",
+                    stderr.unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let port = line.trim().parse().expect("the server prints its port");
+        Some(McpServer {
+            child,
+            port,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// The requests it was sent: `METHOD PATH sub=<X-User-Sub>`.
+    fn requests(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        log.lines().skip(1).map(str::to_string).collect()
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The standard issuer with open registration, and `/mcp` in front of
+/// the MCP server: a protected resource (RFC 9728) any token of `app` for
+/// it may use, told who the user is.
+fn mcp_body(server: &McpServer) -> String {
+    format!(
+        r#"{}
+{}
+[[routes]]
+name = "mcp"
+path = "/mcp"
+upstream = "mcp"
+resource_metadata = true
+
+[routes.headers]
+x-user-sub = "sub"
+"#,
+        standard_body("registration = \"open\""),
+        upstream("mcp", &[([127, 0, 0, 1], server.port).into()], ""),
+    )
+}
+
+#[tokio::test]
+async fn the_mcp_sdk_finds_signs_in_registers_and_calls_a_tool_behind_portero() {
+    if !node_with(&["@modelcontextprotocol/sdk"]) {
+        return;
+    }
+    let Some(server) = McpServer::start() else {
+        return;
+    };
+    let body = mcp_body(&server);
+    let gw = Gateway::start(&body).await;
+    let base = gw.public_url(&body).await;
+    let env = [
+        ("PORTERO_URL", base),
+        ("ISSUER", "app".to_string()),
+        ("USERNAME", USER.to_string()),
+        ("PASSWORD", USER_PASSWORD.to_string()),
+    ];
+    let out = node("mcp_client.mjs", &env);
+    println!("{out}");
+    assert_eq!(
+        lines_of(&out, "ok "),
+        [
+            "portero refused the first request; the SDK went to authorize",
+            "registered (RFC 7591) as a public client",
+            "authorization request with PKCE S256 and the MCP server as resource (RFC 8707)",
+            "signed in on the page; the callback has the code, state and iss",
+            "code redeemed for a token of the MCP server",
+            "connected; tools listed",
+            "tool called: add(2, 3) = 5",
+            "the server's event stream (GET) passes through portero",
+            "the session ended with DELETE",
+            "a stale token refreshed without signing in again",
+        ],
+        "{out}"
+    );
+    // The way there, request by request, in order (other requests may
+    // come between): refused, the resource's metadata, its authorization
+    // server's, registration, the page, the form, the token, the server,
+    // the session's end.
+    let log = lines_of(&out, "log ");
+    let steps = [
+        "POST /mcp 401",
+        "GET /.well-known/oauth-protected-resource/mcp 200",
+        "GET /.well-known/oauth-authorization-server/oauth2/app 200",
+        "POST /oauth2/app/register 201",
+        "GET /oauth2/app/authorize 200",
+        "POST /oauth2/app/sign-in 303",
+        "POST /oauth2/app/token 200",
+        "POST /mcp 200",
+        "DELETE /mcp 200",
+    ];
+    let mut at = 0;
+    for step in steps {
+        match log[at..].iter().position(|l| l == step) {
+            Some(i) => at += i + 1,
+            None => panic!("{step:?} not found after line {at} of the log:\n{out}"),
+        }
+    }
+    let result = lines_of(&out, "result ");
+    assert_eq!(result.first().map(String::as_str), Some("5"), "{out}");
+    // Only what portero let through reached the server, each for the user.
+    let reached = server.requests();
+    assert!(
+        reached.iter().any(|r| r.starts_with("POST /mcp ")),
+        "{reached:?}"
+    );
+    assert!(
+        reached.iter().all(|r| r.ends_with(&format!(" sub={USER}"))),
+        "{reached:?}"
+    );
+}
