@@ -163,3 +163,19 @@ async fn the_admin_api_lists_and_deletes_registered_clients() {
     let (status, location, _) = browser.get(&url).await;
     assert_eq!((status, location), (400, None));
 }
+
+#[tokio::test]
+async fn a_registered_client_holds_only_the_scopes_the_issuers_resources_ask_for() {
+    let mcp = "\n[[routes]]\nname = \"mcp\"\npath = \"/mcp\"\nupstream = \"echo\"\nresource_metadata = true\nscopes = [\"mcp:tools\"]\n";
+    let body = format!("{}{mcp}", standard_body("registration = \"open\""));
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    let (status, client) = register(
+        &gw,
+        &json!({"redirect_uris": [CALLBACK], "scope": "mcp:tools notes:read admin"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{client}");
+    assert_eq!(client["scope"], "mcp:tools");
+}

@@ -177,8 +177,8 @@ impl Drop for McpServer {
 }
 
 /// The standard issuer with open registration, and `/mcp` in front of
-/// the MCP server: a protected resource (RFC 9728) any token of `app` for
-/// it may use, told who the user is.
+/// the MCP server: a protected resource (RFC 9728) that a token of `app`
+/// for it, with the scope its 401 names, may use, told who the user is.
 fn mcp_body(server: &McpServer) -> String {
     format!(
         r#"{}
@@ -188,6 +188,7 @@ name = "mcp"
 path = "/mcp"
 upstream = "mcp"
 resource_metadata = true
+scopes = ["mcp:tools"]
 
 [routes.headers]
 x-user-sub = "sub"

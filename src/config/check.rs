@@ -657,7 +657,8 @@ fn strip_pattern_problem(text: &str) -> Option<&'static str> {
 }
 
 /// Each protected resource a route publishes is one its OAuth 2.0
-/// issuers serve (RFC 8707): tokens may be asked for it by name.
+/// issuers serve (RFC 8707): tokens may be asked for it by name, and a
+/// registered client may hold the scopes it asks for.
 fn served_resources(issuers: &mut [Issuer], routes: &[Route]) {
     for route in routes {
         let RouteAction::Proxy {
@@ -674,9 +675,16 @@ fn served_resources(issuers: &mut [Issuer], routes: &[Route]) {
             let Some(oauth2) = issuer.oauth2.as_mut() else {
                 continue;
             };
-            if policy.issuer_mask & (1 << i) != 0 && !oauth2.resources.contains(&resource.resource)
-            {
+            if policy.issuer_mask & (1 << i) == 0 {
+                continue;
+            }
+            if !oauth2.resources.contains(&resource.resource) {
                 oauth2.resources.push(resource.resource.clone());
+            }
+            for scope in &policy.scopes {
+                if !oauth2.resource_scopes.contains(scope) {
+                    oauth2.resource_scopes.push(scope.clone());
+                }
             }
         }
     }

@@ -229,6 +229,18 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
             ))
         }
     };
+    // What a registered client may ask for is the user's to give, within
+    // the scopes the issuer's protected resources ask for (their 401s name
+    // them); others asked for are left out (RFC 7591 §3.2.1).
+    let scope = match object.get("scope") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(asked)) => asked
+            .split(' ')
+            .filter(|s| ctx.settings.resource_scopes.iter().any(|r| r == s))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some(_) => return Err(invalid_metadata("scope must be a string")),
+    };
     let ttl = ctx.settings.registered_client_ttl.as_secs() as i64;
     Ok(RegisteredClient {
         issuer: ctx.issuing.issuer.name.clone(),
@@ -236,10 +248,8 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
         client_name,
         secret_hash: None,
         redirect_uris,
-        // What a registered client may ask for is the user's to give:
-        // only `openid` (scopes are the operator's clients').
         grant_types,
-        scope: String::new(),
+        scope,
         created: req.now,
         last_used: req.now,
         expires_at: req.now + ttl,

@@ -359,6 +359,7 @@ impl Checker<'_> {
             clients,
             authorization_code,
             resources,
+            resource_scopes: Vec::new(),
             registration,
             registered_client_ttl: self.duration(
                 &s.registered_client_ttl,

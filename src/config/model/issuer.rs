@@ -115,6 +115,9 @@ pub struct OAuth2 {
     /// issuer's `resources`, and the resource identifiers of the routes
     /// that publish metadata for it.
     pub resources: Vec<String>,
+    /// The scopes those routes ask for: a registered client may hold them
+    /// (the scope their 401s tell it to ask for).
+    pub resource_scopes: Vec<String>,
     /// Dynamic client registration (RFC 7591).
     pub registration: Registration,
     /// A registered client unused this long is forgotten.
