@@ -11,12 +11,15 @@
 //! Nothing here speaks HTTP: `proxy` reads the body and writes the
 //! [`Answer`]. docs/oauth2.md is the contract.
 
+mod auth_request;
 mod authorize;
 mod client;
 mod code;
+mod csrf;
 mod form;
 mod inspect;
 mod metadata;
+mod mint;
 mod oidc;
 mod page;
 mod refresh;

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::form::Form;
+use super::mint::{answer, dialect_claims, live_user, mint_as, words};
 use super::refresh::{self, invalid_grant};
-use super::token::{answer, dialect_claims, live_user, mint_as, words};
 use super::{oidc, Answer, Endpoints, Error, Request};
 use crate::auth::revocation::Revocation;
 use crate::config::Principal;

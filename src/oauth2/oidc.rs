@@ -6,8 +6,8 @@
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::token::{dialect_claims, live_user, words};
-use super::{page, sign_in, sso, Answer, Endpoints, Error, Request};
+use super::mint::{dialect_claims, live_user, words};
+use super::{csrf, page, sso, Answer, Endpoints, Error, Request};
 use crate::config::Principal;
 use crate::issue::Minted;
 use crate::store::CodeRecord;
@@ -139,8 +139,8 @@ pub async fn end_session(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         .as_ref()
         .is_some_and(|h| h.sid.as_deref() == Some(&session.sid));
     let confirmed = match params.get("confirm") {
-        Some(sent) if sign_in::same_origin(ctx, req) => {
-            sign_in::logout_token_matches(ctx, &session.sid, sent).await
+        Some(sent) if csrf::same_origin(ctx, req) => {
+            csrf::logout_token_matches(ctx, &session.sid, sent).await
         }
         _ => false,
     };
@@ -197,7 +197,7 @@ fn done(ctx: &Endpoints<'_>, params: &super::form::Form, hint: Option<&Hint>) ->
 }
 
 async fn confirm_page(ctx: &Endpoints<'_>, sid: &str) -> Answer {
-    let token = match sign_in::logout_token(ctx, sid).await {
+    let token = match csrf::logout_token(ctx, sid).await {
         Ok(t) => t,
         Err(e) => return e.into(),
     };

@@ -6,21 +6,13 @@
 //! is refused. Credentials go through the same lockout, timing and rate
 //! limits as the legacy endpoint (`Issuing::authenticate`).
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use http::StatusCode;
-use sha2::Sha256;
 
-use super::authorize::{self, AuthRequest};
+use super::auth_request::{self, AuthRequest};
 use super::form::Form;
-use super::{page, sso, Answer, Endpoints, Error, Request};
+use super::{csrf, page, sso, Answer, Endpoints, Request};
 use crate::issue::{self, random_id, Denied};
-use crate::store::{SsoSession, StoredKey};
-
-/// The store's name for the forms' secret (a control character: no
-/// issuer is named so).
-const FORMS_SECRET: &str = "\u{1}oauth2-forms";
+use crate::store::SsoSession;
 
 /// The sign-in page for `r`; with `session`, a button to go on as its user.
 pub async fn show(
@@ -39,9 +31,9 @@ pub async fn show(
             (fresh, Some(set))
         }
     };
-    let csrf = match csrf_token(ctx, &binding, &r.params).await {
+    let csrf = match csrf::token(ctx, &binding, &r.params).await {
         Ok(t) => t,
-        Err(e) => return authorize::back_with_error(ctx, r, e),
+        Err(e) => return auth_request::back_with_error(ctx, r, e),
     };
     let return_host = url::Url::parse(&r.redirect_uri)
         .ok()
@@ -80,31 +72,31 @@ pub async fn show(
 /// The form posted: the request checked again, the CSRF token, then the
 /// credentials (or, with `continue`, the session).
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
-    if !same_origin(ctx, req) {
+    if !csrf::same_origin(ctx, req) {
         return refused(ctx, "the form was posted from another site");
     }
     let form = match Form::parse(req.body, req.form) {
         Ok(f) => f,
         Err(e) => return refused(ctx, &e.description),
     };
-    let r = match authorize::known_client(ctx, &form).await {
+    let r = match auth_request::known_client(ctx, &form).await {
         Ok(r) => r,
         Err(message) => return refused(ctx, &message),
     };
-    let asked = match authorize::checked(ctx, &form, &r) {
+    let asked = match auth_request::checked(ctx, &form, &r) {
         Ok(a) => a,
-        Err(e) => return authorize::back_with_error(ctx, &r, e),
+        Err(e) => return auth_request::back_with_error(ctx, &r, e),
     };
     let binding = sso::cookie(req, &sso::cookie_name(ctx, "portero-form")).unwrap_or_default();
-    match csrf_token(ctx, binding, &r.params).await {
-        Ok(expected) if !binding.is_empty() && same(form.get("csrf"), &expected) => {}
+    match csrf::token(ctx, binding, &r.params).await {
+        Ok(expected) if !binding.is_empty() && csrf::same(form.get("csrf"), &expected) => {}
         Ok(_) => {
             return refused(
                 ctx,
                 "the form has expired or was not this page's; start again",
             )
         }
-        Err(e) => return authorize::back_with_error(ctx, &r, e),
+        Err(e) => return auth_request::back_with_error(ctx, &r, e),
     }
     if form.get("continue").is_some() {
         return go_on(ctx, req, &r, &asked).await;
@@ -149,9 +141,9 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let sub = issue::subject(ctx.issuing.endpoint.dialect, &user);
     match sso::begin(ctx, req, &user, &sub).await {
         Ok((session, cookie)) => {
-            authorize::issue(ctx, req, &r, &asked, &session, Some(cookie)).await
+            auth_request::issue(ctx, req, &r, &asked, &session, Some(cookie)).await
         }
-        Err(e) => authorize::back_with_error(ctx, &r, e),
+        Err(e) => auth_request::back_with_error(ctx, &r, e),
     }
 }
 
@@ -160,16 +152,16 @@ async fn go_on(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
     r: &AuthRequest,
-    asked: &authorize::Asked,
+    asked: &auth_request::Asked,
 ) -> Answer {
     let session = match sso::current(ctx, req).await {
         Ok(s) => s.filter(|s| {
             !asked.fresh_login && asked.max_age.is_none_or(|age| req.now - s.auth_time <= age)
         }),
-        Err(e) => return authorize::back_with_error(ctx, r, e),
+        Err(e) => return auth_request::back_with_error(ctx, r, e),
     };
     match session {
-        Some(s) => authorize::issue(ctx, req, r, asked, &s, None).await,
+        Some(s) => auth_request::issue(ctx, req, r, asked, &s, None).await,
         None => {
             show(
                 ctx,
@@ -185,68 +177,6 @@ async fn go_on(
             .await
         }
     }
-}
-
-/// A browser says where a form came from (`Origin`); one from another
-/// origin is a cross-site post. A request without it is a client that is
-/// not a browser, which the CSRF cookie still binds.
-pub fn same_origin(ctx: &Endpoints<'_>, req: &Request<'_>) -> bool {
-    let Some(origin) = req.origin else {
-        return true;
-    };
-    let ours = url::Url::parse(&ctx.settings.public_url)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
-    origin == ours.as_bytes()
-}
-
-fn same(sent: Option<&str>, expected: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    sent.is_some_and(|s| bool::from(s.as_bytes().ct_eq(expected.as_bytes())))
-}
-
-/// HMAC-SHA-256 of the form's binding cookie and the request's fields.
-async fn csrf_token(
-    ctx: &Endpoints<'_>,
-    binding: &str,
-    params: &[(String, String)],
-) -> Result<String, Error> {
-    let mut secret = vec![0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
-    let fresh = StoredKey {
-        kid: "oauth2-forms".into(),
-        secret,
-    };
-    let kept = ctx
-        .issuing
-        .store
-        .signing_key(FORMS_SECRET, fresh)
-        .await
-        .map_err(|_| Error::unavailable())?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&kept.secret).expect("any key length");
-    // Each part with its length first: no two lists of fields read alike.
-    let mut part = |bytes: &[u8]| {
-        mac.update(&(bytes.len() as u64).to_be_bytes());
-        mac.update(bytes);
-    };
-    part(ctx.issuing.issuer.name.as_bytes());
-    part(binding.as_bytes());
-    for (name, value) in params {
-        part(name.as_bytes());
-        part(value.as_bytes());
-    }
-    Ok(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
-}
-
-/// The token of the logout confirmation form for session `sid`.
-pub async fn logout_token(ctx: &Endpoints<'_>, sid: &str) -> Result<String, Error> {
-    csrf_token(ctx, sid, &[("logout".to_string(), sid.to_string())]).await
-}
-
-pub async fn logout_token_matches(ctx: &Endpoints<'_>, sid: &str, sent: &str) -> bool {
-    logout_token(ctx, sid)
-        .await
-        .is_ok_and(|t| same(Some(sent), &t))
 }
 
 fn refused(ctx: &Endpoints<'_>, message: &str) -> Answer {

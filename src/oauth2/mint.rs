@@ -1,0 +1,176 @@
+//! What every grant hands out: access tokens minted for a subject and a
+//! client (RFC 9068), the token answer (RFC 6749 §5.1), the claims a
+//! principal's tokens carry, and the scopes a grant may give.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde_json::{json, Map, Value};
+
+use super::refresh::invalid_grant;
+use super::{Answer, Endpoints, Error, Request};
+use crate::config::{Dialect, Principal};
+use crate::issue::{Minted, Stamp};
+
+/// The principal `login` names, if it may still log in.
+pub(super) async fn live_user(
+    ctx: &Endpoints<'_>,
+    login: &str,
+) -> Result<Option<Arc<Principal>>, Error> {
+    Ok(ctx
+        .issuing
+        .principal(login)
+        .await
+        .map_err(|_| Error::unavailable())?
+        .filter(|u| u.active && !u.blocked))
+}
+
+/// Signs an access token for `sub` obtained by `client` (RFC 9068 §2.2),
+/// expiring after the issuer's token lifetime or at `until`, if sooner.
+pub(super) fn mint(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    sub: &str,
+    claims: Map<String, Value>,
+    client: &Principal,
+    scope: &[String],
+    until: Option<i64>,
+) -> Result<Minted, Error> {
+    mint_as(ctx, req, sub, claims, client, scope, until, None)
+}
+
+/// [`mint`], with the `jti` chosen beforehand.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn mint_as(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    sub: &str,
+    mut claims: Map<String, Value>,
+    client: &Principal,
+    scope: &[String],
+    until: Option<i64>,
+    jti: Option<&str>,
+) -> Result<Minted, Error> {
+    let mut ttl = ctx.issuing.issuer.token_ttl;
+    if let Some(until) = until {
+        // A subject token within the validator's leeway past its `exp`
+        // has nothing left to hand on.
+        let left = u64::try_from(until - req.now)
+            .ok()
+            .filter(|&left| left > 0)
+            .ok_or_else(invalid_grant)?;
+        ttl = ttl.min(std::time::Duration::from_secs(left));
+    }
+    claims.insert("client_id".into(), Value::String(client.login.clone()));
+    if !scope.is_empty() {
+        claims.insert("scope".into(), Value::String(scope.join(" ")));
+    }
+    let stamp = Stamp {
+        iss: &ctx.settings.issuer_id,
+        typ: Some("at+jwt"),
+        endpoint: "oauth2",
+        jti,
+    };
+    ctx.issuing
+        .mint_with(stamp, sub, claims, req.now, Some(ttl))
+        .map_err(|_| Error::unavailable())
+}
+
+/// RFC 6749 §5.1, with `extra` members (a refresh token, an ID token,
+/// RFC 8693's `issued_token_type`).
+pub(super) fn answer(
+    req: &Request<'_>,
+    minted: Minted,
+    scope: &[String],
+    extra: &[(&str, String)],
+) -> Answer {
+    let mut body = json!({
+        "access_token": minted.token,
+        "token_type": "Bearer",
+        "expires_in": minted.exp.map_or(0, |exp| exp - req.now),
+    });
+    if !scope.is_empty() {
+        body["scope"] = Value::String(scope.join(" "));
+    }
+    for (name, value) in extra {
+        body[*name] = Value::String(value.clone());
+    }
+    Answer::ok(body)
+}
+
+pub(super) fn words(text: Option<&str>) -> Vec<String> {
+    text.unwrap_or_default()
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The scopes a token gets: those asked for, each one held (`invalid_scope`
+/// otherwise), or all that are held when none are asked for (RFC 6749 §3.3).
+pub(super) fn narrowed(asked: Option<&str>, held: &[String]) -> Result<Vec<String>, Error> {
+    let Some(asked) = asked else {
+        return Ok(held.to_vec());
+    };
+    let mut granted: Vec<String> = Vec::new();
+    for scope in words(Some(asked)) {
+        if !held.contains(&scope) {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                format!("{scope:?} is not a scope held here"),
+            ));
+        }
+        if !granted.contains(&scope) {
+            granted.push(scope);
+        }
+    }
+    Ok(granted)
+}
+
+/// The claims the dialect's own tokens carry about a principal, so that a
+/// route's claim requirements read the same from either kind of token;
+/// `permissions` narrowed to the granted scope.
+pub(super) fn dialect_claims(
+    dialect: Dialect,
+    p: &Principal,
+    scope: &[String],
+) -> Map<String, Value> {
+    let mut claims = Map::new();
+    match dialect {
+        Dialect::ClientFlat => {
+            claims.insert("company".into(), json!(p.company));
+            claims.insert("permissions".into(), json!(scope));
+        }
+        Dialect::Project => {
+            claims.insert("business".into(), json!(p.business));
+            claims.insert("proyecto".into(), json!(p.proyecto));
+        }
+        Dialect::ClientEnvelope => {}
+        Dialect::Session => {
+            claims.insert("id".into(), p.id.clone());
+            claims.insert("username".into(), json!(p.username));
+            claims.insert("nombre".into(), json!(p.nombre));
+            if let Some(role) = &p.role {
+                claims.insert("role".into(), json!(role));
+            }
+        }
+        Dialect::LoginRefresh => {
+            claims.insert("token_use".into(), json!("access"));
+            claims.insert("username".into(), json!(p.username));
+            claims.insert("role".into(), json!(p.role));
+        }
+        Dialect::Standard => return standard_claims(p),
+    }
+    claims
+}
+
+/// A standard issuer's user or client: its own claims as written, then
+/// its `roles` (the claim a route's `roles` read).
+pub fn standard_claims(p: &Principal) -> Map<String, Value> {
+    let mut claims = p.claims.clone();
+    if !p.roles.is_empty() {
+        claims.insert("roles".into(), json!(p.roles));
+    }
+    claims
+}
