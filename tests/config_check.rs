@@ -44,7 +44,9 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         format!("[server]\npublic_url = \"https://x.test\"\n{GOOD}\n[issuers.app]\nkind = \"oauth2\"\n{issuer}")
     };
     let user = "[[issuers.app.users]]\nusername = \"ada\"\nsecret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n";
-    let (ok, err) = check(&with(user));
+    let web =
+        "[[issuers.app.clients]]\nclient_id = \"web\"\nredirect_uris = [\"https://a.test/cb\"]\n";
+    let (ok, err) = check(&with(&format!("{user}{web}")));
     assert!(ok, "{err}");
     for (issuer, named) in [
         // Keys of a legacy endpoint, which a standard issuer has not.
@@ -52,9 +54,20 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         ("path = \"/login\"\n".to_string(), "issuers.app.path"),
         ("iss = \"mine\"\n".to_string(), "issuers.app.iss"),
         // Users who could never sign in.
-        (format!("{user}\n[issuers.app.oauth2]\nauthorization_code = false\n"), "issuers.app.oauth2.authorization_code"),
-        // A claim portero sets itself.
-        (user.replace("username = ", "claims = { sub = \"root\" }\nusername = "), "issuers.app.users[0].claims"),
+        (format!("{user}{web}\n[issuers.app.oauth2]\nauthorization_code = false\n"), "issuers.app.oauth2.authorization_code"),
+        // A claim portero sets itself, or that routes read as scopes or roles.
+        (user.replace("username = ", "claims = { sub = \"root\" }\nusername = ") + web, "issuers.app.users[0].claims"),
+        (user.replace("username = ", "claims = { scp = [\"admin\"] }\nusername = "), "issuers.app.users[0].claims"),
+        (user.replace("username = ", "claims = { role = \"root\" }\nusername = "), "issuers.app.users[0].claims"),
+        // Users no client can sign in.
+        (format!("{user}[[issuers.app.clients]]\nclient_id = \"svc\"\nsecret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n"), "issuers.app.users"),
+        // Grants a client could never use.
+        ("[[issuers.app.clients]]\nclient_id = \"cli\"\nredirect_uris = [\"https://a.test/cb\"]\ngrant_types = [\"refresh_token\"]\n".to_string(), "issuers.app.clients[0].grant_types"),
+        ("[[issuers.app.clients]]\nclient_id = \"cli\"\nredirect_uris = [\"https://a.test/cb\"]\ngrant_types = []\n".to_string(), "issuers.app.clients[0].grant_types"),
+        ("[[issuers.app.clients]]\nclient_id = \"cli\"\nredirect_uris = [\"https://a.test/cb\"]\nscopes = [\"a b\"]\n".to_string(), "issuers.app.clients[0].scopes"),
+        // Settings nothing reads.
+        ("[issuers.app.oauth2]\nregistered_client_ttl = \"1d\"\n".to_string(), "issuers.app.oauth2.registered_client_ttl"),
+        ("[issuers.app.oauth2]\nregistration = \"open\"\nregistration_rate = 0\n".to_string(), "issuers.app.oauth2.registration_rate"),
         // A public client with nowhere to send a code.
         ("[[issuers.app.clients]]\nclient_id = \"cli\"\n".to_string(), "issuers.app.clients[0]"),
         // A grant a public client can never use.
@@ -72,6 +85,13 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         let (ok, err) = check(&with(&issuer));
         assert!(!ok && err.contains(named), "{issuer}: {err}");
     }
+    // A dialect's iss may not be an OAuth 2.0 issuer identifier.
+    let clash = format!(
+        "[server]\npublic_url = \"https://x.test\"\n{GOOD}\n[issuers.app]\nkind = \"oauth2\"\n\n\
+         [issuers.leg]\ndialect = \"session\"\niss = \"https://x.test/oauth2/app\"\n"
+    );
+    let (ok, err) = check(&clash);
+    assert!(!ok && err.contains("issuers.leg.iss"), "{err}");
     // Users and clients belong to a standard issuer only.
     let (ok, err) = check(&format!(
         "{GOOD}\n[[issuers.demo.users]]\nusername = \"a\"\nsecret_hash = \"x\"\n"
@@ -1072,5 +1092,34 @@ fn oauth2_endpoints_on_a_host_the_public_url_does_not_name_are_refused() {
             !ok && err.contains("issuers.c.host"),
             "{public_url} {host}: {err}"
         );
+    }
+}
+
+#[test]
+fn a_protected_resource_takes_only_tokens_that_can_name_it() {
+    let base = |route: &str, more: &str| {
+        format!(
+            "[server]\npublic_url = \"https://x.test\"\n\n[[listen]]\naddr = \"127.0.0.1:8080\"\n\n\
+             [upstreams.echo]\nbuiltin = \"echo\"\n\n[issuers.app]\nkind = \"oauth2\"\n\n\
+             [issuers.leg]\ndialect = \"client-flat\"\n\n{more}\
+             [[routes]]\npath = \"/mcp\"\nupstream = \"echo\"\nresource_metadata = true\n{route}"
+        )
+    };
+    let (ok, err) = check(&base("issuers = [\"app\"]\n", ""));
+    assert!(ok, "{err}");
+    for (route, more, named) in [
+        // An audience other than the resource: its tokens would be refused.
+        ("issuers = [\"app\"]\naudience = \"https://x.test/other\"\n", "", "resource identifier"),
+        // A dialect without OAuth 2.0 endpoints never sets aud.
+        ("issuers = [\"app\", \"leg\"]\n", "", "issuer \"leg\" has no OAuth 2.0 endpoints"),
+        // One resource, two routes (on two hosts): one token would open both.
+        (
+            "issuers = [\"app\"]\n",
+            "[[routes]]\nhost = \"x.test\"\npath = \"/mcp\"\nupstream = \"echo\"\nresource_metadata = true\nissuers = [\"app\"]\n\n",
+            "already publishes",
+        ),
+    ] {
+        let (ok, err) = check(&base(route, more));
+        assert!(!ok && err.contains(named), "{route}{more}: {err}");
     }
 }

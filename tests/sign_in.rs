@@ -471,3 +471,134 @@ async fn the_operator_sets_the_pages_look() {
         "{csp}"
     );
 }
+
+#[tokio::test]
+async fn a_session_ends_with_its_users_revocation_or_credential() {
+    let body = standard_body("");
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    sign_in(&gw, &mut browser, &challenge).await;
+    let quiet = authorize_url(&gw, &challenge, "&prompt=none");
+    assert_eq!(browser.get(&quiet).await.0, 303);
+    // Revoked by subject: the session opens nothing more.
+    let r = reqwest::Client::new()
+        .post(gw.admin_url("/admin/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"sub": USER, "issuer": "app"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, location, _) = browser.get(&quiet).await;
+    assert_eq!(query_of(&location.unwrap())["error"], "login_required");
+    // Signed in again (after the revocation's second), then the password
+    // changes by a reload: that session ends too.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    sign_in(&gw, &mut browser, &challenge).await;
+    let (_, location, _) = browser.get(&quiet).await;
+    assert!(query_of(&location.unwrap()).contains_key("code"));
+    let old_hash = body
+        .lines()
+        .skip_while(|l| !l.contains(&format!("username = \"{USER}\"")))
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let new_hash = format!(
+        "secret_hash = \"{}\"",
+        portero::credentials::hash_fast("a new one")
+    );
+    gw.public_url(&body.replacen(&old_hash, &new_hash, 1)).await;
+    let (_, location, _) = browser.get(&quiet).await;
+    assert_eq!(query_of(&location.unwrap())["error"], "login_required");
+}
+
+#[tokio::test]
+async fn a_tokens_resource_holds_through_refresh_exchange_and_introspection() {
+    let mcp = "\n[[routes]]\nname = \"mcp\"\npath = \"/mcp\"\nupstream = \"echo\"\nresource_metadata = true\n";
+    let body = format!("{}{mcp}", standard_body(""));
+    let gw = Gateway::start(&body).await;
+    let public = gw.public_url(&body).await;
+    let resource = format!("{public}/mcp");
+    let http = reqwest::Client::new();
+    let token = |form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let url = gw.url("/oauth2/app/token");
+        async move {
+            let r = http
+                .post(url)
+                .basic_auth(SERVICE, Some(SERVICE_SECRET))
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, own) = token(vec![
+        ("grant_type", "client_credentials".into()),
+        ("resource", resource.clone()),
+    ])
+    .await;
+    assert_eq!(status, 200, "{own}");
+    let access = own["access_token"].as_str().unwrap().to_string();
+    assert_eq!(claims_of(&access)["aud"], resource);
+    assert_eq!(get_with(&gw, "/mcp", &access).await, 200);
+    // Traded, it keeps its audience.
+    let (status, traded) = token(vec![
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange".into(),
+        ),
+        ("subject_token", access.clone()),
+        (
+            "subject_token_type",
+            "urn:ietf:params:oauth:token-type:access_token".into(),
+        ),
+    ])
+    .await;
+    assert_eq!(status, 200, "{traded}");
+    assert_eq!(
+        claims_of(traded["access_token"].as_str().unwrap())["aud"],
+        resource
+    );
+    // Introspection says whom it is for.
+    let answer: Value = http
+        .post(gw.url("/oauth2/app/introspect"))
+        .basic_auth(SERVICE, Some(SERVICE_SECRET))
+        .form(&[("token", access.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["aud"], resource);
+    // A refresh naming another resource than its own is refused.
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let encoded: String = form_urlencoded::byte_serialize(resource.as_bytes()).collect();
+    sign_in(&gw, &mut browser, &challenge).await;
+    let (_, location, _) = browser
+        .get(&authorize_url(
+            &gw,
+            &challenge,
+            &format!("&resource={encoded}"),
+        ))
+        .await;
+    let (_, tokens) = redeem(&gw, &query_of(&location.unwrap())["code"], &verifier).await;
+    let r = http
+        .post(gw.url("/oauth2/app/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", APP),
+            ("resource", "https://elsewhere.example/api"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let refused: Value = r.json().await.unwrap();
+    assert_eq!(refused["error"], "invalid_target");
+}

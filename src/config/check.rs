@@ -236,6 +236,7 @@ impl Checker<'_> {
             .map(|(name, i)| self.issuer(name, i, &cors, server.public_url.as_deref()))
             .collect();
         self.check_unique_kids(&issuers);
+        self.check_iss_apart(&issuers);
         let mut strip_all: Vec<String> = Vec::new();
         let mut routes: Vec<Route> = token_endpoint_routes(&issuers);
         let first_ordinary = routes.len();

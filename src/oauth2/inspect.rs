@@ -97,6 +97,12 @@ pub async fn introspect(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer
             body[name] = Value::String(value.to_string());
         }
     }
+    // The resource it is for (RFC 7662 §2.2's `aud`), as the token says.
+    match v.claims.get("aud") {
+        Some(crate::claims::Claim::Str(aud)) => body["aud"] = json!(aud),
+        Some(crate::claims::Claim::Json(aud)) => body["aud"] = aud.clone(),
+        _ => {}
+    }
     for (name, value) in [("exp", v.exp), ("iat", v.iat), ("nbf", v.nbf)] {
         if let Some(value) = value {
             body[name] = json!(value);

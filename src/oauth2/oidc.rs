@@ -45,18 +45,21 @@ pub fn id_token(
 }
 
 /// The access token a userinfo request presents (RFC 6750 §2.1, §2.2).
-fn bearer<'a>(req: &Request<'a>) -> Option<String> {
-    if let Some(h) = req.authorization.and_then(|h| std::str::from_utf8(h).ok()) {
-        let (scheme, token) = h.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string());
-    }
-    if *req.method == http::Method::POST && req.form {
-        let form = super::form::Form::parse(req.body, true).ok()?;
-        return form.get("access_token").map(str::to_string);
-    }
-    None
+/// One way only (RFC 6750 §2): a token in both the header and the form
+/// is none.
+fn bearer(req: &Request<'_>) -> Option<String> {
+    let in_form = match *req.method == http::Method::POST && req.form {
+        true => super::form::Form::parse(req.body, true)
+            .ok()?
+            .get("access_token")
+            .map(str::to_string),
+        false => None,
+    };
+    let Some(h) = req.authorization.and_then(|h| std::str::from_utf8(h).ok()) else {
+        return in_form;
+    };
+    let (scheme, token) = h.split_once(' ')?;
+    (in_form.is_none() && scheme.eq_ignore_ascii_case("bearer")).then(|| token.trim().to_string())
 }
 
 fn invalid_token(description: &str) -> Answer {

@@ -9,6 +9,7 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::mint::live_user;
 use super::{Endpoints, Error, Request};
 use crate::config::Principal;
 use crate::issue::random_id;
@@ -16,19 +17,19 @@ use crate::store::SsoSession;
 
 /// The cookie's name for `ctx`'s issuer.
 pub fn cookie_name(ctx: &Endpoints<'_>, base: &str) -> String {
-    let name: String = ctx
-        .issuing
-        .issuer
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
+    // Letters, digits and `-` as they are, anything else as `_` and its
+    // bytes in hex: two issuers never share a cookie.
+    let mut name = String::new();
+    for c in ctx.issuing.issuer.name.chars() {
+        match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' => name.push(c),
+            _ => {
+                for b in c.to_string().bytes() {
+                    name += &format!("_{b:02X}");
+                }
             }
-        })
-        .collect();
+        }
+    }
     match secure(ctx) {
         true => format!("__Host-{base}-{name}"),
         false => format!("{base}-{name}"),
@@ -71,13 +72,15 @@ pub fn cookie<'a>(req: &Request<'a>, name: &str) -> Option<&'a str> {
     found
 }
 
-fn secret_hash(secret: &str) -> String {
+fn hex_sha256(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The session the request's cookie names, if it is this issuer's, live,
-/// and the cookie's secret is its own.
+/// The session the request's cookie names, if it is this issuer's and
+/// live, the cookie's secret is its own, and its user may still sign in:
+/// still there, active and not blocked, with the credential they signed
+/// in with, and not revoked (by subject) since.
 pub async fn current(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Option<SsoSession>, Error> {
     let Some(value) = cookie(req, &cookie_name(ctx, "portero-sso")) else {
         return Ok(None);
@@ -94,15 +97,32 @@ pub async fn current(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Option<Ss
         .get_sso(sid)
         .await
         .map_err(|_| Error::unavailable())?;
-    Ok(found.filter(|s| {
+    let Some(session) = found.filter(|s| {
         s.issuer == ctx.issuing.issuer.name
             && s.expires_at > req.now
             && bool::from(
                 s.secret_hash
                     .as_bytes()
-                    .ct_eq(secret_hash(secret).as_bytes()),
+                    .ct_eq(hex_sha256(secret).as_bytes()),
             )
-    }))
+    }) else {
+        return Ok(None);
+    };
+    let revoked = ctx.issuing.revocations.is_revoked(
+        &ctx.issuing.issuer.iss,
+        Some(&session.sub),
+        None,
+        Some(session.auth_time),
+    );
+    let user = live_user(ctx, &session.login).await?;
+    let same_user = user.is_some_and(|u| credential(&u) == session.credential);
+    Ok((same_user && !revoked).then_some(session))
+}
+
+/// What a session remembers of the user's credential: a digest of the
+/// stored hash (never the hash itself).
+fn credential(user: &Principal) -> String {
+    hex_sha256(&format!("{:?}", user.secret))
 }
 
 /// A new session for `user`, who has just typed their credentials, with
@@ -120,7 +140,8 @@ pub async fn begin(
         login: user.login.clone(),
         sub: sub.to_string(),
         sid: sid.clone(),
-        secret_hash: secret_hash(&secret),
+        secret_hash: hex_sha256(&secret),
+        credential: credential(user),
         auth_time: req.now,
         expires_at: req.now + ttl,
         families: Vec::new(),

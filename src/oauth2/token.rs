@@ -187,6 +187,17 @@ async fn refresh_grant(
         return Err(invalid_grant());
     };
     let scope = narrowed(form.get("scope"), &words(found.scope.as_deref()))?;
+    // RFC 8707 §2.2: a refresh may name the resource again, the same one.
+    if form
+        .get("resource")
+        .is_some_and(|r| found.resource.as_deref() != Some(r))
+    {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_target",
+            "the refresh token is not for that resource",
+        ));
+    }
     // A user gone, deactivated or blocked since: the family ends here.
     let Some(user) = live_user(ctx, &found.login).await? else {
         refresh::revoke_family(ctx, &refresh_hash(token)).await?;
@@ -325,6 +336,11 @@ async fn issuers_jwt(
         Dialect::LoginRefresh => live_user(ctx, v.claims.str("username").unwrap_or(&sub))
             .await?
             .filter(|p| issue::subject(dialect, p) == sub),
+        // A standard client's own token (client_credentials): the client
+        // is still listed (no user shares its name: `portero check`).
+        Dialect::Standard if v.claims.str("client_id") == Some(sub.as_str()) => {
+            ctx.settings.clients.get(&sub).cloned()
+        }
         _ => live_user(ctx, &sub).await?,
     };
     if principal.is_none() {
@@ -350,10 +366,11 @@ async fn issuers_jwt(
             .collect(),
         _ => Vec::new(),
     };
+    // Its `aud` stays: a token for one resource is not traded for one
+    // that opens every route.
     for registered in [
         "iss",
         "sub",
-        "aud",
         "exp",
         "nbf",
         "iat",

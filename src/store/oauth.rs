@@ -58,6 +58,10 @@ pub struct SsoSession {
     pub sid: String,
     /// SHA-256 of the cookie's secret, hex.
     pub secret_hash: String,
+    /// SHA-256 of the user's stored credential when they signed in: a
+    /// password changed since (or a user removed and made again) ends it.
+    #[serde(default)]
+    pub credential: String,
     /// When the user typed their credentials.
     pub auth_time: i64,
     pub expires_at: i64,
@@ -125,6 +129,7 @@ impl SsoSession {
             sub: "user-1".into(),
             sid: sid.into(),
             secret_hash: "ab".repeat(32),
+            credential: "cd".repeat(32),
             auth_time: expires_at - 100,
             expires_at,
             families: Vec::new(),

@@ -663,6 +663,29 @@ impl Checker<'_> {
         })
     }
 
+    /// An issuer's legacy `iss` may not be an OAuth 2.0 issuer identifier
+    /// (its own or another's): whose token it is, and whether it must say
+    /// `typ: at+jwt`, is read from `iss`.
+    pub(super) fn check_iss_apart(&mut self, issuers: &[Issuer]) {
+        for i in issuers {
+            if i.kind == IssuerKind::OAuth2 {
+                continue;
+            }
+            let clash = issuers
+                .iter()
+                .find(|o| o.oauth2.as_ref().is_some_and(|o| o.issuer_id == i.iss));
+            if let Some(other) = clash {
+                self.problem_no_span(
+                    format!("issuers.{}.iss", i.name),
+                    format!(
+                        "{:?} is issuer {:?}'s OAuth 2.0 identifier; name this issuer's tokens otherwise",
+                        i.iss, other.name
+                    ),
+                );
+            }
+        }
+    }
+
     pub(super) fn check_unique_kids(&mut self, issuers: &[Issuer]) {
         let mut seen = HashSet::new();
         for i in issuers {

@@ -185,9 +185,11 @@ impl Checker<'_> {
     }
 }
 
-/// Claims portero sets itself on a standard issuer's tokens: a user's
-/// `claims` may not name them.
-const SET_BY_PORTERO: [&str; 16] = [
+/// Claims portero sets itself on a standard issuer's tokens, or that
+/// routes read as scopes and roles (`scp`, `role`) or as the token's use,
+/// or userinfo reads as the login: a user's `claims` may not name them (a
+/// `scp` claim would outlive the scope a client was granted).
+const SET_BY_PORTERO: [&str; 21] = [
     "iss",
     "sub",
     "aud",
@@ -197,7 +199,12 @@ const SET_BY_PORTERO: [&str; 16] = [
     "jti",
     "client_id",
     "scope",
+    "scp",
     "roles",
+    "role",
+    "permissions",
+    "token_use",
+    "username",
     "auth_time",
     "nonce",
     "sid",
@@ -222,7 +229,9 @@ impl Checker<'_> {
                 self.problem(
                     table,
                     key,
-                    format!("{name:?} is a claim portero sets itself; name yours otherwise"),
+                    format!(
+                        "{name:?} is a claim portero sets or reads itself; name yours otherwise"
+                    ),
                 );
             }
         }

@@ -60,6 +60,8 @@ impl Checker<'_> {
         self.resource_path(set, &key, &resource, path);
         self.scope_tokens(set, &key, &policy.scopes);
         let document_path = format!("{}{path}", ProtectedResource::WELL_KNOWN);
+        self.audience_is_resource(set, &key, policy.audience.as_deref(), &resource);
+        self.issuers_can_name(set, &key, policy.issuer_mask, issuers);
         policy.audience.get_or_insert_with(|| resource.clone());
         policy.resource = Some(Arc::new(ProtectedResource {
             document_url: format!("{public_url}{document_path}"),
@@ -68,6 +70,40 @@ impl Checker<'_> {
             authorization_servers,
             bearer_methods: bearer_methods(&policy.token_from),
         }));
+    }
+
+    /// An `audience` written beside `resource_metadata` must be the
+    /// resource: a token issued for the resource the document names would
+    /// be refused otherwise.
+    fn audience_is_resource(
+        &mut self,
+        at: &Spanned<bool>,
+        key: &str,
+        audience: Option<&str>,
+        resource: &str,
+    ) {
+        if let Some(audience) = audience.filter(|a| *a != resource) {
+            let message = format!(
+                "audience {audience:?} is not the resource identifier {resource:?} the metadata names: a token for it would be refused; leave audience out"
+            );
+            self.problem(at, key, message);
+        }
+    }
+
+    /// Every issuer the route takes must be able to issue a token for the
+    /// resource: a dialect without OAuth 2.0 endpoints and an API-key
+    /// issuer never set `aud`. (An identity provider's tokens may.)
+    fn issuers_can_name(&mut self, at: &Spanned<bool>, key: &str, mask: u64, issuers: &[Issuer]) {
+        for (i, issuer) in issuers.iter().enumerate().take(64) {
+            let own = issuer.endpoint.is_some() || issuer.kind == IssuerKind::ApiKey;
+            if mask & (1 << i) != 0 && own && issuer.oauth2.is_none() {
+                let message = format!(
+                    "issuer {:?} has no OAuth 2.0 endpoints: its tokens never name this resource (aud); take it off the route, or give it [issuers.{}.oauth2]",
+                    issuer.name, issuer.name
+                );
+                self.problem(at, key, message);
+            }
+        }
     }
 
     /// The resource identifier names `server.public_url`'s host: the route
@@ -121,16 +157,18 @@ impl Checker<'_> {
     /// path that both publish one would answer for one identifier with
     /// two documents.
     pub(super) fn one_document_each(&mut self, files: &[FileRoute], routes: &[Route]) {
-        let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
         for (index, (r, route)) in files.iter().zip(routes).enumerate() {
             let (Some(set), Some(resource)) = (&r.resource_metadata, published(route)) else {
                 continue;
             };
-            let place = (route.host.as_str(), resource.document_path.as_str());
+            // One identifier, one route: on two hosts, a token for it
+            // would open both.
+            let place = resource.resource.as_str();
             if let Some(first) = seen.insert(place, index) {
                 let message = format!(
-                    "routes[{first}] already publishes the metadata of {:?} on host {:?}",
-                    resource.resource, route.host
+                    "routes[{first}] already publishes the metadata of {:?}",
+                    resource.resource
                 );
                 self.problem(set, format!("routes[{index}].resource_metadata"), message);
             }

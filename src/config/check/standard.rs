@@ -74,6 +74,16 @@ impl Checker<'_> {
                 "the issuer's users can never sign in with the authorization endpoint off",
             );
         }
+        let a_client_signs_in = oauth2.registration != Registration::Off
+            || oauth2.clients.iter().any(|c| {
+                !c.client.redirect_uris.is_empty() && c.client.may_use("authorization_code")
+            });
+        if users_exist && oauth2.authorization_code && !a_client_signs_in {
+            self.problem_no_span(
+                key("users"),
+                "no client can sign these users in: give one redirect_uris (and authorization_code), or open registration",
+            );
+        }
         Issuer {
             name: name.to_string(),
             kind: IssuerKind::OAuth2,
@@ -195,6 +205,17 @@ impl Checker<'_> {
             Some(h) => Some(self.stored_hash(h, &format!("{key}.secret_hash"))?),
             None => None,
         };
+        for scope in &c.scopes {
+            if scope.is_empty()
+                || scope.contains(|ch: char| ch.is_whitespace() || ch == '"' || ch == '\\')
+            {
+                self.problem(
+                    &c.client_id,
+                    format!("{key}.scopes"),
+                    format!("{scope:?}: a scope is one word (RFC 6749 §3.3), no quotes"),
+                );
+            }
+        }
         let redirect_uris = self.redirect_uris(key, c, code_flow);
         let public = secret.is_none();
         let grant_types = self.grant_types(key, c, dialect, public, !redirect_uris.is_empty());
@@ -206,6 +227,7 @@ impl Checker<'_> {
                  redirect_uris and the authorization endpoint; it has neither",
             );
         }
+        self.grants_usable(key, c, &grant_types, public, !redirect_uris.is_empty());
         if !dialect.has_clients() && !c.roles.is_empty() && dialect != Dialect::Standard {
             self.problem(
                 &c.client_id,
@@ -243,6 +265,36 @@ impl Checker<'_> {
                 name: None,
             },
         })
+    }
+
+    /// A client's grants must get it a token: a public client needs the
+    /// code, redirect URIs need the code to be sent with, and a refresh
+    /// token comes only from a code (or a password).
+    fn grants_usable(
+        &mut self,
+        key: &str,
+        c: &FileOAuthClient,
+        grants: &[String],
+        public: bool,
+        redirects: bool,
+    ) {
+        let Some(written) = &c.grant_types else {
+            return;
+        };
+        let key = format!("{key}.grant_types");
+        let has = |g: &str| grants.iter().any(|x| x == g);
+        let problem = if grants.is_empty() {
+            "names no grant: leave it out for the client's defaults"
+        } else if public && !has("authorization_code") {
+            "a public client gets tokens only with authorization_code"
+        } else if redirects && !has("authorization_code") {
+            "without authorization_code the client's redirect_uris are never used"
+        } else if has("refresh_token") && !has("authorization_code") && !has("password") {
+            "refresh_token without authorization_code or password: no refresh token is ever issued"
+        } else {
+            return;
+        };
+        self.problem(written, key, problem);
     }
 
     /// A client's `redirect_uris`, each one portero may send a code to.
@@ -352,6 +404,7 @@ impl Checker<'_> {
             }
         }
         let registration = self.registration(name, s, authorization_code);
+        self.settings_read(name, s, authorization_code, &registration);
         OAuth2 {
             issuer_id: format!("{public_url}/oauth2/{name}"),
             public_url: public_url.to_string(),
@@ -369,6 +422,49 @@ impl Checker<'_> {
             session_ttl: self.duration(&s.session_ttl, &key("session_ttl"), secs(8 * 3600)),
             logout_revokes_tokens: s.logout_revokes_tokens,
             sign_in: SignInPage::default(),
+        }
+    }
+
+    /// Settings only the authorization endpoint or registration read.
+    fn settings_read(&mut self, name: &str, s: &FileOAuth2, code_flow: bool, r: &Registration) {
+        let key = |k: &str| format!("issuers.{name}.oauth2.{k}");
+        if let (Some(ttl), Registration::Off) = (&s.registered_client_ttl, r) {
+            self.problem(
+                ttl,
+                key("registered_client_ttl"),
+                "read only with registration on",
+            );
+        }
+        if let (Some(ttl), false) = (&s.session_ttl, code_flow) {
+            self.problem(
+                ttl,
+                key("session_ttl"),
+                "read only with authorization_code on",
+            );
+        }
+        if s.logout_revokes_tokens && !code_flow {
+            self.problem_no_span(
+                key("logout_revokes_tokens"),
+                "read only with authorization_code on",
+            );
+        }
+        if let Some(rate) = s.registration_rate.as_ref().filter(|r| *r.get_ref() == 0) {
+            self.problem(
+                rate,
+                key("registration_rate"),
+                "at least 1 a minute; turn registration off instead",
+            );
+        }
+        let password_used = s.clients.iter().any(|c| {
+            c.grant_types
+                .as_ref()
+                .is_none_or(|g| g.get_ref().iter().any(|g| g == "password"))
+        });
+        if s.password_grant && !password_used {
+            self.problem_no_span(
+                key("password_grant"),
+                "no client may use the password grant (grant_types)",
+            );
         }
     }
 
