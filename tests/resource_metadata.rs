@@ -424,7 +424,7 @@ fn check_refuses_metadata_it_could_not_serve_truthfully() {
     refused(
         &base(url, "", &format!("\n{twice}")),
         "routes[1].resource_metadata",
-        "routes[0] already publishes the metadata of \"https://mcp.example/mcp\" on host \"*\"",
+        "routes[0] already publishes the metadata of \"https://mcp.example/mcp\"",
     );
     // False, the key asks nothing of the route.
     let off = base(url, "public = true\n", "");

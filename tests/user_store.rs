@@ -763,3 +763,56 @@ async fn another_spelling_of_a_config_login_is_still_the_configs() {
         claims_of(&token)
     );
 }
+
+/// A flag read in any column type the databases use (PostgreSQL's
+/// `integer` and `smallint`, text), or the row refused: a `blocked` that
+/// cannot be read must not let its user in.
+#[tokio::test]
+async fn flags_of_any_type_hold_and_unreadable_rows_are_refused() {
+    let Some(hash) = library_hashes(PASSWORD).map(|h| h[FORMATS[0]].clone()) else {
+        return;
+    };
+    let Some(db) = Database::create(Engine::Postgres).await else {
+        return;
+    };
+    db.run(
+        "CREATE TABLE people (username TEXT PRIMARY KEY, password_hash TEXT, id INTEGER, \
+         active INTEGER, blocked SMALLINT, note TEXT, claims TEXT, claimsj JSONB)",
+    )
+    .await;
+    for (name, active, blocked, note, claims) in [
+        ("ok", 1, 0, "'true'", "'{\"team\":\"core\"}'"),
+        ("blocked", 1, 1, "'true'", "NULL"),
+        ("inactive", 0, 0, "'true'", "NULL"),
+        ("odd", 1, 0, "'maybe'", "NULL"),
+    ] {
+        db.run(&format!(
+            "INSERT INTO people VALUES ('{name}', '{hash}', 1, {active}, {blocked}, {note}, {claims}, '{{}}')"
+        ))
+        .await;
+    }
+    let issuer = |name: &str, columns: &str| {
+        format!(
+            "[issuers.{name}]\ndialect = \"session\"\npath = \"/{name}\"\nmax_failures = 100\n\n\
+             [issuers.{name}.user_store]\nurl = \"{url}\"\n\
+             query = \"SELECT username, password_hash AS secret_hash, id, {columns} FROM people WHERE username = $1\"\n\n",
+            url = db.url
+        )
+    };
+    let body = format!(
+        "{}{}[upstreams.echo]\nbuiltin = \"echo\"\n\n[[routes]]\npath = \"/\"\nupstream = \"echo\"\n",
+        issuer("flags", "active, blocked"),
+        issuer("texts", "note AS active"),
+    );
+    let gw = Gateway::start(&body).await;
+    for (path, user, want) in [
+        ("/flags", "ok", StatusCode::OK),
+        ("/flags", "blocked", StatusCode::UNAUTHORIZED),
+        ("/flags", "inactive", StatusCode::UNAUTHORIZED),
+        ("/texts", "ok", StatusCode::OK),
+        ("/texts", "odd", StatusCode::UNAUTHORIZED),
+    ] {
+        let (status, answer) = user_login(&gw, path, user, PASSWORD).await;
+        assert_eq!(status, want, "{user} at {path}: {answer}");
+    }
+}

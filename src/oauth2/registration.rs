@@ -90,7 +90,7 @@ async fn admitted(ctx: &Endpoints<'_>, req: &Request<'_>, per_minute: u32) -> Re
         .await;
     let admitted = match shared {
         Ok(Some(rate)) => rate.admitted,
-        Ok(None) | Err(_) => local_bucket(&key, per_minute, req.now),
+        Ok(None) | Err(_) => local_bucket(&key, per_minute),
     };
     match admitted {
         true => Ok(()),
@@ -102,20 +102,29 @@ async fn admitted(ctx: &Endpoints<'_>, req: &Request<'_>, per_minute: u32) -> Re
     }
 }
 
-/// This process's count of registrations per key in the current minute.
-fn local_bucket(key: &str, per_minute: u32, now: i64) -> bool {
+/// This process's count of registrations per key, as the shared store
+/// counts them (GCRA): one registration's room comes back every
+/// `60 s / per_minute`, and a burst is at most `per_minute`, whatever
+/// minute it falls in.
+fn local_bucket(key: &str, per_minute: u32) -> bool {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    static COUNTS: OnceLock<Mutex<HashMap<String, (i64, u32)>>> = OnceLock::new();
-    let minute = now / 60;
-    let mut counts = COUNTS
+    use std::time::{Duration, Instant};
+    static NEXT_FREE: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    let now = Instant::now();
+    let emission = Duration::from_secs(60) / per_minute;
+    let burst = emission * per_minute;
+    let mut buckets = NEXT_FREE
         .get_or_init(Default::default)
         .lock()
         .expect("not poisoned");
-    counts.retain(|_, (m, _)| *m == minute);
-    let count = counts.entry(key.to_string()).or_insert((minute, 0));
-    count.1 += 1;
-    count.1 <= per_minute
+    buckets.retain(|_, free| *free > now);
+    let free = buckets.get(key).copied().unwrap_or(now).max(now);
+    if free + emission > now + burst {
+        return false;
+    }
+    buckets.insert(key.to_string(), free + emission);
+    true
 }
 
 /// RFC 7591 §3: `Authorization: Bearer <initial access token>`.
@@ -331,5 +340,24 @@ pub async fn used(ctx: &Endpoints<'_>, id: &str, now: i64) {
         .await
     {
         tracing::warn!(target: "portero::oauth2", issuer = %issuer, error = %e, "a registered client's use was not noted");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_bucket_lets_a_burst_through_then_one_per_interval() {
+        let key = "test:local-bucket";
+        assert!(
+            (0..3).all(|_| local_bucket(key, 3)),
+            "a burst of per_minute"
+        );
+        assert!(
+            !local_bucket(key, 3),
+            "then no more until an interval passes"
+        );
+        assert!(local_bucket("test:another-address", 3), "each key its own");
     }
 }

@@ -87,6 +87,11 @@ impl ImportedPrincipal {
     pub fn to_principal(&self, dialect: Dialect) -> Result<Principal, String> {
         let login = self.login(dialect)?;
         let secret = secret_hash(&self.secret_hash).map_err(|why| format!("secret_hash: {why}"))?;
+        if let Some(name) = crate::config::reserved_claim(&self.claims) {
+            return Err(format!(
+                "claims: {name:?} is a claim portero sets or reads itself"
+            ));
+        }
         Ok(Principal {
             login,
             secret,
@@ -139,5 +144,25 @@ mod tests {
         assert_eq!(again.encode(), encoded);
         assert_eq!(record.login(Dialect::Session).unwrap(), "ana");
         assert!(record.login(Dialect::ClientFlat).is_err());
+    }
+
+    #[test]
+    fn a_standard_users_record_keeps_its_roles_and_claims_but_no_reserved_one() {
+        let hash = "$2b$04$abcdefghijklmnopqrstuu5Jm1uF0wGbTe4CHqzGr3xJQQbYhKOy6";
+        let written = format!(
+            r#"{{"username":"ana","secret_hash":"{hash}","roles":["admin"],"claims":{{"team":"core"}}}}"#
+        );
+        let record: ImportedPrincipal = serde_json::from_str(&written).unwrap();
+        let ana = record.to_principal(Dialect::Standard).unwrap();
+        assert_eq!(ana.roles, vec!["admin"]);
+        assert_eq!(ana.claims["team"], "core");
+        for reserved in ["scp", "sub", "roles", "aud"] {
+            let written = format!(
+                r#"{{"username":"ana","secret_hash":"{hash}","claims":{{"{reserved}":"x"}}}}"#
+            );
+            let record: ImportedPrincipal = serde_json::from_str(&written).unwrap();
+            let refused = record.to_principal(Dialect::Standard).unwrap_err();
+            assert!(refused.contains(reserved), "{refused}");
+        }
     }
 }

@@ -185,34 +185,6 @@ impl Checker<'_> {
     }
 }
 
-/// Claims portero sets itself on a standard issuer's tokens, or that
-/// routes read as scopes and roles (`scp`, `role`) or as the token's use,
-/// or userinfo reads as the login: a user's `claims` may not name them (a
-/// `scp` claim would outlive the scope a client was granted).
-const SET_BY_PORTERO: [&str; 21] = [
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "nbf",
-    "iat",
-    "jti",
-    "client_id",
-    "scope",
-    "scp",
-    "roles",
-    "role",
-    "permissions",
-    "token_use",
-    "username",
-    "auth_time",
-    "nonce",
-    "sid",
-    "azp",
-    "at_hash",
-    "typ",
-];
-
 impl Checker<'_> {
     /// A standard issuer's user's `claims`, as JSON; a claim portero sets
     /// itself is refused (it would be overwritten, or worse, trusted).
@@ -225,7 +197,7 @@ impl Checker<'_> {
             return serde_json::Map::new();
         };
         for name in table.get_ref().keys() {
-            if SET_BY_PORTERO.contains(&name.as_str()) {
+            if RESERVED_CLAIMS.contains(&name.as_str()) {
                 self.problem(
                     table,
                     key,

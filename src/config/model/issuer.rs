@@ -378,6 +378,43 @@ impl Dialect {
     }
 }
 
+/// Claims portero sets itself on a standard issuer's tokens, or that
+/// routes read as scopes and roles (`scp`, `role`) or as the token's use,
+/// or userinfo reads as the login: a user's own `claims` (in the config,
+/// a user store's row, an imported record) may not name them (a `scp`
+/// claim would outlive the scope a client was granted).
+pub const RESERVED_CLAIMS: [&str; 21] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "scp",
+    "roles",
+    "role",
+    "permissions",
+    "token_use",
+    "username",
+    "auth_time",
+    "nonce",
+    "sid",
+    "azp",
+    "at_hash",
+    "typ",
+];
+
+/// The first of `claims` a user may not set, if any.
+pub fn reserved_claim(claims: &serde_json::Map<String, Value>) -> Option<&str> {
+    claims
+        .keys()
+        .map(String::as_str)
+        .find(|name| RESERVED_CLAIMS.contains(name))
+}
+
 /// The prefix of portero's fast hash: `$portero-hmac-sha256$<salt>$<mac>`.
 pub const FAST_PREFIX: &str = "$portero-hmac-sha256$";
 

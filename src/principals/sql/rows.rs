@@ -97,6 +97,7 @@ impl Rows {
         String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
         i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
         i32: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+        i16: for<'r> Decode<'r, R::Database> + Type<R::Database>,
         bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     {
         let text = |name: &str| -> Option<String> {
@@ -124,16 +125,37 @@ impl Rows {
             proyecto.as_deref(),
         )?;
         let permissions = words(text("permissions"));
-        // A standard issuer's `claims` column: a JSON object, or the row
-        // is refused (a claim silently dropped could drop a restriction).
-        let claims = match text("claims").map(|c| serde_json::from_str(&c)) {
+        let refused = |why: &str| {
+            tracing::warn!(login, "user store: a login refused, {why}");
+        };
+        let (Some(active), Some(blocked)) =
+            (flag(row, "active", true), flag(row, "blocked", false))
+        else {
+            refused("its active or blocked column is neither a boolean, a number nor true/false");
+            return None;
+        };
+        // A standard issuer's `claims` column: text holding a JSON object
+        // (a jsonb column cast `::text`), or the row is refused: a claim
+        // silently dropped could drop a restriction.
+        let written = match row.try_column("claims") {
+            Err(_) => None,
+            Ok(_) => match row.try_get::<Option<String>, _>("claims") {
+                Ok(text) => text,
+                Err(_) => {
+                    refused("its claims column is not text (cast a json column ::text)");
+                    return None;
+                }
+            },
+        };
+        let claims = match written.map(|c| serde_json::from_str(&c)) {
             None => serde_json::Map::new(),
-            Some(Ok(serde_json::Value::Object(map))) => map,
+            Some(Ok(serde_json::Value::Object(map)))
+                if crate::config::reserved_claim(&map).is_none() =>
+            {
+                map
+            }
             Some(_) => {
-                tracing::warn!(
-                    login,
-                    "user store: a login refused, its claims are not a JSON object"
-                );
+                refused("its claims are not a JSON object, or name a claim portero sets or reads itself");
                 return None;
             }
         };
@@ -150,8 +172,8 @@ impl Rows {
             client_id: text("client_id"),
             company: text("company"),
             permissions,
-            active: flag(row, "active", true),
-            blocked: flag(row, "blocked", false),
+            active,
+            blocked,
             rate_limit: None,
             auth_method: None,
             introspect: false,
@@ -201,23 +223,47 @@ where
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// A flag column: a boolean, or a number (MySQL's `TINYINT(1)`) where
-/// nonzero is true; `default` without one.
-fn flag<R>(row: &R, name: &str, default: bool) -> bool
+/// A flag column: a boolean, a number of any width (MySQL's
+/// `TINYINT(1)`, PostgreSQL's `smallint`) where nonzero is true, or text
+/// (`true`/`false`, `t`/`f`, `1`/`0`); `default` when the query returns
+/// no such column or NULL. `None` for a value of any other type or text:
+/// the row is refused rather than read as the default (a `blocked` that
+/// cannot be read must not let its user in).
+fn flag<R>(row: &R, name: &str, default: bool) -> Option<bool>
 where
     R: Row,
     for<'c> &'c str: ColumnIndex<R>,
+    String: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     i64: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    i32: for<'r> Decode<'r, R::Database> + Type<R::Database>,
+    i16: for<'r> Decode<'r, R::Database> + Type<R::Database>,
     bool: for<'r> Decode<'r, R::Database> + Type<R::Database>,
 {
-    row.try_get::<Option<bool>, _>(name)
-        .ok()
-        .flatten()
-        .or_else(|| {
-            row.try_get::<Option<i64>, _>(name)
-                .ok()
-                .flatten()
-                .map(|n| n != 0)
-        })
-        .unwrap_or(default)
+    if row.try_column(name).is_err() {
+        return Some(default);
+    }
+    let number = |n: i64| Some(n != 0);
+    if let Ok(v) = row.try_get::<Option<bool>, _>(name) {
+        return Some(v.unwrap_or(default));
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(name) {
+        return v.map_or(Some(default), number);
+    }
+    if let Ok(v) = row.try_get::<Option<i32>, _>(name) {
+        return v.map_or(Some(default), |n| number(n.into()));
+    }
+    if let Ok(v) = row.try_get::<Option<i16>, _>(name) {
+        return v.map_or(Some(default), |n| number(n.into()));
+    }
+    match row
+        .try_get::<Option<String>, _>(name)
+        .ok()?
+        .as_deref()
+        .map(str::trim)
+    {
+        None => Some(default),
+        Some("true" | "t" | "1" | "TRUE" | "True") => Some(true),
+        Some("false" | "f" | "0" | "FALSE" | "False") => Some(false),
+        Some(_) => None,
+    }
 }
