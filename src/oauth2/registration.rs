@@ -161,61 +161,8 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
     let object = m
         .as_object()
         .ok_or_else(|| invalid_metadata("the metadata must be a JSON object"))?;
-    let strings = |name: &str| -> Result<Option<Vec<String>>, Error> {
-        match object.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Array(list)) => list
-                .iter()
-                .map(|v| {
-                    v.as_str().map(str::to_string).ok_or_else(|| {
-                        invalid_metadata(format!("{name} must be a list of strings"))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(_) => Err(invalid_metadata(format!(
-                "{name} must be a list of strings"
-            ))),
-        }
-    };
-    let redirect_uris = strings("redirect_uris")?.unwrap_or_default();
-    if redirect_uris.is_empty() || redirect_uris.len() > MAX_REDIRECT_URIS {
-        return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_redirect_uri",
-            format!("one to {MAX_REDIRECT_URIS} redirect_uris"),
-        ));
-    }
-    for uri in &redirect_uris {
-        if uri.len() > MAX_URI_LEN {
-            return Err(Error::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_redirect_uri",
-                format!("a redirect URI is at most {MAX_URI_LEN} bytes"),
-            ));
-        }
-        if let Some(problem) = redirect_problem(uri) {
-            return Err(Error::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_redirect_uri",
-                problem,
-            ));
-        }
-    }
-    let grant_types = strings("grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
-    if grant_types
-        .iter()
-        .any(|g| g != "authorization_code" && g != "refresh_token")
-    {
-        return Err(invalid_metadata(
-            "a registered client may use authorization_code and refresh_token only",
-        ));
-    }
-    if let Some(types) = strings("response_types")? {
-        if types.iter().any(|t| t != "code") {
-            return Err(invalid_metadata("response_types: code only"));
-        }
-    }
+    let redirect_uris = redirect_uris(object)?;
+    let grant_types = grant_types(object)?;
     match object
         .get("token_endpoint_auth_method")
         .and_then(Value::as_str)
@@ -227,43 +174,109 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
             )))
         }
     }
-    let client_name = match object.get("client_name") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(n)) if n.chars().count() <= 100 && !n.chars().any(char::is_control) => {
-            Some(n.clone())
-        }
-        Some(_) => {
-            return Err(invalid_metadata(
-                "client_name: a string of at most 100 characters, no control characters",
-            ))
-        }
-    };
-    // What a registered client may ask for is the user's to give, within
-    // the scopes the issuer's protected resources ask for (their 401s name
-    // them); others asked for are left out (RFC 7591 §3.2.1).
-    let scope = match object.get("scope") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(asked)) => asked
-            .split(' ')
-            .filter(|s| ctx.settings.resource_scopes.iter().any(|r| r == s))
-            .collect::<Vec<_>>()
-            .join(" "),
-        Some(_) => return Err(invalid_metadata("scope must be a string")),
-    };
     let ttl = ctx.settings.registered_client_ttl.as_secs() as i64;
     Ok(RegisteredClient {
         issuer: ctx.issuing.issuer.name.clone(),
         client_id: format!("reg-{}", random_id(16)),
-        client_name,
+        client_name: client_name(object)?,
         secret_hash: None,
         redirect_uris,
         grant_types,
-        scope,
+        scope: scope(ctx, object)?,
         created: req.now,
         last_used: req.now,
         expires_at: req.now + ttl,
         registered_from: req.client.map(|ip| ip.to_string()),
     })
+}
+
+type Metadata = serde_json::Map<String, Value>;
+
+/// A member that is a list of strings, if sent.
+fn strings(object: &Metadata, name: &str) -> Result<Option<Vec<String>>, Error> {
+    let not_strings = || invalid_metadata(format!("{name} must be a list of strings"));
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(not_strings))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(not_strings()),
+    }
+}
+
+fn invalid_redirect_uri(description: impl Into<String>) -> Error {
+    Error::new(StatusCode::BAD_REQUEST, "invalid_redirect_uri", description)
+}
+
+/// One to ten redirect URIs, each short, https or loopback http.
+fn redirect_uris(object: &Metadata) -> Result<Vec<String>, Error> {
+    let uris = strings(object, "redirect_uris")?.unwrap_or_default();
+    if uris.is_empty() || uris.len() > MAX_REDIRECT_URIS {
+        return Err(invalid_redirect_uri(format!(
+            "one to {MAX_REDIRECT_URIS} redirect_uris"
+        )));
+    }
+    for uri in &uris {
+        if uri.len() > MAX_URI_LEN {
+            return Err(invalid_redirect_uri(format!(
+                "a redirect URI is at most {MAX_URI_LEN} bytes"
+            )));
+        }
+        if let Some(problem) = redirect_problem(uri) {
+            return Err(invalid_redirect_uri(problem));
+        }
+    }
+    Ok(uris)
+}
+
+/// The code and its refresh tokens only; `response_types` code only.
+fn grant_types(object: &Metadata) -> Result<Vec<String>, Error> {
+    let grants =
+        strings(object, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
+    if grants
+        .iter()
+        .any(|g| g != "authorization_code" && g != "refresh_token")
+    {
+        return Err(invalid_metadata(
+            "a registered client may use authorization_code and refresh_token only",
+        ));
+    }
+    if let Some(types) = strings(object, "response_types")? {
+        if types.iter().any(|t| t != "code") {
+            return Err(invalid_metadata("response_types: code only"));
+        }
+    }
+    Ok(grants)
+}
+
+/// A short name without control characters, shown as the client's own claim.
+fn client_name(object: &Metadata) -> Result<Option<String>, Error> {
+    match object.get("client_name") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(n)) if n.chars().count() <= 100 && !n.chars().any(char::is_control) => {
+            Ok(Some(n.clone()))
+        }
+        Some(_) => Err(invalid_metadata(
+            "client_name: a string of at most 100 characters, no control characters",
+        )),
+    }
+}
+
+/// What a registered client may ask for is the user's to give, within the
+/// scopes the issuer's protected resources ask for (their 401s name them);
+/// others asked for are left out (RFC 7591 §3.2.1).
+fn scope(ctx: &Endpoints<'_>, object: &Metadata) -> Result<String, Error> {
+    match object.get("scope") {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(asked)) => Ok(asked
+            .split(' ')
+            .filter(|s| ctx.settings.resource_scopes.iter().any(|r| r == s))
+            .collect::<Vec<_>>()
+            .join(" ")),
+        Some(_) => Err(invalid_metadata("scope must be a string")),
+    }
 }
 
 /// Registered redirect URIs: https, or http on a loopback address
