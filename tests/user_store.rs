@@ -807,7 +807,8 @@ async fn flags_of_any_type_hold_and_unreadable_rows_are_refused() {
     let gw = Gateway::start(&body).await;
     for (path, user, want) in [
         ("/flags", "ok", StatusCode::OK),
-        ("/flags", "blocked", StatusCode::UNAUTHORIZED),
+        // The session dialect's own answer to a blocked user.
+        ("/flags", "blocked", StatusCode::FORBIDDEN),
         ("/flags", "inactive", StatusCode::UNAUTHORIZED),
         ("/texts", "ok", StatusCode::OK),
         ("/texts", "odd", StatusCode::UNAUTHORIZED),
