@@ -185,8 +185,11 @@ impl Store for Embedded {
     }
 
     async fn purge_expired(&self, cutoff: i64) -> Result<(), StoreError> {
-        self.run("purge_expired", move |db| db.purge_expired(cutoff))
-            .await
+        self.run("purge_expired", move |db| {
+            db.purge_expired(cutoff)?;
+            db.purge_oauth(cutoff)
+        })
+        .await
     }
 
     async fn put_refresh(&self, hash: &str, record: &RefreshRecord) -> Result<(), StoreError> {

@@ -53,9 +53,18 @@ struct Lapse {
     expires_at: i64,
 }
 
-/// Drops codes, sessions and clients that ran out by `cutoff`, within
-/// `purge_expired`'s transaction.
-pub(super) fn purge_issuer_records(tx: &WriteTransaction, cutoff: i64) -> Result<(), StoreError> {
+impl Redb {
+    /// Drops codes, sessions and clients that ran out by `cutoff`, in a
+    /// transaction of its own beside `purge_expired`'s.
+    pub(super) fn purge_oauth(&self, cutoff: i64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        purge_issuer_records(&tx, cutoff)?;
+        tx.commit().map_err(backend)
+    }
+}
+
+/// Drops codes, sessions and clients that ran out by `cutoff`.
+fn purge_issuer_records(tx: &WriteTransaction, cutoff: i64) -> Result<(), StoreError> {
     for table in [CODES, SSO, CLIENTS] {
         tx.open_table(table)
             .map_err(backend)?

@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::oauth::purge_issuer_records;
 use crate::auth::revocation::Revocation;
 use crate::store::{
     replaced_marker, revocation_key, Failures, RefreshRecord, StoreError, StoredKey, Upserted,
@@ -225,7 +224,6 @@ impl Redb {
                 })
             })
             .map_err(backend)?;
-            purge_issuer_records(&tx, cutoff)?;
         }
         tx.commit().map_err(backend)
     }
