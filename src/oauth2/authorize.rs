@@ -5,8 +5,6 @@
 //! `state` and `iss` (RFC 9207). A user with a sign-on session is sent back
 //! with a code at once; any other sees the sign-in page (`sign_in`).
 
-use http::StatusCode;
-
 use super::auth_request::{
     back_with_error, checked, consent_required, issue, known_client, login_required,
 };
@@ -16,11 +14,11 @@ use super::{page, sign_in, sso, Answer, Endpoints, Request};
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let params = match parameters(req) {
         Ok(p) => p,
-        Err(message) => return shown(ctx, &message),
+        Err(message) => return page::shown(ctx, &message),
     };
     let request = match known_client(ctx, &params).await {
         Ok(r) => r,
-        Err(message) => return shown(ctx, &message),
+        Err(message) => return page::shown(ctx, &message),
     };
     let asked = match checked(ctx, &params, &request) {
         Ok(a) => a,
@@ -52,15 +50,4 @@ fn parameters(req: &Request<'_>) -> Result<Form, String> {
         false => Form::parse(req.query.unwrap_or_default().as_bytes(), true),
     };
     parsed.map_err(|e| e.description)
-}
-
-/// An error shown on the page: the request names no client or redirect
-/// URI portero may send it to.
-fn shown(ctx: &Endpoints<'_>, message: &str) -> Answer {
-    let mut answer = Answer::page(
-        StatusCode::BAD_REQUEST,
-        page::error(&ctx.settings.sign_in, message),
-    );
-    answer.csp = Some(page::csp(&ctx.settings.sign_in, None));
-    answer
 }

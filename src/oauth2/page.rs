@@ -8,6 +8,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use http::StatusCode;
+
+use super::{Answer, Endpoints};
 use crate::config::SignInPage;
 
 /// portero's own look; the operator's stylesheet comes after it.
@@ -135,6 +138,15 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
     }
     body += "</form>\n";
     document(title, s.look, &body)
+}
+
+/// A request portero cannot send back to any client, answered with the
+/// error page (`400`) and its policy: never a redirect.
+pub fn shown(ctx: &Endpoints<'_>, message: &str) -> Answer {
+    let look = &ctx.settings.sign_in;
+    let mut answer = Answer::page(StatusCode::BAD_REQUEST, error(look, message));
+    answer.csp = Some(csp(look, None));
+    answer
 }
 
 /// A request portero cannot send back to any client: said on the page.

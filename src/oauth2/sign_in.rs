@@ -73,15 +73,15 @@ pub async fn show(
 /// credentials (or, with `continue`, the session).
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     if !csrf::same_origin(ctx, req) {
-        return refused(ctx, "the form was posted from another site");
+        return page::shown(ctx, "the form was posted from another site");
     }
     let form = match Form::parse(req.body, req.form) {
         Ok(f) => f,
-        Err(e) => return refused(ctx, &e.description),
+        Err(e) => return page::shown(ctx, &e.description),
     };
     let r = match auth_request::known_client(ctx, &form).await {
         Ok(r) => r,
-        Err(message) => return refused(ctx, &message),
+        Err(message) => return page::shown(ctx, &message),
     };
     let asked = match auth_request::checked(ctx, &form, &r) {
         Ok(a) => a,
@@ -91,7 +91,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     match csrf::token(ctx, binding, &r.params).await {
         Ok(expected) if !binding.is_empty() && csrf::same(form.get("csrf"), &expected) => {}
         Ok(_) => {
-            return refused(
+            return page::shown(
                 ctx,
                 "the form has expired or was not this page's; start again",
             )
@@ -177,13 +177,4 @@ async fn go_on(
             .await
         }
     }
-}
-
-fn refused(ctx: &Endpoints<'_>, message: &str) -> Answer {
-    let mut answer = Answer::page(
-        StatusCode::BAD_REQUEST,
-        page::error(&ctx.settings.sign_in, message),
-    );
-    answer.csp = Some(page::csp(&ctx.settings.sign_in, None));
-    answer
 }
