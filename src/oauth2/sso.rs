@@ -17,10 +17,19 @@ use crate::store::SsoSession;
 
 /// The cookie's name for `ctx`'s issuer.
 pub fn cookie_name(ctx: &Endpoints<'_>, base: &str) -> String {
-    // Letters, digits and `-` as they are, anything else as `_` and its
-    // bytes in hex: two issuers never share a cookie.
+    let name = issuer_token(&ctx.issuing.issuer.name);
+    match secure(ctx) {
+        true => format!("__Host-{base}-{name}"),
+        false => format!("{base}-{name}"),
+    }
+}
+
+/// An issuer's name as a cookie name's token: letters, digits and `-` as
+/// they are, anything else as `_` and its bytes in hex, so two issuers
+/// never share a cookie (`a.b` is `a_2Eb`, `a_b` is `a_5Fb`).
+fn issuer_token(issuer: &str) -> String {
     let mut name = String::new();
-    for c in ctx.issuing.issuer.name.chars() {
+    for c in issuer.chars() {
         match c {
             'a'..='z' | 'A'..='Z' | '0'..='9' | '-' => name.push(c),
             _ => {
@@ -30,10 +39,7 @@ pub fn cookie_name(ctx: &Endpoints<'_>, base: &str) -> String {
             }
         }
     }
-    match secure(ctx) {
-        true => format!("__Host-{base}-{name}"),
-        false => format!("{base}-{name}"),
-    }
+    name
 }
 
 /// The issuer is reached over https: cookies are Secure and `__Host-`.
@@ -161,4 +167,18 @@ pub async fn begin(
 /// The `Set-Cookie` that removes the session's cookie.
 pub fn forget(ctx: &Endpoints<'_>) -> String {
     set_cookie(ctx, &cookie_name(ctx, "portero-sso"), "", 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_issuers_never_share_a_cookie() {
+        assert_eq!(issuer_token("app"), "app");
+        assert_eq!(issuer_token("a.b"), "a_2Eb");
+        assert_eq!(issuer_token("a_b"), "a_5Fb");
+        assert_ne!(issuer_token("a_2Eb"), issuer_token("a.b"));
+        assert_eq!(issuer_token("é"), "_C3_A9");
+    }
 }
