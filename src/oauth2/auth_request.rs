@@ -225,7 +225,6 @@ pub async fn issue(
         sub: session.sub.clone(),
         auth_time: session.auth_time,
         sid: Some(session.sid.clone()),
-        session_hash: None,
         expires_at: req.now + code::CODE_TTL,
         jti: random_id(16),
         used: false,

@@ -130,7 +130,7 @@ pub async fn redeem(
         issued(ctx, &hash, &record, "").await?;
     }
     if scope.iter().any(|s| s == "openid") {
-        let id_token = oidc::id_token(ctx, req, &user, &record, &client.login, &minted)?;
+        let id_token = oidc::id_token(ctx, req, &record, &client.login, &minted)?;
         extra.push(("id_token", id_token));
     }
     Ok(answer(req, minted, &scope, &extra))

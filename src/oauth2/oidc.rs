@@ -8,7 +8,6 @@ use serde_json::{json, Map, Value};
 
 use super::mint::{dialect_claims, live_user, words};
 use super::{csrf, page, sso, Answer, Endpoints, Error, Request};
-use crate::config::Principal;
 use crate::issue::Minted;
 use crate::store::CodeRecord;
 
@@ -16,12 +15,10 @@ use crate::store::CodeRecord;
 pub fn id_token(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
-    user: &Principal,
     code: &CodeRecord,
     client_id: &str,
     access: &Minted,
 ) -> Result<String, Error> {
-    let _ = user;
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(ctx.settings.issuer_id));
     claims.insert("sub".into(), json!(code.sub));

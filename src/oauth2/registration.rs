@@ -179,7 +179,6 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
         issuer: ctx.issuing.issuer.name.clone(),
         client_id: format!("reg-{}", random_id(16)),
         client_name: client_name(object)?,
-        secret_hash: None,
         redirect_uris,
         grant_types,
         scope: scope(ctx, object)?,

@@ -28,10 +28,9 @@ pub struct CodeRecord {
     pub sub: String,
     /// When the user last typed their credentials (OIDC `auth_time`).
     pub auth_time: i64,
-    /// The sign-on session's id as ID tokens name it (`sid`), and the
-    /// SHA-256 of its cookie, to tie the refresh family to it.
+    /// The sign-on session's id as ID tokens name it (`sid`), to tie the
+    /// refresh family to it.
     pub sid: Option<String>,
-    pub session_hash: Option<String>,
     pub expires_at: i64,
     /// The access token's `jti`, chosen when the code is made, so that a
     /// replay can revoke it whatever happened to the first redemption.
@@ -77,10 +76,6 @@ pub struct RegisteredClient {
     pub issuer: String,
     pub client_id: String,
     pub client_name: Option<String>,
-    /// A confidential client's secret, as portero's fast hash; `None`: a
-    /// public client.
-    #[serde(default)]
-    pub secret_hash: Option<String>,
     pub redirect_uris: Vec<String>,
     pub grant_types: Vec<String>,
     /// Space-separated.
@@ -110,7 +105,6 @@ impl CodeRecord {
             sub: "user-1".into(),
             auth_time: expires_at - 100,
             sid: Some("sid-1".into()),
-            session_hash: None,
             expires_at,
             jti: "jti-1".into(),
             used: false,
@@ -146,7 +140,6 @@ impl RegisteredClient {
             issuer: issuer.into(),
             client_id: client_id.into(),
             client_name: Some("Ünïcode \"app\" / {x}".into()),
-            secret_hash: None,
             redirect_uris: Vec::new(),
             grant_types: Vec::new(),
             scope: "read".into(),
@@ -234,7 +227,7 @@ pub(crate) mod checks {
         let a2 = RegisteredClient {
             redirect_uris: vec!["https://app.example/cb".into()],
             grant_types: vec!["authorization_code".into()],
-            secret_hash: Some("hash".into()),
+            client_name: Some("agent".into()),
             ..RegisteredClient::sample("a", "c2", now + 600)
         };
         let ab1 = RegisteredClient::sample("ab", "c1", now + 600);
