@@ -3,6 +3,7 @@
 
 mod api_key;
 mod cors;
+mod dialect_oauth2;
 mod external;
 mod introspection;
 mod issuer;
