@@ -110,17 +110,8 @@ async fn a_user_signs_in_with_a_code_and_pkce() {
     assert_eq!(info["sub"], USER);
     assert_eq!(info["team"], "core");
     // The refresh token rotates, for the same client.
-    let r = reqwest::Client::new()
-        .post(gw.url("/oauth2/app/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", APP),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let (status, rotated) = refresh(&gw, tokens["refresh_token"].as_str().unwrap(), &[]).await;
+    assert_eq!(status, 200, "{rotated}");
 }
 
 #[tokio::test]
@@ -142,17 +133,8 @@ async fn a_code_is_used_once_and_its_replay_revokes_what_it_gave() {
         401,
         "the first use's token is revoked"
     );
-    let r = reqwest::Client::new()
-        .post(gw.url("/oauth2/app/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", APP),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400, "and its refresh family");
+    let (status, _) = refresh(&gw, tokens["refresh_token"].as_str().unwrap(), &[]).await;
+    assert_eq!(status, 400, "and its refresh family");
 }
 
 #[tokio::test]
@@ -588,17 +570,11 @@ async fn a_tokens_resource_holds_through_refresh_exchange_and_introspection() {
         ))
         .await;
     let (_, tokens) = redeem(&gw, &query_of(&location.unwrap())["code"], &verifier).await;
-    let r = http
-        .post(gw.url("/oauth2/app/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", APP),
-            ("resource", "https://elsewhere.example/api"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let refused: Value = r.json().await.unwrap();
-    assert_eq!(refused["error"], "invalid_target");
+    let elsewhere = [("resource", "https://elsewhere.example/api")];
+    let (status, refused) =
+        refresh(&gw, tokens["refresh_token"].as_str().unwrap(), &elsewhere).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_target"))
+    );
 }

@@ -300,3 +300,26 @@ pub async fn redeem_for(
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }
+
+/// The token endpoint's answer to the public client's refresh token, with
+/// `extra` parameters.
+pub async fn refresh(
+    gw: &Gateway,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("refresh_token", token),
+        ("client_id", APP),
+    ];
+    form.extend_from_slice(extra);
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
