@@ -50,7 +50,7 @@ pub struct Answer {
     pub basic_challenge: bool,
     /// With a `405`: the one methods the endpoint takes (RFC 9110 §15.5.6).
     pub allow: Option<&'static str>,
-    pub form: Shape,
+    pub shape: Shape,
     /// `Set-Cookie` values.
     pub cookies: Vec<String>,
     /// A `WWW-Authenticate: Bearer ...` value (userinfo, RFC 6750 §3).
@@ -82,7 +82,7 @@ impl Answer {
             body: body.to_string(),
             basic_challenge: false,
             allow: None,
-            form: Shape::Json,
+            shape: Shape::Json,
             cookies: Vec::new(),
             bearer_challenge: None,
             public: false,
@@ -93,7 +93,7 @@ impl Answer {
     fn page(status: StatusCode, html: String) -> Answer {
         Answer {
             body: html,
-            form: Shape::Page,
+            shape: Shape::Page,
             ..Answer::json(status, Value::Null)
         }
     }
@@ -101,7 +101,7 @@ impl Answer {
     fn redirect(location: String) -> Answer {
         Answer {
             body: String::new(),
-            form: Shape::Redirect(location),
+            shape: Shape::Redirect(location),
             ..Answer::json(StatusCode::SEE_OTHER, Value::Null)
         }
     }

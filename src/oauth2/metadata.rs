@@ -88,12 +88,6 @@ fn sign_in_metadata(ctx: &Endpoints<'_>, doc: &mut Value) {
 
 /// The algorithm of the issuer's signing key, if it is a public-key one.
 pub fn signing_alg(ctx: &Endpoints<'_>) -> Option<&'static str> {
-    use jsonwebtoken::Algorithm;
     let key = ctx.issuing.keys.signing_key(ctx.issuing.index)?;
-    match key.alg {
-        Algorithm::RS256 => Some("RS256"),
-        Algorithm::ES256 => Some("ES256"),
-        Algorithm::EdDSA => Some("EdDSA"),
-        _ => None,
-    }
+    (key.alg != jsonwebtoken::Algorithm::HS256).then_some(key.alg_name)
 }

@@ -209,7 +209,7 @@ pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
     let mut response = respond::json(answer.status, answer.body);
     let headers = response.headers_mut();
     headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    match &answer.form {
+    match &answer.shape {
         oauth2::Shape::Json => {}
         oauth2::Shape::Page => {
             headers.insert(
@@ -225,7 +225,7 @@ pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
             headers.remove(CONTENT_TYPE);
         }
     }
-    if answer.form != oauth2::Shape::Json {
+    if answer.shape != oauth2::Shape::Json {
         // Not `no-referrer`: under it a browser posts the sign-in form
         // with `Origin: null`, which the form's origin check refuses. The
         // client's site still gets no referrer from portero's pages.
