@@ -35,6 +35,26 @@ pub fn same_name(written: &str, name: &str) -> bool {
             .all(|(a, b)| fold(a) == fold(b))
 }
 
+/// The one cookie `name` among `Cookie` header values, as an upstream
+/// would read it: `Ok(None)` when it is absent or only spelled otherwise
+/// (another spelling alone is not it); `Err(())` when it comes twice, in
+/// any spelling an upstream reads as `name`.
+#[inline]
+pub fn one_cookie<'a>(
+    values: impl Iterator<Item = &'a str>,
+    name: &str,
+) -> Result<Option<&'a str>, ()> {
+    let mut found = values.flat_map(|v| v.split(';')).filter_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        same_name(k, name).then(|| (k.trim() == name, v.trim()))
+    });
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(());
+    }
+    Ok(first.and_then(|(exact, value)| exact.then_some(value)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +69,19 @@ mod tests {
     fn names_fold_as_php_and_asp_net_read_them() {
         assert!(same_name(" Access.Token", "access_token"));
         assert!(!same_name("access-token", "access_token"));
+    }
+
+    #[test]
+    fn one_cookie_is_read_as_upstreams_read_it() {
+        let read = |values: &[&'static str]| one_cookie(values.iter().copied(), "sid");
+        assert_eq!(read(&["a=1; sid=x"]), Ok(Some("x")));
+        assert_eq!(read(&["a=1"]), Ok(None));
+        assert_eq!(
+            read(&["SID=x"]),
+            Ok(None),
+            "another spelling alone is not it"
+        );
+        assert_eq!(read(&["sid=x", "sid=y"]), Err(()));
+        assert_eq!(read(&["sid=x; SID=y"]), Err(()), "nor beside it");
     }
 }

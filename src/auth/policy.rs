@@ -12,7 +12,7 @@ use super::validate::Verified;
 use super::AuthError;
 use crate::claims::Claim;
 use crate::config::{Policy, TokenSource};
-use crate::header_name::{same_field, same_name};
+use crate::header_name::{one_cookie, same_field, same_name};
 
 impl Policy {
     /// The request's token, from the one source of `token_from` that has
@@ -73,24 +73,13 @@ impl TokenSource {
                 single(headers, name)?.trim()
             }
             Self::Cookie(name) => {
-                let mut values = headers
+                let values = headers
                     .get_all(COOKIE)
                     .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(';'))
-                    .filter_map(|pair| {
-                        let (k, v) = pair.split_once('=')?;
-                        same_name(k, name).then(|| (k.trim() == name, v.trim()))
-                    });
-                let first = values.next();
-                if values.next().is_some() {
-                    return Err(AuthError::RepeatedToken);
-                }
-                // Another spelling alone is not the token.
-                match first {
-                    Some((true, value)) => value,
-                    _ => "",
-                }
+                    .filter_map(|v| v.to_str().ok());
+                one_cookie(values, name)
+                    .map_err(|()| AuthError::RepeatedToken)?
+                    .unwrap_or("")
             }
             Self::Query(name) => return query_param(query.unwrap_or(""), name),
         };

@@ -55,27 +55,15 @@ pub fn set_cookie(ctx: &Endpoints<'_>, name: &str, value: &str, max_age: i64) ->
     format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
-/// The value of the cookie `name`, from any `Cookie` header; `None` when
-/// it is absent or sent twice (a cookie tossed in by a sibling host).
+/// The value of the cookie `name`, from any `Cookie` header, read as a
+/// route's cookie token is; `None` when it is absent or sent twice in any
+/// spelling (a cookie tossed in by a sibling host).
 pub fn cookie<'a>(req: &Request<'a>, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    for header in req.cookies {
-        let Ok(text) = std::str::from_utf8(header) else {
-            continue;
-        };
-        for pair in text.split(';') {
-            let Some((n, v)) = pair.trim().split_once('=') else {
-                continue;
-            };
-            if n == name {
-                if found.is_some() {
-                    return None;
-                }
-                found = Some(v);
-            }
-        }
-    }
-    found
+    let values = req
+        .cookies
+        .iter()
+        .filter_map(|v| std::str::from_utf8(v).ok());
+    crate::header_name::one_cookie(values, name).ok().flatten()
 }
 
 fn hex_sha256(secret: &str) -> String {
