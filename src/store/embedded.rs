@@ -4,25 +4,28 @@
 //! runs on a blocking thread; the transactions are `transactions`.
 
 mod api_keys;
+mod browser;
 mod oauth;
 mod transactions;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::Database;
 
 use super::{
-    CodeRecord, Feeds, RefreshRecord, RegisteredClient, Reservation, SsoSession, Store, StoreError,
-    StoredKey, Upserted,
+    BrowserSession, CodeRecord, Feeds, RefreshRecord, RegisteredClient, Reservation, SessionOwner,
+    SsoSession, Store, StoreError, StoredKey, Upserted,
 };
 use crate::api_keys::{Record, Write};
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::clock::unix_now;
 use crate::metrics::StoreMetrics;
 use api_keys::{API_KEYS, API_KEY_USES};
+use browser::{BROWSER, BROWSER_INDEX, CLAIMS};
 use oauth::{CLIENTS, CODES, SSO};
 use transactions::{
     backend, principal_key, Redb, DERIVED, FAILURES, KEYS, PRINCIPALS, REFRESH, REVOCATIONS,
@@ -61,10 +64,13 @@ impl Embedded {
             CODES,
             SSO,
             CLIENTS,
+            BROWSER,
         ] {
             tx.open_table(t).map_err(backend)?;
         }
         tx.open_table(API_KEY_USES).map_err(backend)?;
+        tx.open_table(BROWSER_INDEX).map_err(backend)?;
+        tx.open_table(CLAIMS).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Embedded {
             db: Arc::new(Redb { db }),
@@ -185,7 +191,8 @@ impl Store for Embedded {
     async fn purge_expired(&self, cutoff: i64) -> Result<(), StoreError> {
         self.run("purge_expired", move |db| {
             db.purge_expired(cutoff)?;
-            db.purge_oauth(cutoff)
+            db.purge_oauth(cutoff)?;
+            db.purge_browser(cutoff)
         })
         .await
     }
@@ -391,6 +398,63 @@ impl Store for Embedded {
             db.touch_client(&issuer, &client_id, now, expires_at)
         })
         .await
+    }
+
+    async fn put_browser_session(
+        &self,
+        hash: &str,
+        session: &BrowserSession,
+    ) -> Result<(), StoreError> {
+        let (hash, session) = (hash.to_string(), session.clone());
+        self.run("put_browser_session", move |db| {
+            db.put_browser_session(&hash, &session)
+        })
+        .await
+    }
+
+    async fn get_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
+        self.read("get_browser_session", |db| {
+            db.get_browser_session(hash, unix_now())
+        })
+    }
+
+    async fn end_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
+        let hash = hash.to_string();
+        self.run("end_browser_session", move |db| {
+            db.end_browser_session(&hash, unix_now())
+        })
+        .await
+    }
+
+    async fn browser_sessions_of(
+        &self,
+        provider: &str,
+        owner: &SessionOwner,
+    ) -> Result<Vec<String>, StoreError> {
+        let (provider, owner) = (provider.to_string(), owner.clone());
+        self.run("browser_sessions_of", move |db| {
+            db.browser_sessions_of(&provider, &owner, unix_now())
+        })
+        .await
+    }
+
+    async fn touch_browser_session(&self, hash: &str, now: i64) -> Result<bool, StoreError> {
+        let hash = hash.to_string();
+        self.run("touch_browser_session", move |db| {
+            db.touch_browser_session(&hash, now, unix_now())
+        })
+        .await
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.run("claim", move |db| db.claim(&key, ttl)).await
+    }
+
+    async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.run("release_claim", move |db| db.release_claim(&key))
+            .await
     }
 
     async fn release_attempts(&self, keys: &[&str], _id: &str) -> Result<(), StoreError> {

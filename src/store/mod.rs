@@ -1,7 +1,9 @@
 //! Durable state behind one interface: generated signing keys, refresh
 //! tokens, revocations, lockout counters, imported principals, API keys,
-//! and the standard issuer's codes, sign-on sessions and registered
-//! clients (`oauth`). Two backends:
+//! the standard issuer's codes, sign-on sessions and registered clients
+//! (`oauth`), and the browser sessions of routes that sign people in, with
+//! the claims that keep two instances from doing one thing twice
+//! (`browser`). Two backends:
 //!
 //! - [`Embedded`] (redb): one instance, one file; every write is fsync'd
 //!   before it is acknowledged.
@@ -12,6 +14,7 @@
 //! revocations are served from memory, so a store outage stops only what
 //! needs the store (token endpoints, new revocations).
 
+mod browser;
 mod embedded;
 mod oauth;
 mod redis;
@@ -28,6 +31,7 @@ use crate::auth::revocation::{Revocation, Revocations};
 use crate::config::{Config, StoreBackend};
 use crate::metrics::StoreMetrics;
 
+pub use browser::{BrowserSession, SessionOwner};
 pub use embedded::Embedded;
 pub use oauth::{CodeRecord, RegisteredClient, SsoSession};
 pub use redis::Redis;
@@ -153,7 +157,9 @@ pub trait Store: Send + Sync {
     async fn derive_token(&self, parent: &str, child: &(String, i64)) -> Result<bool, StoreError>;
     async fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
     /// Drops what has run out by `cutoff`: jti revocations of tokens that
-    /// expired before it, and lockout counters past their time.
+    /// expired before it, lockout counters past their time, and (where the
+    /// backend does not expire keys itself) issuer records, browser
+    /// sessions and claims.
     async fn purge_expired(&self, cutoff: i64) -> Result<(), StoreError>;
     async fn put_refresh(&self, hash: &str, record: &RefreshRecord) -> Result<(), StoreError>;
     async fn get_refresh(&self, hash: &str) -> Result<Option<RefreshRecord>, StoreError>;
@@ -308,6 +314,38 @@ pub trait Store: Send + Sync {
         now: i64,
         expires_at: i64,
     ) -> Result<(), StoreError>;
+
+    /// Keeps (or replaces) the session under `hash` until `ends_at()`,
+    /// findable by its provider and `sub`, and by its provider and `sid`.
+    async fn put_browser_session(
+        &self,
+        hash: &str,
+        session: &BrowserSession,
+    ) -> Result<(), StoreError>;
+    /// The session `hash`, unless ended or past `ends_at()` at the store's
+    /// now (a session past its time reads as absent).
+    async fn get_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError>;
+    /// Ends the session `hash` (record and index entries) and returns it as
+    /// it was.
+    async fn end_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError>;
+    /// The hashes of the live sessions of `provider` whose `sub` (or `sid`)
+    /// is the owner's.
+    async fn browser_sessions_of(
+        &self,
+        provider: &str,
+        owner: &SessionOwner,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Notes a request with the session at `now`: `last_seen` becomes `now`
+    /// if later, and its time in the store is extended to match,
+    /// atomically. A session that is gone (ended, expired) stays gone: `false`.
+    async fn touch_browser_session(&self, hash: &str, now: i64) -> Result<bool, StoreError>;
+    /// Takes `key` for `ttl` if nobody holds it: `true` for exactly one of
+    /// any concurrent callers, on every instance sharing the store (Redis
+    /// `SET NX PX`). Used for "one refresh of a session at a time" and "a
+    /// logout token's jti is accepted once".
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Lets go of a claim before its ttl.
+    async fn release_claim(&self, key: &str) -> Result<(), StoreError>;
 
     /// Keeps `feeds` in step with revocations and API keys made on other
     /// instances, for as long as the process runs. A store no other

@@ -16,6 +16,9 @@
 //! - `P code:<sha256>`, `P sso:<sid>`, `P client:<issuer>\0<client_id>`
 //!   and `P client-index`: the standard issuer's authorization codes,
 //!   sign-on sessions and registered clients (`oauth`);
+//! - `P bs:<hash>`, `P bs-sub:<provider>\0<sub>`, `P bs-sid:<provider>\0<sid>`
+//!   and `P claim:<key>`: browser sessions, the sets they are found by, and
+//!   claims (`browser`);
 //! - channel `P revocations`: every revocation, published in the same
 //!   transaction that writes it.
 //!
@@ -45,9 +48,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::{
-    replaced_marker, revocation_key, CodeRecord, Feeds, RefreshRecord, RegisteredClient,
-    Reservation, SharedRate, SsoSession, Store, StoreError, StoredKey, Upserted, MAX_DERIVED,
-    MAX_LINEAGE,
+    replaced_marker, revocation_key, BrowserSession, CodeRecord, Feeds, RefreshRecord,
+    RegisteredClient, Reservation, SessionOwner, SharedRate, SsoSession, Store, StoreError,
+    StoredKey, Upserted, MAX_DERIVED, MAX_LINEAGE,
 };
 use crate::api_keys::{Record, Write};
 use crate::auth::revocation::Revocation;
@@ -56,6 +59,7 @@ use crate::config::RedisSettings;
 use crate::metrics::StoreMetrics;
 
 mod api_keys;
+mod browser;
 mod channel;
 mod conn;
 mod failover;
@@ -63,6 +67,7 @@ mod keys;
 mod link;
 mod oauth;
 mod resync;
+mod run;
 mod scripts;
 use conn::Conn;
 use link::{Link, Source};
@@ -101,6 +106,7 @@ pub struct Redis {
     note_api_key_use: redis::Script,
     write_api_keys: redis::Script,
     oauth: oauth::Scripts,
+    browser: browser::Scripts,
     /// False from a failed operation or a lost subscription until the
     /// subscription is back and the revocation set re-read.
     reachable: AtomicBool,
@@ -184,6 +190,7 @@ impl Redis {
             note_api_key_use: Redis::new_note_use_script(),
             write_api_keys: Redis::new_write_api_keys_script(),
             oauth: oauth::Scripts::new(),
+            browser: browser::Scripts::new(),
             reachable: AtomicBool::new(true),
             signing_keys: DashMap::new(),
             api_key_secret_replaced: AtomicBool::new(false),
@@ -216,69 +223,6 @@ impl Redis {
             .write_confirmed::<(T,)>(&link, op, &key, pipe, Some(script))
             .await?;
         Ok(answer)
-    }
-
-    /// Runs one Redis operation within the timeout; a failure is counted
-    /// and marks the store unreachable until the subscription proves otherwise.
-    async fn run<T>(
-        &self,
-        op: &'static str,
-        f: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        self.run_within(self.timeout, op, f).await
-    }
-
-    /// [`Redis::run`] within `limit`: longer for a `WAIT`, which the server
-    /// answers only once the replicas confirm or `wait_timeout` passes.
-    async fn run_within<T>(
-        &self,
-        limit: Duration,
-        op: &'static str,
-        f: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        let error = match tokio::time::timeout(limit, f).await {
-            Ok(Ok(v)) => return Ok(v),
-            // A master demoted by a failover refuses writes (find the new
-            // one); a cluster refuses while a shard has none, or redirects.
-            Ok(Err(e))
-                if matches!(
-                    e.code(),
-                    Some("READONLY" | "CLUSTERDOWN" | "TRYAGAIN" | "MOVED")
-                ) =>
-            {
-                e.to_string()
-            }
-            Ok(Err(e))
-                if !(e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_unrecoverable_error()) =>
-            {
-                // Redis answered, with an error: it is reachable.
-                self.metrics.errors.with_label_values(&[op]).inc();
-                return Err(StoreError::Backend(format!("{op}: {e}")));
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {limit:?}"),
-        };
-        self.metrics.errors.with_label_values(&[op]).inc();
-        self.set_reachable(false, &error);
-        self.look_for_master.notify_one();
-        Err(StoreError::Unreachable(format!("{op}: {error}")))
-    }
-
-    fn set_reachable(&self, up: bool, why: &str) {
-        if self.reachable.swap(up, Ordering::AcqRel) != up {
-            self.metrics.up.set(up as i64);
-            if up {
-                tracing::info!("store reachable again");
-            } else {
-                tracing::warn!(
-                    error = why,
-                    "store unreachable: validating from cached keys and revocations"
-                );
-            }
-        }
     }
 }
 
@@ -684,6 +628,42 @@ impl Store for Redis {
     ) -> Result<(), StoreError> {
         self.note_client_use(issuer, client_id, now, expires_at)
             .await
+    }
+
+    async fn put_browser_session(
+        &self,
+        hash: &str,
+        session: &BrowserSession,
+    ) -> Result<(), StoreError> {
+        self.store_browser_session(hash, session).await
+    }
+
+    async fn get_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
+        self.read_browser_session(hash).await
+    }
+
+    async fn end_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
+        self.take_browser_session(hash).await
+    }
+
+    async fn browser_sessions_of(
+        &self,
+        provider: &str,
+        owner: &SessionOwner,
+    ) -> Result<Vec<String>, StoreError> {
+        self.list_browser_sessions(provider, owner).await
+    }
+
+    async fn touch_browser_session(&self, hash: &str, now: i64) -> Result<bool, StoreError> {
+        self.note_browser_session_use(hash, now).await
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.take_claim(key, ttl).await
+    }
+
+    async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+        self.drop_claim(key).await
     }
 
     async fn follow(&self, feeds: Feeds) {

@@ -347,3 +347,81 @@ async fn expired_issuer_records_are_purged() {
     assert!(s.get_client("i", "new").await.unwrap().is_some());
     assert!(s.redeem_code("new").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_browser_session_is_kept_replaced_and_ended() {
+    let (_dir, s) = fresh();
+    crate::store::browser::checks::a_session_is_kept_replaced_and_ended(&s).await;
+}
+
+#[tokio::test]
+async fn an_expired_browser_session_reads_as_absent() {
+    let (_dir, s) = fresh();
+    crate::store::browser::checks::an_expired_session_reads_as_absent(&s).await;
+}
+
+#[tokio::test]
+async fn browser_sessions_are_found_by_owner_at_their_provider() {
+    let (_dir, s) = fresh();
+    crate::store::browser::checks::sessions_are_found_by_owner_at_their_provider(&s).await;
+}
+
+#[tokio::test]
+async fn a_touch_extends_the_idle_end_and_not_a_gone_session() {
+    let (_dir, s) = fresh();
+    crate::store::browser::checks::a_touch_extends_the_idle_end_and_not_a_gone_session(&s).await;
+}
+
+#[tokio::test]
+async fn a_claim_is_held_once_until_released_or_lapsed() {
+    let (_dir, s) = fresh();
+    crate::store::browser::checks::a_claim_is_held_once_until_released_or_lapsed(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_of_many_concurrent_claims_wins() {
+    let (_dir, s) = fresh();
+    crate::store::browser::checks::one_of_many_concurrent_claims_wins(Arc::new(s)).await;
+}
+
+#[tokio::test]
+async fn ended_browser_sessions_and_lapsed_claims_are_purged() {
+    let (_dir, s) = fresh();
+    let now = unix_now();
+    let count = |s: &Embedded| {
+        use redb::ReadableTableMetadata;
+        let tx = s.db.db.begin_read().unwrap();
+        [
+            tx.open_table(BROWSER).unwrap().len().unwrap(),
+            tx.open_table(BROWSER_INDEX).unwrap().len().unwrap(),
+            tx.open_table(CLAIMS).unwrap().len().unwrap(),
+        ]
+    };
+    let session = |last_seen: i64| BrowserSession {
+        last_seen,
+        ..BrowserSession::sample("p", "user-1", Some("sid-1"), now)
+    };
+    // Ended by idleness, live for 10 s more, live for 10 s and touched.
+    for (hash, last_seen) in [
+        ("idle", now - 700),
+        ("live", now - 590),
+        ("touched", now - 590),
+    ] {
+        s.put_browser_session(hash, &session(last_seen))
+            .await
+            .unwrap();
+    }
+    assert!(s.touch_browser_session("touched", now).await.unwrap());
+    assert!(s.claim("short", Duration::from_millis(1)).await.unwrap());
+    assert!(s.claim("long", Duration::from_secs(600)).await.unwrap());
+    assert_eq!(count(&s), [3, 6, 2]);
+    s.purge_expired(now + 100).await.unwrap();
+    assert_eq!(count(&s), [1, 2, 1]);
+    let owner = SessionOwner::Subject("user-1".into());
+    assert_eq!(
+        s.browser_sessions_of("p", &owner).await.unwrap(),
+        ["touched"]
+    );
+    assert!(!s.claim("long", Duration::from_secs(600)).await.unwrap());
+    assert!(s.claim("short", Duration::from_secs(600)).await.unwrap());
+}

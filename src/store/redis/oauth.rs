@@ -129,7 +129,7 @@ fn member(issuer: &str, client_id: &str) -> String {
 }
 
 /// `EXAT` refuses 0 and below; any past time expires the key at once.
-fn exat(expires_at: i64) -> i64 {
+pub(super) fn exat(expires_at: i64) -> i64 {
     expires_at.max(1)
 }
 
@@ -396,7 +396,7 @@ impl Redis {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -408,7 +408,7 @@ mod tests {
     /// A store on this machine's Redis (`PORTERO_TEST_REDIS_URL`, else
     /// 127.0.0.1:6379) under a prefix of its own; `None`, the test
     /// skipped, without one, unless `PORTERO_REQUIRE_REDIS=1`.
-    async fn store() -> Option<Redis> {
+    pub(in crate::store::redis) async fn store() -> Option<Redis> {
         let url = std::env::var("PORTERO_TEST_REDIS_URL")
             .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let settings = RedisSettings {
@@ -436,7 +436,7 @@ mod tests {
     }
 
     /// Deletes what a test wrote (its records would expire, its index not).
-    async fn tidy(store: &Redis) {
+    pub(in crate::store::redis) async fn tidy(store: &Redis) {
         let mut conn = store.conn();
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", store.prefix))
