@@ -13,21 +13,15 @@
 mod common;
 
 use std::convert::Infallible;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::chromium::Driver;
 use common::*;
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::Client;
 use http_body_util::Full;
 use hyper::{Request, Response};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// The page: seed 000's example as written (only its host is the
 /// gateway's), then the calls a single-page app makes with the token.
@@ -154,77 +148,6 @@ fn serve_page(listener: tokio::net::TcpListener, html: String) {
     });
 }
 
-/// chromedriver on a port of its own, stopped when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-    /// Chromium's user data directory, removed with the driver.
-    profile: tempfile::TempDir,
-}
-
-impl Driver {
-    async fn start() -> Option<Driver> {
-        let missing = [CHROMIUM, CHROMEDRIVER]
-            .into_iter()
-            .filter(|program| !Path::new(program).exists())
-            .collect::<Vec<_>>();
-        let missing = (!missing.is_empty()).then(|| format!("no {}", missing.join(" nor ")));
-        if !outside_program(Outside::Browser, missing) {
-            return None;
-        }
-        let port = free_port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Some(Driver {
-            child,
-            port,
-            profile: tempfile::tempdir().unwrap(),
-        })
-    }
-
-    /// A headless Chromium session: no sandbox (root), and none of the
-    /// background traffic a closed network refuses.
-    async fn browser(&self) -> Client {
-        let profile = self.profile.path().display().to_string();
-        let caps = json!({
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={profile}"),
-                ]
-            }
-        });
-        let caps = caps.as_object().unwrap().clone().into_iter().collect();
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a Chromium session")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Loads `page_url` and runs its walk-through; the promise's value, or
 /// `{"error": ...}` when it rejects.
 async fn run_page(browser: &Client, page_url: &str) -> Value {
@@ -255,7 +178,7 @@ async fn a_page_on_an_allowed_origin_logs_in_and_calls_the_api_in_chromium() {
     serve_page(allowed, page(&gateway));
     serve_page(refused, page(&gateway));
 
-    let browser = driver.browser().await;
+    let browser = driver.browser(true).await;
     let result = run_page(&browser, &format!("http://{allowed_page}/")).await;
     assert_eq!(result["token_parts"], 3, "{result}");
     assert_eq!(result["api_status"], 200, "{result}");

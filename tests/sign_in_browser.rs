@@ -14,111 +14,18 @@
 mod common;
 
 use std::convert::Infallible;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
+use common::chromium::Driver;
 use common::standard::*;
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use http_body_util::Full;
 use hyper::{Request, Response};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// One Chromium at a time: the machines that run these have few cores.
-static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// chromedriver on a port of its own, stopped when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-    /// Chromium's user data directory, removed with the driver.
-    profile: tempfile::TempDir,
-}
-
-impl Driver {
-    async fn start() -> Option<Driver> {
-        let missing = [CHROMIUM, CHROMEDRIVER]
-            .into_iter()
-            .filter(|program| !Path::new(program).exists())
-            .collect::<Vec<_>>();
-        let missing = (!missing.is_empty()).then(|| format!("no {}", missing.join(" nor ")));
-        if !outside_program(Outside::Browser, missing) {
-            return None;
-        }
-        let port = free_port();
-        // A process group of its own, Chromium in it: a failed test that
-        // never closed its session leaves no browser behind.
-        let child = Command::new(CHROMEDRIVER)
-            .process_group(0)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Some(Driver {
-            child,
-            port,
-            profile: tempfile::tempdir().unwrap(),
-        })
-    }
-
-    /// A headless Chromium session: no sandbox (root), and none of the
-    /// background traffic a closed network refuses. With `javascript`
-    /// false, no page may run a script (WebDriver's own still run).
-    async fn browser(&self, javascript: bool) -> Client {
-        let profile = self.profile.path().display().to_string();
-        let mut caps = json!({
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={profile}"),
-                ]
-            }
-        });
-        if !javascript {
-            caps["goog:chromeOptions"]["prefs"] =
-                json!({ "profile.managed_default_content_settings.javascript": 2 });
-        }
-        let caps = caps.as_object().unwrap().clone().into_iter().collect();
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .expect("a Chromium session")
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A small HTTP server on a loopback port of its own: it answers every
 /// request with `html` and records each request's path and query.
@@ -309,7 +216,6 @@ const SSO_COOKIE: &str = "portero-sso-app";
 #[tokio::test]
 async fn typed_credentials_bring_the_browser_back_to_the_client_and_the_next_client_needs_no_typing(
 ) {
-    let _one = ONE_BROWSER.lock().await;
     let Some(driver) = Driver::start().await else {
         return;
     };
@@ -367,7 +273,6 @@ async fn typed_credentials_bring_the_browser_back_to_the_client_and_the_next_cli
 
 #[tokio::test]
 async fn a_wrong_password_shows_the_page_again_with_an_alert_and_the_username_kept() {
-    let _one = ONE_BROWSER.lock().await;
     let Some(driver) = Driver::start().await else {
         return;
     };
@@ -401,7 +306,6 @@ async fn a_wrong_password_shows_the_page_again_with_an_alert_and_the_username_ke
 
 #[tokio::test]
 async fn after_three_wrong_passwords_even_the_right_one_is_refused() {
-    let _one = ONE_BROWSER.lock().await;
     let Some(driver) = Driver::start().await else {
         return;
     };
@@ -436,7 +340,6 @@ async fn after_three_wrong_passwords_even_the_right_one_is_refused() {
 
 #[tokio::test]
 async fn the_page_is_labelled_focused_and_needs_no_javascript() {
-    let _one = ONE_BROWSER.lock().await;
     let Some(driver) = Driver::start().await else {
         return;
     };
@@ -512,7 +415,6 @@ async fn the_page_is_labelled_focused_and_needs_no_javascript() {
 
 #[tokio::test]
 async fn another_site_cannot_frame_the_page() {
-    let _one = ONE_BROWSER.lock().await;
     let Some(driver) = Driver::start().await else {
         return;
     };
@@ -599,7 +501,6 @@ async fn another_site_cannot_frame_the_page() {
 
 #[tokio::test]
 async fn a_sign_on_session_takes_the_browser_to_the_next_client_without_the_page() {
-    let _one = ONE_BROWSER.lock().await;
     let Some(driver) = Driver::start().await else {
         return;
     };

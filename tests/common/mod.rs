@@ -8,13 +8,16 @@
 //! `shared_store` (what instances sharing a store agree on),
 //! `websocket` (a WebSocket server and client),
 //! `collector` (an OTLP trace receiver), `outside` (the outside programs
-//! some tests need, and how a test skips without one).
+//! some tests need, and how a test skips without one), `chromium` (a
+//! headless browser through WebDriver), `rp_idp` (a real OpenID provider
+//! that signs a browser in, for the gateway's own sign-in).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod chromium;
 pub mod collector;
 mod configs;
 pub mod dns;
@@ -25,6 +28,7 @@ pub mod idp;
 mod outside;
 pub mod redis;
 pub mod redis_cluster;
+pub mod rp_idp;
 pub mod shared_store;
 pub mod standard;
 pub mod tls;
