@@ -55,6 +55,27 @@ impl Verified {
         self.jti().or(self.digest.as_deref())
     }
 
+    /// A browser session's identity as issuer `issuer`'s (its provider's):
+    /// `claims` read from its ID token, without a `jti` of their own, so
+    /// the session is revoked by `id` (`session:<hash>`) and by its
+    /// subject's revocations after `iat`, its sign-in; it ends at `exp`.
+    pub fn for_session(
+        issuer: usize,
+        claims: Claims,
+        id: &str,
+        iat: i64,
+        exp: i64,
+    ) -> Result<Verified, AuthError> {
+        if claims.get("jti").is_some() {
+            return Err(AuthError::Malformed);
+        }
+        let mut verified = Verified::of_claims(issuer, claims, Some(id.into()), Box::default())?;
+        verified.iat = Some(iat);
+        verified.exp = Some(exp);
+        verified.nbf = None;
+        Ok(verified)
+    }
+
     /// Claims portero vouches for itself (an API key's record) as those
     /// of issuer `issuer`, for `credential` (kept, to confirm a cache hit
     /// and to look the key up again; empty to keep nothing).

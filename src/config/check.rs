@@ -14,6 +14,7 @@ mod principal;
 mod resource;
 mod route;
 pub(super) mod secret_hash;
+mod session;
 mod shadow;
 mod standard;
 mod store;
@@ -249,6 +250,8 @@ impl Checker<'_> {
         }
         self.one_document_each(&file.routes, &routes[first_ordinary..]);
         served_resources(&mut issuers, &routes);
+        let public_url = server.public_url.as_deref();
+        let sessions = self.sessions(&file, &mut issuers, &mut routes, first_ordinary, public_url);
         let auth = self.auth(&file.auth, strip_all);
         let store = self.store(&file.store, auth.leeway);
         self.check_cluster_limits(&routes, &store);
@@ -265,6 +268,7 @@ impl Checker<'_> {
             issuers,
             routes,
             span_export,
+            sessions,
         }
     }
 

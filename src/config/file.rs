@@ -33,6 +33,21 @@ pub(super) struct FileConfig {
     pub(super) tracing: FileTracing,
     #[serde(default)]
     pub(super) hash_limits: FileHashLimits,
+    pub(super) sessions: Option<Spanned<FileSessions>>,
+}
+
+/// `[sessions]`: portero's own session endpoints and lifetimes.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSessions {
+    pub(super) callback_path: Option<Spanned<String>>,
+    pub(super) logout_path: Option<Spanned<String>>,
+    pub(super) backchannel_logout_path: Option<Spanned<String>>,
+    pub(super) start_path: Option<Spanned<String>>,
+    pub(super) idle_timeout: Option<Spanned<DurationText>>,
+    pub(super) absolute_timeout: Option<Spanned<DurationText>>,
+    pub(super) refresh_before: Option<Spanned<DurationText>>,
+    pub(super) post_logout_redirect_uri: Option<Spanned<String>>,
 }
 
 /// `[hash_limits]`: the most a stored hash may cost to check.
@@ -323,6 +338,11 @@ pub(super) struct FileIssuer {
     pub(super) jwks_max_stale: Option<Spanned<DurationText>>,
     pub(super) jwks_timeout: Option<Spanned<DurationText>>,
     pub(super) jwks_ready_timeout: Option<Spanned<DurationText>>,
+    // portero signs people in at this issuer, as its OpenID Connect client.
+    pub(super) login_client_id: Option<Spanned<String>>,
+    pub(super) login_client_secret_env: Option<Spanned<String>>,
+    pub(super) login_scopes: Option<Spanned<Vec<String>>>,
+    pub(super) login_userinfo: Option<Spanned<bool>>,
     #[serde(default)]
     pub(super) allow_ips: Vec<Spanned<String>>,
     #[serde(default)]
@@ -504,6 +524,9 @@ pub(super) struct FileRoute {
     pub(super) method_override: Option<Spanned<bool>>,
     /// Publishes RFC 9728 protected resource metadata for the route.
     pub(super) resource_metadata: Option<Spanned<bool>>,
+    /// Browsers sign in at this issuer; a session admits them.
+    pub(super) login: Option<Spanned<String>>,
+    pub(super) login_pass_token: Option<Spanned<bool>>,
     #[serde(default)]
     pub(super) allow_ips: Vec<Spanned<String>>,
     #[serde(default)]

@@ -7,6 +7,7 @@
 mod issuer;
 mod route;
 mod server;
+mod session;
 mod upstream;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 pub use issuer::*;
 pub use route::*;
 pub use server::*;
+pub use session::*;
 pub use upstream::*;
 
 #[derive(Debug, Clone)]
@@ -30,4 +32,6 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// `[tracing]`: where request spans go, if anywhere.
     pub span_export: Option<SpanExport>,
+    /// `[sessions]`, when a route signs people in (`login`).
+    pub sessions: Option<Sessions>,
 }

@@ -50,6 +50,7 @@ impl Checker<'_> {
                 oauth2: None,
                 introspection: None,
                 roles_claims: None,
+                login: None,
             };
         }
         let keys = self.keys(name, i);
@@ -114,6 +115,7 @@ impl Checker<'_> {
             allow_no_exp: i.allow_no_exp,
             keys,
             roles_claims: self.roles_claims(name, i),
+            login: None,
         }
     }
 

@@ -197,6 +197,8 @@ impl Checker<'_> {
             forward_api_key: r.forward_token == Some(true),
             // `resource_metadata`, once the route is made (`protected_resource`).
             resource: None,
+            // `login`, once the issuers' login clients are known (`route_login`).
+            login: None,
         }
     }
 

@@ -98,6 +98,7 @@ impl Checker<'_> {
             oauth2: Some(oauth2),
             introspection: None,
             roles_claims: self.roles_claims(name, i),
+            login: None,
         }
     }
 

@@ -50,6 +50,8 @@ pub struct Issuer {
     /// list of role names. `None`: the `role` or `roles` claim, a name or
     /// a list.
     pub roles_claims: Option<Arc<[ClaimPath]>>,
+    /// portero signs people in at this issuer (`login_client_id`).
+    pub login: Option<Arc<super::LoginClient>>,
 }
 
 /// How portero asks an identity provider about its opaque tokens

@@ -219,6 +219,8 @@ pub struct Policy {
     pub forward_api_key: bool,
     /// `resource_metadata = true`: the RFC 9728 metadata the route publishes.
     pub resource: Option<Arc<ProtectedResource>>,
+    /// `login`: a browser session admits the request too.
+    pub login: Option<super::RouteLogin>,
 }
 
 impl Policy {
@@ -241,6 +243,7 @@ impl Policy {
             forward_token: true,
             forward_api_key: false,
             resource: None,
+            login: None,
         }
     }
 }

@@ -1,0 +1,369 @@
+//! Browser sessions in the config: an issuer's `login_*` keys, a route's
+//! `login` and `login_pass_token`, and `[sessions]`. Each setting must be
+//! read: a client no route signs in with, or `[sessions]` without a route
+//! that signs in, is refused, as is a sign-in that could never complete.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::super::file::{FileConfig, FileIssuer, FileRoute, FileSessions};
+use super::super::model::*;
+use super::super::units::secs;
+use super::{names, Checker};
+
+/// The paths portero answers itself when nothing says otherwise.
+const CALLBACK: &str = "/.portero/callback";
+const LOGOUT: &str = "/.portero/logout";
+const BACKCHANNEL: &str = "/.portero/backchannel-logout";
+const START: &str = "/.portero/start";
+
+impl Checker<'_> {
+    /// Every issuer's login client, every route's `login`, and the
+    /// `[sessions]` table they need; `None` when no route signs in.
+    pub(super) fn sessions(
+        &mut self,
+        file: &FileConfig,
+        issuers: &mut [Issuer],
+        routes: &mut [Route],
+        first_ordinary: usize,
+        public_url: Option<&str>,
+    ) -> Option<Sessions> {
+        for (issuer, (name, i)) in issuers.iter_mut().zip(&file.issuers) {
+            issuer.login = self.login_client(name, i, issuer).map(Arc::new);
+        }
+        let mut used = vec![false; issuers.len()];
+        for (index, r) in file.routes.iter().enumerate() {
+            let route = &mut routes[first_ordinary + index];
+            if let Some(provider) = self.route_login(index, r, route, issuers) {
+                used[provider] = true;
+            }
+        }
+        for ((issuer, used), (name, i)) in issuers.iter().zip(&used).zip(&file.issuers) {
+            if let (Some(_), false, Some(id)) = (&issuer.login, used, &i.login_client_id) {
+                let message = "no route signs in with it: name this issuer in a route's login";
+                self.problem(id, format!("issuers.{name}.login_client_id"), message);
+            }
+        }
+        let table = file.sessions.as_ref();
+        if !used.contains(&true) {
+            if let Some(t) = table {
+                let message = "no route signs people in (login): nothing reads it";
+                self.problem(t, "sessions", message);
+            }
+            return None;
+        }
+        let Some(public_url) = public_url else {
+            let message = "a route that signs people in needs server.public_url: the callback's URL is built on it";
+            self.problem_no_span("server.public_url", message);
+            return None;
+        };
+        let sessions = self.session_settings(table.map(Spanned::get_ref), public_url);
+        self.own_providers_know_the_callback(issuers, &used, &sessions);
+        Some(sessions)
+    }
+
+    /// An issuer's `login_*` keys: on an external provider found by
+    /// discovery, or on one of portero's issuers with the authorization endpoint.
+    fn login_client(&mut self, name: &str, i: &FileIssuer, issuer: &Issuer) -> Option<LoginClient> {
+        let key = |k: &str| format!("issuers.{name}.{k}");
+        let Some(id) = &i.login_client_id else {
+            let others = [
+                (
+                    i.login_client_secret_env.as_ref().map(Spanned::span),
+                    "login_client_secret_env",
+                ),
+                (i.login_scopes.as_ref().map(Spanned::span), "login_scopes"),
+                (
+                    i.login_userinfo.as_ref().map(Spanned::span),
+                    "login_userinfo",
+                ),
+            ];
+            for (span, k) in others {
+                if let Some(span) = span {
+                    let message = "only an issuer with login_client_id has this";
+                    self.problem(&Spanned::new(span, ()), key(k), message);
+                }
+            }
+            return None;
+        };
+        let discovered = matches!(
+            issuer.external.as_ref().map(|e| &e.location),
+            Some(KeyLocation::Discovery(_))
+        );
+        let own = issuer.oauth2.as_ref().is_some_and(|o| o.authorization_code);
+        if !discovered && !own {
+            let message = "portero signs people in only at a provider found by discovery_url, \
+                           or at one of its own issuers with the authorization endpoint";
+            self.problem(id, key("login_client_id"), message);
+        }
+        let scopes = match &i.login_scopes {
+            // portero's own issuers hold no `profile` or `email`: their
+            // access tokens carry the user's claims.
+            None if own && !discovered => vec!["openid".into()],
+            None => vec!["openid".into(), "profile".into(), "email".into()],
+            Some(list) => {
+                let bad = list
+                    .get_ref()
+                    .iter()
+                    .find(|s| s.is_empty() || s.contains(char::is_whitespace));
+                if let Some(s) = bad {
+                    self.problem(list, key("login_scopes"), format!("{s:?} is not one scope"));
+                }
+                if !list.get_ref().iter().any(|s| s == "openid") {
+                    let message = "must hold \"openid\": sign-in needs an ID token";
+                    self.problem(list, key("login_scopes"), message);
+                }
+                list.get_ref().clone()
+            }
+        };
+        let secret_env = i
+            .login_client_secret_env
+            .as_ref()
+            .map(|s| s.get_ref().clone());
+        if let Some(env) = &i.login_client_secret_env {
+            if env.get_ref().is_empty() {
+                self.problem(env, key("login_client_secret_env"), "names no variable");
+            }
+        }
+        if let (true, Some(v)) = (own && !discovered, &i.login_userinfo) {
+            let message = "portero's own issuers put the user's claims in their access tokens, which a session reads: there is no userinfo to add";
+            self.problem(v, key("login_userinfo"), message);
+        }
+        Some(LoginClient {
+            client_id: id.get_ref().clone(),
+            secret_env,
+            scopes,
+            userinfo: i.login_userinfo.as_ref().is_some_and(|v| *v.get_ref()),
+        })
+    }
+
+    /// A route's `login`: the provider it names, which must have a login
+    /// client; the route keeps bearer tokens only of the issuers it lists.
+    fn route_login(
+        &mut self,
+        index: usize,
+        r: &FileRoute,
+        route: &mut Route,
+        issuers: &[Issuer],
+    ) -> Option<usize> {
+        let key = |k: &str| format!("routes[{index}].{k}");
+        let Some(name) = &r.login else {
+            if let Some(pass) = &r.login_pass_token {
+                self.problem(
+                    pass,
+                    key("login_pass_token"),
+                    "only a route with login has this",
+                );
+            }
+            return None;
+        };
+        let RouteAction::Proxy {
+            policy: Some(policy),
+            ..
+        } = &mut route.action
+        else {
+            self.problem(name, key("login"), "a public route signs nobody in");
+            return None;
+        };
+        let Some(provider) = issuers.iter().position(|i| &i.name == name.get_ref()) else {
+            let known = issuers.iter().map(|i| i.name.as_str());
+            self.problem(
+                name,
+                key("login"),
+                names::not_found("issuer", name.get_ref(), known),
+            );
+            return None;
+        };
+        if issuers[provider].login.is_none() || provider >= 64 {
+            let message = format!(
+                "issuer {:?} has no login_client_id: portero cannot sign in there",
+                name.get_ref()
+            );
+            self.problem(name, key("login"), message);
+            return None;
+        }
+        if r.issuers.is_empty() {
+            // Sessions only: no bearer token is read on this route.
+            policy.issuer_mask = 0;
+            policy.api_key_mask = 0;
+            policy.introspect = None;
+            self.bearer_keys_unread(index, r);
+        }
+        policy.login = Some(RouteLogin {
+            provider,
+            pass_token: r.login_pass_token.as_ref().is_some_and(|v| *v.get_ref()),
+        });
+        Some(provider)
+    }
+
+    /// A route that takes sessions only reads no token: its token keys
+    /// would be ignored.
+    fn bearer_keys_unread(&mut self, index: usize, r: &FileRoute) {
+        let message = "the route takes sessions only (login, no issuers): no token is read; list its issuers to take tokens too";
+        let span = |v: Option<std::ops::Range<usize>>| v.map(|s| Spanned::new(s, ()));
+        let given = [
+            (span(r.token_from.as_ref().map(Spanned::span)), "token_from"),
+            (
+                span(r.resource_metadata.as_ref().map(Spanned::span)),
+                "resource_metadata",
+            ),
+        ];
+        for (at, k) in given {
+            if let Some(at) = at {
+                self.problem(&at, format!("routes[{index}].{k}"), message);
+            }
+        }
+        for (k, given) in [
+            ("token_use", r.token_use.is_some()),
+            ("audience", r.audience.is_some()),
+        ] {
+            if given {
+                self.problem_no_span(format!("routes[{index}].{k}"), message);
+            }
+        }
+    }
+
+    /// `[sessions]` with its defaults; its paths are portero's own.
+    fn session_settings(&mut self, t: Option<&FileSessions>, public_url: &str) -> Sessions {
+        let default = FileSessions::default();
+        let t = t.unwrap_or(&default);
+        let public_url = public_url.trim_end_matches('/').to_string();
+        let mut path = |v: &Option<Spanned<String>>, k: &str, default: &str| match v {
+            None => default.to_string(),
+            Some(p) => {
+                let ok = p.get_ref().starts_with('/')
+                    && !p.get_ref().contains(['?', '#', ' '])
+                    && crate::path::routing_key(p.get_ref()) == p.get_ref().as_str();
+                if !ok {
+                    let message =
+                        "must be a plain path starting with / (no query, no //, no . segments)";
+                    self.problem(p, format!("sessions.{k}"), message);
+                }
+                p.get_ref().clone()
+            }
+        };
+        let callback_path = path(&t.callback_path, "callback_path", CALLBACK);
+        let logout_path = path(&t.logout_path, "logout_path", LOGOUT);
+        let backchannel_logout_path = path(
+            &t.backchannel_logout_path,
+            "backchannel_logout_path",
+            BACKCHANNEL,
+        );
+        let start_path = path(&t.start_path, "start_path", START);
+        let mut all = [
+            &callback_path,
+            &logout_path,
+            &backchannel_logout_path,
+            &start_path,
+        ];
+        all.sort();
+        if all.windows(2).any(|w| w[0] == w[1]) {
+            self.problem_no_span("sessions", "its four paths must differ");
+        }
+        let idle_timeout = self.duration(&t.idle_timeout, "sessions.idle_timeout", secs(3600));
+        let absolute_timeout = self.duration(
+            &t.absolute_timeout,
+            "sessions.absolute_timeout",
+            secs(12 * 3600),
+        );
+        let refresh_before = self.duration(&t.refresh_before, "sessions.refresh_before", secs(60));
+        for (d, k) in [
+            (idle_timeout, "idle_timeout"),
+            (absolute_timeout, "absolute_timeout"),
+        ] {
+            if d < Duration::from_secs(1) {
+                self.problem_no_span(format!("sessions.{k}"), "must be at least 1s");
+            }
+        }
+        if idle_timeout > absolute_timeout {
+            self.problem_no_span(
+                "sessions.idle_timeout",
+                "is longer than absolute_timeout: it would never be reached",
+            );
+        }
+        let post_logout_redirect_uri = match &t.post_logout_redirect_uri {
+            None => format!("{public_url}/"),
+            Some(u) => {
+                if url::Url::parse(u.get_ref())
+                    .map_or(true, |u| !matches!(u.scheme(), "https" | "http"))
+                {
+                    self.problem(
+                        u,
+                        "sessions.post_logout_redirect_uri",
+                        "must be an absolute http(s) URL",
+                    );
+                }
+                u.get_ref().clone()
+            }
+        };
+        let secure = public_url.starts_with("https://");
+        let prefix = if secure { "__Host-" } else { "" };
+        Sessions {
+            callback_path,
+            logout_path,
+            backchannel_logout_path,
+            start_path,
+            idle_timeout,
+            absolute_timeout,
+            refresh_before,
+            post_logout_redirect_uri,
+            public_url,
+            cookie: format!("{prefix}portero-session"),
+            login_cookie: format!("{prefix}portero-login"),
+            secure,
+        }
+    }
+
+    /// One of portero's own issuers signs people in only with a client it
+    /// lists, that may use the code flow and takes the callback.
+    fn own_providers_know_the_callback(&mut self, issuers: &[Issuer], used: &[bool], s: &Sessions) {
+        let callback = s.redirect_uri();
+        for (issuer, _) in issuers
+            .iter()
+            .zip(used)
+            .filter(|(i, used)| **used && i.external.is_none())
+        {
+            let Some(login) = &issuer.login else { continue };
+            let key = format!("issuers.{}.login_client_id", issuer.name);
+            let Some(client) = own_client(issuer, &login.client_id) else {
+                let message = format!("{:?} is not one of this issuer's clients", login.client_id);
+                self.problem_no_span(key, message);
+                continue;
+            };
+            let profile = &client.client;
+            if !profile.redirect_uris.contains(&callback) || !profile.may_use("authorization_code")
+            {
+                let message = format!(
+                    "client {:?} must list {callback:?} in its redirect_uris and may use authorization_code",
+                    login.client_id
+                );
+                self.problem_no_span(key, message);
+            }
+            if profile.public != login.secret_env.is_none() {
+                let message = match profile.public {
+                    true => "the client is public: it has no secret (drop login_client_secret_env)",
+                    false => {
+                        "the client has a secret: name its variable in login_client_secret_env"
+                    }
+                };
+                self.problem_no_span(
+                    format!("issuers.{}.login_client_secret_env", issuer.name),
+                    message,
+                );
+            }
+        }
+    }
+}
+
+/// The client `id` of one of portero's issuers: a client dialect's
+/// principal, or an OAuth 2.0 client listed for the issuer.
+pub(crate) fn own_client<'i>(issuer: &'i Issuer, id: &str) -> Option<&'i Arc<Principal>> {
+    let endpoint = issuer.endpoint.as_ref()?;
+    let oauth2 = issuer.oauth2.as_ref()?;
+    match endpoint.dialect.has_clients() {
+        true => endpoint.principals.get(id),
+        false => oauth2.clients.get(id),
+    }
+}
