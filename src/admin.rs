@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 mod api_keys;
 mod oauth2_clients;
+mod sessions;
 
 use crate::auth::revocation::Revocation;
 use crate::config::{Config, OutagePolicy};
@@ -79,6 +80,7 @@ fn methods(path: &str) -> Option<&'static [Method]> {
         "/admin/revocations" | "/admin/api-keys" => Some(&[Method::GET, Method::POST]),
         "/admin/reload" => Some(&[Method::POST]),
         "/admin/oauth2-clients" => Some(&[Method::GET]),
+        "/admin/sessions" => Some(&[Method::DELETE]),
         _ if oauth2_clients::client_path(path).is_some() => Some(&[Method::DELETE]),
         _ => match api_keys::KeyPath::of(path)? {
             api_keys::KeyPath::Key(_) => Some(&[Method::DELETE]),
@@ -163,6 +165,10 @@ impl Admin {
             (&Method::GET, "/admin/oauth2-clients") => {
                 let query = req.uri().query().map(str::to_string);
                 self.list_oauth2_clients(query.as_deref()).await?
+            }
+            (&Method::DELETE, "/admin/sessions") => {
+                let query = req.uri().query().map(str::to_string);
+                self.end_sessions(query.as_deref()).await?
             }
             (&Method::DELETE, path) if oauth2_clients::client_path(path).is_some() => {
                 let (issuer, id) = oauth2_clients::client_path(path).expect("matched");

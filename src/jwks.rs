@@ -7,7 +7,7 @@
 //! validator's key set.
 
 mod fetch;
-pub(crate) use fetch::error_chain;
+pub(crate) use fetch::{client as provider_client, error_chain};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};

@@ -122,6 +122,7 @@ mod respond;
 pub mod routes;
 pub mod rule;
 pub mod server;
+mod session;
 mod shadow;
 mod span_export;
 pub mod store;

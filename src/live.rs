@@ -76,6 +76,8 @@ pub struct LiveIssuer {
     /// Its opaque tokens' introspection, with the answers kept (a reload
     /// that leaves its settings alone keeps them).
     pub introspector: Option<Arc<Introspector>>,
+    /// portero signs people in here (`login_client_id`).
+    pub login: Option<Arc<crate::session::provider::LoginProvider>>,
 }
 
 /// What the gateway holds for one route beside its config (which the route
@@ -124,6 +126,8 @@ pub enum AssembleError {
     Keys(#[from] keys::KeyError),
     #[error(transparent)]
     Introspection(#[from] crate::introspection::SetUpError),
+    #[error("{0}")]
+    Login(String),
 }
 
 /// The `[server]` and `[store]` settings a request reads: swapped with the
@@ -147,6 +151,11 @@ pub struct Settings {
     pub forward_auth: Option<ForwardAuth>,
     /// `server.trace_context`.
     pub trace_context: bool,
+    /// `[sessions]`, when a route signs people in.
+    pub sessions: Option<Arc<crate::config::Sessions>>,
+    /// portero sets cookies of its own (sessions, sign-in pages): they are
+    /// kept from upstreams.
+    pub own_cookies: bool,
 }
 
 impl Settings {
@@ -169,6 +178,12 @@ impl Settings {
             trusted_proxies: server.trusted_proxies.clone(),
             forward_auth: server.forward_auth.clone(),
             trace_context: server.trace_context,
+            sessions: config.sessions.clone().map(Arc::new),
+            own_cookies: config.sessions.is_some()
+                || config
+                    .issuers
+                    .iter()
+                    .any(|i| i.oauth2.as_ref().is_some_and(|o| o.authorization_code)),
         }
     }
 
@@ -203,6 +218,22 @@ fn introspectors(
     Ok(out)
 }
 
+/// Each issuer's login provider, its client secret read now.
+fn login_providers(
+    config: &Config,
+) -> Result<Vec<Option<Arc<crate::session::provider::LoginProvider>>>, AssembleError> {
+    let provider = |(index, issuer): (usize, &Issuer)| {
+        let client = issuer.login.clone()?;
+        Some(crate::session::provider::LoginProvider::new(index, issuer, client).map(Arc::new))
+    };
+    config
+        .issuers
+        .iter()
+        .enumerate()
+        .map(|i| provider(i).transpose().map_err(AssembleError::Login))
+        .collect()
+}
+
 impl Live {
     /// The snapshot of `config`: its upstream groups (unchanged ones taken
     /// over from `previous` with their connections and health), principal
@@ -225,6 +256,7 @@ impl Live {
             crate::key_loading::load(config, handles.store, |name| handles.external.keys_of(name))
                 .await?;
         let introspectors = introspectors(config, previous, metrics)?;
+        let mut logins = login_providers(config)?.into_iter();
         let issuers = config
             .issuers
             .iter()
@@ -239,6 +271,7 @@ impl Live {
                     user_store,
                     shadow,
                     introspector,
+                    login: logins.next().flatten(),
                 },
             )
             .collect();

@@ -38,6 +38,8 @@ mod context;
 mod decision;
 mod forward;
 mod record;
+mod session;
+mod session_endpoints;
 mod shadowed;
 mod token_endpoint;
 
@@ -62,6 +64,8 @@ pub struct GatewayState {
     pub external: Arc<Registry>,
     /// `[tracing] otlp_endpoint`: where request spans go.
     pub spans: Option<Spans>,
+    /// Browser sessions of the routes that sign people in (`login`).
+    pub sessions: Arc<crate::session::BrowserSessions>,
 }
 
 /// The public listeners' request handler.
@@ -183,6 +187,9 @@ impl Gateway {
         }
         let named = target::method(parts, ctx.overridden).map_err(RequestError::BadTarget)?;
         let key = crate::path::routing_key(parts.uri.path());
+        if let Some(sessions) = settings.sessions.as_deref().filter(|s| s.owns(&key)) {
+            return Ok(Box::pin(self.session_endpoint(live, sessions, &key, parts, body)).await);
+        }
         if let Some(answer) = own_document(live, host.as_ref(), &key, parts, ctx) {
             return answer;
         }

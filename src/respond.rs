@@ -21,7 +21,7 @@ mod admin;
 
 pub use admin::{
     admin_error_response, admin_reply, AdminError, ApiKeyRefused, ClientRefused, ReloadError,
-    RevocationRefused,
+    RevocationRefused, SessionRefused,
 };
 
 /// Why the gateway answers a request itself instead of its upstream.
@@ -42,6 +42,8 @@ pub enum RequestError {
     StoreUnavailable,
     /// An opaque token's provider failed or did not answer.
     IntrospectionUnavailable,
+    /// A browser cannot be signed in: its provider (or the store) cannot be reached.
+    SignInUnavailable,
     /// The body announces more than `server.max_body_size`.
     TooLarge,
     /// The exchange with the upstream failed.
@@ -80,6 +82,11 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
             "introspection_unavailable",
             "the token's identity provider cannot be asked now; try again",
         ),
+        RequestError::SignInUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sign_in_unavailable",
+            "the sign-in provider cannot be reached now; try again",
+        ),
         RequestError::CorsRefused(why) => (StatusCode::FORBIDDEN, "cors_refused", why.message()),
         RequestError::TooLarge => upstream_failure(Failure::TooLarge),
         RequestError::Upstream(failure) => upstream_failure(failure),
@@ -117,6 +124,7 @@ pub fn logged_reason(err: RequestError) -> &'static str {
         RequestError::MethodNotAllowed | RequestError::DocumentMethod(_) => "method_not_allowed",
         RequestError::StoreUnavailable => "store_unavailable",
         RequestError::IntrospectionUnavailable => "introspection_unavailable",
+        RequestError::SignInUnavailable => "sign_in_unavailable",
         RequestError::CorsRefused(_) => "cors_refused",
         RequestError::Limited(limit) => limited(limit).1,
     }
@@ -176,6 +184,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         RequestError::DocumentMethod(_) => "this document is read with GET".to_string(),
         RequestError::StoreUnavailable => "state store unreachable".to_string(),
         RequestError::IntrospectionUnavailable => "identity provider unreachable".to_string(),
+        RequestError::SignInUnavailable => "sign-in provider unreachable".to_string(),
         RequestError::CorsRefused(why) => why.message().to_string(),
         RequestError::TooLarge => upstream_failure(Failure::TooLarge).2.to_string(),
         RequestError::Upstream(f) => upstream_failure(f).2.to_string(),

@@ -166,6 +166,10 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         clock: clock::Clock::system(),
         external,
         spans,
+        sessions: Arc::new(crate::session::BrowserSessions::new(
+            store.clone(),
+            revocations.clone(),
+        )),
     });
     side.spawn(follow_external_keys(shared.clone(), external_changes));
     let started = Arc::new(AtomicBool::new(false));

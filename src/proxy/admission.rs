@@ -229,7 +229,7 @@ impl Gateway {
 
 /// The route's rule over a verified token and the request as the upstream
 /// will get it: the path as routed, no header portero strips or writes.
-fn rule_admits(live: &Live, rule: &Rule, verified: &Verified, parts: &Parts) -> bool {
+pub(super) fn rule_admits(live: &Live, rule: &Rule, verified: &Verified, parts: &Parts) -> bool {
     let routed = match rule.reads_path() {
         true => crate::path::routing_key(parts.uri.path()),
         false => std::borrow::Cow::Borrowed(""),

@@ -8,8 +8,10 @@ use std::net::IpAddr;
 use http::request::Parts;
 use http::{HeaderMap, Response};
 
+use super::session::{session_headers, Admitted};
 use super::token_endpoint::oauth2_response;
 use super::{read_override, route, Gateway, RequestContext};
+use crate::auth::AuthError;
 use crate::config::{Endpoint, RouteAction};
 use crate::limits::Phase;
 use crate::live::{IssuerId, Live};
@@ -67,16 +69,27 @@ impl Gateway {
             // A public route or a token endpoint: nothing to check or inject.
             _ => return Ok(respond::allowed(HeaderMap::new())),
         };
-        let token = self.authorize(live, index, policy, &original).await?;
+        let (token, session) = match Box::pin(self.authenticate(live, index, policy, &original))
+            .await?
+        {
+            Admitted::Credential(token) => (token, None),
+            Admitted::Session(entry) => (entry.verified.clone(), Some(entry)),
+            // The proxy sends a browser without a session to sign in
+            // (`sessions.start_path`): a decision only says no.
+            Admitted::Challenge(_) => return Err(RequestError::Denied(AuthError::MissingToken)),
+        };
         if limiter.keys_at(Phase::Token) {
             self.admit(live, index, &original.headers, ip, Some(&token), ctx)
                 .await
                 .map_err(|refusal| ctx.refused(refusal))?;
         }
-        let headers = policy
+        let mut headers = policy
             .identity_headers(&token)
             .collect::<Result<HeaderMap, _>>()
             .map_err(|e| self.denied(live, index, e))?;
+        if let Some(entry) = session {
+            session_headers(&mut headers, policy, &entry);
+        }
         Ok(respond::allowed(headers))
     }
 }

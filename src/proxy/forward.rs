@@ -11,6 +11,7 @@ use http::Response;
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
+use super::session::{session_headers, strip_own_cookies, Admitted};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
 use crate::config::{Route, RouteAction};
@@ -57,8 +58,21 @@ impl Gateway {
         {
             return Err(RequestError::TooLarge);
         }
+        let mut session = None;
         let verified = match policy {
             None => None, // a public route
+            // Boxed: a session's future is large, and only its routes pay for it.
+            Some(policy) if policy.login.is_some() => {
+                match Box::pin(self.authenticate(live, index, policy, parts)).await? {
+                    Admitted::Credential(token) => Some((policy, token)),
+                    Admitted::Session(entry) => {
+                        let identity = entry.verified.clone();
+                        session = Some(entry);
+                        Some((policy, identity))
+                    }
+                    Admitted::Challenge(response) => return Ok(*response),
+                }
+            }
             Some(policy) => Some((policy, self.authorize(live, index, policy, parts).await?)),
         };
         let limiter = &live.route(index).limiter;
@@ -91,6 +105,12 @@ impl Gateway {
             (peer, *underscores_in_headers),
         )
         .map_err(|e| self.denied(live, index, e))?;
+        if settings.own_cookies {
+            strip_own_cookies(&mut parts.headers);
+        }
+        if let (Some(entry), Some((policy, _))) = (&session, &verified) {
+            session_headers(&mut parts.headers, policy, entry);
+        }
         added.ids = ctx.ids.as_ref();
         ctx.upstream = Some((*upstream, Instant::now()));
         if let Some(protocol) = upgrade {

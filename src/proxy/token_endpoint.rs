@@ -147,6 +147,41 @@ impl Gateway {
         (oauth2::handle(&endpoints, &request).await, true)
     }
 
+    /// A token request to one of portero's own issuers from within: a
+    /// route's sign-in redeeming its code or refreshing its tokens.
+    pub(super) async fn own_token_request(
+        &self,
+        live: &Live,
+        issuer: usize,
+        authorization: &str,
+        form: &str,
+    ) -> oauth2::Answer {
+        let issuer = live.issuer(crate::live::IssuerId(issuer));
+        let keys = live.validator.keys();
+        let Some(settings) = issuer.config.oauth2.as_ref() else {
+            return oauth2::transport_error(Transport::Unavailable);
+        };
+        let endpoints = oauth2::Endpoints {
+            settings,
+            issuing: self.issuing(issuer, &keys),
+            validator: &live.validator,
+        };
+        let path = format!("/oauth2/{}/token", issuer.config.name);
+        let request = oauth2::Request {
+            method: &http::Method::POST,
+            path: &path,
+            authorization: Some(authorization.as_bytes()).filter(|a| !a.is_empty()),
+            form: true,
+            body: form.as_bytes(),
+            client: None,
+            now: self.shared.clock.now().timestamp(),
+            query: None,
+            cookies: &[],
+            origin: None,
+        };
+        oauth2::handle(&endpoints, &request).await
+    }
+
     /// A token-endpoint request refused before its body was read.
     pub(super) fn refuse_login(
         &self,
@@ -269,7 +304,7 @@ pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
 /// Reads a whole request body, refusing it past `max` bytes (announced or
 /// received) or when it does not arrive within `timeout`. hyper answers
 /// `Expect: 100-continue` when the body is first read.
-async fn read_body(
+pub(super) async fn read_body(
     parts: &Parts,
     body: Incoming,
     max: u64,

@@ -37,6 +37,8 @@ pub enum AdminError {
     ApiKey(#[from] ApiKeyRefused),
     #[error(transparent)]
     Client(#[from] ClientRefused),
+    #[error(transparent)]
+    Session(#[from] SessionRefused),
     /// The store could not keep or read what was asked.
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -88,6 +90,15 @@ pub enum ClientRefused {
     NoSuchClient(String),
 }
 
+/// A request to end browser sessions that names none.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionRefused {
+    #[error("no issuer named {0:?} signs people in")]
+    NoSuchProvider(String),
+    #[error("name the issuer and one of sub or sid: ?issuer=NAME&sub=SUB")]
+    NoOwner,
+}
+
 /// Why a config was not reloaded (the running one stays).
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -118,9 +129,10 @@ impl AdminError {
             AdminError::NoSuchEndpoint => StatusCode::NOT_FOUND,
             AdminError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             AdminError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            AdminError::ApiKey(ApiKeyRefused::NoSuchKey(_)) | AdminError::Client(_) => {
-                StatusCode::NOT_FOUND
-            }
+            AdminError::ApiKey(ApiKeyRefused::NoSuchKey(_))
+            | AdminError::Client(_)
+            | AdminError::Session(SessionRefused::NoSuchProvider(_)) => StatusCode::NOT_FOUND,
+            AdminError::Session(SessionRefused::NoOwner) => StatusCode::BAD_REQUEST,
             AdminError::ApiKey(ApiKeyRefused::Changed(_)) => StatusCode::CONFLICT,
             AdminError::InvalidJson(_) | AdminError::Revocation(_) | AdminError::ApiKey(_) => {
                 StatusCode::BAD_REQUEST

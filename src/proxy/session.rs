@@ -1,0 +1,300 @@
+//! The routes that sign people in, in the request path. `authenticate` is
+//! the one seam a route's credential passes: a token, an API key or an
+//! introspected token (`authorize`), or a browser session; it admits the
+//! request, challenges a browser with a redirect to sign in, or refuses.
+//! A route without `login` goes straight to `authorize`, at no cost.
+
+use std::sync::Arc;
+
+use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+
+use super::admission::rule_admits;
+use super::Gateway;
+use crate::auth::validate::Verified;
+use crate::auth::AuthError;
+use crate::config::{Policy, RouteLogin, Sessions};
+use crate::header_name::one_cookie;
+use crate::live::{IssuerId, Live, RouteId};
+use crate::respond::{self, GatewayBody, RequestError};
+use crate::session::flow::{self, Redirect};
+use crate::session::provider::OwnTokenEndpoint;
+use crate::session::{refresh, Entry};
+
+/// What a route's credential came to.
+pub(super) enum Admitted {
+    /// A token or an API key, verified.
+    Credential(Arc<Verified>),
+    /// A browser session.
+    Session(Arc<Entry>),
+    /// A browser without a session: sent to sign in.
+    Challenge(Box<Response<GatewayBody>>),
+}
+
+impl Gateway {
+    /// The route's credential: a browser session where the route signs
+    /// people in (`login`), else (or beside it) a token.
+    pub(super) async fn authenticate(
+        &self,
+        live: &Live,
+        index: RouteId,
+        policy: &Policy,
+        parts: &Parts,
+    ) -> Result<Admitted, RequestError> {
+        let (Some(login), Some(settings)) = (policy.login, live.settings.sessions.as_deref())
+        else {
+            return self
+                .authorize(live, index, policy, parts)
+                .await
+                .map(Admitted::Credential);
+        };
+        let now = self.shared.clock.unix();
+        if let Some(entry) = self
+            .session_of(live, login, settings, &parts.headers, now)
+            .await?
+        {
+            return self.admit_session(live, index, policy, parts, entry, now);
+        }
+        let token = policy.token(&parts.headers, parts.uri.query());
+        if policy.issuer_mask != 0 && !matches!(token, Err(AuthError::MissingToken)) {
+            return self
+                .authorize(live, index, policy, parts)
+                .await
+                .map(Admitted::Credential);
+        }
+        if !navigation(parts) {
+            return Err(self.denied(live, index, AuthError::MissingToken));
+        }
+        self.count_denial(live, index, "sign_in_required", None);
+        let return_to = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let redirect = self
+            .sign_in_at(live, login.provider, settings, return_to, now)
+            .await?;
+        Ok(Admitted::Challenge(Box::new(redirect_response(
+            StatusCode::FOUND,
+            redirect,
+        ))))
+    }
+
+    /// The redirect that begins a sign-in at provider `provider`.
+    pub(super) async fn sign_in_at(
+        &self,
+        live: &Live,
+        provider: usize,
+        settings: &Sessions,
+        return_to: &str,
+        now: i64,
+    ) -> Result<Redirect, RequestError> {
+        let provider = live
+            .issuer(IssuerId(provider))
+            .login
+            .as_ref()
+            .ok_or(RequestError::SignInUnavailable)?;
+        flow::start(&self.shared.sessions, settings, provider, return_to, now)
+            .await
+            .map_err(|e| {
+                tracing::warn!(target: "portero::session", provider = %provider.name, error = %e, "a sign-in could not begin");
+                RequestError::SignInUnavailable
+            })
+    }
+
+    /// The browser's session at `login`'s provider, if its cookie names
+    /// one that is on: held here, else read from the store.
+    async fn session_of(
+        &self,
+        live: &Live,
+        login: RouteLogin,
+        settings: &Sessions,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<Option<Arc<Entry>>, RequestError> {
+        let cookies = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let id = match one_cookie(cookies, &settings.cookie) {
+            Ok(Some(id)) => id,
+            Ok(None) => return Ok(None),
+            Err(()) => return Err(RequestError::Denied(AuthError::RepeatedToken)),
+        };
+        let sessions = &self.shared.sessions;
+        let entry = match sessions.cached(id, now) {
+            Some(entry) => Some(entry),
+            None => sessions.load(id, login.provider, now).await.map_err(|e| {
+                tracing::warn!(target: "portero::session", error = %e, "a session could not be read");
+                RequestError::StoreUnavailable
+            })?,
+        };
+        let provider = &live.issuer(IssuerId(login.provider)).config.name;
+        // A session is its provider's: another's signs nobody in here, and a
+        // reload that renumbered issuers never lends it another's index.
+        Ok(entry.filter(|e| e.provider == *provider && e.verified.issuer == login.provider))
+    }
+
+    /// A session against the route's requirements, as a token's are
+    /// checked: revoked (ended anywhere, or its subject revoked), roles,
+    /// scopes, claims, the rule.
+    fn admit_session(
+        &self,
+        live: &Live,
+        index: RouteId,
+        policy: &Policy,
+        parts: &Parts,
+        entry: Arc<Entry>,
+        now: i64,
+    ) -> Result<Admitted, RequestError> {
+        let verified = &entry.verified;
+        if live.validator.is_revoked(verified) {
+            return Err(self.denied(live, index, AuthError::Revoked));
+        }
+        policy
+            .check_requirements(verified)
+            .map_err(|e| self.denied(live, index, e))?;
+        if policy
+            .rule
+            .as_ref()
+            .is_some_and(|rule| !rule_admits(live, rule, verified, parts))
+        {
+            return Err(self.denied(live, index, AuthError::RuleRefused));
+        }
+        if let Some(allowed) = &live.route(index).series.allowed {
+            allowed.inc();
+        }
+        self.keep_fresh(live, policy.login, &entry, now);
+        Ok(Admitted::Session(entry))
+    }
+
+    /// Notes the session's use in the store now and then, and has its
+    /// access token refreshed ahead of its expiry, off the request.
+    fn keep_fresh(&self, live: &Live, login: Option<RouteLogin>, entry: &Arc<Entry>, now: i64) {
+        let sessions = &self.shared.sessions;
+        if sessions.needs_touch(entry, now) {
+            let (shared, key) = (self.shared.clone(), entry.key.clone());
+            tokio::spawn(async move {
+                let _ = shared.sessions.store.touch_browser_session(&key, now).await;
+            });
+        }
+        let Some(login) = login.filter(|l| l.pass_token) else {
+            return;
+        };
+        let before = live
+            .settings
+            .sessions
+            .as_ref()
+            .map_or_else(Default::default, |s| s.refresh_before);
+        if !refresh::due(entry, before, now)
+            || entry.refreshing.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let (shared, entry) = (self.shared.clone(), entry.clone());
+        tokio::spawn(async move {
+            let live = shared.live.load_full();
+            let Some(provider) = live.issuer(IssuerId(login.provider)).login.clone() else {
+                return;
+            };
+            let gateway = Gateway::new(shared.clone());
+            let own = OwnTokens {
+                gateway: &gateway,
+                live: &live,
+            };
+            refresh::refresh(&shared.sessions, &provider, &own, &entry, now).await;
+        });
+    }
+}
+
+/// What goes upstream of a session: not portero's own cookies, not a
+/// credential portero did not check, and the provider's access token
+/// where the route passes it (`login_pass_token`).
+pub(super) fn session_headers(headers: &mut HeaderMap, policy: &Policy, entry: &Entry) {
+    crate::forwarding::remove_token(headers, &policy.token_from);
+    if !policy.login.is_some_and(|l| l.pass_token) {
+        return;
+    }
+    headers.remove(AUTHORIZATION);
+    let tokens = entry.tokens();
+    let bearer = tokens
+        .access_token
+        .as_deref()
+        .and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok());
+    if let Some(bearer) = bearer {
+        headers.insert(AUTHORIZATION, bearer);
+    }
+}
+
+/// Drops portero's own cookies (a browser session's, a pending
+/// sign-in's, its issuers' sign-on sessions and forms) from what an
+/// upstream is sent: each is a credential no upstream needs. Names are
+/// compared as upstreams read them (case and `_` for `-` aside).
+pub(super) fn strip_own_cookies(headers: &mut HeaderMap) {
+    let ours = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
+        let name = name.to_ascii_lowercase().replace('_', "-");
+        name.starts_with("portero-") || name.starts_with("--host-portero-")
+    };
+    let text = |v: &HeaderValue| v.to_str().map(str::to_string).unwrap_or_default();
+    let values: Vec<String> = headers.get_all(COOKIE).iter().map(text).collect();
+    if !values.iter().any(|v| v.split(';').any(ours)) {
+        return;
+    }
+    headers.remove(COOKIE);
+    let kept: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !ours(pair))
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+        if !kept.is_empty() {
+            headers.insert(COOKIE, value);
+        }
+    }
+}
+
+/// A browser navigating to a page (not a script's fetch, not an API
+/// client): it may be sent to sign in.
+fn navigation(parts: &Parts) -> bool {
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        return false;
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    match header("sec-fetch-mode") {
+        Some(mode) => mode == "navigate",
+        None => header("accept").is_some_and(|a| a.contains("text/html")),
+    }
+}
+
+/// A redirect with its cookies, never cached.
+pub(super) fn redirect_response(status: StatusCode, redirect: Redirect) -> Response<GatewayBody> {
+    let mut response = respond::json(status, "");
+    let headers = response.headers_mut();
+    headers.remove(http::header::CONTENT_TYPE);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(location) = HeaderValue::from_str(&redirect.location) {
+        headers.insert(LOCATION, location);
+    }
+    for cookie in redirect.cookies {
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            headers.append(SET_COOKIE, cookie);
+        }
+    }
+    response
+}
+
+/// portero's own issuers' token endpoints, called in process.
+pub(super) struct OwnTokens<'a> {
+    pub(super) gateway: &'a Gateway,
+    pub(super) live: &'a Live,
+}
+
+#[async_trait::async_trait]
+impl OwnTokenEndpoint for OwnTokens<'_> {
+    async fn token(&self, issuer: usize, authorization: &str, form: &str) -> (u16, String) {
+        let answer = self
+            .gateway
+            .own_token_request(self.live, issuer, authorization, form)
+            .await;
+        (answer.status.as_u16(), answer.body)
+    }
+}

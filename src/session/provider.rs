@@ -1,0 +1,288 @@
+//! A provider portero signs people in at, as its OpenID Connect client:
+//! where its endpoints are (from its discovery document, or portero's own
+//! issuer's), and the requests portero makes there (the code and refresh
+//! grants, userinfo). Off the request path: only sign-ins and refreshes
+//! come here.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::{Issuer, KeyLocation, LoginClient};
+
+/// A discovery document is read again after this long.
+const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+/// The most of a provider's answer portero reads.
+const MAX_ANSWER: usize = 256 * 1024;
+
+/// What went wrong at the provider, said without its secrets.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("the provider could not be reached: {0}")]
+    Unreachable(String),
+    #[error("the provider refused: {0}")]
+    Refused(String),
+    #[error("the provider's answer is unusable: {0}")]
+    Invalid(String),
+}
+
+/// Where a provider's endpoints are.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Endpoints {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
+    /// RFC 9207: every authorization response names the provider (`iss`).
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+}
+
+/// A token endpoint's answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Granted {
+    pub access_token: String,
+    #[serde(default)]
+    pub id_token: Option<String>,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<i64>,
+}
+
+/// portero's own issuers' token endpoints, called in process: an own
+/// provider's `public_url` need not be reachable from the gateway itself.
+#[async_trait]
+pub trait OwnTokenEndpoint: Send + Sync {
+    /// The status and body of the token endpoint of issuer `issuer`.
+    async fn token(&self, issuer: usize, authorization: &str, form: &str) -> (u16, String);
+}
+
+pub struct LoginProvider {
+    /// Its issuer's index: the one whose keys check its ID tokens.
+    pub index: usize,
+    pub name: String,
+    pub client: Arc<LoginClient>,
+    secret: Option<String>,
+    place: Place,
+}
+
+enum Place {
+    External {
+        discovery_url: String,
+        expected_iss: Option<String>,
+        http: reqwest::Client,
+        found: Mutex<Option<(Instant, Arc<Endpoints>)>>,
+    },
+    Own(Arc<Endpoints>),
+}
+
+impl LoginProvider {
+    /// The provider of issuer `index`, its client secret read from its
+    /// variable now; an error names what is missing.
+    pub fn new(
+        index: usize,
+        issuer: &Issuer,
+        client: Arc<LoginClient>,
+    ) -> Result<LoginProvider, String> {
+        let name = &issuer.name;
+        let secret = match &client.secret_env {
+            None => None,
+            Some(var) => Some(
+                std::env::var(var)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        format!("issuers.{name}.login_client_secret_env: {var} is not set")
+                    })?,
+            ),
+        };
+        let place = match (&issuer.external, &issuer.oauth2) {
+            (Some(source), _) => {
+                let KeyLocation::Discovery(url) = &source.location else {
+                    return Err(format!("issuers.{name}: signing in needs discovery_url"));
+                };
+                Place::External {
+                    discovery_url: url.clone(),
+                    expected_iss: source.expected_iss.clone(),
+                    http: crate::jwks::provider_client(source)
+                        .map_err(|e| format!("issuers.{name}: {e}"))?,
+                    found: Mutex::new(None),
+                }
+            }
+            (None, Some(oauth2)) => {
+                let under = &oauth2.issuer_id;
+                Place::Own(Arc::new(Endpoints {
+                    issuer: under.clone(),
+                    authorization_endpoint: format!("{under}/authorize"),
+                    token_endpoint: format!("{under}/token"),
+                    userinfo_endpoint: None,
+                    end_session_endpoint: Some(format!("{under}/end_session")),
+                    authorization_response_iss_parameter_supported: true,
+                }))
+            }
+            (None, None) => return Err(format!("issuers.{name}: no provider to sign in at")),
+        };
+        Ok(LoginProvider {
+            index,
+            name: name.clone(),
+            client,
+            secret,
+            place,
+        })
+    }
+
+    /// portero's own issuer: its access tokens are its own JWTs.
+    pub fn is_own(&self) -> bool {
+        matches!(self.place, Place::Own(_))
+    }
+
+    /// Its endpoints: an own issuer's, or its discovery document's, read
+    /// again once it is [`DISCOVERY_TTL`] old.
+    pub async fn endpoints(&self) -> Result<Arc<Endpoints>, ProviderError> {
+        let Place::External {
+            discovery_url,
+            expected_iss,
+            http,
+            found,
+        } = &self.place
+        else {
+            let Place::Own(endpoints) = &self.place else {
+                unreachable!()
+            };
+            return Ok(endpoints.clone());
+        };
+        if let Some((at, endpoints)) = &*found.lock().expect("not poisoned") {
+            if at.elapsed() < DISCOVERY_TTL {
+                return Ok(endpoints.clone());
+            }
+        }
+        let body = read(http.get(discovery_url)).await?.1;
+        let endpoints: Endpoints = serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Invalid(format!("discovery document: {e}")))?;
+        if expected_iss
+            .as_ref()
+            .is_some_and(|iss| *iss != endpoints.issuer)
+        {
+            return Err(ProviderError::Invalid(
+                "discovery names another issuer".into(),
+            ));
+        }
+        for url in [
+            Some(&endpoints.authorization_endpoint),
+            Some(&endpoints.token_endpoint),
+            endpoints.end_session_endpoint.as_ref(),
+        ] {
+            if url.is_some_and(|u| crate::config::check_key_url(u).is_err()) {
+                return Err(ProviderError::Invalid(format!(
+                    "endpoint {:?} is not https",
+                    url.unwrap()
+                )));
+            }
+        }
+        let endpoints = Arc::new(endpoints);
+        *found.lock().expect("not poisoned") = Some((Instant::now(), endpoints.clone()));
+        Ok(endpoints)
+    }
+
+    /// A token request (`grant_type` and its parameters), authenticated
+    /// as the client (HTTP Basic, RFC 6749 §2.3.1) or, for a public one,
+    /// naming it.
+    pub async fn token(
+        &self,
+        params: &[(&str, &str)],
+        own: &dyn OwnTokenEndpoint,
+    ) -> Result<Granted, ProviderError> {
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.extend_pairs(params);
+            if self.secret.is_none() {
+                form.append_pair("client_id", &self.client.client_id);
+            }
+            form.finish()
+        };
+        let authorization = match &self.secret {
+            Some(secret) => {
+                let encode =
+                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let pair = format!("{}:{}", encode(&self.client.client_id), encode(secret));
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                )
+            }
+            None => String::new(),
+        };
+        let (status, body) = match &self.place {
+            Place::Own(_) => {
+                let (status, body) = own.token(self.index, &authorization, &form).await;
+                (status, body.into_bytes())
+            }
+            Place::External { http, .. } => {
+                let endpoints = self.endpoints().await?;
+                let mut request = http
+                    .post(&endpoints.token_endpoint)
+                    .header(
+                        http::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form);
+                if !authorization.is_empty() {
+                    request = request.header(http::header::AUTHORIZATION, authorization);
+                }
+                read(request).await?
+            }
+        };
+        if status != 200 {
+            let error = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("status {status}"));
+            return Err(ProviderError::Refused(error));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Invalid(format!("token answer: {e}")))
+    }
+
+    /// The userinfo endpoint's claims for `access_token`.
+    pub async fn userinfo(&self, access_token: &str) -> Result<Map<String, Value>, ProviderError> {
+        let Place::External { http, .. } = &self.place else {
+            return Ok(Map::new());
+        };
+        let endpoints = self.endpoints().await?;
+        let Some(url) = &endpoints.userinfo_endpoint else {
+            return Err(ProviderError::Invalid(
+                "the provider has no userinfo endpoint".into(),
+            ));
+        };
+        let (status, body) = read(http.get(url).bearer_auth(access_token)).await?;
+        if status != 200 {
+            return Err(ProviderError::Refused(format!("userinfo: status {status}")));
+        }
+        serde_json::from_slice(&body).map_err(|e| ProviderError::Invalid(format!("userinfo: {e}")))
+    }
+}
+
+/// The status and body (at most [`MAX_ANSWER`] bytes) of a request.
+async fn read(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), ProviderError> {
+    let unreachable = |e: reqwest::Error| ProviderError::Unreachable(crate::jwks::error_chain(&e));
+    let mut response = request.send().await.map_err(unreachable)?;
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(ProviderError::Invalid(format!(
+                "answer over {MAX_ANSWER} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
+}
