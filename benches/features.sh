@@ -48,6 +48,30 @@ client_id = "bench"
 client_secret_env = "JWT_SECRET"
 introspection_cache_ttl = "1h"'
 
+# Browser sessions: the route also signs people in at portero's own issuer
+# (the bench user below; password "bench-password"). A user signs in once,
+# with the gateway running outside callgrind; its session is in the
+# variant's store when callgrind's gateway starts, and is then read from
+# memory like a token.
+variant session 's/^upstream = "origin"$/upstream = "origin"\nlogin = "bench-own"\nissuers = ["bench-issuer"]/; s|^data_dir = .*|data_dir = "'"$dir"'/session-store"\npublic_url = "http:\/\/127.0.0.1:18085"|' '[issuers.bench-own]
+kind = "oauth2"
+login_client_id = "bench-web"
+
+[[issuers.bench-own.users]]
+username = "bench-user"
+secret_hash = "'"$(printf 'bench-password' | "$binary" hash-secret | tr -d '\n')"'"
+
+[[issuers.bench-own.clients]]
+client_id = "bench-web"
+redirect_uris = ["http://127.0.0.1:18085/.portero/callback"]'
+# The secret origin.sh gives the bench issuer, which callgrind.sh sources later.
+JWT_SECRET=${JWT_SECRET:-peers-bench-hs256-secret-0123456789abcdef} \
+  "$binary" --config "$dir/session.toml" > "$dir/session.log" 2>&1 &
+signing_in=$!
+for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18085/ && break; sleep 0.1; done
+session_cookie=$(python3 "$here/session_sign_in.py" http://127.0.0.1:18085 bench-user bench-password)
+kill "$signing_in"; wait "$signing_in" 2>/dev/null || true
+
 commands=()
 for name in shipped trace-context-off access-log json-logs span-export rate-limit cors rule claims-none claims-four; do
   commands+=("$binary --config $dir/$name.toml")
@@ -61,3 +85,7 @@ HEADER='Origin: https://app.example.com' bash "$here/callgrind.sh" \
 BEARER=$api_key bash "$here/callgrind.sh" "$binary --config $dir/api-key.toml" | sed "s|$dir/|with an API key: |"
 # An opaque token on the introspection route: compare with `shipped` above.
 BEARER=opaque-bench-token-0123456789 bash "$here/callgrind.sh" "$binary --config $dir/introspection.toml" | sed "s|$dir/|with an opaque token: |"
+# A browser session on the session route, and a JWT on the same route:
+# compare both with `shipped` above.
+HEADER="Cookie: $session_cookie" bash "$here/callgrind.sh" "$binary --config $dir/session.toml" | sed "s|$dir/|with a session: |"
+bash "$here/callgrind.sh" "$binary --config $dir/session.toml" | sed "s|$dir/|with a JWT: |"
