@@ -31,6 +31,7 @@ fn keys() -> KeySet {
         oauth2_iss: None,
         name: "bench".into(),
         iss: "bench-issuer".into(),
+        login_client: None,
         allow_no_exp: false,
     }];
     KeySet::from_keys(issuers, keys_of_bench())
@@ -68,6 +69,7 @@ fn with_external_issuer() -> KeySet {
         oauth2_iss: None,
         name: "idp".into(),
         iss: String::new(),
+        login_client: None,
         allow_no_exp: false,
     });
     let base = KeySet::from_keys(issuers, keys_of_bench());

@@ -32,6 +32,11 @@ pub async fn load(
             iss: i.iss.clone(),
             oauth2_iss: i.oauth2.as_ref().map(|o| o.issuer_id.clone()),
             allow_no_exp: i.allow_no_exp,
+            login_client: i
+                .login
+                .as_ref()
+                .filter(|_| i.external.is_some())
+                .map(|l| l.client_id.clone()),
         })
         .collect();
     let mut own = Vec::new();

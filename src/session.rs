@@ -145,15 +145,11 @@ impl BrowserSessions {
         let Some(entry) = entry_of(id, key, &record, tokens, provider_index) else {
             return Ok(None);
         };
-        entry.last_seen.store(
-            record
-                .last_seen
-                .max(now.min(record.last_seen + record.idle_secs)),
-            Ordering::Relaxed,
-        );
-        if !entry.live(now) {
+        // The store keeps only sessions that are still on: this is a use.
+        if record.ends_at() <= now {
             return Ok(None);
         }
+        entry.last_seen.store(now, Ordering::Relaxed);
         let entry = Arc::new(entry);
         self.cache.insert(self.hasher.hash_one(id), entry.clone());
         Ok(Some(entry))

@@ -36,6 +36,7 @@ fn validator() -> Validator {
         name: "p".into(),
         iss: "p-issuer".into(),
         allow_no_exp: false,
+        login_client: None,
     }];
     let es = DecodingKey::from_ec_pem(&fixture("ec_public.pem")).unwrap();
     let keys = vec![

@@ -111,6 +111,10 @@ pub struct IssuerInfo {
     /// The `iss` of the tokens its OAuth 2.0 endpoints issue, if it has them.
     pub oauth2_iss: Option<String>,
     pub allow_no_exp: bool,
+    /// portero signs people in at this issuer as this client
+    /// (`login_client_id`): a token for it (`aud`) is an ID token meant
+    /// for portero, never a bearer token for a route.
+    pub login_client: Option<String>,
 }
 
 impl IssuerInfo {

@@ -146,6 +146,9 @@ enum Use {
     Access,
     /// An OpenID Connect ID token (an `id_token_hint`).
     Identity,
+    /// A provider's statement to portero as its client (an ID token, a
+    /// logout token), whose claims the caller checks.
+    Signed,
 }
 
 /// RFC 9068 §4: an access token of portero's OAuth 2.0 endpoints says
@@ -307,6 +310,12 @@ impl Validator {
         self.verify_as(token, Use::Identity)
     }
 
+    /// As [`Validator::verify`], for what a provider portero signs people
+    /// in at says to portero itself: its signature and `iss` only.
+    pub fn verify_for_client(&self, token: &str) -> Result<Verified, AuthError> {
+        self.verify_as(token, Use::Signed)
+    }
+
     fn verify_as(&self, token: &str, as_use: Use) -> Result<Verified, AuthError> {
         let (message, signature) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
         let (header_b64, payload_b64) = message.split_once('.').ok_or(AuthError::Malformed)?;
@@ -353,8 +362,9 @@ impl Validator {
         let standard = keys.issuers[key.issuer].oauth2_iss.as_deref() == claims.str("iss");
         let access = is_access_typ(header.typ.as_deref());
         let fits = match as_use {
-            Use::Access => !standard || access,
+            Use::Access => (!standard || access) && !for_login(&keys.issuers[key.issuer], &claims),
             Use::Identity => standard && !access,
+            Use::Signed => true,
         };
         if !fits {
             return Err(AuthError::WrongTokenUse);
@@ -367,6 +377,21 @@ impl Validator {
             None => Some(token_digest(message).into()),
         };
         Verified::of_claims(key.issuer, claims, digest, Box::default())
+    }
+}
+
+/// Whether `claims` are addressed to portero as the issuer's login
+/// client (`aud` names it): an ID token, which opens no route.
+fn for_login(issuer: &super::keys::IssuerInfo, claims: &Claims) -> bool {
+    let Some(client) = issuer.login_client.as_deref() else {
+        return false;
+    };
+    match claims.get("aud") {
+        Some(Claim::Str(aud)) => aud == client,
+        Some(Claim::Json(serde_json::Value::Array(list))) => {
+            list.iter().any(|v| v.as_str() == Some(client))
+        }
+        _ => false,
     }
 }
 

@@ -5,10 +5,11 @@
 
 use std::net::IpAddr;
 
+use http::header::{AUTHORIZATION, COOKIE};
 use http::request::Parts;
-use http::{HeaderMap, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
-use super::session::{session_headers, Admitted};
+use super::session::{session_headers, strip_own_cookies, Admitted};
 use super::token_endpoint::oauth2_response;
 use super::{read_override, route, Gateway, RequestContext};
 use crate::auth::AuthError;
@@ -73,6 +74,11 @@ impl Gateway {
             .await?
         {
             Admitted::Credential(token) => (token, None),
+            // The proxy passes the request on as it came: a credential
+            // beside the session, which nobody checked, must not go with it.
+            Admitted::Session(_) if original.headers.contains_key(AUTHORIZATION) => {
+                return Err(self.denied(live, index, AuthError::RepeatedToken))
+            }
             Admitted::Session(entry) => (entry.verified.clone(), Some(entry)),
             // The proxy sends a browser without a session to sign in
             // (`sessions.start_path`): a decision only says no.
@@ -90,6 +96,25 @@ impl Gateway {
         if let Some(entry) = session {
             session_headers(&mut headers, policy, &entry);
         }
+        if live.settings.own_cookies {
+            headers.insert(OWN_COOKIES_REMOVED, cookies_without_own(&original.headers));
+        }
         Ok(respond::allowed(headers))
     }
+}
+
+/// The request's cookies without portero's own, for the proxy to send on
+/// in their place (`proxy_set_header Cookie $portero_cookie`): a proxy
+/// cannot drop one cookie of a header itself.
+const OWN_COOKIES_REMOVED: HeaderName = HeaderName::from_static("x-portero-cookie");
+
+fn cookies_without_own(headers: &HeaderMap) -> HeaderValue {
+    let mut cookies = HeaderMap::new();
+    for value in headers.get_all(COOKIE) {
+        cookies.append(COOKIE, value.clone());
+    }
+    strip_own_cookies(&mut cookies);
+    cookies
+        .remove(COOKIE)
+        .unwrap_or_else(|| HeaderValue::from_static(""))
 }

@@ -11,7 +11,7 @@ use http::Response;
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
-use super::session::{session_headers, strip_own_cookies, Admitted};
+use super::session::{drop_own_set_cookies, session_headers, strip_own_cookies, Admitted};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
 use crate::config::{Route, RouteAction};
@@ -118,8 +118,13 @@ impl Gateway {
             let token = verified.map(|(_, v)| self.tunnel_token(live, v));
             let parts = take_head(parts);
             let idle_timeout = settings.tunnel_idle_timeout;
-            return Box::pin(self.tunnel(group, parts, protocol, token, &route.name, idle_timeout))
-                .await;
+            let mut switched =
+                Box::pin(self.tunnel(group, parts, protocol, token, &route.name, idle_timeout))
+                    .await?;
+            if settings.own_cookies {
+                drop_own_set_cookies(switched.headers_mut());
+            }
+            return Ok(switched);
         }
         // A bodiless request (most are) skips the reading's future.
         let mut body = match body.is_end_stream() {
@@ -139,6 +144,10 @@ impl Gateway {
         // If the upstream answered before taking the whole body, the rest of
         // it is still on its way to this connection.
         ctx.body_read = forwarded.body_read;
+        let mut forwarded = forwarded;
+        if settings.own_cookies {
+            drop_own_set_cookies(forwarded.response.headers_mut());
+        }
         // Its hop-by-hop headers were dropped as its head was parsed.
         Ok(forwarded.response.map(GatewayBody::Upstream))
     }

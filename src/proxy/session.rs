@@ -128,13 +128,18 @@ impl Gateway {
         };
         let provider = &live.issuer(IssuerId(login.provider)).config.name;
         // A session is its provider's: another's signs nobody in here, and a
-        // reload that renumbered issuers never lends it another's index.
-        Ok(entry.filter(|e| e.provider == *provider && e.verified.issuer == login.provider))
+        // reload that renumbered issuers never lends it another's index. An
+        // ended one (here or on any instance), or one whose user was
+        // revoked since, is no session: the browser signs in again.
+        Ok(entry.filter(|e| {
+            e.provider == *provider
+                && e.verified.issuer == login.provider
+                && !live.validator.is_revoked(&e.verified)
+        }))
     }
 
     /// A session against the route's requirements, as a token's are
-    /// checked: revoked (ended anywhere, or its subject revoked), roles,
-    /// scopes, claims, the rule.
+    /// checked: roles, scopes, claims, the rule.
     fn admit_session(
         &self,
         live: &Live,
@@ -145,9 +150,6 @@ impl Gateway {
         now: i64,
     ) -> Result<Admitted, RequestError> {
         let verified = &entry.verified;
-        if live.validator.is_revoked(verified) {
-            return Err(self.denied(live, index, AuthError::Revoked));
-        }
         policy
             .check_requirements(verified)
             .map_err(|e| self.denied(live, index, e))?;
@@ -223,33 +225,91 @@ pub(super) fn session_headers(headers: &mut HeaderMap, policy: &Policy, entry: &
     }
 }
 
-/// Drops portero's own cookies (a browser session's, a pending
-/// sign-in's, its issuers' sign-on sessions and forms) from what an
-/// upstream is sent: each is a credential no upstream needs. Names are
-/// compared as upstreams read them (case and `_` for `-` aside).
+/// Whether a cookie (`name=value`, or a `Set-Cookie` value) is one of
+/// portero's own (a browser session's, a pending sign-in's, its issuers'
+/// sign-on sessions and forms): named `portero-...` or
+/// `__Host-portero-...`, as upstreams and browsers read names (case, and
+/// `_` for `-`, aside).
+fn is_own_cookie(pair: &[u8]) -> bool {
+    let name = pair
+        .split(|b| *b == b'=')
+        .next()
+        .unwrap_or(pair)
+        .trim_ascii();
+    let folded: Vec<u8> = name
+        .iter()
+        .map(|b| match b.to_ascii_lowercase() {
+            b'_' => b'-',
+            other => other,
+        })
+        .collect();
+    folded.starts_with(b"portero-") || folded.starts_with(b"--host-portero-")
+}
+
+/// A `Cookie` value's `name=value` pairs.
+fn pairs(v: &HeaderValue) -> impl Iterator<Item = &[u8]> {
+    v.as_bytes()
+        .split(|b| *b == b';')
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
+}
+
+/// Drops portero's own cookies from what an upstream is sent: each is a
+/// credential no upstream needs. Read as bytes: a value that is not
+/// UTF-8 hides nothing.
 pub(super) fn strip_own_cookies(headers: &mut HeaderMap) {
-    let ours = |pair: &str| {
-        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
-        let name = name.to_ascii_lowercase().replace('_', "-");
-        name.starts_with("portero-") || name.starts_with("--host-portero-")
-    };
-    let text = |v: &HeaderValue| v.to_str().map(str::to_string).unwrap_or_default();
-    let values: Vec<String> = headers.get_all(COOKIE).iter().map(text).collect();
-    if !values.iter().any(|v| v.split(';').any(ours)) {
+    if !headers
+        .get_all(COOKIE)
+        .iter()
+        .any(|v| pairs(v).any(is_own_cookie))
+    {
         return;
     }
-    headers.remove(COOKIE);
-    let kept: Vec<&str> = values
+    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
+    let kept: Vec<&[u8]> = values
         .iter()
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && !ours(pair))
+        .flat_map(pairs)
+        .filter(|p| !is_own_cookie(p))
         .collect();
-    if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+    headers.remove(COOKIE);
+    if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
         if !kept.is_empty() {
             headers.insert(COOKIE, value);
         }
     }
+}
+
+/// Drops an upstream's `Set-Cookie` of one of portero's own cookies: an
+/// upstream never plants a session (fixation) or a pending sign-in (login
+/// CSRF) in a browser.
+pub(super) fn drop_own_set_cookies(headers: &mut HeaderMap) {
+    if !headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .any(|v| is_own_cookie(v.as_bytes()))
+    {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter(|v| !is_own_cookie(v.as_bytes()))
+        .cloned()
+        .collect();
+    headers.remove(SET_COOKIE);
+    for value in kept {
+        headers.append(SET_COOKIE, value);
+    }
+}
+
+/// Every `Cookie` header's text, whatever bytes it holds: a cookie of
+/// another site with a non-UTF-8 value never hides portero's.
+pub(super) fn cookie_texts(headers: &HeaderMap) -> Vec<std::borrow::Cow<'_, str>> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .collect()
 }
 
 /// A browser navigating to a page (not a script's fetch, not an API

@@ -4,7 +4,7 @@
 //! Each answers one method; none is ever passed to a route.
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, COOKIE, ORIGIN};
+use http::header::{ALLOW, CONTENT_TYPE, ORIGIN};
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
@@ -85,13 +85,14 @@ impl Gateway {
             leeway: live.auth.leeway.as_secs() as i64,
             own: &own,
             now,
+            several_providers: live.issuers().iter().filter(|i| i.login.is_some()).count() > 1,
         };
         let cleared = flow::cookie(settings, &settings.login_cookie, "", 0);
         let result = async {
             let callback = Callback::parse(parts.uri.query().unwrap_or(""))?;
             let cookie = cookie_of(parts, &settings.login_cookie)
                 .map_err(|()| CallbackError::Refused("a cookie came twice"))?;
-            let pending = flow::pending_of(&finish, cookie, &callback).await?;
+            let pending = flow::pending_of(&finish, cookie.as_deref(), &callback).await?;
             let provider = provider_named(live, &pending.provider).ok_or(
                 CallbackError::Refused("the provider is no longer configured"),
             )?;
@@ -116,8 +117,8 @@ impl Gateway {
         };
         // No fixation: whatever session the browser held before is over.
         if let Ok(Some(old)) = cookie_of(parts, &settings.cookie) {
-            if seal::well_formed(old) {
-                let _ = self.shared.sessions.end(&seal::store_key(old)).await;
+            if seal::well_formed(&old) {
+                let _ = self.shared.sessions.end(&seal::store_key(&old)).await;
             }
         }
         let lifetime = settings.absolute_timeout.as_secs() as i64;
@@ -160,7 +161,7 @@ impl Gateway {
             .ok()
             .flatten()
             .filter(|id| seal::well_formed(id));
-        let record = match id {
+        let record = match id.as_deref() {
             Some(id) => {
                 let key = seal::store_key(id);
                 match sessions.store.get_browser_session(&key).await {
@@ -333,15 +334,9 @@ fn provider_named<'l>(live: &'l Live, name: &str) -> Option<&'l LoginProvider> {
 }
 
 /// The one cookie `name` of the request.
-fn cookie_of<'p>(parts: &'p Parts, name: &str) -> Result<Option<&'p str>, ()> {
-    one_cookie(
-        parts
-            .headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
-        name,
-    )
+fn cookie_of(parts: &Parts, name: &str) -> Result<Option<String>, ()> {
+    let texts = super::session::cookie_texts(&parts.headers);
+    one_cookie(texts.iter().map(|t| t.as_ref()), name).map(|c| c.map(str::to_string))
 }
 
 /// The one value of `name` in a form or query; `None` when absent or repeated.

@@ -141,6 +141,10 @@ pub struct Finish<'a> {
     pub leeway: i64,
     pub own: &'a dyn OwnTokenEndpoint,
     pub now: i64,
+    /// More than one provider signs people in here: each callback must
+    /// name its provider (RFC 9207 `iss`), or one provider's code could be
+    /// sent to another's token endpoint (mix-up).
+    pub several_providers: bool,
 }
 
 /// The pending sign-in the browser's cookie holds, if it is this
@@ -165,6 +169,17 @@ pub async fn pending_of(
         return Err(CallbackError::Refused(
             "the state is not this browser's sign-in",
         ));
+    }
+    // Once: a pending sign-in's cookie ends no second sign-in.
+    let once = format!("pending\0{}", pending.state);
+    let first = f
+        .sessions
+        .store
+        .claim(&once, std::time::Duration::from_secs(PENDING_SECS as u64))
+        .await
+        .map_err(|e| CallbackError::Unavailable(e.to_string()))?;
+    if !first {
+        return Err(CallbackError::Refused("this sign-in was completed already"));
     }
     Ok(pending)
 }
@@ -196,9 +211,11 @@ pub async fn finish(
             "the response names another provider (iss)",
         ));
     }
-    if callback.iss.is_none() && endpoints.authorization_response_iss_parameter_supported {
+    if callback.iss.is_none()
+        && (endpoints.authorization_response_iss_parameter_supported || f.several_providers)
+    {
         return Err(CallbackError::Refused(
-            "the provider always names itself, and this response does not (iss)",
+            "the response does not name its provider (iss)",
         ));
     }
     let code = callback

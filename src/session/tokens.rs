@@ -46,7 +46,7 @@ impl Expect<'_> {
     fn signed(&self, token: &str) -> Result<Map<String, Value>, &'static str> {
         let verified = match self.own {
             true => self.validator.verify_id_token(token),
-            false => self.validator.verify(token),
+            false => self.validator.verify_for_client(token),
         }
         .map_err(|_| "its signature is not the provider's")?;
         if verified.issuer != self.provider {

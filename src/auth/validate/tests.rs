@@ -13,12 +13,14 @@ fn validator() -> Validator {
             oauth2_iss: None,
             name: "a".into(),
             iss: "issuer-a".into(),
+            login_client: None,
             allow_no_exp: false,
         },
         IssuerInfo {
             oauth2_iss: None,
             name: "b".into(),
             iss: "issuer-b".into(),
+            login_client: None,
             allow_no_exp: true,
         },
     ];
