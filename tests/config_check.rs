@@ -1123,3 +1123,136 @@ fn a_protected_resource_takes_only_tokens_that_can_name_it() {
         assert!(!ok && err.contains(named), "{route}{more}: {err}");
     }
 }
+
+#[test]
+fn browser_sessions_are_refused_where_a_sign_in_could_never_complete_or_nothing_reads_them() {
+    const HASH: &str =
+        "$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo";
+    // One of portero's own issuers signs people in for the client
+    // `portal`, whose redirect URI is the gateway's callback.
+    let good = format!(
+        r#"[server]
+public_url = "https://x.test"
+
+[[listen]]
+addr = "127.0.0.1:8080"
+
+[upstreams.echo]
+builtin = "echo"
+
+[issuers.app]
+kind = "oauth2"
+login_client_id = "portal"
+
+[[issuers.app.users]]
+username = "ada"
+secret_hash = "{HASH}"
+
+[[issuers.app.clients]]
+client_id = "portal"
+redirect_uris = ["https://x.test/.portero/callback"]
+
+[issuers.ext]
+discovery_url = "https://idp.example.com/.well-known/openid-configuration"
+
+[[routes]]
+path = "/app"
+upstream = "echo"
+login = "app"
+"#
+    );
+    let (ok, err) = check(&good);
+    assert!(ok, "{err}");
+    // Every key set, and a route taking bearer tokens beside sessions.
+    let full = format!(
+        "{good}login_pass_token = true\n\n[[routes]]\npath = \"/mixed\"\nupstream = \"echo\"\n\
+         login = \"app\"\nissuers = [\"app\"]\ntoken_from = [\"bearer\", \"header:X-Token\"]\n\n\
+         [sessions]\nidle_timeout = \"30m\"\nabsolute_timeout = \"8h\"\nrefresh_before = \"30s\"\n\
+         post_logout_redirect_uri = \"https://x.test/bye\"\n"
+    )
+    .replace(
+        "login_client_id = \"portal\"\n",
+        "login_client_id = \"portal\"\nlogin_scopes = [\"openid\", \"profile\"]\n",
+    );
+    let (ok, err) = check(&full);
+    assert!(ok, "{err}");
+
+    let no_login = good.replace("login = \"app\"\n", "");
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            good.replace("login = \"app\"", "login = \"nope\""),
+            "routes[0].login",
+            "nope",
+        ),
+        // An issuer portero holds no client of.
+        (
+            good.replace("login = \"app\"", "login = \"ext\""),
+            "routes[0].login",
+            "login_client_id",
+        ),
+        (no_login.clone(), "issuers.app.login_client_id", "no route signs in"),
+        (
+            no_login.replace("login_client_id = \"portal\"\n", "")
+                + "\n[sessions]\nidle_timeout = \"1h\"\n",
+            "sessions",
+            "no route signs people in",
+        ),
+        (
+            "[[listen]]\naddr = \"127.0.0.1:8080\"\n\n[upstreams.echo]\nbuiltin = \"echo\"\n\n\
+             [issuers.ext]\ndiscovery_url = \"https://idp.example.com/.well-known/openid-configuration\"\n\
+             login_client_id = \"gw\"\n\n[[routes]]\npath = \"/app\"\nupstream = \"echo\"\nlogin = \"ext\"\n"
+                .to_string(),
+            "server.public_url",
+            "signs people in",
+        ),
+        (
+            good.replace(
+                "redirect_uris = [\"https://x.test/.portero/callback\"]",
+                "redirect_uris = [\"https://x.test/elsewhere\"]",
+            ),
+            "issuers.app.login_client_id",
+            "https://x.test/.portero/callback",
+        ),
+        (
+            good.replace("login_client_id = \"portal\"", "login_client_id = \"nobody\""),
+            "issuers.app.login_client_id",
+            "nobody",
+        ),
+        (
+            no_login.replace("login_client_id = \"portal\"\n", "") + "login_pass_token = true\n",
+            "routes[0].login_pass_token",
+            "login",
+        ),
+        (
+            good.replace(
+                "login_client_id = \"portal\"\n",
+                "login_client_id = \"portal\"\nlogin_scopes = [\"profile\", \"email\"]\n",
+            ),
+            "issuers.app.login_scopes",
+            "openid",
+        ),
+        // A client with a secret, and no variable to read it from.
+        (
+            good.replace(
+                "client_id = \"portal\"\n",
+                &format!("client_id = \"portal\"\nsecret_hash = \"{HASH}\"\n"),
+            ),
+            "issuers.app.login_client_secret_env",
+            "secret",
+        ),
+        (
+            format!("{good}token_from = [\"header:X-Token\"]\n"),
+            "routes[0].token_from",
+            "sessions only",
+        ),
+    ];
+    for (config, key, says) in cases {
+        let (ok, err) = check(&config);
+        assert!(!ok, "{key}: passed\n{config}");
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("{key} not named:\n{err}\n{config}"));
+        assert!(line.contains(says), "{key}: {line}");
+    }
+}
