@@ -170,17 +170,6 @@ pub async fn pending_of(
             "the state is not this browser's sign-in",
         ));
     }
-    // Once: a pending sign-in's cookie ends no second sign-in.
-    let once = format!("pending\0{}", pending.state);
-    let first = f
-        .sessions
-        .store
-        .claim(&once, std::time::Duration::from_secs(PENDING_SECS as u64))
-        .await
-        .map_err(|e| CallbackError::Unavailable(e.to_string()))?;
-    if !first {
-        return Err(CallbackError::Refused("this sign-in was completed already"));
-    }
     Ok(pending)
 }
 
@@ -222,6 +211,17 @@ pub async fn finish(
         .code
         .as_deref()
         .ok_or(CallbackError::Refused("no code"))?;
+    // Once: a pending sign-in's cookie ends no second sign-in.
+    let once = format!("pending\0{}", pending.state);
+    let first = f
+        .sessions
+        .store
+        .claim(&once, std::time::Duration::from_secs(PENDING_SECS as u64))
+        .await
+        .map_err(|e| CallbackError::Unavailable(e.to_string()))?;
+    if !first {
+        return Err(CallbackError::Refused("this sign-in was completed already"));
+    }
     let redirect_uri = f.settings.redirect_uri();
     let params = [
         ("grant_type", "authorization_code"),
