@@ -1183,3 +1183,83 @@ async fn a_browser_whose_session_was_ended_elsewhere_is_sent_to_sign_in_again() 
     assert_eq!(r.status(), 200);
     assert_sent_to_sign_in(&site, &bob, "bob revoked").await;
 }
+
+/// An upstream beside the login routes that plants cookies of portero's
+/// own names, as a compromised or careless application could.
+const PLANTING: &[(&str, &str)] = &[
+    (
+        "set-cookie",
+        "portero-session=planted0123456789planted0123456789planted01; Path=/",
+    ),
+    ("set-cookie", "Portero_Login=planted; Path=/"),
+    (
+        "set-cookie",
+        "__Host-portero-session=planted; Path=/; Secure",
+    ),
+    ("set-cookie", "theme=dark; Path=/"),
+];
+
+/// A site whose public `/blog` is served by `blog`, beside the login routes.
+async fn site_with_blog(blog: &Upstream) -> Site {
+    let extra = format!(
+        "[upstreams.blog]\nservers = [\"{}\"]\n\n[[routes]]\nname = \"blog\"\npath = \"/blog\"\nupstream = \"blog\"\npublic = true\n",
+        blog.addr
+    );
+    Site::with_sessions(&extra).await
+}
+
+#[tokio::test]
+async fn an_upstream_plants_no_session_and_sees_none_whatever_bytes_the_cookies_hold() {
+    let blog = Upstream::start_with_headers("blog", PLANTING).await;
+    let site = site_with_blog(&blog).await;
+    let mut v = site.visitor("ada").await;
+    let id = v.session().unwrap();
+    // The upstream's own cookie reaches the browser; portero's names never.
+    let a = v.api(&site.url("/blog/post")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.cookies,
+        vec!["theme=dark; Path=/".to_string()],
+        "{:?}",
+        a.cookies
+    );
+    assert_eq!(
+        v.session().as_deref(),
+        Some(id.as_str()),
+        "the session is the browser's own"
+    );
+    assert_eq!(v.cookie("portero-login"), None);
+    // A cookie of the site whose value is not UTF-8 hides none of portero's.
+    let cookie = [
+        format!("portero-session={id}; pref=caf").as_bytes(),
+        &[0xc3, 0xa9],
+        b"; PORTERO_SSO_APP=x",
+    ]
+    .concat();
+    for path in ["/blog/post", "/page/x"] {
+        let r = reqwest::Client::new()
+            .get(site.url(path))
+            .header("accept", "application/json")
+            .header(
+                "cookie",
+                reqwest::header::HeaderValue::from_bytes(&cookie).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(
+            status, 200,
+            "{path}: the session is read whatever else the header holds: {text}"
+        );
+        let seen: Value = serde_json::from_str(&text).unwrap();
+        let sent = seen["headers"]["cookie"].to_string();
+        assert!(sent.contains("pref=caf"), "{path}: {sent}");
+        assert!(
+            !sent.to_ascii_lowercase().contains("portero"),
+            "{path}: {sent}"
+        );
+        assert!(!sent.contains(&id), "{path}: {sent}");
+    }
+}

@@ -109,11 +109,8 @@ impl Gateway {
         headers: &HeaderMap,
         now: i64,
     ) -> Result<Option<Arc<Entry>>, RequestError> {
-        let cookies = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        let id = match one_cookie(cookies, &settings.cookie) {
+        let texts = cookie_texts(headers);
+        let id = match one_cookie(texts.iter().map(|t| t.as_ref()), &settings.cookie) {
             Ok(Some(id)) => id,
             Ok(None) => return Ok(None),
             Err(()) => return Err(RequestError::Denied(AuthError::RepeatedToken)),
