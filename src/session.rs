@@ -188,9 +188,14 @@ impl BrowserSessions {
     /// goes, and its revocation is announced. The session as it was.
     pub async fn end(&self, key: &str) -> Result<Option<BrowserSession>, StoreError> {
         let ended = self.store.end_browser_session(key).await?;
+        // A session the store no longer holds has run out everywhere: each
+        // instance's copy lapses at the same times.
+        let Some(session) = &ended else {
+            return Ok(None);
+        };
         let revocation = Revocation::Jti {
             jti: seal::revocation_id(key),
-            expires_at: ended.as_ref().map(|s| s.expires_at),
+            expires_at: Some(session.expires_at),
         };
         self.store
             .add_revocations(std::slice::from_ref(&revocation))

@@ -9,11 +9,11 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 
-use super::session::{session_headers, strip_own_cookies, Admitted};
+use super::session::{session_headers, strip_own_cookies, Admitted, SignIn};
 use super::token_endpoint::oauth2_response;
 use super::{read_override, route, Gateway, RequestContext};
 use crate::auth::AuthError;
-use crate::config::{Endpoint, RouteAction};
+use crate::config::{Endpoint, ForwardAuthStyle, RouteAction};
 use crate::limits::Phase;
 use crate::live::{IssuerId, Live};
 use crate::oauth2;
@@ -70,9 +70,9 @@ impl Gateway {
             // A public route or a token endpoint: nothing to check or inject.
             _ => return Ok(respond::allowed(HeaderMap::new())),
         };
-        let (token, session) = match Box::pin(self.authenticate(live, index, policy, &original))
-            .await?
-        {
+        let signing_in =
+            Box::pin(self.authenticate(live, index, policy, &original, SignIn::AtStart));
+        let (token, session) = match signing_in.await? {
             Admitted::Credential(token) => (token, None),
             // The proxy passes the request on as it came: a credential
             // beside the session, which nobody checked, must not go with it.
@@ -80,9 +80,17 @@ impl Gateway {
                 return Err(self.denied(live, index, AuthError::RepeatedToken))
             }
             Admitted::Session(entry) => (entry.verified.clone(), Some(entry)),
-            // The proxy sends a browser without a session to sign in
-            // (`sessions.start_path`): a decision only says no.
-            Admitted::Challenge(_) => return Err(RequestError::Denied(AuthError::MissingToken)),
+            // A browser without a session: Traefik and Envoy hand the
+            // decision's redirect (to `sessions.start_path`) to it; nginx's
+            // `auth_request` takes only 401 and sends it there itself.
+            Admitted::Challenge(redirect) => {
+                let nginx = live.settings.forward_auth.as_ref().map(|f| f.style)
+                    == Some(ForwardAuthStyle::Nginx);
+                return match nginx {
+                    true => Err(RequestError::Denied(AuthError::MissingToken)),
+                    false => Ok(*redirect),
+                };
+            }
         };
         if limiter.keys_at(Phase::Token) {
             self.admit(live, index, &original.headers, ip, Some(&token), ctx)

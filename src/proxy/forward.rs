@@ -11,7 +11,7 @@ use http::Response;
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
-use super::session::{drop_own_set_cookies, session_headers, strip_own_cookies, Admitted};
+use super::session::{drop_own_set_cookies, session_headers, strip_own_cookies, Admitted, SignIn};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
 use crate::config::{Route, RouteAction};
@@ -63,7 +63,9 @@ impl Gateway {
             None => None, // a public route
             // Boxed: a session's future is large, and only its routes pay for it.
             Some(policy) if policy.login.is_some() => {
-                match Box::pin(self.authenticate(live, index, policy, parts)).await? {
+                match Box::pin(self.authenticate(live, index, policy, parts, SignIn::AtProvider))
+                    .await?
+                {
                     Admitted::Credential(token) => Some((policy, token)),
                     Admitted::Session(entry) => {
                         let identity = entry.verified.clone();

@@ -14,13 +14,55 @@ use super::admission::rule_admits;
 use super::Gateway;
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
-use crate::config::{Policy, RouteLogin, Sessions};
+use crate::config::{OutagePolicy, Policy, RouteLogin, Sessions};
 use crate::header_name::one_cookie;
 use crate::live::{IssuerId, Live, RouteId};
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::session::flow::{self, Redirect};
 use crate::session::provider::OwnTokenEndpoint;
 use crate::session::{refresh, Entry};
+
+/// Where a browser without a session is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignIn {
+    /// To its provider, from here: a request that came to portero itself.
+    AtProvider,
+    /// To `<public_url><start_path>?rd=`: a forward-auth decision, which
+    /// names the page but sets no cookie in the browser.
+    AtStart,
+}
+
+/// `<public_url><start_path>?rd=<return_to>`.
+fn start_url(settings: &Sessions, return_to: &str) -> String {
+    let rd: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    format!("{}{}?rd={rd}", settings.public_url, settings.start_path)
+}
+
+/// Whether the request came to `public_url`'s host, whose cookies a
+/// sign-in sets.
+fn on_public_host(parts: &Parts, settings: &Sessions) -> bool {
+    let host = parts
+        .uri
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)?
+                .to_str()
+                .ok()
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host.as_str(), |(h, _)| h);
+    url::Url::parse(&settings.public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case(host)))
+        .unwrap_or(false)
+}
 
 /// What a route's credential came to.
 pub(super) enum Admitted {
@@ -41,6 +83,7 @@ impl Gateway {
         index: RouteId,
         policy: &Policy,
         parts: &Parts,
+        sign_in: SignIn,
     ) -> Result<Admitted, RequestError> {
         let (Some(login), Some(settings)) = (policy.login, live.settings.sessions.as_deref())
         else {
@@ -50,6 +93,10 @@ impl Gateway {
                 .map(Admitted::Credential);
         };
         let now = self.shared.clock.unix();
+        if live.settings.on_outage == OutagePolicy::FailClosed && !self.shared.store.reachable() {
+            self.count_denial(live, index, "store_unavailable", None);
+            return Err(RequestError::StoreUnavailable);
+        }
         if let Some(entry) = self
             .session_of(live, login, settings, &parts.headers, now)
             .await?
@@ -68,9 +115,18 @@ impl Gateway {
         }
         self.count_denial(live, index, "sign_in_required", None);
         let return_to = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let redirect = self
-            .sign_in_at(live, login.provider, settings, return_to, now)
-            .await?;
+        let redirect = match sign_in {
+            SignIn::AtProvider if on_public_host(parts, settings) => {
+                self.sign_in_at(live, login.provider, settings, return_to, now)
+                    .await?
+            }
+            // Cookies are the public origin's: a browser elsewhere (or a
+            // proxy's decision) begins there.
+            _ => Redirect {
+                location: start_url(settings, return_to),
+                cookies: Vec::new(),
+            },
+        };
         Ok(Admitted::Challenge(Box::new(redirect_response(
             StatusCode::FOUND,
             redirect,

@@ -92,6 +92,23 @@ pub async fn back_channel(
             "this logout token was used already (jti)",
         ));
     }
+    // A store failure leaves the token unspent: the provider retries it.
+    match end_named(sessions, provider, &logout).await {
+        Ok(ended) => Ok(ended),
+        Err(e) => {
+            let _ = sessions.store.release_claim(&once).await;
+            Err(unavailable(e))
+        }
+    }
+}
+
+/// Ends the sessions of `provider` the logout token names: by `sid`
+/// (with a `sub` too, only that user's), else by `sub`.
+async fn end_named(
+    sessions: &BrowserSessions,
+    provider: &LoginProvider,
+    logout: &super::tokens::Logout,
+) -> Result<usize, StoreError> {
     let (owner, sub) = match (&logout.sid, &logout.sub) {
         (Some(sid), sub) => (SessionOwner::ProviderSession(sid.clone()), sub.as_deref()),
         (None, Some(sub)) => (SessionOwner::Subject(sub.clone()), None),
@@ -100,22 +117,17 @@ pub async fn back_channel(
     let keys = sessions
         .store
         .browser_sessions_of(&provider.name, &owner)
-        .await
-        .map_err(unavailable)?;
+        .await?;
     let mut ended = 0;
     for key in keys {
         // With both, a session of that sid must be that sub's too.
         if let Some(sub) = sub {
-            let record = sessions
-                .store
-                .get_browser_session(&key)
-                .await
-                .map_err(unavailable)?;
+            let record = sessions.store.get_browser_session(&key).await?;
             if record.is_none_or(|r| r.sub != sub) {
                 continue;
             }
         }
-        sessions.end(&key).await.map_err(unavailable)?;
+        sessions.end(&key).await?;
         ended += 1;
     }
     Ok(ended)

@@ -178,6 +178,7 @@ impl LoginProvider {
         for url in [
             Some(&endpoints.authorization_endpoint),
             Some(&endpoints.token_endpoint),
+            endpoints.userinfo_endpoint.as_ref(),
             endpoints.end_session_endpoint.as_ref(),
         ] {
             if url.is_some_and(|u| crate::config::check_key_url(u).is_err()) {

@@ -60,6 +60,7 @@ impl Checker<'_> {
             return None;
         };
         let sessions = self.session_settings(table.map(Spanned::get_ref), public_url);
+        self.login_routes_on_the_public_host(file, routes, first_ordinary, &sessions);
         self.own_providers_know_the_callback(issuers, &used, &sessions);
         Some(sessions)
     }
@@ -313,6 +314,34 @@ impl Checker<'_> {
             cookie: format!("{prefix}portero-session"),
             login_cookie: format!("{prefix}portero-login"),
             secure,
+        }
+    }
+
+    /// A session's cookies are `public_url`'s host's: a route that signs
+    /// people in on another host could never see them.
+    fn login_routes_on_the_public_host(
+        &mut self,
+        file: &FileConfig,
+        routes: &[Route],
+        first: usize,
+        s: &Sessions,
+    ) {
+        let public_host = url::Url::parse(&s.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+            .unwrap_or_default();
+        for (index, r) in file.routes.iter().enumerate() {
+            let (Some(login), Some(route)) = (&r.login, routes.get(first + index)) else {
+                continue;
+            };
+            if !super::issuer::host_serves(&route.host, &public_host) {
+                let message = format!(
+                    "the route is served on host {:?}, but sign-in cookies are server.public_url's host {public_host:?}: \
+                     serve the route there, or set public_url to an origin on its host",
+                    route.host
+                );
+                self.problem(login, format!("routes[{index}].login"), message);
+            }
         }
     }
 
