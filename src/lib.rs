@@ -43,6 +43,10 @@
 //!   `credential_check` (the secret checked against the principal `principals` finds), `lockout` (budgets).
 //! - [`limits`]: client address rules, rates and requests in flight per route
 //!   and key (pingora-limits; a cluster-wide rate in the store); `window` (the bucket arithmetic).
+//! - `session`: browser sessions of the routes that sign people in (`login`):
+//!   portero as an OpenID Connect client (`flow`, `pending`, `tokens`,
+//!   `provider`), sessions sealed in the store (`seal`), logouts (`logout`)
+//!   and the provider's tokens kept fresh (`refresh`).
 //! - `client_addr`: the client's address, through trusted proxies.
 //! - `cors`: CORS preflights answered and responses marked, per route policy.
 //! - `resource_metadata`: protected routes' RFC 9728 metadata documents and the
