@@ -239,6 +239,13 @@ impl Validator {
         Ok(verified)
     }
 
+    /// Whether any credential is revoked at all: when none is, nothing
+    /// need be looked up.
+    #[inline]
+    pub fn any_revoked(&self) -> bool {
+        !self.revocations.none()
+    }
+
     /// Whether `t` is revoked: by its `jti`, or with every token its
     /// subject got from its issuer before a time, whichever endpoint
     /// (legacy or OAuth 2.0) issued it.

@@ -87,8 +87,9 @@ impl Gateway {
     ) -> Result<Admitted, RequestError> {
         let (Some(login), Some(settings)) = (policy.login, live.settings.sessions.as_deref())
         else {
-            return self
-                .authorize(live, index, policy, parts)
+            // Boxed, as the sign-in's futures below: a session's own
+            // request awaits none of them, and carries none in its future.
+            return Box::pin(self.authorize(live, index, policy, parts))
                 .await
                 .map(Admitted::Credential);
         };
@@ -105,8 +106,9 @@ impl Gateway {
         }
         let token = policy.token(&parts.headers, parts.uri.query());
         if policy.issuer_mask != 0 && !matches!(token, Err(AuthError::MissingToken)) {
-            return self
-                .authorize(live, index, policy, parts)
+            // Boxed, as the sign-in's futures below: a session's own
+            // request awaits none of them, and carries none in its future.
+            return Box::pin(self.authorize(live, index, policy, parts))
                 .await
                 .map(Admitted::Credential);
         }
@@ -117,8 +119,7 @@ impl Gateway {
         let return_to = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let redirect = match sign_in {
             SignIn::AtProvider if on_public_host(parts, settings) => {
-                self.sign_in_at(live, login.provider, settings, return_to, now)
-                    .await?
+                Box::pin(self.sign_in_at(live, login.provider, settings, return_to, now)).await?
             }
             // Cookies are the public origin's: a browser elsewhere (or a
             // proxy's decision) begins there.
@@ -174,7 +175,7 @@ impl Gateway {
         let sessions = &self.shared.sessions;
         let entry = match sessions.cached(id, now) {
             Some(entry) => Some(entry),
-            None => sessions.load(id, login.provider, now).await.map_err(|e| {
+            None => Box::pin(sessions.load(id, login.provider, now)).await.map_err(|e| {
                 tracing::warn!(target: "portero::session", error = %e, "a session could not be read");
                 RequestError::StoreUnavailable
             })?,
@@ -187,7 +188,7 @@ impl Gateway {
         Ok(entry.filter(|e| {
             e.provider == *provider
                 && e.verified.issuer == login.provider
-                && !live.validator.is_revoked(&e.verified)
+                && !(live.validator.any_revoked() && live.validator.is_revoked(&e.verified))
         }))
     }
 
@@ -284,19 +285,18 @@ pub(super) fn session_headers(headers: &mut HeaderMap, policy: &Policy, entry: &
 /// `__Host-portero-...`, as upstreams and browsers read names (case, and
 /// `_` for `-`, aside).
 fn is_own_cookie(pair: &[u8]) -> bool {
-    let name = pair
-        .split(|b| *b == b'=')
-        .next()
-        .unwrap_or(pair)
-        .trim_ascii();
-    let folded: Vec<u8> = name
-        .iter()
-        .map(|b| match b.to_ascii_lowercase() {
-            b'_' => b'-',
-            other => other,
-        })
-        .collect();
-    folded.starts_with(b"portero-") || folded.starts_with(b"--host-portero-")
+    let name = pair.trim_ascii_start();
+    let folded = |prefix: &[u8]| {
+        name.len() >= prefix.len()
+            && name
+                .iter()
+                .zip(prefix)
+                .all(|(b, p)| match b.to_ascii_lowercase() {
+                    b'_' => *p == b'-',
+                    other => other == *p,
+                })
+    };
+    folded(b"portero-") || folded(b"--host-portero-")
 }
 
 /// A `Cookie` value's `name=value` pairs.
@@ -309,26 +309,25 @@ fn pairs(v: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 
 /// Drops portero's own cookies from what an upstream is sent: each is a
 /// credential no upstream needs. Read as bytes: a value that is not
-/// UTF-8 hides nothing.
+/// UTF-8 hides nothing. The others go on as one header, in their order.
 pub(super) fn strip_own_cookies(headers: &mut HeaderMap) {
-    if !headers
-        .get_all(COOKIE)
-        .iter()
-        .any(|v| pairs(v).any(is_own_cookie))
-    {
+    let values = headers.get_all(COOKIE);
+    if !values.iter().any(|v| pairs(v).any(is_own_cookie)) {
         return;
     }
-    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
-    let kept: Vec<&[u8]> = values
-        .iter()
-        .flat_map(pairs)
-        .filter(|p| !is_own_cookie(p))
-        .collect();
-    headers.remove(COOKIE);
-    if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+    let mut kept = Vec::with_capacity(values.iter().map(|v| v.len()).sum());
+    for pair in values.iter().flat_map(pairs).filter(|p| !is_own_cookie(p)) {
         if !kept.is_empty() {
-            headers.insert(COOKIE, value);
+            kept.extend_from_slice(b"; ");
         }
+        kept.extend_from_slice(pair);
+    }
+    let kept = (!kept.is_empty())
+        .then(|| HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)).ok())
+        .flatten();
+    headers.remove(COOKIE);
+    if let Some(value) = kept {
+        headers.insert(COOKIE, value);
     }
 }
 
@@ -357,11 +356,16 @@ pub(super) fn drop_own_set_cookies(headers: &mut HeaderMap) {
 
 /// Every `Cookie` header's text, whatever bytes it holds: a cookie of
 /// another site with a non-UTF-8 value never hides portero's.
-pub(super) fn cookie_texts(headers: &HeaderMap) -> Vec<std::borrow::Cow<'_, str>> {
+pub(super) fn cookie_texts(
+    headers: &HeaderMap,
+) -> smallvec::SmallVec<[std::borrow::Cow<'_, str>; 2]> {
     headers
         .get_all(COOKIE)
         .iter()
-        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .map(|v| match v.to_str() {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(v.as_bytes()),
+        })
         .collect()
 }
 
