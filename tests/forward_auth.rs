@@ -1,9 +1,12 @@
 //! portero as the decision point of a proxy that routes traffic itself: a
 //! real nginx with `auth_request` in front of an upstream, asking portero's
 //! forward-auth endpoint in each of the three conventions (nginx's own,
-//! Traefik's headers, Envoy's path), and clients trying to steer it. nginx comes from the system (`.ci/run` installs it);
-//! without one the nginx test is skipped with a message, and fails
-//! instead under `PORTERO_REQUIRE_NGINX=1`.
+//! Traefik's headers, Envoy's path), and clients trying to steer it; and
+//! routes that sign people in (`login`): the decision admits a browser's
+//! session cookie, and nginx's `error_page 401` sends a browser without
+//! one to portero's start of a sign-in. nginx comes from the system
+//! (`.ci/run` installs it); without one the nginx test is skipped with a
+//! message, and fails instead under `PORTERO_REQUIRE_NGINX=1`.
 
 mod common;
 
@@ -104,14 +107,33 @@ impl Nginx {
     }
 
     async fn start(portero_port: u16, upstream_port: u16, asks: Asks) -> Option<Nginx> {
+        let ask = asks.location(portero_port);
+        let locations = format!(
+            r#"
+    location / {{
+      auth_request /_portero;
+      auth_request_set $user_sub $upstream_http_x_user_sub;
+      proxy_set_header X-User-Sub $user_sub;
+      proxy_pass http://127.0.0.1:{upstream_port};
+    }}
+    location = /_portero {{
+      internal;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      {ask}
+    }}"#
+        );
+        Nginx::launch(free_port(), &locations).await
+    }
+
+    /// nginx on `port` with `locations` in its one server block.
+    async fn launch(port: u16, locations: &str) -> Option<Nginx> {
         let Some(bin) = Nginx::find() else {
             skipped(Outside::Nginx, "no nginx binary");
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let d = dir.path().display();
-        let ask = asks.location(portero_port);
         let conf = format!(
             r#"
 daemon off;
@@ -129,18 +151,7 @@ http {{
   scgi_temp_path {d}/scgi;
   server {{
     listen 127.0.0.1:{port};
-    location / {{
-      auth_request /_portero;
-      auth_request_set $user_sub $upstream_http_x_user_sub;
-      proxy_set_header X-User-Sub $user_sub;
-      proxy_pass http://127.0.0.1:{upstream_port};
-    }}
-    location = /_portero {{
-      internal;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      {ask}
-    }}
+{locations}
   }}
 }}
 "#
@@ -721,4 +732,284 @@ async fn an_original_uri_with_a_fragment_is_never_decided() {
     let request = "GET /open/x#/../../orders/7 HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n";
     let (status, text) = raw_http(nginx.port, request.as_bytes()).await;
     assert_eq!((status, up.requests()), (500, 0), "{text}");
+}
+
+/// A route that signs people in (`login`) at portero's own issuer, for
+/// a site whose public URL is `public`: its client's one redirect URI is
+/// `<public>/.portero/callback`. `/app` injects the subject and roles;
+/// `/open` is public.
+fn sign_in_config(public: &str, upstream_addr: std::net::SocketAddr) -> String {
+    let hash = portero::credentials::hash_fast(standard::USER_PASSWORD);
+    format!(
+        r#"{}
+[issuers.app]
+kind = "oauth2"
+login_client_id = "portal"
+
+[[issuers.app.users]]
+username = "{user}"
+secret_hash = "{hash}"
+roles = ["admin"]
+
+[[issuers.app.clients]]
+client_id = "portal"
+redirect_uris = ["{public}/.portero/callback"]
+
+[[routes]]
+name = "app"
+path = "/app"
+upstream = "api"
+login = "app"
+roles = ["admin"]
+headers = {{ "X-User-Sub" = "sub", "X-User-Roles" = "roles" }}
+
+[[routes]]
+name = "open"
+path = "/open"
+upstream = "api"
+public = true
+"#,
+        upstream("api", &[upstream_addr], ""),
+        user = standard::USER,
+    )
+}
+
+/// Signs `standard::USER` in at the own issuer's page the `302` at
+/// `location` leads to, each URL of the site's public name sent to `at`
+/// (portero itself, or the nginx in front); returns where the callback
+/// sent the browser back to, with the session cookie in the browser.
+async fn sign_in_from(
+    browser: &mut standard::Browser,
+    location: &str,
+    at: impl Fn(&str) -> String,
+) -> String {
+    let (status, _, page) = browser.get(&at(location)).await;
+    assert_eq!(status, 200, "{page}");
+    let (action, mut fields) = standard::form_of(&page);
+    fields.push(("username".into(), standard::USER.into()));
+    fields.push(("password".into(), standard::USER_PASSWORD.into()));
+    let (status, callback, body) = browser.post_form(&at(&action), &fields).await;
+    assert_eq!(status, 303, "{body}");
+    let callback = callback.unwrap();
+    assert!(callback.contains("/.portero/callback?"), "{callback}");
+    let (status, back, body) = browser.get(&at(&callback)).await;
+    assert_eq!(status, 303, "{body}");
+    back.unwrap()
+}
+
+/// The browser's cookie `name` (or its `__Host-` twin).
+fn cookie_in(browser: &standard::Browser, name: &str) -> Option<(String, String)> {
+    let host = format!("__Host-{name}");
+    browser
+        .cookies
+        .iter()
+        .find(|(n, _)| *n == name || *n == host)
+        .cloned()
+}
+
+/// portero's own endpoints, asked directly: the decision on a route with
+/// `login` admits a browser's session cookie (`200` with the identity
+/// headers) and says no without one (`401`, never a redirect: the proxy
+/// sends the browser on); `start_path` sends a browser to sign in for a
+/// page of this site, and only of this site.
+#[tokio::test]
+async fn a_route_that_signs_people_in_is_decided_by_the_session_and_started_at_portero() {
+    let up = Upstream::start("api").await;
+    let public = "https://app.example";
+    let settings = format!("{}\npublic_url = \"{public}\"", server("nginx"));
+    let gw = Gateway::start_with_server_settings(&settings, &sign_in_config(public, up.addr)).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let decide = |cookie: Option<String>, uri: &'static str| {
+        let mut req = http
+            .get(gw.url("/.portero/auth"))
+            .header("x-original-uri", uri)
+            .header("x-original-method", "GET")
+            .header("x-original-host", "app.example")
+            .header("accept", "text/html")
+            .header("sec-fetch-mode", "navigate");
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        async move { req.send().await.unwrap() }
+    };
+
+    // Without a session: no, even for a browser's navigation.
+    let r = decide(None, "/app/page").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().get("location").is_none());
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = decide(
+        Some("__Host-portero-session=not-a-session".into()),
+        "/app/page",
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // The start: to the provider, with the pending sign-in's cookie.
+    let mut browser = standard::Browser::default();
+    let (status, location, body) = browser
+        .get(&gw.url("/.portero/start?rd=%2Fapp%2Fpage%3Fx%3D1"))
+        .await;
+    assert_eq!(status, 302, "{body}");
+    let location = location.unwrap();
+    assert!(
+        location.starts_with(&format!("{public}/oauth2/app/authorize?")),
+        "{location}"
+    );
+    let q = standard::query_of(&location);
+    assert_eq!(
+        (q["response_type"].as_str(), q["client_id"].as_str()),
+        ("code", "portal")
+    );
+    assert_eq!(q["redirect_uri"], format!("{public}/.portero/callback"));
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(cookie_in(&browser, "portero-login").is_some());
+    // Signed in, back to the page first asked for.
+    let back = sign_in_from(&mut browser, &location, |u| standard::on(&gw, u)).await;
+    assert_eq!(back, "/app/page?x=1");
+    let (name, id) = cookie_in(&browser, "portero-session").expect("a session cookie");
+    let session = format!("{name}={id}");
+
+    // With it: yes, with the identity headers to inject.
+    let r = decide(Some(session.clone()), "/app/page").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-user-sub"], standard::USER);
+    assert_eq!(r.headers()["x-user-roles"], "admin");
+    // Not a bearer token: a session opens only the routes with `login`.
+    let r = http
+        .get(gw.url("/.portero/auth"))
+        .header("x-original-uri", "/app/page")
+        .header("authorization", format!("Bearer {id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    // Pages of another origin, or none: refused.
+    for rd in [
+        "%2F%2Fevil.example",
+        "%2F%2Fevil.example%2Fapp",
+        "https%3A%2F%2Fevil.example%2F",
+        "https://evil.example/",
+        "%2F%5Cevil.example",
+        "app%2Fpage",
+        "",
+    ] {
+        let r = http
+            .get(gw.url(&format!("/.portero/start?rd={rd}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "rd={rd}");
+        assert!(r.headers().get("location").is_none(), "rd={rd}");
+    }
+    let r = http.get(gw.url("/.portero/start")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A page no route with `login` serves: nothing to sign in to.
+    let r = http
+        .get(gw.url("/.portero/start?rd=/open/x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(up.requests(), 0);
+}
+
+/// The full round through nginx: a page behind `auth_request` without a
+/// session is sent (nginx's `error_page 401`) to portero's start, signs in
+/// at portero's own issuer (its pages, and the callback, reached through
+/// nginx at the site's public URL), comes back to the page and is let
+/// through with the subject portero vouched for; a logout ends it.
+#[tokio::test]
+async fn nginx_sends_a_browser_without_a_session_to_sign_in_and_lets_it_through_after() {
+    let up = Upstream::start("api").await;
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let settings = format!("{}\npublic_url = \"{public}\"", server("nginx"));
+    let gw =
+        Gateway::start_with_server_settings(&settings, &sign_in_config(&public, up.addr)).await;
+    let portero = format!("http://127.0.0.1:{}", gw.port);
+    let ask = Asks::Nginx.location(gw.port);
+    let locations = format!(
+        r#"
+    location / {{
+      auth_request /_portero;
+      auth_request_set $user_sub $upstream_http_x_user_sub;
+      proxy_set_header X-User-Sub $user_sub;
+      error_page 401 = /.portero/start?rd=$request_uri;
+      proxy_pass http://127.0.0.1:{upstream};
+    }}
+    location = /_portero {{
+      internal;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      {ask}
+    }}
+    location /.portero/ {{
+      proxy_pass {portero};
+      proxy_set_header Host $http_host;
+    }}
+    location /oauth2/ {{
+      proxy_pass {portero};
+      proxy_set_header Host $http_host;
+    }}"#,
+        upstream = up.addr.port(),
+    );
+    let Some(nginx) = Nginx::launch(port, &locations).await else {
+        return;
+    };
+
+    // No session: to portero's start, which sends the browser to sign in.
+    let mut browser = standard::Browser::default();
+    let (status, location, body) = browser.get(&nginx.url("/app/page?x=1")).await;
+    assert_eq!(status, 302, "{body}");
+    let location = location.unwrap();
+    assert!(
+        location.starts_with(&format!("{public}/oauth2/app/authorize?")),
+        "{location}"
+    );
+    assert!(cookie_in(&browser, "portero-login").is_some());
+    assert_eq!(up.requests(), 0);
+    // Signed in through nginx, back to the page.
+    let back = sign_in_from(&mut browser, &location, str::to_string).await;
+    assert_eq!(back, "/app/page?x=1");
+    assert!(cookie_in(&browser, "portero-session").is_some());
+    let (status, _, body) = browser.get(&nginx.url(&back)).await;
+    assert_eq!(status, 200, "{body}");
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["path"], "/app/page");
+    assert_eq!(seen["headers"]["x-user-sub"], standard::USER);
+    assert_eq!(up.requests(), 1);
+    // Another page of the route: through, without a new sign-in.
+    let (status, _, _) = browser.get(&nginx.url("/app/other")).await;
+    assert_eq!(status, 200);
+
+    // The logout, posted from the site's page.
+    let r = browser
+        .http
+        .post(nginx.url("/.portero/logout"))
+        .header("origin", &public)
+        .header("cookie", {
+            let (n, v) = cookie_in(&browser, "portero-session").unwrap();
+            format!("{n}={v}")
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let ended = cookie_in(&browser, "portero-session").unwrap();
+    // The old cookie opens nothing: the browser is sent to sign in again.
+    let mut again = standard::Browser {
+        cookies: vec![ended],
+        ..standard::Browser::default()
+    };
+    let (status, location, _) = again.get(&nginx.url("/app/page")).await;
+    assert_eq!(status, 302);
+    assert!(location
+        .unwrap()
+        .starts_with(&format!("{public}/oauth2/app/authorize?")));
+    assert_eq!(up.requests(), 2);
 }
