@@ -76,7 +76,7 @@ impl Gateway {
             Admitted::Credential(token) => (token, None),
             // The proxy passes the request on as it came: a credential
             // beside the session, which nobody checked, must not go with it.
-            Admitted::Session(_) if original.headers.contains_key(AUTHORIZATION) => {
+            Admitted::Session(_) if carries_credential(policy, &original) => {
                 return Err(self.denied(live, index, AuthError::RepeatedToken))
             }
             Admitted::Session(entry) => (entry.verified.clone(), Some(entry)),
@@ -125,4 +125,14 @@ fn cookies_without_own(headers: &HeaderMap) -> HeaderValue {
     cookies
         .remove(COOKIE)
         .unwrap_or_else(|| HeaderValue::from_static(""))
+}
+
+/// A credential beside a session, in `Authorization` or where the route
+/// reads tokens (`token_from`): the proxy would pass it on unchecked.
+fn carries_credential(policy: &crate::config::Policy, original: &Parts) -> bool {
+    original.headers.contains_key(AUTHORIZATION)
+        || !matches!(
+            policy.token(&original.headers, original.uri.query()),
+            Err(AuthError::MissingToken)
+        )
 }

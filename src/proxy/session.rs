@@ -38,32 +38,6 @@ fn start_url(settings: &Sessions, return_to: &str) -> String {
     format!("{}{}?rd={rd}", settings.public_url, settings.start_path)
 }
 
-/// Whether the request came to `public_url`'s host, whose cookies a
-/// sign-in sets.
-fn on_public_host(parts: &Parts, settings: &Sessions) -> bool {
-    let host = parts
-        .uri
-        .host()
-        .map(str::to_string)
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)?
-                .to_str()
-                .ok()
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    let host = host
-        .rsplit_once(':')
-        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(host.as_str(), |(h, _)| h);
-    url::Url::parse(&settings.public_url)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case(host)))
-        .unwrap_or(false)
-}
-
 /// What a route's credential came to.
 pub(super) enum Admitted {
     /// A token or an API key, verified.
@@ -118,12 +92,12 @@ impl Gateway {
         self.count_denial(live, index, "sign_in_required", None);
         let return_to = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let redirect = match sign_in {
-            SignIn::AtProvider if on_public_host(parts, settings) => {
+            SignIn::AtProvider => {
                 Box::pin(self.sign_in_at(live, login.provider, settings, return_to, now)).await?
             }
-            // Cookies are the public origin's: a browser elsewhere (or a
-            // proxy's decision) begins there.
-            _ => Redirect {
+            // A proxy's decision names the page; the browser begins at
+            // the public origin, whose cookies a sign-in sets.
+            SignIn::AtStart => Redirect {
                 location: start_url(settings, return_to),
                 cookies: Vec::new(),
             },

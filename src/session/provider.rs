@@ -16,6 +16,9 @@ use crate::config::{Issuer, KeyLocation, LoginClient};
 
 /// A discovery document is read again after this long.
 const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+/// A discovery document that could not be read is not asked for again
+/// sooner than this.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 /// The most of a provider's answer portero reads.
 const MAX_ANSWER: usize = 256 * 1024;
 
@@ -80,6 +83,10 @@ enum Place {
         expected_iss: Option<String>,
         http: reqwest::Client,
         found: Mutex<Option<(Instant, Arc<Endpoints>)>>,
+        /// When reading the discovery document last failed: not read again
+        /// for [`RETRY_AFTER_FAILURE`], whatever asks (a logout token
+        /// anyone may post names any issuer).
+        failed: Mutex<Option<Instant>>,
     },
     Own(Arc<Endpoints>),
 }
@@ -115,6 +122,7 @@ impl LoginProvider {
                     http: crate::jwks::provider_client(source)
                         .map_err(|e| format!("issuers.{name}: {e}"))?,
                     found: Mutex::new(None),
+                    failed: Mutex::new(None),
                 }
             }
             (None, Some(oauth2)) => {
@@ -152,6 +160,7 @@ impl LoginProvider {
             expected_iss,
             http,
             found,
+            failed,
         } = &self.place
         else {
             let Place::Own(endpoints) = &self.place else {
@@ -164,30 +173,16 @@ impl LoginProvider {
                 return Ok(endpoints.clone());
             }
         }
-        let body = read(http.get(discovery_url)).await?.1;
-        let endpoints: Endpoints = serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::Invalid(format!("discovery document: {e}")))?;
-        if expected_iss
-            .as_ref()
-            .is_some_and(|iss| *iss != endpoints.issuer)
-        {
-            return Err(ProviderError::Invalid(
-                "discovery names another issuer".into(),
-            ));
-        }
-        for url in [
-            Some(&endpoints.authorization_endpoint),
-            Some(&endpoints.token_endpoint),
-            endpoints.userinfo_endpoint.as_ref(),
-            endpoints.end_session_endpoint.as_ref(),
-        ] {
-            if url.is_some_and(|u| crate::config::check_key_url(u).is_err()) {
-                return Err(ProviderError::Invalid(format!(
-                    "endpoint {:?} is not https",
-                    url.unwrap()
-                )));
+        if let Some(at) = *failed.lock().expect("not poisoned") {
+            if at.elapsed() < RETRY_AFTER_FAILURE {
+                return Err(ProviderError::Unreachable(
+                    "its discovery document failed just now".into(),
+                ));
             }
         }
+        let read = discover(http, discovery_url, expected_iss.as_deref()).await;
+        *failed.lock().expect("not poisoned") = read.is_err().then(Instant::now);
+        let endpoints = read?;
         let endpoints = Arc::new(endpoints);
         *found.lock().expect("not poisoned") = Some((Instant::now(), endpoints.clone()));
         Ok(endpoints)
@@ -271,6 +266,60 @@ impl LoginProvider {
     }
 }
 
+/// The provider's discovery document at `url`: its issuer must be the
+/// one that URL is the document of (OpenID Connect Discovery §4.3, RFC
+/// 8414 §3.3), else one provider could name itself another and have that
+/// one's codes sent to it (mix-up); and `expected_iss` where set.
+async fn discover(
+    http: &reqwest::Client,
+    url: &str,
+    expected_iss: Option<&str>,
+) -> Result<Endpoints, ProviderError> {
+    let body = read(http.get(url)).await?.1;
+    let endpoints: Endpoints = serde_json::from_slice(&body)
+        .map_err(|e| ProviderError::Invalid(format!("discovery document: {e}")))?;
+    if expected_iss.is_some_and(|iss| iss != endpoints.issuer) || !documents(&endpoints.issuer, url)
+    {
+        return Err(ProviderError::Invalid(
+            "discovery names another issuer".into(),
+        ));
+    }
+    for url in [
+        Some(&endpoints.authorization_endpoint),
+        Some(&endpoints.token_endpoint),
+        endpoints.userinfo_endpoint.as_ref(),
+        endpoints.end_session_endpoint.as_ref(),
+    ] {
+        if url.is_some_and(|u| crate::config::check_key_url(u).is_err()) {
+            return Err(ProviderError::Invalid(format!(
+                "endpoint {:?} is not https",
+                url.unwrap()
+            )));
+        }
+    }
+    Ok(endpoints)
+}
+
+/// Whether `url` is where issuer `issuer`'s metadata is published: after
+/// its identifier (OpenID Connect), or with the well-known part between
+/// its host and its path (RFC 8414 §3.1).
+fn documents(issuer: &str, url: &str) -> bool {
+    let issuer = issuer.trim_end_matches('/');
+    if url == format!("{issuer}/.well-known/openid-configuration") {
+        return true;
+    }
+    let Ok(parsed) = url::Url::parse(issuer) else {
+        return false;
+    };
+    let (origin, path) = (
+        parsed.origin().ascii_serialization(),
+        parsed.path().trim_end_matches('/'),
+    );
+    ["openid-configuration", "oauth-authorization-server"]
+        .iter()
+        .any(|known| url == format!("{origin}/.well-known/{known}{path}"))
+}
+
 /// The status and body (at most [`MAX_ANSWER`] bytes) of a request.
 async fn read(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), ProviderError> {
     let unreachable = |e: reqwest::Error| ProviderError::Unreachable(crate::jwks::error_chain(&e));
@@ -286,4 +335,20 @@ async fn read(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), Provid
         body.extend_from_slice(&chunk);
     }
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_discovery_document_is_its_own_issuers_only() {
+        use super::documents;
+        let at = "https://idp.example/realms/a/.well-known/openid-configuration";
+        assert!(documents("https://idp.example/realms/a", at));
+        assert!(documents("https://idp.example/realms/a/", at));
+        assert!(!documents("https://idp.example/realms/b", at));
+        assert!(!documents("https://other.example/realms/a", at));
+        let rfc8414 = "https://idp.example/.well-known/oauth-authorization-server/realms/a";
+        assert!(documents("https://idp.example/realms/a", rfc8414));
+        assert!(!documents("https://idp.example/realms", rfc8414));
+    }
 }
