@@ -285,22 +285,31 @@ fn pairs(v: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 /// credential no upstream needs. Read as bytes: a value that is not
 /// UTF-8 hides nothing. The others go on as one header, in their order.
 pub(super) fn strip_own_cookies(headers: &mut HeaderMap) {
-    let values = headers.get_all(COOKIE);
-    if !values.iter().any(|v| pairs(v).any(is_own_cookie)) {
+    let (mut own, mut others) = (false, false);
+    for pair in headers.get_all(COOKIE).iter().flat_map(pairs) {
+        match is_own_cookie(pair) {
+            true => own = true,
+            false => others = true,
+        }
+    }
+    if !own {
         return;
     }
-    let mut kept = Vec::with_capacity(values.iter().map(|v| v.len()).sum());
-    for pair in values.iter().flat_map(pairs).filter(|p| !is_own_cookie(p)) {
-        if !kept.is_empty() {
-            kept.extend_from_slice(b"; ");
+    // A browser with a session sends, as often as not, portero's alone.
+    let kept = others.then(|| {
+        let mut kept = Vec::new();
+        for pair in headers.get_all(COOKIE).iter().flat_map(pairs) {
+            if !is_own_cookie(pair) {
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(pair);
+            }
         }
-        kept.extend_from_slice(pair);
-    }
-    let kept = (!kept.is_empty())
-        .then(|| HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)).ok())
-        .flatten();
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(kept)).ok()
+    });
     headers.remove(COOKIE);
-    if let Some(value) = kept {
+    if let Some(value) = kept.flatten() {
         headers.insert(COOKIE, value);
     }
 }
