@@ -260,6 +260,10 @@ pub(super) fn session_headers(headers: &mut HeaderMap, policy: &Policy, entry: &
 /// `_` for `-`, aside).
 fn is_own_cookie(pair: &[u8]) -> bool {
     let name = pair.trim_ascii_start();
+    // Most names are told apart by their first byte.
+    if !matches!(name.first(), Some(b'p' | b'P' | b'_' | b'-')) {
+        return false;
+    }
     let folded = |prefix: &[u8]| {
         name.len() >= prefix.len()
             && name
