@@ -11,16 +11,17 @@ use http::Response;
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
-use super::session::{drop_own_set_cookies, session_headers, strip_own_cookies, Admitted, SignIn};
+use super::session::{drop_own_set_cookies, session_headers, strip_own_cookies, SignIn};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
-use crate::config::{Route, RouteAction};
+use crate::config::{Policy, Route, RouteAction};
 use crate::cors;
 use crate::forwarding;
 use crate::limits::Phase;
 use crate::listener::{Hold, Peer};
 use crate::live::{Live, RouteId, Settings};
 use crate::respond::{self, GatewayBody, RequestError};
+use crate::session::Entry;
 use crate::tunnel::{self, Tunnel};
 use crate::upstream::h1::{take_head, Handshake};
 use crate::upstream::request_body::{self, BodyError, ClientBody};
@@ -63,17 +64,13 @@ impl Gateway {
             None => None, // a public route
             // Boxed: a session's future is large, and only its routes pay for it.
             Some(policy) if policy.login.is_some() => {
-                match Box::pin(self.authenticate(live, index, policy, parts, SignIn::AtProvider))
-                    .await?
-                {
-                    Admitted::Credential(token) => Some((policy, token)),
-                    Admitted::Session(entry) => {
-                        let identity = entry.verified.clone();
-                        session = Some(entry);
-                        Some((policy, identity))
-                    }
-                    Admitted::Challenge(response) => return Ok(*response),
-                }
+                let signing_in = self.authenticate(live, index, policy, parts, SignIn::AtProvider);
+                let (token, entry) = match Box::pin(signing_in).await?.into_parts() {
+                    Ok(admitted) => admitted,
+                    Err(challenge) => return Ok(*challenge),
+                };
+                session = entry;
+                Some((policy, token))
             }
             Some(policy) => Some((policy, self.authorize(live, index, policy, parts).await?)),
         };
@@ -87,14 +84,7 @@ impl Gateway {
         // Upgrades are HTTP/1.1's: an HTTP/2 upstream gets a plain request.
         let upgrade = tunnel::requested(parts, body.is_end_stream(), upgrades)
             .filter(|_| !group.config.protocol.is_http2());
-        if upgrade.is_some()
-            && !route
-                .cors
-                .as_ref()
-                .is_none_or(|c| cors::origin_allowed(c, &parts.headers))
-        {
-            // A page on a refused origin cannot open a tunnel with the
-            // user's credentials (browsers apply no CORS to WebSockets).
+        if upgrade.is_some() && !tunnel_origin_allowed(route, parts) {
             return Err(RequestError::CorsRefused(cors::Refusal::Origin));
         }
         let prefix = strip_prefix.then_some(route.path.as_str());
@@ -107,12 +97,7 @@ impl Gateway {
             (peer, *underscores_in_headers),
         )
         .map_err(|e| self.denied(live, index, e))?;
-        if settings.own_cookies {
-            strip_own_cookies(&mut parts.headers);
-        }
-        if let (Some(entry), Some((policy, _))) = (&session, &verified) {
-            session_headers(&mut parts.headers, policy, entry);
-        }
+        keep_own_credentials(settings, &mut parts.headers, session.as_deref(), &verified);
         added.ids = ctx.ids.as_ref();
         ctx.upstream = Some((*upstream, Instant::now()));
         if let Some(protocol) = upgrade {
@@ -120,13 +105,8 @@ impl Gateway {
             let token = verified.map(|(_, v)| self.tunnel_token(live, v));
             let parts = take_head(parts);
             let idle_timeout = settings.tunnel_idle_timeout;
-            let mut switched =
-                Box::pin(self.tunnel(group, parts, protocol, token, &route.name, idle_timeout))
-                    .await?;
-            if settings.own_cookies {
-                drop_own_set_cookies(switched.headers_mut());
-            }
-            return Ok(switched);
+            let switched = self.tunnel(group, parts, protocol, token, &route.name, idle_timeout);
+            return Ok(planting_nothing(settings, Box::pin(switched).await?));
         }
         // A bodiless request (most are) skips the reading's future.
         let mut body = match body.is_end_stream() {
@@ -146,12 +126,9 @@ impl Gateway {
         // If the upstream answered before taking the whole body, the rest of
         // it is still on its way to this connection.
         ctx.body_read = forwarded.body_read;
-        let mut forwarded = forwarded;
-        if settings.own_cookies {
-            drop_own_set_cookies(forwarded.response.headers_mut());
-        }
         // Its hop-by-hop headers were dropped as its head was parsed.
-        Ok(forwarded.response.map(GatewayBody::Upstream))
+        let response = forwarded.response.map(GatewayBody::Upstream);
+        Ok(planting_nothing(settings, response))
     }
 
     /// The request body as it goes upstream: read whole up to the buffer
@@ -247,4 +224,42 @@ impl Gateway {
             api_keys: key.then(|| self.shared.api_keys.clone()),
         }
     }
+}
+
+/// A page on an origin the route's CORS policy refuses cannot open a
+/// tunnel with the user's credentials (browsers apply no CORS to
+/// WebSockets).
+fn tunnel_origin_allowed(route: &Route, parts: &Parts) -> bool {
+    route
+        .cors
+        .as_ref()
+        .is_none_or(|c| cors::origin_allowed(c, &parts.headers))
+}
+
+/// What goes upstream of portero's own credentials: none of its cookies
+/// (where it sets any), and, for a session, no credential it did not
+/// check (`session_headers`).
+fn keep_own_credentials(
+    settings: &Settings,
+    headers: &mut http::HeaderMap,
+    session: Option<&Entry>,
+    verified: &Option<(&Policy, Arc<Verified>)>,
+) {
+    if settings.own_cookies {
+        strip_own_cookies(headers);
+    }
+    if let (Some(entry), Some((policy, _))) = (session, verified) {
+        session_headers(headers, policy, entry);
+    }
+}
+
+/// An upstream's answer without a `Set-Cookie` of portero's own names.
+fn planting_nothing(
+    settings: &Settings,
+    mut response: Response<GatewayBody>,
+) -> Response<GatewayBody> {
+    if settings.own_cookies {
+        drop_own_set_cookies(response.headers_mut());
+    }
+    response
 }

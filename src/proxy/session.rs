@@ -48,6 +48,20 @@ pub(super) enum Admitted {
     Challenge(Box<Response<GatewayBody>>),
 }
 
+/// An admitted identity, with its session when a session admitted it.
+pub(super) type Identity = (Arc<Verified>, Option<Arc<Entry>>);
+
+impl Admitted {
+    /// The identity admitted, or the challenge to answer with.
+    pub(super) fn into_parts(self) -> Result<Identity, Box<Response<GatewayBody>>> {
+        match self {
+            Admitted::Credential(token) => Ok((token, None)),
+            Admitted::Session(entry) => Ok((entry.verified.clone(), Some(entry))),
+            Admitted::Challenge(response) => Err(response),
+        }
+    }
+}
+
 impl Gateway {
     /// The route's credential: a browser session where the route signs
     /// people in (`login`), else (or beside it) a token.

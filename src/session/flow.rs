@@ -181,47 +181,9 @@ pub async fn finish(
     pending: &Pending,
     callback: &Callback,
 ) -> Result<String, CallbackError> {
-    if let Some(error) = &callback.error {
-        let error: String = error
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(64)
-            .collect();
-        return Err(CallbackError::Provider(error));
-    }
     let endpoints = provider.endpoints().await?;
-    // RFC 9207: a provider that names itself must be the one asked.
-    if callback
-        .iss
-        .as_ref()
-        .is_some_and(|iss| *iss != endpoints.issuer)
-    {
-        return Err(CallbackError::Refused(
-            "the response names another provider (iss)",
-        ));
-    }
-    if callback.iss.is_none()
-        && (endpoints.authorization_response_iss_parameter_supported || f.several_providers)
-    {
-        return Err(CallbackError::Refused(
-            "the response does not name its provider (iss)",
-        ));
-    }
-    let code = callback
-        .code
-        .as_deref()
-        .ok_or(CallbackError::Refused("no code"))?;
-    // Once: a pending sign-in's cookie ends no second sign-in.
-    let once = format!("pending\0{}", pending.state);
-    let first = f
-        .sessions
-        .store
-        .claim(&once, std::time::Duration::from_secs(PENDING_SECS as u64))
-        .await
-        .map_err(|e| CallbackError::Unavailable(e.to_string()))?;
-    if !first {
-        return Err(CallbackError::Refused("this sign-in was completed already"));
-    }
+    let code = answer_code(f, &endpoints, callback)?;
+    spend(f, pending).await?;
     let redirect_uri = f.settings.redirect_uri();
     let params = [
         ("grant_type", "authorization_code"),
@@ -247,27 +209,7 @@ pub async fn finish(
         tracing::warn!(target: "portero::session", provider = %provider.name, why, "an ID token was refused");
         CallbackError::Refused("the ID token is not valid")
     })?;
-    let mut claims = identity.claims;
-    let mut access_expires_at = granted.expires_in.map_or(0, |s| f.now.saturating_add(s));
-    if provider.is_own() {
-        // portero's own access token says the user's roles and claims.
-        let access = f
-            .validator
-            .verify(&granted.access_token)
-            .map_err(|_| CallbackError::Refused("the access token is not valid"))?;
-        if access.issuer != provider.index || access.sub() != Some(identity.sub.as_str()) {
-            return Err(CallbackError::Refused("the access token is another user's"));
-        }
-        access_expires_at = access.exp.unwrap_or(access_expires_at);
-        add_missing(&mut claims, access_claims(&granted.access_token));
-    }
-    if provider.client.userinfo {
-        let info = provider.userinfo(&granted.access_token).await?;
-        if info.get("sub").and_then(|s| s.as_str()) != Some(identity.sub.as_str()) {
-            return Err(CallbackError::Refused("userinfo is about another user"));
-        }
-        add_missing(&mut claims, info);
-    }
+    let (claims, access_expires_at) = identity_claims(f, provider, &granted, &identity).await?;
     let tokens = Tokens {
         id_token,
         access_token: Some(granted.access_token),
@@ -288,6 +230,94 @@ pub async fn finish(
         .create(new, f.now)
         .await
         .map_err(|e| CallbackError::Unavailable(e.to_string()))
+}
+
+/// The code of a callback that is the provider's answer: not an error,
+/// naming the provider asked (RFC 9207's `iss`, required where the
+/// provider always sends it or several providers sign people in).
+fn answer_code<'c>(
+    f: &Finish<'_>,
+    endpoints: &super::provider::Endpoints,
+    callback: &'c Callback,
+) -> Result<&'c str, CallbackError> {
+    if let Some(error) = &callback.error {
+        let error: String = error
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect();
+        return Err(CallbackError::Provider(error));
+    }
+    // RFC 9207: a provider that names itself must be the one asked.
+    if callback
+        .iss
+        .as_ref()
+        .is_some_and(|iss| *iss != endpoints.issuer)
+    {
+        return Err(CallbackError::Refused(
+            "the response names another provider (iss)",
+        ));
+    }
+    if callback.iss.is_none()
+        && (endpoints.authorization_response_iss_parameter_supported || f.several_providers)
+    {
+        return Err(CallbackError::Refused(
+            "the response does not name its provider (iss)",
+        ));
+    }
+    callback
+        .code
+        .as_deref()
+        .ok_or(CallbackError::Refused("no code"))
+}
+
+/// Spends the pending sign-in: once, whatever instance its callback reaches.
+async fn spend(f: &Finish<'_>, pending: &Pending) -> Result<(), CallbackError> {
+    // Once: a pending sign-in's cookie ends no second sign-in.
+    let once = format!("pending\0{}", pending.state);
+    let first = f
+        .sessions
+        .store
+        .claim(&once, std::time::Duration::from_secs(PENDING_SECS as u64))
+        .await
+        .map_err(|e| CallbackError::Unavailable(e.to_string()))?;
+    match first {
+        true => Ok(()),
+        false => Err(CallbackError::Refused("this sign-in was completed already")),
+    }
+}
+
+/// What the session reads of the user: the ID token's claims, and an own
+/// issuer's access token's (its roles, its claims) or userinfo's beside
+/// them; and when the access token expires.
+async fn identity_claims(
+    f: &Finish<'_>,
+    provider: &LoginProvider,
+    granted: &super::provider::Granted,
+    identity: &super::tokens::Identity,
+) -> Result<(serde_json::Map<String, serde_json::Value>, i64), CallbackError> {
+    let mut claims = identity.claims.clone();
+    let mut access_expires_at = granted.expires_in.map_or(0, |s| f.now.saturating_add(s));
+    if provider.is_own() {
+        // portero's own access token says the user's roles and claims.
+        let access = f
+            .validator
+            .verify(&granted.access_token)
+            .map_err(|_| CallbackError::Refused("the access token is not valid"))?;
+        if access.issuer != provider.index || access.sub() != Some(identity.sub.as_str()) {
+            return Err(CallbackError::Refused("the access token is another user's"));
+        }
+        access_expires_at = access.exp.unwrap_or(access_expires_at);
+        add_missing(&mut claims, access_claims(&granted.access_token));
+    }
+    if provider.client.userinfo {
+        let info = provider.userinfo(&granted.access_token).await?;
+        if info.get("sub").and_then(|s| s.as_str()) != Some(identity.sub.as_str()) {
+            return Err(CallbackError::Refused("userinfo is about another user"));
+        }
+        add_missing(&mut claims, info);
+    }
+    Ok((claims, access_expires_at))
 }
 
 /// The claims of a JWT already verified, as a map.
