@@ -131,7 +131,7 @@ impl BrowserSessions {
     pub async fn load(
         &self,
         id: &str,
-        provider_index: usize,
+        (provider, provider_index): (&str, usize),
         now: i64,
     ) -> Result<Option<Arc<Entry>>, StoreError> {
         if !seal::well_formed(id) {
@@ -141,6 +141,11 @@ impl BrowserSessions {
         let Some(record) = self.store.get_browser_session(&key).await? else {
             return Ok(None);
         };
+        // Another provider's session signs nobody in here, and is not held
+        // under this provider's index.
+        if record.provider != provider {
+            return Ok(None);
+        }
         let Some(tokens) = seal::open(id, &record.sealed) else {
             return Ok(None);
         };

@@ -1263,3 +1263,28 @@ async fn an_upstream_plants_no_session_and_sees_none_whatever_bytes_the_cookies_
         assert!(!sent.contains(&id), "{path}: {sent}");
     }
 }
+
+#[tokio::test]
+async fn a_session_passes_on_no_credential_of_a_route_that_reads_its_tokens_elsewhere() {
+    let extra =
+        "[[routes]]\nname = \"tok\"\npath = \"/tok\"\nupstream = \"echo\"\nlogin = \"app\"\n\
+                 issuers = [\"app\"]\ntoken_from = [\"header:x-api-token\", \"cookie:apitok\"]\n";
+    let site = Site::with_sessions(extra).await;
+    let mut v = site.visitor("ada").await;
+    v.set("apitok", "forged-cookie-token");
+    v.set("theme", "dark");
+    let seen = v
+        .echoed(
+            &site.url("/tok/x"),
+            &[
+                ("authorization", "Bearer forged"),
+                ("x-api-token", "forged-header-token"),
+            ],
+        )
+        .await;
+    let headers = &seen["headers"];
+    assert!(headers.get("authorization").is_none(), "{seen}");
+    assert!(headers.get("x-api-token").is_none(), "{seen}");
+    let cookie = headers["cookie"].as_str().unwrap_or_default();
+    assert_eq!(cookie, "theme=dark", "{seen}");
+}

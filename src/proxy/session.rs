@@ -161,21 +161,23 @@ impl Gateway {
             Err(()) => return Err(RequestError::Denied(AuthError::RepeatedToken)),
         };
         let sessions = &self.shared.sessions;
+        let provider = live.issuer(IssuerId(login.provider)).config.name.as_str();
+        // A session is its provider's: one held here under another index
+        // (another provider's route read it first, or a reload renumbered
+        // the issuers) is read again for this route.
         let entry = match sessions.cached(id, now) {
-            Some(entry) => Some(entry),
-            None => Box::pin(sessions.load(id, login.provider, now)).await.map_err(|e| {
-                tracing::warn!(target: "portero::session", error = %e, "a session could not be read");
-                RequestError::StoreUnavailable
-            })?,
+            Some(e) if e.provider == provider && e.verified.issuer == login.provider => Some(e),
+            _ => Box::pin(sessions.load(id, (provider, login.provider), now))
+                .await
+                .map_err(|e| {
+                    tracing::warn!(target: "portero::session", error = %e, "a session could not be read");
+                    RequestError::StoreUnavailable
+                })?,
         };
-        let provider = &live.issuer(IssuerId(login.provider)).config.name;
-        // A session is its provider's: another's signs nobody in here, and a
-        // reload that renumbered issuers never lends it another's index. An
-        // ended one (here or on any instance), or one whose user was
+        // An ended one (here or on any instance), or one whose user was
         // revoked since, is no session: the browser signs in again.
         Ok(entry.filter(|e| {
-            e.provider == *provider
-                && e.verified.issuer == login.provider
+            e.verified.issuer == login.provider
                 && !(live.validator.any_revoked() && live.validator.is_revoked(&e.verified))
         }))
     }
@@ -253,10 +255,19 @@ impl Gateway {
 /// where the route passes it (`login_pass_token`).
 pub(super) fn session_headers(headers: &mut HeaderMap, policy: &Policy, entry: &Entry) {
     crate::forwarding::remove_token(headers, &policy.token_from);
+    // Neither the Authorization header nor a token cookie was checked.
+    headers.remove(AUTHORIZATION);
+    for source in &policy.token_from {
+        if let crate::config::TokenSource::Cookie(name) = source {
+            strip_cookies(headers, |pair| {
+                let written = pair.split(|b| *b == b'=').next().unwrap_or(pair);
+                std::str::from_utf8(written).is_ok_and(|w| crate::header_name::same_name(w, name))
+            });
+        }
+    }
     if !policy.login.is_some_and(|l| l.pass_token) {
         return;
     }
-    headers.remove(AUTHORIZATION);
     let tokens = entry.tokens();
     let bearer = tokens
         .access_token
@@ -303,9 +314,15 @@ fn pairs(v: &HeaderValue) -> impl Iterator<Item = &[u8]> {
 /// credential no upstream needs. Read as bytes: a value that is not
 /// UTF-8 hides nothing. The others go on as one header, in their order.
 pub(super) fn strip_own_cookies(headers: &mut HeaderMap) {
+    strip_cookies(headers, is_own_cookie);
+}
+
+/// Drops the cookies `dropped` names from the request's `Cookie` headers;
+/// the others go on as one header, in their order.
+fn strip_cookies(headers: &mut HeaderMap, dropped: impl Fn(&[u8]) -> bool) {
     let (mut own, mut others) = (false, false);
     for pair in headers.get_all(COOKIE).iter().flat_map(pairs) {
-        match is_own_cookie(pair) {
+        match dropped(pair) {
             true => own = true,
             false => others = true,
         }
@@ -317,7 +334,7 @@ pub(super) fn strip_own_cookies(headers: &mut HeaderMap) {
     let kept = others.then(|| {
         let mut kept = Vec::new();
         for pair in headers.get_all(COOKIE).iter().flat_map(pairs) {
-            if !is_own_cookie(pair) {
+            if !dropped(pair) {
                 if !kept.is_empty() {
                     kept.extend_from_slice(b"; ");
                 }

@@ -232,7 +232,8 @@ impl Gateway {
             .filter_map(|i| i.login.as_deref())
             .filter(|p| !p.is_own())
         {
-            if candidate.endpoints().await.is_ok_and(|e| e.issuer == iss) {
+            let ours = candidate.endpoints().await.is_ok_and(|e| e.issuer == iss);
+            if ours && addressed_to(&token, &candidate.client.client_id) {
                 provider = Some(candidate);
                 break;
             }
@@ -378,5 +379,21 @@ fn invalid(why: &str) -> Response<GatewayBody> {
 fn append_cookie(response: &mut Response<GatewayBody>, cookie: &str) {
     if let Ok(v) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(http::header::SET_COOKIE, v);
+    }
+}
+
+/// Whether a token's unverified `aud` names `client`: which of the
+/// providers with that issuer it is for (its signature is checked after).
+fn addressed_to(token: &str, client: &str) -> bool {
+    let payload = token.split('.').nth(1).unwrap_or("");
+    let claims: serde_json::Value = base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(payload)
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .unwrap_or_default();
+    match &claims["aud"] {
+        serde_json::Value::String(aud) => aud == client,
+        serde_json::Value::Array(list) => list.iter().any(|a| a.as_str() == Some(client)),
+        _ => false,
     }
 }

@@ -33,6 +33,7 @@ impl Checker<'_> {
         for (issuer, (name, i)) in issuers.iter_mut().zip(&file.issuers) {
             issuer.login = self.login_client(name, i, issuer).map(Arc::new);
         }
+        self.one_login_client_per_provider(file, issuers);
         let mut used = vec![false; issuers.len()];
         for (index, r) in file.routes.iter().enumerate() {
             let route = &mut routes[first_ordinary + index];
@@ -342,6 +343,33 @@ impl Checker<'_> {
                 );
                 self.problem(login, format!("routes[{index}].login"), message);
             }
+        }
+    }
+
+    /// Two issuers that sign people in at one provider (the same
+    /// `discovery_url`) would share its back-channel logouts, which only
+    /// one could take.
+    fn one_login_client_per_provider(&mut self, file: &FileConfig, issuers: &[Issuer]) {
+        let mut seen: Vec<String> = Vec::new();
+        for (issuer, (name, i)) in issuers.iter().zip(&file.issuers) {
+            let (Some(_), Some(url)) = (&issuer.login, &i.discovery_url) else {
+                continue;
+            };
+            let normal = url::Url::parse(url.get_ref()).map_or_else(
+                |_| url.get_ref().clone(),
+                |u| {
+                    format!(
+                        "{}{}",
+                        u.origin().ascii_serialization(),
+                        u.path().replace("//", "/")
+                    )
+                },
+            );
+            if seen.contains(&normal) {
+                let message = "another issuer signs people in at this provider already: one login client per provider";
+                self.problem(url, format!("issuers.{name}.discovery_url"), message);
+            }
+            seen.push(normal);
         }
     }
 
