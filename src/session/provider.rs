@@ -290,10 +290,9 @@ async fn discover(
         endpoints.userinfo_endpoint.as_ref(),
         endpoints.end_session_endpoint.as_ref(),
     ] {
-        if url.is_some_and(|u| crate::config::check_key_url(u).is_err()) {
+        if let Some(url) = url.filter(|u| crate::config::check_key_url(u).is_err()) {
             return Err(ProviderError::Invalid(format!(
-                "endpoint {:?} is not https",
-                url.unwrap()
+                "endpoint {url:?} is not https"
             )));
         }
     }
