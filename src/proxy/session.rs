@@ -245,7 +245,15 @@ impl Gateway {
                 gateway: &gateway,
                 live: &live,
             };
-            refresh::refresh(&shared.sessions, &provider, &own, &entry, now).await;
+            refresh::refresh(
+                &shared.sessions,
+                &provider,
+                &own,
+                &entry,
+                before,
+                &shared.clock,
+            )
+            .await;
         });
     }
 }

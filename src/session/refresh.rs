@@ -7,6 +7,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::clock::Clock;
+
 use super::provider::{LoginProvider, OwnTokenEndpoint, ProviderError};
 use super::{BrowserSessions, Entry, Tokens};
 
@@ -28,7 +30,8 @@ pub async fn refresh(
     provider: &LoginProvider,
     own: &dyn OwnTokenEndpoint,
     entry: &Entry,
-    now: i64,
+    before: Duration,
+    clock: &Clock,
 ) {
     if entry.refreshing.swap(true, Ordering::AcqRel) {
         return;
@@ -36,7 +39,7 @@ pub async fn refresh(
     let lock = format!("refresh\0{}", entry.key);
     match sessions.store.claim(&lock, REFRESH_CLAIM).await {
         Ok(true) => {
-            if let Err(e) = refresh_here(sessions, provider, own, entry, now).await {
+            if let Err(e) = refresh_here(sessions, provider, own, entry, before, clock).await {
                 tracing::warn!(target: "portero::session", provider = %provider.name, error = %e, "a session's tokens could not be refreshed");
             }
             let _ = sessions.store.release_claim(&lock).await;
@@ -65,13 +68,18 @@ async fn refresh_here(
     provider: &LoginProvider,
     own: &dyn OwnTokenEndpoint,
     entry: &Entry,
-    now: i64,
+    before: Duration,
+    clock: &Clock,
 ) -> Result<(), String> {
-    // Another instance may have refreshed since this one read its tokens.
+    // Another instance may have refreshed since this one read its tokens:
+    // then there is nothing left to do.
     sessions
         .reread_tokens(entry)
         .await
         .map_err(|e| e.to_string())?;
+    if !due(entry, before, clock.unix()) {
+        return Ok(());
+    }
     let old = entry.tokens();
     let Some(refresh_token) = old.refresh_token.as_deref() else {
         return Ok(());
@@ -90,7 +98,10 @@ async fn refresh_here(
         }
         Err(e) => return Err(e.to_string()),
     };
-    let expires = granted.expires_in.map_or(0, |s| now.saturating_add(s));
+    // Counted from the grant, not from the request that found it due.
+    let expires = granted
+        .expires_in
+        .map_or(0, |s| clock.unix().saturating_add(s));
     let tokens = Tokens {
         id_token: granted.id_token.unwrap_or_else(|| old.id_token.clone()),
         access_token: Some(granted.access_token),
