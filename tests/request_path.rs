@@ -449,6 +449,20 @@ async fn a_credential_sent_twice_is_refused() {
         let (status, text) = raw(gw.port, head.as_bytes()).await;
         assert_eq!(status, 400, "{text}");
     }
+    // A second copy in a header whose bytes are not UTF-8 (beside another
+    // site's cookie) is a copy all the same.
+    let mut head =
+        format!("GET /cookie HTTP/1.1\r\nHost: gw.test\r\nCookie: session={good}\r\nCookie: a=")
+            .into_bytes();
+    head.extend_from_slice(b"\xff; session=");
+    head.extend_from_slice(forged.as_bytes());
+    head.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw(gw.port, &head).await.0, 400);
+    // Alone, such a header is read, and the token in it is the one.
+    let mut head = b"GET /cookie HTTP/1.1\r\nHost: gw.test\r\nCookie: a=\xff; session=".to_vec();
+    head.extend_from_slice(good.as_bytes());
+    head.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw(gw.port, &head).await.0, 200);
     let head = format!("GET /cookie HTTP/1.1\r\nHost: gw.test\r\nCookie: a=1; session={good}\r\nConnection: close\r\n\r\n");
     assert_eq!(raw(gw.port, head.as_bytes()).await.0, 200);
     let served = up.requests();

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
@@ -12,7 +12,7 @@ use super::validate::Verified;
 use super::AuthError;
 use crate::claims::Claim;
 use crate::config::{Policy, TokenSource};
-use crate::header_name::{one_cookie, same_field, same_name};
+use crate::header_name::{one_request_cookie, same_field, same_name};
 
 impl Policy {
     /// The request's token, from the one source of `token_from` that has
@@ -72,15 +72,9 @@ impl TokenSource {
                 }
                 single(headers, name)?.trim()
             }
-            Self::Cookie(name) => {
-                let values = headers
-                    .get_all(COOKIE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok());
-                one_cookie(values, name)
-                    .map_err(|()| AuthError::RepeatedToken)?
-                    .unwrap_or("")
-            }
+            Self::Cookie(name) => one_request_cookie(headers, name)
+                .map_err(|()| AuthError::RepeatedToken)?
+                .unwrap_or(""),
             Self::Query(name) => return query_param(query.unwrap_or(""), name),
         };
         if token.is_empty() {

@@ -59,11 +59,11 @@ pub fn set_cookie(ctx: &Endpoints<'_>, name: &str, value: &str, max_age: i64) ->
 /// route's cookie token is; `None` when it is absent or sent twice in any
 /// spelling (a cookie tossed in by a sibling host).
 pub fn cookie<'a>(req: &Request<'a>, name: &str) -> Option<&'a str> {
-    let values = req
-        .cookies
-        .iter()
-        .filter_map(|v| std::str::from_utf8(v).ok());
-    crate::header_name::one_cookie(values, name).ok().flatten()
+    let values = req.cookies.iter().copied();
+    let value = crate::header_name::one_cookie(values, name)
+        .ok()
+        .flatten()?;
+    std::str::from_utf8(value).ok()
 }
 
 fn hex_sha256(secret: &str) -> String {

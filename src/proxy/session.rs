@@ -14,8 +14,8 @@ use super::admission::rule_admits;
 use super::Gateway;
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
-use crate::config::{OutagePolicy, Policy, RouteLogin, Sessions};
-use crate::header_name::one_cookie;
+use crate::config::{OutagePolicy, Policy, RouteLogin, Sessions, TokenSource};
+use crate::header_name::{one_request_cookie, same_name_bytes};
 use crate::live::{IssuerId, Live, RouteId};
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::session::flow::{self, Redirect};
@@ -154,8 +154,7 @@ impl Gateway {
         headers: &HeaderMap,
         now: i64,
     ) -> Result<Option<Arc<Entry>>, RequestError> {
-        let texts = cookie_texts(headers);
-        let id = match one_cookie(texts.iter().map(|t| t.as_ref()), &settings.cookie) {
+        let id = match one_request_cookie(headers, &settings.cookie) {
             Ok(Some(id)) => id,
             Ok(None) => return Ok(None),
             Err(()) => return Err(RequestError::Denied(AuthError::RepeatedToken)),
@@ -262,15 +261,18 @@ impl Gateway {
 /// credential portero did not check, and the provider's access token
 /// where the route passes it (`login_pass_token`).
 pub(super) fn session_headers(headers: &mut HeaderMap, policy: &Policy, entry: &Entry) {
-    crate::forwarding::remove_token(headers, &policy.token_from);
-    // Neither the Authorization header nor a token cookie was checked.
+    // Neither the Authorization header nor a token header or cookie was checked.
     headers.remove(AUTHORIZATION);
     for source in &policy.token_from {
-        if let crate::config::TokenSource::Cookie(name) = source {
-            strip_cookies(headers, |pair| {
+        match source {
+            TokenSource::Header(name) => {
+                headers.remove(name);
+            }
+            TokenSource::Cookie(name) => strip_cookies(headers, |pair| {
                 let written = pair.split(|b| *b == b'=').next().unwrap_or(pair);
-                std::str::from_utf8(written).is_ok_and(|w| crate::header_name::same_name(w, name))
-            });
+                same_name_bytes(written, name)
+            }),
+            TokenSource::Bearer | TokenSource::RawAuthorization | TokenSource::Query(_) => {}
         }
     }
     if !policy.login.is_some_and(|l| l.pass_token) {
@@ -378,21 +380,6 @@ pub(super) fn drop_own_set_cookies(headers: &mut HeaderMap) {
     for value in kept {
         headers.append(SET_COOKIE, value);
     }
-}
-
-/// Every `Cookie` header's text, whatever bytes it holds: a cookie of
-/// another site with a non-UTF-8 value never hides portero's.
-pub(super) fn cookie_texts(
-    headers: &HeaderMap,
-) -> smallvec::SmallVec<[std::borrow::Cow<'_, str>; 2]> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .map(|v| match v.to_str() {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(v.as_bytes()),
-        })
-        .collect()
 }
 
 /// A browser navigating to a page (not a script's fetch, not an API

@@ -13,7 +13,7 @@ use super::session::{redirect_response, OwnTokens};
 use super::token_endpoint::read_body;
 use super::Gateway;
 use crate::config::{Policy, RouteAction, Sessions};
-use crate::header_name::one_cookie;
+use crate::header_name::one_request_cookie;
 use crate::live::Live;
 use crate::respond::{self, GatewayBody};
 use crate::session::flow::{self, Callback, CallbackError, Finish};
@@ -336,8 +336,7 @@ fn provider_named<'l>(live: &'l Live, name: &str) -> Option<&'l LoginProvider> {
 
 /// The one cookie `name` of the request.
 fn cookie_of(parts: &Parts, name: &str) -> Result<Option<String>, ()> {
-    let texts = super::session::cookie_texts(&parts.headers);
-    one_cookie(texts.iter().map(|t| t.as_ref()), name).map(|c| c.map(str::to_string))
+    one_request_cookie(&parts.headers, name).map(|c| c.map(str::to_string))
 }
 
 /// The one value of `name` in a form or query; `None` when absent or repeated.
