@@ -176,7 +176,7 @@ pub fn remove_query_tokens(uri: &Uri, from: &[TokenSource]) -> Option<Uri> {
 pub fn rewrite<'p>(
     parts: &mut Parts,
     (auth, host_override): (&AuthSettings, Option<&str>),
-    verified: Option<&(&Policy, Arc<Verified>)>,
+    verified: Option<&(&'p Policy, Arc<Verified>)>,
     host: Option<HeaderValue>,
     route_prefix: Option<&str>,
     (peer, keep_underscores): (&'p Peer, bool),
@@ -369,12 +369,11 @@ mod tests {
         );
     }
 
+    static X_USER_SUB: HeaderName = HeaderName::from_static("x-user-sub");
+
     fn added<'a>(client: &'a HeaderValue, prior: Option<HeaderValue>) -> Added<'a> {
         Added {
-            identity: SmallVec::from_iter([(
-                HeaderName::from_static("x-user-sub"),
-                HeaderValue::from_static("alice"),
-            )]),
+            identity: SmallVec::from_iter([(&X_USER_SUB, HeaderValue::from_static("alice"))]),
             prior_for: prior,
             client,
             tls: true,

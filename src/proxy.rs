@@ -144,7 +144,10 @@ impl Gateway {
         let held = std::mem::take(&mut ctx.held);
         if !held.is_empty() {
             response = response.map(|body| match body {
-                GatewayBody::Upstream(body) => GatewayBody::Held { body, _place: held },
+                GatewayBody::Upstream(body) => GatewayBody::Held {
+                    body,
+                    _place: Box::new(held),
+                },
                 other => other,
             });
         }

@@ -190,17 +190,17 @@ impl Policy {
     /// an absent claim is left out. A claim no header can carry as it is
     /// refuses the token: leaving its header out would let the upstream
     /// take the request as someone without that claim.
-    pub fn identity_headers<'a>(
+    pub fn identity_headers<'a: 't, 't>(
         &'a self,
-        t: &'a Verified,
-    ) -> impl Iterator<Item = Result<(HeaderName, HeaderValue), AuthError>> + 'a {
+        t: &'t Verified,
+    ) -> impl Iterator<Item = Result<(&'a HeaderName, HeaderValue), AuthError>> + 't {
         self.headers.iter().filter_map(|(header, claim)| {
             let claim = claim.find(&t.claims)?;
             if matches!(claim, Claim::Json(Value::Null)) {
                 return None;
             }
             let value = header_value(claim).ok_or(AuthError::UnsafeClaim);
-            Some(value.map(|v| (header.clone(), v)))
+            Some(value.map(|v| (header, v)))
         })
     }
 }

@@ -99,6 +99,7 @@ impl Gateway {
         }
         let mut headers = policy
             .identity_headers(&token)
+            .map(|header| header.map(|(name, value)| (name.clone(), value)))
             .collect::<Result<HeaderMap, _>>()
             .map_err(|e| self.denied(live, index, e))?;
         if let Some(entry) = session {

@@ -22,7 +22,8 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// a hash and an insert each.
 pub struct Added<'a> {
     /// The route's identity headers, each a claim of the verified token.
-    pub identity: SmallVec<[(HeaderName, HeaderValue); 4]>,
+    /// Two inline: most routes pass one or two, and `Added` is moved.
+    pub identity: SmallVec<[(&'a HeaderName, HeaderValue); 2]>,
     /// What a trusted proxy said in `X-Forwarded-For`, extended with `client`.
     pub prior_for: Option<HeaderValue>,
     /// The client's address as header text, made once per connection.
@@ -60,7 +61,7 @@ impl Added<'_> {
     pub fn apply(&self, headers: &mut HeaderMap) {
         let proto = HeaderValue::from_static(self.proto());
         for (name, value) in &self.identity {
-            headers.insert(name.clone(), value.clone());
+            headers.insert((*name).clone(), value.clone());
         }
         let forwarded_for = match &self.prior_for {
             Some(prior) => {

@@ -20,17 +20,19 @@ use super::conn::Conn;
 /// A connection to a server with the room it reads responses into, kept
 /// from one request to the next: reclaimed once the last response's bytes
 /// are gone, where a new buffer would be allocated for every response.
+/// Boxed once, when dialled: a response body carries it, and a response
+/// is moved several times on its way to the client.
 pub struct Kept {
     stream: Conn,
     buf: BytesMut,
 }
 
 impl Kept {
-    pub fn new(stream: Conn) -> Kept {
-        Kept {
+    pub fn new(stream: Conn) -> Box<Kept> {
+        Box::new(Kept {
             stream,
             buf: BytesMut::new(),
-        }
+        })
     }
 }
 
@@ -38,7 +40,7 @@ impl Kept {
 /// response has been read to its end; dropped (closed) otherwise. Either way
 /// its place among the server's requests in flight is given back.
 pub struct Pooled {
-    kept: Kept,
+    kept: Box<Kept>,
     home: Arc<IdleList>,
     _slot: OwnedSemaphorePermit,
 }
@@ -46,7 +48,7 @@ pub struct Pooled {
 impl Pooled {
     /// `kept` to a server whose idle list is `home`, holding `slot`, its
     /// place among the server's requests in flight.
-    pub fn new(kept: Kept, home: Arc<IdleList>, slot: OwnedSemaphorePermit) -> Pooled {
+    pub fn new(kept: Box<Kept>, home: Arc<IdleList>, slot: OwnedSemaphorePermit) -> Pooled {
         Pooled {
             kept,
             home,
@@ -85,7 +87,7 @@ pub struct IdleList {
 }
 
 struct Idle {
-    kept: Kept,
+    kept: Box<Kept>,
     since: Instant,
 }
 
@@ -100,7 +102,7 @@ impl IdleList {
     }
 
     /// The most recently used connection that is still quiet, if any.
-    pub fn take(&self) -> Option<Kept> {
+    pub fn take(&self) -> Option<Box<Kept>> {
         let mut conns = self.conns.lock().expect("not poisoned");
         while let Some(idle) = conns.pop() {
             if idle.since.elapsed() < self.timeout && quiet(&idle.kept.stream) {
@@ -110,7 +112,7 @@ impl IdleList {
         None
     }
 
-    fn put(self: &Arc<Self>, kept: Kept) {
+    fn put(self: &Arc<Self>, kept: Box<Kept>) {
         {
             let mut conns = self.conns.lock().expect("not poisoned");
             if conns.len() >= self.max {
