@@ -190,6 +190,10 @@ fn parse_head(
     }
 }
 
+/// Response headers portero may add to an upstream's: CORS's two and
+/// `Vary`, the rate limit's two, `Connection`.
+const ADDED_ROOM: usize = 6;
+
 /// A head's fields as (name, value) ranges of its bytes. Not initialised
 /// up front: a usual response has a handful of fields.
 type Spans = SmallVec<[(Range<usize>, Range<usize>); 16]>;
@@ -241,7 +245,9 @@ fn end_to_end_headers(
     framing: &mut FramingFields,
 ) -> Result<HeaderMap, HeadError> {
     headers.clear();
-    headers.reserve(spans.len());
+    // Room for what portero adds to a response (CORS, rate limit state,
+    // `Connection: close`) without growing the map then.
+    headers.reserve(spans.len() + ADDED_ROOM);
     // By reference: the spans are half a kilobyte, and a move copies them.
     for (name, value) in spans {
         let name = header_name(&head[name.clone()]).ok_or(HeadError::Malformed)?;
