@@ -23,45 +23,81 @@ pub fn same_field(a: &str, b: &str) -> bool {
 /// as `name`: ASP.NET ignores case, PHP trims leading spaces and reads
 /// `.` and ` ` as `_`, Python's cookie parser trims spaces around the name.
 pub fn same_name(written: &str, name: &str) -> bool {
-    same_name_bytes(written.as_bytes(), name)
-}
-
-/// `same_name` for a name as written in a request, whatever its bytes.
-pub fn same_name_bytes(written: &[u8], name: &str) -> bool {
-    let written = written.trim_ascii();
+    let written = written.trim();
     let fold = |c: u8| match c {
         b'.' | b' ' => b'_',
         c => c.to_ascii_lowercase(),
     };
     written.len() == name.len()
         && written
-            .iter()
+            .bytes()
             .zip(name.bytes())
-            .all(|(a, b)| fold(*a) == fold(b))
+            .all(|(a, b)| fold(a) == fold(b))
+}
+
+/// A cookie name as the most lenient upstream could read it: its ASCII
+/// letters (lower-cased) and digits, nothing else. PHP reads `.`, ` ` and
+/// `[` as `_` and `name[]` as an array named `name`, Python trims Unicode
+/// whitespace, ASP.NET ignores case: names that fold alike may be one
+/// name to some upstream.
+fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    name.iter()
+        .filter(|b| b.is_ascii_alphanumeric())
+        .map(u8::to_ascii_lowercase)
+}
+
+/// Whether some upstream could read the cookie name `written` as `name`.
+pub fn loosely_same_cookie(written: &[u8], name: &str) -> bool {
+    folded(written).eq(folded(name.as_bytes()))
+}
+
+/// Whether the cookie name `written`, read leniently, begins with `prefix`
+/// (lower-case letters and digits).
+pub fn cookie_begins(written: &[u8], prefix: &[u8]) -> bool {
+    let mut letters = folded(written);
+    prefix.iter().all(|p| letters.next() == Some(*p))
+}
+
+/// The cookie names an upstream may read in one `;`-separated pair of a
+/// `Cookie` header: the pair's own, and any `name=` inside its value after
+/// a space, a tab or a comma (Python's `SimpleCookie` reads those; RFC
+/// 2109 separated cookies with `,`). A pair without `=` names nothing.
+pub fn cookie_names(pair: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let (own, value) = match pair.iter().position(|b| *b == b'=') {
+        Some(at) => (Some(&pair[..at]), &pair[at + 1..]),
+        None => (None, &[][..]),
+    };
+    let inner = value
+        .split(|b| matches!(b, b' ' | b'\t' | b','))
+        .filter_map(|piece| piece.iter().position(|b| *b == b'=').map(|at| &piece[..at]));
+    own.into_iter().chain(inner)
 }
 
 /// The one cookie `name` among `Cookie` header values, as an upstream
 /// would read it: `Ok(None)` when it is absent or only spelled otherwise
 /// (another spelling alone is not it); `Err(())` when it comes twice, in
-/// any spelling an upstream reads as `name`. Read as bytes: a header that
-/// is not UTF-8 (another site's cookie) hides no copy.
-#[inline]
+/// any spelling some upstream reads as `name` (`cookie_names`,
+/// `loosely_same_cookie`). Read as bytes: a header that is not UTF-8
+/// (another site's cookie) hides no copy.
 pub fn one_cookie<'a>(
     values: impl Iterator<Item = &'a [u8]>,
     name: &str,
 ) -> Result<Option<&'a [u8]>, ()> {
-    let mut found = values
-        .flat_map(|v| v.split(|b| *b == b';'))
-        .filter_map(|pair| {
-            let at = pair.iter().position(|b| *b == b'=')?;
-            let (k, v) = (&pair[..at], &pair[at + 1..]);
-            same_name_bytes(k, name).then(|| (k.trim_ascii() == name.as_bytes(), v.trim_ascii()))
-        });
-    let first = found.next();
-    if found.next().is_some() {
-        return Err(());
+    let mut found = None;
+    for pair in values.flat_map(|v| v.split(|b| *b == b';')) {
+        for (i, written) in cookie_names(pair).enumerate() {
+            if !loosely_same_cookie(written, name) {
+                continue;
+            }
+            if found.is_some() {
+                return Err(());
+            }
+            // Only the pair's own name, exactly as configured, is the cookie.
+            let exact = i == 0 && written.trim_ascii() == name.as_bytes();
+            found = Some(exact.then(|| pair[written.len() + 1..].trim_ascii()));
+        }
     }
-    Ok(first.and_then(|(exact, value)| exact.then_some(value)))
+    Ok(found.flatten())
 }
 
 /// `one_cookie` among a request's `Cookie` headers; a value that is not
@@ -106,6 +142,31 @@ mod tests {
         );
         assert_eq!(read(&["sid=x", "sid=y"]), Err(()));
         assert_eq!(read(&["sid=x; SID=y"]), Err(()), "nor beside it");
+    }
+
+    #[test]
+    fn a_copy_some_upstream_reads_as_the_name_is_a_copy() {
+        fn read<'a>(values: &[&'a [u8]]) -> Result<Option<&'a [u8]>, ()> {
+            one_cookie(values.iter().copied(), "access_token")
+        }
+        let copies: [&[u8]; 6] = [
+            b"access_token=T; \xc2\xa0access_token=e",
+            b"access_token=T; access_token\xc2\xa0=e",
+            b"access[token=e; access_token=T",
+            b"access_token[]=e; access_token=T",
+            b"access_token=T; a=b access_token=e",
+            b"access_token=T; a=b,ACCESS.TOKEN=e",
+        ];
+        for copy in copies {
+            assert_eq!(read(&[copy]), Err(()), "{}", String::from_utf8_lossy(copy));
+        }
+        assert_eq!(read(&[b" \taccess_token \t= \tT \t"]), Ok(Some(&b"T"[..])));
+        assert_eq!(read(&[b"a=x y; access_token=T"]), Ok(Some(&b"T"[..])));
+        assert_eq!(
+            read(&[b"access[token=e"]),
+            Ok(None),
+            "another spelling alone"
+        );
     }
 
     #[test]

@@ -473,6 +473,11 @@ async fn a_credential_sent_twice_is_refused() {
         format!("session={good}; session ={forged}"),
         format!("session={good}; SESSION={forged}"),
         format!("Session={forged}; session={good}"),
+        // ...PHP's `[` for `_` and arrays, Python's Unicode whitespace and
+        // `SimpleCookie`'s pairs inside another cookie's value.
+        format!("session[]={forged}; session={good}"),
+        format!("session={good}; \u{a0}session={forged}"),
+        format!("session={good}; a=b session={forged}"),
     ] {
         let head = format!(
             "GET /cookie HTTP/1.1\r\nHost: gw.test\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
@@ -484,6 +489,9 @@ async fn a_credential_sent_twice_is_refused() {
         format!("ACCESS_TOKEN={forged}&access_token={good}"),
         format!("access_token={good}&Access_Token={forged}"),
         format!("access.token={forged}&access_token={good}"),
+        // A copy an upstream that splits on `;` reads, before or after it.
+        format!("a=1;access_token={forged}&access_token={good}"),
+        format!("access_token={good};access_token={forged}"),
     ] {
         let head =
             format!("GET /query?{query} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n");

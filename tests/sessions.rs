@@ -1229,11 +1229,15 @@ async fn an_upstream_plants_no_session_and_sees_none_whatever_bytes_the_cookies_
         "the session is the browser's own"
     );
     assert_eq!(v.cookie("portero-login"), None);
-    // A cookie of the site whose value is not UTF-8 hides none of portero's.
+    // A cookie of the site whose value is not UTF-8 hides none of portero's,
+    // nor does a name some upstream reads as one of portero's: PHP's `.`
+    // and `[` for `_`, Python's Unicode whitespace, `SimpleCookie`'s pairs
+    // inside a value.
     let cookie = [
         format!("portero-session={id}; pref=caf").as_bytes(),
         &[0xc3, 0xa9],
-        b"; PORTERO_SSO_APP=x",
+        "; PORTERO_SSO_APP=x; portero.login=x; portero[form=x; \u{a0}portero-sso-b=x; a=b portero-sso-c=x"
+            .as_bytes(),
     ]
     .concat();
     for path in ["/blog/post", "/page/x"] {
@@ -1262,6 +1266,19 @@ async fn an_upstream_plants_no_session_and_sees_none_whatever_bytes_the_cookies_
         );
         assert!(!sent.contains(&id), "{path}: {sent}");
     }
+    // The session's own cookie in another spelling some upstream reads
+    // as its name is a second copy: no session is read from the two.
+    let r = reqwest::Client::new()
+        .get(site.url("/page/x"))
+        .header("accept", "application/json")
+        .header(
+            "cookie",
+            format!("portero-session={id}; portero.session={id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
 }
 
 #[tokio::test]

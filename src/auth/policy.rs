@@ -86,8 +86,17 @@ impl TokenSource {
 
 /// The one value of query parameter `name` (names and values read as
 /// `application/x-www-form-urlencoded`, as the upstream would read them).
-/// Any other spelling of the name beside it is a second copy.
+/// Any other spelling of the name beside it is a second copy, and so is
+/// one after a `;` in another parameter (`a=1;access_token=x`): some
+/// upstreams split on `;` too (Python's before 3.9.2, Perl's CGI).
 fn query_param<'q>(query: &'q str, name: &str) -> Result<Cow<'q, str>, AuthError> {
+    let mut after_semicolon = query
+        .split('&')
+        .flat_map(|pair| pair.split(';').skip(1))
+        .flat_map(|piece| form_urlencoded::parse(piece.as_bytes()));
+    if after_semicolon.any(|(k, _)| same_name(&k, name)) {
+        return Err(AuthError::RepeatedToken);
+    }
     let mut values = form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| same_name(k, name))
         .map(|(k, v)| (k == name, v));

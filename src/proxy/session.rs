@@ -15,7 +15,7 @@ use super::Gateway;
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::config::{OutagePolicy, Policy, RouteLogin, Sessions, TokenSource};
-use crate::header_name::{one_request_cookie, same_name_bytes};
+use crate::header_name::{cookie_begins, cookie_names, loosely_same_cookie, one_request_cookie};
 use crate::live::{IssuerId, Live, RouteId};
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::session::flow::{self, Redirect};
@@ -269,8 +269,7 @@ pub(super) fn session_headers(headers: &mut HeaderMap, policy: &Policy, entry: &
                 headers.remove(name);
             }
             TokenSource::Cookie(name) => strip_cookies(headers, |pair| {
-                let written = pair.split(|b| *b == b'=').next().unwrap_or(pair);
-                same_name_bytes(written, name)
+                cookie_names(pair).any(|written| loosely_same_cookie(written, name))
             }),
             TokenSource::Bearer | TokenSource::RawAuthorization | TokenSource::Query(_) => {}
         }
@@ -288,28 +287,29 @@ pub(super) fn session_headers(headers: &mut HeaderMap, policy: &Policy, entry: &
     }
 }
 
-/// Whether a cookie (`name=value`, or a `Set-Cookie` value) is one of
-/// portero's own (a browser session's, a pending sign-in's, its issuers'
-/// sign-on sessions and forms): named `portero-...` or
-/// `__Host-portero-...`, as upstreams and browsers read names (case, and
-/// `_` for `-`, aside).
+/// Whether a cookie name is one of portero's own (a browser session's, a
+/// pending sign-in's, its issuers' sign-on sessions and forms): one that
+/// some upstream reads as `portero...` or `__Host-portero...` (its
+/// letters and digits begin `portero` or `hostportero`). Such names are
+/// portero's alone.
+fn own_name(name: &[u8]) -> bool {
+    cookie_begins(name, b"portero") || cookie_begins(name, b"hostportero")
+}
+
+/// Whether a `Cookie` pair names one of portero's own cookies, as its own
+/// name or one an upstream reads inside its value (`cookie_names`).
 fn is_own_cookie(pair: &[u8]) -> bool {
-    let name = pair.trim_ascii_start();
-    // Most names are told apart by their first byte.
-    if !matches!(name.first(), Some(b'p' | b'P' | b'_' | b'-')) {
-        return false;
-    }
-    let folded = |prefix: &[u8]| {
-        name.len() >= prefix.len()
-            && name
-                .iter()
-                .zip(prefix)
-                .all(|(b, p)| match b.to_ascii_lowercase() {
-                    b'_' => *p == b'-',
-                    other => other == *p,
-                })
-    };
-    folded(b"portero-") || folded(b"--host-portero-")
+    cookie_names(pair).any(own_name)
+}
+
+/// Whether a `Set-Cookie` value sets one of portero's own cookies.
+fn sets_own_cookie(set_cookie: &[u8]) -> bool {
+    own_name(
+        set_cookie
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or(set_cookie),
+    )
 }
 
 /// A `Cookie` value's `name=value` pairs.
@@ -366,14 +366,14 @@ pub(super) fn drop_own_set_cookies(headers: &mut HeaderMap) {
     if !headers
         .get_all(SET_COOKIE)
         .iter()
-        .any(|v| is_own_cookie(v.as_bytes()))
+        .any(|v| sets_own_cookie(v.as_bytes()))
     {
         return;
     }
     let kept: Vec<HeaderValue> = headers
         .get_all(SET_COOKIE)
         .iter()
-        .filter(|v| !is_own_cookie(v.as_bytes()))
+        .filter(|v| !sets_own_cookie(v.as_bytes()))
         .cloned()
         .collect();
     headers.remove(SET_COOKIE);
