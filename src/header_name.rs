@@ -48,7 +48,7 @@ fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
 
 /// Whether some upstream could read the cookie name `written` as `name`.
 pub fn loosely_same_cookie(written: &[u8], name: &str) -> bool {
-    folded(written).eq(folded(name.as_bytes()))
+    written == name.as_bytes() || folded(written).eq(folded(name.as_bytes()))
 }
 
 /// Whether the cookie name `written`, read leniently, begins with `prefix`
@@ -67,6 +67,8 @@ pub fn cookie_names(pair: &[u8]) -> impl Iterator<Item = &[u8]> {
         Some(at) => (Some(&pair[..at]), &pair[at + 1..]),
         None => (None, &[][..]),
     };
+    // Most values (a session id, a token) hold no `=`: one quick look.
+    let value = if value.contains(&b'=') { value } else { &[][..] };
     let inner = value
         .split(|b| matches!(b, b' ' | b'\t' | b','))
         .filter_map(|piece| piece.iter().position(|b| *b == b'=').map(|at| &piece[..at]));
