@@ -68,7 +68,11 @@ pub fn cookie_names(pair: &[u8]) -> impl Iterator<Item = &[u8]> {
         None => (None, &[][..]),
     };
     // Most values (a session id, a token) hold no `=`: one quick look.
-    let value = if value.contains(&b'=') { value } else { &[][..] };
+    let value = if value.contains(&b'=') {
+        value
+    } else {
+        &[][..]
+    };
     let inner = value
         .split(|b| matches!(b, b' ' | b'\t' | b','))
         .filter_map(|piece| piece.iter().position(|b| *b == b'=').map(|at| &piece[..at]));
