@@ -149,13 +149,20 @@ async fn type_and_submit(browser: &Client, username: &str, password: &str) {
         .send_keys(password)
         .await
         .unwrap();
-    browser
+    let button = browser
         .find(Locator::XPath("//button[normalize-space()='Sign in']"))
         .await
-        .unwrap()
-        .click()
-        .await
         .unwrap();
+    button.click().await.unwrap();
+    // The answer is a new page: until the old one is gone, its alert and
+    // inputs are still there to be found (and then go stale mid-read).
+    for _ in 0..200 {
+        if button.is_displayed().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page did not change within 10 s of signing in");
 }
 
 /// The text of the page's alert, once the page has one.
