@@ -467,9 +467,7 @@ mod tests {
             assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
         }
     }
-}
-#[cfg(test)]
-mod sizes {
+
     /// A response is moved several times on its way to the client, each
     /// move a copy of the whole value: within 256 bytes, a copy is half
     /// the instructions of one up to 512.

@@ -24,22 +24,24 @@ pub fn cookie_name(ctx: &Endpoints<'_>, base: &str) -> String {
     }
 }
 
-/// An issuer's name as a cookie name's token: letters, digits and `-` as
-/// they are, anything else as `_` and its bytes in hex, so two issuers
-/// never share a cookie (`a.b` is `a_2Eb`, `a_b` is `a_5Fb`).
+/// An issuer's name as a cookie name's token, so that two issuers never
+/// share a cookie even as the most lenient upstream reads names (letters
+/// and digits only, case aside: `header_name::loosely_same_cookie`): a
+/// name of lower-case letters and digits not beginning with `x` as it is,
+/// any other as `x` and its bytes in lower-case hex (`a-b` is `x612d62`).
 fn issuer_token(issuer: &str) -> String {
-    let mut name = String::new();
-    for c in issuer.chars() {
-        match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' => name.push(c),
-            _ => {
-                for b in c.to_string().bytes() {
-                    name += &format!("_{b:02X}");
-                }
-            }
-        }
+    let plain = !issuer.starts_with('x')
+        && !issuer.is_empty()
+        && issuer
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if plain {
+        return issuer.to_string();
     }
-    name
+    issuer.bytes().fold(String::from("x"), |mut token, b| {
+        token += &format!("{b:02x}");
+        token
+    })
 }
 
 /// The issuer is reached over https: cookies are Secure and `__Host-`.
@@ -164,9 +166,21 @@ mod tests {
     #[test]
     fn two_issuers_never_share_a_cookie() {
         assert_eq!(issuer_token("app"), "app");
-        assert_eq!(issuer_token("a.b"), "a_2Eb");
-        assert_eq!(issuer_token("a_b"), "a_5Fb");
-        assert_ne!(issuer_token("a_2Eb"), issuer_token("a.b"));
-        assert_eq!(issuer_token("é"), "_C3_A9");
+        assert_eq!(issuer_token("a-b"), "x612d62");
+        assert_eq!(issuer_token("é"), "xc3a9");
+        // Read as upstreams may (letters and digits, any case), no two
+        // issuers' cookies are one.
+        let names = [
+            "ab", "a-b", "a_b", "a.b", "AB", "Ab", "x612d62", "x6162", "é",
+        ];
+        for (i, a) in names.iter().enumerate() {
+            for b in &names[i + 1..] {
+                let (ta, tb) = (issuer_token(a), issuer_token(b));
+                assert!(
+                    !crate::header_name::loosely_same_cookie(ta.as_bytes(), &tb),
+                    "{a} and {b}: {ta} and {tb}"
+                );
+            }
+        }
     }
 }
