@@ -84,6 +84,7 @@ fn limits(c: &mut Criterion) {
                     headers: &headers,
                     token: None,
                     principal_rate: None,
+                    arrived: std::time::Instant::now(),
                 };
                 let limiter = &limiter;
                 async move {

@@ -7,7 +7,7 @@
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
-    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
+    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY, WWW_AUTHENTICATE,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -103,25 +103,36 @@ pub fn preflight(
 /// Puts the policy's answer on a response for a request from `origin`:
 /// any `Access-Control-*` header the upstream sent is removed (one answer,
 /// never two), and an allowed origin gets its own. `Vary: Origin` either
-/// way, so a cache keeps one copy per origin.
+/// way, so a cache keeps one copy per origin. `Access-Control-Expose-Headers`
+/// only where there is something to expose: configured names, or a
+/// challenge's `WWW-Authenticate`.
 pub fn decorate(policy: &CorsPolicy, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
-    // One walk over what the upstream sent finds both its own answer and
-    // whether its `Vary` already covers `Origin` (a lookup costs as much).
+    // One walk over what the upstream sent finds its own answer, whether
+    // its `Vary` already covers `Origin` and whether it challenges (a
+    // lookup each costs as much).
+    // Names only (each once): values are read for `Vary` alone.
     let mut theirs: SmallVec<[HeaderName; 4]> = SmallVec::new();
-    let mut varies = false;
-    for (name, value) in headers.iter() {
-        if name == VARY {
-            varies |= value.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("origin"))
-            });
-        } else if name.as_str().starts_with("access-control-") && !theirs.contains(name) {
+    let (mut vary, mut challenges) = (false, false);
+    for name in headers.keys() {
+        if *name == VARY {
+            vary = true;
+        } else if *name == WWW_AUTHENTICATE {
+            challenges = true;
+        } else if name.as_str().starts_with("access-control-") {
             theirs.push(name.clone());
         }
     }
     for name in theirs {
         headers.remove(name);
     }
+    let varies = vary
+        && headers.get_all(VARY).iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|n| n.trim() == "*" || n.trim().eq_ignore_ascii_case("origin"))
+            })
+        });
+    // Appended: none of these names is left in the map.
     if !varies {
         headers.append(VARY, HeaderValue::from_static("Origin"));
     }
@@ -129,7 +140,9 @@ pub fn decorate(policy: &CorsPolicy, origin: Option<&HeaderValue>, headers: &mut
         return;
     };
     allow_origin(policy, origin, headers);
-    headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, policy.expose_value.clone());
+    if policy.exposes_configured || challenges {
+        headers.append(ACCESS_CONTROL_EXPOSE_HEADERS, policy.expose_value.clone());
+    }
 }
 
 /// `Access-Control-Allow-Origin` (and `-Credentials`) for an allowed origin:
@@ -141,9 +154,9 @@ fn allow_origin(policy: &CorsPolicy, origin: &HeaderValue, headers: &mut HeaderM
     } else {
         origin.clone()
     };
-    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    headers.append(ACCESS_CONTROL_ALLOW_ORIGIN, value);
     if policy.credentials {
-        headers.insert(
+        headers.append(
             ACCESS_CONTROL_ALLOW_CREDENTIALS,
             HeaderValue::from_static("true"),
         );
@@ -164,7 +177,11 @@ pub fn allows_origin(policy: &CorsPolicy, origin: &HeaderValue) -> bool {
     let bytes = origin.as_bytes();
     policy.origins.iter().any(|pattern| match pattern {
         OriginPattern::Any => origin.to_str().is_ok(),
-        OriginPattern::Exact(exact) => bytes.eq_ignore_ascii_case(exact.as_bytes()),
+        // Browsers send it in lower case, as it is configured: the exact
+        // comparison is the cheaper one.
+        OriginPattern::Exact(exact) => {
+            bytes == exact.as_bytes() || bytes.eq_ignore_ascii_case(exact.as_bytes())
+        }
         OriginPattern::Subdomains { scheme, suffix } => origin
             .to_str()
             .is_ok_and(|origin| subdomain_of(origin, scheme, suffix).unwrap_or(false)),
@@ -215,6 +232,7 @@ mod tests {
             credentials,
             methods_value: HeaderValue::from_static("GET, POST"),
             expose_value: HeaderValue::from_static("www-authenticate"),
+            exposes_configured: false,
             max_age_value: Some(HeaderValue::from_static("600")),
         }
     }
@@ -309,7 +327,10 @@ mod tests {
         assert_eq!(h.get_all(ACCESS_CONTROL_ALLOW_ORIGIN).iter().count(), 1);
         assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
         assert_eq!(h[ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
-        assert_eq!(h[ACCESS_CONTROL_EXPOSE_HEADERS], "www-authenticate");
+        assert!(
+            !h.contains_key(ACCESS_CONTROL_EXPOSE_HEADERS),
+            "nothing to expose"
+        );
         let vary: Vec<_> = h.get_all(VARY).iter().collect();
         assert_eq!(vary, ["Accept-Encoding", "Origin"]);
 
@@ -321,6 +342,31 @@ mod tests {
             "the upstream's answer stays out"
         );
         assert_eq!(h[VARY], "Origin");
+    }
+
+    #[test]
+    fn a_challenge_or_configured_names_are_exposed() {
+        let mut p = policy(
+            vec![OriginPattern::Exact("https://app.example.com".into())],
+            false,
+        );
+        let from_app = origin("https://APP.example.com");
+        let mut h = HeaderMap::new();
+        h.insert(WWW_AUTHENTICATE, origin("Bearer"));
+        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, origin("x-theirs"));
+        decorate(&p, Some(&from_app), &mut h);
+        assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "https://APP.example.com");
+        let exposed: Vec<_> = h.get_all(ACCESS_CONTROL_EXPOSE_HEADERS).iter().collect();
+        assert_eq!(exposed, ["www-authenticate"], "ours, and only ours");
+
+        p.exposes_configured = true;
+        p.expose_value = origin("x-request-id, www-authenticate");
+        let mut h = HeaderMap::new();
+        decorate(&p, Some(&from_app), &mut h);
+        assert_eq!(
+            h[ACCESS_CONTROL_EXPOSE_HEADERS],
+            "x-request-id, www-authenticate"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora_limits::inflight::{Guard, Inflight};
@@ -112,11 +112,13 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 impl RateReport {
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert(RATELIMIT_POLICY, self.policy.clone());
-        headers.insert(RATELIMIT, self.state.clone());
-        if let Some(after) = &self.retry_after {
-            headers.insert(http::header::RETRY_AFTER, after.clone());
+    /// Onto a response, in place of any the upstream sent. Taken, not
+    /// cloned: a clone of the state's freshly made bytes allocates.
+    pub fn apply(self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY, self.policy);
+        headers.insert(RATELIMIT, self.state);
+        if let Some(after) = self.retry_after {
+            headers.insert(http::header::RETRY_AFTER, after);
         }
     }
 }
@@ -143,6 +145,8 @@ pub struct Caller<'a> {
     pub token: Option<&'a Verified>,
     /// The principal's own `rate_limit`, if its entry sets one.
     pub principal_rate: Option<u32>,
+    /// When the request arrived: the time its rate is counted at.
+    pub arrived: Instant,
 }
 
 /// What a request holds of its route's limits, and of its client
@@ -293,8 +297,34 @@ impl Limiter {
         Ok(())
     }
 
-    /// The limits keyed at `phase`: requests in flight per key, then the
-    /// rate. A refusal reports the rate's headers; an admission returns them.
+    /// Whether a rate keyed at `phase` is counted in the shared store:
+    /// `admit` then, which awaits it; `admit_here` otherwise.
+    pub fn shares_at(&self, phase: Phase) -> bool {
+        self.rate_at(phase)
+            .is_some_and(|r| r.limit.scope == LimitScope::Cluster)
+    }
+
+    /// The limits keyed at `phase`, counted on this instance alone (see
+    /// `shares_at`): requests in flight per key, then the rate. A refusal
+    /// reports the rate's headers; an admission returns them.
+    pub fn admit_here(
+        &self,
+        phase: Phase,
+        caller: &Caller<'_>,
+        held: &mut Held,
+    ) -> Result<Option<RateReport>, Refusal> {
+        self.enter_key(phase, caller, held)?;
+        let Some(rate) = self.rate_at(phase) else {
+            return Ok(None);
+        };
+        let own = own_requests(&rate.limit, caller);
+        let key = key(&rate.limit.by, caller);
+        let verdict = self.count_here(rate, &key, own, caller.arrived);
+        self.decide(rate, own, &verdict).map(Some)
+    }
+
+    /// `admit_here`, with a cluster-wide rate asked of the store (counted
+    /// here while the store does not answer).
     pub async fn admit(
         &self,
         phase: Phase,
@@ -302,6 +332,32 @@ impl Limiter {
         store: &dyn Store,
         held: &mut Held,
     ) -> Result<Option<RateReport>, Refusal> {
+        if !self.shares_at(phase) {
+            return self.admit_here(phase, caller, held);
+        }
+        self.enter_key(phase, caller, held)?;
+        let Some(rate) = self.rate_at(phase) else {
+            return Ok(None);
+        };
+        let own = own_requests(&rate.limit, caller);
+        let key = key(&rate.limit.by, caller);
+        let verdict = match self.count_shared(rate, &key, own, store).await {
+            Some(verdict) => verdict,
+            None => {
+                self.series.fallbacks.inc();
+                self.count_here(rate, &key, own, caller.arrived)
+            }
+        };
+        self.decide(rate, own, &verdict).map(Some)
+    }
+
+    /// The rate, if one is keyed at `phase`.
+    fn rate_at(&self, phase: Phase) -> Option<&RateCounts> {
+        self.rate.as_ref().filter(|r| phase.keys(&r.limit.by))
+    }
+
+    /// Requests in flight per key, if that limit is keyed at `phase`.
+    fn enter_key(&self, phase: Phase, caller: &Caller<'_>, held: &mut Held) -> Result<(), Refusal> {
         if let (Some(c), Some(counts)) = (&self.limits.concurrency, &self.per_key) {
             if phase.keys(&c.by) {
                 let (guard, count) = counts.incr(key(&c.by, caller), 1);
@@ -312,39 +368,39 @@ impl Limiter {
                 held.key = Some(guard);
             }
         }
-        let Some(rate) = self.rate.as_ref().filter(|r| phase.keys(&r.limit.by)) else {
-            return Ok(None);
-        };
-        let own = own_requests(&rate.limit, caller);
-        let key = key(&rate.limit.by, caller);
-        let decision = match rate.limit.scope {
-            LimitScope::Instance => self.count_here(rate, &key, own),
-            LimitScope::Cluster => match self.count_shared(rate, &key, own, store).await {
-                Some(d) => d,
-                None => {
-                    self.series.fallbacks.inc();
-                    self.count_here(rate, &key, own)
-                }
-            },
-        };
-        let report = self.report(rate, own, &decision);
-        if decision.admitted {
-            Ok(Some(report))
-        } else {
-            self.series.rate.inc();
-            Err(Refusal {
-                limit: Limit::Rate,
-                report: Some(Box::new(report)),
-            })
+        Ok(())
+    }
+
+    /// The verdict with its headers: admitted, or refused and counted.
+    fn decide(
+        &self,
+        rate: &RateCounts,
+        own: u32,
+        verdict: &window::Verdict,
+    ) -> Result<RateReport, Refusal> {
+        let report = self.report(rate, own, verdict);
+        if verdict.admitted {
+            return Ok(report);
         }
+        self.series.rate.inc();
+        Err(Refusal {
+            limit: Limit::Rate,
+            report: Some(Box::new(report)),
+        })
     }
 
     /// This instance's estimate: the request counted, and taken back if refused.
-    fn count_here(&self, rate: &RateCounts, key: &Key<'_>, own: u32) -> window::Verdict {
+    fn count_here(
+        &self,
+        rate: &RateCounts,
+        key: &Key<'_>,
+        own: u32,
+        now: Instant,
+    ) -> window::Verdict {
         let cost = rate.bucket.cost(own);
         // Hashed once here rather than by each of the estimator's rows.
         let key = self.hasher.hash_one(key);
-        let seen = rate.counts.add(key, cost);
+        let seen = rate.counts.add(key, cost, now);
         let verdict = rate
             .bucket
             .judge(seen.previous, seen.current, seen.elapsed, cost);
@@ -387,14 +443,16 @@ impl Limiter {
             true => rate.policy.clone(),
             false => policy_header(&self.policy_name, &rate.limit, own),
         };
-        // Every response of a limited route carries it: no `format!` machinery.
-        let mut numbers = itoa::Buffer::new();
-        let mut state = Vec::with_capacity(self.policy_name.len() + 24);
-        state.extend_from_slice(self.policy_name.as_bytes());
-        state.extend_from_slice(b";r=");
-        state.extend_from_slice(numbers.format(d.remaining).as_bytes());
-        state.extend_from_slice(b";t=");
-        state.extend_from_slice(numbers.format(ceil_secs(d.reset)).as_bytes());
+        // Every response of a limited route carries it: no `format!`
+        // machinery, and made at its size (`Bytes` from a `Vec` with room
+        // to spare allocates again).
+        let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (r, t) = (r.format(d.remaining), t.format(ceil_secs(d.reset)));
+        let name = self.policy_name.as_bytes();
+        let mut state = Vec::with_capacity(name.len() + 6 + r.len() + t.len());
+        for part in [name, b";r=", r.as_bytes(), b";t=", t.as_bytes()] {
+            state.extend_from_slice(part);
+        }
         RateReport {
             policy,
             state: HeaderValue::from_maybe_shared(bytes::Bytes::from(state))

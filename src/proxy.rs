@@ -93,13 +93,10 @@ impl Gateway {
         let method = method_label(&parts.method);
         let has_body = !body.is_end_stream();
         let (sent, overridden) = walk_names(&parts.headers);
-        let mut ctx = RequestContext {
-            ids: settings
-                .trace_context
-                .then(|| RequestIds::take(&mut parts.headers, sent)),
-            overridden,
-            ..RequestContext::default()
-        };
+        let ids = settings
+            .trace_context
+            .then(|| RequestIds::take(&mut parts.headers, sent));
+        let mut ctx = RequestContext::new(start, ids, overridden);
         // Trusted proxies as configured now: a reload that drops one takes
         // its say over the client's headers at its next request.
         let retrusted;
@@ -138,7 +135,7 @@ impl Gateway {
                 cors::decorate(cors, ctx.origin.as_ref(), response.headers_mut());
             }
         }
-        if let Some(report) = &ctx.rate {
+        if let Some(report) = ctx.rate.take() {
             report.apply(response.headers_mut());
         }
         let held = std::mem::take(&mut ctx.held);

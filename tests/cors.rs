@@ -292,6 +292,19 @@ async fn responses_carry_the_policys_answer_in_place_of_the_upstreams() {
         Some("https://app.example.com")
     );
     assert_eq!(header(&r, "access-control-allow-credentials"), Some("true"));
+    // That policy names nothing to expose, and this answer does not challenge.
+    assert_eq!(header(&r, "access-control-expose-headers"), None);
+    let r = client
+        .get(gw.url("/company/1"))
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        header(&r, "access-control-expose-headers"),
+        Some("www-authenticate")
+    );
 
     // A route without a policy: the upstream's own headers pass, and a
     // preflight is an ordinary OPTIONS request that needs a token.

@@ -49,9 +49,10 @@ impl SlidingCounts {
         }
     }
 
-    /// Counts `cost` against the key hashed to `key` in the current window.
-    pub fn add(&self, key: u64, cost: i64) -> Seen {
-        let since = self.start.elapsed().as_nanos() as u64;
+    /// Counts `cost` against the key hashed to `key` in the window of
+    /// `now` (the request's arrival: no clock read of its own).
+    pub fn add(&self, key: u64, cost: i64, now: Instant) -> Seen {
+        let since = now.saturating_duration_since(self.start).as_nanos() as u64;
         let epoch = since / self.window;
         let elapsed = (since % self.window) as f64 / self.window as f64;
         let current = self.slot(epoch).add(key, cost);
@@ -114,26 +115,26 @@ mod tests {
     fn a_window_fades_as_the_clock_runs_not_when_the_next_request_comes() {
         let counts = SlidingCounts::new(Duration::from_millis(500), 4, 64);
         for _ in 0..5 {
-            counts.add(K, 1);
+            counts.add(K, 1, Instant::now());
         }
         // Into the next window: the first is "previous", faded by how far
         // the clock has run into this one, however long nobody asked.
         std::thread::sleep(Duration::from_millis(700));
-        let seen = counts.add(K, 1);
+        let seen = counts.add(K, 1, Instant::now());
         assert_eq!((seen.previous, seen.current), (5, 1), "{seen:?}");
         assert!(seen.elapsed >= 0.35, "{seen:?}");
         // Two windows on, the 5 are gone, and so is the 1.
         std::thread::sleep(Duration::from_millis(1000));
-        let seen = counts.add(K, 1);
+        let seen = counts.add(K, 1, Instant::now());
         assert_eq!((seen.previous, seen.current), (0, 1), "{seen:?}");
     }
 
     #[test]
     fn taking_back_undoes_an_add() {
         let counts = SlidingCounts::new(Duration::from_secs(60), 4, 64);
-        let seen = counts.add(K, 3);
+        let seen = counts.add(K, 3, Instant::now());
         counts.take_back(K, 3, &seen);
-        assert_eq!(counts.add(K, 1).current, 1);
-        assert_eq!(counts.add(OTHER, 1).current, 1);
+        assert_eq!(counts.add(K, 1, Instant::now()).current, 1);
+        assert_eq!(counts.add(OTHER, 1, Instant::now()).current, 1);
     }
 }

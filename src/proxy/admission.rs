@@ -76,22 +76,30 @@ impl Gateway {
             Some(_) => Phase::Token,
         };
         let caller = Caller {
+            arrived: ctx.arrived,
             ip,
             headers,
             token,
+            // Most issuers set no principal's rate: no subject is looked up.
             principal_rate: token.and_then(|t| {
                 let rates = &live.issuer(IssuerId(t.issuer)).principal_rates;
-                rates.get(t.sub()?).copied()
+                match rates.is_empty() {
+                    true => None,
+                    false => rates.get(t.sub()?).copied(),
+                }
             }),
         };
-        let store = self.shared.store.as_ref();
-        if let Some(report) = live
-            .route(index)
-            .limiter
-            .admit(phase, &caller, store, &mut ctx.held)
-            .await?
-        {
-            ctx.rate = Some(report);
+        let limiter = &live.route(index).limiter;
+        let report = match limiter.shares_at(phase) {
+            false => limiter.admit_here(phase, &caller, &mut ctx.held)?,
+            // Boxed: the store's round trip rides in no other request's future.
+            true => {
+                let store = self.shared.store.as_ref();
+                Box::pin(limiter.admit(phase, &caller, store, &mut ctx.held)).await?
+            }
+        };
+        if report.is_some() {
+            ctx.rate = report;
         }
         Ok(())
     }

@@ -12,8 +12,10 @@ use crate::trace_context::RequestIds;
 
 /// The request's context: what its phases found and left behind, read
 /// again for its response headers, metrics, span and log line.
-#[derive(Default)]
 pub(super) struct RequestContext {
+    /// When the request arrived (its head read), the one clock read its
+    /// duration, its rate and its upstream's deadlines start from.
+    pub(super) arrived: Instant,
     pub(super) route: Option<RouteId>,
     /// The upstream group, when the request was forwarded, and when that began.
     pub(super) upstream: Option<(usize, Instant)>,
@@ -36,6 +38,22 @@ pub(super) struct RequestContext {
 }
 
 impl RequestContext {
+    pub(super) fn new(arrived: Instant, ids: Option<RequestIds>, overridden: bool) -> Self {
+        RequestContext {
+            arrived,
+            route: None,
+            upstream: None,
+            error: None,
+            body_read: false,
+            origin: None,
+            preflight: false,
+            held: Held::default(),
+            rate: None,
+            ids,
+            overridden,
+        }
+    }
+
     /// The route's name, or `none` before one was found.
     pub(super) fn route_name<'l>(&self, live: &'l Live) -> &'l str {
         match self.route {

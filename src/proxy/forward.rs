@@ -99,7 +99,8 @@ impl Gateway {
         .map_err(|e| self.denied(live, index, e))?;
         keep_own_credentials(settings, &mut parts.headers, session.as_deref(), &verified);
         added.ids = ctx.ids.as_ref();
-        ctx.upstream = Some((*upstream, Instant::now()));
+        let began = Instant::now();
+        ctx.upstream = Some((*upstream, began));
         if let Some(protocol) = upgrade {
             added.apply(&mut parts.headers);
             let token = verified.map(|(_, v)| self.tunnel_token(live, v));
@@ -118,8 +119,8 @@ impl Gateway {
                 parts,
                 &mut body,
                 &added,
-                settings.max_body_size,
-                settings.body_timeout,
+                (settings.max_body_size, settings.body_timeout),
+                began.into(),
             )
             .await
             .map_err(RequestError::Upstream)?;

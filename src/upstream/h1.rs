@@ -54,7 +54,8 @@ impl UpstreamGroup {
     /// request's connection closes before the response begins and before
     /// any of its body was sent. The whole body must arrive within
     /// `body_timeout` of its start. `added` are the headers portero adds
-    /// to the client's.
+    /// to the client's. `began` is when the caller read the clock last,
+    /// just before: the first attempt's timers start there.
     ///
     /// The request is lent, not given: what this future holds across its
     /// awaits is copied each time it moves, and a request's head is most of
@@ -64,8 +65,8 @@ impl UpstreamGroup {
         parts: &mut http::request::Parts,
         body: &mut ClientBody,
         added: &Added<'_>,
-        max_body_size: u64,
-        body_timeout: Duration,
+        (max_body_size, body_timeout): (u64, Duration),
+        began: Instant,
     ) -> Result<Forwarded, Failure> {
         if self.config.protocol.is_http2() {
             added.apply(&mut parts.headers);
@@ -84,7 +85,7 @@ impl UpstreamGroup {
             body_deadline,
         };
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut attempts = Attempts::new(parts.method.is_idempotent());
+        let mut attempts = Attempts::new(parts.method.is_idempotent(), began);
         let mut head = Vec::with_capacity(1024);
         loop {
             let server = attempts.next_server(self)?;
@@ -103,10 +104,7 @@ impl UpstreamGroup {
             // The request's map is spare once its head is written: the
             // response's headers take its room.
             let spare = &mut parts.headers;
-            match exchange
-                .run(conn, &head, body, spare, &mut attempts.body_sent)
-                .await
-            {
+            match exchange.run(conn, &head, body, spare, &mut attempts).await {
                 Err(Failure::Closed) if attempts.may_ask_again() => {
                     attempts.ask_again(self, server);
                 }
@@ -132,14 +130,19 @@ impl UpstreamGroup {
         attempts: &mut Attempts,
     ) -> Result<Option<Pooled>, Failure> {
         let slot = self.slot(server).await?;
-        let pooled = if attempts.pooled_ok {
-            server.idle.take()
-        } else {
-            None
+        let pooled = match attempts.pooled_ok {
+            true => server
+                .idle
+                .take(attempts.began.unwrap_or_else(Instant::now)),
+            false => None,
         };
         let kept = match pooled {
             Some(kept) => kept,
-            None => match Box::pin(self.connect(server)).await {
+            // Dialling takes time: the clock is read again after it.
+            None => match Box::pin(self.connect(server))
+                .await
+                .inspect(|_| attempts.began = None)
+            {
                 Ok(stream) => Kept::new(stream),
                 Err(f) => {
                     self.passive(server, &Err(f));
@@ -251,19 +254,23 @@ struct Attempts {
     /// connection the server had just closed, or a server that just died.
     may_repeat: bool,
     body_sent: bool,
+    /// When this attempt began, if no clock read is needed to know: the
+    /// caller's for the first on a pooled connection.
+    began: Option<Instant>,
     /// After a pooled connection turned out closed, the others in the
     /// pool may be too (the server restarted): the retry dials anew.
     pooled_ok: bool,
 }
 
 impl Attempts {
-    fn new(idempotent: bool) -> Attempts {
+    fn new(idempotent: bool, began: Instant) -> Attempts {
         Attempts {
             tried: SmallVec::new(),
             again: None,
             last: Failure::NoServer,
             may_repeat: idempotent,
             body_sent: false,
+            began: Some(began),
             pooled_ok: true,
         }
     }
@@ -295,6 +302,7 @@ impl Attempts {
     fn ask_again(&mut self, group: &UpstreamGroup, server: Arc<Server>) {
         self.may_repeat = false;
         self.pooled_ok = false;
+        self.began = None;
         self.last = Failure::Upstream;
         let addr = server.addr;
         if !self.untried_left(group) {
@@ -342,7 +350,7 @@ impl Exchange<'_> {
         head: &[u8],
         body: &mut ClientBody,
         headers: &mut http::HeaderMap,
-        body_sent: &mut bool,
+        attempts: &mut Attempts,
     ) -> Result<Forwarded, Failure> {
         let write_timeout = self.group.config.write_timeout;
         // A head almost always fits the socket's buffer at once: the timer
@@ -365,12 +373,14 @@ impl Exchange<'_> {
         let mut buf = conn.take_buf();
         buf.reserve(HEAD_ROOM);
         let mut body_read = true;
+        let mut sent = attempts.began;
         if self.framing != RequestFraming::Empty {
-            *body_sent = true;
+            attempts.body_sent = true;
             body_read = self.send_body(&mut conn, body, &mut buf).await?;
+            sent = None;
         }
         // The upstream has `read_timeout` from the end of the request body.
-        let deadline = Instant::now() + self.group.config.read_timeout;
+        let deadline = sent.unwrap_or_else(Instant::now) + self.group.config.read_timeout;
         loop {
             // Nothing to parse before the first read, unless sending the
             // body read the start of an early answer.

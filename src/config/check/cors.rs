@@ -68,6 +68,7 @@ impl Checker<'_> {
         };
         let mut exposed = self.header_names(&c.expose_headers, &key("expose_headers"));
         let www_authenticate = http::header::WWW_AUTHENTICATE;
+        let exposes_configured = exposed.iter().any(|name| *name != www_authenticate);
         if !exposed.contains(&www_authenticate) {
             exposed.push(www_authenticate);
         }
@@ -89,6 +90,7 @@ impl Checker<'_> {
             allow_headers,
             credentials: c.allow_credentials,
             expose_value: joined(exposed.iter().map(HeaderName::as_str)),
+            exposes_configured,
             max_age_value,
         })
     }

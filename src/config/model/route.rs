@@ -131,6 +131,9 @@ pub struct CorsPolicy {
     pub methods_value: HeaderValue,
     /// `Access-Control-Expose-Headers`: the configured names and `WWW-Authenticate`.
     pub expose_value: HeaderValue,
+    /// Names were configured: every response exposes them. Without,
+    /// only a challenge (a `WWW-Authenticate` response) has one to expose.
+    pub exposes_configured: bool,
     /// `Access-Control-Max-Age`, in seconds.
     pub max_age_value: Option<HeaderValue>,
 }
