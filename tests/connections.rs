@@ -336,6 +336,40 @@ async fn upstream_connections_are_capped_per_server_with_a_queue() {
     watcher.1.abort();
 }
 
+/// A request that queued for an upstream's only connection has its whole
+/// `read_timeout` once it is sent, not what is left of it from before the
+/// wait: a pooled connection's timers start when the request goes out.
+#[tokio::test]
+async fn a_queued_request_gets_its_whole_read_timeout() {
+    let up = Upstream::start_with_delay("slow", Duration::from_millis(1000)).await;
+    let body = format!(
+        "{}
+{}",
+        upstream(
+            "slow",
+            &[up.addr],
+            "max_connections = 1\nqueue_timeout = \"5s\"\nread_timeout = \"1500ms\"\nmax_idle_connections = 1"
+        ),
+        public_route("slow")
+    );
+    let gw = Gateway::start(&body).await;
+    let client = reqwest::Client::new();
+    // The first dials; the second waits a second for its connection,
+    // then is answered a second after it went out.
+    let first = client.get(gw.url("/first")).send();
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client.get(gw.url("/second")).send().await
+    };
+    let (first, second) = tokio::join!(first, second);
+    assert_eq!(first.unwrap().status(), 200);
+    assert_eq!(
+        second.unwrap().status(),
+        200,
+        "504: the wait counted against it"
+    );
+}
+
 /// An upstream that answers some requests wrongly: after a `204` it sends a
 /// whole extra response, a little later, on the same connection; `HEAD`
 /// likewise sends the body it announced. Every other path is answered

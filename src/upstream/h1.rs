@@ -129,7 +129,14 @@ impl UpstreamGroup {
         server: &Server,
         attempts: &mut Attempts,
     ) -> Result<Option<Pooled>, Failure> {
-        let slot = self.slot(server).await?;
+        // A wait for the server's slot takes time: the clock is read after it.
+        let slot = match server.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                attempts.began = None;
+                self.slot(server).await?
+            }
+        };
         let pooled = match attempts.pooled_ok {
             true => server
                 .idle
@@ -255,7 +262,8 @@ struct Attempts {
     may_repeat: bool,
     body_sent: bool,
     /// When this attempt began, if no clock read is needed to know: the
-    /// caller's for the first on a pooled connection.
+    /// caller's, for a first attempt that neither queued for a slot nor
+    /// dialled.
     began: Option<Instant>,
     /// After a pooled connection turned out closed, the others in the
     /// pool may be too (the server restarted): the retry dials anew.

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use socket2::SockRef;
-use tokio::io::Interest;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -149,20 +148,16 @@ async fn sweep(list: Weak<IdleList>) {
 
 /// An idle connection may carry a request only if the server has neither
 /// closed it nor sent anything unasked: bytes there would be read as the
-/// next request's response, handing one client another's answer. The
-/// event loop's readiness answers first: a socket it has seen nothing on
-/// since its last read is quiet without a system call (a `MSG_PEEK` on
-/// every reuse cost one a request; nginx and HAProxy ask their event loops
-/// alike). Where it has seen something, the socket itself is asked.
-/// Readiness lags the socket by at most one turn of the event loop: bytes
-/// sent in that turn are taken as the answer, as bytes sent just after a
-/// peek would be. (Over TLS, bytes there are records the response did not
-/// need: the connection is dropped, never misread.)
+/// next request's response, handing one client another's answer. Asked of
+/// the socket itself (a `MSG_PEEK`), not of tokio's readiness: that lags
+/// the socket by a turn of the event loop, milliseconds under load, and
+/// bytes that had sat there that long reached other clients. (Over TLS,
+/// bytes there are records the response did not need: the connection is
+/// dropped, never misread.)
 fn quiet(stream: &Conn) -> bool {
-    let tcp = stream.tcp();
-    let seen = tcp.try_io(Interest::READABLE, || {
-        let mut probe = [MaybeUninit::<u8>::uninit(); 1];
-        SockRef::from(tcp).peek(&mut probe)
-    });
-    matches!(seen, Err(e) if e.kind() == ErrorKind::WouldBlock)
+    let mut probe = [MaybeUninit::<u8>::uninit(); 1];
+    matches!(
+        SockRef::from(stream.tcp()).peek(&mut probe),
+        Err(e) if e.kind() == ErrorKind::WouldBlock
+    )
 }
