@@ -55,7 +55,8 @@ impl UpstreamGroup {
     /// any of its body was sent. The whole body must arrive within
     /// `body_timeout` of its start. `added` are the headers portero adds
     /// to the client's. `began` is when the caller read the clock last,
-    /// just before: the first attempt's timers start there.
+    /// just before: a first attempt on a pooled connection that did not
+    /// wait for its slot starts its timers there.
     ///
     /// The request is lent, not given: what this future holds across its
     /// awaits is copied each time it moves, and a request's head is most of
@@ -143,24 +144,23 @@ impl UpstreamGroup {
                 .take(attempts.began.unwrap_or_else(Instant::now)),
             false => None,
         };
-        let kept = match pooled {
-            Some(kept) => kept,
-            // Dialling takes time: the clock is read again after it.
-            None => match Box::pin(self.connect(server))
-                .await
-                .inspect(|_| attempts.began = None)
-            {
-                Ok(stream) => Kept::new(stream),
-                Err(f) => {
-                    self.passive(server, &Err(f));
-                    if !attempts.untried_left(self) {
-                        return Err(f);
-                    }
-                    attempts.last = f;
-                    tracing::debug!(server = %server.addr, "connect failed; trying the next server");
-                    return Ok(None);
+        if let Some(kept) = pooled {
+            return Ok(Some(Pooled::new(kept, server.idle.clone(), slot)));
+        }
+        let dialled = Box::pin(self.connect(server)).await;
+        // Dialling takes time, failed or not: the clock is read after it.
+        attempts.began = None;
+        let kept = match dialled {
+            Ok(stream) => Kept::new(stream),
+            Err(f) => {
+                self.passive(server, &Err(f));
+                if !attempts.untried_left(self) {
+                    return Err(f);
                 }
-            },
+                attempts.last = f;
+                tracing::debug!(server = %server.addr, "connect failed; trying the next server");
+                return Ok(None);
+            }
         };
         Ok(Some(Pooled::new(kept, server.idle.clone(), slot)))
     }
