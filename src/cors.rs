@@ -107,10 +107,9 @@ pub fn preflight(
 /// only where there is something to expose: configured names, or a
 /// challenge's `WWW-Authenticate`.
 pub fn decorate(policy: &CorsPolicy, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
-    // One walk over what the upstream sent finds its own answer, whether
-    // its `Vary` already covers `Origin` and whether it challenges (a
-    // lookup each costs as much).
-    // Names only (each once): values are read for `Vary` alone.
+    // One walk over the names the upstream sent (each once) finds its own
+    // answer, its `Vary` and whether it challenges: a lookup each costs as
+    // much. Values are read for `Vary` alone.
     let mut theirs: SmallVec<[HeaderName; 4]> = SmallVec::new();
     let (mut vary, mut challenges) = (false, false);
     for name in headers.keys() {

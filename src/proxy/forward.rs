@@ -119,7 +119,8 @@ impl Gateway {
                 parts,
                 &mut body,
                 &added,
-                (settings.max_body_size, settings.body_timeout),
+                settings.max_body_size,
+                settings.body_timeout,
                 began.into(),
             )
             .await

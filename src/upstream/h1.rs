@@ -66,7 +66,8 @@ impl UpstreamGroup {
         parts: &mut http::request::Parts,
         body: &mut ClientBody,
         added: &Added<'_>,
-        (max_body_size, body_timeout): (u64, Duration),
+        max_body_size: u64,
+        body_timeout: Duration,
         began: Instant,
     ) -> Result<Forwarded, Failure> {
         if self.config.protocol.is_http2() {
