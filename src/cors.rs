@@ -110,19 +110,26 @@ pub fn decorate(policy: &CorsPolicy, origin: Option<&HeaderValue>, headers: &mut
     // One walk over the names the upstream sent (each once) finds its own
     // answer, its `Vary` and whether it challenges: a lookup each costs as
     // much. Values are read for `Vary` alone.
-    let mut theirs: SmallVec<[HeaderName; 4]> = SmallVec::new();
-    let (mut vary, mut challenges) = (false, false);
+    let (mut vary, mut challenges, mut theirs) = (false, false, false);
     for name in headers.keys() {
         if *name == VARY {
             vary = true;
         } else if *name == WWW_AUTHENTICATE {
             challenges = true;
-        } else if name.as_str().starts_with("access-control-") {
-            theirs.push(name.clone());
+        } else {
+            theirs |= is_access_control(name);
         }
     }
-    for name in theirs {
-        headers.remove(name);
+    // Rare: an upstream answering CORS itself. Walked again to remove it.
+    if theirs {
+        let names: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| is_access_control(n))
+            .cloned()
+            .collect();
+        for name in names {
+            headers.remove(name);
+        }
     }
     let varies = vary
         && headers.get_all(VARY).iter().any(|value| {
@@ -144,6 +151,11 @@ pub fn decorate(policy: &CorsPolicy, origin: Option<&HeaderValue>, headers: &mut
     }
 }
 
+/// A CORS response field: the gateway's to answer, never the upstream's.
+pub fn is_access_control(name: &HeaderName) -> bool {
+    name.as_str().starts_with("access-control-")
+}
+
 /// `Access-Control-Allow-Origin` (and `-Credentials`) for an allowed origin:
 /// the origin itself, or `*` for a policy open to all without credentials.
 fn allow_origin(policy: &CorsPolicy, origin: &HeaderValue, headers: &mut HeaderMap) {
@@ -160,6 +172,12 @@ fn allow_origin(policy: &CorsPolicy, origin: &HeaderValue, headers: &mut HeaderM
             HeaderValue::from_static("true"),
         );
     }
+}
+
+/// The origin a request's response answers: its one `Origin`, as a
+/// preflight reads it (two are no origin at all).
+pub fn request_origin(headers: &HeaderMap) -> Option<HeaderValue> {
+    single_origin(headers).cloned()
 }
 
 /// The request's one `Origin`; two are no origin at all.
@@ -335,12 +353,19 @@ mod tests {
 
         let mut h = HeaderMap::new();
         h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin("*"));
+        h.append(
+            ACCESS_CONTROL_ALLOW_ORIGIN,
+            origin("https://evil.example.net"),
+        );
+        h.insert("access-control-x-own", origin("1"));
+        h.insert("x-kept", origin("1"));
         decorate(&p, Some(&origin("https://evil.example.net")), &mut h);
         assert!(
-            !h.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN),
-            "the upstream's answer stays out"
+            h.keys().all(|n| !n.as_str().starts_with("access-control-")),
+            "the upstream's answer stays out, every value of it: {h:?}"
         );
         assert_eq!(h[VARY], "Origin");
+        assert_eq!(h["x-kept"], "1");
     }
 
     #[test]
@@ -366,6 +391,16 @@ mod tests {
             h[ACCESS_CONTROL_EXPOSE_HEADERS],
             "x-request-id, www-authenticate"
         );
+    }
+
+    #[test]
+    fn a_request_with_two_origins_has_none() {
+        let mut h = HeaderMap::new();
+        assert_eq!(request_origin(&h), None);
+        h.insert(ORIGIN, origin("https://app.example.com"));
+        assert_eq!(request_origin(&h), Some(origin("https://app.example.com")));
+        h.append(ORIGIN, origin("https://evil.example.net"));
+        assert_eq!(request_origin(&h), None);
     }
 
     #[test]

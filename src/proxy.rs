@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use http::header::{HeaderValue, CONNECTION, ORIGIN};
+use http::header::{HeaderValue, CONNECTION};
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode};
 use hyper::body::{Body, Incoming};
@@ -200,7 +200,7 @@ impl Gateway {
         }
         ctx.route = Some(index);
         if route.cors.is_some() {
-            ctx.origin = parts.headers.get(ORIGIN).cloned();
+            ctx.origin = cors::request_origin(&parts.headers);
         }
         if let Some(refused) = self.enter_route(live, index, route, parts, ip, ctx).await? {
             return Ok(refused);

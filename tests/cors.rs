@@ -279,6 +279,21 @@ async fn responses_carry_the_policys_answer_in_place_of_the_upstreams() {
     assert_eq!(r.status(), StatusCode::OK);
     assert!(has_no_cors_headers(&r));
 
+    // Two `Origin`s are no origin, as at a preflight, whichever comes first.
+    for (first, second) in [(APP, "https://evil.example"), ("https://evil.example", APP)] {
+        let r = client
+            .get(gw.url("/api/orders"))
+            .header("origin", first)
+            .header("origin", second)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(has_no_cors_headers(&r), "{:?}", r.headers());
+        assert_eq!(header(&r, "vary"), Some("Origin"));
+    }
+
     // With credentials, the origin itself and `true`.
     let r = client
         .get(gw.url("/company/1"))
@@ -498,4 +513,97 @@ async fn the_demo_lets_a_local_dev_server_call_everything() {
         .await
         .unwrap();
     assert_eq!(echo_text(&mut ws, "hola").await, "hola");
+}
+
+/// An HTTP/2 upstream of the test's own that answers every request with
+/// `ok` and trailers: gRPC's status, a field of its own, and what an
+/// upstream must not say in them (a CORS answer, a cookie of portero's).
+async fn trailing_h2_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_, mut respond))) = conn.accept().await {
+                    let head = http::Response::builder()
+                        .header("access-control-allow-origin", "https://head.evil")
+                        .body(())
+                        .unwrap();
+                    let Ok(mut body) = respond.send_response(head, false) else {
+                        continue;
+                    };
+                    let _ = body.send_data(bytes::Bytes::from_static(b"ok"), false);
+                    let mut trailers = http::HeaderMap::new();
+                    for (name, value) in [
+                        ("access-control-allow-origin", "https://trailer.evil"),
+                        ("access-control-allow-credentials", "true"),
+                        ("access-control-x-own", "1"),
+                        ("set-cookie", "portero-session=planted; Path=/"),
+                        ("grpc-status", "0"),
+                        ("x-kept", "1"),
+                    ] {
+                        trailers.append(name, value.parse().unwrap());
+                    }
+                    let _ = body.send_trailers(trailers);
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The response head and trailers of a GET over HTTP/2 with `origin`.
+async fn h2_get(port: u16, origin: &str) -> (http::HeaderMap, http::HeaderMap) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let request = http::Request::builder()
+        .uri(format!("http://127.0.0.1:{port}/grpcish"))
+        .header("origin", origin)
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let (head, mut body) = response.await.unwrap().into_parts();
+    while let Some(chunk) = body.data().await {
+        chunk.unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    (head.headers, trailers)
+}
+
+/// An HTTP/2 upstream's trailers are relayed (gRPC's status among them)
+/// without a CORS answer or a `Set-Cookie`: those are the head's, where the
+/// gateway answers them, for an allowed origin and a refused one alike.
+#[tokio::test]
+async fn an_http2_upstreams_trailers_carry_no_cors_answer_and_no_cookie() {
+    let up = trailing_h2_upstream().await;
+    let gw = Gateway::start(&format!(
+        "[upstreams.h2]\nservers = [\"{up}\"]\nprotocol = \"h2c\"\nhealth_check = \"none\"\n\n\
+         [cors.app]\nallow_origins = [\"{APP}\"]\n\n\
+         [[routes]]\npath = \"/grpcish\"\nupstream = \"h2\"\npublic = true\ncors = \"app\"\n"
+    ))
+    .await;
+    for (origin, allowed) in [(APP, true), ("https://evil.example", false)] {
+        let (head, trailers) = h2_get(gw.port, origin).await;
+        let answer: Vec<_> = head.get_all("access-control-allow-origin").iter().collect();
+        match allowed {
+            true => assert_eq!(answer, [APP], "{head:?}"),
+            false => assert!(answer.is_empty(), "{head:?}"),
+        }
+        assert_eq!(trailers.get("grpc-status").unwrap(), "0", "{trailers:?}");
+        assert_eq!(trailers.get("x-kept").unwrap(), "1", "{trailers:?}");
+        assert!(
+            trailers
+                .keys()
+                .all(|n| !n.as_str().starts_with("access-control-") && n != "set-cookie"),
+            "{origin}: {trailers:?}"
+        );
+    }
 }

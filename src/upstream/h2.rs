@@ -14,9 +14,9 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::HOST;
+use http::header::{HOST, SET_COOKIE};
 use http::uri::{Authority, Scheme};
-use http::{Request, Uri};
+use http::{HeaderName, Request, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -27,6 +27,7 @@ use tokio::time::{Instant, Sleep};
 use super::conn::Conn;
 use super::request_body::{BodyError, ClientBody};
 use super::{BoxError, Failure, Forwarded, Server, UpstreamBody, UpstreamGroup};
+use crate::cors;
 
 /// A server's HTTP/2 connection, if one is open.
 pub type Sender = SendRequest<RequestBody>;
@@ -262,6 +263,27 @@ impl RequestBody {
     }
 }
 
+/// A trailers frame without the fields portero answers for in the head:
+/// an upstream's CORS answer (`cors::decorate` replaces the head's) and
+/// `Set-Cookie` (which could plant one of portero's own cookies). Neither
+/// belongs in trailers (RFC 9110 §6.5.1); gRPC's `grpc-status` and any
+/// other field pass.
+fn without_head_fields(frame: Frame<Bytes>) -> Frame<Bytes> {
+    let mut trailers = match frame.into_trailers() {
+        Ok(trailers) => trailers,
+        Err(data) => return data,
+    };
+    let dropped: Vec<HeaderName> = trailers
+        .keys()
+        .filter(|n| **n == SET_COOKIE || cors::is_access_control(n))
+        .cloned()
+        .collect();
+    for name in dropped {
+        trailers.remove(name);
+    }
+    Frame::trailers(trailers)
+}
+
 /// An HTTP/2 response body, holding the request's place among the
 /// server's (`max_connections`) until it ends.
 pub struct StreamBody {
@@ -277,9 +299,8 @@ impl Body for StreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.get_mut().inner)
-            .poll_frame(cx)
-            .map_err(Into::into)
+        let frame = ready!(Pin::new(&mut self.get_mut().inner).poll_frame(cx));
+        Poll::Ready(frame.map(|f| f.map(without_head_fields).map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
