@@ -557,13 +557,7 @@ async fn trailing_h2_upstream() -> std::net::SocketAddr {
 
 /// The response head and trailers of a GET over HTTP/2 with `origin`.
 async fn h2_get(port: u16, origin: &str) -> (http::HeaderMap, http::HeaderMap) {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let mut client = h2_client(port).await;
     let request = http::Request::builder()
         .uri(format!("http://127.0.0.1:{port}/grpcish"))
         .header("origin", origin)

@@ -136,13 +136,7 @@ async fn send(gw: &Gateway, method: &str, token: &str, headers: &[(&str, &str)])
 
 /// The same over HTTP/2 (cleartext, prior knowledge), no header added.
 async fn send_h2(gw: &Gateway, method: &str, token: &str) -> u16 {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gw.port))
-        .await
-        .unwrap();
-    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let mut client = h2_client(gw.port).await;
     let request = http::Request::builder()
         .method(method)
         .uri("http://shop/items/7")

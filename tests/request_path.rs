@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{claims, issuers, raw_http as raw, upstream, Gateway, Signer, Upstream};
+use common::{claims, h2_client, issuers, raw_http as raw, upstream, Gateway, Signer, Upstream};
 use serde_json::Value;
 use tokio::net::TcpStream;
 
@@ -90,11 +90,7 @@ async fn get_h1(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
 /// given and any extra header fields; `None` if `http` cannot carry the path.
 async fn get_h2(port: u16, path: &str, headers: &[(&str, &str)]) -> Option<(u16, String)> {
     let uri: http::Uri = format!("http://gw.test:{port}{path}").parse().ok()?;
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let mut client = h2_client(port).await;
     let mut request = http::Request::builder().uri(uri);
     for (k, v) in headers {
         request = request.header(*k, *v);

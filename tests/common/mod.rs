@@ -95,6 +95,19 @@ pub async fn raw_http(port: u16, request: &[u8]) -> (u16, String) {
     (status, text)
 }
 
+/// An HTTP/2 client (cleartext, prior knowledge) on a loopback port, its
+/// connection driven in the background.
+pub async fn h2_client(port: u16) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
 /// A loopback port that was free a moment ago: for a server that cannot bind
 /// port 0 and say which it got (`redis-server`, `python3 -m http.server`),
 /// or an address where nothing listens. Gateways bind port 0.
