@@ -313,12 +313,9 @@ impl Limiter {
         caller: &Caller<'_>,
         held: &mut Held,
     ) -> Result<Option<RateReport>, Refusal> {
-        self.enter_key(phase, caller, held)?;
-        let Some(rate) = self.rate_at(phase) else {
+        let Some((rate, own, key)) = self.rated(phase, caller, held)? else {
             return Ok(None);
         };
-        let own = own_requests(&rate.limit, caller);
-        let key = key(&rate.limit.by, caller);
         let verdict = self.count_here(rate, &key, own, caller.arrived);
         self.decide(rate, own, &verdict).map(Some)
     }
@@ -335,12 +332,9 @@ impl Limiter {
         if !self.shares_at(phase) {
             return self.admit_here(phase, caller, held);
         }
-        self.enter_key(phase, caller, held)?;
-        let Some(rate) = self.rate_at(phase) else {
+        let Some((rate, own, key)) = self.rated(phase, caller, held)? else {
             return Ok(None);
         };
-        let own = own_requests(&rate.limit, caller);
-        let key = key(&rate.limit.by, caller);
         let verdict = match self.count_shared(rate, &key, own, store).await {
             Some(verdict) => verdict,
             None => {
@@ -349,6 +343,22 @@ impl Limiter {
             }
         };
         self.decide(rate, own, &verdict).map(Some)
+    }
+
+    /// Requests in flight per key entered, then the rate keyed at `phase`
+    /// (if one is) with the caller's own quota and key.
+    fn rated<'x>(
+        &'x self,
+        phase: Phase,
+        caller: &Caller<'x>,
+        held: &mut Held,
+    ) -> Result<Option<(&'x RateCounts, u32, Key<'x>)>, Refusal> {
+        self.enter_key(phase, caller, held)?;
+        let Some(rate) = self.rate_at(phase) else {
+            return Ok(None);
+        };
+        let own = own_requests(&rate.limit, caller);
+        Ok(Some((rate, own, key(&rate.limit.by, caller))))
     }
 
     /// The rate, if one is keyed at `phase`.

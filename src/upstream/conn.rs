@@ -34,9 +34,18 @@ impl UpstreamGroup {
     /// A place among the server's requests in flight, waited for up to the
     /// queue timeout.
     pub(super) async fn slot(&self, server: &Server) -> Result<OwnedSemaphorePermit, Failure> {
-        if let Ok(slot) = server.slots.clone().try_acquire_owned() {
-            return Ok(slot);
+        match server.slots.clone().try_acquire_owned() {
+            Ok(slot) => Ok(slot),
+            Err(_) => self.queued_slot(server).await,
         }
+    }
+
+    /// A place among the server's requests in flight once one is free,
+    /// waited for up to the queue timeout.
+    pub(super) async fn queued_slot(
+        &self,
+        server: &Server,
+    ) -> Result<OwnedSemaphorePermit, Failure> {
         let wait = server.slots.clone().acquire_owned();
         match tokio::time::timeout(self.config.queue_timeout, wait).await {
             Ok(Ok(slot)) => Ok(slot),

@@ -136,7 +136,7 @@ impl UpstreamGroup {
             Ok(slot) => slot,
             Err(_) => {
                 attempts.began = None;
-                self.slot(server).await?
+                self.queued_slot(server).await?
             }
         };
         let pooled = match attempts.pooled_ok {
