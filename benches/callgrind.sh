@@ -8,7 +8,8 @@
 # the same for every program here, is not in the count. KEEP=DIR keeps
 # each profile there for `callgrind_annotate --inclusive=yes`. HEADER adds
 # one request header (e.g. HEADER='Origin: https://app.example.com');
-# BEARER replaces the valid token (a forged one counts the 401 path).
+# BEARER replaces the valid token (a forged one, with REFUSED=1, counts the
+# 401 path); any 4xx or 5xx answer fails the count otherwise.
 # Needs valgrind, nginx, wrk, python3.
 #
 #   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
@@ -32,6 +33,12 @@ for cmd in "$@"; do
   callgrind_control --dump "$gateway" > /dev/null 2>&1
   kill -9 -- "-$gateway" 2>/dev/null; wait "$gateway" 2>/dev/null || true; gateway=""
   requests=$(awk '/requests in/ {print $1}' <<< "$out")
+  # A count of refusals is no count of the path asked for.
+  if [ "${REFUSED:-0}" != 1 ] && grep -q 'Non-2xx' <<< "$out"; then
+    echo "$cmd: $(grep 'Non-2xx' <<< "$out" | xargs); the gateway's log:" >&2
+    cat "$TMP/gateway.log" >&2
+    exit 1
+  fi
   profile=$(ls "$TMP"/callgrind.*.1)
   instructions=$(callgrind_annotate "$profile" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
   printf '%-60s %8s requests %8s instructions/request\n' \
