@@ -112,7 +112,7 @@ async fn a_log_nobody_reads_drops_lines_not_requests() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portero"))
+    let mut child = Command::new(portero_binary())
         .arg("--config")
         .arg(&config)
         .env("PORTERO_ADMIN_TOKEN", ADMIN_TOKEN)

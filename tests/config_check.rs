@@ -663,7 +663,7 @@ fn a_port_in_use_is_named_once_with_its_cause() {
         data.display()
     );
     std::fs::write(&path, format!("{server}{config}")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portero"))
+    let out = std::process::Command::new(common::portero_binary())
         .arg("--config")
         .arg(&path)
         .output()

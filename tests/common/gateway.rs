@@ -171,7 +171,7 @@ impl Gateway {
     /// Runs `portero ARGS` on this gateway's config (a command beside
     /// `run`, such as `import`): (success, stdout, stderr).
     pub fn command(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_portero"))
+        let out = Command::new(super::portero_binary())
             .args(args)
             .arg("--config")
             .arg(self.dir.path().join("gateway.toml"))
@@ -420,7 +420,7 @@ fn spawn(config: &Path, log: &Path, admin_token: Option<&str>, fd_limit: Option<
         .append(true)
         .open(log)
         .unwrap();
-    let binary = env!("CARGO_BIN_EXE_portero");
+    let binary = super::portero_binary();
     let mut cmd = match fd_limit {
         None => Command::new(binary),
         Some(n) => {
@@ -490,7 +490,7 @@ pub fn check(config: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portero"))
+    let out = Command::new(super::portero_binary())
         .args(["check", "--config"])
         .arg(&path)
         .output()

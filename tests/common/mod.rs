@@ -46,6 +46,15 @@ pub use {
 pub const HS_SECRET: &str = "integration-test-hs256-secret-0123456789";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// The gateway under test: this build's, or the one `PORTERO_TEST_BINARY`
+/// names (`.ci/run` runs the request path's tests again on the release
+/// build, whose optimisation the debug build does not share).
+pub fn portero_binary() -> PathBuf {
+    std::env::var_os("PORTERO_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_portero")))
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
