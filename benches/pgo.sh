@@ -80,4 +80,5 @@ train "$dir/demo.toml" issuance
 "$llvm_bin/llvm-profdata" merge --sparse -o "$root/pgo/portero.profdata" "$counts"/*.profraw
 rustc -V > "$root/pgo/rustc-version"
 rm -f "$counts"/*
-echo "wrote pgo/portero.profdata; release builds made with the old one are stale (cargo cannot tell): cargo clean --release"
+echo "wrote pgo/portero.profdata for $(cat "$root/pgo/rustc-version"), the release deploy/Containerfile builds with;" \
+  "release builds made with the old profile are stale (cargo cannot tell): cargo clean --release"
