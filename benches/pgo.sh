@@ -61,6 +61,8 @@ train "$dir/cors.toml" load -H 'Origin: https://app.example.com'
 BEARER=$api_key train "$dir/api-key.toml" load
 BEARER=opaque-bench-token-0123456789 train "$dir/introspection.toml" load
 train "$dir/session.toml" load -H "Cookie: $session_cookie"
+# A token on that sign-in route: its no-cookie branches, cold otherwise.
+train "$dir/session.toml" load
 # The 401 path: a token whose signature's first character is another.
 signature=${TOKEN##*.}
 [ "${signature:0:1}" = A ] && other=B || other=A

@@ -80,7 +80,7 @@ pub fn preflight(
         }
     }
     let mut headers = HeaderMap::new();
-    allow_origin(policy, origin, &mut headers);
+    allow_origin(policy, origin.clone(), &mut headers);
     headers.insert(ACCESS_CONTROL_ALLOW_METHODS, policy.methods_value.clone());
     if !requested.is_empty() {
         let names: Vec<&str> = requested.iter().map(HeaderName::as_str).collect();
@@ -105,8 +105,9 @@ pub fn preflight(
 /// never two), and an allowed origin gets its own. `Vary: Origin` either
 /// way, so a cache keeps one copy per origin. `Access-Control-Expose-Headers`
 /// only where there is something to expose: configured names, or a
-/// challenge's `WWW-Authenticate`.
-pub fn decorate(policy: &CorsPolicy, origin: Option<&HeaderValue>, headers: &mut HeaderMap) {
+/// challenge's `WWW-Authenticate`. The origin is taken, not cloned: it
+/// becomes the response's `Access-Control-Allow-Origin`.
+pub fn decorate(policy: &CorsPolicy, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
     // One walk over the names the upstream sent (each once) finds its own
     // answer, its `Vary` and whether it challenges: a lookup each costs as
     // much. Values are read for `Vary` alone.
@@ -158,12 +159,12 @@ pub fn is_access_control(name: &HeaderName) -> bool {
 
 /// `Access-Control-Allow-Origin` (and `-Credentials`) for an allowed origin:
 /// the origin itself, or `*` for a policy open to all without credentials.
-fn allow_origin(policy: &CorsPolicy, origin: &HeaderValue, headers: &mut HeaderMap) {
+fn allow_origin(policy: &CorsPolicy, origin: HeaderValue, headers: &mut HeaderMap) {
     let any = !policy.credentials && policy.origins.contains(&OriginPattern::Any);
     let value = if any {
         HeaderValue::from_static("*")
     } else {
-        origin.clone()
+        origin
     };
     headers.append(ACCESS_CONTROL_ALLOW_ORIGIN, value);
     if policy.credentials {
@@ -340,7 +341,7 @@ mod tests {
         h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin("*"));
         h.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, origin("false"));
         h.insert(VARY, origin("Accept-Encoding"));
-        decorate(&p, Some(&origin("https://app.example.com")), &mut h);
+        decorate(&p, Some(origin("https://app.example.com")), &mut h);
         assert_eq!(h.get_all(ACCESS_CONTROL_ALLOW_ORIGIN).iter().count(), 1);
         assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example.com");
         assert_eq!(h[ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
@@ -359,7 +360,7 @@ mod tests {
         );
         h.insert("access-control-x-own", origin("1"));
         h.insert("x-kept", origin("1"));
-        decorate(&p, Some(&origin("https://evil.example.net")), &mut h);
+        decorate(&p, Some(origin("https://evil.example.net")), &mut h);
         assert!(
             h.keys().all(|n| !n.as_str().starts_with("access-control-")),
             "the upstream's answer stays out, every value of it: {h:?}"
@@ -378,7 +379,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(WWW_AUTHENTICATE, origin("Bearer"));
         h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, origin("x-theirs"));
-        decorate(&p, Some(&from_app), &mut h);
+        decorate(&p, Some(from_app.clone()), &mut h);
         assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "https://APP.example.com");
         let exposed: Vec<_> = h.get_all(ACCESS_CONTROL_EXPOSE_HEADERS).iter().collect();
         assert_eq!(exposed, ["www-authenticate"], "ours, and only ours");
@@ -386,7 +387,7 @@ mod tests {
         p.exposes_configured = true;
         p.expose_value = origin("x-request-id, www-authenticate");
         let mut h = HeaderMap::new();
-        decorate(&p, Some(&from_app), &mut h);
+        decorate(&p, Some(from_app.clone()), &mut h);
         assert_eq!(
             h[ACCESS_CONTROL_EXPOSE_HEADERS],
             "x-request-id, www-authenticate"
@@ -407,7 +408,7 @@ mod tests {
     fn an_open_policy_answers_star_without_credentials() {
         let p = policy(vec![OriginPattern::Any], false);
         let mut h = HeaderMap::new();
-        decorate(&p, Some(&origin("https://anyone.example")), &mut h);
+        decorate(&p, Some(origin("https://anyone.example")), &mut h);
         assert_eq!(h[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
     }
 }

@@ -21,6 +21,7 @@ mod window;
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,8 @@ pub struct Limiter {
     /// The route's name as a structured-field string, naming its policy
     /// in the `RateLimit-Policy` and `RateLimit` headers.
     policy_name: String,
+    /// `RateLimit`'s value up to its remaining count: `"name";r=`.
+    state_prefix: Box<[u8]>,
     rate: Option<RateCounts>,
     in_flight: Arc<AtomicU32>,
     per_key: Option<Inflight>,
@@ -58,7 +61,7 @@ pub struct Limiter {
 struct RateCounts {
     limit: RateLimit,
     bucket: Bucket,
-    counts: SlidingCounts,
+    counts: SlidingCounts<HASHES, SLOTS>,
     /// `RateLimit-Policy` at the limit's own quota, made once.
     policy: HeaderValue,
 }
@@ -83,11 +86,11 @@ pub enum Limit {
     Busy,
 }
 
-/// A request turned away, with the rate's headers if the rate did it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A request turned away, with the rate's report if the rate did it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
     pub limit: Limit,
-    pub report: Option<Box<RateReport>>,
+    pub report: Option<RateReport>,
 }
 
 impl Refusal {
@@ -99,29 +102,24 @@ impl Refusal {
     }
 }
 
-/// The `RateLimit-Policy` and `RateLimit` headers of one decision, and
-/// `Retry-After` when it refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What one decision found, in the figures of its `RateLimit-Policy`,
+/// `RateLimit` and (refused) `Retry-After` headers, which
+/// `Limiter::report` writes onto the response. Figures, not header
+/// values: the request carries a report from its admission to its
+/// response, and a few words move for less than three values would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateReport {
-    policy: HeaderValue,
-    state: HeaderValue,
-    retry_after: Option<HeaderValue>,
+    /// The caller's own quota.
+    own: u32,
+    remaining: u64,
+    /// Seconds until the key's bucket is full again, rounded up.
+    reset: u64,
+    /// Seconds until a refused request would be admitted, at least one.
+    retry_after: Option<NonZeroU64>,
 }
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-
-impl RateReport {
-    /// Onto a response, in place of any the upstream sent. Taken, not
-    /// cloned: a clone of the state's freshly made bytes allocates.
-    pub fn apply(self, headers: &mut HeaderMap) {
-        headers.insert(RATELIMIT_POLICY, self.policy);
-        headers.insert(RATELIMIT, self.state);
-        if let Some(after) = self.retry_after {
-            headers.insert(http::header::RETRY_AFTER, after);
-        }
-    }
-}
 
 /// Which limits a check covers: those keyed by what the request says, or
 /// (after its token is verified) those keyed by who it is.
@@ -241,13 +239,14 @@ impl Limiter {
         let limits = route.limits.clone();
         let series = |limit: &str| metrics.limited.with_label_values(&[&route.name, limit]);
         let policy_name = sf_string(&route.name);
+        let state_prefix = format!("{policy_name};r=").into_bytes().into_boxed_slice();
         Limiter {
             rate: limits.rate.as_ref().map(|limit| {
                 let bucket = Bucket::new(limit);
                 RateCounts {
                     limit: limit.clone(),
                     bucket,
-                    counts: SlidingCounts::new(bucket.window, HASHES, SLOTS),
+                    counts: SlidingCounts::new(bucket.window),
                     policy: policy_header(&policy_name, limit, limit.requests),
                 }
             }),
@@ -266,6 +265,7 @@ impl Limiter {
             },
             limits,
             policy_name,
+            state_prefix,
         }
     }
 
@@ -317,7 +317,7 @@ impl Limiter {
             return Ok(None);
         };
         let verdict = self.count_here(rate, &key, own, caller.arrived);
-        self.decide(rate, own, &verdict).map(Some)
+        self.decide(own, &verdict).map(Some)
     }
 
     /// `admit_here`, with a cluster-wide rate asked of the store (counted
@@ -342,7 +342,7 @@ impl Limiter {
                 self.count_here(rate, &key, own, caller.arrived)
             }
         };
-        self.decide(rate, own, &verdict).map(Some)
+        self.decide(own, &verdict).map(Some)
     }
 
     /// Requests in flight per key entered, then the rate keyed at `phase`
@@ -381,21 +381,25 @@ impl Limiter {
         Ok(())
     }
 
-    /// The verdict with its headers: admitted, or refused and counted.
-    fn decide(
-        &self,
-        rate: &RateCounts,
-        own: u32,
-        verdict: &window::Verdict,
-    ) -> Result<RateReport, Refusal> {
-        let report = self.report(rate, own, verdict);
+    /// The verdict with its report: admitted, or refused and counted.
+    fn decide(&self, own: u32, verdict: &window::Verdict) -> Result<RateReport, Refusal> {
+        let report = RateReport {
+            own,
+            remaining: verdict.remaining,
+            reset: ceil_secs(verdict.reset),
+            retry_after: None,
+        };
         if verdict.admitted {
             return Ok(report);
         }
         self.series.rate.inc();
+        let after = NonZeroU64::new(ceil_secs(verdict.retry_after)).unwrap_or(NonZeroU64::MIN);
         Err(Refusal {
             limit: Limit::Rate,
-            report: Some(Box::new(report)),
+            report: Some(RateReport {
+                retry_after: Some(after),
+                ..report
+            }),
         })
     }
 
@@ -448,27 +452,34 @@ impl Limiter {
         }
     }
 
-    fn report(&self, rate: &RateCounts, own: u32, d: &window::Verdict) -> RateReport {
-        let policy = match own == rate.limit.requests {
-            true => rate.policy.clone(),
-            false => policy_header(&self.policy_name, &rate.limit, own),
+    /// `report`'s headers onto a response, in place of any the upstream sent.
+    pub fn report(&self, report: RateReport, headers: &mut HeaderMap) {
+        let Some(rate) = &self.rate else {
+            return;
         };
-        // Every response of a limited route carries it: no `format!`
-        // machinery, and made at its size (`Bytes` from a `Vec` with room
-        // to spare allocates again).
+        let policy = match report.own == rate.limit.requests {
+            true => rate.policy.clone(),
+            false => policy_header(&self.policy_name, &rate.limit, report.own),
+        };
+        headers.insert(RATELIMIT_POLICY, policy);
+        headers.insert(RATELIMIT, self.state(&report));
+        if let Some(after) = report.retry_after {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(after.get()));
+        }
+    }
+
+    /// `"name";r=<remaining>;t=<reset>`. Every response of a limited route
+    /// carries it: no `format!` machinery, and made at its size (`Bytes`
+    /// from a `Vec` with room to spare allocates again).
+    fn state(&self, report: &RateReport) -> HeaderValue {
         let (mut r, mut t) = (itoa::Buffer::new(), itoa::Buffer::new());
-        let (r, t) = (r.format(d.remaining), t.format(ceil_secs(d.reset)));
-        let name = self.policy_name.as_bytes();
-        let mut state = Vec::with_capacity(name.len() + 6 + r.len() + t.len());
-        for part in [name, b";r=", r.as_bytes(), b";t=", t.as_bytes()] {
+        let (r, t) = (r.format(report.remaining), t.format(report.reset));
+        let prefix: &[u8] = &self.state_prefix;
+        let mut state = Vec::with_capacity(prefix.len() + 3 + r.len() + t.len());
+        for part in [prefix, r.as_bytes(), b";t=", t.as_bytes()] {
             state.extend_from_slice(part);
         }
-        RateReport {
-            policy,
-            state: HeaderValue::from_maybe_shared(bytes::Bytes::from(state))
-                .expect("ASCII by construction"),
-            retry_after: (!d.admitted).then(|| HeaderValue::from(ceil_secs(d.retry_after).max(1))),
-        }
+        HeaderValue::from_maybe_shared(bytes::Bytes::from(state)).expect("ASCII by construction")
     }
 }
 

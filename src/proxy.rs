@@ -132,11 +132,11 @@ impl Gateway {
         }
         if let Some(cors) = ctx.route.and_then(|i| live.route_config(i).cors.as_ref()) {
             if !ctx.preflight {
-                cors::decorate(cors, ctx.origin.as_ref(), response.headers_mut());
+                cors::decorate(cors, ctx.origin.take(), response.headers_mut());
             }
         }
-        if let Some(report) = ctx.rate.take() {
-            report.apply(response.headers_mut());
+        if let (Some(report), Some(i)) = (ctx.rate.take(), ctx.route) {
+            live.route(i).limiter.report(report, response.headers_mut());
         }
         let held = std::mem::take(&mut ctx.held);
         if !held.is_empty() {

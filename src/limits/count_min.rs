@@ -9,23 +9,24 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-pub struct CountMin {
-    /// `rows` rows of `mask + 1` slots each, one after the other.
-    counts: Box<[AtomicI64]>,
-    rows: usize,
-    mask: usize,
+/// `ROWS` rows of `SLOTS` counters, both fixed when compiled: the rows'
+/// loop unrolls and no slot's index is bounds-checked at run time.
+pub struct CountMin<const ROWS: usize, const SLOTS: usize> {
+    counts: Box<[[AtomicI64; SLOTS]; ROWS]>,
 }
 
-impl CountMin {
-    /// `rows` rows of `slots` slots (rounded up to a power of two).
-    pub fn new(rows: usize, slots: usize) -> CountMin {
-        let slots = slots.max(1).next_power_of_two();
+impl<const ROWS: usize, const SLOTS: usize> CountMin<ROWS, SLOTS> {
+    const MASK: usize = {
+        assert!(ROWS > 0 && SLOTS.is_power_of_two());
+        SLOTS - 1
+    };
+
+    pub fn new() -> Self {
+        let rows: Vec<[AtomicI64; SLOTS]> = (0..ROWS)
+            .map(|_| std::array::from_fn(|_| AtomicI64::new(0)))
+            .collect();
         CountMin {
-            counts: (0..rows.max(1) * slots)
-                .map(|_| AtomicI64::new(0))
-                .collect(),
-            rows: rows.max(1),
-            mask: slots - 1,
+            counts: rows.into_boxed_slice().try_into().expect("ROWS rows"),
         }
     }
 
@@ -33,32 +34,29 @@ impl CountMin {
     pub fn add(&self, hash: u64, value: i64) -> i64 {
         self.slots(hash)
             .map(|slot| slot.fetch_add(value, Ordering::Relaxed).wrapping_add(value))
-            .min()
-            .unwrap_or(0)
+            .fold(i64::MAX, i64::min)
     }
 
     /// `hash`'s count.
     pub fn get(&self, hash: u64) -> i64 {
         self.slots(hash)
             .map(|slot| slot.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0)
+            .fold(i64::MAX, i64::min)
     }
 
     /// Every count back to zero.
     pub fn reset(&self) {
-        for slot in self.counts.iter() {
+        for slot in self.counts.iter().flatten() {
             slot.store(0, Ordering::Relaxed);
         }
     }
 
     fn slots(&self, hash: u64) -> impl Iterator<Item = &AtomicI64> {
         let (h1, h2) = (hash as usize, ((hash >> 32) as usize) | 1);
-        let width = self.mask + 1;
-        (0..self.rows).map(move |row| {
-            let column = h1.wrapping_add(row.wrapping_mul(h2)) & self.mask;
-            &self.counts[row * width + column]
-        })
+        self.counts
+            .iter()
+            .enumerate()
+            .map(move |(row, slots)| &slots[h1.wrapping_add(row.wrapping_mul(h2)) & Self::MASK])
     }
 }
 
@@ -69,7 +67,7 @@ mod tests {
 
     #[test]
     fn counts_add_up_and_are_taken_back() {
-        let sketch = CountMin::new(4, 64);
+        let sketch = CountMin::<4, 64>::new();
         assert_eq!(sketch.add(1, 3), 3);
         assert_eq!(sketch.add(1, 2), 5);
         assert_eq!(sketch.add(2, 1), 1);
@@ -83,7 +81,7 @@ mod tests {
     fn a_key_is_never_counted_below_what_it_added() {
         // 2,000 keys in 4 × 64 slots: collisions everywhere, and still
         // no key's estimate below its own count.
-        let sketch = CountMin::new(4, 64);
+        let sketch = CountMin::<4, 64>::new();
         let hasher = foldhash::fast::FixedState::with_seed(7);
         let hashes: Vec<u64> = (0..2000u32).map(|k| hasher.hash_one(k)).collect();
         let own = |n: usize| (n % 5) as i64 + 1;
@@ -97,7 +95,7 @@ mod tests {
 
     #[test]
     fn few_keys_in_many_slots_are_counted_exactly() {
-        let sketch = CountMin::new(4, 4096);
+        let sketch = CountMin::<4, 4096>::new();
         let hasher = foldhash::fast::FixedState::with_seed(11);
         for k in 0..50u32 {
             sketch.add(hasher.hash_one(k), i64::from(k) + 1);

@@ -18,8 +18,8 @@ const CLEARING: u64 = u64::MAX;
 /// A slot that has held no window yet.
 const EMPTY: u64 = u64::MAX - 1;
 
-pub struct SlidingCounts {
-    slots: [CountMin; 2],
+pub struct SlidingCounts<const ROWS: usize, const SLOTS: usize> {
+    slots: [CountMin<ROWS, SLOTS>; 2],
     /// The window each slot counts (`epoch`: windows since `start`).
     epochs: [AtomicU64; 2],
     start: Instant,
@@ -39,10 +39,10 @@ pub struct Seen {
     epoch: u64,
 }
 
-impl SlidingCounts {
-    pub fn new(window: Duration, hashes: usize, slots: usize) -> SlidingCounts {
+impl<const ROWS: usize, const SLOTS: usize> SlidingCounts<ROWS, SLOTS> {
+    pub fn new(window: Duration) -> Self {
         SlidingCounts {
-            slots: [CountMin::new(hashes, slots), CountMin::new(hashes, slots)],
+            slots: [CountMin::new(), CountMin::new()],
             epochs: [AtomicU64::new(EMPTY), AtomicU64::new(EMPTY)],
             start: Instant::now(),
             window: window.as_nanos().clamp(1_000_000, u128::from(u64::MAX)) as u64,
@@ -79,7 +79,7 @@ impl SlidingCounts {
     }
 
     /// The estimator of window `epoch`, cleared first if it held an older one.
-    fn slot(&self, epoch: u64) -> &CountMin {
+    fn slot(&self, epoch: u64) -> &CountMin<ROWS, SLOTS> {
         let i = (epoch % 2) as usize;
         loop {
             match self.epochs[i].load(Ordering::Acquire) {
@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn a_window_fades_as_the_clock_runs_not_when_the_next_request_comes() {
-        let counts = SlidingCounts::new(Duration::from_millis(500), 4, 64);
+        let counts = SlidingCounts::<4, 64>::new(Duration::from_millis(500));
         for _ in 0..5 {
             counts.add(K, 1, Instant::now());
         }
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn taking_back_undoes_an_add() {
-        let counts = SlidingCounts::new(Duration::from_secs(60), 4, 64);
+        let counts = SlidingCounts::<4, 64>::new(Duration::from_secs(60));
         let seen = counts.add(K, 3, Instant::now());
         counts.take_back(K, 3, &seen);
         assert_eq!(counts.add(K, 1, Instant::now()).current, 1);

@@ -74,7 +74,9 @@ impl Bucket {
         let estimate = previous as f64 * (1.0 - elapsed) + current as f64;
         let cap = self.capacity as f64;
         // The sliding window drains at the bucket's refill rate.
-        let drain = |units: f64| Duration::from_secs_f64((units.max(0.0) / cap * w).min(2.0 * w));
+        // In whole nanoseconds: `from_secs_f64`'s exact rounding costs a
+        // request more than the nanosecond it could save.
+        let drain = |units: f64| seconds((units.max(0.0) / cap * w).min(2.0 * w));
         // Costs are rounded up, by at most a unit per request counted.
         if estimate <= cap + estimate / cost as f64 + 1.0 {
             return Verdict {
@@ -105,7 +107,7 @@ impl Bucket {
             admitted: false,
             remaining: 0,
             reset: drain(without),
-            retry_after: Duration::from_secs_f64(retry.clamp(0.0, 2.0 * w)),
+            retry_after: seconds(retry.clamp(0.0, 2.0 * w)),
         }
     }
 
@@ -117,6 +119,11 @@ impl Bucket {
         let (r, b) = (f64::from(self.requests), f64::from(self.burst));
         (limit.per / own, (r + b) * f64::from(own) / r)
     }
+}
+
+/// `secs` (not negative, and within a window's few multiples) as a duration.
+fn seconds(secs: f64) -> Duration {
+    Duration::from_nanos((secs * 1e9) as u64)
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ impl Gateway {
         else {
             return Err(ctx.refused(refusal));
         };
-        ctx.rate = refusal.report.map(|r| *r);
+        ctx.rate = refusal.report;
         if *endpoint == Endpoint::OAuth2 {
             let answer = oauth2::transport_error(Transport::RateLimited);
             return Ok(Some(oauth2_response(answer)));

@@ -66,7 +66,7 @@ impl RequestContext {
 impl RequestContext {
     /// A limit's refusal as a request error; a rate's headers go on the response.
     pub(super) fn refused(&mut self, refusal: Refusal) -> RequestError {
-        self.rate = refusal.report.map(|r| *r);
+        self.rate = refusal.report;
         RequestError::Limited(refusal.limit)
     }
 }
