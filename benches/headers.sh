@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100000}
+# In a target dir of its own: `cargo bench` builds the portero binary too,
+# with the tests' tokio features (`test-util`), and would leave that build
+# where the release one the other benches measure is.
+export CARGO_TARGET_DIR=${HEADERS_TARGET_DIR:-target/bench-headers}
 binary=$(cargo bench --bench headers --no-run --message-format=json 2>/dev/null |
   python3 -c 'import json, sys
 for line in sys.stdin:
