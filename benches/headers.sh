@@ -12,12 +12,13 @@ n=${1:-100000}
 # with the tests' tokio features (`test-util`), and would leave that build
 # where the release one the other benches measure is.
 export CARGO_TARGET_DIR=${HEADERS_TARGET_DIR:-target/bench-headers}
-binary=$(cargo bench --bench headers --no-run --message-format=json 2>/dev/null |
+binary=$(cargo bench --bench headers --no-run --message-format=json |
   python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "headers" and m.get("executable"):
         print(m["executable"])')
+[ -x "$binary" ] || { echo "headers.sh: cargo bench built no headers binary" >&2; exit 1; }
 count() {
   valgrind --tool=callgrind --callgrind-out-file=/dev/null "$binary" "$1" "$2" 2>&1 |
     awk '/Collected/ {print $4}'
