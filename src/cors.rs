@@ -7,7 +7,7 @@
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
-    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY, WWW_AUTHENTICATE,
+    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN, VARY,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -110,15 +110,16 @@ pub fn preflight(
 pub fn decorate(policy: &CorsPolicy, origin: Option<HeaderValue>, headers: &mut HeaderMap) {
     // One walk over the names the upstream sent (each once) finds its own
     // answer, its `Vary` and whether it challenges: a lookup each costs as
-    // much. Values are read for `Vary` alone.
+    // much. A name's first letter rules out the rest, so most names are
+    // compared once. Values are read for `Vary` alone.
     let (mut vary, mut challenges, mut theirs) = (false, false, false);
     for name in headers.keys() {
-        if *name == VARY {
-            vary = true;
-        } else if *name == WWW_AUTHENTICATE {
-            challenges = true;
-        } else {
-            theirs |= is_access_control(name);
+        let text = name.as_str();
+        match text.as_bytes().first() {
+            Some(b'v') => vary |= text == "vary",
+            Some(b'w') => challenges |= text == "www-authenticate",
+            Some(b'a') => theirs |= is_access_control(name),
+            _ => {}
         }
     }
     // Rare: an upstream answering CORS itself. Walked again to remove it.
@@ -237,6 +238,7 @@ pub fn origin_allowed(policy: &CorsPolicy, headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::WWW_AUTHENTICATE;
 
     fn policy(origins: Vec<OriginPattern>, credentials: bool) -> CorsPolicy {
         CorsPolicy {
