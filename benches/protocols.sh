@@ -17,7 +17,11 @@
 # the report gives each row's median and the median of its per-round ratios
 # to the peer. Loopback only; every run is bounded by `timeout`.
 #
-#   cargo build --release --bin portero --example bench_origin --example ws_load
+# Two builds: one that takes in the examples builds with the tests' tokio
+# features (`test-util`), and would give portero them too.
+#
+#   cargo build --release --bin portero
+#   cargo build --release --example bench_origin --example ws_load
 #   bash benches/protocols.sh target/release
 set -euo pipefail
 BIN=${1:-target/release}
