@@ -326,10 +326,23 @@ async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
     let (_, session) = user_login(&gw, DIALECTS[0], "flood", PASSWORD).await;
     let token = parse(&session)["tokenValido"].as_str().unwrap().to_string();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // What each login client has seen so far: a login before the table
+    // went (OK_BEFORE), a refusal (REFUSED), a login after it (OK_AFTER).
+    // The breakage waits on these, not on a clock: a login may take a
+    // second on a busy machine, longer than a fixed outage.
+    const OK_BEFORE: u8 = 1;
+    const REFUSED: u8 = 2;
+    const OK_AFTER: u8 = 4;
+    let saw: std::sync::Arc<[std::sync::atomic::AtomicU8; 8]> = Default::default();
+    let logins_saw = |what: u8| {
+        (0..8)
+            .step_by(2)
+            .all(|n| saw[n].load(std::sync::atomic::Ordering::Relaxed) & what != 0)
+    };
     // Four clients logging in and four using their token, until stopped:
     // every status each saw.
     let clients = (0..8).map(|n| {
-        let (gw, token, stop) = (&gw, token.clone(), stop.clone());
+        let (gw, token, stop, saw) = (&gw, token.clone(), stop.clone(), saw.clone());
         async move {
             let mut seen = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -344,17 +357,37 @@ async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
                         .status()
                         .as_u16()
                 };
+                let before = saw[n].load(std::sync::atomic::Ordering::Relaxed);
+                let what = match status {
+                    500 => REFUSED,
+                    200 if before & REFUSED != 0 => OK_AFTER,
+                    200 => OK_BEFORE,
+                    _ => 0,
+                };
+                saw[n].fetch_or(what, std::sync::atomic::Ordering::Relaxed);
                 seen.push(status);
             }
             (n % 2 == 0, seen)
         }
     });
+    // Until every login client has seen `what`, within `secs`.
+    let until = |what: u8, secs: u64, doing: &'static str| {
+        let (logins_saw, saw) = (&logins_saw, &saw);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+            while !logins_saw(what) {
+                assert!(tokio::time::Instant::now() < deadline, "{doing}: {saw:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
     let breakage = async {
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        until(OK_BEFORE, 30, "no login before the table went").await;
         db.run("ALTER TABLE users RENAME TO users_gone").await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        until(REFUSED, 30, "a login client was never refused").await;
         db.run("ALTER TABLE users_gone RENAME TO users").await;
-        tokio::time::sleep(Duration::from_millis(1000)).await;
+        // Back within a few logins' time: nothing is held broken.
+        until(OK_AFTER, 10, "no login after the table came back").await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     };
     let (seen, ()) = futures_util::join!(futures_util::future::join_all(clients), breakage);
