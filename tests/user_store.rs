@@ -374,11 +374,12 @@ async fn the_database_broken_mid_flood_costs_logins_only_and_comes_back() {
     let until = |what: u8, secs: u64, doing: &'static str| {
         let (logins_saw, saw) = (&logins_saw, &saw);
         async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-            while !logins_saw(what) {
-                assert!(tokio::time::Instant::now() < deadline, "{doing}: {saw:?}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let seen = poll(
+                Duration::from_secs(secs),
+                || async { logins_saw(what) },
+                |s| *s,
+            );
+            assert!(seen.await, "{doing}: {saw:?}");
         }
     };
     let breakage = async {
