@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::config::{AuthSettings, Policy, TokenSource};
-use crate::header_name::{same_field, same_name};
+use crate::header_name::{param_reads_as, query_names, same_field};
 use crate::listener::Peer;
 use crate::upstream::codec::is_hop_by_hop;
 use crate::upstream::{Added, X_FORWARDED_FOR};
@@ -146,14 +146,12 @@ pub fn remove_token(headers: &mut HeaderMap, from: &[TokenSource]) {
 /// or `Referer` carries a token; `None` when there is nothing to remove.
 pub fn remove_query_tokens(uri: &Uri, from: &[TokenSource]) -> Option<Uri> {
     let query = uri.query()?;
+    // Every pair some upstream reads under a token's name, after `;` too.
     let is_token = |pair: &str| {
-        let name = pair.split('=').next().unwrap_or("");
-        let name: String = form_urlencoded::parse(name.as_bytes())
-            .next()
-            .map(|(k, _)| k.into_owned())
-            .unwrap_or_default();
-        from.iter()
-            .any(|s| matches!(s, TokenSource::Query(q) if same_name(&name, q)))
+        query_names(pair).any(|name| {
+            from.iter()
+                .any(|s| matches!(s, TokenSource::Query(q) if param_reads_as(name, q)))
+        })
     };
     if !query.split('&').any(is_token) {
         return None;

@@ -3,6 +3,8 @@
 //! and Python do. Pure: the config's checks, the rules and the request
 //! path compare names alike through it.
 
+use std::borrow::Cow;
+
 /// Header names the way CGI, WSGI and Rack read them: `_` and `-` alike,
 /// case ignored.
 pub fn same_field(a: &str, b: &str) -> bool {
@@ -19,20 +21,68 @@ pub fn same_field(a: &str, b: &str) -> bool {
         })
 }
 
-/// Whether an upstream could read the cookie or query parameter `written`
-/// as `name`: ASP.NET ignores case, PHP trims leading spaces and reads
-/// `.` and ` ` as `_`, Python's cookie parser trims spaces around the name.
+/// Whether an upstream could read the decoded query parameter name
+/// `written` as `name`: ASP.NET ignores case (its `OrdinalIgnoreCase`
+/// reads `ſ` as `S` and `ı` as `I`), PHP trims leading spaces and reads
+/// `.`, ` ` and an unclosed `[` as `_`, Python's cookie parser trims
+/// spaces around the name.
 pub fn same_name(written: &str, name: &str) -> bool {
-    let written = written.trim();
-    let fold = |c: u8| match c {
-        b'.' | b' ' => b'_',
-        c => c.to_ascii_lowercase(),
+    let fold = |c: char| match c {
+        '.' | ' ' | '[' => '_',
+        c => ascii_case(c).unwrap_or(c),
     };
-    written.len() == name.len()
-        && written
-            .bytes()
-            .zip(name.bytes())
-            .all(|(a, b)| fold(a) == fold(b))
+    written.trim().chars().map(fold).eq(name.chars().map(fold))
+}
+
+/// The lower-case ASCII letter or digit a character is compared as, case
+/// ignored the way ASP.NET's `OrdinalIgnoreCase` ignores it (a non-ASCII
+/// character whose capital is ASCII: `ſ` is `s`, `ı` is `i`).
+fn ascii_case(c: char) -> Option<char> {
+    if c.is_ascii() {
+        return Some(c.to_ascii_lowercase());
+    }
+    let mut upper = c.to_uppercase();
+    match (upper.next(), upper.next()) {
+        (Some(u), None) if u.is_ascii() => Some(u.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// The parameter names of a query string as written (still escaped):
+/// each pair's text before its first `=`, or the whole pair. Pairs end at
+/// `&` and at `;` (Rack 2 and Python's `parse_qsl(separator=";")` split
+/// on both).
+pub fn query_names(query: &str) -> impl Iterator<Item = &str> {
+    query
+        .split(['&', ';'])
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+}
+
+/// Whether some upstream's query parser reads the parameter name
+/// `written` (as sent, escaped) as `name`, or as an array or object of
+/// that name. Read as the most lenient one does: percent-decoded with `+`
+/// as a space (all of them), cut at a NUL (PHP), and `same_name`; with
+/// its brackets, `_method[]` and `_method[x]` are `_method` (PHP, Rack,
+/// `qs`), and so are `]_method`, `_method]` and `[_method]` (Rack 2 and
+/// `qs` drop brackets around a name).
+pub fn param_reads_as(written: &str, name: &str) -> bool {
+    let decoded = if written.contains(['%', '+']) {
+        let bytes: Vec<u8> = percent_encoding::percent_decode_str(written)
+            .map(|b| if b == b'+' { b' ' } else { b })
+            .collect();
+        Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
+    } else {
+        Cow::Borrowed(written)
+    };
+    let decoded = decoded.split('\0').next().unwrap_or_default();
+    same_name(decoded, name) || same_name(bracket_base(decoded), name)
+}
+
+/// A name with brackets as Rack, `qs` and PHP read it: the brackets
+/// before it dropped, then up to the first bracket.
+fn bracket_base(name: &str) -> &str {
+    let name = name.trim_start_matches(['[', ']']);
+    name.split(['[', ']']).next().unwrap_or(name)
 }
 
 /// A cookie name as the most lenient upstream could read it: its ASCII
@@ -46,37 +96,73 @@ fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
         .map(u8::to_ascii_lowercase)
 }
 
-/// Whether some upstream could read the cookie name `written` as `name`.
+/// A written cookie name's readings before `folded`: PHP percent-decodes
+/// cookie names, and ASP.NET reads `ſ` as `s`. Most names have neither
+/// an escape nor a byte past ASCII, and are read as they are.
+fn decoded_cookie(written: &[u8]) -> Cow<'_, [u8]> {
+    if written.iter().all(|b| b.is_ascii() && *b != b'%') {
+        return Cow::Borrowed(written);
+    }
+    let decoded: Vec<u8> = percent_encoding::percent_decode(written).collect();
+    let text = String::from_utf8_lossy(&decoded);
+    // Only what folds to an ASCII letter or digit is kept, as `folded` would.
+    let kept = text
+        .chars()
+        .filter_map(ascii_case)
+        .map(|c| c as u8)
+        .collect();
+    Cow::Owned(kept)
+}
+
+/// Whether some upstream could read the cookie name `written` as `name`:
+/// as a whole, or as the array `name[...]` (PHP) is named.
 pub fn loosely_same_cookie(written: &[u8], name: &str) -> bool {
-    written == name.as_bytes() || folded(written).eq(folded(name.as_bytes()))
+    if written == name.as_bytes() {
+        return true;
+    }
+    let written = decoded_cookie(written);
+    let array = written.split(|b| *b == b'[').next().unwrap_or_default();
+    let same = |w: &[u8]| folded(w).eq(folded(name.as_bytes()));
+    same(&written) || (array.len() < written.len() && same(array))
 }
 
 /// Whether the cookie name `written`, read leniently, begins with `prefix`
 /// (lower-case letters and digits).
 pub fn cookie_begins(written: &[u8], prefix: &[u8]) -> bool {
-    let mut letters = folded(written);
+    let written = decoded_cookie(written);
+    let mut letters = folded(&written);
     prefix.iter().all(|p| letters.next() == Some(*p))
 }
 
 /// The cookie names an upstream may read in one `;`-separated pair of a
-/// `Cookie` header: the pair's own, and any `name=` inside its value after
-/// a space, a tab or a comma (Python's `SimpleCookie` reads those; RFC
-/// 2109 separated cookies with `,`). A pair without `=` names nothing.
+/// `Cookie` header: the pair's own (the whole pair when it has no `=`:
+/// PHP reads `name` alone as an empty cookie), and any name before an `=`
+/// inside its value, after a space, a tab or a comma, with spaces allowed
+/// before the `=` (Python's `SimpleCookie` reads `a=b name =x` as two
+/// cookies; RFC 2109 separated cookies with `,`).
 pub fn cookie_names(pair: &[u8]) -> impl Iterator<Item = &[u8]> {
     let (own, value) = match pair.iter().position(|b| *b == b'=') {
-        Some(at) => (Some(&pair[..at]), &pair[at + 1..]),
-        None => (None, &[][..]),
+        Some(at) => (&pair[..at], &pair[at + 1..]),
+        None => (pair, &[][..]),
     };
+    let own = Some(own).filter(|own| !own.trim_ascii().is_empty());
     // Most values (a session id, a token) hold no `=`: one quick look.
-    let value = if value.contains(&b'=') {
+    let equals = value.contains(&b'=').then_some(value).into_iter();
+    let inner = equals.flat_map(|value| {
         value
-    } else {
-        &[][..]
-    };
-    let inner = value
-        .split(|b| matches!(b, b' ' | b'\t' | b','))
-        .filter_map(|piece| piece.iter().position(|b| *b == b'=').map(|at| &piece[..at]));
-    own.into_iter().chain(inner)
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'=')
+            .map(|(at, _)| {
+                let before = value[..at].trim_ascii_end();
+                let start = before
+                    .iter()
+                    .rposition(|b| matches!(b, b' ' | b'\t' | b',' | b'='))
+                    .map_or(0, |p| p + 1);
+                &before[start..]
+            })
+    });
+    own.into_iter().chain(inner.filter(|name| !name.is_empty()))
 }
 
 /// The one cookie `name` among `Cookie` header values, as an upstream
@@ -91,16 +177,19 @@ pub fn one_cookie<'a>(
 ) -> Result<Option<&'a [u8]>, ()> {
     let mut found = None;
     for pair in values.flat_map(|v| v.split(|b| *b == b';')) {
-        for (i, written) in cookie_names(pair).enumerate() {
+        for written in cookie_names(pair) {
             if !loosely_same_cookie(written, name) {
                 continue;
             }
             if found.is_some() {
                 return Err(());
             }
-            // Only the pair's own name, exactly as configured, is the cookie.
-            let exact = i == 0 && written.trim_ascii() == name.as_bytes();
-            found = Some(exact.then(|| pair[written.len() + 1..].trim_ascii()));
+            // Only the pair's own name (where the pair begins), exactly as
+            // configured and followed by `=`, is the cookie.
+            let own = written.as_ptr() == pair.as_ptr();
+            let value = pair.get(written.len() + 1..).filter(|_| own);
+            let exact = written.trim_ascii() == name.as_bytes();
+            found = Some(value.filter(|_| exact).map(<[u8]>::trim_ascii));
         }
     }
     Ok(found.flatten())
@@ -172,6 +261,72 @@ mod tests {
             read(&[b"access[token=e"]),
             Ok(None),
             "another spelling alone"
+        );
+    }
+
+    #[test]
+    fn a_query_name_is_read_as_the_most_lenient_parser_reads_it() {
+        for written in [
+            "_method",
+            "_%6Dethod",
+            "%5F%6D%65%74%68%6F%64",
+            "_method%00",
+            "_method%00x",
+            "]_method",
+            "_method]",
+            "[_method]",
+            "_method[]",
+            "_method[x]",
+            "+_method",
+            "_METHOD",
+            ".method",
+            "%5Bmethod",
+        ] {
+            assert!(param_reads_as(written, "_method"), "{written}");
+        }
+        for written in [
+            "method",
+            "_methods",
+            "x_method",
+            "_meth",
+            "%5Fmethodx",
+            "a[_method]",
+        ] {
+            assert!(!param_reads_as(written, "_method"), "{written}");
+        }
+        // ASP.NET's OrdinalIgnoreCase reads `ſ` as `S`.
+        assert!(param_reads_as("acce%C5%BF%C5%BF_token", "access_token"));
+        assert!(param_reads_as("access%5Btoken", "access_token"));
+    }
+
+    #[test]
+    fn query_names_end_at_ampersands_and_semicolons() {
+        let names: Vec<_> = query_names("a=1;b=2&c&d=x=y&=e").collect();
+        assert_eq!(names, ["a", "b", "c", "d", ""]);
+    }
+
+    #[test]
+    fn a_cookie_copy_php_or_simple_cookie_reads_is_a_copy() {
+        let read = |header: &'static str| one_cookie([header.as_bytes()].into_iter(), "tok");
+        for copy in [
+            "tok=T; tok[0]=e",
+            "tok=T; tok[]=e",
+            "tok=T; a=b tok =e",
+            "tok=T; a=b tok\t= e",
+            "tok=T; t%6Fk=e",
+            "tok=T; tok",
+            "tok; tok=T",
+            "tok=T; TOK=e",
+        ] {
+            assert_eq!(read(copy), Err(()), "{copy}");
+        }
+        assert_eq!(read("tok=T; a=b=c"), Ok(Some(&b"T"[..])));
+        assert_eq!(read("tok=T; a=dG9r=="), Ok(Some(&b"T"[..])));
+        assert_eq!(read("tok"), Ok(None), "a name alone has no value");
+        assert_eq!(
+            read("=x tok=e"),
+            Ok(None),
+            "another's value is not the cookie"
         );
     }
 

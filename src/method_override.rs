@@ -6,7 +6,7 @@
 
 use http::{HeaderMap, Method};
 
-use crate::header_name::{same_field, same_name};
+use crate::header_name::{param_reads_as, query_names, same_field};
 
 /// Every name a framework reads an override from. Each starts with `x`.
 const NAMES: [&str; 3] = [
@@ -56,14 +56,13 @@ pub fn in_query(query: Option<&str>) -> bool {
     query.is_some_and(names_a_method)
 }
 
-/// Only a query holding `method` in some case is parsed.
+/// Only a query that may spell `method` is parsed: in letters of some
+/// case, or escaped.
 fn names_a_method(query: &str) -> bool {
-    let mentions = query
-        .as_bytes()
-        .windows(6)
-        .any(|w| w.eq_ignore_ascii_case(b"method"));
-    mentions
-        && form_urlencoded::parse(query.as_bytes()).any(|(name, _)| same_name(&name, "_method"))
+    let bytes = query.as_bytes();
+    let mentions =
+        bytes.contains(&b'%') || bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"method"));
+    mentions && query_names(query).any(|name| param_reads_as(name, "_method"))
 }
 
 /// Removes every override header, in every spelling: once routing has

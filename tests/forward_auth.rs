@@ -678,6 +678,26 @@ async fn methods_the_application_would_read_otherwise_are_never_decided() {
     ] {
         assert_eq!(ask(method, headers).await, 400, "{method} {headers:?}");
     }
+    // A `_method` in the original query, in any spelling an application reads.
+    for uri in [
+        "/orders/7?_method=DELETE",
+        "/orders/7?_%6Dethod=DELETE",
+        "/orders/7?_method%00=DELETE",
+        "/orders/7?x=1;_method=DELETE",
+        "/orders/7?[_method]=DELETE",
+        "/orders/7?_method[]=DELETE",
+    ] {
+        let status = client
+            .get(traefik.url("/.portero/auth"))
+            .header("x-forwarded-method", "POST")
+            .header("x-forwarded-uri", uri)
+            .bearer_auth(&good)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 400, "{uri}");
+    }
     // Envoy keeps the method of the request it asks with.
     let envoy =
         Gateway::start_with_server_settings(&server("envoy"), &portero_config(up.addr)).await;
@@ -700,6 +720,12 @@ async fn methods_the_application_would_read_otherwise_are_never_decided() {
     let request = format!(
         "POST /orders/7 HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer {good}\r\n\
          X-HTTP-Method-Override: DELETE\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let (status, text) = raw_http(nginx.port, request.as_bytes()).await;
+    assert_eq!((status, up.requests()), (500, 0), "{text}");
+    let request = format!(
+        "POST /orders/7?_m%65thod=DELETE HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer {good}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     let (status, text) = raw_http(nginx.port, request.as_bytes()).await;
     assert_eq!((status, up.requests()), (500, 0), "{text}");

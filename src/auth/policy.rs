@@ -12,7 +12,7 @@ use super::validate::Verified;
 use super::AuthError;
 use crate::claims::Claim;
 use crate::config::{Policy, TokenSource};
-use crate::header_name::{one_request_cookie, same_field, same_name};
+use crate::header_name::{one_request_cookie, param_reads_as, query_names, same_field};
 
 impl Policy {
     /// The request's token, from the one source of `token_from` that has
@@ -86,28 +86,23 @@ impl TokenSource {
 
 /// The one value of query parameter `name` (names and values read as
 /// `application/x-www-form-urlencoded`, as the upstream would read them).
-/// Any other spelling of the name beside it is a second copy, and so is
-/// one after a `;` in another parameter (`a=1;access_token=x`): some
-/// upstreams split on `;` too (Python's before 3.9.2, Perl's CGI).
+/// Any other name some upstream reads as `name` beside it is a second
+/// copy (`param_reads_as`: escaped, cut at a NUL, with brackets, after a
+/// `;`); such a spelling alone is not the token (and never goes upstream:
+/// `forwarding::remove_query_tokens`).
 fn query_param<'q>(query: &'q str, name: &str) -> Result<Cow<'q, str>, AuthError> {
-    let mut after_semicolon = query
-        .split('&')
-        .flat_map(|pair| pair.split(';').skip(1))
-        .flat_map(|piece| form_urlencoded::parse(piece.as_bytes()));
-    if after_semicolon.any(|(k, _)| same_name(&k, name)) {
-        return Err(AuthError::RepeatedToken);
+    let mut copies = query_names(query).filter(|written| param_reads_as(written, name));
+    match (copies.next(), copies.next()) {
+        (None, _) => return Err(AuthError::MissingToken),
+        (Some(_), Some(_)) => return Err(AuthError::RepeatedToken),
+        (Some(_), None) => {}
     }
-    let mut values = form_urlencoded::parse(query.as_bytes())
-        .filter(|(k, _)| same_name(k, name))
-        .map(|(k, v)| (k == name, v));
-    let (exact, first) = values.next().ok_or(AuthError::MissingToken)?;
-    if values.next().is_some() {
-        return Err(AuthError::RepeatedToken);
+    let value =
+        form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| (k == name).then_some(v));
+    match value {
+        Some(value) if !value.trim().is_empty() => Ok(value),
+        _ => Err(AuthError::MissingToken),
     }
-    if !exact || first.trim().is_empty() {
-        return Err(AuthError::MissingToken);
-    }
-    Ok(first)
 }
 
 /// The one value of a header, as text.

@@ -25,6 +25,8 @@ pub enum Outside {
     HashLibraries,
     /// Flask (with werkzeug), an upstream application.
     Flask,
+    /// Express on Node.js, and PHP: upstreams read by their own parsers.
+    UpstreamParsers,
     Postgres,
     MariaDb,
     Promtool,
@@ -45,6 +47,7 @@ impl Outside {
             }
             Outside::HashLibraries => "PORTERO_REQUIRE_HASH_LIBRARIES",
             Outside::Flask => "PORTERO_REQUIRE_FLASK",
+            Outside::UpstreamParsers => "PORTERO_REQUIRE_UPSTREAM_PARSERS",
             Outside::Postgres => "PORTERO_REQUIRE_POSTGRES",
             Outside::MariaDb => "PORTERO_REQUIRE_MARIADB",
             // Only part of a test needs it; the rest runs either way.
@@ -69,6 +72,9 @@ impl Outside {
             Outside::McpServer => "python3 -m pip install 'mcp==2.3.0'",
             Outside::HashLibraries => "python3 -m pip install passlib bcrypt argon2-cffi django",
             Outside::Flask => "python3 -m pip install flask",
+            Outside::UpstreamParsers => {
+                "apt-get install nodejs npm php-cli; (cd tests/oidc && npm ci)"
+            }
             Outside::Postgres => "apt-get install postgresql, or set PORTERO_TEST_POSTGRES_URL",
             Outside::MariaDb => "apt-get install mariadb-server, or set PORTERO_TEST_MYSQL_URL",
             Outside::Promtool => "apt-get install prometheus",
