@@ -9,86 +9,32 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use common::app::App;
 use common::*;
 
 const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/flask_items.py");
 
-/// The Flask application, killed when dropped; its log is every request it ran.
-struct FlaskApp {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl FlaskApp {
-    /// `None` (skip) without Flask.
-    fn start() -> Option<FlaskApp> {
-        let found = Command::new("python3")
-            .args(["-c", "import flask"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        let missing = (!found).then(|| "flask is not installed".to_string());
-        if !outside_program(Outside::Flask, missing) {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("ran.log");
-        let mut child = Command::new("python3")
-            .args(["-u", APP])
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        for _ in 0..200 {
-            let mut reader = BufReader::new(std::fs::File::open(&log).unwrap());
-            line.clear();
-            if reader.read_line(&mut line).is_ok() && line.ends_with('\n') {
-                break;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("the Flask application exited: {status}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        let port = line
-            .trim()
-            .parse()
-            .expect("the application prints its port");
-        Some(FlaskApp {
-            child,
-            port,
-            log,
-            _dir: dir,
-        })
+/// The Flask application; its log is every request it ran, e.g.
+/// `DELETE /items/7 (sent as POST)`. `None` (skip) without Flask.
+fn flask_app() -> Option<App> {
+    let found = Command::new("python3")
+        .args(["-c", "import flask"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let missing = (!found).then(|| "flask is not installed".to_string());
+    if !outside_program(Outside::Flask, missing) {
+        return None;
     }
-
-    /// The requests the application ran, e.g. `DELETE /items/7 (sent as POST)`.
-    fn ran(&self) -> Vec<String> {
-        let log = std::fs::read_to_string(&self.log).unwrap();
-        log.lines().skip(1).map(str::to_string).collect()
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
-    }
-}
-
-impl Drop for FlaskApp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let mut command = Command::new("python3");
+    command.args(["-u", APP]);
+    Some(App::printing_its_port(command))
 }
 
 /// `/items` in two routes by method, a catch-all for any token; `admin`
 /// is added to the admin route's table.
-fn config(app: &FlaskApp, admin: &str) -> String {
+fn config(app: &App, admin: &str) -> String {
     format!(
         r#"{}
 {}
@@ -154,7 +100,7 @@ const OVERRIDE: &str = "X-HTTP-Method-Override";
 /// a user's token never gets the application to run an admin's DELETE.
 #[tokio::test]
 async fn a_method_the_application_reads_otherwise_never_picks_the_route() {
-    let Some(app) = FlaskApp::start() else {
+    let Some(app) = flask_app() else {
         return;
     };
     let gw = Gateway::start(&config(&app, "")).await;
@@ -205,7 +151,7 @@ async fn a_method_the_application_reads_otherwise_never_picks_the_route() {
 /// Anything that could be read two ways is still 400.
 #[tokio::test]
 async fn a_route_that_takes_overrides_is_chosen_by_the_method_named() {
-    let Some(app) = FlaskApp::start() else {
+    let Some(app) = flask_app() else {
         return;
     };
     let admin_route = "method_override = true\nrule = 'request.method != \"PATCH\"'";

@@ -14,132 +14,54 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
+use std::process::Command;
 
+use common::app::App;
 use common::*;
 use serde_json::Value;
 
 const TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
 
-/// One of the applications, killed when dropped; its log has a JSON line
-/// per request it ran.
-struct App {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+/// Express on Node.js; `None` (skip) without Node.js or the packages.
+fn express() -> Option<App> {
+    let packages = Path::new(TESTS).join("oidc/node_modules/method-override");
+    let missing = if !runs("node", &["--version"]) {
+        Some("node is not installed".to_string())
+    } else if !packages.exists() {
+        Some("tests/oidc has no node_modules/method-override".to_string())
+    } else {
+        None
+    };
+    if !outside_program(Outside::UpstreamParsers, missing) {
+        return None;
+    }
+    let mut command = Command::new("node");
+    command.arg(Path::new(TESTS).join("oidc/express_items.mjs"));
+    Some(App::printing_its_port(command))
 }
 
-impl App {
-    /// Express on Node.js; `None` (skip) without Node.js or the packages.
-    fn express() -> Option<App> {
-        let script = Path::new(TESTS).join("oidc/express_items.mjs");
-        let packages = Path::new(TESTS).join("oidc/node_modules/method-override");
-        let missing = if !runs("node", &["--version"]) {
-            Some("node is not installed".to_string())
-        } else if !packages.exists() {
-            Some("tests/oidc has no node_modules/method-override".to_string())
-        } else {
-            None
-        };
-        if !outside_program(Outside::UpstreamParsers, missing) {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("ran.log");
-        let child = Command::new("node")
-            .arg(script)
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs");
-        let mut app = App {
-            child,
-            port: 0,
-            log,
-            _dir: dir,
-        };
-        app.port = app.first_line().parse().expect("express prints its port");
-        Some(app)
+/// PHP's built-in server; `None` (skip) without `php`.
+fn php() -> Option<App> {
+    let missing = (!runs("php", &["--version"])).then(|| "php is not installed".to_string());
+    if !outside_program(Outside::UpstreamParsers, missing) {
+        return None;
     }
-
-    /// PHP's built-in server; `None` (skip) without `php`.
-    fn php() -> Option<App> {
-        let missing = (!runs("php", &["--version"])).then(|| "php is not installed".to_string());
-        if !outside_program(Outside::UpstreamParsers, missing) {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("ran.log");
-        std::fs::write(&log, "").unwrap();
-        // `php -S` takes a port, not 0.
-        let port = free_port();
-        let child = Command::new("php")
-            .args(["-S", &format!("127.0.0.1:{port}")])
-            .arg(Path::new(TESTS).join("php_items.php"))
-            .env("ITEMS_LOG", &log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("php runs");
-        let mut app = App {
-            child,
-            port,
-            log,
-            _dir: dir,
-        };
-        app.wait_listening();
-        Some(app)
-    }
-
-    fn first_line(&mut self) -> String {
-        for _ in 0..400 {
-            let log = std::fs::read_to_string(&self.log).unwrap();
-            if let Some((line, _)) = log.split_once('\n') {
-                return line.trim().to_string();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the application exited: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("the application printed no port");
-    }
-
-    fn wait_listening(&mut self) {
-        for _ in 0..400 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the application exited: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("the application does not listen");
-    }
-
-    /// What the application ran: one JSON object a request.
-    fn ran(&self) -> Vec<Value> {
-        let log = std::fs::read_to_string(&self.log).unwrap();
-        log.lines()
-            .filter(|line| line.starts_with('{'))
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
-    }
+    // `php -S` takes a port, not 0.
+    let port = free_port();
+    let mut command = Command::new("php");
+    command
+        .args(["-S", &format!("127.0.0.1:{port}")])
+        .arg(Path::new(TESTS).join("php_items.php"));
+    Some(App::on_port(command, port, "ITEMS_LOG"))
 }
 
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// What the application ran: one JSON object a request.
+fn ran_json(app: &App) -> Vec<Value> {
+    let lines = app.ran();
+    let json = lines.iter().filter(|line| line.starts_with('{'));
+    json.map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 fn runs(program: &str, args: &[&str]) -> bool {
@@ -267,7 +189,7 @@ async fn every_spelling_is_refused(app: App) {
         post(&gw, "a=1", &[format!("Cookie: tok={token}")]).await,
         200
     );
-    let ran = app.ran();
+    let ran = ran_json(&app);
     assert_eq!(ran.len(), 3, "{ran:?}");
     assert!(ran.iter().all(|r| r["method"] == "POST"), "{ran:?}");
     assert_eq!(ran[2]["cookie"], token.as_str(), "{ran:?}");
@@ -292,7 +214,7 @@ async fn every_spelling_is_refused(app: App) {
     for copy in COOKIE_COPIES {
         got.push((copy.to_string(), post(&gw, "a=1", &[cookie(copy)]).await));
     }
-    let ran = app.ran();
+    let ran = ran_json(&app);
     let admitted: Vec<_> = got.iter().filter(|(_, status)| *status != 400).collect();
     assert!(
         admitted.is_empty() && ran.len() == 3,
@@ -303,14 +225,14 @@ async fn every_spelling_is_refused(app: App) {
 
 #[tokio::test]
 async fn express_never_reads_a_method_or_a_token_portero_did_not() {
-    if let Some(app) = App::express() {
+    if let Some(app) = express() {
         every_spelling_is_refused(app).await;
     }
 }
 
 #[tokio::test]
 async fn php_never_reads_a_method_or_a_token_portero_did_not() {
-    if let Some(app) = App::php() {
+    if let Some(app) = php() {
         every_spelling_is_refused(app).await;
     }
 }
