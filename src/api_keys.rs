@@ -299,6 +299,11 @@ pub fn check_grant(
             "claims: {name:?} is set by the key itself (consumer, roles, scopes, expires)"
         ));
     }
+    // A key is a bearer credential: a binding portero checks no proof of
+    // would only make the key refused (and mislead an upstream reading it).
+    if claims.contains_key("cnf") {
+        return Err("claims: \"cnf\" binds a credential to a key portero does not check".into());
+    }
     if Value::Object(claims.clone()).to_string().len() > 8 * 1024 {
         return Err("claims: more than 8 KiB".into());
     }
@@ -358,6 +363,9 @@ mod tests {
             reserved.insert(name.into(), Value::from("admin"));
             assert!(check_grant("acme", &[], &[], &reserved).is_err(), "{name}");
         }
+        let mut bound = Map::new();
+        bound.insert("cnf".into(), serde_json::json!({"jkt": "x"}));
+        assert!(check_grant("acme", &[], &[], &bound).is_err());
         let mut crlf = Map::new();
         crlf.insert(
             "tenant".into(),

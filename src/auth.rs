@@ -68,6 +68,11 @@ pub enum AuthError {
     RevokedApiKey,
     #[error("token not active")]
     Inactive,
+    /// The token is bound to a key (`cnf`: DPoP, a client certificate)
+    /// whose proof portero does not check: a stolen copy must not pass as
+    /// a bearer token (RFC 9449 §7.2, RFC 8705 §3).
+    #[error("sender-constrained token")]
+    SenderConstrained,
 }
 
 impl AuthError {
@@ -96,6 +101,7 @@ impl AuthError {
             Self::UnknownApiKey => "unknown_api_key",
             Self::RevokedApiKey => "revoked_api_key",
             Self::Inactive => "inactive",
+            Self::SenderConstrained => "sender_constrained",
         }
     }
 
@@ -140,7 +146,7 @@ impl AuthError {
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 23] = [
+    pub const ALL: [AuthError; 24] = [
         Self::MissingToken,
         Self::RepeatedToken,
         Self::Malformed,
@@ -164,5 +170,6 @@ impl AuthError {
         Self::UnknownApiKey,
         Self::RevokedApiKey,
         Self::Inactive,
+        Self::SenderConstrained,
     ];
 }

@@ -77,8 +77,10 @@ enum Answer {
         verified: Arc<Verified>,
         until: i64,
     },
+    /// Not admitted, for `reason`.
     Inactive {
         until: i64,
+        reason: AuthError,
     },
     /// The call failed: kept a second, so the callers waiting on it and
     /// the next ones do not each wait out a failing provider.
@@ -91,7 +93,7 @@ impl Answer {
     fn until(&self) -> i64 {
         match self {
             Answer::Active { until, .. }
-            | Answer::Inactive { until }
+            | Answer::Inactive { until, .. }
             | Answer::Failed { until } => *until,
         }
     }
@@ -176,7 +178,7 @@ impl Introspector {
         };
         let verified = match answer {
             Answer::Active { verified, .. } => verified,
-            Answer::Inactive { .. } => return Err(NotAdmitted::Denied(AuthError::Inactive)),
+            Answer::Inactive { reason, .. } => return Err(NotAdmitted::Denied(reason)),
             Answer::Failed { .. } => {
                 return Err(match inner.config.on_failure {
                     IntrospectionFailure::Unavailable => NotAdmitted::Unavailable,
@@ -249,16 +251,19 @@ impl Inner {
                             until,
                         }
                     }
-                    Ok(_) => self.inactive(now, "expired"),
+                    Ok(_) => self.inactive(now, "expired", AuthError::Inactive),
                     Err(e) => self.failed(now, &e),
                 }
             }
-            Ok(Read::Refused(why)) => self.inactive(now, why),
+            Ok(Read::Refused(why)) => self.inactive(now, why, AuthError::Inactive),
+            Ok(Read::SenderConstrained) => {
+                self.inactive(now, "sender-constrained", AuthError::SenderConstrained)
+            }
             Err(e) => self.failed(now, &e),
         }
     }
 
-    fn inactive(&self, now: i64, why: &'static str) -> Answer {
+    fn inactive(&self, now: i64, why: &'static str, reason: AuthError) -> Answer {
         self.series.inactive.inc();
         // An active answer refused says how the provider and portero
         // disagree: said once per reason, the rest at debug.
@@ -276,6 +281,7 @@ impl Inner {
         }
         Answer::Inactive {
             until: now + self.config.negative_ttl.as_secs() as i64,
+            reason,
         }
     }
 

@@ -59,6 +59,8 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         (user.replace("username = ", "claims = { sub = \"root\" }\nusername = ") + web, "issuers.app.users[0].claims"),
         (user.replace("username = ", "claims = { scp = [\"admin\"] }\nusername = "), "issuers.app.users[0].claims"),
         (user.replace("username = ", "claims = { role = \"root\" }\nusername = "), "issuers.app.users[0].claims"),
+        // A binding to a key, which would make every token of the user refused.
+        (user.replace("username = ", "claims = { cnf = { jkt = \"x\" } }\nusername = ") + web, "issuers.app.users[0].claims"),
         // Users no client can sign in.
         (format!("{user}[[issuers.app.clients]]\nclient_id = \"svc\"\nsecret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n"), "issuers.app.users"),
         // Grants a client could never use.

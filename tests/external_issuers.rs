@@ -196,6 +196,93 @@ async fn published_secrets_encryption_keys_and_hs256_with_the_public_key_verify_
     );
 }
 
+/// A token bound to a key (`cnf`: DPoP's `jkt`, RFC 9449, as Keycloak
+/// issues them; a certificate's `x5t#S256`, RFC 8705) proves nothing sent
+/// as a bearer token, and portero checks no proof of possession: whoever
+/// holds a copy must not get in with it, through the proxy over HTTP/1.1
+/// or HTTP/2, nor through a forward-auth decision.
+#[tokio::test]
+async fn a_sender_constrained_token_opens_nothing_as_a_bearer_token() {
+    let idp = Idp::start("https://idp.example.test/realms/shop").await;
+    let key = IdpKey::rsa("rs-main", Algorithm::RS256);
+    idp.publish(vec![key.jwk()]);
+    let up = Upstream::start("orders").await;
+    let gw = Gateway::start_with_server_settings(
+        "forward_auth_path = \"/.portero/auth\"\nforward_auth_style = \"traefik\"",
+        &config(&up, &discovered("shop", &idp, ""), &["shop"]),
+    )
+    .await;
+    let unbound = key.sign(&idp_claims(&idp.iss, "svc-billing", AUD));
+    assert_eq!(call(&gw, &unbound).await.0, StatusCode::OK);
+
+    let bindings = [
+        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+        json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+    ];
+    let mut refused = Vec::new();
+    for cnf in bindings {
+        let mut claims = idp_claims(&idp.iss, "svc-billing", AUD);
+        claims["cnf"] = cnf.clone();
+        let bound = key.sign(&claims);
+
+        let r = reqwest::Client::new()
+            .get(gw.url("/orders"))
+            .bearer_auth(&bound)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{cnf}");
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(
+            challenge.contains(r#"error="invalid_token""#),
+            "{challenge}"
+        );
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_token", "{cnf}: {body}");
+
+        let mut h2 = h2_client(gw.port).await;
+        let request = http::Request::get(format!("http://gw.test:{}/orders", gw.port))
+            .header("authorization", format!("Bearer {bound}"))
+            .body(())
+            .unwrap();
+        let (response, _) = h2.send_request(request, true).unwrap();
+        assert_eq!(response.await.unwrap().status(), 401, "{cnf} over HTTP/2");
+
+        let decided = reqwest::Client::new()
+            .get(gw.url("/.portero/auth"))
+            .header("x-forwarded-method", "GET")
+            .header("x-forwarded-uri", "/orders")
+            .bearer_auth(&bound)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(decided.status(), StatusCode::UNAUTHORIZED, "{cnf} decided");
+
+        refused.push(bound);
+        let refusals = 3.0 * refused.len() as f64;
+        let labels = [("result", "deny"), ("reason", "sender_constrained")];
+        assert_eq!(
+            gw.wait_metric("portero_auth_decisions_total", &labels, refusals)
+                .await,
+            refusals,
+            "{cnf}\n{}",
+            gw.metrics().await
+        );
+    }
+    assert_eq!(
+        up.requests(),
+        1,
+        "only the unbound token reached the upstream"
+    );
+    // The access log says why, and holds no token.
+    let log = gw.log_with("error=\"sender_constrained\"").await;
+    assert!(log.contains("error=\"sender_constrained\""), "{log}");
+    for token in [&unbound].into_iter().chain(&refused) {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!log.contains(signature), "{log}");
+    }
+}
+
 fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -104,6 +104,25 @@ impl Provider {
         assert_eq!(status, StatusCode::OK, "{body}");
         body["access_token"].as_str().unwrap().to_string()
     }
+
+    /// An access token for `scope` bound to a key of the client's (DPoP,
+    /// RFC 9449), asked for by `dpop_token.mjs` with a proof of that key.
+    fn dpop_token(&self, scope: &str) -> String {
+        let out = Command::new("node")
+            .arg("dpop_token.mjs")
+            .current_dir(PROVIDER_DIR)
+            .env("ISSUER", &self.issuer)
+            .env("CLIENT_ID", CLIENT)
+            .env("CLIENT_SECRET", SECRET)
+            .env("SCOPE", scope)
+            .output()
+            .expect("node runs the DPoP client");
+        let answer: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(answer["status"], 200, "{answer}");
+        assert_eq!(answer["body"]["token_type"], "DPoP", "{answer}");
+        answer["body"]["access_token"].as_str().unwrap().to_string()
+    }
 }
 
 fn config(provider: &Provider, up: &Upstream) -> String {
@@ -317,6 +336,46 @@ async fn opaque_tokens_are_introspected_once_and_the_answers_kept() {
     // The provider's own client secret is no bearer token, nor is its
     // refresh-less client's token for another resource.
     assert!(!gw.log().contains(&token), "a token reached the log");
+}
+
+/// A token the provider bound to its client's key (DPoP: `cnf.jkt` in the
+/// JWT, or in the introspection answer about an opaque one) is refused
+/// when it comes as a bearer token, with its reason counted: portero
+/// checks no DPoP proof, and a stolen copy must not pass.
+#[tokio::test]
+async fn a_dpop_bound_token_of_a_real_provider_opens_nothing_as_a_bearer_token() {
+    if !provider_installed() {
+        return;
+    }
+    let up = Upstream::start("orders").await;
+    let denied = [
+        ("route", "read"),
+        ("result", "deny"),
+        ("reason", "sender_constrained"),
+    ];
+    let jwt_provider = Provider::start("RS256");
+    let gw = Gateway::start(&config(&jwt_provider, &up)).await;
+    let opaque_provider = Provider::start_opaque();
+    let introspecting_gw = Gateway::start(&introspecting(&opaque_provider, &up, "")).await;
+    for (provider, gw) in [(&jwt_provider, &gw), (&opaque_provider, &introspecting_gw)] {
+        let bearer = provider.token("orders:read").await;
+        assert_eq!(get_orders(gw, &bearer).await.0, StatusCode::OK);
+        let bound = provider.dpop_token("orders:read");
+        let jwt = std::ptr::eq(provider, &jwt_provider);
+        assert_eq!(bound.split('.').count() == 3, jwt, "{bound}");
+        for _ in 0..2 {
+            let (status, v) = get_orders(gw, &bound).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{v} {}", gw.log());
+            assert_eq!(v["error"], "invalid_token", "{v}");
+        }
+        let counted = gw.wait_metric("portero_auth_decisions_total", &denied, 2.0);
+        assert_eq!(counted.await, 2.0, "{}", gw.metrics().await);
+    }
+    assert_eq!(
+        up.requests(),
+        2,
+        "only the bearer tokens reached the upstream"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

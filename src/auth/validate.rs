@@ -78,8 +78,12 @@ impl Verified {
 
     /// Claims portero vouches for itself (an API key's record) as those
     /// of issuer `issuer`, for `credential` (kept, to confirm a cache hit
-    /// and to look the key up again; empty to keep nothing).
+    /// and to look the key up again; empty to keep nothing). A binding to
+    /// a key (`cnf`) is refused as in a token: nothing here checks it.
     pub fn vouched(issuer: usize, claims: Claims, credential: &str) -> Result<Verified, AuthError> {
+        if claims.get("cnf").is_some() {
+            return Err(AuthError::SenderConstrained);
+        }
         Verified::of_claims(issuer, claims, None, credential.into())
     }
 
@@ -375,6 +379,12 @@ impl Validator {
         };
         if !fits {
             return Err(AuthError::WrongTokenUse);
+        }
+        // A token bound to a key (`cnf`: DPoP, a client certificate) opens
+        // a route only with a proof of that key, which portero does not
+        // check: sent as a bearer token, a stolen copy would pass.
+        if as_use == Use::Access && claims.get("cnf").is_some() {
+            return Err(AuthError::SenderConstrained);
         }
         // Over what the signature signs: an ECDSA signature has a twin
         // (s and n - s) that verifies too, so the whole token's digest

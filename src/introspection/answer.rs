@@ -18,6 +18,9 @@ pub enum Read {
     },
     /// Not active, or not a token a resource server may take.
     Refused(&'static str),
+    /// Active, but bound to a key (`cnf`: DPoP, mTLS) portero does not
+    /// check: taking it would let a stolen copy through.
+    SenderConstrained,
 }
 
 /// Reads `body`, the provider's `200` answer about `token`. `iss`: the
@@ -41,6 +44,11 @@ pub fn read(body: &[u8], token: &str, iss: &str, typed: bool) -> Result<Read, St
         Some(Value::Bool(false)) => return Ok(Read::Refused("inactive")),
         _ => return Err("the answer has no boolean `active`".into()),
     }
+    // Before the type: a DPoP-bound token's `token_type` is `DPoP` (RFC
+    // 9449 §6.2), and its refusal is counted as what it is.
+    if answer.contains_key("cnf") {
+        return Ok(Read::SenderConstrained);
+    }
     match token_type(&answer) {
         Type::Access => {}
         Type::Untyped if !typed => {}
@@ -58,11 +66,6 @@ pub fn read(body: &[u8], token: &str, iss: &str, typed: bool) -> Result<Read, St
     }
     if answer.get("jti").is_some_and(|jti| !jti.is_string()) {
         return Ok(Read::Refused("`jti` is not a string"));
-    }
-    // A sender-constrained token (DPoP, mTLS) is bound to a key portero
-    // does not check: taking it would let a stolen copy through.
-    if answer.contains_key("cnf") {
-        return Ok(Read::Refused("sender-constrained"));
     }
     match answer.get("iss") {
         Some(Value::String(given)) if given != iss => return Ok(Read::Refused("another issuer's")),
@@ -176,7 +179,15 @@ mod tests {
         );
         assert_eq!(
             refused(json!({"active": true, "token_type": "Bearer", "cnf": {"jkt": "x"}})),
-            Read::Refused("sender-constrained")
+            Read::SenderConstrained
+        );
+        assert_eq!(
+            refused(json!({"active": true, "token_type": "Bearer", "cnf": {"x5t#S256": "x"}})),
+            Read::SenderConstrained
+        );
+        assert_eq!(
+            refused(json!({"active": true, "token_type": "DPoP", "cnf": {"jkt": "x"}})),
+            Read::SenderConstrained
         );
         assert_eq!(
             refused(json!({"active": true, "token_type": "Bearer", "iss": "https://evil"})),

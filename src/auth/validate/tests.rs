@@ -114,6 +114,45 @@ fn rejects_each_bad_token_with_its_reason() {
 }
 
 #[test]
+fn a_token_bound_to_a_key_is_refused_as_a_bearer_token() {
+    let v = validator();
+    for cnf in [
+        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+        json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+        json!({"jwk": {"kty": "EC", "crv": "P-256"}}),
+        json!({}),
+        json!(null),
+        json!("any"),
+    ] {
+        let mut c = good_claims();
+        c["cnf"] = cnf.clone();
+        let t = token(Some("ka"), c);
+        assert_eq!(
+            v.validate(&t, &policy(), NOW).unwrap_err(),
+            AuthError::SenderConstrained,
+            "{cnf}"
+        );
+        // Refused each time, never kept as verified.
+        assert_eq!(
+            v.validate(&t, &policy(), NOW).unwrap_err(),
+            AuthError::SenderConstrained,
+            "{cnf}, again"
+        );
+    }
+    // A claim that merely starts so is no binding.
+    let mut c = good_claims();
+    c["cnf_note"] = json!("x");
+    c["cn"] = json!("x");
+    v.validate(&token(Some("ka"), c), &policy(), NOW).unwrap();
+    // Nor does portero vouch for one (an API key's record).
+    let bound = Claims::parse(br#"{"sub": "svc", "cnf": {"jkt": "x"}}"#.to_vec()).unwrap();
+    assert_eq!(
+        Verified::vouched(0, bound, "key").unwrap_err(),
+        AuthError::SenderConstrained
+    );
+}
+
+#[test]
 fn leeway_applies_to_exp_and_nbf() {
     let v = validator();
     let mut c = good_claims();

@@ -382,10 +382,11 @@ impl Dialect {
 
 /// Claims portero sets itself on a standard issuer's tokens, or that
 /// routes read as scopes and roles (`scp`, `role`) or as the token's use,
-/// or userinfo reads as the login: a user's own `claims` (in the config,
+/// or userinfo reads as the login, or that would bind the token to a key
+/// (`cnf`, which no route admits): a user's own `claims` (in the config,
 /// a user store's row, an imported record) may not name them (a `scp`
 /// claim would outlive the scope a client was granted).
-pub const RESERVED_CLAIMS: [&str; 21] = [
+pub const RESERVED_CLAIMS: [&str; 22] = [
     "iss",
     "sub",
     "aud",
@@ -407,6 +408,7 @@ pub const RESERVED_CLAIMS: [&str; 21] = [
     "azp",
     "at_hash",
     "typ",
+    "cnf",
 ];
 
 /// The first of `claims` a user may not set, if any.
