@@ -964,6 +964,83 @@ async fn a_logout_is_taken_from_this_sites_pages_only_and_ends_the_session() {
 }
 
 #[tokio::test]
+async fn a_logout_ends_every_session_any_copy_of_the_cookie_names() {
+    let site = Site::start().await;
+    let random = || {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    };
+    // (what, the Cookie header around the live ids `{A}` and `{B}`)
+    for (what, cookie) in [
+        (
+            "beside another spelling",
+            "portero-session={A}; PORTERO-SESSION=x",
+        ),
+        ("the same twice", "portero-session={A}; portero-session={A}"),
+        ("two live ones", "portero-session={A}; portero-session={B}"),
+        (
+            "one forged beside it",
+            "portero-session={R}; portero-session={A}",
+        ),
+        ("only in another spelling", "Portero_Session={A}"),
+        (
+            "read by a lenient parser inside another value",
+            "portero-session={R}; a=b portero-session={B}",
+        ),
+    ] {
+        let ada = site.visitor("ada").await.session().unwrap();
+        let bob = site.visitor("bob").await.session().unwrap();
+        let cookie = cookie
+            .replace("{A}", &ada)
+            .replace("{B}", &bob)
+            .replace("{R}", &random());
+        let mut v = Visitor::default();
+        let req = v
+            .http
+            .post(site.url("/.portero/logout"))
+            .header("cookie", &cookie)
+            .header("origin", &site.origin);
+        let a = v.send(req).await;
+        assert_eq!(a.status, 303, "{what}: {}", a.body);
+        // Sent on to the issuer's own logout, as for one session.
+        let location = a.location.clone().unwrap();
+        assert!(
+            location.starts_with(&site.url("/oauth2/app/end_session?")),
+            "{what}: {location}"
+        );
+        let hint = claims_of(&query_of(&location)["id_token_hint"]);
+        assert!(
+            hint["sub"] == "ada" || hint["sub"] == "bob",
+            "{what}: {hint}"
+        );
+        for (who, id) in [("ada", &ada), ("bob", &bob)] {
+            if cookie.contains(id.as_str()) {
+                assert_no_access(&site, id, &format!("{what}: {who}")).await;
+            } else {
+                assert_access(&site, id, &format!("{what}: {who}, not named")).await;
+            }
+        }
+    }
+    // More ids than a logout looks up: refused whole, nothing ended.
+    let ada = site.visitor("ada").await.session().unwrap();
+    let many: Vec<String> = (0..8)
+        .map(|_| format!("portero-session={}", random()))
+        .collect();
+    let cookie = format!("portero-session={ada}; {}", many.join("; "));
+    let mut v = Visitor::default();
+    let req = v
+        .http
+        .post(site.url("/.portero/logout"))
+        .header("cookie", &cookie)
+        .header("origin", &site.origin);
+    let a = v.send(req).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["error"], "invalid_request");
+    assert!(a.cookie("portero-session").is_none());
+    assert_access(&site, &ada, "more than a logout looks up").await;
+}
+
+#[tokio::test]
 async fn a_session_ends_once_left_idle_for_its_idle_timeout() {
     let site = Site::with_sessions("[sessions]\nidle_timeout = \"2s\"").await;
     let used = site.visitor("ada").await.session().unwrap();

@@ -5,9 +5,11 @@
 //! with the identity headers and without portero's cookies. The provider's
 //! back-channel logout ends the session within a second; forged and
 //! replayed logout tokens end nothing; a callback that names another
-//! provider (`iss`) makes no session; a planted or altered session cookie
-//! admits nobody, a sign-in ends the session the browser held before, and
-//! the cookie of an ended session sends the browser to sign in again.
+//! provider (`iss`) makes no session, nor does an ID token not valid yet
+//! (`nbf`) or typed as another token (`typ`); a planted or altered session
+//! cookie admits nobody, a sign-in ends the session the browser held
+//! before, and the cookie of an ended session sends the browser to sign in
+//! again.
 //!
 //! Start order in every test: the gateway (its port is the callback's),
 //! then the provider with that callback, then the gateway's config again
@@ -951,6 +953,92 @@ async fn a_callback_naming_another_provider_makes_no_session() {
     assert_eq!(echo["headers"]["x-user-sub"], "ada");
     // A's session is no key to B's routes.
     assert_eq!(status_with(&http, &gw, "/b/page", &id).await, 401);
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_id_token_not_yet_valid_or_typed_as_another_token_makes_no_session() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let Some((gw, idp)) = gateway_and_provider(false).await else {
+        return;
+    };
+    let browser = driver.browser(true).await;
+    let now = now();
+    // (what, the ID token's header and claims changed by, why it is refused)
+    for (what, header, claims, refused) in [
+        (
+            "typed as a logout token",
+            json!({ "typ": "logout+jwt" }),
+            json!({}),
+            Some("its typ is not an ID token's"),
+        ),
+        (
+            "typed as an access token",
+            json!({ "typ": "at+jwt" }),
+            json!({}),
+            Some("its typ is not an ID token's"),
+        ),
+        (
+            "typed as an access token, in full",
+            json!({ "typ": "application/at+jwt" }),
+            json!({}),
+            Some("its typ is not an ID token's"),
+        ),
+        (
+            "valid an hour from now",
+            json!({}),
+            json!({ "nbf": now + 3600 }),
+            Some("it is not valid yet (nbf)"),
+        ),
+        (
+            "valid two minutes from now, past the leeway",
+            json!({}),
+            json!({ "nbf": now + 120 }),
+            Some("it is not valid yet (nbf)"),
+        ),
+        (
+            "typed JWT, valid within the leeway",
+            json!({ "typ": "JWT" }),
+            json!({ "nbf": now + 5 }),
+            None,
+        ),
+    ] {
+        browser.goto(&gw.url("/public/x")).await.unwrap();
+        browser.delete_all_cookies().await.unwrap();
+        idp.change_next_id_token(header, claims).await;
+        let from = log_lines(&gw);
+        let url = gw.url("/app/page");
+        browser.goto(&url).await.unwrap();
+        at_provider_sign_in(&browser, &idp).await;
+        sign_in_at_provider(&browser, "ada").await;
+        let Some(why) = refused else {
+            arrive(&browser, &url).await;
+            assert_eq!(shown_echo(&browser).await["headers"]["x-user-sub"], "ada");
+            assert!(session_cookie(&browser).await.is_some(), "{what}");
+            continue;
+        };
+        let at = poll(
+            PAGE,
+            || async { browser.current_url().await.unwrap() },
+            |u| u.path() == "/.portero/callback",
+        )
+        .await;
+        assert_eq!(at.path(), "/.portero/callback", "{what}: {at}");
+        let shown = browser.source().await.unwrap();
+        eprintln!("[id token] {what}: {shown}");
+        assert!(shown.contains("sign_in_failed"), "{what}: {shown}");
+        assert!(session_cookie(&browser).await.is_none(), "{what}");
+        let log: String = gw.log().lines().skip(from).collect::<Vec<_>>().join("\n");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("an ID token was refused") && l.contains(why)),
+            "{what}: no reason in the log:\n{log}\nthe provider's: {}",
+            idp.log()
+        );
+        assert_eq!(end_sessions(&gw, "issuer=idp&sub=ada").await, 0, "{what}");
+    }
     browser.close().await.unwrap();
 }
 

@@ -157,34 +157,50 @@ impl Gateway {
             );
         }
         let sessions = &self.shared.sessions;
-        let id = cookie_of(parts, &settings.cookie)
-            .ok()
-            .flatten()
-            .filter(|id| seal::well_formed(id));
-        let record = match id.as_deref() {
-            Some(id) => {
-                let key = seal::store_key(id);
-                match sessions.store.get_browser_session(&key).await {
-                    Ok(record) => record
-                        .and_then(|r| Some((key, seal::open(id, &r.sealed)?.id_token, r.provider))),
-                    Err(_) => {
-                        return error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "store_unavailable",
-                            "the session cannot be ended now; try again",
-                        )
+        let cookies = parts.headers.get_all(http::header::COOKIE).iter();
+        let Some(ids) = logout::named_ids(cookies.map(|v| v.as_bytes()), &settings.cookie) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!(
+                    "the cookies name more than {} sessions; none was ended",
+                    logout::MOST_NAMED
+                ),
+            );
+        };
+        // Every live session the cookies name ends, not only the copy this
+        // gateway reads: another copy is what some upstream would read.
+        let mut live_ones = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = seal::store_key(id);
+            match sessions.store.get_browser_session(&key).await {
+                Ok(Some(record)) => {
+                    if let Some(tokens) = seal::open(id, &record.sealed) {
+                        live_ones.push((key, tokens.id_token, record.provider));
                     }
                 }
+                Ok(None) => {}
+                Err(_) => {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "store_unavailable",
+                        "the session cannot be ended now; try again",
+                    )
+                }
             }
-            None => None,
-        };
-        let provider = record
-            .as_ref()
+        }
+        if live_ones.len() > 1 {
+            tracing::info!(target: "portero::session", sessions = live_ones.len(), "a logout named several sessions; each is ended");
+        }
+        // The provider's logout is the first live session's.
+        let provider = live_ones
+            .first()
             .and_then(|(_, _, name)| provider_named(live, name));
-        let ended = record
-            .as_ref()
-            .map(|(key, id_token, _)| (key.as_str(), id_token.as_str()));
-        match logout::log_out(sessions, settings, provider, ended).await {
+        let ended: Vec<(&str, &str)> = live_ones
+            .iter()
+            .map(|(key, id_token, _)| (key.as_str(), id_token.as_str()))
+            .collect();
+        match logout::log_out(sessions, settings, provider, &ended).await {
             Ok(redirect) => redirect_response(StatusCode::SEE_OTHER, redirect),
             Err(_) => error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -7,30 +7,69 @@ use std::time::Duration;
 
 use super::flow::{cookie, Redirect};
 use super::provider::LoginProvider;
+use super::seal;
 use super::tokens::Expect;
 use super::BrowserSessions;
 use crate::config::Sessions;
+use crate::header_name::{cookie_names, loosely_same_cookie};
 use crate::store::{SessionOwner, StoreError};
 
-/// Ends the browser's session (`ended`: its store key and ID token) here
-/// and everywhere, then sends it to the
-/// provider's `end_session_endpoint` (or straight to the page after
-/// logout, where the provider has none).
+/// The most session ids one logout looks up; a request naming more is
+/// refused whole.
+pub const MOST_NAMED: usize = 8;
+
+/// Every session id the `Cookie` header values show under the session
+/// cookie `name`, in any spelling some upstream reads as it
+/// (`cookie_names`, `loosely_same_cookie`), each once: a second copy names
+/// a session as surely as the first, and a logout that ended only one
+/// would leave the other signed in. Any piece of such a pair shaped as an
+/// id counts (ending a session takes its id, which only its holder has).
+/// `None` when they name more than [`MOST_NAMED`].
+pub fn named_ids<'a>(values: impl Iterator<Item = &'a [u8]>, name: &str) -> Option<Vec<&'a str>> {
+    let mut ids = Vec::new();
+    for pair in values.flat_map(|v| v.split(|b| *b == b';')) {
+        if !cookie_names(pair).any(|written| loosely_same_cookie(written, name)) {
+            continue;
+        }
+        let pieces = pair.split(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')));
+        for piece in pieces {
+            // The pieces are ASCII: always UTF-8.
+            let Ok(id) = std::str::from_utf8(piece) else {
+                continue;
+            };
+            if !seal::well_formed(id) || ids.contains(&id) {
+                continue;
+            }
+            if ids.len() == MOST_NAMED {
+                return None;
+            }
+            ids.push(id);
+        }
+    }
+    Some(ids)
+}
+
+/// Ends every session in `ended` (each its store key and ID token) here
+/// and everywhere, then sends the browser to the `provider`'s
+/// `end_session_endpoint` with the first one's ID token (or straight to
+/// the page after logout, where the provider has none or none was live).
 pub async fn log_out(
     sessions: &BrowserSessions,
     settings: &Sessions,
     provider: Option<&LoginProvider>,
-    ended: Option<(&str, &str)>,
+    ended: &[(&str, &str)],
 ) -> Result<Redirect, StoreError> {
     let cleared = cookie(settings, &settings.cookie, "", 0);
     let after = settings.post_logout_redirect_uri.clone();
-    let Some((key, id_token)) = ended else {
+    let Some((_, id_token)) = ended.first() else {
         return Ok(Redirect {
             location: after,
             cookies: vec![cleared],
         });
     };
-    sessions.end(key).await?;
+    for (key, _) in ended {
+        sessions.end(key).await?;
+    }
     let end_session = match provider {
         Some(p) => p
             .endpoints()
@@ -131,4 +170,65 @@ async fn end_named(
         ended += 1;
     }
     Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named<'a>(values: &[&'a str]) -> Option<Vec<&'a str>> {
+        named_ids(
+            values.iter().map(|v| v.as_bytes()),
+            "__Host-portero-session",
+        )
+    }
+
+    #[test]
+    fn every_copy_an_upstream_reads_as_the_session_cookie_names_its_id() {
+        let a = "A".repeat(43);
+        let b = "b-_".repeat(14) + "b";
+        assert_eq!(
+            named(&[&format!("__Host-portero-session={a}")]),
+            Some(vec![&a[..]])
+        );
+        assert_eq!(
+            named(&[&format!(
+                "__Host-portero-session={a}; __host-portero-session=x"
+            )]),
+            Some(vec![&a[..]])
+        );
+        assert_eq!(
+            named(&[&format!(
+                "__Host-portero-session={a}; __Host-portero-session={a}"
+            )]),
+            Some(vec![&a[..]]),
+            "the same id once"
+        );
+        assert_eq!(
+            named(&[
+                &format!("__Host-portero-session={a}"),
+                &format!("x=1; a=b __Host-portero-session={b}"),
+            ]),
+            Some(vec![&a[..], &b[..]]),
+            "in two headers, one inside another cookie's value"
+        );
+        assert_eq!(
+            named(&[&format!("hostporterosession=\"{b}\"")]),
+            Some(vec![&b[..]]),
+            "another spelling alone, quoted"
+        );
+        assert_eq!(
+            named(&[&format!("other={a}; __Host-portero-session=short")]),
+            Some(vec![]),
+            "another cookie's id is not the session's"
+        );
+        let many: Vec<String> = (0..=MOST_NAMED)
+            .map(|i| format!("__Host-portero-session={}{i}", "c".repeat(42)))
+            .collect();
+        assert_eq!(named(&[&many.join("; ")]), None);
+        assert_eq!(
+            named(&[&many[..MOST_NAMED].join("; ")]).map(|v| v.len()),
+            Some(MOST_NAMED)
+        );
+    }
 }

@@ -70,11 +70,24 @@ impl Expect<'_> {
     /// `azp` where present or where `aud` names others), in time, with the
     /// sign-in's `nonce`.
     pub fn id_token(&self, token: &str, nonce: &str) -> Result<Identity, &'static str> {
+        // Explicit typing (RFC 8725 §3.11): a token typed as another kind
+        // (a logout token, an access token) is never taken as an ID token.
+        match typ(token)? {
+            None => {}
+            Some(typ) if is_media_type(&typ, "JWT") => {}
+            Some(_) => return Err("its typ is not an ID token's (JWT)"),
+        }
         let claims = self.signed(token)?;
         let number = |name: &str| claims.get(name).and_then(Value::as_i64);
         let exp = number("exp").ok_or("it has no exp")?;
         if self.now >= exp.saturating_add(self.leeway) {
             return Err("it has expired");
+        }
+        if let Some(nbf) = claims.get("nbf") {
+            let nbf = nbf.as_i64().ok_or("its nbf is not a number")?;
+            if nbf > self.now.saturating_add(self.leeway) {
+                return Err("it is not valid yet (nbf)");
+            }
         }
         let iat = number("iat").ok_or("it has no iat")?;
         if iat > self.now.saturating_add(self.leeway) {
@@ -100,16 +113,9 @@ impl Expect<'_> {
     /// naming the back-channel logout event, a `sid` or a `sub`, a `jti`,
     /// and no `nonce` (an ID token is no logout token).
     pub fn logout_token(&self, token: &str) -> Result<Logout, &'static str> {
-        let header = token.split('.').next().ok_or("malformed")?;
-        let header = base64_simd::URL_SAFE_NO_PAD
-            .decode_to_vec(header)
-            .map_err(|_| "malformed")?;
-        let header: Map<String, Value> =
-            serde_json::from_slice(&header).map_err(|_| "malformed")?;
-        match header.get("typ").and_then(Value::as_str) {
+        match typ(token)? {
             None => {}
-            Some(typ)
-                if typ.eq_ignore_ascii_case("logout+jwt") || typ.eq_ignore_ascii_case("JWT") => {}
+            Some(typ) if is_media_type(&typ, "logout+jwt") || is_media_type(&typ, "JWT") => {}
             Some(_) => return Err("its typ is not logout+jwt"),
         }
         let claims = self.signed(token)?;
@@ -156,6 +162,31 @@ impl Expect<'_> {
     }
 }
 
+/// The JOSE header's `typ`, read before the signature is checked (it
+/// picks nothing: only whether the token is of the kind asked for).
+fn typ(token: &str) -> Result<Option<String>, &'static str> {
+    let header = token.split('.').next().ok_or("malformed")?;
+    let header = base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(header)
+        .map_err(|_| "malformed")?;
+    let header: Map<String, Value> = serde_json::from_slice(&header).map_err(|_| "malformed")?;
+    match header.get("typ") {
+        None => Ok(None),
+        Some(Value::String(typ)) => Ok(Some(typ.clone())),
+        Some(_) => Err("its typ is not text"),
+    }
+}
+
+/// Whether `typ` names the media type `name`, with or without its
+/// `application/` prefix (RFC 7515 §4.1.9), in any case.
+fn is_media_type(typ: &str, name: &str) -> bool {
+    let typ = match typ.get(..12) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &typ[12..],
+        _ => typ,
+    };
+    typ.eq_ignore_ascii_case(name)
+}
+
 /// `aud` is the client, or a list holding it; with others beside it,
 /// `azp` must name the client (Core §3.1.3.7 items 3–5). An `azp` that
 /// names another client is refused wherever it is.
@@ -182,6 +213,18 @@ mod tests {
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_media_type_is_read_with_or_without_its_prefix_in_any_case() {
+        assert!(is_media_type("JWT", "JWT"));
+        assert!(is_media_type("jwt", "JWT"));
+        assert!(is_media_type("application/jwt", "JWT"));
+        assert!(is_media_type("Application/Logout+JWT", "logout+jwt"));
+        assert!(!is_media_type("at+jwt", "JWT"));
+        assert!(!is_media_type("application/at+jwt", "JWT"));
+        assert!(!is_media_type("logout+jwt", "JWT"));
+        assert!(!is_media_type("é", "JWT"));
     }
 
     #[test]

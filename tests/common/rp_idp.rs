@@ -6,7 +6,8 @@
 //! browser signs in with [`sign_in_at_provider`] (any login, which becomes
 //! `sub`) and confirms a logout with [`confirm_logout_at_provider`]; a test
 //! signs its own logout tokens with the provider's key by
-//! [`RpIdp::sign_logout_token`].
+//! [`RpIdp::sign_logout_token`], and has the next ID token changed by
+//! [`RpIdp::change_next_id_token`].
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -182,6 +183,19 @@ impl RpIdp {
     /// logout's outcome among it), for a failing test's message.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The next ID token the provider's token endpoint issues has `header`
+    /// merged into its JOSE header and `claims` into its claims, and is
+    /// signed again with the provider's key: a provider gone wrong.
+    pub async fn change_next_id_token(&self, header: Value, claims: Value) {
+        let r = reqwest::Client::new()
+            .post(self.url("/test/next-id-token"))
+            .json(&json!({ "header": header, "claims": claims }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
     }
 
     /// A logout token's claims as the provider would write them (`iss`,

@@ -27,13 +27,18 @@
 //   after a logout without a post_logout_redirect_uri: h1#signed-out
 //   errors:  h1#error, pre#error-detail
 //
+// A test that needs a provider gone wrong posts `{"header": {...},
+// "claims": {...}}` to /test/next-id-token: the next ID token the token
+// endpoint issues has them merged into its JOSE header and its claims,
+// and is signed again with the provider's key.
+//
 // Prints one line of JSON on stdout when ready: the issuer and the signing
 // key, `{"issuer", "private_jwk", "private_pem"}` (PKCS#8), so that a test
 // can sign logout tokens with the provider's own key. Its notices go to
 // stderr, with each back-channel logout's outcome.
 import crypto from 'node:crypto';
 import http from 'node:http';
-import { exportJWK, exportPKCS8, generateKeyPair } from 'jose';
+import { SignJWT, exportJWK, exportPKCS8, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
 
 // oidc-provider writes its notices with console.info: stdout is the JSON's.
@@ -158,6 +163,21 @@ const provider = new Provider(issuer, {
   },
 });
 
+// What the next ID token is changed by, if a test asked (see the header).
+let nextIdToken = null;
+provider.use(async (ctx, next) => {
+  await next();
+  const change = nextIdToken;
+  if (!change || ctx.path !== '/token' || ctx.status !== 200 || !ctx.body?.id_token) return;
+  nextIdToken = null;
+  const [header, claims] = ctx.body.id_token.split('.').slice(0, 2)
+    .map((part) => JSON.parse(Buffer.from(part, 'base64url').toString()));
+  ctx.body.id_token = await new SignJWT({ ...claims, ...change.claims })
+    .setProtectedHeader({ ...header, ...change.header })
+    .sign(privateKey);
+  console.error(`the next ID token was changed: ${JSON.stringify(change)}`);
+});
+
 // Every client's ID tokens carry `sid`, with or without a back-channel URI.
 provider.Client.prototype.includeSid = () => true;
 
@@ -222,6 +242,16 @@ async function interaction(req, res, uid, action) {
 const callback = provider.callback();
 server.on('request', (req, res) => {
   const { pathname } = new URL(req.url, issuer);
+  if (pathname === '/test/next-id-token' && req.method === 'POST') {
+    (async () => {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const { header = {}, claims = {} } = JSON.parse(body);
+      nextIdToken = { header, claims };
+      res.writeHead(204).end();
+    })().catch((err) => res.writeHead(400).end(err.message));
+    return;
+  }
   const match = pathname.match(/^\/interaction\/([^/]+)(\/login)?$/);
   if (!match) {
     callback(req, res);
