@@ -50,6 +50,7 @@ pub struct Metrics {
     pub upstream_servers: IntGaugeVec,
     pub upstream_resolutions: IntCounterVec,
     pub upstream_ejections: IntCounterVec,
+    pub upstream_down_tries: IntCounterVec,
     pub config_reloads: IntCounterVec,
     /// 1 while the config file holds keys a reload could not apply.
     pub config_restart_required: IntGauge,
@@ -210,6 +211,7 @@ impl Metrics {
             upstream_servers: upstreams::servers(&r),
             upstream_resolutions: upstreams::resolutions(&r),
             upstream_ejections: upstreams::ejections(&r),
+            upstream_down_tries: upstreams::down_tries(&r),
             jwks: JwksMetrics::register(&r),
             config_reloads: upkeep::config_reloads(&r),
             config_restart_required: upkeep::config_restart_required(&r),

@@ -10,7 +10,10 @@
 //! connection (`tls` makes the latter), and `h1` runs one exchange over
 //! them; `h2` sends to groups that speak HTTP/2 on hyper's client. `added`
 //! holds the headers portero adds to the client's. Requests that keep
-//! failing eject a server for a while (`UpstreamGroup::passive`).
+//! failing eject a server for a while (`UpstreamGroup::passive`). A group
+//! whose every server is marked down still tries them (`pick`), as nginx
+//! and Envoy do: a server that is back serves at once, not after its next
+//! check.
 
 mod added;
 pub(crate) mod body;
@@ -50,7 +53,8 @@ pub type UpstreamBody = http_body_util::Either<body::ResponseBody, h2::StreamBod
 /// Why a request got no response from the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Every server is marked down (or was tried).
+    /// No server is left to try, or every server is marked down and none
+    /// tried took a connection.
     NoServer,
     /// No server accepted a connection.
     Connect,
@@ -92,6 +96,9 @@ pub struct UpstreamGroup {
     /// What each of the config's `servers` entries resolves to, in order.
     resolved: Mutex<Vec<Vec<SocketAddr>>>,
     next: AtomicUsize,
+    /// Until when (ms on [`clock_ms`]) no line is logged about trying
+    /// servers marked down.
+    down_noted: AtomicU64,
     resolver: Arc<Resolver>,
     /// With `tls`: how its connections are made secure.
     tls: Option<TlsConnector>,
@@ -145,12 +152,27 @@ impl Server {
         self.healthy.load(Ordering::Relaxed) && !self.ejected()
     }
 
+    /// What a request answers when its connect to this server failed with
+    /// `failure`: a server marked down was tried only because every one
+    /// was, and a group with no healthy server answers `NoServer`, as it
+    /// did before it tried them. Asked before the failure is counted: an
+    /// ejection the failure brings about does not change the answer.
+    fn failed_connect(&self, failure: Failure) -> Failure {
+        match self.is_healthy() {
+            true => failure,
+            false => Failure::NoServer,
+        }
+    }
+
     fn ejected(&self) -> bool {
         let until = self.ejected_until.load(Ordering::Relaxed);
         // The clock is read only for a server that was ever ejected.
         until != 0 && clock_ms() < until
     }
 }
+
+/// How often, at most, a group logs that it tries servers marked down.
+const DOWN_NOTE_EVERY_MS: u64 = 60_000;
 
 /// Milliseconds since the first call: a monotonic clock in an atomic.
 fn clock_ms() -> u64 {
@@ -231,6 +253,7 @@ impl UpstreamGroup {
             servers: ArcSwap::from_pointee(Vec::new()),
             resolved: Mutex::new(vec![Vec::new(); entries.len()]),
             next: AtomicUsize::new(0),
+            down_noted: AtomicU64::new(0),
             resolver,
             tls,
             config,
@@ -319,7 +342,9 @@ impl UpstreamGroup {
         self.servers.load_full()
     }
 
-    /// The next healthy server in round-robin order that is not in `tried`.
+    /// The next healthy server in round-robin order that is not in `tried`;
+    /// when every server is marked down, the next one not in `tried` all
+    /// the same (`pick_down`).
     pub fn pick(&self, tried: &[SocketAddr]) -> Option<Arc<Server>> {
         let servers = self.servers.load();
         let n = servers.len();
@@ -331,6 +356,50 @@ impl UpstreamGroup {
             .map(|i| &servers[(start + i) % n])
             .find(|s| s.is_healthy() && !tried.contains(&s.addr))
             .cloned()
+            .or_else(|| self.pick_down(&servers, start, tried))
+    }
+
+    /// With no healthy server left to try: if none of the group is healthy,
+    /// the next server not in `tried`, counted and logged. Refusing would
+    /// keep a server that is back out until its next check (whole
+    /// intervals for one that flaps), and a group's only server out
+    /// whenever it is marked down; so a request tries each in turn, as it
+    /// would healthy ones. The marks stay the checks' and the ejections'.
+    #[cold]
+    fn pick_down(
+        &self,
+        servers: &[Arc<Server>],
+        start: usize,
+        tried: &[SocketAddr],
+    ) -> Option<Arc<Server>> {
+        if servers.iter().any(|s| s.is_healthy()) {
+            return None;
+        }
+        let n = servers.len();
+        let server = (0..n)
+            .map(|i| &servers[(start + i) % n])
+            .find(|s| !tried.contains(&s.addr))?
+            .clone();
+        self.series.down_tries.inc();
+        let now = clock_ms();
+        let quiet_until = self.down_noted.load(Ordering::Relaxed);
+        if now >= quiet_until
+            && self
+                .down_noted
+                .compare_exchange(
+                    quiet_until,
+                    now + DOWN_NOTE_EVERY_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            tracing::warn!(
+                upstream = %self.config.name, servers = n,
+                "every server of the upstream is marked down; trying them all the same"
+            );
+        }
+        Some(server)
     }
 
     pub fn healthy_count(&self) -> usize {
@@ -359,6 +428,11 @@ impl UpstreamGroup {
             if server.failures.load(Ordering::Relaxed) != 0 {
                 server.failures.store(0, Ordering::Relaxed);
             }
+            return;
+        }
+        if server.ejected() {
+            // Out already: a failure of a request begun before, or of a try
+            // while every server is down, neither ejects nor logs it again.
             return;
         }
         let streak = server.failures.fetch_add(1, Ordering::Relaxed) + 1;
@@ -444,6 +518,30 @@ mod tests {
             assert_ne!(g.pick(&[]).unwrap().addr, servers[1]);
         }
         assert!(g.pick(&[servers[0], servers[2]]).is_none());
+    }
+
+    #[tokio::test]
+    async fn servers_all_marked_down_are_tried_each_in_turn_and_counted() {
+        let servers: Vec<SocketAddr> = (1..=2)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .collect();
+        let g = group(&servers, HealthCheck::None).await;
+        g.servers()[0].healthy.store(false, Ordering::Relaxed);
+        assert_eq!(g.pick(&[]).unwrap().addr, servers[1], "a healthy one first");
+        assert!(g.pick(&[servers[1]]).is_none(), "not while one is healthy");
+        assert_eq!(g.series.down_tries.get(), 0);
+
+        g.servers()[1].healthy.store(false, Ordering::Relaxed);
+        let first = g.pick(&[]).unwrap().addr;
+        let second = g.pick(&[first]).unwrap().addr;
+        assert_ne!(first, second, "each in turn");
+        assert!(g.pick(&[first, second]).is_none(), "each once");
+        assert_eq!(g.series.down_tries.get(), 2);
+        assert!(!g.servers()[0].is_healthy(), "the marks stay");
+        assert_eq!(
+            g.servers()[0].failed_connect(Failure::Connect),
+            Failure::NoServer
+        );
     }
 
     #[tokio::test]

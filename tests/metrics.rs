@@ -291,6 +291,7 @@ async fn series_whose_labels_are_known_are_exported_at_0_from_the_start() {
             "portero_tunnels_open{route=\"websocket\"} 0",
             "portero_tunnels_closed_total{reason=\"token_expired\",route=\"websocket\"} 0",
             "portero_store_errors_total{op=\"put_refresh\"} 0",
+            "portero_upstream_down_tries_total{upstream=\"echo\"} 0",
         ],
     );
 }

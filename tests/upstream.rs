@@ -510,8 +510,12 @@ struct H2Upstream {
 
 impl H2Upstream {
     async fn start() -> H2Upstream {
+        H2Upstream::start_at("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn start_at(addr: std::net::SocketAddr) -> H2Upstream {
         use http_body_util::BodyExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = answered.clone();
@@ -623,7 +627,8 @@ async fn a_broken_client_body_to_an_http2_upstream_is_400_and_no_ejection() {
         assert_eq!(status, 400, "{case}: {text}");
         assert!(text.contains("bad_request"), "{case}: {text}");
     }
-    // Not ejected: a whole body still reaches the one server.
+    // Not ejected (a group's only server is asked even when it is, so the
+    // count says it): a whole body still reaches the one server.
     let r = reqwest::Client::new()
         .post(gw.url("/x"))
         .body("d".repeat(5000))
@@ -633,6 +638,15 @@ async fn a_broken_client_body_to_an_http2_upstream_is_400_and_no_ejection() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["bytes"], 5000);
     assert_eq!(up.answered(), 1);
+    let api = [("upstream", "api")];
+    assert_eq!(
+        gw.metric("portero_upstream_ejections_total", &api).await,
+        0.0
+    );
+    assert_eq!(
+        gw.metric("portero_upstream_down_tries_total", &api).await,
+        0.0
+    );
 }
 
 /// Trailers a client writes after its chunked body (where an identity
@@ -692,4 +706,165 @@ async fn a_dead_upstream_degrades_readiness_only_where_it_gates_it() {
     assert_eq!(r.status(), StatusCode::OK);
     let (code, state) = gated.wait_readiness("not_ready").await;
     assert_eq!((code, state.as_str()), (503, "not_ready"));
+}
+
+/// `n` requests to `path`: each one's status and which upstream answered.
+async fn statuses(gw: &Gateway, path: &str, n: usize) -> Vec<(u16, String)> {
+    let client = reqwest::Client::new();
+    let mut seen = Vec::new();
+    for i in 0..n {
+        let r = client
+            .get(gw.url(&format!("{path}/{i}")))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        let by = body["upstream"].as_str().or(body["error"].as_str());
+        seen.push((status, by.unwrap_or_default().to_string()));
+    }
+    seen
+}
+
+/// A group's only server, marked down by its check, is still tried: while
+/// nothing listens the answer is the 503 it always was, and once the server
+/// listens the next request is served, long before the next check, which
+/// still decides when it counts as up.
+#[tokio::test]
+async fn a_group_whose_only_server_is_marked_down_still_tries_it() {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = public_route(&upstream(
+        "api",
+        &[addr],
+        "health_check_interval = \"60s\"\nconnect_timeout = \"500ms\"",
+    ));
+    let gw = Gateway::start(&config).await;
+    let healthy = || gw.metric("portero_upstream_healthy_servers", &[("upstream", "api")]);
+    let tries = [("upstream", "api")];
+    assert_eq!(
+        poll(Duration::from_secs(5), healthy, |n| *n == 0.0).await,
+        0.0
+    );
+
+    let r = reqwest::get(gw.url("/x")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_description"], "no healthy upstream server");
+    assert_eq!(
+        gw.wait_metric("portero_upstream_down_tries_total", &tries, 1.0)
+            .await,
+        1.0,
+        "the try is counted"
+    );
+
+    let _up = Upstream::start_at("api", Duration::ZERO, addr).await;
+    let served = statuses(&gw, "/back", 3).await;
+    assert_eq!(served, vec![(200, "api".to_string()); 3], "{}", gw.log());
+    assert_eq!(
+        gw.wait_metric("portero_upstream_down_tries_total", &tries, 4.0)
+            .await,
+        4.0
+    );
+    assert_eq!(
+        healthy().await,
+        0.0,
+        "the check, not a request, marks it up"
+    );
+    let log = gw
+        .log_with("every server of the upstream is marked down")
+        .await;
+    assert_eq!(
+        log.matches("every server of the upstream is marked down")
+            .count(),
+        1,
+        "one line while it lasts, not one per request:\n{log}"
+    );
+}
+
+/// With every server of a group marked down, a request tries them in turn:
+/// the one that is back serves every request at once.
+#[tokio::test]
+async fn a_group_whose_servers_are_all_marked_down_tries_each_in_turn() {
+    let a: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let b: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = public_route(&upstream(
+        "api",
+        &[a, b],
+        "health_check_interval = \"60s\"\nconnect_timeout = \"500ms\"",
+    ));
+    let gw = Gateway::start(&config).await;
+    let healthy = || gw.metric("portero_upstream_healthy_servers", &[("upstream", "api")]);
+    assert_eq!(
+        poll(Duration::from_secs(5), healthy, |n| *n == 0.0).await,
+        0.0
+    );
+    assert_eq!(
+        statuses(&gw, "/none", 2).await,
+        vec![(503, "service_unavailable".to_string()); 2]
+    );
+
+    let _b = Upstream::start_at("b", Duration::ZERO, b).await;
+    let served = statuses(&gw, "/back", 4).await;
+    assert_eq!(served, vec![(200, "b".to_string()); 4], "{}", gw.log());
+}
+
+/// A server ejected for failing requests is the group's only one: it is
+/// still asked, so once it answers well again the next request is served,
+/// and failures while it is out do not eject it again (nor log it again).
+#[tokio::test]
+async fn a_group_whose_only_server_is_ejected_still_asks_it() {
+    let up = Upstream::start("api").await;
+    let passive =
+        "health_check = \"none\"\neject_after = 1\neject_for = \"60s\"\neject_on_5xx = true";
+    let gw = Gateway::start(&public_route(&upstream("api", &[up.addr], passive))).await;
+    let ejections = [("upstream", "api")];
+
+    up.set_status(500);
+    assert_eq!(statuses(&gw, "/fail", 3).await[0].0, 500);
+    assert_eq!(
+        gw.wait_metric("portero_upstream_ejections_total", &ejections, 1.0)
+            .await,
+        1.0,
+        "ejected once, not again while it is out"
+    );
+    up.set_status(200);
+    let served = statuses(&gw, "/back", 2).await;
+    assert_eq!(served, vec![(200, "api".to_string()); 2], "{}", gw.log());
+    assert_eq!(
+        gw.metric("portero_upstream_down_tries_total", &ejections)
+            .await,
+        4.0,
+        "every request after the ejection was a try of a server marked down"
+    );
+}
+
+/// The same over HTTP/2: an h2c group's only server, marked down, is
+/// still tried, and serves once it listens.
+#[tokio::test]
+async fn an_http2_group_whose_only_server_is_marked_down_still_tries_it() {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let table = upstream(
+        "api",
+        &[addr],
+        "protocol = \"h2c\"\nhealth_check_interval = \"60s\"",
+    );
+    let gw = Gateway::start(&public_route(&table)).await;
+    let healthy = || gw.metric("portero_upstream_healthy_servers", &[("upstream", "api")]);
+    assert_eq!(
+        poll(Duration::from_secs(5), healthy, |n| *n == 0.0).await,
+        0.0
+    );
+    let r = reqwest::get(gw.url("/x")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let up = H2Upstream::start_at(addr).await;
+    let r = reqwest::get(gw.url("/x")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", gw.log());
+    assert_eq!(up.answered(), 1);
+    let tries = [("upstream", "api")];
+    assert_eq!(
+        gw.wait_metric("portero_upstream_down_tries_total", &tries, 2.0)
+            .await,
+        2.0
+    );
 }

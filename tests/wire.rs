@@ -442,7 +442,8 @@ async fn a_malformed_chunked_request_body_is_400() {
         sent += 1;
     }
     assert_eq!(sent, 7);
-    // Not ejected: a well-formed request still reaches the server.
+    // Not ejected (a group's only server is asked even when it is, so the
+    // count says it): a well-formed request still reaches the server.
     let r = reqwest::Client::new()
         .post(gw.url("/orders"))
         .bearer_auth(&token)
@@ -451,4 +452,13 @@ async fn a_malformed_chunked_request_body_is_400() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+    let api = [("upstream", "api")];
+    assert_eq!(
+        gw.metric("portero_upstream_ejections_total", &api).await,
+        0.0
+    );
+    assert_eq!(
+        gw.metric("portero_upstream_down_tries_total", &api).await,
+        0.0
+    );
 }

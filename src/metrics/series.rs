@@ -79,6 +79,8 @@ pub struct UpstreamSeries {
     pub resolve_failed: IntCounter,
     /// Servers taken out for failing requests in a row.
     pub ejections: IntCounter,
+    /// Tries of a server marked down, every one of the group being so.
+    pub down_tries: IntCounter,
 }
 
 impl Metrics {
@@ -145,6 +147,7 @@ impl Metrics {
                 .upstream_resolutions
                 .with_label_values(&[upstream, "error"]),
             ejections: self.upstream_ejections.with_label_values(&[upstream]),
+            down_tries: self.upstream_down_tries.with_label_values(&[upstream]),
         }
     }
 
@@ -191,6 +194,7 @@ impl UpstreamSeries {
             resolved: counter(),
             resolve_failed: counter(),
             ejections: counter(),
+            down_tries: counter(),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The upstream groups: requests forwarded and their latency, servers
-//! resolved, healthy and ejected.
+//! resolved, healthy and ejected, and tried while marked down.
 
 use prometheus::{HistogramVec, IntCounterVec, IntGaugeVec};
 
@@ -49,6 +49,14 @@ pub(super) fn ejections(r: &Registrar) -> IntCounterVec {
     r.counter(
         "portero_upstream_ejections_total",
         "Upstream servers taken out for a cool-down after failing requests in a row.",
+        &["upstream"],
+    )
+}
+
+pub(super) fn down_tries(r: &Registrar) -> IntCounterVec {
+    r.counter(
+        "portero_upstream_down_tries_total",
+        "Tries of an upstream server marked down (by its health check or an ejection), made because every server of the upstream was.",
         &["upstream"],
     )
 }

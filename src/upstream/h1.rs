@@ -154,11 +154,12 @@ impl UpstreamGroup {
         let kept = match dialled {
             Ok(stream) => Kept::new(stream),
             Err(f) => {
+                let answer = server.failed_connect(f);
                 self.passive(server, &Err(f));
                 if !attempts.untried_left(self) {
-                    return Err(f);
+                    return Err(answer);
                 }
-                attempts.last = f;
+                attempts.last = answer;
                 tracing::debug!(server = %server.addr, "connect failed; trying the next server");
                 return Ok(None);
             }
@@ -182,7 +183,7 @@ impl UpstreamGroup {
             let slot = self.slot(&server).await?;
             match self.connect(&server).await {
                 Ok(stream) => break (server, slot, stream),
-                Err(f) => last = f,
+                Err(f) => last = server.failed_connect(f),
             }
         };
         let mut head = Vec::with_capacity(1024);

@@ -56,8 +56,8 @@ impl UpstreamGroup {
             match self.sender(&server).await {
                 Ok(sender) => break (server, slot, sender),
                 Err(f) => {
+                    last = server.failed_connect(f);
                     self.passive(&server, &Err(f));
-                    last = f;
                 }
             }
         };
