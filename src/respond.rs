@@ -7,7 +7,9 @@ use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
@@ -193,6 +195,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, nosniff());
     headers.insert("grpc-status", HeaderValue::from(code));
     if let Ok(v) = HeaderValue::try_from(percent_encode(&message)) {
         headers.insert("grpc-message", v);
@@ -319,6 +322,7 @@ pub fn preflight(headers: HeaderMap) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
     *resp.status_mut() = StatusCode::NO_CONTENT;
     *resp.headers_mut() = headers;
+    resp.headers_mut().insert(X_CONTENT_TYPE_OPTIONS, nosniff());
     resp
 }
 
@@ -329,6 +333,7 @@ pub fn allowed(headers: HeaderMap) -> Response<GatewayBody> {
     *resp.headers_mut() = headers;
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(X_CONTENT_TYPE_OPTIONS, nosniff());
     resp
 }
 
@@ -340,14 +345,23 @@ pub fn switching(headers: HeaderMap) -> Response<GatewayBody> {
     resp
 }
 
-/// A complete JSON response that no cache may keep.
+/// A complete JSON response that no cache may keep (nor any browser
+/// read as another type than it says: every answer portero writes
+/// itself goes out through here or says `nosniff` on its own).
 pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::Own(Full::new(body.into())));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, nosniff());
     resp
+}
+
+/// `X-Content-Type-Options: nosniff`: a browser takes an answer portero
+/// wrote as the type it says (JSON stays text, whatever it reflects).
+pub fn nosniff() -> HeaderValue {
+    HeaderValue::from_static("nosniff")
 }
 
 /// A response body: one portero wrote, or the upstream's, streamed through
@@ -465,6 +479,7 @@ mod tests {
             let r = error_response(err);
             assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
             assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+            assert_eq!(r.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
         }
     }
 

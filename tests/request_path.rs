@@ -681,3 +681,70 @@ async fn paths_below_a_token_endpoint_are_ordinary_paths() {
         assert!(body_of(&text).contains("token_endpoint"), "{path}: {text}");
     }
 }
+
+/// Whether a raw response's head says `X-Content-Type-Options: nosniff`.
+fn says_nosniff(text: &str) -> bool {
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .any(|l| l.eq_ignore_ascii_case("x-content-type-options: nosniff"))
+}
+
+/// Every answer portero writes itself (a refusal, a legacy or OAuth 2.0
+/// endpoint's answer, a document, the admin API and the metrics) says
+/// `X-Content-Type-Options: nosniff`: no browser reads its JSON, which
+/// may hold text a client sent, as a page. An upstream's answer goes out
+/// as the upstream wrote it.
+#[tokio::test]
+async fn every_answer_portero_writes_says_nosniff() {
+    let gw = Gateway::start(&common::demo_body()).await;
+    let (status, text) = send(&gw, "POST", "/auth", None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(says_nosniff(&text), "the legacy endpoint's token: {text}");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert!(
+        body.starts_with('"'),
+        "the legacy body is as it was: {body}"
+    );
+    let token = body.trim_matches('"').to_string();
+    let own = [
+        ("GET", "/anything", None, 401),
+        ("GET", "/anything", Some("Bearer a.b.c"), 401),
+        ("GET", "/auth", None, 405),
+        ("POST", "/api/Session/GetToken", None, 400),
+        ("GET", "/.well-known/jwks.json", None, 200),
+        (
+            "GET",
+            "/oauth2/login-refresh/.well-known/openid-configuration",
+            None,
+            200,
+        ),
+        ("POST", "/oauth2/login-refresh/token", None, 400),
+        ("GET", "/oauth2/login-refresh/token", None, 405),
+        ("GET", "/%2e%2e/x", None, 400),
+    ];
+    for (method, path, auth, want) in own {
+        let (status, text) = send(&gw, method, path, auth).await;
+        assert_eq!(status, want, "{method} {path}: {text}");
+        assert!(says_nosniff(&text), "{method} {path}: {text}");
+    }
+    // The echo upstream's answer, untouched.
+    let (status, text) = send(&gw, "POST", "/anything", Some(&token)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!says_nosniff(&text), "an upstream's answer changed: {text}");
+    let admin = reqwest::Client::new();
+    for (path, token, want) in [
+        ("/metrics", None, 200),
+        ("/healthz", None, 200),
+        ("/admin/revocations", None, 401),
+        ("/admin/revocations", Some(common::ADMIN_TOKEN), 200),
+        ("/admin/nothing-here", Some(common::ADMIN_TOKEN), 404),
+    ] {
+        let mut req = admin.get(gw.admin_url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{path}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+}
