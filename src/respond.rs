@@ -34,6 +34,9 @@ pub enum RequestError {
     NoRoute,
     /// A token endpoint's path asked with another method than `POST`.
     MethodNotAllowed,
+    /// A path whose routes take other methods only (their `Allow` is
+    /// added by the caller, who has them).
+    MethodNotRouted,
     /// A document the gateway serves itself asked with a method it is not
     /// read with (RFC 9110 §15.5.6): those methods, the `Allow` header's
     /// value (`GET, HEAD` for the JWKS, `GET` for resource metadata).
@@ -68,6 +71,11 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "a token endpoint takes POST",
+        ),
+        RequestError::MethodNotRouted => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "no route takes this method here",
         ),
         RequestError::DocumentMethod(_) => (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -123,7 +131,9 @@ pub fn logged_reason(err: RequestError) -> &'static str {
         RequestError::TooLarge => upstream_failure(Failure::TooLarge).1,
         RequestError::BadTarget(_) => "bad_request",
         RequestError::NoRoute => "not_found",
-        RequestError::MethodNotAllowed | RequestError::DocumentMethod(_) => "method_not_allowed",
+        RequestError::MethodNotAllowed
+        | RequestError::MethodNotRouted
+        | RequestError::DocumentMethod(_) => "method_not_allowed",
         RequestError::StoreUnavailable => "store_unavailable",
         RequestError::IntrospectionUnavailable => "introspection_unavailable",
         RequestError::SignInUnavailable => "sign_in_unavailable",
@@ -163,7 +173,7 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 /// `grpc-status` / `grpc-message` in the head (a trailers-only response),
 /// the status mapped as gRPC maps HTTP's (`401` UNAUTHENTICATED, `403`
 /// PERMISSION_DENIED, `502`-`504` and `429` UNAVAILABLE, `404`
-/// UNIMPLEMENTED), plus `413` RESOURCE_EXHAUSTED and `408` DEADLINE_EXCEEDED.
+/// UNIMPLEMENTED, and `405` too), plus `413` RESOURCE_EXHAUSTED and `408` DEADLINE_EXCEEDED.
 pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
     let http = error_response(err);
     let code: u16 = match http.status().as_u16() {
@@ -171,7 +181,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         429 if err == RequestError::Limited(Limit::Rate) => 8,
         401 => 16,
         403 => 7,
-        404 => 12,
+        404 | 405 => 12,
         408 => 4,
         413 => 8,
         429 | 502 | 503 | 504 => 14,
@@ -183,6 +193,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         RequestError::BadTarget(m) => m.to_string(),
         RequestError::NoRoute => "no route".to_string(),
         RequestError::MethodNotAllowed => "a token endpoint takes POST".to_string(),
+        RequestError::MethodNotRouted => "no route takes this method here".to_string(),
         RequestError::DocumentMethod(_) => "this document is read with GET".to_string(),
         RequestError::StoreUnavailable => "state store unreachable".to_string(),
         RequestError::IntrospectionUnavailable => "identity provider unreachable".to_string(),

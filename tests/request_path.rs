@@ -748,3 +748,62 @@ async fn every_answer_portero_writes_says_nosniff() {
         assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
     }
 }
+
+/// A path whose routes take other methods only answers a method none of
+/// them takes `405` with their methods in `Allow` (RFC 9110 §15.5.6), over
+/// HTTP/1.1 and HTTP/2; a path no route takes stays `404 no route`.
+#[tokio::test]
+async fn a_method_no_route_of_the_path_takes_is_405_with_allow() {
+    let items = Upstream::start("items").await;
+    let body = format!(
+        "{}\n\
+         [[routes]]\nname = \"read\"\npath = \"/items\"\nmethods = [\"GET\", \"HEAD\"]\n\
+         upstream = \"items\"\npublic = true\n\n\
+         [[routes]]\nname = \"purge\"\npath = \"/items/admin\"\nmethods = [\"DELETE\"]\n\
+         upstream = \"items\"\npublic = true\n",
+        upstream("items", &[items.addr], ""),
+    );
+    let gw = Gateway::start(&body).await;
+    let cases = [
+        ("POST", "/items/7", "GET, HEAD"),
+        ("PUT", "/items", "GET, HEAD"),
+        ("POST", "/items/admin/7", "DELETE, GET, HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        let (status, text) = send(&gw, method, path, None).await;
+        assert_eq!(status, 405, "{method} {path}: {text}");
+        let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("\r\nallow: {}\r\n", allow.to_ascii_lowercase())),
+            "{method} {path}: {text}"
+        );
+        assert!(says_nosniff(&text), "{text}");
+        assert!(text.contains(r#""error":"method_not_allowed""#), "{text}");
+        // The same over HTTP/2.
+        let mut client = h2_client(gw.port).await;
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://gw.test{path}"))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 405, "h2 {method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "h2 {method} {path}");
+    }
+    for (method, path) in [("GET", "/items/7"), ("DELETE", "/items/admin/7")] {
+        let (status, text) = send(&gw, method, path, None).await;
+        assert_eq!(status, 200, "{method} {path}: {text}");
+    }
+    let (status, text) = send(&gw, "GET", "/other", None).await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("no route"), "{text}");
+    assert!(!text.to_ascii_lowercase().contains("\r\nallow:"), "{text}");
+    let counted = gw
+        .metric(
+            "portero_http_requests_total",
+            &[("route", "none"), ("method", "POST"), ("status", "405")],
+        )
+        .await;
+    assert_eq!(counted, 4.0);
+}
