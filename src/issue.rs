@@ -197,6 +197,8 @@ fn no_legacy_endpoint() -> Reply {
 pub fn status_class(status: StatusCode) -> &'static str {
     match status.as_u16() {
         200 => "200",
+        // The authorization endpoint's and the sign-in form's redirects.
+        303 => "303",
         400 => "400",
         401 => "401",
         403 => "403",

@@ -287,7 +287,7 @@ async fn proxied_peer(
 /// refusals holds no descriptors.
 fn refuse(stream: TcpStream) {
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\
-        connection: close\r\nretry-after: 1\r\n\r\n";
+        connection: close\r\nretry-after: 1\r\nx-content-type-options: nosniff\r\n\r\n";
     let _ = stream.try_write(BUSY);
 }
 

@@ -59,6 +59,9 @@ pub struct Answer {
     pub public: bool,
     /// A page's `Content-Security-Policy`.
     pub csp: Option<String>,
+    /// An error sent back to the client in its redirect: what it is
+    /// counted as.
+    pub refused: Option<Reason>,
 }
 
 /// What an [`Answer`]'s body is.
@@ -87,6 +90,7 @@ impl Answer {
             bearer_challenge: None,
             public: false,
             csp: None,
+            refused: None,
         }
     }
 
@@ -337,9 +341,14 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Which::EndSession => Ok(oidc::end_session(ctx, req).await),
         Which::Register => registration::handle(ctx, req).await,
     };
-    // A refused client or user was noted where it was refused.
+    // A refused client or user was noted where it was refused, also
+    // where the answer is a page (the sign-in form again, with a 401).
     let reason = match &answered {
-        Ok(_) => Reason::Ok,
+        Ok(answer) => ctx
+            .issuing
+            .noted()
+            .or(answer.refused)
+            .unwrap_or_else(|| Reason::of_status(answer.status)),
         Err(e) => ctx.issuing.noted().unwrap_or_else(|| e.reason()),
     };
     let answer = answered.unwrap_or_else(Answer::from);

@@ -194,7 +194,7 @@ impl Gateway {
             return answer;
         }
         let method = named.as_ref().unwrap_or(&parts.method);
-        let (index, route) = route(live, host.as_ref(), &key, method)?;
+        let (index, route) = route(live, host.as_ref(), &key, method, ctx)?;
         if let Some(method) = named {
             read_override(route, parts, method)?;
         }
@@ -262,6 +262,11 @@ fn refusal(
     } else {
         respond::error_response(err)
     };
+    if let (RequestError::MethodNotRouted, Some(allow)) = (err, &ctx.allow) {
+        response
+            .headers_mut()
+            .insert(http::header::ALLOW, allow.clone());
+    }
     if let (RequestError::Denied(reason), Some(route)) = (err, ctx.route) {
         if let Some(challenge) = live.route(route).challenge(reason) {
             response
@@ -346,13 +351,26 @@ fn route<'l>(
     host: Option<&HeaderValue>,
     key: &str,
     method: &Method,
+    ctx: &mut RequestContext,
 ) -> Result<(RouteId, &'l Route), RequestError> {
     match find(live, host, key, method) {
+        Ok(found) => Ok(found),
         Err(Miss::Method(i)) if is_oauth2(live.route_config(RouteId(i))) => {
             Ok((RouteId(i), live.route_config(RouteId(i))))
         }
-        found => found.map_err(miss),
+        Err(Miss::Methods(methods)) => {
+            ctx.allow = Some(allow(&methods));
+            Err(RequestError::MethodNotRouted)
+        }
+        Err(Miss::NoRoute) => Err(RequestError::NoRoute),
+        Err(Miss::Method(_)) => Err(RequestError::MethodNotAllowed),
     }
+}
+
+/// An `Allow` header's value: the methods, comma-separated.
+fn allow(methods: &[Method]) -> HeaderValue {
+    let list: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    HeaderValue::try_from(list.join(", ")).expect("method names are header-safe")
 }
 
 /// The request as a route that takes method overrides reads it: the
@@ -392,13 +410,6 @@ fn find<'l>(
 ) -> Result<(RouteId, &'l Route), Miss> {
     let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
     live.find_route(host, key, method)
-}
-
-fn miss(miss: Miss) -> RequestError {
-    match miss {
-        Miss::NoRoute => RequestError::NoRoute,
-        Miss::Method(_) => RequestError::MethodNotAllowed,
-    }
 }
 
 fn is_oauth2(route: &Route) -> bool {

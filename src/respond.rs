@@ -7,7 +7,9 @@ use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Body, Frame, SizeHint};
@@ -32,6 +34,9 @@ pub enum RequestError {
     NoRoute,
     /// A token endpoint's path asked with another method than `POST`.
     MethodNotAllowed,
+    /// A path whose routes take other methods only (their `Allow` is
+    /// added by the caller, who has them).
+    MethodNotRouted,
     /// A document the gateway serves itself asked with a method it is not
     /// read with (RFC 9110 §15.5.6): those methods, the `Allow` header's
     /// value (`GET, HEAD` for the JWKS, `GET` for resource metadata).
@@ -66,6 +71,11 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "a token endpoint takes POST",
+        ),
+        RequestError::MethodNotRouted => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "no route takes this method here",
         ),
         RequestError::DocumentMethod(_) => (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -121,7 +131,9 @@ pub fn logged_reason(err: RequestError) -> &'static str {
         RequestError::TooLarge => upstream_failure(Failure::TooLarge).1,
         RequestError::BadTarget(_) => "bad_request",
         RequestError::NoRoute => "not_found",
-        RequestError::MethodNotAllowed | RequestError::DocumentMethod(_) => "method_not_allowed",
+        RequestError::MethodNotAllowed
+        | RequestError::MethodNotRouted
+        | RequestError::DocumentMethod(_) => "method_not_allowed",
         RequestError::StoreUnavailable => "store_unavailable",
         RequestError::IntrospectionUnavailable => "introspection_unavailable",
         RequestError::SignInUnavailable => "sign_in_unavailable",
@@ -161,7 +173,7 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 /// `grpc-status` / `grpc-message` in the head (a trailers-only response),
 /// the status mapped as gRPC maps HTTP's (`401` UNAUTHENTICATED, `403`
 /// PERMISSION_DENIED, `502`-`504` and `429` UNAVAILABLE, `404`
-/// UNIMPLEMENTED), plus `413` RESOURCE_EXHAUSTED and `408` DEADLINE_EXCEEDED.
+/// UNIMPLEMENTED, and `405` too), plus `413` RESOURCE_EXHAUSTED and `408` DEADLINE_EXCEEDED.
 pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
     let http = error_response(err);
     let code: u16 = match http.status().as_u16() {
@@ -169,7 +181,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         429 if err == RequestError::Limited(Limit::Rate) => 8,
         401 => 16,
         403 => 7,
-        404 => 12,
+        404 | 405 => 12,
         408 => 4,
         413 => 8,
         429 | 502 | 503 | 504 => 14,
@@ -181,6 +193,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
         RequestError::BadTarget(m) => m.to_string(),
         RequestError::NoRoute => "no route".to_string(),
         RequestError::MethodNotAllowed => "a token endpoint takes POST".to_string(),
+        RequestError::MethodNotRouted => "no route takes this method here".to_string(),
         RequestError::DocumentMethod(_) => "this document is read with GET".to_string(),
         RequestError::StoreUnavailable => "state store unreachable".to_string(),
         RequestError::IntrospectionUnavailable => "identity provider unreachable".to_string(),
@@ -193,6 +206,7 @@ pub fn grpc_error(err: RequestError) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, nosniff());
     headers.insert("grpc-status", HeaderValue::from(code));
     if let Ok(v) = HeaderValue::try_from(percent_encode(&message)) {
         headers.insert("grpc-message", v);
@@ -319,6 +333,7 @@ pub fn preflight(headers: HeaderMap) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::Own(Full::new(Bytes::new())));
     *resp.status_mut() = StatusCode::NO_CONTENT;
     *resp.headers_mut() = headers;
+    resp.headers_mut().insert(X_CONTENT_TYPE_OPTIONS, nosniff());
     resp
 }
 
@@ -329,6 +344,7 @@ pub fn allowed(headers: HeaderMap) -> Response<GatewayBody> {
     *resp.headers_mut() = headers;
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(X_CONTENT_TYPE_OPTIONS, nosniff());
     resp
 }
 
@@ -340,14 +356,23 @@ pub fn switching(headers: HeaderMap) -> Response<GatewayBody> {
     resp
 }
 
-/// A complete JSON response that no cache may keep.
+/// A complete JSON response that no cache may keep (nor any browser
+/// read as another type than it says: every answer portero writes
+/// itself goes out through here or says `nosniff` on its own).
 pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<GatewayBody> {
     let mut resp = Response::new(GatewayBody::Own(Full::new(body.into())));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, nosniff());
     resp
+}
+
+/// `X-Content-Type-Options: nosniff`: a browser takes an answer portero
+/// wrote as the type it says (JSON stays text, whatever it reflects).
+pub fn nosniff() -> HeaderValue {
+    HeaderValue::from_static("nosniff")
 }
 
 /// A response body: one portero wrote, or the upstream's, streamed through
@@ -465,6 +490,7 @@ mod tests {
             let r = error_response(err);
             assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
             assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+            assert_eq!(r.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
         }
     }
 

@@ -15,13 +15,16 @@ use http::Method;
 use crate::config::{Route, RouteAction};
 
 /// Why a request has no route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Miss {
     NoRoute,
     /// The path is exactly a token endpoint's (this route), which takes
     /// other methods only: a token endpoint's path is its own, never left
     /// to a route beneath.
     Method(usize),
+    /// Routes take the path, with other methods only: these, each once,
+    /// the longest path's routes first (RFC 9110 §15.5.6 `Allow`).
+    Methods(Vec<Method>),
 }
 
 /// foldhash, not SipHash: the keys are the configuration's and lookups
@@ -122,23 +125,51 @@ impl RouteTable {
         } else {
             host
         };
-        let tables = self
-            .exact
+        for table in self.tables(host) {
+            if let Some(i) = self.lookup_path(table, path, method)? {
+                return Ok((i, &self.routes[i]));
+            }
+        }
+        // Off the common path: only a request no route takes gets here.
+        match self.methods_at(host, path) {
+            methods if methods.is_empty() => Err(Miss::NoRoute),
+            methods => Err(Miss::Methods(methods)),
+        }
+    }
+
+    /// The tables a host (without port or trailing dot, lower case) is
+    /// looked up in, in order: its own, its `*.` suffixes, then `*`.
+    fn tables<'t>(&'t self, host: &'t str) -> impl Iterator<Item = &'t HostRoutes> {
+        self.exact
             .get(host)
             .into_iter()
             .chain(
                 self.suffixes
                     .iter()
-                    .filter(|(s, _)| host.ends_with(s.as_str()) && host.len() > s.len())
+                    .filter(move |(s, _)| host.ends_with(s.as_str()) && host.len() > s.len())
                     .map(|(_, t)| t),
             )
-            .chain(std::iter::once(&self.any));
-        for table in tables {
-            if let Some(i) = self.lookup_path(table, path, method)? {
-                return Ok((i, &self.routes[i]));
+            .chain(std::iter::once(&self.any))
+    }
+
+    /// Every method named by the routes that would take (host, path)
+    /// whatever its method, each once.
+    fn methods_at(&self, host: &str, path: &str) -> Vec<Method> {
+        let mut methods: Vec<Method> = Vec::new();
+        for table in self.tables(host) {
+            for prefix in prefixes(path) {
+                let whole = prefix.len() == path.len();
+                let mounted = table.by_path.get(prefix).into_iter().flatten();
+                for m in mounted.filter(|m| whole || !m.exact) {
+                    for method in &self.routes[m.index].methods {
+                        if !methods.contains(method) {
+                            methods.push(method.clone());
+                        }
+                    }
+                }
             }
         }
-        Err(Miss::NoRoute)
+        methods
     }
 
     fn lookup_path(
@@ -348,6 +379,41 @@ mod tests {
             t.find("x", "/auth/x", &Method::GET).map(|_| ()),
             Err(Miss::NoRoute)
         );
+    }
+
+    /// A path whose routes take other methods only is told apart from a
+    /// path no route takes, with those methods.
+    #[test]
+    fn a_path_routed_for_other_methods_names_them() {
+        let t = RouteTable::new(vec![
+            route("*", "/items", &[Method::GET, Method::HEAD]),
+            route("*", "/items/admin", &[Method::DELETE, Method::GET]),
+            route("api.example", "/items", &[Method::PUT]),
+            endpoint("/items/token", &[Method::POST]),
+        ]);
+        let find = |host: &str, path: &str, m: Method| t.find(host, path, &m).map(|_| ());
+        assert_eq!(
+            find("x", "/items/1", Method::POST),
+            Err(Miss::Methods(vec![Method::GET, Method::HEAD]))
+        );
+        assert_eq!(
+            find("x", "/items/admin/1", Method::POST),
+            Err(Miss::Methods(vec![
+                Method::DELETE,
+                Method::GET,
+                Method::HEAD
+            ]))
+        );
+        assert_eq!(
+            find("API.example:8080", "/items", Method::POST),
+            Err(Miss::Methods(vec![Method::PUT, Method::GET, Method::HEAD]))
+        );
+        // A token endpoint's methods count at its exact path only.
+        assert_eq!(
+            find("x", "/items/token/x", Method::POST),
+            Err(Miss::Methods(vec![Method::GET, Method::HEAD]))
+        );
+        assert_eq!(find("x", "/other", Method::POST), Err(Miss::NoRoute));
     }
 
     #[test]

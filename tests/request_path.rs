@@ -681,3 +681,129 @@ async fn paths_below_a_token_endpoint_are_ordinary_paths() {
         assert!(body_of(&text).contains("token_endpoint"), "{path}: {text}");
     }
 }
+
+/// Whether a raw response's head says `X-Content-Type-Options: nosniff`.
+fn says_nosniff(text: &str) -> bool {
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .any(|l| l.eq_ignore_ascii_case("x-content-type-options: nosniff"))
+}
+
+/// Every answer portero writes itself (a refusal, a legacy or OAuth 2.0
+/// endpoint's answer, a document, the admin API and the metrics) says
+/// `X-Content-Type-Options: nosniff`: no browser reads its JSON, which
+/// may hold text a client sent, as a page. An upstream's answer goes out
+/// as the upstream wrote it.
+#[tokio::test]
+async fn every_answer_portero_writes_says_nosniff() {
+    let gw = Gateway::start(&common::demo_body()).await;
+    let (status, text) = send(&gw, "POST", "/auth", None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(says_nosniff(&text), "the legacy endpoint's token: {text}");
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    assert!(
+        body.starts_with('"'),
+        "the legacy body is as it was: {body}"
+    );
+    let token = body.trim_matches('"').to_string();
+    let own = [
+        ("GET", "/anything", None, 401),
+        ("GET", "/anything", Some("Bearer a.b.c"), 401),
+        ("GET", "/auth", None, 405),
+        ("POST", "/api/Session/GetToken", None, 400),
+        ("GET", "/.well-known/jwks.json", None, 200),
+        (
+            "GET",
+            "/oauth2/login-refresh/.well-known/openid-configuration",
+            None,
+            200,
+        ),
+        ("POST", "/oauth2/login-refresh/token", None, 400),
+        ("GET", "/oauth2/login-refresh/token", None, 405),
+        ("GET", "/%2e%2e/x", None, 400),
+    ];
+    for (method, path, auth, want) in own {
+        let (status, text) = send(&gw, method, path, auth).await;
+        assert_eq!(status, want, "{method} {path}: {text}");
+        assert!(says_nosniff(&text), "{method} {path}: {text}");
+    }
+    // The echo upstream's answer, untouched.
+    let (status, text) = send(&gw, "POST", "/anything", Some(&token)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!says_nosniff(&text), "an upstream's answer changed: {text}");
+    let admin = reqwest::Client::new();
+    for (path, token, want) in [
+        ("/metrics", None, 200),
+        ("/healthz", None, 200),
+        ("/admin/revocations", None, 401),
+        ("/admin/revocations", Some(common::ADMIN_TOKEN), 200),
+        ("/admin/nothing-here", Some(common::ADMIN_TOKEN), 404),
+    ] {
+        let mut req = admin.get(gw.admin_url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{path}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+    }
+}
+
+/// A path whose routes take other methods only answers a method none of
+/// them takes `405` with their methods in `Allow` (RFC 9110 §15.5.6), over
+/// HTTP/1.1 and HTTP/2; a path no route takes stays `404 no route`.
+#[tokio::test]
+async fn a_method_no_route_of_the_path_takes_is_405_with_allow() {
+    let items = Upstream::start("items").await;
+    let body = format!(
+        "{}\n\
+         [[routes]]\nname = \"read\"\npath = \"/items\"\nmethods = [\"GET\", \"HEAD\"]\n\
+         upstream = \"items\"\npublic = true\n\n\
+         [[routes]]\nname = \"purge\"\npath = \"/items/admin\"\nmethods = [\"DELETE\"]\n\
+         upstream = \"items\"\npublic = true\n",
+        upstream("items", &[items.addr], ""),
+    );
+    let gw = Gateway::start(&body).await;
+    let cases = [
+        ("POST", "/items/7", "GET, HEAD"),
+        ("PUT", "/items", "GET, HEAD"),
+        ("POST", "/items/admin/7", "DELETE, GET, HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        let (status, text) = send(&gw, method, path, None).await;
+        assert_eq!(status, 405, "{method} {path}: {text}");
+        let head = text.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("\r\nallow: {}\r\n", allow.to_ascii_lowercase())),
+            "{method} {path}: {text}"
+        );
+        assert!(says_nosniff(&text), "{text}");
+        assert!(text.contains(r#""error":"method_not_allowed""#), "{text}");
+        // The same over HTTP/2.
+        let mut client = h2_client(gw.port).await;
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://gw.test{path}"))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 405, "h2 {method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "h2 {method} {path}");
+    }
+    for (method, path) in [("GET", "/items/7"), ("DELETE", "/items/admin/7")] {
+        let (status, text) = send(&gw, method, path, None).await;
+        assert_eq!(status, 200, "{method} {path}: {text}");
+    }
+    let (status, text) = send(&gw, "GET", "/other", None).await;
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("no route"), "{text}");
+    assert!(!text.to_ascii_lowercase().contains("\r\nallow:"), "{text}");
+    let counted = gw
+        .metric(
+            "portero_http_requests_total",
+            &[("route", "none"), ("method", "POST"), ("status", "405")],
+        )
+        .await;
+    assert_eq!(counted, 4.0);
+}

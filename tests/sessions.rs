@@ -656,6 +656,53 @@ async fn a_callback_that_is_not_this_browsers_sign_in_is_refused() {
     assert!(a.set_a_session());
 }
 
+/// The provider's `error` and `error_description` at the callback are
+/// said back as text: in JSON no browser reads as a page (`nosniff`),
+/// with everything that could be markup HTML-escaped.
+#[tokio::test]
+async fn a_providers_error_at_the_callback_is_said_as_text() {
+    let site = Site::start().await;
+    let mut v = Visitor::default();
+    let callback = site.to_callback(&mut v, "/page/x", "ada").await;
+    let pending = v.cookie("portero-login").unwrap();
+    let q = query_of(&callback);
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("error", "<script>alert(1)</script>"),
+            (
+                "error_description",
+                "<img src=x onerror=alert(2)> & \"more\"",
+            ),
+            ("state", q["state"].as_str()),
+            ("iss", q["iss"].as_str()),
+        ])
+        .finish();
+    let r = reqwest::Client::new()
+        .get(site.url(&format!("/.portero/callback?{query}")))
+        .header("cookie", format!("portero-login={pending}"))
+        .header("accept", "text/html")
+        .header("sec-fetch-mode", "navigate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    let body = r.text().await.unwrap();
+    assert!(!body.contains('<') && !body.contains('>'), "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["error"], "sign_in_failed");
+    let said = answer["error_description"].as_str().unwrap();
+    assert!(
+        said.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{said}"
+    );
+    assert!(
+        said.contains("&lt;img src=x onerror=alert(2)&gt; &amp; &quot;more&quot;"),
+        "{said}"
+    );
+}
+
 #[tokio::test]
 async fn a_callback_replayed_after_success_is_refused() {
     let site = Site::start().await;

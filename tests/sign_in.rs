@@ -578,3 +578,38 @@ async fn a_tokens_resource_holds_through_refresh_exchange_and_introspection() {
         (400, Some("invalid_target"))
     );
 }
+
+/// What the sign-in page did is what its metric says: a wrong password is
+/// `wrong_secret` with the page's `401`, a user signed in and sent on
+/// with a code `ok` with its `303`, the page shown `ok` with `200`.
+#[tokio::test]
+async fn the_sign_in_pages_outcomes_are_counted_as_they_happened() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (_, challenge) = pkce();
+    let (status, _, page) = browser.get(&authorize_url(&gw, &challenge, "")).await;
+    assert_eq!(status, 200, "{page}");
+    let (action, mut fields) = form_of(&page);
+    fields.push(("username".into(), USER.into()));
+    fields.push(("password".into(), "not the password".into()));
+    let (status, _, page) = browser.post_form(&on(&gw, &action), &fields).await;
+    assert_eq!(status, 401, "{page}");
+    sign_in(&gw, &mut browser, &challenge).await;
+    let counted = |endpoint, status, reason| {
+        let gw = &gw;
+        async move {
+            let labels = [
+                ("issuer", "app"),
+                ("endpoint", endpoint),
+                ("status", status),
+                ("reason", reason),
+            ];
+            gw.metric("portero_oauth2_requests_total", &labels).await
+        }
+    };
+    assert_eq!(counted("sign_in", "401", "wrong_secret").await, 1.0);
+    assert_eq!(counted("sign_in", "303", "ok").await, 1.0);
+    assert_eq!(counted("authorize", "200", "ok").await, 2.0);
+    assert_eq!(counted("sign_in", "401", "ok").await, 0.0);
+    assert_eq!(counted("sign_in", "other", "ok").await, 0.0);
+}

@@ -94,12 +94,13 @@ impl Reason {
         }
     }
 
-    /// A legacy answer's reason, where no refusal was noted: what its
-    /// status means in every dialect (the only 401 left is an invalid
-    /// refresh token; every other refusal is noted where it is decided).
+    /// An answer's reason, where no refusal was noted: what its status
+    /// means in every dialect (the only 401 left is an invalid refresh
+    /// token; every other refusal is noted where it is decided), and at
+    /// the authorization endpoint (a redirect back with a code, a page).
     pub fn of_status(status: StatusCode) -> Reason {
         match status.as_u16() {
-            200..=299 => Reason::Ok,
+            200..=399 => Reason::Ok,
             400 => Reason::MalformedRequest,
             401 | 403 | 404 => Reason::InvalidGrant,
             408 => Reason::Timeout,

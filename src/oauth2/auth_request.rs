@@ -259,11 +259,14 @@ fn back(ctx: &Endpoints<'_>, r: &AuthRequest, params: &[(&str, &str)]) -> String
 
 /// An error sent back to the client (RFC 6749 §4.1.2.1).
 pub fn back_with_error(ctx: &Endpoints<'_>, r: &AuthRequest, e: Error) -> Answer {
-    Answer::redirect(back(
-        ctx,
-        r,
-        &[("error", e.code), ("error_description", &e.description)],
-    ))
+    Answer {
+        refused: Some(e.reason()),
+        ..Answer::redirect(back(
+            ctx,
+            r,
+            &[("error", e.code), ("error_description", &e.description)],
+        ))
+    }
 }
 
 #[cfg(test)]

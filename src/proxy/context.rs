@@ -35,6 +35,8 @@ pub(super) struct RequestContext {
     pub(super) ids: Option<RequestIds>,
     /// A method-override header came, in some spelling (`target::method`).
     pub(super) overridden: bool,
+    /// With `MethodNotRouted`: the methods the path's routes take.
+    pub(super) allow: Option<HeaderValue>,
 }
 
 impl RequestContext {
@@ -51,6 +53,7 @@ impl RequestContext {
             rate: None,
             ids,
             overridden,
+            allow: None,
         }
     }
 

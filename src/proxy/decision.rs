@@ -35,7 +35,7 @@ impl Gateway {
         let named = target::method(&original, ctx.overridden).map_err(RequestError::BadTarget)?;
         let key = crate::path::routing_key(original.uri.path());
         let method = named.as_ref().unwrap_or(&original.method);
-        let (index, route) = route(live, host.as_ref(), &key, method)?;
+        let (index, route) = route(live, host.as_ref(), &key, method, ctx)?;
         if let Some(method) = named {
             read_override(route, &mut original, method)?;
         }

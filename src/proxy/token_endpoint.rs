@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::{
     HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, AUTHORIZATION, CONTENT_SECURITY_POLICY,
     CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, PRAGMA, REFERRER_POLICY, SET_COOKIE, WWW_AUTHENTICATE,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use http::request::Parts;
 use http::{HeaderName, Response};
@@ -265,7 +265,6 @@ pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
         // with `Origin: null`, which the form's origin check refuses. The
         // client's site still gets no referrer from portero's pages.
         headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     }
     if let Some(csp) = answer
         .csp

@@ -3,7 +3,9 @@
 //! (docs/operations.md, "Admin API errors").
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
@@ -145,7 +147,8 @@ impl AdminError {
     }
 }
 
-/// An admin answer: JSON (or the metrics' text), never stored by a cache.
+/// An admin answer: JSON (or the metrics' text), never stored by a cache
+/// nor read by a browser as another type.
 pub fn admin_reply(
     status: StatusCode,
     content_type: &'static str,
@@ -156,6 +159,7 @@ pub fn admin_reply(
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, super::nosniff());
     response
 }
 

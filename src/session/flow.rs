@@ -111,6 +111,7 @@ pub struct Callback {
     pub state: Option<String>,
     pub iss: Option<String>,
     pub error: Option<String>,
+    pub error_description: Option<String>,
 }
 
 impl Callback {
@@ -123,6 +124,7 @@ impl Callback {
                 "state" => &mut callback.state,
                 "iss" => &mut callback.iss,
                 "error" => &mut callback.error,
+                "error_description" => &mut callback.error_description,
                 _ => continue,
             };
             if slot.replace(value.into_owned()).is_some() {
@@ -241,12 +243,11 @@ fn answer_code<'c>(
     callback: &'c Callback,
 ) -> Result<&'c str, CallbackError> {
     if let Some(error) = &callback.error {
-        let error: String = error
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(64)
-            .collect();
-        return Err(CallbackError::Provider(error));
+        let mut said = as_text(error, 64);
+        if let Some(description) = &callback.error_description {
+            said = format!("{said} ({})", as_text(description, 200));
+        }
+        return Err(CallbackError::Provider(said));
     }
     // RFC 9207: a provider that names itself must be the one asked.
     if callback
@@ -269,6 +270,28 @@ fn answer_code<'c>(
         .code
         .as_deref()
         .ok_or(CallbackError::Refused("no code"))
+}
+
+/// A provider's words as the browser is shown them: printable ASCII, at
+/// most `max` characters of it, and never markup (`<`, `>`, `&` and quotes
+/// HTML-escaped), whatever page or sniffing browser ends up showing them.
+fn as_text(said: &str, max: usize) -> String {
+    let mut text = String::new();
+    for c in said
+        .chars()
+        .filter(|c| *c == ' ' || c.is_ascii_graphic())
+        .take(max)
+    {
+        match c {
+            '<' => text.push_str("&lt;"),
+            '>' => text.push_str("&gt;"),
+            '&' => text.push_str("&amp;"),
+            '"' => text.push_str("&quot;"),
+            '\'' => text.push_str("&#39;"),
+            c => text.push(c),
+        }
+    }
+    text
 }
 
 /// Spends the pending sign-in: once, whatever instance its callback reaches.
