@@ -66,13 +66,12 @@ pub fn query_names(query: &str) -> impl Iterator<Item = &str> {
 /// `qs`), and so are `]_method`, `_method]` and `[_method]` (Rack 2 and
 /// `qs` drop brackets around a name).
 pub fn param_reads_as(written: &str, name: &str) -> bool {
-    let decoded = if written.contains(['%', '+']) {
-        let bytes: Vec<u8> = percent_encoding::percent_decode_str(written)
-            .map(|b| if b == b'+' { b' ' } else { b })
-            .collect();
-        Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
-    } else {
-        Cow::Borrowed(written)
+    // One pair's name alone: `+` a space, then the escapes (`%2B` is `+`).
+    let decoded = match written.contains(['%', '+']) {
+        true => form_urlencoded::parse(written.as_bytes())
+            .next()
+            .map_or(Cow::Borrowed(""), |(name, _)| name),
+        false => Cow::Borrowed(written),
     };
     let decoded = decoded.split('\0').next().unwrap_or_default();
     same_name(decoded, name) || same_name(bracket_base(decoded), name)
@@ -136,33 +135,38 @@ pub fn cookie_begins(written: &[u8], prefix: &[u8]) -> bool {
 
 /// The cookie names an upstream may read in one `;`-separated pair of a
 /// `Cookie` header: the pair's own (the whole pair when it has no `=`:
-/// PHP reads `name` alone as an empty cookie), and any name before an `=`
-/// inside its value, after a space, a tab or a comma, with spaces allowed
-/// before the `=` (Python's `SimpleCookie` reads `a=b name =x` as two
-/// cookies; RFC 2109 separated cookies with `,`).
+/// PHP reads `name` alone as an empty cookie), and every name Python's
+/// `SimpleCookie` reads there, as it splits at spaces, tabs and commas
+/// too: each word before the `=` (`secure tok=x` is the flag `secure` and
+/// the cookie `tok`; `a="x;y" tok=x` reads past the quoted `;`), and in
+/// the value each word before an `=`, or before a word that begins with
+/// one (`a=b tok=x`, `a=b tok =x`; RFC 2109 separated cookies with `,`).
 pub fn cookie_names(pair: &[u8]) -> impl Iterator<Item = &[u8]> {
     let (own, value) = match pair.iter().position(|b| *b == b'=') {
         Some(at) => (&pair[..at], &pair[at + 1..]),
         None => (pair, &[][..]),
     };
-    let own = Some(own).filter(|own| !own.trim_ascii().is_empty());
     // Most values (a session id, a token) hold no `=`: one quick look.
     let equals = value.contains(&b'=').then_some(value).into_iter();
     let inner = equals.flat_map(|value| {
-        value
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'=')
-            .map(|(at, _)| {
-                let before = value[..at].trim_ascii_end();
-                let start = before
-                    .iter()
-                    .rposition(|b| matches!(b, b' ' | b'\t' | b',' | b'='))
-                    .map_or(0, |p| p + 1);
-                &before[start..]
+        let words = words(value);
+        let next = words.clone().skip(1).map(Some).chain([None]);
+        words
+            .zip(next)
+            .filter_map(|(word, next)| match word.iter().position(|b| *b == b'=') {
+                Some(at) => Some(&word[..at]),
+                None => next.is_some_and(|n| n.starts_with(b"=")).then_some(word),
             })
     });
-    own.into_iter().chain(inner.filter(|name| !name.is_empty()))
+    words(own).chain(inner).filter(|name| !name.is_empty())
+}
+
+/// The words of a cookie's text as `SimpleCookie` splits it: at what
+/// Python's `\s` matches in a header read as Latin-1 (NBSP and NEL
+/// among it), and at commas.
+fn words(text: &[u8]) -> impl Iterator<Item = &[u8]> + Clone {
+    let apart = |b: &u8| matches!(b, b'\t'..=b'\r' | 0x1c..=0x20 | 0x85 | 0xa0 | b',');
+    text.split(apart).filter(|word| !word.is_empty())
 }
 
 /// The one cookie `name` among `Cookie` header values, as an upstream
@@ -184,11 +188,13 @@ pub fn one_cookie<'a>(
             if found.is_some() {
                 return Err(());
             }
-            // Only the pair's own name (where the pair begins), exactly as
-            // configured and followed by `=`, is the cookie.
-            let own = written.as_ptr() == pair.as_ptr();
-            let value = pair.get(written.len() + 1..).filter(|_| own);
-            let exact = written.trim_ascii() == name.as_bytes();
+            // Only the pair's whole name, exactly as configured and
+            // followed by `=`, is the cookie.
+            let value = match pair.iter().position(|b| *b == b'=') {
+                Some(at) if pair[..at].trim_ascii() == written => Some(&pair[at + 1..]),
+                _ => None,
+            };
+            let exact = written == name.as_bytes();
             found = Some(value.filter(|_| exact).map(<[u8]>::trim_ascii));
         }
     }
@@ -317,10 +323,15 @@ mod tests {
             "tok=T; tok",
             "tok; tok=T",
             "tok=T; TOK=e",
+            "tok=T; secure tok=e",
+            "tok=T; HttpOnly\ttok=e",
+            "tok=T; a=\"x;y\" tok=e",
+            "tok=T; a=b,tok=e",
         ] {
             assert_eq!(read(copy), Err(()), "{copy}");
         }
         assert_eq!(read("tok=T; a=b=c"), Ok(Some(&b"T"[..])));
+        assert_eq!(read("tok=T; a=b=tok=c"), Ok(Some(&b"T"[..])), "a value");
         assert_eq!(read("tok=T; a=dG9r=="), Ok(Some(&b"T"[..])));
         assert_eq!(read("tok"), Ok(None), "a name alone has no value");
         assert_eq!(

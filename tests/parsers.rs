@@ -3,7 +3,9 @@
 //! Express 4 (tests/oidc/express_items.mjs: `method-override` in its
 //! README's query form, `qs` for the query, `cookie` for cookies) and PHP
 //! (tests/php_items.php on `php -S`: `$_GET`, `$_POST`, `$_COOKIE`, and a
-//! POST's `_method` naming the method, as Symfony and Laravel read it).
+//! POST's `_method` naming the method, as Symfony and Laravel read it),
+//! and Python's standard library (tests/python_items.py: `SimpleCookie`,
+//! as Bottle, CherryPy and aiohttp read cookies, and `parse_qs`).
 //! In front of each, `/items` lets any token GET and POST but only an
 //! admin DELETE; the token may come as a bearer header, as the query
 //! parameter `access_token` or as the cookie `tok`, once.
@@ -54,6 +56,13 @@ fn php() -> Option<App> {
         .args(["-S", &format!("127.0.0.1:{port}")])
         .arg(Path::new(TESTS).join("php_items.php"));
     Some(App::on_port(command, port, "ITEMS_LOG"))
+}
+
+/// Python's standard library (`SimpleCookie`, `parse_qs`).
+fn python() -> App {
+    let mut command = Command::new("python3");
+    command.args(["-u", &format!("{TESTS}/python_items.py")]);
+    App::printing_its_port(command)
 }
 
 /// What the application ran: one JSON object a request.
@@ -151,8 +160,13 @@ const QUERY_COPIES: [&str; 10] = [
 
 /// A second copy of the cookie token, in the spellings the same parsers
 /// (and Python's `SimpleCookie`) read as `tok`.
-const COOKIE_COPIES: [&str; 7] = [
+const COOKIE_COPIES: [&str; 12] = [
     "tok[0]=EVIL",
+    "secure tok=EVIL",
+    "HttpOnly\ttok=EVIL",
+    "a=\"x;y\" tok=EVIL",
+    "a=b,tok=EVIL",
+    "a=x tok = EVIL",
     "tok[]=EVIL",
     "a=b tok =EVIL",
     "a=b tok=EVIL",
@@ -228,6 +242,11 @@ async fn express_never_reads_a_method_or_a_token_portero_did_not() {
     if let Some(app) = express() {
         every_spelling_is_refused(app).await;
     }
+}
+
+#[tokio::test]
+async fn python_never_reads_a_method_or_a_token_portero_did_not() {
+    every_spelling_is_refused(python()).await;
 }
 
 #[tokio::test]
