@@ -578,3 +578,44 @@ async fn a_tokens_resource_holds_through_refresh_exchange_and_introspection() {
         (400, Some("invalid_target"))
     );
 }
+
+/// OpenID Connect Discovery §3: `claims_supported` names every claim the
+/// ID token and userinfo carry, the users' own claims (`team`) included.
+#[tokio::test]
+async fn discovery_names_every_claim_the_id_token_and_userinfo_carry() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code = sign_in(&gw, &mut browser, &challenge).await;
+    let (status, tokens) = redeem(&gw, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let http = reqwest::Client::new();
+    let metadata: Value = http
+        .get(gw.url("/.well-known/openid-configuration/oauth2/app"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let supported = metadata["claims_supported"].as_array().unwrap().clone();
+    let info: Value = http
+        .get(gw.url("/oauth2/app/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["team"], "core", "{info}");
+    let id = claims_of(tokens["id_token"].as_str().unwrap());
+    for (what, claims) in [("ID token", &id), ("userinfo", &info)] {
+        for name in claims.as_object().unwrap().keys() {
+            assert!(
+                supported.contains(&Value::String(name.clone())),
+                "the {what}'s {name:?} is not in claims_supported {supported:?}"
+            );
+        }
+    }
+}
