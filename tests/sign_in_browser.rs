@@ -4,8 +4,9 @@
 //! browser follows the redirects to the client's callback, a small HTTP
 //! server on a loopback port of its own that records what arrives. A
 //! wrong password, the lockout, the page's accessibility basics and that
-//! it needs no JavaScript, that no other site can frame it, and the next
-//! client's sign-in without typing.
+//! it needs no JavaScript, that no other site can frame it, the next
+//! client's sign-in without typing, and a single-page app on another
+//! origin redeeming its code from the page.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the
 //! tests are skipped with a message, unless `PORTERO_REQUIRE_BROWSER=1`,
