@@ -332,6 +332,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     }
     let answered = match which {
         Which::Metadata => Ok(metadata::answer(ctx)),
+        Which::Token if !answer_readable(ctx, req) => Err(origin_refused(ctx, req)),
         Which::Token => token::handle(ctx, req).await,
         Which::Revoke => inspect::revoke(ctx, req).await,
         Which::Introspect => inspect::introspect(ctx, req).await,
@@ -363,6 +364,39 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         ])
         .inc();
     answer
+}
+
+/// Whether the browser that sent the request will show its answer to the
+/// page: no `Origin` (no page asked), the issuer's own origin, or one its
+/// `cors` allows. The token endpoint redeems nothing for a page that could
+/// never read what it gives: a code would be spent, a refresh token
+/// replaced by one nobody sees.
+fn answer_readable(ctx: &Endpoints<'_>, req: &Request<'_>) -> bool {
+    if csrf::same_origin(ctx, req) {
+        return true;
+    }
+    let origin = req
+        .origin
+        .and_then(|o| http::HeaderValue::from_bytes(o).ok());
+    match (&ctx.issuing.endpoint.cors, origin) {
+        (Some(policy), Some(origin)) => crate::cors::allows_origin(policy, &origin),
+        _ => false,
+    }
+}
+
+fn origin_refused(ctx: &Endpoints<'_>, req: &Request<'_>) -> Error {
+    tracing::warn!(
+        target: "portero::oauth2",
+        issuer = %ctx.issuing.issuer.name,
+        origin = ?String::from_utf8_lossy(req.origin.unwrap_or_default()),
+        "token request refused: its origin is neither the issuer's nor one its cors allows, \
+         so the browser would never show the answer"
+    );
+    Error::new(
+        StatusCode::FORBIDDEN,
+        "invalid_request",
+        "this origin may not call the token endpoint: the issuer's cors does not allow it",
+    )
 }
 
 /// The answer to a body that could not be read.

@@ -45,7 +45,7 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
     };
     let user = "[[issuers.app.users]]\nusername = \"ada\"\nsecret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n";
     let web =
-        "[[issuers.app.clients]]\nclient_id = \"web\"\nredirect_uris = [\"https://a.test/cb\"]\n";
+        "[[issuers.app.clients]]\nclient_id = \"web\"\nredirect_uris = [\"https://x.test/cb\"]\n";
     let (ok, err) = check(&with(&format!("{user}{web}")));
     assert!(ok, "{err}");
     for (issuer, named) in [
@@ -1257,4 +1257,50 @@ login = "app"
             .unwrap_or_else(|| panic!("{key} not named:\n{err}\n{config}"));
         assert!(line.contains(says), "{key}: {line}");
     }
+}
+
+/// A public client whose redirect URI is on another origin than
+/// `public_url` is a browser app there: without the issuer's `cors`
+/// allowing that origin, every browser blocks its token call.
+#[test]
+fn a_public_client_on_another_origin_needs_the_issuers_cors() {
+    let config = |cors: &str, client: &str| {
+        format!(
+            "[server]\npublic_url = \"https://auth.test\"\n{GOOD}\n[issuers.app]\nkind = \"oauth2\"\n{cors}\n\
+             [[issuers.app.clients]]\nclient_id = \"spa\"\n{client}\n\
+             [cors.spa]\nallow_origins = [\"https://app.test\"]\n\
+             [[routes]]\npath = \"/spa\"\nupstream = \"echo\"\ncors = \"spa\"\n"
+        )
+    };
+    let secret = "secret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"";
+    let on = |uri: &str| format!("redirect_uris = [\"{uri}\"]");
+    for (cors, client) in [
+        ("cors = \"spa\"", on("https://app.test/cb")),
+        ("", on("https://auth.test/cb")),
+        ("", on("http://127.0.0.1/cb")),
+        ("", on("com.example.app:/cb")),
+        ("", format!("{}\n{secret}", on("https://app.test/cb"))),
+    ] {
+        let (ok, err) = check(&config(cors, &client));
+        assert!(ok, "{cors} {client}: {err}");
+    }
+    let bad = config("", &on("https://app.test/cb"));
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("redirect_uris"))
+        .unwrap()
+        + 1;
+    let (ok, err) = check(&bad);
+    let at = format!("gateway.toml:{line}: issuers.app.clients[0].redirect_uris: ");
+    assert!(
+        !ok && err.contains(&at) && err.contains("https://app.test"),
+        "{err}"
+    );
+    // A policy for other origins is none for this one.
+    let elsewhere = config("cors = \"spa\"", &on("https://other.test/cb"));
+    let (ok, err) = check(&elsewhere);
+    assert!(
+        !ok && err.contains("issuers.app.clients[0].redirect_uris"),
+        "{err}"
+    );
 }

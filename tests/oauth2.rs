@@ -1394,3 +1394,59 @@ async fn a_replaced_refresh_token_traded_by_exchange_ends_its_family() {
     assert_error(&r, 400, "invalid_grant");
     assert_family_ended(&gw, &rotated).await;
 }
+
+/// RFC 7662 §2.2: a live refresh token introspects to its own client (and
+/// one with `introspect = true`) as `token_type` `refresh_token`, with what
+/// the store knows of it; introspection changes nothing (no rotation, no
+/// reuse detection), and a replaced token is inactive.
+#[tokio::test]
+async fn a_live_refresh_token_introspects_to_its_client_and_stays_as_it_was() {
+    let seer = format!(
+        "[[issuers.login-refresh.oauth2.clients]]\nclient_id = \"seer\"\nsecret_hash = \"{}\"\n\
+         introspect = true\n\n[[issuers.login-refresh.principals]]",
+        portero::credentials::hash_fast(APP_SECRET)
+    );
+    let body = body().replacen("[[issuers.login-refresh.principals]]", &seer, 1);
+    let gw = Gateway::start(&body).await;
+    let first = app(&gw, "token", ADMIN_LOGIN).await;
+    let access = claims_of(first.json["access_token"].as_str().unwrap());
+    let refresh = first.json["refresh_token"].as_str().unwrap().to_string();
+    for _ in 0..2 {
+        let r = app(&gw, "introspect", &format!("token={refresh}")).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        assert_uncached(&r);
+        let a = &r.json;
+        assert_eq!(a["active"], true, "{a}");
+        assert_eq!(a["token_type"], "refresh_token", "{a}");
+        assert_eq!(a["client_id"], APP, "{a}");
+        assert_eq!(a["sub"], access["sub"], "{a}");
+        assert_eq!(a["scope"], "profile orders", "{a}");
+        assert_eq!(a["iss"], access["iss"], "{a}");
+        let (iat, exp) = (a["iat"].as_i64().unwrap(), a["exp"].as_i64().unwrap());
+        assert!(iat <= access["iat"].as_i64().unwrap() && exp > iat, "{a}");
+    }
+    // Another client learns nothing.
+    let other = basic(OTHER_APP, APP_SECRET);
+    let path = format!("{USERS_PATH}/introspect");
+    let r = post_to(&gw, &path, Some(&other), &format!("token={refresh}")).await;
+    assert_eq!(r.json, serde_json::json!({ "active": false }));
+    // A client that may introspect every token of the issuer sees it.
+    let seer = basic("seer", APP_SECRET);
+    let r = post_to(&gw, &path, Some(&seer), &format!("token={refresh}")).await;
+    assert_eq!(r.json["client_id"], APP, "{}", r.json);
+    // Introspected four times, it still refreshes once, as any live token.
+    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+    let second = app(&gw, "token", &form).await;
+    assert_eq!(second.status, 200, "{}", second.json);
+    let newer = second.json["refresh_token"].as_str().unwrap().to_string();
+    // The replaced one is inactive, and asking about it ends no family.
+    let r = app(&gw, "introspect", &format!("token={refresh}")).await;
+    assert_eq!(r.json, serde_json::json!({ "active": false }));
+    let r = app(&gw, "introspect", &format!("token={newer}")).await;
+    assert_eq!(r.json["active"], true, "{}", r.json);
+    let form = format!("grant_type=refresh_token&refresh_token={newer}");
+    assert_eq!(app(&gw, "token", &form).await.status, 200);
+    // An unknown one is inactive.
+    let r = app(&gw, "introspect", "token=not-a-refresh-token").await;
+    assert_eq!(r.json, serde_json::json!({ "active": false }));
+}

@@ -179,3 +179,53 @@ async fn a_registered_client_holds_only_the_scopes_the_issuers_resources_ask_for
     assert_eq!(status, 201, "{client}");
     assert_eq!(client["scope"], "mcp:tools");
 }
+
+/// RFC 7591 §2: a client registered without `grant_types` uses
+/// `authorization_code` only, and its code gives no refresh token; one
+/// that asks for `refresh_token` too gets one.
+#[tokio::test]
+async fn a_registered_client_gets_refresh_tokens_only_when_it_asks_for_them() {
+    let gw = gateway("registration = \"open\"\nregistration_rate = 100").await;
+    for (asked, refresh) in [
+        (json!(null), false),
+        (json!(["authorization_code", "refresh_token"]), true),
+    ] {
+        let mut body = json!({"redirect_uris": [CALLBACK]});
+        if !asked.is_null() {
+            body["grant_types"] = asked.clone();
+        }
+        let (status, client) = register(&gw, &body, None).await;
+        assert_eq!(status, 201, "{client}");
+        let id = client["client_id"].as_str().unwrap().to_string();
+        let expected = match refresh {
+            true => json!(["authorization_code", "refresh_token"]),
+            false => json!(["authorization_code"]),
+        };
+        assert_eq!(client["grant_types"], expected, "{client}");
+        let (verifier, challenge) = pkce();
+        // A registered client holds no scope the issuer's resources do not ask for.
+        let url = authorize_url_for(
+            &gw,
+            &id,
+            CALLBACK,
+            "openid",
+            &format!("&code_challenge={challenge}"),
+        );
+        let mut browser = Browser::default();
+        let (status, _, page) = browser.get(&url).await;
+        assert_eq!(status, 200, "{page}");
+        let (action, mut fields) = form_of(&page);
+        fields.push(("username".into(), USER.into()));
+        fields.push(("password".into(), USER_PASSWORD.into()));
+        let (status, location, page) = browser.post_form(&on(&gw, &action), &fields).await;
+        assert_eq!(status, 303, "{page}");
+        let code = query_of(&location.unwrap())["code"].clone();
+        let (status, tokens) = redeem_for(&gw, &id, CALLBACK, &code, &verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        assert_eq!(
+            tokens["refresh_token"].is_string(),
+            refresh,
+            "{asked}: {tokens}"
+        );
+    }
+}

@@ -613,3 +613,116 @@ async fn the_sign_in_pages_outcomes_are_counted_as_they_happened() {
     assert_eq!(counted("sign_in", "401", "ok").await, 0.0);
     assert_eq!(counted("sign_in", "other", "ok").await, 0.0);
 }
+
+/// OpenID Connect Discovery §3: `claims_supported` names every claim the
+/// ID token and userinfo carry, the users' own claims (`team`) included.
+#[tokio::test]
+async fn discovery_names_every_claim_the_id_token_and_userinfo_carry() {
+    let gw = gateway().await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code = sign_in(&gw, &mut browser, &challenge).await;
+    let (status, tokens) = redeem(&gw, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let http = reqwest::Client::new();
+    let metadata: Value = http
+        .get(gw.url("/.well-known/openid-configuration/oauth2/app"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let supported = metadata["claims_supported"].as_array().unwrap().clone();
+    let info: Value = http
+        .get(gw.url("/oauth2/app/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["team"], "core", "{info}");
+    let id = claims_of(tokens["id_token"].as_str().unwrap());
+    for (what, claims) in [("ID token", &id), ("userinfo", &info)] {
+        for name in claims.as_object().unwrap().keys() {
+            assert!(
+                supported.contains(&Value::String(name.clone())),
+                "the {what}'s {name:?} is not in claims_supported {supported:?}"
+            );
+        }
+    }
+}
+
+/// A browser app on another origin: the issuer's `cors` answers the
+/// preflights of the token, userinfo and revocation endpoints, and a token
+/// request from an origin it does not allow (whose answer the browser
+/// would never show) is refused before the code is redeemed.
+#[tokio::test]
+async fn the_issuers_cors_answers_preflights_and_a_refused_origin_spends_no_code() {
+    let app_origin = "https://spa.example";
+    let body = standard_body_with_cors(app_origin);
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    let http = reqwest::Client::new();
+    for (endpoint, method, headers) in [
+        ("token", "POST", "content-type"),
+        ("userinfo", "GET", "authorization"),
+        ("revoke", "POST", "content-type"),
+    ] {
+        let r = http
+            .request(
+                reqwest::Method::OPTIONS,
+                gw.url(&format!("/oauth2/app/{endpoint}")),
+            )
+            .header("origin", app_origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{endpoint}");
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            app_origin,
+            "{endpoint}"
+        );
+    }
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let code = sign_in(&gw, &mut browser, &challenge).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("client_id", APP),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let refused = http
+        .post(gw.url("/oauth2/app/token"))
+        .header("origin", "https://elsewhere.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+    let said: Value = refused.json().await.unwrap();
+    assert_eq!(said["error"], "invalid_request", "{said}");
+    let logged = "its origin is neither the issuer's nor one its cors allows";
+    assert!(gw.log_with(logged).await.contains(logged));
+    // The code is still whole: the allowed page redeems it, and reads the answer.
+    let r = http
+        .post(gw.url("/oauth2/app/token"))
+        .header("origin", app_origin)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], app_origin);
+}

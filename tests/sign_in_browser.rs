@@ -4,8 +4,9 @@
 //! browser follows the redirects to the client's callback, a small HTTP
 //! server on a loopback port of its own that records what arrives. A
 //! wrong password, the lockout, the page's accessibility basics and that
-//! it needs no JavaScript, that no other site can frame it, and the next
-//! client's sign-in without typing.
+//! it needs no JavaScript, that no other site can frame it, the next
+//! client's sign-in without typing, and a single-page app on another
+//! origin redeeming its code from the page.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`. Without them the
 //! tests are skipped with a message, unless `PORTERO_REQUIRE_BROWSER=1`,
@@ -557,5 +558,105 @@ async fn a_sign_on_session_takes_the_browser_to_the_next_client_without_the_page
         (access["sub"].as_str(), access["client_id"].as_str()),
         (Some(USER), Some(PHOTOS))
     );
+    browser.close().await.unwrap();
+}
+
+/// A single-page app's callback: it redeems the code from the page, as a
+/// browser app does (the verifier kept in `sessionStorage` by `/start`),
+/// then asks userinfo with the access token (a preflighted request), and
+/// shows what it got in `#out`.
+const SPA_CALLBACK: &str = r#"<!doctype html><title>spa</title><pre id="out">waiting</pre>
+<script>
+(async () => {
+  const out = document.getElementById("out");
+  const c = JSON.parse(sessionStorage.getItem("spa"));
+  const code = new URLSearchParams(location.search).get("code");
+  try {
+    const r = await fetch(c.token, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code", code, redirect_uri: c.redirect_uri,
+        client_id: c.client_id, code_verifier: c.verifier,
+      }),
+    });
+    const tokens = await r.json();
+    const u = await fetch(c.userinfo, { headers: { authorization: "Bearer " + tokens.access_token } });
+    out.textContent = JSON.stringify({ status: r.status, userinfo: await u.json(), code });
+  } catch (e) {
+    out.textContent = JSON.stringify({ error: String(e), code });
+  }
+})();
+</script>"#;
+
+/// What the single-page app at `site` shows once it has signed in at `gw`
+/// (typing the credentials when the page asks) and tried its code.
+async fn spa_sign_in(browser: &Client, gw: &Gateway, site: &Site, typing: bool) -> (Value, String) {
+    let (verifier, challenge) = pkce();
+    let callback = site.url("/callback");
+    browser.goto(&site.url("/start")).await.unwrap();
+    let settings = json!({
+        "token": gw.url("/oauth2/app/token"),
+        "userinfo": gw.url("/oauth2/app/userinfo"),
+        "redirect_uri": callback,
+        "client_id": APP,
+        "verifier": verifier,
+    });
+    let set = format!("sessionStorage.setItem('spa', JSON.stringify({settings}));");
+    script(browser, &set).await;
+    browser
+        .goto(&notes_authorize(gw, &callback, &challenge))
+        .await
+        .unwrap();
+    if typing {
+        type_and_submit(browser, USER, USER_PASSWORD).await;
+    }
+    let shown = poll(
+        Duration::from_secs(10),
+        || async {
+            let read = "const o = document.getElementById('out'); return o ? o.textContent : '';";
+            browser
+                .execute(read, vec![])
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        },
+        |text| text.starts_with('{'),
+    )
+    .await;
+    let shown: Value = serde_json::from_str(&shown)
+        .unwrap_or_else(|e| panic!("the page shows no answer ({e}): {shown:?}"));
+    (shown, verifier)
+}
+
+#[tokio::test]
+async fn a_page_on_another_origin_redeems_its_code_where_the_issuers_cors_allows_it() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let pages = || vec![("/callback", SPA_CALLBACK.to_string())];
+    let (allowed, refused) = (Site::start(pages()).await, Site::start(pages()).await);
+    let body = standard_body_with_cors(&allowed.url(""));
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    let browser = driver.browser(true).await;
+    // A page on an origin the issuer's cors does not name: the browser
+    // would never show it the answer, so the code is not spent.
+    let (shown, verifier) = spa_sign_in(&browser, &gw, &refused, true).await;
+    assert!(shown["error"].is_string(), "{shown}");
+    let code = shown["code"].as_str().unwrap();
+    let callback = refused.url("/callback");
+    let (status, tokens) = redeem_for(&gw, APP, &callback, code, &verifier).await;
+    assert_eq!(
+        status, 200,
+        "the code was spent by a request the page never saw: {tokens}"
+    );
+    // On the origin it names, the page redeems its code and reads userinfo
+    // (the sign-on session brings it straight back).
+    let (shown, _) = spa_sign_in(&browser, &gw, &allowed, false).await;
+    assert_eq!(shown["status"], 200, "{shown}");
+    assert_eq!(shown["userinfo"]["sub"], USER, "{shown}");
+    assert_eq!(shown["userinfo"]["team"], "core", "{shown}");
     browser.close().await.unwrap();
 }

@@ -2,6 +2,7 @@
 //! Every problem is collected with its line and key; nothing panics.
 
 mod api_key;
+mod browser_clients;
 mod cors;
 mod dialect_oauth2;
 mod external;

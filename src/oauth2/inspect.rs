@@ -83,14 +83,16 @@ pub async fn introspect(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer
     let token = form.required("token")?;
     let client = authenticate(ctx, req, &form).await?;
     let client: &Principal = &client;
-    let live = issuers_token(ctx, token).filter(|v| {
-        (client.introspect || owns(ctx, client, v))
-            && ctx.validator.check_time(v, req.now).is_ok()
-            && !ctx.validator.is_revoked(v)
-    });
-    let Some(v) = live else {
-        return Ok(Answer::ok(json!({ "active": false })));
+    let Some(v) = issuers_token(ctx, token) else {
+        // Not a JWT of the issuer: perhaps a refresh token.
+        return refresh_answer(ctx, client, token, req.now).await;
     };
+    let live = (client.introspect || owns(ctx, client, &v))
+        && ctx.validator.check_time(&v, req.now).is_ok()
+        && !ctx.validator.is_revoked(&v);
+    if !live {
+        return Ok(inactive());
+    }
     let mut body = json!({ "active": true, "token_type": "Bearer" });
     for name in ["iss", "sub", "client_id", "scope", "jti"] {
         if let Some(value) = v.claims.str(name) {
@@ -107,6 +109,43 @@ pub async fn introspect(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer
         if let Some(value) = value {
             body[name] = json!(value);
         }
+    }
+    Ok(Answer::ok(body))
+}
+
+fn inactive() -> Answer {
+    Answer::ok(json!({ "active": false }))
+}
+
+/// A live refresh token of the issuer, to the client it was issued to (or
+/// one that may introspect every token): what the store knows of it
+/// (RFC 7662 §2.2). Only read: a replaced token is inactive here, never a
+/// reuse, and nothing rotates.
+async fn refresh_answer(
+    ctx: &Endpoints<'_>,
+    client: &Principal,
+    token: &str,
+    now: i64,
+) -> Result<Answer, Error> {
+    let Some(record) = refresh::live(ctx, token, now).await? else {
+        return Ok(inactive());
+    };
+    if !client.introspect && !refresh::belongs(ctx, &record, &client.login) {
+        return Ok(inactive());
+    }
+    let mut body = json!({
+        "active": true,
+        "token_type": "refresh_token",
+        "iss": ctx.settings.issuer_id,
+        "sub": record.sub,
+        "client_id": record.client_id,
+        // The family's first sign-in: every refresh token in it keeps that
+        // expiry and the store keeps that time.
+        "iat": record.issued_at,
+        "exp": record.expires_at,
+    });
+    if let Some(scope) = record.scope.as_deref().filter(|s| !s.is_empty()) {
+        body["scope"] = json!(scope);
     }
     Ok(Answer::ok(body))
 }

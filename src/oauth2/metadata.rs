@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::{token, Answer, Endpoints};
+use crate::config::Dialect;
 
 /// The document, readable from any origin (browser-based clients fetch it).
 pub fn answer(ctx: &Endpoints<'_>) -> Answer {
@@ -67,7 +68,21 @@ fn sign_in_metadata(ctx: &Endpoints<'_>, doc: &mut Value) {
     doc["end_session_endpoint"] = json!(format!("{issuer}/end_session"));
     doc["subject_types_supported"] = json!(["public"]);
     doc["prompt_values_supported"] = json!(["none", "login", "consent"]);
-    doc["claims_supported"] = json!([
+    doc["claims_supported"] = json!(claims_supported(ctx));
+    if !ctx.settings.resources.is_empty() {
+        doc["resource_indicators_supported"] = json!(true);
+    }
+    if ctx.settings.registration != crate::config::Registration::Off {
+        doc["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
+}
+
+/// Every claim an ID token (`oidc::id_token`) or userinfo (the user's
+/// claims, as `mint::dialect_claims` writes them) may carry: a standard
+/// issuer's configured users' own claims by name. A user store's or an
+/// import's claims are known only when a user is read.
+fn claims_supported(ctx: &Endpoints<'_>) -> Vec<String> {
+    let id_token = [
         "iss",
         "sub",
         "aud",
@@ -76,13 +91,28 @@ fn sign_in_metadata(ctx: &Endpoints<'_>, doc: &mut Value) {
         "auth_time",
         "nonce",
         "sid",
-        "roles"
-    ]);
-    if !ctx.settings.resources.is_empty() {
-        doc["resource_indicators_supported"] = json!(true);
+    ];
+    let mut names: Vec<String> = id_token.iter().map(|c| c.to_string()).collect();
+    let dialect = ctx.issuing.endpoint.dialect;
+    names.extend(userinfo_claims(dialect).iter().map(|c| c.to_string()));
+    if dialect == Dialect::Standard {
+        let users = ctx.issuing.endpoint.principals.iter();
+        names.extend(users.flat_map(|u| u.claims.keys().cloned()));
     }
-    if ctx.settings.registration != crate::config::Registration::Off {
-        doc["registration_endpoint"] = json!(format!("{issuer}/register"));
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The claims a user of `dialect` carries at userinfo beside `sub`.
+fn userinfo_claims(dialect: Dialect) -> &'static [&'static str] {
+    match dialect {
+        Dialect::Standard => &["roles"],
+        Dialect::Session => &["id", "username", "nombre", "role"],
+        Dialect::LoginRefresh => &["username", "role"],
+        Dialect::ClientFlat => &["company", "permissions"],
+        Dialect::Project => &["business", "proyecto"],
+        Dialect::ClientEnvelope => &[],
     }
 }
 

@@ -45,19 +45,45 @@ pub async fn find(
         revoke_reused(ctx, &hash).await?;
         return Ok(None);
     }
-    if !belongs(ctx, &found, client) {
-        return Ok(None);
-    }
-    let revoked = ctx.issuing.revocations.is_revoked(
-        &ctx.issuing.issuer.iss,
-        Some(&found.sub),
-        None,
-        Some(found.issued_at),
-    );
-    if found.expires_at <= now || revoked {
+    if !belongs(ctx, &found, client) || !unexpired_and_unrevoked(ctx, &found, now) {
         return Ok(None);
     }
     Ok(Some(found))
+}
+
+/// The record of `token` if it is a live OAuth 2.0 refresh token of this
+/// issuer: not replaced, unexpired, not revoked. Only read: a replaced
+/// token is `None` here, with no reuse detection (for introspection, which
+/// must not change the token).
+pub async fn live(
+    ctx: &Endpoints<'_>,
+    token: &str,
+    now: i64,
+) -> Result<Option<RefreshRecord>, Error> {
+    let found = ctx
+        .issuing
+        .store
+        .get_refresh(&refresh_hash(token))
+        .await
+        .map_err(|_| Error::unavailable())?;
+    Ok(found.filter(|r| {
+        r.issuer == ctx.issuing.issuer.name
+            && r.client_id.is_some()
+            && r.rotated_to.is_none()
+            && unexpired_and_unrevoked(ctx, r, now)
+    }))
+}
+
+/// Whether `record`'s family is neither past its expiry nor ended by a
+/// revocation of its subject.
+fn unexpired_and_unrevoked(ctx: &Endpoints<'_>, record: &RefreshRecord, now: i64) -> bool {
+    let revoked = ctx.issuing.revocations.is_revoked(
+        &ctx.issuing.issuer.iss,
+        Some(&record.sub),
+        None,
+        Some(record.issued_at),
+    );
+    record.expires_at > now && !revoked
 }
 
 /// Whether `record` is a refresh token of this issuer's OAuth 2.0 client `client`.

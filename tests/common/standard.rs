@@ -47,7 +47,7 @@ secret_hash = "{bob_hash}"
 
 [[issuers.app.clients]]
 client_id = "{APP}"
-redirect_uris = ["{CALLBACK}", "https://notes.example/cb"]
+redirect_uris = ["{CALLBACK}"]
 scopes = ["notes:read"]
 
 [[issuers.app.clients]]
@@ -322,4 +322,12 @@ pub async fn refresh(
         .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
+}
+
+/// [`standard_body`] with the issuer's `cors` allowing `origin`: a page
+/// there may call its endpoints.
+pub fn standard_body_with_cors(origin: &str) -> String {
+    let body =
+        standard_body("").replace("max_failures = 3\n", "max_failures = 3\ncors = \"spa\"\n");
+    format!("{body}\n[cors.spa]\nallow_origins = [\"{origin}\"]\n")
 }

@@ -69,6 +69,12 @@ impl Checker<'_> {
             );
             return None;
         };
+        self.browser_clients_reach_the_token_endpoint(
+            &format!("{key}.clients"),
+            &settings.clients,
+            endpoint.cors.as_deref(),
+            public_url,
+        );
         Some(self.oauth2_settings(name, settings, public_url, clients, false))
     }
 

@@ -54,6 +54,9 @@ impl Checker<'_> {
             }
         }
         let clients = self.oauth_clients(name, &i.clients, &key("clients"), &endpoint, &settings);
+        let cors = endpoint.cors.as_deref();
+        let origin = public_url.unwrap_or("");
+        self.browser_clients_reach_the_token_endpoint(&key("clients"), &i.clients, cors, origin);
         if public_url.is_none() {
             self.problem_no_span(
                 key("kind"),
