@@ -15,6 +15,8 @@ mod units;
 
 use std::path::Path;
 
+use set_aside::Kind;
+
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -130,11 +132,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         },
     };
     toml::from_str::<toml::Table>(text).map_err(parse_error)?;
-    let keys = key_paths::KeyPaths::parse(text).ok_or_else(|| ConfigError::Parse {
-        path: shown.clone(),
-        line: None,
-        message: "not TOML".to_string(),
-    })?;
     let invalid = |mut problems: Vec<Problem>| {
         problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
         ConfigError::Invalid {
@@ -142,8 +139,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             problems,
         }
     };
-    // What serde stopped at, and the values replaced by stand-ins.
-    let (mut found, mut stand_ins) = (Vec::new(), Vec::new());
+    // What serde stopped at, the values replaced by stand-ins, and the
+    // tables set aside whole.
+    let (mut found, mut stand_ins, mut tables) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut emptied, mut renumbered) = (Vec::new(), set_aside::Renumbered::default());
     let mut remaining = text.to_string();
     let file: file::FileConfig = loop {
         if found.len() + stand_ins.len() >= MAX_SET_ASIDE {
@@ -157,20 +156,31 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         }
         match toml::from_str(&remaining) {
             Ok(file) => break file,
-            Err(e) => match set_aside::set_aside(&mut remaining, &keys, &e) {
-                // A key missing where an unknown one was set aside (a
-                // misspelling) is that one problem, said once.
-                Some(set)
-                    if set.problem.message.starts_with("missing field")
-                        && found.iter().any(|p: &Problem| p.line == set.problem.line) => {}
-                Some(set) if set.stand_in => stand_ins.push(set.problem),
-                Some(set) => found.push(set.problem),
+            Err(e) => match set_aside::set_aside(&mut remaining, &e, &mut emptied, &mut renumbered)
+            {
+                Some(set) => {
+                    if said_already(&set.problem, &found, &tables) {
+                        if let Kind::Table(key) = set.kind {
+                            tables.push(key);
+                        }
+                        continue;
+                    }
+                    if let Kind::Table(key) = &set.kind {
+                        tables.push(key.clone());
+                    }
+                    match set.kind {
+                        Kind::StandIn => stand_ins.push(set.problem),
+                        Kind::Blanked | Kind::Table(_) => found.push(set.problem),
+                    }
+                }
                 None if found.is_empty() && stand_ins.is_empty() => {
-                    return Err(invalid(vec![set_aside::stopped_at(text, &keys, &e)]))
+                    return Err(invalid(vec![set_aside::stopped_at(text, &e)]))
                 }
                 // One that cannot be set aside: reported with those found so far.
                 None => {
-                    found.push(set_aside::stopped_at(&remaining, &keys, &e));
+                    let mut stopped = set_aside::stopped_at(&remaining, &e);
+                    stopped.key = renumbered.original(&stopped.key);
+                    found.push(stopped);
                     found.extend(stand_ins);
                     return Err(invalid(found));
                 }
@@ -179,13 +189,53 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
     // The stand-ins keep every line where it was, so lines are counted in them.
     let (config, mut problems) = check::check(&remaining, file, path);
-    problems.retain(|p| !stand_ins.iter().any(|s| s.line == p.line || s.key == p.key));
+    for p in &mut problems {
+        p.key = renumbered.original(&p.key);
+    }
+    problems.retain(|p| {
+        !stand_ins.iter().any(|s| s.line == p.line || s.key == p.key)
+            && !tables.iter().any(|t| is_under(&p.key, t))
+    });
     if found.is_empty() && stand_ins.is_empty() && problems.is_empty() {
         return Ok(config);
     }
     problems.extend(found);
     problems.extend(stand_ins);
     Err(invalid(problems))
+}
+
+/// Whether `problem` was said already, in other words: the same problem
+/// again (a table emptied, then blanked out whole), or a key missing from
+/// a table where that key was set aside as a table, or an unknown key
+/// near its name was (`upstrem` for `upstream`).
+fn said_already(problem: &Problem, found: &[Problem], tables: &[String]) -> bool {
+    let again = |p: &Problem| {
+        (p.line, &p.key, &p.message) == (problem.line, &problem.key, &problem.message)
+    };
+    if found.iter().any(again) {
+        return true;
+    }
+    let Some(missing) = problem
+        .message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
+    else {
+        return false;
+    };
+    let suggested = format!("did you mean `{missing}`?");
+    let misspelled = |p: &Problem| {
+        p.line == problem.line
+            || (is_under(&p.key, &problem.key) && p.message.ends_with(&suggested))
+    };
+    let set_aside = format!("{}.{missing}", problem.key);
+    found.iter().any(misspelled) || tables.contains(&set_aside)
+}
+
+/// Whether `key` is `table` or a key below it.
+fn is_under(key: &str, table: &str) -> bool {
+    key.strip_prefix(table)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// The certificates of a PEM file: at least one, or why not.

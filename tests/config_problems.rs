@@ -135,3 +135,104 @@ fn past_fifty_problems_the_file_is_not_read_further() {
         "{err}"
     );
 }
+
+#[test]
+fn a_type_error_hides_no_other_tables_problems() {
+    // Values of the wrong type (one over several lines, one that leaves
+    // the lines after it shorter once set aside), a table missing a key,
+    // and the problems only the checks see, in other tables: all in one
+    // run, each at its line and key.
+    let text = r#"
+[server]
+public_url = "http://127.0.0.1:8080"
+log_format = ["json", "with colours", "and more"]
+
+[[listen]]
+addr = "127.0.0.1:0"
+
+[upstreams.api]
+builtin = "echo"
+connect_timeout = "5 parsecs"
+
+[issuers.app]
+kind = "oauth2"
+
+[[issuers.app.users]]
+username = "ada"
+
+[[issuers.app.clients]]
+client_id = "web"
+redirect_uris = ["ftp://app.example/cb"]
+
+[[routes]]
+name = "health"
+path = "/health"
+public = true
+upstream = [
+  "api",
+]
+
+[[routes]]
+name = "items"
+path = "/items"
+upstream = "apii"
+rate_limit = { requests = 5, per = "1s", scope = "cluster" }
+
+[[routes]]
+name = "api"
+path = "/"
+upstream = "api"
+headers = { x-user-roles = "roles", x-user-sub = 5 }
+"#;
+    let (ok, err) = check(text);
+    assert!(!ok);
+    for (start, key, message) in [
+        (
+            "log_format",
+            "server.log_format",
+            "invalid type: sequence, expected a string",
+        ),
+        (
+            "connect_timeout",
+            "upstreams.api.connect_timeout",
+            "\"5 parsecs\"",
+        ),
+        (
+            "[[issuers.app.users]]",
+            "issuers.app.users[0]",
+            "missing field `secret_hash`",
+        ),
+        (
+            "redirect_uris",
+            "issuers.app.clients[0].redirect_uris",
+            "\"ftp://app.example/cb\"",
+        ),
+        (
+            "upstream = [",
+            "routes[0].upstream",
+            "invalid type: sequence, expected a string",
+        ),
+        (
+            "upstream = \"apii\"",
+            "routes[1].upstream",
+            "no upstream named \"apii\"",
+        ),
+        (
+            "rate_limit",
+            "routes[1].rate_limit.scope",
+            "\"cluster\" shares counts",
+        ),
+        (
+            "headers",
+            "routes[2].headers.x-user-sub",
+            "invalid type: integer `5`",
+        ),
+    ] {
+        let line = line_of(text, start);
+        assert!(
+            err.contains(&format!("gateway.toml:{line}: {key}: {message}")),
+            "{key}\n{err}"
+        );
+    }
+    assert!(err.contains(": 8 problem(s)"), "{err}");
+}

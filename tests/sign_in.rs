@@ -152,6 +152,49 @@ async fn a_code_is_bound_to_its_verifier_and_redirect_uri() {
 }
 
 #[tokio::test]
+async fn a_refused_code_is_logged_with_its_reason_never_the_code() {
+    let gw = gateway().await;
+    let refused = |reason: &'static str| {
+        let gw = &gw;
+        async move {
+            let log = gw.log_with(reason).await;
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("an authorization code was refused")
+                        && l.contains(reason)
+                        && l.contains(APP)),
+                "{reason}\n{log}"
+            );
+        }
+    };
+    let invalid_grant = |(status, body): (u16, Value)| {
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+    };
+    // One no one made, as one past its 60 s reads: the store forgets it.
+    let (verifier, challenge) = pkce();
+    invalid_grant(redeem(&gw, "not-a-code-portero-made", &verifier).await);
+    refused("unknown or expired").await;
+
+    let code = sign_in(&gw, &mut Browser::default(), &challenge).await;
+    let (other_verifier, _) = pkce();
+    invalid_grant(redeem(&gw, &code, &other_verifier).await);
+    refused("code_verifier does not match").await;
+    invalid_grant(redeem(&gw, &code, &verifier).await);
+    refused("already used").await;
+
+    let (verifier, challenge) = pkce();
+    let second = sign_in(&gw, &mut Browser::default(), &challenge).await;
+    invalid_grant(redeem_for(&gw, APP, "https://notes.example/cb", &second, &verifier).await);
+    refused("another redirect_uri").await;
+
+    let log = gw.log();
+    assert!(!log.contains(&code) && !log.contains(&second), "{log}");
+}
+
+#[tokio::test]
 async fn the_sign_on_session_lets_the_next_request_through_and_prompt_is_honoured() {
     let gw = gateway().await;
     let mut browser = Browser::default();

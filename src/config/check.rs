@@ -255,7 +255,7 @@ impl Checker<'_> {
         let sessions = self.sessions(&file, &mut issuers, &mut routes, first_ordinary, public_url);
         let auth = self.auth(&file.auth, strip_all);
         let store = self.store(&file.store, auth.leeway);
-        self.check_cluster_limits(&routes, &store);
+        self.check_cluster_limits(&file, &store);
         let span_export = self.span_export(&file.tracing, server.trace_context);
         Config {
             source: path.to_path_buf(),

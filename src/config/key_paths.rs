@@ -18,6 +18,20 @@ enum Step {
     Index(usize),
 }
 
+/// A table written with a header (`[server]`, `[upstreams.api]`, one of
+/// `[[routes]]`), with the tables below it: what is set aside whole when
+/// a problem in it cannot be set aside alone.
+pub(super) struct Unit {
+    /// Its path: `routes[2]`, `upstreams.api`.
+    pub(super) key: String,
+    /// For one table of an array of tables, the array's path and its index.
+    pub(super) element: Option<(String, usize)>,
+    /// Where its header and body and those of the tables below it are.
+    pub(super) spans: Vec<Range<usize>>,
+    /// Where its header starts.
+    pub(super) header: usize,
+}
+
 impl<'a> KeyPaths<'a> {
     /// `None` if `text` is not TOML.
     pub(super) fn parse(text: &'a str) -> Option<Self> {
@@ -30,6 +44,62 @@ impl<'a> KeyPaths<'a> {
         let mut path = Vec::new();
         in_table(self.doc.as_table(), at, &mut path).then(|| render(&path))
     }
+
+    /// The innermost table written with a header that holds byte `at`.
+    pub(super) fn unit_at(&self, at: usize) -> Option<Unit> {
+        unit_in(self.doc.as_table(), at, &mut Vec::new())
+    }
+}
+
+/// The innermost table with a header below `table` whose text holds `at`.
+fn unit_in(table: &Table, at: usize, path: &mut Vec<Step>) -> Option<Unit> {
+    for (name, item) in table.iter() {
+        path.push(Step::Key(name.to_string()));
+        let tables: Vec<(Option<usize>, &Table)> = match item {
+            Item::Table(t) => vec![(None, t)],
+            Item::ArrayOfTables(a) => a.iter().enumerate().map(|(i, t)| (Some(i), t)).collect(),
+            _ => Vec::new(),
+        };
+        for (index, t) in tables {
+            let spans = extent(t);
+            if !spans.iter().any(|s| s.contains(&at)) {
+                continue;
+            }
+            if let Some(i) = index {
+                path.push(Step::Index(i));
+            }
+            if let Some(inner) = unit_in(t, at, path) {
+                return Some(inner);
+            }
+            if let Some(header) = t.span().map(|span| span.start) {
+                let element = index.map(|i| (render(&path[..path.len() - 1]), i));
+                return Some(Unit {
+                    key: render(path),
+                    element,
+                    spans,
+                    header,
+                });
+            }
+            if index.is_some() {
+                path.pop();
+            }
+        }
+        path.pop();
+    }
+    None
+}
+
+/// The spans of `t` and of every table below it.
+fn extent(t: &Table) -> Vec<Range<usize>> {
+    let mut spans: Vec<Range<usize>> = t.span().into_iter().collect();
+    for (_, item) in t.iter() {
+        match item {
+            Item::Table(inner) => spans.extend(extent(inner)),
+            Item::ArrayOfTables(a) => a.iter().for_each(|inner| spans.extend(extent(inner))),
+            _ => {}
+        }
+    }
+    spans
 }
 
 fn holds(span: Option<Range<usize>>, at: usize) -> bool {

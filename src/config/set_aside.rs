@@ -3,50 +3,76 @@
 //! unknown key is blanked out; a value of the wrong type is replaced by a
 //! stand-in of the right one (or, for a table, blanked out), and what the
 //! checks then say of that line is dropped, being about the stand-in.
-//! No edit adds or removes a line, so every line number stays true.
+//! What cannot be set aside alone (a key missing from a table, a value
+//! over several lines, a table where a value goes) sets aside the table
+//! written with a header that holds it: its body is blanked, or all of
+//! it, and what the checks then say under its key is dropped.
+//! No edit adds or removes a line, so every line number stays true; keys
+//! are read from the text as it is at each step.
 
 use std::ops::Range;
 
 use super::check::names::nearest;
-use super::key_paths::KeyPaths;
+use super::key_paths::{KeyPaths, Unit};
 use super::Problem;
 
 /// A problem serde stopped at, now set aside in the text.
 pub(super) struct SetAside {
     pub(super) problem: Problem,
+    pub(super) kind: Kind,
+}
+
+/// How a problem was set aside, and so which of the checks' problems
+/// follow from it.
+pub(super) enum Kind {
+    /// Blanked out: nothing follows.
+    Blanked,
     /// The value was replaced by a stand-in: the checks' problems on its
     /// line, or under its key, follow from this one.
-    pub(super) stand_in: bool,
+    StandIn,
+    /// The table under this key was emptied or blanked out whole: the
+    /// checks' problems under its key follow from this one.
+    Table(String),
 }
 
 /// The problem `e` names, set aside in `text` so that the next parse goes
-/// past it; `None` (`text` unchanged) when it cannot be.
+/// past it; `None` (`text` unchanged) when it cannot be. `emptied` holds
+/// the tables already emptied: one emptied again is blanked out whole.
 pub(super) fn set_aside(
     text: &mut String,
-    keys: &KeyPaths,
     e: &toml::de::Error,
+    emptied: &mut Vec<String>,
+    renumbered: &mut Renumbered,
 ) -> Option<SetAside> {
-    if let Some(problem) = unknown_key(text, keys, e) {
-        return Some(SetAside {
-            problem,
-            stand_in: false,
-        });
-    }
-    let problem = wrong_type(text, keys, e).or_else(|| missing_in_inline_table(text, keys, e))?;
-    Some(SetAside {
-        problem,
-        stand_in: true,
-    })
+    let (set, edited) = {
+        let keys = KeyPaths::parse(text)?;
+        let alone = match unknown_key(text, &keys, e) {
+            Some(found) => Some((Kind::Blanked, found)),
+            None => wrong_type(text, &keys, e)
+                .or_else(|| missing_in_inline_table(text, &keys, e))
+                .map(|found| (Kind::StandIn, found)),
+        };
+        match alone {
+            Some((kind, (mut problem, edited))) => {
+                problem.key = renumbered.original(&problem.key);
+                (SetAside { problem, kind }, edited)
+            }
+            None => whole_table(text, &keys, e, emptied, renumbered)?,
+        }
+    };
+    *text = edited;
+    Some(set)
 }
 
 /// `e`, which cannot be set aside, as a problem beside those found before it.
-pub(super) fn stopped_at(text: &str, keys: &KeyPaths, e: &toml::de::Error) -> Problem {
+pub(super) fn stopped_at(text: &str, e: &toml::de::Error) -> Problem {
+    let keys = KeyPaths::parse(text);
     let message = without_strings(e.message());
     match e.span() {
         Some(span) => Problem {
             line: Some(line_of(text, span.start)),
             key: keys
-                .at(span.start)
+                .and_then(|keys| keys.at(span.start))
                 .unwrap_or_else(|| "(top level)".to_string()),
             message,
         },
@@ -59,9 +85,9 @@ pub(super) fn stopped_at(text: &str, keys: &KeyPaths, e: &toml::de::Error) -> Pr
 }
 
 /// A value of the wrong type (`grace_period = 5`), as a problem saying
-/// what the key takes, replaced in `text` by a stand-in of that type.
+/// what the key takes, and `text` with a stand-in of that type for it.
 /// `None` if `e` is another error, or the value cannot be replaced alone.
-fn wrong_type(text: &mut String, keys: &KeyPaths, e: &toml::de::Error) -> Option<Problem> {
+fn wrong_type(text: &str, keys: &KeyPaths, e: &toml::de::Error) -> Option<(Problem, String)> {
     let message = e.message();
     let (kind, rest) = ["invalid type: ", "invalid value: "]
         .into_iter()
@@ -72,7 +98,7 @@ fn wrong_type(text: &mut String, keys: &KeyPaths, e: &toml::de::Error) -> Option
         return None;
     }
     let key = keys.at(span.start)?;
-    let mut candidate = text.clone();
+    let mut candidate = text.to_string();
     match stand_in(expected)? {
         StandIn::Value(value) => candidate.replace_range(span.clone(), value),
         StandIn::Absent => {
@@ -90,8 +116,7 @@ fn wrong_type(text: &mut String, keys: &KeyPaths, e: &toml::de::Error) -> Option
             readable(expected)
         ),
     };
-    *text = candidate;
-    Some(problem)
+    Some((problem, candidate))
 }
 
 /// serde's `found` as its type alone: `string "postgres://u:pw@db"` may be
@@ -112,7 +137,11 @@ fn without_strings(message: &str) -> String {
             .strip_prefix(kind)
             .and_then(|rest| rest.rsplit_once(", expected "))
         {
-            return format!("{kind}{}, expected {expected}", found_type(found));
+            return format!(
+                "{kind}{}, expected {}",
+                found_type(found),
+                readable(expected)
+            );
         }
     }
     message.to_string()
@@ -121,17 +150,17 @@ fn without_strings(message: &str) -> String {
 /// A key missing from an inline table written on one line
 /// (`concurrency = { }`), as a problem, the whole entry blanked out.
 fn missing_in_inline_table(
-    text: &mut String,
+    text: &str,
     keys: &KeyPaths,
     e: &toml::de::Error,
-) -> Option<Problem> {
+) -> Option<(Problem, String)> {
     e.message().strip_prefix("missing field `")?;
     let span = e.span()?;
     if !text[span.clone()].starts_with('{') || text[span.clone()].contains('\n') {
         return None;
     }
     let entry = whole_entry(text, span.clone())?;
-    let mut candidate = text.clone();
+    let mut candidate = text.to_string();
     candidate.replace_range(entry.clone(), &" ".repeat(entry.len()));
     toml::from_str::<toml::Table>(&candidate).ok()?;
     let problem = Problem {
@@ -139,8 +168,119 @@ fn missing_in_inline_table(
         key: keys.at(span.start)?,
         message: e.message().to_string(),
     };
-    *text = candidate;
-    Some(problem)
+    Some((problem, candidate))
+}
+
+/// A problem nothing smaller can be set aside for, set aside with the
+/// table written with a header that holds it: a named table is emptied
+/// (its header kept, so what names it still finds it); one of an array
+/// of tables, or a table emptied before, is blanked out whole.
+fn whole_table(
+    text: &str,
+    keys: &KeyPaths,
+    e: &toml::de::Error,
+    emptied: &mut Vec<String>,
+    renumbered: &mut Renumbered,
+) -> Option<(SetAside, String)> {
+    let Unit {
+        key,
+        element,
+        spans,
+        header,
+    } = keys.unit_at(e.span()?.start)?;
+    let key = renumbered.original(&key);
+    let empty = element.is_none() && !emptied.contains(&key);
+    let mut candidate = text.to_string();
+    for span in spans {
+        let from = match empty && span.start == header {
+            true => text[header..span.end]
+                .find('\n')
+                .map_or(span.end, |i| header + i),
+            false => span.start,
+        };
+        blank(&mut candidate, from..span.end);
+    }
+    toml::from_str::<toml::Table>(&candidate).ok()?;
+    let mut problem = stopped_at(text, e);
+    problem.key = renumbered.original(&problem.key);
+    problem.message = format!(
+        "{}; the rest of {key} is not checked until this is fixed",
+        problem.message
+    );
+    if empty {
+        emptied.push(key.clone());
+    }
+    if let Some((array, index)) = element {
+        renumbered.remove(&array, index);
+    }
+    let set = SetAside {
+        problem,
+        kind: Kind::Table(key),
+    };
+    Some((set, candidate))
+}
+
+/// `range` of `text` as spaces, its line ends kept (each character as
+/// many spaces as it has bytes, so every span stays where it was).
+fn blank(text: &mut String, range: Range<usize>) {
+    let blanked: String = text[range.clone()]
+        .chars()
+        .map(|c| match c {
+            '\n' => "\n".to_string(),
+            c => " ".repeat(c.len_utf8()),
+        })
+        .collect();
+    text.replace_range(range, &blanked);
+}
+
+/// The tables of arrays of tables blanked out whole: each table after one
+/// is read with an index one less, and is named by the index it has in
+/// the file.
+#[derive(Default)]
+pub(super) struct Renumbered {
+    /// The array's path and the index in the file of each blanked table.
+    removed: Vec<(String, usize)>,
+}
+
+impl Renumbered {
+    /// `key`, read in the text as it now is, as the file names it.
+    pub(super) fn original(&self, key: &str) -> String {
+        for (array, _) in &self.removed {
+            let Some(rest) = key
+                .strip_prefix(array.as_str())
+                .and_then(|r| r.strip_prefix('['))
+            else {
+                continue;
+            };
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let (Ok(index), tail) = (rest[..digits].parse::<usize>(), &rest[digits..]) else {
+                continue;
+            };
+            if tail.starts_with(']') {
+                let index = self.index_in_file(array, index);
+                return format!("{array}[{index}{tail}");
+            }
+        }
+        key.to_string()
+    }
+
+    fn index_in_file(&self, array: &str, now: usize) -> usize {
+        let mut removed: Vec<usize> = self
+            .removed
+            .iter()
+            .filter(|(a, _)| a == array)
+            .map(|(_, i)| *i)
+            .collect();
+        removed.sort_unstable();
+        removed
+            .into_iter()
+            .fold(now, |index, gone| index + usize::from(gone <= index))
+    }
+
+    fn remove(&mut self, array: &str, now: usize) {
+        let index = self.index_in_file(array, now);
+        self.removed.push((array.to_string(), index));
+    }
 }
 
 /// What replaces a value of the wrong type.
@@ -201,7 +341,7 @@ fn whole_entry(text: &str, value: Range<usize>) -> Option<Range<usize>> {
 /// (spaces for its bytes, so every span stays where it was): a line of
 /// its own, or its place in an inline table. `None` if `e` is another
 /// error or the key cannot be set aside alone.
-fn unknown_key(text: &mut String, keys: &KeyPaths, e: &toml::de::Error) -> Option<Problem> {
+fn unknown_key(text: &str, keys: &KeyPaths, e: &toml::de::Error) -> Option<(Problem, String)> {
     let message = e.message();
     message.strip_prefix("unknown field `")?;
     let at = e.span()?.start;
@@ -212,7 +352,7 @@ fn unknown_key(text: &mut String, keys: &KeyPaths, e: &toml::de::Error) -> Optio
     } else {
         in_inline_table(text, at)?
     };
-    let mut candidate = text.clone();
+    let mut candidate = text.to_string();
     candidate.replace_range(blank.clone(), &" ".repeat(blank.len()));
     toml::from_str::<toml::Table>(&candidate).ok()?;
     let problem = Problem {
@@ -220,8 +360,7 @@ fn unknown_key(text: &mut String, keys: &KeyPaths, e: &toml::de::Error) -> Optio
         key: keys.at(at)?,
         message: with_suggestion(message),
     };
-    *text = candidate;
-    Some(problem)
+    Some((problem, candidate))
 }
 
 /// serde's "unknown field `shutdown_timeot`, expected one of `threads`, ...",
@@ -293,6 +432,39 @@ mod tests {
         // Nothing near: serde's list of what the table takes stays.
         let far = "unknown field `colour`, expected one of `threads`, `shutdown_timeout`";
         assert_eq!(with_suggestion(far), far);
+    }
+
+    #[test]
+    fn tables_after_one_set_aside_keep_their_indices() {
+        let mut renumbered = Renumbered::default();
+        renumbered.remove("routes", 1);
+        // routes[1] of the file is gone: the text's routes[1] is the file's routes[2].
+        assert_eq!(renumbered.original("routes[0].path"), "routes[0].path");
+        assert_eq!(renumbered.original("routes[1].path"), "routes[2].path");
+        renumbered.remove("routes", 1);
+        assert_eq!(renumbered.original("routes[1]"), "routes[3]");
+        assert_eq!(renumbered.original("routes[0]"), "routes[0]");
+        // Another array, and a name that only starts like it, keep theirs.
+        assert_eq!(renumbered.original("listen[1].addr"), "listen[1].addr");
+        assert_eq!(renumbered.original("routes_x[1]"), "routes_x[1]");
+    }
+
+    #[test]
+    fn a_table_set_aside_keeps_every_line_and_its_header() {
+        let text = "[upstreams.api]\nbuiltin = \"echo\"\n\n[[routes]]\npath = \"/\"\nupstream = [\n  \"api\",\n]\n\n[[routes]]\npath = \"/é\"\nupstream = \"api\"\n";
+        let e = toml::from_str::<super::super::file::FileConfig>(text)
+            .err()
+            .unwrap();
+        let (mut emptied, mut renumbered) = (Vec::new(), Renumbered::default());
+        let mut edited = text.to_string();
+        let set = set_aside(&mut edited, &e, &mut emptied, &mut renumbered).unwrap();
+        assert!(matches!(&set.kind, Kind::Table(key) if key == "routes[0]"));
+        assert_eq!(set.problem.key, "routes[0].upstream");
+        assert_eq!(edited.len(), text.len());
+        assert_eq!(edited.lines().count(), text.lines().count());
+        assert_eq!(renumbered.original("routes[0].path"), "routes[1].path");
+        let file: super::super::file::FileConfig = toml::from_str(&edited).unwrap();
+        assert_eq!(file.routes.len(), 1);
     }
 
     #[test]

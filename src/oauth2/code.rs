@@ -74,26 +74,46 @@ pub async fn redeem(
         .redeem_code(&hash)
         .await
         .map_err(|_| Error::unavailable())?
-        .filter(|r| r.issuer == ctx.issuing.issuer.name)
-        .ok_or_else(invalid_grant)?;
+        .filter(|r| r.issuer == ctx.issuing.issuer.name);
+    // The store forgets a code when its 60 s are up.
+    let Some(record) = record else {
+        return Err(refused(ctx, &client.login, "unknown or expired"));
+    };
     if record.used {
         revoke_first_use(ctx, &record).await;
-        return Err(invalid_grant());
+        return Err(refused(
+            ctx,
+            &client.login,
+            "already used: what its first use gave is revoked",
+        ));
     }
-    let bound = record.expires_at > req.now
-        && record.client_id == client.login
-        && record.redirect_uri == redirect_uri
-        && verifier_matches(verifier, &record.code_challenge);
     // RFC 8707 §2.2: the token request may name the resource again, the same.
     let resource_ok = form
         .get("resource")
         .is_none_or(|r| record.resource.as_deref() == Some(r));
-    if !bound || !resource_ok {
-        return Err(invalid_grant());
+    let unbound = if record.expires_at <= req.now {
+        Some("expired")
+    } else if record.client_id != client.login {
+        Some("issued to another client")
+    } else if record.redirect_uri != redirect_uri {
+        Some("another redirect_uri")
+    } else if !verifier_matches(verifier, &record.code_challenge) {
+        Some("code_verifier does not match the challenge")
+    } else if !resource_ok {
+        Some("another resource")
+    } else {
+        None
+    };
+    if let Some(reason) = unbound {
+        return Err(refused(ctx, &client.login, reason));
     }
-    let user = live_user(ctx, &record.login)
-        .await?
-        .ok_or_else(invalid_grant)?;
+    let Some(user) = live_user(ctx, &record.login).await? else {
+        return Err(refused(
+            ctx,
+            &client.login,
+            "the user is gone, inactive or blocked",
+        ));
+    };
     let scope = words(Some(&record.scope));
     let mut claims = dialect_claims(ctx.issuing.endpoint.dialect, &user, &scope);
     if let Some(resource) = &record.resource {
@@ -136,6 +156,19 @@ pub async fn redeem(
     Ok(answer(req, minted, &scope, &extra))
 }
 
+/// A code refused, in one WARN line with its reason (never the code): the
+/// client is told only `invalid_grant` (RFC 6749 §5.2).
+fn refused(ctx: &Endpoints<'_>, client: &str, reason: &str) -> Error {
+    tracing::warn!(
+        target: "portero::oauth2",
+        issuer = %ctx.issuing.issuer.name,
+        client = %client,
+        reason,
+        "an authorization code was refused"
+    );
+    invalid_grant()
+}
+
 /// Notes what the first redemption gave, and ties its refresh family to
 /// the sign-on session; a replay that came meanwhile takes it all back.
 async fn issued(
@@ -160,7 +193,11 @@ async fn issued(
         let mut used = record.clone();
         used.refresh_hash = Some(family.to_string()).filter(|f| !f.is_empty());
         revoke_first_use(ctx, &used).await;
-        return Err(invalid_grant());
+        let reason = match kept {
+            false => "used again meanwhile: what it gave is revoked",
+            true => "its sign-on session ended meanwhile: what it gave is revoked",
+        };
+        return Err(refused(ctx, &record.client_id, reason));
     }
     Ok(())
 }
@@ -183,12 +220,6 @@ async fn revoke_first_use(ctx: &Endpoints<'_>, record: &CodeRecord) {
     if let Some(family) = &record.refresh_hash {
         let _ = refresh::revoke_family(ctx, family).await;
     }
-    tracing::warn!(
-        target: "portero::oauth2",
-        issuer = %issuing.issuer.name,
-        client = %record.client_id,
-        "an authorization code was used again: what it gave is revoked"
-    );
 }
 
 /// A PKCE challenge as S256 makes it: 43 base64url characters.

@@ -169,19 +169,27 @@ impl Checker<'_> {
         nets
     }
 
-    /// `scope = "cluster"` counts in Redis: there must be one.
-    pub(super) fn check_cluster_limits(&mut self, routes: &[Route], store: &StoreSettings) {
+    /// `scope = "cluster"` counts in Redis: there must be one. Named where
+    /// the file writes it (a token endpoint's routes share their issuer's).
+    pub(super) fn check_cluster_limits(&mut self, file: &FileConfig, store: &StoreSettings) {
         if matches!(store.backend, StoreBackend::Redis(_)) {
             return;
         }
-        for r in routes {
-            if r.limits
-                .rate
-                .as_ref()
-                .is_some_and(|l| l.scope == LimitScope::Cluster)
-            {
-                self.problem_no_span(
-                    format!("{}.rate_limit.scope", r.name),
+        let routes = file
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("routes[{i}]"), &r.rate_limit));
+        let issuers = file
+            .issuers
+            .iter()
+            .map(|(name, i)| (format!("issuers.{name}"), &i.rate_limit));
+        for (table, rate) in routes.chain(issuers) {
+            let scope = rate.as_ref().and_then(|r| r.get_ref().scope.as_ref());
+            if let Some(scope) = scope.filter(|s| s.get_ref() == "cluster") {
+                self.problem(
+                    scope,
+                    format!("{table}.rate_limit.scope"),
                     "\"cluster\" shares counts through the Redis store: set store.backend = \"redis\"",
                 );
             }
