@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -81,6 +81,36 @@ impl SecretHash {
             },
             SecretHash::Pbkdf2 { rounds, .. } => format!("{}${rounds}", self.format()),
             SecretHash::Fast { .. } => self.format().to_string(),
+        }
+    }
+
+    /// The hash as text that reads back as this same hash: the PHC,
+    /// bcrypt or fast-hash string it was read from, and PBKDF2 in
+    /// passlib's form (Django's is read into the same fields). Two hashes
+    /// have one text only when they are one hash.
+    pub fn text(&self) -> String {
+        match self {
+            SecretHash::Phc(text) | SecretHash::Bcrypt(text) => text.clone(),
+            SecretHash::Pbkdf2 {
+                digest,
+                rounds,
+                salt,
+                hash,
+            } => {
+                let id = match digest {
+                    Pbkdf2Digest::Sha1 => "pbkdf2",
+                    Pbkdf2Digest::Sha256 => "pbkdf2-sha256",
+                    Pbkdf2Digest::Sha512 => "pbkdf2-sha512",
+                };
+                // passlib's "adapted base64": `.` where base64 has `+`.
+                let ab64 = |b: &[u8]| STANDARD_NO_PAD.encode(b).replace('+', ".");
+                format!("${id}${rounds}${}${}", ab64(salt), ab64(hash))
+            }
+            SecretHash::Fast { salt, mac } => format!(
+                "{FAST_PREFIX}{}${}",
+                URL_SAFE_NO_PAD.encode(salt),
+                URL_SAFE_NO_PAD.encode(mac)
+            ),
         }
     }
 
@@ -351,6 +381,30 @@ mod tests {
         let argon = crate::config::secret_hash(&hash_password("pw")).unwrap();
         let mut stand_in = StandIn::of([&bcrypt, &argon, &bcrypt].into_iter());
         assert_eq!(stand_in.hash().unwrap().cost_class(), "bcrypt$5");
+    }
+
+    #[test]
+    fn a_hash_reads_back_from_its_text() {
+        let written = [
+            hash_password("pw"),
+            hash_fast("pw"),
+            bcrypt::hash("pw", 4).unwrap(),
+            "$pbkdf2-sha256$1000$c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".to_string(),
+            "$scrypt$ln=4,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA".to_string(),
+        ];
+        for w in &written {
+            assert_eq!(&crate::config::secret_hash(w).unwrap().text(), w);
+        }
+        // Django's PBKDF2 (of "pw") reads back from passlib's form, as the
+        // same hash.
+        let django = crate::config::secret_hash(
+            "pbkdf2_sha256$1000$salt+/.$hXr1hBSwXE6wXVDSPgCKtYMelfUk+l6OuXDQfbqtJpU=",
+        )
+        .unwrap();
+        assert!(django.verify("pw"));
+        let again = crate::config::secret_hash(&django.text()).unwrap();
+        assert_eq!(again.text(), django.text());
+        assert!(again.verify("pw") && !again.verify("px"));
     }
 
     #[test]
