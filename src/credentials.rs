@@ -4,14 +4,17 @@
 //! salt). Hashes the services portero replaces kept (bcrypt, PBKDF2,
 //! scrypt, argon2i) are checked too, with RustCrypto's `password-hash`
 //! family and the `bcrypt` crate. Verifying costs the same whether or not
-//! the principal exists: an unknown login is checked against a dummy hash
-//! of the same kind.
+//! the principal exists, whatever its hash's format: an unknown login is
+//! checked against a dummy hash like most principals' hashes, and every
+//! refusal lasts what the slowest of their formats takes (`StandIn`).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -81,6 +84,36 @@ impl SecretHash {
             },
             SecretHash::Pbkdf2 { rounds, .. } => format!("{}${rounds}", self.format()),
             SecretHash::Fast { .. } => self.format().to_string(),
+        }
+    }
+
+    /// The hash as text that reads back as this same hash: the PHC,
+    /// bcrypt or fast-hash string it was read from, and PBKDF2 in
+    /// passlib's form (Django's is read into the same fields). Two hashes
+    /// have one text only when they are one hash.
+    pub fn text(&self) -> String {
+        match self {
+            SecretHash::Phc(text) | SecretHash::Bcrypt(text) => text.clone(),
+            SecretHash::Pbkdf2 {
+                digest,
+                rounds,
+                salt,
+                hash,
+            } => {
+                let id = match digest {
+                    Pbkdf2Digest::Sha1 => "pbkdf2",
+                    Pbkdf2Digest::Sha256 => "pbkdf2-sha256",
+                    Pbkdf2Digest::Sha512 => "pbkdf2-sha512",
+                };
+                // passlib's "adapted base64": `.` where base64 has `+`.
+                let ab64 = |b: &[u8]| STANDARD_NO_PAD.encode(b).replace('+', ".");
+                format!("${id}${rounds}${}${}", ab64(salt), ab64(hash))
+            }
+            SecretHash::Fast { salt, mac } => format!(
+                "{FAST_PREFIX}{}${}",
+                URL_SAFE_NO_PAD.encode(salt),
+                URL_SAFE_NO_PAD.encode(mac)
+            ),
         }
     }
 
@@ -182,12 +215,54 @@ pub fn imitation(like: &SecretHash) -> SecretHash {
     }
 }
 
-/// Counts the cost classes of the hashes seen, and names a stand-in for
-/// an unknown login: an imitation of the most common one.
+/// The cost classes of one set of principals' hashes: how many of each,
+/// and how long checking each takes on this machine now. An unknown login
+/// is checked against an imitation of the most common class; every
+/// refusal, known login or not, then waits until checking the slowest
+/// class would almost surely have ended, so a user of a rarer or faster
+/// format is not told from an unknown name by timing.
 #[derive(Debug, Default)]
 pub struct StandIn {
-    seen: std::collections::HashMap<String, (u64, SecretHash)>,
+    seen: HashMap<String, Class>,
     current: Option<(String, SecretHash)>,
+}
+
+#[derive(Debug)]
+struct Class {
+    /// Principals of this class (0 for one only checked, never read).
+    count: u64,
+    like: SecretHash,
+    /// How long its checks take; `None` before any.
+    took: Option<CheckTime>,
+}
+
+/// A check's time as RFC 6298 follows a round trip's: a moving average
+/// and a moving mean deviation, so the bound follows the machine's load.
+#[derive(Debug, Clone, Copy)]
+struct CheckTime {
+    average: Duration,
+    deviation: Duration,
+}
+
+impl CheckTime {
+    fn first(took: Duration) -> CheckTime {
+        CheckTime {
+            average: took,
+            deviation: took / 2,
+        }
+    }
+
+    fn then(self, took: Duration) -> CheckTime {
+        CheckTime {
+            average: (self.average * 7 + took) / 8,
+            deviation: (self.deviation * 3 + self.average.abs_diff(took)) / 4,
+        }
+    }
+
+    /// A time few checks exceed (about one in twenty of a normal spread).
+    fn bound(self) -> Duration {
+        self.average + self.deviation * 2
+    }
 }
 
 /// Cost classes counted at most: enough for any real table's history.
@@ -204,23 +279,61 @@ impl StandIn {
     }
 
     pub fn saw(&mut self, hash: &SecretHash) {
-        let class = hash.cost_class();
-        if self.seen.len() >= MAX_CLASSES && !self.seen.contains_key(&class) {
-            return;
+        if let Some(class) = self.class(hash) {
+            class.count += 1;
         }
-        self.seen.entry(class).or_insert((0, hash.clone())).0 += 1;
+    }
+
+    /// `hash`'s class, counted from now on if there is room.
+    fn class(&mut self, hash: &SecretHash) -> Option<&mut Class> {
+        let name = hash.cost_class();
+        if self.seen.len() >= MAX_CLASSES && !self.seen.contains_key(&name) {
+            return None;
+        }
+        Some(self.seen.entry(name).or_insert_with(|| Class {
+            count: 0,
+            like: hash.clone(),
+            took: None,
+        }))
     }
 
     /// An imitation of the most common class seen, or `None` before any.
     pub fn hash(&mut self) -> Option<SecretHash> {
-        let (class, (_, like)) = self
+        let (class, Class { like, .. }) = self
             .seen
             .iter()
-            .max_by_key(|(class, (n, _))| (*n, *class))?;
+            .max_by_key(|(class, c)| (c.count, *class))?;
         if self.current.as_ref().is_none_or(|(c, _)| c != class) {
             self.current = Some((class.clone(), imitation(like)));
         }
         self.current.as_ref().map(|(_, h)| h.clone())
+    }
+
+    /// Imitations of the classes whose checks were never timed, to time
+    /// them once: the slowest class costs a refusal from the first one.
+    pub fn untimed(&self) -> Vec<SecretHash> {
+        let untimed = self.seen.values().filter(|c| c.took.is_none());
+        untimed.map(|c| imitation(&c.like)).collect()
+    }
+
+    /// Checking `hash` took `took`.
+    pub fn timed(&mut self, hash: &SecretHash, took: Duration) {
+        if let Some(class) = self.class(hash) {
+            class.took = Some(match class.took {
+                None => CheckTime::first(took),
+                Some(was) => was.then(took),
+            });
+        }
+    }
+
+    /// A time that checking the slowest class seldom exceeds: the least a
+    /// refusal costs.
+    pub fn floor(&self) -> Duration {
+        let bounds = self
+            .seen
+            .values()
+            .filter_map(|c| c.took.map(CheckTime::bound));
+        bounds.max().unwrap_or_default()
     }
 }
 
@@ -265,17 +378,11 @@ pub fn dummy(fast: bool) -> &'static SecretHash {
     }
 }
 
-/// What an unknown login among `principals` is checked against: an
-/// imitation of their most common format and cost, made once.
-pub fn stand_in_of(principals: &crate::config::Principals) -> SecretHash {
+/// The stand-in of `principals`, counted once.
+pub fn stand_in_of(principals: &crate::config::Principals) -> &Mutex<StandIn> {
     principals
         .stand_in
-        .get_or_init(|| {
-            StandIn::of(principals.iter().map(|p| &p.secret))
-                .hash()
-                .unwrap_or_else(|| dummy(false).clone())
-        })
-        .clone()
+        .get_or_init(|| Mutex::new(StandIn::of(principals.iter().map(|p| &p.secret))))
 }
 
 /// Reads a secret from stdin (trailing newline removed) and prints its hash.
@@ -351,6 +458,62 @@ mod tests {
         let argon = crate::config::secret_hash(&hash_password("pw")).unwrap();
         let mut stand_in = StandIn::of([&bcrypt, &argon, &bcrypt].into_iter());
         assert_eq!(stand_in.hash().unwrap().cost_class(), "bcrypt$5");
+    }
+
+    #[test]
+    fn a_refusal_costs_the_slowest_class_and_the_most_common_stands_in() {
+        let hash = |w: &str| crate::config::secret_hash(w).unwrap();
+        let bcrypt = hash(&bcrypt::hash("pw", 4).unwrap());
+        let argon = hash(&hash_password("pw"));
+        let mut stand_in = StandIn::of([&bcrypt, &bcrypt, &argon].into_iter());
+        // Each class is timed once before its first check counts.
+        assert_eq!(stand_in.untimed().len(), 2);
+        assert_eq!(stand_in.floor(), Duration::ZERO);
+        let ms = Duration::from_millis;
+        stand_in.timed(&bcrypt, ms(10));
+        stand_in.timed(&imitation(&argon), ms(40));
+        assert!(stand_in.untimed().is_empty());
+        // One check says little: twice its time, until more come.
+        assert_eq!(stand_in.floor(), ms(80));
+        // Checks that take the same time narrow the bound to it; a slower
+        // machine widens it.
+        for _ in 0..40 {
+            stand_in.timed(&argon, ms(40));
+        }
+        assert!(stand_in.floor() < ms(41), "{:?}", stand_in.floor());
+        stand_in.timed(&argon, ms(120));
+        assert!(stand_in.floor() > ms(80), "{:?}", stand_in.floor());
+        // A class only checked (an imported principal's) counts for the
+        // floor, never for the stand-in.
+        let scrypt =
+            hash("$scrypt$ln=4,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA");
+        stand_in.timed(&scrypt, ms(500));
+        assert_eq!(stand_in.floor(), ms(1000));
+        assert_eq!(stand_in.hash().unwrap().cost_class(), "bcrypt$4");
+    }
+
+    #[test]
+    fn a_hash_reads_back_from_its_text() {
+        let written = [
+            hash_password("pw"),
+            hash_fast("pw"),
+            bcrypt::hash("pw", 4).unwrap(),
+            "$pbkdf2-sha256$1000$c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".to_string(),
+            "$scrypt$ln=4,r=8,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA".to_string(),
+        ];
+        for w in &written {
+            assert_eq!(&crate::config::secret_hash(w).unwrap().text(), w);
+        }
+        // Django's PBKDF2 (of "pw") reads back from passlib's form, as the
+        // same hash.
+        let django = crate::config::secret_hash(
+            "pbkdf2_sha256$1000$salt+/.$hXr1hBSwXE6wXVDSPgCKtYMelfUk+l6OuXDQfbqtJpU=",
+        )
+        .unwrap();
+        assert!(django.verify("pw"));
+        let again = crate::config::secret_hash(&django.text()).unwrap();
+        assert_eq!(again.text(), django.text());
+        assert!(again.verify("pw") && !again.verify("px"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Logins as an attacker reads them, over HTTP against the demo's
 //! issuers: a client's lockout cannot be spent from one address for every
-//! address, an unknown name costs what a known one does, and one issuer's
-//! slow hashes hold up no other issuer's logins.
+//! address, an unknown name costs what a known one does (whatever the
+//! format of its hash), and one issuer's slow hashes hold up no other
+//! issuer's logins.
 
 mod common;
 
@@ -183,6 +184,65 @@ async fn an_unknown_client_costs_what_a_known_one_costs() {
         alike(known, unknown),
         "known {known:?}, unknown {unknown:?}"
     );
+}
+
+/// Hashes of no password the tests try: argon2id of 32 MiB and 2 passes,
+/// a slow format few users have, and bcrypt of cost 5, the fast one most
+/// have.
+const RARE_SLOW_HASH: &str =
+    "$argon2id$v=19$m=32768,t=2,p=1$c2FsdHNhbHRzYWx0$aGVhdnloZWF2eWhlYXZ5aGVhdnloZWF2eWhlYXZ5aGU";
+const COMMON_FAST_HASH: &str = "$2b$05$sZLpJ0wPoV3TsDZ9oYPJY.zWVXUJOb29PPiDnhrokQb8HaZda4jFa";
+
+#[tokio::test]
+async fn a_user_of_any_format_costs_what_an_unknown_name_costs() {
+    let users = [
+        ("slow", RARE_SLOW_HASH),
+        ("fast1", COMMON_FAST_HASH),
+        ("fast2", COMMON_FAST_HASH),
+        ("fast3", COMMON_FAST_HASH),
+    ];
+    let gw = demo(|body| {
+        let mut body = format!(
+            "{body}\n[issuers.mixed]\ndialect = \"session\"\npath = \"/mixed/GetToken\"\n\
+             max_failures = 100000\nip_max_failures = 100000\n"
+        );
+        for (name, hash) in users {
+            body += &format!(
+                "\n[[issuers.mixed.principals]]\nusername = \"{name}\"\nsecret_hash = '{hash}'\n"
+            );
+        }
+        body
+    })
+    .await;
+    // In turns, so all three see the same machine.
+    let names = ["slow", "fast1", "no_such_user"];
+    let mut times = vec![Vec::new(); names.len()];
+    for _ in 0..31 {
+        for (name, times) in names.iter().zip(&mut times) {
+            let started = Instant::now();
+            let (status, body) = user_login(&gw, "/mixed/GetToken", name, "wrong").await;
+            times.push(started.elapsed());
+            assert_eq!(status.as_u16() / 100, 4, "{body}");
+        }
+    }
+    let [slow, fast, unknown] = times
+        .into_iter()
+        .map(|mut t| {
+            t.sort();
+            t[t.len() / 2]
+        })
+        .collect::<Vec<_>>()[..]
+    else {
+        unreachable!()
+    };
+    println!(
+        "argon2id user {slow:?}, bcrypt user {fast:?}, unknown name {unknown:?} (medians of 31)"
+    );
+    assert!(
+        alike(slow, unknown),
+        "argon2id {slow:?}, unknown {unknown:?}"
+    );
+    assert!(alike(fast, unknown), "bcrypt {fast:?}, unknown {unknown:?}");
 }
 
 /// An argon2id hash of 256 MiB and 16 passes (within the default limits):

@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::lockout::{Attempt, Outcome};
 use super::{Issuing, Reason};
 use crate::config::{Principal, SecretHash};
+use crate::credentials::{dummy, StandIn};
 use crate::principals::{Lookup, LookupError};
 use crate::store::StoreError;
 
@@ -118,6 +120,24 @@ async fn blocking<T: Send + 'static>(
     .map_err(|_| Denied::Unavailable)
 }
 
+/// Whether `secret` matches `hash`, and how long checking `hash` and
+/// then each of `untimed` took (`hash`'s first).
+fn timed_checks(
+    hash: SecretHash,
+    untimed: Vec<SecretHash>,
+    secret: &str,
+) -> (bool, Vec<(SecretHash, Duration)>) {
+    let started = Instant::now();
+    let matches = hash.verify(secret);
+    let mut times = vec![(hash, started.elapsed())];
+    for hash in untimed {
+        let started = Instant::now();
+        hash.verify(secret);
+        times.push((hash, started.elapsed()));
+    }
+    (matches, times)
+}
+
 impl Issuing<'_> {
     /// Where the issuer's principals are found.
     fn lookup(&self) -> Lookup<'_> {
@@ -158,38 +178,58 @@ impl Issuing<'_> {
         principal: Option<&Principal>,
         secret: &str,
     ) -> Result<bool, Denied> {
-        let stand_in = match principal {
-            Some(_) => None,
-            None => Some(self.lookup().stand_in()),
-        };
-        self.verify_secret_or(principal, secret, stand_in).await
+        self.verify_secret_among(principal, secret, None).await
     }
 
-    /// As [`Issuing::verify_secret`], with `stand_in` for an unknown one
-    /// (clients that are not the issuer's principals have their own).
-    pub async fn verify_secret_or(
+    /// As [`Issuing::verify_secret`], among the hashes `stand_in` counts
+    /// (clients that are not the issuer's principals have their own; `None`
+    /// for the issuer's). A refusal lasts at least what checking their
+    /// slowest class takes.
+    pub async fn verify_secret_among(
         &self,
         principal: Option<&Principal>,
         secret: &str,
-        stand_in: Option<SecretHash>,
+        stand_in: Option<&Mutex<StandIn>>,
     ) -> Result<bool, Denied> {
-        let hash = match (principal, stand_in) {
-            (Some(p), _) => p.secret.clone(),
-            (None, Some(h)) => h,
-            (None, None) => self.lookup().stand_in(),
+        let lookup = self.lookup();
+        let stand_in = stand_in.unwrap_or_else(|| lookup.stand_in());
+        let (hash, untimed) = {
+            let mut stand_in = stand_in.lock().expect("not poisoned");
+            let hash = match principal {
+                Some(p) => p.secret.clone(),
+                None => stand_in.hash().unwrap_or_else(|| dummy(false).clone()),
+            };
+            (hash, stand_in.untimed())
         };
         // A fast hash takes about a microsecond: checked in place. Argon2 takes
         // tens of milliseconds: off the proxy's threads.
-        let matches = if hash.is_fast() {
-            hash.verify(secret)
+        let (matches, times) = if hash.is_fast() && untimed.is_empty() {
+            timed_checks(hash, untimed, secret)
         } else {
             let secret = secret.to_string();
-            blocking(&self.issuer.name, move || hash.verify(&secret)).await?
+            blocking(&self.issuer.name, move || {
+                timed_checks(hash, untimed, &secret)
+            })
+            .await?
         };
-        if let (true, Some(p)) = (matches, principal) {
-            self.lookup().passed(p, secret);
-        }
-        Ok(matches && principal.is_some())
+        let floor = {
+            let mut stand_in = stand_in.lock().expect("not poisoned");
+            for (hash, took) in &times {
+                stand_in.timed(hash, *took);
+            }
+            stand_in.floor()
+        };
+        let Some(p) = principal.filter(|_| matches) else {
+            // Refused: as late as the slowest class would have been, so
+            // the time tells no format, and no known name from an unknown.
+            let took: Duration = times.iter().map(|(_, took)| *took).sum();
+            if floor > took {
+                tokio::time::sleep(floor - took).await;
+            }
+            return Ok(false);
+        };
+        lookup.passed(p, secret);
+        Ok(true)
     }
 
     /// The whole login of the password dialects: lockout, secret, blocked

@@ -210,7 +210,7 @@ async fn verified_client(
     // An unknown client costs what a known one does: the issuer's stand-in,
     // or for a user dialect's clients, one like theirs.
     let stand_in = (!own_principals).then(|| stand_in_of(ctx.clients()));
-    let check = |secret| issuing.verify_secret_or(principal.as_deref(), secret, stand_in.clone());
+    let check = |secret| issuing.verify_secret_among(principal.as_deref(), secret, stand_in);
     let mut verified = check(&p.secret).await;
     if let (Ok(false), Some(raw)) = (&verified, &p.undecoded) {
         verified = check(raw).await;

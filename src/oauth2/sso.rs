@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use super::mint::live_user;
 use super::{Endpoints, Error, Request};
-use crate::config::Principal;
+use crate::config::{Principal, SecretHash};
 use crate::issue::random_id;
 use crate::store::SsoSession;
 
@@ -111,14 +111,15 @@ pub async fn current(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Option<Ss
         Some(session.auth_time),
     );
     let user = live_user(ctx, &session.login).await?;
-    let same_user = user.is_some_and(|u| credential(&u) == session.credential);
+    let same_user = user.is_some_and(|u| credential(&u.secret) == session.credential);
     Ok((same_user && !revoked).then_some(session))
 }
 
 /// What a session remembers of the user's credential: a digest of the
-/// stored hash (never the hash itself).
-fn credential(user: &Principal) -> String {
-    hex_sha256(&format!("{:?}", user.secret))
+/// stored hash's own text (never the hash itself), so a new password, even
+/// of the same format and cost, ends the session.
+fn credential(secret: &SecretHash) -> String {
+    hex_sha256(&secret.text())
 }
 
 /// A new session for `user`, who has just typed their credentials, with
@@ -137,7 +138,7 @@ pub async fn begin(
         sub: sub.to_string(),
         sid: sid.clone(),
         secret_hash: hex_sha256(&secret),
-        credential: credential(user),
+        credential: credential(&user.secret),
         auth_time: req.now,
         expires_at: req.now + ttl,
         families: Vec::new(),
@@ -162,6 +163,39 @@ pub fn forget(ctx: &Endpoints<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_credential_is_the_stored_hashs_text_never_its_debug_form() {
+        // Two hashes of each format that differ only in salt or digest, as
+        // a changed password leaves them: a digest of a redacted `Debug`
+        // would be one for all.
+        let written = [
+            crate::credentials::hash_password("old"),
+            crate::credentials::hash_password("new"),
+            bcrypt::hash("old", 4).unwrap(),
+            bcrypt::hash("new", 4).unwrap(),
+            crate::credentials::hash_fast("old"),
+            crate::credentials::hash_fast("new"),
+            "pbkdf2_sha256$1000$salt$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g=".to_string(),
+            "pbkdf2_sha256$1000$salt$SEFTSGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g=".to_string(),
+        ];
+        let digests: Vec<String> = written
+            .iter()
+            .map(|w| {
+                let hash = crate::config::secret_hash(w).unwrap();
+                let digest = credential(&hash);
+                assert_eq!(digest, hex_sha256(&hash.text()), "{w}");
+                assert_ne!(digest, hex_sha256(&format!("{hash:?}")), "{w}");
+                digest
+            })
+            .collect();
+        for (i, a) in digests.iter().enumerate() {
+            assert!(!digests[i + 1..].contains(a), "{}", written[i]);
+        }
+        // Read again (another instance, a restart), a hash has its digest.
+        let again = crate::config::secret_hash(&written[0]).unwrap();
+        assert_eq!(credential(&again), digests[0]);
+    }
 
     #[test]
     fn two_issuers_never_share_a_cookie() {

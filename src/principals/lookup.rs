@@ -3,12 +3,12 @@
 //! principal found is named by its own login, never by the spelling typed:
 //! a config principal wins whichever spelling reached its login.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::imported::ImportedPrincipal;
 use super::sql::{Unavailable, UserStore};
-use crate::config::{within_limits, Principal, SecretHash, TokenEndpoint};
-use crate::credentials::stand_in_of;
+use crate::config::{within_limits, Principal, TokenEndpoint};
+use crate::credentials::{stand_in_of, StandIn};
 use crate::store::{Store, StoreError};
 
 /// Why a lookup could not answer.
@@ -97,10 +97,9 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    /// What an unknown login of the issuer is checked against: an imitation
-    /// of the most common format and cost among its principals (for a user
-    /// store, among the rows read so far).
-    pub fn stand_in(&self) -> SecretHash {
+    /// The formats and costs of the issuer's principals (for a user store,
+    /// of the rows read so far), as `credentials::StandIn`.
+    pub fn stand_in(&self) -> &'a Mutex<StandIn> {
         match self.users {
             Some(users) => users.stand_in(),
             None => stand_in_of(&self.endpoint.principals),

@@ -21,7 +21,7 @@ use pool::Pool;
 pub use rows::QueryError;
 use rows::Rows;
 
-use crate::config::{Dialect, HashLimits, Principal, Principals, SecretHash, UserStoreConfig};
+use crate::config::{Dialect, HashLimits, Principal, Principals, UserStoreConfig};
 
 /// The config's principals looked up in the table at start, for clashes.
 const MAX_CLASH_CHECKS: usize = 1000;
@@ -188,9 +188,8 @@ impl UserStore {
         Ok(found)
     }
 
-    /// What an unknown login is checked against: an imitation of the most
-    /// common format and cost among the rows read (argon2id before any).
-    pub fn stand_in(&self) -> SecretHash {
+    /// The formats and costs of the rows read, as `credentials::StandIn`.
+    pub fn stand_in(&self) -> &std::sync::Mutex<crate::credentials::StandIn> {
         self.rows.stand_in()
     }
 

@@ -564,9 +564,10 @@ pub struct Principals {
     /// The same, by [`login_key`] (one principal a key: `portero check`
     /// refuses two).
     by_key: HashMap<String, Arc<Principal>>,
-    /// What an unknown login is checked against: a hash of the most common
-    /// format and cost among these, made by `credentials` when first needed.
-    pub stand_in: Arc<std::sync::OnceLock<SecretHash>>,
+    /// Their hashes' cost classes, counted and timed by `credentials`
+    /// when first needed: what an unknown login is checked against, and
+    /// what a refusal costs.
+    pub stand_in: Arc<std::sync::OnceLock<std::sync::Mutex<crate::credentials::StandIn>>>,
 }
 
 impl Principals {

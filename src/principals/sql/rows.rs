@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::pool::FetchedRow;
-use crate::config::{secret_hash, within_limits, Dialect, HashLimits, Principal, SecretHash};
+use crate::config::{secret_hash, within_limits, Dialect, HashLimits, Principal};
 use crate::credentials::StandIn;
 
 /// Why the operator's query cannot serve the dialect.
@@ -60,7 +60,7 @@ pub struct Rows {
     /// The costs a row's hash may name.
     limits: HashLimits,
     /// The formats and costs of the rows read: an unknown login is checked
-    /// against the most common one.
+    /// against the most common one, a refusal costs the slowest.
     seen: Mutex<StandIn>,
 }
 
@@ -73,12 +73,9 @@ impl Rows {
         }
     }
 
-    /// What an unknown login is checked against: an imitation of the most
-    /// common format and cost among the rows read (argon2id before any).
-    pub fn stand_in(&self) -> SecretHash {
-        let mut seen = self.seen.lock().expect("not poisoned");
-        seen.hash()
-            .unwrap_or_else(|| crate::credentials::dummy(false).clone())
+    /// The formats and costs of the rows read, as `credentials::StandIn`.
+    pub fn stand_in(&self) -> &Mutex<StandIn> {
+        &self.seen
     }
 
     /// A row as the dialect's principal; `None` (logged, naming the format
