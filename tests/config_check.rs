@@ -1179,6 +1179,18 @@ login = "app"
     let (ok, err) = check(&full);
     assert!(ok, "{err}");
 
+    // portero's callback is its sign-in client's redirect URI, written or not.
+    for bare in [
+        good.replace(
+            "redirect_uris = [\"https://x.test/.portero/callback\"]\n",
+            "",
+        ),
+        good.replace("/.portero/callback", "/elsewhere"),
+    ] {
+        let (ok, err) = check(&bare);
+        assert!(ok, "{err}\n{bare}");
+    }
+
     let no_login = good.replace("login = \"app\"\n", "");
     let cases: Vec<(String, &str, &str)> = vec![
         (
@@ -1206,14 +1218,6 @@ login = "app"
                 .to_string(),
             "server.public_url",
             "signs people in",
-        ),
-        (
-            good.replace(
-                "redirect_uris = [\"https://x.test/.portero/callback\"]",
-                "redirect_uris = [\"https://x.test/elsewhere\"]",
-            ),
-            "issuers.app.login_client_id",
-            "https://x.test/.portero/callback",
         ),
         (
             good.replace("login_client_id = \"portal\"", "login_client_id = \"nobody\""),
@@ -1303,4 +1307,99 @@ fn a_public_client_on_another_origin_needs_the_issuers_cors() {
         !ok && err.contains("issuers.app.clients[0].redirect_uris"),
         "{err}"
     );
+}
+
+#[test]
+fn a_sign_in_at_an_issuer_of_the_same_config_that_could_never_work_is_refused() {
+    const HASH: &str =
+        "$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo";
+    // The issuer ext is portero's own issuer app, reached as an outside
+    // provider (its discovery document); app's client portal is bare.
+    let good = format!(
+        r#"[server]
+public_url = "https://x.test"
+
+[[listen]]
+addr = "127.0.0.1:8080"
+
+[upstreams.echo]
+builtin = "echo"
+
+[issuers.app]
+kind = "oauth2"
+
+[[issuers.app.users]]
+username = "ada"
+secret_hash = "{HASH}"
+
+[[issuers.app.clients]]
+client_id = "portal"
+redirect_uris = ["https://x.test/portal/callback"]
+
+[[issuers.app.clients]]
+client_id = "reports"
+secret_hash = "{HASH}"
+grant_types = ["client_credentials"]
+
+[issuers.ext]
+discovery_url = "https://x.test/oauth2/app/.well-known/openid-configuration"
+login_client_id = "portal"
+
+[[routes]]
+path = "/app"
+upstream = "echo"
+login = "ext"
+"#
+    );
+    let (ok, err) = check(&good);
+    assert!(ok, "{err}");
+    let cases: Vec<(String, &str, &str)> = vec![
+        // A client the provider does not have.
+        (
+            good.replace("login_client_id = \"portal\"", "login_client_id = \"nobody\""),
+            "issuers.ext.login_client_id",
+            "\"nobody\" is not one of issuer \"app\"'s clients",
+        ),
+        // A client that may not use the code flow.
+        (
+            good.replace(
+                "login_client_id = \"portal\"",
+                "login_client_id = \"reports\"\nlogin_client_secret_env = \"REPORTS_SECRET\"",
+            ),
+            "issuers.ext.login_client_id",
+            "authorization_code",
+        ),
+        // A public client named with a secret.
+        (
+            good.replace(
+                "login_client_id = \"portal\"",
+                "login_client_id = \"portal\"\nlogin_client_secret_env = \"PORTAL_SECRET\"",
+            ),
+            "issuers.ext.login_client_secret_env",
+            "public",
+        ),
+        // portero's own issuer signs people in, but its callback on plain
+        // http off loopback is no redirect URI the issuer could ever use.
+        (
+            good.replace("https://x.test\"", "http://x.test\"")
+                .replace("login = \"ext\"", "login = \"app\"")
+                .replace("[issuers.ext]\n", "[issuers.ext]\njwks_url = \"https://idp.test/jwks\"\n")
+                .replace(
+                    "discovery_url = \"https://x.test/oauth2/app/.well-known/openid-configuration\"\nlogin_client_id = \"portal\"\n",
+                    "",
+                )
+                .replace("kind = \"oauth2\"\n", "kind = \"oauth2\"\nlogin_client_id = \"portal\"\n"),
+            "server.public_url",
+            "http only on a loopback host",
+        ),
+    ];
+    for (config, key, says) in cases {
+        let (ok, err) = check(&config);
+        assert!(!ok, "{key}: passed\n{config}");
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("{key} not named:\n{err}\n{config}"));
+        assert!(line.contains(says), "{key}: {line}");
+    }
 }

@@ -2,7 +2,9 @@
 //! in through portero at a real OpenID provider (oidc-provider, see
 //! tests/common/rp_idp.rs) and at portero's own issuer, and comes back to
 //! the page it first asked for, which the built-in echo upstream shows
-//! with the identity headers and without portero's cookies. The provider's
+//! with the identity headers and without portero's cookies; at portero's
+//! own issuer a client named by its id alone signs in, and signing out
+//! comes back to the app. The provider's
 //! back-channel logout ends the session within a second; forged and
 //! replayed logout tokens end nothing; a callback that names another
 //! provider (`iss`) makes no session, nor does an ID token not valid yet
@@ -474,6 +476,126 @@ async fn chromium_signs_in_at_portero_own_issuer() {
         "a portero cookie reached the upstream: {upstream_cookies}"
     );
     assert!(session_cookie(&browser).await.is_some());
+    browser.close().await.unwrap();
+}
+
+/// portero's own issuer as a web app's sign-in, as a new user writes it:
+/// its client names only itself (no redirect URIs, no `[sessions]`): the
+/// callback and the return after logging out are portero's own.
+#[tokio::test]
+async fn chromium_signs_in_and_out_at_portero_own_issuer_with_a_bare_client() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let gw = boot().await;
+    let public = format!("http://127.0.0.1:{}", gw.port);
+    let hash = portero::credentials::hash_fast("ada's password");
+    let body = format!(
+        "\n[issuers.own]\nkind = \"oauth2\"\nlogin_client_id = \"portero-web\"\n\n\
+         [[issuers.own.users]]\nusername = \"ada\"\nsecret_hash = \"{hash}\"\nroles = [\"staff\"]\n\
+         claims = {{ email = \"ada@example.test\" }}\n\n\
+         [[issuers.own.clients]]\nclient_id = \"portero-web\"\n\n\
+         [[routes]]\nname = \"home\"\npath = \"/\"\nupstream = \"echo\"\npublic = true\n{}",
+        login_route("app", "/app", "own")
+    );
+    serve(&gw, &body).await;
+    let browser = driver.browser(false).await;
+    let url = gw.url("/app/inbox");
+    browser.goto(&url).await.unwrap();
+    let username = browser
+        .wait()
+        .at_most(PAGE)
+        .for_element(Locator::Id("username"))
+        .await
+        .unwrap_or_else(|e| panic!("not at portero's sign-in page: {e}"));
+    eprintln!(
+        "[bare] 1 sign-in:   {}",
+        browser.current_url().await.unwrap()
+    );
+    username.send_keys("ada").await.unwrap();
+    let password = browser.find(Locator::Id("password")).await.unwrap();
+    password.send_keys("ada's password").await.unwrap();
+    browser
+        .find(Locator::XPath("//button[normalize-space()='Sign in']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    arrive(&browser, &url).await;
+    let echo = shown_echo(&browser).await;
+    eprintln!("[bare] 2 page:      {url} shows {}", identity(&echo));
+    assert_eq!(
+        identity(&echo),
+        json!({
+            "x-user-sub": "ada",
+            "x-user-email": "ada@example.test",
+            "x-user-roles": "staff",
+        }),
+        "the route (roles = [\"staff\"]) admits ada with her claims: {echo}"
+    );
+    let id = session_cookie(&browser).await.expect("a session cookie");
+    // The return after logging out is no redirect URI: no code is sent there.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .get(gw.url("/oauth2/own/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", "portero-web"),
+            ("redirect_uri", &format!("{public}/")),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
+            ("code_challenge_method", "S256"),
+        ])
+        .header("cookie", format!("{SESSION_COOKIE}={id}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("location").is_none(), "{r:?}");
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("redirect_uri is not one the client registered"),
+        "{page}"
+    );
+
+    // Signing out: portero's session, the issuer's, and back to the app.
+    browser
+        .execute(
+            "const f = document.createElement('form');\
+             f.method = 'post'; f.action = '/.portero/logout';\
+             document.body.appendChild(f); f.submit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let home = format!("{public}/");
+    arrive(&browser, &home).await;
+    let echo = shown_echo(&browser).await;
+    eprintln!(
+        "[bare] 3 signed out: at {home}, the app's page {}",
+        echo["path"]
+    );
+    assert_eq!(echo["path"], json!("/"));
+    assert_eq!(
+        session_cookie(&browser).await,
+        None,
+        "the cookie is cleared"
+    );
+    let http = reqwest::Client::new();
+    assert_eq!(status_with(&http, &gw, "/app/inbox", &id).await, 401);
+    // The issuer's sign-on session ended too: its sign-in page again.
+    browser.goto(&url).await.unwrap();
+    browser
+        .wait()
+        .at_most(PAGE)
+        .for_element(Locator::Id("username"))
+        .await
+        .unwrap_or_else(|e| panic!("not at portero's sign-in page again: {e}"));
     browser.close().await.unwrap();
 }
 

@@ -177,14 +177,19 @@ fn hinted(ctx: &Endpoints<'_>, token: &str) -> Option<Hint> {
 }
 
 /// Back to the client's `post_logout_redirect_uri`, if it is one of the
-/// redirect URIs the hinted client registered; else the signed-out page.
+/// redirect URIs the hinted client registered, or where portero's own
+/// sign-in with that client returns; else the signed-out page.
 fn done(ctx: &Endpoints<'_>, params: &super::form::Form, hint: Option<&Hint>) -> Answer {
-    let client = hint
-        .and_then(|h| h.client_id.as_deref())
-        .and_then(|id| ctx.settings.clients.get(id));
-    let target = params
-        .get("post_logout_redirect_uri")
-        .filter(|uri| client.is_some_and(|c| c.client.redirect_uris.iter().any(|r| r == uri)));
+    let client_id = hint.and_then(|h| h.client_id.as_deref());
+    let client = client_id.and_then(|id| ctx.settings.clients.get(id));
+    let target = params.get("post_logout_redirect_uri").filter(|uri| {
+        client.is_some_and(|c| c.client.redirect_uris.iter().any(|r| r == uri))
+            || ctx
+                .settings
+                .post_logout_redirect_uris
+                .iter()
+                .any(|(id, r)| Some(id.as_str()) == client_id && r == uri)
+    });
     match target.and_then(|t| url::Url::parse(t).ok()) {
         Some(mut url) => {
             if let Some(state) = params.get("state") {

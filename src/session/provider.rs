@@ -302,7 +302,7 @@ async fn discover(
 /// Whether `url` is where issuer `issuer`'s metadata is published: after
 /// its identifier (OpenID Connect), or with the well-known part between
 /// its host and its path (RFC 8414 §3.1).
-fn documents(issuer: &str, url: &str) -> bool {
+pub(crate) fn documents(issuer: &str, url: &str) -> bool {
     let issuer = issuer.trim_end_matches('/');
     if url == format!("{issuer}/.well-known/openid-configuration") {
         return true;

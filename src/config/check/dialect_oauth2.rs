@@ -60,6 +60,7 @@ impl Checker<'_> {
             &format!("{key}.clients"),
             endpoint,
             settings,
+            None,
         );
         let Some(public_url) = public_url else {
             self.problem(

@@ -62,7 +62,7 @@ impl Checker<'_> {
         };
         let sessions = self.session_settings(table.map(Spanned::get_ref), public_url);
         self.login_routes_on_the_public_host(file, routes, first_ordinary, &sessions);
-        self.own_providers_know_the_callback(issuers, &used, &sessions);
+        self.own_login_clients(file, issuers, &used, &sessions);
         Some(sessions)
     }
 
@@ -373,30 +373,55 @@ impl Checker<'_> {
         }
     }
 
-    /// One of portero's own issuers signs people in only with a client it
-    /// lists, that may use the code flow and takes the callback.
-    fn own_providers_know_the_callback(&mut self, issuers: &[Issuer], used: &[bool], s: &Sessions) {
+    /// A provider that is one of portero's own issuers (named in `login`,
+    /// or found by a `discovery_url` that is its document) signs people
+    /// in only with a client it lists, that may use the code flow; that
+    /// client takes portero's callback as a redirect URI and its
+    /// `post_logout_redirect_uri` after logging out, written or not.
+    fn own_login_clients(
+        &mut self,
+        file: &FileConfig,
+        issuers: &mut [Issuer],
+        used: &[bool],
+        s: &Sessions,
+    ) {
         let callback = s.redirect_uri();
-        for (issuer, _) in issuers
-            .iter()
-            .zip(used)
-            .filter(|(i, used)| **used && i.external.is_none())
-        {
-            let Some(login) = &issuer.login else { continue };
-            let key = format!("issuers.{}.login_client_id", issuer.name);
-            let Some(client) = own_client(issuer, &login.client_id) else {
-                let message = format!("{:?} is not one of this issuer's clients", login.client_id);
-                self.problem_no_span(key, message);
+        for (index, (name, i)) in file.issuers.iter().enumerate() {
+            let (true, Some(login), Some(id)) =
+                (used[index], &issuers[index].login, &i.login_client_id)
+            else {
                 continue;
             };
-            let profile = &client.client;
-            if !profile.redirect_uris.contains(&callback) || !profile.may_use("authorization_code")
-            {
+            let login = login.clone();
+            let Some(own) = own_provider(issuers, index) else {
+                continue;
+            };
+            let Some(client) = own_client(&issuers[own], &login.client_id) else {
                 let message = format!(
-                    "client {:?} must list {callback:?} in its redirect_uris and may use authorization_code",
-                    login.client_id
+                    "{:?} is not one of issuer {:?}'s clients",
+                    login.client_id, issuers[own].name
                 );
-                self.problem_no_span(key, message);
+                self.problem(id, format!("issuers.{name}.login_client_id"), message);
+                continue;
+            };
+            let profile = client.client.clone();
+            let lists_callback = profile.redirect_uris.contains(&callback);
+            let takes_callback = issuers[own]
+                .oauth2
+                .as_ref()
+                .is_some_and(|o| o.clients.get(&login.client_id).is_some());
+            if !profile.may_use("authorization_code") || (!takes_callback && !lists_callback) {
+                let message = format!(
+                    "client {:?} of issuer {:?} must be able to use authorization_code{}",
+                    login.client_id,
+                    issuers[own].name,
+                    if takes_callback {
+                        String::new()
+                    } else {
+                        format!(" and list {callback:?} in its redirect_uris")
+                    }
+                );
+                self.problem(id, format!("issuers.{name}.login_client_id"), message);
             }
             if profile.public != login.secret_env.is_none() {
                 let message = match profile.public {
@@ -405,13 +430,49 @@ impl Checker<'_> {
                         "the client has a secret: name its variable in login_client_secret_env"
                     }
                 };
-                self.problem_no_span(
-                    format!("issuers.{}.login_client_secret_env", issuer.name),
+                self.problem(
+                    id,
+                    format!("issuers.{name}.login_client_secret_env"),
                     message,
                 );
             }
+            if let Some(problem) = crate::redirect_uri::redirect_uri_problem(&callback) {
+                let message = format!(
+                    "portero's callback is issuer {:?}'s redirect URI, and {problem}",
+                    issuers[own].name
+                );
+                self.problem_no_span("server.public_url", message);
+            }
+            let Some(oauth2) = issuers[own].oauth2.as_mut() else {
+                continue;
+            };
+            if !lists_callback {
+                oauth2.clients.change(&login.client_id, |c| {
+                    c.client.redirect_uris.push(callback.clone())
+                });
+            }
+            oauth2
+                .post_logout_redirect_uris
+                .push((login.client_id.clone(), s.post_logout_redirect_uri.clone()));
         }
     }
+}
+
+/// The issuer of this config that issuer `index` signs people in at: itself
+/// when it is portero's own, or the own issuer its `discovery_url` is the
+/// document of; `None` for an outside provider.
+fn own_provider(issuers: &[Issuer], index: usize) -> Option<usize> {
+    let Some(external) = &issuers[index].external else {
+        return Some(index);
+    };
+    let KeyLocation::Discovery(url) = &external.location else {
+        return None;
+    };
+    issuers.iter().position(|i| {
+        i.oauth2
+            .as_ref()
+            .is_some_and(|o| crate::session::provider::documents(&o.issuer_id, url))
+    })
 }
 
 /// The client `id` of one of portero's issuers: a client dialect's

@@ -53,7 +53,15 @@ impl Checker<'_> {
                 );
             }
         }
-        let clients = self.oauth_clients(name, &i.clients, &key("clients"), &endpoint, &settings);
+        let login_client = i.login_client_id.as_ref().map(|id| id.get_ref().as_str());
+        let clients = self.oauth_clients(
+            name,
+            &i.clients,
+            &key("clients"),
+            &endpoint,
+            &settings,
+            login_client,
+        );
         let cors = endpoint.cors.as_deref();
         let origin = public_url.unwrap_or("");
         self.browser_clients_reach_the_token_endpoint(&key("clients"), &i.clients, cors, origin);
@@ -79,7 +87,8 @@ impl Checker<'_> {
         }
         let a_client_signs_in = oauth2.registration != Registration::Off
             || oauth2.clients.iter().any(|c| {
-                !c.client.redirect_uris.is_empty() && c.client.may_use("authorization_code")
+                (!c.client.redirect_uris.is_empty() || Some(c.login.as_str()) == login_client)
+                    && c.client.may_use("authorization_code")
             });
         if users_exist && oauth2.authorization_code && !a_client_signs_in {
             self.problem_no_span(
@@ -167,7 +176,9 @@ impl Checker<'_> {
         }
     }
 
-    /// The OAuth 2.0 clients written for an issuer, as principals.
+    /// The OAuth 2.0 clients written for an issuer, as principals;
+    /// `login_client` is the one portero signs people in with, whose
+    /// redirect URI is portero's own callback (added with `[sessions]`).
     pub(super) fn oauth_clients(
         &mut self,
         issuer: &str,
@@ -175,6 +186,7 @@ impl Checker<'_> {
         key: &str,
         endpoint: &TokenEndpoint,
         settings: &FileOAuth2,
+        login_client: Option<&str>,
     ) -> Principals {
         let code_flow = match endpoint.dialect {
             Dialect::Standard => settings
@@ -190,7 +202,16 @@ impl Checker<'_> {
         for (n, c) in list.iter().enumerate() {
             let client_key = format!("{key}[{n}]");
             self.not_a_user(issuer, &c.client_id, endpoint, &client_key);
-            if let Some(client) = self.oauth_client(&client_key, c, endpoint.dialect, code_flow) {
+            let portero_signs_in =
+                code_flow && Some(c.client_id.get_ref().as_str()) == login_client;
+            let client = self.oauth_client(
+                &client_key,
+                c,
+                endpoint.dialect,
+                code_flow,
+                portero_signs_in,
+            );
+            if let Some(client) = client {
                 clients.push(client);
             }
         }
@@ -204,6 +225,7 @@ impl Checker<'_> {
         c: &FileOAuthClient,
         dialect: Dialect,
         code_flow: bool,
+        portero_signs_in: bool,
     ) -> Option<Principal> {
         let secret = match &c.secret_hash {
             Some(h) => Some(self.stored_hash(h, &format!("{key}.secret_hash"))?),
@@ -222,8 +244,10 @@ impl Checker<'_> {
         }
         let redirect_uris = self.redirect_uris(key, c, code_flow);
         let public = secret.is_none();
-        let grant_types = self.grant_types(key, c, dialect, public, !redirect_uris.is_empty());
-        if public && redirect_uris.is_empty() {
+        // portero's own callback is the sign-in client's redirect URI.
+        let redirects = !redirect_uris.is_empty() || portero_signs_in;
+        let grant_types = self.grant_types(key, c, dialect, public, redirects);
+        if public && !redirects {
             self.problem(
                 &c.client_id,
                 key,
@@ -231,7 +255,7 @@ impl Checker<'_> {
                  redirect_uris and the authorization endpoint; it has neither",
             );
         }
-        self.grants_usable(key, c, &grant_types, public, !redirect_uris.is_empty());
+        self.grants_usable(key, c, &grant_types, public, redirects);
         if !dialect.has_clients() && !c.roles.is_empty() && dialect != Dialect::Standard {
             self.problem(
                 &c.client_id,
@@ -426,6 +450,7 @@ impl Checker<'_> {
             session_ttl: self.duration(&s.session_ttl, &key("session_ttl"), secs(8 * 3600)),
             logout_revokes_tokens: s.logout_revokes_tokens,
             sign_in: SignInPage::default(),
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 

@@ -129,6 +129,10 @@ pub struct OAuth2 {
     /// Logging out (`end_session`) revokes the refresh tokens its session began.
     pub logout_revokes_tokens: bool,
     pub sign_in: SignInPage,
+    /// Where `end_session` may send a client back besides its
+    /// `redirect_uris`: (client id, URL) pairs, the post-logout URL of the
+    /// client portero itself signs people in with (its `[sessions]`).
+    pub post_logout_redirect_uris: Vec<(String, String)>,
 }
 
 /// Who may register a client (RFC 7591).
@@ -594,6 +598,18 @@ impl Principals {
 
     pub fn iter(&self) -> impl Iterator<Item = &Principal> {
         self.by_login.values().map(|p| &**p)
+    }
+
+    /// `login`'s principal, changed by `change` (in both its lookups).
+    pub fn change(&mut self, login: &str, change: impl FnOnce(&mut Principal)) {
+        let Some(old) = self.by_login.get(login) else {
+            return;
+        };
+        let mut changed = Principal::clone(old);
+        change(&mut changed);
+        let changed = Arc::new(changed);
+        self.by_key.insert(login_key(login), changed.clone());
+        self.by_login.insert(login.to_string(), changed);
     }
 }
 
