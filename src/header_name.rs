@@ -95,7 +95,7 @@ fn folded(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
         .map(u8::to_ascii_lowercase)
 }
 
-/// A written cookie name's readings before `folded`: PHP percent-decodes
+/// A written cookie name's readings before `folded`: PHP 7 percent-decodes
 /// cookie names, and ASP.NET reads `ſ` as `s`. Most names have neither
 /// an escape nor a byte past ASCII, and are read as they are.
 fn decoded_cookie(written: &[u8]) -> Cow<'_, [u8]> {
@@ -199,6 +199,14 @@ pub fn one_cookie<'a>(
         }
     }
     Ok(found.flatten())
+}
+
+/// Whether any `Cookie` header of a request names a cookie some upstream
+/// reads as `name`, in any spelling and whatever its value.
+pub fn any_cookie(headers: &http::HeaderMap, name: &str) -> bool {
+    let values = headers.get_all(http::header::COOKIE).iter();
+    let mut pairs = values.flat_map(|v| v.as_bytes().split(|b| *b == b';'));
+    pairs.any(|pair| cookie_names(pair).any(|written| loosely_same_cookie(written, name)))
 }
 
 /// `one_cookie` among a request's `Cookie` headers; a value that is not

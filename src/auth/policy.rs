@@ -12,7 +12,9 @@ use super::validate::Verified;
 use super::AuthError;
 use crate::claims::Claim;
 use crate::config::{Policy, TokenSource};
-use crate::header_name::{one_request_cookie, param_reads_as, query_names, same_field};
+use crate::header_name::{
+    any_cookie, one_request_cookie, param_reads_as, query_names, same_field,
+};
 
 impl Policy {
     /// The request's token, from the one source of `token_from` that has
@@ -24,16 +26,20 @@ impl Policy {
         headers: &'r HeaderMap,
         query: Option<&'r str>,
     ) -> Result<Cow<'r, str>, AuthError> {
-        let mut found = None;
+        let (mut found, mut stray) = (None, false);
         for source in &self.token_from {
             match source.extract(headers, query) {
                 Ok(_) if found.is_some() => return Err(AuthError::RepeatedToken),
                 Ok(token) => found = Some(token),
-                Err(AuthError::MissingToken) => {}
+                Err(AuthError::MissingToken) => stray = stray || source.stray_copy(headers, query),
                 Err(e) => return Err(e),
             }
         }
-        found.ok_or(AuthError::MissingToken)
+        match found {
+            // Beside the token, a copy only an upstream reads is a second one.
+            Some(_) if stray => Err(AuthError::RepeatedToken),
+            found => found.ok_or(AuthError::MissingToken),
+        }
     }
 
     /// Whether the credential that admitted the request goes upstream:
@@ -81,6 +87,21 @@ impl TokenSource {
             return Err(AuthError::MissingToken);
         }
         Ok(Cow::Borrowed(token))
+    }
+}
+
+impl TokenSource {
+    /// Whether the request holds what some upstream reads as this
+    /// source's token, though portero reads no token there: another
+    /// spelling of the cookie or parameter name alone (`tok[0]`,
+    /// `a=b tok=x`, `access.token`), or a value that is not text.
+    fn stray_copy(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
+        match self {
+            Self::Cookie(name) => any_cookie(headers, name),
+            Self::Query(name) => query.is_some_and(|q| query_names(q).any(|n| param_reads_as(n, name))),
+            Self::Header(name) => headers.contains_key(name),
+            Self::Bearer | Self::RawAuthorization => false,
+        }
     }
 }
 
@@ -283,6 +304,30 @@ mod tests {
 
     fn ex(source: &TokenSource, h: &HeaderMap) -> Result<String, AuthError> {
         source.extract(h, None).map(Cow::into_owned)
+    }
+
+    #[test]
+    fn beside_a_token_a_copy_only_an_upstream_reads_is_a_second_one() {
+        let policy = with_sources(&["bearer", "cookie:tok", "query:access_token"]);
+        let bearer = ("authorization", "Bearer good");
+        for cookie in ["a=b tok=x", "tok[0]=x", "secure tok=x", "TOK=x", "tok"] {
+            let h = headers(&[bearer, ("cookie", cookie)]);
+            let got = policy.token(&h, None).map(Cow::into_owned);
+            assert_eq!(got, Err(AuthError::RepeatedToken), "{cookie}");
+        }
+        let mut not_text = headers(&[bearer]);
+        not_text.insert("cookie", HeaderValue::from_bytes(b"tok=x\xa0").unwrap());
+        assert_eq!(policy.token(&not_text, None), Err(AuthError::RepeatedToken));
+        let h = headers(&[bearer]);
+        for query in ["access.token=x", "access_token[]=x", "access_token%00=x"] {
+            let got = policy.token(&h, Some(query)).map(Cow::into_owned);
+            assert_eq!(got, Err(AuthError::RepeatedToken), "{query}");
+        }
+        let h = headers(&[bearer, ("cookie", "stok=x; tok_id=y")]);
+        assert_eq!(policy.token(&h, Some("a=1")), Ok("good".into()));
+        // Alone, such a copy is no token.
+        let h = headers(&[("cookie", "a=b tok=x")]);
+        assert_eq!(policy.token(&h, None), Err(AuthError::MissingToken));
     }
 
     fn with_sources(sources: &[&str]) -> Policy {
