@@ -1398,7 +1398,8 @@ login = "ext"
         assert!(!ok, "{key}: passed\n{config}");
         let line = err
             .lines()
-            .find(|l| l.contains(&format!("{key}:")))
+            // At its key, not where another problem's text names the key.
+            .find(|l| l.contains(&format!(": {key}: ")))
             .unwrap_or_else(|| panic!("{key} not named:\n{err}\n{config}"));
         assert!(line.contains(says), "{key}: {line}");
     }
