@@ -229,7 +229,10 @@ async fn every_spelling_is_refused(app: App) {
         got.push((copy.to_string(), post(&gw, "a=1", &[cookie(copy)]).await));
         // A copy beside the token from another source is a second one too.
         let beside = [bearer.clone(), format!("Cookie: {copy}")];
-        got.push((format!("{copy} beside a bearer token"), post(&gw, "a=1", &beside).await));
+        got.push((
+            format!("{copy} beside a bearer token"),
+            post(&gw, "a=1", &beside).await,
+        ));
     }
     let ran = ran_json(&app);
     let admitted: Vec<_> = got.iter().filter(|(_, status)| *status != 400).collect();

@@ -12,9 +12,7 @@ use super::validate::Verified;
 use super::AuthError;
 use crate::claims::Claim;
 use crate::config::{Policy, TokenSource};
-use crate::header_name::{
-    any_cookie, one_request_cookie, param_reads_as, query_names, same_field,
-};
+use crate::header_name::{any_cookie, one_request_cookie, param_reads_as, query_names, same_field};
 
 impl Policy {
     /// The request's token, from the one source of `token_from` that has
@@ -98,7 +96,9 @@ impl TokenSource {
     fn stray_copy(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
         match self {
             Self::Cookie(name) => any_cookie(headers, name),
-            Self::Query(name) => query.is_some_and(|q| query_names(q).any(|n| param_reads_as(n, name))),
+            Self::Query(name) => {
+                query.is_some_and(|q| query_names(q).any(|n| param_reads_as(n, name)))
+            }
             Self::Header(name) => headers.contains_key(name),
             Self::Bearer | Self::RawAuthorization => false,
         }
