@@ -56,10 +56,19 @@ pub fn headers_to_strip(
     let mut connection = false;
     for name in headers.keys() {
         connection |= name == CONNECTION;
-        // A byte loop: names are short, and `memchr`'s call is not.
-        let underscore = name.as_str().bytes().any(|b| b == b'_');
-        let strip = match underscore {
-            true => !keep_underscores || listed(&name.as_str().replace('_', "-"), auth, trusted),
+        // A byte loop: names are short, and `memchr`'s call is not. A name
+        // with `.` is another spelling to PHP (`x.user.sub`), not dropped
+        // as one with `_` is.
+        let (mut underscore, mut dot) = (false, false);
+        for b in name.as_str().bytes() {
+            underscore |= b == b'_';
+            dot |= b == b'.';
+        }
+        let strip = match underscore || dot {
+            true => {
+                (underscore && !keep_underscores)
+                    || listed(&name.as_str().replace(['_', '.'], "-"), auth, trusted)
+            }
             false => listed(name.as_str(), auth, trusted),
         };
         if strip || is_hop_by_hop(name) {

@@ -6,19 +6,22 @@
 use std::borrow::Cow;
 
 /// Header names the way CGI, WSGI and Rack read them: `_` and `-` alike,
-/// case ignored.
+/// case ignored; and PHP, which reads `.` as `_` too (`x.user.sub` is
+/// `HTTP_X_USER_SUB`).
 pub fn same_field(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes().zip(b.bytes()).all(|(x, y)| {
-            let fold = |c: u8| {
-                if c == b'_' {
-                    b'-'
-                } else {
-                    c.to_ascii_lowercase()
-                }
+            let fold = |c: u8| match c {
+                b'_' | b'.' => b'-',
+                c => c.to_ascii_lowercase(),
             };
             fold(x) == fold(y)
         })
+}
+
+/// Whether a name holds a byte `same_field` reads as `-`.
+pub fn spelled_apart(name: &str) -> bool {
+    name.bytes().any(|b| b == b'_' || b == b'.')
 }
 
 /// Whether an upstream could read the decoded query parameter name
@@ -227,6 +230,7 @@ mod tests {
     #[test]
     fn fields_fold_underscores_and_case() {
         assert!(same_field("X_User_Sub", "x-user-sub"));
+        assert!(same_field("x.user.sub", "x-user-sub"));
         assert!(!same_field("x-user-subx", "x-user-sub"));
     }
 

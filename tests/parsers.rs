@@ -234,6 +234,14 @@ async fn every_spelling_is_refused(app: App) {
             post(&gw, "a=1", &beside).await,
         ));
     }
+    // A bearer header portero reads no token in, beside the cookie token.
+    for value in ["Bearer\tEVIL", "Bearer  EVIL", "bearer"] {
+        let beside = [cookie("a=1"), format!("Authorization: {value}")];
+        got.push((
+            format!("{value} beside a cookie token"),
+            post(&gw, "a=1", &beside).await,
+        ));
+    }
     let ran = ran_json(&app);
     let admitted: Vec<_> = got.iter().filter(|(_, status)| *status != 400).collect();
     assert!(

@@ -12,7 +12,9 @@ use super::validate::Verified;
 use super::AuthError;
 use crate::claims::Claim;
 use crate::config::{Policy, TokenSource};
-use crate::header_name::{any_cookie, one_request_cookie, param_reads_as, query_names, same_field};
+use crate::header_name::{
+    any_cookie, one_request_cookie, param_reads_as, query_names, same_field, spelled_apart,
+};
 
 impl Policy {
     /// The request's token, from the one source of `token_from` that has
@@ -69,7 +71,7 @@ impl TokenSource {
             }
             Self::Header(name) => {
                 let spelled_otherwise = headers.keys().any(|k| {
-                    k != name && k.as_str().contains('_') && same_field(k.as_str(), name.as_str())
+                    k != name && spelled_apart(k.as_str()) && same_field(k.as_str(), name.as_str())
                 });
                 if spelled_otherwise {
                     return Err(AuthError::RepeatedToken);
@@ -100,7 +102,20 @@ impl TokenSource {
                 query.is_some_and(|q| query_names(q).any(|n| param_reads_as(n, name)))
             }
             Self::Header(name) => headers.contains_key(name),
-            Self::Bearer | Self::RawAuthorization => false,
+            // `Bearer\t<t>`, `Bearer <t>\xa0`: portero reads no token, a
+            // framework that splits at any white space does.
+            Self::Bearer => headers.get_all(AUTHORIZATION).iter().any(|v| {
+                let v = v.as_bytes();
+                let start = v
+                    .iter()
+                    .position(|b| !matches!(b, b'\t' | b' ' | 0x85 | 0xa0));
+                start.is_some_and(|s| {
+                    v[s..]
+                        .get(..6)
+                        .is_some_and(|w| w.eq_ignore_ascii_case(b"bearer"))
+                })
+            }),
+            Self::RawAuthorization => headers.contains_key(AUTHORIZATION),
         }
     }
 }
@@ -323,6 +338,23 @@ mod tests {
             let got = policy.token(&h, Some(query)).map(Cow::into_owned);
             assert_eq!(got, Err(AuthError::RepeatedToken), "{query}");
         }
+        // A bearer header portero reads no token in, beside a cookie token.
+        for value in [
+            &b"Bearer\tx"[..],
+            b"Bearer x\xa0",
+            b"Bearer\xa0x",
+            b"bearer",
+        ] {
+            let mut h = headers(&[("cookie", "tok=good")]);
+            h.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+            let got = policy.token(&h, None).map(Cow::into_owned);
+            assert_eq!(got, Err(AuthError::RepeatedToken), "{value:?}");
+        }
+        let h = headers(&[("cookie", "tok=good"), ("authorization", "Basic eDp5")]);
+        assert_eq!(policy.token(&h, None), Ok("good".into()));
+        let header = with_sources(&["bearer", "header:x-api-token"]);
+        let h = headers(&[bearer, ("x.api.token", "x")]);
+        assert_eq!(header.token(&h, None), Err(AuthError::RepeatedToken));
         let h = headers(&[bearer, ("cookie", "stok=x; tok_id=y")]);
         assert_eq!(policy.token(&h, Some("a=1")), Ok("good".into()));
         // Alone, such a copy is no token.
