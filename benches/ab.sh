@@ -9,7 +9,7 @@
 # of the noise, so user µs/req is the steadier figure for comparing builds.
 # Needs nginx, wrk, python3.
 #
-#   bash benches/ab.sh 'target/dist/portero --config benches/peers.toml' \
+#   bash benches/ab.sh 'target/release/portero --config benches/peers.toml' \
 #                      '/tmp/portero-before --config benches/peers.toml'
 set -euo pipefail
 DUR=${DUR:-10}

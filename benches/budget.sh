@@ -9,13 +9,13 @@
 # raises the budget in the same commit and says why in BENCHMARKS.md.
 # Needs valgrind, nginx, wrk, python3.
 #
-#   cargo build --profile dist && bash benches/budget.sh [path/to/portero]
+#   cargo build --release && bash benches/budget.sh [path/to/portero]
 set -euo pipefail
 here=$(dirname "$0")
-binary=${1:-${CARGO_TARGET_DIR:-$here/../target}/dist/portero}
+binary=${1:-${CARGO_TARGET_DIR:-$here/../target}/release/portero}
 runs=${RUNS:-3}
 config="$here/peers.toml"
-[ -x "$binary" ] || { echo "no portero binary at $binary: cargo build --profile dist first" >&2; exit 2; }
+[ -x "$binary" ] || { echo "no portero binary at $binary: cargo build --release first" >&2; exit 2; }
 
 # check NAME CONFIG KEY: the median of RUNS counts on CONFIG against
 # budget.txt's KEY + 3%; prints the figures, returns 1 past the limit.

@@ -12,7 +12,7 @@
 # 401 path); any 4xx or 5xx answer fails the count otherwise.
 # Needs valgrind, nginx, wrk, python3.
 #
-#   bash benches/callgrind.sh 'target/dist/portero --config benches/peers.toml'
+#   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
 set -euo pipefail
 # shellcheck source=benches/origin.sh
 . "$(dirname "$0")/origin.sh"

@@ -4,11 +4,11 @@
 # benches/peers.toml as shipped and on copies of it with one feature
 # turned on or off. Needs what callgrind.sh needs.
 #
-#   cargo build --profile dist && bash benches/features.sh [path/to/portero]
+#   cargo build --release && bash benches/features.sh [path/to/portero]
 set -euo pipefail
 here=$(dirname "$0")
-binary=${1:-${CARGO_TARGET_DIR:-$here/../target}/dist/portero}
-[ -x "$binary" ] || { echo "no portero binary at $binary: cargo build --profile dist first" >&2; exit 2; }
+binary=${1:-${CARGO_TARGET_DIR:-$here/../target}/release/portero}
+[ -x "$binary" ] || { echo "no portero binary at $binary: cargo build --release first" >&2; exit 2; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 n=${1:-100000}
 # In a target dir of its own: `cargo bench` builds the portero binary too,
 # with the tests' tokio features (`test-util`), and would leave that build
-# where the quick start's release build is.
+# where the release one the other benches measure is.
 export CARGO_TARGET_DIR=${HEADERS_TARGET_DIR:-target/bench-headers}
 binary=$(cargo bench --bench headers --no-run --message-format=json |
   python3 -c 'import json, sys

@@ -9,9 +9,9 @@
 # Needs psql on a PostgreSQL where root may create a database, redis-cli and
 # a Redis at PORTERO_TEST_REDIS_URL (default redis://127.0.0.1:6379).
 #
-#   cargo build --profile dist && bash benches/import.sh [binary]
+#   cargo build --release && bash benches/import.sh [binary]
 set -euo pipefail
-binary=$(realpath "${1:-target/dist/portero}")
+binary=$(realpath "${1:-target/release/portero}")
 rows=${ROWS:-100000}
 pg=${PORTERO_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432}
 redis_url=${PORTERO_TEST_REDIS_URL:-redis://127.0.0.1:6379}

@@ -8,9 +8,9 @@
 # Needs wrk, psql on a PostgreSQL where root may create a database, and
 # python3 with argon2-cffi, bcrypt, passlib and django.
 #
-#   cargo build --profile dist && bash benches/logins.sh [binary]
+#   cargo build --release && bash benches/logins.sh [binary]
 set -euo pipefail
-binary=${1:-target/dist/portero}
+binary=${1:-target/release/portero}
 binary=$(realpath "$binary")
 pg=${PORTERO_TEST_POSTGRES_URL:-postgres://root@127.0.0.1:5432}
 work=$(mktemp -d)

@@ -21,9 +21,9 @@ target=${PGO_TARGET_DIR:-$root/target/pgo-instrumented}
 counts=$target/counts
 mkdir -p "$counts"
 (cd "$root" && CARGO_ENCODED_RUSTFLAGS="-Cprofile-generate=$counts" CARGO_TARGET_DIR="$target" \
-  cargo build --profile dist --locked --bin portero)
+  cargo build --release --locked --bin portero)
 rm -f "$counts"/*  # the build scripts' own counts
-binary=$target/dist/portero
+binary=$target/release/portero
 
 # shellcheck source=benches/origin.sh
 . "$here/origin.sh"
@@ -82,5 +82,5 @@ train "$dir/demo.toml" issuance
 "$llvm_bin/llvm-profdata" merge --sparse -o "$root/pgo/portero.profdata" "$counts"/*.profraw
 rustc -V > "$root/pgo/rustc-version"
 rm -f "$counts"/*
-echo "wrote pgo/portero.profdata for $(cat "$root/pgo/rustc-version"), the Rust release deploy/Containerfile builds with;" \
-  "release builds made with the old profile are stale (cargo cannot tell): cargo clean --profile dist; cargo clean --release"
+echo "wrote pgo/portero.profdata for $(cat "$root/pgo/rustc-version"), the release deploy/Containerfile builds with;" \
+  "release builds made with the old profile are stale (cargo cannot tell): cargo clean --release"

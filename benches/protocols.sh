@@ -20,11 +20,11 @@
 # Two builds: one that takes in the examples builds with the tests' tokio
 # features (`test-util`), and would give portero them too.
 #
-#   cargo build --profile dist --bin portero
-#   cargo build --profile dist --example bench_origin --example ws_load
-#   bash benches/protocols.sh target/dist
+#   cargo build --release --bin portero
+#   cargo build --release --example bench_origin --example ws_load
+#   bash benches/protocols.sh target/release
 set -euo pipefail
-BIN=${1:-target/dist}
+BIN=${1:-target/release}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-10}   # h2load connections ...

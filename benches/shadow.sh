@@ -7,9 +7,9 @@
 # rounds interleaved (default 3); then the RSS of both and the shadowed
 # gateway's comparison counts.
 #
-#   cargo build --profile dist && bash benches/shadow.sh [binary]
+#   cargo build --release && bash benches/shadow.sh [binary]
 set -euo pipefail
-binary=$(realpath "${1:-target/dist/portero}")
+binary=$(realpath "${1:-target/release/portero}")
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 pids=()
