@@ -189,43 +189,11 @@ fn single_origin(headers: &HeaderMap) -> Option<&HeaderValue> {
     all.next().is_none().then_some(first)
 }
 
-/// Whether `origin` (as the browser sent it) is one the policy names.
+/// Whether `origin` (as the browser sent it) is one the policy names
+/// (`CorsPolicy::allows_origin`, beside the model `portero check` reads too).
+#[inline]
 pub fn allows_origin(policy: &CorsPolicy, origin: &HeaderValue) -> bool {
-    // An exact pattern is compared byte for byte (ASCII case aside): equal
-    // bytes are the configured origin's printable ASCII, so no `to_str`.
-    let bytes = origin.as_bytes();
-    policy.origins.iter().any(|pattern| match pattern {
-        OriginPattern::Any => origin.to_str().is_ok(),
-        // Browsers send it in lower case, as it is configured: the exact
-        // comparison is the cheaper one.
-        OriginPattern::Exact(exact) => {
-            bytes == exact.as_bytes() || bytes.eq_ignore_ascii_case(exact.as_bytes())
-        }
-        OriginPattern::Subdomains { scheme, suffix } => origin
-            .to_str()
-            .is_ok_and(|origin| subdomain_of(origin, scheme, suffix).unwrap_or(false)),
-    })
-}
-
-/// `https://a.b.example.com` under `https://` + `.example.com`: one or more
-/// DNS labels before the suffix, and nothing else (no port, no userinfo).
-fn subdomain_of(origin: &str, scheme: &str, suffix: &str) -> Option<bool> {
-    let rest = origin.get(..scheme.len())?;
-    if !rest.eq_ignore_ascii_case(scheme) {
-        return Some(false);
-    }
-    let host = &origin[scheme.len()..];
-    let labels = host.len().checked_sub(suffix.len())?;
-    if labels == 0 || !host.get(labels..)?.eq_ignore_ascii_case(suffix) {
-        return Some(false);
-    }
-    let labels = &host[..labels];
-    Some(
-        !labels.starts_with('.')
-            && labels
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
-    )
+    policy.allows_origin(origin)
 }
 
 /// The request comes from no browser page, or from one the policy allows.

@@ -380,9 +380,13 @@ pub fn dummy(fast: bool) -> &'static SecretHash {
 
 /// The stand-in of `principals`, counted once.
 pub fn stand_in_of(principals: &crate::config::Principals) -> &Mutex<StandIn> {
-    principals
-        .stand_in
-        .get_or_init(|| Mutex::new(StandIn::of(principals.iter().map(|p| &p.secret))))
+    let derived = principals.derived.get_or_init(|| {
+        let stand_in = StandIn::of(principals.iter().map(|p| &p.secret));
+        Box::new(Mutex::new(stand_in))
+    });
+    derived
+        .downcast_ref()
+        .expect("credentials alone fills a principals' derived slot")
 }
 
 /// Reads a secret from stdin (trailing newline removed) and prints its hash.

@@ -12,7 +12,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{Issuer, KeyLocation, LoginClient};
+use crate::config::{publishes_metadata_at, Issuer, KeyLocation, LoginClient};
 
 /// A discovery document is read again after this long.
 const DISCOVERY_TTL: Duration = Duration::from_secs(300);
@@ -278,7 +278,8 @@ async fn discover(
     let body = read(http.get(url)).await?.1;
     let endpoints: Endpoints = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::Invalid(format!("discovery document: {e}")))?;
-    if expected_iss.is_some_and(|iss| iss != endpoints.issuer) || !documents(&endpoints.issuer, url)
+    if expected_iss.is_some_and(|iss| iss != endpoints.issuer)
+        || !publishes_metadata_at(&endpoints.issuer, url)
     {
         return Err(ProviderError::Invalid(
             "discovery names another issuer".into(),
@@ -297,26 +298,6 @@ async fn discover(
         }
     }
     Ok(endpoints)
-}
-
-/// Whether `url` is where issuer `issuer`'s metadata is published: after
-/// its identifier (OpenID Connect), or with the well-known part between
-/// its host and its path (RFC 8414 §3.1).
-pub(crate) fn documents(issuer: &str, url: &str) -> bool {
-    let issuer = issuer.trim_end_matches('/');
-    if url == format!("{issuer}/.well-known/openid-configuration") {
-        return true;
-    }
-    let Ok(parsed) = url::Url::parse(issuer) else {
-        return false;
-    };
-    let (origin, path) = (
-        parsed.origin().ascii_serialization(),
-        parsed.path().trim_end_matches('/'),
-    );
-    ["openid-configuration", "oauth-authorization-server"]
-        .iter()
-        .any(|known| url == format!("{origin}/.well-known/{known}{path}"))
 }
 
 /// The status and body (at most [`MAX_ANSWER`] bytes) of a request.
@@ -340,14 +321,20 @@ async fn read(request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), Provid
 mod tests {
     #[test]
     fn a_discovery_document_is_its_own_issuers_only() {
-        use super::documents;
+        use crate::config::publishes_metadata_at;
         let at = "https://idp.example/realms/a/.well-known/openid-configuration";
-        assert!(documents("https://idp.example/realms/a", at));
-        assert!(documents("https://idp.example/realms/a/", at));
-        assert!(!documents("https://idp.example/realms/b", at));
-        assert!(!documents("https://other.example/realms/a", at));
+        assert!(publishes_metadata_at("https://idp.example/realms/a", at));
+        assert!(publishes_metadata_at("https://idp.example/realms/a/", at));
+        assert!(!publishes_metadata_at("https://idp.example/realms/b", at));
+        assert!(!publishes_metadata_at("https://other.example/realms/a", at));
         let rfc8414 = "https://idp.example/.well-known/oauth-authorization-server/realms/a";
-        assert!(documents("https://idp.example/realms/a", rfc8414));
-        assert!(!documents("https://idp.example/realms", rfc8414));
+        assert!(publishes_metadata_at(
+            "https://idp.example/realms/a",
+            rfc8414
+        ));
+        assert!(!publishes_metadata_at(
+            "https://idp.example/realms",
+            rfc8414
+        ));
     }
 }

@@ -36,8 +36,7 @@ impl Checker<'_> {
                 let origin = url.origin();
                 let theirs = origin.ascii_serialization();
                 let allowed = |c: &CorsPolicy| {
-                    http::HeaderValue::from_str(&theirs)
-                        .is_ok_and(|o| crate::cors::allows_origin(c, &o))
+                    http::HeaderValue::from_str(&theirs).is_ok_and(|o| c.allows_origin(&o))
                 };
                 let cross = url.scheme() == "https" && !is_loopback(&url) && origin != ours;
                 (cross && !cors.is_some_and(allowed)).then_some(theirs)

@@ -471,7 +471,7 @@ fn own_provider(issuers: &[Issuer], index: usize) -> Option<usize> {
     issuers.iter().position(|i| {
         i.oauth2
             .as_ref()
-            .is_some_and(|o| crate::session::provider::documents(&o.issuer_id, url))
+            .is_some_and(|o| crate::config::publishes_metadata_at(&o.issuer_id, url))
     })
 }
 

@@ -568,10 +568,11 @@ pub struct Principals {
     /// The same, by [`login_key`] (one principal a key: `portero check`
     /// refuses two).
     by_key: HashMap<String, Arc<Principal>>,
-    /// Their hashes' cost classes, counted and timed by `credentials`
-    /// when first needed: what an unknown login is checked against, and
-    /// what a refusal costs.
-    pub stand_in: Arc<std::sync::OnceLock<std::sync::Mutex<crate::credentials::StandIn>>>,
+    /// What `credentials` makes of their hashes when first needed (their
+    /// cost classes, counted and timed: what an unknown login is checked
+    /// against, and what a refusal costs). Kept here, built there: the
+    /// model names no runtime type.
+    pub derived: Arc<std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl Principals {
@@ -583,7 +584,7 @@ impl Principals {
                 .iter()
                 .map(|p| (login_key(&p.login), p.clone()))
                 .collect(),
-            stand_in: Arc::default(),
+            derived: Arc::default(),
         }
     }
 
@@ -678,4 +679,24 @@ pub enum ShadowPrimary {
 /// The login of a `project` principal.
 pub fn project_login(business: &str, proyecto: &str) -> String {
     format!("{business}/{proyecto}")
+}
+
+/// Whether `url` is where issuer `issuer`'s metadata is published: after
+/// its identifier (OpenID Connect), or with the well-known part between
+/// its host and its path (RFC 8414 §3.1).
+pub fn publishes_metadata_at(issuer: &str, url: &str) -> bool {
+    let issuer = issuer.trim_end_matches('/');
+    if url == format!("{issuer}/.well-known/openid-configuration") {
+        return true;
+    }
+    let Ok(parsed) = url::Url::parse(issuer) else {
+        return false;
+    };
+    let (origin, path) = (
+        parsed.origin().ascii_serialization(),
+        parsed.path().trim_end_matches('/'),
+    );
+    ["openid-configuration", "oauth-authorization-server"]
+        .iter()
+        .any(|known| url == format!("{origin}/.well-known/{known}{path}"))
 }
