@@ -10,7 +10,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use portero::auth::revocation::Revocations;
 use portero::config::{self, Endpoint};
-use portero::issue::{self, Issuing, TokenRequest};
+use portero::identity::Identity;
+use portero::issue::{self, IssuerContext, TokenRequest};
 use portero::key_loading;
 use portero::metrics::Metrics;
 use portero::store::{Embedded, Store};
@@ -71,16 +72,18 @@ fn issuance(c: &mut Criterion) {
     ] {
         let index = keys.issuer_index(issuer_name).unwrap();
         let issuer = &config.issuers[index];
-        let ctx = Issuing {
+        let identity = Identity::new(issuer, None, &metrics).unwrap();
+        let ctx = IssuerContext {
             index,
             issuer,
-            endpoint: issuer.endpoint.as_ref().unwrap(),
+            accounts: identity.accounts(),
+            routes: issuer.token_routes.as_ref().unwrap(),
+            endpoint: issuer.legacy.as_ref(),
             keys: &keys,
             store: &store,
             revocations: &revocations,
             metrics: &metrics,
-            users: None,
-            refused: Default::default(),
+            logins: identity.logins(&store),
         };
         if name.contains("argon2") {
             group.sample_size(20);

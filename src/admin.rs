@@ -137,7 +137,7 @@ impl Admin {
         let path = req.uri().path();
         // Everything under /admin/ is the admin's, even the paths that do not exist.
         if path.starts_with("/admin/") {
-            self.authorize(&req)?;
+            self.require_admin_token(&req)?;
         }
         let allowed = methods(path).ok_or(AdminError::NoSuchEndpoint)?;
         Ok(match (req.method(), path) {
@@ -267,7 +267,7 @@ impl Admin {
         json_reply(status, body)
     }
 
-    fn authorize(&self, req: &Request<Incoming>) -> Result<(), AdminError> {
+    fn require_admin_token(&self, req: &Request<Incoming>) -> Result<(), AdminError> {
         let Some(expected) = &self.token else {
             return Err(AdminError::Disabled {
                 token_env: self.token_env.clone(),
@@ -309,7 +309,7 @@ impl Admin {
 
     /// Deletes a refresh token and names the access and content tokens minted with it.
     async fn refresh_revocations(&self, token: &str) -> Result<Vec<Revocation>, AdminError> {
-        let hash = crate::issue::refresh_hash(token);
+        let hash = crate::tokens::sha256_base64url(token);
         match self.shared.store.delete_refresh(&hash).await {
             Ok(Some(record)) => Ok(record
                 .tokens

@@ -64,7 +64,7 @@ pub async fn import(
         let shared = !matches!(config.store.backend, StoreBackend::Embedded);
         return import_api_keys(store, &issuer.name, file, format, partial, shared).await;
     }
-    let endpoint = issuer.endpoint.as_ref().ok_or_else(|| {
+    let accounts = issuer.accounts.as_ref().ok_or_else(|| {
         anyhow::anyhow!(
             "issuer {:?} has no dialect: it serves no logins, so it has no principals",
             issuer.name
@@ -88,7 +88,7 @@ pub async fn import(
     // Logins are one when their `login_key`s are: a case-insensitive
     // database would make them one identity with two budgets.
     let mut first_line: HashMap<String, (usize, String)> = HashMap::new();
-    let configured: HashMap<String, &str> = endpoint
+    let configured: HashMap<String, &str> = accounts
         .principals
         .iter()
         .map(|p| (login_key(&p.login), p.login.as_str()))
@@ -96,8 +96,8 @@ pub async fn import(
     for row in rows {
         let line = row.line;
         let checked = row.record.and_then(|r| {
-            let principal = r.to_principal(endpoint.dialect)?;
-            within_limits(&principal.secret, &endpoint.hash_limits)
+            let principal = r.to_principal(accounts.form)?;
+            within_limits(&principal.secret, &accounts.hash_limits)
                 .map_err(|why| format!("secret_hash: {why}"))?;
             let key = login_key(&principal.login);
             if let Some(config) = configured.get(&key).filter(|c| **c != principal.login) {
@@ -126,7 +126,7 @@ pub async fn import(
         });
         match checked {
             Ok((login, record)) => {
-                if endpoint.principals.get(&login).is_some() {
+                if accounts.principals.get(&login).is_some() {
                     report.shadowed.push(format!("line {line}: {login:?}"));
                 }
                 records.push((login, record));

@@ -1,43 +1,31 @@
-//! The token endpoints: one module per dialect (`issue/`), each parsing its
-//! request shape and rendering its exact responses, on top of the machinery
-//! here: JSON field extraction, credential checks with lockout
-//! (`issue/credential_check.rs`), minting,
-//! refresh tokens. Nothing here speaks HTTP; `proxy.rs` reads the body and
-//! writes the [`Reply`].
+//! The legacy token endpoints: one module per dialect (`issue/`), each
+//! parsing its request shape and rendering its exact responses, with what
+//! they share here (JSON field extraction, their dates, their refusals'
+//! words). They are adapters: who logs in is the issuer's `identity`,
+//! minting and refresh families are `issuer` and `tokens`, which know no
+//! dialect. Nothing here speaks HTTP; `proxy.rs` reads the body and writes
+//! the [`Reply`].
 
 mod client_envelope;
 mod client_flat;
-mod credential_check;
-mod lockout;
 mod login_refresh;
 mod project;
-mod reason;
-pub mod refresh_family;
 mod session;
 
-pub use credential_check::Denied;
-pub use lockout::{Attempt, Kind, Outcome};
-pub use reason::Reason;
+pub use crate::identity::{Denied, Reason};
+pub use crate::issuer::{IssuerContext, Transport};
+pub use crate::tokens::random_id;
 
 use http::StatusCode;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
-use crate::auth::keys::KeySet;
-use crate::auth::revocation::Revocations;
-use crate::config::{Dialect, Principal};
-use crate::config::{Endpoint, Issuer, TokenEndpoint};
-use crate::metrics::Metrics;
-use crate::principals::UserStore;
-use crate::store::Store;
+use crate::config::Dialect;
+use crate::config::Endpoint;
+use crate::identity::MAX_FIELD_LEN;
+use crate::metrics::status_class;
 
 /// A complete JSON answer.
 #[derive(Debug)]
@@ -55,37 +43,6 @@ impl Reply {
     }
 }
 
-/// Why a request was not read; every dialect answers it in its own shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    TooLarge,
-    Timeout,
-    /// The client is over the endpoint's `rate_limit`.
-    RateLimited,
-    /// The service answering for the endpoint did not (a legacy service
-    /// that is primary, `shadow`).
-    Unavailable,
-}
-
-impl Transport {
-    pub fn reason(self) -> Reason {
-        match self {
-            Transport::TooLarge => Reason::TooLarge,
-            Transport::Timeout => Reason::Timeout,
-            Transport::RateLimited => Reason::RateLimited,
-            Transport::Unavailable => Reason::Unavailable,
-        }
-    }
-}
-
-/// The `sub` of the tokens a dialect mints for `p`.
-pub fn subject(dialect: Dialect, p: &Principal) -> String {
-    match dialect {
-        Dialect::LoginRefresh => login_refresh::subject(p),
-        _ => p.login.clone(),
-    }
-}
-
 /// What a dialect sees of the request.
 pub struct TokenRequest<'a> {
     pub endpoint: Endpoint,
@@ -100,33 +57,20 @@ pub struct TokenRequest<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// One issuer's token endpoint with everything it needs to answer.
-pub struct Issuing<'a> {
-    pub index: usize,
-    pub issuer: &'a Issuer,
-    pub endpoint: &'a TokenEndpoint,
-    pub keys: &'a KeySet,
-    pub store: &'a Arc<dyn Store>,
-    pub revocations: &'a Revocations,
-    pub metrics: &'a Metrics,
-    /// Where principals not in the config are looked up, if anywhere.
-    pub users: Option<&'a Arc<UserStore>>,
-    /// Why this request's login was refused, noted where it was decided
-    /// (`Issuing::refuse`): its metrics' `reason`.
-    pub refused: OnceLock<Reason>,
-}
-
 /// Serves one token-endpoint request.
-pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
-    let reply = match ctx.endpoint.dialect {
-        Dialect::Session => session::handle(ctx, req).await,
-        Dialect::LoginRefresh => login_refresh::handle(ctx, req).await,
-        Dialect::Project => project::handle(ctx, req).await,
-        Dialect::ClientEnvelope => client_envelope::handle(ctx, req).await,
-        Dialect::ClientFlat => client_flat::handle(ctx, req).await,
-        Dialect::Standard => no_legacy_endpoint(),
+pub async fn handle(ctx: &IssuerContext<'_>, req: &TokenRequest<'_>) -> Reply {
+    let reply = match ctx.endpoint {
+        None => no_legacy_endpoint(),
+        Some(e) => match e.dialect {
+            Dialect::Session => session::handle(ctx, e, req).await,
+            Dialect::LoginRefresh => login_refresh::handle(ctx, req).await,
+            Dialect::Project => project::handle(ctx, e, req).await,
+            Dialect::ClientEnvelope => client_envelope::handle(ctx, req).await,
+            Dialect::ClientFlat => client_flat::handle(ctx, e, req).await,
+        },
     };
     let reason = ctx
+        .logins
         .noted()
         .unwrap_or_else(|| Reason::of_status(reply.status));
     count(ctx, reply.status, reason);
@@ -138,7 +82,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
 }
 
 /// One answer of the issuer's legacy endpoint, by status and reason.
-fn count(ctx: &Issuing<'_>, status: StatusCode, reason: Reason) {
+fn count(ctx: &IssuerContext<'_>, status: StatusCode, reason: Reason) {
     ctx.metrics
         .token_requests
         .with_label_values(&[&ctx.issuer.name, status_class(status), reason.label()])
@@ -148,34 +92,39 @@ fn count(ctx: &Issuing<'_>, status: StatusCode, reason: Reason) {
 /// The principal a legacy request names, for `portero_legacy_requests_total`:
 /// its login when it is configured (the labels stay a bounded set), else
 /// `unknown`.
-fn named_principal<'a>(ctx: &'a Issuing<'_>, req: &TokenRequest<'_>) -> &'a str {
+fn named_principal<'a>(ctx: &'a IssuerContext<'_>, req: &TokenRequest<'_>) -> &'a str {
     let Ok(body) = json_object(req) else {
         return "unknown";
     };
     let field = |name| string_field(&body, name).ok();
-    let login = match ctx.endpoint.dialect {
-        Dialect::Session | Dialect::LoginRefresh => field("username").map(str::to_string),
-        Dialect::Project => field("business")
+    let login = match ctx.endpoint.map(|e| e.dialect) {
+        Some(Dialect::Session | Dialect::LoginRefresh) => field("username").map(str::to_string),
+        Some(Dialect::Project) => field("business")
             .zip(field("proyecto"))
             .map(|(b, p)| crate::config::project_login(b, p)),
-        Dialect::ClientEnvelope => field("clientId").map(str::to_string),
-        Dialect::ClientFlat => field("client_id").map(str::to_string),
-        Dialect::Standard => None,
+        Some(Dialect::ClientEnvelope) => field("clientId").map(str::to_string),
+        Some(Dialect::ClientFlat) => field("client_id").map(str::to_string),
+        None => None,
     };
     login
-        .and_then(|l| ctx.endpoint.principals.get(&l))
+        .and_then(|l| ctx.accounts.principals.get(&l))
         .map_or("unknown", |p| p.login.as_str())
 }
 
 /// The answer to a body that could not be read.
-pub fn transport_error(ctx: &Issuing<'_>, e: Transport, path: &str, now: DateTime<Utc>) -> Reply {
-    let reply = match ctx.endpoint.dialect {
-        Dialect::Session => session::transport_error(e),
-        Dialect::LoginRefresh => login_refresh::transport_error(e, path, now),
-        Dialect::Project => project::transport_error(e),
-        Dialect::ClientEnvelope => client_envelope::transport_error(e),
-        Dialect::ClientFlat => client_flat::transport_error(e),
-        Dialect::Standard => no_legacy_endpoint(),
+pub fn transport_error(
+    ctx: &IssuerContext<'_>,
+    e: Transport,
+    path: &str,
+    now: DateTime<Utc>,
+) -> Reply {
+    let reply = match ctx.endpoint.map(|e| e.dialect) {
+        Some(Dialect::Session) => session::transport_error(e),
+        Some(Dialect::LoginRefresh) => login_refresh::transport_error(e, path, now),
+        Some(Dialect::Project) => project::transport_error(e),
+        Some(Dialect::ClientEnvelope) => client_envelope::transport_error(e),
+        Some(Dialect::ClientFlat) => client_flat::transport_error(e),
+        None => no_legacy_endpoint(),
     };
     count(ctx, reply.status, e.reason());
     ctx.metrics
@@ -192,24 +141,6 @@ fn no_legacy_endpoint() -> Reply {
         StatusCode::NOT_FOUND,
         serde_json::json!({"error": "not_found", "error_description": "no such endpoint"}),
     )
-}
-
-pub fn status_class(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        200 => "200",
-        // The authorization endpoint's and the sign-in form's redirects.
-        303 => "303",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        408 => "408",
-        413 => "413",
-        429 => "429",
-        500 => "500",
-        503 => "503",
-        _ => "other",
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -289,11 +220,6 @@ pub enum FieldError {
     TooLong,
 }
 
-/// The longest login field, in bytes: every principal, secret and refresh
-/// token fits, and no client can make a lockout record or a hash input of
-/// any size it likes.
-pub const MAX_FIELD_LEN: usize = 512;
-
 /// A required, non-empty string field of at most [`MAX_FIELD_LEN`] bytes.
 pub fn string_field<'m>(m: &'m Map<String, Value>, name: &str) -> Result<&'m str, FieldError> {
     match m.get(name) {
@@ -337,93 +263,6 @@ where
     Tz::Offset: std::fmt::Display,
 {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-impl Issuing<'_> {
-    // -----------------------------------------------------------------------
-    // Minting
-    // -----------------------------------------------------------------------
-
-    /// Signs a token for `sub` with the standard claims plus `claims`;
-    /// `lifetime: None` mints one without `exp`.
-    pub fn mint(
-        &self,
-        sub: &str,
-        claims: Map<String, Value>,
-        now: i64,
-        lifetime: Option<Duration>,
-    ) -> Result<Minted, Denied> {
-        let stamp = Stamp {
-            iss: &self.issuer.iss,
-            typ: None,
-            endpoint: self.endpoint.dialect.name(),
-            jti: None,
-        };
-        self.mint_with(stamp, sub, claims, now, lifetime)
-    }
-
-    /// [`Issuing::mint`] as `stamp` says: the OAuth 2.0 endpoints' tokens
-    /// carry their issuer identifier and `typ: at+jwt` (RFC 9068).
-    pub fn mint_with(
-        &self,
-        stamp: Stamp<'_>,
-        sub: &str,
-        mut claims: Map<String, Value>,
-        now: i64,
-        lifetime: Option<Duration>,
-    ) -> Result<Minted, Denied> {
-        let jti = stamp.jti.map_or_else(|| random_id(16), str::to_string);
-        let exp = lifetime.map(|l| now + l.as_secs() as i64);
-        claims.insert("iss".into(), Value::String(stamp.iss.to_string()));
-        claims.insert("sub".into(), Value::String(sub.to_string()));
-        claims.insert("iat".into(), now.into());
-        if let Some(exp) = exp {
-            claims.insert("exp".into(), exp.into());
-        }
-        claims.insert("jti".into(), Value::String(jti.clone()));
-        let token = self
-            .keys
-            .sign(self.index, &Value::Object(claims), stamp.typ)
-            .map_err(|e| {
-                tracing::error!(issuer = %self.issuer.name, error = %e, "cannot sign");
-                Denied::Unavailable
-            })?;
-        self.metrics
-            .tokens_issued
-            .with_label_values(&[&self.issuer.name, stamp.endpoint])
-            .inc();
-        Ok(Minted { token, jti, exp })
-    }
-}
-
-/// Who a minted token says issued it, and how it is counted.
-pub struct Stamp<'a> {
-    pub iss: &'a str,
-    /// The JOSE header's `typ`; none for the dialects' tokens.
-    pub typ: Option<&'static str>,
-    /// The `dialect` label of `portero_tokens_issued_total`.
-    pub endpoint: &'static str,
-    /// The token's `jti`, when chosen beforehand (an authorization code's
-    /// access token, revoked if the code is replayed); else a random one.
-    pub jti: Option<&'a str>,
-}
-
-pub struct Minted {
-    pub token: String,
-    pub jti: String,
-    pub exp: Option<i64>,
-}
-
-/// `n` random bytes, base64url: `random_id(32)` is a 256-bit refresh token.
-pub fn random_id(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-/// Refresh tokens are stored under this hash, never as themselves.
-pub fn refresh_hash(token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()))
 }
 
 #[cfg(test)]
@@ -483,12 +322,5 @@ mod tests {
             assert_eq!(is_json(Some(value.as_bytes())), json, "{value}");
         }
         assert!(!is_json(None));
-    }
-
-    #[test]
-    fn refresh_tokens_carry_256_bits() {
-        let t = random_id(32);
-        assert_eq!(URL_SAFE_NO_PAD.decode(&t).unwrap().len(), 32);
-        assert_ne!(refresh_hash(&t), t);
     }
 }

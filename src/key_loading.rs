@@ -14,14 +14,14 @@ use rand::RngCore;
 use crate::auth::jwk::ExternalKeys;
 use crate::auth::keys::{self, IssuerInfo, Key, KeyError, KeySet, Material};
 use crate::config::{Config, Issuer, IssuerKind, KeyConfig, KeySource};
-use crate::store::{Store, StoredKey};
+use crate::store::{Secrets, StoredSecret};
 
 /// Loads every issuer's keys. An issuer with no key configured gets an HS256
 /// key generated on first start and kept in the store, so its tokens survive
 /// restarts; an external issuer's keys are what `external` holds for it.
 pub async fn load(
     config: &Config,
-    store: &dyn Store,
+    store: &dyn Secrets,
     external: impl Fn(&str) -> Option<Arc<ExternalKeys>>,
 ) -> Result<KeySet, KeyError> {
     let infos = config
@@ -103,7 +103,7 @@ fn material(issuer: &Issuer, k: &KeyConfig) -> Result<Material, KeyError> {
 async fn generated_es256(
     issuer: &Issuer,
     index: usize,
-    store: &dyn Store,
+    store: &dyn Secrets,
 ) -> Result<Key, KeyError> {
     use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
     let failed = |message: String| KeyError::Generate {
@@ -116,12 +116,12 @@ async fn generated_es256(
         .map_err(|e| failed(e.to_string()))?;
     let mut id = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut id);
-    let fresh = StoredKey {
+    let fresh = StoredSecret {
         kid: format!("{}-{}", issuer.name, URL_SAFE_NO_PAD.encode(id)),
         secret: der.as_bytes().to_vec(),
     };
     let stored = store
-        .signing_key(&format!("\u{1}oauth2-key:{}", issuer.name), fresh)
+        .secret_or_insert(&format!("\u{1}oauth2-key:{}", issuer.name), fresh)
         .await
         .map_err(|e| failed(e.to_string()))?;
     use p256::pkcs8::DecodePrivateKey;
@@ -151,17 +151,21 @@ async fn generated_es256(
 
 /// A generated HS256 key: created once, kept in the store, the same on every
 /// start (and, with a shared store, on every instance).
-async fn generated_key(issuer: &Issuer, index: usize, store: &dyn Store) -> Result<Key, KeyError> {
+async fn generated_key(
+    issuer: &Issuer,
+    index: usize,
+    store: &dyn Secrets,
+) -> Result<Key, KeyError> {
     let mut secret = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
     let mut id = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut id);
-    let fresh = StoredKey {
+    let fresh = StoredSecret {
         kid: format!("{}-{}", issuer.name, URL_SAFE_NO_PAD.encode(id)),
         secret,
     };
     let stored = store
-        .signing_key(&issuer.name, fresh)
+        .secret_or_insert(&issuer.name, fresh)
         .await
         .map_err(|e| KeyError::Generate {
             issuer: issuer.name.clone(),

@@ -39,8 +39,17 @@
 //!   introspection (`inspect`). A `kind = "oauth2"` issuer's users and
 //!   clients, or a dialect's principals.
 //! - [`redirect_uri`]: what a client's redirect URI may be (a leaf `config` reads too).
-//! - [`issue`]: the five token-endpoint dialects, one module each (docs/dialects.md);
-//!   `credential_check` (the secret checked against the principal `principals` finds), `lockout` (budgets).
+//! - [`identity`]: an issuer's accounts at run time, one `Identity` per
+//!   snapshot, knowing no dialect and no protocol: `check` (the secret
+//!   checked against the account `principals` finds), `lockout` (budgets),
+//!   `reason` (a refusal said once).
+//! - `tokens`: what minting stamps and returns, refresh-token families, random
+//!   identifiers and the SHA-256 digest refresh tokens are stored under.
+//! - [`issue`]: the five legacy token-endpoint dialects, one module each
+//!   (docs/dialects.md), adapters over `issuer`: their wire and nothing else.
+//! - [`issuer`]: one issuer at work on one request (`IssuerContext`): its
+//!   accounts' logins, minting with its keys, its store; what the dialects
+//!   and the standard server both answer through.
 //! - [`limits`]: client address rules, rates and requests in flight per route
 //!   and key (pingora-limits; a cluster-wide rate in the store); `window` (the bucket arithmetic).
 //! - `session`: browser sessions of the routes that sign people in (`login`):
@@ -81,7 +90,8 @@
 //!   `imported`, the records `portero import` keeps in the store, then `sql`,
 //!   the user store: `pool`, `cache`, `rows`, `rehash`); the found record's
 //!   own login is the identity.
-//! - [`store`]: keys, refresh tokens, revocations, lockout counters: embedded (redb)
+//! - [`store`]: one small trait per domain (secrets, revocations, refresh tokens,
+//!   lockout, sessions, ...), each implemented by both backends: embedded (redb)
 //!   or shared (Redis, with revocations pushed to every instance).
 //! - [`server`]: binds the listeners, assembles the above and runs until told to stop;
 //!   `signals` (SIGTERM, SIGINT, SIGHUP as drain, stop, reload).
@@ -105,9 +115,11 @@ pub mod echo;
 mod forward_auth;
 mod forwarding;
 mod header_name;
+pub mod identity;
 pub mod import;
 mod introspection;
 pub mod issue;
+pub mod issuer;
 mod jwks;
 pub mod key_loading;
 pub mod limits;
@@ -132,6 +144,7 @@ mod span_export;
 pub mod store;
 mod target;
 mod tls_roots;
+mod tokens;
 mod trace_context;
 mod tunnel;
 pub mod upstream;

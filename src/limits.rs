@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::validate::Verified;
 use crate::config::{IpRules, LimitKey, LimitScope, RateLimit, Route, RouteAction, RouteLimits};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::SharedRates;
 use sliding::SlidingCounts;
 use window::Bucket;
 
@@ -326,7 +326,7 @@ impl Limiter {
         &self,
         phase: Phase,
         caller: &Caller<'_>,
-        store: &dyn Store,
+        store: &dyn SharedRates,
         held: &mut Held,
     ) -> Result<Option<RateReport>, Refusal> {
         if !self.shares_at(phase) {
@@ -430,11 +430,8 @@ impl Limiter {
         rate: &RateCounts,
         key: &Key<'_>,
         own: u32,
-        store: &dyn Store,
+        store: &dyn SharedRates,
     ) -> Option<window::Verdict> {
-        if !store.reachable() {
-            return None;
-        }
         let (emission, capacity) = rate.bucket.emission(&rate.limit, own);
         let name = format!("{}:{}", self.policy_name.trim_matches('"'), key.digest());
         match store.take_rate(&name, emission, capacity).await {

@@ -19,6 +19,7 @@ use crate::auth::validate::Validator;
 use crate::config::{
     AuthSettings, Config, ForwardAuth, IpRules, Issuer, OutagePolicy, PathRules, Route,
 };
+use crate::identity::Identity;
 use crate::introspection::Introspector;
 use crate::jwks::Registry;
 use crate::limits::Limiter;
@@ -27,7 +28,7 @@ use crate::principals::{OpenError, UserStore};
 use crate::resource_metadata::Documents;
 use crate::routes::{Miss, RouteTable};
 use crate::shadow::{SetUpError, Shadow};
-use crate::store::Store;
+use crate::store::Secrets;
 use crate::upstream::request_body::BodyRules;
 use crate::upstream::{UpstreamError, UpstreamGroup};
 
@@ -69,6 +70,8 @@ pub struct LiveIssuer {
     pub config: Issuer,
     /// The SQL table its principals may also live in.
     pub user_store: Option<Arc<UserStore>>,
+    /// Its accounts and their logins, where it has accounts.
+    pub identity: Option<Arc<Identity>>,
     /// The legacy service its answers are compared with.
     pub shadow: Option<Arc<Shadow>>,
     /// `sub` → the principal's own `rate_limit`, for those that set one.
@@ -105,7 +108,8 @@ pub struct Handles<'a> {
     pub revocations: &'a Arc<Revocations>,
     /// Every API key's record, kept current by the store's channel.
     pub api_keys: &'a Arc<crate::api_keys::Index>,
-    pub store: &'a dyn Store,
+    /// Where issuers' generated keys are kept.
+    pub store: &'a dyn Secrets,
     pub external: &'a Registry,
     pub metrics: &'a Metrics,
     /// Where the built-in echo upstreams listen (bound at start; a reload
@@ -267,6 +271,7 @@ impl Live {
                 |(index, ((config, (user_store, shadow)), introspector))| LiveIssuer {
                     id: IssuerId(index),
                     principal_rates: principal_rates(config),
+                    identity: Identity::new(config, user_store.clone(), metrics).map(Arc::new),
                     config: config.clone(),
                     user_store,
                     shadow,
@@ -361,13 +366,13 @@ fn live_routes(config: &Config, previous: Option<&Live>, metrics: &Metrics) -> V
 /// The principals whose entry sets their own `rate_limit`, by the `sub`
 /// their tokens carry.
 fn principal_rates(issuer: &Issuer) -> HashMap<String, u32> {
-    let Some(endpoint) = &issuer.endpoint else {
+    let Some(accounts) = &issuer.accounts else {
         return HashMap::new();
     };
-    endpoint
+    accounts
         .principals
         .iter()
-        .filter_map(|p| Some((crate::issue::subject(endpoint.dialect, p), p.rate_limit?)))
+        .filter_map(|p| Some((accounts.subject_of(p), p.rate_limit?)))
         .collect()
 }
 

@@ -22,7 +22,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::config::{Config, Dialect, Issuer, TokenEndpoint};
+use crate::config::{AccountForm, Accounts, Config, Dialect, Issuer};
 use register::Registrar;
 
 pub struct Metrics {
@@ -235,8 +235,8 @@ impl Metrics {
     /// absent. (Each route's series are made with the route: `route_series`.)
     fn precreate_series(&self, config: &Config) {
         for issuer in &config.issuers {
-            if let Some(endpoint) = &issuer.endpoint {
-                self.precreate_issuer_series(issuer, endpoint);
+            if let Some(accounts) = &issuer.accounts {
+                self.precreate_issuer_series(issuer, accounts);
             }
         }
         self.store.up.set(1);
@@ -261,13 +261,13 @@ impl Metrics {
         }
     }
 
-    /// The series of an issuer with a token endpoint: by its dialect, its
-    /// principals, its shadow and its OAuth 2.0 endpoints.
-    fn precreate_issuer_series(&self, i: &Issuer, e: &TokenEndpoint) {
+    /// The series of an issuer portero issues for: by its accounts' form,
+    /// its principals, its shadow and its OAuth 2.0 endpoints.
+    fn precreate_issuer_series(&self, i: &Issuer, e: &Accounts) {
         self.tokens_issued
-            .with_label_values(&[&i.name, e.dialect.name()]);
+            .with_label_values(&[&i.name, e.form.name()]);
         self.lockouts.with_label_values(&[&i.name]);
-        if e.dialect == Dialect::LoginRefresh {
+        if e.form == AccountForm::Dialect(Dialect::LoginRefresh) {
             for result in ["issued", "used", "refused"] {
                 self.refresh.with_label_values(&[&i.name, result]);
             }
@@ -317,6 +317,25 @@ impl StoreMetrics {
     }
 }
 
+/// A bounded `status` label of the token endpoints' counters.
+pub fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        200 => "200",
+        // The authorization endpoint's and the sign-in form's redirects.
+        303 => "303",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        408 => "408",
+        413 => "413",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
+}
+
 /// A bounded `method` label.
 pub fn method_label(m: &http::Method) -> &'static str {
     match *m {
@@ -335,7 +354,7 @@ pub fn method_label(m: &http::Method) -> &'static str {
 mod tests {
     use super::*;
     use crate::auth::AuthError;
-    use crate::issue::Reason;
+    use crate::identity::Reason;
 
     /// An operator reading a refusal's reason finds it in the docs:
     /// every reason of `portero_auth_decisions_total` and of the token

@@ -9,7 +9,9 @@
 //! introspection (RFC 7662; `inspect`). The same principals, keys, lockout
 //! and revocations as the legacy endpoint; tokens as RFC 9068 describes.
 //! Nothing here speaks HTTP: `proxy` reads the body and writes the
-//! [`Answer`]. docs/oauth2.md is the contract.
+//! [`Answer`]. portero's own sign-ins ask the code and refresh grants of
+//! the same functions in process (`in_process`), with no request at all.
+//! docs/oauth2.md is the contract.
 
 mod auth_request;
 mod authorize;
@@ -17,6 +19,7 @@ mod client;
 mod code;
 mod csrf;
 mod form;
+mod in_process;
 mod inspect;
 mod metadata;
 mod mint;
@@ -35,9 +38,13 @@ use crate::auth::validate::{Validator, Verified};
 use std::sync::Arc;
 
 use crate::config::{OAuth2, Principal, Principals};
-use crate::issue::{Attempt, Denied, Issuing, Reason, Transport};
+use crate::identity::{Attempt, Denied, Reason};
+use crate::issuer::{IssuerContext, Transport};
 
+pub use code::CodeGrant;
 pub use form::is_form;
+pub use in_process::{grant_in_process, InProcessGrant};
+pub use token::RefreshGrant;
 
 /// A complete answer, never cached (RFC 6749 §5.1): a JSON body, a page,
 /// or a redirect.
@@ -190,7 +197,7 @@ pub struct Request<'a> {
 
 /// One issuer's OAuth 2.0 endpoints with what they need beyond issuing.
 pub struct Endpoints<'a> {
-    pub issuing: Issuing<'a>,
+    pub issuing: IssuerContext<'a>,
     pub settings: &'a OAuth2,
     pub validator: &'a Validator,
 }
@@ -199,8 +206,8 @@ impl Endpoints<'_> {
     /// The clients named in the config: a client dialect's principals, or
     /// a user dialect's `clients`.
     fn clients(&self) -> &Principals {
-        match self.issuing.endpoint.dialect.has_clients() {
-            true => &self.issuing.endpoint.principals,
+        match self.issuing.accounts.form.has_clients() {
+            true => &self.issuing.accounts.principals,
             false => &self.settings.clients,
         }
     }
@@ -214,8 +221,13 @@ impl Endpoints<'_> {
         id: &str,
         now: i64,
     ) -> Result<Option<Arc<Principal>>, Denied> {
-        match self.issuing.endpoint.dialect.has_clients() {
-            true => self.issuing.principal_claimed(attempt, id, now).await,
+        match self.issuing.accounts.form.has_clients() {
+            true => {
+                self.issuing
+                    .logins
+                    .principal_claimed(attempt, id, now)
+                    .await
+            }
             false => Ok(self.settings.clients.get(id).cloned()),
         }
     }
@@ -227,7 +239,7 @@ impl Endpoints<'_> {
 /// the client itself. A user dialect's token without `client_id` is no
 /// client's: its subject is a user, whatever client shares the name.
 fn issued_to<'v>(ctx: &Endpoints<'_>, v: &'v Verified) -> Option<&'v str> {
-    match ctx.issuing.endpoint.dialect.has_clients() {
+    match ctx.issuing.accounts.form.has_clients() {
         true => v.claims.str("client_id").or(v.sub()),
         false => v.claims.str("client_id"),
     }
@@ -347,23 +359,29 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let reason = match &answered {
         Ok(answer) => ctx
             .issuing
+            .logins
             .noted()
             .or(answer.refused)
             .unwrap_or_else(|| Reason::of_status(answer.status)),
-        Err(e) => ctx.issuing.noted().unwrap_or_else(|| e.reason()),
+        Err(e) => ctx.issuing.logins.noted().unwrap_or_else(|| e.reason()),
     };
     let answer = answered.unwrap_or_else(Answer::from);
+    count(ctx, which, answer.status, reason);
+    answer
+}
+
+/// One answer of the endpoint `which`, in `portero_oauth2_requests_total`.
+fn count(ctx: &Endpoints<'_>, which: Which, status: StatusCode, reason: Reason) {
     ctx.issuing
         .metrics
         .oauth2_requests
         .with_label_values(&[
             &ctx.issuing.issuer.name,
             which.name(),
-            crate::issue::status_class(answer.status),
+            crate::metrics::status_class(status),
             reason.label(),
         ])
         .inc();
-    answer
 }
 
 /// Whether the browser that sent the request will show its answer to the
@@ -378,7 +396,7 @@ fn answer_readable(ctx: &Endpoints<'_>, req: &Request<'_>) -> bool {
     let origin = req
         .origin
         .and_then(|o| http::HeaderValue::from_bytes(o).ok());
-    match (&ctx.issuing.endpoint.cors, origin) {
+    match (&ctx.issuing.routes.cors, origin) {
         (Some(policy), Some(origin)) => crate::cors::allows_origin(policy, &origin),
         _ => false,
     }

@@ -1,7 +1,9 @@
-//! One request through the gateway, as plain phases: route (`routes`), a
-//! token endpoint (`issue`) or authorize (`auth`), rewrite (`forwarding`),
-//! forward (`upstream::client`), record (metrics and the access log line).
-//! Every refusal becomes a response in `respond`.
+//! One request through the gateway, as plain phases: the target
+//! (`target`), the documents and endpoints the gateway answers itself, the
+//! route (`routing`, over `routes`), its limits and credential (`admission`, `session`), a
+//! token endpoint (`token_endpoint`) or the forward (`forward`: rewrite by
+//! `forwarding`, send by `upstream`), then the record (`record`: metrics
+//! and the access log line). Every refusal becomes a response in `respond`.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -17,17 +19,16 @@ use hyper::body::{Body, Incoming};
 use crate::auth::revocation::Revocations;
 use crate::client_addr;
 use crate::clock::Clock;
-use crate::config::{Endpoint, ForwardAuth, Route, RouteAction};
+use crate::config::{ForwardAuth, RouteAction};
 use crate::cors;
 use crate::forward_auth;
 use crate::jwks::Registry;
 use crate::limits::{self, ClientShare, Limit};
 use crate::listener::{Handler, Peer};
-use crate::live::{IssuerId, Live, RouteId, Settings};
+use crate::live::{IssuerId, Live, Settings};
 use crate::method_override;
 use crate::metrics::{method_label, Metrics};
 use crate::respond::{self, GatewayBody, RequestError};
-use crate::routes::Miss;
 use crate::span_export::Spans;
 use crate::store::Store;
 use crate::target;
@@ -38,6 +39,7 @@ mod context;
 mod decision;
 mod forward;
 mod record;
+mod routing;
 mod session;
 mod session_endpoints;
 mod shadowed;
@@ -45,6 +47,7 @@ mod token_endpoint;
 
 use context::RequestContext;
 use record::{access_log, record_span};
+use routing::{find, read_override, route};
 
 /// Everything a request may read, shared by every listener: the live
 /// snapshot (routes, keys, settings: what a reload swaps) and the handles
@@ -161,7 +164,7 @@ impl Gateway {
         response
     }
 
-    /// route → authorize → rewrite → forward; a token endpoint or the JWKS
+    /// route → admit the credential → rewrite → forward; a token endpoint or the JWKS
     /// document is answered on the way.
     async fn serve(
         &self,
@@ -314,7 +317,7 @@ fn own_document(
             _ => Err(RequestError::DocumentMethod("GET")),
         });
     }
-    if let Some(answer) = preflight(live, host, parts, ctx) {
+    if let Some(answer) = preflight(live, host, key, parts, ctx) {
         return Some(answer);
     }
     jwks_path.then_some(Err(RequestError::DocumentMethod("GET, HEAD")))
@@ -326,12 +329,12 @@ fn own_document(
 fn preflight(
     live: &Live,
     host: Option<&HeaderValue>,
+    key: &str,
     parts: &Parts,
     ctx: &mut RequestContext,
 ) -> Option<Result<Response<GatewayBody>, RequestError>> {
     let method = cors::preflight_method(parts)?;
-    let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
-    let (index, route) = live.lookup_route(host, parts.uri.path(), &method)?;
+    let (index, route) = find(live, host, key, &method).ok()?;
     let policy = route.cors.as_ref()?;
     ctx.route = Some(index);
     ctx.preflight = true;
@@ -340,52 +343,6 @@ fn preflight(
             .map(respond::preflight)
             .map_err(RequestError::CorsRefused),
     )
-}
-
-/// The route for (host, path, method); `key` is the path's routing key
-/// (`path::routing_key`). An OAuth 2.0 endpoint's path is the endpoint's
-/// whatever the method: it answers a wrong one itself, with its own
-/// `Allow` (GET for its metadata).
-fn route<'l>(
-    live: &'l Live,
-    host: Option<&HeaderValue>,
-    key: &str,
-    method: &Method,
-    ctx: &mut RequestContext,
-) -> Result<(RouteId, &'l Route), RequestError> {
-    match find(live, host, key, method) {
-        Ok(found) => Ok(found),
-        Err(Miss::Method(i)) if is_oauth2(live.route_config(RouteId(i))) => {
-            Ok((RouteId(i), live.route_config(RouteId(i))))
-        }
-        Err(Miss::Methods(methods)) => {
-            ctx.allow = Some(allow(&methods));
-            Err(RequestError::MethodNotRouted)
-        }
-        Err(Miss::NoRoute) => Err(RequestError::NoRoute),
-        Err(Miss::Method(_)) => Err(RequestError::MethodNotAllowed),
-    }
-}
-
-/// An `Allow` header's value: the methods, comma-separated.
-fn allow(methods: &[Method]) -> HeaderValue {
-    let list: Vec<&str> = methods.iter().map(Method::as_str).collect();
-    HeaderValue::try_from(list.join(", ")).expect("method names are header-safe")
-}
-
-/// The request as a route that takes method overrides reads it: the
-/// method its override header names (`target::method`) in place of POST,
-/// and no override header left, so its rule and the upstream see only
-/// the method it was routed by. Any other route refuses it.
-fn read_override(route: &Route, parts: &mut Parts, method: Method) -> Result<(), RequestError> {
-    if !route.takes_method_override() {
-        return Err(RequestError::BadTarget(
-            "a method-override header, on a route that does not take one",
-        ));
-    }
-    parts.method = method;
-    method_override::remove(&mut parts.headers);
-    Ok(())
 }
 
 /// One walk along the request's header names, for all that is read of
@@ -399,27 +356,6 @@ fn walk_names(headers: &HeaderMap) -> (Sent, bool) {
         overridden |= method_override::is_override(name.as_str());
     }
     (sent, overridden)
-}
-
-/// As [`route`], saying why there is none.
-fn find<'l>(
-    live: &'l Live,
-    host: Option<&HeaderValue>,
-    key: &str,
-    method: &Method,
-) -> Result<(RouteId, &'l Route), Miss> {
-    let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
-    live.find_route(host, key, method)
-}
-
-fn is_oauth2(route: &Route) -> bool {
-    matches!(
-        route.action,
-        RouteAction::Issue {
-            endpoint: Endpoint::OAuth2,
-            ..
-        }
-    )
 }
 
 impl Handler for Gateway {

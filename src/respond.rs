@@ -20,11 +20,13 @@ use crate::limits::{Held, Limit};
 use crate::upstream::{BoxError, Failure, UpstreamBody};
 
 mod admin;
+mod token_endpoints;
 
 pub use admin::{
     admin_error_response, admin_reply, AdminError, ApiKeyRefused, ClientRefused, ReloadError,
     RevocationRefused, SessionRefused,
 };
+pub use token_endpoints::{legacy_answer, oauth2_answer};
 
 /// Why the gateway answers a request itself instead of its upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +104,7 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
         RequestError::Upstream(failure) => upstream_failure(failure),
         RequestError::Limited(limit) => limited(limit),
     };
-    let mut resp = json(
-        status,
-        serde_json::json!({ "error": error, "error_description": message }).to_string(),
-    );
+    let mut resp = self::error(status, error, message);
     if err == RequestError::MethodNotAllowed {
         resp.headers_mut()
             .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
@@ -120,6 +119,16 @@ pub fn error_response(err: RequestError) -> Response<GatewayBody> {
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     resp
+}
+
+/// The gateway's own error shape, `{"error", "error_description"}` (the
+/// protocols' shapes are rendered by their own modules: RFC 6749's by
+/// `oauth2`, each legacy dialect's by its dialect).
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response<GatewayBody> {
+    json(
+        status,
+        serde_json::json!({ "error": code, "error_description": message }).to_string(),
+    )
 }
 
 /// What the access log names for a request answered with `err`: a
@@ -346,6 +355,23 @@ pub fn allowed(headers: HeaderMap) -> Response<GatewayBody> {
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp.headers_mut().insert(X_CONTENT_TYPE_OPTIONS, nosniff());
     resp
+}
+
+/// A redirect (a sign-in, its callback, a logout) with its cookies, never
+/// cached.
+pub fn redirect(status: StatusCode, location: &str, cookies: &[String]) -> Response<GatewayBody> {
+    let mut response = json(status, "");
+    let headers = response.headers_mut();
+    headers.remove(CONTENT_TYPE);
+    if let Ok(location) = HeaderValue::from_str(location) {
+        headers.insert(http::header::LOCATION, location);
+    }
+    for cookie in cookies {
+        if let Ok(cookie) = HeaderValue::from_str(cookie) {
+            headers.append(http::header::SET_COOKIE, cookie);
+        }
+    }
+    response
 }
 
 /// The upstream's `101`, relayed to the client with `headers`.

@@ -25,7 +25,7 @@ use crate::live::{AssembleError, Handles, Live};
 use crate::metrics::Metrics;
 use crate::proxy::{Gateway, GatewayState};
 use crate::span_export::Spans;
-use crate::store::{Feeds, Store, StoreError};
+use crate::store::{ApiKeyRecords, Feeds, Store, StoreError, Upkeep};
 use crate::tls_roots::ClientError;
 
 mod signals;
@@ -330,7 +330,7 @@ async fn api_key_index(
 
 /// Writes when API keys were last used to the store, once a minute: the
 /// admin API's listing reads it, on every instance.
-async fn flush_api_key_uses(api_keys: Arc<crate::api_keys::Index>, store: Arc<dyn Store>) {
+async fn flush_api_key_uses(api_keys: Arc<crate::api_keys::Index>, store: Arc<dyn ApiKeyRecords>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
@@ -510,7 +510,7 @@ fn on_runtime(
 
 /// Drops jti revocations once the tokens they name would have expired
 /// anyway, and lockout counters past their time.
-async fn purge_expired(revocations: Arc<Revocations>, store: Arc<dyn Store>, leeway: Duration) {
+async fn purge_expired(revocations: Arc<Revocations>, store: Arc<dyn Upkeep>, leeway: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use crate::auth::revocation::{Revocation, Revocations};
 use crate::auth::validate::Verified;
 use crate::claims::Claims;
-use crate::store::{BrowserSession, Store, StoreError, StoredKey};
+use crate::store::{BrowserSession, Store, StoreError, StoredSecret};
 
 pub use seal::Tokens;
 
@@ -280,12 +280,12 @@ impl BrowserSessions {
             .get_or_try_init(|| async {
                 let mut secret = vec![0u8; 32];
                 rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
-                let fresh = StoredKey {
+                let fresh = StoredSecret {
                     kid: "session-cookies".into(),
                     secret,
                 };
                 self.store
-                    .signing_key(PENDING_SECRET, fresh)
+                    .secret_or_insert(PENDING_SECRET, fresh)
                     .await
                     .map(|k| k.secret)
             })

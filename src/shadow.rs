@@ -38,7 +38,7 @@ use catalogue::Catalogue;
 pub use compare::Answer;
 use compare::{Difference, Rules};
 
-use crate::config::{Config, Dialect, Endpoint, ShadowConfig, ShadowPrimary, TokenEndpoint};
+use crate::config::{Config, Dialect, Endpoint, LegacyEndpoint, ShadowConfig, ShadowPrimary};
 use crate::tls_roots::ClientError;
 
 /// By issuer index: the comparison of each issuer that has a `shadow`.
@@ -53,7 +53,7 @@ pub fn for_issuers(
         .map(|i| {
             i.shadow
                 .as_ref()
-                .zip(i.endpoint.as_ref())
+                .zip(i.legacy.as_ref())
                 .map(|(s, endpoint)| Shadow::new(&i.name, endpoint, s, counted).map(Arc::new))
                 .transpose()
                 .map_err(|error| SetUpError {
@@ -158,7 +158,7 @@ impl Copy {
 impl Shadow {
     pub fn new(
         issuer: &str,
-        endpoint: &TokenEndpoint,
+        endpoint: &LegacyEndpoint,
         config: &ShadowConfig,
         counted: &IntCounterVec,
     ) -> Result<Shadow, ClientError> {

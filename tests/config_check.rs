@@ -1237,14 +1237,19 @@ login = "app"
             "issuers.app.login_scopes",
             "openid",
         ),
-        // A client with a secret, and no variable to read it from.
+        // portero's own issuer, asked in process, with a secret to read
+        // that nothing would send.
         (
             good.replace(
                 "client_id = \"portal\"\n",
                 &format!("client_id = \"portal\"\nsecret_hash = \"{HASH}\"\n"),
+            )
+            .replace(
+                "login_client_id = \"portal\"\n",
+                "login_client_id = \"portal\"\nlogin_client_secret_env = \"PORTAL_SECRET\"\n",
             ),
             "issuers.app.login_client_secret_env",
-            "secret",
+            "in process",
         ),
         (
             format!("{good}token_from = [\"header:X-Token\"]\n"),

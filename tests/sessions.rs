@@ -116,14 +116,16 @@ impl Site {
 
     /// With `sessions` (a `[sessions]` table, or nothing) in the config.
     async fn with_sessions(sessions: &str) -> Site {
+        Site::with_config(|origin| body(origin, sessions)).await
+    }
+
+    /// On the config `config` writes for the gateway's origin.
+    async fn with_config(config: impl FnOnce(&str) -> String) -> Site {
         // The client's redirect URI names the gateway's port, known only
         // once it runs: it starts with nothing to sign in to, then reloads.
         let gw = Gateway::start("[upstreams.echo]\nbuiltin = \"echo\"\n").await;
         let origin = format!("http://127.0.0.1:{}", gw.port);
-        gw.rewrite_config_with_server(
-            &format!("public_url = \"{origin}\""),
-            &body(&origin, sessions),
-        );
+        gw.rewrite_config_with_server(&format!("public_url = \"{origin}\""), &config(&origin));
         let r = reqwest::Client::new()
             .post(gw.admin_url("/admin/reload"))
             .bearer_auth(ADMIN_TOKEN)
@@ -1207,6 +1209,96 @@ async fn login_pass_token_sends_the_issuers_access_token_upstream() {
     // Without a client Authorization, the same.
     let seen = v.echoed(&site.url("/pass/y"), &[]).await;
     assert_eq!(seen["headers"]["authorization"], authorization);
+}
+
+/// The confidential login client's secret, which only its own issuer holds
+/// (as a hash): portero calls that issuer in process and sends none.
+const PORTAL_SECRET: &str = "portal-secret-0123456789abcdef012";
+
+/// The login client may be a confidential one. portero asks its own
+/// issuer for the code grant at the callback and for the refresh grant
+/// before the access token it passes upstream expires (5 s tokens,
+/// refreshed with 4 s left), both in process, so a lockout of the client
+/// at the public token endpoint does not stop them; each grant is
+/// counted as the token endpoint's.
+#[tokio::test]
+async fn a_confidential_login_client_signs_in_and_refreshes_the_passed_token() {
+    let hash = portero::credentials::hash_fast(PORTAL_SECRET);
+    let site = Site::with_config(|origin| {
+        body(origin, "[sessions]\nrefresh_before = \"4s\"\n")
+            .replace(
+                "login_client_id = \"portal\"\n",
+                "login_client_id = \"portal\"\ntoken_ttl = \"5s\"\n",
+            )
+            .replace(
+                "[[issuers.app.clients]]\nclient_id = \"portal\"\n",
+                &format!(
+                    "[[issuers.app.clients]]\nclient_id = \"portal\"\nsecret_hash = \"{hash}\"\n"
+                ),
+            )
+    })
+    .await;
+    // Someone guesses the client's secret at the public token endpoint
+    // until the client is locked there, even with the right secret.
+    let http = reqwest::Client::new();
+    let attempt = |secret: &'static str| {
+        http.post(site.url("/oauth2/app/token"))
+            .basic_auth("portal", Some(secret))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
+            .send()
+    };
+    let mut guesses = 0;
+    while attempt("a-wrong-guess").await.unwrap().status() != 429 {
+        guesses += 1;
+        assert!(
+            guesses < 40,
+            "the client was never locked at the token endpoint"
+        );
+    }
+    assert_eq!(attempt(PORTAL_SECRET).await.unwrap().status(), 429);
+    let refused = |status: &'static str| {
+        let labels = [("issuer", "app"), ("endpoint", "token"), ("status", status)];
+        let gw = &site.gw;
+        async move { gw.metric("portero_oauth2_requests_total", &labels).await }
+    };
+    let refused_before = (refused("401").await, refused("429").await);
+    // portero's own sign-ins, in process, are not locked out with it.
+    let mut v = Visitor::default();
+    site.sign_in(&mut v, "/pass/x", "ada").await;
+    let passed = |seen: Value| {
+        let authorization = seen["headers"]["authorization"]
+            .as_str()
+            .unwrap_or_default();
+        authorization
+            .strip_prefix("Bearer ")
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = passed(v.echoed(&site.url("/pass/x"), &[]).await);
+    let claims = claims_of(&first);
+    assert_eq!(claims["sub"], "ada");
+    assert_eq!(claims["client_id"], "portal");
+    // Due a second after it was granted; a request then has it refreshed
+    // off the request, and one soon after passes the new token.
+    let mut refreshed = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let token = passed(v.echoed(&site.url("/pass/x"), &[]).await);
+        if token != first {
+            refreshed = Some(token);
+            break;
+        }
+    }
+    let refreshed = refreshed.expect("the passed token was never refreshed");
+    let claims = claims_of(&refreshed);
+    assert_eq!(claims["sub"], "ada");
+    assert_eq!(claims["client_id"], "portal");
+    // The code grant and at least one refresh; none refused in process.
+    assert!(refused("200").await >= 2.0);
+    assert_eq!((refused("401").await, refused("429").await), refused_before);
+    for status in ["400", "503"] {
+        assert_eq!(refused(status).await, 0.0, "{status}");
+    }
 }
 
 #[tokio::test]

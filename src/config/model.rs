@@ -5,6 +5,7 @@
 //! `credentials`). One file per table, like `check/`.
 
 mod issuer;
+mod principal;
 mod route;
 mod server;
 mod session;
@@ -13,6 +14,7 @@ mod upstream;
 use std::path::PathBuf;
 
 pub use issuer::*;
+pub use principal::*;
 pub use route::*;
 pub use server::*;
 pub use session::*;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::record::from_text;
 use super::Report;
 use crate::api_keys::{self, Digest32, Pepper, Record, Write};
-use crate::store::Store;
+use crate::store::{ApiKeyRecords, Store};
 
 /// A plain key shorter than this is refused: guessable.
 const MIN_KEY_LEN: usize = 16;
@@ -122,7 +122,7 @@ pub async fn import(
 /// Writes the records that change what the store holds, each only where
 /// the store still allows it; counts what was added, changed and refused.
 async fn write(
-    store: &dyn Store,
+    store: &dyn ApiKeyRecords,
     records: Vec<Record>,
     existing: &HashMap<String, Record>,
     now: i64,

@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
-    campo, denied_es, json_object, plain_datetime, string_field, FieldError, Issuing, Reply,
+    campo, denied_es, json_object, plain_datetime, string_field, FieldError, IssuerContext, Reply,
     TokenRequest, Transport,
 };
 
@@ -44,7 +44,7 @@ pub fn transport_error(e: Transport) -> Reply {
     }
 }
 
-pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
+pub async fn handle(ctx: &IssuerContext<'_>, req: &TokenRequest<'_>) -> Reply {
     let Ok(body) = json_object(req) else {
         return validation(vec![
             "El cuerpo de la solicitud debe ser un objeto JSON válido".into(),
@@ -66,7 +66,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         }
     };
     let now = req.now.timestamp();
-    let principal = match ctx.authenticate(client_id, secret, req.client, now).await {
+    let principal = match ctx.logins.log_in(client_id, secret, req.client, now).await {
         Ok(p) => p,
         Err(d) => {
             let (status, message) = denied_es(d);

@@ -9,9 +9,10 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
-    json_object, string_field, Denied, Issuing, Outcome, Reason, Reply, TokenRequest, Transport,
+    json_object, string_field, Denied, IssuerContext, Reason, Reply, TokenRequest, Transport,
 };
-use crate::config::Principal;
+use crate::config::{LegacyEndpoint, Principal};
+use crate::identity::Outcome;
 
 fn msg(status: StatusCode, message: &str) -> Reply {
     Reply::json(status, json!({ "msg": message }))
@@ -28,7 +29,7 @@ pub fn transport_error(e: Transport) -> Reply {
 
 const INVALID: &str = "Invalid login details";
 
-pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
+pub async fn handle(ctx: &IssuerContext<'_>, e: &LegacyEndpoint, req: &TokenRequest<'_>) -> Reply {
     // 1. JSON; 2. parameters.
     let Ok(body) = json_object(req) else {
         return msg(StatusCode::BAD_REQUEST, "Missing JSON in request");
@@ -40,25 +41,25 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         return msg(StatusCode::BAD_REQUEST, "Missing client_secret parameter");
     };
     let now = req.now.timestamp();
-    match checked_client(ctx, client_id, secret, req, now).await {
+    match checked_client(ctx, e, client_id, secret, req, now).await {
         Ok(principal) => token(ctx, &principal, now),
         Err(reply) => reply,
     }
 }
 
 /// The seed's answer to a refused login, said once under the id as typed.
-fn refused(ctx: &Issuing<'_>, typed: &str, why: Reason) -> Reply {
+fn refused(ctx: &IssuerContext<'_>, typed: &str, why: Reason) -> Reply {
     match why {
         Reason::UnknownPrincipal | Reason::WrongSecret | Reason::Blocked => {
-            ctx.refuse(typed, why);
+            ctx.logins.refuse(typed, why);
             msg(StatusCode::UNAUTHORIZED, INVALID)
         }
         Reason::Inactive => {
-            ctx.refuse(typed, why);
+            ctx.logins.refuse(typed, why);
             msg(StatusCode::OK, "credential inactive")
         }
         Reason::NoCompany => {
-            ctx.refuse(typed, why);
+            ctx.logins.refuse(typed, why);
             Reply::json(StatusCode::NOT_FOUND, json!({ "error": "Not Found" }))
         }
         _ => held_back(ctx, typed, why),
@@ -66,8 +67,8 @@ fn refused(ctx: &Issuing<'_>, typed: &str, why: Reason) -> Reply {
 }
 
 /// A login the lockout or the store turned away: 429 while locked, else 503.
-fn held_back(ctx: &Issuing<'_>, typed: &str, why: Reason) -> Reply {
-    match ctx.refuse(typed, why) {
+fn held_back(ctx: &IssuerContext<'_>, typed: &str, why: Reason) -> Reply {
+    match ctx.logins.refuse(typed, why) {
         Denied::Locked => msg(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed login attempts",
@@ -82,39 +83,44 @@ fn held_back(ctx: &Issuing<'_>, typed: &str, why: Reason) -> Reply {
 /// lockout's budgets (its own id's reserved too, as a collation may have
 /// matched another spelling).
 async fn checked_client(
-    ctx: &Issuing<'_>,
+    ctx: &IssuerContext<'_>,
+    e: &LegacyEndpoint,
     typed: &str,
     secret: &str,
     req: &TokenRequest<'_>,
     now: i64,
 ) -> Result<Arc<Principal>, Reply> {
-    let kind = ctx.principal_kind();
+    let kind = ctx.logins.principal_kind();
     let mut attempt = ctx
+        .logins
         .begin_attempt(kind, typed, req.client, now)
         .await
         .map_err(|d| held_back(ctx, typed, d.into()))?;
-    let found = match ctx.principal_claimed(&mut attempt, typed, now).await {
+    let found = match ctx.logins.principal_claimed(&mut attempt, typed, now).await {
         Ok(found) => found,
         Err(d) => {
-            let _ = ctx.end_attempt(attempt, Outcome::Unchecked, now).await;
+            let _ = ctx
+                .logins
+                .end_attempt(attempt, Outcome::Unchecked, now)
+                .await;
             return Err(held_back(ctx, typed, d.into()));
         }
     };
     let (outcome, refusal) = match &found {
-        None => match ctx.verify_secret(None, secret).await {
+        None => match ctx.logins.verify_secret(None, secret).await {
             Ok(_) => (Outcome::Failed, Some(Reason::UnknownPrincipal)),
             Err(_) => (Outcome::Unchecked, Some(Reason::Unavailable)),
         },
         Some(p) if !p.active => (Outcome::Unchecked, Some(Reason::Inactive)),
-        Some(p) if !has_company(ctx, p) => (Outcome::Unchecked, Some(Reason::NoCompany)),
-        Some(p) => match ctx.verify_secret(Some(p), secret).await {
+        Some(p) if !has_company(e, p) => (Outcome::Unchecked, Some(Reason::NoCompany)),
+        Some(p) => match ctx.logins.verify_secret(Some(p), secret).await {
             Ok(true) if !p.blocked => (Outcome::Succeeded, None),
             Ok(true) => (Outcome::Failed, Some(Reason::Blocked)),
             Ok(false) => (Outcome::Failed, Some(Reason::WrongSecret)),
             Err(_) => (Outcome::Unchecked, Some(Reason::Unavailable)),
         },
     };
-    if ctx.end_attempt(attempt, outcome, now).await.is_err() {
+    if ctx.logins.end_attempt(attempt, outcome, now).await.is_err() {
         return Err(held_back(ctx, typed, Reason::Unavailable));
     }
     match (refusal, found) {
@@ -124,15 +130,13 @@ async fn checked_client(
 }
 
 /// Step 5: the client's company is one the endpoint knows.
-fn has_company(ctx: &Issuing<'_>, p: &Principal) -> bool {
-    p.company
-        .as_ref()
-        .is_some_and(|c| ctx.endpoint.companies.contains(c))
+fn has_company(e: &LegacyEndpoint, p: &Principal) -> bool {
+    p.company.as_ref().is_some_and(|c| e.companies.contains(c))
 }
 
 /// Step 7: the token carries the client (its own id, not the spelling
 /// typed), its company and permissions.
-fn token(ctx: &Issuing<'_>, principal: &Principal, now: i64) -> Reply {
+fn token(ctx: &IssuerContext<'_>, principal: &Principal, now: i64) -> Reply {
     let client_id = principal.login.as_str();
     let mut claims = Map::new();
     claims.insert("client_id".into(), Value::String(client_id.to_string()));

@@ -11,12 +11,12 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
-    json_object, random_id, refresh_family, refresh_hash, string_field, Denied, Issuing, Reply,
-    TokenRequest, Transport,
+    json_object, random_id, string_field, Denied, IssuerContext, Reply, TokenRequest, Transport,
 };
 use crate::config::Endpoint;
 use crate::config::Principal;
 use crate::store::RefreshRecord;
+use crate::tokens::{refresh_family, sha256_base64url};
 
 fn spring(status: StatusCode, message: &str, path: &str, now: DateTime<Utc>) -> Reply {
     // Spring's `error` is the status' reason phrase.
@@ -62,7 +62,7 @@ pub fn transport_error(e: Transport, path: &str, now: DateTime<Utc>) -> Reply {
     }
 }
 
-pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
+pub async fn handle(ctx: &IssuerContext<'_>, req: &TokenRequest<'_>) -> Reply {
     let fail = |status, message: &str| spring(status, message, req.path, req.now);
     let Ok(body) = json_object(req) else {
         return fail(StatusCode::BAD_REQUEST, "Malformed JSON request");
@@ -79,7 +79,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
                 );
             };
             let now = req.now.timestamp();
-            match ctx.authenticate(username, password, req.client, now).await {
+            match ctx.logins.log_in(username, password, req.client, now).await {
                 Ok(p) => login(ctx, &p, now).await.unwrap_or_else(|_| {
                     fail(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
                 }),
@@ -109,15 +109,6 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     }
 }
 
-/// The subject of this dialect's tokens: the principal's id, else its username.
-pub(super) fn subject(p: &Principal) -> String {
-    match &p.id {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => p.login.clone(),
-    }
-}
-
 /// An access and a content token, as the seed renders them, and their (jti, exp).
 struct Pair {
     access: Value,
@@ -126,7 +117,7 @@ struct Pair {
 }
 
 /// Mints the access and content tokens of one principal.
-fn pair(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Pair, Denied> {
+fn pair(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Pair, Denied> {
     let ttl = ctx.issuer.token_ttl;
     let mut minted = Vec::new();
     let mut out = Vec::new();
@@ -135,7 +126,7 @@ fn pair(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Pair, Denied> {
         claims.insert("token_use".into(), token_use.into());
         claims.insert("username".into(), json!(p.username));
         claims.insert("role".into(), json!(p.role));
-        let m = ctx.mint(&subject(p), claims, now, Some(ttl))?;
+        let m = ctx.mint(&ctx.accounts.subject_of(p), claims, now, Some(ttl))?;
         out.push(json!({ "token": m.token, "expiresIn": ttl.as_secs() }));
         minted.push((m.jti, m.exp.unwrap_or(now)));
     }
@@ -148,17 +139,17 @@ fn pair(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Pair, Denied> {
     })
 }
 
-async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Denied> {
+async fn login(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Reply, Denied> {
     let Pair {
         access,
         content,
         minted,
     } = pair(ctx, p, now)?;
     let refresh = random_id(32);
-    let ttl = ctx.endpoint.refresh_ttl.as_secs();
+    let ttl = ctx.routes.refresh_ttl.as_secs();
     let record = RefreshRecord {
         issuer: ctx.issuer.name.clone(),
-        sub: subject(p),
+        sub: ctx.accounts.subject_of(p),
         login: p.login.clone(),
         issued_at: now,
         expires_at: now + ttl as i64,
@@ -169,7 +160,7 @@ async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Deni
         resource: None,
     };
     ctx.store
-        .put_refresh(&refresh_hash(&refresh), &record)
+        .put_refresh(&sha256_base64url(&refresh), &record)
         .await?;
     ctx.metrics
         .refresh
@@ -189,14 +180,15 @@ async fn login(ctx: &Issuing<'_>, p: &Principal, now: i64) -> Result<Reply, Deni
 }
 
 /// `Ok(None)`: unknown, expired, foreign or revoked refresh token.
-async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Reply>, Denied> {
-    let hash = refresh_hash(token);
+async fn refresh(ctx: &IssuerContext<'_>, token: &str, now: i64) -> Result<Option<Reply>, Denied> {
+    let hash = sha256_base64url(token);
     let found = ctx.store.get_refresh(&hash).await?;
     // An OAuth 2.0 refresh token is its client's, at the token endpoint
     // only; one already replaced is a reuse wherever it turns up.
     if let Some(r) = found.as_ref().filter(|r| r.rotated_to.is_some()) {
         if r.issuer == ctx.issuer.name {
-            refresh_family::revoke_reused(ctx, &hash).await?;
+            refresh_family::revoke_reused(&**ctx.store, ctx.revocations, &ctx.issuer.name, &hash)
+                .await?;
         }
     }
     let usable = found.filter(|r| {
@@ -208,7 +200,7 @@ async fn refresh(ctx: &Issuing<'_>, token: &str, now: i64) -> Result<Option<Repl
                 .is_revoked(&ctx.issuer.iss, Some(&r.sub), None, Some(r.issued_at))
     });
     let principal = match &usable {
-        Some(r) => ctx.principal(&r.login).await?,
+        Some(r) => ctx.logins.principal(&r.login).await?,
         None => None,
     }
     .filter(|p| p.active && !p.blocked);

@@ -10,10 +10,10 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
-    campo, denied_es, json_object, string_field, BodyError, Issuing, Reason, Reply, TokenRequest,
-    Transport,
+    campo, denied_es, json_object, string_field, BodyError, IssuerContext, Reason, Reply,
+    TokenRequest, Transport,
 };
-use crate::config::project_login;
+use crate::config::{project_login, LegacyEndpoint};
 
 fn error(status: StatusCode, message: &str) -> Reply {
     Reply::json(status, json!({ "error": message }))
@@ -70,8 +70,7 @@ fn iso_millis(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
-    let e = ctx.endpoint;
+pub async fn handle(ctx: &IssuerContext<'_>, e: &LegacyEndpoint, req: &TokenRequest<'_>) -> Reply {
     let expiry = match expiry(
         req.query,
         e.default_years,
@@ -108,11 +107,11 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
     // `/`: no principal has one (portero check refuses it), so none logs in.
     let login = project_login(business, proyecto);
     if business.contains('/') {
-        let (status, message) = denied_es(ctx.refuse(&login, Reason::UnknownPrincipal));
+        let (status, message) = denied_es(ctx.logins.refuse(&login, Reason::UnknownPrincipal));
         return error(status, message);
     }
     let now = req.now.timestamp();
-    let principal = match ctx.authenticate(&login, password, req.client, now).await {
+    let principal = match ctx.logins.log_in(&login, password, req.client, now).await {
         Ok(p) => p,
         Err(d) => {
             let (status, message) = denied_es(d);

@@ -7,9 +7,10 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
-    campo, json_object, plain_datetime, string_field, BodyError, Denied, Issuing, Reply,
+    campo, json_object, plain_datetime, string_field, BodyError, Denied, IssuerContext, Reply,
     TokenRequest, Transport,
 };
+use crate::config::LegacyEndpoint;
 
 fn error(status: StatusCode, code: u8, message: &str) -> Reply {
     Reply::json(status, json!({ "error": code, "message": message }))
@@ -36,7 +37,11 @@ pub fn transport_error(e: Transport) -> Reply {
     }
 }
 
-pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
+pub async fn handle(
+    ctx: &IssuerContext<'_>,
+    endpoint: &LegacyEndpoint,
+    req: &TokenRequest<'_>,
+) -> Reply {
     let body = match json_object(req) {
         Ok(b) => b,
         Err(BodyError::NotJson) => {
@@ -63,7 +68,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         Err(e) => return error(StatusCode::BAD_REQUEST, 1, &campo("password", e)),
     };
     let now = req.now.timestamp();
-    let principal = match ctx.authenticate(username, password, req.client, now).await {
+    let principal = match ctx.logins.log_in(username, password, req.client, now).await {
         Ok(p) => p,
         Err(Denied::BadCredentials) => {
             return error(StatusCode::UNAUTHORIZED, 1, "Credenciales inválidas")
@@ -95,7 +100,7 @@ pub async fn handle(ctx: &Issuing<'_>, req: &TokenRequest<'_>) -> Reply {
         StatusCode::OK,
         json!({
             "tokenValido": minted.token,
-            "vencimiento": plain_datetime(exp.with_timezone(&ctx.endpoint.time_zone)),
+            "vencimiento": plain_datetime(exp.with_timezone(&endpoint.time_zone)),
             "usuario": { "id": principal.id, "username": username, "nombre": nombre },
         }),
     )

@@ -12,8 +12,8 @@ use super::form::Form;
 use super::mint::words;
 use super::{code, Answer, Endpoints, Error, Request};
 use crate::config::Principal;
-use crate::issue::random_id;
 use crate::store::{CodeRecord, SsoSession};
+use crate::tokens::random_id;
 
 /// An authorization request whose client and redirect URI are known.
 pub struct AuthRequest {

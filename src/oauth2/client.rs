@@ -12,7 +12,8 @@ use super::form::Form;
 use super::{Endpoints, Error, Request};
 use crate::config::{ClientAuth, Dialect, Principal};
 use crate::credentials::stand_in_of;
-use crate::issue::{Kind, Outcome, Reason, MAX_FIELD_LEN};
+use crate::identity::MAX_FIELD_LEN;
+use crate::identity::{Kind, Outcome, Reason};
 
 /// The credentials a request presents.
 struct Presented {
@@ -102,7 +103,7 @@ fn presented(req: &Request<'_>, form: &Form) -> Result<Presented, Error> {
 /// inactive or blocked client, a method the client may not use, and (for
 /// client-flat) a client whose company is gone all look the same to the
 /// client; the WARN line and the metric tell them apart
-/// (`Issuing::refuse_client`).
+/// (`Logins::refuse_client`).
 pub async fn authenticate(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
@@ -120,7 +121,7 @@ pub async fn authenticate(
         return Err(invalid_client(Some(p.method), FAILED));
     }
     let refused = |why: Reason| {
-        ctx.issuing.refuse_client(&p.id, why);
+        ctx.issuing.logins.refuse_client(&p.id, why);
         match why {
             Reason::Locked => Error::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -132,18 +133,8 @@ pub async fn authenticate(
         }
     };
     let principal = verified_client(ctx, req, &p).await.map_err(refused)?;
-    let issuing = &ctx.issuing;
-    let company_gone = issuing.endpoint.dialect == Dialect::ClientFlat
-        && !principal
-            .company
-            .as_ref()
-            .is_some_and(|c| issuing.endpoint.companies.contains(c));
-    let why = if !principal.active {
-        Reason::Inactive
-    } else if principal.blocked {
-        Reason::Blocked
-    } else if company_gone {
-        Reason::NoCompany
+    let why = if let Some(why) = standing(ctx, &principal) {
+        why
     } else if principal.auth_method.is_some_and(|m| m != p.method) {
         Reason::AuthMethod
     } else {
@@ -152,13 +143,67 @@ pub async fn authenticate(
     Err(refused(why))
 }
 
+/// Why a confidential client may have no tokens now, whatever it
+/// presented: inactive, blocked, or (client-flat) its company gone.
+fn standing(ctx: &Endpoints<'_>, client: &Principal) -> Option<Reason> {
+    let company_gone = ctx
+        .issuing
+        .endpoint
+        .filter(|e| e.dialect == Dialect::ClientFlat)
+        .is_some_and(|e| {
+            !client
+                .company
+                .as_ref()
+                .is_some_and(|c| e.companies.contains(c))
+        });
+    if !client.active {
+        Some(Reason::Inactive)
+    } else if client.blocked {
+        Some(Reason::Blocked)
+    } else if company_gone {
+        Some(Reason::NoCompany)
+    } else {
+        None
+    }
+}
+
+/// The client portero itself signs people in with at this issuer (its
+/// `login_client_id`), for a grant asked in process: named, not
+/// authenticated. The caller is portero, which holds the client's
+/// configuration, its secret among it: checking that secret would prove
+/// only that the process can read its own environment, and would put
+/// portero's sign-ins behind a lockout that anyone guessing the secret at
+/// the token endpoint could fill. What refuses a client beyond its secret
+/// refuses it here too: one the config does not list (`portero check`
+/// makes the login client one it does), and a confidential one that is
+/// inactive, blocked or (client-flat) without its company. A public client
+/// is taken by its id, as the token endpoint takes it.
+pub fn named(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, Error> {
+    let refused = |why: Reason| {
+        ctx.issuing.logins.refuse_client(id, why);
+        invalid_client(None, FAILED)
+    };
+    let client = ctx
+        .clients()
+        .get(id)
+        .cloned()
+        .ok_or_else(|| refused(Reason::UnknownClient))?;
+    if client.client.public {
+        return Ok(client);
+    }
+    match standing(ctx, &client) {
+        Some(why) => Err(refused(why)),
+        None => Ok(client),
+    }
+}
+
 /// A public client by its id: one of the issuer's listed clients without
 /// a secret, or a registered one. A confidential client must authenticate.
 async fn public_client(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, Error> {
     match public_or_listed(ctx, id).await? {
         Some(client) if client.client.public => Ok(client),
         _ => {
-            ctx.issuing.refuse_client(id, Reason::UnknownClient);
+            ctx.issuing.logins.refuse_client(id, Reason::UnknownClient);
             Err(invalid_client(None, FAILED))
         }
     }
@@ -190,18 +235,20 @@ async fn verified_client(
     // A client dialect's clients are its principals, counted as at its
     // legacy endpoint; a user dialect's clients are applications, counted
     // apart from its users (or a client could lock out the user of its name).
-    let own_principals = issuing.endpoint.dialect.has_clients();
+    let own_principals = issuing.accounts.form.has_clients();
     let kind = match own_principals {
-        true => issuing.principal_kind(),
+        true => issuing.logins.principal_kind(),
         false => Kind::Client,
     };
     let mut attempt = issuing
+        .logins
         .begin_attempt(kind, &p.id, req.client, req.now)
         .await?;
     let principal = match ctx.client(&mut attempt, &p.id, req.now).await {
         Ok(found) => found,
         Err(d) => {
             let _ = issuing
+                .logins
                 .end_attempt(attempt, Outcome::Unchecked, req.now)
                 .await;
             return Err(d.into());
@@ -210,7 +257,11 @@ async fn verified_client(
     // An unknown client costs what a known one does: the issuer's stand-in,
     // or for a user dialect's clients, one like theirs.
     let stand_in = (!own_principals).then(|| stand_in_of(ctx.clients()));
-    let check = |secret| issuing.verify_secret_among(principal.as_deref(), secret, stand_in);
+    let check = |secret| {
+        issuing
+            .logins
+            .verify_secret_among(principal.as_deref(), secret, stand_in)
+    };
     let mut verified = check(&p.secret).await;
     if let (Ok(false), Some(raw)) = (&verified, &p.undecoded) {
         verified = check(raw).await;
@@ -220,7 +271,10 @@ async fn verified_client(
         Ok(false) => Outcome::Failed,
         Err(_) => Outcome::Unchecked,
     };
-    issuing.end_attempt(attempt, outcome, req.now).await?;
+    issuing
+        .logins
+        .end_attempt(attempt, outcome, req.now)
+        .await?;
     match (outcome, principal) {
         (Outcome::Unchecked, _) => Err(Reason::Unavailable),
         (_, None) => Err(Reason::UnknownClient),

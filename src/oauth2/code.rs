@@ -12,13 +12,14 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::form::Form;
-use super::mint::{answer, dialect_claims, live_user, mint_as, words};
+use super::mint::{account_claims, live_user, mint_as, words, Issued};
 use super::refresh::{self, invalid_grant};
-use super::{oidc, Answer, Endpoints, Error, Request};
+use super::{oidc, Endpoints, Error};
 use crate::auth::revocation::Revocation;
 use crate::config::Principal;
-use crate::issue::{random_id, refresh_hash};
 use crate::store::{CodeRecord, RefreshRecord};
+use crate::tokens::random_id;
+use crate::tokens::sha256_base64url;
 
 /// How long a code may wait for its redemption (RFC 6749 §4.1.2: "a
 /// maximum authorization code lifetime of 10 minutes is RECOMMENDED";
@@ -58,17 +59,38 @@ fn verifier_matches(verifier: &str, challenge: &str) -> bool {
     well_formed && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
 
-/// The `authorization_code` grant: tokens for the code's user.
+/// An `authorization_code` grant as asked (RFC 6749 §4.1.3, RFC 7636
+/// §4.5, RFC 8707 §2.2), by the token endpoint's form or in process.
+#[derive(Clone, Copy)]
+pub struct CodeGrant<'a> {
+    pub code: &'a str,
+    pub redirect_uri: &'a str,
+    pub code_verifier: &'a str,
+    /// The resource named again, if it is.
+    pub resource: Option<&'a str>,
+}
+
+impl<'a> CodeGrant<'a> {
+    /// The grant a token request's form asks for.
+    pub(super) fn of(form: &'a Form) -> Result<CodeGrant<'a>, Error> {
+        Ok(CodeGrant {
+            code: form.required("code")?,
+            redirect_uri: form.required("redirect_uri")?,
+            code_verifier: form.required("code_verifier")?,
+            resource: form.get("resource"),
+        })
+    }
+}
+
+/// The `authorization_code` grant: tokens for the code's user, for the
+/// client `client` (authenticated, or named in process), at `now`.
 pub async fn redeem(
     ctx: &Endpoints<'_>,
-    req: &Request<'_>,
-    form: &Form,
+    now: i64,
+    grant: &CodeGrant<'_>,
     client: &Principal,
-) -> Result<Answer, Error> {
-    let code = form.required("code")?;
-    let redirect_uri = form.required("redirect_uri")?;
-    let verifier = form.required("code_verifier")?;
-    let hash = code_hash(&ctx.issuing.issuer.name, code);
+) -> Result<Issued, Error> {
+    let hash = code_hash(&ctx.issuing.issuer.name, grant.code);
     let store = ctx.issuing.store;
     let record = store
         .redeem_code(&hash)
@@ -87,24 +109,7 @@ pub async fn redeem(
             "already used: what its first use gave is revoked",
         ));
     }
-    // RFC 8707 §2.2: the token request may name the resource again, the same.
-    let resource_ok = form
-        .get("resource")
-        .is_none_or(|r| record.resource.as_deref() == Some(r));
-    let unbound = if record.expires_at <= req.now {
-        Some("expired")
-    } else if record.client_id != client.login {
-        Some("issued to another client")
-    } else if record.redirect_uri != redirect_uri {
-        Some("another redirect_uri")
-    } else if !verifier_matches(verifier, &record.code_challenge) {
-        Some("code_verifier does not match the challenge")
-    } else if !resource_ok {
-        Some("another resource")
-    } else {
-        None
-    };
-    if let Some(reason) = unbound {
+    if let Some(reason) = unbound(&record, grant, &client.login, now) {
         return Err(refused(ctx, &client.login, reason));
     }
     let Some(user) = live_user(ctx, &record.login).await? else {
@@ -115,13 +120,13 @@ pub async fn redeem(
         ));
     };
     let scope = words(Some(&record.scope));
-    let mut claims = dialect_claims(ctx.issuing.endpoint.dialect, &user, &scope);
+    let mut claims = account_claims(ctx.issuing.accounts.form, &user, &scope);
     if let Some(resource) = &record.resource {
         claims.insert("aud".into(), json!(resource));
     }
     let minted = mint_as(
         ctx,
-        req,
+        now,
         &record.sub,
         claims,
         client,
@@ -129,31 +134,63 @@ pub async fn redeem(
         None,
         Some(&record.jti),
     )?;
-    let mut extra = Vec::new();
+    let mut refresh_token = None;
     if client.client.may_use("refresh_token") {
         let refresh = RefreshRecord {
             issuer: ctx.issuing.issuer.name.clone(),
             sub: record.sub.clone(),
             login: user.login.clone(),
-            issued_at: req.now,
-            expires_at: req.now + ctx.issuing.endpoint.refresh_ttl.as_secs() as i64,
-            tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(req.now))],
+            issued_at: now,
+            expires_at: now + ctx.issuing.routes.refresh_ttl.as_secs() as i64,
+            tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(now))],
             client_id: Some(client.login.clone()),
             rotated_to: None,
             scope: Some(record.scope.clone()),
             resource: record.resource.clone(),
         };
         let token = refresh::store(ctx, &refresh).await?;
-        issued(ctx, &hash, &record, &refresh_hash(&token)).await?;
-        extra.push(("refresh_token", token));
+        issued(ctx, &hash, &record, &sha256_base64url(&token)).await?;
+        refresh_token = Some(token);
     } else {
         issued(ctx, &hash, &record, "").await?;
     }
-    if scope.iter().any(|s| s == "openid") {
-        let id_token = oidc::id_token(ctx, req, &record, &client.login, &minted)?;
-        extra.push(("id_token", id_token));
+    let id_token = match scope.iter().any(|s| s == "openid") {
+        true => Some(oidc::id_token(ctx, now, &record, &client.login, &minted)?),
+        false => None,
+    };
+    Ok(Issued {
+        minted,
+        scope,
+        refresh_token,
+        id_token,
+    })
+}
+
+/// Why a code does not bind to this redemption, if it does not: its
+/// time, its client, its redirect URI, its PKCE challenge, its resource.
+fn unbound(
+    record: &CodeRecord,
+    grant: &CodeGrant<'_>,
+    client_id: &str,
+    now: i64,
+) -> Option<&'static str> {
+    // RFC 8707 §2.2: the token request may name the resource again, the same.
+    let resource_ok = grant
+        .resource
+        .is_none_or(|r| record.resource.as_deref() == Some(r));
+    if record.expires_at <= now {
+        Some("expired")
+    } else if record.client_id != client_id {
+        Some("issued to another client")
+    } else if record.redirect_uri != grant.redirect_uri {
+        Some("another redirect_uri")
+    } else if !verifier_matches(grant.code_verifier, &record.code_challenge) {
+        Some("code_verifier does not match the challenge")
+    } else if !resource_ok {
+        Some("another resource")
+    } else {
+        None
     }
-    Ok(answer(req, minted, &scope, &extra))
 }
 
 /// A code refused, in one WARN line with its reason (never the code): the

@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::{Endpoints, Error, Request};
-use crate::store::StoredKey;
+use crate::store::StoredSecret;
 
 /// The store's name for the forms' secret (a control character: no
 /// issuer is named so).
@@ -42,14 +42,14 @@ pub async fn token(
 ) -> Result<String, Error> {
     let mut secret = vec![0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut secret);
-    let fresh = StoredKey {
+    let fresh = StoredSecret {
         kid: "oauth2-forms".into(),
         secret,
     };
     let kept = ctx
         .issuing
         .store
-        .signing_key(FORMS_SECRET, fresh)
+        .secret_or_insert(FORMS_SECRET, fresh)
         .await
         .map_err(|_| Error::unavailable())?;
     let mut mac = Hmac::<Sha256>::new_from_slice(&kept.secret).expect("any key length");

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::Error;
-use crate::issue::MAX_FIELD_LEN;
+use crate::identity::MAX_FIELD_LEN;
 
 /// Whether a `Content-Type` value is a form (any parameters, any case).
 pub fn is_form(content_type: Option<&[u8]>) -> bool {

@@ -11,7 +11,7 @@ use super::{issued_to, refresh, Answer, Endpoints, Error, Request};
 use crate::auth::revocation::Revocation;
 use crate::auth::validate::Verified;
 use crate::config::Principal;
-use crate::issue::refresh_hash;
+use crate::tokens::sha256_base64url;
 
 /// The issuer's token `text`, checked as a route would check it but for
 /// time and revocation: `None` for anything else.
@@ -35,7 +35,7 @@ pub async fn revoke(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     let client: &Principal = &client;
     let Some(v) = issuers_token(ctx, token) else {
         // Not a JWT of the issuer: perhaps one of the client's refresh tokens.
-        let hash = refresh_hash(token);
+        let hash = sha256_base64url(token);
         let found = ctx.issuing.store.get_refresh(&hash).await;
         if let Ok(Some(record)) = found {
             if refresh::belongs(ctx, &record, &client.login) {

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use super::{token, Answer, Endpoints};
-use crate::config::Dialect;
+use crate::config::{AccountForm, Dialect};
 
 /// The document, readable from any origin (browser-based clients fetch it).
 pub fn answer(ctx: &Endpoints<'_>) -> Answer {
@@ -93,10 +93,10 @@ fn claims_supported(ctx: &Endpoints<'_>) -> Vec<String> {
         "sid",
     ];
     let mut names: Vec<String> = id_token.iter().map(|c| c.to_string()).collect();
-    let dialect = ctx.issuing.endpoint.dialect;
-    names.extend(userinfo_claims(dialect).iter().map(|c| c.to_string()));
-    if dialect == Dialect::Standard {
-        let users = ctx.issuing.endpoint.principals.iter();
+    let form = ctx.issuing.accounts.form;
+    names.extend(userinfo_claims(form).iter().map(|c| c.to_string()));
+    if form == AccountForm::Standard {
+        let users = ctx.issuing.accounts.principals.iter();
         names.extend(users.flat_map(|u| u.claims.keys().cloned()));
     }
     names.sort_unstable();
@@ -104,15 +104,15 @@ fn claims_supported(ctx: &Endpoints<'_>) -> Vec<String> {
     names
 }
 
-/// The claims a user of `dialect` carries at userinfo beside `sub`.
-fn userinfo_claims(dialect: Dialect) -> &'static [&'static str] {
-    match dialect {
-        Dialect::Standard => &["roles"],
-        Dialect::Session => &["id", "username", "nombre", "role"],
-        Dialect::LoginRefresh => &["username", "role"],
-        Dialect::ClientFlat => &["company", "permissions"],
-        Dialect::Project => &["business", "proyecto"],
-        Dialect::ClientEnvelope => &[],
+/// The claims an account of `form` carries at userinfo beside `sub`.
+fn userinfo_claims(form: AccountForm) -> &'static [&'static str] {
+    match form.dialect() {
+        None => &["roles"],
+        Some(Dialect::Session) => &["id", "username", "nombre", "role"],
+        Some(Dialect::LoginRefresh) => &["username", "role"],
+        Some(Dialect::ClientFlat) => &["company", "permissions"],
+        Some(Dialect::Project) => &["business", "proyecto"],
+        Some(Dialect::ClientEnvelope) => &[],
     }
 }
 

@@ -8,9 +8,9 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::refresh::invalid_grant;
-use super::{Answer, Endpoints, Error, Request};
-use crate::config::{Dialect, Principal};
-use crate::issue::{Minted, Stamp};
+use super::{Answer, Endpoints, Error};
+use crate::config::{AccountForm, Dialect, Principal};
+use crate::tokens::{Minted, Stamp};
 
 /// The principal `login` names, if it may still log in.
 pub(super) async fn live_user(
@@ -19,6 +19,7 @@ pub(super) async fn live_user(
 ) -> Result<Option<Arc<Principal>>, Error> {
     Ok(ctx
         .issuing
+        .logins
         .principal(login)
         .await
         .map_err(|_| Error::unavailable())?
@@ -29,21 +30,21 @@ pub(super) async fn live_user(
 /// expiring after the issuer's token lifetime or at `until`, if sooner.
 pub(super) fn mint(
     ctx: &Endpoints<'_>,
-    req: &Request<'_>,
+    now: i64,
     sub: &str,
     claims: Map<String, Value>,
     client: &Principal,
     scope: &[String],
     until: Option<i64>,
 ) -> Result<Minted, Error> {
-    mint_as(ctx, req, sub, claims, client, scope, until, None)
+    mint_as(ctx, now, sub, claims, client, scope, until, None)
 }
 
 /// [`mint`], with the `jti` chosen beforehand.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn mint_as(
     ctx: &Endpoints<'_>,
-    req: &Request<'_>,
+    now: i64,
     sub: &str,
     mut claims: Map<String, Value>,
     client: &Principal,
@@ -55,7 +56,7 @@ pub(super) fn mint_as(
     if let Some(until) = until {
         // A subject token within the validator's leeway past its `exp`
         // has nothing left to hand on.
-        let left = u64::try_from(until - req.now)
+        let left = u64::try_from(until - now)
             .ok()
             .filter(|&left| left > 0)
             .ok_or_else(invalid_grant)?;
@@ -72,14 +73,39 @@ pub(super) fn mint_as(
         jti,
     };
     ctx.issuing
-        .mint_with(stamp, sub, claims, req.now, Some(ttl))
+        .mint_with(stamp, sub, claims, now, Some(ttl))
         .map_err(|_| Error::unavailable())
+}
+
+/// What the code and refresh grants hand out, whichever door asked: the
+/// token endpoint writes it as its answer ([`Issued::answer`]), portero's
+/// own sign-ins take it as it is (`in_process`).
+pub struct Issued {
+    pub minted: Minted,
+    pub scope: Vec<String>,
+    pub refresh_token: Option<String>,
+    /// OpenID Connect Core §3.1.3.3: where the code's scope held `openid`.
+    pub id_token: Option<String>,
+}
+
+impl Issued {
+    /// The token endpoint's answer (RFC 6749 §5.1).
+    pub(super) fn answer(self, now: i64) -> Answer {
+        let extra: Vec<(&str, String)> = [
+            ("refresh_token", self.refresh_token),
+            ("id_token", self.id_token),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+        .collect();
+        answer(now, self.minted, &self.scope, &extra)
+    }
 }
 
 /// RFC 6749 §5.1, with `extra` members (a refresh token, an ID token,
 /// RFC 8693's `issued_token_type`).
 pub(super) fn answer(
-    req: &Request<'_>,
+    now: i64,
     minted: Minted,
     scope: &[String],
     extra: &[(&str, String)],
@@ -87,7 +113,7 @@ pub(super) fn answer(
     let mut body = json!({
         "access_token": minted.token,
         "token_type": "Bearer",
-        "expires_in": minted.exp.map_or(0, |exp| exp - req.now),
+        "expires_in": minted.exp.map_or(0, |exp| exp - now),
     });
     if !scope.is_empty() {
         body["scope"] = Value::String(scope.join(" "));
@@ -128,14 +154,19 @@ pub(super) fn narrowed(asked: Option<&str>, held: &[String]) -> Result<Vec<Strin
     Ok(granted)
 }
 
-/// The claims the dialect's own tokens carry about a principal, so that a
-/// route's claim requirements read the same from either kind of token;
-/// `permissions` narrowed to the granted scope.
-pub(super) fn dialect_claims(
-    dialect: Dialect,
+/// The claims an account's tokens carry about it: a dialect's principal
+/// what the dialect's own tokens carry, so that a route's claim
+/// requirements read the same from either kind of token (`permissions`
+/// narrowed to the granted scope); a standard issuer's user its own.
+pub(super) fn account_claims(
+    form: AccountForm,
     p: &Principal,
     scope: &[String],
 ) -> Map<String, Value> {
+    let dialect = match form {
+        AccountForm::Dialect(dialect) => dialect,
+        AccountForm::Standard => return standard_claims(p),
+    };
     let mut claims = Map::new();
     match dialect {
         Dialect::ClientFlat => {
@@ -160,7 +191,6 @@ pub(super) fn dialect_claims(
             claims.insert("username".into(), json!(p.username));
             claims.insert("role".into(), json!(p.role));
         }
-        Dialect::Standard => return standard_claims(p),
     }
     claims
 }

@@ -6,15 +6,15 @@
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::mint::{dialect_claims, live_user, words};
+use super::mint::{account_claims, live_user, words};
 use super::{csrf, page, sso, Answer, Endpoints, Error, Request};
-use crate::issue::Minted;
 use crate::store::CodeRecord;
+use crate::tokens::Minted;
 
 /// The ID token for the code's user, for `client_id`.
 pub fn id_token(
     ctx: &Endpoints<'_>,
-    req: &Request<'_>,
+    now: i64,
     code: &CodeRecord,
     client_id: &str,
     access: &Minted,
@@ -23,10 +23,10 @@ pub fn id_token(
     claims.insert("iss".into(), json!(ctx.settings.issuer_id));
     claims.insert("sub".into(), json!(code.sub));
     claims.insert("aud".into(), json!(client_id));
-    claims.insert("iat".into(), json!(req.now));
+    claims.insert("iat".into(), json!(now));
     let exp = access
         .exp
-        .unwrap_or(req.now + ctx.issuing.issuer.token_ttl.as_secs() as i64);
+        .unwrap_or(now + ctx.issuing.issuer.token_ttl.as_secs() as i64);
     claims.insert("exp".into(), json!(exp));
     claims.insert("auth_time".into(), json!(code.auth_time));
     if let Some(nonce) = &code.nonce {
@@ -104,11 +104,11 @@ pub async fn userinfo(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let sub = v.sub().unwrap_or_default().to_string();
     let login = v.claims.str("username").unwrap_or(&sub).to_string();
     let user = match live_user(ctx, &login).await {
-        Ok(Some(u)) if crate::issue::subject(ctx.issuing.endpoint.dialect, &u) == sub => u,
+        Ok(Some(u)) if ctx.issuing.accounts.subject_of(&u) == sub => u,
         Ok(_) => return invalid_token("the user is gone"),
         Err(e) => return e.into(),
     };
-    let mut body = dialect_claims(ctx.issuing.endpoint.dialect, &user, &[]);
+    let mut body = account_claims(ctx.issuing.accounts.form, &user, &[]);
     body.remove("token_use");
     body.insert("sub".into(), json!(sub));
     Answer::ok(Value::Object(body))

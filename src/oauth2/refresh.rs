@@ -6,15 +6,16 @@
 //! the same login, as revoking a legacy refresh token revokes its lineage.
 
 use super::{Endpoints, Error};
-use crate::issue::{random_id, refresh_family, refresh_hash, Minted};
 use crate::store::{RefreshRecord, MAX_LINEAGE};
+use crate::tokens::random_id;
+use crate::tokens::{refresh_family, sha256_base64url, Minted};
 
 /// Stores a new refresh token for `record` and returns it.
 pub async fn store(ctx: &Endpoints<'_>, record: &RefreshRecord) -> Result<String, Error> {
     let token = random_id(32);
     ctx.issuing
         .store
-        .put_refresh(&refresh_hash(&token), record)
+        .put_refresh(&sha256_base64url(&token), record)
         .await
         .map_err(|_| Error::unavailable())?;
     Ok(token)
@@ -30,7 +31,7 @@ pub async fn find(
     client: &str,
     now: i64,
 ) -> Result<Option<RefreshRecord>, Error> {
-    let hash = refresh_hash(token);
+    let hash = sha256_base64url(token);
     let store = ctx.issuing.store;
     let Some(found) = store
         .get_refresh(&hash)
@@ -63,7 +64,7 @@ pub async fn live(
     let found = ctx
         .issuing
         .store
-        .get_refresh(&refresh_hash(token))
+        .get_refresh(&sha256_base64url(token))
         .await
         .map_err(|_| Error::unavailable())?;
     Ok(found.filter(|r| {
@@ -113,7 +114,7 @@ pub async fn rotate(
     next.tokens
         .push((minted.jti.clone(), minted.exp.unwrap_or(now)));
     let new = store(ctx, &next).await?;
-    let (old_hash, new_hash) = (refresh_hash(old), refresh_hash(&new));
+    let (old_hash, new_hash) = (sha256_base64url(old), sha256_base64url(&new));
     let unavailable = |_| Error::unavailable();
     let store = ctx.issuing.store;
     if store
@@ -133,16 +134,23 @@ pub async fn rotate(
 /// every token that replaced it, and every access token minted under
 /// them. Returns how many access tokens were revoked.
 pub async fn revoke_family(ctx: &Endpoints<'_>, start: &str) -> Result<usize, Error> {
-    refresh_family::revoke(&ctx.issuing, start)
+    let issuing = &ctx.issuing;
+    refresh_family::revoke(&**issuing.store, issuing.revocations, start)
         .await
         .map_err(|_| Error::unavailable())
 }
 
 /// A replaced refresh token came back: whoever holds it, the family ends.
 pub async fn revoke_reused(ctx: &Endpoints<'_>, hash: &str) -> Result<(), Error> {
-    refresh_family::revoke_reused(&ctx.issuing, hash)
-        .await
-        .map_err(|_| Error::unavailable())
+    let issuing = &ctx.issuing;
+    refresh_family::revoke_reused(
+        &**issuing.store,
+        issuing.revocations,
+        &issuing.issuer.name,
+        hash,
+    )
+    .await
+    .map_err(|_| Error::unavailable())
 }
 
 pub fn invalid_grant() -> Error {

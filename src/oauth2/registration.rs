@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use super::{Answer, Endpoints, Error, Request};
 use crate::config::{ClientProfile, Principal, Registration};
-use crate::issue::random_id;
 use crate::store::RegisteredClient;
+use crate::tokens::random_id;
 
 /// The most redirect URIs one client may register, and their length.
 const MAX_REDIRECT_URIS: usize = 10;

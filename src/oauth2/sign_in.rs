@@ -4,15 +4,16 @@
 //! instance shares, of those fields and a random cookie set with the page.
 //! A post without the cookie, with other fields, or from another origin
 //! is refused. Credentials go through the same lockout, timing and rate
-//! limits as the legacy endpoint (`Issuing::authenticate`).
+//! limits as the legacy endpoint (`identity::Logins::log_in`).
 
 use http::StatusCode;
 
 use super::auth_request::{self, AuthRequest};
 use super::form::Form;
 use super::{csrf, page, sso, Answer, Endpoints, Request};
-use crate::issue::{self, random_id, Denied};
+use crate::identity::Denied;
 use crate::store::SsoSession;
+use crate::tokens::random_id;
 
 /// The sign-in page for `r`; with `session`, a button to go on as its user.
 pub async fn show(
@@ -117,7 +118,8 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     };
     let user = match ctx
         .issuing
-        .authenticate(username, password, req.client, req.now)
+        .logins
+        .log_in(username, password, req.client, req.now)
         .await
     {
         Ok(user) => user,
@@ -138,7 +140,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
             return show(ctx, req, &r, None, Some((status, message, username))).await;
         }
     };
-    let sub = issue::subject(ctx.issuing.endpoint.dialect, &user);
+    let sub = ctx.issuing.accounts.subject_of(&user);
     match sso::begin(ctx, req, &user, &sub).await {
         Ok((session, cookie)) => {
             auth_request::issue(ctx, req, &r, &asked, &session, Some(cookie)).await

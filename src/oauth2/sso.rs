@@ -12,8 +12,8 @@ use subtle::ConstantTimeEq;
 use super::mint::live_user;
 use super::{Endpoints, Error, Request};
 use crate::config::{Principal, SecretHash};
-use crate::issue::random_id;
 use crate::store::SsoSession;
+use crate::tokens::random_id;
 
 /// The cookie's name for `ctx`'s issuer.
 pub fn cookie_name(ctx: &Endpoints<'_>, base: &str) -> String {

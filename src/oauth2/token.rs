@@ -11,13 +11,15 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::client::authenticate;
+use super::code::{redeem, CodeGrant};
 use super::form::Form;
-use super::mint::{answer, dialect_claims, live_user, mint, narrowed, words};
+use super::mint::{account_claims, answer, live_user, mint, narrowed, words, Issued};
 use super::refresh::{self, invalid_grant};
 use super::{issued_to, Answer, Endpoints, Error, Request};
-use crate::config::{Dialect, Principal};
-use crate::issue::{self, refresh_hash, Denied};
+use crate::config::{AccountForm, Principal, SubjectRule};
+use crate::identity::Denied;
 use crate::store::RefreshRecord;
+use crate::tokens::sha256_base64url;
 
 pub const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -63,12 +65,12 @@ impl Grant {
 
 /// The grants the issuer serves, as its metadata lists them.
 pub fn grants(ctx: &Endpoints<'_>) -> Vec<Grant> {
-    let dialect = ctx.issuing.endpoint.dialect;
+    let form = ctx.issuing.accounts.form;
     let mut grants = Vec::new();
     if ctx.settings.authorization_code {
         grants.push(Grant::AuthorizationCode);
     }
-    if dialect.has_clients() || dialect == Dialect::Standard {
+    if form.has_clients() || form == AccountForm::Standard {
         grants.push(Grant::ClientCredentials);
     } else if ctx.settings.password_grant {
         grants.push(Grant::Password);
@@ -85,36 +87,63 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     let name = form.required("grant_type")?;
     let client = authenticate(ctx, req, &form).await?;
     let client: &Principal = &client;
-    // RFC 6749 §5.2: a grant unknown, or not served here.
-    let Some(grant) = Grant::named(name).filter(|g| grants(ctx).contains(g)) else {
-        return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            format!("{name:?} is not a grant this issuer serves"),
-        ));
+    // RFC 6749 §5.2: a grant unknown here is as one not served here.
+    let Some(grant) = Grant::named(name) else {
+        return Err(not_served(name));
     };
+    permitted(ctx, client, grant)?;
+    match grant {
+        Grant::AuthorizationCode => {
+            let asked = CodeGrant::of(&form)?;
+            let issued = redeem(ctx, req.now, &asked, client).await?;
+            Ok(issued.answer(req.now))
+        }
+        Grant::ClientCredentials => {
+            let scope = narrowed(form.get("scope"), &client.permissions)?;
+            let mut claims = account_claims(ctx.issuing.accounts.form, client, &scope);
+            if let Some(resource) = super::auth_request::resource(ctx, form.get("resource"))? {
+                claims.insert("aud".into(), json!(resource));
+            }
+            let minted = mint(ctx, req.now, &client.login, claims, client, &scope, None)?;
+            Ok(answer(req.now, minted, &scope, &[]))
+        }
+        Grant::Password => password(ctx, req, &form, client).await,
+        Grant::RefreshToken => {
+            let asked = RefreshGrant::of(&form)?;
+            let issued = refresh_grant(ctx, req.now, &asked, client).await?;
+            Ok(issued.answer(req.now))
+        }
+        Grant::TokenExchange => exchange(ctx, req, &form, client).await,
+    }
+}
+
+/// Whether `client` may have `grant` here: the issuer serves it (RFC
+/// 6749 §5.2 `unsupported_grant_type`) and the client may use it
+/// (`unauthorized_client`). Asked of every grant, by either door.
+pub(super) fn permitted(
+    ctx: &Endpoints<'_>,
+    client: &Principal,
+    grant: Grant,
+) -> Result<(), Error> {
+    if !grants(ctx).contains(&grant) {
+        return Err(not_served(grant.name()));
+    }
     if !client.client.may_use(grant.name()) {
         return Err(Error::new(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
-            format!("this client may not use {name:?}"),
+            format!("this client may not use {:?}", grant.name()),
         ));
     }
-    match grant {
-        Grant::AuthorizationCode => super::code::redeem(ctx, req, &form, client).await,
-        Grant::ClientCredentials => {
-            let scope = narrowed(form.get("scope"), &client.permissions)?;
-            let mut claims = dialect_claims(ctx.issuing.endpoint.dialect, client, &scope);
-            if let Some(resource) = super::auth_request::resource(ctx, form.get("resource"))? {
-                claims.insert("aud".into(), json!(resource));
-            }
-            let minted = mint(ctx, req, &client.login, claims, client, &scope, None)?;
-            Ok(answer(req, minted, &scope, &[]))
-        }
-        Grant::Password => password(ctx, req, &form, client).await,
-        Grant::RefreshToken => refresh_grant(ctx, req, &form, client).await,
-        Grant::TokenExchange => exchange(ctx, req, &form, client).await,
-    }
+    Ok(())
+}
+
+fn not_served(name: &str) -> Error {
+    Error::new(
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+        format!("{name:?} is not a grant this issuer serves"),
+    )
 }
 
 /// RFC 6749 §4.3: the user's own login, with the legacy endpoint's lockout.
@@ -129,7 +158,8 @@ async fn password(
     let scope = narrowed(form.get("scope"), &client.permissions)?;
     let user = match ctx
         .issuing
-        .authenticate(username, password, req.client, req.now)
+        .logins
+        .log_in(username, password, req.client, req.now)
         .await
     {
         Ok(user) => user,
@@ -149,16 +179,16 @@ async fn password(
         }
         Err(Denied::Unavailable) => return Err(Error::unavailable()),
     };
-    let dialect = ctx.issuing.endpoint.dialect;
-    let sub = issue::subject(dialect, &user);
-    let claims = dialect_claims(dialect, &user, &scope);
-    let minted = mint(ctx, req, &sub, claims, client, &scope, None)?;
+    let accounts = ctx.issuing.accounts;
+    let sub = accounts.subject_of(&user);
+    let claims = account_claims(accounts.form, &user, &scope);
+    let minted = mint(ctx, req.now, &sub, claims, client, &scope, None)?;
     let record = RefreshRecord {
         issuer: ctx.issuing.issuer.name.clone(),
         sub,
         login: user.login.clone(),
         issued_at: req.now,
-        expires_at: req.now + ctx.issuing.endpoint.refresh_ttl.as_secs() as i64,
+        expires_at: req.now + ctx.issuing.routes.refresh_ttl.as_secs() as i64,
         tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(req.now))],
         client_id: Some(client.login.clone()),
         rotated_to: None,
@@ -167,29 +197,52 @@ async fn password(
     };
     let refresh_token = refresh::store(ctx, &record).await?;
     Ok(answer(
-        req,
+        req.now,
         minted,
         &scope,
         &[("refresh_token", refresh_token)],
     ))
 }
 
+/// A `refresh_token` grant as asked (RFC 6749 §6, RFC 8707 §2.2), by
+/// the token endpoint's form or in process.
+#[derive(Clone, Copy)]
+pub struct RefreshGrant<'a> {
+    pub refresh_token: &'a str,
+    /// At most the scope first granted; all of it when `None`.
+    pub scope: Option<&'a str>,
+    /// The resource named again, if it is.
+    pub resource: Option<&'a str>,
+}
+
+impl<'a> RefreshGrant<'a> {
+    /// The grant a token request's form asks for.
+    fn of(form: &'a Form) -> Result<RefreshGrant<'a>, Error> {
+        Ok(RefreshGrant {
+            refresh_token: form.required("refresh_token")?,
+            scope: form.get("scope"),
+            resource: form.get("resource"),
+        })
+    }
+}
+
 /// RFC 6749 §6: a new access token and a new refresh token for the old
-/// one, for the same user, with at most the scope first granted.
-async fn refresh_grant(
+/// one, for the same user, with at most the scope first granted; for the
+/// client `client` (authenticated, or named in process), at `now`.
+pub(super) async fn refresh_grant(
     ctx: &Endpoints<'_>,
-    req: &Request<'_>,
-    form: &Form,
+    now: i64,
+    grant: &RefreshGrant<'_>,
     client: &Principal,
-) -> Result<Answer, Error> {
-    let token = form.required("refresh_token")?;
-    let Some(found) = refresh::find(ctx, token, &client.login, req.now).await? else {
+) -> Result<Issued, Error> {
+    let token = grant.refresh_token;
+    let Some(found) = refresh::find(ctx, token, &client.login, now).await? else {
         return Err(invalid_grant());
     };
-    let scope = narrowed(form.get("scope"), &words(found.scope.as_deref()))?;
+    let scope = narrowed(grant.scope, &words(found.scope.as_deref()))?;
     // RFC 8707 §2.2: a refresh may name the resource again, the same one.
-    if form
-        .get("resource")
+    if grant
+        .resource
         .is_some_and(|r| found.resource.as_deref() != Some(r))
     {
         return Err(Error::new(
@@ -200,24 +253,23 @@ async fn refresh_grant(
     }
     // A user gone, deactivated or blocked since: the family ends here.
     let Some(user) = live_user(ctx, &found.login).await? else {
-        refresh::revoke_family(ctx, &refresh_hash(token)).await?;
+        refresh::revoke_family(ctx, &sha256_base64url(token)).await?;
         return Err(invalid_grant());
     };
-    let dialect = ctx.issuing.endpoint.dialect;
-    let mut claims = dialect_claims(dialect, &user, &scope);
+    let mut claims = account_claims(ctx.issuing.accounts.form, &user, &scope);
     if let Some(resource) = &found.resource {
         claims.insert("aud".into(), json!(resource));
     }
-    let minted = mint(ctx, req, &found.sub, claims, client, &scope, None)?;
-    let Some(refresh_token) = refresh::rotate(ctx, token, &found, &minted, req.now).await? else {
+    let minted = mint(ctx, now, &found.sub, claims, client, &scope, None)?;
+    let Some(refresh_token) = refresh::rotate(ctx, token, &found, &minted, now).await? else {
         return Err(invalid_grant());
     };
-    Ok(answer(
-        req,
+    Ok(Issued {
         minted,
-        &scope,
-        &[("refresh_token", refresh_token)],
-    ))
+        scope,
+        refresh_token: Some(refresh_token),
+        id_token: None,
+    })
 }
 
 /// RFC 8693: a live token of the issuer (a JWT, legacy or standard, or
@@ -260,7 +312,7 @@ async fn exchange(
     if claims.contains_key("permissions") {
         claims.insert("permissions".into(), json!(scope));
     }
-    let minted = mint(ctx, req, &sub, claims, client, &scope, until)?;
+    let minted = mint(ctx, req.now, &sub, claims, client, &scope, until)?;
     let child = (minted.jti.clone(), minted.exp.unwrap_or(req.now));
     // Recorded before it is handed out, in one step with any revocation
     // of the subject token: one revoked meanwhile refuses it here.
@@ -275,7 +327,7 @@ async fn exchange(
         return Err(invalid_grant());
     }
     let issued = ("issued_token_type", ACCESS_TYPE.to_string());
-    Ok(answer(req, minted, &scope, &[issued]))
+    Ok(answer(req.now, minted, &scope, &[issued]))
 }
 
 /// What a subject token vouches for.
@@ -329,16 +381,16 @@ async fn issuers_jwt(
     }
     // The principal as it is now: one removed, deactivated or blocked
     // since the subject token was issued gets nothing new.
-    let dialect = ctx.issuing.endpoint.dialect;
-    let principal = match dialect {
+    let accounts = ctx.issuing.accounts;
+    let principal = match (accounts.subject, accounts.form) {
         // Its subject is the user's id; the login is its `username`, and
         // the user now there must still have that id.
-        Dialect::LoginRefresh => live_user(ctx, v.claims.str("username").unwrap_or(&sub))
+        (SubjectRule::Id, _) => live_user(ctx, v.claims.str("username").unwrap_or(&sub))
             .await?
-            .filter(|p| issue::subject(dialect, p) == sub),
+            .filter(|p| accounts.subject_of(p) == sub),
         // A standard client's own token (client_credentials): the client
         // is still listed (no user shares its name: `portero check`).
-        Dialect::Standard if v.claims.str("client_id") == Some(sub.as_str()) => {
+        (_, AccountForm::Standard) if v.claims.str("client_id") == Some(sub.as_str()) => {
             ctx.settings.clients.get(&sub).cloned()
         }
         _ => live_user(ctx, &sub).await?,
@@ -397,7 +449,7 @@ async fn legacy_refresh(
     token: &str,
     client: &Principal,
 ) -> Result<Subject, Error> {
-    let hash = refresh_hash(token);
+    let hash = sha256_base64url(token);
     let found = ctx
         .issuing
         .store
@@ -425,7 +477,7 @@ async fn legacy_refresh(
     let user = live_user(ctx, &record.login)
         .await?
         .ok_or_else(invalid_grant)?;
-    let claims = dialect_claims(ctx.issuing.endpoint.dialect, &user, &client.permissions);
+    let claims = account_claims(ctx.issuing.accounts.form, &user, &client.permissions);
     Ok(Subject {
         sub: record.sub,
         claims,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{secret_hash, Dialect, Principal};
+use crate::config::{secret_hash, AccountForm, Principal};
 
 /// The keys a record may have; any other is refused.
 pub const KEYS: [&str; 13] = [
@@ -64,28 +64,21 @@ fn yes() -> bool {
 }
 
 impl ImportedPrincipal {
-    /// The login it is known by in `dialect`, or why it has none.
-    pub fn login(&self, dialect: Dialect) -> Result<String, String> {
-        dialect
-            .login_of(
-                self.username.as_deref(),
-                self.client_id.as_deref(),
-                self.business.as_deref(),
-                self.proyecto.as_deref(),
-            )
-            .ok_or_else(|| {
-                format!(
-                    "the {} dialect needs {}",
-                    dialect.name(),
-                    dialect.login_fields()
-                )
-            })
+    /// The login it is known by among accounts of `form`, or why it has none.
+    pub fn login(&self, form: AccountForm) -> Result<String, String> {
+        form.login_of(
+            self.username.as_deref(),
+            self.client_id.as_deref(),
+            self.business.as_deref(),
+            self.proyecto.as_deref(),
+        )
+        .ok_or_else(|| format!("the {} dialect needs {}", form.name(), form.login_fields()))
     }
 
-    /// The principal it stands for in `dialect`, or why it stands for
-    /// none. The reason names a hash's format, never the hash.
-    pub fn to_principal(&self, dialect: Dialect) -> Result<Principal, String> {
-        let login = self.login(dialect)?;
+    /// The principal it stands for among accounts of `form`, or why it
+    /// stands for none. The reason names a hash's format, never the hash.
+    pub fn to_principal(&self, form: AccountForm) -> Result<Principal, String> {
+        let login = self.login(form)?;
         let secret = secret_hash(&self.secret_hash).map_err(|why| format!("secret_hash: {why}"))?;
         if let Some(name) = crate::config::reserved_claim(&self.claims) {
             return Err(format!(
@@ -118,11 +111,11 @@ impl ImportedPrincipal {
         })
     }
 
-    /// The principal a stored record stands for in `dialect`.
-    pub fn decode(record: &str, dialect: Dialect) -> Result<Principal, String> {
+    /// The principal a stored record stands for among accounts of `form`.
+    pub fn decode(record: &str, form: AccountForm) -> Result<Principal, String> {
         serde_json::from_str::<ImportedPrincipal>(record)
             .map_err(|e| format!("unreadable record: {e}"))?
-            .to_principal(dialect)
+            .to_principal(form)
     }
 
     pub fn encode(&self) -> String {
@@ -133,6 +126,7 @@ impl ImportedPrincipal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Dialect;
 
     #[test]
     fn a_record_round_trips_in_one_form() {
@@ -142,8 +136,15 @@ mod tests {
         let again: ImportedPrincipal = serde_json::from_str(&encoded).unwrap();
         assert_eq!(again, record);
         assert_eq!(again.encode(), encoded);
-        assert_eq!(record.login(Dialect::Session).unwrap(), "ana");
-        assert!(record.login(Dialect::ClientFlat).is_err());
+        assert_eq!(
+            record
+                .login(AccountForm::Dialect(Dialect::Session))
+                .unwrap(),
+            "ana"
+        );
+        assert!(record
+            .login(AccountForm::Dialect(Dialect::ClientFlat))
+            .is_err());
     }
 
     #[test]
@@ -153,7 +154,7 @@ mod tests {
             r#"{{"username":"ana","secret_hash":"{hash}","roles":["admin"],"claims":{{"team":"core"}}}}"#
         );
         let record: ImportedPrincipal = serde_json::from_str(&written).unwrap();
-        let ana = record.to_principal(Dialect::Standard).unwrap();
+        let ana = record.to_principal(AccountForm::Standard).unwrap();
         assert_eq!(ana.roles, vec!["admin"]);
         assert_eq!(ana.claims["team"], "core");
         for reserved in ["scp", "sub", "roles", "aud"] {
@@ -161,7 +162,7 @@ mod tests {
                 r#"{{"username":"ana","secret_hash":"{hash}","claims":{{"{reserved}":"x"}}}}"#
             );
             let record: ImportedPrincipal = serde_json::from_str(&written).unwrap();
-            let refused = record.to_principal(Dialect::Standard).unwrap_err();
+            let refused = record.to_principal(AccountForm::Standard).unwrap_err();
             assert!(refused.contains(reserved), "{refused}");
         }
     }

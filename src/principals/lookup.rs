@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use super::imported::ImportedPrincipal;
 use super::sql::{Unavailable, UserStore};
-use crate::config::{within_limits, Principal, TokenEndpoint};
+use crate::config::{within_limits, Accounts, Principal};
 use crate::credentials::{stand_in_of, StandIn};
-use crate::store::{Store, StoreError};
+use crate::store::{ImportedPrincipals, StoreError};
 
 /// Why a lookup could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +23,8 @@ pub enum LookupError {
 /// An issuer's principals, wherever they are kept.
 pub struct Lookup<'a> {
     issuer: &'a str,
-    endpoint: &'a TokenEndpoint,
-    store: &'a dyn Store,
+    accounts: &'a Accounts,
+    store: &'a dyn ImportedPrincipals,
     /// The issuer's SQL table, if it has one.
     users: Option<&'a Arc<UserStore>>,
 }
@@ -32,28 +32,23 @@ pub struct Lookup<'a> {
 impl<'a> Lookup<'a> {
     pub fn new(
         issuer: &'a str,
-        endpoint: &'a TokenEndpoint,
-        store: &'a dyn Store,
+        accounts: &'a Accounts,
+        store: &'a dyn ImportedPrincipals,
         users: Option<&'a Arc<UserStore>>,
     ) -> Lookup<'a> {
         Lookup {
             issuer,
-            endpoint,
+            accounts,
             store,
             users,
         }
     }
 
     /// The principal `login` names: from the config, else those `portero
-    /// import` wrote to the store, else the issuer's user store. A login
-    /// with a control character names no one, and is never sent to a
-    /// database (a NUL fails PostgreSQL's query, which would report an
-    /// outage that is not one).
+    /// import` wrote to the store, else the issuer's user store. It is
+    /// asked only for logins `identity` lets through.
     pub async fn principal(&self, login: &str) -> Result<Option<Arc<Principal>>, LookupError> {
-        if login.chars().any(char::is_control) {
-            return Ok(None);
-        }
-        if let Some(p) = self.endpoint.principals.get(login) {
+        if let Some(p) = self.accounts.principals.get(login) {
             return Ok(Some(p.clone()));
         }
         let found = self.beyond_the_config(login).await?;
@@ -61,7 +56,7 @@ impl<'a> Lookup<'a> {
         // config principal's: the config's is who logs in, as for the
         // same spelling.
         Ok(
-            found.map(|p| match self.endpoint.principals.get_by_key(&p.login) {
+            found.map(|p| match self.accounts.principals.get_by_key(&p.login) {
                 Some(configured) => configured.clone(),
                 None => p,
             }),
@@ -79,11 +74,11 @@ impl<'a> Lookup<'a> {
         }
     }
 
-    /// An imported record as the dialect's principal; `None` (logged) when
+    /// An imported record as one of the issuer's accounts; `None` (logged) when
     /// it is unreadable or its hash costs more than the issuer allows.
     fn imported(&self, record: &str, login: &str) -> Option<Arc<Principal>> {
-        let decoded = ImportedPrincipal::decode(record, self.endpoint.dialect)
-            .and_then(|p| within_limits(&p.secret, &self.endpoint.hash_limits).map(|()| p));
+        let decoded = ImportedPrincipal::decode(record, self.accounts.form)
+            .and_then(|p| within_limits(&p.secret, &self.accounts.hash_limits).map(|()| p));
         match decoded {
             Ok(p) => Some(Arc::new(p)),
             Err(why) => {
@@ -102,7 +97,7 @@ impl<'a> Lookup<'a> {
     pub fn stand_in(&self) -> &'a Mutex<StandIn> {
         match self.users {
             Some(users) => users.stand_in(),
-            None => stand_in_of(&self.endpoint.principals),
+            None => stand_in_of(&self.accounts.principals),
         }
     }
 

@@ -21,7 +21,7 @@ use pool::Pool;
 pub use rows::QueryError;
 use rows::Rows;
 
-use crate::config::{Dialect, HashLimits, Principal, Principals, UserStoreConfig};
+use crate::config::{AccountForm, Dialect, HashLimits, Principal, Principals, UserStoreConfig};
 
 /// The config's principals looked up in the table at start, for clashes.
 const MAX_CLASH_CHECKS: usize = 1000;
@@ -29,7 +29,7 @@ const MAX_CLASH_CHECKS: usize = 1000;
 pub struct UserStore {
     pool: Pool,
     config: UserStoreConfig,
-    dialect: Dialect,
+    form: AccountForm,
     cache: Cache,
     /// Set while the database fails, so an outage logs once.
     failing: AtomicBool,
@@ -64,14 +64,14 @@ pub async fn open(
 ) -> Result<Vec<Option<Arc<UserStore>>>, OpenError> {
     let mut stores = Vec::new();
     for issuer in &config.issuers {
-        let (Some(settings), Some(endpoint)) = (&issuer.user_store, &issuer.endpoint) else {
+        let (Some(settings), Some(accounts)) = (&issuer.user_store, &issuer.accounts) else {
             stores.push(None);
             continue;
         };
         let store = UserStore::new(
             settings,
-            endpoint.dialect,
-            endpoint.hash_limits,
+            accounts.form,
+            accounts.hash_limits,
             revocations.subscribe(),
         )
         .map_err(|source| OpenError::Url {
@@ -96,7 +96,7 @@ pub async fn open(
         }
         let store = Arc::new(store);
         store
-            .warn_of_clashes(&issuer.name, &endpoint.principals)
+            .warn_of_clashes(&issuer.name, &accounts.principals)
             .await;
         store.count_legacy_hashes(legacy_hashes.with_label_values(&[&issuer.name]));
         stores.push(Some(store));
@@ -109,18 +109,18 @@ impl UserStore {
     /// up after portero.
     fn new(
         config: &UserStoreConfig,
-        dialect: Dialect,
+        form: AccountForm,
         limits: HashLimits,
         revocations: tokio::sync::watch::Receiver<u64>,
     ) -> Result<UserStore, sqlx::Error> {
         Ok(UserStore {
             pool: Pool::connect_lazy(config)?,
             config: config.clone(),
-            dialect,
+            form,
             cache: Cache::new(config.cache_ttl, revocations),
             failing: AtomicBool::new(false),
             columns_checked: AtomicBool::new(false),
-            rows: Rows::new(dialect, limits),
+            rows: Rows::new(form, limits),
         })
     }
 
@@ -136,7 +136,7 @@ impl UserStore {
             }
             Ok(Err(_)) | Err(_) => return Ok(false),
         };
-        rows::check_columns(self.dialect, columns)?;
+        rows::check_columns(self.form, columns)?;
         self.columns_checked.store(true, Ordering::Relaxed);
         Ok(true)
     }
@@ -179,7 +179,7 @@ impl UserStore {
         };
         if self.failing.swap(false, Ordering::Relaxed) {
             tracing::info!(
-                issuer_dialect = self.dialect.name(),
+                issuer_dialect = self.form.name(),
                 "user store reachable again"
             );
         }
@@ -210,8 +210,8 @@ impl UserStore {
     /// The query's parameters for a login: the login, or for the project
     /// dialect its business and proyecto.
     fn login_args(&self, login: &str) -> Vec<String> {
-        match self.dialect {
-            Dialect::Project => {
+        match self.form {
+            AccountForm::Dialect(Dialect::Project) => {
                 let (business, proyecto) = login.split_once('/').unwrap_or((login, ""));
                 vec![business.to_string(), proyecto.to_string()]
             }

@@ -8,17 +8,16 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, Response};
 
-use super::token_endpoint::{legacy_response, oauth2_response};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::config::{Endpoint, OutagePolicy, Policy, Route, RouteAction};
 use crate::introspection::NotAdmitted;
-use crate::issue::Transport;
+use crate::issuer::Transport;
 use crate::limits::{Caller, Limit, Phase, Refusal};
 use crate::live::{IssuerId, Live, RouteId};
 use crate::oauth2;
-use crate::respond::{GatewayBody, RequestError};
+use crate::respond::{self, GatewayBody, RequestError};
 use crate::rule::{self, Rule};
 
 impl Gateway {
@@ -37,7 +36,8 @@ impl Gateway {
         let limiter = &live.route(index).limiter;
         let entered = match limiter.enter(ip, &mut ctx.held) {
             Ok(()) if limiter.keys_at(Phase::Request) => {
-                self.admit(live, index, &parts.headers, ip, None, ctx).await
+                self.admit_by_key(live, index, &parts.headers, ip, None, ctx)
+                    .await
             }
             entered => entered,
         };
@@ -51,18 +51,21 @@ impl Gateway {
         ctx.rate = refusal.report;
         if *endpoint == Endpoint::OAuth2 {
             let answer = oauth2::transport_error(Transport::RateLimited);
-            return Ok(Some(oauth2_response(answer)));
+            return Ok(Some(respond::oauth2_answer(answer)));
         }
         let issuer = live.issuer(IssuerId(*issuer));
         let reply = self.refuse_login(live, issuer, parts, Transport::RateLimited);
-        Ok(Some(legacy_response(issuer, reply)))
+        Ok(Some(respond::legacy_answer(
+            reply,
+            issuer.config.legacy.as_ref(),
+        )))
     }
 
     /// The route's limits kept under a key: what the request says (`token:
     /// None`), or who it is. Awaited only where `Limiter::keys_at` says a
     /// limit is so kept (a cluster-wide one asks the store); the address
     /// rules and the route's slot are `Limiter::enter`'s, checked first.
-    pub(super) async fn admit(
+    pub(super) async fn admit_by_key(
         &self,
         live: &Live,
         index: RouteId,
@@ -105,41 +108,62 @@ impl Gateway {
     }
 
     /// The route's policy against the request's credential, counted either way.
-    pub(super) async fn authorize(
+    pub(super) async fn admit_token(
         &self,
         live: &Live,
         index: RouteId,
         policy: &Policy,
         parts: &Parts,
     ) -> Result<Arc<Verified>, RequestError> {
-        let shared = &self.shared;
-        if live.settings.on_outage == OutagePolicy::FailClosed && !shared.store.reachable() {
-            self.count_denial(live, index, "store_unavailable", None);
-            return Err(RequestError::StoreUnavailable);
-        }
-        let result = match policy.token(&parts.headers, parts.uri.query()) {
+        self.store_outage(live, index)?;
+        let verified = match policy.token(&parts.headers, parts.uri.query()) {
             Ok(token) => self.verify(live, policy, &token).await,
             Err(e) => Err(NotAdmitted::Denied(e)),
         };
-        let result = result.and_then(|verified| match &policy.rule {
-            Some(rule) if !rule_admits(live, rule, &verified, parts) => {
-                Err(NotAdmitted::Denied(AuthError::RuleRefused))
-            }
-            _ => Ok(verified),
-        });
-        match result {
-            Ok(verified) => {
-                if let Some(allowed) = &live.route(index).series.allowed {
-                    allowed.inc();
-                }
-                Ok(verified)
-            }
-            Err(NotAdmitted::Denied(e)) => Err(self.denied(live, index, e)),
+        let verified = match verified {
+            Ok(verified) => verified,
+            Err(NotAdmitted::Denied(e)) => return Err(self.denied(live, index, e)),
             Err(NotAdmitted::Unavailable) => {
                 self.count_denial(live, index, "introspection_unavailable", None);
-                Err(RequestError::IntrospectionUnavailable)
+                return Err(RequestError::IntrospectionUnavailable);
+            }
+        };
+        self.admit_identity(live, index, policy, parts, &verified)?;
+        Ok(verified)
+    }
+
+    /// Refuses every credential while the store is out of reach, if the
+    /// gateway is told to fail closed (`on_outage`).
+    #[inline]
+    pub(super) fn store_outage(&self, live: &Live, index: RouteId) -> Result<(), RequestError> {
+        if live.settings.on_outage == OutagePolicy::FailClosed && !self.shared.store.reachable() {
+            self.count_denial(live, index, "store_unavailable", None);
+            return Err(RequestError::StoreUnavailable);
+        }
+        Ok(())
+    }
+
+    /// The tail every admitted identity passes, a token's or a session's:
+    /// the route's rule, then the count of requests allowed. Inlined: on
+    /// the token path it is a few instructions, not worth a call.
+    #[inline]
+    pub(super) fn admit_identity(
+        &self,
+        live: &Live,
+        index: RouteId,
+        policy: &Policy,
+        parts: &Parts,
+        verified: &Verified,
+    ) -> Result<(), RequestError> {
+        if let Some(rule) = &policy.rule {
+            if !rule_admits(live, rule, verified, parts) {
+                return Err(self.denied(live, index, AuthError::RuleRefused));
             }
         }
+        if let Some(allowed) = &live.route(index).series.allowed {
+            allowed.inc();
+        }
+        Ok(())
     }
 
     /// The credential, as the route takes it: an API key, a JWT, or an

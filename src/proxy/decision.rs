@@ -7,11 +7,11 @@ use std::net::IpAddr;
 
 use http::header::{AUTHORIZATION, COOKIE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
-use super::session::{session_headers, strip_own_cookies, Admitted, SignIn};
-use super::token_endpoint::oauth2_response;
-use super::{read_override, route, Gateway, RequestContext};
+use super::routing::{read_override, route};
+use super::session::{redirect_response, session_headers, strip_own_cookies, Admitted, SignIn};
+use super::{Gateway, RequestContext};
 use crate::auth::AuthError;
 use crate::config::{Endpoint, ForwardAuthStyle, RouteAction};
 use crate::limits::Phase;
@@ -45,7 +45,7 @@ impl Gateway {
             .enter(ip, &mut ctx.held)
             .map_err(|refusal| ctx.refused(refusal))?;
         if limiter.keys_at(Phase::Request) {
-            self.admit(live, index, &original.headers, ip, None, ctx)
+            self.admit_by_key(live, index, &original.headers, ip, None, ctx)
                 .await
                 .map_err(|refusal| ctx.refused(refusal))?;
         }
@@ -62,7 +62,7 @@ impl Gateway {
                 let name = &live.issuer(IssuerId(*issuer)).config.name;
                 return Ok(
                     match oauth2::wrong_method(name, &route.path, &original.method) {
-                        Some(refused) => oauth2_response(refused),
+                        Some(refused) => respond::oauth2_answer(refused),
                         None => respond::allowed(HeaderMap::new()),
                     },
                 );
@@ -71,7 +71,7 @@ impl Gateway {
             _ => return Ok(respond::allowed(HeaderMap::new())),
         };
         let signing_in =
-            Box::pin(self.authenticate(live, index, policy, &original, SignIn::AtStart));
+            Box::pin(self.admit_credential(live, index, policy, &original, SignIn::AtStart));
         let (token, session) = match signing_in.await? {
             Admitted::Credential(token) => (token, None),
             // The proxy passes the request on as it came: a credential
@@ -88,12 +88,12 @@ impl Gateway {
                     == Some(ForwardAuthStyle::Nginx);
                 return match nginx {
                     true => Err(RequestError::Denied(AuthError::MissingToken)),
-                    false => Ok(*redirect),
+                    false => Ok(redirect_response(StatusCode::FOUND, *redirect)),
                 };
             }
         };
         if limiter.keys_at(Phase::Token) {
-            self.admit(live, index, &original.headers, ip, Some(&token), ctx)
+            self.admit_by_key(live, index, &original.headers, ip, Some(&token), ctx)
                 .await
                 .map_err(|refusal| ctx.refused(refusal))?;
         }

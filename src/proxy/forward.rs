@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use http::request::Parts;
-use http::Response;
+use http::{Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
-use super::session::{drop_own_set_cookies, session_headers, strip_own_cookies, SignIn};
+use super::session::{
+    drop_own_set_cookies, redirect_response, session_headers, strip_own_cookies, SignIn,
+};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
 use crate::config::{Policy, Route, RouteAction};
@@ -64,19 +66,20 @@ impl Gateway {
             None => None, // a public route
             // Boxed: a session's future is large, and only its routes pay for it.
             Some(policy) if policy.login.is_some() => {
-                let signing_in = self.authenticate(live, index, policy, parts, SignIn::AtProvider);
+                let signing_in =
+                    self.admit_credential(live, index, policy, parts, SignIn::AtProvider);
                 let (token, entry) = match Box::pin(signing_in).await?.into_parts() {
                     Ok(admitted) => admitted,
-                    Err(challenge) => return Ok(*challenge),
+                    Err(sign_in) => return Ok(redirect_response(StatusCode::FOUND, *sign_in)),
                 };
                 session = entry;
                 Some((policy, token))
             }
-            Some(policy) => Some((policy, self.authorize(live, index, policy, parts).await?)),
+            Some(policy) => Some((policy, self.admit_token(live, index, policy, parts).await?)),
         };
         let limiter = &live.route(index).limiter;
         if let Some((_, token)) = verified.as_ref().filter(|_| limiter.keys_at(Phase::Token)) {
-            self.admit(live, index, &parts.headers, ip, Some(token), ctx)
+            self.admit_by_key(live, index, &parts.headers, ip, Some(token), ctx)
                 .await
                 .map_err(|refusal| ctx.refused(refusal))?;
         }

@@ -1,25 +1,25 @@
-//! The routes that sign people in, in the request path. `authenticate` is
+//! The routes that sign people in, in the request path. `admit_credential` is
 //! the one seam a route's credential passes: a token, an API key or an
-//! introspected token (`authorize`), or a browser session; it admits the
+//! introspected token (`admit_token`), or a browser session; it admits the
 //! request, challenges a browser with a redirect to sign in, or refuses.
-//! A route without `login` goes straight to `authorize`, at no cost.
+//! A route without `login` goes straight to `admit_token`, at no cost.
 
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
+use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
-use super::admission::rule_admits;
 use super::Gateway;
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
-use crate::config::{OutagePolicy, Policy, RouteLogin, Sessions, TokenSource};
+use crate::config::{Policy, RouteLogin, Sessions, TokenSource};
 use crate::header_name::{cookie_begins, cookie_names, loosely_same_cookie, one_request_cookie};
 use crate::live::{IssuerId, Live, RouteId};
+use crate::oauth2;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::session::flow::{self, Redirect};
-use crate::session::provider::OwnTokenEndpoint;
+use crate::session::provider::{CodeGrant, GrantRefused, Granted, OwnIssuer, RefreshGrant};
 use crate::session::{refresh, Entry};
 
 /// Where a browser without a session is sent.
@@ -44,20 +44,21 @@ pub(super) enum Admitted {
     Credential(Arc<Verified>),
     /// A browser session.
     Session(Arc<Entry>),
-    /// A browser without a session: sent to sign in.
-    Challenge(Box<Response<GatewayBody>>),
+    /// A browser without a session: to be sent to sign in (rendered by
+    /// `respond`, as a proxy's decision or as the route's own answer).
+    Challenge(Box<Redirect>),
 }
 
 /// An admitted identity, with its session when a session admitted it.
 pub(super) type Identity = (Arc<Verified>, Option<Arc<Entry>>);
 
 impl Admitted {
-    /// The identity admitted, or the challenge to answer with.
-    pub(super) fn into_parts(self) -> Result<Identity, Box<Response<GatewayBody>>> {
+    /// The identity admitted, or the sign-in to send the browser to.
+    pub(super) fn into_parts(self) -> Result<Identity, Box<Redirect>> {
         match self {
             Admitted::Credential(token) => Ok((token, None)),
             Admitted::Session(entry) => Ok((entry.verified.clone(), Some(entry))),
-            Admitted::Challenge(response) => Err(response),
+            Admitted::Challenge(redirect) => Err(redirect),
         }
     }
 }
@@ -65,7 +66,7 @@ impl Admitted {
 impl Gateway {
     /// The route's credential: a browser session where the route signs
     /// people in (`login`), else (or beside it) a token.
-    pub(super) async fn authenticate(
+    pub(super) async fn admit_credential(
         &self,
         live: &Live,
         index: RouteId,
@@ -77,15 +78,12 @@ impl Gateway {
         else {
             // Boxed, as the sign-in's futures below: a session's own
             // request awaits none of them, and carries none in its future.
-            return Box::pin(self.authorize(live, index, policy, parts))
+            return Box::pin(self.admit_token(live, index, policy, parts))
                 .await
                 .map(Admitted::Credential);
         };
         let now = self.shared.clock.unix();
-        if live.settings.on_outage == OutagePolicy::FailClosed && !self.shared.store.reachable() {
-            self.count_denial(live, index, "store_unavailable", None);
-            return Err(RequestError::StoreUnavailable);
-        }
+        self.store_outage(live, index)?;
         if let Some(entry) = self
             .session_of(live, login, settings, &parts.headers, now)
             .await?
@@ -96,7 +94,7 @@ impl Gateway {
         if policy.issuer_mask != 0 && !matches!(token, Err(AuthError::MissingToken)) {
             // Boxed, as the sign-in's futures below: a session's own
             // request awaits none of them, and carries none in its future.
-            return Box::pin(self.authorize(live, index, policy, parts))
+            return Box::pin(self.admit_token(live, index, policy, parts))
                 .await
                 .map(Admitted::Credential);
         }
@@ -116,10 +114,7 @@ impl Gateway {
                 cookies: Vec::new(),
             },
         };
-        Ok(Admitted::Challenge(Box::new(redirect_response(
-            StatusCode::FOUND,
-            redirect,
-        ))))
+        Ok(Admitted::Challenge(Box::new(redirect)))
     }
 
     /// The redirect that begins a sign-in at provider `provider`.
@@ -196,16 +191,7 @@ impl Gateway {
         policy
             .check_requirements(verified)
             .map_err(|e| self.denied(live, index, e))?;
-        if policy
-            .rule
-            .as_ref()
-            .is_some_and(|rule| !rule_admits(live, rule, verified, parts))
-        {
-            return Err(self.denied(live, index, AuthError::RuleRefused));
-        }
-        if let Some(allowed) = &live.route(index).series.allowed {
-            allowed.inc();
-        }
+        self.admit_identity(live, index, policy, parts, verified)?;
         self.keep_fresh(live, policy.login, &entry, now);
         Ok(Admitted::Session(entry))
     }
@@ -240,7 +226,7 @@ impl Gateway {
                 return;
             };
             let gateway = Gateway::new(shared.clone());
-            let own = OwnTokens {
+            let own = OwnIssuers {
                 gateway: &gateway,
                 live: &live,
             };
@@ -397,34 +383,77 @@ fn navigation(parts: &Parts) -> bool {
 
 /// A redirect with its cookies, never cached.
 pub(super) fn redirect_response(status: StatusCode, redirect: Redirect) -> Response<GatewayBody> {
-    let mut response = respond::json(status, "");
-    let headers = response.headers_mut();
-    headers.remove(http::header::CONTENT_TYPE);
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(location) = HeaderValue::from_str(&redirect.location) {
-        headers.insert(LOCATION, location);
-    }
-    for cookie in redirect.cookies {
-        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
-            headers.append(SET_COOKIE, cookie);
-        }
-    }
-    response
+    respond::redirect(status, &redirect.location, &redirect.cookies)
 }
 
-/// portero's own issuers' token endpoints, called in process.
-pub(super) struct OwnTokens<'a> {
+/// portero's own issuers, as a sign-in asks them for its grants: the
+/// issuer's OAuth 2.0 grants called in process, with its live settings.
+pub(super) struct OwnIssuers<'a> {
     pub(super) gateway: &'a Gateway,
     pub(super) live: &'a Live,
 }
 
+impl OwnIssuers<'_> {
+    /// What issuer `issuer` grants its login client `client_id`.
+    async fn grant(
+        &self,
+        issuer: usize,
+        client_id: &str,
+        grant: oauth2::InProcessGrant<'_>,
+    ) -> Result<Granted, GrantRefused> {
+        let issuer = self.live.issuer(IssuerId(issuer));
+        let Some(settings) = issuer.config.oauth2.as_ref() else {
+            return Err(GrantRefused {
+                error: "temporarily_unavailable",
+            });
+        };
+        let keys = self.live.validator.keys();
+        let endpoints = oauth2::Endpoints {
+            settings,
+            issuing: self.gateway.issuing(issuer, &keys),
+            validator: &self.live.validator,
+        };
+        let now = self.gateway.shared.clock.unix();
+        let issued = oauth2::grant_in_process(&endpoints, client_id, grant, now)
+            .await
+            .map_err(|e| GrantRefused { error: e.code })?;
+        Ok(Granted {
+            expires_in: Some(issued.minted.exp.map_or(0, |exp| exp - now)),
+            access_token: issued.minted.token,
+            id_token: issued.id_token,
+            refresh_token: issued.refresh_token,
+        })
+    }
+}
+
 #[async_trait::async_trait]
-impl OwnTokenEndpoint for OwnTokens<'_> {
-    async fn token(&self, issuer: usize, authorization: &str, form: &str) -> (u16, String) {
-        let answer = self
-            .gateway
-            .own_token_request(self.live, issuer, authorization, form)
-            .await;
-        (answer.status.as_u16(), answer.body)
+impl OwnIssuer for OwnIssuers<'_> {
+    async fn redeem_code(
+        &self,
+        issuer: usize,
+        grant: CodeGrant<'_>,
+    ) -> Result<Granted, GrantRefused> {
+        let asked = oauth2::CodeGrant {
+            code: grant.code,
+            redirect_uri: grant.redirect_uri,
+            code_verifier: grant.code_verifier,
+            resource: None,
+        };
+        let asked = oauth2::InProcessGrant::AuthorizationCode(asked);
+        self.grant(issuer, grant.client_id, asked).await
+    }
+
+    async fn refresh(
+        &self,
+        issuer: usize,
+        grant: RefreshGrant<'_>,
+    ) -> Result<Granted, GrantRefused> {
+        let asked = oauth2::RefreshGrant {
+            refresh_token: grant.refresh_token,
+            scope: None,
+            resource: None,
+        };
+        let asked = oauth2::InProcessGrant::RefreshToken(asked);
+        self.grant(issuer, grant.client_id, asked).await
     }
 }

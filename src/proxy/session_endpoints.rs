@@ -9,13 +9,13 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::session::{redirect_response, OwnTokens};
+use super::session::{redirect_response, OwnIssuers};
 use super::token_endpoint::read_body;
 use super::Gateway;
 use crate::config::{Policy, RouteAction, Sessions};
 use crate::header_name::one_request_cookie;
 use crate::live::Live;
-use crate::respond::{self, GatewayBody};
+use crate::respond::{self, error, GatewayBody};
 use crate::session::flow::{self, Callback, CallbackError, Finish};
 use crate::session::logout::{self, BackchannelError};
 use crate::session::provider::LoginProvider;
@@ -74,7 +74,7 @@ impl Gateway {
         parts: &Parts,
         now: i64,
     ) -> Response<GatewayBody> {
-        let own = OwnTokens {
+        let own = OwnIssuers {
             gateway: self,
             live,
         };
@@ -314,7 +314,7 @@ impl Gateway {
             .unwrap_or("");
         let host = host.split(':').next().unwrap_or(host);
         let path = rd.split('?').next().unwrap_or("/");
-        let route = live.lookup_route(host, &crate::path::routing_key(path), &Method::GET);
+        let route = live.lookup_route(host, path, &Method::GET);
         let login = route.and_then(|(_, route)| match &route.action {
             RouteAction::Proxy {
                 policy: Some(Policy {
@@ -377,13 +377,6 @@ fn same_site(parts: &Parts, settings: &Sessions) -> bool {
             .get("sec-fetch-site")
             .is_some_and(|v| v == "same-origin"),
     }
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> Response<GatewayBody> {
-    respond::json(
-        status,
-        serde_json::json!({ "error": code, "error_description": message }).to_string(),
-    )
 }
 
 /// Back-Channel Logout 1.0 §2.8: a refused logout token is a `400`.

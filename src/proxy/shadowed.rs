@@ -11,7 +11,8 @@ use http::request::Parts;
 
 use super::{Gateway, GatewayState};
 use crate::config::{Endpoint, ShadowPrimary};
-use crate::issue::{self, Issuing, TokenRequest, Transport};
+use crate::issue::{self, TokenRequest};
+use crate::issuer::{IssuerContext, Transport};
 use crate::live::IssuerId;
 use crate::shadow::{self, Copy, Shadow};
 
@@ -21,7 +22,7 @@ impl Gateway {
     pub(super) async fn shadowed(
         &self,
         shadow: &Arc<Shadow>,
-        ctx: &Issuing<'_>,
+        ctx: &IssuerContext<'_>,
         request: &TokenRequest<'_>,
         parts: &Parts,
         body: &Bytes,

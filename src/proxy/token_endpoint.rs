@@ -6,13 +6,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{
-    HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, AUTHORIZATION, CONTENT_SECURITY_POLICY,
-    CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, PRAGMA, REFERRER_POLICY, SET_COOKIE, WWW_AUTHENTICATE,
-    X_FRAME_OPTIONS,
-};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, COOKIE, ORIGIN};
 use http::request::Parts;
-use http::{HeaderName, Response};
+use http::Response;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
@@ -20,7 +16,8 @@ use super::{Gateway, RequestContext};
 use crate::auth::keys::KeySet;
 use crate::config::Endpoint;
 use crate::config::Route;
-use crate::issue::{self, Issuing, TokenRequest, Transport};
+use crate::issue::{self, TokenRequest};
+use crate::issuer::{IssuerContext, Transport};
 use crate::live::{Live, LiveIssuer};
 use crate::oauth2;
 use crate::respond::{self, GatewayBody, RequestError};
@@ -46,12 +43,12 @@ impl Gateway {
             let answer = self.oauth2_endpoint(live, issuer, &route.path, parts, body, ip);
             let (answer, body_read) = Box::pin(answer).await;
             ctx.body_read = body_read;
-            return Ok(oauth2_response(answer));
+            return Ok(respond::oauth2_answer(answer));
         }
         let reply = self.token_endpoint(live, issuer, endpoint, parts, body, ip);
         let (reply, body_read) = Box::pin(reply).await;
         ctx.body_read = body_read;
-        Ok(legacy_response(issuer, reply))
+        Ok(respond::legacy_answer(reply, issuer.config.legacy.as_ref()))
     }
 
     /// Serves a token endpoint: reads the body within the issuer's size and
@@ -68,7 +65,7 @@ impl Gateway {
     ) -> (issue::Reply, bool) {
         let keys = live.validator.keys();
         let ctx = self.issuing(issuer, &keys);
-        let settings = ctx.endpoint;
+        let settings = ctx.routes;
         let now = self.shared.clock.now();
         let path = parts.uri.path();
         let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
@@ -111,7 +108,7 @@ impl Gateway {
     ) -> (oauth2::Answer, bool) {
         let keys = live.validator.keys();
         let issuing = self.issuing(issuer, &keys);
-        let settings = issuing.endpoint;
+        let settings = issuing.routes;
         let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
         {
             Ok(b) => b,
@@ -147,41 +144,6 @@ impl Gateway {
         (oauth2::handle(&endpoints, &request).await, true)
     }
 
-    /// A token request to one of portero's own issuers from within: a
-    /// route's sign-in redeeming its code or refreshing its tokens.
-    pub(super) async fn own_token_request(
-        &self,
-        live: &Live,
-        issuer: usize,
-        authorization: &str,
-        form: &str,
-    ) -> oauth2::Answer {
-        let issuer = live.issuer(crate::live::IssuerId(issuer));
-        let keys = live.validator.keys();
-        let Some(settings) = issuer.config.oauth2.as_ref() else {
-            return oauth2::transport_error(Transport::Unavailable);
-        };
-        let endpoints = oauth2::Endpoints {
-            settings,
-            issuing: self.issuing(issuer, &keys),
-            validator: &live.validator,
-        };
-        let path = format!("/oauth2/{}/token", issuer.config.name);
-        let request = oauth2::Request {
-            method: &http::Method::POST,
-            path: &path,
-            authorization: Some(authorization.as_bytes()).filter(|a| !a.is_empty()),
-            form: true,
-            body: form.as_bytes(),
-            client: None,
-            now: self.shared.clock.now().timestamp(),
-            query: None,
-            cookies: &[],
-            origin: None,
-        };
-        oauth2::handle(&endpoints, &request).await
-    }
-
     /// A token-endpoint request refused before its body was read.
     pub(super) fn refuse_login(
         &self,
@@ -195,109 +157,33 @@ impl Gateway {
         issue::transport_error(&ctx, why, parts.uri.path(), self.shared.clock.now())
     }
 
-    /// The issuing context of `issuer`'s token endpoint.
-    pub(super) fn issuing<'a>(&'a self, issuer: &'a LiveIssuer, keys: &'a KeySet) -> Issuing<'a> {
+    /// The issuing context of `issuer`'s token routes.
+    pub(super) fn issuing<'a>(
+        &'a self,
+        issuer: &'a LiveIssuer,
+        keys: &'a KeySet,
+    ) -> IssuerContext<'a> {
         let config = &issuer.config;
-        Issuing {
+        let identity = issuer
+            .identity
+            .as_deref()
+            .expect("token routes exist only for issuers with accounts");
+        IssuerContext {
             index: issuer.id.0,
             issuer: config,
-            endpoint: config
-                .endpoint
+            accounts: identity.accounts(),
+            routes: config
+                .token_routes
                 .as_ref()
-                .expect("token routes exist only for endpoints"),
+                .expect("token routes exist only for issuers with accounts"),
+            endpoint: config.legacy.as_ref(),
             keys,
             store: &self.shared.store,
             revocations: &self.shared.revocations,
             metrics: &self.shared.metrics,
-            users: issuer.user_store.as_ref(),
-            refused: Default::default(),
+            logins: identity.logins(&self.shared.store),
         }
     }
-}
-
-/// A dialect's answer as HTTP, with the endpoint's `Deprecation` and
-/// `Sunset` when it is being retired.
-pub(super) fn legacy_response(issuer: &LiveIssuer, reply: issue::Reply) -> Response<GatewayBody> {
-    let mut response = respond::json(reply.status, reply.body);
-    let Some(endpoint) = issuer.config.endpoint.as_ref() else {
-        return response;
-    };
-    let notices = [
-        (DEPRECATION, &endpoint.deprecation),
-        (SUNSET, &endpoint.sunset),
-    ];
-    for (name, value) in notices {
-        if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
-            response.headers_mut().insert(name, value);
-        }
-    }
-    response
-}
-
-const DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
-const SUNSET: HeaderName = HeaderName::from_static("sunset");
-
-/// An OAuth 2.0 answer as HTTP: never stored by a cache, nor by an
-/// HTTP/1.0 one (RFC 6749 §5.1), with the Basic challenge where §5.2 asks.
-pub(super) fn oauth2_response(answer: oauth2::Answer) -> Response<GatewayBody> {
-    // `respond::json` says `Cache-Control: no-store` already.
-    let mut response = respond::json(answer.status, answer.body);
-    let headers = response.headers_mut();
-    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    match &answer.shape {
-        oauth2::Shape::Json => {}
-        oauth2::Shape::Page => {
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            );
-            headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        }
-        oauth2::Shape::Redirect(location) => {
-            if let Ok(v) = HeaderValue::from_str(location) {
-                headers.insert(LOCATION, v);
-            }
-            headers.remove(CONTENT_TYPE);
-        }
-    }
-    if answer.shape != oauth2::Shape::Json {
-        // Not `no-referrer`: under it a browser posts the sign-in form
-        // with `Origin: null`, which the form's origin check refuses. The
-        // client's site still gets no referrer from portero's pages.
-        headers.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    }
-    if let Some(csp) = answer
-        .csp
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        headers.insert(CONTENT_SECURITY_POLICY, csp);
-    }
-    for cookie in &answer.cookies {
-        if let Ok(v) = HeaderValue::from_str(cookie) {
-            headers.append(SET_COOKIE, v);
-        }
-    }
-    if answer.public {
-        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    }
-    if let Some(v) = answer
-        .bearer_challenge
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        headers.insert(WWW_AUTHENTICATE, v);
-    }
-    if let Some(allow) = answer.allow {
-        headers.insert(ALLOW, HeaderValue::from_static(allow));
-    }
-    if answer.basic_challenge {
-        headers.insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"portero\", charset=\"UTF-8\""),
-        );
-    }
-    response
 }
 
 /// Reads a whole request body, refusing it past `max` bytes (announced or

@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 
 use super::pending::{safe_return, Pending, PENDING_SECS};
-use super::provider::{LoginProvider, OwnTokenEndpoint, ProviderError};
+use super::provider::{LoginProvider, OwnIssuer, ProviderError};
 use super::tokens::Expect;
 use super::{seal, BrowserSessions, NewSession, Tokens};
 use crate::auth::validate::Validator;
@@ -141,7 +141,7 @@ pub struct Finish<'a> {
     pub settings: &'a Sessions,
     pub validator: &'a Validator,
     pub leeway: i64,
-    pub own: &'a dyn OwnTokenEndpoint,
+    pub own: &'a dyn OwnIssuer,
     pub now: i64,
     /// More than one provider signs people in here: each callback must
     /// name its provider (RFC 9207 `iss`), or one provider's code could be
@@ -187,13 +187,9 @@ pub async fn finish(
     let code = answer_code(f, &endpoints, callback)?;
     spend(f, pending).await?;
     let redirect_uri = f.settings.redirect_uri();
-    let params = [
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", redirect_uri.as_str()),
-        ("code_verifier", pending.verifier.as_str()),
-    ];
-    let granted = provider.token(&params, f.own).await?;
+    let granted = provider
+        .redeem_code(code, &redirect_uri, &pending.verifier, f.own)
+        .await?;
     let id_token = granted
         .id_token
         .clone()

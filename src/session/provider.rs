@@ -1,7 +1,8 @@
 //! A provider portero signs people in at, as its OpenID Connect client:
 //! where its endpoints are (from its discovery document, or portero's own
 //! issuer's), and the requests portero makes there (the code and refresh
-//! grants, userinfo). Off the request path: only sign-ins and refreshes
+//! grants, userinfo); an own issuer's grants are asked in process
+//! ([`OwnIssuer`]). Off the request path: only sign-ins and refreshes
 //! come here.
 
 use std::sync::{Arc, Mutex};
@@ -48,7 +49,7 @@ pub struct Endpoints {
     pub authorization_response_iss_parameter_supported: bool,
 }
 
-/// A token endpoint's answer.
+/// What a grant gives: a token endpoint's answer, or an own issuer's.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Granted {
     pub access_token: String,
@@ -60,12 +61,55 @@ pub struct Granted {
     pub expires_in: Option<i64>,
 }
 
-/// portero's own issuers' token endpoints, called in process: an own
-/// provider's `public_url` need not be reachable from the gateway itself.
+/// portero's own issuers, whose grants a sign-in asks for in process: an
+/// own provider's `public_url` need not be reachable from the gateway
+/// itself, and nothing is written out as a request to be read back.
 #[async_trait]
-pub trait OwnTokenEndpoint: Send + Sync {
-    /// The status and body of the token endpoint of issuer `issuer`.
-    async fn token(&self, issuer: usize, authorization: &str, form: &str) -> (u16, String);
+pub trait OwnIssuer: Send + Sync {
+    /// Issuer `issuer`'s `authorization_code` grant.
+    async fn redeem_code(
+        &self,
+        issuer: usize,
+        grant: CodeGrant<'_>,
+    ) -> Result<Granted, GrantRefused>;
+
+    /// Issuer `issuer`'s `refresh_token` grant.
+    async fn refresh(
+        &self,
+        issuer: usize,
+        grant: RefreshGrant<'_>,
+    ) -> Result<Granted, GrantRefused>;
+}
+
+/// A code to redeem, by the client it was issued to, with the redirect
+/// URI and PKCE verifier of its authorization request.
+#[derive(Clone, Copy)]
+pub struct CodeGrant<'a> {
+    pub client_id: &'a str,
+    pub code: &'a str,
+    pub code_verifier: &'a str,
+    pub redirect_uri: &'a str,
+}
+
+/// A refresh token to use, by the client it was issued to.
+#[derive(Clone, Copy)]
+pub struct RefreshGrant<'a> {
+    pub client_id: &'a str,
+    pub refresh_token: &'a str,
+}
+
+/// A grant the issuer refused: its error code (RFC 6749 §5.2), as its
+/// token endpoint would have answered it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct GrantRefused {
+    pub error: &'static str,
+}
+
+impl From<GrantRefused> for ProviderError {
+    fn from(refused: GrantRefused) -> ProviderError {
+        ProviderError::Refused(refused.error.to_string())
+    }
 }
 
 pub struct LoginProvider {
@@ -73,6 +117,9 @@ pub struct LoginProvider {
     pub index: usize,
     pub name: String,
     pub client: Arc<LoginClient>,
+    /// The client's secret, which authenticates it at an external
+    /// provider's token endpoint; an own issuer, asked in process, needs
+    /// none.
     secret: Option<String>,
     place: Place,
 }
@@ -188,13 +235,68 @@ impl LoginProvider {
         Ok(endpoints)
     }
 
-    /// A token request (`grant_type` and its parameters), authenticated
-    /// as the client (HTTP Basic, RFC 6749 §2.3.1) or, for a public one,
-    /// naming it.
-    pub async fn token(
+    /// Redeems the code of a callback (RFC 6749 §4.1.3) with the PKCE
+    /// verifier of its sign-in: asked of an own issuer in process, else
+    /// of the provider's token endpoint.
+    pub async fn redeem_code(
         &self,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+        own: &dyn OwnIssuer,
+    ) -> Result<Granted, ProviderError> {
+        let Place::External { http, .. } = &self.place else {
+            let grant = CodeGrant {
+                client_id: &self.client.client_id,
+                code,
+                code_verifier,
+                redirect_uri,
+            };
+            return Ok(own.redeem_code(self.index, grant).await?);
+        };
+        self.token_request(
+            http,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", code_verifier),
+            ],
+        )
+        .await
+    }
+
+    /// New tokens for `refresh_token` (RFC 6749 §6): asked of an own
+    /// issuer in process, else of the provider's token endpoint.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        own: &dyn OwnIssuer,
+    ) -> Result<Granted, ProviderError> {
+        let Place::External { http, .. } = &self.place else {
+            let grant = RefreshGrant {
+                client_id: &self.client.client_id,
+                refresh_token,
+            };
+            return Ok(own.refresh(self.index, grant).await?);
+        };
+        self.token_request(
+            http,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
+    }
+
+    /// A request to an external provider's token endpoint (`grant_type`
+    /// and its parameters), authenticated as the client (HTTP Basic, RFC
+    /// 6749 §2.3.1) or, for a public one, naming it.
+    async fn token_request(
+        &self,
+        http: &reqwest::Client,
         params: &[(&str, &str)],
-        own: &dyn OwnTokenEndpoint,
     ) -> Result<Granted, ProviderError> {
         let form = {
             let mut form = form_urlencoded::Serializer::new(String::new());
@@ -204,38 +306,22 @@ impl LoginProvider {
             }
             form.finish()
         };
-        let authorization = match &self.secret {
-            Some(secret) => {
-                let encode =
-                    |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                let pair = format!("{}:{}", encode(&self.client.client_id), encode(secret));
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(pair)
-                )
-            }
-            None => String::new(),
-        };
-        let (status, body) = match &self.place {
-            Place::Own(_) => {
-                let (status, body) = own.token(self.index, &authorization, &form).await;
-                (status, body.into_bytes())
-            }
-            Place::External { http, .. } => {
-                let endpoints = self.endpoints().await?;
-                let mut request = http
-                    .post(&endpoints.token_endpoint)
-                    .header(
-                        http::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(form);
-                if !authorization.is_empty() {
-                    request = request.header(http::header::AUTHORIZATION, authorization);
-                }
-                read(request).await?
-            }
-        };
+        let endpoints = self.endpoints().await?;
+        let mut request = http
+            .post(&endpoints.token_endpoint)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form);
+        if let Some(secret) = &self.secret {
+            let encode =
+                |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let pair = format!("{}:{}", encode(&self.client.client_id), encode(secret));
+            let basic = base64::engine::general_purpose::STANDARD.encode(pair);
+            request = request.header(http::header::AUTHORIZATION, format!("Basic {basic}"));
+        }
+        let (status, body) = read(request).await?;
         if status != 200 {
             let error = serde_json::from_slice::<Value>(&body)
                 .ok()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 
-use super::provider::{LoginProvider, OwnTokenEndpoint, ProviderError};
+use super::provider::{LoginProvider, OwnIssuer, ProviderError};
 use super::{BrowserSessions, Entry, Tokens};
 
 /// How long one instance may hold a session's refresh.
@@ -28,7 +28,7 @@ pub fn due(entry: &Entry, before: Duration, now: i64) -> bool {
 pub async fn refresh(
     sessions: &BrowserSessions,
     provider: &LoginProvider,
-    own: &dyn OwnTokenEndpoint,
+    own: &dyn OwnIssuer,
     entry: &Entry,
     before: Duration,
     clock: &Clock,
@@ -66,7 +66,7 @@ async fn await_other(sessions: &BrowserSessions, entry: &Entry) {
 async fn refresh_here(
     sessions: &BrowserSessions,
     provider: &LoginProvider,
-    own: &dyn OwnTokenEndpoint,
+    own: &dyn OwnIssuer,
     entry: &Entry,
     before: Duration,
     clock: &Clock,
@@ -84,11 +84,7 @@ async fn refresh_here(
     let Some(refresh_token) = old.refresh_token.as_deref() else {
         return Ok(());
     };
-    let params = [
-        ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token),
-    ];
-    let granted = match provider.token(&params, own).await {
+    let granted = match provider.refresh(refresh_token, own).await {
         Ok(granted) => granted,
         Err(ProviderError::Refused(error)) if error == "invalid_grant" => {
             sessions.end(&entry.key).await.map_err(|e| e.to_string())?;

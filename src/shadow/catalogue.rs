@@ -31,9 +31,6 @@ impl Catalogue {
             Dialect::Project => &PROJECT,
             Dialect::ClientEnvelope => &CLIENT_ENVELOPE,
             Dialect::ClientFlat => &CLIENT_FLAT,
-            // `portero check` refuses a shadow for an issuer without a
-            // legacy endpoint.
-            Dialect::Standard => unreachable!("a standard issuer has no legacy service"),
         }
     }
 

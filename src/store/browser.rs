@@ -3,10 +3,52 @@
 //! found again by its provider and user (`sub`) or provider session (`sid`)
 //! when a back-channel logout or the admin API ends them. Each backend keeps
 //! them in its own file (`embedded/browser.rs`, `redis/browser.rs`), beside
-//! the claims (`Store::claim`) that keep two instances from doing one thing
-//! twice.
+//! the claims ([`BrowserSessionRecords::claim`]) that keep two instances
+//! from doing one thing twice.
 
+use std::time::Duration;
+
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// Browser sessions by the hash of their cookie's id, and the claims that
+/// keep two instances from doing one thing twice with them.
+#[async_trait]
+pub trait BrowserSessionRecords: Send + Sync {
+    /// Keeps (or replaces) the session under `hash` until `ends_at()`,
+    /// findable by its provider and `sub`, and by its provider and `sid`.
+    async fn put_browser_session(
+        &self,
+        hash: &str,
+        session: &BrowserSession,
+    ) -> Result<(), StoreError>;
+    /// The session `hash`, unless ended or past `ends_at()` at the store's
+    /// now (a session past its time reads as absent).
+    async fn get_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError>;
+    /// Ends the session `hash` (record and index entries) and returns it as
+    /// it was.
+    async fn end_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError>;
+    /// The hashes of the live sessions of `provider` whose `sub` (or `sid`)
+    /// is the owner's.
+    async fn browser_sessions_of(
+        &self,
+        provider: &str,
+        owner: &SessionOwner,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Notes a request with the session at `now`: `last_seen` becomes `now`
+    /// if later, and its time in the store is extended to match,
+    /// atomically. A session that is gone (ended, expired) stays gone: `false`.
+    async fn touch_browser_session(&self, hash: &str, now: i64) -> Result<bool, StoreError>;
+    /// Takes `key` for `ttl` if nobody holds it: `true` for exactly one of
+    /// any concurrent callers, on every instance sharing the store (Redis
+    /// `SET NX PX`). Used for "one refresh of a session at a time" and "a
+    /// logout token's jti is accepted once".
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Lets go of a claim before its ttl.
+    async fn release_claim(&self, key: &str) -> Result<(), StoreError>;
+}
 
 /// A browser session of a route that signs people in (`login`), stored
 /// under the SHA-256 (hex) of its cookie's id, never the id itself.
@@ -108,14 +150,12 @@ impl BrowserSession {
 #[cfg(test)]
 pub(crate) mod checks {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
     use crate::clock::unix_now;
-    use crate::store::Store;
 
     /// The hashes of `owner`'s sessions at `provider`, sorted.
-    async fn of(s: &dyn Store, provider: &str, owner: SessionOwner) -> Vec<String> {
+    async fn of(s: &dyn BrowserSessionRecords, provider: &str, owner: SessionOwner) -> Vec<String> {
         let mut hashes = s.browser_sessions_of(provider, &owner).await.unwrap();
         hashes.sort();
         hashes
@@ -129,7 +169,7 @@ pub(crate) mod checks {
         SessionOwner::ProviderSession(s.into())
     }
 
-    pub async fn a_session_is_kept_replaced_and_ended(s: &dyn Store) {
+    pub async fn a_session_is_kept_replaced_and_ended(s: &dyn BrowserSessionRecords) {
         let now = unix_now();
         let session = BrowserSession {
             sealed: Vec::new(),
@@ -160,7 +200,7 @@ pub(crate) mod checks {
         assert_eq!(s.end_browser_session("never").await.unwrap(), None);
     }
 
-    pub async fn an_expired_session_reads_as_absent(s: &dyn Store) {
+    pub async fn an_expired_session_reads_as_absent(s: &dyn BrowserSessionRecords) {
         let now = unix_now();
         let over = BrowserSession {
             created_at: now - 4000,
@@ -191,7 +231,7 @@ pub(crate) mod checks {
         assert_eq!(of(s, "p", sub("user-1")).await, ["live"]);
     }
 
-    pub async fn sessions_are_found_by_owner_at_their_provider(s: &dyn Store) {
+    pub async fn sessions_are_found_by_owner_at_their_provider(s: &dyn BrowserSessionRecords) {
         let now = unix_now();
         let put = |hash: &'static str, session: BrowserSession| async move {
             s.put_browser_session(hash, &session).await.unwrap();
@@ -238,7 +278,9 @@ pub(crate) mod checks {
         assert_eq!(of(s, "a", sub("user-3")).await, ["a2"]);
     }
 
-    pub async fn a_touch_extends_the_idle_end_and_not_a_gone_session(s: &dyn Store) {
+    pub async fn a_touch_extends_the_idle_end_and_not_a_gone_session(
+        s: &dyn BrowserSessionRecords,
+    ) {
         let now = unix_now();
         let session = BrowserSession {
             last_seen: now - 500,
@@ -287,7 +329,7 @@ pub(crate) mod checks {
         assert!(!s.touch_browser_session("end", now + 31).await.unwrap());
     }
 
-    pub async fn a_claim_is_held_once_until_released_or_lapsed(s: &dyn Store) {
+    pub async fn a_claim_is_held_once_until_released_or_lapsed(s: &dyn BrowserSessionRecords) {
         let minute = Duration::from_secs(60);
         assert!(s.claim("refresh:h1", minute).await.unwrap());
         assert!(!s.claim("refresh:h1", minute).await.unwrap());
@@ -305,7 +347,7 @@ pub(crate) mod checks {
         assert!(!s.claim("refresh:h2", minute).await.unwrap(), "still held");
     }
 
-    pub async fn one_of_many_concurrent_claims_wins(s: Arc<dyn Store>) {
+    pub async fn one_of_many_concurrent_claims_wins(s: Arc<dyn BrowserSessionRecords>) {
         let start = Arc::new(tokio::sync::Barrier::new(20));
         let tasks: Vec<_> = (0..20)
             .map(|_| {

@@ -2,9 +2,70 @@
 //! sessions and dynamically registered clients. Each is kept under a
 //! SHA-256 of its secret (a code, a session cookie) or under its issuer
 //! and client id, never the secret itself; each backend keeps them in its
-//! own file (`embedded/oauth.rs`, `redis/oauth.rs`).
+//! own file (`embedded/oauth.rs`, `redis/oauth.rs`), which implements
+//! [`SignOn`] and [`RegisteredClients`].
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// Authorization codes and the sign-on sessions they are issued in.
+#[async_trait]
+pub trait SignOn: Send + Sync {
+    /// Keeps a new authorization code under `hash` until its `expires_at`.
+    async fn put_code(&self, hash: &str, record: &CodeRecord) -> Result<(), StoreError>;
+    /// Redeems the code `hash` in one atomic step: returns the record as it
+    /// was (so `used` is false for the first redemption only) and leaves it
+    /// `used`; a redemption of a used one also leaves it `replayed`. `None`
+    /// when no such code is held (never made, or expired).
+    async fn redeem_code(&self, hash: &str) -> Result<Option<CodeRecord>, StoreError>;
+    /// Notes the refresh token (`refresh_hash`) the first redemption
+    /// issued, atomically: `false` when the code was replayed meanwhile or
+    /// is gone, and then the caller revokes what it issued.
+    async fn code_issued(&self, hash: &str, refresh_hash: &str) -> Result<bool, StoreError>;
+
+    /// Keeps a sign-on session under its `sid` until its `expires_at`.
+    async fn put_sso(&self, session: &SsoSession) -> Result<(), StoreError>;
+    /// The session `sid`, unless ended or expired.
+    async fn get_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError>;
+    /// Ends the session `sid` and returns it as it was.
+    async fn end_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError>;
+    /// Adds a refresh family to the session's `families`, atomically;
+    /// `false` when the session has ended or expired (then the caller
+    /// revokes the family: it outlived its session).
+    async fn sso_add_family(&self, sid: &str, family: &str) -> Result<bool, StoreError>;
+}
+
+/// Clients registered by RFC 7591, by issuer and client id.
+#[async_trait]
+pub trait RegisteredClients: Send + Sync {
+    /// Writes a registered client (a new one, or one changed), kept until
+    /// its `expires_at`.
+    async fn put_client(&self, client: &RegisteredClient) -> Result<(), StoreError>;
+    /// The registered client, unless deleted or expired.
+    async fn get_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Option<RegisteredClient>, StoreError>;
+    /// Every unexpired registered client, of `issuer` or of all.
+    async fn registered_clients(
+        &self,
+        issuer: Option<&str>,
+    ) -> Result<Vec<RegisteredClient>, StoreError>;
+    /// Deletes a registered client; whether it was there.
+    async fn delete_client(&self, issuer: &str, client_id: &str) -> Result<bool, StoreError>;
+    /// Notes a use of the client: `last_used = now`, kept until `expires_at`.
+    /// A client that is gone stays gone.
+    async fn touch_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+}
 
 /// An authorization code (RFC 6749 §4.1.2), stored under the SHA-256 of
 /// the code. It lives at most 60 s and is redeemed once: a second
@@ -156,9 +217,8 @@ impl RegisteredClient {
 pub(crate) mod checks {
     use super::*;
     use crate::clock::unix_now;
-    use crate::store::Store;
 
-    pub async fn a_code_is_redeemed_once(s: &dyn Store) {
+    pub async fn a_code_is_redeemed_once(s: &dyn SignOn) {
         let now = unix_now();
         let code = CodeRecord::sample("i", now + 60);
         s.put_code("one", &code).await.unwrap();
@@ -185,14 +245,14 @@ pub(crate) mod checks {
         assert!(!s.code_issued("never", "r").await.unwrap());
     }
 
-    pub async fn an_expired_code_is_not_held(s: &dyn Store) {
+    pub async fn an_expired_code_is_not_held(s: &dyn SignOn) {
         let code = CodeRecord::sample("i", unix_now() - 1);
         s.put_code("expired", &code).await.unwrap();
         assert_eq!(s.redeem_code("expired").await.unwrap(), None);
         assert!(!s.code_issued("expired", "r").await.unwrap());
     }
 
-    pub async fn a_session_ends_and_takes_no_family_after(s: &dyn Store) {
+    pub async fn a_session_ends_and_takes_no_family_after(s: &dyn SignOn) {
         let now = unix_now();
         let session = SsoSession::sample("sid-a", now + 600);
         s.put_sso(&session).await.unwrap();
@@ -216,7 +276,7 @@ pub(crate) mod checks {
         assert!(!s.sso_add_family("sid-never", "f").await.unwrap());
     }
 
-    pub async fn clients_are_listed_by_issuer_and_stay_deleted(s: &dyn Store) {
+    pub async fn clients_are_listed_by_issuer_and_stay_deleted(s: &dyn RegisteredClients) {
         let now = unix_now();
         let sorted = |mut v: Vec<RegisteredClient>| {
             v.sort_by(|x, y| (&x.issuer, &x.client_id).cmp(&(&y.issuer, &y.client_id)));

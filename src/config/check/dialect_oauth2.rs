@@ -17,11 +17,11 @@ impl Checker<'_> {
         &mut self,
         name: &str,
         table: &Spanned<FileOAuth2>,
-        endpoint: Option<&TokenEndpoint>,
+        issues: Option<(&Accounts, &TokenRoutes)>,
         public_url: Option<&str>,
     ) -> Option<OAuth2> {
         let key = format!("issuers.{name}.oauth2");
-        let Some(endpoint) = endpoint else {
+        let Some((accounts, routes)) = issues else {
             self.problem(
                 table,
                 key,
@@ -30,35 +30,35 @@ impl Checker<'_> {
             return None;
         };
         let settings = table.get_ref();
-        let dialect = endpoint.dialect;
-        if dialect.has_clients() && (settings.password_grant || !settings.clients.is_empty()) {
+        let form = accounts.form;
+        if form.has_clients() && (settings.password_grant || !settings.clients.is_empty()) {
             self.problem(
                 table,
                 &key,
                 format!(
                     "the {} dialect's principals are its clients (client_credentials); \
                      password_grant and clients are for user dialects",
-                    dialect.name()
+                    form.name()
                 ),
             );
         }
-        if !dialect.has_clients() && settings.clients.is_empty() {
+        if !form.has_clients() && settings.clients.is_empty() {
             self.problem(
                 table,
                 format!("{key}.clients"),
                 format!(
                     "the {} dialect's principals are users: name the applications that \
                      ask for their tokens",
-                    dialect.name()
+                    form.name()
                 ),
             );
         }
-        self.code_flow_has_users_and_callbacks(&key, dialect, settings);
+        self.code_flow_has_users_and_callbacks(&key, form, settings);
         let clients = self.oauth_clients(
             name,
             &settings.clients,
             &format!("{key}.clients"),
-            endpoint,
+            accounts,
             settings,
             None,
         );
@@ -73,7 +73,7 @@ impl Checker<'_> {
         self.browser_clients_reach_the_token_endpoint(
             &format!("{key}.clients"),
             &settings.clients,
-            endpoint.cors.as_deref(),
+            routes.cors.as_deref(),
             public_url,
         );
         Some(self.oauth2_settings(name, settings, public_url, clients, false))
@@ -81,14 +81,14 @@ impl Checker<'_> {
 
     /// A dialect's authorization endpoint needs users to sign in and a
     /// client with somewhere to send them back.
-    fn code_flow_has_users_and_callbacks(&mut self, key: &str, dialect: Dialect, s: &FileOAuth2) {
+    fn code_flow_has_users_and_callbacks(&mut self, key: &str, form: AccountForm, s: &FileOAuth2) {
         let Some(on) = s.authorization_code.as_ref().filter(|v| *v.get_ref()) else {
             return;
         };
-        let problem = if dialect.has_clients() {
+        let problem = if form.has_clients() {
             format!(
                 "the {} dialect's principals are clients: it has no users to sign in",
-                dialect.name()
+                form.name()
             )
         } else if !s.clients.iter().any(|c| c.redirect_uris.is_some()) {
             "no client has redirect_uris: no one could ever be sent back with a code".to_string()
@@ -106,11 +106,11 @@ impl Checker<'_> {
         &mut self,
         issuer: &str,
         client_id: &Spanned<String>,
-        endpoint: &TokenEndpoint,
+        accounts: &Accounts,
         client_key: &str,
     ) {
         let id = client_id.get_ref();
-        if let Some(user) = endpoint.principals.get_by_key(id) {
+        if let Some(user) = accounts.principals.get_by_key(id) {
             self.problem(
                 client_id,
                 format!("{client_key}.client_id"),

@@ -1,4 +1,4 @@
-//! `[issuers.*]`: keys, token endpoints, OAuth 2.0 and user stores (principals: `principal.rs`).
+//! `[issuers.*]`: keys, accounts, token routes, legacy endpoints, OAuth 2.0 and user stores (principals: `principal.rs`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,6 +22,29 @@ pub(super) fn host_serves(pattern: &str, host: &str) -> bool {
     }
 }
 
+/// An `api_key` issuer: its keys are the admin API's, so it has no
+/// signing keys, accounts or routes of its own.
+fn api_key_issuer(name: &str, i: &FileIssuer) -> Issuer {
+    Issuer {
+        name: name.to_string(),
+        kind: IssuerKind::ApiKey,
+        iss: i.iss.as_ref().map_or(name, |s| s.get_ref()).to_string(),
+        token_ttl: secs(3600),
+        allow_no_exp: true,
+        keys: Vec::new(),
+        accounts: None,
+        token_routes: None,
+        legacy: None,
+        user_store: None,
+        shadow: None,
+        external: None,
+        oauth2: None,
+        introspection: None,
+        roles_claims: None,
+        login: None,
+    }
+}
+
 impl Checker<'_> {
     pub(super) fn issuer(
         &mut self,
@@ -36,22 +59,7 @@ impl Checker<'_> {
         }
         self.only_standard(name, i);
         if kind == IssuerKind::ApiKey {
-            return Issuer {
-                name: name.to_string(),
-                kind,
-                iss: i.iss.as_ref().map_or(name, |s| s.get_ref()).to_string(),
-                token_ttl: secs(3600),
-                allow_no_exp: true,
-                keys: Vec::new(),
-                endpoint: None,
-                user_store: None,
-                shadow: None,
-                external: None,
-                oauth2: None,
-                introspection: None,
-                roles_claims: None,
-                login: None,
-            };
+            return api_key_issuer(name, i);
         }
         let keys = self.keys(name, i);
         let external = self.external(name, i);
@@ -62,10 +70,13 @@ impl Checker<'_> {
             (None, Some(_)) => String::new(),
             (None, None) => name.to_string(),
         };
-        let endpoint = if external.is_some() || introspection.is_some() {
-            None
+        let (accounts, token_routes, legacy) = if external.is_some() || introspection.is_some() {
+            (None, None, None)
         } else {
-            self.endpoint(name, i, cors)
+            match self.endpoint(name, i, cors) {
+                Some((accounts, routes, legacy)) => (Some(accounts), Some(routes), legacy),
+                None => (None, None, None),
+            }
         };
         // A dialect portero does not speak is one problem, named once: the
         // tables that need a dialect are not checked against its absence.
@@ -77,7 +88,10 @@ impl Checker<'_> {
             .oauth2
             .as_ref()
             .filter(|_| !unknown_dialect)
-            .and_then(|table| self.oauth2(name, table, endpoint.as_ref(), public_url));
+            .and_then(|table| {
+                let issues = accounts.as_ref().zip(token_routes.as_ref());
+                self.oauth2(name, table, issues, public_url)
+            });
         match oauth2.as_mut() {
             Some(o) => o.sign_in = self.sign_in_page(name, i, o.authorization_code),
             None => {
@@ -91,17 +105,19 @@ impl Checker<'_> {
             .user_store
             .as_ref()
             .filter(|_| !unknown_dialect)
-            .and_then(|table| self.user_store(name, table, endpoint.is_some()));
+            .and_then(|table| self.user_store(name, table, accounts.is_some()));
         let shadow = i
             .shadow
             .as_ref()
             .filter(|_| !unknown_dialect)
-            .and_then(|table| self.shadow(name, table, endpoint.is_some()));
+            .and_then(|table| self.shadow(name, table, legacy.is_some()));
         Issuer {
             name: name.to_string(),
             kind,
             iss,
-            endpoint,
+            accounts,
+            token_routes,
+            legacy,
             user_store,
             shadow,
             external,
@@ -224,27 +240,32 @@ impl Checker<'_> {
         })
     }
 
+    /// The accounts, token routes and legacy endpoint of an issuer with a
+    /// dialect; `None` without one.
     pub(super) fn endpoint(
         &mut self,
         name: &str,
         i: &FileIssuer,
         cors: &[Arc<CorsPolicy>],
-    ) -> Option<TokenEndpoint> {
+    ) -> Option<(Accounts, TokenRoutes, Option<LegacyEndpoint>)> {
         let dialect = self.dialect(name, i)?;
-        Some(self.endpoint_for(name, i, cors, dialect))
+        Some(self.issuing_for(name, i, cors, AccountForm::Dialect(dialect)))
     }
 
-    /// The token endpoint's settings for `dialect`: its paths, limits,
-    /// lockout and principals.
-    pub(super) fn endpoint_for(
+    /// What an issuer portero issues for reads, for accounts of `form`:
+    /// its accounts with their lockout, its token routes' settings, and
+    /// (with a dialect) its legacy endpoint. A standard issuer's legacy
+    /// keys are refused elsewhere, and read here all the same, so each
+    /// value's own problem is said as for a dialect's.
+    pub(super) fn issuing_for(
         &mut self,
         name: &str,
         i: &FileIssuer,
         cors: &[Arc<CorsPolicy>],
-        dialect: Dialect,
-    ) -> TokenEndpoint {
+        form: AccountForm,
+    ) -> (Accounts, TokenRoutes, Option<LegacyEndpoint>) {
         let key = |k: &str| format!("issuers.{name}.{k}");
-        let (path, refresh_path) = self.endpoint_paths(name, i, dialect);
+        let (path, refresh_path) = self.endpoint_paths(name, i, form.dialect());
         let time_zone = match &i.time_zone {
             None => chrono::FixedOffset::east_opt(0).expect("zero offset"),
             Some(tz) => parse_offset(tz.get_ref()).unwrap_or_else(|e| {
@@ -252,7 +273,7 @@ impl Checker<'_> {
                 chrono::FixedOffset::east_opt(0).expect("zero offset")
             }),
         };
-        let principals = self.endpoint_principals(name, i, dialect);
+        let principals = self.endpoint_principals(name, i, form);
         let max_body_size = match &i.max_body_size {
             None => 64 * 1024,
             Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
@@ -269,32 +290,41 @@ impl Checker<'_> {
                 format!("must be between 1 and max_years ({max_years})"),
             );
         }
-        TokenEndpoint {
-            dialect,
-            host: i
-                .host
-                .as_ref()
-                .map_or("*".to_string(), |h| h.get_ref().to_ascii_lowercase()),
-            path,
-            refresh_path,
-            refresh_ttl: self.duration(&i.refresh_ttl, &key("refresh_ttl"), secs(86_400)),
-            time_zone,
-            default_years,
-            max_years,
-            companies: i.companies.clone(),
+        let host = i
+            .host
+            .as_ref()
+            .map_or("*".to_string(), |h| h.get_ref().to_ascii_lowercase());
+        let refresh_ttl = self.duration(&i.refresh_ttl, &key("refresh_ttl"), secs(86_400));
+        let accounts = Accounts {
+            form,
+            subject: form.subject_rule(),
+            principals: Principals::new(principals),
             max_failures: i.max_failures.unwrap_or(5).max(1),
             ip_max_failures: i.ip_max_failures.unwrap_or(50).max(1),
             client_max_failures: i.client_max_failures.unwrap_or(1000).max(1),
             hash_limits: self.hash_limits,
             lockout: self.duration(&i.lockout, &key("lockout"), secs(900)),
+        };
+        let routes = TokenRoutes {
+            host,
             max_body_size,
             body_timeout: self.duration(&i.body_timeout, &key("body_timeout"), secs(10)),
-            principals: Principals::new(principals),
             cors: self.cors_ref(&i.cors, cors, &key("cors")),
             limits: self.route_limits(i.limits(), &format!("issuers.{name}"), false),
+            refresh_ttl,
+        };
+        let legacy = form.dialect().map(|dialect| LegacyEndpoint {
+            dialect,
+            path,
+            refresh_path,
+            time_zone,
+            default_years,
+            max_years,
+            companies: i.companies.clone(),
             deprecation: deprecation.map(|at| format!("@{}", at.timestamp())),
             sunset: sunset.map(|at| at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
-        }
+        });
+        (accounts, routes, legacy)
     }
 
     /// The issuer's `dialect`; `None` (no token endpoint) when it names
@@ -325,13 +355,14 @@ impl Checker<'_> {
         dialect
     }
 
-    /// The token endpoint's `path`, and the login-refresh dialect's
-    /// `refresh_path` (no other dialect has one).
+    /// The legacy endpoint's `path`, and the login-refresh dialect's
+    /// `refresh_path` (no other dialect has one); `None`: a standard
+    /// issuer's, which has no legacy endpoint and refuses both keys.
     fn endpoint_paths(
         &mut self,
         name: &str,
         i: &FileIssuer,
-        dialect: Dialect,
+        dialect: Option<Dialect>,
     ) -> (String, Option<String>) {
         let key = |k: &str| format!("issuers.{name}.{k}");
         let path = |c: &mut Self, v: &Option<Spanned<String>>, k: &str, default: &str| match v {
@@ -342,9 +373,14 @@ impl Checker<'_> {
             Some(p) => p.get_ref().clone(),
             None => default.to_string(),
         };
-        let main_path = path(self, &i.path, "path", dialect.default_path());
+        let main_path = path(
+            self,
+            &i.path,
+            "path",
+            dialect.map_or("", Dialect::default_path),
+        );
         let refresh_path = match (dialect, &i.refresh_path) {
-            (Dialect::LoginRefresh, v) => {
+            (Some(Dialect::LoginRefresh), v) => {
                 Some(path(self, v, "refresh_path", "/api/auth/refreshtoken"))
             }
             (_, Some(v)) => {
@@ -361,18 +397,18 @@ impl Checker<'_> {
     }
 
     /// The principals written in the issuer's table and in its
-    /// `principals_file`, each with the dialect's login fields.
+    /// `principals_file`, each with the form's login fields.
     fn endpoint_principals(
         &mut self,
         name: &str,
         i: &FileIssuer,
-        dialect: Dialect,
+        form: AccountForm,
     ) -> Vec<Principal> {
         let key = |k: &str| format!("issuers.{name}.{k}");
         // A standard issuer's are its users.
-        let (written, list) = match dialect {
-            Dialect::Standard => (&i.users, "users"),
-            _ => (&i.principals, "principals"),
+        let (written, list) = match form {
+            AccountForm::Standard => (&i.users, "users"),
+            AccountForm::Dialect(_) => (&i.principals, "principals"),
         };
         let mut file_principals = written.clone();
         if let Some(f) = &i.principals_file {
@@ -386,7 +422,7 @@ impl Checker<'_> {
             }
         }
         let readers = Readers {
-            dialect,
+            form,
             oauth2: i.oauth2.is_some(),
         };
         let mut principals = Vec::new();
@@ -450,15 +486,15 @@ impl Checker<'_> {
         }
     }
 
-    /// `[issuers.NAME.user_store]`: where the dialect's principals live in SQL.
+    /// `[issuers.NAME.user_store]`: where the issuer's accounts live in SQL.
     pub(super) fn user_store(
         &mut self,
         name: &str,
         table: &Spanned<FileUserStore>,
-        has_endpoint: bool,
+        has_accounts: bool,
     ) -> Option<UserStoreConfig> {
         let key = |k: &str| format!("issuers.{name}.user_store.{k}");
-        if !has_endpoint {
+        if !has_accounts {
             self.problem(
                 table,
                 format!("issuers.{name}.user_store"),

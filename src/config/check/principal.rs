@@ -10,11 +10,11 @@ use super::Checker;
 /// A principal's keys that only its OAuth 2.0 endpoints read, as a client.
 const OAUTH2_CLIENT_KEYS: [&str; 3] = ["permissions", "auth_method", "introspect"];
 
-/// What reads an issuer's principals: its dialect's endpoint, and its
-/// OAuth 2.0 endpoints if it has them.
+/// What reads an issuer's principals: its dialect's endpoint (or a
+/// standard issuer's sign-in), and its OAuth 2.0 endpoints if it has them.
 #[derive(Clone, Copy)]
 pub(super) struct Readers {
-    pub(super) dialect: Dialect,
+    pub(super) form: AccountForm,
     pub(super) oauth2: bool,
 }
 
@@ -69,10 +69,10 @@ impl Checker<'_> {
         readers: Readers,
         p: &FilePrincipal,
     ) -> Option<Principal> {
-        let dialect = readers.dialect;
+        let form = readers.form;
         let secret = self.stored_hash(&p.secret_hash, &format!("{key}.secret_hash"))?;
         let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
-        let login = dialect.login_of(
+        let login = form.login_of(
             p.username.as_ref().map(|s| s.get_ref().as_str()),
             p.client_id.as_ref().map(|s| s.get_ref().as_str()),
             p.business.as_ref().map(|s| s.get_ref().as_str()),
@@ -82,15 +82,11 @@ impl Checker<'_> {
             self.problem(
                 &p.secret_hash,
                 key,
-                format!(
-                    "the {} dialect needs {}",
-                    dialect.name(),
-                    dialect.login_fields()
-                ),
+                format!("the {} dialect needs {}", form.name(), form.login_fields()),
             );
             return None;
         };
-        if dialect == Dialect::Project
+        if form == AccountForm::Dialect(Dialect::Project)
             && p.business
                 .as_ref()
                 .is_some_and(|b| b.get_ref().contains('/'))
@@ -103,7 +99,7 @@ impl Checker<'_> {
             return None;
         }
         self.keys_read(key, readers, p);
-        if dialect == Dialect::ClientFlat && p.company.is_none() {
+        if form == AccountForm::Dialect(Dialect::ClientFlat) && p.company.is_none() {
             self.problem(
                 &p.secret_hash,
                 format!("{key}.company"),
@@ -152,9 +148,9 @@ impl Checker<'_> {
     /// issuer has no OAuth 2.0 endpoints. Such a key only looks as if it
     /// did something (a `role` no token ever carries).
     fn keys_read(&mut self, key: &str, readers: Readers, p: &FilePrincipal) {
-        let dialect = readers.dialect;
-        let read = dialect.principal_keys();
-        let as_client = dialect.has_clients();
+        let form = readers.form;
+        let read = form.principal_keys();
+        let as_client = form.has_clients();
         for (name, at) in written_keys(p) {
             let problem = if read.contains(&name) {
                 continue;
@@ -165,7 +161,7 @@ impl Checker<'_> {
                 format!(
                     "the {} dialect never reads {name} without OAuth 2.0 endpoints (it is an \
                      OAuth 2.0 client's); add the issuer's oauth2 table, or remove it",
-                    dialect.name()
+                    form.name()
                 )
             } else {
                 let mut keys = read.join(", ");
@@ -177,7 +173,7 @@ impl Checker<'_> {
                 format!(
                     "the {} dialect never reads {name}: its principals have {keys}, \
                      secret_hash, active, blocked and rate_limit; remove it",
-                    dialect.name(),
+                    form.name(),
                 )
             };
             self.problem(&Spanned::new(at, ()), format!("{key}.{name}"), problem);

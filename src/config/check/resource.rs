@@ -95,7 +95,7 @@ impl Checker<'_> {
     /// issuer never set `aud`. (An identity provider's tokens may.)
     fn issuers_can_name(&mut self, at: &Spanned<bool>, key: &str, mask: u64, issuers: &[Issuer]) {
         for (i, issuer) in issuers.iter().enumerate().take(64) {
-            let own = issuer.endpoint.is_some() || issuer.kind == IssuerKind::ApiKey;
+            let own = issuer.accounts.is_some() || issuer.kind == IssuerKind::ApiKey;
             if mask & (1 << i) != 0 && own && issuer.oauth2.is_none() {
                 let message = format!(
                     "issuer {:?} has no OAuth 2.0 endpoints: its tokens never name this resource (aud); take it off the route, or give it [issuers.{}.oauth2]",

@@ -314,15 +314,17 @@ impl Checker<'_> {
     }
 }
 
-/// One POST route per token endpoint, and one per OAuth 2.0 endpoint, each
+/// One POST route per legacy endpoint, and one per OAuth 2.0 endpoint, each
 /// named `issue:<issuer>`. Each serves its exact path only (`routes`): the
 /// paths below them are the ordinary routes'.
 pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
     let mut routes = Vec::new();
     for (index, issuer) in issuers.iter().enumerate() {
-        let Some(e) = &issuer.endpoint else { continue };
+        let Some(shared) = &issuer.token_routes else {
+            continue;
+        };
         let mut mounts = Vec::new();
-        if e.dialect.has_legacy_endpoint() {
+        if let Some(e) = &issuer.legacy {
             mounts.push((e.path.clone(), Endpoint::Token, vec![http::Method::POST]));
             mounts.extend(
                 e.refresh_path
@@ -349,15 +351,15 @@ pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
         for (path, endpoint, methods) in mounts {
             routes.push(Route {
                 name: format!("issue:{}", issuer.name),
-                host: e.host.clone(),
+                host: shared.host.clone(),
                 path,
                 methods,
                 action: RouteAction::Issue {
                     issuer: index,
                     endpoint,
                 },
-                cors: e.cors.clone(),
-                limits: e.limits.clone(),
+                cors: shared.cors.clone(),
+                limits: shared.limits.clone(),
             });
         }
     }

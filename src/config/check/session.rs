@@ -423,7 +423,19 @@ impl Checker<'_> {
                 );
                 self.problem(id, format!("issuers.{name}.login_client_id"), message);
             }
-            if profile.public != login.secret_env.is_none() {
+            if own == index {
+                // Its grants are called in process, by portero, which
+                // holds the client's config: no secret is sent or read.
+                if let Some(env) = &i.login_client_secret_env {
+                    let message = "portero's own issuer is asked in process and reads no \
+                                   secret for its login client (drop login_client_secret_env)";
+                    self.problem(
+                        env,
+                        format!("issuers.{name}.login_client_secret_env"),
+                        message,
+                    );
+                }
+            } else if profile.public != login.secret_env.is_none() {
                 let message = match profile.public {
                     true => "the client is public: it has no secret (drop login_client_secret_env)",
                     false => {
@@ -478,10 +490,10 @@ fn own_provider(issuers: &[Issuer], index: usize) -> Option<usize> {
 /// The client `id` of one of portero's issuers: a client dialect's
 /// principal, or an OAuth 2.0 client listed for the issuer.
 pub(crate) fn own_client<'i>(issuer: &'i Issuer, id: &str) -> Option<&'i Arc<Principal>> {
-    let endpoint = issuer.endpoint.as_ref()?;
+    let accounts = issuer.accounts.as_ref()?;
     let oauth2 = issuer.oauth2.as_ref()?;
-    match endpoint.dialect.has_clients() {
-        true => endpoint.principals.get(id),
+    match accounts.form.has_clients() {
+        true => accounts.principals.get(id),
         false => oauth2.clients.get(id),
     }
 }

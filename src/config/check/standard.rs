@@ -37,7 +37,7 @@ impl Checker<'_> {
         self.refuse_legacy_keys(name, i);
         let key = |k: &str| format!("issuers.{name}.{k}");
         let keys = self.keys(name, i);
-        let endpoint = self.endpoint_for(name, i, cors, Dialect::Standard);
+        let (accounts, routes, _) = self.issuing_for(name, i, cors, AccountForm::Standard);
         let settings = i
             .oauth2
             .as_ref()
@@ -58,11 +58,11 @@ impl Checker<'_> {
             name,
             &i.clients,
             &key("clients"),
-            &endpoint,
+            &accounts,
             &settings,
             login_client,
         );
-        let cors = endpoint.cors.as_deref();
+        let cors = routes.cors.as_deref();
         let origin = public_url.unwrap_or("");
         self.browser_clients_reach_the_token_endpoint(&key("clients"), &i.clients, cors, origin);
         if public_url.is_none() {
@@ -78,7 +78,7 @@ impl Checker<'_> {
             .user_store
             .as_ref()
             .and_then(|table| self.user_store(name, table, true));
-        let users_exist = endpoint.principals.iter().next().is_some() || user_store.is_some();
+        let users_exist = accounts.principals.iter().next().is_some() || user_store.is_some();
         if users_exist && !oauth2.authorization_code {
             self.problem_no_span(
                 key("oauth2.authorization_code"),
@@ -103,7 +103,9 @@ impl Checker<'_> {
             token_ttl: self.duration(&i.token_ttl, &key("token_ttl"), secs(3600)),
             allow_no_exp: false,
             keys,
-            endpoint: Some(endpoint),
+            accounts: Some(accounts),
+            token_routes: Some(routes),
+            legacy: None,
             user_store,
             shadow: None,
             external: None,
@@ -184,16 +186,16 @@ impl Checker<'_> {
         issuer: &str,
         list: &[FileOAuthClient],
         key: &str,
-        endpoint: &TokenEndpoint,
+        accounts: &Accounts,
         settings: &FileOAuth2,
         login_client: Option<&str>,
     ) -> Principals {
-        let code_flow = match endpoint.dialect {
-            Dialect::Standard => settings
+        let code_flow = match accounts.form {
+            AccountForm::Standard => settings
                 .authorization_code
                 .as_ref()
                 .is_none_or(|v| *v.get_ref()),
-            _ => settings
+            AccountForm::Dialect(_) => settings
                 .authorization_code
                 .as_ref()
                 .is_some_and(|v| *v.get_ref()),
@@ -201,16 +203,11 @@ impl Checker<'_> {
         let mut clients = Vec::new();
         for (n, c) in list.iter().enumerate() {
             let client_key = format!("{key}[{n}]");
-            self.not_a_user(issuer, &c.client_id, endpoint, &client_key);
+            self.not_a_user(issuer, &c.client_id, accounts, &client_key);
             let portero_signs_in =
                 code_flow && Some(c.client_id.get_ref().as_str()) == login_client;
-            let client = self.oauth_client(
-                &client_key,
-                c,
-                endpoint.dialect,
-                code_flow,
-                portero_signs_in,
-            );
+            let client =
+                self.oauth_client(&client_key, c, accounts.form, code_flow, portero_signs_in);
             if let Some(client) = client {
                 clients.push(client);
             }
@@ -223,7 +220,7 @@ impl Checker<'_> {
         &mut self,
         key: &str,
         c: &FileOAuthClient,
-        dialect: Dialect,
+        form: AccountForm,
         code_flow: bool,
         portero_signs_in: bool,
     ) -> Option<Principal> {
@@ -246,7 +243,7 @@ impl Checker<'_> {
         let public = secret.is_none();
         // portero's own callback is the sign-in client's redirect URI.
         let redirects = !redirect_uris.is_empty() || portero_signs_in;
-        let grant_types = self.grant_types(key, c, dialect, public, redirects);
+        let grant_types = self.grant_types(key, c, form, public, redirects);
         if public && !redirects {
             self.problem(
                 &c.client_id,
@@ -256,7 +253,7 @@ impl Checker<'_> {
             );
         }
         self.grants_usable(key, c, &grant_types, public, redirects);
-        if !dialect.has_clients() && !c.roles.is_empty() && dialect != Dialect::Standard {
+        if !form.has_clients() && !c.roles.is_empty() && form != AccountForm::Standard {
             self.problem(
                 &c.client_id,
                 format!("{key}.roles"),
@@ -353,13 +350,13 @@ impl Checker<'_> {
         &mut self,
         key: &str,
         c: &FileOAuthClient,
-        dialect: Dialect,
+        form: AccountForm,
         public: bool,
         redirects: bool,
     ) -> Vec<String> {
         let key = format!("{key}.grant_types");
         let Some(written) = &c.grant_types else {
-            if dialect != Dialect::Standard {
+            if form != AccountForm::Standard {
                 return Vec::new();
             }
             let mut defaults = Vec::new();
@@ -380,12 +377,12 @@ impl Checker<'_> {
                 "authorization_code" if !redirects => {
                     Some("authorization_code needs redirect_uris".to_string())
                 }
-                "client_credentials" if dialect != Dialect::Standard => Some(
+                "client_credentials" if form != AccountForm::Standard => Some(
                     "client_credentials is for an oauth2 issuer's clients (a client dialect's \
                      principals have it always)"
                         .to_string(),
                 ),
-                "password" if dialect == Dialect::Standard => {
+                "password" if form == AccountForm::Standard => {
                     Some("OAuth 2.1 has no password grant".to_string())
                 }
                 g if public && g != "authorization_code" && g != "refresh_token" => Some(format!(

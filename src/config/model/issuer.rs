@@ -1,14 +1,14 @@
 //! `[issuers.NAME]`: whose tokens are accepted, the keys that check them,
-//! the token endpoints and their principals.
+//! the accounts portero issues tokens for, the routes it serves them on
+//! and the legacy endpoints among those.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{CorsPolicy, RouteLimits};
+use super::{CorsPolicy, HashLimits, Principal, Principals, RouteLimits};
 use crate::claim_path::ClaimPath;
 
 /// What an issuer's consumers send.
@@ -32,9 +32,15 @@ pub struct Issuer {
     pub token_ttl: Duration,
     pub allow_no_exp: bool,
     pub keys: Vec<KeyConfig>,
-    /// The token endpoint portero serves for this issuer, if it has a dialect.
-    pub endpoint: Option<TokenEndpoint>,
-    /// Principals kept in a SQL table, for the endpoint's dialect.
+    /// Who portero issues this issuer's tokens for: a dialect's principals
+    /// or a standard issuer's users, with their lockout.
+    pub accounts: Option<Accounts>,
+    /// What every token route portero serves for this issuer shares (its
+    /// legacy endpoint's and its OAuth 2.0 endpoints'); with `accounts`.
+    pub token_routes: Option<TokenRoutes>,
+    /// The legacy endpoint portero serves for this issuer, if it has a dialect.
+    pub legacy: Option<LegacyEndpoint>,
+    /// Accounts kept in a SQL table, beside `accounts`' own.
     pub user_store: Option<UserStoreConfig>,
     /// The legacy service this issuer replaces, its answers compared
     /// with the endpoint's.
@@ -235,14 +241,14 @@ pub enum KeyLocation {
     Jwks(String),
 }
 
+/// A legacy dialect's endpoint: where it is mounted and what its answers
+/// say beyond the accounts (docs/dialects.md).
 #[derive(Debug, Clone)]
-pub struct TokenEndpoint {
+pub struct LegacyEndpoint {
     pub dialect: Dialect,
-    pub host: String,
     pub path: String,
     /// `login-refresh` only.
     pub refresh_path: Option<String>,
-    pub refresh_ttl: Duration,
     /// Offset of the issuer's local time, for dates the dialects print.
     pub time_zone: chrono::FixedOffset,
     /// `project`: token lifetime without a query, and the most a client may ask for.
@@ -250,6 +256,35 @@ pub struct TokenEndpoint {
     pub max_years: u32,
     /// `client-flat`: the companies that exist.
     pub companies: Vec<String>,
+    /// `Deprecation` (RFC 9745) and `Sunset` (RFC 8594) header values for
+    /// every answer of the dialect's endpoint, when it is being retired.
+    pub deprecation: Option<String>,
+    pub sunset: Option<String>,
+}
+
+/// What the token routes of an issuer portero issues for share, its legacy
+/// endpoint's and its OAuth 2.0 endpoints' alike.
+#[derive(Debug, Clone)]
+pub struct TokenRoutes {
+    pub host: String,
+    pub max_body_size: u64,
+    pub body_timeout: Duration,
+    /// Browsers on these origins may call them.
+    pub cors: Option<Arc<CorsPolicy>>,
+    pub limits: RouteLimits,
+    /// How long the refresh tokens they issue live.
+    pub refresh_ttl: Duration,
+}
+
+/// The accounts of an issuer portero issues tokens for: who they are
+/// (the config's; others are looked up in the store and the user store
+/// with the same form), and the lockout their logins go through.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    pub form: AccountForm,
+    /// What names an account in its tokens' `sub`: set by the form.
+    pub subject: SubjectRule,
+    pub principals: Principals,
     pub max_failures: u32,
     pub ip_max_failures: u32,
     /// A client's failures from all addresses together before it is locked
@@ -258,16 +293,33 @@ pub struct TokenEndpoint {
     pub lockout: Duration,
     /// The costs a stored hash may name (`[hash_limits]`).
     pub hash_limits: HashLimits,
-    pub max_body_size: u64,
-    pub body_timeout: Duration,
-    pub principals: Principals,
-    /// Browsers on these origins may call the endpoint.
-    pub cors: Option<Arc<CorsPolicy>>,
-    pub limits: RouteLimits,
-    /// `Deprecation` (RFC 9745) and `Sunset` (RFC 8594) header values for
-    /// every answer of the dialect's endpoint, when it is being retired.
-    pub deprecation: Option<String>,
-    pub sunset: Option<String>,
+}
+
+impl Accounts {
+    /// The `sub` of the tokens minted for `p`.
+    pub fn subject_of(&self, p: &Principal) -> String {
+        self.subject.of(p)
+    }
+}
+
+/// What names an account in its tokens' `sub`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectRule {
+    /// Its own login.
+    Login,
+    /// Its `id`, when a string or a number, else its login (the
+    /// login-refresh dialect's tokens, docs/dialects.md).
+    Id,
+}
+
+impl SubjectRule {
+    pub fn of(self, p: &Principal) -> String {
+        match (self, &p.id) {
+            (SubjectRule::Id, Value::String(s)) => s.clone(),
+            (SubjectRule::Id, Value::Number(n)) => n.to_string(),
+            _ => p.login.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -292,8 +344,7 @@ pub enum KeySource {
     },
 }
 
-/// The five token-endpoint dialects (docs/dialects.md), and the standard
-/// issuer's users, who have no legacy endpoint.
+/// The five token-endpoint dialects (docs/dialects.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Session,
@@ -301,8 +352,6 @@ pub enum Dialect {
     Project,
     ClientEnvelope,
     ClientFlat,
-    /// A `kind = "oauth2"` issuer's users: `username`, `roles`, `claims`.
-    Standard,
 }
 
 impl Dialect {
@@ -313,13 +362,7 @@ impl Dialect {
             Self::Project => "project",
             Self::ClientEnvelope => "client-envelope",
             Self::ClientFlat => "client-flat",
-            Self::Standard => "oauth2",
         }
-    }
-
-    /// It has a legacy endpoint of its own to mount.
-    pub fn has_legacy_endpoint(self) -> bool {
-        self != Self::Standard
     }
 
     pub fn default_path(self) -> &'static str {
@@ -328,15 +371,49 @@ impl Dialect {
             Self::LoginRefresh | Self::ClientEnvelope => "/api/auth/token",
             Self::Project => "/auth",
             Self::ClientFlat => "/api/v1/auth",
-            Self::Standard => "",
+        }
+    }
+}
+
+/// What an issuer's accounts are: the principals of a legacy dialect, with
+/// the keys its endpoint reads, or a standard issuer's users (`username`,
+/// `roles`, `claims`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountForm {
+    Dialect(Dialect),
+    Standard,
+}
+
+impl AccountForm {
+    /// The dialect's name, or `oauth2`: what messages and metrics call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dialect(d) => d.name(),
+            Self::Standard => "oauth2",
+        }
+    }
+
+    /// The dialect whose principals these are, if any.
+    pub fn dialect(self) -> Option<Dialect> {
+        match self {
+            Self::Dialect(d) => Some(d),
+            Self::Standard => None,
+        }
+    }
+
+    /// What names an account of this form in its tokens' `sub`.
+    pub fn subject_rule(self) -> SubjectRule {
+        match self {
+            Self::Dialect(Dialect::LoginRefresh) => SubjectRule::Id,
+            _ => SubjectRule::Login,
         }
     }
 
     pub fn login_fields(self) -> &'static str {
-        match self {
-            Self::Session | Self::LoginRefresh | Self::Standard => "username",
-            Self::Project => "business and proyecto",
-            Self::ClientEnvelope | Self::ClientFlat => "client_id",
+        match self.dialect() {
+            None | Some(Dialect::Session | Dialect::LoginRefresh) => "username",
+            Some(Dialect::Project) => "business and proyecto",
+            Some(Dialect::ClientEnvelope | Dialect::ClientFlat) => "client_id",
         }
     }
 
@@ -349,23 +426,23 @@ impl Dialect {
         business: Option<&str>,
         proyecto: Option<&str>,
     ) -> Option<String> {
-        match self {
-            Self::Session | Self::LoginRefresh | Self::Standard => username.map(str::to_string),
-            Self::Project => Some(project_login(business?, proyecto?)),
-            Self::ClientEnvelope | Self::ClientFlat => client_id.map(str::to_string),
+        match self.dialect() {
+            None | Some(Dialect::Session | Dialect::LoginRefresh) => username.map(str::to_string),
+            Some(Dialect::Project) => Some(project_login(business?, proyecto?)),
+            Some(Dialect::ClientEnvelope | Dialect::ClientFlat) => client_id.map(str::to_string),
         }
     }
 
-    /// The principal keys its endpoint reads beside `secret_hash`,
-    /// `active`, `blocked` and `rate_limit`, which every dialect reads.
+    /// The principal keys read beside `secret_hash`, `active`, `blocked`
+    /// and `rate_limit`, which every form reads.
     pub fn principal_keys(self) -> &'static [&'static str] {
-        match self {
-            Self::Session => &["username", "id", "nombre", "role"],
-            Self::LoginRefresh => &["username", "id", "role"],
-            Self::Project => &["business", "proyecto"],
-            Self::ClientEnvelope => &["client_id"],
-            Self::ClientFlat => &["client_id", "company", "permissions"],
-            Self::Standard => &["username", "roles", "claims"],
+        match self.dialect() {
+            Some(Dialect::Session) => &["username", "id", "nombre", "role"],
+            Some(Dialect::LoginRefresh) => &["username", "id", "role"],
+            Some(Dialect::Project) => &["business", "proyecto"],
+            Some(Dialect::ClientEnvelope) => &["client_id"],
+            Some(Dialect::ClientFlat) => &["client_id", "company", "permissions"],
+            None => &["username", "roles", "claims"],
         }
     }
 
@@ -373,244 +450,17 @@ impl Dialect {
     /// the `client_credentials` grant.
     pub fn has_clients(self) -> bool {
         matches!(
-            self,
-            Self::Project | Self::ClientEnvelope | Self::ClientFlat
+            self.dialect(),
+            Some(Dialect::Project | Dialect::ClientEnvelope | Dialect::ClientFlat)
         )
     }
 
     /// Client secrets are high-entropy: their dummy is the fast hash.
     pub fn fast_secrets(self) -> bool {
-        matches!(self, Self::ClientEnvelope | Self::ClientFlat)
-    }
-}
-
-/// Claims portero sets itself on a standard issuer's tokens, or that
-/// routes read as scopes and roles (`scp`, `role`) or as the token's use,
-/// or userinfo reads as the login, or that would bind the token to a key
-/// (`cnf`, which no route admits): a user's own `claims` (in the config,
-/// a user store's row, an imported record) may not name them (a `scp`
-/// claim would outlive the scope a client was granted).
-pub const RESERVED_CLAIMS: [&str; 22] = [
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "nbf",
-    "iat",
-    "jti",
-    "client_id",
-    "scope",
-    "scp",
-    "roles",
-    "role",
-    "permissions",
-    "token_use",
-    "username",
-    "auth_time",
-    "nonce",
-    "sid",
-    "azp",
-    "at_hash",
-    "typ",
-    "cnf",
-];
-
-/// The first of `claims` a user may not set, if any.
-pub fn reserved_claim(claims: &serde_json::Map<String, Value>) -> Option<&str> {
-    claims
-        .keys()
-        .map(String::as_str)
-        .find(|name| RESERVED_CLAIMS.contains(name))
-}
-
-/// The prefix of portero's fast hash: `$portero-hmac-sha256$<salt>$<mac>`.
-pub const FAST_PREFIX: &str = "$portero-hmac-sha256$";
-
-/// A stored secret, in any format portero can check. It writes only
-/// argon2id and its fast hash; the others are what the services it
-/// replaces kept over the years.
-#[derive(Debug, Clone)]
-pub enum SecretHash {
-    /// A PHC string: argon2id (`$argon2id$v=19$m=...`, what portero
-    /// writes), argon2i, argon2d, pbkdf2-sha256, pbkdf2-sha512, scrypt.
-    Phc(String),
-    /// bcrypt, `$2a$`, `$2b$` or `$2y$`.
-    Bcrypt(String),
-    /// PBKDF2 written by Django (`pbkdf2_sha256$...`, `pbkdf2_sha1$...`)
-    /// or passlib (`$pbkdf2-sha256$29000$...`).
-    Pbkdf2 {
-        digest: Pbkdf2Digest,
-        rounds: u32,
-        salt: Vec<u8>,
-        hash: Vec<u8>,
-    },
-    Fast {
-        salt: Vec<u8>,
-        mac: Vec<u8>,
-    },
-}
-
-impl SecretHash {
-    /// The secret of a public client, which has none: a fast hash with a
-    /// random salt and digest, so that no secret ever matches it.
-    pub fn unusable() -> SecretHash {
-        use rand::RngCore;
-        let random = |n: usize| {
-            let mut b = vec![0u8; n];
-            rand::thread_rng().fill_bytes(&mut b);
-            b
-        };
-        SecretHash::Fast {
-            salt: random(16),
-            mac: random(32),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pbkdf2Digest {
-    Sha1,
-    Sha256,
-    Sha512,
-}
-
-/// The form of a login under which its lockout is counted, and two
-/// principals of one issuer may not share: Unicode's compatibility caseless
-/// form (NFKC, full case folding: `ß` and `ss` are one, so are `Σ`, `σ`
-/// and `ς`), trimmed. A database's collation (MariaDB's default is case-
-/// and trailing-space-insensitive) may select one row for many spellings;
-/// they all count against one budget. The identity itself is the
-/// principal's own login, never the spelling typed.
-pub fn login_key(login: &str) -> String {
-    use caseless::Caseless;
-    use unicode_normalization::UnicodeNormalization;
-    // Unicode 3.13, D146: NFKD(fold(NFKD(fold(NFD(x))))), composed at the end.
-    let key: String = login
-        .nfd()
-        .default_case_fold()
-        .nfkd()
-        .default_case_fold()
-        .nfkc()
-        .collect();
-    key.trim().to_string()
-}
-
-/// Bounds on the cost a stored hash may name (`[hash_limits]`): a hash
-/// past them is refused by `portero check` and `portero import` and fails
-/// its login without being computed, so one row cannot pin a core or
-/// exhaust memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HashLimits {
-    pub pbkdf2_rounds: u32,
-    pub bcrypt_cost: u32,
-    /// Bytes an argon2 (`m`) or scrypt (128 · N · r) check may take.
-    pub memory: u64,
-    /// argon2's `t`.
-    pub argon2_passes: u32,
-    /// argon2's `p` and scrypt's `p`.
-    pub parallelism: u32,
-    /// scrypt's log2 N.
-    pub scrypt_log_n: u8,
-}
-
-impl Default for HashLimits {
-    fn default() -> HashLimits {
-        HashLimits {
-            pbkdf2_rounds: 10_000_000,
-            bcrypt_cost: 16,
-            memory: 256 << 20,
-            argon2_passes: 16,
-            parallelism: 16,
-            scrypt_log_n: 20,
-        }
-    }
-}
-
-/// Someone who can obtain tokens, with what the dialects return about them.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    /// What identifies them at login: username, client id, or `business/proyecto`.
-    pub login: String,
-    pub secret: SecretHash,
-    pub id: Value,
-    pub username: Option<String>,
-    pub nombre: Option<String>,
-    pub role: Option<String>,
-    pub business: Option<String>,
-    pub proyecto: Option<String>,
-    pub client_id: Option<String>,
-    pub company: Option<String>,
-    pub permissions: Vec<String>,
-    pub active: bool,
-    pub blocked: bool,
-    /// Replaces `requests` of the rate limits keyed by identity for this
-    /// principal's tokens.
-    pub rate_limit: Option<u32>,
-    /// The hash as a user store's row holds it, for a compare-and-swap
-    /// rehash; `None` for the config's principals.
-    pub stored_hash: Option<String>,
-    /// As an OAuth 2.0 client, it may authenticate only this way.
-    pub auth_method: Option<ClientAuth>,
-    /// As an OAuth 2.0 client, it may introspect any token of the issuer,
-    /// not only its own.
-    pub introspect: bool,
-    /// A standard issuer's user or client: its `roles` claim.
-    pub roles: Vec<String>,
-    /// A standard issuer's user: claims its tokens carry as written.
-    pub claims: serde_json::Map<String, Value>,
-    /// As an OAuth 2.0 client: public or not, redirect URIs, grants.
-    pub client: ClientProfile,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Principals {
-    by_login: HashMap<String, Arc<Principal>>,
-    /// The same, by [`login_key`] (one principal a key: `portero check`
-    /// refuses two).
-    by_key: HashMap<String, Arc<Principal>>,
-    /// What `credentials` makes of their hashes when first needed (their
-    /// cost classes, counted and timed: what an unknown login is checked
-    /// against, and what a refusal costs). Kept here, built there: the
-    /// model names no runtime type.
-    pub derived: Arc<std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>>,
-}
-
-impl Principals {
-    pub fn new(list: Vec<Principal>) -> Principals {
-        let list: Vec<Arc<Principal>> = list.into_iter().map(Arc::new).collect();
-        Principals {
-            by_login: list.iter().map(|p| (p.login.clone(), p.clone())).collect(),
-            by_key: list
-                .iter()
-                .map(|p| (login_key(&p.login), p.clone()))
-                .collect(),
-            derived: Arc::default(),
-        }
-    }
-
-    pub fn get(&self, login: &str) -> Option<&Arc<Principal>> {
-        self.by_login.get(login)
-    }
-
-    /// The principal whose login is one with `login` under [`login_key`].
-    pub fn get_by_key(&self, login: &str) -> Option<&Arc<Principal>> {
-        self.by_key.get(&login_key(login))
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Principal> {
-        self.by_login.values().map(|p| &**p)
-    }
-
-    /// `login`'s principal, changed by `change` (in both its lookups).
-    pub fn change(&mut self, login: &str, change: impl FnOnce(&mut Principal)) {
-        let Some(old) = self.by_login.get(login) else {
-            return;
-        };
-        let mut changed = Principal::clone(old);
-        change(&mut changed);
-        let changed = Arc::new(changed);
-        self.by_key.insert(login_key(login), changed.clone());
-        self.by_login.insert(login.to_string(), changed);
+        matches!(
+            self.dialect(),
+            Some(Dialect::ClientEnvelope | Dialect::ClientFlat)
+        )
     }
 }
 
@@ -699,4 +549,50 @@ pub fn publishes_metadata_at(issuer: &str, url: &str) -> bool {
     ["openid-configuration", "oauth-authorization-server"]
         .iter()
         .any(|known| url == format!("{origin}/.well-known/{known}{path}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SecretHash;
+
+    fn with_id(id: Value) -> Principal {
+        Principal {
+            login: "ana".into(),
+            secret: SecretHash::unusable(),
+            id,
+            username: Some("ana".into()),
+            nombre: None,
+            role: None,
+            business: None,
+            proyecto: None,
+            client_id: None,
+            company: None,
+            permissions: Vec::new(),
+            active: true,
+            blocked: false,
+            rate_limit: None,
+            stored_hash: None,
+            auth_method: None,
+            introspect: false,
+            roles: Vec::new(),
+            claims: serde_json::Map::new(),
+            client: ClientProfile::default(),
+        }
+    }
+
+    #[test]
+    fn a_login_refresh_account_is_named_by_its_id_every_other_by_its_login() {
+        let id_rule = AccountForm::Dialect(Dialect::LoginRefresh).subject_rule();
+        assert_eq!(id_rule.of(&with_id(Value::from(7))), "7");
+        assert_eq!(id_rule.of(&with_id(Value::from("u-7"))), "u-7");
+        assert_eq!(id_rule.of(&with_id(Value::Null)), "ana");
+        for form in [
+            AccountForm::Standard,
+            AccountForm::Dialect(Dialect::Session),
+            AccountForm::Dialect(Dialect::ClientFlat),
+        ] {
+            assert_eq!(form.subject_rule().of(&with_id(Value::from(7))), "ana");
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::pool::FetchedRow;
-use crate::config::{secret_hash, within_limits, Dialect, HashLimits, Principal};
+use crate::config::{secret_hash, within_limits, AccountForm, Dialect, HashLimits, Principal};
 use crate::credentials::StandIn;
 
 /// Why the operator's query cannot serve the dialect.
@@ -28,35 +28,33 @@ pub enum QueryError {
     },
 }
 
-/// The columns each dialect needs: the login's and the secret's.
-fn required_columns(dialect: Dialect) -> &'static [&'static str] {
-    match dialect {
-        Dialect::Session | Dialect::LoginRefresh | Dialect::Standard => {
-            &["username", "secret_hash"]
-        }
-        Dialect::Project => &["business", "proyecto", "secret_hash"],
-        Dialect::ClientEnvelope | Dialect::ClientFlat => &["client_id", "secret_hash"],
+/// The columns each form of account needs: the login's and the secret's.
+fn required_columns(form: AccountForm) -> &'static [&'static str] {
+    match form.dialect() {
+        None | Some(Dialect::Session | Dialect::LoginRefresh) => &["username", "secret_hash"],
+        Some(Dialect::Project) => &["business", "proyecto", "secret_hash"],
+        Some(Dialect::ClientEnvelope | Dialect::ClientFlat) => &["client_id", "secret_hash"],
     }
 }
 
-/// Whether `columns`, those the query returns, are enough for `dialect`;
+/// Whether `columns`, those the query returns, are enough for `form`;
 /// the first missing one is named.
-pub fn check_columns(dialect: Dialect, columns: Vec<String>) -> Result<(), QueryError> {
-    let needed = required_columns(dialect);
+pub fn check_columns(form: AccountForm, columns: Vec<String>) -> Result<(), QueryError> {
+    let needed = required_columns(form);
     match needed.iter().find(|n| !columns.iter().any(|c| c == *n)) {
         None => Ok(()),
         Some(missing) => Err(QueryError::MissingColumn {
             missing,
             returned: columns,
-            dialect: dialect.name(),
+            dialect: form.name(),
             needed,
         }),
     }
 }
 
-/// Reads rows as one dialect's principals, within the hash limits.
+/// Reads rows as accounts of one form, within the hash limits.
 pub struct Rows {
-    dialect: Dialect,
+    form: AccountForm,
     /// The costs a row's hash may name.
     limits: HashLimits,
     /// The formats and costs of the rows read: an unknown login is checked
@@ -65,9 +63,9 @@ pub struct Rows {
 }
 
 impl Rows {
-    pub fn new(dialect: Dialect, limits: HashLimits) -> Rows {
+    pub fn new(form: AccountForm, limits: HashLimits) -> Rows {
         Rows {
-            dialect,
+            form,
             limits,
             seen: Mutex::default(),
         }
@@ -106,7 +104,7 @@ impl Rows {
             Ok(h) => h,
             Err(why) => {
                 tracing::warn!(
-                    dialect = self.dialect.name(),
+                    dialect = self.form.name(),
                     login,
                     "user store: a login refused, its secret_hash is unusable: {why}"
                 );
@@ -115,7 +113,7 @@ impl Rows {
         };
         self.seen.lock().expect("not poisoned").saw(&secret);
         let (business, proyecto) = (text("business"), text("proyecto"));
-        let login = self.dialect.login_of(
+        let login = self.form.login_of(
             text("username").as_deref(),
             text("client_id").as_deref(),
             business.as_deref(),

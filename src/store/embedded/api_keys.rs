@@ -4,11 +4,13 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use redb::{ReadableTable, TableDefinition};
 
-use super::transactions::{backend, Redb};
+use super::db::{backend, Redb};
+use super::Embedded;
 use crate::api_keys::{Record, Write};
-use crate::store::StoreError;
+use crate::store::{ApiKeyRecords, StoreError};
 
 pub(super) const API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("api_keys");
 pub(super) const API_KEY_USES: TableDefinition<&str, i64> = TableDefinition::new("api_key_uses");
@@ -17,11 +19,31 @@ fn decode(id: &str, bytes: &[u8]) -> Result<Record, StoreError> {
     serde_json::from_slice(bytes).map_err(|_| StoreError::Corrupt(format!("api key {id}")))
 }
 
+#[async_trait]
+impl ApiKeyRecords for Embedded {
+    async fn write_api_keys(&self, writes: &[(Write, Record)]) -> Result<Vec<bool>, StoreError> {
+        let writes = writes.to_vec();
+        self.run("write_api_keys", move |db| db.write_api_keys(&writes))
+            .await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<Record>, StoreError> {
+        self.run("api_keys", |db| db.api_keys()).await
+    }
+
+    async fn note_api_key_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+        let uses = uses.to_vec();
+        self.run("note_api_key_uses", move |db| db.note_api_key_uses(&uses))
+            .await
+    }
+
+    async fn api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError> {
+        self.read("api_key_uses", |db| db.api_key_uses())
+    }
+}
+
 impl Redb {
-    pub(super) fn write_api_keys(
-        &self,
-        writes: &[(Write, Record)],
-    ) -> Result<Vec<bool>, StoreError> {
+    fn write_api_keys(&self, writes: &[(Write, Record)]) -> Result<Vec<bool>, StoreError> {
         let tx = self.db.begin_write().map_err(backend)?;
         let mut written = Vec::with_capacity(writes.len());
         {
@@ -48,7 +70,7 @@ impl Redb {
         Ok(written)
     }
 
-    pub(super) fn api_keys(&self) -> Result<Vec<Record>, StoreError> {
+    fn api_keys(&self) -> Result<Vec<Record>, StoreError> {
         let tx = self.db.begin_read().map_err(backend)?;
         let t = tx.open_table(API_KEYS).map_err(backend)?;
         let mut out = Vec::new();
@@ -59,7 +81,7 @@ impl Redb {
         Ok(out)
     }
 
-    pub(super) fn note_api_key_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
+    fn note_api_key_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(backend)?;
         {
             let keys = tx.open_table(API_KEYS).map_err(backend)?;
@@ -82,7 +104,7 @@ impl Redb {
         tx.commit().map_err(backend)
     }
 
-    pub(super) fn api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError> {
+    fn api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError> {
         let tx = self.db.begin_read().map_err(backend)?;
         let t = tx.open_table(API_KEY_USES).map_err(backend)?;
         let mut out = HashMap::new();

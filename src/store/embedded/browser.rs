@@ -10,11 +10,13 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
-use super::transactions::{backend, decode, encode, Redb};
-use crate::clock::Clock;
-use crate::store::{BrowserSession, SessionOwner, StoreError};
+use super::db::{backend, decode, encode, Redb};
+use super::Embedded;
+use crate::clock::{unix_now, Clock};
+use crate::store::{BrowserSession, BrowserSessionRecords, SessionOwner, StoreError};
 
 pub(super) const BROWSER: TableDefinition<&str, &[u8]> = TableDefinition::new("browser_sessions");
 /// Owner keys (above) to the hash of each session they own.
@@ -22,6 +24,66 @@ pub(super) const BROWSER_INDEX: TableDefinition<&str, &str> =
     TableDefinition::new("browser_session_index");
 /// Claims under their key: when each lapses (Unix milliseconds).
 pub(super) const CLAIMS: TableDefinition<&str, i64> = TableDefinition::new("claims");
+
+#[async_trait]
+impl BrowserSessionRecords for Embedded {
+    async fn put_browser_session(
+        &self,
+        hash: &str,
+        session: &BrowserSession,
+    ) -> Result<(), StoreError> {
+        let (hash, session) = (hash.to_string(), session.clone());
+        self.run("put_browser_session", move |db| {
+            db.put_browser_session(&hash, &session)
+        })
+        .await
+    }
+
+    async fn get_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
+        self.read("get_browser_session", |db| {
+            db.get_browser_session(hash, unix_now())
+        })
+    }
+
+    async fn end_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
+        let hash = hash.to_string();
+        self.run("end_browser_session", move |db| {
+            db.end_browser_session(&hash, unix_now())
+        })
+        .await
+    }
+
+    async fn browser_sessions_of(
+        &self,
+        provider: &str,
+        owner: &SessionOwner,
+    ) -> Result<Vec<String>, StoreError> {
+        let (provider, owner) = (provider.to_string(), owner.clone());
+        self.run("browser_sessions_of", move |db| {
+            db.browser_sessions_of(&provider, &owner, unix_now())
+        })
+        .await
+    }
+
+    async fn touch_browser_session(&self, hash: &str, now: i64) -> Result<bool, StoreError> {
+        let hash = hash.to_string();
+        self.run("touch_browser_session", move |db| {
+            db.touch_browser_session(&hash, now, unix_now())
+        })
+        .await
+    }
+
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.run("claim", move |db| db.claim(&key, ttl)).await
+    }
+
+    async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.run("release_claim", move |db| db.release_claim(&key))
+            .await
+    }
+}
 
 /// The start of every index key of `owner`'s sessions at `provider`.
 fn owner_prefix(provider: &str, owner: &SessionOwner) -> String {
@@ -74,11 +136,7 @@ impl Redb {
         tx.commit().map_err(backend)
     }
 
-    pub(super) fn put_browser_session(
-        &self,
-        hash: &str,
-        session: &BrowserSession,
-    ) -> Result<(), StoreError> {
+    fn put_browser_session(&self, hash: &str, session: &BrowserSession) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(backend)?;
         {
             let mut records = tx.open_table(BROWSER).map_err(backend)?;
@@ -95,7 +153,7 @@ impl Redb {
         tx.commit().map_err(backend)
     }
 
-    pub(super) fn get_browser_session(
+    fn get_browser_session(
         &self,
         hash: &str,
         now: i64,
@@ -107,7 +165,7 @@ impl Redb {
         Ok(found.filter(|s| s.ends_at() > now))
     }
 
-    pub(super) fn end_browser_session(
+    fn end_browser_session(
         &self,
         hash: &str,
         now: i64,
@@ -125,7 +183,7 @@ impl Redb {
         Ok(ended.filter(|s| s.ends_at() > now))
     }
 
-    pub(super) fn browser_sessions_of(
+    fn browser_sessions_of(
         &self,
         provider: &str,
         owner: &SessionOwner,
@@ -152,9 +210,9 @@ impl Redb {
         Ok(out)
     }
 
-    /// See `Store::touch_browser_session`; gone if it ended by `now` or by
+    /// See `BrowserSessionRecords::touch_browser_session`; gone if it ended by `now` or by
     /// the store's `store_now`, whichever is later.
-    pub(super) fn touch_browser_session(
+    fn touch_browser_session(
         &self,
         hash: &str,
         now: i64,
@@ -191,7 +249,7 @@ impl Redb {
         Ok(live)
     }
 
-    pub(super) fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+    fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = now_millis();
         let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
         let tx = self.db.begin_write().map_err(backend)?;
@@ -216,7 +274,7 @@ impl Redb {
         Ok(taken)
     }
 
-    pub(super) fn release_claim(&self, key: &str) -> Result<(), StoreError> {
+    fn release_claim(&self, key: &str) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(backend)?;
         tx.open_table(CLAIMS)
             .map_err(backend)?

@@ -4,16 +4,119 @@
 //! transaction; a record past its `expires_at` reads as absent until
 //! `purge_expired` drops it.
 
+use async_trait::async_trait;
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::transactions::{backend, decode, encode, Redb};
-use crate::store::{CodeRecord, RegisteredClient, SsoSession, StoreError};
+use super::db::{backend, decode, encode, Redb};
+use super::Embedded;
+use crate::clock::unix_now;
+use crate::store::{
+    CodeRecord, RegisteredClient, RegisteredClients, SignOn, SsoSession, StoreError,
+};
 
 pub(super) const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("oauth_codes");
 pub(super) const SSO: TableDefinition<&str, &[u8]> = TableDefinition::new("sso_sessions");
 pub(super) const CLIENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("registered_clients");
+
+#[async_trait]
+impl SignOn for Embedded {
+    async fn put_code(&self, hash: &str, record: &CodeRecord) -> Result<(), StoreError> {
+        let (hash, record) = (hash.to_string(), record.clone());
+        self.run("put_code", move |db| db.put_code(&hash, &record))
+            .await
+    }
+
+    async fn redeem_code(&self, hash: &str) -> Result<Option<CodeRecord>, StoreError> {
+        let hash = hash.to_string();
+        self.run("redeem_code", move |db| db.redeem_code(&hash, unix_now()))
+            .await
+    }
+
+    async fn code_issued(&self, hash: &str, refresh_hash: &str) -> Result<bool, StoreError> {
+        let (hash, refresh_hash) = (hash.to_string(), refresh_hash.to_string());
+        self.run("code_issued", move |db| {
+            db.code_issued(&hash, &refresh_hash, unix_now())
+        })
+        .await
+    }
+
+    async fn put_sso(&self, session: &SsoSession) -> Result<(), StoreError> {
+        let session = session.clone();
+        self.run("put_sso", move |db| db.put_sso(&session)).await
+    }
+
+    async fn get_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+        self.read("get_sso", |db| db.get_sso(sid, unix_now()))
+    }
+
+    async fn end_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+        let sid = sid.to_string();
+        self.run("end_sso", move |db| db.end_sso(&sid, unix_now()))
+            .await
+    }
+
+    async fn sso_add_family(&self, sid: &str, family: &str) -> Result<bool, StoreError> {
+        let (sid, family) = (sid.to_string(), family.to_string());
+        self.run("sso_add_family", move |db| {
+            db.sso_add_family(&sid, &family, unix_now())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RegisteredClients for Embedded {
+    async fn put_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
+        let client = client.clone();
+        self.run("put_client", move |db| db.put_client(&client))
+            .await
+    }
+
+    async fn get_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Option<RegisteredClient>, StoreError> {
+        self.read("get_client", |db| {
+            db.get_client(issuer, client_id, unix_now())
+        })
+    }
+
+    async fn registered_clients(
+        &self,
+        issuer: Option<&str>,
+    ) -> Result<Vec<RegisteredClient>, StoreError> {
+        let issuer = issuer.map(str::to_string);
+        self.run("registered_clients", move |db| {
+            db.registered_clients(issuer.as_deref(), unix_now())
+        })
+        .await
+    }
+
+    async fn delete_client(&self, issuer: &str, client_id: &str) -> Result<bool, StoreError> {
+        let (issuer, client_id) = (issuer.to_string(), client_id.to_string());
+        self.run("delete_client", move |db| {
+            db.delete_client(&issuer, &client_id, unix_now())
+        })
+        .await
+    }
+
+    async fn touch_client(
+        &self,
+        issuer: &str,
+        client_id: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let (issuer, client_id) = (issuer.to_string(), client_id.to_string());
+        self.run("touch_client", move |db| {
+            db.touch_client(&issuer, &client_id, now, expires_at)
+        })
+        .await
+    }
+}
 
 /// A record that lapses at its `expires_at` (Unix seconds).
 trait Expiring: Serialize + DeserializeOwned {
@@ -135,15 +238,11 @@ impl Redb {
         Ok(answer)
     }
 
-    pub(super) fn put_code(&self, hash: &str, record: &CodeRecord) -> Result<(), StoreError> {
+    fn put_code(&self, hash: &str, record: &CodeRecord) -> Result<(), StoreError> {
         self.put(CODES, hash, &encode(record))
     }
 
-    pub(super) fn redeem_code(
-        &self,
-        hash: &str,
-        now: i64,
-    ) -> Result<Option<CodeRecord>, StoreError> {
+    fn redeem_code(&self, hash: &str, now: i64) -> Result<Option<CodeRecord>, StoreError> {
         self.update(CODES, hash, now, |found: Option<CodeRecord>| match found {
             Some(was) => {
                 let redeemed = CodeRecord {
@@ -157,12 +256,7 @@ impl Redb {
         })
     }
 
-    pub(super) fn code_issued(
-        &self,
-        hash: &str,
-        refresh_hash: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
+    fn code_issued(&self, hash: &str, refresh_hash: &str, now: i64) -> Result<bool, StoreError> {
         self.update(CODES, hash, now, |found: Option<CodeRecord>| match found {
             Some(mut code) if !code.replayed => {
                 code.refresh_hash = Some(refresh_hash.to_string());
@@ -172,24 +266,19 @@ impl Redb {
         })
     }
 
-    pub(super) fn put_sso(&self, session: &SsoSession) -> Result<(), StoreError> {
+    fn put_sso(&self, session: &SsoSession) -> Result<(), StoreError> {
         self.put(SSO, &session.sid, &encode(session))
     }
 
-    pub(super) fn get_sso(&self, sid: &str, now: i64) -> Result<Option<SsoSession>, StoreError> {
+    fn get_sso(&self, sid: &str, now: i64) -> Result<Option<SsoSession>, StoreError> {
         self.live(SSO, sid, now)
     }
 
-    pub(super) fn end_sso(&self, sid: &str, now: i64) -> Result<Option<SsoSession>, StoreError> {
+    fn end_sso(&self, sid: &str, now: i64) -> Result<Option<SsoSession>, StoreError> {
         self.take(SSO, sid, now)
     }
 
-    pub(super) fn sso_add_family(
-        &self,
-        sid: &str,
-        family: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
+    fn sso_add_family(&self, sid: &str, family: &str, now: i64) -> Result<bool, StoreError> {
         self.update(SSO, sid, now, |found: Option<SsoSession>| match found {
             Some(s) if s.families.iter().any(|f| f == family) => (None, true),
             Some(mut s) => {
@@ -200,12 +289,12 @@ impl Redb {
         })
     }
 
-    pub(super) fn put_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
+    fn put_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
         let key = client_key(&client.issuer, &client.client_id);
         self.put(CLIENTS, &key, &encode(client))
     }
 
-    pub(super) fn get_client(
+    fn get_client(
         &self,
         issuer: &str,
         client_id: &str,
@@ -214,7 +303,7 @@ impl Redb {
         self.live(CLIENTS, &client_key(issuer, client_id), now)
     }
 
-    pub(super) fn registered_clients(
+    fn registered_clients(
         &self,
         issuer: Option<&str>,
         now: i64,
@@ -240,18 +329,13 @@ impl Redb {
         Ok(out)
     }
 
-    pub(super) fn delete_client(
-        &self,
-        issuer: &str,
-        client_id: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
+    fn delete_client(&self, issuer: &str, client_id: &str, now: i64) -> Result<bool, StoreError> {
         let gone: Option<RegisteredClient> =
             self.take(CLIENTS, &client_key(issuer, client_id), now)?;
         Ok(gone.is_some())
     }
 
-    pub(super) fn touch_client(
+    fn touch_client(
         &self,
         issuer: &str,
         client_id: &str,

@@ -1,22 +1,31 @@
+use std::time::Duration;
+
 use super::*;
-use crate::store::MAX_LINEAGE;
+use crate::api_keys::{Record, Write};
+use crate::auth::revocation::Revocation;
+use crate::clock::unix_now;
+use crate::store::{
+    ApiKeyRecords, BrowserSession, BrowserSessionRecords, CodeRecord, Lockout, RefreshRecord,
+    RefreshTokens, RegisteredClient, RegisteredClients, Reservation, RevocationLog, Secrets,
+    SessionOwner, SignOn, SsoSession, StoredSecret, MAX_LINEAGE,
+};
 
 #[tokio::test]
 async fn everything_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
-    let key = StoredKey {
+    let key = StoredSecret {
         kid: "k".into(),
         secret: vec![7; 32],
     };
     {
         let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
-        assert_eq!(s.signing_key("i", key.clone()).await.unwrap(), key);
-        let other = StoredKey {
+        assert_eq!(s.secret_or_insert("i", key.clone()).await.unwrap(), key);
+        let other = StoredSecret {
             kid: "other".into(),
             secret: vec![1; 32],
         };
         assert_eq!(
-            s.signing_key("i", other).await.unwrap(),
+            s.secret_or_insert("i", other).await.unwrap(),
             key,
             "the first key stays"
         );
@@ -49,9 +58,9 @@ async fn everything_survives_reopening() {
     }
     let s = Embedded::open(dir.path(), StoreMetrics::detached()).unwrap();
     assert_eq!(
-        s.signing_key(
+        s.secret_or_insert(
             "i",
-            StoredKey {
+            StoredSecret {
                 kid: "x".into(),
                 secret: vec![]
             }

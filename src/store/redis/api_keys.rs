@@ -7,10 +7,12 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
+
 use super::channel::Announcement;
 use super::{decode, encode, now_secs, Redis};
 use crate::api_keys::{Change, Record, Write};
-use crate::store::StoreError;
+use crate::store::{ApiKeyRecords, StoreError};
 
 /// Writes each record only where the record held allows it (as
 /// `Write::allows` says), and publishes its announcement: KEYS[1] the
@@ -72,12 +74,20 @@ impl Redis {
         }
     }
 
+    pub(super) fn new_note_use_script() -> redis::Script {
+        redis::Script::new(NOTE_USE)
+    }
+
+    pub(super) fn new_write_api_keys_script() -> redis::Script {
+        redis::Script::new(WRITE_API_KEYS)
+    }
+}
+
+#[async_trait]
+impl ApiKeyRecords for Redis {
     /// Each write checked against the record held and done in one script
     /// (the rules of `Write::allows`), announced on the channel.
-    pub(super) async fn check_and_write_api_keys(
-        &self,
-        writes: &[(Write, Record)],
-    ) -> Result<Vec<bool>, StoreError> {
+    async fn write_api_keys(&self, writes: &[(Write, Record)]) -> Result<Vec<bool>, StoreError> {
         let key = self.api_keys_key("api-keys");
         let mut invocation = self.write_api_keys.prepare_invoke();
         invocation
@@ -115,7 +125,7 @@ impl Redis {
         Ok(written.into_iter().map(|w| w == 1).collect())
     }
 
-    pub(super) async fn read_api_keys(&self) -> Result<Vec<Record>, StoreError> {
+    async fn api_keys(&self) -> Result<Vec<Record>, StoreError> {
         let key = self.api_keys_key("api-keys");
         let mut conn = self.conn();
         let all: Vec<(String, Vec<u8>)> = self
@@ -129,10 +139,7 @@ impl Redis {
             .collect()
     }
 
-    pub(super) async fn write_api_key_uses(
-        &self,
-        uses: &[(String, i64)],
-    ) -> Result<(), StoreError> {
+    async fn note_api_key_uses(&self, uses: &[(String, i64)]) -> Result<(), StoreError> {
         if uses.is_empty() {
             return Ok(());
         }
@@ -150,7 +157,7 @@ impl Redis {
         Ok(())
     }
 
-    pub(super) async fn read_api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError> {
+    async fn api_key_uses(&self) -> Result<HashMap<String, i64>, StoreError> {
         let key = self.api_keys_key("api-key-uses");
         let mut conn = self.conn();
         self.run(
@@ -158,13 +165,5 @@ impl Redis {
             conn.query_at(redis::cmd("HGETALL").arg(&key), &key),
         )
         .await
-    }
-
-    pub(super) fn new_note_use_script() -> redis::Script {
-        redis::Script::new(NOTE_USE)
-    }
-
-    pub(super) fn new_write_api_keys_script() -> redis::Script {
-        redis::Script::new(WRITE_API_KEYS)
     }
 }

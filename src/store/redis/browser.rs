@@ -23,10 +23,12 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use super::oauth::exat;
 use super::{decode, encode, Redis};
 use crate::clock::unix_now;
-use crate::store::{BrowserSession, SessionOwner, StoreError};
+use crate::store::{BrowserSession, BrowserSessionRecords, SessionOwner, StoreError};
 
 /// Notes a request (KEYS[1]; ARGV: now, and the later of now and this
 /// instance's clock): `last_seen` moves to now if later, and the key's
@@ -103,7 +105,31 @@ impl Redis {
         self.key("claim", key)
     }
 
-    pub(super) async fn store_browser_session(
+    /// The session `hash` as held, ended or not.
+    async fn held_browser_session(
+        &self,
+        op: &'static str,
+        hash: &str,
+    ) -> Result<Option<BrowserSession>, StoreError> {
+        let key = self.session_key(hash);
+        let mut conn = self.conn();
+        let fields = self
+            .run(
+                op,
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg("record")
+                    .arg("last_seen")
+                    .query_async(&mut conn),
+            )
+            .await?;
+        session_from(&key, fields)
+    }
+}
+
+#[async_trait]
+impl BrowserSessionRecords for Redis {
+    async fn put_browser_session(
         &self,
         hash: &str,
         session: &BrowserSession,
@@ -149,31 +175,7 @@ impl Redis {
         Ok(())
     }
 
-    /// The session `hash` as held, ended or not.
-    async fn held_browser_session(
-        &self,
-        op: &'static str,
-        hash: &str,
-    ) -> Result<Option<BrowserSession>, StoreError> {
-        let key = self.session_key(hash);
-        let mut conn = self.conn();
-        let fields = self
-            .run(
-                op,
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg("record")
-                    .arg("last_seen")
-                    .query_async(&mut conn),
-            )
-            .await?;
-        session_from(&key, fields)
-    }
-
-    pub(super) async fn read_browser_session(
-        &self,
-        hash: &str,
-    ) -> Result<Option<BrowserSession>, StoreError> {
+    async fn get_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
         let found = self
             .held_browser_session("get_browser_session", hash)
             .await?;
@@ -181,10 +183,7 @@ impl Redis {
         Ok(found.filter(|s| s.ends_at() > now))
     }
 
-    pub(super) async fn take_browser_session(
-        &self,
-        hash: &str,
-    ) -> Result<Option<BrowserSession>, StoreError> {
+    async fn end_browser_session(&self, hash: &str) -> Result<Option<BrowserSession>, StoreError> {
         let key = self.session_key(hash);
         let mut conn = self.conn();
         let (fields,): ((Option<Vec<u8>>, Option<i64>),) = self
@@ -218,7 +217,7 @@ impl Redis {
         Ok(Some(ended).filter(|s| s.ends_at() > now))
     }
 
-    pub(super) async fn list_browser_sessions(
+    async fn browser_sessions_of(
         &self,
         provider: &str,
         owner: &SessionOwner,
@@ -251,11 +250,7 @@ impl Redis {
         Ok(live)
     }
 
-    pub(super) async fn note_browser_session_use(
-        &self,
-        hash: &str,
-        now: i64,
-    ) -> Result<bool, StoreError> {
+    async fn touch_browser_session(&self, hash: &str, now: i64) -> Result<bool, StoreError> {
         let mut invocation = self.browser.touch.prepare_invoke();
         invocation
             .key(self.session_key(hash))
@@ -268,7 +263,7 @@ impl Redis {
         Ok(touched == 1)
     }
 
-    pub(super) async fn take_claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn claim(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut conn = self.conn();
         let set: Option<String> = self
@@ -286,7 +281,7 @@ impl Redis {
         Ok(set.is_some())
     }
 
-    pub(super) async fn drop_claim(&self, key: &str) -> Result<(), StoreError> {
+    async fn release_claim(&self, key: &str) -> Result<(), StoreError> {
         let mut conn = self.conn();
         self.run(
             "release_claim",
@@ -305,7 +300,6 @@ mod tests {
     use super::*;
     use crate::store::browser::checks;
     use crate::store::redis::oauth::tests::{store, tidy};
-    use crate::store::Store;
 
     /// Unix seconds the key expires at (-1: never, -2: no such key).
     async fn expires_at(s: &Redis, key: &str) -> i64 {

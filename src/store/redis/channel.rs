@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::{encode, now_secs, revocation_key, Redis};
 use crate::api_keys::{Change, Write};
 use crate::auth::revocation::Revocation;
-use crate::store::{Feeds, StoreError};
+use crate::store::{ApiKeyRecords, Feeds, StoreError};
 
 /// How often a live subscription is checked (and the command connection
 /// nudged to reconnect), so an outage is noticed within about this long.
@@ -99,7 +99,7 @@ impl Redis {
     /// held here that the store lost or that an import revived since: a
     /// key revoked anywhere stays revoked whatever the store went through.
     async fn reread_api_keys(&self, feeds: &Feeds) -> Result<(), StoreError> {
-        let mut records = self.read_api_keys().await?;
+        let mut records = self.api_keys().await?;
         let mut restore = feeds.api_keys.tombstones_to_restore(&records);
         // Redis lost the secret keys are hashed under, and a gateway made
         // another: what was written under it (an import of a key revoked
@@ -118,8 +118,8 @@ impl Redis {
                 "the store had lost revoked API keys, or a key revoked here was written again; writing their tombstones back"
             );
             let writes: Vec<_> = restore.into_iter().map(|r| (Write::Restore, r)).collect();
-            self.check_and_write_api_keys(&writes).await?;
-            records = self.read_api_keys().await?;
+            self.write_api_keys(&writes).await?;
+            records = self.api_keys().await?;
         }
         feeds.api_keys.replace_all(records);
         Ok(())

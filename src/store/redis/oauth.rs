@@ -11,9 +11,13 @@
 //! Read-modify-writes are scripts. A record past its `expires_at` by this
 //! instance's clock counts as gone, even to a script, before Redis drops it.
 
+use async_trait::async_trait;
+
 use super::{decode, encode, Redis, BATCH};
 use crate::clock::unix_now;
-use crate::store::{CodeRecord, RegisteredClient, SsoSession, StoreError};
+use crate::store::{
+    CodeRecord, RegisteredClient, RegisteredClients, SignOn, SsoSession, StoreError,
+};
 
 /// Redeems a code (KEYS[1]; ARGV[1] now): returns it as it was and leaves
 /// it used, and replayed if it was used already; its expiry is kept. Nil
@@ -174,18 +178,17 @@ impl Redis {
         )
         .await
     }
+}
 
-    pub(super) async fn store_code(
-        &self,
-        hash: &str,
-        record: &CodeRecord,
-    ) -> Result<(), StoreError> {
+#[async_trait]
+impl SignOn for Redis {
+    async fn put_code(&self, hash: &str, record: &CodeRecord) -> Result<(), StoreError> {
         let key = self.code_key(hash);
         self.set_until("put_code", &key, encode(record), record.expires_at)
             .await
     }
 
-    pub(super) async fn redeem(&self, hash: &str) -> Result<Option<CodeRecord>, StoreError> {
+    async fn redeem_code(&self, hash: &str) -> Result<Option<CodeRecord>, StoreError> {
         let key = self.code_key(hash);
         let mut invocation = self.oauth.redeem_code.prepare_invoke();
         invocation.key(&key).arg(unix_now());
@@ -196,11 +199,7 @@ impl Redis {
         was.map(|b| decode(&key, &b)).transpose()
     }
 
-    pub(super) async fn note_code_issued(
-        &self,
-        hash: &str,
-        refresh_hash: &str,
-    ) -> Result<bool, StoreError> {
+    async fn code_issued(&self, hash: &str, refresh_hash: &str) -> Result<bool, StoreError> {
         let mut invocation = self.oauth.code_issued.prepare_invoke();
         invocation
             .key(self.code_key(hash))
@@ -213,19 +212,19 @@ impl Redis {
         Ok(noted == 1)
     }
 
-    pub(super) async fn store_sso(&self, session: &SsoSession) -> Result<(), StoreError> {
+    async fn put_sso(&self, session: &SsoSession) -> Result<(), StoreError> {
         let key = self.sso_key(&session.sid);
         self.set_until("put_sso", &key, encode(session), session.expires_at)
             .await
     }
 
-    pub(super) async fn read_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+    async fn get_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
         let found: Option<SsoSession> = self.get_decoded("get_sso", &self.sso_key(sid)).await?;
         let now = unix_now();
         Ok(found.filter(|s| s.expires_at > now))
     }
 
-    pub(super) async fn take_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
+    async fn end_sso(&self, sid: &str) -> Result<Option<SsoSession>, StoreError> {
         let key = self.sso_key(sid);
         let mut conn = self.conn();
         let bytes: Option<Vec<u8>> = self
@@ -239,7 +238,7 @@ impl Redis {
         Ok(found.filter(|s| s.expires_at > now))
     }
 
-    pub(super) async fn add_sso_family(&self, sid: &str, family: &str) -> Result<bool, StoreError> {
+    async fn sso_add_family(&self, sid: &str, family: &str) -> Result<bool, StoreError> {
         let mut invocation = self.oauth.sso_add_family.prepare_invoke();
         invocation
             .key(self.sso_key(sid))
@@ -251,8 +250,11 @@ impl Redis {
             .await?;
         Ok(added == 1)
     }
+}
 
-    pub(super) async fn store_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
+#[async_trait]
+impl RegisteredClients for Redis {
+    async fn put_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
         let member = member(&client.issuer, &client.client_id);
         let mut invocation = self.oauth.put_client.prepare_invoke();
         invocation
@@ -269,7 +271,7 @@ impl Redis {
         Ok(())
     }
 
-    pub(super) async fn read_client(
+    async fn get_client(
         &self,
         issuer: &str,
         client_id: &str,
@@ -280,7 +282,7 @@ impl Redis {
         Ok(found.filter(|c| c.expires_at > now))
     }
 
-    pub(super) async fn list_clients(
+    async fn registered_clients(
         &self,
         issuer: Option<&str>,
     ) -> Result<Vec<RegisteredClient>, StoreError> {
@@ -327,11 +329,7 @@ impl Redis {
         Ok(out)
     }
 
-    pub(super) async fn remove_client(
-        &self,
-        issuer: &str,
-        client_id: &str,
-    ) -> Result<bool, StoreError> {
+    async fn delete_client(&self, issuer: &str, client_id: &str) -> Result<bool, StoreError> {
         let member = member(issuer, client_id);
         let mut invocation = self.oauth.delete_client.prepare_invoke();
         invocation
@@ -346,7 +344,7 @@ impl Redis {
         Ok(deleted == 1)
     }
 
-    pub(super) async fn note_client_use(
+    async fn touch_client(
         &self,
         issuer: &str,
         client_id: &str,
@@ -403,7 +401,6 @@ pub(super) mod tests {
     use crate::config::{RedisSettings, RedisTarget};
     use crate::metrics::StoreMetrics;
     use crate::store::oauth::checks;
-    use crate::store::Store;
 
     /// A store on this machine's Redis (`PORTERO_TEST_REDIS_URL`, else
     /// 127.0.0.1:6379) under a prefix of its own; `None`, the test

@@ -1,12 +1,12 @@
 //! Catching up after a (re)subscription: the whole revocation set read
-//! again, what Redis lost written back, and the generated keys re-asserted.
+//! again, what Redis lost written back, and the secrets in use re-asserted.
 
 use std::sync::atomic::Ordering;
 
-use super::{decode, now_secs, revocation_key, Redis, StoredKey, BATCH};
+use super::{decode, now_secs, revocation_key, Redis, BATCH};
 use crate::api_keys;
 use crate::auth::revocation::{Revocation, Revocations};
-use crate::store::{Store, StoreError};
+use crate::store::{RevocationLog, Secrets, StoreError, StoredSecret};
 
 impl Redis {
     /// Every key under `pattern`, with its value.
@@ -43,7 +43,8 @@ impl Redis {
     }
 
     /// Re-reads the whole revocation set into `cache`, then writes back what
-    /// this instance holds and Redis lost, and re-asserts generated keys.
+    /// this instance holds and Redis lost, and re-asserts the secrets it
+    /// uses (generated signing keys among them).
     pub(super) async fn resync(&self, cache: &Revocations) -> Result<usize, StoreError> {
         let remote = self.scan(&self.grouped("rev", "*")).await?;
         let mut present = std::collections::HashSet::with_capacity(remote.len());
@@ -66,14 +67,14 @@ impl Redis {
             );
             self.add_revocations(&lost).await?;
         }
-        // Copied out first: `signing_key` writes to the map.
-        let held: Vec<(String, StoredKey)> = self
-            .signing_keys
+        // Copied out first: `secret_or_insert` writes to the map.
+        let held: Vec<(String, StoredSecret)> = self
+            .secrets_held
             .iter()
             .map(|e| (e.key().clone(), e.value().clone()))
             .collect();
-        for (issuer, key) in held {
-            if self.signing_key(&issuer, key.clone()).await? != key {
+        for (issuer, secret) in held {
+            if self.secret_or_insert(&issuer, secret.clone()).await? != secret {
                 if issuer == api_keys::PEPPER_NAME {
                     self.api_key_secret_replaced.store(true, Ordering::Release);
                 }

@@ -8,7 +8,7 @@
 
 use http::StatusCode;
 
-use super::{Denied, Issuing};
+use super::{Denied, Logins};
 
 /// Why a token endpoint answered as it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,13 +133,13 @@ impl From<Denied> for Reason {
     }
 }
 
-impl Issuing<'_> {
+impl Logins<'_> {
     /// Refuses the login `login` (as typed) for `why`: logged once, noted
     /// for the request's metric, and answered as the dialects answer it.
     pub fn refuse(&self, login: &str, why: Reason) -> Denied {
         tracing::warn!(
             target: "portero::login",
-            issuer = %self.issuer.name,
+            issuer = %self.identity.issuer,
             login = ?login,
             reason = %why.label(),
             "login refused"
@@ -149,11 +149,11 @@ impl Issuing<'_> {
     }
 
     /// Refuses the OAuth 2.0 client `id` (as presented) for `why`, as
-    /// [`Issuing::refuse`] refuses a login.
+    /// [`Logins::refuse`] refuses a login.
     pub fn refuse_client(&self, id: &str, why: Reason) {
         tracing::warn!(
             target: "portero::login",
-            issuer = %self.issuer.name,
+            issuer = %self.identity.issuer,
             client = ?id,
             reason = %why.label(),
             "client authentication refused"

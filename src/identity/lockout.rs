@@ -15,9 +15,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{refresh_hash, Denied, Issuing};
+use super::{Denied, Logins};
 use crate::config::login_key;
-use crate::store::{Reservation, Store};
+use crate::store::{Lockout, Reservation};
+use crate::tokens::sha256_base64url;
 
 /// How long a login waits for other checks of the same principal (or
 /// address) to end when they could use up its budget, and how often it looks.
@@ -46,10 +47,10 @@ struct Budget {
     cleared_by_success: bool,
 }
 
-/// A credential check reserved by [`Issuing::begin_attempt`]. Its place is
+/// A credential check reserved by [`Logins::begin_attempt`]. Its place is
 /// given back when it is dropped, however the request ended: a client that
 /// hangs up mid-check must not keep a principal's budget taken.
-#[must_use = "end it with Issuing::end_attempt"]
+#[must_use = "end it with Logins::end_attempt"]
 pub struct Attempt {
     kind: Kind,
     /// The login as typed, under [`login_key`].
@@ -60,7 +61,7 @@ pub struct Attempt {
     id: String,
     /// The most failures any of its principal budgets had when reserved.
     failures: u32,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Lockout>,
     /// Given back by `end_attempt`; otherwise when dropped.
     released: bool,
 }
@@ -88,7 +89,7 @@ impl Drop for Attempt {
 /// failover) for up to [`RELEASE_RETRIES`] tries: a place never given
 /// back would refuse the principal's logins as busy until the lockout
 /// cool-down lapses.
-async fn release_until_done(store: Arc<dyn Store>, keys: Vec<String>, id: String) {
+async fn release_until_done(store: Arc<dyn Lockout>, keys: Vec<String>, id: String) {
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let mut pause = Duration::from_millis(100);
     for _ in 0..RELEASE_RETRIES {
@@ -111,12 +112,12 @@ pub enum Outcome {
     Unchecked,
 }
 
-impl Issuing<'_> {
+impl Logins<'_> {
     /// Whose budget the issuer's own principals spend: clients where the
     /// dialect's secrets are high-entropy, users otherwise (the project
     /// dialect's secrets are passwords).
     pub fn principal_kind(&self) -> Kind {
-        match self.endpoint.dialect.fast_secrets() {
+        match self.identity.accounts.form.fast_secrets() {
             true => Kind::Client,
             false => Kind::User,
         }
@@ -131,8 +132,8 @@ impl Issuing<'_> {
         client: Option<IpAddr>,
         address: bool,
     ) -> Vec<Budget> {
-        let (name, e) = (&self.issuer.name, self.endpoint);
-        let hashed = refresh_hash(login_key);
+        let (name, e) = (&self.identity.issuer, &self.identity.accounts);
+        let hashed = sha256_base64url(login_key);
         let budget = |key: String, limit, cleared_by_success| Budget {
             key,
             limit,
@@ -180,7 +181,7 @@ impl Issuing<'_> {
     /// (up to `BUSY_WAIT`, then `Locked`), so no burst of concurrent
     /// guesses gets more checks than `max_failures` allows, and concurrent
     /// good logins are served one after another rather than refused.
-    /// Every reservation ends with [`Issuing::end_attempt`].
+    /// Every reservation ends with [`Logins::end_attempt`].
     pub async fn begin_attempt(
         &self,
         kind: Kind,
@@ -228,7 +229,7 @@ impl Issuing<'_> {
     /// first budget's failures so far.
     async fn reserve(&self, budgets: &[Budget], id: &str, now: i64) -> Result<u32, Denied> {
         let limits: Vec<(&str, u32)> = budgets.iter().map(|b| (b.key.as_str(), b.limit)).collect();
-        let cooldown = self.endpoint.lockout.as_secs() as i64;
+        let cooldown = self.identity.accounts.lockout.as_secs() as i64;
         let give_up = tokio::time::Instant::now() + BUSY_WAIT;
         loop {
             let reserved = match self.store.reserve_attempt(&limits, cooldown, now, id).await {
@@ -301,12 +302,9 @@ impl Issuing<'_> {
             .iter()
             .map(|b| (b.key.as_str(), b.limit))
             .collect();
-        let cooldown = self.endpoint.lockout.as_secs() as i64;
+        let cooldown = self.identity.accounts.lockout.as_secs() as i64;
         if self.store.record_failures(&limits, cooldown, now).await? {
-            self.metrics
-                .lockouts
-                .with_label_values(&[&self.issuer.name])
-                .inc();
+            self.identity.lockouts.inc();
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! A login's credential check: the principal asked of the issuer's
+//! A login's credential check: the account asked of the issuer's
 //! `principals::Lookup`, the secret verified (slow hashes off the proxy's
 //! threads, in a bounded queue per issuer), inside the lockout
 //! (`lockout.rs`).
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::lockout::{Attempt, Outcome};
-use super::{Issuing, Reason};
+use super::{Logins, Reason};
 use crate::config::{Principal, SecretHash};
 use crate::credentials::{dummy, StandIn};
 use crate::principals::{Lookup, LookupError};
@@ -138,24 +138,31 @@ fn timed_checks(
     (matches, times)
 }
 
-impl Issuing<'_> {
+impl Logins<'_> {
     /// Where the issuer's principals are found.
     fn lookup(&self) -> Lookup<'_> {
+        let identity = self.identity;
         Lookup::new(
-            &self.issuer.name,
-            self.endpoint,
+            &identity.issuer,
+            &identity.accounts,
             self.store.as_ref(),
-            self.users,
+            identity.users.as_ref(),
         )
     }
 
     /// The principal `login` names, as `principals::Lookup` finds it: the
-    /// config's, else an imported one, else the user store's row.
+    /// config's, else an imported one, else the user store's row. A login
+    /// with a control character names no one, and is never sent to a
+    /// database (a NUL fails PostgreSQL's query, which would report an
+    /// outage that is not one).
     pub async fn principal(&self, login: &str) -> Result<Option<Arc<Principal>>, Denied> {
+        if login.chars().any(char::is_control) {
+            return Ok(None);
+        }
         Ok(self.lookup().principal(login).await?)
     }
 
-    /// As [`Issuing::principal`], with the found principal's own login's
+    /// As [`Logins::principal`], with the found principal's own login's
     /// budget reserved in `attempt` too (`Locked` when it is spent).
     pub async fn principal_claimed(
         &self,
@@ -181,7 +188,7 @@ impl Issuing<'_> {
         self.verify_secret_among(principal, secret, None).await
     }
 
-    /// As [`Issuing::verify_secret`], among the hashes `stand_in` counts
+    /// As [`Logins::verify_secret`], among the hashes `stand_in` counts
     /// (clients that are not the issuer's principals have their own; `None`
     /// for the issuer's). A refusal lasts at least what checking their
     /// slowest class takes.
@@ -207,7 +214,7 @@ impl Issuing<'_> {
             timed_checks(hash, untimed, secret)
         } else {
             let secret = secret.to_string();
-            blocking(&self.issuer.name, move || {
+            blocking(&self.identity.issuer, move || {
                 timed_checks(hash, untimed, &secret)
             })
             .await?
@@ -232,11 +239,11 @@ impl Issuing<'_> {
         Ok(true)
     }
 
-    /// The whole login of the password dialects: lockout, secret, blocked
-    /// and inactive flags, each refusal said once (`Issuing::refuse`). The
+    /// The whole login of a user (or a client dialect's client): lockout, secret, blocked
+    /// and inactive flags, each refusal said once (`Logins::refuse`). The
     /// principal returned is who logged in: its own login, never the
     /// spelling typed, names it in tokens.
-    pub async fn authenticate(
+    pub async fn log_in(
         &self,
         login: &str,
         secret: &str,
