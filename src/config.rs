@@ -154,7 +154,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             });
             return Err(invalid(found));
         }
-        match toml::from_str(&remaining) {
+        match file::read(&remaining) {
             Ok(file) => break file,
             Err(e) => match set_aside::set_aside(&mut remaining, &e, &mut emptied, &mut renumbered)
             {

@@ -38,6 +38,98 @@ fn the_quickstart_config_passes() {
     assert!(ok, "{err}");
 }
 
+/// An issuer's table is read by its `kind`: a key its kind never reads
+/// is refused at its line, naming the keys the kind takes, wherever
+/// `kind` is written in the table.
+#[test]
+fn a_key_an_issuers_kind_never_reads_is_refused_at_its_line() {
+    let with = |issuer: &str| {
+        format!("[server]\npublic_url = \"https://x.test\"\n{GOOD}\n[issuers.app]\n{issuer}")
+    };
+    let standard = "kind = \"oauth2\"\n";
+    let api_key = "kind = \"api_key\"\n";
+    let provider = "iss = \"https://idp.test\"\njwks_url = \"https://idp.test/jwks\"\n";
+    // Each kind's own keys pass, `kind` written first or last.
+    for issuer in [
+        format!("{standard}token_ttl = \"5m\"\nmax_failures = 3\n"),
+        format!("token_ttl = \"5m\"\nmax_failures = 3\n{standard}"),
+        format!("iss = \"keys\"\n{api_key}"),
+    ] {
+        let (ok, err) = check(&with(&issuer));
+        assert!(ok, "{issuer}: {err}");
+    }
+    // The line (from 1) where `name` is written.
+    let line_of = |text: &str, name: &str| {
+        1 + text
+            .lines()
+            .position(|l| l.starts_with(&format!("{name} =")))
+            .unwrap()
+    };
+    for (issuer, name) in [
+        // Keys of an outside provider or of opaque tokens, which a
+        // standard issuer never fetches or asks.
+        (
+            format!("{standard}jwks_refresh_min = \"1m\"\n"),
+            "jwks_refresh_min",
+        ),
+        (format!("{standard}client_id = \"x\"\n"), "client_id"),
+        (
+            format!("introspection_timeout = \"1s\"\n{standard}"),
+            "introspection_timeout",
+        ),
+        (format!("{standard}allow_no_exp = true\n"), "allow_no_exp"),
+        (
+            format!("{standard}login_userinfo = true\n"),
+            "login_userinfo",
+        ),
+        // An API key issuer has no endpoint, lockout, limits or provider.
+        (format!("{api_key}max_failures = 3\n"), "max_failures"),
+        (
+            format!("{api_key}allow_ips = [\"10.0.0.0/8\"]\n"),
+            "allow_ips",
+        ),
+        (
+            format!("{api_key}introspection_url = \"https://idp.test/i\"\n"),
+            "introspection_url",
+        ),
+        (
+            format!("{api_key}login_client_id = \"web\"\n"),
+            "login_client_id",
+        ),
+        // Users and clients are a standard issuer's.
+        ("clients = []\n".to_string(), "clients"),
+        // An outside provider's issuer has no endpoint, principals or keys here.
+        (format!("{provider}max_failures = 4\n"), "max_failures"),
+        (format!("{provider}time_zone = \"+02:00\"\n"), "time_zone"),
+        (format!("{provider}principals = []\n"), "principals"),
+        (format!("{provider}token_ttl = \"1h\"\n"), "token_ttl"),
+        // Keys with no dialect serve no endpoint: no principal could log in.
+        ("principals = []\n".to_string(), "principals"),
+        ("max_failures = 4\n".to_string(), "max_failures"),
+        ("allow_ips = [\"10.0.0.0/8\"]\n".to_string(), "allow_ips"),
+        ("cors = \"web\"\n".to_string(), "cors"),
+    ] {
+        let config = with(&issuer);
+        let (ok, err) = check(&config);
+        assert!(!ok, "{issuer}: passed");
+        let (key, line) = (format!("issuers.app.{name}"), line_of(&config, name));
+        let said = err
+            .lines()
+            .find(|l| l.contains(&format!(":{line}: {key}: unknown field")))
+            .unwrap_or_else(|| panic!("{key} not refused at line {line}:\n{err}"));
+        let names_keys = said.contains("expected") && said.contains("`kind`");
+        assert!(names_keys || said.contains("did you mean"), "{said}");
+    }
+    // A kind portero does not know is named at its line.
+    let config = with("kind = \"saml\"\n");
+    let (ok, err) = check(&config);
+    let said = format!(
+        ":{}: issuers.app.kind: \"saml\" is not",
+        line_of(&config, "kind")
+    );
+    assert!(!ok && err.contains(&said), "{err}");
+}
+
 #[test]
 fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
     let with = |issuer: &str| {
@@ -495,7 +587,8 @@ fn external_issuer_problems_are_named_with_their_lines() {
         ),
         (
             "[issuers.demo]\ndiscovery_url = \"https://a/x\"\ndialect = \"session\"\n",
-            "gateway.toml:10: issuers.demo.dialect: an external issuer's keys come from its JWKS",
+            // A dialect's issuer holds its keys: it has no provider.
+            "gateway.toml:9: issuers.demo.discovery_url: unknown field `discovery_url`",
         ),
         (
             "[issuers.demo]\ndiscovery_url = \"https://a/x\"\nca_file = \"/nonexistent/ca.pem\"\n",
@@ -507,7 +600,7 @@ fn external_issuer_problems_are_named_with_their_lines() {
         ),
         (
             "[issuers.demo]\njwks_max_stale = \"1h\"\n",
-            "gateway.toml:9: issuers.demo.jwks_max_stale: only an external issuer (discovery_url or jwks_url) has this",
+            "gateway.toml:9: issuers.demo.jwks_max_stale: unknown field `jwks_max_stale`",
         ),
     ];
     for (table, problem) in cases {
@@ -912,7 +1005,7 @@ introspection_on_failure = \"ignore\"
         // A route without `issuers` would take tokens of two introspecting issuers.
         "routes[0].issuers: at most one issuer of a route may introspect tokens",
         "issuers.b.client_secret_env: introspection needs the client's secret",
-        "issuers.c.introspection_cache_ttl: introspection is on only with client_id",
+        "issuers.c.introspection_cache_ttl: unknown field `introspection_cache_ttl`",
         "issuers.d.introspection_url:",
         "issuers.e.iss: with discovery_url and introspection_url, give iss",
         "issuers.f.iss: is empty",
@@ -1238,7 +1331,7 @@ login = "app"
             "openid",
         ),
         // portero's own issuer, asked in process, with a secret to read
-        // that nothing would send.
+        // that nothing would send: a key its kind does not take.
         (
             good.replace(
                 "client_id = \"portal\"\n",
@@ -1249,7 +1342,7 @@ login = "app"
                 "login_client_id = \"portal\"\nlogin_client_secret_env = \"PORTAL_SECRET\"\n",
             ),
             "issuers.app.login_client_secret_env",
-            "in process",
+            "unknown field `login_client_secret_env`",
         ),
         (
             format!("{good}token_from = [\"header:X-Token\"]\n"),

@@ -1,7 +1,6 @@
 //! `gateway.toml` as written → the validated model, one function per table.
 //! Every problem is collected with its line and key; nothing panics.
 
-mod api_key;
 mod browser_clients;
 mod cors;
 mod dialect_oauth2;

@@ -6,6 +6,14 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+mod issuer;
+pub(super) use issuer::*;
+
+/// Reads `text` as the config file's tables, each issuer's by its `kind`.
+pub(super) fn read(text: &str) -> Result<FileConfig, toml::de::Error> {
+    issuer::with_shapes_of(text, || toml::from_str(text))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileConfig {
@@ -23,7 +31,7 @@ pub(super) struct FileConfig {
     pub(super) upstreams: BTreeMap<String, FileUpstream>,
     #[serde(default)]
     pub(super) dns: FileDns,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "issuer::by_kind")]
     pub(super) issuers: BTreeMap<String, FileIssuer>,
     #[serde(default)]
     pub(super) routes: Vec<FileRoute>,
@@ -165,7 +173,8 @@ macro_rules! limits_of {
     };
 }
 limits_of!(FileRoute);
-limits_of!(FileIssuer);
+limits_of!(FileDialectIssuer);
+limits_of!(FileStandardIssuer);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -266,223 +275,6 @@ pub(super) struct FileHttpCheck {
     pub(super) timeout: Option<String>,
     pub(super) healthy_after: Option<u32>,
     pub(super) unhealthy_after: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileIssuer {
-    /// `jwt` (the default) or `api_key`.
-    pub(super) kind: Option<Spanned<String>>,
-    pub(super) iss: Option<Spanned<String>>,
-    /// Where routes read this issuer's roles: claim paths.
-    pub(super) roles_claims: Option<Spanned<Vec<String>>>,
-    pub(super) dialect: Option<Spanned<String>>,
-    pub(super) token_ttl: Option<Spanned<DurationText>>,
-    #[serde(default)]
-    pub(super) allow_no_exp: bool,
-    #[serde(default)]
-    pub(super) keys: Vec<FileKey>,
-    // The token endpoint, for issuers with a dialect.
-    pub(super) host: Option<Spanned<String>>,
-    pub(super) path: Option<Spanned<String>>,
-    pub(super) refresh_path: Option<Spanned<String>>,
-    pub(super) refresh_ttl: Option<Spanned<DurationText>>,
-    pub(super) time_zone: Option<Spanned<String>>,
-    pub(super) default_years: Option<u32>,
-    pub(super) max_years: Option<u32>,
-    #[serde(default)]
-    pub(super) companies: Vec<String>,
-    pub(super) max_failures: Option<u32>,
-    pub(super) ip_max_failures: Option<u32>,
-    pub(super) client_max_failures: Option<u32>,
-    pub(super) lockout: Option<Spanned<DurationText>>,
-    pub(super) max_body_size: Option<Spanned<SizeText>>,
-    pub(super) body_timeout: Option<Spanned<DurationText>>,
-    #[serde(default)]
-    pub(super) principals: Vec<FilePrincipal>,
-    /// A `kind = "oauth2"` issuer's users and clients.
-    #[serde(default)]
-    pub(super) users: Vec<FilePrincipal>,
-    #[serde(default)]
-    pub(super) clients: Vec<FileOAuthClient>,
-    pub(super) sign_in: Option<FileSignIn>,
-    pub(super) principals_file: Option<Spanned<String>>,
-    pub(super) cors: Option<Spanned<String>>,
-    /// Standard OAuth 2.0 endpoints beside the dialect's own.
-    pub(super) oauth2: Option<Spanned<FileOAuth2>>,
-    pub(super) user_store: Option<Spanned<FileUserStore>>,
-    /// The legacy service the token endpoint's answers are compared with.
-    pub(super) shadow: Option<Spanned<FileShadow>>,
-    /// When the dialect's endpoint was deprecated and when it goes
-    /// (RFC 3339), announced on its answers.
-    pub(super) deprecation: Option<Spanned<String>>,
-    pub(super) sunset: Option<Spanned<String>>,
-    // Opaque tokens, read by the provider's introspection endpoint (RFC 7662).
-    pub(super) introspection_url: Option<Spanned<String>>,
-    pub(super) client_id: Option<Spanned<String>>,
-    pub(super) client_secret_env: Option<Spanned<String>>,
-    pub(super) introspection_auth: Option<Spanned<String>>,
-    pub(super) introspection_cache_ttl: Option<Spanned<DurationText>>,
-    pub(super) introspection_negative_ttl: Option<Spanned<DurationText>>,
-    pub(super) introspection_cache_size: Option<Spanned<u64>>,
-    pub(super) introspection_timeout: Option<Spanned<DurationText>>,
-    pub(super) introspection_on_failure: Option<Spanned<String>>,
-    pub(super) introspection_require_token_type: Option<Spanned<bool>>,
-    // An external issuer: keys from a JWKS.
-    pub(super) discovery_url: Option<Spanned<String>>,
-    pub(super) jwks_url: Option<Spanned<String>>,
-    pub(super) ca_file: Option<Spanned<String>>,
-    pub(super) jwks_refresh_min: Option<Spanned<DurationText>>,
-    pub(super) jwks_refresh_max: Option<Spanned<DurationText>>,
-    pub(super) jwks_refetch_interval: Option<Spanned<DurationText>>,
-    pub(super) jwks_max_stale: Option<Spanned<DurationText>>,
-    pub(super) jwks_timeout: Option<Spanned<DurationText>>,
-    pub(super) jwks_ready_timeout: Option<Spanned<DurationText>>,
-    // portero signs people in at this issuer, as its OpenID Connect client.
-    pub(super) login_client_id: Option<Spanned<String>>,
-    pub(super) login_client_secret_env: Option<Spanned<String>>,
-    pub(super) login_scopes: Option<Spanned<Vec<String>>>,
-    pub(super) login_userinfo: Option<Spanned<bool>>,
-    #[serde(default)]
-    pub(super) allow_ips: Vec<Spanned<String>>,
-    #[serde(default)]
-    pub(super) deny_ips: Vec<Spanned<String>>,
-    pub(super) rate_limit: Option<Spanned<FileRateLimit>>,
-    pub(super) max_in_flight: Option<Spanned<u32>>,
-    pub(super) concurrency: Option<Spanned<FileConcurrency>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FilePrincipals {
-    pub(super) principals: Vec<FilePrincipal>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FilePrincipal {
-    // Where each key is written: a key its dialect never reads is named at its line.
-    pub(super) username: Option<Spanned<String>>,
-    pub(super) client_id: Option<Spanned<String>>,
-    pub(super) business: Option<Spanned<String>>,
-    pub(super) proyecto: Option<Spanned<String>>,
-    pub(super) secret_hash: Spanned<String>,
-    pub(super) id: Option<Spanned<toml::Value>>,
-    pub(super) nombre: Option<Spanned<String>>,
-    pub(super) role: Option<Spanned<String>>,
-    pub(super) company: Option<Spanned<String>>,
-    pub(super) permissions: Option<Spanned<Vec<String>>>,
-    #[serde(default = "yes")]
-    pub(super) active: bool,
-    #[serde(default)]
-    pub(super) blocked: bool,
-    pub(super) rate_limit: Option<u32>,
-    /// The one OAuth 2.0 client authentication method it may use.
-    pub(super) auth_method: Option<Spanned<String>>,
-    /// Its OAuth 2.0 introspection requests may ask about any token of the issuer.
-    pub(super) introspect: Option<Spanned<bool>>,
-    /// A standard issuer's user: the `roles` claim, and claims as written.
-    pub(super) roles: Option<Spanned<Vec<String>>>,
-    pub(super) claims: Option<Spanned<toml::Table>>,
-}
-
-#[derive(Deserialize, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileOAuth2 {
-    #[serde(default)]
-    pub(super) password_grant: bool,
-    #[serde(default)]
-    pub(super) clients: Vec<FileOAuthClient>,
-    /// The authorization endpoint and sign-in page (on by default for a
-    /// `kind = "oauth2"` issuer).
-    pub(super) authorization_code: Option<Spanned<bool>>,
-    /// Resource indicators (RFC 8707) its tokens may be asked for.
-    #[serde(default)]
-    pub(super) resources: Vec<Spanned<String>>,
-    /// `off` (the default), `open` or `token` (RFC 7591).
-    pub(super) registration: Option<Spanned<String>>,
-    pub(super) registration_token_env: Option<Spanned<String>>,
-    /// Registrations a minute from one address (`open`).
-    pub(super) registration_rate: Option<Spanned<u32>>,
-    pub(super) registered_client_ttl: Option<Spanned<DurationText>>,
-    pub(super) session_ttl: Option<Spanned<DurationText>>,
-    #[serde(default)]
-    pub(super) logout_revokes_tokens: bool,
-}
-
-/// `[issuers.NAME.sign_in]`: the look of the issuer's sign-in page. (Not
-/// under `oauth2`: toml cannot read a table nested in a spanned one.)
-#[derive(Deserialize, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileSignIn {
-    pub(super) title: Option<Spanned<String>>,
-    pub(super) logo_url: Option<Spanned<String>>,
-    pub(super) stylesheet_url: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileUserStore {
-    pub(super) url: Option<Spanned<String>>,
-    pub(super) url_env: Option<Spanned<String>>,
-    pub(super) query: Spanned<String>,
-    pub(super) cache_ttl: Option<Spanned<DurationText>>,
-    pub(super) timeout: Option<Spanned<DurationText>>,
-    pub(super) max_connections: Option<u32>,
-    pub(super) rehash: Option<Spanned<String>>,
-    pub(super) update: Option<Spanned<String>>,
-    pub(super) legacy_count: Option<String>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileShadow {
-    pub(super) url: Spanned<String>,
-    pub(super) primary: Option<Spanned<String>>,
-    pub(super) sample: Option<Spanned<f64>>,
-    pub(super) timeout: Option<Spanned<DurationText>>,
-    pub(super) tolerance: Option<Spanned<DurationText>>,
-    #[serde(default)]
-    pub(super) claims: Vec<String>,
-    #[serde(default)]
-    pub(super) fallback: bool,
-    #[serde(default)]
-    pub(super) compare_refresh: bool,
-    pub(super) queue: Option<Spanned<u32>>,
-    pub(super) ca_file: Option<Spanned<String>>,
-}
-
-/// A user dialect's OAuth 2.0 client.
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileOAuthClient {
-    pub(super) client_id: Spanned<String>,
-    /// None: a public client (PKCE only).
-    pub(super) secret_hash: Option<Spanned<String>>,
-    pub(super) redirect_uris: Option<Spanned<Vec<String>>>,
-    pub(super) grant_types: Option<Spanned<Vec<String>>>,
-    /// A standard issuer's client: the `roles` of its own tokens.
-    #[serde(default)]
-    pub(super) roles: Vec<String>,
-    /// The scopes its tokens may carry.
-    #[serde(default)]
-    pub(super) scopes: Vec<String>,
-    pub(super) auth_method: Option<Spanned<String>>,
-    #[serde(default)]
-    pub(super) introspect: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct FileKey {
-    pub(super) kid: Spanned<String>,
-    pub(super) alg: Spanned<String>,
-    pub(super) secret_env: Option<String>,
-    pub(super) secret_file: Option<String>,
-    pub(super) private_key_file: Option<String>,
-    pub(super) public_key_file: Option<String>,
-    #[serde(default)]
-    pub(super) verify_only: bool,
 }
 
 #[derive(Deserialize)]

@@ -17,18 +17,10 @@ impl Checker<'_> {
         &mut self,
         name: &str,
         table: &Spanned<FileOAuth2>,
-        issues: Option<(&Accounts, &TokenRoutes)>,
+        (accounts, routes): (&Accounts, &TokenRoutes),
         public_url: Option<&str>,
     ) -> Option<OAuth2> {
         let key = format!("issuers.{name}.oauth2");
-        let Some((accounts, routes)) = issues else {
-            self.problem(
-                table,
-                key,
-                "only an issuer with a dialect has principals to serve",
-            );
-            return None;
-        };
         let settings = table.get_ref();
         let form = accounts.form;
         if form.has_clients() && (settings.password_grant || !settings.clients.is_empty()) {

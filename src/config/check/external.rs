@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use super::super::file::{DurationText, FileIssuer};
+use super::super::file::{DurationText, FileProviderIssuer};
 use super::super::model::{ExternalKeySource, KeyLocation};
 use super::super::units::secs;
 use super::parse::check_key_url;
@@ -11,7 +11,11 @@ use super::Checker;
 
 impl Checker<'_> {
     /// The key source of an external issuer; `None` for portero's own.
-    pub(super) fn external(&mut self, name: &str, i: &FileIssuer) -> Option<ExternalKeySource> {
+    pub(super) fn external(
+        &mut self,
+        name: &str,
+        i: &FileProviderIssuer,
+    ) -> Option<ExternalKeySource> {
         let key = |k: &str| format!("issuers.{name}.{k}");
         let location = match (&i.discovery_url, &i.jwks_url) {
             (None, None) => {
@@ -38,16 +42,6 @@ impl Checker<'_> {
                 KeyLocation::Jwks(j.get_ref().clone())
             }
         };
-        let own = [
-            (i.dialect.as_ref(), "dialect"),
-            (i.keys.first().map(|k| &k.kid), "keys"),
-        ];
-        for (given, k) in own {
-            if let Some(v) = given {
-                let message = "an external issuer's keys come from its JWKS: it has no keys or dialect of its own";
-                self.problem(v, key(k), message);
-            }
-        }
         let ca_file = i.ca_file.as_ref().map(|f| {
             let path = self.resolve(f.get_ref());
             if let Err(e) = crate::config::pem_certificates(&path) {
@@ -91,7 +85,7 @@ impl Checker<'_> {
     }
 
     /// The JWKS keys only mean something beside a URL to fetch from.
-    fn refuse_external_keys(&mut self, name: &str, i: &FileIssuer) {
+    fn refuse_external_keys(&mut self, name: &str, i: &FileProviderIssuer) {
         let durations = [
             (&i.jwks_refresh_min, "jwks_refresh_min"),
             (&i.jwks_refresh_max, "jwks_refresh_max"),

@@ -4,7 +4,7 @@
 
 use toml::Spanned;
 
-use super::super::file::FileIssuer;
+use super::super::file::FileProviderIssuer;
 use super::super::model::{ClientAuth, Introspection, IntrospectionEndpoint, IntrospectionFailure};
 use super::super::units::secs;
 use super::parse::check_key_url;
@@ -13,7 +13,11 @@ use super::Checker;
 impl Checker<'_> {
     /// The issuer's introspection, if `client_id` asks for it; the other
     /// `introspection_*` keys are refused without it.
-    pub(super) fn introspection(&mut self, name: &str, i: &FileIssuer) -> Option<Introspection> {
+    pub(super) fn introspection(
+        &mut self,
+        name: &str,
+        i: &FileProviderIssuer,
+    ) -> Option<Introspection> {
         let key = |k: &str| format!("issuers.{name}.{k}");
         let Some(client_id) = &i.client_id else {
             self.refuse_introspection_keys(name, i);
@@ -112,7 +116,7 @@ impl Checker<'_> {
         Some(introspection)
     }
 
-    fn cache_size(&mut self, name: &str, i: &FileIssuer) -> usize {
+    fn cache_size(&mut self, name: &str, i: &FileProviderIssuer) -> usize {
         match &i.introspection_cache_size {
             Some(n) if *n.get_ref() == 0 || *n.get_ref() > 10_000_000 => {
                 let key = format!("issuers.{name}.introspection_cache_size");
@@ -124,7 +128,7 @@ impl Checker<'_> {
         }
     }
 
-    fn refuse_introspection_keys(&mut self, name: &str, i: &FileIssuer) {
+    fn refuse_introspection_keys(&mut self, name: &str, i: &FileProviderIssuer) {
         let spans = [
             (
                 i.introspection_url.as_ref().map(Spanned::span),

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -24,7 +25,7 @@ pub(super) fn host_serves(pattern: &str, host: &str) -> bool {
 
 /// An `api_key` issuer: its keys are the admin API's, so it has no
 /// signing keys, accounts or routes of its own.
-fn api_key_issuer(name: &str, i: &FileIssuer) -> Issuer {
+fn api_key_issuer(name: &str, i: &FileApiKeyIssuer) -> Issuer {
     Issuer {
         name: name.to_string(),
         kind: IssuerKind::ApiKey,
@@ -46,6 +47,8 @@ fn api_key_issuer(name: &str, i: &FileIssuer) -> Issuer {
 }
 
 impl Checker<'_> {
+    /// An issuer, as its kind reads it (`FileIssuer`: the keys a kind
+    /// never reads were refused as unknown where they are written).
     pub(super) fn issuer(
         &mut self,
         name: &str,
@@ -53,15 +56,81 @@ impl Checker<'_> {
         cors: &[Arc<CorsPolicy>],
         public_url: Option<&str>,
     ) -> Issuer {
-        let kind = self.issuer_kind(name, i);
-        if kind == IssuerKind::OAuth2 {
-            return self.standard_issuer(name, i, cors, public_url);
+        if name.chars().any(char::is_control) {
+            self.problem_no_span(
+                format!("issuers.{name:?}"),
+                "an issuer name holds no control characters",
+            );
         }
-        self.only_standard(name, i);
-        if kind == IssuerKind::ApiKey {
-            return api_key_issuer(name, i);
+        match i {
+            FileIssuer::Dialect(i) => self.dialect_issuer(name, i, cors, public_url),
+            FileIssuer::Provider(i) => self.provider_issuer(name, i),
+            FileIssuer::Keys(i) => self.keys_issuer(name, i),
+            FileIssuer::Standard(i) => self.standard_issuer(name, i, cors, public_url),
+            FileIssuer::ApiKey(i) => api_key_issuer(name, i),
         }
-        let keys = self.keys(name, i);
+    }
+
+    /// A `kind` other than `jwt` that still read as a `jwt` table: one
+    /// portero does not know.
+    fn jwt_kind(&mut self, name: &str, kind: Option<&Spanned<String>>) {
+        if let Some(kind) = kind.filter(|k| k.get_ref() != "jwt") {
+            let message = format!(
+                "{:?} is not a kind of issuer: jwt (the default), oauth2 or api_key",
+                kind.get_ref()
+            );
+            self.problem(kind, format!("issuers.{name}.kind"), message);
+        }
+    }
+
+    /// An issuer of signed tokens portero only verifies: no keys,
+    /// accounts, endpoints or provider yet.
+    fn verified(
+        &mut self,
+        name: &str,
+        iss: String,
+        roles_claims: &Option<Spanned<Vec<String>>>,
+        allow_no_exp: bool,
+    ) -> Issuer {
+        Issuer {
+            name: name.to_string(),
+            kind: IssuerKind::Jwt,
+            iss,
+            token_ttl: secs(3600),
+            allow_no_exp,
+            keys: Vec::new(),
+            accounts: None,
+            token_routes: None,
+            legacy: None,
+            user_store: None,
+            shadow: None,
+            external: None,
+            oauth2: None,
+            introspection: None,
+            roles_claims: self.roles_claims(name, roles_claims),
+            login: None,
+        }
+    }
+
+    fn token_ttl(&mut self, name: &str, written: &Option<Spanned<DurationText>>) -> Duration {
+        self.duration(written, &format!("issuers.{name}.token_ttl"), secs(3600))
+    }
+
+    /// A `jwt` issuer with keys written here and no endpoint.
+    fn keys_issuer(&mut self, name: &str, i: &FileKeysIssuer) -> Issuer {
+        self.jwt_kind(name, i.kind.as_ref());
+        let iss = i.iss.as_ref().map_or(name, |s| s.get_ref()).to_string();
+        let verified = self.verified(name, iss, &i.roles_claims, i.allow_no_exp);
+        Issuer {
+            keys: self.keys(name, &i.keys),
+            token_ttl: self.token_ttl(name, &i.token_ttl),
+            ..verified
+        }
+    }
+
+    /// A `jwt` issuer whose keys or answers an outside provider holds.
+    fn provider_issuer(&mut self, name: &str, i: &FileProviderIssuer) -> Issuer {
+        self.jwt_kind(name, i.kind.as_ref());
         let external = self.external(name, i);
         let introspection = self.introspection(name, i);
         let iss = match (&i.iss, &external) {
@@ -70,32 +139,48 @@ impl Checker<'_> {
             (None, Some(_)) => String::new(),
             (None, None) => name.to_string(),
         };
-        let (accounts, token_routes, legacy) = if external.is_some() || introspection.is_some() {
-            (None, None, None)
-        } else {
-            match self.endpoint(name, i, cors) {
-                Some((accounts, routes, legacy)) => (Some(accounts), Some(routes), legacy),
-                None => (None, None, None),
-            }
+        let verified = self.verified(name, iss, &i.roles_claims, i.allow_no_exp);
+        Issuer {
+            external,
+            introspection,
+            ..verified
+        }
+    }
+
+    /// A `jwt` issuer with a dialect: its keys, accounts and legacy
+    /// endpoint, and the OAuth 2.0 endpoints, user store and shadow
+    /// comparison it may add.
+    fn dialect_issuer(
+        &mut self,
+        name: &str,
+        i: &FileDialectIssuer,
+        cors: &[Arc<CorsPolicy>],
+        public_url: Option<&str>,
+    ) -> Issuer {
+        self.jwt_kind(name, i.kind.as_ref());
+        let iss = i.iss.as_ref().map_or(name, |s| s.get_ref()).to_string();
+        let verified = self.verified(name, iss, &i.roles_claims, i.allow_no_exp);
+        let keys = self.keys(name, &i.keys);
+        let token_ttl = self.token_ttl(name, &i.token_ttl);
+        let Some((accounts, token_routes, legacy)) = self.endpoint(name, i, cors) else {
+            // A dialect portero does not speak is one problem, named once:
+            // the tables that need a dialect are not checked against it.
+            return Issuer {
+                keys,
+                token_ttl,
+                ..verified
+            };
         };
-        // A dialect portero does not speak is one problem, named once: the
-        // tables that need a dialect are not checked against its absence.
-        let unknown_dialect = i
-            .dialect
-            .as_ref()
-            .is_some_and(|d| super::parse::dialect(d.get_ref()).is_none());
         let mut oauth2 = i
             .oauth2
             .as_ref()
-            .filter(|_| !unknown_dialect)
-            .and_then(|table| {
-                let issues = accounts.as_ref().zip(token_routes.as_ref());
-                self.oauth2(name, table, issues, public_url)
-            });
+            .and_then(|table| self.oauth2(name, table, (&accounts, &token_routes), public_url));
         match oauth2.as_mut() {
-            Some(o) => o.sign_in = self.sign_in_page(name, i, o.authorization_code),
+            Some(o) => {
+                o.sign_in = self.sign_in_page(name, i.sign_in.as_ref(), o.authorization_code)
+            }
             None => {
-                self.sign_in_page(name, i, false);
+                self.sign_in_page(name, i.sign_in.as_ref(), false);
             }
         }
         if let (Some(o), Some(host)) = (&oauth2, &i.host) {
@@ -104,40 +189,28 @@ impl Checker<'_> {
         let user_store = i
             .user_store
             .as_ref()
-            .filter(|_| !unknown_dialect)
-            .and_then(|table| self.user_store(name, table, accounts.is_some()));
-        let shadow = i
-            .shadow
-            .as_ref()
-            .filter(|_| !unknown_dialect)
-            .and_then(|table| self.shadow(name, table, legacy.is_some()));
+            .and_then(|table| self.user_store(name, table));
+        let shadow = i.shadow.as_ref().and_then(|table| self.shadow(name, table));
         Issuer {
-            name: name.to_string(),
-            kind,
-            iss,
-            accounts,
-            token_routes,
-            legacy,
+            accounts: Some(accounts),
+            token_routes: Some(token_routes),
+            legacy: Some(legacy),
             user_store,
             shadow,
-            external,
-            introspection,
             oauth2,
-            token_ttl: self.duration(
-                &i.token_ttl,
-                &format!("issuers.{name}.token_ttl"),
-                secs(3600),
-            ),
-            allow_no_exp: i.allow_no_exp,
+            token_ttl,
             keys,
-            roles_claims: self.roles_claims(name, i),
-            login: None,
+            ..verified
         }
     }
 
     /// `roles_claims`: claim paths, at least one.
-    pub(super) fn roles_claims(&mut self, name: &str, i: &FileIssuer) -> Option<Arc<[ClaimPath]>> {
-        let list = i.roles_claims.as_ref()?;
+    pub(super) fn roles_claims(
+        &mut self,
+        name: &str,
+        written: &Option<Spanned<Vec<String>>>,
+    ) -> Option<Arc<[ClaimPath]>> {
+        let list = written.as_ref()?;
         let key = format!("issuers.{name}.roles_claims");
         if list.get_ref().is_empty() {
             self.problem(
@@ -158,9 +231,8 @@ impl Checker<'_> {
 
     /// `[[issuers.NAME.keys]]`: each key's algorithm and where its
     /// material is; at most one of them signs.
-    pub(super) fn keys(&mut self, name: &str, i: &FileIssuer) -> Vec<KeyConfig> {
-        let keys: Vec<KeyConfig> = i
-            .keys
+    pub(super) fn keys(&mut self, name: &str, written: &[FileKey]) -> Vec<KeyConfig> {
+        let keys: Vec<KeyConfig> = written
             .iter()
             .enumerate()
             .filter_map(|(n, k)| self.key(name, n, k))
@@ -241,44 +313,72 @@ impl Checker<'_> {
     }
 
     /// The accounts, token routes and legacy endpoint of an issuer with a
-    /// dialect; `None` without one.
-    pub(super) fn endpoint(
+    /// dialect; `None` for a dialect portero does not speak.
+    fn endpoint(
         &mut self,
         name: &str,
-        i: &FileIssuer,
+        i: &FileDialectIssuer,
         cors: &[Arc<CorsPolicy>],
-    ) -> Option<(Accounts, TokenRoutes, Option<LegacyEndpoint>)> {
-        let dialect = self.dialect(name, i)?;
-        Some(self.issuing_for(name, i, cors, AccountForm::Dialect(dialect)))
+    ) -> Option<(Accounts, TokenRoutes, LegacyEndpoint)> {
+        let dialect = self.dialect(name, &i.dialect)?;
+        let (accounts, routes) =
+            self.issuing_for(name, i.issuing(), cors, AccountForm::Dialect(dialect));
+        Some((accounts, routes, self.legacy(name, i, dialect)))
     }
 
     /// What an issuer portero issues for reads, for accounts of `form`:
-    /// its accounts with their lockout, its token routes' settings, and
-    /// (with a dialect) its legacy endpoint. A standard issuer's legacy
-    /// keys are refused elsewhere, and read here all the same, so each
-    /// value's own problem is said as for a dialect's.
+    /// its accounts with their lockout, and its token routes' settings.
     pub(super) fn issuing_for(
         &mut self,
         name: &str,
-        i: &FileIssuer,
+        i: FileIssuing<'_>,
         cors: &[Arc<CorsPolicy>],
         form: AccountForm,
-    ) -> (Accounts, TokenRoutes, Option<LegacyEndpoint>) {
+    ) -> (Accounts, TokenRoutes) {
         let key = |k: &str| format!("issuers.{name}.{k}");
-        let (path, refresh_path) = self.endpoint_paths(name, i, form.dialect());
+        let principals = self.endpoint_principals(name, &i, form);
+        let max_body_size = match i.max_body_size {
+            None => 64 * 1024,
+            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
+                self.problem(v, key("max_body_size"), e);
+                0
+            }),
+        };
+        let host = i
+            .host
+            .map_or("*".to_string(), |h| h.get_ref().to_ascii_lowercase());
+        let refresh_ttl = self.duration(i.refresh_ttl, &key("refresh_ttl"), secs(86_400));
+        let accounts = Accounts {
+            form,
+            subject: form.subject_rule(),
+            principals: Principals::new(principals),
+            max_failures: i.max_failures.unwrap_or(5).max(1),
+            ip_max_failures: i.ip_max_failures.unwrap_or(50).max(1),
+            client_max_failures: i.client_max_failures.unwrap_or(1000).max(1),
+            hash_limits: self.hash_limits,
+            lockout: self.duration(i.lockout, &key("lockout"), secs(900)),
+        };
+        let routes = TokenRoutes {
+            host,
+            max_body_size,
+            body_timeout: self.duration(i.body_timeout, &key("body_timeout"), secs(10)),
+            cors: self.cors_ref(i.cors, cors, &key("cors")),
+            limits: self.route_limits(i.limits, &format!("issuers.{name}"), false),
+            refresh_ttl,
+        };
+        (accounts, routes)
+    }
+
+    /// A dialect's legacy endpoint: its paths, time zone, years, companies
+    /// and retirement.
+    fn legacy(&mut self, name: &str, i: &FileDialectIssuer, dialect: Dialect) -> LegacyEndpoint {
+        let key = |k: &str| format!("issuers.{name}.{k}");
+        let (path, refresh_path) = self.endpoint_paths(name, i, dialect);
         let time_zone = match &i.time_zone {
             None => chrono::FixedOffset::east_opt(0).expect("zero offset"),
             Some(tz) => parse_offset(tz.get_ref()).unwrap_or_else(|e| {
                 self.problem(tz, key("time_zone"), e);
                 chrono::FixedOffset::east_opt(0).expect("zero offset")
-            }),
-        };
-        let principals = self.endpoint_principals(name, i, form);
-        let max_body_size = match &i.max_body_size {
-            None => 64 * 1024,
-            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
-                self.problem(v, key("max_body_size"), e);
-                0
             }),
         };
         let (deprecation, sunset) = self.retirement(name, i);
@@ -290,30 +390,7 @@ impl Checker<'_> {
                 format!("must be between 1 and max_years ({max_years})"),
             );
         }
-        let host = i
-            .host
-            .as_ref()
-            .map_or("*".to_string(), |h| h.get_ref().to_ascii_lowercase());
-        let refresh_ttl = self.duration(&i.refresh_ttl, &key("refresh_ttl"), secs(86_400));
-        let accounts = Accounts {
-            form,
-            subject: form.subject_rule(),
-            principals: Principals::new(principals),
-            max_failures: i.max_failures.unwrap_or(5).max(1),
-            ip_max_failures: i.ip_max_failures.unwrap_or(50).max(1),
-            client_max_failures: i.client_max_failures.unwrap_or(1000).max(1),
-            hash_limits: self.hash_limits,
-            lockout: self.duration(&i.lockout, &key("lockout"), secs(900)),
-        };
-        let routes = TokenRoutes {
-            host,
-            max_body_size,
-            body_timeout: self.duration(&i.body_timeout, &key("body_timeout"), secs(10)),
-            cors: self.cors_ref(&i.cors, cors, &key("cors")),
-            limits: self.route_limits(i.limits(), &format!("issuers.{name}"), false),
-            refresh_ttl,
-        };
-        let legacy = form.dialect().map(|dialect| LegacyEndpoint {
+        LegacyEndpoint {
             dialect,
             path,
             refresh_path,
@@ -323,29 +400,17 @@ impl Checker<'_> {
             companies: i.companies.clone(),
             deprecation: deprecation.map(|at| format!("@{}", at.timestamp())),
             sunset: sunset.map(|at| at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
-        });
-        (accounts, routes, legacy)
+        }
     }
 
-    /// The issuer's `dialect`; `None` (no token endpoint) when it names
-    /// none, or one portero does not speak (a problem).
-    fn dialect(&mut self, name: &str, i: &FileIssuer) -> Option<Dialect> {
-        let key = |k: &str| format!("issuers.{name}.{k}");
-        let Some(d) = i.dialect.as_ref() else {
-            if let Some(c) = &i.cors {
-                self.problem(
-                    c,
-                    key("cors"),
-                    "only an issuer with a dialect serves a token endpoint",
-                );
-            }
-            return None;
-        };
+    /// The issuer's `dialect`; `None` (a problem) for one portero does
+    /// not speak.
+    fn dialect(&mut self, name: &str, d: &Spanned<String>) -> Option<Dialect> {
         let dialect = super::parse::dialect(d.get_ref());
         if dialect.is_none() {
             self.problem(
                 d,
-                key("dialect"),
+                format!("issuers.{name}.dialect"),
                 format!(
                     "unknown dialect {:?} (session, login-refresh, project, client-envelope, client-flat)",
                     d.get_ref()
@@ -356,13 +421,12 @@ impl Checker<'_> {
     }
 
     /// The legacy endpoint's `path`, and the login-refresh dialect's
-    /// `refresh_path` (no other dialect has one); `None`: a standard
-    /// issuer's, which has no legacy endpoint and refuses both keys.
+    /// `refresh_path` (no other dialect has one).
     fn endpoint_paths(
         &mut self,
         name: &str,
-        i: &FileIssuer,
-        dialect: Option<Dialect>,
+        i: &FileDialectIssuer,
+        dialect: Dialect,
     ) -> (String, Option<String>) {
         let key = |k: &str| format!("issuers.{name}.{k}");
         let path = |c: &mut Self, v: &Option<Spanned<String>>, k: &str, default: &str| match v {
@@ -373,14 +437,9 @@ impl Checker<'_> {
             Some(p) => p.get_ref().clone(),
             None => default.to_string(),
         };
-        let main_path = path(
-            self,
-            &i.path,
-            "path",
-            dialect.map_or("", Dialect::default_path),
-        );
+        let main_path = path(self, &i.path, "path", dialect.default_path());
         let refresh_path = match (dialect, &i.refresh_path) {
-            (Some(Dialect::LoginRefresh), v) => {
+            (Dialect::LoginRefresh, v) => {
                 Some(path(self, v, "refresh_path", "/api/auth/refreshtoken"))
             }
             (_, Some(v)) => {
@@ -401,17 +460,18 @@ impl Checker<'_> {
     fn endpoint_principals(
         &mut self,
         name: &str,
-        i: &FileIssuer,
+        i: &FileIssuing<'_>,
         form: AccountForm,
     ) -> Vec<Principal> {
         let key = |k: &str| format!("issuers.{name}.{k}");
         // A standard issuer's are its users.
-        let (written, list) = match form {
-            AccountForm::Standard => (&i.users, "users"),
-            AccountForm::Dialect(_) => (&i.principals, "principals"),
+        let list = match form {
+            AccountForm::Standard => "users",
+            AccountForm::Dialect(_) => "principals",
         };
-        let mut file_principals = written.clone();
-        if let Some(f) = &i.principals_file {
+        let written = i.accounts;
+        let mut file_principals = written.to_vec();
+        if let Some(f) = i.principals_file {
             let p = self.resolve(f.get_ref());
             match std::fs::read_to_string(&p)
                 .map_err(|e| e.to_string())
@@ -423,7 +483,7 @@ impl Checker<'_> {
         }
         let readers = Readers {
             form,
-            oauth2: i.oauth2.is_some(),
+            oauth2: i.has_oauth2,
         };
         let mut principals = Vec::new();
         for (n, p) in file_principals.iter().enumerate() {
@@ -447,7 +507,7 @@ impl Checker<'_> {
     fn retirement(
         &mut self,
         name: &str,
-        i: &FileIssuer,
+        i: &FileDialectIssuer,
     ) -> (
         Option<chrono::DateTime<chrono::Utc>>,
         Option<chrono::DateTime<chrono::Utc>>,
@@ -491,17 +551,8 @@ impl Checker<'_> {
         &mut self,
         name: &str,
         table: &Spanned<FileUserStore>,
-        has_accounts: bool,
     ) -> Option<UserStoreConfig> {
         let key = |k: &str| format!("issuers.{name}.user_store.{k}");
-        if !has_accounts {
-            self.problem(
-                table,
-                format!("issuers.{name}.user_store"),
-                "only an issuer with a dialect has principals to read",
-            );
-            return None;
-        }
         let s = table.get_ref();
         let url = match (&s.url, &s.url_env) {
             (Some(u), None) => u.get_ref().clone(),

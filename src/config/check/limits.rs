@@ -183,9 +183,10 @@ impl Checker<'_> {
         let issuers = file
             .issuers
             .iter()
-            .map(|(name, i)| (format!("issuers.{name}"), &i.rate_limit));
+            .map(|(name, i)| (format!("issuers.{name}"), i.rate_limit()));
+        let routes = routes.map(|(table, rate)| (table, rate.as_ref()));
         for (table, rate) in routes.chain(issuers) {
-            let scope = rate.as_ref().and_then(|r| r.get_ref().scope.as_ref());
+            let scope = rate.and_then(|r| r.get_ref().scope.as_ref());
             if let Some(scope) = scope.filter(|s| s.get_ref() == "cluster") {
                 self.problem(
                     scope,

@@ -42,7 +42,7 @@ impl Checker<'_> {
             }
         }
         for ((issuer, used), (name, i)) in issuers.iter().zip(&used).zip(&file.issuers) {
-            if let (Some(_), false, Some(id)) = (&issuer.login, used, &i.login_client_id) {
+            if let (Some(_), false, Some(id)) = (&issuer.login, used, i.login().client_id) {
                 let message = "no route signs in with it: name this issuer in a route's login";
                 self.problem(id, format!("issuers.{name}.login_client_id"), message);
             }
@@ -70,17 +70,15 @@ impl Checker<'_> {
     /// discovery, or on one of portero's issuers with the authorization endpoint.
     fn login_client(&mut self, name: &str, i: &FileIssuer, issuer: &Issuer) -> Option<LoginClient> {
         let key = |k: &str| format!("issuers.{name}.{k}");
-        let Some(id) = &i.login_client_id else {
+        let i = i.login();
+        let Some(id) = i.client_id else {
             let others = [
                 (
-                    i.login_client_secret_env.as_ref().map(Spanned::span),
+                    i.client_secret_env.map(Spanned::span),
                     "login_client_secret_env",
                 ),
-                (i.login_scopes.as_ref().map(Spanned::span), "login_scopes"),
-                (
-                    i.login_userinfo.as_ref().map(Spanned::span),
-                    "login_userinfo",
-                ),
+                (i.scopes.map(Spanned::span), "login_scopes"),
+                (i.userinfo.map(Spanned::span), "login_userinfo"),
             ];
             for (span, k) in others {
                 if let Some(span) = span {
@@ -100,7 +98,7 @@ impl Checker<'_> {
                            or at one of its own issuers with the authorization endpoint";
             self.problem(id, key("login_client_id"), message);
         }
-        let scopes = match &i.login_scopes {
+        let scopes = match i.scopes {
             // portero's own issuers hold no `profile` or `email`: their
             // access tokens carry the user's claims.
             None if own && !discovered => vec!["openid".into()],
@@ -120,16 +118,13 @@ impl Checker<'_> {
                 list.get_ref().clone()
             }
         };
-        let secret_env = i
-            .login_client_secret_env
-            .as_ref()
-            .map(|s| s.get_ref().clone());
-        if let Some(env) = &i.login_client_secret_env {
+        let secret_env = i.client_secret_env.map(|s| s.get_ref().clone());
+        if let Some(env) = i.client_secret_env {
             if env.get_ref().is_empty() {
                 self.problem(env, key("login_client_secret_env"), "names no variable");
             }
         }
-        if let (true, Some(v)) = (own && !discovered, &i.login_userinfo) {
+        if let (true, Some(v)) = (own && !discovered, i.userinfo) {
             let message = "portero's own issuers put the user's claims in their access tokens, which a session reads: there is no userinfo to add";
             self.problem(v, key("login_userinfo"), message);
         }
@@ -137,7 +132,7 @@ impl Checker<'_> {
             client_id: id.get_ref().clone(),
             secret_env,
             scopes,
-            userinfo: i.login_userinfo.as_ref().is_some_and(|v| *v.get_ref()),
+            userinfo: i.userinfo.is_some_and(|v| *v.get_ref()),
         })
     }
 
@@ -352,7 +347,7 @@ impl Checker<'_> {
     fn one_login_client_per_provider(&mut self, file: &FileConfig, issuers: &[Issuer]) {
         let mut seen: Vec<String> = Vec::new();
         for (issuer, (name, i)) in issuers.iter().zip(&file.issuers) {
-            let (Some(_), Some(url)) = (&issuer.login, &i.discovery_url) else {
+            let (Some(_), Some(url)) = (&issuer.login, i.discovery_url()) else {
                 continue;
             };
             let normal = url::Url::parse(url.get_ref()).map_or_else(
@@ -388,7 +383,7 @@ impl Checker<'_> {
         let callback = s.redirect_uri();
         for (index, (name, i)) in file.issuers.iter().enumerate() {
             let (true, Some(login), Some(id)) =
-                (used[index], &issuers[index].login, &i.login_client_id)
+                (used[index], &issuers[index].login, i.login().client_id)
             else {
                 continue;
             };
@@ -425,8 +420,9 @@ impl Checker<'_> {
             }
             if own == index {
                 // Its grants are called in process, by portero, which
-                // holds the client's config: no secret is sent or read.
-                if let Some(env) = &i.login_client_secret_env {
+                // holds the client's config: no secret is sent or read (a
+                // standard issuer's table has no key for one).
+                if let Some(env) = i.login().client_secret_env {
                     let message = "portero's own issuer is asked in process and reads no \
                                    secret for its login client (drop login_client_secret_env)";
                     self.problem(

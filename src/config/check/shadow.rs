@@ -18,17 +18,8 @@ impl Checker<'_> {
         &mut self,
         name: &str,
         table: &Spanned<FileShadow>,
-        has_endpoint: bool,
     ) -> Option<ShadowConfig> {
         let key = |k: &str| format!("issuers.{name}.shadow.{k}");
-        if !has_endpoint {
-            self.problem(
-                table,
-                format!("issuers.{name}.shadow"),
-                "only an issuer with a dialect has token requests to compare",
-            );
-            return None;
-        }
         let s = table.get_ref();
         let url = s.url.get_ref().trim_end_matches('/').to_string();
         match url::Url::parse(&url) {

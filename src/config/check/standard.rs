@@ -30,14 +30,13 @@ impl Checker<'_> {
     pub(super) fn standard_issuer(
         &mut self,
         name: &str,
-        i: &FileIssuer,
+        i: &FileStandardIssuer,
         cors: &[Arc<CorsPolicy>],
         public_url: Option<&str>,
     ) -> Issuer {
-        self.refuse_legacy_keys(name, i);
         let key = |k: &str| format!("issuers.{name}.{k}");
-        let keys = self.keys(name, i);
-        let (accounts, routes, _) = self.issuing_for(name, i, cors, AccountForm::Standard);
+        let keys = self.keys(name, &i.keys);
+        let (accounts, routes) = self.issuing_for(name, i.issuing(), cors, AccountForm::Standard);
         let settings = i
             .oauth2
             .as_ref()
@@ -66,18 +65,19 @@ impl Checker<'_> {
         let origin = public_url.unwrap_or("");
         self.browser_clients_reach_the_token_endpoint(&key("clients"), &i.clients, cors, origin);
         if public_url.is_none() {
-            self.problem_no_span(
+            self.problem(
+                &i.kind,
                 key("kind"),
                 "an oauth2 issuer needs server.public_url: its issuer identifier is built on it",
             );
         }
         let mut oauth2 =
             self.oauth2_settings(name, &settings, public_url.unwrap_or(""), clients, true);
-        oauth2.sign_in = self.sign_in_page(name, i, oauth2.authorization_code);
+        oauth2.sign_in = self.sign_in_page(name, i.sign_in.as_ref(), oauth2.authorization_code);
         let user_store = i
             .user_store
             .as_ref()
-            .and_then(|table| self.user_store(name, table, true));
+            .and_then(|table| self.user_store(name, table));
         let users_exist = accounts.principals.iter().next().is_some() || user_store.is_some();
         if users_exist && !oauth2.authorization_code {
             self.problem_no_span(
@@ -111,70 +111,8 @@ impl Checker<'_> {
             external: None,
             oauth2: Some(oauth2),
             introspection: None,
-            roles_claims: self.roles_claims(name, i),
+            roles_claims: self.roles_claims(name, &i.roles_claims),
             login: None,
-        }
-    }
-
-    /// The keys of a legacy endpoint, a provider or opaque tokens, which a
-    /// standard issuer never reads.
-    fn refuse_legacy_keys(&mut self, name: &str, i: &FileIssuer) {
-        let key = |k: &str| format!("issuers.{name}.{k}");
-        let message = "an oauth2 issuer serves no legacy endpoint and has no provider: \
-                       it takes users, clients, keys and the oauth2 table";
-        let spanned: [(Option<&Spanned<String>>, &str); 11] = [
-            (i.iss.as_ref(), "iss"),
-            (i.dialect.as_ref(), "dialect"),
-            (i.path.as_ref(), "path"),
-            (i.refresh_path.as_ref(), "refresh_path"),
-            (i.time_zone.as_ref(), "time_zone"),
-            (i.discovery_url.as_ref(), "discovery_url"),
-            (i.jwks_url.as_ref(), "jwks_url"),
-            (i.introspection_url.as_ref(), "introspection_url"),
-            (i.deprecation.as_ref(), "deprecation"),
-            (i.sunset.as_ref(), "sunset"),
-            (i.ca_file.as_ref(), "ca_file"),
-        ];
-        for (given, k) in spanned {
-            if let Some(v) = given {
-                self.problem(v, key(k), message);
-            }
-        }
-        if let Some(shadow) = &i.shadow {
-            self.problem(shadow, key("shadow"), message);
-        }
-        let unspanned = [
-            (
-                !i.principals.is_empty(),
-                "principals (a standard issuer has users)",
-            ),
-            (!i.companies.is_empty(), "companies"),
-            (i.default_years.is_some(), "default_years"),
-            (i.max_years.is_some(), "max_years"),
-            (i.allow_no_exp, "allow_no_exp"),
-        ];
-        for (given, k) in unspanned {
-            if given {
-                self.problem_no_span(key(k), message);
-            }
-        }
-    }
-
-    /// `users` and `clients` belong to a `kind = "oauth2"` issuer only.
-    pub(super) fn only_standard(&mut self, name: &str, i: &FileIssuer) {
-        let key = |k: &str| format!("issuers.{name}.{k}");
-        if !i.users.is_empty() {
-            self.problem_no_span(
-                key("users"),
-                "users are a kind = \"oauth2\" issuer's; a dialect's are its principals",
-            );
-        }
-        if let Some(c) = i.clients.first() {
-            self.problem(
-                &c.client_id,
-                key("clients"),
-                "clients here are a kind = \"oauth2\" issuer's; a dialect's are under its oauth2 table",
-            );
         }
     }
 
@@ -559,8 +497,13 @@ impl Checker<'_> {
     }
 
     /// `[issuers.NAME.sign_in]`: read where the issuer has a sign-in page.
-    pub(super) fn sign_in_page(&mut self, name: &str, i: &FileIssuer, page: bool) -> SignInPage {
-        let Some(table) = &i.sign_in else {
+    pub(super) fn sign_in_page(
+        &mut self,
+        name: &str,
+        written: Option<&FileSignIn>,
+        page: bool,
+    ) -> SignInPage {
+        let Some(table) = written else {
             return SignInPage::default();
         };
         let key = |k: &str| format!("issuers.{name}.sign_in.{k}");
