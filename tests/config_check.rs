@@ -130,6 +130,75 @@ fn a_key_an_issuers_kind_never_reads_is_refused_at_its_line() {
     assert!(!ok && err.contains(&said), "{err}");
 }
 
+/// Settings of an issuer that nothing reads, or with which its accounts
+/// could never log in, are refused at the line they are written on.
+#[test]
+fn issuer_settings_that_could_never_work_are_refused_at_their_line() {
+    let hash = portero::credentials::hash_fast("s3cret-s3cret-s3cret");
+    let with =
+        |issuers: &str| format!("[server]\npublic_url = \"https://x.test\"\n{GOOD}\n{issuers}");
+    let standard = "[issuers.zzz]\nkind = \"oauth2\"\n";
+    // A client-flat issuer with `extra` among its keys.
+    let flat = |extra: &str| {
+        format!(
+            "[issuers.flat]\ndialect = \"client-flat\"\ncompanies = [\"acme\"]\n{extra}\
+             [[issuers.flat.principals]]\nclient_id = \"svc\"\nsecret_hash = \"{hash}\"\ncompany = \"acme\"\n"
+        )
+    };
+    let (ok, err) = check(&with(&format!("{standard}{}", flat(""))));
+    assert!(ok, "{err}");
+    for (issuers, key, at) in [
+        // The metadata would send clients to a host the endpoints are not on.
+        (format!("{standard}host = \"auth.other.test\"\n"), "issuers.zzz.host", "host ="),
+        // Two token endpoints on one path of one host: the second never answers.
+        (
+            "[issuers.one]\ndialect = \"session\"\n[issuers.two]\ndialect = \"session\"\n".to_string(),
+            "issuers.two.path",
+            "dialect = \"session\"\n[issuers.two]\ndialect",
+        ),
+        (
+            format!("[issuers.aaa]\ndialect = \"session\"\npath = \"/oauth2/zzz/token\"\n{standard}"),
+            "issuers.aaa.path",
+            "path = \"/oauth2",
+        ),
+        // Nothing fits, nothing lasts.
+        (flat("max_body_size = \"0\"\n"), "issuers.flat.max_body_size", "max_body_size ="),
+        (flat("body_timeout = \"0s\"\n"), "issuers.flat.body_timeout", "body_timeout ="),
+        (format!("{standard}token_ttl = \"0s\"\n"), "issuers.zzz.token_ttl", "token_ttl ="),
+        // Keys only another dialect reads.
+        ("[issuers.lr]\ndialect = \"login-refresh\"\ntime_zone = \"-05:00\"\n".to_string(), "issuers.lr.time_zone", "time_zone ="),
+        ("[issuers.s]\ndialect = \"session\"\nmax_years = 5\n".to_string(), "issuers.s.max_years", "max_years ="),
+        ("[issuers.s]\ndialect = \"session\"\ncompanies = [\"acme\"]\n".to_string(), "issuers.s.companies", "companies ="),
+        ("[issuers.p]\ndialect = \"project\"\ntoken_ttl = \"5m\"\n".to_string(), "issuers.p.token_ttl", "token_ttl ="),
+        // Refresh tokens nobody issues.
+        ("[issuers.s]\ndialect = \"session\"\nrefresh_ttl = \"30d\"\n".to_string(), "issuers.s.refresh_ttl", "refresh_ttl ="),
+        (
+            format!("{standard}refresh_ttl = \"30d\"\n[issuers.zzz.oauth2]\nauthorization_code = false\n"),
+            "issuers.zzz.refresh_ttl",
+            "refresh_ttl =",
+        ),
+        // Only a JWT's verification reads allow_no_exp.
+        (
+            "[issuers.idp]\niss = \"https://idp.test\"\nclient_id = \"portero\"\nclient_secret_env = \"IDP_SECRET\"\n\
+             introspection_url = \"https://idp.test/introspect\"\nallow_no_exp = true\n".to_string(),
+            "issuers.idp.allow_no_exp",
+            "allow_no_exp =",
+        ),
+    ] {
+        let config = with(&issuers);
+        let (ok, err) = check(&config);
+        assert!(!ok, "{issuers}: passed");
+        let line = 1 + config[..config.find(at).unwrap_or_else(|| panic!("{at:?}"))]
+            .matches('\n')
+            .count()
+            + at.matches('\n').count();
+        assert!(
+            err.contains(&format!(":{line}: {key}:")),
+            "{key} not named at line {line}:\n{err}\n{config}"
+        );
+    }
+}
+
 #[test]
 fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
     let with = |issuer: &str| {
@@ -439,6 +508,23 @@ fn principals_can_live_in_their_own_file() {
     assert!(!ok);
     assert!(
         err.contains("gateway.toml: issuers.flat.principals[0].role: the client-flat dialect never reads role"),
+        "{err}"
+    );
+    // A problem past the config's own length (a longer file) is named the
+    // same way, and the config's text is never printed.
+    std::fs::write(
+        dir.path().join("clients.toml"),
+        format!("{}[[principals]]\nclient_id = \"c\"\nsecret_hash = \"not-a-hash\"\ncompany = \"acme\"\n", "# padding\n".repeat(400)),
+    )
+    .unwrap();
+    let (ok, err) = check(&config);
+    assert!(!ok);
+    assert!(
+        err.contains("gateway.toml: issuers.flat.principals[0].secret_hash"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("[[listen]]"),
         "{err}"
     );
 }
@@ -1018,9 +1104,14 @@ introspection_on_failure = \"ignore\"
 #[test]
 fn a_principal_key_its_dialect_never_reads_or_a_missing_company_is_refused() {
     let hash = portero::credentials::hash_fast("s3cret-s3cret-s3cret");
+    // Only the client-flat dialect reads companies.
     let with = |dialect: &str, principal: &str| {
+        let companies = match dialect {
+            "client-flat" => "companies = [\"acme\"]",
+            _ => "",
+        };
         format!(
-            "{GOOD}\n[issuers.x]\ndialect = \"{dialect}\"\ncompanies = [\"acme\"]\n\n\
+            "{GOOD}\n[issuers.x]\ndialect = \"{dialect}\"\n{companies}\n\n\
              [[issuers.x.principals]]\nsecret_hash = \"{hash}\"\n{principal}\n"
         )
     };

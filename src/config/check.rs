@@ -48,6 +48,7 @@ pub(super) fn check(text: &str, file: FileConfig, path: &Path) -> (Config, Vec<P
         base: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         problems: Vec::new(),
         hash_limits: HashLimits::default(),
+        spans_elsewhere: false,
     };
     let config = checker.build(file, path);
     (config, checker.problems)
@@ -59,11 +60,14 @@ struct Checker<'a> {
     problems: Vec<Problem>,
     /// `[hash_limits]`, read before the principals whose hashes it bounds.
     hash_limits: HashLimits,
+    /// The spans being checked are another file's (a `principals_file`):
+    /// its problems are named by key, with no line of the config.
+    spans_elsewhere: bool,
 }
 
 impl Checker<'_> {
     fn problem<T>(&mut self, at: &Spanned<T>, key: impl Into<String>, message: impl Into<String>) {
-        let line = if at.span().is_empty() && at.span().start == 0 {
+        let line = if self.spans_elsewhere || (at.span().is_empty() && at.span().start == 0) {
             None
         } else {
             Some(self.text[..at.span().start].matches('\n').count() + 1)
@@ -81,6 +85,24 @@ impl Checker<'_> {
             key: key.into(),
             message: message.into(),
         });
+    }
+
+    /// A duration something must last: zero is refused, as nothing could
+    /// use it (a token expired when made, a body never read in time).
+    fn lasting(
+        &mut self,
+        v: &Option<Spanned<DurationText>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(v, key, default);
+        match v {
+            Some(s) if d.is_zero() => {
+                self.problem(s, key, "must be more than 0s");
+                default
+            }
+            _ => d,
+        }
     }
 
     fn duration(
@@ -241,6 +263,7 @@ impl Checker<'_> {
         self.check_iss_apart(&issuers);
         let mut strip_all: Vec<String> = Vec::new();
         let mut routes: Vec<Route> = token_endpoint_routes(&issuers);
+        self.token_endpoints_apart(&file, &issuers, &routes);
         let first_ordinary = routes.len();
         for (i, r) in file.routes.iter().enumerate() {
             let mut route = self.route(i, r, &upstreams, &issuers, &cors, &mut strip_all);

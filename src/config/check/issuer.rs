@@ -112,8 +112,12 @@ impl Checker<'_> {
         }
     }
 
-    fn token_ttl(&mut self, name: &str, written: &Option<Spanned<DurationText>>) -> Duration {
-        self.duration(written, &format!("issuers.{name}.token_ttl"), secs(3600))
+    pub(super) fn token_ttl(
+        &mut self,
+        name: &str,
+        written: &Option<Spanned<DurationText>>,
+    ) -> Duration {
+        self.lasting(written, &format!("issuers.{name}.token_ttl"), secs(3600))
     }
 
     /// A `jwt` issuer with keys written here and no endpoint.
@@ -139,7 +143,13 @@ impl Checker<'_> {
             (None, Some(_)) => String::new(),
             (None, None) => name.to_string(),
         };
-        let verified = self.verified(name, iss, &i.roles_claims, i.allow_no_exp);
+        let allow_no_exp = i.allow_no_exp.as_ref().is_some_and(|v| *v.get_ref());
+        if let (Some(written), None) = (&i.allow_no_exp, &external) {
+            let message = "only a JWT's verification reads it (discovery_url or jwks_url): \
+                           an introspected token is live or not as its provider answers";
+            self.problem(written, format!("issuers.{name}.allow_no_exp"), message);
+        }
+        let verified = self.verified(name, iss, &i.roles_claims, allow_no_exp);
         Issuer {
             external,
             introspection,
@@ -186,6 +196,11 @@ impl Checker<'_> {
         if let (Some(o), Some(host)) = (&oauth2, &i.host) {
             self.oauth2_reachable(name, host, &o.public_url);
         }
+        let refreshes = legacy.dialect == Dialect::LoginRefresh
+            || oauth2
+                .as_ref()
+                .is_some_and(|o| o.authorization_code || o.password_grant);
+        self.refresh_ttl_read(name, &i.refresh_ttl, refreshes);
         let user_store = i
             .user_store
             .as_ref()
@@ -201,6 +216,22 @@ impl Checker<'_> {
             token_ttl,
             keys,
             ..verified
+        }
+    }
+
+    /// `refresh_ttl` is read only where refresh tokens are issued: the
+    /// login-refresh dialect, the authorization code flow, the password
+    /// grant.
+    pub(super) fn refresh_ttl_read(
+        &mut self,
+        name: &str,
+        written: &Option<Spanned<DurationText>>,
+        refreshes: bool,
+    ) {
+        if let (Some(ttl), false) = (written, refreshes) {
+            let message = "no refresh token is issued here (the login-refresh dialect, \
+                           authorization_code or the password grant issue them): nothing reads it";
+            self.problem(ttl, format!("issuers.{name}.refresh_ttl"), message);
         }
     }
 
@@ -339,15 +370,22 @@ impl Checker<'_> {
         let principals = self.endpoint_principals(name, &i, form);
         let max_body_size = match i.max_body_size {
             None => 64 * 1024,
-            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
-                self.problem(v, key("max_body_size"), e);
-                0
-            }),
+            Some(v) => match parse_size(v.get_ref()) {
+                Ok(0) => {
+                    self.problem(v, key("max_body_size"), "must be more than 0: no body fits");
+                    0
+                }
+                Ok(size) => size,
+                Err(e) => {
+                    self.problem(v, key("max_body_size"), e);
+                    0
+                }
+            },
         };
         let host = i
             .host
             .map_or("*".to_string(), |h| h.get_ref().to_ascii_lowercase());
-        let refresh_ttl = self.duration(i.refresh_ttl, &key("refresh_ttl"), secs(86_400));
+        let refresh_ttl = self.lasting(i.refresh_ttl, &key("refresh_ttl"), secs(86_400));
         let accounts = Accounts {
             form,
             subject: form.subject_rule(),
@@ -361,7 +399,7 @@ impl Checker<'_> {
         let routes = TokenRoutes {
             host,
             max_body_size,
-            body_timeout: self.duration(i.body_timeout, &key("body_timeout"), secs(10)),
+            body_timeout: self.lasting(i.body_timeout, &key("body_timeout"), secs(10)),
             cors: self.cors_ref(i.cors, cors, &key("cors")),
             limits: self.route_limits(i.limits, &format!("issuers.{name}"), false),
             refresh_ttl,
@@ -382,13 +420,14 @@ impl Checker<'_> {
             }),
         };
         let (deprecation, sunset) = self.retirement(name, i);
-        let max_years = i.max_years.unwrap_or(10);
-        let default_years = i.default_years.unwrap_or(2);
-        if default_years == 0 || default_years > max_years {
-            self.problem_no_span(
-                key("default_years"),
-                format!("must be between 1 and max_years ({max_years})"),
-            );
+        self.read_by_its_dialect(name, i, dialect);
+        let max_years = i.max_years.as_ref().map_or(10, |v| *v.get_ref());
+        let default_years = i.default_years.as_ref().map_or(2, |v| *v.get_ref());
+        if let Some(v) = i.default_years.as_ref().or(i.max_years.as_ref()) {
+            if default_years == 0 || default_years > max_years {
+                let message = format!("must be between 1 and max_years ({max_years})");
+                self.problem(v, key("default_years"), message);
+            }
         }
         LegacyEndpoint {
             dialect,
@@ -397,9 +436,56 @@ impl Checker<'_> {
             time_zone,
             default_years,
             max_years,
-            companies: i.companies.clone(),
+            companies: i
+                .companies
+                .as_ref()
+                .map(|c| c.get_ref().clone())
+                .unwrap_or_default(),
             deprecation: deprecation.map(|at| format!("@{}", at.timestamp())),
             sunset: sunset.map(|at| at.format("%a, %d %b %Y %H:%M:%S GMT").to_string()),
+        }
+    }
+
+    /// The legacy endpoint's keys that only one dialect reads, refused on
+    /// the others: the session dialect's `time_zone`, the project
+    /// dialect's years (whose tokens last those, never `token_ttl`, which
+    /// only its OAuth 2.0 endpoints read), the client-flat dialect's
+    /// `companies`.
+    fn read_by_its_dialect(&mut self, name: &str, i: &FileDialectIssuer, dialect: Dialect) {
+        let span = |v: Option<std::ops::Range<usize>>| v.map(|at| Spanned::new(at, ()));
+        let project_ttl = i.token_ttl.as_ref().filter(|_| i.oauth2.is_none());
+        let keys = [
+            (
+                Dialect::Session,
+                span(i.time_zone.as_ref().map(Spanned::span)),
+                "time_zone",
+            ),
+            (
+                Dialect::Project,
+                span(i.default_years.as_ref().map(Spanned::span)),
+                "default_years",
+            ),
+            (
+                Dialect::Project,
+                span(i.max_years.as_ref().map(Spanned::span)),
+                "max_years",
+            ),
+            (
+                Dialect::ClientFlat,
+                span(i.companies.as_ref().map(Spanned::span)),
+                "companies",
+            ),
+        ];
+        for (reader, written, k) in keys {
+            if let (Some(at), false) = (written, reader == dialect) {
+                let message = format!("the {} dialect never reads {k}", dialect.name());
+                self.problem(&at, format!("issuers.{name}.{k}"), message);
+            }
+        }
+        if let (Some(ttl), Dialect::Project) = (project_ttl, dialect) {
+            let message = "the project dialect's tokens last default_years (or the years asked), \
+                           never token_ttl: only OAuth 2.0 endpoints would read it";
+            self.problem(ttl, format!("issuers.{name}.token_ttl"), message);
         }
     }
 
@@ -487,17 +573,13 @@ impl Checker<'_> {
         };
         let mut principals = Vec::new();
         for (n, p) in file_principals.iter().enumerate() {
-            let first_problem = self.problems.len();
+            // A principals_file's positions are not the config's lines.
+            self.spans_elsewhere = n >= written.len();
             if let Some(principal) = self.principal(&key(&format!("{list}[{n}]")), readers, p) {
                 principals.push(principal);
             }
-            // A principals_file's positions are not the config's lines.
-            if n >= written.len() {
-                for problem in &mut self.problems[first_problem..] {
-                    problem.line = None;
-                }
-            }
         }
+        self.spans_elsewhere = false;
         self.distinct_logins(&principals, &key(list));
         principals
     }

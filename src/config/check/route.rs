@@ -366,6 +366,66 @@ pub(super) fn token_endpoint_routes(issuers: &[Issuer]) -> Vec<Route> {
     routes
 }
 
+impl Checker<'_> {
+    /// Two token endpoints on one path of one host: the first mounted
+    /// would take every request, and the other's accounts could never log
+    /// in there. (On another host, the more specific one takes its own:
+    /// the demo's two dialects at `/api/auth/token`.) Named at the legacy
+    /// endpoint's path (what can move), else at the later issuer.
+    pub(super) fn token_endpoints_apart(
+        &mut self,
+        file: &FileConfig,
+        issuers: &[Issuer],
+        routes: &[Route],
+    ) {
+        for (n, later) in routes.iter().enumerate() {
+            let Some(earlier) = routes[..n]
+                .iter()
+                .find(|r| r.path == later.path && r.host == later.host)
+            else {
+                continue;
+            };
+            let [(a, a_end), (b, b_end)] = [earlier, later].map(|r| match r.action {
+                RouteAction::Issue { issuer, endpoint } => (issuer, endpoint),
+                _ => unreachable!("token endpoint routes only"),
+            });
+            let blamed = if b_end == Endpoint::OAuth2 && a_end != Endpoint::OAuth2 {
+                (a, a_end)
+            } else {
+                (b, b_end)
+            };
+            let other = if blamed.0 == a { b } else { a };
+            let name = &issuers[blamed.0].name;
+            let message = format!(
+                "{:?} is also issuer {:?}'s endpoint on this host: only one of them would ever \
+                 answer there",
+                later.path, issuers[other].name
+            );
+            // Where the path is written, or what gives it (a dialect's
+            // default path, a standard issuer's name).
+            let written = match (file.issuers.get(name), blamed.1) {
+                (Some(FileIssuer::Dialect(d)), Endpoint::Token) => {
+                    d.path.as_ref().or(Some(&d.dialect))
+                }
+                (Some(FileIssuer::Dialect(d)), Endpoint::Refresh) => {
+                    d.refresh_path.as_ref().or(Some(&d.dialect))
+                }
+                (Some(FileIssuer::Standard(s)), _) => Some(&s.kind),
+                _ => None,
+            };
+            let key = match blamed.1 {
+                Endpoint::Refresh => format!("issuers.{name}.refresh_path"),
+                Endpoint::Token => format!("issuers.{name}.path"),
+                _ => format!("issuers.{name}"),
+            };
+            match written {
+                Some(at) => self.problem(at, key, message),
+                None => self.problem_no_span(key, message),
+            }
+        }
+    }
+}
+
 /// The OAuth 2.0 endpoints below an issuer identifier's path
 /// (docs/oauth2.md); `oauth2::which` tells them apart.
 const OAUTH2_ENDPOINTS: [&str; 9] = [

@@ -74,6 +74,10 @@ impl Checker<'_> {
         let mut oauth2 =
             self.oauth2_settings(name, &settings, public_url.unwrap_or(""), clients, true);
         oauth2.sign_in = self.sign_in_page(name, i.sign_in.as_ref(), oauth2.authorization_code);
+        self.refresh_ttl_read(name, &i.refresh_ttl, oauth2.authorization_code);
+        if let (Some(host), Some(_)) = (&i.host, public_url) {
+            self.oauth2_reachable(name, host, &oauth2.public_url);
+        }
         let user_store = i
             .user_store
             .as_ref()
@@ -100,7 +104,7 @@ impl Checker<'_> {
             name: name.to_string(),
             kind: IssuerKind::OAuth2,
             iss: oauth2.issuer_id.clone(),
-            token_ttl: self.duration(&i.token_ttl, &key("token_ttl"), secs(3600)),
+            token_ttl: self.token_ttl(name, &i.token_ttl),
             allow_no_exp: false,
             keys,
             accounts: Some(accounts),

@@ -127,10 +127,9 @@ pub(in crate::config) struct FileDialectIssuer {
     pub(in crate::config) refresh_path: Option<Spanned<String>>,
     pub(in crate::config) refresh_ttl: Option<Spanned<DurationText>>,
     pub(in crate::config) time_zone: Option<Spanned<String>>,
-    pub(in crate::config) default_years: Option<u32>,
-    pub(in crate::config) max_years: Option<u32>,
-    #[serde(default)]
-    pub(in crate::config) companies: Vec<String>,
+    pub(in crate::config) default_years: Option<Spanned<u32>>,
+    pub(in crate::config) max_years: Option<Spanned<u32>>,
+    pub(in crate::config) companies: Option<Spanned<Vec<String>>>,
     pub(in crate::config) max_failures: Option<u32>,
     pub(in crate::config) ip_max_failures: Option<u32>,
     pub(in crate::config) client_max_failures: Option<u32>,
@@ -183,8 +182,9 @@ pub(in crate::config) struct FileProviderIssuer {
     pub(in crate::config) iss: Option<Spanned<String>>,
     /// Where routes read this issuer's roles: claim paths.
     pub(in crate::config) roles_claims: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
-    pub(in crate::config) allow_no_exp: bool,
+    /// Only a JWT's verification reads it (an introspected answer without
+    /// `exp` is taken as the provider says).
+    pub(in crate::config) allow_no_exp: Option<Spanned<bool>>,
     // Opaque tokens, read by the provider's introspection endpoint (RFC 7662).
     pub(in crate::config) introspection_url: Option<Spanned<String>>,
     pub(in crate::config) client_id: Option<Spanned<String>>,
