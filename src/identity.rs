@@ -1,13 +1,15 @@
 //! An issuer's accounts at run time, knowing no dialect and no protocol:
 //! who they are (the config's, then `principals::Lookup`'s), whether a
 //! secret is theirs (`check`), the lockout around every check (`lockout`),
-//! and a refusal said once where it is decided (`reason`). One
+//! a refusal said once where it is decided (`reason`), and what an
+//! account's tokens say about it (`profile`). One
 //! [`Identity`] per issuer with accounts, built with the snapshot
 //! (`live::LiveIssuer`); the legacy dialects (`issue`) and the OAuth 2.0
 //! endpoints (`oauth2`) both log their users and clients in through it.
 
 mod check;
 mod lockout;
+pub mod profile;
 mod reason;
 
 pub use check::Denied;

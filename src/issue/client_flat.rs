@@ -12,7 +12,7 @@ use super::{
     json_object, string_field, Denied, IssuerContext, Reason, Reply, TokenRequest, Transport,
 };
 use crate::config::{LegacyEndpoint, Principal};
-use crate::identity::Outcome;
+use crate::identity::{profile, Outcome};
 
 fn msg(status: StatusCode, message: &str) -> Reply {
     Reply::json(status, json!({ "msg": message }))
@@ -112,7 +112,10 @@ async fn checked_client(
             Err(_) => (Outcome::Unchecked, Some(Reason::Unavailable)),
         },
         Some(p) if !p.active => (Outcome::Unchecked, Some(Reason::Inactive)),
-        Some(p) if !has_company(e, p) => (Outcome::Unchecked, Some(Reason::NoCompany)),
+        // Step 5: the client's company is one the endpoint knows.
+        Some(p) if !profile::company_known(Some(e), p) => {
+            (Outcome::Unchecked, Some(Reason::NoCompany))
+        }
         Some(p) => match ctx.logins.verify_secret(Some(p), secret).await {
             Ok(true) if !p.blocked => (Outcome::Succeeded, None),
             Ok(true) => (Outcome::Failed, Some(Reason::Blocked)),
@@ -127,11 +130,6 @@ async fn checked_client(
         (None, Some(principal)) => Ok(principal),
         (why, _) => Err(refused(ctx, typed, why.unwrap_or(Reason::Unavailable))),
     }
-}
-
-/// Step 5: the client's company is one the endpoint knows.
-fn has_company(e: &LegacyEndpoint, p: &Principal) -> bool {
-    p.company.as_ref().is_some_and(|c| e.companies.contains(c))
 }
 
 /// Step 7: the token carries the client (its own id, not the spelling

@@ -10,9 +10,9 @@ use http::StatusCode;
 
 use super::form::Form;
 use super::{Endpoints, Error, Request};
-use crate::config::{ClientAuth, Dialect, Principal};
+use crate::config::{ClientAuth, Principal};
 use crate::credentials::stand_in_of;
-use crate::identity::MAX_FIELD_LEN;
+use crate::identity::{profile, MAX_FIELD_LEN};
 use crate::identity::{Kind, Outcome, Reason};
 
 /// The credentials a request presents.
@@ -146,16 +146,7 @@ pub async fn authenticate(
 /// Why a confidential client may have no tokens now, whatever it
 /// presented: inactive, blocked, or (client-flat) its company gone.
 fn standing(ctx: &Endpoints<'_>, client: &Principal) -> Option<Reason> {
-    let company_gone = ctx
-        .issuing
-        .endpoint
-        .filter(|e| e.dialect == Dialect::ClientFlat)
-        .is_some_and(|e| {
-            !client
-                .company
-                .as_ref()
-                .is_some_and(|c| e.companies.contains(c))
-        });
+    let company_gone = !profile::company_known(ctx.issuing.endpoint, client);
     if !client.active {
         Some(Reason::Inactive)
     } else if client.blocked {

@@ -12,11 +12,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::form::Form;
-use super::mint::{account_claims, live_user, mint_as, words, Issued};
+use super::mint::{live_user, mint_as, words, Issued};
 use super::refresh::{self, invalid_grant};
 use super::{oidc, Endpoints, Error};
 use crate::auth::revocation::Revocation;
 use crate::config::Principal;
+use crate::identity::profile;
 use crate::store::{CodeRecord, RefreshRecord};
 use crate::tokens::random_id;
 use crate::tokens::sha256_base64url;
@@ -120,7 +121,7 @@ pub async fn redeem(
         ));
     };
     let scope = words(Some(&record.scope));
-    let mut claims = account_claims(ctx.issuing.accounts.form, &user, &scope);
+    let mut claims = profile::claims(ctx.issuing.accounts.form, &user, &scope);
     if let Some(resource) = &record.resource {
         claims.insert("aud".into(), json!(resource));
     }

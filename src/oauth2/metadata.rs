@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use super::{token, Answer, Endpoints};
-use crate::config::{AccountForm, Dialect};
+use crate::config::AccountForm;
+use crate::identity::profile;
 
 /// The document, readable from any origin (browser-based clients fetch it).
 pub fn answer(ctx: &Endpoints<'_>) -> Answer {
@@ -94,7 +95,7 @@ fn claims_supported(ctx: &Endpoints<'_>) -> Vec<String> {
     ];
     let mut names: Vec<String> = id_token.iter().map(|c| c.to_string()).collect();
     let form = ctx.issuing.accounts.form;
-    names.extend(userinfo_claims(form).iter().map(|c| c.to_string()));
+    names.extend(profile::claim_names(form).iter().map(|c| c.to_string()));
     if form == AccountForm::Standard {
         let users = ctx.issuing.accounts.principals.iter();
         names.extend(users.flat_map(|u| u.claims.keys().cloned()));
@@ -102,18 +103,6 @@ fn claims_supported(ctx: &Endpoints<'_>) -> Vec<String> {
     names.sort_unstable();
     names.dedup();
     names
-}
-
-/// The claims an account of `form` carries at userinfo beside `sub`.
-fn userinfo_claims(form: AccountForm) -> &'static [&'static str] {
-    match form.dialect() {
-        None => &["roles"],
-        Some(Dialect::Session) => &["id", "username", "nombre", "role"],
-        Some(Dialect::LoginRefresh) => &["username", "role"],
-        Some(Dialect::ClientFlat) => &["company", "permissions"],
-        Some(Dialect::Project) => &["business", "proyecto"],
-        Some(Dialect::ClientEnvelope) => &[],
-    }
 }
 
 /// The algorithm of the issuer's signing key, if it is a public-key one.

@@ -1,6 +1,7 @@
 //! What every grant hands out: access tokens minted for a subject and a
-//! client (RFC 9068), the token answer (RFC 6749 §5.1), the claims a
-//! principal's tokens carry, and the scopes a grant may give.
+//! client (RFC 9068), the token answer (RFC 6749 §5.1), and the scopes a
+//! grant may give (the claims an account's tokens carry are its profile,
+//! `identity::profile`).
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::refresh::invalid_grant;
 use super::{Answer, Endpoints, Error};
-use crate::config::{AccountForm, Dialect, Principal};
+use crate::config::Principal;
 use crate::tokens::{Minted, Stamp};
 
 /// The principal `login` names, if it may still log in.
@@ -152,55 +153,4 @@ pub(super) fn narrowed(asked: Option<&str>, held: &[String]) -> Result<Vec<Strin
         }
     }
     Ok(granted)
-}
-
-/// The claims an account's tokens carry about it: a dialect's principal
-/// what the dialect's own tokens carry, so that a route's claim
-/// requirements read the same from either kind of token (`permissions`
-/// narrowed to the granted scope); a standard issuer's user its own.
-pub(super) fn account_claims(
-    form: AccountForm,
-    p: &Principal,
-    scope: &[String],
-) -> Map<String, Value> {
-    let dialect = match form {
-        AccountForm::Dialect(dialect) => dialect,
-        AccountForm::Standard => return standard_claims(p),
-    };
-    let mut claims = Map::new();
-    match dialect {
-        Dialect::ClientFlat => {
-            claims.insert("company".into(), json!(p.company));
-            claims.insert("permissions".into(), json!(scope));
-        }
-        Dialect::Project => {
-            claims.insert("business".into(), json!(p.business));
-            claims.insert("proyecto".into(), json!(p.proyecto));
-        }
-        Dialect::ClientEnvelope => {}
-        Dialect::Session => {
-            claims.insert("id".into(), p.id.clone());
-            claims.insert("username".into(), json!(p.username));
-            claims.insert("nombre".into(), json!(p.nombre));
-            if let Some(role) = &p.role {
-                claims.insert("role".into(), json!(role));
-            }
-        }
-        Dialect::LoginRefresh => {
-            claims.insert("token_use".into(), json!("access"));
-            claims.insert("username".into(), json!(p.username));
-            claims.insert("role".into(), json!(p.role));
-        }
-    }
-    claims
-}
-
-/// A standard issuer's user or client: its own claims as written, then
-/// its `roles` (the claim a route's `roles` read).
-pub fn standard_claims(p: &Principal) -> Map<String, Value> {
-    let mut claims = p.claims.clone();
-    if !p.roles.is_empty() {
-        claims.insert("roles".into(), json!(p.roles));
-    }
-    claims
 }

@@ -6,8 +6,9 @@
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::mint::{account_claims, live_user, words};
+use super::mint::{live_user, words};
 use super::{csrf, page, sso, Answer, Endpoints, Error, Request};
+use crate::identity::profile;
 use crate::store::CodeRecord;
 use crate::tokens::Minted;
 
@@ -108,7 +109,7 @@ pub async fn userinfo(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Ok(_) => return invalid_token("the user is gone"),
         Err(e) => return e.into(),
     };
-    let mut body = account_claims(ctx.issuing.accounts.form, &user, &[]);
+    let mut body = profile::claims(ctx.issuing.accounts.form, &user, &[]);
     body.remove("token_use");
     body.insert("sub".into(), json!(sub));
     Answer::ok(Value::Object(body))

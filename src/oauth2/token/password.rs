@@ -1,0 +1,71 @@
+//! RFC 6749 §4.3, where a user dialect enables it: the user's own login,
+//! with the legacy endpoint's lockout, for an access token and the first
+//! refresh token of a family.
+
+use http::StatusCode;
+
+use super::super::form::Form;
+use super::super::mint::{answer, mint, narrowed};
+use super::super::refresh;
+use super::super::{Answer, Endpoints, Error, Request};
+use crate::config::Principal;
+use crate::identity::profile;
+use crate::identity::Denied;
+use crate::store::RefreshRecord;
+
+pub(super) async fn grant(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    form: &Form,
+    client: &Principal,
+) -> Result<Answer, Error> {
+    let username = form.required("username")?;
+    let password = form.required("password")?;
+    let scope = narrowed(form.get("scope"), &client.permissions)?;
+    let user = match ctx
+        .issuing
+        .logins
+        .log_in(username, password, req.client, req.now)
+        .await
+    {
+        Ok(user) => user,
+        Err(Denied::BadCredentials | Denied::Blocked) => {
+            return Err(Error::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "wrong username or password",
+            ))
+        }
+        Err(Denied::Locked) => {
+            return Err(Error::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_grant",
+                "too many failed attempts; try again later",
+            ))
+        }
+        Err(Denied::Unavailable) => return Err(Error::unavailable()),
+    };
+    let accounts = ctx.issuing.accounts;
+    let sub = accounts.subject_of(&user);
+    let claims = profile::claims(accounts.form, &user, &scope);
+    let minted = mint(ctx, req.now, &sub, claims, client, &scope, None)?;
+    let record = RefreshRecord {
+        issuer: ctx.issuing.issuer.name.clone(),
+        sub,
+        login: user.login.clone(),
+        issued_at: req.now,
+        expires_at: req.now + ctx.issuing.routes.refresh_ttl.as_secs() as i64,
+        tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(req.now))],
+        client_id: Some(client.login.clone()),
+        rotated_to: None,
+        scope: Some(scope.join(" ")),
+        resource: None,
+    };
+    let refresh_token = refresh::store(ctx, &record).await?;
+    Ok(answer(
+        req.now,
+        minted,
+        &scope,
+        &[("refresh_token", refresh_token)],
+    ))
+}
