@@ -99,20 +99,15 @@ impl Checker<'_> {
             return None;
         }
         self.keys_read(key, readers, p);
-        if form == AccountForm::Dialect(Dialect::ClientFlat) {
-            // A company not listed is the seed's own case (404 "Empresa no
-            // encontrada"): a client whose company is gone.
-            match &p.company {
-                None => self.problem(
-                    &p.secret_hash,
-                    format!("{key}.company"),
-                    format!(
-                        "principal {login:?} has no company: the client-flat dialect needs one to \
-                         log in; add company = \"...\" (one of companies)"
-                    ),
+        if form == AccountForm::Dialect(Dialect::ClientFlat) && p.company.is_none() {
+            self.problem(
+                &p.secret_hash,
+                format!("{key}.company"),
+                format!(
+                    "principal {login:?} has no company: the client-flat dialect needs one to \
+                     log in; add company = \"...\" (one of companies)"
                 ),
-                Some(_) => {}
-            }
+            );
         }
         let id = match &p.id {
             None => serde_json::Value::Null,
