@@ -164,6 +164,7 @@ fn issuer_settings_that_could_never_work_are_refused_at_their_line() {
         // Nothing fits, nothing lasts.
         (flat("max_body_size = \"0\"\n"), "issuers.flat.max_body_size", "max_body_size ="),
         (flat("body_timeout = \"0s\"\n"), "issuers.flat.body_timeout", "body_timeout ="),
+        (flat("deny_ips = [\"0.0.0.0/0\", \"::/0\"]\n"), "issuers.flat.deny_ips", "deny_ips ="),
         (format!("{standard}token_ttl = \"0s\"\n"), "issuers.zzz.token_ttl", "token_ttl ="),
         // Keys only another dialect reads.
         ("[issuers.lr]\ndialect = \"login-refresh\"\ntime_zone = \"-05:00\"\n".to_string(), "issuers.lr.time_zone", "time_zone ="),

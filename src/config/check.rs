@@ -433,10 +433,7 @@ impl Checker<'_> {
                 s.trusted_proxies.as_deref().unwrap_or_default(),
                 "server.trusted_proxies",
             ),
-            ips: IpRules {
-                allow: self.ip_nets(&s.allow_ips, "server.allow_ips"),
-                deny: self.ip_nets(&s.deny_ips, "server.deny_ips"),
-            },
+            ips: self.ip_rules(&s.allow_ips, &s.deny_ips, "server"),
             forward_auth: self.forward_auth(s),
             paths: PathRules {
                 merge_slashes: s.merge_slashes.unwrap_or(false),

@@ -33,6 +33,71 @@ impl Checker<'_> {
                 "is empty: answers must be held to an issuer",
             );
         }
+        let endpoint = self.introspection_endpoint(name, i, client_id)?;
+        let Some(secret_env) = &i.client_secret_env else {
+            self.problem(
+                client_id,
+                key("client_secret_env"),
+                "introspection needs the client's secret: name its variable",
+            );
+            return None;
+        };
+        let auth = self.choice(
+            &i.introspection_auth,
+            &key("introspection_auth"),
+            [
+                ("client_secret_basic", ClientAuth::Basic),
+                ("client_secret_post", ClientAuth::Post),
+            ],
+        );
+        let on_failure = self.choice(
+            &i.introspection_on_failure,
+            &key("introspection_on_failure"),
+            [
+                ("unavailable", IntrospectionFailure::Unavailable),
+                ("unauthorized", IntrospectionFailure::Unauthorized),
+            ],
+        );
+        let cache_size = self.cache_size(name, i);
+        let timeout = self.lasting(
+            &i.introspection_timeout,
+            &key("introspection_timeout"),
+            secs(2),
+        );
+        let mut duration = |v: &Option<Spanned<_>>, k: &str, default: u64| {
+            self.duration(v, &key(k), secs(default))
+        };
+        Some(Introspection {
+            endpoint,
+            client_id: client_id.get_ref().clone(),
+            client_secret_env: secret_env.get_ref().clone(),
+            auth,
+            cache_ttl: duration(&i.introspection_cache_ttl, "introspection_cache_ttl", 60),
+            negative_ttl: duration(
+                &i.introspection_negative_ttl,
+                "introspection_negative_ttl",
+                5,
+            ),
+            cache_size,
+            timeout,
+            on_failure,
+            require_token_type: i
+                .introspection_require_token_type
+                .as_ref()
+                .is_none_or(|v| *v.get_ref()),
+            ca_file: i.ca_file.as_ref().map(|f| self.resolve(f.get_ref())),
+        })
+    }
+
+    /// Where the provider introspects: `introspection_url`, or what
+    /// `discovery_url`'s metadata names.
+    fn introspection_endpoint(
+        &mut self,
+        name: &str,
+        i: &FileProviderIssuer,
+        client_id: &Spanned<String>,
+    ) -> Option<IntrospectionEndpoint> {
+        let key = |k: &str| format!("issuers.{name}.{k}");
         let endpoint = match (&i.introspection_url, &i.discovery_url) {
             // Answers are held to the issuer's `iss`: with discovery it is
             // learned from the metadata, which this URL is not asked for.
@@ -62,58 +127,7 @@ impl Checker<'_> {
                 return None;
             }
         };
-        let Some(secret_env) = &i.client_secret_env else {
-            self.problem(
-                client_id,
-                key("client_secret_env"),
-                "introspection needs the client's secret: name its variable",
-            );
-            return None;
-        };
-        let auth = self.choice(
-            &i.introspection_auth,
-            &key("introspection_auth"),
-            [
-                ("client_secret_basic", ClientAuth::Basic),
-                ("client_secret_post", ClientAuth::Post),
-            ],
-        );
-        let on_failure = self.choice(
-            &i.introspection_on_failure,
-            &key("introspection_on_failure"),
-            [
-                ("unavailable", IntrospectionFailure::Unavailable),
-                ("unauthorized", IntrospectionFailure::Unauthorized),
-            ],
-        );
-        let cache_size = self.cache_size(name, i);
-        let mut duration = |v: &Option<Spanned<_>>, k: &str, default: u64| {
-            self.duration(v, &key(k), secs(default))
-        };
-        let introspection = Introspection {
-            endpoint,
-            client_id: client_id.get_ref().clone(),
-            client_secret_env: secret_env.get_ref().clone(),
-            auth,
-            cache_ttl: duration(&i.introspection_cache_ttl, "introspection_cache_ttl", 60),
-            negative_ttl: duration(
-                &i.introspection_negative_ttl,
-                "introspection_negative_ttl",
-                5,
-            ),
-            cache_size,
-            timeout: duration(&i.introspection_timeout, "introspection_timeout", 2),
-            on_failure,
-            require_token_type: i
-                .introspection_require_token_type
-                .as_ref()
-                .is_none_or(|v| *v.get_ref()),
-            ca_file: i.ca_file.as_ref().map(|f| self.resolve(f.get_ref())),
-        };
-        if introspection.timeout.is_zero() {
-            self.problem_no_span(key("introspection_timeout"), "must be more than 0");
-        }
-        Some(introspection)
+        Some(endpoint)
     }
 
     fn cache_size(&mut self, name: &str, i: &FileProviderIssuer) -> usize {

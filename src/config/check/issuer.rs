@@ -23,29 +23,6 @@ pub(super) fn host_serves(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// An `api_key` issuer: its keys are the admin API's, so it has no
-/// signing keys, accounts or routes of its own.
-fn api_key_issuer(name: &str, i: &FileApiKeyIssuer) -> Issuer {
-    Issuer {
-        name: name.to_string(),
-        kind: IssuerKind::ApiKey,
-        iss: i.iss.as_ref().map_or(name, |s| s.get_ref()).to_string(),
-        token_ttl: secs(3600),
-        allow_no_exp: true,
-        keys: Vec::new(),
-        accounts: None,
-        token_routes: None,
-        legacy: None,
-        user_store: None,
-        shadow: None,
-        external: None,
-        oauth2: None,
-        introspection: None,
-        roles_claims: None,
-        login: None,
-    }
-}
-
 impl Checker<'_> {
     /// An issuer, as its kind reads it (`FileIssuer`: the keys a kind
     /// never reads were refused as unknown where they are written).
@@ -67,7 +44,18 @@ impl Checker<'_> {
             FileIssuer::Provider(i) => self.provider_issuer(name, i),
             FileIssuer::Keys(i) => self.keys_issuer(name, i),
             FileIssuer::Standard(i) => self.standard_issuer(name, i, cors, public_url),
-            FileIssuer::ApiKey(i) => api_key_issuer(name, i),
+            FileIssuer::ApiKey(i) => self.api_key_issuer(name, i),
+        }
+    }
+
+    /// An `api_key` issuer: its keys are the admin API's, so it has no
+    /// signing keys, accounts or routes of its own; its keys' records say
+    /// how long they last.
+    fn api_key_issuer(&mut self, name: &str, i: &FileApiKeyIssuer) -> Issuer {
+        let iss = i.iss.as_ref().map_or(name, |s| s.get_ref()).to_string();
+        Issuer {
+            kind: IssuerKind::ApiKey,
+            ..self.verified(name, iss, &None, true)
         }
     }
 

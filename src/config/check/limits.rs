@@ -47,10 +47,7 @@ impl Checker<'_> {
             }
         });
         RouteLimits {
-            ips: IpRules {
-                allow: self.ip_nets(f.allow_ips, &key("allow_ips")),
-                deny: self.ip_nets(f.deny_ips, &key("deny_ips")),
-            },
+            ips: self.ip_rules(f.allow_ips, f.deny_ips, prefix),
             rate: f
                 .rate_limit
                 .map(|r| self.rate_limit(r, &key("rate_limit"), token)),
@@ -150,6 +147,31 @@ impl Checker<'_> {
     }
 
     /// A list of addresses or CIDR networks.
+    /// `allow_ips` and `deny_ips` of the table `prefix` names; a deny list
+    /// of every address is refused, as nothing could ever reach what it
+    /// guards.
+    pub(super) fn ip_rules(
+        &mut self,
+        allow: &[Spanned<String>],
+        deny: &[Spanned<String>],
+        prefix: &str,
+    ) -> IpRules {
+        let ips = IpRules {
+            allow: self.ip_nets(allow, &format!("{prefix}.allow_ips")),
+            deny: self.ip_nets(deny, &format!("{prefix}.deny_ips")),
+        };
+        let every = |v4: bool| {
+            ips.deny
+                .iter()
+                .any(|n| n.prefix_len() == 0 && n.addr().is_ipv4() == v4)
+        };
+        if let (true, true, Some(first)) = (every(true), every(false), deny.first()) {
+            let message = "denies every address, IPv4 and IPv6: nothing could ever reach it";
+            self.problem(first, format!("{prefix}.deny_ips"), message);
+        }
+        ips
+    }
+
     pub(super) fn ip_nets(&mut self, list: &[Spanned<String>], key: &str) -> Vec<ipnet::IpNet> {
         let mut nets = Vec::new();
         for (i, v) in list.iter().enumerate() {
