@@ -375,6 +375,19 @@ impl Dialect {
     }
 }
 
+/// Where a claim an account carries about itself takes its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileClaim {
+    /// The principal's field of the claim's name, `null` when unset.
+    Field,
+    /// The principal's field of the claim's name, left out when unset.
+    FieldIfSet,
+    /// The scope granted.
+    GrantedScope,
+    /// A value of its own.
+    Fixed(&'static str),
+}
+
 /// What an issuer's accounts are: the principals of a legacy dialect, with
 /// the keys its endpoint reads, or a standard issuer's users (`username`,
 /// `roles`, `claims`).
@@ -385,6 +398,39 @@ pub enum AccountForm {
 }
 
 impl AccountForm {
+    /// The claims an account of this form carries about itself beside
+    /// `sub`, in order: a dialect's principal what the dialect's own
+    /// tokens carry, so a route's claim rules read either kind of token
+    /// alike. A standard account carries its own `claims` and `roles`
+    /// instead (none here).
+    pub fn profile(self) -> &'static [(&'static str, ProfileClaim)] {
+        use ProfileClaim::{Field, FieldIfSet, Fixed, GrantedScope};
+        match self {
+            Self::Standard | Self::Dialect(Dialect::ClientEnvelope) => &[],
+            Self::Dialect(Dialect::Session) => &[
+                ("id", Field),
+                ("username", Field),
+                ("nombre", Field),
+                ("role", FieldIfSet),
+            ],
+            Self::Dialect(Dialect::LoginRefresh) => &[
+                ("token_use", Fixed("access")),
+                ("username", Field),
+                ("role", Field),
+            ],
+            Self::Dialect(Dialect::ClientFlat) => {
+                &[("company", Field), ("permissions", GrantedScope)]
+            }
+            Self::Dialect(Dialect::Project) => &[("business", Field), ("proyecto", Field)],
+        }
+    }
+
+    /// Whether an account logs in only while its `company` is one its
+    /// endpoint knows (the client-flat dialect's step 5).
+    pub fn needs_known_company(self) -> bool {
+        self == Self::Dialect(Dialect::ClientFlat)
+    }
+
     /// The dialect's name, or `oauth2`: what messages and metrics call it.
     pub fn name(self) -> &'static str {
         match self {
@@ -554,30 +600,12 @@ pub fn publishes_metadata_at(issuer: &str, url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::SecretHash;
 
     fn with_id(id: Value) -> Principal {
         Principal {
-            login: "ana".into(),
-            secret: SecretHash::unusable(),
             id,
             username: Some("ana".into()),
-            nombre: None,
-            role: None,
-            business: None,
-            proyecto: None,
-            client_id: None,
-            company: None,
-            permissions: Vec::new(),
-            active: true,
-            blocked: false,
-            rate_limit: None,
-            stored_hash: None,
-            auth_method: None,
-            introspect: false,
-            roles: Vec::new(),
-            claims: serde_json::Map::new(),
-            client: ClientProfile::default(),
+            ..Principal::named("ana")
         }
     }
 

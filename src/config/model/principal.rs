@@ -187,6 +187,36 @@ pub struct Principal {
     pub client: ClientProfile,
 }
 
+impl Principal {
+    /// A principal with only its login: a secret that never checks, no
+    /// fields or claims; the rest is written over it
+    /// (`..Principal::named(login)`).
+    pub fn named(login: &str) -> Principal {
+        Principal {
+            login: login.to_string(),
+            secret: SecretHash::unusable(),
+            id: Value::Null,
+            username: None,
+            nombre: None,
+            role: None,
+            business: None,
+            proyecto: None,
+            client_id: None,
+            company: None,
+            permissions: Vec::new(),
+            active: true,
+            blocked: false,
+            rate_limit: None,
+            stored_hash: None,
+            auth_method: None,
+            introspect: false,
+            roles: Vec::new(),
+            claims: serde_json::Map::new(),
+            client: ClientProfile::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Principals {
     by_login: HashMap<String, Arc<Principal>>,
