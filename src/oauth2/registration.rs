@@ -304,39 +304,22 @@ pub async fn lookup(ctx: &Endpoints<'_>, id: &str) -> Result<Option<Arc<Principa
 }
 
 fn principal(c: RegisteredClient) -> Principal {
-    let name = c.client_name.clone();
     Principal {
-        login: c.client_id.clone(),
-        secret: crate::config::SecretHash::unusable(),
-        id: Value::Null,
-        username: None,
-        nombre: None,
-        role: None,
-        business: None,
-        proyecto: None,
-        client_id: Some(c.client_id),
-        company: None,
+        client_id: Some(c.client_id.clone()),
         permissions: c
             .scope
             .split(' ')
             .filter(|s| !s.is_empty())
             .map(str::to_string)
             .collect(),
-        active: true,
-        blocked: false,
-        rate_limit: None,
-        stored_hash: None,
-        auth_method: None,
-        introspect: false,
-        roles: Vec::new(),
-        claims: serde_json::Map::new(),
         client: ClientProfile {
             public: true,
             redirect_uris: c.redirect_uris,
             grant_types: c.grant_types,
             registered: true,
-            name,
+            name: c.client_name,
         },
+        ..Principal::named(&c.client_id)
     }
 }
 
