@@ -1,6 +1,6 @@
-//! `[issuers.NAME]` as written, one table type per `kind`: a key that a
-//! kind never reads is an unknown key of its type, refused at its line
-//! with the keys the kind takes.
+//! `[issuers.NAME]` as written, one table type per `kind` (and for `jwt`,
+//! per what its keys come from): a key that shape never reads is an
+//! unknown key of its type, refused at its line with the keys it takes.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -77,7 +77,7 @@ fn written_shapes(text: &str) -> HashMap<String, Shape> {
         .collect()
 }
 
-/// `[issuers]`: each table read as the type of its kind.
+/// `[issuers]`: each table read as the type of its shape.
 pub(super) fn by_kind<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, FileIssuer>, D::Error> {
