@@ -146,7 +146,6 @@ impl Checker<'_> {
         }
     }
 
-    /// A list of addresses or CIDR networks.
     /// `allow_ips` and `deny_ips` of the table `prefix` names; a deny list
     /// of every address is refused, as nothing could ever reach what it
     /// guards.
@@ -172,6 +171,7 @@ impl Checker<'_> {
         ips
     }
 
+    /// A list of addresses or CIDR networks.
     pub(super) fn ip_nets(&mut self, list: &[Spanned<String>], key: &str) -> Vec<ipnet::IpNet> {
         let mut nets = Vec::new();
         for (i, v) in list.iter().enumerate() {
