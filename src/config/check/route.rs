@@ -385,10 +385,19 @@ impl Checker<'_> {
             else {
                 continue;
             };
-            let [(a, a_end), (b, b_end)] = [earlier, later].map(|r| match r.action {
-                RouteAction::Issue { issuer, endpoint } => (issuer, endpoint),
-                _ => unreachable!("token endpoint routes only"),
-            });
+            let (
+                &RouteAction::Issue {
+                    issuer: a,
+                    endpoint: a_end,
+                },
+                &RouteAction::Issue {
+                    issuer: b,
+                    endpoint: b_end,
+                },
+            ) = (&earlier.action, &later.action)
+            else {
+                continue;
+            };
             let blamed = if b_end == Endpoint::OAuth2 && a_end != Endpoint::OAuth2 {
                 (a, a_end)
             } else {
