@@ -5,8 +5,10 @@ mod browser_clients;
 mod cors;
 mod dialect_oauth2;
 mod external;
+mod hash_limits;
 mod introspection;
 mod issuer;
+mod legacy;
 mod limits;
 pub(super) mod names;
 pub(super) mod parse;
@@ -272,7 +274,7 @@ impl Checker<'_> {
             routes.push(route);
         }
         self.one_document_each(&file.routes, &routes[first_ordinary..]);
-        served_resources(&mut issuers, &routes);
+        resource::served_resources(&mut issuers, &routes);
         let public_url = server.public_url.as_deref();
         let sessions = self.sessions(&file, &mut issuers, &mut routes, first_ordinary, public_url);
         let auth = self.auth(&file.auth, strip_all);
@@ -292,61 +294,6 @@ impl Checker<'_> {
             routes,
             span_export,
             sessions,
-        }
-    }
-
-    /// `[hash_limits]`: each key defaults to what a current library writes
-    /// with room to spare (docs/configuration.md).
-    fn hash_limits(&mut self, t: &FileHashLimits) -> HashLimits {
-        let default = HashLimits::default();
-        let memory = match &t.memory {
-            None => default.memory,
-            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|e| {
-                self.problem(v, "hash_limits.memory", e);
-                default.memory
-            }),
-        };
-        let bcrypt_cost = match &t.bcrypt_cost {
-            Some(c) if *c.get_ref() > 31 => {
-                self.problem(c, "hash_limits.bcrypt_cost", "bcrypt's cost is at most 31");
-                default.bcrypt_cost
-            }
-            Some(c) => *c.get_ref(),
-            None => default.bcrypt_cost,
-        };
-        let scrypt_log_n = match &t.scrypt_log_n {
-            Some(n) if *n.get_ref() > 63 => {
-                self.problem(n, "hash_limits.scrypt_log_n", "scrypt's log2 N is below 64");
-                default.scrypt_log_n
-            }
-            Some(n) => *n.get_ref(),
-            None => default.scrypt_log_n,
-        };
-        HashLimits {
-            pbkdf2_rounds: t.pbkdf2_rounds.unwrap_or(default.pbkdf2_rounds),
-            bcrypt_cost,
-            memory,
-            argon2_passes: t.argon2_passes.unwrap_or(default.argon2_passes),
-            parallelism: t.parallelism.unwrap_or(default.parallelism),
-            scrypt_log_n,
-        }
-    }
-
-    /// A principal's `secret_hash`: a format portero knows, within
-    /// `[hash_limits]`.
-    fn stored_hash(&mut self, written: &Spanned<String>, key: &str) -> Option<SecretHash> {
-        let checked = secret_hash::secret_hash(written.get_ref())
-            .and_then(|h| secret_hash::within_limits(&h, &self.hash_limits).map(|()| h));
-        match checked {
-            Ok(h) => Some(h),
-            Err(e) => {
-                self.problem(
-                    written,
-                    key,
-                    format!("{e} (make one with `portero hash-secret`)"),
-                );
-                None
-            }
         }
     }
 
@@ -679,39 +626,5 @@ fn strip_pattern_problem(text: &str) -> Option<&'static str> {
         Some("not a header name: no spaces, commas, ':' or non-ASCII letters, one name a string")
     } else {
         None
-    }
-}
-
-/// Each protected resource a route publishes is one its OAuth 2.0
-/// issuers serve (RFC 8707): tokens may be asked for it by name, and a
-/// registered client may hold the scopes it asks for.
-fn served_resources(issuers: &mut [Issuer], routes: &[Route]) {
-    for route in routes {
-        let RouteAction::Proxy {
-            policy: Some(policy),
-            ..
-        } = &route.action
-        else {
-            continue;
-        };
-        let Some(resource) = &policy.resource else {
-            continue;
-        };
-        for (i, issuer) in issuers.iter_mut().enumerate().take(64) {
-            let Some(oauth2) = issuer.oauth2.as_mut() else {
-                continue;
-            };
-            if policy.issuer_mask & (1 << i) == 0 {
-                continue;
-            }
-            if !oauth2.resources.contains(&resource.resource) {
-                oauth2.resources.push(resource.resource.clone());
-            }
-            for scope in &policy.scopes {
-                if !oauth2.resource_scopes.contains(scope) {
-                    oauth2.resource_scopes.push(scope.clone());
-                }
-            }
-        }
     }
 }

@@ -204,6 +204,40 @@ fn bearer_methods(sources: &[TokenSource]) -> Vec<&'static str> {
         .collect()
 }
 
+/// Each protected resource a route publishes is one its OAuth 2.0
+/// issuers serve (RFC 8707): tokens may be asked for it by name, and a
+/// registered client may hold the scopes it asks for.
+pub(super) fn served_resources(issuers: &mut [Issuer], routes: &[Route]) {
+    for route in routes {
+        let RouteAction::Proxy {
+            policy: Some(policy),
+            ..
+        } = &route.action
+        else {
+            continue;
+        };
+        let Some(resource) = &policy.resource else {
+            continue;
+        };
+        for (i, issuer) in issuers.iter_mut().enumerate().take(64) {
+            let Some(oauth2) = issuer.oauth2.as_mut() else {
+                continue;
+            };
+            if policy.issuer_mask & (1 << i) == 0 {
+                continue;
+            }
+            if !oauth2.resources.contains(&resource.resource) {
+                oauth2.resources.push(resource.resource.clone());
+            }
+            for scope in &policy.scopes {
+                if !oauth2.resource_scopes.contains(scope) {
+                    oauth2.resource_scopes.push(scope.clone());
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
