@@ -14,6 +14,7 @@ use crate::config::{Accounts, Issuer, LegacyEndpoint, TokenRoutes};
 use crate::identity::{Denied, Logins, Reason};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::tokens::refresh::Refreshes;
 use crate::tokens::{random_id, Minted, Stamp};
 
 /// One issuer's token routes with everything they need to answer.
@@ -57,6 +58,16 @@ impl Transport {
 }
 
 impl IssuerContext<'_> {
+    /// The issuer's refresh tokens and their families.
+    pub fn refreshes(&self) -> Refreshes<'_> {
+        Refreshes {
+            store: &**self.store,
+            revocations: self.revocations,
+            issuer: &self.issuer.name,
+            iss: &self.issuer.iss,
+        }
+    }
+
     // -----------------------------------------------------------------------
     // Minting
     // -----------------------------------------------------------------------

@@ -25,7 +25,6 @@ mod metadata;
 mod mint;
 mod oidc;
 mod page;
-mod refresh;
 mod registration;
 mod sign_in;
 mod sso;
@@ -40,6 +39,7 @@ use std::sync::Arc;
 use crate::config::{OAuth2, Principal, Principals};
 use crate::identity::{Attempt, Denied, Reason};
 use crate::issuer::{IssuerContext, Transport};
+use crate::store::StoreError;
 
 pub use code::CodeGrant;
 pub use form::is_form;
@@ -165,6 +165,21 @@ impl Error {
             "temporarily_unavailable",
             "the service is unavailable; try again later",
         )
+    }
+
+    fn invalid_grant() -> Error {
+        Error::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the grant is invalid, expired or revoked",
+        )
+    }
+}
+
+/// The store out of reach: the client may try again.
+impl From<StoreError> for Error {
+    fn from(_: StoreError) -> Error {
+        Error::unavailable()
     }
 }
 

@@ -1,10 +1,10 @@
 //! Tokens, knowing no dialect and no protocol: what a minted token is
-//! stamped with and what comes back (`Stamp`, `Minted`), refresh-token
-//! families (`refresh_family`), random identifiers, and the digest refresh
+//! stamped with and what comes back (`Stamp`, `Minted`), refresh tokens
+//! and their families (`refresh`), random identifiers, and the digest refresh
 //! tokens and lockout logins are stored under. The legacy dialects and the
 //! standard server both mint and refresh through here.
 
-pub mod refresh_family;
+pub mod refresh;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -11,12 +11,11 @@ use http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{
-    json_object, random_id, string_field, Denied, IssuerContext, Reply, TokenRequest, Transport,
+    json_object, string_field, Denied, IssuerContext, Reply, TokenRequest, Transport,
 };
 use crate::config::Endpoint;
 use crate::config::Principal;
 use crate::store::RefreshRecord;
-use crate::tokens::{refresh_family, sha256_base64url};
 
 fn spring(status: StatusCode, message: &str, path: &str, now: DateTime<Utc>) -> Reply {
     // Spring's `error` is the status' reason phrase.
@@ -145,7 +144,6 @@ async fn login(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Reply
         content,
         minted,
     } = pair(ctx, p, now)?;
-    let refresh = random_id(32);
     let ttl = ctx.routes.refresh_ttl.as_secs();
     let record = RefreshRecord {
         issuer: ctx.issuer.name.clone(),
@@ -159,9 +157,7 @@ async fn login(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Reply
         scope: None,
         resource: None,
     };
-    ctx.store
-        .put_refresh(&sha256_base64url(&refresh), &record)
-        .await?;
+    let refresh = ctx.refreshes().issue(&record).await?;
     ctx.metrics
         .refresh
         .with_label_values(&[&ctx.issuer.name, "issued"])
@@ -181,24 +177,9 @@ async fn login(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Reply
 
 /// `Ok(None)`: unknown, expired, foreign or revoked refresh token.
 async fn refresh(ctx: &IssuerContext<'_>, token: &str, now: i64) -> Result<Option<Reply>, Denied> {
-    let hash = sha256_base64url(token);
-    let found = ctx.store.get_refresh(&hash).await?;
     // An OAuth 2.0 refresh token is its client's, at the token endpoint
     // only; one already replaced is a reuse wherever it turns up.
-    if let Some(r) = found.as_ref().filter(|r| r.rotated_to.is_some()) {
-        if r.issuer == ctx.issuer.name {
-            refresh_family::revoke_reused(&**ctx.store, ctx.revocations, &ctx.issuer.name, &hash)
-                .await?;
-        }
-    }
-    let usable = found.filter(|r| {
-        r.issuer == ctx.issuer.name
-            && r.client_id.is_none()
-            && r.expires_at > now
-            && !ctx
-                .revocations
-                .is_revoked(&ctx.issuer.iss, Some(&r.sub), None, Some(r.issued_at))
-    });
+    let usable = ctx.refreshes().find(token, None, now).await?;
     let principal = match &usable {
         Some(r) => ctx.logins.principal(&r.login).await?,
         None => None,
@@ -218,7 +199,7 @@ async fn refresh(ctx: &IssuerContext<'_>, token: &str, now: i64) -> Result<Optio
     } = pair(ctx, &p, now)?;
     // Recorded in one step with any revocation of the refresh token: if it
     // was revoked meanwhile, what was just minted is never handed out.
-    if !ctx.store.extend_refresh(&hash, &minted, now).await? {
+    if !ctx.refreshes().extend(token, &minted, now).await? {
         ctx.metrics
             .refresh
             .with_label_values(&[&ctx.issuer.name, "refused"])

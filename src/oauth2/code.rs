@@ -13,7 +13,6 @@ use subtle::ConstantTimeEq;
 
 use super::form::Form;
 use super::mint::{live_user, mint_as, words, Issued};
-use super::refresh::{self, invalid_grant};
 use super::{oidc, Endpoints, Error};
 use crate::auth::revocation::Revocation;
 use crate::config::Principal;
@@ -149,7 +148,7 @@ pub async fn redeem(
             scope: Some(record.scope.clone()),
             resource: record.resource.clone(),
         };
-        let token = refresh::store(ctx, &refresh).await?;
+        let token = ctx.issuing.refreshes().issue(&refresh).await?;
         issued(ctx, &hash, &record, &sha256_base64url(&token)).await?;
         refresh_token = Some(token);
     } else {
@@ -204,7 +203,7 @@ fn refused(ctx: &Endpoints<'_>, client: &str, reason: &str) -> Error {
         reason,
         "an authorization code was refused"
     );
-    invalid_grant()
+    Error::invalid_grant()
 }
 
 /// Notes what the first redemption gave, and ties its refresh family to
@@ -256,7 +255,7 @@ async fn revoke_first_use(ctx: &Endpoints<'_>, record: &CodeRecord) {
         issuing.revocations.apply(&jti);
     }
     if let Some(family) = &record.refresh_hash {
-        let _ = refresh::revoke_family(ctx, family).await;
+        let _ = ctx.issuing.refreshes().revoke_family(family).await;
     }
 }
 

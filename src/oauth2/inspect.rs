@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::client::authenticate;
 use super::form::Form;
-use super::{issued_to, refresh, Answer, Endpoints, Error, Request};
+use super::{issued_to, Answer, Endpoints, Error, Request};
 use crate::auth::revocation::Revocation;
 use crate::auth::validate::Verified;
 use crate::config::Principal;
@@ -36,10 +36,11 @@ pub async fn revoke(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     let Some(v) = issuers_token(ctx, token) else {
         // Not a JWT of the issuer: perhaps one of the client's refresh tokens.
         let hash = sha256_base64url(token);
+        let refreshes = ctx.issuing.refreshes();
         let found = ctx.issuing.store.get_refresh(&hash).await;
         if let Ok(Some(record)) = found {
-            if refresh::belongs(ctx, &record, &client.login) {
-                let tokens = refresh::revoke_family(ctx, &hash).await?;
+            if refreshes.belongs(&record, &client.login) {
+                let tokens = refreshes.revoke_family(&hash).await?;
                 tracing::info!(
                     target: "portero::oauth2",
                     issuer = %ctx.issuing.issuer.name,
@@ -127,10 +128,11 @@ async fn refresh_answer(
     token: &str,
     now: i64,
 ) -> Result<Answer, Error> {
-    let Some(record) = refresh::live(ctx, token, now).await? else {
+    let refreshes = ctx.issuing.refreshes();
+    let Some(record) = refreshes.live(token, now).await? else {
         return Ok(inactive());
     };
-    if !client.introspect && !refresh::belongs(ctx, &record, &client.login) {
+    if !client.introspect && !refreshes.belongs(&record, &client.login) {
         return Ok(inactive());
     }
     let mut body = json!({

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::refresh::invalid_grant;
 use super::{Answer, Endpoints, Error};
 use crate::config::Principal;
 use crate::tokens::{Minted, Stamp};
@@ -60,7 +59,7 @@ pub(super) fn mint_as(
         let left = u64::try_from(until - now)
             .ok()
             .filter(|&left| left > 0)
-            .ok_or_else(invalid_grant)?;
+            .ok_or_else(Error::invalid_grant)?;
         ttl = ttl.min(std::time::Duration::from_secs(left));
     }
     claims.insert("client_id".into(), Value::String(client.login.clone()));

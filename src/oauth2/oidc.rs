@@ -151,7 +151,7 @@ pub async fn end_session(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     if let Ok(Some(ended)) = ctx.issuing.store.end_sso(&session.sid).await {
         if ctx.settings.logout_revokes_tokens {
             for family in &ended.families {
-                let _ = super::refresh::revoke_family(ctx, family).await;
+                let _ = ctx.issuing.refreshes().revoke_family(family).await;
             }
         }
     }

@@ -7,7 +7,6 @@ use serde_json::{json, Map, Value};
 
 use super::super::form::Form;
 use super::super::mint::{answer, live_user, mint, narrowed, words};
-use super::super::refresh::{self, invalid_grant};
 use super::super::{issued_to, Answer, Endpoints, Error, Request};
 use crate::config::{AccountForm, Principal, SubjectRule};
 use crate::identity::profile;
@@ -69,7 +68,7 @@ pub(super) async fn grant(
     }
     .map_err(|_| Error::unavailable())?;
     if !joined {
-        return Err(invalid_grant());
+        return Err(Error::invalid_grant());
     }
     let issued = ("issued_token_type", ACCESS_TYPE.to_string());
     Ok(answer(req.now, minted, &scope, &[issued]))
@@ -117,12 +116,12 @@ async fn issuers_jwt(
         .ok()
         .filter(|v| v.issuer == ctx.issuing.index)
         .filter(|v| validator.check_time(v, req.now).is_ok() && !validator.is_revoked(v))
-        .ok_or_else(invalid_grant)?;
-    let sub = v.sub().ok_or_else(invalid_grant)?.to_string();
+        .ok_or_else(Error::invalid_grant)?;
+    let sub = v.sub().ok_or_else(Error::invalid_grant)?.to_string();
     // A token issued to a client stays that client's: no client trades
     // another's token for one of its own.
     if issued_to(ctx, &v).is_some_and(|c| c != client.login) {
-        return Err(invalid_grant());
+        return Err(Error::invalid_grant());
     }
     // The principal as it is now: one removed, deactivated or blocked
     // since the subject token was issued gets nothing new.
@@ -141,7 +140,7 @@ async fn issuers_jwt(
         _ => live_user(ctx, &sub).await?,
     };
     if principal.is_none() {
-        return Err(invalid_grant());
+        return Err(Error::invalid_grant());
     }
     let lineage = match v.jti() {
         Some(jti) => Lineage::Token(jti.to_string()),
@@ -154,7 +153,7 @@ async fn issuers_jwt(
         .decode(payload)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(invalid_grant)?;
+        .ok_or_else(Error::invalid_grant)?;
     let held = match (claims.get("scope"), claims.get("permissions")) {
         (Some(Value::String(s)), _) => words(Some(s)),
         (_, Some(Value::Array(list))) => list
@@ -194,40 +193,23 @@ async fn legacy_refresh(
     token: &str,
     client: &Principal,
 ) -> Result<Subject, Error> {
-    let hash = sha256_base64url(token);
-    let found = ctx
-        .issuing
-        .store
-        .get_refresh(&hash)
-        .await
-        .map_err(|_| Error::unavailable())?
-        .filter(|r| r.issuer == ctx.issuing.issuer.name);
     // An OAuth 2.0 refresh token is traded nowhere; a replaced one
     // presented here is a reuse all the same.
-    if found.as_ref().is_some_and(|r| r.rotated_to.is_some()) {
-        refresh::revoke_reused(ctx, &hash).await?;
-    }
-    let record = found
-        .filter(|r| r.client_id.is_none())
-        .filter(|r| r.expires_at > req.now)
-        .filter(|r| {
-            !ctx.issuing.revocations.is_revoked(
-                &ctx.issuing.issuer.iss,
-                Some(&r.sub),
-                None,
-                Some(r.issued_at),
-            )
-        })
-        .ok_or_else(invalid_grant)?;
+    let record = ctx
+        .issuing
+        .refreshes()
+        .find(token, None, req.now)
+        .await?
+        .ok_or_else(Error::invalid_grant)?;
     let user = live_user(ctx, &record.login)
         .await?
-        .ok_or_else(invalid_grant)?;
+        .ok_or_else(Error::invalid_grant)?;
     let claims = profile::claims(ctx.issuing.accounts.form, &user, &client.permissions);
     Ok(Subject {
         sub: record.sub,
         claims,
         held: client.permissions.clone(),
-        lineage: Lineage::Refresh(hash),
+        lineage: Lineage::Refresh(sha256_base64url(token)),
         until: Some(record.expires_at),
     })
 }

@@ -6,7 +6,6 @@ use http::StatusCode;
 
 use super::super::form::Form;
 use super::super::mint::{answer, mint, narrowed};
-use super::super::refresh;
 use super::super::{Answer, Endpoints, Error, Request};
 use crate::config::Principal;
 use crate::identity::profile;
@@ -61,7 +60,7 @@ pub(super) async fn grant(
         scope: Some(scope.join(" ")),
         resource: None,
     };
-    let refresh_token = refresh::store(ctx, &record).await?;
+    let refresh_token = ctx.issuing.refreshes().issue(&record).await?;
     Ok(answer(
         req.now,
         minted,

@@ -7,7 +7,6 @@ use serde_json::json;
 
 use super::super::form::Form;
 use super::super::mint::{live_user, mint, narrowed, words, Issued};
-use super::super::refresh::{self, invalid_grant};
 use super::super::{Endpoints, Error};
 use crate::config::Principal;
 use crate::identity::profile;
@@ -45,8 +44,9 @@ pub(in crate::oauth2) async fn refresh_grant(
     client: &Principal,
 ) -> Result<Issued, Error> {
     let token = grant.refresh_token;
-    let Some(found) = refresh::find(ctx, token, &client.login, now).await? else {
-        return Err(invalid_grant());
+    let refreshes = ctx.issuing.refreshes();
+    let Some(found) = refreshes.find(token, Some(&client.login), now).await? else {
+        return Err(Error::invalid_grant());
     };
     let scope = narrowed(grant.scope, &words(found.scope.as_deref()))?;
     // RFC 8707 §2.2: a refresh may name the resource again, the same one.
@@ -62,16 +62,16 @@ pub(in crate::oauth2) async fn refresh_grant(
     }
     // A user gone, deactivated or blocked since: the family ends here.
     let Some(user) = live_user(ctx, &found.login).await? else {
-        refresh::revoke_family(ctx, &sha256_base64url(token)).await?;
-        return Err(invalid_grant());
+        refreshes.revoke_family(&sha256_base64url(token)).await?;
+        return Err(Error::invalid_grant());
     };
     let mut claims = profile::claims(ctx.issuing.accounts.form, &user, &scope);
     if let Some(resource) = &found.resource {
         claims.insert("aud".into(), json!(resource));
     }
     let minted = mint(ctx, now, &found.sub, claims, client, &scope, None)?;
-    let Some(refresh_token) = refresh::rotate(ctx, token, &found, &minted, now).await? else {
-        return Err(invalid_grant());
+    let Some(refresh_token) = refreshes.rotate(token, &found, &minted, now).await? else {
+        return Err(Error::invalid_grant());
     };
     Ok(Issued {
         minted,
