@@ -1,4 +1,4 @@
-//! Token issuance end to end below HTTP: `issue::handle` parses the body,
+//! Token issuance end to end below HTTP: `dialect::handle` parses the body,
 //! checks lockout in the embedded store, verifies the secret, mints and
 //! renders; one bench per dialect, with the demo config's principals. The
 //! two client dialects verify a fast keyed hash (client-flat is the path with
@@ -10,8 +10,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use portero::auth::revocation::Revocations;
 use portero::config::{self, Endpoint};
+use portero::dialect::{self, IssuerContext, TokenRequest};
 use portero::identity::Identity;
-use portero::issue::{self, IssuerContext, TokenRequest};
 use portero::key_loading;
 use portero::metrics::Metrics;
 use portero::store::{Embedded, Store};
@@ -75,7 +75,7 @@ fn issuance(c: &mut Criterion) {
         let identity = Identity::new(issuer, None, &metrics).unwrap();
         let ctx = IssuerContext {
             index,
-            issuer,
+            config: issuer,
             accounts: identity.accounts(),
             routes: issuer.token_routes.as_ref().unwrap(),
             endpoint: issuer.legacy.as_ref(),
@@ -99,7 +99,7 @@ fn issuance(c: &mut Criterion) {
                     client: None,
                     now: chrono::Utc::now(),
                 };
-                let reply = issue::handle(&ctx, &req).await;
+                let reply = dialect::handle(&ctx, &req).await;
                 assert_eq!(reply.status, 200, "{name}: {}", reply.body);
             })
         });

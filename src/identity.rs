@@ -4,7 +4,7 @@
 //! a refusal said once where it is decided (`reason`), and what an
 //! account's tokens say about it (`profile`). One
 //! [`Identity`] per issuer with accounts, built with the snapshot
-//! (`live::LiveIssuer`); the legacy dialects (`issue`) and the OAuth 2.0
+//! (`live::LiveIssuer`); the legacy dialects (`dialect`) and the OAuth 2.0
 //! endpoints (`oauth2`) both log their users and clients in through it.
 
 mod check;

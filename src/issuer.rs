@@ -1,6 +1,6 @@
 //! One issuer at work on one request: its accounts' logins (`identity`),
 //! its keys to mint with (`tokens`), its store and counters. The standard
-//! server (`oauth2`) and the legacy dialects (`issue`) both answer through
+//! server (`oauth2`) and the legacy dialects (`dialect`) both answer through
 //! it; it knows neither.
 
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use crate::tokens::{random_id, Minted, Stamp};
 /// One issuer's token routes with everything they need to answer.
 pub struct IssuerContext<'a> {
     pub index: usize,
-    pub issuer: &'a Issuer,
+    /// The issuer's configuration.
+    pub config: &'a Issuer,
     pub accounts: &'a Accounts,
     pub routes: &'a TokenRoutes,
     /// Its legacy endpoint; `None` for a standard issuer, which has none.
@@ -63,8 +64,8 @@ impl IssuerContext<'_> {
         Refreshes {
             store: &**self.store,
             revocations: self.revocations,
-            issuer: &self.issuer.name,
-            iss: &self.issuer.iss,
+            issuer: &self.config.name,
+            iss: &self.config.iss,
         }
     }
 
@@ -82,7 +83,7 @@ impl IssuerContext<'_> {
         lifetime: Option<Duration>,
     ) -> Result<Minted, Denied> {
         let stamp = Stamp {
-            iss: &self.issuer.iss,
+            iss: &self.config.iss,
             typ: None,
             endpoint: self.accounts.form.name(),
             jti: None,
@@ -113,12 +114,12 @@ impl IssuerContext<'_> {
             .keys
             .sign(self.index, &Value::Object(claims), stamp.typ)
             .map_err(|e| {
-                tracing::error!(issuer = %self.issuer.name, error = %e, "cannot sign");
+                tracing::error!(issuer = %self.config.name, error = %e, "cannot sign");
                 Denied::Unavailable
             })?;
         self.metrics
             .tokens_issued
-            .with_label_values(&[&self.issuer.name, stamp.endpoint])
+            .with_label_values(&[&self.config.name, stamp.endpoint])
             .inc();
         Ok(Minted { token, jti, exp })
     }

@@ -43,10 +43,12 @@
 //!   snapshot, knowing no dialect and no protocol: `check` (the secret
 //!   checked against the account `principals` finds), `lockout` (budgets),
 //!   `reason` (a refusal said once).
-//! - `tokens`: what minting stamps and returns, refresh-token families, random
+//! - `tokens`: what minting stamps and returns, refresh tokens and their families (`refresh`), random
 //!   identifiers and the SHA-256 digest refresh tokens are stored under.
-//! - [`issue`]: the five legacy token-endpoint dialects, one module each
-//!   (docs/dialects.md), adapters over `issuer`: their wire and nothing else.
+//! - [`dialect`]: the five legacy token-endpoint dialects, one module each
+//!   (docs/dialects.md), adapters over `issuer`: their wire and nothing else;
+//!   `shadow`, their answers compared with the legacy service's (`catalogue`:
+//!   what each dialect answers; `compare`: the field rules).
 //! - [`issuer`]: one issuer at work on one request (`IssuerContext`): its
 //!   accounts' logins, minting with its keys, its store; what the dialects
 //!   and the standard server both answer through.
@@ -63,8 +65,6 @@
 //! - `forwarding`: what the upstream is told: stripped, injected and forwarded headers.
 //! - `live`: the snapshot a reload swaps: a `LiveIssuer` per issuer, a `LiveRoute` per route,
 //!   keys, upstream groups, settings; `Live::assemble` builds it for server start and reload.
-//! - `shadow`: a token endpoint's answers compared with its legacy service's (`catalogue`: what
-//!   each dialect answers; `compare`: the field rules).
 //! - `jwks`: external issuers' keys, fetched and refreshed off the request path; `fetch` (one HTTP fetch).
 //! - `tls_roots`: root certificates and HTTP clients for outbound TLS (a `ca_file` or the system's).
 //! - `forward_auth`: the request a forward-auth call asks about, from its headers.
@@ -111,6 +111,7 @@ pub mod config;
 mod connections;
 mod cors;
 pub mod credentials;
+pub mod dialect;
 pub mod echo;
 mod forward_auth;
 mod forwarding;
@@ -118,7 +119,6 @@ mod header_name;
 pub mod identity;
 pub mod import;
 mod introspection;
-pub mod issue;
 pub mod issuer;
 mod jwks;
 pub mod key_loading;
@@ -139,7 +139,6 @@ pub mod routes;
 pub mod rule;
 pub mod server;
 mod session;
-mod shadow;
 mod span_export;
 pub mod store;
 mod target;

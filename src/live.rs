@@ -19,6 +19,7 @@ use crate::auth::validate::Validator;
 use crate::config::{
     AuthSettings, Config, ForwardAuth, IpRules, Issuer, OutagePolicy, PathRules, Route,
 };
+use crate::dialect::shadow::{SetUpError, Shadow};
 use crate::identity::Identity;
 use crate::introspection::Introspector;
 use crate::jwks::Registry;
@@ -27,7 +28,6 @@ use crate::metrics::{Metrics, RouteSeries};
 use crate::principals::{OpenError, UserStore};
 use crate::resource_metadata::Documents;
 use crate::routes::{Miss, RouteTable};
-use crate::shadow::{SetUpError, Shadow};
 use crate::store::Secrets;
 use crate::upstream::request_body::BodyRules;
 use crate::upstream::{UpstreamError, UpstreamGroup};
@@ -255,7 +255,7 @@ impl Live {
             crate::principals::open(config, handles.revocations, &metrics.legacy_hashes)
                 .await
                 .map_err(AssembleError::UserStore)?;
-        let shadows = crate::shadow::for_issuers(config, &metrics.shadow_comparisons)?;
+        let shadows = crate::dialect::shadow::for_issuers(config, &metrics.shadow_comparisons)?;
         let keys =
             crate::key_loading::load(config, handles.store, |name| handles.external.keys_of(name))
                 .await?;

@@ -210,9 +210,9 @@ pub struct Request<'a> {
     pub origin: Option<&'a [u8]>,
 }
 
-/// One issuer's OAuth 2.0 endpoints with what they need beyond issuing.
+/// One issuer's OAuth 2.0 endpoints: the issuer at work, with what they need beyond it.
 pub struct Endpoints<'a> {
-    pub issuing: IssuerContext<'a>,
+    pub issuer: IssuerContext<'a>,
     pub settings: &'a OAuth2,
     pub validator: &'a Validator,
 }
@@ -221,8 +221,8 @@ impl Endpoints<'_> {
     /// The clients named in the config: a client dialect's principals, or
     /// a user dialect's `clients`.
     fn clients(&self) -> &Principals {
-        match self.issuing.accounts.form.has_clients() {
-            true => &self.issuing.accounts.principals,
+        match self.issuer.accounts.form.has_clients() {
+            true => &self.issuer.accounts.principals,
             false => &self.settings.clients,
         }
     }
@@ -236,13 +236,8 @@ impl Endpoints<'_> {
         id: &str,
         now: i64,
     ) -> Result<Option<Arc<Principal>>, Denied> {
-        match self.issuing.accounts.form.has_clients() {
-            true => {
-                self.issuing
-                    .logins
-                    .principal_claimed(attempt, id, now)
-                    .await
-            }
+        match self.issuer.accounts.form.has_clients() {
+            true => self.issuer.logins.principal_claimed(attempt, id, now).await,
             false => Ok(self.settings.clients.get(id).cloned()),
         }
     }
@@ -254,7 +249,7 @@ impl Endpoints<'_> {
 /// the client itself. A user dialect's token without `client_id` is no
 /// client's: its subject is a user, whatever client shares the name.
 fn issued_to<'v>(ctx: &Endpoints<'_>, v: &'v Verified) -> Option<&'v str> {
-    match ctx.issuing.accounts.form.has_clients() {
+    match ctx.issuer.accounts.form.has_clients() {
         true => v.claims.str("client_id").or(v.sub()),
         false => v.claims.str("client_id"),
     }
@@ -351,7 +346,7 @@ fn serves(ctx: &Endpoints<'_>, which: Which) -> bool {
 
 /// Serves one request to the issuer's OAuth 2.0 endpoints.
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
-    let Some(which) = which(&ctx.issuing.issuer.name, req.path).filter(|w| serves(ctx, *w)) else {
+    let Some(which) = which(&ctx.issuer.config.name, req.path).filter(|w| serves(ctx, *w)) else {
         return Error::new(StatusCode::NOT_FOUND, "invalid_request", "no such endpoint").into();
     };
     if let Some(refused) = refuse_method(which, req.method) {
@@ -373,12 +368,12 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     // where the answer is a page (the sign-in form again, with a 401).
     let reason = match &answered {
         Ok(answer) => ctx
-            .issuing
+            .issuer
             .logins
             .noted()
             .or(answer.refused)
             .unwrap_or_else(|| Reason::of_status(answer.status)),
-        Err(e) => ctx.issuing.logins.noted().unwrap_or_else(|| e.reason()),
+        Err(e) => ctx.issuer.logins.noted().unwrap_or_else(|| e.reason()),
     };
     let answer = answered.unwrap_or_else(Answer::from);
     count(ctx, which, answer.status, reason);
@@ -387,11 +382,11 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
 
 /// One answer of the endpoint `which`, in `portero_oauth2_requests_total`.
 fn count(ctx: &Endpoints<'_>, which: Which, status: StatusCode, reason: Reason) {
-    ctx.issuing
+    ctx.issuer
         .metrics
         .oauth2_requests
         .with_label_values(&[
-            &ctx.issuing.issuer.name,
+            &ctx.issuer.config.name,
             which.name(),
             crate::metrics::status_class(status),
             reason.label(),
@@ -411,7 +406,7 @@ fn answer_readable(ctx: &Endpoints<'_>, req: &Request<'_>) -> bool {
     let origin = req
         .origin
         .and_then(|o| http::HeaderValue::from_bytes(o).ok());
-    match (&ctx.issuing.routes.cors, origin) {
+    match (&ctx.issuer.routes.cors, origin) {
         (Some(policy), Some(origin)) => crate::cors::allows_origin(policy, &origin),
         _ => false,
     }
@@ -420,7 +415,7 @@ fn answer_readable(ctx: &Endpoints<'_>, req: &Request<'_>) -> bool {
 fn origin_refused(ctx: &Endpoints<'_>, req: &Request<'_>) -> Error {
     tracing::warn!(
         target: "portero::oauth2",
-        issuer = %ctx.issuing.issuer.name,
+        issuer = %ctx.issuer.config.name,
         origin = ?String::from_utf8_lossy(req.origin.unwrap_or_default()),
         "token request refused: its origin is neither the issuer's nor one its cors allows, \
          so the browser would never show the answer"

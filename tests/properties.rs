@@ -184,7 +184,7 @@ proptest! {
 
     #[test]
     fn no_login_body_panics(body in prop::collection::vec(any::<u8>(), 0..300), json: bool) {
-        let req = portero::issue::TokenRequest {
+        let req = portero::dialect::TokenRequest {
             endpoint: portero::config::Endpoint::Token,
             body: &body,
             json,
@@ -193,9 +193,9 @@ proptest! {
             client: None,
             now: chrono::Utc::now(),
         };
-        if let Ok(fields) = portero::issue::json_object(&req) {
+        if let Ok(fields) = portero::dialect::json_object(&req) {
             for name in ["username", "password", "clientId", "client_id", "refreshToken"] {
-                let _ = portero::issue::string_field(&fields, name);
+                let _ = portero::dialect::string_field(&fields, name);
             }
         }
     }

@@ -214,7 +214,7 @@ pub async fn issue(
     cookie: Option<String>,
 ) -> Answer {
     let record = CodeRecord {
-        issuer: ctx.issuing.issuer.name.clone(),
+        issuer: ctx.issuer.config.name.clone(),
         client_id: r.client.login.clone(),
         redirect_uri: r.redirect_uri.clone(),
         code_challenge: asked.code_challenge.clone(),

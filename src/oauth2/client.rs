@@ -121,7 +121,7 @@ pub async fn authenticate(
         return Err(invalid_client(Some(p.method), FAILED));
     }
     let refused = |why: Reason| {
-        ctx.issuing.logins.refuse_client(&p.id, why);
+        ctx.issuer.logins.refuse_client(&p.id, why);
         match why {
             Reason::Locked => Error::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -146,7 +146,7 @@ pub async fn authenticate(
 /// Why a confidential client may have no tokens now, whatever it
 /// presented: inactive, blocked, or (client-flat) its company gone.
 fn standing(ctx: &Endpoints<'_>, client: &Principal) -> Option<Reason> {
-    let company_gone = !profile::company_known(ctx.issuing.endpoint, client);
+    let company_gone = !profile::company_known(ctx.issuer.endpoint, client);
     if !client.active {
         Some(Reason::Inactive)
     } else if client.blocked {
@@ -171,7 +171,7 @@ fn standing(ctx: &Endpoints<'_>, client: &Principal) -> Option<Reason> {
 /// is taken by its id, as the token endpoint takes it.
 pub fn named(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, Error> {
     let refused = |why: Reason| {
-        ctx.issuing.logins.refuse_client(id, why);
+        ctx.issuer.logins.refuse_client(id, why);
         invalid_client(None, FAILED)
     };
     let client = ctx
@@ -194,7 +194,7 @@ async fn public_client(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, 
     match public_or_listed(ctx, id).await? {
         Some(client) if client.client.public => Ok(client),
         _ => {
-            ctx.issuing.logins.refuse_client(id, Reason::UnknownClient);
+            ctx.issuer.logins.refuse_client(id, Reason::UnknownClient);
             Err(invalid_client(None, FAILED))
         }
     }
@@ -222,23 +222,23 @@ async fn verified_client(
     req: &Request<'_>,
     p: &Presented,
 ) -> Result<Arc<Principal>, Reason> {
-    let issuing = &ctx.issuing;
+    let issuer = &ctx.issuer;
     // A client dialect's clients are its principals, counted as at its
     // legacy endpoint; a user dialect's clients are applications, counted
     // apart from its users (or a client could lock out the user of its name).
-    let own_principals = issuing.accounts.form.has_clients();
+    let own_principals = issuer.accounts.form.has_clients();
     let kind = match own_principals {
-        true => issuing.logins.principal_kind(),
+        true => issuer.logins.principal_kind(),
         false => Kind::Client,
     };
-    let mut attempt = issuing
+    let mut attempt = issuer
         .logins
         .begin_attempt(kind, &p.id, req.client, req.now)
         .await?;
     let principal = match ctx.client(&mut attempt, &p.id, req.now).await {
         Ok(found) => found,
         Err(d) => {
-            let _ = issuing
+            let _ = issuer
                 .logins
                 .end_attempt(attempt, Outcome::Unchecked, req.now)
                 .await;
@@ -249,7 +249,7 @@ async fn verified_client(
     // or for a user dialect's clients, one like theirs.
     let stand_in = (!own_principals).then(|| stand_in_of(ctx.clients()));
     let check = |secret| {
-        issuing
+        issuer
             .logins
             .verify_secret_among(principal.as_deref(), secret, stand_in)
     };
@@ -262,10 +262,7 @@ async fn verified_client(
         Ok(false) => Outcome::Failed,
         Err(_) => Outcome::Unchecked,
     };
-    issuing
-        .logins
-        .end_attempt(attempt, outcome, req.now)
-        .await?;
+    issuer.logins.end_attempt(attempt, outcome, req.now).await?;
     match (outcome, principal) {
         (Outcome::Unchecked, _) => Err(Reason::Unavailable),
         (_, None) => Err(Reason::UnknownClient),

@@ -40,9 +40,9 @@ fn code_hash(issuer: &str, code: &str) -> String {
 /// Stores `record` and returns its code.
 pub async fn make(ctx: &Endpoints<'_>, record: &CodeRecord) -> Result<String, Error> {
     let code = random_id(32);
-    ctx.issuing
+    ctx.issuer
         .store
-        .put_code(&code_hash(&ctx.issuing.issuer.name, &code), record)
+        .put_code(&code_hash(&ctx.issuer.config.name, &code), record)
         .await
         .map_err(|_| Error::unavailable())?;
     Ok(code)
@@ -90,13 +90,13 @@ pub async fn redeem(
     grant: &CodeGrant<'_>,
     client: &Principal,
 ) -> Result<Issued, Error> {
-    let hash = code_hash(&ctx.issuing.issuer.name, grant.code);
-    let store = ctx.issuing.store;
+    let hash = code_hash(&ctx.issuer.config.name, grant.code);
+    let store = ctx.issuer.store;
     let record = store
         .redeem_code(&hash)
         .await
         .map_err(|_| Error::unavailable())?
-        .filter(|r| r.issuer == ctx.issuing.issuer.name);
+        .filter(|r| r.issuer == ctx.issuer.config.name);
     // The store forgets a code when its 60 s are up.
     let Some(record) = record else {
         return Err(refused(ctx, &client.login, "unknown or expired"));
@@ -120,7 +120,7 @@ pub async fn redeem(
         ));
     };
     let scope = words(Some(&record.scope));
-    let mut claims = profile::claims(ctx.issuing.accounts.form, &user, &scope);
+    let mut claims = profile::claims(ctx.issuer.accounts.form, &user, &scope);
     if let Some(resource) = &record.resource {
         claims.insert("aud".into(), json!(resource));
     }
@@ -137,18 +137,18 @@ pub async fn redeem(
     let mut refresh_token = None;
     if client.client.may_use("refresh_token") {
         let refresh = RefreshRecord {
-            issuer: ctx.issuing.issuer.name.clone(),
+            issuer: ctx.issuer.config.name.clone(),
             sub: record.sub.clone(),
             login: user.login.clone(),
             issued_at: now,
-            expires_at: now + ctx.issuing.routes.refresh_ttl.as_secs() as i64,
+            expires_at: now + ctx.issuer.routes.refresh_ttl.as_secs() as i64,
             tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(now))],
             client_id: Some(client.login.clone()),
             rotated_to: None,
             scope: Some(record.scope.clone()),
             resource: record.resource.clone(),
         };
-        let token = ctx.issuing.refreshes().issue(&refresh).await?;
+        let token = ctx.issuer.refreshes().issue(&refresh).await?;
         issued(ctx, &hash, &record, &sha256_base64url(&token)).await?;
         refresh_token = Some(token);
     } else {
@@ -198,7 +198,7 @@ fn unbound(
 fn refused(ctx: &Endpoints<'_>, client: &str, reason: &str) -> Error {
     tracing::warn!(
         target: "portero::oauth2",
-        issuer = %ctx.issuing.issuer.name,
+        issuer = %ctx.issuer.config.name,
         client = %client,
         reason,
         "an authorization code was refused"
@@ -214,7 +214,7 @@ async fn issued(
     record: &CodeRecord,
     family: &str,
 ) -> Result<(), Error> {
-    let store = ctx.issuing.store;
+    let store = ctx.issuer.store;
     let unavailable = |_| Error::unavailable();
     let kept = store.code_issued(hash, family).await.map_err(unavailable)?;
     let in_session = match (&record.sid, family.is_empty()) {
@@ -242,20 +242,20 @@ async fn issued(
 /// A code came back: the access token and refresh family its first
 /// redemption gave are revoked (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3).
 async fn revoke_first_use(ctx: &Endpoints<'_>, record: &CodeRecord) {
-    let issuing = &ctx.issuing;
+    let issuer = &ctx.issuer;
     let jti = Revocation::Jti {
         jti: record.jti.clone(),
-        expires_at: Some(record.expires_at + issuing.issuer.token_ttl.as_secs() as i64),
+        expires_at: Some(record.expires_at + issuer.config.token_ttl.as_secs() as i64),
     };
-    let written = issuing
+    let written = issuer
         .store
         .add_revocations(std::slice::from_ref(&jti))
         .await;
     if written.is_ok() {
-        issuing.revocations.apply(&jti);
+        issuer.revocations.apply(&jti);
     }
     if let Some(family) = &record.refresh_hash {
-        let _ = ctx.issuing.refreshes().revoke_family(family).await;
+        let _ = ctx.issuer.refreshes().revoke_family(family).await;
     }
 }
 

@@ -47,7 +47,7 @@ pub async fn token(
         secret,
     };
     let kept = ctx
-        .issuing
+        .issuer
         .store
         .secret_or_insert(FORMS_SECRET, fresh)
         .await
@@ -58,7 +58,7 @@ pub async fn token(
         mac.update(&(bytes.len() as u64).to_be_bytes());
         mac.update(bytes);
     };
-    part(ctx.issuing.issuer.name.as_bytes());
+    part(ctx.issuer.config.name.as_bytes());
     part(binding.as_bytes());
     for (name, value) in params {
         part(name.as_bytes());

@@ -52,11 +52,11 @@ pub async fn grant_in_process(
     let (status, reason) = match &issued {
         Ok(_) => (
             StatusCode::OK,
-            ctx.issuing.logins.noted().unwrap_or(Reason::Ok),
+            ctx.issuer.logins.noted().unwrap_or(Reason::Ok),
         ),
         Err(e) => (
             e.status,
-            ctx.issuing.logins.noted().unwrap_or_else(|| e.reason()),
+            ctx.issuer.logins.noted().unwrap_or_else(|| e.reason()),
         ),
     };
     count(ctx, Which::Token, status, reason);

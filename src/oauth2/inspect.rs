@@ -19,7 +19,7 @@ fn issuers_token(ctx: &Endpoints<'_>, text: &str) -> Option<Verified> {
     ctx.validator
         .verify(text)
         .ok()
-        .filter(|v| v.issuer == ctx.issuing.index)
+        .filter(|v| v.issuer == ctx.issuer.index)
 }
 
 fn owns(ctx: &Endpoints<'_>, client: &Principal, v: &Verified) -> bool {
@@ -36,14 +36,14 @@ pub async fn revoke(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     let Some(v) = issuers_token(ctx, token) else {
         // Not a JWT of the issuer: perhaps one of the client's refresh tokens.
         let hash = sha256_base64url(token);
-        let refreshes = ctx.issuing.refreshes();
-        let found = ctx.issuing.store.get_refresh(&hash).await;
+        let refreshes = ctx.issuer.refreshes();
+        let found = ctx.issuer.store.get_refresh(&hash).await;
         if let Ok(Some(record)) = found {
             if refreshes.belongs(&record, &client.login) {
                 let tokens = refreshes.revoke_family(&hash).await?;
                 tracing::info!(
                     target: "portero::oauth2",
-                    issuer = %ctx.issuing.issuer.name,
+                    issuer = %ctx.issuer.config.name,
                     client = %client.login,
                     tokens,
                     "refresh token revoked with its family"
@@ -63,14 +63,14 @@ pub async fn revoke(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
         expires_at: v.exp,
     }];
     // Stored (and announced to every instance) before it is answered.
-    if let Err(e) = ctx.issuing.store.add_revocations(&revoked).await {
+    if let Err(e) = ctx.issuer.store.add_revocations(&revoked).await {
         tracing::warn!(error = %e, "oauth2 revocation: store unavailable");
         return Err(Error::unavailable());
     }
-    ctx.issuing.revocations.apply(&revoked[0]);
+    ctx.issuer.revocations.apply(&revoked[0]);
     tracing::info!(
         target: "portero::oauth2",
-        issuer = %ctx.issuing.issuer.name,
+        issuer = %ctx.issuer.config.name,
         client = %client.login,
         "token revoked"
     );
@@ -128,7 +128,7 @@ async fn refresh_answer(
     token: &str,
     now: i64,
 ) -> Result<Answer, Error> {
-    let refreshes = ctx.issuing.refreshes();
+    let refreshes = ctx.issuer.refreshes();
     let Some(record) = refreshes.live(token, now).await? else {
         return Ok(inactive());
     };

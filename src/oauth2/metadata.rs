@@ -94,10 +94,10 @@ fn claims_supported(ctx: &Endpoints<'_>) -> Vec<String> {
         "sid",
     ];
     let mut names: Vec<String> = id_token.iter().map(|c| c.to_string()).collect();
-    let form = ctx.issuing.accounts.form;
+    let form = ctx.issuer.accounts.form;
     names.extend(profile::claim_names(form).iter().map(|c| c.to_string()));
     if form == AccountForm::Standard {
-        let users = ctx.issuing.accounts.principals.iter();
+        let users = ctx.issuer.accounts.principals.iter();
         names.extend(users.flat_map(|u| u.claims.keys().cloned()));
     }
     names.sort_unstable();
@@ -107,6 +107,6 @@ fn claims_supported(ctx: &Endpoints<'_>) -> Vec<String> {
 
 /// The algorithm of the issuer's signing key, if it is a public-key one.
 pub fn signing_alg(ctx: &Endpoints<'_>) -> Option<&'static str> {
-    let key = ctx.issuing.keys.signing_key(ctx.issuing.index)?;
+    let key = ctx.issuer.keys.signing_key(ctx.issuer.index)?;
     (key.alg != jsonwebtoken::Algorithm::HS256).then_some(key.alg_name)
 }

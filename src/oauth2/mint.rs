@@ -18,7 +18,7 @@ pub(super) async fn live_user(
     login: &str,
 ) -> Result<Option<Arc<Principal>>, Error> {
     Ok(ctx
-        .issuing
+        .issuer
         .logins
         .principal(login)
         .await
@@ -52,7 +52,7 @@ pub(super) fn mint_as(
     until: Option<i64>,
     jti: Option<&str>,
 ) -> Result<Minted, Error> {
-    let mut ttl = ctx.issuing.issuer.token_ttl;
+    let mut ttl = ctx.issuer.config.token_ttl;
     if let Some(until) = until {
         // A subject token within the validator's leeway past its `exp`
         // has nothing left to hand on.
@@ -72,7 +72,7 @@ pub(super) fn mint_as(
         endpoint: "oauth2",
         jti,
     };
-    ctx.issuing
+    ctx.issuer
         .mint_with(stamp, sub, claims, now, Some(ttl))
         .map_err(|_| Error::unavailable())
 }

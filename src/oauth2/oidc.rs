@@ -27,7 +27,7 @@ pub fn id_token(
     claims.insert("iat".into(), json!(now));
     let exp = access
         .exp
-        .unwrap_or(now + ctx.issuing.issuer.token_ttl.as_secs() as i64);
+        .unwrap_or(now + ctx.issuer.config.token_ttl.as_secs() as i64);
     claims.insert("exp".into(), json!(exp));
     claims.insert("auth_time".into(), json!(code.auth_time));
     if let Some(nonce) = &code.nonce {
@@ -36,9 +36,9 @@ pub fn id_token(
     if let Some(sid) = &code.sid {
         claims.insert("sid".into(), json!(sid));
     }
-    ctx.issuing
+    ctx.issuer
         .keys
-        .sign(ctx.issuing.index, &Value::Object(claims), Some("JWT"))
+        .sign(ctx.issuer.index, &Value::Object(claims), Some("JWT"))
         .map_err(|_| Error::unavailable())
 }
 
@@ -85,7 +85,7 @@ pub async fn userinfo(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let verified = validator
         .verify(&token)
         .ok()
-        .filter(|v| v.issuer == ctx.issuing.index)
+        .filter(|v| v.issuer == ctx.issuer.index)
         .filter(|v| validator.check_time(v, req.now).is_ok() && !validator.is_revoked(v))
         .filter(|v| v.claims.str("iss") == Some(ctx.settings.issuer_id.as_str()));
     let Some(v) = verified else {
@@ -105,11 +105,11 @@ pub async fn userinfo(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let sub = v.sub().unwrap_or_default().to_string();
     let login = v.claims.str("username").unwrap_or(&sub).to_string();
     let user = match live_user(ctx, &login).await {
-        Ok(Some(u)) if ctx.issuing.accounts.subject_of(&u) == sub => u,
+        Ok(Some(u)) if ctx.issuer.accounts.subject_of(&u) == sub => u,
         Ok(_) => return invalid_token("the user is gone"),
         Err(e) => return e.into(),
     };
-    let mut body = profile::claims(ctx.issuing.accounts.form, &user, &[]);
+    let mut body = profile::claims(ctx.issuer.accounts.form, &user, &[]);
     body.remove("token_use");
     body.insert("sub".into(), json!(sub));
     Answer::ok(Value::Object(body))
@@ -148,10 +148,10 @@ pub async fn end_session(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     if !vouched && !confirmed {
         return confirm_page(ctx, &session.sid).await;
     }
-    if let Ok(Some(ended)) = ctx.issuing.store.end_sso(&session.sid).await {
+    if let Ok(Some(ended)) = ctx.issuer.store.end_sso(&session.sid).await {
         if ctx.settings.logout_revokes_tokens {
             for family in &ended.families {
-                let _ = ctx.issuing.refreshes().revoke_family(family).await;
+                let _ = ctx.issuer.refreshes().revoke_family(family).await;
             }
         }
     }
@@ -170,7 +170,7 @@ fn hinted(ctx: &Endpoints<'_>, token: &str) -> Option<Hint> {
         .validator
         .verify_id_token(token)
         .ok()
-        .filter(|v| v.issuer == ctx.issuing.index)?;
+        .filter(|v| v.issuer == ctx.issuer.index)?;
     (v.claims.str("iss") == Some(ctx.settings.issuer_id.as_str())).then(|| Hint {
         client_id: v.claims.str("aud").map(str::to_string),
         sid: v.claims.str("sid").map(str::to_string),

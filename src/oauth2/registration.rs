@@ -39,23 +39,23 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     let metadata: Value = serde_json::from_slice(req.body)
         .map_err(|e| invalid_metadata(format!("the body is not JSON: {e}")))?;
     let client = read(ctx, req, &metadata)?;
-    let store = ctx.issuing.store;
+    let store = ctx.issuer.store;
     let held = store
-        .registered_clients(Some(&ctx.issuing.issuer.name))
+        .registered_clients(Some(&ctx.issuer.config.name))
         .await
         .map_err(|_| Error::unavailable())?;
     if held.len() >= MAX_CLIENTS {
-        tracing::warn!(target: "portero::oauth2", issuer = %ctx.issuing.issuer.name, "registration refused: the issuer holds {MAX_CLIENTS} registered clients");
+        tracing::warn!(target: "portero::oauth2", issuer = %ctx.issuer.config.name, "registration refused: the issuer holds {MAX_CLIENTS} registered clients");
         return Err(Error::unavailable());
     }
-    ctx.issuing
+    ctx.issuer
         .store
         .put_client(&client)
         .await
         .map_err(|_| Error::unavailable())?;
     tracing::info!(
         target: "portero::oauth2",
-        issuer = %ctx.issuing.issuer.name,
+        issuer = %ctx.issuer.config.name,
         client_id = %client.client_id,
         "a client registered"
     );
@@ -81,10 +81,10 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
 /// together), else by this process.
 async fn admitted(ctx: &Endpoints<'_>, req: &Request<'_>, per_minute: u32) -> Result<(), Error> {
     let ip = req.client.map_or_else(String::new, |ip| ip.to_string());
-    let key = format!("oauth2-register:{}:{ip}", ctx.issuing.issuer.name);
+    let key = format!("oauth2-register:{}:{ip}", ctx.issuer.config.name);
     let emission = std::time::Duration::from_secs(60) / per_minute;
     let shared = ctx
-        .issuing
+        .issuer
         .store
         .take_rate(&key, emission, f64::from(per_minute))
         .await;
@@ -176,7 +176,7 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
     }
     let ttl = ctx.settings.registered_client_ttl.as_secs() as i64;
     Ok(RegisteredClient {
-        issuer: ctx.issuing.issuer.name.clone(),
+        issuer: ctx.issuer.config.name.clone(),
         client_id: format!("reg-{}", random_id(16)),
         client_name: client_name(object)?,
         redirect_uris,
@@ -295,9 +295,9 @@ pub async fn lookup(ctx: &Endpoints<'_>, id: &str) -> Result<Option<Arc<Principa
         return Ok(None);
     }
     let found = ctx
-        .issuing
+        .issuer
         .store
-        .get_client(&ctx.issuing.issuer.name, id)
+        .get_client(&ctx.issuer.config.name, id)
         .await
         .map_err(|_| Error::unavailable())?;
     Ok(found.map(|c| Arc::new(principal(c))))
@@ -327,9 +327,9 @@ fn principal(c: RegisteredClient) -> Principal {
 /// `registered_client_ttl`.
 pub async fn used(ctx: &Endpoints<'_>, id: &str, now: i64) {
     let ttl = ctx.settings.registered_client_ttl.as_secs() as i64;
-    let issuer = &ctx.issuing.issuer.name;
+    let issuer = &ctx.issuer.config.name;
     if let Err(e) = ctx
-        .issuing
+        .issuer
         .store
         .touch_client(issuer, id, now, now + ttl)
         .await

@@ -117,7 +117,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         .await;
     };
     let user = match ctx
-        .issuing
+        .issuer
         .logins
         .log_in(username, password, req.client, req.now)
         .await
@@ -140,7 +140,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
             return show(ctx, req, &r, None, Some((status, message, username))).await;
         }
     };
-    let sub = ctx.issuing.accounts.subject_of(&user);
+    let sub = ctx.issuer.accounts.subject_of(&user);
     match sso::begin(ctx, req, &user, &sub).await {
         Ok((session, cookie)) => {
             auth_request::issue(ctx, req, &r, &asked, &session, Some(cookie)).await

@@ -17,7 +17,7 @@ use crate::tokens::random_id;
 
 /// The cookie's name for `ctx`'s issuer.
 pub fn cookie_name(ctx: &Endpoints<'_>, base: &str) -> String {
-    let name = issuer_token(&ctx.issuing.issuer.name);
+    let name = issuer_token(&ctx.issuer.config.name);
     match secure(ctx) {
         true => format!("__Host-{base}-{name}"),
         false => format!("{base}-{name}"),
@@ -88,13 +88,13 @@ pub async fn current(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Option<Ss
         return Ok(None);
     }
     let found = ctx
-        .issuing
+        .issuer
         .store
         .get_sso(sid)
         .await
         .map_err(|_| Error::unavailable())?;
     let Some(session) = found.filter(|s| {
-        s.issuer == ctx.issuing.issuer.name
+        s.issuer == ctx.issuer.config.name
             && s.expires_at > req.now
             && bool::from(
                 s.secret_hash
@@ -104,8 +104,8 @@ pub async fn current(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Option<Ss
     }) else {
         return Ok(None);
     };
-    let revoked = ctx.issuing.revocations.is_revoked(
-        &ctx.issuing.issuer.iss,
+    let revoked = ctx.issuer.revocations.is_revoked(
+        &ctx.issuer.config.iss,
         Some(&session.sub),
         None,
         Some(session.auth_time),
@@ -133,7 +133,7 @@ pub async fn begin(
     let ttl = ctx.settings.session_ttl.as_secs() as i64;
     let (sid, secret) = (random_id(16), random_id(32));
     let session = SsoSession {
-        issuer: ctx.issuing.issuer.name.clone(),
+        issuer: ctx.issuer.config.name.clone(),
         login: user.login.clone(),
         sub: sub.to_string(),
         sid: sid.clone(),
@@ -143,7 +143,7 @@ pub async fn begin(
         expires_at: req.now + ttl,
         families: Vec::new(),
     };
-    ctx.issuing
+    ctx.issuer
         .store
         .put_sso(&session)
         .await

@@ -62,7 +62,7 @@ impl Grant {
 
 /// The grants the issuer serves, as its metadata lists them.
 pub fn grants(ctx: &Endpoints<'_>) -> Vec<Grant> {
-    let form = ctx.issuing.accounts.form;
+    let form = ctx.issuer.accounts.form;
     let mut grants = Vec::new();
     if ctx.settings.authorization_code {
         grants.push(Grant::AuthorizationCode);

@@ -410,7 +410,7 @@ impl OwnIssuers<'_> {
         let keys = self.live.validator.keys();
         let endpoints = oauth2::Endpoints {
             settings,
-            issuing: self.gateway.issuing(issuer, &keys),
+            issuer: self.gateway.issuer_context(issuer, &keys),
             validator: &self.live.validator,
         };
         let now = self.gateway.shared.clock.unix();

@@ -11,10 +11,10 @@ use http::request::Parts;
 
 use super::{Gateway, GatewayState};
 use crate::config::{Endpoint, ShadowPrimary};
-use crate::issue::{self, TokenRequest};
+use crate::dialect::shadow::{self, Copy, Shadow};
+use crate::dialect::{self, TokenRequest};
 use crate::issuer::{IssuerContext, Transport};
 use crate::live::IssuerId;
-use crate::shadow::{self, Copy, Shadow};
 
 impl Gateway {
     /// Answers a token request with the shadow's primary side, and has the
@@ -27,10 +27,10 @@ impl Gateway {
         parts: &Parts,
         body: &Bytes,
         client: IpAddr,
-    ) -> issue::Reply {
+    ) -> dialect::Reply {
         let (endpoint, now) = (request.endpoint, request.now);
         if shadow.primary() == ShadowPrimary::Portero {
-            let reply = issue::handle(ctx, request).await;
+            let reply = dialect::handle(ctx, request).await;
             if let Some(place) = shadow.place(endpoint) {
                 let copy = Copy::of(parts, body, client);
                 shadow.compare_with_legacy(place, copy, answer(&reply, now));
@@ -50,20 +50,20 @@ impl Gateway {
                     Err(why) => shadow.legacy_failed(&why),
                 }
                 return if shadow.fallback() {
-                    issue::handle(ctx, request).await
+                    dialect::handle(ctx, request).await
                 } else {
-                    issue::transport_error(ctx, Transport::Unavailable, request.path, now)
+                    dialect::transport_error(ctx, Transport::Unavailable, request.path, now)
                 };
             }
         };
-        let reply = issue::Reply {
+        let reply = dialect::Reply {
             status: legacy.status,
             body: String::from_utf8_lossy(&legacy.body).into_owned(),
         };
         if let Some(place) = shadow.place(endpoint) {
             let own = OwnAnswer {
                 shared: self.shared.clone(),
-                issuer: ctx.issuer.name.clone(),
+                issuer: ctx.config.name.clone(),
                 id: IssuerId(ctx.index),
                 endpoint,
                 body: body.clone(),
@@ -107,7 +107,7 @@ impl OwnAnswer {
             shared: self.shared.clone(),
         };
         let keys = live.validator.keys();
-        let ctx = gateway.issuing(issuer, &keys);
+        let ctx = gateway.issuer_context(issuer, &keys);
         let request = TokenRequest {
             endpoint: self.endpoint,
             body: &self.body,
@@ -117,12 +117,12 @@ impl OwnAnswer {
             client: Some(self.client),
             now: self.now,
         };
-        Some(answer(&issue::handle(&ctx, &request).await, self.now))
+        Some(answer(&dialect::handle(&ctx, &request).await, self.now))
     }
 }
 
 /// A reply as the comparison takes it.
-fn answer(reply: &issue::Reply, at: DateTime<Utc>) -> shadow::Answer {
+fn answer(reply: &dialect::Reply, at: DateTime<Utc>) -> shadow::Answer {
     shadow::Answer {
         status: reply.status,
         body: Bytes::from(reply.body.clone()),

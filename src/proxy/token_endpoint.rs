@@ -1,5 +1,5 @@
 //! The token endpoints served on their routes: the request's body read
-//! within the issuer's limits, then handed to its dialect (`issue`) or to
+//! within the issuer's limits, then handed to its dialect (`dialect`) or to
 //! the issuer's OAuth 2.0 endpoints (`oauth2`).
 
 use std::net::IpAddr;
@@ -16,7 +16,7 @@ use super::{Gateway, RequestContext};
 use crate::auth::keys::KeySet;
 use crate::config::Endpoint;
 use crate::config::Route;
-use crate::issue::{self, TokenRequest};
+use crate::dialect::{self, TokenRequest};
 use crate::issuer::{IssuerContext, Transport};
 use crate::live::{Live, LiveIssuer};
 use crate::oauth2;
@@ -62,18 +62,18 @@ impl Gateway {
         parts: &Parts,
         body: Incoming,
         client: IpAddr,
-    ) -> (issue::Reply, bool) {
+    ) -> (dialect::Reply, bool) {
         let keys = live.validator.keys();
-        let ctx = self.issuing(issuer, &keys);
+        let ctx = self.issuer_context(issuer, &keys);
         let settings = ctx.routes;
         let now = self.shared.clock.now();
         let path = parts.uri.path();
         let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
         {
             Ok(b) => b,
-            Err(e) => return (issue::transport_error(&ctx, e, path, now), false),
+            Err(e) => return (dialect::transport_error(&ctx, e, path, now), false),
         };
-        let json = issue::is_json(parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
+        let json = dialect::is_json(parts.headers.get(CONTENT_TYPE).map(HeaderValue::as_bytes));
         let request = TokenRequest {
             endpoint,
             body: &body,
@@ -84,7 +84,7 @@ impl Gateway {
             now,
         };
         let reply = match &issuer.shadow {
-            None => issue::handle(&ctx, &request).await,
+            None => dialect::handle(&ctx, &request).await,
             Some(shadow) => {
                 self.shadowed(shadow, &ctx, &request, parts, &body, client)
                     .await
@@ -107,8 +107,8 @@ impl Gateway {
         client: IpAddr,
     ) -> (oauth2::Answer, bool) {
         let keys = live.validator.keys();
-        let issuing = self.issuing(issuer, &keys);
-        let settings = issuing.routes;
+        let at_work = self.issuer_context(issuer, &keys);
+        let settings = at_work.routes;
         let body = match read_body(parts, body, settings.max_body_size, settings.body_timeout).await
         {
             Ok(b) => b,
@@ -120,7 +120,7 @@ impl Gateway {
                 .oauth2
                 .as_ref()
                 .expect("OAuth 2.0 routes exist only for issuers that have them"),
-            issuing,
+            issuer: at_work,
             validator: &live.validator,
         };
         let cookies: Vec<&[u8]> = parts
@@ -151,14 +151,14 @@ impl Gateway {
         issuer: &LiveIssuer,
         parts: &Parts,
         why: Transport,
-    ) -> issue::Reply {
+    ) -> dialect::Reply {
         let keys = live.validator.keys();
-        let ctx = self.issuing(issuer, &keys);
-        issue::transport_error(&ctx, why, parts.uri.path(), self.shared.clock.now())
+        let ctx = self.issuer_context(issuer, &keys);
+        dialect::transport_error(&ctx, why, parts.uri.path(), self.shared.clock.now())
     }
 
-    /// The issuing context of `issuer`'s token routes.
-    pub(super) fn issuing<'a>(
+    /// `issuer` at work on its token routes.
+    pub(super) fn issuer_context<'a>(
         &'a self,
         issuer: &'a LiveIssuer,
         keys: &'a KeySet,
@@ -170,7 +170,7 @@ impl Gateway {
             .expect("token routes exist only for issuers with accounts");
         IssuerContext {
             index: issuer.id.0,
-            issuer: config,
+            config,
             accounts: identity.accounts(),
             routes: config
                 .token_routes

@@ -1,7 +1,7 @@
 //! The token endpoints' answers as HTTP: a legacy dialect's exact body
 //! with its retirement headers, and the standard server's JSON, pages and
 //! redirects with the headers RFC 6749 asks for. Their bodies are the
-//! protocols' own (`issue`, `oauth2`); every header is set here.
+//! protocols' own (`dialect`, `oauth2`); every header is set here.
 
 use http::header::{
     HeaderName, HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, ALLOW, CONTENT_SECURITY_POLICY,
@@ -11,12 +11,12 @@ use http::Response;
 
 use super::{json, GatewayBody};
 use crate::config::LegacyEndpoint;
-use crate::{issue, oauth2};
+use crate::{dialect, oauth2};
 
 /// A dialect's answer as HTTP, with the endpoint's `Deprecation` and
 /// `Sunset` when it is being retired.
 pub fn legacy_answer(
-    reply: issue::Reply,
+    reply: dialect::Reply,
     endpoint: Option<&LegacyEndpoint>,
 ) -> Response<GatewayBody> {
     let mut response = json(reply.status, reply.body);

@@ -106,7 +106,11 @@ impl Refreshes<'_> {
             .push((minted.jti.clone(), minted.exp.unwrap_or(now)));
         let new = self.issue(&next).await?;
         let (old_hash, new_hash) = (sha256_base64url(old), sha256_base64url(&new));
-        if self.store.replace_refresh(&old_hash, seen, &new_hash).await? {
+        if self
+            .store
+            .replace_refresh(&old_hash, seen, &new_hash)
+            .await?
+        {
             return Ok(Some(new));
         }
         // Lost the race: never handed out, so only deleted.

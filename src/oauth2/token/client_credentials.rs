@@ -16,7 +16,7 @@ pub(super) fn grant(
     client: &Principal,
 ) -> Result<Answer, Error> {
     let scope = narrowed(form.get("scope"), &client.permissions)?;
-    let mut claims = profile::claims(ctx.issuing.accounts.form, client, &scope);
+    let mut claims = profile::claims(ctx.issuer.accounts.form, client, &scope);
     if let Some(resource) = super::super::auth_request::resource(ctx, form.get("resource"))? {
         claims.insert("aud".into(), json!(resource));
     }

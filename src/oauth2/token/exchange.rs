@@ -60,7 +60,7 @@ pub(super) async fn grant(
     let child = (minted.jti.clone(), minted.exp.unwrap_or(req.now));
     // Recorded before it is handed out, in one step with any revocation
     // of the subject token: one revoked meanwhile refuses it here.
-    let store = ctx.issuing.store;
+    let store = ctx.issuer.store;
     let joined = match lineage {
         Lineage::Token(parent) => store.derive_token(&parent, &child).await,
         Lineage::Refresh(hash) => store.extend_refresh(&hash, &[child], req.now).await,
@@ -114,7 +114,7 @@ async fn issuers_jwt(
     let v = validator
         .verify(token)
         .ok()
-        .filter(|v| v.issuer == ctx.issuing.index)
+        .filter(|v| v.issuer == ctx.issuer.index)
         .filter(|v| validator.check_time(v, req.now).is_ok() && !validator.is_revoked(v))
         .ok_or_else(Error::invalid_grant)?;
     let sub = v.sub().ok_or_else(Error::invalid_grant)?.to_string();
@@ -125,7 +125,7 @@ async fn issuers_jwt(
     }
     // The principal as it is now: one removed, deactivated or blocked
     // since the subject token was issued gets nothing new.
-    let accounts = ctx.issuing.accounts;
+    let accounts = ctx.issuer.accounts;
     let principal = match (accounts.subject, accounts.form) {
         // Its subject is the user's id; the login is its `username`, and
         // the user now there must still have that id.
@@ -196,7 +196,7 @@ async fn legacy_refresh(
     // An OAuth 2.0 refresh token is traded nowhere; a replaced one
     // presented here is a reuse all the same.
     let record = ctx
-        .issuing
+        .issuer
         .refreshes()
         .find(token, None, req.now)
         .await?
@@ -204,7 +204,7 @@ async fn legacy_refresh(
     let user = live_user(ctx, &record.login)
         .await?
         .ok_or_else(Error::invalid_grant)?;
-    let claims = profile::claims(ctx.issuing.accounts.form, &user, &client.permissions);
+    let claims = profile::claims(ctx.issuer.accounts.form, &user, &client.permissions);
     Ok(Subject {
         sub: record.sub,
         claims,

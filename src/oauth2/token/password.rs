@@ -22,7 +22,7 @@ pub(super) async fn grant(
     let password = form.required("password")?;
     let scope = narrowed(form.get("scope"), &client.permissions)?;
     let user = match ctx
-        .issuing
+        .issuer
         .logins
         .log_in(username, password, req.client, req.now)
         .await
@@ -44,23 +44,23 @@ pub(super) async fn grant(
         }
         Err(Denied::Unavailable) => return Err(Error::unavailable()),
     };
-    let accounts = ctx.issuing.accounts;
+    let accounts = ctx.issuer.accounts;
     let sub = accounts.subject_of(&user);
     let claims = profile::claims(accounts.form, &user, &scope);
     let minted = mint(ctx, req.now, &sub, claims, client, &scope, None)?;
     let record = RefreshRecord {
-        issuer: ctx.issuing.issuer.name.clone(),
+        issuer: ctx.issuer.config.name.clone(),
         sub,
         login: user.login.clone(),
         issued_at: req.now,
-        expires_at: req.now + ctx.issuing.routes.refresh_ttl.as_secs() as i64,
+        expires_at: req.now + ctx.issuer.routes.refresh_ttl.as_secs() as i64,
         tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(req.now))],
         client_id: Some(client.login.clone()),
         rotated_to: None,
         scope: Some(scope.join(" ")),
         resource: None,
     };
-    let refresh_token = ctx.issuing.refreshes().issue(&record).await?;
+    let refresh_token = ctx.issuer.refreshes().issue(&record).await?;
     Ok(answer(
         req.now,
         minted,

@@ -44,7 +44,7 @@ pub(in crate::oauth2) async fn refresh_grant(
     client: &Principal,
 ) -> Result<Issued, Error> {
     let token = grant.refresh_token;
-    let refreshes = ctx.issuing.refreshes();
+    let refreshes = ctx.issuer.refreshes();
     let Some(found) = refreshes.find(token, Some(&client.login), now).await? else {
         return Err(Error::invalid_grant());
     };
@@ -65,7 +65,7 @@ pub(in crate::oauth2) async fn refresh_grant(
         refreshes.revoke_family(&sha256_base64url(token)).await?;
         return Err(Error::invalid_grant());
     };
-    let mut claims = profile::claims(ctx.issuing.accounts.form, &user, &scope);
+    let mut claims = profile::claims(ctx.issuer.accounts.form, &user, &scope);
     if let Some(resource) = &found.resource {
         claims.insert("aud".into(), json!(resource));
     }

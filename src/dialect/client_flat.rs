@@ -140,7 +140,7 @@ fn token(ctx: &IssuerContext<'_>, principal: &Principal, now: i64) -> Reply {
     claims.insert("client_id".into(), Value::String(client_id.to_string()));
     claims.insert("company".into(), json!(principal.company));
     claims.insert("permissions".into(), json!(principal.permissions));
-    let Ok(minted) = ctx.mint(client_id, claims, now, Some(ctx.issuer.token_ttl)) else {
+    let Ok(minted) = ctx.mint(client_id, claims, now, Some(ctx.config.token_ttl)) else {
         return msg(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable");
     };
     Reply::json(

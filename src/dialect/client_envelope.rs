@@ -77,7 +77,7 @@ pub async fn handle(ctx: &IssuerContext<'_>, req: &TokenRequest<'_>) -> Reply {
     let client_id = principal.login.as_str();
     let mut claims = Map::new();
     claims.insert("client_id".into(), Value::String(client_id.to_string()));
-    let Ok(minted) = ctx.mint(client_id, claims, now, Some(ctx.issuer.token_ttl)) else {
+    let Ok(minted) = ctx.mint(client_id, claims, now, Some(ctx.config.token_ttl)) else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "Servicio no disponible");
     };
     let exp = chrono::DateTime::from_timestamp(minted.exp.unwrap_or(now), 0).unwrap_or(req.now);

@@ -211,6 +211,7 @@ impl Shadow {
         let class = self.catalogue.show_status(status.as_u16());
         self.log_once("outside contract", &class, || {
             tracing::warn!(
+                target: "portero::shadow",
                 issuer = %self.issuer,
                 status = %class,
                 "shadow: the legacy service answered with a status its dialect never uses; not relayed"
@@ -302,7 +303,7 @@ impl Shadow {
     pub fn legacy_failed(&self, why: &str) {
         self.results.error.inc();
         self.log_once("error", "", || {
-            tracing::warn!(issuer = %self.issuer, error = %why, "shadow: the legacy service gave no answer to compare");
+            tracing::warn!(target: "portero::shadow", issuer = %self.issuer, error = %why, "shadow: the legacy service gave no answer to compare");
         });
     }
 
@@ -328,6 +329,7 @@ impl Shadow {
             let Difference { kind, path, .. } = &d;
             self.log_once(kind.name(), path, || {
                 tracing::warn!(
+                    target: "portero::shadow",
                     issuer = %self.issuer,
                     kind = %kind.name(),
                     field = %path,

@@ -75,7 +75,7 @@ pub async fn handle(ctx: &IssuerContext<'_>, e: &LegacyEndpoint, req: &TokenRequ
         req.query,
         e.default_years,
         e.max_years,
-        ctx.issuer.allow_no_exp,
+        ctx.config.allow_no_exp,
     ) {
         Ok(x) => x,
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),

@@ -1,4 +1,4 @@
-//! The legacy token endpoints: one module per dialect (`issue/`), each
+//! The legacy token endpoints: one module per dialect (`dialect/`), each
 //! parsing its request shape and rendering its exact responses, with what
 //! they share here (JSON field extraction, their dates, their refusals'
 //! words). They are adapters: who logs in is the issuer's `identity`,
@@ -11,6 +11,7 @@ mod client_flat;
 mod login_refresh;
 mod project;
 mod session;
+pub(crate) mod shadow;
 
 pub use crate::identity::{Denied, Reason};
 pub use crate::issuer::{IssuerContext, Transport};
@@ -76,7 +77,7 @@ pub async fn handle(ctx: &IssuerContext<'_>, req: &TokenRequest<'_>) -> Reply {
     count(ctx, reply.status, reason);
     ctx.metrics
         .legacy_requests
-        .with_label_values(&[&ctx.issuer.name, named_principal(ctx, req)])
+        .with_label_values(&[&ctx.config.name, named_principal(ctx, req)])
         .inc();
     reply
 }
@@ -85,7 +86,7 @@ pub async fn handle(ctx: &IssuerContext<'_>, req: &TokenRequest<'_>) -> Reply {
 fn count(ctx: &IssuerContext<'_>, status: StatusCode, reason: Reason) {
     ctx.metrics
         .token_requests
-        .with_label_values(&[&ctx.issuer.name, status_class(status), reason.label()])
+        .with_label_values(&[&ctx.config.name, status_class(status), reason.label()])
         .inc();
 }
 
@@ -129,7 +130,7 @@ pub fn transport_error(
     count(ctx, reply.status, e.reason());
     ctx.metrics
         .legacy_requests
-        .with_label_values(&[&ctx.issuer.name, "unknown"])
+        .with_label_values(&[&ctx.config.name, "unknown"])
         .inc();
     reply
 }

@@ -91,7 +91,7 @@ pub async fn handle(
     if let Some(role) = &principal.role {
         claims.insert("role".into(), Value::String(role.clone()));
     }
-    let minted = match ctx.mint(username, claims, now, Some(ctx.issuer.token_ttl)) {
+    let minted = match ctx.mint(username, claims, now, Some(ctx.config.token_ttl)) {
         Ok(m) => m,
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, 3, "Error del servidor"),
     };

@@ -10,9 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::{
-    json_object, string_field, Denied, IssuerContext, Reply, TokenRequest, Transport,
-};
+use super::{json_object, string_field, Denied, IssuerContext, Reply, TokenRequest, Transport};
 use crate::config::Endpoint;
 use crate::config::Principal;
 use crate::store::RefreshRecord;
@@ -117,7 +115,7 @@ struct Pair {
 
 /// Mints the access and content tokens of one principal.
 fn pair(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Pair, Denied> {
-    let ttl = ctx.issuer.token_ttl;
+    let ttl = ctx.config.token_ttl;
     let mut minted = Vec::new();
     let mut out = Vec::new();
     for token_use in ["access", "content"] {
@@ -146,7 +144,7 @@ async fn login(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Reply
     } = pair(ctx, p, now)?;
     let ttl = ctx.routes.refresh_ttl.as_secs();
     let record = RefreshRecord {
-        issuer: ctx.issuer.name.clone(),
+        issuer: ctx.config.name.clone(),
         sub: ctx.accounts.subject_of(p),
         login: p.login.clone(),
         issued_at: now,
@@ -160,7 +158,7 @@ async fn login(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Reply
     let refresh = ctx.refreshes().issue(&record).await?;
     ctx.metrics
         .refresh
-        .with_label_values(&[&ctx.issuer.name, "issued"])
+        .with_label_values(&[&ctx.config.name, "issued"])
         .inc();
     Ok(Reply::json(
         StatusCode::OK,
@@ -188,7 +186,7 @@ async fn refresh(ctx: &IssuerContext<'_>, token: &str, now: i64) -> Result<Optio
     let (Some(_), Some(p)) = (usable, principal) else {
         ctx.metrics
             .refresh
-            .with_label_values(&[&ctx.issuer.name, "refused"])
+            .with_label_values(&[&ctx.config.name, "refused"])
             .inc();
         return Ok(None);
     };
@@ -202,13 +200,13 @@ async fn refresh(ctx: &IssuerContext<'_>, token: &str, now: i64) -> Result<Optio
     if !ctx.refreshes().extend(token, &minted, now).await? {
         ctx.metrics
             .refresh
-            .with_label_values(&[&ctx.issuer.name, "refused"])
+            .with_label_values(&[&ctx.config.name, "refused"])
             .inc();
         return Ok(None);
     }
     ctx.metrics
         .refresh
-        .with_label_values(&[&ctx.issuer.name, "used"])
+        .with_label_values(&[&ctx.config.name, "used"])
         .inc();
     Ok(Some(Reply::json(
         StatusCode::OK,

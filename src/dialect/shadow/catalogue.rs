@@ -1,4 +1,4 @@
-//! What each dialect itself answers, as `src/issue/*.rs` writes it and
+//! What each dialect itself answers, as `src/dialect/*.rs` writes it and
 //! docs/dialects.md lists it: the statuses of its contract, its fixed
 //! strings (messages, codes, reason phrases), the numbers it writes in
 //! each place (error codes, a status in the body) and the field names of
@@ -264,19 +264,16 @@ mod tests {
     use http::StatusCode;
 
     const DIALECTS: [(Dialect, &str); 5] = [
-        (Dialect::Session, include_str!("../issue/session.rs")),
-        (
-            Dialect::LoginRefresh,
-            include_str!("../issue/login_refresh.rs"),
-        ),
-        (Dialect::Project, include_str!("../issue/project.rs")),
+        (Dialect::Session, include_str!("../session.rs")),
+        (Dialect::LoginRefresh, include_str!("../login_refresh.rs")),
+        (Dialect::Project, include_str!("../project.rs")),
         (
             Dialect::ClientEnvelope,
-            include_str!("../issue/client_envelope.rs"),
+            include_str!("../client_envelope.rs"),
         ),
-        (Dialect::ClientFlat, include_str!("../issue/client_flat.rs")),
+        (Dialect::ClientFlat, include_str!("../client_flat.rs")),
     ];
-    const SHARED: &str = include_str!("../issue.rs");
+    const SHARED: &str = include_str!("../../dialect.rs");
 
     /// Every fixed string is one the dialect's code writes (or its
     /// shared helpers do), so the list holds no message of its own.
