@@ -33,6 +33,7 @@ use crate::span_export::Spans;
 use crate::store::Store;
 use crate::target;
 use crate::trace_context::{RequestIds, Sent};
+use crate::upstream::request_body;
 
 mod admission;
 mod context;
@@ -45,9 +46,11 @@ mod session_endpoints;
 mod shadowed;
 mod token_endpoint;
 
+use admission::{Asked, SignIn};
 use context::RequestContext;
 use record::{access_log, record_span};
 use routing::{find, read_override, route};
+use session::redirect_response;
 
 /// Everything a request may read, shared by every listener: the live
 /// snapshot (routes, keys, settings: what a reload swaps) and the handles
@@ -123,7 +126,15 @@ impl Gateway {
             Ok(response) => response,
             Err(err) => {
                 ctx.error = Some(err);
-                refusal(&live, &ctx, err, grpc)
+                // On a route that publishes resource metadata, a refusal of
+                // its credential carries the route's own challenge.
+                let challenge = match (err, ctx.route) {
+                    (RequestError::Denied(reason), Some(route)) => {
+                        live.route(route).challenge(reason)
+                    }
+                    _ => None,
+                };
+                respond::refusal(err, grpc, ctx.allow.as_ref(), challenge)
             }
         };
         if has_body && !ctx.body_read {
@@ -199,7 +210,7 @@ impl Gateway {
         let method = named.as_ref().unwrap_or(&parts.method);
         let (index, route) = route(live, host.as_ref(), &key, method, ctx)?;
         if let Some(method) = named {
-            read_override(route, parts, method)?;
+            read_override(route, (&mut parts.method, &mut parts.headers), method)?;
         }
         ctx.route = Some(index);
         if route.cors.is_some() {
@@ -214,8 +225,30 @@ impl Gateway {
                 self.token_route(live, issuer, *endpoint, route, parts, body, ip, ctx)
                     .await
             }
-            RouteAction::Proxy { .. } => {
-                self.forward(live, (index, route), parts, body, (peer, ip), host, ctx)
+            RouteAction::Proxy { policy, .. } => {
+                if request_body::declared_length(&parts.headers)
+                    .is_some_and(|n| n > settings.max_body_size)
+                {
+                    return Err(RequestError::TooLarge);
+                }
+                let admitted = match policy {
+                    None => None, // a public route
+                    Some(policy) => {
+                        let asked = Asked {
+                            parts,
+                            routed: &key,
+                        };
+                        let sign_in = SignIn::AtProvider;
+                        let admitted = self.admit(live, (index, policy), asked, ip, sign_in, ctx);
+                        match admitted.await?.into_parts() {
+                            Ok(identity) => Some(identity),
+                            Err(sign_in) => {
+                                return Ok(redirect_response(StatusCode::FOUND, *sign_in))
+                            }
+                        }
+                    }
+                };
+                self.forward(live, (index, route), parts, body, peer, host, admitted, ctx)
                     .await
             }
         }
@@ -249,35 +282,6 @@ impl Gateway {
         }
         Ok(ip)
     }
-}
-
-/// `err` as the client gets it (in gRPC's terms on a gRPC request); on a
-/// route that publishes resource metadata, a refusal of its credential
-/// carries the route's own challenge, which names the metadata.
-fn refusal(
-    live: &Live,
-    ctx: &RequestContext,
-    err: RequestError,
-    grpc: bool,
-) -> Response<GatewayBody> {
-    let mut response = if grpc {
-        respond::grpc_error(err)
-    } else {
-        respond::error_response(err)
-    };
-    if let (RequestError::MethodNotRouted, Some(allow)) = (err, &ctx.allow) {
-        response
-            .headers_mut()
-            .insert(http::header::ALLOW, allow.clone());
-    }
-    if let (RequestError::Denied(reason), Some(route)) = (err, ctx.route) {
-        if let Some(challenge) = live.route(route).challenge(reason) {
-            response
-                .headers_mut()
-                .insert(http::header::WWW_AUTHENTICATE, challenge.clone());
-        }
-    }
-    response
 }
 
 /// The forward-auth endpoint's configuration and the rest of the path below

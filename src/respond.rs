@@ -63,6 +63,34 @@ pub enum RequestError {
     Limited(Limit),
 }
 
+/// The refusal `err` as the client gets it, in gRPC's terms on a gRPC
+/// request, with what it asks of the client: the methods the path takes
+/// (`allow`, with `MethodNotRouted`), and for a refused credential the
+/// route's own challenge where it has one (it names the route's resource
+/// metadata) in place of every route's.
+pub fn refusal(
+    err: RequestError,
+    grpc: bool,
+    allow: Option<&HeaderValue>,
+    challenge: Option<&HeaderValue>,
+) -> Response<GatewayBody> {
+    let mut response = match grpc {
+        true => grpc_error(err),
+        false => error_response(err),
+    };
+    if let (RequestError::MethodNotRouted, Some(allow)) = (err, allow) {
+        response
+            .headers_mut()
+            .insert(http::header::ALLOW, allow.clone());
+    }
+    if let (RequestError::Denied(_), Some(challenge)) = (err, challenge) {
+        response
+            .headers_mut()
+            .insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+    }
+    response
+}
+
 /// The response for `err`.
 pub fn error_response(err: RequestError) -> Response<GatewayBody> {
     let (status, error, message) = match err {

@@ -44,7 +44,6 @@ pub struct Rule {
     /// Whether it reads `request.host`, which is found (and lower-cased)
     /// only for rules that do.
     reads_host: bool,
-    reads_path: bool,
 }
 
 /// What a rule may read of a request, as the gateway will pass it on.
@@ -131,14 +130,8 @@ impl Rule {
         check::boolean(&expr)?;
         Ok(Rule {
             reads_host: expr.reads(Field::Host),
-            reads_path: expr.reads(Field::Path),
             expr,
         })
-    }
-
-    /// Whether it reads `request.path` (which the caller then works out).
-    pub fn reads_path(&self) -> bool {
-        self.reads_path
     }
 
     /// Whether the rule holds for a request with these verified claims;

@@ -1,6 +1,7 @@
 //! Whether a request may go on: its route's slot and limits (a token
 //! endpoint's rate limit answered in its dialect's words), and its
-//! credential against the route's policy, each refusal counted.
+//! credential against the route's policy — one decision ([`Gateway::admit`])
+//! that the proxy and forward auth both act on — each refusal counted.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -19,8 +20,96 @@ use crate::live::{IssuerId, Live, RouteId};
 use crate::oauth2;
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::rule::{self, Rule};
+use crate::session::flow::Redirect;
+use crate::session::Entry;
+
+/// Where a browser without a session is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignIn {
+    /// To its provider, from here: a request that came to portero itself.
+    AtProvider,
+    /// To `<public_url><start_path>?rd=`: a forward-auth decision, which
+    /// names the page but sets no cookie in the browser.
+    AtStart,
+}
+
+/// A route's decision on a request's credential, as data: admitted (a
+/// credential or a session, and so an identity) or a challenge; a
+/// refusal is the `RequestError` beside it.
+pub(super) enum Admitted {
+    /// A token or an API key, verified.
+    Credential(Arc<Verified>),
+    /// A browser session.
+    Session(Arc<Entry>),
+    /// A browser without a session: to be sent to sign in (rendered by
+    /// `respond`, as a proxy's decision or as the route's own answer).
+    Challenge(Box<Redirect>),
+}
+
+/// An admitted identity, with its session when a session admitted it.
+pub(super) type Identity = (Arc<Verified>, Option<Arc<Entry>>);
+
+impl Admitted {
+    /// Who was admitted: the credential's or the session's identity.
+    pub(super) fn verified(&self) -> Option<&Verified> {
+        match self {
+            Admitted::Credential(token) => Some(token),
+            Admitted::Session(entry) => Some(&entry.verified),
+            Admitted::Challenge(_) => None,
+        }
+    }
+
+    /// The identity admitted, or the sign-in to send the browser to.
+    pub(super) fn into_parts(self) -> Result<Identity, Box<Redirect>> {
+        match self {
+            Admitted::Credential(token) => Ok((token, None)),
+            Admitted::Session(entry) => Ok((entry.verified.clone(), Some(entry))),
+            Admitted::Challenge(redirect) => Err(redirect),
+        }
+    }
+}
+
+/// The request as its route's policy reads it: its head (a method
+/// override already read) and its path as routed (`path::routing_key`,
+/// made once, where the route was found).
+#[derive(Clone, Copy)]
+pub(super) struct Asked<'r> {
+    pub(super) parts: &'r Parts,
+    pub(super) routed: &'r str,
+}
 
 impl Gateway {
+    /// The route's decision on the request's credential: admitted (a
+    /// token, an API key, an introspected token or a browser session, then
+    /// within the limits kept by who it is), a challenge (a browser sent to
+    /// sign in, as `sign_in` says), or refused (the error). The proxy and
+    /// forward auth both act on it; `respond` renders each answer.
+    pub(super) async fn admit(
+        &self,
+        live: &Live,
+        (index, policy): (RouteId, &Policy),
+        asked: Asked<'_>,
+        ip: IpAddr,
+        sign_in: SignIn,
+        ctx: &mut RequestContext,
+    ) -> Result<Admitted, RequestError> {
+        let admitted = match policy.login {
+            None => Admitted::Credential(self.admit_token(live, index, policy, asked).await?),
+            // Boxed: a session's future is large, and only its routes pay for it.
+            Some(_) => Box::pin(self.admit_credential(live, index, policy, asked, sign_in)).await?,
+        };
+        let limiter = &live.route(index).limiter;
+        if let Some(token) = admitted
+            .verified()
+            .filter(|_| limiter.keys_at(Phase::Token))
+        {
+            self.admit_by_key(live, index, &asked.parts.headers, ip, Some(token), ctx)
+                .await
+                .map_err(|refusal| ctx.refused(refusal))?;
+        }
+        Ok(admitted)
+    }
+
     /// The route's slot and the limits kept by what the request says. A
     /// token endpoint's rate limit is answered in its dialect's words (the
     /// `Ok(Some(..))`), before its body is read or any secret checked.
@@ -113,9 +202,10 @@ impl Gateway {
         live: &Live,
         index: RouteId,
         policy: &Policy,
-        parts: &Parts,
+        asked: Asked<'_>,
     ) -> Result<Arc<Verified>, RequestError> {
         self.store_outage(live, index)?;
+        let parts = asked.parts;
         let verified = match policy.token(&parts.headers, parts.uri.query()) {
             Ok(token) => self.verify(live, policy, &token).await,
             Err(e) => Err(NotAdmitted::Denied(e)),
@@ -128,7 +218,7 @@ impl Gateway {
                 return Err(RequestError::IntrospectionUnavailable);
             }
         };
-        self.admit_identity(live, index, policy, parts, &verified)?;
+        self.admit_identity(live, index, policy, asked, &verified)?;
         Ok(verified)
     }
 
@@ -152,11 +242,11 @@ impl Gateway {
         live: &Live,
         index: RouteId,
         policy: &Policy,
-        parts: &Parts,
+        asked: Asked<'_>,
         verified: &Verified,
     ) -> Result<(), RequestError> {
         if let Some(rule) = &policy.rule {
-            if !rule_admits(live, rule, verified, parts) {
+            if !rule_admits(live, rule, verified, asked) {
                 return Err(self.denied(live, index, AuthError::RuleRefused));
             }
         }
@@ -261,12 +351,9 @@ impl Gateway {
 
 /// The route's rule over a verified token and the request as the upstream
 /// will get it: the path as routed, no header portero strips or writes.
-pub(super) fn rule_admits(live: &Live, rule: &Rule, verified: &Verified, parts: &Parts) -> bool {
-    let routed = match rule.reads_path() {
-        true => crate::path::routing_key(parts.uri.path()),
-        false => std::borrow::Cow::Borrowed(""),
-    };
-    let path = rule::rule_path(&routed);
+fn rule_admits(live: &Live, rule: &Rule, verified: &Verified, asked: Asked<'_>) -> bool {
+    let Asked { parts, routed } = asked;
+    let path = rule::rule_path(routed);
     let hidden =
         |name: &HeaderName| !crate::forwarding::reaches_upstream(name, &parts.headers, &live.auth);
     let request = rule::Request {

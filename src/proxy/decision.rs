@@ -10,7 +10,8 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use super::routing::{read_override, route};
-use super::session::{redirect_response, session_headers, strip_own_cookies, Admitted, SignIn};
+use super::admission::{Admitted, Asked, SignIn};
+use super::session::{redirect_response, session_headers, strip_own_cookies};
 use super::{Gateway, RequestContext};
 use crate::auth::AuthError;
 use crate::config::{Endpoint, ForwardAuthStyle, RouteAction};
@@ -37,7 +38,7 @@ impl Gateway {
         let method = named.as_ref().unwrap_or(&original.method);
         let (index, route) = route(live, host.as_ref(), &key, method, ctx)?;
         if let Some(method) = named {
-            read_override(route, &mut original, method)?;
+            read_override(route, (&mut original.method, &mut original.headers), method)?;
         }
         ctx.route = Some(index);
         let limiter = &live.route(index).limiter;
@@ -70,9 +71,12 @@ impl Gateway {
             // A public route or a token endpoint: nothing to check or inject.
             _ => return Ok(respond::allowed(HeaderMap::new())),
         };
-        let signing_in =
-            Box::pin(self.admit_credential(live, index, policy, &original, SignIn::AtStart));
-        let (token, session) = match signing_in.await? {
+        let asked = Asked {
+            parts: &original,
+            routed: &key,
+        };
+        let admitted = self.admit(live, (index, policy), asked, ip, SignIn::AtStart, ctx);
+        let (token, session) = match Box::pin(admitted).await? {
             Admitted::Credential(token) => (token, None),
             // The proxy passes the request on as it came: a credential
             // beside the session, which nobody checked, must not go with it.
@@ -92,11 +96,6 @@ impl Gateway {
                 };
             }
         };
-        if limiter.keys_at(Phase::Token) {
-            self.admit_by_key(live, index, &original.headers, ip, Some(&token), ctx)
-                .await
-                .map_err(|refusal| ctx.refused(refusal))?;
-        }
         let mut headers = policy
             .identity_headers(&token)
             .map(|header| header.map(|(name, value)| (name.clone(), value)))

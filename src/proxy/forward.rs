@@ -1,39 +1,35 @@
 //! Handing a request to its upstream: authorized, rewritten and sent; the
 //! body as it must arrive, and an upgrade that becomes a tunnel.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::header::{HeaderValue, CONNECTION, UPGRADE};
 use http::request::Parts;
-use http::{Response, StatusCode};
+use http::Response;
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
-use super::session::{
-    drop_own_set_cookies, redirect_response, session_headers, strip_own_cookies, SignIn,
-};
+use super::admission::Identity;
+use super::session::{drop_own_set_cookies, session_headers, strip_own_cookies};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
 use crate::config::{Policy, Route, RouteAction};
 use crate::cors;
 use crate::forwarding;
-use crate::limits::Phase;
 use crate::listener::{Hold, Peer};
 use crate::live::{Live, RouteId, Settings};
 use crate::respond::{self, GatewayBody, RequestError};
 use crate::session::Entry;
 use crate::tunnel::{self, Tunnel};
 use crate::upstream::h1::{take_head, Handshake};
-use crate::upstream::request_body::{self, BodyError, ClientBody};
+use crate::upstream::request_body::{BodyError, ClientBody};
 use crate::upstream::{Failure, UpstreamGroup};
 
 impl Gateway {
-    /// A proxied route's request: its credential checked against the
-    /// route's policy (then the limits kept by who it is), its head
-    /// rewritten for the upstream, then sent, or tunneled if it asks for an
-    /// upgrade the route allows.
+    /// A proxied route's request, its credential admitted (`admitted`:
+    /// `None` on a public route): its head rewritten for the upstream, then
+    /// sent, or tunneled if it asks for an upgrade the route allows.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
         &self,
@@ -41,8 +37,9 @@ impl Gateway {
         (index, route): (RouteId, &Route),
         parts: &mut Parts,
         body: Incoming,
-        (peer, ip): (&Peer, IpAddr),
+        peer: &Peer,
         host: Option<HeaderValue>,
+        admitted: Option<Identity>,
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, RequestError> {
         let RouteAction::Proxy {
@@ -57,32 +54,10 @@ impl Gateway {
             unreachable!("forward is called for proxied routes only")
         };
         let settings = &live.settings;
-        if request_body::declared_length(&parts.headers).is_some_and(|n| n > settings.max_body_size)
-        {
-            return Err(RequestError::TooLarge);
-        }
-        let mut session = None;
-        let verified = match policy {
-            None => None, // a public route
-            // Boxed: a session's future is large, and only its routes pay for it.
-            Some(policy) if policy.login.is_some() => {
-                let signing_in =
-                    self.admit_credential(live, index, policy, parts, SignIn::AtProvider);
-                let (token, entry) = match Box::pin(signing_in).await?.into_parts() {
-                    Ok(admitted) => admitted,
-                    Err(sign_in) => return Ok(redirect_response(StatusCode::FOUND, *sign_in)),
-                };
-                session = entry;
-                Some((policy, token))
-            }
-            Some(policy) => Some((policy, self.admit_token(live, index, policy, parts).await?)),
+        let (verified, session) = match (policy, admitted) {
+            (Some(policy), Some((token, session))) => (Some((policy, token)), session),
+            _ => (None, None),
         };
-        let limiter = &live.route(index).limiter;
-        if let Some((_, token)) = verified.as_ref().filter(|_| limiter.keys_at(Phase::Token)) {
-            self.admit_by_key(live, index, &parts.headers, ip, Some(token), ctx)
-                .await
-                .map_err(|refusal| ctx.refused(refusal))?;
-        }
         let group = &live.upstreams[*upstream];
         // Upgrades are HTTP/1.1's: an HTTP/2 upstream gets a plain request.
         let upgrade = tunnel::requested(parts, body.is_end_stream(), upgrades)

@@ -4,8 +4,7 @@
 //! takes one.
 
 use http::header::HeaderValue;
-use http::request::Parts;
-use http::Method;
+use http::{HeaderMap, Method};
 
 use super::RequestContext;
 use crate::config::{Endpoint, Route, RouteAction};
@@ -48,19 +47,20 @@ fn allow(methods: &[Method]) -> HeaderValue {
 /// The request as a route that takes method overrides reads it: the
 /// method its override header names (`target::method`) in place of POST,
 /// and no override header left, so its rule and the upstream see only
-/// the method it was routed by. Any other route refuses it.
+/// the method it was routed by. Any other route refuses it. Given the
+/// head's method and headers, not its URI, which the routing key borrows.
 pub(super) fn read_override(
     route: &Route,
-    parts: &mut Parts,
-    method: Method,
+    (method, headers): (&mut Method, &mut HeaderMap),
+    named: Method,
 ) -> Result<(), RequestError> {
     if !route.takes_method_override() {
         return Err(RequestError::BadTarget(
             "a method-override header, on a route that does not take one",
         ));
     }
-    parts.method = method;
-    method_override::remove(&mut parts.headers);
+    *method = named;
+    method_override::remove(headers);
     Ok(())
 }
 

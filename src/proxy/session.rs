@@ -1,8 +1,9 @@
-//! The routes that sign people in, in the request path. `admit_credential` is
-//! the one seam a route's credential passes: a token, an API key or an
-//! introspected token (`admit_token`), or a browser session; it admits the
-//! request, challenges a browser with a redirect to sign in, or refuses.
-//! A route without `login` goes straight to `admit_token`, at no cost.
+//! The routes that sign people in, in the request path. `admit_credential`
+//! is the seam a signing-in route's credential passes in `Gateway::admit`:
+//! a token, an API key or an introspected token (`admit_token`), or a
+//! browser session; it admits the request, challenges a browser with a
+//! redirect to sign in, or refuses. A route without `login` goes straight
+//! to `admit_token`, at no cost.
 
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 
+use super::admission::{Admitted, Asked, SignIn};
 use super::Gateway;
-use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::config::{Policy, RouteLogin, Sessions, TokenSource};
 use crate::header_name::{cookie_begins, cookie_names, loosely_same_cookie, one_request_cookie};
@@ -22,45 +23,10 @@ use crate::session::flow::{self, Redirect};
 use crate::session::provider::{CodeGrant, GrantRefused, Granted, OwnIssuer, RefreshGrant};
 use crate::session::{refresh, Entry};
 
-/// Where a browser without a session is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SignIn {
-    /// To its provider, from here: a request that came to portero itself.
-    AtProvider,
-    /// To `<public_url><start_path>?rd=`: a forward-auth decision, which
-    /// names the page but sets no cookie in the browser.
-    AtStart,
-}
-
 /// `<public_url><start_path>?rd=<return_to>`.
 fn start_url(settings: &Sessions, return_to: &str) -> String {
     let rd: String = form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
     format!("{}{}?rd={rd}", settings.public_url, settings.start_path)
-}
-
-/// What a route's credential came to.
-pub(super) enum Admitted {
-    /// A token or an API key, verified.
-    Credential(Arc<Verified>),
-    /// A browser session.
-    Session(Arc<Entry>),
-    /// A browser without a session: to be sent to sign in (rendered by
-    /// `respond`, as a proxy's decision or as the route's own answer).
-    Challenge(Box<Redirect>),
-}
-
-/// An admitted identity, with its session when a session admitted it.
-pub(super) type Identity = (Arc<Verified>, Option<Arc<Entry>>);
-
-impl Admitted {
-    /// The identity admitted, or the sign-in to send the browser to.
-    pub(super) fn into_parts(self) -> Result<Identity, Box<Redirect>> {
-        match self {
-            Admitted::Credential(token) => Ok((token, None)),
-            Admitted::Session(entry) => Ok((entry.verified.clone(), Some(entry))),
-            Admitted::Challenge(redirect) => Err(redirect),
-        }
-    }
 }
 
 impl Gateway {
@@ -71,30 +37,31 @@ impl Gateway {
         live: &Live,
         index: RouteId,
         policy: &Policy,
-        parts: &Parts,
+        asked: Asked<'_>,
         sign_in: SignIn,
     ) -> Result<Admitted, RequestError> {
         let (Some(login), Some(settings)) = (policy.login, live.settings.sessions.as_deref())
         else {
             // Boxed, as the sign-in's futures below: a session's own
             // request awaits none of them, and carries none in its future.
-            return Box::pin(self.admit_token(live, index, policy, parts))
+            return Box::pin(self.admit_token(live, index, policy, asked))
                 .await
                 .map(Admitted::Credential);
         };
+        let parts = asked.parts;
         let now = self.shared.clock.unix();
         self.store_outage(live, index)?;
         if let Some(entry) = self
             .session_of(live, login, settings, &parts.headers, now)
             .await?
         {
-            return self.admit_session(live, index, policy, parts, entry, now);
+            return self.admit_session(live, index, policy, asked, entry, now);
         }
         let token = policy.token(&parts.headers, parts.uri.query());
         if policy.issuer_mask != 0 && !matches!(token, Err(AuthError::MissingToken)) {
             // Boxed, as the sign-in's futures below: a session's own
             // request awaits none of them, and carries none in its future.
-            return Box::pin(self.admit_token(live, index, policy, parts))
+            return Box::pin(self.admit_token(live, index, policy, asked))
                 .await
                 .map(Admitted::Credential);
         }
@@ -183,7 +150,7 @@ impl Gateway {
         live: &Live,
         index: RouteId,
         policy: &Policy,
-        parts: &Parts,
+        asked: Asked<'_>,
         entry: Arc<Entry>,
         now: i64,
     ) -> Result<Admitted, RequestError> {
@@ -191,7 +158,7 @@ impl Gateway {
         policy
             .check_requirements(verified)
             .map_err(|e| self.denied(live, index, e))?;
-        self.admit_identity(live, index, policy, parts, verified)?;
+        self.admit_identity(live, index, policy, asked, verified)?;
         self.keep_fresh(live, policy.login, &entry, now);
         Ok(Admitted::Session(entry))
     }
