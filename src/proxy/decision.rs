@@ -9,8 +9,8 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
-use super::routing::{read_override, route};
 use super::admission::{Admitted, Asked, SignIn};
+use super::routing::{read_override, route};
 use super::session::{redirect_response, session_headers, strip_own_cookies};
 use super::{Gateway, RequestContext};
 use crate::auth::AuthError;
