@@ -790,6 +790,13 @@ roles = ["admin"]
 headers = {{ "X-User-Sub" = "sub", "X-User-Roles" = "roles" }}
 
 [[routes]]
+name = "metered"
+path = "/metered"
+upstream = "api"
+login = "app"
+rate_limit = {{ requests = 2, per = "1h" }}
+
+[[routes]]
 name = "open"
 path = "/open"
 upstream = "api"
@@ -942,6 +949,52 @@ async fn a_route_that_signs_people_in_is_decided_by_the_session_and_started_at_p
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(up.requests(), 0);
+}
+
+/// A decision on a session with a credential beside it (which the proxy
+/// would pass on unchecked) is refused before anything counts the
+/// session's use: however many such requests come, the user's own rate
+/// (by `sub`) is whole.
+#[tokio::test]
+async fn a_credential_beside_a_session_is_refused_before_the_users_rate_is_charged() {
+    let up = Upstream::start("api").await;
+    let public = "https://app.example";
+    let settings = format!("{}\npublic_url = \"{public}\"", server("nginx"));
+    let gw = Gateway::start_with_server_settings(&settings, &sign_in_config(public, up.addr)).await;
+    let mut browser = standard::Browser::default();
+    let (status, location, body) = browser
+        .get(&gw.url("/.portero/start?rd=%2Fmetered%2Fpage"))
+        .await;
+    assert_eq!(status, 302, "{body}");
+    let back = sign_in_from(&mut browser, &location.unwrap(), |u| standard::on(&gw, u)).await;
+    assert_eq!(back, "/metered/page");
+    let (name, id) = cookie_in(&browser, "portero-session").expect("a session cookie");
+    let http = reqwest::Client::new();
+    let decide = |uri: &str, authorization: Option<&str>| {
+        let mut req = http
+            .get(gw.url("/.portero/auth"))
+            .header("x-original-uri", uri)
+            .header("x-original-method", "GET")
+            .header("x-original-host", "app.example")
+            .header("cookie", format!("{name}={id}"));
+        if let Some(value) = authorization {
+            req = req.header("authorization", value);
+        }
+        async move { req.send().await.unwrap().status() }
+    };
+    for _ in 0..4 {
+        assert_eq!(
+            decide("/metered/page", Some("Bearer junk")).await,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    // The user's two requests an hour are still there, and no more.
+    assert_eq!(decide("/metered/page", None).await, StatusCode::OK);
+    assert_eq!(decide("/metered/page", None).await, StatusCode::OK);
+    assert_eq!(
+        decide("/metered/page", None).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 /// The full round through nginx: a page behind `auth_request` without a

@@ -23,13 +23,15 @@ use crate::rule::{self, Rule};
 use crate::session::flow::Redirect;
 use crate::session::Entry;
 
-/// Where a browser without a session is sent.
+/// Who asks, and so where a browser without a session is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum SignIn {
     /// To its provider, from here: a request that came to portero itself.
     AtProvider,
     /// To `<public_url><start_path>?rd=`: a forward-auth decision, which
-    /// names the page but sets no cookie in the browser.
+    /// names the page but sets no cookie in the browser. Its proxy passes
+    /// the request on as it came, so a credential beside a session is
+    /// refused.
     AtStart,
 }
 

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 
-use http::header::{AUTHORIZATION, COOKIE};
+use http::header::COOKIE;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
@@ -78,11 +78,6 @@ impl Gateway {
         let admitted = self.admit(live, (index, policy), asked, ip, SignIn::AtStart, ctx);
         let (token, session) = match Box::pin(admitted).await? {
             Admitted::Credential(token) => (token, None),
-            // The proxy passes the request on as it came: a credential
-            // beside the session, which nobody checked, must not go with it.
-            Admitted::Session(_) if carries_credential(policy, &original) => {
-                return Err(self.denied(live, index, AuthError::RepeatedToken))
-            }
             Admitted::Session(entry) => (entry.verified.clone(), Some(entry)),
             // A browser without a session: Traefik and Envoy hand the
             // decision's redirect (to `sessions.start_path`) to it; nginx's
@@ -125,14 +120,4 @@ fn cookies_without_own(headers: &HeaderMap) -> HeaderValue {
     cookies
         .remove(COOKIE)
         .unwrap_or_else(|| HeaderValue::from_static(""))
-}
-
-/// A credential beside a session, in `Authorization` or where the route
-/// reads tokens (`token_from`): the proxy would pass it on unchecked.
-fn carries_credential(policy: &crate::config::Policy, original: &Parts) -> bool {
-    original.headers.contains_key(AUTHORIZATION)
-        || !matches!(
-            policy.token(&original.headers, original.uri.query()),
-            Err(AuthError::MissingToken)
-        )
 }

@@ -55,6 +55,13 @@ impl Gateway {
             .session_of(live, login, settings, &parts.headers, now)
             .await?
         {
+            // A proxy asking for a decision passes the request on as it
+            // came: a credential beside the session, which nobody checked,
+            // must not go with it. Refused before anything counts the
+            // session's use (its requirements, the allowed count, limits).
+            if sign_in == SignIn::AtStart && carries_credential(policy, parts) {
+                return Err(self.denied(live, index, AuthError::RepeatedToken));
+            }
             return self.admit_session(live, index, policy, asked, entry, now);
         }
         let token = policy.token(&parts.headers, parts.uri.query());
@@ -346,6 +353,16 @@ fn navigation(parts: &Parts) -> bool {
         Some(mode) => mode == "navigate",
         None => header("accept").is_some_and(|a| a.contains("text/html")),
     }
+}
+
+/// A credential beside a session, in `Authorization` or where the route
+/// reads tokens (`token_from`).
+fn carries_credential(policy: &Policy, parts: &Parts) -> bool {
+    parts.headers.contains_key(AUTHORIZATION)
+        || !matches!(
+            policy.token(&parts.headers, parts.uri.query()),
+            Err(AuthError::MissingToken)
+        )
 }
 
 /// A redirect with its cookies, never cached.
