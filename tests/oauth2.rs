@@ -1395,6 +1395,28 @@ async fn a_replaced_refresh_token_traded_by_exchange_ends_its_family() {
     assert_family_ended(&gw, &rotated).await;
 }
 
+/// A replaced refresh token leaked: traded by another issuer's token
+/// exchange (client-flat serves no refresh grant), the family ends too.
+#[tokio::test]
+async fn a_replaced_refresh_token_at_another_issuers_door_ends_its_family() {
+    let gw = Gateway::start(&body()).await;
+    let rotated = rotated_once(&gw).await;
+    let subject = format!(
+        "subject_token={}&subject_token_type={REFRESH_TYPE}",
+        rotated.replaced
+    );
+    let client = basic(CLIENT, SECRET);
+    let r = post_form(
+        &gw,
+        "token",
+        Some(&client),
+        &format!("{EXCHANGE}&{subject}"),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_grant");
+    assert_family_ended(&gw, &rotated).await;
+}
+
 /// RFC 7662 §2.2: a live refresh token introspects to its own client (and
 /// one with `introspect = true`) as `token_type` `refresh_token`, with what
 /// the store knows of it; introspection changes nothing (no rotation, no

@@ -35,7 +35,7 @@ impl Refreshes<'_> {
     /// no client), unexpired and not revoked. Nothing is taken yet:
     /// [`Refreshes::rotate`] decides which of the requests racing with one
     /// token wins. A replaced token revokes its family and is `None`,
-    /// whoever presents it.
+    /// whoever presents it at whichever issuer's door: it leaked.
     pub async fn find(
         &self,
         token: &str,
@@ -46,8 +46,8 @@ impl Refreshes<'_> {
         let Some(found) = self.store.get_refresh(&hash).await? else {
             return Ok(None);
         };
-        if found.issuer == self.issuer && found.rotated_to.is_some() {
-            self.revoke_reused(&hash).await?;
+        if found.rotated_to.is_some() {
+            self.revoke_reused(&hash, &found.issuer).await?;
             return Ok(None);
         }
         let held = found.issuer == self.issuer && found.client_id.as_deref() == client;
@@ -115,7 +115,7 @@ impl Refreshes<'_> {
         }
         // Lost the race: never handed out, so only deleted.
         self.store.delete_refresh(&new_hash).await?;
-        self.revoke_reused(&old_hash).await?;
+        self.revoke_reused(&old_hash, self.issuer).await?;
         Ok(None)
     }
 
@@ -159,13 +159,14 @@ impl Refreshes<'_> {
         Ok(revoked.len())
     }
 
-    /// A replaced refresh token came back: whoever holds it, the family
-    /// ends, and the reuse is logged.
-    pub async fn revoke_reused(&self, hash: &str) -> Result<(), StoreError> {
+    /// A replaced refresh token of issuer `issuer` came back: whoever
+    /// holds it, the family ends, and the reuse is logged.
+    async fn revoke_reused(&self, hash: &str, issuer: &str) -> Result<(), StoreError> {
         let tokens = self.revoke_family(hash).await?;
         tracing::warn!(
             target: "portero::oauth2",
-            issuer = %self.issuer,
+            issuer = %issuer,
+            door = %self.issuer,
             tokens,
             "a replaced refresh token was used again: its family is revoked"
         );
