@@ -95,10 +95,26 @@ impl Gateway {
         sign_in: SignIn,
         ctx: &mut RequestContext,
     ) -> Result<Admitted, RequestError> {
-        let admitted = match policy.login {
-            None => Admitted::Credential(self.admit_token(live, index, policy, asked).await?),
+        // A route that signs people in asks the browser's session first;
+        // `None` is a token (or an API key) to decide as on any route.
+        let by_session = match policy.login {
+            None => None,
             // Boxed: a session's future is large, and only its routes pay for it.
             Some(_) => Box::pin(self.admit_credential(live, index, policy, asked, sign_in)).await?,
+        };
+        let admitted = match by_session {
+            Some(admitted) => admitted,
+            // Written out here, not called: no future of its own on every
+            // token's path.
+            None => {
+                self.store_outage(live, index)?;
+                let parts = asked.parts;
+                let verified = match policy.token(&parts.headers, parts.uri.query()) {
+                    Ok(token) => self.verify(live, policy, &token).await,
+                    Err(e) => Err(NotAdmitted::Denied(e)),
+                };
+                Admitted::Credential(self.token_verdict(live, index, policy, asked, verified)?)
+            }
         };
         let limiter = &live.route(index).limiter;
         if let Some(token) = admitted
@@ -198,20 +214,17 @@ impl Gateway {
         Ok(())
     }
 
-    /// The route's policy against the request's credential, counted either way.
-    pub(super) async fn admit_token(
+    /// The route's policy against the request's token as verified, counted
+    /// either way: refused, or admitted through the route's rule.
+    #[inline]
+    fn token_verdict(
         &self,
         live: &Live,
         index: RouteId,
         policy: &Policy,
         asked: Asked<'_>,
+        verified: Result<Arc<Verified>, NotAdmitted>,
     ) -> Result<Arc<Verified>, RequestError> {
-        self.store_outage(live, index)?;
-        let parts = asked.parts;
-        let verified = match policy.token(&parts.headers, parts.uri.query()) {
-            Ok(token) => self.verify(live, policy, &token).await,
-            Err(e) => Err(NotAdmitted::Denied(e)),
-        };
         let verified = match verified {
             Ok(verified) => verified,
             Err(NotAdmitted::Denied(e)) => return Err(self.denied(live, index, e)),

@@ -1,9 +1,9 @@
 //! The routes that sign people in, in the request path. `admit_credential`
 //! is the seam a signing-in route's credential passes in `Gateway::admit`:
-//! a token, an API key or an introspected token (`admit_token`), or a
-//! browser session; it admits the request, challenges a browser with a
-//! redirect to sign in, or refuses. A route without `login` goes straight
-//! to `admit_token`, at no cost.
+//! a browser session admits the request; a browser without one is
+//! challenged with a redirect to sign in, or refused; a token or an API
+//! key is left to `admit`, as on any route. A route without `login` never
+//! comes here, at no cost.
 
 use std::sync::Arc;
 
@@ -30,8 +30,9 @@ fn start_url(settings: &Sessions, return_to: &str) -> String {
 }
 
 impl Gateway {
-    /// The route's credential: a browser session where the route signs
-    /// people in (`login`), else (or beside it) a token.
+    /// On a route that signs people in (`login`): the browser's session,
+    /// or the sign-in to send it to; `None` where a token (or an API key)
+    /// stands in its place, which `Gateway::admit` decides as on any route.
     pub(super) async fn admit_credential(
         &self,
         live: &Live,
@@ -39,14 +40,10 @@ impl Gateway {
         policy: &Policy,
         asked: Asked<'_>,
         sign_in: SignIn,
-    ) -> Result<Admitted, RequestError> {
+    ) -> Result<Option<Admitted>, RequestError> {
         let (Some(login), Some(settings)) = (policy.login, live.settings.sessions.as_deref())
         else {
-            // Boxed, as the sign-in's futures below: a session's own
-            // request awaits none of them, and carries none in its future.
-            return Box::pin(self.admit_token(live, index, policy, asked))
-                .await
-                .map(Admitted::Credential);
+            return Ok(None);
         };
         let parts = asked.parts;
         let now = self.shared.clock.unix();
@@ -62,15 +59,13 @@ impl Gateway {
             if sign_in == SignIn::AtStart && carries_credential(policy, parts) {
                 return Err(self.denied(live, index, AuthError::RepeatedToken));
             }
-            return self.admit_session(live, index, policy, asked, entry, now);
+            return self
+                .admit_session(live, index, policy, asked, entry, now)
+                .map(Some);
         }
         let token = policy.token(&parts.headers, parts.uri.query());
         if policy.issuer_mask != 0 && !matches!(token, Err(AuthError::MissingToken)) {
-            // Boxed, as the sign-in's futures below: a session's own
-            // request awaits none of them, and carries none in its future.
-            return Box::pin(self.admit_token(live, index, policy, asked))
-                .await
-                .map(Admitted::Credential);
+            return Ok(None);
         }
         if !navigation(parts) {
             return Err(self.denied(live, index, AuthError::MissingToken));
@@ -88,7 +83,7 @@ impl Gateway {
                 cookies: Vec::new(),
             },
         };
-        Ok(Admitted::Challenge(Box::new(redirect)))
+        Ok(Some(Admitted::Challenge(Box::new(redirect))))
     }
 
     /// The redirect that begins a sign-in at provider `provider`.
