@@ -46,7 +46,7 @@ mod session_endpoints;
 mod shadowed;
 mod token_endpoint;
 
-use admission::{Asked, SignIn};
+use admission::{Admitted, Asked, SignIn};
 use context::RequestContext;
 use record::{access_log, record_span};
 use routing::{find, read_override, route};
@@ -239,12 +239,14 @@ impl Gateway {
                             routed: &key,
                         };
                         let sign_in = SignIn::AtProvider;
-                        let admitted = self.admit(live, (index, policy), asked, ip, sign_in, ctx);
-                        match admitted.await?.into_parts() {
-                            Ok(identity) => Some(identity),
-                            Err(sign_in) => {
+                        match self
+                            .admit(live, (index, policy), asked, ip, sign_in, ctx)
+                            .await?
+                        {
+                            Admitted::Challenge(sign_in) => {
                                 return Ok(redirect_response(StatusCode::FOUND, *sign_in))
                             }
+                            admitted => Some(admitted),
                         }
                     }
                 };

@@ -48,9 +48,6 @@ pub(super) enum Admitted {
     Challenge(Box<Redirect>),
 }
 
-/// An admitted identity, with its session when a session admitted it.
-pub(super) type Identity = (Arc<Verified>, Option<Arc<Entry>>);
-
 impl Admitted {
     /// Who was admitted: the credential's or the session's identity.
     pub(super) fn verified(&self) -> Option<&Verified> {
@@ -58,15 +55,6 @@ impl Admitted {
             Admitted::Credential(token) => Some(token),
             Admitted::Session(entry) => Some(&entry.verified),
             Admitted::Challenge(_) => None,
-        }
-    }
-
-    /// The identity admitted, or the sign-in to send the browser to.
-    pub(super) fn into_parts(self) -> Result<Identity, Box<Redirect>> {
-        match self {
-            Admitted::Credential(token) => Ok((token, None)),
-            Admitted::Session(entry) => Ok((entry.verified.clone(), Some(entry))),
-            Admitted::Challenge(redirect) => Err(redirect),
         }
     }
 }

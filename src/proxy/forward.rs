@@ -10,7 +10,7 @@ use http::Response;
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 
-use super::admission::Identity;
+use super::admission::Admitted;
 use super::session::{drop_own_set_cookies, session_headers, strip_own_cookies};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
@@ -27,9 +27,10 @@ use crate::upstream::request_body::{BodyError, ClientBody};
 use crate::upstream::{Failure, UpstreamGroup};
 
 impl Gateway {
-    /// A proxied route's request, its credential admitted (`admitted`:
-    /// `None` on a public route): its head rewritten for the upstream, then
-    /// sent, or tunneled if it asks for an upgrade the route allows.
+    /// A proxied route's request, its credential admitted (`admitted`: a
+    /// credential or a session, `None` on a public route): its head
+    /// rewritten for the upstream, then sent, or tunneled if it asks for an
+    /// upgrade the route allows.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
         &self,
@@ -39,7 +40,7 @@ impl Gateway {
         body: Incoming,
         peer: &Peer,
         host: Option<HeaderValue>,
-        admitted: Option<Identity>,
+        admitted: Option<Admitted>,
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, RequestError> {
         let RouteAction::Proxy {
@@ -54,8 +55,12 @@ impl Gateway {
             unreachable!("forward is called for proxied routes only")
         };
         let settings = &live.settings;
+        // Matched here, not on the way: the decision is carried as it came.
         let (verified, session) = match (policy, admitted) {
-            (Some(policy), Some((token, session))) => (Some((policy, token)), session),
+            (Some(policy), Some(Admitted::Credential(token))) => (Some((policy, token)), None),
+            (Some(policy), Some(Admitted::Session(entry))) => {
+                (Some((policy, entry.verified.clone())), Some(entry))
+            }
             _ => (None, None),
         };
         let group = &live.upstreams[*upstream];
