@@ -1,7 +1,7 @@
 //! The access log: every request has its line, in text and in JSON, and a
 //! log nobody reads drops lines (counted) rather than slow a request.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

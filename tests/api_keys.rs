@@ -4,7 +4,7 @@
 //! when unknown, revoked, expired or sent where only tokens go; and a key
 //! revoked on one instance refused on another that shares its Redis.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! every rejection reason (with its metric), route requirements, identity
 //! headers, and public routes.
 
-mod common;
+use crate::common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

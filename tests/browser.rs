@@ -10,7 +10,7 @@
 //! them). Without them the test is skipped with a message, unless
 //! `PORTERO_REQUIRE_BROWSER=1` (as in CI), where it fails.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 

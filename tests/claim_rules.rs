@@ -3,7 +3,7 @@
 //! against the real gateway and a real upstream: tokens shaped as
 //! Keycloak, Auth0, Okta and Entra ID issue them, signed by the test keys.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::StatusCode;

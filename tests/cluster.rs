@@ -6,7 +6,7 @@
 //! Redis: see `common/redis.rs` (skipped with a message when none can be
 //! had, failing instead under `PORTERO_REQUIRE_REDIS=1`).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -276,7 +276,7 @@ async fn a_redis_password_comes_from_the_environment() {
 }
 
 /// Propagation lag over 1,000 revocations, for BENCHMARKS.md:
-/// `cargo test --release --test cluster -- --ignored --nocapture propagation`
+/// `cargo test --release --test integration -- --ignored --nocapture cluster::propagation`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test: run it by name"]
 async fn propagation_lag_over_1000_revocations() {

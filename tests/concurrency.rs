@@ -6,7 +6,7 @@
 //! refresh token revokes every one of them; a flood of slow logins waits
 //! in a bounded queue while the proxy keeps serving.
 
-mod common;
+use crate::common;
 
 use common::{demo_body, issuers, redis, Gateway};
 use futures_util::future::join_all;

@@ -1,7 +1,7 @@
 //! `portero check`: a good config passes; a bad one fails naming the file,
 //! line and key of every problem.
 
-mod common;
+use crate::common;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

@@ -2,7 +2,7 @@
 //! problem at its true line and key, no secret or control character from
 //! the file echoed, and a bounded amount of work however many problems.
 
-mod common;
+use crate::common;
 
 use common::check;
 

@@ -3,7 +3,7 @@
 //! trickled request body, a cap on upstream connections, and an upstream
 //! that sends bytes after its response ended.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,7 +3,7 @@
 //! own errors included, carrying the policy's answer and nothing else.
 //! A real gateway, a real upstream, a real HTTP client.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::{Method, StatusCode};

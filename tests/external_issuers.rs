@@ -6,7 +6,7 @@
 //! that must never verify anything (a published secret, an encryption
 //! key, HS256 made with the provider's public key).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

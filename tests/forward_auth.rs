@@ -8,7 +8,7 @@
 //! (`.ci/run` installs it); without one the nginx test is skipped with a
 //! message, and fails instead under `PORTERO_REQUIRE_NGINX=1`.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

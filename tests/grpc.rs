@@ -4,7 +4,7 @@
 //! refusals in the shape a gRPC client reads (UNAUTHENTICATED,
 //! PERMISSION_DENIED, UNAVAILABLE) instead of a protocol error.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

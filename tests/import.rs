@@ -4,7 +4,7 @@
 //! come from the libraries that write them (tests/password_formats.py,
 //! tests/keycloak_export.py).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! loop before any password is hashed, and address rules with and without
 //! trusted proxies.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

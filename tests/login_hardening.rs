@@ -4,7 +4,7 @@
 //! format of its hash), and one issuer's slow hashes hold up no other
 //! issuer's logins.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

@@ -1,7 +1,7 @@
 //! `server.log_format = "json"`: every line the gateway writes is one JSON
 //! object with stable field names, the access line included, and no token.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! it); without it the tests are skipped with a message, and fail instead
 //! under `PORTERO_REQUIRE_FLASK=1`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! `/metrics` is valid Prometheus text: checked with `promtool` when it is
 //! installed (CI installs it), and always with a strict line check here.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::Write;

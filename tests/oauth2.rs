@@ -3,7 +3,7 @@
 //! and client authentication (RFC 6749), revocation (RFC 7009) and
 //! introspection (RFC 7662). Each test names the requirement it pins.
 
-mod common;
+use crate::common;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;

@@ -5,7 +5,7 @@
 //! prints `ok <check>` per check made; the test names every check it
 //! expects, so a check that silently stops running fails here.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

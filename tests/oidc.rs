@@ -4,7 +4,7 @@
 //! keys by discovery and lets the service in, with the route's audience and
 //! scope rules applied to the provider's tokens.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -5,7 +5,7 @@
 //! `schemathesis` is not installed, failing instead under
 //! `PORTERO_REQUIRE_SCHEMATHESIS=1` (as in CI).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

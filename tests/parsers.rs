@@ -14,7 +14,7 @@
 //! (`.ci/run` installs both); without them the tests are skipped with a
 //! message, and fail instead under `PORTERO_REQUIRE_UPSTREAM_PARSERS=1`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

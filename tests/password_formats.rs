@@ -4,7 +4,7 @@
 //! PHC pbkdf2 form by RustCrypto's `pbkdf2`), logs its user in through two
 //! dialects, and refuses a wrong password.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! The embedded store: revocations and generated keys survive a restart and
 //! a `kill -9` right after the revocation was acknowledged.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::StatusCode;

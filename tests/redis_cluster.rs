@@ -5,7 +5,7 @@
 //! masters; a master's death is followed and loses no acknowledged
 //! revocation.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -208,7 +208,7 @@ fn a_mix_of_url_sentinels_and_cluster_is_refused() {
 
 /// Propagation on a Redis Cluster beside one Redis, in the same run (five
 /// rounds of 200 revocations each, alternating), for BENCHMARKS.md:
-/// `cargo test --release --test redis_cluster -- --ignored --nocapture`
+/// `cargo test --release --test integration -- --ignored --nocapture redis_cluster::`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a test: run it by name"]
 async fn propagation_on_a_cluster_beside_one_redis() {

@@ -2,7 +2,7 @@
 //! registered client may be, how many one address may register, the
 //! initial access token, and the admin API that lists and deletes them.
 
-mod common;
+use crate::common;
 
 use common::standard::*;
 use common::*;

@@ -1,7 +1,7 @@
 //! `POST /admin/reload`: a good config swaps routes, keys and upstreams at
 //! once; a bad one leaves the running config untouched.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::StatusCode;

@@ -4,7 +4,7 @@
 //! Raw sockets for HTTP/1.1 and raw frames (the `h2` crate) for HTTP/2, so
 //! no client library tidies a payload before it leaves.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -5,7 +5,7 @@
 //! and tokens held to the resource as their audience (RFC 8707). What
 //! `portero check` refuses comes last.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::StatusCode;

@@ -5,7 +5,7 @@
 //! reaches the other instance, and no proxied request with a valid token
 //! fails meanwhile.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -327,7 +327,7 @@ fn sentinels_and_a_url_together_are_refused() {
 /// Five failovers in a row, for BENCHMARKS.md: from each SIGKILL of the
 /// master to the first revocation acknowledged again, and every
 /// acknowledged revocation still refused at the end by an instance that
-/// starts then. `cargo test --test sentinel -- --ignored --nocapture five_failovers`
+/// starts then. `cargo test --test integration -- --ignored --nocapture sentinel::five_failovers`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: about a minute"]
 async fn five_failovers() {

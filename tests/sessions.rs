@@ -5,7 +5,7 @@
 //! a browser without JavaScript would, so every cookie and redirect is
 //! seen as sent.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -22,7 +22,7 @@
 //! message, unless `PORTERO_REQUIRE_BROWSER=1` / `PORTERO_REQUIRE_OIDC=1`,
 //! where they fail. `--nocapture` shows each sign-in's steps.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

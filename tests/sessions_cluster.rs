@@ -19,7 +19,7 @@
 //! Redis: see `common/redis.rs` (skipped with a message when none can be
 //! had, failing instead under `PORTERO_REQUIRE_REDIS=1`).
 
-mod common;
+use crate::common;
 
 use std::sync::Once;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! 004), answering as their documents say, with planted differences, in
 //! front of the real gateway on the demo config.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! Stopping the real gateway: SIGTERM drains (not ready, still serving, then
 //! open requests finish), SIGINT stops at once.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

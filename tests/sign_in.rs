@@ -3,7 +3,7 @@
 //! single use, the sign-on session, OpenID Connect's ID token and
 //! userinfo, and the errors that must never be redirected.
 
-mod common;
+use crate::common;
 
 use common::standard::*;
 use common::*;

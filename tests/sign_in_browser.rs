@@ -12,7 +12,7 @@
 //! tests are skipped with a message, unless `PORTERO_REQUIRE_BROWSER=1`,
 //! where they fail.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,7 @@
 //! stops running fails here. Without Node.js, the npm packages or `mcp`
 //! the tests skip, and fail instead under `PORTERO_REQUIRE_OAUTH2_CLIENTS=1`.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

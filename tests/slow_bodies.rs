@@ -4,7 +4,7 @@
 //! a capped upstream, and HTTP/1.1 connections stalled in a token
 //! endpoint's body. The attacker is 127.0.0.2, the client 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -14,11 +14,11 @@
 //! master is killed twice.
 //!
 //! `PORTERO_SOAK_SECS` sets the steady load around the faults (default 8 s,
-//! about 20 s in all; `PORTERO_SOAK_SECS=60 cargo test --test soak --
-//! --nocapture` for a minute of it). The report
+//! about 20 s in all; `PORTERO_SOAK_SECS=60 cargo test --test integration
+//! -- --nocapture soak::` for a minute of it). The report
 //! is printed and written to `soak-report.txt` in Cargo's test temp dir.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

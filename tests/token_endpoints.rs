@@ -4,7 +4,7 @@
 //! the seeds name, and portero's choices where they are silent
 //! (docs/dialects.md).
 
-mod common;
+use crate::common;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -3,7 +3,7 @@
 //! lockout and its end, keys and refresh tokens across `kill -9`, and which
 //! bodies count as logins at all.
 
-mod common;
+use crate::common;
 
 use common::*;
 use reqwest::StatusCode;

@@ -1,7 +1,7 @@
 //! Forwarding through the real gateway: round robin, failover when a server
 //! dies, JSON errors for a dead or slow upstream, body limits, TLS and HTTP/2.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! again as their answers expire (a real name server on loopback), and
 //! upstream groups added or changed by a reload under load.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};

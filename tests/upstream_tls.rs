@@ -3,7 +3,7 @@
 //! for servers that demand one, and `502` with the reason in the log when
 //! any of it does not hold.
 
-mod common;
+use crate::common;
 
 use common::tls::{Ca, TlsUpstream};
 use common::*;

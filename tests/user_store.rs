@@ -3,7 +3,7 @@
 //! point elsewhere), each test in a database of its own, dropped after.
 //! Hashes come from the libraries that write them (tests/password_formats.py).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

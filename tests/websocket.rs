@@ -5,7 +5,7 @@
 //! that ends, with a close frame, within a second of its token expiring or
 //! being revoked (here, or on another instance through Redis).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! The upstreams here are scripted over raw TCP so each can send bytes a
 //! well-behaved server would not.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -108,12 +108,13 @@ pub fn skipped(needs: Outside, missing: &str) {
         Some(var) => format!(" ({var}=1 makes this a failure)"),
         None => String::new(),
     };
-    // libtest names each test's thread after the test.
+    // libtest names each test's thread after the test, whose module is
+    // its file: `auth::x` is in tests/auth.rs.
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("a test");
-    let file = concat!("tests/", env!("CARGO_CRATE_NAME"), ".rs");
+    let file = test.split_once("::").map_or("main", |(module, _)| module);
     let line = format!(
-        "SKIPPED {file} {test}: {missing}; install: {}{failure}\n",
+        "SKIPPED tests/{file}.rs {test}: {missing}; install: {}{failure}\n",
         needs.install()
     );
     // One write, so that tests running at once do not interleave their lines.
