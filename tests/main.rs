@@ -1,5 +1,6 @@
 //! The integration tests: one crate, so that the suite links once, not
-//! once a file. Each module is what was a test binary of its own.
+//! once a file. Each file beside this one is a module, and a test's name
+//! starts with it (`auth::...`).
 
 mod common;
 
