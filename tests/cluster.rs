@@ -295,7 +295,14 @@ async fn a_cluster_rate_holds_across_three_instances_and_each_counts_alone_while
     // A cut closes the relay's connections, so it is seen at once; the
     // store's own timeout is only how long a busy machine's Redis may take
     // (300 ms, the shared default, once failed the login on a loaded CI).
-    let patient = |store: String| limited_node(&store, &p).replace("\"300ms\"", "\"3s\"");
+    let patient = |store: String| {
+        let config = limited_node(&store, &p);
+        assert!(
+            config.contains("timeout = \"300ms\""),
+            "the shared timeout moved"
+        );
+        config.replace("timeout = \"300ms\"", "timeout = \"3s\"")
+    };
     let (through_relay, direct) = (
         patient(format!("url = \"{}\"", relay.url())),
         patient(format!("url = \"{url}\"")),

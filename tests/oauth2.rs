@@ -1382,14 +1382,19 @@ async fn a_replaced_refresh_token_presented_by_another_client_ends_its_family() 
     assert_family_ended(&gw, &rotated).await;
 }
 
+/// A token exchange's subject: the refresh token `rotated` replaced.
+fn replaced_subject(rotated: &Rotated) -> String {
+    format!(
+        "subject_token={}&subject_token_type={REFRESH_TYPE}",
+        rotated.replaced
+    )
+}
+
 #[tokio::test]
 async fn a_replaced_refresh_token_traded_by_exchange_ends_its_family() {
     let gw = Gateway::start(&body()).await;
     let rotated = rotated_once(&gw).await;
-    let subject = format!(
-        "subject_token={}&subject_token_type={REFRESH_TYPE}",
-        rotated.replaced
-    );
+    let subject = replaced_subject(&rotated);
     let r = app(&gw, "token", &format!("{EXCHANGE}&{subject}")).await;
     assert_error(&r, 400, "invalid_grant");
     assert_family_ended(&gw, &rotated).await;
@@ -1401,10 +1406,7 @@ async fn a_replaced_refresh_token_traded_by_exchange_ends_its_family() {
 async fn a_replaced_refresh_token_at_another_issuers_door_ends_its_family() {
     let gw = Gateway::start(&body()).await;
     let rotated = rotated_once(&gw).await;
-    let subject = format!(
-        "subject_token={}&subject_token_type={REFRESH_TYPE}",
-        rotated.replaced
-    );
+    let subject = replaced_subject(&rotated);
     let client = basic(CLIENT, SECRET);
     let r = post_form(
         &gw,
