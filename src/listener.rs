@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -370,9 +370,9 @@ fn hold_if_upgrading(req: &mut Request<Incoming>, slot: &Arc<Slot>, stop: &watch
 }
 
 /// hyper's settings for one client connection, HTTP/1.1 and HTTP/2.
-fn connection_builder(serving: &Serving) -> auto::Builder<TokioExecutor> {
+fn connection_builder(serving: &Serving) -> auto::Builder<BoxingExecutor> {
     let limits = serving.connections.limits();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(BoxingExecutor);
     builder
         .http1()
         // The watchdog times heads and idle connections, off the request
@@ -391,6 +391,23 @@ fn connection_builder(serving: &Serving) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(limits.idle_timeout)
         .keep_alive_timeout(limits.header_timeout);
     builder
+}
+
+/// Spawns what hyper's HTTP/2 server hands it (a task for each stream,
+/// holding its request's whole future) boxed: tokio's spawn would copy the
+/// future at each of its steps, where a box moves a pointer (BENCHMARKS.md).
+/// HTTP/1.1 keeps each request's future in its connection's task, unmoved.
+#[derive(Clone, Copy)]
+struct BoxingExecutor;
+
+impl<F> hyper::rt::Executor<F> for BoxingExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(Box::pin(future));
+    }
 }
 
 /// The watchdog, and the wait for shutdown, run as a task of their own, so

@@ -102,7 +102,7 @@ impl Gateway {
         let ids = settings
             .trace_context
             .then(|| RequestIds::take(&mut parts.headers, sent));
-        let mut ctx = RequestContext::new(start, ids, overridden);
+        let mut ctx = RequestContext::new(start, has_body, ids, overridden);
         // Trusted proxies as configured now: a reload that drops one takes
         // its say over the client's headers at its next request.
         let retrusted;
@@ -191,7 +191,7 @@ impl Gateway {
         let decision = decision_path(settings, parts, true);
         // The one path and host everything below acts on.
         let host = target::checked(parts, settings.paths)?;
-        let ip = self.admit_client(live, parts, peer, body.is_end_stream(), ctx)?;
+        let ip = self.admit_client(live, parts, peer, !ctx.has_body, ctx)?;
         if let Some((config, rest, as_sent)) =
             decision.or_else(|| decision_path(settings, parts, false))
         {

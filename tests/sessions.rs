@@ -1482,6 +1482,32 @@ async fn an_upstream_plants_no_session_and_sees_none_whatever_bytes_the_cookies_
         );
         assert!(!sent.contains(&id), "{path}: {sent}");
     }
+    // The session's cookie alone takes its header with it; beside a second
+    // `Cookie` header of portero's names, or with a space about it, the
+    // header is read as above.
+    let alone = format!("portero-session={id}");
+    let spaced = format!(" portero-session={id}");
+    let shapes: [&[&str]; 3] = [
+        &[&alone],
+        &[&spaced],
+        &[&alone, "portero-login=x; pref=tea"],
+    ];
+    for values in shapes {
+        let mut request = reqwest::Client::new()
+            .get(site.url("/page/x"))
+            .header("accept", "application/json");
+        for value in values {
+            request = request.header("cookie", *value);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{values:?}");
+        let seen: Value = r.json().await.unwrap();
+        let sent = &seen["headers"]["cookie"];
+        match values.len() {
+            1 => assert!(sent.is_null(), "{values:?}: {sent}"),
+            _ => assert_eq!(sent, "pref=tea", "{values:?}"),
+        }
+    }
     // The session's own cookie in another spelling some upstream reads
     // as its name is a second copy: no session is read from the two.
     let r = reqwest::Client::new()

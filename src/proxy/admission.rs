@@ -41,8 +41,13 @@ pub(super) enum SignIn {
 pub(super) enum Admitted {
     /// A token or an API key, verified.
     Credential(Arc<Verified>),
-    /// A browser session.
-    Session(Arc<Entry>),
+    /// A browser session; `cookie_alone` when its cookie was the
+    /// request's one `Cookie` header, `NAME=ID` and nothing else, so
+    /// what goes upstream drops the header without reading it again.
+    Session {
+        entry: Arc<Entry>,
+        cookie_alone: bool,
+    },
     /// A browser without a session: to be sent to sign in (rendered by
     /// `respond`, as a proxy's decision or as the route's own answer).
     Challenge(Box<Redirect>),
@@ -53,7 +58,7 @@ impl Admitted {
     pub(super) fn verified(&self) -> Option<&Verified> {
         match self {
             Admitted::Credential(token) => Some(token),
-            Admitted::Session(entry) => Some(&entry.verified),
+            Admitted::Session { entry, .. } => Some(&entry.verified),
             Admitted::Challenge(_) => None,
         }
     }

@@ -22,7 +22,10 @@ pub(super) struct RequestContext {
     /// Why portero answered the request itself (an upstream's failure
     /// among them), for the metrics and the access log.
     pub(super) error: Option<RequestError>,
-    /// The request body was read to its end (by a token endpoint or the upstream).
+    /// The request came with a body (read once: for HTTP/2 each look
+    /// locks the connection's streams), and whether it was read to its
+    /// end (by a token endpoint or the upstream).
+    pub(super) has_body: bool,
     pub(super) body_read: bool,
     /// On a route with a CORS policy: the request's `Origin`, and whether
     /// the request was a preflight (answered with its own CORS headers).
@@ -40,12 +43,18 @@ pub(super) struct RequestContext {
 }
 
 impl RequestContext {
-    pub(super) fn new(arrived: Instant, ids: Option<RequestIds>, overridden: bool) -> Self {
+    pub(super) fn new(
+        arrived: Instant,
+        has_body: bool,
+        ids: Option<RequestIds>,
+        overridden: bool,
+    ) -> Self {
         RequestContext {
             arrived,
             route: None,
             upstream: None,
             error: None,
+            has_body,
             body_read: false,
             origin: None,
             preflight: false,

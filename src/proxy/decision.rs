@@ -78,7 +78,7 @@ impl Gateway {
         let admitted = self.admit(live, (index, policy), asked, ip, SignIn::AtStart, ctx);
         let (token, session) = match Box::pin(admitted).await? {
             Admitted::Credential(token) => (token, None),
-            Admitted::Session(entry) => (entry.verified.clone(), Some(entry)),
+            Admitted::Session { entry, .. } => (entry.verified.clone(), Some(entry)),
             // A browser without a session: Traefik and Envoy hand the
             // decision's redirect (to `sessions.start_path`) to it; nginx's
             // `auth_request` takes only 401 and sends it there itself.

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderValue, CONNECTION, UPGRADE};
+use http::header::{HeaderValue, CONNECTION, COOKIE, UPGRADE};
 use http::request::Parts;
 use http::Response;
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 
 use super::admission::Admitted;
@@ -58,14 +58,21 @@ impl Gateway {
         // Matched here, not on the way: the decision is carried as it came.
         let (verified, session) = match (policy, admitted) {
             (Some(policy), Some(Admitted::Credential(token))) => (Some((policy, token)), None),
-            (Some(policy), Some(Admitted::Session(entry))) => {
-                (Some((policy, entry.verified.clone())), Some(entry))
-            }
+            (
+                Some(policy),
+                Some(Admitted::Session {
+                    entry,
+                    cookie_alone,
+                }),
+            ) => (
+                Some((policy, entry.verified.clone())),
+                Some((entry, cookie_alone)),
+            ),
             _ => (None, None),
         };
         let group = &live.upstreams[*upstream];
         // Upgrades are HTTP/1.1's: an HTTP/2 upstream gets a plain request.
-        let upgrade = tunnel::requested(parts, body.is_end_stream(), upgrades)
+        let upgrade = tunnel::requested(parts, !ctx.has_body, upgrades)
             .filter(|_| !group.config.protocol.is_http2());
         if upgrade.is_some() && !tunnel_origin_allowed(route, parts) {
             return Err(RequestError::CorsRefused(cors::Refusal::Origin));
@@ -80,7 +87,7 @@ impl Gateway {
             (peer, *underscores_in_headers),
         )
         .map_err(|e| self.denied(live, index, e))?;
-        keep_own_credentials(settings, &mut parts.headers, session.as_deref(), &verified);
+        keep_own_credentials(settings, &mut parts.headers, session.as_ref(), &verified);
         added.ids = ctx.ids.as_ref();
         let began = Instant::now();
         ctx.upstream = Some((*upstream, began));
@@ -93,9 +100,9 @@ impl Gateway {
             return Ok(planting_nothing(settings, Box::pin(switched).await?));
         }
         // A bodiless request (most are) skips the reading's future.
-        let mut body = match body.is_end_stream() {
-            true => ClientBody::empty(),
-            false => self.receive(settings, parts, body).await?,
+        let mut body = match ctx.has_body {
+            false => ClientBody::empty(),
+            true => self.receive(settings, parts, body).await?,
         };
         let forwarded = group
             .send(
@@ -223,17 +230,20 @@ fn tunnel_origin_allowed(route: &Route, parts: &Parts) -> bool {
 
 /// What goes upstream of portero's own credentials: none of its cookies
 /// (where it sets any), and, for a session, no credential it did not
-/// check (`session_headers`).
+/// check (`session_headers`). A session's cookie that came alone takes
+/// its header with it, unread.
 fn keep_own_credentials(
     settings: &Settings,
     headers: &mut http::HeaderMap,
-    session: Option<&Entry>,
+    session: Option<&(Arc<Entry>, bool)>,
     verified: &Option<(&Policy, Arc<Verified>)>,
 ) {
-    if settings.own_cookies {
-        strip_own_cookies(headers);
+    match session {
+        Some((_, true)) => drop(headers.remove(COOKIE)),
+        _ if settings.own_cookies => strip_own_cookies(headers),
+        _ => {}
     }
-    if let (Some(entry), Some((policy, _))) = (session, verified) {
+    if let (Some((entry, _)), Some((policy, _))) = (session, verified) {
         session_headers(headers, policy, entry);
     }
 }

@@ -48,7 +48,7 @@ impl Gateway {
         let parts = asked.parts;
         let now = self.shared.clock.unix();
         self.store_outage(live, index)?;
-        if let Some(entry) = self
+        if let Some((entry, cookie_alone)) = self
             .session_of(live, login, settings, &parts.headers, now)
             .await?
         {
@@ -61,7 +61,12 @@ impl Gateway {
             }
             return self
                 .admit_session(live, index, policy, asked, entry, now)
-                .map(Some);
+                .map(|entry| {
+                    Some(Admitted::Session {
+                        entry,
+                        cookie_alone,
+                    })
+                });
         }
         let token = policy.token(&parts.headers, parts.uri.query());
         if policy.issuer_mask != 0 && !matches!(token, Err(AuthError::MissingToken)) {
@@ -109,7 +114,8 @@ impl Gateway {
     }
 
     /// The browser's session at `login`'s provider, if its cookie names
-    /// one that is on: held here, else read from the store.
+    /// one that is on: held here, else read from the store; and whether
+    /// the cookie came alone (`cookie_alone`).
     async fn session_of(
         &self,
         live: &Live,
@@ -117,12 +123,13 @@ impl Gateway {
         settings: &Sessions,
         headers: &HeaderMap,
         now: i64,
-    ) -> Result<Option<Arc<Entry>>, RequestError> {
+    ) -> Result<Option<(Arc<Entry>, bool)>, RequestError> {
         let id = match one_request_cookie(headers, &settings.cookie) {
             Ok(Some(id)) => id,
             Ok(None) => return Ok(None),
             Err(()) => return Err(RequestError::Denied(AuthError::RepeatedToken)),
         };
+        let alone = cookie_alone(headers, &settings.cookie, id);
         let sessions = &self.shared.sessions;
         let provider = live.issuer(IssuerId(login.provider)).config.name.as_str();
         // A session is its provider's: one held here under another index
@@ -139,10 +146,11 @@ impl Gateway {
         };
         // An ended one (here or on any instance), or one whose user was
         // revoked since, is no session: the browser signs in again.
-        Ok(entry.filter(|e| {
+        let on = entry.filter(|e| {
             e.verified.issuer == login.provider
                 && !(live.validator.any_revoked() && live.validator.is_revoked(&e.verified))
-        }))
+        });
+        Ok(on.map(|e| (e, alone)))
     }
 
     /// A session against the route's requirements, as a token's are
@@ -155,14 +163,14 @@ impl Gateway {
         asked: Asked<'_>,
         entry: Arc<Entry>,
         now: i64,
-    ) -> Result<Admitted, RequestError> {
+    ) -> Result<Arc<Entry>, RequestError> {
         let verified = &entry.verified;
         policy
             .check_requirements(verified)
             .map_err(|e| self.denied(live, index, e))?;
         self.admit_identity(live, index, policy, asked, verified)?;
         self.keep_fresh(live, policy.login, &entry, now);
-        Ok(Admitted::Session(entry))
+        Ok(entry)
     }
 
     /// Notes the session's use in the store now and then, and has its
@@ -265,6 +273,15 @@ fn sets_own_cookie(set_cookie: &[u8]) -> bool {
             .next()
             .unwrap_or(set_cookie),
     )
+}
+
+/// Whether the request's one `Cookie` header is the session's cookie
+/// alone, `NAME=ID`: `one_request_cookie` found that pair in it, so its
+/// length tells.
+fn cookie_alone(headers: &HeaderMap, name: &str, id: &str) -> bool {
+    let mut values = headers.get_all(COOKIE).iter();
+    matches!((values.next(), values.next()),
+        (Some(value), None) if value.len() == name.len() + 1 + id.len())
 }
 
 /// A `Cookie` value's `name=value` pairs.
