@@ -9,8 +9,10 @@
 # each profile there for `callgrind_annotate --inclusive=yes`. HEADER adds
 # one request header (e.g. HEADER='Origin: https://app.example.com');
 # BEARER replaces the valid token (a forged one, with REFUSED=1, counts the
-# 401 path); any 4xx or 5xx answer fails the count otherwise.
-# Needs valgrind, nginx, wrk, python3.
+# 401 path); any 4xx or 5xx answer fails the count otherwise. H2=1 sends
+# the load as h2load's HTTP/2 with prior knowledge (h2c; 10 connections of
+# 10 streams) instead of wrk's HTTP/1.1.
+# Needs valgrind, nginx, wrk (or h2load), python3.
 #
 #   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
 set -euo pipefail
@@ -18,6 +20,16 @@ set -euo pipefail
 . "$(dirname "$0")/origin.sh"
 
 TOKEN=${BEARER:-$TOKEN}
+
+# load SECONDS: the load, its report on stdout.
+load() {
+  if [ "${H2:-0}" = 1 ]; then
+    timeout $(($1 + 20)) h2load -t1 -c10 -m10 -D"$1" -H "authorization: Bearer $TOKEN" \
+      "${extra[@]}" http://127.0.0.1:18085/ | sed 's/^status codes: .* \([1-9][0-9]*\) [45]xx.*/Non-2xx: \1/'
+  else
+    timeout $(($1 + 20)) wrk -t1 -c50 -d"${1}s" -H "Authorization: Bearer $TOKEN" "${extra[@]}" http://127.0.0.1:18085/
+  fi
+}
 
 for cmd in "$@"; do
   # shellcheck disable=SC2086 # the command is split into its words on purpose
@@ -27,12 +39,12 @@ for cmd in "$@"; do
   wait_for_gateway 60
   extra=()
   [ -n "${HEADER:-}" ] && extra=(-H "$HEADER")
-  wrk -t1 -c50 -d3s -H "Authorization: Bearer $TOKEN" "${extra[@]}" http://127.0.0.1:18085/ > /dev/null
+  load 3 > /dev/null
   callgrind_control --zero "$gateway" > /dev/null 2>&1
-  out=$(timeout 30 wrk -t1 -c50 -d10s -H "Authorization: Bearer $TOKEN" "${extra[@]}" http://127.0.0.1:18085/)
+  out=$(load 10)
   callgrind_control --dump "$gateway" > /dev/null 2>&1
   kill -9 -- "-$gateway" 2>/dev/null; wait "$gateway" 2>/dev/null || true; gateway=""
-  requests=$(awk '/requests in/ {print $1}' <<< "$out")
+  requests=$(awk '/requests in/ {print $1} /^requests:/ {print $8}' <<< "$out")
   # A count of refusals is no count of the path asked for.
   if [ "${REFUSED:-0}" != 1 ] && grep -q 'Non-2xx' <<< "$out"; then
     echo "$cmd: $(grep 'Non-2xx' <<< "$out" | xargs); the gateway's log:" >&2

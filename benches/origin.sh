@@ -1,9 +1,12 @@
 # Sourced by ab.sh and callgrind.sh: an nginx origin on 127.0.0.1:18081
 # that answers "ok" to everything (and, at /introspect, calls any token
-# active), and TOKEN, a valid HS256 token for
+# active), the same over h2c on 18086 as a gRPC server would answer (its
+# trailers `grpc-status: 0`; the message is not read), and TOKEN, a valid
+# HS256 token for
 # benches/peers.toml (iss and sub as peers.sh uses them; valid for a day).
 # Sets TMP (removed on exit) and `gateway`, the process group that the exit
-# trap kills; needs nginx and python3.
+# trap kills, and gives `start` and `stop_all` for other servers; needs
+# nginx and python3.
 export JWT_SECRET=${JWT_SECRET:-peers-bench-hs256-secret-0123456789abcdef}
 TMP=$(mktemp -d)
 gateway=""
@@ -30,6 +33,10 @@ http {
       return 200 '{"active":true,"token_type":"Bearer","sub":"bench-user-42","scope":"read"}';
     }
   }
+  server {
+    listen 127.0.0.1:18086 http2; keepalive_requests 100000000;
+    location / { default_type application/grpc; add_trailer grpc-status 0; return 200 "ok"; }
+  }
 }
 EOF
 nginx -c "$TMP/nginx.conf"
@@ -45,6 +52,29 @@ s = b64(hmac.new(os.environ["JWT_SECRET"].encode(), f"{h}.{p}".encode(), hashlib
 print(f"{h}.{p}.{s}")
 EOF
 )
+
+# start NAME PORT COMMAND...: a server in its own process group (the
+# group's id is group[NAME]; `stop_all`, the caller's exit trap, ends
+# each), waited for on PORT; its output in $TMP/NAME.log.
+declare -A group=()
+start() {
+  local name=$1 port=$2
+  shift 2
+  setsid "$@" > "$TMP/$name.log" 2>&1 < /dev/null &
+  group[$name]=$!
+  disown
+  for _ in $(seq 100); do
+    (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && return
+    sleep 0.1
+  done
+  echo "$name did not listen on $port:" >&2
+  cat "$TMP/$name.log" >&2
+  exit 1
+}
+stop_all() {
+  for pid in "${group[@]}"; do kill -9 -- "-$pid" 2> /dev/null || true; done
+  cleanup
+}
 
 # Waits up to $1 seconds for something to listen on 127.0.0.1:18085.
 wait_for_gateway() {

@@ -69,6 +69,15 @@ signature=${TOKEN##*.}
 REFUSED=1 BEARER="${TOKEN%.*}.$other${signature:1}" train "$dir/shipped.toml" load
 # HTTP/2 from the client (h2c), as protocols.sh drives it.
 train "$dir/shipped.toml" h2load -c10 -m10 -n 40000 -H "authorization: Bearer $TOKEN" http://127.0.0.1:18085/
+# TLS 1.3: HTTP/1.1 and HTTP/2 by ALPN.
+tls() {
+  wrk -t1 -c50 -d"${seconds}s" -H "Authorization: Bearer $TOKEN" https://127.0.0.1:18085/
+  h2load -c10 -m10 -n 40000 -H "authorization: Bearer $TOKEN" https://127.0.0.1:18085/
+}
+train "$dir/tls.toml" tls
+# Unary gRPC calls, h2 both ways.
+train "$dir/grpc.toml" h2load -c10 -m10 -n 40000 -d "$dir/call.bin" -H 'content-type: application/grpc' \
+  -H 'te: trailers' -H "authorization: Bearer $TOKEN" http://127.0.0.1:18085/bench.Echo/Say
 # Token issuance at a legacy endpoint and at the standard one, on the
 # demo config moved onto 18085.
 sed -e 's/127.0.0.1:8080/127.0.0.1:18085/; s/127.0.0.1:9901/127.0.0.1:19085/' \
