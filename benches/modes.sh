@@ -76,7 +76,7 @@ start portero 18383 "$binary" --config "$TMP/portero.toml"
 if [[ " $MODES " == *" sessions "* ]]; then
   start apache 18485 apache2 -X -f "$TMP/apache.conf"
   portero_cookie=$(python3 "$here/session_sign_in.py" http://127.0.0.1:18383/app/ bench-user bench-password)
-  apache_cookie=$(SIGN_IN_DEBUG=${SIGN_IN_DEBUG:-} python3 "$here/session_sign_in.py" http://127.0.0.1:18485/ bench-user bench-password mod_auth_openidc_session)
+  apache_cookie=$(python3 "$here/session_sign_in.py" http://127.0.0.1:18485/ bench-user bench-password mod_auth_openidc_session)
 fi
 
 # ---------------------------------------------------------- measurement
