@@ -455,6 +455,16 @@ async fn over_tls_a_revocation_crosses_and_a_failover_is_followed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(a.store_master().await, at(&setup.replica));
+    // Instance b follows the failover on its own (the sentinels' news, or
+    // its lost subscription) within seconds, as a wrote; then the
+    // revocation crosses as before it.
+    let followed = poll(
+        Duration::from_secs(10),
+        || b.store_master(),
+        |master| *master == at(&setup.replica),
+    )
+    .await;
+    assert_eq!(followed, at(&setup.replica), "{}", b.log());
     until_refused(&b, &token, Duration::from_secs(2)).await;
 }
 

@@ -132,16 +132,23 @@ pub fn free_port() -> u16 {
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<usize>().ok())
         .unwrap_or(32_768);
-    if ephemeral_low <= LOWEST + 1_000 {
+    if ephemeral_low <= LOWEST + 2_000 {
         return bind_any_port();
     }
     let span = ephemeral_low - LOWEST;
     // Test binaries in parallel (nextest) start from different places.
     let start = std::process::id() as usize * 7_919;
     for _ in 0..span {
-        let port = (LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        let port = LOWEST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        // A TLS test server listens on its port + 1000 too (`redis::tls_port`):
+        // only ports of even thousands are handed out, so that that one
+        // is never another server's, and it lies below the ephemeral range.
+        if (port / 1000) % 2 == 1 || port + 1000 >= ephemeral_low {
+            continue;
+        }
+        let free = |port: usize| std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok();
+        if free(port) && free(port + 1000) {
+            return port as u16;
         }
     }
     panic!("no free loopback port in {LOWEST}..{ephemeral_low}");

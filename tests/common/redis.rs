@@ -183,7 +183,8 @@ pub struct SentinelSetup {
     _dir: tempfile::TempDir,
 }
 
-/// The TLS port of a server or sentinel of [`SentinelSetup::start_tls`].
+/// The TLS port of a server or sentinel of [`SentinelSetup::start_tls`]
+/// (`free_port` keeps it free for it).
 pub fn tls_port(port: u16) -> u16 {
     port + 1000
 }

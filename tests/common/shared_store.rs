@@ -71,7 +71,11 @@ pub async fn until_refused(gw: &Gateway, token: &str, limit: Duration) -> Durati
         if get(gw, token).await == StatusCode::UNAUTHORIZED {
             return start.elapsed();
         }
-        assert!(start.elapsed() < limit, "still accepted after {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "still accepted after {limit:?}; the gateway's log:\n{}",
+            gw.log()
+        );
     }
 }
 
