@@ -11,27 +11,43 @@
 # BEARER replaces the valid token (a forged one, with REFUSED=1, counts the
 # 401 path); any 4xx or 5xx answer fails the count otherwise. H2=1 sends
 # the load as h2load's HTTP/2 with prior knowledge (h2c; 10 connections of
-# 10 streams) instead of wrk's HTTP/1.1.
+# 10 streams) instead of wrk's HTTP/1.1. GRPC=1 sends unary gRPC calls
+# (h2load, as H2=1) to a copy of peers.toml whose upstream is the origin's
+# h2c listener: h2 both ways; give it the binary alone, the config is
+# added.
 # Needs valgrind, nginx, wrk (or h2load), python3.
 #
 #   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
+#   GRPC=1 bash benches/callgrind.sh target/release/portero
 set -euo pipefail
 # shellcheck source=benches/origin.sh
 . "$(dirname "$0")/origin.sh"
 
 TOKEN=${BEARER:-$TOKEN}
+url=http://127.0.0.1:18085/
+grpc=()
+if [ "${GRPC:-0}" = 1 ]; then
+  H2=1
+  url=http://127.0.0.1:18085/bench.Echo/Say
+  sed 's|^servers = \["127.0.0.1:18081"\]$|servers = ["127.0.0.1:18086"]\nprotocol = "h2c"|' \
+    "$(dirname "$0")/peers.toml" > "$TMP/grpc.toml"
+  # One call: a length-prefixed protobuf message, field 1 "hello".
+  printf '\x00\x00\x00\x00\x07\x0a\x05hello' > "$TMP/call.bin"
+  grpc=(-d "$TMP/call.bin" -H 'content-type: application/grpc' -H 'te: trailers')
+fi
 
 # load SECONDS: the load, its report on stdout.
 load() {
   if [ "${H2:-0}" = 1 ]; then
     timeout $(($1 + 20)) h2load -t1 -c10 -m10 -D"$1" -H "authorization: Bearer $TOKEN" \
-      "${extra[@]}" http://127.0.0.1:18085/ | sed 's/^status codes: .* \([1-9][0-9]*\) [45]xx.*/Non-2xx: \1/'
+      "${grpc[@]}" "${extra[@]}" "$url" | sed 's/^status codes: .* \([1-9][0-9]*\) [45]xx.*/Non-2xx: \1/'
   else
     timeout $(($1 + 20)) wrk -t1 -c50 -d"${1}s" -H "Authorization: Bearer $TOKEN" "${extra[@]}" http://127.0.0.1:18085/
   fi
 }
 
 for cmd in "$@"; do
+  [ "${GRPC:-0}" = 1 ] && cmd="$cmd --config $TMP/grpc.toml"
   # shellcheck disable=SC2086 # the command is split into its words on purpose
   setsid valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.%p" $cmd \
     > "$TMP/gateway.log" 2>&1 &
