@@ -113,6 +113,7 @@ mod cors;
 pub mod credentials;
 pub mod dialect;
 pub mod echo;
+mod executor;
 mod forward_auth;
 mod forwarding;
 mod header_name;

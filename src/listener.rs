@@ -23,6 +23,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsFiles;
 use crate::connections::{Connections, Counted, Expiry, InFlight, Slot};
+use crate::executor::BoxingExecutor;
 
 /// Why a listener's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -391,23 +392,6 @@ fn connection_builder(serving: &Serving) -> auto::Builder<BoxingExecutor> {
         .keep_alive_interval(limits.idle_timeout)
         .keep_alive_timeout(limits.header_timeout);
     builder
-}
-
-/// Spawns what hyper's HTTP/2 server hands it (a task for each stream,
-/// holding its request's whole future) boxed: tokio's spawn would copy the
-/// future at each of its steps, where a box moves a pointer (BENCHMARKS.md).
-/// HTTP/1.1 keeps each request's future in its connection's task, unmoved.
-#[derive(Clone, Copy)]
-struct BoxingExecutor;
-
-impl<F> hyper::rt::Executor<F> for BoxingExecutor
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn execute(&self, future: F) {
-        tokio::spawn(Box::pin(future));
-    }
 }
 
 /// The watchdog, and the wait for shutdown, run as a task of their own, so

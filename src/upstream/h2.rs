@@ -19,7 +19,7 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderName, Request, Uri};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use smallvec::SmallVec;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
@@ -28,6 +28,7 @@ use super::conn::Conn;
 use super::request_body::{BodyError, ClientBody};
 use super::{BoxError, Failure, Forwarded, Server, UpstreamBody, UpstreamGroup};
 use crate::cors;
+use crate::executor::BoxingExecutor;
 
 /// A server's HTTP/2 connection, if one is open.
 pub type Sender = SendRequest<RequestBody>;
@@ -146,7 +147,7 @@ impl UpstreamGroup {
                 return Err(Failure::Tls);
             }
         }
-        let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        let handshake = hyper::client::conn::http2::Builder::new(BoxingExecutor)
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
             .handshake(TokioIo::new(conn));
