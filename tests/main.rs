@@ -26,6 +26,7 @@ mod methods;
 mod metrics;
 mod oauth2;
 mod oauth2_clients;
+mod offline_access;
 mod oidc;
 mod openapi;
 mod parsers;

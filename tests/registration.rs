@@ -190,7 +190,9 @@ async fn a_registered_client_gets_refresh_tokens_only_when_it_asks_for_them() {
         (json!(null), false),
         (json!(["authorization_code", "refresh_token"]), true),
     ] {
-        let mut body = json!({"redirect_uris": [CALLBACK]});
+        // offline_access is kept for a client that registers the refresh
+        // grant; a scope no resource asks for is left out.
+        let mut body = json!({"redirect_uris": [CALLBACK], "scope": "offline_access junk"});
         if !asked.is_null() {
             body["grant_types"] = asked.clone();
         }
@@ -202,13 +204,23 @@ async fn a_registered_client_gets_refresh_tokens_only_when_it_asks_for_them() {
             false => json!(["authorization_code"]),
         };
         assert_eq!(client["grant_types"], expected, "{client}");
+        let scope = match refresh {
+            true => json!("offline_access"),
+            false => Value::Null,
+        };
+        assert_eq!(client["scope"], scope, "{client}");
         let (verifier, challenge) = pkce();
-        // A registered client holds no scope the issuer's resources do not ask for.
+        // A registered client holds no scope the issuer's resources do not
+        // ask for; an OpenID sign-in gets a refresh token with offline_access.
+        let asked_scope = match refresh {
+            true => "openid offline_access",
+            false => "openid",
+        };
         let url = authorize_url_for(
             &gw,
             &id,
             CALLBACK,
-            "openid",
+            asked_scope,
             &format!("&code_challenge={challenge}"),
         );
         let mut browser = Browser::default();

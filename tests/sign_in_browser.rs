@@ -116,7 +116,7 @@ fn notes_authorize(gw: &Gateway, callback: &str, challenge: &str) -> String {
         gw,
         APP,
         callback,
-        "openid notes:read",
+        "openid offline_access notes:read",
         &format!("&nonce=n-456&code_challenge={challenge}"),
     )
 }

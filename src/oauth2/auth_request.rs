@@ -167,10 +167,14 @@ pub fn checked(ctx: &Endpoints<'_>, params: &Form, r: &AuthRequest) -> Result<As
 }
 
 /// The scopes granted: those asked for, each one the client may have
-/// (`openid` always), or all it may have when it asks for none.
+/// (`openid` always, `offline_access` when it may refresh), or all it may
+/// have when it asks for none.
 fn scope(asked: Option<&str>, client: &Principal) -> Result<Vec<String>, Error> {
     let mut held = client.permissions.clone();
     held.push("openid".into());
+    if client.client.may_use("refresh_token") {
+        held.push(OFFLINE_ACCESS.into());
+    }
     match asked {
         None => Ok(client.permissions.clone()),
         Some(_) => super::mint::narrowed(asked, &held),
@@ -191,6 +195,10 @@ pub fn resource(ctx: &Endpoints<'_>, asked: Option<&str>) -> Result<Option<Strin
         format!("{asked:?} is not a resource this issuer serves"),
     ))
 }
+
+/// OpenID Connect's scope for a refresh token (Core §11): a sign-in that
+/// asks for `openid` gets one only with it.
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 fn error(code: &'static str, description: impl Into<String>) -> Error {
     Error::new(StatusCode::BAD_REQUEST, code, description)

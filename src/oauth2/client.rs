@@ -189,15 +189,17 @@ pub fn named(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, Error> {
 }
 
 /// A public client by its id: one of the issuer's listed clients without
-/// a secret, or a registered one. A confidential client must authenticate.
+/// a secret, or a registered one. A confidential client must authenticate:
+/// one that sent no secret is refused as an unknown one is, and its log
+/// line (and the metric) says what it did (`auth_method`).
 async fn public_client(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, Error> {
-    match public_or_listed(ctx, id).await? {
-        Some(client) if client.client.public => Ok(client),
-        _ => {
-            ctx.issuer.logins.refuse_client(id, Reason::UnknownClient);
-            Err(invalid_client(None, FAILED))
-        }
-    }
+    let why = match public_or_listed(ctx, id).await? {
+        Some(client) if client.client.public => return Ok(client),
+        Some(_) => Reason::AuthMethod,
+        None => Reason::UnknownClient,
+    };
+    ctx.issuer.logins.refuse_client(id, why);
+    Err(invalid_client(None, FAILED))
 }
 
 /// The listed or registered client `id` names, public or not, without

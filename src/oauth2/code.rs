@@ -11,6 +11,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::auth_request::OFFLINE_ACCESS;
 use super::form::Form;
 use super::mint::{live_user, mint_as, words, Issued};
 use super::{oidc, Endpoints, Error};
@@ -135,7 +136,7 @@ pub async fn redeem(
         Some(&record.jti),
     )?;
     let mut refresh_token = None;
-    if client.client.may_use("refresh_token") {
+    if refreshes(client, &scope) {
         let refresh = RefreshRecord {
             issuer: ctx.issuer.config.name.clone(),
             sub: record.sub.clone(),
@@ -164,6 +165,15 @@ pub async fn redeem(
         refresh_token,
         id_token,
     })
+}
+
+/// Whether a code's tokens come with a refresh token: for a client that
+/// may refresh, and, where the sign-in asked for `openid`, only with
+/// `offline_access` granted (OpenID Connect Core §11); a plain OAuth 2.0
+/// sign-in gets one as before.
+fn refreshes(client: &Principal, scope: &[String]) -> bool {
+    let has = |s: &str| scope.iter().any(|g| g == s);
+    client.client.may_use("refresh_token") && (!has("openid") || has(OFFLINE_ACCESS))
 }
 
 /// Why a code does not bind to this redemption, if it does not: its

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use super::auth_request::OFFLINE_ACCESS;
 use super::{token, Answer, Endpoints};
 use crate::config::AccountForm;
 use crate::identity::profile;
@@ -37,7 +38,7 @@ fn document(ctx: &Endpoints<'_>) -> Value {
     if ctx.settings.authorization_code {
         // Public clients prove themselves with PKCE alone.
         methods.push("none");
-        scopes.push("openid");
+        scopes.extend(["openid", OFFLINE_ACCESS]);
         sign_in_metadata(ctx, &mut doc);
     }
     doc["token_endpoint_auth_methods_supported"] = json!(methods);

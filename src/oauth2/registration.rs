@@ -11,6 +11,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde_json::{json, Value};
 
+use super::auth_request::OFFLINE_ACCESS;
 use super::{Answer, Endpoints, Error, Request};
 use crate::config::{ClientProfile, Principal, Registration};
 use crate::store::RegisteredClient;
@@ -175,13 +176,14 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
         }
     }
     let ttl = ctx.settings.registered_client_ttl.as_secs() as i64;
+    let scope = scope(ctx, object, &grant_types)?;
     Ok(RegisteredClient {
         issuer: ctx.issuer.config.name.clone(),
         client_id: format!("reg-{}", random_id(16)),
         client_name: client_name(object)?,
         redirect_uris,
         grant_types,
-        scope: scope(ctx, object)?,
+        scope,
         created: req.now,
         last_used: req.now,
         expires_at: req.now + ttl,
@@ -264,14 +266,19 @@ fn client_name(object: &Metadata) -> Result<Option<String>, Error> {
 }
 
 /// What a registered client may ask for is the user's to give, within the
-/// scopes the issuer's protected resources ask for (their 401s name them);
-/// others asked for are left out (RFC 7591 §3.2.1).
-fn scope(ctx: &Endpoints<'_>, object: &Metadata) -> Result<String, Error> {
+/// scopes the issuer's protected resources ask for (their 401s name them),
+/// and `offline_access` for one that registers the refresh grant; others
+/// asked for are left out (RFC 7591 §3.2.1).
+fn scope(ctx: &Endpoints<'_>, object: &Metadata, grants: &[String]) -> Result<String, Error> {
+    let refreshes = grants.iter().any(|g| g == "refresh_token");
     match object.get("scope") {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(asked)) => Ok(asked
             .split(' ')
-            .filter(|s| ctx.settings.resource_scopes.iter().any(|r| r == s))
+            .filter(|s| {
+                ctx.settings.resource_scopes.iter().any(|r| r == s)
+                    || (refreshes && *s == OFFLINE_ACCESS)
+            })
             .collect::<Vec<_>>()
             .join(" ")),
         Some(_) => Err(invalid_metadata("scope must be a string")),

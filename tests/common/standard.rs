@@ -223,7 +223,7 @@ pub fn authorize_url(gw: &Gateway, challenge: &str, extra: &str) -> String {
         gw,
         APP,
         CALLBACK,
-        "openid notes:read",
+        "openid offline_access notes:read",
         &format!("&nonce=n-456&code_challenge={challenge}{extra}"),
     )
 }
@@ -260,7 +260,13 @@ pub fn on(gw: &Gateway, url: &str) -> String {
 
 /// Signs `USER` in on the page and returns the code the redirect carries.
 pub async fn sign_in(gw: &Gateway, browser: &mut Browser, challenge: &str) -> String {
-    let (status, _, page) = browser.get(&authorize_url(gw, challenge, "")).await;
+    sign_in_at(gw, browser, &authorize_url(gw, challenge, "")).await
+}
+
+/// Signs `USER` in on the page of the authorization request `url` and
+/// returns the code the redirect carries.
+pub async fn sign_in_at(gw: &Gateway, browser: &mut Browser, url: &str) -> String {
+    let (status, _, page) = browser.get(url).await;
     assert_eq!(status, 200, "{page}");
     let (action, mut fields) = form_of(&page);
     fields.push(("username".into(), USER.into()));

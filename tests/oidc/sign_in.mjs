@@ -57,7 +57,7 @@ async function authorizationRequest() {
     response_type: 'code',
     client_id: client.client_id,
     redirect_uri: redirectUri,
-    scope: 'openid',
+    scope: 'openid offline_access',
     state,
     nonce,
     code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),

@@ -98,9 +98,20 @@ impl Checker<'_> {
                            or at one of its own issuers with the authorization endpoint";
             self.problem(id, key("login_client_id"), message);
         }
+        // A sign-in at one of portero's own issuers gets a refresh token
+        // (to keep a passed token fresh) only with `offline_access`, which
+        // a login client that may refresh asks for.
+        let refreshes = issuer
+            .oauth2
+            .as_ref()
+            .and_then(|o| o.clients.get(id.get_ref()))
+            .is_some_and(|c| c.client.may_use("refresh_token"));
         let scopes = match i.scopes {
             // portero's own issuers hold no `profile` or `email`: their
             // access tokens carry the user's claims.
+            None if own && !discovered && refreshes => {
+                vec!["openid".into(), "offline_access".into()]
+            }
             None if own && !discovered => vec!["openid".into()],
             None => vec!["openid".into(), "profile".into(), "email".into()],
             Some(list) => {
