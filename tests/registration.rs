@@ -65,6 +65,11 @@ async fn a_registered_client_is_public_and_limited() {
             json!({"redirect_uris": ["https://a.example/cb"], "grant_types": ["client_credentials"]}),
             "invalid_client_metadata",
         ),
+        // No grant at all would read as every grant.
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "grant_types": []}),
+            "invalid_client_metadata",
+        ),
         (
             json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_basic"}),
             "invalid_client_metadata",

@@ -236,6 +236,12 @@ fn redirect_uris(object: &Metadata) -> Result<Vec<String>, Error> {
 fn grant_types(object: &Metadata) -> Result<Vec<String>, Error> {
     let grants =
         strings(object, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
+    // An empty list would read as "any grant" (`ClientProfile::may_use`).
+    if grants.is_empty() {
+        return Err(invalid_metadata(
+            "grant_types: authorization_code, and refresh_token for refresh tokens",
+        ));
+    }
     if grants
         .iter()
         .any(|g| g != "authorization_code" && g != "refresh_token")
@@ -322,7 +328,12 @@ fn principal(c: RegisteredClient) -> Principal {
         client: ClientProfile {
             public: true,
             redirect_uris: c.redirect_uris,
-            grant_types: c.grant_types,
+            // One stored with none (registration once took `[]`) has the
+            // default, not every grant.
+            grant_types: match c.grant_types.is_empty() {
+                true => vec!["authorization_code".into()],
+                false => c.grant_types,
+            },
             registered: true,
             name: c.client_name,
         },
