@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::StatusCode;
 
 use super::form::Form;
-use super::mint::words;
+use super::mint::{words, OFFLINE_ACCESS};
 use super::{code, Answer, Endpoints, Error, Request};
 use crate::config::Principal;
 use crate::store::{CodeRecord, SsoSession};
@@ -195,10 +195,6 @@ pub fn resource(ctx: &Endpoints<'_>, asked: Option<&str>) -> Result<Option<Strin
         format!("{asked:?} is not a resource this issuer serves"),
     ))
 }
-
-/// OpenID Connect's scope for a refresh token (Core §11): a sign-in that
-/// asks for `openid` gets one only with it.
-pub const OFFLINE_ACCESS: &str = "offline_access";
 
 fn error(code: &'static str, description: impl Into<String>) -> Error {
     Error::new(StatusCode::BAD_REQUEST, code, description)

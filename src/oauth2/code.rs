@@ -11,9 +11,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::auth_request::OFFLINE_ACCESS;
 use super::form::Form;
-use super::mint::{live_user, mint_as, words, Issued};
+use super::mint::{live_user, mint_as, words, Issued, OFFLINE_ACCESS};
 use super::{oidc, Endpoints, Error};
 use crate::auth::revocation::Revocation;
 use crate::config::Principal;

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::auth_request::OFFLINE_ACCESS;
+use super::mint::OFFLINE_ACCESS;
 use super::{token, Answer, Endpoints};
 use crate::config::AccountForm;
 use crate::identity::profile;

@@ -132,6 +132,10 @@ pub(super) fn words(text: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// OpenID Connect's scope for a refresh token (Core §11): a sign-in that
+/// asks for `openid` gets one only with it.
+pub(super) const OFFLINE_ACCESS: &str = "offline_access";
+
 /// The scopes a token gets: those asked for, each one held (`invalid_scope`
 /// otherwise), or all that are held when none are asked for (RFC 6749 §3.3).
 pub(super) fn narrowed(asked: Option<&str>, held: &[String]) -> Result<Vec<String>, Error> {

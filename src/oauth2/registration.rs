@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::auth_request::OFFLINE_ACCESS;
+use super::mint::OFFLINE_ACCESS;
 use super::{Answer, Endpoints, Error, Request};
 use crate::config::{ClientProfile, Principal, Registration};
 use crate::store::RegisteredClient;
