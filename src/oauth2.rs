@@ -154,6 +154,8 @@ impl Error {
             "invalid_grant" => Reason::InvalidGrant,
             "invalid_scope" => Reason::InvalidScope,
             "temporarily_unavailable" => Reason::Unavailable,
+            // The user's own answer at the sign-in page, carried out.
+            "access_denied" => Reason::Ok,
             // Missing or malformed client credentials, a bad form.
             _ => Reason::MalformedRequest,
         }

@@ -14,6 +14,7 @@ mod concurrency;
 mod config_check;
 mod config_problems;
 mod connections;
+mod consent;
 mod cors;
 mod external_issuers;
 mod forward_auth;

@@ -146,12 +146,12 @@ async fn a_client_registered_on_one_instance_signs_in_on_the_other_and_always_as
         page.contains(&format!("You are signed in as <strong>{USER}</strong>")),
         "{page}"
     );
-    assert!(page.contains(">Continue</button>"), "{page}");
+    assert!(page.contains(">Allow</button>"), "{page}");
     assert!(!page.contains("type=\"password\""), "{page}");
     // Without the page, it may not go on: consent_required.
     let q = redirected(browser.get(&start(&b, "&prompt=none")).await);
     assert_eq!(q["error"], "consent_required");
-    // "Continue" on B's page, posted to A: the code, redeemed on B.
+    // "Allow" on B's page, posted to A: the code, redeemed on B.
     let (action, mut fields) = form_of(&page);
     fields.push(("continue".into(), "1".into()));
     let q = redirected(browser.post_form(&on(&a, &action), &fields).await);

@@ -204,6 +204,10 @@ pub fn login_required() -> Error {
     error("login_required", "the user is not signed in")
 }
 
+pub fn access_denied() -> Error {
+    error("access_denied", "the user denied the application")
+}
+
 pub fn consent_required() -> Error {
     error("consent_required", "the user must confirm this client")
 }

@@ -38,7 +38,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         }
         Some(_) if asked.prompt_none => back_with_error(ctx, &request, consent_required()),
         None if asked.prompt_none => back_with_error(ctx, &request, login_required()),
-        s => sign_in::show(ctx, req, &request, s.as_ref(), None).await,
+        s => sign_in::show(ctx, req, &request, &asked.scope, s.as_ref(), None).await,
     }
 }
 

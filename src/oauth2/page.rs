@@ -79,6 +79,8 @@ pub struct SignIn<'a> {
     pub client_name: &'a str,
     /// Where the user will be sent back: the redirect URI's host.
     pub return_host: &'a str,
+    /// The scopes the application asks for.
+    pub scope: &'a [String],
     /// With a sign-on session: the user it can go on as.
     pub signed_in_as: Option<&'a str>,
     pub username: Option<&'a str>,
@@ -97,6 +99,13 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
         escape(s.client_name),
         escape(s.return_host)
     );
+    if !s.scope.is_empty() {
+        body += "<p>It asks to:</p>\n<ul>\n";
+        for scope in s.scope {
+            body += &format!("<li>{}</li>\n", escape(&scope_in_words(scope)));
+        }
+        body += "</ul>\n";
+    }
     if let Some(error) = s.error {
         body += &format!("<p class=\"error\" role=\"alert\">{}</p>\n", escape(error));
     }
@@ -116,7 +125,8 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
         Some(user) => {
             body += &format!(
                 "<p>You are signed in as <strong>{}</strong>.</p>\n\
-                 <button type=\"submit\" name=\"continue\" value=\"1\" autofocus>Continue</button>\n",
+                 <button type=\"submit\" name=\"continue\" value=\"1\" autofocus>Allow</button>\n\
+                 <button type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>Deny</button>\n",
                 escape(user)
             );
         }
@@ -130,7 +140,8 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
                  <label for=\"password\">Password</label>\n\
                  <input id=\"password\" name=\"password\" type=\"password\" \
                  autocomplete=\"current-password\" required{}>\n\
-                 <button type=\"submit\">Sign in</button>\n",
+                 <button type=\"submit\">Sign in</button>\n\
+                 <button type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>Deny</button>\n",
                 focus(username.is_empty()),
                 focus(!username.is_empty()),
             );
@@ -138,6 +149,16 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
     }
     body += "</form>\n";
     document(title, s.look, &body)
+}
+
+/// A scope as the page names it: OpenID Connect's own in words, any
+/// other by its name.
+fn scope_in_words(scope: &str) -> String {
+    match scope {
+        "openid" => "know who you are".into(),
+        "offline_access" => "keep access while you are away (a refresh token)".into(),
+        other => format!("use \u{201c}{other}\u{201d}"),
+    }
 }
 
 /// A request portero cannot send back to any client, answered with the

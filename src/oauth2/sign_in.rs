@@ -15,11 +15,13 @@ use crate::identity::Denied;
 use crate::store::SsoSession;
 use crate::tokens::random_id;
 
-/// The sign-in page for `r`; with `session`, a button to go on as its user.
+/// The sign-in page for `r`, asking `scope`; with `session`, a button to
+/// go on as its user; and one to deny the application.
 pub async fn show(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
     r: &AuthRequest,
+    scope: &[String],
     session: Option<&SsoSession>,
     failed: Option<(StatusCode, &str, &str)>,
 ) -> Answer {
@@ -61,6 +63,7 @@ pub async fn show(
         csrf: &csrf,
         client_name: &client_name,
         return_host: &return_host,
+        scope,
         signed_in_as: session.map(|s| s.login.as_str()),
         username,
         error,
@@ -99,6 +102,10 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         }
         Err(e) => return auth_request::back_with_error(ctx, &r, e),
     }
+    // The user said no: the application hears it (RFC 6749 §4.1.2.1).
+    if form.get("deny").is_some() {
+        return auth_request::back_with_error(ctx, &r, auth_request::access_denied());
+    }
     if form.get("continue").is_some() {
         return go_on(ctx, req, &r, &asked).await;
     }
@@ -107,6 +114,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
             ctx,
             req,
             &r,
+            &asked.scope,
             None,
             Some((
                 StatusCode::BAD_REQUEST,
@@ -137,7 +145,15 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
                     (StatusCode::UNAUTHORIZED, "Wrong username or password.")
                 }
             };
-            return show(ctx, req, &r, None, Some((status, message, username))).await;
+            return show(
+                ctx,
+                req,
+                &r,
+                &asked.scope,
+                None,
+                Some((status, message, username)),
+            )
+            .await;
         }
     };
     let sub = ctx.issuer.accounts.subject_of(&user);
@@ -169,6 +185,7 @@ async fn go_on(
                 ctx,
                 req,
                 r,
+                &asked.scope,
                 None,
                 Some((
                     StatusCode::UNAUTHORIZED,
