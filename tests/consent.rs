@@ -81,7 +81,26 @@ async fn deny_goes_back_as_access_denied_and_allow_lists_what_is_asked() {
     assert!(query_of(&location.unwrap()).contains_key("code"));
 
     // A deny that is not this page's (another browser, no binding
-    // cookie) is shown an error, never sent to the application.
-    let (status, location) = posted(&gw, &mut Browser::default(), &page, &[("deny", "1")]).await;
-    assert_eq!((status, location), (400, None));
+    // cookie) is shown an error, never sent to the application; nor is
+    // one that also asks what the request may not (its error would go
+    // back as the page's own).
+    for extra in [
+        &[("deny", "1")][..],
+        &[("deny", "1"), ("resource", "https://elsewhere.example")][..],
+    ] {
+        let (status, location) = posted(&gw, &mut Browser::default(), &page, extra).await;
+        assert_eq!((status, location), (400, None), "{extra:?}");
+    }
+    let (status, location) = posted(
+        &gw,
+        &mut browser,
+        &page,
+        &[("deny", "1"), ("resource", "https://elsewhere.example")],
+    )
+    .await;
+    assert_eq!(
+        (status, location),
+        (400, None),
+        "a field the page did not carry"
+    );
 }

@@ -87,10 +87,8 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Ok(r) => r,
         Err(message) => return page::shown(ctx, &message),
     };
-    let asked = match auth_request::checked(ctx, &form, &r) {
-        Ok(a) => a,
-        Err(e) => return auth_request::back_with_error(ctx, &r, e),
-    };
+    // The page's own form first: nothing posted otherwise goes back to the
+    // application, an error (or a Deny) included.
     let binding = sso::cookie(req, &sso::cookie_name(ctx, "portero-form")).unwrap_or_default();
     match csrf::token(ctx, binding, &r.params).await {
         Ok(expected) if !binding.is_empty() && csrf::same(form.get("csrf"), &expected) => {}
@@ -100,8 +98,12 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
                 "the form has expired or was not this page's; start again",
             )
         }
-        Err(e) => return auth_request::back_with_error(ctx, &r, e),
+        Err(e) => return page::shown(ctx, &e.description),
     }
+    let asked = match auth_request::checked(ctx, &form, &r) {
+        Ok(a) => a,
+        Err(e) => return auth_request::back_with_error(ctx, &r, e),
+    };
     // The user said no: the application hears it (RFC 6749 §4.1.2.1).
     if form.get("deny").is_some() {
         return auth_request::back_with_error(ctx, &r, auth_request::access_denied());
