@@ -394,7 +394,13 @@ async fn chromium_signs_in_at_the_provider_and_comes_back_to_the_page_it_asked_f
     browser.goto(&other).await.unwrap();
     arrive(&browser, &other).await;
     assert_eq!(shown_echo(&browser).await["headers"]["x-user-sub"], "ada");
-    let lines = access_since(&gw, from);
+    // The access log is written by a background thread.
+    let lines = poll(
+        Duration::from_secs(2),
+        || async { access_since(&gw, from) },
+        |lines| !lines.is_empty(),
+    )
+    .await;
     assert_eq!(lines, ["GET /app/other -> 200"], "{lines:?}");
     browser.close().await.unwrap();
 }
