@@ -112,19 +112,12 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         return go_on(ctx, req, &r, &asked).await;
     }
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
-        return show(
-            ctx,
-            req,
-            &r,
-            &asked.scope,
-            None,
-            Some((
-                StatusCode::BAD_REQUEST,
-                "Enter your username and password.",
-                "",
-            )),
-        )
-        .await;
+        let failed = (
+            StatusCode::BAD_REQUEST,
+            "Enter your username and password.",
+            "",
+        );
+        return again(ctx, req, &r, &asked.scope, failed).await;
     };
     let user = match ctx
         .issuer
@@ -147,15 +140,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
                     (StatusCode::UNAUTHORIZED, "Wrong username or password.")
                 }
             };
-            return show(
-                ctx,
-                req,
-                &r,
-                &asked.scope,
-                None,
-                Some((status, message, username)),
-            )
-            .await;
+            return again(ctx, req, &r, &asked.scope, (status, message, username)).await;
         }
     };
     let sub = ctx.issuer.accounts.subject_of(&user);
@@ -183,19 +168,24 @@ async fn go_on(
     match session {
         Some(s) => auth_request::issue(ctx, req, r, asked, &s, None).await,
         None => {
-            show(
-                ctx,
-                req,
-                r,
-                &asked.scope,
-                None,
-                Some((
-                    StatusCode::UNAUTHORIZED,
-                    "Your session has ended. Sign in again.",
-                    "",
-                )),
-            )
-            .await
+            let failed = (
+                StatusCode::UNAUTHORIZED,
+                "Your session has ended. Sign in again.",
+                "",
+            );
+            again(ctx, req, r, &asked.scope, failed).await
         }
     }
+}
+
+/// The form again, without a session, saying what went wrong: its status,
+/// message and the username typed.
+async fn again(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    r: &AuthRequest,
+    scope: &[String],
+    failed: (StatusCode, &str, &str),
+) -> Answer {
+    show(ctx, req, r, scope, None, Some(failed)).await
 }
