@@ -29,11 +29,8 @@ grpc=()
 if [ "${GRPC:-0}" = 1 ]; then
   H2=1
   url=http://127.0.0.1:18085/bench.Echo/Say
-  sed 's|^servers = \["127.0.0.1:18081"\]$|servers = ["127.0.0.1:18086"]\nprotocol = "h2c"|' \
-    "$(dirname "$0")/peers.toml" > "$TMP/grpc.toml"
-  # One call: a length-prefixed protobuf message, field 1 "hello".
-  printf '\x00\x00\x00\x00\x07\x0a\x05hello' > "$TMP/call.bin"
-  grpc=(-d "$TMP/call.bin" -H 'content-type: application/grpc' -H 'te: trailers')
+  sed "$to_grpc_upstream" "$(dirname "$0")/peers.toml" > "$TMP/grpc.toml"
+  grpc=("${grpc_call[@]}")
 fi
 
 # load SECONDS: the load, its report on stdout.

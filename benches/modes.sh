@@ -62,8 +62,6 @@ origin=$(cat "$TMP/nginx.pid")
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2> /dev/null
 cat "$TMP/cert.pem" "$TMP/key.pem" > "$TMP/haproxy.pem"
-# One unary gRPC call: a length-prefixed protobuf message, field 1 "hello".
-printf '\x00\x00\x00\x00\x07\x0a\x05hello' > "$TMP/call.bin"
 
 # ------------------------------------------------------------ the servers
 # Ports: nginx 1818x, HAProxy 1828x, portero 1838x, Apache 18485; x = 2
@@ -161,7 +159,7 @@ handshakes() { # PORT -new|-reuse
   awk '/connections in/ { n = $1 } END { print n + 0 }' "$TMP/s_time.out"
 }
 auth=(-H "Authorization: Bearer $TOKEN")
-grpc=(-d "$TMP/call.bin" -H 'content-type: application/grpc' -H 'te: trailers' "${auth[@]}")
+grpc=("${grpc_call[@]}" "${auth[@]}")
 
 round() {
   local mode=$1 server port

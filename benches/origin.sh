@@ -1,12 +1,14 @@
-# Sourced by ab.sh and callgrind.sh: an nginx origin on 127.0.0.1:18081
+# Sourced by the benches that need an origin: an nginx origin on 127.0.0.1:18081
 # that answers "ok" to everything (and, at /introspect, calls any token
 # active), the same over h2c on 18086 as a gRPC server would answer (its
 # trailers `grpc-status: 0`; the message is not read), and TOKEN, a valid
 # HS256 token for
 # benches/peers.toml (iss and sub as peers.sh uses them; valid for a day).
 # Sets TMP (removed on exit) and `gateway`, the process group that the exit
-# trap kills, and gives `start` and `stop_all` for other servers; needs
-# nginx and python3.
+# trap kills, and gives `start` and `stop_all` for other servers; for
+# gRPC, `grpc_call` (h2load's arguments for one unary call) and
+# `to_grpc_upstream` (a sed script that makes peers.toml's upstream the
+# h2c listener). Needs nginx and python3.
 export JWT_SECRET=${JWT_SECRET:-peers-bench-hs256-secret-0123456789abcdef}
 TMP=$(mktemp -d)
 gateway=""
@@ -40,6 +42,13 @@ http {
 }
 EOF
 nginx -c "$TMP/nginx.conf"
+
+# One unary gRPC call: a length-prefixed protobuf message, field 1 "hello".
+printf '\x00\x00\x00\x00\x07\x0a\x05hello' > "$TMP/call.bin"
+# shellcheck disable=SC2034 # used by the scripts that source this one
+grpc_call=(-d "$TMP/call.bin" -H 'content-type: application/grpc' -H 'te: trailers')
+# shellcheck disable=SC2034
+to_grpc_upstream='s|^servers = \["127.0.0.1:18081"\]$|servers = ["127.0.0.1:18086"]\nprotocol = "h2c"|'
 
 TOKEN=$(python3 - <<'EOF'
 import base64, hashlib, hmac, json, os, time

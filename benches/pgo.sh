@@ -75,9 +75,10 @@ tls() {
   h2load -c10 -m10 -n 40000 -H "authorization: Bearer $TOKEN" https://127.0.0.1:18085/
 }
 train "$dir/tls.toml" tls
-# Unary gRPC calls, h2 both ways.
-train "$dir/grpc.toml" h2load -c10 -m10 -n 40000 -d "$dir/call.bin" -H 'content-type: application/grpc' \
-  -H 'te: trailers' -H "authorization: Bearer $TOKEN" http://127.0.0.1:18085/bench.Echo/Say
+# Unary gRPC calls, h2 both ways: the route's upstream the origin's h2c listener.
+variant grpc "$to_grpc_upstream"
+train "$dir/grpc.toml" h2load -c10 -m10 -n 40000 "${grpc_call[@]}" \
+  -H "authorization: Bearer $TOKEN" http://127.0.0.1:18085/bench.Echo/Say
 # Token issuance at a legacy endpoint and at the standard one, on the
 # demo config moved onto 18085.
 sed -e 's/127.0.0.1:8080/127.0.0.1:18085/; s/127.0.0.1:9901/127.0.0.1:19085/' \

@@ -24,13 +24,10 @@ variant rule "s/^upstream = \"origin\"$/upstream = \"origin\"\nrule = 'claims.su
 variant claims-none '/^x-auth-sub = "sub"$/d'
 variant claims-four 's/^x-auth-sub = "sub"$/x-auth-sub = "sub"\nx-auth-iss = "iss"\nx-auth-exp = "exp"\nx-auth-iat = "iat"/'
 
-# TLS on the listener (a P-256 certificate made here); and gRPC: the
-# route's upstream the origin's h2c listener.
+# TLS on the listener (a P-256 certificate made here).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2> /dev/null
 variant tls 's|^addr = "127.0.0.1:18085"$|addr = "127.0.0.1:18085"\ntls_cert = "'"$dir"'/cert.pem"\ntls_key = "'"$dir"'/key.pem"|'
-variant grpc 's|^servers = \["127.0.0.1:18081"\]$|servers = ["127.0.0.1:18086"]\nprotocol = "h2c"|'
-printf '\x00\x00\x00\x00\x07\x0a\x05hello' > "$dir/call.bin"
 
 # API keys: the route takes a key of an `api_key` issuer instead of a
 # token; the key is imported into the variant's own store first.
