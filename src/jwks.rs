@@ -7,7 +7,7 @@
 //! validator's key set.
 
 mod fetch;
-pub(crate) use fetch::{client as provider_client, error_chain};
+pub(crate) use fetch::{client as provider_client, error_chain, fetch_keys};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};

@@ -1594,3 +1594,89 @@ login = "ext"
         assert!(line.contains(says), "{key}: {line}");
     }
 }
+
+#[test]
+fn clients_that_assert_their_identity_name_keys_or_identities_that_can_work() {
+    let jwk = common::idp::IdpKey::ec("k1").jwk();
+    let inline: Vec<String> = jwk
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k} = {v}"))
+        .collect();
+    let jwks = format!("jwks = {{ keys = [{{ {} }}] }}\n", inline.join(", "));
+    let with = |client: &str| {
+        format!(
+            "[server]\npublic_url = \"https://x.test\"\n{GOOD}\n\
+             [issuers.k8s]\njwks_url = \"https://k8s.test/keys\"\niss = \"https://k8s.test\"\n\n\
+             [issuers.app]\nkind = \"oauth2\"\n\n[[issuers.app.clients]]\nclient_id = \"job\"\n{client}"
+        )
+    };
+    let fed = "federated = [{ issuer = \"k8s\", subject = \"system:serviceaccount:a:b\" }]\n";
+    for good in [
+        jwks.clone(),
+        "jwks_uri = \"https://job.test/jwks\"\n".into(),
+        fed.into(),
+    ] {
+        let (ok, err) = check(&with(&good));
+        assert!(ok, "{good}: {err}");
+    }
+    let hash = "secret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n";
+    for (client, named) in [
+        // A secret beside keys would never be checked.
+        (
+            format!("{jwks}{hash}"),
+            "issuers.app.clients[0].secret_hash",
+        ),
+        (
+            format!("{jwks}jwks_uri = \"https://job.test/jwks\"\n"),
+            "issuers.app.clients[0].jwks_uri",
+        ),
+        (
+            format!("{jwks}auth_method = \"client_secret_basic\"\n"),
+            "issuers.app.clients[0].auth_method",
+        ),
+        (
+            format!("{hash}auth_method = \"private_key_jwt\"\n"),
+            "issuers.app.clients[0].auth_method",
+        ),
+        // A secret in a JWKS verifies nothing; a key of no known curve.
+        (
+            "jwks = { keys = [{ kty = \"oct\", k = \"c2VjcmV0\" }] }\n".into(),
+            "issuers.app.clients[0].jwks",
+        ),
+        (
+            "jwks = { keys = [] }\n".into(),
+            "issuers.app.clients[0].jwks",
+        ),
+        (
+            "jwks_uri = \"http://job.test/jwks\"\n".into(),
+            "issuers.app.clients[0].jwks_uri",
+        ),
+        // Federated with an issuer whose keys portero does not fetch.
+        (
+            fed.replace("k8s", "app"),
+            "issuers.app.clients[0].federated[0].issuer",
+        ),
+        (
+            fed.replace("k8s", "nowhere"),
+            "issuers.app.clients[0].federated[0].issuer",
+        ),
+        (
+            fed.replace("system:serviceaccount:a:b", ""),
+            "issuers.app.clients[0].federated[0].subject",
+        ),
+        (
+            "federated = [{ issuer = \"k8s\", subject = \"s\", audience = \"x\" }]\n".into(),
+            "audience",
+        ),
+        // One outside identity, two clients.
+        (
+            format!("{fed}\n[[issuers.app.clients]]\nclient_id = \"job2\"\n{fed}"),
+            "issuers.app.clients[1].federated",
+        ),
+    ] {
+        let (ok, err) = check(&with(&client));
+        assert!(!ok && err.contains(named), "{client}: {err}");
+    }
+}

@@ -9,6 +9,7 @@ mod api_keys;
 mod auth;
 mod browser;
 mod claim_rules;
+mod client_assertions;
 mod cluster;
 mod concurrency;
 mod config_check;

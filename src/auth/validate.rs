@@ -188,6 +188,11 @@ impl Validator {
         }
     }
 
+    /// Seconds of clock difference allowed on `exp`, `nbf` and `iat`.
+    pub fn leeway(&self) -> i64 {
+        self.leeway
+    }
+
     pub fn keys(&self) -> arc_swap::Guard<Arc<KeySet>> {
         self.keys.load()
     }

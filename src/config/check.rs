@@ -2,6 +2,7 @@
 //! Every problem is collected with its line and key; nothing panics.
 
 mod browser_clients;
+mod client_keys;
 mod cors;
 mod dialect_oauth2;
 mod external;
@@ -51,6 +52,7 @@ pub(super) fn check(text: &str, file: FileConfig, path: &Path) -> (Config, Vec<P
         problems: Vec::new(),
         hash_limits: HashLimits::default(),
         spans_elsewhere: false,
+        key_providers: client_keys::key_providers(&file),
     };
     let config = checker.build(file, path);
     (config, checker.problems)
@@ -65,6 +67,8 @@ struct Checker<'a> {
     /// The spans being checked are another file's (a `principals_file`):
     /// its problems are named by key, with no line of the config.
     spans_elsewhere: bool,
+    /// The provider issuers a client may be federated with.
+    key_providers: std::collections::HashSet<String>,
 }
 
 impl Checker<'_> {

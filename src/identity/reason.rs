@@ -32,6 +32,11 @@ pub enum Reason {
     NoCompany,
     /// An OAuth 2.0 client authenticating another way than its `auth_method`.
     AuthMethod,
+    /// A client assertion (RFC 7523) that does not verify, or is not for
+    /// this issuer, or has lapsed.
+    BadAssertion,
+    /// A client assertion already used (its `jti`).
+    Replayed,
     /// A grant the issuer does not serve.
     UnsupportedGrant,
     /// A refresh token or subject token that is unknown, dead or another
@@ -52,7 +57,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the docs and for making series ahead.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Ok,
         Reason::MalformedRequest,
         Reason::UnknownPrincipal,
@@ -63,6 +68,8 @@ impl Reason {
         Reason::Blocked,
         Reason::NoCompany,
         Reason::AuthMethod,
+        Reason::BadAssertion,
+        Reason::Replayed,
         Reason::UnsupportedGrant,
         Reason::InvalidGrant,
         Reason::InvalidScope,
@@ -84,6 +91,8 @@ impl Reason {
             Reason::Blocked => "blocked",
             Reason::NoCompany => "no_company",
             Reason::AuthMethod => "auth_method",
+            Reason::BadAssertion => "bad_assertion",
+            Reason::Replayed => "replayed",
             Reason::UnsupportedGrant => "unsupported_grant",
             Reason::InvalidGrant => "invalid_grant",
             Reason::InvalidScope => "invalid_scope",

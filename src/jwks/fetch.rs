@@ -104,6 +104,35 @@ pub async fn fetch(
     })
 }
 
+/// The keys of the JWKS at `url` (HTTPS with the system's roots, or
+/// HTTP on loopback), with how long its answer says to keep them: a
+/// client's `jwks_uri`.
+pub async fn fetch_keys(
+    url: &str,
+    timeout: Duration,
+) -> Result<(Vec<crate::auth::jwk::ExternalKey>, Option<Duration>), FetchError> {
+    let invalid = |reason: String| FetchError::Invalid {
+        url: url.to_string(),
+        reason,
+    };
+    let alpn: [&[u8]; 2] = [b"h2", b"http/1.1"];
+    let client = crate::tls_roots::http_client(None, &alpn, timeout)
+        .and_then(|b| {
+            Ok(b.user_agent(concat!("portero/", env!("CARGO_PKG_VERSION")))
+                .build()?)
+        })
+        .map_err(|e| invalid(e.to_string()))?;
+    let (body, max_age) = get(&client, url).await?;
+    let (keys, skipped) = parse_jwks(&body).map_err(invalid)?;
+    if keys.is_empty() {
+        return Err(invalid(format!(
+            "no key to verify with (left out: {})",
+            skipped.join("; ")
+        )));
+    }
+    Ok((keys, max_age))
+}
+
 /// A `200` body of at most `MAX_BODY` bytes, with its `max-age`.
 async fn get(
     client: &reqwest::Client,

@@ -26,7 +26,7 @@ struct Presented {
     method: ClientAuth,
 }
 
-fn invalid_client(method: Option<ClientAuth>, description: &str) -> Error {
+pub(super) fn invalid_client(method: Option<ClientAuth>, description: &str) -> Error {
     Error {
         status: StatusCode::UNAUTHORIZED,
         code: "invalid_client",
@@ -35,7 +35,7 @@ fn invalid_client(method: Option<ClientAuth>, description: &str) -> Error {
     }
 }
 
-const FAILED: &str = "client authentication failed";
+pub(super) const FAILED: &str = "client authentication failed";
 
 /// `application/x-www-form-urlencoded` decoding of one Basic credential.
 fn form_decoded(text: &str) -> String {
@@ -109,6 +109,9 @@ pub async fn authenticate(
     req: &Request<'_>,
     form: &Form,
 ) -> Result<Arc<Principal>, Error> {
+    if super::assertion::presented(form) {
+        return super::assertion::authenticate(ctx, req, form).await;
+    }
     // A public client names itself and sends no secret (RFC 6749 §2.1):
     // PKCE, or its refresh token's binding, proves the rest.
     if req.authorization.is_none() && !form.sent("client_secret") {
@@ -145,7 +148,7 @@ pub async fn authenticate(
 
 /// Why a confidential client may have no tokens now, whatever it
 /// presented: inactive, blocked, or (client-flat) its company gone.
-fn standing(ctx: &Endpoints<'_>, client: &Principal) -> Option<Reason> {
+pub(super) fn standing(ctx: &Endpoints<'_>, client: &Principal) -> Option<Reason> {
     let company_gone = !profile::company_known(ctx.issuer.endpoint, client);
     if !client.active {
         Some(Reason::Inactive)

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::mint::OFFLINE_ACCESS;
 use super::{token, Answer, Endpoints};
-use crate::config::AccountForm;
+use crate::config::{AccountForm, ClientAuth};
 use crate::identity::profile;
 
 /// The document, readable from any origin (browser-based clients fetch it).
@@ -20,6 +20,14 @@ pub fn answer(ctx: &Endpoints<'_>) -> Answer {
 fn document(ctx: &Endpoints<'_>) -> Value {
     let issuer = &ctx.settings.issuer_id;
     let mut methods = vec!["client_secret_basic", "client_secret_post"];
+    // Only where a client has keys to sign with (or an outside identity).
+    let asserting = ctx
+        .clients()
+        .iter()
+        .any(|c| c.auth_method == Some(ClientAuth::PrivateKeyJwt));
+    if asserting {
+        methods.push("private_key_jwt");
+    }
     let mut doc = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/token"),
@@ -42,6 +50,15 @@ fn document(ctx: &Endpoints<'_>) -> Value {
         sign_in_metadata(ctx, &mut doc);
     }
     doc["token_endpoint_auth_methods_supported"] = json!(methods);
+    if asserting {
+        // A client's keys sign with their own algorithm (`crate::auth::jwk`).
+        let algs = [
+            "ES256", "ES384", "EdDSA", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512",
+        ];
+        for endpoint in ["token", "revocation", "introspection"] {
+            doc[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")] = json!(algs);
+        }
+    }
     scopes.sort_unstable();
     scopes.dedup();
     if !scopes.is_empty() {

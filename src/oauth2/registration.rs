@@ -336,6 +336,7 @@ fn principal(c: RegisteredClient) -> Principal {
             },
             registered: true,
             name: c.client_name,
+            ..ClientProfile::default()
         },
         ..Principal::named(&c.client_id)
     }

@@ -155,6 +155,7 @@ impl Checker<'_> {
             }
         }
         self.distinct_logins(&clients, key);
+        self.federations_apart(&clients, key);
         Principals::new(clients)
     }
 
@@ -182,7 +183,8 @@ impl Checker<'_> {
             }
         }
         let redirect_uris = self.redirect_uris(key, c, code_flow);
-        let public = secret.is_none();
+        let credentials = self.client_credentials(key, c);
+        let public = secret.is_none() && !credentials.asserts();
         // portero's own callback is the sign-in client's redirect URI.
         let redirects = !redirect_uris.is_empty() || portero_signs_in;
         let grant_types = self.grant_types(key, c, form, public, redirects);
@@ -220,7 +222,7 @@ impl Checker<'_> {
             blocked: false,
             rate_limit: None,
             stored_hash: None,
-            auth_method: self.auth_method(&c.auth_method, key),
+            auth_method: credentials.auth_method,
             introspect: c.introspect,
             roles: c.roles.clone(),
             claims: serde_json::Map::new(),
@@ -230,6 +232,8 @@ impl Checker<'_> {
                 grant_types,
                 registered: false,
                 name: None,
+                keys: credentials.keys,
+                federated: credentials.federated,
             },
         })
     }

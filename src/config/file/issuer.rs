@@ -496,6 +496,24 @@ pub(in crate::config) struct FileOAuthClient {
     pub(in crate::config) auth_method: Option<Spanned<String>>,
     #[serde(default)]
     pub(in crate::config) introspect: bool,
+    /// Its public keys, a JWKS written as a table: it authenticates with
+    /// assertions they verify (`private_key_jwt`).
+    pub(in crate::config) jwks: Option<Spanned<toml::Table>>,
+    /// Where its JWKS is published, instead of `jwks`.
+    pub(in crate::config) jwks_uri: Option<Spanned<String>>,
+    /// Outside identities it is: a token of that issuer about that
+    /// subject authenticates it (federated workload identity).
+    #[serde(default)]
+    pub(in crate::config) federated: Vec<FileFederation>,
+}
+
+/// A client's outside identity: `issuer` names one of the config's
+/// provider issuers.
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(in crate::config) struct FileFederation {
+    pub(in crate::config) issuer: Spanned<String>,
+    pub(in crate::config) subject: Spanned<String>,
 }
 
 #[derive(Deserialize)]

@@ -181,6 +181,28 @@ pub struct ClientProfile {
     pub registered: bool,
     /// The name it registered with (`client_name`), unverified.
     pub name: Option<String>,
+    /// The keys its assertions are signed with (`private_key_jwt`).
+    pub keys: Option<ClientKeys>,
+    /// Outside identities that are this client: a token of the issuer
+    /// about the subject is its assertion.
+    pub federated: Vec<Federation>,
+}
+
+/// Where a client's public keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientKeys {
+    /// A JWKS document, as written in the config.
+    Jwks(String),
+    /// The URL of its JWKS.
+    Uri(String),
+}
+
+/// An outside identity of a client: `subject` of the provider issuer
+/// named `issuer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Federation {
+    pub issuer: String,
+    pub subject: String,
 }
 
 impl ClientProfile {
@@ -201,6 +223,8 @@ pub enum ClientAuth {
     Basic,
     /// `client_id` and `client_secret` in the form body.
     Post,
+    /// A JWT it signs, or an outside issuer signs for it (RFC 7523 §2.2).
+    PrivateKeyJwt,
 }
 
 impl ClientAuth {
@@ -208,6 +232,7 @@ impl ClientAuth {
         match self {
             Self::Basic => "client_secret_basic",
             Self::Post => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
