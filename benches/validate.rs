@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
-use portero::auth::jwk::{parse_jwks, ExternalKeys};
 use portero::auth::keys::{IssuerInfo, Key, KeySet};
 use portero::auth::revocation::{Revocation, Revocations};
 use portero::auth::validate::Validator;
 use portero::config::Policy;
+use portero::jwk::{parse_jwks, ExternalKeys};
 use serde_json::json;
 
 const SECRET: &[u8] = b"bench-hs256-secret-of-at-least-32-bytes";

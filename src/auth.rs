@@ -2,7 +2,6 @@
 //! policies and the validation that combines them. Everything here is plain
 //! data and pure functions; `proxy.rs` calls them, the admin API feeds them.
 
-pub mod jwk;
 pub mod keys;
 pub mod policy;
 pub mod revocation;

@@ -7,7 +7,7 @@
 //! validator's key set.
 
 mod fetch;
-pub(crate) use fetch::{client as provider_client, error_chain, fetch_keys};
+pub(crate) use fetch::{client as provider_client, error_chain, fetch_keys, max_age};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -17,8 +17,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::auth::jwk::ExternalKeys;
 use crate::config::{Config, ExternalKeySource};
+use crate::jwk::ExternalKeys;
 use crate::metrics::JwksMetrics;
 
 /// First retry after a failed fetch; doubled per failure up to the refetch interval.

@@ -11,9 +11,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
-use crate::auth::jwk::ExternalKeys;
 use crate::auth::keys::{self, IssuerInfo, Key, KeyError, KeySet, Material};
 use crate::config::{Config, Issuer, IssuerKind, KeyConfig, KeySource};
+use crate::jwk::ExternalKeys;
 use crate::store::{Secrets, StoredSecret};
 
 /// Loads every issuer's keys. An issuer with no key configured gets an HS256

@@ -24,7 +24,8 @@
 //!   [`claim_path`]: paths into nested claims (`a.b`, `"x.y".z`).
 //! - `header_name`: names as upstreams fold them (`_` for `-`, case; cookies and
 //!   query parameters as PHP and ASP.NET read them).
-//! - [`auth`]: keys by `kid` (own, or from a JWKS: `jwk`), revocations, route policies, token validation; no I/O.
+//! - [`auth`]: keys by `kid` (own, or from a JWKS), revocations, route policies, token validation; no I/O.
+//! - [`jwk`]: a JWKS's keys made verification keys, each with its own algorithm.
 //! - [`rule`]: route rules, a subset of CEL: parsed and type-checked when
 //!   the config is read, evaluated over a token's claims and the request.
 //! - `introspection`: opaque tokens read by their provider's introspection
@@ -121,6 +122,7 @@ pub mod identity;
 pub mod import;
 mod introspection;
 pub mod issuer;
+pub mod jwk;
 mod jwks;
 pub mod key_loading;
 pub mod limits;

@@ -13,13 +13,13 @@
 //! the same functions in process (`in_process`), with no request at all.
 //! docs/oauth2.md is the contract.
 
-mod assertion;
 mod auth_request;
 mod authorize;
 mod client;
 mod client_keys;
 mod code;
 mod csrf;
+mod documents;
 mod form;
 mod in_process;
 mod inspect;

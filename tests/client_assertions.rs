@@ -259,6 +259,10 @@ async fn a_client_signs_its_own_assertion_with_its_written_or_published_keys() {
     assert_eq!(token["scope"], "reports:write");
     assert_eq!(client_seen_upstream(&gw, &token).await, "reporter-keys");
     refused(&token_with(&gw, &own, &[]).await, "the same jti twice");
+    // A long assertion (a certificate chain's worth) is read whole.
+    let long = own_claims("reporter-keys", json!({"padding": "x".repeat(9000)}));
+    let (status, token) = token_with(&gw, &s.own_key.sign(&long), &[]).await;
+    assert_eq!(status, 200, "{token}");
 
     // The issuer identifier alone is an audience too; keys from jwks_uri.
     let claims = own_claims("reporter-uri", json!({"aud": ISSUER}));

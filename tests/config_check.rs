@@ -242,6 +242,12 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         // Registration settings that do nothing, or cannot work.
         ("[issuers.app.oauth2]\nregistration_rate = 5\n".to_string(), "issuers.app.oauth2.registration_rate"),
         ("[issuers.app.oauth2]\nregistration = \"token\"\n".to_string(), "issuers.app.oauth2.registration"),
+        // Metadata document settings without documents, or documents that no sign-in reads.
+        ("[issuers.app.oauth2]\nclient_metadata_private_hosts = [\"localhost\"]\n".to_string(), "issuers.app.oauth2.client_metadata_private_hosts"),
+        ("[issuers.app.oauth2]\nclient_metadata_ca_file = \"ca.pem\"\n".to_string(), "issuers.app.oauth2.client_metadata_ca_file"),
+        ("[issuers.app.oauth2]\nclient_metadata_documents = true\nauthorization_code = false\n".to_string(), "issuers.app.oauth2.client_metadata_documents"),
+        ("[issuers.app.oauth2]\nclient_metadata_documents = true\nclient_metadata_private_hosts = [\"https://x.test:8443\"]\n".to_string(), "issuers.app.oauth2.client_metadata_private_hosts"),
+        ("[issuers.app.oauth2]\nclient_metadata_documents = true\nclient_metadata_ca_file = \"/nonexistent/ca.pem\"\n".to_string(), "issuers.app.oauth2.client_metadata_ca_file"),
         // The sign-in page's look: https or this origin only.
         ("[issuers.app.sign_in]\nlogo_url = \"javascript:alert(1)\"\n".to_string(), "issuers.app.sign_in.logo_url"),
         ("[issuers.app.sign_in]\nstylesheet_url = \"//evil.test/x.css\"\n".to_string(), "issuers.app.sign_in.stylesheet_url"),

@@ -176,10 +176,10 @@ impl Drop for McpServer {
     }
 }
 
-/// The standard issuer with open registration, and `/mcp` in front of
+/// The standard issuer (`oauth2`: its settings), and `/mcp` in front of
 /// the MCP server: a protected resource (RFC 9728) that a token of `app`
 /// for it, with the scope its 401 names, may use, told who the user is.
-fn mcp_body(server: &McpServer) -> String {
+fn mcp_body(server: &McpServer, oauth2: &str) -> String {
     format!(
         r#"{}
 {}
@@ -193,7 +193,7 @@ scopes = ["mcp:tools"]
 [routes.headers]
 x-user-sub = "sub"
 "#,
-        standard_body("registration = \"open\""),
+        standard_body(oauth2),
         upstream("mcp", &[([127, 0, 0, 1], server.port).into()], ""),
     )
 }
@@ -206,49 +206,116 @@ async fn the_mcp_sdk_finds_signs_in_registers_and_calls_a_tool_behind_portero() 
     let Some(server) = McpServer::start() else {
         return;
     };
-    let body = mcp_body(&server);
+    let body = mcp_body(&server, "registration = \"open\"");
     let gw = Gateway::start(&body).await;
-    let base = gw.public_url(&body).await;
-    let env = [
+    let out = mcp_client(&gw, &body, None).await;
+    assert_eq!(
+        lines_of(&out, "ok "),
+        mcp_checks("registered (RFC 7591) as a public client"),
+        "{out}"
+    );
+    mcp_steps(&out, Some("POST /oauth2/app/register 201"));
+    mcp_server_reached(&server, &out);
+}
+
+/// MCP 2025-11-25's first choice: the SDK's `clientMetadataUrl`, a
+/// document the test serves over HTTPS, and no registration at all.
+/// (Two threads: the script blocks one while the documents are served.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_sdk_signs_in_named_by_its_client_id_metadata_document() {
+    if !node_with(&["@modelcontextprotocol/sdk"]) {
+        return;
+    }
+    let Some(server) = McpServer::start() else {
+        return;
+    };
+    let documents = common::documents::DocumentServer::start().await;
+    let client = documents.url("/mcp-client.json");
+    let document = serde_json::json!({
+        "client_id": client,
+        "client_name": "portero MCP test client",
+        "redirect_uris": ["http://127.0.0.1:8976/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    });
+    documents.set(
+        "/mcp-client.json",
+        common::documents::Answer::json(document.to_string()),
+    );
+    let settings = format!(
+        "client_metadata_documents = true\nclient_metadata_private_hosts = [\"localhost\"]\n\
+         client_metadata_ca_file = \"{}\"\n",
+        documents.ca.cert_file.display()
+    );
+    let body = mcp_body(&server, &settings);
+    let gw = Gateway::start(&body).await;
+    let out = mcp_client(&gw, &body, Some(&client)).await;
+    assert_eq!(
+        lines_of(&out, "ok "),
+        mcp_checks("named by its client ID metadata document, without registering"),
+        "{out}"
+    );
+    mcp_steps(&out, None);
+    assert!(!out.contains("/register"), "{out}");
+    assert_eq!(documents.fetches("/mcp-client.json"), 1);
+    mcp_server_reached(&server, &out);
+}
+
+/// Runs the SDK's client against `gw` (its public_url made its own).
+async fn mcp_client(gw: &Gateway, body: &str, metadata_url: Option<&str>) -> String {
+    let base = gw.public_url(body).await;
+    let mut env = vec![
         ("PORTERO_URL", base),
         ("ISSUER", "app".to_string()),
         ("USERNAME", USER.to_string()),
         ("PASSWORD", USER_PASSWORD.to_string()),
     ];
+    if let Some(url) = metadata_url {
+        env.push(("CLIENT_METADATA_URL", url.to_string()));
+    }
     let out = node("mcp_client.mjs", &env);
     println!("{out}");
-    assert_eq!(
-        lines_of(&out, "ok "),
-        [
-            "portero refused the first request; the SDK went to authorize",
-            "registered (RFC 7591) as a public client",
-            "authorization request with PKCE S256 and the MCP server as resource (RFC 8707)",
-            "signed in on the page; the callback has the code, state and iss",
-            "code redeemed for a token of the MCP server",
-            "connected; tools listed",
-            "tool called: add(2, 3) = 5",
-            "the server's event stream (GET) passes through portero",
-            "the session ended with DELETE",
-            "a stale token refreshed without signing in again",
-        ],
-        "{out}"
-    );
-    // The way there, request by request, in order (other requests may
-    // come between): refused, the resource's metadata, its authorization
-    // server's, registration, the page, the form, the token, the server,
-    // the session's end.
-    let log = lines_of(&out, "log ");
-    let steps = [
+    out
+}
+
+/// The checks the script makes, `named` saying how the client got its id.
+fn mcp_checks(named: &str) -> Vec<String> {
+    [
+        "portero refused the first request; the SDK went to authorize",
+        named,
+        "authorization request with PKCE S256 and the MCP server as resource (RFC 8707)",
+        "signed in on the page; the callback has the code, state and iss",
+        "code redeemed for a token of the MCP server",
+        "connected; tools listed",
+        "tool called: add(2, 3) = 5",
+        "the server's event stream (GET) passes through portero",
+        "the session ended with DELETE",
+        "a stale token refreshed without signing in again",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
+/// The way there, request by request, in order (other requests may come
+/// between): refused, the resource's metadata, its authorization
+/// server's, its registration (`registered`), the page, the form, the
+/// token, the server, the session's end.
+fn mcp_steps(out: &str, registered: Option<&str>) {
+    let log = lines_of(out, "log ");
+    let discovery = [
         "POST /mcp 401",
         "GET /.well-known/oauth-protected-resource/mcp 200",
         "GET /.well-known/oauth-authorization-server/oauth2/app 200",
-        "POST /oauth2/app/register 201",
+    ];
+    let rest = [
         "GET /oauth2/app/authorize 200",
         "POST /oauth2/app/sign-in 303",
         "POST /oauth2/app/token 200",
         "POST /mcp 200",
         "DELETE /mcp 200",
     ];
+    let steps = discovery.into_iter().chain(registered).chain(rest);
     let mut at = 0;
     for step in steps {
         match log[at..].iter().position(|l| l == step) {
@@ -256,13 +323,16 @@ async fn the_mcp_sdk_finds_signs_in_registers_and_calls_a_tool_behind_portero() 
             None => panic!("{step:?} not found after line {at} of the log:\n{out}"),
         }
     }
-    let result = lines_of(&out, "result ");
+    let result = lines_of(out, "result ");
     assert_eq!(result.first().map(String::as_str), Some("5"), "{out}");
-    // Only what portero let through reached the server, each for the user.
+}
+
+/// Only what portero let through reached the server, each for the user.
+fn mcp_server_reached(server: &McpServer, out: &str) {
     let reached = server.requests();
     assert!(
         reached.iter().any(|r| r.starts_with("POST /mcp ")),
-        "{reached:?}"
+        "{reached:?}\n{out}"
     );
     assert!(
         reached.iter().all(|r| r.ends_with(&format!(" sub={USER}"))),

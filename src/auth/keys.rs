@@ -10,8 +10,8 @@ use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha2::Sha256;
 
-use super::jwk::ExternalKeys;
 use crate::config::KeyConfig;
+use crate::jwk::ExternalKeys;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

@@ -11,6 +11,7 @@ mod introspection;
 mod issuer;
 mod legacy;
 mod limits;
+mod metadata_documents;
 pub(super) mod names;
 pub(super) mod parse;
 mod principal;
@@ -68,7 +69,7 @@ struct Checker<'a> {
     /// its problems are named by key, with no line of the config.
     spans_elsewhere: bool,
     /// The provider issuers a client may be federated with.
-    key_providers: std::collections::HashSet<String>,
+    key_providers: std::collections::HashMap<String, String>,
 }
 
 impl Checker<'_> {

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::auth::jwk::{parse_jwks, ExternalKeys};
 use crate::config::{check_key_url, ExternalKeySource, KeyLocation};
+use crate::jwk::{parse_jwks, ExternalKeys};
 use crate::tls_roots::ClientError;
 
 /// Largest discovery document or JWKS read.
@@ -110,7 +110,7 @@ pub async fn fetch(
 pub async fn fetch_keys(
     url: &str,
     timeout: Duration,
-) -> Result<(Vec<crate::auth::jwk::ExternalKey>, Option<Duration>), FetchError> {
+) -> Result<(Vec<crate::jwk::ExternalKey>, Option<Duration>), FetchError> {
     let invalid = |reason: String| FetchError::Invalid {
         url: url.to_string(),
         reason,
@@ -173,7 +173,7 @@ async fn get(
 }
 
 /// `max-age` of a `Cache-Control` value; `no-cache`/`no-store` mean none.
-fn max_age(value: &str) -> Option<Duration> {
+pub(crate) fn max_age(value: &str) -> Option<Duration> {
     let mut age = None;
     for directive in value.split(',').map(str::trim) {
         let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));

@@ -32,8 +32,8 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         !asked.fresh_login && asked.max_age.is_none_or(|age| req.now - s.auth_time <= age)
     });
     match session {
-        // A registered client is anyone's: the user says it may go on.
-        Some(s) if !request.client.client.registered && !asked.consent => {
+        // A client that described itself is anyone's: the user says it may go on.
+        Some(s) if !request.client.client.self_described() && !asked.consent => {
             issue(ctx, req, &request, &asked, &s, None).await
         }
         Some(_) if asked.prompt_none => back_with_error(ctx, &request, consent_required()),

@@ -1,6 +1,9 @@
 //! Client authentication (RFC 6749 §2.3.1): HTTP Basic or the form's
 //! `client_id` and `client_secret`, never both; checked against the
 //! issuer's principals with the legacy endpoint's lockout, counted together.
+//! Or a signed assertion instead of a secret (`assertion`).
+
+mod assertion;
 
 use std::sync::Arc;
 
@@ -26,7 +29,7 @@ struct Presented {
     method: ClientAuth,
 }
 
-pub(super) fn invalid_client(method: Option<ClientAuth>, description: &str) -> Error {
+fn invalid_client(method: Option<ClientAuth>, description: &str) -> Error {
     Error {
         status: StatusCode::UNAUTHORIZED,
         code: "invalid_client",
@@ -35,7 +38,7 @@ pub(super) fn invalid_client(method: Option<ClientAuth>, description: &str) -> E
     }
 }
 
-pub(super) const FAILED: &str = "client authentication failed";
+const FAILED: &str = "client authentication failed";
 
 /// `application/x-www-form-urlencoded` decoding of one Basic credential.
 fn form_decoded(text: &str) -> String {
@@ -109,8 +112,8 @@ pub async fn authenticate(
     req: &Request<'_>,
     form: &Form,
 ) -> Result<Arc<Principal>, Error> {
-    if super::assertion::presented(form) {
-        return super::assertion::authenticate(ctx, req, form).await;
+    if assertion::presented(form) {
+        return assertion::authenticate(ctx, req, form).await;
     }
     // A public client names itself and sends no secret (RFC 6749 §2.1):
     // PKCE, or its refresh token's binding, proves the rest.
@@ -148,7 +151,7 @@ pub async fn authenticate(
 
 /// Why a confidential client may have no tokens now, whatever it
 /// presented: inactive, blocked, or (client-flat) its company gone.
-pub(super) fn standing(ctx: &Endpoints<'_>, client: &Principal) -> Option<Reason> {
+fn standing(ctx: &Endpoints<'_>, client: &Principal) -> Option<Reason> {
     let company_gone = !profile::company_known(ctx.issuer.endpoint, client);
     if !client.active {
         Some(Reason::Inactive)
@@ -216,6 +219,9 @@ pub async fn public_or_listed(
     }
     if let Some(listed) = ctx.settings.clients.get(id) {
         return Ok(Some(listed.clone()));
+    }
+    if super::documents::names_a_document(id) {
+        return super::documents::client(ctx, id).await;
     }
     super::registration::lookup(ctx, id).await
 }

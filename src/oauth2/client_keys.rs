@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::auth::jwk::{parse_jwks, ExternalKey};
 use crate::config::ClientKeys;
+use crate::jwk::{parse_jwks, ExternalKey};
 use crate::jwks::fetch_keys;
 
 /// A fetched set is used this long when its answer says nothing.

@@ -7,6 +7,10 @@ use std::collections::HashMap;
 use super::Error;
 use crate::identity::MAX_FIELD_LEN;
 
+/// The longest `client_assertion` read (a service-account token is a
+/// kilobyte or two).
+pub const MAX_ASSERTION: usize = 16 * 1024;
+
 /// Whether a `Content-Type` value is a form (any parameters, any case).
 pub fn is_form(content_type: Option<&[u8]>) -> bool {
     content_type
@@ -38,7 +42,12 @@ impl Form {
         // more than once" holds for a copy with no value too.
         let mut params: HashMap<String, Option<String>> = HashMap::new();
         for (name, value) in form_urlencoded::parse(body) {
-            if value.len() > MAX_FIELD_LEN * 8 {
+            // An assertion may carry a certificate chain in its header.
+            let limit = match name.as_ref() {
+                "client_assertion" => MAX_ASSERTION,
+                _ => MAX_FIELD_LEN * 8,
+            };
+            if value.len() > limit {
                 return Err(Error::invalid_request(format!("{name} is too long")));
             }
             let value = (!value.is_empty()).then(|| value.into_owned());

@@ -51,7 +51,7 @@ fn document(ctx: &Endpoints<'_>) -> Value {
     }
     doc["token_endpoint_auth_methods_supported"] = json!(methods);
     if asserting {
-        // A client's keys sign with their own algorithm (`crate::auth::jwk`).
+        // A client's keys sign with their own algorithm (`crate::jwk`).
         let algs = [
             "ES256", "ES384", "EdDSA", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512",
         ];
@@ -93,6 +93,9 @@ fn sign_in_metadata(ctx: &Endpoints<'_>, doc: &mut Value) {
     }
     if ctx.settings.registration != crate::config::Registration::Off {
         doc["registration_endpoint"] = json!(format!("{issuer}/register"));
+    }
+    if ctx.settings.metadata_documents.is_some() {
+        doc["client_id_metadata_document_supported"] = json!(true);
     }
 }
 

@@ -77,6 +77,9 @@ pub struct SignIn<'a> {
     pub csrf: &'a str,
     /// The application asking, as the user should recognise it.
     pub client_name: &'a str,
+    /// Where the application's metadata document is published (its
+    /// identity), for a client named by one.
+    pub publisher: Option<&'a str>,
     /// Where the user will be sent back: the redirect URI's host.
     pub return_host: &'a str,
     /// The scopes the application asks for.
@@ -94,6 +97,12 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
         body += &format!("<img src=\"{}\" alt=\"\">\n", escape(logo));
     }
     body += &format!("<h1>{}</h1>\n", escape(title));
+    if let Some(publisher) = s.publisher {
+        body += &format!(
+            "<p class=\"publisher\">An application published by <strong>{}</strong></p>\n",
+            escape(publisher)
+        );
+    }
     body += &format!(
         "<p>to continue to <strong>{}</strong> at <strong>{}</strong></p>\n",
         escape(s.client_name),

@@ -149,7 +149,7 @@ fn initial_access_token(req: &Request<'_>, env: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn invalid_metadata(description: impl Into<String>) -> Error {
+pub(super) fn invalid_metadata(description: impl Into<String>) -> Error {
     Error::new(
         StatusCode::BAD_REQUEST,
         "invalid_client_metadata",
@@ -191,7 +191,7 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
     })
 }
 
-type Metadata = serde_json::Map<String, Value>;
+pub(super) type Metadata = serde_json::Map<String, Value>;
 
 /// A member that is a list of strings, if sent.
 fn strings(object: &Metadata, name: &str) -> Result<Option<Vec<String>>, Error> {
@@ -212,7 +212,7 @@ fn invalid_redirect_uri(description: impl Into<String>) -> Error {
 }
 
 /// One to ten redirect URIs, each short, https or loopback http.
-fn redirect_uris(object: &Metadata) -> Result<Vec<String>, Error> {
+pub(super) fn redirect_uris(object: &Metadata) -> Result<Vec<String>, Error> {
     let uris = strings(object, "redirect_uris")?.unwrap_or_default();
     if uris.is_empty() || uris.len() > MAX_REDIRECT_URIS {
         return Err(invalid_redirect_uri(format!(
@@ -233,7 +233,7 @@ fn redirect_uris(object: &Metadata) -> Result<Vec<String>, Error> {
 }
 
 /// The code and its refresh tokens only; `response_types` code only.
-fn grant_types(object: &Metadata) -> Result<Vec<String>, Error> {
+pub(super) fn grant_types(object: &Metadata) -> Result<Vec<String>, Error> {
     let grants =
         strings(object, "grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
     // An empty list would read as "any grant" (`ClientProfile::may_use`).
@@ -259,7 +259,7 @@ fn grant_types(object: &Metadata) -> Result<Vec<String>, Error> {
 }
 
 /// A short name without control characters, shown as the client's own claim.
-fn client_name(object: &Metadata) -> Result<Option<String>, Error> {
+pub(super) fn client_name(object: &Metadata) -> Result<Option<String>, Error> {
     match object.get("client_name") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(n)) if n.chars().count() <= 100 && !n.chars().any(char::is_control) => {
@@ -275,7 +275,11 @@ fn client_name(object: &Metadata) -> Result<Option<String>, Error> {
 /// scopes the issuer's protected resources ask for (their 401s name them),
 /// and `offline_access` for one that registers the refresh grant; others
 /// asked for are left out (RFC 7591 §3.2.1).
-fn scope(ctx: &Endpoints<'_>, object: &Metadata, grants: &[String]) -> Result<String, Error> {
+pub(super) fn scope(
+    ctx: &Endpoints<'_>,
+    object: &Metadata,
+    grants: &[String],
+) -> Result<String, Error> {
     let refreshes = grants.iter().any(|g| g == "refresh_token");
     match object.get("scope") {
         None | Some(Value::Null) => Ok(String::new()),
@@ -316,7 +320,7 @@ pub async fn lookup(ctx: &Endpoints<'_>, id: &str) -> Result<Option<Arc<Principa
     Ok(found.map(|c| Arc::new(principal(c))))
 }
 
-fn principal(c: RegisteredClient) -> Principal {
+pub(super) fn principal(c: RegisteredClient) -> Principal {
     Principal {
         client_id: Some(c.client_id.clone()),
         permissions: c

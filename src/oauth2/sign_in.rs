@@ -11,6 +11,7 @@ use http::StatusCode;
 use super::auth_request::{self, AuthRequest};
 use super::form::Form;
 use super::{csrf, page, sso, Answer, Endpoints, Request};
+use crate::config::Principal;
 use crate::identity::Denied;
 use crate::store::SsoSession;
 use crate::tokens::random_id;
@@ -47,21 +48,14 @@ pub async fn show(
         None => (StatusCode::OK, None, None),
     };
     let action = format!("{}/sign-in", ctx.settings.issuer_id);
-    // A registered client named itself: the user is told so.
-    let client_name = match (&r.client.client.name, r.client.client.registered) {
-        (Some(name), true) => format!(
-            "{name:?} ({}, an application that registered itself)",
-            r.client.login
-        ),
-        (None, true) => format!("{} (an application that registered itself)", r.client.login),
-        _ => r.client.login.clone(),
-    };
+    let (client_name, publisher) = described(&r.client);
     let html = page::sign_in(&page::SignIn {
         look: &ctx.settings.sign_in,
         action: &action,
         hidden: &r.params,
         csrf: &csrf,
         client_name: &client_name,
+        publisher: publisher.as_deref(),
         return_host: &return_host,
         scope,
         signed_in_as: session.map(|s| s.login.as_str()),
@@ -188,4 +182,29 @@ async fn again(
     failed: (StatusCode, &str, &str),
 ) -> Answer {
     show(ctx, req, r, scope, None, Some(failed)).await
+}
+
+/// How the page names the client, and where it is published: a client
+/// that described itself named itself, and the user is told so; one
+/// named by its metadata document is known by the document's host.
+fn described(client: &Principal) -> (String, Option<String>) {
+    let profile = &client.client;
+    let id = &client.login;
+    if profile.metadata_document {
+        let host = url::Url::parse(id)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| id.clone());
+        let name = match &profile.name {
+            Some(name) => format!("{name:?} (the name the application gives itself)"),
+            None => "an application".to_string(),
+        };
+        return (name, Some(host));
+    }
+    let name = match (&profile.name, profile.registered) {
+        (Some(name), true) => format!("{name:?} ({id}, an application that registered itself)"),
+        (None, true) => format!("{id} (an application that registered itself)"),
+        _ => id.clone(),
+    };
+    (name, None)
 }

@@ -193,7 +193,7 @@ impl State {
     }
 }
 
-fn acceptor(leaf: &Leaf) -> tokio_rustls::TlsAcceptor {
+pub(super) fn acceptor(leaf: &Leaf) -> tokio_rustls::TlsAcceptor {
     let (certs, key) = leaf.chain_and_key();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)

@@ -22,6 +22,7 @@ pub mod chromium;
 pub mod collector;
 mod configs;
 pub mod dns;
+pub mod documents;
 mod endpoints;
 mod gateway;
 mod hashes;

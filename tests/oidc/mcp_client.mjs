@@ -9,7 +9,10 @@
 // failure throws and exits non-zero.
 //
 // Env: PORTERO_URL (the gateway's public_url, whose /mcp is the server),
-// ISSUER (the issuer's name), USERNAME and PASSWORD.
+// ISSUER (the issuer's name), USERNAME and PASSWORD; CLIENT_METADATA_URL,
+// when set: the client is named by its metadata document at that URL
+// (a client ID metadata document, which the test serves) instead of
+// registering.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js'
@@ -48,6 +51,7 @@ const logs = async (line, from) => {
 const serverUrl = new URL(`${env('PORTERO_URL')}/mcp`)
 const issuer = `${env('PORTERO_URL')}/oauth2/${env('ISSUER')}`
 const browser = new Browser(logged)
+const metadataUrl = process.env.CLIENT_METADATA_URL
 
 // The in-memory provider a command-line client would keep; its "browser"
 // is the scripted one, and the callback is read from the redirect.
@@ -55,6 +59,10 @@ class Provider {
   constructor() {
     this.saved = {}
     this.callback = undefined
+  }
+
+  get clientMetadataUrl() {
+    return metadataUrl
   }
 
   get redirectUrl() {
@@ -108,15 +116,20 @@ try {
 ok('portero refused the first request; the SDK went to authorize')
 
 const registered = provider.saved.client
-check(registered?.client_id?.startsWith('reg-'), `registered (${JSON.stringify(registered)})`)
-check(registered.token_endpoint_auth_method === 'none', 'a public client')
-ok('registered (RFC 7591) as a public client')
+if (metadataUrl) {
+  check(registered?.client_id === metadataUrl, `named by its document (${JSON.stringify(registered)})`)
+  ok('named by its client ID metadata document, without registering')
+} else {
+  check(registered?.client_id?.startsWith('reg-'), `registered (${JSON.stringify(registered)})`)
+  check(registered.token_endpoint_auth_method === 'none', 'a public client')
+  ok('registered (RFC 7591) as a public client')
+}
 
 const asked = provider.authorizationUrl
 check(asked.href.startsWith(`${issuer}/authorize?`), `the issuer's authorize (${asked})`)
 check(asked.searchParams.get('code_challenge_method') === 'S256', 'PKCE S256')
 check(asked.searchParams.get('resource') === serverUrl.href, `the resource asked (${asked.searchParams.get('resource')})`)
-check(asked.searchParams.get('client_id') === registered.client_id, 'for the registered client')
+check(asked.searchParams.get('client_id') === registered.client_id, 'for its client id')
 ok('authorization request with PKCE S256 and the MCP server as resource (RFC 8707)')
 
 const callback = provider.callback

@@ -4,7 +4,7 @@
 //! (`federated`: a provider issuer's token about it), or nothing at all
 //! (a public client).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use toml::Spanned;
 
@@ -12,16 +12,20 @@ use super::super::file::*;
 use super::super::model::*;
 use super::parse::check_key_url;
 use super::Checker;
-use crate::auth::jwk::parse_jwks;
+use crate::jwk::parse_jwks;
 
 /// The provider issuers whose keys portero fetches (`discovery_url`,
-/// `jwks_url`): those a client may be federated with.
-pub(super) fn key_providers(file: &FileConfig) -> HashSet<String> {
+/// `jwks_url`), those a client may be federated with, each with what
+/// tells it apart from another name for the same provider: its `iss`
+/// as written, else where its keys are found.
+pub(super) fn key_providers(file: &FileConfig) -> HashMap<String, String> {
     file.issuers
         .iter()
         .filter_map(|(name, i)| match i {
-            FileIssuer::Provider(p) if p.discovery_url.is_some() || p.jwks_url.is_some() => {
-                Some(name.clone())
+            FileIssuer::Provider(p) => {
+                let location = p.discovery_url.as_ref().or(p.jwks_url.as_ref())?;
+                let identity = p.iss.as_ref().unwrap_or(location).get_ref().clone();
+                Some((name.clone(), identity))
             }
             _ => None,
         })
@@ -129,7 +133,7 @@ impl Checker<'_> {
         for (n, f) in c.federated.iter().enumerate() {
             let at = format!("{key}.federated[{n}]");
             let issuer = f.issuer.get_ref();
-            if !self.key_providers.contains(issuer) {
+            if !self.key_providers.contains_key(issuer) {
                 self.problem(
                     &f.issuer,
                     format!("{at}.issuer"),
@@ -150,13 +154,15 @@ impl Checker<'_> {
         out
     }
 
-    /// No outside identity is two clients': an assertion naming no
-    /// `client_id` would authenticate whichever is listed first.
+    /// No outside identity is two clients', even through two names for
+    /// one provider: an assertion naming no `client_id` would
+    /// authenticate whichever is found first.
     pub(super) fn federations_apart(&mut self, clients: &[Principal], key: &str) {
         let mut seen = HashSet::new();
         for (n, c) in clients.iter().enumerate() {
             for f in &c.client.federated {
-                if !seen.insert((&f.issuer, &f.subject)) {
+                let provider = self.key_providers.get(&f.issuer).cloned();
+                if !seen.insert((provider.unwrap_or_default(), f.subject.clone())) {
                     self.problem_no_span(
                         format!("{key}[{n}].federated"),
                         format!(

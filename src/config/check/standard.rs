@@ -232,6 +232,7 @@ impl Checker<'_> {
                 grant_types,
                 registered: false,
                 name: None,
+                metadata_document: false,
                 keys: credentials.keys,
                 federated: credentials.federated,
             },
@@ -376,6 +377,7 @@ impl Checker<'_> {
         }
         let registration = self.registration(name, s, authorization_code);
         self.settings_read(name, s, authorization_code, &registration);
+        let metadata_documents = self.metadata_documents(name, s, authorization_code);
         OAuth2 {
             issuer_id: format!("{public_url}/oauth2/{name}"),
             public_url: public_url.to_string(),
@@ -394,6 +396,7 @@ impl Checker<'_> {
             logout_revokes_tokens: s.logout_revokes_tokens,
             sign_in: SignInPage::default(),
             post_logout_redirect_uris: Vec::new(),
+            metadata_documents,
         }
     }
 

@@ -434,6 +434,13 @@ pub(in crate::config) struct FileOAuth2 {
     pub(in crate::config) session_ttl: Option<Spanned<DurationText>>,
     #[serde(default)]
     pub(in crate::config) logout_revokes_tokens: bool,
+    /// A `client_id` that is an https URL names the client's metadata
+    /// document, fetched from there.
+    pub(in crate::config) client_metadata_documents: Option<Spanned<bool>>,
+    /// Hosts whose documents may be on loopback or private addresses.
+    pub(in crate::config) client_metadata_private_hosts: Option<Spanned<Vec<String>>>,
+    /// Roots trusted for those fetches beside the system's.
+    pub(in crate::config) client_metadata_ca_file: Option<Spanned<String>>,
 }
 
 /// `[issuers.NAME.sign_in]`: the look of the issuer's sign-in page. (Not

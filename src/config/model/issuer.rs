@@ -139,6 +139,19 @@ pub struct OAuth2 {
     /// `redirect_uris`: (client id, URL) pairs, the post-logout URL of the
     /// client portero itself signs people in with (its `[sessions]`).
     pub post_logout_redirect_uris: Vec<(String, String)>,
+    /// Clients named by the URL of their metadata document
+    /// (draft-ietf-oauth-client-id-metadata-document); `None`: off.
+    pub metadata_documents: Option<MetadataDocuments>,
+}
+
+/// Where client metadata documents may be fetched from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetadataDocuments {
+    /// Hosts (lower case) whose names may resolve to loopback, private or
+    /// link-local addresses; every other host must resolve to public ones.
+    pub private_hosts: Vec<String>,
+    /// Roots trusted beside the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Who may register a client (RFC 7591).
@@ -181,6 +194,9 @@ pub struct ClientProfile {
     pub registered: bool,
     /// The name it registered with (`client_name`), unverified.
     pub name: Option<String>,
+    /// Its `client_id` is the URL of its metadata document, fetched from
+    /// there: anyone's, like a registered client.
+    pub metadata_document: bool,
     /// The keys its assertions are signed with (`private_key_jwt`).
     pub keys: Option<ClientKeys>,
     /// Outside identities that are this client: a token of the issuer
@@ -206,6 +222,12 @@ pub struct Federation {
 }
 
 impl ClientProfile {
+    /// A client that described itself (registered, or by its metadata
+    /// document): the user is asked whether it may go on, every time.
+    pub fn self_described(&self) -> bool {
+        self.registered || self.metadata_document
+    }
+
     /// Whether the client may use the grant named `grant`: a public client
     /// only the authorization code and its refresh tokens.
     pub fn may_use(&self, grant: &str) -> bool {

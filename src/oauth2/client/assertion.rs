@@ -17,21 +17,17 @@ use http::StatusCode;
 use serde::Deserialize;
 use sha2::Digest;
 
-use super::client::{invalid_client, standing, FAILED};
-use super::client_keys::{keys_of, Unavailable};
-use super::form::Form;
-use super::{Endpoints, Error, Request};
-use crate::auth::jwk::ExternalKey;
+use super::super::client_keys::{keys_of, Unavailable};
+use super::super::form::Form;
+use super::super::{Endpoints, Error, Request};
+use super::{invalid_client, standing, FAILED};
 use crate::auth::keys::alg_name;
 use crate::config::{ClientAuth, ClientKeys, Principal};
 use crate::identity::Reason;
+use crate::jwk::ExternalKey;
 
 /// The one `client_assertion_type` portero takes.
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// Longer assertions are refused unread (a service-account token is a
-/// kilobyte or two).
-const MAX_ASSERTION: usize = 16 * 1024;
 
 /// The furthest ahead an assertion's `exp` may be: its `jti` is held
 /// that long.
@@ -132,9 +128,6 @@ pub async fn authenticate(
 }
 
 fn decode(text: &str) -> Result<Assertion<'_>, Reason> {
-    if text.len() > MAX_ASSERTION {
-        return Err(Reason::BadAssertion);
-    }
     let mut parts = text.split('.');
     let (Some(header), Some(payload), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -204,9 +197,11 @@ async fn verify(
         return Err(Reason::BadAssertion);
     };
     // The provider's keys as routes use them: the key's own algorithm,
-    // `iss` the provider's.
+    // its issuer's `iss`, which must be the provider's (another issuer
+    // of the config with the same `iss` and keys says the same).
+    let keys = ctx.validator.keys();
     match ctx.validator.verify_for_client(assertion.text) {
-        Ok(v) if v.issuer == provider => Ok(()),
+        Ok(v) if keys.issuers[provider].claims(v.iss()) => Ok(()),
         _ => Err(Reason::BadAssertion),
     }
 }
@@ -284,11 +279,37 @@ async fn once(ctx: &Endpoints<'_>, claims: &Claims, now: i64) -> Result<(), Reas
     }
     let digest = URL_SAFE_NO_PAD.encode(digest.finalize());
     let key = format!("assertion:{}:{digest}", ctx.issuer.config.name);
-    let left = (claims.exp as i64).saturating_sub(now) + ctx.validator.leeway();
-    let ttl = Duration::from_secs(left.clamp(1, MAX_LIFETIME + 3600) as u64);
+    let ttl = held_for(claims.exp, now, ctx.validator.leeway());
     match ctx.issuer.store.claim(&key, ttl).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(Reason::Replayed),
         Err(_) => Err(Reason::Unavailable),
+    }
+}
+
+/// How long a `jti` is held: past the last second the assertion is live
+/// (`exp`, whose fraction counts as its next second, plus the leeway);
+/// `check_claims` bounds `exp`.
+fn held_for(exp: f64, now: i64, leeway: i64) -> Duration {
+    let live_until = (exp.ceil() as i64).saturating_add(leeway);
+    Duration::from_secs(live_until.saturating_sub(now).max(0) as u64 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jti_is_held_past_the_last_moment_its_assertion_is_live() {
+        // Live while now < exp + leeway: 130.5 here, so held past 131.
+        assert_eq!(held_for(100.5, 0, 30), Duration::from_secs(132));
+        assert_eq!(held_for(100.0, 0, 30), Duration::from_secs(131));
+        // A day ahead with a long leeway: held for both.
+        let day = MAX_LIFETIME as f64;
+        assert_eq!(
+            held_for(day, 0, 7200),
+            Duration::from_secs(86_400 + 7200 + 1)
+        );
+        assert_eq!(held_for(10.0, 100, 0), Duration::from_secs(1));
     }
 }

@@ -13,6 +13,8 @@ use serde::Deserialize;
 
 /// RSA moduli shorter than this are refused (NIST SP 800-131A).
 const MIN_RSA_BITS: usize = 2048;
+/// Nor longer than this: the RSA implementation verifies none longer.
+const MAX_RSA_BITS: usize = 4096;
 
 /// Keys beyond this many in one JWKS are ignored: a token without a `kid`
 /// is tried against each of its issuer's keys.
@@ -110,10 +112,23 @@ pub fn verification_key(jwk: &Jwk) -> Result<(Algorithm, DecodingKey), String> {
                 .skip_while(|&&b| b == 0)
                 .count()
                 * 8;
-            if bits < MIN_RSA_BITS {
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err(format!(
-                    "RSA key of about {bits} bits (under {MIN_RSA_BITS})"
+                    "RSA key of about {bits} bits (not {MIN_RSA_BITS} to {MAX_RSA_BITS})"
                 ));
+            }
+            // An even or tiny exponent verifies nothing (e = 1: any
+            // message is its own signature).
+            let e = URL_SAFE_NO_PAD
+                .decode(&rsa.e)
+                .map_err(|_| "RSA exponent is not base64url")?;
+            let e = e
+                .iter()
+                .skip_while(|&&b| b == 0)
+                .copied()
+                .collect::<Vec<u8>>();
+            if e.len() > 8 || e.last().is_none_or(|b| b % 2 == 0) || e == [1] {
+                return Err("RSA exponent is not an odd number over 1 (65537)".into());
             }
             match alg {
                 None | Some(KeyAlgorithm::RS256) => Algorithm::RS256,
@@ -180,6 +195,12 @@ mod tests {
         assert!(alg_of(sign_only).is_err());
         let weak = json!({"kty": "RSA", "n": &RSA_N[..172], "e": "AQAB"});
         assert!(alg_of(weak).unwrap_err().contains("bits"));
+        let huge = json!({"kty": "RSA", "n": RSA_N.repeat(3), "e": "AQAB"});
+        assert!(alg_of(huge).unwrap_err().contains("bits"));
+        for e in ["AQ", "Ag", "AAE"] {
+            let exponent = json!({"kty": "RSA", "n": RSA_N, "e": e});
+            assert!(alg_of(exponent).unwrap_err().contains("exponent"), "{e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,247 @@
+//! Client ID metadata documents: a client named by the https URL of its
+//! own metadata, which portero fetches (here from an HTTPS server on
+//! loopback, allowed by `client_metadata_private_hosts` and trusted by
+//! `client_metadata_ca_file`). It signs a user in, always after asking
+//! them, with the document's host on the page; documents that lie,
+//! redirect, grow, stall or sit on a private address are refused, and
+//! each issuer fetches only so many at once and no document more than
+//! once a minute.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::documents::{Answer, DocumentServer};
+use common::standard::*;
+use common::*;
+use serde_json::{json, Value};
+
+/// The standard issuer taking documents from `server`; `private`: its
+/// `localhost` may be on loopback.
+fn body(server: &DocumentServer, private: bool) -> String {
+    let hosts = match private {
+        true => "client_metadata_private_hosts = [\"localhost\"]\n",
+        false => "",
+    };
+    standard_body(&format!(
+        "client_metadata_documents = true\n{hosts}client_metadata_ca_file = \"{}\"\n",
+        server.ca.cert_file.display()
+    ))
+}
+
+/// A document for the client at `url`, back to the tests' callback.
+fn document(url: &str) -> Value {
+    json!({
+        "client_id": url,
+        "client_name": "Notes Agent",
+        "redirect_uris": [CALLBACK],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_method": "none",
+    })
+}
+
+fn publish(server: &DocumentServer, path: &str, doc: &Value) -> String {
+    server.set(path, Answer::json(doc.to_string()));
+    server.url(path)
+}
+
+/// The authorization request's page for `client` (fresh browser).
+async fn page_for(gw: &Gateway, browser: &mut Browser, client: &str) -> (u16, String) {
+    let (_, challenge) = pkce();
+    let url = authorize_url_for(
+        gw,
+        client,
+        CALLBACK,
+        "openid",
+        &format!("&code_challenge={challenge}"),
+    );
+    let (status, _, page) = browser.get(&url).await;
+    (status, page)
+}
+
+#[tokio::test]
+async fn a_client_named_by_its_document_signs_a_user_in_with_the_users_consent() {
+    let server = DocumentServer::start().await;
+    let gw = Gateway::start(&body(&server, true)).await;
+    let metadata: Value =
+        reqwest::get(gw.url("/.well-known/oauth-authorization-server/oauth2/app"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(metadata["client_id_metadata_document_supported"], true);
+
+    let client = server.url("/agents/notes.json");
+    publish(&server, "/agents/notes.json", &document(&client));
+    let (verifier, challenge) = pkce();
+    let url = authorize_url_for(
+        &gw,
+        &client,
+        CALLBACK,
+        "openid offline_access",
+        &format!("&code_challenge={challenge}"),
+    );
+    let mut browser = Browser::default();
+    let (status, _, page) = browser.get(&url).await;
+    assert_eq!(status, 200, "{page}");
+    // The document's host is who the application is; its name, its claim.
+    assert!(
+        page.contains("published by <strong>localhost</strong>"),
+        "{page}"
+    );
+    assert!(page.contains("&quot;Notes Agent&quot; (the name the application gives itself)"));
+    let code = sign_in_at(&gw, &mut browser, &url).await;
+    let (status, tokens) = redeem_for(&gw, &client, CALLBACK, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let claims = claims_of(tokens["access_token"].as_str().unwrap());
+    assert_eq!(claims["client_id"], client.as_str());
+    let refreshed = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", &client),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refreshed.status(),
+        200,
+        "{}",
+        refreshed.text().await.unwrap()
+    );
+
+    // Signed in already, the user is asked again: no code without them.
+    let (status, page) = page_for(&gw, &mut browser, &client).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Allow") && page.contains("Deny"), "{page}");
+    // Fetched once: kept since (no Cache-Control: five minutes).
+    assert_eq!(server.fetches("/agents/notes.json"), 1);
+}
+
+#[tokio::test]
+async fn documents_that_lie_redirect_grow_stall_or_sit_on_private_addresses_are_refused() {
+    let server = DocumentServer::start().await;
+    let gw = Gateway::start(&body(&server, true)).await;
+    let mut cases: Vec<(&str, String)> = Vec::new();
+    let lying = server.url("/lying.json");
+    publish(
+        &server,
+        "/lying.json",
+        &document(&server.url("/other.json")),
+    );
+    cases.push(("names another client_id", lying));
+    let mut secret = document(&server.url("/secret.json"));
+    secret["client_secret"] = json!("s3cret");
+    cases.push(("has a secret", publish(&server, "/secret.json", &secret)));
+    let mut basic = document(&server.url("/basic.json"));
+    basic["token_endpoint_auth_method"] = json!("client_secret_basic");
+    cases.push((
+        "authenticates with a secret",
+        publish(&server, "/basic.json", &basic),
+    ));
+    let mut elsewhere = document(&server.url("/elsewhere.json"));
+    elsewhere["redirect_uris"] = json!(["https://attacker.example/cb"]);
+    cases.push((
+        "sends codes elsewhere",
+        publish(&server, "/elsewhere.json", &elsewhere),
+    ));
+    server.set(
+        "/redirect.json",
+        Answer {
+            status: 302,
+            headers: vec![("location", server.url("/good.json"))],
+            ..Answer::json(String::new())
+        },
+    );
+    publish(&server, "/good.json", &document(&server.url("/good.json")));
+    cases.push(("redirects", server.url("/redirect.json")));
+    let mut huge = document(&server.url("/huge.json"));
+    huge["padding"] = json!("x".repeat(20_000));
+    cases.push(("is over 16 KiB", publish(&server, "/huge.json", &huge)));
+    server.set(
+        "/slow.json",
+        Answer {
+            delay: Duration::from_secs(7),
+            ..Answer::json(document(&server.url("/slow.json")).to_string())
+        },
+    );
+    cases.push(("stalls past the timeout", server.url("/slow.json")));
+    cases.push(("is not there", server.url("/missing.json")));
+    let port = server.addr.port();
+    let dotted = format!("https://localhost:{port}/x/../good.json");
+    cases.push(("is spelled with dot segments", dotted));
+    cases.push((
+        "is on an address, not a listed host",
+        format!("https://127.0.0.1:{port}/good.json"),
+    ));
+    for (case, client) in &cases {
+        let (status, page) = page_for(&gw, &mut Browser::default(), client).await;
+        assert_eq!(status, 400, "{case}: {page}");
+        let refused = match *case {
+            "sends codes elsewhere" => "redirect_uri is not one the client registered",
+            _ => "no such client signs users in here",
+        };
+        assert!(page.contains(refused), "{case}: {page}");
+    }
+    // The good one is taken, from the same server.
+    let (status, page) = page_for(&gw, &mut Browser::default(), &server.url("/good.json")).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        server.fetches("/good.json"),
+        1,
+        "a redirect is never followed"
+    );
+    let log = gw.log_with("client metadata document refused").await;
+    assert!(log.contains("redirects are not followed"), "{log}");
+    assert!(log.contains("not a public address"), "{log}");
+
+    // A refusal is kept a minute: fixed now, the document is not fetched again.
+    publish(
+        &server,
+        "/missing.json",
+        &document(&server.url("/missing.json")),
+    );
+    let (status, _) = page_for(&gw, &mut Browser::default(), &server.url("/missing.json")).await;
+    assert_eq!(status, 400);
+    assert_eq!(server.fetches("/missing.json"), 1);
+
+    // Without localhost among the private hosts, its loopback address is refused.
+    let strict = Gateway::start(&body(&server, false)).await;
+    let (status, _) = page_for(&strict, &mut Browser::default(), &server.url("/good.json")).await;
+    assert_eq!(status, 400);
+    let log = strict.log_with("client metadata document refused").await;
+    assert!(
+        log.contains("localhost resolves to 127.0.0.1, not a public address"),
+        "{log}"
+    );
+    assert_eq!(server.fetches("/good.json"), 1, "nothing was sent to it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_fetches_at_most_four_documents_at_once() {
+    let server = DocumentServer::start().await;
+    let gw = Gateway::start(&body(&server, true)).await;
+    let clients: Vec<String> = (0..8)
+        .map(|n| {
+            let path = format!("/agent-{n}.json");
+            server.set(
+                &path,
+                Answer {
+                    delay: Duration::from_millis(600),
+                    ..Answer::json(document(&server.url(&path)).to_string())
+                },
+            );
+            server.url(&path)
+        })
+        .collect();
+    let pages = clients.iter().map(|client| {
+        let gw = &gw;
+        async move { page_for(gw, &mut Browser::default(), client).await.0 }
+    });
+    let statuses = futures_util::future::join_all(pages).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(server.most_in_flight(), 4);
+}
