@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 mod api_keys;
+mod consents;
 mod oauth2_clients;
 mod sessions;
 
@@ -82,6 +83,7 @@ fn methods(path: &str) -> Option<&'static [Method]> {
         "/admin/oauth2-clients" => Some(&[Method::GET]),
         "/admin/sessions" => Some(&[Method::DELETE]),
         _ if oauth2_clients::client_path(path).is_some() => Some(&[Method::DELETE]),
+        _ if consents::user_path(path).is_some() => Some(&[Method::GET, Method::DELETE]),
         _ => match api_keys::KeyPath::of(path)? {
             api_keys::KeyPath::Key(_) => Some(&[Method::DELETE]),
             api_keys::KeyPath::Rotate(_) => Some(&[Method::POST]),
@@ -169,6 +171,16 @@ impl Admin {
             (&Method::DELETE, "/admin/sessions") => {
                 let query = req.uri().query().map(str::to_string);
                 self.end_sessions(query.as_deref()).await?
+            }
+            (&Method::GET, path) if consents::user_path(path).is_some() => {
+                let (issuer, login) = consents::user_path(path).expect("matched");
+                self.list_consents(&issuer, &login).await?
+            }
+            (&Method::DELETE, path) if consents::user_path(path).is_some() => {
+                let (issuer, login) = consents::user_path(path).expect("matched");
+                let query = req.uri().query().map(str::to_string);
+                self.delete_consents(&issuer, &login, query.as_deref())
+                    .await?
             }
             (&Method::DELETE, path) if oauth2_clients::client_path(path).is_some() => {
                 let (issuer, id) = oauth2_clients::client_path(path).expect("matched");

@@ -18,6 +18,7 @@ mod authorize;
 mod client;
 mod client_keys;
 mod code;
+mod consent;
 mod csrf;
 mod documents;
 mod form;

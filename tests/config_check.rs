@@ -210,6 +210,10 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         "[[issuers.app.clients]]\nclient_id = \"web\"\nredirect_uris = [\"https://x.test/cb\"]\n";
     let (ok, err) = check(&with(&format!("{user}{web}")));
     assert!(ok, "{err}");
+    let remembering = "[issuers.app.oauth2]\nregistration = \"open\"\nconsent_ttl = \"30d\"\n\
+                       scope_descriptions = { openid = \"Know who you are\" }\n";
+    let (ok, err) = check(&with(&format!("{user}{web}{remembering}")));
+    assert!(ok, "{err}");
     for (issuer, named) in [
         // Keys of a legacy endpoint, which a standard issuer has not.
         ("dialect = \"session\"\n".to_string(), "issuers.app.dialect"),
@@ -248,6 +252,11 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         ("[issuers.app.oauth2]\nclient_metadata_documents = true\nauthorization_code = false\n".to_string(), "issuers.app.oauth2.client_metadata_documents"),
         ("[issuers.app.oauth2]\nclient_metadata_documents = true\nclient_metadata_private_hosts = [\"https://x.test:8443\"]\n".to_string(), "issuers.app.oauth2.client_metadata_private_hosts"),
         ("[issuers.app.oauth2]\nclient_metadata_documents = true\nclient_metadata_ca_file = \"/nonexistent/ca.pem\"\n".to_string(), "issuers.app.oauth2.client_metadata_ca_file"),
+        // Consents remembered where no client asks; words for no scope, or too many.
+        ("[issuers.app.oauth2]\nconsent_ttl = \"30d\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),
+        ("[issuers.app.oauth2]\nregistration = \"open\"\nconsent_ttl = \"0s\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),
+        (format!("{user}{web}[issuers.app.oauth2]\nscope_descriptions = {{ \"nothing:here\" = \"Do things\" }}\n"), "issuers.app.oauth2.scope_descriptions.nothing:here"),
+        (format!("{user}{web}[issuers.app.oauth2]\nscope_descriptions = {{ openid = \"\" }}\n"), "issuers.app.oauth2.scope_descriptions.openid"),
         // The sign-in page's look: https or this origin only.
         ("[issuers.app.sign_in]\nlogo_url = \"javascript:alert(1)\"\n".to_string(), "issuers.app.sign_in.logo_url"),
         ("[issuers.app.sign_in]\nstylesheet_url = \"//evil.test/x.css\"\n".to_string(), "issuers.app.sign_in.stylesheet_url"),

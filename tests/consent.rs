@@ -104,3 +104,149 @@ async fn deny_goes_back_as_access_denied_and_allow_lists_what_is_asked() {
         "a field the page did not carry"
     );
 }
+
+/// The issuer with open registration, remembered consents and the
+/// operator's words for its MCP scopes; `/mcp` asks for them.
+async fn remembering_gateway() -> Gateway {
+    let mcp = "\n[[routes]]\nname = \"mcp\"\npath = \"/mcp\"\nupstream = \"echo\"\n\
+               resource_metadata = true\nscopes = [\"mcp:read\", \"mcp:write\"]\n";
+    let settings = "registration = \"open\"\nconsent_ttl = \"1h\"\n\
+                    scope_descriptions = { \"mcp:read\" = \"Read your notes\", \"mcp:write\" = \"Change your notes\" }\n";
+    let body = format!("{}{mcp}", standard_body(settings));
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    gw
+}
+
+/// A registered client: its id.
+async fn registered(gw: &Gateway) -> String {
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/register"))
+        .json(&serde_json::json!({
+            "redirect_uris": [CALLBACK],
+            "scope": "mcp:read mcp:write",
+            "client_name": "Agent",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let client: serde_json::Value = r.json().await.unwrap();
+    client["client_id"].as_str().unwrap().to_string()
+}
+
+fn asking(gw: &Gateway, client: &str, scope: &str) -> String {
+    let (_, challenge) = pkce();
+    authorize_url_for(
+        gw,
+        client,
+        CALLBACK,
+        scope,
+        &format!("&code_challenge={challenge}"),
+    )
+}
+
+async fn admin(method: reqwest::Method, gw: &Gateway, path: &str) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .request(method, gw.admin_url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_remembered_consent_is_asked_once_then_only_for_what_is_new_and_forgotten_by_the_admin_api(
+) {
+    let gw = remembering_gateway().await;
+    let client = registered(&gw).await;
+    let mut browser = Browser::default();
+    // First: the page, in the operator's words; signing in is allowing.
+    let (_, _, page) = browser.get(&asking(&gw, &client, "mcp:read")).await;
+    assert!(page.contains("<li>Read your notes</li>"), "{page}");
+    let code = sign_in_at(&gw, &mut browser, &asking(&gw, &client, "mcp:read")).await;
+    assert!(!code.is_empty());
+    // Again for the same: a code at once.
+    let (status, location, _) = browser.get(&asking(&gw, &client, "mcp:read")).await;
+    assert_eq!(status, 303);
+    assert!(query_of(&location.unwrap()).contains_key("code"));
+    // More (a step up): the page, naming only what is new as asked.
+    let (status, _, page) = browser
+        .get(&asking(&gw, &client, "mcp:read mcp:write"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let asks = page.split("You allowed it before to:").collect::<Vec<_>>();
+    assert_eq!(asks.len(), 2, "{page}");
+    assert!(asks[0].contains("Change your notes") && !asks[0].contains("Read your notes"));
+    assert!(asks[1].contains("Read your notes"));
+    let (status, location) = posted(&gw, &mut browser, &page, &[("continue", "1")]).await;
+    assert_eq!(status, 303);
+    assert!(query_of(&location.unwrap()).contains_key("code"));
+    // Both remembered now, and listed; forgotten, the page again.
+    let path = format!("/admin/consents/app/{USER}");
+    let listed = admin(reqwest::Method::GET, &gw, &path).await;
+    assert_eq!(
+        listed["consents"][0]["client_id"],
+        client.as_str(),
+        "{listed}"
+    );
+    assert_eq!(listed["consents"][0]["scope"], "mcp:read mcp:write");
+    let (status, _, _) = browser
+        .get(&asking(&gw, &client, "mcp:read mcp:write"))
+        .await;
+    assert_eq!(status, 303);
+    let forgotten = admin(
+        reqwest::Method::DELETE,
+        &gw,
+        &format!("{path}?client_id={client}"),
+    )
+    .await;
+    assert_eq!(forgotten["deleted"], 1);
+    let (status, _, _) = browser.get(&asking(&gw, &client, "mcp:read")).await;
+    assert_eq!(status, 200, "asked again");
+    // A configured client's consent is the operator's: nothing to list.
+    let r = reqwest::Client::new()
+        .get(gw.admin_url("/admin/consents/nowhere/ada"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn not_you_forgets_the_signed_in_user_and_asks_who_is_there() {
+    let gw = remembering_gateway().await;
+    let client = registered(&gw).await;
+    let mut browser = Browser::default();
+    sign_in_at(&gw, &mut browser, &asking(&gw, &client, "mcp:read")).await;
+    let _ = admin(
+        reqwest::Method::DELETE,
+        &gw,
+        &format!("/admin/consents/app/{USER}"),
+    )
+    .await;
+    let (status, _, page) = browser.get(&asking(&gw, &client, "mcp:read")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(&format!("signed in as <strong>{USER}</strong>")),
+        "{page}"
+    );
+    assert!(page.contains("Not you?"), "{page}");
+    let (action, mut fields) = form_of(&page);
+    fields.push(("switch".into(), "1".into()));
+    let (status, _, switched) = browser.post_form(&on(&gw, &action), &fields).await;
+    assert_eq!(status, 200, "{switched}");
+    assert!(switched.contains("type=\"password\""), "{switched}");
+    // Signed in as bob: the code is bob's.
+    let (action, mut fields) = form_of(&switched);
+    fields.push(("username".into(), "bob".into()));
+    fields.push(("password".into(), "bob's password".into()));
+    let (status, location, _) = browser.post_form(&on(&gw, &action), &fields).await;
+    assert_eq!(status, 303);
+    assert!(query_of(&location.unwrap()).contains_key("code"));
+    let page = browser.get(&asking(&gw, &client, "mcp:write")).await.2;
+    assert!(page.contains("signed in as <strong>bob</strong>"), "{page}");
+}

@@ -238,6 +238,7 @@ async fn admin_paths_answer_another_method_with_405_and_allow() {
         ("PUT", "/admin/api-keys", "GET, POST"),
         ("GET", "/admin/api-keys/ak_1", "DELETE"),
         ("GET", "/admin/api-keys/ak_1/rotate", "POST"),
+        ("PUT", "/admin/consents/app/ada", "GET, DELETE"),
     ];
     for (method, path, allow) in cases {
         let r = client

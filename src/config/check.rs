@@ -280,6 +280,7 @@ impl Checker<'_> {
         }
         self.one_document_each(&file.routes, &routes[first_ordinary..]);
         resource::served_resources(&mut issuers, &routes);
+        self.scope_descriptions_used(&issuers);
         let public_url = server.public_url.as_deref();
         let sessions = self.sessions(&file, &mut issuers, &mut routes, first_ordinary, public_url);
         let auth = self.auth(&file.auth, strip_all);

@@ -9,7 +9,7 @@ use super::auth_request::{
     back_with_error, checked, consent_required, issue, known_client, login_required,
 };
 use super::form::Form;
-use super::{page, sign_in, sso, Answer, Endpoints, Request};
+use super::{consent, page, sign_in, sso, Answer, Endpoints, Request};
 
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let params = match parameters(req) {
@@ -31,9 +31,18 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let session = session.filter(|s| {
         !asked.fresh_login && asked.max_age.is_none_or(|age| req.now - s.auth_time <= age)
     });
+    let allowed = match &session {
+        Some(s) => consent::remembered(ctx, &request.client, &s.login, req.now).await,
+        None => Vec::new(),
+    };
+    let client = &request.client;
     match session {
-        // A client that described itself is anyone's: the user says it may go on.
-        Some(s) if !request.client.client.self_described() && !asked.consent => {
+        // A client that described itself is anyone's: the user says it
+        // may go on, unless they allowed it all before.
+        Some(s) if !client.client.self_described() && !asked.consent => {
+            issue(ctx, req, &request, &asked, &s, None).await
+        }
+        Some(s) if consent::covers(client, &allowed, &asked.scope) && !asked.consent => {
             issue(ctx, req, &request, &asked, &s, None).await
         }
         Some(_) if asked.prompt_none => back_with_error(ctx, &request, consent_required()),

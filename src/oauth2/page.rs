@@ -84,6 +84,10 @@ pub struct SignIn<'a> {
     pub return_host: &'a str,
     /// The scopes the application asks for.
     pub scope: &'a [String],
+    /// Those of them the signed-in user allowed it before.
+    pub allowed_before: &'a [String],
+    /// The operator's words for scopes (`scope_descriptions`).
+    pub descriptions: &'a std::collections::BTreeMap<String, String>,
     /// With a sign-on session: the user it can go on as.
     pub signed_in_as: Option<&'a str>,
     pub username: Option<&'a str>,
@@ -108,10 +112,21 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
         escape(s.client_name),
         escape(s.return_host)
     );
-    if !s.scope.is_empty() {
-        body += "<p>It asks to:</p>\n<ul>\n";
-        for scope in s.scope {
-            body += &format!("<li>{}</li>\n", escape(&scope_in_words(scope)));
+    let (before, new): (Vec<&String>, Vec<&String>) = s
+        .scope
+        .iter()
+        .partition(|scope| s.allowed_before.contains(scope));
+    for (heading, scopes) in [("It asks to:", new), ("You allowed it before to:", before)] {
+        if scopes.is_empty() {
+            continue;
+        }
+        body += &format!("<p>{heading}</p>\n<ul>\n");
+        for scope in scopes {
+            let words = match s.descriptions.get(scope.as_str()) {
+                Some(text) => text.clone(),
+                None => scope_in_words(scope),
+            };
+            body += &format!("<li>{}</li>\n", escape(&words));
         }
         body += "</ul>\n";
     }
@@ -135,7 +150,9 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
             body += &format!(
                 "<p>You are signed in as <strong>{}</strong>.</p>\n\
                  <button type=\"submit\" name=\"continue\" value=\"1\" autofocus>Allow</button>\n\
-                 <button type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>Deny</button>\n",
+                 <button type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>Deny</button>\n\
+                 <p><button type=\"submit\" name=\"switch\" value=\"1\" formnovalidate>\
+                 Not you? Sign in as someone else</button></p>\n",
                 escape(user)
             );
         }

@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use super::auth_request::{self, AuthRequest};
 use super::form::Form;
-use super::{csrf, page, sso, Answer, Endpoints, Request};
+use super::{consent, csrf, page, sso, Answer, Endpoints, Request};
 use crate::config::Principal;
 use crate::identity::Denied;
 use crate::store::SsoSession;
@@ -48,6 +48,10 @@ pub async fn show(
         None => (StatusCode::OK, None, None),
     };
     let action = format!("{}/sign-in", ctx.settings.issuer_id);
+    let allowed_before = match session {
+        Some(s) => consent::remembered(ctx, &r.client, &s.login, req.now).await,
+        None => Vec::new(),
+    };
     let (client_name, publisher) = described(&r.client);
     let html = page::sign_in(&page::SignIn {
         look: &ctx.settings.sign_in,
@@ -58,6 +62,8 @@ pub async fn show(
         publisher: publisher.as_deref(),
         return_host: &return_host,
         scope,
+        allowed_before: &allowed_before,
+        descriptions: &ctx.settings.scope_descriptions,
         signed_in_as: session.map(|s| s.login.as_str()),
         username,
         error,
@@ -105,6 +111,12 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     if form.get("continue").is_some() {
         return go_on(ctx, req, &r, &asked).await;
     }
+    // "Not you?": this browser's sign-on is forgotten, and the form asks
+    // who is there.
+    if form.get("switch").is_some() {
+        let page = show(ctx, req, &r, &asked.scope, None, None).await;
+        return page.with_cookie(Some(sso::forget(ctx)));
+    }
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
         let failed = (
             StatusCode::BAD_REQUEST,
@@ -140,6 +152,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let sub = ctx.issuer.accounts.subject_of(&user);
     match sso::begin(ctx, req, &user, &sub).await {
         Ok((session, cookie)) => {
+            consent::remember(ctx, &r.client, &session.login, &asked.scope, req.now).await;
             auth_request::issue(ctx, req, &r, &asked, &session, Some(cookie)).await
         }
         Err(e) => auth_request::back_with_error(ctx, &r, e),
@@ -160,7 +173,10 @@ async fn go_on(
         Err(e) => return auth_request::back_with_error(ctx, r, e),
     };
     match session {
-        Some(s) => auth_request::issue(ctx, req, r, asked, &s, None).await,
+        Some(s) => {
+            consent::remember(ctx, &r.client, &s.login, &asked.scope, req.now).await;
+            auth_request::issue(ctx, req, r, asked, &s, None).await
+        }
         None => {
             let failed = (
                 StatusCode::UNAUTHORIZED,

@@ -6,6 +6,7 @@
 
 mod api_keys;
 mod browser;
+mod consent;
 mod db;
 mod lockout;
 mod oauth;
@@ -74,6 +75,7 @@ impl Embedded {
         tx.open_table(API_KEY_USES).map_err(backend)?;
         tx.open_table(BROWSER_INDEX).map_err(backend)?;
         tx.open_table(CLAIMS).map_err(backend)?;
+        tx.open_table(consent::CONSENTS).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Embedded {
             db: Arc::new(Redb { db }),

@@ -10,6 +10,7 @@
 //! - [`ApiKeyRecords`], and when each key was last used;
 //! - [`SignOn`] and [`RegisteredClients`]: the standard issuer's codes,
 //!   sign-on sessions and registered clients (`oauth`);
+//! - [`Consents`]: what users allowed clients that described themselves;
 //! - [`BrowserSessionRecords`]: the browser sessions of routes that sign
 //!   people in, with the claims that keep two instances from doing one
 //!   thing twice (`browser`);
@@ -37,6 +38,7 @@
 //! and then, off the request).
 
 mod browser;
+mod consent;
 mod embedded;
 mod oauth;
 mod redis;
@@ -54,6 +56,7 @@ use crate::config::{Config, StoreBackend};
 use crate::metrics::StoreMetrics;
 
 pub use browser::{BrowserSession, BrowserSessionRecords, SessionOwner};
+pub use consent::{Consent, Consents};
 pub use embedded::Embedded;
 pub use oauth::{CodeRecord, RegisteredClient, RegisteredClients, SignOn, SsoSession};
 pub use redis::Redis;
@@ -354,6 +357,7 @@ pub trait Store:
     + ApiKeyRecords
     + SignOn
     + RegisteredClients
+    + Consents
     + BrowserSessionRecords
     + Upkeep
 {
@@ -369,6 +373,7 @@ impl<T> Store for T where
         + ApiKeyRecords
         + SignOn
         + RegisteredClients
+        + Consents
         + BrowserSessionRecords
         + Upkeep
         + ?Sized

@@ -17,6 +17,8 @@
 //! - `P code:<sha256>`, `P sso:<sid>`, `P client:<issuer>\0<client_id>`
 //!   and `P client-index`: the standard issuer's authorization codes,
 //!   sign-on sessions and registered clients (`oauth`);
+//! - `P consent:<issuer>\0<login>`: a user's consents (hash, client id
+//!   -> record), expiring with the latest (`consent`);
 //! - `P bs:<hash>`, `P bs-sub:<provider>\0<sub>`, `P bs-sid:<provider>\0<sid>`
 //!   and `P claim:<key>`: browser sessions, the sets they are found by, and
 //!   claims (`browser`);
@@ -61,6 +63,7 @@ mod api_keys;
 mod browser;
 mod channel;
 mod conn;
+mod consent;
 mod failover;
 mod keys;
 mod link;

@@ -1,5 +1,7 @@
 //! `client_metadata_documents` and the settings that go with it: where an
-//! issuer may fetch the documents of clients named by URL.
+//! issuer may fetch the documents of clients named by URL; and what the
+//! page asks of users about such clients and registered ones
+//! (`consent_ttl`, `scope_descriptions`).
 
 use toml::Spanned;
 
@@ -74,4 +76,95 @@ impl Checker<'_> {
         }
         out
     }
+
+    /// `consent_ttl`: read only where clients describe themselves
+    /// (registration, metadata documents); a configured client is the
+    /// operator's and never asks.
+    pub(super) fn consent_ttl(
+        &mut self,
+        name: &str,
+        s: &FileOAuth2,
+        self_described: bool,
+    ) -> Option<std::time::Duration> {
+        let written = s.consent_ttl.as_ref()?;
+        let key = format!("issuers.{name}.oauth2.consent_ttl");
+        if !self_described {
+            self.problem(
+                written,
+                &key,
+                "no client asks users for consent here: turn registration or \
+                 client_metadata_documents on",
+            );
+        }
+        let ttl = self.duration(&s.consent_ttl, &key, std::time::Duration::ZERO);
+        if ttl.is_zero() {
+            self.problem(written, &key, "leave it out to ask every time");
+        }
+        Some(ttl)
+    }
+
+    /// `scope_descriptions`: short text for the page, which only the
+    /// authorization endpoint shows. Whether each names a scope the
+    /// issuer knows is checked once routes are read
+    /// (`scope_descriptions_used`).
+    pub(super) fn scope_descriptions(
+        &mut self,
+        name: &str,
+        s: &FileOAuth2,
+        code_flow: bool,
+    ) -> std::collections::BTreeMap<String, String> {
+        let Some(written) = &s.scope_descriptions else {
+            return Default::default();
+        };
+        let key = format!("issuers.{name}.oauth2.scope_descriptions");
+        if !code_flow {
+            self.problem(written, &key, "read only with authorization_code on");
+        }
+        for (scope, text) in written.get_ref() {
+            if text.trim().is_empty()
+                || text.chars().count() > 200
+                || text.chars().any(char::is_control)
+            {
+                self.problem(
+                    written,
+                    format!("{key}.{scope}"),
+                    "a description is 1 to 200 characters, no control characters",
+                );
+            }
+        }
+        written.get_ref().clone()
+    }
+
+    /// Each described scope is one a client of the issuer may hold: a
+    /// configured client's, a protected resource's, or OpenID Connect's.
+    pub(super) fn scope_descriptions_used(&mut self, issuers: &[Issuer]) {
+        for issuer in issuers {
+            let Some(oauth2) = &issuer.oauth2 else {
+                continue;
+            };
+            for scope in oauth2.scope_descriptions.keys() {
+                let known = ["openid", "offline_access"].contains(&scope.as_str())
+                    || oauth2.resource_scopes.contains(scope)
+                    || issuer_clients(issuer, oauth2).any(|c| c.permissions.contains(scope));
+                if !known {
+                    self.problem_no_span(
+                        format!("issuers.{}.oauth2.scope_descriptions.{scope}", issuer.name),
+                        format!(
+                            "{scope:?} is no scope a client of the issuer may ask for: never shown"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The issuer's configured clients: a client dialect's principals, or its
+/// `clients`.
+fn issuer_clients<'a>(
+    issuer: &'a Issuer,
+    oauth2: &'a OAuth2,
+) -> impl Iterator<Item = &'a Principal> {
+    let principals = issuer.accounts.iter().flat_map(|a| a.principals.iter());
+    oauth2.clients.iter().chain(principals)
 }

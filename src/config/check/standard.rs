@@ -378,6 +378,9 @@ impl Checker<'_> {
         let registration = self.registration(name, s, authorization_code);
         self.settings_read(name, s, authorization_code, &registration);
         let metadata_documents = self.metadata_documents(name, s, authorization_code);
+        let self_described = registration != Registration::Off || metadata_documents.is_some();
+        let consent_ttl = self.consent_ttl(name, s, self_described);
+        let scope_descriptions = self.scope_descriptions(name, s, authorization_code);
         OAuth2 {
             issuer_id: format!("{public_url}/oauth2/{name}"),
             public_url: public_url.to_string(),
@@ -397,6 +400,8 @@ impl Checker<'_> {
             sign_in: SignInPage::default(),
             post_logout_redirect_uris: Vec::new(),
             metadata_documents,
+            consent_ttl,
+            scope_descriptions,
         }
     }
 

@@ -441,6 +441,12 @@ pub(in crate::config) struct FileOAuth2 {
     pub(in crate::config) client_metadata_private_hosts: Option<Spanned<Vec<String>>>,
     /// Roots trusted for those fetches beside the system's.
     pub(in crate::config) client_metadata_ca_file: Option<Spanned<String>>,
+    /// How long a user's consent to a client that described itself is
+    /// remembered.
+    pub(in crate::config) consent_ttl: Option<Spanned<DurationText>>,
+    /// What each scope lets an application do, as the sign-in page says it.
+    pub(in crate::config) scope_descriptions:
+        Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 /// `[issuers.NAME.sign_in]`: the look of the issuer's sign-in page. (Not

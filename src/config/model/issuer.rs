@@ -142,6 +142,11 @@ pub struct OAuth2 {
     /// Clients named by the URL of their metadata document
     /// (draft-ietf-oauth-client-id-metadata-document); `None`: off.
     pub metadata_documents: Option<MetadataDocuments>,
+    /// How long a user's consent to a client that described itself is
+    /// remembered; `None`: never (asked every time).
+    pub consent_ttl: Option<Duration>,
+    /// Scope -> what it lets an application do, in the operator's words.
+    pub scope_descriptions: std::collections::BTreeMap<String, String>,
 }
 
 /// Where client metadata documents may be fetched from.

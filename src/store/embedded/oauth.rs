@@ -166,9 +166,9 @@ impl Redb {
     }
 }
 
-/// Drops codes, sessions and clients that ran out by `cutoff`.
+/// Drops codes, sessions, clients and consents that ran out by `cutoff`.
 fn purge_issuer_records(tx: &WriteTransaction, cutoff: i64) -> Result<(), StoreError> {
-    for table in [CODES, SSO, CLIENTS] {
+    for table in [CODES, SSO, CLIENTS, super::consent::CONSENTS] {
         tx.open_table(table)
             .map_err(backend)?
             .retain(|_, v| {

@@ -434,3 +434,9 @@ async fn ended_browser_sessions_and_lapsed_claims_are_purged() {
     assert!(!s.claim("long", Duration::from_secs(600)).await.unwrap());
     assert!(s.claim("short", Duration::from_secs(600)).await.unwrap());
 }
+
+#[tokio::test]
+async fn consents_are_kept_per_user_and_client_and_forgotten() {
+    let (_dir, s) = fresh();
+    crate::store::consent::checks::consents_are_kept_per_user_and_client_and_forgotten(&s).await;
+}
