@@ -180,6 +180,11 @@ impl Drop for McpServer {
 /// the MCP server: a protected resource (RFC 9728) that a token of `app`
 /// for it, with the scope its 401 names, may use, told who the user is.
 fn mcp_body(server: &McpServer, oauth2: &str) -> String {
+    mcp_body_asking(server, oauth2, "\"mcp:tools\"")
+}
+
+/// [`mcp_body`] with the route asking for `scopes` (TOML list items).
+fn mcp_body_asking(server: &McpServer, oauth2: &str, scopes: &str) -> String {
     format!(
         r#"{}
 {}
@@ -188,7 +193,7 @@ name = "mcp"
 path = "/mcp"
 upstream = "mcp"
 resource_metadata = true
-scopes = ["mcp:tools"]
+scopes = [{scopes}]
 
 [routes.headers]
 x-user-sub = "sub"
@@ -337,5 +342,84 @@ fn mcp_server_reached(server: &McpServer, out: &str) {
     assert!(
         reached.iter().all(|r| r.ends_with(&format!(" sub={USER}"))),
         "{reached:?}"
+    );
+}
+
+/// A step up (MCP's scope step-up): the SDK signs in for `mcp:read`; the
+/// route then asks for `mcp:write` too (a reload); its 403 names both, the
+/// SDK asks for both, the page asks the user only for `mcp:write`, and
+/// the token holds both. (Two threads: the test reads the script while the
+/// gateway and the MCP server go on.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_sdk_steps_up_from_mcp_read_to_mcp_write() {
+    use std::io::{BufRead, Write};
+    if !node_with(&["@modelcontextprotocol/sdk"]) {
+        return;
+    }
+    let Some(server) = McpServer::start() else {
+        return;
+    };
+    // Words for each scope the route asks for, as the operator would write them.
+    let oauth2 = |write: bool| {
+        let mut words = r#"scope_descriptions = { "mcp:read" = "Read your notes""#.to_string();
+        if write {
+            words += r#", "mcp:write" = "Change your notes""#;
+        }
+        format!("registration = \"open\"\nconsent_ttl = \"1h\"\n{words} }}\n")
+    };
+    let body = mcp_body_asking(&server, &oauth2(false), "\"mcp:read\"");
+    let gw = Gateway::start(&body).await;
+    let base = gw.public_url(&body).await;
+    let mut script = std::process::Command::new("node")
+        .arg("mcp_client.mjs")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc"))
+        .env("PORTERO_URL", &base)
+        .env("ISSUER", "app")
+        .env("USERNAME", USER)
+        .env("PASSWORD", USER_PASSWORD)
+        .env("STEP_UP", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(script.stdout.take().unwrap()).lines();
+    let mut out = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        out += &format!("{line}\n");
+        if line == "waiting for a step up" {
+            break;
+        }
+    }
+    assert!(out.contains("waiting for a step up"), "{out}");
+    // The same config (the users' hashes too: a new one would end the
+    // sign-on) but the route's scopes and their words.
+    let wider = body.replace(&oauth2(false), &oauth2(true)).replace(
+        r#"scopes = ["mcp:read"]"#,
+        r#"scopes = ["mcp:read", "mcp:write"]"#,
+    );
+    gw.rewrite_config_with_server(&format!("public_url = \"{base}\""), &wider);
+    let r = reqwest::Client::new()
+        .post(gw.admin_url("/admin/reload"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    writeln!(script.stdin.take().unwrap(), "go").unwrap();
+    for line in lines {
+        out += &format!("{}\n", line.unwrap());
+    }
+    let status = script.wait().unwrap();
+    println!("{out}");
+    assert!(status.success(), "{out}");
+    let checks = lines_of(&out, "ok ");
+    assert_eq!(
+        checks[checks.len() - 2..],
+        [
+            "403 insufficient_scope; the page asked only for mcp:write",
+            "stepped up: the token holds mcp:read and mcp:write, and the tool is called",
+        ],
+        "{out}"
     );
 }

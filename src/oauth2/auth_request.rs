@@ -140,7 +140,7 @@ pub fn checked(ctx: &Endpoints<'_>, params: &Form, r: &AuthRequest) -> Result<As
             "code_challenge is not an S256 challenge",
         ));
     }
-    let scope = scope(params.get("scope"), &r.client)?;
+    let scope = scope(ctx, params.get("scope"), &r.client)?;
     let prompt = words(params.get("prompt"));
     let has = |p: &str| prompt.iter().any(|w| w == p);
     if has("none") && prompt.len() > 1 {
@@ -167,10 +167,20 @@ pub fn checked(ctx: &Endpoints<'_>, params: &Form, r: &AuthRequest) -> Result<As
 }
 
 /// The scopes granted: those asked for, each one the client may have
-/// (`openid` always, `offline_access` when it may refresh), or all it may
-/// have when it asks for none.
-fn scope(asked: Option<&str>, client: &Principal) -> Result<Vec<String>, Error> {
+/// (`openid` always, `offline_access` when it may refresh), or all it
+/// declared when it asks for none. A client that described itself may
+/// have, beyond what it declared, whatever the issuer's protected
+/// resources ask for now (a `403 insufficient_scope` names them; the
+/// user is asked for each).
+fn scope(
+    ctx: &Endpoints<'_>,
+    asked: Option<&str>,
+    client: &Principal,
+) -> Result<Vec<String>, Error> {
     let mut held = client.permissions.clone();
+    if client.client.self_described() {
+        held.extend(ctx.settings.resource_scopes.iter().cloned());
+    }
     held.push("openid".into());
     if client.client.may_use("refresh_token") {
         held.push(OFFLINE_ACCESS.into());

@@ -334,8 +334,7 @@ async fn fetch(http: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Dur
 }
 
 /// The client a document describes: its own URL as `client_id`, public,
-/// and what registration would take; a document naming no `scope` may
-/// ask for every scope of the issuer's resources.
+/// and what registration would take.
 fn described(ctx: &Endpoints<'_>, id: &str, object: &Metadata) -> Result<Principal, String> {
     if object.get("client_id").and_then(Value::as_str) != Some(id) {
         return Err("its client_id is not the URL it was fetched from".into());
@@ -354,17 +353,8 @@ fn described(ctx: &Endpoints<'_>, id: &str, object: &Metadata) -> Result<Princip
     let why = |e: Error| e.description;
     let redirect_uris = registration::redirect_uris(object).map_err(why)?;
     let grant_types = registration::grant_types(object).map_err(why)?;
-    // A document is written once for every server: without a `scope`,
-    // the client may ask for what the issuer's resources ask for (the
-    // user is asked every time).
-    let mut object = object.clone();
-    if !object.contains_key("scope") {
-        let mut all = ctx.settings.resource_scopes.clone();
-        all.push(super::mint::OFFLINE_ACCESS.to_string());
-        object.insert("scope".into(), Value::String(all.join(" ")));
-    }
-    let scope = registration::scope(ctx, &object, &grant_types).map_err(why)?;
-    let client_name = registration::client_name(&object).map_err(why)?;
+    let scope = registration::scope(ctx, object, &grant_types).map_err(why)?;
+    let client_name = registration::client_name(object).map_err(why)?;
     let mut client = registration::principal(crate::store::RegisteredClient {
         issuer: ctx.issuer.config.name.clone(),
         client_id: id.to_string(),

@@ -64,6 +64,24 @@ export class Browser {
     }
     return location
   }
+
+  // Opens the authorization URL as a signed-in user, allows the
+  // application on its page, and returns the page and the redirect's
+  // Location.
+  async allow(authorizationUrl) {
+    const page = await this.get(authorizationUrl)
+    const html = await page.text()
+    if (page.status !== 200) {
+      throw new Error(`the consent page: ${page.status} ${page.headers.get('location') ?? ''} ${html}`)
+    }
+    const { action, fields } = formOf(html, authorizationUrl)
+    const response = await this.post(action, [...fields, ['continue', '1']], new URL(action).origin)
+    const location = response.headers.get('location')
+    if (response.status !== 303 || !location) {
+      throw new Error(`allowing: ${response.status} ${await response.text()}`)
+    }
+    return { html, location }
+  }
 }
 
 const unescape = (s) => s

@@ -12,7 +12,10 @@
 // ISSUER (the issuer's name), USERNAME and PASSWORD; CLIENT_METADATA_URL,
 // when set: the client is named by its metadata document at that URL
 // (a client ID metadata document, which the test serves) instead of
-// registering.
+// registering; STEP_UP, when set: once done, the script says `waiting for
+// a step up` and waits for a line on stdin (the test makes the route ask
+// for more scope meanwhile), then steps up: portero's 403, the page asking
+// only for what is new, a token with both.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js'
@@ -97,6 +100,12 @@ class Provider {
 
   async redirectToAuthorization(url) {
     this.authorizationUrl = url
+    if (this.consenting) {
+      const { html, location } = await browser.allow(url.href)
+      this.consentPage = html
+      this.callback = new URL(location)
+      return
+    }
     this.callback = new URL(await browser.signIn(url.href, env('USERNAME'), env('PASSWORD')))
   }
 }
@@ -182,3 +191,39 @@ result = await client.callTool({ name: 'add', arguments: { a: 40, b: 2 } })
 check(result.content[0]?.text === '42', `add(40, 2) (${JSON.stringify(result)})`)
 ok('a stale token refreshed without signing in again')
 await client.close()
+
+if (process.env.STEP_UP) {
+  console.log('waiting for a step up')
+  await new Promise((resolve) => process.stdin.once('data', resolve))
+  process.stdin.pause()
+  // The route now asks for mcp:write too: portero answers 403
+  // insufficient_scope, and the SDK asks for the larger scope. (Holding a
+  // refresh token, SDK 1.32.2 refreshes instead, which cannot widen the
+  // scope (RFC 6749 §6), and gives up: the step up is tried without one.)
+  provider.saveTokens({ ...provider.saved.tokens, refresh_token: undefined })
+  provider.consenting = true
+  client = new Client({ name: 'portero-test', version: '1.0.0' })
+  const before = log.length
+  try {
+    await client.connect(transport())
+    throw new Error('connected without the larger scope')
+  } catch (e) {
+    if (!(e instanceof UnauthorizedError)) throw e
+  }
+  check(log.slice(before).includes('POST /mcp 403'), `portero's 403 (${log.slice(before)})`)
+  const wider = provider.authorizationUrl.searchParams.get('scope')
+  check(wider === 'mcp:read mcp:write', `the larger scope asked (${wider})`)
+  const [asked, allowedBefore] = provider.consentPage.split('You allowed it before to:')
+  check(asked.includes('Change your notes') && !asked.includes('Read your notes'), 'only what is new is asked')
+  check(allowedBefore?.includes('Read your notes'), 'what was allowed is named as such')
+  ok('403 insufficient_scope; the page asked only for mcp:write')
+  await transport().finishAuth(provider.callback.searchParams.get('code'))
+  const stepped = JSON.parse(Buffer.from(provider.saved.tokens.access_token.split('.')[1], 'base64url'))
+  check(stepped.scope === 'mcp:read mcp:write', `a token with both (${stepped.scope})`)
+  client = new Client({ name: 'portero-test', version: '1.0.0' })
+  await client.connect(transport())
+  result = await client.callTool({ name: 'add', arguments: { a: 1, b: 1 } })
+  check(result.content[0]?.text === '2', `add(1, 1) (${JSON.stringify(result)})`)
+  ok('stepped up: the token holds mcp:read and mcp:write, and the tool is called')
+  await client.close()
+}
