@@ -660,3 +660,179 @@ async fn a_page_on_another_origin_redeems_its_code_where_the_issuers_cors_allows
     assert_eq!(shown["userinfo"]["team"], "core", "{shown}");
     browser.close().await.unwrap();
 }
+
+/// Saves the page's screenshot as `name` in `PORTERO_SCREENSHOTS`, where
+/// that names a directory (to look at the pages); nothing otherwise.
+async fn screenshot(browser: &Client, name: &str) {
+    let Ok(dir) = std::env::var("PORTERO_SCREENSHOTS") else {
+        return;
+    };
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+}
+
+/// Presses the page's button named `name` (`continue`, `deny`, `switch`)
+/// and waits for the page to go.
+async fn press(browser: &Client, name: &str) {
+    let button = browser
+        .find(Locator::Css(&format!("button[name={name}]")))
+        .await
+        .unwrap_or_else(|e| panic!("no {name} button: {e}"));
+    button.click().await.unwrap();
+    for _ in 0..200 {
+        if button.is_displayed().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the page did not change within 10 s of pressing {name}");
+}
+
+#[tokio::test]
+async fn the_consent_page_allows_denies_and_signs_in_someone_else() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let documents = common::documents::DocumentServer::start().await;
+    let mcp = "\n[[routes]]\nname = \"mcp\"\npath = \"/mcp\"\nupstream = \"echo\"\n\
+               resource_metadata = true\nscopes = [\"mcp:read\", \"mcp:write\"]\n";
+    let settings = format!(
+        "registration = \"open\"\nconsent_ttl = \"1h\"\n\
+         scope_descriptions = {{ \"mcp:read\" = \"Read your notes\", \"mcp:write\" = \"Change and delete your notes\" }}\n\
+         client_metadata_documents = true\nclient_metadata_private_hosts = [\"localhost\"]\n\
+         client_metadata_ca_file = \"{}\"\n",
+        documents.ca.cert_file.display()
+    );
+    let body = format!("{}{mcp}", standard_body(&settings));
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    let site = Site::start(vec![]).await;
+    let callback = site.url("/callback");
+    let registered: Value = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/register"))
+        .json(&json!({"redirect_uris": [callback], "client_name": "Notes Agent"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let agent = registered["client_id"].as_str().unwrap().to_string();
+    let asking = |client: &str, scope: &str| {
+        let (_, challenge) = pkce();
+        authorize_url_for(
+            &gw,
+            client,
+            &callback,
+            scope,
+            &format!("&code_challenge={challenge}"),
+        )
+    };
+    let browser = driver.browser(false).await;
+
+    // Signing in on the page is allowing what it lists.
+    browser.goto(&asking(&agent, "mcp:read")).await.unwrap();
+    screenshot(&browser, "consent-sign-in.png").await;
+    let text = browser
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("Read your notes"), "{text}");
+    type_and_submit(&browser, USER, USER_PASSWORD).await;
+    assert!(arrival(&browser, &site, "/callback")
+        .await
+        .contains_key("code"));
+
+    // A step up: only what is new is asked; Deny goes back as access_denied.
+    browser
+        .goto(&asking(&agent, "mcp:read mcp:write"))
+        .await
+        .unwrap();
+    screenshot(&browser, "consent-step-up.png").await;
+    let text = browser
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (asked, before) = text.split_once("You allowed it before to:").expect(&text);
+    assert!(asked.contains("Change and delete your notes") && !asked.contains("Read your notes"));
+    assert!(before.contains("Read your notes"), "{text}");
+    press(&browser, "deny").await;
+    let q = poll(
+        Duration::from_secs(10),
+        || async { site.arrived_at("/callback") },
+        |a| a.len() == 2,
+    )
+    .await;
+    let denied = query_of(&site.url(&q[1]));
+    assert_eq!(denied["error"], "access_denied", "{denied:?}");
+    assert_eq!(denied["state"], "s-123");
+    assert!(!denied.contains_key("code"));
+    assert_eq!(denied["iss"], gw.url("/oauth2/app"));
+
+    // Not you? The page asks who is there; bob signs in, and the code is his.
+    browser.goto(&asking(&agent, "mcp:write")).await.unwrap();
+    press(&browser, "switch").await;
+    screenshot(&browser, "consent-not-you.png").await;
+    let (verifier, challenge) = pkce();
+    let url = authorize_url_for(
+        &gw,
+        &agent,
+        &callback,
+        "mcp:write",
+        &format!("&code_challenge={challenge}"),
+    );
+    browser.goto(&url).await.unwrap();
+    type_and_submit(&browser, "bob", "bob's password").await;
+    let q = poll(
+        Duration::from_secs(10),
+        || async { site.arrived_at("/callback") },
+        |a| a.len() == 3,
+    )
+    .await;
+    let code = query_of(&site.url(&q[2]))["code"].clone();
+    let (status, tokens) = redeem_for(&gw, &agent, &callback, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        claims_of(tokens["access_token"].as_str().unwrap())["sub"],
+        "bob"
+    );
+
+    // A client named by its metadata document: its host first, its name its own claim.
+    let document_client = documents.url("/notes-agent.json");
+    let document = json!({
+        "client_id": document_client,
+        "client_name": "Notes Agent",
+        "redirect_uris": [callback],
+    });
+    documents.set(
+        "/notes-agent.json",
+        common::documents::Answer::json(document.to_string()),
+    );
+    browser
+        .goto(&asking(&document_client, "mcp:read"))
+        .await
+        .unwrap();
+    screenshot(&browser, "consent-metadata-document.png").await;
+    let text = browser
+        .find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("An application published by localhost"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"Notes Agent\" (the name the application gives itself)"),
+        "{text}"
+    );
+    browser.close().await.unwrap();
+}
