@@ -87,7 +87,10 @@ async fn a_client_named_by_its_document_signs_a_user_in_with_the_users_consent()
     assert_eq!(status, 200, "{page}");
     // The document's host is who the application is; its name, its claim.
     assert!(
-        page.contains("published by <strong>localhost</strong>"),
+        page.contains(&format!(
+            "published by <strong>localhost:{}</strong>",
+            server.addr.port()
+        )),
         "{page}"
     );
     assert!(page.contains("&quot;Notes Agent&quot; (the name the application gives itself)"));
@@ -194,6 +197,19 @@ async fn documents_that_lie_redirect_grow_stall_or_sit_on_private_addresses_are_
         1,
         "a redirect is never followed"
     );
+    // Its errors before the user says anything are shown, never sent to
+    // its redirect URI (anyone's choice: no open redirector).
+    let (_, challenge) = pkce();
+    let with_challenge = format!("&code_challenge={challenge}");
+    for (scope, extra) in [
+        ("nothing:here", with_challenge.clone()),
+        ("openid", format!("{with_challenge}&prompt=none")),
+        ("openid", String::new()),
+    ] {
+        let url = authorize_url_for(&gw, &server.url("/good.json"), CALLBACK, scope, &extra);
+        let (status, location, page) = Browser::default().get(&url).await;
+        assert_eq!((status, location), (400, None), "{scope} {extra}: {page}");
+    }
     let log = gw.log_with("client metadata document refused").await;
     assert!(log.contains("redirects are not followed"), "{log}");
     assert!(log.contains("not a public address"), "{log}");
@@ -220,13 +236,30 @@ async fn documents_that_lie_redirect_grow_stall_or_sit_on_private_addresses_are_
     assert_eq!(server.fetches("/good.json"), 1, "nothing was sent to it");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_issuer_fetches_at_most_four_documents_at_once() {
-    let server = DocumentServer::start().await;
-    let gw = Gateway::start(&body(&server, true)).await;
-    let clients: Vec<String> = (0..8)
+/// The page for `client`, asked from the loopback address `from`.
+async fn page_from(gw: &Gateway, from: [u8; 4], client: &str) -> (u16, String) {
+    let (_, challenge) = pkce();
+    let url = authorize_url_for(
+        gw,
+        client,
+        CALLBACK,
+        "openid",
+        &format!("&code_challenge={challenge}"),
+    );
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Slow documents at `/slow-<n>.json`, each answering after 600 ms.
+fn slow_documents(server: &DocumentServer, range: std::ops::Range<usize>) -> Vec<String> {
+    range
         .map(|n| {
-            let path = format!("/agent-{n}.json");
+            let path = format!("/slow-{n}.json");
             server.set(
                 &path,
                 Answer {
@@ -236,12 +269,32 @@ async fn an_issuer_fetches_at_most_four_documents_at_once() {
             );
             server.url(&path)
         })
-        .collect();
-    let pages = clients.iter().map(|client| {
-        let gw = &gw;
-        async move { page_for(gw, &mut Browser::default(), client).await.0 }
-    });
-    let statuses = futures_util::future::join_all(pages).await;
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    assert_eq!(server.most_in_flight(), 4);
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_fetches_two_documents_at_once_and_an_issuer_sixteen() {
+    let server = DocumentServer::start().await;
+    let gw = Gateway::start(&body(&server, true)).await;
+    // One address: two fetches in flight; the rest are told to come back.
+    let clients = slow_documents(&server, 0..6);
+    let pages = clients.iter().map(|c| page_from(&gw, [127, 0, 0, 1], c));
+    let answers = futures_util::future::join_all(pages).await;
+    let taken = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(taken, 2, "{answers:?}");
+    let busy = answers
+        .iter()
+        .filter(|(_, p)| p.contains("the service is unavailable"))
+        .count();
+    assert_eq!(busy, 4);
+    assert_eq!(server.most_in_flight(), 2);
+    // Ten addresses, two each: sixteen at once, the others wait their turn.
+    let clients = slow_documents(&server, 10..30);
+    let pages = clients
+        .iter()
+        .enumerate()
+        .map(|(n, c)| page_from(&gw, [127, 0, 0, 2 + (n % 10) as u8], c));
+    let answers = futures_util::future::join_all(pages).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert_eq!(server.most_in_flight(), 16);
 }

@@ -827,7 +827,10 @@ async fn the_consent_page_allows_denies_and_signs_in_someone_else() {
         .await
         .unwrap();
     assert!(
-        text.contains("An application published by localhost"),
+        text.contains(&format!(
+            "An application published by localhost:{}",
+            documents.addr.port()
+        )),
         "{text}"
     );
     assert!(

@@ -55,9 +55,13 @@ const CARRIED: [&str; 11] = [
 
 /// The client and its redirect URI: both known and matched, or a message
 /// for the page.
-pub async fn known_client(ctx: &Endpoints<'_>, params: &Form) -> Result<AuthRequest, String> {
+pub async fn known_client(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    params: &Form,
+) -> Result<AuthRequest, String> {
     let id = params.get("client_id").ok_or("client_id is missing")?;
-    let client = super::client::public_or_listed(ctx, id)
+    let client = super::client::public_or_listed(ctx, id, req.client)
         .await
         .map_err(|_| "the service is unavailable; try again later".to_string())?
         .filter(|c| !c.client.redirect_uris.is_empty())

@@ -2,31 +2,33 @@
 //! authorization code flow with PKCE S256 only. Until the client and its
 //! redirect URI are known and matched, an error is shown on a page, never
 //! redirected (no open redirect); after, it goes back to the client with
-//! `state` and `iss` (RFC 9207). A user with a sign-on session is sent back
-//! with a code at once; any other sees the sign-in page (`sign_in`).
+//! `state` and `iss` (RFC 9207), unless the client described itself (its
+//! redirect URI is anyone's: the page says it). A user with a sign-on
+//! session is sent back with a code at once; any other sees the sign-in
+//! page (`sign_in`).
 
 use super::auth_request::{
-    back_with_error, checked, consent_required, issue, known_client, login_required,
+    back_with_error, checked, consent_required, issue, known_client, login_required, AuthRequest,
 };
 use super::form::Form;
-use super::{consent, page, sign_in, sso, Answer, Endpoints, Request};
+use super::{consent, page, sign_in, sso, Answer, Endpoints, Error, Request};
 
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let params = match parameters(req) {
         Ok(p) => p,
         Err(message) => return page::shown(ctx, &message),
     };
-    let request = match known_client(ctx, &params).await {
+    let request = match known_client(ctx, req, &params).await {
         Ok(r) => r,
         Err(message) => return page::shown(ctx, &message),
     };
     let asked = match checked(ctx, &params, &request) {
         Ok(a) => a,
-        Err(e) => return back_with_error(ctx, &request, e),
+        Err(e) => return unasked(ctx, &request, e),
     };
     let session = match sso::current(ctx, req).await {
         Ok(s) => s,
-        Err(e) => return back_with_error(ctx, &request, e),
+        Err(e) => return unasked(ctx, &request, e),
     };
     let session = session.filter(|s| {
         !asked.fresh_login && asked.max_age.is_none_or(|age| req.now - s.auth_time <= age)
@@ -45,9 +47,20 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Some(s) if consent::covers(client, &allowed, &asked.scope) && !asked.consent => {
             issue(ctx, req, &request, &asked, &s, None).await
         }
-        Some(_) if asked.prompt_none => back_with_error(ctx, &request, consent_required()),
-        None if asked.prompt_none => back_with_error(ctx, &request, login_required()),
+        Some(_) if asked.prompt_none => unasked(ctx, &request, consent_required()),
+        None if asked.prompt_none => unasked(ctx, &request, login_required()),
         s => sign_in::show(ctx, req, &request, &asked.scope, s.as_ref(), None).await,
+    }
+}
+
+/// An error before the user has said anything: back to the client, or,
+/// for a client that described itself (whose redirect URI is anyone's
+/// choice), on the page, never an automatic redirect there (RFC 9700
+/// §4.11.2: no open redirector).
+fn unasked(ctx: &Endpoints<'_>, r: &AuthRequest, e: Error) -> Answer {
+    match r.client.client.self_described() {
+        true => page::shown(ctx, &e.description),
+        false => back_with_error(ctx, r, e),
     }
 }
 

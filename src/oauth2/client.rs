@@ -119,7 +119,7 @@ pub async fn authenticate(
     // PKCE, or its refresh token's binding, proves the rest.
     if req.authorization.is_none() && !form.sent("client_secret") {
         if let Some(id) = form.get("client_id") {
-            return public_client(ctx, id).await;
+            return public_client(ctx, id, req.client).await;
         }
     }
     let p = presented(req, form)?;
@@ -198,8 +198,12 @@ pub fn named(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, Error> {
 /// a secret, or a registered one. A confidential client must authenticate:
 /// one that sent no secret is refused as an unknown one is, and its log
 /// line (and the metric) says what it did (`auth_method`).
-async fn public_client(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, Error> {
-    let why = match public_or_listed(ctx, id).await? {
+async fn public_client(
+    ctx: &Endpoints<'_>,
+    id: &str,
+    from: Option<std::net::IpAddr>,
+) -> Result<Arc<Principal>, Error> {
+    let why = match public_or_listed(ctx, id, from).await? {
         Some(client) if client.client.public => return Ok(client),
         Some(_) => Reason::AuthMethod,
         None => Reason::UnknownClient,
@@ -208,11 +212,13 @@ async fn public_client(ctx: &Endpoints<'_>, id: &str) -> Result<Arc<Principal>, 
     Err(invalid_client(None, FAILED))
 }
 
-/// The listed or registered client `id` names, public or not, without
-/// authenticating it: the authorization endpoint's client.
+/// The listed or registered client `id` names (or its metadata
+/// document), public or not, without authenticating it: the
+/// authorization endpoint's client. `from`: the requesting address.
 pub async fn public_or_listed(
     ctx: &Endpoints<'_>,
     id: &str,
+    from: Option<std::net::IpAddr>,
 ) -> Result<Option<Arc<Principal>>, Error> {
     if id.len() > MAX_FIELD_LEN {
         return Ok(None);
@@ -221,7 +227,7 @@ pub async fn public_or_listed(
         return Ok(Some(listed.clone()));
     }
     if super::documents::names_a_document(id) {
-        return super::documents::client(ctx, id).await;
+        return super::documents::client(ctx, id, from).await;
     }
     super::registration::lookup(ctx, id).await
 }

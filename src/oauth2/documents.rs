@@ -10,8 +10,9 @@
 //! The document must name the URL as its `client_id`, be a public client
 //! (`none`, no secret) and describe itself as registration's clients do.
 //! Documents are kept as their `Cache-Control` says, between a minute
-//! and a day; a refused one for a minute; and each issuer fetches at most
-//! four at a time.
+//! and a day, a refused one for a minute, the 10,000 most recently used
+//! per issuer; each issuer fetches at most 16 at a time, and at most two
+//! for one address.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,8 +35,9 @@ const MIN_TTL: Duration = Duration::from_secs(60);
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 /// A document refused (unreachable, invalid) is not fetched again sooner.
 const REFUSED_TTL: Duration = MIN_TTL;
-const FETCHES_PER_ISSUER: usize = 4;
-/// Documents kept for the whole process; past it, new ones are not kept.
+const FETCHES_PER_ISSUER: usize = 16;
+const FETCHES_PER_ADDRESS: usize = 2;
+/// Documents an issuer keeps; past it, the least recently used go first.
 const MAX_KEPT: usize = 10_000;
 
 /// Whether `id` is to be read as the URL of a metadata document.
@@ -45,8 +47,13 @@ pub fn names_a_document(id: &str) -> bool {
 
 /// The client the document at `id` describes, fetched or kept; `None`
 /// when the issuer takes no documents or this one is refused (the WARN
-/// line says why), as for an unknown client.
-pub async fn client(ctx: &Endpoints<'_>, id: &str) -> Result<Option<Arc<Principal>>, Error> {
+/// line says why), as for an unknown client. `from`: the address whose
+/// request names it, which may have only so many fetches in flight.
+pub async fn client(
+    ctx: &Endpoints<'_>,
+    id: &str,
+    from: Option<IpAddr>,
+) -> Result<Option<Arc<Principal>>, Error> {
     let Some(settings) = &ctx.settings.metadata_documents else {
         return Ok(None);
     };
@@ -54,62 +61,104 @@ pub async fn client(ctx: &Endpoints<'_>, id: &str) -> Result<Option<Arc<Principa
         return Ok(None);
     }
     let issuer = ctx.issuer.config.name.as_str();
-    let key = format!("{issuer}\n{id}");
-    if let Some(kept) = kept(&key) {
-        return Ok(kept);
-    }
+    // A URL refused unread costs nothing, and is not kept.
+    let url = match document_url(id) {
+        Ok(url) => url,
+        Err(why) => {
+            refused(issuer, id, &why);
+            return Ok(None);
+        }
+    };
     let fetcher = fetcher(issuer, settings);
+    if let Some(kept) = fetcher.kept.get(id) {
+        return Ok(kept.client);
+    }
+    let _turn = Turn::take(issuer, from).ok_or_else(Error::unavailable)?;
     let _permit = tokio::time::timeout(TIMEOUT, fetcher.permits.acquire())
         .await
         .map_err(|_| Error::unavailable())?
         .map_err(|_| Error::unavailable())?;
     // Fetched by another request while this one waited.
-    if let Some(kept) = kept(&key) {
-        return Ok(kept);
+    if let Some(kept) = fetcher.kept.get(id) {
+        return Ok(kept.client);
     }
-    let (client, ttl) = match read(ctx, &fetcher, id).await {
+    let (client, ttl) = match read(ctx, &fetcher, &url).await {
         Ok((client, ttl)) => (Some(Arc::new(client)), ttl),
         Err(why) => {
-            tracing::warn!(target: "portero::oauth2", issuer = %issuer, client_id = ?id, error = %why, "client metadata document refused");
+            refused(issuer, id, &why);
             (None, REFUSED_TTL)
         }
     };
-    keep(key, client.clone(), ttl);
+    fetcher.kept.insert(
+        id.to_string(),
+        Kept {
+            client: client.clone(),
+            until: Instant::now() + ttl,
+        },
+    );
     Ok(client)
 }
 
+fn refused(issuer: &str, id: &str, why: &str) {
+    tracing::warn!(target: "portero::oauth2", issuer = %issuer, client_id = ?id, error = %why, "client metadata document refused");
+}
+
+/// A fetch's outcome, kept until `until`: a client, or a refusal.
+#[derive(Clone)]
 struct Kept {
     client: Option<Arc<Principal>>,
     until: Instant,
 }
 
-fn documents() -> &'static Mutex<HashMap<String, Kept>> {
-    static KEPT: OnceLock<Mutex<HashMap<String, Kept>>> = OnceLock::new();
-    KEPT.get_or_init(Default::default)
-}
+/// An issuer's kept documents: the most recently used, by URL, each until
+/// it lapses (a lapsed one reads as absent).
+struct KeptDocuments(quick_cache::sync::Cache<String, Kept>);
 
-/// The kept outcome for `key`, while it lasts: a client, or a refusal.
-fn kept(key: &str) -> Option<Option<Arc<Principal>>> {
-    let map = documents().lock().expect("not poisoned");
-    map.get(key)
-        .filter(|k| Instant::now() < k.until)
-        .map(|k| k.client.clone())
-}
-
-fn keep(key: String, client: Option<Arc<Principal>>, ttl: Duration) {
-    let now = Instant::now();
-    let mut map = documents().lock().expect("not poisoned");
-    if map.len() >= MAX_KEPT {
-        map.retain(|_, k| now < k.until);
+impl KeptDocuments {
+    fn get(&self, id: &str) -> Option<Kept> {
+        self.0.get(id).filter(|k| Instant::now() < k.until)
     }
-    if map.len() < MAX_KEPT {
-        map.insert(
-            key,
-            Kept {
-                client,
-                until: now + ttl,
-            },
+
+    fn insert(&self, id: String, kept: Kept) {
+        self.0.insert(id, kept);
+    }
+}
+
+/// A fetch in flight for one address at one issuer: at most
+/// `FETCHES_PER_ADDRESS` at a time, so one client's slow documents hold
+/// few of the issuer's turns.
+struct Turn(String);
+
+fn turns() -> &'static Mutex<HashMap<String, usize>> {
+    static TURNS: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    TURNS.get_or_init(Default::default)
+}
+
+impl Turn {
+    fn take(issuer: &str, from: Option<IpAddr>) -> Option<Turn> {
+        let key = format!(
+            "{issuer}\n{}",
+            from.map(|ip| ip.to_string()).unwrap_or_default()
         );
+        let mut map = turns().lock().expect("not poisoned");
+        let taken = map.entry(key.clone()).or_default();
+        if *taken >= FETCHES_PER_ADDRESS {
+            return None;
+        }
+        *taken += 1;
+        Some(Turn(key))
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut map = turns().lock().expect("not poisoned");
+        if let Some(taken) = map.get_mut(&self.0) {
+            *taken -= 1;
+            if *taken == 0 {
+                map.remove(&self.0);
+            }
+        }
     }
 }
 
@@ -119,6 +168,7 @@ struct Fetcher {
     settings: MetadataDocuments,
     http: Result<reqwest::Client, String>,
     permits: Semaphore,
+    kept: KeptDocuments,
 }
 
 /// The issuer's fetcher, made again when its settings change.
@@ -135,6 +185,7 @@ fn fetcher(issuer: &str, settings: &MetadataDocuments) -> Arc<Fetcher> {
         settings: settings.clone(),
         http: http_client(settings),
         permits: Semaphore::new(FETCHES_PER_ISSUER),
+        kept: KeptDocuments(quick_cache::sync::Cache::new(MAX_KEPT)),
     });
     map.insert(issuer.to_string(), made.clone());
     made
@@ -218,6 +269,10 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            // IPv4-translated (SIIT, ::ffff:0:a.b.c.d).
+            if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+                return false;
+            }
             let embedded = |hi: u16, lo: u16| {
                 IpAddr::V4(std::net::Ipv4Addr::new(
                     (hi >> 8) as u8,
@@ -250,10 +305,10 @@ pub fn is_public(ip: IpAddr) -> bool {
 async fn read(
     ctx: &Endpoints<'_>,
     fetcher: &Fetcher,
-    id: &str,
+    url: &url::Url,
 ) -> Result<(Principal, Duration), String> {
-    let url = document_url(id)?;
-    if let Some(ip) = literal_ip(&url) {
+    let id = url.as_str();
+    if let Some(ip) = literal_ip(url) {
         let private_ok = fetcher
             .settings
             .private_hosts
@@ -344,11 +399,10 @@ fn described(ctx: &Endpoints<'_>, id: &str, object: &Metadata) -> Result<Princip
             return Err(format!("{secret}: a document's client has no secret"));
         }
     }
-    let method = object
-        .get("token_endpoint_auth_method")
-        .and_then(Value::as_str);
-    if method.is_some_and(|m| m != "none") {
-        return Err("token_endpoint_auth_method: none only".into());
+    match object.get("token_endpoint_auth_method") {
+        None => {}
+        Some(Value::String(m)) if m == "none" => {}
+        Some(_) => return Err("token_endpoint_auth_method: none only".into()),
     }
     let why = |e: Error| e.description;
     let redirect_uris = registration::redirect_uris(object).map_err(why)?;
@@ -403,6 +457,7 @@ mod tests {
             "2002:7f00:1::",
             "2001:db8::1",
             "::127.0.0.1",
+            "::ffff:0:7f00:1",
         ] {
             assert!(!public(not), "{not}");
         }

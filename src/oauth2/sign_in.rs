@@ -83,7 +83,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Ok(f) => f,
         Err(e) => return page::shown(ctx, &e.description),
     };
-    let r = match auth_request::known_client(ctx, &form).await {
+    let r = match auth_request::known_client(ctx, req, &form).await {
         Ok(r) => r,
         Err(message) => return page::shown(ctx, &message),
     };
@@ -207,9 +207,17 @@ fn described(client: &Principal) -> (String, Option<String>) {
     let profile = &client.client;
     let id = &client.login;
     if profile.metadata_document {
+        // Host and port: two documents on one host but not one port are
+        // not one publisher.
         let host = url::Url::parse(id)
             .ok()
-            .and_then(|u| u.host_str().map(str::to_string))
+            .and_then(|u| {
+                let host = u.host_str()?.to_string();
+                Some(match u.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            })
             .unwrap_or_else(|| id.clone());
         let name = match &profile.name {
             Some(name) => format!("{name:?} (the name the application gives itself)"),
