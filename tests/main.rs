@@ -24,6 +24,7 @@ mod import;
 mod limits;
 mod login_hardening;
 mod logs;
+mod mcp_conformance;
 mod metadata_documents;
 mod methods;
 mod metrics;

@@ -27,6 +27,7 @@ mod endpoints;
 mod gateway;
 mod hashes;
 pub mod idp;
+pub mod mcp;
 mod outside;
 pub mod redis;
 pub mod redis_cluster;

@@ -22,6 +22,8 @@ pub enum Outside {
     OAuth2ClientsPython,
     /// The PyPI `mcp` package, an MCP server behind portero.
     McpServer,
+    /// npm's MCP conformance suite and the Node.js 22 it runs on.
+    Conformance,
     HashLibraries,
     /// Flask (with werkzeug), an upstream application.
     Flask,
@@ -42,9 +44,10 @@ impl Outside {
             Outside::Schemathesis => "PORTERO_REQUIRE_SCHEMATHESIS",
             Outside::Oidc => "PORTERO_REQUIRE_OIDC",
             Outside::Grpc => "PORTERO_REQUIRE_GRPC",
-            Outside::OAuth2ClientsJs | Outside::OAuth2ClientsPython | Outside::McpServer => {
-                "PORTERO_REQUIRE_OAUTH2_CLIENTS"
-            }
+            Outside::OAuth2ClientsJs
+            | Outside::OAuth2ClientsPython
+            | Outside::McpServer
+            | Outside::Conformance => "PORTERO_REQUIRE_OAUTH2_CLIENTS",
             Outside::HashLibraries => "PORTERO_REQUIRE_HASH_LIBRARIES",
             Outside::Flask => "PORTERO_REQUIRE_FLASK",
             Outside::UpstreamParsers => "PORTERO_REQUIRE_UPSTREAM_PARSERS",
@@ -70,6 +73,7 @@ impl Outside {
             Outside::OAuth2ClientsJs => "apt-get install nodejs npm; (cd tests/oidc && npm ci)",
             Outside::OAuth2ClientsPython => "python3 -m pip install authlib requests-oauthlib",
             Outside::McpServer => "python3 -m pip install 'mcp==2.3.0'",
+            Outside::Conformance => "apt-get install npm; (cd tests/conformance && npm ci)",
             Outside::HashLibraries => "python3 -m pip install passlib bcrypt argon2-cffi django",
             Outside::Flask => "python3 -m pip install flask",
             Outside::UpstreamParsers => {
