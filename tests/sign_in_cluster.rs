@@ -148,9 +148,14 @@ async fn a_client_registered_on_one_instance_signs_in_on_the_other_and_always_as
     );
     assert!(page.contains(">Allow</button>"), "{page}");
     assert!(!page.contains("type=\"password\""), "{page}");
-    // Without the page, it may not go on: consent_required.
-    let q = redirected(browser.get(&start(&b, "&prompt=none")).await);
-    assert_eq!(q["error"], "consent_required");
+    // Without the page, it may not go on: consent_required, said on the
+    // page (its redirect URI is anyone's choice: no automatic redirect).
+    let (status, location, shown) = browser.get(&start(&b, "&prompt=none")).await;
+    assert_eq!((status, location), (400, None), "{shown}");
+    assert!(
+        shown.contains("the user must confirm this client"),
+        "{shown}"
+    );
     // "Allow" on B's page, posted to A: the code, redeemed on B.
     let (action, mut fields) = form_of(&page);
     fields.push(("continue".into(), "1".into()));
