@@ -255,6 +255,8 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         // Consents remembered where no client asks; words for no scope, or too many.
         ("[issuers.app.oauth2]\nconsent_ttl = \"30d\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),
         ("[issuers.app.oauth2]\nregistration = \"open\"\nconsent_ttl = \"0s\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),
+        ("[issuers.app.oauth2]\nregistration = \"open\"\nconsent_ttl = \"500ms\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),
+        ("[issuers.app.oauth2]\nregistration = \"open\"\nconsent_ttl = \"9223372036854775807s\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),
         (format!("{user}{web}[issuers.app.oauth2]\nscope_descriptions = {{ \"nothing:here\" = \"Do things\" }}\n"), "issuers.app.oauth2.scope_descriptions.nothing:here"),
         (format!("{user}{web}[issuers.app.oauth2]\nscope_descriptions = {{ openid = \"\" }}\n"), "issuers.app.oauth2.scope_descriptions.openid"),
         // The sign-in page's look: https or this origin only.

@@ -120,19 +120,12 @@ async fn remembering_gateway() -> Gateway {
 
 /// A registered client: its id.
 async fn registered(gw: &Gateway) -> String {
-    let r = reqwest::Client::new()
-        .post(gw.url("/oauth2/app/register"))
-        .json(&serde_json::json!({
-            "redirect_uris": [CALLBACK],
-            "scope": "mcp:read mcp:write",
-            "client_name": "Agent",
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let client: serde_json::Value = r.json().await.unwrap();
-    client["client_id"].as_str().unwrap().to_string()
+    let metadata = serde_json::json!({
+        "redirect_uris": [CALLBACK],
+        "scope": "mcp:read mcp:write",
+        "client_name": "Agent",
+    });
+    register_client(gw, metadata).await
 }
 
 fn asking(gw: &Gateway, client: &str, scope: &str) -> String {
@@ -249,4 +242,39 @@ async fn not_you_forgets_the_signed_in_user_and_asks_who_is_there() {
     assert!(query_of(&location.unwrap()).contains_key("code"));
     let page = browser.get(&asking(&gw, &client, "mcp:write")).await.2;
     assert!(page.contains("signed in as <strong>bob</strong>"), "{page}");
+}
+
+/// A client that registered itself and asks for no scope at all is asked
+/// about like any other: never a code for a signed-in user without the
+/// page, with or without remembered consents.
+#[tokio::test]
+async fn a_registered_client_asking_for_nothing_still_asks() {
+    for remembering in [true, false] {
+        let gw = match remembering {
+            true => remembering_gateway().await,
+            false => {
+                let body = standard_body("registration = \"open\"");
+                let gw = Gateway::start(&body).await;
+                gw.public_url(&body).await;
+                gw
+            }
+        };
+        let client = register_client(&gw, serde_json::json!({"redirect_uris": [CALLBACK]})).await;
+        let mut browser = Browser::default();
+        sign_in(&gw, &mut browser, &pkce().1).await;
+        let (_, challenge) = pkce();
+        let bare = |extra: &str| {
+            gw.url(&format!(
+                "/oauth2/app/authorize?response_type=code&client_id={client}&redirect_uri={}\
+                 &state=s-1&code_challenge_method=S256&code_challenge={challenge}{extra}",
+                CALLBACK.replace(':', "%3A").replace('/', "%2F")
+            ))
+        };
+        for extra in ["", "&scope=", "&prompt=none"] {
+            let (status, location, page) = browser.get(&bare(extra)).await;
+            assert!(location.is_none(), "{remembering} {extra:?}: {location:?}");
+            let expected = if extra == "&prompt=none" { 400 } else { 200 };
+            assert_eq!(status, expected, "{remembering} {extra:?}: {page}");
+        }
+    }
 }

@@ -162,16 +162,8 @@ async fn the_mcp_conformance_suite_passes_against_the_authorization_server() {
     let body = body();
     let gw = Gateway::start(&body).await;
     gw.public_url(&body).await;
-    let registered: Value = reqwest::Client::new()
-        .post(gw.url("/oauth2/app/register"))
-        .json(&serde_json::json!({"redirect_uris": [CALLBACK], "scope": "mcp:tools"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let registered = registered["client_id"].as_str().unwrap().to_string();
+    let metadata = serde_json::json!({"redirect_uris": [CALLBACK], "scope": "mcp:tools"});
+    let registered = register_client(&gw, metadata).await;
     let mut all_failed = Vec::new();
     let mut tables = String::new();
     for (client, secret) in [

@@ -671,6 +671,14 @@ async fn screenshot(browser: &Client, name: &str) {
     std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
 }
 
+/// Opens `url`, saves its screenshot as `shot`, and returns its text.
+async fn shown(browser: &Client, url: &str, shot: &str) -> String {
+    browser.goto(url).await.unwrap();
+    screenshot(browser, shot).await;
+    let body = browser.find(Locator::Css("body")).await.unwrap();
+    body.text().await.unwrap()
+}
+
 /// Presses the page's button named `name` (`continue`, `deny`, `switch`)
 /// and waits for the page to go.
 async fn press(browser: &Client, name: &str) {
@@ -708,16 +716,8 @@ async fn the_consent_page_allows_denies_and_signs_in_someone_else() {
     gw.public_url(&body).await;
     let site = Site::start(vec![]).await;
     let callback = site.url("/callback");
-    let registered: Value = reqwest::Client::new()
-        .post(gw.url("/oauth2/app/register"))
-        .json(&json!({"redirect_uris": [callback], "client_name": "Notes Agent"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let agent = registered["client_id"].as_str().unwrap().to_string();
+    let metadata = json!({"redirect_uris": [callback], "client_name": "Notes Agent"});
+    let agent = register_client(&gw, metadata).await;
     let asking = |client: &str, scope: &str| {
         let (_, challenge) = pkce();
         authorize_url_for(
@@ -731,15 +731,7 @@ async fn the_consent_page_allows_denies_and_signs_in_someone_else() {
     let browser = driver.browser(false).await;
 
     // Signing in on the page is allowing what it lists.
-    browser.goto(&asking(&agent, "mcp:read")).await.unwrap();
-    screenshot(&browser, "consent-sign-in.png").await;
-    let text = browser
-        .find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = shown(&browser, &asking(&agent, "mcp:read"), "consent-sign-in.png").await;
     assert!(text.contains("Read your notes"), "{text}");
     type_and_submit(&browser, USER, USER_PASSWORD).await;
     assert!(arrival(&browser, &site, "/callback")
@@ -747,18 +739,12 @@ async fn the_consent_page_allows_denies_and_signs_in_someone_else() {
         .contains_key("code"));
 
     // A step up: only what is new is asked; Deny goes back as access_denied.
-    browser
-        .goto(&asking(&agent, "mcp:read mcp:write"))
-        .await
-        .unwrap();
-    screenshot(&browser, "consent-step-up.png").await;
-    let text = browser
-        .find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = shown(
+        &browser,
+        &asking(&agent, "mcp:read mcp:write"),
+        "consent-step-up.png",
+    )
+    .await;
     let (asked, before) = text.split_once("You allowed it before to:").expect(&text);
     assert!(asked.contains("Change and delete your notes") && !asked.contains("Read your notes"));
     assert!(before.contains("Read your notes"), "{text}");
@@ -814,18 +800,12 @@ async fn the_consent_page_allows_denies_and_signs_in_someone_else() {
         "/notes-agent.json",
         common::documents::Answer::json(document.to_string()),
     );
-    browser
-        .goto(&asking(&document_client, "mcp:read"))
-        .await
-        .unwrap();
-    screenshot(&browser, "consent-metadata-document.png").await;
-    let text = browser
-        .find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = shown(
+        &browser,
+        &asking(&document_client, "mcp:read"),
+        "consent-metadata-document.png",
+    )
+    .await;
     assert!(
         text.contains(&format!(
             "An application published by localhost:{}",

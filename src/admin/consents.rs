@@ -14,18 +14,7 @@ use crate::store::Consent;
 /// The user a path under `/admin/consents/` names: `ISSUER/LOGIN`, each
 /// percent-encoded.
 pub(super) fn user_path(path: &str) -> Option<(String, String)> {
-    let rest = path.strip_prefix("/admin/consents/")?;
-    let (issuer, login) = rest.split_once('/')?;
-    if issuer.is_empty() || login.is_empty() || login.contains('/') {
-        return None;
-    }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .ok()
-            .map(|s| s.into_owned())
-    };
-    Some((decode(issuer)?, decode(login)?))
+    super::oauth2_clients::two_segments(path.strip_prefix("/admin/consents/")?)
 }
 
 fn describe(c: &Consent) -> Value {
@@ -38,19 +27,17 @@ fn describe(c: &Consent) -> Value {
 }
 
 impl Admin {
-    /// An issuer that remembers consents.
+    /// An issuer with OAuth 2.0 endpoints: one that remembers consents,
+    /// or did (what it kept can still be listed and forgotten).
     fn remembering_issuer(&self, name: &str) -> Result<(), AdminError> {
         let live = self.shared.live.load();
-        let remembers = live.issuers().iter().any(|i| {
-            i.config.name == name
-                && i.config
-                    .oauth2
-                    .as_ref()
-                    .is_some_and(|o| o.consent_ttl.is_some())
-        });
-        match remembers {
+        let serves = live
+            .issuers()
+            .iter()
+            .any(|i| i.config.name == name && i.config.oauth2.is_some());
+        match serves {
             true => Ok(()),
-            false => Err(ClientRefused::NoSuchIssuer(name.to_string()).into()),
+            false => Err(ClientRefused::NotAnAuthorizationServer(name.to_string()).into()),
         }
     }
 

@@ -11,9 +11,14 @@ use crate::store::RegisteredClient;
 
 /// The client a path under `/admin/oauth2-clients/` names: `ISSUER/ID`.
 pub(super) fn client_path(path: &str) -> Option<(String, String)> {
-    let rest = path.strip_prefix("/admin/oauth2-clients/")?;
-    let (issuer, id) = rest.split_once('/')?;
-    if issuer.is_empty() || id.is_empty() || id.contains('/') {
+    two_segments(path.strip_prefix("/admin/oauth2-clients/")?)
+}
+
+/// `A/B`, each non-empty and percent-decoded: an issuer and what of it
+/// a path names.
+pub(super) fn two_segments(rest: &str) -> Option<(String, String)> {
+    let (first, second) = rest.split_once('/')?;
+    if first.is_empty() || second.is_empty() || second.contains('/') {
         return None;
     }
     let decode = |s: &str| {
@@ -22,7 +27,7 @@ pub(super) fn client_path(path: &str) -> Option<(String, String)> {
             .ok()
             .map(|s| s.into_owned())
     };
-    Some((decode(issuer)?, decode(id)?))
+    Some((decode(first)?, decode(second)?))
 }
 
 fn describe(c: &RegisteredClient) -> Value {

@@ -35,7 +35,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     });
     let allowed = match &session {
         Some(s) => consent::remembered(ctx, &request.client, &s.login, req.now).await,
-        None => Vec::new(),
+        None => None,
     };
     let client = &request.client;
     match session {
@@ -44,7 +44,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Some(s) if !client.client.self_described() && !asked.consent => {
             issue(ctx, req, &request, &asked, &s, None).await
         }
-        Some(s) if consent::covers(client, &allowed, &asked.scope) && !asked.consent => {
+        Some(s) if consent::covers(client, allowed.as_deref(), &asked.scope) && !asked.consent => {
             issue(ctx, req, &request, &asked, &s, None).await
         }
         Some(_) if asked.prompt_none => unasked(ctx, &request, consent_required()),

@@ -49,7 +49,9 @@ pub async fn show(
     };
     let action = format!("{}/sign-in", ctx.settings.issuer_id);
     let allowed_before = match session {
-        Some(s) => consent::remembered(ctx, &r.client, &s.login, req.now).await,
+        Some(s) => consent::remembered(ctx, &r.client, &s.login, req.now)
+            .await
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     let (client_name, publisher) = described(&r.client);

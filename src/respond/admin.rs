@@ -90,6 +90,8 @@ pub enum ClientRefused {
     NoSuchIssuer(String),
     #[error("no registered client {0:?}")]
     NoSuchClient(String),
+    #[error("no issuer named {0:?} has OAuth 2.0 endpoints")]
+    NotAnAuthorizationServer(String),
 }
 
 /// A request to end browser sessions that names none.

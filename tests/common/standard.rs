@@ -337,3 +337,17 @@ pub fn standard_body_with_cors(origin: &str) -> String {
         standard_body("").replace("max_failures = 3\n", "max_failures = 3\ncors = \"spa\"\n");
     format!("{body}\n[cors.spa]\nallow_origins = [\"{origin}\"]\n")
 }
+
+/// Registers a client at `gw`'s issuer `app` with `metadata` (RFC 7591):
+/// its id.
+pub async fn register_client(gw: &Gateway, metadata: serde_json::Value) -> String {
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/register"))
+        .json(&metadata)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let client: serde_json::Value = r.json().await.unwrap();
+    client["client_id"].as_str().unwrap().to_string()
+}

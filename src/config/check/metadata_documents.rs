@@ -97,8 +97,13 @@ impl Checker<'_> {
             );
         }
         let ttl = self.duration(&s.consent_ttl, &key, std::time::Duration::ZERO);
-        if ttl.is_zero() {
-            self.problem(written, &key, "leave it out to ask every time");
+        let (least, most) = (60, 366 * 86_400);
+        if !(least..=most).contains(&ttl.as_secs()) {
+            self.problem(
+                written,
+                &key,
+                "a minute to a year (366d); leave it out to ask every time",
+            );
         }
         Some(ttl)
     }
