@@ -159,6 +159,18 @@ async fn a_remembered_consent_is_asked_once_then_only_for_what_is_new_and_forgot
     // First: the page, in the operator's words; signing in is allowing.
     let (_, _, page) = browser.get(&asking(&gw, &client, "mcp:read")).await;
     assert!(page.contains("<li>Read your notes</li>"), "{page}");
+    // With the resource asked for, the page names it.
+    let resource = gw.url("/mcp");
+    let with_resource = format!(
+        "{}&resource={}",
+        asking(&gw, &client, "mcp:read"),
+        resource.replace(':', "%3A").replace('/', "%2F")
+    );
+    let (_, _, page) = browser.get(&with_resource).await;
+    assert!(
+        page.contains(&format!("for its use of <strong>{resource}</strong>")),
+        "{page}"
+    );
     let code = sign_in_at(&gw, &mut browser, &asking(&gw, &client, "mcp:read")).await;
     assert!(!code.is_empty());
     // Again for the same: a code at once.

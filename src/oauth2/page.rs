@@ -82,6 +82,8 @@ pub struct SignIn<'a> {
     pub publisher: Option<&'a str>,
     /// Where the user will be sent back: the redirect URI's host.
     pub return_host: &'a str,
+    /// The resource (RFC 8707) the token would be for, if one is asked.
+    pub resource: Option<&'a str>,
     /// The scopes the application asks for.
     pub scope: &'a [String],
     /// Those of them the signed-in user allowed it before.
@@ -112,6 +114,12 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
         escape(s.client_name),
         escape(s.return_host)
     );
+    if let Some(resource) = s.resource {
+        body += &format!(
+            "<p>for its use of <strong>{}</strong></p>\n",
+            escape(resource)
+        );
+    }
     let (before, new): (Vec<&String>, Vec<&String>) = s
         .scope
         .iter()

@@ -63,6 +63,11 @@ pub async fn show(
         client_name: &client_name,
         publisher: publisher.as_deref(),
         return_host: &return_host,
+        resource: r
+            .params
+            .iter()
+            .find(|(name, _)| name == "resource")
+            .map(|(_, value)| value.as_str()),
         scope,
         allowed_before: &allowed_before,
         descriptions: &ctx.settings.scope_descriptions,
