@@ -352,3 +352,59 @@ async fn the_mcp_sdk_steps_up_from_mcp_read_to_mcp_write() {
         "{out}"
     );
 }
+
+/// The Python SDK's client (`mcp`) too: `client_metadata_url`, a document
+/// served over HTTPS, no registration. (Two threads, as above.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_mcp_sdk_signs_in_named_by_its_client_id_metadata_document() {
+    let Some(server) = McpServer::start() else {
+        return;
+    };
+    let documents = common::documents::DocumentServer::start().await;
+    let client = documents.url("/python-client.json");
+    let document = serde_json::json!({
+        "client_id": client,
+        "client_name": "portero Python MCP test client",
+        "redirect_uris": ["http://127.0.0.1:8977/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    });
+    documents.set(
+        "/python-client.json",
+        common::documents::Answer::json(document.to_string()),
+    );
+    let settings = format!(
+        "client_metadata_documents = true\nclient_metadata_private_hosts = [\"localhost\"]\n\
+         client_metadata_ca_file = \"{}\"\n",
+        documents.ca.cert_file.display()
+    );
+    let body = mcp_body(&server, &settings);
+    let gw = Gateway::start(&body).await;
+    let base = gw.public_url(&body).await;
+    let out = tokio::task::block_in_place(|| {
+        Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp_client.py"))
+            .env("PORTERO_URL", &base)
+            .env("CLIENT_METADATA_URL", &client)
+            .env("USERNAME", USER)
+            .env("PASSWORD", USER_PASSWORD)
+            .output()
+            .unwrap()
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines_of(&stdout, "ok "),
+        [
+            "signed in named by its client ID metadata document",
+            "tool called: add(20, 22) = 42",
+        ]
+    );
+    assert_eq!(documents.fetches("/python-client.json"), 1);
+    mcp_server_reached(&server, &stdout);
+}

@@ -41,7 +41,8 @@ impl McpServer {
             .spawn()
             .expect("python3 runs");
         let mut line = String::new();
-        for _ in 0..400 {
+        // Up to 30 s: importing the package is slow on a busy machine.
+        for _ in 0..1200 {
             let mut reader = BufReader::new(std::fs::File::open(&log).unwrap());
             line.clear();
             if reader.read_line(&mut line).is_ok() && line.ends_with('\n') {
