@@ -6,7 +6,10 @@
 //! finds its way from portero's 401 in front of an MCP server (the PyPI
 //! `mcp` package, tests/mcp_server.py) through the protected resource
 //! metadata, registration and the sign-in page to a tool's result
-//! (tests/oidc/mcp_client.mjs). Each script prints `ok <check>` per check
+//! (tests/oidc/mcp_client.mjs), or named by its client ID metadata
+//! document instead of registering, and stepping up from `mcp:read` to
+//! `mcp:write`; and the Python SDK's client named by its document
+//! (tests/mcp_client.py). Each script prints `ok <check>` per check
 //! made; the tests name every check they expect, so a check that silently
 //! stops running fails here. Without Node.js, the npm packages or `mcp`
 //! the tests skip, and fail instead under `PORTERO_REQUIRE_OAUTH2_CLIENTS=1`.
