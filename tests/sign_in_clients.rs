@@ -166,26 +166,13 @@ async fn the_mcp_sdk_signs_in_named_by_its_client_id_metadata_document() {
     let Some(server) = McpServer::start() else {
         return;
     };
-    let documents = common::documents::DocumentServer::start().await;
-    let client = documents.url("/mcp-client.json");
-    let document = serde_json::json!({
-        "client_id": client,
-        "client_name": "portero MCP test client",
-        "redirect_uris": ["http://127.0.0.1:8976/callback"],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
-    });
-    documents.set(
+    let (body, documents, client) = documented(
+        &server,
         "/mcp-client.json",
-        common::documents::Answer::json(document.to_string()),
-    );
-    let settings = format!(
-        "client_metadata_documents = true\nclient_metadata_private_hosts = [\"localhost\"]\n\
-         client_metadata_ca_file = \"{}\"\n",
-        documents.ca.cert_file.display()
-    );
-    let body = mcp_body(&server, &settings);
+        "portero MCP test client",
+        "http://127.0.0.1:8976/callback",
+    )
+    .await;
     let gw = Gateway::start(&body).await;
     let out = mcp_client(&gw, &body, Some(&client)).await;
     assert_eq!(
@@ -197,6 +184,35 @@ async fn the_mcp_sdk_signs_in_named_by_its_client_id_metadata_document() {
     assert!(!out.contains("/register"), "{out}");
     assert_eq!(documents.fetches("/mcp-client.json"), 1);
     mcp_server_reached(&server, &out);
+}
+
+/// The MCP server behind the standard issuer taking metadata documents,
+/// and a public client's document at `path` (named `name`, back to
+/// `redirect_uri`) served over HTTPS: the gateway's config, the document
+/// server, and the client's id.
+async fn documented(
+    server: &McpServer,
+    path: &str,
+    name: &str,
+    redirect_uri: &str,
+) -> (String, common::documents::DocumentServer, String) {
+    let documents = common::documents::DocumentServer::start().await;
+    let client = documents.url(path);
+    let document = serde_json::json!({
+        "client_id": client,
+        "client_name": name,
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    });
+    documents.set(path, common::documents::Answer::json(document.to_string()));
+    let settings = format!(
+        "client_metadata_documents = true\nclient_metadata_private_hosts = [\"localhost\"]\n\
+         client_metadata_ca_file = \"{}\"\n",
+        documents.ca.cert_file.display()
+    );
+    (mcp_body(server, &settings), documents, client)
 }
 
 /// Runs the SDK's client against `gw` (its public_url made its own).
@@ -363,26 +379,13 @@ async fn the_python_mcp_sdk_signs_in_named_by_its_client_id_metadata_document() 
     let Some(server) = McpServer::start() else {
         return;
     };
-    let documents = common::documents::DocumentServer::start().await;
-    let client = documents.url("/python-client.json");
-    let document = serde_json::json!({
-        "client_id": client,
-        "client_name": "portero Python MCP test client",
-        "redirect_uris": ["http://127.0.0.1:8977/callback"],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
-    });
-    documents.set(
+    let (body, documents, client) = documented(
+        &server,
         "/python-client.json",
-        common::documents::Answer::json(document.to_string()),
-    );
-    let settings = format!(
-        "client_metadata_documents = true\nclient_metadata_private_hosts = [\"localhost\"]\n\
-         client_metadata_ca_file = \"{}\"\n",
-        documents.ca.cert_file.display()
-    );
-    let body = mcp_body(&server, &settings);
+        "portero Python MCP test client",
+        "http://127.0.0.1:8977/callback",
+    )
+    .await;
     let gw = Gateway::start(&body).await;
     let base = gw.public_url(&body).await;
     let out = tokio::task::block_in_place(|| {
