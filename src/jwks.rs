@@ -7,7 +7,7 @@
 //! validator's key set.
 
 mod fetch;
-pub(crate) use fetch::{client as provider_client, error_chain, fetch_keys, max_age};
+pub(crate) use fetch::{client as provider_client, error_chain, fetch_keys, get, FetchError};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};

@@ -45,16 +45,21 @@ fn publish(server: &DocumentServer, path: &str, doc: &Value) -> String {
     server.url(path)
 }
 
-/// The authorization request's page for `client` (fresh browser).
-async fn page_for(gw: &Gateway, browser: &mut Browser, client: &str) -> (u16, String) {
+/// An authorization request of `client` for `openid`.
+fn asking(gw: &Gateway, client: &str) -> String {
     let (_, challenge) = pkce();
-    let url = authorize_url_for(
+    authorize_url_for(
         gw,
         client,
         CALLBACK,
         "openid",
         &format!("&code_challenge={challenge}"),
-    );
+    )
+}
+
+/// The authorization request's page for `client` (fresh browser).
+async fn page_for(gw: &Gateway, browser: &mut Browser, client: &str) -> (u16, String) {
+    let url = asking(gw, client);
     let (status, _, page) = browser.get(&url).await;
     (status, page)
 }
@@ -238,14 +243,7 @@ async fn documents_that_lie_redirect_grow_stall_or_sit_on_private_addresses_are_
 
 /// The page for `client`, asked from the loopback address `from`.
 async fn page_from(gw: &Gateway, from: [u8; 4], client: &str) -> (u16, String) {
-    let (_, challenge) = pkce();
-    let url = authorize_url_for(
-        gw,
-        client,
-        CALLBACK,
-        "openid",
-        &format!("&code_challenge={challenge}"),
-    );
+    let url = asking(gw, client);
     let http = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from(from))
         .redirect(reqwest::redirect::Policy::none())

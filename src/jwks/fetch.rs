@@ -66,7 +66,7 @@ pub async fn fetch(
     let (iss, jwks_url) = match &source.location {
         KeyLocation::Jwks(url) => (source.expected_iss.clone().unwrap_or_default(), url.clone()),
         KeyLocation::Discovery(url) => {
-            let (body, _) = get(client, url).await?;
+            let (body, _) = get(client, url, MAX_BODY).await?;
             let invalid = |reason: String| FetchError::Invalid {
                 url: url.clone(),
                 reason,
@@ -86,7 +86,7 @@ pub async fn fetch(
             (meta.issuer, meta.jwks_uri)
         }
     };
-    let (body, max_age) = get(client, &jwks_url).await?;
+    let (body, max_age) = get(client, &jwks_url, MAX_BODY).await?;
     let (keys, skipped) = parse_jwks(&body).map_err(|reason| FetchError::Invalid {
         url: jwks_url.clone(),
         reason,
@@ -122,7 +122,7 @@ pub async fn fetch_keys(
                 .build()?)
         })
         .map_err(|e| invalid(e.to_string()))?;
-    let (body, max_age) = get(&client, url).await?;
+    let (body, max_age) = get(&client, url, MAX_BODY).await?;
     let (keys, skipped) = parse_jwks(&body).map_err(invalid)?;
     if keys.is_empty() {
         return Err(invalid(format!(
@@ -133,10 +133,11 @@ pub async fn fetch_keys(
     Ok((keys, max_age))
 }
 
-/// A `200` body of at most `MAX_BODY` bytes, with its `max-age`.
-async fn get(
+/// A `200` JSON body of at most `max_body` bytes, with its `max-age`.
+pub(crate) async fn get(
     client: &reqwest::Client,
     url: &str,
+    max_body: usize,
 ) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
     let unreachable = |e: reqwest::Error| FetchError::Unreachable {
         url: url.to_string(),
@@ -161,10 +162,10 @@ async fn get(
         .and_then(max_age);
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
-        if body.len() + chunk.len() > MAX_BODY {
+        if body.len() + chunk.len() > max_body {
             return Err(FetchError::Invalid {
                 url: url.to_string(),
-                reason: format!("body over {MAX_BODY} bytes"),
+                reason: format!("body over {max_body} bytes"),
             });
         }
         body.extend_from_slice(&chunk);
@@ -173,7 +174,7 @@ async fn get(
 }
 
 /// `max-age` of a `Cache-Control` value; `no-cache`/`no-store` mean none.
-pub(crate) fn max_age(value: &str) -> Option<Duration> {
+fn max_age(value: &str) -> Option<Duration> {
     let mut age = None;
     for directive in value.split(',').map(str::trim) {
         let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use super::registration::{self, Metadata};
 use super::{Endpoints, Error};
 use crate::config::{MetadataDocuments, Principal};
-use crate::jwks::error_chain;
+use crate::jwks::{get, FetchError};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_DOCUMENT: usize = 16 * 1024;
@@ -358,34 +358,15 @@ fn document_url(id: &str) -> Result<url::Url, String> {
     }
 }
 
-/// A `200` of at most `MAX_DOCUMENT` bytes, and its `max-age`.
+/// A `200` of at most `MAX_DOCUMENT` bytes, and its `max-age`; a
+/// redirect is refused, never followed.
 async fn fetch(http: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Duration>), String> {
-    let mut response = http
-        .get(url)
-        .header(http::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(|e| error_chain(&e))?;
-    let status = response.status();
-    if status.is_redirection() {
-        return Err(format!("HTTP {status}: redirects are not followed"));
-    }
-    if status != reqwest::StatusCode::OK {
-        return Err(format!("HTTP {status}"));
-    }
-    let max_age = response
-        .headers()
-        .get(http::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::jwks::max_age);
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
-        if body.len() + chunk.len() > MAX_DOCUMENT {
-            return Err(format!("over {MAX_DOCUMENT} bytes"));
+    get(http, url, MAX_DOCUMENT).await.map_err(|e| match e {
+        FetchError::BadStatus { status, .. } if (300..400).contains(&status) => {
+            format!("HTTP {status}: redirects are not followed")
         }
-        body.extend_from_slice(&chunk);
-    }
-    Ok((body, max_age))
+        e => e.to_string(),
+    })
 }
 
 /// The client a document describes: its own URL as `client_id`, public,
