@@ -115,6 +115,7 @@ pub mod credentials;
 pub mod dialect;
 pub mod echo;
 mod executor;
+mod factors;
 mod forward_auth;
 mod forwarding;
 mod header_name;

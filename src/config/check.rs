@@ -20,6 +20,7 @@ mod route;
 pub(super) mod secret_hash;
 mod session;
 mod shadow;
+mod sign_in;
 mod standard;
 mod store;
 mod upstream;

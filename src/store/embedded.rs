@@ -8,6 +8,7 @@ mod api_keys;
 mod browser;
 mod consent;
 mod db;
+mod factors;
 mod lockout;
 mod oauth;
 mod principals;
@@ -76,6 +77,8 @@ impl Embedded {
         tx.open_table(BROWSER_INDEX).map_err(backend)?;
         tx.open_table(CLAIMS).map_err(backend)?;
         tx.open_table(consent::CONSENTS).map_err(backend)?;
+        tx.open_table(factors::FACTORS).map_err(backend)?;
+        tx.open_table(factors::HANDLES).map_err(backend)?;
         tx.commit().map_err(backend)?;
         Ok(Embedded {
             db: Arc::new(Redb { db }),

@@ -11,6 +11,7 @@
 //! - [`SignOn`] and [`RegisteredClients`]: the standard issuer's codes,
 //!   sign-on sessions and registered clients (`oauth`);
 //! - [`Consents`]: what users allowed clients that described themselves;
+//! - [`Factors`]: passkeys, one-time-code secrets and recovery codes;
 //! - [`BrowserSessionRecords`]: the browser sessions of routes that sign
 //!   people in, with the claims that keep two instances from doing one
 //!   thing twice (`browser`);
@@ -40,6 +41,7 @@
 mod browser;
 mod consent;
 mod embedded;
+mod factors;
 mod oauth;
 mod redis;
 
@@ -58,6 +60,7 @@ use crate::metrics::StoreMetrics;
 pub use browser::{BrowserSession, BrowserSessionRecords, SessionOwner};
 pub use consent::{Consent, Consents};
 pub use embedded::Embedded;
+pub use factors::{Factors, StoredPasskey, TotpSecret, UserFactors};
 pub use oauth::{CodeRecord, RegisteredClient, RegisteredClients, SignOn, SsoSession};
 pub use redis::Redis;
 
@@ -358,6 +361,7 @@ pub trait Store:
     + SignOn
     + RegisteredClients
     + Consents
+    + Factors
     + BrowserSessionRecords
     + Upkeep
 {
@@ -374,6 +378,7 @@ impl<T> Store for T where
         + SignOn
         + RegisteredClients
         + Consents
+        + Factors
         + BrowserSessionRecords
         + Upkeep
         + ?Sized

@@ -19,6 +19,9 @@
 //!   sign-on sessions and registered clients (`oauth`);
 //! - `P consent:<issuer>\0<login>`: a user's consents (hash, client id
 //!   -> record), expiring with the latest (`consent`);
+//! - `P factors:<issuer>\0<login>` and `P factor-handle:<issuer>\0<handle>`:
+//!   a user's passkeys, one-time-code secret and recovery codes, and the
+//!   login a passkey's user handle names (`factors`);
 //! - `P bs:<hash>`, `P bs-sub:<provider>\0<sub>`, `P bs-sid:<provider>\0<sid>`
 //!   and `P claim:<key>`: browser sessions, the sets they are found by, and
 //!   claims (`browser`);
@@ -64,6 +67,7 @@ mod browser;
 mod channel;
 mod conn;
 mod consent;
+mod factors;
 mod failover;
 mod keys;
 mod link;

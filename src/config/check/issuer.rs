@@ -160,7 +160,7 @@ impl Checker<'_> {
         let verified = self.verified(name, iss, &i.roles_claims, i.allow_no_exp);
         let keys = self.keys(name, &i.keys);
         let token_ttl = self.token_ttl(name, &i.token_ttl);
-        let Some((accounts, token_routes, legacy)) = self.endpoint(name, i, cors) else {
+        let Some((mut accounts, token_routes, legacy)) = self.endpoint(name, i, cors) else {
             // A dialect portero does not speak is one problem, named once:
             // the tables that need a dialect are not checked against it.
             return Issuer {
@@ -173,13 +173,11 @@ impl Checker<'_> {
             .oauth2
             .as_ref()
             .and_then(|table| self.oauth2(name, table, (&accounts, &token_routes), public_url));
-        match oauth2.as_mut() {
-            Some(o) => {
-                o.sign_in = self.sign_in_page(name, i.sign_in.as_ref(), o.authorization_code)
-            }
-            None => {
-                self.sign_in_page(name, i.sign_in.as_ref(), false);
-            }
+        let page = oauth2.as_ref().is_some_and(|o| o.authorization_code);
+        let public_url = public_url.unwrap_or("");
+        let sign_in = self.sign_in_page(name, i.sign_in.as_ref(), page, public_url, &mut accounts);
+        if let Some(o) = oauth2.as_mut() {
+            o.sign_in = sign_in;
         }
         if let (Some(o), Some(host)) = (&oauth2, &i.host) {
             self.oauth2_reachable(name, host, &o.public_url);
@@ -383,6 +381,8 @@ impl Checker<'_> {
             client_max_failures: i.client_max_failures.unwrap_or(1000).max(1),
             hash_limits: self.hash_limits,
             lockout: self.duration(i.lockout, &key("lockout"), secs(900)),
+            second_factor: SecondFactor::Off,
+            legacy_password_only: false,
         };
         let routes = TokenRoutes {
             host,

@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use toml::Spanned;
-
 use super::super::file::*;
 use super::super::model::*;
 use super::super::units::secs;
@@ -36,7 +34,8 @@ impl Checker<'_> {
     ) -> Issuer {
         let key = |k: &str| format!("issuers.{name}.{k}");
         let keys = self.keys(name, &i.keys);
-        let (accounts, routes) = self.issuing_for(name, i.issuing(), cors, AccountForm::Standard);
+        let (mut accounts, routes) =
+            self.issuing_for(name, i.issuing(), cors, AccountForm::Standard);
         let settings = i
             .oauth2
             .as_ref()
@@ -73,7 +72,13 @@ impl Checker<'_> {
         }
         let mut oauth2 =
             self.oauth2_settings(name, &settings, public_url.unwrap_or(""), clients, true);
-        oauth2.sign_in = self.sign_in_page(name, i.sign_in.as_ref(), oauth2.authorization_code);
+        oauth2.sign_in = self.sign_in_page(
+            name,
+            i.sign_in.as_ref(),
+            oauth2.authorization_code,
+            public_url.unwrap_or(""),
+            &mut accounts,
+        );
         self.refresh_ttl_read(name, &i.refresh_ttl, oauth2.authorization_code);
         if let (Some(host), Some(_)) = (&i.host, public_url) {
             self.oauth2_reachable(name, host, &oauth2.public_url);
@@ -510,53 +515,5 @@ impl Checker<'_> {
             );
         }
         registration
-    }
-
-    /// `[issuers.NAME.sign_in]`: read where the issuer has a sign-in page.
-    pub(super) fn sign_in_page(
-        &mut self,
-        name: &str,
-        written: Option<&FileSignIn>,
-        page: bool,
-    ) -> SignInPage {
-        let Some(table) = written else {
-            return SignInPage::default();
-        };
-        let key = |k: &str| format!("issuers.{name}.sign_in.{k}");
-        if !page {
-            self.problem_no_span(
-                format!("issuers.{name}.sign_in"),
-                "never shown: the issuer has no authorization endpoint (oauth2.authorization_code)",
-            );
-        }
-        let t = table;
-        let url = |c: &mut Self, v: &Option<Spanned<String>>, k: &str| {
-            let written = v.as_ref()?;
-            let text = written.get_ref();
-            let same_origin = text.starts_with('/') && !text.starts_with("//");
-            let https = url::Url::parse(text).is_ok_and(|u| u.scheme() == "https");
-            if !(same_origin || https) {
-                c.problem(
-                    written,
-                    key(k),
-                    "an https URL, or a path on this origin (/...)",
-                );
-                return None;
-            }
-            if text.contains(['"', '\'', '<', '>', ' ', ';', '\\']) {
-                c.problem(
-                    written,
-                    key(k),
-                    "may not contain quotes, <, >, spaces, ; or \\",
-                );
-                return None;
-            }
-            Some(text.clone())
-        };
-        SignInPage {
-            title: t.title.as_ref().map(|v| v.get_ref().clone()),
-            logo_url: url(self, &t.logo_url, "logo_url"),
-            stylesheet_url: url(self, &t.stylesheet_url, "stylesheet_url"),
-        }
     }
 }

@@ -457,6 +457,15 @@ pub(in crate::config) struct FileSignIn {
     pub(in crate::config) title: Option<Spanned<String>>,
     pub(in crate::config) logo_url: Option<Spanned<String>>,
     pub(in crate::config) stylesheet_url: Option<Spanned<String>>,
+    /// Passkeys (WebAuthn) on the sign-in and account pages.
+    pub(in crate::config) passkeys: Option<Spanned<bool>>,
+    /// Their relying party id: `public_url`'s host, or a domain it is under.
+    pub(in crate::config) rp_id: Option<Spanned<String>>,
+    /// "off", "optional" or "required".
+    pub(in crate::config) second_factor: Option<Spanned<String>>,
+    /// The endpoints that take a password alone still take it from a
+    /// person with a second factor (a migration window).
+    pub(in crate::config) legacy_password_only: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Clone)]

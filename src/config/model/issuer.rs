@@ -174,7 +174,8 @@ pub enum Registration {
     },
 }
 
-/// `[issuers.NAME.oauth2.sign_in]`: how the sign-in page looks.
+/// `[issuers.NAME.sign_in]`: how the sign-in page looks, and whether it
+/// offers passkeys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SignInPage {
     pub title: Option<String>,
@@ -182,6 +183,21 @@ pub struct SignInPage {
     pub logo_url: Option<String>,
     /// A stylesheet linked after portero's own.
     pub stylesheet_url: Option<String>,
+    /// The WebAuthn relying party id (`public_url`'s host unless `rp_id`
+    /// says otherwise) where passkeys are on; `None`: off.
+    pub passkeys: Option<String>,
+}
+
+/// What a person needs beside their password (`second_factor`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SecondFactor {
+    /// Nobody is asked for one, nor may enrol a one-time code.
+    #[default]
+    Off,
+    /// Whoever enrolled one is asked for it.
+    Optional,
+    /// Everyone: a user without one enrols one right after their password.
+    Required,
 }
 
 /// What an OAuth 2.0 client may do beyond authenticating.
@@ -345,6 +361,12 @@ pub struct Accounts {
     pub lockout: Duration,
     /// The costs a stored hash may name (`[hash_limits]`).
     pub hash_limits: HashLimits,
+    /// What a person needs beside their password at the sign-in page.
+    pub second_factor: SecondFactor,
+    /// The endpoints that take a password alone (the legacy dialect's,
+    /// the password grant) take it also from a person with a second
+    /// factor, or where one is required (`legacy_password_only`).
+    pub legacy_password_only: bool,
 }
 
 impl Accounts {

@@ -440,3 +440,9 @@ async fn consents_are_kept_per_user_and_client_and_forgotten() {
     let (_dir, s) = fresh();
     crate::store::consent::checks::consents_are_kept_per_user_and_client_and_forgotten(&s).await;
 }
+
+#[tokio::test]
+async fn a_factors_record_is_written_only_over_the_version_read() {
+    let (_dir, s) = fresh();
+    crate::store::factors::checks::a_record_is_written_only_over_the_version_read(&s).await;
+}
