@@ -21,6 +21,7 @@ mod code;
 mod consent;
 mod csrf;
 mod documents;
+mod factor_pages;
 mod form;
 mod in_process;
 mod inspect;
@@ -29,8 +30,10 @@ mod mint;
 mod oidc;
 mod page;
 mod registration;
+mod second_factor;
 mod sign_in;
 mod sso;
+mod ticket;
 mod token;
 
 use http::{Method, StatusCode};

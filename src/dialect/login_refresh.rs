@@ -154,6 +154,7 @@ async fn login(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Reply
         rotated_to: None,
         scope: None,
         resource: None,
+        amr: Vec::new(),
     };
     let refresh = ctx.refreshes().issue(&record).await?;
     ctx.metrics

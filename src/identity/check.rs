@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::lockout::{Attempt, Outcome};
 use super::{Logins, Reason};
-use crate::config::{Principal, SecretHash};
+use crate::config::{Principal, SecondFactor, SecretHash};
 use crate::credentials::{dummy, StandIn};
 use crate::principals::{Lookup, LookupError};
 use crate::store::StoreError;
@@ -243,6 +243,10 @@ impl Logins<'_> {
     /// and inactive flags, each refusal said once (`Logins::refuse`). The
     /// principal returned is who logged in: its own login, never the
     /// spelling typed, names it in tokens.
+    ///
+    /// This is a login with a password alone (a dialect's endpoint, the
+    /// password grant): where people must give a second factor it is
+    /// refused, unless `legacy_password_only` keeps it open.
     pub async fn log_in(
         &self,
         login: &str,
@@ -250,7 +254,40 @@ impl Logins<'_> {
         client: Option<IpAddr>,
         now: i64,
     ) -> Result<Arc<Principal>, Denied> {
-        self.check_login(login, secret, client, now)
+        let accounts = &self.identity.accounts;
+        let policy = match accounts.legacy_password_only {
+            true => SecondFactor::Off,
+            false => accounts.second_factor,
+        };
+        let checked = match policy {
+            SecondFactor::Off => self.check_login(login, secret, client, now, Outcome::Succeeded),
+            // Nobody signs in so: refused before any check.
+            SecondFactor::Required => return Err(self.refuse(login, Reason::PasswordAlone)),
+            SecondFactor::Optional => self.check_login(login, secret, client, now, Outcome::Passed),
+        };
+        let principal = checked.await.map_err(|why| self.refuse(login, why))?;
+        if policy == SecondFactor::Optional {
+            let issuer = &self.identity.issuer;
+            let factors = self.store.factors(issuer, &principal.login).await?;
+            if factors.is_some_and(|f| f.has_second_factor()) {
+                return Err(self.refuse(login, Reason::PasswordAlone));
+            }
+            self.signed_in(&principal.login).await?;
+        }
+        Ok(principal)
+    }
+
+    /// The password step of a sign-in at the sign-in page: as [`log_in`],
+    /// except that a success clears no failures (the whole sign-in's
+    /// does: [`Logins::signed_in`]), and a second factor may follow.
+    pub async fn check_password(
+        &self,
+        login: &str,
+        secret: &str,
+        client: Option<IpAddr>,
+        now: i64,
+    ) -> Result<Arc<Principal>, Denied> {
+        self.check_login(login, secret, client, now, Outcome::Passed)
             .await
             .map_err(|why| self.refuse(login, why))
     }
@@ -261,6 +298,7 @@ impl Logins<'_> {
         secret: &str,
         client: Option<IpAddr>,
         now: i64,
+        passed: Outcome,
     ) -> Result<Arc<Principal>, Reason> {
         let mut attempt = self
             .begin_attempt(self.principal_kind(), login, client, now)
@@ -274,7 +312,7 @@ impl Logins<'_> {
         };
         let verified = self.verify_secret(principal.as_deref(), secret).await;
         let outcome = match verified {
-            Ok(true) => Outcome::Succeeded,
+            Ok(true) => passed,
             Ok(false) => Outcome::Failed,
             Err(_) => Outcome::Unchecked,
         };

@@ -107,6 +107,10 @@ async fn release_until_done(store: Arc<dyn Lockout>, keys: Vec<String>, id: Stri
 pub enum Outcome {
     Failed,
     Succeeded,
+    /// The password was right, but a second factor is still to come: its
+    /// success, not this one, clears the failures (or a guesser who knows
+    /// the password would clear them before each guess at the code).
+    Passed,
     /// Answered before the secret was checked (an inactive client, a
     /// missing company), or the check could not run.
     Unchecked,
@@ -269,7 +273,7 @@ impl Logins<'_> {
         let recorded = match outcome {
             Outcome::Failed => self.record_failure(&attempt, now).await,
             Outcome::Succeeded if attempt.failures > 0 => self.clear_failures(&attempt).await,
-            Outcome::Succeeded | Outcome::Unchecked => Ok(()),
+            Outcome::Succeeded | Outcome::Passed | Outcome::Unchecked => Ok(()),
         };
         // Marked first: were this cancelled mid-way, a second release from
         // `Drop` could give back another check's place.
@@ -286,6 +290,50 @@ impl Logins<'_> {
         }
         recorded?;
         released.map_err(Denied::from)
+    }
+
+    /// A person whose password [`Outcome::Passed`] has now signed in with
+    /// their second factor too (or needs none): their own login's
+    /// failures are cleared.
+    pub async fn signed_in(&self, own_login: &str) -> Result<(), Denied> {
+        let own = login_key(own_login);
+        let budgets = self.budgets(self.principal_kind(), &own, None, false);
+        for budget in budgets.iter().filter(|b| b.cleared_by_success) {
+            self.store.clear_failures(&budget.key).await?;
+        }
+        Ok(())
+    }
+
+    /// One check of a second factor (a one-time code, a recovery code) of
+    /// `login`, spending the same budget as a wrong password: `check`
+    /// answers whether the code was theirs. Refused while the budget
+    /// cools down.
+    pub async fn second_factor<T, F>(
+        &self,
+        login: &str,
+        client: Option<IpAddr>,
+        now: i64,
+        check: F,
+    ) -> Result<T, Denied>
+    where
+        F: std::future::Future<Output = Result<Option<T>, Denied>>,
+    {
+        let attempt = match self.begin_attempt(Kind::User, login, client, now).await {
+            Ok(a) => a,
+            Err(d) => return Err(self.refuse(login, d.into())),
+        };
+        let checked = check.await;
+        let outcome = match &checked {
+            Ok(Some(_)) => Outcome::Succeeded,
+            Ok(None) => Outcome::Failed,
+            Err(_) => Outcome::Unchecked,
+        };
+        self.end_attempt(attempt, outcome, now).await?;
+        match checked {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(self.refuse(login, super::Reason::WrongCode)),
+            Err(d) => Err(d),
+        }
     }
 
     async fn clear_failures(&self, attempt: &Attempt) -> Result<(), Denied> {

@@ -37,6 +37,10 @@ pub enum Reason {
     BadAssertion,
     /// A client assertion already used (its `jti`).
     Replayed,
+    /// A one-time code, recovery code or passkey that is not the person's.
+    WrongCode,
+    /// A password alone, where the person must also give a second factor.
+    PasswordAlone,
     /// A grant the issuer does not serve.
     UnsupportedGrant,
     /// A refresh token or subject token that is unknown, dead or another
@@ -57,7 +61,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the docs and for making series ahead.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Ok,
         Reason::MalformedRequest,
         Reason::UnknownPrincipal,
@@ -70,6 +74,8 @@ impl Reason {
         Reason::AuthMethod,
         Reason::BadAssertion,
         Reason::Replayed,
+        Reason::WrongCode,
+        Reason::PasswordAlone,
         Reason::UnsupportedGrant,
         Reason::InvalidGrant,
         Reason::InvalidScope,
@@ -93,6 +99,8 @@ impl Reason {
             Reason::AuthMethod => "auth_method",
             Reason::BadAssertion => "bad_assertion",
             Reason::Replayed => "replayed",
+            Reason::WrongCode => "wrong_code",
+            Reason::PasswordAlone => "password_alone",
             Reason::UnsupportedGrant => "unsupported_grant",
             Reason::InvalidGrant => "invalid_grant",
             Reason::InvalidScope => "invalid_scope",

@@ -36,10 +36,25 @@ pub struct Asked {
     pub consent: bool,
     pub prompt_none: bool,
     pub max_age: Option<i64>,
+    /// `acr_values` (OpenID Connect Core §3.1.2.1): the levels asked for.
+    pub acr_values: Vec<String>,
+}
+
+impl Asked {
+    /// Whether `session` may answer this request without a new sign-in:
+    /// no `prompt=login`, young enough for `max_age`, and at a level
+    /// `acr_values` accepts.
+    pub fn served_by(&self, session: &SsoSession, now: i64) -> bool {
+        !self.fresh_login
+            && self
+                .max_age
+                .is_none_or(|age| now - session.auth_time <= age)
+            && crate::factors::meets(crate::factors::acr_of(&session.amr), &self.acr_values)
+    }
 }
 
 /// The parameters the sign-in form carries back: what the request said.
-const CARRIED: [&str; 11] = [
+const CARRIED: [&str; 12] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -51,6 +66,7 @@ const CARRIED: [&str; 11] = [
     "resource",
     "prompt",
     "max_age",
+    "acr_values",
 ];
 
 /// The client and its redirect URI: both known and matched, or a message
@@ -167,6 +183,7 @@ pub fn checked(ctx: &Endpoints<'_>, params: &Form, r: &AuthRequest) -> Result<As
         consent: has("consent"),
         prompt_none: has("none"),
         max_age,
+        acr_values: words(params.get("acr_values")),
     })
 }
 
@@ -246,6 +263,7 @@ pub async fn issue(
         login: session.login.clone(),
         sub: session.sub.clone(),
         auth_time: session.auth_time,
+        amr: session.amr.clone(),
         sid: Some(session.sid.clone()),
         expires_at: req.now + code::CODE_TTL,
         jti: random_id(16),

@@ -30,9 +30,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Ok(s) => s,
         Err(e) => return unasked(ctx, &request, e),
     };
-    let session = session.filter(|s| {
-        !asked.fresh_login && asked.max_age.is_none_or(|age| req.now - s.auth_time <= age)
-    });
+    let session = session.filter(|s| asked.served_by(s, req.now));
     let allowed = match &session {
         Some(s) => consent::remembered(ctx, &request.client, &s.login, req.now).await,
         None => None,

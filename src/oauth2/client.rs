@@ -284,7 +284,7 @@ async fn verified_client(
         (Outcome::Unchecked, _) => Err(Reason::Unavailable),
         (_, None) => Err(Reason::UnknownClient),
         (Outcome::Failed, Some(_)) => Err(Reason::WrongSecret),
-        (Outcome::Succeeded, Some(principal)) => Ok(principal),
+        (Outcome::Succeeded | Outcome::Passed, Some(principal)) => Ok(principal),
     }
 }
 

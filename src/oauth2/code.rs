@@ -121,6 +121,7 @@ pub async fn redeem(
     };
     let scope = words(Some(&record.scope));
     let mut claims = profile::claims(ctx.issuer.accounts.form, &user, &scope);
+    super::mint::signed_in_by(&mut claims, &record.amr);
     if let Some(resource) = &record.resource {
         claims.insert("aud".into(), json!(resource));
     }
@@ -147,6 +148,7 @@ pub async fn redeem(
             rotated_to: None,
             scope: Some(record.scope.clone()),
             resource: record.resource.clone(),
+            amr: record.amr.clone(),
         };
         let token = ctx.issuer.refreshes().issue(&refresh).await?;
         issued(ctx, &hash, &record, &sha256_base64url(&token)).await?;

@@ -88,6 +88,7 @@ fn sign_in_metadata(ctx: &Endpoints<'_>, doc: &mut Value) {
     doc["subject_types_supported"] = json!(["public"]);
     doc["prompt_values_supported"] = json!(["none", "login", "consent"]);
     doc["claims_supported"] = json!(claims_supported(ctx));
+    doc["acr_values_supported"] = json!(crate::factors::ACR_LEVELS);
     if !ctx.settings.resources.is_empty() {
         doc["resource_indicators_supported"] = json!(true);
     }
@@ -111,6 +112,8 @@ fn claims_supported(ctx: &Endpoints<'_>) -> Vec<String> {
         "exp",
         "iat",
         "auth_time",
+        "amr",
+        "acr",
         "nonce",
         "sid",
     ];

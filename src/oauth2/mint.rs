@@ -157,3 +157,13 @@ pub(super) fn narrowed(asked: Option<&str>, held: &[String]) -> Result<Vec<Strin
     }
     Ok(granted)
 }
+
+/// How the person signed in, in a token's claims: `amr` (RFC 8176) and
+/// the `acr` it amounts to. Nothing where no one signed in at a page.
+pub fn signed_in_by(claims: &mut Map<String, Value>, amr: &[String]) {
+    if amr.is_empty() {
+        return;
+    }
+    claims.insert("amr".into(), json!(amr));
+    claims.insert("acr".into(), json!(crate::factors::acr_of(amr)));
+}

@@ -30,6 +30,7 @@ pub fn id_token(
         .unwrap_or(now + ctx.issuer.config.token_ttl.as_secs() as i64);
     claims.insert("exp".into(), json!(exp));
     claims.insert("auth_time".into(), json!(code.auth_time));
+    super::mint::signed_in_by(&mut claims, &code.amr);
     if let Some(nonce) = &code.nonce {
         claims.insert("nonce".into(), json!(nonce));
     }

@@ -19,7 +19,8 @@ padding:0 1rem;color:#1a1a1a}h1{font-size:1.4rem}label{display:block;margin-top:
 input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}\
 button{margin-top:1.5rem;padding:.6rem 1.2rem;font-size:1rem}\
 .error{color:#a00000;border-left:3px solid #a00000;padding-left:.5rem}\
-img{max-width:100%;max-height:4rem}";
+img{max-width:100%;max-height:4rem}.hint{color:#444;font-size:.9rem}\
+code{word-break:break-all}ol.codes{font-family:ui-monospace,monospace;font-size:1.1rem}";
 
 /// Escapes text for an HTML element's content or a quoted attribute.
 pub fn escape(text: &str) -> String {
@@ -141,18 +142,7 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
     if let Some(error) = s.error {
         body += &format!("<p class=\"error\" role=\"alert\">{}</p>\n", escape(error));
     }
-    body += &format!("<form method=\"post\" action=\"{}\">\n", escape(s.action));
-    for (name, value) in s.hidden {
-        body += &format!(
-            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
-            escape(name),
-            escape(value)
-        );
-    }
-    body += &format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">\n",
-        escape(s.csrf)
-    );
+    body += &form_start(s.action, s.hidden, s.csrf);
     match s.signed_in_as {
         Some(user) => {
             body += &format!(
@@ -183,6 +173,24 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
     }
     body += "</form>\n";
     document(title, s.look, &body)
+}
+
+/// A form posting to `action`, carrying `hidden` (the authorization
+/// request, and any ticket) and the CSRF token.
+pub fn form_start(action: &str, hidden: &[(String, String)], csrf: &str) -> String {
+    let mut form = format!("<form method=\"post\" action=\"{}\">\n", escape(action));
+    for (name, value) in hidden {
+        form += &format!(
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+            escape(name),
+            escape(value)
+        );
+    }
+    form += &format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">\n",
+        escape(csrf)
+    );
+    form
 }
 
 /// A scope as the page names it: OpenID Connect's own in words, any
@@ -225,7 +233,7 @@ pub fn notice(look: &SignInPage, message: &str, form: Option<&str>) -> String {
     document("Sign out", look, &body)
 }
 
-fn document(title: &str, look: &SignInPage, body: &str) -> String {
+pub fn document(title: &str, look: &SignInPage, body: &str) -> String {
     let stylesheet = look
         .stylesheet_url
         .as_deref()

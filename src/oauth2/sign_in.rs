@@ -10,7 +10,7 @@ use http::StatusCode;
 
 use super::auth_request::{self, AuthRequest};
 use super::form::Form;
-use super::{consent, csrf, page, sso, Answer, Endpoints, Request};
+use super::{consent, csrf, page, second_factor, sso, Answer, Endpoints, Request};
 use crate::config::Principal;
 use crate::identity::Denied;
 use crate::store::SsoSession;
@@ -116,13 +116,17 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         return auth_request::back_with_error(ctx, &r, auth_request::access_denied());
     }
     if form.get("continue").is_some() {
-        return go_on(ctx, req, &r, &asked).await;
+        let finished = second_factor::finished_session(ctx, req, &form).await;
+        return go_on(ctx, req, &r, &asked, finished).await;
     }
     // "Not you?": this browser's sign-on is forgotten, and the form asks
     // who is there.
     if form.get("switch").is_some() {
         let page = show(ctx, req, &r, &asked.scope, None, None).await;
         return page.with_cookie(Some(sso::forget(ctx)));
+    }
+    if form.get("pending").is_some() {
+        return second_factor::handle(ctx, req, &form, &r, &asked).await;
     }
     let (Some(username), Some(password)) = (form.get("username"), form.get("password")) else {
         let failed = (
@@ -135,7 +139,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let user = match ctx
         .issuer
         .logins
-        .log_in(username, password, req.client, req.now)
+        .check_password(username, password, req.client, req.now)
         .await
     {
         Ok(user) => user,
@@ -156,27 +160,21 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
             return again(ctx, req, &r, &asked.scope, (status, message, username)).await;
         }
     };
-    let sub = ctx.issuer.accounts.subject_of(&user);
-    match sso::begin(ctx, req, &user, &sub).await {
-        Ok((session, cookie)) => {
-            consent::remember(ctx, &r.client, &session.login, &asked.scope, req.now).await;
-            auth_request::issue(ctx, req, &r, &asked, &session, Some(cookie)).await
-        }
-        Err(e) => auth_request::back_with_error(ctx, &r, e),
-    }
+    second_factor::after_password(ctx, req, &r, &asked, user).await
 }
 
-/// "Continue as ...": the session must still be there and fresh enough.
+/// "Continue as ...": the session must still be there and serve the
+/// request (fresh enough, at the level asked), or be the one the sign-in
+/// just finished began (`finished`: the page after it had a Continue).
 async fn go_on(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
     r: &AuthRequest,
     asked: &auth_request::Asked,
+    finished: Option<String>,
 ) -> Answer {
     let session = match sso::current(ctx, req).await {
-        Ok(s) => s.filter(|s| {
-            !asked.fresh_login && asked.max_age.is_none_or(|age| req.now - s.auth_time <= age)
-        }),
+        Ok(s) => s.filter(|s| asked.served_by(s, req.now) || finished.as_deref() == Some(&s.sid)),
         Err(e) => return auth_request::back_with_error(ctx, r, e),
     };
     match session {

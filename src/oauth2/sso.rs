@@ -118,17 +118,18 @@ pub async fn current(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Option<Ss
 /// What a session remembers of the user's credential: a digest of the
 /// stored hash's own text (never the hash itself), so a new password, even
 /// of the same format and cost, ends the session.
-fn credential(secret: &SecretHash) -> String {
+pub(super) fn credential(secret: &SecretHash) -> String {
     hex_sha256(&secret.text())
 }
 
-/// A new session for `user`, who has just typed their credentials, with
-/// the `Set-Cookie` that carries it.
+/// A new session for `user`, who has just signed in by `amr` (RFC 8176),
+/// with the `Set-Cookie` that carries it.
 pub async fn begin(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
     user: &Principal,
     sub: &str,
+    amr: Vec<String>,
 ) -> Result<(SsoSession, String), Error> {
     let ttl = ctx.settings.session_ttl.as_secs() as i64;
     let (sid, secret) = (random_id(16), random_id(32));
@@ -140,6 +141,7 @@ pub async fn begin(
         secret_hash: hex_sha256(&secret),
         credential: credential(&user.secret),
         auth_time: req.now,
+        amr,
         expires_at: req.now + ttl,
         families: Vec::new(),
     };

@@ -109,6 +109,10 @@ pub struct RefreshRecord {
     /// The resource (RFC 8707) its access tokens are for: their `aud`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// How the user signed in (RFC 8176 `amr`), said again by the access
+    /// tokens a refresh mints; empty where no one signed in at a page.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 /// The answer to [`Lockout::reserve_attempt`].

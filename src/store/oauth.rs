@@ -89,6 +89,9 @@ pub struct CodeRecord {
     pub sub: String,
     /// When the user last typed their credentials (OIDC `auth_time`).
     pub auth_time: i64,
+    /// How they signed in (RFC 8176 `amr`).
+    #[serde(default)]
+    pub amr: Vec<String>,
     /// The sign-on session's id as ID tokens name it (`sid`), to tie the
     /// refresh family to it.
     pub sid: Option<String>,
@@ -124,11 +127,19 @@ pub struct SsoSession {
     pub credential: String,
     /// When the user typed their credentials.
     pub auth_time: i64,
+    /// How they signed in (RFC 8176 `amr`); a session from before factors
+    /// were known was begun with a password.
+    #[serde(default = "password_alone")]
+    pub amr: Vec<String>,
     pub expires_at: i64,
     /// The refresh families begun under it (hashes of their first token),
     /// revoked when logging out asks for it.
     #[serde(default)]
     pub families: Vec<String>,
+}
+
+fn password_alone() -> Vec<String> {
+    vec!["pwd".to_string()]
 }
 
 /// A client registered at the registration endpoint (RFC 7591).
@@ -165,6 +176,7 @@ impl CodeRecord {
             login: "ada".into(),
             sub: "user-1".into(),
             auth_time: expires_at - 100,
+            amr: vec!["pwd".into()],
             sid: Some("sid-1".into()),
             expires_at,
             jti: "jti-1".into(),
@@ -186,6 +198,7 @@ impl SsoSession {
             secret_hash: "ab".repeat(32),
             credential: "cd".repeat(32),
             auth_time: expires_at - 100,
+            amr: vec!["pwd".into()],
             expires_at,
             families: Vec::new(),
         }

@@ -15,7 +15,7 @@ use super::{ClientAuth, ClientProfile};
 /// (`cnf`, which no route admits): a user's own `claims` (in the config,
 /// a user store's row, an imported record) may not name them (a `scp`
 /// claim would outlive the scope a client was granted).
-pub const RESERVED_CLAIMS: [&str; 22] = [
+pub const RESERVED_CLAIMS: [&str; 24] = [
     "iss",
     "sub",
     "aud",
@@ -32,6 +32,8 @@ pub const RESERVED_CLAIMS: [&str; 22] = [
     "token_use",
     "username",
     "auth_time",
+    "amr",
+    "acr",
     "nonce",
     "sid",
     "azp",

@@ -59,6 +59,7 @@ pub(super) async fn grant(
         rotated_to: None,
         scope: Some(scope.join(" ")),
         resource: None,
+        amr: vec!["pwd".into()],
     };
     let refresh_token = ctx.issuer.refreshes().issue(&record).await?;
     Ok(answer(

@@ -66,6 +66,7 @@ pub(in crate::oauth2) async fn refresh_grant(
         return Err(Error::invalid_grant());
     };
     let mut claims = profile::claims(ctx.issuer.accounts.form, &user, &scope);
+    super::super::mint::signed_in_by(&mut claims, &found.amr);
     if let Some(resource) = &found.resource {
         claims.insert("aud".into(), json!(resource));
     }

@@ -53,6 +53,7 @@ async fn everything_survives_reopening() {
             rotated_to: None,
             scope: None,
             resource: None,
+            amr: Vec::new(),
         };
         s.put_refresh("h", &rec).await.unwrap();
     }
@@ -182,6 +183,7 @@ async fn a_lineage_is_bounded_and_ends_with_its_refresh_token() {
         rotated_to: None,
         scope: None,
         resource: None,
+        amr: Vec::new(),
     };
     s.put_refresh("h", &record).await.unwrap();
     let batch: Vec<(String, i64)> = (0..MAX_LINEAGE - 1)
@@ -222,6 +224,7 @@ async fn a_refresh_token_is_replaced_once() {
         rotated_to: None,
         scope: None,
         resource: None,
+        amr: Vec::new(),
     };
     s.put_refresh("old", &seen).await.unwrap();
     assert!(s.replace_refresh("old", &seen, "new").await.unwrap());
