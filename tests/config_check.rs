@@ -214,6 +214,10 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
                        scope_descriptions = { openid = \"Know who you are\" }\n";
     let (ok, err) = check(&with(&format!("{user}{web}{remembering}")));
     assert!(ok, "{err}");
+    let factors = "[issuers.app.sign_in]\npasskeys = true\nrp_id = \"x.test\"\n\
+                   second_factor = \"required\"\nlegacy_password_only = true\n";
+    let (ok, err) = check(&with(&format!("{user}{web}{factors}")));
+    assert!(ok, "{err}");
     for (issuer, named) in [
         // Keys of a legacy endpoint, which a standard issuer has not.
         ("dialect = \"session\"\n".to_string(), "issuers.app.dialect"),
@@ -252,6 +256,12 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         ("[issuers.app.oauth2]\nclient_metadata_documents = true\nauthorization_code = false\n".to_string(), "issuers.app.oauth2.client_metadata_documents"),
         ("[issuers.app.oauth2]\nclient_metadata_documents = true\nclient_metadata_private_hosts = [\"https://x.test:8443\"]\n".to_string(), "issuers.app.oauth2.client_metadata_private_hosts"),
         ("[issuers.app.oauth2]\nclient_metadata_documents = true\nclient_metadata_ca_file = \"/nonexistent/ca.pem\"\n".to_string(), "issuers.app.oauth2.client_metadata_ca_file"),
+        // Sign-in factors that cannot work, or that nothing reads.
+        (format!("{user}{web}[issuers.app.sign_in]\nsecond_factor = \"always\"\n"), "issuers.app.sign_in.second_factor"),
+        (format!("{user}{web}[issuers.app.sign_in]\nrp_id = \"x.test\"\n"), "issuers.app.sign_in.rp_id"),
+        (format!("{user}{web}[issuers.app.sign_in]\npasskeys = true\nrp_id = \"other.test\"\n"), "issuers.app.sign_in.rp_id"),
+        (format!("{user}{web}[issuers.app.sign_in]\npasskeys = true\nrp_id = \"test\"\n"), "issuers.app.sign_in.rp_id"),
+        (format!("{user}{web}[issuers.app.sign_in]\nlegacy_password_only = true\n"), "issuers.app.sign_in.legacy_password_only"),
         // Consents remembered where no client asks; words for no scope, or too many.
         ("[issuers.app.oauth2]\nconsent_ttl = \"30d\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),
         ("[issuers.app.oauth2]\nregistration = \"open\"\nconsent_ttl = \"0s\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),

@@ -42,6 +42,7 @@ mod registration;
 mod reload;
 mod request_path;
 mod resource_metadata;
+mod second_factor;
 mod sentinel;
 mod sessions;
 mod sessions_browser;

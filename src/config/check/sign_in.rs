@@ -101,15 +101,16 @@ impl Checker<'_> {
         };
         let id = rp_id.get_ref();
         let under = host == *id || host.ends_with(&format!(".{id}"));
-        if id.is_empty()
-            || !id.contains(|c: char| c.is_ascii_alphabetic())
-            || !under
-            || *id != id.to_ascii_lowercase()
-        {
+        // A bare top-level name is a public suffix no browser takes.
+        let a_domain = id.contains('.') || id == "localhost";
+        if !under || !a_domain || *id != id.to_ascii_lowercase() {
             self.problem(
                 rp_id,
                 key("rp_id"),
-                format!("must be {host:?} (server.public_url's host) or a domain it is under, in lower case"),
+                format!(
+                    "must be {host:?} (server.public_url's host) or a domain it is under \
+                     (not a top-level name), in lower case"
+                ),
             );
             return None;
         }
