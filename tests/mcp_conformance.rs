@@ -114,7 +114,14 @@ async fn authorization(
     assert_eq!(status, 303, "{body}");
     let callback = location.unwrap();
     assert!(callback.starts_with(&format!("http://127.0.0.1:{port}/callback?")));
-    reqwest::get(&callback).await.unwrap();
+    // The suite prints the URL before its callback server listens: a
+    // browser on a slow machine can be there first, and tries again.
+    let mut tries = 0;
+    while let Err(e) = reqwest::get(&callback).await {
+        tries += 1;
+        assert!(e.is_connect() && tries < 100, "{e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let status = tokio::task::block_in_place(|| suite.wait()).unwrap();
     printed.extend(rx.try_iter().map(|l| format!("{l}\n")));
     assert!(status.success() || !printed.is_empty(), "{printed}");
