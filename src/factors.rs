@@ -5,6 +5,7 @@
 //! the store (`store::Factors`); the pages that use them are the OAuth 2.0
 //! sign-in page's (`oauth2::second_factor`).
 
+pub mod passkeys;
 pub mod recovery;
 pub mod totp;
 

@@ -13,6 +13,7 @@
 //! the same functions in process (`in_process`), with no request at all.
 //! docs/oauth2.md is the contract.
 
+mod account;
 mod auth_request;
 mod authorize;
 mod client;
@@ -29,6 +30,7 @@ mod metadata;
 mod mint;
 mod oidc;
 mod page;
+mod passkey;
 mod registration;
 mod second_factor;
 mod sign_in;
@@ -275,6 +277,7 @@ enum Which {
     UserInfo,
     EndSession,
     Register,
+    Account,
 }
 
 impl Which {
@@ -289,6 +292,7 @@ impl Which {
             Which::UserInfo => "userinfo",
             Which::EndSession => "end_session",
             Which::Register => "register",
+            Which::Account => "account",
         }
     }
 }
@@ -310,6 +314,7 @@ fn which(name: &str, path: &str) -> Option<Which> {
         "/userinfo" => Some(Which::UserInfo),
         "/end_session" => Some(Which::EndSession),
         "/register" => Some(Which::Register),
+        "/account" => Some(Which::Account),
         _ => None,
     }
 }
@@ -325,7 +330,7 @@ fn refuse_method(which: Which, method: &Method) -> Option<Answer> {
     let allow = match which {
         Which::Metadata => "GET",
         // OpenID Connect Core §3.1.2.1, §5.3.1; RP-initiated logout §2.
-        Which::Authorize | Which::UserInfo | Which::EndSession => "GET, POST",
+        Which::Authorize | Which::UserInfo | Which::EndSession | Which::Account => "GET, POST",
         _ => "POST",
     };
     if allow.split(", ").any(|m| m == method.as_str()) {
@@ -344,7 +349,7 @@ fn refuse_method(which: Which, method: &Method) -> Option<Answer> {
 /// goes with it only where it is on, registration only where it is open.
 fn serves(ctx: &Endpoints<'_>, which: Which) -> bool {
     match which {
-        Which::Authorize | Which::SignIn | Which::UserInfo | Which::EndSession => {
+        Which::Authorize | Which::SignIn | Which::UserInfo | Which::EndSession | Which::Account => {
             ctx.settings.authorization_code
         }
         Which::Register => ctx.settings.registration != crate::config::Registration::Off,
@@ -371,6 +376,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Which::UserInfo => Ok(oidc::userinfo(ctx, req).await),
         Which::EndSession => Ok(oidc::end_session(ctx, req).await),
         Which::Register => registration::handle(ctx, req).await,
+        Which::Account => Ok(account::handle(ctx, req).await),
     };
     // A refused client or user was noted where it was refused, also
     // where the answer is a page (the sign-in form again, with a 401).

@@ -256,6 +256,8 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         ("[issuers.app.oauth2]\nclient_metadata_documents = true\nauthorization_code = false\n".to_string(), "issuers.app.oauth2.client_metadata_documents"),
         ("[issuers.app.oauth2]\nclient_metadata_documents = true\nclient_metadata_private_hosts = [\"https://x.test:8443\"]\n".to_string(), "issuers.app.oauth2.client_metadata_private_hosts"),
         ("[issuers.app.oauth2]\nclient_metadata_documents = true\nclient_metadata_ca_file = \"/nonexistent/ca.pem\"\n".to_string(), "issuers.app.oauth2.client_metadata_ca_file"),
+        // The account page's own client, which a configured one would shadow.
+        ("[[issuers.app.clients]]\nclient_id = \"portero:account\"\nredirect_uris = [\"https://a.test/cb\"]\n".to_string(), "issuers.app.clients[0].client_id"),
         // Sign-in factors that cannot work, or that nothing reads.
         (format!("{user}{web}[issuers.app.sign_in]\nsecond_factor = \"always\"\n"), "issuers.app.sign_in.second_factor"),
         (format!("{user}{web}[issuers.app.sign_in]\nrp_id = \"x.test\"\n"), "issuers.app.sign_in.rp_id"),

@@ -34,6 +34,7 @@ mod offline_access;
 mod oidc;
 mod openapi;
 mod parsers;
+mod passkeys_browser;
 mod password_formats;
 mod persistence;
 mod properties;

@@ -179,7 +179,7 @@ impl Logins<'_> {
     }
 
     /// Notes the request's reason; the first one noted stands.
-    fn note(&self, why: Reason) {
+    pub fn note(&self, why: Reason) {
         let _ = self.refused.set(why);
     }
 

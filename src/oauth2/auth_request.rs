@@ -77,9 +77,13 @@ pub async fn known_client(
     params: &Form,
 ) -> Result<AuthRequest, String> {
     let id = params.get("client_id").ok_or("client_id is missing")?;
-    let client = super::client::public_or_listed(ctx, id, req.client)
-        .await
-        .map_err(|_| "the service is unavailable; try again later".to_string())?
+    let client = match id == super::account::ACCOUNT_CLIENT {
+        true => Some(super::account::client(ctx)),
+        false => super::client::public_or_listed(ctx, id, req.client)
+            .await
+            .map_err(|_| "the service is unavailable; try again later".to_string())?,
+    };
+    let client = client
         .filter(|c| !c.client.redirect_uris.is_empty())
         .ok_or("no such client signs users in here")?;
     let redirect_uri = params
@@ -252,6 +256,10 @@ pub async fn issue(
     session: &SsoSession,
     cookie: Option<String>,
 ) -> Answer {
+    // The account page's own sign-in: back to the page, with no code.
+    if r.client.login == super::account::ACCOUNT_CLIENT {
+        return Answer::redirect(r.redirect_uri.clone()).with_cookie(cookie);
+    }
     let record = CodeRecord {
         issuer: ctx.issuer.config.name.clone(),
         client_id: r.client.login.clone(),

@@ -7,6 +7,7 @@ use super::page::{document, escape, form_start};
 use crate::config::SignInPage;
 
 /// What every page of the step has: the look, where it posts, what it carries.
+#[derive(Clone, Copy)]
 pub struct Step<'a> {
     pub look: &'a SignInPage,
     pub action: &'a str,

@@ -44,7 +44,9 @@ impl Form {
         for (name, value) in form_urlencoded::parse(body) {
             // An assertion may carry a certificate chain in its header.
             let limit = match name.as_ref() {
-                "client_assertion" => MAX_ASSERTION,
+                // ...a passkey's answer and its ceremony's state, a
+                // kilobyte or a few.
+                "client_assertion" | "passkey" | "ceremony" => MAX_ASSERTION,
                 _ => MAX_FIELD_LEN * 8,
             };
             if value.len() > limit {

@@ -22,6 +22,9 @@ button{margin-top:1.5rem;padding:.6rem 1.2rem;font-size:1rem}\
 img{max-width:100%;max-height:4rem}.hint{color:#444;font-size:.9rem}\
 code{word-break:break-all}ol.codes{font-family:ui-monospace,monospace;font-size:1.1rem}";
 
+/// The pages' one script (passkeys), allowed by its hash where a page has it.
+pub const SCRIPT: &str = include_str!("passkey.js");
+
 /// Escapes text for an HTML element's content or a quoted attribute.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -59,8 +62,16 @@ pub fn csp(look: &SignInPage, redirect: Option<&str>) -> String {
             .map(origin_of)
             .unwrap_or_default()
     };
+    // The passkey script, by its hash, where passkeys are on.
+    let script = match look.passkeys {
+        Some(_) => format!(
+            "script-src 'sha256-{}'; ",
+            STANDARD.encode(Sha256::digest(SCRIPT.as_bytes()))
+        ),
+        None => String::new(),
+    };
     format!(
-        "default-src 'none'; style-src 'sha256-{style_hash}' 'self' {}; img-src 'self' {}; \
+        "default-src 'none'; {script}style-src 'sha256-{style_hash}' 'self' {}; img-src 'self' {}; \
          form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
         external(&look.stylesheet_url),
         external(&look.logo_url),
@@ -95,6 +106,8 @@ pub struct SignIn<'a> {
     pub signed_in_as: Option<&'a str>,
     pub username: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// The passkey button, rendered, where passkeys are on.
+    pub passkey: Option<&'a str>,
 }
 
 pub fn sign_in(s: &SignIn<'_>) -> String {
@@ -159,16 +172,19 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
             let focus = |first: bool| if first { " autofocus" } else { "" };
             body += &format!(
                 "<label for=\"username\">Username</label>\n\
-                 <input id=\"username\" name=\"username\" autocomplete=\"username\" required \
+                 <input id=\"username\" name=\"username\" autocomplete=\"username{}\" required \
                  value=\"{username}\"{}>\n\
                  <label for=\"password\">Password</label>\n\
                  <input id=\"password\" name=\"password\" type=\"password\" \
                  autocomplete=\"current-password\" required{}>\n\
                  <button type=\"submit\">Sign in</button>\n\
                  <button type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>Deny</button>\n",
+                // Browsers offer passkeys from the username field too.
+                if s.passkey.is_some() { " webauthn" } else { "" },
                 focus(username.is_empty()),
                 focus(!username.is_empty()),
             );
+            body += s.passkey.unwrap_or_default();
         }
     }
     body += "</form>\n";
@@ -233,17 +249,42 @@ pub fn notice(look: &SignInPage, message: &str, form: Option<&str>) -> String {
     document("Sign out", look, &body)
 }
 
+/// A passkey button in a form: hidden until the script shows it (a browser
+/// without WebAuthn never sees it), with the options it uses as JSON the
+/// script reads, the field the answer goes in, and the ceremony's ticket.
+pub fn passkey_button(kind: &str, label: &str, options: &str, ceremony: &str) -> String {
+    // JSON in a script element: `<` written as an escape, so no text in it
+    // can close the element.
+    let options = options.replace('<', "\\u003c");
+    format!(
+        "<script type=\"application/json\" id=\"passkey-options\">{options}</script>\n\
+         <input type=\"hidden\" name=\"passkey\" value=\"\">\n\
+         <input type=\"hidden\" name=\"ceremony\" value=\"{}\">\n\
+         <button type=\"button\" data-webauthn=\"{kind}\" data-options=\"passkey-options\" \
+         data-field=\"passkey\" hidden>{}</button>\n\
+         <p id=\"passkey-status\" role=\"status\" class=\"hint\"></p>\n",
+        escape(ceremony),
+        escape(label)
+    )
+}
+
 pub fn document(title: &str, look: &SignInPage, body: &str) -> String {
     let stylesheet = look
         .stylesheet_url
         .as_deref()
         .map(|u| format!("<link rel=\"stylesheet\" href=\"{}\">\n", escape(u)))
         .unwrap_or_default();
+    // The script only where a passkey button is (its policy allows it
+    // only where passkeys are on).
+    let script = match body.contains("data-webauthn") && look.passkeys.is_some() {
+        true => format!("<script>{SCRIPT}</script>\n"),
+        false => String::new(),
+    };
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"referrer\" content=\"same-origin\">\n\
-         <title>{}</title>\n<style>{STYLE}</style>\n{stylesheet}</head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n",
+         <title>{}</title>\n<style>{STYLE}</style>\n{stylesheet}</head>\n<body>\n<main>\n{body}</main>\n{script}</body>\n</html>\n",
         escape(title)
     )
 }

@@ -54,6 +54,10 @@ pub async fn show(
             .unwrap_or_default(),
         None => Vec::new(),
     };
+    let passkey = match session {
+        Some(_) => None,
+        None => super::passkey::offer(ctx, &binding, req.now).await,
+    };
     let (client_name, publisher) = described(&r.client);
     let html = page::sign_in(&page::SignIn {
         look: &ctx.settings.sign_in,
@@ -74,6 +78,7 @@ pub async fn show(
         signed_in_as: session.map(|s| s.login.as_str()),
         username,
         error,
+        passkey: passkey.as_deref(),
     });
     let mut answer = Answer::page(status, html).with_cookie(set);
     answer.csp = Some(page::csp(&ctx.settings.sign_in, Some(&r.redirect_uri)));
@@ -124,6 +129,9 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     if form.get("switch").is_some() {
         let page = show(ctx, req, &r, &asked.scope, None, None).await;
         return page.with_cookie(Some(sso::forget(ctx)));
+    }
+    if form.get("passkey").is_some() {
+        return super::passkey::sign_in(ctx, req, &form, &r, &asked).await;
     }
     if form.get("pending").is_some() {
         return second_factor::handle(ctx, req, &form, &r, &asked).await;
@@ -211,6 +219,9 @@ async fn again(
 fn described(client: &Principal) -> (String, Option<String>) {
     let profile = &client.client;
     let id = &client.login;
+    if id == super::account::ACCOUNT_CLIENT {
+        return ("your account page".to_string(), None);
+    }
     if profile.metadata_document {
         // Host and port: two documents on one host but not one port are
         // not one publisher.

@@ -21,9 +21,9 @@ use crate::store::StoredSecret;
 /// issuer is named so).
 const TICKETS_SECRET: &str = "\u{1}oauth2-tickets";
 
-/// The longest ticket opened: a pending sign-in or an enrolment is far
-/// shorter; a form field of any size is refused before it is decoded.
-const MAX_TICKET: usize = 4096;
+/// The longest ticket opened: a passkey ceremony's state is the longest
+/// (a few kilobytes); a form field of any size is refused before it is decoded.
+const MAX_TICKET: usize = super::form::MAX_ASSERTION;
 
 async fn cipher(ctx: &Endpoints<'_>, purpose: &str) -> Result<ChaCha20Poly1305, Error> {
     let mut secret = vec![0u8; 32];

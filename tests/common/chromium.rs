@@ -111,3 +111,53 @@ impl Drop for Driver {
         let _ = self.child.wait();
     }
 }
+
+/// A WebDriver command fantoccini has no method for, under the session:
+/// the WebAuthn virtual authenticators (W3C WebAuthn §11).
+#[derive(Debug)]
+pub struct SessionCall {
+    pub method: http::Method,
+    /// Under `/session/{id}/`.
+    pub path: String,
+    pub body: Option<serde_json::Value>,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for SessionCall {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.expect("a session");
+        base_url.join(&format!("session/{session}/{}", self.path))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (
+            self.method.clone(),
+            self.body.as_ref().map(|b| b.to_string()),
+        )
+    }
+}
+
+/// A virtual authenticator in `browser`: a platform authenticator (CTAP2,
+/// internal) that keeps discoverable credentials, verifies its user and
+/// consents by itself. Its id.
+pub async fn virtual_authenticator(browser: &Client) -> String {
+    let added = browser
+        .issue_cmd(SessionCall {
+            method: http::Method::POST,
+            path: "webauthn/authenticator".into(),
+            body: Some(json!({
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserConsenting": true,
+                "isUserVerified": true,
+            })),
+        })
+        .await
+        .expect("a virtual authenticator");
+    added.as_str().expect("its id").to_string()
+}

@@ -437,7 +437,7 @@ impl Checker<'_> {
 
 /// The OAuth 2.0 endpoints below an issuer identifier's path
 /// (docs/oauth2.md); `oauth2::which` tells them apart.
-const OAUTH2_ENDPOINTS: [&str; 9] = [
+const OAUTH2_ENDPOINTS: [&str; 10] = [
     "/token",
     "/revoke",
     "/introspect",
@@ -447,4 +447,5 @@ const OAUTH2_ENDPOINTS: [&str; 9] = [
     "/userinfo",
     "/end_session",
     "/register",
+    "/account",
 ];

@@ -151,6 +151,13 @@ impl Checker<'_> {
         for (n, c) in list.iter().enumerate() {
             let client_key = format!("{key}[{n}]");
             self.not_a_user(issuer, &c.client_id, accounts, &client_key);
+            if c.client_id.get_ref() == "portero:account" {
+                self.problem(
+                    &c.client_id,
+                    format!("{client_key}.client_id"),
+                    "portero:account is the account page's own client: name this one otherwise",
+                );
+            }
             let portero_signs_in =
                 code_flow && Some(c.client_id.get_ref().as_str()) == login_client;
             let client =

@@ -1,0 +1,541 @@
+//! The account page, `/oauth2/NAME/account`: a signed-in person lists,
+//! names and removes their passkeys, adds one, sets up or replaces their
+//! one-time code, and makes new recovery codes. Every change needs a
+//! sign-in of the last five minutes; an older session (or none) is sent
+//! through the sign-in page again, as the page's own client
+//! ([`ACCOUNT_CLIENT`], which no configured client may be named), which
+//! comes back here with no code. Forms are bound to the session by their
+//! CSRF token and posted from this origin only; no script but the passkey
+//! button's.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use webauthn_rs::prelude::{Passkey, Uuid};
+
+use super::factor_pages::{self, Step};
+use super::form::Form;
+use super::page::{self, document, escape, passkey_button};
+use super::passkey::{id_text, relying_party, Ceremony};
+use super::{csrf, sso, ticket, Answer, Endpoints, Request};
+use crate::config::{ClientProfile, Principal, SecondFactor};
+use crate::factors::{recovery, totp};
+use crate::store::{SsoSession, StoredPasskey, TotpSecret, UserFactors};
+
+/// The account page's own client at the authorization endpoint.
+pub const ACCOUNT_CLIENT: &str = "portero:account";
+/// A change needs a sign-in this recent; the sign-in it asks for is
+/// younger still (`max_age`), so the page never sends a person round.
+const FRESH: i64 = 300;
+const REGISTER: &str = "passkey-registration";
+const ENROL: &str = "account-one-time-code";
+
+/// The page's client: public, sent back to the page.
+pub fn client(ctx: &Endpoints<'_>) -> Arc<Principal> {
+    Arc::new(Principal {
+        client: ClientProfile {
+            public: true,
+            redirect_uris: vec![url(ctx)],
+            grant_types: vec!["authorization_code".into()],
+            ..ClientProfile::default()
+        },
+        ..Principal::named(ACCOUNT_CLIENT)
+    })
+}
+
+fn url(ctx: &Endpoints<'_>) -> String {
+    format!("{}/account", ctx.settings.issuer_id)
+}
+
+/// A registration ceremony, for the session that began it.
+#[derive(Serialize, Deserialize)]
+struct Registration {
+    ceremony: Ceremony,
+    login: String,
+}
+
+/// A one-time code being set up: its secret, for the session.
+#[derive(Serialize, Deserialize)]
+struct Enrolment {
+    secret: Vec<u8>,
+    sid: String,
+    expires_at: i64,
+}
+
+pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
+    let session = match sso::current(ctx, req).await {
+        Ok(s) => s.filter(|s| req.now - s.auth_time <= FRESH),
+        Err(e) => return page::shown(ctx, &e.description),
+    };
+    let Some(session) = session else {
+        return sign_in_first(ctx, req);
+    };
+    if *req.method == http::Method::GET {
+        return show(ctx, &session, req.now, None, None).await;
+    }
+    if !csrf::same_origin(ctx, req) {
+        return page::shown(ctx, "the form was posted from another site");
+    }
+    let form = match Form::parse(req.body, req.form) {
+        Ok(f) => f,
+        Err(e) => return page::shown(ctx, &e.description),
+    };
+    let expected = match csrf::token(
+        ctx,
+        &session.sid,
+        &[("account".into(), session.sid.clone())],
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => return page::shown(ctx, &e.description),
+    };
+    if !csrf::same(form.get("csrf"), &expected) {
+        return page::shown(
+            ctx,
+            "the form has expired or was not this page's; start again",
+        );
+    }
+    let done = match form.get("action").unwrap_or_default() {
+        "add_passkey" => add_passkey(ctx, req, &session, &form).await,
+        "remove_passkey" => {
+            change(ctx, &session, |f| {
+                let before = f.passkeys.len();
+                f.passkeys.retain(|p| Some(p.id.as_str()) != form.get("id"));
+                (f.passkeys.len() < before).then(|| "The passkey was removed.".to_string())
+            })
+            .await
+        }
+        "totp_start" if ctx.issuer.accounts.second_factor != SecondFactor::Off => {
+            return enrol_page(ctx, req, &session, totp::new_secret(), None).await;
+        }
+        "totp_confirm" => return confirm_totp(ctx, req, &session, &form).await,
+        "recovery" => {
+            let (codes, hashes) = recovery::new_codes();
+            let changed = change(ctx, &session, |f| {
+                f.has_second_factor().then(|| {
+                    f.recovery = hashes.clone();
+                    String::new()
+                })
+            })
+            .await;
+            return match changed {
+                Ok(_) => codes_page(ctx, &session, &codes).await,
+                Err(message) => show(ctx, &session, req.now, None, Some(&message)).await,
+            };
+        }
+        _ => Err("Nothing was asked.".to_string()),
+    };
+    match done {
+        Ok(message) => show(ctx, &session, req.now, Some(&message), None).await,
+        Err(message) => show(ctx, &session, req.now, None, Some(&message)).await,
+    }
+}
+
+/// No recent sign-in: through the sign-in page, as the page's client.
+fn sign_in_first(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
+    let _ = req;
+    let challenge = crate::tokens::sha256_base64url(&crate::tokens::random_id(32));
+    let mut authorize = url::Url::parse(&format!("{}/authorize", ctx.settings.issuer_id))
+        .expect("the issuer identifier is a URL");
+    authorize
+        .query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", ACCOUNT_CLIENT)
+        .append_pair("redirect_uri", &url(ctx))
+        .append_pair("scope", "openid")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("max_age", &(FRESH - 10).to_string());
+    Answer::redirect(authorize.into())
+}
+
+/// Applies `edit` to the person's factors, written over the record read;
+/// `edit` says what the page tells them, or `None` for nothing changed.
+async fn change(
+    ctx: &Endpoints<'_>,
+    session: &SsoSession,
+    mut edit: impl FnMut(&mut UserFactors) -> Option<String>,
+) -> Result<String, String> {
+    let store = ctx.issuer.store;
+    let issuer = &ctx.issuer.config.name;
+    let unavailable = |_| "The service is unavailable. Try again later.".to_string();
+    for _ in 0..3 {
+        let held = store
+            .factors(issuer, &session.login)
+            .await
+            .map_err(unavailable)?;
+        let read_at = held.as_ref().map_or(0, |h| h.version);
+        let mut next = held.unwrap_or_else(|| UserFactors {
+            issuer: issuer.clone(),
+            login: session.login.clone(),
+            ..UserFactors::default()
+        });
+        let Some(message) = edit(&mut next) else {
+            return Err("Nothing was changed.".to_string());
+        };
+        next.version = read_at + 1;
+        if store
+            .swap_factors(&next, read_at)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(message);
+        }
+    }
+    Err("The service is busy. Try again.".to_string())
+}
+
+async fn add_passkey(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    session: &SsoSession,
+    form: &Form,
+) -> Result<String, String> {
+    let failed = || "The passkey was not added. Try again.".to_string();
+    let rp = relying_party(ctx).ok_or_else(failed)?;
+    let opened: Option<Registration> =
+        ticket::open(ctx, REGISTER, form.get("ceremony").unwrap_or_default())
+            .await
+            .map_err(|_| failed())?;
+    let registration = opened
+        .filter(|r| r.login == session.login)
+        .ok_or_else(failed)?;
+    if !registration
+        .ceremony
+        .claim(ctx, &session.sid, req.now)
+        .await
+    {
+        return Err("That passkey prompt has ended or was used. Try again.".to_string());
+    }
+    let passkey = rp
+        .finish_registration(form.get("passkey").unwrap_or_default(), &registration.ceremony.state)
+        .map_err(|e| {
+            tracing::info!(issuer = %ctx.issuer.config.name, error = %e, "a passkey was not registered");
+            failed()
+        })?;
+    let id = id_text(passkey.cred_id());
+    let name: String = form
+        .get("name")
+        .unwrap_or("Passkey")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    let credential = serde_json::to_value(&passkey).map_err(|_| failed())?;
+    // The credential id is unique across every user of the issuer: the
+    // handle index names one login per handle, and a credential carries
+    // its own handle, so one registered twice would be refused at sign-in;
+    // it is refused here first, for this user's own list.
+    change(ctx, session, |f| {
+        if f.passkeys.iter().any(|p| p.id == id) {
+            return None;
+        }
+        if f.handle.is_empty() {
+            return None;
+        }
+        f.passkeys.push(StoredPasskey {
+            id: id.clone(),
+            name: name.clone(),
+            added_at: req.now,
+            used_at: None,
+            credential: credential.clone(),
+        });
+        Some(format!("The passkey {name:?} was added."))
+    })
+    .await
+}
+
+async fn confirm_totp(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    session: &SsoSession,
+    form: &Form,
+) -> Answer {
+    let opened: Option<Enrolment> =
+        ticket::open(ctx, ENROL, form.get("enrolment").unwrap_or_default())
+            .await
+            .ok()
+            .flatten();
+    let Some(enrolment) = opened.filter(|e| e.sid == session.sid && e.expires_at > req.now) else {
+        return show(
+            ctx,
+            session,
+            req.now,
+            None,
+            Some("That took too long. Start again."),
+        )
+        .await;
+    };
+    let code = form.get("code").unwrap_or_default();
+    let secret = enrolment.secret.clone();
+    let checked = ctx
+        .issuer
+        .logins
+        .second_factor(&session.login, req.client, req.now, async {
+            Ok(totp::matching_step(&secret, code, req.now, 0))
+        });
+    let step = match checked.await {
+        Ok(step) => step,
+        Err(_) => {
+            let failed = (
+                StatusCode::UNAUTHORIZED,
+                "That code is not right. Try again.",
+            );
+            return enrol_page(ctx, req, session, enrolment.secret, Some(failed)).await;
+        }
+    };
+    let (codes, hashes) = recovery::new_codes();
+    let mut fresh_codes = false;
+    let changed = change(ctx, session, |f| {
+        f.totp = Some(TotpSecret {
+            secret: secret.clone(),
+            added_at: req.now,
+            last_step: step,
+        });
+        fresh_codes = f.recovery.is_empty();
+        if fresh_codes {
+            f.recovery = hashes.clone();
+        }
+        Some("Your one-time code is set up.".to_string())
+    })
+    .await;
+    match (changed, fresh_codes) {
+        (Ok(_), true) => codes_page(ctx, session, &codes).await,
+        (Ok(message), false) => show(ctx, session, req.now, Some(&message), None).await,
+        (Err(message), _) => show(ctx, session, req.now, None, Some(&message)).await,
+    }
+}
+
+async fn enrol_page(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    session: &SsoSession,
+    secret: Vec<u8>,
+    failed: Option<(StatusCode, &str)>,
+) -> Answer {
+    let enrolment = Enrolment {
+        secret: secret.clone(),
+        sid: session.sid.clone(),
+        expires_at: req.now + FRESH,
+    };
+    let Ok(sealed) = ticket::seal(ctx, ENROL, &enrolment).await else {
+        return page::shown(ctx, "The service is unavailable. Try again later.");
+    };
+    let label = ctx
+        .settings
+        .sign_in
+        .title
+        .clone()
+        .unwrap_or_else(|| ctx.issuer.config.name.clone());
+    let uri = totp::uri(&label, &session.login, &secret);
+    let hidden = [
+        ("action".to_string(), "totp_confirm".to_string()),
+        ("enrolment".to_string(), sealed),
+    ];
+    let (status, error) = failed.map_or((StatusCode::OK, None), |(s, e)| (s, Some(e)));
+    rendered(ctx, session, &hidden, status, |step| {
+        let step = Step { error, ..*step };
+        factor_pages::enrol(
+            &step,
+            &session.login,
+            &totp::qr_svg(&uri),
+            &totp::secret_text(&secret),
+        )
+    })
+    .await
+}
+
+async fn codes_page(ctx: &Endpoints<'_>, session: &SsoSession, codes: &[String]) -> Answer {
+    let hidden = [("action".to_string(), "shown".to_string())];
+    rendered(ctx, session, &hidden, StatusCode::OK, |step| {
+        factor_pages::recovery_codes(step, codes)
+    })
+    .await
+}
+
+/// A page of the step's kind, posting back here.
+async fn rendered(
+    ctx: &Endpoints<'_>,
+    session: &SsoSession,
+    hidden: &[(String, String)],
+    status: StatusCode,
+    render: impl FnOnce(&Step<'_>) -> String,
+) -> Answer {
+    let Ok(csrf) = csrf::token(
+        ctx,
+        &session.sid,
+        &[("account".into(), session.sid.clone())],
+    )
+    .await
+    else {
+        return page::shown(ctx, "The service is unavailable. Try again later.");
+    };
+    let action = url(ctx);
+    let html = render(&Step {
+        look: &ctx.settings.sign_in,
+        action: &action,
+        hidden,
+        csrf: &csrf,
+        error: None,
+    });
+    let mut answer = Answer::page(status, html);
+    answer.csp = Some(page::csp(&ctx.settings.sign_in, None));
+    answer
+}
+
+/// The page: the person's passkeys, one-time code and recovery codes.
+async fn show(
+    ctx: &Endpoints<'_>,
+    session: &SsoSession,
+    now: i64,
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> Answer {
+    let store = ctx.issuer.store;
+    let issuer = &ctx.issuer.config.name;
+    let Ok(held) = store.factors(issuer, &session.login).await else {
+        return page::shown(ctx, "The service is unavailable. Try again later.");
+    };
+    let mut factors = held.unwrap_or_default();
+    // A user handle, made once, before the first passkey is registered.
+    if factors.handle.is_empty() && ctx.settings.sign_in.passkeys.is_some() {
+        let handle = Uuid::new_v4().to_string();
+        let _ = change(ctx, session, |f| {
+            f.handle.is_empty().then(|| {
+                f.handle = handle.clone();
+                String::new()
+            })
+        })
+        .await;
+        factors = store
+            .factors(issuer, &session.login)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+    }
+    let Ok(csrf) = csrf::token(
+        ctx,
+        &session.sid,
+        &[("account".into(), session.sid.clone())],
+    )
+    .await
+    else {
+        return page::shown(ctx, "The service is unavailable. Try again later.");
+    };
+    let action = url(ctx);
+    let form = |fields: &[(&str, &str)], button: &str| {
+        let hidden: Vec<(String, String)> = fields
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        format!(
+            "{}<button type=\"submit\">{}</button>\n</form>\n",
+            page::form_start(&action, &hidden, &csrf),
+            escape(button)
+        )
+    };
+    let title = "Your account";
+    let mut body = format!(
+        "<h1>{title}</h1>\n<p>Signed in as <strong>{}</strong>.</p>\n",
+        escape(&session.login)
+    );
+    if let Some(n) = notice {
+        body += &format!("<p role=\"status\">{}</p>\n", escape(n));
+    }
+    if let Some(e) = error {
+        body += &format!("<p class=\"error\" role=\"alert\">{}</p>\n", escape(e));
+    }
+    if ctx.settings.sign_in.passkeys.is_some() {
+        body += "<h2>Passkeys</h2>\n";
+        if factors.passkeys.is_empty() {
+            body += "<p>You have no passkeys.</p>\n";
+        }
+        body += "<ul>\n";
+        for p in &factors.passkeys {
+            let used = p.used_at.map_or("never used".to_string(), |t| {
+                format!("last used {}", date(t))
+            });
+            body += &format!(
+                "<li><strong>{}</strong>, added {}, {used}\n{}</li>\n",
+                escape(&p.name),
+                date(p.added_at),
+                form(&[("action", "remove_passkey"), ("id", &p.id)], "Remove")
+            );
+        }
+        body += "</ul>\n";
+        body += &add_passkey_form(ctx, session, &factors, now, &action, &csrf).await;
+    }
+    if ctx.issuer.accounts.second_factor != SecondFactor::Off {
+        body += "<h2>One-time codes</h2>\n";
+        let (said, button) = match factors.totp.is_some() {
+            true => (
+                "Your authenticator app gives your codes.",
+                "Replace your authenticator app",
+            ),
+            false => (
+                "You have no authenticator app set up.",
+                "Set up an authenticator app",
+            ),
+        };
+        body += &format!(
+            "<p>{said}</p>\n{}",
+            form(&[("action", "totp_start")], button)
+        );
+    }
+    if factors.has_second_factor() {
+        body += &format!(
+            "<h2>Recovery codes</h2>\n<p>You have {} unused recovery codes.</p>\n{}",
+            factors.recovery.len(),
+            form(&[("action", "recovery")], "Make new recovery codes")
+        );
+    }
+    let html = document(title, &ctx.settings.sign_in, &body);
+    let mut answer = Answer::page(StatusCode::OK, html);
+    answer.csp = Some(page::csp(&ctx.settings.sign_in, None));
+    answer
+}
+
+/// The form that adds a passkey: a name, and the browser's prompt.
+async fn add_passkey_form(
+    ctx: &Endpoints<'_>,
+    session: &SsoSession,
+    factors: &UserFactors,
+    now: i64,
+    action: &str,
+    csrf: &str,
+) -> String {
+    let (Some(rp), Ok(handle)) = (relying_party(ctx), Uuid::parse_str(&factors.handle)) else {
+        return String::new();
+    };
+    let have: Vec<Passkey> = factors
+        .passkeys
+        .iter()
+        .filter_map(|p| serde_json::from_value(p.credential.clone()).ok())
+        .collect();
+    let Ok((options, state)) = rp.start_registration(handle, &session.login, &have) else {
+        return String::new();
+    };
+    let registration = Registration {
+        ceremony: Ceremony::new(&session.sid, state, now),
+        login: session.login.clone(),
+    };
+    let Ok(sealed) = ticket::seal(ctx, REGISTER, &registration).await else {
+        return String::new();
+    };
+    let hidden = [("action".to_string(), "add_passkey".to_string())];
+    format!(
+        "{}<label for=\"name\">Name of the new passkey</label>\n\
+         <input id=\"name\" name=\"name\" maxlength=\"64\" value=\"Passkey\">\n{}</form>\n",
+        page::form_start(action, &hidden, csrf),
+        passkey_button("create", "Add a passkey", &options.to_string(), &sealed)
+    )
+}
+
+/// A day, as the page says it (UTC).
+fn date(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map_or_else(String::new, |t| t.format("%Y-%m-%d").to_string())
+}
