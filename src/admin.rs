@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 mod api_keys;
 mod consents;
+mod factors;
 mod oauth2_clients;
 mod sessions;
 
@@ -84,6 +85,7 @@ fn methods(path: &str) -> Option<&'static [Method]> {
         "/admin/sessions" => Some(&[Method::DELETE]),
         _ if oauth2_clients::client_path(path).is_some() => Some(&[Method::DELETE]),
         _ if consents::user_path(path).is_some() => Some(&[Method::GET, Method::DELETE]),
+        _ if factors::factors_path(path).is_some() => Some(&[Method::DELETE]),
         _ => match api_keys::KeyPath::of(path)? {
             api_keys::KeyPath::Key(_) => Some(&[Method::DELETE]),
             api_keys::KeyPath::Rotate(_) => Some(&[Method::POST]),
@@ -181,6 +183,10 @@ impl Admin {
                 let query = req.uri().query().map(str::to_string);
                 self.delete_consents(&issuer, &login, query.as_deref())
                     .await?
+            }
+            (&Method::DELETE, path) if factors::factors_path(path).is_some() => {
+                let (issuer, login) = factors::factors_path(path).expect("matched");
+                self.reset_factors(&issuer, &login).await?
             }
             (&Method::DELETE, path) if oauth2_clients::client_path(path).is_some() => {
                 let (issuer, id) = oauth2_clients::client_path(path).expect("matched");

@@ -332,3 +332,44 @@ async fn acr_values_asking_for_two_factors_steps_a_password_session_up() {
         .unwrap()
         .contains(&json!("amr")));
 }
+
+#[tokio::test]
+async fn the_admin_api_resets_a_persons_factors_and_ends_their_sessions() {
+    let gw = gateway("second_factor = \"required\"").await;
+    let mut browser = Browser::default();
+    let (verifier, challenge) = pkce();
+    let (_, _, code) = enrol(&gw, &mut browser, &challenge).await;
+    let (_, tokens) = redeem(&gw, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    let reset = |path: &'static str| {
+        let gw = &gw;
+        async move {
+            reqwest::Client::new()
+                .delete(gw.admin_url(path))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = reset("/admin/users/app/ada/factors").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["deleted"], true);
+    let r = reset("/admin/users/nope/ada/factors").await;
+    assert_eq!(r.status(), 404, "an issuer that signs nobody in");
+    // Their token and sign-on session are gone; their next sign-in enrols again.
+    let status = reqwest::Client::new()
+        .get(gw.url("/anything"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, _, page) = browser.get(&authorize_url(&gw, &pkce().1, "")).await;
+    assert_eq!(status, 200, "the form, not a code: {page}");
+    let (status, page) = password(&gw, &mut browser, &pkce().1).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Set up two-step verification"), "{page}");
+}

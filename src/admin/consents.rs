@@ -29,7 +29,7 @@ fn describe(c: &Consent) -> Value {
 impl Admin {
     /// An issuer with OAuth 2.0 endpoints: one that remembers consents,
     /// or did (what it kept can still be listed and forgotten).
-    fn remembering_issuer(&self, name: &str) -> Result<(), AdminError> {
+    pub(super) fn remembering_issuer(&self, name: &str) -> Result<(), AdminError> {
         let live = self.shared.live.load();
         let serves = live
             .issuers()
