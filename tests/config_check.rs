@@ -229,6 +229,9 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         (user.replace("username = ", "claims = { sub = \"root\" }\nusername = ") + web, "issuers.app.users[0].claims"),
         (user.replace("username = ", "claims = { scp = [\"admin\"] }\nusername = "), "issuers.app.users[0].claims"),
         (user.replace("username = ", "claims = { role = \"root\" }\nusername = "), "issuers.app.users[0].claims"),
+        // How a person signed in is portero's to say, never a user's claim.
+        (user.replace("username = ", "claims = { amr = [\"hwk\", \"mfa\"] }\nusername = ") + web, "issuers.app.users[0].claims"),
+        (user.replace("username = ", "claims = { acr = \"urn:portero:acr:phr\" }\nusername = ") + web, "issuers.app.users[0].claims"),
         // A binding to a key, which would make every token of the user refused.
         (user.replace("username = ", "claims = { cnf = { jkt = \"x\" } }\nusername = ") + web, "issuers.app.users[0].claims"),
         // Users no client can sign in.

@@ -13,8 +13,25 @@ use common::standard::*;
 use common::*;
 use serde_json::{json, Value};
 
+/// The standard issuer with `sign_in`, and a route only a sign-in with
+/// two factors opens (a rule on `amr`).
 fn body(sign_in: &str) -> String {
-    format!("{}\n[issuers.app.sign_in]\n{sign_in}\n", standard_body(""))
+    format!(
+        "{}\n[[routes]]\nname = \"mfa\"\npath = \"/mfa\"\nupstream = \"echo\"\n\
+         rule = '\"mfa\" in claims.amr'\n\n[issuers.app.sign_in]\n{sign_in}\n",
+        standard_body("")
+    )
+}
+
+async fn status_at(gw: &Gateway, path: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(gw.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 async fn gateway(sign_in: &str) -> Gateway {
@@ -125,6 +142,10 @@ async fn a_required_one_time_code_is_enrolled_then_asked_and_each_code_taken_onc
     assert_eq!(access["acr"], "urn:portero:acr:mfa");
     let id = claims_of(tokens["id_token"].as_str().unwrap());
     assert_eq!((&id["amr"], &id["acr"]), (&access["amr"], &access["acr"]));
+    assert_eq!(
+        status_at(&gw, "/mfa", tokens["access_token"].as_str().unwrap()).await,
+        200
+    );
     // The refreshed token says it again.
     let (status, refreshed) = refresh(&gw, tokens["refresh_token"].as_str().unwrap(), &[]).await;
     assert_eq!(status, 200, "{refreshed}");
@@ -297,9 +318,9 @@ async fn acr_values_asking_for_two_factors_steps_a_password_session_up() {
     let gw = gateway("second_factor = \"optional\"").await;
     // bob has no factor: optional asks nothing of him.
     let mut browser = Browser::default();
-    let (_, challenge) = pkce();
+    let (verifier, challenge) = pkce();
     let (_, _, page) = browser.get(&authorize_url(&gw, &challenge, "")).await;
-    let (status, _, _) = post_page(
+    let (status, location, _) = post_page(
         &gw,
         &mut browser,
         &page,
@@ -307,6 +328,15 @@ async fn acr_values_asking_for_two_factors_steps_a_password_session_up() {
     )
     .await;
     assert_eq!(status, 303);
+    let code = query_of(&location.unwrap())["code"].clone();
+    let (_, tokens) = redeem(&gw, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(claims_of(access)["amr"], json!(["pwd"]));
+    assert_eq!(
+        status_at(&gw, "/mfa", access).await,
+        403,
+        "a password alone"
+    );
     // His session does not meet acr_values=mfa: the form again, not a code.
     let url = authorize_url(&gw, &pkce().1, "&acr_values=urn%3Aportero%3Aacr%3Amfa");
     let (status, _, page) = browser.get(&url).await;
