@@ -267,3 +267,105 @@ async fn a_passkey_registered_on_one_instance_signs_in_alone_on_the_other() {
     assert!(log.contains("cloned"), "{log}");
     let _ = browser.close().await;
 }
+
+/// Clicks the element `css`.
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types `text` into the element with `id`.
+async fn type_into(browser: &Client, id: &str, text: &str) {
+    browser
+        .find(Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Waits until the browser is sent to the client's callback; its query.
+async fn until_called_back(browser: &Client) -> std::collections::HashMap<String, String> {
+    for _ in 0..100 {
+        let at = browser.current_url().await.unwrap().to_string();
+        if at.starts_with(CALLBACK) {
+            return query_of(&at);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never sent back: {}", text(browser).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_sets_up_a_one_time_code_in_the_browser_and_signs_in_with_it() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let front = Forwarder::start(0).await;
+    let public = format!("http://localhost:{}", front.port);
+    let config = format!(
+        "{}\n[issuers.app.sign_in]\nsecond_factor = \"required\"\ntitle = \"Notes\"\n",
+        standard_body("")
+    );
+    let gw =
+        Gateway::start_with_server_settings(&format!("public_url = \"{public}\""), &config).await;
+    front.switch(gw.port);
+    let browser = driver.browser(true).await;
+    let (verifier, challenge) = pkce();
+    let authorize = authorize_url(&gw, &challenge, "").replace(&gw.url(""), &public);
+    browser.goto(&authorize).await.unwrap();
+    until_text(&browser, "Username").await;
+    type_into(&browser, "username", USER).await;
+    type_into(&browser, "password", USER_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    let page = until_text(&browser, "Set up two-step verification").await;
+    screenshot(&browser, "enrol.png").await;
+    let secret = browser
+        .find(Locator::Id("secret"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&secret));
+    type_into(&browser, "code", &pyotp(&secret, 0)).await;
+    click(&browser, "button[type=submit]").await;
+    let page = until_text(&browser, "Save your recovery codes").await;
+    screenshot(&browser, "recovery-codes.png").await;
+    let codes = page
+        .lines()
+        .filter(|l| l.len() == 19 && l.matches('-').count() == 3)
+        .count();
+    assert_eq!(codes, 10, "ten codes of four groups: {page}");
+    click(&browser, "button[name=continue]").await;
+    let q = until_called_back(&browser).await;
+    let (status, tokens) = redeem(&gw, &q["code"], &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        claims_of(tokens["id_token"].as_str().unwrap())["acr"],
+        "urn:portero:acr:mfa"
+    );
+
+    // A fresh sign-in asked for: the password, then a code from the app.
+    browser
+        .goto(&format!("{authorize}&prompt=login"))
+        .await
+        .unwrap();
+    until_text(&browser, "Username").await;
+    type_into(&browser, "username", USER).await;
+    type_into(&browser, "password", USER_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    until_text(&browser, "Two-step verification").await;
+    screenshot(&browser, "ask.png").await;
+    type_into(&browser, "code", &pyotp(&secret, 1)).await;
+    click(&browser, "button[type=submit]").await;
+    let q = until_called_back(&browser).await;
+    assert!(q.contains_key("code"));
+    let _ = browser.close().await;
+}

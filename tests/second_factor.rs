@@ -7,8 +7,6 @@
 
 use crate::common;
 
-use std::process::Command;
-
 use common::standard::*;
 use common::*;
 use serde_json::{json, Value};
@@ -39,24 +37,6 @@ async fn gateway(sign_in: &str) -> Gateway {
     let gw = Gateway::start(&body).await;
     gw.public_url(&body).await;
     gw
-}
-
-/// The code pyotp computes for `secret` (base32), `ahead` steps from now.
-fn pyotp(secret: &str, ahead: i64) -> String {
-    let script = format!(
-        "import pyotp, time; print(pyotp.TOTP('{secret}').at(time.time() + {}))",
-        ahead * 30
-    );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pyotp: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// The text of the first element `<tag ...id="id">` of `html`.

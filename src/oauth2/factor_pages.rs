@@ -39,8 +39,9 @@ fn code_field(label: &str, hint: &str) -> String {
     )
 }
 
-/// A person with a second factor, asked for it.
-pub fn ask(step: &Step<'_>, login: &str) -> String {
+/// A person with a second factor, asked for it; with `passkey`, the
+/// button that uses one of their passkeys instead.
+pub fn ask(step: &Step<'_>, login: &str, passkey: Option<&str>) -> String {
     let title = "Two-step verification";
     let mut body = format!("<h1>{title}</h1>\n");
     body += &format!("<p>Signing in as <strong>{}</strong>.</p>\n", escape(login));
@@ -52,6 +53,7 @@ pub fn ask(step: &Step<'_>, login: &str) -> String {
     );
     body += "<button type=\"submit\">Verify</button>\n";
     body += DENY;
+    body += passkey.unwrap_or_default();
     body += "</form>\n";
     document(title, step.look, &body)
 }

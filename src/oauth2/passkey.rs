@@ -77,7 +77,7 @@ pub fn relying_party(ctx: &Endpoints<'_>) -> Option<RelyingParty> {
 
 /// The sign-in page's passkey button, for the browser `binding`: its
 /// options and sealed ceremony, rendered.
-pub async fn offer(ctx: &Endpoints<'_>, binding: &str, now: i64) -> Option<String> {
+pub async fn offer(ctx: &Endpoints<'_>, binding: &str, now: i64, label: &str) -> Option<String> {
     let rp = relying_party(ctx)?;
     let (options, state) = rp.start_sign_in().ok()?;
     let ceremony = ticket::seal(ctx, SIGN_IN, &Ceremony::new(binding, state, now))
@@ -85,7 +85,7 @@ pub async fn offer(ctx: &Endpoints<'_>, binding: &str, now: i64) -> Option<Strin
         .ok()?;
     Some(super::page::passkey_button(
         "get",
-        "Sign in with a passkey",
+        label,
         &options.to_string(),
         &ceremony,
     ))
@@ -146,6 +146,16 @@ async fn signed_in(
         Ok(None) => return Err(refuse("", "no user has the passkey's user handle")),
         Err(_) => return Err("The service is unavailable. Try again later."),
     };
+    // On the second step's page: only the passkey of the person whose
+    // password it follows.
+    if let Some(expected) = second_factor::pending_login(ctx, req, form).await {
+        if expected != login {
+            return Err(refuse(
+                &login,
+                "the passkey is another person's than the password's",
+            ));
+        }
+    }
     let id = id_text(&id);
     for _ in 0..3 {
         let held = store

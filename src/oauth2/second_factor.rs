@@ -40,6 +40,9 @@ struct Pending {
     /// A one-time code being enrolled: its secret.
     #[serde(default)]
     enrol: Option<Vec<u8>>,
+    /// The person has passkeys: the page offers them too.
+    #[serde(default)]
+    passkeys: bool,
 }
 
 /// A sign-in done, whose page (recovery codes) has a Continue button: the
@@ -80,12 +83,14 @@ pub async fn after_password(
     let has = held.as_ref().is_some_and(UserFactors::has_second_factor);
     let policy = ctx.issuer.accounts.second_factor;
     let asks_more = !crate::factors::meets(crate::factors::ACR_PASSWORD, &asked.acr_values);
+    let passkeys = held.as_ref().is_some_and(|h| !h.passkeys.is_empty());
     let pending = |enrol| Pending {
         login: user.login.clone(),
         binding: binding(ctx, req).to_string(),
         credential: sso::credential(&user.secret),
         expires_at: req.now + PENDING_TTL,
         enrol,
+        passkeys,
     };
     match (has, policy) {
         (true, SecondFactor::Optional | SecondFactor::Required) => {
@@ -167,6 +172,18 @@ pub async fn handle(
         }
         Err(d) => wrong(ctx, req, r, asked, &pending, d).await,
     }
+}
+
+/// The person a form's live `pending` ticket (this browser's) names.
+pub async fn pending_login(ctx: &Endpoints<'_>, req: &Request<'_>, form: &Form) -> Option<String> {
+    let pending: Pending = ticket::open(ctx, PENDING, form.get("pending")?)
+        .await
+        .ok()??;
+    let binding = binding(ctx, req);
+    (pending.expires_at > req.now
+        && !binding.is_empty()
+        && csrf::same(Some(binding), &pending.binding))
+    .then_some(pending.login)
 }
 
 /// The session a finished sign-in's Continue names, if it is this browser's.
@@ -333,8 +350,14 @@ async fn ask(
     };
     let (status, error) = failed.map_or((StatusCode::OK, None), |(s, e)| (s, Some(e)));
     let login = pending.login.clone();
+    let passkey = match pending.passkeys {
+        true => {
+            super::passkey::offer(ctx, binding(ctx, req), req.now, "Use a passkey instead").await
+        }
+        false => None,
+    };
     page_with(ctx, req, r, ("pending", ticket), error, status, |step| {
-        factor_pages::ask(step, &login)
+        factor_pages::ask(step, &login, passkey.as_deref())
     })
     .await
 }

@@ -56,7 +56,7 @@ pub async fn show(
     };
     let passkey = match session {
         Some(_) => None,
-        None => super::passkey::offer(ctx, &binding, req.now).await,
+        None => super::passkey::offer(ctx, &binding, req.now, "Sign in with a passkey").await,
     };
     let (client_name, publisher) = described(&r.client);
     let html = page::sign_in(&page::SignIn {

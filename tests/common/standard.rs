@@ -351,3 +351,22 @@ pub async fn register_client(gw: &Gateway, metadata: serde_json::Value) -> Strin
     let client: serde_json::Value = r.json().await.unwrap();
     client["client_id"].as_str().unwrap().to_string()
 }
+
+/// The one-time code pyotp (not portero) computes for `secret` (base32),
+/// `ahead` 30-second steps from now.
+pub fn pyotp(secret: &str, ahead: i64) -> String {
+    let script = format!(
+        "import pyotp, time; print(pyotp.TOTP('{secret}').at(time.time() + {}))",
+        ahead * 30
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyotp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
