@@ -383,3 +383,39 @@ async fn the_admin_api_resets_a_persons_factors_and_ends_their_sessions() {
     assert_eq!(status, 200);
     assert!(page.contains("Set up two-step verification"), "{page}");
 }
+
+#[tokio::test]
+async fn authlib_checks_the_acr_of_a_sign_in_with_a_one_time_code() {
+    let gw = gateway("second_factor = \"required\"").await;
+    let out = tokio::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/second_factor.py"
+        ))
+        .env("PORTERO_URL", gw.url(""))
+        .env("CLIENT_ID", APP)
+        .env("CALLBACK", CALLBACK)
+        .env("USERNAME", USER)
+        .env("PASSWORD", USER_PASSWORD)
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checks: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.strip_prefix("ok "))
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            "signed in with pyotp's code",
+            "authlib validated the ID token with acr among urn:portero:acr:mfa urn:portero:acr:phr",
+            "authlib refused it where a passkey is required",
+        ]
+    );
+}
