@@ -207,7 +207,7 @@ async fn proxy_load(nodes: Nodes, report: Arc<Report>, stop: Arc<AtomicBool>, wo
     let mut n = worker;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
-        if token.is_none() || n % 50 == 0 {
+        if token.is_none() || n.is_multiple_of(50) {
             token = login(&client, &nodes, n, &report).await.or(token);
         }
         if let Some(t) = &token {
