@@ -31,9 +31,11 @@ mod mint;
 mod oidc;
 mod page;
 mod passkey;
+mod passkey_sign_in;
 mod registration;
 mod second_factor;
 mod sign_in;
+mod sign_in_post;
 mod sso;
 mod ticket;
 mod token;
@@ -372,7 +374,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Which::Revoke => inspect::revoke(ctx, req).await,
         Which::Introspect => inspect::introspect(ctx, req).await,
         Which::Authorize => Ok(authorize::handle(ctx, req).await),
-        Which::SignIn => Ok(sign_in::handle(ctx, req).await),
+        Which::SignIn => Ok(sign_in_post::handle(ctx, req).await),
         Which::UserInfo => Ok(oidc::userinfo(ctx, req).await),
         Which::EndSession => Ok(oidc::end_session(ctx, req).await),
         Which::Register => registration::handle(ctx, req).await,

@@ -3,50 +3,30 @@
 //! one-time code, and makes new recovery codes. Every change needs a
 //! sign-in of the last five minutes; an older session (or none) is sent
 //! through the sign-in page again, as the page's own client
-//! ([`ACCOUNT_CLIENT`], which no configured client may be named), which
+//! (`auth_request::ACCOUNT_CLIENT`, which no configured client may be named), which
 //! comes back here with no code. Forms are bound to the session by their
 //! CSRF token and posted from this origin only; no script but the passkey
 //! button's.
-
-use std::sync::Arc;
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{Passkey, Uuid};
 
+use super::auth_request::{account_page, ACCOUNT_CLIENT};
 use super::factor_pages::{self, Step};
 use super::form::Form;
 use super::page::{self, document, escape, passkey_button};
 use super::passkey::{id_text, relying_party, Ceremony};
 use super::{csrf, sso, ticket, Answer, Endpoints, Request};
-use crate::config::{ClientProfile, Principal, SecondFactor};
+use crate::config::SecondFactor;
 use crate::factors::{recovery, totp};
 use crate::store::{SsoSession, StoredPasskey, TotpSecret, UserFactors};
 
-/// The account page's own client at the authorization endpoint.
-pub const ACCOUNT_CLIENT: &str = "portero:account";
 /// A change needs a sign-in this recent; the sign-in it asks for is
 /// younger still (`max_age`), so the page never sends a person round.
 const FRESH: i64 = 300;
 const REGISTER: &str = "passkey-registration";
 const ENROL: &str = "account-one-time-code";
-
-/// The page's client: public, sent back to the page.
-pub fn client(ctx: &Endpoints<'_>) -> Arc<Principal> {
-    Arc::new(Principal {
-        client: ClientProfile {
-            public: true,
-            redirect_uris: vec![url(ctx)],
-            grant_types: vec!["authorization_code".into()],
-            ..ClientProfile::default()
-        },
-        ..Principal::named(ACCOUNT_CLIENT)
-    })
-}
-
-fn url(ctx: &Endpoints<'_>) -> String {
-    format!("{}/account", ctx.settings.issuer_id)
-}
 
 /// A registration ceremony, for the session that began it.
 #[derive(Serialize, Deserialize)]
@@ -143,7 +123,7 @@ fn sign_in_first(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         .query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", ACCOUNT_CLIENT)
-        .append_pair("redirect_uri", &url(ctx))
+        .append_pair("redirect_uri", &account_page(ctx))
         .append_pair("scope", "openid")
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
@@ -372,7 +352,7 @@ async fn rendered(
     else {
         return page::shown(ctx, "The service is unavailable. Try again later.");
     };
-    let action = url(ctx);
+    let action = account_page(ctx);
     let html = render(&Step {
         look: &ctx.settings.sign_in,
         action: &action,
@@ -398,24 +378,7 @@ async fn show(
     let Ok(held) = store.factors(issuer, &session.login).await else {
         return page::shown(ctx, "The service is unavailable. Try again later.");
     };
-    let mut factors = held.unwrap_or_default();
-    // A user handle, made once, before the first passkey is registered.
-    if factors.handle.is_empty() && ctx.settings.sign_in.passkeys.is_some() {
-        let handle = Uuid::new_v4().to_string();
-        let _ = change(ctx, session, |f| {
-            f.handle.is_empty().then(|| {
-                f.handle = handle.clone();
-                String::new()
-            })
-        })
-        .await;
-        factors = store
-            .factors(issuer, &session.login)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-    }
+    let factors = with_handle(ctx, session, held.unwrap_or_default()).await;
     let Ok(csrf) = csrf::token(
         ctx,
         &session.sid,
@@ -425,18 +388,8 @@ async fn show(
     else {
         return page::shown(ctx, "The service is unavailable. Try again later.");
     };
-    let action = url(ctx);
-    let form = |fields: &[(&str, &str)], button: &str| {
-        let hidden: Vec<(String, String)> = fields
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        format!(
-            "{}<button type=\"submit\">{}</button>\n</form>\n",
-            page::form_start(&action, &hidden, &csrf),
-            escape(button)
-        )
-    };
+    let action = account_page(ctx);
+    let form = |fields: &[(&str, &str)], button: &str| button_form(&action, &csrf, fields, button);
     let title = "Your account";
     let mut body = format!(
         "<h1>{title}</h1>\n<p>Signed in as <strong>{}</strong>.</p>\n",
@@ -496,6 +449,44 @@ async fn show(
     let mut answer = Answer::page(StatusCode::OK, html);
     answer.csp = Some(page::csp(&ctx.settings.sign_in, None));
     answer
+}
+
+/// `factors` with a WebAuthn user handle, made once (where passkeys are
+/// on) before the first passkey is registered.
+async fn with_handle(
+    ctx: &Endpoints<'_>,
+    session: &SsoSession,
+    factors: UserFactors,
+) -> UserFactors {
+    if !factors.handle.is_empty() || ctx.settings.sign_in.passkeys.is_none() {
+        return factors;
+    }
+    let handle = Uuid::new_v4().to_string();
+    let _ = change(ctx, session, |f| {
+        f.handle.is_empty().then(|| {
+            f.handle = handle.clone();
+            String::new()
+        })
+    })
+    .await;
+    let issuer = &ctx.issuer.config.name;
+    match ctx.issuer.store.factors(issuer, &session.login).await {
+        Ok(Some(held)) => held,
+        _ => factors,
+    }
+}
+
+/// A form of one button, posting `fields` to the page.
+fn button_form(action: &str, csrf: &str, fields: &[(&str, &str)], button: &str) -> String {
+    let hidden: Vec<(String, String)> = fields
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    format!(
+        "{}<button type=\"submit\">{}</button>\n</form>\n",
+        page::form_start(action, &hidden, csrf),
+        escape(button)
+    )
 }
 
 /// The form that adds a passkey: a name, and the browser's prompt.

@@ -11,9 +11,32 @@ use http::StatusCode;
 use super::form::Form;
 use super::mint::{words, OFFLINE_ACCESS};
 use super::{code, Answer, Endpoints, Error, Request};
-use crate::config::Principal;
+use crate::config::{ClientProfile, Principal};
 use crate::store::{CodeRecord, SsoSession};
 use crate::tokens::random_id;
+
+/// The account page's own client at the authorization endpoint: the page
+/// sends a person through the sign-in page as it, and gets them back with
+/// no code.
+pub const ACCOUNT_CLIENT: &str = "portero:account";
+
+/// The account page's URL, the account client's one redirect URI.
+pub fn account_page(ctx: &Endpoints<'_>) -> String {
+    format!("{}/account", ctx.settings.issuer_id)
+}
+
+/// The account client: public, sent back to the page.
+fn account_client(ctx: &Endpoints<'_>) -> Arc<Principal> {
+    Arc::new(Principal {
+        client: ClientProfile {
+            public: true,
+            redirect_uris: vec![account_page(ctx)],
+            grant_types: vec!["authorization_code".into()],
+            ..ClientProfile::default()
+        },
+        ..Principal::named(ACCOUNT_CLIENT)
+    })
+}
 
 /// An authorization request whose client and redirect URI are known.
 pub struct AuthRequest {
@@ -77,8 +100,8 @@ pub async fn known_client(
     params: &Form,
 ) -> Result<AuthRequest, String> {
     let id = params.get("client_id").ok_or("client_id is missing")?;
-    let client = match id == super::account::ACCOUNT_CLIENT {
-        true => Some(super::account::client(ctx)),
+    let client = match id == ACCOUNT_CLIENT {
+        true => Some(account_client(ctx)),
         false => super::client::public_or_listed(ctx, id, req.client)
             .await
             .map_err(|_| "the service is unavailable; try again later".to_string())?,
@@ -257,7 +280,7 @@ pub async fn issue(
     cookie: Option<String>,
 ) -> Answer {
     // The account page's own sign-in: back to the page, with no code.
-    if r.client.login == super::account::ACCOUNT_CLIENT {
+    if r.client.login == ACCOUNT_CLIENT {
         return Answer::redirect(r.redirect_uri.clone()).with_cookie(cookie);
     }
     let record = CodeRecord {
