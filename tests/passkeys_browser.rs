@@ -131,27 +131,9 @@ async fn a_passkey_registered_on_one_instance_signs_in_alone_on_the_other() {
         .unwrap();
     let page = until_text(&browser, "Username").await;
     assert!(page.contains("Sign in with a passkey"), "{page}");
-    browser
-        .find(Locator::Id("username"))
-        .await
-        .unwrap()
-        .send_keys(USER)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(USER_PASSWORD)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&browser, "username", USER).await;
+    type_into(&browser, "password", USER_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
     let page = until_text(&browser, "Your account").await;
     assert!(page.contains("You have no passkeys."), "{page}");
     screenshot(&browser, "account-before.png").await;
@@ -162,20 +144,8 @@ async fn a_passkey_registered_on_one_instance_signs_in_alone_on_the_other() {
         .clear()
         .await
         .unwrap();
-    browser
-        .find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys("Laptop")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("button[data-webauthn=create]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&browser, "name", "Laptop").await;
+    click(&browser, "button[data-webauthn=create]").await;
     let page = until_text(&browser, "was added").await;
     assert!(page.contains("Laptop, added"), "{page}");
     screenshot(&browser, "account-passkey-added.png").await;
@@ -202,27 +172,8 @@ async fn a_passkey_registered_on_one_instance_signs_in_alone_on_the_other() {
     browser.goto(&authorize).await.unwrap();
     until_text(&browser, "Sign in with a passkey").await;
     screenshot(&browser, "sign-in-passkey.png").await;
-    browser
-        .find(Locator::Css("button[data-webauthn=get]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let mut location = String::new();
-    for _ in 0..100 {
-        location = browser.current_url().await.unwrap().to_string();
-        if location.starts_with(CALLBACK.trim_end_matches("/callback")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let q = query_of(&location);
-    assert!(
-        q.contains_key("code"),
-        "{location}\n{}",
-        text(&browser).await
-    );
+    click(&browser, "button[data-webauthn=get]").await;
+    let q = until_called_back(&browser).await;
     let (status, tokens) = redeem(&b, &q["code"], &verifier).await;
     assert_eq!(status, 200, "{tokens}");
     let access = claims_of(tokens["access_token"].as_str().unwrap());
@@ -254,13 +205,7 @@ async fn a_passkey_registered_on_one_instance_signs_in_alone_on_the_other() {
     browser.delete_all_cookies().await.unwrap();
     browser.goto(&authorize).await.unwrap();
     until_text(&browser, "Sign in with a passkey").await;
-    browser
-        .find(Locator::Css("button[data-webauthn=get]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, "button[data-webauthn=get]").await;
     let page = until_text(&browser, "could not sign you in").await;
     assert!(page.contains("Username"), "the form again: {page}");
     let log = b.log_with("passkey sign-in refused").await;

@@ -21,22 +21,8 @@ fn body(sign_in: &str) -> String {
     )
 }
 
-async fn status_at(gw: &Gateway, path: &str, token: &str) -> u16 {
-    reqwest::Client::new()
-        .get(gw.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 async fn gateway(sign_in: &str) -> Gateway {
-    let body = body(sign_in);
-    let gw = Gateway::start(&body).await;
-    gw.public_url(&body).await;
-    gw
+    started_with_public_url(&body(sign_in)).await
 }
 
 /// The text of the first element `<tag ...id="id">` of `html`.
@@ -123,7 +109,7 @@ async fn a_required_one_time_code_is_enrolled_then_asked_and_each_code_taken_onc
     let id = claims_of(tokens["id_token"].as_str().unwrap());
     assert_eq!((&id["amr"], &id["acr"]), (&access["amr"], &access["acr"]));
     assert_eq!(
-        status_at(&gw, "/mfa", tokens["access_token"].as_str().unwrap()).await,
+        status_with(&gw, "/mfa", tokens["access_token"].as_str().unwrap()).await,
         200
     );
     // The refreshed token says it again.
@@ -313,7 +299,7 @@ async fn acr_values_asking_for_two_factors_steps_a_password_session_up() {
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(claims_of(access)["amr"], json!(["pwd"]));
     assert_eq!(
-        status_at(&gw, "/mfa", access).await,
+        status_with(&gw, "/mfa", access).await,
         403,
         "a password alone"
     );

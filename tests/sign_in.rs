@@ -10,21 +10,11 @@ use common::*;
 use serde_json::Value;
 
 async fn gateway() -> Gateway {
-    let body = standard_body("");
-    let gw = Gateway::start(&body).await;
-    gw.public_url(&body).await;
-    gw
+    started_with_public_url(&standard_body("")).await
 }
 
 async fn get_with(gw: &Gateway, path: &str, token: &str) -> u16 {
-    reqwest::Client::new()
-        .get(gw.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    status_with(gw, path, token).await
 }
 
 #[tokio::test]

@@ -61,13 +61,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Ok(f) => f,
         Err(e) => return page::shown(ctx, &e.description),
     };
-    let expected = match csrf::token(
-        ctx,
-        &session.sid,
-        &[("account".into(), session.sid.clone())],
-    )
-    .await
-    {
+    let expected = match form_token(ctx, &session).await {
         Ok(t) => t,
         Err(e) => return page::shown(ctx, &e.description),
     };
@@ -343,13 +337,7 @@ async fn rendered(
     status: StatusCode,
     render: impl FnOnce(&Step<'_>) -> String,
 ) -> Answer {
-    let Ok(csrf) = csrf::token(
-        ctx,
-        &session.sid,
-        &[("account".into(), session.sid.clone())],
-    )
-    .await
-    else {
+    let Ok(csrf) = form_token(ctx, session).await else {
         return page::shown(ctx, "The service is unavailable. Try again later.");
     };
     let action = account_page(ctx);
@@ -379,13 +367,7 @@ async fn show(
         return page::shown(ctx, "The service is unavailable. Try again later.");
     };
     let factors = with_handle(ctx, session, held.unwrap_or_default()).await;
-    let Ok(csrf) = csrf::token(
-        ctx,
-        &session.sid,
-        &[("account".into(), session.sid.clone())],
-    )
-    .await
-    else {
+    let Ok(csrf) = form_token(ctx, session).await else {
         return page::shown(ctx, "The service is unavailable. Try again later.");
     };
     let action = account_page(ctx);
@@ -523,6 +505,16 @@ async fn add_passkey_form(
         page::form_start(action, &hidden, csrf),
         passkey_button("create", "Add a passkey", &options.to_string(), &sealed)
     )
+}
+
+/// The page's forms' CSRF token: bound to the session.
+async fn form_token(ctx: &Endpoints<'_>, session: &SsoSession) -> Result<String, super::Error> {
+    csrf::token(
+        ctx,
+        &session.sid,
+        &[("account".into(), session.sid.clone())],
+    )
+    .await
 }
 
 /// A day, as the page says it (UTC).

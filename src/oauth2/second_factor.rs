@@ -122,10 +122,7 @@ pub async fn handle(
         Ok(p) => p,
         Err(e) => return auth_request::back_with_error(ctx, r, e),
     };
-    let binding = binding(ctx, req);
-    let pending = opened.filter(|p| {
-        p.expires_at > req.now && !binding.is_empty() && csrf::same(Some(binding), &p.binding)
-    });
+    let pending = opened.filter(|p| live_here(ctx, req, p.expires_at, &p.binding));
     let Some(pending) = pending else {
         return start_again(ctx, req, r, asked, "That took too long. Sign in again.").await;
     };
@@ -179,11 +176,14 @@ pub async fn pending_login(ctx: &Endpoints<'_>, req: &Request<'_>, form: &Form) 
     let pending: Pending = ticket::open(ctx, PENDING, form.get("pending")?)
         .await
         .ok()??;
+    live_here(ctx, req, pending.expires_at, &pending.binding).then_some(pending.login)
+}
+
+/// Whether a ticket lasting until `expires_at`, made for the browser
+/// whose form cookie was `bound`, is live and this browser's.
+fn live_here(ctx: &Endpoints<'_>, req: &Request<'_>, expires_at: i64, bound: &str) -> bool {
     let binding = binding(ctx, req);
-    (pending.expires_at > req.now
-        && !binding.is_empty()
-        && csrf::same(Some(binding), &pending.binding))
-    .then_some(pending.login)
+    expires_at > req.now && !binding.is_empty() && csrf::same(Some(binding), bound)
 }
 
 /// The session a finished sign-in's Continue names, if it is this browser's.
@@ -195,11 +195,7 @@ pub async fn finished_session(
     let finished: Finished = ticket::open(ctx, FINISHED, form.get("finished")?)
         .await
         .ok()??;
-    let binding = binding(ctx, req);
-    (finished.expires_at > req.now
-        && !binding.is_empty()
-        && csrf::same(Some(binding), &finished.binding))
-    .then_some(finished.sid)
+    live_here(ctx, req, finished.expires_at, &finished.binding).then_some(finished.sid)
 }
 
 /// What a code was.

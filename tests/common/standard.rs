@@ -370,3 +370,22 @@ pub fn pyotp(secret: &str, ahead: i64) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// A gateway on `body` whose `server.public_url` is its own address.
+pub async fn started_with_public_url(body: &str) -> Gateway {
+    let gw = Gateway::start(body).await;
+    gw.public_url(body).await;
+    gw
+}
+
+/// The status of `GET path` with `token` as a bearer token.
+pub async fn status_with(gw: &Gateway, path: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(gw.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
