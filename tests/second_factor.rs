@@ -160,6 +160,25 @@ async fn wrong_codes_spend_the_lockout_budget_and_a_recovery_code_works_once() {
     assert!(used.contains("You have 9 recovery codes left."), "{used}");
     let (status, location, _) = post_page(&gw, &mut browser, &used, &[("continue", "1")]).await;
     assert_eq!(status, 303);
+    // Its Continue goes on once, and for that request only.
+    let (_, finished) = form_of(&used);
+    let finished = finished
+        .iter()
+        .find(|(n, _)| n == "finished")
+        .unwrap()
+        .1
+        .clone();
+    let (_, _, other) = browser
+        .get(&authorize_url(&gw, &pkce().1, "&prompt=login"))
+        .await;
+    let (status, _, again) = post_page(
+        &gw,
+        &mut browser,
+        &other,
+        &[("continue", "1"), ("finished", &finished)],
+    )
+    .await;
+    assert_eq!(status, 401, "another request, prompt=login: {again}");
     let code = query_of(&location.unwrap())["code"].clone();
     let (_, tokens) = redeem(&gw, &code, &verifier).await;
     assert_eq!(
@@ -242,7 +261,9 @@ fn legacy_body(sign_in: &str) -> String {
         )
 }
 
-async fn legacy_logins(gw: &Gateway) -> (u16, u16) {
+/// The legacy endpoint's and the password grant's statuses, and the
+/// grant's access token's `amr`.
+async fn legacy_logins(gw: &Gateway) -> (u16, u16, Value) {
     let (legacy, _) = user_login(gw, "/api/auth/token", "admin", "abcd1234").await;
     let grant = reqwest::Client::new()
         .post(gw.url("/oauth2/login-refresh/token"))
@@ -255,7 +276,12 @@ async fn legacy_logins(gw: &Gateway) -> (u16, u16) {
         .send()
         .await
         .unwrap();
-    (legacy.as_u16(), grant.status().as_u16())
+    let status = grant.status().as_u16();
+    let body: Value = grant.json().await.unwrap();
+    let amr = body["access_token"]
+        .as_str()
+        .map_or(Value::Null, |t| claims_of(t)["amr"].clone());
+    (legacy.as_u16(), status, amr)
 }
 
 #[tokio::test]
@@ -264,7 +290,7 @@ async fn a_password_alone_is_refused_where_a_second_factor_is_required_unless_le
     let body = legacy_body("second_factor = \"required\"");
     assert!(body.contains("[issuers.login-refresh.sign_in]"));
     let gw = Gateway::start(&body).await;
-    assert_eq!(legacy_logins(&gw).await, (401, 400));
+    assert_eq!(legacy_logins(&gw).await, (401, 400, Value::Null));
     let log = gw.log_with("password_alone").await;
     assert!(
         log.contains("reason=password_alone") || log.contains("\"password_alone\""),
@@ -276,7 +302,7 @@ async fn a_password_alone_is_refused_where_a_second_factor_is_required_unless_le
         "second_factor = \"required\"\nlegacy_password_only = true",
     ))
     .await;
-    assert_eq!(legacy_logins(&gw).await, (200, 200));
+    assert_eq!(legacy_logins(&gw).await, (200, 200, json!(["pwd"])));
 }
 
 #[tokio::test]
@@ -348,8 +374,20 @@ async fn the_admin_api_resets_a_persons_factors_and_ends_their_sessions() {
                 .unwrap()
         }
     };
+    // A code made before the reset (the session signs in at once).
+    let (early_verifier, early_challenge) = pkce();
+    let (status, location, _) = browser.get(&authorize_url(&gw, &early_challenge, "")).await;
+    assert_eq!(status, 303);
+    let early = query_of(&location.unwrap())["code"].clone();
     let r = reset("/admin/users/app/ada/factors").await;
     assert_eq!(r.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = redeem(&gw, &early, &early_verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
     assert_eq!(r.json::<Value>().await.unwrap()["deleted"], true);
     let r = reset("/admin/users/nope/ada/factors").await;
     assert_eq!(r.status(), 404, "an issuer that signs nobody in");
@@ -404,4 +442,118 @@ async fn authlib_checks_the_acr_of_a_sign_in_with_a_one_time_code() {
             "authlib refused it where a passkey is required",
         ]
     );
+}
+
+#[tokio::test]
+async fn a_password_alone_neither_clears_wrong_codes_nor_changes_factors_nor_outlives_required() {
+    // ada enrols where a factor is required; then the issuer turns it off.
+    let gw = gateway("second_factor = \"required\"").await;
+    let (secret, _, _) = enrol(&gw, &mut Browser::default(), &pkce().1).await;
+    gw.public_url(&body("second_factor = \"off\"")).await;
+    let mfa = "&acr_values=urn%3Aportero%3Aacr%3Amfa";
+    // Wrong codes (asked for by acr_values) between password-alone
+    // sign-ins: the sign-ins clear none of them (max_failures = 3).
+    for round in 0..2 {
+        let mut browser = Browser::default();
+        let (_, _, page) = browser.get(&authorize_url(&gw, &pkce().1, mfa)).await;
+        let (_, _, asked) = post_page(
+            &gw,
+            &mut browser,
+            &page,
+            &[("username", USER), ("password", USER_PASSWORD)],
+        )
+        .await;
+        assert!(asked.contains("Two-step verification"), "{asked}");
+        let (status, _, _) = post_page(&gw, &mut browser, &asked, &[("code", "000000")]).await;
+        assert_eq!(status, 401, "round {round}");
+        let (status, _) = password(&gw, &mut Browser::default(), &pkce().1).await;
+        assert_eq!(status, 303, "a password alone, where none is asked for");
+    }
+    let mut browser = Browser::default();
+    let (_, _, page) = browser.get(&authorize_url(&gw, &pkce().1, mfa)).await;
+    let (_, _, asked) = post_page(
+        &gw,
+        &mut browser,
+        &page,
+        &[("username", USER), ("password", USER_PASSWORD)],
+    )
+    .await;
+    let (status, _, asked) = post_page(&gw, &mut browser, &asked, &[("code", "000000")]).await;
+    assert_eq!(status, 401);
+    let (status, _, _) =
+        post_page(&gw, &mut browser, &asked, &[("code", &pyotp(&secret, 1))]).await;
+    assert_eq!(
+        status, 429,
+        "the third wrong code locked the person: the sign-ins between cleared nothing"
+    );
+
+    // bob's lockout is his own; ada's password-alone session (after the
+    // cool-down is not needed: bob) cannot change factors on the account page.
+    let gw = gateway("second_factor = \"required\"").await;
+    enrol(&gw, &mut Browser::default(), &pkce().1).await;
+    gw.public_url(&body("second_factor = \"off\"")).await;
+    let mut browser = Browser::default();
+    let (status, _) = password(&gw, &mut browser, &pkce().1).await;
+    assert_eq!(status, 303);
+    let (status, location, _) = browser.get(&gw.url("/oauth2/app/account")).await;
+    assert_eq!(status, 303);
+    assert!(
+        location
+            .unwrap()
+            .contains("acr_values=urn%3Aportero%3Aacr%3Amfa"),
+        "a factor asked for first"
+    );
+    // The issuer requires a factor again: that session answers no request.
+    gw.public_url(&body("second_factor = \"required\"")).await;
+    let (status, _, page) = browser.get(&authorize_url(&gw, &pkce().1, "")).await;
+    assert_eq!(status, 200, "the form, not a code: {page}");
+}
+
+/// The demo's login-refresh issuer's sign-in page, for its application.
+fn legacy_authorize(gw: &Gateway, challenge: &str) -> String {
+    authorize_url_for(
+        gw,
+        DEMO_APP,
+        CALLBACK,
+        "profile",
+        &format!("&code_challenge={challenge}"),
+    )
+    .replace("/oauth2/app/", "/oauth2/login-refresh/")
+}
+
+#[tokio::test]
+async fn legacy_logins_clear_no_wrong_codes_in_the_migration_window() {
+    let body = legacy_body("second_factor = \"required\"\nlegacy_password_only = true");
+    let gw = started_with_public_url(&body).await;
+    let mut browser = Browser::default();
+    let (_, _, page) = browser.get(&legacy_authorize(&gw, &pkce().1)).await;
+    let admin = [("username", "admin"), ("password", "abcd1234")];
+    let (status, _, enrol) = post_page(&gw, &mut browser, &page, &admin).await;
+    assert_eq!(status, 200, "{enrol}");
+    let secret = text_of(&enrol, "secret");
+    let (status, _, _) =
+        post_page(&gw, &mut browser, &enrol, &[("code", &pyotp(&secret, 0))]).await;
+    assert_eq!(status, 200);
+    // Wrong codes, a legacy login (open in the window) after each: the
+    // logins clear none, so the person is locked within their budget.
+    let mut locked = false;
+    for _ in 0..6 {
+        let mut browser = Browser::default();
+        let (_, _, page) = browser.get(&legacy_authorize(&gw, &pkce().1)).await;
+        let (_, _, asked) = post_page(&gw, &mut browser, &page, &admin).await;
+        let (status, _, _) = post_page(&gw, &mut browser, &asked, &[("code", "000000")]).await;
+        assert_eq!(status, 401);
+        match legacy_logins(&gw).await.0 {
+            429 => {
+                locked = true;
+                break;
+            }
+            status => assert_eq!(status, 200, "open in the window"),
+        }
+    }
+    assert!(locked, "{}", gw.log());
+    let mut browser = Browser::default();
+    let (_, _, page) = browser.get(&legacy_authorize(&gw, &pkce().1)).await;
+    let (status, _, _) = post_page(&gw, &mut browser, &page, &admin).await;
+    assert_eq!(status, 429, "locked by the wrong codes");
 }

@@ -83,14 +83,18 @@ pub fn uri(issuer: &str, account: &str, secret: &[u8]) -> String {
     )
 }
 
-/// `uri` as a QR code, an SVG image to put in a page as it is.
-pub fn qr_svg(uri: &str) -> String {
-    let code = qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M)
-        .expect("an otpauth URI fits a QR code");
-    code.render::<qrcode::render::svg::Color<'_>>()
+/// `uri` as a QR code, an SVG image to put in a page as it is; `None`
+/// where it is too long for one (a very long name and login): the page
+/// then gives the key alone.
+pub fn qr_svg(uri: &str) -> Option<String> {
+    let code =
+        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
         .min_dimensions(200, 200)
         .quiet_zone(true)
-        .build()
+        .build();
+    Some(svg)
 }
 
 #[cfg(test)]
@@ -154,6 +158,9 @@ mod tests {
             "otpauth://totp/Acme%20Corp:ada%40example%2Ecom?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
              &issuer=Acme%20Corp&algorithm=SHA1&digits=6&period=30"
         );
-        assert!(qr_svg(&uri).starts_with("<?xml"));
+        assert!(qr_svg(&uri).unwrap().starts_with("<?xml"));
+        // Past what a QR code holds: no code, and no panic.
+        let long = super::uri(&"é".repeat(150), &"ü".repeat(250), &new_secret());
+        assert!(qr_svg(&long).is_none());
     }
 }

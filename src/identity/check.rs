@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::lockout::{Attempt, Outcome};
 use super::{Logins, Reason};
-use crate::config::{Principal, SecondFactor, SecretHash};
+use crate::config::{login_key, Principal, SecondFactor, SecretHash};
 use crate::credentials::{dummy, StandIn};
 use crate::principals::{Lookup, LookupError};
 use crate::store::StoreError;
@@ -246,7 +246,9 @@ impl Logins<'_> {
     ///
     /// This is a login with a password alone (a dialect's endpoint, the
     /// password grant): where people must give a second factor it is
-    /// refused, unless `legacy_password_only` keeps it open.
+    /// refused, unless `legacy_password_only` keeps it open. A person who
+    /// has a second factor is never cleared of failures by a password
+    /// alone: their wrong codes stay counted.
     pub async fn log_in(
         &self,
         login: &str,
@@ -254,27 +256,34 @@ impl Logins<'_> {
         client: Option<IpAddr>,
         now: i64,
     ) -> Result<Arc<Principal>, Denied> {
-        let accounts = &self.identity.accounts;
-        let policy = match accounts.legacy_password_only {
-            true => SecondFactor::Off,
-            false => accounts.second_factor,
-        };
-        let checked = match policy {
-            SecondFactor::Off => self.check_login(login, secret, client, now, Outcome::Succeeded),
-            // Nobody signs in so: refused before any check.
-            SecondFactor::Required => return Err(self.refuse(login, Reason::PasswordAlone)),
-            SecondFactor::Optional => self.check_login(login, secret, client, now, Outcome::Passed),
-        };
-        let principal = checked.await.map_err(|why| self.refuse(login, why))?;
-        if policy == SecondFactor::Optional {
-            let issuer = &self.identity.issuer;
-            let factors = self.store.factors(issuer, &principal.login).await?;
-            if factors.is_some_and(|f| f.has_second_factor()) {
-                return Err(self.refuse(login, Reason::PasswordAlone));
-            }
-            self.signed_in(&principal.login).await?;
+        // Applications (high-entropy secrets) have no second factor.
+        if self.principal_kind() == super::Kind::Client {
+            let checked = self.check_login(login, secret, client, now, Outcome::Succeeded);
+            return checked.await.map_err(|why| self.refuse(login, why));
         }
-        Ok(principal)
+        let accounts = &self.identity.accounts;
+        let open = accounts.legacy_password_only;
+        if accounts.second_factor == SecondFactor::Required && !open {
+            // Nobody signs in so: refused before any check.
+            return Err(self.refuse(login, Reason::PasswordAlone));
+        }
+        let checked = self.check_login(login, secret, client, now, Outcome::Passed);
+        let principal = checked.await.map_err(|why| self.refuse(login, why))?;
+        let issuer = &self.identity.issuer;
+        let factors = self.store.factors(issuer, &principal.login).await?;
+        match factors.is_some_and(|f| f.has_second_factor()) {
+            true if accounts.second_factor != SecondFactor::Off && !open => {
+                Err(self.refuse(login, Reason::PasswordAlone))
+            }
+            true => Ok(principal),
+            false => {
+                self.signed_in(&principal.login).await?;
+                if login_key(login) != login_key(&principal.login) {
+                    self.signed_in(login).await?;
+                }
+                Ok(principal)
+            }
+        }
     }
 
     /// The password step of a sign-in at the sign-in page: as [`log_in`],

@@ -49,8 +49,19 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Err(e) => return page::shown(ctx, &e.description),
     };
     let Some(session) = session else {
-        return sign_in_first(ctx, req);
+        return sign_in_first(ctx, false);
     };
+    // A person with a factor (or who must have one) changes factors only
+    // after signing in with one: a password alone adds none.
+    let issuer = &ctx.issuer.config.name;
+    let has = match ctx.issuer.store.factors(issuer, &session.login).await {
+        Ok(held) => held.is_some_and(|f| f.has_second_factor()),
+        Err(_) => return page::shown(ctx, "The service is unavailable. Try again later."),
+    };
+    let required = ctx.issuer.accounts.second_factor == SecondFactor::Required;
+    if (has || required) && crate::factors::acr_of(&session.amr) == crate::factors::ACR_PASSWORD {
+        return sign_in_first(ctx, true);
+    }
     if *req.method == http::Method::GET {
         return show(ctx, &session, req.now, None, None).await;
     }
@@ -107,9 +118,9 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     }
 }
 
-/// No recent sign-in: through the sign-in page, as the page's client.
-fn sign_in_first(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
-    let _ = req;
+/// No recent sign-in (or none with a factor, `factor`): through the
+/// sign-in page, as the page's client.
+fn sign_in_first(ctx: &Endpoints<'_>, factor: bool) -> Answer {
     let challenge = crate::tokens::sha256_base64url(&crate::tokens::random_id(32));
     let mut authorize = url::Url::parse(&format!("{}/authorize", ctx.settings.issuer_id))
         .expect("the issuer identifier is a URL");
@@ -122,6 +133,11 @@ fn sign_in_first(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256")
         .append_pair("max_age", &(FRESH - 10).to_string());
+    if factor {
+        authorize
+            .query_pairs_mut()
+            .append_pair("acr_values", crate::factors::ACR_MFA);
+    }
     Answer::redirect(authorize.into())
 }
 
@@ -314,7 +330,7 @@ async fn enrol_page(
         factor_pages::enrol(
             &step,
             &session.login,
-            &totp::qr_svg(&uri),
+            totp::qr_svg(&uri).as_deref(),
             &totp::secret_text(&secret),
         )
     })

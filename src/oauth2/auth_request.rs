@@ -65,14 +65,18 @@ pub struct Asked {
 
 impl Asked {
     /// Whether `session` may answer this request without a new sign-in:
-    /// no `prompt=login`, young enough for `max_age`, and at a level
-    /// `acr_values` accepts.
-    pub fn served_by(&self, session: &SsoSession, now: i64) -> bool {
+    /// no `prompt=login`, young enough for `max_age`, at a level
+    /// `acr_values` accepts, and not a password alone where the issuer
+    /// requires a second factor (a session from before it did).
+    pub fn served_by(&self, ctx: &Endpoints<'_>, session: &SsoSession, now: i64) -> bool {
+        let acr = crate::factors::acr_of(&session.amr);
+        let required = ctx.issuer.accounts.second_factor == crate::config::SecondFactor::Required;
         !self.fresh_login
             && self
                 .max_age
                 .is_none_or(|age| now - session.auth_time <= age)
-            && crate::factors::meets(crate::factors::acr_of(&session.amr), &self.acr_values)
+            && crate::factors::meets(acr, &self.acr_values)
+            && !(required && acr == crate::factors::ACR_PASSWORD)
     }
 }
 

@@ -30,7 +30,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Ok(s) => s,
         Err(e) => return unasked(ctx, &request, e),
     };
-    let session = session.filter(|s| asked.served_by(s, req.now));
+    let session = session.filter(|s| asked.served_by(ctx, s, req.now));
     let allowed = match &session {
         Some(s) => consent::remembered(ctx, &request.client, &s.login, req.now).await,
         None => None,

@@ -112,6 +112,21 @@ pub async fn redeem(
     if let Some(reason) = unbound(&record, grant, &client.login, now) {
         return Err(refused(ctx, &client.login, reason));
     }
+    // The user's tokens revoked since they signed in (an admin's reset of
+    // their factors, a revocation by subject): their code goes with them.
+    let revoked = ctx.issuer.revocations.is_revoked(
+        &ctx.issuer.config.iss,
+        Some(&record.sub),
+        None,
+        Some(record.auth_time),
+    );
+    if revoked {
+        return Err(refused(
+            ctx,
+            &client.login,
+            "its user's tokens were revoked since the sign-in",
+        ));
+    }
     let Some(user) = live_user(ctx, &record.login).await? else {
         return Err(refused(
             ctx,

@@ -60,19 +60,21 @@ pub fn ask(step: &Step<'_>, login: &str, passkey: Option<&str>) -> String {
 
 /// A person who must have a second factor and has none: a one-time code
 /// enrolled now, confirmed by its first code.
-pub fn enrol(step: &Step<'_>, login: &str, qr_svg: &str, secret: &str) -> String {
+pub fn enrol(step: &Step<'_>, login: &str, qr_svg: Option<&str>, secret: &str) -> String {
     let title = "Set up two-step verification";
     let mut body = format!("<h1>{title}</h1>\n");
     body += &format!(
         "<p>Signing in as <strong>{}</strong>. This service asks for a code from an \
-         authenticator app each time you sign in.</p>\n\
-         <p>Scan this QR code with your authenticator app:</p>\n",
+         authenticator app each time you sign in.</p>\n",
         escape(login)
     );
     // The SVG is the QR library's own output: no value from a request.
-    body += &format!(
-        "<figure role=\"img\" aria-label=\"QR code of your one-time-code secret\">{qr_svg}</figure>\n"
-    );
+    if let Some(svg) = qr_svg {
+        body += "<p>Scan this QR code with your authenticator app:</p>\n";
+        body += &format!(
+            "<figure role=\"img\" aria-label=\"QR code of your one-time-code secret\">{svg}</figure>\n"
+        );
+    }
     body += &format!(
         "<p>Or type this key into it: <code id=\"secret\">{}</code></p>\n",
         escape(secret)

@@ -31,6 +31,8 @@ const FINISHED: &str = "finished-sign-in";
 /// A right password, waiting for the second factor.
 #[derive(Serialize, Deserialize)]
 struct Pending {
+    /// Claimed once when the step succeeds: a ticket signs in once.
+    id: String,
     login: String,
     /// The form cookie of the browser it was made for.
     binding: String,
@@ -53,6 +55,15 @@ struct Finished {
     sid: String,
     binding: String,
     expires_at: i64,
+    /// The authorization request it finished (a digest of its
+    /// parameters): no other request goes on with it.
+    request: String,
+}
+
+/// A digest of an authorization request's parameters.
+fn request_digest(r: &AuthRequest) -> String {
+    let text = serde_json::to_string(&r.params).expect("strings serialize");
+    crate::tokens::sha256_base64url(&text)
 }
 
 /// The methods a password and a one-time (or recovery) code amount to.
@@ -85,6 +96,7 @@ pub async fn after_password(
     let asks_more = !crate::factors::meets(crate::factors::ACR_PASSWORD, &asked.acr_values);
     let passkeys = held.as_ref().is_some_and(|h| !h.passkeys.is_empty());
     let pending = |enrol| Pending {
+        id: crate::tokens::random_id(16),
         login: user.login.clone(),
         binding: binding(ctx, req).to_string(),
         credential: sso::credential(&user.secret),
@@ -101,8 +113,12 @@ pub async fn after_password(
             enrol(ctx, req, r, &pending(Some(totp::new_secret())), None).await
         }
         _ => {
-            if let Err(d) = ctx.issuer.logins.signed_in(&user.login).await {
-                return refused(ctx, req, r, asked, d).await;
+            // A password alone clears no failures of a person with a
+            // factor: their wrong codes stay counted.
+            if !has {
+                if let Err(d) = ctx.issuer.logins.signed_in(&user.login).await {
+                    return refused(ctx, req, r, asked, d).await;
+                }
             }
             finish(ctx, req, r, asked, &user, vec!["pwd".into()]).await
         }
@@ -143,7 +159,11 @@ pub async fn handle(
             req.now,
             enrolled(ctx, &user.login, secret, code, req.now),
         );
-        return match taken.await {
+        let taken = taken.await;
+        if taken.is_ok() && !once(ctx, "pending", &pending.id).await {
+            return start_again(ctx, req, r, asked, "Your sign-in has ended. Sign in again.").await;
+        }
+        return match taken {
             Ok(codes) => {
                 signed_in_with_page(ctx, req, r, &user, |step| {
                     factor_pages::recovery_codes(step, &codes)
@@ -159,7 +179,12 @@ pub async fn handle(
         req.now,
         taken(ctx, &user.login, code, req.now),
     );
-    match taken.await {
+    let taken = taken.await;
+    // A ticket signs in once (its code is spent too, either way).
+    if taken.is_ok() && !once(ctx, "pending", &pending.id).await {
+        return start_again(ctx, req, r, asked, "Your sign-in has ended. Sign in again.").await;
+    }
+    match taken {
         Ok(Taken::OneTimeCode) => finish(ctx, req, r, asked, &user, with_code()).await,
         Ok(Taken::Recovery { left }) => {
             signed_in_with_page(ctx, req, r, &user, |step| {
@@ -186,16 +211,33 @@ fn live_here(ctx: &Endpoints<'_>, req: &Request<'_>, expires_at: i64, bound: &st
     expires_at > req.now && !binding.is_empty() && csrf::same(Some(binding), bound)
 }
 
-/// The session a finished sign-in's Continue names, if it is this browser's.
+/// The session a finished sign-in's Continue names, if it is this
+/// browser's and this request's, the first time it is posted.
 pub async fn finished_session(
     ctx: &Endpoints<'_>,
     req: &Request<'_>,
     form: &Form,
+    r: &AuthRequest,
 ) -> Option<String> {
     let finished: Finished = ticket::open(ctx, FINISHED, form.get("finished")?)
         .await
         .ok()??;
-    live_here(ctx, req, finished.expires_at, &finished.binding).then_some(finished.sid)
+    if !live_here(ctx, req, finished.expires_at, &finished.binding)
+        || finished.request != request_digest(r)
+    {
+        return None;
+    }
+    once(ctx, "finished", &finished.sid)
+        .await
+        .then_some(finished.sid)
+}
+
+/// Claims `what` `id` once in the store, on every instance, for as long
+/// as a ticket lives.
+async fn once(ctx: &Endpoints<'_>, what: &str, id: &str) -> bool {
+    let key = format!("{what}\0{id}");
+    let ttl = std::time::Duration::from_secs(PENDING_TTL as u64 + 60);
+    ctx.issuer.store.claim(&key, ttl).await.unwrap_or(false)
 }
 
 /// What a code was.
@@ -324,6 +366,7 @@ async fn signed_in_with_page(
         sid: session.sid.clone(),
         binding: binding(ctx, req).to_string(),
         expires_at: req.now + PENDING_TTL,
+        request: request_digest(r),
     };
     let answer = match ticket::seal(ctx, FINISHED, &finished).await {
         Ok(t) => page_with(ctx, req, r, ("finished", t), None, StatusCode::OK, render).await,
@@ -384,7 +427,7 @@ async fn enrol(
         factor_pages::enrol(
             step,
             &login,
-            &totp::qr_svg(&uri),
+            totp::qr_svg(&uri).as_deref(),
             &totp::secret_text(&secret),
         )
     })

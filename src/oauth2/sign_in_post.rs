@@ -49,7 +49,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         return auth_request::back_with_error(ctx, &r, auth_request::access_denied());
     }
     if form.get("continue").is_some() {
-        let finished = second_factor::finished_session(ctx, req, &form).await;
+        let finished = second_factor::finished_session(ctx, req, &form, &r).await;
         return go_on(ctx, req, &r, &asked, finished).await;
     }
     // "Not you?": this browser's sign-on is forgotten, and the form asks
@@ -110,7 +110,9 @@ async fn go_on(
     finished: Option<String>,
 ) -> Answer {
     let session = match sso::current(ctx, req).await {
-        Ok(s) => s.filter(|s| asked.served_by(s, req.now) || finished.as_deref() == Some(&s.sid)),
+        Ok(s) => {
+            s.filter(|s| asked.served_by(ctx, s, req.now) || finished.as_deref() == Some(&s.sid))
+        }
         Err(e) => return auth_request::back_with_error(ctx, r, e),
     };
     match session {

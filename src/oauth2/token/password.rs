@@ -46,7 +46,10 @@ pub(super) async fn grant(
     };
     let accounts = ctx.issuer.accounts;
     let sub = accounts.subject_of(&user);
-    let claims = profile::claims(accounts.form, &user, &scope);
+    let mut claims = profile::claims(accounts.form, &user, &scope);
+    // A password alone, said as the sign-in page says it.
+    let amr = vec!["pwd".to_string()];
+    super::super::mint::signed_in_by(&mut claims, &amr);
     let minted = mint(ctx, req.now, &sub, claims, client, &scope, None)?;
     let record = RefreshRecord {
         issuer: ctx.issuer.config.name.clone(),
@@ -59,7 +62,7 @@ pub(super) async fn grant(
         rotated_to: None,
         scope: Some(scope.join(" ")),
         resource: None,
-        amr: vec!["pwd".into()],
+        amr,
     };
     let refresh_token = ctx.issuer.refreshes().issue(&record).await?;
     Ok(answer(
