@@ -132,6 +132,7 @@ mod live;
 mod method_override;
 pub mod metrics;
 mod oauth2;
+pub mod page_words;
 pub mod path;
 mod principals;
 mod proxy;

@@ -267,6 +267,10 @@ fn standard_issuers_refuse_what_they_never_read_or_could_never_use() {
         (format!("{user}{web}[issuers.app.sign_in]\npasskeys = true\nrp_id = \"other.test\"\n"), "issuers.app.sign_in.rp_id"),
         (format!("{user}{web}[issuers.app.sign_in]\npasskeys = true\nrp_id = \"test\"\n"), "issuers.app.sign_in.rp_id"),
         (format!("{user}{web}[issuers.app.sign_in]\nlegacy_password_only = true\n"), "issuers.app.sign_in.legacy_password_only"),
+        // Words for a text the pages never say, that drop a placeholder, or a language that is none.
+        (format!("{user}{web}[issuers.app.sign_in]\ntext = {{ \"Sign on\" = \"Anmelden\" }}\n"), "issuers.app.sign_in.text.\"Sign on\""),
+        (format!("{user}{web}[issuers.app.sign_in]\ntext = {{ \"Signing in as {{user}}.\" = \"Anmeldung\" }}\n"), "issuers.app.sign_in.text.\"Signing in as {user}.\""),
+        (format!("{user}{web}[issuers.app.sign_in]\nlang = \"de de\"\n"), "issuers.app.sign_in.lang"),
         // Consents remembered where no client asks; words for no scope, or too many.
         ("[issuers.app.oauth2]\nconsent_ttl = \"30d\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),
         ("[issuers.app.oauth2]\nregistration = \"open\"\nconsent_ttl = \"0s\"\n".to_string(), "issuers.app.oauth2.consent_ttl"),

@@ -557,3 +557,35 @@ async fn legacy_logins_clear_no_wrong_codes_in_the_migration_window() {
     let (status, _, _) = post_page(&gw, &mut browser, &page, &admin).await;
     assert_eq!(status, 429, "locked by the wrong codes");
 }
+
+#[tokio::test]
+async fn the_pages_speak_the_operators_language() {
+    let words = "lang = \"de\"\nsecond_factor = \"required\"\n\n[issuers.app.sign_in.text]\n\
+                 \"Sign in\" = \"Anmelden\"\n\"Username\" = \"Benutzername\"\n\
+                 \"to continue to {client} at {host}\" = \"weiter zu {client} auf {host}\"\n\
+                 \"Set up two-step verification\" = \"Zweistufige Anmeldung einrichten\"\n";
+    let gw = gateway(words).await;
+    let mut browser = Browser::default();
+    let (_, _, page) = browser.get(&authorize_url(&gw, &pkce().1, "")).await;
+    assert!(page.contains("<html lang=\"de\">"), "{page}");
+    assert!(page.contains("<title>Anmelden</title>") && page.contains(">Benutzername</label>"));
+    assert!(
+        page.contains("weiter zu <strong>notes-cli</strong> auf <strong>127.0.0.1</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(">Password</label>"),
+        "what is not translated stays English"
+    );
+    let (_, _, enrol) = post_page(
+        &gw,
+        &mut browser,
+        &page,
+        &[("username", USER), ("password", USER_PASSWORD)],
+    )
+    .await;
+    assert!(
+        enrol.contains("<h1>Zweistufige Anmeldung einrichten</h1>"),
+        "{enrol}"
+    );
+}

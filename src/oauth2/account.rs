@@ -15,7 +15,7 @@ use webauthn_rs::prelude::{Passkey, Uuid};
 use super::auth_request::{account_page, ACCOUNT_CLIENT};
 use super::factor_pages::{self, Step};
 use super::form::Form;
-use super::page::{self, document, escape, passkey_button};
+use super::page::{self, document, passkey_button, say, say_with, strong, words};
 use super::passkey::{id_text, relying_party, Ceremony};
 use super::{csrf, sso, ticket, Answer, Endpoints, Request};
 use crate::config::SecondFactor;
@@ -208,7 +208,7 @@ async fn add_passkey(
     let id = id_text(passkey.cred_id());
     let name: String = form
         .get("name")
-        .unwrap_or("Passkey")
+        .unwrap_or(words(&ctx.settings.sign_in, "Passkey"))
         .chars()
         .filter(|c| !c.is_control())
         .take(64)
@@ -232,7 +232,7 @@ async fn add_passkey(
             used_at: None,
             credential: credential.clone(),
         });
-        Some(format!("The passkey {name:?} was added."))
+        Some("The passkey was added.".to_string())
     })
     .await
 }
@@ -387,40 +387,50 @@ async fn show(
         return page::shown(ctx, "The service is unavailable. Try again later.");
     };
     let action = account_page(ctx);
-    let form = |fields: &[(&str, &str)], button: &str| button_form(&action, &csrf, fields, button);
+    let look = &ctx.settings.sign_in;
+    let form =
+        |fields: &[(&str, &str)], button: &str| button_form(look, &action, &csrf, fields, button);
     let title = "Your account";
+    let user = strong(&session.login);
     let mut body = format!(
-        "<h1>{title}</h1>\n<p>Signed in as <strong>{}</strong>.</p>\n",
-        escape(&session.login)
+        "<h1>{}</h1>\n<p>{}</p>\n",
+        say(look, title),
+        say_with(look, "Signed in as {user}.", &[("user", &user)])
     );
     if let Some(n) = notice {
-        body += &format!("<p role=\"status\">{}</p>\n", escape(n));
+        body += &format!("<p role=\"status\">{}</p>\n", say(look, n));
     }
     if let Some(e) = error {
-        body += &format!("<p class=\"error\" role=\"alert\">{}</p>\n", escape(e));
+        body += &format!("<p class=\"error\" role=\"alert\">{}</p>\n", say(look, e));
     }
-    if ctx.settings.sign_in.passkeys.is_some() {
-        body += "<h2>Passkeys</h2>\n";
+    if look.passkeys.is_some() {
+        body += &format!("<h2>{}</h2>\n", say(look, "Passkeys"));
         if factors.passkeys.is_empty() {
-            body += "<p>You have no passkeys.</p>\n";
+            body += &format!("<p>{}</p>\n", say(look, "You have no passkeys."));
         }
         body += "<ul>\n";
         for p in &factors.passkeys {
-            let used = p.used_at.map_or("never used".to_string(), |t| {
-                format!("last used {}", date(t))
-            });
-            body += &format!(
-                "<li><strong>{}</strong>, added {}, {used}\n{}</li>\n",
-                escape(&p.name),
-                date(p.added_at),
-                form(&[("action", "remove_passkey"), ("id", &p.id)], "Remove")
-            );
+            let (name, added) = (strong(&p.name), date(p.added_at));
+            let said = match p.used_at {
+                Some(t) => say_with(
+                    look,
+                    "{name}, added {added}, last used {used}",
+                    &[("name", &name), ("added", &added), ("used", &date(t))],
+                ),
+                None => say_with(
+                    look,
+                    "{name}, added {added}, never used",
+                    &[("name", &name), ("added", &added)],
+                ),
+            };
+            let remove = form(&[("action", "remove_passkey"), ("id", &p.id)], "Remove");
+            body += &format!("<li>{said}\n{remove}</li>\n");
         }
         body += "</ul>\n";
         body += &add_passkey_form(ctx, session, &factors, now, &action, &csrf).await;
     }
     if ctx.issuer.accounts.second_factor != SecondFactor::Off {
-        body += "<h2>One-time codes</h2>\n";
+        body += &format!("<h2>{}</h2>\n", say(look, "One-time codes"));
         let (said, button) = match factors.totp.is_some() {
             true => (
                 "Your authenticator app gives your codes.",
@@ -432,18 +442,25 @@ async fn show(
             ),
         };
         body += &format!(
-            "<p>{said}</p>\n{}",
+            "<p>{}</p>\n{}",
+            say(look, said),
             form(&[("action", "totp_start")], button)
         );
     }
     if factors.has_second_factor() {
+        let count = factors.recovery.len().to_string();
         body += &format!(
-            "<h2>Recovery codes</h2>\n<p>You have {} unused recovery codes.</p>\n{}",
-            factors.recovery.len(),
+            "<h2>{}</h2>\n<p>{}</p>\n{}",
+            say(look, "Recovery codes"),
+            say_with(
+                look,
+                "You have {count} unused recovery codes.",
+                &[("count", &count)]
+            ),
             form(&[("action", "recovery")], "Make new recovery codes")
         );
     }
-    let html = document(title, &ctx.settings.sign_in, &body);
+    let html = document(words(look, title), look, &body);
     let mut answer = Answer::page(StatusCode::OK, html);
     answer.csp = Some(page::csp(&ctx.settings.sign_in, None));
     answer
@@ -475,7 +492,13 @@ async fn with_handle(
 }
 
 /// A form of one button, posting `fields` to the page.
-fn button_form(action: &str, csrf: &str, fields: &[(&str, &str)], button: &str) -> String {
+fn button_form(
+    look: &crate::config::SignInPage,
+    action: &str,
+    csrf: &str,
+    fields: &[(&str, &str)],
+    button: &str,
+) -> String {
     let hidden: Vec<(String, String)> = fields
         .iter()
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -483,7 +506,7 @@ fn button_form(action: &str, csrf: &str, fields: &[(&str, &str)], button: &str) 
     format!(
         "{}<button type=\"submit\">{}</button>\n</form>\n",
         page::form_start(action, &hidden, csrf),
-        escape(button)
+        say(look, button)
     )
 }
 
@@ -515,11 +538,20 @@ async fn add_passkey_form(
         return String::new();
     };
     let hidden = [("action".to_string(), "add_passkey".to_string())];
+    let look = &ctx.settings.sign_in;
     format!(
-        "{}<label for=\"name\">Name of the new passkey</label>\n\
-         <input id=\"name\" name=\"name\" maxlength=\"64\" value=\"Passkey\">\n{}</form>\n",
+        "{}<label for=\"name\">{}</label>\n\
+         <input id=\"name\" name=\"name\" maxlength=\"64\" value=\"{}\">\n{}</form>\n",
         page::form_start(action, &hidden, csrf),
-        passkey_button("create", "Add a passkey", &options.to_string(), &sealed)
+        say(look, "Name of the new passkey"),
+        say(look, "Passkey"),
+        passkey_button(
+            look,
+            "create",
+            "Add a passkey",
+            &options.to_string(),
+            &sealed
+        )
     )
 }
 

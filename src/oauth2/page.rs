@@ -25,6 +25,42 @@ code{word-break:break-all}ol.codes{font-family:ui-monospace,monospace;font-size:
 /// The pages' one script (passkeys), allowed by its hash where a page has it.
 pub const SCRIPT: &str = include_str!("passkey.js");
 
+/// `english` in the pages' words: the operator's translation
+/// (`[issuers.NAME.sign_in.text]`) where there is one.
+pub fn words<'a>(look: &'a SignInPage, english: &'a str) -> &'a str {
+    look.text.get(english).map_or(english, String::as_str)
+}
+
+/// `english` in the pages' words with its placeholders filled with
+/// `values`, as plain text (escaped where it is put in a page).
+pub fn words_with(look: &SignInPage, english: &str, values: &[(&str, &str)]) -> String {
+    let mut said = words(look, english).to_string();
+    for (name, value) in values {
+        said = said.replace(&format!("{{{name}}}"), value);
+    }
+    said
+}
+
+/// `english` in the pages' words, escaped.
+pub fn say(look: &SignInPage, english: &str) -> String {
+    escape(words(look, english))
+}
+
+/// `english` in the pages' words, escaped, with each placeholder
+/// (`{name}`) then filled with its value, which is HTML already.
+pub fn say_with(look: &SignInPage, english: &str, values: &[(&str, &str)]) -> String {
+    let mut said = say(look, english);
+    for (name, value) in values {
+        said = said.replace(&format!("{{{name}}}"), value);
+    }
+    said
+}
+
+/// `value` escaped and in bold.
+pub fn strong(value: &str) -> String {
+    format!("<strong>{}</strong>", escape(value))
+}
+
 /// Escapes text for an HTML element's content or a quoted attribute.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -111,28 +147,36 @@ pub struct SignIn<'a> {
 }
 
 pub fn sign_in(s: &SignIn<'_>) -> String {
-    let title = s.look.title.as_deref().unwrap_or("Sign in");
+    let look = s.look;
+    let title = look.title.as_deref().unwrap_or(words(look, "Sign in"));
     let mut body = String::new();
     if let Some(logo) = &s.look.logo_url {
         body += &format!("<img src=\"{}\" alt=\"\">\n", escape(logo));
     }
     body += &format!("<h1>{}</h1>\n", escape(title));
     if let Some(publisher) = s.publisher {
-        body += &format!(
-            "<p class=\"publisher\">An application published by <strong>{}</strong></p>\n",
-            escape(publisher)
+        let host = strong(publisher);
+        let said = say_with(
+            look,
+            "An application published by {host}",
+            &[("host", &host)],
         );
+        body += &format!("<p class=\"publisher\">{said}</p>\n");
     }
+    let (client, host) = (strong(s.client_name), strong(s.return_host));
+    let values = [("client", client.as_str()), ("host", host.as_str())];
     body += &format!(
-        "<p>to continue to <strong>{}</strong> at <strong>{}</strong></p>\n",
-        escape(s.client_name),
-        escape(s.return_host)
+        "<p>{}</p>\n",
+        say_with(look, "to continue to {client} at {host}", &values)
     );
     if let Some(resource) = s.resource {
-        body += &format!(
-            "<p>for its use of <strong>{}</strong></p>\n",
-            escape(resource)
+        let resource = strong(resource);
+        let said = say_with(
+            look,
+            "for its use of {resource}",
+            &[("resource", &resource)],
         );
+        body += &format!("<p>{said}</p>\n");
     }
     let (before, new): (Vec<&String>, Vec<&String>) = s
         .scope
@@ -142,47 +186,57 @@ pub fn sign_in(s: &SignIn<'_>) -> String {
         if scopes.is_empty() {
             continue;
         }
-        body += &format!("<p>{heading}</p>\n<ul>\n");
+        body += &format!("<p>{}</p>\n<ul>\n", say(look, heading));
         for scope in scopes {
-            let words = match s.descriptions.get(scope.as_str()) {
-                Some(text) => text.clone(),
-                None => scope_in_words(scope),
+            let said = match s.descriptions.get(scope.as_str()) {
+                Some(text) => escape(text),
+                None => scope_in_words(look, scope),
             };
-            body += &format!("<li>{}</li>\n", escape(&words));
+            body += &format!("<li>{said}</li>\n");
         }
         body += "</ul>\n";
     }
     if let Some(error) = s.error {
-        body += &format!("<p class=\"error\" role=\"alert\">{}</p>\n", escape(error));
+        body += &format!(
+            "<p class=\"error\" role=\"alert\">{}</p>\n",
+            say(look, error)
+        );
     }
     body += &form_start(s.action, s.hidden, s.csrf);
     match s.signed_in_as {
         Some(user) => {
+            let user = strong(user);
             body += &format!(
-                "<p>You are signed in as <strong>{}</strong>.</p>\n\
-                 <button type=\"submit\" name=\"continue\" value=\"1\" autofocus>Allow</button>\n\
-                 <button type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>Deny</button>\n\
-                 <p><button type=\"submit\" name=\"switch\" value=\"1\" formnovalidate>\
-                 Not you? Sign in as someone else</button></p>\n",
-                escape(user)
+                "<p>{}</p>\n\
+                 <button type=\"submit\" name=\"continue\" value=\"1\" autofocus>{}</button>\n\
+                 <button type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>{}</button>\n\
+                 <p><button type=\"submit\" name=\"switch\" value=\"1\" formnovalidate>{}</button></p>\n",
+                say_with(look, "You are signed in as {user}.", &[("user", &user)]),
+                say(look, "Allow"),
+                say(look, "Deny"),
+                say(look, "Not you? Sign in as someone else"),
             );
         }
         None => {
             let username = s.username.map(escape).unwrap_or_default();
             let focus = |first: bool| if first { " autofocus" } else { "" };
             body += &format!(
-                "<label for=\"username\">Username</label>\n\
+                "<label for=\"username\">{}</label>\n\
                  <input id=\"username\" name=\"username\" autocomplete=\"username{}\" required \
                  value=\"{username}\"{}>\n\
-                 <label for=\"password\">Password</label>\n\
+                 <label for=\"password\">{}</label>\n\
                  <input id=\"password\" name=\"password\" type=\"password\" \
                  autocomplete=\"current-password\" required{}>\n\
-                 <button type=\"submit\">Sign in</button>\n\
-                 <button type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>Deny</button>\n",
+                 <button type=\"submit\">{}</button>\n\
+                 <button type=\"submit\" name=\"deny\" value=\"1\" formnovalidate>{}</button>\n",
+                say(look, "Username"),
                 // Browsers offer passkeys from the username field too.
                 if s.passkey.is_some() { " webauthn" } else { "" },
                 focus(username.is_empty()),
+                say(look, "Password"),
                 focus(!username.is_empty()),
+                say(look, "Sign in"),
+                say(look, "Deny"),
             );
             body += s.passkey.unwrap_or_default();
         }
@@ -209,13 +263,17 @@ pub fn form_start(action: &str, hidden: &[(String, String)], csrf: &str) -> Stri
     form
 }
 
-/// A scope as the page names it: OpenID Connect's own in words, any
-/// other by its name.
-fn scope_in_words(scope: &str) -> String {
+/// A scope as the page names it (HTML): OpenID Connect's own in words,
+/// any other by its name.
+fn scope_in_words(look: &SignInPage, scope: &str) -> String {
     match scope {
-        "openid" => "know who you are".into(),
-        "offline_access" => "keep access while you are away (a refresh token)".into(),
-        other => format!("use \u{201c}{other}\u{201d}"),
+        "openid" => say(look, "know who you are"),
+        "offline_access" => say(look, "keep access while you are away (a refresh token)"),
+        other => say_with(
+            look,
+            "use \u{201c}{scope}\u{201d}",
+            &[("scope", &escape(other))],
+        ),
     }
 }
 
@@ -231,11 +289,12 @@ pub fn shown(ctx: &Endpoints<'_>, message: &str) -> Answer {
 /// A request portero cannot send back to any client: said on the page.
 pub fn error(look: &SignInPage, message: &str) -> String {
     let body = format!(
-        "<h1>This sign-in request cannot go on</h1>\n<p class=\"error\" role=\"alert\">{}</p>\n\
-         <p>Go back to the application and try again.</p>\n",
-        escape(message)
+        "<h1>{}</h1>\n<p class=\"error\" role=\"alert\">{}</p>\n<p>{}</p>\n",
+        say(look, "This sign-in request cannot go on"),
+        say(look, message),
+        say(look, "Go back to the application and try again."),
     );
-    document("Sign-in error", look, &body)
+    document(words(look, "Sign-in error"), look, &body)
 }
 
 /// A short notice (signed out, or asked to confirm), with an optional
@@ -252,7 +311,13 @@ pub fn notice(look: &SignInPage, message: &str, form: Option<&str>) -> String {
 /// A passkey button in a form: hidden until the script shows it (a browser
 /// without WebAuthn never sees it), with the options it uses as JSON the
 /// script reads, the field the answer goes in, and the ceremony's ticket.
-pub fn passkey_button(kind: &str, label: &str, options: &str, ceremony: &str) -> String {
+pub fn passkey_button(
+    look: &SignInPage,
+    kind: &str,
+    label: &str,
+    options: &str,
+    ceremony: &str,
+) -> String {
     // JSON in a script element: `<` written as an escape, so no text in it
     // can close the element.
     let options = options.replace('<', "\\u003c");
@@ -261,10 +326,14 @@ pub fn passkey_button(kind: &str, label: &str, options: &str, ceremony: &str) ->
          <input type=\"hidden\" name=\"passkey\" value=\"\">\n\
          <input type=\"hidden\" name=\"ceremony\" value=\"{}\">\n\
          <button type=\"button\" data-webauthn=\"{kind}\" data-options=\"passkey-options\" \
-         data-field=\"passkey\" hidden>{}</button>\n\
+         data-field=\"passkey\" data-failed=\"{}\" hidden>{}</button>\n\
          <p id=\"passkey-status\" role=\"status\" class=\"hint\"></p>\n",
         escape(ceremony),
-        escape(label)
+        say(
+            look,
+            "No passkey was used. Try again, or use your password."
+        ),
+        say(look, label)
     )
 }
 
@@ -281,10 +350,11 @@ pub fn document(title: &str, look: &SignInPage, body: &str) -> String {
         false => String::new(),
     };
     format!(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+        "<!doctype html>\n<html lang=\"{}\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"referrer\" content=\"same-origin\">\n\
          <title>{}</title>\n<style>{STYLE}</style>\n{stylesheet}</head>\n<body>\n<main>\n{body}</main>\n{script}</body>\n</html>\n",
+        escape(look.lang.as_deref().unwrap_or("en")),
         escape(title)
     )
 }

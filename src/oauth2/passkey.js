@@ -22,7 +22,7 @@ document.querySelectorAll("button[data-webauthn]").forEach(function (button) {
       form.elements[button.dataset.field].value = JSON.stringify(credential.toJSON());
       form.submit();
     } catch (e) {
-      status.textContent = "No passkey was used (" + e.name + "). Try again, or use your password.";
+      status.textContent = button.dataset.failed + " (" + e.name + ")";
     }
   });
 });

@@ -78,6 +78,7 @@ pub async fn offer(ctx: &Endpoints<'_>, binding: &str, now: i64, label: &str) ->
         .await
         .ok()?;
     Some(super::page::passkey_button(
+        &ctx.settings.sign_in,
         "get",
         label,
         &options.to_string(),

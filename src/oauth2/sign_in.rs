@@ -7,8 +7,9 @@
 use http::StatusCode;
 
 use super::auth_request::{self, AuthRequest};
+use super::page::{words, words_with};
 use super::{consent, csrf, page, sso, Answer, Endpoints, Request};
-use crate::config::Principal;
+use crate::config::{Principal, SignInPage};
 use crate::store::SsoSession;
 use crate::tokens::random_id;
 
@@ -54,7 +55,7 @@ pub async fn show(
         Some(_) => None,
         None => super::passkey::offer(ctx, &binding, req.now, "Sign in with a passkey").await,
     };
-    let (client_name, publisher) = described(&r.client);
+    let (client_name, publisher) = described(&ctx.settings.sign_in, &r.client);
     let html = page::sign_in(&page::SignIn {
         look: &ctx.settings.sign_in,
         action: &action,
@@ -84,11 +85,11 @@ pub async fn show(
 /// How the page names the client, and where it is published: a client
 /// that described itself named itself, and the user is told so; one
 /// named by its metadata document is known by the document's host.
-fn described(client: &Principal) -> (String, Option<String>) {
+fn described(look: &SignInPage, client: &Principal) -> (String, Option<String>) {
     let profile = &client.client;
     let id = &client.login;
     if id == auth_request::ACCOUNT_CLIENT {
-        return ("your account page".to_string(), None);
+        return (words(look, "your account page").to_string(), None);
     }
     if profile.metadata_document {
         // Host and port: two documents on one host but not one port are
@@ -104,14 +105,26 @@ fn described(client: &Principal) -> (String, Option<String>) {
             })
             .unwrap_or_else(|| id.clone());
         let name = match &profile.name {
-            Some(name) => format!("{name:?} (the name the application gives itself)"),
-            None => "an application".to_string(),
+            Some(name) => words_with(
+                look,
+                "{name} (the name the application gives itself)",
+                &[("name", &format!("{name:?}"))],
+            ),
+            None => words(look, "an application").to_string(),
         };
         return (name, Some(host));
     }
     let name = match (&profile.name, profile.registered) {
-        (Some(name), true) => format!("{name:?} ({id}, an application that registered itself)"),
-        (None, true) => format!("{id} (an application that registered itself)"),
+        (Some(name), true) => words_with(
+            look,
+            "{name} ({id}, an application that registered itself)",
+            &[("name", &format!("{name:?}")), ("id", id)],
+        ),
+        (None, true) => words_with(
+            look,
+            "{id} (an application that registered itself)",
+            &[("id", id)],
+        ),
         _ => id.clone(),
     };
     (name, None)

@@ -2,6 +2,8 @@
 //! in on it beside a password: passkeys (`passkeys`, `rp_id`) and the
 //! second factor (`second_factor`, `legacy_password_only`).
 
+use std::collections::BTreeMap;
+
 use toml::Spanned;
 
 use super::super::file::FileSignIn;
@@ -55,12 +57,77 @@ impl Checker<'_> {
         };
         let passkeys = self.passkeys(name, t, public_url);
         self.second_factor(name, t, accounts);
+        let (lang, text) = self.words(name, t);
         SignInPage {
             title: t.title.as_ref().map(|v| v.get_ref().clone()),
             logo_url: url(self, &t.logo_url, "logo_url"),
             stylesheet_url: url(self, &t.stylesheet_url, "stylesheet_url"),
             passkeys,
+            lang,
+            text,
         }
+    }
+
+    /// `lang` (a language tag) and `text`: each key a text the pages say
+    /// (`page_words::CATALOG`), its translation with the same placeholders.
+    fn words(&mut self, name: &str, t: &FileSignIn) -> (Option<String>, BTreeMap<String, String>) {
+        let key = |k: &str| format!("issuers.{name}.sign_in.{k}");
+        let lang = t.lang.as_ref().and_then(|written| {
+            let tag = written.get_ref();
+            let well_formed = !tag.is_empty()
+                && tag.len() <= 35
+                && tag.split('-').all(|part| {
+                    !part.is_empty()
+                        && part.len() <= 8
+                        && part.bytes().all(|b| b.is_ascii_alphanumeric())
+                });
+            if !well_formed {
+                self.problem(
+                    written,
+                    key("lang"),
+                    "a language tag, such as \"de\" or \"pt-BR\"",
+                );
+                return None;
+            }
+            Some(tag.clone())
+        });
+        let Some(written) = &t.text else {
+            return (lang, BTreeMap::new());
+        };
+        let mut text = BTreeMap::new();
+        for (english, words) in written.get_ref() {
+            let at = format!("{}.{english:?}", key("text"));
+            if !crate::page_words::CATALOG.contains(&english.as_str()) {
+                let near = crate::page_words::CATALOG
+                    .iter()
+                    .max_by(|a, b| strsim::jaro(a, english).total_cmp(&strsim::jaro(b, english)))
+                    .expect("a catalog");
+                self.problem(
+                    written,
+                    at,
+                    format!("not a text the pages say; did you mean {near:?}?"),
+                );
+                continue;
+            }
+            if words.trim().is_empty() || words.len() > 1000 {
+                self.problem(written, at, "1 to 1000 characters");
+                continue;
+            }
+            let (ours, theirs) = (
+                crate::page_words::placeholders(english),
+                crate::page_words::placeholders(words),
+            );
+            if ours != theirs {
+                self.problem(
+                    written,
+                    at,
+                    format!("must keep the placeholders {ours:?}, no more"),
+                );
+                continue;
+            }
+            text.insert(english.clone(), words.clone());
+        }
+        (lang, text)
     }
 
     /// `passkeys` and `rp_id`: the relying party id, where passkeys are

@@ -466,6 +466,9 @@ pub(in crate::config) struct FileSignIn {
     /// The endpoints that take a password alone still take it from a
     /// person with a second factor (a migration window).
     pub(in crate::config) legacy_password_only: Option<Spanned<bool>>,
+    /// The pages' language, and their words in it.
+    pub(in crate::config) lang: Option<Spanned<String>>,
+    pub(in crate::config) text: Option<Spanned<std::collections::BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize, Clone)]

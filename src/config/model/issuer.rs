@@ -186,6 +186,10 @@ pub struct SignInPage {
     /// The WebAuthn relying party id (`public_url`'s host unless `rp_id`
     /// says otherwise) where passkeys are on; `None`: off.
     pub passkeys: Option<String>,
+    /// The pages' language (`<html lang>`); `None`: English.
+    pub lang: Option<String>,
+    /// English text (`page_words::CATALOG`) -> the pages' words for it.
+    pub text: std::collections::BTreeMap<String, String>,
 }
 
 /// What a person needs beside their password (`second_factor`).
