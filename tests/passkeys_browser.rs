@@ -111,7 +111,7 @@ async fn a_passkey_registered_on_one_instance_signs_in_alone_on_the_other() {
     let public = format!("http://localhost:{}", front.port);
     let config = format!(
         "[store]\nbackend = \"redis\"\nurl = \"{url}\"\nkey_prefix = \"{}\"\ntimeout = \"300ms\"\n\n{}\n\
-         [issuers.app.sign_in]\npasskeys = true\ntitle = \"Notes\"\n",
+         [issuers.app.sign_in]\npasskeys = true\nsecond_factor = \"optional\"\ntitle = \"Notes\"\n",
         prefix(),
         standard_body("")
     );
@@ -180,6 +180,46 @@ async fn a_passkey_registered_on_one_instance_signs_in_alone_on_the_other() {
     assert_eq!(access["sub"], USER);
     assert_eq!(access["amr"], json!(["hwk", "mfa"]));
     assert_eq!(access["acr"], "urn:portero:acr:phr");
+
+    // A password first: the passkey is then the second step, and, with
+    // no authenticator app, the step asks for no code.
+    browser.goto(&format!("{public}/public")).await.unwrap();
+    browser.delete_all_cookies().await.unwrap();
+    let (verifier, challenge) = pkce();
+    let second = authorize_url(&b, &challenge, "").replace(&b.url(""), &public);
+    browser.goto(&second).await.unwrap();
+    until_text(&browser, "Username").await;
+    type_into(&browser, "username", USER).await;
+    type_into(&browser, "password", USER_PASSWORD).await;
+    click(&browser, "button[type=submit]").await;
+    let page = until_text(&browser, "Use your passkey").await;
+    assert!(!page.contains("Code from your authenticator app"), "{page}");
+    screenshot(&browser, "ask-passkey.png").await;
+    click(&browser, "button[data-webauthn=get]").await;
+    let q = until_called_back(&browser).await;
+    let (status, tokens) = redeem(&b, &q["code"], &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        claims_of(tokens["access_token"].as_str().unwrap())["amr"],
+        json!(["hwk", "mfa"])
+    );
+    // Signed in with the passkey, the account page changes it: renamed.
+    browser
+        .goto(&format!("{public}/oauth2/app/account"))
+        .await
+        .unwrap();
+    until_text(&browser, "Your account").await;
+    browser
+        .find(Locator::Id("rename-0"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    type_into(&browser, "rename-0", "Work laptop").await;
+    click(&browser, "#rename-0 + button").await;
+    let page = until_text(&browser, "was renamed").await;
+    assert!(page.contains("Work laptop, added"), "{page}");
 
     // A copy of the authenticator: the same key and credential, an older
     // sign count. Its assertion is refused, and said.

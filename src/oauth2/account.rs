@@ -54,8 +54,9 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     // A person with a factor (or who must have one) changes factors only
     // after signing in with one: a password alone adds none.
     let issuer = &ctx.issuer.config.name;
+    let passkeys_on = ctx.settings.sign_in.passkeys.is_some();
     let has = match ctx.issuer.store.factors(issuer, &session.login).await {
-        Ok(held) => held.is_some_and(|f| f.has_second_factor()),
+        Ok(held) => held.is_some_and(|f| f.has_usable_factor(passkeys_on)),
         Err(_) => return page::shown(ctx, "The service is unavailable. Try again later."),
     };
     let required = ctx.issuer.accounts.second_factor == SecondFactor::Required;
@@ -89,6 +90,18 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
                 let before = f.passkeys.len();
                 f.passkeys.retain(|p| Some(p.id.as_str()) != form.get("id"));
                 (f.passkeys.len() < before).then(|| "The passkey was removed.".to_string())
+            })
+            .await
+        }
+        "rename_passkey" => {
+            let name = passkey_name(ctx, &form);
+            change(ctx, &session, |f| {
+                let p = f
+                    .passkeys
+                    .iter_mut()
+                    .find(|p| Some(p.id.as_str()) == form.get("id"))?;
+                p.name = name.clone();
+                Some("The passkey was renamed.".to_string())
             })
             .await
         }
@@ -206,13 +219,7 @@ async fn add_passkey(
             failed()
         })?;
     let id = id_text(passkey.cred_id());
-    let name: String = form
-        .get("name")
-        .unwrap_or(words(&ctx.settings.sign_in, "Passkey"))
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect();
+    let name = passkey_name(ctx, form);
     let credential = serde_json::to_value(&passkey).map_err(|_| failed())?;
     // The credential id is unique across every user of the issuer: the
     // handle index names one login per handle, and a credential carries
@@ -409,7 +416,7 @@ async fn show(
             body += &format!("<p>{}</p>\n", say(look, "You have no passkeys."));
         }
         body += "<ul>\n";
-        for p in &factors.passkeys {
+        for (i, p) in factors.passkeys.iter().enumerate() {
             let (name, added) = (strong(&p.name), date(p.added_at));
             let said = match p.used_at {
                 Some(t) => say_with(
@@ -424,7 +431,8 @@ async fn show(
                 ),
             };
             let remove = form(&[("action", "remove_passkey"), ("id", &p.id)], "Remove");
-            body += &format!("<li>{said}\n{remove}</li>\n");
+            let rename = rename_form(look, &action, &csrf, i, p);
+            body += &format!("<li>{said}\n{rename}{remove}</li>\n");
         }
         body += "</ul>\n";
         body += &add_passkey_form(ctx, session, &factors, now, &action, &csrf).await;
@@ -489,6 +497,45 @@ async fn with_handle(
         Ok(Some(held)) => held,
         _ => factors,
     }
+}
+
+/// The name a form gives a passkey: at most 64 characters, none a
+/// control character; "Passkey" (in the page's words) when none is given.
+fn passkey_name(ctx: &Endpoints<'_>, form: &Form) -> String {
+    let given: String = form
+        .get("name")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    match given.trim().is_empty() {
+        true => words(&ctx.settings.sign_in, "Passkey").to_string(),
+        false => given,
+    }
+}
+
+/// The form that renames the passkey `p`, the `i`th in the list.
+fn rename_form(
+    look: &crate::config::SignInPage,
+    action: &str,
+    csrf: &str,
+    i: usize,
+    p: &StoredPasskey,
+) -> String {
+    let hidden = [
+        ("action".to_string(), "rename_passkey".to_string()),
+        ("id".to_string(), p.id.clone()),
+    ];
+    format!(
+        "{}<label for=\"rename-{i}\">{}</label>\n\
+         <input id=\"rename-{i}\" name=\"name\" maxlength=\"64\" value=\"{}\">\n\
+         <button type=\"submit\">{}</button>\n</form>\n",
+        page::form_start(action, &hidden, csrf),
+        say(look, "New name"),
+        super::page::escape(&p.name),
+        say(look, "Rename"),
+    )
 }
 
 /// A form of one button, posting `fields` to the page.

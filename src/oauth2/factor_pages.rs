@@ -57,9 +57,10 @@ fn heading(look: &SignInPage, title: &'static str) -> String {
     format!("<h1>{}</h1>\n", say(look, title))
 }
 
-/// A person with a second factor, asked for it; with `passkey`, the
-/// button that uses one of their passkeys instead.
-pub fn ask(step: &Step<'_>, login: &str, passkey: Option<&str>) -> String {
+/// A person with a second factor, asked for it: a code where they have
+/// `codes` to type; with `passkey`, the button that uses one of their
+/// passkeys.
+pub fn ask(step: &Step<'_>, login: &str, passkey: Option<&str>, codes: bool) -> String {
     let (look, title) = (step.look, "Two-step verification");
     let mut body = heading(look, title);
     let user = strong(login);
@@ -69,12 +70,14 @@ pub fn ask(step: &Step<'_>, login: &str, passkey: Option<&str>) -> String {
     );
     body += &error(step);
     body += &form_start(step.action, step.hidden, step.csrf);
-    body += &code_field(
-        look,
-        "Code from your authenticator app",
-        "Six digits. Lost your device? Enter one of your recovery codes instead.",
-    );
-    body += &button(look, "", "Verify");
+    if codes {
+        body += &code_field(
+            look,
+            "Code from your authenticator app",
+            "Six digits. Lost your device? Enter one of your recovery codes instead.",
+        );
+        body += &button(look, "", "Verify");
+    }
     body += &cancel(look);
     body += passkey.unwrap_or_default();
     body += "</form>\n";

@@ -45,6 +45,13 @@ struct Pending {
     /// The person has passkeys: the page offers them too.
     #[serde(default)]
     passkeys: bool,
+    /// The person has codes to type (an authenticator app, recovery codes).
+    #[serde(default = "yes")]
+    codes: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A sign-in done, whose page (recovery codes) has a Continue button: the
@@ -91,10 +98,16 @@ pub async fn after_password(
         Ok(held) => held,
         Err(_) => return auth_request::back_with_error(ctx, r, super::Error::unavailable()),
     };
-    let has = held.as_ref().is_some_and(UserFactors::has_second_factor);
+    let passkeys_on = ctx.settings.sign_in.passkeys.is_some();
+    let has = held
+        .as_ref()
+        .is_some_and(|h| h.has_usable_factor(passkeys_on));
     let policy = ctx.issuer.accounts.second_factor;
     let asks_more = !crate::factors::meets(crate::factors::ACR_PASSWORD, &asked.acr_values);
-    let passkeys = held.as_ref().is_some_and(|h| !h.passkeys.is_empty());
+    let passkeys = passkeys_on && held.as_ref().is_some_and(|h| !h.passkeys.is_empty());
+    let codes = held
+        .as_ref()
+        .is_some_and(|h| h.totp.is_some() || !h.recovery.is_empty());
     let pending = |enrol| Pending {
         id: crate::tokens::random_id(16),
         login: user.login.clone(),
@@ -103,6 +116,7 @@ pub async fn after_password(
         expires_at: req.now + PENDING_TTL,
         enrol,
         passkeys,
+        codes,
     };
     match (has, policy) {
         (true, SecondFactor::Optional | SecondFactor::Required) => {
@@ -389,14 +403,18 @@ async fn ask(
     };
     let (status, error) = failed.map_or((StatusCode::OK, None), |(s, e)| (s, Some(e)));
     let login = pending.login.clone();
-    let passkey = match pending.passkeys {
-        true => {
-            super::passkey::offer(ctx, binding(ctx, req), req.now, "Use a passkey instead").await
-        }
+    // Only passkeys: the page offers the passkey, and no code to type.
+    let label = match pending.codes {
+        true => "Use a passkey instead",
+        false => "Use your passkey",
+    };
+    let passkey = match pending.passkeys || !pending.codes {
+        true => super::passkey::offer(ctx, binding(ctx, req), req.now, label).await,
         false => None,
     };
+    let codes = pending.codes;
     page_with(ctx, req, r, ("pending", ticket), error, status, |step| {
-        factor_pages::ask(step, &login, passkey.as_deref())
+        factor_pages::ask(step, &login, passkey.as_deref(), codes)
     })
     .await
 }

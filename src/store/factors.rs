@@ -54,6 +54,12 @@ impl UserFactors {
     pub fn has_second_factor(&self) -> bool {
         !self.passkeys.is_empty() || self.totp.is_some()
     }
+
+    /// A factor the sign-in page can take now: a one-time code, or a
+    /// passkey where passkeys are on (`passkeys`).
+    pub fn has_usable_factor(&self, passkeys: bool) -> bool {
+        self.totp.is_some() || (passkeys && !self.passkeys.is_empty())
+    }
 }
 
 /// A passkey as the WebAuthn library keeps it, with what the account
