@@ -70,6 +70,7 @@ impl RelyingParty {
 
     /// The passkey the browser's `answer` registered, checked against `state`.
     pub fn finish_registration(&self, answer: &str, state: &Value) -> Result<Passkey, Refused> {
+        same_origin_only(answer)?;
         let answer: RegisterPublicKeyCredential = parse(answer)?;
         let state: PasskeyRegistration = from_value(state)?;
         Ok(self.webauthn.finish_passkey_registration(&answer, &state)?)
@@ -89,6 +90,7 @@ impl RelyingParty {
     /// The user handle and credential id an `answer` names, before it is
     /// checked: where to find the passkey to check it with.
     pub fn identify(&self, answer: &str) -> Result<(PublicKeyCredential, Uuid, Vec<u8>), Refused> {
+        same_origin_only(answer)?;
         let answer: PublicKeyCredential = parse(answer)?;
         let (handle, id) = self
             .webauthn
@@ -116,6 +118,27 @@ impl RelyingParty {
     }
 }
 
+/// Refuses an answer whose client data says it was made in a frame of
+/// another origin (`crossOrigin`, which webauthn-rs does not read): the
+/// pages are never framed, so no honest answer says so.
+fn same_origin_only(answer: &str) -> Result<(), Refused> {
+    use base64::Engine;
+    let answer: Value = parse(answer)?;
+    let encoded = answer["response"]["clientDataJSON"]
+        .as_str()
+        .unwrap_or_default();
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bytes = engine
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|_| Refused::Invalid("clientDataJSON is not base64url".into()))?;
+    let client_data: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| Refused::Invalid("clientDataJSON is not JSON".into()))?;
+    match client_data["crossOrigin"].as_bool() {
+        Some(true) => Err(Refused::Invalid("made in a frame of another origin".into())),
+        _ => Ok(()),
+    }
+}
+
 fn json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("WebAuthn options and states serialize")
 }
@@ -126,4 +149,34 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Refused> {
 
 fn from_value<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, Refused> {
     serde_json::from_value(v.clone()).map_err(|e| Refused::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(client_data: &str) -> String {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(client_data);
+        serde_json::json!({ "response": { "clientDataJSON": encoded } }).to_string()
+    }
+
+    #[test]
+    fn an_answer_made_in_another_origins_frame_is_refused() {
+        let framed = answer(r#"{"type":"webauthn.get","crossOrigin":true}"#);
+        assert!(matches!(
+            same_origin_only(&framed),
+            Err(Refused::Invalid(_))
+        ));
+        let rp = RelyingParty::new("localhost", "http://localhost:8080", "t").unwrap();
+        assert!(rp.identify(&framed).is_err());
+        assert!(rp.finish_registration(&framed, &Value::Null).is_err());
+        for fine in [
+            r#"{"type":"webauthn.get","crossOrigin":false}"#,
+            r#"{"type":"webauthn.get"}"#,
+        ] {
+            assert!(same_origin_only(&answer(fine)).is_ok(), "{fine}");
+        }
+        assert!(same_origin_only("{}").is_err(), "no client data");
+    }
 }
