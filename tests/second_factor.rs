@@ -45,7 +45,12 @@ async fn post_page(
 
 /// The password typed on a new authorization request's page: the page after it.
 async fn password(gw: &Gateway, browser: &mut Browser, challenge: &str) -> (u16, String) {
-    let (status, _, page) = browser.get(&authorize_url(gw, challenge, "")).await;
+    password_at(gw, browser, &authorize_url(gw, challenge, "")).await
+}
+
+/// The password typed on the page of the authorization request `url`.
+async fn password_at(gw: &Gateway, browser: &mut Browser, url: &str) -> (u16, String) {
+    let (status, _, page) = browser.get(url).await;
     assert_eq!(status, 200, "{page}");
     let (status, _, next) = post_page(
         gw,
@@ -455,14 +460,7 @@ async fn a_password_alone_neither_clears_wrong_codes_nor_changes_factors_nor_out
     // sign-ins: the sign-ins clear none of them (max_failures = 3).
     for round in 0..2 {
         let mut browser = Browser::default();
-        let (_, _, page) = browser.get(&authorize_url(&gw, &pkce().1, mfa)).await;
-        let (_, _, asked) = post_page(
-            &gw,
-            &mut browser,
-            &page,
-            &[("username", USER), ("password", USER_PASSWORD)],
-        )
-        .await;
+        let (_, asked) = password_at(&gw, &mut browser, &authorize_url(&gw, &pkce().1, mfa)).await;
         assert!(asked.contains("Two-step verification"), "{asked}");
         let (status, _, _) = post_page(&gw, &mut browser, &asked, &[("code", "000000")]).await;
         assert_eq!(status, 401, "round {round}");
@@ -470,14 +468,7 @@ async fn a_password_alone_neither_clears_wrong_codes_nor_changes_factors_nor_out
         assert_eq!(status, 303, "a password alone, where none is asked for");
     }
     let mut browser = Browser::default();
-    let (_, _, page) = browser.get(&authorize_url(&gw, &pkce().1, mfa)).await;
-    let (_, _, asked) = post_page(
-        &gw,
-        &mut browser,
-        &page,
-        &[("username", USER), ("password", USER_PASSWORD)],
-    )
-    .await;
+    let (_, asked) = password_at(&gw, &mut browser, &authorize_url(&gw, &pkce().1, mfa)).await;
     let (status, _, asked) = post_page(&gw, &mut browser, &asked, &[("code", "000000")]).await;
     assert_eq!(status, 401);
     let (status, _, _) =

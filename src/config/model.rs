@@ -9,6 +9,7 @@ mod principal;
 mod route;
 mod server;
 mod session;
+mod sign_in;
 mod upstream;
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ pub use principal::*;
 pub use route::*;
 pub use server::*;
 pub use session::*;
+pub use sign_in::*;
 pub use upstream::*;
 
 #[derive(Debug, Clone)]

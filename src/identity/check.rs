@@ -256,12 +256,14 @@ impl Logins<'_> {
         client: Option<IpAddr>,
         now: i64,
     ) -> Result<Arc<Principal>, Denied> {
-        // Applications (high-entropy secrets) have no second factor.
-        if self.principal_kind() == super::Kind::Client {
+        // Applications (high-entropy secrets) have no second factor, nor
+        // does anyone where no sign-in page could set one up or take it:
+        // no store read for them.
+        let accounts = &self.identity.accounts;
+        if self.principal_kind() == super::Kind::Client || !accounts.sign_in_page {
             let checked = self.check_login(login, secret, client, now, Outcome::Succeeded);
             return checked.await.map_err(|why| self.refuse(login, why));
         }
-        let accounts = &self.identity.accounts;
         let open = accounts.legacy_password_only;
         if accounts.second_factor == SecondFactor::Required && !open {
             // Nobody signs in so: refused before any check.

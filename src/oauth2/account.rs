@@ -320,13 +320,6 @@ async fn enrol_page(
     let Ok(sealed) = ticket::seal(ctx, ENROL, &enrolment).await else {
         return page::shown(ctx, "The service is unavailable. Try again later.");
     };
-    let label = ctx
-        .settings
-        .sign_in
-        .title
-        .clone()
-        .unwrap_or_else(|| ctx.issuer.config.name.clone());
-    let uri = totp::uri(&label, &session.login, &secret);
     let hidden = [
         ("action".to_string(), "totp_confirm".to_string()),
         ("enrolment".to_string(), sealed),
@@ -334,12 +327,7 @@ async fn enrol_page(
     let (status, error) = failed.map_or((StatusCode::OK, None), |(s, e)| (s, Some(e)));
     rendered(ctx, session, &hidden, status, |step| {
         let step = Step { error, ..*step };
-        factor_pages::enrol(
-            &step,
-            &session.login,
-            totp::qr_svg(&uri).as_deref(),
-            &totp::secret_text(&secret),
-        )
+        factor_pages::enrol(&step, page::site_name(ctx), &session.login, &secret)
     })
     .await
 }

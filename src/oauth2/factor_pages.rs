@@ -5,6 +5,7 @@
 
 use super::page::{document, escape, form_start, say, say_with, strong, words};
 use crate::config::SignInPage;
+use crate::factors::totp;
 
 /// What every page of the step has: the look, where it posts, what it carries.
 #[derive(Clone, Copy)]
@@ -84,9 +85,11 @@ pub fn ask(step: &Step<'_>, login: &str, passkey: Option<&str>, codes: bool) -> 
     document(words(look, title), look, &body)
 }
 
-/// A person who must have a second factor and has none: a one-time code
-/// enrolled now, confirmed by its first code.
-pub fn enrol(step: &Step<'_>, login: &str, qr_svg: Option<&str>, secret: &str) -> String {
+/// A one-time code enrolled now for `login` at `site`, confirmed by its
+/// first code: its `otpauth://` URI as a QR code, and its key.
+pub fn enrol(step: &Step<'_>, site: &str, login: &str, secret: &[u8]) -> String {
+    let uri = totp::uri(site, login, secret);
+    let (qr_svg, secret) = (totp::qr_svg(&uri), totp::secret_text(secret));
     let (look, title) = (step.look, "Set up two-step verification");
     let mut body = heading(look, title);
     let user = strong(login);
@@ -94,14 +97,14 @@ pub fn enrol(step: &Step<'_>, login: &str, qr_svg: Option<&str>, secret: &str) -
                 each time you sign in.";
     body += &format!("<p>{}</p>\n", say_with(look, said, &[("user", &user)]));
     // The SVG is the QR library's own output: no value from a request.
-    if let Some(svg) = qr_svg {
+    if let Some(svg) = &qr_svg {
         body += &format!(
             "<p>{}</p>\n<figure role=\"img\" aria-label=\"{}\">{svg}</figure>\n",
             say(look, "Scan this QR code with your authenticator app:"),
             say(look, "QR code of your one-time-code secret"),
         );
     }
-    let key = format!("<code id=\"secret\">{}</code>", escape(secret));
+    let key = format!("<code id=\"secret\">{}</code>", escape(&secret));
     body += &format!(
         "<p>{}</p>\n",
         say_with(look, "Or type this key into it: {key}", &[("key", &key)])

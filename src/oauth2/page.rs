@@ -25,6 +25,16 @@ code{word-break:break-all}ol.codes{font-family:ui-monospace,monospace;font-size:
 /// The pages' one script (passkeys), allowed by its hash where a page has it.
 pub const SCRIPT: &str = include_str!("passkey.js");
 
+/// The site's name as passkey prompts and authenticator apps show it:
+/// the sign-in page's title, else the issuer's name.
+pub fn site_name<'a>(ctx: &'a Endpoints<'_>) -> &'a str {
+    ctx.settings
+        .sign_in
+        .title
+        .as_deref()
+        .unwrap_or(&ctx.issuer.config.name)
+}
+
 /// `english` in the pages' words: the operator's translation
 /// (`[issuers.NAME.sign_in.text]`) where there is one.
 pub fn words<'a>(look: &'a SignInPage, english: &'a str) -> &'a str {

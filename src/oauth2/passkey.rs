@@ -54,12 +54,7 @@ impl Ceremony {
 /// The issuer's relying party, where passkeys are on.
 pub fn relying_party(ctx: &Endpoints<'_>) -> Option<RelyingParty> {
     let rp_id = ctx.settings.sign_in.passkeys.as_deref()?;
-    let name = ctx
-        .settings
-        .sign_in
-        .title
-        .as_deref()
-        .unwrap_or(&ctx.issuer.config.name);
+    let name = super::page::site_name(ctx);
     match RelyingParty::new(rp_id, &ctx.settings.public_url, name) {
         Ok(rp) => Some(rp),
         Err(e) => {

@@ -432,22 +432,10 @@ async fn enrol(
         Ok(t) => t,
         Err(e) => return auth_request::back_with_error(ctx, r, e),
     };
-    let label = ctx
-        .settings
-        .sign_in
-        .title
-        .clone()
-        .unwrap_or_else(|| ctx.issuer.config.name.clone());
-    let uri = totp::uri(&label, &pending.login, &secret);
     let (status, error) = failed.map_or((StatusCode::OK, None), |(s, e)| (s, Some(e)));
-    let login = pending.login.clone();
+    let (site, login) = (super::page::site_name(ctx), pending.login.clone());
     page_with(ctx, req, r, ("pending", ticket), error, status, |step| {
-        factor_pages::enrol(
-            step,
-            &login,
-            totp::qr_svg(&uri).as_deref(),
-            &totp::secret_text(&secret),
-        )
+        factor_pages::enrol(step, site, &login, &secret)
     })
     .await
 }

@@ -381,6 +381,7 @@ impl Checker<'_> {
             client_max_failures: i.client_max_failures.unwrap_or(1000).max(1),
             hash_limits: self.hash_limits,
             lockout: self.duration(i.lockout, &key("lockout"), secs(900)),
+            sign_in_page: false,
             second_factor: SecondFactor::Off,
             legacy_password_only: false,
         };

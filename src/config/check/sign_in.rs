@@ -22,6 +22,7 @@ impl Checker<'_> {
         public_url: &str,
         accounts: &mut Accounts,
     ) -> SignInPage {
+        accounts.sign_in_page = page;
         let Some(t) = written else {
             return SignInPage::default();
         };

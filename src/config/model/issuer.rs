@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{CorsPolicy, HashLimits, Principal, Principals, RouteLimits};
+use super::{CorsPolicy, HashLimits, Principal, Principals, RouteLimits, SecondFactor, SignInPage};
 use crate::claim_path::ClaimPath;
 
 /// What an issuer's consumers send.
@@ -174,36 +174,6 @@ pub enum Registration {
     },
 }
 
-/// `[issuers.NAME.sign_in]`: how the sign-in page looks, and whether it
-/// offers passkeys.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SignInPage {
-    pub title: Option<String>,
-    /// An https (or same-origin path) URL of an image shown above the form.
-    pub logo_url: Option<String>,
-    /// A stylesheet linked after portero's own.
-    pub stylesheet_url: Option<String>,
-    /// The WebAuthn relying party id (`public_url`'s host unless `rp_id`
-    /// says otherwise) where passkeys are on; `None`: off.
-    pub passkeys: Option<String>,
-    /// The pages' language (`<html lang>`); `None`: English.
-    pub lang: Option<String>,
-    /// English text (`page_words::CATALOG`) -> the pages' words for it.
-    pub text: std::collections::BTreeMap<String, String>,
-}
-
-/// What a person needs beside their password (`second_factor`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum SecondFactor {
-    /// Nobody is asked for one, nor may enrol a one-time code.
-    #[default]
-    Off,
-    /// Whoever enrolled one is asked for it.
-    Optional,
-    /// Everyone: a user without one enrols one right after their password.
-    Required,
-}
-
 /// What an OAuth 2.0 client may do beyond authenticating.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientProfile {
@@ -365,6 +335,9 @@ pub struct Accounts {
     pub lockout: Duration,
     /// The costs a stored hash may name (`[hash_limits]`).
     pub hash_limits: HashLimits,
+    /// People may hold second factors here: the issuer has a sign-in page
+    /// (the authorization endpoint), the only place one is set up or used.
+    pub sign_in_page: bool,
     /// What a person needs beside their password at the sign-in page.
     pub second_factor: SecondFactor,
     /// The endpoints that take a password alone (the legacy dialect's,
