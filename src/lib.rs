@@ -26,6 +26,10 @@
 //!   query parameters as PHP and ASP.NET read them).
 //! - [`auth`]: keys by `kid` (own, or from a JWKS), revocations, route policies, token validation; no I/O.
 //! - [`jwk`]: a JWKS's keys made verification keys, each with its own algorithm.
+//! - [`dpop`]: DPoP proofs (RFC 9449), at routes and at the token endpoint:
+//!   `htu` (the URI compared as RFC 3986 normalises it), `key` (the proof's
+//!   public key and its thumbprint), `nonce` (server nonces every instance
+//!   takes), `replay` (each proof once, in memory).
 //! - [`rule`]: route rules, a subset of CEL: parsed and type-checked when
 //!   the config is read, evaluated over a token's claims and the request.
 //! - `introspection`: opaque tokens read by their provider's introspection
@@ -113,6 +117,7 @@ mod connections;
 mod cors;
 pub mod credentials;
 pub mod dialect;
+pub mod dpop;
 pub mod echo;
 mod executor;
 mod factors;

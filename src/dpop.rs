@@ -1,0 +1,333 @@
+//! DPoP (RFC 9449): a proof, in the request's `DPoP` header, that its
+//! sender holds the private key a token is bound to (`cnf.jkt`). Checked
+//! the same way at a route (with the token's hash, `ath`) and at
+//! portero's token endpoint (without): `typ` `dpop+jwt`, an asymmetric
+//! `alg` the place allows, a public `jwk` whose own algorithm is the
+//! `alg`, the signature, `htm` and `htu` against the request, `iat`
+//! within [`PROOF_AGE`], a server nonce where one is asked for, and
+//! each proof taken once (here in memory; the caller claims it in a
+//! shared store too).
+
+pub mod htu;
+mod key;
+pub mod nonce;
+mod replay;
+
+use std::borrow::Cow;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub use htu::Target;
+pub use key::thumbprint;
+use key::ProofKey;
+use nonce::{Freshness, Nonces};
+use replay::{Replays, Seen};
+
+/// Seconds a proof is taken after its `iat` (and the leeway before it).
+pub const PROOF_AGE: i64 = 60;
+
+/// A proof longer than this is refused unread (an RSA key of 4096 bits
+/// and its signature fit in a quarter of it).
+pub const MAX_PROOF: usize = 8192;
+
+/// A `jti` longer than this is refused: the replay cache and the store
+/// keep it.
+const MAX_JTI: usize = 256;
+
+/// Every signature algorithm a proof may use: asymmetric ones only.
+pub const ALGORITHMS: [&str; 9] = [
+    "ES256", "ES384", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+];
+
+/// A set of [`ALGORITHMS`], by their places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Algorithms(u16);
+
+impl Algorithms {
+    pub const ALL: Algorithms = Algorithms((1 << ALGORITHMS.len()) - 1);
+
+    /// The set of `names`, or the first name that is not an asymmetric
+    /// algorithm a proof may use.
+    pub fn of<'n>(names: impl IntoIterator<Item = &'n str>) -> Result<Algorithms, &'n str> {
+        let mut set = 0;
+        for name in names {
+            let at = ALGORITHMS.iter().position(|a| *a == name).ok_or(name)?;
+            set |= 1 << at;
+        }
+        Ok(Algorithms(set))
+    }
+
+    pub fn allows(self, alg: &str) -> bool {
+        ALGORITHMS
+            .iter()
+            .position(|a| *a == alg)
+            .is_some_and(|at| self.0 & (1 << at) != 0)
+    }
+
+    /// The names, space separated (`algs` of a challenge, RFC 9449 §7.1).
+    pub fn names(self) -> String {
+        let named = ALGORITHMS
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| self.0 & (1 << at) != 0)
+            .map(|(_, a)| *a);
+        named.collect::<Vec<_>>().join(" ")
+    }
+
+    pub fn list(self) -> Vec<&'static str> {
+        ALGORITHMS
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| self.0 & (1 << at) != 0)
+            .map(|(_, a)| *a)
+            .collect()
+    }
+}
+
+/// What a proof must say of the request it came with.
+pub struct Expected<'a> {
+    /// The method the request is acted on as.
+    pub method: &'a str,
+    pub target: Target<'a>,
+    /// At a route: the SHA-256 of the access token it comes with (`ath`).
+    pub token_hash: Option<&'a [u8; 32]>,
+    pub algorithms: Algorithms,
+    /// A server nonce is required.
+    pub nonce: bool,
+    pub now: i64,
+    /// Seconds of clock difference allowed for an `iat` ahead of `now`.
+    pub leeway: i64,
+}
+
+/// Why a proof is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `invalid_dpop_proof`, and why (logged, never sent).
+    Invalid(&'static str),
+    /// `use_dpop_nonce`: no nonce, or not a current one.
+    Nonce,
+    /// Its `jti` was taken before.
+    Replayed,
+    /// The replay cache is full: no proof can be taken once.
+    Full,
+}
+
+/// A proof taken.
+#[derive(Debug)]
+pub struct Proven {
+    /// The thumbprint of its key (RFC 7638), as `cnf.jkt` names it.
+    pub thumbprint: Box<str>,
+    /// What a shared store keeps it as, to be claimed once across instances.
+    pub replay_key: String,
+    /// A newer nonce, to hand to a client whose proof used the last one.
+    pub next_nonce: Option<Arc<str>>,
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow)]
+    jwk: Option<&'a RawValue>,
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow)]
+    jti: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    htm: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    htu: Option<Cow<'a, str>>,
+    iat: Option<serde_json::Number>,
+    #[serde(borrow)]
+    ath: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    nonce: Option<Cow<'a, str>>,
+}
+
+/// The gateway's proof checking: its nonces, its replay cache and the
+/// keys it has read.
+pub struct Proofs {
+    nonces: Nonces,
+    replays: Replays,
+    keys: quick_cache::sync::Cache<u64, Arc<ProofKey>>,
+    hasher: foldhash::fast::RandomState,
+    /// A proof made before this instance started is refused: its replay
+    /// cache began empty then.
+    started: i64,
+}
+
+impl Proofs {
+    /// `secret` is shared by every instance (the nonces); `started` is
+    /// this process's start, `leeway` the validation leeway.
+    pub fn new(secret: &[u8], started: i64, leeway: i64) -> Proofs {
+        Proofs {
+            nonces: Nonces::new(secret),
+            replays: Replays::new(PROOF_AGE + 2 * leeway),
+            keys: quick_cache::sync::Cache::new(4096),
+            hasher: Default::default(),
+            started,
+        }
+    }
+
+    /// The nonce to hand out now.
+    pub fn nonce(&self, now: i64) -> Arc<str> {
+        self.nonces.current(now)
+    }
+
+    /// The proof in `header` (the request's one `DPoP` field), checked
+    /// against what the request is.
+    pub fn check(&self, proof: &str, expected: &Expected) -> Result<Proven, Refused> {
+        if proof.len() > MAX_PROOF {
+            return Err(Refused::Invalid("too long"));
+        }
+        let (message, signature) = proof
+            .rsplit_once('.')
+            .ok_or(Refused::Invalid("not a JWS"))?;
+        let (header_b64, payload_b64) = message
+            .split_once('.')
+            .ok_or(Refused::Invalid("not a JWS"))?;
+        let b64 = base64_simd::URL_SAFE_NO_PAD;
+        let header = b64.decode_to_vec(header_b64).ok();
+        let header: Header = header
+            .as_deref()
+            .and_then(|h| serde_json::from_slice(h).ok())
+            .ok_or(Refused::Invalid("header"))?;
+        let typ = header.typ.as_deref().unwrap_or_default();
+        if !typ.eq_ignore_ascii_case("dpop+jwt") {
+            return Err(Refused::Invalid("typ is not dpop+jwt"));
+        }
+        if header.crit.is_some() {
+            return Err(Refused::Invalid("crit"));
+        }
+        if !expected.algorithms.allows(&header.alg) {
+            return Err(Refused::Invalid("alg not allowed"));
+        }
+        let jwk = header.jwk.ok_or(Refused::Invalid("no jwk"))?;
+        let key = self.key(jwk.get(), &header.alg)?;
+        let verified =
+            jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, key.alg);
+        if !matches!(verified, Ok(true)) {
+            return Err(Refused::Invalid("bad signature"));
+        }
+        let payload = b64.decode_to_vec(payload_b64).ok();
+        let claims: Payload = payload
+            .as_deref()
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .ok_or(Refused::Invalid("payload"))?;
+        let next_nonce = self.check_claims(&claims, expected)?;
+        let jti = claims.jti.as_deref().unwrap_or_default();
+        match self.replays.offer(&key.thumbprint, jti, expected.now) {
+            Seen::First => {}
+            Seen::Again => return Err(Refused::Replayed),
+            Seen::Full => return Err(Refused::Full),
+        }
+        Ok(Proven {
+            replay_key: format!("dpop\0{}\0{jti}", key.thumbprint),
+            thumbprint: key.thumbprint.clone(),
+            next_nonce,
+        })
+    }
+
+    /// The payload against the request: everything but the replay. A
+    /// newer nonce to hand out when the proof's is the last period's.
+    fn check_claims(
+        &self,
+        claims: &Payload,
+        expected: &Expected,
+    ) -> Result<Option<Arc<str>>, Refused> {
+        let jti = claims.jti.as_deref().unwrap_or_default();
+        if jti.is_empty() || jti.len() > MAX_JTI {
+            return Err(Refused::Invalid("jti"));
+        }
+        if claims.htm.as_deref() != Some(expected.method) {
+            return Err(Refused::Invalid("htm is not the request's method"));
+        }
+        let htu = claims.htu.as_deref().unwrap_or_default();
+        if !htu::matches(htu, &expected.target) {
+            return Err(Refused::Invalid("htu is not the request's URI"));
+        }
+        let iat = claims
+            .iat
+            .as_ref()
+            .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)))
+            .ok_or(Refused::Invalid("iat"))?;
+        let now = expected.now;
+        if iat > now + expected.leeway || iat < now - PROOF_AGE - expected.leeway {
+            return Err(Refused::Invalid("iat is not recent"));
+        }
+        if iat < self.started {
+            return Err(Refused::Invalid("made before this instance started"));
+        }
+        match (expected.token_hash, claims.ath.as_deref()) {
+            (Some(hash), Some(ath)) if ath_matches(ath, hash) => {}
+            (Some(_), _) => return Err(Refused::Invalid("ath is not the token's hash")),
+            (None, _) => {}
+        }
+        if !expected.nonce {
+            return Ok(None);
+        }
+        let now_nonce = || Some(self.nonces.current(now));
+        match self.nonces.freshness(claims.nonce.as_deref(), now) {
+            Freshness::Current => Ok(None),
+            Freshness::Stale => Ok(now_nonce()),
+            Freshness::Refused => Err(Refused::Nonce),
+        }
+    }
+
+    /// The key a proof's `jwk` names, read once per text.
+    fn key(&self, text: &str, alg: &str) -> Result<Arc<ProofKey>, Refused> {
+        let hash = self.hasher.hash_one(text);
+        if let Some(hit) = self.keys.get(&hash) {
+            if &*hit.text == text && hit.alg_name() == alg {
+                return Ok(hit);
+            }
+        }
+        let key = Arc::new(key::read(text, alg).map_err(Refused::Invalid)?);
+        self.keys.insert(hash, key.clone());
+        Ok(key)
+    }
+}
+
+impl ProofKey {
+    fn alg_name(&self) -> &'static str {
+        match self.alg {
+            jsonwebtoken::Algorithm::ES256 => "ES256",
+            jsonwebtoken::Algorithm::ES384 => "ES384",
+            jsonwebtoken::Algorithm::EdDSA => "EdDSA",
+            jsonwebtoken::Algorithm::RS256 => "RS256",
+            jsonwebtoken::Algorithm::RS384 => "RS384",
+            jsonwebtoken::Algorithm::RS512 => "RS512",
+            jsonwebtoken::Algorithm::PS256 => "PS256",
+            jsonwebtoken::Algorithm::PS384 => "PS384",
+            jsonwebtoken::Algorithm::PS512 => "PS512",
+            _ => "",
+        }
+    }
+}
+
+/// Whether `ath` is the base64url of `hash` (one spelling only).
+fn ath_matches(ath: &str, hash: &[u8; 32]) -> bool {
+    let mut decoded = [0u8; 32];
+    use base64::Engine;
+    matches!(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(ath, &mut decoded),
+        Ok(32)
+    ) && &decoded == hash
+}
+
+/// The SHA-256 of an access token, as `ath` names it.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! A proof's `htu` against the request it came with (RFC 9449 §4.3 check
+//! 9): the same URI once both are normalised as RFC 3986 §6.2.2 and
+//! §6.2.3 say (scheme and host in lower case, a default port dropped,
+//! unreserved characters unescaped, escapes in upper case, dot segments
+//! removed, an empty path read as `/`), the query and fragment ignored.
+
+use std::borrow::Cow;
+
+/// The URI a request was made to, as the client named it: its scheme
+/// (`https` when it came over TLS, or a trusted proxy says so), its
+/// `Host` (or HTTP/2 `:authority`) and its path.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub https: bool,
+    pub authority: &'a str,
+    pub path: &'a str,
+}
+
+impl Target<'_> {
+    /// The target as an `htu` names it (for a client told where to send).
+    pub fn uri(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.path)
+    }
+}
+
+/// Whether `htu` names `target`.
+pub fn matches(htu: &str, target: &Target) -> bool {
+    let htu = htu.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = htu.split_once("://") else {
+        return false;
+    };
+    let https = if scheme.eq_ignore_ascii_case("https") {
+        true
+    } else if scheme.eq_ignore_ascii_case("http") {
+        false
+    } else {
+        return false;
+    };
+    if https != target.https {
+        return false;
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, ""),
+    };
+    let (Some(named), Some(asked)) = (
+        host_port(authority, https),
+        host_port(target.authority, https),
+    ) else {
+        return false;
+    };
+    named.0.eq_ignore_ascii_case(asked.0)
+        && named.1 == asked.1
+        && normal_path(path) == normal_path(target.path)
+}
+
+/// The host and port of an authority, the port the scheme's default when
+/// none is written; `None` for one with user information or escapes,
+/// which name no host a request is sent to.
+fn host_port(authority: &str, https: bool) -> Option<(&str, u16)> {
+    if authority.is_empty() || authority.contains(['@', '%', ' ']) {
+        return None;
+    }
+    let default = if https { 443 } else { 80 };
+    // An IPv6 literal holds colons of its own.
+    let port_at = match authority.rfind(']') {
+        Some(end) => authority[end..].find(':').map(|i| end + i),
+        None => authority.rfind(':'),
+    };
+    let (host, port) = match port_at {
+        Some(at) => (&authority[..at], &authority[at + 1..]),
+        None => (authority, ""),
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let port = match port {
+        "" => default,
+        digits if digits.bytes().all(|b| b.is_ascii_digit()) && digits.len() <= 5 => {
+            digits.parse().ok()?
+        }
+        _ => return None,
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// A path as RFC 3986 §6.2.2 normalises it; borrowed when it already is.
+fn normal_path(path: &str) -> Cow<'_, str> {
+    if path.is_empty() {
+        return Cow::Borrowed("/");
+    }
+    let plain = !path.contains('%') && !path.split('/').any(|s| s == "." || s == "..");
+    if plain {
+        return Cow::Borrowed(path);
+    }
+    Cow::Owned(remove_dot_segments(&unescape_unreserved(path)))
+}
+
+/// Escapes of unreserved characters decoded, every other escape in upper case.
+fn unescape_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(b) if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => {
+                out.push(b as char);
+                i += 3;
+            }
+            Some(_) => {
+                out.push('%');
+                out.push_str(&path[i + 1..i + 3].to_ascii_uppercase());
+                i += 3;
+            }
+            None => {
+                let ch = path[i..].chars().next().expect("within the path");
+                out.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    out
+}
+
+/// RFC 3986 §5.2.4, over an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    let mut trailing = false;
+    for (i, segment) in segments.iter().enumerate() {
+        trailing = i == last && (*segment == "." || *segment == "..");
+        match *segment {
+            "." => {}
+            ".." => {
+                kept.pop();
+            }
+            s => kept.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &kept {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing || out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(https: bool, authority: &'static str, path: &'static str) -> Target<'static> {
+        Target {
+            https,
+            authority,
+            path,
+        }
+    }
+
+    #[test]
+    fn the_same_uri_in_other_spellings_matches() {
+        let t = at(true, "api.example", "/v1/notes");
+        for htu in [
+            "https://api.example/v1/notes",
+            "HTTPS://API.Example/v1/notes",
+            "https://api.example:443/v1/notes",
+            "https://api.example./v1/notes",
+            "https://api.example/v1/notes?page=2",
+            "https://api.example/v1/notes#top",
+            "https://api.example/v1/%6Eotes",
+            "https://api.example/v1/./x/../notes",
+        ] {
+            assert!(matches(htu, &t), "{htu}");
+        }
+        assert!(matches(
+            "http://127.0.0.1:8080",
+            &at(false, "127.0.0.1:8080", "/")
+        ));
+        assert!(matches("https://[::1]/a", &at(true, "[::1]:443", "/a")));
+        let escaped = at(true, "api.example", "/a%2fb");
+        assert!(matches("https://api.example/a%2Fb", &escaped));
+    }
+
+    #[test]
+    fn another_uri_does_not() {
+        let t = at(true, "api.example", "/v1/notes");
+        for htu in [
+            "http://api.example/v1/notes",
+            "https://api.example:8443/v1/notes",
+            "https://api.example.evil/v1/notes",
+            "https://evil@api.example/v1/notes",
+            "https://api.example/v1/notes/",
+            "https://api.example/v1/Notes",
+            "https://api.example/v1/notes%2F",
+            "https://api.example/v1",
+            "https://api.example%2F/v1/notes",
+            "//api.example/v1/notes",
+            "/v1/notes",
+            "wss://api.example/v1/notes",
+            "",
+        ] {
+            assert!(!matches(htu, &t), "{htu}");
+        }
+        assert!(!matches("https://[::1]:444/a", &at(true, "[::1]", "/a")));
+    }
+
+    #[test]
+    fn dot_segments_resolve_as_rfc_3986_says() {
+        assert_eq!(remove_dot_segments("/a/b/c/./../../g"), "/a/g");
+        assert_eq!(remove_dot_segments("/../a"), "/a");
+        assert_eq!(remove_dot_segments("/a/.."), "/");
+        assert_eq!(remove_dot_segments("/a/b/.."), "/a/");
+        assert_eq!(normal_path(""), "/");
+        assert_eq!(unescape_unreserved("/%7e%2f%41"), "/~%2FA");
+    }
+}

@@ -1,0 +1,205 @@
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::EncodingKey;
+use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::pkcs8::{EncodePrivateKey, LineEnding};
+use serde_json::{json, Value};
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000;
+
+/// A client's key pair: its public JWK, and a signer of proofs.
+struct Client {
+    jwk: Value,
+    signing: EncodingKey,
+}
+
+fn client() -> Client {
+    let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let point = secret.public_key().to_encoded_point(false);
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+        "y": URL_SAFE_NO_PAD.encode(point.y().unwrap()),
+    });
+    let pem = secret.to_pkcs8_pem(LineEnding::LF).unwrap();
+    Client {
+        jwk,
+        signing: EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    }
+}
+
+impl Client {
+    /// A proof with `header` as written (`alg` ES256 added), signed.
+    fn proof_with(&self, mut header: Value, claims: Value) -> String {
+        header["alg"] = json!("ES256");
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &self.signing,
+            jsonwebtoken::Algorithm::ES256,
+        )
+        .unwrap();
+        format!("{message}.{signature}")
+    }
+
+    fn proof(&self, claims: Value) -> String {
+        self.proof_with(json!({"typ": "dpop+jwt", "jwk": self.jwk}), claims)
+    }
+}
+
+fn claims(jti: &str) -> Value {
+    json!({"jti": jti, "htm": "GET", "htu": "https://api.example/notes", "iat": NOW,
+        "ath": URL_SAFE_NO_PAD.encode(token_hash("the-token"))})
+}
+
+fn expected(hash: &[u8; 32]) -> Expected<'_> {
+    Expected {
+        method: "GET",
+        target: Target {
+            https: true,
+            authority: "api.example",
+            path: "/notes",
+        },
+        token_hash: Some(hash),
+        algorithms: Algorithms::ALL,
+        nonce: false,
+        now: NOW,
+        leeway: 5,
+    }
+}
+
+fn proofs() -> Proofs {
+    Proofs::new(b"nonce key", NOW - 3600, 5)
+}
+
+#[test]
+fn a_proof_of_the_request_is_taken_once() {
+    let (c, p, hash) = (client(), proofs(), token_hash("the-token"));
+    let proof = c.proof(claims("1"));
+    let proven = p.check(&proof, &expected(&hash)).unwrap();
+    let Value::Object(jwk) = &c.jwk else {
+        unreachable!()
+    };
+    assert_eq!(*proven.thumbprint, thumbprint(jwk).unwrap());
+    assert_eq!(
+        p.check(&proof, &expected(&hash)).err(),
+        Some(Refused::Replayed)
+    );
+    assert!(p.check(&c.proof(claims("2")), &expected(&hash)).is_ok());
+}
+
+#[test]
+fn a_proof_of_another_request_or_token_is_refused() {
+    let (c, p, hash) = (client(), proofs(), token_hash("the-token"));
+    let refused = |changes: Value| {
+        let mut body = claims("x");
+        for (k, v) in changes.as_object().unwrap() {
+            match v {
+                Value::Null => body.as_object_mut().unwrap().remove(k),
+                v => body.as_object_mut().unwrap().insert(k.clone(), v.clone()),
+            };
+        }
+        p.check(&c.proof(body), &expected(&hash)).err()
+    };
+    for changes in [
+        json!({"htm": "POST"}),
+        json!({"htm": "get"}),
+        json!({"htu": "https://api.example/other"}),
+        json!({"htu": "http://api.example/notes"}),
+        json!({"iat": NOW - PROOF_AGE - 6}),
+        json!({"iat": NOW + 6}),
+        json!({"iat": "now"}),
+        json!({"ath": URL_SAFE_NO_PAD.encode(token_hash("another token"))}),
+        json!({"ath": null}),
+        json!({"jti": null}),
+        json!({"jti": ""}),
+        json!({"jti": "j".repeat(257)}),
+    ] {
+        assert!(
+            matches!(refused(changes.clone()), Some(Refused::Invalid(_))),
+            "{changes}"
+        );
+    }
+    let made_before_start = Proofs::new(b"nonce key", NOW, 5);
+    let mut early = claims("early");
+    early["iat"] = json!(NOW - 1);
+    assert!(made_before_start
+        .check(&c.proof(early), &expected(&hash))
+        .is_err());
+}
+
+#[test]
+fn a_header_that_is_not_a_public_key_proof_is_refused() {
+    let (c, p, hash) = (client(), proofs(), token_hash("the-token"));
+    let body = claims("h");
+    let with = |header: Value| c.proof_with(header, body.clone());
+    let not_dpop = with(json!({"typ": "JWT", "jwk": c.jwk}));
+    let no_typ = with(json!({"jwk": c.jwk}));
+    let mut private = c.jwk.clone();
+    private["d"] = json!("jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI");
+    let with_private = with(json!({"typ": "dpop+jwt", "jwk": private}));
+    let other = client();
+    let another_key = with(json!({"typ": "dpop+jwt", "jwk": other.jwk}));
+    for proof in [not_dpop, no_typ, with_private, another_key] {
+        assert!(
+            matches!(p.check(&proof, &expected(&hash)), Err(Refused::Invalid(_))),
+            "{proof}"
+        );
+    }
+    // An algorithm the place does not allow, and none at all.
+    let mut only_rsa = expected(&hash);
+    only_rsa.algorithms = Algorithms::of(["RS256", "PS256"]).unwrap();
+    assert!(p.check(&c.proof(claims("a")), &only_rsa).is_err());
+    let made = c.proof(claims("n"));
+    let [h, b, _] = <[&str; 3]>::try_from(made.split('.').collect::<Vec<_>>()).unwrap();
+    let mut none_header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap();
+    none_header["alg"] = json!("none");
+    let none = format!("{}.{b}.", URL_SAFE_NO_PAD.encode(none_header.to_string()));
+    assert!(p.check(&none, &expected(&hash)).is_err());
+    let mut hs = none_header.clone();
+    hs["alg"] = json!("HS256");
+    let hs = format!("{}.{b}.c2ln", URL_SAFE_NO_PAD.encode(hs.to_string()));
+    assert!(p.check(&hs, &expected(&hash)).is_err());
+    assert!(Algorithms::of(["HS256"]).is_err());
+    assert!(Algorithms::of(["none"]).is_err());
+}
+
+#[test]
+fn a_nonce_route_asks_for_a_current_nonce() {
+    let (c, p, hash) = (client(), proofs(), token_hash("the-token"));
+    let mut asked = expected(&hash);
+    asked.nonce = true;
+    assert_eq!(
+        p.check(&c.proof(claims("a")), &asked).err(),
+        Some(Refused::Nonce)
+    );
+    let mut with_nonce = claims("b");
+    with_nonce["nonce"] = json!(&*p.nonce(NOW));
+    let proven = p.check(&c.proof(with_nonce), &asked).unwrap();
+    assert!(proven.next_nonce.is_none());
+    let mut stale = claims("c");
+    stale["nonce"] = json!(&*p.nonce(NOW - nonce::PERIOD));
+    let proven = p.check(&c.proof(stale), &asked).unwrap();
+    assert_eq!(proven.next_nonce.as_deref(), Some(&*p.nonce(NOW)));
+    let mut forged = claims("d");
+    forged["nonce"] = json!(&*Proofs::new(b"other", 0, 5).nonce(NOW));
+    assert_eq!(
+        p.check(&c.proof(forged), &asked).err(),
+        Some(Refused::Nonce)
+    );
+}
+
+#[test]
+fn algorithm_sets_name_their_members() {
+    let set = Algorithms::of(["PS256", "ES256"]).unwrap();
+    assert_eq!(set.names(), "ES256 PS256");
+    assert!(set.allows("ES256") && !set.allows("RS256") && !set.allows("HS256"));
+    assert_eq!(Algorithms::ALL.list().len(), ALGORITHMS.len());
+}
