@@ -72,6 +72,21 @@ pub enum AuthError {
     /// a bearer token (RFC 9449 §7.2, RFC 8705 §3).
     #[error("sender-constrained token")]
     SenderConstrained,
+    /// The route takes only tokens bound to a key (`token_binding =
+    /// "required"`), or the token came as `DPoP` and is bound to none.
+    #[error("token not bound to a key")]
+    Unbound,
+    /// No DPoP proof of the request with the key the token is bound to
+    /// (none, two, malformed, of another request, method or key, stale).
+    #[error("invalid DPoP proof")]
+    BadProof,
+    /// A DPoP proof taken before, here or on another instance.
+    #[error("DPoP proof replayed")]
+    ReplayedProof,
+    /// The route asks for a server nonce in proofs (RFC 9449 §9), and
+    /// the proof has none, or not a current one.
+    #[error("DPoP nonce required")]
+    NonceRequired,
 }
 
 impl AuthError {
@@ -101,6 +116,10 @@ impl AuthError {
             Self::RevokedApiKey => "revoked_api_key",
             Self::Inactive => "inactive",
             Self::SenderConstrained => "sender_constrained",
+            Self::Unbound => "unbound_token",
+            Self::BadProof => "bad_proof",
+            Self::ReplayedProof => "replayed_proof",
+            Self::NonceRequired => "nonce_required",
         }
     }
 
@@ -114,6 +133,10 @@ impl AuthError {
                 (StatusCode::FORBIDDEN, Some("insufficient_scope"))
             }
             Self::RepeatedToken => (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            Self::BadProof | Self::ReplayedProof => {
+                (StatusCode::UNAUTHORIZED, Some("invalid_dpop_proof"))
+            }
+            Self::NonceRequired => (StatusCode::UNAUTHORIZED, Some("use_dpop_nonce")),
             _ => (StatusCode::UNAUTHORIZED, Some("invalid_token")),
         }
     }
@@ -128,12 +151,27 @@ impl AuthError {
     /// when a token came. A route that publishes resource metadata adds
     /// its own parameters after these (`resource_metadata`).
     pub fn challenge_text(self) -> String {
+        let scheme = if self.of_proof() { "DPoP" } else { "Bearer" };
+        self.challenge_in(scheme)
+    }
+
+    /// Its challenge in `scheme` (`Bearer`, or `DPoP`: RFC 9449 §7.1).
+    pub fn challenge_in(self, scheme: &str) -> String {
         match self.status_and_code().1 {
-            None => r#"Bearer realm="portero""#.to_string(),
+            None => format!(r#"{scheme} realm="portero""#),
             Some(code) => {
-                format!(r#"Bearer realm="portero", error="{code}", error_description="{self}""#)
+                format!(r#"{scheme} realm="portero", error="{code}", error_description="{self}""#)
             }
         }
+    }
+
+    /// A refusal of the DPoP proof, not of the token: said in the DPoP
+    /// challenge alone.
+    pub fn of_proof(self) -> bool {
+        matches!(
+            self,
+            Self::BadProof | Self::ReplayedProof | Self::NonceRequired
+        )
     }
 
     /// The reason's place in `ALL`, for what is made once per reason.
@@ -145,7 +183,7 @@ impl AuthError {
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 24] = [
+    pub const ALL: [AuthError; 28] = [
         Self::MissingToken,
         Self::RepeatedToken,
         Self::Malformed,
@@ -170,5 +208,9 @@ impl AuthError {
         Self::RevokedApiKey,
         Self::Inactive,
         Self::SenderConstrained,
+        Self::Unbound,
+        Self::BadProof,
+        Self::ReplayedProof,
+        Self::NonceRequired,
     ];
 }

@@ -26,8 +26,14 @@ use key::ProofKey;
 use nonce::{Freshness, Nonces};
 use replay::{Replays, Seen};
 
-/// Seconds a proof is taken after its `iat` (and the leeway before it).
+/// Seconds a proof is taken after its `iat`.
 pub const PROOF_AGE: i64 = 60;
+
+/// Seconds an `iat` may be ahead of this instance's clock.
+pub const PROOF_SKEW: i64 = 15;
+
+/// How long a proof is remembered: past it, its `iat` is too old.
+pub const REPLAY_LIFETIME: i64 = PROOF_AGE + PROOF_SKEW;
 
 /// A proof longer than this is refused unread (an RSA key of 4096 bits
 /// and its signature fit in a quarter of it).
@@ -98,8 +104,6 @@ pub struct Expected<'a> {
     /// A server nonce is required.
     pub nonce: bool,
     pub now: i64,
-    /// Seconds of clock difference allowed for an `iat` ahead of `now`.
-    pub leeway: i64,
 }
 
 /// Why a proof is refused.
@@ -162,18 +166,22 @@ pub struct Proofs {
     /// A proof made before this instance started is refused: its replay
     /// cache began empty then.
     started: i64,
+    /// The store is shared by other instances: each proof is claimed in
+    /// it too ([`Proven::replay_key`]).
+    pub shared: bool,
 }
 
 impl Proofs {
     /// `secret` is shared by every instance (the nonces); `started` is
-    /// this process's start, `leeway` the validation leeway.
-    pub fn new(secret: &[u8], started: i64, leeway: i64) -> Proofs {
+    /// this process's start; `shared`, whether other instances share the store.
+    pub fn new(secret: &[u8], started: i64, shared: bool) -> Proofs {
         Proofs {
             nonces: Nonces::new(secret),
-            replays: Replays::new(PROOF_AGE + 2 * leeway),
+            replays: Replays::new(REPLAY_LIFETIME),
             keys: quick_cache::sync::Cache::new(4096),
             hasher: Default::default(),
             started,
+            shared,
         }
     }
 
@@ -260,7 +268,7 @@ impl Proofs {
             .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)))
             .ok_or(Refused::Invalid("iat"))?;
         let now = expected.now;
-        if iat > now + expected.leeway || iat < now - PROOF_AGE - expected.leeway {
+        if iat > now + PROOF_SKEW || iat < now - PROOF_AGE {
             return Err(Refused::Invalid("iat is not recent"));
         }
         if iat < self.started {

@@ -237,21 +237,15 @@ impl Inner {
             Ok(Read::Active { claims, exp }) => {
                 let ttl = self.config.cache_ttl.as_secs() as i64;
                 let until = exp.unwrap_or(i64::MAX).min(now + ttl);
+                // The token itself is never kept: only the key it is cached by.
                 let verified = Claims::parse(claims)
                     .map_err(|e| e.to_string())
-                    .and_then(|c| {
-                        // The token itself is never kept: only the key it is cached by.
-                        Verified::vouched(self.issuer, c, "").map_err(|e| e.to_string())
-                    });
+                    .map(|c| Verified::introspected(self.issuer, c));
                 match verified {
-                    Ok(v) if until > now => {
-                        self.series.active.inc();
-                        Answer::Active {
-                            verified: Arc::new(v),
-                            until,
-                        }
+                    Ok(Err(AuthError::SenderConstrained)) => {
+                        self.inactive(now, "sender-constrained", AuthError::SenderConstrained)
                     }
-                    Ok(_) => self.inactive(now, "expired", AuthError::Inactive),
+                    Ok(verified) => self.active(now, until, verified),
                     Err(e) => self.failed(now, &e),
                 }
             }
@@ -260,6 +254,21 @@ impl Inner {
                 self.inactive(now, "sender-constrained", AuthError::SenderConstrained)
             }
             Err(e) => self.failed(now, &e),
+        }
+    }
+
+    /// An active answer's claims read, kept until `until`.
+    fn active(&self, now: i64, until: i64, verified: Result<Verified, AuthError>) -> Answer {
+        match verified {
+            Ok(v) if until > now => {
+                self.series.active.inc();
+                Answer::Active {
+                    verified: Arc::new(v),
+                    until,
+                }
+            }
+            Ok(_) => self.inactive(now, "expired", AuthError::Inactive),
+            Err(e) => self.failed(now, &e.to_string()),
         }
     }
 

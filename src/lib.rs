@@ -65,8 +65,9 @@
 //!   and the provider's tokens kept fresh (`refresh`).
 //! - `client_addr`: the client's address, through trusted proxies.
 //! - `cors`: CORS preflights answered and responses marked, per route policy.
-//! - `resource_metadata`: protected routes' RFC 9728 metadata documents and the
-//!   challenges that name them, made once per config.
+//! - `resource_metadata`: protected routes' RFC 9728 metadata documents,
+//!   made once per config; `challenges`: each route's `WWW-Authenticate`
+//!   challenges (`Bearer`, `DPoP` with its algorithms, the metadata's URL).
 //! - `forwarding`: what the upstream is told: stripped, injected and forwarded headers.
 //! - `live`: the snapshot a reload swaps: a `LiveIssuer` per issuer, a `LiveRoute` per route,
 //!   keys, upstream groups, settings; `Live::assemble` builds it for server start and reload.
@@ -108,6 +109,7 @@ pub mod access_log;
 mod admin;
 pub mod api_keys;
 pub mod auth;
+mod challenges;
 pub mod claim_path;
 pub mod claims;
 mod client_addr;

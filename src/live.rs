@@ -89,15 +89,15 @@ pub struct LiveRoute {
     pub series: RouteSeries,
     /// Its limits; a reload keeps an unchanged route's counts.
     pub limiter: Arc<Limiter>,
-    /// On a route that publishes resource metadata: its refusals'
-    /// challenges, by [`AuthError::index`](crate::auth::AuthError::index).
-    challenges: Option<Box<[HeaderValue]>>,
+    /// On a route that takes DPoP or publishes resource metadata: its
+    /// refusals' challenges, by [`AuthError::index`](crate::auth::AuthError::index).
+    challenges: Option<Box<[Box<[HeaderValue]>]>>,
 }
 
 impl LiveRoute {
-    /// The route's own challenge for `reason`, if it has one (it publishes
-    /// resource metadata); else every route's (`respond`).
-    pub fn challenge(&self, reason: crate::auth::AuthError) -> Option<&HeaderValue> {
+    /// The route's own challenges for `reason`, if it has them (it takes
+    /// DPoP or publishes resource metadata); else every route's (`respond`).
+    pub fn challenge(&self, reason: crate::auth::AuthError) -> Option<&[HeaderValue]> {
         Some(&self.challenges.as_ref()?[reason.index()])
     }
 }
@@ -358,7 +358,7 @@ fn live_routes(config: &Config, previous: Option<&Live>, metrics: &Metrics) -> V
         .map(|(limiter, route)| LiveRoute {
             series: metrics.route_series(route),
             limiter,
-            challenges: crate::resource_metadata::challenges(route),
+            challenges: crate::challenges::of_route(route),
         })
         .collect()
 }

@@ -36,6 +36,7 @@ use crate::trace_context::{RequestIds, Sent};
 use crate::upstream::request_body;
 
 mod admission;
+mod binding;
 mod context;
 mod decision;
 mod forward;
@@ -72,12 +73,17 @@ pub struct GatewayState {
     pub spans: Option<Spans>,
     /// Browser sessions of the routes that sign people in (`login`).
     pub sessions: Arc<crate::session::BrowserSessions>,
+    /// DPoP proofs: their nonces, the proofs taken, the keys read.
+    pub proofs: Arc<crate::dpop::Proofs>,
 }
 
 /// The public listeners' request handler.
 pub struct Gateway {
     shared: Arc<GatewayState>,
 }
+
+/// RFC 9449 §8.1: the nonce a client's next DPoP proofs carry.
+const DPOP_NONCE: http::HeaderName = http::HeaderName::from_static("dpop-nonce");
 
 /// Where the public keys of asymmetric issuers are published (RFC 8414 §2 `jwks_uri`).
 const JWKS_PATH: &str = "/.well-known/jwks.json";
@@ -116,6 +122,7 @@ impl Gateway {
                 &retrusted
             }
         };
+        (ctx.tls, ctx.from_trusted_proxy) = (peer.tls, peer.trusted);
         // Only the log and the span need the path after the request has gone
         // upstream: the URI is kept (its bytes shared, not copied).
         let logged = (settings.access_log || self.shared.spans.is_some())
@@ -148,6 +155,13 @@ impl Gateway {
             if !ctx.preflight {
                 cors::decorate(cors, ctx.origin.take(), response.headers_mut());
             }
+        }
+        if let Some(nonce) = ctx
+            .dpop_nonce
+            .take()
+            .and_then(|n| binding::nonce_header(&n))
+        {
+            response.headers_mut().insert(DPOP_NONCE, nonce);
         }
         if let (Some(report), Some(i)) = (ctx.rate.take(), ctx.route) {
             live.route(i).limiter.report(report, response.headers_mut());

@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::{json, Map, Value};
 
-use crate::auth::AuthError;
 use crate::config::{Policy, ProtectedResource, Route, RouteAction};
 
 /// Every metadata document of a config, by the path it is served at.
@@ -38,7 +37,7 @@ impl Documents {
                 .or_default()
                 .push(Document {
                     host: route.host.clone(),
-                    body: document(resource, &policy.scopes),
+                    body: document(resource, policy),
                 });
         }
         Documents { by_path }
@@ -95,8 +94,10 @@ fn published(route: &Route) -> Option<(&Policy, &ProtectedResource)> {
 
 /// The metadata document (RFC 9728 §2): `resource`, `authorization_servers`,
 /// `scopes_supported` (the scopes the route requires, when it requires
-/// any), `bearer_methods_supported`.
-fn document(resource: &ProtectedResource, scopes: &[String]) -> Bytes {
+/// any), `bearer_methods_supported`, and DPoP's: the algorithms a proof
+/// may use, and whether only bound tokens are taken.
+fn document(resource: &ProtectedResource, policy: &Policy) -> Bytes {
+    let scopes = &policy.scopes;
     let mut doc = Map::new();
     doc.insert("resource".into(), json!(resource.resource));
     let servers = json!(resource.authorization_servers);
@@ -106,42 +107,23 @@ fn document(resource: &ProtectedResource, scopes: &[String]) -> Bytes {
     }
     let methods = json!(resource.bearer_methods);
     doc.insert("bearer_methods_supported".into(), methods);
+    if policy.sender.dpop {
+        let algs = json!(policy.sender.algorithms.list());
+        doc.insert("dpop_signing_alg_values_supported".into(), algs);
+    }
+    if policy.sender.required {
+        doc.insert("dpop_bound_access_tokens_required".into(), json!(true));
+    }
     Value::Object(doc).to_string().into()
 }
 
-/// A route's challenges, by [`AuthError::index`]: each refusal's own, with
-/// `scope` (the route's required scopes, on a `401` and on a `403` for a
-/// missing scope: RFC 6750 §3.1, MCP's scope selection) and then
-/// `resource_metadata` (RFC 9728 §5.1). `None` for a route that publishes
-/// no metadata: it answers with the challenges every route does.
-pub fn challenges(route: &Route) -> Option<Box<[HeaderValue]>> {
-    let (policy, resource) = published(route)?;
-    let scope = policy.scopes.join(" ");
-    let challenges = AuthError::ALL.map(|reason| {
-        let named =
-            !scope.is_empty() && (reason.is_unauthorized() || reason == AuthError::MissingScope);
-        let scope = if named {
-            format!(r#", scope="{scope}""#)
-        } else {
-            String::new()
-        };
-        let text = format!(
-            r#"{}{scope}, resource_metadata="{}""#,
-            reason.challenge_text(),
-            resource.document_url
-        );
-        HeaderValue::try_from(text).expect("the check admits URL paths and scope tokens only")
-    });
-    Some(Box::new(challenges))
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use super::*;
 
-    fn route(host: &str, path: &str, scopes: &[&str]) -> Route {
+    pub(crate) fn route(host: &str, path: &str, scopes: &[&str]) -> Route {
         let mut policy = Policy::bearer(1);
         policy.scopes = scopes.iter().map(|s| s.to_string()).collect();
         let path_part = path.trim_end_matches('/');
@@ -241,53 +223,12 @@ mod tests {
                 "authorization_servers": ["https://api.test/oauth2/as"],
                 "scopes_supported": ["mcp:read", "mcp:write"],
                 "bearer_methods_supported": ["header"],
+                "dpop_signing_alg_values_supported": crate::dpop::ALGORITHMS,
             })
         );
         let docs = Documents::new(&[route("*", "/mcp", &[])]);
         let body = find(&docs, "x", "/.well-known/oauth-protected-resource/mcp").unwrap();
         let body: Value = serde_json::from_slice(body).unwrap();
         assert!(body.get("scopes_supported").is_none(), "{body}");
-    }
-
-    #[test]
-    fn challenges_add_scope_and_resource_metadata_to_each_refusal() {
-        let url = "https://api.test/.well-known/oauth-protected-resource/mcp";
-        let all = challenges(&route("*", "/mcp", &["a", "b"])).unwrap();
-        let of = |reason: AuthError| all[reason.index()].to_str().unwrap().to_string();
-        assert_eq!(
-            of(AuthError::MissingToken),
-            format!(r#"Bearer realm="portero", scope="a b", resource_metadata="{url}""#)
-        );
-        assert_eq!(
-            of(AuthError::Expired),
-            format!(
-                r#"Bearer realm="portero", error="invalid_token", error_description="token expired", scope="a b", resource_metadata="{url}""#
-            )
-        );
-        assert_eq!(
-            of(AuthError::MissingScope),
-            format!(
-                r#"Bearer realm="portero", error="insufficient_scope", error_description="required scope missing", scope="a b", resource_metadata="{url}""#
-            )
-        );
-        // A scope would not cure a missing role.
-        assert!(!of(AuthError::MissingRole).contains("scope=\""));
-        assert!(of(AuthError::MissingRole).ends_with(&format!(r#"resource_metadata="{url}""#)));
-        let unscoped = challenges(&route("*", "/mcp", &[])).unwrap();
-        let missing = unscoped[AuthError::MissingToken.index()].to_str().unwrap();
-        assert_eq!(
-            missing,
-            format!(r#"Bearer realm="portero", resource_metadata="{url}""#)
-        );
-        let mut public = route("*", "/mcp", &[]);
-        public.action = RouteAction::Proxy {
-            upstream: 0,
-            strip_prefix: false,
-            policy: Some(Policy::bearer(1)),
-            upgrades: vec![],
-            underscores_in_headers: false,
-            method_override: false,
-        };
-        assert!(challenges(&public).is_none());
     }
 }

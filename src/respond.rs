@@ -66,13 +66,13 @@ pub enum RequestError {
 /// The refusal `err` as the client gets it, in gRPC's terms on a gRPC
 /// request, with what it asks of the client: the methods the path takes
 /// (`allow`, with `MethodNotRouted`), and for a refused credential the
-/// route's own challenge where it has one (it names the route's resource
-/// metadata) in place of every route's.
+/// route's own challenges where it has them (DPoP's, its resource
+/// metadata's) in place of every route's.
 pub fn refusal(
     err: RequestError,
     grpc: bool,
     allow: Option<&HeaderValue>,
-    challenge: Option<&HeaderValue>,
+    challenge: Option<&[HeaderValue]>,
 ) -> Response<GatewayBody> {
     let mut response = match grpc {
         true => grpc_error(err),
@@ -83,10 +83,12 @@ pub fn refusal(
             .headers_mut()
             .insert(http::header::ALLOW, allow.clone());
     }
-    if let (RequestError::Denied(_), Some(challenge)) = (err, challenge) {
-        response
-            .headers_mut()
-            .insert(http::header::WWW_AUTHENTICATE, challenge.clone());
+    if let (RequestError::Denied(_), Some(challenges)) = (err, challenge) {
+        let headers = response.headers_mut();
+        headers.remove(http::header::WWW_AUTHENTICATE);
+        for challenge in challenges {
+            headers.append(http::header::WWW_AUTHENTICATE, challenge.clone());
+        }
     }
     response
 }

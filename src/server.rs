@@ -119,7 +119,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     let metrics = Metrics::new(&config);
     crate::access_log::count_drops_in(metrics.log_lines_dropped.clone());
     let limits = ConnectionLimits::of(&config, &metrics);
-    let (store, revocations, api_keys) = open_store(&side, &config, &metrics)?;
+    let (store, revocations, api_keys, proofs) = open_store(&side, &config, &metrics)?;
     let echo = start_echo_upstreams(&side, &config, echo_listeners)?;
     // External issuers' keys are fetched on the side runtime. Subscribed
     // before the first fetch can publish: keys that arrive while the
@@ -170,6 +170,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
             store.clone(),
             revocations.clone(),
         )),
+        proofs,
     });
     side.spawn(follow_external_keys(shared.clone(), external_changes));
     let started = Arc::new(AtomicBool::new(false));
@@ -279,11 +280,13 @@ impl ConnectionLimits {
 
 /// The store, and every revocation in it, in memory before the first
 /// request is served.
-/// The store, and the revocations and API keys read from it at start.
+/// The store, the revocations and API keys read from it at start, and
+/// DPoP's checking with the nonces' key it keeps.
 type StoreHandles = (
     Arc<dyn Store>,
     Arc<Revocations>,
     Arc<crate::api_keys::Index>,
+    Arc<crate::dpop::Proofs>,
 );
 
 fn open_store(
@@ -310,7 +313,10 @@ fn open_store(
     let api_keys = side
         .block_on(api_key_index(store.as_ref(), metrics))
         .map_err(store_error)?;
-    Ok((store, revocations, api_keys))
+    let proofs = side
+        .block_on(dpop_proofs(store.as_ref()))
+        .map_err(store_error)?;
+    Ok((store, revocations, api_keys, proofs))
 }
 
 /// Every API key's record, hashed with the key the store keeps for them
@@ -326,6 +332,17 @@ async fn api_key_index(
         records,
         metrics.api_key_requests.clone(),
     )))
+}
+
+/// DPoP proofs' checking, with nonces under a key every instance shares
+/// (a control character: no issuer is named so).
+async fn dpop_proofs(store: &dyn Store) -> Result<Arc<crate::dpop::Proofs>, StoreError> {
+    let secret = crate::store::shared_secret(store, "\u{1}dpop-nonces", "dpop-nonces").await?;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let shared = store.master().is_some();
+    Ok(Arc::new(crate::dpop::Proofs::new(&secret, started, shared)))
 }
 
 /// Writes when API keys were last used to the store, once a minute: the

@@ -441,3 +441,90 @@ async fn a_provider_down_leaves_kept_tokens_working_and_turns_new_ones_away() {
             >= 1.0
     );
 }
+
+/// Two gateways sharing one Redis, in front of the provider: `/orders`
+/// takes bearer and DPoP-bound tokens, `/vault` bound ones only, with
+/// server nonces.
+fn dpop_config(provider: &Provider, up: &Upstream, redis: &str, prefix: &str) -> String {
+    format!(
+        "[store]\nbackend = \"redis\"\nurl = \"{redis}\"\nkey_prefix = \"{prefix}\"\n\n{}\n\
+         [[routes]]\nname = \"vault\"\npath = \"/vault\"\nupstream = \"api\"\n\
+         issuers = [\"provider\"]\naudience = \"{RESOURCE}\"\n\
+         token_binding = \"required\"\ndpop_nonce = true\ndpop_algs = [\"ES256\", \"EdDSA\"]\n",
+        config(provider, up)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth4webapi_opens_routes_with_a_providers_dpop_token_and_each_proof_once_on_two_instances(
+) {
+    if !provider_installed() {
+        return;
+    }
+    let Some(redis) = common::redis::shared() else {
+        return;
+    };
+    let up = Upstream::start("orders").await;
+    let provider = Provider::start("ES256");
+    let prefix = shared_store::prefix();
+    let a = Gateway::start(&dpop_config(&provider, &up, &redis, &prefix)).await;
+    let b = Gateway::start(&dpop_config(&provider, &up, &redis, &prefix)).await;
+    let out = Command::new("node")
+        .arg("dpop_route.mjs")
+        .current_dir(PROVIDER_DIR)
+        .env("ISSUER", &provider.issuer)
+        .env("CLIENT_ID", CLIENT)
+        .env("CLIENT_SECRET", SECRET)
+        .env("SCOPE", "orders:read")
+        .env("A", a.url(""))
+        .env("B", b.url(""))
+        .output()
+        .expect("node runs the DPoP client");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{}\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            a.log(),
+            b.log()
+        )
+    });
+    let ok = json!({"first": "ok", "result": 200});
+    assert_eq!(seen["token_type"], "dpop", "{seen}");
+    assert_eq!(seen["orders_a"], ok, "{seen}\n{}", a.log());
+    assert_eq!(seen["orders_b"], ok, "{seen}\n{}", b.log());
+    // The route that asks for nonces: refused once with one, then taken.
+    let retried = json!({"first": "use_dpop_nonce", "result": 200});
+    assert_eq!(seen["vault_a"], retried, "{seen}\n{}", a.log());
+    let refused = |name: &str, error: &str| {
+        let answer = &seen[name];
+        assert_eq!(answer["status"], 401, "{name}: {seen}");
+        let challenge = answer["challenge"].as_str().unwrap_or_default();
+        assert!(
+            challenge.contains(&format!("error=\"{error}\"")),
+            "{name}: {challenge}"
+        );
+    };
+    // One proof, taken once: again on A, and on B (one Redis between them).
+    refused("replayed_on_a", "invalid_dpop_proof");
+    refused("replayed_on_b", "invalid_dpop_proof");
+    // A stolen copy without its key, sent as a bearer token (RFC 9449 §7.2).
+    refused("as_bearer", "invalid_token");
+    // A proof of another URI.
+    refused("vault_proof_at_orders", "invalid_dpop_proof");
+    for (gw, route, reason) in [
+        (&a, "read", "replayed_proof"),
+        (&b, "read", "replayed_proof"),
+        (&a, "read", "sender_constrained"),
+        (&a, "read", "bad_proof"),
+        (&a, "vault", "nonce_required"),
+    ] {
+        let labels = [("route", route), ("result", "deny"), ("reason", reason)];
+        let counted = gw.wait_metric("portero_auth_decisions_total", &labels, 1.0);
+        assert!(counted.await >= 1.0, "{reason}: {seen}\n{}", gw.log());
+    }
+    assert_eq!(
+        up.requests(),
+        3,
+        "only the proven requests reached the upstream"
+    );
+}

@@ -16,6 +16,15 @@ use crate::header_name::{
     any_cookie, one_request_cookie, param_reads_as, query_names, same_field, spelled_apart,
 };
 
+/// A request's credential, and how it came.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Presented<'r> {
+    pub token: Cow<'r, str>,
+    /// `Authorization: DPoP <token>` (RFC 9449 §7.1): its sender says it
+    /// holds the key the token is bound to, and sends a proof.
+    pub dpop: bool,
+}
+
 impl Policy {
     /// The request's token, from the one source of `token_from` that has
     /// it. The credential must come once: from two sources, or twice from
@@ -25,7 +34,7 @@ impl Policy {
         &self,
         headers: &'r HeaderMap,
         query: Option<&'r str>,
-    ) -> Result<Cow<'r, str>, AuthError> {
+    ) -> Result<Presented<'r>, AuthError> {
         let (mut found, mut stray) = (None, false);
         for source in &self.token_from {
             match source.extract(headers, query) {
@@ -62,9 +71,20 @@ impl TokenSource {
         &self,
         headers: &'r HeaderMap,
         query: Option<&'r str>,
-    ) -> Result<Cow<'r, str>, AuthError> {
+    ) -> Result<Presented<'r>, AuthError> {
+        let mut dpop = false;
         let token = match self {
-            Self::Bearer => bearer(single(headers, &AUTHORIZATION)?).unwrap_or(""),
+            Self::Bearer => {
+                let value = single(headers, &AUTHORIZATION)?;
+                match bearer(value) {
+                    Some(token) => token,
+                    None => {
+                        let token = scheme(value, "dpop");
+                        dpop = token.is_some();
+                        token.unwrap_or("")
+                    }
+                }
+            }
             Self::RawAuthorization => {
                 let v = single(headers, &AUTHORIZATION)?.trim();
                 bearer(v).unwrap_or(v)
@@ -81,12 +101,18 @@ impl TokenSource {
             Self::Cookie(name) => one_request_cookie(headers, name)
                 .map_err(|()| AuthError::RepeatedToken)?
                 .unwrap_or(""),
-            Self::Query(name) => return query_param(query.unwrap_or(""), name),
+            Self::Query(name) => {
+                let token = query_param(query.unwrap_or(""), name)?;
+                return Ok(Presented { token, dpop });
+            }
         };
         if token.is_empty() {
             return Err(AuthError::MissingToken);
         }
-        Ok(Cow::Borrowed(token))
+        Ok(Presented {
+            token: Cow::Borrowed(token),
+            dpop,
+        })
     }
 }
 
@@ -102,17 +128,20 @@ impl TokenSource {
                 query.is_some_and(|q| query_names(q).any(|n| param_reads_as(n, name)))
             }
             Self::Header(name) => headers.contains_key(name),
-            // `Bearer\t<t>`, `Bearer <t>\xa0`: portero reads no token, a
-            // framework that splits at any white space does.
+            // `Bearer\t<t>`, `Bearer <t>\xa0`, `DPoP\t<t>`: portero reads
+            // no token, a framework that splits at any white space does.
             Self::Bearer => headers.get_all(AUTHORIZATION).iter().any(|v| {
                 let v = v.as_bytes();
                 let start = v
                     .iter()
                     .position(|b| !matches!(b, b'\t' | b' ' | 0x85 | 0xa0));
                 start.is_some_and(|s| {
-                    v[s..]
-                        .get(..6)
-                        .is_some_and(|w| w.eq_ignore_ascii_case(b"bearer"))
+                    let named = |scheme: &[u8]| {
+                        v[s..]
+                            .get(..scheme.len())
+                            .is_some_and(|w| w.eq_ignore_ascii_case(scheme))
+                    };
+                    named(b"bearer") || named(b"dpop")
                 })
             }),
             Self::RawAuthorization => headers.contains_key(AUTHORIZATION),
@@ -152,11 +181,18 @@ fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h str, Auth
 }
 
 /// The scheme name is case-insensitive (RFC 7235 §2.1).
+#[inline]
 fn bearer(value: &str) -> Option<&str> {
-    // `Bearer ` is told by its place, not found by a search.
+    scheme(value, "bearer")
+}
+
+/// The credential after scheme `name` (lower case) and a space: the
+/// scheme is told by its place, not found by a search.
+#[inline]
+fn scheme<'v>(value: &'v str, name: &str) -> Option<&'v str> {
     let value = value.trim();
-    let (scheme, rest) = (value.get(..6)?, value.get(6..)?);
-    (scheme.eq_ignore_ascii_case("bearer") && rest.starts_with(' ')).then(|| rest.trim())
+    let (scheme, rest) = (value.get(..name.len())?, value.get(name.len()..)?);
+    (scheme.eq_ignore_ascii_case(name) && rest.starts_with(' ')).then(|| rest.trim())
 }
 
 impl Policy {
@@ -318,7 +354,7 @@ mod tests {
     }
 
     fn ex(source: &TokenSource, h: &HeaderMap) -> Result<String, AuthError> {
-        source.extract(h, None).map(Cow::into_owned)
+        source.extract(h, None).map(|p| p.token.into_owned())
     }
 
     #[test]
@@ -327,7 +363,7 @@ mod tests {
         let bearer = ("authorization", "Bearer good");
         for cookie in ["a=b tok=x", "tok[0]=x", "secure tok=x", "TOK=x", "tok"] {
             let h = headers(&[bearer, ("cookie", cookie)]);
-            let got = policy.token(&h, None).map(Cow::into_owned);
+            let got = policy.token(&h, None).map(|p| p.token.into_owned());
             assert_eq!(got, Err(AuthError::RepeatedToken), "{cookie}");
         }
         let mut not_text = headers(&[bearer]);
@@ -335,7 +371,7 @@ mod tests {
         assert_eq!(policy.token(&not_text, None), Err(AuthError::RepeatedToken));
         let h = headers(&[bearer]);
         for query in ["access.token=x", "access_token[]=x", "access_token%00=x"] {
-            let got = policy.token(&h, Some(query)).map(Cow::into_owned);
+            let got = policy.token(&h, Some(query)).map(|p| p.token.into_owned());
             assert_eq!(got, Err(AuthError::RepeatedToken), "{query}");
         }
         // A bearer header portero reads no token in, beside a cookie token.
@@ -347,16 +383,22 @@ mod tests {
         ] {
             let mut h = headers(&[("cookie", "tok=good")]);
             h.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
-            let got = policy.token(&h, None).map(Cow::into_owned);
+            let got = policy.token(&h, None).map(|p| p.token.into_owned());
             assert_eq!(got, Err(AuthError::RepeatedToken), "{value:?}");
         }
         let h = headers(&[("cookie", "tok=good"), ("authorization", "Basic eDp5")]);
-        assert_eq!(policy.token(&h, None), Ok("good".into()));
+        assert_eq!(
+            policy.token(&h, None).map(|p| p.token.into_owned()),
+            Ok("good".into())
+        );
         let header = with_sources(&["bearer", "header:x-api-token"]);
         let h = headers(&[bearer, ("x.api.token", "x")]);
         assert_eq!(header.token(&h, None), Err(AuthError::RepeatedToken));
         let h = headers(&[bearer, ("cookie", "stok=x; tok_id=y")]);
-        assert_eq!(policy.token(&h, Some("a=1")), Ok("good".into()));
+        assert_eq!(
+            policy.token(&h, Some("a=1")).map(|p| p.token.into_owned()),
+            Ok("good".into())
+        );
         // Alone, such a copy is no token.
         let h = headers(&[("cookie", "a=b tok=x")]);
         assert_eq!(policy.token(&h, None), Err(AuthError::MissingToken));
@@ -375,7 +417,7 @@ mod tests {
     fn query_tokens_are_read_as_the_upstream_reads_them() {
         let p = with_sources(&["bearer", "query:access_token"]);
         let none = HeaderMap::new();
-        let token = |q: &str| p.token(&none, Some(q)).map(Cow::into_owned);
+        let token = |q: &str| p.token(&none, Some(q)).map(|p| p.token.into_owned());
         assert_eq!(token("a=1&access_token=t.o.k"), Ok("t.o.k".into()));
         assert_eq!(token("access%5Ftoken=t%2Eo.k"), Ok("t.o.k".into()));
         assert_eq!(token("access_token="), Err(AuthError::MissingToken));
@@ -390,7 +432,12 @@ mod tests {
             p.token(&both, Some("access_token=b")),
             Err(AuthError::RepeatedToken)
         );
-        assert_eq!(p.token(&both, None).as_deref(), Ok("a"));
+        assert_eq!(
+            p.token(&both, None)
+                .map(|p| p.token.into_owned())
+                .as_deref(),
+            Ok("a")
+        );
     }
 
     #[test]
@@ -416,6 +463,26 @@ mod tests {
             ex(&s, &headers(&[("authorization", "Bearer ")])),
             Err(AuthError::MissingToken)
         );
+        // RFC 9449 §7.1: the DPoP scheme, told apart from Bearer.
+        let h = headers(&[("authorization", "DPoP abc")]);
+        let dpop = s.extract(&h, None);
+        assert_eq!(
+            dpop,
+            Ok(Presented {
+                token: "abc".into(),
+                dpop: true
+            })
+        );
+        let h = headers(&[("authorization", "Bearer abc")]);
+        let bearer = s.extract(&h, None);
+        assert!(!bearer.unwrap().dpop);
+        for value in ["DPoPabc", "DPoP ", "DPoP\tabc"] {
+            let h = headers(&[("authorization", value)]);
+            assert_eq!(ex(&s, &h), Err(AuthError::MissingToken), "{value}");
+        }
+        let policy = with_sources(&["bearer", "cookie:tok"]);
+        let h = headers(&[("cookie", "tok=good"), ("authorization", "DPoP\tx")]);
+        assert_eq!(policy.token(&h, None), Err(AuthError::RepeatedToken));
     }
 
     #[test]
@@ -478,7 +545,7 @@ mod tests {
         let q = |s: &str| {
             query
                 .extract(&HeaderMap::new(), Some(s))
-                .map(Cow::into_owned)
+                .map(|p| p.token.into_owned())
         };
         for other in [
             "ACCESS_TOKEN=forged",

@@ -34,6 +34,37 @@ pub struct Verified {
     /// `sha256:` and the hex digest of a JWT without `jti` (of its header
     /// and payload, which its signature signs): the id it is revoked by.
     digest: Option<Box<str>>,
+    /// The key it is bound to (`cnf`), whose holder alone may use it.
+    pub binding: Option<Binding>,
+    /// Its SHA-256, made the first time a DPoP proof names it (`ath`).
+    hash: std::sync::OnceLock<[u8; 32]>,
+}
+
+/// What a token's `cnf` binds it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    /// A DPoP key, by its RFC 7638 thumbprint (`jkt`, RFC 9449 §6).
+    Dpop(Box<str>),
+    /// A client certificate, by the base64url SHA-256 of its DER
+    /// (`x5t#S256`, RFC 8705 §3.1).
+    Certificate(Box<str>),
+}
+
+impl Binding {
+    /// The binding a `cnf` claim states; `Err` for one portero cannot
+    /// check (another method, two at once, not an object): such a token
+    /// is refused, never taken as a bearer token.
+    pub fn of(cnf: Claim<'_>) -> Result<Binding, AuthError> {
+        let Claim::Json(serde_json::Value::Object(cnf)) = cnf else {
+            return Err(AuthError::SenderConstrained);
+        };
+        let text = |name| cnf.get(name).and_then(serde_json::Value::as_str);
+        match (cnf.len(), text("jkt"), text("x5t#S256")) {
+            (1, Some(jkt), None) if !jkt.is_empty() => Ok(Binding::Dpop(jkt.into())),
+            (1, None, Some(x5t)) if !x5t.is_empty() => Ok(Binding::Certificate(x5t.into())),
+            _ => Err(AuthError::SenderConstrained),
+        }
+    }
 }
 
 impl Verified {
@@ -87,6 +118,16 @@ impl Verified {
         Verified::of_claims(issuer, claims, None, credential.into())
     }
 
+    /// Claims a provider's introspection answer vouches for (RFC 7662
+    /// §2.2), with the binding its `cnf` states (RFC 9449 §6.2, RFC 8705
+    /// §3.2), held to the proof as a token's is.
+    pub fn introspected(issuer: usize, claims: Claims) -> Result<Verified, AuthError> {
+        let binding = claims.get("cnf").map(Binding::of).transpose()?;
+        let mut verified = Verified::of_claims(issuer, claims, None, Box::default())?;
+        verified.binding = binding;
+        Ok(verified)
+    }
+
     /// Its times read, and its `sub` and `jti` checked: strings (RFC 7519),
     /// or absent. A number or a list would reach the
     /// upstream as a subject no revocation by subject names.
@@ -108,9 +149,16 @@ impl Verified {
             exp: numeric_date(&claims, "exp")?,
             nbf: numeric_date(&claims, "nbf")?,
             iat: numeric_date(&claims, "iat")?,
+            binding: None,
+            hash: Default::default(),
             claims,
             digest,
         })
+    }
+
+    /// The SHA-256 of the credential (a DPoP proof's `ath` names it).
+    pub fn token_hash(&self, token: &str) -> &[u8; 32] {
+        self.hash.get_or_init(|| crate::dpop::token_hash(token))
     }
 
     /// The issuer's `iss`, which `verify` checked the claim against.
@@ -386,11 +434,11 @@ impl Validator {
             return Err(AuthError::WrongTokenUse);
         }
         // A token bound to a key (`cnf`: DPoP, a client certificate) opens
-        // a route only with a proof of that key, which portero does not
-        // check: sent as a bearer token, a stolen copy would pass.
-        if as_use == Use::Access && claims.get("cnf").is_some() {
-            return Err(AuthError::SenderConstrained);
-        }
+        // a route only with a proof of that key (`proxy::admission`).
+        let binding = match claims.get("cnf") {
+            Some(cnf) if as_use == Use::Access => Some(Binding::of(cnf)?),
+            _ => None,
+        };
         // Over what the signature signs: an ECDSA signature has a twin
         // (s and n - s) that verifies too, so the whole token's digest
         // would let a copy with the other one escape its revocation.
@@ -398,7 +446,9 @@ impl Validator {
             Some(_) => None,
             None => Some(token_digest(message).into()),
         };
-        Verified::of_claims(key.issuer, claims, digest, Box::default())
+        let mut verified = Verified::of_claims(key.issuer, claims, digest, Box::default())?;
+        verified.binding = binding;
+        Ok(verified)
     }
 }
 

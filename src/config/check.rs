@@ -18,6 +18,7 @@ mod principal;
 mod resource;
 mod route;
 pub(super) mod secret_hash;
+mod sender;
 mod session;
 mod shadow;
 mod sign_in;

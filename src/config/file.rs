@@ -308,6 +308,12 @@ pub(super) struct FileRoute {
     /// A rule in CEL over `claims` and `request` (`crate::rule`).
     pub(super) rule: Option<Spanned<String>>,
     pub(super) forward_token: Option<bool>,
+    /// `"allowed"` (bearer and bound tokens) or `"required"` (bound only).
+    pub(super) token_binding: Option<Spanned<String>>,
+    /// The algorithms a DPoP proof may be signed with.
+    pub(super) dpop_algs: Option<Spanned<Vec<String>>>,
+    /// DPoP proofs must carry a server nonce.
+    pub(super) dpop_nonce: Option<Spanned<bool>>,
     pub(super) cors: Option<Spanned<String>>,
     pub(super) upgrades: Option<Vec<Spanned<String>>>,
     #[serde(default)]

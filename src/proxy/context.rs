@@ -40,6 +40,12 @@ pub(super) struct RequestContext {
     pub(super) overridden: bool,
     /// With `MethodNotRouted`: the methods the path's routes take.
     pub(super) allow: Option<HeaderValue>,
+    /// The connection is TLS, and whether it is from a trusted proxy
+    /// (whose `X-Forwarded-Proto` and `-Host` name the client's URI).
+    pub(super) tls: bool,
+    pub(super) from_trusted_proxy: bool,
+    /// A DPoP nonce for the client (`DPoP-Nonce`, RFC 9449 §8.1).
+    pub(super) dpop_nonce: Option<std::sync::Arc<str>>,
 }
 
 impl RequestContext {
@@ -63,6 +69,9 @@ impl RequestContext {
             ids,
             overridden,
             allow: None,
+            tls: false,
+            from_trusted_proxy: false,
+            dpop_nonce: None,
         }
     }
 

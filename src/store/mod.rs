@@ -410,15 +410,25 @@ fn revocation_key(r: &Revocation) -> String {
 /// The secret API keys are hashed under: made on first use, the same on
 /// every instance after (kept beside issuers' generated signing keys).
 pub async fn api_key_pepper(store: &dyn Secrets) -> Result<api_keys::Pepper, StoreError> {
+    let kept = shared_secret(store, api_keys::PEPPER_NAME, "api-keys").await?;
+    Ok(api_keys::Pepper::new(&kept))
+}
+
+/// A random secret every instance holds alike, kept as `name`: made on
+/// first use, the same after.
+pub async fn shared_secret(
+    store: &dyn Secrets,
+    name: &str,
+    kid: &str,
+) -> Result<Vec<u8>, StoreError> {
     use rand::RngCore;
     let mut secret = vec![0u8; 32];
     rand::thread_rng().fill_bytes(&mut secret);
     let fresh = StoredSecret {
-        kid: "api-keys".into(),
+        kid: kid.into(),
         secret,
     };
-    let kept = store.secret_or_insert(api_keys::PEPPER_NAME, fresh).await?;
-    Ok(api_keys::Pepper::new(&kept.secret))
+    Ok(store.secret_or_insert(name, fresh).await?.secret)
 }
 
 /// The API-key secret only if the store holds it already. A shared store

@@ -445,7 +445,10 @@ fn spawn(config: &Path, log: &Path, admin_token: Option<&str>, fd_limit: Option<
             "portero-introspects-0123456789",
         )
         .env("TEST_REDIS_PASSWORD", redis::PASSWORD)
-        .env("PORTERO_LOG", "info")
+        .env(
+            "PORTERO_LOG",
+            std::env::var("PORTERO_TEST_LOG").unwrap_or("info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

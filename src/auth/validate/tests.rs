@@ -114,11 +114,25 @@ fn rejects_each_bad_token_with_its_reason() {
 }
 
 #[test]
-fn a_token_bound_to_a_key_is_refused_as_a_bearer_token() {
+fn a_token_bound_to_a_key_carries_its_binding_and_an_unknown_binding_is_refused() {
+    use super::Binding;
     let v = validator();
+    let jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+    let x5t = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2";
+    for (cnf, want) in [
+        (json!({"jkt": jkt}), Binding::Dpop(jkt.into())),
+        (json!({"x5t#S256": x5t}), Binding::Certificate(x5t.into())),
+    ] {
+        let mut c = good_claims();
+        c["cnf"] = cnf;
+        let verified = v.validate(&token(Some("ka"), c), &policy(), NOW).unwrap();
+        assert_eq!(verified.binding, Some(want));
+    }
     for cnf in [
-        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
-        json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+        json!({"jkt": jkt, "x5t#S256": x5t}),
+        json!({"jkt": jkt, "other": "x"}),
+        json!({"jkt": ""}),
+        json!({"jkt": 1}),
         json!({"jwk": {"kty": "EC", "crv": "P-256"}}),
         json!({}),
         json!(null),

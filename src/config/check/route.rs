@@ -58,6 +58,7 @@ impl Checker<'_> {
                     "a public route takes no issuers, roles, scopes, claims, headers or rule",
                 );
             }
+            self.sender(index, r, None);
             None
         } else {
             Some(self.policy(index, r, issuers, headers))
@@ -172,6 +173,7 @@ impl Checker<'_> {
                 "at most one issuer of a route may introspect tokens: name the route's issuers",
             );
         }
+        let sender = self.sender(index, r, Some(&token_from));
         Policy {
             introspect: introspected.first().copied(),
             issuer_mask,
@@ -199,6 +201,7 @@ impl Checker<'_> {
             resource: None,
             // `login`, once the issuers' login clients are known (`route_login`).
             login: None,
+            sender,
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 
 use crate::claim_path::ClaimPath;
+use crate::dpop::Algorithms;
 use crate::rule::Rule;
 
 #[derive(Debug, Clone)]
@@ -266,6 +267,33 @@ pub struct Policy {
     pub resource: Option<Arc<ProtectedResource>>,
     /// `login`: a browser session admits the request too.
     pub login: Option<super::RouteLogin>,
+    /// What it asks of tokens bound to a key.
+    pub sender: Sender,
+}
+
+/// What a route asks of tokens bound to a key (`cnf`): DPoP (RFC 9449).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sender {
+    /// `token_binding = "required"`: a token bound to no key is refused.
+    pub required: bool,
+    /// `dpop_algs`: what a proof may be signed with.
+    pub algorithms: Algorithms,
+    /// `dpop_nonce = true`: proofs carry a server nonce (RFC 9449 §9).
+    pub nonce: bool,
+    /// The route reads `Authorization` (`token_from` has `bearer`), so a
+    /// token may come as `DPoP`.
+    pub dpop: bool,
+}
+
+impl Default for Sender {
+    fn default() -> Sender {
+        Sender {
+            required: false,
+            algorithms: Algorithms::ALL,
+            nonce: false,
+            dpop: true,
+        }
+    }
 }
 
 impl Policy {
@@ -289,6 +317,7 @@ impl Policy {
             forward_api_key: false,
             resource: None,
             login: None,
+            sender: Sender::default(),
         }
     }
 }

@@ -1,0 +1,151 @@
+//! A verified token against what it is bound to (`cnf`) and how it came:
+//! a DPoP-bound token opens a route only as `Authorization: DPoP`, with a
+//! proof of the request signed by its key (RFC 9449 §7), taken once on
+//! every instance; sent as `Bearer`, it is a stolen copy's downgrade
+//! (§7.2). A route may take bound tokens only (`token_binding`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::HeaderValue;
+
+use super::admission::Asked;
+use super::{Gateway, RequestContext};
+use crate::auth::policy::Presented;
+use crate::auth::validate::{Binding, Verified};
+use crate::auth::AuthError;
+use crate::config::Sender;
+use crate::dpop::{self, Expected, Refused, Target};
+
+const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+impl Gateway {
+    /// `verified` as the route takes it, given how it was presented: a
+    /// bound token with its proof, or a bearer token where the route takes
+    /// one. A refusal is the reason, or the store out of reach.
+    pub(super) async fn check_binding(
+        &self,
+        sender: &Sender,
+        asked: Asked<'_>,
+        presented: &Presented<'_>,
+        verified: Arc<Verified>,
+        ctx: &mut RequestContext,
+    ) -> Result<Arc<Verified>, Bound> {
+        let jkt = match (&verified.binding, presented.dpop) {
+            (None, false) if sender.required => return Err(Bound::Refused(AuthError::Unbound)),
+            (None, false) => return Ok(verified),
+            (None, true) => return Err(Bound::Refused(AuthError::Unbound)),
+            (Some(_), false) => return Err(Bound::Refused(AuthError::SenderConstrained)),
+            (Some(Binding::Certificate(_)), true) => {
+                return Err(Bound::Refused(AuthError::SenderConstrained))
+            }
+            (Some(Binding::Dpop(jkt)), true) => jkt,
+        };
+        let parts = asked.parts;
+        let proof = one_proof(parts).ok_or(Bound::Refused(AuthError::BadProof))?;
+        let now = self.shared.clock.unix();
+        let target = target(parts, ctx).ok_or(Bound::Refused(AuthError::BadProof))?;
+        let expected = Expected {
+            method: parts.method.as_str(),
+            target,
+            token_hash: Some(verified.token_hash(&presented.token)),
+            algorithms: sender.algorithms,
+            nonce: sender.nonce,
+            now,
+        };
+        let proofs = &self.shared.proofs;
+        let proven = match proofs.check(proof, &expected) {
+            Ok(proven) => proven,
+            Err(refused) => return Err(self.refused_proof(refused, now, ctx)),
+        };
+        if *proven.thumbprint != **jkt {
+            tracing::debug!("DPoP proof signed by another key than the token's");
+            return Err(Bound::Refused(AuthError::BadProof));
+        }
+        if proofs.shared {
+            let ttl = Duration::from_secs(dpop::REPLAY_LIFETIME as u64);
+            match self.shared.store.claim(&proven.replay_key, ttl).await {
+                Ok(true) => {}
+                Ok(false) => return Err(Bound::Refused(AuthError::ReplayedProof)),
+                Err(_) => return Err(Bound::Unavailable),
+            }
+        }
+        ctx.dpop_nonce = proven.next_nonce;
+        Ok(verified)
+    }
+
+    /// A proof refused: its reason, and the nonce to use where one is asked for.
+    fn refused_proof(&self, refused: Refused, now: i64, ctx: &mut RequestContext) -> Bound {
+        Bound::Refused(match refused {
+            Refused::Invalid(why) => {
+                tracing::debug!(why, "DPoP proof refused");
+                AuthError::BadProof
+            }
+            Refused::Nonce => {
+                ctx.dpop_nonce = Some(self.shared.proofs.nonce(now));
+                AuthError::NonceRequired
+            }
+            Refused::Replayed => AuthError::ReplayedProof,
+            Refused::Full => {
+                tracing::warn!("DPoP replay cache full: proofs refused until it empties");
+                AuthError::ReplayedProof
+            }
+        })
+    }
+}
+
+/// Why a bound token did not pass.
+pub(super) enum Bound {
+    Refused(AuthError),
+    /// The shared store could not say whether the proof was taken before.
+    Unavailable,
+}
+
+/// The request's one `DPoP` field (RFC 9449 §4.3: not two), as text.
+fn one_proof(parts: &Parts) -> Option<&str> {
+    let mut all = parts.headers.get_all(DPOP).iter();
+    let (Some(proof), None) = (all.next(), all.next()) else {
+        return None;
+    };
+    proof.to_str().ok()
+}
+
+/// The URI the client named: over TLS `https`, or as a trusted proxy in
+/// front says (its `X-Forwarded-Proto` and `-Host`); the host the request
+/// names; the path as routed. `None` when no host is named.
+fn target<'p>(parts: &'p Parts, ctx: &RequestContext) -> Option<Target<'p>> {
+    let said = |name: &str| {
+        let mut all = parts.headers.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (Some(v), None) => v.to_str().ok().map(str::trim),
+            _ => None,
+        }
+    };
+    let mut https = ctx.tls;
+    let mut authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok())?;
+    if ctx.from_trusted_proxy {
+        if let Some(proto) = said(X_FORWARDED_PROTO) {
+            https = proto.eq_ignore_ascii_case("https");
+        }
+        if let Some(host) = said(X_FORWARDED_HOST).filter(|h| !h.is_empty()) {
+            authority = host;
+        }
+    }
+    Some(Target {
+        https,
+        authority,
+        path: parts.uri.path(),
+    })
+}
+
+/// The `DPoP-Nonce` field's value (RFC 9449 §8.1).
+pub(super) fn nonce_header(nonce: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(nonce).ok()
+}
