@@ -14,7 +14,8 @@
 # 10 streams) instead of wrk's HTTP/1.1. GRPC=1 sends unary gRPC calls
 # (h2load, as H2=1) to a copy of peers.toml whose upstream is the origin's
 # h2c listener: h2 both ways; give it the binary alone, the config is
-# added.
+# added. DPOP=1 sends a DPoP-bound token with a fresh proof per request
+# (benches/dpop_proofs.py makes them, benches/dpop.lua sends them).
 # Needs valgrind, nginx, wrk (or h2load), python3.
 #
 #   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
@@ -35,11 +36,19 @@ fi
 
 # load SECONDS: the load, its report on stdout.
 load() {
+  local script=()
+  if [ "${DPOP:-0}" = 1 ]; then
+    # A proof is taken once: enough for the load, made just before it.
+    python3 "$(dirname "$0")/dpop_proofs.py" "$url" $(($1 * ${DPOP_RATE:-6000})) "$TMP/dpop"
+    script=(-s "$(dirname "$0")/dpop.lua")
+    export PROOFS=$TMP/dpop
+  fi
   if [ "${H2:-0}" = 1 ]; then
     timeout $(($1 + 20)) h2load -t1 -c10 -m10 -D"$1" -H "authorization: Bearer $TOKEN" \
       "${grpc[@]}" "${extra[@]}" "$url" | sed 's/^status codes: .* \([1-9][0-9]*\) [45]xx.*/Non-2xx: \1/'
   else
-    timeout $(($1 + 20)) wrk -t1 -c50 -d"${1}s" -H "Authorization: Bearer $TOKEN" "${extra[@]}" http://127.0.0.1:18085/
+    timeout $(($1 + 20)) wrk -t1 -c50 -d"${1}s" -H "Authorization: Bearer $TOKEN" \
+      "${script[@]}" "${extra[@]}" http://127.0.0.1:18085/
   fi
 }
 

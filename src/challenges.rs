@@ -3,10 +3,10 @@
 //! takes bearer tokens, and `DPoP` with the algorithms its proofs may use
 //! where a token may come as DPoP (RFC 9449 §7.1). A refusal of the token
 //! is said in the first; a refusal of the proof in the DPoP challenge
-//! alone. Each carries `scope` (the route's required scopes, on a `401`
-//! and on a `403` for a missing scope: RFC 6750 §3.1, MCP's scope
-//! selection) and `resource_metadata` (RFC 9728 §5.1) where the route
-//! publishes its metadata.
+//! alone. Where the route publishes its metadata, each carries `scope`
+//! (the route's required scopes, on a `401` and on a `403` for a missing
+//! scope: RFC 6750 §3.1, MCP's scope selection) and `resource_metadata`
+//! (RFC 9728 §5.1).
 
 use http::HeaderValue;
 
@@ -31,8 +31,9 @@ pub fn of_route(route: &Route) -> Option<Box<[Box<[HeaderValue]>]>> {
     let scope = policy.scopes.join(" ");
     let algs = sender.algorithms.names();
     let challenges = AuthError::ALL.map(|reason| {
-        let named =
-            !scope.is_empty() && (reason.is_unauthorized() || reason == AuthError::MissingScope);
+        let named = resource.is_some()
+            && !scope.is_empty()
+            && (reason.is_unauthorized() || reason == AuthError::MissingScope);
         let mut extra = String::new();
         if named {
             extra.push_str(&format!(r#", scope="{scope}""#));

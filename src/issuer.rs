@@ -121,6 +121,11 @@ impl IssuerContext<'_> {
             .tokens_issued
             .with_label_values(&[&self.config.name, stamp.endpoint])
             .inc();
-        Ok(Minted { token, jti, exp })
+        Ok(Minted {
+            token,
+            jti,
+            exp,
+            bound: false,
+        })
     }
 }

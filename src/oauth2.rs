@@ -79,6 +79,8 @@ pub struct Answer {
     /// An error sent back to the client in its redirect: what it is
     /// counted as.
     pub refused: Option<Reason>,
+    /// A DPoP nonce for the client's next proofs (`DPoP-Nonce`).
+    pub dpop_nonce: Option<std::sync::Arc<str>>,
 }
 
 /// What an [`Answer`]'s body is.
@@ -108,6 +110,7 @@ impl Answer {
             public: false,
             csp: None,
             refused: None,
+            dpop_nonce: None,
         }
     }
 
@@ -188,6 +191,35 @@ impl Error {
     }
 }
 
+/// A token request's DPoP proof refused (RFC 9449 §5.1, §8): with the
+/// nonce to use (`use_dpop_nonce`), or as invalid (`invalid_dpop_proof`);
+/// `None` when the store could not say whether it was taken before.
+pub fn proof_refused(refusal: Option<Option<Arc<str>>>) -> Answer {
+    let (error, nonce) = match refusal {
+        None => (Error::unavailable(), None),
+        Some(Some(nonce)) => (
+            Error::new(
+                StatusCode::BAD_REQUEST,
+                "use_dpop_nonce",
+                "DPoP proofs here carry the server's nonce",
+            ),
+            Some(nonce),
+        ),
+        Some(None) => (
+            Error::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_dpop_proof",
+                "the DPoP proof is not one of this request, or was used before",
+            ),
+            None,
+        ),
+    };
+    Answer {
+        dpop_nonce: nonce,
+        ..Answer::from(error)
+    }
+}
+
 /// The store out of reach: the client may try again.
 impl From<StoreError> for Error {
     fn from(_: StoreError) -> Error {
@@ -220,6 +252,9 @@ pub struct Request<'a> {
     pub cookies: &'a [&'a [u8]],
     /// The `Origin` header, where a browser sent one.
     pub origin: Option<&'a [u8]>,
+    /// The DPoP key (its RFC 7638 thumbprint) the request proved it holds
+    /// (RFC 9449 §5), its proof checked before: tokens are bound to it.
+    pub dpop_key: Option<&'a str>,
 }
 
 /// One issuer's OAuth 2.0 endpoints: the issuer at work, with what they need beyond it.

@@ -40,6 +40,8 @@ pub struct Minted {
     pub token: String,
     pub jti: String,
     pub exp: Option<i64>,
+    /// Bound to a DPoP key (`cnf.jkt`): its `token_type` is `DPoP`.
+    pub bound: bool,
 }
 
 #[cfg(test)]

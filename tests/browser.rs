@@ -185,7 +185,12 @@ async fn a_page_on_an_allowed_origin_logs_in_and_calls_the_api_in_chromium() {
     assert_eq!(result["echoed_path"], "/orders/42", "{result}");
     assert_eq!(result["echoed_sub"], "admin", "{result}");
     assert_eq!(result["denied_status"], 401, "{result}");
-    assert_eq!(result["challenge"], "Bearer realm=\"portero\"", "{result}");
+    // Both challenges, as the page's fetch joins them: Bearer, and DPoP
+    // with the algorithms a proof may use (RFC 9449 §7.1).
+    let dpop =
+        r#"DPoP realm="portero", algs="ES256 ES384 EdDSA RS256 RS384 RS512 PS256 PS384 PS512""#;
+    let challenge = format!(r#"Bearer realm="portero", {dpop}"#);
+    assert_eq!(result["challenge"], challenge, "{result}");
     assert_eq!(result["denied_error"], "unauthorized", "{result}");
     assert_eq!(result["websocket"], "hello over the tunnel", "{result}");
 

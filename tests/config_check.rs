@@ -424,6 +424,50 @@ fn a_method_override_that_could_never_choose_its_route_is_refused() {
     assert!(err.contains("routes[0].method_override"), "{err}");
 }
 
+/// DPoP's route keys load where a token can come as DPoP; on a public
+/// route, on one that reads no Authorization header, or with a value that
+/// could never pass, each is refused at its line.
+#[test]
+fn dpop_settings_are_refused_where_they_could_do_nothing() {
+    let with = |keys: &str| {
+        GOOD.replace(
+            "upstream = \"echo\"\n",
+            &format!("upstream = \"echo\"\n{keys}"),
+        )
+    };
+    for keys in [
+        "token_binding = \"required\"\ndpop_nonce = true\ndpop_algs = [\"ES256\", \"EdDSA\"]\n",
+        "token_binding = \"allowed\"\ntoken_from = \"authorization\"\n",
+    ] {
+        let (ok, err) = check(&with(keys));
+        assert!(ok, "{keys}: {err}");
+    }
+    for (keys, named) in [
+        (
+            "token_binding = \"always\"\n",
+            "gateway.toml:13: routes[0].token_binding: \"always\"",
+        ),
+        (
+            "dpop_algs = [\"HS256\"]\n",
+            "gateway.toml:13: routes[0].dpop_algs: \"HS256\" is not an asymmetric",
+        ),
+        ("dpop_algs = [\"none\"]\n", "routes[0].dpop_algs: \"none\""),
+        ("dpop_algs = []\n", "routes[0].dpop_algs: no algorithm"),
+        (
+            "public = true\ndpop_nonce = true\n",
+            "routes[0].dpop_nonce: a public route takes no token",
+        ),
+        (
+            "token_from = \"cookie:session\"\ntoken_binding = \"required\"\n",
+            "routes[0].token_binding: a token comes as DPoP only in the Authorization header",
+        ),
+    ] {
+        let (ok, err) = check(&with(keys));
+        assert!(!ok, "{keys}");
+        assert!(err.contains(named), "{keys}: {err}");
+    }
+}
+
 #[test]
 fn a_value_of_the_wrong_type_is_named_with_the_other_problems() {
     let bad = GOOD

@@ -17,6 +17,7 @@ mod config_problems;
 mod connections;
 mod consent;
 mod cors;
+mod dpop;
 mod external_issuers;
 mod forward_auth;
 mod grpc;

@@ -21,7 +21,10 @@ const ODD: &str = "odd_client";
 const ODD_SECRET: &str = "s+e%c:r e/t";
 
 fn body() -> String {
-    with_flat_client(demo_body(), ODD, ODD_SECRET, "")
+    with_flat_client(demo_body(), ODD, ODD_SECRET, "").replace(
+        "[issuers.client-flat.oauth2]\n",
+        "[issuers.client-flat.oauth2]\ndpop_nonce = true\n",
+    )
 }
 
 /// The gateway with its real public_url, and the environment the scripts read.
@@ -111,6 +114,8 @@ async fn oauth4webapi_discovers_gets_introspects_revokes_refreshes_and_exchanges
             "password grant",
             "refresh_token grant, rotated",
             "token exchange of a legacy token",
+            "DPoP-bound client_credentials after the nonce retry, cnf.jkt introspected",
+            "the bound token opens a route with its proof, not as a bearer token",
         ]
     );
 }

@@ -124,6 +124,9 @@ async fn the_document_names_the_resource_its_server_scopes_and_methods() {
             "authorization_servers": [AUTHORIZATION_SERVER],
             "scopes_supported": ["mcp:read", "mcp:write"],
             "bearer_methods_supported": ["header", "query"],
+            // RFC 9728 §2: what DPoP proofs may be signed with.
+            "dpop_signing_alg_values_supported":
+                ["ES256", "ES384", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
         })
     );
     // As routing reads the path: empty segments and parameters ignored.
@@ -146,6 +149,7 @@ async fn the_document_names_the_resource_its_server_scopes_and_methods() {
             "resource": "http://gateway.test/tools",
             "authorization_servers": [AUTHORIZATION_SERVER],
             "bearer_methods_supported": ["header"],
+            "dpop_signing_alg_values_supported": portero::dpop::ALGORITHMS,
         })
     );
     assert_eq!(up.requests(), 0, "the gateway answers it itself");

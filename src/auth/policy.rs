@@ -87,7 +87,14 @@ impl TokenSource {
             }
             Self::RawAuthorization => {
                 let v = single(headers, &AUTHORIZATION)?.trim();
-                bearer(v).unwrap_or(v)
+                match (bearer(v), scheme(v, "dpop")) {
+                    (Some(token), _) => token,
+                    (None, Some(token)) => {
+                        dpop = true;
+                        token
+                    }
+                    (None, None) => v,
+                }
             }
             Self::Header(name) => {
                 let spelled_otherwise = headers.keys().any(|k| {

@@ -155,6 +155,7 @@ async fn login(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Reply
         scope: None,
         resource: None,
         amr: Vec::new(),
+        jkt: None,
     };
     let refresh = ctx.refreshes().issue(&record).await?;
     ctx.metrics

@@ -61,6 +61,9 @@ pub struct Asked {
     pub max_age: Option<i64>,
     /// `acr_values` (OpenID Connect Core §3.1.2.1): the levels asked for.
     pub acr_values: Vec<String>,
+    /// `dpop_jkt` (RFC 9449 §10): the code is redeemed only with a proof
+    /// of this key.
+    pub dpop_jkt: Option<String>,
 }
 
 impl Asked {
@@ -81,7 +84,7 @@ impl Asked {
 }
 
 /// The parameters the sign-in form carries back: what the request said.
-const CARRIED: [&str; 12] = [
+const CARRIED: [&str; 13] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -94,6 +97,7 @@ const CARRIED: [&str; 12] = [
     "prompt",
     "max_age",
     "acr_values",
+    "dpop_jkt",
 ];
 
 /// The client and its redirect URI: both known and matched, or a message
@@ -215,7 +219,25 @@ pub fn checked(ctx: &Endpoints<'_>, params: &Form, r: &AuthRequest) -> Result<As
         prompt_none: has("none"),
         max_age,
         acr_values: words(params.get("acr_values")),
+        dpop_jkt: dpop_jkt(params.get("dpop_jkt"))?,
     })
+}
+
+/// `dpop_jkt`: a JWK thumbprint, the base64url of a SHA-256 (43 characters).
+fn dpop_jkt(value: Option<&str>) -> Result<Option<String>, Error> {
+    let Some(jkt) = value else {
+        return Ok(None);
+    };
+    let well_formed = jkt.len() == 43
+        && jkt
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    match well_formed {
+        true => Ok(Some(jkt.to_string())),
+        false => Err(Error::invalid_request(
+            "dpop_jkt is not a JWK SHA-256 thumbprint",
+        )),
+    }
 }
 
 /// The scopes granted: those asked for, each one the client may have
@@ -299,6 +321,7 @@ pub async fn issue(
         sub: session.sub.clone(),
         auth_time: session.auth_time,
         amr: session.amr.clone(),
+        dpop_jkt: asked.dpop_jkt.clone(),
         sid: Some(session.sid.clone()),
         expires_at: req.now + code::CODE_TTL,
         jti: random_id(16),

@@ -95,6 +95,12 @@ pub async fn introspect(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer
         return Ok(inactive());
     }
     let mut body = json!({ "active": true, "token_type": "Bearer" });
+    // RFC 9449 §6.2: a bound token's type, and its key, for the resource
+    // server to hold its proof to.
+    if let Some(crate::auth::validate::Binding::Dpop(jkt)) = &v.binding {
+        body["token_type"] = json!("DPoP");
+        body["cnf"] = json!({ "jkt": &**jkt });
+    }
     for name in ["iss", "sub", "client_id", "scope", "jti"] {
         if let Some(value) = v.claims.str(name) {
             body[name] = Value::String(value.to_string());

@@ -37,6 +37,7 @@ fn document(ctx: &Endpoints<'_>) -> Value {
         "response_types_supported": [],
         "revocation_endpoint_auth_methods_supported": methods,
         "introspection_endpoint_auth_methods_supported": methods,
+        "dpop_signing_alg_values_supported": crate::dpop::ALGORITHMS,
     });
     let mut scopes: Vec<&str> = ctx
         .clients()

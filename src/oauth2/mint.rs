@@ -72,9 +72,28 @@ pub(super) fn mint_as(
         endpoint: "oauth2",
         jti,
     };
-    ctx.issuer
+    let bound = claims.contains_key("cnf");
+    let mut minted = ctx
+        .issuer
         .mint_with(stamp, sub, claims, now, Some(ttl))
-        .map_err(|_| Error::unavailable())
+        .map_err(|_| Error::unavailable())?;
+    minted.bound = bound;
+    Ok(minted)
+}
+
+/// Binds the token about to be minted to the DPoP key `key`, if any
+/// (RFC 9449 §6.1: `cnf.jkt`, the key's RFC 7638 thumbprint).
+pub(super) fn bind(claims: &mut Map<String, Value>, key: Option<&str>) {
+    if let Some(key) = key {
+        claims.insert("cnf".into(), json!({ "jkt": key }));
+    }
+}
+
+/// The DPoP key a refresh token is bound to (RFC 9449 §5): a public
+/// client's, whose refresh token no secret guards; a confidential
+/// client's is bound to its credentials already.
+pub(super) fn refresh_binding(client: &Principal, key: Option<&str>) -> Option<String> {
+    key.filter(|_| client.client.public).map(str::to_string)
 }
 
 /// What the code and refresh grants hand out, whichever door asked: the
@@ -110,9 +129,10 @@ pub(super) fn answer(
     scope: &[String],
     extra: &[(&str, String)],
 ) -> Answer {
+    let token_type = if minted.bound { "DPoP" } else { "Bearer" };
     let mut body = json!({
         "access_token": minted.token,
-        "token_type": "Bearer",
+        "token_type": token_type,
         "expires_in": minted.exp.map_or(0, |exp| exp - now),
     });
     if !scope.is_empty() {

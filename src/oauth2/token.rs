@@ -89,16 +89,26 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
         return Err(not_served(name));
     };
     permitted(ctx, client, grant)?;
+    // RFC 9449 §5.2: a client that always binds its tokens sends a proof.
+    if req.dpop_key.is_none() && client.client.dpop_bound_access_tokens {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_dpop_proof",
+            "this client's token requests carry a DPoP proof",
+        ));
+    }
     match grant {
         Grant::AuthorizationCode => {
-            let asked = CodeGrant::of(&form)?;
+            let mut asked = CodeGrant::of(&form)?;
+            asked.dpop_key = req.dpop_key;
             let issued = redeem(ctx, req.now, &asked, client).await?;
             Ok(issued.answer(req.now))
         }
         Grant::ClientCredentials => client_credentials::grant(ctx, req, &form, client),
         Grant::Password => password::grant(ctx, req, &form, client).await,
         Grant::RefreshToken => {
-            let asked = RefreshGrant::of(&form)?;
+            let mut asked = RefreshGrant::of(&form)?;
+            asked.dpop_key = req.dpop_key;
             let issued = refresh_grant(ctx, req.now, &asked, client).await?;
             Ok(issued.answer(req.now))
         }

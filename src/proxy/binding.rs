@@ -15,8 +15,9 @@ use super::{Gateway, RequestContext};
 use crate::auth::policy::Presented;
 use crate::auth::validate::{Binding, Verified};
 use crate::auth::AuthError;
-use crate::config::Sender;
+use crate::config::{OAuth2, Sender};
 use crate::dpop::{self, Expected, Refused, Target};
+use crate::oauth2;
 
 const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
@@ -148,4 +149,75 @@ fn target<'p>(parts: &'p Parts, ctx: &RequestContext) -> Option<Target<'p>> {
 /// The `DPoP-Nonce` field's value (RFC 9449 §8.1).
 pub(super) fn nonce_header(nonce: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(nonce).ok()
+}
+
+/// What a token request's DPoP proof proved: the key, and a newer nonce
+/// for the client.
+#[derive(Default)]
+pub(super) struct Proved {
+    pub(super) key: Option<Box<str>>,
+    pub(super) next_nonce: Option<Arc<str>>,
+}
+
+impl Gateway {
+    /// The DPoP proof a request to an issuer's token endpoint came with
+    /// (RFC 9449 §5): none, the key it proves, or the endpoint's refusal.
+    /// Its `htu` is the endpoint as the issuer's metadata names it.
+    pub(super) async fn token_request_proof(
+        &self,
+        settings: &OAuth2,
+        parts: &Parts,
+    ) -> Result<Proved, oauth2::Answer> {
+        let endpoint = parts.uri.path().rsplit('/').next().unwrap_or_default();
+        if parts.method != http::Method::POST || endpoint != "token" {
+            return Ok(Proved::default());
+        }
+        let mut all = parts.headers.get_all(DPOP).iter();
+        let proof = match (all.next(), all.next()) {
+            (None, _) => return Ok(Proved::default()),
+            (Some(proof), None) => proof.to_str().ok(),
+            (Some(_), Some(_)) => None,
+        };
+        let refused = || oauth2::proof_refused(Some(None));
+        let proof = proof.ok_or_else(refused)?;
+        let (scheme, rest) = settings.issuer_id.split_once("://").unwrap_or_default();
+        let (authority, issuer_path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = format!("{issuer_path}/{endpoint}");
+        let now = self.shared.clock.unix();
+        let expected = Expected {
+            method: "POST",
+            target: Target {
+                https: scheme == "https",
+                authority,
+                path: &path,
+            },
+            token_hash: None,
+            algorithms: dpop::Algorithms::ALL,
+            nonce: settings.dpop_nonce,
+            now,
+        };
+        let proofs = &self.shared.proofs;
+        let proven = match proofs.check(proof, &expected) {
+            Ok(proven) => proven,
+            Err(Refused::Nonce) => {
+                return Err(oauth2::proof_refused(Some(Some(proofs.nonce(now)))))
+            }
+            Err(why) => {
+                tracing::debug!(?why, "DPoP proof at a token endpoint refused");
+                return Err(refused());
+            }
+        };
+        if proofs.shared {
+            let ttl = Duration::from_secs(dpop::REPLAY_LIFETIME as u64);
+            match self.shared.store.claim(&proven.replay_key, ttl).await {
+                Ok(true) => {}
+                Ok(false) => return Err(refused()),
+                Err(_) => return Err(oauth2::proof_refused(None)),
+            }
+        }
+        Ok(Proved {
+            key: Some(proven.thumbprint),
+            next_nonce: proven.next_nonce,
+        })
+    }
 }

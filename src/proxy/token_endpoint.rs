@@ -114,12 +114,17 @@ impl Gateway {
             Ok(b) => b,
             Err(e) => return (oauth2::transport_error(e), false),
         };
+        let settings = issuer
+            .config
+            .oauth2
+            .as_ref()
+            .expect("OAuth 2.0 routes exist only for issuers that have them");
+        let proved = match self.token_request_proof(settings, parts).await {
+            Ok(proved) => proved,
+            Err(refused) => return (refused, true),
+        };
         let endpoints = oauth2::Endpoints {
-            settings: issuer
-                .config
-                .oauth2
-                .as_ref()
-                .expect("OAuth 2.0 routes exist only for issuers that have them"),
+            settings,
             issuer: at_work,
             validator: &live.validator,
         };
@@ -140,8 +145,11 @@ impl Gateway {
             query: parts.uri.query(),
             cookies: &cookies,
             origin: parts.headers.get(ORIGIN).map(HeaderValue::as_bytes),
+            dpop_key: proved.key.as_deref(),
         };
-        (oauth2::handle(&endpoints, &request).await, true)
+        let mut answer = oauth2::handle(&endpoints, &request).await;
+        answer.dpop_nonce = answer.dpop_nonce.or(proved.next_nonce);
+        (answer, true)
     }
 
     /// A token-endpoint request refused before its body was read.

@@ -82,6 +82,13 @@ pub fn oauth2_answer(answer: oauth2::Answer) -> Response<GatewayBody> {
     if answer.public {
         headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     }
+    if let Some(nonce) = answer
+        .dpop_nonce
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(http::HeaderName::from_static("dpop-nonce"), nonce);
+    }
     if let Some(v) = answer
         .bearer_challenge
         .as_deref()

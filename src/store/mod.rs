@@ -113,6 +113,10 @@ pub struct RefreshRecord {
     /// tokens a refresh mints; empty where no one signed in at a page.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// The DPoP key (RFC 7638 thumbprint) a public client's refresh token
+    /// is bound to (RFC 9449 §5): refreshed only with a proof of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 /// The answer to [`Lockout::reserve_attempt`].

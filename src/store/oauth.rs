@@ -92,6 +92,10 @@ pub struct CodeRecord {
     /// How they signed in (RFC 8176 `amr`).
     #[serde(default)]
     pub amr: Vec<String>,
+    /// The DPoP key the request bound the code to (`dpop_jkt`, RFC 9449
+    /// §10): redeemed only with a proof of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
     /// The sign-on session's id as ID tokens name it (`sid`), to tie the
     /// refresh family to it.
     pub sid: Option<String>,
@@ -177,6 +181,7 @@ impl CodeRecord {
             sub: "user-1".into(),
             auth_time: expires_at - 100,
             amr: vec!["pwd".into()],
+            dpop_jkt: None,
             sid: Some("sid-1".into()),
             expires_at,
             jti: "jti-1".into(),

@@ -286,6 +286,12 @@ impl Gateway {
     pub async fn public_url(&self, body: &str) -> String {
         let url = format!("http://127.0.0.1:{}", self.port);
         self.rewrite_config_with_server(&format!("public_url = \"{url}\""), body);
+        self.reload().await;
+        url
+    }
+
+    /// Reloads the config on disk; it must load.
+    pub async fn reload(&self) {
         let r = reqwest::Client::new()
             .post(self.admin_url("/admin/reload"))
             .bearer_auth(ADMIN_TOKEN)
@@ -293,7 +299,6 @@ impl Gateway {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "reload: {}", r.text().await.unwrap());
-        url
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -98,3 +98,35 @@ check(result.issued_token_type === 'urn:ietf:params:oauth:token-type:access_toke
 claims = await introspect(users, app, appAuth, result.access_token)
 check(claims.active === true, 'the exchanged token is live')
 ok('token exchange of a legacy token')
+
+// DPoP (RFC 9449) with the library's own handle: a key pair, a token
+// request that the issuer (dpop_nonce = true) first answers with its
+// nonce, a DPoP-bound token, then a route opened with a proof of the key.
+const keyPair = await oauth.generateKeyPair('ES256')
+const DPoP = oauth.DPoP(client, keyPair)
+const boundRequest = async () => oauth.processClientCredentialsResponse(flat, client,
+  await oauth.clientCredentialsGrantRequest(flat, client, basic,
+    new URLSearchParams({ scope: 'documents:read' }), { DPoP, ...insecure }))
+let asked = false
+let bound
+try {
+  bound = await boundRequest()
+} catch (e) {
+  if (!oauth.isDPoPNonceError(e)) throw e
+  asked = true
+  bound = await boundRequest()
+}
+check(asked, 'the issuer asked for its nonce')
+check(bound.token_type === 'dpop', `token_type DPoP (${bound.token_type})`)
+const { calculateJwkThumbprint, exportJWK } = await import('jose')
+const thumbprint = await calculateJwkThumbprint(await exportJWK(keyPair.publicKey))
+claims = await introspect(flat, client, basic, bound.access_token)
+check(claims.active === true && claims.cnf?.jkt === thumbprint, 'cnf.jkt is the key\'s thumbprint')
+ok('DPoP-bound client_credentials after the nonce retry, cnf.jkt introspected')
+const api = new URL(`${env('PORTERO_URL')}/api/v1/documents`)
+const opened = await oauth.protectedResourceRequest(
+  bound.access_token, 'GET', api, new Headers(), null, { DPoP, ...insecure })
+check(opened.status === 200, `the route opened (${opened.status})`)
+const asBearer = await fetch(api, { headers: { authorization: `Bearer ${bound.access_token}` } })
+check(asBearer.status === 401, `refused as a bearer token (${asBearer.status})`)
+ok('the bound token opens a route with its proof, not as a bearer token')

@@ -1,7 +1,7 @@
 //! A protected route's demands of tokens bound to a key: `token_binding`,
 //! `dpop_algs` and `dpop_nonce` (RFC 9449). Each is refused where it
 //! could do nothing: on a public route, or where no token can come as
-//! `DPoP` (no `bearer` among `token_from`).
+//! `DPoP` (no `bearer` or `authorization` among `token_from`).
 
 use super::super::file::FileRoute;
 use super::super::model::{Sender, TokenSource};
@@ -23,12 +23,14 @@ impl Checker<'_> {
             self.unused(r, &key, "a public route takes no token");
             return sender;
         };
-        sender.dpop = token_from.contains(&TokenSource::Bearer);
+        sender.dpop = token_from
+            .iter()
+            .any(|s| matches!(s, TokenSource::Bearer | TokenSource::RawAuthorization));
         if !sender.dpop {
             self.unused(
                 r,
                 &key,
-                "a token comes as DPoP only in the Authorization header: add \"bearer\" to token_from",
+                "a token comes as DPoP only in the Authorization header: add \"bearer\" (or \"authorization\") to token_from",
             );
             return sender;
         }

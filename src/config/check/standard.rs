@@ -247,6 +247,7 @@ impl Checker<'_> {
                 metadata_document: false,
                 keys: credentials.keys,
                 federated: credentials.federated,
+                dpop_bound_access_tokens: c.dpop_bound_access_tokens,
             },
         })
     }
@@ -397,6 +398,7 @@ impl Checker<'_> {
             issuer_id: format!("{public_url}/oauth2/{name}"),
             public_url: public_url.to_string(),
             password_grant: s.password_grant,
+            dpop_nonce: s.dpop_nonce,
             clients,
             authorization_code,
             resources,

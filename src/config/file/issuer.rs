@@ -417,6 +417,9 @@ pub(in crate::config) struct FilePrincipal {
 pub(in crate::config) struct FileOAuth2 {
     #[serde(default)]
     pub(in crate::config) password_grant: bool,
+    /// DPoP proofs at the token endpoint carry a server nonce (RFC 9449 §8).
+    #[serde(default)]
+    pub(in crate::config) dpop_nonce: bool,
     #[serde(default)]
     pub(in crate::config) clients: Vec<FileOAuthClient>,
     /// The authorization endpoint and sign-in page (on by default for a
@@ -530,6 +533,10 @@ pub(in crate::config) struct FileOAuthClient {
     /// subject authenticates it (federated workload identity).
     #[serde(default)]
     pub(in crate::config) federated: Vec<FileFederation>,
+    /// It always sends a DPoP proof: a token request without one is
+    /// refused (RFC 9449 §5.2).
+    #[serde(default)]
+    pub(in crate::config) dpop_bound_access_tokens: bool,
 }
 
 /// A client's outside identity: `issuer` names one of the config's

@@ -112,6 +112,9 @@ pub struct OAuth2 {
     /// The password grant (RFC 6749 §4.3) for a user dialect's principals;
     /// off unless enabled.
     pub password_grant: bool,
+    /// `dpop_nonce = true`: DPoP proofs at the token endpoint carry a
+    /// server nonce (RFC 9449 §8).
+    pub dpop_nonce: bool,
     /// A user dialect's OAuth 2.0 clients: the applications that get
     /// tokens for its users (`permissions`: the scopes they may ask for).
     /// A client dialect's clients are its principals.
@@ -197,6 +200,9 @@ pub struct ClientProfile {
     /// Outside identities that are this client: a token of the issuer
     /// about the subject is its assertion.
     pub federated: Vec<Federation>,
+    /// It always proves a DPoP key at the token endpoint, and its tokens
+    /// are bound to it (RFC 9449 §5.2 `dpop_bound_access_tokens`).
+    pub dpop_bound_access_tokens: bool,
 }
 
 /// Where a client's public keys are.

@@ -280,8 +280,8 @@ pub struct Sender {
     pub algorithms: Algorithms,
     /// `dpop_nonce = true`: proofs carry a server nonce (RFC 9449 §9).
     pub nonce: bool,
-    /// The route reads `Authorization` (`token_from` has `bearer`), so a
-    /// token may come as `DPoP`.
+    /// The route reads `Authorization` (`token_from` has `bearer` or
+    /// `authorization`), so a token may come as `DPoP`.
     pub dpop: bool,
 }
 

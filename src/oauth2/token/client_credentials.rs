@@ -20,6 +20,7 @@ pub(super) fn grant(
     if let Some(resource) = super::super::auth_request::resource(ctx, form.get("resource"))? {
         claims.insert("aud".into(), json!(resource));
     }
+    super::super::mint::bind(&mut claims, req.dpop_key);
     let minted = mint(ctx, req.now, &client.login, claims, client, &scope, None)?;
     Ok(answer(req.now, minted, &scope, &[]))
 }

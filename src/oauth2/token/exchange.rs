@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use super::super::form::Form;
 use super::super::mint::{answer, live_user, mint, narrowed, words};
 use super::super::{issued_to, Answer, Endpoints, Error, Request};
+use crate::auth::validate::Binding;
 use crate::config::{AccountForm, Principal, SubjectRule};
 use crate::identity::profile;
 use crate::tokens::sha256_base64url;
@@ -56,6 +57,7 @@ pub(super) async fn grant(
     if claims.contains_key("permissions") {
         claims.insert("permissions".into(), json!(scope));
     }
+    super::super::mint::bind(&mut claims, req.dpop_key);
     let minted = mint(ctx, req.now, &sub, claims, client, &scope, until)?;
     let child = (minted.jti.clone(), minted.exp.unwrap_or(req.now));
     // Recorded before it is handed out, in one step with any revocation
@@ -118,6 +120,16 @@ async fn issuers_jwt(
         .filter(|v| validator.check_time(v, req.now).is_ok() && !validator.is_revoked(v))
         .ok_or_else(Error::invalid_grant)?;
     let sub = v.sub().ok_or_else(Error::invalid_grant)?.to_string();
+    // A bound subject token is traded only with a proof of its key (the
+    // new token is bound to it again); one bound to a certificate, never.
+    let proven = match &v.binding {
+        None => true,
+        Some(Binding::Dpop(jkt)) => req.dpop_key == Some(&**jkt),
+        Some(Binding::Certificate(_)) => false,
+    };
+    if !proven {
+        return Err(Error::invalid_grant());
+    }
     // A token issued to a client stays that client's: no client trades
     // another's token for one of its own.
     if issued_to(ctx, &v).is_some_and(|c| c != client.login) {
@@ -173,6 +185,7 @@ async fn issuers_jwt(
         "jti",
         "client_id",
         "scope",
+        "cnf",
     ] {
         claims.remove(registered);
     }

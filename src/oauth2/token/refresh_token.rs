@@ -21,6 +21,8 @@ pub struct RefreshGrant<'a> {
     pub scope: Option<&'a str>,
     /// The resource named again, if it is.
     pub resource: Option<&'a str>,
+    /// The DPoP key the request proved it holds (RFC 9449 §5).
+    pub dpop_key: Option<&'a str>,
 }
 
 impl<'a> RefreshGrant<'a> {
@@ -30,6 +32,7 @@ impl<'a> RefreshGrant<'a> {
             refresh_token: form.required("refresh_token")?,
             scope: form.get("scope"),
             resource: form.get("resource"),
+            dpop_key: None,
         })
     }
 }
@@ -48,6 +51,15 @@ pub(in crate::oauth2) async fn refresh_grant(
     let Some(found) = refreshes.find(token, Some(&client.login), now).await? else {
         return Err(Error::invalid_grant());
     };
+    // RFC 9449 §5: a public client's bound refresh token is refreshed
+    // only with a proof of its key.
+    if found
+        .jkt
+        .as_deref()
+        .is_some_and(|jkt| grant.dpop_key != Some(jkt))
+    {
+        return Err(Error::invalid_grant());
+    }
     let scope = narrowed(grant.scope, &words(found.scope.as_deref()))?;
     // RFC 8707 §2.2: a refresh may name the resource again, the same one.
     if grant
@@ -67,6 +79,7 @@ pub(in crate::oauth2) async fn refresh_grant(
     };
     let mut claims = profile::claims(ctx.issuer.accounts.form, &user, &scope);
     super::super::mint::signed_in_by(&mut claims, &found.amr);
+    super::super::mint::bind(&mut claims, grant.dpop_key);
     if let Some(resource) = &found.resource {
         claims.insert("aud".into(), json!(resource));
     }

@@ -54,6 +54,7 @@ async fn everything_survives_reopening() {
             scope: None,
             resource: None,
             amr: Vec::new(),
+            jkt: None,
         };
         s.put_refresh("h", &rec).await.unwrap();
     }
@@ -184,6 +185,7 @@ async fn a_lineage_is_bounded_and_ends_with_its_refresh_token() {
         scope: None,
         resource: None,
         amr: Vec::new(),
+        jkt: None,
     };
     s.put_refresh("h", &record).await.unwrap();
     let batch: Vec<(String, i64)> = (0..MAX_LINEAGE - 1)
@@ -225,6 +227,7 @@ async fn a_refresh_token_is_replaced_once() {
         scope: None,
         resource: None,
         amr: Vec::new(),
+        jkt: None,
     };
     s.put_refresh("old", &seen).await.unwrap();
     assert!(s.replace_refresh("old", &seen, "new").await.unwrap());
