@@ -30,6 +30,7 @@ mod metadata;
 mod mint;
 mod oidc;
 mod page;
+mod par;
 mod passkey;
 mod passkey_sign_in;
 mod registration;
@@ -315,6 +316,7 @@ enum Which {
     EndSession,
     Register,
     Account,
+    PushedRequest,
 }
 
 impl Which {
@@ -330,6 +332,7 @@ impl Which {
             Which::EndSession => "end_session",
             Which::Register => "register",
             Which::Account => "account",
+            Which::PushedRequest => "par",
         }
     }
 }
@@ -352,6 +355,7 @@ fn which(name: &str, path: &str) -> Option<Which> {
         "/end_session" => Some(Which::EndSession),
         "/register" => Some(Which::Register),
         "/account" => Some(Which::Account),
+        "/par" => Some(Which::PushedRequest),
         _ => None,
     }
 }
@@ -386,9 +390,12 @@ fn refuse_method(which: Which, method: &Method) -> Option<Answer> {
 /// goes with it only where it is on, registration only where it is open.
 fn serves(ctx: &Endpoints<'_>, which: Which) -> bool {
     match which {
-        Which::Authorize | Which::SignIn | Which::UserInfo | Which::EndSession | Which::Account => {
-            ctx.settings.authorization_code
-        }
+        Which::Authorize
+        | Which::SignIn
+        | Which::UserInfo
+        | Which::EndSession
+        | Which::Account
+        | Which::PushedRequest => ctx.settings.authorization_code,
         Which::Register => ctx.settings.registration != crate::config::Registration::Off,
         _ => true,
     }
@@ -414,6 +421,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Which::EndSession => Ok(oidc::end_session(ctx, req).await),
         Which::Register => registration::handle(ctx, req).await,
         Which::Account => Ok(account::handle(ctx, req).await),
+        Which::PushedRequest => par::handle(ctx, req).await,
     };
     // A refused client or user was noted where it was refused, also
     // where the answer is a page (the sign-in form again, with a 401).

@@ -468,6 +468,31 @@ fn dpop_settings_are_refused_where_they_could_do_nothing() {
     }
 }
 
+/// `require_pushed_authorization_requests` where no authorization
+/// request is ever made: refused at its key.
+#[test]
+fn pushed_requests_are_refused_where_nothing_reads_them() {
+    let with = |issuer: &str| {
+        format!("[server]\npublic_url = \"https://x.test\"\n{GOOD}\n[issuers.app]\nkind = \"oauth2\"\n{issuer}")
+    };
+    let user = "[[issuers.app.users]]\nusername = \"ada\"\nsecret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n";
+    let web =
+        "[[issuers.app.clients]]\nclient_id = \"web\"\nredirect_uris = [\"https://x.test/cb\"]\n";
+    let required = "require_pushed_authorization_requests = true\n";
+    let (ok, err) = check(&with(&format!(
+        "{user}{web}{required}[issuers.app.oauth2]\n{required}"
+    )));
+    assert!(ok, "{err}");
+    let service = "[[issuers.app.clients]]\nclient_id = \"svc\"\nsecret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n";
+    let (ok, err) = check(&with(&format!("{user}{web}{service}{required}")));
+    assert!(!ok);
+    assert!(err.contains("issuers.app.clients[1].require_pushed_authorization_requests: the client makes no authorization requests"), "{err}");
+    let off = "[issuers.app.oauth2]\nauthorization_code = false\n";
+    let (ok, err) = check(&with(&format!("{service}{off}{required}")));
+    assert!(!ok);
+    assert!(err.contains("issuers.app.oauth2.require_pushed_authorization_requests: read only with authorization_code on"), "{err}");
+}
+
 #[test]
 fn a_value_of_the_wrong_type_is_named_with_the_other_problems() {
     let bad = GOOD

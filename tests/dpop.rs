@@ -351,3 +351,153 @@ async fn service_token_with_proof(gw: &Gateway, proof: &str) -> (u16, Value) {
     ];
     token_request(gw, &form, Some(proof)).await
 }
+
+#[tokio::test]
+async fn oauth4webapi_pushes_an_authorization_request_bound_to_its_dpop_key() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oidc");
+    let installed = std::path::Path::new(dir)
+        .join("node_modules/oauth4webapi")
+        .exists();
+    let missing = (!installed).then(|| "oauth4webapi is not installed".to_string());
+    if !outside_program(Outside::OAuth2ClientsJs, missing) {
+        return;
+    }
+    let gw = started_with_public_url(&standard_body("")).await;
+    let mut node = Command::new("node")
+        .arg("par_dpop.mjs")
+        .current_dir(dir)
+        .env("PORTERO_URL", gw.url(""))
+        .env("CLIENT_ID", APP)
+        .env("REDIRECT_URI", CALLBACK)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(node.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let pushed: Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}\n{}", gw.log()));
+    assert_eq!(pushed["endpoint"], gw.url("/oauth2/app/par"), "{pushed}");
+    assert_eq!(pushed["expires_in"], 60);
+    let request_uri = pushed["request_uri"].as_str().unwrap();
+    assert!(
+        request_uri.starts_with("urn:ietf:params:oauth:request_uri:"),
+        "{request_uri}"
+    );
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let authorize = gw.url(&format!(
+        "/oauth2/app/authorize?client_id={APP}&request_uri={}",
+        enc(request_uri)
+    ));
+    // The page, and the code it gives, are the pushed request's.
+    let mut browser = Browser::default();
+    let (status, _, page) = browser.get(&authorize).await;
+    assert_eq!(status, 200, "{page}");
+    let (action, mut fields) = form_of(&page);
+    assert!(fields
+        .iter()
+        .any(|(n, v)| n == "request_uri" && v == request_uri));
+    assert!(
+        !fields.iter().any(|(n, _)| n == "code_challenge"),
+        "{fields:?}"
+    );
+    fields.push(("username".into(), USER.into()));
+    fields.push(("password".into(), USER_PASSWORD.into()));
+    let (status, location, body) = browser.post_form(&on(&gw, &action), &fields).await;
+    assert_eq!(status, 303, "{body}");
+    let callback = location.unwrap();
+    let stdin = node.stdin.as_mut().unwrap();
+    writeln!(stdin, "{callback}").unwrap();
+    let mut text = String::new();
+    out.read_line(&mut text).unwrap();
+    let finished = node.wait().unwrap();
+    let result: Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("{text} ({finished})\n{}", gw.log()));
+    assert_eq!(
+        result,
+        json!({"token_type": "dpop", "refresh_token": true, "api": 200})
+    );
+    // One code per pushed request: the same request_uri again gives none.
+    let (status, location, body) = browser.get(&authorize).await;
+    assert_eq!(status, 303, "{body}");
+    let again = query_of(&location.unwrap());
+    assert_eq!(again["error"], "invalid_request", "{again:?}");
+    // Changed, or sent by another client: not one the issuer made.
+    let forged = authorize.replace("request_uri%3A", "request_uri%3AA");
+    assert_eq!(Browser::default().get(&forged).await.0, 400);
+    let other_client =
+        authorize.replace(&format!("client_id={APP}"), &format!("client_id={SERVICE}"));
+    assert_eq!(Browser::default().get(&other_client).await.0, 400);
+}
+
+#[tokio::test]
+async fn an_issuer_that_takes_pushed_requests_only_refuses_others() {
+    let gw = started_with_public_url(&standard_body(
+        "require_pushed_authorization_requests = true",
+    ))
+    .await;
+    let (_, challenge) = pkce();
+    let (status, _, page) = Browser::default()
+        .get(&authorize_url(&gw, &challenge, ""))
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        page.contains("pushed authorization requests only"),
+        "{page}"
+    );
+    let metadata: Value =
+        reqwest::get(gw.url("/.well-known/oauth-authorization-server/oauth2/app"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(metadata["require_pushed_authorization_requests"], true);
+    // Pushed, it signs in.
+    let form = [
+        ("client_id", APP),
+        ("response_type", "code"),
+        ("redirect_uri", CALLBACK),
+        ("scope", "notes:read"),
+        ("state", "s-123"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/par"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let pushed: Value = r.json().await.unwrap();
+    let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let url = gw.url(&format!(
+        "/oauth2/app/authorize?client_id={APP}&request_uri={}",
+        enc(pushed["request_uri"].as_str().unwrap())
+    ));
+    let code = sign_in_at(&gw, &mut Browser::default(), &url).await;
+    assert!(!code.is_empty());
+    // A request_uri is not itself pushed; nor is a request another client's.
+    let mut nested = form.to_vec();
+    nested.push(("request_uri", "urn:ietf:params:oauth:request_uri:x"));
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/par"))
+        .form(&nested)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/par"))
+        .basic_auth(SERVICE, Some(SERVICE_SECRET))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+}

@@ -84,7 +84,7 @@ impl Asked {
 }
 
 /// The parameters the sign-in form carries back: what the request said.
-const CARRIED: [&str; 13] = [
+pub(super) const CARRIED: [&str; 13] = [
     "response_type",
     "client_id",
     "redirect_uri",
@@ -308,6 +308,14 @@ pub async fn issue(
     // The account page's own sign-in: back to the page, with no code.
     if r.client.login == ACCOUNT_CLIENT {
         return Answer::redirect(r.redirect_uri.clone()).with_cookie(cookie);
+    }
+    match super::par::take(ctx, r).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let used = Error::invalid_request("request_uri was used: push the request again");
+            return back_with_error(ctx, r, used).with_cookie(cookie);
+        }
+        Err(e) => return back_with_error(ctx, r, e).with_cookie(cookie),
     }
     let record = CodeRecord {
         issuer: ctx.issuer.config.name.clone(),

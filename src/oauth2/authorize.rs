@@ -11,17 +11,24 @@ use super::auth_request::{
     back_with_error, checked, consent_required, issue, known_client, login_required, AuthRequest,
 };
 use super::form::Form;
-use super::{consent, page, sign_in, sso, Answer, Endpoints, Error, Request};
+use super::{consent, page, par, sign_in, sso, Answer, Endpoints, Error, Request};
 
 pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let params = match parameters(req) {
         Ok(p) => p,
         Err(message) => return page::shown(ctx, &message),
     };
-    let request = match known_client(ctx, req, &params).await {
+    let (params, pushed) = match par::expanded(ctx, req, params).await {
+        Ok(expanded) => expanded,
+        Err(message) => return page::shown(ctx, &message),
+    };
+    let mut request = match known_client(ctx, req, &params).await {
         Ok(r) => r,
         Err(message) => return page::shown(ctx, &message),
     };
+    if let Err(message) = par::carried(&mut request, pushed) {
+        return page::shown(ctx, message);
+    }
     let asked = match checked(ctx, &params, &request) {
         Ok(a) => a,
         Err(e) => return unasked(ctx, &request, e),

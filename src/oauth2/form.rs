@@ -74,6 +74,23 @@ impl Form {
         self.0.contains_key(name)
     }
 
+    /// A form of `pairs`, each with a value.
+    pub fn of(pairs: impl IntoIterator<Item = (String, String)>) -> Form {
+        Form(pairs.into_iter().map(|(k, v)| (k, Some(v))).collect())
+    }
+
+    /// Its parameters that have a value, but those named in `leave_out`.
+    pub fn pairs_but(&self, leave_out: &[&str]) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .0
+            .iter()
+            .filter(|(k, _)| !leave_out.contains(&k.as_str()))
+            .filter_map(|(k, v)| Some((k.clone(), v.clone()?)))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
     /// A parameter the endpoint cannot do without.
     pub fn required(&self, name: &str) -> Result<&str, Error> {
         self.get(name)

@@ -39,6 +39,11 @@ fn document(ctx: &Endpoints<'_>) -> Value {
         "introspection_endpoint_auth_methods_supported": methods,
         "dpop_signing_alg_values_supported": crate::dpop::ALGORITHMS,
     });
+    if ctx.settings.authorization_code {
+        // RFC 9126 §5.
+        doc["pushed_authorization_request_endpoint"] = json!(format!("{issuer}/par"));
+        doc["require_pushed_authorization_requests"] = json!(ctx.settings.require_pushed_requests);
+    }
     let mut scopes: Vec<&str> = ctx
         .clients()
         .iter()

@@ -10,7 +10,9 @@ use http::StatusCode;
 use super::auth_request::{self, AuthRequest};
 use super::form::Form;
 use super::sign_in::show;
-use super::{consent, csrf, page, passkey_sign_in, second_factor, sso, Answer, Endpoints, Request};
+use super::{
+    consent, csrf, page, par, passkey_sign_in, second_factor, sso, Answer, Endpoints, Request,
+};
 use crate::identity::Denied;
 
 /// The form posted: the request checked again, the CSRF token, then the
@@ -23,10 +25,17 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         Ok(f) => f,
         Err(e) => return page::shown(ctx, &e.description),
     };
-    let r = match auth_request::known_client(ctx, req, &form).await {
+    let (form, pushed) = match par::expanded(ctx, req, form).await {
+        Ok(expanded) => expanded,
+        Err(message) => return page::shown(ctx, &message),
+    };
+    let mut r = match auth_request::known_client(ctx, req, &form).await {
         Ok(r) => r,
         Err(message) => return page::shown(ctx, &message),
     };
+    if let Err(message) = par::carried(&mut r, pushed) {
+        return page::shown(ctx, message);
+    }
     // The page's own form first: nothing posted otherwise goes back to the
     // application, an error (or a Deny) included.
     let binding = sso::cookie(req, &sso::cookie_name(ctx, "portero-form")).unwrap_or_default();

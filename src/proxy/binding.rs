@@ -169,7 +169,7 @@ impl Gateway {
         parts: &Parts,
     ) -> Result<Proved, oauth2::Answer> {
         let endpoint = parts.uri.path().rsplit('/').next().unwrap_or_default();
-        if parts.method != http::Method::POST || endpoint != "token" {
+        if parts.method != http::Method::POST || !matches!(endpoint, "token" | "par") {
             return Ok(Proved::default());
         }
         let mut all = parts.headers.get_all(DPOP).iter();

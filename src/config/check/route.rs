@@ -440,8 +440,9 @@ impl Checker<'_> {
 
 /// The OAuth 2.0 endpoints below an issuer identifier's path
 /// (docs/oauth2.md); `oauth2::which` tells them apart.
-const OAUTH2_ENDPOINTS: [&str; 10] = [
+const OAUTH2_ENDPOINTS: [&str; 11] = [
     "/token",
+    "/par",
     "/revoke",
     "/introspect",
     "/.well-known/openid-configuration",

@@ -248,6 +248,7 @@ impl Checker<'_> {
                 keys: credentials.keys,
                 federated: credentials.federated,
                 dpop_bound_access_tokens: c.dpop_bound_access_tokens,
+                require_pushed_requests: c.require_pushed_authorization_requests,
             },
         })
     }
@@ -285,6 +286,13 @@ impl Checker<'_> {
     /// A client's `redirect_uris`, each one portero may send a code to.
     fn redirect_uris(&mut self, key: &str, c: &FileOAuthClient, code_flow: bool) -> Vec<String> {
         let Some(written) = &c.redirect_uris else {
+            if c.require_pushed_authorization_requests {
+                self.problem(
+                    &c.client_id,
+                    format!("{key}.require_pushed_authorization_requests"),
+                    "the client makes no authorization requests: it has no redirect_uris",
+                );
+            }
             return Vec::new();
         };
         let key = format!("{key}.redirect_uris");
@@ -399,6 +407,7 @@ impl Checker<'_> {
             public_url: public_url.to_string(),
             password_grant: s.password_grant,
             dpop_nonce: s.dpop_nonce,
+            require_pushed_requests: s.require_pushed_authorization_requests,
             clients,
             authorization_code,
             resources,
@@ -439,6 +448,12 @@ impl Checker<'_> {
         if s.logout_revokes_tokens && !code_flow {
             self.problem_no_span(
                 key("logout_revokes_tokens"),
+                "read only with authorization_code on",
+            );
+        }
+        if s.require_pushed_authorization_requests && !code_flow {
+            self.problem_no_span(
+                key("require_pushed_authorization_requests"),
                 "read only with authorization_code on",
             );
         }

@@ -420,6 +420,9 @@ pub(in crate::config) struct FileOAuth2 {
     /// DPoP proofs at the token endpoint carry a server nonce (RFC 9449 §8).
     #[serde(default)]
     pub(in crate::config) dpop_nonce: bool,
+    /// Authorization requests come pushed (RFC 9126 §5), for every client.
+    #[serde(default)]
+    pub(in crate::config) require_pushed_authorization_requests: bool,
     #[serde(default)]
     pub(in crate::config) clients: Vec<FileOAuthClient>,
     /// The authorization endpoint and sign-in page (on by default for a
@@ -537,6 +540,9 @@ pub(in crate::config) struct FileOAuthClient {
     /// refused (RFC 9449 §5.2).
     #[serde(default)]
     pub(in crate::config) dpop_bound_access_tokens: bool,
+    /// Its authorization requests come pushed (RFC 9126 §6).
+    #[serde(default)]
+    pub(in crate::config) require_pushed_authorization_requests: bool,
 }
 
 /// A client's outside identity: `issuer` names one of the config's

@@ -115,6 +115,9 @@ pub struct OAuth2 {
     /// `dpop_nonce = true`: DPoP proofs at the token endpoint carry a
     /// server nonce (RFC 9449 §8).
     pub dpop_nonce: bool,
+    /// `require_pushed_authorization_requests`: the authorization endpoint
+    /// takes pushed requests only (RFC 9126 §5).
+    pub require_pushed_requests: bool,
     /// A user dialect's OAuth 2.0 clients: the applications that get
     /// tokens for its users (`permissions`: the scopes they may ask for).
     /// A client dialect's clients are its principals.
@@ -203,6 +206,9 @@ pub struct ClientProfile {
     /// It always proves a DPoP key at the token endpoint, and its tokens
     /// are bound to it (RFC 9449 §5.2 `dpop_bound_access_tokens`).
     pub dpop_bound_access_tokens: bool,
+    /// Its authorization requests must come pushed (RFC 9126 §6
+    /// `require_pushed_authorization_requests`).
+    pub require_pushed_requests: bool,
 }
 
 /// Where a client's public keys are.
