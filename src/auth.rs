@@ -87,6 +87,10 @@ pub enum AuthError {
     /// the proof has none, or not a current one.
     #[error("DPoP nonce required")]
     NonceRequired,
+    /// A certificate-bound token (RFC 8705 §3) over a connection whose
+    /// client certificate is another, or none.
+    #[error("client certificate does not match the token")]
+    WrongCertificate,
 }
 
 impl AuthError {
@@ -120,6 +124,7 @@ impl AuthError {
             Self::BadProof => "bad_proof",
             Self::ReplayedProof => "replayed_proof",
             Self::NonceRequired => "nonce_required",
+            Self::WrongCertificate => "wrong_certificate",
         }
     }
 
@@ -183,7 +188,7 @@ impl AuthError {
     }
 
     /// Every reason, for pre-registering metric series.
-    pub const ALL: [AuthError; 28] = [
+    pub const ALL: [AuthError; 29] = [
         Self::MissingToken,
         Self::RepeatedToken,
         Self::Malformed,
@@ -212,5 +217,6 @@ impl AuthError {
         Self::BadProof,
         Self::ReplayedProof,
         Self::NonceRequired,
+        Self::WrongCertificate,
     ];
 }

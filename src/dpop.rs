@@ -32,8 +32,10 @@ pub const PROOF_AGE: i64 = 60;
 /// Seconds an `iat` may be ahead of this instance's clock.
 pub const PROOF_SKEW: i64 = 15;
 
-/// How long a proof is remembered: past it, its `iat` is too old.
-pub const REPLAY_LIFETIME: i64 = PROOF_AGE + PROOF_SKEW;
+/// How long this instance remembers a proof: past it, its `iat` is too
+/// old (taken up to `PROOF_AGE` after an `iat` up to `PROOF_SKEW` ahead,
+/// in whole seconds).
+pub const REPLAY_LIFETIME: i64 = PROOF_AGE + PROOF_SKEW + 2;
 
 /// A proof longer than this is refused unread (an RSA key of 4096 bits
 /// and its signature fit in a quarter of it).
@@ -126,6 +128,9 @@ pub struct Proven {
     pub thumbprint: Box<str>,
     /// What a shared store keeps it as, to be claimed once across instances.
     pub replay_key: String,
+    /// How long the store keeps it: until its `iat` is too old on any
+    /// instance, whose clock may be `PROOF_SKEW` behind this one's.
+    pub remember_for: std::time::Duration,
     /// A newer nonce, to hand to a client whose proof used the last one.
     pub next_nonce: Option<Arc<str>>,
 }
@@ -138,7 +143,8 @@ struct Header<'a> {
     alg: Cow<'a, str>,
     #[serde(borrow)]
     jwk: Option<&'a RawValue>,
-    crit: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    crit: crate::auth::validate::Present,
 }
 
 #[derive(Deserialize)]
@@ -212,7 +218,7 @@ impl Proofs {
         if !typ.eq_ignore_ascii_case("dpop+jwt") {
             return Err(Refused::Invalid("typ is not dpop+jwt"));
         }
-        if header.crit.is_some() {
+        if header.crit.0 {
             return Err(Refused::Invalid("crit"));
         }
         if !expected.algorithms.allows(&header.alg) {
@@ -230,27 +236,30 @@ impl Proofs {
             .as_deref()
             .and_then(|p| serde_json::from_slice(p).ok())
             .ok_or(Refused::Invalid("payload"))?;
-        let next_nonce = self.check_claims(&claims, expected)?;
+        let (iat, next_nonce) = self.check_claims(&claims, expected)?;
         let jti = claims.jti.as_deref().unwrap_or_default();
         match self.replays.offer(&key.thumbprint, jti, expected.now) {
             Seen::First => {}
             Seen::Again => return Err(Refused::Replayed),
             Seen::Full => return Err(Refused::Full),
         }
+        let remember_for = (iat + PROOF_AGE + 2 + PROOF_SKEW - expected.now).max(1) as u64;
         Ok(Proven {
+            remember_for: std::time::Duration::from_secs(remember_for),
             replay_key: format!("dpop\0{}\0{jti}", key.thumbprint),
             thumbprint: key.thumbprint.clone(),
             next_nonce,
         })
     }
 
-    /// The payload against the request: everything but the replay. A
-    /// newer nonce to hand out when the proof's is the last period's.
+    /// The payload against the request: everything but the replay. Its
+    /// `iat`, and a newer nonce to hand out when the proof's is the last
+    /// period's.
     fn check_claims(
         &self,
         claims: &Payload,
         expected: &Expected,
-    ) -> Result<Option<Arc<str>>, Refused> {
+    ) -> Result<(i64, Option<Arc<str>>), Refused> {
         let jti = claims.jti.as_deref().unwrap_or_default();
         if jti.is_empty() || jti.len() > MAX_JTI {
             return Err(Refused::Invalid("jti"));
@@ -280,12 +289,12 @@ impl Proofs {
             (None, _) => {}
         }
         if !expected.nonce {
-            return Ok(None);
+            return Ok((iat, None));
         }
         let now_nonce = || Some(self.nonces.current(now));
         match self.nonces.freshness(claims.nonce.as_deref(), now) {
-            Freshness::Current => Ok(None),
-            Freshness::Stale => Ok(now_nonce()),
+            Freshness::Current => Ok((iat, None)),
+            Freshness::Stale => Ok((iat, now_nonce())),
             Freshness::Refused => Err(Refused::Nonce),
         }
     }

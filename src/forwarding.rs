@@ -21,8 +21,16 @@ use crate::upstream::{Added, X_FORWARDED_FOR};
 /// frameworks: a client must not pick the upstream's path past the route.
 const REWRITE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
-/// What portero says itself (`upstream::Added`): the client's copies never go on.
-const REPLACED: [&str; 3] = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"];
+/// What portero says itself (`upstream::Added`): the client's copies never
+/// go on (a trusted proxy's `Client-Cert` is read first, and passed on only
+/// where the route says so).
+const REPLACED: [&str; 5] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "client-cert",
+    "client-cert-chain",
+];
 
 /// What an untrusted client says about other hops, or about the address or
 /// prefix the client used. (`X-Forwarded-For`, `-Proto` and `-Host` are
@@ -228,6 +236,7 @@ pub fn rewrite<'p>(
         tls: peer.tls,
         host,
         ids: None,
+        client_cert: None,
     })
 }
 
@@ -386,6 +395,7 @@ mod tests {
             tls: true,
             host: Some(HeaderValue::from_static("api.example")),
             ids: None,
+            client_cert: None,
         }
     }
 

@@ -105,13 +105,14 @@ pub fn verification_key(jwk: &Jwk) -> Result<(Algorithm, DecodingKey), String> {
             return Err("a symmetric (oct) key: a published secret verifies nothing".into())
         }
         (AlgorithmParameters::RSA(rsa), alg) => {
-            let bits = URL_SAFE_NO_PAD
+            let n = URL_SAFE_NO_PAD
                 .decode(&rsa.n)
-                .map_err(|_| "RSA modulus is not base64url")?
-                .iter()
-                .skip_while(|&&b| b == 0)
-                .count()
-                * 8;
+                .map_err(|_| "RSA modulus is not base64url")?;
+            // The modulus's length in bits, its leading zero bits not counted.
+            let significant: Vec<u8> = n.into_iter().skip_while(|&b| b == 0).collect();
+            let bits = significant.first().map_or(0, |top| {
+                significant.len() * 8 - top.leading_zeros() as usize
+            });
             if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err(format!(
                     "RSA key of about {bits} bits (not {MIN_RSA_BITS} to {MAX_RSA_BITS})"
@@ -146,7 +147,15 @@ pub fn verification_key(jwk: &Jwk) -> Result<(Algorithm, DecodingKey), String> {
             (curve, alg) => return Err(format!("curve {curve:?} with alg {alg:?}")),
         },
         (AlgorithmParameters::OctetKeyPair(okp), alg) => match (&okp.curve, alg) {
-            (EllipticCurve::Ed25519, None | Some(KeyAlgorithm::EdDSA)) => Algorithm::EdDSA,
+            // 32 bytes, no other length: the verifier slices them unchecked.
+            (EllipticCurve::Ed25519, None | Some(KeyAlgorithm::EdDSA))
+                if URL_SAFE_NO_PAD.decode(&okp.x).is_ok_and(|x| x.len() == 32) =>
+            {
+                Algorithm::EdDSA
+            }
+            (EllipticCurve::Ed25519, _) => {
+                return Err("an Ed25519 key is 32 bytes (x), base64url".into())
+            }
             (curve, alg) => return Err(format!("curve {curve:?} with alg {alg:?}")),
         },
     };
@@ -201,6 +210,18 @@ mod tests {
             let exponent = json!({"kty": "RSA", "n": RSA_N, "e": e});
             assert!(alg_of(exponent).unwrap_err().contains("exponent"), "{e}");
         }
+        // 2041 bits: 256 bytes, its top byte 0x01. Bits are counted, not bytes.
+        let mut short = URL_SAFE_NO_PAD.decode(RSA_N).unwrap();
+        short[0] = 0x01;
+        let short = json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&short), "e": "AQAB"});
+        assert!(alg_of(short).unwrap_err().contains("2041 bits"));
+        // An Ed25519 key of any length but 32 bytes (the verifier would slice it).
+        for x in ["AA", &"A".repeat(44), &"A".repeat(86)] {
+            let okp = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
+            assert!(alg_of(okp).unwrap_err().contains("32 bytes"), "{x}");
+        }
+        let okp = json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        assert_eq!(alg_of(okp), Ok(Algorithm::EdDSA));
     }
 
     #[test]

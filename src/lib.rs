@@ -113,6 +113,7 @@ mod challenges;
 pub mod claim_path;
 pub mod claims;
 mod client_addr;
+pub mod client_cert;
 pub mod clock;
 pub mod config;
 mod connections;

@@ -42,6 +42,8 @@ pub enum TlsError {
     Mismatch { path: String, source: rustls::Error },
     #[error("{0}")]
     Setup(rustls::Error),
+    #[error("client_ca_file {path}: {why}")]
+    ClientCa { path: String, why: String },
 }
 
 /// The TLS setup of a listener: its certificate chain and key, TLS 1.2 and
@@ -62,14 +64,39 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
         source,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(TlsError::Setup)?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(mismatch)?;
+        .map_err(TlsError::Setup)?;
+    let builder = match &files.clients {
+        None => builder.with_no_client_auth(),
+        Some(clients) => builder.with_client_cert_verifier(client_verifier(clients, provider)?),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(mismatch)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Client certificates verified against `clients.ca`, required or
+/// optional (mutual TLS, RFC 8705).
+fn client_verifier(
+    clients: &crate::config::ClientCertificates,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let failed = |why: String| TlsError::ClientCa {
+        path: clients.ca.display().to_string(),
+        why,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::config::pem_certificates(&clients.ca).map_err(failed)? {
+        roots.add(cert).map_err(|e| failed(e.to_string()))?;
+    }
+    let builder =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    let builder = match clients.required {
+        true => builder,
+        false => builder.allow_unauthenticated(),
+    };
+    builder.build().map_err(|e| failed(e.to_string()))
 }
 
 /// The connection a request came in on.
@@ -83,6 +110,8 @@ pub struct Peer {
     /// A configured proxy: what it says in `X-Forwarded-For`, `Forwarded`
     /// and `X-Real-IP` about its own clients is kept.
     pub trusted: bool,
+    /// The certificate the client showed in the TLS handshake.
+    pub client_cert: Option<Arc<crate::client_cert::ClientCert>>,
 }
 
 impl Peer {
@@ -94,6 +123,7 @@ impl Peer {
             tls,
             forwarded_for,
             trusted,
+            client_cert: None,
         }
     }
 }
@@ -229,7 +259,10 @@ pub async fn accept<H: Handler>(
                         () = slot.evicted() => return,
                     };
                     match handshake {
-                        Ok(Ok(stream)) => serve(stream, slot, &serving, peer, handler, stop).await,
+                        Ok(Ok(stream)) => {
+                            peer.client_cert = shown_certificate(&stream);
+                            serve(stream, slot, &serving, peer, handler, stop).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(client = %addr, error = %e, "TLS handshake failed")
                         }
@@ -239,6 +272,18 @@ pub async fn accept<H: Handler>(
             }
         });
     }
+}
+
+/// The certificate a client showed in the handshake, verified by then.
+fn shown_certificate(
+    stream: &tokio_rustls::server::TlsStream<TcpStream>,
+) -> Option<Arc<crate::client_cert::ClientCert>> {
+    let (leaf, chain) = stream.get_ref().1.peer_certificates()?.split_first()?;
+    let chain = chain.iter().map(|c| c.to_vec()).collect();
+    Some(Arc::new(crate::client_cert::ClientCert::new(
+        leaf.to_vec(),
+        chain,
+    )))
 }
 
 /// The client a trusted proxy's PROXY header names (its own address for a

@@ -256,6 +256,8 @@ pub struct Request<'a> {
     /// The DPoP key (its RFC 7638 thumbprint) the request proved it holds
     /// (RFC 9449 §5), its proof checked before: tokens are bound to it.
     pub dpop_key: Option<&'a str>,
+    /// The client certificate of a mutual-TLS request (RFC 8705).
+    pub client_cert: Option<&'a crate::client_cert::ClientCert>,
 }
 
 /// One issuer's OAuth 2.0 endpoints: the issuer at work, with what they need beyond it.

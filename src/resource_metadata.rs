@@ -149,6 +149,7 @@ pub(crate) mod tests {
                 upgrades: vec![],
                 underscores_in_headers: false,
                 method_override: false,
+                forward_client_cert: false,
             },
             cors: None,
             limits: Default::default(),

@@ -259,6 +259,7 @@ mod tests {
                 upgrades: vec![],
                 underscores_in_headers: false,
                 method_override: false,
+                forward_client_cert: false,
             },
             cors: None,
             limits: Default::default(),

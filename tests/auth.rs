@@ -228,17 +228,22 @@ async fn bad_tokens_are_401_with_their_reason_counted() {
 
     // A critical header extension portero does not understand (RFC 7515
     // §4.1.11), under a good signature.
-    let header =
-        URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","kid":"hs-1","crit":["b64"],"b64":false}"#);
-    let message = format!(
-        "{header}.{}",
-        URL_SAFE_NO_PAD.encode(claims("alice").to_string())
-    );
-    let key = jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes());
-    let signature =
-        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
-            .unwrap();
-    assert_rejected(&gw, &format!("{message}.{signature}"), "critical_extension").await;
+    // `crit` at all, even `null`, which a parser may read as absent.
+    for header in [
+        r#"{"alg":"HS256","kid":"hs-1","crit":["b64"],"b64":false}"#,
+        r#"{"alg":"HS256","kid":"hs-1","crit":null}"#,
+    ] {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims("alice").to_string())
+        );
+        let key = jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes());
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+                .unwrap();
+        assert_rejected(&gw, &format!("{message}.{signature}"), "critical_extension").await;
+    }
 }
 
 /// A claim mapped to an identity header that no header can carry as it

@@ -461,6 +461,10 @@ fn dpop_settings_are_refused_where_they_could_do_nothing() {
             "token_from = \"cookie:session\"\ntoken_binding = \"required\"\n",
             "routes[0].token_binding: a token comes as DPoP only in the Authorization header",
         ),
+        (
+            "login = \"demo\"\ntoken_binding = \"required\"\n",
+            "routes[0].token_binding: a route that signs people in",
+        ),
     ] {
         let (ok, err) = check(&with(keys));
         assert!(!ok, "{keys}");

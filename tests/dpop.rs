@@ -265,7 +265,7 @@ async fn the_issuer_binds_codes_refresh_tokens_and_exchanges_to_the_key() {
     };
     // A code bound with dpop_jkt: no proof, or a proof of another key, redeems nothing.
     for proof in [None, Some(other.proof("POST", &endpoint, None))] {
-        let pkce = pkce();
+        let pkce = common::standard::pkce();
         let code = bound_code(&pkce).await;
         let (status, answer) = redeem_with(code, pkce.0.clone(), proof).await;
         assert_eq!(
@@ -274,7 +274,7 @@ async fn the_issuer_binds_codes_refresh_tokens_and_exchanges_to_the_key() {
             "{answer}"
         );
     }
-    let pkce = pkce();
+    let pkce = common::standard::pkce();
     let code = bound_code(&pkce).await;
     let proof = key.proof("POST", &endpoint, None);
     let (status, answer) = redeem_with(code, pkce.0.clone(), Some(proof)).await;
@@ -299,6 +299,62 @@ async fn the_issuer_binds_codes_refresh_tokens_and_exchanges_to_the_key() {
     let (status, answer) = token_request(&gw, &refresh_form, Some(&proof)).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["token_type"], "DPoP");
+    // A family begun unbound is bound from its first proof on (RFC 9449 §5).
+    let pkce = common::standard::pkce();
+    let code = sign_in_at(
+        &gw,
+        &mut Browser::default(),
+        &authorize_url(&gw, &pkce.1, ""),
+    )
+    .await;
+    let (status, answer) = redeem_with(code, pkce.0.clone(), None).await;
+    assert_eq!(
+        (status, &answer["token_type"]),
+        (200, &json!("Bearer")),
+        "{answer}"
+    );
+    let unbound_refresh = answer["refresh_token"].as_str().unwrap().to_string();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", unbound_refresh.as_str()),
+        ("client_id", APP),
+    ];
+    let proof = key.proof("POST", &endpoint, None);
+    let (status, answer) = token_request(&gw, &form, Some(&proof)).await;
+    assert_eq!(
+        (status, &answer["token_type"]),
+        (200, &json!("DPoP")),
+        "{answer}"
+    );
+    let now_bound = answer["refresh_token"].as_str().unwrap();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", now_bound),
+        ("client_id", APP),
+    ];
+    let (status, answer) = token_request(&gw, &form, None).await;
+    assert_eq!(
+        (status, &answer["error"]),
+        (400, &json!("invalid_grant")),
+        "{answer}"
+    );
+    // The token endpoint in another spelling is the token endpoint: its
+    // proof is checked, and what it mints is bound.
+    let proof = key.proof("POST", &endpoint, None);
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", SERVICE),
+        ("client_secret", SERVICE_SECRET),
+    ];
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token;x"))
+        .header("dpop", proof)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["token_type"], "DPoP", "{answer}");
     // A proof of another endpoint is no token request's.
     let (status, answer) =
         service_token_with_proof(&gw, &key.proof("POST", &gw.url("/oauth2/app/revoke"), None))

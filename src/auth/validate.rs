@@ -186,10 +186,23 @@ struct Header<'a> {
     alg: Cow<'a, str>,
     #[serde(borrow)]
     kid: Option<Cow<'a, str>>,
-    /// Present at all: refused, whatever it lists.
-    crit: Option<serde::de::IgnoredAny>,
+    /// Present at all: refused, whatever it lists (`null` too).
+    #[serde(default)]
+    crit: Present,
     #[serde(borrow)]
     typ: Option<Cow<'a, str>>,
+}
+
+/// Whether a member was in a JSON object at all, whatever its value:
+/// `null` included, which `Option` would read as absent.
+#[derive(Default)]
+pub struct Present(pub bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Present(true))
+    }
 }
 
 /// What a token is verified as.
@@ -387,7 +400,7 @@ impl Validator {
         let header_json = decode_b64(header_b64, &mut header_buf)?;
         let header: Header =
             serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
-        if header.crit.is_some() {
+        if header.crit.0 {
             return Err(AuthError::CriticalExtension);
         }
         // Onto the heap at once: the claims keep it.

@@ -11,6 +11,7 @@ mod introspection;
 mod issuer;
 mod legacy;
 mod limits;
+mod listen;
 mod metadata_documents;
 pub(super) mod names;
 pub(super) mod parse;
@@ -24,6 +25,7 @@ mod shadow;
 mod sign_in;
 mod standard;
 mod store;
+mod tls_client;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -202,6 +204,7 @@ impl Checker<'_> {
                 Some(TlsFiles {
                     cert: cert_path,
                     key: key_path,
+                    clients: None,
                 })
             }
             (Some(s), None) | (None, Some(s)) => {
@@ -280,6 +283,7 @@ impl Checker<'_> {
             self.protected_resource(i, r, &mut route, &issuers, public_url);
             routes.push(route);
         }
+        self.client_certificates_read(&file.routes, &listeners, &server);
         self.one_document_each(&file.routes, &routes[first_ordinary..]);
         resource::served_resources(&mut issuers, &routes);
         self.scope_descriptions_used(&issuers);
@@ -539,53 +543,6 @@ impl Checker<'_> {
             Some(n) => *n.get_ref(),
             None => default,
         }
-    }
-
-    fn listeners(&mut self, list: &[FileListener]) -> Vec<Listener> {
-        if list.is_empty() {
-            self.problem_no_span("listen", "at least one [[listen]] table is required");
-        }
-        list.iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let addr = self.addr(&l.addr, &format!("listen[{i}].addr"));
-                let tls = match (&l.tls_cert, &l.tls_key) {
-                    (None, None) => None,
-                    (Some(cert), Some(key)) => {
-                        let (cert_path, key_path) =
-                            (self.resolve(cert.get_ref()), self.resolve(key.get_ref()));
-                        for (p, s, k) in
-                            [(&cert_path, cert, "tls_cert"), (&key_path, key, "tls_key")]
-                        {
-                            if !p.is_file() {
-                                self.problem(
-                                    s,
-                                    format!("listen[{i}].{k}"),
-                                    format!("no such file: {}", p.display()),
-                                );
-                            }
-                        }
-                        Some(TlsFiles {
-                            cert: cert_path,
-                            key: key_path,
-                        })
-                    }
-                    (Some(s), None) | (None, Some(s)) => {
-                        self.problem(
-                            s,
-                            format!("listen[{i}]"),
-                            "tls_cert and tls_key go together",
-                        );
-                        None
-                    }
-                };
-                Listener {
-                    addr,
-                    tls,
-                    proxy_protocol: l.proxy_protocol,
-                }
-            })
-            .collect()
     }
 
     fn auth(&mut self, a: &FileAuth, injected: Vec<String>) -> AuthSettings {

@@ -182,6 +182,10 @@ pub(super) struct FileListener {
     pub(super) addr: Spanned<String>,
     pub(super) tls_cert: Option<Spanned<String>>,
     pub(super) tls_key: Option<Spanned<String>>,
+    /// Roots client certificates are verified against (mutual TLS).
+    pub(super) client_ca_file: Option<Spanned<String>>,
+    /// `"optional"` (the default) or `"required"`.
+    pub(super) client_certificates: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) proxy_protocol: bool,
 }
@@ -320,6 +324,8 @@ pub(super) struct FileRoute {
     pub(super) underscores_in_headers: bool,
     /// Routed by the method a POST's override header names (`target::method`).
     pub(super) method_override: Option<Spanned<bool>>,
+    /// The client's certificate goes upstream (RFC 9440 fields).
+    pub(super) forward_client_cert: Option<Spanned<bool>>,
     /// Publishes RFC 9728 protected resource metadata for the route.
     pub(super) resource_metadata: Option<Spanned<bool>>,
     /// Browsers sign in at this issuer; a session admits them.

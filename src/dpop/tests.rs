@@ -82,6 +82,18 @@ fn a_proof_of_the_request_is_taken_once() {
     let (c, p, hash) = (client(), proofs(), token_hash("the-token"));
     let proof = c.proof(claims("1"));
     let proven = p.check(&proof, &expected(&hash)).unwrap();
+    // Remembered until its iat is too old, on an instance PROOF_SKEW behind.
+    assert_eq!(
+        proven.remember_for.as_secs() as i64,
+        PROOF_AGE + 2 + PROOF_SKEW
+    );
+    let mut ahead = claims("ahead");
+    ahead["iat"] = json!(NOW + PROOF_SKEW);
+    let ahead = p.check(&c.proof(ahead), &expected(&hash)).unwrap();
+    assert_eq!(
+        ahead.remember_for.as_secs() as i64,
+        2 * PROOF_SKEW + PROOF_AGE + 2
+    );
     let Value::Object(jwk) = &c.jwk else {
         unreachable!()
     };
@@ -139,13 +151,32 @@ fn a_header_that_is_not_a_public_key_proof_is_refused() {
     let body = claims("h");
     let with = |header: Value| c.proof_with(header, body.clone());
     let not_dpop = with(json!({"typ": "JWT", "jwk": c.jwk}));
+    let crit_null = with(json!({"typ": "dpop+jwt", "jwk": c.jwk, "crit": null}));
+    // An Ed25519 key of one byte: refused, never handed to the verifier.
+    let short_ed25519 = {
+        let header = json!({"typ": "dpop+jwt", "alg": "EdDSA",
+            "jwk": {"kty": "OKP", "crv": "Ed25519", "x": "AA"}});
+        let body = URL_SAFE_NO_PAD.encode(claims("ed").to_string());
+        let signature = URL_SAFE_NO_PAD.encode([0u8; 64]);
+        format!(
+            "{}.{body}.{signature}",
+            URL_SAFE_NO_PAD.encode(header.to_string())
+        )
+    };
     let no_typ = with(json!({"jwk": c.jwk}));
     let mut private = c.jwk.clone();
     private["d"] = json!("jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI");
     let with_private = with(json!({"typ": "dpop+jwt", "jwk": private}));
     let other = client();
     let another_key = with(json!({"typ": "dpop+jwt", "jwk": other.jwk}));
-    for proof in [not_dpop, no_typ, with_private, another_key] {
+    for proof in [
+        not_dpop,
+        crit_null,
+        short_ed25519,
+        no_typ,
+        with_private,
+        another_key,
+    ] {
         assert!(
             matches!(p.check(&proof, &expected(&hash)), Err(Refused::Invalid(_))),
             "{proof}"

@@ -68,8 +68,8 @@ pub struct CodeGrant<'a> {
     pub code_verifier: &'a str,
     /// The resource named again, if it is.
     pub resource: Option<&'a str>,
-    /// The DPoP key the request proved it holds (RFC 9449 §5).
-    pub dpop_key: Option<&'a str>,
+    /// What the request proved it holds (RFC 9449 §5, RFC 8705 §3).
+    pub bound: Option<super::mint::Cnf<'a>>,
 }
 
 impl<'a> CodeGrant<'a> {
@@ -80,7 +80,7 @@ impl<'a> CodeGrant<'a> {
             redirect_uri: form.required("redirect_uri")?,
             code_verifier: form.required("code_verifier")?,
             resource: form.get("resource"),
-            dpop_key: None,
+            bound: None,
         })
     }
 }
@@ -140,7 +140,7 @@ pub async fn redeem(
     let scope = words(Some(&record.scope));
     let mut claims = profile::claims(ctx.issuer.accounts.form, &user, &scope);
     super::mint::signed_in_by(&mut claims, &record.amr);
-    super::mint::bind(&mut claims, grant.dpop_key);
+    super::mint::bind(&mut claims, grant.bound);
     if let Some(resource) = &record.resource {
         claims.insert("aud".into(), json!(resource));
     }
@@ -168,7 +168,7 @@ pub async fn redeem(
             scope: Some(record.scope.clone()),
             resource: record.resource.clone(),
             amr: record.amr.clone(),
-            jkt: super::mint::refresh_binding(client, grant.dpop_key),
+            jkt: super::mint::refresh_binding(client, grant.bound),
         };
         let token = ctx.issuer.refreshes().issue(&refresh).await?;
         issued(ctx, &hash, &record, &sha256_base64url(&token)).await?;
@@ -222,7 +222,7 @@ fn unbound(
     } else if record
         .dpop_jkt
         .as_deref()
-        .is_some_and(|jkt| grant.dpop_key != Some(jkt))
+        .is_some_and(|jkt| grant.bound.and_then(super::mint::Cnf::jkt) != Some(jkt))
     {
         // RFC 9449 §10: bound at the authorization endpoint (`dpop_jkt`).
         Some("no proof of the DPoP key the code is bound to")

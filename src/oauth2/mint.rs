@@ -72,7 +72,9 @@ pub(super) fn mint_as(
         endpoint: "oauth2",
         jti,
     };
-    let bound = claims.contains_key("cnf");
+    // A DPoP-bound token says so in its type; a certificate-bound one
+    // stays `Bearer` (RFC 8705 §3).
+    let bound = claims.get("cnf").is_some_and(|c| c.get("jkt").is_some());
     let mut minted = ctx
         .issuer
         .mint_with(stamp, sub, claims, now, Some(ttl))
@@ -81,19 +83,43 @@ pub(super) fn mint_as(
     Ok(minted)
 }
 
-/// Binds the token about to be minted to the DPoP key `key`, if any
-/// (RFC 9449 §6.1: `cnf.jkt`, the key's RFC 7638 thumbprint).
-pub(super) fn bind(claims: &mut Map<String, Value>, key: Option<&str>) {
-    if let Some(key) = key {
-        claims.insert("cnf".into(), json!({ "jkt": key }));
+/// What a token request proved it holds, which its tokens are bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cnf<'a> {
+    /// A DPoP key, by its RFC 7638 thumbprint (RFC 9449 §6.1: `cnf.jkt`).
+    Dpop(&'a str),
+    /// The client certificate of a mutual-TLS request, by its SHA-256
+    /// thumbprint (RFC 8705 §3.1: `cnf["x5t#S256"]`).
+    Certificate(&'a str),
+}
+
+impl<'a> Cnf<'a> {
+    /// The DPoP key's thumbprint, if it is one.
+    pub fn jkt(self) -> Option<&'a str> {
+        match self {
+            Cnf::Dpop(jkt) => Some(jkt),
+            Cnf::Certificate(_) => None,
+        }
     }
+}
+
+/// Binds the token about to be minted to what the request proved, if
+/// anything.
+pub(super) fn bind(claims: &mut Map<String, Value>, bound: Option<Cnf<'_>>) {
+    let cnf = match bound {
+        None => return,
+        Some(Cnf::Dpop(jkt)) => json!({ "jkt": jkt }),
+        Some(Cnf::Certificate(x5t)) => json!({ "x5t#S256": x5t }),
+    };
+    claims.insert("cnf".into(), cnf);
 }
 
 /// The DPoP key a refresh token is bound to (RFC 9449 §5): a public
 /// client's, whose refresh token no secret guards; a confidential
 /// client's is bound to its credentials already.
-pub(super) fn refresh_binding(client: &Principal, key: Option<&str>) -> Option<String> {
-    key.filter(|_| client.client.public).map(str::to_string)
+pub(super) fn refresh_binding(client: &Principal, bound: Option<Cnf<'_>>) -> Option<String> {
+    let jkt = bound.and_then(Cnf::jkt);
+    jkt.filter(|_| client.client.public).map(str::to_string)
 }
 
 /// What the code and refresh grants hand out, whichever door asked: the

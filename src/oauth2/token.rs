@@ -16,6 +16,7 @@ use http::StatusCode;
 use super::client::authenticate;
 use super::code::{redeem, CodeGrant};
 use super::form::Form;
+use super::mint::Cnf;
 use super::{Answer, Endpoints, Error, Request};
 use crate::config::{AccountForm, Principal};
 pub(super) use refresh_token::refresh_grant;
@@ -89,30 +90,50 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
         return Err(not_served(name));
     };
     permitted(ctx, client, grant)?;
+    let bound = bound_to(req, client)?;
+    match grant {
+        Grant::AuthorizationCode => {
+            let mut asked = CodeGrant::of(&form)?;
+            asked.bound = bound;
+            let issued = redeem(ctx, req.now, &asked, client).await?;
+            Ok(issued.answer(req.now))
+        }
+        Grant::ClientCredentials => client_credentials::grant(ctx, req, &form, client, bound),
+        Grant::Password => password::grant(ctx, req, &form, client, bound).await,
+        Grant::RefreshToken => {
+            let mut asked = RefreshGrant::of(&form)?;
+            asked.bound = bound;
+            let issued = refresh_grant(ctx, req.now, &asked, client).await?;
+            Ok(issued.answer(req.now))
+        }
+        Grant::TokenExchange => exchange::grant(ctx, req, &form, client, bound).await,
+    }
+}
+
+/// What the request's tokens are bound to: the DPoP key it proved (RFC
+/// 9449 §5), else the client certificate it authenticated with, or asked
+/// its tokens be bound to (RFC 8705 §3). A client that must bind and
+/// proved nothing gets no token.
+fn bound_to<'r>(req: &Request<'r>, client: &Principal) -> Result<Option<Cnf<'r>>, Error> {
+    if let Some(jkt) = req.dpop_key {
+        return Ok(Some(Cnf::Dpop(jkt)));
+    }
     // RFC 9449 §5.2: a client that always binds its tokens sends a proof.
-    if req.dpop_key.is_none() && client.client.dpop_bound_access_tokens {
+    if client.client.dpop_bound_access_tokens {
         return Err(Error::new(
             StatusCode::BAD_REQUEST,
             "invalid_dpop_proof",
             "this client's token requests carry a DPoP proof",
         ));
     }
-    match grant {
-        Grant::AuthorizationCode => {
-            let mut asked = CodeGrant::of(&form)?;
-            asked.dpop_key = req.dpop_key;
-            let issued = redeem(ctx, req.now, &asked, client).await?;
-            Ok(issued.answer(req.now))
-        }
-        Grant::ClientCredentials => client_credentials::grant(ctx, req, &form, client),
-        Grant::Password => password::grant(ctx, req, &form, client).await,
-        Grant::RefreshToken => {
-            let mut asked = RefreshGrant::of(&form)?;
-            asked.dpop_key = req.dpop_key;
-            let issued = refresh_grant(ctx, req.now, &asked, client).await?;
-            Ok(issued.answer(req.now))
-        }
-        Grant::TokenExchange => exchange::grant(ctx, req, &form, client).await,
+    let by_certificate = client.auth_method.is_some_and(|m| m.is_mutual_tls())
+        || client.client.certificate_bound_access_tokens;
+    match (by_certificate, req.client_cert) {
+        (false, _) => Ok(None),
+        (true, Some(cert)) => Ok(Some(Cnf::Certificate(&cert.thumbprint))),
+        (true, None) => Err(Error::invalid_request(
+            "this client's tokens are bound to its certificate: send the request over mutual TLS",
+        )),
     }
 }
 

@@ -5,7 +5,6 @@
 //! (§7.2). A route may take bound tokens only (`token_binding`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::request::Parts;
 use http::HeaderValue;
@@ -39,7 +38,17 @@ impl Gateway {
             (None, false) if sender.required => return Err(Bound::Refused(AuthError::Unbound)),
             (None, false) => return Ok(verified),
             (None, true) => return Err(Bound::Refused(AuthError::Unbound)),
-            (Some(_), false) => return Err(Bound::Refused(AuthError::SenderConstrained)),
+            // RFC 8705 §3: the certificate the token is bound to, on this connection.
+            (Some(Binding::Certificate(x5t)), false) => {
+                let cert = ctx.client_cert(&asked.parts.headers);
+                return match cert.is_some_and(|c| *c.thumbprint == **x5t) {
+                    true => Ok(verified),
+                    false => Err(Bound::Refused(AuthError::WrongCertificate)),
+                };
+            }
+            (Some(Binding::Dpop(_)), false) => {
+                return Err(Bound::Refused(AuthError::SenderConstrained))
+            }
             (Some(Binding::Certificate(_)), true) => {
                 return Err(Bound::Refused(AuthError::SenderConstrained))
             }
@@ -67,7 +76,7 @@ impl Gateway {
             return Err(Bound::Refused(AuthError::BadProof));
         }
         if proofs.shared {
-            let ttl = Duration::from_secs(dpop::REPLAY_LIFETIME as u64);
+            let ttl = proven.remember_for;
             match self.shared.store.claim(&proven.replay_key, ttl).await {
                 Ok(true) => {}
                 Ok(false) => return Err(Bound::Refused(AuthError::ReplayedProof)),
@@ -166,9 +175,11 @@ impl Gateway {
     pub(super) async fn token_request_proof(
         &self,
         settings: &OAuth2,
+        route_path: &str,
         parts: &Parts,
     ) -> Result<Proved, oauth2::Answer> {
-        let endpoint = parts.uri.path().rsplit('/').next().unwrap_or_default();
+        // The endpoint the route serves (`token;x` is routed to `token`).
+        let endpoint = route_path.rsplit('/').next().unwrap_or_default();
         if parts.method != http::Method::POST || !matches!(endpoint, "token" | "par") {
             return Ok(Proved::default());
         }
@@ -208,8 +219,12 @@ impl Gateway {
             }
         };
         if proofs.shared {
-            let ttl = Duration::from_secs(dpop::REPLAY_LIFETIME as u64);
-            match self.shared.store.claim(&proven.replay_key, ttl).await {
+            match self
+                .shared
+                .store
+                .claim(&proven.replay_key, proven.remember_for)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return Err(refused()),
                 Err(_) => return Err(oauth2::proof_refused(None)),

@@ -46,6 +46,8 @@ pub(super) struct RequestContext {
     pub(super) from_trusted_proxy: bool,
     /// A DPoP nonce for the client (`DPoP-Nonce`, RFC 9449 §8.1).
     pub(super) dpop_nonce: Option<std::sync::Arc<str>>,
+    /// The client certificate of the connection's TLS handshake.
+    pub(super) tls_client_cert: Option<std::sync::Arc<crate::client_cert::ClientCert>>,
 }
 
 impl RequestContext {
@@ -72,6 +74,7 @@ impl RequestContext {
             tls: false,
             from_trusted_proxy: false,
             dpop_nonce: None,
+            tls_client_cert: None,
         }
     }
 
@@ -85,6 +88,27 @@ impl RequestContext {
 }
 
 impl RequestContext {
+    /// The client's certificate: a trusted proxy's `Client-Cert` field
+    /// (RFC 9440), else the one shown in this connection's handshake. A
+    /// field that is no certificate counts as none.
+    pub(super) fn client_cert(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Option<std::sync::Arc<crate::client_cert::ClientCert>> {
+        use crate::client_cert::ClientCert;
+        if self.from_trusted_proxy {
+            match ClientCert::from_fields(headers) {
+                Ok(Some(cert)) => return Some(std::sync::Arc::new(cert)),
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::debug!(why, "a trusted proxy's Client-Cert field was not read");
+                    return None;
+                }
+            }
+        }
+        self.tls_client_cert.clone()
+    }
+
     /// A limit's refusal as a request error; a rate's headers go on the response.
     pub(super) fn refused(&mut self, refusal: Refusal) -> RequestError {
         self.rate = refusal.report;

@@ -49,6 +49,7 @@ impl Gateway {
             policy,
             upgrades,
             underscores_in_headers,
+            forward_client_cert,
             ..
         } = &route.action
         else {
@@ -78,6 +79,11 @@ impl Gateway {
             return Err(RequestError::CorsRefused(cors::Refusal::Origin));
         }
         let prefix = strip_prefix.then_some(route.path.as_str());
+        // Read before the client's copies of its fields are stripped.
+        let client_cert = match forward_client_cert {
+            true => ctx.client_cert(&parts.headers),
+            false => None,
+        };
         let mut added = forwarding::rewrite(
             parts,
             (&live.auth, group.config.host.as_deref()),
@@ -89,6 +95,7 @@ impl Gateway {
         .map_err(|e| self.denied(live, index, e))?;
         keep_own_credentials(settings, &mut parts.headers, session.as_ref(), &verified);
         added.ids = ctx.ids.as_ref();
+        added.client_cert = client_cert;
         let began = Instant::now();
         ctx.upstream = Some((*upstream, began));
         if let Some(protocol) = upgrade {

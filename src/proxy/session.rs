@@ -434,7 +434,7 @@ impl OwnIssuer for OwnIssuers<'_> {
             redirect_uri: grant.redirect_uri,
             code_verifier: grant.code_verifier,
             resource: None,
-            dpop_key: None,
+            bound: None,
         };
         let asked = oauth2::InProcessGrant::AuthorizationCode(asked);
         self.grant(issuer, grant.client_id, asked).await
@@ -449,7 +449,7 @@ impl OwnIssuer for OwnIssuers<'_> {
             refresh_token: grant.refresh_token,
             scope: None,
             resource: None,
-            dpop_key: None,
+            bound: None,
         };
         let asked = oauth2::InProcessGrant::RefreshToken(asked);
         self.grant(issuer, grant.client_id, asked).await

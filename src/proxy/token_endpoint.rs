@@ -3,6 +3,7 @@
 //! the issuer's OAuth 2.0 endpoints (`oauth2`).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use hyper::body::Incoming;
 
 use super::{Gateway, RequestContext};
 use crate::auth::keys::KeySet;
+use crate::client_cert::ClientCert;
 use crate::config::Endpoint;
 use crate::config::Route;
 use crate::dialect::{self, TokenRequest};
@@ -40,7 +42,8 @@ impl Gateway {
         ctx: &mut RequestContext,
     ) -> Result<Response<GatewayBody>, RequestError> {
         if endpoint == Endpoint::OAuth2 {
-            let answer = self.oauth2_endpoint(live, issuer, &route.path, parts, body, ip);
+            let cert = ctx.client_cert(&parts.headers);
+            let answer = self.oauth2_endpoint(live, issuer, &route.path, parts, body, (ip, cert));
             let (answer, body_read) = Box::pin(answer).await;
             ctx.body_read = body_read;
             return Ok(respond::oauth2_answer(answer));
@@ -104,7 +107,7 @@ impl Gateway {
         path: &str,
         parts: &Parts,
         body: Incoming,
-        client: IpAddr,
+        (client, cert): (IpAddr, Option<Arc<ClientCert>>),
     ) -> (oauth2::Answer, bool) {
         let keys = live.validator.keys();
         let at_work = self.issuer_context(issuer, &keys);
@@ -119,7 +122,7 @@ impl Gateway {
             .oauth2
             .as_ref()
             .expect("OAuth 2.0 routes exist only for issuers that have them");
-        let proved = match self.token_request_proof(settings, parts).await {
+        let proved = match self.token_request_proof(settings, path, parts).await {
             Ok(proved) => proved,
             Err(refused) => return (refused, true),
         };
@@ -146,6 +149,7 @@ impl Gateway {
             cookies: &cookies,
             origin: parts.headers.get(ORIGIN).map(HeaderValue::as_bytes),
             dpop_key: proved.key.as_deref(),
+            client_cert: cert.as_deref(),
         };
         let mut answer = oauth2::handle(&endpoints, &request).await;
         answer.dpop_nonce = answer.dpop_nonce.or(proved.next_nonce);

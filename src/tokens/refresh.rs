@@ -94,10 +94,14 @@ impl Refreshes<'_> {
         &self,
         old: &str,
         seen: &RefreshRecord,
-        minted: &Minted,
+        (minted, bind_to): (&Minted, Option<String>),
         now: i64,
     ) -> Result<Option<String>, StoreError> {
         let mut next = seen.clone();
+        // A family begun unbound is bound from the first proof on.
+        if next.jkt.is_none() {
+            next.jkt = bind_to;
+        }
         next.tokens.retain(|(_, exp)| *exp >= now);
         if next.tokens.len() >= MAX_LINEAGE {
             return Ok(None);

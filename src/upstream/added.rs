@@ -32,6 +32,9 @@ pub struct Added<'a> {
     /// The host the client asked for.
     pub host: Option<HeaderValue>,
     pub ids: Option<&'a RequestIds>,
+    /// The client's certificate, where the route passes it on
+    /// (`forward_client_cert`, RFC 9440).
+    pub client_cert: Option<std::sync::Arc<crate::client_cert::ClientCert>>,
 }
 
 impl Added<'_> {
@@ -54,6 +57,12 @@ impl Added<'_> {
         }
         if let Some(ids) = self.ids {
             ids.write_lines(out);
+        }
+        if let Some(cert) = &self.client_cert {
+            line(out, b"client-cert", &[cert.field().as_bytes()]);
+            if let Some(chain) = cert.chain_field() {
+                line(out, b"client-cert-chain", &[chain.as_bytes()]);
+            }
         }
     }
 
@@ -81,6 +90,12 @@ impl Added<'_> {
         }
         if let Some(ids) = self.ids {
             ids.apply(headers);
+        }
+        if let Some(cert) = &self.client_cert {
+            headers.insert(crate::client_cert::CLIENT_CERT, cert.field());
+            if let Some(chain) = cert.chain_field() {
+                headers.insert(crate::client_cert::CLIENT_CERT_CHAIN, chain);
+            }
         }
     }
 

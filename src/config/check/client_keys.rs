@@ -37,12 +37,15 @@ pub(super) struct Credentials {
     pub(super) keys: Option<ClientKeys>,
     pub(super) federated: Vec<Federation>,
     pub(super) auth_method: Option<ClientAuth>,
+    /// Its certificate authenticates it (RFC 8705 §2).
+    pub(super) tls: Option<TlsClient>,
 }
 
 impl Credentials {
-    /// It authenticates with signed assertions.
+    /// It authenticates with signed assertions, or its certificate: no
+    /// public client.
     pub(super) fn asserts(&self) -> bool {
-        self.keys.is_some() || !self.federated.is_empty()
+        self.keys.is_some() || !self.federated.is_empty() || self.tls.is_some()
     }
 }
 
@@ -50,6 +53,23 @@ impl Checker<'_> {
     /// The client's keys, outside identities and one method; a secret
     /// beside keys is refused (it would never be checked).
     pub(super) fn client_credentials(&mut self, key: &str, c: &FileOAuthClient) -> Credentials {
+        let mutual_tls = c
+            .auth_method
+            .as_ref()
+            .is_some_and(|m| m.get_ref().ends_with("tls_client_auth"));
+        if mutual_tls {
+            if let Some(secret) = &c.secret_hash {
+                self.problem(secret, format!("{key}.secret_hash"), "a client that authenticates with its certificate: its secret would never be checked");
+            }
+            let tls = self.tls_client(key, c);
+            return Credentials {
+                keys: None,
+                federated: Vec::new(),
+                auth_method: tls.as_ref().map(|(m, _)| *m),
+                tls: tls.map(|(_, t)| t),
+            };
+        }
+        self.tls_client(key, c);
         let keys = self.client_keys(key, c);
         let federated = self.federations(key, c);
         let asserts = keys.is_some() || !federated.is_empty();
@@ -88,6 +108,7 @@ impl Checker<'_> {
             keys,
             federated,
             auth_method,
+            tls: None,
         }
     }
 

@@ -75,6 +75,7 @@ impl Checker<'_> {
                 upgrades: self.upgrades(&r.upgrades, &key("upgrades")),
                 underscores_in_headers: r.underscores_in_headers,
                 method_override,
+                forward_client_cert: r.forward_client_cert.as_ref().is_some_and(|s| *s.get_ref()),
             },
             cors: self.cors_ref(&r.cors, cors, &key("cors")),
             limits: self.route_limits(r.limits(), &format!("routes[{index}]"), !r.public),

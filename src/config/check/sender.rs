@@ -37,6 +37,12 @@ impl Checker<'_> {
         if let Some(binding) = &r.token_binding {
             match binding.get_ref().as_str() {
                 "allowed" => {}
+                // A browser session's cookie is bound to no key.
+                "required" if r.login.is_some() => self.problem(
+                    binding,
+                    key("token_binding"),
+                    "a route that signs people in takes their session cookie, which is bound to no key",
+                ),
                 "required" => sender.required = true,
                 other => self.problem(
                     binding,

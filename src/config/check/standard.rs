@@ -247,6 +247,8 @@ impl Checker<'_> {
                 metadata_document: false,
                 keys: credentials.keys,
                 federated: credentials.federated,
+                tls: credentials.tls,
+                certificate_bound_access_tokens: c.tls_client_certificate_bound_access_tokens,
                 dpop_bound_access_tokens: c.dpop_bound_access_tokens,
                 require_pushed_requests: c.require_pushed_authorization_requests,
             },

@@ -543,6 +543,15 @@ pub(in crate::config) struct FileOAuthClient {
     /// Its authorization requests come pushed (RFC 9126 §6).
     #[serde(default)]
     pub(in crate::config) require_pushed_authorization_requests: bool,
+    /// `tls_client_auth`'s one name (RFC 8705 §2.1.2).
+    pub(in crate::config) tls_client_auth_subject_dn: Option<Spanned<String>>,
+    pub(in crate::config) tls_client_auth_san_dns: Option<Spanned<String>>,
+    pub(in crate::config) tls_client_auth_san_uri: Option<Spanned<String>>,
+    pub(in crate::config) tls_client_auth_san_ip: Option<Spanned<String>>,
+    pub(in crate::config) tls_client_auth_san_email: Option<Spanned<String>>,
+    /// Its tokens are bound to its certificate (RFC 8705 §3).
+    #[serde(default)]
+    pub(in crate::config) tls_client_certificate_bound_access_tokens: bool,
 }
 
 /// A client's outside identity: `issuer` names one of the config's

@@ -209,6 +209,11 @@ pub struct ClientProfile {
     /// Its authorization requests must come pushed (RFC 9126 §6
     /// `require_pushed_authorization_requests`).
     pub require_pushed_requests: bool,
+    /// How its certificate authenticates it (mutual TLS, RFC 8705 §2).
+    pub tls: Option<TlsClient>,
+    /// Its tokens are bound to the certificate of the request (RFC 8705
+    /// §3 `tls_client_certificate_bound_access_tokens`).
+    pub certificate_bound_access_tokens: bool,
 }
 
 /// Where a client's public keys are.
@@ -254,6 +259,10 @@ pub enum ClientAuth {
     Post,
     /// A JWT it signs, or an outside issuer signs for it (RFC 7523 §2.2).
     PrivateKeyJwt,
+    /// A certificate of the listener's roots naming it (RFC 8705 §2.1).
+    TlsClientAuth,
+    /// One of its own registered certificates (RFC 8705 §2.2).
+    SelfSignedTlsClientAuth,
 }
 
 impl ClientAuth {
@@ -262,8 +271,37 @@ impl ClientAuth {
             Self::Basic => "client_secret_basic",
             Self::Post => "client_secret_post",
             Self::PrivateKeyJwt => "private_key_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
     }
+
+    /// It authenticates with a client certificate (RFC 8705 §2).
+    pub fn is_mutual_tls(self) -> bool {
+        matches!(self, Self::TlsClientAuth | Self::SelfSignedTlsClientAuth)
+    }
+}
+
+/// What a mutual-TLS client's certificate must be (RFC 8705 §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsClient {
+    /// `tls_client_auth`: verified against the listener's roots, with this
+    /// subject or subject alternative name.
+    Named(CertificateName),
+    /// `self_signed_tls_client_auth`: one of these certificates, by the
+    /// base64url SHA-256 of its DER (its `jwks`' `x5c`).
+    Registered(Vec<String>),
+}
+
+/// The one name RFC 8705 §2.1.2 matches a `tls_client_auth` client by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateName {
+    /// `tls_client_auth_subject_dn`, RFC 4514 (`CN=app,O=Example`).
+    SubjectDn(String),
+    Dns(String),
+    Uri(String),
+    Ip(std::net::IpAddr),
+    Email(String),
 }
 
 /// Where an external issuer publishes its keys, and how portero keeps them.

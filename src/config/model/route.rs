@@ -218,6 +218,9 @@ pub enum RouteAction {
         /// the upstream gets that method without the header. Elsewhere
         /// one is refused with `400`.
         method_override: bool,
+        /// `forward_client_cert`: the client's certificate goes upstream
+        /// in `Client-Cert` and `Client-Cert-Chain` (RFC 9440).
+        forward_client_cert: bool,
     },
     /// Serve an issuer's token endpoint; never forwarded.
     Issue { issuer: usize, endpoint: Endpoint },

@@ -226,6 +226,17 @@ pub struct Listener {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// Client certificates asked for (mutual TLS, RFC 8705).
+    pub clients: Option<ClientCertificates>,
+}
+
+/// The client certificates a TLS listener asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificates {
+    /// PEM roots a client certificate must chain to.
+    pub ca: PathBuf,
+    /// A connection without one is refused in the handshake.
+    pub required: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::super::form::Form;
-use super::super::mint::{answer, mint, narrowed};
+use super::super::mint::{answer, mint, narrowed, Cnf};
 use super::super::{Answer, Endpoints, Error, Request};
 use crate::config::Principal;
 use crate::identity::profile;
@@ -14,13 +14,14 @@ pub(super) fn grant(
     req: &Request<'_>,
     form: &Form,
     client: &Principal,
+    bound: Option<Cnf<'_>>,
 ) -> Result<Answer, Error> {
     let scope = narrowed(form.get("scope"), &client.permissions)?;
     let mut claims = profile::claims(ctx.issuer.accounts.form, client, &scope);
     if let Some(resource) = super::super::auth_request::resource(ctx, form.get("resource"))? {
         claims.insert("aud".into(), json!(resource));
     }
-    super::super::mint::bind(&mut claims, req.dpop_key);
+    super::super::mint::bind(&mut claims, bound);
     let minted = mint(ctx, req.now, &client.login, claims, client, &scope, None)?;
     Ok(answer(req.now, minted, &scope, &[]))
 }

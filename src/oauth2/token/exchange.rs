@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::super::form::Form;
-use super::super::mint::{answer, live_user, mint, narrowed, words};
+use super::super::mint::{answer, live_user, mint, narrowed, words, Cnf};
 use super::super::{issued_to, Answer, Endpoints, Error, Request};
 use crate::auth::validate::Binding;
 use crate::config::{AccountForm, Principal, SubjectRule};
@@ -28,6 +28,7 @@ pub(super) async fn grant(
     req: &Request<'_>,
     form: &Form,
     client: &Principal,
+    bound: Option<Cnf<'_>>,
 ) -> Result<Answer, Error> {
     let subject_token = form.required("subject_token")?;
     let subject_type = form.required("subject_token_type")?;
@@ -45,7 +46,7 @@ pub(super) async fn grant(
         lineage,
         until,
     } = match subject_type {
-        JWT_TYPE | ACCESS_TYPE => issuers_jwt(ctx, req, subject_token, client).await?,
+        JWT_TYPE | ACCESS_TYPE => issuers_jwt(ctx, req, subject_token, client, bound).await?,
         REFRESH_TYPE => legacy_refresh(ctx, req, subject_token, client).await?,
         other => {
             return Err(Error::invalid_request(format!(
@@ -57,7 +58,7 @@ pub(super) async fn grant(
     if claims.contains_key("permissions") {
         claims.insert("permissions".into(), json!(scope));
     }
-    super::super::mint::bind(&mut claims, req.dpop_key);
+    super::super::mint::bind(&mut claims, bound);
     let minted = mint(ctx, req.now, &sub, claims, client, &scope, until)?;
     let child = (minted.jti.clone(), minted.exp.unwrap_or(req.now));
     // Recorded before it is handed out, in one step with any revocation
@@ -111,6 +112,7 @@ async fn issuers_jwt(
     req: &Request<'_>,
     token: &str,
     client: &Principal,
+    bound: Option<Cnf<'_>>,
 ) -> Result<Subject, Error> {
     let validator = ctx.validator;
     let v = validator
@@ -120,12 +122,13 @@ async fn issuers_jwt(
         .filter(|v| validator.check_time(v, req.now).is_ok() && !validator.is_revoked(v))
         .ok_or_else(Error::invalid_grant)?;
     let sub = v.sub().ok_or_else(Error::invalid_grant)?.to_string();
-    // A bound subject token is traded only with a proof of its key (the
-    // new token is bound to it again); one bound to a certificate, never.
+    // A bound subject token is traded only with a proof of its key, or
+    // over a connection with its certificate: the new token is bound to
+    // it again.
     let proven = match &v.binding {
         None => true,
-        Some(Binding::Dpop(jkt)) => req.dpop_key == Some(&**jkt),
-        Some(Binding::Certificate(_)) => false,
+        Some(Binding::Dpop(jkt)) => bound == Some(Cnf::Dpop(jkt)),
+        Some(Binding::Certificate(x5t)) => bound == Some(Cnf::Certificate(x5t)),
     };
     if !proven {
         return Err(Error::invalid_grant());

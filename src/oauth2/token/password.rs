@@ -17,6 +17,7 @@ pub(super) async fn grant(
     req: &Request<'_>,
     form: &Form,
     client: &Principal,
+    bound: Option<super::super::mint::Cnf<'_>>,
 ) -> Result<Answer, Error> {
     let username = form.required("username")?;
     let password = form.required("password")?;
@@ -50,7 +51,7 @@ pub(super) async fn grant(
     // A password alone, said as the sign-in page says it.
     let amr = vec!["pwd".to_string()];
     super::super::mint::signed_in_by(&mut claims, &amr);
-    super::super::mint::bind(&mut claims, req.dpop_key);
+    super::super::mint::bind(&mut claims, bound);
     let minted = mint(ctx, req.now, &sub, claims, client, &scope, None)?;
     let record = RefreshRecord {
         issuer: ctx.issuer.config.name.clone(),
@@ -64,7 +65,7 @@ pub(super) async fn grant(
         scope: Some(scope.join(" ")),
         resource: None,
         amr,
-        jkt: super::super::mint::refresh_binding(client, req.dpop_key),
+        jkt: super::super::mint::refresh_binding(client, bound),
     };
     let refresh_token = ctx.issuer.refreshes().issue(&record).await?;
     Ok(answer(

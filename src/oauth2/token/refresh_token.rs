@@ -6,7 +6,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use super::super::form::Form;
-use super::super::mint::{live_user, mint, narrowed, words, Issued};
+use super::super::mint::{live_user, mint, narrowed, words, Cnf, Issued};
 use super::super::{Endpoints, Error};
 use crate::config::Principal;
 use crate::identity::profile;
@@ -21,8 +21,8 @@ pub struct RefreshGrant<'a> {
     pub scope: Option<&'a str>,
     /// The resource named again, if it is.
     pub resource: Option<&'a str>,
-    /// The DPoP key the request proved it holds (RFC 9449 §5).
-    pub dpop_key: Option<&'a str>,
+    /// What the request proved it holds (RFC 9449 §5, RFC 8705 §3).
+    pub bound: Option<Cnf<'a>>,
 }
 
 impl<'a> RefreshGrant<'a> {
@@ -32,7 +32,7 @@ impl<'a> RefreshGrant<'a> {
             refresh_token: form.required("refresh_token")?,
             scope: form.get("scope"),
             resource: form.get("resource"),
-            dpop_key: None,
+            bound: None,
         })
     }
 }
@@ -56,7 +56,7 @@ pub(in crate::oauth2) async fn refresh_grant(
     if found
         .jkt
         .as_deref()
-        .is_some_and(|jkt| grant.dpop_key != Some(jkt))
+        .is_some_and(|jkt| grant.bound.and_then(Cnf::jkt) != Some(jkt))
     {
         return Err(Error::invalid_grant());
     }
@@ -79,12 +79,16 @@ pub(in crate::oauth2) async fn refresh_grant(
     };
     let mut claims = profile::claims(ctx.issuer.accounts.form, &user, &scope);
     super::super::mint::signed_in_by(&mut claims, &found.amr);
-    super::super::mint::bind(&mut claims, grant.dpop_key);
+    super::super::mint::bind(&mut claims, grant.bound);
     if let Some(resource) = &found.resource {
         claims.insert("aud".into(), json!(resource));
     }
     let minted = mint(ctx, now, &found.sub, claims, client, &scope, None)?;
-    let Some(refresh_token) = refreshes.rotate(token, &found, &minted, now).await? else {
+    let bind_to = super::super::mint::refresh_binding(client, grant.bound);
+    let Some(refresh_token) = refreshes
+        .rotate(token, &found, (&minted, bind_to), now)
+        .await?
+    else {
         return Err(Error::invalid_grant());
     };
     Ok(Issued {
