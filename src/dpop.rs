@@ -144,7 +144,7 @@ struct Header<'a> {
     #[serde(borrow)]
     jwk: Option<&'a RawValue>,
     #[serde(default)]
-    crit: crate::auth::validate::Present,
+    crit: crate::jwk::Present,
 }
 
 #[derive(Deserialize)]

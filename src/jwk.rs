@@ -48,6 +48,18 @@ impl ExternalKeys {
     }
 }
 
+/// Whether a member of a JOSE header was there at all, whatever its
+/// value: `null` included, which `Option` would read as absent (`crit`).
+#[derive(Default)]
+pub struct Present(pub bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Present(true))
+    }
+}
+
 #[derive(Deserialize)]
 struct JwkSet {
     keys: Vec<serde_json::Value>,

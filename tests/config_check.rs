@@ -497,6 +497,43 @@ fn pushed_requests_are_refused_where_nothing_reads_them() {
     assert!(err.contains("issuers.app.oauth2.require_pushed_authorization_requests: read only with authorization_code on"), "{err}");
 }
 
+/// Clients that authenticate with a certificate (RFC 8705 §2): one name
+/// for `tls_client_auth`, certificates for `self_signed_tls_client_auth`,
+/// a listener or trusted proxy that can bring one; names nothing reads refused.
+#[test]
+fn mutual_tls_clients_name_what_their_certificate_must_be() {
+    let ca = common::tls::Ca::new("check-ca");
+    let server = ca.leaf("server", &["localhost"]);
+    let listener = format!(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\nclient_ca_file = \"{}\"\n",
+        server.cert_file.display(),
+        server.key_file.display(),
+        ca.cert_file.display()
+    );
+    let with = |listen: &str, client: &str| {
+        format!("[server]\npublic_url = \"https://x.test\"\n{listen}{GOOD}\n[issuers.app]\nkind = \"oauth2\"\n[[issuers.app.clients]]\nclient_id = \"svc\"\n{client}")
+    };
+    let named = "auth_method = \"tls_client_auth\"\ntls_client_auth_san_dns = \"svc.example\"\n";
+    let der = "MIIBszCCAVmgAwIBAgIUQ0VSVA==";
+    let self_signed = format!("auth_method = \"self_signed_tls_client_auth\"\njwks = {{ keys = [{{ kty = \"EC\", crv = \"P-256\", x = \"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", y = \"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\", x5c = [\"{der}\"] }}] }}\n");
+    for client in [named.to_string(), self_signed] {
+        let (ok, err) = check(&with(&listener, &client));
+        assert!(ok, "{client}: {err}");
+    }
+    for (listen, client, named) in [
+        (listener.as_str(), "auth_method = \"tls_client_auth\"\n".to_string(), "issuers.app.clients[0].auth_method: tls_client_auth names"),
+        (listener.as_str(), format!("{named}tls_client_auth_san_uri = \"spiffe://x\"\n"), "exactly one name"),
+        (listener.as_str(), "tls_client_auth_san_ip = \"10.0.0.1\"\nsecret_hash = \"$portero-hmac-sha256$eWKIcHJ5mWFyA1fH2QnC_Q$gN8GIR2gPZB7VAMZrc3jj8lqzJocb9KWCpkfYHO9YQo\"\n".to_string(), "read only with auth_method = \"tls_client_auth\""),
+        (listener.as_str(), "auth_method = \"tls_client_auth\"\ntls_client_auth_san_ip = \"not an ip\"\n".to_string(), "not a name a certificate carries"),
+        (listener.as_str(), "auth_method = \"self_signed_tls_client_auth\"\n".to_string(), "needs the client's certificates"),
+        ("", named.to_string(), "no client certificate ever comes"),
+    ] {
+        let (ok, err) = check(&with(listen, &client));
+        assert!(!ok, "{client}");
+        assert!(err.contains(named), "{client}: {err}");
+    }
+}
+
 #[test]
 fn a_value_of_the_wrong_type_is_named_with_the_other_problems() {
     let bad = GOOD

@@ -252,16 +252,7 @@ async fn the_issuer_binds_codes_refresh_tokens_and_exchanges_to_the_key() {
     };
     let redeem_with = |code: String, verifier: String, proof: Option<String>| {
         let gw = &gw;
-        async move {
-            let form = [
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", CALLBACK),
-                ("client_id", APP),
-                ("code_verifier", verifier.as_str()),
-            ];
-            token_request(gw, &form, proof.as_deref()).await
-        }
+        async move { token_request(gw, &code_form(&code, &verifier), proof.as_deref()).await }
     };
     // A code bound with dpop_jkt: no proof, or a proof of another key, redeems nothing.
     for proof in [None, Some(other.proof("POST", &endpoint, None))] {
@@ -505,13 +496,7 @@ async fn an_issuer_that_takes_pushed_requests_only_refuses_others() {
         page.contains("pushed authorization requests only"),
         "{page}"
     );
-    let metadata: Value =
-        reqwest::get(gw.url("/.well-known/oauth-authorization-server/oauth2/app"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let metadata = metadata(&gw).await;
     assert_eq!(metadata["require_pushed_authorization_requests"], true);
     // Pushed, it signs in.
     let form = [

@@ -29,6 +29,7 @@ mod mcp_conformance;
 mod metadata_documents;
 mod methods;
 mod metrics;
+mod mtls;
 mod oauth2;
 mod oauth2_clients;
 mod offline_access;

@@ -68,13 +68,7 @@ async fn page_for(gw: &Gateway, browser: &mut Browser, client: &str) -> (u16, St
 async fn a_client_named_by_its_document_signs_a_user_in_with_the_users_consent() {
     let server = DocumentServer::start().await;
     let gw = Gateway::start(&body(&server, true)).await;
-    let metadata: Value =
-        reqwest::get(gw.url("/.well-known/oauth-authorization-server/oauth2/app"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let metadata = metadata(&gw).await;
     assert_eq!(metadata["client_id_metadata_document_supported"], true);
 
     let client = server.url("/agents/notes.json");

@@ -725,13 +725,7 @@ async fn the_issuers_cors_answers_preflights_and_a_refused_origin_spends_no_code
     let mut browser = Browser::default();
     let (verifier, challenge) = pkce();
     let code = sign_in(&gw, &mut browser, &challenge).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", CALLBACK),
-        ("client_id", APP),
-        ("code_verifier", verifier.as_str()),
-    ];
+    let form = code_form(&code, &verifier);
     let refused = http
         .post(gw.url("/oauth2/app/token"))
         .header("origin", "https://elsewhere.example")

@@ -188,21 +188,9 @@ struct Header<'a> {
     kid: Option<Cow<'a, str>>,
     /// Present at all: refused, whatever it lists (`null` too).
     #[serde(default)]
-    crit: Present,
+    crit: crate::jwk::Present,
     #[serde(borrow)]
     typ: Option<Cow<'a, str>>,
-}
-
-/// Whether a member was in a JSON object at all, whatever its value:
-/// `null` included, which `Option` would read as absent.
-#[derive(Default)]
-pub struct Present(pub bool);
-
-impl<'de> Deserialize<'de> for Present {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
-        serde::de::IgnoredAny::deserialize(d)?;
-        Ok(Present(true))
-    }
 }
 
 /// What a token is verified as.

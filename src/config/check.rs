@@ -283,7 +283,7 @@ impl Checker<'_> {
             self.protected_resource(i, r, &mut route, &issuers, public_url);
             routes.push(route);
         }
-        self.client_certificates_read(&file.routes, &listeners, &server);
+        self.client_certificates_read(&file, &listeners, &server, &mut issuers);
         self.one_document_each(&file.routes, &routes[first_ordinary..]);
         resource::served_resources(&mut issuers, &routes);
         self.scope_descriptions_used(&issuers);
@@ -403,13 +403,20 @@ impl Checker<'_> {
                 "server.tunnel_idle_timeout",
                 secs(300),
             ),
-            public_url: s.public_url.as_ref().and_then(|u| self.public_url(u)),
+            public_url: s
+                .public_url
+                .as_ref()
+                .and_then(|u| self.public_url(u, "server.public_url")),
+            mtls_public_url: s
+                .mtls_public_url
+                .as_ref()
+                .and_then(|u| self.public_url(u, "server.mtls_public_url")),
         }
     }
 
     /// `server.public_url`: an http(s) origin, kept without a trailing `/`
     /// (issuer identifiers are built on it).
-    fn public_url(&mut self, written: &Spanned<String>) -> Option<String> {
+    fn public_url(&mut self, written: &Spanned<String>, key: &str) -> Option<String> {
         let text = written.get_ref().trim_end_matches('/');
         let problem = match url::Url::parse(text) {
             Err(e) => format!("{text:?} is not a URL: {e}"),
@@ -423,7 +430,7 @@ impl Checker<'_> {
             ),
             Ok(_) => return Some(text.to_string()),
         };
-        self.problem(written, "server.public_url", problem);
+        self.problem(written, key, problem);
         None
     }
 

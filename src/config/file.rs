@@ -124,6 +124,9 @@ pub(super) struct FileServer {
     pub(super) forward_auth_style: Option<Spanned<String>>,
     /// Where clients reach portero: the base of the OAuth 2.0 issuer identifiers.
     pub(super) public_url: Option<Spanned<String>>,
+    /// Where clients reach the listener that asks for client certificates,
+    /// when it is not at `public_url` (RFC 8705 §5 endpoint aliases).
+    pub(super) mtls_public_url: Option<Spanned<String>>,
 }
 
 /// `rate_limit = { requests = 100, per = "1s", by = "sub", burst = 20 }`.

@@ -4,6 +4,7 @@
 //! (token extraction and policy checks in `auth::policy`, secret checks in
 //! `credentials`). One file per table, like `check/`.
 
+mod client;
 mod issuer;
 mod principal;
 mod route;
@@ -14,6 +15,7 @@ mod upstream;
 
 use std::path::PathBuf;
 
+pub use client::*;
 pub use issuer::*;
 pub use principal::*;
 pub use route::*;

@@ -223,6 +223,23 @@ pub fn checked(ctx: &Endpoints<'_>, params: &Form, r: &AuthRequest) -> Result<As
     })
 }
 
+/// Takes a pushed request's one code: `false` if it was taken before
+/// (RFC 9126 §4: a `request_uri` is used once). A request that was not
+/// pushed has nothing to take.
+async fn pushed_once(ctx: &Endpoints<'_>, r: &AuthRequest) -> Result<bool, Error> {
+    let Some((_, uri)) = r.params.iter().find(|(name, _)| name == "request_uri") else {
+        return Ok(true);
+    };
+    // Past the request's own minute, twice over.
+    let ttl = std::time::Duration::from_secs(120);
+    let key = format!("par\0{}", crate::tokens::sha256_base64url(uri));
+    ctx.issuer
+        .store
+        .claim(&key, ttl)
+        .await
+        .map_err(|_| Error::unavailable())
+}
+
 /// `dpop_jkt`: a JWK thumbprint, the base64url of a SHA-256 (43 characters).
 fn dpop_jkt(value: Option<&str>) -> Result<Option<String>, Error> {
     let Some(jkt) = value else {
@@ -309,7 +326,7 @@ pub async fn issue(
     if r.client.login == ACCOUNT_CLIENT {
         return Answer::redirect(r.redirect_uri.clone()).with_cookie(cookie);
     }
-    match super::par::take(ctx, r).await {
+    match pushed_once(ctx, r).await {
         Ok(true) => {}
         Ok(false) => {
             let used = Error::invalid_request("request_uri was used: push the request again");

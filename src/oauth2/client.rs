@@ -4,6 +4,7 @@
 //! Or a signed assertion instead of a secret (`assertion`).
 
 mod assertion;
+mod tls;
 
 use std::sync::Arc;
 
@@ -34,7 +35,8 @@ fn invalid_client(method: Option<ClientAuth>, description: &str) -> Error {
         status: StatusCode::UNAUTHORIZED,
         code: "invalid_client",
         description: description.to_string(),
-        basic_challenge: method != Some(ClientAuth::Post),
+        // Only where Basic is how it authenticates, or could be.
+        basic_challenge: !method.is_some_and(|m| m == ClientAuth::Post || m.is_mutual_tls()),
     }
 }
 
@@ -116,9 +118,13 @@ pub async fn authenticate(
         return assertion::authenticate(ctx, req, form).await;
     }
     // A public client names itself and sends no secret (RFC 6749 §2.1):
-    // PKCE, or its refresh token's binding, proves the rest.
+    // PKCE, or its refresh token's binding, proves the rest; a mutual-TLS
+    // client names itself, and its certificate proves it (RFC 8705 §2).
     if req.authorization.is_none() && !form.sent("client_secret") {
         if let Some(id) = form.get("client_id") {
+            if let Some(client) = mutual_tls_client(ctx, id) {
+                return by_certificate(ctx, req, client);
+            }
             return public_client(ctx, id, req.client).await;
         }
     }
@@ -147,6 +153,35 @@ pub async fn authenticate(
         return Ok(principal);
     };
     Err(refused(why))
+}
+
+/// The configured client `id`, if it authenticates with its certificate.
+fn mutual_tls_client(ctx: &Endpoints<'_>, id: &str) -> Option<Arc<Principal>> {
+    let client = ctx.clients().get(id)?;
+    client
+        .auth_method
+        .is_some_and(ClientAuth::is_mutual_tls)
+        .then(|| client.clone())
+}
+
+/// A mutual-TLS client, if the request's certificate is the one it is
+/// registered by and it may have tokens now.
+fn by_certificate(
+    ctx: &Endpoints<'_>,
+    req: &Request<'_>,
+    client: Arc<Principal>,
+) -> Result<Arc<Principal>, Error> {
+    let proved = match (req.client_cert, &client.client.tls) {
+        (Some(cert), Some(rule)) => tls::matches(cert, rule),
+        _ => false,
+    };
+    let why = match standing(ctx, &client) {
+        _ if !proved => Reason::WrongSecret,
+        Some(why) => why,
+        None => return Ok(client),
+    };
+    ctx.issuer.logins.refuse_client(&client.login, why);
+    Err(invalid_client(client.auth_method, FAILED))
 }
 
 /// Why a confidential client may have no tokens now, whatever it

@@ -28,6 +28,15 @@ fn document(ctx: &Endpoints<'_>) -> Value {
     if asserting {
         methods.push("private_key_jwt");
     }
+    // RFC 8705 §2: the mutual-TLS methods its clients use.
+    for method in [
+        ClientAuth::TlsClientAuth,
+        ClientAuth::SelfSignedTlsClientAuth,
+    ] {
+        if ctx.clients().iter().any(|c| c.auth_method == Some(method)) {
+            methods.push(method.name());
+        }
+    }
     let mut doc = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/token"),
@@ -65,6 +74,7 @@ fn document(ctx: &Endpoints<'_>) -> Value {
             doc[format!("{endpoint}_endpoint_auth_signing_alg_values_supported")] = json!(algs);
         }
     }
+    mutual_tls_metadata(ctx, &mut doc);
     scopes.sort_unstable();
     scopes.dedup();
     if !scopes.is_empty() {
@@ -79,6 +89,25 @@ fn document(ctx: &Endpoints<'_>) -> Value {
         }
     }
     doc
+}
+
+/// RFC 8705: tokens bound to the certificate of a mutual-TLS request, and
+/// the endpoints on the mutual-TLS listener where it is elsewhere (§5).
+fn mutual_tls_metadata(ctx: &Endpoints<'_>, doc: &mut Value) {
+    doc["tls_client_certificate_bound_access_tokens"] = json!(true);
+    let Some(mtls) = &ctx.settings.mtls_issuer_id else {
+        return;
+    };
+    let mut aliases = json!({
+        "token_endpoint": format!("{mtls}/token"),
+        "revocation_endpoint": format!("{mtls}/revoke"),
+        "introspection_endpoint": format!("{mtls}/introspect"),
+    });
+    if ctx.settings.authorization_code {
+        aliases["pushed_authorization_request_endpoint"] = json!(format!("{mtls}/par"));
+        aliases["userinfo_endpoint"] = json!(format!("{mtls}/userinfo"));
+    }
+    doc["mtls_endpoint_aliases"] = aliases;
 }
 
 /// The authorization endpoint and OpenID Connect's members.

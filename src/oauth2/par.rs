@@ -4,9 +4,7 @@
 //! authorization endpoint for a minute. The request is checked when it is
 //! pushed as the authorization endpoint checks it, and kept sealed in the
 //! `request_uri` itself (`ticket`: nobody can read or change it, and every
-//! instance opens it); one code is made for it.
-
-use std::time::Duration;
+//! instance opens it); one code is made for it (`auth_request`).
 
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -16,7 +14,6 @@ use super::auth_request::{checked, known_client, AuthRequest, CARRIED};
 use super::client::authenticate;
 use super::form::Form;
 use super::{ticket, Answer, Endpoints, Error, Request};
-use crate::tokens::sha256_base64url;
 
 /// What every `request_uri` starts with (RFC 9126 §2.2).
 pub const PREFIX: &str = "urn:ietf:params:oauth:request_uri:";
@@ -134,19 +131,4 @@ pub fn carried(r: &mut AuthRequest, pushed: Option<String>) -> Result<(), &'stat
         None if r.client.client.require_pushed_requests => Err(PUSH_FIRST),
         None => Ok(()),
     }
-}
-
-/// Takes a pushed request's one code: `false` if it was taken before
-/// (RFC 9126 §4: a `request_uri` is used once).
-pub async fn take(ctx: &Endpoints<'_>, r: &AuthRequest) -> Result<bool, Error> {
-    let Some((_, uri)) = r.params.iter().find(|(name, _)| name == "request_uri") else {
-        return Ok(true);
-    };
-    let key = format!("par\0{}", sha256_base64url(uri));
-    let ttl = Duration::from_secs(2 * LIFETIME as u64);
-    ctx.issuer
-        .store
-        .claim(&key, ttl)
-        .await
-        .map_err(|_| Error::unavailable())
 }

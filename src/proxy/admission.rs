@@ -115,7 +115,7 @@ impl Gateway {
                         // as the store's round trip rides in no bearer token's future.
                         Ok(v) => {
                             let bound =
-                                self.check_binding(&policy.sender, asked, &presented, v, ctx);
+                                self.check_binding(&policy.sender, parts, &presented, v, ctx);
                             match Box::pin(bound).await {
                                 Ok(v) => Ok(v),
                                 Err(Bound::Refused(e)) => Err(NotAdmitted::Denied(e)),

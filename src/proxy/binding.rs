@@ -9,7 +9,6 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::HeaderValue;
 
-use super::admission::Asked;
 use super::{Gateway, RequestContext};
 use crate::auth::policy::Presented;
 use crate::auth::validate::{Binding, Verified};
@@ -29,7 +28,7 @@ impl Gateway {
     pub(super) async fn check_binding(
         &self,
         sender: &Sender,
-        asked: Asked<'_>,
+        parts: &Parts,
         presented: &Presented<'_>,
         verified: Arc<Verified>,
         ctx: &mut RequestContext,
@@ -40,7 +39,7 @@ impl Gateway {
             (None, true) => return Err(Bound::Refused(AuthError::Unbound)),
             // RFC 8705 §3: the certificate the token is bound to, on this connection.
             (Some(Binding::Certificate(x5t)), false) => {
-                let cert = ctx.client_cert(&asked.parts.headers);
+                let cert = ctx.client_cert(&parts.headers);
                 return match cert.is_some_and(|c| *c.thumbprint == **x5t) {
                     true => Ok(verified),
                     false => Err(Bound::Refused(AuthError::WrongCertificate)),
@@ -54,7 +53,6 @@ impl Gateway {
             }
             (Some(Binding::Dpop(jkt)), true) => jkt,
         };
-        let parts = asked.parts;
         let proof = one_proof(parts).ok_or(Bound::Refused(AuthError::BadProof))?;
         let now = self.shared.clock.unix();
         let target = target(parts, ctx).ok_or(Bound::Refused(AuthError::BadProof))?;
@@ -191,24 +189,41 @@ impl Gateway {
         };
         let refused = || oauth2::proof_refused(Some(None));
         let proof = proof.ok_or_else(refused)?;
-        let (scheme, rest) = settings.issuer_id.split_once("://").unwrap_or_default();
-        let (authority, issuer_path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let path = format!("{issuer_path}/{endpoint}");
         let now = self.shared.clock.unix();
-        let expected = Expected {
-            method: "POST",
-            target: Target {
-                https: scheme == "https",
-                authority,
-                path: &path,
-            },
-            token_hash: None,
-            algorithms: dpop::Algorithms::ALL,
-            nonce: settings.dpop_nonce,
-            now,
+        // The endpoint as the metadata names it, or its mutual-TLS alias.
+        let at = |base: &str| {
+            let (scheme, rest) = base.split_once("://").unwrap_or_default();
+            let (authority, issuer_path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            (
+                scheme == "https",
+                authority.to_string(),
+                format!("{issuer_path}/{endpoint}"),
+            )
+        };
+        let mut named = vec![at(&settings.issuer_id)];
+        named.extend(settings.mtls_issuer_id.as_deref().map(at));
+        let expected = |(https, authority, path): &(bool, String, String)| {
+            let target = Target {
+                https: *https,
+                authority: &authority[..],
+                path: &path[..],
+            };
+            let expected = Expected {
+                method: "POST",
+                target,
+                token_hash: None,
+                algorithms: dpop::Algorithms::ALL,
+                nonce: settings.dpop_nonce,
+                now,
+            };
+            self.shared.proofs.check(proof, &expected)
         };
         let proofs = &self.shared.proofs;
-        let proven = match proofs.check(proof, &expected) {
+        let mut checked = expected(&named[0]);
+        if let (Err(Refused::Invalid(_)), Some(alias)) = (&checked, named.get(1)) {
+            checked = expected(alias);
+        }
+        let proven = match checked {
             Ok(proven) => proven,
             Err(Refused::Nonce) => {
                 return Err(oauth2::proof_refused(Some(Some(proofs.nonce(now)))))

@@ -378,6 +378,27 @@ pub async fn started_with_public_url(body: &str) -> Gateway {
     gw
 }
 
+/// The issuer `app`'s metadata (RFC 8414).
+pub async fn metadata(gw: &Gateway) -> serde_json::Value {
+    reqwest::get(gw.url("/.well-known/oauth-authorization-server/oauth2/app"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The form that redeems `code` of the public client with `verifier`.
+pub fn code_form<'a>(code: &'a str, verifier: &'a str) -> [(&'static str, &'a str); 5] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", CALLBACK),
+        ("client_id", APP),
+        ("code_verifier", verifier),
+    ]
+}
+
 /// The status of `GET path` with `token` as a bearer token.
 pub async fn status_with(gw: &Gateway, path: &str, token: &str) -> u16 {
     reqwest::Client::new()

@@ -4,8 +4,10 @@
 
 use toml::Spanned;
 
-use super::super::file::{FileListener, FileRoute};
-use super::super::model::{ClientCertificates, Listener, ServerSettings, TlsFiles};
+use super::super::file::{FileConfig, FileListener};
+use super::super::model::{
+    ClientAuth, ClientCertificates, Issuer, Listener, ServerSettings, TlsFiles,
+};
 use super::Checker;
 
 impl Checker<'_> {
@@ -103,28 +105,46 @@ impl Checker<'_> {
         Some(ClientCertificates { ca: path, required })
     }
 
-    /// `forward_client_cert` where no client certificate can ever come: no
-    /// listener asks for one (`client_ca_file`) and no trusted proxy can
-    /// pass one on (`server.trusted_proxies`).
+    /// What reads client certificates, where none can ever come (no
+    /// listener asks for one with `client_ca_file`, and no trusted proxy
+    /// passes one on): `forward_client_cert`, `server.mtls_public_url`,
+    /// and clients that authenticate with one. The issuers' mutual-TLS
+    /// endpoint aliases, where the listener is elsewhere.
     pub(super) fn client_certificates_read(
         &mut self,
-        routes: &[FileRoute],
+        file: &FileConfig,
         listeners: &[Listener],
         server: &ServerSettings,
+        issuers: &mut [Issuer],
     ) {
+        for issuer in issuers.iter_mut() {
+            if let (Some(oauth2), Some(base)) = (&mut issuer.oauth2, &server.mtls_public_url) {
+                oauth2.mtls_issuer_id = Some(format!("{base}/oauth2/{}", issuer.name));
+            }
+        }
         let asked = listeners
             .iter()
             .any(|l| l.tls.as_ref().is_some_and(|t| t.clients.is_some()));
         if asked || !server.trusted_proxies.is_empty() {
             return;
         }
-        for (i, r) in routes.iter().enumerate() {
-            if let Some(set) = r.forward_client_cert.as_ref().filter(|s| *s.get_ref()) {
-                self.problem(
-                    set,
-                    format!("routes[{i}].forward_client_cert"),
-                    "no client certificate ever comes: no listener has client_ca_file, and server.trusted_proxies is empty",
+        let never = "no client certificate ever comes: no listener has client_ca_file, and server.trusted_proxies is empty";
+        if let Some(url) = &file.server.mtls_public_url {
+            self.problem(url, "server.mtls_public_url", never);
+        }
+        for issuer in issuers.iter() {
+            let clients = issuer.oauth2.iter().flat_map(|o| o.clients.iter());
+            for client in clients.filter(|c| c.auth_method.is_some_and(ClientAuth::is_mutual_tls)) {
+                let key = format!(
+                    "issuers.{}.clients.{}.auth_method",
+                    issuer.name, client.login
                 );
+                self.problem_no_span(key, never);
+            }
+        }
+        for (i, r) in file.routes.iter().enumerate() {
+            if let Some(set) = r.forward_client_cert.as_ref().filter(|s| *s.get_ref()) {
+                self.problem(set, format!("routes[{i}].forward_client_cert"), never);
             }
         }
     }

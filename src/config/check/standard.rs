@@ -410,6 +410,8 @@ impl Checker<'_> {
             password_grant: s.password_grant,
             dpop_nonce: s.dpop_nonce,
             require_pushed_requests: s.require_pushed_authorization_requests,
+            // Once the listeners are known (`client_certificates_read`).
+            mtls_issuer_id: None,
             clients,
             authorization_code,
             resources,

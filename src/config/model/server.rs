@@ -150,6 +150,9 @@ pub struct ServerSettings {
     /// Where clients reach portero (scheme, host, port; no trailing `/`):
     /// the base of the OAuth 2.0 issuer identifiers.
     pub public_url: Option<String>,
+    /// Where clients reach the mutual-TLS listener, if not at `public_url`:
+    /// the base of the issuers' `mtls_endpoint_aliases` (RFC 8705 §5).
+    pub mtls_public_url: Option<String>,
 }
 
 /// The forward-auth decision endpoint and the one proxy convention it reads.

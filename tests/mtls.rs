@@ -1,0 +1,195 @@
+//! Mutual TLS (RFC 8705) against the real gateway: a listener that asks
+//! for client certificates (`client_ca_file`), a client that authenticates
+//! with its certificate at the token endpoint (`tls_client_auth`, asked
+//! with curl), the certificate-bound token it gets, taken at a route only
+//! over a connection with that certificate, and the certificate passed
+//! upstream in RFC 9440's fields where a route asks for it.
+
+use crate::common;
+
+use std::process::Command;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use common::standard::*;
+use common::tls::{Ca, Leaf};
+use common::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// `standard_body` behind a TLS listener that takes client certificates
+/// of `ca`, with a client that authenticates with one naming
+/// `billing.example`, and a route that passes the certificate upstream.
+fn body(ca: &Ca, server: &Leaf) -> String {
+    let tls = format!(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+         client_ca_file = \"{}\"\nclient_certificates = \"optional\"\n\n",
+        server.cert_file.display(),
+        server.key_file.display(),
+        ca.cert_file.display(),
+    );
+    let client = "[[issuers.app.clients]]\nclient_id = \"billing-mtls\"\n\
+                  auth_method = \"tls_client_auth\"\ntls_client_auth_san_dns = \"billing.example\"\n\
+                  scopes = [\"invoices\"]\n\n\
+                  [[routes]]\nname = \"certified\"\npath = \"/certified\"\nupstream = \"echo\"\n\
+                  public = true\nforward_client_cert = true\n\n";
+    let body = standard_body("");
+    let at = body.find("[[routes]]").unwrap();
+    format!("{tls}{}{client}{}", &body[..at], &body[at..])
+}
+
+/// curl, over the TLS listener, showing `cert` when given: the status and body.
+fn curl(ca: &Ca, cert: Option<&Leaf>, args: &[&str]) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command.args(["-sS", "--cacert"]).arg(&ca.cert_file);
+    if let Some(cert) = cert {
+        command.arg("--cert").arg(&cert.cert_file);
+        command.arg("--key").arg(&cert.key_file);
+    }
+    command.args(["-w", "\n%{http_code}"]).args(args);
+    let out = command.output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn thumbprint(leaf: &Leaf) -> String {
+    let der = CertificateDer::from_pem_file(&leaf.cert_file).unwrap();
+    URL_SAFE_NO_PAD.encode(Sha256::digest(der.as_ref()))
+}
+
+#[tokio::test]
+async fn a_client_certificate_authenticates_its_client_and_binds_its_tokens() {
+    let ca = Ca::new("clients-ca");
+    let server = ca.leaf("server", &["localhost", "127.0.0.1"]);
+    let billing = ca.leaf("billing", &["billing.example"]);
+    let other = ca.leaf("other", &["other.example"]);
+    let body = body(&ca, &server);
+    let gw = Gateway::start(&body).await;
+    let base = format!("https://localhost:{}", gw.tls_port());
+    gw.rewrite_config_with_server(
+        &format!(
+            "public_url = \"{}\"\nmtls_public_url = \"{base}\"",
+            gw.url("")
+        ),
+        &body,
+    );
+    gw.reload().await;
+    let token_endpoint = format!("{base}/oauth2/app/token");
+    let form = [
+        "-d",
+        "grant_type=client_credentials",
+        "-d",
+        "client_id=billing-mtls",
+    ];
+    let ask = |cert| {
+        let mut args = form.to_vec();
+        args.push(&token_endpoint);
+        curl(&ca, cert, &args)
+    };
+    // tls_client_auth: the certificate naming the client, and no other.
+    let (status, answer) = ask(Some(&billing));
+    assert_eq!(status, 200, "{answer}\n{}", gw.log());
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["token_type"], "Bearer", "{answer}");
+    let token = answer["access_token"].as_str().unwrap().to_string();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["cnf"]["x5t#S256"], thumbprint(&billing), "{claims}");
+    for cert in [Some(&other), None] {
+        let (status, answer) = ask(cert);
+        assert_eq!(status, 401, "{answer}");
+        assert!(answer.contains("invalid_client"), "{answer}");
+    }
+    // The bound token: over a connection with its certificate only.
+    let bearer = format!("authorization: Bearer {token}");
+    let notes = format!("{base}/notes");
+    let (status, answer) = curl(&ca, Some(&billing), &["-H", &bearer, &notes]);
+    assert_eq!(status, 200, "{answer}");
+    for cert in [Some(&other), None] {
+        let (status, answer) = curl(&ca, cert, &["-H", &bearer, &notes]);
+        assert_eq!(status, 401, "{answer}");
+        assert!(
+            answer.contains("client certificate does not match the token"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        status_with(&gw, "/notes", &token).await,
+        401,
+        "over the plain listener"
+    );
+    // The metadata names the method, the binding and the mutual-TLS aliases.
+    let metadata = metadata(&gw).await;
+    assert_eq!(metadata["tls_client_certificate_bound_access_tokens"], true);
+    assert_eq!(
+        metadata["mtls_endpoint_aliases"]["token_endpoint"],
+        token_endpoint
+    );
+    let methods = metadata["token_endpoint_auth_methods_supported"].to_string();
+    assert!(methods.contains("tls_client_auth"), "{methods}");
+    // RFC 9440: the certificate upstream, where the route asks for it;
+    // a client's own Client-Cert never goes on.
+    let certified = format!("{base}/certified");
+    let spoofed = "client-cert: :c3Bvb2ZlZA==:";
+    let (status, echoed) = curl(&ca, Some(&billing), &["-H", spoofed, &certified]);
+    assert_eq!(status, 200, "{echoed}");
+    let echoed: Value = serde_json::from_str(&echoed).unwrap();
+    let der = CertificateDer::from_pem_file(&billing.cert_file).unwrap();
+    let field = format!(":{}:", STANDARD.encode(der.as_ref()));
+    assert_eq!(echoed["headers"]["client-cert"], field.as_str());
+    let (_, echoed) = curl(&ca, None, &["-H", spoofed, &certified]);
+    let echoed: Value = serde_json::from_str(&echoed).unwrap();
+    assert!(echoed["headers"].get("client-cert").is_none(), "{echoed}");
+}
+
+/// Behind a TLS-terminating proxy in `trusted_proxies`, its `Client-Cert`
+/// field is the client's certificate; from anyone else, nothing.
+#[tokio::test]
+async fn a_trusted_proxys_client_cert_field_is_the_clients_certificate() {
+    let ca = Ca::new("proxy-ca");
+    let server = ca.leaf("server", &["localhost"]);
+    let billing = ca.leaf("billing", &["billing.example"]);
+    let body = body(&ca, &server);
+    let gw = Gateway::start(&body).await;
+    let public_url = gw.url("");
+    gw.rewrite_config_with_server(
+        &format!("public_url = \"{public_url}\"\ntrusted_proxies = [\"127.0.0.1/32\"]"),
+        &body,
+    );
+    gw.reload().await;
+    let der = CertificateDer::from_pem_file(&billing.cert_file).unwrap();
+    let field = format!(":{}:", STANDARD.encode(der.as_ref()));
+    let ask = |field: Option<&str>| {
+        let mut r = reqwest::Client::new()
+            .post(gw.url("/oauth2/app/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "billing-mtls"),
+            ]);
+        if let Some(field) = field {
+            r = r.header("client-cert", field);
+        }
+        r.send()
+    };
+    let r = ask(Some(&field)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    let token = answer["access_token"].as_str().unwrap();
+    let r = reqwest::Client::new()
+        .get(gw.url("/notes"))
+        .bearer_auth(token)
+        .header("client-cert", &field)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(ask(None).await.unwrap().status(), 401);
+    assert_eq!(ask(Some(":bm90IGEgY2VydA==:")).await.unwrap().status(), 401);
+    // Untrusted again: the field is anyone's, and names nobody.
+    gw.rewrite_config_with_server(&format!("public_url = \"{public_url}\""), &body);
+    gw.reload().await;
+    assert_eq!(ask(Some(&field)).await.unwrap().status(), 401);
+}
