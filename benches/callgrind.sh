@@ -16,6 +16,8 @@
 # h2c listener: h2 both ways; give it the binary alone, the config is
 # added. DPOP=1 sends a DPoP-bound token with a fresh proof per request
 # (benches/dpop_proofs.py makes them, benches/dpop.lua sends them).
+# MTLS=DIR sends the load over TLS with DIR's client certificate, one
+# kept-alive connection at a time (benches/mtls_load.py).
 # Needs valgrind, nginx, wrk (or h2load), python3.
 #
 #   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
@@ -43,7 +45,9 @@ load() {
     script=(-s "$(dirname "$0")/dpop.lua")
     export PROOFS=$TMP/dpop
   fi
-  if [ "${H2:-0}" = 1 ]; then
+  if [ -n "${MTLS:-}" ]; then
+    timeout $(($1 + 20)) python3 "$(dirname "$0")/mtls_load.py" "$1" "$MTLS" "$TOKEN"
+  elif [ "${H2:-0}" = 1 ]; then
     timeout $(($1 + 20)) h2load -t1 -c10 -m10 -D"$1" -H "authorization: Bearer $TOKEN" \
       "${grpc[@]}" "${extra[@]}" "$url" | sed 's/^status codes: .* \([1-9][0-9]*\) [45]xx.*/Non-2xx: \1/'
   else

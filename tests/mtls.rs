@@ -103,6 +103,14 @@ async fn a_client_certificate_authenticates_its_client_and_binds_its_tokens() {
         assert_eq!(status, 401, "{answer}");
         assert!(answer.contains("invalid_client"), "{answer}");
     }
+    // Introspection (the client authenticated the same way) says what binds it.
+    let introspect = format!("{base}/oauth2/app/introspect");
+    let token_field = format!("token={token}");
+    let args = ["-d", &token_field, "-d", "client_id=billing-mtls", &introspect];
+    let (status, answer) = curl(&ca, Some(&billing), &args);
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["cnf"]["x5t#S256"], thumbprint(&billing), "{answer}");
     // The bound token: over a connection with its certificate only.
     let bearer = format!("authorization: Bearer {token}");
     let notes = format!("{base}/notes");

@@ -9,7 +9,7 @@ use super::client::authenticate;
 use super::form::Form;
 use super::{issued_to, Answer, Endpoints, Error, Request};
 use crate::auth::revocation::Revocation;
-use crate::auth::validate::Verified;
+use crate::auth::validate::{Binding, Verified};
 use crate::config::Principal;
 use crate::tokens::sha256_base64url;
 
@@ -95,11 +95,15 @@ pub async fn introspect(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer
         return Ok(inactive());
     }
     let mut body = json!({ "active": true, "token_type": "Bearer" });
-    // RFC 9449 §6.2: a bound token's type, and its key, for the resource
-    // server to hold its proof to.
-    if let Some(crate::auth::validate::Binding::Dpop(jkt)) = &v.binding {
-        body["token_type"] = json!("DPoP");
-        body["cnf"] = json!({ "jkt": &**jkt });
+    // RFC 9449 §6.2, RFC 8705 §3.2: what a bound token is bound to, for
+    // the resource server to hold its proof to.
+    match &v.binding {
+        Some(Binding::Dpop(jkt)) => {
+            body["token_type"] = json!("DPoP");
+            body["cnf"] = json!({ "jkt": &**jkt });
+        }
+        Some(Binding::Certificate(x5t)) => body["cnf"] = json!({ "x5t#S256": &**x5t }),
+        None => {}
     }
     for name in ["iss", "sub", "client_id", "scope", "jti"] {
         if let Some(value) = v.claims.str(name) {

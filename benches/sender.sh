@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# What binding a token to its sender costs a proxied request, in
+# instructions (callgrind.sh, benches/peers.toml):
+# - a DPoP-bound token with a fresh ES256 proof each request, beside the
+#   shipped bearer token, and the proof's signature check alone (the
+#   inclusive count of jsonwebtoken::crypto::verify in the same profile);
+# - over TLS with a client certificate (client_ca_file), a bearer token
+#   and one bound to the certificate (cnf x5t#S256), on the same kind of
+#   kept-alive connection.
+# Needs what callgrind.sh needs, openssl, and python3's cryptography.
+#
+#   cargo build --release && bash benches/sender.sh [path/to/portero]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+binary=${1:-${CARGO_TARGET_DIR:-$here/../target}/release/portero}
+[ -x "$binary" ] || { echo "no portero binary at $binary: cargo build --release first" >&2; exit 2; }
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+export JWT_SECRET=${JWT_SECRET:-peers-bench-hs256-secret-0123456789abcdef}
+
+# Per request: the count callgrind.sh prints.
+per_request() { awk '{print $(NF-1)}'; }
+
+bearer=$(bash "$here/callgrind.sh" "$binary --config $here/peers.toml" | per_request)
+KEEP=$dir/dpop DPOP=1 bash "$here/callgrind.sh" "$binary --config $here/peers.toml" > "$dir/dpop.out"
+dpop=$(per_request < "$dir/dpop.out")
+requests=$(awk '{print $(NF-3)}' "$dir/dpop.out")
+verify=$(callgrind_annotate --inclusive=yes "$dir"/dpop/callgrind.* |
+  awk '/jsonwebtoken::crypto::verify/ {gsub(",", "", $1); print $1; exit}')
+signature=$((verify / requests))
+printf '%-46s %8s instructions/request\n' "bearer token" "$bearer"
+printf '%-46s %8s instructions/request\n' "DPoP-bound token, ES256 proof" "$dpop"
+printf '%-46s %8s instructions/request\n' "  of which the proof's signature check" "$signature"
+printf '%-46s %8s instructions/request\n' "  the rest of DPoP (proof - bearer - signature)" "$((dpop - bearer - signature))"
+
+# Mutual TLS: a CA, the listener's certificate and a client's.
+cd "$dir"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+  -keyout ca.key -out ca.pem 2> /dev/null
+for name in server client; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
+    -keyout "$name.key" -out "$name.csr" 2> /dev/null
+  printf 'subjectAltName=IP:127.0.0.1\n' > "$name.ext"
+  openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile "$name.ext" -out "$name.pem" 2> /dev/null
+done
+sed 's|^addr = "127.0.0.1:18085"$|addr = "127.0.0.1:18085"\ntls_cert = "'"$dir"'/server.pem"\ntls_key = "'"$dir"'/server.key"\nclient_ca_file = "'"$dir"'/ca.pem"|' \
+  "$here/peers.toml" > mtls.toml
+bound=$(python3 - <<'PY'
+import base64, hashlib, hmac, json, os, time
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+def b64(d): return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+der = x509.load_pem_x509_certificate(open("client.pem", "rb").read()).public_bytes(Encoding.DER)
+now = int(time.time())
+h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+p = b64(json.dumps({"iss": "bench-issuer", "sub": "bench-user-42", "iat": now, "exp": now + 86400,
+                    "cnf": {"x5t#S256": b64(hashlib.sha256(der).digest())}}, separators=(",", ":")).encode())
+s = b64(hmac.new(os.environ["JWT_SECRET"].encode(), f"{h}.{p}".encode(), hashlib.sha256).digest())
+print(f"{h}.{p}.{s}")
+PY
+)
+cd - > /dev/null
+tls_bearer=$(MTLS=$dir bash "$here/callgrind.sh" "$binary --config $dir/mtls.toml" | per_request)
+tls_bound=$(MTLS=$dir BEARER=$bound bash "$here/callgrind.sh" "$binary --config $dir/mtls.toml" | per_request)
+printf '%-46s %8s instructions/request\n' "TLS with a client certificate, bearer token" "$tls_bearer"
+printf '%-46s %8s instructions/request\n' "  the same, the token bound to the certificate" "$tls_bound"
+printf '%-46s %8s instructions/request\n' "  the binding's cost" "$((tls_bound - tls_bearer))"
