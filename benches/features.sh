@@ -32,3 +32,6 @@ BEARER=opaque-bench-token-0123456789 bash "$here/callgrind.sh" "$binary --config
 # compare both with `shipped` above.
 HEADER="Cookie: $session_cookie" bash "$here/callgrind.sh" "$binary --config $dir/session.toml" | sed "s|$dir/|with a session: |"
 bash "$here/callgrind.sh" "$binary --config $dir/session.toml" | sed "s|$dir/|with a JWT: |"
+# A token bound to its sender: DPoP with a proof each request (and its
+# signature check alone), and a certificate-bound token over mutual TLS.
+bash "$here/sender.sh" "$binary"

@@ -27,15 +27,19 @@ pub struct ClientCert {
     pub chain: Vec<Vec<u8>>,
     /// base64url(SHA-256(DER)): RFC 8705 §3.1's `x5t#S256`.
     pub thumbprint: Box<str>,
+    /// It chains to roots portero trusts (a listener's `client_ca_file`),
+    /// or a proxy trusted to pass certificates on vouches for it.
+    pub verified: bool,
 }
 
 impl ClientCert {
-    pub fn new(der: Vec<u8>, chain: Vec<Vec<u8>>) -> ClientCert {
+    pub fn new(der: Vec<u8>, chain: Vec<Vec<u8>>, verified: bool) -> ClientCert {
         let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(&der)).into();
         ClientCert {
             der,
             chain,
             thumbprint,
+            verified,
         }
     }
 
@@ -63,7 +67,11 @@ impl ClientCert {
                 }
             }
         }
-        Ok(Some(ClientCert::new(der, chain)))
+        // A proxy trusted to pass certificates on checked its chain.
+        if x509_parser::parse_x509_certificate(&der).is_err() {
+            return Err("Client-Cert is no X.509 certificate");
+        }
+        Ok(Some(ClientCert::new(der, chain, true)))
     }
 
     /// Its `Client-Cert` field (RFC 9440 §2.2).
@@ -109,19 +117,24 @@ mod tests {
 
     #[test]
     fn fields_carry_the_certificate_and_its_chain() {
-        let cert = ClientCert::new(b"leaf".to_vec(), vec![b"ca1".to_vec(), b"ca2".to_vec()]);
+        let der = rcgen::generate_simple_self_signed(["client.example".to_string()])
+            .unwrap()
+            .cert
+            .der()
+            .to_vec();
+        let cert = ClientCert::new(der.clone(), vec![b"ca1".to_vec(), b"ca2".to_vec()], true);
         let mut headers = HeaderMap::new();
         headers.insert(CLIENT_CERT, cert.field());
         headers.insert(CLIENT_CERT_CHAIN, cert.chain_field().unwrap());
         let read = ClientCert::from_fields(&headers).unwrap().unwrap();
-        assert_eq!(read.der, b"leaf");
+        assert_eq!(read.der, der);
         assert_eq!(read.chain, [b"ca1".to_vec(), b"ca2".to_vec()]);
         assert_eq!(read.thumbprint, cert.thumbprint);
         assert!(matches!(
             ClientCert::from_fields(&HeaderMap::new()),
             Ok(None)
         ));
-        for bad in ["bGVhZg==", ":bGVhZg==", "::", ":!!:"] {
+        for bad in ["bGVhZg==", ":bGVhZg==", "::", ":!!:", ":bGVhZg==:"] {
             let mut h = HeaderMap::new();
             h.insert(CLIENT_CERT, HeaderValue::from_static(bad));
             assert!(ClientCert::from_fields(&h).is_err(), "{bad}");

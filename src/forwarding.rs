@@ -23,13 +23,20 @@ const REWRITE_HEADERS: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
 /// What portero says itself (`upstream::Added`): the client's copies never
 /// go on (a trusted proxy's `Client-Cert` is read first, and passed on only
-/// where the route says so).
-const REPLACED: [&str; 5] = [
+/// where the route says so). Other proxies' names for a client
+/// certificate go too: an upstream may believe them of its gateway.
+const REPLACED: [&str; 11] = [
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "client-cert",
     "client-cert-chain",
+    "x-forwarded-client-cert",
+    "x-forwarded-tls-client-cert",
+    "x-client-cert",
+    "x-ssl-cert",
+    "x-ssl-client-cert",
+    "ssl-client-cert",
 ];
 
 /// What an untrusted client says about other hops, or about the address or
@@ -109,7 +116,7 @@ pub fn reaches_upstream(name: &HeaderName, headers: &HeaderMap, auth: &AuthSetti
 
 /// The first letters of every name in `REWRITE_HEADERS`, `REPLACED` and
 /// `HOP_REPORTS`: one look lets most names by.
-const FIXED_INITIALS: [u8; 4] = *b"xftc";
+const FIXED_INITIALS: [u8; 5] = *b"xftcs";
 
 /// `n` (with `_` read as `-`) is a name to strip: a fixed one (`HOP_REPORTS` unless the
 /// peer is `trusted`) or one the configuration lists. Names are told apart

@@ -153,11 +153,22 @@ pub fn verification_key(jwk: &Jwk) -> Result<(Algorithm, DecodingKey), String> {
                 Some(other) => return Err(format!("alg {other:?} is not an RSA signature")),
             }
         }
-        (AlgorithmParameters::EllipticCurve(ec), alg) => match (&ec.curve, alg) {
-            (EllipticCurve::P256, None | Some(KeyAlgorithm::ES256)) => Algorithm::ES256,
-            (EllipticCurve::P384, None | Some(KeyAlgorithm::ES384)) => Algorithm::ES384,
-            (curve, alg) => return Err(format!("curve {curve:?} with alg {alg:?}")),
-        },
+        (AlgorithmParameters::EllipticCurve(ec), alg) => {
+            let (alg, size) = match (&ec.curve, alg) {
+                (EllipticCurve::P256, None | Some(KeyAlgorithm::ES256)) => (Algorithm::ES256, 32),
+                (EllipticCurve::P384, None | Some(KeyAlgorithm::ES384)) => (Algorithm::ES384, 48),
+                (curve, alg) => return Err(format!("curve {curve:?} with alg {alg:?}")),
+            };
+            // Each coordinate its curve's size: one key, one spelling (and
+            // one thumbprint).
+            let sized = |c: &str| URL_SAFE_NO_PAD.decode(c).is_ok_and(|c| c.len() == size);
+            if !sized(&ec.x) || !sized(&ec.y) {
+                return Err(format!(
+                    "an EC key's x and y are {size} bytes each, base64url"
+                ));
+            }
+            alg
+        }
         (AlgorithmParameters::OctetKeyPair(okp), alg) => match (&okp.curve, alg) {
             // 32 bytes, no other length: the verifier slices them unchecked.
             (EllipticCurve::Ed25519, None | Some(KeyAlgorithm::EdDSA))

@@ -21,9 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsFiles;
+use crate::config::{CertificateMode, TlsFiles};
 use crate::connections::{Connections, Counted, Expiry, InFlight, Slot};
 use crate::executor::BoxingExecutor;
+use rustls::server::danger::ClientCertVerifier;
 
 /// Why a listener's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +47,36 @@ pub enum TlsError {
     ClientCa { path: String, why: String },
 }
 
+/// A TLS listener: its acceptor, and how it tells a verified client
+/// certificate from one it took unverified.
+pub struct ListenerTls {
+    pub acceptor: TlsAcceptor,
+    pub clients: ClientCheck,
+}
+
+/// Whether a client certificate a handshake took chains to the listener's
+/// roots: every one does where the handshake verified it; with
+/// `client_certificates = "any"`, those the roots verify after it.
+#[derive(Clone, Default)]
+pub struct ClientCheck {
+    in_handshake: bool,
+    roots: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientCheck {
+    fn verifies(&self, leaf: &CertificateDer<'_>, chain: &[CertificateDer<'_>]) -> bool {
+        self.in_handshake
+            || self.roots.as_ref().is_some_and(|roots| {
+                roots
+                    .verify_client_cert(leaf, chain, rustls::pki_types::UnixTime::now())
+                    .is_ok()
+            })
+    }
+}
+
 /// The TLS setup of a listener: its certificate chain and key, TLS 1.2 and
 /// 1.3 with rustls' safe defaults, and ALPN offering HTTP/2 first.
-pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
+pub fn tls_acceptor(files: &TlsFiles) -> Result<ListenerTls, TlsError> {
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|source| TlsError::Cert {
@@ -67,34 +95,115 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Setup)?;
-    let builder = match &files.clients {
-        None => builder.with_no_client_auth(),
-        Some(clients) => builder.with_client_cert_verifier(client_verifier(clients, provider)?),
+    let (builder, clients) = match &files.clients {
+        None => (builder.with_no_client_auth(), ClientCheck::default()),
+        Some(clients) => {
+            let roots = match &clients.ca {
+                Some(ca) => Some(client_verifier(ca, clients.mode, provider.clone())?),
+                None => None,
+            };
+            match clients.mode {
+                CertificateMode::Any => {
+                    let any = Arc::new(AnyCertificate { provider });
+                    let check = ClientCheck {
+                        in_handshake: false,
+                        roots,
+                    };
+                    (builder.with_client_cert_verifier(any), check)
+                }
+                _ => {
+                    let roots = roots.expect("the check asks roots of every other mode");
+                    let check = ClientCheck {
+                        in_handshake: true,
+                        roots: None,
+                    };
+                    (builder.with_client_cert_verifier(roots), check)
+                }
+            }
+        }
     };
     let mut config = builder.with_single_cert(certs, key).map_err(mismatch)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(ListenerTls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        clients,
+    })
+}
+
+/// `client_certificates = "any"`: any client certificate whose key signs
+/// the handshake, chained to nothing (a self-signed one of
+/// `self_signed_tls_client_auth`, one a token is bound to); whether it
+/// also chains to the listener's roots is asked after (`ClientCheck`).
+#[derive(Debug)]
+struct AnyCertificate {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ClientCertVerifier for AnyCertificate {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// Client certificates verified against `clients.ca`, required or
 /// optional (mutual TLS, RFC 8705).
 fn client_verifier(
-    clients: &crate::config::ClientCertificates,
+    ca: &std::path::Path,
+    mode: CertificateMode,
     provider: Arc<rustls::crypto::CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let failed = |why: String| TlsError::ClientCa {
-        path: clients.ca.display().to_string(),
+        path: ca.display().to_string(),
         why,
     };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in crate::config::pem_certificates(&clients.ca).map_err(failed)? {
+    for cert in crate::config::pem_certificates(ca).map_err(failed)? {
         roots.add(cert).map_err(|e| failed(e.to_string()))?;
     }
     let builder =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-    let builder = match clients.required {
-        true => builder,
-        false => builder.allow_unauthenticated(),
+    let builder = match mode {
+        CertificateMode::Required => builder,
+        _ => builder.allow_unauthenticated(),
     };
     builder.build().map_err(|e| failed(e.to_string()))
 }
@@ -131,7 +240,7 @@ impl Peer {
 /// How a listener serves its connections.
 pub struct Serving {
     pub connections: Arc<Connections>,
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<ListenerTls>,
     pub tls_handshake_timeout: Duration,
     /// A request head (HTTP/1) or header list (HTTP/2) larger than this is
     /// refused (`431`, or a stream reset).
@@ -249,8 +358,8 @@ pub async fn accept<H: Handler>(
             }
             match &serving.tls {
                 None => serve(stream, slot, &serving, peer, handler, stop).await,
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
+                Some(tls) => {
+                    let handshake = tls.acceptor.accept(stream);
                     let handshake = tokio::time::timeout(serving.tls_handshake_timeout, handshake);
                     let handshake = tokio::select! {
                         done = handshake => done,
@@ -260,7 +369,7 @@ pub async fn accept<H: Handler>(
                     };
                     match handshake {
                         Ok(Ok(stream)) => {
-                            peer.client_cert = shown_certificate(&stream);
+                            peer.client_cert = shown_certificate(&stream, &tls.clients);
                             serve(stream, slot, &serving, peer, handler, stop).await
                         }
                         Ok(Err(e)) => {
@@ -277,12 +386,15 @@ pub async fn accept<H: Handler>(
 /// The certificate a client showed in the handshake, verified by then.
 fn shown_certificate(
     stream: &tokio_rustls::server::TlsStream<TcpStream>,
+    check: &ClientCheck,
 ) -> Option<Arc<crate::client_cert::ClientCert>> {
     let (leaf, chain) = stream.get_ref().1.peer_certificates()?.split_first()?;
+    let verified = check.verifies(leaf, chain);
     let chain = chain.iter().map(|c| c.to_vec()).collect();
     Some(Arc::new(crate::client_cert::ClientCert::new(
         leaf.to_vec(),
         chain,
+        verified,
     )))
 }
 

@@ -151,6 +151,8 @@ pub struct Settings {
     pub tunnel_idle_timeout: Duration,
     /// Peers whose `X-Forwarded-For` names the client (`server.trusted_proxies`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Their `Client-Cert` field is the client's certificate.
+    pub client_cert_from_proxies: bool,
     /// `server.forward_auth_path` and its style.
     pub forward_auth: Option<ForwardAuth>,
     /// `server.trace_context`.
@@ -180,6 +182,7 @@ impl Settings {
             paths: server.paths,
             tunnel_idle_timeout: server.tunnel_idle_timeout,
             trusted_proxies: server.trusted_proxies.clone(),
+            client_cert_from_proxies: server.client_cert_from_proxies,
             forward_auth: server.forward_auth.clone(),
             trace_context: server.trace_context,
             sessions: config.sessions.clone().map(Arc::new),

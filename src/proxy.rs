@@ -124,6 +124,7 @@ impl Gateway {
         };
         (ctx.tls, ctx.from_trusted_proxy) = (peer.tls, peer.trusted);
         ctx.tls_client_cert = peer.client_cert.clone();
+        ctx.cert_from_proxy = peer.trusted & settings.client_cert_from_proxies;
         // Only the log and the span need the path after the request has gone
         // upstream: the URI is kept (its bytes shared, not copied).
         let logged = (settings.access_log || self.shared.spans.is_some())

@@ -31,7 +31,6 @@ use crate::tls_roots::ClientError;
 mod signals;
 
 pub use signals::{handle_signals, Signals, Stop};
-use tokio_rustls::TlsAcceptor;
 
 /// Why the gateway could not start or run. Where there is an underlying
 /// error it is the `source`, not repeated in the message: the command
@@ -263,7 +262,7 @@ impl ConnectionLimits {
         &self,
         config: &Config,
         connections: Arc<Connections>,
-        tls: Option<TlsAcceptor>,
+        tls: Option<crate::listener::ListenerTls>,
         proxy_protocol: bool,
     ) -> Arc<Serving> {
         let limits = &config.server.limits;

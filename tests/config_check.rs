@@ -514,6 +514,10 @@ fn mutual_tls_clients_name_what_their_certificate_must_be() {
         format!("[server]\npublic_url = \"https://x.test\"\n{listen}{GOOD}\n[issuers.app]\nkind = \"oauth2\"\n[[issuers.app.clients]]\nclient_id = \"svc\"\n{client}")
     };
     let named = "auth_method = \"tls_client_auth\"\ntls_client_auth_san_dns = \"svc.example\"\n";
+    let leaf_as_root = listener.replace(
+        &ca.cert_file.display().to_string(),
+        &server.cert_file.display().to_string(),
+    );
     let der = "MIIBszCCAVmgAwIBAgIUQ0VSVA==";
     let self_signed = format!("auth_method = \"self_signed_tls_client_auth\"\njwks = {{ keys = [{{ kty = \"EC\", crv = \"P-256\", x = \"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", y = \"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\", x5c = [\"{der}\"] }}] }}\n");
     for client in [named.to_string(), self_signed] {
@@ -527,6 +531,13 @@ fn mutual_tls_clients_name_what_their_certificate_must_be() {
         (listener.as_str(), "auth_method = \"tls_client_auth\"\ntls_client_auth_san_ip = \"not an ip\"\n".to_string(), "not a name a certificate carries"),
         (listener.as_str(), "auth_method = \"self_signed_tls_client_auth\"\n".to_string(), "needs the client's certificates"),
         ("", named.to_string(), "no client certificate ever comes"),
+        // A client's own certificate as a root would vouch for any name.
+        (leaf_as_root.as_str(), named.to_string(), "client_ca_file: holds a certificate that is no CA"),
+        (
+            "client_cert_from_proxies = true\n",
+            named.to_string(),
+            "server.client_cert_from_proxies: no proxy is trusted",
+        ),
     ] {
         let (ok, err) = check(&with(listen, &client));
         assert!(!ok, "{client}");

@@ -33,6 +33,9 @@ fn body(ca: &Ca, server: &Leaf) -> String {
     let client = "[[issuers.app.clients]]\nclient_id = \"billing-mtls\"\n\
                   auth_method = \"tls_client_auth\"\ntls_client_auth_san_dns = \"billing.example\"\n\
                   scopes = [\"invoices\"]\n\n\
+                  [[issuers.app.clients]]\nclient_id = \"spa-mtls\"\n\
+                  redirect_uris = [\"http://127.0.0.1/callback\"]\nscopes = [\"notes:read\"]\n\
+                  tls_client_certificate_bound_access_tokens = true\n\n\
                   [[routes]]\nname = \"certified\"\npath = \"/certified\"\nupstream = \"echo\"\n\
                   public = true\nforward_client_cert = true\n\n";
     let body = standard_body("");
@@ -106,7 +109,13 @@ async fn a_client_certificate_authenticates_its_client_and_binds_its_tokens() {
     // Introspection (the client authenticated the same way) says what binds it.
     let introspect = format!("{base}/oauth2/app/introspect");
     let token_field = format!("token={token}");
-    let args = ["-d", &token_field, "-d", "client_id=billing-mtls", &introspect];
+    let args = [
+        "-d",
+        &token_field,
+        "-d",
+        "client_id=billing-mtls",
+        &introspect,
+    ];
     let (status, answer) = curl(&ca, Some(&billing), &args);
     assert_eq!(status, 200, "{answer}");
     let answer: Value = serde_json::from_str(&answer).unwrap();
@@ -163,8 +172,33 @@ async fn a_trusted_proxys_client_cert_field_is_the_clients_certificate() {
     let body = body(&ca, &server);
     let gw = Gateway::start(&body).await;
     let public_url = gw.url("");
+    let trusted = format!("public_url = \"{public_url}\"\ntrusted_proxies = [\"127.0.0.1/32\"]");
+    gw.rewrite_config_with_server(&trusted, &body);
+    gw.reload().await;
+    // A proxy trusted for X-Forwarded-For alone passes no certificate on.
+    let r = reqwest::Client::new()
+        .post(gw.url("/oauth2/app/token"))
+        .header(
+            "client-cert",
+            format!(
+                ":{}:",
+                STANDARD.encode(
+                    CertificateDer::from_pem_file(&billing.cert_file)
+                        .unwrap()
+                        .as_ref()
+                )
+            ),
+        )
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "billing-mtls"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     gw.rewrite_config_with_server(
-        &format!("public_url = \"{public_url}\"\ntrusted_proxies = [\"127.0.0.1/32\"]"),
+        &format!("{trusted}\nclient_cert_from_proxies = true"),
         &body,
     );
     gw.reload().await;
@@ -200,4 +234,83 @@ async fn a_trusted_proxys_client_cert_field_is_the_clients_certificate() {
     gw.rewrite_config_with_server(&format!("public_url = \"{public_url}\""), &body);
     gw.reload().await;
     assert_eq!(ask(Some(&field)).await.unwrap().status(), 401);
+}
+
+/// `client_certificates = "any"`: a self-signed certificate authenticates
+/// the client registered with it (`self_signed_tls_client_auth`), names
+/// nobody for `tls_client_auth`, and a public client's refresh token is
+/// bound to the certificate its code was redeemed over (RFC 8705 §4).
+#[tokio::test]
+async fn any_certificate_serves_self_signed_clients_and_binds_public_refresh_tokens() {
+    let ca = Ca::new("any-ca");
+    let server = ca.leaf("server", &["localhost"]);
+    let billing = ca.leaf("billing", &["billing.example"]);
+    // Self-signed, naming billing.example as well.
+    let made = rcgen::generate_simple_self_signed(vec!["billing.example".to_string()]).unwrap();
+    let selfie = Leaf {
+        cert_file: ca.dir.path().join("selfie.pem"),
+        key_file: ca.dir.path().join("selfie.key"),
+    };
+    std::fs::write(&selfie.cert_file, made.cert.pem()).unwrap();
+    std::fs::write(&selfie.key_file, made.signing_key.serialize_pem()).unwrap();
+    let der = STANDARD.encode(made.cert.der().as_ref());
+    let self_signed = format!(
+        "[[issuers.app.clients]]\nclient_id = \"selfie\"\nauth_method = \"self_signed_tls_client_auth\"\n\
+         scopes = [\"invoices\"]\njwks = {{ keys = [{{ kty = \"EC\", crv = \"P-256\", \
+         x = \"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", y = \"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\", \
+         x5c = [\"{der}\"] }}] }}\n\n"
+    );
+    let body = body(&ca, &server)
+        .replace(
+            "client_certificates = \"optional\"",
+            "client_certificates = \"any\"",
+        )
+        .replacen(
+            "[[issuers.app.clients]]",
+            &format!("{self_signed}[[issuers.app.clients]]"),
+            1,
+        );
+    let gw = Gateway::start(&body).await;
+    gw.public_url(&body).await;
+    let base = format!("https://localhost:{}", gw.tls_port());
+    let token_endpoint = format!("{base}/oauth2/app/token");
+    let grant = |id: &str| format!("client_id={id}");
+    for (id, cert, want) in [
+        ("selfie", &selfie, 200),
+        ("selfie", &billing, 401),
+        // Its name, in a certificate no root vouches for: nobody.
+        ("billing-mtls", &selfie, 401),
+        ("billing-mtls", &billing, 200),
+    ] {
+        let id = grant(id);
+        let args = [
+            "-d",
+            "grant_type=client_credentials",
+            "-d",
+            &id,
+            &token_endpoint,
+        ];
+        let (status, answer) = curl(&ca, Some(cert), &args);
+        assert_eq!(status, want, "{id} {}: {answer}", cert.cert_file.display());
+    }
+    // The public client's code, redeemed over billing's certificate.
+    let (verifier, challenge) = common::standard::pkce();
+    let url = authorize_url_for(
+        &gw,
+        "spa-mtls",
+        CALLBACK,
+        "notes:read",
+        &format!("&code_challenge={challenge}"),
+    );
+    let code = sign_in_at(&gw, &mut Browser::default(), &url).await;
+    let redeem = format!("grant_type=authorization_code&code={code}&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcallback&client_id=spa-mtls&code_verifier={verifier}");
+    let (status, answer) = curl(&ca, Some(&billing), &["-d", &redeem, &token_endpoint]);
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let refresh = answer["refresh_token"].as_str().unwrap().to_string();
+    let refresh = format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa-mtls");
+    let (status, answer) = curl(&ca, Some(&selfie), &["-d", &refresh, &token_endpoint]);
+    assert_eq!(status, 400, "over another certificate: {answer}");
+    let (status, answer) = curl(&ca, Some(&billing), &["-d", &refresh, &token_endpoint]);
+    assert_eq!(status, 200, "over its own: {answer}");
 }

@@ -392,6 +392,7 @@ impl Checker<'_> {
                 s.trusted_proxies.as_deref().unwrap_or_default(),
                 "server.trusted_proxies",
             ),
+            client_cert_from_proxies: self.client_cert_from_proxies(s),
             ips: self.ip_rules(&s.allow_ips, &s.deny_ips, "server"),
             forward_auth: self.forward_auth(s),
             paths: PathRules {

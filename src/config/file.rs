@@ -113,6 +113,8 @@ pub(super) struct FileServer {
     pub(super) min_body_rate_after: Option<Spanned<DurationText>>,
     pub(super) max_header_size: Option<Spanned<SizeText>>,
     pub(super) trusted_proxies: Option<Vec<Spanned<String>>>,
+    /// The trusted proxies set `Client-Cert` (RFC 9440) themselves.
+    pub(super) client_cert_from_proxies: Option<Spanned<bool>>,
     pub(super) merge_slashes: Option<bool>,
     pub(super) allow_encoded_slashes: Option<bool>,
     pub(super) tunnel_idle_timeout: Option<Spanned<DurationText>>,

@@ -156,6 +156,7 @@ async fn login(ctx: &IssuerContext<'_>, p: &Principal, now: i64) -> Result<Reply
         resource: None,
         amr: Vec::new(),
         jkt: None,
+        x5t: None,
     };
     let refresh = ctx.refreshes().issue(&record).await?;
     ctx.metrics

@@ -156,20 +156,7 @@ pub async fn redeem(
     )?;
     let mut refresh_token = None;
     if refreshes(client, &scope) {
-        let refresh = RefreshRecord {
-            issuer: ctx.issuer.config.name.clone(),
-            sub: record.sub.clone(),
-            login: user.login.clone(),
-            issued_at: now,
-            expires_at: now + ctx.issuer.routes.refresh_ttl.as_secs() as i64,
-            tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(now))],
-            client_id: Some(client.login.clone()),
-            rotated_to: None,
-            scope: Some(record.scope.clone()),
-            resource: record.resource.clone(),
-            amr: record.amr.clone(),
-            jkt: super::mint::refresh_binding(client, grant.bound),
-        };
+        let refresh = refresh_record(ctx, &record, &user.login, client, grant, &minted, now);
         let token = ctx.issuer.refreshes().issue(&refresh).await?;
         issued(ctx, &hash, &record, &sha256_base64url(&token)).await?;
         refresh_token = Some(token);
@@ -186,6 +173,35 @@ pub async fn redeem(
         refresh_token,
         id_token,
     })
+}
+
+/// The refresh family a redeemed code begins: its user's, its client's,
+/// with the code's scope, resource and how the user signed in, bound as the
+/// redemption was.
+fn refresh_record(
+    ctx: &Endpoints<'_>,
+    record: &CodeRecord,
+    login: &str,
+    client: &Principal,
+    grant: &CodeGrant<'_>,
+    minted: &crate::tokens::Minted,
+    now: i64,
+) -> RefreshRecord {
+    RefreshRecord {
+        issuer: ctx.issuer.config.name.clone(),
+        sub: record.sub.clone(),
+        login: login.to_string(),
+        issued_at: now,
+        expires_at: now + ctx.issuer.routes.refresh_ttl.as_secs() as i64,
+        tokens: vec![(minted.jti.clone(), minted.exp.unwrap_or(now))],
+        client_id: Some(client.login.clone()),
+        rotated_to: None,
+        scope: Some(record.scope.clone()),
+        resource: record.resource.clone(),
+        amr: record.amr.clone(),
+        jkt: super::mint::refresh_binding(client, grant.bound),
+        x5t: super::mint::refresh_certificate(client, grant.bound),
+    }
 }
 
 /// Whether a code's tokens come with a refresh token: for a client that

@@ -122,6 +122,14 @@ pub(super) fn refresh_binding(client: &Principal, bound: Option<Cnf<'_>>) -> Opt
     jkt.filter(|_| client.client.public).map(str::to_string)
 }
 
+/// The certificate a public client's refresh token is bound to (RFC 8705 §4).
+pub(super) fn refresh_certificate(client: &Principal, bound: Option<Cnf<'_>>) -> Option<String> {
+    match bound {
+        Some(Cnf::Certificate(x5t)) if client.client.public => Some(x5t.to_string()),
+        _ => None,
+    }
+}
+
 /// What the code and refresh grants hand out, whichever door asked: the
 /// token endpoint writes it as its answer ([`Issued::answer`]), portero's
 /// own sign-ins take it as it is (`in_process`).

@@ -44,6 +44,14 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
             "request_uri is not itself pushed (RFC 9126 §2.1)",
         ));
     }
+    // Empty or not: request objects are not taken.
+    if form.sent("request") {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            "request_not_supported",
+            "request objects are not supported",
+        ));
+    }
     // The client named is the one that authenticated (Basic names it in
     // the header alone).
     if form.get("client_id").is_some_and(|id| id != client.login) {

@@ -48,6 +48,9 @@ pub(super) struct RequestContext {
     pub(super) dpop_nonce: Option<std::sync::Arc<str>>,
     /// The client certificate of the connection's TLS handshake.
     pub(super) tls_client_cert: Option<std::sync::Arc<crate::client_cert::ClientCert>>,
+    /// The peer is a trusted proxy that passes certificates on
+    /// (`client_cert_from_proxies`): its `Client-Cert` is the client's.
+    pub(super) cert_from_proxy: bool,
 }
 
 impl RequestContext {
@@ -75,6 +78,7 @@ impl RequestContext {
             from_trusted_proxy: false,
             dpop_nonce: None,
             tls_client_cert: None,
+            cert_from_proxy: false,
         }
     }
 
@@ -88,15 +92,16 @@ impl RequestContext {
 }
 
 impl RequestContext {
-    /// The client's certificate: a trusted proxy's `Client-Cert` field
-    /// (RFC 9440), else the one shown in this connection's handshake. A
-    /// field that is no certificate counts as none.
+    /// The client's certificate: the `Client-Cert` field (RFC 9440) of a
+    /// trusted proxy that passes certificates on, else the one shown in
+    /// this connection's handshake. A field that is no certificate counts
+    /// as none.
     pub(super) fn client_cert(
         &self,
         headers: &http::HeaderMap,
     ) -> Option<std::sync::Arc<crate::client_cert::ClientCert>> {
         use crate::client_cert::ClientCert;
-        if self.from_trusted_proxy {
+        if self.cert_from_proxy {
             match ClientCert::from_fields(headers) {
                 Ok(Some(cert)) => return Some(std::sync::Arc::new(cert)),
                 Ok(None) => {}

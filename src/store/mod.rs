@@ -117,6 +117,10 @@ pub struct RefreshRecord {
     /// is bound to (RFC 9449 §5): refreshed only with a proof of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jkt: Option<String>,
+    /// The client certificate (its SHA-256) a public client's refresh
+    /// token is bound to (RFC 8705 §4): refreshed only over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x5t: Option<String>,
 }
 
 /// The answer to [`Lockout::reserve_attempt`].

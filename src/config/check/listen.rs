@@ -4,9 +4,9 @@
 
 use toml::Spanned;
 
-use super::super::file::{FileConfig, FileListener};
+use super::super::file::{FileConfig, FileListener, FileServer};
 use super::super::model::{
-    ClientAuth, ClientCertificates, Issuer, Listener, ServerSettings, TlsFiles,
+    CertificateMode, ClientAuth, ClientCertificates, Issuer, Listener, ServerSettings, TlsFiles,
 };
 use super::Checker;
 
@@ -66,43 +66,64 @@ impl Checker<'_> {
     }
 
     /// `client_ca_file` and `client_certificates` of a TLS listener: the
-    /// roots client certificates are verified against, and whether one is
-    /// required (`"required"`) or only taken (`"optional"`, the default).
+    /// roots client certificates are verified against, and what a
+    /// handshake takes: a certificate of them or none (`"optional"`, the
+    /// default with roots), one of them (`"required"`), or any certificate
+    /// (`"any"`: self-signed ones too, verified where they chain to the roots).
     fn client_certificates(&mut self, i: usize, l: &FileListener) -> Option<ClientCertificates> {
-        let Some(ca) = &l.client_ca_file else {
-            if let Some(set) = &l.client_certificates {
-                self.problem(
-                    set,
-                    format!("listen[{i}].client_certificates"),
-                    "read only with client_ca_file: the roots client certificates are verified against",
-                );
-            }
-            return None;
-        };
-        let required = match l
+        let key = |k: &str| format!("listen[{i}].{k}");
+        let written = l
             .client_certificates
             .as_ref()
-            .map(|s| (s, s.get_ref().as_str()))
-        {
-            None | Some((_, "optional")) => false,
-            Some((_, "required")) => true,
+            .map(|s| (s, s.get_ref().as_str()));
+        let mode = match written {
+            None if l.client_ca_file.is_none() => return None,
+            None | Some((_, "optional")) => CertificateMode::Optional,
+            Some((_, "required")) => CertificateMode::Required,
+            Some((_, "any")) => CertificateMode::Any,
             Some((s, other)) => {
-                self.problem(
-                    s,
-                    format!("listen[{i}].client_certificates"),
-                    format!("{other:?}: expected \"optional\" or \"required\""),
-                );
-                false
+                let message = format!("{other:?}: expected \"optional\", \"required\" or \"any\"");
+                self.problem(s, key("client_certificates"), message);
+                return None;
             }
         };
-        let key = format!("listen[{i}].client_ca_file");
-        let path = self.existing_file(ca, &key);
-        if path.is_file() {
-            if let Err(e) = super::super::pem_certificates(&path) {
-                self.problem(ca, key, e);
+        let ca = match &l.client_ca_file {
+            None if mode == CertificateMode::Any => None,
+            None => {
+                let (s, _) = written.expect("a mode is written where there are no roots");
+                self.problem(
+                    s,
+                    key("client_certificates"),
+                    "needs client_ca_file, the roots certificates are verified against \
+                     (\"any\" takes any certificate)",
+                );
+                return None;
             }
+            Some(ca) => Some(self.client_roots(ca, &key("client_ca_file"))),
+        };
+        Some(ClientCertificates { ca, mode })
+    }
+
+    /// `client_ca_file`: PEM certificates, each a CA. A client's own
+    /// certificate there would be a root that vouches for any name it
+    /// signs.
+    fn client_roots(&mut self, ca: &Spanned<String>, key: &str) -> std::path::PathBuf {
+        let path = self.existing_file(ca, key);
+        if !path.is_file() {
+            return path;
         }
-        Some(ClientCertificates { ca: path, required })
+        match super::super::pem_certificates(&path) {
+            Err(e) => self.problem(ca, key, e),
+            Ok(certs) if certs.iter().any(|c| !is_ca(c)) => self.problem(
+                ca,
+                key,
+                "holds a certificate that is no CA (basicConstraints CA:FALSE, or none): as a \
+                 root it would vouch for any name it signs; a client's own certificate goes in \
+                 its jwks (self_signed_tls_client_auth), taken by client_certificates = \"any\"",
+            ),
+            Ok(_) => {}
+        }
+        path
     }
 
     /// What reads client certificates, where none can ever come (no
@@ -125,10 +146,11 @@ impl Checker<'_> {
         let asked = listeners
             .iter()
             .any(|l| l.tls.as_ref().is_some_and(|t| t.clients.is_some()));
-        if asked || !server.trusted_proxies.is_empty() {
+        if asked || server.client_cert_from_proxies {
             return;
         }
-        let never = "no client certificate ever comes: no listener has client_ca_file, and server.trusted_proxies is empty";
+        let never = "no client certificate ever comes: no listener takes one (client_ca_file, \
+                     client_certificates), and server.client_cert_from_proxies is off";
         if let Some(url) = &file.server.mtls_public_url {
             self.problem(url, "server.mtls_public_url", never);
         }
@@ -149,6 +171,22 @@ impl Checker<'_> {
         }
     }
 
+    /// `server.client_cert_from_proxies`, refused without trusted proxies.
+    pub(super) fn client_cert_from_proxies(&mut self, s: &FileServer) -> bool {
+        let Some(set) = s.client_cert_from_proxies.as_ref() else {
+            return false;
+        };
+        let proxies = s.trusted_proxies.as_ref().is_some_and(|p| !p.is_empty());
+        if *set.get_ref() && !proxies {
+            self.problem(
+                set,
+                "server.client_cert_from_proxies",
+                "no proxy is trusted: server.trusted_proxies is empty",
+            );
+        }
+        *set.get_ref() && proxies
+    }
+
     /// A file the config names, resolved; a problem if it is not there.
     fn existing_file(&mut self, at: &Spanned<String>, key: &str) -> std::path::PathBuf {
         let path = self.resolve(at.get_ref());
@@ -157,4 +195,12 @@ impl Checker<'_> {
         }
         path
     }
+}
+
+/// Whether a root certificate says it is a CA (basicConstraints CA:TRUE).
+fn is_ca(cert: &rustls::pki_types::CertificateDer<'_>) -> bool {
+    x509_parser::parse_x509_certificate(cert.as_ref())
+        .ok()
+        .and_then(|(_, c)| c.basic_constraints().ok().flatten().map(|b| b.value.ca))
+        .unwrap_or(false)
 }

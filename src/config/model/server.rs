@@ -139,6 +139,10 @@ pub struct ServerSettings {
     /// Peers whose `X-Forwarded-For`, `Forwarded` and `X-Real-IP` are kept,
     /// and whose `X-Forwarded-For` names the client address limits act on.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `client_cert_from_proxies`: a trusted proxy's `Client-Cert` field
+    /// (RFC 9440) is the client's certificate; the proxy terminates TLS,
+    /// verifies it, and removes any copy a client sent.
+    pub client_cert_from_proxies: bool,
     /// Client addresses every route admits.
     pub ips: IpRules,
     /// Where proxies that route traffic themselves (nginx `auth_request`,
@@ -236,10 +240,21 @@ pub struct TlsFiles {
 /// The client certificates a TLS listener asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCertificates {
-    /// PEM roots a client certificate must chain to.
-    pub ca: PathBuf,
-    /// A connection without one is refused in the handshake.
-    pub required: bool,
+    /// PEM roots a client certificate is verified against.
+    pub ca: Option<PathBuf>,
+    pub mode: CertificateMode,
+}
+
+/// `client_certificates`: what a handshake takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateMode {
+    /// A certificate of the roots, or none.
+    Optional,
+    /// A certificate of the roots; none fails the handshake.
+    Required,
+    /// Any certificate whose key signs the handshake, or none: verified
+    /// only where it chains to the roots.
+    Any,
 }
 
 #[derive(Debug, Clone)]

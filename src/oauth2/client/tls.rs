@@ -17,6 +17,9 @@ use crate::config::{CertificateName, TlsClient};
 pub fn matches(cert: &ClientCert, rule: &TlsClient) -> bool {
     match rule {
         TlsClient::Registered(thumbprints) => thumbprints.iter().any(|t| **t == *cert.thumbprint),
+        // A name counts only in a certificate of trusted roots: anyone
+        // can make a self-signed one with any name.
+        TlsClient::Named(_) if !cert.verified => false,
         TlsClient::Named(name) => match X509Certificate::from_der(&cert.der) {
             Ok((_, parsed)) => names(&parsed, name),
             Err(_) => false,
@@ -55,9 +58,12 @@ fn ip_of(bytes: &[u8]) -> Option<IpAddr> {
     }
 }
 
-/// The subject as RFC 4514 writes it (the last RDN first), each attribute
-/// `TYPE=value` with its short name, as [`normal_dn`] reads a written one.
-fn subject_dn(cert: &X509Certificate<'_>) -> Option<Vec<String>> {
+/// An RDN sequence: each RDN's attributes, each its type (upper case) and
+/// value (unescaped), the last RDN first as RFC 4514 writes them.
+type Dn = Vec<Vec<(String, String)>>;
+
+/// The certificate's subject, as [`Dn`].
+fn subject_dn(cert: &X509Certificate<'_>) -> Option<Dn> {
     let registry = x509_parser::objects::oid_registry();
     let mut rdns = Vec::new();
     for rdn in cert.subject().iter_rdn() {
@@ -67,29 +73,58 @@ fn subject_dn(cert: &X509Certificate<'_>) -> Option<Vec<String>> {
             let name = x509_parser::objects::oid2abbrev(oid, registry)
                 .map(str::to_ascii_uppercase)
                 .unwrap_or_else(|_| oid.to_id_string());
-            attributes.push(format!("{name}={}", attribute.as_str().ok()?));
+            attributes.push((name, attribute.as_str().ok()?.to_string()));
         }
-        rdns.push(attributes.join("+"));
+        rdns.push(attributes);
     }
     rdns.reverse();
     Some(rdns)
 }
 
-/// A written subject DN (`CN=app, O=Example`) as [`subject_dn`] gives one:
-/// RDNs split at commas, white space around them and `=` dropped, types
-/// upper-cased.
-fn normal_dn(dn: &str) -> Vec<String> {
-    dn.split(',')
-        .map(|rdn| {
-            rdn.split('+')
-                .map(|attribute| match attribute.split_once('=') {
-                    Some((t, v)) => format!("{}={}", t.trim().to_ascii_uppercase(), v.trim()),
-                    None => attribute.trim().to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("+")
-        })
-        .collect()
+/// A subject DN as RFC 4514 writes it (`CN=app,O=Example`), as [`Dn`]:
+/// RDNs split at unescaped commas, attributes at unescaped `+`, escapes
+/// (`\,`, `\+`, `\2C`) read, white space around each part dropped.
+fn normal_dn(dn: &str) -> Dn {
+    let mut rdns = Vec::new();
+    let (mut rdn, mut part, mut escaped) = (Vec::new(), Vec::<u8>::new(), false);
+    let end_attribute = |rdn: &mut Vec<(String, String)>, part: &mut Vec<u8>| {
+        let text = String::from_utf8_lossy(part).into_owned();
+        let (t, v) = text.split_once('=').unwrap_or((&text, ""));
+        rdn.push((t.trim().to_ascii_uppercase(), v.trim().to_string()));
+        part.clear();
+    };
+    let bytes = dn.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        i += 1;
+        if escaped {
+            escaped = false;
+            let hex = dn
+                .get(i - 1..i + 1)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(byte) if b.is_ascii_hexdigit() => {
+                    part.push(byte);
+                    i += 1;
+                }
+                _ => part.push(b),
+            }
+            continue;
+        }
+        match b {
+            b'\\' => escaped = true,
+            b'+' => end_attribute(&mut rdn, &mut part),
+            b',' => {
+                end_attribute(&mut rdn, &mut part);
+                rdns.push(std::mem::take(&mut rdn));
+            }
+            _ => part.push(b),
+        }
+    }
+    end_attribute(&mut rdn, &mut part);
+    rdns.push(rdn);
+    rdns
 }
 
 #[cfg(test)]
@@ -111,7 +146,7 @@ mod tests {
         params.subject_alt_names = sans;
         let key = rcgen::KeyPair::generate().unwrap();
         let made = params.self_signed(&key).unwrap();
-        ClientCert::new(made.der().to_vec(), Vec::new())
+        ClientCert::new(made.der().to_vec(), Vec::new(), true)
     }
 
     #[test]
@@ -153,7 +188,15 @@ mod tests {
         assert!(matches(&c, &registered));
         let other = cert("CN=billing", vec![]);
         assert!(!matches(&other, &registered));
-        let garbage = ClientCert::new(b"not DER".to_vec(), Vec::new());
+        let garbage = ClientCert::new(b"not DER".to_vec(), Vec::new(), true);
+        // The same certificate, taken unverified: its names say nothing.
+        let unverified = ClientCert::new(c.der.clone(), Vec::new(), false);
+        let by_dns = TlsClient::Named(CertificateName::Dns("billing.example".into()));
+        assert!(matches(&c, &by_dns) && !matches(&unverified, &by_dns));
+        assert!(
+            matches(&unverified, &registered),
+            "a registered certificate is itself"
+        );
         assert!(!matches(
             &garbage,
             &TlsClient::Named(CertificateName::Dns("x".into()))

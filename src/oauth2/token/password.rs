@@ -66,6 +66,7 @@ pub(super) async fn grant(
         resource: None,
         amr,
         jkt: super::super::mint::refresh_binding(client, bound),
+        x5t: super::super::mint::refresh_certificate(client, bound),
     };
     let refresh_token = ctx.issuer.refreshes().issue(&record).await?;
     Ok(answer(

@@ -60,6 +60,14 @@ pub(in crate::oauth2) async fn refresh_grant(
     {
         return Err(Error::invalid_grant());
     }
+    // RFC 8705 §4: ... and a certificate-bound one only over its certificate.
+    if found
+        .x5t
+        .as_deref()
+        .is_some_and(|x5t| grant.bound != Some(Cnf::Certificate(x5t)))
+    {
+        return Err(Error::invalid_grant());
+    }
     let scope = narrowed(grant.scope, &words(found.scope.as_deref()))?;
     // RFC 8707 §2.2: a refresh may name the resource again, the same one.
     if grant

@@ -55,6 +55,7 @@ async fn everything_survives_reopening() {
             resource: None,
             amr: Vec::new(),
             jkt: None,
+            x5t: None,
         };
         s.put_refresh("h", &rec).await.unwrap();
     }
@@ -186,6 +187,7 @@ async fn a_lineage_is_bounded_and_ends_with_its_refresh_token() {
         resource: None,
         amr: Vec::new(),
         jkt: None,
+        x5t: None,
     };
     s.put_refresh("h", &record).await.unwrap();
     let batch: Vec<(String, i64)> = (0..MAX_LINEAGE - 1)
@@ -228,6 +230,7 @@ async fn a_refresh_token_is_replaced_once() {
         resource: None,
         amr: Vec::new(),
         jkt: None,
+        x5t: None,
     };
     s.put_refresh("old", &seen).await.unwrap();
     assert!(s.replace_refresh("old", &seen, "new").await.unwrap());
