@@ -198,9 +198,9 @@ async fn published_secrets_encryption_keys_and_hs256_with_the_public_key_verify_
 
 /// A token bound to a key (`cnf`: DPoP's `jkt`, RFC 9449, as Keycloak
 /// issues them; a certificate's `x5t#S256`, RFC 8705) proves nothing sent
-/// as a bearer token, and portero checks no proof of possession: whoever
-/// holds a copy must not get in with it, through the proxy over HTTP/1.1
-/// or HTTP/2, nor through a forward-auth decision.
+/// as a bearer token without its proof: whoever holds a copy must not get
+/// in with it, through the proxy over HTTP/1.1 or HTTP/2, nor through a
+/// forward-auth decision.
 #[tokio::test]
 async fn a_sender_constrained_token_opens_nothing_as_a_bearer_token() {
     let idp = Idp::start("https://idp.example.test/realms/shop").await;
@@ -215,12 +215,20 @@ async fn a_sender_constrained_token_opens_nothing_as_a_bearer_token() {
     let unbound = key.sign(&idp_claims(&idp.iss, "svc-billing", AUD));
     assert_eq!(call(&gw, &unbound).await.0, StatusCode::OK);
 
+    // A DPoP-bound token sent as Bearer; a certificate-bound one over a
+    // connection without its certificate.
     let bindings = [
-        json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
-        json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+        (
+            json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+            "sender_constrained",
+        ),
+        (
+            json!({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+            "wrong_certificate",
+        ),
     ];
     let mut refused = Vec::new();
-    for cnf in bindings {
+    for (cnf, reason) in bindings {
         let mut claims = idp_claims(&idp.iss, "svc-billing", AUD);
         claims["cnf"] = cnf.clone();
         let bound = key.sign(&claims);
@@ -259,12 +267,11 @@ async fn a_sender_constrained_token_opens_nothing_as_a_bearer_token() {
         assert_eq!(decided.status(), StatusCode::UNAUTHORIZED, "{cnf} decided");
 
         refused.push(bound);
-        let refusals = 3.0 * refused.len() as f64;
-        let labels = [("result", "deny"), ("reason", "sender_constrained")];
+        let labels = [("result", "deny"), ("reason", reason)];
         assert_eq!(
-            gw.wait_metric("portero_auth_decisions_total", &labels, refusals)
+            gw.wait_metric("portero_auth_decisions_total", &labels, 3.0)
                 .await,
-            refusals,
+            3.0,
             "{cnf}\n{}",
             gw.metrics().await
         );
