@@ -111,6 +111,13 @@ impl Gateway {
                         {
                             Ok(v)
                         }
+                        // Bound to a certificate: a compare with the connection's, here.
+                        Ok(v) if !presented.dpop && ctx.certificate_bound(&v) => {
+                            match ctx.has_certificate_of(&v, &parts.headers) {
+                                true => Ok(v),
+                                false => Err(NotAdmitted::Denied(AuthError::WrongCertificate)),
+                            }
+                        }
                         // Bound, or the route asks for a bound token: boxed,
                         // as the store's round trip rides in no bearer token's future.
                         Ok(v) => {

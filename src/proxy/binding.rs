@@ -37,10 +37,10 @@ impl Gateway {
             (None, false) if sender.required => return Err(Bound::Refused(AuthError::Unbound)),
             (None, false) => return Ok(verified),
             (None, true) => return Err(Bound::Refused(AuthError::Unbound)),
-            // RFC 8705 §3: the certificate the token is bound to, on this connection.
-            (Some(Binding::Certificate(x5t)), false) => {
-                let cert = ctx.client_cert(&parts.headers);
-                return match cert.is_some_and(|c| *c.thumbprint == **x5t) {
+            // RFC 8705 §3: the certificate the token is bound to, on this
+            // connection (`admit` asks before it comes here).
+            (Some(Binding::Certificate(_)), false) => {
+                return match ctx.has_certificate_of(&verified, &parts.headers) {
                     true => Ok(verified),
                     false => Err(Bound::Refused(AuthError::WrongCertificate)),
                 };

@@ -114,6 +114,29 @@ impl RequestContext {
         self.tls_client_cert.clone()
     }
 
+    /// Whether `verified` is bound to a client certificate (RFC 8705 §3).
+    #[inline]
+    pub(super) fn certificate_bound(&self, verified: &crate::auth::validate::Verified) -> bool {
+        matches!(
+            verified.binding,
+            Some(crate::auth::validate::Binding::Certificate(_))
+        )
+    }
+
+    /// Whether the request's client certificate is the one `verified` is
+    /// bound to.
+    pub(super) fn has_certificate_of(
+        &self,
+        verified: &crate::auth::validate::Verified,
+        headers: &http::HeaderMap,
+    ) -> bool {
+        let Some(crate::auth::validate::Binding::Certificate(x5t)) = &verified.binding else {
+            return false;
+        };
+        self.client_cert(headers)
+            .is_some_and(|c| *c.thumbprint == **x5t)
+    }
+
     /// A limit's refusal as a request error; a rate's headers go on the response.
     pub(super) fn refused(&mut self, refusal: Refusal) -> RequestError {
         self.rate = refusal.report;
