@@ -77,12 +77,7 @@ impl Algorithms {
 
     /// The names, space separated (`algs` of a challenge, RFC 9449 §7.1).
     pub fn names(self) -> String {
-        let named = ALGORITHMS
-            .iter()
-            .enumerate()
-            .filter(|(at, _)| self.0 & (1 << at) != 0)
-            .map(|(_, a)| *a);
-        named.collect::<Vec<_>>().join(" ")
+        self.list().join(" ")
     }
 
     pub fn list(self) -> Vec<&'static str> {
@@ -126,8 +121,9 @@ pub enum Refused {
 pub struct Proven {
     /// The thumbprint of its key (RFC 7638), as `cnf.jkt` names it.
     pub thumbprint: Box<str>,
-    /// What a shared store keeps it as, to be claimed once across instances.
-    pub replay_key: String,
+    /// What a shared store keeps it as, to be claimed once across
+    /// instances; `None` where no other instance shares the store.
+    pub replay_key: Option<String>,
     /// How long the store keeps it: until its `iat` is too old on any
     /// instance, whose clock may be `PROOF_SKEW` behind this one's.
     pub remember_for: std::time::Duration,
@@ -174,7 +170,7 @@ pub struct Proofs {
     started: i64,
     /// The store is shared by other instances: each proof is claimed in
     /// it too ([`Proven::replay_key`]).
-    pub shared: bool,
+    shared: bool,
 }
 
 impl Proofs {
@@ -246,7 +242,9 @@ impl Proofs {
         let remember_for = (iat + PROOF_AGE + 2 + PROOF_SKEW - expected.now).max(1) as u64;
         Ok(Proven {
             remember_for: std::time::Duration::from_secs(remember_for),
-            replay_key: format!("dpop\0{}\0{jti}", key.thumbprint),
+            replay_key: self
+                .shared
+                .then(|| format!("dpop\0{}\0{jti}", key.thumbprint)),
             thumbprint: key.thumbprint.clone(),
             next_nonce,
         })
@@ -303,30 +301,13 @@ impl Proofs {
     fn key(&self, text: &str, alg: &str) -> Result<Arc<ProofKey>, Refused> {
         let hash = self.hasher.hash_one(text);
         if let Some(hit) = self.keys.get(&hash) {
-            if &*hit.text == text && hit.alg_name() == alg {
+            if &*hit.text == text && crate::jwk::alg_name(hit.alg) == alg {
                 return Ok(hit);
             }
         }
         let key = Arc::new(key::read(text, alg).map_err(Refused::Invalid)?);
         self.keys.insert(hash, key.clone());
         Ok(key)
-    }
-}
-
-impl ProofKey {
-    fn alg_name(&self) -> &'static str {
-        match self.alg {
-            jsonwebtoken::Algorithm::ES256 => "ES256",
-            jsonwebtoken::Algorithm::ES384 => "ES384",
-            jsonwebtoken::Algorithm::EdDSA => "EdDSA",
-            jsonwebtoken::Algorithm::RS256 => "RS256",
-            jsonwebtoken::Algorithm::RS384 => "RS384",
-            jsonwebtoken::Algorithm::RS512 => "RS512",
-            jsonwebtoken::Algorithm::PS256 => "PS256",
-            jsonwebtoken::Algorithm::PS384 => "PS384",
-            jsonwebtoken::Algorithm::PS512 => "PS512",
-            _ => "",
-        }
     }
 }
 

@@ -48,6 +48,24 @@ impl ExternalKeys {
     }
 }
 
+/// An algorithm's name as JOSE headers write it.
+pub fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::EdDSA => "EdDSA",
+    }
+}
+
 /// Whether a member of a JOSE header was there at all, whatever its
 /// value: `null` included, which `Option` would read as absent (`crit`).
 #[derive(Default)]

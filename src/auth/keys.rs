@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha2::Sha256;
 
 use crate::config::KeyConfig;
-use crate::jwk::ExternalKeys;
+use crate::jwk::{alg_name, ExternalKeys};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -358,22 +358,5 @@ fn decoding_from_pem(alg: Algorithm, pem: &[u8]) -> jsonwebtoken::errors::Result
         Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
         Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
         _ => DecodingKey::from_ed_pem(pem),
-    }
-}
-
-pub fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::RS256 => "RS256",
-        Algorithm::RS384 => "RS384",
-        Algorithm::RS512 => "RS512",
-        Algorithm::PS256 => "PS256",
-        Algorithm::PS384 => "PS384",
-        Algorithm::PS512 => "PS512",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::EdDSA => "EdDSA",
     }
 }

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::HeaderValue;
 
 use super::{Gateway, RequestContext};
 use crate::auth::policy::Presented;
@@ -73,9 +72,9 @@ impl Gateway {
             tracing::debug!("DPoP proof signed by another key than the token's");
             return Err(Bound::Refused(AuthError::BadProof));
         }
-        if proofs.shared {
+        if let Some(replay_key) = &proven.replay_key {
             let ttl = proven.remember_for;
-            match self.shared.store.claim(&proven.replay_key, ttl).await {
+            match self.shared.store.claim(replay_key, ttl).await {
                 Ok(true) => {}
                 Ok(false) => return Err(Bound::Refused(AuthError::ReplayedProof)),
                 Err(_) => return Err(Bound::Unavailable),
@@ -153,11 +152,6 @@ fn target<'p>(parts: &'p Parts, ctx: &RequestContext) -> Option<Target<'p>> {
     })
 }
 
-/// The `DPoP-Nonce` field's value (RFC 9449 §8.1).
-pub(super) fn nonce_header(nonce: &str) -> Option<HeaderValue> {
-    HeaderValue::from_str(nonce).ok()
-}
-
 /// What a token request's DPoP proof proved: the key, and a newer nonce
 /// for the client.
 #[derive(Default)]
@@ -233,11 +227,11 @@ impl Gateway {
                 return Err(refused());
             }
         };
-        if proofs.shared {
+        if let Some(replay_key) = &proven.replay_key {
             match self
                 .shared
                 .store
-                .claim(&proven.replay_key, proven.remember_for)
+                .claim(replay_key, proven.remember_for)
                 .await
             {
                 Ok(true) => {}
@@ -250,4 +244,9 @@ impl Gateway {
             next_nonce: proven.next_nonce,
         })
     }
+}
+
+/// The `DPoP-Nonce` field's value (RFC 9449 §8.1).
+pub(super) fn nonce_header(nonce: &str) -> Option<http::HeaderValue> {
+    http::HeaderValue::from_str(nonce).ok()
 }

@@ -21,9 +21,9 @@ use super::super::client_keys::{keys_of, Unavailable};
 use super::super::form::Form;
 use super::super::{Endpoints, Error, Request};
 use super::{invalid_client, standing, FAILED};
-use crate::auth::keys::alg_name;
 use crate::config::{ClientAuth, ClientKeys, Principal};
 use crate::identity::Reason;
+use crate::jwk::alg_name;
 use crate::jwk::ExternalKey;
 
 /// The one `client_assertion_type` portero takes.
