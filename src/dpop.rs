@@ -11,6 +11,7 @@
 pub mod htu;
 mod key;
 pub mod nonce;
+mod payload;
 mod replay;
 
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ pub use htu::Target;
 pub use key::thumbprint;
 use key::ProofKey;
 use nonce::{Freshness, Nonces};
+use payload::Payload;
 use replay::{Replays, Seen};
 
 /// Seconds a proof is taken after its `iat`.
@@ -68,6 +70,11 @@ impl Algorithms {
         Ok(Algorithms(set))
     }
 
+    /// Whether every algorithm of `other` is one of these.
+    pub fn includes(self, other: Algorithms) -> bool {
+        other.0 & !self.0 == 0
+    }
+
     pub fn allows(self, alg: &str) -> bool {
         ALGORITHMS
             .iter()
@@ -95,8 +102,9 @@ pub struct Expected<'a> {
     /// The method the request is acted on as.
     pub method: &'a str,
     pub target: Target<'a>,
-    /// At a route: the SHA-256 of the access token it comes with (`ath`).
-    pub token_hash: Option<&'a [u8; 32]>,
+    /// At a route: the hash of the access token it comes with, as `ath`
+    /// names it ([`ath`]).
+    pub ath: Option<&'a str>,
     pub algorithms: Algorithms,
     /// A server nonce is required.
     pub nonce: bool,
@@ -120,7 +128,7 @@ pub enum Refused {
 #[derive(Debug)]
 pub struct Proven {
     /// The thumbprint of its key (RFC 7638), as `cnf.jkt` names it.
-    pub thumbprint: Box<str>,
+    pub thumbprint: Arc<str>,
     /// What a shared store keeps it as, to be claimed once across
     /// instances; `None` where no other instance shares the store.
     pub replay_key: Option<String>,
@@ -141,21 +149,6 @@ struct Header<'a> {
     jwk: Option<&'a RawValue>,
     #[serde(default)]
     crit: crate::jwk::Present,
-}
-
-#[derive(Deserialize)]
-struct Payload<'a> {
-    #[serde(borrow)]
-    jti: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    htm: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    htu: Option<Cow<'a, str>>,
-    iat: Option<serde_json::Number>,
-    #[serde(borrow)]
-    ath: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    nonce: Option<Cow<'a, str>>,
 }
 
 /// The gateway's proof checking: its nonces, its replay cache and the
@@ -192,48 +185,39 @@ impl Proofs {
         self.nonces.current(now)
     }
 
-    /// The proof in `header` (the request's one `DPoP` field), checked
+    /// The proof in `proof` (the request's one `DPoP` field), checked
     /// against what the request is.
-    pub fn check(&self, proof: &str, expected: &Expected) -> Result<Proven, Refused> {
+    pub fn check(&self, proof: &[u8], expected: &Expected) -> Result<Proven, Refused> {
         if proof.len() > MAX_PROOF {
             return Err(Refused::Invalid("too long"));
         }
-        let (message, signature) = proof
-            .rsplit_once('.')
-            .ok_or(Refused::Invalid("not a JWS"))?;
-        let (header_b64, payload_b64) = message
-            .split_once('.')
-            .ok_or(Refused::Invalid("not a JWS"))?;
-        let b64 = base64_simd::URL_SAFE_NO_PAD;
-        let header = b64.decode_to_vec(header_b64).ok();
-        let header: Header = header
-            .as_deref()
-            .and_then(|h| serde_json::from_slice(h).ok())
-            .ok_or(Refused::Invalid("header"))?;
-        let typ = header.typ.as_deref().unwrap_or_default();
-        if !typ.eq_ignore_ascii_case("dpop+jwt") {
-            return Err(Refused::Invalid("typ is not dpop+jwt"));
-        }
-        if header.crit.0 {
-            return Err(Refused::Invalid("crit"));
-        }
-        if !expected.algorithms.allows(&header.alg) {
-            return Err(Refused::Invalid("alg not allowed"));
-        }
-        let jwk = header.jwk.ok_or(Refused::Invalid("no jwk"))?;
-        let key = self.key(jwk.get(), &header.alg)?;
-        let verified =
-            jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.decoding, key.alg);
+        // A JWS: header, payload and signature, split at its first and
+        // last dots (a dot between them spoils the payload).
+        let not_jws = Refused::Invalid("not a JWS");
+        let first = memchr::memchr(b'.', proof).ok_or(not_jws)?;
+        let last = memchr::memrchr(b'.', proof)
+            .filter(|l| *l > first)
+            .ok_or(not_jws)?;
+        let (message, header_b64) = (&proof[..last], &proof[..first]);
+        let signature = std::str::from_utf8(&proof[last + 1..]).map_err(|_| not_jws)?;
+        let key = self.key(header_b64, expected.algorithms)?;
+        let verified = jsonwebtoken::crypto::verify(signature, message, &key.decoding, key.alg);
         if !matches!(verified, Ok(true)) {
             return Err(Refused::Invalid("bad signature"));
         }
-        let payload = b64.decode_to_vec(payload_b64).ok();
-        let claims: Payload = payload
-            .as_deref()
-            .and_then(|p| serde_json::from_slice(p).ok())
+        let payload_b64 = &proof[first + 1..last];
+        // Decoded on the stack: a proof is at most `MAX_PROOF` long.
+        let mut decoded = [std::mem::MaybeUninit::uninit(); MAX_PROOF / 4 * 3];
+        let claims = base64_simd::URL_SAFE_NO_PAD
+            .decode(
+                payload_b64,
+                base64_simd::Out::from_uninit_slice(&mut decoded),
+            )
+            .ok()
+            .and_then(|payload| payload::read(payload))
             .ok_or(Refused::Invalid("payload"))?;
         let (iat, next_nonce) = self.check_claims(&claims, expected)?;
-        let jti = claims.jti.as_deref().unwrap_or_default();
+        let jti = &*claims.jti;
         match self.replays.offer(&key.thumbprint, jti, expected.now) {
             Seen::First => {}
             Seen::Again => return Err(Refused::Replayed),
@@ -258,22 +242,17 @@ impl Proofs {
         claims: &Payload,
         expected: &Expected,
     ) -> Result<(i64, Option<Arc<str>>), Refused> {
-        let jti = claims.jti.as_deref().unwrap_or_default();
+        let jti = &*claims.jti;
         if jti.is_empty() || jti.len() > MAX_JTI {
             return Err(Refused::Invalid("jti"));
         }
-        if claims.htm.as_deref() != Some(expected.method) {
+        if claims.htm != expected.method {
             return Err(Refused::Invalid("htm is not the request's method"));
         }
-        let htu = claims.htu.as_deref().unwrap_or_default();
-        if !htu::matches(htu, &expected.target) {
+        if !htu::matches(&claims.htu, &expected.target) {
             return Err(Refused::Invalid("htu is not the request's URI"));
         }
-        let iat = claims
-            .iat
-            .as_ref()
-            .and_then(|n| n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)))
-            .ok_or(Refused::Invalid("iat"))?;
+        let iat = claims.iat.ok_or(Refused::Invalid("iat"))? as i64;
         let now = expected.now;
         if iat > now + PROOF_SKEW || iat < now - PROOF_AGE {
             return Err(Refused::Invalid("iat is not recent"));
@@ -281,50 +260,71 @@ impl Proofs {
         if iat < self.started {
             return Err(Refused::Invalid("made before this instance started"));
         }
-        match (expected.token_hash, claims.ath.as_deref()) {
-            (Some(hash), Some(ath)) if ath_matches(ath, hash) => {}
-            (Some(_), _) => return Err(Refused::Invalid("ath is not the token's hash")),
-            (None, _) => {}
+        // One spelling of the hash only: base64url without padding.
+        if expected.ath.is_some_and(|ath| claims.ath != ath) {
+            return Err(Refused::Invalid("ath is not the token's hash"));
         }
         if !expected.nonce {
             return Ok((iat, None));
         }
         let now_nonce = || Some(self.nonces.current(now));
-        match self.nonces.freshness(claims.nonce.as_deref(), now) {
+        let nonce = Some(&*claims.nonce).filter(|n| !n.is_empty());
+        match self.nonces.freshness(nonce, now) {
             Freshness::Current => Ok((iat, None)),
             Freshness::Stale => Ok((iat, now_nonce())),
             Freshness::Refused => Err(Refused::Nonce),
         }
     }
 
-    /// The key a proof's `jwk` names, read once per text.
-    fn key(&self, text: &str, alg: &str) -> Result<Arc<ProofKey>, Refused> {
-        let hash = self.hasher.hash_one(text);
-        if let Some(hit) = self.keys.get(&hash) {
-            if &*hit.text == text && crate::jwk::alg_name(hit.alg) == alg {
-                return Ok(hit);
+    /// The key of a proof with this header (its base64url text), checked
+    /// once per text: a client's proofs share one header, and a header
+    /// says the same each time it is read.
+    fn key(&self, header: &[u8], algorithms: Algorithms) -> Result<Arc<ProofKey>, Refused> {
+        let hash = self.hasher.hash_one(header);
+        let key = match self.keys.get(&hash) {
+            Some(hit) if &*hit.header == header => hit,
+            _ => {
+                let key = Arc::new(read_header(header, algorithms)?);
+                self.keys.insert(hash, key.clone());
+                key
             }
+        };
+        if !algorithms.includes(key.algorithm) {
+            return Err(Refused::Invalid("alg not allowed"));
         }
-        let key = Arc::new(key::read(text, alg).map_err(Refused::Invalid)?);
-        self.keys.insert(hash, key.clone());
         Ok(key)
     }
 }
 
-/// Whether `ath` is the base64url of `hash` (one spelling only).
-fn ath_matches(ath: &str, hash: &[u8; 32]) -> bool {
-    let mut decoded = [0u8; 32];
-    use base64::Engine;
-    matches!(
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(ath, &mut decoded),
-        Ok(32)
-    ) && &decoded == hash
+/// A proof's header (base64url): `typ` `dpop+jwt`, no `crit`, an `alg`
+/// of `algorithms`, and the public key it names.
+fn read_header(text: &[u8], algorithms: Algorithms) -> Result<ProofKey, Refused> {
+    let decoded = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(text).ok();
+    let header: Header = decoded
+        .as_deref()
+        .and_then(|h| serde_json::from_slice(h).ok())
+        .ok_or(Refused::Invalid("header"))?;
+    let typ = header.typ.as_deref().unwrap_or_default();
+    if !typ.eq_ignore_ascii_case("dpop+jwt") {
+        return Err(Refused::Invalid("typ is not dpop+jwt"));
+    }
+    if header.crit.0 {
+        return Err(Refused::Invalid("crit"));
+    }
+    if !algorithms.allows(&header.alg) {
+        return Err(Refused::Invalid("alg not allowed"));
+    }
+    let jwk = header.jwk.ok_or(Refused::Invalid("no jwk"))?;
+    key::read(text, jwk.get(), &header.alg).map_err(Refused::Invalid)
 }
 
-/// The SHA-256 of an access token, as `ath` names it.
-pub fn token_hash(token: &str) -> [u8; 32] {
+/// The hash of an access token as a proof's `ath` names it: its
+/// SHA-256, base64url without padding.
+pub fn ath(token: &str) -> Box<str> {
     use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes()).into()
+    base64_simd::URL_SAFE_NO_PAD
+        .encode_to_string(sha2::Sha256::digest(token.as_bytes()))
+        .into()
 }
 
 #[cfg(test)]

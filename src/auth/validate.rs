@@ -36,8 +36,8 @@ pub struct Verified {
     digest: Option<Box<str>>,
     /// The key it is bound to (`cnf`), whose holder alone may use it.
     pub binding: Option<Binding>,
-    /// Its SHA-256, made the first time a DPoP proof names it (`ath`).
-    hash: std::sync::OnceLock<[u8; 32]>,
+    /// Its hash as a DPoP proof names it (`ath`), made the first time one does.
+    ath: std::sync::OnceLock<Box<str>>,
 }
 
 /// What a token's `cnf` binds it to.
@@ -150,15 +150,15 @@ impl Verified {
             nbf: numeric_date(&claims, "nbf")?,
             iat: numeric_date(&claims, "iat")?,
             binding: None,
-            hash: Default::default(),
+            ath: Default::default(),
             claims,
             digest,
         })
     }
 
-    /// The SHA-256 of the credential (a DPoP proof's `ath` names it).
-    pub fn token_hash(&self, token: &str) -> &[u8; 32] {
-        self.hash.get_or_init(|| crate::dpop::token_hash(token))
+    /// The hash of the credential, as a DPoP proof's `ath` names it.
+    pub fn ath(&self, token: &str) -> &str {
+        self.ath.get_or_init(|| crate::dpop::ath(token))
     }
 
     /// The issuer's `iss`, which `verify` checked the claim against.

@@ -26,28 +26,30 @@ impl Target<'_> {
 
 /// Whether `htu` names `target`.
 pub fn matches(htu: &str, target: &Target) -> bool {
-    let htu = htu.split(['?', '#']).next().unwrap_or_default();
-    let Some((scheme, rest)) = htu.split_once("://") else {
-        return false;
+    let end = htu.bytes().position(|b| b == b'?' || b == b'#');
+    let htu = &htu[..end.unwrap_or(htu.len())];
+    // The scheme's bytes are ASCII: what follows starts on a character.
+    let named = |scheme: &str| {
+        let n = scheme.len();
+        htu.len() >= n && htu.as_bytes()[..n].eq_ignore_ascii_case(scheme.as_bytes())
     };
-    let https = if scheme.eq_ignore_ascii_case("https") {
-        true
-    } else if scheme.eq_ignore_ascii_case("http") {
-        false
+    let (https, rest) = if named("https://") {
+        (true, &htu[8..])
+    } else if named("http://") {
+        (false, &htu[7..])
     } else {
         return false;
     };
     if https != target.https {
         return false;
     }
-    let (authority, path) = match rest.find('/') {
-        Some(at) => rest.split_at(at),
-        None => (rest, ""),
-    };
-    let (Some(named), Some(asked)) = (
-        host_port(authority, https),
-        host_port(target.authority, https),
-    ) else {
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let asked = host_port(target.authority, https);
+    // Spelt as the request was, it normalises as the request does.
+    if authority == target.authority && path == target.path {
+        return asked.is_some();
+    }
+    let (Some(named), Some(asked)) = (host_port(authority, https), asked) else {
         return false;
     };
     named.0.eq_ignore_ascii_case(asked.0)
@@ -59,7 +61,7 @@ pub fn matches(htu: &str, target: &Target) -> bool {
 /// none is written; `None` for one with user information or escapes,
 /// which name no host a request is sent to.
 fn host_port(authority: &str, https: bool) -> Option<(&str, u16)> {
-    if authority.is_empty() || authority.contains(['@', '%', ' ']) {
+    if authority.is_empty() || authority.bytes().any(|b| matches!(b, b'@' | b'%' | b' ')) {
         return None;
     }
     let default = if https { 443 } else { 80 };
@@ -209,6 +211,14 @@ mod tests {
             assert!(!matches(htu, &t), "{htu}");
         }
         assert!(!matches("https://[::1]:444/a", &at(true, "[::1]", "/a")));
+        // Spelt as the request was, but no host a request is sent to.
+        for authority in ["evil@api.example", "api%2Eexample", ""] {
+            let t = at(true, authority, "/v1");
+            assert!(
+                !matches(&format!("https://{authority}/v1"), &t),
+                "{authority}"
+            );
+        }
     }
 
     #[test]

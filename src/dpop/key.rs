@@ -10,12 +10,14 @@ use sha2::{Digest, Sha256};
 
 /// A proof key, ready to verify with.
 pub struct ProofKey {
-    /// The `jwk` as the proof wrote it, to confirm a cache hit.
-    pub text: Box<str>,
+    /// The header (base64url) that named it, to confirm a cache hit.
+    pub header: Box<[u8]>,
     pub alg: Algorithm,
+    /// `alg` as a set of one, for a place's allowed algorithms.
+    pub algorithm: super::Algorithms,
     pub decoding: DecodingKey,
     /// Its RFC 7638 thumbprint, base64url: what `cnf.jkt` names.
-    pub thumbprint: Box<str>,
+    pub thumbprint: std::sync::Arc<str>,
 }
 
 /// Members only a private or symmetric key has: a proof carries the
@@ -23,8 +25,10 @@ pub struct ProofKey {
 /// is refused rather than used.
 const PRIVATE: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// The key of a proof signed with `alg`, or why it cannot be one.
-pub fn read(text: &str, alg: &str) -> Result<ProofKey, &'static str> {
+/// The key (`jwk`, its text) of a proof signed with `alg`, whose header
+/// is `header`, or why it cannot be one.
+pub fn read(header: &[u8], text: &str, alg: &str) -> Result<ProofKey, &'static str> {
+    let algorithm = super::Algorithms::of([alg]).map_err(|_| "alg not allowed")?;
     let object: Map<String, Value> =
         serde_json::from_str(text).map_err(|_| "the jwk is not a JSON object")?;
     if PRIVATE.iter().any(|m| object.contains_key(*m)) {
@@ -42,8 +46,9 @@ pub fn read(text: &str, alg: &str) -> Result<ProofKey, &'static str> {
     let (alg, decoding) =
         crate::jwk::verification_key(&jwk).map_err(|_| "the jwk cannot verify")?;
     Ok(ProofKey {
-        text: text.into(),
+        header: header.into(),
         alg,
+        algorithm,
         decoding,
         thumbprint: thumbprint.into(),
     })
@@ -103,24 +108,24 @@ mod tests {
         let ec = json!({"kty": "EC", "crv": "P-256",
             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
             "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"});
-        assert!(read(&ec.to_string(), "ES256").is_ok());
+        assert!(read(b"h", &ec.to_string(), "ES256").is_ok());
         assert!(
-            read(&ec.to_string(), "ES384").is_err(),
+            read(b"h", &ec.to_string(), "ES384").is_err(),
             "a P-256 key signs no ES384"
         );
-        assert!(read(&ec.to_string(), "RS256").is_err());
-        assert!(read(&ec.to_string(), "HS256").is_err());
+        assert!(read(b"h", &ec.to_string(), "RS256").is_err());
+        assert!(read(b"h", &ec.to_string(), "HS256").is_err());
         let mut private = ec.clone();
         private["d"] = json!("jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI");
         assert_eq!(
-            read(&private.to_string(), "ES256").err(),
+            read(b"h", &private.to_string(), "ES256").err(),
             Some("the jwk holds a private or symmetric key")
         );
         let oct = json!({"kty": "oct", "k": "c2VjcmV0"});
-        assert!(read(&oct.to_string(), "HS256").is_err());
+        assert!(read(b"h", &oct.to_string(), "HS256").is_err());
         let mut named = ec.clone();
         named["alg"] = json!("ES384");
-        assert!(read(&named.to_string(), "ES256").is_err());
-        assert!(read("[1]", "ES256").is_err());
+        assert!(read(b"h", &named.to_string(), "ES256").is_err());
+        assert!(read(b"h", "[1]", "ES256").is_err());
     }
 }

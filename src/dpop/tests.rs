@@ -55,10 +55,10 @@ impl Client {
 
 fn claims(jti: &str) -> Value {
     json!({"jti": jti, "htm": "GET", "htu": "https://api.example/notes", "iat": NOW,
-        "ath": URL_SAFE_NO_PAD.encode(token_hash("the-token"))})
+        "ath": ath("the-token")})
 }
 
-fn expected(hash: &[u8; 32]) -> Expected<'_> {
+fn expected(hash: &str) -> Expected<'_> {
     Expected {
         method: "GET",
         target: Target {
@@ -66,7 +66,7 @@ fn expected(hash: &[u8; 32]) -> Expected<'_> {
             authority: "api.example",
             path: "/notes",
         },
-        token_hash: Some(hash),
+        ath: Some(hash),
         algorithms: Algorithms::ALL,
         nonce: false,
         now: NOW,
@@ -79,9 +79,9 @@ fn proofs() -> Proofs {
 
 #[test]
 fn a_proof_of_the_request_is_taken_once() {
-    let (c, p, hash) = (client(), proofs(), token_hash("the-token"));
+    let (c, p, hash) = (client(), proofs(), ath("the-token"));
     let proof = c.proof(claims("1"));
-    let proven = p.check(&proof, &expected(&hash)).unwrap();
+    let proven = p.check(proof.as_bytes(), &expected(&hash)).unwrap();
     // Remembered until its iat is too old, on an instance PROOF_SKEW behind.
     assert_eq!(
         proven.remember_for.as_secs() as i64,
@@ -89,7 +89,9 @@ fn a_proof_of_the_request_is_taken_once() {
     );
     let mut ahead = claims("ahead");
     ahead["iat"] = json!(NOW + PROOF_SKEW);
-    let ahead = p.check(&c.proof(ahead), &expected(&hash)).unwrap();
+    let ahead = p
+        .check(c.proof(ahead).as_bytes(), &expected(&hash))
+        .unwrap();
     assert_eq!(
         ahead.remember_for.as_secs() as i64,
         2 * PROOF_SKEW + PROOF_AGE + 2
@@ -99,15 +101,17 @@ fn a_proof_of_the_request_is_taken_once() {
     };
     assert_eq!(*proven.thumbprint, thumbprint(jwk).unwrap());
     assert_eq!(
-        p.check(&proof, &expected(&hash)).err(),
+        p.check(proof.as_bytes(), &expected(&hash)).err(),
         Some(Refused::Replayed)
     );
-    assert!(p.check(&c.proof(claims("2")), &expected(&hash)).is_ok());
+    assert!(p
+        .check(c.proof(claims("2")).as_bytes(), &expected(&hash))
+        .is_ok());
 }
 
 #[test]
 fn a_proof_of_another_request_or_token_is_refused() {
-    let (c, p, hash) = (client(), proofs(), token_hash("the-token"));
+    let (c, p, hash) = (client(), proofs(), ath("the-token"));
     let refused = |changes: Value| {
         let mut body = claims("x");
         for (k, v) in changes.as_object().unwrap() {
@@ -116,7 +120,7 @@ fn a_proof_of_another_request_or_token_is_refused() {
                 v => body.as_object_mut().unwrap().insert(k.clone(), v.clone()),
             };
         }
-        p.check(&c.proof(body), &expected(&hash)).err()
+        p.check(c.proof(body).as_bytes(), &expected(&hash)).err()
     };
     for changes in [
         json!({"htm": "POST"}),
@@ -126,7 +130,7 @@ fn a_proof_of_another_request_or_token_is_refused() {
         json!({"iat": NOW - PROOF_AGE - 1}),
         json!({"iat": NOW + PROOF_SKEW + 1}),
         json!({"iat": "now"}),
-        json!({"ath": URL_SAFE_NO_PAD.encode(token_hash("another token"))}),
+        json!({"ath": ath("another token")}),
         json!({"ath": null}),
         json!({"jti": null}),
         json!({"jti": ""}),
@@ -141,13 +145,13 @@ fn a_proof_of_another_request_or_token_is_refused() {
     let mut early = claims("early");
     early["iat"] = json!(NOW - 1);
     assert!(made_before_start
-        .check(&c.proof(early), &expected(&hash))
+        .check(c.proof(early).as_bytes(), &expected(&hash))
         .is_err());
 }
 
 #[test]
 fn a_header_that_is_not_a_public_key_proof_is_refused() {
-    let (c, p, hash) = (client(), proofs(), token_hash("the-token"));
+    let (c, p, hash) = (client(), proofs(), ath("the-token"));
     let body = claims("h");
     let with = |header: Value| c.proof_with(header, body.clone());
     let not_dpop = with(json!({"typ": "JWT", "jwk": c.jwk}));
@@ -178,50 +182,65 @@ fn a_header_that_is_not_a_public_key_proof_is_refused() {
         another_key,
     ] {
         assert!(
-            matches!(p.check(&proof, &expected(&hash)), Err(Refused::Invalid(_))),
+            matches!(
+                p.check(proof.as_bytes(), &expected(&hash)),
+                Err(Refused::Invalid(_))
+            ),
             "{proof}"
         );
     }
     // An algorithm the place does not allow, and none at all.
     let mut only_rsa = expected(&hash);
     only_rsa.algorithms = Algorithms::of(["RS256", "PS256"]).unwrap();
-    assert!(p.check(&c.proof(claims("a")), &only_rsa).is_err());
+    assert!(p.check(c.proof(claims("a")).as_bytes(), &only_rsa).is_err());
+    // A header read once (and kept) at a place that allows its algorithm
+    // is still refused at one that does not.
+    assert!(p
+        .check(c.proof(claims("b")).as_bytes(), &expected(&hash))
+        .is_ok());
+    let refused = p.check(c.proof(claims("c")).as_bytes(), &only_rsa);
+    assert_eq!(refused.err(), Some(Refused::Invalid("alg not allowed")));
+    // Two dots in a row, or one: no JWS.
+    for cut in ["a.b", "a..", ".", "a"] {
+        let refused = p.check(cut.as_bytes(), &expected(&hash)).err();
+        assert!(matches!(refused, Some(Refused::Invalid(_))), "{cut}");
+    }
     let made = c.proof(claims("n"));
     let [h, b, _] = <[&str; 3]>::try_from(made.split('.').collect::<Vec<_>>()).unwrap();
     let mut none_header: Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap();
     none_header["alg"] = json!("none");
     let none = format!("{}.{b}.", URL_SAFE_NO_PAD.encode(none_header.to_string()));
-    assert!(p.check(&none, &expected(&hash)).is_err());
+    assert!(p.check(none.as_bytes(), &expected(&hash)).is_err());
     let mut hs = none_header.clone();
     hs["alg"] = json!("HS256");
     let hs = format!("{}.{b}.c2ln", URL_SAFE_NO_PAD.encode(hs.to_string()));
-    assert!(p.check(&hs, &expected(&hash)).is_err());
+    assert!(p.check(hs.as_bytes(), &expected(&hash)).is_err());
     assert!(Algorithms::of(["HS256"]).is_err());
     assert!(Algorithms::of(["none"]).is_err());
 }
 
 #[test]
 fn a_nonce_route_asks_for_a_current_nonce() {
-    let (c, p, hash) = (client(), proofs(), token_hash("the-token"));
+    let (c, p, hash) = (client(), proofs(), ath("the-token"));
     let mut asked = expected(&hash);
     asked.nonce = true;
     assert_eq!(
-        p.check(&c.proof(claims("a")), &asked).err(),
+        p.check(c.proof(claims("a")).as_bytes(), &asked).err(),
         Some(Refused::Nonce)
     );
     let mut with_nonce = claims("b");
     with_nonce["nonce"] = json!(&*p.nonce(NOW));
-    let proven = p.check(&c.proof(with_nonce), &asked).unwrap();
+    let proven = p.check(c.proof(with_nonce).as_bytes(), &asked).unwrap();
     assert!(proven.next_nonce.is_none());
     let mut stale = claims("c");
     stale["nonce"] = json!(&*p.nonce(NOW - nonce::PERIOD));
-    let proven = p.check(&c.proof(stale), &asked).unwrap();
+    let proven = p.check(c.proof(stale).as_bytes(), &asked).unwrap();
     assert_eq!(proven.next_nonce.as_deref(), Some(&*p.nonce(NOW)));
     let mut forged = claims("d");
     forged["nonce"] = json!(&*Proofs::new(b"other", 0, false).nonce(NOW));
     assert_eq!(
-        p.check(&c.proof(forged), &asked).err(),
+        p.check(c.proof(forged).as_bytes(), &asked).err(),
         Some(Refused::Nonce)
     );
 }

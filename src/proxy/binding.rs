@@ -58,7 +58,7 @@ impl Gateway {
         let expected = Expected {
             method: parts.method.as_str(),
             target,
-            token_hash: Some(verified.token_hash(&presented.token)),
+            ath: Some(verified.ath(&presented.token)),
             algorithms: sender.algorithms,
             nonce: sender.nonce,
             now,
@@ -111,13 +111,13 @@ pub(super) enum Bound {
     Unavailable,
 }
 
-/// The request's one `DPoP` field (RFC 9449 §4.3: not two), as text.
-fn one_proof(parts: &Parts) -> Option<&str> {
+/// The request's one `DPoP` field (RFC 9449 §4.3: not two).
+fn one_proof(parts: &Parts) -> Option<&[u8]> {
     let mut all = parts.headers.get_all(DPOP).iter();
     let (Some(proof), None) = (all.next(), all.next()) else {
         return None;
     };
-    proof.to_str().ok()
+    Some(proof.as_bytes())
 }
 
 /// The URI the client named: over TLS `https`, or as a trusted proxy in
@@ -156,7 +156,7 @@ fn target<'p>(parts: &'p Parts, ctx: &RequestContext) -> Option<Target<'p>> {
 /// for the client.
 #[derive(Default)]
 pub(super) struct Proved {
-    pub(super) key: Option<Box<str>>,
+    pub(super) key: Option<Arc<str>>,
     pub(super) next_nonce: Option<Arc<str>>,
 }
 
@@ -178,7 +178,7 @@ impl Gateway {
         let mut all = parts.headers.get_all(DPOP).iter();
         let proof = match (all.next(), all.next()) {
             (None, _) => return Ok(Proved::default()),
-            (Some(proof), None) => proof.to_str().ok(),
+            (Some(proof), None) => Some(proof.as_bytes()),
             (Some(_), Some(_)) => None,
         };
         let refused = || oauth2::proof_refused(Some(None));
@@ -205,7 +205,7 @@ impl Gateway {
             let expected = Expected {
                 method: "POST",
                 target,
-                token_hash: None,
+                ath: None,
                 algorithms: dpop::Algorithms::ALL,
                 nonce: settings.dpop_nonce,
                 now,

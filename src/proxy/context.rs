@@ -133,7 +133,14 @@ impl RequestContext {
         let Some(crate::auth::validate::Binding::Certificate(x5t)) = &verified.binding else {
             return false;
         };
-        self.client_cert(headers)
+        if self.cert_from_proxy {
+            return self
+                .client_cert(headers)
+                .is_some_and(|c| *c.thumbprint == **x5t);
+        }
+        // The handshake's certificate, by reference.
+        self.tls_client_cert
+            .as_ref()
             .is_some_and(|c| *c.thumbprint == **x5t)
     }
 
