@@ -4,6 +4,8 @@
 # - a DPoP-bound token with a fresh ES256 proof each request, beside the
 #   shipped bearer token, and the proof's signature check alone (the
 #   inclusive count of jsonwebtoken::crypto::verify in the same profile);
+#   the rest of it, and the part of that in dpop::Proofs::check (the rest
+#   is carrying the token's proof: reading and forwarding its header);
 # - over TLS with a client certificate (client_ca_file), a bearer token
 #   and one bound to the certificate (cnf x5t#S256), on the same kind of
 #   kept-alive connection.
@@ -27,13 +29,18 @@ dpop=$(per_request < "$dir/dpop.out")
 requests=$(awk '{print $(NF-3)}' "$dir/dpop.out")
 # The first line naming it (awk reads on: an early exit would end
 # callgrind_annotate with SIGPIPE).
-verify=$(callgrind_annotate --inclusive=yes "$dir"/dpop/callgrind.* |
-  awk '/jsonwebtoken::crypto::verify/ && !seen {gsub(",", "", $1); print $1; seen = 1}')
+inclusive() {
+  callgrind_annotate --inclusive=yes "$dir"/dpop/callgrind.* |
+    awk -v name="$1" 'index($0, name) && !seen {gsub(",", "", $1); print $1; seen = 1}'
+}
+verify=$(inclusive 'jsonwebtoken::crypto::verify')
+check=$(inclusive 'portero::dpop::Proofs::check [')
 signature=$((verify / requests))
 printf '%-46s %8s instructions/request\n' "bearer token" "$bearer"
 printf '%-46s %8s instructions/request\n' "DPoP-bound token, ES256 proof" "$dpop"
 printf '%-46s %8s instructions/request\n' "  of which the proof's signature check" "$signature"
 printf '%-46s %8s instructions/request\n' "  the rest of DPoP (proof - bearer - signature)" "$((dpop - bearer - signature))"
+printf '%-46s %8s instructions/request\n' "  of which the proof's check beyond signature" "$(((check - verify) / requests))"
 
 # Mutual TLS: a CA, the listener's certificate and a client's.
 cd "$dir"

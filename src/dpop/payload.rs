@@ -27,7 +27,16 @@ pub struct Payload<'a> {
 
 /// The claims of `json`, or `None` where it is no such object.
 pub fn read(json: &[u8]) -> Option<Payload<'_>> {
-    plain(json).or_else(|| serde_json::from_slice(json).ok())
+    plain(json).or_else(|| object(json))
+}
+
+/// `json` as serde_json reads it, if it is an object (RFC 7519 §7.2):
+/// serde would read a struct from an array too.
+pub fn object<'a, T: serde::Deserialize<'a>>(json: &'a [u8]) -> Option<T> {
+    let first = json.iter().find(|b| !b" \t\n\r".contains(b));
+    (first == Some(&b'{'))
+        .then(|| serde_json::from_slice(json).ok())
+        .flatten()
 }
 
 /// A value of the plain form.
@@ -149,7 +158,9 @@ impl<'a> Reader<'a> {
             .count();
         let end = start + digits;
         let leading_zero = digits > 1 && self.json[start] == b'0';
-        if digits == 0 || digits > 18 || leading_zero {
+        // `-0` is serde's -0.0: left to it.
+        let minus_zero = negative && digits == 1 && self.json[start] == b'0';
+        if digits == 0 || digits > 18 || leading_zero || minus_zero {
             return None;
         }
         // A fraction or an exponent is not plain.
@@ -208,6 +219,7 @@ mod tests {
             r#"{"iat":1764000000.5}"#,
             r#"{"iat":1.764e9}"#,
             r#"{"iat":12345678901234567890}"#,
+            r#"{"iat":-0}"#,
             r#"{"cnf":{"jkt":"x"},"list":[1,2],"t":true,"n":null}"#,
         ];
         for json in taken {
@@ -236,5 +248,115 @@ mod tests {
             assert!(plain(json.as_bytes()).is_none(), "{json}");
             assert!(agree(json).is_none(), "{json}");
         }
+        // Claims are an object (RFC 7519 §7.2), though serde would read
+        // the struct from an array.
+        for array in [
+            r#"["a","GET","https://api.example/notes",1800000000]"#,
+            r#" ["a","GET","https://api.example/notes",1800000000,"h","n"]"#,
+        ] {
+            assert!(serde_json::from_str::<Payload>(array).is_ok(), "{array}");
+            assert_eq!(read(array.as_bytes()), None, "{array}");
+        }
+    }
+
+    /// xorshift64*: a fixed sequence of payloads, no dependency.
+    struct Sequence(u64);
+
+    impl Sequence {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+        }
+
+        fn pick<'p>(&mut self, pieces: &[&'p str]) -> &'p str {
+            pieces[self.below(pieces.len())]
+        }
+    }
+
+    #[test]
+    fn generated_payloads_read_as_serde_reads_them() {
+        let space = ["", "", " ", "\t", "\n", "\r", "\u{a0}", "\u{feff}", "\u{b}"];
+        let keys = [
+            "\"jti\"",
+            "\"htm\"",
+            "\"htu\"",
+            "\"iat\"",
+            "\"ath\"",
+            "\"nonce\"",
+            "\"jt\"",
+            "\"\"",
+            "\"JTI\"",
+            "\"iat \"",
+            "\"j\\u0074i\"",
+            "\"\u{e9}\"",
+            "jti",
+        ];
+        let values = [
+            "\"a\"",
+            "\"\"",
+            "\"GET\"",
+            "\"a\\\"b\"",
+            "\"\\/\"",
+            "\"\u{7f}\"",
+            "\"\t\"",
+            "\"\u{e9}\"",
+            "0",
+            "-0",
+            "-1",
+            "01",
+            "-",
+            "1.0",
+            "1e3",
+            "1800000000",
+            "999999999999999999",
+            "-999999999999999999",
+            "9223372036854775808",
+            "+1",
+            "null",
+            "true",
+            "{}",
+            "[1]",
+            "{\"jti\":\"x\"}",
+            "NaN",
+            "1 2",
+        ];
+        let mut sequence = Sequence(0x9E37_79B9_7F4A_7C15);
+        let (mut plain_read, mut left) = (0, 0);
+        for _ in 0..50_000 {
+            let mut json = String::from(sequence.pick(&space));
+            json.push('{');
+            for member in 0..sequence.below(6) {
+                if member > 0 {
+                    json.push(',');
+                }
+                for piece in [&space[..], &keys, &space, &[":"], &space, &values] {
+                    json.push_str(sequence.pick(piece));
+                }
+            }
+            json.push_str(sequence.pick(&space));
+            json.push('}');
+            if sequence.below(4) == 0 {
+                // A piece of JSON's syntax put anywhere.
+                let at = sequence.below(json.len() + 1);
+                if json.is_char_boundary(at) {
+                    json.insert_str(at, sequence.pick(&["{", "}", "[", ":", ",", "\"", "\\"]));
+                }
+            }
+            let serde: Option<Payload> = object(json.as_bytes());
+            match plain(json.as_bytes()) {
+                Some(read) => {
+                    let bits = |p: &Payload| p.iat.map(f64::to_bits);
+                    let serde = serde.as_ref().expect("serde refuses what plain reads");
+                    assert_eq!((&read, bits(&read)), (serde, bits(serde)), "{json}");
+                    plain_read += 1;
+                }
+                None => left += 1,
+            }
+            assert_eq!(read(json.as_bytes()), serde, "{json}");
+        }
+        // Both readers had their share.
+        assert!(plain_read > 1_000 && left > 1_000, "{plain_read} {left}");
     }
 }

@@ -34,10 +34,15 @@ impl Client {
     /// A proof with `header` as written (`alg` ES256 added), signed.
     fn proof_with(&self, mut header: Value, claims: Value) -> String {
         header["alg"] = json!("ES256");
+        self.signed(&header.to_string(), &claims.to_string())
+    }
+
+    /// A proof of these texts, signed with ES256.
+    fn signed(&self, header: &str, claims: &str) -> String {
         let message = format!(
             "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
         );
         let signature = jsonwebtoken::crypto::sign(
             message.as_bytes(),
@@ -200,6 +205,25 @@ fn a_header_that_is_not_a_public_key_proof_is_refused() {
         .is_ok());
     let refused = p.check(c.proof(claims("c")).as_bytes(), &only_rsa);
     assert_eq!(refused.err(), Some(Refused::Invalid("alg not allowed")));
+    // A header or claims written as an array (serde reads a struct from
+    // one): no JWS of RFC 7515, no claims of RFC 7519.
+    let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": c.jwk}).to_string();
+    let array_header = json!(["dpop+jwt", "ES256", c.jwk]).to_string();
+    let array_claims = json!([
+        "z",
+        "GET",
+        "https://api.example/notes",
+        NOW,
+        ath("the-token"),
+        ""
+    ]);
+    for proof in [
+        c.signed(&array_header, &claims("y").to_string()),
+        c.signed(&header, &array_claims.to_string()),
+    ] {
+        let refused = p.check(proof.as_bytes(), &expected(&hash)).err();
+        assert!(matches!(refused, Some(Refused::Invalid(_))), "{proof}");
+    }
     // Two dots in a row, or one: no JWS.
     for cut in ["a.b", "a..", ".", "a"] {
         let refused = p.check(cut.as_bytes(), &expected(&hash)).err();
