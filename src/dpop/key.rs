@@ -1,5 +1,6 @@
 //! A proof's public key (its header's `jwk`): read once, with its RFC 7638
-//! thumbprint, and kept by its text, as a client signs many proofs with one.
+//! thumbprint, and kept by the header that names it, as a client signs
+//! many proofs with one.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
