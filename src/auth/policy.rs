@@ -177,14 +177,17 @@ fn query_param<'q>(query: &'q str, name: &str) -> Result<Cow<'q, str>, AuthError
     }
 }
 
-/// The one value of a header, as text.
+/// The one value of a header, as text: empty unless visible ASCII, as
+/// `to_str` has it. (Checked a word at a time, not a byte: a field holds
+/// no control byte but a tab, as hyper and h2 read it.)
 fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h str, AuthError> {
     let mut all = headers.get_all(name).iter();
     let first = all.next().ok_or(AuthError::MissingToken)?;
     if all.next().is_some() {
         return Err(AuthError::RepeatedToken);
     }
-    Ok(first.to_str().unwrap_or(""))
+    let text = std::str::from_utf8(first.as_bytes()).ok();
+    Ok(text.filter(|t| t.is_ascii()).unwrap_or(""))
 }
 
 /// The scheme name is case-insensitive (RFC 7235 §2.1).
@@ -362,6 +365,22 @@ mod tests {
 
     fn ex(source: &TokenSource, h: &HeaderMap) -> Result<String, AuthError> {
         source.extract(h, None).map(|p| p.token.into_owned())
+    }
+
+    #[test]
+    fn a_header_token_is_visible_ascii() {
+        let mut h = HeaderMap::new();
+        for (value, want) in [
+            (&b"Bearer abc.def\tghi"[..], Ok("abc.def\tghi")),
+            (b"Bearer abc\xa0def", Err(AuthError::MissingToken)),
+            ("Bearer t\u{f8}ken".as_bytes(), Err(AuthError::MissingToken)),
+            (b"DPoP abc\xff", Err(AuthError::MissingToken)),
+        ] {
+            h.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
+            let want = want.map(str::to_string);
+            assert_eq!(ex(&TokenSource::Bearer, &h), want, "{value:?}");
+            assert_eq!(ex(&TokenSource::RawAuthorization, &h), want, "{value:?}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, Response};
 
-use super::binding::Bound;
+use super::binding::{self, Bound};
 use super::{Gateway, RequestContext};
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
@@ -105,33 +105,36 @@ impl Gateway {
                 let parts = asked.parts;
                 let verified = match policy.token(&parts.headers, parts.uri.query()) {
                     Ok(presented) => match self.verify(live, policy, &presented.token).await {
-                        // A bearer token, as the route takes it.
-                        Ok(v)
-                            if v.binding.is_none() & !presented.dpop & !policy.sender.required =>
-                        {
-                            Ok(v)
-                        }
-                        // Bound to a certificate: a compare with the connection's, here.
-                        Ok(v) if !presented.dpop && ctx.certificate_bound(&v) => {
-                            match ctx.has_certificate_of(&v, &parts.headers) {
-                                true => Ok(v),
-                                false => Err(NotAdmitted::Denied(AuthError::WrongCertificate)),
-                            }
-                        }
-                        // Bound, or the route asks for a bound token: boxed,
-                        // as the store's round trip rides in no bearer token's future.
-                        Ok(v) => {
-                            let bound =
-                                self.check_binding(&policy.sender, parts, &presented, v, ctx);
-                            match Box::pin(bound).await {
-                                Ok(v) => Ok(v),
-                                Err(Bound::Refused(e)) => Err(NotAdmitted::Denied(e)),
-                                Err(Bound::Unavailable) => {
-                                    self.count_denial(live, index, "store_unavailable", None);
-                                    return Err(RequestError::StoreUnavailable);
+                        Ok(v) => match binding::without_proof(
+                            &policy.sender,
+                            &presented,
+                            &v,
+                            ctx,
+                            &parts.headers,
+                        ) {
+                            Ok(None) => Ok(v),
+                            Err(e) => Err(NotAdmitted::Denied(e)),
+                            // Boxed: the proof's check and the store's round
+                            // trip ride in no bearer token's future.
+                            Ok(Some(jkt)) => {
+                                let proof = self.check_proof(
+                                    &policy.sender,
+                                    parts,
+                                    &presented,
+                                    &v,
+                                    jkt,
+                                    ctx,
+                                );
+                                match Box::pin(proof).await {
+                                    Ok(()) => Ok(v),
+                                    Err(Bound::Refused(e)) => Err(NotAdmitted::Denied(e)),
+                                    Err(Bound::Unavailable) => {
+                                        self.count_denial(live, index, "store_unavailable", None);
+                                        return Err(RequestError::StoreUnavailable);
+                                    }
                                 }
                             }
-                        }
+                        },
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(NotAdmitted::Denied(e)),

@@ -20,38 +20,48 @@ const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
 
+/// `verified` as the route takes it without a DPoP proof, given how it
+/// was presented: taken (`Ok(None)`), refused, or to be decided by a
+/// proof signed by the key it names (`Ok(Some(jkt))`: a DPoP-bound token
+/// sent as `DPoP`, [`Gateway::check_proof`]). A token bound to a
+/// certificate is compared with the connection's here.
+#[inline]
+pub(super) fn without_proof<'v>(
+    sender: &Sender,
+    presented: &Presented<'_>,
+    verified: &'v Verified,
+    ctx: &RequestContext,
+    headers: &http::HeaderMap,
+) -> Result<Option<&'v str>, AuthError> {
+    match (&verified.binding, presented.dpop) {
+        (None, false) if sender.required => Err(AuthError::Unbound),
+        (None, false) => Ok(None),
+        (None, true) => Err(AuthError::Unbound),
+        // RFC 8705 §3: the certificate the token is bound to, on this connection.
+        (Some(Binding::Certificate(_)), false) => match ctx.has_certificate_of(verified, headers) {
+            true => Ok(None),
+            false => Err(AuthError::WrongCertificate),
+        },
+        (Some(Binding::Dpop(_)), false) | (Some(Binding::Certificate(_)), true) => {
+            Err(AuthError::SenderConstrained)
+        }
+        (Some(Binding::Dpop(jkt)), true) => Ok(Some(jkt)),
+    }
+}
+
 impl Gateway {
-    /// `verified` as the route takes it, given how it was presented: a
-    /// bound token with its proof, or a bearer token where the route takes
-    /// one. A refusal is the reason, or the store out of reach.
-    pub(super) async fn check_binding(
+    /// A DPoP-bound token (its key's thumbprint `jkt`) as the route takes
+    /// it: with a proof of this request signed by that key, taken once on
+    /// every instance. A refusal is the reason, or the store out of reach.
+    pub(super) async fn check_proof(
         &self,
         sender: &Sender,
         parts: &Parts,
         presented: &Presented<'_>,
-        verified: Arc<Verified>,
+        verified: &Verified,
+        jkt: &str,
         ctx: &mut RequestContext,
-    ) -> Result<Arc<Verified>, Bound> {
-        let jkt = match (&verified.binding, presented.dpop) {
-            (None, false) if sender.required => return Err(Bound::Refused(AuthError::Unbound)),
-            (None, false) => return Ok(verified),
-            (None, true) => return Err(Bound::Refused(AuthError::Unbound)),
-            // RFC 8705 §3: the certificate the token is bound to, on this
-            // connection (`admit` asks before it comes here).
-            (Some(Binding::Certificate(_)), false) => {
-                return match ctx.has_certificate_of(&verified, &parts.headers) {
-                    true => Ok(verified),
-                    false => Err(Bound::Refused(AuthError::WrongCertificate)),
-                };
-            }
-            (Some(Binding::Dpop(_)), false) => {
-                return Err(Bound::Refused(AuthError::SenderConstrained))
-            }
-            (Some(Binding::Certificate(_)), true) => {
-                return Err(Bound::Refused(AuthError::SenderConstrained))
-            }
-            (Some(Binding::Dpop(jkt)), true) => jkt,
-        };
+    ) -> Result<(), Bound> {
         let proof = one_proof(parts).ok_or(Bound::Refused(AuthError::BadProof))?;
         let now = self.shared.clock.unix();
         let target = target(parts, ctx).ok_or(Bound::Refused(AuthError::BadProof))?;
@@ -68,7 +78,7 @@ impl Gateway {
             Ok(proven) => proven,
             Err(refused) => return Err(self.refused_proof(refused, now, ctx)),
         };
-        if *proven.thumbprint != **jkt {
+        if *proven.thumbprint != *jkt {
             tracing::debug!("DPoP proof signed by another key than the token's");
             return Err(Bound::Refused(AuthError::BadProof));
         }
@@ -81,7 +91,7 @@ impl Gateway {
             }
         }
         ctx.dpop_nonce = proven.next_nonce;
-        Ok(verified)
+        Ok(())
     }
 
     /// A proof refused: its reason, and the nonce to use where one is asked for.

@@ -114,15 +114,6 @@ impl RequestContext {
         self.tls_client_cert.clone()
     }
 
-    /// Whether `verified` is bound to a client certificate (RFC 8705 §3).
-    #[inline]
-    pub(super) fn certificate_bound(&self, verified: &crate::auth::validate::Verified) -> bool {
-        matches!(
-            verified.binding,
-            Some(crate::auth::validate::Binding::Certificate(_))
-        )
-    }
-
     /// Whether the request's client certificate is the one `verified` is
     /// bound to.
     pub(super) fn has_certificate_of(
