@@ -219,6 +219,10 @@ pub struct Peer {
     /// A configured proxy: what it says in `X-Forwarded-For`, `Forwarded`
     /// and `X-Real-IP` about its own clients is kept.
     pub trusted: bool,
+    /// A proxy whose PROXY header named no client: its address stands,
+    /// but it vouches for nothing said on this connection, whatever
+    /// `trusted_proxies` says.
+    pub unnamed: bool,
     /// The certificate the client showed in the TLS handshake.
     pub client_cert: Option<Arc<crate::client_cert::ClientCert>>,
 }
@@ -232,6 +236,7 @@ impl Peer {
             tls,
             forwarded_for,
             trusted,
+            unnamed: false,
             client_cert: None,
         }
     }
@@ -398,9 +403,13 @@ fn shown_certificate(
     )))
 }
 
-/// The client a trusted proxy's PROXY header names (its own address for a
-/// header that names none); `None`, and the connection closed, for a
-/// peer that is not a trusted proxy or a header that is missing, bad or slow.
+/// The client a trusted proxy's PROXY header names; for a header that
+/// names none (v1 `UNKNOWN`, v2 `LOCAL`, or a family with no address),
+/// the proxy's own address, no longer trusted: what comes next may be an
+/// unknown client's, whose `Client-Cert` or `X-Forwarded-For` no proxy
+/// vouches for. `None`,
+/// and the connection closed, for a peer that is not a trusted proxy or
+/// a header that is missing, bad or slow.
 async fn proxied_peer(
     stream: &mut TcpStream,
     peer: Peer,
@@ -427,7 +436,11 @@ async fn proxied_peer(
             serving.tls.is_some(),
             handler.trusts(client.ip()),
         )),
-        Ok(Ok(None)) => Some(peer),
+        Ok(Ok(None)) => Some(Peer {
+            trusted: false,
+            unnamed: true,
+            ..peer
+        }),
         Ok(Err(why)) => {
             tracing::debug!(client = %peer.addr, %why, "connection closed");
             None

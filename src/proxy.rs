@@ -112,7 +112,7 @@ impl Gateway {
         // Trusted proxies as configured now: a reload that drops one takes
         // its say over the client's headers at its next request.
         let retrusted;
-        let peer = match settings.trusts(peer.addr.ip()) {
+        let peer = match settings.trusts(peer.addr.ip()) & !peer.unnamed {
             trusted if trusted == peer.trusted => peer,
             trusted => {
                 retrusted = Peer {

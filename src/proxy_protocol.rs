@@ -14,8 +14,9 @@ const LONGEST_V1: usize = 107;
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
 /// Reads the header: the client it names, or `None` for one that names
-/// none (v1 `UNKNOWN`, v2 `LOCAL`: the balancer's own health checks), in
-/// which case the socket's peer stands.
+/// none (v1 `UNKNOWN`, v2 `LOCAL`: the balancer's own health checks, or
+/// a v2 family with no address), in which case the socket's peer stands,
+/// no longer trusted (`listener::proxied_peer`).
 pub async fn read_header<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Result<Option<SocketAddr>, String> {

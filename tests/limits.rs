@@ -409,11 +409,16 @@ public = true
 /// Sends `prefix` and then a request for `path` on a raw connection; the
 /// status, or `None` when the gateway closed the connection instead.
 async fn raw_status(port: u16, prefix: &[u8], path: &str) -> Option<u16> {
+    raw_status_with(port, prefix, path, "").await
+}
+
+/// As `raw_status`, with `fields` (whole lines) in the request.
+async fn raw_status_with(port: u16, prefix: &[u8], path: &str, fields: &str) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{fields}Connection: close\r\n\r\n");
     let mut bytes = prefix.to_vec();
     bytes.extend_from_slice(request.as_bytes());
     // The gateway may close before taking it all: that is an answer too.
@@ -451,6 +456,35 @@ async fn a_proxy_protocol_header_names_the_client_only_from_a_trusted_proxy() {
         raw_status(port, b"PROXY UNKNOWN\r\n", "/partners").await,
         Some(403)
     );
+    // A proxy the header names is trusted as itself: the client it names.
+    let named = "X-Forwarded-For: 203.0.113.7\r\n";
+    assert_eq!(
+        raw_status_with(port, &v1("127.0.0.1"), "/partners", named).await,
+        Some(200)
+    );
+    // A header naming nobody leaves an unknown client, whose own
+    // X-Forwarded-For no proxy vouches for: v1 UNKNOWN, v2 LOCAL, and v2
+    // PROXY of the unspecified and the Unix family.
+    let v2 = |command: u8, family: u8, addresses: &[u8]| {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        h.extend([command, family]);
+        h.extend((addresses.len() as u16).to_be_bytes());
+        h.extend(addresses);
+        h
+    };
+    for header in [
+        b"PROXY UNKNOWN\r\n".to_vec(),
+        b"PROXY UNKNOWN 203.0.113.7 127.0.0.1 50000 80\r\n".to_vec(),
+        v2(0x20, 0x00, b""),
+        v2(0x21, 0x00, b""),
+        v2(0x21, 0x31, &[0; 216]),
+    ] {
+        assert_eq!(
+            raw_status_with(port, &header, "/partners", named).await,
+            Some(403),
+            "{header:?}"
+        );
+    }
     // A connection without the header is closed unanswered.
     assert_eq!(raw_status(port, b"", "/partners").await, None);
     // The plain listener beside it reads no header.

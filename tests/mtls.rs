@@ -236,6 +236,58 @@ async fn a_trusted_proxys_client_cert_field_is_the_clients_certificate() {
     assert_eq!(ask(Some(&field)).await.unwrap().status(), 401);
 }
 
+/// Behind a balancer's PROXY header, a `Client-Cert` field is the one a
+/// trusted proxy the header names passed on; where the header names no
+/// client (a health check, or a client the balancer could not name), no
+/// proxy vouches for it, and it names nobody.
+#[tokio::test]
+async fn a_client_cert_field_after_a_proxy_header_naming_nobody_names_nobody() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca = Ca::new("proxy-protocol-ca");
+    let server = ca.leaf("server", &["localhost"]);
+    let billing = ca.leaf("billing", &["billing.example"]);
+    let body = format!(
+        "[[listen]]\naddr = \"127.0.0.1:0\"\nproxy_protocol = true\n\n{}",
+        body(&ca, &server)
+    );
+    let trusted = "trusted_proxies = [\"127.0.0.1/32\"]\nclient_cert_from_proxies = true";
+    let gw = Gateway::start_with_server_settings(trusted, &body).await;
+    let der = CertificateDer::from_pem_file(&billing.cert_file).unwrap();
+    let form = "grant_type=client_credentials&client_id=billing-mtls";
+    let status = |proxy_header: &'static [u8]| {
+        let request = format!(
+            "POST /oauth2/app/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Client-Cert: :{}:\r\n\r\n{form}",
+            form.len(),
+            STANDARD.encode(der.as_ref())
+        );
+        let port = gw.public_port(1);
+        async move {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            s.write_all(&[proxy_header, request.as_bytes()].concat())
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            s.read_to_end(&mut answer).await.unwrap();
+            let head = String::from_utf8_lossy(&answer).to_string();
+            head.split_whitespace().nth(1).map(str::to_string)
+        }
+    };
+    // The header names a trusted proxy: what it passed on is believed.
+    let named = status(b"PROXY TCP4 127.0.0.1 127.0.0.1 50000 80\r\n").await;
+    assert_eq!(named.as_deref(), Some("200"));
+    // Named by nobody: the balancer's address, not trusted.
+    for header in [
+        &b"PROXY UNKNOWN\r\n"[..],
+        b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00",
+    ] {
+        assert_eq!(status(header).await.as_deref(), Some("401"), "{header:?}");
+    }
+}
+
 /// `client_certificates = "any"`: a self-signed certificate authenticates
 /// the client registered with it (`self_signed_tls_client_auth`), names
 /// nobody for `tls_client_auth`, and a public client's refresh token is

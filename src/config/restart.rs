@@ -29,6 +29,19 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
             &format!("listen[{i}].tls_key"),
             r_tls.map(|t| &t.key) != n_tls.map(|t| &t.key),
         );
+        // The handshake's verifier is built once, at start.
+        let (r_clients, n_clients) = (
+            r_tls.and_then(|t| t.clients.as_ref()),
+            n_tls.and_then(|t| t.clients.as_ref()),
+        );
+        differs(
+            &format!("listen[{i}].client_ca_file"),
+            r_clients.and_then(|c| c.ca.as_ref()) != n_clients.and_then(|c| c.ca.as_ref()),
+        );
+        differs(
+            &format!("listen[{i}].client_certificates"),
+            r_clients.map(|c| c.mode) != n_clients.map(|c| c.mode),
+        );
         differs(
             &format!("listen[{i}].proxy_protocol"),
             r.proxy_protocol != n.proxy_protocol,
@@ -155,6 +168,57 @@ mod tests {
         assert_eq!(
             restart_required(&running, &more),
             ["listen", "store.backend", "tracing"]
+        );
+    }
+
+    #[test]
+    fn a_listeners_client_certificate_roots_and_mode_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = |name: &str| {
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let path = dir.path().join(name);
+            std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+            path
+        };
+        let (ca1, ca2) = (ca("ca1.pem"), ca("ca2.pem"));
+        let fixture = |name: &str| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name)
+        };
+        let tls = |ca: &Path, mode: &str| {
+            config(&base().replace(
+                "addr = \"127.0.0.1:8080\"\n",
+                &format!(
+                    "addr = \"127.0.0.1:8080\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+                     client_ca_file = \"{}\"\nclient_certificates = \"{mode}\"\n",
+                    fixture("tls_cert.pem").display(),
+                    fixture("tls_key.pem").display(),
+                    ca.display()
+                ),
+            ))
+        };
+        let running = tls(&ca1, "required");
+        let none = Vec::<String>::new();
+        assert_eq!(restart_required(&running, &tls(&ca1, "required")), none);
+        assert_eq!(
+            restart_required(&running, &tls(&ca2, "required")),
+            ["listen[0].client_ca_file"]
+        );
+        assert_eq!(
+            restart_required(&running, &tls(&ca1, "optional")),
+            ["listen[0].client_certificates"]
+        );
+        assert_eq!(
+            restart_required(&running, &config(&base())),
+            [
+                "listen[0].tls_cert",
+                "listen[0].tls_key",
+                "listen[0].client_ca_file",
+                "listen[0].client_certificates"
+            ]
         );
     }
 }
