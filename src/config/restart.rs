@@ -34,9 +34,10 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
             r_tls.and_then(|t| t.clients.as_ref()),
             n_tls.and_then(|t| t.clients.as_ref()),
         );
+        // The file named, or the roots it holds (rewritten in place).
         differs(
             &format!("listen[{i}].client_ca_file"),
-            r_clients.and_then(|c| c.ca.as_ref()) != n_clients.and_then(|c| c.ca.as_ref()),
+            r_clients.map(|c| (&c.ca, &c.roots)) != n_clients.map(|c| (&c.ca, &c.roots)),
         );
         differs(
             &format!("listen[{i}].client_certificates"),
@@ -219,6 +220,12 @@ mod tests {
                 "listen[0].client_ca_file",
                 "listen[0].client_certificates"
             ]
+        );
+        // The same file, its roots rewritten in place.
+        std::fs::copy(&ca2, &ca1).unwrap();
+        assert_eq!(
+            restart_required(&running, &tls(&ca1, "required")),
+            ["listen[0].client_ca_file"]
         );
     }
 }

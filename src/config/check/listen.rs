@@ -2,6 +2,9 @@
 //! client certificates it asks for (`client_ca_file`,
 //! `client_certificates`: RFC 8705's mutual TLS).
 
+use std::path::PathBuf;
+
+use rustls::pki_types::CertificateDer;
 use toml::Spanned;
 
 use super::super::file::{FileConfig, FileListener, FileServer};
@@ -9,6 +12,8 @@ use super::super::model::{
     CertificateMode, ClientAuth, ClientCertificates, Issuer, Listener, ServerSettings, TlsFiles,
 };
 use super::Checker;
+
+type Root = CertificateDer<'static>;
 
 impl Checker<'_> {
     pub(super) fn listeners(&mut self, list: &[FileListener]) -> Vec<Listener> {
@@ -101,19 +106,25 @@ impl Checker<'_> {
             }
             Some(ca) => Some(self.client_roots(ca, &key("client_ca_file"))),
         };
-        Some(ClientCertificates { ca, mode })
+        let (ca, roots) = ca.unzip();
+        Some(ClientCertificates {
+            ca,
+            roots: roots.unwrap_or_default(),
+            mode,
+        })
     }
 
-    /// `client_ca_file`: PEM certificates, each a CA. A client's own
-    /// certificate there would be a root that vouches for any name it
-    /// signs.
-    fn client_roots(&mut self, ca: &Spanned<String>, key: &str) -> std::path::PathBuf {
+    /// `client_ca_file`: PEM certificates, each a CA, and the roots it
+    /// holds now. A client's own certificate there would be a root that
+    /// vouches for any name it signs.
+    fn client_roots(&mut self, ca: &Spanned<String>, key: &str) -> (PathBuf, Vec<Root>) {
         let path = self.existing_file(ca, key);
         if !path.is_file() {
-            return path;
+            return (path, Vec::new());
         }
-        match super::super::pem_certificates(&path) {
-            Err(e) => self.problem(ca, key, e),
+        let read = super::super::pem_certificates(&path);
+        match &read {
+            Err(e) => self.problem(ca, key, e.clone()),
             Ok(certs) if certs.iter().any(|c| !is_ca(c)) => self.problem(
                 ca,
                 key,
@@ -123,7 +134,7 @@ impl Checker<'_> {
             ),
             Ok(_) => {}
         }
-        path
+        (path, read.unwrap_or_default())
     }
 
     /// What reads client certificates, where none can ever come (no

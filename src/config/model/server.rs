@@ -242,6 +242,9 @@ pub struct TlsFiles {
 pub struct ClientCertificates {
     /// PEM roots a client certificate is verified against.
     pub ca: Option<PathBuf>,
+    /// The roots that file held when the config was read: a reload tells
+    /// a file rewritten in place by them.
+    pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub mode: CertificateMode,
 }
 
