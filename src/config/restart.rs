@@ -3,7 +3,7 @@
 //! threads, the log's format, the span exporter, connection-level limits).
 //! Everything else is in the snapshot a reload swaps.
 
-use super::model::{Config, StoreBackend};
+use super::model::{Config, Listener, StoreBackend};
 
 /// The keys of `new` that differ from `running` (the config the process
 /// started with, its listeners at the addresses they were bound to) and
@@ -19,34 +19,9 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
         differs("listen", true);
     }
     for (i, (r, n)) in running.listeners.iter().zip(&new.listeners).enumerate() {
-        differs(&format!("listen[{i}].addr"), r.addr != n.addr);
-        let (r_tls, n_tls) = (r.tls.as_ref(), n.tls.as_ref());
-        differs(
-            &format!("listen[{i}].tls_cert"),
-            r_tls.map(|t| &t.cert) != n_tls.map(|t| &t.cert),
-        );
-        differs(
-            &format!("listen[{i}].tls_key"),
-            r_tls.map(|t| &t.key) != n_tls.map(|t| &t.key),
-        );
-        // The handshake's verifier is built once, at start.
-        let (r_clients, n_clients) = (
-            r_tls.and_then(|t| t.clients.as_ref()),
-            n_tls.and_then(|t| t.clients.as_ref()),
-        );
-        // The file named, or the roots it holds (rewritten in place).
-        differs(
-            &format!("listen[{i}].client_ca_file"),
-            r_clients.map(|c| (&c.ca, &c.roots)) != n_clients.map(|c| (&c.ca, &c.roots)),
-        );
-        differs(
-            &format!("listen[{i}].client_certificates"),
-            r_clients.map(|c| c.mode) != n_clients.map(|c| c.mode),
-        );
-        differs(
-            &format!("listen[{i}].proxy_protocol"),
-            r.proxy_protocol != n.proxy_protocol,
-        );
+        for key in listener_changes(r, n) {
+            differs(&format!("listen[{i}].{key}"), true);
+        }
     }
     let (r, n) = (&running.admin, &new.admin);
     differs("admin.listen", r.listen != n.listen);
@@ -112,6 +87,34 @@ pub fn restart_required(running: &Config, new: &Config) -> Vec<String> {
     }
     differs("tracing", running.span_export != new.span_export);
     keys
+}
+
+/// The keys of a listener that differ: every one, as the socket, its TLS
+/// acceptor and the handshake's verifier are built once, at start.
+fn listener_changes(r: &Listener, n: &Listener) -> Vec<&'static str> {
+    let (r_tls, n_tls) = (r.tls.as_ref(), n.tls.as_ref());
+    let (r_clients, n_clients) = (
+        r_tls.and_then(|t| t.clients.as_ref()),
+        n_tls.and_then(|t| t.clients.as_ref()),
+    );
+    [
+        ("addr", r.addr != n.addr),
+        ("tls_cert", r_tls.map(|t| &t.cert) != n_tls.map(|t| &t.cert)),
+        ("tls_key", r_tls.map(|t| &t.key) != n_tls.map(|t| &t.key)),
+        // The file named, or the roots it holds (rewritten in place).
+        (
+            "client_ca_file",
+            r_clients.map(|c| (&c.ca, &c.roots)) != n_clients.map(|c| (&c.ca, &c.roots)),
+        ),
+        (
+            "client_certificates",
+            r_clients.map(|c| c.mode) != n_clients.map(|c| c.mode),
+        ),
+        ("proxy_protocol", r.proxy_protocol != n.proxy_protocol),
+    ]
+    .into_iter()
+    .filter_map(|(key, differ)| differ.then_some(key))
+    .collect()
 }
 
 #[cfg(test)]
