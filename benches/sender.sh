@@ -3,7 +3,8 @@
 # instructions (callgrind.sh, benches/peers.toml):
 # - a DPoP-bound token with a fresh ES256 proof each request, beside the
 #   shipped bearer token, and the proof's signature check alone (the
-#   inclusive count of jsonwebtoken::crypto::verify in the same profile);
+#   inclusive count of jsonwebtoken::crypto::verify in the same profile),
+#   each per proof the gateway checked;
 #   the rest of it, and the part of that in dpop::Proofs::check (the rest
 #   is carrying the token's proof: reading and forwarding its header);
 # - over TLS with a client certificate (client_ca_file), a bearer token
