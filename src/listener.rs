@@ -99,7 +99,12 @@ pub fn tls_acceptor(files: &TlsFiles) -> Result<ListenerTls, TlsError> {
         None => (builder.with_no_client_auth(), ClientCheck::default()),
         Some(clients) => {
             let roots = match &clients.ca {
-                Some(ca) => Some(client_verifier(ca, clients.mode, provider.clone())?),
+                Some(ca) => Some(client_verifier(
+                    ca,
+                    &clients.roots,
+                    clients.mode,
+                    provider.clone(),
+                )?),
                 None => None,
             };
             match clients.mode {
@@ -184,10 +189,12 @@ impl ClientCertVerifier for AnyCertificate {
     }
 }
 
-/// Client certificates verified against `clients.ca`, required or
-/// optional (mutual TLS, RFC 8705).
+/// Client certificates verified against the roots of `clients.ca`, as
+/// the config read them (what a reload compares), required or optional
+/// (mutual TLS, RFC 8705).
 fn client_verifier(
     ca: &std::path::Path,
+    certs: &[CertificateDer<'static>],
     mode: CertificateMode,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
@@ -196,8 +203,8 @@ fn client_verifier(
         why,
     };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in crate::config::pem_certificates(ca).map_err(failed)? {
-        roots.add(cert).map_err(|e| failed(e.to_string()))?;
+    for cert in certs {
+        roots.add(cert.clone()).map_err(|e| failed(e.to_string()))?;
     }
     let builder =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
