@@ -216,7 +216,7 @@ impl Proofs {
                 base64_simd::Out::from_uninit_slice(&mut decoded),
             )
             .ok()
-            .and_then(|payload| payload::object::<Payload>(payload))
+            .and_then(|payload| payload::claims(payload))
             .ok_or(Refused::Invalid("payload"))?;
         let (iat, next_nonce) = self.check_claims(&claims, expected)?;
         let jti = &*claims.jti;
