@@ -254,14 +254,18 @@ impl Proofs {
         if !htu::matches(&claims.htu, &expected.target) {
             return Err(Refused::Invalid("htu is not the request's URI"));
         }
-        let iat = claims.iat.ok_or(Refused::Invalid("iat"))? as i64;
+        // Compared as written: a fraction of a second past the window
+        // is past it (cut to whole seconds, 15.9 s ahead would read as 15).
+        let iat = claims.iat.ok_or(Refused::Invalid("iat"))?;
         let now = expected.now;
-        if iat > now + PROOF_SKEW || iat < now - PROOF_AGE {
+        if iat > (now + PROOF_SKEW) as f64 || iat < (now - PROOF_AGE) as f64 {
             return Err(Refused::Invalid("iat is not recent"));
         }
-        if iat < self.started {
+        if iat < self.started as f64 {
             return Err(Refused::Invalid("made before this instance started"));
         }
+        // Whole seconds, rounded up: remembered for as long as it is taken.
+        let iat = iat.ceil() as i64;
         // One spelling of the hash only: base64url without padding.
         if expected.ath.is_some_and(|ath| claims.ath != ath) {
             return Err(Refused::Invalid("ath is not the token's hash"));

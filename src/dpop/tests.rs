@@ -101,6 +101,14 @@ fn a_proof_of_the_request_is_taken_once() {
         ahead.remember_for.as_secs() as i64,
         2 * PROOF_SKEW + PROOF_AGE + 2
     );
+    // A fraction within the window is taken, and remembered as the
+    // second after it.
+    let mut fraction = claims("fraction");
+    fraction["iat"] = json!(NOW as f64 + PROOF_SKEW as f64 - 0.5);
+    let fraction = p
+        .check(c.proof(fraction).as_bytes(), &expected(&hash))
+        .unwrap();
+    assert_eq!(fraction.remember_for, ahead.remember_for);
     let Value::Object(jwk) = &c.jwk else {
         unreachable!()
     };
@@ -134,6 +142,8 @@ fn a_proof_of_another_request_or_token_is_refused() {
         json!({"htu": "http://api.example/notes"}),
         json!({"iat": NOW - PROOF_AGE - 1}),
         json!({"iat": NOW + PROOF_SKEW + 1}),
+        json!({"iat": NOW as f64 + PROOF_SKEW as f64 + 0.5}),
+        json!({"iat": NOW as f64 - PROOF_AGE as f64 - 0.5}),
         json!({"iat": "now"}),
         json!({"ath": ath("another token")}),
         json!({"ath": null}),
