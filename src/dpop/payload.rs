@@ -1,9 +1,10 @@
 //! A proof's claims, its payload's JSON: the compact, flat object of
-//! plain strings and whole numbers clients send read by [`claims`] directly,
-//! anything else by serde_json. (serde's fixed cost per string and per
-//! member was most of a proof's check beyond its signature: 2,606
-//! instructions the bench's claims; a reader by hand of every shape
-//! was measured at serde's cost, sonic-rs at 2,416.)
+//! plain strings and whole numbers clients send read by [`claims`]
+//! directly, anything else by serde_json. (Read alone, the bench's
+//! 140-byte claims cost 1,916 instructions a read, 2,546 through serde, the
+//! UTF-8 check included in both: callgrind, 10,000 against 20,000 reads.
+//! A reader by hand of every shape was measured at serde's cost, and
+//! sonic-rs at 2,416 against serde's 2,606 without that check.)
 
 use std::borrow::Cow;
 
