@@ -117,8 +117,10 @@ impl<'a> Cursor<'a> {
         let start = self.at;
         let length = memchr::memchr(b'"', &self.text.as_bytes()[start..])?;
         let text = self.text.get(start..start + length)?;
-        // Every byte looked at, none skipped: the compiler checks 32 at once.
-        let escaped = (text.bytes()).fold(false, |seen, b| seen | (b == b'\\') | (b < 0x20));
+        // Every byte looked at, without a branch on each.
+        let escaped = text
+            .bytes()
+            .fold(false, |seen, b| seen | (b == b'\\') | (b < 0x20));
         if escaped {
             return None;
         }
