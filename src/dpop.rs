@@ -254,8 +254,8 @@ impl Proofs {
         if !htu::matches(&claims.htu, &expected.target) {
             return Err(Refused::Invalid("htu is not the request's URI"));
         }
-        // Compared as written: a fraction of a second past the window
-        // is past it (cut to whole seconds, 15.9 s ahead would read as 15).
+        // Compared as read, a double: a fraction of a second past the
+        // window is past it (cut to whole seconds, 15.9 s ahead read as 15).
         let iat = claims.iat.ok_or(Refused::Invalid("iat"))?;
         let now = expected.now;
         if iat > (now + PROOF_SKEW) as f64 || iat < (now - PROOF_AGE) as f64 {
