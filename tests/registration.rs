@@ -246,3 +246,61 @@ async fn a_registered_client_gets_refresh_tokens_only_when_it_asks_for_them() {
         );
     }
 }
+
+/// A registered client may ask, as a configured one may, that its token
+/// requests carry a DPoP proof (RFC 9449 §5.2) and that its authorization
+/// requests be pushed first (RFC 9126 §6); each is held, and a client
+/// that did not ask is held to neither.
+#[tokio::test]
+async fn a_registered_client_may_ask_for_dpop_and_pushed_requests() {
+    let gw = gateway("registration = \"open\"\nregistration_rate = 100").await;
+    let asks = json!({"redirect_uris": [CALLBACK], "dpop_bound_access_tokens": true,
+                      "require_pushed_authorization_requests": true});
+    let (status, bound) = register(&gw, &asks, None).await;
+    assert_eq!(status, 201, "{bound}");
+    assert_eq!(bound["dpop_bound_access_tokens"], json!(true), "{bound}");
+    assert_eq!(bound["require_pushed_authorization_requests"], json!(true));
+    let (status, plain) = register(&gw, &json!({"redirect_uris": [CALLBACK]}), None).await;
+    assert_eq!(status, 201, "{plain}");
+    assert!(plain.get("dpop_bound_access_tokens").is_none(), "{plain}");
+    // Without a proof, the bound client is refused before its code is read.
+    for (client, error) in [(&bound, "invalid_dpop_proof"), (&plain, "invalid_grant")] {
+        let id = client["client_id"].as_str().unwrap();
+        let verifier = "v".repeat(43);
+        let (status, answer) = redeem_for(&gw, id, CALLBACK, "no-such-code", &verifier).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(error)),
+            "{answer}"
+        );
+    }
+    // An authorization request sent to the page, not pushed first.
+    let (_, challenge) = pkce();
+    for (client, pushed_only) in [(&bound, true), (&plain, false)] {
+        let id = client["client_id"].as_str().unwrap();
+        let url = authorize_url_for(
+            &gw,
+            id,
+            CALLBACK,
+            "openid",
+            &format!("&code_challenge={challenge}"),
+        );
+        let (status, location, page) = Browser::default().get(&url).await;
+        let refusal = format!("{}{page}", location.unwrap_or_default());
+        assert_eq!(
+            refusal.contains("pushed"),
+            pushed_only,
+            "{status} {refusal}"
+        );
+        assert_eq!(status == 200, !pushed_only, "{status} {refusal}");
+    }
+    for wrong in [json!("yes"), json!(1), json!([true])] {
+        let body = json!({"redirect_uris": [CALLBACK], "dpop_bound_access_tokens": wrong});
+        let (status, answer) = register(&gw, &body, None).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("invalid_client_metadata")),
+            "{wrong}"
+        );
+    }
+}

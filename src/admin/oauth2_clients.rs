@@ -41,6 +41,8 @@ fn describe(c: &RegisteredClient) -> Value {
         "last_used": c.last_used,
         "expires": c.expires_at,
         "registered_from": c.registered_from,
+        "dpop_bound_access_tokens": c.dpop_bound_access_tokens,
+        "require_pushed_authorization_requests": c.require_pushed_authorization_requests,
     })
 }
 

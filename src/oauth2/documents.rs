@@ -401,6 +401,8 @@ fn described(ctx: &Endpoints<'_>, id: &str, object: &Metadata) -> Result<Princip
         last_used: 0,
         expires_at: 0,
         registered_from: None,
+        dpop_bound_access_tokens: false,
+        require_pushed_authorization_requests: false,
     });
     client.client.registered = false;
     client.client.metadata_document = true;

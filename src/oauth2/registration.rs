@@ -5,6 +5,10 @@
 //! the store (so every instance knows them), and forgotten when unused for
 //! the issuer's `registered_client_ttl`. A registered client never skips
 //! the sign-in page: the user confirms it even with a sign-on session.
+//! It may ask that its token requests carry a DPoP proof
+//! (`dpop_bound_access_tokens`, RFC 9449 §5.2) and that its authorization
+//! requests be pushed first (`require_pushed_authorization_requests`, RFC
+//! 9126 §6), as a configured client may.
 
 use std::sync::Arc;
 
@@ -73,6 +77,12 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     }
     if !client.scope.is_empty() {
         body["scope"] = json!(client.scope);
+    }
+    if client.dpop_bound_access_tokens {
+        body["dpop_bound_access_tokens"] = json!(true);
+    }
+    if client.require_pushed_authorization_requests {
+        body["require_pushed_authorization_requests"] = json!(true);
     }
     Ok(Answer::json(StatusCode::CREATED, body))
 }
@@ -188,10 +198,24 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
         last_used: req.now,
         expires_at: req.now + ttl,
         registered_from: req.client.map(|ip| ip.to_string()),
+        dpop_bound_access_tokens: flag(object, "dpop_bound_access_tokens")?,
+        require_pushed_authorization_requests: flag(
+            object,
+            "require_pushed_authorization_requests",
+        )?,
     })
 }
 
 pub(super) type Metadata = serde_json::Map<String, Value>;
+
+/// A member that is true or false, false when not sent.
+fn flag(object: &Metadata, name: &str) -> Result<bool, Error> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(set)) => Ok(*set),
+        Some(_) => Err(invalid_metadata(format!("{name} must be true or false"))),
+    }
+}
 
 /// A member that is a list of strings, if sent.
 fn strings(object: &Metadata, name: &str) -> Result<Option<Vec<String>>, Error> {
@@ -340,6 +364,8 @@ pub(super) fn principal(c: RegisteredClient) -> Principal {
             },
             registered: true,
             name: c.client_name,
+            dpop_bound_access_tokens: c.dpop_bound_access_tokens,
+            require_pushed_requests: c.require_pushed_authorization_requests,
             ..ClientProfile::default()
         },
         ..Principal::named(&c.client_id)

@@ -164,6 +164,12 @@ pub struct RegisteredClient {
     pub expires_at: i64,
     /// The address that registered it, for the operator.
     pub registered_from: Option<String>,
+    /// Its token requests carry a DPoP proof (RFC 9449 §5.2).
+    #[serde(default)]
+    pub dpop_bound_access_tokens: bool,
+    /// Its authorization requests are pushed first (RFC 9126 §6).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 #[cfg(test)]
@@ -226,7 +232,26 @@ impl RegisteredClient {
             last_used: expires_at - 1000,
             expires_at,
             registered_from: None,
+            dpop_bound_access_tokens: true,
+            require_pushed_authorization_requests: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client kept before it could ask for DPoP or pushed requests
+    /// reads back as asking for neither.
+    #[test]
+    fn a_client_kept_before_its_duties_existed_has_none() {
+        let mut kept = serde_json::to_value(RegisteredClient::sample("i", "reg-1", 9)).unwrap();
+        let kept = kept.as_object_mut().unwrap();
+        kept.remove("dpop_bound_access_tokens");
+        kept.remove("require_pushed_authorization_requests");
+        let read: RegisteredClient = serde_json::from_value(kept.clone().into()).unwrap();
+        assert!(!read.dpop_bound_access_tokens && !read.require_pushed_authorization_requests);
     }
 }
 
