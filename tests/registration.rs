@@ -75,6 +75,14 @@ async fn a_registered_client_is_public_and_limited() {
             "invalid_client_metadata",
         ),
         (
+            json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": 5}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": ["client_secret_post"]}),
+            "invalid_client_metadata",
+        ),
+        (
             json!({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}),
             "invalid_client_metadata",
         ),
@@ -301,6 +309,26 @@ async fn a_registered_client_may_ask_for_dpop_and_pushed_requests() {
             (status, answer["error"].as_str()),
             (400, Some("invalid_client_metadata")),
             "{wrong}"
+        );
+    }
+    // A member twice, in any spelling: which copy counts is the parser's.
+    for twice in [
+        r#"{"redirect_uris":["http://127.0.0.1/cb"],"dpop_bound_access_tokens":true,"dpop_bound_access_tokens":false}"#,
+        r#"{"redirect_uris":["http://127.0.0.1/cb"],"dpop_bound_access_tokens":"x","\u0064pop_bound_access_tokens":true}"#,
+    ] {
+        let r = reqwest::Client::new()
+            .post(gw.url("/oauth2/app/register"))
+            .header("content-type", "application/json")
+            .body(twice)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("invalid_client_metadata")),
+            "{twice}"
         );
     }
 }

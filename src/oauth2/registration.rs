@@ -43,6 +43,11 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     }
     let metadata: Value = serde_json::from_slice(req.body)
         .map_err(|e| invalid_metadata(format!("the body is not JSON: {e}")))?;
+    // A member named twice means what the last parser to read it says
+    // (serde keeps the last): refused, as in a token.
+    if metadata.is_object() && crate::claims::Claims::parse(req.body.to_vec()).is_err() {
+        return Err(invalid_metadata("a member is named twice"));
+    }
     let client = read(ctx, req, &metadata)?;
     let store = ctx.issuer.store;
     let held = store
@@ -174,14 +179,12 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
         .ok_or_else(|| invalid_metadata("the metadata must be a JSON object"))?;
     let redirect_uris = redirect_uris(object)?;
     let grant_types = grant_types(object)?;
-    match object
-        .get("token_endpoint_auth_method")
-        .and_then(Value::as_str)
-    {
-        None | Some("none") => {}
+    match object.get("token_endpoint_auth_method") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(none)) if none == "none" => {}
         Some(other) => {
             return Err(invalid_metadata(format!(
-                "token_endpoint_auth_method {other:?}: a registered client is public (none)"
+                "token_endpoint_auth_method {other}: a registered client is public (none)"
             )))
         }
     }
