@@ -414,9 +414,8 @@ fn shown_certificate(
 /// names none (v1 `UNKNOWN`, v2 `LOCAL`, or a family with no address),
 /// the proxy's own address, no longer trusted: what comes next may be an
 /// unknown client's, whose `Client-Cert` or `X-Forwarded-For` no proxy
-/// vouches for. `None`,
-/// and the connection closed, for a peer that is not a trusted proxy or
-/// a header that is missing, bad or slow.
+/// vouches for. `None`, and the connection closed, for a peer that is not
+/// a trusted proxy or a header that is missing, bad or slow.
 async fn proxied_peer(
     stream: &mut TcpStream,
     peer: Peer,
