@@ -2,10 +2,11 @@
 //! own metadata, which portero fetches (here from an HTTPS server on
 //! loopback, allowed by `client_metadata_private_hosts` and trusted by
 //! `client_metadata_ca_file`). It signs a user in, always after asking
-//! them, with the document's host on the page; documents that lie,
-//! redirect, grow, stall or sit on a private address are refused, and
-//! each issuer fetches only so many at once and no document more than
-//! once a minute.
+//! them, with the document's host on the page; a document may ask for
+//! DPoP and pushed requests as a registered client does; documents that
+//! lie, name a member twice, redirect, grow, stall or sit on a private
+//! address are refused, and each issuer fetches only so many at once and
+//! no document more than once a minute.
 
 use crate::common;
 
@@ -124,6 +125,43 @@ async fn a_client_named_by_its_document_signs_a_user_in_with_the_users_consent()
 }
 
 #[tokio::test]
+async fn a_document_may_ask_for_dpop_and_pushed_requests() {
+    let server = DocumentServer::start().await;
+    let gw = Gateway::start(&body(&server, true)).await;
+    let client = server.url("/bound.json");
+    let mut bound = document(&client);
+    bound["dpop_bound_access_tokens"] = json!(true);
+    bound["require_pushed_authorization_requests"] = json!(true);
+    publish(&server, "/bound.json", &bound);
+    // Sent to the page, not pushed first: refused, whoever is signed in.
+    let (status, location, page) = Browser::default().get(&asking(&gw, &client)).await;
+    let refusal = format!("{}{page}", location.unwrap_or_default());
+    assert!(
+        status != 200 && refusal.contains("pushed"),
+        "{status} {refusal}"
+    );
+    // Without a proof, refused before its code is read.
+    let verifier = "v".repeat(43);
+    let (status, answer) = redeem_for(&gw, &client, CALLBACK, "no-such-code", &verifier).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{answer}"
+    );
+    // A duty spelt as no JSON boolean: the document is refused.
+    let not_a_flag = server.url("/not-a-flag.json");
+    let mut wrong = document(&not_a_flag);
+    wrong["dpop_bound_access_tokens"] = json!("yes");
+    publish(&server, "/not-a-flag.json", &wrong);
+    let (status, page) = page_for(&gw, &mut Browser::default(), &not_a_flag).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("no such client signs users in here"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
 async fn documents_that_lie_redirect_grow_stall_or_sit_on_private_addresses_are_refused() {
     let server = DocumentServer::start().await;
     let gw = Gateway::start(&body(&server, true)).await;
@@ -160,6 +198,14 @@ async fn documents_that_lie_redirect_grow_stall_or_sit_on_private_addresses_are_
     );
     publish(&server, "/good.json", &document(&server.url("/good.json")));
     cases.push(("redirects", server.url("/redirect.json")));
+    // A member twice: which copy counts would be the parser's.
+    let twice = document(&server.url("/twice.json")).to_string();
+    let twice = twice.replacen('{', r#"{"dpop_bound_access_tokens":true,"#, 1);
+    server.set(
+        "/twice.json",
+        Answer::json(twice.replace('}', r#","dpop_bound_access_tokens":false}"#)),
+    );
+    cases.push(("names a member twice", server.url("/twice.json")));
     let mut huge = document(&server.url("/huge.json"));
     huge["padding"] = json!("x".repeat(20_000));
     cases.push(("is over 16 KiB", publish(&server, "/huge.json", &huge)));

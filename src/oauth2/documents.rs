@@ -8,7 +8,8 @@
 //! checked, so a second answer cannot point it elsewhere) unless the host
 //! is one of `client_metadata_private_hosts`; no redirects, 5 s, 16 KiB.
 //! The document must name the URL as its `client_id`, be a public client
-//! (`none`, no secret) and describe itself as registration's clients do.
+//! (`none`, no secret), name no member twice and describe itself as
+//! registration's clients do (its duties too: DPoP, pushed requests).
 //! Documents are kept as their `Cache-Control` says, between a minute
 //! and a day, a refused one for a minute, the 10,000 most recently used
 //! per issuer; each issuer fetches at most 16 at a time, and at most two
@@ -322,6 +323,11 @@ async fn read(
     let (body, max_age) = fetch(http, id).await?;
     let document: Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
     let object = document.as_object().ok_or("not a JSON object")?;
+    // A member named twice means what the last parser to read it says:
+    // refused, as at registration.
+    if crate::claims::Claims::parse(body).is_err() {
+        return Err("a member is named twice".into());
+    }
     let client = described(ctx, id, object)?;
     let ttl = max_age.unwrap_or(DEFAULT_TTL).clamp(MIN_TTL, MAX_TTL);
     Ok((client, ttl))
@@ -401,8 +407,13 @@ fn described(ctx: &Endpoints<'_>, id: &str, object: &Metadata) -> Result<Princip
         last_used: 0,
         expires_at: 0,
         registered_from: None,
-        dpop_bound_access_tokens: false,
-        require_pushed_authorization_requests: false,
+        dpop_bound_access_tokens: registration::flag(object, "dpop_bound_access_tokens")
+            .map_err(why)?,
+        require_pushed_authorization_requests: registration::flag(
+            object,
+            "require_pushed_authorization_requests",
+        )
+        .map_err(why)?,
     });
     client.client.registered = false;
     client.client.metadata_document = true;

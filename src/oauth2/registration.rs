@@ -212,7 +212,7 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
 pub(super) type Metadata = serde_json::Map<String, Value>;
 
 /// A member that is true or false, false when not sent.
-fn flag(object: &Metadata, name: &str) -> Result<bool, Error> {
+pub(super) fn flag(object: &Metadata, name: &str) -> Result<bool, Error> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(set)) => Ok(*set),
