@@ -447,9 +447,12 @@ async fn over_tls_a_revocation_crosses_and_a_failover_is_followed() {
                 break token;
             }
         }
+        // The sentinels' election, not portero, takes the time: on a
+        // loaded machine one that splits its votes is tried again after
+        // twice `failover-timeout` (10 s).
         assert!(
-            killed.elapsed() < Duration::from_secs(10),
-            "no write within 10 s\n{}",
+            killed.elapsed() < Duration::from_secs(30),
+            "no write within 30 s\n{}",
             a.log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
