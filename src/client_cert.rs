@@ -67,9 +67,13 @@ impl ClientCert {
                 }
             }
         }
-        // A proxy trusted to pass certificates on checked its chain.
-        if x509_parser::parse_x509_certificate(&der).is_err() {
-            return Err("Client-Cert is no X.509 certificate");
+        // A proxy trusted to pass certificates on checked its chain. The
+        // certificate is the whole field: bytes after it would make another
+        // thumbprint of the same certificate.
+        match x509_parser::parse_x509_certificate(&der) {
+            Ok((rest, _)) if rest.is_empty() => {}
+            Ok(_) => return Err("Client-Cert holds more than a certificate"),
+            Err(_) => return Err("Client-Cert is no X.509 certificate"),
         }
         Ok(Some(ClientCert::new(der, chain, true)))
     }
@@ -143,5 +147,14 @@ mod tests {
         twice.append(CLIENT_CERT, cert.field());
         twice.append(CLIENT_CERT, cert.field());
         assert!(ClientCert::from_fields(&twice).is_err());
+        // The certificate and bytes after it: another thumbprint of it.
+        let mut trailing = der.clone();
+        trailing.extend_from_slice(b"\0junk");
+        let mut h = HeaderMap::new();
+        h.insert(
+            CLIENT_CERT,
+            ClientCert::new(trailing, Vec::new(), true).field(),
+        );
+        assert!(ClientCert::from_fields(&h).is_err());
     }
 }

@@ -221,6 +221,22 @@ pub fn proof_refused(refusal: Option<Option<Arc<str>>>) -> Answer {
     }
 }
 
+/// A refusal of [`proof_refused`] where a resource answers it (userinfo,
+/// RFC 9449 §7.1): `401` with a `DPoP` challenge, rather than a token
+/// endpoint's `400`. The store out of reach stays `503`.
+pub fn proof_refused_at_resource(mut answer: Answer) -> Answer {
+    if answer.status == StatusCode::BAD_REQUEST {
+        let body: Value = serde_json::from_str(&answer.body).unwrap_or_default();
+        let error = body["error"].as_str().unwrap_or("invalid_dpop_proof");
+        answer.status = StatusCode::UNAUTHORIZED;
+        answer.bearer_challenge = Some(format!(
+            "DPoP error=\"{error}\", algs=\"{}\"",
+            crate::dpop::Algorithms::ALL.names()
+        ));
+    }
+    answer
+}
+
 /// The store out of reach: the client may try again.
 impl From<StoreError> for Error {
     fn from(_: StoreError) -> Error {

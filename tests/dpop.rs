@@ -542,3 +542,66 @@ async fn an_issuer_that_takes_pushed_requests_only_refuses_others() {
         .unwrap();
     assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
 }
+
+/// userinfo is a resource too (RFC 9449 §7): a DPoP-bound token is taken
+/// there only as `DPoP`, with a fresh proof of its key and of the
+/// request, once; an unbound token only as `Bearer`.
+#[tokio::test]
+async fn userinfo_takes_a_bound_token_only_with_its_proof() {
+    let gw = started_with_public_url(&standard_body("")).await;
+    let (key, other) = (Key::new(), Key::new());
+    let endpoint = gw.url("/oauth2/app/token");
+    let userinfo = gw.url("/oauth2/app/userinfo");
+    let tokens = |proof: Option<String>| {
+        let gw = &gw;
+        async move {
+            let (verifier, challenge) = common::standard::pkce();
+            let url = authorize_url(gw, &challenge, "");
+            let code = sign_in_at(gw, &mut Browser::default(), &url).await;
+            token_request(gw, &code_form(&code, &verifier), proof.as_deref()).await
+        }
+    };
+    let (status, answer) = tokens(Some(key.proof("POST", &endpoint, None))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["token_type"], "DPoP");
+    let token = answer["access_token"].as_str().unwrap();
+    let (bearer, dpop) = (format!("Bearer {token}"), format!("DPoP {token}"));
+    let refused = [
+        (&bearer, None),
+        (&bearer, Some(key.proof("GET", &userinfo, Some(token)))),
+        (&dpop, None),
+        (&dpop, Some(other.proof("GET", &userinfo, Some(token)))),
+        (&dpop, Some(key.proof("POST", &userinfo, Some(token)))),
+        (&dpop, Some(key.proof("GET", &endpoint, Some(token)))),
+        (&dpop, Some(key.proof("GET", &userinfo, None))),
+    ];
+    for (i, (authorization, proof)) in refused.iter().enumerate() {
+        let proofs: Vec<&str> = proof.iter().map(String::as_str).collect();
+        let (status, challenge) = get(&gw, "/oauth2/app/userinfo", authorization, &proofs).await;
+        assert_eq!(status, 401, "case {i}: {challenge}");
+    }
+    let proof = key.proof("GET", &userinfo, Some(token));
+    let (status, challenge) = get(&gw, "/oauth2/app/userinfo", &dpop, &[&proof]).await;
+    assert_eq!(status, 200, "{challenge}");
+    let (status, challenge) = get(&gw, "/oauth2/app/userinfo", &dpop, &[&proof]).await;
+    assert_eq!(status, 401);
+    assert!(
+        challenge.contains("DPoP error=\"invalid_dpop_proof\""),
+        "{challenge}"
+    );
+    // An unbound token: Bearer's, never taken as DPoP.
+    let (status, answer) = tokens(None).await;
+    assert_eq!((status, &answer["token_type"]), (200, &json!("Bearer")));
+    let token = answer["access_token"].as_str().unwrap();
+    let proof = key.proof("GET", &userinfo, Some(token));
+    let (status, _) = get(
+        &gw,
+        "/oauth2/app/userinfo",
+        &format!("DPoP {token}"),
+        &[&proof],
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = get(&gw, "/oauth2/app/userinfo", &format!("Bearer {token}"), &[]).await;
+    assert_eq!(status, 200);
+}

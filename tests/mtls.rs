@@ -230,6 +230,21 @@ async fn a_trusted_proxys_client_cert_field_is_the_clients_certificate() {
     assert_eq!(r.status(), 200);
     assert_eq!(ask(None).await.unwrap().status(), 401);
     assert_eq!(ask(Some(":bm90IGEgY2VydA==:")).await.unwrap().status(), 401);
+    // The certificate a trusted proxy shows in its own handshake is the
+    // proxy's: without the field, the client showed none.
+    let token_endpoint = format!("https://localhost:{}/oauth2/app/token", gw.tls_port());
+    let form = [
+        "-d",
+        "grant_type=client_credentials",
+        "-d",
+        "client_id=billing-mtls",
+    ];
+    let (status, answer) = curl(
+        &ca,
+        Some(&billing),
+        &[&form[..], &[&token_endpoint]].concat(),
+    );
+    assert_eq!(status, 401, "{answer}");
     // Untrusted again: the field is anyone's, and names nobody.
     gw.rewrite_config_with_server(&format!("public_url = \"{public_url}\""), &body);
     gw.reload().await;
@@ -291,7 +306,8 @@ async fn a_client_cert_field_after_a_proxy_header_naming_nobody_names_nobody() {
 /// `client_certificates = "any"`: a self-signed certificate authenticates
 /// the client registered with it (`self_signed_tls_client_auth`), names
 /// nobody for `tls_client_auth`, and a public client's refresh token is
-/// bound to the certificate its code was redeemed over (RFC 8705 §4).
+/// bound to the certificate its code was redeemed over (RFC 8705 §4); its
+/// access token opens userinfo over that certificate only.
 #[tokio::test]
 async fn any_certificate_serves_self_signed_clients_and_binds_public_refresh_tokens() {
     let ca = Ca::new("any-ca");
@@ -351,7 +367,7 @@ async fn any_certificate_serves_self_signed_clients_and_binds_public_refresh_tok
         &gw,
         "spa-mtls",
         CALLBACK,
-        "notes:read",
+        "openid offline_access notes:read",
         &format!("&code_challenge={challenge}"),
     );
     let code = sign_in_at(&gw, &mut Browser::default(), &url).await;
@@ -359,6 +375,24 @@ async fn any_certificate_serves_self_signed_clients_and_binds_public_refresh_tok
     let (status, answer) = curl(&ca, Some(&billing), &["-d", &redeem, &token_endpoint]);
     assert_eq!(status, 200, "{answer}");
     let answer: Value = serde_json::from_str(&answer).unwrap();
+    // userinfo, a resource too: the bound token over its certificate only.
+    let bearer = format!(
+        "authorization: Bearer {}",
+        answer["access_token"].as_str().unwrap()
+    );
+    let userinfo = format!("{base}/oauth2/app/userinfo");
+    for (cert, want) in [(Some(&billing), 200), (Some(&selfie), 401), (None, 401)] {
+        let (status, body) = curl(&ca, cert, &["-H", &bearer, &userinfo]);
+        assert_eq!(status, want, "{body}");
+    }
+    let token = answer["access_token"].as_str().unwrap();
+    let over_plain = reqwest::Client::new()
+        .get(gw.url("/oauth2/app/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over_plain.status(), 401);
     let refresh = answer["refresh_token"].as_str().unwrap().to_string();
     let refresh = format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa-mtls");
     let (status, answer) = curl(&ca, Some(&selfie), &["-d", &refresh, &token_endpoint]);

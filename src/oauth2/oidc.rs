@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use super::mint::{live_user, words};
 use super::{csrf, page, sso, Answer, Endpoints, Error, Request};
+use crate::auth::validate::Binding;
 use crate::identity::profile;
 use crate::store::CodeRecord;
 use crate::tokens::Minted;
@@ -43,10 +44,10 @@ pub fn id_token(
         .map_err(|_| Error::unavailable())
 }
 
-/// The access token a userinfo request presents (RFC 6750 §2.1, §2.2).
-/// One way only (RFC 6750 §2): a token in both the header and the form
-/// is none.
-fn bearer(req: &Request<'_>) -> Option<String> {
+/// The access token a userinfo request presents (RFC 6750 §2.1, §2.2),
+/// and whether it came as `DPoP` (RFC 9449 §7.1). One way only (RFC 6750
+/// §2): a token in both the header and the form is none.
+fn presented(req: &Request<'_>) -> Option<(String, bool)> {
     let in_form = match *req.method == http::Method::POST && req.form {
         true => super::form::Form::parse(req.body, true)
             .ok()?
@@ -55,10 +56,27 @@ fn bearer(req: &Request<'_>) -> Option<String> {
         false => None,
     };
     let Some(h) = req.authorization.and_then(|h| std::str::from_utf8(h).ok()) else {
-        return in_form;
+        return in_form.map(|token| (token, false));
     };
     let (scheme, token) = h.split_once(' ')?;
-    (in_form.is_none() && scheme.eq_ignore_ascii_case("bearer")).then(|| token.trim().to_string())
+    let dpop = scheme.eq_ignore_ascii_case("dpop");
+    let named = dpop || scheme.eq_ignore_ascii_case("bearer");
+    (in_form.is_none() && named).then(|| (token.trim().to_string(), dpop))
+}
+
+/// Whether the request proves it is the sender a token is bound to: a
+/// DPoP-bound one sent as `DPoP` with a proof by its key (checked before,
+/// `req.dpop_key`), a certificate-bound one over its certificate; an
+/// unbound one sent as `Bearer`.
+fn sender_proven(req: &Request<'_>, binding: Option<&Binding>, dpop: bool) -> bool {
+    match (binding, dpop) {
+        (None, false) => true,
+        (Some(Binding::Dpop(jkt)), true) => req.dpop_key == Some(&**jkt),
+        (Some(Binding::Certificate(x5t)), false) => {
+            req.client_cert.is_some_and(|c| c.thumbprint == *x5t)
+        }
+        _ => false,
+    }
 }
 
 fn invalid_token(description: &str) -> Answer {
@@ -72,7 +90,7 @@ fn invalid_token(description: &str) -> Answer {
 
 /// Claims about the user an access token with `openid` was issued for.
 pub async fn userinfo(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
-    let Some(token) = bearer(req) else {
+    let Some((token, dpop)) = presented(req) else {
         let mut answer: Answer = Error::new(
             StatusCode::UNAUTHORIZED,
             "invalid_request",
@@ -92,6 +110,17 @@ pub async fn userinfo(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
     let Some(v) = verified else {
         return invalid_token("the access token is invalid, expired or revoked");
     };
+    if !sender_proven(req, v.binding.as_ref(), dpop) {
+        let mut answer =
+            invalid_token("the access token is bound to a sender this request does not prove");
+        if dpop {
+            answer.bearer_challenge = Some(format!(
+                "DPoP error=\"invalid_token\", algs=\"{}\"",
+                crate::dpop::Algorithms::ALL.names()
+            ));
+        }
+        return answer;
+    }
     if !words(v.claims.str("scope")).iter().any(|s| s == "openid") {
         let mut answer: Answer = Error::new(
             StatusCode::FORBIDDEN,

@@ -171,10 +171,12 @@ pub(super) struct Proved {
 }
 
 impl Gateway {
-    /// The DPoP proof a request to an issuer's token endpoint came with
-    /// (RFC 9449 §5): none, the key it proves, or the endpoint's refusal.
-    /// Its `htu` is the endpoint as the issuer's metadata names it.
-    pub(super) async fn token_request_proof(
+    /// The DPoP proof a request to an issuer's endpoint came with: at its
+    /// token and PAR endpoints (RFC 9449 §5), and at userinfo, a resource,
+    /// with a token sent as `DPoP` (§7, its `ath` that token's): none, the
+    /// key it proves, or the endpoint's refusal. Its `htu` is the endpoint
+    /// as the issuer's metadata names it.
+    pub(super) async fn endpoint_proof(
         &self,
         settings: &OAuth2,
         route_path: &str,
@@ -182,9 +184,29 @@ impl Gateway {
     ) -> Result<Proved, oauth2::Answer> {
         // The endpoint the route serves (`token;x` is routed to `token`).
         let endpoint = route_path.rsplit('/').next().unwrap_or_default();
-        if parts.method != http::Method::POST || !matches!(endpoint, "token" | "par") {
-            return Ok(Proved::default());
+        let post = parts.method == http::Method::POST;
+        match endpoint {
+            "token" | "par" if post => self.proof_at(settings, endpoint, parts, None).await,
+            "userinfo" if post || parts.method == http::Method::GET => {
+                let Some(token) = dpop_token(parts) else {
+                    return Ok(Proved::default());
+                };
+                let ath = dpop::ath(token);
+                let proved = self.proof_at(settings, endpoint, parts, Some(&ath)).await;
+                proved.map_err(oauth2::proof_refused_at_resource)
+            }
+            _ => Ok(Proved::default()),
         }
+    }
+
+    /// The proof at `endpoint`, with `ath` where a token comes with it.
+    async fn proof_at(
+        &self,
+        settings: &OAuth2,
+        endpoint: &str,
+        parts: &Parts,
+        ath: Option<&str>,
+    ) -> Result<Proved, oauth2::Answer> {
         let mut all = parts.headers.get_all(DPOP).iter();
         let proof = match (all.next(), all.next()) {
             (None, _) => return Ok(Proved::default()),
@@ -213,9 +235,9 @@ impl Gateway {
                 path: &path[..],
             };
             let expected = Expected {
-                method: "POST",
+                method: parts.method.as_str(),
                 target,
-                ath: None,
+                ath,
                 algorithms: dpop::Algorithms::ALL,
                 nonce: settings.dpop_nonce,
                 now,
@@ -254,6 +276,17 @@ impl Gateway {
             next_nonce: proven.next_nonce,
         })
     }
+}
+
+/// The token of a request's one `Authorization: DPoP <token>` field.
+fn dpop_token(parts: &Parts) -> Option<&str> {
+    let mut all = parts.headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(value), None) = (all.next(), all.next()) else {
+        return None;
+    };
+    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("dpop") && !token.is_empty()).then_some(token)
 }
 
 /// The `DPoP-Nonce` field's value (RFC 9449 §8.1).

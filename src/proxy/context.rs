@@ -92,26 +92,26 @@ impl RequestContext {
 }
 
 impl RequestContext {
-    /// The client's certificate: the `Client-Cert` field (RFC 9440) of a
-    /// trusted proxy that passes certificates on, else the one shown in
-    /// this connection's handshake. A field that is no certificate counts
-    /// as none.
+    /// The client's certificate: from a trusted proxy that passes
+    /// certificates on, its `Client-Cert` field (RFC 9440), none without
+    /// one (the handshake's certificate is the proxy's own); else the one
+    /// shown in this connection's handshake. A field that is no
+    /// certificate counts as none.
     pub(super) fn client_cert(
         &self,
         headers: &http::HeaderMap,
     ) -> Option<std::sync::Arc<crate::client_cert::ClientCert>> {
         use crate::client_cert::ClientCert;
-        if self.cert_from_proxy {
-            match ClientCert::from_fields(headers) {
-                Ok(Some(cert)) => return Some(std::sync::Arc::new(cert)),
-                Ok(None) => {}
-                Err(why) => {
-                    tracing::debug!(why, "a trusted proxy's Client-Cert field was not read");
-                    return None;
-                }
+        if !self.cert_from_proxy {
+            return self.tls_client_cert.clone();
+        }
+        match ClientCert::from_fields(headers) {
+            Ok(cert) => cert.map(std::sync::Arc::new),
+            Err(why) => {
+                tracing::debug!(why, "a trusted proxy's Client-Cert field was not read");
+                None
             }
         }
-        self.tls_client_cert.clone()
     }
 
     /// Whether the request's client certificate is the one `verified` is

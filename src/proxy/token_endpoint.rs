@@ -122,7 +122,7 @@ impl Gateway {
             .oauth2
             .as_ref()
             .expect("OAuth 2.0 routes exist only for issuers that have them");
-        let proved = match self.token_request_proof(settings, path, parts).await {
+        let proved = match self.endpoint_proof(settings, path, parts).await {
             Ok(proved) => proved,
             Err(refused) => return (refused, true),
         };
