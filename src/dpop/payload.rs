@@ -115,17 +115,10 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.take(b'"')?;
         let start = self.at;
-        let length = memchr::memchr(b'"', &self.text.as_bytes()[start..])?;
-        let text = self.text.get(start..start + length)?;
-        // Every byte looked at, without a branch on each.
-        let escaped = text
-            .bytes()
-            .fold(false, |seen, b| seen | (b == b'\\') | (b < 0x20));
-        if escaped {
-            return None;
-        }
+        let length = unescaped_length(&self.text.as_bytes()[start..])?;
         self.at = start + length + 1;
-        Some(text)
+        // The closing quote is ASCII: the text ends on a character.
+        self.text.get(start..start + length)
     }
 
     /// A whole number of at most 15 digits (exact as an `f64`), without
@@ -148,6 +141,35 @@ impl<'a> Cursor<'a> {
         self.at += digits;
         Some(number)
     }
+}
+
+/// The length of a string's text up to its closing quote, or `None`
+/// where a backslash or a control character (< 0x20) comes first or no
+/// quote does. Eight bytes at a time (a call to memchr for the quote and
+/// a pass for the rest cost about 300 instructions more a proof's claims).
+fn unescaped_length(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    // The high bit of each byte of `word` that is zero; the lowest one set
+    // is exact (a borrow only runs on from a byte that was zero).
+    let zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH;
+    let mut at = 0;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let stops = zero(word ^ (ONES * u64::from(b'"')))
+            | zero(word ^ (ONES * u64::from(b'\\')))
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGH);
+        if stops != 0 {
+            let stop = at + (stops.trailing_zeros() / 8) as usize;
+            return (bytes[stop] == b'"').then_some(stop);
+        }
+        at += 8;
+    }
+    let stop = at
+        + bytes[at..]
+            .iter()
+            .position(|b| *b == b'"' || *b == b'\\' || *b < 0x20)?;
+    (bytes[stop] == b'"').then_some(stop)
 }
 
 #[cfg(test)]
@@ -245,7 +267,8 @@ mod tests {
                 "0", "7", "1764000000", "123456789012345",
             ]),
             3 => select(vec![
-                r#""a\"b""#, r#""a\/b""#, "\"\u{1}\"", "\"\t\"", "00", "01", "-1", "-0", "1.5",
+                r#""a\"b""#, r#""a\/b""#, "\"\u{1}\"", "\"\t\"", r#""https://api.\"x""#,
+                "\"abcdefgh\u{1f}\"", "\"abcdefg\u{7f}\u{e9}\\\\\"", r#""abcdefghijklmnop"#, "00", "01", "-1", "-0", "1.5",
                 "1.", "1e3", "1E3", "1234567890123456", "99999999999999999999", "null", "true",
                 "{}", "[]", r#"{"a":1}"#, r#"""#, "1x", "",
             ]),
