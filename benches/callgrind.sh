@@ -15,7 +15,7 @@
 # (h2load, as H2=1) to a copy of peers.toml whose upstream is the origin's
 # h2c listener: h2 both ways; give it the binary alone, the config is
 # added. DPOP=1 sends a DPoP-bound token with a fresh proof per request
-# (benches/dpop_proofs.py makes them, benches/dpop.lua sends them).
+# (benches/dpop_proofs.py makes them, benches/dpop_load.py sends them).
 # MTLS=DIR sends the load over TLS with DIR's client certificate, one
 # kept-alive connection at a time (benches/mtls_load.py).
 # Needs valgrind, nginx, wrk (or h2load), python3.
@@ -38,13 +38,6 @@ fi
 
 # load SECONDS: the load, its report on stdout.
 load() {
-  local script=()
-  if [ "${DPOP:-0}" = 1 ]; then
-    # A proof is taken once: enough for the load, made just before it.
-    python3 "$(dirname "$0")/dpop_proofs.py" "$url" $(($1 * ${DPOP_RATE:-6000})) "$TMP/dpop"
-    script=(-s "$(dirname "$0")/dpop.lua")
-    export PROOFS=$TMP/dpop
-  fi
   if [ -n "${MTLS:-}" ]; then
     timeout $(($1 + 20)) python3 "$(dirname "$0")/mtls_load.py" "$1" "$MTLS" "$TOKEN"
   elif [ "${H2:-0}" = 1 ]; then
@@ -52,8 +45,36 @@ load() {
       "${grpc[@]}" "${extra[@]}" "$url" | sed 's/^status codes: .* \([1-9][0-9]*\) [45]xx.*/Non-2xx: \1/'
   else
     timeout $(($1 + 20)) wrk -t1 -c50 -d"${1}s" -H "Authorization: Bearer $TOKEN" \
-      "${script[@]}" "${extra[@]}" http://127.0.0.1:18085/
+      "${extra[@]}" http://127.0.0.1:18085/
   fi
+}
+
+# counted GATEWAY: 3 s of load, the counters zeroed, 10 s counted and
+# dumped; the counted load's report on stdout. The DPoP load is one
+# loader's 50 connections throughout (benches/dpop_load.py, its count
+# started again at the zero): under valgrind it serves ~1,500 requests
+# in the count, and wrk's 50 connections opened and closed in it would
+# charge each ~1,000 instructions a bearer count spreads over ~35,000.
+counted() {
+  if [ "${DPOP:-0}" != 1 ]; then
+    load 3 > /dev/null
+    callgrind_control --zero "$1" > /dev/null 2>&1
+    load 10
+    callgrind_control --dump "$1" > /dev/null 2>&1
+    return
+  fi
+  # A proof is taken once: enough for the load, made just before it.
+  python3 "$(dirname "$0")/dpop_proofs.py" "$url" $((13 * ${DPOP_RATE:-1000})) "$TMP/dpop"
+  python3 "$(dirname "$0")/dpop_load.py" "$TMP/dpop" 50 > "$TMP/dpop.out" &
+  local loader=$!
+  sleep 3
+  callgrind_control --zero "$1" > /dev/null 2>&1
+  kill -USR1 "$loader"
+  sleep 10
+  callgrind_control --dump "$1" > /dev/null 2>&1
+  kill -TERM "$loader"
+  wait "$loader" || true
+  cat "$TMP/dpop.out"
 }
 
 for cmd in "$@"; do
@@ -65,10 +86,7 @@ for cmd in "$@"; do
   wait_for_gateway 60
   extra=()
   [ -n "${HEADER:-}" ] && extra=(-H "$HEADER")
-  load 3 > /dev/null
-  callgrind_control --zero "$gateway" > /dev/null 2>&1
-  out=$(load 10)
-  callgrind_control --dump "$gateway" > /dev/null 2>&1
+  out=$(counted "$gateway")
   kill -9 -- "-$gateway" 2>/dev/null; wait "$gateway" 2>/dev/null || true; gateway=""
   requests=$(awk '/requests in/ {print $1} /^requests:/ {print $8}' <<< "$out")
   # A count of refusals is no count of the path asked for.

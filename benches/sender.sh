@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # What binding a token to its sender costs a proxied request, in
 # instructions (callgrind.sh, benches/peers.toml):
-# - a DPoP-bound token with a fresh ES256 proof each request, beside the
-#   shipped bearer token, and the proof's signature check alone (the
-#   inclusive count of jsonwebtoken::crypto::verify in the same profile),
-#   each per proof the gateway checked;
+# - a DPoP-bound token with a fresh ES256 proof each request, over 50
+#   connections kept open (benches/dpop_load.py), beside the shipped
+#   bearer token, and the proof's signature check alone (the inclusive
+#   count of jsonwebtoken::crypto::verify in the same profile), each per
+#   proof the gateway checked;
 #   the rest of it, and the part of that in dpop::Proofs::check (the rest
 #   is carrying the token's proof: reading and forwarding its header);
 # - over TLS with a client certificate (client_ca_file), a bearer token
@@ -36,10 +37,10 @@ inclusive() {
 }
 verify=$(inclusive 'jsonwebtoken::crypto::verify')
 check=$(inclusive 'portero::dpop::Proofs::check')
-# Requests: the proofs the gateway checked in the window, not wrk's count
-# of answers, which leaves out the requests in flight as it stops (up to
-# one a connection: 50 of the ~1,100 a run under valgrind serves, each
-# ~2.9 million instructions that wrk's count would spread over the rest).
+# Requests: the proofs the gateway checked in the window, not the load's
+# count of answers, which leaves out the requests in flight as it stops
+# (up to one a connection: 50 of the ~1,500 a run under valgrind serves,
+# each ~2.9 million instructions that its count would spread over the rest).
 requests=$(annotate --tree=calling |
   awk '/>   .*:portero::dpop::Proofs::check \(/ && match($0, /\([0-9,]+x\)/) {
          n = substr($0, RSTART + 1, RLENGTH - 3); gsub(",", "", n); if (n + 0 > max) max = n + 0
