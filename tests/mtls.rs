@@ -386,13 +386,7 @@ async fn any_certificate_serves_self_signed_clients_and_binds_public_refresh_tok
         assert_eq!(status, want, "{body}");
     }
     let token = answer["access_token"].as_str().unwrap();
-    let over_plain = reqwest::Client::new()
-        .get(gw.url("/oauth2/app/userinfo"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(over_plain.status(), 401);
+    assert_eq!(status_with(&gw, "/oauth2/app/userinfo", token).await, 401);
     let refresh = answer["refresh_token"].as_str().unwrap().to_string();
     let refresh = format!("grant_type=refresh_token&refresh_token={refresh}&client_id=spa-mtls");
     let (status, answer) = curl(&ca, Some(&selfie), &["-d", &refresh, &token_endpoint]);
