@@ -71,7 +71,7 @@ impl ClientCert {
         // certificate is the whole field: bytes after it would make another
         // thumbprint of the same certificate.
         match x509_parser::parse_x509_certificate(&der) {
-            Ok((rest, _)) if rest.is_empty() => {}
+            Ok(([], _)) => {}
             Ok(_) => return Err("Client-Cert holds more than a certificate"),
             Err(_) => return Err("Client-Cert is no X.509 certificate"),
         }
