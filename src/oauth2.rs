@@ -28,7 +28,7 @@ mod in_process;
 mod inspect;
 mod metadata;
 mod mint;
-mod oidc;
+pub(crate) mod oidc;
 mod page;
 mod par;
 mod passkey;
@@ -192,10 +192,12 @@ impl Error {
     }
 }
 
-/// A token request's DPoP proof refused (RFC 9449 §5.1, §8): with the
-/// nonce to use (`use_dpop_nonce`), or as invalid (`invalid_dpop_proof`);
-/// `None` when the store could not say whether it was taken before.
-pub fn proof_refused(refusal: Option<Option<Arc<str>>>) -> Answer {
+/// A DPoP proof refused (RFC 9449 §5.1, §8): with the nonce to use
+/// (`use_dpop_nonce`), or as invalid (`invalid_dpop_proof`); `None` when
+/// the store could not say whether it was taken before. A token endpoint
+/// answers `400`; a resource (userinfo, §7.1) `401` with a `DPoP`
+/// challenge.
+pub fn proof_refused(refusal: Option<Option<Arc<str>>>, resource: bool) -> Answer {
     let (error, nonce) = match refusal {
         None => (Error::unavailable(), None),
         Some(Some(nonce)) => (
@@ -215,26 +217,24 @@ pub fn proof_refused(refusal: Option<Option<Arc<str>>>) -> Answer {
             None,
         ),
     };
+    let challenge =
+        (resource && error.status == StatusCode::BAD_REQUEST).then(|| dpop_challenge(error.code));
+    let status = match challenge {
+        Some(_) => StatusCode::UNAUTHORIZED,
+        None => error.status,
+    };
     Answer {
+        status,
         dpop_nonce: nonce,
+        bearer_challenge: challenge,
         ..Answer::from(error)
     }
 }
 
-/// A refusal of [`proof_refused`] where a resource answers it (userinfo,
-/// RFC 9449 §7.1): `401` with a `DPoP` challenge, rather than a token
-/// endpoint's `400`. The store out of reach stays `503`.
-pub fn proof_refused_at_resource(mut answer: Answer) -> Answer {
-    if answer.status == StatusCode::BAD_REQUEST {
-        let body: Value = serde_json::from_str(&answer.body).unwrap_or_default();
-        let error = body["error"].as_str().unwrap_or("invalid_dpop_proof");
-        answer.status = StatusCode::UNAUTHORIZED;
-        answer.bearer_challenge = Some(format!(
-            "DPoP error=\"{error}\", algs=\"{}\"",
-            crate::dpop::Algorithms::ALL.names()
-        ));
-    }
-    answer
+/// A resource's `WWW-Authenticate: DPoP` value for `error` (RFC 9449 §7.1).
+fn dpop_challenge(error: &str) -> String {
+    let algs = crate::dpop::Algorithms::ALL.names();
+    format!("DPoP error=\"{error}\", algs=\"{algs}\"")
 }
 
 /// The store out of reach: the client may try again.

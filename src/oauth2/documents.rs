@@ -323,9 +323,7 @@ async fn read(
     let (body, max_age) = fetch(http, id).await?;
     let document: Value = serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
     let object = document.as_object().ok_or("not a JSON object")?;
-    // A member named twice means what the last parser to read it says:
-    // refused, as at registration.
-    if crate::claims::Claims::parse(body).is_err() {
+    if registration::names_a_member_twice(&body) {
         return Err("a member is named twice".into());
     }
     let client = described(ctx, id, object)?;

@@ -55,13 +55,22 @@ fn presented(req: &Request<'_>) -> Option<(String, bool)> {
             .map(str::to_string),
         false => None,
     };
-    let Some(h) = req.authorization.and_then(|h| std::str::from_utf8(h).ok()) else {
+    let Some(header) = req.authorization else {
         return in_form.map(|token| (token, false));
     };
-    let (scheme, token) = h.split_once(' ')?;
+    let (token, dpop) = authorization(header)?;
+    in_form.is_none().then(|| (token.to_string(), dpop))
+}
+
+/// The token of an `Authorization` value whose scheme is `Bearer` or
+/// `DPoP` (case-insensitive, then one space), and whether it is `DPoP`;
+/// `None` for any other value, or one that is not text.
+pub fn authorization(header: &[u8]) -> Option<(&str, bool)> {
+    let (scheme, token) = std::str::from_utf8(header).ok()?.split_once(' ')?;
     let dpop = scheme.eq_ignore_ascii_case("dpop");
+    let token = token.trim();
     let named = dpop || scheme.eq_ignore_ascii_case("bearer");
-    (in_form.is_none() && named).then(|| (token.trim().to_string(), dpop))
+    (named && !token.is_empty()).then_some((token, dpop))
 }
 
 /// Whether the request proves it is the sender a token is bound to: a
@@ -114,10 +123,7 @@ pub async fn userinfo(ctx: &Endpoints<'_>, req: &Request<'_>) -> Answer {
         let mut answer =
             invalid_token("the access token is bound to a sender this request does not prove");
         if dpop {
-            answer.bearer_challenge = Some(format!(
-                "DPoP error=\"invalid_token\", algs=\"{}\"",
-                crate::dpop::Algorithms::ALL.names()
-            ));
+            answer.bearer_challenge = Some(super::dpop_challenge("invalid_token"));
         }
         return answer;
     }

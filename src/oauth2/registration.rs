@@ -43,9 +43,7 @@ pub async fn handle(ctx: &Endpoints<'_>, req: &Request<'_>) -> Result<Answer, Er
     }
     let metadata: Value = serde_json::from_slice(req.body)
         .map_err(|e| invalid_metadata(format!("the body is not JSON: {e}")))?;
-    // A member named twice means what the last parser to read it says
-    // (serde keeps the last): refused, as in a token.
-    if metadata.is_object() && crate::claims::Claims::parse(req.body.to_vec()).is_err() {
+    if metadata.is_object() && names_a_member_twice(req.body) {
         return Err(invalid_metadata("a member is named twice"));
     }
     let client = read(ctx, req, &metadata)?;
@@ -210,6 +208,13 @@ fn read(ctx: &Endpoints<'_>, req: &Request<'_>, m: &Value) -> Result<RegisteredC
 }
 
 pub(super) type Metadata = serde_json::Map<String, Value>;
+
+/// Whether a JSON object (read already) names a member twice, at any
+/// depth: which copy counts is then the last parser's to read it say
+/// (serde keeps the last), so it is refused, as in a token.
+pub(super) fn names_a_member_twice(json: &[u8]) -> bool {
+    crate::claims::Claims::parse(json.to_vec()).is_err()
+}
 
 /// A member that is true or false, false when not sent.
 pub(super) fn flag(object: &Metadata, name: &str) -> Result<bool, Error> {

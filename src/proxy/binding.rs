@@ -192,14 +192,14 @@ impl Gateway {
                     return Ok(Proved::default());
                 };
                 let ath = dpop::ath(token);
-                let proved = self.proof_at(settings, endpoint, parts, Some(&ath)).await;
-                proved.map_err(oauth2::proof_refused_at_resource)
+                self.proof_at(settings, endpoint, parts, Some(&ath)).await
             }
             _ => Ok(Proved::default()),
         }
     }
 
-    /// The proof at `endpoint`, with `ath` where a token comes with it.
+    /// The proof at `endpoint`, with `ath` where a token comes with it
+    /// (a resource's request, refused as a resource refuses).
     async fn proof_at(
         &self,
         settings: &OAuth2,
@@ -213,7 +213,8 @@ impl Gateway {
             (Some(proof), None) => Some(proof.as_bytes()),
             (Some(_), Some(_)) => None,
         };
-        let refused = || oauth2::proof_refused(Some(None));
+        let resource = ath.is_some();
+        let refused = || oauth2::proof_refused(Some(None), resource);
         let proof = proof.ok_or_else(refused)?;
         let now = self.shared.clock.unix();
         // The endpoint as the metadata names it, or its mutual-TLS alias.
@@ -252,10 +253,13 @@ impl Gateway {
         let proven = match checked {
             Ok(proven) => proven,
             Err(Refused::Nonce) => {
-                return Err(oauth2::proof_refused(Some(Some(proofs.nonce(now)))))
+                return Err(oauth2::proof_refused(
+                    Some(Some(proofs.nonce(now))),
+                    resource,
+                ))
             }
             Err(why) => {
-                tracing::debug!(?why, "DPoP proof at a token endpoint refused");
+                tracing::debug!(?why, "DPoP proof at an issuer's endpoint refused");
                 return Err(refused());
             }
         };
@@ -268,7 +272,7 @@ impl Gateway {
             {
                 Ok(true) => {}
                 Ok(false) => return Err(refused()),
-                Err(_) => return Err(oauth2::proof_refused(None)),
+                Err(_) => return Err(oauth2::proof_refused(None, resource)),
             }
         }
         Ok(Proved {
@@ -278,15 +282,18 @@ impl Gateway {
     }
 }
 
-/// The token of a request's one `Authorization: DPoP <token>` field.
+/// The token of a request's one `Authorization: DPoP <token>` field, as
+/// userinfo reads it ([`oauth2::oidc::authorization`]): the proof's `ath`
+/// is that token's.
 fn dpop_token(parts: &Parts) -> Option<&str> {
     let mut all = parts.headers.get_all(http::header::AUTHORIZATION).iter();
     let (Some(value), None) = (all.next(), all.next()) else {
         return None;
     };
-    let (scheme, token) = value.to_str().ok()?.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("dpop") && !token.is_empty()).then_some(token)
+    match oauth2::oidc::authorization(value.as_bytes())? {
+        (token, true) => Some(token),
+        (_, false) => None,
+    }
 }
 
 /// The `DPoP-Nonce` field's value (RFC 9449 §8.1).

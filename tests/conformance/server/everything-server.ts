@@ -73,7 +73,7 @@ function getMrtInputText(inputResponse: unknown, field: string): string {
   return typeof value === 'string' ? value : 'unknown';
 }
 
-// Session management
+// MCP sessions (Mcp-Session-Id): a transport and a server each
 const transports: { [sessionId: string]: StreamableHTTPServerTransport } = {};
 const servers: { [sessionId: string]: McpServer } = {};
 
@@ -204,7 +204,7 @@ const JSON_SCHEMA_2020_12_INPUT_SCHEMA = {
   additionalProperties: false
 };
 
-// Function to create a new MCP server instance (one per session)
+// Function to create a new MCP server instance (one per MCP session)
 function createMcpServer() {
   const mcpServer = new McpServer(
     {
