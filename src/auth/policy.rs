@@ -19,10 +19,50 @@ use crate::header_name::{
 /// A request's credential, and how it came.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Presented<'r> {
-    pub token: Cow<'r, str>,
+    token: Token<'r>,
     /// `Authorization: DPoP <token>` (RFC 9449 §7.1): its sender says it
     /// holds the key the token is bound to, and sends a proof.
     pub dpop: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Token<'r> {
+    /// A header's bytes, read as text only when they are not a token
+    /// already verified (`Validator::cached`): the check of every byte
+    /// is then the cache's compare.
+    Field(&'r [u8]),
+    /// A cookie's or a query parameter's value, text as read.
+    Text(Cow<'r, str>),
+}
+
+impl Presented<'_> {
+    /// The token as sent.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.token {
+            Token::Field(bytes) => bytes,
+            Token::Text(text) => text.as_bytes(),
+        }
+    }
+
+    /// The token as text. A header's must be visible ASCII (or a tab), as
+    /// `HeaderValue::to_str` reads it: one that is not carries no token.
+    pub fn text(&self) -> Result<&str, AuthError> {
+        match &self.token {
+            Token::Field(bytes) => match bytes
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+            {
+                true => std::str::from_utf8(bytes).map_err(|_| AuthError::MissingToken),
+                false => Err(AuthError::MissingToken),
+            },
+            Token::Text(text) => Ok(text),
+        }
+    }
+
+    /// Whether it is shaped as a JWT: three parts.
+    pub fn jwt_shaped(&self) -> bool {
+        memchr::memchr_iter(b'.', self.bytes()).count() == 2
+    }
 }
 
 impl Policy {
@@ -73,21 +113,21 @@ impl TokenSource {
         query: Option<&'r str>,
     ) -> Result<Presented<'r>, AuthError> {
         let mut dpop = false;
-        let token = match self {
+        let field = match self {
             Self::Bearer => {
                 let value = single(headers, &AUTHORIZATION)?;
-                match bearer(value) {
+                match scheme(value, b"bearer") {
                     Some(token) => token,
                     None => {
-                        let token = scheme(value, "dpop");
+                        let token = scheme(value, b"dpop");
                         dpop = token.is_some();
-                        token.unwrap_or("")
+                        token.unwrap_or_default()
                     }
                 }
             }
             Self::RawAuthorization => {
-                let v = single(headers, &AUTHORIZATION)?.trim();
-                match (bearer(v), scheme(v, "dpop")) {
+                let v = single(headers, &AUTHORIZATION)?.trim_ascii();
+                match (scheme(v, b"bearer"), scheme(v, b"dpop")) {
                     (Some(token), _) => token,
                     (None, Some(token)) => {
                         dpop = true;
@@ -103,21 +143,33 @@ impl TokenSource {
                 if spelled_otherwise {
                     return Err(AuthError::RepeatedToken);
                 }
-                single(headers, name)?.trim()
+                single(headers, name)?.trim_ascii()
             }
-            Self::Cookie(name) => one_request_cookie(headers, name)
-                .map_err(|()| AuthError::RepeatedToken)?
-                .unwrap_or(""),
+            Self::Cookie(name) => {
+                let token = one_request_cookie(headers, name)
+                    .map_err(|()| AuthError::RepeatedToken)?
+                    .unwrap_or("");
+                return match token.is_empty() {
+                    true => Err(AuthError::MissingToken),
+                    false => Ok(Presented {
+                        token: Token::Text(Cow::Borrowed(token)),
+                        dpop,
+                    }),
+                };
+            }
             Self::Query(name) => {
                 let token = query_param(query.unwrap_or(""), name)?;
-                return Ok(Presented { token, dpop });
+                return Ok(Presented {
+                    token: Token::Text(token),
+                    dpop,
+                });
             }
         };
-        if token.is_empty() {
+        if field.is_empty() {
             return Err(AuthError::MissingToken);
         }
         Ok(Presented {
-            token: Cow::Borrowed(token),
+            token: Token::Field(field),
             dpop,
         })
     }
@@ -177,31 +229,26 @@ fn query_param<'q>(query: &'q str, name: &str) -> Result<Cow<'q, str>, AuthError
     }
 }
 
-/// The one value of a header, as text: empty unless visible ASCII (or
-/// a tab). (`to_str`, 264 instructions a 229-byte field, was measured
-/// against `from_utf8` and `is_ascii`, a word at a time each: 437.)
-fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h str, AuthError> {
+/// The one value of a header, as sent: read as text only when the token
+/// in it is not one already verified ([`Presented::text`]). (`to_str`
+/// on every request cost 264 instructions a 229-byte field.)
+fn single<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<&'h [u8], AuthError> {
     let mut all = headers.get_all(name).iter();
     let first = all.next().ok_or(AuthError::MissingToken)?;
     if all.next().is_some() {
         return Err(AuthError::RepeatedToken);
     }
-    Ok(first.to_str().unwrap_or(""))
+    Ok(first.as_bytes())
 }
 
-/// The scheme name is case-insensitive (RFC 7235 §2.1).
+/// The credential after scheme `name` (lower case; the scheme is
+/// case-insensitive, RFC 7235 §2.1) and a space: the scheme is told by
+/// its place, not found by a search.
 #[inline]
-fn bearer(value: &str) -> Option<&str> {
-    scheme(value, "bearer")
-}
-
-/// The credential after scheme `name` (lower case) and a space: the
-/// scheme is told by its place, not found by a search.
-#[inline]
-fn scheme<'v>(value: &'v str, name: &str) -> Option<&'v str> {
-    let value = value.trim();
+fn scheme<'v>(value: &'v [u8], name: &[u8]) -> Option<&'v [u8]> {
+    let value = value.trim_ascii();
     let (scheme, rest) = (value.get(..name.len())?, value.get(name.len()..)?);
-    (scheme.eq_ignore_ascii_case(name) && rest.starts_with(' ')).then(|| rest.trim())
+    (scheme.eq_ignore_ascii_case(name) && rest.first() == Some(&b' ')).then(|| rest.trim_ascii())
 }
 
 impl Policy {
@@ -209,9 +256,8 @@ impl Policy {
     /// keys, or takes keys and tokens and it is not shaped as a JWT
     /// (three parts).
     #[inline]
-    pub fn takes_as_api_key(&self, token: &str) -> bool {
-        self.api_key_mask != 0
-            && (self.api_key_mask == self.issuer_mask || token.split('.').count() != 3)
+    pub fn takes_as_api_key(&self, token: &Presented) -> bool {
+        self.api_key_mask != 0 && (self.api_key_mask == self.issuer_mask || !token.jwt_shaped())
     }
 
     pub fn accepts_issuer(&self, issuer: usize) -> bool {
@@ -363,7 +409,9 @@ mod tests {
     }
 
     fn ex(source: &TokenSource, h: &HeaderMap) -> Result<String, AuthError> {
-        source.extract(h, None).map(|p| p.token.into_owned())
+        source
+            .extract(h, None)
+            .and_then(|p| p.text().map(str::to_string))
     }
 
     #[test]
@@ -388,7 +436,9 @@ mod tests {
         let bearer = ("authorization", "Bearer good");
         for cookie in ["a=b tok=x", "tok[0]=x", "secure tok=x", "TOK=x", "tok"] {
             let h = headers(&[bearer, ("cookie", cookie)]);
-            let got = policy.token(&h, None).map(|p| p.token.into_owned());
+            let got = policy
+                .token(&h, None)
+                .and_then(|p| p.text().map(str::to_string));
             assert_eq!(got, Err(AuthError::RepeatedToken), "{cookie}");
         }
         let mut not_text = headers(&[bearer]);
@@ -396,7 +446,9 @@ mod tests {
         assert_eq!(policy.token(&not_text, None), Err(AuthError::RepeatedToken));
         let h = headers(&[bearer]);
         for query in ["access.token=x", "access_token[]=x", "access_token%00=x"] {
-            let got = policy.token(&h, Some(query)).map(|p| p.token.into_owned());
+            let got = policy
+                .token(&h, Some(query))
+                .and_then(|p| p.text().map(str::to_string));
             assert_eq!(got, Err(AuthError::RepeatedToken), "{query}");
         }
         // A bearer header portero reads no token in, beside a cookie token.
@@ -408,12 +460,16 @@ mod tests {
         ] {
             let mut h = headers(&[("cookie", "tok=good")]);
             h.insert(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
-            let got = policy.token(&h, None).map(|p| p.token.into_owned());
+            let got = policy
+                .token(&h, None)
+                .and_then(|p| p.text().map(str::to_string));
             assert_eq!(got, Err(AuthError::RepeatedToken), "{value:?}");
         }
         let h = headers(&[("cookie", "tok=good"), ("authorization", "Basic eDp5")]);
         assert_eq!(
-            policy.token(&h, None).map(|p| p.token.into_owned()),
+            policy
+                .token(&h, None)
+                .and_then(|p| p.text().map(str::to_string)),
             Ok("good".into())
         );
         let header = with_sources(&["bearer", "header:x-api-token"]);
@@ -421,7 +477,9 @@ mod tests {
         assert_eq!(header.token(&h, None), Err(AuthError::RepeatedToken));
         let h = headers(&[bearer, ("cookie", "stok=x; tok_id=y")]);
         assert_eq!(
-            policy.token(&h, Some("a=1")).map(|p| p.token.into_owned()),
+            policy
+                .token(&h, Some("a=1"))
+                .and_then(|p| p.text().map(str::to_string)),
             Ok("good".into())
         );
         // Alone, such a copy is no token.
@@ -442,7 +500,10 @@ mod tests {
     fn query_tokens_are_read_as_the_upstream_reads_them() {
         let p = with_sources(&["bearer", "query:access_token"]);
         let none = HeaderMap::new();
-        let token = |q: &str| p.token(&none, Some(q)).map(|p| p.token.into_owned());
+        let token = |q: &str| {
+            p.token(&none, Some(q))
+                .and_then(|p| p.text().map(str::to_string))
+        };
         assert_eq!(token("a=1&access_token=t.o.k"), Ok("t.o.k".into()));
         assert_eq!(token("access%5Ftoken=t%2Eo.k"), Ok("t.o.k".into()));
         assert_eq!(token("access_token="), Err(AuthError::MissingToken));
@@ -459,7 +520,7 @@ mod tests {
         );
         assert_eq!(
             p.token(&both, None)
-                .map(|p| p.token.into_owned())
+                .and_then(|p| p.text().map(str::to_string))
                 .as_deref(),
             Ok("a")
         );
@@ -494,7 +555,7 @@ mod tests {
         assert_eq!(
             dpop,
             Ok(Presented {
-                token: "abc".into(),
+                token: Token::Field(b"abc"),
                 dpop: true
             })
         );
@@ -570,7 +631,7 @@ mod tests {
         let q = |s: &str| {
             query
                 .extract(&HeaderMap::new(), Some(s))
-                .map(|p| p.token.into_owned())
+                .and_then(|p| p.text().map(str::to_string))
         };
         for other in [
             "ACCESS_TOKEN=forged",

@@ -157,7 +157,7 @@ impl Verified {
     }
 
     /// The hash of the credential, as a DPoP proof's `ath` names it.
-    pub fn ath(&self, token: &str) -> &str {
+    pub fn ath(&self, token: &[u8]) -> &str {
         self.ath.get_or_init(|| crate::dpop::ath(token))
     }
 
@@ -325,17 +325,32 @@ impl Validator {
         let Some(cache) = &self.cache else {
             return self.verify(token).map(Arc::new);
         };
-        let hash = self.hasher.hash_one(token);
-        if let Some(hit) = cache.get(&hash) {
-            if &*hit.token == token {
-                return Ok(hit);
-            }
+        if let Some(hit) = self.cached(token.as_bytes()) {
+            return Ok(hit);
         }
         let mut verified = self.verify(token)?;
         verified.token = token.into();
         let verified = Arc::new(verified);
-        cache.insert(hash, verified.clone());
+        cache.insert(self.cache_key(token.as_bytes()), verified.clone());
         Ok(verified)
+    }
+
+    /// A token's place in the cache: its length and last 32 bytes, which
+    /// in a JWT are its signature's, one token's own, so that a longer
+    /// token costs no more to find. Tokens alike there share a place: that
+    /// costs only a miss, as a hit is confirmed byte for byte.
+    #[inline]
+    fn cache_key(&self, token: &[u8]) -> u64 {
+        let tail = &token[token.len().saturating_sub(32)..];
+        self.hasher.hash_one((token.len(), tail))
+    }
+
+    /// The verified form of a token with these bytes, when it is cached
+    /// (its time, issuer and revocation not yet checked: [`Validator::admit`]).
+    #[inline]
+    pub fn cached(&self, token: &[u8]) -> Option<Arc<Verified>> {
+        let hit = self.cache.as_ref()?.get(&self.cache_key(token))?;
+        (hit.token.as_bytes() == token).then_some(hit)
     }
 
     pub fn check_time(&self, t: &Verified, now: i64) -> Result<(), AuthError> {

@@ -60,7 +60,7 @@ impl Client {
 
 fn claims(jti: &str) -> Value {
     json!({"jti": jti, "htm": "GET", "htu": "https://api.example/notes", "iat": NOW,
-        "ath": ath("the-token")})
+        "ath": ath(b"the-token")})
 }
 
 fn expected(hash: &str) -> Expected<'_> {
@@ -84,7 +84,7 @@ fn proofs() -> Proofs {
 
 #[test]
 fn a_proof_of_the_request_is_taken_once() {
-    let (c, p, hash) = (client(), proofs(), ath("the-token"));
+    let (c, p, hash) = (client(), proofs(), ath(b"the-token"));
     let proof = c.proof(claims("1"));
     let proven = p.check(proof.as_bytes(), &expected(&hash)).unwrap();
     // Remembered until its iat is too old, on an instance PROOF_SKEW behind.
@@ -124,7 +124,7 @@ fn a_proof_of_the_request_is_taken_once() {
 
 #[test]
 fn a_proof_of_another_request_or_token_is_refused() {
-    let (c, p, hash) = (client(), proofs(), ath("the-token"));
+    let (c, p, hash) = (client(), proofs(), ath(b"the-token"));
     let refused = |changes: Value| {
         let mut body = claims("x");
         for (k, v) in changes.as_object().unwrap() {
@@ -145,7 +145,7 @@ fn a_proof_of_another_request_or_token_is_refused() {
         json!({"iat": NOW as f64 + PROOF_SKEW as f64 + 0.5}),
         json!({"iat": NOW as f64 - PROOF_AGE as f64 - 0.5}),
         json!({"iat": "now"}),
-        json!({"ath": ath("another token")}),
+        json!({"ath": ath(b"another token")}),
         json!({"ath": null}),
         json!({"jti": null}),
         json!({"jti": ""}),
@@ -166,7 +166,7 @@ fn a_proof_of_another_request_or_token_is_refused() {
 
 #[test]
 fn a_header_that_is_not_a_public_key_proof_is_refused() {
-    let (c, p, hash) = (client(), proofs(), ath("the-token"));
+    let (c, p, hash) = (client(), proofs(), ath(b"the-token"));
     let body = claims("h");
     let with = |header: Value| c.proof_with(header, body.clone());
     let not_dpop = with(json!({"typ": "JWT", "jwk": c.jwk}));
@@ -224,7 +224,7 @@ fn a_header_that_is_not_a_public_key_proof_is_refused() {
         "GET",
         "https://api.example/notes",
         NOW,
-        ath("the-token"),
+        ath(b"the-token"),
         ""
     ]);
     for proof in [
@@ -256,7 +256,7 @@ fn a_header_that_is_not_a_public_key_proof_is_refused() {
 
 #[test]
 fn a_nonce_route_asks_for_a_current_nonce() {
-    let (c, p, hash) = (client(), proofs(), ath("the-token"));
+    let (c, p, hash) = (client(), proofs(), ath(b"the-token"));
     let mut asked = expected(&hash);
     asked.nonce = true;
     assert_eq!(

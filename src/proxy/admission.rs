@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, Response};
 
 use super::binding::{self, Bound};
 use super::{Gateway, RequestContext};
+use crate::auth::policy::Presented;
 use crate::auth::validate::Verified;
 use crate::auth::AuthError;
 use crate::config::{Endpoint, OutagePolicy, Policy, Route, RouteAction};
@@ -104,7 +105,7 @@ impl Gateway {
                 self.store_outage(live, index)?;
                 let parts = asked.parts;
                 let verified = match policy.token(&parts.headers, parts.uri.query()) {
-                    Ok(presented) => match self.verify(live, policy, &presented.token).await {
+                    Ok(presented) => match self.verify(live, policy, &presented).await {
                         Ok(v) => match binding::without_proof(
                             &policy.sender,
                             &presented,
@@ -304,32 +305,43 @@ impl Gateway {
         &self,
         live: &Live,
         policy: &Policy,
-        token: &str,
+        presented: &Presented<'_>,
     ) -> Result<Arc<Verified>, NotAdmitted> {
         let now = self.shared.clock.unix();
-        if policy.takes_as_api_key(token) {
+        let text = || presented.text().map_err(NotAdmitted::Denied);
+        if policy.takes_as_api_key(presented) {
             return live
                 .api_keys
-                .validate(token, policy, now, &live.validator)
+                .validate(text()?, policy, now, &live.validator)
                 .map_err(NotAdmitted::Denied);
         }
         let introspector = policy
             .introspect
             .and_then(|issuer| live.issuer(IssuerId(issuer)).introspector.as_ref());
-        if let Some(introspector) = introspector.filter(|_| token.split('.').count() != 3) {
+        if let Some(introspector) = introspector.filter(|_| !presented.jwt_shaped()) {
             // Opaque: only the provider can read it.
             return introspector
-                .validate(token, policy, now, &live.validator)
+                .validate(text()?, policy, now, &live.validator)
                 .await;
         }
-        let jwt = self.validate_jwt(live, policy, token, now);
+        // A token verified before is the text it was then: its bytes are
+        // not read again.
+        let jwt = match live.validator.cached(presented.bytes()) {
+            Some(verified) => live.validator.admit(verified, policy, now),
+            None => presented
+                .text()
+                .and_then(|token| self.validate_jwt(live, policy, token, now)),
+        };
         if !matches!(jwt, Err(AuthError::UnknownKey | AuthError::Malformed)) {
             return jwt.map_err(NotAdmitted::Denied);
         }
         // Shaped as a JWT, but no key reads it: one of the route's API keys
         // (an imported key may hold dots) before any provider hears of it.
         if policy.api_key_mask != 0 {
-            match live.api_keys.validate(token, policy, now, &live.validator) {
+            match live
+                .api_keys
+                .validate(text()?, policy, now, &live.validator)
+            {
                 Err(AuthError::UnknownApiKey) => {}
                 result => return result.map_err(NotAdmitted::Denied),
             }
@@ -338,7 +350,7 @@ impl Gateway {
             // The provider is asked only about a token no key can read.
             Some(introspector) => {
                 introspector
-                    .validate(token, policy, now, &live.validator)
+                    .validate(text()?, policy, now, &live.validator)
                     .await
             }
             None => jwt.map_err(NotAdmitted::Denied),

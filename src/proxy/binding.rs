@@ -68,7 +68,7 @@ impl Gateway {
         let expected = Expected {
             method: parts.method.as_str(),
             target,
-            ath: Some(verified.ath(&presented.token)),
+            ath: Some(verified.ath(presented.bytes())),
             algorithms: sender.algorithms,
             nonce: sender.nonce,
             now,
@@ -191,7 +191,7 @@ impl Gateway {
                 let Some(token) = dpop_token(parts) else {
                     return Ok(Proved::default());
                 };
-                let ath = dpop::ath(token);
+                let ath = dpop::ath(token.as_bytes());
                 self.proof_at(settings, endpoint, parts, Some(&ath)).await
             }
             _ => Ok(Proved::default()),

@@ -69,6 +69,7 @@ impl Gateway {
                 });
         }
         let token = policy.token(&parts.headers, parts.uri.query());
+        let token = token.and_then(|presented| presented.text().map(drop));
         if policy.issuer_mask != 0 && !matches!(token, Err(AuthError::MissingToken)) {
             return Ok(None);
         }
@@ -372,7 +373,9 @@ fn navigation(parts: &Parts) -> bool {
 fn carries_credential(policy: &Policy, parts: &Parts) -> bool {
     parts.headers.contains_key(AUTHORIZATION)
         || !matches!(
-            policy.token(&parts.headers, parts.uri.query()),
+            policy
+                .token(&parts.headers, parts.uri.query())
+                .and_then(|presented| presented.text().map(drop)),
             Err(AuthError::MissingToken)
         )
 }
