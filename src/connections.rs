@@ -290,6 +290,12 @@ impl Slot {
         // A new connection owes a request head from its first moment.
         let mut head_since = Some(self.since);
         let mut quiet_since = self.since;
+        // One wait for eviction and one timer for the connection's life,
+        // the timer reset each round: making and dropping a pair each
+        // round was most of what an idle connection's wake-up cost.
+        let evicted = a.evict.notified();
+        let wake = tokio::time::sleep_until(self.since + tick);
+        tokio::pin!(evicted, wake);
         loop {
             let next = [
                 head_since.map(|t| t + limits.header_timeout),
@@ -301,9 +307,11 @@ impl Slot {
             .map_or(Instant::now() + tick, |deadline| {
                 deadline.min(Instant::now() + tick)
             });
+            wake.as_mut().reset(next);
             tokio::select! {
-                () = a.evict.notified() => return Expiry::Evicted,
-                () = tokio::time::sleep_until(next) => {}
+                biased;
+                () = &mut evicted => return Expiry::Evicted,
+                () = &mut wake => {}
             }
             let now = Instant::now();
             let now_seen = (a.reads.load(Relaxed), a.started.load(Relaxed));

@@ -586,6 +586,7 @@ fn start_watchdog(
     let mut stop = stop.clone();
     let watchdog = tokio::spawn(async move {
         let end = tokio::select! {
+            biased;
             why = slot.expired() => Some(why),
             _ = stop.wait_for(|s| *s) => None,
         };
