@@ -17,7 +17,10 @@
 # added. DPOP=1 sends a DPoP-bound token with a fresh proof per request
 # (benches/dpop_proofs.py makes them, benches/dpop_load.py sends them).
 # MTLS=DIR sends the load over TLS with DIR's client certificate, one
-# kept-alive connection at a time (benches/mtls_load.py).
+# kept-alive connection at a time (benches/mtls_load.py). IDLE=1 counts
+# no load: 50 connections, each after one request, open and silent for
+# the 10 s (benches/idle_connections.py), and prints the instructions in
+# all, what time alone costs a count (timers, connections' watchdogs).
 # Needs valgrind, nginx, wrk (or h2load), python3.
 #
 #   bash benches/callgrind.sh 'target/release/portero --config benches/peers.toml'
@@ -56,6 +59,17 @@ load() {
 # in the count, and wrk's 50 connections opened and closed in it would
 # charge each ~1,000 instructions a bearer count spreads over ~35,000.
 counted() {
+  if [ "${IDLE:-0}" = 1 ]; then
+    python3 "$(dirname "$0")/idle_connections.py" 50 "$TOKEN" &
+    local holder=$!
+    sleep 3
+    callgrind_control --zero "$1" > /dev/null 2>&1
+    sleep 10
+    callgrind_control --dump "$1" > /dev/null 2>&1
+    kill -TERM "$holder"
+    wait "$holder"
+    return
+  fi
   if [ "${DPOP:-0}" != 1 ]; then
     load 3 > /dev/null
     callgrind_control --zero "$1" > /dev/null 2>&1
@@ -97,8 +111,12 @@ for cmd in "$@"; do
   fi
   profile=$(ls "$TMP"/callgrind.*.1)
   instructions=$(callgrind_annotate "$profile" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  printf '%-60s %8s requests %8s instructions/request\n' \
-    "$cmd" "$requests" "$((instructions / requests))"
+  if [ "${IDLE:-0}" = 1 ]; then
+    printf '%-60s %8s instructions in 10 s without a request\n' "$cmd" "$instructions"
+  else
+    printf '%-60s %8s requests %8s instructions/request\n' \
+      "$cmd" "$requests" "$((instructions / requests))"
+  fi
   if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && mv "$profile" "$KEEP/"; fi
   rm -f "$TMP"/callgrind.*
 done

@@ -7,7 +7,10 @@
 #   count of jsonwebtoken::crypto::verify in the same profile), each per
 #   proof the gateway checked;
 #   the rest of it, and the part of that in dpop::Proofs::check (the rest
-#   is carrying the token's proof: reading and forwarding its header);
+#   is carrying the token's proof: reading and forwarding its header), and
+#   the part that is time alone: what 10 s with 50 idle connections cost
+#   (callgrind.sh IDLE=1), spread over the DPoP count's few requests
+#   less over the bearer count's many;
 # - over TLS with a client certificate (client_ca_file), a bearer token
 #   and one bound to the certificate (cnf x5t#S256), on the same kind of
 #   kept-alive connection, RUNS times each (3 by default).
@@ -22,10 +25,16 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 export JWT_SECRET=${JWT_SECRET:-peers-bench-hs256-secret-0123456789abcdef}
 
-# Per request: the count callgrind.sh prints.
+# Per request: the count callgrind.sh prints; and its requests.
 per_request() { awk '{print $(NF-1)}'; }
 
-bearer=$(bash "$here/callgrind.sh" "$binary --config $here/peers.toml" | per_request)
+bearer_count=$(bash "$here/callgrind.sh" "$binary --config $here/peers.toml")
+bearer=$(per_request <<< "$bearer_count")
+bearer_requests=$(awk '{print $(NF-3)}' <<< "$bearer_count")
+# What 10 s cost with no request at all: each count carries it, spread
+# over its requests (~35,000 bearer ones, ~1,500 DPoP ones under valgrind).
+idle=$(IDLE=1 bash "$here/callgrind.sh" "$binary --config $here/peers.toml" |
+  grep -o '[0-9]* instructions in 10 s' | cut -d' ' -f1)
 KEEP=$dir/dpop DPOP=1 bash "$here/callgrind.sh" "$binary --config $here/peers.toml" > "$dir/dpop.out"
 annotate() {
   callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$@" "$dir"/dpop/callgrind.* 2> /dev/null
@@ -53,6 +62,8 @@ printf '%-46s %8s instructions/request\n' "DPoP-bound token, ES256 proof" "$dpop
 printf '%-46s %8s instructions/request\n' "  of which the proof's signature check" "$signature"
 printf '%-46s %8s instructions/request\n' "  the rest of DPoP (proof - bearer - signature)" "$((dpop - bearer - signature))"
 printf '%-46s %8s instructions/request\n' "  of which the proof's check beyond signature" "$(((check - verify) / requests))"
+printf '%-46s %8s instructions/request\n' "  of which time alone (10 s without a request)" \
+  "$((idle / requests - idle / bearer_requests))"
 
 # Mutual TLS: a CA, the listener's certificate and a client's.
 cd "$dir"

@@ -31,6 +31,12 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn validator() -> Validator {
+    // No verified-token cache: every attempt is checked from scratch.
+    validator_keeping(0)
+}
+
+/// A validator that keeps up to `verified` tokens it verified.
+fn validator_keeping(verified: usize) -> Validator {
     let issuers = vec![IssuerInfo {
         oauth2_iss: None,
         name: "p".into(),
@@ -43,8 +49,12 @@ fn validator() -> Validator {
         Key::hs256("hs", 0, SECRET),
         Key::verifying("es", 0, Algorithm::ES256, es),
     ];
-    // No verified-token cache: every attempt is checked from scratch.
-    Validator::new(KeySet::from_keys(issuers, keys), Arc::default(), 0, 30)
+    Validator::new(
+        KeySet::from_keys(issuers, keys),
+        Arc::default(),
+        verified,
+        30,
+    )
 }
 
 fn policy() -> Policy {
@@ -297,17 +307,22 @@ proptest! {
         to in any::<u8>(),
     ) {
         let good = token(if es { Algorithm::ES256 } else { Algorithm::HS256 });
-        let v = validator();
+        // Checked from scratch, and beside the good token kept verified.
+        let (v, kept) = (validator(), validator_keeping(16));
         prop_assert!(v.validate(&good, &policy(), NOW).is_ok());
+        prop_assert!(kept.validate(&good, &policy(), NOW).is_ok());
         let mut bytes = good.clone().into_bytes();
         let i = at.index(bytes.len());
         prop_assume!(bytes[i] != to);
         bytes[i] = to;
+        prop_assert!(kept.cached(&bytes).is_none(), "byte {i} changed is found kept");
         let Ok(tampered) = String::from_utf8(bytes) else { return Ok(()) };
-        prop_assert!(
-            v.validate(&tampered, &policy(), NOW).is_err(),
-            "byte {i} of {good} changed to {to:#x} still validates"
-        );
+        for v in [&v, &kept] {
+            prop_assert!(
+                v.validate(&tampered, &policy(), NOW).is_err(),
+                "byte {i} of {good} changed to {to:#x} still validates"
+            );
+        }
     }
 }
 
