@@ -71,6 +71,9 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// Each built-in echo upstream's, in the order of `config.upstreams`.
     pub echo: Vec<TcpListener>,
+    /// When they were bound (Unix seconds): from then a client may
+    /// connect, and no earlier instance holds the ports.
+    pub bound_at: i64,
 }
 
 impl Listeners {
@@ -97,6 +100,7 @@ impl Listeners {
             public,
             admin,
             echo,
+            bound_at: crate::clock::unix_now(),
         })
     }
 }
@@ -111,6 +115,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         public: public_bound,
         admin: admin_listener,
         echo: echo_listeners,
+        bound_at,
     } = listeners;
     // The side runtime serves the admin listener, the built-in upstreams and
     // the store's background work; start-up store calls run on it too.
@@ -118,7 +123,7 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
     let metrics = Metrics::new(&config);
     crate::access_log::count_drops_in(metrics.log_lines_dropped.clone());
     let limits = ConnectionLimits::of(&config, &metrics);
-    let (store, revocations, api_keys, proofs) = open_store(&side, &config, &metrics)?;
+    let (store, revocations, api_keys, proofs) = open_store(&side, &config, &metrics, bound_at)?;
     let echo = start_echo_upstreams(&side, &config, echo_listeners)?;
     // External issuers' keys are fetched on the side runtime. Subscribed
     // before the first fetch can publish: keys that arrive while the
@@ -288,10 +293,13 @@ type StoreHandles = (
     Arc<crate::dpop::Proofs>,
 );
 
+/// The store and what is read from it at start; `started`, when this
+/// instance's listeners were bound (DPoP proofs made before are refused).
 fn open_store(
     side: &tokio::runtime::Runtime,
     config: &Config,
     metrics: &Metrics,
+    started: i64,
 ) -> Result<StoreHandles, ServerError> {
     let store_error = |source| ServerError::Store {
         target: match &config.store.backend {
@@ -313,7 +321,7 @@ fn open_store(
         .block_on(api_key_index(store.as_ref(), metrics))
         .map_err(store_error)?;
     let proofs = side
-        .block_on(dpop_proofs(store.as_ref()))
+        .block_on(dpop_proofs(store.as_ref(), started))
         .map_err(store_error)?;
     Ok((store, revocations, api_keys, proofs))
 }
@@ -334,12 +342,16 @@ async fn api_key_index(
 }
 
 /// DPoP proofs' checking, with nonces under a key every instance shares
-/// (a control character: no issuer is named so).
-async fn dpop_proofs(store: &dyn Store) -> Result<Arc<crate::dpop::Proofs>, StoreError> {
+/// (a control character: no issuer is named so). A proof made before
+/// `started` is refused: the replay cache did not see the proofs taken
+/// before then. (Read when the listeners were bound, not later: a proof
+/// made while the store opened was refused, though no request had been
+/// served.)
+async fn dpop_proofs(
+    store: &dyn Store,
+    started: i64,
+) -> Result<Arc<crate::dpop::Proofs>, StoreError> {
     let secret = crate::store::shared_secret(store, "\u{1}dpop-nonces", "dpop-nonces").await?;
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
     let shared = store.master().is_some();
     Ok(Arc::new(crate::dpop::Proofs::new(&secret, started, shared)))
 }
