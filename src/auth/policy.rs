@@ -48,13 +48,10 @@ impl Presented<'_> {
     /// `HeaderValue::to_str` reads it: one that is not carries no token.
     pub fn text(&self) -> Result<&str, AuthError> {
         match &self.token {
-            Token::Field(bytes) => match bytes
-                .iter()
-                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
-            {
-                true => std::str::from_utf8(bytes).map_err(|_| AuthError::MissingToken),
-                false => Err(AuthError::MissingToken),
-            },
+            Token::Field(bytes) => std::str::from_utf8(bytes)
+                .ok()
+                .filter(|t| t.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)))
+                .ok_or(AuthError::MissingToken),
             Token::Text(text) => Ok(text),
         }
     }
@@ -89,6 +86,13 @@ impl Policy {
             Some(_) if stray => Err(AuthError::RepeatedToken),
             found => found.ok_or(AuthError::MissingToken),
         }
+    }
+
+    /// Whether the request carries a token [`Policy::token`] finds, read
+    /// as text: `MissingToken` when it carries none, or only a header that
+    /// is not text.
+    pub fn has_token(&self, headers: &HeaderMap, query: Option<&str>) -> Result<(), AuthError> {
+        self.token(headers, query)?.text().map(drop)
     }
 
     /// Whether the credential that admitted the request goes upstream:

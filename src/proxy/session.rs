@@ -68,8 +68,7 @@ impl Gateway {
                     })
                 });
         }
-        let token = policy.token(&parts.headers, parts.uri.query());
-        let token = token.and_then(|presented| presented.text().map(drop));
+        let token = policy.has_token(&parts.headers, parts.uri.query());
         if policy.issuer_mask != 0 && !matches!(token, Err(AuthError::MissingToken)) {
             return Ok(None);
         }
@@ -373,9 +372,7 @@ fn navigation(parts: &Parts) -> bool {
 fn carries_credential(policy: &Policy, parts: &Parts) -> bool {
     parts.headers.contains_key(AUTHORIZATION)
         || !matches!(
-            policy
-                .token(&parts.headers, parts.uri.query())
-                .and_then(|presented| presented.text().map(drop)),
+            policy.has_token(&parts.headers, parts.uri.query()),
             Err(AuthError::MissingToken)
         )
 }
