@@ -504,7 +504,7 @@ function createMcpServer() {
 
       console.log(`[${sessionId}] Starting test_reconnection tool...`);
 
-      // Get the transport for this session
+      // Get the transport of the Mcp-Session-Id the call came on
       const transport = sessionId ? transports[sessionId] : undefined;
       if (transport && requestId) {
         // Close the SSE stream to trigger client reconnection
@@ -1225,7 +1225,7 @@ app.use(
   })
 );
 
-// Protocol revisions that use the initialize/session lifecycle. The
+// Protocol revisions that use the initialize/MCP-session lifecycle. The
 // per-request `_meta` and header/body validation requirements apply to
 // 2026-07-28 and later, not to traffic from these revisions.
 const LEGACY_SESSION_PROTOCOL_VERSIONS = [
@@ -1276,8 +1276,8 @@ app.post('/mcp', async (req, res) => {
   const meta = params._meta;
   const metaVersion = meta?.['io.modelcontextprotocol/protocolVersion'];
 
-  // A request that carries no `_meta` and names a legacy session-era revision
-  // in the header is legacy traffic; it is served by the session path below
+  // A request that carries no `_meta` and names a legacy MCP-session-era revision
+  // in the header is legacy traffic; it is served by the MCP-session path below
   // instead of being rejected for missing per-request metadata.
   const isLegacySessionEraRequest =
     meta === undefined &&
@@ -2334,7 +2334,7 @@ app.post('/mcp', async (req, res) => {
     let transport: StreamableHTTPServerTransport;
 
     if (sessionId && transports[sessionId]) {
-      // Reuse existing transport for established sessions
+      // Reuse existing transport for an established Mcp-Session-Id
       transport = transports[sessionId];
     } else if (!sessionId && isInitializeRequest(req.body)) {
       // Create new transport for initialization requests
@@ -2367,8 +2367,8 @@ app.post('/mcp', async (req, res) => {
       await transport.handleRequest(req, res, req.body);
       return;
     } else if (sessionId) {
-      // Session ID was provided but no transport matches it — the session
-      // has been terminated or was never issued. Spec: HTTP 404.
+      // An Mcp-Session-Id was provided but no transport matches it — the MCP session
+      // has been terminated or was never handed out. Spec: HTTP 404.
       res.status(404).json({
         jsonrpc: '2.0',
         error: {
@@ -2406,7 +2406,7 @@ app.post('/mcp', async (req, res) => {
   }
 });
 
-// Handle GET requests - SSE streams for sessions
+// Handle GET requests - SSE streams for MCP sessions
 app.get('/mcp', async (req, res) => {
   const sessionId = req.headers['mcp-session-id'] as string | undefined;
 
@@ -2433,7 +2433,7 @@ app.get('/mcp', async (req, res) => {
   }
 });
 
-// Handle DELETE requests - session termination
+// Handle DELETE requests - MCP session termination
 app.delete('/mcp', async (req, res) => {
   const sessionId = req.headers['mcp-session-id'] as string | undefined;
 
@@ -2443,7 +2443,7 @@ app.delete('/mcp', async (req, res) => {
   }
 
   if (!transports[sessionId]) {
-    // Session has been terminated or was never issued. Spec: HTTP 404.
+    // The MCP session has been terminated or was never handed out. Spec: HTTP 404.
     res.status(404).send('Session not found');
     return;
   }
