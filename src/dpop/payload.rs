@@ -112,6 +112,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// A string without escapes (or the control characters JSON refuses).
+    /// (Inlined: called as a call, nine times a proof, its entry and exit
+    /// cost about 15 instructions each time.)
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         self.take(b'"')?;
         let start = self.at;

@@ -122,6 +122,43 @@ fn a_proof_of_the_request_is_taken_once() {
         .is_ok());
 }
 
+/// Two keys whose headers share the places the key cache samples (a long
+/// member after the key holds the middle and the end) take each other's
+/// place there, and each proof is still checked with its own key.
+#[test]
+fn headers_alike_where_the_cache_looks_are_each_checked_with_their_own_key() {
+    let (p, hash) = (proofs(), ath(b"the-token"));
+    let padded = |c: &Client| json!({"typ": "dpop+jwt", "jwk": c.jwk, "zpad": "p".repeat(600)});
+    let (a, b) = (client(), client());
+    let header = |proof: &str| proof.split('.').next().unwrap().to_string();
+    let first = a.proof_with(padded(&a), claims("a1"));
+    let second = b.proof_with(padded(&b), claims("b1"));
+    let (ha, hb) = (header(&first), header(&second));
+    assert_ne!(ha, hb);
+    assert_eq!(p.slot(ha.as_bytes()), p.slot(hb.as_bytes()), "one place");
+    let own = |c: &Client| {
+        let Value::Object(jwk) = &c.jwk else {
+            unreachable!()
+        };
+        thumbprint(jwk).unwrap()
+    };
+    for (c, proof) in [
+        (&a, first),
+        (&b, second),
+        (&a, a.proof_with(padded(&a), claims("a2"))),
+    ] {
+        let proven = p.check(proof.as_bytes(), &expected(&hash)).unwrap();
+        assert_eq!(*proven.thumbprint, own(c));
+    }
+    // Another key's header before its claims and signature is no proof.
+    let later = a.proof_with(padded(&a), claims("a3"));
+    let forged = format!("{hb}.{}", later.split_once('.').unwrap().1);
+    assert_eq!(
+        p.check(forged.as_bytes(), &expected(&hash)).err(),
+        Some(Refused::Invalid("bad signature"))
+    );
+}
+
 #[test]
 fn a_proof_of_another_request_or_token_is_refused() {
     let (c, p, hash) = (client(), proofs(), ath(b"the-token"));

@@ -115,10 +115,8 @@ impl Gateway {
                         ) {
                             Ok(None) => Ok(v),
                             Err(e) => Err(NotAdmitted::Denied(e)),
-                            // Boxed: the proof's check and the store's round
-                            // trip ride in no bearer token's future.
                             Ok(Some(jkt)) => {
-                                let proof = self.check_proof(
+                                let checked = self.check_proof(
                                     &policy.sender,
                                     parts,
                                     &presented,
@@ -126,7 +124,13 @@ impl Gateway {
                                     jkt,
                                     ctx,
                                 );
-                                match Box::pin(proof).await {
+                                // Boxed: the store's round trip rides in no
+                                // other request's future.
+                                let taken = match checked {
+                                    Ok(Some(claim)) => Box::pin(self.claim_proof(claim)).await,
+                                    checked => checked.map(drop),
+                                };
+                                match taken {
                                     Ok(()) => Ok(v),
                                     Err(Bound::Refused(e)) => Err(NotAdmitted::Denied(e)),
                                     Err(Bound::Unavailable) => {

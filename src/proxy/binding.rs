@@ -51,9 +51,12 @@ pub(super) fn without_proof<'v>(
 
 impl Gateway {
     /// A DPoP-bound token (its key's thumbprint `jkt`) as the route takes
-    /// it: with a proof of this request signed by that key, taken once on
-    /// every instance. A refusal is the reason, or the store out of reach.
-    pub(super) async fn check_proof(
+    /// it: with a proof of this request signed by that key, taken once
+    /// here. Where other instances share the store, the proof is taken
+    /// once there too: the claim to make of it ([`Gateway::claim_proof`]).
+    /// (Not async: a proof on a store of its own, as a single instance
+    /// has, carries no future.) A refusal is the reason.
+    pub(super) fn check_proof(
         &self,
         sender: &Sender,
         parts: &Parts,
@@ -61,7 +64,7 @@ impl Gateway {
         verified: &Verified,
         jkt: &str,
         ctx: &mut RequestContext,
-    ) -> Result<(), Bound> {
+    ) -> Result<Option<ProofClaim>, Bound> {
         let proof = one_proof(parts).ok_or(Bound::Refused(AuthError::BadProof))?;
         let now = self.shared.clock.unix();
         let target = target(parts, ctx).ok_or(Bound::Refused(AuthError::BadProof))?;
@@ -82,16 +85,21 @@ impl Gateway {
             tracing::debug!("DPoP proof signed by another key than the token's");
             return Err(Bound::Refused(AuthError::BadProof));
         }
-        if let Some(replay_key) = &proven.replay_key {
-            let ttl = proven.remember_for;
-            match self.shared.store.claim(replay_key, ttl).await {
-                Ok(true) => {}
-                Ok(false) => return Err(Bound::Refused(AuthError::ReplayedProof)),
-                Err(_) => return Err(Bound::Unavailable),
-            }
-        }
         ctx.dpop_nonce = proven.next_nonce;
-        Ok(())
+        Ok(proven.replay_key.map(|key| ProofClaim {
+            key,
+            ttl: proven.remember_for,
+        }))
+    }
+
+    /// The proof claimed in the shared store: refused where another
+    /// instance took it first.
+    pub(super) async fn claim_proof(&self, claim: ProofClaim) -> Result<(), Bound> {
+        match self.shared.store.claim(&claim.key, claim.ttl).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Bound::Refused(AuthError::ReplayedProof)),
+            Err(_) => Err(Bound::Unavailable),
+        }
     }
 
     /// A proof refused: its reason, and the nonce to use where one is asked for.
@@ -112,6 +120,12 @@ impl Gateway {
             }
         })
     }
+}
+
+/// A proof to take once in the store other instances share.
+pub(super) struct ProofClaim {
+    key: String,
+    ttl: std::time::Duration,
 }
 
 /// Why a bound token did not pass.
