@@ -15,7 +15,11 @@
 # (h2load, as H2=1) to a copy of peers.toml whose upstream is the origin's
 # h2c listener: h2 both ways; give it the binary alone, the config is
 # added. DPOP=1 sends a DPoP-bound token with a fresh proof per request
-# (benches/dpop_proofs.py makes them, benches/dpop_load.py sends them).
+# (benches/dpop_proofs.py makes them, benches/dpop_load.py sends them) to
+# a copy of peers.toml with a store of its own, as a first start: an
+# instance started again on its store within a minute asks for a nonce
+# of proofs dated in its first 16 s, which these, made ahead, do not
+# carry; give it the binary alone, the config is added.
 # MTLS=DIR sends the load over TLS with DIR's client certificate, one
 # kept-alive connection at a time (benches/mtls_load.py). IDLE=1 counts
 # no load: 50 connections, each after one request, open and silent for
@@ -37,6 +41,9 @@ if [ "${GRPC:-0}" = 1 ]; then
   url=http://127.0.0.1:18085/bench.Echo/Say
   sed "$to_grpc_upstream" "$(dirname "$0")/peers.toml" > "$TMP/grpc.toml"
   grpc=("${grpc_call[@]}")
+fi
+if [ "${DPOP:-0}" = 1 ]; then
+  sed 's|^data_dir = .*|data_dir = "'"$TMP"'/dpop-store"|' "$(dirname "$0")/peers.toml" > "$TMP/dpop.toml"
 fi
 
 # load SECONDS: the load, its report on stdout.
@@ -93,6 +100,7 @@ counted() {
 
 for cmd in "$@"; do
   [ "${GRPC:-0}" = 1 ] && cmd="$cmd --config $TMP/grpc.toml"
+  [ "${DPOP:-0}" = 1 ] && cmd="$cmd --config $TMP/dpop.toml"
   # shellcheck disable=SC2086 # the command is split into its words on purpose
   setsid valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.%p" $cmd \
     > "$TMP/gateway.log" 2>&1 &

@@ -69,12 +69,14 @@ signature=${TOKEN##*.}
 REFUSED=1 BEARER="${TOKEN%.*}.$other${signature:1}" train "$dir/shipped.toml" load
 # DPoP: the bound token with a fresh ES256 proof each request (made after
 # the gateway started, which takes no proof made before), as sender.sh
-# drives it.
+# drives it, on a store of its own: started again on the shipped one
+# within a minute, the gateway would ask these proofs for a nonce.
 dpop() {
   python3 "$here/dpop_proofs.py" http://127.0.0.1:18085/ $((seconds * 15000)) "$dir/dpop"
   PROOFS=$dir/dpop wrk -t1 -c50 -d"${seconds}s" -s "$here/dpop.lua" http://127.0.0.1:18085/
 }
-train "$dir/shipped.toml" dpop
+sed 's|^data_dir = .*|data_dir = "'"$dir"'/dpop-store"|' "$dir/shipped.toml" > "$dir/dpop.toml"
+train "$dir/dpop.toml" dpop
 # HTTP/2 from the client (h2c), as protocols.sh drives it.
 train "$dir/shipped.toml" h2load -c10 -m10 -n 40000 -H "authorization: Bearer $TOKEN" http://127.0.0.1:18085/
 # TLS 1.3: HTTP/1.1 and HTTP/2 by ALPN.

@@ -31,7 +31,7 @@ per_request() { awk '{print $(NF-1)}'; }
 bearer_count=$(bash "$here/callgrind.sh" "$binary --config $here/peers.toml")
 bearer=$(per_request <<< "$bearer_count")
 bearer_requests=$(awk '{print $(NF-3)}' <<< "$bearer_count")
-KEEP=$dir/dpop DPOP=1 bash "$here/callgrind.sh" "$binary --config $here/peers.toml" > "$dir/dpop.out"
+KEEP=$dir/dpop DPOP=1 bash "$here/callgrind.sh" "$binary" > "$dir/dpop.out"
 annotate() {
   callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$@" "$dir"/dpop/callgrind.* 2> /dev/null
 }

@@ -39,6 +39,12 @@ pub const PROOF_SKEW: i64 = 15;
 /// in whole seconds).
 pub const REPLAY_LIFETIME: i64 = PROOF_AGE + PROOF_SKEW + 2;
 
+/// Seconds after an instance starts in which a proof dated then may have
+/// been taken by an earlier instance on its store: one dated up to
+/// `PROOF_SKEW` ahead of that instance's clock (and `started` is cut to
+/// whole seconds).
+pub const RESTART_WINDOW: i64 = PROOF_SKEW + 1;
+
 /// A proof longer than this is refused unread (an RSA key of 4096 bits
 /// and its signature fit in a quarter of it).
 pub const MAX_PROOF: usize = 8192;
@@ -159,7 +165,9 @@ pub struct Proofs {
     keys: quick_cache::sync::Cache<u64, Arc<ProofKey>>,
     hasher: foldhash::fast::RandomState,
     /// A proof made before this instance started is refused: its replay
-    /// cache began empty then.
+    /// cache began empty then. (After an earlier instance on a store of
+    /// its own, one dated in the [`RESTART_WINDOW`] after it is taken only
+    /// with this instance's own nonce.)
     started: i64,
     /// The store is shared by other instances: each proof is claimed in
     /// it too ([`Proven::replay_key`]).
@@ -168,10 +176,15 @@ pub struct Proofs {
 
 impl Proofs {
     /// `secret` is shared by every instance (the nonces); `started` is
-    /// this process's start; `shared`, whether other instances share the store.
-    pub fn new(secret: &[u8], started: i64, shared: bool) -> Proofs {
+    /// this process's start; `shared`, whether other instances share the
+    /// store; `after_another`, whether an earlier instance used this
+    /// store (of its own) up to the start, so that a proof it took may
+    /// be dated in the [`RESTART_WINDOW`].
+    pub fn new(secret: &[u8], started: i64, shared: bool, after_another: bool) -> Proofs {
+        // Handed out until no proof dated in the window is taken.
+        let restart_until = started + RESTART_WINDOW + PROOF_AGE + 1;
         Proofs {
-            nonces: Nonces::new(secret),
+            nonces: Nonces::new(secret, after_another.then_some(restart_until)),
             replays: Replays::new(REPLAY_LIFETIME),
             keys: quick_cache::sync::Cache::new(4096),
             hasher: Default::default(),
@@ -180,7 +193,8 @@ impl Proofs {
         }
     }
 
-    /// The nonce to hand out now.
+    /// The nonce to hand out now: after an earlier instance, this one's
+    /// own for a while.
     pub fn nonce(&self, now: i64) -> Arc<str> {
         self.nonces.current(now)
     }
@@ -264,11 +278,21 @@ impl Proofs {
         if iat < self.started as f64 {
             return Err(Refused::Invalid("made before this instance started"));
         }
+        let after_restart = iat < (self.started + RESTART_WINDOW) as f64;
         // Whole seconds, rounded up: remembered for as long as it is taken.
         let iat = iat.ceil() as i64;
         // One spelling of the hash only: base64url without padding.
         if expected.ath.is_some_and(|ath| claims.ath != ath) {
             return Err(Refused::Invalid("ath is not the token's hash"));
+        }
+        // An earlier instance on this store may have taken it, and this
+        // one's replay cache began empty: only a proof with this
+        // instance's own nonce was made since.
+        if let Some(own) = self.nonces.restart(now).filter(|_| after_restart) {
+            return match *claims.nonce == *own {
+                true => Ok((iat, None)),
+                false => Err(Refused::Nonce),
+            };
         }
         if !expected.nonce {
             return Ok((iat, None));

@@ -152,6 +152,9 @@ pub fn run(config: Config, listeners: Listeners, signals: Signals) -> Result<(),
         side.spawn(async move { store.follow(feeds).await });
     }
     side.spawn(flush_api_key_uses(api_keys.clone(), store.clone()));
+    if store.master().is_none() {
+        side.spawn(keep_alive_claim(store.clone()));
+    }
     let spans = match &config.span_export {
         Some(settings) => Some({
             let _on_side = side.enter();
@@ -346,14 +349,45 @@ async fn api_key_index(
 /// `started` is refused: the replay cache did not see the proofs taken
 /// before then. (Read when the listeners were bound, not later: a proof
 /// made while the store opened was refused, though no request had been
-/// served.)
+/// served.) On a store of its own, an instance that finds an earlier
+/// one's [`ALIVE`] claim held asks for its own nonce for a while.
 async fn dpop_proofs(
     store: &dyn Store,
     started: i64,
 ) -> Result<Arc<crate::dpop::Proofs>, StoreError> {
     let secret = crate::store::shared_secret(store, "\u{1}dpop-nonces", "dpop-nonces").await?;
     let shared = store.master().is_some();
-    Ok(Arc::new(crate::dpop::Proofs::new(&secret, started, shared)))
+    let after_another = !shared && !store.claim(ALIVE, ALIVE_FOR).await?;
+    Ok(Arc::new(crate::dpop::Proofs::new(
+        &secret,
+        started,
+        shared,
+        after_another,
+    )))
+}
+
+/// What an instance on a store of its own claims while it runs, every
+/// [`ALIVE_EVERY`] for [`ALIVE_FOR`]: held, an earlier instance may have
+/// taken DPoP proofs the next one could be shown again. (Held a minute:
+/// past the proofs' [`crate::dpop::RESTART_WINDOW`] after its last claim
+/// and its start-up.)
+const ALIVE: &str = "\u{1}instance-alive";
+const ALIVE_FOR: Duration = Duration::from_secs(60);
+const ALIVE_EVERY: Duration = Duration::from_secs(15);
+
+/// Claims [`ALIVE`] again and again while the instance runs.
+async fn keep_alive_claim(store: Arc<dyn Store>) {
+    let mut tick = tokio::time::interval(ALIVE_EVERY);
+    loop {
+        tick.tick().await;
+        let claimed = async {
+            store.release_claim(ALIVE).await?;
+            store.claim(ALIVE, ALIVE_FOR).await
+        };
+        if let Err(e) = claimed.await {
+            tracing::warn!(error = %e, "could not note in the store that this instance runs");
+        }
+    }
 }
 
 /// Writes when API keys were last used to the store, once a minute: the

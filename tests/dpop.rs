@@ -236,6 +236,59 @@ async fn a_route_holds_a_bound_token_to_its_key_and_its_proof_to_the_request() {
     }
 }
 
+/// One instance restarted on its own store: a proof dated ahead (as a
+/// client's fast clock dates it) and taken before the restart is not
+/// taken after it. The restarted instance asks for a nonce of its own,
+/// which no proof made before it started can carry.
+#[tokio::test]
+async fn a_proof_taken_before_a_restart_is_not_taken_after_it() {
+    let body = standard_body("");
+    let mut gw = Gateway::start(&body).await;
+    let public_url = gw.url("");
+    gw.rewrite_config_with_server(&format!("public_url = \"{public_url}\""), &body);
+    gw.reload().await;
+    let key = Key::new();
+    let (status, answer) = service_token(&gw, Some(&key)).await;
+    assert_eq!(status, 200, "{answer}");
+    let token = answer["access_token"].as_str().unwrap().to_string();
+    let (url, dpop) = (gw.url("/notes"), format!("DPoP {token}"));
+    let dated = |ahead: i64, nonce: Option<&str>| {
+        let mut claims = claims_of("GET", &url, Some(&token));
+        claims["iat"] = json!(chrono::Utc::now().timestamp() + ahead);
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
+        }
+        key.signed(json!({}), claims)
+    };
+    let ahead = dated(10, None);
+    assert_eq!(get(&gw, "/notes", &dpop, &[&ahead]).await.0, 200);
+    gw.kill9_and_restart().await;
+    let refused = reqwest::Client::new()
+        .get(&url)
+        .header("authorization", &dpop)
+        .header("dpop", &ahead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(r#"error="use_dpop_nonce""#),
+        "{challenge}"
+    );
+    let nonce = refused.headers()["dpop-nonce"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(get(&gw, "/notes", &dpop, &[&dated(10, None)]).await.0, 401);
+    assert_eq!(
+        get(&gw, "/notes", &dpop, &[&dated(0, Some(&nonce))])
+            .await
+            .0,
+        200
+    );
+}
+
 #[tokio::test]
 async fn the_issuer_binds_codes_refresh_tokens_and_exchanges_to_the_key() {
     let gw = started_with_public_url(&standard_body("")).await;

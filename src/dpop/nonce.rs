@@ -3,6 +3,8 @@
 //! a period's number and its HMAC under a key every instance shares, so
 //! any instance takes another's; the current period's nonce and the one
 //! before it are taken, and each is kept made for the period it serves.
+//! An instance restarted on a store of its own also has a nonce of its
+//! own for a while ([`Nonces::new`]).
 
 use std::sync::Arc;
 
@@ -30,6 +32,10 @@ pub enum Freshness {
 pub struct Nonces {
     key: Hmac<Sha256>,
     made: ArcSwap<Made>,
+    /// A nonce this instance made as it started, and until when it is
+    /// handed out and taken: no other instance knows it, so no proof taken
+    /// before the start carries it.
+    restart: Option<(Box<str>, i64)>,
 }
 
 struct Made {
@@ -39,19 +45,38 @@ struct Made {
 }
 
 impl Nonces {
-    pub fn new(secret: &[u8]) -> Nonces {
+    /// Nonces under `secret`; with `restart_until`, this instance's own
+    /// nonce too, handed out and taken until then.
+    pub fn new(secret: &[u8], restart_until: Option<i64>) -> Nonces {
         let key = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any size");
         let made = ArcSwap::from_pointee(Made {
             period: i64::MIN,
             current: "".into(),
             last: "".into(),
         });
-        Nonces { key, made }
+        let restart = restart_until.map(|until| {
+            use rand::RngCore;
+            let mut raw = [0u8; 24];
+            rand::thread_rng().fill_bytes(&mut raw);
+            (URL_SAFE_NO_PAD.encode(raw).into(), until)
+        });
+        Nonces { key, made, restart }
     }
 
     /// The nonce to hand out at Unix time `now`.
     pub fn current(&self, now: i64) -> Arc<str> {
-        Arc::from(&*self.at(now).current)
+        match self.restart(now) {
+            Some(own) => Arc::from(own),
+            None => Arc::from(&*self.at(now).current),
+        }
+    }
+
+    /// This instance's own nonce, while it is handed out.
+    pub fn restart(&self, now: i64) -> Option<&str> {
+        match &self.restart {
+            Some((own, until)) if now < *until => Some(own),
+            _ => None,
+        }
     }
 
     /// What `nonce` is at Unix time `now`.
@@ -59,6 +84,9 @@ impl Nonces {
         let Some(nonce) = nonce else {
             return Freshness::Refused;
         };
+        if self.restart(now) == Some(nonce) {
+            return Freshness::Current;
+        }
         let made = self.at(now);
         if nonce == &*made.current {
             Freshness::Current
@@ -100,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_nonce_is_taken_for_two_periods_and_on_every_instance() {
-        let (a, b) = (Nonces::new(b"shared"), Nonces::new(b"shared"));
+        let (a, b) = (Nonces::new(b"shared", None), Nonces::new(b"shared", None));
         let now = 1_800_000_000;
         let nonce = a.current(now);
         assert_eq!(b.freshness(Some(&nonce), now), Freshness::Current);
@@ -110,8 +138,30 @@ mod tests {
             Freshness::Refused
         );
         assert_eq!(b.freshness(None, now), Freshness::Refused);
-        let other = Nonces::new(b"another key");
+        let other = Nonces::new(b"another key", None);
         assert_eq!(other.freshness(Some(&nonce), now), Freshness::Refused);
         assert_ne!(a.current(now + PERIOD), nonce);
+    }
+
+    #[test]
+    fn a_restarted_instance_hands_out_its_own_nonce_for_a_while() {
+        let now = 1_800_000_000;
+        let (restarted, other) = (
+            Nonces::new(b"shared", Some(now + 10)),
+            Nonces::new(b"shared", None),
+        );
+        let own = restarted.current(now);
+        assert_eq!(restarted.restart(now), Some(&*own));
+        assert_eq!(restarted.freshness(Some(&own), now + 9), Freshness::Current);
+        assert_eq!(other.freshness(Some(&own), now), Freshness::Refused);
+        // The shared one is taken meanwhile; past the while, only it.
+        let shared = other.current(now);
+        assert_eq!(restarted.freshness(Some(&shared), now), Freshness::Current);
+        assert_eq!(
+            restarted.freshness(Some(&own), now + 10),
+            Freshness::Refused
+        );
+        assert_eq!(restarted.current(now + 10), other.current(now + 10));
+        assert_ne!(Nonces::new(b"shared", Some(now + 10)).current(now), own);
     }
 }

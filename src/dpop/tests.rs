@@ -79,7 +79,7 @@ fn expected(hash: &str) -> Expected<'_> {
 }
 
 fn proofs() -> Proofs {
-    Proofs::new(b"nonce key", NOW - 3600, false)
+    Proofs::new(b"nonce key", NOW - 3600, false, false)
 }
 
 #[test]
@@ -193,12 +193,55 @@ fn a_proof_of_another_request_or_token_is_refused() {
             "{changes}"
         );
     }
-    let made_before_start = Proofs::new(b"nonce key", NOW, false);
+    let made_before_start = Proofs::new(b"nonce key", NOW, false, false);
     let mut early = claims("early");
     early["iat"] = json!(NOW - 1);
     assert!(made_before_start
         .check(c.proof(early).as_bytes(), &expected(&hash))
         .is_err());
+}
+
+/// After an earlier instance on its store, an instance's memory began
+/// empty: a proof dated in the window after its start, where one the
+/// earlier instance took may be dated, is taken only with this
+/// instance's own nonce, even where the route asks for none.
+#[test]
+fn after_a_restart_a_proof_dated_near_the_start_needs_the_instances_own_nonce() {
+    let (c, hash) = (client(), ath(b"the-token"));
+    let restarted = Proofs::new(b"nonce key", NOW, false, true);
+    let dated = |jti: &str, iat: i64, nonce: Option<&str>| {
+        let mut body = claims(jti);
+        body["iat"] = json!(iat);
+        if let Some(nonce) = nonce {
+            body["nonce"] = json!(nonce);
+        }
+        c.proof(body)
+    };
+    let later = Expected {
+        now: NOW + 10,
+        ..expected(&hash)
+    };
+    // Made ahead, as a fast clock makes it: an earlier instance may have taken it.
+    let ahead = dated("ahead", NOW + 14, None);
+    assert_eq!(
+        restarted.check(ahead.as_bytes(), &later).err(),
+        Some(Refused::Nonce)
+    );
+    let shared = Proofs::new(b"nonce key", 0, false, false).nonce(NOW);
+    let own = restarted.nonce(NOW + 10);
+    assert_ne!(own, shared);
+    let with_shared = dated("shared", NOW + 5, Some(&shared));
+    assert_eq!(
+        restarted.check(with_shared.as_bytes(), &later).err(),
+        Some(Refused::Nonce)
+    );
+    let with_own = dated("own", NOW + 5, Some(&own));
+    assert!(restarted.check(with_own.as_bytes(), &later).is_ok());
+    // Dated past the window, or with no earlier instance: no nonce asked.
+    let past = dated("past", NOW + RESTART_WINDOW, None);
+    assert!(restarted.check(past.as_bytes(), &later).is_ok());
+    let first = Proofs::new(b"nonce key", NOW, false, false);
+    assert!(first.check(ahead.as_bytes(), &later).is_ok());
 }
 
 #[test]
@@ -309,7 +352,7 @@ fn a_nonce_route_asks_for_a_current_nonce() {
     let proven = p.check(c.proof(stale).as_bytes(), &asked).unwrap();
     assert_eq!(proven.next_nonce.as_deref(), Some(&*p.nonce(NOW)));
     let mut forged = claims("d");
-    forged["nonce"] = json!(&*Proofs::new(b"other", 0, false).nonce(NOW));
+    forged["nonce"] = json!(&*Proofs::new(b"other", 0, false, false).nonce(NOW));
     assert_eq!(
         p.check(c.proof(forged).as_bytes(), &asked).err(),
         Some(Refused::Nonce)
