@@ -350,14 +350,15 @@ async fn api_key_index(
 /// before then. (Read when the listeners were bound, not later: a proof
 /// made while the store opened was refused, though no request had been
 /// served.) On a store of its own, an instance that finds an earlier
-/// one's [`ALIVE`] claim held asks for its own nonce for a while.
+/// one's note that it runs ([`claim_alive`]) asks for its own nonce for
+/// a while.
 async fn dpop_proofs(
     store: &dyn Store,
     started: i64,
 ) -> Result<Arc<crate::dpop::Proofs>, StoreError> {
     let secret = crate::store::shared_secret(store, "\u{1}dpop-nonces", "dpop-nonces").await?;
     let shared = store.master().is_some();
-    let after_another = !shared && !store.claim(ALIVE, ALIVE_FOR).await?;
+    let after_another = !shared && claim_alive(store, clock::unix_now(), true).await?;
     Ok(Arc::new(crate::dpop::Proofs::new(
         &secret,
         started,
@@ -366,25 +367,42 @@ async fn dpop_proofs(
     )))
 }
 
-/// What an instance on a store of its own claims while it runs, every
-/// [`ALIVE_EVERY`] for [`ALIVE_FOR`]: held, an earlier instance may have
-/// taken DPoP proofs the next one could be shown again. (Held a minute:
-/// past the proofs' [`crate::dpop::RESTART_WINDOW`] after its last claim
-/// and its start-up.)
-const ALIVE: &str = "\u{1}instance-alive";
+/// An instance on a store of its own notes that it runs: it claims each
+/// [`ALIVE_EVERY`] seconds' slot, held [`ALIVE_FOR`], never let go (a
+/// crash at any moment leaves its last claim held). Held a minute: past
+/// the DPoP proofs' [`crate::dpop::RESTART_WINDOW`] after its last claim
+/// and its start-up.
+const ALIVE_EVERY: i64 = 15;
 const ALIVE_FOR: Duration = Duration::from_secs(60);
-const ALIVE_EVERY: Duration = Duration::from_secs(15);
 
-/// Claims [`ALIVE`] again and again while the instance runs.
+/// Claims the slot of `now`, and with `and_last_minute` the slots a claim
+/// still held may have been made in: whether one of those was held, by
+/// an earlier instance that may have taken DPoP proofs the next one
+/// could be shown again.
+async fn claim_alive(
+    store: &dyn Store,
+    now: i64,
+    and_last_minute: bool,
+) -> Result<bool, StoreError> {
+    let slot = now.div_euclid(ALIVE_EVERY);
+    let back = match and_last_minute {
+        true => ALIVE_FOR.as_secs() as i64 / ALIVE_EVERY,
+        false => 0,
+    };
+    let mut held = false;
+    for slot in slot - back..=slot {
+        let key = format!("\u{1}instance-alive\0{slot}");
+        held |= !store.claim(&key, ALIVE_FOR).await?;
+    }
+    Ok(held)
+}
+
+/// Claims this slot every [`ALIVE_EVERY`] while the instance runs.
 async fn keep_alive_claim(store: Arc<dyn Store>) {
-    let mut tick = tokio::time::interval(ALIVE_EVERY);
+    let mut tick = tokio::time::interval(Duration::from_secs(ALIVE_EVERY as u64));
     loop {
         tick.tick().await;
-        let claimed = async {
-            store.release_claim(ALIVE).await?;
-            store.claim(ALIVE, ALIVE_FOR).await
-        };
-        if let Err(e) = claimed.await {
+        if let Err(e) = claim_alive(store.as_ref(), clock::unix_now(), false).await {
             tracing::warn!(error = %e, "could not note in the store that this instance runs");
         }
     }
