@@ -62,11 +62,10 @@ pub fn matches(htu: &str, target: &Target) -> bool {
 /// which name no host a request is sent to.
 fn host_port(authority: &str, https: bool) -> Option<(&str, u16)> {
     let bytes = authority.as_bytes();
-    // Byte loops without a call: an authority is short.
-    let spoilt = bytes
-        .iter()
-        .fold(false, |spoilt, b| spoilt | matches!(b, b'@' | b'%' | b' '));
-    if spoilt {
+    // Byte loops without a call: an authority is short. (A loop without
+    // an early return is made a vector loop, which costs about 70
+    // instructions more on 15 bytes.)
+    if bytes.iter().any(|b| matches!(b, b'@' | b'%' | b' ')) {
         return None;
     }
     // The port's colon: the last one, but in an IPv6 literal, which holds
