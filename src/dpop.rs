@@ -328,9 +328,9 @@ impl Proofs {
     /// Where a header's key is kept: by the header's length and 16 bytes
     /// from its middle and its end (within its key's coordinates, in
     /// whatever order its members come), a hit confirmed against the whole
-    /// header. (Hashing all of a header's ~240 bytes cost ~270 instructions
-    /// a proof.) Headers made alike there take each other's place: each
-    /// is only read again.
+    /// header. (Hashing all of a header's ~240 bytes cost about 120
+    /// instructions a proof more.) Headers made alike there take each
+    /// other's place: each is only read again.
     fn slot(&self, header: &[u8]) -> u64 {
         let sample = |from: usize| &header[from..header.len().min(from + 16)];
         let (middle, end) = (header.len() / 2, header.len().saturating_sub(16));
