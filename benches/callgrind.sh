@@ -18,7 +18,7 @@
 # (benches/dpop_proofs.py makes them, benches/dpop_load.py sends them) to
 # a copy of peers.toml with a store of its own, as a first start: an
 # instance started again on its store within a minute asks for a nonce
-# of proofs dated in its first 16 s, which these, made ahead, do not
+# of proofs dated in its first 16 s, which these, made beforehand, do not
 # carry; give it the binary alone, the config is added.
 # MTLS=DIR sends the load over TLS with DIR's client certificate, one
 # kept-alive connection at a time (benches/mtls_load.py). IDLE=1 counts
