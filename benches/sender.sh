@@ -102,8 +102,8 @@ median=$(printf '%s\n' "${costs[@]}" | sort -n | awk '{a[NR] = $1} END {print a[
 printf '%-46s %8s instructions/request (runs: %s)\n' "  the binding's cost, median" "$median" "${costs[*]}"
 
 # What 10 s cost with no request at all: each count carries it, spread
-# over its requests (~44,000 bearer ones, ~1,200 DPoP ones under
-# valgrind).
+# over its requests (under valgrind ~67,000 bearer ones and ~2,500 DPoP
+# ones on an idle machine, fewer on a loaded one).
 idle=$(IDLE=1 bash "$here/callgrind.sh" "$binary --config $here/peers.toml" |
   grep -o '[0-9]* instructions in 10 s' | cut -d' ' -f1)
 printf '%-46s %8s instructions/request (%s in 10 s idle)\n' \
