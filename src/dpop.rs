@@ -280,7 +280,9 @@ impl Proofs {
         }
         let after_restart = iat < (self.started + RESTART_WINDOW) as f64;
         // Whole seconds, rounded up: remembered for as long as it is taken.
-        let iat = iat.ceil() as i64;
+        // (Not `ceil`, a call to libm: `iat` is within a minute of now.)
+        let whole = iat as i64;
+        let iat = whole + i64::from((whole as f64) < iat);
         // One spelling of the hash only: base64url without padding.
         if expected.ath.is_some_and(|ath| claims.ath != ath) {
             return Err(Refused::Invalid("ath is not the token's hash"));
