@@ -62,9 +62,9 @@ load() {
 # counted GATEWAY: 3 s of load, the counters zeroed, 10 s counted and
 # dumped; the counted load's report on stdout. The DPoP load is one
 # loader's 50 connections throughout (benches/dpop_load.py, its count
-# started again at the zero): under valgrind it serves ~1,500 requests
+# started again at the zero): under valgrind it serves ~5,500 requests
 # in the count, and wrk's 50 connections opened and closed in it would
-# charge each ~1,000 instructions a bearer count spreads over ~35,000.
+# charge each ~300 instructions a bearer count spreads over ~35,000.
 counted() {
   if [ "${IDLE:-0}" = 1 ]; then
     python3 "$(dirname "$0")/idle_connections.py" 50 "$TOKEN" &
@@ -85,7 +85,7 @@ counted() {
     return
   fi
   # A proof is taken once: enough for the load, made just before it.
-  python3 "$(dirname "$0")/dpop_proofs.py" "$url" $((13 * ${DPOP_RATE:-1000})) "$TMP/dpop"
+  python3 "$(dirname "$0")/dpop_proofs.py" "$url" $((13 * ${DPOP_RATE:-3000})) "$TMP/dpop"
   python3 "$(dirname "$0")/dpop_load.py" "$TMP/dpop" 50 > "$TMP/dpop.out" &
   local loader=$!
   sleep 3

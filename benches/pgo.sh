@@ -72,7 +72,7 @@ REFUSED=1 BEARER="${TOKEN%.*}.$other${signature:1}" train "$dir/shipped.toml" lo
 # drives it, on a store of its own: started again on the shipped one
 # within a minute, the gateway would ask these proofs for a nonce.
 dpop() {
-  python3 "$here/dpop_proofs.py" http://127.0.0.1:18085/ $((seconds * 15000)) "$dir/dpop"
+  python3 "$here/dpop_proofs.py" http://127.0.0.1:18085/ $((seconds * 40000)) "$dir/dpop"
   PROOFS=$dir/dpop wrk -t1 -c50 -d"${seconds}s" -s "$here/dpop.lua" http://127.0.0.1:18085/
 }
 sed 's|^data_dir = .*|data_dir = "'"$dir"'/dpop-store"|' "$dir/shipped.toml" > "$dir/dpop.toml"

@@ -4,7 +4,7 @@
 # - a DPoP-bound token with a fresh ES256 proof each request, over 50
 #   connections kept open (benches/dpop_load.py), beside the shipped
 #   bearer token, and the proof's signature check alone (the inclusive
-#   count of jsonwebtoken::crypto::verify in the same profile), each per
+#   count of dpop::key::ProofKey::verifies in the same profile), each per
 #   proof the gateway checked;
 #   the rest of it, and the part of that in dpop::Proofs::check (the rest
 #   is carrying the token's proof: reading and forwarding its header), and
@@ -40,12 +40,12 @@ annotate() {
 inclusive() {
   annotate | awk -v name=":$1( |$)" '$0 ~ name {gsub(",", "", $1); if ($1 + 0 > max) max = $1 + 0} END {print max}'
 }
-verify=$(inclusive 'jsonwebtoken::crypto::verify')
+verify=$(inclusive 'portero::dpop::key::ProofKey::verifies')
 check=$(inclusive 'portero::dpop::Proofs::check')
 # Requests: the proofs the gateway checked in the window, not the load's
 # count of answers, which leaves out the requests in flight as it stops
-# (up to one a connection: 50 of the ~1,500 a run under valgrind serves,
-# each ~2.9 million instructions that its count would spread over the rest).
+# (up to one a connection: 50 of the ~5,500 a run under valgrind serves,
+# each ~0.8 million instructions that its count would spread over the rest).
 requests=$(annotate --tree=calling |
   awk '/>   .*:portero::dpop::Proofs::check \(/ && match($0, /\([0-9,]+x\)/) {
          n = substr($0, RSTART + 1, RLENGTH - 3); gsub(",", "", n); if (n + 0 > max) max = n + 0
@@ -102,7 +102,7 @@ median=$(printf '%s\n' "${costs[@]}" | sort -n | awk '{a[NR] = $1} END {print a[
 printf '%-46s %8s instructions/request (runs: %s)\n' "  the binding's cost, median" "$median" "${costs[*]}"
 
 # What 10 s cost with no request at all: each count carries it, spread
-# over its requests (under valgrind ~67,000 bearer ones and ~2,500 DPoP
+# over its requests (under valgrind ~67,000 bearer ones and ~5,500 DPoP
 # ones on an idle machine, fewer on a loaded one).
 idle=$(IDLE=1 bash "$here/callgrind.sh" "$binary --config $here/peers.toml" |
   grep -o '[0-9]* instructions in 10 s' | cut -d' ' -f1)

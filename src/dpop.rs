@@ -215,10 +215,8 @@ impl Proofs {
             .filter(|l| *l > first)
             .ok_or(not_jws)?;
         let (message, header_b64) = (&proof[..last], &proof[..first]);
-        let signature = std::str::from_utf8(&proof[last + 1..]).map_err(|_| not_jws)?;
         let key = self.key(header_b64, expected.algorithms)?;
-        let verified = jsonwebtoken::crypto::verify(signature, message, &key.decoding, key.alg);
-        if !matches!(verified, Ok(true)) {
+        if !key.verifies(message, &proof[last + 1..]) {
             return Err(Refused::Invalid("bad signature"));
         }
         let payload_b64 = &proof[first + 1..last];

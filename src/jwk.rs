@@ -189,10 +189,19 @@ pub fn verification_key(jwk: &Jwk) -> Result<(Algorithm, DecodingKey), String> {
         }
         (AlgorithmParameters::OctetKeyPair(okp), alg) => match (&okp.curve, alg) {
             // 32 bytes, no other length: the verifier slices them unchecked.
-            (EllipticCurve::Ed25519, None | Some(KeyAlgorithm::EdDSA))
-                if URL_SAFE_NO_PAD.decode(&okp.x).is_ok_and(|x| x.len() == 32) =>
-            {
-                Algorithm::EdDSA
+            (EllipticCurve::Ed25519, None | Some(KeyAlgorithm::EdDSA)) => {
+                let x: [u8; 32] = URL_SAFE_NO_PAD
+                    .decode(&okp.x)
+                    .ok()
+                    .and_then(|x| x.try_into().ok())
+                    .ok_or("an Ed25519 key is 32 bytes (x), base64url")?;
+                // A point of small order (the identity among them) takes a
+                // signature made without any private key.
+                match ed25519_dalek::VerifyingKey::from_bytes(&x) {
+                    Ok(key) if !key.is_weak() => Algorithm::EdDSA,
+                    Ok(_) => return Err("an Ed25519 key of small order signs nothing".into()),
+                    Err(_) => return Err("an Ed25519 key is a point of the curve".into()),
+                }
             }
             (EllipticCurve::Ed25519, _) => {
                 return Err("an Ed25519 key is 32 bytes (x), base64url".into())
@@ -260,6 +269,15 @@ mod tests {
         for x in ["AA", &"A".repeat(44), &"A".repeat(86)] {
             let okp = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
             assert!(alg_of(okp).unwrap_err().contains("32 bytes"), "{x}");
+        }
+        // Points of small order: the identity (1, then zeros), and the
+        // point of order 4 (all zeros).
+        for x in [
+            "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            &"A".repeat(43),
+        ] {
+            let okp = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
+            assert!(alg_of(okp).unwrap_err().contains("small order"), "{x}");
         }
         let okp = json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
         assert_eq!(alg_of(okp), Ok(Algorithm::EdDSA));

@@ -9,10 +9,11 @@ use super::*;
 
 const NOW: i64 = 1_800_000_000;
 
-/// A client's key pair: its public JWK, and a signer of proofs.
+/// A client's key pair: its public JWK, and a signer of proofs with `alg`.
 struct Client {
     jwk: Value,
     signing: EncodingKey,
+    alg: jsonwebtoken::Algorithm,
 }
 
 fn client() -> Client {
@@ -27,29 +28,62 @@ fn client() -> Client {
     Client {
         jwk,
         signing: EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+        alg: jsonwebtoken::Algorithm::ES256,
     }
 }
 
+/// A client signing with `alg`, its key `signing` (its public JWK made
+/// from it).
+fn client_of(alg: &str, signing: EncodingKey) -> Client {
+    let alg: jsonwebtoken::Algorithm = alg.parse().unwrap();
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&signing, alg).unwrap();
+    Client {
+        jwk: serde_json::to_value(jwk).unwrap(),
+        signing,
+        alg,
+    }
+}
+
+/// The fixtures' Ed25519 key (jsonwebtoken makes no JWK of one): its
+/// public key the last 32 bytes of its SubjectPublicKeyInfo.
+fn ed25519() -> Client {
+    let public = String::from_utf8(fixture("ed_public.pem")).unwrap();
+    let body: String = public.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap();
+    let x = URL_SAFE_NO_PAD.encode(&der[der.len() - 32..]);
+    Client {
+        jwk: json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
+        signing: EncodingKey::from_ed_pem(&fixture("ed_private.pem")).unwrap(),
+        alg: jsonwebtoken::Algorithm::EdDSA,
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
 impl Client {
-    /// A proof with `header` as written (`alg` ES256 added), signed.
+    /// A proof with `header` as written (its `alg` added), signed.
     fn proof_with(&self, mut header: Value, claims: Value) -> String {
-        header["alg"] = json!("ES256");
+        header["alg"] = json!(format!("{:?}", self.alg));
         self.signed(&header.to_string(), &claims.to_string())
     }
 
-    /// A proof of these texts, signed with ES256.
+    /// A proof of these texts, signed.
     fn signed(&self, header: &str, claims: &str) -> String {
         let message = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(claims)
         );
-        let signature = jsonwebtoken::crypto::sign(
-            message.as_bytes(),
-            &self.signing,
-            jsonwebtoken::Algorithm::ES256,
-        )
-        .unwrap();
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &self.signing, self.alg).unwrap();
         format!("{message}.{signature}")
     }
 
@@ -120,6 +154,91 @@ fn a_proof_of_the_request_is_taken_once() {
     assert!(p
         .check(c.proof(claims("2")).as_bytes(), &expected(&hash))
         .is_ok());
+}
+
+#[test]
+fn each_algorithm_takes_its_keys_signature_and_no_altered_one() {
+    let rng = ring::rand::SystemRandom::new();
+    let p384 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+        &ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+        &rng,
+    )
+    .unwrap();
+    let rsa = || EncodingKey::from_rsa_pem(&fixture("rsa_private.pem")).unwrap();
+    let clients = [
+        client(),
+        client_of("ES384", EncodingKey::from_ec_der(p384.as_ref())),
+        ed25519(),
+        client_of("RS256", rsa()),
+        client_of("RS384", rsa()),
+        client_of("RS512", rsa()),
+        client_of("PS256", rsa()),
+        client_of("PS384", rsa()),
+        client_of("PS512", rsa()),
+    ];
+    let (p, hash) = (proofs(), ath(b"the-token"));
+    for (i, c) in clients.iter().enumerate() {
+        let proof = c.proof(claims(&format!("alg-{i}")));
+        let taken = p.check(proof.as_bytes(), &expected(&hash));
+        assert!(taken.is_ok(), "{:?}: {taken:?}", c.alg);
+        // Another signature: one of its bytes (not the last character's
+        // spare bits) changed.
+        let mut altered = proof.into_bytes();
+        let at = altered.len() - 8;
+        altered[at] = if altered[at] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            p.check(&altered, &expected(&hash)).err(),
+            Some(Refused::Invalid("bad signature")),
+            "{:?}",
+            c.alg
+        );
+    }
+    // An RSA key of under 2048 bits is no proof key.
+    let short = client_of(
+        "RS256",
+        EncodingKey::from_rsa_pem(&fixture("rsa1024_private.pem")).unwrap(),
+    );
+    let proof = short.proof(claims("short"));
+    assert_eq!(
+        p.check(proof.as_bytes(), &expected(&hash)).err(),
+        Some(Refused::Invalid("the jwk cannot verify"))
+    );
+}
+
+#[test]
+fn a_signature_too_long_or_made_for_a_key_of_small_order_is_refused() {
+    let (c, p, hash) = (client(), proofs(), ath(b"the-token"));
+    let proof = c.proof(claims("long"));
+    let message = &proof[..proof.rfind('.').unwrap()];
+    // Around the longest signature read (an RSA one of 8192 bits, 1,366
+    // characters, whose 1,024 bytes once found no room): read and
+    // refused, or refused unread.
+    for length in [1364, 1365, 1366, 1367, 1368, 1400] {
+        let long = format!("{message}.{}", "A".repeat(length));
+        assert_eq!(
+            p.check(long.as_bytes(), &expected(&hash)).err(),
+            Some(Refused::Invalid("bad signature")),
+            "{length}"
+        );
+    }
+    // The identity as an Ed25519 key takes a signature made without any
+    // private key (R the identity, S zero): no key of small order is read.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let header = json!({"typ": "dpop+jwt", "alg": "EdDSA",
+        "jwk": {"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(identity)}});
+    let mut signature = [0u8; 64];
+    signature[0] = 1;
+    let forged = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims("forged").to_string()),
+        URL_SAFE_NO_PAD.encode(signature)
+    );
+    assert_eq!(
+        p.check(forged.as_bytes(), &expected(&hash)).err(),
+        Some(Refused::Invalid("the jwk cannot verify"))
+    );
 }
 
 /// Two keys whose headers share the places the key cache samples (a long
