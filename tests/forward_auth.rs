@@ -68,14 +68,14 @@ impl Asks {
         let endpoint = format!("http://127.0.0.1:{portero_port}/.portero/auth");
         let nginx = "proxy_set_header X-Original-URI $request_uri;\n      \
                      proxy_set_header X-Original-Method $request_method;\n      \
-                     proxy_set_header X-Original-Host $host;";
+                     proxy_set_header X-Original-Host $http_host;";
         let cleared = "proxy_set_header X-Forwarded-Uri \"\";\n      \
                        proxy_set_header X-Forwarded-Method \"\";\n      \
                        proxy_set_header X-Forwarded-Host \"\";\n      \
                        proxy_set_header X-Original-URL \"\";";
         let traefik = "proxy_set_header X-Forwarded-Uri $request_uri;\n      \
                        proxy_set_header X-Forwarded-Method $request_method;\n      \
-                       proxy_set_header X-Forwarded-Host $host;";
+                       proxy_set_header X-Forwarded-Host $http_host;";
         match self {
             Asks::Nginx => format!("proxy_pass {endpoint};\n      {nginx}\n      {cleared}"),
             Asks::NginxUncleared => format!("proxy_pass {endpoint};\n      {nginx}"),

@@ -162,8 +162,15 @@ fn target<'p>(parts: &'p Parts, ctx: &RequestContext) -> Option<Target<'p>> {
         .map(|a| a.as_str())
         .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok())?;
     if ctx.from_trusted_proxy {
-        if let Some(proto) = said(X_FORWARDED_PROTO) {
-            https = proto.eq_ignore_ascii_case("https");
+        // One scheme, or none said: a list or a field twice (a proxy that
+        // appends to a client's copy) names no one scheme, and the proof
+        // is refused rather than read against the connection's.
+        if parts.headers.contains_key(X_FORWARDED_PROTO) {
+            https = match said(X_FORWARDED_PROTO) {
+                Some(p) if p.eq_ignore_ascii_case("https") => true,
+                Some(p) if p.eq_ignore_ascii_case("http") => false,
+                _ => return None,
+            };
         }
         if let Some(host) = said(X_FORWARDED_HOST).filter(|h| !h.is_empty()) {
             authority = host;
@@ -313,4 +320,42 @@ fn dpop_token(parts: &Parts) -> Option<&str> {
 /// The `DPoP-Nonce` field's value (RFC 9449 §8.1).
 pub(super) fn nonce_header(nonce: &str) -> Option<http::HeaderValue> {
     http::HeaderValue::from_str(nonce).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target_of(proto: &[&str], trusted: bool) -> Option<(bool, String)> {
+        let mut request = http::Request::get("/a").header("host", "api.example");
+        for p in proto {
+            request = request.header(X_FORWARDED_PROTO, *p);
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        let mut ctx = RequestContext::new(std::time::Instant::now(), false, None, false);
+        ctx.from_trusted_proxy = trusted;
+        target(&parts, &ctx).map(|t| (t.https, t.uri()))
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_one_scheme_or_the_proof_is_refused() {
+        assert_eq!(
+            target_of(&[], true),
+            Some((false, "http://api.example/a".into()))
+        );
+        assert_eq!(target_of(&["HTTPS"], true).map(|t| t.0), Some(true));
+        assert_eq!(target_of(&["http"], true).map(|t| t.0), Some(false));
+        // A list, a field twice, another scheme: no one scheme.
+        for proto in [
+            &["https, http"][..],
+            &["http, https"],
+            &["https", "https"],
+            &["wss"],
+            &[""],
+        ] {
+            assert_eq!(target_of(proto, true), None, "{proto:?}");
+        }
+        // From anyone else the field is not read.
+        assert_eq!(target_of(&["https, http"], false).map(|t| t.0), Some(false));
+    }
 }
